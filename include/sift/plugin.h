@@ -1,0 +1,341 @@
+/*
+ * sift/plugin.h - the Sift plugin contract. This is the only header a plugin
+ * includes.
+ *
+ * A plugin is a shared object that exports one symbol, `sift_plugin_entry`, a
+ * `struct sift_plugin`. The host (filterd, policyd or siftctl) loads it with
+ * RTLD_NOW|RTLD_LOCAL, checks abi_major (must equal SIFT_ABI_MAJOR),
+ * abi_minor (may be older than the host's) and struct_size, then:
+ *
+ *   1. parses every `<name>_<param>` setting of the configuration through the
+ *      plugin's typed parameter table into a zeroed block of conf_size bytes
+ *      (defaults first, then the configured values, checked against bounds);
+ *   2. calls init(host, conf, err) once per configuration generation, with the
+ *      parameters filled in. init may build derived state in the rest of the
+ *      conf block (conf_size covers the parameter fields and any private
+ *      fields after them). From then on the conf block is read-only and shared
+ *      by all threads;
+ *   3. calls the hooks for every connection / message / policy request;
+ *   4. calls release(conf) when the last connection using that generation is
+ *      gone (after a reload, or at exit).
+ *
+ * Threading rules:
+ *   - preinit, init and release are called from one thread, never together.
+ *   - The hooks of one connection never overlap, but consecutive hooks of one
+ *     connection may run on different threads: keep per-connection state in
+ *     sift_conn_state(), never in thread-local storage.
+ *   - Different connections run in parallel: anything a plugin shares between
+ *     connections (caches, counters) must be locked by the plugin, or use the
+ *     host's key-value store.
+ *   - Plugins never fork, exit, install signal handlers, or block without a
+ *     deadline (use host->time_left_ms()).
+ *
+ * The host pointer passed to preinit/init stays valid for the life of the
+ * process: a plugin keeps it in a static variable to reach the host's
+ * services from its hooks.
+ *
+ * Ownership rules:
+ *   - Strings handed to a hook are owned by the host and valid until the hook
+ *     returns, unless stated otherwise. Strings returned by accessors
+ *     (host->get, host->macro, ...) live until the end of the message
+ *     (message items) or the connection (connection items).
+ *   - Strings a plugin passes to the host are copied by the host.
+ *   - host->msg_alloc() memory lives until the end of the message.
+ *   - map and DNS results documented as malloc'd are freed by the caller with
+ *     free().
+ *
+ * Verdicts: every hook returns an enum sift_verdict. The host merges them:
+ *   plugins run in the profile's configured order; the first REJECT, TEMPFAIL
+ *   or DISCARD ends the phase (and the message); ACCEPT whitelists the
+ *   message: later plugins are skipped unless they are marked
+ *   SIFT_F_ALWAYS_RUN; ERROR becomes `<name>_error_action` (default tempfail);
+ *   HOLD asks for the message to be put on hold (Postfix's hold queue) and
+ *   processing goes on. DUNNO means no opinion.
+ *
+ * Growing the ABI: fields are only ever appended to struct sift_plugin and
+ * struct sift_host; abi_minor grows with each addition. A plugin built for
+ * an older minor is accepted; fields past its struct_size read as absent.
+ */
+#ifndef SIFT_PLUGIN_H
+#define SIFT_PLUGIN_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SIFT_ABI_MAJOR 1
+#define SIFT_ABI_MINOR 0
+
+struct sift_ctx; /* one connection/message/request as seen by a plugin */
+struct sift_map; /* a map in Postfix table syntax (type:name) */
+
+enum sift_verdict {
+	SIFT_DUNNO = 0,	  /* no opinion, continue */
+	SIFT_ACCEPT,	  /* whitelist: skip later plugins except always-run */
+	SIFT_REJECT,	  /* permanent failure (5xx) */
+	SIFT_TEMPFAIL,	  /* temporary failure (4xx) */
+	SIFT_DISCARD,	  /* accept and drop (the message; milter and policy) */
+	SIFT_HOLD,	  /* keep going, but put the message on hold */
+	SIFT_ERROR,	  /* internal error: the host applies <name>_error_action */
+	SIFT_VERDICT_MAX
+};
+
+/* Which daemons a plugin runs in (struct sift_plugin.daemons). */
+#define SIFT_D_FILTERD 0x01 /* the milter daemon, and siftctl test */
+#define SIFT_D_POLICYD 0x02 /* the policy daemon */
+
+/* Phases a plugin implements; the host derives them from the non-NULL hooks,
+ * so a plugin never sets them itself. Exposed for logs and siftctl. */
+enum sift_phase {
+	SIFT_PH_CONNECT = 0,
+	SIFT_PH_HELO,
+	SIFT_PH_MAIL,
+	SIFT_PH_RCPT,
+	SIFT_PH_DATA,
+	SIFT_PH_HEADER,
+	SIFT_PH_EOH,
+	SIFT_PH_BODY,
+	SIFT_PH_EOM,
+	SIFT_PH_POLICY,
+	SIFT_PH_MAX
+};
+
+/* Message changes a plugin may make (struct sift_plugin.actions). The union
+ * over the loaded plugins is what filterd asks the MTA for. */
+#define SIFT_A_ADDHDRS 0x01	/* add or insert headers */
+#define SIFT_A_CHGHDRS 0x02	/* change or delete headers */
+#define SIFT_A_QUARANTINE 0x04	/* put the message on hold */
+#define SIFT_A_CHGBODY 0x08	/* replace the body (not yet offered) */
+
+/* Plugin flags (struct sift_plugin.flags). */
+#define SIFT_F_ALWAYS_RUN 0x01	/* run even after an earlier ACCEPT (signing) */
+#define SIFT_F_NEED_BODY 0x02	/* needs the whole body at end of message */
+#define SIFT_F_HDR_LEADSPC 0x04 /* needs header values byte-exact (DKIM) */
+
+/* ---- Typed parameter tables ---------------------------------------------
+ * Each entry describes one setting `<plugin>_<name>`. The host stores the
+ * parsed value at `offset` in the conf block, as:
+ *   SIFT_P_BOOL    int            (yes/no, true/false, on/off, 1/0)
+ *   SIFT_P_INT     long long      (bounded by min..max)
+ *   SIFT_P_TIME    long long      milliseconds; a bare number is seconds;
+ *                                 units ms s m h d w
+ *   SIFT_P_SIZE    long long      bytes; units k m g (1024-based)
+ *   SIFT_P_STRING  const char *   (never NULL: "" when empty)
+ *   SIFT_P_LIST    const char *const *  NULL-terminated; items separated by
+ *                                 whitespace and/or commas
+ *   SIFT_P_MAP     const struct sift_map *  NULL when the value is empty
+ *   SIFT_P_ENUM    int            index into `choices` (a |-separated list)
+ * min/max bound INT, TIME (ms) and SIZE values (0,0 = unbounded).
+ */
+enum sift_param_type {
+	SIFT_P_BOOL = 1,
+	SIFT_P_INT,
+	SIFT_P_TIME,
+	SIFT_P_SIZE,
+	SIFT_P_STRING,
+	SIFT_P_LIST,
+	SIFT_P_MAP,
+	SIFT_P_ENUM,
+};
+
+struct sift_param {
+	const char *name;	   /* without the plugin prefix; NULL ends the table */
+	enum sift_param_type type;
+	const char *def;	   /* default, in config syntax ("" for none) */
+	long long min, max;	   /* bounds for INT/TIME/SIZE */
+	size_t offset;		   /* where the value goes in the conf block */
+	const char *choices;	   /* SIFT_P_ENUM: "reject|tempfail|accept" */
+	const char *doc;	   /* one line, shown by -p and in the docs check */
+};
+
+#define SIFT_PARAM_END {NULL, 0, NULL, 0, 0, 0, NULL, NULL}
+
+/* Items a plugin can read with host->get(). Values are NULL when unknown. */
+enum sift_item {
+	SIFT_I_PROFILE = 0,	/* "inbound" or "originating" */
+	SIFT_I_CLIENT_ADDR,	/* client IP address, text form */
+	SIFT_I_CLIENT_NAME,	/* verified client name or "unknown" */
+	SIFT_I_CLIENT_PTR,	/* reverse (PTR) name or "unknown" */
+	SIFT_I_CLIENT_PORT,
+	SIFT_I_HELO,
+	SIFT_I_SENDER,		/* envelope sender without <>; "" for null sender */
+	SIFT_I_RCPT,		/* the current recipient (RCPT phase, policy) */
+	SIFT_I_QUEUE_ID,	/* NULL before Postfix assigned one */
+	SIFT_I_SASL_USERNAME,	/* SASL login; NULL when not authenticated */
+	SIFT_I_SASL_METHOD,
+	SIFT_I_SASL_SENDER,
+	SIFT_I_DAEMON_NAME,	/* filterd: {daemon_name}; policyd: policy_context */
+	SIFT_I_MYHOSTNAME,	/* the MTA's host name (j) or our own */
+	SIFT_I_PROTOCOL_STATE,	/* policyd: CONNECT, RCPT, DATA, END-OF-MESSAGE ... */
+	SIFT_I_INSTANCE,	/* policyd: the transaction's instance */
+	SIFT_I_SIZE,		/* policyd: size attribute, decimal */
+	SIFT_I_RCPT_COUNT,	/* policyd: recipient_count attribute, decimal */
+	SIFT_I_MAX
+};
+
+/* One header of the message as received. `value` is what followed the colon,
+ * leading white space included, folded lines joined with "\r\n". */
+struct sift_header {
+	const char *name;
+	const char *value;
+};
+
+/* A DNS answer, allocated by the host as one block; free() it. rr[i] points
+ * at rdata in wire form except for TXT, which is the concatenated
+ * character-strings, NUL-terminated; and for A/AAAA, the raw address. */
+enum sift_dns_status {
+	SIFT_DNS_OK = 0,     /* answers present */
+	SIFT_DNS_NXDOMAIN,   /* name does not exist */
+	SIFT_DNS_NODATA,     /* name exists, no records of that type */
+	SIFT_DNS_TEMPFAIL,   /* SERVFAIL, timeout, network error */
+	SIFT_DNS_ERROR,	     /* bad query */
+};
+
+struct sift_dns_result {
+	enum sift_dns_status status;
+	int rrtype;
+	unsigned ttl;	       /* smallest TTL of the answer */
+	int secure;	       /* DNSSEC validated */
+	size_t count;	       /* number of records */
+	const unsigned char **rr; /* record data */
+	const size_t *len;	  /* record lengths */
+};
+
+/* The host's services, passed to preinit() and init(). Functions are only
+ * ever appended. */
+struct sift_host {
+	unsigned abi_major, abi_minor;
+	size_t struct_size;
+
+	/* Logging: prefixes "<queue id>: <plugin>: " itself. level is a syslog
+	 * priority (LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG).
+	 * ctx may be NULL outside hooks (init). Never log secrets. */
+	void (*log)(struct sift_ctx *ctx, int level, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+
+	/* State blocks of the calling plugin, zeroed by the host:
+	 * conf: the read-only configuration block of this generation;
+	 * conn: conn_size bytes, lives for the connection;
+	 * msg:  msg_size bytes, lives for one message (or policy transaction,
+	 *       keyed by `instance`). */
+	void *(*conf)(struct sift_ctx *ctx);
+	void *(*conn)(struct sift_ctx *ctx);
+	void *(*msg)(struct sift_ctx *ctx);
+
+	/* Connection / envelope data. */
+	const char *(*get)(struct sift_ctx *ctx, enum sift_item item);
+	size_t (*rcpt_count)(struct sift_ctx *ctx);
+	const char *(*rcpt)(struct sift_ctx *ctx, size_t i);
+	/* filterd: a milter macro ("{auth_authen}", "i"); policyd: a request
+	 * attribute ("sasl_username"). NULL when absent. */
+	const char *(*macro)(struct sift_ctx *ctx, const char *name);
+
+	/* The message (filterd and siftctl test; at EOH/EOM). */
+	size_t (*header_count)(struct sift_ctx *ctx);
+	const struct sift_header *(*header)(struct sift_ctx *ctx, size_t i);
+	/* The body after the blank line, CRLF line ends. Returns bytes copied,
+	 * 0 at the end, -1 on error. */
+	long long (*body_size)(struct sift_ctx *ctx);
+	long (*body_read)(struct sift_ctx *ctx, long long off, void *buf, size_t len);
+
+	/* Results. reply(): the SMTP reply for the REJECT/TEMPFAIL the hook is
+	 * about to return (code "550", xcode "5.7.1"; text may be NULL). */
+	void (*reply)(struct sift_ctx *ctx, const char *code, const char *xcode,
+		      const char *text);
+	/* A named scored symbol (SPF_FAIL, DKIM_VALID). `option` may be NULL. */
+	void (*symbol)(struct sift_ctx *ctx, const char *name, double score,
+		       const char *option);
+	double (*score)(struct sift_ctx *ctx);
+	/* Queued header edits, applied at end of message in the order given.
+	 * header_insert: index 0 = top of the header. header_change: idx is
+	 * 1-based among headers of that name; value NULL deletes. */
+	void (*header_add)(struct sift_ctx *ctx, const char *name, const char *value);
+	void (*header_insert)(struct sift_ctx *ctx, unsigned idx, const char *name,
+			      const char *value);
+	void (*header_change)(struct sift_ctx *ctx, const char *name, unsigned idx,
+			      const char *value);
+	/* policyd: a non-final action (PREPEND header, WARN, INFO ...), used
+	 * when no plugin gives a final one. Text after "action=". */
+	void (*policy_action)(struct sift_ctx *ctx, const char *action);
+	/* Reason for HOLD (quarantine) verdicts. */
+	void (*hold)(struct sift_ctx *ctx, const char *reason);
+
+	/* Memory that lives until the end of the message. Never NULL. */
+	void *(*msg_alloc)(struct sift_ctx *ctx, size_t size);
+
+	/* Milliseconds left before the MTA gives up on this step. */
+	long (*time_left_ms)(struct sift_ctx *ctx);
+
+	/* Maps: 1 found (*result_r malloc'd), 0 not found, -1 error. */
+	int (*map_lookup)(const struct sift_map *map, const char *key, char **result_r);
+	/* Open a map by "type:name" at init time (for maps built from other
+	 * settings); NULL + *err_r (malloc'd) on error; freed at release. */
+	const struct sift_map *(*map_open)(const char *spec, char **err_r);
+
+	/* DNS through the shared resolver. Returns NULL only on allocation
+	 * failure; check ->status. timeout_ms 0 = the configured default. */
+	struct sift_dns_result *(*dns_query)(const char *name, int rrtype, long timeout_ms);
+
+	/* Key-value store (memory: or redis:). 0 ok, 1 not found, -1 error.
+	 * kv_get: *val_r malloc'd. kv_incr: adds delta, sets the expiry only
+	 * when the key is created, returns the new value in *val_r. */
+	int (*kv_get)(const char *key, char **val_r);
+	int (*kv_set)(const char *key, const char *val, long ttl_ms);
+	int (*kv_incr)(const char *key, long long delta, long ttl_ms, long long *val_r);
+	int (*kv_del)(const char *key);
+};
+
+struct sift_plugin {
+	unsigned abi_major, abi_minor; /* SIFT_ABI_MAJOR, SIFT_ABI_MINOR */
+	size_t struct_size;	       /* sizeof(struct sift_plugin) */
+	const char *name;	       /* = file name and parameter prefix */
+	const char *description;
+	unsigned daemons;	       /* SIFT_D_* */
+	unsigned actions;	       /* SIFT_A_* */
+	unsigned flags;		       /* SIFT_F_* */
+	const struct sift_param *params;
+	size_t conf_size, conn_size, msg_size;
+
+	/* Lifecycle. Return 0, or -1 with *err_r set to a malloc'd message.
+	 * preinit runs once, before privileges are dropped (open keys here if
+	 * they are readable only by root). */
+	int (*preinit)(const struct sift_host *host, void *conf, char **err_r);
+	int (*init)(const struct sift_host *host, void *conf, char **err_r);
+	void (*release)(void *conf);
+
+	/* Hooks; NULL = not interested. */
+	enum sift_verdict (*connect)(struct sift_ctx *ctx);
+	enum sift_verdict (*helo)(struct sift_ctx *ctx);
+	enum sift_verdict (*mail)(struct sift_ctx *ctx);
+	enum sift_verdict (*rcpt)(struct sift_ctx *ctx);
+	enum sift_verdict (*data)(struct sift_ctx *ctx);
+	enum sift_verdict (*header)(struct sift_ctx *ctx, const struct sift_header *h);
+	enum sift_verdict (*eoh)(struct sift_ctx *ctx);
+	enum sift_verdict (*body)(struct sift_ctx *ctx, const unsigned char *buf, size_t len);
+	enum sift_verdict (*eom)(struct sift_ctx *ctx);
+	/* End of a message that did not reach eom (RSET, reject): free msg state. */
+	void (*abort)(struct sift_ctx *ctx);
+	/* End of a message, after eom or abort: always called once per message. */
+	void (*msg_end)(struct sift_ctx *ctx);
+	/* End of the connection. */
+	void (*close)(struct sift_ctx *ctx);
+	/* policyd: one request; SIFT_I_PROTOCOL_STATE says which stage. */
+	enum sift_verdict (*policy)(struct sift_ctx *ctx);
+};
+
+/* Marks the entry symbol exported when plugins build with hidden visibility:
+ *   SIFT_EXPORT const struct sift_plugin sift_plugin_entry = { ... }; */
+#define SIFT_EXPORT __attribute__((visibility("default")))
+
+#define SIFT_PLUGIN_INIT                                                       \
+	.abi_major = SIFT_ABI_MAJOR, .abi_minor = SIFT_ABI_MINOR,              \
+	.struct_size = sizeof(struct sift_plugin)
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,2 @@
+/* addr.c - placeholder until implemented. */
+#include "sift.h"

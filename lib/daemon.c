@@ -1,0 +1,2 @@
+/* daemon.c - placeholder until implemented. */
+#include "sift.h"

@@ -1,0 +1,2 @@
+/* dns.c - placeholder until implemented. */
+#include "sift.h"

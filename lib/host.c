@@ -1,0 +1,2 @@
+/* host.c - placeholder until implemented. */
+#include "sift.h"

@@ -1,0 +1,2 @@
+/* kv.c - placeholder until implemented. */
+#include "sift.h"

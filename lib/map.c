@@ -1,0 +1,2 @@
+/* map.c - placeholder until implemented. */
+#include "sift.h"

@@ -1,0 +1,2 @@
+/* msg.c - placeholder until implemented. */
+#include "sift.h"

@@ -1,0 +1,2 @@
+/* param.c - placeholder until implemented. */
+#include "sift.h"

@@ -1,0 +1,2 @@
+/* policy.c - placeholder until implemented. */
+#include "sift.h"

@@ -1,0 +1,359 @@
+/*
+ * lib/sift.h - the shared core linked into filterd, policyd and siftctl.
+ *
+ * Conventions: public names start with sift_; fallible functions return 0 or
+ * -1 and set *err_r to a malloc'd message (the caller frees it); allocation
+ * never returns NULL (sift_malloc and friends log a fatal line and exit).
+ * Each section names the .c file that implements it and its threading rules.
+ */
+#ifndef SIFT_CORE_H
+#define SIFT_CORE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <syslog.h>
+
+#include "sift/plugin.h"
+
+#define SIFT_VERSION "0.1.0"
+
+/* ---- util.c: memory and strings (thread-safe) ---------------------------- */
+void *sift_malloc(size_t n);
+void *sift_calloc(size_t n, size_t size);
+void *sift_realloc(void *p, size_t n);
+char *sift_strdup(const char *s);
+char *sift_strndup(const char *s, size_t n);
+char *sift_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *sift_vasprintf(const char *fmt, va_list ap);
+/* Lower-case an ASCII string in place; returns s. */
+char *sift_lowercase(char *s);
+/* Trim leading/trailing white space in place; returns the start. */
+char *sift_trim(char *s);
+/* Monotonic clock in milliseconds. */
+long long sift_now_ms(void);
+
+/* A growable byte buffer. */
+struct sift_buf {
+	char *data;
+	size_t len, cap;
+};
+void sift_buf_add(struct sift_buf *b, const void *p, size_t n);
+void sift_buf_adds(struct sift_buf *b, const char *s);
+void sift_buf_printf(struct sift_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sift_buf_free(struct sift_buf *b);
+/* NUL-terminates (not counted in len) and returns data. */
+const char *sift_buf_str(struct sift_buf *b);
+
+/* ---- log.c: Postfix maillog style logging (thread-safe) ------------------
+ * Lines go to syslog (facility mail, ident = program name) or, with
+ * foreground, to stderr as "<time> <prog>[pid]: <text>".
+ * sift_log_msg prefixes "<qid>: " (qid NULL = "NOQUEUE") and, when plugin is
+ * not NULL, "<plugin>: ". */
+void sift_log_init(const char *progname, bool to_stderr, int max_level);
+void sift_log_set_level(int max_level);
+void sift_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sift_vlog(int level, const char *fmt, va_list ap);
+void sift_log_msg(int level, const char *qid, const char *plugin, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void sift_vlog_msg(int level, const char *qid, const char *plugin, const char *fmt, va_list ap);
+/* Logs at LOG_CRIT with "fatal: " and exits 1. Startup only. */
+void sift_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* ---- config.c: main.cf-style configuration files --------------------------
+ * Syntax (as Postfix main.cf): `name = value`; lines starting with white
+ * space continue the previous line; `#` at the start of a line (after white
+ * space) is a comment; blank lines ignored; later settings override earlier.
+ * After FILE, every `*.conf` in `FILE.d/` (e.g. filterd.conf.d/) is read in
+ * name order. Values keep `$name`, `${name}`, `$(name)` references; they are
+ * expanded on lookup (recursively, undefined names expand to the empty
+ * string, loops are an error). Errors name "file:line".
+ * A struct sift_config is built at startup or reload by one thread and is
+ * read-only afterwards. */
+struct sift_config;
+struct sift_config *sift_config_new(void);
+void sift_config_free(struct sift_config *cfg);
+/* Reads path (and path.d/). Missing file: error unless optional. */
+int sift_config_load(struct sift_config *cfg, const char *path, bool optional, char **err_r);
+/* A "-o name=value" override; origin is used in messages ("-o"). */
+int sift_config_set(struct sift_config *cfg, const char *assignment, const char *origin,
+		    char **err_r);
+/* Registers the defaults of a parameter table (prefix prepended to names), so
+ * that $name expansion and -p see them. */
+void sift_config_defaults(struct sift_config *cfg, const char *prefix, const struct sift_param *tab);
+/* The raw (unexpanded) value and where it came from; NULL if never set. */
+const char *sift_config_raw(const struct sift_config *cfg, const char *name, const char **where_r);
+/* Expanded value of a setting, or of its registered default, or NULL;
+ * malloc'd. */
+char *sift_config_get(const struct sift_config *cfg, const char *name, char **err_r);
+/* Calls fn for every explicitly set name, in first-set order. */
+void sift_config_each(const struct sift_config *cfg,
+		      void (*fn)(const char *name, const char *raw, const char *where, void *arg),
+		      void *arg);
+/* Names set in the files that no registered table knows: one warning each,
+ * returns the count. */
+int sift_config_warn_unknown(const struct sift_config *cfg);
+
+/* ---- param.c: typed parameter tables --------------------------------------
+ * Fills `block` (zeroed by the caller) from cfg for every entry of tab, names
+ * being prefix + entry name (prefix "" for the daemons' own tables, "dkim_"
+ * for the dkim plugin). Checks types, bounds and choices; errors name the
+ * parameter and where it was set. */
+int sift_params_parse(const struct sift_config *cfg, const char *prefix,
+		      const struct sift_param *tab, void *block, char **err_r);
+/* Frees the strings, lists and maps sift_params_parse stored in block. */
+void sift_params_free(const struct sift_param *tab, void *block);
+/* Prints `name = value` lines: all parameters with their effective value
+ * (all = true, for -p) or only those explicitly set (-n). */
+void sift_params_print(FILE *out, const struct sift_config *cfg, const char *prefix,
+		       const struct sift_param *tab, bool all);
+/* Value parsers, shared with other code. 0 ok, -1 bad syntax. */
+int sift_parse_bool(const char *s, int *v_r);
+int sift_parse_time_ms(const char *s, long long *v_r);
+int sift_parse_size(const char *s, long long *v_r);
+/* Splits a list value on white space and commas; NULL-terminated, one
+ * allocation (free() the array). */
+char **sift_split_list(const char *s);
+
+/* ---- map.c: lookup tables in Postfix syntax --------------------------------
+ * Types: texthash:/path (key value lines, case-insensitive keys), pcre:/path
+ * and regexp:/path (/regex/flags result; if /regex/ ... endif; $1..$9
+ * substitution), cidr:/path (network/prefix result; key is an IP address),
+ * inline:{ key=value, { key = value with spaces } }, static:value
+ * (static:{ value with spaces }). Maps are immutable after open and safe to
+ * use from any thread. Lookups fold the key to lower case for texthash and
+ * inline, as Postfix does for its indexed tables. */
+struct sift_map *sift_map_open(const char *spec, char **err_r);
+void sift_map_free(struct sift_map *map);
+/* 1 found (*result_r malloc'd), 0 not found, -1 error. */
+int sift_map_lookup(const struct sift_map *map, const char *key, char **result_r);
+const char *sift_map_spec(const struct sift_map *map);
+
+/* ---- addr.c: IP addresses and networks ------------------------------------ */
+struct sift_net {
+	int family; /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	int prefix;
+};
+/* "192.0.2.0/24", "2001:db8::/32", "192.0.2.1" (= /32). Host bits must be 0
+ * unless loose. */
+int sift_net_parse(const char *s, bool loose, struct sift_net *net_r);
+/* Parses an address (IPv4, IPv6, IPv4-mapped IPv6 becomes IPv4) into addr. */
+int sift_addr_parse(const char *s, int *family_r, unsigned char addr_r[16]);
+bool sift_net_match(const struct sift_net *net, int family, const unsigned char addr[16]);
+
+/* ---- msg.c: the message as received ---------------------------------------
+ * Headers in order, values byte-exact (leading white space kept, folded lines
+ * joined with CRLF). The body (CRLF line ends) is kept in memory up to
+ * mem_limit bytes and spooled to an unlinked temporary file in tmpdir beyond.
+ * One message belongs to one connection: not thread-safe. */
+struct sift_msg;
+struct sift_msg *sift_msg_new(size_t mem_limit, const char *tmpdir);
+void sift_msg_free(struct sift_msg *m);
+void sift_msg_add_header(struct sift_msg *m, const char *name, const char *value);
+int sift_msg_add_body(struct sift_msg *m, const void *buf, size_t len, char **err_r);
+size_t sift_msg_header_count(const struct sift_msg *m);
+const struct sift_header *sift_msg_header(const struct sift_msg *m, size_t i);
+long long sift_msg_body_size(const struct sift_msg *m);
+long sift_msg_body_read(struct sift_msg *m, long long off, void *buf, size_t len);
+/* Parses a whole message (RFC 5322, LF or CRLF line ends) from fp.
+ * Malformed header lines end the header block, as Postfix does. */
+int sift_msg_read_file(struct sift_msg *m, FILE *fp, char **err_r);
+
+/* ---- policy.c: Postfix policy delegation protocol codec --------------------
+ * A request is name=value lines ended by an empty line. The parser is fed
+ * bytes as they arrive and bounds line length and attribute count. */
+#define SIFT_POLICY_MAX_LINE 4096
+#define SIFT_POLICY_MAX_ATTRS 128
+struct sift_policy_attr {
+	char *name, *value;
+};
+struct sift_policy_req {
+	struct sift_policy_attr attrs[SIFT_POLICY_MAX_ATTRS];
+	size_t n;
+};
+struct sift_policy_parser {
+	struct sift_policy_req req;
+	char line[SIFT_POLICY_MAX_LINE + 1];
+	size_t line_len;
+	char error[128];
+};
+void sift_policy_parser_init(struct sift_policy_parser *p);
+/* Frees the attributes of the current request and starts a new one. */
+void sift_policy_parser_reset(struct sift_policy_parser *p);
+/* Consumes up to len bytes. Returns 1 when a request is complete (*used_r
+ * says how many bytes were consumed; the rest belongs to the next request),
+ * 0 when more input is needed (all consumed), -1 on a protocol error
+ * (p->error says why: line too long, too many attributes, no '=', NUL). */
+int sift_policy_feed(struct sift_policy_parser *p, const char *buf, size_t len, size_t *used_r);
+/* First value of an attribute, or NULL. */
+const char *sift_policy_get(const struct sift_policy_req *r, const char *name);
+
+/* ---- dns.c: the shared resolver (libunbound) -------------------------------
+ * One resolver for the whole process, with a cache. servers: NULL or empty =
+ * the system's (/etc/resolv.conf); else "127.0.0.1:5353 192.0.2.53" (port
+ * optional) as forwarders. Queries are thread-safe and bounded by timeout_ms
+ * (0 = the default given here). */
+int sift_dns_init(const char *servers, long default_timeout_ms, char **err_r);
+void sift_dns_shutdown(void);
+struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeout_ms);
+
+/* ---- kv.c: key-value store --------------------------------------------------
+ * "memory:" (in-process, default) or "redis:..." where available. Thread-safe.
+ * Return codes as struct sift_host's kv_* functions. */
+struct sift_kv;
+struct sift_kv *sift_kv_open(const char *spec, char **err_r);
+void sift_kv_free(struct sift_kv *kv);
+int sift_kv_get(struct sift_kv *kv, const char *key, char **val_r);
+int sift_kv_set(struct sift_kv *kv, const char *key, const char *val, long ttl_ms);
+int sift_kv_incr(struct sift_kv *kv, const char *key, long long delta, long ttl_ms,
+		 long long *val_r);
+int sift_kv_del(struct sift_kv *kv, const char *key);
+
+/* ---- host.c: plugins, configuration generations, the plugin chain ----------
+ * A generation is one parsed configuration with its plugins initialised; it
+ * is reference-counted: every connection holds the generation it started
+ * with, a reload builds a new one and swaps sift_gen_current(). */
+enum sift_daemon { SIFT_FILTERD = 1, SIFT_POLICYD = 2, SIFT_SIFTCTL = 3 };
+enum sift_profile { SIFT_INBOUND = 0, SIFT_ORIGINATING = 1, SIFT_PROFILE_MAX };
+extern const char *const sift_profile_names[SIFT_PROFILE_MAX];
+extern const char *const sift_verdict_names[SIFT_VERDICT_MAX];
+
+/* The daemon's own parameters (lists, paths, ...) live in a struct that the
+ * daemon parses itself; the generation keeps the common ones below. */
+struct sift_common_conf {
+	const char *plugin_directory;
+	const char *const *inbound_plugins;
+	const char *const *originating_plugins;
+	const char *const *originating_daemons;
+	const struct sift_map *originating_networks;
+	const char *dns_servers;
+	long long dns_timeout;
+	const char *state_store;
+	const char *myhostname;
+	const char *authserv_id;
+	const char *tmpdir;
+	long long message_memory_limit;
+	long long max_message_size;
+};
+extern const struct sift_param sift_common_params[];
+
+struct sift_gen;
+/* Loads and initialises everything cfg asks for. The caller registered its
+ * own tables' defaults already. */
+struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, char **err_r);
+void sift_gen_ref(struct sift_gen *g);
+void sift_gen_unref(struct sift_gen *g);
+/* The current generation, referenced (unref when done); NULL before the
+ * first set. */
+struct sift_gen *sift_gen_current(void);
+void sift_gen_set_current(struct sift_gen *g);
+const struct sift_common_conf *sift_gen_common(const struct sift_gen *g);
+const struct sift_config *sift_gen_config(const struct sift_gen *g);
+/* Union of the loaded plugins' SIFT_A_* actions and SIFT_F_* flags; which
+ * phases any plugin of any profile implements (bit i = enum sift_phase i). */
+unsigned sift_gen_actions(const struct sift_gen *g);
+unsigned sift_gen_flags(const struct sift_gen *g);
+unsigned sift_gen_phases(const struct sift_gen *g);
+/* For -p/-n: prints every loaded plugin's parameters. */
+void sift_gen_print_params(FILE *out, const struct sift_gen *g, bool all);
+size_t sift_gen_plugin_count(const struct sift_gen *g);
+const struct sift_plugin *sift_gen_plugin(const struct sift_gen *g, size_t i);
+
+/* Loads one plugin file with all checks (ABI, size, ownership and mode).
+ * Used by sift_gen_new; shared objects stay loaded for the process life. */
+const struct sift_plugin *sift_plugin_load(const char *path, char **err_r);
+
+/* The host function table given to plugins. */
+extern const struct sift_host sift_host_table;
+
+/* A context: one connection (filterd), one policy connection (policyd), one
+ * message (siftctl). Not thread-safe: one thread at a time. */
+struct sift_ctx *sift_ctx_new(struct sift_gen *g, enum sift_daemon daemon);
+void sift_ctx_free(struct sift_ctx *ctx);
+struct sift_gen *sift_ctx_gen(struct sift_ctx *ctx);
+/* Connection and envelope items (copied). Setting SIFT_I_SENDER starts a new
+ * message (after the previous one is ended). */
+void sift_ctx_set(struct sift_ctx *ctx, enum sift_item item, const char *value);
+void sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt);
+/* Where macro()/policy attribute lookups go. */
+void sift_ctx_set_macro_fn(struct sift_ctx *ctx, const char *(*fn)(void *arg, const char *name),
+			   void *arg);
+/* Deadline for the current step (ms since sift_now_ms epoch), 0 = none. */
+void sift_ctx_set_deadline(struct sift_ctx *ctx, long long deadline_ms);
+/* Chooses the profile from daemon name, SASL login and client address. */
+enum sift_profile sift_ctx_choose_profile(struct sift_ctx *ctx);
+enum sift_profile sift_ctx_profile(const struct sift_ctx *ctx);
+
+/* Message lifetime: begin creates the message store and per-message states;
+ * end (after eom or abort) calls abort (if aborted) and msg_end hooks and
+ * frees per-message data, edits, symbols and replies. */
+void sift_ctx_msg_begin(struct sift_ctx *ctx);
+void sift_ctx_msg_end(struct sift_ctx *ctx, bool aborted);
+bool sift_ctx_in_msg(const struct sift_ctx *ctx);
+struct sift_msg *sift_ctx_msg(struct sift_ctx *ctx);
+
+/* Runs the chain for one phase and returns the merged verdict (never
+ * SIFT_ERROR: errors are mapped). header/body args only for those phases.
+ * HEADER also stores the header in the message; BODY stores the chunk. */
+enum sift_verdict sift_run(struct sift_ctx *ctx, enum sift_phase ph);
+enum sift_verdict sift_run_header(struct sift_ctx *ctx, const char *name, const char *value);
+enum sift_verdict sift_run_body(struct sift_ctx *ctx, const void *buf, size_t len);
+
+/* Results of the current message / request. */
+struct sift_edit {
+	enum { SIFT_EDIT_ADD, SIFT_EDIT_INSERT, SIFT_EDIT_CHANGE } op;
+	unsigned idx;
+	char *name, *value; /* value NULL: delete */
+	struct sift_edit *next;
+};
+struct sift_symbol {
+	char *name, *option;
+	double score;
+	struct sift_symbol *next;
+};
+struct sift_result {
+	enum sift_verdict verdict;    /* merged final verdict so far */
+	char *reply_code, *reply_xcode, *reply_text; /* for REJECT/TEMPFAIL */
+	const char *decided_by;	      /* plugin name that made the verdict */
+	bool hold;
+	char *hold_reason;
+	bool accepted;		      /* an ACCEPT was seen: whitelisted */
+	struct sift_edit *edits;      /* in order */
+	struct sift_symbol *symbols;  /* in order */
+	double score;
+	char **actions;		      /* policyd non-final actions, in order */
+	size_t n_actions;
+};
+const struct sift_result *sift_ctx_result(const struct sift_ctx *ctx);
+/* Policy requests: clears the per-request results (verdict, reply, actions)
+ * but keeps message state keyed by instance. */
+void sift_ctx_request_reset(struct sift_ctx *ctx);
+/* Summary line for one message: "action=..., profile=..., score=..., symbols=..., time=...". */
+char *sift_ctx_summary(struct sift_ctx *ctx, const char *action);
+
+/* ---- daemon.c: shared command line and process handling --------------------
+ * Options common to filterd, policyd and siftctl: -c FILE, -o name=value
+ * (repeatable), -f (foreground, log to stderr), -d (debug), -n, -p, -t. */
+struct sift_opts {
+	const char *config_file;
+	char **overrides;
+	size_t n_overrides;
+	bool foreground, debug, print_nondefault, print_all, test_only;
+};
+/* Loads config_file and the overrides into a new config (registering the
+ * common defaults and the given table's). */
+struct sift_config *sift_opts_config(const struct sift_opts *o, const char *prefix,
+				     const struct sift_param *tab, char **err_r);
+/* Drops root privileges to user (name or uid); no-op when not root. */
+int sift_drop_privileges(const char *user, char **err_r);
+/* Writes the pid file (created 0644, removed at exit by the caller). */
+int sift_write_pidfile(const char *path, char **err_r);
+/* Parses a listen endpoint: "unix:/path", "inet:host:port", "inet:port"
+ * (127.0.0.1), "inet6:[::1]:port"; returns a listening socket (unix
+ * sockets get mode 0660 with the umask, a stale socket is replaced). */
+int sift_listen(const char *endpoint, int backlog, char **err_r);
+
+#endif
