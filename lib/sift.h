@@ -331,6 +331,11 @@ const struct sift_result *sift_ctx_result(const struct sift_ctx *ctx);
 /* Policy requests: clears the per-request results (verdict, reply, actions)
  * but keeps message state keyed by instance. */
 void sift_ctx_request_reset(struct sift_ctx *ctx);
+/* policyd: the reply for the request just run, the text after "action="
+ * (malloc'd): REJECT/TEMPFAIL become "<code> <xcode> <text>" (defaults
+ * 554 5.7.1 / 451 4.7.1), ACCEPT "OK", DISCARD "DISCARD text", HOLD
+ * "HOLD text", otherwise the first non-final action (PREPEND ...) or "DUNNO". */
+char *sift_ctx_policy_action(struct sift_ctx *ctx);
 /* Summary line for one message: "action=..., profile=..., score=..., symbols=..., time=...". */
 char *sift_ctx_summary(struct sift_ctx *ctx, const char *action);
 
