@@ -1,2 +1,668 @@
-/* config.c - placeholder until implemented. */
+/*
+ * config.c - main.cf-style configuration files.
+ *
+ * A struct sift_config maps parameter names to their raw (unexpanded) values,
+ * each with where it was set ("file:line", or the origin given to
+ * sift_config_set, e.g. "-o"), plus the defaults registered from parameter
+ * tables. Files follow Postfix's main.cf rules: `name = value`; a line that
+ * starts with white space continues the logical line (the newline is
+ * dropped, the white space kept, as Postfix's readllines does); blank lines
+ * and lines whose first non-blank character is `#` are skipped, also inside
+ * a continued line; a later setting replaces an earlier one.
+ *
+ * Values are expanded on lookup: `$name`, `${name}`, `$(name)`, `$$` for a
+ * dollar, and Postfix's conditionals `${name?text}` (text when name is set
+ * and non-empty), `${name:text}` (text when it is unset or empty) and
+ * `${name?{text1}:{text2}}`. Undefined names expand to "". A reference loop,
+ * nesting deeper than EXP_MAX_DEPTH, more than EXP_MAX_STEPS expansions or a
+ * result above EXP_MAX_OUT bytes is an error, so that a hostile or broken
+ * file cannot make a lookup run away. A `$` not followed by a name is kept.
+ *
+ * Threading and ownership: one thread builds a config (load, set, defaults);
+ * afterwards it is read-only and lookups may run from any thread. All
+ * strings are owned by the config; sift_config_get/expand return malloc'd
+ * copies.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "sift.h"
+
+#define CFG_MAX_FILE (16u << 20) /* bytes per file */
+#define CFG_MAX_LINE (1u << 20)	 /* bytes per logical line */
+#define EXP_MAX_DEPTH 64	 /* nested $name references */
+#define EXP_MAX_STEPS 100000L	 /* name expansions per lookup */
+#define EXP_MAX_OUT (1u << 20)	 /* bytes of one expanded value */
+
+struct centry {
+	char *name;
+	char *raw;   /* explicitly set value, or NULL */
+	char *where; /* where raw was set */
+	char *def;   /* registered default, or NULL */
+	size_t idx;  /* position in cfg->order, SIZE_MAX when never set */
+	struct centry *next;
+};
+
+struct sift_config {
+	struct centry **tab;
+	size_t nbuckets, n;
+	struct centry **order; /* explicitly set entries, first-set order */
+	size_t norder, ocap;
+};
+
+/* ---- the table ----------------------------------------------------------- */
+
+static size_t hash_name(const char *s, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return (size_t)h;
+}
+
+static struct centry *find_n(const struct sift_config *cfg, const char *name, size_t len)
+{
+	struct centry *e = cfg->tab[hash_name(name, len) & (cfg->nbuckets - 1)];
+	for (; e; e = e->next)
+		if (strlen(e->name) == len && memcmp(e->name, name, len) == 0)
+			return e;
+	return NULL;
+}
+
+static struct centry *find(const struct sift_config *cfg, const char *name)
+{
+	return find_n(cfg, name, strlen(name));
+}
+
+static struct centry *find_or_add(struct sift_config *cfg, const char *name)
+{
+	struct centry *e = find(cfg, name);
+	if (e)
+		return e;
+	if (cfg->n >= cfg->nbuckets) {
+		size_t nb = cfg->nbuckets * 2;
+		struct centry **t = sift_calloc(nb, sizeof(*t));
+		for (size_t i = 0; i < cfg->nbuckets; i++) {
+			struct centry *x = cfg->tab[i], *next;
+			for (; x; x = next) {
+				next = x->next;
+				size_t h = hash_name(x->name, strlen(x->name)) & (nb - 1);
+				x->next = t[h];
+				t[h] = x;
+			}
+		}
+		free(cfg->tab);
+		cfg->tab = t;
+		cfg->nbuckets = nb;
+	}
+	e = sift_calloc(1, sizeof(*e));
+	e->name = sift_strdup(name);
+	e->idx = SIZE_MAX;
+	size_t h = hash_name(name, strlen(name)) & (cfg->nbuckets - 1);
+	e->next = cfg->tab[h];
+	cfg->tab[h] = e;
+	cfg->n++;
+	return e;
+}
+
+struct sift_config *sift_config_new(void)
+{
+	struct sift_config *cfg = sift_calloc(1, sizeof(*cfg));
+	cfg->nbuckets = 64;
+	cfg->tab = sift_calloc(cfg->nbuckets, sizeof(*cfg->tab));
+	return cfg;
+}
+
+void sift_config_free(struct sift_config *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < cfg->nbuckets; i++) {
+		struct centry *e = cfg->tab[i], *next;
+		for (; e; e = next) {
+			next = e->next;
+			free(e->name);
+			free(e->raw);
+			free(e->where);
+			free(e->def);
+			free(e);
+		}
+	}
+	free(cfg->tab);
+	free(cfg->order);
+	free(cfg);
+}
+
+static bool name_char(int c)
+{
+	return isalnum(c) || c == '_';
+}
+
+static void set_value(struct sift_config *cfg, const char *name, const char *value,
+		      const char *where)
+{
+	struct centry *e = find_or_add(cfg, name);
+	free(e->raw);
+	free(e->where);
+	e->raw = sift_strdup(value);
+	e->where = sift_strdup(where);
+	if (e->idx == SIZE_MAX) {
+		if (cfg->norder == cfg->ocap) {
+			cfg->ocap = cfg->ocap ? cfg->ocap * 2 : 32;
+			cfg->order = sift_realloc(cfg->order, cfg->ocap * sizeof(*cfg->order));
+		}
+		e->idx = cfg->norder;
+		cfg->order[cfg->norder++] = e;
+	}
+}
+
+/* Splits "name = value" in place. Returns an error text or NULL. */
+static const char *split_assignment(char *line, char **name_r, char **value_r)
+{
+	char *eq = strchr(line, '=');
+	if (!eq)
+		return "missing '=' after parameter name";
+	*eq = 0;
+	char *name = sift_trim(line), *value = sift_trim(eq + 1);
+	if (!*name)
+		return "missing parameter name before '='";
+	for (const char *p = name; *p; p++)
+		if (!name_char((unsigned char)*p))
+			return "bad character in parameter name (use letters, digits and '_')";
+	*name_r = name;
+	*value_r = value;
+	return NULL;
+}
+
+/* ---- files --------------------------------------------------------------- */
+
+/* Reads a whole file (at most max bytes). 0 ok, -1 with errno set (EFBIG
+ * when too large). */
+static int read_all(const char *path, size_t max, char **data_r, size_t *len_r)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
+		int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	struct sift_buf b = {0};
+	char chunk[8192];
+	for (;;) {
+		ssize_t r = read(fd, chunk, sizeof(chunk));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+			close(fd);
+			sift_buf_free(&b);
+			errno = e;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		if (b.len + (size_t)r > max) {
+			close(fd);
+			sift_buf_free(&b);
+			errno = EFBIG;
+			return -1;
+		}
+		sift_buf_add(&b, chunk, (size_t)r);
+	}
+	close(fd);
+	sift_buf_str(&b);
+	*data_r = b.data;
+	*len_r = b.len;
+	return 0;
+}
+
+/* Postfix readllines(): returns 1 with the next logical line in *b (the
+ * number of its first physical line in *first_r), 0 at the end, -1 with
+ * *why set on a malformed line (*first_r = its line number). */
+static int next_logical(const char **pp, const char *end, int *lineno, struct sift_buf *b,
+			int *first_r, const char **why)
+{
+	b->len = 0;
+	sift_buf_add(b, "", 0);
+	bool have = false;
+	while (*pp < end) {
+		const char *s = *pp, *nl = memchr(s, '\n', (size_t)(end - s));
+		size_t n = (size_t)((nl ? nl : end) - s);
+		size_t k = n;
+		if (k && s[k - 1] == '\r')
+			k--;
+		size_t i = 0;
+		while (i < k && isspace((unsigned char)s[i]))
+			i++;
+		bool blank = i == k, comment = !blank && s[i] == '#';
+		bool cont = k > 0 && isspace((unsigned char)s[0]);
+		if (have && !blank && !comment && !cont)
+			break; /* the next logical line starts here */
+		*pp = nl ? nl + 1 : end;
+		(*lineno)++;
+		if (blank || comment)
+			continue;
+		if (memchr(s, 0, k)) {
+			*first_r = *lineno;
+			*why = "NUL character in line";
+			return -1;
+		}
+		if (!have) {
+			*first_r = *lineno;
+			if (cont) {
+				*why = "logical line must not start with white space";
+				return -1;
+			}
+			have = true;
+		}
+		if (b->len + k > CFG_MAX_LINE) {
+			*why = "line too long";
+			return -1;
+		}
+		sift_buf_add(b, s, k);
+	}
+	return have ? 1 : 0;
+}
+
+static int load_file(struct sift_config *cfg, const char *path, bool optional, char **err_r)
+{
+	char *data;
+	size_t len;
+	if (read_all(path, CFG_MAX_FILE, &data, &len) < 0) {
+		if (optional && errno == ENOENT)
+			return 0;
+		if (err_r)
+			*err_r = sift_asprintf("cannot read %s: %s", path,
+					       errno == EFBIG ? "file too large" : strerror(errno));
+		return -1;
+	}
+	const char *p = data, *end = data + len;
+	int lineno = 0, first = 0, rc = 0, r;
+	const char *why = NULL;
+	struct sift_buf line = {0};
+	while ((r = next_logical(&p, end, &lineno, &line, &first, &why)) != 0) {
+		char *name, *value;
+		if (r < 0 || (why = split_assignment(line.data, &name, &value)) != NULL) {
+			if (err_r)
+				*err_r = sift_asprintf("%s:%d: %s", path, first, why);
+			rc = -1;
+			break;
+		}
+		char *where = sift_asprintf("%s:%d", path, first);
+		set_value(cfg, name, value, where);
+		free(where);
+	}
+	sift_buf_free(&line);
+	free(data);
+	return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int sift_config_load(struct sift_config *cfg, const char *path, bool optional, char **err_r)
+{
+	if (load_file(cfg, path, optional, err_r) < 0)
+		return -1;
+
+	char *dir = sift_asprintf("%s.d", path);
+	DIR *d = opendir(dir);
+	if (!d) {
+		int e = errno;
+		if (e == ENOENT || e == ENOTDIR) {
+			free(dir);
+			return 0;
+		}
+		if (err_r)
+			*err_r = sift_asprintf("cannot read directory %s: %s", dir, strerror(e));
+		free(dir);
+		return -1;
+	}
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		size_t l = strlen(de->d_name);
+		if (de->d_name[0] == '.' || l <= 5 || strcmp(de->d_name + l - 5, ".conf") != 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			names = sift_realloc(names, cap * sizeof(*names));
+		}
+		names[n++] = sift_strdup(de->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), cmp_str);
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		char *p = sift_asprintf("%s/%s", dir, names[i]);
+		struct stat st;
+		if (rc == 0 && stat(p, &st) == 0 && S_ISREG(st.st_mode))
+			rc = load_file(cfg, p, false, err_r);
+		free(p);
+		free(names[i]);
+	}
+	free(names);
+	free(dir);
+	return rc;
+}
+
+int sift_config_set(struct sift_config *cfg, const char *assignment, const char *origin,
+		    char **err_r)
+{
+	char *copy = sift_strdup(assignment), *name, *value;
+	const char *why = NULL;
+	if (strchr(copy, '\n') || strchr(copy, '\r'))
+		why = "line break in value";
+	else
+		why = split_assignment(copy, &name, &value);
+	if (why) {
+		if (err_r)
+			*err_r = sift_asprintf("%s: \"%s\": %s", origin ? origin : "-o", assignment,
+					       why);
+		free(copy);
+		return -1;
+	}
+	set_value(cfg, name, value, origin ? origin : "-o");
+	free(copy);
+	return 0;
+}
+
+void sift_config_defaults(struct sift_config *cfg, const char *prefix, const struct sift_param *tab)
+{
+	if (!tab)
+		return;
+	for (; tab->name; tab++) {
+		char *name = sift_asprintf("%s%s", prefix ? prefix : "", tab->name);
+		struct centry *e = find_or_add(cfg, name);
+		free(e->def);
+		e->def = sift_strdup(tab->def ? tab->def : "");
+		free(name);
+	}
+}
+
+const char *sift_config_raw(const struct sift_config *cfg, const char *name, const char **where_r)
+{
+	struct centry *e = find(cfg, name);
+	if (!e || !e->raw)
+		return NULL;
+	if (where_r)
+		*where_r = e->where;
+	return e->raw;
+}
+
+void sift_config_each(const struct sift_config *cfg,
+		      void (*fn)(const char *name, const char *raw, const char *where, void *arg),
+		      void *arg)
+{
+	for (size_t i = 0; i < cfg->norder; i++)
+		fn(cfg->order[i]->name, cfg->order[i]->raw, cfg->order[i]->where, arg);
+}
+
+/* ---- expansion ----------------------------------------------------------- */
+
+struct exp {
+	const struct sift_config *cfg;
+	const char *stack[EXP_MAX_DEPTH];
+	int depth;
+	long steps;
+	char *err;
+};
+
+static int expand(struct exp *x, const char *s, size_t len, struct sift_buf *out);
+
+static const char *value_of(const struct centry *e)
+{
+	return !e ? NULL : e->raw ? e->raw : e->def;
+}
+
+static int fail(struct exp *x, char *msg)
+{
+	if (!x->err)
+		x->err = msg;
+	else
+		free(msg);
+	return -1;
+}
+
+static int expand_name(struct exp *x, const char *name, size_t nlen, struct sift_buf *out)
+{
+	if (++x->steps > EXP_MAX_STEPS)
+		return fail(x, sift_strdup("too many $name expansions"));
+	const struct centry *e = find_n(x->cfg, name, nlen);
+	const char *v = value_of(e);
+	if (!v)
+		return 0;
+	for (int i = 0; i < x->depth; i++)
+		if (strcmp(x->stack[i], e->name) == 0)
+			return fail(x, sift_asprintf("recursive reference to $%s", e->name));
+	if (x->depth >= EXP_MAX_DEPTH)
+		return fail(x, sift_asprintf("$%s: references nested too deeply", e->name));
+	x->stack[x->depth++] = e->name;
+	int rc = expand(x, v, strlen(v), out);
+	x->depth--;
+	return rc;
+}
+
+/* Index of the bracket closing the one opening at s[i], or len. */
+static size_t closing(const char *s, size_t len, size_t i)
+{
+	char open = s[i], close = open == '{' ? '}' : ')';
+	int lvl = 0;
+	for (; i < len; i++) {
+		if (s[i] == open)
+			lvl++;
+		else if (s[i] == close && --lvl == 0)
+			return i;
+	}
+	return len;
+}
+
+/* The inside of ${...} or $(...). */
+static int expand_braced(struct exp *x, const char *s, size_t len, struct sift_buf *out)
+{
+	size_t i = 0;
+	while (i < len && isspace((unsigned char)s[i]))
+		i++;
+	size_t ns = i;
+	while (i < len && name_char((unsigned char)s[i]))
+		i++;
+	size_t ne = i;
+	while (i < len && isspace((unsigned char)s[i]))
+		i++;
+	if (ne == ns)
+		return fail(x, sift_asprintf("empty or bad parameter name in \"${%.*s}\"", (int)(len > 60 ? 60 : len), s));
+	if (i == len)
+		return expand_name(x, s + ns, ne - ns, out);
+	char op = s[i++];
+	if (op != '?' && op != ':')
+		return fail(x, sift_asprintf("bad character '%c' in \"${%.*s}\"", op,
+				     (int)(len > 60 ? 60 : len), s));
+	if (++x->steps > EXP_MAX_STEPS)
+		return fail(x, sift_strdup("too many $name expansions"));
+
+	/* ${name?text}, ${name:text}, ${name?{t1}:{t2}}, ${name?{t1}} */
+	const char *t1 = s + i, *t2 = NULL;
+	size_t l1 = len - i, l2 = 0;
+	size_t j = i;
+	while (j < len && isspace((unsigned char)s[j]))
+		j++;
+	if (j < len && s[j] == '{') {
+		size_t c = closing(s, len, j);
+		if (c == len)
+			return fail(x, sift_strdup("missing '}' in conditional"));
+		t1 = s + j + 1;
+		l1 = c - j - 1;
+		size_t k = c + 1;
+		while (k < len && isspace((unsigned char)s[k]))
+			k++;
+		if (k < len && op == '?' && s[k] == ':') {
+			k++;
+			while (k < len && isspace((unsigned char)s[k]))
+				k++;
+			if (k == len || s[k] != '{')
+				return fail(x, sift_strdup("expected '{' after ':' in conditional"));
+			size_t c2 = closing(s, len, k);
+			if (c2 == len)
+				return fail(x, sift_strdup("missing '}' in conditional"));
+			t2 = s + k + 1;
+			l2 = c2 - k - 1;
+			k = c2 + 1;
+			while (k < len && isspace((unsigned char)s[k]))
+				k++;
+		}
+		if (k != len)
+			return fail(x, sift_strdup("text after '}' in conditional"));
+	}
+	const char *v = value_of(find_n(x->cfg, s + ns, ne - ns));
+	bool set = v && *v;
+	if (op == '?')
+		return set ? expand(x, t1, l1, out) : t2 ? expand(x, t2, l2, out) : 0;
+	return set ? 0 : expand(x, t1, l1, out);
+}
+
+static int expand(struct exp *x, const char *s, size_t len, struct sift_buf *out)
+{
+	size_t i = 0;
+	while (i < len) {
+		const char *d = memchr(s + i, '$', len - i);
+		size_t lit = d ? (size_t)(d - s) - i : len - i;
+		sift_buf_add(out, s + i, lit);
+		i += lit;
+		if (out->len > EXP_MAX_OUT)
+			return fail(x, sift_strdup("expanded value too long"));
+		if (i >= len)
+			break;
+		/* s[i] == '$' */
+		if (i + 1 == len) {
+			sift_buf_add(out, "$", 1);
+			i++;
+		} else if (s[i + 1] == '$') {
+			sift_buf_add(out, "$", 1);
+			i += 2;
+		} else if (s[i + 1] == '{' || s[i + 1] == '(') {
+			size_t c = closing(s, len, i + 1);
+			if (c == len)
+				return fail(x, sift_asprintf("missing '%c' after \"$%c\"",
+							     s[i + 1] == '{' ? '}' : ')', s[i + 1]));
+			if (expand_braced(x, s + i + 2, c - i - 2, out) < 0)
+				return -1;
+			i = c + 1;
+		} else if (name_char((unsigned char)s[i + 1])) {
+			size_t j = i + 1;
+			while (j < len && name_char((unsigned char)s[j]))
+				j++;
+			if (expand_name(x, s + i + 1, j - i - 1, out) < 0)
+				return -1;
+			i = j;
+		} else {
+			sift_buf_add(out, "$", 1);
+			i++;
+		}
+		if (out->len > EXP_MAX_OUT)
+			return fail(x, sift_strdup("expanded value too long"));
+	}
+	return 0;
+}
+
+char *sift_config_expand(const struct sift_config *cfg, const char *text, char **err_r)
+{
+	struct exp x = {.cfg = cfg};
+	struct sift_buf out = {0};
+	if (expand(&x, text, strlen(text), &out) < 0) {
+		if (err_r)
+			*err_r = x.err;
+		else
+			free(x.err);
+		sift_buf_free(&out);
+		return NULL;
+	}
+	sift_buf_str(&out);
+	return out.data;
+}
+
+char *sift_config_get(const struct sift_config *cfg, const char *name, char **err_r)
+{
+	const struct centry *e = find(cfg, name);
+	const char *v = value_of(e);
+	if (!v)
+		return NULL;
+	struct exp x = {.cfg = cfg};
+	struct sift_buf out = {0};
+	x.stack[x.depth++] = e->name;
+	if (expand(&x, v, strlen(v), &out) < 0) {
+		if (err_r)
+			*err_r = sift_asprintf("%s: %s: %s", e->raw ? e->where : "default", name,
+					       x.err);
+		free(x.err);
+		sift_buf_free(&out);
+		return NULL;
+	}
+	sift_buf_str(&out);
+	return out.data;
+}
+
+/* ---- unknown names ------------------------------------------------------- */
+
+/* Marks the set entries that text refers to with $name. */
+static void mark_refs(const struct sift_config *cfg, const char *s, bool *used)
+{
+	for (const char *p = s; (p = strchr(p, '$')) != NULL;) {
+		p++;
+		if (*p == '$') {
+			p++;
+			continue;
+		}
+		const char *n = p;
+		if (*n == '{' || *n == '(') {
+			n++;
+			while (isspace((unsigned char)*n))
+				n++;
+		}
+		const char *e = n;
+		while (name_char((unsigned char)*e))
+			e++;
+		if (e > n) {
+			const struct centry *c = find_n(cfg, n, (size_t)(e - n));
+			if (c && c->idx != SIZE_MAX)
+				used[c->idx] = true;
+		}
+	}
+}
+
+int sift_config_warn_unknown(const struct sift_config *cfg)
+{
+	bool *used = sift_calloc(cfg->norder + 1, sizeof(*used));
+	for (size_t i = 0; i < cfg->nbuckets; i++)
+		for (const struct centry *e = cfg->tab[i]; e; e = e->next) {
+			if (e->raw)
+				mark_refs(cfg, e->raw, used);
+			if (e->def)
+				mark_refs(cfg, e->def, used);
+		}
+	int count = 0;
+	for (size_t i = 0; i < cfg->norder; i++) {
+		const struct centry *e = cfg->order[i];
+		if (e->def || used[i])
+			continue;
+		sift_log(LOG_WARNING, "%s: unused parameter: %s = %s", e->where, e->name, e->raw);
+		count++;
+	}
+	free(used);
+	return count;
+}

@@ -1,2 +1,606 @@
-/* dns.c - placeholder until implemented. */
+/*
+ * dns.c - the one shared DNS resolver of a Sift process, on libunbound.
+ *
+ * sift_dns_init() creates one libunbound context: either the system's
+ * resolver (/etc/resolv.conf and /etc/hosts) or the given forwarders
+ * ("127.0.0.1:5353", "[::1]:53", ...). libunbound keeps its cache; DNSSEC
+ * validation happens only if a trust anchor is configured (none is by
+ * default, so answers come back insecure). Names that libunbound would
+ * answer locally by default (RFC 1918/TEST-NET reverse zones, test.,
+ * home.arpa.) are sent to the servers too. libunbound runs its work in a
+ * background thread of its own (ub_ctx_async(ctx, 1)).
+ *
+ * Queries (sift_dns_query) are thread-safe and bounded by a deadline:
+ *   - the caller allocates a struct dns_q (its own mutex and condition
+ *     variable, a reference count of 2: one for the caller, one for the
+ *     libunbound callback), starts it with ub_resolve_async() and waits on
+ *     its condition variable until the deadline (CLOCK_MONOTONIC);
+ *   - a dedicated event thread of ours polls ub_fd() and calls ub_process(),
+ *     which runs the callbacks; a callback stores the ub_result in the query,
+ *     signals the caller and drops its reference;
+ *   - on timeout the caller marks the query abandoned and calls ub_cancel().
+ *     If the cancel succeeds, libunbound guarantees the callback will never
+ *     run, so the caller drops the callback's reference as well. If it fails
+ *     the callback is running or about to run on the event thread: it sees
+ *     the abandoned flag, frees the ub_result and drops its own reference.
+ *     Whoever drops the last reference frees the query, so neither side can
+ *     touch freed memory.
+ *   - The answer is converted by the caller into one malloc'd block (struct
+ *     sift_dns_result, the pointer and length arrays, then the record data,
+ *     each record NUL-terminated) so that the caller frees it with free().
+ *
+ * sift_dns_shutdown() wakes every waiting query (they return TEMPFAIL),
+ * waits for them to leave, stops the event thread and deletes the context.
+ * Queries made before init or after shutdown return TEMPFAIL.
+ *
+ * Status mapping: rcode NXDOMAIN -> SIFT_DNS_NXDOMAIN; NOERROR with data ->
+ * OK; NOERROR without data -> NODATA; SERVFAIL, other rcodes, libunbound
+ * errors and timeouts -> TEMPFAIL; a malformed name (too long, empty label,
+ * label over 63 octets) or a bad type -> SIFT_DNS_ERROR.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unbound.h>
+#include <unistd.h>
+
 #include "sift.h"
+
+#define DNS_RCODE_NXDOMAIN 3
+#define DNS_T_TXT 16
+#define DNS_MAX_NAME 253
+
+struct dns_q {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	atomic_int refs;
+	bool delivered;		/* the callback stored a result */
+	bool done;		/* the caller may stop waiting */
+	bool abandoned;		/* the caller gave up; callback frees */
+	int err;		/* libunbound error from the callback */
+	struct ub_result *res;
+	struct dns_q *prev, *next; /* pending list, under g.mu */
+};
+
+static struct {
+	pthread_mutex_t mu;	/* ctx, stopping, active, pending */
+	pthread_cond_t idle;	/* active dropped to 0 */
+	struct ub_ctx *ctx;
+	bool stopping;
+	int active;		/* queries inside sift_dns_query */
+	struct dns_q *pending;
+	long default_timeout;
+	pthread_t thread;
+	int wake[2];		/* wakes the event thread for shutdown */
+	atomic_bool quit;
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER, .wake = {-1, -1}};
+
+/* ---- the event thread ---------------------------------------------------- */
+
+static void *event_thread(void *arg)
+{
+	struct ub_ctx *ctx = arg;
+	struct pollfd fds[2] = {{.fd = ub_fd(ctx), .events = POLLIN},
+				{.fd = g.wake[0], .events = POLLIN}};
+	while (!atomic_load(&g.quit)) {
+		int n = poll(fds, 2, 1000);
+		if (n < 0 && errno != EINTR) {
+			sift_log(LOG_ERR, "dns: poll: %s", strerror(errno));
+			struct timespec ts = {0, 100000000};
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (n > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP))) {
+			int err = ub_process(ctx);
+			if (err)
+				sift_log(LOG_ERR, "dns: ub_process: %s", ub_strerror(err));
+		}
+	}
+	return NULL;
+}
+
+/* ---- init / shutdown ------------------------------------------------------ */
+
+/* Turns "IP", "IP:PORT", "[IPv6]", "[IPv6]:PORT" or a bare IPv6 address into
+ * libunbound's "IP@PORT" form. */
+static char *parse_server(const char *tok, char **err_r)
+{
+	char host[64];
+	const char *port = NULL;
+	size_t hlen;
+	if (tok[0] == '[') {
+		const char *close = strchr(tok, ']');
+		if (!close)
+			goto bad;
+		hlen = (size_t)(close - tok - 1);
+		if (hlen >= sizeof(host))
+			goto bad;
+		memcpy(host, tok + 1, hlen);
+		if (close[1] == ':')
+			port = close + 2;
+		else if (close[1])
+			goto bad;
+	} else {
+		const char *c = strchr(tok, ':');
+		if (c && strchr(c + 1, ':'))
+			c = NULL; /* bare IPv6 address */
+		hlen = c ? (size_t)(c - tok) : strlen(tok);
+		if (hlen >= sizeof(host))
+			goto bad;
+		memcpy(host, tok, hlen);
+		if (c)
+			port = c + 1;
+	}
+	host[hlen] = 0;
+	unsigned char buf[16];
+	if (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1)
+		goto bad;
+	long p = 53;
+	if (port) {
+		char *end;
+		errno = 0;
+		p = strtol(port, &end, 10);
+		if (!*port || *end || errno || p < 1 || p > 65535)
+			goto bad;
+	}
+	return sift_asprintf("%s@%ld", host, p);
+bad:
+	*err_r = sift_asprintf("dns: bad server address \"%s\" (want IP, IP:PORT or [IPv6]:PORT)",
+			       tok);
+	return NULL;
+}
+
+static int set_option(struct ub_ctx *ctx, const char *opt, const char *val, char **err_r)
+{
+	int err = ub_ctx_set_option(ctx, opt, val);
+	if (err) {
+		*err_r = sift_asprintf("dns: option %s %s: %s", opt, val, ub_strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
+static int add_servers(struct ub_ctx *ctx, const char *servers, char **err_r);
+
+static int configure(struct ub_ctx *ctx, const char *servers, char **err_r)
+{
+	int err;
+	if ((err = ub_ctx_async(ctx, 1)) != 0) {
+		*err_r = sift_asprintf("dns: ub_ctx_async: %s", ub_strerror(err));
+		return -1;
+	}
+	/* A forwarder on 127.0.0.1 (a local unbound, the tests' server) is
+	 * normal for us; keep probing a forwarder that timed out instead of
+	 * blacklisting it for 15 minutes. */
+	if (set_option(ctx, "do-not-query-localhost:", "no", err_r) < 0 ||
+	    set_option(ctx, "infra-keep-probing:", "yes", err_r) < 0)
+		return -1;
+	/* libunbound answers some names itself by default (RFC 1918 and
+	 * TEST-NET reverse zones, test., home.arpa.) with NXDOMAIN. The site's
+	 * resolver may well serve those (PTRs of internal clients, test zones),
+	 * so ask it; only localhost, onion. and invalid. stay local. */
+	if (set_option(ctx, "unblock-lan-zones:", "yes", err_r) < 0 ||
+	    set_option(ctx, "insecure-lan-zones:", "yes", err_r) < 0)
+		return -1;
+	if (add_servers(ctx, servers, err_r) < 0)
+		return -1;
+	/* Removing local zones finalises the context: keep this last. */
+	static const char *const unlocal[] = {"test.", "home.arpa."};
+	for (size_t i = 0; i < sizeof(unlocal) / sizeof(unlocal[0]); i++) {
+		if ((err = ub_ctx_zone_remove(ctx, unlocal[i])) != 0) {
+			*err_r = sift_asprintf("dns: local zone %s: %s", unlocal[i],
+					       ub_strerror(err));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int add_servers(struct ub_ctx *ctx, const char *servers, char **err_r)
+{
+	int err;
+	if (!servers || !*servers) {
+		if ((err = ub_ctx_resolvconf(ctx, NULL)) != 0) {
+			*err_r = sift_asprintf("dns: reading /etc/resolv.conf: %s", ub_strerror(err));
+			return -1;
+		}
+		if ((err = ub_ctx_hosts(ctx, NULL)) != 0)
+			sift_log(LOG_WARNING, "dns: reading /etc/hosts: %s", ub_strerror(err));
+		return 0;
+	}
+	char *copy = sift_strdup(servers), *save = NULL;
+	int rc = 0, n = 0;
+	for (char *tok = strtok_r(copy, ", \t\r\n", &save); tok && rc == 0;
+	     tok = strtok_r(NULL, ", \t\r\n", &save)) {
+		char *fwd = parse_server(tok, err_r);
+		if (!fwd) {
+			rc = -1;
+			break;
+		}
+		if ((err = ub_ctx_set_fwd(ctx, fwd)) != 0) {
+			*err_r = sift_asprintf("dns: forwarder %s: %s", tok, ub_strerror(err));
+			rc = -1;
+		}
+		free(fwd);
+		n++;
+	}
+	free(copy);
+	if (rc == 0 && n == 0) {
+		*err_r = sift_strdup("dns: no server in dns_servers");
+		rc = -1;
+	}
+	return rc;
+}
+
+int sift_dns_init(const char *servers, long default_timeout_ms, char **err_r)
+{
+	pthread_mutex_lock(&g.mu);
+	bool busy = g.ctx != NULL;
+	pthread_mutex_unlock(&g.mu);
+	if (busy) {
+		*err_r = sift_strdup("dns: resolver already initialised");
+		return -1;
+	}
+	struct ub_ctx *ctx = ub_ctx_create();
+	if (!ctx) {
+		*err_r = sift_strdup("dns: cannot create libunbound context");
+		return -1;
+	}
+	if (configure(ctx, servers, err_r) < 0) {
+		ub_ctx_delete(ctx);
+		return -1;
+	}
+	if (pipe2(g.wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+		*err_r = sift_asprintf("dns: pipe: %s", strerror(errno));
+		ub_ctx_delete(ctx);
+		return -1;
+	}
+	atomic_store(&g.quit, false);
+	int e = pthread_create(&g.thread, NULL, event_thread, ctx);
+	if (e) {
+		*err_r = sift_asprintf("dns: pthread_create: %s", strerror(e));
+		close(g.wake[0]);
+		close(g.wake[1]);
+		g.wake[0] = g.wake[1] = -1;
+		ub_ctx_delete(ctx);
+		return -1;
+	}
+	pthread_mutex_lock(&g.mu);
+	g.ctx = ctx;
+	g.stopping = false;
+	g.default_timeout = default_timeout_ms > 0 ? default_timeout_ms : 10000;
+	pthread_mutex_unlock(&g.mu);
+	return 0;
+}
+
+void sift_dns_shutdown(void)
+{
+	pthread_mutex_lock(&g.mu);
+	if (!g.ctx || g.stopping) {
+		pthread_mutex_unlock(&g.mu);
+		return;
+	}
+	g.stopping = true;
+	for (struct dns_q *q = g.pending; q; q = q->next) {
+		pthread_mutex_lock(&q->mu);
+		q->done = true;
+		pthread_cond_signal(&q->cond);
+		pthread_mutex_unlock(&q->mu);
+	}
+	while (g.active > 0)
+		pthread_cond_wait(&g.idle, &g.mu);
+	struct ub_ctx *ctx = g.ctx;
+	pthread_mutex_unlock(&g.mu);
+
+	atomic_store(&g.quit, true);
+	ssize_t w = write(g.wake[1], "x", 1);
+	(void)w;
+	pthread_join(g.thread, NULL);
+	close(g.wake[0]);
+	close(g.wake[1]);
+	g.wake[0] = g.wake[1] = -1;
+	/* Queries still in libunbound's hands were cancelled or abandoned by
+	 * their callers; deleting the context drops them without callbacks. */
+	ub_ctx_delete(ctx);
+
+	pthread_mutex_lock(&g.mu);
+	g.ctx = NULL;
+	g.stopping = false;
+	pthread_mutex_unlock(&g.mu);
+}
+
+/* ---- queries ----------------------------------------------------------------- */
+
+static void q_unref(struct dns_q *q)
+{
+	if (atomic_fetch_sub(&q->refs, 1) != 1)
+		return;
+	if (q->res)
+		ub_resolve_free(q->res);
+	pthread_cond_destroy(&q->cond);
+	pthread_mutex_destroy(&q->mu);
+	free(q);
+}
+
+static void q_callback(void *arg, int err, struct ub_result *res)
+{
+	struct dns_q *q = arg;
+	pthread_mutex_lock(&q->mu);
+	if (q->abandoned) {
+		if (res)
+			ub_resolve_free(res);
+	} else {
+		q->res = res;
+		q->err = err;
+		q->delivered = true;
+		q->done = true;
+		pthread_cond_signal(&q->cond);
+	}
+	pthread_mutex_unlock(&q->mu);
+	q_unref(q);
+}
+
+/* Checks a name in text form: <= 253 octets without the final dot, labels
+ * of 1..63 octets. "." (the root) is allowed. Escapes are counted as
+ * written, which errs on the strict side. */
+static bool name_ok(const char *name)
+{
+	size_t len = strlen(name);
+	if (len == 0)
+		return false;
+	if (len == 1 && name[0] == '.')
+		return true;
+	if (name[len - 1] == '.')
+		len--;
+	if (len > DNS_MAX_NAME)
+		return false;
+	size_t label = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (name[i] == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if (++label > 63) {
+			return false;
+		}
+	}
+	return label > 0;
+}
+
+static struct sift_dns_result *make_result(enum sift_dns_status st, int rrtype)
+{
+	struct sift_dns_result *r = sift_calloc(1, sizeof(*r));
+	r->status = st;
+	r->rrtype = rrtype;
+	return r;
+}
+
+/* Builds the one-block result from a libunbound answer. */
+static struct sift_dns_result *convert(const struct ub_result *u, int rrtype)
+{
+	if (u->rcode == DNS_RCODE_NXDOMAIN || (!u->havedata && u->nxdomain)) {
+		struct sift_dns_result *r = make_result(SIFT_DNS_NXDOMAIN, rrtype);
+		r->ttl = u->ttl > 0 ? (unsigned)u->ttl : 0;
+		r->secure = u->secure;
+		return r;
+	}
+	if (u->rcode != 0 || u->bogus)
+		return make_result(SIFT_DNS_TEMPFAIL, rrtype);
+	size_t count = 0, bytes = 0;
+	if (u->havedata)
+		for (; u->data[count]; count++)
+			bytes += (size_t)u->len[count] + 1;
+	if (count == 0) {
+		struct sift_dns_result *r = make_result(SIFT_DNS_NODATA, rrtype);
+		r->ttl = u->ttl > 0 ? (unsigned)u->ttl : 0;
+		r->secure = u->secure;
+		return r;
+	}
+	size_t head = sizeof(struct sift_dns_result);
+	size_t ptrs = count * sizeof(unsigned char *);
+	size_t lens = count * sizeof(size_t);
+	struct sift_dns_result *r = sift_malloc(head + ptrs + lens + bytes);
+	const unsigned char **rr = (const unsigned char **)((char *)r + head);
+	size_t *len = (size_t *)((char *)r + head + ptrs);
+	unsigned char *data = (unsigned char *)r + head + ptrs + lens;
+	memset(r, 0, head);
+	r->status = SIFT_DNS_OK;
+	r->rrtype = rrtype;
+	r->ttl = u->ttl > 0 ? (unsigned)u->ttl : 0;
+	r->secure = u->secure;
+	r->count = count;
+	r->rr = rr;
+	r->len = len;
+	for (size_t i = 0; i < count; i++) {
+		const unsigned char *src = (const unsigned char *)u->data[i];
+		size_t n = (size_t)u->len[i];
+		rr[i] = data;
+		if (rrtype == DNS_T_TXT) {
+			/* Concatenate the character-strings. The text is never
+			 * longer than the rdata, so the space suffices. */
+			size_t o = 0, t = 0;
+			while (o < n) {
+				size_t cl = src[o++];
+				if (cl > n - o)
+					cl = n - o; /* malformed: keep what is there */
+				memcpy(data + t, src + o, cl);
+				t += cl;
+				o += cl;
+			}
+			data[t] = 0;
+			len[i] = t;
+			data += n + 1;
+		} else {
+			memcpy(data, src, n);
+			data[n] = 0;
+			len[i] = n;
+			data += n + 1;
+		}
+	}
+	return r;
+}
+
+static void deadline_ts(long timeout_ms, struct timespec *ts)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += timeout_ms / 1000;
+	ts->tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeout_ms)
+{
+	if (!name || !name_ok(name) || rrtype < 1 || rrtype > 65535)
+		return make_result(SIFT_DNS_ERROR, rrtype);
+
+	struct dns_q *q = sift_calloc(1, sizeof(*q));
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	atomic_init(&q->refs, 2);
+
+	pthread_mutex_lock(&g.mu);
+	if (!g.ctx || g.stopping) {
+		pthread_mutex_unlock(&g.mu);
+		atomic_store(&q->refs, 1);
+		q_unref(q);
+		return make_result(SIFT_DNS_TEMPFAIL, rrtype);
+	}
+	struct ub_ctx *ctx = g.ctx;
+	if (timeout_ms <= 0)
+		timeout_ms = g.default_timeout;
+	g.active++;
+	q->next = g.pending;
+	if (g.pending)
+		g.pending->prev = q;
+	g.pending = q;
+	pthread_mutex_unlock(&g.mu);
+
+	struct timespec deadline;
+	deadline_ts(timeout_ms, &deadline);
+	int async_id = 0;
+	int err = ub_resolve_async(ctx, name, rrtype, 1 /* IN */, q, q_callback, &async_id);
+	struct sift_dns_result *r = NULL;
+	if (err) {
+		/* The callback will not run. */
+		sift_log(LOG_WARNING, "dns: query %s/%d: %s", name, rrtype, ub_strerror(err));
+		atomic_fetch_sub(&q->refs, 1);
+		r = make_result(err == UB_SYNTAX ? SIFT_DNS_ERROR : SIFT_DNS_TEMPFAIL, rrtype);
+	} else {
+		pthread_mutex_lock(&q->mu);
+		while (!q->done)
+			if (pthread_cond_timedwait(&q->cond, &q->mu, &deadline) == ETIMEDOUT)
+				break;
+		bool delivered = q->delivered;
+		if (!delivered)
+			q->abandoned = true;
+		pthread_mutex_unlock(&q->mu);
+		if (delivered) {
+			if (q->err) {
+				sift_log(LOG_DEBUG, "dns: query %s/%d: %s", name, rrtype,
+					 ub_strerror(q->err));
+				r = make_result(SIFT_DNS_TEMPFAIL, rrtype);
+			} else if (!q->res) {
+				r = make_result(SIFT_DNS_TEMPFAIL, rrtype);
+			} else {
+				r = convert(q->res, rrtype);
+			}
+		} else {
+			sift_log(LOG_DEBUG, "dns: query %s/%d: timed out after %ld ms", name, rrtype,
+				 timeout_ms);
+			/* ub_cancel succeeds only if the callback will never run;
+			 * then its reference is ours to drop. */
+			if (ub_cancel(ctx, async_id) == UB_NOERROR)
+				atomic_fetch_sub(&q->refs, 1);
+			r = make_result(SIFT_DNS_TEMPFAIL, rrtype);
+		}
+	}
+
+	pthread_mutex_lock(&g.mu);
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		g.pending = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	if (--g.active == 0)
+		pthread_cond_broadcast(&g.idle);
+	pthread_mutex_unlock(&g.mu);
+	q_unref(q);
+	return r;
+}
+
+/* ---- wire-format helpers ----------------------------------------------------- */
+
+int sift_dns_name_from_wire(const unsigned char *wire, size_t len, char *name_r, size_t n)
+{
+	size_t o = 0, out = 0;
+	if (n == 0)
+		return -1;
+	for (;;) {
+		if (o >= len)
+			return -1;
+		size_t l = wire[o++];
+		if (l == 0)
+			break;
+		if (l > 63 || l > len - o)
+			return -1; /* compression pointers or truncated data */
+		if (out > 0) {
+			if (out + 1 >= n)
+				return -1;
+			name_r[out++] = '.';
+		}
+		for (size_t i = 0; i < l; i++) {
+			unsigned char c = wire[o + i];
+			char esc[5];
+			size_t el;
+			if (c == '.' || c == '\\') {
+				esc[0] = '\\';
+				esc[1] = (char)c;
+				el = 2;
+			} else if (c <= 0x20 || c >= 0x7f) {
+				snprintf(esc, sizeof(esc), "\\%03u", c);
+				el = 4;
+			} else {
+				esc[0] = (char)c;
+				el = 1;
+			}
+			if (out + el >= n)
+				return -1;
+			memcpy(name_r + out, esc, el);
+			out += el;
+		}
+		o += l;
+		if (o > 255)
+			return -1;
+	}
+	if (out == 0) {
+		if (n < 2)
+			return -1;
+		name_r[out++] = '.';
+	}
+	name_r[out] = 0;
+	return (int)o;
+}
+
+int sift_dns_mx_name(const unsigned char *rr, size_t len, unsigned *pref_r, char *name_r, size_t n)
+{
+	if (len < 3)
+		return -1;
+	if (pref_r)
+		*pref_r = (unsigned)rr[0] << 8 | rr[1];
+	int used = sift_dns_name_from_wire(rr + 2, len - 2, name_r, n);
+	return used < 0 ? -1 : 0;
+}

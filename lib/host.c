@@ -1,2 +1,1187 @@
-/* host.c - placeholder until implemented. */
+/*
+ * host.c - plugin loading, configuration generations and the plugin chain.
+ *
+ * A generation (struct sift_gen) is one parsed configuration with its
+ * plugins' configuration blocks initialised. It is built by one thread
+ * (startup or reload), read-only afterwards and reference-counted: each
+ * context holds the generation it was created with, so a reload never
+ * changes the configuration under a running connection. The current
+ * generation pointer is swapped under a mutex.
+ *
+ * A context (struct sift_ctx) is one connection (filterd), one policy
+ * connection (policyd) or one stored message (siftctl). It is used by one
+ * thread at a time. It holds the connection and envelope items, the plugins'
+ * per-connection and per-message state blocks, the message, and the result
+ * (verdict, reply, symbols, queued header edits, policy actions).
+ *
+ * Shared objects are loaded once and never unloaded (a plugin's code must
+ * stay mapped while any generation refers to it).
+ */
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "sift.h"
+
+const char *const sift_profile_names[SIFT_PROFILE_MAX] = {"inbound", "originating"};
+const char *const sift_verdict_names[SIFT_VERDICT_MAX] = {"dunno",   "accept", "reject", "tempfail",
+							  "discard", "hold",   "error"};
+
+#define OFF(f) offsetof(struct sift_common_conf, f)
+const struct sift_param sift_common_params[] = {
+    {"plugin_directory", SIFT_P_STRING, SIFT_PLUGIN_DIR, 0, 0, OFF(plugin_directory), NULL,
+     "directory holding the plugin shared objects (<name>.so)"},
+    {"inbound_plugins", SIFT_P_LIST, "", 0, 0, OFF(inbound_plugins), NULL,
+     "plugins run, in this order, for the inbound profile"},
+    {"originating_plugins", SIFT_P_LIST, "", 0, 0, OFF(originating_plugins), NULL,
+     "plugins run, in this order, for the originating profile"},
+    {"originating_daemons", SIFT_P_LIST, "ORIGINATING", 0, 0, OFF(originating_daemons), NULL,
+     "{daemon_name} (filterd) or policy_context (policyd) values that mean originating"},
+    {"originating_networks", SIFT_P_MAP, "", 0, 0, OFF(originating_networks), NULL,
+     "map of client addresses (e.g. cidr:/etc/sift/originating.cidr) that mean originating"},
+    {"dns_servers", SIFT_P_STRING, "", 0, 0, OFF(dns_servers), NULL,
+     "resolvers to forward DNS queries to (IP[:port] ...); empty = /etc/resolv.conf"},
+    {"dns_timeout", SIFT_P_TIME, "5s", 10, 60000, OFF(dns_timeout), NULL,
+     "default time limit of one DNS query"},
+    {"state_store", SIFT_P_STRING, "memory:", 0, 0, OFF(state_store), NULL,
+     "key-value store for shared state: memory: or redis:..."},
+    {"myhostname", SIFT_P_STRING, "", 0, 0, OFF(myhostname), NULL,
+     "this host's name (default: the system host name)"},
+    {"authserv_id", SIFT_P_STRING, "$myhostname", 0, 0, OFF(authserv_id), NULL,
+     "authserv-id of the Authentication-Results headers we add"},
+    {"tmpdir", SIFT_P_STRING, "/var/tmp", 0, 0, OFF(tmpdir), NULL,
+     "directory for spooling large messages"},
+    {"message_memory_limit", SIFT_P_SIZE, "1m", 0, 1LL << 32, OFF(message_memory_limit), NULL,
+     "message bytes kept in memory; the rest is spooled to tmpdir"},
+    SIFT_PARAM_END,
+};
+#undef OFF
+
+enum err_action { EA_TEMPFAIL, EA_ACCEPT, EA_REJECT, EA_DUNNO };
+static const char *const ea_names[] = {"tempfail", "accept", "reject", "dunno"};
+static const struct sift_param error_action_param[] = {
+    {"error_action", SIFT_P_ENUM, "tempfail", 0, 0, 0, "tempfail|accept|reject|dunno",
+     "what an internal error of this plugin becomes"},
+    SIFT_PARAM_END,
+};
+
+/* ---- plugin files ---------------------------------------------------------- */
+
+struct loaded_so {
+	char *path;
+	const struct sift_plugin *p;
+	struct loaded_so *next;
+};
+static struct loaded_so *loaded_sos;
+static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
+
+const struct sift_plugin *sift_plugin_load(const char *path, char **err_r)
+{
+	pthread_mutex_lock(&load_lock);
+	for (struct loaded_so *l = loaded_sos; l; l = l->next)
+		if (strcmp(l->path, path) == 0) {
+			pthread_mutex_unlock(&load_lock);
+			return l->p;
+		}
+	pthread_mutex_unlock(&load_lock);
+
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		*err_r = sift_asprintf("plugin %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*err_r = sift_asprintf("plugin %s: not a regular file", path);
+		return NULL;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		*err_r = sift_asprintf("plugin %s: refusing a file writable by group or others (mode %04o)",
+				       path, (unsigned)(st.st_mode & 07777));
+		return NULL;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		*err_r = sift_asprintf("plugin %s: refusing a file owned by uid %u (not root or us)", path,
+				       (unsigned)st.st_uid);
+		return NULL;
+	}
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		*err_r = sift_asprintf("plugin %s: %s", path, dlerror());
+		return NULL;
+	}
+	const struct sift_plugin *p = dlsym(h, "sift_plugin_entry");
+	if (!p) {
+		*err_r = sift_asprintf("plugin %s: no sift_plugin_entry symbol", path);
+		dlclose(h);
+		return NULL;
+	}
+	if (p->abi_major != SIFT_ABI_MAJOR || p->abi_minor > SIFT_ABI_MINOR) {
+		*err_r = sift_asprintf("plugin %s: built for plugin ABI %u.%u, this host has %u.%u", path,
+				       p->abi_major, p->abi_minor, SIFT_ABI_MAJOR, SIFT_ABI_MINOR);
+		dlclose(h);
+		return NULL;
+	}
+	if (p->struct_size < offsetof(struct sift_plugin, policy) + sizeof(p->policy) ||
+	    p->struct_size > sizeof(struct sift_plugin)) {
+		*err_r = sift_asprintf("plugin %s: bad struct size %zu", path, p->struct_size);
+		dlclose(h);
+		return NULL;
+	}
+	if (!p->name || !*p->name || strchr(p->name, '/')) {
+		*err_r = sift_asprintf("plugin %s: no valid name", path);
+		dlclose(h);
+		return NULL;
+	}
+	struct loaded_so *l = sift_calloc(1, sizeof(*l));
+	l->path = sift_strdup(path);
+	l->p = p;
+	pthread_mutex_lock(&load_lock);
+	l->next = loaded_sos;
+	loaded_sos = l;
+	pthread_mutex_unlock(&load_lock);
+	return p;
+}
+
+/* ---- generations ------------------------------------------------------------ */
+
+struct plugin_inst {
+	const struct sift_plugin *p;
+	void *conf;
+	int error_action;
+	bool inited;
+	char *prefix; /* "<name>_" */
+};
+
+struct map_list {
+	struct sift_map *map;
+	struct map_list *next;
+};
+
+struct sift_gen {
+	atomic_int refs;
+	enum sift_daemon daemon;
+	struct sift_config *cfg;
+	struct sift_common_conf common;
+	struct plugin_inst *pl;
+	size_t npl;
+	size_t *prof[SIFT_PROFILE_MAX];
+	size_t nprof[SIFT_PROFILE_MAX];
+	unsigned actions, flags, phases;
+	struct map_list *maps; /* opened by plugins through host->map_open */
+	char *myhostname;
+};
+
+static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sift_gen *current_gen;
+static struct sift_gen *building_gen; /* for host->map_open during init */
+static bool privileges_dropped;
+static struct sift_kv *global_kv;
+static bool dns_ready;
+
+void sift_host_privileges_dropped(void)
+{
+	privileges_dropped = true;
+}
+
+static int plugin_phases(const struct sift_plugin *p)
+{
+	unsigned ph = 0;
+	if (p->connect)
+		ph |= 1u << SIFT_PH_CONNECT;
+	if (p->helo)
+		ph |= 1u << SIFT_PH_HELO;
+	if (p->mail)
+		ph |= 1u << SIFT_PH_MAIL;
+	if (p->rcpt)
+		ph |= 1u << SIFT_PH_RCPT;
+	if (p->data)
+		ph |= 1u << SIFT_PH_DATA;
+	if (p->header)
+		ph |= 1u << SIFT_PH_HEADER;
+	if (p->eoh)
+		ph |= 1u << SIFT_PH_EOH;
+	if (p->body)
+		ph |= 1u << SIFT_PH_BODY;
+	if (p->eom)
+		ph |= 1u << SIFT_PH_EOM;
+	if (p->policy)
+		ph |= 1u << SIFT_PH_POLICY;
+	return (int)ph;
+}
+
+static ssize_t find_plugin(struct sift_gen *g, const char *name)
+{
+	for (size_t i = 0; i < g->npl; i++)
+		if (strcmp(g->pl[i].p->name, name) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+static void gen_free(struct sift_gen *g)
+{
+	for (size_t i = 0; i < g->npl; i++) {
+		struct plugin_inst *pi = &g->pl[i];
+		if (pi->inited && pi->p->release)
+			pi->p->release(pi->conf);
+		if (pi->conf) {
+			if (pi->p->params)
+				sift_params_free(pi->p->params, pi->conf);
+			free(pi->conf);
+		}
+		free(pi->prefix);
+	}
+	free(g->pl);
+	for (int i = 0; i < SIFT_PROFILE_MAX; i++)
+		free(g->prof[i]);
+	while (g->maps) {
+		struct map_list *m = g->maps;
+		g->maps = m->next;
+		sift_map_free(m->map);
+		free(m);
+	}
+	sift_params_free(sift_common_params, &g->common);
+	if (g->cfg)
+		sift_config_free(g->cfg);
+	free(g->myhostname);
+	free(g);
+}
+
+static int add_plugin(struct sift_gen *g, const char *name, char **err_r)
+{
+	if (find_plugin(g, name) >= 0)
+		return 0;
+	for (const char *c = name; *c; c++)
+		if (!(*c == '_' || *c == '-' || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9'))) {
+			*err_r = sift_asprintf("bad plugin name \"%s\"", name);
+			return -1;
+		}
+	char *path = sift_asprintf("%s/%s.so", g->common.plugin_directory, name);
+	const struct sift_plugin *p = sift_plugin_load(path, err_r);
+	free(path);
+	if (!p)
+		return -1;
+	if (strcmp(p->name, name) != 0) {
+		*err_r = sift_asprintf("plugin %s.so calls itself \"%s\"", name, p->name);
+		return -1;
+	}
+	unsigned want = g->daemon == SIFT_POLICYD ? SIFT_D_POLICYD : SIFT_D_FILTERD;
+	if (!(p->daemons & want)) {
+		*err_r = sift_asprintf("plugin %s does not run in %s", name,
+				       g->daemon == SIFT_POLICYD ? "policyd" : "filterd");
+		return -1;
+	}
+	g->pl = sift_realloc(g->pl, (g->npl + 1) * sizeof(*g->pl));
+	struct plugin_inst *pi = &g->pl[g->npl++];
+	memset(pi, 0, sizeof(*pi));
+	pi->p = p;
+	pi->prefix = sift_asprintf("%s_", name);
+	sift_config_defaults(g->cfg, pi->prefix, error_action_param);
+	if (p->params)
+		sift_config_defaults(g->cfg, pi->prefix, p->params);
+	return 0;
+}
+
+struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, char **err_r)
+{
+	struct sift_gen *g = sift_calloc(1, sizeof(*g));
+	atomic_init(&g->refs, 1);
+	g->daemon = daemon == SIFT_SIFTCTL ? SIFT_FILTERD : daemon;
+	g->cfg = cfg;
+	sift_config_defaults(cfg, "", sift_common_params);
+	if (sift_params_parse(cfg, "", sift_common_params, &g->common, err_r) < 0)
+		goto fail;
+	if (*g->common.myhostname)
+		g->myhostname = sift_strdup(g->common.myhostname);
+	else {
+		char hn[HOST_NAME_MAX + 1] = "localhost";
+		gethostname(hn, sizeof(hn) - 1);
+		g->myhostname = sift_strdup(hn);
+	}
+
+	const char *const *lists[SIFT_PROFILE_MAX] = {g->common.inbound_plugins,
+						       g->common.originating_plugins};
+	for (int pr = 0; pr < SIFT_PROFILE_MAX; pr++)
+		for (const char *const *n = lists[pr]; n && *n; n++)
+			if (add_plugin(g, *n, err_r) < 0)
+				goto fail;
+	for (int pr = 0; pr < SIFT_PROFILE_MAX; pr++) {
+		size_t cnt = 0;
+		for (const char *const *n = lists[pr]; n && *n; n++)
+			cnt++;
+		g->prof[pr] = sift_calloc(cnt + 1, sizeof(size_t));
+		for (const char *const *n = lists[pr]; n && *n; n++) {
+			ssize_t idx = find_plugin(g, *n);
+			bool dup = false;
+			for (size_t k = 0; k < g->nprof[pr]; k++)
+				dup |= g->prof[pr][k] == (size_t)idx;
+			if (dup) {
+				*err_r = sift_asprintf("%s_plugins lists %s twice", sift_profile_names[pr], *n);
+				goto fail;
+			}
+			g->prof[pr][g->nprof[pr]++] = (size_t)idx;
+		}
+	}
+	if (sift_config_warn_unknown(cfg) < 0)
+		goto fail;
+
+	/* Process-wide services, set up by the first generation. */
+	if (!dns_ready) {
+		if (sift_dns_init(g->common.dns_servers, (long)g->common.dns_timeout, err_r) < 0)
+			goto fail;
+		dns_ready = true;
+	}
+	if (!global_kv) {
+		global_kv = sift_kv_open(g->common.state_store, err_r);
+		if (!global_kv)
+			goto fail;
+	}
+
+	building_gen = g;
+	for (size_t i = 0; i < g->npl; i++) {
+		struct plugin_inst *pi = &g->pl[i];
+		const struct sift_plugin *p = pi->p;
+		pi->conf = sift_calloc(1, p->conf_size ? p->conf_size : 1);
+		if (sift_params_parse(cfg, pi->prefix, error_action_param, &pi->error_action, err_r) < 0)
+			goto fail_building;
+		if (p->params && sift_params_parse(cfg, pi->prefix, p->params, pi->conf, err_r) < 0)
+			goto fail_building;
+		char *perr = NULL;
+		if (p->preinit && !privileges_dropped && p->preinit(&sift_host_table, pi->conf, &perr) < 0) {
+			*err_r = sift_asprintf("plugin %s: %s", p->name, perr ? perr : "preinit failed");
+			free(perr);
+			goto fail_building;
+		}
+		if (p->init && p->init(&sift_host_table, pi->conf, &perr) < 0) {
+			*err_r = sift_asprintf("plugin %s: %s", p->name, perr ? perr : "init failed");
+			free(perr);
+			goto fail_building;
+		}
+		pi->inited = true;
+		g->actions |= p->actions;
+		g->flags |= p->flags;
+		g->phases |= (unsigned)plugin_phases(p);
+	}
+	building_gen = NULL;
+	return g;
+
+fail_building:
+	building_gen = NULL;
+fail:
+	g->cfg = NULL; /* the caller still owns cfg on failure */
+	gen_free(g);
+	return NULL;
+}
+
+void sift_gen_ref(struct sift_gen *g)
+{
+	atomic_fetch_add(&g->refs, 1);
+}
+
+void sift_gen_unref(struct sift_gen *g)
+{
+	if (g && atomic_fetch_sub(&g->refs, 1) == 1)
+		gen_free(g);
+}
+
+struct sift_gen *sift_gen_current(void)
+{
+	pthread_mutex_lock(&current_lock);
+	struct sift_gen *g = current_gen;
+	if (g)
+		sift_gen_ref(g);
+	pthread_mutex_unlock(&current_lock);
+	return g;
+}
+
+void sift_gen_set_current(struct sift_gen *g)
+{
+	pthread_mutex_lock(&current_lock);
+	struct sift_gen *old = current_gen;
+	current_gen = g;
+	pthread_mutex_unlock(&current_lock);
+	sift_gen_unref(old);
+}
+
+const struct sift_common_conf *sift_gen_common(const struct sift_gen *g)
+{
+	return &g->common;
+}
+const struct sift_config *sift_gen_config(const struct sift_gen *g)
+{
+	return g->cfg;
+}
+unsigned sift_gen_actions(const struct sift_gen *g)
+{
+	return g->actions;
+}
+unsigned sift_gen_flags(const struct sift_gen *g)
+{
+	return g->flags;
+}
+unsigned sift_gen_phases(const struct sift_gen *g)
+{
+	return g->phases;
+}
+size_t sift_gen_plugin_count(const struct sift_gen *g)
+{
+	return g->npl;
+}
+const struct sift_plugin *sift_gen_plugin(const struct sift_gen *g, size_t i)
+{
+	return i < g->npl ? g->pl[i].p : NULL;
+}
+
+void sift_gen_print_params(FILE *out, const struct sift_gen *g, bool all)
+{
+	sift_params_print(out, g->cfg, "", sift_common_params, all);
+	for (size_t i = 0; i < g->npl; i++) {
+		sift_params_print(out, g->cfg, g->pl[i].prefix, error_action_param, all);
+		if (g->pl[i].p->params)
+			sift_params_print(out, g->cfg, g->pl[i].prefix, g->pl[i].p->params, all);
+	}
+}
+
+/* ---- contexts ------------------------------------------------------------- */
+
+struct arena_block {
+	struct arena_block *next;
+	max_align_t data[];
+};
+
+struct sift_ctx {
+	struct sift_gen *gen;
+	enum sift_daemon daemon;
+	enum sift_profile profile;
+	bool profile_forced;
+	char *items[SIFT_I_MAX];
+	char **rcpts;
+	size_t nrcpt, rcap;
+	const char *(*macro_fn)(void *, const char *);
+	void *macro_arg;
+	long long deadline;
+	void **conn;  /* per plugin instance */
+	void **mstate;
+	bool in_msg;
+	struct sift_msg *msg;
+	struct sift_result res;
+	struct sift_edit **edit_tail;
+	struct sift_symbol **sym_tail;
+	size_t cur;
+	struct arena_block *arena;
+	long long msg_start;
+};
+
+static bool is_msg_item(enum sift_item it)
+{
+	return it == SIFT_I_SENDER || it == SIFT_I_RCPT || it == SIFT_I_QUEUE_ID;
+}
+
+struct sift_ctx *sift_ctx_new(struct sift_gen *g, enum sift_daemon daemon)
+{
+	struct sift_ctx *ctx = sift_calloc(1, sizeof(*ctx));
+	sift_gen_ref(g);
+	ctx->gen = g;
+	ctx->daemon = daemon;
+	ctx->conn = sift_calloc(g->npl + 1, sizeof(void *));
+	ctx->mstate = sift_calloc(g->npl + 1, sizeof(void *));
+	for (size_t i = 0; i < g->npl; i++)
+		if (g->pl[i].p->conn_size)
+			ctx->conn[i] = sift_calloc(1, g->pl[i].p->conn_size);
+	ctx->edit_tail = &ctx->res.edits;
+	ctx->sym_tail = &ctx->res.symbols;
+	return ctx;
+}
+
+static void clear_reply(struct sift_result *r)
+{
+	free(r->reply_code);
+	free(r->reply_xcode);
+	free(r->reply_text);
+	r->reply_code = r->reply_xcode = r->reply_text = NULL;
+}
+
+static void clear_actions(struct sift_result *r)
+{
+	for (size_t i = 0; i < r->n_actions; i++)
+		free(r->actions[i]);
+	free(r->actions);
+	r->actions = NULL;
+	r->n_actions = 0;
+}
+
+static void clear_result(struct sift_ctx *ctx)
+{
+	struct sift_result *r = &ctx->res;
+	clear_reply(r);
+	clear_actions(r);
+	free(r->hold_reason);
+	while (r->edits) {
+		struct sift_edit *e = r->edits;
+		r->edits = e->next;
+		free(e->name);
+		free(e->value);
+		free(e);
+	}
+	while (r->symbols) {
+		struct sift_symbol *s = r->symbols;
+		r->symbols = s->next;
+		free(s->name);
+		free(s->option);
+		free(s);
+	}
+	memset(r, 0, sizeof(*r));
+	ctx->edit_tail = &r->edits;
+	ctx->sym_tail = &r->symbols;
+}
+
+void sift_ctx_free(struct sift_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	if (ctx->in_msg)
+		sift_ctx_msg_end(ctx, true);
+	struct sift_gen *g = ctx->gen;
+	for (size_t i = 0; i < g->npl; i++)
+		if (g->pl[i].p->close) {
+			ctx->cur = i;
+			g->pl[i].p->close(ctx);
+		}
+	for (size_t i = 0; i < g->npl; i++)
+		free(ctx->conn[i]);
+	free(ctx->conn);
+	free(ctx->mstate);
+	for (int i = 0; i < SIFT_I_MAX; i++)
+		free(ctx->items[i]);
+	for (size_t i = 0; i < ctx->nrcpt; i++)
+		free(ctx->rcpts[i]);
+	free(ctx->rcpts);
+	clear_result(ctx);
+	sift_gen_unref(g);
+	free(ctx);
+}
+
+struct sift_gen *sift_ctx_gen(struct sift_ctx *ctx)
+{
+	return ctx->gen;
+}
+
+void sift_ctx_set(struct sift_ctx *ctx, enum sift_item item, const char *value)
+{
+	if ((unsigned)item >= SIFT_I_MAX || item == SIFT_I_PROFILE)
+		return;
+	free(ctx->items[item]);
+	ctx->items[item] = value ? sift_strdup(value) : NULL;
+}
+
+void sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt)
+{
+	if (ctx->nrcpt == ctx->rcap) {
+		ctx->rcap = ctx->rcap ? ctx->rcap * 2 : 4;
+		ctx->rcpts = sift_realloc(ctx->rcpts, ctx->rcap * sizeof(char *));
+	}
+	ctx->rcpts[ctx->nrcpt++] = sift_strdup(rcpt);
+}
+
+void sift_ctx_set_macro_fn(struct sift_ctx *ctx, const char *(*fn)(void *, const char *), void *arg)
+{
+	ctx->macro_fn = fn;
+	ctx->macro_arg = arg;
+}
+
+void sift_ctx_set_deadline(struct sift_ctx *ctx, long long deadline_ms)
+{
+	ctx->deadline = deadline_ms;
+}
+
+static bool in_list(const char *const *list, const char *s)
+{
+	for (; s && list && *list; list++)
+		if (strcmp(*list, s) == 0)
+			return true;
+	return false;
+}
+
+enum sift_profile sift_ctx_choose_profile(struct sift_ctx *ctx)
+{
+	if (ctx->profile_forced)
+		return ctx->profile;
+	const struct sift_common_conf *c = &ctx->gen->common;
+	enum sift_profile p = SIFT_INBOUND;
+	const char *sasl = ctx->items[SIFT_I_SASL_USERNAME];
+	if (in_list(c->originating_daemons, ctx->items[SIFT_I_DAEMON_NAME]) || (sasl && *sasl))
+		p = SIFT_ORIGINATING;
+	else if (c->originating_networks && ctx->items[SIFT_I_CLIENT_ADDR]) {
+		char *res = NULL;
+		if (sift_map_lookup(c->originating_networks, ctx->items[SIFT_I_CLIENT_ADDR], &res) == 1)
+			p = SIFT_ORIGINATING;
+		free(res);
+	}
+	ctx->profile = p;
+	return p;
+}
+
+void sift_ctx_force_profile(struct sift_ctx *ctx, enum sift_profile p)
+{
+	ctx->profile = p;
+	ctx->profile_forced = true;
+}
+
+enum sift_profile sift_ctx_profile(const struct sift_ctx *ctx)
+{
+	return ctx->profile;
+}
+
+void sift_ctx_msg_begin(struct sift_ctx *ctx)
+{
+	if (ctx->in_msg)
+		sift_ctx_msg_end(ctx, true);
+	struct sift_gen *g = ctx->gen;
+	for (size_t i = 0; i < g->npl; i++)
+		ctx->mstate[i] = g->pl[i].p->msg_size ? sift_calloc(1, g->pl[i].p->msg_size) : NULL;
+	if (ctx->daemon != SIFT_POLICYD)
+		ctx->msg = sift_msg_new((size_t)g->common.message_memory_limit, g->common.tmpdir);
+	clear_result(ctx);
+	ctx->in_msg = true;
+	ctx->msg_start = sift_now_ms();
+}
+
+void sift_ctx_msg_end(struct sift_ctx *ctx, bool aborted)
+{
+	if (!ctx->in_msg)
+		return;
+	struct sift_gen *g = ctx->gen;
+	for (size_t i = 0; i < g->npl; i++) {
+		ctx->cur = i;
+		if (aborted && g->pl[i].p->abort)
+			g->pl[i].p->abort(ctx);
+		if (g->pl[i].p->msg_end)
+			g->pl[i].p->msg_end(ctx);
+	}
+	for (size_t i = 0; i < g->npl; i++) {
+		free(ctx->mstate[i]);
+		ctx->mstate[i] = NULL;
+	}
+	sift_msg_free(ctx->msg);
+	ctx->msg = NULL;
+	while (ctx->arena) {
+		struct arena_block *b = ctx->arena;
+		ctx->arena = b->next;
+		free(b);
+	}
+	for (size_t i = 0; i < ctx->nrcpt; i++)
+		free(ctx->rcpts[i]);
+	ctx->nrcpt = 0;
+	for (int it = 0; it < SIFT_I_MAX; it++)
+		if (is_msg_item((enum sift_item)it)) {
+			free(ctx->items[it]);
+			ctx->items[it] = NULL;
+		}
+	clear_result(ctx);
+	ctx->in_msg = false;
+}
+
+bool sift_ctx_in_msg(const struct sift_ctx *ctx)
+{
+	return ctx->in_msg;
+}
+
+struct sift_msg *sift_ctx_msg(struct sift_ctx *ctx)
+{
+	return ctx->msg;
+}
+
+const struct sift_result *sift_ctx_result(const struct sift_ctx *ctx)
+{
+	return &ctx->res;
+}
+
+void sift_ctx_request_reset(struct sift_ctx *ctx)
+{
+	struct sift_result *r = &ctx->res;
+	clear_reply(r);
+	clear_actions(r);
+	r->verdict = SIFT_DUNNO;
+	r->decided_by = NULL;
+	r->hold = false;
+	r->accepted = false;
+	free(r->hold_reason);
+	r->hold_reason = NULL;
+}
+
+/* ---- the chain ---------------------------------------------------------- */
+
+static void set_reply(struct sift_ctx *ctx, const char *code, const char *xcode, const char *text)
+{
+	struct sift_result *r = &ctx->res;
+	clear_reply(r);
+	r->reply_code = code ? sift_strdup(code) : NULL;
+	r->reply_xcode = xcode ? sift_strdup(xcode) : NULL;
+	r->reply_text = text ? sift_strdup(text) : NULL;
+}
+
+/* Checks a reply set by a plugin as Postfix checks milter replies: a 4xx/5xx
+ * code, an enhanced code of the same class, no control characters. An
+ * invalid one is replaced by a default, logged. */
+static void check_reply(struct sift_ctx *ctx, enum sift_verdict v, const char *plugin)
+{
+	struct sift_result *r = &ctx->res;
+	char cls = v == SIFT_REJECT ? '5' : '4';
+	bool ok = true;
+	if (r->reply_code) {
+		const char *c = r->reply_code;
+		ok = strlen(c) == 3 && c[0] == cls && c[1] >= '0' && c[1] <= '9' && c[2] >= '0' && c[2] <= '9';
+		if (ok && r->reply_xcode) {
+			const char *x = r->reply_xcode;
+			ok = x[0] == cls && x[1] == '.' && strspn(x + 2, "0123456789.") == strlen(x + 2);
+		}
+	} else if (r->reply_xcode) {
+		ok = false; /* an enhanced code without a code */
+	}
+	if (ok && r->reply_text)
+		for (const char *t = r->reply_text; *t; t++)
+			if ((unsigned char)*t < 0x20 || *t == 0x7f) {
+				ok = false;
+				break;
+			}
+	if (!ok) {
+		sift_log_msg(LOG_WARNING, ctx->items[SIFT_I_QUEUE_ID], plugin,
+			     "invalid SMTP reply \"%s %s %s\" for %s; using the default",
+			     r->reply_code ? r->reply_code : "", r->reply_xcode ? r->reply_xcode : "",
+			     r->reply_text ? r->reply_text : "", sift_verdict_names[v]);
+		clear_reply(r);
+	}
+}
+
+static enum sift_verdict call_hook(struct sift_ctx *ctx, const struct sift_plugin *p, enum sift_phase ph,
+				   const struct sift_header *h, const void *buf, size_t len)
+{
+	switch (ph) {
+	case SIFT_PH_CONNECT:
+		return p->connect ? p->connect(ctx) : SIFT_DUNNO;
+	case SIFT_PH_HELO:
+		return p->helo ? p->helo(ctx) : SIFT_DUNNO;
+	case SIFT_PH_MAIL:
+		return p->mail ? p->mail(ctx) : SIFT_DUNNO;
+	case SIFT_PH_RCPT:
+		return p->rcpt ? p->rcpt(ctx) : SIFT_DUNNO;
+	case SIFT_PH_DATA:
+		return p->data ? p->data(ctx) : SIFT_DUNNO;
+	case SIFT_PH_HEADER:
+		return p->header ? p->header(ctx, h) : SIFT_DUNNO;
+	case SIFT_PH_EOH:
+		return p->eoh ? p->eoh(ctx) : SIFT_DUNNO;
+	case SIFT_PH_BODY:
+		return p->body ? p->body(ctx, buf, len) : SIFT_DUNNO;
+	case SIFT_PH_EOM:
+		return p->eom ? p->eom(ctx) : SIFT_DUNNO;
+	case SIFT_PH_POLICY:
+		return p->policy ? p->policy(ctx) : SIFT_DUNNO;
+	default:
+		return SIFT_DUNNO;
+	}
+}
+
+static bool is_final(enum sift_verdict v)
+{
+	return v == SIFT_REJECT || v == SIFT_TEMPFAIL || v == SIFT_DISCARD;
+}
+
+static enum sift_verdict run_chain(struct sift_ctx *ctx, enum sift_phase ph, const struct sift_header *h,
+				   const void *buf, size_t len)
+{
+	struct sift_result *r = &ctx->res;
+	if (ph != SIFT_PH_POLICY && is_final(r->verdict))
+		return r->verdict;
+	struct sift_gen *g = ctx->gen;
+	enum sift_profile pr = ctx->profile;
+	if (!(g->phases & (1u << ph)))
+		return SIFT_DUNNO;
+	for (size_t k = 0; k < g->nprof[pr]; k++) {
+		size_t i = g->prof[pr][k];
+		struct plugin_inst *pi = &g->pl[i];
+		if (r->accepted && !(pi->p->flags & SIFT_F_ALWAYS_RUN))
+			continue;
+		ctx->cur = i;
+		enum sift_verdict v = call_hook(ctx, pi->p, ph, h, buf, len);
+		if ((unsigned)v >= SIFT_VERDICT_MAX) {
+			sift_log_msg(LOG_ERR, ctx->items[SIFT_I_QUEUE_ID], pi->p->name,
+				     "hook returned invalid verdict %d", (int)v);
+			v = SIFT_ERROR;
+		}
+		if (v == SIFT_ERROR) {
+			sift_log_msg(LOG_WARNING, ctx->items[SIFT_I_QUEUE_ID], pi->p->name,
+				     "internal error; %s_error_action = %s", pi->p->name,
+				     ea_names[pi->error_action & 3]);
+			clear_reply(r);
+			switch (pi->error_action) {
+			case EA_ACCEPT:
+				v = SIFT_ACCEPT;
+				break;
+			case EA_REJECT:
+				v = SIFT_REJECT;
+				break;
+			case EA_DUNNO:
+				v = SIFT_DUNNO;
+				break;
+			default:
+				v = SIFT_TEMPFAIL;
+				set_reply(ctx, "451", "4.7.1", "Temporary local problem, try again later");
+				break;
+			}
+		}
+		switch (v) {
+		case SIFT_ACCEPT:
+			r->accepted = true;
+			break;
+		case SIFT_HOLD:
+			r->hold = true;
+			if (!r->hold_reason)
+				r->hold_reason = sift_asprintf("held by %s", pi->p->name);
+			break;
+		case SIFT_REJECT:
+		case SIFT_TEMPFAIL:
+			check_reply(ctx, v, pi->p->name);
+			/* fall through */
+		case SIFT_DISCARD:
+			r->decided_by = pi->p->name;
+			if (ph != SIFT_PH_RCPT || v == SIFT_DISCARD)
+				r->verdict = v;
+			return v;
+		default:
+			break;
+		}
+	}
+	return SIFT_DUNNO;
+}
+
+enum sift_verdict sift_run(struct sift_ctx *ctx, enum sift_phase ph)
+{
+	if (ph == SIFT_PH_RCPT) {
+		/* A reply left over from an earlier recipient is not this one's. */
+		if (!is_final(ctx->res.verdict))
+			clear_reply(&ctx->res);
+	}
+	return run_chain(ctx, ph, NULL, NULL, 0);
+}
+
+enum sift_verdict sift_run_header(struct sift_ctx *ctx, const char *name, const char *value)
+{
+	if (ctx->msg)
+		sift_msg_add_header(ctx->msg, name, value);
+	struct sift_header h = {name, value};
+	return run_chain(ctx, SIFT_PH_HEADER, &h, NULL, 0);
+}
+
+enum sift_verdict sift_run_body(struct sift_ctx *ctx, const void *buf, size_t len)
+{
+	if (ctx->msg) {
+		char *err = NULL;
+		if (sift_msg_add_body(ctx->msg, buf, len, &err) < 0) {
+			sift_log_msg(LOG_ERR, ctx->items[SIFT_I_QUEUE_ID], NULL, "storing message body: %s", err);
+			free(err);
+			set_reply(ctx, "451", "4.3.0", "Temporary local problem, try again later");
+			ctx->res.verdict = SIFT_TEMPFAIL;
+			ctx->res.decided_by = "filterd";
+			return SIFT_TEMPFAIL;
+		}
+	}
+	return run_chain(ctx, SIFT_PH_BODY, NULL, buf, len);
+}
+
+char *sift_ctx_policy_action(struct sift_ctx *ctx)
+{
+	struct sift_result *r = &ctx->res;
+	const char *t = r->reply_text;
+	switch (r->verdict) {
+	case SIFT_REJECT:
+	case SIFT_TEMPFAIL:
+		if (r->reply_code)
+			return sift_asprintf("%s %s%s%s", r->reply_code, r->reply_xcode ? r->reply_xcode : "",
+					     r->reply_xcode ? " " : "", t ? t : "Rejected by policy");
+		return sift_asprintf("%s%s%s", r->verdict == SIFT_REJECT ? "REJECT" : "DEFER", t ? " " : "",
+				     t ? t : "");
+	case SIFT_DISCARD:
+		return sift_asprintf("DISCARD%s%s", t ? " " : "", t ? t : "");
+	default:
+		break;
+	}
+	if (r->hold)
+		return sift_asprintf("HOLD %s", r->hold_reason ? r->hold_reason : "");
+	if (r->n_actions)
+		return sift_strdup(r->actions[0]);
+	if (r->accepted)
+		return sift_strdup("OK");
+	return sift_strdup("DUNNO");
+}
+
+char *sift_ctx_summary(struct sift_ctx *ctx, const char *action)
+{
+	struct sift_buf b = {0};
+	struct sift_result *r = &ctx->res;
+	sift_buf_printf(&b, "action=%s, profile=%s", action, sift_profile_names[ctx->profile]);
+	if (r->decided_by)
+		sift_buf_printf(&b, ", by=%s", r->decided_by);
+	sift_buf_printf(&b, ", from=<%s>, rcpts=%zu, score=%.1f, symbols=",
+			ctx->items[SIFT_I_SENDER] ? ctx->items[SIFT_I_SENDER] : "", ctx->nrcpt, r->score);
+	bool first = true;
+	for (struct sift_symbol *s = r->symbols; s; s = s->next) {
+		sift_buf_printf(&b, "%s%s(%.2g)", first ? "" : ",", s->name, s->score);
+		first = false;
+	}
+	sift_buf_printf(&b, ", time=%lldms", sift_now_ms() - ctx->msg_start);
+	return (char *)sift_buf_str(&b);
+}
+
+/* ---- the host function table ------------------------------------------------ */
+
+static const char *ctx_plugin_name(struct sift_ctx *ctx)
+{
+	return ctx && ctx->cur < ctx->gen->npl ? ctx->gen->pl[ctx->cur].p->name : NULL;
+}
+
+static void h_log(struct sift_ctx *ctx, int level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (ctx)
+		sift_vlog_msg(level, ctx->items[SIFT_I_QUEUE_ID], ctx_plugin_name(ctx), fmt, ap);
+	else
+		sift_vlog(level, fmt, ap);
+	va_end(ap);
+}
+
+static void *h_conf(struct sift_ctx *ctx)
+{
+	return ctx->gen->pl[ctx->cur].conf;
+}
+static void *h_conn(struct sift_ctx *ctx)
+{
+	return ctx->conn[ctx->cur];
+}
+static void *h_msg(struct sift_ctx *ctx)
+{
+	return ctx->mstate[ctx->cur];
+}
+
+static const char *h_get(struct sift_ctx *ctx, enum sift_item item)
+{
+	if (item == SIFT_I_PROFILE)
+		return sift_profile_names[ctx->profile];
+	if (item == SIFT_I_MYHOSTNAME && !ctx->items[item])
+		return ctx->gen->myhostname;
+	return (unsigned)item < SIFT_I_MAX ? ctx->items[item] : NULL;
+}
+
+static size_t h_rcpt_count(struct sift_ctx *ctx)
+{
+	return ctx->nrcpt;
+}
+
+static const char *h_rcpt(struct sift_ctx *ctx, size_t i)
+{
+	return i < ctx->nrcpt ? ctx->rcpts[i] : NULL;
+}
+
+static const char *h_macro(struct sift_ctx *ctx, const char *name)
+{
+	return ctx->macro_fn ? ctx->macro_fn(ctx->macro_arg, name) : NULL;
+}
+
+static size_t h_header_count(struct sift_ctx *ctx)
+{
+	return ctx->msg ? sift_msg_header_count(ctx->msg) : 0;
+}
+
+static const struct sift_header *h_header(struct sift_ctx *ctx, size_t i)
+{
+	return ctx->msg ? sift_msg_header(ctx->msg, i) : NULL;
+}
+
+static long long h_body_size(struct sift_ctx *ctx)
+{
+	return ctx->msg ? sift_msg_body_size(ctx->msg) : 0;
+}
+
+static long h_body_read(struct sift_ctx *ctx, long long off, void *buf, size_t len)
+{
+	return ctx->msg ? sift_msg_body_read(ctx->msg, off, buf, len) : -1;
+}
+
+static void h_reply(struct sift_ctx *ctx, const char *code, const char *xcode, const char *text)
+{
+	set_reply(ctx, code, xcode, text);
+}
+
+static void h_symbol(struct sift_ctx *ctx, const char *name, double score, const char *option)
+{
+	struct sift_symbol *s = sift_calloc(1, sizeof(*s));
+	s->name = sift_strdup(name);
+	s->option = option ? sift_strdup(option) : NULL;
+	s->score = score;
+	*ctx->sym_tail = s;
+	ctx->sym_tail = &s->next;
+	ctx->res.score += score;
+}
+
+static double h_score(struct sift_ctx *ctx)
+{
+	return ctx->res.score;
+}
+
+static bool header_name_ok(const char *name)
+{
+	if (!name || !*name)
+		return false;
+	for (const char *p = name; *p; p++)
+		if (*p <= 32 || *p >= 127 || *p == ':')
+			return false;
+	return true;
+}
+
+static void add_edit(struct sift_ctx *ctx, int op, unsigned idx, const char *name, const char *value)
+{
+	if (!header_name_ok(name)) {
+		sift_log_msg(LOG_WARNING, ctx->items[SIFT_I_QUEUE_ID], ctx_plugin_name(ctx),
+			     "ignoring header edit with invalid name");
+		return;
+	}
+	struct sift_edit *e = sift_calloc(1, sizeof(*e));
+	e->op = op;
+	e->idx = idx;
+	e->name = sift_strdup(name);
+	e->value = value ? sift_strdup(value) : NULL;
+	*ctx->edit_tail = e;
+	ctx->edit_tail = &e->next;
+}
+
+static void h_header_add(struct sift_ctx *ctx, const char *name, const char *value)
+{
+	add_edit(ctx, SIFT_EDIT_ADD, 0, name, value ? value : "");
+}
+
+static void h_header_insert(struct sift_ctx *ctx, unsigned idx, const char *name, const char *value)
+{
+	add_edit(ctx, SIFT_EDIT_INSERT, idx, name, value ? value : "");
+}
+
+static void h_header_change(struct sift_ctx *ctx, const char *name, unsigned idx, const char *value)
+{
+	add_edit(ctx, SIFT_EDIT_CHANGE, idx, name, value);
+}
+
+static void h_policy_action(struct sift_ctx *ctx, const char *action)
+{
+	struct sift_result *r = &ctx->res;
+	for (const char *t = action; *t; t++)
+		if (*t == '\n' || *t == '\r')
+			return;
+	r->actions = sift_realloc(r->actions, (r->n_actions + 1) * sizeof(char *));
+	r->actions[r->n_actions++] = sift_strdup(action);
+}
+
+static void h_hold(struct sift_ctx *ctx, const char *reason)
+{
+	free(ctx->res.hold_reason);
+	ctx->res.hold_reason = reason ? sift_strdup(reason) : NULL;
+}
+
+static void *h_msg_alloc(struct sift_ctx *ctx, size_t size)
+{
+	struct arena_block *b = sift_calloc(1, sizeof(*b) + size);
+	b->next = ctx->arena;
+	ctx->arena = b;
+	return b->data;
+}
+
+static long h_time_left_ms(struct sift_ctx *ctx)
+{
+	if (!ctx || !ctx->deadline)
+		return 300000;
+	long long left = ctx->deadline - sift_now_ms();
+	return left > 0 ? (long)left : 0;
+}
+
+static int h_map_lookup(const struct sift_map *map, const char *key, char **result_r)
+{
+	return map ? sift_map_lookup(map, key, result_r) : 0;
+}
+
+static const struct sift_map *h_map_open(const char *spec, char **err_r)
+{
+	if (!building_gen) {
+		*err_r = sift_strdup("map_open is only allowed in init");
+		return NULL;
+	}
+	struct sift_map *m = sift_map_open(spec, err_r);
+	if (!m)
+		return NULL;
+	struct map_list *l = sift_calloc(1, sizeof(*l));
+	l->map = m;
+	l->next = building_gen->maps;
+	building_gen->maps = l;
+	return m;
+}
+
+static struct sift_dns_result *h_dns_query(const char *name, int rrtype, long timeout_ms)
+{
+	return sift_dns_query(name, rrtype, timeout_ms);
+}
+
+static int h_kv_get(const char *key, char **val_r)
+{
+	return global_kv ? sift_kv_get(global_kv, key, val_r) : -1;
+}
+static int h_kv_set(const char *key, const char *val, long ttl_ms)
+{
+	return global_kv ? sift_kv_set(global_kv, key, val, ttl_ms) : -1;
+}
+static int h_kv_incr(const char *key, long long delta, long ttl_ms, long long *val_r)
+{
+	return global_kv ? sift_kv_incr(global_kv, key, delta, ttl_ms, val_r) : -1;
+}
+static int h_kv_del(const char *key)
+{
+	return global_kv ? sift_kv_del(global_kv, key) : -1;
+}
+
+const struct sift_host sift_host_table = {
+    .abi_major = SIFT_ABI_MAJOR,
+    .abi_minor = SIFT_ABI_MINOR,
+    .struct_size = sizeof(struct sift_host),
+    .log = h_log,
+    .conf = h_conf,
+    .conn = h_conn,
+    .msg = h_msg,
+    .get = h_get,
+    .rcpt_count = h_rcpt_count,
+    .rcpt = h_rcpt,
+    .macro = h_macro,
+    .header_count = h_header_count,
+    .header = h_header,
+    .body_size = h_body_size,
+    .body_read = h_body_read,
+    .reply = h_reply,
+    .symbol = h_symbol,
+    .score = h_score,
+    .header_add = h_header_add,
+    .header_insert = h_header_insert,
+    .header_change = h_header_change,
+    .policy_action = h_policy_action,
+    .hold = h_hold,
+    .msg_alloc = h_msg_alloc,
+    .time_left_ms = h_time_left_ms,
+    .map_lookup = h_map_lookup,
+    .map_open = h_map_open,
+    .dns_query = h_dns_query,
+    .kv_get = h_kv_get,
+    .kv_set = h_kv_set,
+    .kv_incr = h_kv_incr,
+    .kv_del = h_kv_del,
+};

@@ -1,2 +1,539 @@
-/* kv.c - placeholder until implemented. */
+/*
+ * kv.c - the key-value store behind host->kv_get/kv_set/kv_incr/kv_del
+ * (rate limits, greylisting, counters).
+ *
+ * A struct sift_kv is a thin front end over a backend chosen by the type
+ * prefix of the spec ("memory:", later "redis:"). A backend is a small
+ * table of functions (struct kv_backend below: open/get/set/incr/del/free);
+ * adding one means writing those six functions (lib/kv_redis.c) and listing
+ * the table in kv_backends[]. When kv_redis.c arrives, struct kv_backend
+ * moves to a shared internal header so that file can fill one in.
+ *
+ * The "memory:" backend keeps everything in this process:
+ *   spec  "memory", "memory:" or "memory:max_keys=N" (N = 0: unbounded;
+ *         default 1000000).
+ *   - A hash table split into KV_STRIPES independent sub-tables, each with
+ *     its own mutex and its own bucket array (which doubles as it fills), so
+ *     threads working on different keys rarely contend. Keys are hashed
+ *     with SipHash-2-4 under a random per-store key, so that senders cannot
+ *     choose keys that all collide.
+ *   - Expiry is lazy: an expired entry is removed when it is looked at, and
+ *     every write also sweeps a few buckets of its stripe (a bounded,
+ *     amortised sweep) so that never-read keys do not pile up.
+ *   - The number of keys is bounded by max_keys. When a new key would go
+ *     over, expired entries are swept from the whole table first; if that
+ *     does not free a slot, the write fails with -1.
+ *   - Times come from the monotonic clock (sift_now_ms).
+ *
+ * Threading: every sift_kv_* function may be called from any thread once
+ * sift_kv_open has returned; sift_kv_free must not race with other calls.
+ * kv_incr is atomic (read, add, write under the stripe lock).
+ *
+ * Ownership: keys and values are copied in; sift_kv_get returns a malloc'd
+ * copy that the caller frees. Return codes: 0 ok, 1 not found, -1 error.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
 #include "sift.h"
+
+/* ---- the backend interface ------------------------------------------------ */
+
+struct kv_backend {
+	const char *type; /* the spec prefix before ':' */
+	/* params: what followed "type:" ("" when nothing did). */
+	void *(*open)(const char *params, char **err_r);
+	int (*get)(void *impl, const char *key, char **val_r);
+	int (*set)(void *impl, const char *key, const char *val, long ttl_ms);
+	int (*incr)(void *impl, const char *key, long long delta, long ttl_ms,
+		    long long *val_r);
+	int (*del)(void *impl, const char *key);
+	void (*free)(void *impl);
+};
+
+struct sift_kv {
+	const struct kv_backend *be;
+	void *impl;
+};
+
+/* ---- memory: backend --------------------------------------------------- */
+
+#define KV_STRIPES 64		  /* power of two */
+#define KV_MIN_BUCKETS 16	  /* per stripe, power of two */
+#define KV_SWEEP_BUCKETS 4	  /* buckets examined per write */
+#define KV_DEFAULT_MAX 1000000
+
+struct kv_entry {
+	struct kv_entry *next;
+	uint64_t hash;
+	long long expires; /* sift_now_ms() deadline, 0 = never */
+	char *val;
+	char key[];
+};
+
+struct kv_stripe {
+	pthread_mutex_t mu;
+	struct kv_entry **buckets;
+	size_t nbuckets; /* power of two */
+	size_t count;
+	size_t sweep_pos;
+} __attribute__((aligned(64)));
+
+struct kv_mem {
+	struct kv_stripe stripes[KV_STRIPES];
+	uint64_t k0, k1;	    /* SipHash key */
+	size_t max_keys;	    /* 0 = unbounded */
+	atomic_size_t count;	    /* keys in all stripes */
+};
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                             \
+	do {                                                                                 \
+		v0 += v1;                                                                    \
+		v1 = ROTL(v1, 13);                                                           \
+		v1 ^= v0;                                                                    \
+		v0 = ROTL(v0, 32);                                                           \
+		v2 += v3;                                                                    \
+		v3 = ROTL(v3, 16);                                                           \
+		v3 ^= v2;                                                                    \
+		v0 += v3;                                                                    \
+		v3 = ROTL(v3, 21);                                                           \
+		v3 ^= v0;                                                                    \
+		v2 += v1;                                                                    \
+		v1 = ROTL(v1, 17);                                                           \
+		v1 ^= v2;                                                                    \
+		v2 = ROTL(v2, 32);                                                           \
+	} while (0)
+
+/* SipHash-2-4 of the key string. */
+static uint64_t kv_hash(const struct kv_mem *m, const char *s, size_t len)
+{
+	uint64_t v0 = 0x736f6d6570736575ULL ^ m->k0, v1 = 0x646f72616e646f6dULL ^ m->k1;
+	uint64_t v2 = 0x6c7967656e657261ULL ^ m->k0, v3 = 0x7465646279746573ULL ^ m->k1;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t left = len;
+	while (left >= 8) {
+		uint64_t w = 0;
+		for (int i = 0; i < 8; i++)
+			w |= (uint64_t)p[i] << (8 * i);
+		v3 ^= w;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= w;
+		p += 8;
+		left -= 8;
+	}
+	uint64_t b = (uint64_t)len << 56;
+	for (size_t i = 0; i < left; i++)
+		b |= (uint64_t)p[i] << (8 * i);
+	v3 ^= b;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static int parse_mem_params(const char *params, size_t *max_r, char **err_r)
+{
+	*max_r = KV_DEFAULT_MAX;
+	char *copy = sift_strdup(params), *save = NULL;
+	int rc = 0;
+	for (char *it = strtok_r(copy, ", \t", &save); it && rc == 0;
+	     it = strtok_r(NULL, ", \t", &save)) {
+		if (strncmp(it, "max_keys=", 9) == 0) {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(it + 9, &end, 10);
+			if (it[9] < '0' || it[9] > '9' || *end || errno || v > SIZE_MAX) {
+				*err_r = sift_asprintf("memory: bad max_keys value \"%s\"", it + 9);
+				rc = -1;
+			} else {
+				*max_r = (size_t)v;
+			}
+		} else {
+			*err_r = sift_asprintf("memory: unknown parameter \"%s\"", it);
+			rc = -1;
+		}
+	}
+	free(copy);
+	return rc;
+}
+
+static void *mem_open(const char *params, char **err_r)
+{
+	size_t max;
+	if (parse_mem_params(params, &max, err_r) < 0)
+		return NULL;
+	struct kv_mem *m;
+	if (posix_memalign((void **)&m, 64, sizeof(*m)) != 0)
+		sift_fatal("out of memory allocating %zu bytes", sizeof(*m));
+	memset(m, 0, sizeof(*m));
+	m->max_keys = max;
+	atomic_init(&m->count, 0);
+	uint64_t seed[2];
+	if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+		/* No entropy yet (early boot): fall back to something varying. */
+		seed[0] = (uint64_t)sift_now_ms() ^ (uint64_t)(uintptr_t)m;
+		seed[1] = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
+	}
+	m->k0 = seed[0];
+	m->k1 = seed[1];
+	for (size_t i = 0; i < KV_STRIPES; i++) {
+		struct kv_stripe *s = &m->stripes[i];
+		pthread_mutex_init(&s->mu, NULL);
+		s->nbuckets = KV_MIN_BUCKETS;
+		s->buckets = sift_calloc(s->nbuckets, sizeof(*s->buckets));
+	}
+	return m;
+}
+
+static void entry_free(struct kv_entry *e)
+{
+	free(e->val);
+	free(e);
+}
+
+static void mem_free(void *impl)
+{
+	struct kv_mem *m = impl;
+	for (size_t i = 0; i < KV_STRIPES; i++) {
+		struct kv_stripe *s = &m->stripes[i];
+		for (size_t b = 0; b < s->nbuckets; b++) {
+			struct kv_entry *e = s->buckets[b], *next;
+			for (; e; e = next) {
+				next = e->next;
+				entry_free(e);
+			}
+		}
+		free(s->buckets);
+		pthread_mutex_destroy(&s->mu);
+	}
+	free(m);
+}
+
+static struct kv_stripe *stripe_of(struct kv_mem *m, uint64_t h)
+{
+	return &m->stripes[h & (KV_STRIPES - 1)];
+}
+
+/* Bucket index inside a stripe: the stripe used the low bits. */
+static size_t bucket_of(const struct kv_stripe *s, uint64_t h)
+{
+	return (size_t)(h >> 6) & (s->nbuckets - 1);
+}
+
+static bool expired(const struct kv_entry *e, long long now)
+{
+	return e->expires != 0 && e->expires <= now;
+}
+
+/* Unlinks *pp (stripe locked). */
+static void unlink_entry(struct kv_mem *m, struct kv_stripe *s, struct kv_entry **pp)
+{
+	struct kv_entry *e = *pp;
+	*pp = e->next;
+	entry_free(e);
+	s->count--;
+	atomic_fetch_sub(&m->count, 1);
+}
+
+/* Removes the expired entries of `n` buckets from the sweep cursor on (all
+ * of them with n = SIZE_MAX). Stripe locked. */
+static void sweep_stripe(struct kv_mem *m, struct kv_stripe *s, size_t n, long long now)
+{
+	if (n > s->nbuckets)
+		n = s->nbuckets;
+	for (size_t i = 0; i < n; i++) {
+		size_t b = (s->sweep_pos + i) & (s->nbuckets - 1);
+		struct kv_entry **pp = &s->buckets[b];
+		while (*pp) {
+			if (expired(*pp, now))
+				unlink_entry(m, s, pp);
+			else
+				pp = &(*pp)->next;
+		}
+	}
+	s->sweep_pos = (s->sweep_pos + n) & (s->nbuckets - 1);
+}
+
+/* Finds the link pointing at key's entry, dropping it if expired. Returns
+ * NULL if absent. Stripe locked. */
+static struct kv_entry **find(struct kv_mem *m, struct kv_stripe *s, const char *key, uint64_t h,
+			      long long now)
+{
+	struct kv_entry **pp = &s->buckets[bucket_of(s, h)];
+	for (; *pp; pp = &(*pp)->next) {
+		struct kv_entry *e = *pp;
+		if (e->hash == h && strcmp(e->key, key) == 0) {
+			if (expired(e, now)) {
+				unlink_entry(m, s, pp);
+				return NULL;
+			}
+			return pp;
+		}
+	}
+	return NULL;
+}
+
+static void grow(struct kv_stripe *s)
+{
+	size_t nb = s->nbuckets * 2;
+	struct kv_entry **nbk = sift_calloc(nb, sizeof(*nbk));
+	for (size_t b = 0; b < s->nbuckets; b++) {
+		struct kv_entry *e = s->buckets[b], *next;
+		for (; e; e = next) {
+			next = e->next;
+			size_t i = (size_t)(e->hash >> 6) & (nb - 1);
+			e->next = nbk[i];
+			nbk[i] = e;
+		}
+	}
+	free(s->buckets);
+	s->buckets = nbk;
+	s->nbuckets = nb;
+	s->sweep_pos = 0;
+}
+
+/* Reserves room for one more key in the global count. */
+static bool reserve(struct kv_mem *m)
+{
+	if (m->max_keys == 0) {
+		atomic_fetch_add(&m->count, 1);
+		return true;
+	}
+	size_t c = atomic_load(&m->count);
+	while (c < m->max_keys)
+		if (atomic_compare_exchange_weak(&m->count, &c, c + 1))
+			return true;
+	return false;
+}
+
+/* Sweeps every stripe except `held` (already locked by the caller, swept
+ * by it). Stripes are only ever try-locked here, so no lock order issue. */
+static void sweep_others(struct kv_mem *m, struct kv_stripe *held, long long now)
+{
+	for (size_t i = 0; i < KV_STRIPES; i++) {
+		struct kv_stripe *s = &m->stripes[i];
+		if (s == held)
+			continue;
+		if (pthread_mutex_trylock(&s->mu) != 0)
+			continue;
+		sweep_stripe(m, s, SIZE_MAX, now);
+		pthread_mutex_unlock(&s->mu);
+	}
+}
+
+/* Inserts a new entry (key known to be absent; stripe locked). -1 when the
+ * store is full. Takes ownership of val. */
+static int insert(struct kv_mem *m, struct kv_stripe *s, const char *key, uint64_t h, char *val,
+		  long ttl_ms, long long now)
+{
+	if (!reserve(m)) {
+		sweep_stripe(m, s, SIZE_MAX, now);
+		if (!reserve(m)) {
+			sweep_others(m, s, now);
+			if (!reserve(m)) {
+				free(val);
+				return -1;
+			}
+		}
+	}
+	size_t klen = strlen(key);
+	struct kv_entry *e = sift_malloc(sizeof(*e) + klen + 1);
+	memcpy(e->key, key, klen + 1);
+	e->hash = h;
+	e->val = val;
+	e->expires = ttl_ms > 0 ? now + ttl_ms : 0;
+	if (s->count + 1 > s->nbuckets * 2)
+		grow(s);
+	size_t b = bucket_of(s, h);
+	e->next = s->buckets[b];
+	s->buckets[b] = e;
+	s->count++;
+	return 0;
+}
+
+static int mem_get(void *impl, const char *key, char **val_r)
+{
+	struct kv_mem *m = impl;
+	uint64_t h = kv_hash(m, key, strlen(key));
+	struct kv_stripe *s = stripe_of(m, h);
+	pthread_mutex_lock(&s->mu);
+	struct kv_entry **pp = find(m, s, key, h, sift_now_ms());
+	if (pp)
+		*val_r = sift_strdup((*pp)->val);
+	pthread_mutex_unlock(&s->mu);
+	return pp ? 0 : 1;
+}
+
+static int mem_set(void *impl, const char *key, const char *val, long ttl_ms)
+{
+	struct kv_mem *m = impl;
+	uint64_t h = kv_hash(m, key, strlen(key));
+	struct kv_stripe *s = stripe_of(m, h);
+	char *copy = sift_strdup(val);
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	long long now = sift_now_ms();
+	sweep_stripe(m, s, KV_SWEEP_BUCKETS, now);
+	struct kv_entry **pp = find(m, s, key, h, now);
+	if (pp) {
+		free((*pp)->val);
+		(*pp)->val = copy;
+		(*pp)->expires = ttl_ms > 0 ? now + ttl_ms : 0;
+	} else {
+		rc = insert(m, s, key, h, copy, ttl_ms, now);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/* Strict decimal integer: optional sign, digits, nothing else. */
+static int parse_ll(const char *s, long long *v_r)
+{
+	if (!*s || !(*s == '-' || *s == '+' || (*s >= '0' && *s <= '9')))
+		return -1;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || end == s)
+		return -1;
+	*v_r = v;
+	return 0;
+}
+
+static int mem_incr(void *impl, const char *key, long long delta, long ttl_ms, long long *val_r)
+{
+	struct kv_mem *m = impl;
+	uint64_t h = kv_hash(m, key, strlen(key));
+	struct kv_stripe *s = stripe_of(m, h);
+	int rc = 0;
+	long long v = delta;
+	pthread_mutex_lock(&s->mu);
+	long long now = sift_now_ms();
+	sweep_stripe(m, s, KV_SWEEP_BUCKETS, now);
+	struct kv_entry **pp = find(m, s, key, h, now);
+	if (pp) {
+		long long old;
+		if (parse_ll((*pp)->val, &old) < 0 || __builtin_add_overflow(old, delta, &v)) {
+			rc = -1;
+		} else {
+			char buf[32];
+			snprintf(buf, sizeof(buf), "%lld", v);
+			free((*pp)->val);
+			(*pp)->val = sift_strdup(buf);
+		}
+	} else {
+		rc = insert(m, s, key, h, sift_asprintf("%lld", v), ttl_ms, now);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (rc == 0 && val_r)
+		*val_r = v;
+	return rc;
+}
+
+static int mem_del(void *impl, const char *key)
+{
+	struct kv_mem *m = impl;
+	uint64_t h = kv_hash(m, key, strlen(key));
+	struct kv_stripe *s = stripe_of(m, h);
+	pthread_mutex_lock(&s->mu);
+	struct kv_entry **pp = find(m, s, key, h, sift_now_ms());
+	if (pp)
+		unlink_entry(m, s, pp);
+	pthread_mutex_unlock(&s->mu);
+	return pp ? 0 : 1;
+}
+
+static const struct kv_backend kv_memory = {
+	.type = "memory",
+	.open = mem_open,
+	.get = mem_get,
+	.set = mem_set,
+	.incr = mem_incr,
+	.del = mem_del,
+	.free = mem_free,
+};
+
+/* ---- front end ------------------------------------------------------------- */
+
+static const struct kv_backend *const kv_backends[] = {
+	&kv_memory,
+	/* &sift_kv_redis (lib/kv_redis.c) goes here. */
+};
+
+struct sift_kv *sift_kv_open(const char *spec, char **err_r)
+{
+	if (!spec || !*spec)
+		spec = "memory:";
+	const char *colon = strchr(spec, ':');
+	size_t tlen = colon ? (size_t)(colon - spec) : strlen(spec);
+	const char *params = colon ? colon + 1 : "";
+	for (size_t i = 0; i < sizeof(kv_backends) / sizeof(kv_backends[0]); i++) {
+		const struct kv_backend *be = kv_backends[i];
+		if (strlen(be->type) != tlen || strncmp(be->type, spec, tlen) != 0)
+			continue;
+		void *impl = be->open(params, err_r);
+		if (!impl)
+			return NULL;
+		struct sift_kv *kv = sift_malloc(sizeof(*kv));
+		kv->be = be;
+		kv->impl = impl;
+		return kv;
+	}
+	if (tlen == 5 && strncmp(spec, "redis", 5) == 0)
+		*err_r = sift_strdup("key-value store type \"redis\" is not available in this build");
+	else
+		*err_r = sift_asprintf("unknown key-value store type \"%.*s\" in \"%s\"", (int)tlen,
+				       spec, spec);
+	return NULL;
+}
+
+void sift_kv_free(struct sift_kv *kv)
+{
+	if (!kv)
+		return;
+	kv->be->free(kv->impl);
+	free(kv);
+}
+
+int sift_kv_get(struct sift_kv *kv, const char *key, char **val_r)
+{
+	if (!kv || !key || !val_r)
+		return -1;
+	return kv->be->get(kv->impl, key, val_r);
+}
+
+int sift_kv_set(struct sift_kv *kv, const char *key, const char *val, long ttl_ms)
+{
+	if (!kv || !key || !val)
+		return -1;
+	return kv->be->set(kv->impl, key, val, ttl_ms);
+}
+
+int sift_kv_incr(struct sift_kv *kv, const char *key, long long delta, long ttl_ms,
+		 long long *val_r)
+{
+	if (!kv || !key)
+		return -1;
+	return kv->be->incr(kv->impl, key, delta, ttl_ms, val_r);
+}
+
+int sift_kv_del(struct sift_kv *kv, const char *key)
+{
+	if (!kv || !key)
+		return -1;
+	return kv->be->del(kv->impl, key);
+}

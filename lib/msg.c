@@ -1,2 +1,233 @@
-/* msg.c - placeholder until implemented. */
+/*
+ * msg.c - one message as received: headers in order (byte-exact values) and
+ * the body, kept in memory up to a limit and spooled beyond it to an
+ * unlinked temporary file (O_TMPFILE where the file system has it). A
+ * message belongs to one connection at a time; nothing here is locked.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "sift.h"
+
+struct sift_msg {
+	struct sift_header *hdrs;
+	size_t nhdr, hcap;
+	struct sift_buf mem;
+	size_t mem_limit;
+	char *tmpdir;
+	int fd;		 /* spool file, -1 until needed */
+	long long size;	 /* body bytes in all */
+	long long spooled; /* bytes in the file (the file holds the whole body) */
+};
+
+struct sift_msg *sift_msg_new(size_t mem_limit, const char *tmpdir)
+{
+	struct sift_msg *m = sift_calloc(1, sizeof(*m));
+	m->mem_limit = mem_limit;
+	m->tmpdir = sift_strdup(tmpdir && *tmpdir ? tmpdir : "/tmp");
+	m->fd = -1;
+	return m;
+}
+
+void sift_msg_free(struct sift_msg *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->nhdr; i++) {
+		free((char *)m->hdrs[i].name);
+		free((char *)m->hdrs[i].value);
+	}
+	free(m->hdrs);
+	sift_buf_free(&m->mem);
+	if (m->fd >= 0)
+		close(m->fd);
+	free(m->tmpdir);
+	free(m);
+}
+
+void sift_msg_add_header(struct sift_msg *m, const char *name, const char *value)
+{
+	if (m->nhdr == m->hcap) {
+		m->hcap = m->hcap ? m->hcap * 2 : 32;
+		m->hdrs = sift_realloc(m->hdrs, m->hcap * sizeof(*m->hdrs));
+	}
+	m->hdrs[m->nhdr].name = sift_strdup(name);
+	m->hdrs[m->nhdr].value = sift_strdup(value ? value : "");
+	m->nhdr++;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static int open_spool(struct sift_msg *m, char **err_r)
+{
+	int fd = open(m->tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		char *path = sift_asprintf("%s/sift.XXXXXX", m->tmpdir);
+		fd = mkostemp(path, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(path);
+		free(path);
+	}
+	if (fd < 0) {
+		*err_r = sift_asprintf("cannot create a spool file in %s: %s", m->tmpdir, strerror(errno));
+		return -1;
+	}
+	m->fd = fd;
+	return 0;
+}
+
+int sift_msg_add_body(struct sift_msg *m, const void *buf, size_t len, char **err_r)
+{
+	if (m->fd < 0 && m->mem.len + len <= m->mem_limit) {
+		sift_buf_add(&m->mem, buf, len);
+		m->size += (long long)len;
+		return 0;
+	}
+	if (m->fd < 0) {
+		if (open_spool(m, err_r) < 0)
+			return -1;
+		if (m->mem.len && write_all(m->fd, m->mem.data, m->mem.len) < 0)
+			goto werr;
+		m->spooled = (long long)m->mem.len;
+		sift_buf_free(&m->mem);
+	}
+	if (write_all(m->fd, buf, len) < 0)
+		goto werr;
+	m->spooled += (long long)len;
+	m->size += (long long)len;
+	return 0;
+werr:
+	*err_r = sift_asprintf("writing the spool file: %s", strerror(errno));
+	return -1;
+}
+
+size_t sift_msg_header_count(const struct sift_msg *m)
+{
+	return m->nhdr;
+}
+
+const struct sift_header *sift_msg_header(const struct sift_msg *m, size_t i)
+{
+	return i < m->nhdr ? &m->hdrs[i] : NULL;
+}
+
+long long sift_msg_body_size(const struct sift_msg *m)
+{
+	return m->size;
+}
+
+long sift_msg_body_read(struct sift_msg *m, long long off, void *buf, size_t len)
+{
+	if (off < 0)
+		return -1;
+	if (off >= m->size)
+		return 0;
+	if ((long long)len > m->size - off)
+		len = (size_t)(m->size - off);
+	if (m->fd < 0) {
+		memcpy(buf, m->mem.data + off, len);
+		return (long)len;
+	}
+	ssize_t r;
+	do
+		r = pread(m->fd, buf, len, off);
+	while (r < 0 && errno == EINTR);
+	return (long)r;
+}
+
+/* Adds one raw line (without its line end) to the body with CRLF. */
+static int body_line(struct sift_msg *m, const char *line, size_t n, char **err_r)
+{
+	if (sift_msg_add_body(m, line, n, err_r) < 0)
+		return -1;
+	return sift_msg_add_body(m, "\r\n", 2, err_r);
+}
+
+int sift_msg_read_file(struct sift_msg *m, FILE *fp, char **err_r)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	bool in_header = true, first = true;
+	struct sift_buf name = {0}, value = {0};
+	bool have = false;
+	int rc = 0;
+
+	while ((n = getline(&line, &cap, fp)) >= 0) {
+		size_t len = (size_t)n;
+		if (len && line[len - 1] == '\n')
+			len--;
+		if (len && line[len - 1] == '\r')
+			len--;
+		if (first && len >= 5 && strncmp(line, "From ", 5) == 0) {
+			first = false; /* mbox separator line */
+			continue;
+		}
+		first = false;
+		if (in_header) {
+			if (len > 0 && (line[0] == ' ' || line[0] == '\t') && have) {
+				sift_buf_add(&value, "\r\n", 2);
+				sift_buf_add(&value, line, len);
+				continue;
+			}
+			if (have) {
+				sift_msg_add_header(m, sift_buf_str(&name), sift_buf_str(&value));
+				have = false;
+			}
+			if (len == 0) {
+				in_header = false;
+				continue;
+			}
+			const char *colon = memchr(line, ':', len);
+			bool ok = colon && colon > line;
+			for (const char *p = line; ok && p < colon; p++)
+				if (*p <= 32 || *p >= 127)
+					ok = false;
+			if (!ok) {
+				/* Not a header: the body starts here (as Postfix does). */
+				in_header = false;
+				if (body_line(m, line, len, err_r) < 0) {
+					rc = -1;
+					break;
+				}
+				continue;
+			}
+			name.len = value.len = 0;
+			sift_buf_add(&name, line, (size_t)(colon - line));
+			sift_buf_add(&value, colon + 1, len - (size_t)(colon - line) - 1);
+			have = true;
+			continue;
+		}
+		if (body_line(m, line, len, err_r) < 0) {
+			rc = -1;
+			break;
+		}
+	}
+	if (rc == 0 && have)
+		sift_msg_add_header(m, sift_buf_str(&name), sift_buf_str(&value));
+	if (rc == 0 && ferror(fp)) {
+		*err_r = sift_asprintf("read error: %s", strerror(errno));
+		rc = -1;
+	}
+	free(line);
+	sift_buf_free(&name);
+	sift_buf_free(&value);
+	return rc;
+}

@@ -1,2 +1,431 @@
-/* param.c - placeholder until implemented. */
+/*
+ * param.c - typed parameter tables (struct sift_param) and value parsers.
+ *
+ * sift_params_parse() fills a caller-zeroed block from a configuration: for
+ * every entry `prefix + name` it takes the expanded configured value (or the
+ * registered default, or the table's default), parses it by type, checks
+ * bounds and choices and stores it at entry->offset. Errors name the place
+ * the value came from ("file:line", "-o" or "default"), the parameter and
+ * the offending value. On error everything stored so far is freed again, so
+ * the block is all zero pointers and sift_params_free() is safe either way.
+ *
+ * Ownership: strings, lists (one allocation each) and maps stored in the
+ * block belong to it and are released by sift_params_free(), which also
+ * resets the pointers (calling it twice is harmless). The parsers and
+ * sift_split_list() are pure and thread-safe; parse/free/print run in the
+ * single thread that builds a configuration generation.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
 #include "sift.h"
+
+int sift_parse_bool(const char *s, int *v_r)
+{
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
+	if (!s)
+		return -1;
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*v_r = 1;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*v_r = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Unsigned decimal digits at *sp into *v_r; advances *sp. */
+static int parse_digits(const char **sp, long long *v_r)
+{
+	const char *s = *sp;
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	long long v = 0;
+	for (; isdigit((unsigned char)*s); s++) {
+		int d = *s - '0';
+		if (v > (LLONG_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*sp = s;
+	*v_r = v;
+	return 0;
+}
+
+static int mul_ok(long long v, long long m, long long *r)
+{
+	if (v > LLONG_MAX / m)
+		return -1;
+	*r = v * m;
+	return 0;
+}
+
+int sift_parse_time_ms(const char *s, long long *v_r)
+{
+	long long v;
+	if (!s || parse_digits(&s, &v) < 0)
+		return -1;
+	long long m;
+	if (*s == 0 || strcmp(s, "s") == 0)
+		m = 1000;
+	else if (strcmp(s, "ms") == 0)
+		m = 1;
+	else if (strcmp(s, "m") == 0)
+		m = 60 * 1000LL;
+	else if (strcmp(s, "h") == 0)
+		m = 3600 * 1000LL;
+	else if (strcmp(s, "d") == 0)
+		m = 86400 * 1000LL;
+	else if (strcmp(s, "w") == 0)
+		m = 7 * 86400 * 1000LL;
+	else
+		return -1;
+	return mul_ok(v, m, v_r);
+}
+
+int sift_parse_size(const char *s, long long *v_r)
+{
+	long long v;
+	if (!s || parse_digits(&s, &v) < 0)
+		return -1;
+	long long m;
+	if (*s == 0)
+		m = 1;
+	else if (s[1] != 0)
+		return -1;
+	else if (*s == 'k' || *s == 'K')
+		m = 1024;
+	else if (*s == 'm' || *s == 'M')
+		m = 1024 * 1024;
+	else if (*s == 'g' || *s == 'G')
+		m = 1024 * 1024 * 1024;
+	else
+		return -1;
+	return mul_ok(v, m, v_r);
+}
+
+static int parse_int(const char *s, long long *v_r)
+{
+	if (!s || !*s || isspace((unsigned char)*s))
+		return -1;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || end == s)
+		return -1;
+	*v_r = v;
+	return 0;
+}
+
+static bool list_sep(char c)
+{
+	return c == ',' || isspace((unsigned char)c);
+}
+
+char **sift_split_list(const char *s)
+{
+	if (!s)
+		s = "";
+	size_t n = 0, chars = 0;
+	for (const char *p = s; *p;) {
+		while (*p && list_sep(*p))
+			p++;
+		if (!*p)
+			break;
+		const char *b = p;
+		while (*p && !list_sep(*p))
+			p++;
+		n++;
+		chars += (size_t)(p - b) + 1;
+	}
+	char **v = sift_malloc((n + 1) * sizeof(char *) + chars);
+	char *out = (char *)(v + n + 1);
+	size_t i = 0;
+	for (const char *p = s; *p;) {
+		while (*p && list_sep(*p))
+			p++;
+		if (!*p)
+			break;
+		const char *b = p;
+		while (*p && !list_sep(*p))
+			p++;
+		size_t l = (size_t)(p - b);
+		memcpy(out, b, l);
+		out[l] = 0;
+		v[i++] = out;
+		out += l + 1;
+	}
+	v[i] = NULL;
+	return v;
+}
+
+/* "90000" ms -> "90s", "1048576" -> "1m": for messages. */
+static void fmt_time(char *buf, size_t n, long long ms)
+{
+	static const struct {
+		long long m;
+		const char *u;
+	} units[] = {{7 * 86400000LL, "w"}, {86400000LL, "d"}, {3600000LL, "h"},
+		     {60000LL, "m"},	    {1000LL, "s"}};
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (ms != 0 && ms % units[i].m == 0) {
+			snprintf(buf, n, "%lld%s", ms / units[i].m, units[i].u);
+			return;
+		}
+	snprintf(buf, n, "%lldms", ms);
+}
+
+static void fmt_size(char *buf, size_t n, long long v)
+{
+	if (v != 0 && v % (1LL << 30) == 0)
+		snprintf(buf, n, "%lldg", v >> 30);
+	else if (v != 0 && v % (1LL << 20) == 0)
+		snprintf(buf, n, "%lldm", v >> 20);
+	else if (v != 0 && v % 1024 == 0)
+		snprintf(buf, n, "%lldk", v >> 10);
+	else
+		snprintf(buf, n, "%lld", v);
+}
+
+static void fmt_value(char *buf, size_t n, enum sift_param_type t, long long v)
+{
+	if (t == SIFT_P_TIME)
+		fmt_time(buf, n, v);
+	else if (t == SIFT_P_SIZE)
+		fmt_size(buf, n, v);
+	else
+		snprintf(buf, n, "%lld", v);
+}
+
+/* Index of value among the |-separated choices, or -1. */
+static int find_choice(const char *choices, const char *value)
+{
+	if (!choices)
+		return -1;
+	size_t vl = strlen(value);
+	int idx = 0;
+	for (const char *p = choices;; idx++) {
+		const char *bar = strchr(p, '|');
+		size_t l = bar ? (size_t)(bar - p) : strlen(p);
+		if (l == vl && strncasecmp(p, value, l) == 0)
+			return idx;
+		if (!bar)
+			return -1;
+		p = bar + 1;
+	}
+}
+
+static char *bad_value(const char *where, const char *name, const char *value, const char *why)
+{
+	int vl = (int)strlen(value);
+	return sift_asprintf("%s: %s = \"%.*s%s\": %s", where, name, vl > 100 ? 100 : vl, value,
+			     vl > 100 ? "..." : "", why);
+}
+
+static void free_one(const struct sift_param *p, void *block)
+{
+	void *slot = (char *)block + p->offset;
+	switch (p->type) {
+	case SIFT_P_STRING:
+	case SIFT_P_LIST: {
+		void *v;
+		memcpy(&v, slot, sizeof(v));
+		free(v);
+		v = NULL;
+		memcpy(slot, &v, sizeof(v));
+		break;
+	}
+	case SIFT_P_MAP: {
+		struct sift_map *m;
+		memcpy(&m, slot, sizeof(m));
+		sift_map_free(m);
+		m = NULL;
+		memcpy(slot, &m, sizeof(m));
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+void sift_params_free(const struct sift_param *tab, void *block)
+{
+	if (!tab || !block)
+		return;
+	for (; tab->name; tab++)
+		free_one(tab, block);
+}
+
+/* Parses one value and stores it. Returns 0, or -1 with *err_r. */
+static int parse_one(const struct sift_param *p, const char *name, const char *value,
+		     const char *where, void *block, char **err_r)
+{
+	void *slot = (char *)block + p->offset;
+	long long v = 0;
+	switch (p->type) {
+	case SIFT_P_BOOL: {
+		int b;
+		if (sift_parse_bool(value, &b) < 0) {
+			*err_r = bad_value(where, name, value, "expected yes or no");
+			return -1;
+		}
+		memcpy(slot, &b, sizeof(b));
+		return 0;
+	}
+	case SIFT_P_INT:
+		if (parse_int(value, &v) < 0) {
+			*err_r = bad_value(where, name, value, "expected an integer");
+			return -1;
+		}
+		break;
+	case SIFT_P_TIME:
+		if (sift_parse_time_ms(value, &v) < 0) {
+			*err_r = bad_value(where, name, value,
+					   "expected a time: a number with an optional unit "
+					   "ms, s (default), m, h, d or w");
+			return -1;
+		}
+		break;
+	case SIFT_P_SIZE:
+		if (sift_parse_size(value, &v) < 0) {
+			*err_r = bad_value(where, name, value,
+					   "expected a size: bytes, or a number with unit k, m or g");
+			return -1;
+		}
+		break;
+	case SIFT_P_STRING: {
+		const char *s = sift_strdup(value);
+		memcpy(slot, &s, sizeof(s));
+		return 0;
+	}
+	case SIFT_P_LIST: {
+		char **l = sift_split_list(value);
+		memcpy(slot, &l, sizeof(l));
+		return 0;
+	}
+	case SIFT_P_MAP: {
+		struct sift_map *m = NULL;
+		if (*value) {
+			char *merr = NULL;
+			m = sift_map_open(value, &merr);
+			if (!m) {
+				*err_r = bad_value(where, name, value, merr ? merr : "cannot open map");
+				free(merr);
+				return -1;
+			}
+		}
+		memcpy(slot, &m, sizeof(m));
+		return 0;
+	}
+	case SIFT_P_ENUM: {
+		int idx = find_choice(p->choices, value);
+		if (idx < 0) {
+			char *why = sift_asprintf("expected one of %s", p->choices ? p->choices : "(none)");
+			*err_r = bad_value(where, name, value, why);
+			free(why);
+			return -1;
+		}
+		memcpy(slot, &idx, sizeof(idx));
+		return 0;
+	}
+	default:
+		*err_r = sift_asprintf("%s: parameter table entry has unknown type %d", name,
+				       (int)p->type);
+		return -1;
+	}
+
+	/* INT, TIME, SIZE: bounds. */
+	if ((p->min || p->max) && (v < p->min || v > p->max)) {
+		char lo[32], hi[32], why[96];
+		fmt_value(lo, sizeof(lo), p->type, p->min);
+		fmt_value(hi, sizeof(hi), p->type, p->max);
+		snprintf(why, sizeof(why), "out of range (%s..%s)", lo, hi);
+		*err_r = bad_value(where, name, value, why);
+		return -1;
+	}
+	memcpy(slot, &v, sizeof(v));
+	return 0;
+}
+
+/* The effective expanded value of one parameter (malloc'd) and where it was
+ * set, or NULL with *err_r. */
+static char *effective(const struct sift_config *cfg, const char *name, const struct sift_param *p,
+		       const char **where_r, char **err_r)
+{
+	const char *where = NULL;
+	if (!sift_config_raw(cfg, name, &where))
+		where = "default";
+	*where_r = where;
+	char *err = NULL;
+	char *v = sift_config_get(cfg, name, &err);
+	if (!v && !err) { /* table not registered: use its default */
+		char *e2 = NULL;
+		v = sift_config_expand(cfg, p->def ? p->def : "", &e2);
+		if (!v)
+			err = sift_asprintf("default: %s: %s", name, e2 ? e2 : "bad default");
+		free(e2);
+	}
+	if (!v) {
+		if (err_r)
+			*err_r = err;
+		else
+			free(err);
+	}
+	return v;
+}
+
+int sift_params_parse(const struct sift_config *cfg, const char *prefix,
+		      const struct sift_param *tab, void *block, char **err_r)
+{
+	if (!tab)
+		return 0;
+	for (const struct sift_param *p = tab; p->name; p++) {
+		char *name = sift_asprintf("%s%s", prefix ? prefix : "", p->name);
+		const char *where;
+		char *err = NULL;
+		char *value = effective(cfg, name, p, &where, &err);
+		int rc = value ? parse_one(p, name, value, where, block, &err) : -1;
+		free(value);
+		free(name);
+		if (rc < 0) {
+			/* undo what was stored, so the block holds no pointers */
+			for (const struct sift_param *q = tab; q < p; q++)
+				free_one(q, block);
+			if (err_r)
+				*err_r = err ? err : sift_strdup("bad parameter");
+			else
+				free(err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void sift_params_print(FILE *out, const struct sift_config *cfg, const char *prefix,
+		       const struct sift_param *tab, bool all)
+{
+	if (!tab)
+		return;
+	for (const struct sift_param *p = tab; p->name; p++) {
+		char *name = sift_asprintf("%s%s", prefix ? prefix : "", p->name);
+		const char *raw = sift_config_raw(cfg, name, NULL);
+		if (all || raw) {
+			const char *where;
+			char *value = effective(cfg, name, p, &where, NULL);
+			const char *v = value ? value : raw ? raw : p->def ? p->def : "";
+			fprintf(out, "%s =%s%s\n", name, *v ? " " : "", v);
+			free(value);
+		}
+		free(name);
+	}
+}

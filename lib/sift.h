@@ -88,6 +88,9 @@ const char *sift_config_raw(const struct sift_config *cfg, const char *name, con
 /* Expanded value of a setting, or of its registered default, or NULL;
  * malloc'd. */
 char *sift_config_get(const struct sift_config *cfg, const char *name, char **err_r);
+/* Expands $name references in text against cfg (as sift_config_get does for
+ * values); malloc'd, or NULL + *err_r on a loop or bad syntax. */
+char *sift_config_expand(const struct sift_config *cfg, const char *text, char **err_r);
 /* Calls fn for every explicitly set name, in first-set order. */
 void sift_config_each(const struct sift_config *cfg,
 		      void (*fn)(const char *name, const char *raw, const char *where, void *arg),
@@ -198,7 +201,19 @@ const char *sift_policy_get(const struct sift_policy_req *r, const char *name);
  * (0 = the default given here). */
 int sift_dns_init(const char *servers, long default_timeout_ms, char **err_r);
 void sift_dns_shutdown(void);
+/* Returns NULL only on allocation failure (never, in practice: sift_malloc);
+ * the result is one malloc'd block, free() it. Names over 253 octets, empty
+ * or over-long labels and types outside 1..65535 give SIFT_DNS_ERROR;
+ * timeouts, SERVFAIL and calls before init/after shutdown give TEMPFAIL. */
 struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeout_ms);
+/* Decodes an uncompressed wire-format name (as in the rdata of MX, PTR,
+ * CNAME, NS records returned above) into text without the final dot ("."
+ * for the root), escaping '.', '\' and non-printable octets as in zone
+ * files. Returns the number of wire octets used, or -1 if the name is
+ * malformed, compressed or does not fit in n bytes (NUL included). */
+int sift_dns_name_from_wire(const unsigned char *wire, size_t len, char *name_r, size_t n);
+/* Splits MX rdata into preference and exchange name (as above). 0 or -1. */
+int sift_dns_mx_name(const unsigned char *rr, size_t len, unsigned *pref_r, char *name_r, size_t n);
 
 /* ---- kv.c: key-value store --------------------------------------------------
  * "memory:" (in-process, default) or "redis:..." where available. Thread-safe.
@@ -274,8 +289,8 @@ extern const struct sift_host sift_host_table;
 struct sift_ctx *sift_ctx_new(struct sift_gen *g, enum sift_daemon daemon);
 void sift_ctx_free(struct sift_ctx *ctx);
 struct sift_gen *sift_ctx_gen(struct sift_ctx *ctx);
-/* Connection and envelope items (copied). Setting SIFT_I_SENDER starts a new
- * message (after the previous one is ended). */
+/* Connection and envelope items (copied; NULL clears). Message items
+ * (sender, recipients, queue id) are cleared by sift_ctx_msg_end. */
 void sift_ctx_set(struct sift_ctx *ctx, enum sift_item item, const char *value);
 void sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt);
 /* Where macro()/policy attribute lookups go. */
@@ -286,6 +301,10 @@ void sift_ctx_set_deadline(struct sift_ctx *ctx, long long deadline_ms);
 /* Chooses the profile from daemon name, SASL login and client address. */
 enum sift_profile sift_ctx_choose_profile(struct sift_ctx *ctx);
 enum sift_profile sift_ctx_profile(const struct sift_ctx *ctx);
+/* siftctl --profile: fixes the profile for the context's life. */
+void sift_ctx_force_profile(struct sift_ctx *ctx, enum sift_profile p);
+/* Called once privileges are dropped: later generations skip preinit. */
+void sift_host_privileges_dropped(void);
 
 /* Message lifetime: begin creates the message store and per-message states;
  * end (after eom or abort) calls abort (if aborted) and msg_end hooks and
@@ -295,9 +314,13 @@ void sift_ctx_msg_end(struct sift_ctx *ctx, bool aborted);
 bool sift_ctx_in_msg(const struct sift_ctx *ctx);
 struct sift_msg *sift_ctx_msg(struct sift_ctx *ctx);
 
-/* Runs the chain for one phase and returns the merged verdict (never
- * SIFT_ERROR: errors are mapped). header/body args only for those phases.
- * HEADER also stores the header in the message; BODY stores the chunk. */
+/* Runs the chain for one phase and returns the merged verdict: DUNNO,
+ * REJECT, TEMPFAIL or DISCARD (ERROR is mapped through <plugin>_error_action;
+ * ACCEPT and HOLD are recorded in the result). A REJECT/TEMPFAIL at RCPT
+ * concerns that recipient only and is not kept as the message's verdict;
+ * at other phases the message's verdict sticks and later runs return it at
+ * once. HEADER also stores the header in the message; BODY stores the chunk
+ * (a storage error is a TEMPFAIL). */
 enum sift_verdict sift_run(struct sift_ctx *ctx, enum sift_phase ph);
 enum sift_verdict sift_run_header(struct sift_ctx *ctx, const char *name, const char *value);
 enum sift_verdict sift_run_body(struct sift_ctx *ctx, const void *buf, size_t len);
@@ -348,6 +371,9 @@ struct sift_opts {
 	size_t n_overrides;
 	bool foreground, debug, print_nondefault, print_all, test_only;
 };
+/* Parses the common options with getopt ("+c:o:fdnpth"); returns the index
+ * of the first operand, -1 on a bad option, -2 for -h. */
+int sift_opts_parse(int argc, char **argv, struct sift_opts *o, const char *default_conf);
 /* Loads config_file and the overrides into a new config (registering the
  * common defaults and the given table's). */
 struct sift_config *sift_opts_config(const struct sift_opts *o, const char *prefix,

@@ -1,1 +1,988 @@
-int main(void) { return 0; }
+/*
+ * policyd.c - the Sift policy daemon: a Postfix SMTP access policy
+ * delegation server (check_policy_service) that runs each request through
+ * the configured plugin chain and answers "action=...".
+ *
+ * Architecture: one event thread and a fixed pool of worker threads.
+ *
+ *   - The event thread owns the listening sockets, a signalfd (SIGHUP,
+ *     SIGTERM, SIGINT) and every idle connection. It accepts, reads
+ *     non-blocking (epoll, EPOLLONESHOT) and feeds the bytes to the strict
+ *     protocol codec (lib/policy.c). It enforces the idle and request
+ *     timeouts, the connection limit and the protocol rules: garbage, a NUL
+ *     byte or an over-long line closes that one connection at once, without
+ *     a reply (Postfix logs it and retries), and no other client notices.
+ *   - A complete request moves its connection to the work queue. A worker
+ *     takes it, runs the request through the plugin chain, writes the reply
+ *     in one write(2), and hands the connection back to the event thread
+ *     through the return queue (an eventfd wakes the event thread).
+ *
+ * Why this shape: Postfix keeps one persistent connection per smtpd process
+ * and sends one request at a time on it, waiting for the answer; so there
+ * are many connections (hundreds), mostly idle, and each has at most one
+ * request in flight. A thread per connection would park hundreds of threads
+ * on idle sockets; a single event loop running the plugins would stall every
+ * client whenever one plugin waits for DNS (SPF, DNSBL) or Redis. Here idle
+ * connections cost no thread (just a struct and an epoll registration),
+ * reading and parsing never block, and a plugin that blocks holds one worker
+ * only, up to the per-request deadline; with policyd_workers workers, that
+ * many requests can wait on DNS at once while the others keep being served.
+ *
+ * Ownership: a connection is owned by exactly one thread at a time. The
+ * event thread owns it while it is idle or being read; once a request is
+ * complete the event thread puts it on the work queue and does not touch it
+ * (it only counts it, and skips it in timeout scans: `busy`) until a worker
+ * puts it back on the return queue. Both queues are mutex-protected lists,
+ * and the hand-over through them orders all accesses. Closing a connection
+ * is decided by the event thread; it closes the socket itself, but the
+ * context (plugin close hooks, per-message state) is freed by a worker so
+ * that no plugin code ever runs on the event thread.
+ *
+ * Per-message state: Postfix's `instance` attribute is the same for all
+ * requests of one mail transaction on a connection. When it changes, the
+ * previous message is ended (aborted, since END-OF-MESSAGE was not seen) and
+ * a new one begins; an END-OF-MESSAGE request ends the message after its
+ * reply has been written.
+ *
+ * Configuration generations: each connection's context holds the generation
+ * (configuration + initialised plugins) that was current when it was
+ * accepted. SIGHUP builds a new generation from the configuration file in
+ * the event thread and makes it current; running connections keep theirs
+ * until they close. A failed reload is logged and changes nothing. The
+ * listen, user, workers and max_connections settings take effect at the next
+ * restart; the timeouts and the deadline change at once.
+ *
+ * SIGTERM/SIGINT: stop accepting, close idle connections, let the requests
+ * in progress finish and their replies go out, then exit 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "sift.h"
+
+#define DEFAULT_CONFIG "/etc/sift/policyd.conf"
+#define READ_BUF 16384
+#define WRITE_TIMEOUT_MS 10000
+
+/* ---- parameters ------------------------------------------------------------ */
+
+struct policyd_conf {
+	const char *const *listen;
+	const char *user;
+	const char *pid_file;
+	long long workers;
+	long long max_connections;
+	long long idle_timeout;	    /* ms */
+	long long request_timeout;  /* ms */
+	long long request_deadline; /* ms */
+};
+
+#define OFF(f) offsetof(struct policyd_conf, f)
+static const struct sift_param policyd_params[] = {
+    {"policyd_listen", SIFT_P_LIST, "inet:127.0.0.1:8892", 0, 0, OFF(listen), NULL,
+     "endpoints to listen on: unix:/path, inet:host:port, inet6:[addr]:port"},
+    {"policyd_user", SIFT_P_STRING, "", 0, 0, OFF(user), NULL,
+     "user to run as after binding the sockets (empty: stay)"},
+    {"policyd_pid_file", SIFT_P_STRING, "", 0, 0, OFF(pid_file), NULL,
+     "file to write the process id to (empty: none)"},
+    {"policyd_workers", SIFT_P_INT, "16", 1, 1024, OFF(workers), NULL,
+     "worker threads running requests through the plugins"},
+    {"policyd_max_connections", SIFT_P_INT, "1000", 1, 1000000, OFF(max_connections), NULL,
+     "connections served at once; more are closed at once with a warning"},
+    {"policyd_idle_timeout", SIFT_P_TIME, "600s", 1000, 86400000LL, OFF(idle_timeout), NULL,
+     "close a connection idle this long (above smtpd_policy_service_max_idle)"},
+    {"policyd_request_timeout", SIFT_P_TIME, "30s", 100, 3600000LL, OFF(request_timeout), NULL,
+     "time allowed to receive the rest of a request once it started"},
+    {"policyd_request_deadline", SIFT_P_TIME, "20s", 100, 3600000LL, OFF(request_deadline), NULL,
+     "time the plugins get for one request (host->time_left_ms)"},
+    SIFT_PARAM_END,
+};
+#undef OFF
+
+/* ---- state ------------------------------------------------------------------ */
+
+enum src_type { SRC_LISTENER, SRC_SIGNAL, SRC_WAKE, SRC_CONN };
+
+/* Every epoll registration points at a struct starting with this. */
+struct src {
+	enum src_type type;
+};
+
+struct listener {
+	struct src src;
+	int fd;
+	bool inet;
+	char *endpoint;
+};
+
+struct conn {
+	struct src src;
+	int fd;
+	char peer[80];		   /* "inet:127.0.0.1:54321", "unix:/path" */
+	struct sift_ctx *ctx;
+	struct sift_policy_parser parser;
+	char *pending;		   /* bytes received after the request */
+	size_t pending_len;
+	long long last_activity;   /* event thread: ms */
+	long long request_start;   /* event thread: first byte of a partial request */
+	bool busy;		   /* event thread: on the work queue / in a worker */
+	bool closing;		   /* work item: free the context */
+	bool failed;		   /* worker: the reply could not be written */
+	char *instance;		   /* worker: current message's instance */
+	struct conn *prev, *next;  /* event thread's list of connections */
+	struct conn *qnext;	   /* work / return queue link */
+};
+
+struct queue {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct conn *head, **tail;
+};
+
+static struct sift_opts opts;
+static struct policyd_conf pconf;
+static atomic_llong request_deadline;
+
+static int epfd = -1, sigfd = -1, wakefd = -1, spare_fd = -1;
+static struct listener *listeners;
+static size_t n_listeners;
+static struct conn *conns;
+static long n_conns;
+static bool stopping;
+static struct src sig_src = {SRC_SIGNAL}, wake_src = {SRC_WAKE};
+
+static struct queue work_q, ret_q;
+static bool workers_stop; /* under work_q.lock */
+static pthread_t *workers;
+static size_t n_workers;
+
+/* ---- queues ------------------------------------------------------------------ */
+
+static void queue_init(struct queue *q)
+{
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->cond, NULL);
+	q->head = NULL;
+	q->tail = &q->head;
+}
+
+/* Appends c; returns true if the queue was empty. Caller holds the lock. */
+static bool queue_push_locked(struct queue *q, struct conn *c)
+{
+	bool was_empty = q->head == NULL;
+	c->qnext = NULL;
+	*q->tail = c;
+	q->tail = &c->qnext;
+	return was_empty;
+}
+
+static struct conn *queue_pop_locked(struct queue *q)
+{
+	struct conn *c = q->head;
+	if (c) {
+		q->head = c->qnext;
+		if (!q->head)
+			q->tail = &q->head;
+		c->qnext = NULL;
+	}
+	return c;
+}
+
+static void work_push(struct conn *c)
+{
+	pthread_mutex_lock(&work_q.lock);
+	queue_push_locked(&work_q, c);
+	pthread_cond_signal(&work_q.cond);
+	pthread_mutex_unlock(&work_q.lock);
+}
+
+/* Worker → event thread. The eventfd is written only when the queue was
+ * empty: the event thread drains the whole queue on each wake-up. */
+static void return_push(struct conn *c)
+{
+	pthread_mutex_lock(&ret_q.lock);
+	bool wake = queue_push_locked(&ret_q, c);
+	pthread_mutex_unlock(&ret_q.lock);
+	if (wake) {
+		uint64_t one = 1;
+		ssize_t w = write(wakefd, &one, sizeof(one));
+		(void)w;
+	}
+}
+
+/* ---- connections (event thread) ------------------------------------------------ */
+
+static void conn_free(struct conn *c)
+{
+	sift_policy_parser_reset(&c->parser);
+	free(c->pending);
+	free(c->instance);
+	free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+	close(c->fd); /* also removes it from the epoll set */
+	c->fd = -1;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	n_conns--;
+	if (c->ctx) {
+		/* Plugin close hooks run on a worker, never here. */
+		c->closing = true;
+		c->busy = true;
+		work_push(c);
+	} else
+		conn_free(c);
+}
+
+static void conn_arm(struct conn *c)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.ptr = c};
+	if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+		sift_log(LOG_ERR, "policy client %s: epoll: %s", c->peer, strerror(errno));
+		conn_close(c);
+	}
+}
+
+/* Feeds received bytes to the codec; dispatches a complete request, re-arms
+ * the connection when more is needed, closes it on a protocol error. */
+static void conn_input(struct conn *c, const char *buf, size_t len)
+{
+	size_t used = 0;
+	int rc = sift_policy_feed(&c->parser, buf, len, &used);
+	if (rc < 0) {
+		sift_log(LOG_ERR,
+			 "policy client %s: protocol error: %s; closing the connection without "
+			 "reply",
+			 c->peer, c->parser.error);
+		conn_close(c);
+		return;
+	}
+	if (rc == 0) {
+		if (!c->request_start && (c->parser.line_len || c->parser.req.n))
+			c->request_start = sift_now_ms();
+		conn_arm(c);
+		return;
+	}
+	/* A complete request. Postfix waits for the reply, so there is
+	 * normally nothing after it; keep whatever there is for later. */
+	size_t rest = len - used;
+	char *pending = NULL;
+	if (rest) {
+		pending = sift_malloc(rest);
+		memcpy(pending, buf + used, rest);
+	}
+	free(c->pending);
+	c->pending = pending;
+	c->pending_len = rest;
+	c->busy = true;
+	work_push(c);
+}
+
+static void conn_readable(struct conn *c)
+{
+	static char buf[READ_BUF];
+	ssize_t r = read(c->fd, buf, sizeof(buf));
+	if (r > 0) {
+		c->last_activity = sift_now_ms();
+		conn_input(c, buf, (size_t)r);
+		return;
+	}
+	if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+		conn_arm(c);
+		return;
+	}
+	if (r < 0)
+		sift_log(LOG_WARNING, "policy client %s: read: %s", c->peer, strerror(errno));
+	else if (c->parser.line_len || c->parser.req.n)
+		sift_log(LOG_WARNING, "policy client %s: connection closed in the middle of a request",
+			 c->peer);
+	else
+		sift_log(LOG_DEBUG, "policy client %s: disconnected", c->peer);
+	conn_close(c);
+}
+
+/* A connection a worker is done with. */
+static void conn_returned(struct conn *c)
+{
+	c->busy = false;
+	c->last_activity = sift_now_ms();
+	c->request_start = 0;
+	sift_policy_parser_reset(&c->parser);
+	if (c->failed || stopping) {
+		conn_close(c);
+		return;
+	}
+	if (c->pending) {
+		char *p = c->pending;
+		size_t n = c->pending_len;
+		c->pending = NULL;
+		c->pending_len = 0;
+		c->request_start = sift_now_ms();
+		conn_input(c, p, n);
+		free(p);
+		return;
+	}
+	conn_arm(c);
+}
+
+static void format_peer(struct conn *c, const struct listener *l, const struct sockaddr_storage *ss)
+{
+	char addr[INET6_ADDRSTRLEN] = "?";
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
+		snprintf(c->peer, sizeof(c->peer), "inet:%s:%u", addr, ntohs(sin->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof(addr));
+		snprintf(c->peer, sizeof(c->peer), "inet6:[%s]:%u", addr, ntohs(sin6->sin6_port));
+	} else
+		snprintf(c->peer, sizeof(c->peer), "%s", l->endpoint);
+}
+
+static void accept_ready(struct listener *l)
+{
+	static long long last_full_warning;
+	static long suppressed;
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if ((errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
+				/* Out of descriptors: use the spare one to take
+				 * the connection off the backlog and close it,
+				 * instead of spinning on a readable listener. */
+				sift_log(LOG_WARNING, "accept on %s: %s; closing a new connection",
+					 l->endpoint, strerror(errno));
+				close(spare_fd);
+				spare_fd = -1;
+				int x = accept(l->fd, NULL, NULL);
+				if (x >= 0)
+					close(x);
+				spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				if (x < 0)
+					return;
+				continue;
+			}
+			sift_log(LOG_WARNING, "accept on %s: %s", l->endpoint, strerror(errno));
+			return;
+		}
+		struct conn *c = sift_calloc(1, sizeof(*c));
+		c->src.type = SRC_CONN;
+		c->fd = fd;
+		format_peer(c, l, &ss);
+		if (n_conns >= pconf.max_connections) {
+			long long now = sift_now_ms();
+			if (now - last_full_warning >= 1000) {
+				sift_log(LOG_WARNING,
+					 "too many connections (policyd_max_connections = %lld): "
+					 "closing the connection from %s%s",
+					 pconf.max_connections, c->peer,
+					 suppressed ? " (and others not logged)" : "");
+				last_full_warning = now;
+				suppressed = 0;
+			} else
+				suppressed++;
+			close(fd);
+			free(c);
+			continue;
+		}
+		if (l->inet) {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
+		sift_policy_parser_init(&c->parser);
+		struct sift_gen *g = sift_gen_current();
+		c->ctx = sift_ctx_new(g, SIFT_POLICYD); /* takes its own reference */
+		sift_gen_unref(g);
+		c->last_activity = sift_now_ms();
+		c->next = conns;
+		if (conns)
+			conns->prev = c;
+		conns = c;
+		n_conns++;
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.ptr = c};
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			sift_log(LOG_ERR, "epoll: %s", strerror(errno));
+			conn_close(c);
+			continue;
+		}
+		sift_log(LOG_DEBUG, "policy client %s: connected", c->peer);
+	}
+}
+
+static void scan_timeouts(void)
+{
+	long long now = sift_now_ms();
+	struct conn *next;
+	for (struct conn *c = conns; c; c = next) {
+		next = c->next;
+		if (c->busy)
+			continue;
+		if (c->request_start && now - c->request_start > pconf.request_timeout) {
+			sift_log(LOG_WARNING,
+				 "policy client %s: request not complete after %lld ms; closing the "
+				 "connection without reply",
+				 c->peer, now - c->request_start);
+			conn_close(c);
+		} else if (!c->request_start && now - c->last_activity > pconf.idle_timeout) {
+			sift_log(LOG_INFO, "policy client %s: idle for %lld s; closing", c->peer,
+				 (now - c->last_activity) / 1000);
+			conn_close(c);
+		}
+	}
+}
+
+/* ---- requests (worker threads) -------------------------------------------------- */
+
+static const char *attr_lookup(void *arg, const char *name)
+{
+	struct conn *c = arg;
+	return sift_policy_get(&c->parser.req, name);
+}
+
+static const char *nonempty(const char *s)
+{
+	return s && *s ? s : NULL;
+}
+
+static int write_reply(int fd, const char *buf, size_t len)
+{
+	long long deadline = sift_now_ms() + WRITE_TIMEOUT_MS;
+	while (len > 0) {
+		ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+		if (w > 0) {
+			buf += w;
+			len -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			long long left = deadline - sift_now_ms();
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+			if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
+				errno = ETIMEDOUT;
+				return -1;
+			}
+			continue;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+static void handle_request(struct conn *c)
+{
+	struct sift_ctx *ctx = c->ctx;
+	const struct sift_policy_req *r = &c->parser.req;
+	const char *instance = sift_policy_get(r, "instance");
+	const char *state = sift_policy_get(r, "protocol_state");
+	if (!instance)
+		instance = "";
+
+	/* A new instance: the previous transaction is over. */
+	if (!sift_ctx_in_msg(ctx) || !c->instance || strcmp(c->instance, instance) != 0) {
+		if (sift_ctx_in_msg(ctx))
+			sift_ctx_msg_end(ctx, true); /* no END-OF-MESSAGE was seen */
+		sift_ctx_msg_begin(ctx);
+		free(c->instance);
+		c->instance = sift_strdup(instance);
+	}
+
+	static const struct {
+		const char *attr;
+		enum sift_item item;
+		bool empty_is_null;
+	} map[] = {
+	    {"client_address", SIFT_I_CLIENT_ADDR, true},
+	    {"client_name", SIFT_I_CLIENT_NAME, true},
+	    {"reverse_client_name", SIFT_I_CLIENT_PTR, true},
+	    {"client_port", SIFT_I_CLIENT_PORT, true},
+	    {"helo_name", SIFT_I_HELO, true},
+	    {"sender", SIFT_I_SENDER, false}, /* "" is the null sender */
+	    {"recipient", SIFT_I_RCPT, true},
+	    {"queue_id", SIFT_I_QUEUE_ID, true},
+	    {"sasl_username", SIFT_I_SASL_USERNAME, true},
+	    {"sasl_method", SIFT_I_SASL_METHOD, true},
+	    {"sasl_sender", SIFT_I_SASL_SENDER, true},
+	    {"policy_context", SIFT_I_DAEMON_NAME, true},
+	    {"protocol_state", SIFT_I_PROTOCOL_STATE, true},
+	    {"instance", SIFT_I_INSTANCE, true},
+	    {"size", SIFT_I_SIZE, true},
+	    {"recipient_count", SIFT_I_RCPT_COUNT, true},
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		const char *v = sift_policy_get(r, map[i].attr);
+		sift_ctx_set(ctx, map[i].item, map[i].empty_is_null ? nonempty(v) : v);
+	}
+	const char *rcpt = sift_policy_get(r, "recipient");
+	if (state && strcmp(state, "RCPT") == 0 && rcpt && *rcpt)
+		sift_ctx_add_rcpt(ctx, rcpt);
+	sift_ctx_set_macro_fn(ctx, attr_lookup, c);
+
+	sift_ctx_choose_profile(ctx);
+	sift_ctx_request_reset(ctx);
+	sift_ctx_set_deadline(ctx, sift_now_ms() + atomic_load(&request_deadline));
+	sift_run(ctx, SIFT_PH_POLICY);
+	char *action = sift_ctx_policy_action(ctx);
+	sift_ctx_set_deadline(ctx, 0);
+
+	/* One line: a control character would end the reply early. */
+	for (char *p = action; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	char *reply = sift_asprintf("action=%s\n\n", action);
+	if (write_reply(c->fd, reply, strlen(reply)) < 0) {
+		sift_log(LOG_WARNING, "policy client %s: writing the reply: %s", c->peer,
+			 strerror(errno));
+		c->failed = true;
+	}
+	free(reply);
+
+	if (strcmp(action, "DUNNO") != 0) {
+		const char *name = sift_policy_get(r, "client_name");
+		const char *addr = sift_policy_get(r, "client_address");
+		const char *from = sift_policy_get(r, "sender");
+		const char *to = sift_policy_get(r, "recipient");
+		sift_log_msg(LOG_INFO, sift_policy_get(r, "queue_id"), "policyd",
+			     "action=%s protocol_state=%s client=%s[%s] from=<%s> to=<%s> profile=%s",
+			     action, state ? state : "", name ? name : "unknown", addr ? addr : "",
+			     from ? from : "", to ? to : "",
+			     sift_profile_names[sift_ctx_profile(ctx)]);
+	}
+	free(action);
+	sift_ctx_set_macro_fn(ctx, NULL, NULL);
+
+	if (state && strcmp(state, "END-OF-MESSAGE") == 0) {
+		sift_ctx_msg_end(ctx, false);
+		free(c->instance);
+		c->instance = NULL;
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&work_q.lock);
+		struct conn *c;
+		while (!(c = queue_pop_locked(&work_q)) && !workers_stop)
+			pthread_cond_wait(&work_q.cond, &work_q.lock);
+		pthread_mutex_unlock(&work_q.lock);
+		if (!c)
+			break;
+		if (c->closing) {
+			sift_ctx_free(c->ctx); /* ends the message, calls close hooks */
+			conn_free(c);
+			continue;
+		}
+		handle_request(c);
+		return_push(c);
+	}
+	return NULL;
+}
+
+/* ---- configuration ------------------------------------------------------------ */
+
+/* Builds a configuration and a generation; NULL + *err_r on failure. */
+static struct sift_gen *load_generation(struct policyd_conf *pc_r, char **err_r)
+{
+	struct sift_config *cfg = sift_opts_config(&opts, "", policyd_params, err_r);
+	if (!cfg)
+		return NULL;
+	memset(pc_r, 0, sizeof(*pc_r));
+	if (sift_params_parse(cfg, "", policyd_params, pc_r, err_r) < 0) {
+		sift_params_free(policyd_params, pc_r);
+		sift_config_free(cfg);
+		return NULL;
+	}
+	struct sift_gen *g = sift_gen_new(SIFT_POLICYD, cfg, err_r); /* owns cfg on success */
+	if (!g) {
+		sift_params_free(policyd_params, pc_r);
+		sift_config_free(cfg);
+		return NULL;
+	}
+	return g;
+}
+
+static void reload(void)
+{
+	struct policyd_conf pc;
+	char *err = NULL;
+	struct sift_gen *g = load_generation(&pc, &err);
+	if (!g) {
+		sift_log(LOG_ERR, "reload failed: %s; keeping the current configuration", err);
+		free(err);
+		return;
+	}
+	sift_gen_set_current(g);
+	if (pc.workers != pconf.workers || pc.max_connections != pconf.max_connections)
+		sift_log(LOG_WARNING, "policyd_workers and policyd_max_connections change at the "
+				      "next restart");
+	/* Keep the startup-only settings; take the timeouts. */
+	pconf.idle_timeout = pc.idle_timeout;
+	pconf.request_timeout = pc.request_timeout;
+	atomic_store(&request_deadline, pc.request_deadline);
+	sift_params_free(policyd_params, &pc);
+	sift_log(LOG_INFO, "reloaded the configuration from %s (%zu plugins)", opts.config_file,
+		 sift_gen_plugin_count(g));
+}
+
+/* ---- startup and main loop ------------------------------------------------------ */
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: policyd [-c file] [-o name=value]... [-f] [-d] [-n | -p | -t]\n"
+		"  -c file          configuration file (default %s)\n"
+		"  -o name=value    override a setting (repeatable)\n"
+		"  -f               stay in the foreground and log to stderr\n"
+		"  -d               log debug messages\n"
+		"  -n               print the settings that differ from the defaults\n"
+		"  -p               print all settings\n"
+		"  -t               check the configuration and the plugins, exit 0 or 1\n"
+		"  -h               this help\n",
+		DEFAULT_CONFIG);
+}
+
+static bool valid_endpoint(const char *e)
+{
+	return strncmp(e, "unix:/", 6) == 0 || strncmp(e, "local:/", 7) == 0 ||
+	       strncmp(e, "inet:", 5) == 0 || strncmp(e, "inet6:", 6) == 0;
+}
+
+static void open_listeners(void)
+{
+	size_t n = 0;
+	for (const char *const *e = pconf.listen; e && *e; e++)
+		n++;
+	if (n == 0)
+		sift_fatal("policyd_listen is empty");
+	listeners = sift_calloc(n, sizeof(*listeners));
+	for (const char *const *e = pconf.listen; e && *e; e++) {
+		char *err = NULL;
+		if (!valid_endpoint(*e))
+			sift_fatal("policyd_listen: bad endpoint \"%s\" (want unix:/path or "
+				   "inet:host:port)",
+				   *e);
+		int fd = sift_listen(*e, 1024, &err);
+		if (fd < 0)
+			sift_fatal("%s", err);
+		int fl = fcntl(fd, F_GETFL);
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+		struct listener *l = &listeners[n_listeners++];
+		l->src.type = SRC_LISTENER;
+		l->fd = fd;
+		l->inet = strncmp(*e, "inet", 4) == 0;
+		l->endpoint = sift_strdup(*e);
+	}
+}
+
+static void close_listeners(void)
+{
+	for (size_t i = 0; i < n_listeners; i++) {
+		struct listener *l = &listeners[i];
+		if (l->fd < 0)
+			continue;
+		close(l->fd);
+		l->fd = -1;
+		const char *path = NULL;
+		if (strncmp(l->endpoint, "unix:", 5) == 0)
+			path = l->endpoint + 5;
+		else if (strncmp(l->endpoint, "local:", 6) == 0)
+			path = l->endpoint + 6;
+		if (path)
+			unlink(path);
+	}
+}
+
+static void begin_shutdown(const char *why)
+{
+	if (stopping)
+		return;
+	stopping = true;
+	sift_log(LOG_INFO, "%s: stopping (%ld connections)", why, n_conns);
+	close_listeners();
+	struct conn *next;
+	for (struct conn *c = conns; c; c = next) {
+		next = c->next;
+		if (!c->busy)
+			conn_close(c);
+	}
+}
+
+static void handle_signals(void)
+{
+	struct signalfd_siginfo si;
+	while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGHUP:
+			if (!stopping)
+				reload();
+			break;
+		case SIGTERM:
+		case SIGINT:
+			begin_shutdown(si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static void drain_returns(void)
+{
+	uint64_t v;
+	ssize_t r = read(wakefd, &v, sizeof(v));
+	(void)r;
+	pthread_mutex_lock(&ret_q.lock);
+	struct conn *list = ret_q.head;
+	ret_q.head = NULL;
+	ret_q.tail = &ret_q.head;
+	pthread_mutex_unlock(&ret_q.lock);
+	while (list) {
+		struct conn *c = list;
+		list = c->qnext;
+		conn_returned(c);
+	}
+}
+
+static void event_loop(void)
+{
+	struct epoll_event evs[256];
+	long long last_scan = sift_now_ms(), stop_deadline = 0;
+	for (;;) {
+		if (stopping) {
+			if (n_conns == 0)
+				return;
+			long long grace = atomic_load(&request_deadline) + WRITE_TIMEOUT_MS;
+			if (!stop_deadline)
+				stop_deadline = sift_now_ms() + grace;
+			else if (sift_now_ms() > stop_deadline) {
+				sift_log(LOG_WARNING, "%ld requests still running after %lld ms; "
+						      "exiting anyway", n_conns, grace);
+				exit(0);
+			}
+		}
+		int n = epoll_wait(epfd, evs, 256, 1000);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			sift_fatal("epoll_wait: %s", strerror(errno));
+		}
+		for (int i = 0; i < n; i++) {
+			struct src *s = evs[i].data.ptr;
+			switch (s->type) {
+			case SRC_LISTENER:
+				if (!stopping)
+					accept_ready((struct listener *)s);
+				break;
+			case SRC_SIGNAL:
+				handle_signals();
+				break;
+			case SRC_WAKE:
+				drain_returns();
+				break;
+			case SRC_CONN:
+				conn_readable((struct conn *)s);
+				break;
+			}
+		}
+		long long now = sift_now_ms();
+		if (now - last_scan >= 1000) {
+			last_scan = now;
+			scan_timeouts();
+		}
+	}
+}
+
+static void epoll_add(int fd, struct src *s)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		sift_fatal("epoll_ctl: %s", strerror(errno));
+}
+
+/* Without -f: fork; the parent waits until the child is ready (or failed,
+ * having logged why on stderr) and exits with its status. */
+static int detach(void)
+{
+	int pfd[2];
+	if (pipe(pfd) < 0)
+		sift_fatal("pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0)
+		sift_fatal("fork: %s", strerror(errno));
+	if (pid > 0) {
+		close(pfd[1]);
+		char b;
+		ssize_t r;
+		while ((r = read(pfd[0], &b, 1)) < 0 && errno == EINTR)
+			;
+		_exit(r == 1 ? 0 : 1);
+	}
+	close(pfd[0]);
+	setsid();
+	return pfd[1];
+}
+
+static void detach_done(int fd)
+{
+	int null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		if (null > 2)
+			close(null);
+	}
+	sift_log_init("policyd", false, opts.debug ? LOG_DEBUG : LOG_INFO);
+	if (null >= 0)
+		dup2(0, 2);
+	if (chdir("/") < 0)
+		sift_log(LOG_WARNING, "chdir /: %s", strerror(errno));
+	ssize_t w = write(fd, "", 1);
+	(void)w;
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	int optind_r = sift_opts_parse(argc, argv, &opts, DEFAULT_CONFIG);
+	if (optind_r == -2) {
+		usage(stdout);
+		return 0;
+	}
+	if (optind_r < 0 || optind_r != argc) {
+		usage(stderr);
+		return 2;
+	}
+	sift_log_init("policyd", true, opts.debug ? LOG_DEBUG : LOG_INFO);
+	bool one_shot = opts.test_only || opts.print_all || opts.print_nondefault;
+	int ready_fd = -1;
+	if (!opts.foreground && !one_shot)
+		ready_fd = detach();
+
+	char *err = NULL;
+	struct sift_gen *g = load_generation(&pconf, &err);
+	if (!g) {
+		if (one_shot)
+			fprintf(stderr, "policyd: error: %s\n", err);
+		else
+			sift_log(LOG_CRIT, "fatal: %s", err);
+		free(err);
+		return 1;
+	}
+	if (one_shot) {
+		int rc = 0;
+		for (const char *const *e = pconf.listen; e && *e; e++)
+			if (!valid_endpoint(*e)) {
+				fprintf(stderr, "policyd: error: policyd_listen: bad endpoint \"%s\"\n",
+					*e);
+				rc = 1;
+			}
+		if (opts.print_all || opts.print_nondefault) {
+			bool all = opts.print_all;
+			sift_params_print(stdout, sift_gen_config(g), "", policyd_params, all);
+			sift_gen_print_params(stdout, g, all);
+		}
+		sift_gen_unref(g);
+		sift_params_free(policyd_params, &pconf);
+		return rc;
+	}
+	atomic_store(&request_deadline, pconf.request_deadline);
+	sift_gen_set_current(g);
+
+	/* Signals are handled by the event thread through a signalfd; block
+	 * them before any thread exists so that all threads inherit the mask. */
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGHUP);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &ss, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	open_listeners();
+	if (sift_drop_privileges(pconf.user, &err) < 0)
+		sift_fatal("policyd_user: %s", err);
+	if (sift_write_pidfile(pconf.pid_file, &err) < 0)
+		sift_fatal("%s", err);
+
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	sigfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
+	wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (epfd < 0 || sigfd < 0 || wakefd < 0)
+		sift_fatal("epoll/signalfd/eventfd: %s", strerror(errno));
+	for (size_t i = 0; i < n_listeners; i++)
+		epoll_add(listeners[i].fd, &listeners[i].src);
+	epoll_add(sigfd, &sig_src);
+	epoll_add(wakefd, &wake_src);
+
+	queue_init(&work_q);
+	queue_init(&ret_q);
+	n_workers = (size_t)pconf.workers;
+	workers = sift_calloc(n_workers, sizeof(*workers));
+	for (size_t i = 0; i < n_workers; i++)
+		if (pthread_create(&workers[i], NULL, worker_main, NULL) != 0)
+			sift_fatal("pthread_create: %s", strerror(errno));
+
+	if (ready_fd >= 0)
+		detach_done(ready_fd);
+	sift_log(LOG_INFO, "starting: %zu listeners, %zu workers, %zu plugins, version %s",
+		 n_listeners, n_workers, sift_gen_plugin_count(g), SIFT_VERSION);
+
+	event_loop();
+
+	/* All connections are closed; their close jobs may still be queued. */
+	pthread_mutex_lock(&work_q.lock);
+	workers_stop = true;
+	pthread_cond_broadcast(&work_q.cond);
+	pthread_mutex_unlock(&work_q.lock);
+	for (size_t i = 0; i < n_workers; i++)
+		pthread_join(workers[i], NULL);
+	free(workers);
+	sift_gen_set_current(NULL); /* releases the plugins */
+	if (pconf.pid_file && *pconf.pid_file)
+		unlink(pconf.pid_file);
+	for (size_t i = 0; i < n_listeners; i++)
+		free(listeners[i].endpoint);
+	free(listeners);
+	sift_params_free(policyd_params, &pconf);
+	close(epfd);
+	close(sigfd);
+	close(wakefd);
+	if (spare_fd >= 0)
+		close(spare_fd);
+	sift_log(LOG_INFO, "stopped");
+	return 0;
+}

@@ -1,0 +1,1106 @@
+"""Helpers for Sift's integration tests and benchmarks: free ports, daemons
+started and stopped by PID, and private Postfix instances on 127.0.0.1.
+
+Runs under Debian's /usr/bin/python3 with the standard library only (tests
+that need DNS bring tests/lib/dnsserver.py). Must run as root: Postfix's
+master starts as root and drops to mail_owner (postfix) itself.
+
+A private Postfix instance lives entirely under one temporary directory:
+
+    ROOT/etc      config_directory (main.cf and master.cf written from scratch)
+    ROOT/spool    queue_directory (created and owned by postfix via
+                  `postfix -c ROOT/etc check`/`start`)
+    ROOT/data     data_directory
+    ROOT/mail     virtual_mailbox_base: ROOT/mail/all/ is the catch-all Maildir
+    ROOT/maillog  maillog_file, written by postlogd (service `postlog`)
+
+Nothing in /etc/postfix is read except meta_directory files Postfix needs
+(postfix-files, dynamicmaps.cf) and nothing there is changed: `postfix -c DIR`
+is accepted for root without `alternate_config_directories` because the
+postfix command is not set-gid; the set-gid postqueue is run with its real
+gid set to postdrop so that it, too, trusts MAIL_CONFIG (see Postfix.queue()).
+
+Nothing here talks to any address other than 127.0.0.1: the instance has no
+DNS (smtp_dns_support_level = disabled), mail for other domains goes to the
+error(8) transport, and only test domains are delivered (virtual(8)).
+
+Ownership: every process is stopped by the PID this module recorded; Postfix
+is stopped with `postfix -c DIR stop`, then the master PID from
+ROOT/spool/pid/master.pid (and only processes whose environment names this
+instance's MAIL_CONFIG) are killed if they linger.
+"""
+
+import email
+import email.policy
+import errno
+import json
+import os
+import pwd
+import grp
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+__all__ = ['free_port', 'wait_port', 'wait_unix', 'Proc', 'Postfix', 'SendResult',
+           'Delivered', 'srcdir', 'builddir', 'daemon_is_real', 'proc_rss',
+           'pids_with_env', 'TEST_DOMAINS']
+
+TEST_DOMAINS = ('sift.test', 'example.test', 'example.net.test')
+
+_handed_out = set()
+
+
+def srcdir():
+    """Source tree root: $SIFT_SRCDIR or two levels above this file."""
+    d = os.environ.get('SIFT_SRCDIR')
+    if d:
+        return os.path.abspath(d)
+    return os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+
+
+def builddir():
+    """Build tree: $SIFT_BUILDDIR or SRCDIR/build."""
+    d = os.environ.get('SIFT_BUILDDIR')
+    if d:
+        return os.path.abspath(d)
+    return os.path.join(srcdir(), 'build')
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that is free now (and not handed out before by
+    this process)."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError('no free port')
+
+
+def _tcp_accepts(port, host='127.0.0.1'):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _unix_accepts(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(0.5)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def tcp_listening(port, host='127.0.0.1'):
+    """True if a socket listens on host:port (from /proc/net/tcp: no probe
+    connection, so daemons do not log 'lost connection')."""
+    want = '%s:%04X' % (''.join('%02X' % int(b) for b in reversed(host.split('.'))), port)
+    try:
+        with open('/proc/net/tcp') as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[3] == '0A' and parts[1] in (want, '00000000:%04X' % port):
+                    return True
+    except OSError:
+        return _tcp_accepts(port, host)
+    return False
+
+
+def unix_listening(path):
+    """True if a stream socket listens on path (from /proc/net/unix)."""
+    try:
+        with open('/proc/net/unix') as f:
+            next(f)
+            for line in f:
+                parts = line.split(None, 7)
+                # flags 00010000 = __SO_ACCEPTCON (listening)
+                if len(parts) == 8 and parts[7].strip() == path and \
+                        int(parts[3], 16) & 0x10000:
+                    return True
+    except OSError:
+        return _unix_accepts(path)
+    return False
+
+
+def wait_port(port, timeout=10.0, alive=None):
+    """Wait until something listens on 127.0.0.1:port. `alive` is an optional
+    callable; when it returns False the wait ends early with False."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if tcp_listening(port):
+            return True
+        if alive is not None and not alive():
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def wait_unix(path, timeout=10.0, alive=None):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if os.path.exists(path) and unix_listening(path):
+            return True
+        if alive is not None and not alive():
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def proc_rss(pid):
+    """(VmRSS, VmHWM) of a process in KiB from /proc/PID/status, or (None, None)."""
+    rss = hwm = None
+    try:
+        with open('/proc/%d/status' % pid) as f:
+            for line in f:
+                if line.startswith('VmRSS:'):
+                    rss = int(line.split()[1])
+                elif line.startswith('VmHWM:'):
+                    hwm = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, hwm
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive for our purposes.
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            st = f.read()
+        return st[st.rindex(')') + 2] != 'Z'
+    except (OSError, ValueError):
+        return False
+
+
+def pids_with_env(name, value):
+    """PIDs of processes whose environment has name=value exactly."""
+    want = ('%s=%s' % (name, value)).encode()
+    out = []
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
+            continue
+        try:
+            with open('/proc/%s/environ' % d, 'rb') as f:
+                env = f.read().split(b'\0')
+        except OSError:
+            continue
+        if want in env:
+            out.append(int(d))
+    return out
+
+
+def daemon_is_real(path):
+    """True if `path` is an executable that behaves like a Sift daemon: it
+    prints its settings with `-p` (a stub that exits silently is not real)."""
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return False
+    with tempfile.NamedTemporaryFile('w', suffix='.conf') as cf:
+        cf.write('# empty\n')
+        cf.flush()
+        try:
+            r = subprocess.run([path, '-c', cf.name, '-p'], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return b'_listen' in r.stdout
+
+
+class ProcError(RuntimeError):
+    pass
+
+
+class Proc:
+    """One child process: started with stdout+stderr appended to `log`,
+    optionally waited for until it accepts on a TCP port or unix socket,
+    stopped by its PID (SIGTERM, then SIGKILL after `stop_timeout`).
+
+        with Proc([exe, '-f', '-c', conf], log='/tmp/x.log', port=8891) as p:
+            ...
+    """
+
+    def __init__(self, argv, log, port=None, unix=None, env=None, cwd=None,
+                 start_timeout=15.0, stop_timeout=10.0, umask=None, name=None):
+        self.argv = [str(a) for a in argv]
+        self.log_path = log
+        self.port = port
+        self.unix = unix
+        self.env = env
+        self.cwd = cwd
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.umask = umask
+        self.name = name or os.path.basename(self.argv[0])
+        self.popen = None
+        self.returncode = None
+
+    @property
+    def pid(self):
+        return self.popen.pid if self.popen else None
+
+    def alive(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def start(self):
+        if self.popen is not None:
+            raise ProcError('%s already started' % self.name)
+        logf = open(self.log_path, 'ab', buffering=0)
+        env = dict(os.environ)
+        if self.env:
+            env.update(self.env)
+        umask = self.umask
+
+        def pre():
+            if umask is not None:
+                os.umask(umask)
+        try:
+            # A new session: Ctrl-C in a terminal reaches only the Python
+            # driver, which then stops its children in order.
+            self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=logf,
+                                          stderr=subprocess.STDOUT, env=env, cwd=self.cwd,
+                                          start_new_session=True, preexec_fn=pre)
+        finally:
+            logf.close()
+        ok = True
+        if self.port is not None:
+            ok = wait_port(self.port, self.start_timeout, self.alive)
+        elif self.unix is not None:
+            ok = wait_unix(self.unix, self.start_timeout, self.alive)
+        if not ok:
+            rc = self.popen.poll()
+            self.stop()
+            what = 'exited with status %s' % rc if rc is not None else \
+                'did not accept on %s within %.0fs' % (
+                    self.port if self.port is not None else self.unix, self.start_timeout)
+            raise ProcError('%s %s; log %s:\n%s' % (self.name, what, self.log_path,
+                                                     self.log_tail()))
+        return self
+
+    def stop(self):
+        """SIGTERM to our PID, SIGKILL after stop_timeout. Returns exit status."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            try:
+                os.kill(self.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.kill(self.popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.popen.wait()
+        self.returncode = self.popen.returncode
+        return self.returncode
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.popen.pid, sig)
+
+    def rss(self):
+        """(VmRSS, VmHWM) in KiB."""
+        return proc_rss(self.popen.pid) if self.alive() else (None, None)
+
+    def log(self):
+        try:
+            with open(self.log_path, 'rb') as f:
+                return f.read().decode('utf-8', 'replace')
+        except OSError:
+            return ''
+
+    def log_tail(self, n=30):
+        return '\n'.join(self.log().splitlines()[-n:])
+
+    def wait_log(self, regex, timeout=10.0, start=0):
+        return _wait_text(self.log, regex, timeout, start)
+
+    def __enter__(self):
+        if self.popen is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+def _wait_text(reader, regex, timeout, start=0):
+    rx = re.compile(regex, re.M) if isinstance(regex, str) else regex
+    end = time.monotonic() + timeout
+    while True:
+        text = reader()
+        m = rx.search(text, start)
+        if m:
+            return m
+        if time.monotonic() >= end:
+            return None
+        time.sleep(0.05)
+
+
+class SendResult:
+    """What happened to one message, stage by stage. Every reply is a
+    (code, text) tuple; a stage that was not reached is None.
+
+    greeting, ehlo, auth, mail: replies; rcpts: list of replies in RCPT order;
+    data: the reply to the DATA command (354 normally); eom: the reply after
+    the final dot. `stage` is where the transaction ended ('connect', 'ehlo',
+    'auth', 'mail', 'rcpt', 'data', 'eom'; 'eom' with accepted=True means
+    queued). `queue_id` is parsed from "250 2.0.0 Ok: queued as ID".
+    `latency` is seconds from sending DATA to the reply after the dot.
+    """
+
+    def __init__(self):
+        self.greeting = self.ehlo = self.auth = self.mail = self.data = self.eom = None
+        self.rcpts = []
+        self.stage = None
+        self.accepted = False
+        self.queue_id = None
+        self.latency = None
+        self.error = None
+
+    @property
+    def code(self):
+        """The last reply code received."""
+        r = self.last()
+        return r[0] if r else None
+
+    def last(self):
+        for r in (self.eom, self.data):
+            if r is not None:
+                return r
+        if self.rcpts:
+            return self.rcpts[-1]
+        for r in (self.mail, self.auth, self.ehlo, self.greeting):
+            if r is not None:
+                return r
+        return None
+
+    def rejected_at(self):
+        """Stage of the first 4xx/5xx reply, or None."""
+        for name in ('greeting', 'ehlo', 'auth', 'mail'):
+            r = getattr(self, name)
+            if r is not None and r[0] >= 400:
+                return name
+        if self.rcpts and all(r[0] >= 400 for r in self.rcpts):
+            return 'rcpt'
+        for name in ('data', 'eom'):
+            r = getattr(self, name)
+            if r is not None and r[0] >= 400:
+                return name
+        return None
+
+    def __repr__(self):
+        return ('SendResult(stage=%r, accepted=%r, queue_id=%r, mail=%r, rcpts=%r, data=%r, '
+                'eom=%r%s)' % (self.stage, self.accepted, self.queue_id, self.mail, self.rcpts,
+                               self.data, self.eom,
+                               ', error=%r' % self.error if self.error else ''))
+
+
+_QID_RX = re.compile(r'queued as ([0-9A-Za-z]+)')
+
+
+def _reply(code, msg):
+    if isinstance(msg, bytes):
+        msg = msg.decode('utf-8', 'replace')
+    return (code, msg)
+
+
+def dot_stuff(data):
+    """Message bytes as sent after DATA: CRLF line ends, leading dots doubled,
+    ending in CRLF (the caller adds the final '.\\r\\n')."""
+    q = re.sub(rb'(?:\r\n|\n|\r(?!\n))', b'\r\n', data)
+    q = re.sub(rb'(?m)^\.', b'..', q)
+    if not q.endswith(b'\r\n'):
+        q += b'\r\n'
+    return q
+
+
+class Session:
+    """One SMTP session (persistent across messages) built on smtplib, which
+    reports each stage's reply instead of raising."""
+
+    def __init__(self, port, host='127.0.0.1', helo='client.sift.test', timeout=60,
+                 auth=None, starttls=False):
+        self.res_connect = None
+        self.smtp = smtplib.SMTP(timeout=timeout)
+        code, msg = self.smtp.connect(host, port)
+        self.greeting = _reply(code, msg)
+        self.ehlo = None
+        self.auth = None
+        if code >= 400:
+            return
+        self.ehlo = _reply(*self.smtp.ehlo(helo))
+        if self.ehlo[0] >= 400:
+            self.ehlo = _reply(*self.smtp.helo(helo))
+        if starttls:
+            self.smtp.starttls()
+            self.ehlo = _reply(*self.smtp.ehlo(helo))
+        if auth is not None:
+            user, password = auth
+            try:
+                self.auth = _reply(*self.smtp.login(user, password))
+            except smtplib.SMTPAuthenticationError as e:
+                self.auth = _reply(e.smtp_code, e.smtp_error)
+            except smtplib.SMTPException as e:
+                self.auth = (0, str(e))
+
+    def send(self, mail_from, rcpts, data, mail_options=(), rcpt_options=()):
+        r = SendResult()
+        r.greeting, r.ehlo, r.auth = self.greeting, self.ehlo, self.auth
+        if isinstance(rcpts, str):
+            rcpts = [rcpts]
+        if isinstance(data, str):
+            data = data.encode('utf-8')
+        try:
+            if self.greeting[0] >= 400:
+                r.stage = 'connect'
+                return r
+            if self.ehlo is None or self.ehlo[0] >= 400:
+                r.stage = 'ehlo'
+                return r
+            if self.auth is not None and self.auth[0] != 235:
+                r.stage = 'auth'
+                return r
+            r.mail = _reply(*self.smtp.mail(mail_from, list(mail_options)))
+            if r.mail[0] >= 400:
+                r.stage = 'mail'
+                self._rset()
+                return r
+            for rc in rcpts:
+                r.rcpts.append(_reply(*self.smtp.rcpt(rc, list(rcpt_options))))
+            if not any(c < 400 for c, _ in r.rcpts):
+                r.stage = 'rcpt'
+                self._rset()
+                return r
+            t0 = time.monotonic()
+            self.smtp.putcmd('data')
+            r.data = _reply(*self.smtp.getreply())
+            if r.data[0] != 354:
+                r.stage = 'data'
+                self._rset()
+                return r
+            self.smtp.send(dot_stuff(data) + b'.\r\n')
+            r.eom = _reply(*self.smtp.getreply())
+            r.latency = time.monotonic() - t0
+            r.stage = 'eom'
+            if r.eom[0] == 250:
+                r.accepted = True
+                m = _QID_RX.search(r.eom[1])
+                if m:
+                    r.queue_id = m.group(1)
+        except (smtplib.SMTPException, OSError) as e:
+            r.error = '%s: %s' % (type(e).__name__, e)
+            if isinstance(e, smtplib.SMTPResponseException) and r.stage is None:
+                pass
+        return r
+
+    def _rset(self):
+        try:
+            self.smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            pass
+
+    def close(self):
+        try:
+            self.smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        try:
+            self.smtp.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class Delivered:
+    """A message found in the instance's Maildirs."""
+
+    def __init__(self, path, rcpt):
+        self.path = path
+        self.rcpt = rcpt            # 'local@domain' from the Maildir location
+        with open(path, 'rb') as f:
+            self.raw = f.read()
+        self.msg = email.message_from_bytes(self.raw, policy=email.policy.default)
+
+    def header(self, name):
+        """First value of a header (str) or None."""
+        v = self.msg.get(name)
+        return None if v is None else str(v)
+
+    def headers(self, name):
+        return [str(v) for v in (self.msg.get_all(name) or [])]
+
+    def header_block(self):
+        """The raw header section as text (before the first empty line)."""
+        raw = self.raw.replace(b'\r\n', b'\n')
+        return raw.split(b'\n\n', 1)[0].decode('utf-8', 'replace')
+
+    def __repr__(self):
+        return 'Delivered(%r, subject=%r)' % (self.rcpt, self.header('Subject'))
+
+
+def _postfix_ids():
+    pw = pwd.getpwnam('postfix')
+    return pw.pw_uid, pw.pw_gid
+
+
+class PostfixError(RuntimeError):
+    pass
+
+
+class Postfix:
+    """A private Postfix instance on 127.0.0.1.
+
+    Postfix(port=None, submission=False, submission_port=None, milters=(),
+            policy=None, recipient_restrictions=None, delivery='maildir',
+            domains=TEST_DOMAINS, main=None, master_extra='', root=None,
+            keep=None, sasl=None)
+
+    - port / submission_port: picked with free_port() when None; the
+      submission service (submission=True) adds
+      `-o milter_macro_daemon_name=ORIGINATING -o syslog_name=postfix/submission`.
+    - milters: list of Postfix-side endpoints for smtpd_milters
+      ('inet:127.0.0.1:8891', 'unix:/path'); milter_default_action=tempfail,
+      milter_protocol=6.
+    - policy: endpoint for check_policy_service, appended to the default
+      recipient restrictions after reject_unauth_destination.
+    - recipient_restrictions: full smtpd_recipient_restrictions value
+      (overrides the default built from `policy`).
+    - delivery: 'maildir' (virtual(8): every address in `domains` is
+      delivered into the Maildir ROOT/mail/all/, one copy per recipient with
+      its Delivered-To header; with mailboxes=['u@dom', ...] only those
+      exist (others: 550 at RCPT), each in ROOT/mail/<dom>/<u>/),
+      'discard' (discard(8)), or 'relay:PORT' (smtp(8) to 127.0.0.1:PORT,
+      e.g. an smtp-sink).
+    - main: dict of extra/overriding main.cf parameters; master_extra: text
+      appended to master.cf. set_main() changes parameters later (then reload()).
+    - sasl: reserved for a later SASL option (e.g. {'type': 'dovecot', ...});
+      raises NotImplementedError for now.
+    - keep: keep ROOT after cleanup() (default: $SIFT_KEEP_TMP set).
+    """
+
+    def __init__(self, port=None, submission=False, submission_port=None, milters=(),
+                 policy=None, recipient_restrictions=None, delivery='maildir',
+                 domains=TEST_DOMAINS, main=None, master_extra='', root=None, keep=None,
+                 sasl=None, hostname='mx.sift.test', mailboxes=None):
+        if os.geteuid() != 0:
+            raise PostfixError('a private Postfix instance needs root')
+        if sasl is not None:
+            raise NotImplementedError('SASL is not wired yet (see Postfix._sasl_params)')
+        self.port = port or free_port()
+        self.submission = submission or submission_port is not None
+        self.submission_port = (submission_port or free_port()) if self.submission else None
+        self.milters = list(milters)
+        self.policy = policy
+        self.recipient_restrictions = recipient_restrictions
+        self.delivery = delivery
+        self.domains = list(domains)
+        self.hostname = hostname
+        self.mailboxes = list(mailboxes or [])
+        self.sasl = sasl
+        self.extra_main = dict(main or {})
+        self.master_extra = master_extra
+        self.keep = bool(os.environ.get('SIFT_KEEP_TMP')) if keep is None else keep
+        base = os.environ.get('SIFT_TEST_TMP') or None
+        if root is None:
+            self.root = tempfile.mkdtemp(prefix='sift-pf-', dir=base)
+            self._own_root = True
+        else:
+            self.root = os.path.abspath(root)
+            os.makedirs(self.root, exist_ok=True)
+            self._own_root = False
+        # postfix must traverse ROOT (maillog, Maildirs, unix milter sockets).
+        os.chmod(self.root, 0o755)
+        self.config_dir = os.path.join(self.root, 'etc')
+        self.queue_dir = os.path.join(self.root, 'spool')
+        self.data_dir = os.path.join(self.root, 'data')
+        self.mail_dir = os.path.join(self.root, 'mail')
+        self.maillog = os.path.join(self.root, 'maillog')
+        self.master_pid = None
+        self.started = False
+        self._write_config()
+
+    # -- configuration ------------------------------------------------------
+
+    def _delivery_params(self):
+        p = {}
+        if self.delivery == 'maildir':
+            nobody = pwd.getpwnam('nobody')
+            p.update({
+                'virtual_mailbox_domains': ', '.join(self.domains),
+                'virtual_mailbox_base': self.mail_dir,
+                # static: every address of the test domains exists and
+                # lands in ROOT/mail/all/ (a Maildir: trailing slash); with
+                # mailboxes=[...] only those exist, in ROOT/mail/<dom>/<local>/
+                'virtual_mailbox_maps': ('texthash:%s/vmailbox' % self.config_dir
+                                         if self.mailboxes else 'static:all/'),
+                'virtual_uid_maps': 'static:%d' % nobody.pw_uid,
+                'virtual_gid_maps': 'static:%d' % nobody.pw_gid,
+                'virtual_minimum_uid': '1',
+                'virtual_transport': 'virtual',
+            })
+        elif self.delivery == 'discard':
+            p.update({
+                'virtual_mailbox_domains': ', '.join(self.domains),
+                'virtual_mailbox_maps': 'static:discard',
+                'virtual_transport': 'discard:',
+            })
+        elif self.delivery.startswith('relay:'):
+            port = int(self.delivery.split(':', 1)[1])
+            p.update({
+                'relay_domains': ', '.join(self.domains),
+                'relay_recipient_maps': '',
+                'relay_transport': 'smtp:[127.0.0.1]:%d' % port,
+            })
+        else:
+            raise ValueError('delivery: maildir, discard or relay:PORT')
+        return p
+
+    def _sasl_params(self):
+        # Placeholder for a later option: smtpd_sasl_auth_enable = yes,
+        # smtpd_sasl_type = dovecot, smtpd_sasl_path = ROOT/auth ... on the
+        # submission service only.
+        return {}
+
+    def _restrictions(self):
+        if self.recipient_restrictions is not None:
+            return self.recipient_restrictions
+        r = ['reject_unauth_destination']
+        if self.policy:
+            r.append('check_policy_service %s' % self.policy)
+        return ', '.join(r)
+
+    def main_params(self):
+        uid, gid = _postfix_ids()
+        p = {
+            'compatibility_level': '3.6',
+            'config_directory': self.config_dir,
+            'queue_directory': self.queue_dir,
+            'data_directory': self.data_dir,
+            'meta_directory': '/etc/postfix',
+            'mail_owner': 'postfix',
+            'setgid_group': 'postdrop',
+            'myhostname': self.hostname,
+            'mydomain': 'sift.test',
+            'myorigin': '$myhostname',
+            'mydestination': '',
+            'mynetworks': '127.0.0.0/8',
+            'inet_interfaces': '127.0.0.1',
+            'inet_protocols': 'ipv4',
+            'smtp_bind_address': '127.0.0.1',
+            'maillog_file': self.maillog,
+            'maillog_file_prefixes': self.root,
+            'alias_maps': '',
+            'alias_database': '',
+            'local_recipient_maps': '',
+            'local_transport': 'error:local delivery is disabled in this test instance',
+            'default_transport': 'error:outbound mail is disabled in this test instance',
+            'relay_transport': 'error:relaying is disabled in this test instance',
+            'relayhost': '',
+            'smtp_dns_support_level': 'disabled',
+            'lmtp_dns_support_level': 'disabled',
+            'smtp_host_lookup': 'native',
+            'lmtp_host_lookup': 'native',
+            'smtpd_peername_lookup': 'no',
+            'append_dot_mydomain': 'no',
+            'biff': 'no',
+            'smtpd_banner': '$myhostname ESMTP',
+            'smtpd_delay_reject': 'yes',
+            'smtpd_helo_required': 'no',
+            'smtpd_relay_restrictions': 'reject_unauth_destination',
+            'smtpd_recipient_restrictions': self._restrictions(),
+            'smtpd_milters': ', '.join(self.milters),
+            'milter_default_action': 'tempfail',
+            'milter_protocol': '6',
+            'smtpd_tls_security_level': 'none',
+            'smtp_tls_security_level': 'none',
+            'notify_classes': '',
+            'bounce_queue_lifetime': '0',
+            'maximal_queue_lifetime': '1h',
+            'queue_run_delay': '10s',
+            'minimal_backoff_time': '10s',
+            'maximal_backoff_time': '60s',
+            'smtputf8_enable': 'no',
+            'shlib_directory': '/usr/lib/postfix',
+            'daemon_directory': '/usr/lib/postfix/sbin',
+            'command_directory': '/usr/sbin',
+            'default_database_type': 'hash',
+            'import_environment': 'MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C',
+        }
+        p.update(self._delivery_params())
+        p.update(self._sasl_params())
+        p.update(self.extra_main)
+        return p
+
+    def master_cf(self):
+        svc = ('127.0.0.1:%d      inet  n       -       n       -       -       smtpd\n'
+               % self.port)
+        if self.submission:
+            svc += ('127.0.0.1:%d      inet  n       -       n       -       -       smtpd\n'
+                    '  -o syslog_name=postfix/submission\n'
+                    '  -o milter_macro_daemon_name=ORIGINATING\n' % self.submission_port)
+        return (
+            '# private Sift test instance (written by tests/lib/sifttest.py)\n'
+            '# service type  private unpriv  chroot  wakeup  maxproc command\n'
+            + svc +
+            'pickup    unix  n       -       n       60      1       pickup\n'
+            'cleanup   unix  n       -       n       -       0       cleanup\n'
+            'qmgr      unix  n       -       n       300     1       qmgr\n'
+            'rewrite   unix  -       -       n       -       -       trivial-rewrite\n'
+            'bounce    unix  -       -       n       -       0       bounce\n'
+            'defer     unix  -       -       n       -       0       bounce\n'
+            'trace     unix  -       -       n       -       0       bounce\n'
+            'verify    unix  -       -       n       -       1       verify\n'
+            'flush     unix  n       -       n       1000?   0       flush\n'
+            'proxymap  unix  -       -       n       -       -       proxymap\n'
+            'proxywrite unix -       -       n       -       1       proxymap\n'
+            'smtp      unix  -       -       n       -       -       smtp\n'
+            'relay     unix  -       -       n       -       -       smtp\n'
+            'showq     unix  n       -       n       -       -       showq\n'
+            'error     unix  -       -       n       -       -       error\n'
+            'retry     unix  -       -       n       -       -       error\n'
+            'discard   unix  -       -       n       -       -       discard\n'
+            'local     unix  -       n       n       -       -       local\n'
+            'virtual   unix  -       n       n       -       -       virtual\n'
+            'lmtp      unix  -       -       n       -       -       lmtp\n'
+            'anvil     unix  -       -       n       -       1       anvil\n'
+            'scache    unix  -       -       n       -       1       scache\n'
+            'postlog   unix-dgram n  -       n       -       1       postlogd\n'
+            + self.master_extra)
+
+    def _write_config(self):
+        os.makedirs(self.config_dir, exist_ok=True)
+        os.makedirs(self.data_dir, exist_ok=True)
+        os.makedirs(self.queue_dir, exist_ok=True)
+        uid, gid = _postfix_ids()
+        os.chown(self.data_dir, uid, gid)
+        os.chmod(self.data_dir, 0o700)
+        if self.delivery == 'maildir':
+            nobody = pwd.getpwnam('nobody')
+            os.makedirs(self.mail_dir, exist_ok=True)
+            os.chown(self.mail_dir, nobody.pw_uid, nobody.pw_gid)
+            os.chmod(self.mail_dir, 0o755)
+            if self.mailboxes:
+                with open(os.path.join(self.config_dir, 'vmailbox'), 'w') as f:
+                    for a in self.mailboxes:
+                        local, dom = a.rsplit('@', 1)
+                        f.write('%s\t%s/%s/\n' % (a, dom, local))
+        self._write_main()
+        with open(os.path.join(self.config_dir, 'master.cf'), 'w') as f:
+            f.write(self.master_cf())
+
+    def _write_main(self):
+        lines = ['# private Sift test instance (written by tests/lib/sifttest.py)']
+        for k, v in self.main_params().items():
+            lines.append('%s = %s' % (k, v))
+        with open(os.path.join(self.config_dir, 'main.cf'), 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+
+    def set_main(self, **params):
+        """Change main.cf parameters (rewrites main.cf; call reload() when
+        running). milters=[...] / policy=... / recipient_restrictions=...
+        are understood too."""
+        for k in ('milters', 'policy', 'recipient_restrictions'):
+            if k in params:
+                v = params.pop(k)
+                setattr(self, k, list(v) if k == 'milters' else v)
+        self.extra_main.update(params)
+        self._write_main()
+
+    def postconf(self, *names):
+        """Effective values from `postconf -c DIR -h NAME` (dict)."""
+        out = {}
+        for n in names:
+            out[n] = self._run(['postconf', '-c', self.config_dir, '-h', n]).stdout.strip()
+        return out
+
+    # -- life cycle ----------------------------------------------------------
+
+    def _env(self):
+        env = dict(os.environ)
+        env['MAIL_CONFIG'] = self.config_dir
+        env.setdefault('LANG', 'C')
+        return env
+
+    def _run(self, argv, check=True, timeout=60, **kw):
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=self._env(), timeout=timeout, text=True, **kw)
+        if check and r.returncode != 0:
+            raise PostfixError('%s: exit %d\n%s%s' % (' '.join(argv), r.returncode,
+                                                      r.stdout, r.stderr))
+        return r
+
+    def _read_master_pid(self):
+        try:
+            with open(os.path.join(self.queue_dir, 'pid', 'master.pid')) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def status(self):
+        """True if `postfix -c DIR status` says the instance runs."""
+        return self._run(['postfix', '-c', self.config_dir, 'status'], check=False).returncode == 0
+
+    def start(self, timeout=20):
+        # set-permissions creates the queue tree owned by postfix; start
+        # runs `postfix check` first, which would do the same.
+        self._run(['postfix', '-c', self.config_dir, 'check'], check=False)
+        r = self._run(['postfix', '-c', self.config_dir, 'start'], check=False)
+        if r.returncode != 0:
+            raise PostfixError('postfix start failed (%d):\n%s%s\n%s' % (
+                r.returncode, r.stdout, r.stderr, self.log()[-3000:]))
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.master_pid = self._read_master_pid()
+            if self.master_pid and self.status():
+                break
+            time.sleep(0.1)
+        else:
+            raise PostfixError('postfix did not come up:\n' + self.log()[-3000:])
+        self.started = True
+        ports = [self.port] + ([self.submission_port] if self.submission else [])
+        for p in ports:
+            if not wait_port(p, timeout):
+                self.stop()
+                raise PostfixError('smtpd not listening on %d:\n%s' % (p, self.log()[-3000:]))
+        self.wait_log(r'postfix/master\[\d+\]: daemon started', timeout=timeout)
+        return self
+
+    def reload(self):
+        mark = self.log_mark()
+        self._run(['postfix', '-c', self.config_dir, 'reload'])
+        self.wait_log(r'postfix/master\[\d+\]: reload', timeout=10, start=mark)
+
+    def instance_pids(self):
+        """PIDs of all processes of this instance (by MAIL_CONFIG in their
+        environment, plus the master PID)."""
+        pids = set(pids_with_env('MAIL_CONFIG', self.config_dir))
+        pids.discard(os.getpid())
+        if self.master_pid and _pid_alive(self.master_pid):
+            pids.add(self.master_pid)
+        return sorted(p for p in pids if _pid_alive(p))
+
+    def stop(self, timeout=20):
+        """`postfix -c DIR stop`, then make sure the master PID (and any
+        process of this instance) is gone, killing exactly those PIDs if not.
+        Returns the list of PIDs that had to be killed."""
+        pid = self._read_master_pid() or self.master_pid
+        if pid is None and not self.started:
+            return []
+        self._run(['postfix', '-c', self.config_dir, 'stop'], check=False)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if not self.instance_pids() and not (pid and _pid_alive(pid)):
+                break
+            time.sleep(0.1)
+        killed = []
+        for p in ([pid] if pid else []) + self.instance_pids():
+            if p and _pid_alive(p):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                    killed.append(p)
+                except ProcessLookupError:
+                    pass
+        self.started = False
+        return killed
+
+    def cleanup(self):
+        if self.started:
+            self.stop()
+        if self._own_root and not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+    # -- mail ------------------------------------------------------------------
+
+    def session(self, port=None, helo='client.sift.test', auth=None, timeout=60):
+        """A persistent SMTP Session to this instance (context manager)."""
+        return Session(port or self.port, helo=helo, auth=auth, timeout=timeout)
+
+    def send(self, mail_from, rcpts, data, port=None, helo='client.sift.test', auth=None,
+             timeout=60, mail_options=(), rcpt_options=()):
+        """Send one message in its own session; returns a SendResult with the
+        reply of every stage (.mail, .rcpts, .data, .eom, .rejected_at())."""
+        try:
+            s = Session(port or self.port, helo=helo, auth=auth, timeout=timeout)
+        except (smtplib.SMTPException, OSError) as e:
+            r = SendResult()
+            r.stage = 'connect'
+            r.error = '%s: %s' % (type(e).__name__, e)
+            return r
+        with s:
+            return s.send(mail_from, rcpts, data, mail_options, rcpt_options)
+
+    def send_submission(self, *a, **kw):
+        if not self.submission:
+            raise PostfixError('instance has no submission service')
+        kw['port'] = self.submission_port
+        return self.send(*a, **kw)
+
+    def maildir_messages(self, rcpt=None):
+        """Delivered messages (oldest first) from all Maildirs under ROOT/mail;
+        with rcpt='user@domain' only those whose Delivered-To is that
+        address (virtual(8) writes one copy per recipient)."""
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.mail_dir):
+            if os.path.basename(dirpath) not in ('new', 'cur'):
+                continue
+            for n in filenames:
+                path = os.path.join(dirpath, n)
+                try:
+                    mt = os.stat(path).st_mtime_ns
+                except OSError:
+                    continue
+                found.append((mt, n, path))
+        found.sort()
+        out = []
+        for _, _, path in found:
+            try:
+                m = Delivered(path, None)
+            except OSError:
+                continue
+            dt = m.header('Delivered-To')
+            m.rcpt = dt.strip() if dt else None
+            if rcpt is not None and (m.rcpt or '').lower() != rcpt.lower():
+                continue
+            out.append(m)
+        return out
+
+    def wait_delivered(self, n, timeout=20.0, rcpt=None):
+        """Wait until at least n messages are in the Maildirs; returns them
+        (oldest first). Raises PostfixError on timeout (with the log tail)."""
+        end = time.monotonic() + timeout
+        while True:
+            msgs = self.maildir_messages(rcpt)
+            if len(msgs) >= n:
+                return msgs
+            if time.monotonic() >= end:
+                raise PostfixError('%d of %d messages delivered after %.0fs; queue=%r\n%s' % (
+                    len(msgs), n, timeout, self.queue(), self.log()[-3000:]))
+            time.sleep(0.05)
+
+    def delivered_by_queue_id(self, queue_id, timeout=20.0):
+        """Wait for the delivery of the message with Postfix queue id
+        `queue_id` (from its Received: header) and return it."""
+        rx = re.compile(r'\bid %s\b' % re.escape(queue_id))
+        end = time.monotonic() + timeout
+        while True:
+            for m in self.maildir_messages():
+                if any(rx.search(h) for h in m.headers('Received')):
+                    return m
+            if time.monotonic() >= end:
+                raise PostfixError('message %s not delivered after %.0fs\n%s' % (
+                    queue_id, timeout, self.log_for(queue_id)))
+            time.sleep(0.05)
+
+    # -- logs and queue ------------------------------------------------------------
+
+    def log(self):
+        try:
+            with open(self.maillog, 'rb') as f:
+                return f.read().decode('utf-8', 'replace')
+        except OSError:
+            return ''
+
+    def log_mark(self):
+        """Current end of the log; pass as start= to wait_log()/log_lines()."""
+        try:
+            return len(self.log())
+        except OSError:
+            return 0
+
+    def log_lines(self, regex=None, start=0):
+        text = self.log()[start:]
+        lines = text.splitlines()
+        if regex is None:
+            return lines
+        rx = re.compile(regex)
+        return [l for l in lines if rx.search(l)]
+
+    def log_for(self, queue_id):
+        """Log lines that mention a queue id."""
+        return self.log_lines(r'\b%s\b' % re.escape(queue_id))
+
+    def wait_log(self, regex, timeout=10.0, start=0):
+        """Wait until regex (multiline) matches the log from offset start;
+        returns the match object or None on timeout."""
+        return _wait_text(self.log, regex, timeout, start)
+
+    def queue(self):
+        """Queue listing: list of dicts from `postqueue -j` (keys queue_name,
+        queue_id, sender, recipients, ...)."""
+        # postqueue is set-gid postdrop: with a real gid of postdrop it is not
+        # "unsafe" and accepts -c without alternate_config_directories.
+        r = self._run(['postqueue', '-c', self.config_dir, '-j'], check=False,
+                      group=grp.getgrnam('postdrop').gr_gid)
+        if r.returncode != 0:
+            raise PostfixError('postqueue -j failed: %s' % r.stderr)
+        return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+
+    def flush(self):
+        """Attempt delivery of all queued mail (`postfix flush`)."""
+        self._run(['postfix', '-c', self.config_dir, 'flush'], check=False)
+
+    def postsuper(self, *args):
+        return self._run(['postsuper', '-c', self.config_dir] + list(args), check=False)
+
+    def postcat(self, queue_id):
+        return self._run(['postcat', '-c', self.config_dir, '-q', queue_id], check=False).stdout
+
+    def info(self):
+        s = 'Postfix instance %s: smtpd 127.0.0.1:%d' % (self.root, self.port)
+        if self.submission:
+            s += ', submission (ORIGINATING) 127.0.0.1:%d' % self.submission_port
+        return s
+
+
+def message(subject='test', sender='sender@example.test', to='user@sift.test', body=None,
+            headers=None, msgid=None):
+    """A small RFC 5322 message (bytes) for tests."""
+    from email.utils import formatdate, make_msgid
+    lines = ['From: <%s>' % sender, 'To: <%s>' % to, 'Subject: %s' % subject,
+             'Date: %s' % formatdate(localtime=False),
+             'Message-ID: %s' % (msgid or make_msgid(domain='client.sift.test'))]
+    for k, v in (headers or {}).items():
+        lines.append('%s: %s' % (k, v))
+    lines.append('')
+    lines.append(body if body is not None else 'Hello from the Sift test harness.\n')
+    return '\r\n'.join(lines).encode('utf-8')

@@ -1,0 +1,266 @@
+/*
+ * test_kv.c - unit tests for lib/kv.c (the "memory:" key-value store):
+ * spec parsing, get/set/del, TTL expiry, kv_incr semantics (expiry only on
+ * creation, non-integer values, overflow), atomicity of kv_incr under 8
+ * threads, and the max_keys bound with eviction of expired keys.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "sift.h"
+#include "t.h"
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+static void test_open(void)
+{
+	char *err = NULL;
+	struct sift_kv *kv;
+	const char *good[] = {"memory", "memory:", "memory:max_keys=10", "memory:max_keys=0", ""};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		kv = sift_kv_open(good[i], &err);
+		CHECK(kv != NULL);
+		sift_kv_free(kv);
+	}
+	kv = sift_kv_open("bogus:x", &err);
+	CHECK(kv == NULL);
+	CHECK(err && strstr(err, "\"bogus\""));
+	free(err);
+	err = NULL;
+	kv = sift_kv_open("memory:max_keys=abc", &err);
+	CHECK(kv == NULL && err != NULL);
+	free(err);
+	err = NULL;
+	kv = sift_kv_open("memory:colour=blue", &err);
+	CHECK(kv == NULL && err && strstr(err, "colour"));
+	free(err);
+	err = NULL;
+	kv = sift_kv_open("memoryx", &err);
+	CHECK(kv == NULL && err && strstr(err, "memoryx"));
+	free(err);
+}
+
+static void test_basic(void)
+{
+	char *err = NULL, *v = NULL;
+	struct sift_kv *kv = sift_kv_open("memory:", &err);
+	CHECK_INT(sift_kv_get(kv, "a", &v), 1);
+	CHECK_INT(sift_kv_set(kv, "a", "one", 0), 0);
+	CHECK_INT(sift_kv_get(kv, "a", &v), 0);
+	CHECK_STR(v, "one");
+	free(v);
+	CHECK_INT(sift_kv_set(kv, "a", "two", -1), 0);
+	CHECK_INT(sift_kv_get(kv, "a", &v), 0);
+	CHECK_STR(v, "two");
+	free(v);
+	CHECK_INT(sift_kv_set(kv, "", "empty key", 0), 0);
+	CHECK_INT(sift_kv_get(kv, "", &v), 0);
+	CHECK_STR(v, "empty key");
+	free(v);
+	CHECK_INT(sift_kv_del(kv, "a"), 0);
+	CHECK_INT(sift_kv_del(kv, "a"), 1);
+	CHECK_INT(sift_kv_get(kv, "a", &v), 1);
+	/* Many keys: the stripes grow. */
+	char key[32], val[32];
+	for (int i = 0; i < 20000; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		snprintf(val, sizeof(val), "v%d", i * 3);
+		sift_kv_set(kv, key, val, 0);
+	}
+	int bad = 0;
+	for (int i = 0; i < 20000; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		snprintf(val, sizeof(val), "v%d", i * 3);
+		if (sift_kv_get(kv, key, &v) != 0 || strcmp(v, val) != 0)
+			bad++;
+		free(v);
+		v = NULL;
+	}
+	CHECK_INT(bad, 0);
+	/* Bad arguments. */
+	CHECK_INT(sift_kv_set(kv, NULL, "x", 0), -1);
+	CHECK_INT(sift_kv_set(kv, "x", NULL, 0), -1);
+	CHECK_INT(sift_kv_get(NULL, "x", &v), -1);
+	sift_kv_free(kv);
+}
+
+static void test_ttl(void)
+{
+	char *err = NULL, *v = NULL;
+	long long n = 0;
+	struct sift_kv *kv = sift_kv_open("memory", &err);
+	CHECK_INT(sift_kv_set(kv, "t", "x", 50), 0);
+	CHECK_INT(sift_kv_set(kv, "forever", "y", 0), 0);
+	CHECK_INT(sift_kv_get(kv, "t", &v), 0);
+	free(v);
+	sleep_ms(80);
+	CHECK_INT(sift_kv_get(kv, "t", &v), 1);
+	CHECK_INT(sift_kv_del(kv, "t"), 1);
+	CHECK_INT(sift_kv_get(kv, "forever", &v), 0);
+	free(v);
+	/* set() replaces the expiry. */
+	CHECK_INT(sift_kv_set(kv, "r", "x", 50), 0);
+	CHECK_INT(sift_kv_set(kv, "r", "x", 0), 0);
+	sleep_ms(80);
+	CHECK_INT(sift_kv_get(kv, "r", &v), 0);
+	free(v);
+
+	/* incr: the expiry is set at creation only. */
+	CHECK_INT(sift_kv_incr(kv, "c", 1, 100, &n), 0);
+	CHECK_INT(n, 1);
+	sleep_ms(60);
+	CHECK_INT(sift_kv_incr(kv, "c", 1, 100, &n), 0); /* does not extend */
+	CHECK_INT(n, 2);
+	sleep_ms(60);
+	CHECK_INT(sift_kv_get(kv, "c", &v), 1);	 /* expired at ~100 ms */
+	CHECK_INT(sift_kv_incr(kv, "c", 5, 0, &n), 0); /* recreated */
+	CHECK_INT(n, 5);
+	sift_kv_free(kv);
+}
+
+static void test_incr(void)
+{
+	char *err = NULL, *v = NULL;
+	long long n = 0;
+	struct sift_kv *kv = sift_kv_open("memory:", &err);
+	CHECK_INT(sift_kv_incr(kv, "n", 10, 0, &n), 0);
+	CHECK_INT(n, 10);
+	CHECK_INT(sift_kv_incr(kv, "n", -3, 0, &n), 0);
+	CHECK_INT(n, 7);
+	CHECK_INT(sift_kv_get(kv, "n", &v), 0);
+	CHECK_STR(v, "7");
+	free(v);
+	CHECK_INT(sift_kv_incr(kv, "n", 0, 0, NULL), 0);
+	CHECK_INT(sift_kv_set(kv, "s", "hello", 0), 0);
+	CHECK_INT(sift_kv_incr(kv, "s", 1, 0, &n), -1);
+	CHECK_INT(sift_kv_get(kv, "s", &v), 0);
+	CHECK_STR(v, "hello"); /* unchanged */
+	free(v);
+	CHECK_INT(sift_kv_set(kv, "s2", "12abc", 0), 0);
+	CHECK_INT(sift_kv_incr(kv, "s2", 1, 0, &n), -1);
+	CHECK_INT(sift_kv_set(kv, "s3", "", 0), 0);
+	CHECK_INT(sift_kv_incr(kv, "s3", 1, 0, &n), -1);
+	CHECK_INT(sift_kv_set(kv, "s4", "-42", 0), 0);
+	CHECK_INT(sift_kv_incr(kv, "s4", 2, 0, &n), 0);
+	CHECK_INT(n, -40);
+	CHECK_INT(sift_kv_set(kv, "big", "9223372036854775807", 0), 0);
+	CHECK_INT(sift_kv_incr(kv, "big", 1, 0, &n), -1); /* overflow */
+	sift_kv_free(kv);
+}
+
+#define NTHREADS 8
+#define NINCR 10000
+
+struct incr_arg {
+	struct sift_kv *kv;
+	int errors;
+	long long max_seen;
+};
+
+static void *incr_thread(void *p)
+{
+	struct incr_arg *a = p;
+	char key[16];
+	for (int i = 0; i < NINCR; i++) {
+		long long v;
+		if (sift_kv_incr(a->kv, "shared", 1, 0, &v) != 0)
+			a->errors++;
+		else if (v > a->max_seen)
+			a->max_seen = v;
+		/* Other keys in other stripes, to mix contention. */
+		snprintf(key, sizeof(key), "o%d", i % 97);
+		if (sift_kv_incr(a->kv, key, 2, 0, NULL) != 0)
+			a->errors++;
+	}
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	char *err = NULL, *v = NULL;
+	struct sift_kv *kv = sift_kv_open("memory:", &err);
+	pthread_t th[NTHREADS];
+	struct incr_arg args[NTHREADS];
+	for (int i = 0; i < NTHREADS; i++) {
+		args[i] = (struct incr_arg){kv, 0, 0};
+		pthread_create(&th[i], NULL, incr_thread, &args[i]);
+	}
+	int errors = 0;
+	long long max = 0;
+	for (int i = 0; i < NTHREADS; i++) {
+		pthread_join(th[i], NULL);
+		errors += args[i].errors;
+		if (args[i].max_seen > max)
+			max = args[i].max_seen;
+	}
+	CHECK_INT(errors, 0);
+	CHECK_INT(max, NTHREADS * NINCR);
+	CHECK_INT(sift_kv_get(kv, "shared", &v), 0);
+	CHECK_STR(v, "80000");
+	free(v);
+	long long total = 0;
+	char key[16];
+	for (int k = 0; k < 97; k++) {
+		snprintf(key, sizeof(key), "o%d", k);
+		if (sift_kv_get(kv, key, &v) == 0) {
+			total += atoll(v);
+			free(v);
+		}
+	}
+	CHECK_INT(total, 2LL * NTHREADS * NINCR);
+	sift_kv_free(kv);
+}
+
+static void test_max_keys(void)
+{
+	char *err = NULL, *v = NULL;
+	char key[16];
+	struct sift_kv *kv = sift_kv_open("memory:max_keys=100", &err);
+	CHECK(kv != NULL);
+	int fails = 0;
+	for (int i = 0; i < 100; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		if (sift_kv_set(kv, key, "v", i < 50 ? 40 : 0) != 0)
+			fails++;
+	}
+	CHECK_INT(fails, 0);
+	CHECK_INT(sift_kv_set(kv, "one-more", "v", 0), -1);
+	CHECK_INT(sift_kv_incr(kv, "one-more", 1, 0, NULL), -1);
+	CHECK_INT(sift_kv_set(kv, "k7", "replaced", 0), 0); /* existing keys still fine */
+	CHECK_INT(sift_kv_incr(kv, "k60", 1, 0, NULL), -1);  /* "v" is not a number */
+	CHECK_INT(sift_kv_del(kv, "k99"), 0);
+	CHECK_INT(sift_kv_set(kv, "one-more", "v", 0), 0);   /* room after a delete */
+	CHECK_INT(sift_kv_set(kv, "two-more", "v", 0), -1);
+	/* After expiry of k0..k49 (except k7, rewritten without TTL), 49 slots
+	 * are reclaimed by the sweep on overflow. */
+	sleep_ms(60);
+	fails = 0;
+	for (int i = 0; i < 49; i++) {
+		snprintf(key, sizeof(key), "n%d", i);
+		if (sift_kv_set(kv, key, "v", 0) != 0)
+			fails++;
+	}
+	CHECK_INT(fails, 0);
+	CHECK_INT(sift_kv_set(kv, "full-again", "v", 0), -1);
+	CHECK_INT(sift_kv_get(kv, "k7", &v), 0);
+	CHECK_STR(v, "replaced");
+	free(v);
+	sift_kv_free(kv);
+}
+
+int main(void)
+{
+	test_open();
+	test_basic();
+	test_ttl();
+	test_incr();
+	test_threads();
+	test_max_keys();
+	return t_done();
+}
