@@ -225,9 +225,13 @@ static sfsistat cb_connect(SMFICTX *m, char *hostname, _SOCK_ADDR *sa)
 		sift_ctx_set(ctx, SIFT_I_MYHOSTNAME, v);
 	sift_ctx_choose_profile(ctx);
 	enum sift_verdict r = sift_run(ctx, SIFT_PH_CONNECT);
-	if (r == SIFT_DISCARD)
-		r = SIFT_DUNNO; /* not allowed at connect */
-	return to_smfis(m, ctx, r, false);
+	/* No reply text at connect (libmilter refuses it there); Postfix
+	 * applies the verdict to the next command. DISCARD is not allowed. */
+	if (r == SIFT_REJECT)
+		return SMFIS_REJECT;
+	if (r == SIFT_TEMPFAIL)
+		return SMFIS_TEMPFAIL;
+	return SMFIS_CONTINUE;
 }
 
 static sfsistat cb_helo(SMFICTX *m, char *helo)

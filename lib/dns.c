@@ -12,8 +12,8 @@
  *
  * Queries (sift_dns_query) are thread-safe and bounded by a deadline:
  *   - the caller allocates a struct dns_q (its own mutex and condition
- *     variable, a reference count of 2: one for the caller, one for the
- *     libunbound callback), starts it with ub_resolve_async() and waits on
+ *     variable, a reference count of 2 under that mutex: one for the caller,
+ *     one for the libunbound callback), starts it with ub_resolve_async() and waits on
  *     its condition variable until the deadline (CLOCK_MONOTONIC);
  *   - a dedicated event thread of ours polls ub_fd() and calls ub_process(),
  *     which runs the callbacks; a callback stores the ub_result in the query,
@@ -59,7 +59,7 @@
 struct dns_q {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
-	atomic_int refs;
+	int refs;		/* under mu */
 	bool delivered;		/* the callback stored a result */
 	bool done;		/* the caller may stop waiting */
 	bool abandoned;		/* the caller gave up; callback frees */
@@ -317,9 +317,15 @@ void sift_dns_shutdown(void)
 
 /* ---- queries ----------------------------------------------------------------- */
 
+/* Drops one reference. The count lives under q->mu (not an atomic) so that
+ * the last holder's free is ordered after the other side's unlock, in a way
+ * thread checkers (helgrind) can see too. */
 static void q_unref(struct dns_q *q)
 {
-	if (atomic_fetch_sub(&q->refs, 1) != 1)
+	pthread_mutex_lock(&q->mu);
+	bool last = --q->refs == 0;
+	pthread_mutex_unlock(&q->mu);
+	if (!last)
 		return;
 	if (q->res)
 		ub_resolve_free(q->res);
@@ -469,12 +475,12 @@ struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeou
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&q->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	atomic_init(&q->refs, 2);
+	q->refs = 2;
 
 	pthread_mutex_lock(&g.mu);
 	if (!g.ctx || g.stopping) {
 		pthread_mutex_unlock(&g.mu);
-		atomic_store(&q->refs, 1);
+		q->refs = 1;
 		q_unref(q);
 		return make_result(SIFT_DNS_TEMPFAIL, rrtype);
 	}
@@ -496,7 +502,7 @@ struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeou
 	if (err) {
 		/* The callback will not run. */
 		sift_log(LOG_WARNING, "dns: query %s/%d: %s", name, rrtype, ub_strerror(err));
-		atomic_fetch_sub(&q->refs, 1);
+		q_unref(q);
 		r = make_result(err == UB_SYNTAX ? SIFT_DNS_ERROR : SIFT_DNS_TEMPFAIL, rrtype);
 	} else {
 		pthread_mutex_lock(&q->mu);
@@ -523,7 +529,7 @@ struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeou
 			/* ub_cancel succeeds only if the callback will never run;
 			 * then its reference is ours to drop. */
 			if (ub_cancel(ctx, async_id) == UB_NOERROR)
-				atomic_fetch_sub(&q->refs, 1);
+				q_unref(q);
 			r = make_result(SIFT_DNS_TEMPFAIL, rrtype);
 		}
 	}

@@ -58,6 +58,8 @@ const struct sift_param sift_common_params[] = {
      "authserv-id of the Authentication-Results headers we add"},
     {"tmpdir", SIFT_P_STRING, "/var/tmp", 0, 0, OFF(tmpdir), NULL,
      "directory for spooling large messages"},
+    {"quarantine_directory", SIFT_P_STRING, "/var/lib/sift/quarantine", 0, 0, OFF(quarantine_directory),
+     NULL, "where quarantined messages are kept"},
     {"message_memory_limit", SIFT_P_SIZE, "1m", 0, 1LL << 32, OFF(message_memory_limit), NULL,
      "message bytes kept in memory; the rest is spooled to tmpdir"},
     SIFT_PARAM_END,
@@ -1151,6 +1153,25 @@ static int h_kv_del(const char *key)
 	return global_kv ? sift_kv_del(global_kv, key) : -1;
 }
 
+static int h_quarantine(struct sift_ctx *ctx, const char *reason, char **id_r)
+{
+	char *err = NULL, *id = NULL;
+	if (sift_quarantine_store(ctx->gen->common.quarantine_directory, ctx, reason, ctx_plugin_name(ctx), &id,
+				  &err) < 0) {
+		sift_log_msg(LOG_ERR, ctx->items[SIFT_I_QUEUE_ID], ctx_plugin_name(ctx), "quarantine failed: %s",
+			     err ? err : "unknown error");
+		free(err);
+		return -1;
+	}
+	sift_log_msg(LOG_INFO, ctx->items[SIFT_I_QUEUE_ID], ctx_plugin_name(ctx), "quarantined as %s: %s", id,
+		     reason ? reason : "");
+	if (id_r)
+		*id_r = id;
+	else
+		free(id);
+	return 0;
+}
+
 const struct sift_host sift_host_table = {
     .abi_major = SIFT_ABI_MAJOR,
     .abi_minor = SIFT_ABI_MINOR,
@@ -1184,4 +1205,5 @@ const struct sift_host sift_host_table = {
     .kv_set = h_kv_set,
     .kv_incr = h_kv_incr,
     .kv_del = h_kv_del,
+    .quarantine = h_quarantine,
 };

@@ -21,8 +21,9 @@
  *     every write also sweeps a few buckets of its stripe (a bounded,
  *     amortised sweep) so that never-read keys do not pile up.
  *   - The number of keys is bounded by max_keys. When a new key would go
- *     over, expired entries are swept from the whole table first; if that
- *     does not free a slot, the write fails with -1.
+ *     over, expired entries are swept from its stripe, then (with no lock
+ *     held) from the whole table, one stripe lock at a time; if that does
+ *     not free a slot, the write fails with -1. Stripe locks never nest.
  *   - Times come from the monotonic clock (sift_now_ms).
  *
  * Threading: every sift_kv_* function may be called from any thread once
@@ -320,36 +321,23 @@ static bool reserve(struct kv_mem *m)
 	return false;
 }
 
-/* Sweeps every stripe except `held` (already locked by the caller, swept
- * by it). Stripes are only ever try-locked here, so no lock order issue. */
-static void sweep_others(struct kv_mem *m, struct kv_stripe *held, long long now)
+/* Sweeps every stripe, taking one stripe lock at a time (the caller holds
+ * none). */
+static void sweep_all(struct kv_mem *m)
 {
 	for (size_t i = 0; i < KV_STRIPES; i++) {
 		struct kv_stripe *s = &m->stripes[i];
-		if (s == held)
-			continue;
-		if (pthread_mutex_trylock(&s->mu) != 0)
-			continue;
-		sweep_stripe(m, s, SIZE_MAX, now);
+		pthread_mutex_lock(&s->mu);
+		sweep_stripe(m, s, SIZE_MAX, sift_now_ms());
 		pthread_mutex_unlock(&s->mu);
 	}
 }
 
-/* Inserts a new entry (key known to be absent; stripe locked). -1 when the
- * store is full. Takes ownership of val. */
-static int insert(struct kv_mem *m, struct kv_stripe *s, const char *key, uint64_t h, char *val,
-		  long ttl_ms, long long now)
+/* Links a new entry (key known to be absent, room reserved; stripe locked).
+ * Takes ownership of val. */
+static void insert(struct kv_stripe *s, const char *key, uint64_t h, char *val, long ttl_ms,
+		   long long now)
 {
-	if (!reserve(m)) {
-		sweep_stripe(m, s, SIZE_MAX, now);
-		if (!reserve(m)) {
-			sweep_others(m, s, now);
-			if (!reserve(m)) {
-				free(val);
-				return -1;
-			}
-		}
-	}
 	size_t klen = strlen(key);
 	struct kv_entry *e = sift_malloc(sizeof(*e) + klen + 1);
 	memcpy(e->key, key, klen + 1);
@@ -362,7 +350,6 @@ static int insert(struct kv_mem *m, struct kv_stripe *s, const char *key, uint64
 	e->next = s->buckets[b];
 	s->buckets[b] = e;
 	s->count++;
-	return 0;
 }
 
 static int mem_get(void *impl, const char *key, char **val_r)
@@ -376,28 +363,6 @@ static int mem_get(void *impl, const char *key, char **val_r)
 		*val_r = sift_strdup((*pp)->val);
 	pthread_mutex_unlock(&s->mu);
 	return pp ? 0 : 1;
-}
-
-static int mem_set(void *impl, const char *key, const char *val, long ttl_ms)
-{
-	struct kv_mem *m = impl;
-	uint64_t h = kv_hash(m, key, strlen(key));
-	struct kv_stripe *s = stripe_of(m, h);
-	char *copy = sift_strdup(val);
-	int rc = 0;
-	pthread_mutex_lock(&s->mu);
-	long long now = sift_now_ms();
-	sweep_stripe(m, s, KV_SWEEP_BUCKETS, now);
-	struct kv_entry **pp = find(m, s, key, h, now);
-	if (pp) {
-		free((*pp)->val);
-		(*pp)->val = copy;
-		(*pp)->expires = ttl_ms > 0 ? now + ttl_ms : 0;
-	} else {
-		rc = insert(m, s, key, h, copy, ttl_ms, now);
-	}
-	pthread_mutex_unlock(&s->mu);
-	return rc;
 }
 
 /* Strict decimal integer: optional sign, digits, nothing else. */
@@ -414,31 +379,66 @@ static int parse_ll(const char *s, long long *v_r)
 	return 0;
 }
 
-static int mem_incr(void *impl, const char *key, long long delta, long ttl_ms, long long *val_r)
+/* set (val != NULL) or incr (val == NULL: add delta, *v_r = new value).
+ * When the store is full, sweeps its stripe; if that is not enough, drops
+ * the lock, sweeps the whole table and tries once more. */
+static int mem_write(struct kv_mem *m, const char *key, const char *val, long long delta,
+		     long ttl_ms, long long *v_r)
 {
-	struct kv_mem *m = impl;
 	uint64_t h = kv_hash(m, key, strlen(key));
 	struct kv_stripe *s = stripe_of(m, h);
-	int rc = 0;
-	long long v = delta;
-	pthread_mutex_lock(&s->mu);
-	long long now = sift_now_ms();
-	sweep_stripe(m, s, KV_SWEEP_BUCKETS, now);
-	struct kv_entry **pp = find(m, s, key, h, now);
-	if (pp) {
-		long long old;
-		if (parse_ll((*pp)->val, &old) < 0 || __builtin_add_overflow(old, delta, &v)) {
-			rc = -1;
-		} else {
-			char buf[32];
-			snprintf(buf, sizeof(buf), "%lld", v);
+	for (int attempt = 0;; attempt++) {
+		int rc = 0;
+		pthread_mutex_lock(&s->mu);
+		long long now = sift_now_ms();
+		sweep_stripe(m, s, KV_SWEEP_BUCKETS, now);
+		struct kv_entry **pp = find(m, s, key, h, now);
+		if (pp && val) {
 			free((*pp)->val);
-			(*pp)->val = sift_strdup(buf);
+			(*pp)->val = sift_strdup(val);
+			(*pp)->expires = ttl_ms > 0 ? now + ttl_ms : 0;
+		} else if (pp) {
+			long long old, v;
+			if (parse_ll((*pp)->val, &old) < 0 ||
+			    __builtin_add_overflow(old, delta, &v)) {
+				rc = -1;
+			} else {
+				char buf[32];
+				snprintf(buf, sizeof(buf), "%lld", v);
+				free((*pp)->val);
+				(*pp)->val = sift_strdup(buf);
+				*v_r = v;
+			}
+		} else {
+			if (!reserve(m)) {
+				sweep_stripe(m, s, SIZE_MAX, now);
+				if (!reserve(m)) {
+					pthread_mutex_unlock(&s->mu);
+					if (attempt > 0)
+						return -1;
+					sweep_all(m);
+					continue;
+				}
+			}
+			insert(s, key, h, val ? sift_strdup(val) : sift_asprintf("%lld", delta),
+			       ttl_ms, now);
+			if (!val)
+				*v_r = delta;
 		}
-	} else {
-		rc = insert(m, s, key, h, sift_asprintf("%lld", v), ttl_ms, now);
+		pthread_mutex_unlock(&s->mu);
+		return rc;
 	}
-	pthread_mutex_unlock(&s->mu);
+}
+
+static int mem_set(void *impl, const char *key, const char *val, long ttl_ms)
+{
+	return mem_write(impl, key, val, 0, ttl_ms, NULL);
+}
+
+static int mem_incr(void *impl, const char *key, long long delta, long ttl_ms, long long *val_r)
+{
+	long long v = 0;
+	int rc = mem_write(impl, key, NULL, delta, ttl_ms, &v);
 	if (rc == 0 && val_r)
 		*val_r = v;
 	return rc;

@@ -227,6 +227,13 @@ int sift_kv_incr(struct sift_kv *kv, const char *key, long long delta, long ttl_
 		 long long *val_r);
 int sift_kv_del(struct sift_kv *kv, const char *key);
 
+/* ---- quarantine.c: the quarantine store -----------------------------------
+ * One file per message in dir (the message as received, CRLF) plus a
+ * metadata record (queue id, time, envelope sender and recipients, reason,
+ * plugin). Writes are atomic (temp file, fsync, rename). Thread-safe. */
+int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *reason,
+			  const char *plugin, char **id_r, char **err_r);
+
 /* ---- host.c: plugins, configuration generations, the plugin chain ----------
  * A generation is one parsed configuration with its plugins initialised; it
  * is reference-counted: every connection holds the generation it started
@@ -251,7 +258,7 @@ struct sift_common_conf {
 	const char *authserv_id;
 	const char *tmpdir;
 	long long message_memory_limit;
-	long long max_message_size;
+	const char *quarantine_directory;
 };
 extern const struct sift_param sift_common_params[];
 

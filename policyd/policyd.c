@@ -891,13 +891,24 @@ int main(int argc, char **argv)
 	if (!opts.foreground && !one_shot)
 		ready_fd = detach();
 
+	/* Signals are handled by the event thread through a signalfd: block
+	 * them before any thread exists (the resolver and plugins may start
+	 * threads while the generation is built), so all threads inherit it. */
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGHUP);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &ss, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
 	char *err = NULL;
 	struct sift_gen *g = load_generation(&pconf, &err);
 	if (!g) {
 		if (one_shot)
 			fprintf(stderr, "policyd: error: %s\n", err);
 		else
-			sift_log(LOG_CRIT, "fatal: %s", err);
+			sift_log(LOG_CRIT, "%s", err);
 		free(err);
 		return 1;
 	}
@@ -920,16 +931,6 @@ int main(int argc, char **argv)
 	}
 	atomic_store(&request_deadline, pconf.request_deadline);
 	sift_gen_set_current(g);
-
-	/* Signals are handled by the event thread through a signalfd; block
-	 * them before any thread exists so that all threads inherit the mask. */
-	sigset_t ss;
-	sigemptyset(&ss);
-	sigaddset(&ss, SIGHUP);
-	sigaddset(&ss, SIGTERM);
-	sigaddset(&ss, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &ss, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	open_listeners();
 	if (sift_drop_privileges(pconf.user, &err) < 0)

@@ -1,0 +1,104 @@
+/*
+ * testplug.c - a plugin for the tests: returns a configured verdict at a
+ * configured phase, adds a symbol and a header, and records what it saw, so
+ * that the host's merging, error mapping and edits can be checked through
+ * filterd, policyd and siftctl alike.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "sift/plugin.h"
+
+struct tp_conf {
+	int phase;   /* index into the phase names below */
+	int verdict; /* enum sift_verdict */
+	const char *reply;
+	const char *symbol;
+	const char *header;
+	int always_run;
+};
+
+static const struct sift_host *host;
+#define OFF(f) offsetof(struct tp_conf, f)
+static const struct sift_param params[] = {
+    {"phase", SIFT_P_ENUM, "eom", 0, 0, OFF(phase), "connect|helo|mail|rcpt|data|header|eoh|body|eom|policy",
+     "phase at which to return the verdict"},
+    {"verdict", SIFT_P_ENUM, "dunno", 0, 0, OFF(verdict), "dunno|accept|reject|tempfail|discard|hold|error",
+     "verdict to return"},
+    {"reply", SIFT_P_STRING, "", 0, 0, OFF(reply), NULL, "reply \"CODE XCODE text\""},
+    {"symbol", SIFT_P_STRING, "", 0, 0, OFF(symbol), NULL, "symbol NAME:SCORE to add at eom/policy"},
+    {"header", SIFT_P_STRING, "", 0, 0, OFF(header), NULL, "header NAME: VALUE to add at eom"},
+    SIFT_PARAM_END,
+};
+
+static int tp_init(const struct sift_host *h, void *conf, char **err_r)
+{
+	host = h;
+	return 0;
+}
+
+static enum sift_verdict at(struct sift_ctx *ctx, int phase)
+{
+	const struct tp_conf *c = host->conf(ctx);
+	if (phase == SIFT_PH_EOM || phase == SIFT_PH_POLICY) {
+		if (*c->symbol) {
+			char name[64];
+			double score = 0;
+			if (sscanf(c->symbol, "%63[^:]:%lf", name, &score) >= 1)
+				host->symbol(ctx, name, score, NULL);
+		}
+		if (*c->header && phase == SIFT_PH_EOM) {
+			const char *colon = strchr(c->header, ':');
+			if (colon) {
+				char *n = strndup(c->header, (size_t)(colon - c->header));
+				host->header_add(ctx, n, colon + 2);
+				free(n);
+			}
+		}
+	}
+	if (phase != c->phase)
+		return SIFT_DUNNO;
+	if (*c->reply) {
+		char code[4] = "", xcode[16] = "";
+		int off = 0;
+		if (sscanf(c->reply, "%3s %15s %n", code, xcode, &off) >= 2)
+			host->reply(ctx, code, xcode, c->reply + off);
+	}
+	if (c->verdict == SIFT_HOLD)
+		host->hold(ctx, "testplug hold");
+	host->log(ctx, LOG_INFO, "verdict %d at phase %d", c->verdict, phase);
+	return (enum sift_verdict)c->verdict;
+}
+
+#define HOOK(n, ph)                                                                                \
+	static enum sift_verdict tp_##n(struct sift_ctx *ctx)                                      \
+	{                                                                                          \
+		return at(ctx, ph);                                                                \
+	}
+HOOK(connect, SIFT_PH_CONNECT)
+HOOK(helo, SIFT_PH_HELO)
+HOOK(mail, SIFT_PH_MAIL)
+HOOK(rcpt, SIFT_PH_RCPT)
+HOOK(eoh, SIFT_PH_EOH)
+HOOK(eom, SIFT_PH_EOM)
+HOOK(policy, SIFT_PH_POLICY)
+
+SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
+    SIFT_PLUGIN_INIT,
+    .name = "testplug",
+    .description = "test plugin",
+    .daemons = SIFT_D_FILTERD | SIFT_D_POLICYD,
+    .actions = SIFT_A_ADDHDRS | SIFT_A_QUARANTINE,
+    .params = params,
+    .conf_size = sizeof(struct tp_conf),
+    .init = tp_init,
+    .connect = tp_connect,
+    .helo = tp_helo,
+    .mail = tp_mail,
+    .rcpt = tp_rcpt,
+    .eoh = tp_eoh,
+    .eom = tp_eom,
+    .policy = tp_policy,
+};

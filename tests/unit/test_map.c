@@ -1,0 +1,521 @@
+/*
+ * test_map.c - lib/map.c: texthash, pcre, regexp, cidr, inline and static
+ * maps. Every table is written to a temporary directory and every key is
+ * looked up both with sift_map_lookup and with the real Postfix
+ * (`postmap -q KEY TYPE:FILE`, run with MAIL_CONFIG pointing at an empty
+ * main.cf), and the results must agree. Also: open errors with "file:line",
+ * and concurrent lookups from several threads.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sift.h"
+#include "t.h"
+
+static char tmpdir[] = "/tmp/sift-test-map.XXXXXX";
+static bool have_postmap;
+static int postmap_compared;
+
+static char *write_file(const char *name, const char *text)
+{
+	char *path = sift_asprintf("%s/%s", tmpdir, name);
+	FILE *fp = fopen(path, "w");
+	if (!fp) {
+		perror(path);
+		exit(2);
+	}
+	fputs(text, fp);
+	fclose(fp);
+	return path;
+}
+
+/* Single-quotes s for /bin/sh. */
+static void shell_quote(struct sift_buf *b, const char *s)
+{
+	sift_buf_adds(b, "'");
+	for (; *s; s++) {
+		if (*s == '\'')
+			sift_buf_adds(b, "'\\''");
+		else
+			sift_buf_add(b, s, 1);
+	}
+	sift_buf_adds(b, "'");
+}
+
+/* postmap -q: 1 found (*out malloc'd), 0 not found, -1 error. */
+static int postmap_query(const char *spec, const char *key, char **out)
+{
+	struct sift_buf cmd = {0};
+	sift_buf_printf(&cmd, "MAIL_CONFIG='%s' postmap -q ", tmpdir);
+	shell_quote(&cmd, key);
+	sift_buf_adds(&cmd, " ");
+	shell_quote(&cmd, spec);
+	sift_buf_adds(&cmd, " 2>/dev/null");
+	FILE *fp = popen(sift_buf_str(&cmd), "r");
+	sift_buf_free(&cmd);
+	if (!fp)
+		return -1;
+	struct sift_buf res = {0};
+	char chunk[512];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		sift_buf_add(&res, chunk, n);
+	int st = pclose(fp);
+	sift_buf_str(&res);
+	if (res.len && res.data[res.len - 1] == '\n')
+		res.data[--res.len] = 0;
+	if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+		*out = res.data;
+		return 1;
+	}
+	sift_buf_free(&res);
+	return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1 ? 0 : -1;
+}
+
+struct lcase {
+	const char *key;
+	const char *want; /* NULL = not found */
+};
+
+/* Keys where we differ from Postfix on purpose (documented in map.c): an
+ * IPv4-mapped IPv6 key is looked up in cidr tables as the IPv4 address. */
+static bool differs_from_postfix(const char *key)
+{
+	return strncmp(key, "::ffff:", 7) == 0;
+}
+
+static void check_map(const char *spec, const struct lcase *cases, size_t n)
+{
+	char *err = NULL;
+	struct sift_map *m = sift_map_open(spec, &err);
+	CHECK(m != NULL);
+	if (!m) {
+		fprintf(stderr, "  open %s: %s\n", spec, err ? err : "?");
+		free(err);
+		return;
+	}
+	CHECK_STR(sift_map_spec(m), spec);
+	for (size_t i = 0; i < n; i++) {
+		char *r = NULL;
+		int rc = sift_map_lookup(m, cases[i].key, &r);
+		CHECK_INT(rc, cases[i].want ? 1 : 0);
+		CHECK_STR(r, cases[i].want);
+		if (rc != (cases[i].want ? 1 : 0) || (r && cases[i].want && strcmp(r, cases[i].want)))
+			fprintf(stderr, "  map %s key \"%s\"\n", spec, cases[i].key);
+		if (have_postmap && !differs_from_postfix(cases[i].key)) {
+			char *p = NULL;
+			int prc = postmap_query(spec, cases[i].key, &p);
+			CHECK_INT(prc, rc);
+			CHECK_STR(p, r);
+			if (prc != rc || (p && r && strcmp(p, r)))
+				fprintf(stderr, "  postmap differs: %s key \"%s\": ours %d \"%s\", "
+						"postmap %d \"%s\"\n",
+					spec, cases[i].key, rc, r ? r : "", prc, p ? p : "");
+			postmap_compared++;
+			free(p);
+		}
+		free(r);
+	}
+	sift_map_free(m);
+}
+
+#define CHECK_MAP(spec, cases) check_map(spec, cases, sizeof(cases) / sizeof(cases[0]))
+
+static void test_texthash(void)
+{
+	char *path = write_file("access", "# comment\n"
+					  "Foo bar\n"
+					  "foo dup-ignored\n"
+					  "key1   value with  spaces   \n"
+					  "multi first\n"
+					  "  second\n"
+					  "# comment in the middle\n"
+					  "\tthird\n"
+					  "\n"
+					  "UPPER MixedCase Value\n"
+					  "user@example.com OK\n"
+					  "@example.org REJECT domain\n"
+					  "192.0.2.1\tDUNNO\r\n");
+	static const struct lcase cases[] = {
+		{"foo", "bar"},
+		{"FOO", "bar"},
+		{"Foo", "bar"},
+		{"key1", "value with  spaces"},
+		{"multi", "first  second\tthird"},
+		{"upper", "MixedCase Value"},
+		{"UPPER", "MixedCase Value"},
+		{"user@example.com", "OK"},
+		{"USER@Example.COM", "OK"},
+		{"@example.org", "REJECT domain"},
+		{"example.org", NULL},
+		{"192.0.2.1", "DUNNO"},
+		{"missing", NULL},
+		{"foo bar", NULL},
+		{"comment", NULL},
+		{"#", NULL},
+	};
+	char *spec = sift_asprintf("texthash:%s", path);
+	CHECK_MAP(spec, cases);
+	free(spec);
+	free(path);
+}
+
+static void test_pcre(void)
+{
+	char *path = write_file("login.pcre",
+				"# Postfix pcre table\n"
+				"/^(\\S+)@example\\.com$/   user $1 at ${1} ($(1))\n"
+				"/^postmaster@/           postmaster\n"
+				"!/@/                     no-at-sign\n"
+				"if /\\.org$/\n"
+				"/^admin@/                org-admin\n"
+				"IF !/^x/\n"
+				"/^(a)(b)?(c)@/           abc[$1|$2|$3]\n"
+				"endif\n"
+				"ENDIF\n"
+				"/CaseSensitive/i         cs\n"
+				"/^a.b@dot$/s             dotall\n"
+				"/ q u x /x               extended\n"
+				"/^(\\d)(\\d)(\\d)(\\d)(\\d)(\\d)(\\d)(\\d)(\\d)(\\d)(\\d)@/  ${11}${10}$9\n"
+				"/\\/path\\//              slash\n"
+				"|pipe|                   pipe-delimited\n"
+				"/cost/                   $$5 and $$$$\n"
+				"/^(x)?y@(y)$/            [$1][$2]\n"
+				"/greedy(.*?)end/U        [$1]\n"
+				"/^anch/A                 anchored\n"
+				"/long/\n"
+				"  continued result\n");
+	static const struct lcase cases[] = {
+		{"user@example.com", "user user at user (user)"},
+		{"USER@EXAMPLE.COM", "user USER at USER (USER)"},
+		{"postmaster@x.net", "postmaster"},
+		{"nohost", "no-at-sign"},
+		{"admin@x.org", "org-admin"},
+		{"ac@y.org", "abc[a||c]"},
+		{"abc@y.org", "abc[a|b|c]"},
+		{"xac@y.org", NULL},
+		{"casesensitive@z", NULL},
+		{"CaseSensitive@z", "cs"},
+		{"a-b@dot", "dotall"},
+		{"qux@e", "extended"},
+		{"01234567890@n", "098"},
+		{"a/path/@p", "slash"},
+		{"pipe@p", "pipe-delimited"},
+		{"cost@q", "$5 and $$"},
+		{"y@y", "[][y]"},
+		{"xy@y", "[x][y]"},
+		{"greedy1end2end@g", "[1end2]"},
+		{"anch@a", "anchored"},
+		{"long@l", "continued result"},
+		{"nomatch@nomatch.net", NULL},
+		{"", "no-at-sign"},
+	};
+	char *spec = sift_asprintf("pcre:%s", path);
+	CHECK_MAP(spec, cases);
+	free(spec);
+	free(path);
+}
+
+static void test_regexp(void)
+{
+	char *path = write_file("login.regexp",
+				"/^([^@]+)@example\\.com$/  user $1 at ${1} ($(1))\n"
+				"/^postmaster@/  postmaster\n"
+				"!/@/  no-at-sign\n"
+				"if /\\.org$/\n"
+				"/^admin@/  org-admin\n"
+				"if !/^x/\n"
+				"/^(a)(b)?(c)@/  abc[$1|$2|$3]\n"
+				"endif\n"
+				"endif\n"
+				"/CaseSensitive/i  cs\n"
+				"/a+b+/x  basic\n"
+				"/cost/  $$5\n"
+				"/^(.)(.)(.)(.)(.)(.)(.)(.)(.)(.)(.)@/  ${11}${10}$9\n"
+				"/^(x)?y@(y)$/  [$1][$2]\n"
+				"/^[0-9]{1,3}\\.[0-9]{1,3}@/  ip-ish\n");
+	static const struct lcase cases[] = {
+		{"user@example.com", "user user at user (user)"},
+		{"UsEr@EXAMPLE.com", "user UsEr at UsEr (UsEr)"},
+		{"postmaster@x.net", "postmaster"},
+		{"nohost", "no-at-sign"},
+		{"admin@x.org", "org-admin"},
+		{"ac@y.org", "abc[a||c]"},
+		{"abc@y.org", "abc[a|b|c]"},
+		{"xac@y.org", NULL},
+		{"casesensitive@z", NULL},
+		{"CaseSensitive@z", "cs"},
+		{"aabb@z", NULL},
+		{"xa+b+@z", "basic"},
+		{"cost@q", "$5"},
+		{"abcdefghijk@x", "kji"},
+		{"y@y", "[][y]"},
+		{"xy@y", "[x][y]"},
+		{"10.250@i", "ip-ish"},
+		{"nomatch@nomatch.net", NULL},
+	};
+	char *spec = sift_asprintf("regexp:%s", path);
+	CHECK_MAP(spec, cases);
+	free(spec);
+	free(path);
+}
+
+static void test_cidr(void)
+{
+	char *path = write_file("clients.cidr", "# cidr table\n"
+						"192.0.2.0/24       net24\n"
+						"192.0.2.5          host5-shadowed\n"
+						"198.51.100.7       host7\n"
+						"2001:db8::/32      v6net\n"
+						"[2001:db9::1]      v6b\n"
+						"if 10.0.0.0/8\n"
+						"10.1.0.0/16        ten-one\n"
+						"!10.2.0.0/16       ten-not-two\n"
+						"endif\n"
+						"if !172.16.0.0/12\n"
+						"172.0.0.0/8        172-outside-private\n"
+						"endif\n"
+						"::/0               anyv6\n"
+						"100.64.0.0/10      cgnat\n");
+	static const struct lcase cases[] = {
+		{"192.0.2.5", "net24"},
+		{"192.0.2.255", "net24"},
+		{"198.51.100.7", "host7"},
+		{"198.51.100.8", NULL},
+		{"2001:db8::1", "v6net"},
+		{"2001:DB8:FFFF::AB", "v6net"},
+		{"2001:db9::1", "v6b"},
+		{"2001:db9::2", "anyv6"},
+		{"10.1.2.3", "ten-one"},
+		{"10.3.0.1", "ten-not-two"},
+		{"10.2.3.4", NULL},
+		{"172.16.5.5", NULL},
+		{"172.15.0.1", "172-outside-private"},
+		{"::1", "anyv6"},
+		{"100.100.0.1", "cgnat"},
+		{"100.128.0.1", NULL},
+		{"1.2.3.4", NULL},
+		{"foo", NULL},
+		{"999.1.1.1", NULL},
+		{"", NULL},
+		/* Postfix would answer anyv6: we look mapped keys up as IPv4 */
+		{"::ffff:192.0.2.5", "net24"},
+	};
+	char *spec = sift_asprintf("cidr:%s", path);
+	CHECK_MAP(spec, cases);
+	free(spec);
+	free(path);
+}
+
+static void test_inline_static(void)
+{
+	static const struct lcase in1[] = {
+		{"foo", "dup"}, /* a later duplicate wins in Postfix inline maps */
+		{"FOO", "dup"},
+		{"baz", "qux quux"},
+		{"BAZ", "qux quux"},
+		{"k", "v"},
+		{"x", "a=b"},
+		{"missing", NULL},
+	};
+	CHECK_MAP("inline:{ foo=bar, {Baz = qux quux}, FOO=dup,k=v {x=a=b} }", in1);
+	static const struct lcase in2[] = {{"a", "1"}, {"b", NULL}};
+	CHECK_MAP("inline:{a=1}", in2);
+	static const struct lcase st1[] = {{"anything", "hello world"}, {"", "hello world"}};
+	CHECK_MAP("static:{ hello world }", st1);
+	static const struct lcase st2[] = {{"x", "abc def"}};
+	CHECK_MAP("static:abc def", st2);
+}
+
+static void test_errors(void)
+{
+	static const struct {
+		const char *type, *text;
+		const char *want; /* after "<path>" (files) */
+	} cases[] = {
+		{"pcre", "/a/q x\n", ":1: unknown regexp option \"q\""},
+		{"pcre", "/a(/ x\n", ":1: error in regex at offset"},
+		{"pcre", "# c\n/a/\n", ":2: no result"},
+		{"pcre", "/(a)/ $2\n", ":1: out of range replacement index \"2\""},
+		{"pcre", "/(a)/ $0\n", ":1: out of range replacement index \"0\""},
+		{"pcre", "!/(a)/ $1\n", ":1: $number found in negative match result"},
+		{"pcre", "/a/ $x\n", ":1: non-numeric replacement index"},
+		{"pcre", "/a/ $ x\n", ":1: empty macro name"},
+		{"pcre", "/(a)/ ${1\n", ":1: unbalanced '{'"},
+		{"pcre", "/a/ x\nif /a/\n/b/ x\n", ":2: IF has no matching ENDIF"},
+		{"pcre", "/a/ x\nendif\n", ":2: ENDIF without matching IF"},
+		{"pcre", "if /a/ x\nendif\n", ":1: text after IF condition"},
+		{"pcre", "if /a/\nendif x\n", ":2: text after ENDIF"},
+		{"pcre", "/abc x\n", ":1: missing closing delimiter '/'"},
+		{"pcre", "  /a/ x\n", ":1: logical line must not start with white space"},
+		{"regexp", "/a{1,1000}{1,1000}/ x\n", ":1: regular expression too complex"},
+		{"regexp", "/(/ x\n", ":1: error in regex"},
+		{"regexp", "/(a)/ $3\n", ":1: out of range replacement index \"3\""},
+		{"regexp", "/a/z x\n", ":1: unknown regexp option \"z\""},
+		{"cidr", "192.0.2.1/24 x\n",
+		 ":1: non-null host address bits in \"192.0.2.1/24\", perhaps you should use "
+		 "\"192.0.2.0/24\" instead"},
+		{"cidr", "2001:db8::1/32 x\n", ":1: non-null host address bits in \"2001:db8::1/32\", "
+					       "perhaps you should use \"[2001:db8::]/32\" instead"},
+		{"cidr", "\n\nfoo x\n", ":3: bad network address \"foo\""},
+		{"cidr", "1.2.3.4\n", ":1: no result"},
+		{"cidr", "if 1.2.3.0/24\n", ":1: IF has no matching ENDIF"},
+		{"texthash", "a b\nkeyonly\n", ":2: expected format: key whitespace value"},
+		{"texthash", "a b\n\0x y\n", ":2: NUL character in line"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *name = sift_asprintf("err%zu", i);
+		char *path = sift_asprintf("%s/%s", tmpdir, name);
+		FILE *fp = fopen(path, "w");
+		size_t n = strlen(cases[i].text);
+		if (strstr(cases[i].want, "NUL"))
+			n += 1 + strlen(cases[i].text + n + 1);
+		fwrite(cases[i].text, 1, n, fp);
+		fclose(fp);
+		char *spec = sift_asprintf("%s:%s", cases[i].type, path);
+		char *err = NULL;
+		struct sift_map *m = sift_map_open(spec, &err);
+		CHECK(m == NULL);
+		char *want = sift_asprintf("%s%s", path, cases[i].want);
+		CHECK(err && strncmp(err, want, strlen(want)) == 0);
+		if (!err || strncmp(err, want, strlen(want)) != 0)
+			fprintf(stderr, "  got:  %s\n  want: %s\n", err ? err : "(null)", want);
+		free(want);
+		free(err);
+		sift_map_free(m);
+		free(spec);
+		free(path);
+		free(name);
+	}
+
+	static const struct {
+		const char *spec, *want;
+	} specs[] = {
+		{"inline:{}", "bad syntax: \"inline:{}\""},
+		{"inline:{ a }", "missing '=' after attribute name \"a\""},
+		{"inline:{ a= }", "empty value"},
+		{"inline:{ =b }", "empty name"},
+		{"inline:{a=b", "bad syntax"},
+		{"inline:{a=b}x", "bad syntax"},
+		{"inline:{ {a=b }", "bad syntax"},
+		{"inline:a=b", "bad syntax"},
+		{"static:", "bad syntax: \"static:\": empty value"},
+		{"static:{ }", "bad syntax"},
+		{"hash:/etc/aliases", "unsupported map type \"hash\""},
+		{"nocolon", "bad map \"nocolon\": need type:name"},
+		{"texthash:", "bad map \"texthash:\": no file name"},
+		{"pcre:/nonexistent/file", "cannot open /nonexistent/file: No such file"},
+		{"cidr:/", "cannot open /: Is a directory"},
+	};
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		char *err = NULL;
+		struct sift_map *m = sift_map_open(specs[i].spec, &err);
+		CHECK(m == NULL);
+		CHECK(err && strstr(err, specs[i].want));
+		if (!err || !strstr(err, specs[i].want))
+			fprintf(stderr, "  %s: got: %s\n", specs[i].spec, err ? err : "(null)");
+		free(err);
+		sift_map_free(m);
+	}
+	CHECK(sift_map_open(NULL, NULL) == NULL);
+	char *r = (char *)"x";
+	CHECK_INT(sift_map_lookup(NULL, "k", &r), 0);
+	CHECK(r == NULL);
+}
+
+/* Concurrent lookups on one map from several threads. */
+static struct sift_map *shared_map;
+
+static void *worker(void *arg)
+{
+	long bad = 0;
+	for (int i = 0; i < 2000; i++) {
+		char key[64], want[64], *r = NULL;
+		snprintf(key, sizeof(key), "user%d@example.com", i);
+		snprintf(want, sizeof(want), "u=user%d", i);
+		if (sift_map_lookup(shared_map, key, &r) != 1 || strcmp(r, want) != 0)
+			bad++;
+		free(r);
+		if (sift_map_lookup(shared_map, "other", &r) != 0)
+			bad++;
+	}
+	return (void *)bad;
+}
+
+static void test_threads(void)
+{
+	char *path = write_file("t.pcre", "/^(x)?y/ never\n/^([a-z0-9]+)@example\\.com$/ u=$1\n");
+	char *spec = sift_asprintf("pcre:%s", path);
+	char *err = NULL;
+	shared_map = sift_map_open(spec, &err);
+	CHECK(shared_map != NULL);
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, worker, NULL);
+	for (int i = 0; i < 4; i++) {
+		void *bad;
+		pthread_join(th[i], &bad);
+		CHECK_INT((long)bad, 0);
+	}
+	sift_map_free(shared_map);
+	free(spec);
+	free(path);
+}
+
+static void test_large_texthash(void)
+{
+	struct sift_buf b = {0};
+	for (int i = 0; i < 20000; i++)
+		sift_buf_printf(&b, "Key%d value%d\n", i, i);
+	char *path = write_file("big", sift_buf_str(&b));
+	char *spec = sift_asprintf("texthash:%s", path);
+	struct sift_map *m = sift_map_open(spec, NULL);
+	CHECK(m != NULL);
+	int ok = 0;
+	for (int i = 0; i < 20000; i += 7) {
+		char key[32], want[32], *r = NULL;
+		snprintf(key, sizeof(key), "KEY%d", i);
+		snprintf(want, sizeof(want), "value%d", i);
+		ok += sift_map_lookup(m, key, &r) == 1 && strcmp(r, want) == 0;
+		free(r);
+	}
+	CHECK_INT(ok, (20000 + 6) / 7);
+	sift_map_free(m);
+	sift_buf_free(&b);
+	free(spec);
+	free(path);
+}
+
+int main(void)
+{
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 2;
+	}
+	free(write_file("main.cf", "")); /* postmap needs a main.cf */
+	char *probe = sift_asprintf("MAIL_CONFIG='%s' postmap -q x static:y >/dev/null 2>&1", tmpdir);
+	have_postmap = system(probe) == 0;
+	free(probe);
+	if (!have_postmap)
+		fprintf(stderr, "note: postmap not available: not comparing with Postfix\n");
+
+	test_texthash();
+	test_pcre();
+	test_regexp();
+	test_cidr();
+	test_inline_static();
+	test_errors();
+	test_threads();
+	test_large_texthash();
+
+	if (have_postmap)
+		printf("compared %d lookups with postmap\n", postmap_compared);
+	char *cmd = sift_asprintf("rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cleanup failed\n");
+	free(cmd);
+	return t_done();
+}
