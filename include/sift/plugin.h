@@ -287,6 +287,12 @@ struct sift_host {
 	int (*kv_set)(const char *key, const char *val, long ttl_ms);
 	int (*kv_incr)(const char *key, long long delta, long ttl_ms, long long *val_r);
 	int (*kv_del)(const char *key);
+
+	/* Stores the whole message (headers and body as received, envelope,
+	 * reason and plugin in its metadata) in the quarantine store. 0 with
+	 * *id_r (malloc'd; pass NULL if not wanted) or -1: the caller then
+	 * answers TEMPFAIL, since a failed quarantine must never lose mail. */
+	int (*quarantine)(struct sift_ctx *ctx, const char *reason, char **id_r);
 };
 
 struct sift_plugin {
