@@ -2,12 +2,14 @@
  * filterd.c - the milter daemon's main(): command line, configuration,
  * privileges, and reload. libmilter owns SIGHUP, SIGTERM and SIGINT (HUP and
  * TERM stop it, INT aborts), so a reload is asked for with SIGUSR1
- * (`siftctl reload` sends it): a thread waits for it, builds a new
+ * (`siftctl reload` sends it): a reload thread, woken through a pipe by the
+ * signal handler, builds a new
  * configuration generation and makes it current; connections that are
  * running keep the generation they started with. A reload that fails keeps
  * the running configuration and logs why.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -70,15 +72,29 @@ static struct sift_gen *load_gen(struct filterd_conf *fc, char **err_r)
 	return g;
 }
 
+/* SIGUSR1 may be delivered to any thread whose mask lets it through (some
+ * libraries' threads unblock everything), so the handler only writes a byte
+ * to a pipe and the reload thread does the work. */
+static int reload_pipe[2] = {-1, -1};
+
+static void on_usr1(int sig)
+{
+	int saved = errno;
+	ssize_t w = write(reload_pipe[1], "r", 1);
+	(void)w;
+	errno = saved;
+	(void)sig;
+}
+
 static void *reload_thread(void *arg)
 {
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
 	for (;;) {
-		int sig;
-		if (sigwait(&set, &sig) != 0)
+		char c;
+		ssize_t r = read(reload_pipe[0], &c, 1);
+		if (r < 0 && errno == EINTR)
 			continue;
+		if (r <= 0)
+			break;
 		char *err = NULL;
 		struct sift_gen *g = load_gen(NULL, &err);
 		if (!g) {
@@ -103,6 +119,18 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
+	/* Block the signals before any thread exists (the resolver and plugins
+	 * start threads while the configuration loads), so that only the
+	 * sigwait threads (libmilter's and ours) receive them. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
 	bool once = opts.print_all || opts.print_nondefault || opts.test_only;
 	sift_log_init("filterd", opts.foreground || once, opts.debug ? LOG_DEBUG : LOG_INFO);
 
@@ -135,25 +163,25 @@ int main(int argc, char **argv)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	/* Block the signals before any thread exists, so that only the
-	 * sigwait threads (libmilter's and ours) receive them. */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	if (filterd_milter_setup(&fc, &err) < 0 || sift_drop_privileges(fc.user, &err) < 0 ||
 	    sift_write_pidfile(fc.pid_file, &err) < 0) {
 		sift_log(LOG_ERR, "%s", err);
 		return 1;
 	}
+	if (pipe2(reload_pipe, O_CLOEXEC) < 0)
+		sift_fatal("pipe: %s", strerror(errno));
+	struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
 	pthread_t th;
 	if (pthread_create(&th, NULL, reload_thread, NULL) != 0)
 		sift_fatal("cannot create the reload thread");
+	/* libmilter takes HUP, TERM and INT with its own sigwait thread. */
+	sigset_t usr1;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
 	sift_log(LOG_INFO, "starting: listening on %s, %zu plugins, version %s", fc.listen,
 		 sift_gen_plugin_count(g), SIFT_VERSION);
 	int rc = filterd_milter_run();

@@ -63,7 +63,7 @@ struct sift_config *sift_opts_config(const struct sift_opts *o, const char *pref
 				     const struct sift_param *tab, char **err_r)
 {
 	struct sift_config *cfg = sift_config_new();
-	sift_config_defaults(cfg, "", sift_common_params);
+	sift_config_common_defaults(cfg);
 	if (tab)
 		sift_config_defaults(cfg, prefix ? prefix : "", tab);
 	if (sift_config_load(cfg, o->config_file, false, err_r) < 0)

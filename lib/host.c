@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "sift.h"
+#include "mime.h"
 
 const char *const sift_profile_names[SIFT_PROFILE_MAX] = {"inbound", "originating"};
 const char *const sift_verdict_names[SIFT_VERDICT_MAX] = {"dunno",   "accept", "reject", "tempfail",
@@ -53,7 +54,7 @@ const struct sift_param sift_common_params[] = {
     {"state_store", SIFT_P_STRING, "memory:", 0, 0, OFF(state_store), NULL,
      "key-value store for shared state: memory: or redis:..."},
     {"myhostname", SIFT_P_STRING, "", 0, 0, OFF(myhostname), NULL,
-     "this host's name (default: the system host name)"},
+     "this host's name (the default is the system's host name)"},
     {"authserv_id", SIFT_P_STRING, "$myhostname", 0, 0, OFF(authserv_id), NULL,
      "authserv-id of the Authentication-Results headers we add"},
     {"tmpdir", SIFT_P_STRING, "/var/tmp", 0, 0, OFF(tmpdir), NULL,
@@ -290,22 +291,31 @@ static int add_plugin(struct sift_gen *g, const char *name, char **err_r)
 	return 0;
 }
 
+void sift_config_common_defaults(struct sift_config *cfg)
+{
+	sift_config_defaults(cfg, "", sift_common_params);
+	/* myhostname defaults to the system's name, so that $myhostname (and
+	 * authserv_id, which defaults to it) expand to something useful. */
+	static char hn[HOST_NAME_MAX + 1];
+	if (!hn[0] && gethostname(hn, sizeof(hn) - 1) < 0)
+		strcpy(hn, "localhost");
+	const struct sift_param dyn[] = {
+	    {"myhostname", SIFT_P_STRING, hn, 0, 0, 0, NULL, NULL},
+	    SIFT_PARAM_END,
+	};
+	sift_config_defaults(cfg, "", dyn);
+}
+
 struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, char **err_r)
 {
 	struct sift_gen *g = sift_calloc(1, sizeof(*g));
 	atomic_init(&g->refs, 1);
 	g->daemon = daemon == SIFT_SIFTCTL ? SIFT_FILTERD : daemon;
 	g->cfg = cfg;
-	sift_config_defaults(cfg, "", sift_common_params);
+	sift_config_common_defaults(cfg);
 	if (sift_params_parse(cfg, "", sift_common_params, &g->common, err_r) < 0)
 		goto fail;
-	if (*g->common.myhostname)
-		g->myhostname = sift_strdup(g->common.myhostname);
-	else {
-		char hn[HOST_NAME_MAX + 1] = "localhost";
-		gethostname(hn, sizeof(hn) - 1);
-		g->myhostname = sift_strdup(hn);
-	}
+	g->myhostname = sift_strdup(*g->common.myhostname ? g->common.myhostname : "localhost");
 
 	const char *const *lists[SIFT_PROFILE_MAX] = {g->common.inbound_plugins,
 						       g->common.originating_plugins};
@@ -478,6 +488,9 @@ struct sift_ctx {
 	size_t cur;
 	struct arena_block *arena;
 	long long msg_start;
+	struct sift_mime *mime;	  /* host->mime() cache, freed at message end */
+	unsigned char *mime_body; /* the body bytes mime points into */
+	bool conn_accepted; /* ACCEPT at CONNECT/HELO: whitelists the connection */
 };
 
 static bool is_msg_item(enum sift_item it)
@@ -650,6 +663,7 @@ void sift_ctx_msg_begin(struct sift_ctx *ctx)
 	if (ctx->daemon != SIFT_POLICYD)
 		ctx->msg = sift_msg_new((size_t)g->common.message_memory_limit, g->common.tmpdir);
 	clear_result(ctx);
+	ctx->res.accepted = ctx->conn_accepted;
 	ctx->in_msg = true;
 	ctx->msg_start = sift_now_ms();
 }
@@ -670,6 +684,10 @@ void sift_ctx_msg_end(struct sift_ctx *ctx, bool aborted)
 		free(ctx->mstate[i]);
 		ctx->mstate[i] = NULL;
 	}
+	sift_mime_free(ctx->mime);
+	ctx->mime = NULL;
+	free(ctx->mime_body);
+	ctx->mime_body = NULL;
 	sift_msg_free(ctx->msg);
 	ctx->msg = NULL;
 	while (ctx->arena) {
@@ -841,6 +859,8 @@ static enum sift_verdict run_chain(struct sift_ctx *ctx, enum sift_phase ph, con
 		switch (v) {
 		case SIFT_ACCEPT:
 			r->accepted = true;
+			if (ph == SIFT_PH_CONNECT || ph == SIFT_PH_HELO)
+				ctx->conn_accepted = true;
 			break;
 		case SIFT_HOLD:
 			r->hold = true;
@@ -1172,6 +1192,61 @@ static int h_quarantine(struct sift_ctx *ctx, const char *reason, char **id_r)
 	return 0;
 }
 
+/* host->mime(): parses the message once (body read up to SIFT_MIME_MAX_BODY
+ * bytes) and caches the result in the context until sift_ctx_msg_end. */
+#define SIFT_MIME_MAX_BODY (4LL << 20)
+static const struct sift_mime *h_mime(struct sift_ctx *ctx)
+{
+	if (!ctx || !ctx->in_msg || !ctx->msg)
+		return NULL;
+	if (ctx->mime)
+		return ctx->mime;
+	long long size = sift_msg_body_size(ctx->msg);
+	bool trunc = size > SIFT_MIME_MAX_BODY;
+	size_t want = (size_t)(trunc ? SIFT_MIME_MAX_BODY : size);
+	unsigned char *buf = sift_malloc(want + 1);
+	size_t got = 0;
+	while (got < want) {
+		long r = sift_msg_body_read(ctx->msg, (long long)got, buf + got, want - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	buf[got] = 0;
+	size_t nh = sift_msg_header_count(ctx->msg);
+	struct sift_header *hs = sift_calloc(nh ? nh : 1, sizeof(*hs));
+	for (size_t i = 0; i < nh; i++)
+		hs[i] = *sift_msg_header(ctx->msg, i);
+	ctx->mime = sift_mime_parse(hs, nh, buf, got, NULL);
+	ctx->mime->body_truncated = trunc;
+	free(hs);
+	ctx->mime_body = buf;
+	return ctx->mime;
+}
+
+static size_t h_symbol_count(struct sift_ctx *ctx)
+{
+	size_t n = 0;
+	for (const struct sift_symbol *s = ctx->res.symbols; s; s = s->next)
+		n++;
+	return n;
+}
+
+static int h_symbol_get(struct sift_ctx *ctx, size_t i, const char **name_r, double *score_r, const char **option_r)
+{
+	for (const struct sift_symbol *s = ctx->res.symbols; s; s = s->next, i--)
+		if (i == 0) {
+			if (name_r)
+				*name_r = s->name;
+			if (score_r)
+				*score_r = s->score;
+			if (option_r)
+				*option_r = s->option;
+			return 0;
+		}
+	return -1;
+}
+
 const struct sift_host sift_host_table = {
     .abi_major = SIFT_ABI_MAJOR,
     .abi_minor = SIFT_ABI_MINOR,
@@ -1206,4 +1281,7 @@ const struct sift_host sift_host_table = {
     .kv_incr = h_kv_incr,
     .kv_del = h_kv_del,
     .quarantine = h_quarantine,
+    .mime = h_mime,
+    .symbol_count = h_symbol_count,
+    .symbol_get = h_symbol_get,
 };

@@ -233,6 +233,25 @@ int sift_kv_del(struct sift_kv *kv, const char *key);
  * plugin). Writes are atomic (temp file, fsync, rename). Thread-safe. */
 int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *reason,
 			  const char *plugin, char **id_r, char **err_r);
+/* Reading the store (siftctl). An entry's strings are malloc'd; rcpts has
+ * n_rcpts items; data_off is where the message starts in the file at path. */
+struct sift_qentry {
+	char *id, *queue_id, *sender, *reason, *plugin, *path;
+	char **rcpts;
+	size_t n_rcpts;
+	long long time, size, data_off;
+};
+void sift_qentry_free(struct sift_qentry *e);
+/* Ids are [0-9A-Za-z-]{1,64}: anything else is refused. */
+bool sift_quarantine_id_valid(const char *id);
+/* Reads one entry's metadata; with fp_r, returns the file positioned at the
+ * message (fclose it). */
+int sift_quarantine_open(const char *dir, const char *id, struct sift_qentry *e_r, FILE **fp_r,
+			 char **err_r);
+/* All entries, oldest first (unreadable files are logged and skipped);
+ * free each with sift_qentry_free and the array with free(). */
+int sift_quarantine_list(const char *dir, struct sift_qentry **list_r, size_t *n_r, char **err_r);
+int sift_quarantine_delete(const char *dir, const char *id, char **err_r);
 
 /* ---- host.c: plugins, configuration generations, the plugin chain ----------
  * A generation is one parsed configuration with its plugins initialised; it
@@ -261,6 +280,8 @@ struct sift_common_conf {
 	const char *quarantine_directory;
 };
 extern const struct sift_param sift_common_params[];
+/* Registers the common parameters' defaults (myhostname = the system's). */
+void sift_config_common_defaults(struct sift_config *cfg);
 
 struct sift_gen;
 /* Loads and initialises everything cfg asks for. The caller registered its

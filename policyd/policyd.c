@@ -166,6 +166,7 @@ static size_t n_listeners;
 static struct conn *conns;
 static long n_conns;
 static bool stopping;
+static long long accept_paused_until; /* 0 = accepting */
 static struct src sig_src = {SRC_SIGNAL}, wake_src = {SRC_WAKE};
 
 static struct queue work_q, ret_q;
@@ -363,6 +364,30 @@ static void format_peer(struct conn *c, const struct listener *l, const struct s
 		snprintf(c->peer, sizeof(c->peer), "%s", l->endpoint);
 }
 
+/* Stops polling the listeners for 100 ms: the last resort when accept
+ * keeps failing (no spare descriptor left, no kernel memory), so that a
+ * readable listener cannot make the event loop spin. */
+static void accept_pause(void)
+{
+	for (size_t i = 0; i < n_listeners; i++) {
+		struct epoll_event ev = {.events = 0, .data.ptr = &listeners[i].src};
+		epoll_ctl(epfd, EPOLL_CTL_MOD, listeners[i].fd, &ev);
+	}
+	accept_paused_until = sift_now_ms() + 100;
+}
+
+static void accept_resume(void)
+{
+	accept_paused_until = 0;
+	if (spare_fd < 0)
+		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	for (size_t i = 0; i < n_listeners; i++) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &listeners[i].src};
+		if (listeners[i].fd >= 0)
+			epoll_ctl(epfd, EPOLL_CTL_MOD, listeners[i].fd, &ev);
+	}
+}
+
 static void accept_ready(struct listener *l)
 {
 	static long long last_full_warning;
@@ -380,19 +405,29 @@ static void accept_ready(struct listener *l)
 				/* Out of descriptors: use the spare one to take
 				 * the connection off the backlog and close it,
 				 * instead of spinning on a readable listener. */
-				sift_log(LOG_WARNING, "accept on %s: %s; closing a new connection",
-					 l->endpoint, strerror(errno));
+				static long long last_emfile_warning;
+				long long t = sift_now_ms();
+				if (t - last_emfile_warning >= 1000) {
+					sift_log(LOG_WARNING,
+						 "accept on %s: %s; closing new connections",
+						 l->endpoint, strerror(errno));
+					last_emfile_warning = t;
+				}
 				close(spare_fd);
 				spare_fd = -1;
 				int x = accept(l->fd, NULL, NULL);
 				if (x >= 0)
 					close(x);
 				spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-				if (x < 0)
+				if (x < 0 || spare_fd < 0) {
+					accept_pause();
 					return;
+				}
 				continue;
 			}
 			sift_log(LOG_WARNING, "accept on %s: %s", l->endpoint, strerror(errno));
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				accept_pause();
 			return;
 		}
 		struct conn *c = sift_calloc(1, sizeof(*c));
@@ -793,7 +828,7 @@ static void event_loop(void)
 				exit(0);
 			}
 		}
-		int n = epoll_wait(epfd, evs, 256, 1000);
+		int n = epoll_wait(epfd, evs, 256, accept_paused_until ? 100 : 1000);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -818,6 +853,8 @@ static void event_loop(void)
 			}
 		}
 		long long now = sift_now_ms();
+		if (accept_paused_until && now >= accept_paused_until && !stopping)
+			accept_resume();
 		if (now - last_scan >= 1000) {
 			last_scan = now;
 			scan_timeouts();
@@ -973,6 +1010,7 @@ int main(int argc, char **argv)
 		pthread_join(workers[i], NULL);
 	free(workers);
 	sift_gen_set_current(NULL); /* releases the plugins */
+	sift_dns_shutdown();
 	if (pconf.pid_file && *pconf.pid_file)
 		unlink(pconf.pid_file);
 	for (size_t i = 0; i < n_listeners; i++)

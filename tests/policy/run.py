@@ -103,10 +103,16 @@ class Daemon:
             if extra and not extra.endswith("\n"):
                 f.write("\n")
 
-    def start(self):
+    def start(self, nofile=None):
         self.logf = open(self.log, "w")
+        pre = None
+        if nofile:
+            import resource
+
+            def pre():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.proc = subprocess.Popen([POLICYD, "-f", "-c", self.conf], stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=pre)
         started.append(self)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -379,6 +385,44 @@ def test_limits():
     check(d.stop() == 0, "limits daemon exits 0")
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_emfile():
+    """Out of file descriptors: new connections are closed, the event loop
+    does not spin, and service resumes once descriptors are free."""
+    d = Daemon("policyd_workers = 2\n", name="emfile")
+    if not check(d.start(nofile=40), "emfile daemon starts", d.logtext()):
+        return
+    cs = []
+    for _ in range(60):
+        try:
+            cs.append(d.connect(timeout=3))
+        except OSError:
+            break
+    served = 0
+    for c in cs:
+        if c.request(REQ) == ["action=DUNNO"]:
+            served += 1
+    check(0 < served < len(cs), "some connections refused at the descriptor limit",
+          "%d of %d served" % (served, len(cs)))
+    check(d.wait_log("Too many open files"), "descriptor shortage logged")
+    c0 = cpu_seconds(d.proc.pid)
+    time.sleep(1.0)
+    c1 = cpu_seconds(d.proc.pid)
+    check(c1 - c0 < 0.5, "no busy loop at the descriptor limit", "%.2fs CPU in 1s" % (c1 - c0))
+    for c in cs:
+        c.close()
+    time.sleep(0.5)
+    c = d.connect()
+    check(c.request(REQ) == ["action=DUNNO"], "served again after descriptors are freed")
+    c.close()
+    check(d.stop() == 0, "emfile daemon exits 0")
+
+
 def test_reload(d, access):
     """With the access plugin: a sender rejected by the first configuration
     is accepted after a reload, on new connections only."""
@@ -485,6 +529,7 @@ def main():
             check(not os.path.exists(d.pidfile), "pid file removed")
             check(not os.path.exists(d.sock), "unix socket removed")
         test_limits()
+        test_emfile()
         test_reload(d, access)
         if access:
             test_cases()

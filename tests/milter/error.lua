@@ -1,0 +1,11 @@
+-- A plugin ERROR becomes a tempfail (451) by default.
+dofile(dir .. "/common.lua")
+local conn = open()
+expect(conn, SMFIR_CONTINUE, "connect")
+assert(envelope(conn, "alice@example.org") == SMFIR_CONTINUE)
+assert(mt.rcptto(conn, "bob@example.com") == nil)
+expect(conn, SMFIR_CONTINUE, "rcpt")
+local r = message(conn, std_headers, "Hi.\r\n")
+assert(r == SMFIR_REPLYCODE, "eom reply " .. tostring(r))
+assert(mt.eom_check(conn, MT_SMTPREPLY, "451", "4.7.1", "Temporary local problem, try again later"), "no 451 reply")
+mt.disconnect(conn)

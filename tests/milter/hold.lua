@@ -1,0 +1,10 @@
+-- HOLD from the sender map: the message goes to Postfix's hold queue.
+dofile(dir .. "/common.lua")
+local conn = open()
+expect(conn, SMFIR_CONTINUE, "connect")
+assert(envelope(conn, "hold@x.example") == SMFIR_CONTINUE)
+assert(mt.rcptto(conn, "bob@example.com") == nil)
+expect(conn, SMFIR_CONTINUE, "rcpt")
+assert(message(conn, std_headers, "Hold me.\r\n") == SMFIR_CONTINUE)
+assert(mt.eom_check(conn, MT_QUARANTINE), "not quarantined")
+mt.disconnect(conn)

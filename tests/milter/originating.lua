@@ -1,0 +1,20 @@
+-- {daemon_name} = ORIGINATING selects the originating profile, which does
+-- not run access: the blacklisted sender passes, testplug still runs.
+dofile(dir .. "/common.lua")
+local conn = open(nil, nil, "ORIGINATING")
+expect(conn, SMFIR_CONTINUE, "connect")
+assert(envelope(conn, "spam@bad.example") == SMFIR_CONTINUE, "originating mail was checked by access")
+assert(mt.rcptto(conn, "nobody@example.com") == nil)
+expect(conn, SMFIR_CONTINUE, "rcpt")
+assert(message(conn, std_headers, "Hi.\r\n") == SMFIR_CONTINUE)
+assert(mt.eom_check(conn, MT_HDRADD, "X-Testplug"), "testplug did not run")
+mt.disconnect(conn)
+-- an authenticated client is originating too
+conn = open()
+expect(conn, SMFIR_CONTINUE, "connect")
+assert(mt.helo(conn, "client.example") == nil)
+expect(conn, SMFIR_CONTINUE, "helo")
+assert(mt.macro(conn, SMFIC_MAIL, "{auth_authen}", "alice") == nil)
+assert(mt.mailfrom(conn, "spam@bad.example") == nil)
+expect(conn, SMFIR_CONTINUE, "authenticated mail")
+mt.disconnect(conn)

@@ -1,0 +1,10 @@
+-- PREPEND from the sender map: a header inserted at the top.
+dofile(dir .. "/common.lua")
+local conn = open()
+expect(conn, SMFIR_CONTINUE, "connect")
+assert(envelope(conn, "prepend@x.example") == SMFIR_CONTINUE)
+assert(mt.rcptto(conn, "bob@example.com") == nil)
+expect(conn, SMFIR_CONTINUE, "rcpt")
+assert(message(conn, std_headers, "Hi.\r\n") == SMFIR_CONTINUE)
+assert(mt.eom_check(conn, MT_HDRINSERT, "X-Sift-Test"), "X-Sift-Test not inserted")
+mt.disconnect(conn)

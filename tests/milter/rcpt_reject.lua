@@ -1,0 +1,13 @@
+-- A rejected recipient does not end the message: the next one is accepted.
+dofile(dir .. "/common.lua")
+local conn = open()
+expect(conn, SMFIR_CONTINUE, "connect")
+assert(envelope(conn, "alice@example.org") == SMFIR_CONTINUE)
+assert(mt.rcptto(conn, "nobody@example.com") == nil)
+expect(conn, SMFIR_REPLYCODE, "rcpt nobody")
+assert(mt.rcptto(conn, "busy@example.com") == nil)
+expect(conn, SMFIR_REPLYCODE, "rcpt busy (451)")
+assert(mt.rcptto(conn, "bob@example.com") == nil)
+expect(conn, SMFIR_CONTINUE, "rcpt bob")
+assert(message(conn, std_headers, "Hi.\r\n") == SMFIR_CONTINUE)
+mt.disconnect(conn)
