@@ -3,11 +3,11 @@
  * (rate limits, greylisting, counters).
  *
  * A struct sift_kv is a thin front end over a backend chosen by the type
- * prefix of the spec ("memory:", later "redis:"). A backend is a small
+ * prefix of the spec ("memory:", "redis:"). A backend is a small
  * table of functions (struct kv_backend below: open/get/set/incr/del/free);
- * adding one means writing those six functions (lib/kv_redis.c) and listing
- * the table in kv_backends[]. When kv_redis.c arrives, struct kv_backend
- * moves to a shared internal header so that file can fill one in.
+ * adding one means writing those six functions (as lib/kv_redis.c does) and
+ * listing the table in kv_backends[]. struct kv_backend lives in
+ * lib/kv_impl.h, shared by the backends.
  *
  * The "memory:" backend keeps everything in this process:
  *   spec  "memory", "memory:" or "memory:max_keys=N" (N = 0: unbounded;
@@ -43,21 +43,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "kv_impl.h"
 #include "sift.h"
-
-/* ---- the backend interface ------------------------------------------------ */
-
-struct kv_backend {
-	const char *type; /* the spec prefix before ':' */
-	/* params: what followed "type:" ("" when nothing did). */
-	void *(*open)(const char *params, char **err_r);
-	int (*get)(void *impl, const char *key, char **val_r);
-	int (*set)(void *impl, const char *key, const char *val, long ttl_ms);
-	int (*incr)(void *impl, const char *key, long long delta, long ttl_ms,
-		    long long *val_r);
-	int (*del)(void *impl, const char *key);
-	void (*free)(void *impl);
-};
 
 struct sift_kv {
 	const struct kv_backend *be;
@@ -471,7 +458,9 @@ static const struct kv_backend kv_memory = {
 
 static const struct kv_backend *const kv_backends[] = {
 	&kv_memory,
-	/* &sift_kv_redis (lib/kv_redis.c) goes here. */
+#ifdef SIFT_HAVE_REDIS
+	&sift_kv_redis,
+#endif
 };
 
 struct sift_kv *sift_kv_open(const char *spec, char **err_r)

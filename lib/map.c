@@ -30,7 +30,10 @@
  * IF without ENDIF, host bits set in a cidr network), sift_map_open fails
  * with "file:line: ..." instead, so that a broken table is noticed at
  * startup (`-t`) rather than silently half-working. File size and logical
- * line length are bounded (MAP_MAX_FILE, MAP_MAX_LINE).
+ * line length are bounded (MAP_MAX_FILE, MAP_MAX_LINE); POSIX regexps whose
+ * bounded repetitions glibc would expand into hundreds of megabytes
+ * (a{1,10000}) are refused; PCRE2 matching runs under a match limit, and
+ * hitting it makes the lookup fail (-1) rather than spin.
  *
  * Threading and ownership: a map is built by sift_map_open and immutable
  * afterwards; lookups from any number of threads are safe (PCRE2 match data
@@ -57,7 +60,7 @@
 #define MAP_MAX_FILE (64u << 20) /* bytes per table file */
 #define MAP_MAX_LINE (64u << 10) /* bytes per logical line */
 #define MAP_MAX_NEST 1000	 /* if/endif nesting */
-#define RX_MAX_REPEAT 100000L	 /* product of {n,m} bounds in a POSIX regexp */
+#define RX_MAX_COST 2000.0	 /* expanded size of a POSIX regexp, see rx_too_complex */
 
 enum map_type { M_TEXTHASH, M_PCRE, M_REGEXP, M_CIDR, M_INLINE, M_STATIC };
 
@@ -507,35 +510,73 @@ static bool keyword(const char *s, const char *kw)
 	return strncasecmp(s, kw, n) == 0 && !isalnum((unsigned char)s[n]) && s[n] != '_';
 }
 
-/* Rough bound on the blow-up of POSIX bounded repetitions. */
+/* glibc's regcomp expands bounded repetitions ({n,m}), with memory that
+ * grows faster than linearly: a{1,10000} takes half a gigabyte. Estimates
+ * the expanded size (atoms, groups multiplied by their bounds, x+ copied
+ * as xx*) and refuses patterns above RX_MAX_COST. */
 static bool rx_too_complex(const char *re)
 {
-	double prod = 1;
+	double sum[64], last = 0;
+	int sp = 0;
+	sum[0] = 0;
 	for (const char *s = re; *s; s++) {
-		if (*s == '\\' && s[1]) {
-			s++;
+		if (*s == '(') {
+			if (++sp >= 64)
+				return true;
+			sum[sp] = 0;
+			last = 0;
 			continue;
 		}
-		if (*s != '{' || !isdigit((unsigned char)s[1]))
-			continue;
-		long v = 0;
-		for (s++; isdigit((unsigned char)*s) || *s == ','; s++)
-			if (isdigit((unsigned char)*s)) {
-				if (*s == '0' && v == 0)
+		if (*s == ')' && sp > 0) {
+			double v = sum[sp--];
+			last = v < 1 ? 1 : v;
+			sum[sp] += last;
+		} else if (*s == '{' && (isdigit((unsigned char)s[1]) || s[1] == ',')) {
+			double m = 0, v = 0;
+			for (s++; isdigit((unsigned char)*s) || *s == ','; s++) {
+				if (*s == ',') {
+					v = 0;
 					continue;
+				}
 				v = v * 10 + (*s - '0');
-				if (v > RX_MAX_REPEAT)
+				if (v > m)
+					m = v;
+				if (m > RX_MAX_COST)
 					return true;
-			} else {
-				v = 0;
 			}
-		if (v == 0)
-			v = 1;
-		prod *= (double)(v + 1);
-		if (prod > (double)RX_MAX_REPEAT)
+			if (last < 1)
+				last = 1;
+			sum[sp] += last * m;
+			last *= m + 1;
+			if (!*s)
+				break;
+		} else if (*s == '+') {
+			/* x+ becomes xx*: stacked +'s double the size each */
+			sum[sp] += last;
+			last *= 2;
+		} else if (*s == '*' || *s == '?') {
+			/* no copy */
+		} else if (*s == '|') {
+			last = 0;
+		} else {
+			if (*s == '\\' && s[1]) {
+				s++;
+			} else if (*s == '[') {
+				/* a bracket expression is one atom: []x] and [^]x] */
+				const char *p = s + 1;
+				if (*p == '^')
+					p++;
+				if (*p == ']')
+					p++;
+				while (*p && *p != ']')
+					p++;
+				s = *p ? p : p - 1;
+			}
+			last = 1;
+			sum[sp] += 1;
+		}
+		if (sum[sp] > RX_MAX_COST || last > RX_MAX_COST)
 			return true;
-		if (!*s)
-			break;
 	}
 	return false;
 }
@@ -828,12 +869,12 @@ static int rules_lookup(const struct sift_map *m, const char *key, char **result
 			i++;
 			continue;
 		}
-		if (m->type == M_CIDR || r->negate) {
+		if (m->type == M_CIDR) {
 			*result_r = sift_strdup(r->result);
 		} else {
 			struct sift_buf out = {0};
 			struct subst x = {.out = &out, .subject = key, .so = so, .eo = eo,
-					  .ngroups = ng};
+					  .ngroups = r->negate ? 0 : ng};
 			const char *why;
 			(void)subst_walk(r->result, &x, &why); /* checked at open */
 			*result_r = (char *)sift_buf_str(&out);
@@ -859,6 +900,7 @@ struct sift_map *sift_map_open(const char *spec, char **err_r)
 	*err_r = NULL;
 	if (!spec) {
 		*err_r = sift_strdup("no map given");
+		free(dummy);
 		return NULL;
 	}
 	char *sp = sift_strdup(spec);

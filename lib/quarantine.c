@@ -1,12 +1,362 @@
 /*
- * quarantine.c - the quarantine store (not yet written: every store fails,
- * so a plugin asking for quarantine answers tempfail and no mail is lost).
+ * quarantine.c - the quarantine store.
+ *
+ * One file per message, DIR/<id>.msg, holding a metadata record and then the
+ * message exactly as received (header lines "Name:value" with CRLF, a blank
+ * line, the body with CRLF line ends):
+ *
+ *     Sift-Quarantine: 1
+ *     Id: 20250101-120000-0123456789ab
+ *     Queue-Id: 4Xyz1234
+ *     Time: 1735732800
+ *     Sender: alice@example.test         (empty for the null sender)
+ *     Recipient: bob@sift.test            (one line per recipient)
+ *     Reason: virus Test.EICAR.NDB.UNOFFICIAL
+ *     Plugin: clamav
+ *     Size: 1234                          (bytes of the message part)
+ *     <empty line>
+ *     <the message>
+ *
+ * Metadata values never contain CR, LF or NUL (they are replaced by spaces).
+ * Ids are the UTC time of the store and 48 random bits, so a directory
+ * listing sorts by age; only [0-9a-zA-Z-] is accepted as an id, so an id from
+ * a command line never names a file outside the store.
+ *
+ * Writes are atomic: the file is written as DIR/.tmp-<id>, fsync'd, renamed
+ * to its final name and the directory fsync'd; any error removes the
+ * temporary file and fails (the caller then answers TEMPFAIL).
+ *
+ * Threading: sift_quarantine_store may run in many threads at once (each
+ * writes its own file); the readers are for siftctl. Nothing is shared.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "sift.h"
+
+#define META_MAX (4 * 1024 * 1024) /* bound on a metadata record */
+
+bool sift_quarantine_id_valid(const char *id)
+{
+	if (!id || !*id || strlen(id) > 64)
+		return false;
+	for (const char *p = id; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      *p == '-'))
+			return false;
+	return true;
+}
+
+static void add_meta(struct sift_buf *b, const char *name, const char *value)
+{
+	sift_buf_adds(b, name);
+	sift_buf_add(b, ": ", 2);
+	for (const char *p = value ? value : ""; *p; p++)
+		sift_buf_add(b, (*p == '\r' || *p == '\n') ? " " : p, 1);
+	sift_buf_add(b, "\n", 1);
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static char *new_id(void)
+{
+	unsigned char rnd[6];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		/* Fall back on the clock and the pid; still unique enough with
+		 * O_EXCL below. */
+		long long t = sift_now_ms() ^ ((long long)getpid() << 20);
+		memcpy(rnd, &t, sizeof(rnd));
+	}
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	return sift_asprintf("%04d%02d%02d-%02d%02d%02d-%02x%02x%02x%02x%02x%02x", tm.tm_year + 1900,
+			     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rnd[0], rnd[1],
+			     rnd[2], rnd[3], rnd[4], rnd[5]);
+}
 
 int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *reason, const char *plugin,
 			  char **id_r, char **err_r)
 {
-	*err_r = sift_strdup("the quarantine store is not available in this build");
-	return -1;
+	const struct sift_host *h = &sift_host_table;
+	if (!dir || !*dir) {
+		*err_r = sift_strdup("quarantine_directory is empty");
+		return -1;
+	}
+	/* The message part: headers then body. */
+	struct sift_buf hdr = {0};
+	size_t nh = h->header_count(ctx);
+	for (size_t i = 0; i < nh; i++) {
+		const struct sift_header *hd = h->header(ctx, i);
+		sift_buf_adds(&hdr, hd->name);
+		sift_buf_add(&hdr, ":", 1);
+		sift_buf_adds(&hdr, hd->value);
+		sift_buf_add(&hdr, "\r\n", 2);
+	}
+	sift_buf_add(&hdr, "\r\n", 2);
+	long long body = h->body_size(ctx);
+	if (body < 0)
+		body = 0;
+
+	char *id = new_id();
+	struct sift_buf meta = {0};
+	char num[32];
+	add_meta(&meta, "Sift-Quarantine", "1");
+	add_meta(&meta, "Id", id);
+	add_meta(&meta, "Queue-Id", h->get(ctx, SIFT_I_QUEUE_ID));
+	snprintf(num, sizeof(num), "%lld", (long long)time(NULL));
+	add_meta(&meta, "Time", num);
+	add_meta(&meta, "Sender", h->get(ctx, SIFT_I_SENDER));
+	for (size_t i = 0, n = h->rcpt_count(ctx); i < n; i++)
+		add_meta(&meta, "Recipient", h->rcpt(ctx, i));
+	add_meta(&meta, "Reason", reason);
+	add_meta(&meta, "Plugin", plugin);
+	snprintf(num, sizeof(num), "%lld", (long long)hdr.len + body);
+	add_meta(&meta, "Size", num);
+	sift_buf_add(&meta, "\n", 1);
+
+	char *tmp = sift_asprintf("%s/.tmp-%s", dir, id);
+	char *final = sift_asprintf("%s/%s.msg", dir, id);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int rc = -1;
+	char buf[65536];
+	if (fd < 0) {
+		*err_r = sift_asprintf("create %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (write_all(fd, meta.data, meta.len) < 0 || write_all(fd, hdr.data, hdr.len) < 0)
+		goto werr;
+	for (long long off = 0; off < body;) {
+		long n = h->body_read(ctx, off, buf, sizeof(buf));
+		if (n < 0) {
+			*err_r = sift_strdup("reading the message body failed");
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		if (write_all(fd, buf, (size_t)n) < 0)
+			goto werr;
+		off += n;
+	}
+	if (fsync(fd) < 0)
+		goto werr;
+	if (close(fd) < 0) {
+		fd = -1;
+		goto werr;
+	}
+	fd = -1;
+	if (rename(tmp, final) < 0)
+		goto werr;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	rc = 0;
+	*id_r = id;
+	id = NULL;
+	goto out;
+werr:
+	*err_r = sift_asprintf("write %s: %s", tmp, strerror(errno));
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+out:
+	free(id);
+	free(tmp);
+	free(final);
+	sift_buf_free(&meta);
+	sift_buf_free(&hdr);
+	return rc;
+}
+
+/* ---- reading the store (siftctl) --------------------------------------------- */
+
+void sift_qentry_free(struct sift_qentry *e)
+{
+	if (!e)
+		return;
+	free(e->id);
+	free(e->queue_id);
+	free(e->sender);
+	for (size_t i = 0; i < e->n_rcpts; i++)
+		free(e->rcpts[i]);
+	free(e->rcpts);
+	free(e->reason);
+	free(e->plugin);
+	free(e->path);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Parses the metadata record at the start of fp; leaves fp at the message. */
+static int parse_meta(FILE *fp, struct sift_qentry *e, char **err_r)
+{
+	char *line = NULL;
+	size_t cap = 0, total = 0;
+	ssize_t n;
+	bool magic = false, end = false;
+	while ((n = getline(&line, &cap, fp)) > 0) {
+		total += (size_t)n;
+		if (total > META_MAX)
+			break;
+		if (line[n - 1] == '\n')
+			line[--n] = 0;
+		if (n == 0) {
+			end = true;
+			break;
+		}
+		char *colon = strstr(line, ": ");
+		if (!colon)
+			continue;
+		*colon = 0;
+		const char *v = colon + 2;
+		if (strcmp(line, "Sift-Quarantine") == 0)
+			magic = true;
+		else if (strcmp(line, "Id") == 0 && !e->id)
+			e->id = sift_strdup(v);
+		else if (strcmp(line, "Queue-Id") == 0 && !e->queue_id)
+			e->queue_id = sift_strdup(v);
+		else if (strcmp(line, "Time") == 0)
+			e->time = strtoll(v, NULL, 10);
+		else if (strcmp(line, "Sender") == 0 && !e->sender)
+			e->sender = sift_strdup(v);
+		else if (strcmp(line, "Recipient") == 0) {
+			e->rcpts = sift_realloc(e->rcpts, (e->n_rcpts + 1) * sizeof(char *));
+			e->rcpts[e->n_rcpts++] = sift_strdup(v);
+		} else if (strcmp(line, "Reason") == 0 && !e->reason)
+			e->reason = sift_strdup(v);
+		else if (strcmp(line, "Plugin") == 0 && !e->plugin)
+			e->plugin = sift_strdup(v);
+		else if (strcmp(line, "Size") == 0)
+			e->size = strtoll(v, NULL, 10);
+	}
+	free(line);
+	if (!magic || !end || !e->id) {
+		*err_r = sift_strdup("not a quarantine file (bad metadata record)");
+		return -1;
+	}
+	if (!e->sender)
+		e->sender = sift_strdup("");
+	if (!e->queue_id)
+		e->queue_id = sift_strdup("");
+	if (!e->reason)
+		e->reason = sift_strdup("");
+	if (!e->plugin)
+		e->plugin = sift_strdup("");
+	e->data_off = ftello(fp);
+	return 0;
+}
+
+int sift_quarantine_open(const char *dir, const char *id, struct sift_qentry *e_r, FILE **fp_r,
+			 char **err_r)
+{
+	memset(e_r, 0, sizeof(*e_r));
+	if (!sift_quarantine_id_valid(id)) {
+		*err_r = sift_asprintf("bad quarantine id \"%s\"", id ? id : "");
+		return -1;
+	}
+	char *path = sift_asprintf("%s/%s.msg", dir, id);
+	FILE *fp = fopen(path, "rbe");
+	if (!fp) {
+		*err_r = errno == ENOENT ? sift_asprintf("no quarantined message %s", id)
+					 : sift_asprintf("%s: %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	if (parse_meta(fp, e_r, err_r) < 0) {
+		char *inner = *err_r;
+		*err_r = sift_asprintf("%s: %s", path, inner);
+		free(inner);
+		free(path);
+		fclose(fp);
+		sift_qentry_free(e_r);
+		return -1;
+	}
+	e_r->path = path;
+	if (fp_r)
+		*fp_r = fp;
+	else
+		fclose(fp);
+	return 0;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	const struct sift_qentry *x = a, *y = b;
+	if (x->time != y->time)
+		return x->time < y->time ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+int sift_quarantine_list(const char *dir, struct sift_qentry **list_r, size_t *n_r, char **err_r)
+{
+	*list_r = NULL;
+	*n_r = 0;
+	DIR *d = opendir(dir);
+	if (!d) {
+		*err_r = sift_asprintf("%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	struct dirent *de;
+	struct sift_qentry *list = NULL;
+	size_t n = 0;
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		if (len < 5 || strcmp(de->d_name + len - 4, ".msg") != 0)
+			continue;
+		char *id = sift_strndup(de->d_name, len - 4);
+		struct sift_qentry e;
+		char *err = NULL;
+		if (sift_quarantine_id_valid(id) && sift_quarantine_open(dir, id, &e, NULL, &err) == 0) {
+			list = sift_realloc(list, (n + 1) * sizeof(*list));
+			list[n++] = e;
+		} else if (err) {
+			sift_log(LOG_WARNING, "quarantine: %s", err);
+			free(err);
+		}
+		free(id);
+	}
+	closedir(d);
+	if (n)
+		qsort(list, n, sizeof(*list), cmp_entry);
+	*list_r = list;
+	*n_r = n;
+	return 0;
+}
+
+int sift_quarantine_delete(const char *dir, const char *id, char **err_r)
+{
+	if (!sift_quarantine_id_valid(id)) {
+		*err_r = sift_asprintf("bad quarantine id \"%s\"", id ? id : "");
+		return -1;
+	}
+	char *path = sift_asprintf("%s/%s.msg", dir, id);
+	int rc = unlink(path);
+	if (rc < 0)
+		*err_r = errno == ENOENT ? sift_asprintf("no quarantined message %s", id)
+					 : sift_asprintf("%s: %s", path, strerror(errno));
+	free(path);
+	return rc < 0 ? -1 : 0;
 }

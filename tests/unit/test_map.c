@@ -169,7 +169,7 @@ static void test_pcre(void)
 				"# Postfix pcre table\n"
 				"/^(\\S+)@example\\.com$/   user $1 at ${1} ($(1))\n"
 				"/^postmaster@/           postmaster\n"
-				"!/@/                     no-at-sign\n"
+				"!/@/                     no-at-sign $$\n"
 				"if /\\.org$/\n"
 				"/^admin@/                org-admin\n"
 				"IF !/^x/\n"
@@ -192,7 +192,7 @@ static void test_pcre(void)
 		{"user@example.com", "user user at user (user)"},
 		{"USER@EXAMPLE.COM", "user USER at USER (USER)"},
 		{"postmaster@x.net", "postmaster"},
-		{"nohost", "no-at-sign"},
+		{"nohost", "no-at-sign $"},
 		{"admin@x.org", "org-admin"},
 		{"ac@y.org", "abc[a||c]"},
 		{"abc@y.org", "abc[a|b|c]"},
@@ -211,7 +211,7 @@ static void test_pcre(void)
 		{"anch@a", "anchored"},
 		{"long@l", "continued result"},
 		{"nomatch@nomatch.net", NULL},
-		{"", "no-at-sign"},
+		{"", "no-at-sign $"},
 	};
 	char *spec = sift_asprintf("pcre:%s", path);
 	CHECK_MAP(spec, cases);
@@ -236,7 +236,8 @@ static void test_regexp(void)
 				"/cost/  $$5\n"
 				"/^(.)(.)(.)(.)(.)(.)(.)(.)(.)(.)(.)@/  ${11}${10}$9\n"
 				"/^(x)?y@(y)$/  [$1][$2]\n"
-				"/^[0-9]{1,3}\\.[0-9]{1,3}@/  ip-ish\n");
+				"/^[0-9]{1,3}\\.[0-9]{1,3}@/  ip-ish\n"
+				"/^.{1,64}@[]a-z]{1,255}\\.zz$/  bounded\n");
 	static const struct lcase cases[] = {
 		{"user@example.com", "user user at user (user)"},
 		{"UsEr@EXAMPLE.com", "user UsEr at UsEr (UsEr)"},
@@ -255,6 +256,7 @@ static void test_regexp(void)
 		{"y@y", "[][y]"},
 		{"xy@y", "[x][y]"},
 		{"10.250@i", "ip-ish"},
+		{"me@example.zz", "bounded"},
 		{"nomatch@nomatch.net", NULL},
 	};
 	char *spec = sift_asprintf("regexp:%s", path);
@@ -268,7 +270,7 @@ static void test_cidr(void)
 	char *path = write_file("clients.cidr", "# cidr table\n"
 						"192.0.2.0/24       net24\n"
 						"192.0.2.5          host5-shadowed\n"
-						"198.51.100.7       host7\n"
+						"198.51.100.7       host7 $$1\n"
 						"2001:db8::/32      v6net\n"
 						"[2001:db9::1]      v6b\n"
 						"if 10.0.0.0/8\n"
@@ -283,7 +285,7 @@ static void test_cidr(void)
 	static const struct lcase cases[] = {
 		{"192.0.2.5", "net24"},
 		{"192.0.2.255", "net24"},
-		{"198.51.100.7", "host7"},
+		{"198.51.100.7", "host7 $$1"},
 		{"198.51.100.8", NULL},
 		{"2001:db8::1", "v6net"},
 		{"2001:DB8:FFFF::AB", "v6net"},
@@ -352,6 +354,9 @@ static void test_errors(void)
 		{"pcre", "/abc x\n", ":1: missing closing delimiter '/'"},
 		{"pcre", "  /a/ x\n", ":1: logical line must not start with white space"},
 		{"regexp", "/a{1,1000}{1,1000}/ x\n", ":1: regular expression too complex"},
+		{"regexp", "/a{,25555}/ x\n", ":1: regular expression too complex"},
+		{"regexp", "/(a{1,100}){1,100}/ x\n", ":1: regular expression too complex"},
+		{"regexp", "/a++++++++++++++++++++++++++/ x\n", ":1: regular expression too complex"},
 		{"regexp", "/(/ x\n", ":1: error in regex"},
 		{"regexp", "/(a)/ $3\n", ":1: out of range replacement index \"3\""},
 		{"regexp", "/a/z x\n", ":1: unknown regexp option \"z\""},

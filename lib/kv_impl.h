@@ -1,0 +1,33 @@
+/*
+ * kv_impl.h - the interface between the key-value front end (lib/kv.c) and
+ * its backends ("memory:" in kv.c, "redis:" in kv_redis.c). Internal to
+ * lib/: nothing outside kv*.c includes it.
+ *
+ * A backend is a table of six functions. open() gets what followed "type:"
+ * in the spec and returns an opaque handle (or NULL with *err_r malloc'd);
+ * the other functions follow the contract of the sift_kv_* functions in
+ * sift.h (0 ok, 1 not found, -1 error; incr sets the expiry only when it
+ * creates the key). Every function except free may be called from any
+ * thread at any time after open returned; free never races with them.
+ */
+#ifndef SIFT_KV_IMPL_H
+#define SIFT_KV_IMPL_H
+
+struct kv_backend {
+	const char *type; /* the spec prefix before ':' */
+	/* params: what followed "type:" ("" when nothing did). */
+	void *(*open)(const char *params, char **err_r);
+	int (*get)(void *impl, const char *key, char **val_r);
+	int (*set)(void *impl, const char *key, const char *val, long ttl_ms);
+	int (*incr)(void *impl, const char *key, long long delta, long ttl_ms,
+		    long long *val_r);
+	int (*del)(void *impl, const char *key);
+	void (*free)(void *impl);
+};
+
+#ifdef SIFT_HAVE_REDIS
+/* lib/kv_redis.c: "redis:unix:/path,..." or "redis:host:port,...". */
+extern const struct kv_backend sift_kv_redis;
+#endif
+
+#endif

@@ -1,0 +1,614 @@
+/*
+ * kv_redis.c - the "redis:" key-value backend (hiredis), so that several
+ * filterd/policyd processes on several hosts share one set of counters
+ * (rate limits, greylisting). Redis is the distributed engine; this file is
+ * only a careful client.
+ *
+ * Spec (the value of state_store):
+ *   redis:HOST:PORT[,option=value...]      redis:127.0.0.1:6379
+ *   redis:[IPV6]:PORT[,...]                redis:[::1]:6379
+ *   redis:unix:/PATH[,...]                 redis:unix:/run/redis/redis.sock
+ * Options (comma separated, no spaces needed):
+ *   password=SECRET    AUTH after connecting (never logged)
+ *   username=NAME      Redis 6 ACL user (AUTH NAME SECRET)
+ *   db=N               SELECT N after connecting (default 0)
+ *   prefix=TEXT        prepended to every key (default "sift:")
+ *   connect_timeout=T  connect (and AUTH/SELECT) deadline (default 500ms)
+ *   timeout=T          deadline of one command (default 500ms)
+ *   pool=N             connections at most (default 16); a caller finding
+ *                      all of them busy waits up to `timeout` for one
+ *   retry_interval=T   after a failed connect, calls fail at once for this
+ *                      long instead of each waiting for connect_timeout
+ *                      (default 1s); then the next call tries again
+ * Times take the units of the configuration (ms s m h; bare = seconds).
+ *
+ * Atomic increment-with-expiry runs server-side as one Lua script (EVALSHA,
+ * falling back to EVAL when Redis answers NOSCRIPT, e.g. after a restart or
+ * SCRIPT FLUSH): EXISTS, INCRBY, and PEXPIRE only when the key was created,
+ * which is exactly the memory: backend's semantics. Redis runs a script
+ * atomically, so concurrent increments from any number of hosts are exact.
+ *
+ * Connections: a pool of at most `pool` connections, created lazily. Each
+ * call takes one connection for its command and gives it back. A connection
+ * with an I/O or protocol error is closed, never reused; the next call opens
+ * a new one, so a restarted Redis is picked up without restarting the
+ * daemon. A command failing with end-of-file or a reset on a connection
+ * that sat idle in the pool (the typical sign of a Redis restart: the old
+ * server is gone and never executed it) is retried once on a fresh
+ * connection; a timeout is never retried, since the command may have run.
+ * Failures return -1 (the caller decides between fail-open and tempfail);
+ * a connect failure and the recovery are each logged once.
+ *
+ * Threading: the pool is protected by one mutex and a condition variable; a
+ * connection is used by one thread at a time (hiredis contexts are not
+ * thread-safe). No lock is held during network I/O.
+ */
+#ifdef SIFT_HAVE_REDIS
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "kv_impl.h"
+#include "sift.h"
+
+#define RDS_DEFAULT_POOL 16
+#define RDS_MAX_POOL 1024
+
+static const char incr_script[] =
+    "local e = redis.call('EXISTS', KEYS[1])\n"
+    "local v = redis.call('INCRBY', KEYS[1], ARGV[1])\n"
+    "if e == 0 and tonumber(ARGV[2]) > 0 then\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "end\n"
+    "return v\n";
+
+struct rds_conn {
+	redisContext *c;
+	struct rds_conn *next;
+};
+
+struct kv_redis {
+	/* configuration (read-only after open) */
+	char *host;	/* NULL for unix sockets */
+	int port;
+	char *path;	/* unix socket path */
+	char *password, *username;
+	long long db;
+	char *prefix;
+	size_t prefix_len;
+	long long connect_timeout, timeout, retry_interval; /* ms */
+	size_t pool_max;
+	char *where; /* "127.0.0.1:6379" or "unix:/path", for logs */
+
+	/* state, under mu */
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct rds_conn *idle;
+	size_t total;		 /* open or being opened */
+	long long down_until;	 /* sift_now_ms(); 0 = up */
+	bool down_logged;
+	char sha[41];		 /* the script's SHA1 as Redis reported it */
+};
+
+/* ---- spec parsing ------------------------------------------------------------ */
+
+static int parse_opt_time(const char *name, const char *v, long long *r, char **err_r)
+{
+	if (sift_parse_time_ms(v, r) < 0 || *r <= 0 || *r > 3600000) {
+		*err_r = sift_asprintf("redis: bad %s value \"%s\"", name, v);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_opt_int(const char *name, const char *v, long long min, long long max,
+			 long long *r, char **err_r)
+{
+	char *end;
+	errno = 0;
+	long long x = strtoll(v, &end, 10);
+	if (!*v || *end || errno || x < min || x > max) {
+		*err_r = sift_asprintf("redis: bad %s value \"%s\" (%lld..%lld)", name, v, min, max);
+		return -1;
+	}
+	*r = x;
+	return 0;
+}
+
+static void rds_free_cfg(struct kv_redis *r)
+{
+	free(r->host);
+	free(r->path);
+	free(r->password);
+	free(r->username);
+	free(r->prefix);
+	free(r->where);
+}
+
+static int parse_spec(struct kv_redis *r, const char *params, char **err_r)
+{
+	r->db = 0;
+	r->connect_timeout = 500;
+	r->timeout = 500;
+	r->retry_interval = 1000;
+	r->pool_max = RDS_DEFAULT_POOL;
+	r->prefix = sift_strdup("sift:");
+
+	char *copy = sift_strdup(params);
+	char *save = NULL;
+	char *addr = strtok_r(copy, ",", &save);
+	int rc = -1;
+	if (!addr || !*sift_trim(addr)) {
+		*err_r = sift_strdup("redis: missing address (redis:HOST:PORT or redis:unix:/PATH)");
+		goto out;
+	}
+	addr = sift_trim(addr);
+	if (strncmp(addr, "unix:", 5) == 0) {
+		if (addr[5] != '/') {
+			*err_r = sift_asprintf("redis: unix socket path must be absolute: \"%s\"", addr + 5);
+			goto out;
+		}
+		r->path = sift_strdup(addr + 5);
+		r->where = sift_asprintf("unix:%s", r->path);
+	} else {
+		const char *portp;
+		if (addr[0] == '[') {
+			char *close = strchr(addr, ']');
+			if (!close || close[1] != ':') {
+				*err_r = sift_asprintf("redis: bad address \"%s\" (want [IPV6]:PORT)", addr);
+				goto out;
+			}
+			r->host = sift_strndup(addr + 1, (size_t)(close - addr - 1));
+			portp = close + 2;
+		} else {
+			char *colon = strrchr(addr, ':');
+			if (!colon || colon == addr) {
+				*err_r = sift_asprintf("redis: bad address \"%s\" (want HOST:PORT)", addr);
+				goto out;
+			}
+			r->host = sift_strndup(addr, (size_t)(colon - addr));
+			portp = colon + 1;
+		}
+		long long port;
+		if (parse_opt_int("port", portp, 1, 65535, &port, err_r) < 0)
+			goto out;
+		r->port = (int)port;
+		r->where = sift_asprintf("%s:%d", r->host, r->port);
+	}
+	for (char *it = strtok_r(NULL, ",", &save); it; it = strtok_r(NULL, ",", &save)) {
+		it = sift_trim(it);
+		if (!*it)
+			continue;
+		char *eq = strchr(it, '=');
+		if (!eq) {
+			*err_r = sift_asprintf("redis: option without value: \"%s\"", it);
+			goto out;
+		}
+		*eq = 0;
+		const char *v = eq + 1;
+		long long n;
+		if (strcmp(it, "password") == 0) {
+			free(r->password);
+			r->password = sift_strdup(v);
+		} else if (strcmp(it, "username") == 0) {
+			free(r->username);
+			r->username = sift_strdup(v);
+		} else if (strcmp(it, "db") == 0) {
+			if (parse_opt_int("db", v, 0, 1000000, &r->db, err_r) < 0)
+				goto out;
+		} else if (strcmp(it, "prefix") == 0) {
+			free(r->prefix);
+			r->prefix = sift_strdup(v);
+		} else if (strcmp(it, "connect_timeout") == 0) {
+			if (parse_opt_time(it, v, &r->connect_timeout, err_r) < 0)
+				goto out;
+		} else if (strcmp(it, "timeout") == 0) {
+			if (parse_opt_time(it, v, &r->timeout, err_r) < 0)
+				goto out;
+		} else if (strcmp(it, "retry_interval") == 0) {
+			if (parse_opt_time(it, v, &r->retry_interval, err_r) < 0)
+				goto out;
+		} else if (strcmp(it, "pool") == 0) {
+			if (parse_opt_int("pool", v, 1, RDS_MAX_POOL, &n, err_r) < 0)
+				goto out;
+			r->pool_max = (size_t)n;
+		} else {
+			*err_r = sift_asprintf("redis: unknown option \"%s\"", it);
+			goto out;
+		}
+	}
+	if (r->username && !r->password) {
+		*err_r = sift_strdup("redis: username needs a password");
+		goto out;
+	}
+	r->prefix_len = strlen(r->prefix);
+	rc = 0;
+out:
+	free(copy);
+	return rc;
+}
+
+/* ---- connections ------------------------------------------------------------- */
+
+static struct timeval tv_of(long long ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+	return tv;
+}
+
+/* Runs one setup command; returns the reply or NULL (error put in *why). */
+static int setup_cmd(redisContext *c, char **why, int argc, const char **argv)
+{
+	redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
+	if (!rep) {
+		*why = sift_strdup(c->errstr[0] ? c->errstr : "connection error");
+		return -1;
+	}
+	int rc = 0;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		*why = sift_asprintf("%s: %.*s", argv[0], (int)rep->len, rep->str);
+		rc = -1;
+	}
+	freeReplyObject(rep);
+	return rc;
+}
+
+/* Opens and prepares one connection (no lock held). NULL + *why. */
+static redisContext *rds_connect(struct kv_redis *r, char *sha_r, char **why)
+{
+	struct timeval ctv = tv_of(r->connect_timeout);
+	redisContext *c = r->path ? redisConnectUnixWithTimeout(r->path, ctv)
+				  : redisConnectWithTimeout(r->host, r->port, ctv);
+	if (!c) {
+		*why = sift_strdup("out of memory");
+		return NULL;
+	}
+	if (c->err) {
+		*why = sift_strdup(c->errstr);
+		redisFree(c);
+		return NULL;
+	}
+	/* Setup under the connect deadline, then the command timeout. */
+	redisSetTimeout(c, ctv);
+	if (r->password) {
+		const char *argv[3] = {"AUTH", r->username ? r->username : r->password, r->password};
+		if (setup_cmd(c, why, r->username ? 3 : 2, argv) < 0)
+			goto fail;
+	}
+	if (r->db) {
+		char db[24];
+		snprintf(db, sizeof(db), "%lld", r->db);
+		const char *argv[2] = {"SELECT", db};
+		if (setup_cmd(c, why, 2, argv) < 0)
+			goto fail;
+	}
+	{
+		const char *argv[3] = {"SCRIPT", "LOAD", incr_script};
+		redisReply *rep = redisCommandArgv(c, 3, argv, NULL);
+		if (!rep) {
+			*why = sift_strdup(c->errstr[0] ? c->errstr : "connection error");
+			goto fail;
+		}
+		if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
+			*why = sift_asprintf("SCRIPT LOAD: %.*s", (int)(rep->str ? rep->len : 0),
+					     rep->str ? rep->str : "");
+			freeReplyObject(rep);
+			goto fail;
+		}
+		memcpy(sha_r, rep->str, 40);
+		sha_r[40] = 0;
+		freeReplyObject(rep);
+	}
+	redisSetTimeout(c, tv_of(r->timeout));
+	return c;
+fail:
+	redisFree(c);
+	return NULL;
+}
+
+/* Takes a connection: an idle one (*reused_r = true), or a new one. NULL
+ * when Redis is down, the pool is exhausted past the timeout, or the
+ * connect failed. */
+static redisContext *rds_take(struct kv_redis *r, bool *reused_r, bool force_new)
+{
+	long long deadline = sift_now_ms() + r->timeout;
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		if (r->down_until && sift_now_ms() < r->down_until) {
+			pthread_mutex_unlock(&r->mu);
+			return NULL;
+		}
+		if (r->idle && !force_new) {
+			struct rds_conn *pc = r->idle;
+			r->idle = pc->next;
+			pthread_mutex_unlock(&r->mu);
+			redisContext *c = pc->c;
+			free(pc);
+			*reused_r = true;
+			return c;
+		}
+		if (r->total < r->pool_max || (force_new && r->idle)) {
+			if (force_new && r->idle && r->total >= r->pool_max) {
+				/* Replace an idle connection: likely stale too. */
+				struct rds_conn *pc = r->idle;
+				r->idle = pc->next;
+				redisFree(pc->c);
+				free(pc);
+				r->total--;
+			}
+			r->total++;
+			pthread_mutex_unlock(&r->mu);
+			char sha[41], *why = NULL;
+			redisContext *c = rds_connect(r, sha, &why);
+			pthread_mutex_lock(&r->mu);
+			if (!c) {
+				r->total--;
+				r->down_until = sift_now_ms() + r->retry_interval;
+				if (!r->down_logged)
+					sift_log(LOG_ERR,
+						 "state store redis %s: %s; calls fail until it is back "
+						 "(next attempt in %lldms)",
+						 r->where, why ? why : "connect failed", r->retry_interval);
+				r->down_logged = true;
+				pthread_cond_broadcast(&r->cond);
+				pthread_mutex_unlock(&r->mu);
+				free(why);
+				return NULL;
+			}
+			memcpy(r->sha, sha, sizeof(sha));
+			if (r->down_logged)
+				sift_log(LOG_NOTICE, "state store redis %s: connected again", r->where);
+			r->down_logged = false;
+			r->down_until = 0;
+			pthread_mutex_unlock(&r->mu);
+			*reused_r = false;
+			return c;
+		}
+		long long left = deadline - sift_now_ms();
+		if (left <= 0) {
+			pthread_mutex_unlock(&r->mu);
+			sift_log(LOG_WARNING, "state store redis %s: all %zu connections busy for %lldms",
+				 r->where, r->pool_max, r->timeout);
+			return NULL;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&r->cond, &r->mu, &ts);
+	}
+}
+
+/* Gives a connection back; a broken one (c->err) is closed. */
+static void rds_give(struct kv_redis *r, redisContext *c)
+{
+	pthread_mutex_lock(&r->mu);
+	if (c->err) {
+		redisFree(c);
+		r->total--;
+	} else {
+		struct rds_conn *pc = sift_malloc(sizeof(*pc));
+		pc->c = c;
+		pc->next = r->idle;
+		r->idle = pc;
+	}
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* True when a failure on a reused connection means the server closed it
+ * before reading our command (so it is safe to send again). */
+static bool stale_conn_error(const redisContext *c)
+{
+	if (c->err == REDIS_ERR_EOF)
+		return true;
+	return c->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE);
+}
+
+/* Runs one command. Returns the reply (caller frees) or NULL on a
+ * transport failure (logged). */
+static redisReply *rds_command(struct kv_redis *r, int argc, const char **argv, const size_t *lens)
+{
+	bool force_new = false;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		bool reused = false;
+		redisContext *c = rds_take(r, &reused, force_new);
+		if (!c)
+			return NULL;
+		/* EVALSHA with the SHA this connection's server knows. */
+		const char *av[8];
+		size_t al[8];
+		for (int i = 0; i < argc && i < 8; i++) {
+			av[i] = argv[i];
+			al[i] = lens[i];
+		}
+		char sha[41];
+		if (strcmp(argv[0], "EVALSHA") == 0) {
+			pthread_mutex_lock(&r->mu);
+			memcpy(sha, r->sha, sizeof(sha));
+			pthread_mutex_unlock(&r->mu);
+			av[1] = sha;
+			al[1] = 40;
+		}
+		redisReply *rep = redisCommandArgv(c, argc, av, al);
+		if (rep && rep->type == REDIS_REPLY_ERROR && strcmp(argv[0], "EVALSHA") == 0 &&
+		    strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+			/* Script cache flushed: EVAL sends the body (and caches it). */
+			freeReplyObject(rep);
+			av[0] = "EVAL";
+			al[0] = 4;
+			av[1] = incr_script;
+			al[1] = strlen(incr_script);
+			rep = redisCommandArgv(c, argc, av, al);
+		}
+		if (rep) {
+			rds_give(r, c);
+			return rep;
+		}
+		bool retry = reused && attempt == 0 && stale_conn_error(c);
+		if (!retry)
+			sift_log(LOG_ERR, "state store redis %s: %s: %s", r->where, argv[0],
+				 c->errstr[0] ? c->errstr : "I/O error");
+		if (!c->err)
+			c->err = REDIS_ERR_OTHER;
+		rds_give(r, c);
+		if (!retry)
+			return NULL;
+		force_new = true;
+	}
+	return NULL;
+}
+
+/* ---- the backend functions ---------------------------------------------------- */
+
+static void *rds_open(const char *params, char **err_r)
+{
+	struct kv_redis *r = sift_calloc(1, sizeof(*r));
+	if (parse_spec(r, params, err_r) < 0) {
+		rds_free_cfg(r);
+		free(r);
+		return NULL;
+	}
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	/* Not connecting here: a Redis that is down at startup must not keep
+	 * the daemon from starting (the plugins' failure policy applies). */
+	return r;
+}
+
+static void rds_free(void *impl)
+{
+	struct kv_redis *r = impl;
+	struct rds_conn *pc, *next;
+	for (pc = r->idle; pc; pc = next) {
+		next = pc->next;
+		redisFree(pc->c);
+		free(pc);
+	}
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cond);
+	rds_free_cfg(r);
+	free(r);
+}
+
+/* prefix + key in buf (malloc'd when long). */
+static char *full_key(struct kv_redis *r, const char *key, size_t *len_r, char *buf, size_t bufsz)
+{
+	size_t kl = strlen(key), n = r->prefix_len + kl;
+	char *p = n + 1 <= bufsz ? buf : sift_malloc(n + 1);
+	memcpy(p, r->prefix, r->prefix_len);
+	memcpy(p + r->prefix_len, key, kl + 1);
+	*len_r = n;
+	return p;
+}
+
+static int rds_get(void *impl, const char *key, char **val_r)
+{
+	struct kv_redis *r = impl;
+	char kb[256];
+	size_t kl;
+	char *k = full_key(r, key, &kl, kb, sizeof(kb));
+	const char *argv[2] = {"GET", k};
+	size_t lens[2] = {3, kl};
+	redisReply *rep = rds_command(r, 2, argv, lens);
+	if (k != kb)
+		free(k);
+	if (!rep)
+		return -1;
+	int rc;
+	if (rep->type == REDIS_REPLY_NIL)
+		rc = 1;
+	else if (rep->type == REDIS_REPLY_STRING) {
+		*val_r = sift_strndup(rep->str, rep->len);
+		rc = 0;
+	} else
+		rc = -1;
+	freeReplyObject(rep);
+	return rc;
+}
+
+static int rds_set(void *impl, const char *key, const char *val, long ttl_ms)
+{
+	struct kv_redis *r = impl;
+	char kb[256], ttl[24];
+	size_t kl;
+	char *k = full_key(r, key, &kl, kb, sizeof(kb));
+	snprintf(ttl, sizeof(ttl), "%ld", ttl_ms);
+	const char *argv[5] = {"SET", k, val, "PX", ttl};
+	size_t lens[5] = {3, kl, strlen(val), 2, strlen(ttl)};
+	redisReply *rep = rds_command(r, ttl_ms > 0 ? 5 : 3, argv, lens);
+	if (k != kb)
+		free(k);
+	if (!rep)
+		return -1;
+	int rc = rep->type == REDIS_REPLY_STATUS ? 0 : -1;
+	freeReplyObject(rep);
+	return rc;
+}
+
+static int rds_incr(void *impl, const char *key, long long delta, long ttl_ms, long long *val_r)
+{
+	struct kv_redis *r = impl;
+	char kb[256], d[24], ttl[24];
+	size_t kl;
+	char *k = full_key(r, key, &kl, kb, sizeof(kb));
+	snprintf(d, sizeof(d), "%lld", delta);
+	snprintf(ttl, sizeof(ttl), "%ld", ttl_ms > 0 ? ttl_ms : 0);
+	const char *argv[6] = {"EVALSHA", "", "1", k, d, ttl};
+	size_t lens[6] = {7, 0, 1, kl, strlen(d), strlen(ttl)};
+	redisReply *rep = rds_command(r, 6, argv, lens);
+	if (k != kb)
+		free(k);
+	if (!rep)
+		return -1;
+	int rc = -1;
+	if (rep->type == REDIS_REPLY_INTEGER) {
+		if (val_r)
+			*val_r = rep->integer;
+		rc = 0;
+	}
+	freeReplyObject(rep);
+	return rc;
+}
+
+static int rds_del(void *impl, const char *key)
+{
+	struct kv_redis *r = impl;
+	char kb[256];
+	size_t kl;
+	char *k = full_key(r, key, &kl, kb, sizeof(kb));
+	const char *argv[2] = {"DEL", k};
+	size_t lens[2] = {3, kl};
+	redisReply *rep = rds_command(r, 2, argv, lens);
+	if (k != kb)
+		free(k);
+	if (!rep)
+		return -1;
+	int rc = rep->type == REDIS_REPLY_INTEGER ? (rep->integer > 0 ? 0 : 1) : -1;
+	freeReplyObject(rep);
+	return rc;
+}
+
+const struct kv_backend sift_kv_redis = {
+	.type = "redis",
+	.open = rds_open,
+	.get = rds_get,
+	.set = rds_set,
+	.incr = rds_incr,
+	.del = rds_del,
+	.free = rds_free,
+};
+
+#else
+/* Built without hiredis: kv.c reports "redis" as unavailable. */
+typedef int sift_kv_redis_unavailable;
+#endif

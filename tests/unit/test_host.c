@@ -1,0 +1,240 @@
+/*
+ * test_host.c - the plugin host: loading checks (ABI, file mode), profile
+ * choice, verdict merging (first final verdict wins, ACCEPT whitelists,
+ * ERROR maps through <plugin>_error_action, RCPT rejects stay per
+ * recipient), results (symbols, edits, replies, policy actions) and
+ * generations (reference counts survive a swap).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sift.h"
+#include "t.h"
+
+static char plugdir[256];
+
+static struct sift_gen *gen(const char *text)
+{
+	struct sift_config *cfg = sift_config_new();
+	sift_config_common_defaults(cfg);
+	char *err = NULL;
+	char *pd = sift_asprintf("plugin_directory=%s", plugdir);
+	CHECK(sift_config_set(cfg, pd, "test", &err) == 0);
+	free(pd);
+	char *copy = sift_strdup(text), *save = NULL;
+	for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+		if (sift_config_set(cfg, l, "test", &err) < 0) {
+			fprintf(stderr, "config: %s\n", err);
+			free(err);
+			err = NULL;
+		}
+	free(copy);
+	struct sift_gen *g = sift_gen_new(SIFT_FILTERD, cfg, &err);
+	if (!g) {
+		fprintf(stderr, "gen: %s\n", err);
+		free(err);
+		sift_config_free(cfg);
+	}
+	return g;
+}
+
+static void link_plugin(const char *build, const char *rel, const char *name)
+{
+	char *src = sift_asprintf("%s/%s", build, rel);
+	char *dst = sift_asprintf("%s/%s", plugdir, name);
+	CHECK(symlink(src, dst) == 0);
+	free(src);
+	free(dst);
+}
+
+int main(void)
+{
+	const char *build = getenv("SIFT_BUILDDIR");
+	if (!build) {
+		fprintf(stderr, "SIFT_BUILDDIR not set\n");
+		return 1;
+	}
+	sift_log_init("test_host", true, LOG_ERR);
+	snprintf(plugdir, sizeof(plugdir), "/tmp/sift-test-host-XXXXXX");
+	CHECK(mkdtemp(plugdir) != NULL);
+	link_plugin(build, "tests/testplug.so", "testplug.so");
+	link_plugin(build, "tests/badabi.so", "badabi.so");
+	link_plugin(build, "plugins/access.so", "access.so");
+
+	char *err = NULL;
+	/* Loader checks. */
+	char *p = sift_asprintf("%s/badabi.so", plugdir);
+	CHECK(sift_plugin_load(p, &err) == NULL);
+	CHECK(err && strstr(err, "ABI"));
+	free(err);
+	err = NULL;
+	free(p);
+	char *copy = sift_asprintf("%s/writable.so", plugdir);
+	char *cmd = sift_asprintf("cp %s/tests/testplug.so %s && chmod 666 %s", build, copy, copy);
+	CHECK(system(cmd) == 0);
+	CHECK(sift_plugin_load(copy, &err) == NULL);
+	CHECK(err && strstr(err, "writable by group or others"));
+	free(err);
+	err = NULL;
+	free(cmd);
+	free(copy);
+	p = sift_asprintf("%s/missing.so", plugdir);
+	CHECK(sift_plugin_load(p, &err) == NULL);
+	free(err);
+	err = NULL;
+	free(p);
+	CHECK(gen("inbound_plugins = nosuchplugin") == NULL);
+	CHECK(gen("inbound_plugins = testplug testplug") == NULL);
+	CHECK(gen("inbound_plugins = testplug\ntestplug_verdict = nonsense") == NULL);
+
+	/* A whole message with testplug adding a symbol and a header. */
+	struct sift_gen *g = gen("inbound_plugins = testplug\ntestplug_symbol = T_SYM:2.5\n"
+				 "testplug_header = X-T: yes\noriginating_plugins =\n");
+	CHECK(g != NULL);
+	if (!g)
+		return t_done();
+	CHECK(sift_gen_plugin_count(g) == 1);
+	CHECK(sift_gen_actions(g) & SIFT_A_ADDHDRS);
+	CHECK(sift_gen_phases(g) & (1u << SIFT_PH_EOM));
+	CHECK(!(sift_gen_phases(g) & (1u << SIFT_PH_BODY)));
+	struct sift_ctx *ctx = sift_ctx_new(g, SIFT_FILTERD);
+	sift_ctx_set(ctx, SIFT_I_CLIENT_ADDR, "192.0.2.1");
+	CHECK(sift_ctx_choose_profile(ctx) == SIFT_INBOUND);
+	CHECK(sift_run(ctx, SIFT_PH_CONNECT) == SIFT_DUNNO);
+	sift_ctx_msg_begin(ctx);
+	sift_ctx_set(ctx, SIFT_I_SENDER, "a@example.org");
+	CHECK(sift_run(ctx, SIFT_PH_MAIL) == SIFT_DUNNO);
+	CHECK(sift_run_header(ctx, "Subject", " hi") == SIFT_DUNNO);
+	CHECK(sift_run_body(ctx, "body\r\n", 6) == SIFT_DUNNO);
+	CHECK(sift_run(ctx, SIFT_PH_EOM) == SIFT_DUNNO);
+	const struct sift_result *r = sift_ctx_result(ctx);
+	CHECK(r->symbols && strcmp(r->symbols->name, "T_SYM") == 0);
+	CHECK(r->score > 2.49 && r->score < 2.51);
+	CHECK(r->edits && r->edits->op == SIFT_EDIT_ADD && strcmp(r->edits->name, "X-T") == 0);
+	CHECK_STR(r->edits ? r->edits->value : NULL, "yes");
+	CHECK_INT(sift_msg_header_count(sift_ctx_msg(ctx)), 1);
+	CHECK_INT(sift_msg_body_size(sift_ctx_msg(ctx)), 6);
+	char *sum = sift_ctx_summary(ctx, "accept");
+	CHECK(strstr(sum, "action=accept, profile=inbound, from=<a@example.org>, rcpts=0, score=2.5, symbols=T_SYM(2.5)") != NULL);
+	free(sum);
+	sift_ctx_msg_end(ctx, false);
+	CHECK(sift_ctx_result(ctx)->symbols == NULL);
+	CHECK(sift_host_table.get(ctx, SIFT_I_SENDER) == NULL);
+	/* The profile follows SASL and the daemon name. */
+	sift_ctx_set(ctx, SIFT_I_SASL_USERNAME, "alice");
+	CHECK(sift_ctx_choose_profile(ctx) == SIFT_ORIGINATING);
+	CHECK_STR(sift_host_table.get(ctx, SIFT_I_PROFILE), "originating");
+	sift_ctx_set(ctx, SIFT_I_SASL_USERNAME, NULL);
+	sift_ctx_set(ctx, SIFT_I_DAEMON_NAME, "ORIGINATING");
+	CHECK(sift_ctx_choose_profile(ctx) == SIFT_ORIGINATING);
+	/* Generations: the context keeps its own after a swap. */
+	sift_gen_set_current(g);
+	struct sift_gen *g2 = gen("inbound_plugins =\n");
+	CHECK(g2 != NULL);
+	sift_gen_set_current(g2);
+	CHECK(sift_ctx_gen(ctx) == g);
+	CHECK(sift_gen_plugin_count(sift_ctx_gen(ctx)) == 1);
+	sift_ctx_free(ctx);
+
+	/* ERROR → error_action (default tempfail with 451). */
+	static const char *const error_cases[][2] = {
+	    {"", "tempfail"}, {"testplug_error_action = reject", "reject"},
+	    {"testplug_error_action = accept", "accept"}, {"testplug_error_action = dunno", "dunno"}};
+	for (size_t i = 0; i < 4; i++) {
+		char *text = sift_asprintf("inbound_plugins = testplug\ntestplug_phase = mail\n"
+					   "testplug_verdict = error\n%s\n", error_cases[i][0]);
+		struct sift_gen *ge = gen(text);
+		free(text);
+		CHECK(ge != NULL);
+		if (!ge)
+			continue;
+		ctx = sift_ctx_new(ge, SIFT_FILTERD);
+		sift_ctx_msg_begin(ctx);
+		enum sift_verdict v = sift_run(ctx, SIFT_PH_MAIL);
+		const char *want = error_cases[i][1];
+		if (!strcmp(want, "tempfail")) {
+			CHECK(v == SIFT_TEMPFAIL);
+			CHECK_STR(sift_ctx_result(ctx)->reply_code, "451");
+		} else if (!strcmp(want, "reject"))
+			CHECK(v == SIFT_REJECT);
+		else if (!strcmp(want, "accept")) {
+			CHECK(v == SIFT_DUNNO);
+			CHECK(sift_ctx_result(ctx)->accepted);
+		} else
+			CHECK(v == SIFT_DUNNO && !sift_ctx_result(ctx)->accepted);
+		sift_ctx_free(ctx);
+		sift_gen_unref(ge);
+	}
+
+	/* A reject at RCPT concerns that recipient only; at MAIL it sticks. */
+	struct sift_gen *gr = gen("inbound_plugins = testplug\ntestplug_phase = rcpt\n"
+				  "testplug_verdict = reject\ntestplug_reply = 550 5.1.1 no such user\n");
+	CHECK(gr != NULL);
+	if (gr) {
+		ctx = sift_ctx_new(gr, SIFT_FILTERD);
+		sift_ctx_msg_begin(ctx);
+		CHECK(sift_run(ctx, SIFT_PH_RCPT) == SIFT_REJECT);
+		CHECK_STR(sift_ctx_result(ctx)->reply_xcode, "5.1.1");
+		CHECK_STR(sift_ctx_result(ctx)->reply_text, "no such user");
+		CHECK(sift_ctx_result(ctx)->verdict == SIFT_DUNNO);
+		CHECK(sift_run(ctx, SIFT_PH_EOM) == SIFT_DUNNO);
+		sift_ctx_free(ctx);
+		sift_gen_unref(gr);
+	}
+	/* An invalid reply (wrong class) is replaced by the default. */
+	gr = gen("inbound_plugins = testplug\ntestplug_phase = mail\ntestplug_verdict = reject\n"
+		 "testplug_reply = 451 4.7.1 wrong class\n");
+	CHECK(gr != NULL);
+	if (gr) {
+		ctx = sift_ctx_new(gr, SIFT_FILTERD);
+		sift_ctx_msg_begin(ctx);
+		CHECK(sift_run(ctx, SIFT_PH_MAIL) == SIFT_REJECT);
+		CHECK(sift_ctx_result(ctx)->reply_code == NULL);
+		CHECK(sift_run(ctx, SIFT_PH_EOM) == SIFT_REJECT); /* sticks */
+		sift_ctx_free(ctx);
+		sift_gen_unref(gr);
+	}
+	/* ACCEPT from access whitelists: testplug (not always-run) is skipped. */
+	char *senders = sift_asprintf("%s/senders", plugdir);
+	FILE *fp = fopen(senders, "w");
+	fputs("good@example.org OK\nbad@example.org REJECT nope\n", fp);
+	fclose(fp);
+	char *text = sift_asprintf("inbound_plugins = access testplug\naccess_sender_map = texthash:%s\n"
+				   "testplug_phase = eom\ntestplug_verdict = reject\n",
+				   senders);
+	gr = gen(text);
+	free(text);
+	CHECK(gr != NULL);
+	if (gr) {
+		ctx = sift_ctx_new(gr, SIFT_POLICYD);
+		sift_ctx_msg_begin(ctx);
+		sift_ctx_set(ctx, SIFT_I_SENDER, "good@example.org");
+		CHECK(sift_run(ctx, SIFT_PH_MAIL) == SIFT_DUNNO);
+		CHECK(sift_run(ctx, SIFT_PH_EOM) == SIFT_DUNNO);
+		sift_ctx_msg_end(ctx, false);
+		sift_ctx_msg_begin(ctx);
+		sift_ctx_set(ctx, SIFT_I_SENDER, "other@example.org");
+		CHECK(sift_run(ctx, SIFT_PH_MAIL) == SIFT_DUNNO);
+		CHECK(sift_run(ctx, SIFT_PH_EOM) == SIFT_REJECT);
+		sift_ctx_msg_end(ctx, true);
+		/* policy replies */
+		sift_ctx_set(ctx, SIFT_I_SENDER, "bad@example.org");
+		sift_ctx_set(ctx, SIFT_I_PROTOCOL_STATE, "RCPT");
+		sift_ctx_request_reset(ctx);
+		CHECK(sift_run(ctx, SIFT_PH_POLICY) == SIFT_REJECT);
+		char *act = sift_ctx_policy_action(ctx);
+		CHECK_STR(act, "REJECT nope");
+		free(act);
+		sift_ctx_free(ctx);
+		sift_gen_unref(gr);
+	}
+	free(senders);
+	sift_gen_set_current(NULL);
+	sift_gen_unref(g);
+	cmd = sift_asprintf("rm -rf %s", plugdir);
+	CHECK(system(cmd) == 0);
+	free(cmd);
+	return t_done();
+}
