@@ -1,0 +1,208 @@
+/*
+ * test_access.c - the access plugin through a fake host: a host table whose
+ * functions read and record plain variables, so that Postfix's lookup order
+ * (parent domains, address octets, address extensions, null sender) and the
+ * access(5) result forms can be checked one by one, in both daemons' modes.
+ */
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sift.h"
+#include "t.h"
+
+static const char *items[SIFT_I_MAX];
+static void *conf_block;
+static char *reply_code, *reply_xcode, *reply_text, *action, *hdr_name, *hdr_value, *hold_reason;
+static char *lookups; /* every key looked up, space-separated */
+
+static void reset(void)
+{
+	free(reply_code), free(reply_xcode), free(reply_text), free(action), free(hdr_name);
+	free(hdr_value), free(hold_reason), free(lookups);
+	reply_code = reply_xcode = reply_text = action = hdr_name = hdr_value = hold_reason = NULL;
+	lookups = sift_strdup("");
+	memset(items, 0, sizeof(items));
+}
+
+static void f_log(struct sift_ctx *c, int l, const char *fmt, ...) {}
+static void *f_conf(struct sift_ctx *c) { return conf_block; }
+static const char *f_get(struct sift_ctx *c, enum sift_item i) { return items[i]; }
+static void f_reply(struct sift_ctx *c, const char *code, const char *x, const char *t)
+{
+	reply_code = code ? sift_strdup(code) : NULL;
+	reply_xcode = x ? sift_strdup(x) : NULL;
+	reply_text = t ? sift_strdup(t) : NULL;
+}
+static void f_insert(struct sift_ctx *c, unsigned idx, const char *n, const char *v)
+{
+	hdr_name = sift_strdup(n);
+	hdr_value = sift_strdup(v);
+}
+static void f_action(struct sift_ctx *c, const char *a) { action = sift_strdup(a); }
+static void f_hold(struct sift_ctx *c, const char *r) { hold_reason = sift_strdup(r); }
+static int f_lookup(const struct sift_map *m, const char *key, char **res)
+{
+	char *l = sift_asprintf("%s%s%s", lookups, *lookups ? " " : "", key);
+	free(lookups);
+	lookups = l;
+	return sift_map_lookup(m, key, res);
+}
+
+static struct sift_host fake = {
+    .abi_major = SIFT_ABI_MAJOR, .abi_minor = SIFT_ABI_MINOR, .struct_size = sizeof(struct sift_host),
+    .log = f_log, .conf = f_conf, .get = f_get, .reply = f_reply, .header_insert = f_insert,
+    .policy_action = f_action, .hold = f_hold, .map_lookup = f_lookup,
+};
+
+int main(void)
+{
+	char *path = sift_asprintf("%s/plugins/access.so", getenv("SIFT_BUILDDIR"));
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	CHECK(h != NULL);
+	if (!h)
+		return t_done();
+	const struct sift_plugin *p = dlsym(h, "sift_plugin_entry");
+	CHECK(p && strcmp(p->name, "access") == 0);
+
+	char dir[] = "/tmp/sift-test-access-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char *file = sift_asprintf("%s/access", dir);
+	FILE *fp = fopen(file, "w");
+	fputs("example.com REJECT\n"
+	      ".sub.example.net HOLD held for review\n"
+	      "192.0.2 REJECT no network 192.0.2 here\n"
+	      "2001:db8:1 DISCARD\n"
+	      "user@ OK\n"
+	      "alice@example.org DUNNO\n"
+	      "bob@example.org 452 4.2.2 mailbox full\n"
+	      "carol@example.org PREPEND X-Access: matched\n"
+	      "dave@example.org WARN suspicious\n"
+	      "erin@example.org DEFER_IF_PERMIT try later\n"
+	      "frank@example.org FILTER smtp:[127.0.0.1]:10025\n"
+	      "grace@example.org DEFER 4.7.9 go slow\n"
+	      "<> REJECT no bounces\n"
+	      "eve@example.org OK\n",
+	      fp);
+	fclose(fp);
+	struct sift_config *cfg = sift_config_new();
+	char *err = NULL;
+	char *spec = sift_asprintf("access_client_map=texthash:%s", file);
+	CHECK(sift_config_set(cfg, spec, "t", &err) == 0);
+	free(spec);
+	spec = sift_asprintf("access_sender_map=texthash:%s", file);
+	CHECK(sift_config_set(cfg, spec, "t", &err) == 0);
+	free(spec);
+	spec = sift_asprintf("access_recipient_map=texthash:%s", file);
+	CHECK(sift_config_set(cfg, spec, "t", &err) == 0);
+	free(spec);
+	CHECK(sift_config_set(cfg, "access_recipient_delimiter=+", "t", &err) == 0);
+	conf_block = sift_calloc(1, p->conf_size);
+	CHECK(sift_params_parse(cfg, "access_", p->params, conf_block, &err) == 0);
+	CHECK(p->init(&fake, conf_block, &err) == 0);
+
+	/* client: name with parent domains, then address octets */
+	reset();
+	items[SIFT_I_CLIENT_NAME] = "mx.example.com";
+	items[SIFT_I_CLIENT_ADDR] = "198.51.100.1";
+	CHECK(p->connect(NULL) == SIFT_REJECT);
+	CHECK_STR(lookups, "mx.example.com .example.com example.com");
+	CHECK_STR(reply_code, "554");
+	CHECK_STR(reply_xcode, "5.7.1");
+	CHECK_STR(reply_text, "<198.51.100.1>: Client host rejected: Access denied");
+	reset();
+	items[SIFT_I_CLIENT_NAME] = "unknown";
+	items[SIFT_I_CLIENT_ADDR] = "192.0.2.77";
+	CHECK(p->connect(NULL) == SIFT_REJECT);
+	CHECK_STR(lookups, "192.0.2.77 192.0.2");
+	CHECK_STR(reply_text, "<192.0.2.77>: Client host rejected: no network 192.0.2 here");
+	reset();
+	items[SIFT_I_CLIENT_ADDR] = "2001:db8:1:2::5";
+	CHECK(p->connect(NULL) == SIFT_DISCARD);
+	CHECK_STR(lookups, "2001:db8:1:2::5 2001:db8:1:2: 2001:db8:1:2 2001:db8:1");
+	/* ".sub.example.net" matches subdomains only */
+	reset();
+	items[SIFT_I_CLIENT_NAME] = "sub.example.net";
+	CHECK(p->connect(NULL) == SIFT_DUNNO);
+	reset();
+	items[SIFT_I_CLIENT_NAME] = "a.sub.example.net";
+	CHECK(p->connect(NULL) == SIFT_HOLD);
+	CHECK_STR(hold_reason, "<>: held for review");
+
+	/* sender: address, without extension, domain, parents, user@ */
+	reset();
+	items[SIFT_I_SENDER] = "user+tag@nowhere.test";
+	CHECK(p->mail(NULL) == SIFT_ACCEPT);
+	CHECK_STR(lookups, "user+tag@nowhere.test user@nowhere.test nowhere.test .test test user+tag@ user@");
+	reset();
+	items[SIFT_I_SENDER] = "alice@example.org";
+	CHECK(p->mail(NULL) == SIFT_DUNNO);
+	reset();
+	items[SIFT_I_SENDER] = "";
+	CHECK(p->mail(NULL) == SIFT_REJECT);
+	CHECK_STR(lookups, "<>");
+	reset();
+	items[SIFT_I_RCPT] = "bob@example.org";
+	CHECK(p->rcpt(NULL) == SIFT_TEMPFAIL);
+	CHECK_STR(reply_code, "452");
+	CHECK_STR(reply_xcode, "4.2.2");
+	CHECK_STR(reply_text, "mailbox full");
+	reset();
+	items[SIFT_I_RCPT] = "grace@example.org";
+	CHECK(p->rcpt(NULL) == SIFT_TEMPFAIL);
+	CHECK_STR(reply_code, "450");
+	CHECK_STR(reply_xcode, "4.7.9");
+	CHECK_STR(reply_text, "<grace@example.org>: Recipient address rejected: go slow");
+	reset();
+	items[SIFT_I_SENDER] = "carol@example.org";
+	CHECK(p->mail(NULL) == SIFT_DUNNO);
+	CHECK_STR(hdr_name, "X-Access");
+	CHECK_STR(hdr_value, "matched");
+	reset();
+	items[SIFT_I_SENDER] = "dave@example.org";
+	CHECK(p->mail(NULL) == SIFT_DUNNO);
+	/* results filterd cannot honour are errors, never ignored */
+	reset();
+	items[SIFT_I_SENDER] = "erin@example.org";
+	CHECK(p->mail(NULL) == SIFT_ERROR);
+	reset();
+	items[SIFT_I_SENDER] = "frank@example.org";
+	CHECK(p->mail(NULL) == SIFT_ERROR);
+
+	/* policyd: pass-through actions, Postfix adds the reject prefix */
+	reset();
+	items[SIFT_I_PROTOCOL_STATE] = "RCPT";
+	items[SIFT_I_SENDER] = "erin@example.org";
+	CHECK(p->policy(NULL) == SIFT_DUNNO);
+	CHECK_STR(action, "DEFER_IF_PERMIT try later");
+	reset();
+	items[SIFT_I_PROTOCOL_STATE] = "RCPT";
+	items[SIFT_I_SENDER] = "carol@example.org";
+	CHECK(p->policy(NULL) == SIFT_DUNNO);
+	CHECK_STR(action, "PREPEND X-Access: matched");
+	reset();
+	items[SIFT_I_PROTOCOL_STATE] = "RCPT";
+	items[SIFT_I_SENDER] = "x@example.com";
+	CHECK(p->policy(NULL) == SIFT_REJECT);
+	CHECK(reply_code == NULL);
+	/* the recipient map is used at RCPT only; client before sender */
+	reset();
+	items[SIFT_I_PROTOCOL_STATE] = "MAIL";
+	items[SIFT_I_CLIENT_ADDR] = "203.0.113.9";
+	items[SIFT_I_SENDER] = "eve@example.org";
+	items[SIFT_I_RCPT] = "bob@example.org";
+	CHECK(p->policy(NULL) == SIFT_ACCEPT);
+	CHECK_STR(lookups, "203.0.113.9 203.0.113 203.0 203 eve@example.org");
+
+	reset();
+	p->release ? p->release(conf_block) : (void)0;
+	sift_params_free(p->params, conf_block);
+	free(conf_block);
+	sift_config_free(cfg);
+	char *cmd = sift_asprintf("rm -rf %s", dir);
+	CHECK(system(cmd) == 0);
+	free(cmd);
+	free(file);
+	free(path);
+	return t_done();
+}
