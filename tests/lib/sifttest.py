@@ -32,7 +32,6 @@ instance's MAIL_CONFIG) are killed if they linger.
 
 import email
 import email.policy
-import errno
 import json
 import os
 import pwd
@@ -43,7 +42,6 @@ import signal
 import smtplib
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -588,8 +586,9 @@ class Postfix:
             keep=None, sasl=None)
 
     - port / submission_port: picked with free_port() when None; the
-      submission service (submission=True) adds
-      `-o milter_macro_daemon_name=ORIGINATING -o syslog_name=postfix/submission`.
+      submission service (submission=True) adds `-o syslog_name=postfix/submission
+      -o milter_macro_daemon_name=ORIGINATING
+      -o smtpd_policy_service_policy_context=ORIGINATING` (conf/postfix/master.cf.snippet).
     - milters: list of Postfix-side endpoints for smtpd_milters
       ('inet:127.0.0.1:8891', 'unix:/path'); milter_default_action=tempfail,
       milter_protocol=6.
@@ -769,7 +768,9 @@ class Postfix:
         if self.submission:
             svc += ('127.0.0.1:%d      inet  n       -       n       -       -       smtpd\n'
                     '  -o syslog_name=postfix/submission\n'
-                    '  -o milter_macro_daemon_name=ORIGINATING\n' % self.submission_port)
+                    '  -o milter_macro_daemon_name=ORIGINATING\n'
+                    '  -o smtpd_policy_service_policy_context=ORIGINATING\n'
+                    % self.submission_port)
         return (
             '# private Sift test instance (written by tests/lib/sifttest.py)\n'
             '# service type  private unpriv  chroot  wakeup  maxproc command\n'

@@ -18,6 +18,7 @@ struct tp_conf {
 	const char *symbol;
 	const char *header;
 	int always_run;
+	const char *dns_txt;
 };
 
 static const struct sift_host *host;
@@ -30,6 +31,8 @@ static const struct sift_param params[] = {
     {"reply", SIFT_P_STRING, "", 0, 0, OFF(reply), NULL, "reply \"CODE XCODE text\""},
     {"symbol", SIFT_P_STRING, "", 0, 0, OFF(symbol), NULL, "symbol NAME:SCORE to add at eom/policy"},
     {"header", SIFT_P_STRING, "", 0, 0, OFF(header), NULL, "header NAME: VALUE to add at eom"},
+    {"dns_txt", SIFT_P_STRING, "", 0, 0, OFF(dns_txt), NULL,
+     "name whose TXT record is looked up at eom and added as X-Testplug-DNS"},
     SIFT_PARAM_END,
 };
 
@@ -48,6 +51,16 @@ static enum sift_verdict at(struct sift_ctx *ctx, int phase)
 			double score = 0;
 			if (sscanf(c->symbol, "%63[^:]:%lf", name, &score) >= 1)
 				host->symbol(ctx, name, score, NULL);
+		}
+		if (*c->dns_txt && phase == SIFT_PH_EOM) {
+			struct sift_dns_result *r = host->dns_query(c->dns_txt, 16, 0);
+			if (!r || r->status == SIFT_DNS_TEMPFAIL) {
+				free(r);
+				return SIFT_ERROR; /* no answer: tempfail, never a guess */
+			}
+			const char *txt = r->status == SIFT_DNS_OK && r->count ? (const char *)r->rr[0] : "none";
+			host->header_add(ctx, "X-Testplug-DNS", txt);
+			free(r);
 		}
 		if (*c->header && phase == SIFT_PH_EOM) {
 			const char *colon = strchr(c->header, ':');
