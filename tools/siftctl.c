@@ -334,10 +334,13 @@ static int cmd_test(int argc, char **argv)
 		for (const struct sift_symbol *s = r->symbols; s; s = s->next)
 			printf("symbol: %s(%.3f)%s%s\n", s->name, s->score, s->option ? " " : "",
 			       s->option ? s->option : "");
-		for (const struct sift_edit *e = r->edits; e; e = e->next)
-			printf("header %s%s%u: %s: %s\n", e->value ? ops[e->op] : "delete",
-			       e->op == SIFT_EDIT_ADD ? "" : " #", e->op == SIFT_EDIT_ADD ? 0 : e->idx, e->name,
-			       e->value ? e->value : "");
+		for (const struct sift_edit *e = r->edits; e; e = e->next) {
+			if (e->op == SIFT_EDIT_ADD)
+				printf("header add: %s: %s\n", e->name, e->value);
+			else
+				printf("header %s #%u: %s: %s\n", e->value ? ops[e->op] : "delete", e->idx, e->name,
+				       e->value ? e->value : "");
+		}
 	}
 	free(reply);
 	sift_ctx_msg_end(ctx, v != SIFT_DUNNO);
