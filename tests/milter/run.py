@@ -110,10 +110,12 @@ testplug_header = X-Testplug: seen
                re.search(r"NOQUEUE: filterd: action=reject, profile=inbound, by=access, from=<spam@bad.example>",
                          text) is not None)
         result("log: hold summary", "action=hold" in text)
-        # reload: a new map entry takes effect for new connections
-        with open(f"{tmp}/senders", "a") as f:
-            f.write("later@x.example REJECT\n")
-        os.kill(fd.pid, signal.SIGUSR1)
+        # reload: running connections keep their generation, new ones get
+        # the new map
+        r = subprocess.run(["miltertest", "-D", f"port={port}", "-D", f"dir={HERE}", "-D", f"pid={fd.pid}",
+                            "-D", f"mapfile={tmp}/senders", "-s", os.path.join(HERE, "reload_during.lua")],
+                           capture_output=True, text=True, timeout=60)
+        result("reload during a connection", r.returncode == 0, r.stdout + r.stderr)
         ok = wait_for(lambda: "configuration reloaded" in open(log).read(), 10)
         result("reload by SIGUSR1 logged", ok)
         ok, out = miltertest("reload_after.lua", port)

@@ -1,0 +1,23 @@
+-- A connection open across a reload keeps the configuration it started
+-- with (later@x.example passes), while a new one gets the new map (rejected).
+-- Globals from run.py: pid (filterd's), mapfile (the sender map).
+dofile(dir .. "/common.lua")
+local a = open()
+expect(a, SMFIR_CONTINUE, "connect a")
+assert(mt.helo(a, "client.example") == nil)
+expect(a, SMFIR_CONTINUE, "helo a")
+local f = io.open(mapfile, "a")
+f:write("later@x.example REJECT\n")
+f:close()
+os.execute("kill -USR1 " .. pid)
+mt.sleep(1)
+local b = open()
+expect(b, SMFIR_CONTINUE, "connect b")
+assert(envelope(b, "later@x.example") == SMFIR_REPLYCODE, "new connection: reloaded map not in force")
+mt.disconnect(b)
+assert(mt.mailfrom(a, "later@x.example") == nil)
+expect(a, SMFIR_CONTINUE, "old connection keeps its configuration")
+assert(mt.rcptto(a, "bob@example.com") == nil)
+expect(a, SMFIR_CONTINUE, "rcpt a")
+assert(message(a, std_headers, "Hi.\r\n") == SMFIR_CONTINUE)
+mt.disconnect(a)
