@@ -109,92 +109,15 @@ static char *errf(const char *fmt, ...)
 
 static int read_all(const char *path, char **data_r, size_t *len_r, char **err_r)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	if (sift_read_file(path, MAP_MAX_FILE, data_r, len_r) == 0)
+		return 0;
+	if (errno == EFBIG)
+		*err_r = errf("%s: file too large (limit %u bytes)", path, MAP_MAX_FILE);
+	else
 		*err_r = errf("cannot open %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		*err_r = errf("cannot open %s: %s", path, strerror(EISDIR));
-		close(fd);
-		return -1;
-	}
-	struct sift_buf b = {0};
-	char chunk[16384];
-	for (;;) {
-		ssize_t r = read(fd, chunk, sizeof(chunk));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			*err_r = errf("cannot read %s: %s", path, strerror(errno));
-			break;
-		}
-		if (r == 0) {
-			close(fd);
-			sift_buf_str(&b);
-			*data_r = b.data;
-			*len_r = b.len;
-			return 0;
-		}
-		if (b.len + (size_t)r > MAP_MAX_FILE) {
-			*err_r = errf("%s: file too large (limit %u bytes)", path, MAP_MAX_FILE);
-			break;
-		}
-		sift_buf_add(&b, chunk, (size_t)r);
-	}
-	close(fd);
-	sift_buf_free(&b);
 	return -1;
 }
 
-/* Postfix readllines(): 1 with the next logical line in *b (its first line
- * number in *first_r), 0 at the end, -1 with *why on a malformed line. */
-static int next_logical(const char **pp, const char *end, int *lineno, struct sift_buf *b,
-			int *first_r, const char **why)
-{
-	b->len = 0;
-	sift_buf_add(b, "", 0);
-	bool have = false;
-	while (*pp < end) {
-		const char *s = *pp, *nl = memchr(s, '\n', (size_t)(end - s));
-		size_t k = (size_t)((nl ? nl : end) - s);
-		if (k && s[k - 1] == '\r')
-			k--;
-		size_t i = 0;
-		while (i < k && isspace((unsigned char)s[i]))
-			i++;
-		bool blank = i == k, comment = !blank && s[i] == '#';
-		bool cont = k > 0 && isspace((unsigned char)s[0]);
-		if (have && !blank && !comment && !cont)
-			break;
-		*pp = nl ? nl + 1 : end;
-		(*lineno)++;
-		if (blank || comment)
-			continue;
-		if (memchr(s, 0, k)) {
-			*first_r = *lineno;
-			*why = "NUL character in line";
-			return -1;
-		}
-		if (!have) {
-			*first_r = *lineno;
-			if (cont) {
-				*why = "logical line must not start with white space";
-				return -1;
-			}
-			have = true;
-		}
-		if (b->len + k > MAP_MAX_LINE) {
-			*why = "line too long";
-			return -1;
-		}
-		sift_buf_add(b, s, k);
-	}
-	return have ? 1 : 0;
-}
 
 static void rtrim(char *s)
 {
@@ -263,7 +186,7 @@ static int open_texthash(struct sift_map *m, const char *path, char **err_r)
 	const char *p = data, *end = data + len, *why = NULL;
 	int lineno = 0, first = 0, r, rc = 0;
 	struct sift_buf line = {0};
-	while ((r = next_logical(&p, end, &lineno, &line, &first, &why)) != 0) {
+	while ((r = sift_next_logical_line(&p, end, &lineno, &line, &first, &why, MAP_MAX_LINE)) != 0) {
 		if (r < 0) {
 			*err_r = errf("%s:%d: %s", path, first, why);
 			rc = -1;
@@ -768,7 +691,7 @@ static int open_rules(struct sift_map *m, const char *path, char **err_r)
 	const char *s = data, *end = data + len, *why = NULL;
 	int first = 0, r, rc = 0, lineno = 0;
 	struct sift_buf line = {0};
-	while ((r = next_logical(&s, end, &lineno, &line, &first, &why)) != 0) {
+	while ((r = sift_next_logical_line(&s, end, &lineno, &line, &first, &why, MAP_MAX_LINE)) != 0) {
 		p.lineno = first;
 		if (r < 0) {
 			rc = rerr(&p, "%s", why);

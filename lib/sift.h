@@ -35,6 +35,10 @@ char *sift_trim(char *s);
 /* Monotonic clock in milliseconds. */
 long long sift_now_ms(void);
 
+/* Reads a whole file (at most max bytes, NUL-terminated, malloc'd); -1 with
+ * errno set (EFBIG when larger, EISDIR for a directory). */
+int sift_read_file(const char *path, size_t max, char **data_r, size_t *len_r);
+
 /* A growable byte buffer. */
 struct sift_buf {
 	char *data;
@@ -46,6 +50,13 @@ void sift_buf_printf(struct sift_buf *b, const char *fmt, ...) __attribute__((fo
 void sift_buf_free(struct sift_buf *b);
 /* NUL-terminates (not counted in len) and returns data. */
 const char *sift_buf_str(struct sift_buf *b);
+/* Postfix's logical lines (main.cf and lookup tables): from *pp to end,
+ * skipping blank and comment lines, joining lines that start with white
+ * space. Returns 1 with the line in *b (its first line number in *first_r;
+ * *lineno counts physical lines), 0 at the end, -1 with *why on a malformed
+ * line (NUL byte, leading white space, longer than max_line). */
+int sift_next_logical_line(const char **pp, const char *end, int *lineno, struct sift_buf *b, int *first_r,
+			   const char **why, size_t max_line);
 
 /* ---- log.c: Postfix maillog style logging (thread-safe) ------------------
  * Lines go to syslog (facility mail, ident = program name) or, with

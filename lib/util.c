@@ -5,6 +5,10 @@
  * thread-safe.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -131,3 +135,94 @@ const char *sift_buf_str(struct sift_buf *b)
 		sift_buf_add(b, "", 0);
 	return b->data;
 }
+
+int sift_read_file(const char *path, size_t max, char **data_r, size_t *len_r)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
+		int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	struct sift_buf b = {0};
+	char chunk[8192];
+	for (;;) {
+		ssize_t r = read(fd, chunk, sizeof(chunk));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+			close(fd);
+			sift_buf_free(&b);
+			errno = e;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		if (b.len + (size_t)r > max) {
+			close(fd);
+			sift_buf_free(&b);
+			errno = EFBIG;
+			return -1;
+		}
+		sift_buf_add(&b, chunk, (size_t)r);
+	}
+	close(fd);
+	sift_buf_str(&b);
+	*data_r = b.data;
+	*len_r = b.len;
+	return 0;
+}
+
+/* Postfix readllines(): returns 1 with the next logical line in *b (the
+ * number of its first physical line in *first_r), 0 at the end, -1 with
+ * *why set on a malformed line (*first_r = its line number). */
+int sift_next_logical_line(const char **pp, const char *end, int *lineno, struct sift_buf *b,
+			   int *first_r, const char **why, size_t max_line)
+{
+	b->len = 0;
+	sift_buf_add(b, "", 0);
+	bool have = false;
+	while (*pp < end) {
+		const char *s = *pp, *nl = memchr(s, '\n', (size_t)(end - s));
+		size_t n = (size_t)((nl ? nl : end) - s);
+		size_t k = n;
+		if (k && s[k - 1] == '\r')
+			k--;
+		size_t i = 0;
+		while (i < k && isspace((unsigned char)s[i]))
+			i++;
+		bool blank = i == k, comment = !blank && s[i] == '#';
+		bool cont = k > 0 && isspace((unsigned char)s[0]);
+		if (have && !blank && !comment && !cont)
+			break; /* the next logical line starts here */
+		*pp = nl ? nl + 1 : end;
+		(*lineno)++;
+		if (blank || comment)
+			continue;
+		if (memchr(s, 0, k)) {
+			*first_r = *lineno;
+			*why = "NUL character in line";
+			return -1;
+		}
+		if (!have) {
+			*first_r = *lineno;
+			if (cont) {
+				*why = "logical line must not start with white space";
+				return -1;
+			}
+			have = true;
+		}
+		if (b->len + k > max_line) {
+			*why = "line too long";
+			return -1;
+		}
+		sift_buf_add(b, s, k);
+	}
+	return have ? 1 : 0;
+}
+
