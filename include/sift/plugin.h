@@ -205,6 +205,80 @@ struct sift_dns_result {
 	const size_t *len;	  /* record lengths */
 };
 
+/* ---- The parsed message (host->mime) ------------------------------------
+ * A read-only view of the message's MIME structure, built by the host on the
+ * first host->mime() call of a message and cached until the end of the
+ * message (all pointers below live that long; never free them). Every
+ * string is NUL-terminated; lengths are given where data may hold NULs.
+ * The parse is bounded (depth, part count, header count, decoded sizes):
+ * when a bound is hit the parse stops early and SIFT_MIME_F_TRUNCATED is
+ * set. Malformed input never fails: it is parsed as well as possible and
+ * flagged. One message belongs to one connection: the view is not shared
+ * between threads. */
+#define SIFT_MIME_F_TRUNCATED 0x0001	    /* a size/part/depth bound was hit */
+#define SIFT_MIME_F_MISSING_BOUNDARY 0x0002 /* multipart without closing boundary */
+#define SIFT_MIME_F_BAD_BASE64 0x0004	    /* invalid base64 characters or length */
+#define SIFT_MIME_F_BAD_QP 0x0008	    /* invalid quoted-printable escapes */
+#define SIFT_MIME_F_8BIT_HEADER 0x0010	    /* raw 8-bit octets in a header */
+#define SIFT_MIME_F_BAD_CHARSET 0x0020	    /* unknown charset or invalid octets */
+#define SIFT_MIME_F_NO_BOUNDARY 0x0040	    /* multipart/ type without boundary= */
+#define SIFT_MIME_F_BAD_HEADER 0x0080	    /* malformed header line in a part */
+
+struct sift_mime_header {
+	const char *name;  /* as received */
+	const char *raw;   /* value as received (folds kept, no leading space) */
+	const char *value; /* unfolded, RFC 2047-decoded to UTF-8, trimmed */
+};
+
+#define SIFT_MIME_P_ATTACHMENT 0x01 /* Content-Disposition: attachment */
+#define SIFT_MIME_P_HTML 0x02	    /* text/html: text is the rendering */
+#define SIFT_MIME_P_MESSAGE 0x04    /* message/rfc822: its parts follow */
+
+struct sift_mime_part {
+	unsigned depth;	  /* 0 = the message itself */
+	long parent;	  /* index in parts[], -1 for the root */
+	unsigned flags;	  /* SIFT_MIME_P_* */
+	const struct sift_mime_header *headers; /* the part's own headers */
+	size_t header_count; /* (the root's are the message's) */
+	const char *type;     /* lower case, "text/plain" by default */
+	const char *charset;  /* lower case, "" when none */
+	const char *encoding; /* lower case Content-Transfer-Encoding, "7bit" */
+	const char *filename; /* decoded, "" when none */
+	const char *boundary; /* multipart: "" when none */
+	const unsigned char *raw; size_t raw_len;   /* body as received */
+	const unsigned char *data; size_t data_len; /* transfer-decoded */
+	/* text/ leaves only (else NULL): the content in UTF-8 with LF line
+	 * ends; for text/html the rendering (tags removed, entities decoded,
+	 * scripts/styles dropped, block tags as line breaks). */
+	const char *text; size_t text_len;
+	/* text/html leaves: statistics for HTML rules. */
+	unsigned html_tags, html_images, html_links, html_bad_tags;
+	unsigned long html_image_area; /* sum of width*height given in <img> */
+	const char *html_title;	       /* "" when none */
+};
+
+#define SIFT_URI_F_HTML 0x01 /* from an HTML attribute (href, src, ...) */
+#define SIFT_URI_F_TEXT 0x02 /* found in plain text */
+
+struct sift_mime_uri {
+	const char *uri;  /* as found (entities decoded, trimmed) */
+	const char *host; /* lower case host, "" when none (mailto: has the domain) */
+	unsigned flags;	  /* SIFT_URI_F_* */
+	long part;	  /* index of the part it was found in */
+};
+
+struct sift_mime {
+	const struct sift_mime_header *headers; /* the message's, in order */
+	size_t header_count;
+	const struct sift_mime_part *parts; /* preorder; parts[0] = the message */
+	size_t part_count;
+	const struct sift_mime_uri *uris; /* distinct, in order found */
+	size_t uri_count;
+	unsigned flags;		/* SIFT_MIME_F_* */
+	const unsigned char *body; size_t body_len; /* raw body (CRLF) as scanned */
+	int body_truncated;	/* body longer than the host's scan limit */
+};
+
 /* The host's services, passed to preinit() and init(). Functions are only
  * ever appended. */
 struct sift_host {
@@ -293,6 +367,20 @@ struct sift_host {
 	 * *id_r (malloc'd; pass NULL if not wanted) or -1: the caller then
 	 * answers TEMPFAIL, since a failed quarantine must never lose mail. */
 	int (*quarantine)(struct sift_ctx *ctx, const char *reason, char **id_r);
+
+	/* ---- appended later: check host->struct_size before use ----
+	 * The message parsed as MIME (filterd at EOM and siftctl test): built
+	 * on the first call of a message, cached by the host and freed at the
+	 * end of the message. NULL outside a message or before the body is
+	 * complete. The body is scanned up to 4 MiB (body_truncated set beyond). */
+	const struct sift_mime *(*mime)(struct sift_ctx *ctx);
+	/* Symbols added so far to this message by all plugins (in order), so
+	 * that a plugin can weigh other plugins' results. symbol_get returns 0
+	 * and fills the pointers (owned by the host, valid until the end of the
+	 * message; option may be NULL), -1 when i is out of range. */
+	size_t (*symbol_count)(struct sift_ctx *ctx);
+	int (*symbol_get)(struct sift_ctx *ctx, size_t i, const char **name_r, double *score_r,
+			  const char **option_r);
 };
 
 struct sift_plugin {

@@ -16,7 +16,9 @@ string, split into 255-byte character-strings, or a list of strings used
 as given), MX ("10 mx.example.com"), PTR, CNAME, NS, SOA and any other type
 dnspython can parse from zone-file text. Names in data are absolute. ttl
 defaults to 300. Markers: "TIMEOUT" (never answer any query for the name)
-and "SERVFAIL" (answer every query for it with SERVFAIL).
+and "SERVFAIL" (answer every query for it with SERVFAIL); a marker may
+carry "except": ["TXT", ...], query types it does not apply to (those are
+answered from the data as usual).
 
 Answers: AA set; CNAME chains inside our data are followed into the answer;
 NXDOMAIN when the name (or the end of its CNAME chain) does not exist,
@@ -75,6 +77,7 @@ class ZoneData:
         self.zones = {}     # dns.name.Name (zone) -> SOA rrset
         self.nodes = {}     # dns.name.Name -> {rdtype int: dns.rrset.RRset}
         self.markers = {}   # dns.name.Name -> "TIMEOUT" | "SERVFAIL"
+        self.marker_except = {}  # dns.name.Name -> set of rdtypes exempted
         self.names = set()  # every name that exists, with its ancestors in zone
         for zone, records in zones.items():
             origin = dns.name.from_text(zone)
@@ -108,6 +111,9 @@ class ZoneData:
             n = n.parent()
         if rtype in MARKERS:
             self.markers[name] = rtype
+            if rec.get("except"):
+                self.marker_except[name] = set(
+                    dns.rdatatype.from_text(str(t).upper()) for t in rec["except"])
             return
         rdtype = dns.rdatatype.from_text(rtype)
         data = rec.get("data", "")
@@ -316,6 +322,8 @@ class DNSServer:
         seen = set()
         while True:
             marker = data.markers.get(name)
+            if marker and qtype in data.marker_except.get(name, ()):
+                marker = None
             if marker == "TIMEOUT":
                 return None
             if marker == "SERVFAIL":
