@@ -303,6 +303,8 @@ void sift_gen_unref(struct sift_gen *g);
 /* The current generation, referenced (unref when done); NULL before the
  * first set. */
 struct sift_gen *sift_gen_current(void);
+/* Makes g current, taking over the caller's reference to it, and drops the
+ * reference to the previous one. */
 void sift_gen_set_current(struct sift_gen *g);
 const struct sift_common_conf *sift_gen_common(const struct sift_gen *g);
 const struct sift_config *sift_gen_config(const struct sift_gen *g);

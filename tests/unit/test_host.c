@@ -129,7 +129,9 @@ int main(void)
 	sift_ctx_set(ctx, SIFT_I_SASL_USERNAME, NULL);
 	sift_ctx_set(ctx, SIFT_I_DAEMON_NAME, "ORIGINATING");
 	CHECK(sift_ctx_choose_profile(ctx) == SIFT_ORIGINATING);
-	/* Generations: the context keeps its own after a swap. */
+	/* Generations: the context keeps its own after a swap (set_current
+	 * takes over a reference). */
+	sift_gen_ref(g);
 	sift_gen_set_current(g);
 	struct sift_gen *g2 = gen("inbound_plugins =\n");
 	CHECK(g2 != NULL);
