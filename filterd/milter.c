@@ -38,8 +38,18 @@ static const struct filterd_conf *fconf;
 struct conn {
 	struct sift_gen *gen;
 	struct sift_ctx *ctx;
-	bool nr_hdr; /* header callbacks negotiated as no-reply */
+	unsigned long nr; /* SMFIP_NR_* steps negotiated: no reply is expected */
 };
+
+/* The reply of a callback whose stage was negotiated as no-reply: the
+ * verdict of such a stage is always DUNNO (no plugin implements it). */
+static sfsistat reply_or_none(SMFICTX *m, unsigned long nr_flag, sfsistat st)
+{
+	struct conn *c = smfi_getpriv(m);
+	if (c && (c->nr & nr_flag))
+		return SMFIS_NOREPLY;
+	return st;
+}
 
 static struct conn *getconn(SMFICTX *m)
 {
@@ -176,13 +186,25 @@ static sfsistat cb_negotiate(SMFICTX *m, unsigned long f0, unsigned long f1, uns
 		steps |= SMFIP_NODATA;
 	if (!need_hdrs && !need_body)
 		steps |= SMFIP_NOHDRS | SMFIP_NOEOH;
-	else if (!(phases & (1u << SIFT_PH_HEADER)) && (f1 & SMFIP_NR_HDR)) {
-		steps |= SMFIP_NR_HDR;
-		c->nr_hdr = true;
-	}
 	if (!need_body)
 		steps |= SMFIP_NOBODY;
+	/* Stages no plugin has a hook for need no reply: the MTA does not wait
+	 * for us there (we still record what they carry: HELO name, sender,
+	 * recipients). Each saves a round trip per message. */
+	static const struct {
+		enum sift_phase ph;
+		unsigned long nr;
+	} nrmap[] = {{SIFT_PH_CONNECT, SMFIP_NR_CONN}, {SIFT_PH_HELO, SMFIP_NR_HELO},
+		     {SIFT_PH_MAIL, SMFIP_NR_MAIL},	{SIFT_PH_RCPT, SMFIP_NR_RCPT},
+		     {SIFT_PH_DATA, SMFIP_NR_DATA},	{SIFT_PH_HEADER, SMFIP_NR_HDR},
+		     {SIFT_PH_EOH, SMFIP_NR_EOH},	{SIFT_PH_BODY, SMFIP_NR_BODY}};
+	for (size_t i = 0; i < sizeof(nrmap) / sizeof(nrmap[0]); i++)
+		if (!(phases & (1u << nrmap[i].ph)) && (f1 & nrmap[i].nr))
+			steps |= nrmap[i].nr;
+	steps |= SMFIP_NR_UNKN & f1;
 	*pf1 = steps & f1;
+	c->nr = *pf1 & (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_DATA |
+			SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
 	*pf2 = *pf3 = 0;
 	return SMFIS_CONTINUE;
 }
@@ -231,7 +253,7 @@ static sfsistat cb_connect(SMFICTX *m, char *hostname, _SOCK_ADDR *sa)
 		return SMFIS_REJECT;
 	if (r == SIFT_TEMPFAIL)
 		return SMFIS_TEMPFAIL;
-	return SMFIS_CONTINUE;
+	return reply_or_none(m, SMFIP_NR_CONN, SMFIS_CONTINUE);
 }
 
 static sfsistat cb_helo(SMFICTX *m, char *helo)
@@ -244,7 +266,7 @@ static sfsistat cb_helo(SMFICTX *m, char *helo)
 	enum sift_verdict r = sift_run(ctx, SIFT_PH_HELO);
 	if (r == SIFT_DISCARD)
 		r = SIFT_DUNNO;
-	return to_smfis(m, ctx, r, false);
+	return reply_or_none(m, SMFIP_NR_HELO, to_smfis(m, ctx, r, false));
 }
 
 static char *strip_brackets(const char *a)
@@ -272,7 +294,7 @@ static sfsistat cb_envfrom(SMFICTX *m, char **argv)
 	v = smfi_getsymval(m, "{auth_author}");
 	sift_ctx_set(ctx, SIFT_I_SASL_SENDER, v && *v ? v : NULL);
 	sift_ctx_choose_profile(ctx);
-	return to_smfis(m, ctx, sift_run(ctx, SIFT_PH_MAIL), true);
+	return reply_or_none(m, SMFIP_NR_MAIL, to_smfis(m, ctx, sift_run(ctx, SIFT_PH_MAIL), true));
 }
 
 static sfsistat cb_envrcpt(SMFICTX *m, char **argv)
@@ -287,7 +309,7 @@ static sfsistat cb_envrcpt(SMFICTX *m, char **argv)
 	if (v == SIFT_DUNNO)
 		sift_ctx_add_rcpt(ctx, r);
 	free(r);
-	return to_smfis(m, ctx, v, v == SIFT_DISCARD);
+	return reply_or_none(m, SMFIP_NR_RCPT, to_smfis(m, ctx, v, v == SIFT_DISCARD));
 }
 
 static sfsistat cb_data(SMFICTX *m)
@@ -297,13 +319,13 @@ static sfsistat cb_data(SMFICTX *m)
 		return SMFIS_TEMPFAIL;
 	set_deadline(ctx, false);
 	update_qid(m, ctx);
-	return to_smfis(m, ctx, sift_run(ctx, SIFT_PH_DATA), true);
+	return reply_or_none(m, SMFIP_NR_DATA, to_smfis(m, ctx, sift_run(ctx, SIFT_PH_DATA), true));
 }
 
 static sfsistat cb_header(SMFICTX *m, char *name, char *value)
 {
 	struct conn *c = smfi_getpriv(m);
-	bool nr_hdr = c && c->nr_hdr;
+	bool nr_hdr = c && (c->nr & SMFIP_NR_HDR);
 	struct sift_ctx *ctx = c ? c->ctx : NULL;
 	if (!ctx)
 		return nr_hdr ? SMFIS_NOREPLY : SMFIS_TEMPFAIL;
@@ -329,7 +351,7 @@ static sfsistat cb_eoh(SMFICTX *m)
 		return SMFIS_TEMPFAIL;
 	set_deadline(ctx, true);
 	update_qid(m, ctx);
-	return to_smfis(m, ctx, sift_run(ctx, SIFT_PH_EOH), true);
+	return reply_or_none(m, SMFIP_NR_EOH, to_smfis(m, ctx, sift_run(ctx, SIFT_PH_EOH), true));
 }
 
 static sfsistat cb_body(SMFICTX *m, unsigned char *buf, size_t len)
@@ -338,7 +360,7 @@ static sfsistat cb_body(SMFICTX *m, unsigned char *buf, size_t len)
 	if (!ctx)
 		return SMFIS_TEMPFAIL;
 	set_deadline(ctx, true);
-	return to_smfis(m, ctx, sift_run_body(ctx, buf, len), true);
+	return reply_or_none(m, SMFIP_NR_BODY, to_smfis(m, ctx, sift_run_body(ctx, buf, len), true));
 }
 
 static int apply_edits(SMFICTX *m, struct sift_ctx *ctx)
