@@ -1,0 +1,96 @@
+/*
+ * clamav-int.h - internal interfaces of the clamav plugin (not installed).
+ *
+ * clamav.c   the plugin: parameters, end-of-message scan, actions, headers.
+ * engine.c   library mode: one libclamav engine per process shared by all
+ *            threads and configuration generations, loaded and reloaded by
+ *            a watcher thread.
+ * clamd.c    clamd mode: zINSTREAM client with failover and a bounded
+ *            number of concurrent streams; socket helpers with deadlines.
+ * notify.c   notification mails to the administrator over SMTP, from a
+ *            bounded queue drained by one sender thread.
+ */
+#ifndef SIFT_CLAMAV_H
+#define SIFT_CLAMAV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "sift/plugin.h"
+
+extern const struct sift_host *clamav_host;
+
+/* Outcome of one scan. */
+enum scan_result {
+	SCAN_CLEAN = 0,
+	SCAN_VIRUS,   /* name = the signature */
+	SCAN_LIMIT,   /* over a limit or encrypted: name = what (heuristic name or text) */
+	SCAN_FAILED,  /* scanner unavailable, timeout, error: name = why */
+};
+
+/* Heuristic alerts asked of the engine (engine_scan's heuristic). */
+#define CL_HEUR_ENCRYPTED 0x1 /* encrypted archives and documents */
+#define CL_HEUR_EXCEEDS 0x2   /* content over the engine's limits */
+
+/* ---- engine.c ----------------------------------------------------------- */
+struct engine_settings {
+	const char *dbdir, *tmpdir;
+	long long check_interval_ms;
+	long long max_scansize, max_filesize, max_recursion, max_files, max_scantime;
+	bool official_only, pua;
+};
+struct engine_mgr;
+/* Returns the process's manager for these settings (shared when they are
+ * the same as a running one), starting its watcher thread; NULL + *err_r. */
+struct engine_mgr *engine_mgr_get(const struct engine_settings *s, char **err_r);
+void engine_mgr_put(struct engine_mgr *m);
+/* Scans buf with the current engine; waits up to wait_ms for the first
+ * engine. heuristic: CL_HEUR_* bits. name_r: static text or
+ * written into namebuf. */
+enum scan_result engine_scan(struct engine_mgr *m, const char *buf, size_t len, unsigned heuristic,
+			     long wait_ms, char *namebuf, size_t namelen);
+/* "1.4.6" (the library's version). */
+const char *engine_version(void);
+
+/* ---- clamd.c ------------------------------------------------------------ */
+struct endpoint {
+	int family;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	char *text;
+};
+/* "unix:/path", "/path", "inet:host:port", "host:port"; default_port used
+ * when no port is given. Resolves names now (init time only). */
+int endpoint_parse(const char *spec, int default_port, struct endpoint *ep, char **err_r);
+void endpoint_free(struct endpoint *ep);
+/* Connects with a deadline (sift_now-style ms, from clock_ms()); returns a
+ * non-blocking socket or -1 with errno set. */
+int sock_connect(const struct endpoint *ep, long long deadline);
+int sock_send_all(int fd, const void *p, size_t n, long long deadline);
+/* Reads until `stop` byte is seen (included) or EOF or n-1 bytes; returns the
+ * length (NUL-terminated), -1 on error/timeout. */
+long sock_recv_until(int fd, char *buf, size_t n, char stop, long long deadline);
+long long clock_ms(void);
+
+struct clamd_client;
+struct clamd_client *clamd_new(const char *const *servers, long long connect_timeout_ms,
+			       long long scan_timeout_ms, long long max_streams, long long stream_wait_ms,
+			       char **err_r);
+void clamd_free(struct clamd_client *c);
+enum scan_result clamd_scan(struct clamd_client *c, const char *buf, size_t len, long long deadline,
+			    char *namebuf, size_t namelen);
+/* clamd's version ("1.4.6") once known, else NULL. */
+const char *clamd_version(struct clamd_client *c);
+
+/* ---- notify.c ----------------------------------------------------------- */
+struct notifier;
+struct notifier *notifier_new(const char *relay, const char *sender, const char *rcpt,
+			      long long timeout_ms, long long queue_max, char **err_r);
+void notifier_free(struct notifier *n);
+/* Queues a message (headers + body text, LF or CRLF). Never blocks; false
+ * when the queue is full. helo is copied. */
+bool notifier_send(struct notifier *n, const char *helo, const char *text);
+
+#endif

@@ -1,0 +1,446 @@
+/*
+ * clamd.c - clamd mode: the message is streamed to an external clamd with
+ * zINSTREAM (4-byte big-endian chunk lengths, a zero chunk ends the stream;
+ * the reply is "stream: OK", "stream: <name> FOUND" or "<text> ERROR",
+ * NUL-terminated).
+ *
+ * Servers are tried in order starting at a rotating index (load spread);
+ * a server that cannot be connected to, or fails before answering, is
+ * skipped and the next one tried while time is left (failover). Every
+ * socket operation has a deadline (connect timeout, scan timeout, and the
+ * MTA's time left, whichever is first). The number of concurrent streams is
+ * bounded by a counting semaphore whose wait is also bounded: a scan that
+ * cannot get a slot in time fails (the plugin's fail action).
+ *
+ * The socket helpers here are shared with notify.c. Sockets are
+ * non-blocking, sends use MSG_NOSIGNAL (no SIGPIPE). Thread-safe: the client
+ * is read-only after creation except for the semaphore, the rotation index
+ * and the cached version, which are locked.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clamav-int.h"
+
+#define CHUNK (256 * 1024)
+
+long long clock_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *dup_printf(const char *fmt, const char *a, const char *b)
+{
+	size_t n = strlen(fmt) + strlen(a) + (b ? strlen(b) : 0) + 1;
+	char *s = malloc(n);
+	if (s)
+		snprintf(s, n, fmt, a, b ? b : "");
+	return s;
+}
+
+int endpoint_parse(const char *spec, int default_port, struct endpoint *ep, char **err_r)
+{
+	memset(ep, 0, sizeof(*ep));
+	const char *s = spec;
+	bool is_unix = false;
+	if (strncmp(s, "unix:", 5) == 0) {
+		s += 5;
+		is_unix = true;
+	} else if (s[0] == '/')
+		is_unix = true;
+	else if (strncmp(s, "inet:", 5) == 0)
+		s += 5;
+	if (is_unix) {
+		struct sockaddr_un *un = (struct sockaddr_un *)&ep->sa;
+		if (!*s || strlen(s) >= sizeof(un->sun_path)) {
+			*err_r = dup_printf("bad unix socket path \"%s\"", spec, NULL);
+			return -1;
+		}
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, s);
+		ep->family = AF_UNIX;
+		ep->salen = sizeof(*un);
+		ep->text = strdup(spec);
+		return 0;
+	}
+	char host[256], port[16];
+	const char *colon;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || (size_t)(close - s - 1) >= sizeof(host)) {
+			*err_r = dup_printf("bad address \"%s\"", spec, NULL);
+			return -1;
+		}
+		memcpy(host, s + 1, (size_t)(close - s - 1));
+		host[close - s - 1] = 0;
+		colon = close[1] == ':' ? close + 1 : NULL;
+	} else {
+		colon = strrchr(s, ':');
+		size_t hl = colon ? (size_t)(colon - s) : strlen(s);
+		if (hl == 0 || hl >= sizeof(host)) {
+			*err_r = dup_printf("bad address \"%s\"", spec, NULL);
+			return -1;
+		}
+		memcpy(host, s, hl);
+		host[hl] = 0;
+	}
+	if (colon)
+		snprintf(port, sizeof(port), "%s", colon + 1);
+	else
+		snprintf(port, sizeof(port), "%d", default_port);
+	struct addrinfo hints, *res = NULL;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0 || !res) {
+		*err_r = dup_printf("cannot resolve \"%s\": %s", spec, gai_strerror(rc));
+		return -1;
+	}
+	memcpy(&ep->sa, res->ai_addr, res->ai_addrlen);
+	ep->salen = res->ai_addrlen;
+	ep->family = res->ai_family;
+	freeaddrinfo(res);
+	ep->text = strdup(spec);
+	return 0;
+}
+
+void endpoint_free(struct endpoint *ep)
+{
+	free(ep->text);
+	ep->text = NULL;
+}
+
+static int wait_fd(int fd, short events, long long deadline)
+{
+	for (;;) {
+		long long left = deadline - clock_ms();
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		struct pollfd p = {.fd = fd, .events = events};
+		int rc = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+		if (rc > 0)
+			return 0;
+		if (rc < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+int sock_connect(const struct endpoint *ep, long long deadline)
+{
+	int fd = socket(ep->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (const struct sockaddr *)&ep->sa, ep->salen) == 0)
+		return fd;
+	if (errno != EINPROGRESS && errno != EAGAIN) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	if (wait_fd(fd, POLLOUT, deadline) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
+		close(fd);
+		errno = soerr ? soerr : EIO;
+		return -1;
+	}
+	return fd;
+}
+
+int sock_send_all(int fd, const void *p, size_t n, long long deadline)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+		if (w > 0) {
+			c += w;
+			n -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (wait_fd(fd, POLLOUT, deadline) < 0)
+				return -1;
+			continue;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+long sock_recv_until(int fd, char *buf, size_t n, char stop, long long deadline)
+{
+	size_t len = 0;
+	while (len + 1 < n) {
+		ssize_t r = recv(fd, buf + len, n - 1 - len, 0);
+		if (r > 0) {
+			bool done = memchr(buf + len, stop, (size_t)r) != NULL;
+			len += (size_t)r;
+			if (done)
+				break;
+			continue;
+		}
+		if (r == 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			if (wait_fd(fd, POLLIN, deadline) < 0)
+				return -1;
+			continue;
+		}
+		return -1;
+	}
+	buf[len] = 0;
+	return (long)len;
+}
+
+/* ---- the client ------------------------------------------------------------- */
+
+struct clamd_client {
+	struct endpoint *eps;
+	size_t n;
+	long long connect_timeout, scan_timeout, stream_wait;
+	long long max_streams;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	long long active; /* streams in progress */
+	size_t next;	  /* rotation */
+	char version[64];
+	long long version_tried;
+};
+
+struct clamd_client *clamd_new(const char *const *servers, long long connect_timeout_ms,
+			       long long scan_timeout_ms, long long max_streams, long long stream_wait_ms,
+			       char **err_r)
+{
+	struct clamd_client *c = calloc(1, sizeof(*c));
+	if (!c) {
+		*err_r = strdup("out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; servers && servers[i]; i++)
+		c->n++;
+	if (!c->n) {
+		free(c);
+		*err_r = strdup("clamav_clamd_servers is empty");
+		return NULL;
+	}
+	c->eps = calloc(c->n, sizeof(*c->eps));
+	for (size_t i = 0; c->eps && i < c->n; i++)
+		if (endpoint_parse(servers[i], 3310, &c->eps[i], err_r) < 0) {
+			for (size_t j = 0; j < i; j++)
+				endpoint_free(&c->eps[j]);
+			free(c->eps);
+			free(c);
+			return NULL;
+		}
+	c->connect_timeout = connect_timeout_ms;
+	c->scan_timeout = scan_timeout_ms;
+	c->stream_wait = stream_wait_ms;
+	c->max_streams = max_streams;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	return c;
+}
+
+void clamd_free(struct clamd_client *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++)
+		endpoint_free(&c->eps[i]);
+	free(c->eps);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+const char *clamd_version(struct clamd_client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	const char *v = c->version[0] ? c->version : NULL;
+	pthread_mutex_unlock(&c->lock);
+	return v; /* written once, never changed afterwards */
+}
+
+static bool slot_take(struct clamd_client *c, long long deadline)
+{
+	pthread_mutex_lock(&c->lock);
+	while (c->active >= c->max_streams) {
+		long long left = deadline - clock_ms();
+		if (left <= 0) {
+			pthread_mutex_unlock(&c->lock);
+			return false;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+	}
+	c->active++;
+	pthread_mutex_unlock(&c->lock);
+	return true;
+}
+
+static void slot_give(struct clamd_client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->active--;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Asks one server for its version ("ClamAV 1.4.6/27000/..."), once a minute
+ * at most until it is known. */
+static void fetch_version(struct clamd_client *c, const struct endpoint *ep, long long deadline)
+{
+	pthread_mutex_lock(&c->lock);
+	bool want = !c->version[0] && clock_ms() - c->version_tried > 60000;
+	if (want)
+		c->version_tried = clock_ms();
+	pthread_mutex_unlock(&c->lock);
+	if (!want)
+		return;
+	long long dl = clock_ms() + 2000;
+	if (dl > deadline)
+		dl = deadline;
+	int fd = sock_connect(ep, dl);
+	if (fd < 0)
+		return;
+	char reply[256];
+	if (sock_send_all(fd, "zVERSION", 9, dl) == 0 && sock_recv_until(fd, reply, sizeof(reply), 0, dl) > 0 &&
+	    strncmp(reply, "ClamAV ", 7) == 0) {
+		size_t k = strcspn(reply + 7, "/");
+		pthread_mutex_lock(&c->lock);
+		if (!c->version[0])
+			snprintf(c->version, sizeof(c->version), "%.*s", (int)(k < 60 ? k : 60), reply + 7);
+		pthread_mutex_unlock(&c->lock);
+	}
+	close(fd);
+}
+
+/* One attempt on one server. Returns 1 with a result, 0 to try the next
+ * server (why in namebuf). */
+static int scan_one(struct clamd_client *c, const struct endpoint *ep, const char *buf, size_t len,
+		    long long deadline, enum scan_result *res, char *namebuf, size_t namelen)
+{
+	long long cdl = clock_ms() + c->connect_timeout;
+	int fd = sock_connect(ep, cdl < deadline ? cdl : deadline);
+	if (fd < 0) {
+		snprintf(namebuf, namelen, "clamd %s: connect: %s", ep->text, strerror(errno));
+		return 0;
+	}
+	char reply[1024];
+	bool sent = sock_send_all(fd, "zINSTREAM", 10, deadline) == 0;
+	for (size_t off = 0; sent && off < len;) {
+		size_t n = len - off < CHUNK ? len - off : CHUNK;
+		uint32_t be = htonl((uint32_t)n);
+		sent = sock_send_all(fd, &be, 4, deadline) == 0 && sock_send_all(fd, buf + off, n, deadline) == 0;
+		off += n;
+	}
+	if (sent) {
+		uint32_t zero = 0;
+		sent = sock_send_all(fd, &zero, 4, deadline) == 0;
+	}
+	int send_errno = errno;
+	/* Even after a failed send, clamd may have answered (size limit). */
+	long r = sock_recv_until(fd, reply, sizeof(reply), 0, sent ? deadline : clock_ms() + 1000);
+	close(fd);
+	if (r <= 0) {
+		snprintf(namebuf, namelen, "clamd %s: %s", ep->text,
+			 !sent ? strerror(send_errno) : r == 0 ? "connection closed without a reply" : strerror(errno));
+		return 0;
+	}
+	reply[strcspn(reply, "\n")] = 0;
+	size_t rl = strlen(reply);
+	const char *p = reply;
+	if (strncmp(p, "stream: ", 8) == 0)
+		p += 8;
+	if (strcmp(p, "OK") == 0) {
+		*res = SCAN_CLEAN;
+		namebuf[0] = 0;
+	} else if (rl > 6 && strcmp(reply + rl - 6, " FOUND") == 0) {
+		size_t nl = (size_t)(reply + rl - 6 - p);
+		/* ExtendedDetectionInfo adds "(hash:size)" */
+		const char *paren = memchr(p, '(', nl);
+		if (paren && paren > p)
+			nl = (size_t)(paren - p);
+		while (nl && p[nl - 1] == ' ')
+			nl--;
+		snprintf(namebuf, namelen, "%.*s", (int)nl, p);
+		*res = (strncmp(namebuf, "Heuristics.Encrypted", 20) == 0 ||
+			strncmp(namebuf, "Heuristics.Limits.Exceeded", 26) == 0)
+			   ? SCAN_LIMIT
+			   : SCAN_VIRUS;
+	} else if (strstr(reply, "size limit exceeded")) {
+		snprintf(namebuf, namelen, "clamd: %s", reply);
+		*res = SCAN_LIMIT;
+	} else {
+		snprintf(namebuf, namelen, "clamd %s: %s", ep->text, reply);
+		return 0;
+	}
+	fetch_version(c, ep, deadline);
+	return 1;
+}
+
+enum scan_result clamd_scan(struct clamd_client *c, const char *buf, size_t len, long long deadline,
+			    char *namebuf, size_t namelen)
+{
+	long long sdl = clock_ms() + c->scan_timeout;
+	if (sdl < deadline)
+		deadline = sdl;
+	long long wdl = clock_ms() + c->stream_wait;
+	if (!slot_take(c, wdl < deadline ? wdl : deadline)) {
+		snprintf(namebuf, namelen, "too many concurrent clamd streams (clamav_clamd_max_streams)");
+		return SCAN_FAILED;
+	}
+	pthread_mutex_lock(&c->lock);
+	size_t start = c->next++ % c->n;
+	pthread_mutex_unlock(&c->lock);
+	enum scan_result res = SCAN_FAILED;
+	snprintf(namebuf, namelen, "no clamd server");
+	for (size_t k = 0; k < c->n && clock_ms() < deadline; k++) {
+		const struct endpoint *ep = &c->eps[(start + k) % c->n];
+		if (scan_one(c, ep, buf, len, deadline, &res, namebuf, namelen))
+			break;
+		clamav_host->log(NULL, LOG_WARNING, "clamav: %s%s", namebuf,
+				 k + 1 < c->n ? ", trying the next server" : "");
+		res = SCAN_FAILED;
+	}
+	slot_give(c);
+	return res;
+}

@@ -1,0 +1,259 @@
+#!/usr/bin/python3
+"""clamav plugin: scanning verdicts through `siftctl test` (filterd's chain
+without an MTA), in library mode and against a real clamd (unix socket and
+TCP), with the test's own small database (tests/cvlib.py).
+
+Cases: EICAR as plain body, base64 attachment, quoted-printable with a soft
+break inside the string, in a zip, in a zip in a zip, in a tar.gz, in a
+forwarded message/rfc822; clamav-testfiles samples; clean controls; the
+virus actions (reject, discard, quarantine + siftctl quarantine list/show/
+delete/purge); over-size (pass with a note / tempfail / reject); database
+missing; clamd down, failover to a second server, clamd killed and
+restarted; fail_action = accept. Exit status 0 only if every check passed.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cvlib  # noqa: E402
+import sifttest  # noqa: E402
+
+passed = failed = 0
+
+
+def check(cond, what, detail=''):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print('FAIL: %s %s' % (what, detail[-2000:] if detail else ''), file=sys.stderr)
+
+
+class Ctl:
+    def __init__(self, root, conf):
+        self.root = root
+        self.conf = conf
+        self.siftctl = os.path.join(sifttest.builddir(), 'tools', 'siftctl')
+
+    def run(self, *args, opts=()):
+        argv = [self.siftctl, '-d', '-c', self.conf]
+        for o in opts:
+            argv += ['-o', o]
+        argv += list(args)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+    def test(self, data, opts=(), rcpts=('user@sift.test',), sender='sender@example.test'):
+        path = os.path.join(self.root, 'msg.eml')
+        with open(path, 'wb') as f:
+            f.write(data)
+        args = ['test', '--from', sender]
+        for r in rcpts:
+            args += ['--to', r]
+        r = self.run(*(args + [path]), opts=opts)
+        out = {'raw': r.stdout + r.stderr, 'rc': r.returncode}
+        for line in r.stdout.splitlines():
+            k, _, v = line.partition(': ')
+            out.setdefault(k, v)
+            if k.startswith('header add'):
+                out.setdefault('headers', []).append(v)
+        return out
+
+
+def scan_cases(ctl, mode_opts, label):
+    for case, (data, name) in cvlib.infected_messages().items():
+        r = ctl.test(data, mode_opts)
+        check(r.get('action') == 'reject', '%s: %s infected is rejected' % (label, case), r['raw'])
+        want = name or 'Sift.Test.'
+        check(r.get('reply', '').startswith('554 5.7.1') and want in r.get('reply', ''),
+              '%s: %s reply names the virus' % (label, case), r['raw'])
+        check('CLAMAV_VIRUS' in r.get('symbol', ''), '%s: %s symbol' % (label, case), r['raw'])
+        check(re.search(r'clamav: Blocked INFECTED \(%s[^)]*\) from=<sender@example.test> '
+                        r'to=<user@sift.test>' % re.escape(want), r['raw']) is not None,
+              '%s: %s log line' % (label, case), r['raw'])
+    for case, data in cvlib.clean_messages().items():
+        r = ctl.test(data, mode_opts)
+        check(r.get('action') == 'accept', '%s: clean %s accepted' % (label, case), r['raw'])
+        check(any(re.match(r'X-Virus-Scanned: ClamAV \d+\.\d+\.\d+ at \S+$', h)
+                  for h in r.get('headers', [])), '%s: clean %s has X-Virus-Scanned' % (label, case),
+              r['raw'])
+
+
+def main():
+    root = tempfile.mkdtemp(prefix='sift-clamav-')
+    os.chmod(root, 0o755)
+    dbdir = os.path.join(root, 'db')
+    cvlib.make_db(dbdir)
+    qdir = os.path.join(root, 'quarantine')
+    os.makedirs(qdir)
+    conf = os.path.join(root, 'filterd.conf')
+    with open(conf, 'w') as f:
+        f.write('\n'.join([
+            'plugin_directory = %s' % os.path.join(sifttest.builddir(), 'plugins'),
+            'inbound_plugins = clamav',
+            'originating_plugins = clamav',
+            'quarantine_directory = %s' % qdir,
+            'myhostname = mx.sift.test',
+            'clamav_database_directory = %s' % dbdir,
+            'clamav_ready_wait = 30s',
+            'clamav_tmpdir = %s' % root,
+            '']))
+    ctl = Ctl(root, conf)
+    clamd = None
+    eicar = cvlib.infected_messages()['base64'][0]
+    clean = cvlib.clean_messages()['text']
+    try:
+        # ---- library mode ------------------------------------------------
+        scan_cases(ctl, (), 'library')
+        r = ctl.test(clean, ('clamav_header_value=scanned by %v on %h',))
+        check(any(re.match(r'X-Virus-Scanned: scanned by \d+\.\d+\.\d+ on mx\.sift\.test$', h)
+                  for h in r.get('headers', [])), 'header_value template', r['raw'])
+        r = ctl.test(clean, ('clamav_header_name=',))
+        check(r.get('action') == 'accept' and not r.get('headers'), 'header_name empty: no header',
+              r['raw'])
+
+        # Actions.
+        r = ctl.test(eicar, ('clamav_inbound_action=discard',))
+        check(r.get('action') == 'discard', 'discard action', r['raw'])
+        r = ctl.test(eicar, ('clamav_originating_action=discard',))
+        check(r.get('action') == 'reject', 'originating action does not touch inbound', r['raw'])
+        r = ctl.test(eicar, ('clamav_inbound_action=quarantine',),
+                     rcpts=('a@sift.test', 'b@sift.test'))
+        check(r.get('action') == 'discard', 'quarantine action discards', r['raw'])
+        check('quarantined as ' in r['raw'], 'quarantine logged', r['raw'])
+        lst = ctl.run('quarantine', 'list').stdout.splitlines()
+        check(len(lst) == 1, 'one quarantined message', repr(lst))
+        qid = lst[0].split()[0] if lst else 'none'
+        check(lst and '<sender@example.test> <a@sift.test>,<b@sift.test> clamav virus %s' %
+              cvlib.EICAR_NAME in lst[0], 'list line has envelope and reason', repr(lst))
+        files = os.listdir(qdir)
+        check(files == [qid + '.msg'], 'one file per message, no temp left', repr(files))
+        show = ctl.run('quarantine', 'show', qid).stdout
+        check('Queue-Id: SIFTCTL' in show and 'Recipient: <b@sift.test>' in show and
+              'Reason: virus ' + cvlib.EICAR_NAME in show, 'show metadata', show)
+        raw = subprocess.run([ctl.siftctl, '-c', conf, 'quarantine', 'show', '--raw', qid],
+                             capture_output=True).stdout
+        check(raw.replace(b'\r\n', b'\n') == eicar.replace(b'\r\n', b'\n'),
+              'show --raw is the message as received', raw[:300].decode('latin1'))
+        check(ctl.run('quarantine', 'list', '--reason', 'virus').stdout.count('\n') == 1 and
+              ctl.run('quarantine', 'list', '--reason', 'spam').stdout == '' and
+              ctl.run('quarantine', 'list', '--older-than', '1h').stdout == '',
+              'list filters')
+        check(ctl.run('quarantine', 'show', '../etc/passwd').returncode != 0, 'bad id refused')
+        r2 = ctl.run('quarantine', 'purge', '--older-than', '7d')
+        check(r2.returncode == 0 and os.listdir(qdir) == [qid + '.msg'], 'purge 7d keeps new',
+              r2.stdout + r2.stderr)
+        # Age the entry: rewrite its Time to 8 days ago.
+        p = os.path.join(qdir, qid + '.msg')
+        data = open(p, 'rb').read()
+        data = re.sub(rb'(?m)^Time: \d+', b'Time: %d' % (int(__import__('time').time()) - 8 * 86400),
+                      data, count=1)
+        open(p, 'wb').write(data)
+        check(ctl.run('quarantine', 'list', '--older-than', '7d').stdout.startswith(qid),
+              'list --older-than 7d sees the aged entry')
+        r2 = ctl.run('quarantine', 'purge', '--older-than', '7d')
+        check(r2.returncode == 0 and os.listdir(qdir) == [], 'purge removes old', r2.stdout + r2.stderr)
+        ctl.test(eicar, ('clamav_inbound_action=quarantine',))
+        qid = ctl.run('quarantine', 'list').stdout.split()[0]
+        r2 = ctl.run('quarantine', 'delete', qid)
+        check(r2.returncode == 0 and os.listdir(qdir) == [], 'delete', r2.stdout + r2.stderr)
+        check(ctl.run('quarantine', 'delete', qid).returncode != 0, 'delete unknown fails')
+        # A quarantine that cannot be written is a tempfail.
+        r = ctl.test(eicar, ('clamav_inbound_action=quarantine',
+                             'quarantine_directory=%s/missing' % root))
+        check(r.get('action') == 'tempfail' and r.get('reply', '').startswith('451 4.7.1'),
+              'failed quarantine write is a tempfail', r['raw'])
+
+        # Limits.
+        big = cvlib.big_message(40000)
+        r = ctl.test(big, ('clamav_max_size=20k',))
+        check(r.get('action') == 'accept' and any('not fully scanned: message size' in h
+                                                   for h in r.get('headers', [])),
+              'over-size: pass with a note', r['raw'])
+        check('not fully scanned (message size' in r['raw'], 'over-size logged', r['raw'])
+        r = ctl.test(big, ('clamav_max_size=20k', 'clamav_limit_action=tempfail'))
+        check(r.get('action') == 'tempfail', 'over-size: tempfail', r['raw'])
+        r = ctl.test(big, ('clamav_max_size=20k', 'clamav_limit_action=reject'))
+        check(r.get('action') == 'reject', 'over-size: reject', r['raw'])
+        r = ctl.test(big, ())
+        check(r.get('action') == 'accept' and any(re.match(r'X-Virus-Scanned: ClamAV [\d.]+ at', h)
+                                                   for h in r.get('headers', [])),
+              'under the limit: scanned', r['raw'])
+        # ClamAV's own limits: a nested zip deeper than max_recursion.
+        deep = cvlib._zip({'e.com': cvlib.EICAR})
+        for i in range(6):
+            deep = cvlib._zip({'l%d.zip' % i: deep})
+        deepmsg = cvlib._attach('deep', deep, 'deep.zip', 'application', 'zip')
+        r = ctl.test(deepmsg, ('clamav_max_recursion=3',))
+        check(r.get('action') == 'accept' and any('not fully scanned: Heuristics.Limits.Exceeded' in h
+                                                   for h in r.get('headers', [])),
+              'recursion limit: pass with a note', r['raw'])
+        r = ctl.test(deepmsg, ())
+        check(r.get('action') == 'reject', 'deep zip within default limits: found', r['raw'])
+
+        # Database missing: tempfail, or accept with "failed".
+        o = ('clamav_database_directory=%s/nodb' % root, 'clamav_ready_wait=1s')
+        r = ctl.test(clean, o)
+        check(r.get('action') == 'tempfail' and r.get('reply', '').startswith('451 4.7.1'),
+              'no database: tempfail', r['raw'])
+        r = ctl.test(clean, o + ('clamav_fail_action=accept',))
+        check(r.get('action') == 'accept' and 'X-Virus-Scanned: failed' in r.get('headers', []),
+              'no database + accept: failed header', r['raw'])
+
+        # ---- clamd mode ------------------------------------------------------
+        clamd = cvlib.Clamd(os.path.join(root, 'clamd'), dbdir).start()
+        for label, srv in (('clamd-unix', 'unix:' + clamd.sock),
+                           ('clamd-tcp', 'inet:127.0.0.1:%d' % clamd.port)):
+            scan_cases(ctl, ('clamav_mode=clamd', 'clamav_clamd_servers=' + srv), label)
+        dead = sifttest.free_port()
+        fo = ('clamav_mode=clamd',
+              'clamav_clamd_servers=inet:127.0.0.1:%d unix:%s' % (dead, clamd.sock))
+        r = ctl.test(eicar, fo)
+        check(r.get('action') == 'reject' and 'trying the next server' in r['raw'],
+              'failover to the second server', r['raw'])
+        r = ctl.test(clean, fo)
+        check(r.get('action') == 'accept', 'failover: clean accepted', r['raw'])
+        # clamd's own size limit.
+        r = ctl.test(cvlib.big_message(200000), ('clamav_mode=clamd',
+                                                 'clamav_clamd_servers=unix:' + clamd.sock))
+        check(r.get('action') == 'accept', 'clamd: 200 KB message scanned', r['raw'])
+        # clamd killed: tempfail; accept with "failed" when configured.
+        clamd.kill()
+        co = ('clamav_mode=clamd', 'clamav_clamd_servers=unix:%s inet:127.0.0.1:%d' %
+              (clamd.sock, clamd.port))
+        r = ctl.test(eicar, co)
+        check(r.get('action') == 'tempfail' and r.get('reply', '').startswith('451 4.7.1'),
+              'clamd down: tempfail', r['raw'])
+        r = ctl.test(clean, co + ('clamav_fail_action=accept',))
+        check(r.get('action') == 'accept' and 'X-Virus-Scanned: failed' in r.get('headers', []),
+              'clamd down + accept: failed header', r['raw'])
+        clamd.restart()
+        r = ctl.test(eicar, co)
+        check(r.get('action') == 'reject', 'clamd restarted: scanning again', r['raw'])
+        # A server that accepts but never answers: the scan timeout.
+        import socket
+        hang = socket.socket()
+        hang.bind(('127.0.0.1', 0))
+        hang.listen(5)
+        r = ctl.test(clean, ('clamav_mode=clamd', 'clamav_clamd_timeout=1s',
+                             'clamav_clamd_servers=inet:127.0.0.1:%d' % hang.getsockname()[1]))
+        hang.close()
+        check(r.get('action') == 'tempfail', 'hanging clamd: timeout, tempfail', r['raw'])
+    finally:
+        if clamd:
+            clamd.stop()
+        if failed == 0 and not os.environ.get('SIFT_KEEP_TMP'):
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print('kept %s' % root, file=sys.stderr)
+    print('%d passed, %d failed' % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,986 @@
+/*
+ * ratelimit.c - message, recipient and byte rate limits in policyd, keyed
+ * by client address (or its /24, /64 ...), SASL login, sender, sender
+ * domain, recipient, recipient domain, or any combination, with counters in
+ * the host's key-value store (memory: on one host, redis: across hosts).
+ *
+ * Stages (Postfix policy protocol):
+ *   RCPT and DATA  check: would one more message (this recipient, the
+ *                  declared SIZE) go over a limit? Early answer, no count.
+ *   END-OF-MESSAGE count: every applicable counter is incremented atomically
+ *                  by 1 message, recipient_count recipients and `size`
+ *                  bytes, and the new values are compared with the limits.
+ *                  A message that went over is refused here and its
+ *                  increments are taken back (kv_incr with -delta), so the
+ *                  counters only ever hold accepted mail and exactly
+ *                  `limit` messages pass, however many policyd threads or
+ *                  hosts race: each increment is atomic in the store and the
+ *                  decision is taken on the value that increment returned.
+ *
+ * Algorithm: sliding window approximated by two fixed windows (as
+ * Cloudflare and nginx-style limiters do). Windows are aligned to the epoch
+ * (wall clock, so that all hosts sharing a Redis agree); for a limit of L
+ * per W, with `cur` counted in the current window and `prev` in the one
+ * before, and a fraction f of the current window elapsed, the estimate is
+ *     prev * (1 - f) + cur
+ * and a request passes while estimate <= L. Two keys per counter, each with
+ * a TTL of two windows. Within one window the limit is exact; across a
+ * boundary the previous window's count decays linearly.
+ *
+ * Rules (ratelimit_rules): `{ name=... key=... messages=N/W ... }` blocks,
+ * see README.md. Each rule has its own action (defer_if_permit, defer,
+ * reject, hold, log) and an optional exemption map.
+ *
+ * Store failures: counted (an atomic counter, logged at most every 10s
+ * with the total) and answered per ratelimit_store_failure: dunno (fail
+ * open, the default) or tempfail.
+ *
+ * Control requests (siftctl ratelimit): a policy request with
+ * request=sift_ratelimit, command=show|reset|stats and key=[RULE:]VALUE is
+ * answered with the counters (one line in the action) instead of being
+ * checked, when ratelimit_control = yes.
+ *
+ * Threading: the rules are built at init and read-only afterwards; the only
+ * shared mutable state is the failure counter and the time of the last
+ * failure log line (atomics). Per-request state lives on the stack.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "sift/plugin.h"
+
+enum sel { S_CLIENT, S_SASL, S_SENDER, S_SENDER_DOMAIN, S_RCPT, S_RCPT_DOMAIN, S_GLOBAL, S_MAX };
+static const char *const sel_names[S_MAX] = {"client_address", "sasl_username", "sender",
+					     "sender_domain", "recipient", "recipient_domain",
+					     "global"};
+
+enum metric { M_MSG, M_RCPT, M_BYTES, M_MAX };
+static const char *const metric_names[M_MAX] = {"messages", "recipients", "bytes"};
+static const char metric_tag[M_MAX] = {'m', 'r', 'b'};
+
+/* Ordered by strength: the strongest exceeded rule answers. */
+enum action { A_LOG, A_HOLD, A_DEFER_IF_PERMIT, A_DEFER, A_REJECT };
+static const char *const action_names[] = {"log", "hold", "defer_if_permit", "defer", "reject"};
+
+enum prof_filter { PF_ANY, PF_INBOUND, PF_ORIGINATING };
+
+#define MAX_SELS 4
+#define MAX_RULES 64
+#define MAX_VALUE 320
+
+struct limit {
+	long long max;	     /* 0 = no limit on this metric */
+	long long window_ms; /* > 0 when max > 0 */
+};
+
+struct rule {
+	char *name;
+	enum sel sels[MAX_SELS];
+	int nsels;
+	bool per_rcpt; /* a selector is recipient or recipient_domain */
+	struct limit lim[M_MAX];
+	enum action action;
+	char *text; /* NULL: the default text */
+	const struct sift_map *exempt;
+	int v4_prefix, v6_prefix;
+	enum prof_filter profile;
+};
+
+struct rl_conf {
+	/* parameters */
+	const char *rules_spec;
+	int store_failure;  /* 0 dunno, 1 tempfail */
+	long long ipv4_prefix, ipv6_prefix;
+	const char *key_prefix;
+	int control;
+	/* derived */
+	struct rule *rules;
+	size_t nrules;
+};
+
+static const struct sift_host *host;
+static atomic_llong store_failures;
+static atomic_llong last_failure_log; /* wall ms */
+static atomic_llong over_limit_count;
+
+#define OFF(f) offsetof(struct rl_conf, f)
+static const struct sift_param params[] = {
+    {"rules", SIFT_P_STRING, "", 0, 0, OFF(rules_spec), NULL,
+     "rate-limit rules: { name=N key=SEL[+SEL] messages=N/W recipients=N/W bytes=SIZE/W "
+     "action=A text=\"...\" exempt=MAP profile=P ipv4_prefix=N ipv6_prefix=N } ..."},
+    {"store_failure", SIFT_P_ENUM, "dunno", 0, 0, OFF(store_failure), "dunno|tempfail",
+     "when the state store fails: dunno (fail open, logged and counted) or tempfail"},
+    {"ipv4_prefix", SIFT_P_INT, "32", 8, 32, OFF(ipv4_prefix), NULL,
+     "default prefix length of client_address buckets for IPv4 clients"},
+    {"ipv6_prefix", SIFT_P_INT, "64", 16, 128, OFF(ipv6_prefix), NULL,
+     "default prefix length of client_address buckets for IPv6 clients"},
+    {"key_prefix", SIFT_P_STRING, "rl:", 0, 0, OFF(key_prefix), NULL,
+     "prefix of the counters' keys in the state store"},
+    {"control", SIFT_P_BOOL, "yes", 0, 0, OFF(control), NULL,
+     "answer siftctl ratelimit control requests (request=sift_ratelimit)"},
+    SIFT_PARAM_END,
+};
+#undef OFF
+
+/* ---- rule parsing ------------------------------------------------------------ */
+
+/* Parses "N/WINDOW" (N with k/m/g units for bytes). */
+static int parse_limit(const char *v, bool size_units, struct limit *l)
+{
+	const char *slash = strchr(v, '/');
+	if (!slash || slash == v)
+		return -1;
+	char *end;
+	long long n = strtoll(v, &end, 10);
+	if (end == v || n <= 0)
+		return -1;
+	if (size_units && end < slash) {
+		long long mult = 1;
+		switch (tolower((unsigned char)*end)) {
+		case 'k': mult = 1024LL; break;
+		case 'm': mult = 1024LL * 1024; break;
+		case 'g': mult = 1024LL * 1024 * 1024; break;
+		default: return -1;
+		}
+		if (__builtin_mul_overflow(n, mult, &n))
+			return -1;
+		end++;
+	}
+	if (end != slash)
+		return -1;
+	const char *w = slash + 1;
+	long long num = 1, unit = 1000;
+	if (isdigit((unsigned char)*w)) {
+		num = strtoll(w, &end, 10);
+		w = end;
+	}
+	if (!*w || strcmp(w, "s") == 0)
+		unit = 1000;
+	else if (strcmp(w, "ms") == 0)
+		unit = 1;
+	else if (strcmp(w, "m") == 0)
+		unit = 60000;
+	else if (strcmp(w, "h") == 0)
+		unit = 3600000;
+	else if (strcmp(w, "d") == 0)
+		unit = 86400000;
+	else if (strcmp(w, "w") == 0)
+		unit = 7 * 86400000LL;
+	else
+		return -1;
+	if (num <= 0 || __builtin_mul_overflow(num, unit, &l->window_ms) || l->window_ms < 1000 ||
+	    l->window_ms > 31LL * 86400000)
+		return -1;
+	l->max = n;
+	return 0;
+}
+
+static bool valid_name(const char *s)
+{
+	if (!*s || strlen(s) > 64)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
+			return false;
+	return true;
+}
+
+/* Reads one token: a bare word (braces nest, so inline:{ a=b } stays one
+ * value) or a "quoted string". Returns a malloc'd string, NULL at '}' or the
+ * end. */
+static char *next_token(const char **pp, char **err_r)
+{
+	const char *p = *pp;
+	while (*p && (isspace((unsigned char)*p) || *p == ','))
+		p++;
+	*pp = p;
+	if (!*p || *p == '}')
+		return NULL;
+	size_t cap = strlen(p) + 1, n = 0;
+	char *out = malloc(cap);
+	if (!out)
+		return NULL;
+	int depth = 0;
+	while (*p) {
+		if (*p == '"') {
+			p++;
+			while (*p && *p != '"') {
+				if (*p == '\\' && p[1])
+					p++;
+				out[n++] = *p++;
+			}
+			if (*p != '"') {
+				*err_r = strdup("unterminated quoted string");
+				free(out);
+				return NULL;
+			}
+			p++;
+			continue;
+		}
+		if (depth == 0 && (isspace((unsigned char)*p) || *p == '}' || *p == ','))
+			break;
+		if (*p == '{')
+			depth++;
+		else if (*p == '}')
+			depth--;
+		out[n++] = *p++;
+	}
+	out[n] = 0;
+	*pp = p;
+	return out;
+}
+
+static char *errf(const char *fmt, const char *a, const char *b)
+{
+	size_t n = strlen(fmt) + strlen(a) + strlen(b) + 1;
+	char *s = malloc(n);
+	if (s)
+		snprintf(s, n, fmt, a, b);
+	return s;
+}
+
+static void rule_free(struct rule *r)
+{
+	free(r->name);
+	free(r->text);
+}
+
+static int rule_option(struct rule *r, const char *name, const char *v, char **err_r)
+{
+	if (strcmp(name, "name") == 0) {
+		if (!valid_name(v)) {
+			*err_r = errf("bad rule name \"%s\"%s (letters, digits, _ - .)", v, "");
+			return -1;
+		}
+		free(r->name);
+		r->name = strdup(v);
+	} else if (strcmp(name, "key") == 0) {
+		char *copy = strdup(v), *save = NULL;
+		r->nsels = 0;
+		r->per_rcpt = false;
+		for (char *t = strtok_r(copy, "+", &save); t; t = strtok_r(NULL, "+", &save)) {
+			int s;
+			for (s = 0; s < S_MAX && strcmp(t, sel_names[s]) != 0; s++)
+				;
+			if (s == S_MAX || r->nsels == MAX_SELS) {
+				*err_r = errf("bad key \"%s\" (%s)", v,
+					      s == S_MAX ? "client_address, sasl_username, sender, "
+							   "sender_domain, recipient, recipient_domain, "
+							   "global"
+							 : "at most 4 parts");
+				free(copy);
+				return -1;
+			}
+			r->sels[r->nsels++] = (enum sel)s;
+			if (s == S_RCPT || s == S_RCPT_DOMAIN)
+				r->per_rcpt = true;
+		}
+		free(copy);
+		if (r->nsels == 0) {
+			*err_r = strdup("empty key");
+			return -1;
+		}
+	} else if (strcmp(name, "messages") == 0 || strcmp(name, "recipients") == 0 ||
+		   strcmp(name, "bytes") == 0) {
+		int m = name[0] == 'm' ? M_MSG : name[0] == 'r' ? M_RCPT : M_BYTES;
+		if (parse_limit(v, m == M_BYTES, &r->lim[m]) < 0) {
+			*err_r = errf("bad %s limit \"%s\" (want COUNT/WINDOW, e.g. 100/1h; windows 1s..31d)",
+				      name, v);
+			return -1;
+		}
+	} else if (strcmp(name, "action") == 0) {
+		size_t a;
+		for (a = 0; a < sizeof(action_names) / sizeof(action_names[0]); a++)
+			if (strcasecmp(v, action_names[a]) == 0)
+				break;
+		if (a == sizeof(action_names) / sizeof(action_names[0])) {
+			*err_r = errf("bad action \"%s\"%s (defer_if_permit, defer, reject, hold, log)", v, "");
+			return -1;
+		}
+		r->action = (enum action)a;
+	} else if (strcmp(name, "text") == 0) {
+		for (const char *p = v; *p; p++)
+			if ((unsigned char)*p < 0x20) {
+				*err_r = strdup("control character in text");
+				return -1;
+			}
+		free(r->text);
+		r->text = strdup(v);
+	} else if (strcmp(name, "exempt") == 0) {
+		char *merr = NULL;
+		r->exempt = host->map_open(v, &merr);
+		if (!r->exempt) {
+			*err_r = errf("exempt map %s: %s", v, merr ? merr : "cannot open");
+			free(merr);
+			return -1;
+		}
+	} else if (strcmp(name, "profile") == 0) {
+		if (strcmp(v, "any") == 0)
+			r->profile = PF_ANY;
+		else if (strcmp(v, "inbound") == 0)
+			r->profile = PF_INBOUND;
+		else if (strcmp(v, "originating") == 0)
+			r->profile = PF_ORIGINATING;
+		else {
+			*err_r = errf("bad profile \"%s\"%s (any, inbound, originating)", v, "");
+			return -1;
+		}
+	} else if (strcmp(name, "ipv4_prefix") == 0 || strcmp(name, "ipv6_prefix") == 0) {
+		char *end;
+		long n = strtol(v, &end, 10);
+		bool v6 = name[3] == '6';
+		if (!*v || *end || n < (v6 ? 16 : 8) || n > (v6 ? 128 : 32)) {
+			*err_r = errf("bad %s \"%s\"", name, v);
+			return -1;
+		}
+		if (v6)
+			r->v6_prefix = (int)n;
+		else
+			r->v4_prefix = (int)n;
+	} else {
+		*err_r = errf("unknown rule setting \"%s\"%s", name, "");
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_rules(struct rl_conf *c, char **err_r)
+{
+	const char *p = c->rules_spec;
+	c->rules = calloc(MAX_RULES, sizeof(*c->rules));
+	c->nrules = 0;
+	if (!c->rules) {
+		*err_r = strdup("out of memory");
+		return -1;
+	}
+	for (;;) {
+		while (*p && (isspace((unsigned char)*p) || *p == ','))
+			p++;
+		if (!*p)
+			break;
+		if (*p != '{') {
+			*err_r = errf("ratelimit_rules: expected \"{\" at \"%.20s\"%s", p, "");
+			return -1;
+		}
+		p++;
+		if (c->nrules == MAX_RULES) {
+			*err_r = strdup("ratelimit_rules: at most 64 rules");
+			return -1;
+		}
+		struct rule *r = &c->rules[c->nrules++];
+		r->v4_prefix = (int)c->ipv4_prefix;
+		r->v6_prefix = (int)c->ipv6_prefix;
+		r->action = A_DEFER_IF_PERMIT;
+		char *tok, *terr = NULL;
+		while ((tok = next_token(&p, &terr)) != NULL) {
+			char *eq = strchr(tok, '=');
+			char *oerr = NULL;
+			if (!eq) {
+				oerr = errf("setting without value: \"%s\"%s", tok, "");
+			} else {
+				*eq = 0;
+				rule_option(r, tok, eq + 1, &oerr);
+			}
+			free(tok);
+			if (oerr) {
+				*err_r = errf("ratelimit_rules: rule %s: %s",
+					      r->name ? r->name : "(unnamed)", oerr);
+				free(oerr);
+				return -1;
+			}
+		}
+		if (terr) {
+			*err_r = errf("ratelimit_rules: %s%s", terr, "");
+			free(terr);
+			return -1;
+		}
+		if (*p != '}') {
+			*err_r = strdup("ratelimit_rules: missing \"}\"");
+			return -1;
+		}
+		p++;
+		char num[16];
+		snprintf(num, sizeof(num), "%zu", c->nrules);
+		if (!r->name) {
+			*err_r = errf("ratelimit_rules: rule %s has no name=%s", num, "");
+			return -1;
+		}
+		if (!r->nsels) {
+			*err_r = errf("ratelimit_rules: rule %s has no key=%s", r->name, "");
+			return -1;
+		}
+		if (!r->lim[M_MSG].max && !r->lim[M_RCPT].max && !r->lim[M_BYTES].max) {
+			*err_r = errf("ratelimit_rules: rule %s has no messages=, recipients= or "
+				      "bytes= limit%s",
+				      r->name, "");
+			return -1;
+		}
+		for (size_t i = 0; i + 1 < c->nrules; i++)
+			if (strcmp(c->rules[i].name, r->name) == 0) {
+				*err_r = errf("ratelimit_rules: rule name %s used twice%s", r->name, "");
+				return -1;
+			}
+	}
+	return 0;
+}
+
+static void rl_release(void *conf)
+{
+	struct rl_conf *c = conf;
+	for (size_t i = 0; i < c->nrules; i++)
+		rule_free(&c->rules[i]);
+	free(c->rules);
+	c->rules = NULL;
+}
+
+static int rl_init(const struct sift_host *h, void *conf, char **err_r)
+{
+	host = h;
+	struct rl_conf *c = conf;
+	if (parse_rules(c, err_r) < 0) {
+		rl_release(c);
+		return -1;
+	}
+	if (strlen(c->key_prefix) > 64) {
+		*err_r = strdup("ratelimit_key_prefix: at most 64 characters");
+		rl_release(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- buckets -------------------------------------------------------------------- */
+
+static long long wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void lower(char *s)
+{
+	for (; *s; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
+/* The client address masked to prefix bits, "192.0.2.0/24", or a copy of
+ * the address when it does not parse. */
+static void client_bucket(const char *addr, int v4p, int v6p, char *out, size_t n)
+{
+	unsigned char a[16];
+	const char *s = addr;
+	if (strncasecmp(s, "::ffff:", 7) == 0 && strchr(s + 7, '.'))
+		s += 7;
+	if (inet_pton(AF_INET, s, a) == 1) {
+		if (v4p >= 32) {
+			snprintf(out, n, "%s", s);
+			return;
+		}
+		uint32_t x = ((uint32_t)a[0] << 24) | ((uint32_t)a[1] << 16) | ((uint32_t)a[2] << 8) | a[3];
+		x &= v4p ? ~((1u << (32 - v4p)) - 1) : 0;
+		snprintf(out, n, "%u.%u.%u.%u/%d", x >> 24, (x >> 16) & 255, (x >> 8) & 255, x & 255, v4p);
+		return;
+	}
+	if (inet_pton(AF_INET6, s, a) == 1) {
+		for (int i = 0; i < 16; i++) {
+			int bits = v6p - i * 8;
+			if (bits <= 0)
+				a[i] = 0;
+			else if (bits < 8)
+				a[i] &= (unsigned char)(0xff << (8 - bits));
+		}
+		char t[INET6_ADDRSTRLEN];
+		inet_ntop(AF_INET6, a, t, sizeof(t));
+		if (v6p >= 128)
+			snprintf(out, n, "%s", t);
+		else
+			snprintf(out, n, "%s/%d", t, v6p);
+		return;
+	}
+	snprintf(out, n, "%s", addr);
+}
+
+static const char *domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	return at ? at + 1 : NULL;
+}
+
+/* Raw value of one selector (rcpt: the recipient in question). NULL when
+ * it does not apply (not authenticated, null sender ...). */
+static const char *sel_raw(struct sift_ctx *ctx, enum sel s, const char *rcpt)
+{
+	const char *v;
+	switch (s) {
+	case S_CLIENT:
+		return host->get(ctx, SIFT_I_CLIENT_ADDR);
+	case S_SASL:
+		return host->get(ctx, SIFT_I_SASL_USERNAME);
+	case S_SENDER:
+		v = host->get(ctx, SIFT_I_SENDER);
+		return v && *v ? v : NULL;
+	case S_SENDER_DOMAIN:
+		v = host->get(ctx, SIFT_I_SENDER);
+		return v && *v ? domain_of(v) : NULL;
+	case S_RCPT:
+		return rcpt && *rcpt ? rcpt : NULL;
+	case S_RCPT_DOMAIN:
+		return rcpt && *rcpt ? domain_of(rcpt) : NULL;
+	case S_GLOBAL:
+		return "*";
+	default:
+		return NULL;
+	}
+}
+
+/* Builds the bucket value of a rule: parts joined with '|'. Returns false
+ * when the rule does not apply or is exempt. */
+static bool bucket_value(struct sift_ctx *ctx, const struct rule *r, const char *rcpt, char *out,
+			 size_t n, bool *exempt_r, bool *err_r)
+{
+	size_t len = 0;
+	out[0] = 0;
+	for (int i = 0; i < r->nsels; i++) {
+		const char *raw = sel_raw(ctx, r->sels[i], rcpt);
+		if (!raw || !*raw)
+			return false;
+		if (r->exempt && r->sels[i] != S_GLOBAL) {
+			char *res = NULL;
+			int lr = host->map_lookup(r->exempt, raw, &res);
+			if (lr < 0)
+				*err_r = true;
+			bool hit = lr > 0 && strcasecmp(res, "DUNNO") != 0 && strcasecmp(res, "no") != 0;
+			free(res);
+			if (hit) {
+				*exempt_r = true;
+				return false;
+			}
+		}
+		char part[MAX_VALUE];
+		if (r->sels[i] == S_CLIENT)
+			client_bucket(raw, r->v4_prefix, r->v6_prefix, part, sizeof(part));
+		else
+			snprintf(part, sizeof(part), "%s", raw);
+		if (r->sels[i] != S_SASL)
+			lower(part);
+		int w = snprintf(out + len, n - len, "%s%s", i ? "|" : "", part);
+		if (w < 0 || (size_t)w >= n - len)
+			return false;
+		len += (size_t)w;
+	}
+	return true;
+}
+
+static void counter_key(const struct rl_conf *c, const struct rule *r, int m, long long idx,
+			const char *value, char *out, size_t n)
+{
+	snprintf(out, n, "%s%s:%c:%lld:%lld:%s", c->key_prefix, r->name, metric_tag[m],
+		 r->lim[m].window_ms / 1000, idx, value);
+}
+
+static void store_failed(struct sift_ctx *ctx, const char *what)
+{
+	long long n = atomic_fetch_add(&store_failures, 1) + 1;
+	long long now = wall_ms(), last = atomic_load(&last_failure_log);
+	if (now - last >= 10000 && atomic_compare_exchange_strong(&last_failure_log, &last, now))
+		host->log(ctx, LOG_WARNING, "state store error (%s); %lld store failures so far", what, n);
+}
+
+/* Reads one integer counter: 0 ok (missing = 0), -1 error. */
+static int read_counter(const char *key, long long *v_r)
+{
+	char *val = NULL;
+	int rc = host->kv_get(key, &val);
+	if (rc == 1) {
+		*v_r = 0;
+		return 0;
+	}
+	if (rc < 0)
+		return -1;
+	char *end;
+	*v_r = strtoll(val, &end, 10);
+	int ok = *val && !*end;
+	free(val);
+	return ok ? 0 : -1;
+}
+
+/* The estimate over the sliding window given the current count. */
+static double estimate(long long prev, long long cur, long long now, long long window)
+{
+	double f = (double)(now % window) / (double)window;
+	return (double)prev * (1.0 - f) + (double)cur;
+}
+
+/* ---- decisions -------------------------------------------------------------- */
+
+struct over {
+	const struct rule *rule;
+	int metric;
+	char value[MAX_VALUE * 2];
+	double est;
+};
+
+struct incr_rec {
+	char key[MAX_VALUE * 2 + 128];
+	long long delta;
+	long ttl;
+};
+
+#define MAX_INCRS 512
+
+static bool profile_applies(struct sift_ctx *ctx, const struct rule *r)
+{
+	if (r->profile == PF_ANY)
+		return true;
+	const char *p = host->get(ctx, SIFT_I_PROFILE);
+	bool orig = p && strcmp(p, "originating") == 0;
+	return r->profile == PF_ORIGINATING ? orig : !orig;
+}
+
+static void note_over(struct over *best, bool *have, const struct rule *r, int m, const char *value,
+		      double est)
+{
+	if (*have && best->rule->action >= r->action)
+		return;
+	best->rule = r;
+	best->metric = m;
+	snprintf(best->value, sizeof(best->value), "%s", value);
+	best->est = est;
+	*have = true;
+}
+
+static void format_window(long long ms, char *out, size_t n)
+{
+	if (ms % 86400000 == 0)
+		snprintf(out, n, "%lldd", ms / 86400000);
+	else if (ms % 3600000 == 0)
+		snprintf(out, n, "%lldh", ms / 3600000);
+	else if (ms % 60000 == 0)
+		snprintf(out, n, "%lldm", ms / 60000);
+	else
+		snprintf(out, n, "%llds", ms / 1000);
+}
+
+static enum sift_verdict answer(struct sift_ctx *ctx, const struct over *o, const char *stage)
+{
+	const struct rule *r = o->rule;
+	char win[32], text[768];
+	format_window(r->lim[o->metric].window_ms, win, sizeof(win));
+	if (r->text)
+		snprintf(text, sizeof(text), "%s", r->text);
+	else
+		snprintf(text, sizeof(text), "Rate limit exceeded: %lld %s per %s", r->lim[o->metric].max,
+			 metric_names[o->metric], win);
+	atomic_fetch_add(&over_limit_count, 1);
+	host->log(ctx, LOG_NOTICE, "rule %s: %s %s over %lld %s per %s (%.1f) at %s; action=%s",
+		  r->name, "key", o->value, r->lim[o->metric].max, metric_names[o->metric], win, o->est,
+		  stage, action_names[r->action]);
+	char buf[800];
+	switch (r->action) {
+	case A_REJECT:
+		host->reply(ctx, "550", "5.7.1", text);
+		return SIFT_REJECT;
+	case A_DEFER:
+		host->reply(ctx, "450", "4.7.1", text);
+		return SIFT_TEMPFAIL;
+	case A_DEFER_IF_PERMIT:
+		snprintf(buf, sizeof(buf), "DEFER_IF_PERMIT 4.7.1 %s", text);
+		host->policy_action(ctx, buf);
+		return SIFT_DUNNO;
+	case A_HOLD:
+		host->hold(ctx, text);
+		return SIFT_HOLD;
+	case A_LOG:
+	default:
+		return SIFT_DUNNO;
+	}
+}
+
+static enum sift_verdict failure_verdict(struct sift_ctx *ctx, const struct rl_conf *c)
+{
+	if (c->store_failure == 1) {
+		host->reply(ctx, "451", "4.3.0", "Rate limit state unavailable, try again later");
+		return SIFT_TEMPFAIL;
+	}
+	return SIFT_DUNNO;
+}
+
+static long long attr_ll(struct sift_ctx *ctx, enum sift_item it)
+{
+	const char *v = host->get(ctx, it);
+	if (!v)
+		return 0;
+	char *end;
+	long long x = strtoll(v, &end, 10);
+	return (*end || x < 0) ? 0 : x;
+}
+
+/* RCPT / DATA: would this message go over? No counting. */
+static enum sift_verdict check(struct sift_ctx *ctx, const struct rl_conf *c, bool at_rcpt)
+{
+	long long now = wall_ms();
+	long long size = attr_ll(ctx, SIFT_I_SIZE);
+	long long nrcpt = at_rcpt ? (long long)host->rcpt_count(ctx) : attr_ll(ctx, SIFT_I_RCPT_COUNT);
+	if (nrcpt <= 0)
+		nrcpt = 1;
+	const char *cur_rcpt = host->get(ctx, SIFT_I_RCPT);
+	struct over best;
+	bool have = false, failed = false;
+	for (size_t i = 0; i < c->nrules; i++) {
+		const struct rule *r = &c->rules[i];
+		if (!profile_applies(ctx, r))
+			continue;
+		/* Per-recipient rules: at RCPT the current recipient; at DATA
+		 * every recipient of the transaction. */
+		size_t nr = r->per_rcpt ? (at_rcpt ? 1 : host->rcpt_count(ctx)) : 1;
+		for (size_t ri = 0; ri < nr; ri++) {
+			const char *rc = r->per_rcpt && !at_rcpt ? host->rcpt(ctx, ri) : cur_rcpt;
+			char value[MAX_VALUE * 2];
+			bool exempt = false, merr = false;
+			if (!bucket_value(ctx, r, rc, value, sizeof(value), &exempt, &merr)) {
+				if (merr)
+					failed = true;
+				continue;
+			}
+			for (int m = 0; m < M_MAX; m++) {
+				if (!r->lim[m].max)
+					continue;
+				long long need = m == M_MSG ? 1 : m == M_RCPT ? (r->per_rcpt ? 1 : nrcpt) : size;
+				long long w = r->lim[m].window_ms, idx = now / w;
+				char k1[sizeof(value) + 128], k0[sizeof(value) + 128];
+				counter_key(c, r, m, idx, value, k1, sizeof(k1));
+				counter_key(c, r, m, idx - 1, value, k0, sizeof(k0));
+				long long cur, prev;
+				if (read_counter(k1, &cur) < 0 || read_counter(k0, &prev) < 0) {
+					store_failed(ctx, "read");
+					failed = true;
+					continue;
+				}
+				double est = estimate(prev, cur, now, w);
+				if (est + (double)need > (double)r->lim[m].max + 1e-9)
+					note_over(&best, &have, r, m, value, est);
+			}
+		}
+	}
+	if (have)
+		return answer(ctx, &best, at_rcpt ? "RCPT" : "DATA");
+	if (failed)
+		return failure_verdict(ctx, c);
+	return SIFT_DUNNO;
+}
+
+static void rollback(struct incr_rec *recs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		long long v;
+		if (host->kv_incr(recs[i].key, -recs[i].delta, recs[i].ttl, &v) < 0)
+			store_failed(NULL, "rollback");
+	}
+}
+
+/* END-OF-MESSAGE: count, and refuse (taking the counts back) when over. */
+static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
+{
+	long long now = wall_ms();
+	long long size = attr_ll(ctx, SIFT_I_SIZE);
+	long long nrcpt = attr_ll(ctx, SIFT_I_RCPT_COUNT);
+	if (nrcpt <= 0)
+		nrcpt = host->rcpt_count(ctx) ? (long long)host->rcpt_count(ctx) : 1;
+	struct incr_rec *recs = host->msg_alloc(ctx, MAX_INCRS * sizeof(*recs));
+	size_t nrecs = 0;
+	struct over best;
+	bool have = false, failed = false;
+	for (size_t i = 0; i < c->nrules && !failed; i++) {
+		const struct rule *r = &c->rules[i];
+		if (!profile_applies(ctx, r))
+			continue;
+		size_t nr = r->per_rcpt ? host->rcpt_count(ctx) : 1;
+		const char *single = host->get(ctx, SIFT_I_RCPT);
+		if (r->per_rcpt && nr == 0 && single)
+			nr = 1;
+		for (size_t ri = 0; ri < nr && !failed; ri++) {
+			const char *rc = r->per_rcpt ? (host->rcpt_count(ctx) ? host->rcpt(ctx, ri) : single)
+						     : NULL;
+			char value[MAX_VALUE * 2];
+			bool exempt = false, merr = false;
+			if (!bucket_value(ctx, r, rc, value, sizeof(value), &exempt, &merr))
+				continue;
+			for (int m = 0; m < M_MAX && !failed; m++) {
+				if (!r->lim[m].max)
+					continue;
+				long long delta = m == M_MSG ? 1 : m == M_RCPT ? (r->per_rcpt ? 1 : nrcpt) : size;
+				if (delta <= 0)
+					continue;
+				if (nrecs == MAX_INCRS)
+					break;
+				long long w = r->lim[m].window_ms, idx = now / w;
+				struct incr_rec *rec = &recs[nrecs];
+				char k0[sizeof(rec->key)];
+				counter_key(c, r, m, idx, value, rec->key, sizeof(rec->key));
+				counter_key(c, r, m, idx - 1, value, k0, sizeof(k0));
+				rec->delta = delta;
+				rec->ttl = (long)(2 * w + 60000);
+				long long cur, prev;
+				if (host->kv_incr(rec->key, delta, rec->ttl, &cur) < 0) {
+					store_failed(ctx, "increment");
+					failed = true;
+					break;
+				}
+				nrecs++;
+				if (read_counter(k0, &prev) < 0) {
+					store_failed(ctx, "read");
+					failed = true;
+					break;
+				}
+				double est = estimate(prev, cur, now, w);
+				if (est > (double)r->lim[m].max + 1e-9)
+					note_over(&best, &have, r, m, value, est);
+			}
+		}
+	}
+	if (failed) {
+		enum sift_verdict v = failure_verdict(ctx, c);
+		if (v != SIFT_DUNNO)
+			rollback(recs, nrecs);
+		return v;
+	}
+	if (!have)
+		return SIFT_DUNNO;
+	/* Mail that is not accepted leaves no trace in the counters. */
+	if (best.rule->action >= A_DEFER_IF_PERMIT)
+		rollback(recs, nrecs);
+	return answer(ctx, &best, "END-OF-MESSAGE");
+}
+
+/* ---- control requests ------------------------------------------------------- */
+
+static enum sift_verdict control(struct sift_ctx *ctx, const struct rl_conf *c)
+{
+	const char *cmd = host->macro(ctx, "command");
+	const char *key = host->macro(ctx, "key");
+	char *out = host->msg_alloc(ctx, 3800);
+	size_t len = 0, cap = 3800;
+	out[0] = 0;
+#define OUT(...)                                                                                   \
+	do {                                                                                       \
+		if (len < cap) {                                                                   \
+			int w_ = snprintf(out + len, cap - len, __VA_ARGS__);                      \
+			if (w_ > 0)                                                                \
+				len += (size_t)w_ < cap - len ? (size_t)w_ : cap - len - 1;        \
+		}                                                                                  \
+	} while (0)
+	if (!cmd || !c->control) {
+		host->policy_action(ctx, "INFO ratelimit: control requests are disabled or incomplete");
+		return SIFT_DUNNO;
+	}
+	if (strcmp(cmd, "stats") == 0) {
+		OUT("INFO ratelimit: rules=%zu store_failures=%lld over_limit=%lld", c->nrules,
+		    (long long)atomic_load(&store_failures), (long long)atomic_load(&over_limit_count));
+		host->policy_action(ctx, out);
+		return SIFT_DUNNO;
+	}
+	if (!key || !*key || (strcmp(cmd, "show") != 0 && strcmp(cmd, "reset") != 0)) {
+		host->policy_action(ctx, "INFO ratelimit: usage: command=show|reset|stats key=[RULE:]VALUE");
+		return SIFT_DUNNO;
+	}
+	/* RULE:VALUE when RULE names a rule; otherwise VALUE for all rules. */
+	const char *value = key;
+	const struct rule *only = NULL;
+	const char *colon = strchr(key, ':');
+	if (colon) {
+		for (size_t i = 0; i < c->nrules; i++)
+			if (strlen(c->rules[i].name) == (size_t)(colon - key) &&
+			    strncmp(c->rules[i].name, key, (size_t)(colon - key)) == 0) {
+				only = &c->rules[i];
+				value = colon + 1;
+			}
+	}
+	char lv[MAX_VALUE * 2];
+	long long now = wall_ms();
+	bool reset = strcmp(cmd, "reset") == 0, any = false;
+	OUT("INFO ratelimit");
+	for (size_t i = 0; i < c->nrules; i++) {
+		const struct rule *r = &c->rules[i];
+		if (only && r != only)
+			continue;
+		snprintf(lv, sizeof(lv), "%s", value);
+		bool keep_case = r->nsels == 1 && r->sels[0] == S_SASL;
+		if (!keep_case)
+			lower(lv);
+		for (int m = 0; m < M_MAX; m++) {
+			if (!r->lim[m].max)
+				continue;
+			long long w = r->lim[m].window_ms, idx = now / w, cur = 0, prev = 0;
+			char k1[sizeof(lv) + 128], k0[sizeof(lv) + 128], win[32];
+			counter_key(c, r, m, idx, lv, k1, sizeof(k1));
+			counter_key(c, r, m, idx - 1, lv, k0, sizeof(k0));
+			format_window(w, win, sizeof(win));
+			if (reset) {
+				int a = host->kv_del(k1), b = host->kv_del(k0);
+				if (a < 0 || b < 0) {
+					OUT(" ; %s %s: store error", r->name, metric_names[m]);
+					continue;
+				}
+				OUT(" ; %s %s %s: reset", r->name, metric_names[m], lv);
+				any = true;
+				continue;
+			}
+			if (read_counter(k1, &cur) < 0 || read_counter(k0, &prev) < 0) {
+				OUT(" ; %s %s: store error", r->name, metric_names[m]);
+				continue;
+			}
+			OUT(" ; %s %s %s: current=%lld previous=%lld estimate=%.1f limit=%lld/%s", r->name,
+			    metric_names[m], lv, cur, prev, estimate(prev, cur, now, w), r->lim[m].max, win);
+			any = true;
+		}
+	}
+	if (!any)
+		OUT(" ; no rule matches \"%s\"", key);
+	host->policy_action(ctx, out);
+	return SIFT_DUNNO;
+#undef OUT
+}
+
+/* ---- the hook ----------------------------------------------------------------- */
+
+static enum sift_verdict rl_policy(struct sift_ctx *ctx)
+{
+	const struct rl_conf *c = host->conf(ctx);
+	const char *req = host->macro(ctx, "request");
+	if (req && strcmp(req, "sift_ratelimit") == 0)
+		return control(ctx, c);
+	if (!c->nrules)
+		return SIFT_DUNNO;
+	const char *state = host->get(ctx, SIFT_I_PROTOCOL_STATE);
+	if (!state)
+		return SIFT_DUNNO;
+	if (strcmp(state, "RCPT") == 0)
+		return check(ctx, c, true);
+	if (strcmp(state, "DATA") == 0)
+		return check(ctx, c, false);
+	if (strcmp(state, "END-OF-MESSAGE") == 0)
+		return count(ctx, c);
+	return SIFT_DUNNO;
+}
+
+SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
+    SIFT_PLUGIN_INIT,
+    .name = "ratelimit",
+    .description = "message, recipient and byte rate limits (sliding window, shared store)",
+    .daemons = SIFT_D_POLICYD,
+    .params = params,
+    .conf_size = sizeof(struct rl_conf),
+    .init = rl_init,
+    .release = rl_release,
+    .policy = rl_policy,
+};

@@ -1,0 +1,286 @@
+"""ratelimit through a real policyd, over the policy protocol, with the
+memory: store and with a real redis-server:
+
+  - a limit is hit exactly at the configured count under 8 concurrent
+    clients (END-OF-MESSAGE increments are atomic; refused messages are
+    taken back);
+  - recipients and bytes limits, client_address /24 and IPv6 /64 buckets,
+    sender_domain and recipient keys, exemption maps, each action;
+  - siftctl ratelimit show / reset / stats;
+  - two policyd instances sharing one redis-server enforce one limit
+    together, exactly, under concurrency;
+  - redis-server killed mid-test: fail-open (DUNNO, counted in the
+    store_failures metric and logged) or tempfail per configuration; it
+    comes back on the same port and policyd recovers without a restart;
+  - redis: spec options: unix socket, password, db, prefix; a wrong
+    password fails open.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get('SIFT_SRCDIR') or os.path.abspath(os.path.join(HERE, '..', '..', '..'))
+BUILD = os.environ.get('SIFT_BUILDDIR') or os.path.join(SRC, 'build')
+sys.path.insert(0, os.path.join(SRC, 'tests', 'lib'))
+sys.path.insert(0, HERE)
+
+from policyclient import PolicyClient, start_policyd, refused  # noqa: E402
+from redisproc import Redis  # noqa: E402
+
+SIFTCTL = os.path.join(BUILD, 'tools', 'siftctl')
+tmp = tempfile.mkdtemp(prefix='sift-rl-')
+passed = failed = 0
+procs = []
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print('FAILED: %s' % what, flush=True)
+
+
+def eq(got, want, what):
+    check(got == want, '%s: got %r, want %r' % (what, got, want))
+
+
+def siftctl(conf, *args):
+    r = subprocess.run([SIFTCTL, '-c', conf, 'ratelimit'] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    return r.returncode, r.stdout + r.stderr
+
+
+def hammer(ports, attempts_per_client, clients, **tx):
+    """`clients` threads, each with its own connection (round-robin over
+    ports), each trying `attempts_per_client` transactions. Returns
+    (accepted, refused_at_rcpt, refused_at_eom, other)."""
+    res = {'acc': 0, 'rcpt': 0, 'eom': 0, 'other': []}
+    lock = threading.Lock()
+
+    def worker(i):
+        with PolicyClient(ports[i % len(ports)]) as c:
+            for _ in range(attempts_per_client):
+                rc, eom = c.transaction(**tx)
+                with lock:
+                    if eom is None:
+                        res['rcpt'] += 1
+                    elif eom == 'DUNNO':
+                        res['acc'] += 1
+                    elif refused(eom):
+                        res['eom'] += 1
+                    else:
+                        res['other'].append(eom)
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return res['acc'], res['rcpt'], res['eom'], res['other']
+
+
+BASE = {'inbound_plugins': 'ratelimit', 'originating_plugins': 'ratelimit'}
+EXEMPT = os.path.join(tmp, 'exempt.cidr')
+with open(EXEMPT, 'w') as f:
+    f.write('198.51.100.0/24 OK\n')
+
+RULES = ('{ name=user key=sasl_username messages=20/1h action=defer text="Too much mail" }\n'
+         '  { name=net key=client_address messages=5/1h ipv4_prefix=24 action=reject '
+         'exempt=cidr:%s profile=inbound }\n'
+         '  { name=rcpts key=sender_domain recipients=6/1h bytes=10k/1h action=defer_if_permit profile=inbound }\n'
+         '  { name=watch key=global messages=1000000/1h action=log }' % EXEMPT)
+
+try:
+    # ---- memory: store -----------------------------------------------------------
+    pd, port = start_policyd(tmp, 'mem', dict(BASE, ratelimit_rules=RULES), BUILD)
+    procs.append(pd)
+    acc, r_rcpt, r_eom, other = hammer([port], 10, 8, sasl_username='u1', client_address='10.1.1.1',
+                                       sender='u1@a.example', rcpts=['r@x.example'], size=10)
+    eq(acc, 20, 'memory: exactly 20 of 80 concurrent messages accepted')
+    eq(r_rcpt + r_eom, 60, 'memory: the other 60 refused')
+    eq(other, [], 'memory: no unexpected answers')
+    rc, out = siftctl(pd.conf, 'show', 'user:u1')
+    check(rc == 0 and 'current=20 ' in out, 'siftctl show user:u1 = 20: %s' % out)
+    with PolicyClient(port) as c:
+        rc_, eom = c.transaction(sasl_username='u1', client_address='10.1.1.2', sender='u1@b.example')
+        eq(rc_, ['450 4.7.1 Too much mail'], 'user over the limit: defer with the rule text')
+    rc, out = siftctl(pd.conf, 'reset', 'user:u1')
+    check(rc == 0 and 'reset' in out, 'siftctl reset: %s' % out)
+    rc, out = siftctl(pd.conf, 'show', 'user:u1')
+    check('current=0 ' in out, 'after reset: %s' % out)
+    with PolicyClient(port) as c:
+        eq(c.transaction(sasl_username='u1', client_address='10.1.1.2', sender='u1@b.example')[1],
+           'DUNNO', 'accepted again after reset')
+
+        # client_address /24, inbound only, with an exemption map.
+        ans = [c.transaction(client_address='192.0.2.%d' % (i + 1), sender='s%d@c.example' % i)[1]
+               for i in range(6)]
+        eq(ans[:5], ['DUNNO'] * 5, '/24 bucket: 5 messages from 5 addresses')
+        eq(ans[5], None, '/24 bucket: 6th refused at RCPT')
+        rc_, eom = c.transaction(client_address='192.0.2.200', sender='z@c2.example')
+        eq(rc_, ['550 5.7.1 Rate limit exceeded: 5 messages per 1h'], 'reject text')
+        eq(c.transaction(client_address='192.0.3.1', sender='z@c3.example')[1], 'DUNNO',
+           'other /24 not limited')
+        ex = [c.transaction(client_address='198.51.100.7', sender='e@c4-%d.example' % i)[1]
+              for i in range(8)]
+        eq(ex, ['DUNNO'] * 8, 'exempt network never limited')
+        eq(c.transaction(client_address='192.0.2.9', sasl_username='u9', sender='u9@c5.example')[1],
+           'DUNNO', 'profile=inbound rule skips authenticated (originating) mail')
+
+        # Recipients and bytes per sender domain, DEFER_IF_PERMIT.
+        r1 = c.transaction(client_address='10.2.0.1', sender='a@rd.example',
+                           rcpts=['1@x', '2@x', '3@x', '4@x'], size=100)
+        eq(r1, (['DUNNO'] * 4, 'DUNNO'), '4 recipients accepted')
+        r2 = c.transaction(client_address='10.2.0.2', sender='b@rd.example',
+                           rcpts=['5@x', '6@x', '7@x'], size=100)
+        eq(r2[0][:2], ['DUNNO', 'DUNNO'], 'recipients 5 and 6 fit')
+        check(r2[0][2].startswith('DEFER_IF_PERMIT 4.7.1 Rate limit exceeded: 6 recipients'),
+              '7th recipient: DEFER_IF_PERMIT: %r' % r2[0][2])
+        eq(r2[1], 'DUNNO', 'two-recipient message counted at END-OF-MESSAGE')
+        big = c.transaction(client_address='10.2.0.3', sender='c@bytes.example', size=20000)
+        check(big[0][0].startswith('DEFER_IF_PERMIT') and 'bytes' in big[0][0],
+              'bytes limit at RCPT from SIZE: %r' % (big,))
+
+        rc, out = siftctl(pd.conf, 'stats')
+        check(rc == 0 and 'store_failures=0' in out and 'over_limit=' in out, 'stats: %s' % out)
+        rc, out = siftctl(pd.conf, 'show', 'net:192.0.2.0/24')
+        check('current=5 ' in out, 'show /24 bucket: %s' % out)
+    check('rule net: key 192.0.2.0/24 over 5 messages per 1h' in pd.log(), 'log line for net rule')
+    pd.stop()
+
+    # HOLD per recipient (the action does not refuse: the count stays).
+    pd, port = start_policyd(tmp, 'memhold', dict(BASE, ratelimit_rules=(
+        '{ name=hold key=recipient messages=2/1d action=hold } '
+        '{ name=v6 key=client_address messages=2/1h ipv6_prefix=64 action=reject }')), BUILD)
+    procs.append(pd)
+    with PolicyClient(port) as c:
+        h = [c.transaction(client_address='10.3.0.%d' % i, sender='h%d@h.example' % i,
+                           rcpts=['vip@h.example'])[1] for i in range(1, 4)]
+        eq(h[:2], ['DUNNO', 'DUNNO'], 'hold rule: 2 pass')
+        check(h[2] is not None and h[2].startswith('HOLD'), 'hold rule: 3rd held: %r' % h[2])
+        eq(c.transaction(client_address='10.3.0.9', sender='h@h.example',
+                         rcpts=['other@h.example'])[1], 'DUNNO', 'hold rule: other recipient')
+        # IPv6 /64.
+        v6 = [c.transaction(client_address='2001:db8:1:2::%x' % (i + 1), sender='v%d@v6.example' % i,
+                            rcpts=['v%d@x.example' % i]) for i in range(3)]
+        eq([x[1] for x in v6], ['DUNNO', 'DUNNO', None], 'IPv6 /64 bucket shared by 3 addresses')
+        eq(c.transaction(client_address='2001:db8:1:3::1', sender='w@v6.example',
+                         rcpts=['w@x.example'])[1], 'DUNNO', 'other /64')
+
+    rc, out = siftctl(pd.conf, 'show', 'hold:vip@h.example')
+    check('current=3 ' in out, 'held message counted: %s' % out)
+    pd.stop()
+
+    # ---- redis: two policyd instances, one redis-server --------------------------
+    red = Redis(tmp, 'redis').start()
+    procs.append(red)
+    spec = 'redis:127.0.0.1:%d,timeout=300ms,connect_timeout=300ms,retry_interval=500ms' % red.port
+    rules = '{ name=user key=sasl_username messages=25/1h action=defer }'
+    pa, porta = start_policyd(tmp, 'pda', dict(BASE, state_store=spec, ratelimit_rules=rules), BUILD)
+    pb, portb = start_policyd(tmp, 'pdb', dict(BASE, state_store=spec, ratelimit_rules=rules,
+                                               ratelimit_store_failure='tempfail'), BUILD)
+    procs += [pa, pb]
+    acc, r_rcpt, r_eom, other = hammer([porta, portb], 12, 8, sasl_username='shared',
+                                       sender='s@a.example', rcpts=['r@x.example'], size=10)
+    eq(acc, 25, 'redis, two policyd: exactly 25 of 96 accepted')
+    eq(other, [], 'redis: no unexpected answers')
+    keys = red.cli('--scan', '--pattern', 'sift:rl:user:m:*')
+    check(keys.count('shared') == 1, 'one counter key in redis: %r' % keys)
+    val = red.cli('GET', keys.split('\n')[0]) if keys else ''
+    eq(val, '25', 'redis counter value')
+    ttl = int(red.cli('PTTL', keys.split('\n')[0]) or '-9') if keys else -9
+    check(7200000 < ttl <= 7260000, 'counter expires after two windows: %d' % ttl)
+    rc, out = siftctl(pb.conf, 'show', 'shared')
+    check('current=25 ' in out, 'siftctl show through the other instance: %s' % out)
+
+    # Kill redis mid-test.
+    red.kill()
+    with PolicyClient(porta) as ca, PolicyClient(portb) as cb:
+        ea = ca.transaction(sasl_username='other', sender='o@a.example')
+        eb = cb.transaction(sasl_username='other', sender='o@a.example')
+        eq(ea, (['DUNNO'], 'DUNNO'), 'redis down: fail-open instance answers DUNNO')
+        eq(eb[0], ['451 4.3.0 Rate limit state unavailable, try again later'],
+           'redis down: tempfail instance answers 451')
+        t0 = time.monotonic()
+        for _ in range(20):
+            ca.transaction(sasl_username='other', sender='o@a.example')
+        el = time.monotonic() - t0
+        check(el < 3.0, 'redis down: requests fail fast (20 in %.2fs)' % el)
+    rc, out = siftctl(pa.conf, 'stats')
+    m = [x for x in out.split() if x.startswith('store_failures=')]
+    check(m and int(m[0].split('=')[1]) > 0, 'store_failures metric counts: %s' % out)
+    check('state store redis 127.0.0.1:%d' % red.port in pa.log(), 'redis failure logged')
+    check('store failures so far' in pa.log(), 'ratelimit failure metric logged')
+
+    # Restart on the same port: both recover without a restart.
+    red.start()
+    time.sleep(0.7)
+    with PolicyClient(porta) as ca, PolicyClient(portb) as cb:
+        got = [ca.transaction(sasl_username='back', sender='b@a.example')[1] for _ in range(15)]
+        got += [cb.transaction(sasl_username='back', sender='b@a.example')[1] for _ in range(15)]
+        eq(got.count('DUNNO'), 25, 'after redis restart: limit enforced again (25 of 30)')
+    eq(red.cli('--scan', '--pattern', 'sift:rl:user:m:*back').count('back'), 1,
+       'counter written to the new redis')
+    check('connected again' in pa.log(), 'recovery logged')
+    for p in (pa, pb):
+        eq(p.alive(), True, '%s still running' % p.name)
+        p.stop()
+    red.stop()
+
+    # ---- redis: unix socket, password, db, prefix; wrong password ----------------
+    red2 = Redis(tmp, 'redis2', password='s3cret pass'.replace(' ', ''), unix=True).start()
+    procs.append(red2)
+    spec = 'redis:unix:%s,password=s3cretpass,db=3,prefix=tst:' % red2.sock
+    pc, portc = start_policyd(tmp, 'pdc', dict(BASE, state_store=spec, ratelimit_rules=rules), BUILD)
+    procs.append(pc)
+    with PolicyClient(portc) as c:
+        eq(c.transaction(sasl_username='ux', sender='u@a.example')[1], 'DUNNO', 'unix socket store')
+    keys = red2.cli('-n', '3', '--scan', '--pattern', 'tst:rl:user:m:*')
+    check('ux' in keys, 'key in db 3 with prefix tst:: %r' % keys)
+    pc.stop()
+    spec = 'redis:unix:%s,password=wrong' % red2.sock
+    pw, portw = start_policyd(tmp, 'pdw', dict(BASE, state_store=spec, ratelimit_rules=rules), BUILD)
+    procs.append(pw)
+    with PolicyClient(portw) as c:
+        eq(c.transaction(sasl_username='ux', sender='u@a.example')[1], 'DUNNO',
+           'wrong password: fail-open')
+    check('WRONGPASS' in pw.log() or 'invalid' in pw.log().lower(), 'auth failure logged')
+    check('wrong' not in pw.log(), 'password not logged')
+    pw.stop()
+    red2.stop()
+
+    # ---- configuration errors ---------------------------------------------------
+    for bad, what in [('{ name=x key=foo messages=1/1h }', 'bad key'),
+                      ('{ name=x key=sender messages=1/0s }', 'bad window'),
+                      ('{ name=x key=sender }', 'no limit'),
+                      ('{ key=sender messages=1/1h }', 'no name'),
+                      ('{ name=x key=sender messages=1/1h action=explode }', 'bad action'),
+                      ('{ name=x key=sender messages=1/1h', 'missing brace')]:
+        r = subprocess.run([os.path.join(BUILD, 'policyd', 'policyd'), '-c', '/dev/null', '-t',
+                            '-o', 'plugin_directory=%s/plugins' % BUILD,
+                            '-o', 'inbound_plugins=ratelimit', '-o', 'ratelimit_rules=' + bad],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+        check(r.returncode == 1 and 'ratelimit_rules' in r.stderr, 'config error: %s: %s' % (
+            what, r.stderr.strip()))
+    for bad in ['redis:', 'redis:localhost', 'redis:127.0.0.1:0', 'redis:unix:rel/path',
+                'redis:127.0.0.1:6379,db=x', 'redis:127.0.0.1:6379,bogus=1']:
+        r = subprocess.run([os.path.join(BUILD, 'policyd', 'policyd'), '-c', '/dev/null', '-t',
+                            '-o', 'state_store=' + bad], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=30)
+        check(r.returncode == 1 and 'redis' in r.stderr, 'bad redis spec %s: %s' % (
+            bad, r.stderr.strip()))
+finally:
+    for p in procs:
+        try:
+            p.stop()
+        except Exception as e:  # keep stopping the others
+            print('stopping %s: %s' % (getattr(p, 'name', p), e))
+
+print('%d passed, %d failed' % (passed, failed))
+sys.exit(1 if failed or not passed else 0)

@@ -1,0 +1,441 @@
+/*
+ * senderlogin.c - an authenticated client may only send as addresses its
+ * SASL login owns: the envelope sender (policyd at MAIL/RCPT, or filterd at
+ * MAIL) as Postfix's reject_authenticated_sender_login_mismatch does, and,
+ * what Postfix cannot do, the header From and Sender addresses (filterd at
+ * end of header).
+ *
+ * Owners come from a map in Postfix syntax with the semantics of
+ * smtpd_sender_login_maps, so an existing login_maps.pcre works unchanged:
+ * the result is a list of login names separated by commas and/or white
+ * space; the lookups are the full address, then (with
+ * senderlogin_recipient_delimiter) the address without its extension, then
+ * "@domain"; the first lookup that finds something decides. The login is
+ * compared case-insensitively. An address nobody owns is a mismatch too
+ * (senderlogin_unknown_sender = reject, as reject_authenticated_sender_
+ * login_mismatch) or is let through (dunno, as reject_known_sender_login_
+ * mismatch). The reply is Postfix's:
+ *   553 5.7.1 <bob@example.net>: Sender address rejected: not owned by user alice
+ * (policyd answers "553 5.7.1 not owned by user alice" and Postfix adds
+ * the "<bob@example.net>: Sender address rejected: " part itself when the
+ * policy service is listed in smtpd_sender_restrictions).
+ * The null sender is never checked (as Postfix).
+ *
+ * Optionally (senderlogin_unauthenticated_reject) an unauthenticated client
+ * of the inbound profile (not in originating_networks, not on a submission
+ * service) using a sender that has an owner, or whose domain is in
+ * senderlogin_local_domains, is refused with Postfix's
+ * reject_unauthenticated_sender_login_mismatch text "not logged in".
+ *
+ * Header check (filterd, EOH): every mailbox of every From and Sender field
+ * (senderlogin_header_fields) is parsed with a bounded RFC 5322 parser
+ * (addrparse.c: display names, comments, quoted local parts, groups,
+ * RFC 2047 words) and must be owned by the login; with
+ * senderlogin_display_name_check an address-like display name
+ * ("bob@example.net" <alice@example.net>) that someone else owns is a
+ * mismatch too. An unparseable field is a mismatch. The action is
+ * senderlogin_header_action: reject, tempfail, hold, header (add a header
+ * and accept) or log.
+ *
+ * Threading: the configuration is read-only after init; per-message state
+ * (the envelope verdict, computed once per transaction) lives in host->msg.
+ */
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+#include "addrparse.h"
+#include "sift/plugin.h"
+
+#define MAX_MAILBOXES 64
+
+enum act { ACT_REJECT, ACT_TEMPFAIL, ACT_HOLD, ACT_HEADER, ACT_LOG };
+
+struct sl_conf {
+	const struct sift_map *login_maps;
+	const struct sift_map *header_maps;
+	const char *recipient_delimiter;
+	int unknown_sender; /* 0 reject, 1 dunno */
+	int envelope_check;
+	int envelope_action; /* reject|tempfail|hold|log */
+	int unauthenticated_reject;
+	const char *const *local_domains;
+	int header_check;
+	const char *const *header_fields;
+	int header_action; /* reject|tempfail|hold|header|log */
+	const char *header_name;
+	int display_name_check;
+};
+
+struct sl_msg {
+	bool env_done;
+	enum sift_verdict env_verdict;
+	char *env_text;	 /* msg_alloc'd reply text, Postfix's full wording */
+	char *env_short; /* the same without "<addr>: Sender address rejected: " */
+	const char *env_code, *env_xcode;
+};
+
+static const struct sift_host *host;
+
+#define OFF(f) offsetof(struct sl_conf, f)
+static const struct sift_param params[] = {
+    {"login_maps", SIFT_P_MAP, "", 0, 0, OFF(login_maps), NULL,
+     "owners of sender addresses (as smtpd_sender_login_maps): address -> login[, login...]"},
+    {"header_maps", SIFT_P_MAP, "", 0, 0, OFF(header_maps), NULL,
+     "owners of header From/Sender addresses (empty: senderlogin_login_maps)"},
+    {"recipient_delimiter", SIFT_P_STRING, "", 0, 0, OFF(recipient_delimiter), NULL,
+     "address extension delimiters (as Postfix's recipient_delimiter, e.g. +)"},
+    {"unknown_sender", SIFT_P_ENUM, "reject", 0, 0, OFF(unknown_sender), "reject|dunno",
+     "an address with no owner: reject (as reject_authenticated_sender_login_mismatch) or "
+     "dunno (as reject_known_sender_login_mismatch)"},
+    {"envelope_check", SIFT_P_BOOL, "yes", 0, 0, OFF(envelope_check), NULL,
+     "check the envelope sender of authenticated clients"},
+    {"envelope_action", SIFT_P_ENUM, "reject", 0, 0, OFF(envelope_action),
+     "reject|tempfail|hold|log", "what to do with an envelope sender the login does not own"},
+    {"unauthenticated_reject", SIFT_P_BOOL, "no", 0, 0, OFF(unauthenticated_reject), NULL,
+     "refuse unauthenticated inbound clients using an owned sender or one of local_domains"},
+    {"local_domains", SIFT_P_LIST, "", 0, 0, OFF(local_domains), NULL,
+     "our sender domains, for unauthenticated_reject"},
+    {"header_check", SIFT_P_BOOL, "yes", 0, 0, OFF(header_check), NULL,
+     "filterd: check the header From/Sender addresses of authenticated mail"},
+    {"header_fields", SIFT_P_LIST, "From, Sender", 0, 0, OFF(header_fields), NULL,
+     "header fields whose addresses the login must own"},
+    {"header_action", SIFT_P_ENUM, "reject", 0, 0, OFF(header_action),
+     "reject|tempfail|hold|header|log", "what to do with a header address the login does not own"},
+    {"header_name", SIFT_P_STRING, "X-Sift-Sender-Login", 0, 0, OFF(header_name), NULL,
+     "header added by header_action = header"},
+    {"display_name_check", SIFT_P_BOOL, "yes", 0, 0, OFF(display_name_check), NULL,
+     "a display name that looks like an address owned by someone else is a mismatch"},
+    SIFT_PARAM_END,
+};
+#undef OFF
+
+static int sl_init(const struct sift_host *h, void *conf, char **err_r)
+{
+	host = h;
+	struct sl_conf *c = conf;
+	if (!c->login_maps && (c->envelope_check || c->header_check)) {
+		*err_r = strdup("senderlogin_login_maps is not set");
+		return -1;
+	}
+	if (!*c->header_name || strchr(c->header_name, ':') || strchr(c->header_name, ' ')) {
+		*err_r = strdup("senderlogin_header_name: not a valid header name");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- owner lookups ----------------------------------------------------------- */
+
+/* Looks up the owners of addr: 1 found (*owners_r malloc'd), 0 none, -1
+ * map error. Keys: addr, addr without extension, @domain. */
+static int find_owners(const struct sl_conf *c, const struct sift_map *map, const char *addr,
+		       char **owners_r)
+{
+	int rc = host->map_lookup(map, addr, owners_r);
+	if (rc)
+		return rc;
+	const char *at = strrchr(addr, '@');
+	const char *delim = c->recipient_delimiter;
+	if (at && *delim) {
+		size_t cut = strcspn(addr, delim);
+		if (cut < (size_t)(at - addr) && cut > 0) {
+			char buf[600];
+			snprintf(buf, sizeof(buf), "%.*s%s", (int)cut, addr, at);
+			if ((rc = host->map_lookup(map, buf, owners_r)) != 0)
+				return rc;
+		}
+	}
+	if (at && at[1])
+		return host->map_lookup(map, at, owners_r);
+	return 0;
+}
+
+static bool owner_listed(const char *owners, const char *login)
+{
+	size_t ll = strlen(login);
+	const char *p = owners;
+	while (*p) {
+		p += strspn(p, ", \t");
+		size_t n = strcspn(p, ", \t");
+		if (n == ll && n && strncasecmp(p, login, n) == 0)
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+/* 1 owned, 0 not owned (*owners_r: what the map said, or NULL), -1 error. */
+static int owned(const struct sl_conf *c, const struct sift_map *map, const char *addr,
+		 const char *login, bool allow_unknown, char **owners_r)
+{
+	char *owners = NULL;
+	*owners_r = NULL;
+	int rc = find_owners(c, map, addr, &owners);
+	if (rc < 0)
+		return -1;
+	if (rc == 0)
+		return allow_unknown ? 1 : 0;
+	bool ok = owner_listed(owners, login);
+	*owners_r = owners;
+	return ok ? 1 : 0;
+}
+
+static bool domain_listed(const struct sl_conf *c, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	if (!at)
+		return false;
+	for (const char *const *d = c->local_domains; d && *d; d++)
+		if (strcasecmp(*d, at + 1) == 0)
+			return true;
+	return false;
+}
+
+/* ---- envelope ------------------------------------------------------------------- */
+
+static char *msg_printf(struct sift_ctx *ctx, const char *fmt, const char *a, const char *b)
+{
+	size_t n = strlen(fmt) + strlen(a) + strlen(b) + 1;
+	char *s = host->msg_alloc(ctx, n);
+	snprintf(s, n, fmt, a, b);
+	return s;
+}
+
+static enum sift_verdict env_decide(struct sift_ctx *ctx, const struct sl_conf *c, struct sl_msg *m)
+{
+	const char *sender = host->get(ctx, SIFT_I_SENDER);
+	const char *login = host->get(ctx, SIFT_I_SASL_USERNAME);
+	if (!sender || !*sender)
+		return SIFT_DUNNO; /* the null sender is not checked (as Postfix) */
+	if (strlen(sender) > 500) {
+		host->log(ctx, LOG_WARNING, "sender address too long; not checked");
+		return SIFT_DUNNO;
+	}
+	if (login && *login) {
+		if (!c->envelope_check || !c->login_maps)
+			return SIFT_DUNNO;
+		char *owners = NULL;
+		int rc = owned(c, c->login_maps, sender, login, c->unknown_sender == 1, &owners);
+		if (rc < 0) {
+			free(owners);
+			host->log(ctx, LOG_ERR, "login map lookup failed for <%s>", sender);
+			return SIFT_ERROR;
+		}
+		if (rc == 1) {
+			free(owners);
+			return SIFT_DUNNO;
+		}
+		static const char *const an[] = {"reject", "tempfail", "hold", "log"};
+		host->log(ctx, LOG_NOTICE, "login=%s sender=<%s> owners=%s: not owned; action=%s", login,
+			  sender, owners ? owners : "(none)", an[c->envelope_action]);
+		free(owners);
+		m->env_text = msg_printf(ctx, "<%s>: Sender address rejected: not owned by user %s", sender,
+					 login);
+		m->env_short = msg_printf(ctx, "not owned by user %s%s", login, "");
+		switch (c->envelope_action) {
+		case 0:
+			m->env_code = "553";
+			m->env_xcode = "5.7.1";
+			return SIFT_REJECT;
+		case 1:
+			m->env_code = "450";
+			m->env_xcode = "4.7.1";
+			return SIFT_TEMPFAIL;
+		case 2:
+			return SIFT_HOLD;
+		default:
+			return SIFT_DUNNO;
+		}
+	}
+	/* Not authenticated. */
+	if (!c->unauthenticated_reject)
+		return SIFT_DUNNO;
+	const char *profile = host->get(ctx, SIFT_I_PROFILE);
+	if (profile && strcmp(profile, "originating") == 0)
+		return SIFT_DUNNO; /* originating network or submission service */
+	bool ours = domain_listed(c, sender);
+	if (!ours && c->login_maps) {
+		char *owners = NULL;
+		int rc = find_owners(c, c->login_maps, sender, &owners);
+		if (rc < 0) {
+			host->log(ctx, LOG_ERR, "login map lookup failed for <%s>", sender);
+			return SIFT_ERROR;
+		}
+		/* An empty owner list (the seed's pcre gives "" for "@dom")
+		 * is no owner. */
+		ours = rc == 1 && owners[strspn(owners, ", \t")] != 0;
+		free(owners);
+	}
+	if (!ours)
+		return SIFT_DUNNO;
+	host->log(ctx, LOG_NOTICE, "unauthenticated client uses our sender <%s>; action=reject", sender);
+	m->env_text = msg_printf(ctx, "<%s>: Sender address rejected: not logged in%s", sender, "");
+	m->env_short = msg_printf(ctx, "not logged in%s%s", "", "");
+	m->env_code = "553";
+	m->env_xcode = "5.7.1";
+	return SIFT_REJECT;
+}
+
+/* policy: Postfix itself prefixes a policy server's reject text with
+ * "<sender>: Sender address rejected: " (check_policy_service in
+ * smtpd_sender_restrictions), so policyd answers the short text and the
+ * client sees Postfix's exact wording; a milter reply is used verbatim. */
+static enum sift_verdict envelope(struct sift_ctx *ctx, bool policy)
+{
+	const struct sl_conf *c = host->conf(ctx);
+	struct sl_msg *m = host->msg(ctx);
+	if (!m->env_done) {
+		m->env_verdict = env_decide(ctx, c, m);
+		m->env_done = true;
+	}
+	if (m->env_verdict == SIFT_REJECT || m->env_verdict == SIFT_TEMPFAIL)
+		host->reply(ctx, m->env_code, m->env_xcode, policy ? m->env_short : m->env_text);
+	else if (m->env_verdict == SIFT_HOLD)
+		host->hold(ctx, m->env_text);
+	return m->env_verdict;
+}
+
+static enum sift_verdict sl_mail(struct sift_ctx *ctx)
+{
+	return envelope(ctx, false);
+}
+
+static enum sift_verdict sl_policy(struct sift_ctx *ctx)
+{
+	const char *state = host->get(ctx, SIFT_I_PROTOCOL_STATE);
+	if (!state || (strcmp(state, "MAIL") != 0 && strcmp(state, "RCPT") != 0))
+		return SIFT_DUNNO;
+	return envelope(ctx, true);
+}
+
+/* ---- header From / Sender ------------------------------------------------------ */
+
+struct mismatch {
+	char field[64];
+	char addr[AP_MAX_ADDR];
+	const char *why;
+};
+
+/* Checks one field value; fills *mm and returns 1 on a mismatch, 0 fine,
+ * -1 map error. */
+static int check_field(struct sift_ctx *ctx, const struct sl_conf *c, const char *field,
+		       const char *value, const char *login, struct mismatch *mm)
+{
+	const struct sift_map *map = c->header_maps ? c->header_maps : c->login_maps;
+	struct ap_mailbox *boxes = host->msg_alloc(ctx, MAX_MAILBOXES * sizeof(*boxes));
+	const char *why = NULL;
+	int n = ap_parse(value, boxes, MAX_MAILBOXES, &why);
+	snprintf(mm->field, sizeof(mm->field), "%s", field);
+	if (n < 0) {
+		snprintf(mm->addr, sizeof(mm->addr), "(unparseable)");
+		mm->why = why ? why : "unparseable";
+		return 1;
+	}
+	for (int i = 0; i < n; i++) {
+		char *owners = NULL;
+		int rc = owned(c, map, boxes[i].addr, login, c->unknown_sender == 1, &owners);
+		free(owners);
+		if (rc < 0)
+			return -1;
+		if (rc == 0) {
+			snprintf(mm->addr, sizeof(mm->addr), "%s", boxes[i].addr);
+			mm->why = "not owned";
+			return 1;
+		}
+		char like[AP_MAX_ADDR];
+		if (c->display_name_check && boxes[i].display[0] &&
+		    ap_find_address_like(boxes[i].display, like, sizeof(like)) &&
+		    strcasecmp(like, boxes[i].addr) != 0) {
+			/* Only addresses someone else owns count: a display name
+			 * showing an outside address is not a forgery of ours. */
+			rc = owned(c, map, like, login, true, &owners);
+			free(owners);
+			if (rc < 0)
+				return -1;
+			if (rc == 0) {
+				snprintf(mm->addr, sizeof(mm->addr), "%s", like);
+				mm->why = "display name shows an address not owned";
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
+static enum sift_verdict sl_eoh(struct sift_ctx *ctx)
+{
+	const struct sl_conf *c = host->conf(ctx);
+	const char *login = host->get(ctx, SIFT_I_SASL_USERNAME);
+	if (!c->header_check || !login || !*login)
+		return SIFT_DUNNO;
+	size_t nh = host->header_count(ctx);
+	struct mismatch mm;
+	bool bad = false;
+	for (size_t i = 0; i < nh && !bad; i++) {
+		const struct sift_header *h = host->header(ctx, i);
+		bool wanted = false;
+		for (const char *const *f = c->header_fields; f && *f; f++)
+			if (strcasecmp(*f, h->name) == 0)
+				wanted = true;
+		if (!wanted)
+			continue;
+		int rc = check_field(ctx, c, h->name, h->value, login, &mm);
+		if (rc < 0) {
+			host->log(ctx, LOG_ERR, "login map lookup failed for the %s header", h->name);
+			return SIFT_ERROR;
+		}
+		bad = rc == 1;
+	}
+	if (!bad)
+		return SIFT_DUNNO;
+	static const char *const an[] = {"reject", "tempfail", "hold", "header", "log"};
+	host->log(ctx, LOG_NOTICE, "login=%s header=%s address=<%s>: %s; action=%s", login, mm.field,
+		  mm.addr, mm.why, an[c->header_action]);
+	char text[AP_MAX_ADDR + 200];
+	snprintf(text, sizeof(text), "<%s>: %s header address rejected: not owned by user %s", mm.addr,
+		 mm.field, login);
+	switch (c->header_action) {
+	case ACT_REJECT:
+		host->reply(ctx, "553", "5.7.1", text);
+		return SIFT_REJECT;
+	case ACT_TEMPFAIL:
+		host->reply(ctx, "450", "4.7.1", text);
+		return SIFT_TEMPFAIL;
+	case ACT_HOLD:
+		host->hold(ctx, text);
+		return SIFT_HOLD;
+	case ACT_HEADER: {
+		char val[AP_MAX_ADDR + 300];
+		snprintf(val, sizeof(val), "mismatch; login=%s; header=%s; address=%s", login, mm.field,
+			 mm.addr);
+		/* No CR/LF from the address into the header. */
+		for (char *p = val; *p; p++)
+			if ((unsigned char)*p < 0x20)
+				*p = ' ';
+		host->header_add(ctx, c->header_name, val);
+		return SIFT_DUNNO;
+	}
+	default:
+		return SIFT_DUNNO;
+	}
+}
+
+SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
+    SIFT_PLUGIN_INIT,
+    .name = "senderlogin",
+    .description = "SASL login must own the envelope sender and the header From/Sender",
+    .daemons = SIFT_D_FILTERD | SIFT_D_POLICYD,
+    .actions = SIFT_A_ADDHDRS | SIFT_A_QUARANTINE,
+    .params = params,
+    .conf_size = sizeof(struct sl_conf),
+    .msg_size = sizeof(struct sl_msg),
+    .init = sl_init,
+    .mail = sl_mail,
+    .eoh = sl_eoh,
+    .policy = sl_policy,
+};

@@ -1,0 +1,123 @@
+"""senderlogin in filterd's chain, through `siftctl test` (the same code as
+filterd, no MTA): the seed's login_maps.pcre as-is, then a texthash map with
+aliases; header From/Sender forgery with display names, comments, quoted
+local parts, groups and RFC 2047 display names; every header_action."""
+
+import json
+import os
+import subprocess
+import tempfile
+
+from common import BUILD, SEED_MAP, ALIAS_MAP, check, eq, done
+
+SIFTCTL = os.path.join(BUILD, 'tools', 'siftctl')
+tmp = tempfile.mkdtemp(prefix='sift-sl-')
+conf = os.path.join(tmp, 'filterd.conf')
+with open(conf, 'w') as f:
+    f.write('plugin_directory = %s/plugins\n'
+            'originating_plugins = senderlogin\n'
+            'inbound_plugins = senderlogin\n'
+            'senderlogin_login_maps = pcre:%s\n'
+            'senderlogin_recipient_delimiter = +\n' % (BUILD, SEED_MAP))
+
+
+def run(from_hdr, env_from='alice@example.net', auth='alice', extra_hdrs='', opts=()):
+    msg = os.path.join(tmp, 'm.eml')
+    with open(msg, 'wb') as f:
+        hdr = ''
+        if from_hdr is not None:
+            hdr += 'From:%s\n' % from_hdr
+        f.write(('%sTo: x@example.com\nSubject: test\n%s\nbody\n' % (hdr, extra_hdrs)).encode())
+    argv = [SIFTCTL, '-c', conf]
+    for o in opts:
+        argv += ['-o', o]
+    argv += ['test', '--json', '--from', env_from, '--to', 'x@example.com']
+    if auth:
+        argv += ['--auth', auth]
+    argv.append(msg)
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        print('siftctl output:', r.stdout, r.stderr)
+        return {'action': 'error', 'reply': None, 'headers': []}
+
+
+# Seed map: /^(.*)@example\.net$/ ${1}
+R = run(' Alice <alice@example.net>')
+eq(R['action'], 'accept', 'own From')
+R = run(' "Bob" <bob@example.net>')
+eq(R['action'], 'reject', 'From bob')
+eq(R['reply'], '553 5.7.1 <bob@example.net>: From header address rejected: not owned by user alice',
+   'From bob reply')
+R = run(' alice@other.example')
+eq(R['action'], 'reject', 'From of another domain (no owner)')
+R = run(' alice@other.example', opts=['senderlogin_unknown_sender=dunno'])
+eq(R['action'], 'accept', 'From of another domain with unknown_sender=dunno')
+R = run(' Alice <alice@example.net>', extra_hdrs='Sender: bob@example.net\n')
+eq(R['action'], 'reject', 'Sender header bob')
+R = run(' Alice <alice@example.net>', extra_hdrs='Sender: bob@example.net\n',
+        opts=['senderlogin_header_fields=From'])
+eq(R['action'], 'accept', 'Sender not checked when header_fields=From')
+R = run(' alice@example.net (Bob Smith <bob@example.net>)')
+eq(R['action'], 'accept', 'comment is not an address')
+R = run(' "bob@example.net" <alice@example.net>')
+eq(R['action'], 'reject', 'display name showing bob@example.net')
+R = run(' "bob@example.net" <alice@example.net>', opts=['senderlogin_display_name_check=no'])
+eq(R['action'], 'accept', 'display name check off')
+R = run(' "Friend bob@gmail.com" <alice@example.net>')
+eq(R['action'], 'accept', 'display name with an outside address nobody owns')
+R = run(' =?UTF-8?B?Qm9iIDxib2JAZXhhbXBsZS5uZXQ+?= <alice@example.net>')
+eq(R['action'], 'reject', 'RFC 2047 display name hiding bob@example.net')
+R = run(' =?UTF-8?Q?Al=C3=AFce?= <alice@example.net>')
+eq(R['action'], 'accept', 'RFC 2047 display name, own address')
+R = run(' "alice"@example.net')
+eq(R['action'], 'accept', 'quoted local part')
+R = run(' "bob"@example.net')
+eq(R['action'], 'reject', 'quoted local part of bob')
+R = run(' Us: alice@example.net, bob@example.net;')
+eq(R['action'], 'reject', 'group with bob')
+R = run(' Us: alice@example.net;')
+eq(R['action'], 'accept', 'group with alice only')
+R = run(' alice@example.net, bob@example.net')
+eq(R['action'], 'reject', 'two authors, one not owned')
+R = run(' <alice@example.net')
+eq(R['action'], 'reject', 'unparseable From')
+R = run(' "Bob" <bob@example.net>', auth=None)
+eq(R['action'], 'accept', 'unauthenticated: no header check')
+R = run(' "Bob" <bob@example.net>', opts=['senderlogin_header_action=log'])
+eq(R['action'], 'accept', 'header_action=log')
+R = run(' "Bob" <bob@example.net>', opts=['senderlogin_header_action=tempfail'])
+eq(R['action'], 'tempfail', 'header_action=tempfail')
+R = run(' "Bob" <bob@example.net>', opts=['senderlogin_header_action=hold'])
+eq(R['action'], 'hold', 'header_action=hold')
+R = run(' "Bob" <bob@example.net>', opts=['senderlogin_header_action=header'])
+eq(R['action'], 'accept', 'header_action=header')
+check(any(h.get('name') == 'X-Sift-Sender-Login' and 'login=alice' in h.get('value', '')
+          and 'bob@example.net' in h.get('value', '') for h in R.get('headers', [])),
+      'X-Sift-Sender-Login header added: %r' % R.get('headers'))
+R = run(None)
+eq(R['action'], 'accept', 'no From header')
+# Envelope check in filterd at MAIL.
+R = run(' Bob <bob@example.net>', env_from='bob@example.net')
+eq(R['reply'], '553 5.7.1 <bob@example.net>: Sender address rejected: not owned by user alice',
+   'envelope bob at MAIL')
+R = run(' Alice <alice+tag@example.net>', env_from='alice@example.net')
+eq(R['action'], 'reject', 'seed pcre map: alice+tag owner is "alice+tag" (as Postfix)')
+
+# Texthash map with aliases and extensions.
+alias = ['senderlogin_login_maps=texthash:%s' % ALIAS_MAP]
+R = run(' Sales <sales@example.org>', env_from='alice@example.org', opts=alias)
+eq(R['action'], 'accept', 'alias sales@ owned by alice and bob')
+R = run(' <alice+news@example.org>', env_from='alice+news@example.org', opts=alias)
+eq(R['action'], 'accept', 'extension stripped with recipient_delimiter')
+R = run(' <alice+news@example.org>', env_from='alice@example.org',
+        opts=alias + ['senderlogin_recipient_delimiter='])
+eq(R['action'], 'reject', 'no delimiter: alice+news@ falls to @example.org (carol)')
+R = run(' <postmaster@example.org>', env_from='alice@example.org', opts=alias)
+eq(R['action'], 'reject', 'postmaster owned by carol')
+R = run(' <anything@example.org>', env_from='anything@example.org', auth='carol', opts=alias)
+eq(R['action'], 'accept', '@domain lookup gives carol')
+R = run(' <sales@example.org>', env_from='sales@example.org', auth='BOB', opts=alias)
+eq(R['action'], 'accept', 'login compared case-insensitively')
+done()

@@ -1,0 +1,76 @@
+"""senderlogin in policyd (answers "553 5.7.1 not owned by user alice";
+Postfix adds "<sender>: Sender address rejected: " itself) (the envelope sender, as Postfix's
+reject_authenticated_sender_login_mismatch), over the real policy protocol:
+the seed's login_maps.pcre as-is, auth as alice sending as alice / bob /
+an alias / another domain, MAIL and RCPT stages, the null sender, the
+unauthenticated check, and the texthash alias map."""
+
+import tempfile
+
+from common import BUILD, SEED_MAP, ALIAS_MAP, check, eq, done
+from policyclient import PolicyClient, start_policyd
+
+tmp = tempfile.mkdtemp(prefix='sift-slp-')
+REJ = '553 5.7.1 not owned by user %s'
+
+pd, port = start_policyd(tmp, 'policyd', {
+    'inbound_plugins': 'senderlogin', 'originating_plugins': 'senderlogin',
+    'senderlogin_login_maps': 'pcre:' + SEED_MAP,
+    'senderlogin_unauthenticated_reject': 'yes',
+    'senderlogin_local_domains': 'example.net',
+}, BUILD)
+try:
+    with PolicyClient(port) as c:
+        def ask(sender, login, state='RCPT', client='192.0.2.10', rcpt='x@example.com'):
+            return c.ask(protocol_state=state, sender=sender, sasl_username=login,
+                         client_address=client, recipient=rcpt, instance='i.%s.%s.%s' % (
+                             sender, login, state))
+        eq(ask('alice@example.net', 'alice'), 'DUNNO', 'alice as alice')
+        eq(ask('alice@EXAMPLE.NET', 'alice'), 'DUNNO', 'domain case')
+        eq(ask('bob@example.net', 'alice'), REJ % 'alice', 'alice as bob')
+        eq(ask('bob@example.net', 'alice', state='MAIL'), REJ % 'alice',
+           'alice as bob at MAIL')
+        eq(ask('bob@example.net', 'alice', state='DATA'), 'DUNNO', 'not checked at DATA')
+        eq(ask('sales@example.net', 'alice'), REJ % 'alice',
+           'alice as an alias the seed map gives to "sales"')
+        eq(ask('alice@example.org', 'alice'), REJ % 'alice',
+           'alice as another domain (no owner)')
+        eq(ask('', 'alice'), 'DUNNO', 'null sender is not checked')
+        eq(ask('bob@example.net', ''),
+           '553 5.7.1 not logged in',
+           'unauthenticated outsider using our domain')
+        eq(ask('someone@example.com', ''), 'DUNNO', 'unauthenticated, foreign sender')
+        # Same transaction, second recipient: same answer, looked up once.
+        inst = 'same-instance'
+        a1 = c.ask(protocol_state='RCPT', sender='bob@example.net', sasl_username='alice',
+                   client_address='192.0.2.10', recipient='a@example.com', instance=inst)
+        a2 = c.ask(protocol_state='RCPT', sender='bob@example.net', sasl_username='alice',
+                   client_address='192.0.2.10', recipient='b@example.com', instance=inst)
+        eq((a1, a2), (REJ % 'alice',) * 2, 'every RCPT of the transaction')
+    check('login=alice sender=<bob@example.net> owners=bob: not owned; action=reject' in pd.log(),
+          'clear log line: %s' % pd.log_tail(5))
+finally:
+    pd.stop()
+
+pd, port = start_policyd(tmp, 'policyd2', {
+    'inbound_plugins': 'senderlogin', 'originating_plugins': 'senderlogin',
+    'senderlogin_login_maps': 'texthash:' + ALIAS_MAP,
+    'senderlogin_recipient_delimiter': '+',
+    'senderlogin_envelope_action': 'tempfail',
+}, BUILD)
+try:
+    with PolicyClient(port) as c:
+        def ask2(sender, login):
+            return c.ask(protocol_state='RCPT', sender=sender, sasl_username=login,
+                         client_address='192.0.2.10', recipient='x@example.com',
+                         instance='j.%s.%s' % (sender, login))
+        eq(ask2('sales@example.org', 'alice'), 'DUNNO', 'alias owned by alice')
+        eq(ask2('sales@example.org', 'bob'), 'DUNNO', 'alias owned by bob too')
+        eq(ask2('alice+x@example.org', 'alice'), 'DUNNO', 'extension')
+        eq(ask2('postmaster@example.org', 'alice'),
+           '450 4.7.1 not owned by user alice',
+           'envelope_action=tempfail')
+        eq(ask2('bob@example.net', ''), 'DUNNO', 'unauthenticated check off by default')
+finally:
+    pd.stop()
+done()

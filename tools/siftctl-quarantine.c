@@ -1,0 +1,376 @@
+/*
+ * siftctl-quarantine.c - `siftctl quarantine ...`: the quarantine store
+ * (lib/quarantine.c) for the administrator: list, show, release, delete,
+ * purge. The store directory is the configuration's quarantine_directory
+ * (-c FILE, -o quarantine_directory=DIR); no plugin is loaded.
+ *
+ * release re-injects a message with Postfix's sendmail (fork + exec, which
+ * siftctl may do and plugins may not), preserving the envelope sender and
+ * the original recipients (or --to ADDR...), then removes it from the store
+ * unless --keep. Single-threaded.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "siftctl.h"
+
+#define DEFAULT_SENDMAIL "/usr/sbin/sendmail -G -i"
+
+static const char usage_text[] =
+    "  quarantine list [--reason TEXT] [--plugin NAME] [--older-than TIME]\n"
+    "       list quarantined messages, oldest first: id, time (UTC), size, sender,\n"
+    "       recipients, plugin, reason; --reason matches a substring, --older-than\n"
+    "       takes 30m, 12h, 7d ...\n"
+    "  quarantine show ID [--raw]\n"
+    "       print the metadata and the message (--raw: the message only)\n"
+    "  quarantine release ID [--to ADDR]... [--keep] [--sendmail COMMAND]\n"
+    "       re-inject the message with Postfix's sendmail (default\n"
+    "       \"" DEFAULT_SENDMAIL "\"; run as COMMAND -f SENDER -- RECIPIENTS,\n"
+    "       e.g. --sendmail \"sendmail -C /etc/postfix-out -G -i\"), to the original\n"
+    "       recipients or to the --to addresses; removed from the store unless --keep\n"
+    "  quarantine delete ID...\n"
+    "       remove messages from the store\n"
+    "  quarantine purge --older-than TIME [--dry-run]\n"
+    "       remove every message older than TIME (e.g. 7d, as a daily cron job)\n"
+    "       the store is quarantine_directory (default /var/lib/sift/quarantine)\n";
+
+static char *store_dir(struct sift_opts *opts)
+{
+	char *err = NULL;
+	struct sift_config *cfg = sift_opts_config(opts, "", NULL, &err);
+	if (!cfg) {
+		fprintf(stderr, "siftctl: %s\n", err);
+		exit(1);
+	}
+	char *dir = sift_config_get(cfg, "quarantine_directory", &err);
+	if (!dir || !*dir) {
+		fprintf(stderr, "siftctl quarantine: quarantine_directory is not set%s%s\n", err ? ": " : "",
+			err ? err : "");
+		exit(1);
+	}
+	sift_config_free(cfg);
+	return dir;
+}
+
+static void fmt_time(long long t, char *buf, size_t n)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	gmtime_r(&tt, &tm);
+	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int cmd_list(const char *dir, int argc, char **argv)
+{
+	static const struct option lo[] = {{"reason", required_argument, NULL, 'r'},
+					   {"plugin", required_argument, NULL, 'p'},
+					   {"older-than", required_argument, NULL, 'o'},
+					   {NULL, 0, NULL, 0}};
+	const char *reason = NULL, *plugin = NULL;
+	long long older = -1;
+	int c;
+	optind = 0; /* full getopt reset: options may follow operands */
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (c == 'r')
+			reason = optarg;
+		else if (c == 'p')
+			plugin = optarg;
+		else if (c == 'o') {
+			if (sift_parse_time_ms(optarg, &older) < 0) {
+				fprintf(stderr, "siftctl quarantine list: bad time \"%s\"\n", optarg);
+				return 1;
+			}
+		} else
+			return 1;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "siftctl quarantine list: unexpected argument \"%s\"\n", argv[optind]);
+		return 1;
+	}
+	struct sift_qentry *list;
+	size_t n;
+	char *err = NULL;
+	if (sift_quarantine_list(dir, &list, &n, &err) < 0) {
+		fprintf(stderr, "siftctl quarantine: %s\n", err);
+		return 1;
+	}
+	long long now = time(NULL);
+	for (size_t i = 0; i < n; i++) {
+		struct sift_qentry *e = &list[i];
+		bool show = (!reason || strstr(e->reason, reason)) && (!plugin || strcmp(e->plugin, plugin) == 0) &&
+			    (older < 0 || (now - e->time) * 1000 >= older);
+		if (show) {
+			char tb[32];
+			fmt_time(e->time, tb, sizeof(tb));
+			printf("%s %s %lld <%s> ", e->id, tb, e->size, e->sender);
+			for (size_t k = 0; k < e->n_rcpts; k++)
+				printf("%s<%s>", k ? "," : "", e->rcpts[k]);
+			printf(" %s %s\n", *e->plugin ? e->plugin : "-", e->reason);
+		}
+		sift_qentry_free(e);
+	}
+	free(list);
+	return 0;
+}
+
+static int cmd_show(const char *dir, int argc, char **argv)
+{
+	bool raw = false;
+	const char *id = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--raw") == 0)
+			raw = true;
+		else if (!id)
+			id = argv[i];
+		else {
+			fprintf(stderr, "siftctl quarantine show: one id expected\n");
+			return 1;
+		}
+	}
+	if (!id) {
+		fprintf(stderr, "siftctl quarantine show: an id is needed\n");
+		return 1;
+	}
+	struct sift_qentry e;
+	FILE *fp;
+	char *err = NULL;
+	if (sift_quarantine_open(dir, id, &e, &fp, &err) < 0) {
+		fprintf(stderr, "siftctl quarantine: %s\n", err);
+		return 1;
+	}
+	if (!raw) {
+		char tb[32];
+		fmt_time(e.time, tb, sizeof(tb));
+		printf("Id: %s\nQueue-Id: %s\nTime: %s\nSender: <%s>\n", e.id, e.queue_id, tb, e.sender);
+		for (size_t k = 0; k < e.n_rcpts; k++)
+			printf("Recipient: <%s>\n", e.rcpts[k]);
+		printf("Plugin: %s\nReason: %s\nSize: %lld\n\n", e.plugin, e.reason, e.size);
+	}
+	fflush(stdout);
+	char buf[65536];
+	size_t r;
+	while ((r = fread(buf, 1, sizeof(buf), fp)) > 0)
+		fwrite(buf, 1, r, stdout);
+	fclose(fp);
+	sift_qentry_free(&e);
+	return 0;
+}
+
+static int cmd_release(const char *dir, int argc, char **argv)
+{
+	static const struct option lo[] = {{"to", required_argument, NULL, 't'},
+					   {"keep", no_argument, NULL, 'k'},
+					   {"sendmail", required_argument, NULL, 's'},
+					   {NULL, 0, NULL, 0}};
+	const char **to = NULL;
+	size_t nto = 0;
+	bool keep = false;
+	const char *sendmail = DEFAULT_SENDMAIL;
+	int c;
+	optind = 0; /* full getopt reset: options may follow operands */
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (c == 't') {
+			to = sift_realloc(to, (nto + 1) * sizeof(*to));
+			to[nto++] = optarg;
+		} else if (c == 'k')
+			keep = true;
+		else if (c == 's')
+			sendmail = optarg;
+		else
+			return 1;
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "siftctl quarantine release: one id expected\n");
+		return 1;
+	}
+	const char *id = argv[optind];
+	struct sift_qentry e;
+	FILE *fp;
+	char *err = NULL;
+	if (sift_quarantine_open(dir, id, &e, &fp, &err) < 0) {
+		fprintf(stderr, "siftctl quarantine: %s\n", err);
+		return 1;
+	}
+	if (!nto) {
+		to = (const char **)e.rcpts;
+		nto = e.n_rcpts;
+	}
+	if (!nto) {
+		fprintf(stderr, "siftctl quarantine release: %s has no recipients (use --to)\n", id);
+		return 1;
+	}
+	char **cmd = sift_split_list(sendmail);
+	size_t ncmd = 0;
+	while (cmd[ncmd])
+		ncmd++;
+	if (!ncmd) {
+		fprintf(stderr, "siftctl quarantine release: empty --sendmail command\n");
+		return 1;
+	}
+	const char **av = sift_calloc(ncmd + nto + 5, sizeof(char *));
+	size_t k = 0;
+	for (size_t i = 0; i < ncmd; i++)
+		av[k++] = cmd[i];
+	av[k++] = "-f";
+	av[k++] = *e.sender ? e.sender : "<>";
+	av[k++] = "--";
+	for (size_t i = 0; i < nto; i++)
+		av[k++] = to[i];
+	av[k] = NULL;
+
+	int fd = fileno(fp);
+	if (lseek(fd, (off_t)e.data_off, SEEK_SET) < 0) {
+		fprintf(stderr, "siftctl quarantine release: %s: %s\n", e.path, strerror(errno));
+		return 1;
+	}
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "siftctl quarantine release: fork: %s\n", strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		if (dup2(fd, 0) < 0)
+			_exit(127);
+		execvp(av[0], (char *const *)av);
+		fprintf(stderr, "siftctl quarantine release: %s: %s\n", av[0], strerror(errno));
+		_exit(127);
+	}
+	fclose(fp);
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "siftctl quarantine release: %s failed (%s %d); %s kept\n", av[0],
+			WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), id);
+		return 1;
+	}
+	printf("released %s to", id);
+	for (size_t i = 0; i < nto; i++)
+		printf(" <%s>", to[i]);
+	printf("\n");
+	int rc = 0;
+	if (!keep && sift_quarantine_delete(dir, id, &err) < 0) {
+		fprintf(stderr, "siftctl quarantine release: released, but not removed: %s\n", err);
+		rc = 1;
+	}
+	if (to != (const char **)e.rcpts)
+		free(to);
+	free(av);
+	free(cmd);
+	sift_qentry_free(&e);
+	return rc;
+}
+
+static int cmd_delete(const char *dir, int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "siftctl quarantine delete: an id is needed\n");
+		return 1;
+	}
+	int rc = 0;
+	for (int i = 1; i < argc; i++) {
+		char *err = NULL;
+		if (sift_quarantine_delete(dir, argv[i], &err) < 0) {
+			fprintf(stderr, "siftctl quarantine: %s\n", err);
+			free(err);
+			rc = 1;
+		} else
+			printf("deleted %s\n", argv[i]);
+	}
+	return rc;
+}
+
+static int cmd_purge(const char *dir, int argc, char **argv)
+{
+	static const struct option lo[] = {{"older-than", required_argument, NULL, 'o'},
+					   {"dry-run", no_argument, NULL, 'n'},
+					   {NULL, 0, NULL, 0}};
+	long long older = -1;
+	bool dry = false;
+	int c;
+	optind = 0; /* full getopt reset: options may follow operands */
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (c == 'o') {
+			if (sift_parse_time_ms(optarg, &older) < 0) {
+				fprintf(stderr, "siftctl quarantine purge: bad time \"%s\"\n", optarg);
+				return 1;
+			}
+		} else if (c == 'n')
+			dry = true;
+		else
+			return 1;
+	}
+	if (older < 0 || optind != argc) {
+		fprintf(stderr, "siftctl quarantine purge: --older-than TIME is required\n");
+		return 1;
+	}
+	struct sift_qentry *list;
+	size_t n, purged = 0;
+	char *err = NULL;
+	if (sift_quarantine_list(dir, &list, &n, &err) < 0) {
+		fprintf(stderr, "siftctl quarantine: %s\n", err);
+		return 1;
+	}
+	long long now = time(NULL);
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct sift_qentry *e = &list[i];
+		if ((now - e->time) * 1000 >= older) {
+			if (dry)
+				printf("would purge %s\n", e->id);
+			else if (sift_quarantine_delete(dir, e->id, &err) < 0) {
+				fprintf(stderr, "siftctl quarantine: %s\n", err);
+				free(err);
+				err = NULL;
+				rc = 1;
+			} else
+				purged++;
+		}
+		sift_qentry_free(e);
+	}
+	free(list);
+	if (!dry)
+		printf("purged %zu of %zu\n", purged, n);
+	return rc;
+}
+
+static int run(int argc, char **argv, struct sift_opts *opts)
+{
+	if (argc < 2) {
+		fputs("usage:\n", stderr);
+		fputs(usage_text, stderr);
+		return 1;
+	}
+	char *dir = store_dir(opts);
+	const char *sub = argv[1];
+	int rc;
+	if (strcmp(sub, "list") == 0)
+		rc = cmd_list(dir, argc - 1, argv + 1);
+	else if (strcmp(sub, "show") == 0)
+		rc = cmd_show(dir, argc - 1, argv + 1);
+	else if (strcmp(sub, "release") == 0)
+		rc = cmd_release(dir, argc - 1, argv + 1);
+	else if (strcmp(sub, "delete") == 0)
+		rc = cmd_delete(dir, argc - 1, argv + 1);
+	else if (strcmp(sub, "purge") == 0)
+		rc = cmd_purge(dir, argc - 1, argv + 1);
+	else {
+		fprintf(stderr, "siftctl quarantine: unknown command \"%s\"\nusage:\n%s", sub, usage_text);
+		rc = 1;
+	}
+	free(dir);
+	return rc;
+}
+
+const struct siftctl_cmd siftctl_quarantine_cmd = {
+    .name = "quarantine",
+    .run = run,
+    .usage = usage_text,
+};
