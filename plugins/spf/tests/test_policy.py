@@ -1,0 +1,233 @@
+#!/usr/bin/python3
+"""test_policy.py - the spf plugin in policyd: actions, per-transaction
+caching, skipped clients, bad input and failures, and `siftctl spf check`.
+
+A DNS server (tests/lib/dnsserver.py) on 127.0.0.1 serves a small zone; a
+policyd per configuration variant is asked through the policy protocol.
+Checks:
+  * pass / neutral / none / softfail / permerror: PREPEND Received-SPF in
+    RFC 7208 9.1 form (receiver=, client-ip=, envelope-from= quoted,
+    helo=, identity=), once per transaction (instance), DUNNO for later
+    recipients; one evaluation per instance (policyd log);
+  * fail: 550 5.7.23 with the exp= explanation, for every recipient;
+  * temperror: DEFER_IF_PERMIT 4.7.24; null sender: HELO identity;
+  * settings: fail -> prepend, softfail -> reject / defer, temperror ->
+    prepend, permerror -> reject, helo_check;
+  * skipped: SASL-authenticated, originating_networks, trusted clients;
+  * include loops, more than 10 lookups, CNAME chains, a 20 KB TXT record
+    (over TCP), a DNS server that never answers (bounded time, other
+    clients served meanwhile), garbage client addresses and senders;
+  * siftctl spf check prints the same result and header.
+Prints "N passed, N failed".
+"""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import spfutil  # noqa: E402
+
+passed = failed = 0
+
+
+def check(cond, what, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok   " + what)
+    else:
+        failed += 1
+        print("FAIL " + what + (": " + str(detail) if detail else ""))
+    sys.stdout.flush()
+    return cond
+
+
+BIG = "v=spf1 " + " ".join("ip4:198.18.%d.%d" % (i // 250, i % 250) for i in range(1200)) + " ip4:192.0.2.0/24 -all"
+ZONE = {".": [spfutil.ROOT_SOA] + [
+    {"name": "pass.test", "type": "TXT", "data": "v=spf1 ip4:192.0.2.0/24 -all"},
+    {"name": "fail.test", "type": "TXT", "data": "v=spf1 ip4:192.0.2.0/24 -all exp=why.fail.test"},
+    {"name": "why.fail.test", "type": "TXT", "data": "%{i} may not send for %{d}"},
+    {"name": "soft.test", "type": "TXT", "data": "v=spf1 ip4:192.0.2.0/24 ~all"},
+    {"name": "neutral.test", "type": "TXT", "data": "v=spf1 ?all"},
+    {"name": "none.test", "type": "A", "data": "192.0.2.1"},
+    {"name": "perm.test", "type": "TXT", "data": "v=spf1 ip4:192.0.2.0/33 -all"},
+    {"name": "loop.test", "type": "TXT", "data": "v=spf1 include:loop2.test -all"},
+    {"name": "loop2.test", "type": "TXT", "data": "v=spf1 include:loop.test -all"},
+    {"name": "many.test", "type": "TXT", "data": "v=spf1 " + " ".join("a:h%d.many.test" % i for i in range(12)) + " -all"},
+] + [{"name": "h%d.many.test" % i, "type": "A", "data": "198.51.100.%d" % i} for i in range(12)] + [
+    {"name": "cname.test", "type": "CNAME", "data": "c2.test."},
+    {"name": "c2.test", "type": "CNAME", "data": "c3.test."},
+    {"name": "c3.test", "type": "TXT", "data": "v=spf1 a:mx.c3.test -all"},
+    {"name": "mx.c3.test", "type": "A", "data": "192.0.2.9"},
+    {"name": "big.test", "type": "TXT", "data": BIG},
+    {"name": "slow.test", "type": "TIMEOUT"},
+    {"name": "helo.test", "type": "TXT", "data": "v=spf1 a -all"},
+    {"name": "helo.test", "type": "A", "data": "192.0.2.44"},
+    {"name": "badhelo.test", "type": "TXT", "data": "v=spf1 -all"},
+]}
+
+seq = [0]
+
+
+def inst():
+    seq[0] += 1
+    return "t.%d" % seq[0]
+
+
+def ask(c, ip, sender, helo="mx.client.test", **kw):
+    attrs = dict(client_address=ip, sender=sender, helo_name=helo, instance=kw.pop("instance", None) or inst())
+    attrs.update(kw)
+    return c.ask(**attrs)
+
+
+def main():
+    srv = spfutil.dnsserver.DNSServer(ZONE).start()
+    base = {"dns_servers": "127.0.0.1:%d" % srv.port, "dns_timeout": "1s",
+            "myhostname": "mx.sift.test", "spf_timeout": "3s", "spf_dns_timeout": "1s",
+            "originating_networks": "cidr:" + write_cidr()}
+    daemons = []
+    try:
+        pd = spfutil.Policyd(base).start()
+        daemons.append(pd)
+        c = spfutil.PolicyClient(pd.port)
+
+        # pass, with the header form, once per instance
+        i = inst()
+        a = ask(c, "192.0.2.10", "alice@pass.test", instance=i)
+        check(a.startswith("PREPEND Received-SPF: pass (mx.sift.test: domain of alice@pass.test designates "
+                           "192.0.2.10 as permitted sender)"), "pass: PREPEND Received-SPF pass", a)
+        for kv in ("receiver=mx.sift.test;", "client-ip=192.0.2.10;", 'envelope-from="alice@pass.test";',
+                   "helo=mx.client.test;", "identity=mailfrom;"):
+            check(kv in a, "pass header has " + kv, a)
+        a2 = ask(c, "192.0.2.10", "alice@pass.test", instance=i, recipient="other@sift.test")
+        check(a2 == "DUNNO", "second RCPT of the transaction: DUNNO (header prepended once)", a2)
+        a3 = ask(c, "192.0.2.10", "alice@pass.test", instance=i, protocol_state="DATA")
+        check(a3 == "DUNNO", "DATA stage: DUNNO", a3)
+
+        # fail: rejected for every recipient, with the explanation
+        i = inst()
+        a = ask(c, "198.51.100.7", "bob@fail.test", instance=i)
+        check(a == "550 5.7.23 SPF fail: 198.51.100.7 may not send for fail.test", "fail: 550 5.7.23 + exp", a)
+        a = ask(c, "198.51.100.7", "bob@fail.test", instance=i, recipient="x2@sift.test")
+        check(a.startswith("550 5.7.23 "), "fail: second recipient rejected too", a)
+        time.sleep(0.2)
+        n_eval = pd.log_text().count("spf: fail identity=mailfrom domain=fail.test")
+        check(n_eval == 1, "one evaluation per transaction (instance)", n_eval)
+
+        a = ask(c, "198.51.100.7", "bob@soft.test")
+        check(a.startswith("PREPEND Received-SPF: softfail "), "softfail: prepend only (default)", a)
+        a = ask(c, "198.51.100.7", "bob@neutral.test")
+        check(a.startswith("PREPEND Received-SPF: neutral "), "neutral: prepend", a)
+        a = ask(c, "198.51.100.7", "bob@none.test")
+        check(a.startswith("PREPEND Received-SPF: none "), "none: prepend", a)
+        a = ask(c, "198.51.100.7", "bob@perm.test")
+        check(a.startswith("PREPEND Received-SPF: permerror ") and "problem=" in a, "permerror: prepend with problem=", a)
+        a = ask(c, "198.51.100.7", "bob@loop.test")
+        check(a.startswith("PREPEND Received-SPF: permerror "), "include loop: permerror", a)
+        a = ask(c, "198.51.100.200", "bob@many.test")
+        check(a.startswith("PREPEND Received-SPF: permerror ") and "more than 10" in a,
+              "more than 10 DNS-querying terms: permerror", a)
+        a = ask(c, "192.0.2.9", "bob@cname.test")
+        check(a.startswith("PREPEND Received-SPF: pass "), "CNAME chain: pass", a)
+        a = ask(c, "192.0.2.99", "bob@big.test")
+        check(a.startswith("PREPEND Received-SPF: pass "), "20 KB TXT record over TCP: pass", a)
+        a = ask(c, "192.0.2.44", "", helo="helo.test")
+        check(a.startswith("PREPEND Received-SPF: pass ") and "identity=helo;" in a and "envelope-from" not in a,
+              "null sender: HELO identity", a)
+
+        # temperror within the bound, while another client is served
+        res = {}
+
+        def slow():
+            t0 = time.time()
+            c2 = spfutil.PolicyClient(pd.port)
+            res["a"] = ask(c2, "192.0.2.10", "x@slow.test")
+            res["t"] = time.time() - t0
+            c2.close()
+        th = threading.Thread(target=slow)
+        th.start()
+        time.sleep(0.2)
+        t0 = time.time()
+        a = ask(c, "192.0.2.10", "alice@pass.test")
+        fast = time.time() - t0
+        th.join(30)
+        check(a.startswith("PREPEND Received-SPF: pass ") and fast < 0.5,
+              "other clients served while a lookup hangs (%.3fs)" % fast, a)
+        check(res.get("a", "").startswith("DEFER_IF_PERMIT 4.7.24 "), "never-answering DNS: DEFER_IF_PERMIT 4.7.24",
+              res.get("a"))
+        check(res.get("t", 99) < 2.5, "temperror within spf_dns_timeout (%.1fs)" % res.get("t", 99))
+
+        # skipped clients
+        a = ask(c, "198.51.100.7", "bob@fail.test", sasl_username="bob", sasl_method="PLAIN")
+        check(a == "DUNNO", "SASL-authenticated client skipped", a)
+        a = ask(c, "10.1.2.3", "bob@fail.test")
+        check(a == "DUNNO", "originating_networks client skipped", a)
+
+        # garbage
+        a = ask(c, "not-an-ip", "bob@fail.test")
+        check(a == "DUNNO", "unparsable client address: DUNNO", a)
+        a = ask(c, "198.51.100.7", "weird\"(x)\\@fail.test")
+        check(a.startswith("550 5.7.23 "), "odd sender characters handled", a)
+        a = ask(c, "198.51.100.7", "a@" + "x" * 300 + ".test")
+        check(a.startswith("PREPEND Received-SPF: none "), "over-long domain: none", a)
+        check(pd.alive(), "policyd alive after bad input")
+        c.close()
+
+        # settings
+        pd2 = spfutil.Policyd(dict(base, spf_fail_action="prepend", spf_softfail_action="reject",
+                                   spf_temperror_action="prepend", spf_permerror_action="reject",
+                                   spf_trusted_clients="inline:{ 198.51.100.77=OK }")).start()
+        daemons.append(pd2)
+        c = spfutil.PolicyClient(pd2.port)
+        a = ask(c, "198.51.100.7", "bob@fail.test")
+        check(a.startswith("PREPEND Received-SPF: fail "), "fail_action=prepend", a)
+        a = ask(c, "198.51.100.7", "bob@soft.test")
+        check(a.startswith("550 5.7.23 "), "softfail_action=reject: 550 5.7.23", a)
+        a = ask(c, "198.51.100.7", "bob@perm.test")
+        check(a.startswith("550 5.7.24 "), "permerror_action=reject: 550 5.7.24", a)
+        a = ask(c, "198.51.100.77", "bob@soft.test")
+        check(a == "DUNNO", "trusted_clients skipped", a)
+        c.close()
+        pd3 = spfutil.Policyd(dict(base, spf_softfail_action="defer", spf_temperror_action="defer",
+                                   spf_helo_check="yes")).start()
+        daemons.append(pd3)
+        c = spfutil.PolicyClient(pd3.port)
+        a = ask(c, "198.51.100.7", "bob@soft.test")
+        check(a.startswith("451 4.7.23 "), "softfail_action=defer: 451 4.7.23", a)
+        a = ask(c, "192.0.2.10", "alice@pass.test", helo="badhelo.test")
+        check(a.startswith("550 5.7.23 "), "helo_check=yes: a HELO fail decides", a)
+        a = ask(c, "192.0.2.44", "alice@pass.test", helo="helo.test")
+        check(a.startswith("PREPEND Received-SPF: pass ") and "identity=mailfrom" in a,
+              "helo_check=yes: MAIL FROM when HELO does not fail", a)
+        c.close()
+
+        # siftctl spf check: same code and resolver
+        out = subprocess.run([spfutil.SIFTCTL, "-c", pd.conf, "spf", "check", "198.51.100.7", "bob@fail.test",
+                              "mx.client.test"], capture_output=True, text=True, timeout=30)
+        check(out.returncode == 0 and "result: fail" in out.stdout and
+              "explanation: 198.51.100.7 may not send for fail.test" in out.stdout and
+              "header: Received-SPF: fail (mx.sift.test: " in out.stdout and
+              "action: 550 5.7.23 " in out.stdout, "siftctl spf check", out.stdout + out.stderr)
+        out = subprocess.run([spfutil.SIFTCTL, "-c", pd.conf, "spf", "check", "bogus", "bob@fail.test"],
+                             capture_output=True, text=True, timeout=30)
+        check(out.returncode == 2, "siftctl spf check rejects a bad address", out.returncode)
+    finally:
+        for d in daemons:
+            d.stop()
+        srv.stop()
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+def write_cidr():
+    import tempfile
+    fd, path = tempfile.mkstemp(prefix="sift-spf-", suffix=".cidr")
+    os.write(fd, b"10.0.0.0/8 OK\n")
+    os.close(fd)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

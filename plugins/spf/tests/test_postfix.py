@@ -1,0 +1,117 @@
+#!/usr/bin/python3
+"""test_postfix.py - SPF through a private Postfix (tests/lib/sifttest.py):
+check_policy_service after reject_unauth_destination points at policyd
+with the spf plugin, filterd (spf plugin, spf_filterd_mode = header) is the
+milter, and a local DNS server (127.0.0.1) serves the zone. The SMTP client
+is 127.0.0.1, so:
+  pass.example.test  v=spf1 ip4:127.0.0.1 -all -> delivered, Received-SPF:
+                     pass on top, Authentication-Results spf=pass from
+                     filterd reading policyd's header;
+  fail.example.test  v=spf1 -all  -> 550 5.7.23 at RCPT, nothing delivered;
+  soft.example.test  v=spf1 ~all  -> delivered with Received-SPF: softfail
+                     on top (two recipients: one header);
+and with spf_softfail_action = reject (a second policyd, Postfix reloaded)
+the softfail is rejected at RCPT with 550 5.7.23.
+Prints "N passed, N failed".
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import spfutil  # noqa: E402
+import sifttest  # noqa: E402
+
+passed = failed = 0
+
+
+def check(cond, what, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok   " + what)
+    else:
+        failed += 1
+        print("FAIL " + what + (": " + str(detail)[-3000:] if detail else ""))
+    sys.stdout.flush()
+    return cond
+
+
+ZONE = {".": [spfutil.ROOT_SOA,
+              {"name": "pass.example.test", "type": "TXT", "data": "v=spf1 ip4:127.0.0.1 -all"},
+              {"name": "fail.example.test", "type": "TXT", "data": "v=spf1 -all"},
+              {"name": "soft.example.test", "type": "TXT", "data": "v=spf1 ~all"}]}
+
+MSG = "From: %s\r\nTo: bob@sift.test\r\nSubject: spf %s\r\n\r\nhello\r\n"
+
+
+def main():
+    if os.geteuid() != 0:
+        print("test_postfix: needs root for a private Postfix")
+        print("0 passed, 1 failed")
+        return 1
+    srv = spfutil.dnsserver.DNSServer(ZONE).start()
+    common = {"dns_servers": "127.0.0.1:%d" % srv.port, "dns_timeout": "2s", "myhostname": "mx.sift.test"}
+    pd = spfutil.Policyd(dict(common)).start()
+    pd2 = spfutil.Policyd(dict(common, spf_softfail_action="reject"), tmpdir=pd.tmp).start()
+    fport = spfutil.free_port()
+    fconf = os.path.join(pd.tmp, "filterd.conf")
+    with open(fconf, "w") as f:
+        f.write("filterd_listen = inet:127.0.0.1:%d\nplugin_directory = %s\ninbound_plugins = spf\n"
+                "originating_plugins =\nmyhostname = mx.sift.test\nauthserv_id = mx.sift.test\n"
+                "spf_filterd_mode = header\n" % (fport, spfutil.PLUGINDIR))
+    fd = sifttest.Proc([spfutil.FILTERD, "-f", "-c", fconf], os.path.join(pd.tmp, "filterd.log"), port=fport)
+    pf = None
+    try:
+        fd.start()
+        pf = sifttest.Postfix(policy="inet:127.0.0.1:%d" % pd.port, milters=["inet:127.0.0.1:%d" % fport])
+        pf.start()
+
+        r = pf.send("alice@pass.example.test", ["bob@sift.test"], MSG % ("alice@pass.example.test", "pass"))
+        check(r.accepted, "pass: accepted", r)
+        m = pf.wait_delivered(1)[-1]
+        names = [n.lower() for n in m.msg.keys()] if hasattr(m, "msg") else []
+        rspf = m.headers("Received-SPF")
+        check(len(rspf) == 1 and rspf[0].strip().startswith("pass (mx.sift.test: ")
+              and 'envelope-from="alice@pass.example.test"' in rspf[0], "pass: Received-SPF: pass", rspf)
+        if names:
+            check(names.index("received-spf") < names.index("received"),
+                  "Received-SPF above our Received:", names[:6])
+        ar = [h for h in m.headers("Authentication-Results") if "spf=" in h]
+        check(len(ar) == 1 and "spf=pass smtp.mailfrom=alice@pass.example.test" in ar[0],
+              "filterd read policyd's header: Authentication-Results spf=pass", m.header_block())
+
+        r = pf.send("mallory@fail.example.test", ["bob@sift.test"], MSG % ("mallory@fail.example.test", "fail"))
+        check(r.rejected_at() == "rcpt" and r.rcpts and r.rcpts[0][0] == 550 and "5.7.23" in r.rcpts[0][1],
+              "fail: 550 5.7.23 at RCPT", r)
+
+        r = pf.send("eve@soft.example.test", ["bob@sift.test", "carol@sift.test"],
+                    MSG % ("eve@soft.example.test", "soft"))
+        check(r.accepted, "softfail: accepted (prepend only)", r)
+        msgs = pf.wait_delivered(3)
+        soft = [x for x in msgs if "spf soft" in (x.header("Subject") or "")]
+        check(len(soft) == 2 and all(len(x.headers("Received-SPF")) == 1 and
+                                     x.headers("Received-SPF")[0].strip().startswith("softfail ") for x in soft),
+              "softfail: one Received-SPF: softfail per copy", [x.header_block() for x in soft])
+
+        pf.set_main(smtpd_recipient_restrictions="reject_unauth_destination, check_policy_service "
+                    "inet:127.0.0.1:%d" % pd2.port)
+        pf.reload()
+        r = pf.send("eve@soft.example.test", ["bob@sift.test"], MSG % ("eve@soft.example.test", "soft2"))
+        check(r.rejected_at() == "rcpt" and r.rcpts and r.rcpts[0][0] == 550 and "5.7.23" in r.rcpts[0][1],
+              "softfail_action=reject: 550 5.7.23 at RCPT", r)
+    except Exception as e:  # any harness failure is a test failure
+        check(False, "postfix scenario", "%r\n%s" % (e, pf.log()[-3000:] if pf else ""))
+    finally:
+        if pf:
+            pf.stop()
+            pf.cleanup()
+        fd.stop()
+        pd.stop()
+        pd2.stop()
+        srv.stop()
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
