@@ -511,6 +511,10 @@ class Session:
                 m = _QID_RX.search(r.eom[1])
                 if m:
                     r.queue_id = m.group(1)
+            else:
+                # Postfix keeps the transaction after some end-of-data
+                # refusals (a later MAIL gets "503 nested MAIL"): reset.
+                self._rset()
         except (smtplib.SMTPException, OSError) as e:
             r.error = '%s: %s' % (type(e).__name__, e)
             if isinstance(e, smtplib.SMTPResponseException) and r.stage is None:
