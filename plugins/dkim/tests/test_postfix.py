@@ -1,0 +1,210 @@
+#!/usr/bin/python3
+"""dkim plugin through a real Postfix: filterd as smtpd_milters of a private
+Postfix instance (tests/lib/sifttest.py) with a submission service that
+sets {daemon_name}=ORIGINATING, and a real DNS server publishing the keys.
+
+  1. mail submitted on the ORIGINATING service is delivered with an RSA and
+     an Ed25519 signature that dkimpy verifies against the DNS server;
+  2. inbound mail signed by dkimpy gets `Authentication-Results:
+     mx.sift.test; dkim=pass ...` and a forged A-R with our authserv-id is
+     removed; a tampered message gets dkim=fail and is still delivered;
+  3. key rotation: the signing table is switched to a second selector and
+     filterd reloaded (SIGUSR1): the next message carries exactly one
+     signature, with the new selector;
+  4. a DNS timeout while verifying gives dkim=temperror and the message is
+     delivered, not lost.
+
+Run as root with SIFT_SRCDIR / SIFT_BUILDDIR set (meson test does).
+"""
+
+import base64
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+SRC = os.environ.get('SIFT_SRCDIR') or os.path.abspath(os.path.join(os.path.dirname(__file__), '../../..'))
+BUILD = os.environ.get('SIFT_BUILDDIR') or os.path.join(SRC, 'build')
+sys.path.insert(0, os.path.join(SRC, 'tests', 'lib'))
+import dnsserver  # noqa: E402
+import sifttest  # noqa: E402
+import dkim  # noqa: E402
+import dns.resolver  # noqa: E402
+
+OURS = 'example.net.test'
+REMOTE = 'remote.test'
+passed = failed = 0
+
+
+def check(name, cond, detail=''):
+    global passed, failed
+    if cond:
+        passed += 1
+        print('ok   %s' % name)
+    else:
+        failed += 1
+        print('FAIL %s %s' % (name, detail))
+    return cond
+
+
+def dnsfunc_for(port):
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers = ['127.0.0.1']
+    res.port = port
+
+    def f(name, timeout=5):
+        n = name.decode() if isinstance(name, bytes) else name
+        try:
+            for r in res.resolve(n.rstrip('.'), 'TXT'):
+                return b''.join(r.strings)
+        except Exception:
+            return None
+    return f
+
+
+def genkey(d, domain, sel, typ):
+    out = subprocess.run([os.path.join(BUILD, 'tools', 'siftctl'), 'dkim', 'genkey', '-d', domain, '-s', sel,
+                          '-t', typ, '-D', d], check=True, stdout=subprocess.PIPE, text=True).stdout
+    return os.path.join(d, '%s.%s.key' % (domain, sel)), ''.join(re.findall(r'"([^"]*)"', out.splitlines()[-1]))
+
+
+def message(frm, subject, body='Hello from the DKIM test.\r\n', extra=b''):
+    return extra + ('From: <%s>\r\nTo: <bob@sift.test>\r\nSubject: %s\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n'
+                    'Message-ID: <%s.%f@client.sift.test>\r\nMIME-Version: 1.0\r\n'
+                    'Content-Type: text/plain\r\n\r\n%s' % (frm, subject, subject.replace(' ', ''), time.time(),
+                                                              body)).encode()
+
+
+def main():
+    d = tempfile.mkdtemp(prefix='sift-dkim-pf-')
+    os.chmod(d, 0o755)
+    rsa, rsa_rec = genkey(d, OURS, 'mail', 'rsa')
+    ed, ed_rec = genkey(d, OURS, 'ed', 'ed25519')
+    rsa2, rsa2_rec = genkey(d, OURS, 'mail2', 'rsa')
+    subprocess.run(['openssl', 'genrsa', '-out', os.path.join(d, 'remote.pem'), '2048'], check=True,
+                   stderr=subprocess.DEVNULL)
+    remote_key = open(os.path.join(d, 'remote.pem'), 'rb').read()
+    der = subprocess.run(['openssl', 'pkey', '-in', os.path.join(d, 'remote.pem'), '-pubout', '-outform', 'DER'],
+                         check=True, stdout=subprocess.PIPE).stdout
+    zones = {OURS: [{'name': 'mail._domainkey', 'type': 'TXT', 'data': rsa_rec},
+                    {'name': 'ed._domainkey', 'type': 'TXT', 'data': ed_rec},
+                    {'name': 'mail2._domainkey', 'type': 'TXT', 'data': rsa2_rec}],
+             REMOTE: [{'name': 'sel._domainkey', 'type': 'TXT',
+                       'data': 'v=DKIM1; k=rsa; p=' + base64.b64encode(der).decode()},
+                      {'name': 'slow._domainkey', 'type': 'TIMEOUT'}]}
+    srv = dnsserver.DNSServer(zones)
+    srv.start()
+    with open(os.path.join(d, 'keytable'), 'w') as f:
+        f.write('mail %s:mail:%s\ned %s:ed:%s\nmail2 %s:mail2:%s\n' % (OURS, rsa, OURS, ed, OURS, rsa2))
+    st = os.path.join(d, 'signingtable')
+    with open(st, 'w') as f:
+        f.write('%s mail ed\n' % OURS)
+    port = sifttest.free_port()
+    conf = os.path.join(d, 'filterd.conf')
+    with open(conf, 'w') as f:
+        f.write('filterd_listen = inet:127.0.0.1:%d\nplugin_directory = %s/plugins\n'
+                'inbound_plugins = dkim\noriginating_plugins = dkim\n'
+                'dns_servers = 127.0.0.1:%d\ndns_timeout = 1s\nauthserv_id = mx.sift.test\n'
+                'dkim_key_table = texthash:%s/keytable\ndkim_signing_table = texthash:%s\ntmpdir = %s\n'
+                % (port, BUILD, srv.port, d, st, d))
+    fd = sifttest.Proc([os.path.join(BUILD, 'filterd', 'filterd'), '-f', '-c', conf],
+                       log=os.path.join(d, 'filterd.log'), port=port)
+    pf = sifttest.Postfix(submission=True, milters=['inet:127.0.0.1:%d' % port])
+    try:
+        fd.start()
+        pf.start()
+        run(pf, fd, srv, st, remote_key)
+    finally:
+        pf.cleanup()
+        fd.stop()
+        srv.stop()
+        if failed:
+            print('filterd log:\n' + fd.log_tail(40))
+        if failed == 0 and not os.environ.get('SIFT_KEEP_TMP'):
+            shutil.rmtree(d, ignore_errors=True)
+        else:
+            print('kept', d)
+    print('%d passed, %d failed' % (passed, failed))
+    return 1 if failed else 0
+
+
+def delivered(pf, subject):
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        for m in pf.maildir_messages():
+            if m.header('Subject') == subject:
+                return m
+        time.sleep(0.05)
+    return None
+
+
+def run(pf, fd, srv, st, remote_key):
+    dnsf = dnsfunc_for(srv.port)
+    # 1. Originating: signed, verifiable.
+    r = pf.send_submission('alice@%s' % OURS, ['bob@sift.test'], message('alice@%s' % OURS, 'out one'))
+    check('submission accepted', r.code == 250, r)
+    m = delivered(pf, 'out one')
+    check('delivered', m is not None, pf.log()[-2000:])
+    if not m:
+        return
+    sigs = m.headers('DKIM-Signature')
+    check('two signatures (RSA + Ed25519)', len(sigs) == 2 and any('a=ed25519-sha256' in s for s in sigs)
+          and any('a=rsa-sha256' in s for s in sigs), sigs)
+    hb = m.header_block()
+    check('signatures above Postfix\'s Received header', hb.find('DKIM-Signature') < hb.find('Received:'), hb)
+    check('dkimpy verifies the delivered message', dkim.verify(m.raw.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n'),
+                                                              dnsfunc=dnsf), m.raw[:1500])
+    # Not ours on the submission port: not signed.
+    r = pf.send_submission('mallory@elsewhere.test', ['bob@sift.test'], message('mallory@elsewhere.test', 'out two'))
+    m = delivered(pf, 'out two')
+    check('foreign From on submission: delivered unsigned', m is not None and not m.headers('DKIM-Signature'))
+
+    # 2. Inbound: verified, A-R added, forged A-R removed.
+    body = message('news@%s' % REMOTE, 'in one',
+                   extra=b'Authentication-Results: mx.sift.test; dkim=pass header.d=bank.test\r\n')
+    signed = dkim.sign(body, b'sel', REMOTE.encode(), remote_key) + body
+    r = pf.send('news@%s' % REMOTE, ['bob@sift.test'], signed)
+    check('inbound accepted', r.code == 250, r)
+    m = delivered(pf, 'in one')
+    ars = m.headers('Authentication-Results') if m else []
+    check('inbound: one Authentication-Results, dkim=pass', len(ars) == 1 and re.match(
+        r'mx\.sift\.test;\s+dkim=pass header\.d=remote\.test header\.s=sel header\.a=rsa-sha256 header\.b=', ars[0])
+        is not None, ars)
+    check('inbound: forged A-R removed', m is not None and 'bank.test' not in m.header_block())
+    check('inbound: not signed by us', m is not None and len(m.headers('DKIM-Signature')) == 1)
+    tampered = signed.replace(b'Hello from', b'Hullo from')
+    r = pf.send('news@%s' % REMOTE, ['bob@sift.test'], tampered.replace(b'in one', b'in two'))
+    m = delivered(pf, 'in two')
+    ars = m.headers('Authentication-Results') if m else []
+    check('inbound tampered: delivered with dkim=fail', len(ars) == 1 and 'dkim=fail' in ars[0], ars)
+
+    # 4. DNS timeout: temperror, delivered.
+    body = message('news@%s' % REMOTE, 'in three')
+    signed = dkim.sign(body, b'slow', REMOTE.encode(), remote_key) + body
+    r = pf.send('news@%s' % REMOTE, ['bob@sift.test'], signed)
+    m = delivered(pf, 'in three')
+    ars = m.headers('Authentication-Results') if m else []
+    check('DNS timeout: delivered with dkim=temperror', r.code == 250 and len(ars) == 1 and 'dkim=temperror' in ars[0],
+          (r, ars))
+
+    # 3. Rotation: switch the signing table to the second selector, reload.
+    with open(st, 'w') as f:
+        f.write('%s mail2\n' % OURS)
+    mark = len(fd.log())
+    fd.signal(signal.SIGUSR1)
+    check('filterd reloaded', fd.wait_log(r'configuration reloaded', timeout=10, start=mark) is not None,
+          fd.log_tail())
+    r = pf.send_submission('alice@%s' % OURS, ['bob@sift.test'], message('alice@%s' % OURS, 'out three'))
+    m = delivered(pf, 'out three')
+    sigs = m.headers('DKIM-Signature') if m else []
+    check('after rotation: exactly one signature, new selector', len(sigs) == 1 and 's=mail2;' in
+          re.sub(r'\s+', '', sigs[0]).replace(';', '; ').replace('; ', ';'), sigs)
+    check('after rotation: dkimpy verifies', m is not None and dkim.verify(m.raw, dnsfunc=dnsf))
+
+
+if __name__ == '__main__':
+    sys.exit(main())
