@@ -15,7 +15,9 @@
  * Threading: threads share an atomic request counter; latencies are kept
  * per thread and merged after join.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
