@@ -1,23 +1,42 @@
 /*
  * filterd.c - the milter daemon's main(): command line, configuration,
- * privileges, and reload. libmilter owns SIGHUP, SIGTERM and SIGINT (HUP and
- * TERM stop it, INT aborts), so a reload is asked for with SIGUSR1
- * (`siftctl reload` sends it): a reload thread, woken through a pipe by the
- * signal handler, builds a new
+ * privileges, signals and reload, and the choice of milter engine
+ * (filterd_engine): `libmilter` (milter.c, the default) or `native`
+ * (engine.c); both call the same per-event logic (session.c).
+ *
+ * Signals: a reload is asked for with SIGUSR1 (`siftctl reload` sends it):
+ * a reload thread, woken through a pipe by the signal handler, builds a new
  * configuration generation and makes it current; connections that are
  * running keep the generation they started with. A reload that fails keeps
- * the running configuration and logs why.
+ * the running configuration and logs why. With libmilter, libmilter owns
+ * SIGHUP, SIGTERM and SIGINT (HUP and TERM stop it, INT aborts). With the
+ * native engine, a signal thread (sigwait) takes SIGTERM and SIGINT (stop:
+ * no new connections, sessions in a message get filterd_shutdown_timeout to
+ * finish, exit 0) and SIGHUP (reload, like SIGUSR1).
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "filterd.h"
+
+/* A build can change the default engine: -DFILTERD_DEFAULT_ENGINE=native
+ * (used to run the plugin suites, which start filterd themselves, through
+ * the native engine). */
+#ifndef FILTERD_DEFAULT_ENGINE
+#define FILTERD_DEFAULT_ENGINE libmilter
+#endif
+#define FD_STR2(x) #x
+#define FD_STR(x) FD_STR2(x)
 
 #define OFF(f) offsetof(struct filterd_conf, f)
 const struct sift_param filterd_params[] = {
@@ -32,16 +51,48 @@ const struct sift_param filterd_params[] = {
      "group of a unix listening socket (e.g. postfix)"},
     {"filterd_backlog", SIFT_P_INT, "256", 1, 65535, OFF(backlog), NULL, "listen(2) backlog"},
     {"filterd_milter_timeout", SIFT_P_TIME, "7210s", 1000, 86400000, OFF(milter_timeout), NULL,
-     "how long libmilter waits for the MTA"},
+     "how long filterd waits for the MTA's next command"},
     {"filterd_command_deadline", SIFT_P_TIME, "25s", 100, 3600000, OFF(command_deadline), NULL,
      "time plugins get at connect..RCPT (below Postfix's milter_command_timeout)"},
     {"filterd_content_deadline", SIFT_P_TIME, "250s", 100, 3600000, OFF(content_deadline), NULL,
      "time plugins get at header..end of message (below milter_content_timeout)"},
     {"filterd_tcp_tuning", SIFT_P_BOOL, "yes", 0, 0, OFF(tcp_tuning), NULL,
      "TCP_NODELAY and TCP_QUICKACK on MTA connections (avoids 40 ms stalls)"},
+    {"filterd_engine", SIFT_P_ENUM, FD_STR(FILTERD_DEFAULT_ENGINE), 0, 0, OFF(engine), "native|libmilter",
+     "milter protocol engine: libmilter, or native (filterd's own)"},
+    {"filterd_max_connections", SIFT_P_INT, "1000", 1, 1000000, OFF(max_connections), NULL,
+     "native engine: MTA connections served at once (more are refused)"},
+    {"filterd_shutdown_timeout", SIFT_P_TIME, "10s", 0, 3600000, OFF(shutdown_timeout), NULL,
+     "native engine: on SIGTERM, how long messages in progress may take to finish"},
     SIFT_PARAM_END,
 };
 #undef OFF
+
+int filterd_socket_perms(const struct filterd_conf *conf, const char *path, char **err_r)
+{
+	unsigned long mode = strtoul(conf->socket_mode, NULL, 8);
+	gid_t gid = (gid_t)-1;
+	uid_t uid = (uid_t)-1;
+	if (*conf->socket_group) {
+		struct group *gr = getgrnam(conf->socket_group);
+		if (!gr) {
+			*err_r = sift_asprintf("filterd_socket_group: unknown group %s", conf->socket_group);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+	if (*conf->user) {
+		struct passwd *pw = getpwnam(conf->user);
+		if (pw)
+			uid = pw->pw_uid;
+	}
+	if (chmod(path, (mode_t)(mode & 0777)) < 0 ||
+	    ((uid != (uid_t)-1 || gid != (gid_t)-1) && geteuid() == 0 && chown(path, uid, gid) < 0)) {
+		*err_r = sift_asprintf("socket %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
 
 static struct sift_opts opts;
 
@@ -108,6 +159,31 @@ static void *reload_thread(void *arg)
 	return arg;
 }
 
+/* Native engine: SIGTERM/SIGINT stop, SIGHUP reloads (the signals stay
+ * blocked in every other thread). */
+static void *signal_thread(void *arg)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	for (;;) {
+		int sig = 0;
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			ssize_t w = write(reload_pipe[1], "r", 1);
+			(void)w;
+			continue;
+		}
+		sift_log(LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		filterd_native_stop();
+		break;
+	}
+	return arg;
+}
+
 int main(int argc, char **argv)
 {
 	int i = sift_opts_parse(argc, argv, &opts, SIFT_SYSCONFDIR "/filterd.conf");
@@ -164,7 +240,8 @@ int main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 
-	if (filterd_milter_setup(&fc, &err) < 0 || sift_drop_privileges(fc.user, &err) < 0 ||
+	bool native = fc.engine == FILTERD_ENGINE_NATIVE;
+	if ((native ? filterd_native_setup(&fc, &err) : filterd_milter_setup(&fc, &err)) < 0 || sift_drop_privileges(fc.user, &err) < 0 ||
 	    sift_write_pidfile(fc.pid_file, &err) < 0) {
 		sift_log(LOG_ERR, "%s", err);
 		return 1;
@@ -177,14 +254,17 @@ int main(int argc, char **argv)
 	pthread_t th;
 	if (pthread_create(&th, NULL, reload_thread, NULL) != 0)
 		sift_fatal("cannot create the reload thread");
-	/* libmilter takes HUP, TERM and INT with its own sigwait thread. */
+	/* libmilter takes HUP, TERM and INT with its own sigwait thread; for
+	 * the native engine, ours does. */
+	if (native && pthread_create(&th, NULL, signal_thread, NULL) != 0)
+		sift_fatal("cannot create the signal thread");
 	sigset_t usr1;
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
-	sift_log(LOG_INFO, "starting: listening on %s, %zu plugins, version %s", fc.listen,
-		 sift_gen_plugin_count(g), SIFT_VERSION);
-	int rc = filterd_milter_run();
+	sift_log(LOG_INFO, "starting: listening on %s, %zu plugins, %s engine, version %s", fc.listen,
+		 sift_gen_plugin_count(g), native ? "native" : "libmilter", SIFT_VERSION);
+	int rc = native ? filterd_native_run() : filterd_milter_run();
 	sift_log(LOG_INFO, "stopping");
 	if (*fc.pid_file)
 		unlink(fc.pid_file);

@@ -1,6 +1,6 @@
 /*
  * filterd.h - what filterd's files share: its parameters and the milter
- * glue's entry points.
+ * engines' entry points (libmilter: milter.c; native: engine.h).
  */
 #ifndef FILTERD_H
 #define FILTERD_H
@@ -19,11 +19,19 @@ struct filterd_conf {
 	long long command_deadline;
 	long long content_deadline;
 	int tcp_tuning;
+	int engine; /* FILTERD_ENGINE_* */
+	long long max_connections;
+	long long shutdown_timeout;
 };
+enum { FILTERD_ENGINE_NATIVE = 0, FILTERD_ENGINE_LIBMILTER = 1 };
 extern const struct sift_param filterd_params[];
 extern bool filterd_tcp_tuning;
 
-/* Registers the callbacks and opens the listening socket; 0 or -1 + err. */
+/* Mode and group of a unix listening socket (filterd_socket_mode,
+ * filterd_socket_group; owner filterd_user when root); 0 or -1 + err. */
+int filterd_socket_perms(const struct filterd_conf *conf, const char *path, char **err_r);
+
+/* The libmilter engine (milter.c). Registers the callbacks and opens the listening socket; 0 or -1 + err. */
 int filterd_milter_setup(const struct filterd_conf *conf, char **err_r);
 /* Runs libmilter's loop until stopped. */
 int filterd_milter_run(void);

@@ -2,9 +2,11 @@
 """filterd end to end with miltertest: starts filterd with the access and
 test plugins on a free port, runs every tests/milter/*.lua script against
 it (miltertest plays the MTA), checks the log lines, a reload by SIGUSR1,
-and a second instance whose plugin fails (tempfail). Prints
-"N passed, N failed"."""
-import os, re, signal, subprocess, sys, tempfile, time
+and a second instance whose plugin fails (tempfail). Everything runs once
+per milter engine (filterd_engine; env SIFT_FILTERD_ENGINES, default
+"native libmilter"); the native engine also gets malformed packets and a
+connection limit. Prints "N passed, N failed" over all runs."""
+import os, re, signal, socket, struct, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.environ["SIFT_SRCDIR"], "tests", "lib"))
 import sifttest  # noqa: E402
@@ -13,10 +15,12 @@ SRC = os.environ["SIFT_SRCDIR"]
 BUILD = os.environ["SIFT_BUILDDIR"]
 HERE = os.path.join(SRC, "tests", "milter")
 passed = failed = 0
+ENGINE = "libmilter"
 
 
 def result(name, ok, detail=""):
     global passed, failed
+    name = f"[{ENGINE}] {name}"
     if ok:
         passed += 1
         print(f"ok   {name}")
@@ -38,12 +42,13 @@ def write(path, text):
         f.write(text)
 
 
-def start_filterd(tmp, conf, name):
+def start_filterd(tmp, conf, name, extra=()):
     port = sifttest.free_port()
     log = os.path.join(tmp, name + ".log")
     p = sifttest.Proc([os.path.join(BUILD, "filterd", "filterd"), "-f", "-c", conf,
+                       "-o", f"filterd_engine={ENGINE}",
                        "-o", f"filterd_listen=inet:127.0.0.1:{port}",
-                       "-o", f"filterd_pid_file={tmp}/{name}.pid"], log=log, port=port)
+                       "-o", f"filterd_pid_file={tmp}/{name}.pid"] + list(extra), log=log, port=port)
     p.start()
     return p, port, log
 
@@ -63,7 +68,144 @@ def miltertest(script, port):
     return r.returncode == 0, (r.stdout + r.stderr).strip()
 
 
+def pkt(cmd, data=b""):
+    return struct.pack(">I", len(data) + 1) + cmd + data
+
+
+OPTNEG = pkt(b"O", struct.pack(">III", 6, 0x1ff, 0x1fffff))
+
+
+def raw_session(port, packets, timeout=5):
+    """Sends packets on a fresh connection; returns the bytes read until the
+    server closes (or the timeout)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    got = b""
+    try:
+        for p in packets:
+            s.sendall(p)
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                b = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                return got, True
+            if not b:
+                return got, True
+            got += b
+    finally:
+        s.close()
+    return got, False
+
+
+def parse_packets(data):
+    out = []
+    while len(data) >= 5:
+        n = struct.unpack(">I", data[:4])[0]
+        out.append((data[4:5], data[5:4 + n]))
+        data = data[4 + n:]
+    return out
+
+
+def native_only(tmp, conf, log, port):
+    """Malformed input closes that connection (logged), filterd keeps serving;
+    one write carries all modifications and the reply at end of message."""
+    cases = [
+        ("packet over 1 MB", [OPTNEG, struct.pack(">I", 2 * 1024 * 1024) + b"B" + b"x" * 1000]),
+        ("zero length", [OPTNEG, struct.pack(">I", 0)]),
+        ("unknown command", [OPTNEG, pkt(b"Z", b"x")]),
+        ("short optneg", [pkt(b"O", b"\0\0\0\6")]),
+        ("connect without NUL", [OPTNEG, pkt(b"C", b"host")]),
+        ("connect bad family", [OPTNEG, pkt(b"C", b"host\0X\0\x19127.0.0.1\0")]),
+        ("connect bad address", [OPTNEG, pkt(b"C", b"host\0" + b"4\0\x19" + b"1.2.3.999\0")]),
+        ("macro without NUL", [OPTNEG, pkt(b"D", b"Ci\0x")]),
+        ("macro odd count", [OPTNEG, pkt(b"D", b"Ci\0")]),
+        ("header without value", [OPTNEG, pkt(b"C", b"h\0" + b"4\0\x19" + b"192.0.2.1\0"),
+                                  pkt(b"M", b"<a@b>\0"), pkt(b"R", b"<c@d>\0"), pkt(b"L", b"Subject\0")]),
+    ]
+    for name, packets in cases:
+        _, closed = raw_session(port, packets)
+        result("malformed: " + name + " closes the connection", closed)
+    text = open(log).read()
+    result("malformed packets are logged", "bad packet length" in text and "unknown command" in text
+           and "closing it" in text, text[-1500:])
+    # a whole session by hand: the EOM answer is one write with the
+    # header change and the reply
+    pk = [OPTNEG]
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(OPTNEG)
+    hdr = s.recv(5)
+    n = struct.unpack(">I", hdr[:4])[0]
+    body = hdr[4:] + s.recv(n - 1)
+    ver, act, proto = struct.unpack(">III", body[1:13])
+    result("native optneg: version 6, quarantine, LEADSPC", ver == 6 and act & 0x20 and proto & 0x100000,
+           (ver, hex(act), hex(proto)))
+    seq = [pkt(b"D", b"Cj\0mx.test\0{daemon_name}\0mx.test\0"),
+           pkt(b"C", b"client.example\0" + b"4" + struct.pack(">H", 25) + b"198.51.100.7\0"),
+           pkt(b"H", b"client.example\0"), pkt(b"M", b"<alice@example.org>\0"),
+           pkt(b"R", b"<bob@example.com>\0"), pkt(b"L", b"From\0 alice@example.org\0"),
+           pkt(b"N"), pkt(b"D", b"Ei\0" + b"4NATIVE1\0"), pkt(b"E")]
+    s.sendall(b"".join(seq))
+    got = b""
+    end = time.time() + 5
+    while time.time() < end:
+        cmds = [c for c, _ in parse_packets(got)]
+        if b"h" in cmds and cmds[-1] == b"c":
+            break
+        try:
+            b = s.recv(65536)
+        except socket.timeout:
+            break
+        if not b:
+            break
+        got += b
+    s.close()
+    cmds = [c for c, _ in parse_packets(got)]
+    result("native: replies only where expected, header added then continue at EOM",
+           cmds[-2:] == [b"h", b"c"], cmds)
+    # connection limit
+    fd, p2, log2 = start_filterd(tmp, conf, "filterd-limit", ["-o", "filterd_max_connections=2"])
+    try:
+        held = [socket.create_connection(("127.0.0.1", p2), timeout=5) for _ in range(2)]
+        time.sleep(0.3)
+        _, closed = raw_session(p2, [OPTNEG], timeout=3)
+        result("connections beyond filterd_max_connections are refused", closed)
+        result("refusal logged", wait_for(lambda: "too many MTA connections" in open(log2).read(), 5))
+        for h in held:
+            h.close()
+        time.sleep(0.3)
+        got, _ = raw_session(p2, [OPTNEG], timeout=2)
+        result("served again below the limit", got[4:5] == b"O", got)
+    finally:
+        fd.stop()
+    # SIGTERM with a connection idle between messages: exits at once, 0
+    fd, p3, log3 = start_filterd(tmp, conf, "filterd-term")
+    idle = socket.create_connection(("127.0.0.1", p3), timeout=5)
+    idle.sendall(OPTNEG)
+    idle.recv(100)
+    t0 = time.time()
+    os.kill(fd.pid, signal.SIGTERM)
+    try:
+        rc = fd.popen.wait(10)
+    except subprocess.TimeoutExpired:
+        rc = None
+    result("SIGTERM with an idle connection: exit 0 quickly", rc == 0 and time.time() - t0 < 5, rc)
+    idle.close()
+    fd.stop()
+
+
 def main():
+    global ENGINE
+    engines = os.environ.get("SIFT_FILTERD_ENGINES", "native libmilter").split()
+    for e in engines:
+        ENGINE = e
+        run_engine()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def run_engine():
     tmp = tempfile.mkdtemp(prefix="sift-milter-")
     os.chmod(tmp, 0o755)
     pdir = plugin_dir(tmp)
@@ -94,6 +236,8 @@ testplug_header = X-Testplug: seen
     # client names and addresses: one texthash map holding both kinds
     write(f"{tmp}/clients", "evil.example REJECT\n192.0.2.66 REJECT\n")
     subprocess.run(["sed", "-i", f"s|cidr:{tmp}/client.cidr|texthash:{tmp}/clients|", conf], check=True)
+    good_conf = f"{tmp}/good.conf"
+    write(good_conf, open(conf).read())
 
     fd, port, log = start_filterd(tmp, conf, "filterd")
     try:
@@ -128,6 +272,10 @@ testplug_header = X-Testplug: seen
         result("failed reload keeps running configuration", ok and fd.alive())
         ok, out = miltertest("reload_after.lua", port)
         result("still serving after failed reload", ok, out)
+        if ENGINE == "native":
+            native_only(tmp, good_conf, log, port)
+            ok, out = miltertest("accept.lua", port)
+            result("still serving after malformed packets", ok, out)
     finally:
         fd.stop()
     result("filterd exited after SIGTERM", not fd.alive())
@@ -158,9 +306,6 @@ testplug_header = X-Testplug: seen
                "testplug_error_action = tempfail" in open(log2).read())
     finally:
         fd2.stop()
-
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

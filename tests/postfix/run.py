@@ -5,10 +5,13 @@ check_policy_service, both started from the build tree with a test
 configuration, and a DNS server on 127.0.0.1 (tests/lib/dnsserver.py) that
 the daemons' shared resolver uses. Asserts on SMTP replies, delivered
 messages, the queue and the log lines of Postfix and of the daemons; checks
-that killing filterd (SIGKILL) loses no mail.
+that killing filterd (SIGKILL) loses no mail. The filterd cases run once
+per milter engine (filterd_engine: native, then libmilter), each with its
+own Postfix and daemons; the other cases run with the first engine only.
 
     /usr/bin/python3 tests/postfix/run.py [-v] [-k SUBSTRING]
-    env: SIFT_BUILDDIR (default SRC/build), SIFT_KEEP_TMP=1 keeps temp dirs.
+    env: SIFT_BUILDDIR (default SRC/build), SIFT_KEEP_TMP=1 keeps temp dirs,
+         SIFT_FILTERD_ENGINES (default "native libmilter").
 """
 
 import os
@@ -67,7 +70,8 @@ POLICYD_SENDERS = {'polhold@example.net': 'HOLD test: held by policyd'}
 
 
 class Env:
-    def __init__(self):
+    def __init__(self, engine='native'):
+        self.engine = engine
         self.tmp = tempfile.mkdtemp(prefix='sift-postfix-test-',
                                     dir=os.environ.get('SIFT_TEST_TMP'))
         os.chmod(self.tmp, 0o755)
@@ -106,7 +110,8 @@ class Env:
     def start_filterd(self, listen=None, wait=None, name='filterd'):
         listen = listen or 'inet:127.0.0.1:%d' % self.filterd_port
         extra = {'access_sender_map': self.write_map('f_sender', FILTERD_SENDERS),
-                 'access_recipient_map': self.write_map('f_rcpt', FILTERD_RCPTS)}
+                 'access_recipient_map': self.write_map('f_rcpt', FILTERD_RCPTS),
+                 'filterd_engine': self.engine}
         if listen.startswith('unix:'):
             # smtpd runs as postfix: socket mode 0660, group postfix
             extra['filterd_socket_group'] = 'postfix'
@@ -400,14 +405,24 @@ def main():
         print('the Postfix tests need root (Postfix\'s master starts as root)')
         print('0 passed, 1 failed')
         return 1
-    env = Env()
+    engines = os.environ.get('SIFT_FILTERD_ENGINES', 'native libmilter').split()
+    for n, engine in enumerate(engines):
+        run_cases(engine, first=(n == 0))
+    print('%d passed, %d failed' % (counts['ok'], counts['fail']))
+    return 1 if failures else 0
+
+
+def run_cases(engine, first):
+    env = Env(engine)
     try:
         env.start()
         for fn, needs in CASES:
             if ONLY and ONLY not in fn.__name__:
                 continue
+            if not first and 'filterd' not in needs:
+                continue
             before = len(failures)
-            print('%s' % fn.__name__)
+            print('%s [filterd_engine=%s]' % (fn.__name__, engine))
             try:
                 fn(env)
             except Exception:  # noqa: BLE001 - a crashing case is a failure
@@ -422,8 +437,6 @@ def main():
                     print(p.log())
     finally:
         env.stop()
-    print('%d passed, %d failed' % (counts['ok'], counts['fail']))
-    return 1 if failures else 0
 
 
 if __name__ == '__main__':
