@@ -961,7 +961,8 @@ int main(int argc, char **argv)
 			bool all = opts.print_all;
 			sift_params_print(stdout, sift_gen_config(g), "", policyd_params, all);
 			sift_gen_print_params(stdout, g, all);
-		}
+		} else if (rc == 0)
+			printf("policyd: configuration OK (%zu plugins)\n", sift_gen_plugin_count(g));
 		sift_gen_unref(g);
 		sift_params_free(policyd_params, &pconf);
 		return rc;
