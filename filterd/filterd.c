@@ -226,7 +226,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (opts.test_only) {
-		printf("filterd: configuration OK (%zu plugins)\n", sift_gen_plugin_count(g));
+		printf("filterd: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g), sift_gen_plugin_count(g) == 1 ? "" : "s");
 		return 0;
 	}
 	sift_gen_set_current(g);

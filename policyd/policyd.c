@@ -962,7 +962,7 @@ int main(int argc, char **argv)
 			sift_params_print(stdout, sift_gen_config(g), "", policyd_params, all);
 			sift_gen_print_params(stdout, g, all);
 		} else if (rc == 0)
-			printf("policyd: configuration OK (%zu plugins)\n", sift_gen_plugin_count(g));
+			printf("policyd: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g), sift_gen_plugin_count(g) == 1 ? "" : "s");
 		sift_gen_unref(g);
 		sift_params_free(policyd_params, &pconf);
 		return rc;

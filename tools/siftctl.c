@@ -409,7 +409,7 @@ int main(int argc, char **argv)
 		return cmd_reload(argc - i, argv + i);
 	if (strcmp(cmd, "check") == 0) {
 		struct sift_gen *g = load(SIFT_SIFTCTL);
-		printf("siftctl: configuration OK (%zu plugins)\n", sift_gen_plugin_count(g));
+		printf("siftctl: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g), sift_gen_plugin_count(g) == 1 ? "" : "s");
 		sift_gen_unref(g);
 		return 0;
 	}
