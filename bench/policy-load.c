@@ -58,9 +58,9 @@ static const char default_request[] = "request=smtpd_access_policy\n"
 static const char *request;
 static size_t request_len;
 static const char *endpoint;
-static long long total_requests;      /* -n, 0 = use duration */
+static long long total_requests; /* -n, 0 = use duration */
 static atomic_llong issued;
-static double stop_at;		      /* -d: monotonic seconds */
+static double stop_at; /* -d: monotonic seconds */
 
 struct worker {
 	pthread_t tid;
@@ -311,8 +311,7 @@ int main(int argc, char **argv)
 	double mx = total ? all[total - 1] : 0;
 	printf("concurrency %d: %zu requests in %.2f s: %.0f requests/s, "
 	       "latency p50 %.3f ms, p99 %.3f ms, max %.3f ms, errors %ld\n",
-	       conc, total, elapsed, elapsed > 0 ? (double)total / elapsed : 0.0, p50, p99, mx,
-	       errors);
+	       conc, total, elapsed, elapsed > 0 ? (double)total / elapsed : 0.0, p50, p99, mx, errors);
 	free(all);
 	free(ws);
 	return errors ? 1 : 0;

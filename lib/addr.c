@@ -123,8 +123,7 @@ int sift_net_parse(const char *s, bool loose, struct sift_net *net_r)
 	}
 
 	/* ::ffff:a.b.c.d/96+ is an IPv4 network. */
-	if (n.family == AF_INET6 && n.prefix >= 96 &&
-	    memcmp(n.addr, v4mapped, sizeof(v4mapped)) == 0) {
+	if (n.family == AF_INET6 && n.prefix >= 96 && memcmp(n.addr, v4mapped, sizeof(v4mapped)) == 0) {
 		unsigned char v4[4];
 		memcpy(v4, n.addr + 12, 4);
 		memset(n.addr, 0, 16);

@@ -35,11 +35,11 @@
 
 #include "sift.h"
 
-#define CFG_MAX_FILE (16u << 20) /* bytes per file */
-#define CFG_MAX_LINE (1u << 20)	 /* bytes per logical line */
-#define EXP_MAX_DEPTH 64	 /* nested $name references */
-#define EXP_MAX_STEPS 100000L	 /* name expansions per lookup */
-#define EXP_MAX_OUT (1u << 20)	 /* bytes of one expanded value */
+#define CFG_MAX_FILE  (16u << 20) /* bytes per file */
+#define CFG_MAX_LINE  (1u << 20)  /* bytes per logical line */
+#define EXP_MAX_DEPTH 64	  /* nested $name references */
+#define EXP_MAX_STEPS 100000L	  /* name expansions per lookup */
+#define EXP_MAX_OUT   (1u << 20)  /* bytes of one expanded value */
 
 struct centry {
 	char *name;
@@ -147,8 +147,7 @@ static bool name_char(int c)
 	return isalnum(c) || c == '_';
 }
 
-static void set_value(struct sift_config *cfg, const char *name, const char *value,
-		      const char *where)
+static void set_value(struct sift_config *cfg, const char *name, const char *value, const char *where)
 {
 	struct centry *e = find_or_add(cfg, name);
 	free(e->raw);
@@ -272,8 +271,7 @@ int sift_config_load(struct sift_config *cfg, const char *path, bool optional, c
 	return rc;
 }
 
-int sift_config_set(struct sift_config *cfg, const char *assignment, const char *origin,
-		    char **err_r)
+int sift_config_set(struct sift_config *cfg, const char *assignment, const char *origin, char **err_r)
 {
 	char *copy = sift_strdup(assignment), *name, *value;
 	const char *why = NULL;
@@ -283,8 +281,7 @@ int sift_config_set(struct sift_config *cfg, const char *assignment, const char 
 		why = split_assignment(copy, &name, &value);
 	if (why) {
 		if (err_r)
-			*err_r = sift_asprintf("%s: \"%s\": %s", origin ? origin : "-o", assignment,
-					       why);
+			*err_r = sift_asprintf("%s: \"%s\": %s", origin ? origin : "-o", assignment, why);
 		free(copy);
 		return -1;
 	}
@@ -317,8 +314,7 @@ const char *sift_config_raw(const struct sift_config *cfg, const char *name, con
 }
 
 void sift_config_each(const struct sift_config *cfg,
-		      void (*fn)(const char *name, const char *raw, const char *where, void *arg),
-		      void *arg)
+		      void (*fn)(const char *name, const char *raw, const char *where, void *arg), void *arg)
 {
 	for (size_t i = 0; i < cfg->norder; i++)
 		fn(cfg->order[i]->name, cfg->order[i]->raw, cfg->order[i]->where, arg);
@@ -396,13 +392,14 @@ static int expand_braced(struct exp *x, const char *s, size_t len, struct sift_b
 	while (i < len && isspace((unsigned char)s[i]))
 		i++;
 	if (ne == ns)
-		return fail(x, sift_asprintf("empty or bad parameter name in \"${%.*s}\"", (int)(len > 60 ? 60 : len), s));
+		return fail(x, sift_asprintf("empty or bad parameter name in \"${%.*s}\"",
+					     (int)(len > 60 ? 60 : len), s));
 	if (i == len)
 		return expand_name(x, s + ns, ne - ns, out);
 	char op = s[i++];
 	if (op != '?' && op != ':')
 		return fail(x, sift_asprintf("bad character '%c' in \"${%.*s}\"", op,
-				     (int)(len > 60 ? 60 : len), s));
+					     (int)(len > 60 ? 60 : len), s));
 	if (++x->steps > EXP_MAX_STEPS)
 		return fail(x, sift_strdup("too many $name expansions"));
 
@@ -517,8 +514,7 @@ char *sift_config_get(const struct sift_config *cfg, const char *name, char **er
 	x.stack[x.depth++] = e->name;
 	if (expand(&x, v, strlen(v), &out) < 0) {
 		if (err_r)
-			*err_r = sift_asprintf("%s: %s: %s", e->raw ? e->where : "default", name,
-					       x.err);
+			*err_r = sift_asprintf("%s: %s: %s", e->raw ? e->where : "default", name, x.err);
 		free(x.err);
 		sift_buf_free(&out);
 		return NULL;

@@ -53,31 +53,31 @@
 #include "sift.h"
 
 #define DNS_RCODE_NXDOMAIN 3
-#define DNS_T_TXT 16
-#define DNS_MAX_NAME 253
+#define DNS_T_TXT	   16
+#define DNS_MAX_NAME	   253
 
 struct dns_q {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
-	int refs;		/* under mu */
-	bool delivered;		/* the callback stored a result */
-	bool done;		/* the caller may stop waiting */
-	bool abandoned;		/* the caller gave up; callback frees */
-	int err;		/* libunbound error from the callback */
+	int refs;	/* under mu */
+	bool delivered; /* the callback stored a result */
+	bool done;	/* the caller may stop waiting */
+	bool abandoned; /* the caller gave up; callback frees */
+	int err;	/* libunbound error from the callback */
 	struct ub_result *res;
 	struct dns_q *prev, *next; /* pending list, under g.mu */
 };
 
 static struct {
-	pthread_mutex_t mu;	/* ctx, stopping, active, pending */
-	pthread_cond_t idle;	/* active dropped to 0 */
+	pthread_mutex_t mu;  /* ctx, stopping, active, pending */
+	pthread_cond_t idle; /* active dropped to 0 */
 	struct ub_ctx *ctx;
 	bool stopping;
-	int active;		/* queries inside sift_dns_query */
+	int active; /* queries inside sift_dns_query */
 	struct dns_q *pending;
 	long default_timeout;
 	pthread_t thread;
-	int wake[2];		/* wakes the event thread for shutdown */
+	int wake[2]; /* wakes the event thread for shutdown */
 	atomic_bool quit;
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER, .wake = {-1, -1}};
 
@@ -86,8 +86,7 @@ static struct {
 static void *event_thread(void *arg)
 {
 	struct ub_ctx *ctx = arg;
-	struct pollfd fds[2] = {{.fd = ub_fd(ctx), .events = POLLIN},
-				{.fd = g.wake[0], .events = POLLIN}};
+	struct pollfd fds[2] = {{.fd = ub_fd(ctx), .events = POLLIN}, {.fd = g.wake[0], .events = POLLIN}};
 	while (!atomic_load(&g.quit)) {
 		int n = poll(fds, 2, 1000);
 		if (n < 0 && errno != EINTR) {
@@ -151,8 +150,7 @@ static char *parse_server(const char *tok, char **err_r)
 	}
 	return sift_asprintf("%s@%ld", host, p);
 bad:
-	*err_r = sift_asprintf("dns: bad server address \"%s\" (want IP, IP:PORT or [IPv6]:PORT)",
-			       tok);
+	*err_r = sift_asprintf("dns: bad server address \"%s\" (want IP, IP:PORT or [IPv6]:PORT)", tok);
 	return NULL;
 }
 
@@ -194,8 +192,7 @@ static int configure(struct ub_ctx *ctx, const char *servers, char **err_r)
 	static const char *const unlocal[] = {"test.", "home.arpa."};
 	for (size_t i = 0; i < sizeof(unlocal) / sizeof(unlocal[0]); i++) {
 		if ((err = ub_ctx_zone_remove(ctx, unlocal[i])) != 0) {
-			*err_r = sift_asprintf("dns: local zone %s: %s", unlocal[i],
-					       ub_strerror(err));
+			*err_r = sift_asprintf("dns: local zone %s: %s", unlocal[i], ub_strerror(err));
 			return -1;
 		}
 	}

@@ -1202,6 +1202,8 @@ static const struct sift_mime *h_mime(struct sift_ctx *ctx)
 	if (ctx->mime)
 		return ctx->mime;
 	long long size = sift_msg_body_size(ctx->msg);
+	if (size < 0)
+		size = 0;
 	bool trunc = size > SIFT_MIME_MAX_BODY;
 	size_t want = (size_t)(trunc ? SIFT_MIME_MAX_BODY : size);
 	unsigned char *buf = sift_malloc(want + 1);

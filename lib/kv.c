@@ -53,10 +53,10 @@ struct sift_kv {
 
 /* ---- memory: backend --------------------------------------------------- */
 
-#define KV_STRIPES 64		  /* power of two */
-#define KV_MIN_BUCKETS 16	  /* per stripe, power of two */
-#define KV_SWEEP_BUCKETS 4	  /* buckets examined per write */
-#define KV_DEFAULT_MAX 1000000
+#define KV_STRIPES	 64 /* power of two */
+#define KV_MIN_BUCKETS	 16 /* per stripe, power of two */
+#define KV_SWEEP_BUCKETS 4  /* buckets examined per write */
+#define KV_DEFAULT_MAX	 1000000
 
 struct kv_entry {
 	struct kv_entry *next;
@@ -76,28 +76,28 @@ struct kv_stripe {
 
 struct kv_mem {
 	struct kv_stripe stripes[KV_STRIPES];
-	uint64_t k0, k1;	    /* SipHash key */
-	size_t max_keys;	    /* 0 = unbounded */
-	atomic_size_t count;	    /* keys in all stripes */
+	uint64_t k0, k1;     /* SipHash key */
+	size_t max_keys;     /* 0 = unbounded */
+	atomic_size_t count; /* keys in all stripes */
 };
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                             \
-	do {                                                                                 \
-		v0 += v1;                                                                    \
-		v1 = ROTL(v1, 13);                                                           \
-		v1 ^= v0;                                                                    \
-		v0 = ROTL(v0, 32);                                                           \
-		v2 += v3;                                                                    \
-		v3 = ROTL(v3, 16);                                                           \
-		v3 ^= v2;                                                                    \
-		v0 += v3;                                                                    \
-		v3 = ROTL(v3, 21);                                                           \
-		v3 ^= v0;                                                                    \
-		v2 += v1;                                                                    \
-		v1 = ROTL(v1, 17);                                                           \
-		v1 ^= v2;                                                                    \
-		v2 = ROTL(v2, 32);                                                           \
+#define SIPROUND                   \
+	do {                       \
+		v0 += v1;          \
+		v1 = ROTL(v1, 13); \
+		v1 ^= v0;          \
+		v0 = ROTL(v0, 32); \
+		v2 += v3;          \
+		v3 = ROTL(v3, 16); \
+		v3 ^= v2;          \
+		v0 += v3;          \
+		v3 = ROTL(v3, 21); \
+		v3 ^= v0;          \
+		v2 += v1;          \
+		v1 = ROTL(v1, 17); \
+		v1 ^= v2;          \
+		v2 = ROTL(v2, 32); \
 	} while (0)
 
 /* SipHash-2-4 of the key string. */
@@ -138,8 +138,7 @@ static int parse_mem_params(const char *params, size_t *max_r, char **err_r)
 	*max_r = KV_DEFAULT_MAX;
 	char *copy = sift_strdup(params), *save = NULL;
 	int rc = 0;
-	for (char *it = strtok_r(copy, ", \t", &save); it && rc == 0;
-	     it = strtok_r(NULL, ", \t", &save)) {
+	for (char *it = strtok_r(copy, ", \t", &save); it && rc == 0; it = strtok_r(NULL, ", \t", &save)) {
 		if (strncmp(it, "max_keys=", 9) == 0) {
 			char *end;
 			errno = 0;
@@ -322,8 +321,7 @@ static void sweep_all(struct kv_mem *m)
 
 /* Links a new entry (key known to be absent, room reserved; stripe locked).
  * Takes ownership of val. */
-static void insert(struct kv_stripe *s, const char *key, uint64_t h, char *val, long ttl_ms,
-		   long long now)
+static void insert(struct kv_stripe *s, const char *key, uint64_t h, char *val, long ttl_ms, long long now)
 {
 	size_t klen = strlen(key);
 	struct kv_entry *e = sift_malloc(sizeof(*e) + klen + 1);
@@ -369,8 +367,8 @@ static int parse_ll(const char *s, long long *v_r)
 /* set (val != NULL) or incr (val == NULL: add delta, *v_r = new value).
  * When the store is full, sweeps its stripe; if that is not enough, drops
  * the lock, sweeps the whole table and tries once more. */
-static int mem_write(struct kv_mem *m, const char *key, const char *val, long long delta,
-		     long ttl_ms, long long *v_r)
+static int mem_write(struct kv_mem *m, const char *key, const char *val, long long delta, long ttl_ms,
+		     long long *v_r)
 {
 	uint64_t h = kv_hash(m, key, strlen(key));
 	struct kv_stripe *s = stripe_of(m, h);
@@ -386,8 +384,7 @@ static int mem_write(struct kv_mem *m, const char *key, const char *val, long lo
 			(*pp)->expires = ttl_ms > 0 ? now + ttl_ms : 0;
 		} else if (pp) {
 			long long old, v;
-			if (parse_ll((*pp)->val, &old) < 0 ||
-			    __builtin_add_overflow(old, delta, &v)) {
+			if (parse_ll((*pp)->val, &old) < 0 || __builtin_add_overflow(old, delta, &v)) {
 				rc = -1;
 			} else {
 				char buf[32];
@@ -407,8 +404,7 @@ static int mem_write(struct kv_mem *m, const char *key, const char *val, long lo
 					continue;
 				}
 			}
-			insert(s, key, h, val ? sift_strdup(val) : sift_asprintf("%lld", delta),
-			       ttl_ms, now);
+			insert(s, key, h, val ? sift_strdup(val) : sift_asprintf("%lld", delta), ttl_ms, now);
 			if (!val)
 				*v_r = delta;
 		}
@@ -485,8 +481,8 @@ struct sift_kv *sift_kv_open(const char *spec, char **err_r)
 	if (tlen == 5 && strncmp(spec, "redis", 5) == 0)
 		*err_r = sift_strdup("key-value store type \"redis\" is not available in this build");
 	else
-		*err_r = sift_asprintf("unknown key-value store type \"%.*s\" in \"%s\"", (int)tlen,
-				       spec, spec);
+		*err_r = sift_asprintf("unknown key-value store type \"%.*s\" in \"%s\"", (int)tlen, spec,
+				       spec);
 	return NULL;
 }
 
@@ -512,8 +508,7 @@ int sift_kv_set(struct sift_kv *kv, const char *key, const char *val, long ttl_m
 	return kv->be->set(kv->impl, key, val, ttl_ms);
 }
 
-int sift_kv_incr(struct sift_kv *kv, const char *key, long long delta, long ttl_ms,
-		 long long *val_r)
+int sift_kv_incr(struct sift_kv *kv, const char *key, long long delta, long ttl_ms, long long *val_r)
 {
 	if (!kv || !key)
 		return -1;

@@ -19,8 +19,7 @@ struct kv_backend {
 	void *(*open)(const char *params, char **err_r);
 	int (*get)(void *impl, const char *key, char **val_r);
 	int (*set)(void *impl, const char *key, const char *val, long ttl_ms);
-	int (*incr)(void *impl, const char *key, long long delta, long ttl_ms,
-		    long long *val_r);
+	int (*incr)(void *impl, const char *key, long long delta, long ttl_ms, long long *val_r);
 	int (*del)(void *impl, const char *key);
 	void (*free)(void *impl);
 };

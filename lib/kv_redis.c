@@ -57,15 +57,14 @@
 #include "sift.h"
 
 #define RDS_DEFAULT_POOL 16
-#define RDS_MAX_POOL 1024
+#define RDS_MAX_POOL	 1024
 
-static const char incr_script[] =
-    "local e = redis.call('EXISTS', KEYS[1])\n"
-    "local v = redis.call('INCRBY', KEYS[1], ARGV[1])\n"
-    "if e == 0 and tonumber(ARGV[2]) > 0 then\n"
-    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "end\n"
-    "return v\n";
+static const char incr_script[] = "local e = redis.call('EXISTS', KEYS[1])\n"
+				  "local v = redis.call('INCRBY', KEYS[1], ARGV[1])\n"
+				  "if e == 0 and tonumber(ARGV[2]) > 0 then\n"
+				  "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+				  "end\n"
+				  "return v\n";
 
 struct rds_conn {
 	redisContext *c;
@@ -74,9 +73,9 @@ struct rds_conn {
 
 struct kv_redis {
 	/* configuration (read-only after open) */
-	char *host;	/* NULL for unix sockets */
+	char *host; /* NULL for unix sockets */
 	int port;
-	char *path;	/* unix socket path */
+	char *path; /* unix socket path */
 	char *password, *username;
 	long long db;
 	char *prefix;
@@ -89,10 +88,10 @@ struct kv_redis {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	struct rds_conn *idle;
-	size_t total;		 /* open or being opened */
-	long long down_until;	 /* sift_now_ms(); 0 = up */
+	size_t total;	      /* open or being opened */
+	long long down_until; /* sift_now_ms(); 0 = up */
 	bool down_logged;
-	char sha[41];		 /* the script's SHA1 as Redis reported it */
+	char sha[41]; /* the script's SHA1 as Redis reported it */
 };
 
 /* ---- spec parsing ------------------------------------------------------------ */
@@ -106,8 +105,8 @@ static int parse_opt_time(const char *name, const char *v, long long *r, char **
 	return 0;
 }
 
-static int parse_opt_int(const char *name, const char *v, long long min, long long max,
-			 long long *r, char **err_r)
+static int parse_opt_int(const char *name, const char *v, long long min, long long max, long long *r,
+			 char **err_r)
 {
 	char *end;
 	errno = 0;

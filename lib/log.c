@@ -69,8 +69,8 @@ static void emit(int level, const char *prefix, const char *text)
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%b %e %H:%M:%S", &tm);
-	char *out = sift_asprintf("%s %s[%d]: %s%s%s\n", ts, log_prog, (int)getpid(),
-				  level_word(level), prefix, line);
+	char *out = sift_asprintf("%s %s[%d]: %s%s%s\n", ts, log_prog, (int)getpid(), level_word(level),
+				  prefix, line);
 	ssize_t w = write(2, out, strlen(out));
 	(void)w;
 	free(out);

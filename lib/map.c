@@ -60,7 +60,7 @@
 #define MAP_MAX_FILE (64u << 20) /* bytes per table file */
 #define MAP_MAX_LINE (64u << 10) /* bytes per logical line */
 #define MAP_MAX_NEST 1000	 /* if/endif nesting */
-#define RX_MAX_COST 2000.0	 /* expanded size of a POSIX regexp, see rx_too_complex */
+#define RX_MAX_COST  2000.0	 /* expanded size of a POSIX regexp, see rx_too_complex */
 
 enum map_type { M_TEXTHASH, M_PCRE, M_REGEXP, M_CIDR, M_INLINE, M_STATIC };
 
@@ -76,10 +76,10 @@ struct rule {
 	enum rule_op op;
 	bool negate;
 	int lineno;
-	size_t endif;	  /* R_IF: index of the matching R_ENDIF */
-	char *result;	  /* R_MATCH */
-	pcre2_code *re;	  /* pcre */
-	regex_t *rx;	  /* regexp */
+	size_t endif;	     /* R_IF: index of the matching R_ENDIF */
+	char *result;	     /* R_MATCH */
+	pcre2_code *re;	     /* pcre */
+	regex_t *rx;	     /* regexp */
 	struct sift_net net; /* cidr */
 };
 
@@ -117,7 +117,6 @@ static int read_all(const char *path, char **data_r, size_t *len_r, char **err_r
 		*err_r = errf("cannot open %s: %s", path, strerror(errno));
 	return -1;
 }
-
 
 static void rtrim(char *s)
 {
@@ -262,8 +261,8 @@ static int open_inline(struct sift_map *m, const char *text, char **err_r)
 		}
 		char *eq = strchr(item, '=');
 		if (!eq) {
-			*err_r = errf("missing '=' after attribute name \"%s\" in \"%s\"",
-				      sift_trim(item), m->spec);
+			*err_r = errf("missing '=' after attribute name \"%s\" in \"%s\"", sift_trim(item),
+				      m->spec);
 			rc = -1;
 			break;
 		}
@@ -525,14 +524,29 @@ static int parse_regex(struct rparse *p, char **sp, struct rule *r, uint32_t *nc
 		uint32_t opts = PCRE2_CASELESS;
 		for (; *s && !isspace((unsigned char)*s); s++) {
 			switch (*s) {
-			case 'i': opts ^= PCRE2_CASELESS; break;
-			case 'm': opts ^= PCRE2_MULTILINE; break;
-			case 's': opts ^= PCRE2_DOTALL; break;
-			case 'x': opts ^= PCRE2_EXTENDED; break;
-			case 'A': opts ^= PCRE2_ANCHORED; break;
-			case 'E': opts ^= PCRE2_DOLLAR_ENDONLY; break;
-			case 'U': opts ^= PCRE2_UNGREEDY; break;
-			case 'X': break;
+			case 'i':
+				opts ^= PCRE2_CASELESS;
+				break;
+			case 'm':
+				opts ^= PCRE2_MULTILINE;
+				break;
+			case 's':
+				opts ^= PCRE2_DOTALL;
+				break;
+			case 'x':
+				opts ^= PCRE2_EXTENDED;
+				break;
+			case 'A':
+				opts ^= PCRE2_ANCHORED;
+				break;
+			case 'E':
+				opts ^= PCRE2_DOLLAR_ENDONLY;
+				break;
+			case 'U':
+				opts ^= PCRE2_UNGREEDY;
+				break;
+			case 'X':
+				break;
 			default:
 				return rerr(p, "unknown regexp option \"%c\"", *s);
 			}
@@ -555,9 +569,15 @@ static int parse_regex(struct rparse *p, char **sp, struct rule *r, uint32_t *nc
 		int cflags = REG_EXTENDED | REG_ICASE;
 		for (; *s && !isspace((unsigned char)*s); s++) {
 			switch (*s) {
-			case 'i': cflags ^= REG_ICASE; break;
-			case 'x': cflags ^= REG_EXTENDED; break;
-			case 'm': cflags ^= REG_NEWLINE; break;
+			case 'i':
+				cflags ^= REG_ICASE;
+				break;
+			case 'x':
+				cflags ^= REG_EXTENDED;
+				break;
+			case 'm':
+				cflags ^= REG_NEWLINE;
+				break;
 			default:
 				return rerr(p, "unknown regexp option \"%c\"", *s);
 			}
@@ -717,9 +737,9 @@ static int open_rules(struct sift_map *m, const char *path, char **err_r)
 
 /* Tests rule r against key: 1 match, 0 no match, -1 error. Fills x with
  * the groups for substitution. */
-static int rule_test(const struct sift_map *m, const struct rule *r, const char *key, size_t klen,
-		     int fam, const unsigned char *addr, pcre2_match_data *md, regmatch_t *pm,
-		     size_t npm, size_t *so, size_t *eo, size_t *ngroups)
+static int rule_test(const struct sift_map *m, const struct rule *r, const char *key, size_t klen, int fam,
+		     const unsigned char *addr, pcre2_match_data *md, regmatch_t *pm, size_t npm, size_t *so,
+		     size_t *eo, size_t *ngroups)
 {
 	*ngroups = 0;
 	if (m->type == M_CIDR)
@@ -796,7 +816,10 @@ static int rules_lookup(const struct sift_map *m, const char *key, char **result
 			*result_r = sift_strdup(r->result);
 		} else {
 			struct sift_buf out = {0};
-			struct subst x = {.out = &out, .subject = key, .so = so, .eo = eo,
+			struct subst x = {.out = &out,
+					  .subject = key,
+					  .so = so,
+					  .eo = eo,
 					  .ngroups = r->negate ? 0 : ng};
 			const char *why;
 			(void)subst_walk(r->result, &x, &why); /* checked at open */

@@ -85,12 +85,12 @@ static char *a_buf(struct impl *m, struct sift_buf *b)
 }
 
 static const struct sift_mime_limits default_limits = {
-    .max_depth = 20,
-    .max_parts = 500,
-    .max_headers = 1000,
-    .max_header_len = 16384,
-    .max_decoded = 8u << 20,
-    .max_uris = 1000,
+	.max_depth = 20,
+	.max_parts = 500,
+	.max_headers = 1000,
+	.max_header_len = 16384,
+	.max_decoded = 8u << 20,
+	.max_uris = 1000,
 };
 
 /* ---- UTF-8 helpers -------------------------------------------------------- */
@@ -143,8 +143,8 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 			return 0;
 		cp = (cp << 6) | (s[i] & 0x3f);
 	}
-	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
+	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
 	return len;
 }
@@ -368,10 +368,24 @@ static void decode_header_into(struct sift_buf *o, const char *v, size_t n, size
 		n = maxlen;
 		*flags |= SIFT_MIME_F_TRUNCATED;
 	}
+	/* unfold: a line break and the white space after it become one space
+	 * (as SpamAssassin and most MUAs show folded headers) */
 	struct sift_buf u = {0};
-	for (size_t i = 0; i < n; i++)
-		if (v[i] != '\r' && v[i] != '\n')
-			sift_buf_add(&u, v + i, 1);
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] == '\r' || v[i] == '\n') {
+			size_t j = i;
+			while (j < n && (v[j] == '\r' || v[j] == '\n'))
+				j++;
+			if (j < n && (v[j] == ' ' || v[j] == '\t')) {
+				while (j < n && (v[j] == ' ' || v[j] == '\t'))
+					j++;
+				sift_buf_add(&u, " ", 1);
+			}
+			i = j - 1;
+			continue;
+		}
+		sift_buf_add(&u, v + i, 1);
+	}
 	const unsigned char *s = (const unsigned char *)(u.data ? u.data : "");
 	size_t len = u.len, i = 0;
 	while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
@@ -414,7 +428,9 @@ static void decode_header_into(struct sift_buf *o, const char *v, size_t n, size
 						b64_decode(&tmp, txt, (size_t)(end - txt), &bad);
 					else
 						qp_decode(&tmp, txt, (size_t)(end - txt), true, &bad);
-					if (!to_utf8(o, csn, (const unsigned char *)(tmp.data ? tmp.data : ""), tmp.len))
+					if (!to_utf8(o, csn,
+						     (const unsigned char *)(tmp.data ? tmp.data : ""),
+						     tmp.len))
 						*flags |= SIFT_MIME_F_BAD_CHARSET;
 					i = (size_t)(end - s) + 2;
 					last_encoded = true;
@@ -440,7 +456,8 @@ static void decode_header_into(struct sift_buf *o, const char *v, size_t n, size
 		}
 		last_encoded = false;
 		size_t j = i;
-		while (j < len && s[j] != ' ' && s[j] != '\t' && !(s[j] == '=' && j + 1 < len && s[j + 1] == '?'))
+		while (j < len && s[j] != ' ' && s[j] != '\t' &&
+		       !(s[j] == '=' && j + 1 < len && s[j + 1] == '?'))
 			j++;
 		if (j == i)
 			j++;
@@ -525,7 +542,8 @@ static char *ct_param(struct impl *m, const char *v, const char *name)
 				for (; q < e; q++) {
 					if (*q == '%' && q + 2 < e && hexval((unsigned char)q[1]) >= 0 &&
 					    hexval((unsigned char)q[2]) >= 0) {
-						char c = (char)(hexval((unsigned char)q[1]) * 16 + hexval((unsigned char)q[2]));
+						char c = (char)(hexval((unsigned char)q[1]) * 16 +
+								hexval((unsigned char)q[2]));
 						sift_buf_add(&val, &c, 1);
 						q += 2;
 					} else
@@ -554,7 +572,8 @@ static char *ct_type(struct impl *m, const char *v, const char *def)
 	while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
 		v++;
 	size_t n = 0;
-	while (v[n] && v[n] != ';' && v[n] != ' ' && v[n] != '\t' && v[n] != '\r' && v[n] != '\n' && v[n] != '(')
+	while (v[n] && v[n] != ';' && v[n] != ' ' && v[n] != '\t' && v[n] != '\r' && v[n] != '\n' &&
+	       v[n] != '(')
 		n++;
 	if (n == 0 || !memchr(v, '/', n))
 		return a_strndup(m, def, strlen(def));
@@ -564,8 +583,8 @@ static char *ct_type(struct impl *m, const char *v, const char *def)
 
 /* Parses a header block at s (LF or CRLF lines) until the empty line. Sets
  * *body_r to the offset of the body. */
-static void parse_header_block(struct impl *m, const unsigned char *s, size_t n, struct sift_mime_header **h_r,
-			       size_t *nh_r, size_t *body_r)
+static void parse_header_block(struct impl *m, const unsigned char *s, size_t n,
+			       struct sift_mime_header **h_r, size_t *nh_r, size_t *body_r)
 {
 	size_t cap = 8, nh = 0;
 	struct sift_mime_header *h = sift_malloc(cap * sizeof(*h));
@@ -654,7 +673,7 @@ static void uri_host(struct impl *m, struct sift_mime_uri *u)
 		h = s;
 	size_t n = strcspn(h, "/?#:\\ ");
 	const char *at = memchr(h, '@', n);
-	if (at && !strncasecmp(s, "mailto:", 7) == 0) {
+	if (at && strncasecmp(s, "mailto:", 7) != 0) {
 		h = at + 1;
 		n = strcspn(h, "/?#:\\ ");
 	}
@@ -728,14 +747,68 @@ static bool uri_char(unsigned char c)
 	       c != '^' && c != 127;
 }
 
+static bool email_char(unsigned char c)
+{
+	return isalnum(c) || c == '.' || c == '_' || c == '-' || c == '+' || c == '=';
+}
+
+/* Bare e-mail addresses in text become mailto: URIs (as mail clients
+ * linkify them and SpamAssassin lists them). */
+static void text_emails(struct impl *m, const char *t, size_t n, long part)
+{
+	for (size_t i = 1; i + 3 < n; i++) {
+		if (t[i] != '@' || !email_char((unsigned char)t[i - 1]))
+			continue;
+		size_t s = i;
+		while (s > 0 && email_char((unsigned char)t[s - 1]) && i - s < 64)
+			s--;
+		if (s >= 7 && strncasecmp(t + s - 7, "mailto:", 7) == 0)
+			continue; /* already found as a mailto: URI */
+		if (s > 0 && (t[s - 1] == '/' || t[s - 1] == ':'))
+			continue; /* part of a URI's user info */
+		size_t e = i + 1, dots = 0, last_dot = 0;
+		while (e < n && (isalnum((unsigned char)t[e]) || t[e] == '-' || t[e] == '.') && e - i < 255) {
+			if (t[e] == '.') {
+				dots++;
+				last_dot = e;
+			}
+			e++;
+		}
+		while (e > i + 1 && t[e - 1] == '.') {
+			e--;
+			dots--;
+			last_dot = 0;
+			for (size_t k = i + 1; k < e; k++)
+				if (t[k] == '.')
+					last_dot = k;
+		}
+		if (!dots || !last_dot || e - last_dot - 1 < 2 || s == i)
+			continue;
+		bool alpha_tld = true;
+		for (size_t k = last_dot + 1; k < e; k++)
+			if (!isalpha((unsigned char)t[k]))
+				alpha_tld = false;
+		if (!alpha_tld)
+			continue;
+		struct sift_buf b = {0};
+		sift_buf_adds(&b, "mailto:");
+		sift_buf_add(&b, t + s, e - s);
+		add_uri(m, b.data, b.len, SIFT_URI_F_TEXT, part);
+		sift_buf_free(&b);
+		i = e;
+	}
+}
+
 /* Finds http(s)://, ftp://, www. and mailto: URIs in UTF-8 text. */
 static void text_uris(struct impl *m, const char *t, size_t n, long part)
 {
+	text_emails(m, t, n, part);
 	for (size_t i = 0; i < n; i++) {
 		char c = (char)(t[i] | 0x20);
 		if (c != 'h' && c != 'f' && c != 'w' && c != 'm')
 			continue;
-		if (i > 0 && (isalnum((unsigned char)t[i - 1]) || t[i - 1] == '.' || t[i - 1] == '/' || t[i - 1] == '@'))
+		if (i > 0 && (isalnum((unsigned char)t[i - 1]) || t[i - 1] == '.' || t[i - 1] == '/' ||
+			      t[i - 1] == '@'))
 			continue;
 		size_t rest = n - i, skip = 0;
 		bool www = false;
@@ -776,14 +849,14 @@ static const struct {
 	const char *name;
 	unsigned cp;
 } entities[] = {
-    {"amp", '&'},     {"lt", '<'},	{"gt", '>'},	   {"quot", '"'},     {"apos", '\''},
-    {"nbsp", 0xa0},   {"copy", 0xa9},	{"reg", 0xae},	   {"trade", 0x2122}, {"euro", 0x20ac},
-    {"pound", 0xa3},  {"yen", 0xa5},	{"cent", 0xa2},	   {"middot", 0xb7},  {"bull", 0x2022},
-    {"hellip", 0x2026}, {"mdash", 0x2014}, {"ndash", 0x2013}, {"laquo", 0xab},   {"raquo", 0xbb},
-    {"lsquo", 0x2018}, {"rsquo", 0x2019}, {"ldquo", 0x201c}, {"rdquo", 0x201d}, {"deg", 0xb0},
-    {"times", 0xd7},  {"shy", 0xad},	{"iexcl", 0xa1},   {"eacute", 0xe9},  {"egrave", 0xe8},
-    {"aacute", 0xe1}, {"agrave", 0xe0}, {"ouml", 0xf6},	   {"uuml", 0xfc},    {"auml", 0xe4},
-    {"szlig", 0xdf},  {"ccedil", 0xe7}, {"ntilde", 0xf1},  {"sect", 0xa7},    {"para", 0xb6},
+	{"amp", '&'},	    {"lt", '<'},       {"gt", '>'},	  {"quot", '"'},     {"apos", '\''},
+	{"nbsp", 0xa0},	    {"copy", 0xa9},    {"reg", 0xae},	  {"trade", 0x2122}, {"euro", 0x20ac},
+	{"pound", 0xa3},    {"yen", 0xa5},     {"cent", 0xa2},	  {"middot", 0xb7},  {"bull", 0x2022},
+	{"hellip", 0x2026}, {"mdash", 0x2014}, {"ndash", 0x2013}, {"laquo", 0xab},   {"raquo", 0xbb},
+	{"lsquo", 0x2018},  {"rsquo", 0x2019}, {"ldquo", 0x201c}, {"rdquo", 0x201d}, {"deg", 0xb0},
+	{"times", 0xd7},    {"shy", 0xad},     {"iexcl", 0xa1},	  {"eacute", 0xe9},  {"egrave", 0xe8},
+	{"aacute", 0xe1},   {"agrave", 0xe0},  {"ouml", 0xf6},	  {"uuml", 0xfc},    {"auml", 0xe4},
+	{"szlig", 0xdf},    {"ccedil", 0xe7},  {"ntilde", 0xf1},  {"sect", 0xa7},    {"para", 0xb6},
 };
 
 /* Decodes one entity at s[0]=='&'; returns octets consumed (0: not one). */
@@ -798,7 +871,8 @@ static size_t html_entity(const char *s, size_t n, struct sift_buf *o)
 		if (hex)
 			i++;
 		size_t st = i;
-		while (i < n && i - st < 8 && (hex ? isxdigit((unsigned char)s[i]) : isdigit((unsigned char)s[i]))) {
+		while (i < n && i - st < 8 &&
+		       (hex ? isxdigit((unsigned char)s[i]) : isdigit((unsigned char)s[i]))) {
 			cp = cp * (hex ? 16 : 10) + (unsigned long)hexval((unsigned char)s[i]);
 			i++;
 		}
@@ -821,23 +895,27 @@ static size_t html_entity(const char *s, size_t n, struct sift_buf *o)
 	return 0;
 }
 
-static const char *const block_tags[] = {"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table",
-					 "ul", "ol", "blockquote", "hr", "pre", "dd", "dt", "dl", "center", "form",
-					 "address", "td", "th", "body", "html", "head", NULL};
+static const char *const block_tags[] = {"br",	"p",	"div",	"tr",	 "li",	   "h1",   "h2",	 "h3",
+					 "h4",	"h5",	"h6",	"table", "ul",	   "ol",   "blockquote", "hr",
+					 "pre", "dd",	"dt",	"dl",	 "center", "form", "address",	 "td",
+					 "th",	"body", "html", "head",	 NULL};
 static const char *const known_tags[] = {
-    "a",     "abbr",   "acronym", "address",  "applet", "area",	   "b",	       "base",	   "basefont", "bdo",
-    "big",   "blink",  "blockquote", "body",  "br",	"button",  "caption",  "center",   "cite",     "code",
-    "col",   "colgroup", "dd",	  "del",      "dfn",	"dir",	   "div",      "dl",	   "dt",       "em",
-    "embed", "fieldset", "font",  "form",     "frame",	"frameset", "h1",      "h2",	   "h3",       "h4",
-    "h5",    "h6",     "head",	  "hr",	      "html",	"i",	   "iframe",   "img",	   "input",    "ins",
-    "isindex", "kbd",  "label",	  "layer",    "legend", "li",	   "link",     "map",	   "marquee",  "menu",
-    "meta",  "nobr",   "noframes", "noscript", "object", "ol",	   "optgroup", "option",   "p",	       "param",
-    "pre",   "q",      "s",	  "samp",     "script", "select",  "small",    "span",	   "strike",   "strong",
-    "style", "sub",    "sup",	  "table",    "tbody",	"td",	   "textarea", "tfoot",	   "th",       "thead",
-    "title", "tr",     "tt",	  "u",	      "ul",	"var",	   "wbr",      "xml",	   "o:p",      "section",
-    "article", "nav",  "header",  "footer",   "main",	"figure",  "figcaption", "picture", "source",  "svg",
-    "video", "audio",  "canvas",  "bgsound",  "spacer", "image",   "xmp",      "listing",  "plaintext", "st1:place",
-    NULL};
+	"a",	    "abbr",    "acronym",    "address",	 "applet",     "area",	   "b",		"base",
+	"basefont", "bdo",     "big",	     "blink",	 "blockquote", "body",	   "br",	"button",
+	"caption",  "center",  "cite",	     "code",	 "col",	       "colgroup", "dd",	"del",
+	"dfn",	    "dir",     "div",	     "dl",	 "dt",	       "em",	   "embed",	"fieldset",
+	"font",	    "form",    "frame",	     "frameset", "h1",	       "h2",	   "h3",	"h4",
+	"h5",	    "h6",      "head",	     "hr",	 "html",       "i",	   "iframe",	"img",
+	"input",    "ins",     "isindex",    "kbd",	 "label",      "layer",	   "legend",	"li",
+	"link",	    "map",     "marquee",    "menu",	 "meta",       "nobr",	   "noframes",	"noscript",
+	"object",   "ol",      "optgroup",   "option",	 "p",	       "param",	   "pre",	"q",
+	"s",	    "samp",    "script",     "select",	 "small",      "span",	   "strike",	"strong",
+	"style",    "sub",     "sup",	     "table",	 "tbody",      "td",	   "textarea",	"tfoot",
+	"th",	    "thead",   "title",	     "tr",	 "tt",	       "u",	   "ul",	"var",
+	"wbr",	    "xml",     "o:p",	     "section",	 "article",    "nav",	   "header",	"footer",
+	"main",	    "figure",  "figcaption", "picture",	 "source",     "svg",	   "video",	"audio",
+	"canvas",   "bgsound", "spacer",     "image",	 "xmp",	       "listing",  "plaintext", "st1:place",
+	NULL};
 
 static bool in_list(const char *const *l, const char *s)
 {
@@ -1017,10 +1095,11 @@ static void html_render(struct impl *m, struct sift_mime_part *pt, long pidx, co
 			continue;
 		static const struct {
 			const char *tag, *attr;
-		} links[] = {{"a", "href"},	   {"area", "href"},	 {"link", "href"},     {"base", "href"},
-			     {"img", "src"},	   {"frame", "src"},	 {"iframe", "src"},    {"embed", "src"},
-			     {"script", "src"},    {"form", "action"},	 {"body", "background"}, {"table", "background"},
-			     {"td", "background"}, {"input", "src"},	 {"img", "lowsrc"}};
+		} links[] = {{"a", "href"},	   {"area", "href"},	   {"link", "href"},
+			     {"base", "href"},	   {"img", "src"},	   {"frame", "src"},
+			     {"iframe", "src"},	   {"embed", "src"},	   {"script", "src"},
+			     {"form", "action"},   {"body", "background"}, {"table", "background"},
+			     {"td", "background"}, {"input", "src"},	   {"img", "lowsrc"}};
 		for (size_t k = 0; k < sizeof(links) / sizeof(links[0]); k++) {
 			if (strcmp(links[k].tag, name) != 0)
 				continue;
@@ -1065,8 +1144,9 @@ static long new_part(struct impl *m, unsigned depth, long parent)
 	return (long)m->nparts++;
 }
 
-static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_t nh, const unsigned char *body,
-			 size_t len, unsigned depth, long parent, const char *deftype);
+static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_t nh,
+			 const unsigned char *body, size_t len, unsigned depth, long parent,
+			 const char *deftype);
 
 /* Splits a multipart body on its boundary and parses each part. */
 static void parse_multipart(struct impl *m, long idx, const char *boundary, const unsigned char *s, size_t n,
@@ -1082,7 +1162,8 @@ static void parse_multipart(struct impl *m, long idx, const char *boundary, cons
 		const unsigned char *eol = memchr(s + i, '\n', n - i);
 		size_t le = eol ? (size_t)(eol - s) : n;
 		size_t next = eol ? le + 1 : n;
-		if (le - i >= bl + 2 && s[i] == '-' && s[i + 1] == '-' && memcmp(s + i + 2, boundary, bl) == 0) {
+		if (le - i >= bl + 2 && s[i] == '-' && s[i + 1] == '-' &&
+		    memcmp(s + i + 2, boundary, bl) == 0) {
 			bool close = le - i >= bl + 4 && s[i + bl + 2] == '-' && s[i + bl + 3] == '-';
 			if (part_start >= 0) {
 				size_t end = i;
@@ -1122,8 +1203,9 @@ static void parse_multipart(struct impl *m, long idx, const char *boundary, cons
 	}
 }
 
-static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_t nh, const unsigned char *body,
-			 size_t len, unsigned depth, long parent, const char *deftype)
+static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_t nh,
+			 const unsigned char *body, size_t len, unsigned depth, long parent,
+			 const char *deftype)
 {
 	long idx = new_part(m, depth, parent);
 	struct sift_mime_part *p = &m->parts[idx];
@@ -1301,7 +1383,8 @@ struct sift_mime *sift_mime_parse(const struct sift_header *hdrs, size_t nhdrs, 
 	return &m->pub;
 }
 
-struct sift_mime *sift_mime_parse_message(const unsigned char *msg, size_t len, const struct sift_mime_limits *lim)
+struct sift_mime *sift_mime_parse_message(const unsigned char *msg, size_t len,
+					  const struct sift_mime_limits *lim)
 {
 	struct impl tmp = {0};
 	tmp.lim = lim ? *lim : default_limits;

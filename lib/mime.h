@@ -17,20 +17,19 @@
 #include "sift/plugin.h"
 
 struct sift_mime_limits {
-	unsigned max_depth;	/* nesting of multiparts/messages (default 20) */
-	size_t max_parts;	/* parts in all (default 500) */
-	size_t max_headers;	/* headers per part (default 1000) */
-	size_t max_header_len;	/* bytes of one header value decoded (default 16k) */
-	size_t max_decoded;	/* decoded bytes in all parts (default 8 MiB) */
-	size_t max_uris;	/* distinct URIs kept (default 1000) */
+	unsigned max_depth;    /* nesting of multiparts/messages (default 20) */
+	size_t max_parts;      /* parts in all (default 500) */
+	size_t max_headers;    /* headers per part (default 1000) */
+	size_t max_header_len; /* bytes of one header value decoded (default 16k) */
+	size_t max_decoded;    /* decoded bytes in all parts (default 8 MiB) */
+	size_t max_uris;       /* distinct URIs kept (default 1000) */
 };
 
 /* hdrs: the message's headers as the host stores them (value after the
  * colon, folds as CRLF); body: the raw body (CRLF or LF line ends). lim may
  * be NULL for the defaults. */
-struct sift_mime *sift_mime_parse(const struct sift_header *hdrs, size_t nhdrs,
-				  const unsigned char *body, size_t body_len,
-				  const struct sift_mime_limits *lim);
+struct sift_mime *sift_mime_parse(const struct sift_header *hdrs, size_t nhdrs, const unsigned char *body,
+				  size_t body_len, const struct sift_mime_limits *lim);
 /* Parses a whole message (headers, blank line, body) from a buffer. */
 struct sift_mime *sift_mime_parse_message(const unsigned char *msg, size_t len,
 					  const struct sift_mime_limits *lim);

@@ -18,8 +18,8 @@ struct sift_msg {
 	struct sift_buf mem;
 	size_t mem_limit;
 	char *tmpdir;
-	int fd;		 /* spool file, -1 until needed */
-	long long size;	 /* body bytes in all */
+	int fd;		   /* spool file, -1 until needed */
+	long long size;	   /* body bytes in all */
 	long long spooled; /* bytes in the file (the file holds the whole body) */
 };
 

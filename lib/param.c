@@ -175,8 +175,8 @@ static void fmt_time(char *buf, size_t n, long long ms)
 	static const struct {
 		long long m;
 		const char *u;
-	} units[] = {{7 * 86400000LL, "w"}, {86400000LL, "d"}, {3600000LL, "h"},
-		     {60000LL, "m"},	    {1000LL, "s"}};
+	} units[] = {
+		{7 * 86400000LL, "w"}, {86400000LL, "d"}, {3600000LL, "h"}, {60000LL, "m"}, {1000LL, "s"}};
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
 		if (ms != 0 && ms % units[i].m == 0) {
 			snprintf(buf, n, "%lld%s", ms / units[i].m, units[i].u);
@@ -267,8 +267,8 @@ void sift_params_free(const struct sift_param *tab, void *block)
 }
 
 /* Parses one value and stores it. Returns 0, or -1 with *err_r. */
-static int parse_one(const struct sift_param *p, const char *name, const char *value,
-		     const char *where, void *block, char **err_r)
+static int parse_one(const struct sift_param *p, const char *name, const char *value, const char *where,
+		     void *block, char **err_r)
 {
 	void *slot = (char *)block + p->offset;
 	long long v = 0;
@@ -339,8 +339,7 @@ static int parse_one(const struct sift_param *p, const char *name, const char *v
 		return 0;
 	}
 	default:
-		*err_r = sift_asprintf("%s: parameter table entry has unknown type %d", name,
-				       (int)p->type);
+		*err_r = sift_asprintf("%s: parameter table entry has unknown type %d", name, (int)p->type);
 		return -1;
 	}
 
@@ -384,8 +383,8 @@ static char *effective(const struct sift_config *cfg, const char *name, const st
 	return v;
 }
 
-int sift_params_parse(const struct sift_config *cfg, const char *prefix,
-		      const struct sift_param *tab, void *block, char **err_r)
+int sift_params_parse(const struct sift_config *cfg, const char *prefix, const struct sift_param *tab,
+		      void *block, char **err_r)
 {
 	if (!tab)
 		return 0;

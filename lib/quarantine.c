@@ -269,8 +269,7 @@ static int parse_meta(FILE *fp, struct sift_qentry *e, char **err_r)
 	return 0;
 }
 
-int sift_quarantine_open(const char *dir, const char *id, struct sift_qentry *e_r, FILE **fp_r,
-			 char **err_r)
+int sift_quarantine_open(const char *dir, const char *id, struct sift_qentry *e_r, FILE **fp_r, char **err_r)
 {
 	memset(e_r, 0, sizeof(*e_r));
 	if (!sift_quarantine_id_valid(id)) {

@@ -68,7 +68,7 @@ void sift_log_set_level(int max_level);
 void sift_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sift_vlog(int level, const char *fmt, va_list ap);
 void sift_log_msg(int level, const char *qid, const char *plugin, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+	__attribute__((format(printf, 4, 5)));
 void sift_vlog_msg(int level, const char *qid, const char *plugin, const char *fmt, va_list ap);
 /* Logs at LOG_CRIT with "fatal: " and exits 1. Startup only. */
 void sift_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -89,8 +89,7 @@ void sift_config_free(struct sift_config *cfg);
 /* Reads path (and path.d/). Missing file: error unless optional. */
 int sift_config_load(struct sift_config *cfg, const char *path, bool optional, char **err_r);
 /* A "-o name=value" override; origin is used in messages ("-o"). */
-int sift_config_set(struct sift_config *cfg, const char *assignment, const char *origin,
-		    char **err_r);
+int sift_config_set(struct sift_config *cfg, const char *assignment, const char *origin, char **err_r);
 /* Registers the defaults of a parameter table (prefix prepended to names), so
  * that $name expansion and -p see them. */
 void sift_config_defaults(struct sift_config *cfg, const char *prefix, const struct sift_param *tab);
@@ -104,8 +103,7 @@ char *sift_config_get(const struct sift_config *cfg, const char *name, char **er
 char *sift_config_expand(const struct sift_config *cfg, const char *text, char **err_r);
 /* Calls fn for every explicitly set name, in first-set order. */
 void sift_config_each(const struct sift_config *cfg,
-		      void (*fn)(const char *name, const char *raw, const char *where, void *arg),
-		      void *arg);
+		      void (*fn)(const char *name, const char *raw, const char *where, void *arg), void *arg);
 /* Names set in the files that no registered table knows: one warning each,
  * returns the count. */
 int sift_config_warn_unknown(const struct sift_config *cfg);
@@ -115,8 +113,8 @@ int sift_config_warn_unknown(const struct sift_config *cfg);
  * being prefix + entry name (prefix "" for the daemons' own tables, "dkim_"
  * for the dkim plugin). Checks types, bounds and choices; errors name the
  * parameter and where it was set. */
-int sift_params_parse(const struct sift_config *cfg, const char *prefix,
-		      const struct sift_param *tab, void *block, char **err_r);
+int sift_params_parse(const struct sift_config *cfg, const char *prefix, const struct sift_param *tab,
+		      void *block, char **err_r);
 /* Frees the strings, lists and maps sift_params_parse stored in block. */
 void sift_params_free(const struct sift_param *tab, void *block);
 /* Prints `name = value` lines: all parameters with their effective value
@@ -179,7 +177,7 @@ int sift_msg_read_file(struct sift_msg *m, FILE *fp, char **err_r);
 /* ---- policy.c: Postfix policy delegation protocol codec --------------------
  * A request is name=value lines ended by an empty line. The parser is fed
  * bytes as they arrive and bounds line length and attribute count. */
-#define SIFT_POLICY_MAX_LINE 4096
+#define SIFT_POLICY_MAX_LINE  4096
 #define SIFT_POLICY_MAX_ATTRS 128
 struct sift_policy_attr {
 	char *name, *value;
@@ -234,16 +232,15 @@ struct sift_kv *sift_kv_open(const char *spec, char **err_r);
 void sift_kv_free(struct sift_kv *kv);
 int sift_kv_get(struct sift_kv *kv, const char *key, char **val_r);
 int sift_kv_set(struct sift_kv *kv, const char *key, const char *val, long ttl_ms);
-int sift_kv_incr(struct sift_kv *kv, const char *key, long long delta, long ttl_ms,
-		 long long *val_r);
+int sift_kv_incr(struct sift_kv *kv, const char *key, long long delta, long ttl_ms, long long *val_r);
 int sift_kv_del(struct sift_kv *kv, const char *key);
 
 /* ---- quarantine.c: the quarantine store -----------------------------------
  * One file per message in dir (the message as received, CRLF) plus a
  * metadata record (queue id, time, envelope sender and recipients, reason,
  * plugin). Writes are atomic (temp file, fsync, rename). Thread-safe. */
-int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *reason,
-			  const char *plugin, char **id_r, char **err_r);
+int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *reason, const char *plugin,
+			  char **id_r, char **err_r);
 /* Reading the store (siftctl). An entry's strings are malloc'd; rcpts has
  * n_rcpts items; data_off is where the message starts in the file at path. */
 struct sift_qentry {
@@ -257,8 +254,7 @@ void sift_qentry_free(struct sift_qentry *e);
 bool sift_quarantine_id_valid(const char *id);
 /* Reads one entry's metadata; with fp_r, returns the file positioned at the
  * message (fclose it). */
-int sift_quarantine_open(const char *dir, const char *id, struct sift_qentry *e_r, FILE **fp_r,
-			 char **err_r);
+int sift_quarantine_open(const char *dir, const char *id, struct sift_qentry *e_r, FILE **fp_r, char **err_r);
 /* All entries, oldest first (unreadable files are logged and skipped);
  * free each with sift_qentry_free and the array with free(). */
 int sift_quarantine_list(const char *dir, struct sift_qentry **list_r, size_t *n_r, char **err_r);
@@ -335,8 +331,7 @@ struct sift_gen *sift_ctx_gen(struct sift_ctx *ctx);
 void sift_ctx_set(struct sift_ctx *ctx, enum sift_item item, const char *value);
 void sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt);
 /* Where macro()/policy attribute lookups go. */
-void sift_ctx_set_macro_fn(struct sift_ctx *ctx, const char *(*fn)(void *arg, const char *name),
-			   void *arg);
+void sift_ctx_set_macro_fn(struct sift_ctx *ctx, const char *(*fn)(void *arg, const char *name), void *arg);
 /* Deadline for the current step (ms since sift_now_ms epoch), 0 = none. */
 void sift_ctx_set_deadline(struct sift_ctx *ctx, long long deadline_ms);
 /* Chooses the profile from daemon name, SASL login and client address. */
@@ -379,16 +374,16 @@ struct sift_symbol {
 	struct sift_symbol *next;
 };
 struct sift_result {
-	enum sift_verdict verdict;    /* merged final verdict so far */
+	enum sift_verdict verdict;		     /* merged final verdict so far */
 	char *reply_code, *reply_xcode, *reply_text; /* for REJECT/TEMPFAIL */
-	const char *decided_by;	      /* plugin name that made the verdict */
+	const char *decided_by;			     /* plugin name that made the verdict */
 	bool hold;
 	char *hold_reason;
-	bool accepted;		      /* an ACCEPT was seen: whitelisted */
-	struct sift_edit *edits;      /* in order */
-	struct sift_symbol *symbols;  /* in order */
+	bool accepted;		     /* an ACCEPT was seen: whitelisted */
+	struct sift_edit *edits;     /* in order */
+	struct sift_symbol *symbols; /* in order */
 	double score;
-	char **actions;		      /* policyd non-final actions, in order */
+	char **actions; /* policyd non-final actions, in order */
 	size_t n_actions;
 };
 const struct sift_result *sift_ctx_result(const struct sift_ctx *ctx);

@@ -181,8 +181,8 @@ int sift_read_file(const char *path, size_t max, char **data_r, size_t *len_r)
 /* Postfix readllines(): returns 1 with the next logical line in *b (the
  * number of its first physical line in *first_r), 0 at the end, -1 with
  * *why set on a malformed line (*first_r = its line number). */
-int sift_next_logical_line(const char **pp, const char *end, int *lineno, struct sift_buf *b,
-			   int *first_r, const char **why, size_t max_line)
+int sift_next_logical_line(const char **pp, const char *end, int *lineno, struct sift_buf *b, int *first_r,
+			   const char **why, size_t max_line)
 {
 	b->len = 0;
 	sift_buf_add(b, "", 0);
@@ -225,4 +225,3 @@ int sift_next_logical_line(const char **pp, const char *end, int *lineno, struct
 	}
 	return have ? 1 : 0;
 }
-

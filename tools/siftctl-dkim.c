@@ -27,12 +27,12 @@
 #include "../plugins/dkim/dkimkeys.c"
 
 static const char dkim_usage[] =
-    "  dkim genkey -d DOMAIN -s SELECTOR [-t rsa|ed25519] [-b BITS] [-D DIR] [-f FILE]\n"
-    "       generate a private key (mode 0600) and print its DNS record\n"
-    "  dkim showkeys    print the DNS TXT records of every key in dkim_key_table\n"
-    "  dkim testkeys    check each key's DNS record against the key (exit 0 if all pass)\n"
-    "  dkim verify [FILE...]   verify messages as filterd does (exit 0 if all pass)\n"
-    "  dkim sign -d DOMAIN -s SELECTOR FILE   print the message signed with that key\n";
+	"  dkim genkey -d DOMAIN -s SELECTOR [-t rsa|ed25519] [-b BITS] [-D DIR] [-f FILE]\n"
+	"       generate a private key (mode 0600) and print its DNS record\n"
+	"  dkim showkeys    print the DNS TXT records of every key in dkim_key_table\n"
+	"  dkim testkeys    check each key's DNS record against the key (exit 0 if all pass)\n"
+	"  dkim verify [FILE...]   verify messages as filterd does (exit 0 if all pass)\n"
+	"  dkim sign -d DOMAIN -s SELECTOR FILE   print the message signed with that key\n";
 
 static struct sift_config *load_config(struct sift_opts *o)
 {
@@ -136,7 +136,8 @@ static int cmd_genkey(int argc, char **argv)
 	char *zs = dk_record_zone_strings(k.record);
 	printf("; %s, %d-bit %s key for d=%s s=%s (mode 0600: chown it to the filterd user)\n", path, k.bits,
 	       t == DK_RSA ? "RSA" : "Ed25519", domain, selector);
-	printf("; dkim_key_table line:\n;   %s._domainkey.%s  %s:%s:%s\n", selector, domain, domain, selector, path);
+	printf("; dkim_key_table line:\n;   %s._domainkey.%s  %s:%s:%s\n", selector, domain, domain, selector,
+	       path);
 	printf("%s._domainkey.%s.\t3600\tIN\tTXT\t( %s )\n", selector, domain, zs);
 	free(zs);
 	dk_key_clear(&k);
@@ -189,7 +190,8 @@ static int cmd_testkeys(struct sift_opts *o)
 			for (size_t j = 0; j < r->count; j++) {
 				char *p = dk_tag_value((const char *)r->rr[j], "p");
 				char *kk = dk_tag_value((const char *)r->rr[j], "k");
-				bool type_ok = !kk || strcasecmp(kk, k->type == DK_RSA ? "rsa" : "ed25519") == 0;
+				bool type_ok =
+					!kk || strcasecmp(kk, k->type == DK_RSA ? "rsa" : "ed25519") == 0;
 				if (p && !*p)
 					snprintf(detail, sizeof(detail), " (revoked: empty p=)");
 				else if (p && type_ok && strcmp(p, k->pub_b64) == 0)
@@ -387,7 +389,8 @@ static int cmd_sign(int argc, char **argv, struct sift_opts *o)
 		return 1;
 	const struct dk_key *k = dk_keytable_find_ds(&kt, domain, selector);
 	if (!k) {
-		fprintf(stderr, "siftctl dkim sign: no key for d=%s s=%s in dkim_key_table\n", domain, selector);
+		fprintf(stderr, "siftctl dkim sign: no key for d=%s s=%s in dkim_key_table\n", domain,
+			selector);
 		dk_keytable_free(&kt);
 		return 1;
 	}
@@ -417,8 +420,10 @@ static int cmd_sign(int argc, char **argv, struct sift_opts *o)
 			nsig++;
 		}
 		if (v != SIFT_DUNNO || nsig == 0) {
-			fprintf(stderr, "siftctl dkim sign: %s: not signed (%s; see the log above)\n", argv[optind],
-				v != SIFT_DUNNO ? sift_verdict_names[v] : "no From header or nothing to sign");
+			fprintf(stderr, "siftctl dkim sign: %s: not signed (%s; see the log above)\n",
+				argv[optind],
+				v != SIFT_DUNNO ? sift_verdict_names[v]
+						: "no From header or nothing to sign");
 		} else {
 			fwrite(raw.data, 1, raw.len, stdout);
 			status = 0;

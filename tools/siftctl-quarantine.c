@@ -23,22 +23,22 @@
 #define DEFAULT_SENDMAIL "/usr/sbin/sendmail -G -i"
 
 static const char usage_text[] =
-    "  quarantine list [--reason TEXT] [--plugin NAME] [--older-than TIME]\n"
-    "       list quarantined messages, oldest first: id, time (UTC), size, sender,\n"
-    "       recipients, plugin, reason; --reason matches a substring, --older-than\n"
-    "       takes 30m, 12h, 7d ...\n"
-    "  quarantine show ID [--raw]\n"
-    "       print the metadata and the message (--raw: the message only)\n"
-    "  quarantine release ID [--to ADDR]... [--keep] [--sendmail COMMAND]\n"
-    "       re-inject the message with Postfix's sendmail (default\n"
-    "       \"" DEFAULT_SENDMAIL "\"; run as COMMAND -f SENDER -- RECIPIENTS,\n"
-    "       e.g. --sendmail \"sendmail -C /etc/postfix-out -G -i\"), to the original\n"
-    "       recipients or to the --to addresses; removed from the store unless --keep\n"
-    "  quarantine delete ID...\n"
-    "       remove messages from the store\n"
-    "  quarantine purge --older-than TIME [--dry-run]\n"
-    "       remove every message older than TIME (e.g. 7d, as a daily cron job)\n"
-    "       the store is quarantine_directory (default /var/lib/sift/quarantine)\n";
+	"  quarantine list [--reason TEXT] [--plugin NAME] [--older-than TIME]\n"
+	"       list quarantined messages, oldest first: id, time (UTC), size, sender,\n"
+	"       recipients, plugin, reason; --reason matches a substring, --older-than\n"
+	"       takes 30m, 12h, 7d ...\n"
+	"  quarantine show ID [--raw]\n"
+	"       print the metadata and the message (--raw: the message only)\n"
+	"  quarantine release ID [--to ADDR]... [--keep] [--sendmail COMMAND]\n"
+	"       re-inject the message with Postfix's sendmail (default\n"
+	"       \"" DEFAULT_SENDMAIL "\"; run as COMMAND -f SENDER -- RECIPIENTS,\n"
+	"       e.g. --sendmail \"sendmail -C /etc/postfix-out -G -i\"), to the original\n"
+	"       recipients or to the --to addresses; removed from the store unless --keep\n"
+	"  quarantine delete ID...\n"
+	"       remove messages from the store\n"
+	"  quarantine purge --older-than TIME [--dry-run]\n"
+	"       remove every message older than TIME (e.g. 7d, as a daily cron job)\n"
+	"       the store is quarantine_directory (default /var/lib/sift/quarantine)\n";
 
 static char *store_dir(struct sift_opts *opts)
 {
@@ -103,7 +103,8 @@ static int cmd_list(const char *dir, int argc, char **argv)
 	long long now = time(NULL);
 	for (size_t i = 0; i < n; i++) {
 		struct sift_qentry *e = &list[i];
-		bool show = (!reason || strstr(e->reason, reason)) && (!plugin || strcmp(e->plugin, plugin) == 0) &&
+		bool show = (!reason || strstr(e->reason, reason)) &&
+			    (!plugin || strcmp(e->plugin, plugin) == 0) &&
 			    (older < 0 || (now - e->time) * 1000 >= older);
 		if (show) {
 			char tb[32];
@@ -248,7 +249,8 @@ static int cmd_release(const char *dir, int argc, char **argv)
 		;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		fprintf(stderr, "siftctl quarantine release: %s failed (%s %d); %s kept\n", av[0],
-			WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), id);
+			WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+			id);
 		return 1;
 	}
 	printf("released %s to", id);
@@ -370,7 +372,7 @@ static int run(int argc, char **argv, struct sift_opts *opts)
 }
 
 const struct siftctl_cmd siftctl_quarantine_cmd = {
-    .name = "quarantine",
-    .run = run,
-    .usage = usage_text,
+	.name = "quarantine",
+	.run = run,
+	.usage = usage_text,
 };

@@ -97,8 +97,7 @@ static char *rl_ask(const char *ep, const char *cmd, const char *key, bool auth,
 		return NULL;
 	char *req = sift_asprintf("request=sift_ratelimit\ncommand=%s\nkey=%s\nprotocol_state=CONTROL\n"
 				  "instance=siftctl.%ld\n%s\n",
-				  cmd, key ? key : "", (long)getpid(),
-				  auth ? "sasl_username=siftctl\n" : "");
+				  cmd, key ? key : "", (long)getpid(), auth ? "sasl_username=siftctl\n" : "");
 	size_t off = 0, len = strlen(req);
 	while (off < len) {
 		ssize_t w = write(fd, req + off, len - off);
@@ -168,8 +167,8 @@ static int rl_run(int argc, char **argv, struct sift_opts *opts)
 			return 2;
 		}
 	}
-	if (!cmd || ((strcmp(cmd, "show") == 0 || strcmp(cmd, "reset") == 0) ? !key
-									      : strcmp(cmd, "stats") != 0)) {
+	if (!cmd ||
+	    ((strcmp(cmd, "show") == 0 || strcmp(cmd, "reset") == 0) ? !key : strcmp(cmd, "stats") != 0)) {
 		fputs(siftctl_ratelimit_cmd.usage, stderr);
 		return 2;
 	}
@@ -243,11 +242,11 @@ out:
 }
 
 const struct siftctl_cmd siftctl_ratelimit_cmd = {
-    .name = "ratelimit",
-    .run = rl_run,
-    .usage = "  ratelimit show [RULE:]VALUE | reset [RULE:]VALUE | stats [--policyd ENDPOINT]\n"
-	     "       show or clear the ratelimit plugin's counters (VALUE as the rule's key\n"
-	     "       builds it: 192.0.2.0/24, alice, bob@example.net|example.org) or its\n"
-	     "       store-failure and over-limit counts, asking the running policyd\n"
-	     "       (endpoint: --policyd, else policyd_listen of -c FILE)\n",
+	.name = "ratelimit",
+	.run = rl_run,
+	.usage = "  ratelimit show [RULE:]VALUE | reset [RULE:]VALUE | stats [--policyd ENDPOINT]\n"
+		 "       show or clear the ratelimit plugin's counters (VALUE as the rule's key\n"
+		 "       builds it: 192.0.2.0/24, alice, bob@example.net|example.org) or its\n"
+		 "       store-failure and over-limit counts, asking the running policyd\n"
+		 "       (endpoint: --policyd, else policyd_listen of -c FILE)\n",
 };

@@ -26,8 +26,9 @@ typedef int (*spf_check_fn)(const char *ip, const char *sender, const char *helo
 static int spf_run(int argc, char **argv, struct sift_opts *opts)
 {
 	if (argc < 4 || argc > 5 || strcmp(argv[1], "check") != 0) {
-		fprintf(stderr, "usage: siftctl [-c file] [-o name=value] spf check IP SENDER [HELO]\n"
-				"       (SENDER \"\" or <> is the null sender: the HELO identity is checked)\n");
+		fprintf(stderr,
+			"usage: siftctl [-c file] [-o name=value] spf check IP SENDER [HELO]\n"
+			"       (SENDER \"\" or <> is the null sender: the HELO identity is checked)\n");
 		return 2;
 	}
 	const char *ip = argv[2];
@@ -87,8 +88,8 @@ static int spf_run(int argc, char **argv, struct sift_opts *opts)
 }
 
 const struct siftctl_cmd siftctl_spf_cmd = {
-    .name = "spf",
-    .run = spf_run,
-    .usage = "       siftctl spf check IP SENDER [HELO]  (evaluate SPF as policyd's spf plugin does;\n"
-	     "       prints result, explanation, the Received-SPF header and the policy action)\n",
+	.name = "spf",
+	.run = spf_run,
+	.usage = "       siftctl spf check IP SENDER [HELO]  (evaluate SPF as policyd's spf plugin does;\n"
+		 "       prints result, explanation, the Received-SPF header and the policy action)\n",
 };

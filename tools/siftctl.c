@@ -25,43 +25,41 @@ static struct sift_gen *load(enum sift_daemon d);
 
 static const struct siftctl_cmd *const plugin_cmds[] = {
 #ifdef SIFTCTL_HAVE_DKIM
-    &siftctl_dkim_cmd,
+	&siftctl_dkim_cmd,
 #endif
 #ifdef SIFTCTL_HAVE_SPF
-    &siftctl_spf_cmd,
+	&siftctl_spf_cmd,
 #endif
 #ifdef SIFTCTL_HAVE_QUARANTINE
-    &siftctl_quarantine_cmd,
+	&siftctl_quarantine_cmd,
 #endif
 #ifdef SIFTCTL_HAVE_SPAM
-    &siftctl_spam_cmd,
+	&siftctl_spam_cmd,
 #endif
 #ifdef SIFTCTL_HAVE_RATELIMIT
-    &siftctl_ratelimit_cmd,
+	&siftctl_ratelimit_cmd,
 #endif
-    NULL,
+	NULL,
 };
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: siftctl [-c FILE] [-o name=value]... COMMAND [ARGS]\n"
-		"  -c FILE   configuration file (default " SIFT_SYSCONFDIR "/filterd.conf; for\n"
-		"            `reload policyd`, " SIFT_SYSCONFDIR "/policyd.conf)\n"
-		"  -o N=V    override a setting (repeatable)\n"
-		"commands:\n"
-		"  test FILE [--profile inbound|originating] [--client IP] [--client-name NAME]\n"
-		"       [--helo NAME] [--from ADDR] [--to ADDR]... [--auth LOGIN] [--json]\n"
-		"       run a stored message through filterd's plugin chain and print the\n"
-		"       action, SMTP reply, header changes, symbols and score\n"
-		"  check      check the configuration and plugins (exit 0 or 1)\n"
-		"  reload [filterd|policyd]\n"
-		"       make a running daemon reload its configuration (SIGUSR1 to filterd,\n"
-		"       SIGHUP to policyd; the pid comes from filterd_pid_file/policyd_pid_file)\n");
+	fprintf(out, "usage: siftctl [-c FILE] [-o name=value]... COMMAND [ARGS]\n"
+		     "  -c FILE   configuration file (default " SIFT_SYSCONFDIR "/filterd.conf; for\n"
+		     "            `reload policyd`, " SIFT_SYSCONFDIR "/policyd.conf)\n"
+		     "  -o N=V    override a setting (repeatable)\n"
+		     "commands:\n"
+		     "  test FILE [--profile inbound|originating] [--client IP] [--client-name NAME]\n"
+		     "       [--helo NAME] [--from ADDR] [--to ADDR]... [--auth LOGIN] [--json]\n"
+		     "       run a stored message through filterd's plugin chain and print the\n"
+		     "       action, SMTP reply, header changes, symbols and score\n"
+		     "  check      check the configuration and plugins (exit 0 or 1)\n"
+		     "  reload [filterd|policyd]\n"
+		     "       make a running daemon reload its configuration (SIGUSR1 to filterd,\n"
+		     "       SIGHUP to policyd; the pid comes from filterd_pid_file/policyd_pid_file)\n");
 	for (const struct siftctl_cmd *const *c = plugin_cmds; *c; c++)
 		fputs((*c)->usage, out);
 }
-
 
 struct sift_gen *siftctl_load(struct sift_opts *o, enum sift_daemon d)
 {
@@ -123,11 +121,15 @@ static const char *action_of(enum sift_verdict v, const struct sift_result *r)
 static int cmd_test(int argc, char **argv)
 {
 	static const struct option lo[] = {
-	    {"profile", required_argument, NULL, 'P'}, {"client", required_argument, NULL, 'C'},
-	    {"client-name", required_argument, NULL, 'N'}, {"helo", required_argument, NULL, 'H'},
-	    {"from", required_argument, NULL, 'F'},    {"to", required_argument, NULL, 'T'},
-	    {"auth", required_argument, NULL, 'A'},    {"json", no_argument, NULL, 'J'},
-	    {NULL, 0, NULL, 0},
+		{"profile", required_argument, NULL, 'P'},
+		{"client", required_argument, NULL, 'C'},
+		{"client-name", required_argument, NULL, 'N'},
+		{"helo", required_argument, NULL, 'H'},
+		{"from", required_argument, NULL, 'F'},
+		{"to", required_argument, NULL, 'T'},
+		{"auth", required_argument, NULL, 'A'},
+		{"json", no_argument, NULL, 'J'},
+		{NULL, 0, NULL, 0},
 	};
 	const char *profile = NULL, *client = "127.0.0.1", *client_name = "localhost", *helo = "localhost";
 	const char *from = NULL, *auth = NULL;
@@ -261,10 +263,11 @@ static int cmd_test(int argc, char **argv)
 	const char *action = action_of(v, r);
 	char *reply = NULL;
 	if (v == SIFT_REJECT || v == SIFT_TEMPFAIL)
-		reply = sift_asprintf("%s %s %s", r->reply_code ? r->reply_code : (v == SIFT_REJECT ? "550" : "451"),
-				      r->reply_xcode ? r->reply_xcode : (v == SIFT_REJECT ? "5.7.1" : "4.7.1"),
-				      r->reply_text ? r->reply_text
-						    : (v == SIFT_REJECT ? "Message rejected" : "Try again later"));
+		reply = sift_asprintf(
+			"%s %s %s", r->reply_code ? r->reply_code : (v == SIFT_REJECT ? "550" : "451"),
+			r->reply_xcode ? r->reply_xcode : (v == SIFT_REJECT ? "5.7.1" : "4.7.1"),
+			r->reply_text ? r->reply_text
+				      : (v == SIFT_REJECT ? "Message rejected" : "Try again later"));
 	static const char *const ops[] = {"add", "insert", "change"};
 	if (json) {
 		struct sift_buf b = {0};
@@ -338,8 +341,8 @@ static int cmd_test(int argc, char **argv)
 			if (e->op == SIFT_EDIT_ADD)
 				printf("header add: %s: %s\n", e->name, e->value);
 			else
-				printf("header %s #%u: %s: %s\n", e->value ? ops[e->op] : "delete", e->idx, e->name,
-				       e->value ? e->value : "");
+				printf("header %s #%u: %s: %s\n", e->value ? ops[e->op] : "delete", e->idx,
+				       e->name, e->value ? e->value : "");
 		}
 	}
 	free(reply);
@@ -409,7 +412,8 @@ int main(int argc, char **argv)
 		return cmd_reload(argc - i, argv + i);
 	if (strcmp(cmd, "check") == 0) {
 		struct sift_gen *g = load(SIFT_SIFTCTL);
-		printf("siftctl: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g), sift_gen_plugin_count(g) == 1 ? "" : "s");
+		printf("siftctl: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g),
+		       sift_gen_plugin_count(g) == 1 ? "" : "s");
 		sift_gen_unref(g);
 		return 0;
 	}

@@ -13,8 +13,8 @@ struct siftctl_cmd {
 	int (*run)(int argc, char **argv, struct sift_opts *opts);
 	const char *usage;
 };
-extern const struct siftctl_cmd siftctl_dkim_cmd, siftctl_spf_cmd, siftctl_quarantine_cmd,
-    siftctl_spam_cmd, siftctl_ratelimit_cmd;
+extern const struct siftctl_cmd siftctl_dkim_cmd, siftctl_spf_cmd, siftctl_quarantine_cmd, siftctl_spam_cmd,
+	siftctl_ratelimit_cmd;
 
 /* Loads the configuration (opts) and builds a generation for daemon d;
  * exits 1 with a message on error. */

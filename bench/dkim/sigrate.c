@@ -17,11 +17,22 @@
 
 #include <opendkim/dkim.h>
 
-static const char *signhdrs[] = {"from", "sender", "reply-to", "subject", "date", "message-id", "to", "cc",
-				 "mime-version", "content-type", "content-transfer-encoding", "in-reply-to",
-				 "references", NULL};
-static const char *oversign[] = {"from", "to", "cc", "subject", "date", "reply-to", "content-type",
-				 "mime-version", NULL};
+static const char *signhdrs[] = {"from",
+				 "sender",
+				 "reply-to",
+				 "subject",
+				 "date",
+				 "message-id",
+				 "to",
+				 "cc",
+				 "mime-version",
+				 "content-type",
+				 "content-transfer-encoding",
+				 "in-reply-to",
+				 "references",
+				 NULL};
+static const char *oversign[] = {"from",     "to",	     "cc",	     "subject", "date",
+				 "reply-to", "content-type", "mime-version", NULL};
 static char record[4096];
 
 static DKIM_CBSTAT lookup(DKIM *d, DKIM_SIGINFO *s, unsigned char *buf, size_t len)
@@ -82,9 +93,10 @@ int main(int argc, char **argv)
 	do {
 		int i = (int)(n % nm);
 		DKIM_STAT st;
-		DKIM *d = dkim_sign(lib, (unsigned char *)"bench", NULL, (dkim_sigkey_t)key, (unsigned char *)"s",
-				    (unsigned char *)"example.test", ed ? DKIM_CANON_RELAXED : DKIM_CANON_RELAXED,
-				    DKIM_CANON_SIMPLE, ed ? DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256, -1, &st);
+		DKIM *d = dkim_sign(lib, (unsigned char *)"bench", NULL, (dkim_sigkey_t)key,
+				    (unsigned char *)"s", (unsigned char *)"example.test",
+				    ed ? DKIM_CANON_RELAXED : DKIM_CANON_RELAXED, DKIM_CANON_SIMPLE,
+				    ed ? DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256, -1, &st);
 		if (!d || dkim_chunk(d, (unsigned char *)msgs[i], lens[i]) != DKIM_STAT_OK ||
 		    dkim_chunk(d, NULL, 0) != DKIM_STAT_OK || dkim_eom(d, NULL) != DKIM_STAT_OK) {
 			fprintf(stderr, "signing failed: %s\n", d ? dkim_geterror(d) : dkim_getresultstr(st));

@@ -122,7 +122,7 @@ class Spamd:
             return None
         tests = {}
         for line in out.splitlines():
-            mm = re.match(r'^\s*(-?\d+\.\d+)\s+([A-Z0-9_]+)\s', line)
+            mm = re.match(r'^\s*(-?\d+\.\d+)\s+([A-Z_][A-Z0-9_]*)\s', line)
             if mm:
                 tests[mm.group(2)] = float(mm.group(1))
         return {'score': float(m.group(1)), 'required': float(m.group(2)), 'tests': tests, 'sec': dt}
@@ -216,13 +216,18 @@ def main():
         si_rec, si_fpr = rates('sift')
         only_sa = collections.Counter()
         only_si = collections.Counter()
+        weight = collections.Counter()
         for _, _, s, t in rows:
             for k in s['tests']:
                 if k not in t['tests'] and s['tests'][k] != 0:
                     only_sa[k] += 1
+                    weight[k] += abs(s['tests'][k])
+                elif k in t['tests'] and abs(s['tests'][k] - t['tests'][k]) > 0.05:
+                    weight[k + '(score)'] += abs(s['tests'][k] - t['tests'][k])
             for k in t['tests']:
                 if k not in s['tests']:
                     only_si[k] += 1
+                    weight[k] += abs(t['tests'][k])
         worst = sorted(rows, key=lambda r: -abs(r[2]['score'] - r[3]['score']))[:20]
         ms = sorted(t['ms'] for _, _, _, t in rows)
         sas = sorted(s['sec'] for _, _, s, _ in rows)
@@ -235,6 +240,7 @@ def main():
             'sift': {'recall': si_rec, 'false_positive_rate': si_fpr},
             'rules_only_spamassassin': only_sa.most_common(40),
             'rules_only_sift': only_si.most_common(40),
+            'rules_by_score_difference': weight.most_common(40),
             'largest_differences': [
                 {'file': os.path.relpath(f, data), 'group': g, 'sa': s['score'], 'sift': t['score'],
                  'sa_only': sorted(k for k in s['tests'] if k not in t['tests']),
@@ -247,6 +253,7 @@ def main():
         print('Sift:         recall %.2f%%, false positives %.2f%%' % (100 * si_rec, 100 * si_fpr))
         print('rules hit by SpamAssassin only (count):', ', '.join('%s %d' % kv for kv in only_sa.most_common(25)))
         print('rules hit by Sift only (count):', ', '.join('%s %d' % kv for kv in only_si.most_common(25)))
+        print('rules by total score difference:', ', '.join('%s %.0f' % kv for kv in weight.most_common(25)))
         print('largest differences:')
         for d in rep['largest_differences'][:12]:
             print('  %-55s SA %7.2f Sift %7.2f  SA-only %s  Sift-only %s' % (

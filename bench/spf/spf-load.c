@@ -134,12 +134,21 @@ int main(int argc, char **argv)
 	ndomains = 1000;
 	while ((opt = getopt(argc, argv, "c:n:D:o:")) != -1) {
 		switch (opt) {
-		case 'c': conc = atoi(optarg); break;
-		case 'n': total = atol(optarg); break;
-		case 'D': ndomains = atol(optarg); break;
-		case 'o': offset = atol(optarg); break;
+		case 'c':
+			conc = atoi(optarg);
+			break;
+		case 'n':
+			total = atol(optarg);
+			break;
+		case 'D':
+			ndomains = atol(optarg);
+			break;
+		case 'o':
+			offset = atol(optarg);
+			break;
 		default:
-			fprintf(stderr, "usage: spf-load -c N -n REQUESTS -D DOMAINS [-o OFFSET] HOST:PORT\n");
+			fprintf(stderr,
+				"usage: spf-load -c N -n REQUESTS -D DOMAINS [-o OFFSET] HOST:PORT\n");
 			return 2;
 		}
 	}

@@ -227,7 +227,8 @@ struct sift_dns_result {
 struct sift_mime_header {
 	const char *name;  /* as received */
 	const char *raw;   /* value as received (folds kept, no leading space) */
-	const char *value; /* unfolded, RFC 2047-decoded to UTF-8, trimmed */
+	const char *value; /* unfolded (a fold is one space), RFC 2047-decoded to
+			    * UTF-8, trimmed */
 };
 
 #define SIFT_MIME_P_ATTACHMENT 0x01 /* Content-Disposition: attachment */

@@ -20,8 +20,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char *const types[] = {"pcre", "regexp", "cidr", "texthash", "inline", "static"};
 
 static const char *const fixed_keys[] = {
-	"", "a", "user@example.com", "POSTMASTER@EXAMPLE.ORG", "192.0.2.1", "10.1.2.3",
-	"2001:db8::1", "::ffff:192.0.2.1", "::", "0.0.0.0", "foo bar", "$1", "aaaaaaaaaaaaaaaaaaaa!",
+	"",
+	"a",
+	"user@example.com",
+	"POSTMASTER@EXAMPLE.ORG",
+	"192.0.2.1",
+	"10.1.2.3",
+	"2001:db8::1",
+	"::ffff:192.0.2.1",
+	"::",
+	"0.0.0.0",
+	"foo bar",
+	"$1",
+	"aaaaaaaaaaaaaaaaaaaa!",
 };
 
 static void lookup(const struct sift_map *m, const char *key)

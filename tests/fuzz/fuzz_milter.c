@@ -122,15 +122,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (mr == 1 && mp_macro_stage(dl ? (char)d[0] : 0) >= 0)
 				abort();
 			if (mr == 0) {
-				static const char *names[] = {"i", "{i}", "j", "{daemon_name}", "{auth_authen}",
-							      "_", "{", "{}", "x"};
+				static const char *names[] = {
+					"i", "{i}", "j", "{daemon_name}", "{auth_authen}", "_",
+					"{", "{}",  "x"};
 				for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 					(void)mp_macros_get(&mac, names[i]);
 				int st = mp_macro_stage(dl ? (char)d[0] : 0);
 				if (st < 0)
 					abort();
 				for (size_t j = 0; j < mac.st[st].n; j++)
-					if (j % 2 == 0 && *mac.st[st].argv[j] && !mp_macros_get(&mac, mac.st[st].argv[j]))
+					if (j % 2 == 0 && *mac.st[st].argv[j] &&
+					    !mp_macros_get(&mac, mac.st[st].argv[j]))
 						abort();
 			} else if (!why) {
 				abort();
@@ -146,7 +148,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			size_t n = 0;
 			if (mp_dec_strings(d, dl, argv, 3, &n, &why) == 0 && n == 3) {
 				char *r = mp_format_reply(argv[0], *argv[1] ? argv[1] : NULL, argv[2]);
-				if (r && (strlen(r) < 4 || strpbrk(r, "\r\n") || (r[0] != '4' && r[0] != '5')))
+				if (r &&
+				    (strlen(r) < 4 || strpbrk(r, "\r\n") || (r[0] != '4' && r[0] != '5')))
 					abort();
 				free(r);
 			}

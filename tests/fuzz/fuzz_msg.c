@@ -51,8 +51,12 @@ static void check(const struct sift_mime *m, const struct sift_mime_limits *lim)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct sift_mime_limits small = {.max_depth = 4, .max_parts = 16, .max_headers = 32,
-					 .max_header_len = 256, .max_decoded = 65536, .max_uris = 8};
+	struct sift_mime_limits small = {.max_depth = 4,
+					 .max_parts = 16,
+					 .max_headers = 32,
+					 .max_header_len = 256,
+					 .max_decoded = 65536,
+					 .max_uris = 8};
 	struct sift_mime *m = sift_mime_parse_message(data, size, &small);
 	check(m, &small);
 	sift_mime_free(m);

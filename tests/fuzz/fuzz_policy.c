@@ -21,8 +21,7 @@ static void check_req(const struct sift_policy_req *r)
 		abort();
 	for (size_t i = 0; i < r->n; i++) {
 		const struct sift_policy_attr *a = &r->attrs[i];
-		if (!a->name[0] || strchr(a->name, '=') || strchr(a->name, '\n') ||
-		    strchr(a->value, '\n'))
+		if (!a->name[0] || strchr(a->name, '=') || strchr(a->name, '\n') || strchr(a->value, '\n'))
 			abort();
 		const char *v = sift_policy_get(r, a->name);
 		if (!v)

@@ -24,16 +24,16 @@ struct tp_conf {
 static const struct sift_host *host;
 #define OFF(f) offsetof(struct tp_conf, f)
 static const struct sift_param params[] = {
-    {"phase", SIFT_P_ENUM, "eom", 0, 0, OFF(phase), "connect|helo|mail|rcpt|data|header|eoh|body|eom|policy",
-     "phase at which to return the verdict"},
-    {"verdict", SIFT_P_ENUM, "dunno", 0, 0, OFF(verdict), "dunno|accept|reject|tempfail|discard|hold|error",
-     "verdict to return"},
-    {"reply", SIFT_P_STRING, "", 0, 0, OFF(reply), NULL, "reply \"CODE XCODE text\""},
-    {"symbol", SIFT_P_STRING, "", 0, 0, OFF(symbol), NULL, "symbol NAME:SCORE to add at eom/policy"},
-    {"header", SIFT_P_STRING, "", 0, 0, OFF(header), NULL, "header NAME: VALUE to add at eom"},
-    {"dns_txt", SIFT_P_STRING, "", 0, 0, OFF(dns_txt), NULL,
-     "name whose TXT record is looked up at eom and added as X-Testplug-DNS"},
-    SIFT_PARAM_END,
+	{"phase", SIFT_P_ENUM, "eom", 0, 0, OFF(phase),
+	 "connect|helo|mail|rcpt|data|header|eoh|body|eom|policy", "phase at which to return the verdict"},
+	{"verdict", SIFT_P_ENUM, "dunno", 0, 0, OFF(verdict),
+	 "dunno|accept|reject|tempfail|discard|hold|error", "verdict to return"},
+	{"reply", SIFT_P_STRING, "", 0, 0, OFF(reply), NULL, "reply \"CODE XCODE text\""},
+	{"symbol", SIFT_P_STRING, "", 0, 0, OFF(symbol), NULL, "symbol NAME:SCORE to add at eom/policy"},
+	{"header", SIFT_P_STRING, "", 0, 0, OFF(header), NULL, "header NAME: VALUE to add at eom"},
+	{"dns_txt", SIFT_P_STRING, "", 0, 0, OFF(dns_txt), NULL,
+	 "name whose TXT record is looked up at eom and added as X-Testplug-DNS"},
+	SIFT_PARAM_END,
 };
 
 static int tp_init(const struct sift_host *h, void *conf, char **err_r)
@@ -58,7 +58,8 @@ static enum sift_verdict at(struct sift_ctx *ctx, int phase)
 				free(r);
 				return SIFT_ERROR; /* no answer: tempfail, never a guess */
 			}
-			const char *txt = r->status == SIFT_DNS_OK && r->count ? (const char *)r->rr[0] : "none";
+			const char *txt =
+				r->status == SIFT_DNS_OK && r->count ? (const char *)r->rr[0] : "none";
 			host->header_add(ctx, "X-Testplug-DNS", txt);
 			free(r);
 		}
@@ -85,10 +86,10 @@ static enum sift_verdict at(struct sift_ctx *ctx, int phase)
 	return (enum sift_verdict)c->verdict;
 }
 
-#define HOOK(n, ph)                                                                                \
-	static enum sift_verdict tp_##n(struct sift_ctx *ctx)                                      \
-	{                                                                                          \
-		return at(ctx, ph);                                                                \
+#define HOOK(n, ph)                                           \
+	static enum sift_verdict tp_##n(struct sift_ctx *ctx) \
+	{                                                     \
+		return at(ctx, ph);                           \
 	}
 HOOK(connect, SIFT_PH_CONNECT)
 HOOK(helo, SIFT_PH_HELO)
@@ -99,19 +100,19 @@ HOOK(eom, SIFT_PH_EOM)
 HOOK(policy, SIFT_PH_POLICY)
 
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
-    SIFT_PLUGIN_INIT,
-    .name = "testplug",
-    .description = "test plugin",
-    .daemons = SIFT_D_FILTERD | SIFT_D_POLICYD,
-    .actions = SIFT_A_ADDHDRS | SIFT_A_QUARANTINE,
-    .params = params,
-    .conf_size = sizeof(struct tp_conf),
-    .init = tp_init,
-    .connect = tp_connect,
-    .helo = tp_helo,
-    .mail = tp_mail,
-    .rcpt = tp_rcpt,
-    .eoh = tp_eoh,
-    .eom = tp_eom,
-    .policy = tp_policy,
+	SIFT_PLUGIN_INIT,
+	.name = "testplug",
+	.description = "test plugin",
+	.daemons = SIFT_D_FILTERD | SIFT_D_POLICYD,
+	.actions = SIFT_A_ADDHDRS | SIFT_A_QUARANTINE,
+	.params = params,
+	.conf_size = sizeof(struct tp_conf),
+	.init = tp_init,
+	.connect = tp_connect,
+	.helo = tp_helo,
+	.mail = tp_mail,
+	.rcpt = tp_rcpt,
+	.eoh = tp_eoh,
+	.eom = tp_eom,
+	.policy = tp_policy,
 };

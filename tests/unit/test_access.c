@@ -25,9 +25,17 @@ static void reset(void)
 	memset(items, 0, sizeof(items));
 }
 
-static void f_log(struct sift_ctx *c, int l, const char *fmt, ...) {}
-static void *f_conf(struct sift_ctx *c) { return conf_block; }
-static const char *f_get(struct sift_ctx *c, enum sift_item i) { return items[i]; }
+static void f_log(struct sift_ctx *c, int l, const char *fmt, ...)
+{
+}
+static void *f_conf(struct sift_ctx *c)
+{
+	return conf_block;
+}
+static const char *f_get(struct sift_ctx *c, enum sift_item i)
+{
+	return items[i];
+}
 static void f_reply(struct sift_ctx *c, const char *code, const char *x, const char *t)
 {
 	reply_code = code ? sift_strdup(code) : NULL;
@@ -39,8 +47,14 @@ static void f_insert(struct sift_ctx *c, unsigned idx, const char *n, const char
 	hdr_name = sift_strdup(n);
 	hdr_value = sift_strdup(v);
 }
-static void f_action(struct sift_ctx *c, const char *a) { action = sift_strdup(a); }
-static void f_hold(struct sift_ctx *c, const char *r) { hold_reason = sift_strdup(r); }
+static void f_action(struct sift_ctx *c, const char *a)
+{
+	action = sift_strdup(a);
+}
+static void f_hold(struct sift_ctx *c, const char *r)
+{
+	hold_reason = sift_strdup(r);
+}
 static int f_lookup(const struct sift_map *m, const char *key, char **res)
 {
 	char *l = sift_asprintf("%s%s%s", lookups, *lookups ? " " : "", key);
@@ -50,9 +64,17 @@ static int f_lookup(const struct sift_map *m, const char *key, char **res)
 }
 
 static struct sift_host fake = {
-    .abi_major = SIFT_ABI_MAJOR, .abi_minor = SIFT_ABI_MINOR, .struct_size = sizeof(struct sift_host),
-    .log = f_log, .conf = f_conf, .get = f_get, .reply = f_reply, .header_insert = f_insert,
-    .policy_action = f_action, .hold = f_hold, .map_lookup = f_lookup,
+	.abi_major = SIFT_ABI_MAJOR,
+	.abi_minor = SIFT_ABI_MINOR,
+	.struct_size = sizeof(struct sift_host),
+	.log = f_log,
+	.conf = f_conf,
+	.get = f_get,
+	.reply = f_reply,
+	.header_insert = f_insert,
+	.policy_action = f_action,
+	.hold = f_hold,
+	.map_lookup = f_lookup,
 };
 
 int main(void)

@@ -41,22 +41,21 @@ static char *get(const struct sift_config *cfg, const char *name)
 
 static void test_syntax(void)
 {
-	char *path = write_file("main.cf",
-				"# a comment\n"
-				"alpha = one\n"
-				"\n"
-				"beta=two  \n"
-				"   # an indented comment\n"
-				"gamma = first\n"
-				"   second\n"
-				"# comment inside a continued value\n"
-				"\tthird\n"
-				"delta =\n"
-				"alpha = one again\n"
-				"eps_1 = a = b # not a comment\n"
-				"crlf = value\r\n"
-				"  \n"
-				"last = x");
+	char *path = write_file("main.cf", "# a comment\n"
+					   "alpha = one\n"
+					   "\n"
+					   "beta=two  \n"
+					   "   # an indented comment\n"
+					   "gamma = first\n"
+					   "   second\n"
+					   "# comment inside a continued value\n"
+					   "\tthird\n"
+					   "delta =\n"
+					   "alpha = one again\n"
+					   "eps_1 = a = b # not a comment\n"
+					   "crlf = value\r\n"
+					   "  \n"
+					   "last = x");
 	struct sift_config *cfg = sift_config_new();
 	char *err = NULL;
 	CHECK_INT(sift_config_load(cfg, path, false, &err), 0);
@@ -129,8 +128,7 @@ static void test_dir_and_overrides(void)
 	sift_config_raw(cfg, "a", &where);
 	CHECK_STR(where, "-o");
 
-	static const char *const bad_sets[] = {"novalue", "=x", "bad name = x", "a-b = 1",
-					       "a = x\ny"};
+	static const char *const bad_sets[] = {"novalue", "=x", "bad name = x", "a-b = 1", "a = x\ny"};
 	for (size_t i = 0; i < sizeof(bad_sets) / sizeof(bad_sets[0]); i++) {
 		err = NULL;
 		CHECK_INT(sift_config_set(cfg, bad_sets[i], "-o", &err), -1);
@@ -294,8 +292,8 @@ static void test_expansion(void)
 	/* exponential blow-up: 40 levels of $a$a; and the same with no output */
 	for (int i = 0; i < 40; i++) {
 		char *a = sift_asprintf("exp%d = $exp%d$exp%d", i, i + 1, i + 1);
-		char *b = sift_asprintf("cexp%d = ${cexp%d?}${cexp%d?}$cexp%d$cexp%d", i, i + 1, i + 1,
-					i + 1, i + 1);
+		char *b = sift_asprintf("cexp%d = ${cexp%d?}${cexp%d?}$cexp%d$cexp%d", i, i + 1, i + 1, i + 1,
+					i + 1);
 		CHECK_INT(sift_config_set(cfg, a, "-o", NULL), 0);
 		CHECK_INT(sift_config_set(cfg, b, "-o", NULL), 0);
 		free(a);

@@ -32,13 +32,13 @@
 #include "sift.h"
 #include "t.h"
 
-#define T_A 1
-#define T_NS 2
+#define T_A	1
+#define T_NS	2
 #define T_CNAME 5
-#define T_PTR 12
-#define T_MX 15
-#define T_TXT 16
-#define T_AAAA 28
+#define T_PTR	12
+#define T_MX	15
+#define T_TXT	16
+#define T_AAAA	28
 
 static void test_wire(void)
 {
@@ -71,7 +71,7 @@ static void test_init_errors(void)
 {
 	char *err = NULL;
 	const char *bad[] = {"bogus", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:x",
-			     "[::1", "[::1]x", "300.1.1.1", " , "};
+			     "[::1",  "[::1]x",	     "300.1.1.1",	" , "};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err = NULL;
 		CHECK_INT(sift_dns_init(bad[i], 1000, &err), -1);
@@ -114,7 +114,8 @@ static void test_offline(void)
 	r = sift_dns_query(longname, T_A, 50);
 	CHECK(r && r->status == SIFT_DNS_TEMPFAIL);
 	free(r);
-	const char *bad[] = {"", "a..b", ".a", "0123456789012345678901234567890123456789012345678901234567890123.x"};
+	const char *bad[] = {"", "a..b", ".a",
+			     "0123456789012345678901234567890123456789012345678901234567890123.x"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		r = sift_dns_query(bad[i], T_A, 100);
 		CHECK(r && r->status == SIFT_DNS_ERROR);
@@ -313,8 +314,7 @@ static void *query_thread(void *p)
 			r = sift_dns_query(name, T_A, 5000);
 			if (r->status != SIFT_DNS_OK || r->count != 1 || r->len[0] != 4 ||
 			    r->rr[0][0] != 10 || r->rr[0][3] != n) {
-				fprintf(stderr, "%s: status %d count %zu\n", name, r->status,
-					r->count);
+				fprintf(stderr, "%s: status %d count %zu\n", name, r->status, r->count);
 				a->errors++;
 			} else {
 				a->ok++;

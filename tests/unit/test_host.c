@@ -117,7 +117,8 @@ int main(void)
 	CHECK_INT(sift_msg_header_count(sift_ctx_msg(ctx)), 1);
 	CHECK_INT(sift_msg_body_size(sift_ctx_msg(ctx)), 6);
 	char *sum = sift_ctx_summary(ctx, "accept");
-	CHECK(strstr(sum, "action=accept, profile=inbound, from=<a@example.org>, rcpts=0, score=2.5, symbols=T_SYM(2.5)") != NULL);
+	CHECK(strstr(sum, "action=accept, profile=inbound, from=<a@example.org>, rcpts=0, score=2.5, "
+			  "symbols=T_SYM(2.5)") != NULL);
 	free(sum);
 	sift_ctx_msg_end(ctx, false);
 	CHECK(sift_ctx_result(ctx)->symbols == NULL);
@@ -141,12 +142,14 @@ int main(void)
 	sift_ctx_free(ctx);
 
 	/* ERROR → error_action (default tempfail with 451). */
-	static const char *const error_cases[][2] = {
-	    {"", "tempfail"}, {"testplug_error_action = reject", "reject"},
-	    {"testplug_error_action = accept", "accept"}, {"testplug_error_action = dunno", "dunno"}};
+	static const char *const error_cases[][2] = {{"", "tempfail"},
+						     {"testplug_error_action = reject", "reject"},
+						     {"testplug_error_action = accept", "accept"},
+						     {"testplug_error_action = dunno", "dunno"}};
 	for (size_t i = 0; i < 4; i++) {
 		char *text = sift_asprintf("inbound_plugins = testplug\ntestplug_phase = mail\n"
-					   "testplug_verdict = error\n%s\n", error_cases[i][0]);
+					   "testplug_verdict = error\n%s\n",
+					   error_cases[i][0]);
 		struct sift_gen *ge = gen(text);
 		free(text);
 		CHECK(ge != NULL);

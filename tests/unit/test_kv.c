@@ -118,7 +118,7 @@ static void test_ttl(void)
 	CHECK_INT(sift_kv_incr(kv, "c", 1, 100, &n), 0); /* does not extend */
 	CHECK_INT(n, 2);
 	sleep_ms(60);
-	CHECK_INT(sift_kv_get(kv, "c", &v), 1);	 /* expired at ~100 ms */
+	CHECK_INT(sift_kv_get(kv, "c", &v), 1);	       /* expired at ~100 ms */
 	CHECK_INT(sift_kv_incr(kv, "c", 5, 0, &n), 0); /* recreated */
 	CHECK_INT(n, 5);
 	sift_kv_free(kv);
@@ -155,7 +155,7 @@ static void test_incr(void)
 }
 
 #define NTHREADS 8
-#define NINCR 10000
+#define NINCR	 10000
 
 struct incr_arg {
 	struct sift_kv *kv;
@@ -233,9 +233,9 @@ static void test_max_keys(void)
 	CHECK_INT(sift_kv_set(kv, "one-more", "v", 0), -1);
 	CHECK_INT(sift_kv_incr(kv, "one-more", 1, 0, NULL), -1);
 	CHECK_INT(sift_kv_set(kv, "k7", "replaced", 0), 0); /* existing keys still fine */
-	CHECK_INT(sift_kv_incr(kv, "k60", 1, 0, NULL), -1);  /* "v" is not a number */
+	CHECK_INT(sift_kv_incr(kv, "k60", 1, 0, NULL), -1); /* "v" is not a number */
 	CHECK_INT(sift_kv_del(kv, "k99"), 0);
-	CHECK_INT(sift_kv_set(kv, "one-more", "v", 0), 0);   /* room after a delete */
+	CHECK_INT(sift_kv_set(kv, "one-more", "v", 0), 0); /* room after a delete */
 	CHECK_INT(sift_kv_set(kv, "two-more", "v", 0), -1);
 	/* After expiry of k0..k49 (except k7, rewritten without TTL), 49 slots
 	 * are reclaimed by the sweep on overflow. */

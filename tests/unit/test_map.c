@@ -111,8 +111,9 @@ static void check_map(const char *spec, const struct lcase *cases, size_t n)
 			CHECK_INT(prc, rc);
 			CHECK_STR(p, r);
 			if (prc != rc || (p && r && strcmp(p, r)))
-				fprintf(stderr, "  postmap differs: %s key \"%s\": ours %d \"%s\", "
-						"postmap %d \"%s\"\n",
+				fprintf(stderr,
+					"  postmap differs: %s key \"%s\": ours %d \"%s\", "
+					"postmap %d \"%s\"\n",
 					spec, cases[i].key, rc, r ? r : "", prc, p ? p : "");
 			postmap_compared++;
 			free(p);
@@ -221,23 +222,22 @@ static void test_pcre(void)
 
 static void test_regexp(void)
 {
-	char *path = write_file("login.regexp",
-				"/^([^@]+)@example\\.com$/  user $1 at ${1} ($(1))\n"
-				"/^postmaster@/  postmaster\n"
-				"!/@/  no-at-sign\n"
-				"if /\\.org$/\n"
-				"/^admin@/  org-admin\n"
-				"if !/^x/\n"
-				"/^(a)(b)?(c)@/  abc[$1|$2|$3]\n"
-				"endif\n"
-				"endif\n"
-				"/CaseSensitive/i  cs\n"
-				"/a+b+/x  basic\n"
-				"/cost/  $$5\n"
-				"/^(.)(.)(.)(.)(.)(.)(.)(.)(.)(.)(.)@/  ${11}${10}$9\n"
-				"/^(x)?y@(y)$/  [$1][$2]\n"
-				"/^[0-9]{1,3}\\.[0-9]{1,3}@/  ip-ish\n"
-				"/^.{1,64}@[]a-z]{1,255}\\.zz$/  bounded\n");
+	char *path = write_file("login.regexp", "/^([^@]+)@example\\.com$/  user $1 at ${1} ($(1))\n"
+						"/^postmaster@/  postmaster\n"
+						"!/@/  no-at-sign\n"
+						"if /\\.org$/\n"
+						"/^admin@/  org-admin\n"
+						"if !/^x/\n"
+						"/^(a)(b)?(c)@/  abc[$1|$2|$3]\n"
+						"endif\n"
+						"endif\n"
+						"/CaseSensitive/i  cs\n"
+						"/a+b+/x  basic\n"
+						"/cost/  $$5\n"
+						"/^(.)(.)(.)(.)(.)(.)(.)(.)(.)(.)(.)@/  ${11}${10}$9\n"
+						"/^(x)?y@(y)$/  [$1][$2]\n"
+						"/^[0-9]{1,3}\\.[0-9]{1,3}@/  ip-ish\n"
+						"/^.{1,64}@[]a-z]{1,255}\\.zz$/  bounded\n");
 	static const struct lcase cases[] = {
 		{"user@example.com", "user user at user (user)"},
 		{"UsEr@EXAMPLE.com", "user UsEr at UsEr (UsEr)"},
@@ -316,12 +316,8 @@ static void test_inline_static(void)
 {
 	static const struct lcase in1[] = {
 		{"foo", "dup"}, /* a later duplicate wins in Postfix inline maps */
-		{"FOO", "dup"},
-		{"baz", "qux quux"},
-		{"BAZ", "qux quux"},
-		{"k", "v"},
-		{"x", "a=b"},
-		{"missing", NULL},
+		{"FOO", "dup"}, {"baz", "qux quux"}, {"BAZ", "qux quux"},
+		{"k", "v"},	{"x", "a=b"},	     {"missing", NULL},
 	};
 	CHECK_MAP("inline:{ foo=bar, {Baz = qux quux}, FOO=dup,k=v {x=a=b} }", in1);
 	static const struct lcase in2[] = {{"a", "1"}, {"b", NULL}};
@@ -363,8 +359,9 @@ static void test_errors(void)
 		{"cidr", "192.0.2.1/24 x\n",
 		 ":1: non-null host address bits in \"192.0.2.1/24\", perhaps you should use "
 		 "\"192.0.2.0/24\" instead"},
-		{"cidr", "2001:db8::1/32 x\n", ":1: non-null host address bits in \"2001:db8::1/32\", "
-					       "perhaps you should use \"[2001:db8::]/32\" instead"},
+		{"cidr", "2001:db8::1/32 x\n",
+		 ":1: non-null host address bits in \"2001:db8::1/32\", "
+		 "perhaps you should use \"[2001:db8::]/32\" instead"},
 		{"cidr", "\n\nfoo x\n", ":3: bad network address \"foo\""},
 		{"cidr", "1.2.3.4\n", ":1: no result"},
 		{"cidr", "if 1.2.3.0/24\n", ":1: IF has no matching ENDIF"},

@@ -18,8 +18,8 @@ static void test_bool(void)
 		const char *in;
 		int rc, v;
 	} cases[] = {
-		{"yes", 0, 1}, {"YES", 0, 1}, {"true", 0, 1},  {"on", 0, 1},	{"1", 0, 1},
-		{"no", 0, 0},  {"False", 0, 0}, {"off", 0, 0}, {"0", 0, 0},	{"", -1, 0},
+		{"yes", 0, 1}, {"YES", 0, 1},	{"true", 0, 1},	 {"on", 0, 1},	  {"1", 0, 1},
+		{"no", 0, 0},  {"False", 0, 0}, {"off", 0, 0},	 {"0", 0, 0},	  {"", -1, 0},
 		{"y", -1, 0},  {"2", -1, 0},	{" yes", -1, 0}, {"yes ", -1, 0}, {"enable", -1, 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -143,8 +143,8 @@ static const struct sift_param tab[] = {
 	{"name", SIFT_P_STRING, "", 0, 0, offsetof(struct conf, name), NULL, "d"},
 	{"list", SIFT_P_LIST, "a b", 0, 0, offsetof(struct conf, list), NULL, "d"},
 	{"map", SIFT_P_MAP, "", 0, 0, offsetof(struct conf, map), NULL, "d"},
-	{"action", SIFT_P_ENUM, "tempfail", 0, 0, offsetof(struct conf, action),
-	 "reject|tempfail|accept", "d"},
+	{"action", SIFT_P_ENUM, "tempfail", 0, 0, offsetof(struct conf, action), "reject|tempfail|accept",
+	 "d"},
 	SIFT_PARAM_END,
 };
 
@@ -179,9 +179,9 @@ static void test_parse_values(void)
 	struct sift_config *cfg = sift_config_new();
 	sift_config_defaults(cfg, "t_", tab);
 	static const char *const sets[] = {
-		"t_enabled = off",   "t_count = -10",	  "t_timeout = 1h",
-		"t_max_size = 2g",   "base = srv",	  "t_name = $base.example",
-		"t_list = x, y,z",   "t_map = inline:{ k=v }", "t_action = ACCEPT",
+		"t_enabled = off",   "t_count = -10",	       "t_timeout = 1h",  "t_max_size = 2g",
+		"base = srv",	     "t_name = $base.example", "t_list = x, y,z", "t_map = inline:{ k=v }",
+		"t_action = ACCEPT",
 	};
 	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
 		CHECK_INT(sift_config_set(cfg, sets[i], "-o", NULL), 0);
@@ -241,7 +241,8 @@ static void test_parse_errors(void)
 		{"t_count = 101", "-o: t_count = \"101\": out of range (-10..100)"},
 		{"t_count = -11", "-o: t_count = \"-11\": out of range (-10..100)"},
 		{"t_count = 5x", "-o: t_count = \"5x\": expected an integer"},
-		{"t_count = 99999999999999999999", "-o: t_count = \"99999999999999999999\": expected an integer"},
+		{"t_count = 99999999999999999999",
+		 "-o: t_count = \"99999999999999999999\": expected an integer"},
 		{"t_timeout = 500ms", "-o: t_timeout = \"500ms\": out of range (1s..1h)"},
 		{"t_timeout = 2h", "-o: t_timeout = \"2h\": out of range (1s..1h)"},
 		{"t_timeout = soon", "-o: t_timeout = \"soon\": expected a time"},

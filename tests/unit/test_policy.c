@@ -65,8 +65,7 @@ static void run_case(const struct tcase *c, size_t split, const char *how)
 			piece = split - pos;
 		rc = sift_policy_feed(p, c->in + pos, piece, &used);
 		if (rc == 0 && used != piece) {
-			fprintf(stderr, "%s (%s): rc 0 but used %zu of %zu\n", c->name, how, used,
-				piece);
+			fprintf(stderr, "%s (%s): rc 0 but used %zu of %zu\n", c->name, how, used, piece);
 			CHECK(used == piece);
 		}
 		pos += used;
@@ -74,8 +73,8 @@ static void run_case(const struct tcase *c, size_t split, const char *how)
 			break;
 	}
 	if (rc != c->rc)
-		fprintf(stderr, "case %s (%s): rc %d, want %d (error %s)\n", c->name, how, rc,
-			c->rc, p->error);
+		fprintf(stderr, "case %s (%s): rc %d, want %d (error %s)\n", c->name, how, rc, c->rc,
+			p->error);
 	CHECK_INT(rc, c->rc);
 	if (rc == -1 && c->error) {
 		if (!strstr(p->error, c->error))

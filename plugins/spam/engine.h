@@ -1,0 +1,88 @@
+/*
+ * engine.h - the SpamAssassin-compatible rule engine of the spam plugin:
+ * rule files parsed at init into an immutable ruleset (regexes compiled into
+ * Hyperscan databases with PCRE2-JIT confirmation and fallback), then
+ * scored per message against a parsed MIME message (struct sift_mime).
+ *
+ * Threading: spam_engine_new/free run in one thread (init/release); a built
+ * engine is read-only and spam_engine_check may run in many threads at once
+ * (per-call scratch comes from a locked pool). Ownership: results are
+ * allocated by spam_engine_check and freed with spam_result_free.
+ *
+ * Also exported to siftctl (`siftctl spam check|lint`) through
+ * struct spam_tool_api (the symbol `spam_tool_api` of spam.so).
+ */
+#ifndef SPAM_ENGINE_H
+#define SPAM_ENGINE_H
+
+#include <stdio.h>
+
+#include "sift/plugin.h"
+
+struct spam_engine;
+
+struct spam_engine_opts {
+	const char *const *paths;		 /* files or directories (*.pre, then *.cf) */
+	const char *cache_dir;			 /* "" = no on-disk cache of compiled databases */
+	int use_hyperscan;			 /* 0 = PCRE2-JIT only */
+	size_t body_scan_size;			 /* per text part (SA body_part_scan_size) */
+	void (*log)(int level, const char *msg); /* may be NULL */
+};
+
+/* One message to score. */
+struct spam_input {
+	const struct sift_mime *mime;
+	const char *envelope_from; /* NULL = from Return-Path */
+	/* symbols of other plugins, for symbol_score and check_sift_symbol */
+	size_t nsyms;
+	const char *const *sym_names;
+	const double *sym_scores;
+	long deadline_ms; /* 0 = none; sift_now-style monotonic ms */
+	/* connection data, as pseudo-headers X-Sift-Helo, X-Sift-Client-Addr,
+	 * X-Sift-Client-Name (NULL = absent) */
+	const char *helo, *client_addr, *client_name;
+};
+
+struct spam_hit {
+	const char *name; /* owned by the engine */
+	double score;
+	const char *describe;
+};
+
+struct spam_result {
+	double score;
+	struct spam_hit *hits; /* scored rules hit, sorted by name */
+	size_t nhits;
+	double required; /* required_score of the ruleset */
+	int timed_out;
+};
+
+struct spam_engine *spam_engine_new(const struct spam_engine_opts *o, char **err_r);
+void spam_engine_free(struct spam_engine *e);
+int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, struct spam_result *r);
+void spam_result_free(struct spam_result *r);
+/* Lint report: parse errors, unknown evals, PCRE2 fallbacks. Returns the
+ * number of errors (rules that failed to parse or were disabled). */
+int spam_engine_lint(const struct spam_engine *e, FILE *out, int verbose);
+/* Rule counts and a summary line for logs. */
+void spam_engine_stats(const struct spam_engine *e, char *buf, size_t n);
+double spam_engine_required(const struct spam_engine *e);
+
+/* For siftctl: the engine built by the last init of the plugin. */
+struct spam_tool_api {
+	unsigned version; /* 1 */
+	const struct spam_engine *(*current)(void);
+	int (*check)(const struct spam_engine *e, const struct spam_input *in, struct spam_result *r);
+	void (*result_free)(struct spam_result *r);
+	int (*lint)(const struct spam_engine *e, FILE *out, int verbose);
+	void (*stats)(const struct spam_engine *e, char *buf, size_t n);
+	/* Formats the amavisd-style X-Spam-Status value (malloc'd). */
+	char *(*status)(const struct spam_result *r, double tag_level, double tag2_level, int is_spam);
+	void (*fmt_num)(char *buf, size_t n, double v);
+};
+
+char *spam_format_status(const struct spam_result *r, double tag_level, double tag2_level, int is_spam);
+/* %.3f with trailing zeros (and point) removed, as amavisd prints. */
+void spam_fmt_num(char *buf, size_t n, double v);
+
+#endif

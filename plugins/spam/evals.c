@@ -1,0 +1,926 @@
+/*
+ * evals.c - native implementations of SpamAssassin eval: functions (included
+ * by engine.c; shares its per-message context). Each returns the rule's hit
+ * count (0 or 1). Functions that need the network, Bayes, or external
+ * checkers (DNSBLs, URIBLs, DKIM/SPF/DMARC inside SpamAssassin, Razor,
+ * Pyzor, DCC) are known and never hit: their rules have score 0 in score
+ * set 0 anyway; in Sift those results come from the spf/dkim plugins'
+ * symbols (see check_sift_symbol and symbol_score). Welcome/block-list evals
+ * never hit since the lists (welcomelist_from ...) are not supported.
+ * Anything else is unknown: the rule is disabled and lint reports it.
+ * Thread-safe: only the per-message context is written.
+ */
+
+static const char *arg(const struct rule *r, int i)
+{
+	return i < r->neval ? r->eval_args[i] : "";
+}
+
+static int ev_never(struct msgctx *m, const struct rule *r)
+{
+	return 0;
+}
+
+static int ev_sift_symbol(struct msgctx *m, const struct rule *r)
+{
+	for (size_t k = 0; k < m->in->nsyms; k++)
+		if (strcasecmp(m->in->sym_names[k], arg(r, 0)) == 0)
+			return 1;
+	return 0;
+}
+
+static size_t header_count(struct msgctx *m, const char *name)
+{
+	size_t n = 0, st = 0;
+	while (mh(m->mime, name, &st))
+		n++;
+	return n;
+}
+
+static int ev_header_count_range(struct msgctx *m, const struct rule *r)
+{
+	size_t n = header_count(m, arg(r, 0));
+	return n >= (size_t)atol(arg(r, 1)) && n <= (size_t)atol(arg(r, 2));
+}
+
+static int ev_body_length(struct msgctx *m, const struct rule *r)
+{
+	size_t n = 0;
+	for (size_t i = 1; i < m->nlines; i++)
+		n += m->lens[i];
+	return n < (size_t)atol(arg(r, 0));
+}
+
+static int ev_subject_all_caps(struct msgctx *m, const struct rule *r)
+{
+	size_t st = 0;
+	const struct sift_mime_header *h = mh(m->mime, "Subject", &st);
+	if (!h)
+		return 0;
+	const char *s = h->value;
+	size_t letters = 0, words = 0;
+	bool inword = false;
+	for (const char *p = s; *p; p++) {
+		if (isalpha((unsigned char)*p)) {
+			if (islower((unsigned char)*p))
+				return 0;
+			letters++;
+			if (!inword)
+				words++;
+			inword = true;
+		} else if (isspace((unsigned char)*p))
+			inword = false;
+		else if ((unsigned char)*p >= 0x80)
+			return 0;
+	}
+	return words > 1 && letters >= 10;
+}
+
+/* check_illegal_chars(header, ratio, count): 8-bit characters in headers. */
+static int ev_illegal_chars(struct msgctx *m, const struct rule *r)
+{
+	const char *name = arg(r, 0);
+	double ratio = atof(arg(r, 1));
+	long count = atol(arg(r, 2));
+	size_t total = 0, bad = 0;
+	for (size_t i = 0; i < m->mime->header_count; i++) {
+		const struct sift_mime_header *h = &m->mime->headers[i];
+		if (strcmp(name, "ALL") == 0) {
+			if (strcasecmp(h->name, "Subject") == 0 || strcasecmp(h->name, "From") == 0)
+				continue;
+		} else if (strcasecmp(h->name, name) != 0)
+			continue;
+		/* raw value: RFC 2047 words are fine, 8-bit octets are not */
+		for (const unsigned char *p = (const unsigned char *)h->raw; *p; p++) {
+			total++;
+			if (*p >= 0x80)
+				bad++;
+		}
+	}
+	if (!total)
+		return 0;
+	return (double)bad / (double)total > ratio && (long)bad >= count;
+}
+
+static int ev_msg_parse_flags(struct msgctx *m, const struct rule *r)
+{
+	const char *f = arg(r, 0);
+	unsigned fl = m->mime->flags;
+	if (strcmp(f, "mime_missing_boundary") == 0)
+		return (fl & SIFT_MIME_F_MISSING_BOUNDARY) != 0;
+	if (strcmp(f, "truncated_header") == 0)
+		return 0;
+	if (strcmp(f, "missing_head_body_separator") == 0 ||
+	    strcmp(f, "missing_mime_head_body_separator") == 0)
+		return (fl & SIFT_MIME_F_BAD_HEADER) != 0;
+	return 0;
+}
+
+/* MIMEEval check_for_mime(test) */
+static int ev_for_mime(struct msgctx *m, const struct rule *r)
+{
+	const char *t = arg(r, 0);
+	const struct sift_mime *mm = m->mime;
+	int b64 = 0, qp = 0, html = 0, textp = 0, b64text = 0, html_nocs = 0, b64_noname = 0, qp_long = 0;
+	bool alt = false;
+	for (size_t i = 0; i < mm->part_count; i++) {
+		const struct sift_mime_part *p = &mm->parts[i];
+		if (strcmp(p->type, "multipart/alternative") == 0)
+			alt = true;
+		if (strncmp(p->type, "multipart/", 10) == 0 || (p->flags & SIFT_MIME_P_MESSAGE))
+			continue;
+		bool isb64 = strcmp(p->encoding, "base64") == 0;
+		if (isb64) {
+			b64++;
+			bool ascii = !*p->charset || strstr(p->charset, "ascii") ||
+				     strcmp(p->charset, "us") == 0 || strstr(p->charset, "646") ||
+				     strstr(p->charset, "367") || strcmp(p->charset, "iso-ir-6") == 0;
+			bool disp = false;
+			for (size_t k = 0; k < p->header_count; k++)
+				if (strcasecmp(p->headers[k].name, "Content-Disposition") == 0 &&
+				    (strncasecmp(p->headers[k].value, "attachment", 10) == 0 ||
+				     strncasecmp(p->headers[k].value, "inline", 6) == 0))
+					disp = true;
+			if (strncmp(p->type, "text/", 5) == 0 && ascii && !disp)
+				b64text++;
+			if (!*p->filename && strncmp(p->type, "text/", 5) != 0)
+				b64_noname++;
+		}
+		if (strcmp(p->encoding, "quoted-printable") == 0) {
+			qp++;
+			size_t len = 0;
+			for (size_t k = 0; k < p->raw_len; k++) {
+				if (p->raw[k] == '\n') {
+					if (len > 77)
+						qp_long = 1;
+					len = 0;
+				} else if (p->raw[k] != '\r')
+					len++;
+			}
+		}
+		if (strcmp(p->type, "text/html") == 0) {
+			html++;
+			if (!*p->charset)
+				html_nocs++;
+		}
+		if (strcmp(p->type, "text/plain") == 0)
+			textp++;
+	}
+	if (strcmp(t, "mime_base64_count") == 0)
+		return b64 > 0;
+	if (strcmp(t, "mime_base64_encoded_text") == 0)
+		return b64text > 0;
+	if (strcmp(t, "mime_body_html_count") == 0)
+		return html > 0;
+	if (strcmp(t, "mime_body_text_count") == 0)
+		return textp > 0;
+	if (strcmp(t, "mime_html_no_charset") == 0)
+		return html_nocs > 0;
+	if (strcmp(t, "mime_missing_boundary") == 0)
+		return (mm->flags & SIFT_MIME_F_MISSING_BOUNDARY) != 0;
+	if (strcmp(t, "mime_multipart_alternative") == 0)
+		return alt;
+	if (strcmp(t, "mime_qp_count") == 0)
+		return qp > 0;
+	if (strcmp(t, "mime_qp_long_line") == 0)
+		return qp_long;
+	if (strcmp(t, "mime_base64_no_name") == 0)
+		return b64_noname > 0;
+	return 0;
+}
+
+static const struct sift_mime_part *html_part(struct msgctx *m)
+{
+	for (size_t i = 0; i < m->mime->part_count; i++)
+		if (m->mime->parts[i].flags & SIFT_MIME_P_HTML)
+			return &m->mime->parts[i];
+	return NULL;
+}
+
+/* ---- relays (msgmeta.c) ---- */
+static int ev_all_trusted(struct msgctx *m, const struct rule *r)
+{
+	struct relayinfo *ri = relays(m);
+	return ri->ntrusted > 0 && ri->ntrusted == ri->n && ri->unparseable == 0;
+}
+
+static int ev_no_relays(struct msgctx *m, const struct rule *r)
+{
+	return relays(m)->n == 0;
+}
+
+static int ev_relays_unparseable(struct msgctx *m, const struct rule *r)
+{
+	return relays(m)->unparseable > 0;
+}
+
+/* ---- dates ---- */
+static bool date_diff(struct msgctx *m, double *diff_r)
+{
+	size_t st = 0;
+	const struct sift_mime_header *dh = mh(m->mime, "Date", &st);
+	time_t dt;
+	if (!dh || parse_rfc822_date(dh->value, &dt) < 0)
+		return false;
+	/* Received dates, skipping the local/fetchmail lines as SpamAssassin does */
+	const char *rv[64];
+	size_t nr = 0;
+	st = 0;
+	const struct sift_mime_header *h;
+	while ((h = mh(m->mime, "Received", &st)) && nr < 64)
+		rv[nr++] = h->value;
+	size_t first = 0;
+	if (nr &&
+	    (strstr(rv[0], "from localhost ") || strstr(rv[0], "127.0.0.1") || strstr(rv[0], "qmail ")) &&
+	    nr > 1 && strstr(rv[1], "by localhost with ") && strstr(rv[1], "(fetchmail-"))
+		first = 2;
+	else if (nr && strstr(rv[0], "by localhost with ") && strstr(rv[0], "(fetchmail-"))
+		first = 1;
+	double diffs[64];
+	size_t nd = 0;
+	for (size_t i = first; i < nr; i++) {
+		/* "(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)" */
+		const char *p = rv[i];
+		const char *found = NULL;
+		for (const char *q = p; *q; q++) {
+			if (*q != ' ' && *q != '\t')
+				continue;
+			const char *d = q + 1;
+			if (*d && !isdigit((unsigned char)*d))
+				d++;
+			if (!isdigit((unsigned char)*d))
+				continue;
+			const char *e = d;
+			while (isdigit((unsigned char)*e))
+				e++;
+			if (*e == ' ' && e[1] && e[2] && e[3] && e[4] == ' ' &&
+			    isdigit((unsigned char)e[5])) {
+				found = d;
+				break;
+			}
+		}
+		time_t rt;
+		if (found && parse_rfc822_date(found, &rt) == 0)
+			diffs[nd++] = difftime(dt, rt);
+	}
+	if (nd == 0)
+		return false;
+	if (nd > 1 && diffs[nd - 1] == 0)
+		nd--;
+	double best = diffs[0];
+	for (size_t i = 1; i < nd; i++)
+		if (fabs(diffs[i]) < fabs(best))
+			best = diffs[i];
+	*diff_r = best;
+	return true;
+}
+
+static int ev_shifted_date(struct msgctx *m, const struct rule *r)
+{
+	double d = 0;
+	if (!date_diff(m, &d))
+		d = 0;
+	const char *mn = arg(r, 0), *mx = arg(r, 1);
+	return (strcmp(mn, "undef") == 0 || d >= 3600.0 * atof(mn)) &&
+	       (strcmp(mx, "undef") == 0 || d < 3600.0 * atof(mx));
+}
+
+static int ev_outlook_msgid(struct msgctx *m, const struct rule *r)
+{
+	size_t st = 0;
+	const struct sift_mime_header *h = mh(m->mime, "Message-Id", &st);
+	if (!h)
+		return 0;
+	const char *id = h->value;
+	/* ^<[0-9a-f]{4}([0-9a-f]{8})\$[0-9a-f]{8}\$[0-9a-f]{8}\@ */
+	if (id[0] != '<')
+		return 0;
+	for (int i = 1; i <= 12; i++)
+		if (!isxdigit((unsigned char)id[i]) || isupper((unsigned char)id[i]))
+			return 0;
+	if (id[13] != '$')
+		return 0;
+	for (int i = 14; i < 22; i++)
+		if (!isxdigit((unsigned char)id[i]) || isupper((unsigned char)id[i]))
+			return 0;
+	if (id[22] != '$')
+		return 0;
+	for (int i = 23; i < 31; i++)
+		if (!isxdigit((unsigned char)id[i]) || isupper((unsigned char)id[i]))
+			return 0;
+	if (id[31] != '@')
+		return 0;
+	char tok[9];
+	memcpy(tok, id + 5, 8);
+	tok[8] = 0;
+	double timetoken = (double)strtoul(tok, NULL, 16);
+	const double x = 0.0023283064365387, y = 27111902.8329849;
+	st = 0;
+	const struct sift_mime_header *dh = mh(m->mime, "Date", &st);
+	time_t t = 0;
+	if (!dh || parse_rfc822_date(dh->value, &t) < 0)
+		t = 0;
+	double expected = floor((double)t * x + y);
+	if (fabs(timetoken - expected) < 250)
+		return 0;
+	st = 0;
+	const struct sift_mime_header *rh = mh(m->mime, "Received", &st);
+	t = 0;
+	if (rh) {
+		const char *semi = strrchr(rh->value, ';');
+		if (!semi || parse_rfc822_date(semi + 1, &t) < 0)
+			t = 0;
+	}
+	expected = floor((double)t * x + y);
+	return fabs(timetoken - expected) >= 250;
+}
+
+/* ---- addresses, freemail ---- */
+static void first_addr(struct msgctx *m, const char *hdr, char *out, size_t n)
+{
+	out[0] = 0;
+	const char *v = NULL;
+	if (strcasecmp(hdr, "EnvelopeFrom") == 0)
+		v = envelope_from(m);
+	else {
+		size_t st = 0;
+		const struct sift_mime_header *h = mh(m->mime, hdr, &st);
+		v = h ? h->value : NULL;
+	}
+	if (!v)
+		return;
+	struct sbuf b = {0};
+	extract_addr(&b, v);
+	snprintf(out, n, "%s", sb_str(&b));
+	free(b.d);
+	for (char *c = out; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+}
+
+static void two_labels(const char *addr, char *out, size_t n)
+{
+	const char *at = strrchr(addr, '@');
+	snprintf(out, n, "%s", at ? at + 1 : "");
+	size_t l = strlen(out);
+	int dots = 0;
+	for (size_t i = l; i > 0; i--)
+		if (out[i - 1] == '.' && ++dots == 2) {
+			memmove(out, out + i, l - i + 1);
+			break;
+		}
+}
+
+static int ev_equal_from_domains(struct msgctx *m, const struct rule *r)
+{
+	char from[256], env[256], fd[256], ed[256];
+	first_addr(m, "From", from, sizeof(from));
+	first_addr(m, "EnvelopeFrom", env, sizeof(env));
+	two_labels(from, fd, sizeof(fd));
+	two_labels(env, ed, sizeof(ed));
+	if (!fd[0] || !ed[0])
+		return 0;
+	return strcasecmp(fd, ed) != 0;
+}
+
+static bool re_match_str(const char *re, const char *s)
+{
+	int ec;
+	PCRE2_SIZE eo;
+	pcre2_code *c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
+	if (!c)
+		return false;
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
+	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
+	pcre2_match_data_free(md);
+	pcre2_code_free(c);
+	return rc >= 0;
+}
+
+static int ev_freemail_from(struct msgctx *m, const struct rule *r)
+{
+	char a[256];
+	first_addr(m, "From", a, sizeof(a));
+	if (!a[0] || !is_freemail(m->e, a))
+		return 0;
+	return r->neval > 0 ? re_match_str(arg(r, 0), a) : 1;
+}
+
+static int ev_freemail_header(struct msgctx *m, const struct rule *r)
+{
+	char a[256];
+	first_addr(m, arg(r, 0), a, sizeof(a));
+	if (!a[0] || !is_freemail(m->e, a))
+		return 0;
+	return r->neval > 1 ? re_match_str(arg(r, 1), a) : 1;
+}
+
+static int ev_freemail_replyto(struct msgctx *m, const struct rule *r)
+{
+	char from[256], rt[256];
+	first_addr(m, "From", from, sizeof(from));
+	first_addr(m, "Reply-To", rt, sizeof(rt));
+	bool rtfm = rt[0] && is_freemail(m->e, rt);
+	bool fromfm = from[0] && is_freemail(m->e, from);
+	if (strcmp(arg(r, 0), "reply") == 0) {
+		if (!rtfm && !fromfm)
+			return 0;
+		return rtfm && strcmp(rt, from) != 0;
+	}
+	return rtfm && strcmp(rt, from) != 0;
+}
+
+static int ev_missing_to(struct msgctx *m, const struct rule *r)
+{
+	size_t st = 0;
+	const struct sift_mime_header *h = mh(m->mime, "To", &st);
+	if (!h || !*h->value) {
+		st = 0;
+		h = mh(m->mime, "Apparently-To", &st);
+	}
+	return !h || !*h->value;
+}
+
+/* ---- MIME and HTML ---- */
+static void mime_counts(struct msgctx *m, int *html, int *text)
+{
+	*html = *text = 0;
+	for (size_t i = 0; i < m->mime->part_count; i++) {
+		const struct sift_mime_part *p = &m->mime->parts[i];
+		if (!p->text)
+			continue;
+		if (p->flags & SIFT_MIME_P_HTML)
+			(*html)++;
+		else if (strcmp(p->type, "text/plain") == 0)
+			(*text)++;
+	}
+}
+
+static int ev_mime_html(struct msgctx *m, const struct rule *r)
+{
+	if (strncmp(m->mime->parts[0].type, "text/html", 9) == 0)
+		return 1;
+	int h, t;
+	mime_counts(m, &h, &t);
+	return h > 0;
+}
+
+static int ev_mime_html_only(struct msgctx *m, const struct rule *r)
+{
+	if (strncmp(m->mime->parts[0].type, "text/html", 9) == 0)
+		return 1;
+	int h, t;
+	mime_counts(m, &h, &t);
+	return h > 0 && t == 0;
+}
+
+static bool html_value(struct htmlinfo *hi, const char *test, double *v)
+{
+	if (!hi->present)
+		return false;
+	if (strcmp(test, "length") == 0)
+		*v = hi->length;
+	else if (strcmp(test, "max_size") == 0)
+		*v = hi->max_font_size;
+	else if (strcmp(test, "bad_tag_ratio") == 0)
+		*v = hi->total_tags ? (double)hi->bad_tags / hi->total_tags : 0;
+	else if (strcmp(test, "closed_extra_ratio") == 0)
+		*v = hi->total_tags ? (double)hi->closed_extra / hi->total_tags : 0;
+	else
+		return false;
+	return true;
+}
+
+static double numarg(const char *s)
+{
+	if (strcmp(s, "inf") == 0)
+		return INFINITY;
+	if (strcmp(s, "-inf") == 0)
+		return -INFINITY;
+	return atof(s);
+}
+
+static int ev_html_range(struct msgctx *m, const struct rule *r)
+{
+	double v;
+	if (!html_value(html_info(m), arg(r, 0), &v))
+		return 0;
+	return v > numarg(arg(r, 1)) && v <= numarg(arg(r, 2));
+}
+
+static bool cmp_expr(double v, const char *expr)
+{
+	while (*expr == ' ')
+		expr++;
+	const char *op = expr;
+	size_t ol = strspn(op, "<>=!");
+	double rhs = atof(op + ol);
+	if (ol == 1 && *op == '<')
+		return v < rhs;
+	if (ol == 1 && *op == '>')
+		return v > rhs;
+	if (ol == 2 && op[0] == '<')
+		return v <= rhs;
+	if (ol == 2 && op[0] == '>')
+		return v >= rhs;
+	if (ol == 2 && op[0] == '=')
+		return v == rhs;
+	if (ol == 2 && op[0] == '!')
+		return v != rhs;
+	return false;
+}
+
+static int ev_html_eval(struct msgctx *m, const struct rule *r)
+{
+	double v;
+	if (!html_value(html_info(m), arg(r, 0), &v))
+		return 0;
+	return cmp_expr(v, arg(r, 1));
+}
+
+static int ev_html_tag_exists(struct msgctx *m, const struct rule *r)
+{
+	struct htmlinfo *hi = html_info(m);
+	for (int i = 0; i < hi->ntags; i++)
+		if (strcasecmp(hi->tags[i].name, arg(r, 0)) == 0 && hi->tags[i].open > 0)
+			return 1;
+	return 0;
+}
+
+static int ev_html_tag_balance(struct msgctx *m, const struct rule *r)
+{
+	struct htmlinfo *hi = html_info(m);
+	if (!hi->present)
+		return 0;
+	for (int i = 0; i < hi->ntags; i++)
+		if (strcasecmp(hi->tags[i].name, arg(r, 0)) == 0)
+			return cmp_expr(hi->tags[i].open - hi->tags[i].close, arg(r, 1));
+	return 0;
+}
+
+static int ev_html_text_match(struct msgctx *m, const struct rule *r)
+{
+	struct htmlinfo *hi = html_info(m);
+	if (!hi->present)
+		return 0;
+	const char *w = arg(r, 0);
+	struct sbuf *src = strcmp(w, "comment") == 0  ? &hi->comments
+			   : strcmp(w, "title") == 0  ? &hi->title
+			   : strcmp(w, "anchor") == 0 ? &hi->anchor
+						      : NULL;
+	if (!src || !src->n)
+		return 0;
+	return re_match_str(arg(r, 1), src->d);
+}
+
+static int ev_html_image_ratio(struct msgctx *m, const struct rule *r)
+{
+	struct htmlinfo *hi = html_info(m);
+	if (!hi->present || hi->image_area <= 0)
+		return 0;
+	double ratio = hi->length / hi->image_area;
+	return ratio > atof(arg(r, 0)) && ratio <= atof(arg(r, 1));
+}
+
+static int ev_image_count(struct msgctx *m, const struct rule *r)
+{
+	const char *t = arg(r, 0);
+	int n = 0;
+	for (size_t i = 0; i < m->mime->part_count; i++) {
+		const char *ty = m->mime->parts[i].type;
+		if (strncmp(ty, "image/", 6) != 0)
+			continue;
+		if (strcmp(ty + 6, t) == 0 ||
+		    (strcmp(t, "jpeg") == 0 && (strcmp(ty + 6, "jpg") == 0 || strcmp(ty + 6, "pjpeg") == 0)))
+			n++;
+	}
+	if (n < atoi(arg(r, 1)))
+		return 0;
+	if (r->neval > 2 && n > atoi(arg(r, 2)))
+		return 0;
+	return 1;
+}
+
+/* ---- more relay checks ---- */
+static int ev_no_rdns_dotcom_helo(struct msgctx *m, const struct rule *r)
+{
+	struct relayinfo *ri = relays(m);
+	int res = 0;
+	for (size_t i = ri->ntrusted; i < ri->n; i++) {
+		const struct relay *rl = &ri->r[i];
+		if (rl->priv)
+			continue;
+		res = 0;
+		static const char *const doms[] = {"lycos.com",	    "lycos.co.uk", "hotmail.com",
+						   "localhost.com", "excite.com",  "caramail.com",
+						   "cs.com",	    "aol.com",	   "msn.com",
+						   "yahoo.com",	    "drizzle.com", NULL};
+		size_t hl = strlen(rl->helo);
+		for (const char *const *d = doms; *d; d++) {
+			size_t dl = strlen(*d);
+			if (hl >= dl && strcasecmp(rl->helo + hl - dl, *d) == 0 &&
+			    (hl == dl || rl->helo[hl - dl - 1] == '.'))
+				res = rl->rdns[0] == 0 && rl->looked_up;
+		}
+	}
+	return res;
+}
+
+static int ev_helo_ip_mismatch(struct msgctx *m, const struct rule *r)
+{
+	struct relayinfo *ri = relays(m);
+	for (size_t i = ri->ntrusted; i < ri->n; i++) {
+		const struct relay *rl = &ri->r[i];
+		unsigned a, b, c, d;
+		char tail;
+		if (sscanf(rl->helo, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) != 4 || ip_private(rl->helo))
+			continue;
+		if (strchr(rl->ip, ':') || rl->priv || strcmp(rl->helo, rl->ip) == 0)
+			continue;
+		char pre[32];
+		snprintf(pre, sizeof(pre), "%u.%u.%u.", a, b, c);
+		if (strncmp(rl->ip, pre, strlen(pre)) != 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void all_received(struct msgctx *m, struct sbuf *b)
+{
+	size_t st = 0;
+	const struct sift_mime_header *h;
+	while ((h = mh(m->mime, "Received", &st))) {
+		sb_adds(b, h->value);
+		sb_add(b, "\n", 1);
+	}
+}
+
+static int ev_forged_yahoo(struct msgctx *m, const struct rule *r)
+{
+	char from[256];
+	first_addr(m, "From", from, sizeof(from));
+	size_t fl = strlen(from);
+	if (fl < 9 || strcasecmp(from + fl - 9, "yahoo.com") != 0 ||
+	    (fl > 9 && isalnum((unsigned char)from[fl - 10])))
+		return 0;
+	struct sbuf rc = {0};
+	all_received(m, &rc);
+	if (!rc.n) { /* gated through a Received remover */
+		free(rc.d);
+		return 0;
+	}
+	struct relayinfo *ri = relays(m);
+	int res = 1;
+	if ((ri->trusted_str && re_match_str(" rdns=\\S+\\.yahoo\\.com ", ri->trusted_str)) ||
+	    (ri->untrusted_str && re_match_str("^[^\\]]+ rdns=\\S+\\.yahoo\\.com ", ri->untrusted_str)) ||
+	    re_match_str("by web\\S+\\.mail\\S*\\.yahoo\\.com via HTTP", rc.d) ||
+	    re_match_str("by sonic\\S+\\.consmr\\.mail\\S*\\.yahoo\\.com with HTTP", rc.d) ||
+	    re_match_str("by smtp\\S+\\.yahoo\\.com with SMTP", rc.d) ||
+	    re_match_str("from \\[[0-9.]+\\] by \\S+\\.(?:groups|scd|dcn)\\.yahoo\\.com with NNFMP", rc.d) ||
+	    (re_match_str("\\bmailer\\d+\\.bulk\\.scd\\.yahoo\\.com\\b", rc.d) &&
+	     re_match_str("(?i)\\@reply\\.yahoo\\.com$", from)) ||
+	    re_match_str("by \\w+\\.\\w+\\.yahoo\\.com \\(\\d+\\.\\d+\\.\\d+/\\d+\\.\\d+\\.\\d+\\)(?: with "
+			 "ESMTP)? id \\w+",
+			 rc.d))
+		res = 0;
+	free(rc.d);
+	return res;
+}
+
+/* ---- recipients (HeaderEval _check_recipients) ---- */
+static size_t recipient_list(struct msgctx *m, char addrs[][128], size_t max)
+{
+	static const char *const hdrs[] = {"To", "Cc", "Bcc", NULL};
+	size_t n = 0;
+	for (const char *const *hn = hdrs; *hn && n < max; hn++) {
+		size_t st = 0;
+		const struct sift_mime_header *h;
+		while ((h = mh(m->mime, *hn, &st)) && n < max) {
+			/* split on commas outside quotes */
+			const char *p = h->value;
+			while (*p && n < max) {
+				const char *q = p;
+				bool inq = false;
+				while (*q && (inq || *q != ',')) {
+					if (*q == '"')
+						inq = !inq;
+					q++;
+				}
+				char *one = xstrndup(p, (size_t)(q - p));
+				struct sbuf b = {0};
+				extract_addr(&b, one);
+				if (b.n && strchr(b.d, '@')) {
+					snprintf(addrs[n], 128, "%s", b.d);
+					if (n == 0 || strcasecmp(addrs[n], addrs[n - 1]) != 0)
+						n++;
+				}
+				free(b.d);
+				free(one);
+				p = *q ? q + 1 : q;
+			}
+		}
+		if (n >= 5 && **hn == 'C')
+			break;
+	}
+	return n;
+}
+
+static int ev_similar_recipients(struct msgctx *m, const struct rule *r)
+{
+	char(*a)[128] = xcalloc(256, 128);
+	size_t n = recipient_list(m, a, 256);
+	double sim = 0;
+	if (n >= 5) {
+		size_t hits = 0, comb = 0;
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = i + 1; j < n; j++) {
+				const char *hi = strchr(a[i], '@'), *hj = strchr(a[j], '@');
+				if (strncmp(a[i], a[j], 2) == 0)
+					hits++;
+				if (hi && hj && strncmp(hi + 1, hj + 1, 2) == 0 &&
+				    strcmp(hi + 1, hj + 1) != 0)
+					hits++;
+				comb++;
+			}
+		sim = comb ? (double)hits / (double)comb : 0;
+	}
+	free(a);
+	const char *mn = arg(r, 0), *mx = arg(r, 1);
+	return (strcmp(mn, "undef") == 0 || sim >= atof(mn)) && (strcmp(mx, "undef") == 0 || sim < atof(mx));
+}
+
+static int ev_sorted_recipients(struct msgctx *m, const struct rule *r)
+{
+	char(*a)[128] = xcalloc(256, 128);
+	size_t n = recipient_list(m, a, 256);
+	int sorted = n >= 7;
+	for (size_t i = 1; i < n && sorted; i++)
+		if (strcmp(a[i - 1], a[i]) > 0)
+			sorted = 0;
+	free(a);
+	return sorted;
+}
+
+/* HTMLEval html_test(name): the few tests we keep statistics for. */
+static int ev_html_test(struct msgctx *m, const struct rule *r)
+{
+	const struct sift_mime_part *p = html_part(m);
+	if (!p)
+		return 0;
+	const char *t = arg(r, 0);
+	if (strcmp(t, "html") == 0)
+		return 1;
+	if (strcmp(t, "form_action_mailto") == 0)
+		return html_info(m)->form_mailto;
+	if (strcmp(t, "font_low_contrast") == 0)
+		return html_info(m)->low_contrast;
+	if (strcmp(t, "html_unknown_tag") == 0 || strcmp(t, "bad_tag") == 0)
+		return p->html_bad_tags > 0;
+	return 0; /* font_face_bad, embeds ...: not analysed */
+}
+
+static int ev_html_image_only(struct msgctx *m, const struct rule *r)
+{
+	const struct sift_mime_part *p = html_part(m);
+	if (!p || !p->html_images)
+		return 0;
+	double len = html_info(m)->length;
+	return len > atof(arg(r, 0)) && len <= atof(arg(r, 1));
+}
+
+static const struct evaldef evals[] = {
+	{"check_sift_symbol", ev_sift_symbol},
+	{"check_header_count_range", ev_header_count_range},
+	{"check_body_length", ev_body_length},
+	{"subject_is_all_caps", ev_subject_all_caps},
+	{"check_illegal_chars", ev_illegal_chars},
+	{"check_msg_parse_flags", ev_msg_parse_flags},
+	{"check_for_mime", ev_for_mime},
+	{"html_test", ev_html_test},
+	{"html_image_only", ev_html_image_only},
+	{"check_all_trusted", ev_all_trusted},
+	{"check_no_relays", ev_no_relays},
+	{"check_relays_unparseable", ev_relays_unparseable},
+	{"check_for_shifted_date", ev_shifted_date},
+	{"check_outlook_message_id", ev_outlook_msgid},
+	{"check_equal_from_domains", ev_equal_from_domains},
+	{"check_freemail_from", ev_freemail_from},
+	{"check_freemail_header", ev_freemail_header},
+	{"check_freemail_replyto", ev_freemail_replyto},
+	{"check_for_missing_to_header", ev_missing_to},
+	{"check_for_mime_html", ev_mime_html},
+	{"check_for_mime_html_only", ev_mime_html_only},
+	{"html_range", ev_html_range},
+	{"html_eval", ev_html_eval},
+	{"html_tag_exists", ev_html_tag_exists},
+	{"html_tag_balance", ev_html_tag_balance},
+	{"html_text_match", ev_html_text_match},
+	{"html_image_ratio", ev_html_image_ratio},
+	{"image_count", ev_image_count},
+	{"check_for_no_rdns_dotcom_helo", ev_no_rdns_dotcom_helo},
+	{"helo_ip_mismatch", ev_helo_ip_mismatch},
+	{"check_for_forged_yahoo_received_headers", ev_forged_yahoo},
+	{"similar_recipients", ev_similar_recipients},
+	{"sorted_recipients", ev_sorted_recipients},
+	/* network, Bayes and external checkers: never hit without them */
+	{"check_rbl", ev_never},
+	{"check_rbl_sub", ev_never},
+	{"check_rbl_txt", ev_never},
+	{"check_rbl_from_host", ev_never},
+	{"check_rbl_from_domain", ev_never},
+	{"check_rbl_headers", ev_never},
+	{"check_rbl_envfrom", ev_never},
+	{"check_rbl_ns_from", ev_never},
+	{"check_rbl_rcvd", ev_never},
+	{"check_rbl_accreditor", ev_never},
+	{"check_dns_sender", ev_never},
+	{"check_uridnsbl", ev_never},
+	{"check_uri_host_listed", ev_never},
+	{"check_bayes", ev_never},
+	{"check_razor2", ev_never},
+	{"check_razor2_range", ev_never},
+	{"check_pyzor", ev_never},
+	{"check_dcc", ev_never},
+	{"check_dcc_reputation_range", ev_never},
+	{"check_dkim_valid", ev_never},
+	{"check_dkim_valid_author_sig", ev_never},
+	{"check_dkim_signed", ev_never},
+	{"check_dkim_dependable", ev_never},
+	{"check_dkim_adsp", ev_never},
+	{"check_dkim_testing", ev_never},
+	{"check_dkim_valid_envelopefrom", ev_never},
+	{"check_for_dkim_whitelist_from", ev_never},
+	{"check_for_dkim_welcomelist_from", ev_never},
+	{"check_for_def_dkim_whitelist_from", ev_never},
+	{"check_for_def_dkim_welcomelist_from", ev_never},
+	{"check_for_spf_pass", ev_never},
+	{"check_for_spf_neutral", ev_never},
+	{"check_for_spf_none", ev_never},
+	{"check_for_spf_fail", ev_never},
+	{"check_for_spf_softfail", ev_never},
+	{"check_for_spf_permerror", ev_never},
+	{"check_for_spf_temperror", ev_never},
+	{"check_for_spf_helo_pass", ev_never},
+	{"check_for_spf_helo_neutral", ev_never},
+	{"check_for_spf_helo_none", ev_never},
+	{"check_for_spf_helo_fail", ev_never},
+	{"check_for_spf_helo_softfail", ev_never},
+	{"check_for_spf_helo_permerror", ev_never},
+	{"check_for_spf_helo_temperror", ev_never},
+	{"check_for_spf_whitelist_from", ev_never},
+	{"check_for_spf_welcomelist_from", ev_never},
+	{"check_for_def_spf_whitelist_from", ev_never},
+	{"check_for_def_spf_welcomelist_from", ev_never},
+	{"check_dmarc_pass", ev_never},
+	{"check_dmarc_reject", ev_never},
+	{"check_dmarc_quarantine", ev_never},
+	{"check_dmarc_none", ev_never},
+	{"check_dmarc_missing", ev_never},
+	{"check_hashbl_emails", ev_never},
+	{"check_hashbl_uris", ev_never},
+	{"check_hashbl_bodyre", ev_never},
+	{"check_hashbl_tag", ev_never},
+	{"check_hashbl_attachments", ev_never},
+	{"askdns", ev_never},
+	{"check_senders_reputation", ev_never},
+	{"check_shortcircuit", ev_never},
+	{"check_uri_truncated", ev_never},
+	/* welcome/block lists: not configured, never hit */
+	{"check_from_in_list", ev_never},
+	{"check_to_in_list", ev_never},
+	{"check_replyto_in_list", ev_never},
+	{"check_from_in_whitelist", ev_never},
+	{"check_from_in_welcomelist", ev_never},
+	{"check_from_in_blacklist", ev_never},
+	{"check_from_in_blocklist", ev_never},
+	{"check_to_in_whitelist", ev_never},
+	{"check_to_in_welcomelist", ev_never},
+	{"check_to_in_blacklist", ev_never},
+	{"check_to_in_blocklist", ev_never},
+	{"check_to_in_all_spam", ev_never},
+	{"check_to_in_more_spam", ev_never},
+	{"check_from_in_default_whitelist", ev_never},
+	{"check_from_in_default_welcomelist", ev_never},
+	{"check_forged_in_whitelist", ev_never},
+	{"check_forged_in_welcomelist", ev_never},
+	{"check_forged_in_default_whitelist", ev_never},
+	{"check_forged_in_default_welcomelist", ev_never},
+	{"check_uri_host_in_whitelist", ev_never},
+	{"check_uri_host_in_welcomelist", ev_never},
+	{"check_uri_host_in_blacklist", ev_never},
+	{"check_uri_host_in_blocklist", ev_never},
+	{"check_subject_in_whitelist", ev_never},
+	{"check_subject_in_welcomelist", ev_never},
+	{"check_subject_in_blacklist", ev_never},
+	{"check_subject_in_blocklist", ev_never},
+	{"check_whitelist_bounce_relays", ev_never},
+	{"check_welcomelist_bounce_relays", ev_never},
+	{NULL, NULL},
+};
+
+static int eval_lookup(const char *name)
+{
+	for (int i = 0; evals[i].name; i++)
+		if (strcmp(evals[i].name, name) == 0)
+			return i;
+	return -1;
+}

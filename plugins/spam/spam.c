@@ -1,0 +1,418 @@
+/*
+ * spam.c - the `spam` plugin for filterd: scores each message with a
+ * SpamAssassin-compatible rule engine (engine.c) and acts on the score as
+ * amavisd-new does, per profile:
+ *   tag level:  X-Spam-Score, X-Spam-Level and X-Spam-Status headers
+ *               ("Yes, score=10.326 tagged_above=2 required=6.2 tests=[...]
+ *               autolearn=no autolearn_force=no");
+ *   tag2 level: X-Spam-Flag: YES and a subject prefix ("***SPAM*** ");
+ *   kill level: reject (554 5.7.1), discard, quarantine, or tempfail.
+ * Incoming X-Spam-* headers are removed so that senders cannot forge them.
+ * One log line per message: "Passed CLEAN", "Passed SPAM" or "Blocked SPAM"
+ * with the score and the tests hit; every rule hit is also added as a
+ * symbol (host->symbol) so that filterd's summary shows it.
+ *
+ * Rules are loaded and compiled in init (once per configuration generation;
+ * a reload builds the new generation in the background and connections keep
+ * the old one); the engine is read-only afterwards and shared by all
+ * threads. Scores from other plugins (SPF, DKIM, ClamAV symbols) are passed
+ * to the engine: rule files weigh them with `symbol_score NAME SCORE` or use
+ * them in `eval:check_sift_symbol('NAME')` and metas.
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "engine.h"
+#include "sift/plugin.h"
+
+struct spam_conf {
+	const char *const *rules;
+	const char *cache_directory;
+	int hyperscan;
+	const char *tag_level, *tag2_level, *kill_level;
+	const char *originating_tag_level, *originating_tag2_level, *originating_kill_level;
+	int kill_action;
+	const char *subject_tag;
+	const char *reject_text;
+	long long max_size;
+	long long body_scan_size;
+	int strip_headers;
+	/* derived */
+	struct spam_engine *engine;
+	double level[2][3]; /* [profile][tag, tag2, kill]; INFINITY = off */
+};
+
+enum { KILL_REJECT, KILL_DISCARD, KILL_QUARANTINE, KILL_TEMPFAIL, KILL_PASS };
+
+static const struct sift_host *host;
+static const struct spam_engine *current_engine; /* for siftctl */
+
+#define OFF(f) offsetof(struct spam_conf, f)
+static const struct sift_param params[] = {
+	{"rules", SIFT_P_LIST, "/usr/share/spamassassin /etc/spamassassin", 0, 0, OFF(rules), NULL,
+	 "rule files or directories in SpamAssassin syntax (directories: *.pre, then *.cf)"},
+	{"cache_directory", SIFT_P_STRING, "", 0, 0, OFF(cache_directory), NULL,
+	 "where compiled Hyperscan databases are cached, keyed by the ruleset hash (empty: no cache)"},
+	{"hyperscan", SIFT_P_BOOL, "yes", 0, 0, OFF(hyperscan), NULL,
+	 "match regexes through Hyperscan databases (no: PCRE2-JIT only)"},
+	{"tag_level", SIFT_P_STRING, "2", 0, 0, OFF(tag_level), NULL,
+	 "score from which X-Spam-Status/Score/Level are added (none: never, -inf: always)"},
+	{"tag2_level", SIFT_P_STRING, "6.2", 0, 0, OFF(tag2_level), NULL,
+	 "score from which a message is spam: X-Spam-Flag: YES and the subject tag"},
+	{"kill_level", SIFT_P_STRING, "6.9", 0, 0, OFF(kill_level), NULL,
+	 "score from which kill_action applies (none: never)"},
+	{"originating_tag_level", SIFT_P_STRING, "", 0, 0, OFF(originating_tag_level), NULL,
+	 "tag_level for the originating profile (empty: as inbound)"},
+	{"originating_tag2_level", SIFT_P_STRING, "", 0, 0, OFF(originating_tag2_level), NULL,
+	 "tag2_level for the originating profile (empty: as inbound)"},
+	{"originating_kill_level", SIFT_P_STRING, "", 0, 0, OFF(originating_kill_level), NULL,
+	 "kill_level for the originating profile (empty: as inbound)"},
+	{"kill_action", SIFT_P_ENUM, "reject", 0, 0, OFF(kill_action),
+	 "reject|discard|quarantine|tempfail|pass", "what happens at kill_level"},
+	{"subject_tag", SIFT_P_STRING, "***SPAM*** ", 0, 0, OFF(subject_tag), NULL,
+	 "prefix added to the Subject at tag2_level (empty: none)"},
+	{"reject_text", SIFT_P_STRING, "Message rejected as spam", 0, 0, OFF(reject_text), NULL,
+	 "text of the 554 5.7.1 reply at kill_level"},
+	{"max_size", SIFT_P_SIZE, "512k", 0, 0, OFF(max_size), NULL,
+	 "larger messages are not scored (logged as Passed UNCHECKED)"},
+	{"body_scan_size", SIFT_P_SIZE, "50000", 0, 0, OFF(body_scan_size), NULL,
+	 "octets of each text part that body rules see (SpamAssassin's body_part_scan_size)"},
+	{"strip_headers", SIFT_P_BOOL, "yes", 0, 0, OFF(strip_headers), NULL,
+	 "remove X-Spam-Flag/Score/Level/Status headers that arrive with the message"},
+	SIFT_PARAM_END,
+};
+#undef OFF
+
+static int parse_level(const char *s, double dflt, double *v, char **err_r, const char *name)
+{
+	if (!s || !*s) {
+		*v = dflt;
+		return 0;
+	}
+	if (strcasecmp(s, "none") == 0 || strcasecmp(s, "off") == 0 || strcasecmp(s, "inf") == 0) {
+		*v = INFINITY;
+		return 0;
+	}
+	if (strcasecmp(s, "-inf") == 0 || strcasecmp(s, "always") == 0) {
+		*v = -INFINITY;
+		return 0;
+	}
+	char *end;
+	*v = strtod(s, &end);
+	if (end == s || *end) {
+		if (asprintf(err_r, "spam_%s: not a number: %s", name, s) < 0)
+			*err_r = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static void engine_log(int level, const char *msg)
+{
+	if (host)
+		host->log(NULL, level, "%s", msg);
+}
+
+static int spam_init(const struct sift_host *h, void *cp, char **err_r)
+{
+	struct spam_conf *c = cp;
+	host = h;
+	if (h->struct_size < offsetof(struct sift_host, symbol_get) + sizeof(h->symbol_get)) {
+		*err_r = strdup("host too old: no mime()/symbol_get()");
+		return -1;
+	}
+	if (parse_level(c->tag_level, 2, &c->level[0][0], err_r, "tag_level") < 0 ||
+	    parse_level(c->tag2_level, 6.2, &c->level[0][1], err_r, "tag2_level") < 0 ||
+	    parse_level(c->kill_level, 6.9, &c->level[0][2], err_r, "kill_level") < 0 ||
+	    parse_level(c->originating_tag_level, c->level[0][0], &c->level[1][0], err_r,
+			"originating_tag_level") < 0 ||
+	    parse_level(c->originating_tag2_level, c->level[0][1], &c->level[1][1], err_r,
+			"originating_tag2_level") < 0 ||
+	    parse_level(c->originating_kill_level, c->level[0][2], &c->level[1][2], err_r,
+			"originating_kill_level") < 0)
+		return -1;
+	struct spam_engine_opts o = {
+		.paths = c->rules,
+		.cache_dir = c->cache_directory,
+		.use_hyperscan = c->hyperscan,
+		.body_scan_size = (size_t)c->body_scan_size,
+		.log = engine_log,
+	};
+	long long t0 = 0;
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		t0 = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	}
+	char *err = NULL;
+	c->engine = spam_engine_new(&o, &err);
+	if (!c->engine) {
+		if (asprintf(err_r, "spam_rules: %s", err ? err : "cannot load") < 0)
+			*err_r = NULL;
+		free(err);
+		return -1;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	long long t1 = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	char stats[512];
+	spam_engine_stats(c->engine, stats, sizeof(stats));
+	h->log(NULL, LOG_INFO, "%s; loaded in %lld ms", stats, t1 - t0);
+	current_engine = c->engine;
+	return 0;
+}
+
+static void spam_release(void *cp)
+{
+	struct spam_conf *c = cp;
+	if (current_engine == c->engine)
+		current_engine = NULL;
+	spam_engine_free(c->engine);
+	c->engine = NULL;
+}
+
+static const char *const xspam[] = {"X-Spam-Flag", "X-Spam-Score", "X-Spam-Level", "X-Spam-Status", NULL};
+
+/* X-Spam-Status folded before 78 columns: a separating space becomes
+ * CRLF + space, so that unfolding (dropping the CRLF) restores the line. */
+static char *fold(const char *s)
+{
+	size_t n = strlen(s);
+	char *o = malloc(n * 3 + 1);
+	if (!o)
+		return NULL;
+	size_t w = 0, col = 15; /* "X-Spam-Status: " */
+	const char *p = s;
+	while (*p) {
+		const char *sp = strchr(p, ' ');
+		size_t wl = sp ? (size_t)(sp - p) : strlen(p);
+		if (p != s) {
+			if (col + 1 + wl > 78) {
+				memcpy(o + w, "\r\n ", 3);
+				w += 3;
+				col = 1;
+			} else {
+				o[w++] = ' ';
+				col++;
+			}
+		}
+		memcpy(o + w, p, wl);
+		w += wl;
+		col += wl;
+		p += wl;
+		if (*p == ' ')
+			p++;
+	}
+	o[w] = 0;
+	return o;
+}
+
+static enum sift_verdict spam_eom(struct sift_ctx *ctx)
+{
+	struct spam_conf *c = host->conf(ctx);
+	long long t0;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t0 = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	const char *from = host->get(ctx, SIFT_I_SENDER);
+	size_t nr = host->rcpt_count(ctx);
+	char rcpts[512] = "";
+	for (size_t i = 0; i < nr && strlen(rcpts) < sizeof(rcpts) - 80; i++) {
+		char one[300];
+		snprintf(one, sizeof(one), "%s<%s>", i ? "," : "", host->rcpt(ctx, i));
+		strncat(rcpts, one, sizeof(rcpts) - strlen(rcpts) - 1);
+	}
+	const char *client = host->get(ctx, SIFT_I_CLIENT_ADDR);
+	long long size = host->body_size(ctx);
+	if (size > c->max_size) {
+		host->log(ctx, LOG_INFO, "Passed UNCHECKED, [%s] <%s> -> %s, size: %lld (over spam_max_size)",
+			  client ? client : "", from ? from : "", rcpts, size);
+		return SIFT_DUNNO;
+	}
+	const struct sift_mime *mime = host->mime(ctx);
+	if (!mime) {
+		host->log(ctx, LOG_ERR, "no message to score");
+		return SIFT_ERROR;
+	}
+	size_t ns = host->symbol_count(ctx);
+	const char **names = calloc(ns + 1, sizeof(char *));
+	double *scores = calloc(ns + 1, sizeof(double));
+	if (!names || !scores) {
+		free(names);
+		free(scores);
+		return SIFT_ERROR;
+	}
+	for (size_t i = 0; i < ns; i++)
+		host->symbol_get(ctx, i, &names[i], &scores[i], NULL);
+	long left = host->time_left_ms(ctx);
+	struct timespec tn;
+	clock_gettime(CLOCK_MONOTONIC, &tn);
+	struct spam_input in = {
+		.mime = mime,
+		.envelope_from = from,
+		.nsyms = ns,
+		.sym_names = names,
+		.sym_scores = scores,
+		.helo = host->get(ctx, SIFT_I_HELO),
+		.client_addr = client,
+		.client_name = host->get(ctx, SIFT_I_CLIENT_NAME),
+		.deadline_ms =
+			left > 0 ? (long)((long long)tn.tv_sec * 1000 + tn.tv_nsec / 1000000 + left) : 0,
+	};
+	struct spam_result r;
+	spam_engine_check(c->engine, &in, &r);
+	free(names);
+	free(scores);
+	if (r.timed_out) {
+		host->log(ctx, LOG_WARNING, "scoring ran out of time");
+		spam_result_free(&r);
+		return SIFT_ERROR;
+	}
+	const char *prof = host->get(ctx, SIFT_I_PROFILE);
+	int pi = prof && strcmp(prof, "originating") == 0 ? 1 : 0;
+	double tag = c->level[pi][0], tag2 = c->level[pi][1], kill = c->level[pi][2];
+	bool is_spam = r.score >= tag2;
+	bool is_kill = r.score >= kill && c->kill_action != KILL_PASS;
+
+	for (size_t i = 0; i < r.nhits; i++)
+		host->symbol(ctx, r.hits[i].name, r.hits[i].score, NULL);
+
+	if (c->strip_headers) {
+		for (const char *const *x = xspam; *x; x++) {
+			unsigned cnt = 0;
+			for (size_t i = 0; i < mime->header_count; i++)
+				if (strcasecmp(mime->headers[i].name, *x) == 0)
+					cnt++;
+			for (unsigned k = cnt; k >= 1; k--)
+				host->header_change(ctx, *x, k, NULL);
+		}
+	}
+	char sc[32];
+	spam_fmt_num(sc, sizeof(sc), r.score);
+	double t1d = isfinite(tag) ? tag : 0, t2d = isfinite(tag2) ? tag2 : 0;
+	char *status = spam_format_status(&r, t1d, t2d, is_spam);
+	if (r.score >= tag) {
+		if (is_spam)
+			host->header_add(ctx, "X-Spam-Flag", "YES");
+		host->header_add(ctx, "X-Spam-Score", sc);
+		char level[65];
+		int stars = r.score >= 1 ? (int)r.score : 0;
+		if (stars > 64)
+			stars = 64;
+		memset(level, '*', (size_t)stars);
+		level[stars] = 0;
+		host->header_add(ctx, "X-Spam-Level", level);
+		char *f = fold(status);
+		host->header_add(ctx, "X-Spam-Status", f ? f : status);
+		free(f);
+	}
+	if (is_spam && c->subject_tag[0] && !is_kill) {
+		const char *subj = NULL;
+		for (size_t i = 0; i < mime->header_count; i++)
+			if (strcasecmp(mime->headers[i].name, "Subject") == 0) {
+				subj = mime->headers[i].raw;
+				break;
+			}
+		char *ns2 = NULL;
+		if (asprintf(&ns2, "%s%s", c->subject_tag, subj ? subj : "") >= 0) {
+			if (subj)
+				host->header_change(ctx, "Subject", 1, ns2);
+			else
+				host->header_add(ctx, "Subject", ns2);
+			free(ns2);
+		}
+	}
+	enum sift_verdict v = SIFT_DUNNO;
+	const char *what = is_spam ? "SPAM" : "CLEAN";
+	const char *done = "Passed";
+	if (is_kill) {
+		done = "Blocked";
+		what = "SPAM";
+		switch (c->kill_action) {
+		case KILL_REJECT:
+			host->reply(ctx, "554", "5.7.1", c->reject_text);
+			v = SIFT_REJECT;
+			break;
+		case KILL_DISCARD:
+			v = SIFT_DISCARD;
+			break;
+		case KILL_TEMPFAIL:
+			host->reply(ctx, "451", "4.7.1", "Try again later");
+			v = SIFT_TEMPFAIL;
+			break;
+		case KILL_QUARANTINE: {
+			char *id = NULL;
+			char reason[64];
+			snprintf(reason, sizeof(reason), "spam, score=%s", sc);
+			if (host->quarantine(ctx, reason, &id) < 0) {
+				done = "Tempfailed";
+				v = SIFT_TEMPFAIL;
+			} else {
+				v = SIFT_DISCARD;
+				what = "SPAM (quarantined)";
+			}
+			free(id);
+			break;
+		}
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	long long t1 = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	const char *tests = strstr(status, "tests=[");
+	char *tshort = NULL;
+	if (tests) {
+		tshort = strdup(tests);
+		char *e = tshort ? strchr(tshort, ']') : NULL;
+		if (e)
+			e[1] = 0;
+	}
+	const char *mid = NULL;
+	for (size_t i = 0; i < mime->header_count; i++)
+		if (strcasecmp(mime->headers[i].name, "Message-ID") == 0) {
+			mid = mime->headers[i].value;
+			break;
+		}
+	host->log(ctx, LOG_INFO, "%s %s, [%s] <%s> -> %s, Message-ID: %s, Hits: %s, %s, size: %lld, %.1f ms",
+		  done, what, client ? client : "", from ? from : "", rcpts, mid ? mid : "", sc,
+		  tshort ? tshort : "", size, (double)(t1 - t0) / 1000.0);
+	free(tshort);
+	free(status);
+	spam_result_free(&r);
+	return v;
+}
+
+static const struct spam_engine *api_current(void)
+{
+	return current_engine;
+}
+
+SIFT_EXPORT const struct spam_tool_api spam_tool_api = {
+	.version = 1,
+	.current = api_current,
+	.check = spam_engine_check,
+	.result_free = spam_result_free,
+	.lint = spam_engine_lint,
+	.stats = spam_engine_stats,
+	.status = spam_format_status,
+	.fmt_num = spam_fmt_num,
+};
+
+SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
+	SIFT_PLUGIN_INIT,
+	.name = "spam",
+	.description = "SpamAssassin-compatible rule engine with amavisd-style levels",
+	.daemons = SIFT_D_FILTERD,
+	.actions = SIFT_A_ADDHDRS | SIFT_A_CHGHDRS | SIFT_A_QUARANTINE,
+	.flags = SIFT_F_NEED_BODY,
+	.params = params,
+	.conf_size = sizeof(struct spam_conf),
+	.init = spam_init,
+	.release = spam_release,
+	.eom = spam_eom,
+};

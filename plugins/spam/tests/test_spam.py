@@ -1,0 +1,311 @@
+#!/usr/bin/python3
+"""spam plugin without an MTA, through siftctl (the same chain filterd runs):
+
+- Sift's own rules (rules/sift.cf) lint clean; GTUBE is rejected with
+  554 5.7.1 and the amavisd-style headers; a clean message gets
+  `X-Spam-Status: No, score=... tagged_above=... required=6.2 tests=[...]
+  autolearn=no autolearn_force=no`; a spammy message below the kill level
+  gets X-Spam-Flag: YES and the ***SPAM*** subject prefix; kill actions
+  discard / quarantine / tempfail; incoming X-Spam-* headers are removed;
+- rule syntax: header (named, ALL, ToCc, :addr/:name/:raw, exists:,
+  [if-unset:], !~), body, rawbody, full, uri, mimeheader, meta (boolean and
+  arithmetic), score (four-score form: set 0 is used), tflags multiple and
+  maxhits, if/ifplugin/else/endif, include, replace_tag, required_score,
+  default scores (1.0, T_ 0.01, __ not scored), check_sift_symbol and
+  symbol_score with another plugin's symbol (the test plugin);
+- lint reports parse errors, unknown evals (their rules never score) and
+  exits 1;
+- the stock SpamAssassin ruleset (Debian's /usr/share/spamassassin) loads,
+  with the Hyperscan cache directory filled and reused.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SRC = os.environ.get('SIFT_SRCDIR') or os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
+BUILD = os.environ.get('SIFT_BUILDDIR') or os.path.join(SRC, 'build')
+SIFTCTL = os.path.join(BUILD, 'tools', 'siftctl')
+
+passed = failed = 0
+
+
+def check(cond, what, detail=''):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print('FAIL: %s %s' % (what, str(detail)[-3000:] if detail else ''), file=sys.stderr)
+
+
+def conf(root, name, lines, plugins='spam'):
+    path = os.path.join(root, name + '.conf')
+    with open(path, 'w') as f:
+        f.write('\n'.join([
+            'plugin_directory = %s' % os.path.join(BUILD, 'plugins'),
+            'inbound_plugins = %s' % plugins,
+            'originating_plugins = %s' % plugins,
+            'myhostname = mx.sift.test',
+            'quarantine_directory = %s' % os.path.join(root, 'quarantine'),
+        ] + lines) + '\n')
+    return path
+
+
+def siftctl(cfg, *args, timeout=600):
+    return subprocess.run([SIFTCTL, '-c', cfg] + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+def run_test(cfg, msg, *extra):
+    r = siftctl(cfg, 'test', '--json', '--helo', 'client.example.test', '--client', '192.0.2.10',
+                '--from', 'sender@example.test', '--to', 'user@sift.test', *extra, msg)
+    try:
+        return json.loads(r.stdout), r
+    except ValueError:
+        return None, r
+
+
+def write(root, name, text):
+    p = os.path.join(root, name)
+    with open(p, 'wb') as f:
+        f.write(text.encode() if isinstance(text, str) else text)
+    return p
+
+
+GTUBE = 'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X'
+CLEAN = ('From: Alice <alice@example.test>\nTo: user@sift.test\nSubject: lunch\n'
+         'Date: Mon, 1 Jan 2024 10:00:00 +0000\nMessage-ID: <a1@example.test>\n\nLunch tomorrow at noon?\n')
+
+SYNTAX_RULES = r'''
+required_score 4.5
+loadplugin Mail::SpamAssassin::Plugin::Test
+header   T_SUBJ_CAPS   Subject =~ /\bFREE\b/
+header   T_FROM_ADDR   From:addr =~ /^promo\@bulk\.example$/
+header   T_FROM_NAME   From:name =~ /^Best Deals$/
+header   T_TOCC        ToCc =~ /carol\@/
+header   T_ALL         ALL =~ /^X-Mailer: Blaster/m
+header   T_RAW         Subject:raw =~ /=\?utf-8\?B\?/i
+header   T_ENC         Subject =~ /Caf\xc3\xa9/
+header   T_EXISTS      exists:X-Mailer
+header   T_NOTEXISTS   exists:X-Nothing
+header   T_UNSET       X-Nothing =~ /^fallback$/ [if-unset: fallback]
+header   T_NEG         Subject !~ /hello/
+header   T_NEG_MISS    X-Nothing !~ /x/
+body     T_BODY        /click here now/i
+body     T_HTMLTXT     /visible words/
+body     T_SCRIPT      /hidden script/
+rawbody  T_RAWHTML     /<b>visible/
+full     T_FULL        /^Received: from bulk/m
+uri      T_URI         /^https?:\/\/spam\.example\//
+mimeheader T_MIMEH     Content-Type =~ /text\/html/
+body     T_MULTI       /buy/
+tflags   T_MULTI       multiple maxhits=3
+meta     T_META_BOOL   T_BODY && !T_NEG_MISS_NEVER
+meta     T_META_ARITH  (T_MULTI + T_BODY) >= 4
+meta     T_META_NOT    !T_BODY
+meta     __SUB         T_BODY
+meta     T_META_SUB    __SUB && T_URI
+score    T_SUBJ_CAPS   2.0 2.5 3.0 3.5
+score    T_BODY        1.5
+if (version >= 3.004000)
+header   T_IF_TRUE     Subject =~ /FREE/
+endif
+if (version < 3.000000)
+header   T_IF_FALSE    Subject =~ /FREE/
+else
+header   T_ELSE        Subject =~ /FREE/
+endif
+ifplugin Mail::SpamAssassin::Plugin::Test
+header   T_IFPLUGIN    Subject =~ /FREE/
+endif
+ifplugin Mail::SpamAssassin::Plugin::NotLoaded
+header   T_IFPLUGIN_NO Subject =~ /FREE/
+endif
+replace_tag  CLICK   c[l1]ick
+body     T_REPLACE     /<CLICK> here/i
+replace_rules T_REPLACE
+header   T_SYM         eval:check_sift_symbol('TEST_SYMBOL')
+symbol_score TEST_SYMBOL 0.5
+header   T_COUNT       eval:check_header_count_range('Received', 2, 3)
+include  inc.cf
+header   DEF_SCORE     Subject =~ /FREE/
+'''
+INC_RULES = 'header T_INCLUDED Subject =~ /FREE/\n'
+
+SYNTAX_MSG = (
+    'Received: from bulk.example (bulk.example [198.51.100.7])\n\tby mx.sift.test; Mon, 1 Jan 2024 10:00:00 +0000\n'
+    'Received: from x by y; Mon, 1 Jan 2024 09:59:00 +0000\n'
+    'From: Best Deals <promo@bulk.example>\nTo: bob@sift.test\nCc: carol@sift.test\n'
+    'Subject: FREE =?utf-8?B?Q2Fmw6k=?= offer\nX-Mailer: Blaster 3\nX-Spam-Status: Yes, forged\n'
+    'MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="b1"\n\n'
+    '--b1\nContent-Type: text/plain; charset=us-ascii\n\nClick here now!\nbuy buy buy buy buy\n'
+    'http://spam.example/offer\n'
+    '--b1\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n'
+    '<html><script>hidden script</script><b>visible words</b> <a href=3D"https://spam.example/x">c1ick here</a></html>\n'
+    '--b1--\n')
+
+
+def main():
+    root = tempfile.mkdtemp(prefix='sift-spam-')
+    os.makedirs(os.path.join(root, 'quarantine'))
+    own = os.path.join(SRC, 'rules')
+    try:
+        base = ['spam_rules = %s' % own]
+        cfg = conf(root, 'own', base)
+        # lint of our own rules
+        r = siftctl(cfg, 'spam', 'lint')
+        check(r.returncode == 0 and '0 error(s)' in r.stdout, 'own rules lint clean', r.stdout + r.stderr)
+
+        gt = write(root, 'gtube.eml', 'From: a@example.test\nTo: user@sift.test\nSubject: test\n\n%s\n' % GTUBE)
+        res, raw = run_test(cfg, gt)
+        check(res is not None, 'siftctl test --json works', raw.stdout + raw.stderr)
+        if res:
+            check(res.get('action') == 'reject', 'GTUBE rejected', res)
+            check('554' in json.dumps(res) and '5.7.1' in json.dumps(res), 'GTUBE reply 554 5.7.1', res)
+        r = siftctl(cfg, 'spam', 'check', gt)
+        check('GTUBE' in r.stdout and re.search(r'SPAM, score=100\d', r.stdout), 'spam check GTUBE', r.stdout)
+
+        # clean message, tagged always (tag_level -inf) to see the header
+        cl = write(root, 'clean.eml', CLEAN)
+        cfg2 = conf(root, 'tagall', base + ['spam_tag_level = -inf'])
+        r = siftctl(cfg2, 'test', '--helo', 'client.example.test', '--client', '192.0.2.10', cl)
+        out = r.stdout
+        check(re.search(r'action: (accept|dunno|continue)', out) is not None or 'reject' not in out,
+              'clean accepted', out)
+        st = re.search(r'X-Spam-Status: (.*(?:\n .*)*)', out)
+        unfolded = st.group(1).replace('\n ', ' ') if st else ''
+        check(re.fullmatch(r'No, score=-?[0-9.]+ tagged_above=-?[0-9.]+ required=6\.2 tests=\[[^\]]*\] '
+                           r'autolearn=no autolearn_force=no', unfolded) is not None,
+              'clean X-Spam-Status in the seed format', out)
+        check('X-Spam-Flag' not in out and 'X-Spam-Score: 0' in out and 'X-Spam-Level:' in out,
+              'clean: score and level headers, no flag', out)
+
+        # tag2 without kill: flag and subject prefix
+        spammy = write(root, 'spammy.eml', 'From: a@example.test\nTo: user@sift.test\nSubject: offer\n'
+                       'X-Spam-Flag: YES\nX-Spam-Status: No, forged\n\n%s\n' % GTUBE)
+        cfg3 = conf(root, 'nokill', base + ['spam_kill_level = none'])
+        r = siftctl(cfg3, 'test', '--helo', 'localhost', '--client', '192.0.2.10', spammy)
+        out = r.stdout
+        check('header add: X-Spam-Flag: YES' in out, 'tag2: X-Spam-Flag added', out)
+        check('header change #1: Subject: ***SPAM*** offer' in out, 'tag2: subject prefixed', out)
+        check('HELO_LOCALHOST' in out and 'MISSING_DATE' in out and 'MISSING_MID' in out,
+              'HELO localhost, missing Date and Message-ID scored', out)
+        check('header delete #1: X-Spam-Status' in out and 'header delete #1: X-Spam-Flag' in out,
+              'incoming X-Spam-Status and X-Spam-Flag removed', out)
+        check('reject' not in out.split('action:')[1].split('\n')[0] if 'action:' in out else False,
+              'kill_level none: not rejected', out)
+
+        # kill actions
+        for action, expect in (('discard', 'discard'), ('tempfail', 'tempfail'), ('quarantine', 'discard')):
+            c = conf(root, 'kill-' + action, base + ['spam_kill_action = %s' % action])
+            res, raw = run_test(c, gt)
+            check(res is not None and res.get('action') == expect, 'kill_action %s -> %s' % (action, expect),
+                  raw.stdout + raw.stderr)
+        qfiles = os.listdir(os.path.join(root, 'quarantine'))
+        check(len(qfiles) >= 1, 'quarantine: message stored', qfiles)
+
+        # originating profile levels
+        c = conf(root, 'orig', base + ['spam_originating_kill_level = none'])
+        res, raw = run_test(c, gt, '--profile', 'originating')
+        check(res is not None and res.get('action') != 'reject', 'originating kill level none', raw.stdout)
+
+        # rule syntax
+        rdir = os.path.join(root, 'syntax')
+        os.makedirs(rdir)
+        write(rdir, 'test.cf', SYNTAX_RULES)
+        write(rdir, 'inc.cf', INC_RULES)
+        sm = write(root, 'syntax.eml', SYNTAX_MSG)
+        cfg4 = conf(root, 'syntax', ['spam_rules = %s' % os.path.join(rdir, 'test.cf')],
+                    plugins='testplug spam')
+        # the test plugin adds symbols when told; fall back to spam alone
+        r = siftctl(cfg4, 'spam', 'check', '--json', sm)
+        if r.returncode != 0 or not r.stdout.strip():
+            cfg4 = conf(root, 'syntax', ['spam_rules = %s' % os.path.join(rdir, 'test.cf')])
+            r = siftctl(cfg4, 'spam', 'check', '--json', sm)
+        try:
+            res = json.loads(r.stdout.splitlines()[0])
+        except (ValueError, IndexError):
+            res = {}
+        hits = {t['name']: t['score'] for t in res.get('tests', [])}
+        expect_hit = ['T_SUBJ_CAPS', 'T_FROM_ADDR', 'T_FROM_NAME', 'T_TOCC', 'T_ALL', 'T_RAW', 'T_ENC', 'T_EXISTS',
+                      'T_UNSET', 'T_NEG', 'T_BODY', 'T_HTMLTXT', 'T_RAWHTML', 'T_FULL', 'T_URI', 'T_MIMEH', 'T_MULTI',
+                      'T_META_BOOL', 'T_META_ARITH', 'T_META_SUB', 'T_IF_TRUE', 'T_ELSE', 'T_IFPLUGIN', 'T_REPLACE',
+                      'T_COUNT', 'T_INCLUDED', 'T_NEG_MISS', 'DEF_SCORE']
+        expect_miss = ['T_NOTEXISTS', 'T_SCRIPT', 'T_META_NOT', 'T_IF_FALSE', 'T_IFPLUGIN_NO',
+                       '__SUB', 'T_SYM']
+        for n in expect_hit:
+            check(n in hits, 'syntax: %s hits' % n, sorted(hits))
+        for n in expect_miss:
+            check(n not in hits, 'syntax: %s does not hit' % n, sorted(hits))
+        check(hits.get('T_SUBJ_CAPS') == 2.0, 'four-score form uses set 0', hits.get('T_SUBJ_CAPS'))
+        check(hits.get('T_BODY') == 1.5 and hits.get('DEF_SCORE') == 1, 'explicit and default scores', hits)
+        check(hits.get('T_IF_TRUE') == 0.01 if 'T_IF_TRUE' in hits else False, 'T_ rules default 0.01', hits)
+        r = siftctl(cfg4, 'spam', 'check', sm)
+        check('required=6.2' in r.stdout, 'check prints the tag2 level', r.stdout)
+        # PCRE2 alone (no Hyperscan prefilter) finds exactly the same rules
+        r = subprocess.run([SIFTCTL, '-c', cfg4, '-o', 'spam_hyperscan=no', 'spam', 'check', '--json', sm],
+                           capture_output=True, text=True, timeout=600)
+        try:
+            res2 = json.loads(r.stdout.splitlines()[0])
+        except (ValueError, IndexError):
+            res2 = {}
+        check({t['name'] for t in res2.get('tests', [])} == set(hits), 'same hits with spam_hyperscan = no',
+              (sorted(hits), res2))
+
+        # another plugin's symbol: symbol_score and check_sift_symbol
+        pdir = os.path.join(root, 'plugins')
+        os.makedirs(pdir)
+        shutil.copy(os.path.join(BUILD, 'plugins', 'spam.so'), pdir)
+        shutil.copy(os.path.join(BUILD, 'tests', 'testplug.so'), pdir)
+        cfg6 = conf(root, 'sym', ['spam_rules = %s' % os.path.join(rdir, 'test.cf'),
+                                  'plugin_directory = %s' % pdir, 'testplug_symbol = TEST_SYMBOL:0.3'],
+                    plugins='testplug spam')
+        res, raw = run_test(cfg6, sm)
+        syms = {s['name']: s['score'] for s in (res or {}).get('symbols', [])} if res else {}
+        check('T_SYM' in syms and syms.get('TEST_SYMBOL') in (0.5, 0.3),
+              'check_sift_symbol and symbol_score see another plugin\'s symbol', raw.stdout + raw.stderr)
+        check(list(syms.values()).count(0.5) >= 1, 'symbol_score weight 0.5 applied', syms)
+
+        # lint errors
+        bad = os.path.join(root, 'bad.cf')
+        write(root, 'bad.cf', 'body BAD_RE /foo(/\nheader BAD_EVAL eval:no_such_function()\n'
+              'meta BAD_META (A &&\nbody OK_RULE /fine/\nscore OK_RULE x\n')
+        cfg5 = conf(root, 'bad', ['spam_rules = %s' % bad])
+        r = siftctl(cfg5, 'spam', 'lint')
+        check(r.returncode == 1, 'lint exits 1 on errors', r.returncode)
+        check('BAD_RE' in r.stdout and 'unknown-eval' in r.stdout and 'BAD_EVAL' in r.stdout and
+              'BAD_META' in r.stdout and 'OK_RULE' in r.stdout, 'lint names each error', r.stdout)
+        bm = write(root, 'bad.eml', 'Subject: x\n\nfine foo( stuff\n')
+        r = siftctl(cfg5, 'spam', 'check', '--json', bm)
+        check('BAD_EVAL' not in r.stdout and 'OK_RULE' in r.stdout, 'unknown eval never scores', r.stdout)
+
+        # the stock ruleset, when installed
+        if os.path.isdir('/usr/share/spamassassin'):
+            # shared with test_postfix.py: the second user loads the cache
+            cache = os.path.join(BUILD, 'spam-hscache')
+            os.makedirs(cache, exist_ok=True)
+            stock = conf(root, 'stock', ['spam_rules = /usr/share/spamassassin /etc/spamassassin %s' % own,
+                                         'spam_cache_directory = %s' % cache])
+            r = siftctl(stock, 'spam', 'lint', timeout=900)
+            m = re.search(r'rules: (\d+) active', r.stdout)
+            check(m is not None and int(m.group(1)) > 2000, 'stock ruleset loads (> 2000 active rules)',
+                  r.stdout[-2000:] + r.stderr[-2000:])
+            check('unknown-eval' in r.stdout, 'stock ruleset: unknown evals listed', r.stdout[-500:])
+            check(len(os.listdir(cache)) > 0, 'Hyperscan databases cached', os.listdir(cache))
+            r = siftctl(stock, 'spam', 'check', gt, timeout=900)
+            check('GTUBE' in r.stdout, 'stock ruleset: GTUBE', r.stdout[-1500:])
+            r = siftctl(stock, 'spam', 'check', '--json', sm, timeout=900)
+            check(r.returncode == 0 and '"score"' in r.stdout, 'stock ruleset scores a message', r.stdout[-500:])
+    finally:
+        if not os.environ.get('SIFT_KEEP_TMP'):
+            shutil.rmtree(root, ignore_errors=True)
+    print('%d passed, %d failed' % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
