@@ -175,12 +175,12 @@ static int n_quarantine(void *arg, const char *reason)
 }
 
 static const struct fd_out native_out = {
-    .getsymval = n_getsymval,
-    .setreply = n_setreply,
-    .addheader = n_addheader,
-    .insheader = n_insheader,
-    .chgheader = n_chgheader,
-    .quarantine = n_quarantine,
+	.getsymval = n_getsymval,
+	.setreply = n_setreply,
+	.addheader = n_addheader,
+	.insheader = n_insheader,
+	.chgheader = n_chgheader,
+	.quarantine = n_quarantine,
 };
 
 /* ---- I/O ---- */
@@ -275,8 +275,10 @@ static void put_reply(struct conn *c, enum fd_status r)
 	unsigned long bit = mp_nr_bit(c->state);
 	if (bit && (c->pflags & bit) && r != FD_NOREPLY) {
 		if (r != FD_CONTINUE)
-			sift_log(LOG_ERR, "milter connection from %s: a verdict at a no-reply stage (%d) "
-					  "was dropped", c->peer, c->state);
+			sift_log(LOG_ERR,
+				 "milter connection from %s: a verdict at a no-reply stage (%d) "
+				 "was dropped",
+				 c->peer, c->state);
 		r = FD_NOREPLY;
 	}
 	switch (r) {
@@ -339,8 +341,8 @@ static int negotiate(struct conn *c, const unsigned char *data, size_t len)
 	}
 	to_mta &= ~(unsigned long)SMFI_INTERNAL;
 	c->negotiated = true;
-	mp_put_optneg(&c->out, o.version < SMFI_PROT_VERSION ? o.version : SMFI_PROT_VERSION,
-		      (uint32_t)pf0, (uint32_t)to_mta);
+	mp_put_optneg(&c->out, o.version < SMFI_PROT_VERSION ? o.version : SMFI_PROT_VERSION, (uint32_t)pf0,
+		      (uint32_t)to_mta);
 	return flush(c);
 }
 
@@ -419,8 +421,8 @@ static int command(struct conn *c, char cmd, const unsigned char *data, size_t l
 			return -1;
 		}
 		if (mr == 1)
-			sift_log(LOG_DEBUG, "milter connection from %s: macros for stage 0x%02x ignored", c->peer,
-				 (unsigned char)data[0]);
+			sift_log(LOG_DEBUG, "milter connection from %s: macros for stage 0x%02x ignored",
+				 c->peer, (unsigned char)data[0]);
 		return 1;
 	}
 	if (!mp_trans_ok(c->state, newstate, c->pflags)) {
@@ -532,8 +534,9 @@ static void serve(struct conn *c)
 		int fr = mp_frame(c->rbuf + c->roff, c->rlen - c->roff, &cmd, &data, &dlen, &used, &need);
 		if (fr < 0) {
 			char b[32];
-			snprintf(b, sizeof(b), "%u", (unsigned)(c->rbuf[c->roff] << 24 | c->rbuf[c->roff + 1] << 16 |
-								 c->rbuf[c->roff + 2] << 8 | c->rbuf[c->roff + 3]));
+			snprintf(b, sizeof(b), "%u",
+				 (unsigned)(c->rbuf[c->roff] << 24 | c->rbuf[c->roff + 1] << 16 |
+					    c->rbuf[c->roff + 2] << 8 | c->rbuf[c->roff + 3]));
 			conn_error(c, "bad packet length %s (at most 1 MB)", b);
 			return;
 		}
@@ -595,7 +598,8 @@ static void *accept_thread(void *arg)
 {
 	long long last_warn = 0;
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = listen_fd, .events = POLLIN}, {.fd = wake_pipe[0], .events = POLLIN}};
+		struct pollfd pfd[2] = {{.fd = listen_fd, .events = POLLIN},
+					{.fd = wake_pipe[0], .events = POLLIN}};
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
 			sift_log(LOG_ERR, "poll: %s", strerror(errno));
 			break;
@@ -615,7 +619,8 @@ static void *accept_thread(void *arg)
 			break;
 		}
 		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN || errno == EWOULDBLOCK)
+			if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN ||
+			    errno == EWOULDBLOCK)
 				continue;
 			long long now = sift_now_ms();
 			if (now - last_warn > 1000) {
@@ -656,7 +661,8 @@ static void *accept_thread(void *arg)
 			long long now = sift_now_ms();
 			if (now - last_warn > 1000) {
 				sift_log(LOG_WARNING,
-					 "too many MTA connections (filterd_max_connections = %lld): refusing %s",
+					 "too many MTA connections (filterd_max_connections = %lld): "
+					 "refusing %s",
 					 fconf->max_connections, c->peer);
 				last_warn = now;
 			}
@@ -789,8 +795,10 @@ int filterd_native_run(void)
 		pthread_cond_timedwait(&reg_cond, &reg_lock, &ts);
 	}
 	if (n_conns)
-		sift_log(LOG_WARNING, "%lld MTA connections still in a message after "
-				      "filterd_shutdown_timeout; exiting anyway", n_conns);
+		sift_log(LOG_WARNING,
+			 "%lld MTA connections still in a message after "
+			 "filterd_shutdown_timeout; exiting anyway",
+			 n_conns);
 	pthread_mutex_unlock(&reg_lock);
 	close(listen_fd);
 	if (unix_path)

@@ -36,35 +36,35 @@
 #define FILTERD_DEFAULT_ENGINE libmilter
 #endif
 #define FD_STR2(x) #x
-#define FD_STR(x) FD_STR2(x)
+#define FD_STR(x)  FD_STR2(x)
 
 #define OFF(f) offsetof(struct filterd_conf, f)
 const struct sift_param filterd_params[] = {
-    {"filterd_listen", SIFT_P_STRING, "inet:127.0.0.1:8891", 0, 0, OFF(listen), NULL,
-     "where to listen: inet:HOST:PORT or unix:/path (Postfix's syntax)"},
-    {"filterd_user", SIFT_P_STRING, "", 0, 0, OFF(user), NULL,
-     "user to run as after opening sockets and keys (empty: stay)"},
-    {"filterd_pid_file", SIFT_P_STRING, "", 0, 0, OFF(pid_file), NULL, "pid file (empty: none)"},
-    {"filterd_socket_mode", SIFT_P_STRING, "0660", 0, 0, OFF(socket_mode), NULL,
-     "permissions of a unix listening socket (octal)"},
-    {"filterd_socket_group", SIFT_P_STRING, "", 0, 0, OFF(socket_group), NULL,
-     "group of a unix listening socket (e.g. postfix)"},
-    {"filterd_backlog", SIFT_P_INT, "256", 1, 65535, OFF(backlog), NULL, "listen(2) backlog"},
-    {"filterd_milter_timeout", SIFT_P_TIME, "7210s", 1000, 86400000, OFF(milter_timeout), NULL,
-     "how long filterd waits for the MTA's next command"},
-    {"filterd_command_deadline", SIFT_P_TIME, "25s", 100, 3600000, OFF(command_deadline), NULL,
-     "time plugins get at connect..RCPT (below Postfix's milter_command_timeout)"},
-    {"filterd_content_deadline", SIFT_P_TIME, "250s", 100, 3600000, OFF(content_deadline), NULL,
-     "time plugins get at header..end of message (below milter_content_timeout)"},
-    {"filterd_tcp_tuning", SIFT_P_BOOL, "yes", 0, 0, OFF(tcp_tuning), NULL,
-     "TCP_NODELAY and TCP_QUICKACK on MTA connections (avoids 40 ms stalls)"},
-    {"filterd_engine", SIFT_P_ENUM, FD_STR(FILTERD_DEFAULT_ENGINE), 0, 0, OFF(engine), "native|libmilter",
-     "milter protocol engine: libmilter, or native (filterd's own)"},
-    {"filterd_max_connections", SIFT_P_INT, "1000", 1, 1000000, OFF(max_connections), NULL,
-     "native engine: MTA connections served at once (more are refused)"},
-    {"filterd_shutdown_timeout", SIFT_P_TIME, "10s", 0, 3600000, OFF(shutdown_timeout), NULL,
-     "native engine: on SIGTERM, how long messages in progress may take to finish"},
-    SIFT_PARAM_END,
+	{"filterd_listen", SIFT_P_STRING, "inet:127.0.0.1:8891", 0, 0, OFF(listen), NULL,
+	 "where to listen: inet:HOST:PORT or unix:/path (Postfix's syntax)"},
+	{"filterd_user", SIFT_P_STRING, "", 0, 0, OFF(user), NULL,
+	 "user to run as after opening sockets and keys (empty: stay)"},
+	{"filterd_pid_file", SIFT_P_STRING, "", 0, 0, OFF(pid_file), NULL, "pid file (empty: none)"},
+	{"filterd_socket_mode", SIFT_P_STRING, "0660", 0, 0, OFF(socket_mode), NULL,
+	 "permissions of a unix listening socket (octal)"},
+	{"filterd_socket_group", SIFT_P_STRING, "", 0, 0, OFF(socket_group), NULL,
+	 "group of a unix listening socket (e.g. postfix)"},
+	{"filterd_backlog", SIFT_P_INT, "256", 1, 65535, OFF(backlog), NULL, "listen(2) backlog"},
+	{"filterd_milter_timeout", SIFT_P_TIME, "7210s", 1000, 86400000, OFF(milter_timeout), NULL,
+	 "how long filterd waits for the MTA's next command"},
+	{"filterd_command_deadline", SIFT_P_TIME, "25s", 100, 3600000, OFF(command_deadline), NULL,
+	 "time plugins get at connect..RCPT (below Postfix's milter_command_timeout)"},
+	{"filterd_content_deadline", SIFT_P_TIME, "250s", 100, 3600000, OFF(content_deadline), NULL,
+	 "time plugins get at header..end of message (below milter_content_timeout)"},
+	{"filterd_tcp_tuning", SIFT_P_BOOL, "yes", 0, 0, OFF(tcp_tuning), NULL,
+	 "TCP_NODELAY and TCP_QUICKACK on MTA connections (avoids 40 ms stalls)"},
+	{"filterd_engine", SIFT_P_ENUM, FD_STR(FILTERD_DEFAULT_ENGINE), 0, 0, OFF(engine), "native|libmilter",
+	 "milter protocol engine: libmilter, or native (filterd's own)"},
+	{"filterd_max_connections", SIFT_P_INT, "1000", 1, 1000000, OFF(max_connections), NULL,
+	 "native engine: MTA connections served at once (more are refused)"},
+	{"filterd_shutdown_timeout", SIFT_P_TIME, "10s", 0, 3600000, OFF(shutdown_timeout), NULL,
+	 "native engine: on SIGTERM, how long messages in progress may take to finish"},
+	SIFT_PARAM_END,
 };
 #undef OFF
 
@@ -226,7 +226,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (opts.test_only) {
-		printf("filterd: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g), sift_gen_plugin_count(g) == 1 ? "" : "s");
+		printf("filterd: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g),
+		       sift_gen_plugin_count(g) == 1 ? "" : "s");
 		return 0;
 	}
 	sift_gen_set_current(g);
@@ -241,8 +242,8 @@ int main(int argc, char **argv)
 	}
 
 	bool native = fc.engine == FILTERD_ENGINE_NATIVE;
-	if ((native ? filterd_native_setup(&fc, &err) : filterd_milter_setup(&fc, &err)) < 0 || sift_drop_privileges(fc.user, &err) < 0 ||
-	    sift_write_pidfile(fc.pid_file, &err) < 0) {
+	if ((native ? filterd_native_setup(&fc, &err) : filterd_milter_setup(&fc, &err)) < 0 ||
+	    sift_drop_privileges(fc.user, &err) < 0 || sift_write_pidfile(fc.pid_file, &err) < 0) {
 		sift_log(LOG_ERR, "%s", err);
 		return 1;
 	}

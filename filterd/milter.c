@@ -23,7 +23,8 @@ static const char *lm_getsymval(void *arg, const char *name)
 
 static int lm_setreply(void *arg, const char *code, const char *xcode, const char *text)
 {
-	return smfi_setreply((SMFICTX *)arg, (char *)code, (char *)xcode, (char *)text) == MI_SUCCESS ? 0 : -1;
+	return smfi_setreply((SMFICTX *)arg, (char *)code, (char *)xcode, (char *)text) == MI_SUCCESS ? 0
+												      : -1;
 }
 
 static int lm_addheader(void *arg, const char *name, const char *value)
@@ -47,12 +48,12 @@ static int lm_quarantine(void *arg, const char *reason)
 }
 
 static const struct fd_out lm_out = {
-    .getsymval = lm_getsymval,
-    .setreply = lm_setreply,
-    .addheader = lm_addheader,
-    .insheader = lm_insheader,
-    .chgheader = lm_chgheader,
-    .quarantine = lm_quarantine,
+	.getsymval = lm_getsymval,
+	.setreply = lm_setreply,
+	.addheader = lm_addheader,
+	.insheader = lm_insheader,
+	.chgheader = lm_chgheader,
+	.quarantine = lm_quarantine,
 };
 
 /* The session of a connection, created at the first callback (libmilter may
@@ -190,21 +191,21 @@ int filterd_milter_setup(const struct filterd_conf *conf, char **err_r)
 	fd_session_setup(conf);
 
 	static struct smfiDesc desc = {
-	    .xxfi_name = "sift-filterd",
-	    .xxfi_version = SMFI_VERSION,
-	    .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE | SMFIF_CHGBODY,
-	    .xxfi_connect = cb_connect,
-	    .xxfi_helo = cb_helo,
-	    .xxfi_envfrom = cb_envfrom,
-	    .xxfi_envrcpt = cb_envrcpt,
-	    .xxfi_header = cb_header,
-	    .xxfi_eoh = cb_eoh,
-	    .xxfi_body = cb_body,
-	    .xxfi_eom = cb_eom,
-	    .xxfi_abort = cb_abort,
-	    .xxfi_close = cb_close,
-	    .xxfi_data = cb_data,
-	    .xxfi_negotiate = cb_negotiate,
+		.xxfi_name = "sift-filterd",
+		.xxfi_version = SMFI_VERSION,
+		.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE | SMFIF_CHGBODY,
+		.xxfi_connect = cb_connect,
+		.xxfi_helo = cb_helo,
+		.xxfi_envfrom = cb_envfrom,
+		.xxfi_envrcpt = cb_envrcpt,
+		.xxfi_header = cb_header,
+		.xxfi_eoh = cb_eoh,
+		.xxfi_body = cb_body,
+		.xxfi_eom = cb_eom,
+		.xxfi_abort = cb_abort,
+		.xxfi_close = cb_close,
+		.xxfi_data = cb_data,
+		.xxfi_negotiate = cb_negotiate,
 	};
 	char *ep = milter_endpoint(conf->listen);
 	if (smfi_setconn(ep) != MI_SUCCESS || smfi_register(desc) != MI_SUCCESS) {

@@ -23,8 +23,8 @@ static void put32(unsigned char *p, uint32_t v)
 	p[3] = (unsigned char)v;
 }
 
-int mp_frame(const unsigned char *buf, size_t len, char *cmd, const unsigned char **data,
-	     size_t *dlen, size_t *used, size_t *need_r)
+int mp_frame(const unsigned char *buf, size_t len, char *cmd, const unsigned char **data, size_t *dlen,
+	     size_t *used, size_t *need_r)
 {
 	if (len < 4) {
 		*need_r = 4;
@@ -251,24 +251,24 @@ const char *mp_macros_get(const struct mp_macros *m, const char *name)
 /* ---- libmilter's state machine (libmilter/engine.c) ---- */
 #define MASK(s) (1u << (s))
 static const unsigned next_states[] = {
-    [MP_ST_INIT] = MASK(MP_ST_OPTS),
-    [MP_ST_OPTS] = MASK(MP_ST_CONN) | MASK(MP_ST_UNKN),
-    [MP_ST_CONN] = MASK(MP_ST_HELO) | MASK(MP_ST_MAIL) | MASK(MP_ST_UNKN),
-    [MP_ST_HELO] = MASK(MP_ST_HELO) | MASK(MP_ST_MAIL) | MASK(MP_ST_UNKN),
-    [MP_ST_MAIL] = MASK(MP_ST_RCPT) | MASK(MP_ST_ABRT) | MASK(MP_ST_UNKN),
-    [MP_ST_RCPT] = MASK(MP_ST_HDRS) | MASK(MP_ST_EOHS) | MASK(MP_ST_DATA) | MASK(MP_ST_BODY) |
-		   MASK(MP_ST_ENDM) | MASK(MP_ST_RCPT) | MASK(MP_ST_ABRT) | MASK(MP_ST_UNKN),
-    [MP_ST_DATA] = MASK(MP_ST_EOHS) | MASK(MP_ST_HDRS) | MASK(MP_ST_ABRT),
-    [MP_ST_HDRS] = MASK(MP_ST_EOHS) | MASK(MP_ST_HDRS) | MASK(MP_ST_ABRT),
-    [MP_ST_EOHS] = MASK(MP_ST_BODY) | MASK(MP_ST_ENDM) | MASK(MP_ST_ABRT),
-    [MP_ST_BODY] = MASK(MP_ST_ENDM) | MASK(MP_ST_BODY) | MASK(MP_ST_ABRT),
-    [MP_ST_ENDM] = MASK(MP_ST_QUIT) | MASK(MP_ST_MAIL) | MASK(MP_ST_UNKN) | MASK(MP_ST_Q_NC),
-    [MP_ST_QUIT] = 0,
-    [MP_ST_ABRT] = 0,
-    [MP_ST_UNKN] = MASK(MP_ST_HELO) | MASK(MP_ST_MAIL) | MASK(MP_ST_RCPT) | MASK(MP_ST_ABRT) |
-		   MASK(MP_ST_DATA) | MASK(MP_ST_BODY) | MASK(MP_ST_UNKN) | MASK(MP_ST_QUIT) |
-		   MASK(MP_ST_Q_NC),
-    [MP_ST_Q_NC] = MASK(MP_ST_CONN) | MASK(MP_ST_UNKN),
+	[MP_ST_INIT] = MASK(MP_ST_OPTS),
+	[MP_ST_OPTS] = MASK(MP_ST_CONN) | MASK(MP_ST_UNKN),
+	[MP_ST_CONN] = MASK(MP_ST_HELO) | MASK(MP_ST_MAIL) | MASK(MP_ST_UNKN),
+	[MP_ST_HELO] = MASK(MP_ST_HELO) | MASK(MP_ST_MAIL) | MASK(MP_ST_UNKN),
+	[MP_ST_MAIL] = MASK(MP_ST_RCPT) | MASK(MP_ST_ABRT) | MASK(MP_ST_UNKN),
+	[MP_ST_RCPT] = MASK(MP_ST_HDRS) | MASK(MP_ST_EOHS) | MASK(MP_ST_DATA) | MASK(MP_ST_BODY) |
+		       MASK(MP_ST_ENDM) | MASK(MP_ST_RCPT) | MASK(MP_ST_ABRT) | MASK(MP_ST_UNKN),
+	[MP_ST_DATA] = MASK(MP_ST_EOHS) | MASK(MP_ST_HDRS) | MASK(MP_ST_ABRT),
+	[MP_ST_HDRS] = MASK(MP_ST_EOHS) | MASK(MP_ST_HDRS) | MASK(MP_ST_ABRT),
+	[MP_ST_EOHS] = MASK(MP_ST_BODY) | MASK(MP_ST_ENDM) | MASK(MP_ST_ABRT),
+	[MP_ST_BODY] = MASK(MP_ST_ENDM) | MASK(MP_ST_BODY) | MASK(MP_ST_ABRT),
+	[MP_ST_ENDM] = MASK(MP_ST_QUIT) | MASK(MP_ST_MAIL) | MASK(MP_ST_UNKN) | MASK(MP_ST_Q_NC),
+	[MP_ST_QUIT] = 0,
+	[MP_ST_ABRT] = 0,
+	[MP_ST_UNKN] = MASK(MP_ST_HELO) | MASK(MP_ST_MAIL) | MASK(MP_ST_RCPT) | MASK(MP_ST_ABRT) |
+		       MASK(MP_ST_DATA) | MASK(MP_ST_BODY) | MASK(MP_ST_UNKN) | MASK(MP_ST_QUIT) |
+		       MASK(MP_ST_Q_NC),
+	[MP_ST_Q_NC] = MASK(MP_ST_CONN) | MASK(MP_ST_UNKN),
 };
 #define N_STATES (sizeof(next_states) / sizeof(next_states[0]))
 

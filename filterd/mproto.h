@@ -19,17 +19,17 @@
 
 /* Action flags (SMFIF_* in <libmilter/mfapi.h>, which only milter.c
  * includes; the wire values are the same). */
-#define MP_A_ADDHDRS 0x01UL
-#define MP_A_CHGBODY 0x02UL
-#define MP_A_ADDRCPT 0x04UL
-#define MP_A_DELRCPT 0x08UL
-#define MP_A_CHGHDRS 0x10UL
+#define MP_A_ADDHDRS	0x01UL
+#define MP_A_CHGBODY	0x02UL
+#define MP_A_ADDRCPT	0x04UL
+#define MP_A_DELRCPT	0x08UL
+#define MP_A_CHGHDRS	0x10UL
 #define MP_A_QUARANTINE 0x20UL
 
 /* The no-reply steps libmilter can fake when the MTA lacks them. */
-#define MP_NR_ALL                                                                              \
-	(SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_DATA |           \
-	 SMFIP_NR_UNKN | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY)
+#define MP_NR_ALL                                                                                        \
+	(SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_DATA | SMFIP_NR_UNKN | \
+	 SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY)
 
 /* Largest packet accepted (length field, command byte included). Postfix
  * sends body chunks of at most 65535 bytes; headers and macro values are
@@ -40,8 +40,8 @@
  * *dlen and *used (bytes of the whole packet) when a packet is complete,
  * 0 when more bytes are needed (*need_r = total bytes the packet needs, or
  * 4 for the length field), -1 on a bad length (0 or > MP_MAX_PACKET). */
-int mp_frame(const unsigned char *buf, size_t len, char *cmd, const unsigned char **data,
-	     size_t *dlen, size_t *used, size_t *need_r);
+int mp_frame(const unsigned char *buf, size_t len, char *cmd, const unsigned char **data, size_t *dlen,
+	     size_t *used, size_t *need_r);
 
 /* Decoders. All return 0 or -1 (malformed); strings point into data, which
  * must stay alive; *why_r says what is wrong. */
@@ -52,8 +52,8 @@ int mp_dec_optneg(const unsigned char *data, size_t len, struct mp_optneg *o, co
 
 struct mp_connect {
 	const char *hostname;
-	char family; /* SMFIA_UNKNOWN, _UNIX, _INET, _INET6 */
-	uint16_t port; /* host order */
+	char family;	     /* SMFIA_UNKNOWN, _UNIX, _INET, _INET6 */
+	uint16_t port;	     /* host order */
 	const char *address; /* NULL for SMFIA_UNKNOWN */
 };
 int mp_dec_connect(const unsigned char *data, size_t len, struct mp_connect *c, const char **why_r);
@@ -74,9 +74,9 @@ int mp_macro_stage(char c);
 #define MP_MAX_MACROS 256 /* name/value pairs per stage */
 struct mp_macros {
 	struct {
-		char *buf;	    /* copy of the packet's strings */
+		char *buf;	   /* copy of the packet's strings */
 		const char **argv; /* name, value, name, value ... */
-		size_t n;	    /* strings in argv */
+		size_t n;	   /* strings in argv */
 	} st[MP_NSTAGES];
 };
 /* Stores a 'D' packet's data (stage byte included); 0, 1 when the stage is
@@ -91,9 +91,22 @@ const char *mp_macros_get(const struct mp_macros *m, const char *name);
 /* libmilter's command state machine (engine.c: states, allowed transitions,
  * steps the filter negotiated away may be skipped). */
 enum mp_state {
-	MP_ST_INIT = 0, MP_ST_OPTS, MP_ST_CONN, MP_ST_HELO, MP_ST_MAIL, MP_ST_RCPT, MP_ST_DATA,
-	MP_ST_HDRS, MP_ST_EOHS, MP_ST_BODY, MP_ST_ENDM, MP_ST_QUIT, MP_ST_ABRT, MP_ST_UNKN,
-	MP_ST_Q_NC, MP_ST_NONE = -1
+	MP_ST_INIT = 0,
+	MP_ST_OPTS,
+	MP_ST_CONN,
+	MP_ST_HELO,
+	MP_ST_MAIL,
+	MP_ST_RCPT,
+	MP_ST_DATA,
+	MP_ST_HDRS,
+	MP_ST_EOHS,
+	MP_ST_BODY,
+	MP_ST_ENDM,
+	MP_ST_QUIT,
+	MP_ST_ABRT,
+	MP_ST_UNKN,
+	MP_ST_Q_NC,
+	MP_ST_NONE = -1
 };
 #define MP_IN_MAIL(st) ((st) >= MP_ST_MAIL && (st) < MP_ST_ENDM)
 /* The state a command leads to (MP_ST_NONE for 'D'); -2 for an unknown

@@ -151,8 +151,8 @@ static enum fd_status to_status(struct fd_session *s, enum sift_verdict v, bool 
 	}
 }
 
-void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long f1,
-			  unsigned long *pf0, unsigned long *pf1)
+void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long f1, unsigned long *pf0,
+			  unsigned long *pf1)
 {
 	struct sift_gen *g = s->gen;
 	unsigned acts = sift_gen_actions(g), phases = sift_gen_phases(g), flags = sift_gen_flags(g);
@@ -185,9 +185,9 @@ void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long 
 		enum sift_phase ph;
 		unsigned long nr;
 	} nrmap[] = {{SIFT_PH_CONNECT, SMFIP_NR_CONN}, {SIFT_PH_HELO, SMFIP_NR_HELO},
-		     {SIFT_PH_MAIL, SMFIP_NR_MAIL},	{SIFT_PH_RCPT, SMFIP_NR_RCPT},
-		     {SIFT_PH_DATA, SMFIP_NR_DATA},	{SIFT_PH_HEADER, SMFIP_NR_HDR},
-		     {SIFT_PH_EOH, SMFIP_NR_EOH},	{SIFT_PH_BODY, SMFIP_NR_BODY}};
+		     {SIFT_PH_MAIL, SMFIP_NR_MAIL},    {SIFT_PH_RCPT, SMFIP_NR_RCPT},
+		     {SIFT_PH_DATA, SMFIP_NR_DATA},    {SIFT_PH_HEADER, SMFIP_NR_HDR},
+		     {SIFT_PH_EOH, SMFIP_NR_EOH},      {SIFT_PH_BODY, SMFIP_NR_BODY}};
 	for (size_t i = 0; i < sizeof(nrmap) / sizeof(nrmap[0]); i++)
 		if (!(phases & (1u << nrmap[i].ph)) && (f1 & nrmap[i].nr))
 			steps |= nrmap[i].nr;
@@ -407,7 +407,8 @@ enum fd_status fd_session_eom(struct fd_session *s)
 		char *reason = escape_pct(r->hold_reason ? r->hold_reason : "held by filterd");
 		if (s->out->quarantine(s->arg, reason) < 0) {
 			free(reason);
-			sift_host_table.reply(ctx, "451", "4.3.0", "Temporary local problem, try again later");
+			sift_host_table.reply(ctx, "451", "4.3.0",
+					      "Temporary local problem, try again later");
 			return to_status(s, SIFT_TEMPFAIL, true);
 		}
 		free(reason);

@@ -45,8 +45,8 @@ void fd_session_free(struct fd_session *s);
 
 /* f0/f1: actions and protocol steps offered (libmilter adds the no-reply
  * steps it can fake); pf0 and pf1: what filterd asks for. */
-void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long f1,
-			  unsigned long *pf0, unsigned long *pf1);
+void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long f1, unsigned long *pf0,
+			  unsigned long *pf1);
 /* hostname as the MTA sent it ("[ip]" when unverified); sa NULL when the
  * family is unknown. */
 enum fd_status fd_session_connect(struct fd_session *s, const char *hostname, const struct sockaddr *sa);

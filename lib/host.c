@@ -37,42 +37,42 @@ const char *const sift_verdict_names[SIFT_VERDICT_MAX] = {"dunno",   "accept", "
 
 #define OFF(f) offsetof(struct sift_common_conf, f)
 const struct sift_param sift_common_params[] = {
-    {"plugin_directory", SIFT_P_STRING, SIFT_PLUGIN_DIR, 0, 0, OFF(plugin_directory), NULL,
-     "directory holding the plugin shared objects (<name>.so)"},
-    {"inbound_plugins", SIFT_P_LIST, "", 0, 0, OFF(inbound_plugins), NULL,
-     "plugins run, in this order, for the inbound profile"},
-    {"originating_plugins", SIFT_P_LIST, "", 0, 0, OFF(originating_plugins), NULL,
-     "plugins run, in this order, for the originating profile"},
-    {"originating_daemons", SIFT_P_LIST, "ORIGINATING", 0, 0, OFF(originating_daemons), NULL,
-     "{daemon_name} (filterd) or policy_context (policyd) values that mean originating"},
-    {"originating_networks", SIFT_P_MAP, "", 0, 0, OFF(originating_networks), NULL,
-     "map of client addresses (e.g. cidr:/etc/sift/originating.cidr) that mean originating"},
-    {"dns_servers", SIFT_P_STRING, "", 0, 0, OFF(dns_servers), NULL,
-     "resolvers to forward DNS queries to (IP[:port] ...); empty = /etc/resolv.conf"},
-    {"dns_timeout", SIFT_P_TIME, "5s", 10, 60000, OFF(dns_timeout), NULL,
-     "default time limit of one DNS query"},
-    {"state_store", SIFT_P_STRING, "memory:", 0, 0, OFF(state_store), NULL,
-     "key-value store for shared state: memory: or redis:..."},
-    {"myhostname", SIFT_P_STRING, "", 0, 0, OFF(myhostname), NULL,
-     "this host's name (the default is the system's host name)"},
-    {"authserv_id", SIFT_P_STRING, "$myhostname", 0, 0, OFF(authserv_id), NULL,
-     "authserv-id of the Authentication-Results headers we add"},
-    {"tmpdir", SIFT_P_STRING, "/var/tmp", 0, 0, OFF(tmpdir), NULL,
-     "directory for spooling large messages"},
-    {"quarantine_directory", SIFT_P_STRING, "/var/lib/sift/quarantine", 0, 0, OFF(quarantine_directory),
-     NULL, "where quarantined messages are kept"},
-    {"message_memory_limit", SIFT_P_SIZE, "1m", 0, 1LL << 32, OFF(message_memory_limit), NULL,
-     "message bytes kept in memory; the rest is spooled to tmpdir"},
-    SIFT_PARAM_END,
+	{"plugin_directory", SIFT_P_STRING, SIFT_PLUGIN_DIR, 0, 0, OFF(plugin_directory), NULL,
+	 "directory holding the plugin shared objects (<name>.so)"},
+	{"inbound_plugins", SIFT_P_LIST, "", 0, 0, OFF(inbound_plugins), NULL,
+	 "plugins run, in this order, for the inbound profile"},
+	{"originating_plugins", SIFT_P_LIST, "", 0, 0, OFF(originating_plugins), NULL,
+	 "plugins run, in this order, for the originating profile"},
+	{"originating_daemons", SIFT_P_LIST, "ORIGINATING", 0, 0, OFF(originating_daemons), NULL,
+	 "{daemon_name} (filterd) or policy_context (policyd) values that mean originating"},
+	{"originating_networks", SIFT_P_MAP, "", 0, 0, OFF(originating_networks), NULL,
+	 "map of client addresses (e.g. cidr:/etc/sift/originating.cidr) that mean originating"},
+	{"dns_servers", SIFT_P_STRING, "", 0, 0, OFF(dns_servers), NULL,
+	 "resolvers to forward DNS queries to (IP[:port] ...); empty = /etc/resolv.conf"},
+	{"dns_timeout", SIFT_P_TIME, "5s", 10, 60000, OFF(dns_timeout), NULL,
+	 "default time limit of one DNS query"},
+	{"state_store", SIFT_P_STRING, "memory:", 0, 0, OFF(state_store), NULL,
+	 "key-value store for shared state: memory: or redis:..."},
+	{"myhostname", SIFT_P_STRING, "", 0, 0, OFF(myhostname), NULL,
+	 "this host's name (the default is the system's host name)"},
+	{"authserv_id", SIFT_P_STRING, "$myhostname", 0, 0, OFF(authserv_id), NULL,
+	 "authserv-id of the Authentication-Results headers we add"},
+	{"tmpdir", SIFT_P_STRING, "/var/tmp", 0, 0, OFF(tmpdir), NULL,
+	 "directory for spooling large messages"},
+	{"quarantine_directory", SIFT_P_STRING, "/var/lib/sift/quarantine", 0, 0, OFF(quarantine_directory),
+	 NULL, "where quarantined messages are kept"},
+	{"message_memory_limit", SIFT_P_SIZE, "1m", 0, 1LL << 32, OFF(message_memory_limit), NULL,
+	 "message bytes kept in memory; the rest is spooled to tmpdir"},
+	SIFT_PARAM_END,
 };
 #undef OFF
 
 enum err_action { EA_TEMPFAIL, EA_ACCEPT, EA_REJECT, EA_DUNNO };
 static const char *const ea_names[] = {"tempfail", "accept", "reject", "dunno"};
 static const struct sift_param error_action_param[] = {
-    {"error_action", SIFT_P_ENUM, "tempfail", 0, 0, 0, "tempfail|accept|reject|dunno",
-     "what an internal error of this plugin becomes"},
-    SIFT_PARAM_END,
+	{"error_action", SIFT_P_ENUM, "tempfail", 0, 0, 0, "tempfail|accept|reject|dunno",
+	 "what an internal error of this plugin becomes"},
+	SIFT_PARAM_END,
 };
 
 /* ---- plugin files ---------------------------------------------------------- */
@@ -300,8 +300,8 @@ void sift_config_common_defaults(struct sift_config *cfg)
 	if (!hn[0] && gethostname(hn, sizeof(hn) - 1) < 0)
 		strcpy(hn, "localhost");
 	const struct sift_param dyn[] = {
-	    {"myhostname", SIFT_P_STRING, hn, 0, 0, 0, NULL, NULL},
-	    SIFT_PARAM_END,
+		{"myhostname", SIFT_P_STRING, hn, 0, 0, 0, NULL, NULL},
+		SIFT_PARAM_END,
 	};
 	sift_config_defaults(cfg, "", dyn);
 }
@@ -318,7 +318,7 @@ struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, 
 	g->myhostname = sift_strdup(*g->common.myhostname ? g->common.myhostname : "localhost");
 
 	const char *const *lists[SIFT_PROFILE_MAX] = {g->common.inbound_plugins,
-						       g->common.originating_plugins};
+						      g->common.originating_plugins};
 	for (int pr = 0; pr < SIFT_PROFILE_MAX; pr++)
 		for (const char *const *n = lists[pr]; n && *n; n++)
 			if (add_plugin(g, *n, err_r) < 0)
@@ -334,7 +334,8 @@ struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, 
 			for (size_t k = 0; k < g->nprof[pr]; k++)
 				dup |= g->prof[pr][k] == (size_t)idx;
 			if (dup) {
-				*err_r = sift_asprintf("%s_plugins lists %s twice", sift_profile_names[pr], *n);
+				*err_r = sift_asprintf("%s_plugins lists %s twice", sift_profile_names[pr],
+						       *n);
 				goto fail;
 			}
 			g->prof[pr][g->nprof[pr]++] = (size_t)idx;
@@ -478,7 +479,7 @@ struct sift_ctx {
 	const char *(*macro_fn)(void *, const char *);
 	void *macro_arg;
 	long long deadline;
-	void **conn;  /* per plugin instance */
+	void **conn; /* per plugin instance */
 	void **mstate;
 	bool in_msg;
 	struct sift_msg *msg;
@@ -490,7 +491,7 @@ struct sift_ctx {
 	long long msg_start;
 	struct sift_mime *mime;	  /* host->mime() cache, freed at message end */
 	unsigned char *mime_body; /* the body bytes mime points into */
-	bool conn_accepted; /* ACCEPT at CONNECT/HELO: whitelists the connection */
+	bool conn_accepted;	  /* ACCEPT at CONNECT/HELO: whitelists the connection */
 };
 
 static bool is_msg_item(enum sift_item it)
@@ -756,7 +757,8 @@ static void check_reply(struct sift_ctx *ctx, enum sift_verdict v, const char *p
 	bool ok = true;
 	if (r->reply_code) {
 		const char *c = r->reply_code;
-		ok = strlen(c) == 3 && c[0] == cls && c[1] >= '0' && c[1] <= '9' && c[2] >= '0' && c[2] <= '9';
+		ok = strlen(c) == 3 && c[0] == cls && c[1] >= '0' && c[1] <= '9' && c[2] >= '0' &&
+		     c[2] <= '9';
 		if (ok && r->reply_xcode) {
 			const char *x = r->reply_xcode;
 			ok = x[0] == cls && x[1] == '.' && strspn(x + 2, "0123456789.") == strlen(x + 2);
@@ -906,7 +908,8 @@ enum sift_verdict sift_run_body(struct sift_ctx *ctx, const void *buf, size_t le
 	if (ctx->msg) {
 		char *err = NULL;
 		if (sift_msg_add_body(ctx->msg, buf, len, &err) < 0) {
-			sift_log_msg(LOG_ERR, ctx->items[SIFT_I_QUEUE_ID], NULL, "storing message body: %s", err);
+			sift_log_msg(LOG_ERR, ctx->items[SIFT_I_QUEUE_ID], NULL, "storing message body: %s",
+				     err);
 			free(err);
 			set_reply(ctx, "451", "4.3.0", "Temporary local problem, try again later");
 			ctx->res.verdict = SIFT_TEMPFAIL;
@@ -1176,10 +1179,10 @@ static int h_kv_del(const char *key)
 static int h_quarantine(struct sift_ctx *ctx, const char *reason, char **id_r)
 {
 	char *err = NULL, *id = NULL;
-	if (sift_quarantine_store(ctx->gen->common.quarantine_directory, ctx, reason, ctx_plugin_name(ctx), &id,
-				  &err) < 0) {
-		sift_log_msg(LOG_ERR, ctx->items[SIFT_I_QUEUE_ID], ctx_plugin_name(ctx), "quarantine failed: %s",
-			     err ? err : "unknown error");
+	if (sift_quarantine_store(ctx->gen->common.quarantine_directory, ctx, reason, ctx_plugin_name(ctx),
+				  &id, &err) < 0) {
+		sift_log_msg(LOG_ERR, ctx->items[SIFT_I_QUEUE_ID], ctx_plugin_name(ctx),
+			     "quarantine failed: %s", err ? err : "unknown error");
 		free(err);
 		return -1;
 	}
@@ -1234,7 +1237,8 @@ static size_t h_symbol_count(struct sift_ctx *ctx)
 	return n;
 }
 
-static int h_symbol_get(struct sift_ctx *ctx, size_t i, const char **name_r, double *score_r, const char **option_r)
+static int h_symbol_get(struct sift_ctx *ctx, size_t i, const char **name_r, double *score_r,
+			const char **option_r)
 {
 	for (const struct sift_symbol *s = ctx->res.symbols; s; s = s->next, i--)
 		if (i == 0) {
@@ -1250,40 +1254,40 @@ static int h_symbol_get(struct sift_ctx *ctx, size_t i, const char **name_r, dou
 }
 
 const struct sift_host sift_host_table = {
-    .abi_major = SIFT_ABI_MAJOR,
-    .abi_minor = SIFT_ABI_MINOR,
-    .struct_size = sizeof(struct sift_host),
-    .log = h_log,
-    .conf = h_conf,
-    .conn = h_conn,
-    .msg = h_msg,
-    .get = h_get,
-    .rcpt_count = h_rcpt_count,
-    .rcpt = h_rcpt,
-    .macro = h_macro,
-    .header_count = h_header_count,
-    .header = h_header,
-    .body_size = h_body_size,
-    .body_read = h_body_read,
-    .reply = h_reply,
-    .symbol = h_symbol,
-    .score = h_score,
-    .header_add = h_header_add,
-    .header_insert = h_header_insert,
-    .header_change = h_header_change,
-    .policy_action = h_policy_action,
-    .hold = h_hold,
-    .msg_alloc = h_msg_alloc,
-    .time_left_ms = h_time_left_ms,
-    .map_lookup = h_map_lookup,
-    .map_open = h_map_open,
-    .dns_query = h_dns_query,
-    .kv_get = h_kv_get,
-    .kv_set = h_kv_set,
-    .kv_incr = h_kv_incr,
-    .kv_del = h_kv_del,
-    .quarantine = h_quarantine,
-    .mime = h_mime,
-    .symbol_count = h_symbol_count,
-    .symbol_get = h_symbol_get,
+	.abi_major = SIFT_ABI_MAJOR,
+	.abi_minor = SIFT_ABI_MINOR,
+	.struct_size = sizeof(struct sift_host),
+	.log = h_log,
+	.conf = h_conf,
+	.conn = h_conn,
+	.msg = h_msg,
+	.get = h_get,
+	.rcpt_count = h_rcpt_count,
+	.rcpt = h_rcpt,
+	.macro = h_macro,
+	.header_count = h_header_count,
+	.header = h_header,
+	.body_size = h_body_size,
+	.body_read = h_body_read,
+	.reply = h_reply,
+	.symbol = h_symbol,
+	.score = h_score,
+	.header_add = h_header_add,
+	.header_insert = h_header_insert,
+	.header_change = h_header_change,
+	.policy_action = h_policy_action,
+	.hold = h_hold,
+	.msg_alloc = h_msg_alloc,
+	.time_left_ms = h_time_left_ms,
+	.map_lookup = h_map_lookup,
+	.map_open = h_map_open,
+	.dns_query = h_dns_query,
+	.kv_get = h_kv_get,
+	.kv_set = h_kv_set,
+	.kv_incr = h_kv_incr,
+	.kv_del = h_kv_del,
+	.quarantine = h_quarantine,
+	.mime = h_mime,
+	.symbol_count = h_symbol_count,
+	.symbol_get = h_symbol_get,
 };

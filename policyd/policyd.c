@@ -77,8 +77,8 @@
 
 #include "sift.h"
 
-#define DEFAULT_CONFIG "/etc/sift/policyd.conf"
-#define READ_BUF 16384
+#define DEFAULT_CONFIG	 "/etc/sift/policyd.conf"
+#define READ_BUF	 16384
 #define WRITE_TIMEOUT_MS 10000
 
 /* ---- parameters ------------------------------------------------------------ */
@@ -96,23 +96,23 @@ struct policyd_conf {
 
 #define OFF(f) offsetof(struct policyd_conf, f)
 static const struct sift_param policyd_params[] = {
-    {"policyd_listen", SIFT_P_LIST, "inet:127.0.0.1:8892", 0, 0, OFF(listen), NULL,
-     "endpoints to listen on: unix:/path, inet:host:port, inet6:[addr]:port"},
-    {"policyd_user", SIFT_P_STRING, "", 0, 0, OFF(user), NULL,
-     "user to run as after binding the sockets (empty: stay)"},
-    {"policyd_pid_file", SIFT_P_STRING, "", 0, 0, OFF(pid_file), NULL,
-     "file to write the process id to (empty: none)"},
-    {"policyd_workers", SIFT_P_INT, "16", 1, 1024, OFF(workers), NULL,
-     "worker threads running requests through the plugins"},
-    {"policyd_max_connections", SIFT_P_INT, "1000", 1, 1000000, OFF(max_connections), NULL,
-     "connections served at once; more are closed at once with a warning"},
-    {"policyd_idle_timeout", SIFT_P_TIME, "600s", 1000, 86400000LL, OFF(idle_timeout), NULL,
-     "close a connection idle this long (above smtpd_policy_service_max_idle)"},
-    {"policyd_request_timeout", SIFT_P_TIME, "30s", 100, 3600000LL, OFF(request_timeout), NULL,
-     "time allowed to receive the rest of a request once it started"},
-    {"policyd_request_deadline", SIFT_P_TIME, "20s", 100, 3600000LL, OFF(request_deadline), NULL,
-     "time the plugins get for one request (host->time_left_ms)"},
-    SIFT_PARAM_END,
+	{"policyd_listen", SIFT_P_LIST, "inet:127.0.0.1:8892", 0, 0, OFF(listen), NULL,
+	 "endpoints to listen on: unix:/path, inet:host:port, inet6:[addr]:port"},
+	{"policyd_user", SIFT_P_STRING, "", 0, 0, OFF(user), NULL,
+	 "user to run as after binding the sockets (empty: stay)"},
+	{"policyd_pid_file", SIFT_P_STRING, "", 0, 0, OFF(pid_file), NULL,
+	 "file to write the process id to (empty: none)"},
+	{"policyd_workers", SIFT_P_INT, "16", 1, 1024, OFF(workers), NULL,
+	 "worker threads running requests through the plugins"},
+	{"policyd_max_connections", SIFT_P_INT, "1000", 1, 1000000, OFF(max_connections), NULL,
+	 "connections served at once; more are closed at once with a warning"},
+	{"policyd_idle_timeout", SIFT_P_TIME, "600s", 1000, 86400000LL, OFF(idle_timeout), NULL,
+	 "close a connection idle this long (above smtpd_policy_service_max_idle)"},
+	{"policyd_request_timeout", SIFT_P_TIME, "30s", 100, 3600000LL, OFF(request_timeout), NULL,
+	 "time allowed to receive the rest of a request once it started"},
+	{"policyd_request_deadline", SIFT_P_TIME, "20s", 100, 3600000LL, OFF(request_deadline), NULL,
+	 "time the plugins get for one request (host->time_left_ms)"},
+	SIFT_PARAM_END,
 };
 #undef OFF
 
@@ -135,19 +135,19 @@ struct listener {
 struct conn {
 	struct src src;
 	int fd;
-	char peer[80];		   /* "inet:127.0.0.1:54321", "unix:/path" */
+	char peer[80]; /* "inet:127.0.0.1:54321", "unix:/path" */
 	struct sift_ctx *ctx;
 	struct sift_policy_parser parser;
-	char *pending;		   /* bytes received after the request */
+	char *pending; /* bytes received after the request */
 	size_t pending_len;
-	long long last_activity;   /* event thread: ms */
-	long long request_start;   /* event thread: first byte of a partial request */
-	bool busy;		   /* event thread: on the work queue / in a worker */
-	bool closing;		   /* work item: free the context */
-	bool failed;		   /* worker: the reply could not be written */
-	char *instance;		   /* worker: current message's instance */
-	struct conn *prev, *next;  /* event thread's list of connections */
-	struct conn *qnext;	   /* work / return queue link */
+	long long last_activity;  /* event thread: ms */
+	long long request_start;  /* event thread: first byte of a partial request */
+	bool busy;		  /* event thread: on the work queue / in a worker */
+	bool closing;		  /* work item: free the context */
+	bool failed;		  /* worker: the reply could not be written */
+	char *instance;		  /* worker: current message's instance */
+	struct conn *prev, *next; /* event thread's list of connections */
+	struct conn *qnext;	  /* work / return queue link */
 };
 
 struct queue {
@@ -408,8 +408,7 @@ static void accept_ready(struct listener *l)
 				static long long last_emfile_warning;
 				long long t = sift_now_ms();
 				if (t - last_emfile_warning >= 1000) {
-					sift_log(LOG_WARNING,
-						 "accept on %s: %s; closing new connections",
+					sift_log(LOG_WARNING, "accept on %s: %s; closing new connections",
 						 l->endpoint, strerror(errno));
 					last_emfile_warning = t;
 				}
@@ -558,22 +557,22 @@ static void handle_request(struct conn *c)
 		enum sift_item item;
 		bool empty_is_null;
 	} map[] = {
-	    {"client_address", SIFT_I_CLIENT_ADDR, true},
-	    {"client_name", SIFT_I_CLIENT_NAME, true},
-	    {"reverse_client_name", SIFT_I_CLIENT_PTR, true},
-	    {"client_port", SIFT_I_CLIENT_PORT, true},
-	    {"helo_name", SIFT_I_HELO, true},
-	    {"sender", SIFT_I_SENDER, false}, /* "" is the null sender */
-	    {"recipient", SIFT_I_RCPT, true},
-	    {"queue_id", SIFT_I_QUEUE_ID, true},
-	    {"sasl_username", SIFT_I_SASL_USERNAME, true},
-	    {"sasl_method", SIFT_I_SASL_METHOD, true},
-	    {"sasl_sender", SIFT_I_SASL_SENDER, true},
-	    {"policy_context", SIFT_I_DAEMON_NAME, true},
-	    {"protocol_state", SIFT_I_PROTOCOL_STATE, true},
-	    {"instance", SIFT_I_INSTANCE, true},
-	    {"size", SIFT_I_SIZE, true},
-	    {"recipient_count", SIFT_I_RCPT_COUNT, true},
+		{"client_address", SIFT_I_CLIENT_ADDR, true},
+		{"client_name", SIFT_I_CLIENT_NAME, true},
+		{"reverse_client_name", SIFT_I_CLIENT_PTR, true},
+		{"client_port", SIFT_I_CLIENT_PORT, true},
+		{"helo_name", SIFT_I_HELO, true},
+		{"sender", SIFT_I_SENDER, false}, /* "" is the null sender */
+		{"recipient", SIFT_I_RCPT, true},
+		{"queue_id", SIFT_I_QUEUE_ID, true},
+		{"sasl_username", SIFT_I_SASL_USERNAME, true},
+		{"sasl_method", SIFT_I_SASL_METHOD, true},
+		{"sasl_sender", SIFT_I_SASL_SENDER, true},
+		{"policy_context", SIFT_I_DAEMON_NAME, true},
+		{"protocol_state", SIFT_I_PROTOCOL_STATE, true},
+		{"instance", SIFT_I_INSTANCE, true},
+		{"size", SIFT_I_SIZE, true},
+		{"recipient_count", SIFT_I_RCPT_COUNT, true},
 	};
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
 		const char *v = sift_policy_get(r, map[i].attr);
@@ -597,8 +596,7 @@ static void handle_request(struct conn *c)
 			*p = ' ';
 	char *reply = sift_asprintf("action=%s\n\n", action);
 	if (write_reply(c->fd, reply, strlen(reply)) < 0) {
-		sift_log(LOG_WARNING, "policy client %s: writing the reply: %s", c->peer,
-			 strerror(errno));
+		sift_log(LOG_WARNING, "policy client %s: writing the reply: %s", c->peer, strerror(errno));
 		c->failed = true;
 	}
 	free(reply);
@@ -609,10 +607,9 @@ static void handle_request(struct conn *c)
 		const char *from = sift_policy_get(r, "sender");
 		const char *to = sift_policy_get(r, "recipient");
 		sift_log_msg(LOG_INFO, sift_policy_get(r, "queue_id"), "policyd",
-			     "action=%s protocol_state=%s client=%s[%s] from=<%s> to=<%s> profile=%s",
-			     action, state ? state : "", name ? name : "unknown", addr ? addr : "",
-			     from ? from : "", to ? to : "",
-			     sift_profile_names[sift_ctx_profile(ctx)]);
+			     "action=%s protocol_state=%s client=%s[%s] from=<%s> to=<%s> profile=%s", action,
+			     state ? state : "", name ? name : "unknown", addr ? addr : "", from ? from : "",
+			     to ? to : "", sift_profile_names[sift_ctx_profile(ctx)]);
 	}
 	free(action);
 	sift_ctx_set_macro_fn(ctx, NULL, NULL);
@@ -711,8 +708,8 @@ static void usage(FILE *out)
 
 static bool valid_endpoint(const char *e)
 {
-	return strncmp(e, "unix:/", 6) == 0 || strncmp(e, "local:/", 7) == 0 ||
-	       strncmp(e, "inet:", 5) == 0 || strncmp(e, "inet6:", 6) == 0;
+	return strncmp(e, "unix:/", 6) == 0 || strncmp(e, "local:/", 7) == 0 || strncmp(e, "inet:", 5) == 0 ||
+	       strncmp(e, "inet6:", 6) == 0;
 }
 
 static void open_listeners(void)
@@ -823,8 +820,10 @@ static void event_loop(void)
 			if (!stop_deadline)
 				stop_deadline = sift_now_ms() + grace;
 			else if (sift_now_ms() > stop_deadline) {
-				sift_log(LOG_WARNING, "%ld requests still running after %lld ms; "
-						      "exiting anyway", n_conns, grace);
+				sift_log(LOG_WARNING,
+					 "%ld requests still running after %lld ms; "
+					 "exiting anyway",
+					 n_conns, grace);
 				exit(0);
 			}
 		}
@@ -953,8 +952,7 @@ int main(int argc, char **argv)
 		int rc = 0;
 		for (const char *const *e = pconf.listen; e && *e; e++)
 			if (!valid_endpoint(*e)) {
-				fprintf(stderr, "policyd: error: policyd_listen: bad endpoint \"%s\"\n",
-					*e);
+				fprintf(stderr, "policyd: error: policyd_listen: bad endpoint \"%s\"\n", *e);
 				rc = 1;
 			}
 		if (opts.print_all || opts.print_nondefault) {
@@ -962,7 +960,8 @@ int main(int argc, char **argv)
 			sift_params_print(stdout, sift_gen_config(g), "", policyd_params, all);
 			sift_gen_print_params(stdout, g, all);
 		} else if (rc == 0)
-			printf("policyd: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g), sift_gen_plugin_count(g) == 1 ? "" : "s");
+			printf("policyd: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g),
+			       sift_gen_plugin_count(g) == 1 ? "" : "s");
 		sift_gen_unref(g);
 		sift_params_free(policyd_params, &pconf);
 		return rc;
@@ -997,8 +996,8 @@ int main(int argc, char **argv)
 
 	if (ready_fd >= 0)
 		detach_done(ready_fd);
-	sift_log(LOG_INFO, "starting: %zu listeners, %zu workers, %zu plugins, version %s",
-		 n_listeners, n_workers, sift_gen_plugin_count(g), SIFT_VERSION);
+	sift_log(LOG_INFO, "starting: %zu listeners, %zu workers, %zu plugins, version %s", n_listeners,
+		 n_workers, sift_gen_plugin_count(g), SIFT_VERSION);
 
 	event_loop();
 

@@ -74,13 +74,13 @@ struct sift_ctx; /* one connection/message/request as seen by a plugin */
 struct sift_map; /* a map in Postfix table syntax (type:name) */
 
 enum sift_verdict {
-	SIFT_DUNNO = 0,	  /* no opinion, continue */
-	SIFT_ACCEPT,	  /* whitelist: skip later plugins except always-run */
-	SIFT_REJECT,	  /* permanent failure (5xx) */
-	SIFT_TEMPFAIL,	  /* temporary failure (4xx) */
-	SIFT_DISCARD,	  /* accept and drop (the message; milter and policy) */
-	SIFT_HOLD,	  /* keep going, but put the message on hold */
-	SIFT_ERROR,	  /* internal error: the host applies <name>_error_action */
+	SIFT_DUNNO = 0, /* no opinion, continue */
+	SIFT_ACCEPT,	/* whitelist: skip later plugins except always-run */
+	SIFT_REJECT,	/* permanent failure (5xx) */
+	SIFT_TEMPFAIL,	/* temporary failure (4xx) */
+	SIFT_DISCARD,	/* accept and drop (the message; milter and policy) */
+	SIFT_HOLD,	/* keep going, but put the message on hold */
+	SIFT_ERROR,	/* internal error: the host applies <name>_error_action */
 	SIFT_VERDICT_MAX
 };
 
@@ -106,14 +106,14 @@ enum sift_phase {
 
 /* Message changes a plugin may make (struct sift_plugin.actions). The union
  * over the loaded plugins is what filterd asks the MTA for. */
-#define SIFT_A_ADDHDRS 0x01	/* add or insert headers */
-#define SIFT_A_CHGHDRS 0x02	/* change or delete headers */
-#define SIFT_A_QUARANTINE 0x04	/* put the message on hold */
-#define SIFT_A_CHGBODY 0x08	/* replace the body (not yet offered) */
+#define SIFT_A_ADDHDRS	  0x01 /* add or insert headers */
+#define SIFT_A_CHGHDRS	  0x02 /* change or delete headers */
+#define SIFT_A_QUARANTINE 0x04 /* put the message on hold */
+#define SIFT_A_CHGBODY	  0x08 /* replace the body (not yet offered) */
 
 /* Plugin flags (struct sift_plugin.flags). */
-#define SIFT_F_ALWAYS_RUN 0x01	/* run even after an earlier ACCEPT (signing) */
-#define SIFT_F_NEED_BODY 0x02	/* needs the whole body at end of message */
+#define SIFT_F_ALWAYS_RUN  0x01 /* run even after an earlier ACCEPT (signing) */
+#define SIFT_F_NEED_BODY   0x02 /* needs the whole body at end of message */
 #define SIFT_F_HDR_LEADSPC 0x04 /* needs header values byte-exact (DKIM) */
 
 /* ---- Typed parameter tables ---------------------------------------------
@@ -143,37 +143,40 @@ enum sift_param_type {
 };
 
 struct sift_param {
-	const char *name;	   /* without the plugin prefix; NULL ends the table */
+	const char *name; /* without the plugin prefix; NULL ends the table */
 	enum sift_param_type type;
-	const char *def;	   /* default, in config syntax ("" for none) */
-	long long min, max;	   /* bounds for INT/TIME/SIZE */
-	size_t offset;		   /* where the value goes in the conf block */
-	const char *choices;	   /* SIFT_P_ENUM: "reject|tempfail|accept" */
-	const char *doc;	   /* one line, shown by -p and in the docs check */
+	const char *def;     /* default, in config syntax ("" for none) */
+	long long min, max;  /* bounds for INT/TIME/SIZE */
+	size_t offset;	     /* where the value goes in the conf block */
+	const char *choices; /* SIFT_P_ENUM: "reject|tempfail|accept" */
+	const char *doc;     /* one line, shown by -p and in the docs check */
 };
 
-#define SIFT_PARAM_END {NULL, 0, NULL, 0, 0, 0, NULL, NULL}
+#define SIFT_PARAM_END                             \
+	{                                          \
+		NULL, 0, NULL, 0, 0, 0, NULL, NULL \
+	}
 
 /* Items a plugin can read with host->get(). Values are NULL when unknown. */
 enum sift_item {
-	SIFT_I_PROFILE = 0,	/* "inbound" or "originating" */
-	SIFT_I_CLIENT_ADDR,	/* client IP address, text form */
-	SIFT_I_CLIENT_NAME,	/* verified client name or "unknown" */
-	SIFT_I_CLIENT_PTR,	/* reverse (PTR) name or "unknown" */
+	SIFT_I_PROFILE = 0, /* "inbound" or "originating" */
+	SIFT_I_CLIENT_ADDR, /* client IP address, text form */
+	SIFT_I_CLIENT_NAME, /* verified client name or "unknown" */
+	SIFT_I_CLIENT_PTR,  /* reverse (PTR) name or "unknown" */
 	SIFT_I_CLIENT_PORT,
 	SIFT_I_HELO,
-	SIFT_I_SENDER,		/* envelope sender without <>; "" for null sender */
-	SIFT_I_RCPT,		/* the current recipient (RCPT phase, policy) */
-	SIFT_I_QUEUE_ID,	/* NULL before Postfix assigned one */
-	SIFT_I_SASL_USERNAME,	/* SASL login; NULL when not authenticated */
+	SIFT_I_SENDER,	      /* envelope sender without <>; "" for null sender */
+	SIFT_I_RCPT,	      /* the current recipient (RCPT phase, policy) */
+	SIFT_I_QUEUE_ID,      /* NULL before Postfix assigned one */
+	SIFT_I_SASL_USERNAME, /* SASL login; NULL when not authenticated */
 	SIFT_I_SASL_METHOD,
 	SIFT_I_SASL_SENDER,
-	SIFT_I_DAEMON_NAME,	/* filterd: {daemon_name}; policyd: policy_context */
-	SIFT_I_MYHOSTNAME,	/* the MTA's host name (j) or our own */
-	SIFT_I_PROTOCOL_STATE,	/* policyd: CONNECT, RCPT, DATA, END-OF-MESSAGE ... */
-	SIFT_I_INSTANCE,	/* policyd: the transaction's instance */
-	SIFT_I_SIZE,		/* policyd: size attribute, decimal */
-	SIFT_I_RCPT_COUNT,	/* policyd: recipient_count attribute, decimal */
+	SIFT_I_DAEMON_NAME,    /* filterd: {daemon_name}; policyd: policy_context */
+	SIFT_I_MYHOSTNAME,     /* the MTA's host name (j) or our own */
+	SIFT_I_PROTOCOL_STATE, /* policyd: CONNECT, RCPT, DATA, END-OF-MESSAGE ... */
+	SIFT_I_INSTANCE,       /* policyd: the transaction's instance */
+	SIFT_I_SIZE,	       /* policyd: size attribute, decimal */
+	SIFT_I_RCPT_COUNT,     /* policyd: recipient_count attribute, decimal */
 	SIFT_I_MAX
 };
 
@@ -188,19 +191,19 @@ struct sift_header {
  * at rdata in wire form except for TXT, which is the concatenated
  * character-strings, NUL-terminated; and for A/AAAA, the raw address. */
 enum sift_dns_status {
-	SIFT_DNS_OK = 0,     /* answers present */
-	SIFT_DNS_NXDOMAIN,   /* name does not exist */
-	SIFT_DNS_NODATA,     /* name exists, no records of that type */
-	SIFT_DNS_TEMPFAIL,   /* SERVFAIL, timeout, network error */
-	SIFT_DNS_ERROR,	     /* bad query */
+	SIFT_DNS_OK = 0,   /* answers present */
+	SIFT_DNS_NXDOMAIN, /* name does not exist */
+	SIFT_DNS_NODATA,   /* name exists, no records of that type */
+	SIFT_DNS_TEMPFAIL, /* SERVFAIL, timeout, network error */
+	SIFT_DNS_ERROR,	   /* bad query */
 };
 
 struct sift_dns_result {
 	enum sift_dns_status status;
 	int rrtype;
-	unsigned ttl;	       /* smallest TTL of the answer */
-	int secure;	       /* DNSSEC validated */
-	size_t count;	       /* number of records */
+	unsigned ttl;		  /* smallest TTL of the answer */
+	int secure;		  /* DNSSEC validated */
+	size_t count;		  /* number of records */
 	const unsigned char **rr; /* record data */
 	const size_t *len;	  /* record lengths */
 };
@@ -215,14 +218,14 @@ struct sift_dns_result {
  * set. Malformed input never fails: it is parsed as well as possible and
  * flagged. One message belongs to one connection: the view is not shared
  * between threads. */
-#define SIFT_MIME_F_TRUNCATED 0x0001	    /* a size/part/depth bound was hit */
+#define SIFT_MIME_F_TRUNCATED	     0x0001 /* a size/part/depth bound was hit */
 #define SIFT_MIME_F_MISSING_BOUNDARY 0x0002 /* multipart without closing boundary */
-#define SIFT_MIME_F_BAD_BASE64 0x0004	    /* invalid base64 characters or length */
-#define SIFT_MIME_F_BAD_QP 0x0008	    /* invalid quoted-printable escapes */
-#define SIFT_MIME_F_8BIT_HEADER 0x0010	    /* raw 8-bit octets in a header */
-#define SIFT_MIME_F_BAD_CHARSET 0x0020	    /* unknown charset or invalid octets */
-#define SIFT_MIME_F_NO_BOUNDARY 0x0040	    /* multipart/ type without boundary= */
-#define SIFT_MIME_F_BAD_HEADER 0x0080	    /* malformed header line in a part */
+#define SIFT_MIME_F_BAD_BASE64	     0x0004 /* invalid base64 characters or length */
+#define SIFT_MIME_F_BAD_QP	     0x0008 /* invalid quoted-printable escapes */
+#define SIFT_MIME_F_8BIT_HEADER	     0x0010 /* raw 8-bit octets in a header */
+#define SIFT_MIME_F_BAD_CHARSET	     0x0020 /* unknown charset or invalid octets */
+#define SIFT_MIME_F_NO_BOUNDARY	     0x0040 /* multipart/ type without boundary= */
+#define SIFT_MIME_F_BAD_HEADER	     0x0080 /* malformed header line in a part */
 
 struct sift_mime_header {
 	const char *name;  /* as received */
@@ -232,26 +235,29 @@ struct sift_mime_header {
 };
 
 #define SIFT_MIME_P_ATTACHMENT 0x01 /* Content-Disposition: attachment */
-#define SIFT_MIME_P_HTML 0x02	    /* text/html: text is the rendering */
-#define SIFT_MIME_P_MESSAGE 0x04    /* message/rfc822: its parts follow */
+#define SIFT_MIME_P_HTML       0x02 /* text/html: text is the rendering */
+#define SIFT_MIME_P_MESSAGE    0x04 /* message/rfc822: its parts follow */
 
 struct sift_mime_part {
-	unsigned depth;	  /* 0 = the message itself */
-	long parent;	  /* index in parts[], -1 for the root */
-	unsigned flags;	  /* SIFT_MIME_P_* */
+	unsigned depth;				/* 0 = the message itself */
+	long parent;				/* index in parts[], -1 for the root */
+	unsigned flags;				/* SIFT_MIME_P_* */
 	const struct sift_mime_header *headers; /* the part's own headers */
-	size_t header_count; /* (the root's are the message's) */
-	const char *type;     /* lower case, "text/plain" by default */
-	const char *charset;  /* lower case, "" when none */
-	const char *encoding; /* lower case Content-Transfer-Encoding, "7bit" */
-	const char *filename; /* decoded, "" when none */
-	const char *boundary; /* multipart: "" when none */
-	const unsigned char *raw; size_t raw_len;   /* body as received */
-	const unsigned char *data; size_t data_len; /* transfer-decoded */
+	size_t header_count;			/* (the root's are the message's) */
+	const char *type;			/* lower case, "text/plain" by default */
+	const char *charset;			/* lower case, "" when none */
+	const char *encoding;			/* lower case Content-Transfer-Encoding, "7bit" */
+	const char *filename;			/* decoded, "" when none */
+	const char *boundary;			/* multipart: "" when none */
+	const unsigned char *raw;
+	size_t raw_len; /* body as received */
+	const unsigned char *data;
+	size_t data_len; /* transfer-decoded */
 	/* text/ leaves only (else NULL): the content in UTF-8 with LF line
 	 * ends; for text/html the rendering (tags removed, entities decoded,
 	 * scripts/styles dropped, block tags as line breaks). */
-	const char *text; size_t text_len;
+	const char *text;
+	size_t text_len;
 	/* text/html leaves: statistics for HTML rules. */
 	unsigned html_tags, html_images, html_links, html_bad_tags;
 	unsigned long html_image_area; /* sum of width*height given in <img> */
@@ -275,9 +281,10 @@ struct sift_mime {
 	size_t part_count;
 	const struct sift_mime_uri *uris; /* distinct, in order found */
 	size_t uri_count;
-	unsigned flags;		/* SIFT_MIME_F_* */
-	const unsigned char *body; size_t body_len; /* raw body (CRLF) as scanned */
-	int body_truncated;	/* body longer than the host's scan limit */
+	unsigned flags; /* SIFT_MIME_F_* */
+	const unsigned char *body;
+	size_t body_len;    /* raw body (CRLF) as scanned */
+	int body_truncated; /* body longer than the host's scan limit */
 };
 
 /* The host's services, passed to preinit() and init(). Functions are only
@@ -290,7 +297,7 @@ struct sift_host {
 	 * priority (LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG).
 	 * ctx may be NULL outside hooks (init). Never log secrets. */
 	void (*log)(struct sift_ctx *ctx, int level, const char *fmt, ...)
-	    __attribute__((format(printf, 3, 4)));
+		__attribute__((format(printf, 3, 4)));
 
 	/* State blocks of the calling plugin, zeroed by the host:
 	 * conf: the read-only configuration block of this generation;
@@ -319,20 +326,16 @@ struct sift_host {
 
 	/* Results. reply(): the SMTP reply for the REJECT/TEMPFAIL the hook is
 	 * about to return (code "550", xcode "5.7.1"; text may be NULL). */
-	void (*reply)(struct sift_ctx *ctx, const char *code, const char *xcode,
-		      const char *text);
+	void (*reply)(struct sift_ctx *ctx, const char *code, const char *xcode, const char *text);
 	/* A named scored symbol (SPF_FAIL, DKIM_VALID). `option` may be NULL. */
-	void (*symbol)(struct sift_ctx *ctx, const char *name, double score,
-		       const char *option);
+	void (*symbol)(struct sift_ctx *ctx, const char *name, double score, const char *option);
 	double (*score)(struct sift_ctx *ctx);
 	/* Queued header edits, applied at end of message in the order given.
 	 * header_insert: index 0 = top of the header. header_change: idx is
 	 * 1-based among headers of that name; value NULL deletes. */
 	void (*header_add)(struct sift_ctx *ctx, const char *name, const char *value);
-	void (*header_insert)(struct sift_ctx *ctx, unsigned idx, const char *name,
-			      const char *value);
-	void (*header_change)(struct sift_ctx *ctx, const char *name, unsigned idx,
-			      const char *value);
+	void (*header_insert)(struct sift_ctx *ctx, unsigned idx, const char *name, const char *value);
+	void (*header_change)(struct sift_ctx *ctx, const char *name, unsigned idx, const char *value);
 	/* policyd: a non-final action (PREPEND header, WARN, INFO ...), used
 	 * when no plugin gives a final one. Text after "action=". */
 	void (*policy_action)(struct sift_ctx *ctx, const char *action);
@@ -389,9 +392,9 @@ struct sift_plugin {
 	size_t struct_size;	       /* sizeof(struct sift_plugin) */
 	const char *name;	       /* = file name and parameter prefix */
 	const char *description;
-	unsigned daemons;	       /* SIFT_D_* */
-	unsigned actions;	       /* SIFT_A_* */
-	unsigned flags;		       /* SIFT_F_* */
+	unsigned daemons; /* SIFT_D_* */
+	unsigned actions; /* SIFT_A_* */
+	unsigned flags;	  /* SIFT_F_* */
 	const struct sift_param *params;
 	size_t conf_size, conn_size, msg_size;
 
@@ -426,9 +429,8 @@ struct sift_plugin {
  *   SIFT_EXPORT const struct sift_plugin sift_plugin_entry = { ... }; */
 #define SIFT_EXPORT __attribute__((visibility("default")))
 
-#define SIFT_PLUGIN_INIT                                                       \
-	.abi_major = SIFT_ABI_MAJOR, .abi_minor = SIFT_ABI_MINOR,              \
-	.struct_size = sizeof(struct sift_plugin)
+#define SIFT_PLUGIN_INIT \
+	.abi_major = SIFT_ABI_MAJOR, .abi_minor = SIFT_ABI_MINOR, .struct_size = sizeof(struct sift_plugin)
 
 #ifdef __cplusplus
 }

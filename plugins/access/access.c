@@ -48,22 +48,22 @@ static const struct sift_host *host;
 
 #define OFF(f) offsetof(struct access_conf, f)
 static const struct sift_param params[] = {
-    {"client_map", SIFT_P_MAP, "", 0, 0, OFF(client_map), NULL,
-     "map for the client name and address (check_client_access)"},
-    {"helo_map", SIFT_P_MAP, "", 0, 0, OFF(helo_map), NULL, "map for the HELO name (check_helo_access)"},
-    {"sender_map", SIFT_P_MAP, "", 0, 0, OFF(sender_map), NULL,
-     "map for the envelope sender (check_sender_access)"},
-    {"recipient_map", SIFT_P_MAP, "", 0, 0, OFF(recipient_map), NULL,
-     "map for the envelope recipient (check_recipient_access)"},
-    {"recipient_delimiter", SIFT_P_STRING, "", 0, 0, OFF(recipient_delimiter), NULL,
-     "address extension delimiters (as Postfix's recipient_delimiter, e.g. +)"},
-    {"null_sender_key", SIFT_P_STRING, "<>", 0, 0, OFF(null_sender_key), NULL,
-     "lookup key for the null sender (smtpd_null_access_lookup_key)"},
-    {"reject_code", SIFT_P_INT, "554", 500, 599, OFF(reject_code), NULL,
-     "SMTP code of a REJECT result (access_map_reject_code)"},
-    {"defer_code", SIFT_P_INT, "450", 400, 499, OFF(defer_code), NULL,
-     "SMTP code of a DEFER result (access_map_defer_code)"},
-    SIFT_PARAM_END,
+	{"client_map", SIFT_P_MAP, "", 0, 0, OFF(client_map), NULL,
+	 "map for the client name and address (check_client_access)"},
+	{"helo_map", SIFT_P_MAP, "", 0, 0, OFF(helo_map), NULL, "map for the HELO name (check_helo_access)"},
+	{"sender_map", SIFT_P_MAP, "", 0, 0, OFF(sender_map), NULL,
+	 "map for the envelope sender (check_sender_access)"},
+	{"recipient_map", SIFT_P_MAP, "", 0, 0, OFF(recipient_map), NULL,
+	 "map for the envelope recipient (check_recipient_access)"},
+	{"recipient_delimiter", SIFT_P_STRING, "", 0, 0, OFF(recipient_delimiter), NULL,
+	 "address extension delimiters (as Postfix's recipient_delimiter, e.g. +)"},
+	{"null_sender_key", SIFT_P_STRING, "<>", 0, 0, OFF(null_sender_key), NULL,
+	 "lookup key for the null sender (smtpd_null_access_lookup_key)"},
+	{"reject_code", SIFT_P_INT, "554", 500, 599, OFF(reject_code), NULL,
+	 "SMTP code of a REJECT result (access_map_reject_code)"},
+	{"defer_code", SIFT_P_INT, "450", 400, 499, OFF(defer_code), NULL,
+	 "SMTP code of a DEFER result (access_map_defer_code)"},
+	SIFT_PARAM_END,
 };
 #undef OFF
 
@@ -96,7 +96,8 @@ static int lookup_domain(const struct sift_map *map, const char *name, char **re
 static int lookup_client(const struct access_conf *c, const char *name, const char *addr, char **res)
 {
 	int rc;
-	if (name && *name && strcmp(name, "unknown") != 0 && (rc = lookup_domain(c->client_map, name, res)) != 0)
+	if (name && *name && strcmp(name, "unknown") != 0 &&
+	    (rc = lookup_domain(c->client_map, name, res)) != 0)
 		return rc;
 	if (!addr || !*addr)
 		return 0;
@@ -213,7 +214,8 @@ static enum sift_verdict apply(struct sift_ctx *ctx, const struct access_conf *c
 			snprintf(code, sizeof(code), "%lld", reject ? c->reject_code : c->defer_code);
 			bool has_x = split_xcode(rest, xcode, sizeof(xcode), &text);
 			char *msg = NULL;
-			if (asprintf(&msg, "<%s>: %s: %s", key, what_text[w], *text ? text : "Access denied") < 0)
+			if (asprintf(&msg, "<%s>: %s: %s", key, what_text[w],
+				     *text ? text : "Access denied") < 0)
 				return SIFT_ERROR;
 			host->reply(ctx, code, has_x ? xcode : (reject ? "5.7.1" : "4.7.1"), msg);
 			free(msg);
@@ -276,9 +278,10 @@ static enum sift_verdict apply(struct sift_ctx *ctx, const struct access_conf *c
 			host->policy_action(ctx, result);
 		return SIFT_DUNNO;
 	}
-	if (policy && (word_is(result, "DEFER_IF_REJECT", &rest) || word_is(result, "DEFER_IF_PERMIT", &rest) ||
-		       word_is(result, "INFO", &rest) || word_is(result, "FILTER", &rest) ||
-		       word_is(result, "REDIRECT", &rest) || word_is(result, "BCC", &rest))) {
+	if (policy &&
+	    (word_is(result, "DEFER_IF_REJECT", &rest) || word_is(result, "DEFER_IF_PERMIT", &rest) ||
+	     word_is(result, "INFO", &rest) || word_is(result, "FILTER", &rest) ||
+	     word_is(result, "REDIRECT", &rest) || word_is(result, "BCC", &rest))) {
 		host->policy_action(ctx, result);
 		return SIFT_DUNNO;
 	}
@@ -369,17 +372,17 @@ static enum sift_verdict access_policy(struct sift_ctx *ctx)
 }
 
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
-    SIFT_PLUGIN_INIT,
-    .name = "access",
-    .description = "Postfix access(5) lookups on client, HELO, sender and recipient",
-    .daemons = SIFT_D_FILTERD | SIFT_D_POLICYD,
-    .actions = SIFT_A_ADDHDRS | SIFT_A_QUARANTINE,
-    .params = params,
-    .conf_size = sizeof(struct access_conf),
-    .init = access_init,
-    .connect = access_connect,
-    .helo = access_helo,
-    .mail = access_mail,
-    .rcpt = access_rcpt,
-    .policy = access_policy,
+	SIFT_PLUGIN_INIT,
+	.name = "access",
+	.description = "Postfix access(5) lookups on client, HELO, sender and recipient",
+	.daemons = SIFT_D_FILTERD | SIFT_D_POLICYD,
+	.actions = SIFT_A_ADDHDRS | SIFT_A_QUARANTINE,
+	.params = params,
+	.conf_size = sizeof(struct access_conf),
+	.init = access_init,
+	.connect = access_connect,
+	.helo = access_helo,
+	.mail = access_mail,
+	.rcpt = access_rcpt,
+	.policy = access_policy,
 };

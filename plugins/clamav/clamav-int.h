@@ -25,14 +25,14 @@ extern const struct sift_host *clamav_host;
 /* Outcome of one scan. */
 enum scan_result {
 	SCAN_CLEAN = 0,
-	SCAN_VIRUS,   /* name = the signature */
-	SCAN_LIMIT,   /* over a limit or encrypted: name = what (heuristic name or text) */
-	SCAN_FAILED,  /* scanner unavailable, timeout, error: name = why */
+	SCAN_VIRUS,  /* name = the signature */
+	SCAN_LIMIT,  /* over a limit or encrypted: name = what (heuristic name or text) */
+	SCAN_FAILED, /* scanner unavailable, timeout, error: name = why */
 };
 
 /* Heuristic alerts asked of the engine (engine_scan's heuristic). */
 #define CL_HEUR_ENCRYPTED 0x1 /* encrypted archives and documents */
-#define CL_HEUR_EXCEEDS 0x2   /* content over the engine's limits */
+#define CL_HEUR_EXCEEDS	  0x2 /* content over the engine's limits */
 
 /* ---- engine.c ----------------------------------------------------------- */
 struct engine_settings {
@@ -86,8 +86,8 @@ const char *clamd_version(struct clamd_client *c);
 
 /* ---- notify.c ----------------------------------------------------------- */
 struct notifier;
-struct notifier *notifier_new(const char *relay, const char *sender, const char *rcpt,
-			      long long timeout_ms, long long queue_max, char **err_r);
+struct notifier *notifier_new(const char *relay, const char *sender, const char *rcpt, long long timeout_ms,
+			      long long queue_max, char **err_r);
 void notifier_free(struct notifier *n);
 /* Queues a message (headers + body text, LF or CRLF). Never blocks; false
  * when the queue is full. helo is copied. */

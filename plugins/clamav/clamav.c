@@ -73,76 +73,76 @@ struct clamav_conf {
 
 #define OFF(f) offsetof(struct clamav_conf, f)
 static const struct sift_param params[] = {
-    {"mode", SIFT_P_ENUM, "library", 0, 0, OFF(mode), "library|clamd",
-     "library: libclamav in filterd; clamd: an external clamd over zINSTREAM"},
-    {"database_directory", SIFT_P_STRING, "/var/lib/clamav", 0, 0, OFF(database_directory), NULL,
-     "library mode: the signature database directory (freshclam's)"},
-    {"database_check_interval", SIFT_P_TIME, "60s", 100, 86400000LL, OFF(database_check_interval), NULL,
-     "library mode: how often the database directory is checked for changes"},
-    {"ready_wait", SIFT_P_TIME, "0", 0, 3600000LL, OFF(ready_wait), NULL,
-     "library mode: how long a scan waits for the first engine before clamav_fail_action"},
-    {"tmpdir", SIFT_P_STRING, "", 0, 0, OFF(tmpdir), NULL,
-     "library mode: ClamAV's temporary directory (empty: the system default)"},
-    {"official_only", SIFT_P_BOOL, "no", 0, 0, OFF(official_only), NULL,
-     "library mode: load only official (signed) signatures"},
-    {"pua", SIFT_P_BOOL, "no", 0, 0, OFF(pua), NULL, "library mode: load PUA signatures"},
-    {"max_scansize", SIFT_P_SIZE, "100m", 0, 1LL << 40, OFF(max_scansize), NULL,
-     "library mode: ClamAV MaxScanSize (data scanned per message, 0 = ClamAV default)"},
-    {"max_filesize", SIFT_P_SIZE, "25m", 0, 1LL << 40, OFF(max_filesize), NULL,
-     "library mode: ClamAV MaxFileSize (largest file inside a message, 0 = ClamAV default)"},
-    {"max_recursion", SIFT_P_INT, "16", 0, 1000, OFF(max_recursion), NULL,
-     "library mode: ClamAV MaxRecursion (nested archives, 0 = ClamAV default)"},
-    {"max_files", SIFT_P_INT, "10000", 0, 100000000, OFF(max_files), NULL,
-     "library mode: ClamAV MaxFiles (files per message, 0 = ClamAV default)"},
-    {"max_scantime", SIFT_P_TIME, "120s", 0, 3600000LL, OFF(max_scantime), NULL,
-     "library mode: ClamAV MaxScanTime (0 = ClamAV default)"},
-    {"alert_encrypted", SIFT_P_BOOL, "yes", 0, 0, OFF(alert_encrypted), NULL,
-     "library mode: report encrypted archives and documents (then clamav_limit_action)"},
-    {"alert_exceeds_max", SIFT_P_BOOL, "yes", 0, 0, OFF(alert_exceeds_max), NULL,
-     "library mode: report content over ClamAV's limits (then clamav_limit_action)"},
-    {"max_size", SIFT_P_SIZE, "25m", 1024, 1LL << 32, OFF(max_size), NULL,
-     "larger messages are not scanned (clamav_limit_action)"},
-    {"limit_action", SIFT_P_ENUM, "pass", 0, 0, OFF(limit_action), "pass|tempfail|reject",
-     "over-size message, encrypted or over-limit content: pass with a note, tempfail or reject"},
-    {"clamd_servers", SIFT_P_LIST, "unix:/run/clamav/clamd.ctl", 0, 0, OFF(clamd_servers), NULL,
-     "clamd mode: servers in failover order (unix:/path, inet:host:port)"},
-    {"clamd_connect_timeout", SIFT_P_TIME, "5s", 10, 600000, OFF(clamd_connect_timeout), NULL,
-     "clamd mode: connect timeout per server"},
-    {"clamd_timeout", SIFT_P_TIME, "120s", 100, 3600000LL, OFF(clamd_timeout), NULL,
-     "clamd mode: time limit of one scan, all servers included"},
-    {"clamd_max_streams", SIFT_P_INT, "16", 1, 100000, OFF(clamd_max_streams), NULL,
-     "clamd mode: concurrent streams to clamd at most"},
-    {"clamd_stream_wait", SIFT_P_TIME, "30s", 0, 3600000LL, OFF(clamd_stream_wait), NULL,
-     "clamd mode: how long a scan waits for a free stream"},
-    {"inbound_action", SIFT_P_ENUM, "reject", 0, 0, OFF(inbound_action), "reject|discard|quarantine",
-     "what an infected message gets in the inbound profile"},
-    {"originating_action", SIFT_P_ENUM, "reject", 0, 0, OFF(originating_action), "reject|discard|quarantine",
-     "what an infected message gets in the originating profile"},
-    {"virus_score", SIFT_P_INT, "100", -1000000, 1000000, OFF(virus_score), NULL,
-     "score of the CLAMAV_VIRUS symbol"},
-    {"fail_action", SIFT_P_ENUM, "tempfail", 0, 0, OFF(fail_action), "tempfail|accept",
-     "scanner down, timeout, error, database not ready: tempfail, or accept with the failed header"},
-    {"header_name", SIFT_P_STRING, "X-Virus-Scanned", 0, 0, OFF(header_name), NULL,
-     "header added to scanned mail (empty: none)"},
-    {"header_value", SIFT_P_STRING, "ClamAV %v at %h", 0, 0, OFF(header_value), NULL,
-     "its value; %v = ClamAV version, %h = host name, %% = %"},
-    {"failed_header_value", SIFT_P_STRING, "failed", 0, 0, OFF(failed_header_value), NULL,
-     "header value when clamav_fail_action = accept let an unscanned message through"},
-    {"notify_recipient", SIFT_P_STRING, "", 0, 0, OFF(notify_recipient), NULL,
-     "address notified of each infected message (empty: no notifications)"},
-    {"notify_sender", SIFT_P_STRING, "", 0, 0, OFF(notify_sender), NULL,
-     "envelope sender of notifications (empty: the null sender)"},
-    {"notify_relay", SIFT_P_STRING, "127.0.0.1:25", 0, 0, OFF(notify_relay), NULL,
-     "SMTP server notifications are sent to (host:port or unix:/path)"},
-    {"notify_timeout", SIFT_P_TIME, "30s", 100, 600000, OFF(notify_timeout), NULL,
-     "time limit for sending one notification"},
-    {"notify_limit", SIFT_P_INT, "10", 0, 1000000, OFF(notify_limit), NULL,
-     "notifications per clamav_notify_window at most (0 = unlimited)"},
-    {"notify_window", SIFT_P_TIME, "1h", 1000, 86400000LL * 30, OFF(notify_window), NULL,
-     "the rate-limit window of notifications"},
-    {"notify_queue_size", SIFT_P_INT, "100", 1, 100000, OFF(notify_queue_size), NULL,
-     "notifications waiting to be sent at most (more are dropped)"},
-    SIFT_PARAM_END,
+	{"mode", SIFT_P_ENUM, "library", 0, 0, OFF(mode), "library|clamd",
+	 "library: libclamav in filterd; clamd: an external clamd over zINSTREAM"},
+	{"database_directory", SIFT_P_STRING, "/var/lib/clamav", 0, 0, OFF(database_directory), NULL,
+	 "library mode: the signature database directory (freshclam's)"},
+	{"database_check_interval", SIFT_P_TIME, "60s", 100, 86400000LL, OFF(database_check_interval), NULL,
+	 "library mode: how often the database directory is checked for changes"},
+	{"ready_wait", SIFT_P_TIME, "0", 0, 3600000LL, OFF(ready_wait), NULL,
+	 "library mode: how long a scan waits for the first engine before clamav_fail_action"},
+	{"tmpdir", SIFT_P_STRING, "", 0, 0, OFF(tmpdir), NULL,
+	 "library mode: ClamAV's temporary directory (empty: the system default)"},
+	{"official_only", SIFT_P_BOOL, "no", 0, 0, OFF(official_only), NULL,
+	 "library mode: load only official (signed) signatures"},
+	{"pua", SIFT_P_BOOL, "no", 0, 0, OFF(pua), NULL, "library mode: load PUA signatures"},
+	{"max_scansize", SIFT_P_SIZE, "100m", 0, 1LL << 40, OFF(max_scansize), NULL,
+	 "library mode: ClamAV MaxScanSize (data scanned per message, 0 = ClamAV default)"},
+	{"max_filesize", SIFT_P_SIZE, "25m", 0, 1LL << 40, OFF(max_filesize), NULL,
+	 "library mode: ClamAV MaxFileSize (largest file inside a message, 0 = ClamAV default)"},
+	{"max_recursion", SIFT_P_INT, "16", 0, 1000, OFF(max_recursion), NULL,
+	 "library mode: ClamAV MaxRecursion (nested archives, 0 = ClamAV default)"},
+	{"max_files", SIFT_P_INT, "10000", 0, 100000000, OFF(max_files), NULL,
+	 "library mode: ClamAV MaxFiles (files per message, 0 = ClamAV default)"},
+	{"max_scantime", SIFT_P_TIME, "120s", 0, 3600000LL, OFF(max_scantime), NULL,
+	 "library mode: ClamAV MaxScanTime (0 = ClamAV default)"},
+	{"alert_encrypted", SIFT_P_BOOL, "yes", 0, 0, OFF(alert_encrypted), NULL,
+	 "library mode: report encrypted archives and documents (then clamav_limit_action)"},
+	{"alert_exceeds_max", SIFT_P_BOOL, "yes", 0, 0, OFF(alert_exceeds_max), NULL,
+	 "library mode: report content over ClamAV's limits (then clamav_limit_action)"},
+	{"max_size", SIFT_P_SIZE, "25m", 1024, 1LL << 32, OFF(max_size), NULL,
+	 "larger messages are not scanned (clamav_limit_action)"},
+	{"limit_action", SIFT_P_ENUM, "pass", 0, 0, OFF(limit_action), "pass|tempfail|reject",
+	 "over-size message, encrypted or over-limit content: pass with a note, tempfail or reject"},
+	{"clamd_servers", SIFT_P_LIST, "unix:/run/clamav/clamd.ctl", 0, 0, OFF(clamd_servers), NULL,
+	 "clamd mode: servers in failover order (unix:/path, inet:host:port)"},
+	{"clamd_connect_timeout", SIFT_P_TIME, "5s", 10, 600000, OFF(clamd_connect_timeout), NULL,
+	 "clamd mode: connect timeout per server"},
+	{"clamd_timeout", SIFT_P_TIME, "120s", 100, 3600000LL, OFF(clamd_timeout), NULL,
+	 "clamd mode: time limit of one scan, all servers included"},
+	{"clamd_max_streams", SIFT_P_INT, "16", 1, 100000, OFF(clamd_max_streams), NULL,
+	 "clamd mode: concurrent streams to clamd at most"},
+	{"clamd_stream_wait", SIFT_P_TIME, "30s", 0, 3600000LL, OFF(clamd_stream_wait), NULL,
+	 "clamd mode: how long a scan waits for a free stream"},
+	{"inbound_action", SIFT_P_ENUM, "reject", 0, 0, OFF(inbound_action), "reject|discard|quarantine",
+	 "what an infected message gets in the inbound profile"},
+	{"originating_action", SIFT_P_ENUM, "reject", 0, 0, OFF(originating_action),
+	 "reject|discard|quarantine", "what an infected message gets in the originating profile"},
+	{"virus_score", SIFT_P_INT, "100", -1000000, 1000000, OFF(virus_score), NULL,
+	 "score of the CLAMAV_VIRUS symbol"},
+	{"fail_action", SIFT_P_ENUM, "tempfail", 0, 0, OFF(fail_action), "tempfail|accept",
+	 "scanner down, timeout, error, database not ready: tempfail, or accept with the failed header"},
+	{"header_name", SIFT_P_STRING, "X-Virus-Scanned", 0, 0, OFF(header_name), NULL,
+	 "header added to scanned mail (empty: none)"},
+	{"header_value", SIFT_P_STRING, "ClamAV %v at %h", 0, 0, OFF(header_value), NULL,
+	 "its value; %v = ClamAV version, %h = host name, %% = %"},
+	{"failed_header_value", SIFT_P_STRING, "failed", 0, 0, OFF(failed_header_value), NULL,
+	 "header value when clamav_fail_action = accept let an unscanned message through"},
+	{"notify_recipient", SIFT_P_STRING, "", 0, 0, OFF(notify_recipient), NULL,
+	 "address notified of each infected message (empty: no notifications)"},
+	{"notify_sender", SIFT_P_STRING, "", 0, 0, OFF(notify_sender), NULL,
+	 "envelope sender of notifications (empty: the null sender)"},
+	{"notify_relay", SIFT_P_STRING, "127.0.0.1:25", 0, 0, OFF(notify_relay), NULL,
+	 "SMTP server notifications are sent to (host:port or unix:/path)"},
+	{"notify_timeout", SIFT_P_TIME, "30s", 100, 600000, OFF(notify_timeout), NULL,
+	 "time limit for sending one notification"},
+	{"notify_limit", SIFT_P_INT, "10", 0, 1000000, OFF(notify_limit), NULL,
+	 "notifications per clamav_notify_window at most (0 = unlimited)"},
+	{"notify_window", SIFT_P_TIME, "1h", 1000, 86400000LL * 30, OFF(notify_window), NULL,
+	 "the rate-limit window of notifications"},
+	{"notify_queue_size", SIFT_P_INT, "100", 1, 100000, OFF(notify_queue_size), NULL,
+	 "notifications waiting to be sent at most (more are dropped)"},
+	SIFT_PARAM_END,
 };
 #undef OFF
 
@@ -158,16 +158,16 @@ static int clamav_init(const struct sift_host *h, void *cv, char **err_r)
 	struct clamav_conf *c = cv;
 	if (c->mode == MODE_LIBRARY) {
 		struct engine_settings s = {
-		    .dbdir = c->database_directory,
-		    .tmpdir = c->tmpdir,
-		    .check_interval_ms = c->database_check_interval,
-		    .max_scansize = c->max_scansize,
-		    .max_filesize = c->max_filesize,
-		    .max_recursion = c->max_recursion,
-		    .max_files = c->max_files,
-		    .max_scantime = c->max_scantime,
-		    .official_only = c->official_only,
-		    .pua = c->pua,
+			.dbdir = c->database_directory,
+			.tmpdir = c->tmpdir,
+			.check_interval_ms = c->database_check_interval,
+			.max_scansize = c->max_scansize,
+			.max_filesize = c->max_filesize,
+			.max_recursion = c->max_recursion,
+			.max_files = c->max_files,
+			.max_scantime = c->max_scantime,
+			.official_only = c->official_only,
+			.pua = c->pua,
 		};
 		if (!*c->database_directory) {
 			*err_r = xstrdup_err("clamav_database_directory is empty");
@@ -184,8 +184,8 @@ static int clamav_init(const struct sift_host *h, void *cv, char **err_r)
 			return -1;
 	}
 	if (*c->notify_recipient) {
-		c->notifier = notifier_new(c->notify_relay, c->notify_sender, c->notify_recipient, c->notify_timeout,
-					   c->notify_queue_size, err_r);
+		c->notifier = notifier_new(c->notify_relay, c->notify_sender, c->notify_recipient,
+					   c->notify_timeout, c->notify_queue_size, err_r);
 		if (!c->notifier) {
 			engine_mgr_put(c->mgr);
 			clamd_free(c->clamd);
@@ -318,7 +318,8 @@ static void notify(struct sift_ctx *ctx, const struct clamav_conf *c, const char
 		if (v > c->notify_limit) {
 			if (v == c->notify_limit + 1)
 				host->log(ctx, LOG_WARNING,
-					  "notification rate limit reached (%lld per window): further notifications "
+					  "notification rate limit reached (%lld per window): further "
+					  "notifications "
 					  "suppressed",
 					  c->notify_limit);
 			return;
@@ -437,7 +438,8 @@ static char *build_message(struct sift_ctx *ctx, const struct clamav_conf *c, si
 static enum sift_verdict on_failure(struct sift_ctx *ctx, const struct clamav_conf *c, const char *why)
 {
 	if (c->fail_action == FAIL_ACCEPT) {
-		host->log(ctx, LOG_WARNING, "scan failed (%s): accepted unscanned (clamav_fail_action = accept)", why);
+		host->log(ctx, LOG_WARNING,
+			  "scan failed (%s): accepted unscanned (clamav_fail_action = accept)", why);
 		add_header(ctx, c, c->failed_header_value);
 		return SIFT_DUNNO;
 	}
@@ -472,7 +474,8 @@ static enum sift_verdict on_limit(struct sift_ctx *ctx, const struct clamav_conf
 static enum sift_verdict on_virus(struct sift_ctx *ctx, const struct clamav_conf *c, const char *name)
 {
 	const char *profile = host->get(ctx, SIFT_I_PROFILE);
-	int act = (profile && strcmp(profile, "originating") == 0) ? c->originating_action : c->inbound_action;
+	int act =
+		(profile && strcmp(profile, "originating") == 0) ? c->originating_action : c->inbound_action;
 	const char *sender = host->get(ctx, SIFT_I_SENDER);
 	host->log(ctx, LOG_WARNING, "Blocked INFECTED (%s) from=<%s> to=<%s>", name, sender ? sender : "",
 		  rcpt_list(ctx));
@@ -511,7 +514,8 @@ static enum sift_verdict clamav_eom(struct sift_ctx *ctx)
 	if (!buf) {
 		if (oversize) {
 			char what[96];
-			snprintf(what, sizeof(what), "message size %lld over clamav_max_size %lld", size, c->max_size);
+			snprintf(what, sizeof(what), "message size %lld over clamav_max_size %lld", size,
+				 c->max_size);
 			return on_limit(ctx, c, what);
 		}
 		return on_failure(ctx, c, "cannot read the message");
@@ -542,15 +546,15 @@ static enum sift_verdict clamav_eom(struct sift_ctx *ctx)
 }
 
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
-    SIFT_PLUGIN_INIT,
-    .name = "clamav",
-    .description = "virus scanning with ClamAV (libclamav in process or clamd), quarantine, admin alerts",
-    .daemons = SIFT_D_FILTERD,
-    .actions = SIFT_A_ADDHDRS,
-    .flags = SIFT_F_NEED_BODY,
-    .params = params,
-    .conf_size = sizeof(struct clamav_conf),
-    .init = clamav_init,
-    .release = clamav_release,
-    .eom = clamav_eom,
+	SIFT_PLUGIN_INIT,
+	.name = "clamav",
+	.description = "virus scanning with ClamAV (libclamav in process or clamd), quarantine, admin alerts",
+	.daemons = SIFT_D_FILTERD,
+	.actions = SIFT_A_ADDHDRS,
+	.flags = SIFT_F_NEED_BODY,
+	.params = params,
+	.conf_size = sizeof(struct clamav_conf),
+	.init = clamav_init,
+	.release = clamav_release,
+	.eom = clamav_eom,
 };

@@ -342,8 +342,8 @@ static void fetch_version(struct clamd_client *c, const struct endpoint *ep, lon
 	if (fd < 0)
 		return;
 	char reply[256];
-	if (sock_send_all(fd, "zVERSION", 9, dl) == 0 && sock_recv_until(fd, reply, sizeof(reply), 0, dl) > 0 &&
-	    strncmp(reply, "ClamAV ", 7) == 0) {
+	if (sock_send_all(fd, "zVERSION", 9, dl) == 0 &&
+	    sock_recv_until(fd, reply, sizeof(reply), 0, dl) > 0 && strncmp(reply, "ClamAV ", 7) == 0) {
 		size_t k = strcspn(reply + 7, "/");
 		pthread_mutex_lock(&c->lock);
 		if (!c->version[0])
@@ -369,7 +369,8 @@ static int scan_one(struct clamd_client *c, const struct endpoint *ep, const cha
 	for (size_t off = 0; sent && off < len;) {
 		size_t n = len - off < CHUNK ? len - off : CHUNK;
 		uint32_t be = htonl((uint32_t)n);
-		sent = sock_send_all(fd, &be, 4, deadline) == 0 && sock_send_all(fd, buf + off, n, deadline) == 0;
+		sent = sock_send_all(fd, &be, 4, deadline) == 0 &&
+		       sock_send_all(fd, buf + off, n, deadline) == 0;
 		off += n;
 	}
 	if (sent) {
@@ -382,7 +383,9 @@ static int scan_one(struct clamd_client *c, const struct endpoint *ep, const cha
 	close(fd);
 	if (r <= 0) {
 		snprintf(namebuf, namelen, "clamd %s: %s", ep->text,
-			 !sent ? strerror(send_errno) : r == 0 ? "connection closed without a reply" : strerror(errno));
+			 !sent	  ? strerror(send_errno)
+			 : r == 0 ? "connection closed without a reply"
+				  : strerror(errno));
 		return 0;
 	}
 	reply[strcspn(reply, "\n")] = 0;
@@ -404,8 +407,8 @@ static int scan_one(struct clamd_client *c, const struct endpoint *ep, const cha
 		snprintf(namebuf, namelen, "%.*s", (int)nl, p);
 		*res = (strncmp(namebuf, "Heuristics.Encrypted", 20) == 0 ||
 			strncmp(namebuf, "Heuristics.Limits.Exceeded", 26) == 0)
-			   ? SCAN_LIMIT
-			   : SCAN_VIRUS;
+			       ? SCAN_LIMIT
+			       : SCAN_VIRUS;
 	} else if (strstr(reply, "size limit exceeded")) {
 		snprintf(namebuf, namelen, "clamd: %s", reply);
 		*res = SCAN_LIMIT;

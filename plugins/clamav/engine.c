@@ -115,7 +115,8 @@ static struct cl_engine *build_engine(const struct engine_settings *s, unsigned 
 		return NULL;
 	}
 	unsigned sigs = 0;
-	unsigned opts = CL_DB_STDOPT | (s->official_only ? CL_DB_OFFICIAL_ONLY : 0) | (s->pua ? CL_DB_PUA : 0);
+	unsigned opts =
+		CL_DB_STDOPT | (s->official_only ? CL_DB_OFFICIAL_ONLY : 0) | (s->pua ? CL_DB_PUA : 0);
 	long long t0 = clock_ms();
 	rc = cl_load(s->dbdir, e, &sigs, opts);
 	if (rc == CL_SUCCESS && sigs == 0) {
@@ -126,12 +127,13 @@ static struct cl_engine *build_engine(const struct engine_settings *s, unsigned 
 	if (rc == CL_SUCCESS)
 		rc = cl_engine_compile(e);
 	if (rc != CL_SUCCESS) {
-		clamav_host->log(NULL, LOG_ERR, "clamav: loading the database %s: %s", s->dbdir, cl_strerror(rc));
+		clamav_host->log(NULL, LOG_ERR, "clamav: loading the database %s: %s", s->dbdir,
+				 cl_strerror(rc));
 		cl_engine_free(e);
 		return NULL;
 	}
-	clamav_host->log(NULL, LOG_INFO, "clamav: database %s loaded: %u signatures in %lld ms", s->dbdir, sigs,
-			 clock_ms() - t0);
+	clamav_host->log(NULL, LOG_INFO, "clamav: database %s loaded: %u signatures in %lld ms", s->dbdir,
+			 sigs, clock_ms() - t0);
 	*sigs_r = sigs;
 	return e;
 }
@@ -149,7 +151,8 @@ static void *watcher(void *arg)
 		if (stop)
 			break;
 		if (have_stat && !need_load && cl_statchkdir(&st) == 1) {
-			clamav_host->log(NULL, LOG_INFO, "clamav: database %s changed, reloading", m->s.dbdir);
+			clamav_host->log(NULL, LOG_INFO, "clamav: database %s changed, reloading",
+					 m->s.dbdir);
 			need_load = true;
 		}
 		if (need_load) {
@@ -171,7 +174,8 @@ static void *watcher(void *arg)
 				pthread_mutex_unlock(&m->lock);
 				if (old) {
 					cl_engine_free(old); /* freed when its last scan ends */
-					clamav_host->log(NULL, LOG_INFO, "clamav: new engine in use (reload %lu)",
+					clamav_host->log(NULL, LOG_INFO,
+							 "clamav: new engine in use (reload %lu)",
 							 m->loads - 1);
 				}
 				need_load = false;
@@ -312,8 +316,8 @@ enum scan_result engine_scan(struct engine_mgr *m, const char *buf, size_t len, 
 		snprintf(namebuf, namelen, "%s", virname ? virname : "unknown");
 		res = (strncmp(namebuf, "Heuristics.Encrypted", 20) == 0 ||
 		       strncmp(namebuf, "Heuristics.Limits.Exceeded", 26) == 0)
-			  ? SCAN_LIMIT
-			  : SCAN_VIRUS;
+			      ? SCAN_LIMIT
+			      : SCAN_VIRUS;
 		break;
 	case CL_ETIMEOUT:
 	case CL_EMAXSIZE:

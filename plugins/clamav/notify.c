@@ -123,7 +123,8 @@ static int send_note(struct notifier *n, const struct note *note, char *why, siz
 		size_t l = strcspn(p, "\r\n");
 		if (*p == '.')
 			ok = sock_send_all(fd, ".", 1, deadline) == 0;
-		ok = ok && sock_send_all(fd, p, l, deadline) == 0 && sock_send_all(fd, "\r\n", 2, deadline) == 0;
+		ok = ok && sock_send_all(fd, p, l, deadline) == 0 &&
+		     sock_send_all(fd, "\r\n", 2, deadline) == 0;
 		p += l;
 		if (*p == '\r')
 			p++;
@@ -165,7 +166,8 @@ static void *sender_thread(void *arg)
 		if (send_note(n, note, why, sizeof(why)) == 0)
 			clamav_host->log(NULL, LOG_INFO, "clamav: notification sent to <%s>", n->rcpt);
 		else
-			clamav_host->log(NULL, LOG_WARNING, "clamav: notification to <%s> not sent: %s", n->rcpt, why);
+			clamav_host->log(NULL, LOG_WARNING, "clamav: notification to <%s> not sent: %s",
+					 n->rcpt, why);
 		free(note->helo);
 		free(note->text);
 		free(note);
@@ -224,7 +226,8 @@ void notifier_free(struct notifier *n)
 		dropped++;
 	}
 	if (dropped)
-		clamav_host->log(NULL, LOG_WARNING, "clamav: %lld queued notifications dropped at shutdown", dropped);
+		clamav_host->log(NULL, LOG_WARNING, "clamav: %lld queued notifications dropped at shutdown",
+				 dropped);
 	pthread_cond_destroy(&n->cond);
 	pthread_mutex_destroy(&n->lock);
 	endpoint_free(&n->relay);

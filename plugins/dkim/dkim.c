@@ -49,10 +49,10 @@
 #include "dkimkeys.h"
 #include "sift/plugin.h"
 
-#define DK_MAX_SIGN 8	     /* signatures made per message */
-#define DK_MAX_VERIFY 64     /* upper bound of dkim_max_signatures */
-#define DK_TXT_MAX 4096	     /* longest key record accepted */
-#define DNS_T_TXT 16
+#define DK_MAX_SIGN   8	   /* signatures made per message */
+#define DK_MAX_VERIFY 64   /* upper bound of dkim_max_signatures */
+#define DK_TXT_MAX    4096 /* longest key record accepted */
+#define DNS_T_TXT     16
 
 struct dk_conf {
 	/* parameters */
@@ -85,51 +85,51 @@ struct dk_conf {
 
 #define OFF(f) offsetof(struct dk_conf, f)
 static const struct sift_param params[] = {
-    {"key_table", SIFT_P_STRING, "", 0, 0, OFF(key_table), NULL,
-     "keys: texthash:/path or inline:{} of NAME = DOMAIN:SELECTOR:/path/to/key"},
-    {"signing_table", SIFT_P_MAP, "", 0, 0, OFF(signing_table), NULL,
-     "From address/domain/.parent -> key names (several = several signatures)"},
-    {"sign", SIFT_P_BOOL, "yes", 0, 0, OFF(sign), NULL, "sign originating mail"},
-    {"verify", SIFT_P_BOOL, "yes", 0, 0, OFF(verify), NULL, "verify inbound mail"},
-    {"sign_networks", SIFT_P_MAP, "", 0, 0, OFF(sign_networks), NULL,
-     "client addresses (e.g. cidr:) whose inbound-profile mail is signed too"},
-    {"sender_check", SIFT_P_BOOL, "yes", 0, 0, OFF(sender_check), NULL,
-     "sign only when the envelope sender's domain is in the signing table too"},
-    {"canonicalization", SIFT_P_STRING, "relaxed/simple", 0, 0, OFF(canonicalization), NULL,
-     "header/body canonicalization of our signatures (simple or relaxed)"},
-    {"sign_headers", SIFT_P_LIST,
-     "From Sender Reply-To Subject Date Message-ID To Cc MIME-Version Content-Type "
-     "Content-Transfer-Encoding Content-ID Content-Description Resent-Date Resent-From "
-     "Resent-Sender Resent-To Resent-Cc Resent-Message-ID In-Reply-To References List-Id "
-     "List-Help List-Unsubscribe List-Subscribe List-Post List-Owner List-Archive",
-     0, 0, OFF(sign_headers), NULL, "header fields signed when present (From is always signed)"},
-    {"oversign_headers", SIFT_P_LIST, "From To Cc Subject Date Reply-To Content-Type MIME-Version", 0, 0,
-     OFF(oversign_headers), NULL, "header fields listed once more in h= so none can be added later"},
-    {"signature_ttl", SIFT_P_TIME, "10d", 0, 0, OFF(signature_ttl), NULL,
-     "x= expiry of our signatures after t=; 0 = no x="},
-    {"max_signatures", SIFT_P_INT, "5", 1, DK_MAX_VERIFY, OFF(max_signatures), NULL,
-     "DKIM-Signature fields verified per message (others are ignored)"},
-    {"authserv_id", SIFT_P_STRING, "$authserv_id", 0, 0, OFF(authserv_id), NULL,
-     "authserv-id of our Authentication-Results (empty: the host name)"},
-    {"add_auth_results", SIFT_P_BOOL, "yes", 0, 0, OFF(add_auth_results), NULL,
-     "add an Authentication-Results header with the verification results"},
-    {"strip_auth_results", SIFT_P_BOOL, "yes", 0, 0, OFF(strip_auth_results), NULL,
-     "delete inbound Authentication-Results fields that carry our authserv-id"},
-    {"dns_timeout", SIFT_P_TIME, "0", 0, 60000, OFF(dns_timeout), NULL,
-     "time limit of one key lookup; 0 = dns_timeout (bounded by the MTA's deadline)"},
-    {"key_cache_size", SIFT_P_INT, "10000", 0, 10000000, OFF(key_cache_size), NULL,
-     "key records kept in the cache; 0 = no cache"},
-    {"key_cache_max_ttl", SIFT_P_TIME, "1h", 1000, 604800000LL, OFF(key_cache_max_ttl), NULL,
-     "longest time a key record is cached (the record's TTL when shorter)"},
-    {"key_cache_negative_ttl", SIFT_P_TIME, "60s", 0, 0, OFF(key_cache_negative_ttl), NULL,
-     "how long a missing key (NXDOMAIN, no TXT) is remembered"},
-    {"clock_drift", SIFT_P_TIME, "300s", 0, 0, OFF(clock_drift), NULL,
-     "clock difference tolerated for t= and x= when verifying"},
-    {"valid_score", SIFT_P_STRING, "-0.1", 0, 0, OFF(valid_score), NULL, "score of DKIM_VALID"},
-    {"invalid_score", SIFT_P_STRING, "1.0", 0, 0, OFF(invalid_score), NULL, "score of DKIM_INVALID"},
-    {"tempfail_score", SIFT_P_STRING, "0", 0, 0, OFF(tempfail_score), NULL, "score of DKIM_TEMPFAIL"},
-    {"none_score", SIFT_P_STRING, "0", 0, 0, OFF(none_score), NULL, "score of DKIM_NONE"},
-    SIFT_PARAM_END,
+	{"key_table", SIFT_P_STRING, "", 0, 0, OFF(key_table), NULL,
+	 "keys: texthash:/path or inline:{} of NAME = DOMAIN:SELECTOR:/path/to/key"},
+	{"signing_table", SIFT_P_MAP, "", 0, 0, OFF(signing_table), NULL,
+	 "From address/domain/.parent -> key names (several = several signatures)"},
+	{"sign", SIFT_P_BOOL, "yes", 0, 0, OFF(sign), NULL, "sign originating mail"},
+	{"verify", SIFT_P_BOOL, "yes", 0, 0, OFF(verify), NULL, "verify inbound mail"},
+	{"sign_networks", SIFT_P_MAP, "", 0, 0, OFF(sign_networks), NULL,
+	 "client addresses (e.g. cidr:) whose inbound-profile mail is signed too"},
+	{"sender_check", SIFT_P_BOOL, "yes", 0, 0, OFF(sender_check), NULL,
+	 "sign only when the envelope sender's domain is in the signing table too"},
+	{"canonicalization", SIFT_P_STRING, "relaxed/simple", 0, 0, OFF(canonicalization), NULL,
+	 "header/body canonicalization of our signatures (simple or relaxed)"},
+	{"sign_headers", SIFT_P_LIST,
+	 "From Sender Reply-To Subject Date Message-ID To Cc MIME-Version Content-Type "
+	 "Content-Transfer-Encoding Content-ID Content-Description Resent-Date Resent-From "
+	 "Resent-Sender Resent-To Resent-Cc Resent-Message-ID In-Reply-To References List-Id "
+	 "List-Help List-Unsubscribe List-Subscribe List-Post List-Owner List-Archive",
+	 0, 0, OFF(sign_headers), NULL, "header fields signed when present (From is always signed)"},
+	{"oversign_headers", SIFT_P_LIST, "From To Cc Subject Date Reply-To Content-Type MIME-Version", 0, 0,
+	 OFF(oversign_headers), NULL, "header fields listed once more in h= so none can be added later"},
+	{"signature_ttl", SIFT_P_TIME, "10d", 0, 0, OFF(signature_ttl), NULL,
+	 "x= expiry of our signatures after t=; 0 = no x="},
+	{"max_signatures", SIFT_P_INT, "5", 1, DK_MAX_VERIFY, OFF(max_signatures), NULL,
+	 "DKIM-Signature fields verified per message (others are ignored)"},
+	{"authserv_id", SIFT_P_STRING, "$authserv_id", 0, 0, OFF(authserv_id), NULL,
+	 "authserv-id of our Authentication-Results (empty: the host name)"},
+	{"add_auth_results", SIFT_P_BOOL, "yes", 0, 0, OFF(add_auth_results), NULL,
+	 "add an Authentication-Results header with the verification results"},
+	{"strip_auth_results", SIFT_P_BOOL, "yes", 0, 0, OFF(strip_auth_results), NULL,
+	 "delete inbound Authentication-Results fields that carry our authserv-id"},
+	{"dns_timeout", SIFT_P_TIME, "0", 0, 60000, OFF(dns_timeout), NULL,
+	 "time limit of one key lookup; 0 = dns_timeout (bounded by the MTA's deadline)"},
+	{"key_cache_size", SIFT_P_INT, "10000", 0, 10000000, OFF(key_cache_size), NULL,
+	 "key records kept in the cache; 0 = no cache"},
+	{"key_cache_max_ttl", SIFT_P_TIME, "1h", 1000, 604800000LL, OFF(key_cache_max_ttl), NULL,
+	 "longest time a key record is cached (the record's TTL when shorter)"},
+	{"key_cache_negative_ttl", SIFT_P_TIME, "60s", 0, 0, OFF(key_cache_negative_ttl), NULL,
+	 "how long a missing key (NXDOMAIN, no TXT) is remembered"},
+	{"clock_drift", SIFT_P_TIME, "300s", 0, 0, OFF(clock_drift), NULL,
+	 "clock difference tolerated for t= and x= when verifying"},
+	{"valid_score", SIFT_P_STRING, "-0.1", 0, 0, OFF(valid_score), NULL, "score of DKIM_VALID"},
+	{"invalid_score", SIFT_P_STRING, "1.0", 0, 0, OFF(invalid_score), NULL, "score of DKIM_INVALID"},
+	{"tempfail_score", SIFT_P_STRING, "0", 0, 0, OFF(tempfail_score), NULL, "score of DKIM_TEMPFAIL"},
+	{"none_score", SIFT_P_STRING, "0", 0, 0, OFF(none_score), NULL, "score of DKIM_NONE"},
+	SIFT_PARAM_END,
 };
 #undef OFF
 
@@ -162,7 +162,7 @@ static const struct sift_host *host;
  * when full, expired entries are dropped, then everything. */
 struct kc_entry {
 	char *name;
-	char *record;	/* NULL: negative entry (no key) */
+	char *record; /* NULL: negative entry (no key) */
 	time_t expires;
 	struct kc_entry *next;
 };
@@ -590,10 +590,12 @@ static int dk_init(const struct sift_host *h, void *conf, char **err_r)
 	if (!c->signhdrs || !c->oversignhdrs ||
 	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS, &flags, sizeof(flags)) != DKIM_STAT_OK ||
 	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNATURETTL, &ttl, sizeof(ttl)) != DKIM_STAT_OK ||
-	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_CLOCKDRIFT, &drift, sizeof(drift)) != DKIM_STAT_OK ||
-	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS, &minbits, sizeof(minbits)) != DKIM_STAT_OK ||
+	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_CLOCKDRIFT, &drift, sizeof(drift)) !=
+		    DKIM_STAT_OK ||
+	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS, &minbits, sizeof(minbits)) !=
+		    DKIM_STAT_OK ||
 	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, c->signhdrs, sizeof(c->signhdrs)) !=
-		DKIM_STAT_OK ||
+		    DKIM_STAT_OK ||
 	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, c->oversignhdrs,
 			 sizeof(c->oversignhdrs)) != DKIM_STAT_OK ||
 	    dkim_set_key_lookup(c->lib, key_lookup) != DKIM_STAT_OK ||
@@ -771,9 +773,10 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 	}
 	char fdom[256], faddr[512];
 	if (nfrom != 1 || !address_domain(from, fdom, sizeof(fdom))) {
-		host->log(ctx, LOG_INFO, "not signing: %s", nfrom == 0 ? "no From header"
-							  : nfrom > 1	 ? "several From headers"
-									 : "no usable address in From");
+		host->log(ctx, LOG_INFO, "not signing: %s",
+			  nfrom == 0  ? "no From header"
+			  : nfrom > 1 ? "several From headers"
+				      : "no usable address in From");
 		return SIFT_DUNNO;
 	}
 	bare_address(from, faddr, sizeof(faddr));
@@ -803,7 +806,8 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 				return SIFT_ERROR;
 			}
 			if (src == 0) {
-				host->log(ctx, LOG_INFO, "not signing: sender <%s> is not one of our domains", sender);
+				host->log(ctx, LOG_INFO, "not signing: sender <%s> is not one of our domains",
+					  sender);
 				free(keys);
 				return SIFT_DUNNO;
 			}
@@ -823,7 +827,8 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 	for (char *name = strtok_r(keys, " ,\t", &save); name; name = strtok_r(NULL, " ,\t", &save)) {
 		const struct dk_key *k = dk_keytable_find(&c->keys, name);
 		if (!k) {
-			host->log(ctx, LOG_ERR, "signing table names key \"%s\", which is not in dkim_key_table", name);
+			host->log(ctx, LOG_ERR,
+				  "signing table names key \"%s\", which is not in dkim_key_table", name);
 			m->failed = true;
 			break;
 		}
@@ -831,11 +836,13 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 		for (size_t i = 0; i < nsd; i++)
 			already |= strcmp(signed_doms[i], k->domain) == 0;
 		if (already) {
-			host->log(ctx, LOG_INFO, "not signing with %s: already signed by d=%s", k->name, k->domain);
+			host->log(ctx, LOG_INFO, "not signing with %s: already signed by d=%s", k->name,
+				  k->domain);
 			continue;
 		}
 		if (m->nsign >= DK_MAX_SIGN) {
-			host->log(ctx, LOG_WARNING, "more than %d signing keys; ignoring %s", DK_MAX_SIGN, k->name);
+			host->log(ctx, LOG_WARNING, "more than %d signing keys; ignoring %s", DK_MAX_SIGN,
+				  k->name);
 			continue;
 		}
 		DKIM_STAT st;
@@ -845,7 +852,8 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 		DKIM *d = dkim_sign(c->lib, (const unsigned char *)(jobid ? jobid : "NOQUEUE"), NULL,
 				    (dkim_sigkey_t)k->pem, (const unsigned char *)k->selector,
 				    (const unsigned char *)k->domain, hc, c->bcanon,
-				    k->type == DK_ED25519 ? DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256, -1, &st);
+				    k->type == DK_ED25519 ? DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256, -1,
+				    &st);
 		if (!d) {
 			host->log(ctx, LOG_ERR, "dkim_sign with key %s: %s", k->name, dkim_getresultstr(st));
 			m->failed = true;
@@ -856,7 +864,8 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 		m->nsign++;
 		st = feed_headers(ctx, d);
 		if (st != DKIM_STAT_OK) {
-			host->log(ctx, LOG_ERR, "signing with key %s: %s", k->name, dkim_geterror(d) ? dkim_geterror(d) : dkim_getresultstr(st));
+			host->log(ctx, LOG_ERR, "signing with key %s: %s", k->name,
+				  dkim_geterror(d) ? dkim_geterror(d) : dkim_getresultstr(st));
 			m->failed = true;
 			break;
 		}
@@ -897,7 +906,8 @@ static enum sift_verdict finish_signing(struct sift_ctx *ctx, struct dk_msg *m)
 		if (!hdrs[i])
 			return SIFT_ERROR;
 		host->header_insert(ctx, 0, DKIM_SIGNHEADER, hdrs[i]);
-		host->log(ctx, LOG_INFO, "signed: d=%s s=%s a=%s", m->signkey[i]->domain, m->signkey[i]->selector,
+		host->log(ctx, LOG_INFO, "signed: d=%s s=%s a=%s", m->signkey[i]->domain,
+			  m->signkey[i]->selector,
 			  m->signkey[i]->type == DK_ED25519 ? "ed25519-sha256" : "rsa-sha256");
 		free(hdrs[i]);
 	}
@@ -919,7 +929,8 @@ static bool ar_authserv_id(const char *value, char *out, size_t n)
 {
 	const char *p = skip_cfws(value);
 	size_t k = 0;
-	while (*p && *p != ';' && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n' && *p != '(' && k + 1 < n)
+	while (*p && *p != ';' && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n' && *p != '(' &&
+	       k + 1 < n)
 		out[k++] = *p++;
 	out[k] = 0;
 	return k > 0;
@@ -945,8 +956,8 @@ static void strip_forged(struct sift_ctx *ctx, const struct dk_conf *c)
 	 * later ones. */
 	for (size_t i = nf; i-- > 0;) {
 		host->header_change(ctx, "Authentication-Results", forged[i], NULL);
-		host->log(ctx, LOG_NOTICE, "deleted forged Authentication-Results #%u carrying our authserv-id",
-			  forged[i]);
+		host->log(ctx, LOG_NOTICE,
+			  "deleted forged Authentication-Results #%u carrying our authserv-id", forged[i]);
 	}
 }
 
@@ -1053,8 +1064,8 @@ static int report_unlisted(struct sift_ctx *ctx, struct dk_msg *m, struct abuf *
 		if (*al && dns_label_ok(al))
 			ab_add(ar, " header.a=%s", al);
 		acc_add(tempfail ? temp : invalid, *dom && dns_label_ok(dom) ? dom : "unknown");
-		host->log(ctx, LOG_INFO, "d=%s: dkim=%s (%s)", *dom ? dom : "?", tempfail ? "temperror" : "permerror",
-			  reason);
+		host->log(ctx, LOG_INFO, "d=%s: dkim=%s (%s)", *dom ? dom : "?",
+			  tempfail ? "temperror" : "permerror", reason);
 		n++;
 	}
 	return n;
@@ -1172,8 +1183,8 @@ static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m
 			acc_add(&temp, sd);
 		else
 			acc_add(&invalid, sd);
-		host->log(ctx, LOG_INFO, "d=%s s=%s: dkim=%s%s%s%s", *dom ? dom : "?", *sel ? sel : "?", result,
-			  reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
+		host->log(ctx, LOG_INFO, "d=%s s=%s: dkim=%s%s%s%s", *dom ? dom : "?", *sel ? sel : "?",
+			  result, reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
 	}
 	if (!reported && m->vdkim && m->veoh != DKIM_STAT_OK && m->veoh != DKIM_STAT_NOSIG)
 		reported = report_unlisted(ctx, m, &ar, &invalid, &temp);
@@ -1264,20 +1275,20 @@ static void dk_msg_end(struct sift_ctx *ctx)
 }
 
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
-    SIFT_PLUGIN_INIT,
-    .name = "dkim",
-    .description = "DKIM signing (originating) and verification (inbound) with libopendkim",
-    .daemons = SIFT_D_FILTERD,
-    .actions = SIFT_A_ADDHDRS | SIFT_A_CHGHDRS,
-    .flags = SIFT_F_ALWAYS_RUN | SIFT_F_HDR_LEADSPC,
-    .params = params,
-    .conf_size = sizeof(struct dk_conf),
-    .msg_size = sizeof(struct dk_msg),
-    .preinit = dk_preinit,
-    .init = dk_init,
-    .release = dk_release,
-    .eoh = dk_eoh,
-    .body = dk_body,
-    .eom = dk_eom,
-    .msg_end = dk_msg_end,
+	SIFT_PLUGIN_INIT,
+	.name = "dkim",
+	.description = "DKIM signing (originating) and verification (inbound) with libopendkim",
+	.daemons = SIFT_D_FILTERD,
+	.actions = SIFT_A_ADDHDRS | SIFT_A_CHGHDRS,
+	.flags = SIFT_F_ALWAYS_RUN | SIFT_F_HDR_LEADSPC,
+	.params = params,
+	.conf_size = sizeof(struct dk_conf),
+	.msg_size = sizeof(struct dk_msg),
+	.preinit = dk_preinit,
+	.init = dk_init,
+	.release = dk_release,
+	.eoh = dk_eoh,
+	.body = dk_body,
+	.eom = dk_eom,
+	.msg_end = dk_msg_end,
 };

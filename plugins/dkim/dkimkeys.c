@@ -104,7 +104,8 @@ const struct dk_key *dk_keytable_find_ds(const struct dk_keytable *kt, const cha
 					 const char *selector)
 {
 	for (size_t i = 0; i < kt->n; i++)
-		if (strcasecmp(kt->keys[i].domain, domain) == 0 && strcmp(kt->keys[i].selector, selector) == 0)
+		if (strcasecmp(kt->keys[i].domain, domain) == 0 &&
+		    strcmp(kt->keys[i].selector, selector) == 0)
 			return &kt->keys[i];
 	return NULL;
 }
@@ -136,7 +137,8 @@ static int add_entry(struct dk_keytable *kt, const char *where, const char *name
 	const char *c1 = strchr(value, ':');
 	const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
 	if (!c1 || !c2 || c1 == value || c2 == c1 + 1 || !c2[1]) {
-		*err_r = dk_printf("%s: key %s: value \"%s\" is not DOMAIN:SELECTOR:KEYFILE", where, name, value);
+		*err_r = dk_printf("%s: key %s: value \"%s\" is not DOMAIN:SELECTOR:KEYFILE", where, name,
+				   value);
 		return -1;
 	}
 	char *dom = dup_trim(value, (size_t)(c1 - value));
@@ -220,7 +222,8 @@ static int parse_texthash(const char *file, struct dk_keytable *kt, char **err_r
 		if (n <= 0)
 			break;
 		if (cont) {
-			*err_r = dk_printf("%s:%zu: continuation line without a preceding line", file, lineno);
+			*err_r =
+				dk_printf("%s:%zu: continuation line without a preceding line", file, lineno);
 			rc = -1;
 			break;
 		}
@@ -335,7 +338,8 @@ static int describe(EVP_PKEY *pk, struct dk_key *k, const char *what, char **err
 		k->type = DK_RSA;
 		k->bits = EVP_PKEY_get_bits(pk);
 		if (k->bits < 1024 || k->bits > 4096) {
-			*err_r = dk_printf("%s: RSA key of %d bits (1024 to 4096 allowed, RFC 8301)", what, k->bits);
+			*err_r = dk_printf("%s: RSA key of %d bits (1024 to 4096 allowed, RFC 8301)", what,
+					   k->bits);
 			return -1;
 		}
 		int n = i2d_PUBKEY(pk, &der);
@@ -367,7 +371,8 @@ static int describe(EVP_PKEY *pk, struct dk_key *k, const char *what, char **err
 int dk_key_load(struct dk_key *k, char **err_r)
 {
 	char what[1024];
-	snprintf(what, sizeof(what), "key %s (%s._domainkey.%s): %s", k->name, k->selector, k->domain, k->path);
+	snprintf(what, sizeof(what), "key %s (%s._domainkey.%s): %s", k->name, k->selector, k->domain,
+		 k->path);
 	int fd = open(k->path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
 		*err_r = dk_printf("%s: %s", what, strerror(errno));
@@ -411,7 +416,8 @@ int dk_key_load(struct dk_key *k, char **err_r)
 int dk_key_set_pem(struct dk_key *k, char *pem, char **err_r)
 {
 	char what[1024];
-	snprintf(what, sizeof(what), "key %s (%s._domainkey.%s): %s", k->name, k->selector, k->domain, k->path);
+	snprintf(what, sizeof(what), "key %s (%s._domainkey.%s): %s", k->name, k->selector, k->domain,
+		 k->path);
 	size_t got = strlen(pem);
 	BIO *bio = BIO_new_mem_buf(pem, (int)got);
 	EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;

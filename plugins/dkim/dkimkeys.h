@@ -23,15 +23,15 @@
 enum dk_keytype { DK_RSA = 1, DK_ED25519 = 2 };
 
 struct dk_key {
-	char *name;	  /* key table key (lower case) */
-	char *domain;	  /* d= (lower case) */
-	char *selector;	  /* s= */
-	char *path;	  /* private key file */
-	char *pem;	  /* the private key as read (NULL unless loaded) */
+	char *name;	/* key table key (lower case) */
+	char *domain;	/* d= (lower case) */
+	char *selector; /* s= */
+	char *path;	/* private key file */
+	char *pem;	/* the private key as read (NULL unless loaded) */
 	enum dk_keytype type;
-	int bits;	  /* RSA modulus size; 256 for Ed25519 */
-	char *record;	  /* "v=DKIM1; k=rsa; p=..." for DNS */
-	char *pub_b64;	  /* the p= value alone */
+	int bits;      /* RSA modulus size; 256 for Ed25519 */
+	char *record;  /* "v=DKIM1; k=rsa; p=..." for DNS */
+	char *pub_b64; /* the p= value alone */
 };
 
 struct dk_keytable {

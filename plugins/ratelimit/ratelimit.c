@@ -59,9 +59,8 @@
 #include "sift/plugin.h"
 
 enum sel { S_CLIENT, S_SASL, S_SENDER, S_SENDER_DOMAIN, S_RCPT, S_RCPT_DOMAIN, S_GLOBAL, S_MAX };
-static const char *const sel_names[S_MAX] = {"client_address", "sasl_username", "sender",
-					     "sender_domain", "recipient", "recipient_domain",
-					     "global"};
+static const char *const sel_names[S_MAX] = {"client_address", "sasl_username",	   "sender", "sender_domain",
+					     "recipient",      "recipient_domain", "global"};
 
 enum metric { M_MSG, M_RCPT, M_BYTES, M_MAX };
 static const char *const metric_names[M_MAX] = {"messages", "recipients", "bytes"};
@@ -73,7 +72,7 @@ static const char *const action_names[] = {"log", "hold", "defer_if_permit", "de
 
 enum prof_filter { PF_ANY, PF_INBOUND, PF_ORIGINATING };
 
-#define MAX_SELS 4
+#define MAX_SELS  4
 #define MAX_RULES 64
 #define MAX_VALUE 320
 
@@ -98,7 +97,7 @@ struct rule {
 struct rl_conf {
 	/* parameters */
 	const char *rules_spec;
-	int store_failure;  /* 0 dunno, 1 tempfail */
+	int store_failure; /* 0 dunno, 1 tempfail */
 	long long ipv4_prefix, ipv6_prefix;
 	const char *key_prefix;
 	int control;
@@ -114,20 +113,20 @@ static atomic_llong over_limit_count;
 
 #define OFF(f) offsetof(struct rl_conf, f)
 static const struct sift_param params[] = {
-    {"rules", SIFT_P_STRING, "", 0, 0, OFF(rules_spec), NULL,
-     "rate-limit rules: { name=N key=SEL[+SEL] messages=N/W recipients=N/W bytes=SIZE/W "
-     "action=A text=\"...\" exempt=MAP profile=P ipv4_prefix=N ipv6_prefix=N } ..."},
-    {"store_failure", SIFT_P_ENUM, "dunno", 0, 0, OFF(store_failure), "dunno|tempfail",
-     "when the state store fails: dunno (fail open, logged and counted) or tempfail"},
-    {"ipv4_prefix", SIFT_P_INT, "32", 8, 32, OFF(ipv4_prefix), NULL,
-     "default prefix length of client_address buckets for IPv4 clients"},
-    {"ipv6_prefix", SIFT_P_INT, "64", 16, 128, OFF(ipv6_prefix), NULL,
-     "default prefix length of client_address buckets for IPv6 clients"},
-    {"key_prefix", SIFT_P_STRING, "rl:", 0, 0, OFF(key_prefix), NULL,
-     "prefix of the counters' keys in the state store"},
-    {"control", SIFT_P_BOOL, "yes", 0, 0, OFF(control), NULL,
-     "answer siftctl ratelimit control requests (request=sift_ratelimit)"},
-    SIFT_PARAM_END,
+	{"rules", SIFT_P_STRING, "", 0, 0, OFF(rules_spec), NULL,
+	 "rate-limit rules: { name=N key=SEL[+SEL] messages=N/W recipients=N/W bytes=SIZE/W "
+	 "action=A text=\"...\" exempt=MAP profile=P ipv4_prefix=N ipv6_prefix=N } ..."},
+	{"store_failure", SIFT_P_ENUM, "dunno", 0, 0, OFF(store_failure), "dunno|tempfail",
+	 "when the state store fails: dunno (fail open, logged and counted) or tempfail"},
+	{"ipv4_prefix", SIFT_P_INT, "32", 8, 32, OFF(ipv4_prefix), NULL,
+	 "default prefix length of client_address buckets for IPv4 clients"},
+	{"ipv6_prefix", SIFT_P_INT, "64", 16, 128, OFF(ipv6_prefix), NULL,
+	 "default prefix length of client_address buckets for IPv6 clients"},
+	{"key_prefix", SIFT_P_STRING, "rl:", 0, 0, OFF(key_prefix), NULL,
+	 "prefix of the counters' keys in the state store"},
+	{"control", SIFT_P_BOOL, "yes", 0, 0, OFF(control), NULL,
+	 "answer siftctl ratelimit control requests (request=sift_ratelimit)"},
+	SIFT_PARAM_END,
 };
 #undef OFF
 
@@ -146,10 +145,17 @@ static int parse_limit(const char *v, bool size_units, struct limit *l)
 	if (size_units && end < slash) {
 		long long mult = 1;
 		switch (tolower((unsigned char)*end)) {
-		case 'k': mult = 1024LL; break;
-		case 'm': mult = 1024LL * 1024; break;
-		case 'g': mult = 1024LL * 1024 * 1024; break;
-		default: return -1;
+		case 'k':
+			mult = 1024LL;
+			break;
+		case 'm':
+			mult = 1024LL * 1024;
+			break;
+		case 'g':
+			mult = 1024LL * 1024 * 1024;
+			break;
+		default:
+			return -1;
 		}
 		if (__builtin_mul_overflow(n, mult, &n))
 			return -1;
@@ -303,7 +309,8 @@ static int rule_option(struct rule *r, const char *name, const char *v, char **e
 			if (strcasecmp(v, action_names[a]) == 0)
 				break;
 		if (a == sizeof(action_names) / sizeof(action_names[0])) {
-			*err_r = errf("bad action \"%s\"%s (defer_if_permit, defer, reject, hold, log)", v, "");
+			*err_r = errf("bad action \"%s\"%s (defer_if_permit, defer, reject, hold, log)", v,
+				      "");
 			return -1;
 		}
 		r->action = (enum action)a;
@@ -392,8 +399,8 @@ static int parse_rules(struct rl_conf *c, char **err_r)
 			}
 			free(tok);
 			if (oerr) {
-				*err_r = errf("ratelimit_rules: rule %s: %s",
-					      r->name ? r->name : "(unnamed)", oerr);
+				*err_r = errf("ratelimit_rules: rule %s: %s", r->name ? r->name : "(unnamed)",
+					      oerr);
 				free(oerr);
 				return -1;
 			}
@@ -545,8 +552,8 @@ static const char *sel_raw(struct sift_ctx *ctx, enum sel s, const char *rcpt)
 
 /* Builds the bucket value of a rule: parts joined with '|'. Returns false
  * when the rule does not apply or is exempt. */
-static bool bucket_value(struct sift_ctx *ctx, const struct rule *r, const char *rcpt, char *out,
-			 size_t n, bool *exempt_r, bool *err_r)
+static bool bucket_value(struct sift_ctx *ctx, const struct rule *r, const char *rcpt, char *out, size_t n,
+			 bool *exempt_r, bool *err_r)
 {
 	size_t len = 0;
 	out[0] = 0;
@@ -682,9 +689,9 @@ static enum sift_verdict answer(struct sift_ctx *ctx, const struct over *o, cons
 		snprintf(text, sizeof(text), "Rate limit exceeded: %lld %s per %s", r->lim[o->metric].max,
 			 metric_names[o->metric], win);
 	atomic_fetch_add(&over_limit_count, 1);
-	host->log(ctx, LOG_NOTICE, "rule %s: %s %s over %lld %s per %s (%.1f) at %s; action=%s",
-		  r->name, "key", o->value, r->lim[o->metric].max, metric_names[o->metric], win, o->est,
-		  stage, action_names[r->action]);
+	host->log(ctx, LOG_NOTICE, "rule %s: %s %s over %lld %s per %s (%.1f) at %s; action=%s", r->name,
+		  "key", o->value, r->lim[o->metric].max, metric_names[o->metric], win, o->est, stage,
+		  action_names[r->action]);
 	char buf[800];
 	switch (r->action) {
 	case A_REJECT:
@@ -755,7 +762,9 @@ static enum sift_verdict check(struct sift_ctx *ctx, const struct rl_conf *c, bo
 			for (int m = 0; m < M_MAX; m++) {
 				if (!r->lim[m].max)
 					continue;
-				long long need = m == M_MSG ? 1 : m == M_RCPT ? (r->per_rcpt ? 1 : nrcpt) : size;
+				long long need = m == M_MSG    ? 1
+						 : m == M_RCPT ? (r->per_rcpt ? 1 : nrcpt)
+							       : size;
 				long long w = r->lim[m].window_ms, idx = now / w;
 				char k1[sizeof(value) + 128], k0[sizeof(value) + 128];
 				counter_key(c, r, m, idx, value, k1, sizeof(k1));
@@ -809,8 +818,8 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 		if (r->per_rcpt && nr == 0 && single)
 			nr = 1;
 		for (size_t ri = 0; ri < nr && !failed; ri++) {
-			const char *rc = r->per_rcpt ? (host->rcpt_count(ctx) ? host->rcpt(ctx, ri) : single)
-						     : NULL;
+			const char *rc =
+				r->per_rcpt ? (host->rcpt_count(ctx) ? host->rcpt(ctx, ri) : single) : NULL;
 			char value[MAX_VALUE * 2];
 			bool exempt = false, merr = false;
 			if (!bucket_value(ctx, r, rc, value, sizeof(value), &exempt, &merr))
@@ -818,7 +827,9 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 			for (int m = 0; m < M_MAX && !failed; m++) {
 				if (!r->lim[m].max)
 					continue;
-				long long delta = m == M_MSG ? 1 : m == M_RCPT ? (r->per_rcpt ? 1 : nrcpt) : size;
+				long long delta = m == M_MSG	? 1
+						  : m == M_RCPT ? (r->per_rcpt ? 1 : nrcpt)
+								: size;
 				if (delta <= 0)
 					continue;
 				if (nrecs == MAX_INCRS)
@@ -871,13 +882,13 @@ static enum sift_verdict control(struct sift_ctx *ctx, const struct rl_conf *c)
 	char *out = host->msg_alloc(ctx, 3800);
 	size_t len = 0, cap = 3800;
 	out[0] = 0;
-#define OUT(...)                                                                                   \
-	do {                                                                                       \
-		if (len < cap) {                                                                   \
-			int w_ = snprintf(out + len, cap - len, __VA_ARGS__);                      \
-			if (w_ > 0)                                                                \
-				len += (size_t)w_ < cap - len ? (size_t)w_ : cap - len - 1;        \
-		}                                                                                  \
+#define OUT(...)                                                                            \
+	do {                                                                                \
+		if (len < cap) {                                                            \
+			int w_ = snprintf(out + len, cap - len, __VA_ARGS__);               \
+			if (w_ > 0)                                                         \
+				len += (size_t)w_ < cap - len ? (size_t)w_ : cap - len - 1; \
+		}                                                                           \
 	} while (0)
 	if (!cmd || !c->control) {
 		host->policy_action(ctx, "INFO ratelimit: control requests are disabled or incomplete");
@@ -974,13 +985,13 @@ static enum sift_verdict rl_policy(struct sift_ctx *ctx)
 }
 
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
-    SIFT_PLUGIN_INIT,
-    .name = "ratelimit",
-    .description = "message, recipient and byte rate limits (sliding window, shared store)",
-    .daemons = SIFT_D_POLICYD,
-    .params = params,
-    .conf_size = sizeof(struct rl_conf),
-    .init = rl_init,
-    .release = rl_release,
-    .policy = rl_policy,
+	SIFT_PLUGIN_INIT,
+	.name = "ratelimit",
+	.description = "message, recipient and byte rate limits (sliding window, shared store)",
+	.daemons = SIFT_D_POLICYD,
+	.params = params,
+	.conf_size = sizeof(struct rl_conf),
+	.init = rl_init,
+	.release = rl_release,
+	.policy = rl_policy,
 };

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define AP_MAX_TOKENS 1024
+#define AP_MAX_TOKENS	     1024
 #define AP_MAX_COMMENT_DEPTH 32
 
 enum tt { T_ATOM, T_QSTR, T_DLIT, T_SPECIAL };

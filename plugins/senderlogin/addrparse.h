@@ -13,9 +13,9 @@
 
 #include <stddef.h>
 
-#define AP_MAX_INPUT 16384 /* longer header values are refused */
-#define AP_MAX_ADDR 512	   /* one address, unquoted internal form */
-#define AP_MAX_DISPLAY 512 /* one display name, decoded */
+#define AP_MAX_INPUT   16384 /* longer header values are refused */
+#define AP_MAX_ADDR    512   /* one address, unquoted internal form */
+#define AP_MAX_DISPLAY 512   /* one display name, decoded */
 
 struct ap_mailbox {
 	char addr[AP_MAX_ADDR];	      /* local@domain, local part unquoted, domain lower case */

@@ -83,34 +83,34 @@ static const struct sift_host *host;
 
 #define OFF(f) offsetof(struct sl_conf, f)
 static const struct sift_param params[] = {
-    {"login_maps", SIFT_P_MAP, "", 0, 0, OFF(login_maps), NULL,
-     "owners of sender addresses (as smtpd_sender_login_maps): address -> login[, login...]"},
-    {"header_maps", SIFT_P_MAP, "", 0, 0, OFF(header_maps), NULL,
-     "owners of header From/Sender addresses (empty: senderlogin_login_maps)"},
-    {"recipient_delimiter", SIFT_P_STRING, "", 0, 0, OFF(recipient_delimiter), NULL,
-     "address extension delimiters (as Postfix's recipient_delimiter, e.g. +)"},
-    {"unknown_sender", SIFT_P_ENUM, "reject", 0, 0, OFF(unknown_sender), "reject|dunno",
-     "an address with no owner: reject (as reject_authenticated_sender_login_mismatch) or "
-     "dunno (as reject_known_sender_login_mismatch)"},
-    {"envelope_check", SIFT_P_BOOL, "yes", 0, 0, OFF(envelope_check), NULL,
-     "check the envelope sender of authenticated clients"},
-    {"envelope_action", SIFT_P_ENUM, "reject", 0, 0, OFF(envelope_action),
-     "reject|tempfail|hold|log", "what to do with an envelope sender the login does not own"},
-    {"unauthenticated_reject", SIFT_P_BOOL, "no", 0, 0, OFF(unauthenticated_reject), NULL,
-     "refuse unauthenticated inbound clients using an owned sender or one of local_domains"},
-    {"local_domains", SIFT_P_LIST, "", 0, 0, OFF(local_domains), NULL,
-     "our sender domains, for unauthenticated_reject"},
-    {"header_check", SIFT_P_BOOL, "yes", 0, 0, OFF(header_check), NULL,
-     "filterd: check the header From/Sender addresses of authenticated mail"},
-    {"header_fields", SIFT_P_LIST, "From, Sender", 0, 0, OFF(header_fields), NULL,
-     "header fields whose addresses the login must own"},
-    {"header_action", SIFT_P_ENUM, "reject", 0, 0, OFF(header_action),
-     "reject|tempfail|hold|header|log", "what to do with a header address the login does not own"},
-    {"header_name", SIFT_P_STRING, "X-Sift-Sender-Login", 0, 0, OFF(header_name), NULL,
-     "header added by header_action = header"},
-    {"display_name_check", SIFT_P_BOOL, "yes", 0, 0, OFF(display_name_check), NULL,
-     "a display name that looks like an address owned by someone else is a mismatch"},
-    SIFT_PARAM_END,
+	{"login_maps", SIFT_P_MAP, "", 0, 0, OFF(login_maps), NULL,
+	 "owners of sender addresses (as smtpd_sender_login_maps): address -> login[, login...]"},
+	{"header_maps", SIFT_P_MAP, "", 0, 0, OFF(header_maps), NULL,
+	 "owners of header From/Sender addresses (empty: senderlogin_login_maps)"},
+	{"recipient_delimiter", SIFT_P_STRING, "", 0, 0, OFF(recipient_delimiter), NULL,
+	 "address extension delimiters (as Postfix's recipient_delimiter, e.g. +)"},
+	{"unknown_sender", SIFT_P_ENUM, "reject", 0, 0, OFF(unknown_sender), "reject|dunno",
+	 "an address with no owner: reject (as reject_authenticated_sender_login_mismatch) or "
+	 "dunno (as reject_known_sender_login_mismatch)"},
+	{"envelope_check", SIFT_P_BOOL, "yes", 0, 0, OFF(envelope_check), NULL,
+	 "check the envelope sender of authenticated clients"},
+	{"envelope_action", SIFT_P_ENUM, "reject", 0, 0, OFF(envelope_action), "reject|tempfail|hold|log",
+	 "what to do with an envelope sender the login does not own"},
+	{"unauthenticated_reject", SIFT_P_BOOL, "no", 0, 0, OFF(unauthenticated_reject), NULL,
+	 "refuse unauthenticated inbound clients using an owned sender or one of local_domains"},
+	{"local_domains", SIFT_P_LIST, "", 0, 0, OFF(local_domains), NULL,
+	 "our sender domains, for unauthenticated_reject"},
+	{"header_check", SIFT_P_BOOL, "yes", 0, 0, OFF(header_check), NULL,
+	 "filterd: check the header From/Sender addresses of authenticated mail"},
+	{"header_fields", SIFT_P_LIST, "From, Sender", 0, 0, OFF(header_fields), NULL,
+	 "header fields whose addresses the login must own"},
+	{"header_action", SIFT_P_ENUM, "reject", 0, 0, OFF(header_action), "reject|tempfail|hold|header|log",
+	 "what to do with a header address the login does not own"},
+	{"header_name", SIFT_P_STRING, "X-Sift-Sender-Login", 0, 0, OFF(header_name), NULL,
+	 "header added by header_action = header"},
+	{"display_name_check", SIFT_P_BOOL, "yes", 0, 0, OFF(display_name_check), NULL,
+	 "a display name that looks like an address owned by someone else is a mismatch"},
+	SIFT_PARAM_END,
 };
 #undef OFF
 
@@ -133,8 +133,7 @@ static int sl_init(const struct sift_host *h, void *conf, char **err_r)
 
 /* Looks up the owners of addr: 1 found (*owners_r malloc'd), 0 none, -1
  * map error. Keys: addr, addr without extension, @domain. */
-static int find_owners(const struct sl_conf *c, const struct sift_map *map, const char *addr,
-		       char **owners_r)
+static int find_owners(const struct sl_conf *c, const struct sift_map *map, const char *addr, char **owners_r)
 {
 	int rc = host->map_lookup(map, addr, owners_r);
 	if (rc)
@@ -170,8 +169,8 @@ static bool owner_listed(const char *owners, const char *login)
 }
 
 /* 1 owned, 0 not owned (*owners_r: what the map said, or NULL), -1 error. */
-static int owned(const struct sl_conf *c, const struct sift_map *map, const char *addr,
-		 const char *login, bool allow_unknown, char **owners_r)
+static int owned(const struct sl_conf *c, const struct sift_map *map, const char *addr, const char *login,
+		 bool allow_unknown, char **owners_r)
 {
 	char *owners = NULL;
 	*owners_r = NULL;
@@ -234,8 +233,8 @@ static enum sift_verdict env_decide(struct sift_ctx *ctx, const struct sl_conf *
 		host->log(ctx, LOG_NOTICE, "login=%s sender=<%s> owners=%s: not owned; action=%s", login,
 			  sender, owners ? owners : "(none)", an[c->envelope_action]);
 		free(owners);
-		m->env_text = msg_printf(ctx, "<%s>: Sender address rejected: not owned by user %s", sender,
-					 login);
+		m->env_text =
+			msg_printf(ctx, "<%s>: Sender address rejected: not owned by user %s", sender, login);
 		m->env_short = msg_printf(ctx, "not owned by user %s%s", login, "");
 		switch (c->envelope_action) {
 		case 0:
@@ -323,8 +322,8 @@ struct mismatch {
 
 /* Checks one field value; fills *mm and returns 1 on a mismatch, 0 fine,
  * -1 map error. */
-static int check_field(struct sift_ctx *ctx, const struct sl_conf *c, const char *field,
-		       const char *value, const char *login, struct mismatch *mm)
+static int check_field(struct sift_ctx *ctx, const struct sl_conf *c, const char *field, const char *value,
+		       const char *login, struct mismatch *mm)
 {
 	const struct sift_map *map = c->header_maps ? c->header_maps : c->login_maps;
 	struct ap_mailbox *boxes = host->msg_alloc(ctx, MAX_MAILBOXES * sizeof(*boxes));
@@ -394,8 +393,8 @@ static enum sift_verdict sl_eoh(struct sift_ctx *ctx)
 	if (!bad)
 		return SIFT_DUNNO;
 	static const char *const an[] = {"reject", "tempfail", "hold", "header", "log"};
-	host->log(ctx, LOG_NOTICE, "login=%s header=%s address=<%s>: %s; action=%s", login, mm.field,
-		  mm.addr, mm.why, an[c->header_action]);
+	host->log(ctx, LOG_NOTICE, "login=%s header=%s address=<%s>: %s; action=%s", login, mm.field, mm.addr,
+		  mm.why, an[c->header_action]);
 	char text[AP_MAX_ADDR + 200];
 	snprintf(text, sizeof(text), "<%s>: %s header address rejected: not owned by user %s", mm.addr,
 		 mm.field, login);
@@ -426,16 +425,16 @@ static enum sift_verdict sl_eoh(struct sift_ctx *ctx)
 }
 
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
-    SIFT_PLUGIN_INIT,
-    .name = "senderlogin",
-    .description = "SASL login must own the envelope sender and the header From/Sender",
-    .daemons = SIFT_D_FILTERD | SIFT_D_POLICYD,
-    .actions = SIFT_A_ADDHDRS | SIFT_A_QUARANTINE,
-    .params = params,
-    .conf_size = sizeof(struct sl_conf),
-    .msg_size = sizeof(struct sl_msg),
-    .init = sl_init,
-    .mail = sl_mail,
-    .eoh = sl_eoh,
-    .policy = sl_policy,
+	SIFT_PLUGIN_INIT,
+	.name = "senderlogin",
+	.description = "SASL login must own the envelope sender and the header From/Sender",
+	.daemons = SIFT_D_FILTERD | SIFT_D_POLICYD,
+	.actions = SIFT_A_ADDHDRS | SIFT_A_QUARANTINE,
+	.params = params,
+	.conf_size = sizeof(struct sl_conf),
+	.msg_size = sizeof(struct sl_msg),
+	.init = sl_init,
+	.mail = sl_mail,
+	.eoh = sl_eoh,
+	.policy = sl_policy,
 };

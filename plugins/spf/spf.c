@@ -72,9 +72,9 @@ struct spf_conf {
 
 struct spf_msg {
 	bool done, prepended;
-	struct spf_res res;	/* explanation kept in msg memory (expl) */
-	const char *expl;	/* msg_alloc'd copy, or NULL */
-	const char *header;	/* Received-SPF value (msg_alloc'd) */
+	struct spf_res res; /* explanation kept in msg memory (expl) */
+	const char *expl;   /* msg_alloc'd copy, or NULL */
+	const char *header; /* Received-SPF value (msg_alloc'd) */
 };
 
 static const struct sift_host *host;
@@ -91,57 +91,57 @@ static const enum act permerror_acts[] = {A_PREPEND, A_DEFER_IF_PERMIT, A_REJECT
 
 #define OFF(f) offsetof(struct spf_conf, f)
 static const struct sift_param params[] = {
-    {"receiver", SIFT_P_STRING, "$myhostname", 0, 0, OFF(receiver), NULL,
-     "our host name in Received-SPF receiver= and %{r} (empty: the host name)"},
-    {"authserv_id", SIFT_P_STRING, "$authserv_id", 0, 0, OFF(authserv_id), NULL,
-     "authserv-id of the Authentication-Results header (empty: myhostname)"},
-    {"fail_action", SIFT_P_ENUM, "reject", 0, 0, OFF(fail_action), "reject|defer|prepend",
-     "what a fail result does: reject (550 5.7.23), defer (451 4.7.23) or prepend only"},
-    {"softfail_action", SIFT_P_ENUM, "prepend", 0, 0, OFF(softfail_action), "prepend|defer|reject",
-     "what a softfail result does"},
-    {"temperror_action", SIFT_P_ENUM, "defer_if_permit", 0, 0, OFF(temperror_action),
-     "defer_if_permit|defer|prepend", "what a temperror result does"},
-    {"permerror_action", SIFT_P_ENUM, "prepend", 0, 0, OFF(permerror_action),
-     "prepend|defer_if_permit|reject", "what a permerror result does"},
-    {"helo_check", SIFT_P_BOOL, "no", 0, 0, OFF(helo_check), NULL,
-     "also check the HELO identity first; a HELO fail decides (RFC 7208 2.3)"},
-    {"trusted_clients", SIFT_P_MAP, "", 0, 0, OFF(trusted_clients), NULL,
-     "clients (address, or verified name) never checked: relays, secondary MX"},
-    {"timeout", SIFT_P_TIME, "10s", 100, 300000, OFF(timeout), NULL,
-     "time limit of one whole SPF evaluation (then temperror)"},
-    {"dns_timeout", SIFT_P_TIME, "5s", 100, 300000, OFF(dns_timeout), NULL,
-     "time limit of one DNS query (within spf_timeout)"},
-    {"max_lookups", SIFT_P_INT, "10", 1, 100, OFF(max_lookups), NULL,
-     "DNS-querying terms allowed (RFC 7208: 10)"},
-    {"max_void_lookups", SIFT_P_INT, "2", 0, 100, OFF(max_void_lookups), NULL,
-     "lookups with an empty answer allowed (RFC 7208: 2)"},
-    {"max_names", SIFT_P_INT, "10", 1, 100, OFF(max_names), NULL,
-     "MX and PTR names looked at per term (RFC 7208: 10)"},
-    {"default_explanation", SIFT_P_STRING, "%{c} is not allowed to send mail for %{o}", 0, 0,
-     OFF(default_explanation), NULL, "explanation when the domain gives none (SPF macros allowed)"},
-    {"reject_text", SIFT_P_STRING, "SPF fail: %s", 0, 0, OFF(reject_text), NULL,
-     "reply text of a fail/softfail reject; %s is the explanation"},
-    {"filterd_mode", SIFT_P_ENUM, "header_or_check", 0, 0, OFF(filterd_mode),
-     "header_or_check|header|check",
-     "filterd: use our Received-SPF header, else check; header only; always check"},
-    {"add_header", SIFT_P_BOOL, "yes", 0, 0, OFF(add_header), NULL,
-     "add a Received-SPF header (policyd: PREPEND; filterd: when it checked itself)"},
-    {"dns_cache_size", SIFT_P_INT, "20000", 0, 10000000, OFF(cache_size), NULL,
-     "DNS answers kept by the plugin (0: none, every lookup asks the shared resolver)"},
-    {"dns_cache_max_ttl", SIFT_P_TIME, "300s", 0, 86400000, OFF(cache_max_ttl), NULL,
-     "longest time a DNS answer is kept (never longer than its TTL)"},
-    {"score_none", SIFT_P_STRING, "0", 0, 0, OFF(score_text[SPF_NONE]), NULL, "score of SPF_NONE"},
-    {"score_neutral", SIFT_P_STRING, "0.5", 0, 0, OFF(score_text[SPF_NEUTRAL]), NULL,
-     "score of SPF_NEUTRAL"},
-    {"score_pass", SIFT_P_STRING, "-0.1", 0, 0, OFF(score_text[SPF_PASS]), NULL, "score of SPF_PASS"},
-    {"score_fail", SIFT_P_STRING, "2", 0, 0, OFF(score_text[SPF_FAIL]), NULL, "score of SPF_FAIL"},
-    {"score_softfail", SIFT_P_STRING, "1", 0, 0, OFF(score_text[SPF_SOFTFAIL]), NULL,
-     "score of SPF_SOFTFAIL"},
-    {"score_temperror", SIFT_P_STRING, "0", 0, 0, OFF(score_text[SPF_TEMPERROR]), NULL,
-     "score of SPF_TEMPERROR"},
-    {"score_permerror", SIFT_P_STRING, "0.5", 0, 0, OFF(score_text[SPF_PERMERROR]), NULL,
-     "score of SPF_PERMERROR"},
-    SIFT_PARAM_END,
+	{"receiver", SIFT_P_STRING, "$myhostname", 0, 0, OFF(receiver), NULL,
+	 "our host name in Received-SPF receiver= and %{r} (empty: the host name)"},
+	{"authserv_id", SIFT_P_STRING, "$authserv_id", 0, 0, OFF(authserv_id), NULL,
+	 "authserv-id of the Authentication-Results header (empty: myhostname)"},
+	{"fail_action", SIFT_P_ENUM, "reject", 0, 0, OFF(fail_action), "reject|defer|prepend",
+	 "what a fail result does: reject (550 5.7.23), defer (451 4.7.23) or prepend only"},
+	{"softfail_action", SIFT_P_ENUM, "prepend", 0, 0, OFF(softfail_action), "prepend|defer|reject",
+	 "what a softfail result does"},
+	{"temperror_action", SIFT_P_ENUM, "defer_if_permit", 0, 0, OFF(temperror_action),
+	 "defer_if_permit|defer|prepend", "what a temperror result does"},
+	{"permerror_action", SIFT_P_ENUM, "prepend", 0, 0, OFF(permerror_action),
+	 "prepend|defer_if_permit|reject", "what a permerror result does"},
+	{"helo_check", SIFT_P_BOOL, "no", 0, 0, OFF(helo_check), NULL,
+	 "also check the HELO identity first; a HELO fail decides (RFC 7208 2.3)"},
+	{"trusted_clients", SIFT_P_MAP, "", 0, 0, OFF(trusted_clients), NULL,
+	 "clients (address, or verified name) never checked: relays, secondary MX"},
+	{"timeout", SIFT_P_TIME, "10s", 100, 300000, OFF(timeout), NULL,
+	 "time limit of one whole SPF evaluation (then temperror)"},
+	{"dns_timeout", SIFT_P_TIME, "5s", 100, 300000, OFF(dns_timeout), NULL,
+	 "time limit of one DNS query (within spf_timeout)"},
+	{"max_lookups", SIFT_P_INT, "10", 1, 100, OFF(max_lookups), NULL,
+	 "DNS-querying terms allowed (RFC 7208: 10)"},
+	{"max_void_lookups", SIFT_P_INT, "2", 0, 100, OFF(max_void_lookups), NULL,
+	 "lookups with an empty answer allowed (RFC 7208: 2)"},
+	{"max_names", SIFT_P_INT, "10", 1, 100, OFF(max_names), NULL,
+	 "MX and PTR names looked at per term (RFC 7208: 10)"},
+	{"default_explanation", SIFT_P_STRING, "%{c} is not allowed to send mail for %{o}", 0, 0,
+	 OFF(default_explanation), NULL, "explanation when the domain gives none (SPF macros allowed)"},
+	{"reject_text", SIFT_P_STRING, "SPF fail: %s", 0, 0, OFF(reject_text), NULL,
+	 "reply text of a fail/softfail reject; %s is the explanation"},
+	{"filterd_mode", SIFT_P_ENUM, "header_or_check", 0, 0, OFF(filterd_mode),
+	 "header_or_check|header|check",
+	 "filterd: use our Received-SPF header, else check; header only; always check"},
+	{"add_header", SIFT_P_BOOL, "yes", 0, 0, OFF(add_header), NULL,
+	 "add a Received-SPF header (policyd: PREPEND; filterd: when it checked itself)"},
+	{"dns_cache_size", SIFT_P_INT, "20000", 0, 10000000, OFF(cache_size), NULL,
+	 "DNS answers kept by the plugin (0: none, every lookup asks the shared resolver)"},
+	{"dns_cache_max_ttl", SIFT_P_TIME, "300s", 0, 86400000, OFF(cache_max_ttl), NULL,
+	 "longest time a DNS answer is kept (never longer than its TTL)"},
+	{"score_none", SIFT_P_STRING, "0", 0, 0, OFF(score_text[SPF_NONE]), NULL, "score of SPF_NONE"},
+	{"score_neutral", SIFT_P_STRING, "0.5", 0, 0, OFF(score_text[SPF_NEUTRAL]), NULL,
+	 "score of SPF_NEUTRAL"},
+	{"score_pass", SIFT_P_STRING, "-0.1", 0, 0, OFF(score_text[SPF_PASS]), NULL, "score of SPF_PASS"},
+	{"score_fail", SIFT_P_STRING, "2", 0, 0, OFF(score_text[SPF_FAIL]), NULL, "score of SPF_FAIL"},
+	{"score_softfail", SIFT_P_STRING, "1", 0, 0, OFF(score_text[SPF_SOFTFAIL]), NULL,
+	 "score of SPF_SOFTFAIL"},
+	{"score_temperror", SIFT_P_STRING, "0", 0, 0, OFF(score_text[SPF_TEMPERROR]), NULL,
+	 "score of SPF_TEMPERROR"},
+	{"score_permerror", SIFT_P_STRING, "0.5", 0, 0, OFF(score_text[SPF_PERMERROR]), NULL,
+	 "score of SPF_PERMERROR"},
+	SIFT_PARAM_END,
 };
 #undef OFF
 
@@ -188,9 +188,9 @@ static void spf_release(void *cv)
 #define CACHE_STRIPES 64
 
 struct cache_ent {
-	char *key;			/* "<type>/<lower-case name>" */
-	long long expires;		/* spf_now_ms() clock */
-	struct sift_dns_result *res;	/* private copy */
+	char *key;		     /* "<type>/<lower-case name>" */
+	long long expires;	     /* spf_now_ms() clock */
+	struct sift_dns_result *res; /* private copy */
 };
 
 struct dns_cache {
@@ -291,7 +291,8 @@ static struct sift_dns_result *dns_cb(void *arg, const char *name, int type, lon
 	if (r)
 		return r;
 	r = host->dns_query(name, type, timeout_ms);
-	if (!r || (r->status != SIFT_DNS_OK && r->status != SIFT_DNS_NXDOMAIN && r->status != SIFT_DNS_NODATA))
+	if (!r ||
+	    (r->status != SIFT_DNS_OK && r->status != SIFT_DNS_NXDOMAIN && r->status != SIFT_DNS_NODATA))
 		return r;
 	long long ttl = (long long)r->ttl * 1000;
 	if (ttl > c->cache_max_ttl)
@@ -337,7 +338,10 @@ static void out_add(struct out *o, const char *s, size_t n)
 	o->len += n;
 	o->p[o->len] = 0;
 }
-static void out_adds(struct out *o, const char *s) { out_add(o, s, strlen(s)); }
+static void out_adds(struct out *o, const char *s)
+{
+	out_add(o, s, strlen(s));
+}
 
 /* Text for a comment: no parentheses, backslashes or control characters,
  * at most max bytes. */
@@ -395,8 +399,8 @@ static const char *receiver_name(const struct spf_conf *c, struct sift_ctx *ctx)
 }
 
 /* The value of a Received-SPF header (RFC 7208 9.1), malloc'd. */
-static char *received_spf(const struct spf_res *r, const char *receiver, const char *ip,
-			  const char *sender, const char *helo)
+static char *received_spf(const struct spf_res *r, const char *receiver, const char *ip, const char *sender,
+			  const char *helo)
 {
 	struct out o = {0};
 	out_adds(&o, spf_result_names[r->result]);
@@ -491,11 +495,16 @@ static int evaluate(const struct spf_conf *c, struct sift_ctx *ctx, const char *
 static enum act action_for(const struct spf_conf *c, enum spf_result r)
 {
 	switch (r) {
-	case SPF_FAIL: return fail_acts[c->fail_action];
-	case SPF_SOFTFAIL: return softfail_acts[c->softfail_action];
-	case SPF_TEMPERROR: return temperror_acts[c->temperror_action];
-	case SPF_PERMERROR: return permerror_acts[c->permerror_action];
-	default: return A_PREPEND;
+	case SPF_FAIL:
+		return fail_acts[c->fail_action];
+	case SPF_SOFTFAIL:
+		return softfail_acts[c->softfail_action];
+	case SPF_TEMPERROR:
+		return temperror_acts[c->temperror_action];
+	case SPF_PERMERROR:
+		return permerror_acts[c->permerror_action];
+	default:
+		return A_PREPEND;
 	}
 }
 
@@ -656,7 +665,8 @@ static bool rspf_key(const char *v, const char *key, char *out, size_t n)
 		}
 		if (depth || strncasecmp(p, key, kl) != 0 || p[kl] != '=')
 			continue;
-		if (p != v && !(p[-1] == ' ' || p[-1] == ';' || p[-1] == '\t' || p[-1] == '\n' || p[-1] == ')'))
+		if (p != v &&
+		    !(p[-1] == ' ' || p[-1] == ';' || p[-1] == '\t' || p[-1] == '\n' || p[-1] == ')'))
 			continue;
 		p += kl + 1;
 		size_t k = 0;
@@ -701,8 +711,9 @@ static int own_header(const struct spf_conf *c, struct sift_ctx *ctx, int *ident
 		if (res < 0 || !rspf_key(v, "receiver", recv, sizeof(recv)) ||
 		    strcasecmp(recv, receiver_name(c, ctx)) != 0)
 			return -1; /* the topmost one is not ours */
-		*identity = rspf_key(v, "identity", id, sizeof(id)) && strcasecmp(id, "helo") == 0 ? SPF_ID_HELO
-													: SPF_ID_MAILFROM;
+		*identity = rspf_key(v, "identity", id, sizeof(id)) && strcasecmp(id, "helo") == 0
+				    ? SPF_ID_HELO
+				    : SPF_ID_MAILFROM;
 		if (!rspf_key(v, "envelope-from", from, fn))
 			from[0] = 0;
 		if (!rspf_key(v, "helo", helo, hn))
@@ -746,8 +757,10 @@ static enum sift_verdict spf_eoh(struct sift_ctx *ctx)
 		if (msg_result(c, ctx, m)) {
 			result = (int)m->res.result;
 			identity = m->res.identity;
-			snprintf(from, sizeof(from), "%s", host->get(ctx, SIFT_I_SENDER) ? host->get(ctx, SIFT_I_SENDER) : "");
-			snprintf(helo, sizeof(helo), "%s", host->get(ctx, SIFT_I_HELO) ? host->get(ctx, SIFT_I_HELO) : "");
+			snprintf(from, sizeof(from), "%s",
+				 host->get(ctx, SIFT_I_SENDER) ? host->get(ctx, SIFT_I_SENDER) : "");
+			snprintf(helo, sizeof(helo), "%s",
+				 host->get(ctx, SIFT_I_HELO) ? host->get(ctx, SIFT_I_HELO) : "");
 			how = "check";
 			if (c->add_header)
 				host->header_insert(ctx, 0, "Received-SPF", m->header);
@@ -827,12 +840,18 @@ SIFT_EXPORT int sift_spf_check(const char *ip, const char *sender, const char *h
 	char *t = a == A_PREPEND ? NULL : reply_text(c, &r, r.explanation);
 	const char *xc = r.result == SPF_FAIL || r.result == SPF_SOFTFAIL ? "7.23" : "7.24";
 	switch (a) {
-	case A_REJECT: snprintf(line, sizeof(line), "action: 550 5.%s %s\n", xc, t ? t : ""); break;
-	case A_DEFER: snprintf(line, sizeof(line), "action: 451 4.%s %s\n", xc, t ? t : ""); break;
+	case A_REJECT:
+		snprintf(line, sizeof(line), "action: 550 5.%s %s\n", xc, t ? t : "");
+		break;
+	case A_DEFER:
+		snprintf(line, sizeof(line), "action: 451 4.%s %s\n", xc, t ? t : "");
+		break;
 	case A_DEFER_IF_PERMIT:
 		snprintf(line, sizeof(line), "action: DEFER_IF_PERMIT 4.%s %s\n", xc, t ? t : "");
 		break;
-	case A_PREPEND: snprintf(line, sizeof(line), "action: PREPEND Received-SPF: ...\n"); break;
+	case A_PREPEND:
+		snprintf(line, sizeof(line), "action: PREPEND Received-SPF: ...\n");
+		break;
 	}
 	out_adds(&o, line);
 	free(t);
@@ -844,16 +863,16 @@ SIFT_EXPORT int sift_spf_check(const char *ip, const char *sender, const char *h
 }
 
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
-    SIFT_PLUGIN_INIT,
-    .name = "spf",
-    .description = "SPF (RFC 7208): check senders in policyd, score and report in filterd",
-    .daemons = SIFT_D_POLICYD | SIFT_D_FILTERD,
-    .actions = SIFT_A_ADDHDRS,
-    .params = params,
-    .conf_size = sizeof(struct spf_conf),
-    .msg_size = sizeof(struct spf_msg),
-    .init = spf_init,
-    .release = spf_release,
-    .eoh = spf_eoh,
-    .policy = spf_policy,
+	SIFT_PLUGIN_INIT,
+	.name = "spf",
+	.description = "SPF (RFC 7208): check senders in policyd, score and report in filterd",
+	.daemons = SIFT_D_POLICYD | SIFT_D_FILTERD,
+	.actions = SIFT_A_ADDHDRS,
+	.params = params,
+	.conf_size = sizeof(struct spf_conf),
+	.msg_size = sizeof(struct spf_msg),
+	.init = spf_init,
+	.release = spf_release,
+	.eoh = spf_eoh,
+	.policy = spf_policy,
 };

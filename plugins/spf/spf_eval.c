@@ -45,17 +45,17 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define T_A 1
-#define T_PTR 12
-#define T_MX 15
-#define T_TXT 16
+#define T_A    1
+#define T_PTR  12
+#define T_MX   15
+#define T_TXT  16
 #define T_AAAA 28
 
-#define MAX_EXPAND 8192	 /* bytes of one macro expansion */
-#define MAX_DEPTH 32	 /* include/redirect nesting (lookup limit stops earlier) */
+#define MAX_EXPAND 8192 /* bytes of one macro expansion */
+#define MAX_DEPTH  32	/* include/redirect nesting (lookup limit stops earlier) */
 
 const char *const spf_result_names[SPF_RESULT_MAX] = {
-    "none", "neutral", "pass", "fail", "softfail", "temperror", "permerror",
+	"none", "neutral", "pass", "fail", "softfail", "temperror", "permerror",
 };
 
 long long spf_now_ms(void)
@@ -126,9 +126,18 @@ static void sb_add(struct sb *b, const char *s, size_t n)
 	b->len += n;
 	b->p[b->len] = 0;
 }
-static void sb_adds(struct sb *b, const char *s) { sb_add(b, s, strlen(s)); }
-static void sb_addc(struct sb *b, char c) { sb_add(b, &c, 1); }
-static const char *sb_str(struct sb *b) { return b->p ? b->p : ""; }
+static void sb_adds(struct sb *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+static void sb_addc(struct sb *b, char c)
+{
+	sb_add(b, &c, 1);
+}
+static const char *sb_str(struct sb *b)
+{
+	return b->p ? b->p : "";
+}
 static void sb_reset(struct sb *b)
 {
 	b->len = 0;
@@ -149,13 +158,13 @@ enum { E_OK = 0, E_TEMP = -1, E_PERM = -2 };
 struct eval {
 	const struct spf_req *q;
 	struct spf_res *res;
-	const char *sender;	 /* effective sender */
-	const char *local;	 /* %{l} */
+	const char *sender; /* effective sender */
+	const char *local;  /* %{l} */
 	size_t local_len;
-	const char *sdomain;	 /* %{o} */
-	const char *helo;	 /* %{h} */
-	char ip_dots[80];	 /* %{i} */
-	char ip_text[64];	 /* %{c} */
+	const char *sdomain; /* %{o} */
+	const char *helo;    /* %{h} */
+	char ip_dots[80];    /* %{i} */
+	char ip_text[64];    /* %{c} */
 	int lookups, voids;
 	char problem[160];
 };
@@ -293,7 +302,10 @@ static bool name_ok(const char *d)
 	return labels >= 1; /* at least two labels */
 }
 
-static bool is_delim(char c) { return strchr(".-+,/_=", c) != NULL && c; }
+static bool is_delim(char c)
+{
+	return strchr(".-+,/_=", c) != NULL && c;
+}
 
 /* Checks a macro-string (RFC 7208 §7.1). explain: SP and c r t allowed.
  * *ends_macro: the text ends with a macro-expand. */
@@ -444,7 +456,10 @@ static void record_free(struct record *r)
 	memset(r, 0, sizeof(*r));
 }
 
-static bool name_char(char c) { return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.'; }
+static bool name_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.';
+}
 
 /* Parses one mechanism term; false on a syntax error. */
 static bool parse_mech(const char *s, size_t n, struct term *t)
@@ -452,8 +467,8 @@ static bool parse_mech(const char *s, size_t n, struct term *t)
 	static const struct {
 		const char *name;
 		enum mtype type;
-	} names[] = {{"all", M_ALL}, {"include", M_INCLUDE}, {"a", M_A}, {"mx", M_MX},
-		     {"ptr", M_PTR}, {"ip4", M_IP4}, {"ip6", M_IP6}, {"exists", M_EXISTS}};
+	} names[] = {{"all", M_ALL}, {"include", M_INCLUDE}, {"a", M_A},     {"mx", M_MX},
+		     {"ptr", M_PTR}, {"ip4", M_IP4},	     {"ip6", M_IP6}, {"exists", M_EXISTS}};
 	memset(t, 0, sizeof(*t));
 	t->text = s;
 	t->text_len = n;
@@ -461,11 +476,23 @@ static bool parse_mech(const char *s, size_t n, struct term *t)
 	t->qual = SPF_PASS;
 	size_t i = 0;
 	switch (s[0]) {
-	case '+': i = 1; break;
-	case '-': t->qual = SPF_FAIL; i = 1; break;
-	case '~': t->qual = SPF_SOFTFAIL; i = 1; break;
-	case '?': t->qual = SPF_NEUTRAL; i = 1; break;
-	default: break;
+	case '+':
+		i = 1;
+		break;
+	case '-':
+		t->qual = SPF_FAIL;
+		i = 1;
+		break;
+	case '~':
+		t->qual = SPF_SOFTFAIL;
+		i = 1;
+		break;
+	case '?':
+		t->qual = SPF_NEUTRAL;
+		i = 1;
+		break;
+	default:
+		break;
 	}
 	size_t ns = i;
 	while (i < n && isalnum((unsigned char)s[i]))
@@ -762,8 +789,8 @@ static void macro_p(struct eval *e, const char *domain, struct sb *out)
 }
 
 /* Expands one macro value with transformers into out. */
-static void transform(const char *val, size_t vl, int digits, bool rev, const char *delims,
-		      size_t dl, bool escape, struct sb *out)
+static void transform(const char *val, size_t vl, int digits, bool rev, const char *delims, size_t dl,
+		      bool escape, struct sb *out)
 {
 	/* Split into parts on the delimiters. */
 	const char *parts[256];
@@ -820,8 +847,7 @@ static void transform(const char *val, size_t vl, int digits, bool rev, const ch
 
 /* Expands a macro-string. explain: exp text (c r t allowed, no truncation).
  * E_OK or E_PERM (syntax error, expansion too long). */
-static int expand(struct eval *e, const char *s, size_t n, const char *domain, bool explain,
-		  struct sb *out)
+static int expand(struct eval *e, const char *s, size_t n, const char *domain, bool explain, struct sb *out)
 {
 	if (!macro_ok(s, n, explain, NULL)) {
 		problem(e, "macro syntax error in %.*s", (int)(n > 60 ? 60 : n), s);
@@ -871,21 +897,42 @@ static int expand(struct eval *e, const char *s, size_t n, const char *domain, b
 		sb_reset(&val);
 		char tmp[32];
 		switch (tolower((unsigned char)letter)) {
-		case 's': sb_adds(&val, e->sender); break;
-		case 'l': sb_add(&val, e->local, e->local_len); break;
-		case 'o': sb_adds(&val, e->sdomain); break;
-		case 'd': sb_adds(&val, domain); break;
-		case 'i': sb_adds(&val, e->ip_dots); break;
-		case 'p': macro_p(e, domain, &val); break;
-		case 'h': sb_adds(&val, e->helo && *e->helo ? e->helo : "unknown"); break;
-		case 'v': sb_adds(&val, e->q->family == AF_INET ? "in-addr" : "ip6"); break;
-		case 'c': sb_adds(&val, e->ip_text); break;
-		case 'r': sb_adds(&val, e->q->receiver && *e->q->receiver ? e->q->receiver : "unknown"); break;
+		case 's':
+			sb_adds(&val, e->sender);
+			break;
+		case 'l':
+			sb_add(&val, e->local, e->local_len);
+			break;
+		case 'o':
+			sb_adds(&val, e->sdomain);
+			break;
+		case 'd':
+			sb_adds(&val, domain);
+			break;
+		case 'i':
+			sb_adds(&val, e->ip_dots);
+			break;
+		case 'p':
+			macro_p(e, domain, &val);
+			break;
+		case 'h':
+			sb_adds(&val, e->helo && *e->helo ? e->helo : "unknown");
+			break;
+		case 'v':
+			sb_adds(&val, e->q->family == AF_INET ? "in-addr" : "ip6");
+			break;
+		case 'c':
+			sb_adds(&val, e->ip_text);
+			break;
+		case 'r':
+			sb_adds(&val, e->q->receiver && *e->q->receiver ? e->q->receiver : "unknown");
+			break;
 		case 't':
 			snprintf(tmp, sizeof(tmp), "%lld", (long long)time(NULL));
 			sb_adds(&val, tmp);
 			break;
-		default: break;
+		default:
+			break;
 		}
 		transform(sb_str(&val), val.len, digits, rev, s + ds, j - ds,
 			  isupper((unsigned char)letter) != 0, out);
@@ -963,16 +1010,24 @@ static int mech_match(struct eval *e, const struct term *t, const char *domain, 
 	case M_INCLUDE: {
 		enum spf_result r = check_host(e, tn, depth + 1, true);
 		switch (r) {
-		case SPF_PASS: rc = 1; break;
+		case SPF_PASS:
+			rc = 1;
+			break;
 		case SPF_FAIL:
 		case SPF_SOFTFAIL:
-		case SPF_NEUTRAL: rc = 0; break;
-		case SPF_TEMPERROR: rc = E_TEMP; break;
+		case SPF_NEUTRAL:
+			rc = 0;
+			break;
+		case SPF_TEMPERROR:
+			rc = E_TEMP;
+			break;
 		case SPF_NONE:
 			problem(e, "include:%s has no SPF record", tn);
 			rc = E_PERM;
 			break;
-		default: rc = E_PERM; break;
+		default:
+			rc = E_PERM;
+			break;
 		}
 		break;
 	}
@@ -1009,7 +1064,8 @@ static int mech_match(struct eval *e, const struct term *t, const char *domain, 
 			}
 			for (size_t i = 0; i < r->count && rc == 0; i++) {
 				char mx[256];
-				if (r->len[i] < 3 || wire_name(r->rr[i] + 2, r->len[i] - 2, mx, sizeof(mx)) < 0)
+				if (r->len[i] < 3 ||
+				    wire_name(r->rr[i] + 2, r->len[i] - 2, mx, sizeof(mx)) < 0)
 					continue;
 				struct sift_dns_result *a = dnsq(e, mx[0] ? mx : ".", atype);
 				if (a->status == SIFT_DNS_TEMPFAIL) {

@@ -31,15 +31,14 @@ extern const char *const spf_result_names[SPF_RESULT_MAX];
 
 enum spf_identity { SPF_ID_MAILFROM = 0, SPF_ID_HELO };
 
-typedef struct sift_dns_result *(*spf_dns_fn)(void *arg, const char *name, int rrtype,
-					      long timeout_ms);
+typedef struct sift_dns_result *(*spf_dns_fn)(void *arg, const char *name, int rrtype, long timeout_ms);
 
 struct spf_req {
-	int family;		 /* AF_INET or AF_INET6 (IPv4-mapped: use AF_INET) */
-	unsigned char addr[16];	 /* 4 or 16 bytes */
-	const char *sender;	 /* MAIL FROM without <>; "" = null sender */
-	const char *helo;	 /* HELO/EHLO argument; NULL or "" when unknown */
-	const char *receiver;	 /* %{r}: our host name; NULL = "unknown" */
+	int family;		    /* AF_INET or AF_INET6 (IPv4-mapped: use AF_INET) */
+	unsigned char addr[16];	    /* 4 or 16 bytes */
+	const char *sender;	    /* MAIL FROM without <>; "" = null sender */
+	const char *helo;	    /* HELO/EHLO argument; NULL or "" when unknown */
+	const char *receiver;	    /* %{r}: our host name; NULL = "unknown" */
 	enum spf_identity identity; /* MAILFROM (HELO when sender is null) or HELO */
 	spf_dns_fn dns;
 	void *dns_arg;
