@@ -957,7 +957,14 @@ char *sift_ctx_summary(struct sift_ctx *ctx, const char *action)
 			ctx->items[SIFT_I_SENDER] ? ctx->items[SIFT_I_SENDER] : "", ctx->nrcpt, r->score);
 	bool first = true;
 	for (struct sift_symbol *s = r->symbols; s; s = s->next) {
-		sift_buf_printf(&b, "%s%s(%.2g)", first ? "" : ",", s->name, s->score);
+		char num[32];
+		snprintf(num, sizeof(num), "%.3f", s->score);
+		char *z = num + strlen(num) - 1;
+		while (*z == '0')
+			*z-- = 0;
+		if (*z == '.')
+			*z = 0;
+		sift_buf_printf(&b, "%s%s(%s)", first ? "" : ",", s->name, strcmp(num, "-0") ? num : "0");
 		first = false;
 	}
 	sift_buf_printf(&b, ", time=%lldms", sift_now_ms() - ctx->msg_start);

@@ -140,9 +140,9 @@ class Quickstart:
                 '-o', '%s_user=' % name]
         # Keep DNS on the loopback: a port where nothing answers, so that no
         # query leaves the machine (the shipped conf uses the system resolver).
-        if conf_mentions(conf, 'dns_servers'):
-            argv += ['-o', 'dns_servers=127.0.0.1:%d' % self.dns_port]
+        argv += ['-o', 'dns_servers=127.0.0.1:%d' % self.dns_port]
         demo = self.demo_maps(name, conf)
+        demo.update(self.demo_spam(name, conf))
         for k, v in demo.items():
             argv += ['-o', '%s=%s' % (k, v)]
         p = sifttest.Proc(argv, log=os.path.join(self.dir, name + '.log'), port=port,
@@ -157,7 +157,8 @@ class Quickstart:
         print('  %s: PID %d on 127.0.0.1:%d (conf %s; inbound_plugins = %s; '
               'originating_plugins = %s)' % (
                   name, p.pid, port, os.path.relpath(conf, SRC),
-                  conf_value(conf, 'inbound_plugins') or '', conf_value(conf, 'originating_plugins')
+                  (getattr(self, 'effective_inbound', None) if name == 'filterd' else None)
+                  or conf_value(conf, 'inbound_plugins') or '', conf_value(conf, 'originating_plugins')
                   or ''))
         return p
 
@@ -184,6 +185,21 @@ class Quickstart:
         self.demo_notes.append('%s: -o %s=texthash:%s  (%s)' % (
             name, param, os.path.relpath(path, SRC), content.strip().replace('\t', ' ')))
         return {param: 'texthash:' + path}
+
+    def demo_spam(self, name, conf):
+        """filterd: add the spam plugin with Sift's own rules (GTUBE, missing
+        headers, ...) to the inbound profile, when it is built and the
+        shipped conf does not enable it, so that GTUBE is rejected."""
+        if self.a.no_demo_maps or name != 'filterd':
+            return {}
+        plugins = (conf_value(conf, 'inbound_plugins') or '').replace(',', ' ').split()
+        if 'spam' in plugins or not os.path.exists(os.path.join(self.builddir, 'plugins', 'spam.so')):
+            return {}
+        plugins.append('spam')
+        self.demo_notes.append('filterd: -o inbound_plugins=%s -o spam_rules=rules  '
+                               '(spam scoring with Sift\'s own rules)' % ' '.join(plugins))
+        self.effective_inbound = ' '.join(plugins)
+        return {'inbound_plugins': ' '.join(plugins), 'spam_rules': os.path.join(SRC, 'rules')}
 
     def setup(self):
         self.check_previous()
@@ -315,7 +331,7 @@ class Quickstart:
                   sifttest.message('Quickstart: to a blocked recipient',
                                    sender='alice@example.net', to='blocked@sift.test'), p)
         self.case('4. Inbound spam test message (GTUBE)',
-                  'rejected if the shipped configuration enables a spam plugin',
+                  'rejected by the spam plugin (the shipped conf, or the quickstart demo with Sift\'s rules)',
                   'alice@example.net', ['bob@sift.test'],
                   sifttest.message('Quickstart: GTUBE', sender='alice@example.net',
                                    to='bob@sift.test', body='%s\r\n' % GTUBE), p)
