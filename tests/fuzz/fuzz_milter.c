@@ -117,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			break;
 		}
-		case SMFIC_MACRO:
+		case SMFIC_MACRO: {
 			int mr = mp_macros_set(&mac, d, dl, &why);
 			if (mr == 1 && mp_macro_stage(dl ? (char)d[0] : 0) >= 0)
 				abort();
@@ -138,6 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			}
 			break;
+		}
 		case SMFIC_QUIT:
 		case SMFIC_QUIT_NC:
 			mp_macros_clear(&mac, 0);
