@@ -6,6 +6,7 @@
 #ifndef SIFT_T_H
 #define SIFT_T_H
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int t_pass, t_fail;
@@ -43,6 +44,25 @@ static int t_pass, t_fail;
 				#got, g_, w_);                                                          \
 		}                                                                                       \
 	} while (0)
+
+/* Writes text to dir/name and returns the path (malloc'd); exits 2 when the
+ * file cannot be written (the test could not run, which is no pass). */
+static inline char *t_write_file(const char *dir, const char *name, const char *text)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *path = malloc(n);
+	if (!path)
+		exit(2);
+	snprintf(path, n, "%s/%s", dir, name);
+	FILE *fp = fopen(path, "w");
+	if (!fp) {
+		perror(path);
+		exit(2);
+	}
+	fputs(text, fp);
+	fclose(fp);
+	return path;
+}
 
 static inline int t_done(void)
 {

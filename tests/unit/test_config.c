@@ -15,15 +15,7 @@ static char tmpdir[] = "/tmp/sift-test-config.XXXXXX";
 
 static char *write_file(const char *name, const char *text)
 {
-	char *path = sift_asprintf("%s/%s", tmpdir, name);
-	FILE *fp = fopen(path, "w");
-	if (!fp) {
-		perror(path);
-		exit(2);
-	}
-	fputs(text, fp);
-	fclose(fp);
-	return path;
+	return t_write_file(tmpdir, name, text);
 }
 
 static char *get(const struct sift_config *cfg, const char *name)

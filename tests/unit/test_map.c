@@ -21,15 +21,7 @@ static int postmap_compared;
 
 static char *write_file(const char *name, const char *text)
 {
-	char *path = sift_asprintf("%s/%s", tmpdir, name);
-	FILE *fp = fopen(path, "w");
-	if (!fp) {
-		perror(path);
-		exit(2);
-	}
-	fputs(text, fp);
-	fclose(fp);
-	return path;
+	return t_write_file(tmpdir, name, text);
 }
 
 /* Single-quotes s for /bin/sh. */
