@@ -1,5 +1,6 @@
 /*
- * dkim.c - DKIM signing and verification in filterd, with libopendkim.
+ * dkim.c - DKIM signing and verification in filterd: verification with
+ * libopendkim, signing with dkimsign.c (keys parsed once at init).
  *
  * Signing (profile originating, or clients in dkim_sign_networks): the From
  * header's address is looked up in dkim_signing_table (full address, domain,
@@ -25,14 +26,14 @@
  * the highest index down.
  *
  * Headers come from the host's message store byte-exact (leading white
- * space, CRLF folding: SIFT_F_HDR_LEADSPC); the body is fed to libopendkim
- * chunk by chunk from the body hook.
+ * space, CRLF folding: SIFT_F_HDR_LEADSPC); the body is fed to the signer
+ * or to libopendkim chunk by chunk from the body hook.
  *
- * Threading: the configuration block (keys, DKIM_LIB, lists) is read-only
- * after init and shared; one DKIM_LIB per generation is safe because its
- * resolver is never used. The key cache is process-wide, under a mutex.
- * Per-message state (libopendkim handles) lives in host->msg() and is freed
- * in msg_end.
+ * Threading: the configuration block (keys, parsed EVP_PKEYs, DKIM_LIB,
+ * lists) is read-only after init and shared; one DKIM_LIB per generation
+ * is safe because its resolver is never used. The key cache is
+ * process-wide, under a mutex. Per-message state (signers, the libopendkim
+ * verification handle) lives in host->msg() and is freed in msg_end.
  */
 #include <ctype.h>
 #include <pthread.h>
@@ -47,6 +48,7 @@
 #include <opendkim/dkim.h>
 
 #include "dkimkeys.h"
+#include "dkimsign.h"
 #include "sift/plugin.h"
 
 #define DK_MAX_SIGN   8	   /* signatures made per message */
@@ -78,6 +80,7 @@ struct dk_conf {
 	/* derived in init */
 	struct dk_keytable keys;
 	DKIM_LIB *lib;
+	EVP_PKEY **pkeys; /* parsed keys, parallel to keys.keys */
 	dkim_canon_t hcanon, bcanon;
 	double sc_valid, sc_invalid, sc_tempfail, sc_none;
 	const char **signhdrs, **oversignhdrs;
@@ -144,7 +147,7 @@ struct dk_msg {
 	struct sift_ctx *ctx;
 	const struct dk_conf *conf;
 	enum dk_mode mode;
-	DKIM *sign[DK_MAX_SIGN];
+	struct dks *sign[DK_MAX_SIGN];
 	const struct dk_key *signkey[DK_MAX_SIGN];
 	size_t nsign;
 	bool failed; /* a signing step failed: SIFT_ERROR at eom */
@@ -482,6 +485,10 @@ static void dk_release(void *conf)
 	if (c->lib)
 		dkim_close(c->lib);
 	c->lib = NULL;
+	for (size_t i = 0; c->pkeys && i < c->keys.n; i++)
+		EVP_PKEY_free(c->pkeys[i]);
+	free(c->pkeys);
+	c->pkeys = NULL;
 	dk_keytable_free(&c->keys);
 	free_array(c->signhdrs);
 	free_array(c->oversignhdrs);
@@ -569,6 +576,20 @@ static int dk_init(const struct sift_host *h, void *conf, char **err_r)
 			}
 		}
 		c->keys = kt;
+		/* Parsed once here: the signer shares them read-only. */
+		c->pkeys = calloc(kt.n ? kt.n : 1, sizeof(*c->pkeys));
+		for (size_t i = 0; c->pkeys && i < kt.n; i++)
+			if (!(c->pkeys[i] = dks_load_key(kt.keys[i].pem))) {
+				*err_r = xasprintf("key %s: cannot parse %s", kt.keys[i].name,
+						   kt.keys[i].path);
+				dk_release(c);
+				return -1;
+			}
+		if (!c->pkeys) {
+			*err_r = xasprintf("out of memory");
+			dk_release(c);
+			return -1;
+		}
 	}
 	if (c->signing_table && !c->keys.n) {
 		*err_r = xasprintf("dkim_signing_table is set but dkim_key_table has no keys");
@@ -582,36 +603,22 @@ static int dk_init(const struct sift_host *h, void *conf, char **err_r)
 		return -1;
 	}
 	unsigned int flags = DKIM_LIBFLAGS_BADSIGHANDLES;
-	uint64_t ttl = (uint64_t)(c->signature_ttl / 1000);
 	uint64_t drift = (uint64_t)(c->clock_drift / 1000);
 	unsigned int minbits = 1024;
 	c->signhdrs = hdr_array(c->sign_headers, true);
 	c->oversignhdrs = hdr_array(c->oversign_headers, false);
 	if (!c->signhdrs || !c->oversignhdrs ||
 	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS, &flags, sizeof(flags)) != DKIM_STAT_OK ||
-	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNATURETTL, &ttl, sizeof(ttl)) != DKIM_STAT_OK ||
 	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_CLOCKDRIFT, &drift, sizeof(drift)) !=
 		    DKIM_STAT_OK ||
 	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS, &minbits, sizeof(minbits)) !=
 		    DKIM_STAT_OK ||
-	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, c->signhdrs, sizeof(c->signhdrs)) !=
-		    DKIM_STAT_OK ||
-	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, c->oversignhdrs,
-			 sizeof(c->oversignhdrs)) != DKIM_STAT_OK ||
 	    dkim_set_key_lookup(c->lib, key_lookup) != DKIM_STAT_OK ||
 	    dkim_set_prescreen(c->lib, prescreen) != DKIM_STAT_OK) {
 		*err_r = xasprintf("cannot configure libopendkim");
 		dk_release(c);
 		return -1;
 	}
-	if (!dkim_libfeature(c->lib, DKIM_FEATURE_ED25519))
-		for (size_t i = 0; i < c->keys.n; i++)
-			if (c->keys.keys[i].type == DK_ED25519) {
-				*err_r = xasprintf("key %s: this libopendkim cannot sign with Ed25519",
-						   c->keys.keys[i].name);
-				dk_release(c);
-				return -1;
-			}
 	return 0;
 }
 
@@ -822,7 +829,6 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 		    sig_domain(h->value, signed_doms[nsd], sizeof(signed_doms[nsd])))
 			nsd++;
 	}
-	const char *jobid = host->get(ctx, SIFT_I_QUEUE_ID);
 	char *save = NULL;
 	for (char *name = strtok_r(keys, " ,\t", &save); name; name = strtok_r(NULL, " ,\t", &save)) {
 		const struct dk_key *k = dk_keytable_find(&c->keys, name);
@@ -845,30 +851,26 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 				  k->name);
 			continue;
 		}
-		DKIM_STAT st;
-		/* libopendkim 2.11 makes invalid Ed25519 signatures with simple
-		 * header canonicalization: those always use relaxed headers. */
-		dkim_canon_t hc = k->type == DK_ED25519 ? DKIM_CANON_RELAXED : c->hcanon;
-		DKIM *d = dkim_sign(c->lib, (const unsigned char *)(jobid ? jobid : "NOQUEUE"), NULL,
-				    (dkim_sigkey_t)k->pem, (const unsigned char *)k->selector,
-				    (const unsigned char *)k->domain, hc, c->bcanon,
-				    k->type == DK_ED25519 ? DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256, -1,
-				    &st);
+		struct dks_params sp = {
+			.key = c->pkeys[k - c->keys.keys],
+			.domain = k->domain,
+			.selector = k->selector,
+			.relaxed_headers = c->hcanon == DKIM_CANON_RELAXED,
+			.relaxed_body = c->bcanon == DKIM_CANON_RELAXED,
+			.now = time(NULL),
+			.ttl_s = c->signature_ttl / 1000,
+			.sign_headers = c->signhdrs,
+			.oversign_headers = c->oversignhdrs,
+		};
+		struct dks *d = dks_new(&sp);
 		if (!d) {
-			host->log(ctx, LOG_ERR, "dkim_sign with key %s: %s", k->name, dkim_getresultstr(st));
+			host->log(ctx, LOG_ERR, "signing with key %s: cannot start a signature", k->name);
 			m->failed = true;
 			break;
 		}
 		m->sign[m->nsign] = d;
 		m->signkey[m->nsign] = k;
 		m->nsign++;
-		st = feed_headers(ctx, d);
-		if (st != DKIM_STAT_OK) {
-			host->log(ctx, LOG_ERR, "signing with key %s: %s", k->name,
-				  dkim_geterror(d) ? dkim_geterror(d) : dkim_getresultstr(st));
-			m->failed = true;
-			break;
-		}
 	}
 	free(keys);
 	if (m->failed)
@@ -876,35 +878,36 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 	return SIFT_DUNNO;
 }
 
-/* Ends the signatures and queues them at index 0. libopendkim folds the
- * value with CRLF+TAB; it stays so inside Sift (the host's convention) and
- * filterd strips the CRs when it hands the header to libmilter. */
+/* Ends the signatures and queues them at index 0. The value is folded
+ * with CRLF+TAB; it stays so inside Sift (the host's convention) and filterd
+ * strips the CRs when it hands the header to libmilter. The header fields
+ * signed are the ones received (edits queued by other plugins are not
+ * applied yet), as they were at end of header. */
 static enum sift_verdict finish_signing(struct sift_ctx *ctx, struct dk_msg *m)
 {
+	size_t nh = host->header_count(ctx);
+	const char **names = host->msg_alloc(ctx, (nh + 1) * sizeof(*names));
+	const char **values = host->msg_alloc(ctx, (nh + 1) * sizeof(*values));
+	size_t n = 0;
+	for (size_t i = 0; i < nh; i++) {
+		const struct sift_header *h = host->header(ctx, i);
+		if (h) {
+			names[n] = h->name;
+			values[n++] = h->value;
+		}
+	}
 	/* Insert in reverse so the first key's signature ends on top. */
 	char *hdrs[DK_MAX_SIGN] = {0};
 	for (size_t i = 0; i < m->nsign; i++) {
-		DKIM *d = m->sign[i];
-		DKIM_STAT st = dkim_eom(d, NULL);
-		unsigned char *hv = NULL;
-		size_t len = 0;
-		if (st == DKIM_STAT_OK)
-			st = dkim_getsighdr_d(d, strlen(DKIM_SIGNHEADER) + 2, &hv, &len);
-		if (st != DKIM_STAT_OK || !hv) {
-			const char *e = dkim_geterror(d);
-			host->log(ctx, LOG_ERR, "signing with key %s failed: %s", m->signkey[i]->name,
-				  e ? e : dkim_getresultstr(st));
+		const char *err = NULL;
+		if (dks_finish(m->sign[i], n, names, values, &hdrs[i], &err) < 0) {
+			host->log(ctx, LOG_ERR, "signing with key %s failed: %s", m->signkey[i]->name, err);
 			for (size_t k = 0; k < i; k++)
 				free(hdrs[k]);
 			return SIFT_ERROR;
 		}
-		/* Keep the CRLF+TAB folding of the signed text: the host turns
-		 * it into what the MTA expects, byte-identical on the wire. */
-		hdrs[i] = strndup((const char *)hv, len);
 	}
 	for (size_t i = m->nsign; i-- > 0;) {
-		if (!hdrs[i])
-			return SIFT_ERROR;
 		host->header_insert(ctx, 0, DKIM_SIGNHEADER, hdrs[i]);
 		host->log(ctx, LOG_INFO, "signed: d=%s s=%s a=%s", m->signkey[i]->domain,
 			  m->signkey[i]->selector,
@@ -1235,9 +1238,8 @@ static enum sift_verdict dk_body(struct sift_ctx *ctx, const unsigned char *buf,
 	struct dk_msg *m = host->msg(ctx);
 	if (m->mode == M_SIGN) {
 		for (size_t i = 0; i < m->nsign; i++) {
-			DKIM_STAT st = dkim_body(m->sign[i], (unsigned char *)buf, len);
-			if (st != DKIM_STAT_OK) {
-				host->log(ctx, LOG_ERR, "signing body: %s", dkim_getresultstr(st));
+			if (dks_body(m->sign[i], buf, len) < 0) {
+				host->log(ctx, LOG_ERR, "signing body: hashing failed");
 				m->failed = true;
 				return SIFT_ERROR;
 			}
@@ -1266,7 +1268,7 @@ static void dk_msg_end(struct sift_ctx *ctx)
 	if (!m)
 		return;
 	for (size_t i = 0; i < m->nsign; i++)
-		dkim_free(m->sign[i]);
+		dks_free(m->sign[i]);
 	m->nsign = 0;
 	if (m->vdkim)
 		dkim_free(m->vdkim);
@@ -1277,7 +1279,7 @@ static void dk_msg_end(struct sift_ctx *ctx)
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	SIFT_PLUGIN_INIT,
 	.name = "dkim",
-	.description = "DKIM signing (originating) and verification (inbound) with libopendkim",
+	.description = "DKIM signing (originating) and verification (inbound, libopendkim)",
 	.daemons = SIFT_D_FILTERD,
 	.actions = SIFT_A_ADDHDRS | SIFT_A_CHGHDRS,
 	.flags = SIFT_F_ALWAYS_RUN | SIFT_F_HDR_LEADSPC,

@@ -1,0 +1,427 @@
+/*
+ * dkimsign.c - DKIM signatures with a key parsed once (see dkimsign.h).
+ *
+ * Canonicalization follows RFC 6376 section 3.4:
+ *   simple header   the field as it is: name ":" value CRLF;
+ *   relaxed header  name in lower case, unfolded, runs of WSP reduced to one
+ *                   SP, WSP around the colon and at the end removed;
+ *   simple body     trailing empty lines removed, an empty body is one CRLF;
+ *   relaxed body    runs of WSP reduced to one SP, WSP at line ends
+ *                   removed, trailing empty lines removed, an empty body
+ *                   stays empty.
+ * The body is canonicalized as a stream (no line buffering): empty lines
+ * are counted and written only when more content follows. A bare LF ends a
+ * line as CRLF does (Postfix delivers it as CRLF).
+ *
+ * Header fields are chosen as RFC 6376 5.4.2 says: h= names every signed
+ * field present, in message order, then each oversigned name once more;
+ * each name in h= takes the lowest unused instance of that field. The
+ * signature is over the SHA-256 of the canonical header fields and the
+ * DKIM-Signature field with an empty b=: RSASSA-PKCS1-v1_5 for rsa-sha256,
+ * PureEdDSA over that hash for ed25519-sha256 (RFC 8463).
+ */
+#include "dkimsign.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+
+#define DKS_FOLD     78 /* longest line of our DKIM-Signature field */
+#define DKS_SIG_NAME "DKIM-Signature"
+
+struct dks {
+	struct dks_params p;
+	bool ed25519;
+	EVP_MD_CTX *body;
+	/* body canonicalization state */
+	size_t empty_lines; /* empty lines seen and not yet written */
+	bool wsp;	    /* relaxed: WSP seen and not yet written */
+	bool cr;	    /* a CR that may start a CRLF */
+	bool content;	    /* the current line has content */
+	bool hash_err;
+	bool written; /* some byte went to the body hash */
+	unsigned char out[4096];
+	size_t outn;
+};
+
+/* ---- growable string ------------------------------------------------------- */
+
+struct sbuf {
+	char *s;
+	size_t n, cap;
+	bool oom;
+};
+
+static void sb_add(struct sbuf *b, const char *p, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->n + n + 1)
+			cap *= 2;
+		char *s = realloc(b->s, cap);
+		if (!s) {
+			b->oom = true;
+			return;
+		}
+		b->s = s;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->n, p, n);
+	b->n += n;
+	b->s[b->n] = 0;
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+/* ---- body -------------------------------------------------------------------- */
+
+static void out_flush(struct dks *s)
+{
+	if (s->outn && EVP_DigestUpdate(s->body, s->out, s->outn) != 1)
+		s->hash_err = true;
+	s->outn = 0;
+}
+
+static void out_byte(struct dks *s, unsigned char c)
+{
+	if (s->outn == sizeof(s->out))
+		out_flush(s);
+	s->out[s->outn++] = c;
+	s->written = true;
+}
+
+static void out_crlf(struct dks *s)
+{
+	out_byte(s, '\r');
+	out_byte(s, '\n');
+}
+
+static void end_line(struct dks *s)
+{
+	s->wsp = false; /* relaxed: WSP at the end of a line goes */
+	if (s->content)
+		out_crlf(s);
+	else
+		s->empty_lines++;
+	s->content = false;
+}
+
+static void content_byte(struct dks *s, unsigned char c)
+{
+	for (; s->empty_lines; s->empty_lines--)
+		out_crlf(s);
+	if (s->wsp) {
+		out_byte(s, ' ');
+		s->wsp = false;
+	}
+	out_byte(s, c);
+	s->content = true;
+}
+
+int dks_body(struct dks *s, const unsigned char *buf, size_t len)
+{
+	bool relaxed = s->p.relaxed_body;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = buf[i];
+		if (s->cr) {
+			s->cr = false;
+			if (c == '\n') {
+				end_line(s);
+				continue;
+			}
+			content_byte(s, '\r');
+		}
+		if (c == '\r')
+			s->cr = true;
+		else if (c == '\n')
+			end_line(s);
+		else if (relaxed && (c == ' ' || c == '\t'))
+			s->wsp = true;
+		else if (!s->empty_lines && !s->wsp) {
+			/* the common case: plain content in a line */
+			if (s->outn == sizeof(s->out))
+				out_flush(s);
+			s->out[s->outn++] = c;
+			s->written = s->content = true;
+		} else
+			content_byte(s, c);
+	}
+	return s->hash_err ? -1 : 0;
+}
+
+/* Ends the body: the last line gets its CRLF; an empty simple body is one
+ * CRLF, an empty relaxed body stays empty. bh gets the base64 hash. */
+static int body_end(struct dks *s, char bh[64])
+{
+	if (s->cr) {
+		s->cr = false;
+		content_byte(s, '\r');
+	}
+	s->wsp = false;
+	if (s->content)
+		out_crlf(s);
+	if (!s->written && !s->p.relaxed_body)
+		out_crlf(s);
+	out_flush(s);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	if (s->hash_err || EVP_DigestFinal_ex(s->body, md, &mdlen) != 1)
+		return -1;
+	EVP_EncodeBlock((unsigned char *)bh, md, (int)mdlen);
+	return 0;
+}
+
+/* ---- header fields ------------------------------------------------------------ */
+
+static bool is_wsp(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* One field, canonicalized, into b (with CRLF unless crlf is false). */
+static void canon_field(struct sbuf *b, bool relaxed, const char *name, const char *value, bool crlf)
+{
+	if (!relaxed) {
+		sb_str(b, name);
+		sb_add(b, ":", 1);
+		sb_str(b, value);
+	} else {
+		size_t nl = strlen(name);
+		while (nl && is_wsp(name[nl - 1]))
+			nl--;
+		for (size_t i = 0; i < nl; i++) {
+			char c = (char)tolower((unsigned char)name[i]);
+			sb_add(b, &c, 1);
+		}
+		sb_add(b, ":", 1);
+		bool wsp = false, started = false;
+		for (const char *p = value; *p; p++) {
+			if (*p == '\r' || *p == '\n')
+				continue; /* unfolding */
+			if (is_wsp(*p)) {
+				wsp = true;
+				continue;
+			}
+			if (wsp && started)
+				sb_add(b, " ", 1);
+			wsp = false;
+			started = true;
+			const char *q = p;
+			while (q[1] && !is_wsp(q[1]) && q[1] != '\r' && q[1] != '\n')
+				q++;
+			sb_add(b, p, (size_t)(q - p) + 1);
+			p = q;
+		}
+	}
+	if (crlf)
+		sb_add(b, "\r\n", 2);
+}
+
+static bool listed(const char *const *list, const char *name)
+{
+	for (; list && *list; list++)
+		if (strcasecmp(*list, name) == 0)
+			return true;
+	return false;
+}
+
+/* Writes tokens of the DKIM-Signature value, folding before a token that
+ * would pass DKS_FOLD columns. */
+struct folder {
+	struct sbuf *b;
+	size_t col;
+};
+
+static void fold_tok(struct folder *f, const char *tok, bool space)
+{
+	size_t n = strlen(tok);
+	if (f->col + (space ? 1 : 0) + n > DKS_FOLD && f->col > 8) {
+		sb_add(f->b, "\r\n\t", 3);
+		f->col = 8;
+	} else if (space) {
+		sb_add(f->b, " ", 1);
+		f->col++;
+	}
+	sb_add(f->b, tok, n);
+	f->col += n;
+}
+
+/* ---- the signature ------------------------------------------------------------- */
+
+EVP_PKEY *dks_load_key(const char *pem)
+{
+	BIO *bio = BIO_new_mem_buf(pem, -1);
+	EVP_PKEY *k = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)"") : NULL;
+	BIO_free(bio);
+	return k;
+}
+
+struct dks *dks_new(const struct dks_params *p)
+{
+	int id = p->key ? EVP_PKEY_get_base_id(p->key) : 0;
+	if (id != EVP_PKEY_RSA && id != EVP_PKEY_ED25519)
+		return NULL;
+	struct dks *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->p = *p;
+	s->ed25519 = id == EVP_PKEY_ED25519;
+	s->body = EVP_MD_CTX_new();
+	if (!s->body || EVP_DigestInit_ex(s->body, EVP_sha256(), NULL) != 1) {
+		dks_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void dks_free(struct dks *s)
+{
+	if (!s)
+		return;
+	EVP_MD_CTX_free(s->body);
+	free(s);
+}
+
+static int sign_digest(struct dks *s, const unsigned char *md, size_t mdlen, unsigned char *sig,
+		       size_t *siglen)
+{
+	int ok = 0;
+	if (s->ed25519) {
+		EVP_MD_CTX *mc = EVP_MD_CTX_new();
+		ok = mc && EVP_DigestSignInit_ex(mc, NULL, NULL, NULL, NULL, s->p.key, NULL) == 1 &&
+		     EVP_DigestSign(mc, sig, siglen, md, mdlen) == 1;
+		EVP_MD_CTX_free(mc);
+	} else {
+		EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(NULL, s->p.key, NULL);
+		ok = pc && EVP_PKEY_sign_init(pc) == 1 &&
+		     EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) == 1 &&
+		     EVP_PKEY_CTX_set_signature_md(pc, EVP_sha256()) == 1 &&
+		     EVP_PKEY_sign(pc, sig, siglen, md, mdlen) == 1;
+		EVP_PKEY_CTX_free(pc);
+	}
+	return ok ? 0 : -1;
+}
+
+int dks_finish(struct dks *s, size_t n, const char *const *names, const char *const *values, char **value_r,
+	       const char **err_r)
+{
+	*value_r = NULL;
+	char bh[64];
+	if (body_end(s, bh) < 0) {
+		*err_r = "body hash failed";
+		return -1;
+	}
+	/* h=: the signed fields present, then the oversigned names. */
+	size_t nh = 0;
+	const char **h = calloc(n + 64, sizeof(*h));
+	bool *used = calloc(n + 1, sizeof(*used));
+	struct sbuf v = {0}, c = {0};
+	unsigned char *sig = NULL;
+	int rc = -1;
+	*err_r = "out of memory";
+	if (!h || !used)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (listed(s->p.sign_headers, names[i]) && nh < n + 63)
+			h[nh++] = names[i];
+	for (const char *const *o = s->p.oversign_headers; o && *o && nh < n + 63; o++)
+		h[nh++] = *o;
+
+	/* The value, b= empty. */
+	struct folder f = {&v, strlen(DKS_SIG_NAME) + 2};
+	char tok[512];
+	fold_tok(&f, "v=1;", false);
+	fold_tok(&f, s->ed25519 ? "a=ed25519-sha256;" : "a=rsa-sha256;", true);
+	snprintf(tok, sizeof(tok), "c=%s/%s;", s->p.relaxed_headers ? "relaxed" : "simple",
+		 s->p.relaxed_body ? "relaxed" : "simple");
+	fold_tok(&f, tok, true);
+	snprintf(tok, sizeof(tok), "d=%s;", s->p.domain);
+	fold_tok(&f, tok, true);
+	snprintf(tok, sizeof(tok), "s=%s;", s->p.selector);
+	fold_tok(&f, tok, true);
+	snprintf(tok, sizeof(tok), "t=%lld;", (long long)s->p.now);
+	fold_tok(&f, tok, true);
+	if (s->p.ttl_s > 0) {
+		snprintf(tok, sizeof(tok), "x=%lld;", (long long)s->p.now + s->p.ttl_s);
+		fold_tok(&f, tok, true);
+	}
+	for (size_t i = 0; i < nh; i++) {
+		snprintf(tok, sizeof(tok), "%s%s%s", i == 0 ? "h=" : "", h[i], i + 1 < nh ? ":" : ";");
+		fold_tok(&f, tok, i == 0);
+	}
+	snprintf(tok, sizeof(tok), "bh=%s;", bh);
+	fold_tok(&f, tok, true);
+	fold_tok(&f, "b=", true);
+	if (v.oom)
+		goto out;
+
+	/* The header hash: chosen fields, then our field without CRLF. */
+	for (size_t i = 0; i < nh; i++)
+		for (size_t j = n; j-- > 0;)
+			if (!used[j] && strcasecmp(names[j], h[i]) == 0) {
+				used[j] = true;
+				canon_field(&c, s->p.relaxed_headers, names[j], values[j], true);
+				break;
+			}
+	if (s->p.relaxed_headers)
+		canon_field(&c, true, DKS_SIG_NAME, v.s, false);
+	else {
+		sb_str(&c, DKS_SIG_NAME ": ");
+		sb_add(&c, v.s, v.n);
+	}
+	if (c.oom)
+		goto out;
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	*err_r = "signing failed";
+	if (EVP_Digest(c.s, c.n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+		goto out;
+	size_t siglen = (size_t)EVP_PKEY_get_size(s->p.key);
+	sig = malloc(siglen);
+	if (!sig || sign_digest(s, md, mdlen, sig, &siglen) < 0)
+		goto out;
+
+	/* b=, folded. */
+	char *b64 = malloc(4 * ((siglen + 2) / 3) + 1);
+	*err_r = "out of memory";
+	if (!b64)
+		goto out;
+	size_t bl = (size_t)EVP_EncodeBlock((unsigned char *)b64, sig, (int)siglen);
+	for (size_t o = 0; o < bl;) {
+		size_t room = f.col < DKS_FOLD ? DKS_FOLD - f.col : 0;
+		if (room < 8) {
+			sb_add(&v, "\r\n\t", 3);
+			f.col = 8;
+			continue;
+		}
+		size_t take = bl - o < room ? bl - o : room;
+		sb_add(&v, b64 + o, take);
+		f.col += take;
+		o += take;
+	}
+	free(b64);
+	if (v.oom)
+		goto out;
+	*value_r = v.s;
+	v.s = NULL;
+	rc = 0;
+	*err_r = NULL;
+out:
+	free(h);
+	free(used);
+	free(v.s);
+	free(c.s);
+	free(sig);
+	return rc;
+}
