@@ -1,7 +1,8 @@
 /*
- * engine.c - the native milter engine (filterd_engine = native; the
- * default is libmilter): filterd speaks the milter protocol (version 6, as Postfix's
- * src/milter/milter8.c does) itself instead of through libmilter. What
+ * engine.c - the native milter engine (filterd_engine = native, the
+ * default; libmilter is the other choice): filterd speaks the milter
+ * protocol (version 6, as Postfix's src/milter/milter8.c does) itself
+ * instead of through libmilter. What
  * filterd does at each event is in session.c, shared with the libmilter
  * engine (milter.c); the wire codec, macro store and libmilter's command
  * state machine are in mproto.c (fuzzed by tests/fuzz/fuzz_milter.c).
@@ -50,8 +51,8 @@
  *
  * Measured figures (both engines, unix and inet sockets) are in README.md,
  * section "Milter engines": the native engine is level with libmilter over
- * unix sockets and ahead over TCP. libmilter stays the default as the
- * long-proven implementation.
+ * unix sockets, ahead over TCP, and uses less CPU per message (no thread
+ * handoffs), which is why it is the default.
  */
 #include <arpa/inet.h>
 #include <errno.h>

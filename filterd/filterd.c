@@ -1,8 +1,8 @@
 /*
  * filterd.c - the milter daemon's main(): command line, configuration,
  * privileges, signals and reload, and the choice of milter engine
- * (filterd_engine): `libmilter` (milter.c, the default) or `native`
- * (engine.c); both call the same per-event logic (session.c).
+ * (filterd_engine): `native` (engine.c, the default) or `libmilter`
+ * (milter.c); both call the same per-event logic (session.c).
  *
  * Signals: a reload is asked for with SIGUSR1 (`siftctl reload` sends it):
  * a reload thread, woken through a pipe by the signal handler, builds a new
@@ -29,11 +29,11 @@
 #include "engine.h"
 #include "filterd.h"
 
-/* A build can change the default engine: -DFILTERD_DEFAULT_ENGINE=native
+/* A build can change the default engine: -DFILTERD_DEFAULT_ENGINE=libmilter
  * (used to run the plugin suites, which start filterd themselves, through
- * the native engine). */
+ * libmilter). */
 #ifndef FILTERD_DEFAULT_ENGINE
-#define FILTERD_DEFAULT_ENGINE libmilter
+#define FILTERD_DEFAULT_ENGINE native
 #endif
 #define FD_STR2(x) #x
 #define FD_STR(x)  FD_STR2(x)

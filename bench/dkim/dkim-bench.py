@@ -71,7 +71,7 @@ def presign(msgs, key, sel='rsa'):
     return res
 
 
-def filterd_proc(root, builddir, listen, wait, dns_port, keys, mode):
+def filterd_proc(root, builddir, listen, wait, dns_port, keys, mode, opts=()):
     conf = os.path.join(root, 'filterd-%s.conf' % mode)
     with open(os.path.join(root, 'keytable'), 'w') as f:
         f.write('rsa %s:rsa:%s\ned %s:ed:%s\n' % (DOMAIN, keys['rsa'][0], DOMAIN, keys['ed'][0]))
@@ -82,8 +82,10 @@ def filterd_proc(root, builddir, listen, wait, dns_port, keys, mode):
                 'dkim_key_table = texthash:%s/keytable\n'
                 'dkim_signing_table = inline:{ %s=%s }\n' % (
                     listen, builddir, dns_port, root, DOMAIN, 'ed' if mode == 'sign-ed' else 'rsa'))
-    return sifttest.Proc([os.path.join(builddir, 'filterd', 'filterd'), '-f', '-c', conf],
-                         log=os.path.join(root, 'filterd-%s.log' % mode), umask=0, **wait)
+    argv = [os.path.join(builddir, 'filterd', 'filterd'), '-f', '-c', conf]
+    for o in opts:
+        argv += ['-o', o]
+    return sifttest.Proc(argv, log=os.path.join(root, 'filterd-%s.log' % mode), umask=0, **wait)
 
 
 def opendkim_proc(root, listen, wait, keys, mode):
@@ -121,7 +123,7 @@ def run_row(a, root, name, filt, mode, msgs, results):
             else:
                 port = sifttest.free_port()
                 listen, wait = 'inet:127.0.0.1:%d' % port, {'port': port}
-            proc = filterd_proc(root, a.builddir, listen, wait, a.dns.port, a.keys, mode) if filt == 'sift' else \
+            proc = filterd_proc(root, a.builddir, listen, wait, a.dns.port, a.keys, mode, a.filterd_opts) if filt == 'sift' else \
                 opendkim_proc(root, listen, wait, a.keys, mode)
             proc.start()
             pfkw['milters'] = [listen]
@@ -187,6 +189,8 @@ def main():
     ap.add_argument('--rows', default='alone,sift-sign-rsa,opendkim-sign-rsa,sift-sign-ed,opendkim-sign-ed,'
                     'sift-verify,opendkim-verify')
     ap.add_argument('--sigrate-seconds', type=float, default=3.0)
+    ap.add_argument('-o', dest='filterd_opts', action='append', default=[],
+                    help='NAME=VALUE setting for filterd (e.g. filterd_engine=native); repeatable')
     ap.add_argument('--builddir', default=sifttest.builddir())
     a = ap.parse_args()
     a.levels = [int(x) for x in a.concurrency.split(',')]
