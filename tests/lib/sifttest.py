@@ -28,6 +28,21 @@ Ownership: every process is stopped by the PID this module recorded; Postfix
 is stopped with `postfix -c DIR stop`, then the master PID from
 ROOT/spool/pid/master.pid (and only processes whose environment names this
 instance's MAIL_CONFIG) are killed if they linger.
+
+For test scripts (see each docstring):
+
+    check(cond, what, detail)   counts a check, prints "ok   ..." / "FAIL ...";
+    check_eq(got, want, what)   done() prints "N passed, N failed" and returns
+    done()                      the exit status (1 on a failure or no check)
+    program(name)               BUILD path of filterd, policyd or siftctl
+    start_daemon(daemon, tmp, settings, ...)
+                                filterd/policyd -f on a configuration written
+                                from a dict, listening on a free port (or a
+                                unix socket); returns the started Proc
+    stop_all(things)            stops Procs and Postfix instances, last first
+    siftctl_test(conf, message, args, opts)
+                                `siftctl test --json` on a message -> dict
+    PolicyClient(port)          policy-delegation client: ask(**attrs) -> action
 """
 
 import email
@@ -47,7 +62,9 @@ import time
 
 __all__ = ['free_port', 'wait_port', 'wait_unix', 'Proc', 'Postfix', 'SendResult',
            'Delivered', 'srcdir', 'builddir', 'daemon_is_real', 'proc_rss',
-           'pids_with_env', 'TEST_DOMAINS']
+           'pids_with_env', 'TEST_DOMAINS', 'Checks', 'checks', 'check', 'check_eq', 'done',
+           'program', 'plugin_directory', 'write_conf', 'start_daemon', 'stop_all',
+           'siftctl_test', 'PolicyClient']
 
 TEST_DOMAINS = ('sift.test', 'example.test', 'example.net.test')
 
@@ -438,7 +455,18 @@ def dot_stuff(data):
     return q
 
 
-class Session:
+class _Closing:
+    """Context manager support for classes with a close() method."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class Session(_Closing):
     """One SMTP session (persistent across messages) built on smtplib, which
     reports each stage's reply instead of raising."""
 
@@ -536,13 +564,6 @@ class Session:
             self.smtp.close()
         except OSError:
             pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
 
 class Delivered:
@@ -1109,3 +1130,204 @@ def message(subject='test', sender='sender@example.test', to='user@sift.test', b
     lines.append('')
     lines.append(body if body is not None else 'Hello from the Sift test harness.\n')
     return '\r\n'.join(lines).encode('utf-8')
+
+
+# -- test scripts: check counter, Sift programs, daemons, siftctl, policy client ---
+
+class Checks:
+    """The checks of one test script: it keeps going after a failure and
+    reports at the end.
+
+        check(cond, what, detail='')  prints "ok   WHAT" or "FAIL WHAT: DETAIL"
+                                      (DETAIL's last `detail_max` characters)
+                                      and returns cond unchanged
+        check_eq(got, want, what)     check(got == want, ...) with both values
+        done()                        prints "N passed, N failed"; returns the
+                                      exit status: 1 if a check failed or if
+                                      none ran, else 0
+
+    Scripts use the module-level instance through sifttest.check,
+    sifttest.check_eq and sifttest.done (sifttest.checks holds the counts).
+    Output is flushed after every line so that it interleaves with daemon
+    output in meson's log."""
+
+    def __init__(self, detail_max=4000):
+        self.passed = 0
+        self.failed = 0
+        self.detail_max = detail_max
+
+    def check(self, cond, what, detail=''):
+        if cond:
+            self.passed += 1
+            print('ok   ' + what, flush=True)
+        else:
+            self.failed += 1
+            d = str(detail) if detail not in ('', None) else ''
+            if len(d) > self.detail_max:
+                d = '...' + d[-self.detail_max:]
+            print('FAIL ' + what + (': ' + d if d else ''), flush=True)
+        return cond
+
+    def check_eq(self, got, want, what):
+        return self.check(got == want, what, 'got %r, want %r' % (got, want))
+
+    def done(self):
+        print('%d passed, %d failed' % (self.passed, self.failed), flush=True)
+        return 1 if self.failed or not self.passed else 0
+
+
+checks = Checks()
+check = checks.check
+check_eq = checks.check_eq
+done = checks.done
+
+
+def program(name):
+    """Path of a Sift program in the build tree: 'filterd', 'policyd' or
+    'siftctl'."""
+    sub = {'filterd': 'filterd', 'policyd': 'policyd', 'siftctl': 'tools'}[name]
+    return os.path.join(builddir(), sub, name)
+
+
+def plugin_directory():
+    """BUILD/plugins, where the plugins' .so files are built."""
+    return os.path.join(builddir(), 'plugins')
+
+
+def write_conf(path, settings):
+    """Writes a Sift configuration file: one `name = value` line per item of
+    the dict `settings`, in its order. Returns path."""
+    with open(path, 'w') as f:
+        for k, v in settings.items():
+            f.write('%s = %s\n' % (k, v))
+    return path
+
+
+def start_daemon(daemon, tmp, settings, name=None, listen=None, argv=(), **proc_args):
+    """Starts filterd or policyd (`daemon`) in the foreground with a
+    configuration written from a dict.
+
+    TMP/NAME.conf (NAME defaults to the daemon's name) holds
+    DAEMON_listen, plugin_directory (BUILD/plugins) and then `settings` (a
+    dict; an entry of it overrides the first two). DAEMON_listen is
+    `listen` ('inet:127.0.0.1:PORT' or 'unix:/path') or, by default, a free
+    port on 127.0.0.1. `DAEMON -f -c CONF ARGV...` runs as a Proc logging
+    to TMP/NAME.log, started and waited for until it accepts on that port
+    or socket (proc_args go to Proc: start_timeout, env, ...). Returns the
+    started Proc, with .conf (the file) and .port (None on a unix socket).
+    Raises ProcError if it does not come up."""
+    name = name or daemon
+    port = unix = None
+    if listen is None:
+        port = free_port()
+        listen = 'inet:127.0.0.1:%d' % port
+    elif listen.startswith('unix:'):
+        unix = listen[len('unix:'):]
+    else:
+        port = int(listen.rsplit(':', 1)[1])
+    conf = {'%s_listen' % daemon: listen, 'plugin_directory': plugin_directory()}
+    conf.update(settings)
+    path = write_conf(os.path.join(tmp, name + '.conf'), conf)
+    p = Proc([program(daemon), '-f', '-c', path] + list(argv), log=os.path.join(tmp, name + '.log'),
+             port=port, unix=unix, name=name, **proc_args)
+    p.conf = path
+    return p.start()
+
+
+def stop_all(things):
+    """Stops Procs, Postfix instances (cleanup()) and anything else with a
+    stop() method, last started first; None entries are skipped (not
+    started); an error stopping one is printed and the others are still
+    stopped."""
+    for t in reversed(list(things)):
+        if t is None:
+            continue
+        try:
+            if isinstance(t, Postfix):
+                t.cleanup()
+            else:
+                t.stop()
+        except Exception as e:  # noqa: BLE001 - keep stopping the others
+            print('stopping %s: %s' % (getattr(t, 'name', t), e), flush=True)
+
+
+def siftctl_test(conf, message=None, args=(), opts=(), msgfile=None, timeout=60):
+    """Runs a message through filterd's chain without an MTA:
+    `siftctl -c CONF [-o SETTING]... test ARGS... --json FILE`.
+
+    `message` (str or bytes) is written to FILE (`msgfile`, default
+    siftctl-test.eml next to CONF); with message=None, `msgfile` must name
+    an existing file. `opts` are 'name=value' settings (-o), `args` the
+    test options (--from, --to, --profile, --auth, ...). Returns the JSON
+    result as a dict (action, profile, reply, symbols, headers, ...). When
+    siftctl prints no JSON the dict has action 'error', no symbols nor
+    headers, and 'error' (siftctl's output) and 'returncode', so that checks
+    on the result fail."""
+    if msgfile is None:
+        msgfile = os.path.join(os.path.dirname(os.path.abspath(conf)), 'siftctl-test.eml')
+    if message is not None:
+        with open(msgfile, 'wb') as f:
+            f.write(message.encode('utf-8') if isinstance(message, str) else message)
+    argv = [program('siftctl'), '-c', conf]
+    for o in opts:
+        argv += ['-o', o]
+    argv += ['test'] + list(args) + ['--json', msgfile]
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    out = r.stdout.decode('utf-8', 'replace')
+    try:
+        res = json.loads(out)
+        if isinstance(res, dict):
+            return res
+    except ValueError:
+        pass
+    return {'action': 'error', 'reply': None, 'symbols': [], 'headers': [], 'returncode': r.returncode,
+            'error': out + r.stderr.decode('utf-8', 'replace')}
+
+
+class PolicyClient(_Closing):
+    """A Postfix policy-delegation client (what smtpd does): one persistent
+    connection to 127.0.0.1:port or a unix socket, one request at a time.
+
+        c = PolicyClient(port, defaults={'protocol_state': 'RCPT'})
+        c.ask(sender='a@b', recipient='c@d', ...)  -> 'DUNNO'
+
+    A request is request=smtpd_access_policy, protocol_name=ESMTP, then
+    `defaults`, then the attributes given to ask() (later ones win). Every
+    read is bounded by `timeout`; the caller closes the client (or uses it
+    as a context manager)."""
+
+    def __init__(self, port=None, unix=None, timeout=10, defaults=None):
+        if unix:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(unix)
+        else:
+            self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+        self.defaults = dict(defaults or {})
+        self.buf = b''
+
+    def ask(self, **attrs):
+        """Sends one request; returns the action (the value of action=).
+        Raises ConnectionError if the server closes the connection and
+        ValueError if the reply has no action."""
+        req = {'request': 'smtpd_access_policy', 'protocol_name': 'ESMTP'}
+        req.update(self.defaults)
+        req.update(attrs)
+        data = ''.join('%s=%s\n' % (k, v) for k, v in req.items()) + '\n'
+        self.sock.sendall(data.encode('utf-8', 'surrogateescape'))
+        while b'\n\n' not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError('policy server closed the connection')
+            self.buf += chunk
+        reply, self.buf = self.buf.split(b'\n\n', 1)
+        for line in reply.decode('utf-8', 'replace').split('\n'):
+            if line.startswith('action='):
+                return line[len('action='):]
+        raise ValueError('no action in %r' % reply)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass

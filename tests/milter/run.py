@@ -14,19 +14,12 @@ import sifttest  # noqa: E402
 SRC = os.environ["SIFT_SRCDIR"]
 BUILD = os.environ["SIFT_BUILDDIR"]
 HERE = os.path.join(SRC, "tests", "milter")
-passed = failed = 0
 ENGINE = "libmilter"
 
 
-def result(name, ok, detail=""):
-    global passed, failed
-    name = f"[{ENGINE}] {name}"
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
+def check(cond, what, detail=""):
+    """sifttest.check, the check named with the milter engine under test."""
+    return sifttest.check(cond, f"[{ENGINE}] {what}", detail)
 
 
 def plugin_dir(tmp):
@@ -126,10 +119,10 @@ def native_only(tmp, conf, log, port):
     ]
     for name, packets in cases:
         _, closed = raw_session(port, packets)
-        result("malformed: " + name + " closes the connection", closed)
+        check(closed, "malformed: " + name + " closes the connection")
     text = open(log).read()
-    result("malformed packets are logged", "bad packet length" in text and "unknown command" in text
-           and "closing it" in text, text[-1500:])
+    check("bad packet length" in text and "unknown command" in text
+          and "closing it" in text, "malformed packets are logged", text[-1500:])
     # a whole session by hand: the EOM answer is one write with the
     # header change and the reply
     pk = [OPTNEG]
@@ -139,8 +132,8 @@ def native_only(tmp, conf, log, port):
     n = struct.unpack(">I", hdr[:4])[0]
     body = hdr[4:] + s.recv(n - 1)
     ver, act, proto = struct.unpack(">III", body[1:13])
-    result("native optneg: version 6, quarantine, LEADSPC", ver == 6 and act & 0x20 and proto & 0x100000,
-           (ver, hex(act), hex(proto)))
+    check(ver == 6 and act & 0x20 and proto & 0x100000, "native optneg: version 6, quarantine, LEADSPC",
+          (ver, hex(act), hex(proto)))
     seq = [pkt(b"D", b"Cj\0mx.test\0{daemon_name}\0mx.test\0"),
            pkt(b"C", b"client.example\0" + b"4" + struct.pack(">H", 25) + b"198.51.100.7\0"),
            pkt(b"H", b"client.example\0"), pkt(b"M", b"<alice@example.org>\0"),
@@ -162,21 +155,21 @@ def native_only(tmp, conf, log, port):
         got += b
     s.close()
     cmds = [c for c, _ in parse_packets(got)]
-    result("native: replies only where expected, header added then continue at EOM",
-           cmds[-2:] == [b"h", b"c"], cmds)
+    check(cmds[-2:] == [b"h", b"c"],
+          "native: replies only where expected, header added then continue at EOM", cmds)
     # connection limit
     fd, p2, log2 = start_filterd(tmp, conf, "filterd-limit", ["-o", "filterd_max_connections=2"])
     try:
         held = [socket.create_connection(("127.0.0.1", p2), timeout=5) for _ in range(2)]
         time.sleep(0.3)
         _, closed = raw_session(p2, [OPTNEG], timeout=3)
-        result("connections beyond filterd_max_connections are refused", closed)
-        result("refusal logged", wait_for(lambda: "too many MTA connections" in open(log2).read(), 5))
+        check(closed, "connections beyond filterd_max_connections are refused")
+        check(wait_for(lambda: "too many MTA connections" in open(log2).read(), 5), "refusal logged")
         for h in held:
             h.close()
         time.sleep(0.3)
         got, _ = raw_session(p2, [OPTNEG], timeout=2)
-        result("served again below the limit", got[4:5] == b"O", got)
+        check(got[4:5] == b"O", "served again below the limit", got)
     finally:
         fd.stop()
     # SIGTERM with a connection idle between messages: exits at once, 0
@@ -190,7 +183,7 @@ def native_only(tmp, conf, log, port):
         rc = fd.popen.wait(10)
     except subprocess.TimeoutExpired:
         rc = None
-    result("SIGTERM with an idle connection: exit 0 quickly", rc == 0 and time.time() - t0 < 5, rc)
+    check(rc == 0 and time.time() - t0 < 5, "SIGTERM with an idle connection: exit 0 quickly", rc)
     idle.close()
     fd.stop()
 
@@ -201,8 +194,7 @@ def main():
     for e in engines:
         ENGINE = e
         run_engine()
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return sifttest.done()
 
 
 def run_engine():
@@ -245,54 +237,53 @@ testplug_header = X-Testplug: seen
                        "hold.lua", "prepend.lua", "discard.lua", "whitelist.lua", "originating.lua",
                        "concurrent.lua", "reload_before.lua"]:
             ok, out = miltertest(script, port)
-            result("milter " + script, ok, out)
+            check(ok, "milter " + script, out)
         text = open(log).read()
-        result("log: summary line with queue id",
-               re.search(r"4ABCDEF123: filterd: action=accept, profile=inbound, from=<alice@example.org>, "
-                         r"rcpts=1, score=1\.5, symbols=TEST_SYM\(1\.5\), time=\d+ms", text) is not None, text[-2000:])
-        result("log: reject line names the plugin",
-               re.search(r"NOQUEUE: filterd: action=reject, profile=inbound, by=access, from=<spam@bad.example>",
-                         text) is not None)
-        result("log: hold summary", "action=hold" in text)
+        check(re.search(r"4ABCDEF123: filterd: action=accept, profile=inbound, from=<alice@example.org>, "
+                        r"rcpts=1, score=1\.5, symbols=TEST_SYM\(1\.5\), time=\d+ms", text) is not None,
+              "log: summary line with queue id", text[-2000:])
+        check(re.search(r"NOQUEUE: filterd: action=reject, profile=inbound, by=access, from=<spam@bad.example>",
+                        text) is not None, "log: reject line names the plugin")
+        check("action=hold" in text, "log: hold summary")
         # reload: running connections keep their generation, new ones get
         # the new map
         r = subprocess.run(["miltertest", "-D", f"port={port}", "-D", f"dir={HERE}", "-D", f"pid={fd.pid}",
                             "-D", f"mapfile={tmp}/senders", "-s", os.path.join(HERE, "reload_during.lua")],
                            capture_output=True, text=True, timeout=60)
-        result("reload during a connection", r.returncode == 0, r.stdout + r.stderr)
+        check(r.returncode == 0, "reload during a connection", r.stdout + r.stderr)
         ok = wait_for(lambda: "configuration reloaded" in open(log).read(), 10)
-        result("reload by SIGUSR1 logged", ok)
+        check(ok, "reload by SIGUSR1 logged")
         ok, out = miltertest("reload_after.lua", port)
-        result("milter reload_after.lua", ok, out)
+        check(ok, "milter reload_after.lua", out)
         # a broken configuration on reload keeps the running one
         with open(conf, "a") as f:
             f.write("access_reject_code = 999\n")
         os.kill(fd.pid, signal.SIGUSR1)
         ok = wait_for(lambda: "reload failed" in open(log).read(), 10)
-        result("failed reload keeps running configuration", ok and fd.alive())
+        check(ok and fd.alive(), "failed reload keeps running configuration")
         ok, out = miltertest("reload_after.lua", port)
-        result("still serving after failed reload", ok, out)
+        check(ok, "still serving after failed reload", out)
         if ENGINE == "native":
             native_only(tmp, good_conf, log, port)
             ok, out = miltertest("accept.lua", port)
-            result("still serving after malformed packets", ok, out)
+            check(ok, "still serving after malformed packets", out)
     finally:
         fd.stop()
-    result("filterd exited after SIGTERM", not fd.alive())
+    check(not fd.alive(), "filterd exited after SIGTERM")
 
     # filterd -t on a broken configuration names file and line.
     bad = f"{tmp}/bad.conf"
     write(bad, "plugin_directory = /nonexistent\ninbound_plugins = access\n# comment\naccess_reject_code = 42\n")
     r = subprocess.run([os.path.join(BUILD, "filterd", "filterd"), "-t", "-c", bad],
                        capture_output=True, text=True)
-    result("filterd -t fails on a bad configuration", r.returncode == 1, r.stderr)
+    check(r.returncode == 1, "filterd -t fails on a bad configuration", r.stderr)
     r = subprocess.run([os.path.join(BUILD, "filterd", "filterd"), "-t", "-c", bad, "-o",
                         f"plugin_directory={pdir}"], capture_output=True, text=True)
-    result("filterd -t names file:line", r.returncode == 1 and f"{bad}:4" in r.stderr, r.stderr)
+    check(r.returncode == 1 and f"{bad}:4" in r.stderr, "filterd -t names file:line", r.stderr)
     write(bad, "inbound_plugins = access\nthis line has no equals sign\n")
     r = subprocess.run([os.path.join(BUILD, "filterd", "filterd"), "-t", "-c", bad],
                        capture_output=True, text=True)
-    result("syntax error names file:line", r.returncode == 1 and f"{bad}:2" in r.stderr, r.stderr)
+    check(r.returncode == 1 and f"{bad}:2" in r.stderr, "syntax error names file:line", r.stderr)
 
     # A plugin that fails: tempfail (451) by default.
     conf2 = f"{tmp}/error.conf"
@@ -301,9 +292,9 @@ testplug_header = X-Testplug: seen
     fd2, port2, log2 = start_filterd(tmp, conf2, "filterd-error")
     try:
         ok, out = miltertest("error.lua", port2)
-        result("plugin ERROR gives 451", ok, out)
-        result("error logged with the error action",
-               "testplug_error_action = tempfail" in open(log2).read())
+        check(ok, "plugin ERROR gives 451", out)
+        check("testplug_error_action = tempfail" in open(log2).read(),
+              "error logged with the error action")
     finally:
         fd2.stop()
 

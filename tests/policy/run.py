@@ -44,31 +44,11 @@ POLICYD = os.path.join(BUILDDIR, "policyd", "policyd")
 PLUGINDIR = os.path.join(BUILDDIR, "plugins")
 CASEDIR = os.path.join(SRCDIR, "tests", "policy", "cases")
 DATADIR = CASEDIR  # map files of the cases live next to them
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "lib"))
+from sifttest import check, checks, done, free_port  # noqa: E402
 
-passed = 0
-failed = 0
 TMP = tempfile.mkdtemp(prefix="sift-policy-")
 started = []  # Daemon objects, stopped at the end
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what)
-    else:
-        failed += 1
-        print("FAIL " + what + (": " + detail if detail else ""))
-    sys.stdout.flush()
-    return cond
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 REQ = ("request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n"
@@ -502,9 +482,8 @@ def test_check_config():
 
 def main():
     if not os.access(POLICYD, os.X_OK):
-        print("no policyd binary at " + POLICYD)
-        print("0 passed, 1 failed")
-        return 1
+        check(False, "policyd binary at " + POLICYD)
+        return done()
     access = False
     try:
         r = subprocess.run([POLICYD, "-t", "-o", "plugin_directory=" + PLUGINDIR,
@@ -547,12 +526,11 @@ def main():
             if dd.proc and dd.proc.poll() is None:
                 os.kill(dd.proc.pid, signal.SIGKILL)
                 dd.proc.wait()
-        if failed:
+        if checks.failed:
             print("logs kept in " + TMP)
         else:
             subprocess.run(["rm", "-rf", TMP])
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return done()
 
 
 def test_cases_noplugin():

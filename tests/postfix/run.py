@@ -29,8 +29,6 @@ from sifttest import message  # noqa: E402
 VERBOSE = '-v' in sys.argv
 ONLY = sys.argv[sys.argv.index('-k') + 1] if '-k' in sys.argv else None
 BUILD = sifttest.builddir()
-FILTERD = os.path.join(BUILD, 'filterd', 'filterd')
-POLICYD = os.path.join(BUILD, 'policyd', 'policyd')
 from dnsserver import DNSServer  # noqa: E402
 
 DNS_ZONES = {'sift.test': [
@@ -92,22 +90,17 @@ class Env:
                 f.write('%s\t%s\n' % (k, v))
         return 'texthash:' + path
 
-    def conf(self, name, listen, extra):
-        daemon = 'policyd' if name.startswith('policyd') else 'filterd'
-        lines = ['%s_listen = %s' % (daemon, listen),
-                 'plugin_directory = %s' % self.plugdir,
-                 'inbound_plugins = access testplug', 'originating_plugins = access',
-                 'dns_servers = 127.0.0.1:%d' % self.dns.port,
-                 'testplug_dns_txt = probe.sift.test',
-                 'originating_daemons = ORIGINATING', '%s_user =' % daemon,
-                 '%s_pid_file = %s/%s.pid' % (daemon, self.tmp, name)]
-        lines += ['%s = %s' % kv for kv in extra.items()]
-        path = os.path.join(self.tmp, name + '.conf')
-        with open(path, 'w') as f:
-            f.write('\n'.join(lines) + '\n')
-        return path
+    def start_daemon(self, daemon, name, listen, extra):
+        settings = {'plugin_directory': self.plugdir,
+                    'inbound_plugins': 'access testplug', 'originating_plugins': 'access',
+                    'dns_servers': '127.0.0.1:%d' % self.dns.port,
+                    'testplug_dns_txt': 'probe.sift.test',
+                    'originating_daemons': 'ORIGINATING', '%s_user' % daemon: '',
+                    '%s_pid_file' % daemon: '%s/%s.pid' % (self.tmp, name)}
+        settings.update(extra)
+        return sifttest.start_daemon(daemon, self.tmp, settings, name=name, listen=listen)
 
-    def start_filterd(self, listen=None, wait=None, name='filterd'):
+    def start_filterd(self, listen=None, name='filterd'):
         listen = listen or 'inet:127.0.0.1:%d' % self.filterd_port
         extra = {'access_sender_map': self.write_map('f_sender', FILTERD_SENDERS),
                  'access_recipient_map': self.write_map('f_rcpt', FILTERD_RCPTS),
@@ -115,19 +108,12 @@ class Env:
         if listen.startswith('unix:'):
             # smtpd runs as postfix: socket mode 0660, group postfix
             extra['filterd_socket_group'] = 'postfix'
-        conf = self.conf(name, listen, extra)
-        p = sifttest.Proc([FILTERD, '-f', '-c', conf],
-                          log=os.path.join(self.tmp, name + '.log'), name=name,
-                          **(wait or {'port': self.filterd_port}))
-        return p.start()
+        return self.start_daemon('filterd', name, listen, extra)
 
     def start_policyd(self):
-        conf = self.conf('policyd', 'inet:127.0.0.1:%d' % self.policyd_port, {
+        return self.start_daemon('policyd', 'policyd', 'inet:127.0.0.1:%d' % self.policyd_port, {
             'access_sender_map': self.write_map('p_sender', POLICYD_SENDERS),
             'access_recipient_map': self.write_map('p_rcpt', POLICYD_RCPTS)})
-        p = sifttest.Proc([POLICYD, '-f', '-c', conf],
-                          log=os.path.join(self.tmp, 'policyd.log'), port=self.policyd_port)
-        return p.start()
 
     def start(self):
         self.filterd = self.start_filterd()
@@ -270,7 +256,7 @@ def filterd_prepend(env):
 @case(needs=('filterd',))
 def filterd_unix_socket(env):
     sock = os.path.join(env.tmp, 'filterd-unix.sock')
-    p = env.start_filterd(listen='unix:' + sock, wait={'unix': sock}, name='filterd-unix')
+    p = env.start_filterd(listen='unix:' + sock, name='filterd-unix')
     try:
         pf = sifttest.Postfix(root=os.path.join(env.tmp, 'postfix-unix'), keep=True,
                               milters=['unix:' + sock])

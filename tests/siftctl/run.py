@@ -4,15 +4,12 @@
 and bad input. Prints "N passed, N failed"."""
 import json, os, subprocess, sys, tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import sifttest  # noqa: E402
+from sifttest import check, done  # noqa: E402
+
 BUILD = os.environ["SIFT_BUILDDIR"]
-SIFTCTL = os.path.join(BUILD, "tools", "siftctl")
-passed = failed = 0
-
-
-def result(name, ok, detail=""):
-    global passed, failed
-    passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
-    print(("ok   " if ok else "FAIL ") + name + ("" if ok else " " + str(detail)))
+SIFTCTL = sifttest.program("siftctl")
 
 
 def run(*args, stdin=None):
@@ -43,62 +40,62 @@ def main():
         f.write("From: alice@example.org\nTo: bob@example.com\nSubject: hi\n\nHello.\n")
 
     r = run("-c", conf, "test", "--from", "alice@example.org", "--to", "bob@example.com", msg)
-    result("accept: exit 0", r.returncode == 0, r.stderr)
-    result("accept: text output", "action: accept\n" in r.stdout and "symbol: T_SYM(2.000)" in r.stdout
-           and "header add: X-Testplug: seen" in r.stdout and "score: 2.000" in r.stdout, r.stdout)
+    check(r.returncode == 0, "accept: exit 0", r.stderr)
+    check("action: accept\n" in r.stdout and "symbol: T_SYM(2.000)" in r.stdout
+          and "header add: X-Testplug: seen" in r.stdout and "score: 2.000" in r.stdout,
+          "accept: text output", r.stdout)
 
     r = run("-c", conf, "test", "--json", "--from", "spam@bad.example", msg)
     j = json.loads(r.stdout)
-    result("reject: JSON", j["action"] == "reject" and j["decided_by"] == "access" and
-           j["reply"] == "554 5.7.1 <spam@bad.example>: Sender address rejected: go away", j)
+    check(j["action"] == "reject" and j["decided_by"] == "access" and
+          j["reply"] == "554 5.7.1 <spam@bad.example>: Sender address rejected: go away", "reject: JSON", j)
 
     r = run("-c", conf, "test", "--json", "--from", "hold@x.example", msg)
     j = json.loads(r.stdout)
-    result("hold: JSON", j["action"] == "hold" and j["hold"] is True, j)
+    check(j["action"] == "hold" and j["hold"] is True, "hold: JSON", j)
 
     r = run("-c", conf, "test", "--json", "--from", "prepend@x.example", msg)
     j = json.loads(r.stdout)
-    result("prepend: header insert at 0", {"op": "insert", "index": 0, "name": "X-Sift-Test", "value": "yes"}
-           in j["headers"], j)
+    check({"op": "insert", "index": 0, "name": "X-Sift-Test", "value": "yes"}
+          in j["headers"], "prepend: header insert at 0", j)
 
     r = run("-c", conf, "test", "--json", "--from", "a@example.org", "--to", "nobody@example.com",
             "--to", "bob@example.com", msg)
     j = json.loads(r.stdout)
-    result("one recipient rejected, message accepted",
-           j["action"] == "accept" and j["rejected_recipient"] == "nobody@example.com", j)
+    check(j["action"] == "accept" and j["rejected_recipient"] == "nobody@example.com",
+          "one recipient rejected, message accepted", j)
 
     r = run("-c", conf, "test", "--json", "--from", "a@example.org", "--to", "nobody@example.com", msg)
     j = json.loads(r.stdout)
-    result("all recipients rejected", j["action"] == "reject", j)
+    check(j["action"] == "reject", "all recipients rejected", j)
 
     r = run("-c", conf, "test", "--json", "--profile", "originating", "--from", "spam@bad.example", msg)
     j = json.loads(r.stdout)
-    result("--profile originating skips access", j["action"] == "accept" and j["profile"] == "originating", j)
+    check(j["action"] == "accept" and j["profile"] == "originating", "--profile originating skips access", j)
 
     r = run("-c", conf, "test", "--json", "--auth", "alice", "--from", "spam@bad.example", msg)
     j = json.loads(r.stdout)
-    result("--auth makes it originating", j["profile"] == "originating", j)
+    check(j["profile"] == "originating", "--auth makes it originating", j)
 
     r = run("-c", conf, "test", "--json", "-", stdin="Subject: from stdin\n\nbody\n")
-    result("message from stdin", r.returncode == 0 and json.loads(r.stdout)["action"] == "accept", r.stderr)
+    check(r.returncode == 0 and json.loads(r.stdout)["action"] == "accept", "message from stdin", r.stderr)
 
     r = run("-c", conf, "test", f"{tmp}/missing.eml")
-    result("missing file: exit 1 with the name", r.returncode == 1 and "missing.eml" in r.stderr, r.stderr)
+    check(r.returncode == 1 and "missing.eml" in r.stderr, "missing file: exit 1 with the name", r.stderr)
     r = run("-c", conf, "test", "--profile", "sideways", msg)
-    result("bad --profile: exit 1", r.returncode == 1, r.stderr)
+    check(r.returncode == 1, "bad --profile: exit 1", r.stderr)
     r = run("-c", conf, "check")
-    result("check: OK", r.returncode == 0 and "configuration OK (2 plugins)" in r.stdout, r.stdout + r.stderr)
+    check(r.returncode == 0 and "configuration OK (2 plugins)" in r.stdout, "check: OK", r.stdout + r.stderr)
     r = run("-c", conf, "-o", "testplug_verdict=maybe", "check")
-    result("check: bad value names the parameter", r.returncode == 1 and "testplug_verdict" in r.stderr, r.stderr)
+    check(r.returncode == 1 and "testplug_verdict" in r.stderr, "check: bad value names the parameter", r.stderr)
     r = run("-c", conf, "nosuchcommand")
-    result("unknown command: exit 1", r.returncode == 1, r.stderr)
+    check(r.returncode == 1, "unknown command: exit 1", r.stderr)
     r = run("help")
-    result("help lists test and reload", r.returncode == 0 and "test FILE" in r.stdout and "reload" in r.stdout)
+    check(r.returncode == 0 and "test FILE" in r.stdout and "reload" in r.stdout, "help lists test and reload")
     r = run("-c", conf, "reload")
-    result("reload without a pid file: clear error", r.returncode == 1 and "filterd_pid_file" in r.stderr,
-           r.stderr)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    check(r.returncode == 1 and "filterd_pid_file" in r.stderr, "reload without a pid file: clear error",
+          r.stderr)
+    return done()
 
 
 if __name__ == "__main__":

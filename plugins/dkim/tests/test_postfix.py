@@ -27,28 +27,15 @@ import sys
 import tempfile
 import time
 
-SRC = os.environ.get('SIFT_SRCDIR') or os.path.abspath(os.path.join(os.path.dirname(__file__), '../../..'))
-BUILD = os.environ.get('SIFT_BUILDDIR') or os.path.join(SRC, 'build')
-sys.path.insert(0, os.path.join(SRC, 'tests', 'lib'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests', 'lib'))
 import dnsserver  # noqa: E402
 import sifttest  # noqa: E402
+from sifttest import check  # noqa: E402
 import dkim  # noqa: E402
 import dns.resolver  # noqa: E402
 
 OURS = 'example.net.test'
 REMOTE = 'remote.test'
-passed = failed = 0
-
-
-def check(name, cond, detail=''):
-    global passed, failed
-    if cond:
-        passed += 1
-        print('ok   %s' % name)
-    else:
-        failed += 1
-        print('FAIL %s %s' % (name, detail))
-    return cond
 
 
 def dnsfunc_for(port):
@@ -67,7 +54,7 @@ def dnsfunc_for(port):
 
 
 def genkey(d, domain, sel, typ):
-    out = subprocess.run([os.path.join(BUILD, 'tools', 'siftctl'), 'dkim', 'genkey', '-d', domain, '-s', sel,
+    out = subprocess.run([sifttest.program('siftctl'), 'dkim', 'genkey', '-d', domain, '-s', sel,
                           '-t', typ, '-D', d], check=True, stdout=subprocess.PIPE, text=True).stdout
     return os.path.join(d, '%s.%s.key' % (domain, sel)), ''.join(re.findall(r'"([^"]*)"', out.splitlines()[-1]))
 
@@ -103,33 +90,25 @@ def main():
     st = os.path.join(d, 'signingtable')
     with open(st, 'w') as f:
         f.write('%s mail ed\n' % OURS)
-    port = sifttest.free_port()
-    conf = os.path.join(d, 'filterd.conf')
-    with open(conf, 'w') as f:
-        f.write('filterd_listen = inet:127.0.0.1:%d\nplugin_directory = %s/plugins\n'
-                'inbound_plugins = dkim\noriginating_plugins = dkim\n'
-                'dns_servers = 127.0.0.1:%d\ndns_timeout = 1s\nauthserv_id = mx.sift.test\n'
-                'dkim_key_table = texthash:%s/keytable\ndkim_signing_table = texthash:%s\ntmpdir = %s\n'
-                % (port, BUILD, srv.port, d, st, d))
-    fd = sifttest.Proc([os.path.join(BUILD, 'filterd', 'filterd'), '-f', '-c', conf],
-                       log=os.path.join(d, 'filterd.log'), port=port)
-    pf = sifttest.Postfix(submission=True, milters=['inet:127.0.0.1:%d' % port])
+    fd = pf = None
     try:
-        fd.start()
+        fd = sifttest.start_daemon('filterd', d, {
+            'inbound_plugins': 'dkim', 'originating_plugins': 'dkim',
+            'dns_servers': '127.0.0.1:%d' % srv.port, 'dns_timeout': '1s', 'authserv_id': 'mx.sift.test',
+            'dkim_key_table': 'texthash:%s/keytable' % d, 'dkim_signing_table': 'texthash:%s' % st, 'tmpdir': d})
+        pf = sifttest.Postfix(submission=True, milters=['inet:127.0.0.1:%d' % fd.port])
         pf.start()
         run(pf, fd, srv, st, remote_key)
     finally:
-        pf.cleanup()
-        fd.stop()
-        srv.stop()
-        if failed:
+        sifttest.stop_all([srv, fd, pf])
+        failed = sifttest.checks.failed
+        if failed and fd:
             print('filterd log:\n' + fd.log_tail(40))
         if failed == 0 and not os.environ.get('SIFT_KEEP_TMP'):
             shutil.rmtree(d, ignore_errors=True)
         else:
             print('kept', d)
-    print('%d passed, %d failed' % (passed, failed))
-    return 1 if failed else 0
+    return sifttest.done()
 
 
 def delivered(pf, subject):
@@ -146,41 +125,41 @@ def run(pf, fd, srv, st, remote_key):
     dnsf = dnsfunc_for(srv.port)
     # 1. Originating: signed, verifiable.
     r = pf.send_submission('alice@%s' % OURS, ['bob@sift.test'], message('alice@%s' % OURS, 'out one'))
-    check('submission accepted', r.code == 250, r)
+    check(r.code == 250, 'submission accepted', r)
     m = delivered(pf, 'out one')
-    check('delivered', m is not None, pf.log()[-2000:])
+    check(m is not None, 'delivered', pf.log()[-2000:])
     if not m:
         return
     sigs = m.headers('DKIM-Signature')
-    check('two signatures (RSA + Ed25519)', len(sigs) == 2 and any('a=ed25519-sha256' in s for s in sigs)
-          and any('a=rsa-sha256' in s for s in sigs), sigs)
+    check(len(sigs) == 2 and any('a=ed25519-sha256' in s for s in sigs)
+          and any('a=rsa-sha256' in s for s in sigs), 'two signatures (RSA + Ed25519)', sigs)
     hb = m.header_block()
-    check('signatures above Postfix\'s Received header', hb.find('DKIM-Signature') < hb.find('Received:'), hb)
-    check('dkimpy verifies the delivered message', dkim.verify(m.raw.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n'),
-                                                              dnsfunc=dnsf), m.raw[:1500])
+    check(hb.find('DKIM-Signature') < hb.find('Received:'), 'signatures above Postfix\'s Received header', hb)
+    check(dkim.verify(m.raw.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n'), dnsfunc=dnsf),
+          'dkimpy verifies the delivered message', m.raw[:1500])
     # Not ours on the submission port: not signed.
     r = pf.send_submission('mallory@elsewhere.test', ['bob@sift.test'], message('mallory@elsewhere.test', 'out two'))
     m = delivered(pf, 'out two')
-    check('foreign From on submission: delivered unsigned', m is not None and not m.headers('DKIM-Signature'))
+    check(m is not None and not m.headers('DKIM-Signature'), 'foreign From on submission: delivered unsigned')
 
     # 2. Inbound: verified, A-R added, forged A-R removed.
     body = message('news@%s' % REMOTE, 'in one',
                    extra=b'Authentication-Results: mx.sift.test; dkim=pass header.d=bank.test\r\n')
     signed = dkim.sign(body, b'sel', REMOTE.encode(), remote_key) + body
     r = pf.send('news@%s' % REMOTE, ['bob@sift.test'], signed)
-    check('inbound accepted', r.code == 250, r)
+    check(r.code == 250, 'inbound accepted', r)
     m = delivered(pf, 'in one')
     ars = m.headers('Authentication-Results') if m else []
-    check('inbound: one Authentication-Results, dkim=pass', len(ars) == 1 and re.match(
+    check(len(ars) == 1 and re.match(
         r'mx\.sift\.test;\s+dkim=pass header\.d=remote\.test header\.s=sel header\.a=rsa-sha256 header\.b=', ars[0])
-        is not None, ars)
-    check('inbound: forged A-R removed', m is not None and 'bank.test' not in m.header_block())
-    check('inbound: not signed by us', m is not None and len(m.headers('DKIM-Signature')) == 1)
+        is not None, 'inbound: one Authentication-Results, dkim=pass', ars)
+    check(m is not None and 'bank.test' not in m.header_block(), 'inbound: forged A-R removed')
+    check(m is not None and len(m.headers('DKIM-Signature')) == 1, 'inbound: not signed by us')
     tampered = signed.replace(b'Hello from', b'Hullo from')
     r = pf.send('news@%s' % REMOTE, ['bob@sift.test'], tampered.replace(b'in one', b'in two'))
     m = delivered(pf, 'in two')
     ars = m.headers('Authentication-Results') if m else []
-    check('inbound tampered: delivered with dkim=fail', len(ars) == 1 and 'dkim=fail' in ars[0], ars)
+    check(len(ars) == 1 and 'dkim=fail' in ars[0], 'inbound tampered: delivered with dkim=fail', ars)
 
     # 4. DNS timeout: temperror, delivered.
     body = message('news@%s' % REMOTE, 'in three')
@@ -188,7 +167,7 @@ def run(pf, fd, srv, st, remote_key):
     r = pf.send('news@%s' % REMOTE, ['bob@sift.test'], signed)
     m = delivered(pf, 'in three')
     ars = m.headers('Authentication-Results') if m else []
-    check('DNS timeout: delivered with dkim=temperror', r.code == 250 and len(ars) == 1 and 'dkim=temperror' in ars[0],
+    check(r.code == 250 and len(ars) == 1 and 'dkim=temperror' in ars[0], 'DNS timeout: delivered with dkim=temperror',
           (r, ars))
 
     # 3. Rotation: switch the signing table to the second selector, reload.
@@ -196,14 +175,14 @@ def run(pf, fd, srv, st, remote_key):
         f.write('%s mail2\n' % OURS)
     mark = len(fd.log())
     fd.signal(signal.SIGUSR1)
-    check('filterd reloaded', fd.wait_log(r'configuration reloaded', timeout=10, start=mark) is not None,
+    check(fd.wait_log(r'configuration reloaded', timeout=10, start=mark) is not None, 'filterd reloaded',
           fd.log_tail())
     r = pf.send_submission('alice@%s' % OURS, ['bob@sift.test'], message('alice@%s' % OURS, 'out three'))
     m = delivered(pf, 'out three')
     sigs = m.headers('DKIM-Signature') if m else []
-    check('after rotation: exactly one signature, new selector', len(sigs) == 1 and 's=mail2;' in
-          re.sub(r'\s+', '', sigs[0]).replace(';', '; ').replace('; ', ';'), sigs)
-    check('after rotation: dkimpy verifies', m is not None and dkim.verify(m.raw, dnsfunc=dnsf))
+    check(len(sigs) == 1 and 's=mail2;' in re.sub(r'\s+', '', sigs[0]).replace(';', '; ').replace('; ', ';'),
+          'after rotation: exactly one signature, new selector', sigs)
+    check(m is not None and dkim.verify(m.raw, dnsfunc=dnsf), 'after rotation: dkimpy verifies')
 
 
 if __name__ == '__main__':

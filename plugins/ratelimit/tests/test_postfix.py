@@ -17,24 +17,12 @@ import tempfile
 import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.environ.get('SIFT_SRCDIR') or os.path.abspath(os.path.join(HERE, '..', '..', '..'))
-BUILD = os.environ.get('SIFT_BUILDDIR') or os.path.join(SRC, 'build')
-sys.path.insert(0, os.path.join(SRC, 'tests', 'lib'))
-sys.path.insert(0, os.path.join(SRC, 'plugins', 'senderlogin', 'tests'))
+sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'tests', 'lib'))
+sys.path.insert(0, os.path.join(HERE, '..', '..', 'senderlogin', 'tests'))
 
 import sifttest  # noqa: E402
+from sifttest import check, done  # noqa: E402
 from dovecotsasl import DovecotSASL  # noqa: E402
-
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print('FAILED: %s' % what, flush=True)
 
 
 def msg(subject):
@@ -48,17 +36,12 @@ procs = []
 try:
     dov = DovecotSASL(os.path.join(tmp, 'dovecot'), {'alice': 'apw', 'bob': 'bpw'}).start()
     procs.append(dov)
-    pport = sifttest.free_port()
-    pconf = os.path.join(tmp, 'policyd.conf')
-    with open(pconf, 'w') as f:
-        f.write('policyd_listen = inet:127.0.0.1:%d\nplugin_directory = %s/plugins\n'
-                'originating_plugins = ratelimit\ninbound_plugins = ratelimit\n'
-                'ratelimit_rules = { name=user key=sasl_username messages=3/1h recipients=5/1h '
-                'action=defer text="Too much mail from you" }\n' % (pport, BUILD))
-    pd = sifttest.Proc([os.path.join(BUILD, 'policyd', 'policyd'), '-f', '-c', pconf],
-                       log=os.path.join(tmp, 'policyd.log'), port=pport, name='policyd').start()
+    pd = sifttest.start_daemon('policyd', tmp, {
+        'originating_plugins': 'ratelimit', 'inbound_plugins': 'ratelimit',
+        'ratelimit_rules': '{ name=user key=sasl_username messages=3/1h recipients=5/1h '
+                           'action=defer text="Too much mail from you" }'})
     procs.append(pd)
-    policy = 'check_policy_service inet:127.0.0.1:%d' % pport
+    policy = 'check_policy_service inet:127.0.0.1:%d' % pd.port
     main = dov.postfix_main()
     main['smtpd_end_of_data_restrictions'] = policy
     pf = sifttest.Postfix(root=os.path.join(tmp, 'pf'), main=main,
@@ -95,19 +78,11 @@ try:
           'bob: 5th recipient accepted, 6th deferred: %r' % r)
     delivered = pf.wait_delivered(3 + 4 + 1)
     check(len(delivered) == 8, 'delivered copies: %d' % len(delivered))
-    rc = sifttest.subprocess.run([os.path.join(BUILD, 'tools', 'siftctl'), '-c', pconf,
+    rc = sifttest.subprocess.run([sifttest.program('siftctl'), '-c', pd.conf,
                                   'ratelimit', 'show', 'user:bob'], stdout=sifttest.subprocess.PIPE,
                                  text=True, timeout=30).stdout
     check('messages bob: current=2 ' in rc and 'recipients bob: current=5 ' in rc,
           'counted from recipient_count at END-OF-MESSAGE: %s' % rc)
 finally:
-    for p in reversed(procs):
-        try:
-            if isinstance(p, sifttest.Postfix):
-                p.cleanup()
-            else:
-                p.stop()
-        except Exception as e:
-            print('stopping: %s' % e)
-print('%d passed, %d failed' % (passed, failed))
-sys.exit(1 if failed or not passed else 0)
+    sifttest.stop_all(procs)
+sys.exit(done())

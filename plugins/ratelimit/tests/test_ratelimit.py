@@ -24,31 +24,21 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.environ.get('SIFT_SRCDIR') or os.path.abspath(os.path.join(HERE, '..', '..', '..'))
-BUILD = os.environ.get('SIFT_BUILDDIR') or os.path.join(SRC, 'build')
-sys.path.insert(0, os.path.join(SRC, 'tests', 'lib'))
+sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'tests', 'lib'))
 sys.path.insert(0, HERE)
 
-from policyclient import PolicyClient, start_policyd, refused  # noqa: E402
+import sifttest  # noqa: E402
+from sifttest import check, check_eq as eq, done  # noqa: E402
+from policyclient import PolicyClient, refused  # noqa: E402
 from redisproc import Redis  # noqa: E402
 
-SIFTCTL = os.path.join(BUILD, 'tools', 'siftctl')
+SIFTCTL = sifttest.program('siftctl')
 tmp = tempfile.mkdtemp(prefix='sift-rl-')
-passed = failed = 0
 procs = []
 
 
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print('FAILED: %s' % what, flush=True)
-
-
-def eq(got, want, what):
-    check(got == want, '%s: got %r, want %r' % (what, got, want))
+def start_policyd(name, settings):
+    return sifttest.start_daemon('policyd', tmp, settings, name=name)
 
 
 def siftctl(conf, *args):
@@ -98,23 +88,23 @@ RULES = ('{ name=user key=sasl_username messages=20/1h action=defer text="Too mu
 
 try:
     # ---- memory: store -----------------------------------------------------------
-    pd, port = start_policyd(tmp, 'mem', dict(BASE, ratelimit_rules=RULES), BUILD)
+    pd = start_policyd('mem', dict(BASE, ratelimit_rules=RULES))
     procs.append(pd)
-    acc, r_rcpt, r_eom, other = hammer([port], 10, 8, sasl_username='u1', client_address='10.1.1.1',
+    acc, r_rcpt, r_eom, other = hammer([pd.port], 10, 8, sasl_username='u1', client_address='10.1.1.1',
                                        sender='u1@a.example', rcpts=['r@x.example'], size=10)
     eq(acc, 20, 'memory: exactly 20 of 80 concurrent messages accepted')
     eq(r_rcpt + r_eom, 60, 'memory: the other 60 refused')
     eq(other, [], 'memory: no unexpected answers')
     rc, out = siftctl(pd.conf, 'show', 'user:u1')
     check(rc == 0 and 'current=20 ' in out, 'siftctl show user:u1 = 20: %s' % out)
-    with PolicyClient(port) as c:
+    with PolicyClient(pd.port) as c:
         rc_, eom = c.transaction(sasl_username='u1', client_address='10.1.1.2', sender='u1@b.example')
         eq(rc_, ['450 4.7.1 Too much mail'], 'user over the limit: defer with the rule text')
     rc, out = siftctl(pd.conf, 'reset', 'user:u1')
     check(rc == 0 and 'reset' in out, 'siftctl reset: %s' % out)
     rc, out = siftctl(pd.conf, 'show', 'user:u1')
     check('current=0 ' in out, 'after reset: %s' % out)
-    with PolicyClient(port) as c:
+    with PolicyClient(pd.port) as c:
         eq(c.transaction(sasl_username='u1', client_address='10.1.1.2', sender='u1@b.example')[1],
            'DUNNO', 'accepted again after reset')
 
@@ -155,11 +145,11 @@ try:
     pd.stop()
 
     # HOLD per recipient (the action does not refuse: the count stays).
-    pd, port = start_policyd(tmp, 'memhold', dict(BASE, ratelimit_rules=(
+    pd = start_policyd('memhold', dict(BASE, ratelimit_rules=(
         '{ name=hold key=recipient messages=2/1d action=hold } '
-        '{ name=v6 key=client_address messages=2/1h ipv6_prefix=64 action=reject }')), BUILD)
+        '{ name=v6 key=client_address messages=2/1h ipv6_prefix=64 action=reject }')))
     procs.append(pd)
-    with PolicyClient(port) as c:
+    with PolicyClient(pd.port) as c:
         h = [c.transaction(client_address='10.3.0.%d' % i, sender='h%d@h.example' % i,
                            rcpts=['vip@h.example'])[1] for i in range(1, 4)]
         eq(h[:2], ['DUNNO', 'DUNNO'], 'hold rule: 2 pass')
@@ -182,11 +172,11 @@ try:
     procs.append(red)
     spec = 'redis:127.0.0.1:%d,timeout=300ms,connect_timeout=300ms,retry_interval=500ms' % red.port
     rules = '{ name=user key=sasl_username messages=25/1h action=defer }'
-    pa, porta = start_policyd(tmp, 'pda', dict(BASE, state_store=spec, ratelimit_rules=rules), BUILD)
-    pb, portb = start_policyd(tmp, 'pdb', dict(BASE, state_store=spec, ratelimit_rules=rules,
-                                               ratelimit_store_failure='tempfail'), BUILD)
+    pa = start_policyd('pda', dict(BASE, state_store=spec, ratelimit_rules=rules))
+    pb = start_policyd('pdb', dict(BASE, state_store=spec, ratelimit_rules=rules,
+                                   ratelimit_store_failure='tempfail'))
     procs += [pa, pb]
-    acc, r_rcpt, r_eom, other = hammer([porta, portb], 12, 8, sasl_username='shared',
+    acc, r_rcpt, r_eom, other = hammer([pa.port, pb.port], 12, 8, sasl_username='shared',
                                        sender='s@a.example', rcpts=['r@x.example'], size=10)
     eq(acc, 25, 'redis, two policyd: exactly 25 of 96 accepted')
     eq(other, [], 'redis: no unexpected answers')
@@ -201,7 +191,7 @@ try:
 
     # Kill redis mid-test.
     red.kill()
-    with PolicyClient(porta) as ca, PolicyClient(portb) as cb:
+    with PolicyClient(pa.port) as ca, PolicyClient(pb.port) as cb:
         ea = ca.transaction(sasl_username='other', sender='o@a.example')
         eb = cb.transaction(sasl_username='other', sender='o@a.example')
         eq(ea, (['DUNNO'], 'DUNNO'), 'redis down: fail-open instance answers DUNNO')
@@ -221,7 +211,7 @@ try:
     # Restart on the same port: both recover without a restart.
     red.start()
     time.sleep(0.7)
-    with PolicyClient(porta) as ca, PolicyClient(portb) as cb:
+    with PolicyClient(pa.port) as ca, PolicyClient(pb.port) as cb:
         got = [ca.transaction(sasl_username='back', sender='b@a.example')[1] for _ in range(15)]
         got += [cb.transaction(sasl_username='back', sender='b@a.example')[1] for _ in range(15)]
         eq(got.count('DUNNO'), 25, 'after redis restart: limit enforced again (25 of 30)')
@@ -237,17 +227,17 @@ try:
     red2 = Redis(tmp, 'redis2', password='s3cret pass'.replace(' ', ''), unix=True).start()
     procs.append(red2)
     spec = 'redis:unix:%s,password=s3cretpass,db=3,prefix=tst:' % red2.sock
-    pc, portc = start_policyd(tmp, 'pdc', dict(BASE, state_store=spec, ratelimit_rules=rules), BUILD)
+    pc = start_policyd('pdc', dict(BASE, state_store=spec, ratelimit_rules=rules))
     procs.append(pc)
-    with PolicyClient(portc) as c:
+    with PolicyClient(pc.port) as c:
         eq(c.transaction(sasl_username='ux', sender='u@a.example')[1], 'DUNNO', 'unix socket store')
     keys = red2.cli('-n', '3', '--scan', '--pattern', 'tst:rl:user:m:*')
     check('ux' in keys, 'key in db 3 with prefix tst:: %r' % keys)
     pc.stop()
     spec = 'redis:unix:%s,password=wrong' % red2.sock
-    pw, portw = start_policyd(tmp, 'pdw', dict(BASE, state_store=spec, ratelimit_rules=rules), BUILD)
+    pw = start_policyd('pdw', dict(BASE, state_store=spec, ratelimit_rules=rules))
     procs.append(pw)
-    with PolicyClient(portw) as c:
+    with PolicyClient(pw.port) as c:
         eq(c.transaction(sasl_username='ux', sender='u@a.example')[1], 'DUNNO',
            'wrong password: fail-open')
     check('WRONGPASS' in pw.log() or 'invalid' in pw.log().lower(), 'auth failure logged')
@@ -262,25 +252,20 @@ try:
                       ('{ key=sender messages=1/1h }', 'no name'),
                       ('{ name=x key=sender messages=1/1h action=explode }', 'bad action'),
                       ('{ name=x key=sender messages=1/1h', 'missing brace')]:
-        r = subprocess.run([os.path.join(BUILD, 'policyd', 'policyd'), '-c', '/dev/null', '-t',
-                            '-o', 'plugin_directory=%s/plugins' % BUILD,
+        r = subprocess.run([sifttest.program('policyd'), '-c', '/dev/null', '-t',
+                            '-o', 'plugin_directory=' + sifttest.plugin_directory(),
                             '-o', 'inbound_plugins=ratelimit', '-o', 'ratelimit_rules=' + bad],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
         check(r.returncode == 1 and 'ratelimit_rules' in r.stderr, 'config error: %s: %s' % (
             what, r.stderr.strip()))
     for bad in ['redis:', 'redis:localhost', 'redis:127.0.0.1:0', 'redis:unix:rel/path',
                 'redis:127.0.0.1:6379,db=x', 'redis:127.0.0.1:6379,bogus=1']:
-        r = subprocess.run([os.path.join(BUILD, 'policyd', 'policyd'), '-c', '/dev/null', '-t',
+        r = subprocess.run([sifttest.program('policyd'), '-c', '/dev/null', '-t',
                             '-o', 'state_store=' + bad], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=30)
         check(r.returncode == 1 and 'redis' in r.stderr, 'bad redis spec %s: %s' % (
             bad, r.stderr.strip()))
 finally:
-    for p in procs:
-        try:
-            p.stop()
-        except Exception as e:  # keep stopping the others
-            print('stopping %s: %s' % (getattr(p, 'name', p), e))
+    sifttest.stop_all(procs)
 
-print('%d passed, %d failed' % (passed, failed))
-sys.exit(1 if failed or not passed else 0)
+sys.exit(done())

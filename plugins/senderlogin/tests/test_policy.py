@@ -5,22 +5,23 @@ the seed's login_maps.pcre as-is, auth as alice sending as alice / bob /
 an alias / another domain, MAIL and RCPT stages, the null sender, the
 unauthenticated check, and the texthash alias map."""
 
+import sys
 import tempfile
 
-from common import BUILD, SEED_MAP, ALIAS_MAP, check, eq, done
-from policyclient import PolicyClient, start_policyd
+from common import SEED_MAP, ALIAS_MAP
+from sifttest import check, check_eq as eq, done, start_daemon, PolicyClient
 
 tmp = tempfile.mkdtemp(prefix='sift-slp-')
 REJ = '553 5.7.1 not owned by user %s'
 
-pd, port = start_policyd(tmp, 'policyd', {
+pd = start_daemon('policyd', tmp, {
     'inbound_plugins': 'senderlogin', 'originating_plugins': 'senderlogin',
     'senderlogin_login_maps': 'pcre:' + SEED_MAP,
     'senderlogin_unauthenticated_reject': 'yes',
     'senderlogin_local_domains': 'example.net',
-}, BUILD)
+})
 try:
-    with PolicyClient(port) as c:
+    with PolicyClient(pd.port) as c:
         def ask(sender, login, state='RCPT', client='192.0.2.10', rcpt='x@example.com'):
             return c.ask(protocol_state=state, sender=sender, sasl_username=login,
                          client_address=client, recipient=rcpt, instance='i.%s.%s.%s' % (
@@ -52,14 +53,14 @@ try:
 finally:
     pd.stop()
 
-pd, port = start_policyd(tmp, 'policyd2', {
+pd = start_daemon('policyd', tmp, {
     'inbound_plugins': 'senderlogin', 'originating_plugins': 'senderlogin',
     'senderlogin_login_maps': 'texthash:' + ALIAS_MAP,
     'senderlogin_recipient_delimiter': '+',
     'senderlogin_envelope_action': 'tempfail',
-}, BUILD)
+}, name='policyd2')
 try:
-    with PolicyClient(port) as c:
+    with PolicyClient(pd.port) as c:
         def ask2(sender, login):
             return c.ask(protocol_state='RCPT', sender=sender, sasl_username=login,
                          client_address='192.0.2.10', recipient='x@example.com',
@@ -73,4 +74,4 @@ try:
         eq(ask2('bob@example.net', ''), 'DUNNO', 'unauthenticated check off by default')
 finally:
     pd.stop()
-done()
+sys.exit(done())

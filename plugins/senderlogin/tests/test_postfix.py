@@ -17,8 +17,9 @@ import os
 import sys
 import tempfile
 
-from common import BUILD, SEED_MAP, check, eq, done
+from common import SEED_MAP
 import sifttest
+from sifttest import check, check_eq as eq, done
 from dovecotsasl import DovecotSASL
 
 tmp = tempfile.mkdtemp(prefix='sift-slpf-')
@@ -35,32 +36,21 @@ try:
     dov = DovecotSASL(os.path.join(tmp, 'dovecot'), {'alice': 'alicepw', 'bob': 'bobpw'}).start()
     procs.append(dov)
 
-    fport = sifttest.free_port()
-    fconf = os.path.join(tmp, 'filterd.conf')
-    with open(fconf, 'w') as f:
-        f.write('filterd_listen = inet:127.0.0.1:%d\nplugin_directory = %s/plugins\n'
-                'originating_plugins = senderlogin\ninbound_plugins =\n'
-                'senderlogin_login_maps = pcre:%s\n'
-                'senderlogin_envelope_check = no\n' % (fport, BUILD, SEED_MAP))
-    fd = sifttest.Proc([os.path.join(BUILD, 'filterd', 'filterd'), '-f', '-c', fconf],
-                       log=os.path.join(tmp, 'filterd.log'), port=fport, name='filterd').start()
+    fd = sifttest.start_daemon('filterd', tmp, {
+        'originating_plugins': 'senderlogin', 'inbound_plugins': '',
+        'senderlogin_login_maps': 'pcre:' + SEED_MAP, 'senderlogin_envelope_check': 'no'})
     procs.append(fd)
 
-    pport = sifttest.free_port()
-    pconf = os.path.join(tmp, 'policyd.conf')
-    with open(pconf, 'w') as f:
-        f.write('policyd_listen = inet:127.0.0.1:%d\nplugin_directory = %s/plugins\n'
-                'originating_plugins = senderlogin\ninbound_plugins = senderlogin\n'
-                'senderlogin_login_maps = pcre:%s\n' % (pport, BUILD, SEED_MAP))
-    pd = sifttest.Proc([os.path.join(BUILD, 'policyd', 'policyd'), '-f', '-c', pconf],
-                       log=os.path.join(tmp, 'policyd.log'), port=pport, name='policyd').start()
+    pd = sifttest.start_daemon('policyd', tmp, {
+        'originating_plugins': 'senderlogin', 'inbound_plugins': 'senderlogin',
+        'senderlogin_login_maps': 'pcre:' + SEED_MAP})
     procs.append(pd)
 
     main = dov.postfix_main()
     # As the seed's reject_authenticated_sender_login_mismatch: in
     # smtpd_sender_restrictions (evaluated at RCPT with smtpd_delay_reject).
-    main['smtpd_sender_restrictions'] = 'check_policy_service inet:127.0.0.1:%d' % pport
-    pf = sifttest.Postfix(root=os.path.join(tmp, 'pf'), milters=['inet:127.0.0.1:%d' % fport],
+    main['smtpd_sender_restrictions'] = 'check_policy_service inet:127.0.0.1:%d' % pd.port
+    pf = sifttest.Postfix(root=os.path.join(tmp, 'pf'), milters=['inet:127.0.0.1:%d' % fd.port],
                           recipient_restrictions='permit_sasl_authenticated, '
                           'reject_unauth_destination', main=main)
     procs.append(pf)
@@ -109,12 +99,5 @@ try:
     check('login=alice header=From address=<bob@example.net>: not owned; action=reject' in fd.log(),
           'filterd log line: %s' % fd.log_tail(5))
 finally:
-    for p in reversed(procs):
-        try:
-            if isinstance(p, sifttest.Postfix):
-                p.cleanup()
-            else:
-                p.stop()
-        except Exception as e:
-            print('stopping: %s' % e)
-done()
+    sifttest.stop_all(procs)
+sys.exit(done())

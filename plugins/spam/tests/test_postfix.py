@@ -25,17 +25,7 @@ import tempfile
 sys.path.insert(0, os.path.join(os.environ.get('SIFT_SRCDIR', os.path.join(os.path.dirname(__file__), '..', '..', '..')),
                                 'tests', 'lib'))
 import sifttest  # noqa: E402
-
-passed = failed = 0
-
-
-def check(cond, what, detail=''):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print('FAIL: %s %s' % (what, str(detail)[-3000:] if detail else ''), file=sys.stderr)
+from sifttest import check, done  # noqa: E402
 
 
 GTUBE = 'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X'
@@ -47,29 +37,17 @@ def msg(subject, body, extra=''):
             % (subject, abs(hash(subject + body)), extra, body)).encode()
 
 
-def start_filterd(root, name, lines, start_timeout=30.0):
-    port = sifttest.free_port()
-    conf = os.path.join(root, name + '.conf')
-    with open(conf, 'w') as f:
-        f.write('\n'.join([
-            'filterd_listen = inet:127.0.0.1:%d' % port,
-            'filterd_user =',
-            'filterd_pid_file = %s' % os.path.join(root, name + '.pid'),
-            'plugin_directory = %s' % os.path.join(sifttest.builddir(), 'plugins'),
-            'inbound_plugins = spam',
-            'myhostname = mx.sift.test',
-        ] + lines) + '\n')
-    p = sifttest.Proc([os.path.join(sifttest.builddir(), 'filterd', 'filterd'), '-f', '-c', conf],
-                      log=os.path.join(root, name + '.log'), port=port, name=name,
-                      start_timeout=start_timeout)
-    p.start()
-    return p, port
+def start_filterd(root, name, settings, start_timeout=30.0):
+    conf = {'filterd_user': '', 'filterd_pid_file': os.path.join(root, name + '.pid'),
+            'inbound_plugins': 'spam', 'myhostname': 'mx.sift.test'}
+    conf.update(settings)
+    return sifttest.start_daemon('filterd', root, conf, name=name, start_timeout=start_timeout)
 
 
 def main():
     if os.geteuid() != 0:
-        print('needs root (private Postfix)', file=sys.stderr)
-        return 1
+        check(False, 'needs root (private Postfix)')
+        return done()
     root = tempfile.mkdtemp(prefix='sift-spam-pf-')
     os.chmod(root, 0o755)
     rules = os.path.join(root, 'rules')
@@ -81,13 +59,13 @@ def main():
     procs = []
     pf = None
     try:
-        fd, fport = start_filterd(root, 'filterd', [
-            'spam_rules = %s %s' % (own, rules),
-            'spam_tag_level = -inf',
-            'spam_kill_level = 20',
-        ])
+        fd = start_filterd(root, 'filterd', {
+            'spam_rules': '%s %s' % (own, rules),
+            'spam_tag_level': '-inf',
+            'spam_kill_level': '20',
+        })
         procs.append(fd)
-        pf = sifttest.Postfix(root=os.path.join(root, 'postfix'), milters=['inet:127.0.0.1:%d' % fport])
+        pf = sifttest.Postfix(root=os.path.join(root, 'postfix'), milters=['inet:127.0.0.1:%d' % fd.port])
         pf.start()
 
         # GTUBE: rejected
@@ -134,27 +112,22 @@ def main():
         if os.path.isdir('/usr/share/spamassassin'):
             cache = os.path.join(sifttest.builddir(), 'spam-hscache')
             os.makedirs(cache, exist_ok=True)
-            fd2, fport2 = start_filterd(root, 'filterd-stock', [
-                'spam_rules = /usr/share/spamassassin /etc/spamassassin %s' % own,
-                'spam_cache_directory = %s' % cache,
-            ], start_timeout=600.0)
+            fd2 = start_filterd(root, 'filterd-stock', {
+                'spam_rules': '/usr/share/spamassassin /etc/spamassassin %s' % own,
+                'spam_cache_directory': cache,
+            }, start_timeout=600.0)
             procs.append(fd2)
-            pf.set_main(smtpd_milters='inet:127.0.0.1:%d' % fport2)
+            pf.set_main(smtpd_milters='inet:127.0.0.1:%d' % fd2.port)
             pf.reload()
             r = pf.send('sender@example.test', ['user@sift.test'], msg('gtube2', GTUBE))
             check(r.rejected_at() == 'eom' and r.eom[0] == 554, 'stock ruleset: GTUBE rejected', r)
             r = pf.send('sender@example.test', ['user@sift.test'], msg('hello', 'Hello, see you tomorrow.'))
             check(r.accepted, 'stock ruleset: clean accepted', r)
     finally:
-        for p in procs:
-            p.stop()
-        if pf:
-            pf.stop()
-            pf.cleanup()
+        sifttest.stop_all([pf] + procs)
         if not os.environ.get('SIFT_KEEP_TMP'):
             shutil.rmtree(root, ignore_errors=True)
-    print('%d passed, %d failed' % (passed, failed))
-    return 1 if failed else 0
+    return done()
 
 
 if __name__ == '__main__':

@@ -27,33 +27,22 @@ import subprocess
 import sys
 import tempfile
 
-SRC = os.environ.get('SIFT_SRCDIR') or os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
-BUILD = os.environ.get('SIFT_BUILDDIR') or os.path.join(SRC, 'build')
-SIFTCTL = os.path.join(BUILD, 'tools', 'siftctl')
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests', 'lib'))
+import sifttest  # noqa: E402
+from sifttest import check, done  # noqa: E402
 
-passed = failed = 0
-
-
-def check(cond, what, detail=''):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print('FAIL: %s %s' % (what, str(detail)[-3000:] if detail else ''), file=sys.stderr)
+SRC = sifttest.srcdir()
+BUILD = sifttest.builddir()
+SIFTCTL = sifttest.program('siftctl')
 
 
-def conf(root, name, lines, plugins='spam'):
+def conf(root, name, settings, plugins='spam'):
     path = os.path.join(root, name + '.conf')
-    with open(path, 'w') as f:
-        f.write('\n'.join([
-            'plugin_directory = %s' % os.path.join(BUILD, 'plugins'),
-            'inbound_plugins = %s' % plugins,
-            'originating_plugins = %s' % plugins,
-            'myhostname = mx.sift.test',
-            'quarantine_directory = %s' % os.path.join(root, 'quarantine'),
-        ] + lines) + '\n')
-    return path
+    base = {'plugin_directory': os.path.join(BUILD, 'plugins'), 'inbound_plugins': plugins,
+            'originating_plugins': plugins, 'myhostname': 'mx.sift.test',
+            'quarantine_directory': os.path.join(root, 'quarantine')}
+    base.update(settings)
+    return sifttest.write_conf(path, base)
 
 
 def siftctl(cfg, *args, timeout=600):
@@ -61,12 +50,9 @@ def siftctl(cfg, *args, timeout=600):
 
 
 def run_test(cfg, msg, *extra):
-    r = siftctl(cfg, 'test', '--json', '--helo', 'client.example.test', '--client', '192.0.2.10',
-                '--from', 'sender@example.test', '--to', 'user@sift.test', *extra, msg)
-    try:
-        return json.loads(r.stdout), r
-    except ValueError:
-        return None, r
+    return sifttest.siftctl_test(cfg, msgfile=msg, timeout=600, args=[
+        '--helo', 'client.example.test', '--client', '192.0.2.10', '--from', 'sender@example.test',
+        '--to', 'user@sift.test'] + list(extra))
 
 
 def write(root, name, text):
@@ -154,16 +140,16 @@ def main():
     os.makedirs(os.path.join(root, 'quarantine'))
     own = os.path.join(SRC, 'rules')
     try:
-        base = ['spam_rules = %s' % own]
+        base = {'spam_rules': own}
         cfg = conf(root, 'own', base)
         # lint of our own rules
         r = siftctl(cfg, 'spam', 'lint')
         check(r.returncode == 0 and '0 error(s)' in r.stdout, 'own rules lint clean', r.stdout + r.stderr)
 
         gt = write(root, 'gtube.eml', 'From: a@example.test\nTo: user@sift.test\nSubject: test\n\n%s\n' % GTUBE)
-        res, raw = run_test(cfg, gt)
-        check(res is not None, 'siftctl test --json works', raw.stdout + raw.stderr)
-        if res:
+        res = run_test(cfg, gt)
+        check('error' not in res, 'siftctl test --json works', res)
+        if 'error' not in res:
             check(res.get('action') == 'reject', 'GTUBE rejected', res)
             check('554' in json.dumps(res) and '5.7.1' in json.dumps(res), 'GTUBE reply 554 5.7.1', res)
         r = siftctl(cfg, 'spam', 'check', gt)
@@ -171,7 +157,7 @@ def main():
 
         # clean message, tagged always (tag_level -inf) to see the header
         cl = write(root, 'clean.eml', CLEAN)
-        cfg2 = conf(root, 'tagall', base + ['spam_tag_level = -inf'])
+        cfg2 = conf(root, 'tagall', dict(base, spam_tag_level='-inf'))
         r = siftctl(cfg2, 'test', '--helo', 'client.example.test', '--client', '192.0.2.10', cl)
         out = r.stdout
         check(re.search(r'action: (accept|dunno|continue)', out) is not None or 'reject' not in out,
@@ -187,7 +173,7 @@ def main():
         # tag2 without kill: flag and subject prefix
         spammy = write(root, 'spammy.eml', 'From: a@example.test\nTo: user@sift.test\nSubject: offer\n'
                        'X-Spam-Flag: YES\nX-Spam-Status: No, forged\n\n%s\n' % GTUBE)
-        cfg3 = conf(root, 'nokill', base + ['spam_kill_level = none'])
+        cfg3 = conf(root, 'nokill', dict(base, spam_kill_level='none'))
         r = siftctl(cfg3, 'test', '--helo', 'localhost', '--client', '192.0.2.10', spammy)
         out = r.stdout
         check('header add: X-Spam-Flag: YES' in out, 'tag2: X-Spam-Flag added', out)
@@ -201,17 +187,16 @@ def main():
 
         # kill actions
         for action, expect in (('discard', 'discard'), ('tempfail', 'tempfail'), ('quarantine', 'discard')):
-            c = conf(root, 'kill-' + action, base + ['spam_kill_action = %s' % action])
-            res, raw = run_test(c, gt)
-            check(res is not None and res.get('action') == expect, 'kill_action %s -> %s' % (action, expect),
-                  raw.stdout + raw.stderr)
+            c = conf(root, 'kill-' + action, dict(base, spam_kill_action=action))
+            res = run_test(c, gt)
+            check(res.get('action') == expect, 'kill_action %s -> %s' % (action, expect), res)
         qfiles = os.listdir(os.path.join(root, 'quarantine'))
         check(len(qfiles) >= 1, 'quarantine: message stored', qfiles)
 
         # originating profile levels
-        c = conf(root, 'orig', base + ['spam_originating_kill_level = none'])
-        res, raw = run_test(c, gt, '--profile', 'originating')
-        check(res is not None and res.get('action') != 'reject', 'originating kill level none', raw.stdout)
+        c = conf(root, 'orig', dict(base, spam_originating_kill_level='none'))
+        res = run_test(c, gt, '--profile', 'originating')
+        check('error' not in res and res.get('action') != 'reject', 'originating kill level none', res)
 
         # rule syntax
         rdir = os.path.join(root, 'syntax')
@@ -219,12 +204,12 @@ def main():
         write(rdir, 'test.cf', SYNTAX_RULES)
         write(rdir, 'inc.cf', INC_RULES)
         sm = write(root, 'syntax.eml', SYNTAX_MSG)
-        cfg4 = conf(root, 'syntax', ['spam_rules = %s' % os.path.join(rdir, 'test.cf')],
+        cfg4 = conf(root, 'syntax', {'spam_rules': os.path.join(rdir, 'test.cf')},
                     plugins='testplug spam')
         # the test plugin adds symbols when told; fall back to spam alone
         r = siftctl(cfg4, 'spam', 'check', '--json', sm)
         if r.returncode != 0 or not r.stdout.strip():
-            cfg4 = conf(root, 'syntax', ['spam_rules = %s' % os.path.join(rdir, 'test.cf')])
+            cfg4 = conf(root, 'syntax', {'spam_rules': os.path.join(rdir, 'test.cf')})
             r = siftctl(cfg4, 'spam', 'check', '--json', sm)
         try:
             res = json.loads(r.stdout.splitlines()[0])
@@ -261,20 +246,20 @@ def main():
         os.makedirs(pdir)
         shutil.copy(os.path.join(BUILD, 'plugins', 'spam.so'), pdir)
         shutil.copy(os.path.join(BUILD, 'tests', 'testplug.so'), pdir)
-        cfg6 = conf(root, 'sym', ['spam_rules = %s' % os.path.join(rdir, 'test.cf'),
-                                  'plugin_directory = %s' % pdir, 'testplug_symbol = TEST_SYMBOL:0.3'],
+        cfg6 = conf(root, 'sym', {'spam_rules': os.path.join(rdir, 'test.cf'),
+                                  'plugin_directory': pdir, 'testplug_symbol': 'TEST_SYMBOL:0.3'},
                     plugins='testplug spam')
-        res, raw = run_test(cfg6, sm)
-        syms = {s['name']: s['score'] for s in (res or {}).get('symbols', [])} if res else {}
+        res = run_test(cfg6, sm)
+        syms = {s['name']: s['score'] for s in res.get('symbols', [])}
         check('T_SYM' in syms and syms.get('TEST_SYMBOL') in (0.5, 0.3),
-              'check_sift_symbol and symbol_score see another plugin\'s symbol', raw.stdout + raw.stderr)
+              'check_sift_symbol and symbol_score see another plugin\'s symbol', res)
         check(list(syms.values()).count(0.5) >= 1, 'symbol_score weight 0.5 applied', syms)
 
         # lint errors
         bad = os.path.join(root, 'bad.cf')
         write(root, 'bad.cf', 'body BAD_RE /foo(/\nheader BAD_EVAL eval:no_such_function()\n'
               'meta BAD_META (A &&\nbody OK_RULE /fine/\nscore OK_RULE x\n')
-        cfg5 = conf(root, 'bad', ['spam_rules = %s' % bad])
+        cfg5 = conf(root, 'bad', {'spam_rules': bad})
         r = siftctl(cfg5, 'spam', 'lint')
         check(r.returncode == 1, 'lint exits 1 on errors', r.returncode)
         check('BAD_RE' in r.stdout and 'unknown-eval' in r.stdout and 'BAD_EVAL' in r.stdout and
@@ -288,8 +273,8 @@ def main():
             # shared with test_postfix.py: the second user loads the cache
             cache = os.path.join(BUILD, 'spam-hscache')
             os.makedirs(cache, exist_ok=True)
-            stock = conf(root, 'stock', ['spam_rules = /usr/share/spamassassin /etc/spamassassin %s' % own,
-                                         'spam_cache_directory = %s' % cache])
+            stock = conf(root, 'stock', {'spam_rules': '/usr/share/spamassassin /etc/spamassassin %s' % own,
+                                         'spam_cache_directory': cache})
             r = siftctl(stock, 'spam', 'lint', timeout=900)
             m = re.search(r'rules: (\d+) active', r.stdout)
             check(m is not None and int(m.group(1)) > 2000, 'stock ruleset loads (> 2000 active rules)',
@@ -303,8 +288,7 @@ def main():
     finally:
         if not os.environ.get('SIFT_KEEP_TMP'):
             shutil.rmtree(root, ignore_errors=True)
-    print('%d passed, %d failed' % (passed, failed))
-    return 1 if failed else 0
+    return done()
 
 
 if __name__ == '__main__':

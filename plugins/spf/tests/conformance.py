@@ -34,7 +34,7 @@ counter = itertools.count(1)
 
 
 def run_test(port, name, t):
-    c = spfutil.PolicyClient(port)
+    c = spfutil.policy_client(port)
     try:
         action = c.ask(client_address=t["host"], sender=t.get("mailfrom", ""),
                        helo_name=t.get("helo", ""), instance="conf.%d" % next(counter))
@@ -62,7 +62,7 @@ def main():
                 if not tests:
                     continue
                 srv.set_zones(spfutil.suite_zones(sc.get("zonedata", {})))
-                pd = spfutil.Policyd({
+                with spfutil.policyd({
                     "dns_servers": "127.0.0.1:%d" % srv.port,
                     "dns_timeout": "1s",
                     "spf_dns_timeout": "1s",
@@ -70,8 +70,7 @@ def main():
                     "spf_reject_text": "%s",
                     "spf_receiver": "receiver.sift.test",
                     "policyd_workers": "8",
-                })
-                with pd:
+                }) as pd:
                     with concurrent.futures.ThreadPoolExecutor(8) as ex:
                         futs = [ex.submit(run_test, pd.port, n, t) for n, t in tests]
                         for (n, _), fu in zip(tests, futs):

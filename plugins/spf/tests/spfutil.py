@@ -1,7 +1,8 @@
-"""spfutil.py - helpers shared by the spf plugin's tests: a policyd started
-on a free 127.0.0.1 port (stopped by its PID), a policy client over one
-persistent connection, and the conversion of the openspf test suites' zone
-data (YAML) into tests/lib/dnsserver.py zones.
+"""spfutil.py - helpers shared by the spf plugin's tests: a policyd with the
+spf plugin started on a free 127.0.0.1 port (sifttest.start_daemon, stopped
+by its PID), a policy client with the attributes smtpd sends at RCPT, and
+the conversion of the openspf test suites' zone data (YAML) into
+tests/lib/dnsserver.py zones.
 
 Zone conversion follows the suites' own driver: every name lives in one
 root zone (so unknown names are NXDOMAIN), "SPF" records are also served
@@ -10,132 +11,38 @@ such record, and a bare "TIMEOUT" entry makes every query type that has no
 record listed before it time out (dnsserver's marker "except" list).
 """
 
+import itertools
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 
-SRCDIR = os.environ.get("SIFT_SRCDIR") or os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-BUILDDIR = os.environ.get("SIFT_BUILDDIR") or os.path.join(SRCDIR, "build")
-sys.path.insert(0, os.path.join(SRCDIR, "tests", "lib"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tests", "lib"))
 
 import dnsserver  # noqa: E402
+import sifttest  # noqa: E402
 
-POLICYD = os.path.join(BUILDDIR, "policyd", "policyd")
-FILTERD = os.path.join(BUILDDIR, "filterd", "filterd")
-SIFTCTL = os.path.join(BUILDDIR, "tools", "siftctl")
-PLUGINDIR = os.path.join(BUILDDIR, "plugins")
+_names = itertools.count(1)
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+# What smtpd sends at RCPT besides the attributes a test sets.
+RCPT_DEFAULTS = {"protocol_state": "RCPT", "client_name": "unknown", "reverse_client_name": "unknown",
+                 "recipient": "rcpt@sift.test", "queue_id": "", "size": "0", "sasl_username": "",
+                 "policy_context": ""}
 
 
-def wait_port(port, proc, timeout=15.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.02)
-    return False
+def policyd(settings, tmpdir=None):
+    """A started policyd (sifttest.Proc, .port, .conf) with the spf plugin
+    inbound only, plus `settings`; its files in tmpdir (default: a new
+    temporary directory, .tmp)."""
+    tmp = tmpdir or tempfile.mkdtemp(prefix="sift-spf-")
+    p = sifttest.start_daemon("policyd", tmp, dict({"inbound_plugins": "spf", "originating_plugins": ""},
+                                                   **settings), name="policyd-%d" % next(_names))
+    p.tmp = tmp
+    return p
 
 
-class Policyd:
-    """policyd -f with the given settings, on a free port."""
-
-    def __init__(self, settings, tmpdir=None):
-        self.tmp = tmpdir or tempfile.mkdtemp(prefix="sift-spf-")
-        self.port = free_port()
-        self.conf = os.path.join(self.tmp, "policyd-%d.conf" % self.port)
-        base = {
-            "policyd_listen": "inet:127.0.0.1:%d" % self.port,
-            "plugin_directory": PLUGINDIR,
-            "inbound_plugins": "spf",
-            "originating_plugins": "",
-        }
-        base.update(settings)
-        with open(self.conf, "w") as f:
-            for k, v in base.items():
-                f.write("%s = %s\n" % (k, v))
-        self.log = os.path.join(self.tmp, "policyd-%d.log" % self.port)
-        self.proc = None
-
-    def start(self):
-        self.logf = open(self.log, "w")
-        self.proc = subprocess.Popen([POLICYD, "-f", "-c", self.conf], stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
-        if not wait_port(self.port, self.proc):
-            self.stop()
-            raise RuntimeError("policyd did not start: " + self.log_text()[-2000:])
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            self.logf.close()
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_text(self):
-        try:
-            with open(self.log) as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-class PolicyClient:
-    """One persistent connection; ask() sends a request, returns the action."""
-
-    def __init__(self, port, timeout=30):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-
-    def ask(self, **attrs):
-        req = {"request": "smtpd_access_policy", "protocol_state": "RCPT",
-               "protocol_name": "ESMTP", "client_name": "unknown",
-               "reverse_client_name": "unknown", "recipient": "rcpt@sift.test",
-               "queue_id": "", "size": "0", "sasl_username": "", "policy_context": ""}
-        req.update(attrs)
-        data = "".join("%s=%s\n" % (k, v) for k, v in req.items()) + "\n"
-        self.sock.sendall(data.encode("utf-8", "surrogateescape"))
-        while b"\n\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("policyd closed the connection")
-            self.buf += chunk
-        reply, self.buf = self.buf.split(b"\n\n", 1)
-        line = reply.decode("utf-8", "replace").split("\n")[0]
-        if not line.startswith("action="):
-            raise ValueError("bad reply: %r" % line)
-        return line[len("action="):]
-
-    def close(self):
-        self.sock.close()
+def policy_client(port, timeout=30):
+    """A sifttest.PolicyClient sending RCPT_DEFAULTS with every request."""
+    return sifttest.PolicyClient(port, timeout=timeout, defaults=RCPT_DEFAULTS)
 
 
 def parse_action(action):

@@ -28,20 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import spfutil  # noqa: E402
-
-passed = failed = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what)
-    else:
-        failed += 1
-        print("FAIL " + what + (": " + str(detail) if detail else ""))
-    sys.stdout.flush()
-    return cond
+from sifttest import check, done, program  # noqa: E402
 
 
 BIG = "v=spf1 " + " ".join("ip4:198.18.%d.%d" % (i // 250, i % 250) for i in range(1200)) + " ip4:192.0.2.0/24 -all"
@@ -89,9 +76,9 @@ def main():
             "originating_networks": "cidr:" + write_cidr()}
     daemons = []
     try:
-        pd = spfutil.Policyd(base).start()
+        pd = spfutil.policyd(base)
         daemons.append(pd)
-        c = spfutil.PolicyClient(pd.port)
+        c = spfutil.policy_client(pd.port)
 
         # pass, with the header form, once per instance
         i = inst()
@@ -113,7 +100,7 @@ def main():
         a = ask(c, "198.51.100.7", "bob@fail.test", instance=i, recipient="x2@sift.test")
         check(a.startswith("550 5.7.23 "), "fail: second recipient rejected too", a)
         time.sleep(0.2)
-        n_eval = pd.log_text().count("spf: fail identity=mailfrom domain=fail.test")
+        n_eval = pd.log().count("spf: fail identity=mailfrom domain=fail.test")
         check(n_eval == 1, "one evaluation per transaction (instance)", n_eval)
 
         a = ask(c, "198.51.100.7", "bob@soft.test")
@@ -142,7 +129,7 @@ def main():
 
         def slow():
             t0 = time.time()
-            c2 = spfutil.PolicyClient(pd.port)
+            c2 = spfutil.policy_client(pd.port)
             res["a"] = ask(c2, "192.0.2.10", "x@slow.test")
             res["t"] = time.time() - t0
             c2.close()
@@ -176,11 +163,11 @@ def main():
         c.close()
 
         # settings
-        pd2 = spfutil.Policyd(dict(base, spf_fail_action="prepend", spf_softfail_action="reject",
+        pd2 = spfutil.policyd(dict(base, spf_fail_action="prepend", spf_softfail_action="reject",
                                    spf_temperror_action="prepend", spf_permerror_action="reject",
-                                   spf_trusted_clients="inline:{ 198.51.100.77=OK }")).start()
+                                   spf_trusted_clients="inline:{ 198.51.100.77=OK }"))
         daemons.append(pd2)
-        c = spfutil.PolicyClient(pd2.port)
+        c = spfutil.policy_client(pd2.port)
         a = ask(c, "198.51.100.7", "bob@fail.test")
         check(a.startswith("PREPEND Received-SPF: fail "), "fail_action=prepend", a)
         a = ask(c, "198.51.100.7", "bob@soft.test")
@@ -190,10 +177,10 @@ def main():
         a = ask(c, "198.51.100.77", "bob@soft.test")
         check(a == "DUNNO", "trusted_clients skipped", a)
         c.close()
-        pd3 = spfutil.Policyd(dict(base, spf_softfail_action="defer", spf_temperror_action="defer",
-                                   spf_helo_check="yes")).start()
+        pd3 = spfutil.policyd(dict(base, spf_softfail_action="defer", spf_temperror_action="defer",
+                                   spf_helo_check="yes"))
         daemons.append(pd3)
-        c = spfutil.PolicyClient(pd3.port)
+        c = spfutil.policy_client(pd3.port)
         a = ask(c, "198.51.100.7", "bob@soft.test")
         check(a.startswith("451 4.7.23 "), "softfail_action=defer: 451 4.7.23", a)
         a = ask(c, "192.0.2.10", "alice@pass.test", helo="badhelo.test")
@@ -204,21 +191,20 @@ def main():
         c.close()
 
         # siftctl spf check: same code and resolver
-        out = subprocess.run([spfutil.SIFTCTL, "-c", pd.conf, "spf", "check", "198.51.100.7", "bob@fail.test",
+        out = subprocess.run([program("siftctl"), "-c", pd.conf, "spf", "check", "198.51.100.7", "bob@fail.test",
                               "mx.client.test"], capture_output=True, text=True, timeout=30)
         check(out.returncode == 0 and "result: fail" in out.stdout and
               "explanation: 198.51.100.7 may not send for fail.test" in out.stdout and
               "header: Received-SPF: fail (mx.sift.test: " in out.stdout and
               "action: 550 5.7.23 " in out.stdout, "siftctl spf check", out.stdout + out.stderr)
-        out = subprocess.run([spfutil.SIFTCTL, "-c", pd.conf, "spf", "check", "bogus", "bob@fail.test"],
+        out = subprocess.run([program("siftctl"), "-c", pd.conf, "spf", "check", "bogus", "bob@fail.test"],
                              capture_output=True, text=True, timeout=30)
         check(out.returncode == 2, "siftctl spf check rejects a bad address", out.returncode)
     finally:
         for d in daemons:
             d.stop()
         srv.stop()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return done()
 
 
 def write_cidr():

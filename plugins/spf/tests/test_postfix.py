@@ -20,20 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import spfutil  # noqa: E402
 import sifttest  # noqa: E402
-
-passed = failed = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what)
-    else:
-        failed += 1
-        print("FAIL " + what + (": " + str(detail)[-3000:] if detail else ""))
-    sys.stdout.flush()
-    return cond
+from sifttest import check, done  # noqa: E402
 
 
 ZONE = {".": [spfutil.ROOT_SOA,
@@ -46,24 +33,18 @@ MSG = "From: %s\r\nTo: bob@sift.test\r\nSubject: spf %s\r\n\r\nhello\r\n"
 
 def main():
     if os.geteuid() != 0:
-        print("test_postfix: needs root for a private Postfix")
-        print("0 passed, 1 failed")
-        return 1
+        check(False, "test_postfix: needs root for a private Postfix")
+        return done()
     srv = spfutil.dnsserver.DNSServer(ZONE).start()
     common = {"dns_servers": "127.0.0.1:%d" % srv.port, "dns_timeout": "2s", "myhostname": "mx.sift.test"}
-    pd = spfutil.Policyd(dict(common)).start()
-    pd2 = spfutil.Policyd(dict(common, spf_softfail_action="reject"), tmpdir=pd.tmp).start()
-    fport = spfutil.free_port()
-    fconf = os.path.join(pd.tmp, "filterd.conf")
-    with open(fconf, "w") as f:
-        f.write("filterd_listen = inet:127.0.0.1:%d\nplugin_directory = %s\ninbound_plugins = spf\n"
-                "originating_plugins =\nmyhostname = mx.sift.test\nauthserv_id = mx.sift.test\n"
-                "spf_filterd_mode = header\n" % (fport, spfutil.PLUGINDIR))
-    fd = sifttest.Proc([spfutil.FILTERD, "-f", "-c", fconf], os.path.join(pd.tmp, "filterd.log"), port=fport)
-    pf = None
+    pd = spfutil.policyd(dict(common))
+    pd2 = spfutil.policyd(dict(common, spf_softfail_action="reject"), tmpdir=pd.tmp)
+    fd = pf = None
     try:
-        fd.start()
-        pf = sifttest.Postfix(policy="inet:127.0.0.1:%d" % pd.port, milters=["inet:127.0.0.1:%d" % fport])
+        fd = sifttest.start_daemon("filterd", pd.tmp, {
+            "inbound_plugins": "spf", "originating_plugins": "", "myhostname": "mx.sift.test",
+            "authserv_id": "mx.sift.test", "spf_filterd_mode": "header"})
+        pf = sifttest.Postfix(policy="inet:127.0.0.1:%d" % pd.port, milters=["inet:127.0.0.1:%d" % fd.port])
         pf.start()
 
         r = pf.send("alice@pass.example.test", ["bob@sift.test"], MSG % ("alice@pass.example.test", "pass"))
@@ -102,15 +83,8 @@ def main():
     except Exception as e:  # any harness failure is a test failure
         check(False, "postfix scenario", "%r\n%s" % (e, pf.log()[-3000:] if pf else ""))
     finally:
-        if pf:
-            pf.stop()
-            pf.cleanup()
-        fd.stop()
-        pd.stop()
-        pd2.stop()
-        srv.stop()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+        sifttest.stop_all([srv, pd, pd2, fd, pf])
+    return done()
 
 
 if __name__ == "__main__":
