@@ -184,6 +184,29 @@ def run(pf, fd, srv, st, remote_key):
           'after rotation: exactly one signature, new selector', sigs)
     check(m is not None and dkim.verify(m.raw, dnsfunc=dnsf), 'after rotation: dkimpy verifies')
 
+    # 4. simple/simple through Postfix: the signed text must be exactly what
+    # Postfix delivers (header folding, the space after the colon).
+    with open(st, 'w') as f:
+        f.write('%s mail2 ed\n' % OURS)
+    with open(fd.conf, 'a') as f:
+        f.write('dkim_canonicalization = simple/simple\n')
+    mark = len(fd.log())
+    fd.signal(signal.SIGUSR1)
+    check(fd.wait_log(r'configuration reloaded', timeout=10, start=mark) is not None, 'filterd reloaded (simple)',
+          fd.log_tail())
+    body = 'Trailing  white space  \r\n\r\n\tindented\r\n\r\n\r\n'
+    r = pf.send_submission('alice@%s' % OURS, ['bob@sift.test'], message('alice@%s' % OURS, 'out four', body=body))
+    m = delivered(pf, 'out four')
+    sigs = m.headers('DKIM-Signature') if m else []
+    check(len(sigs) == 2 and all('c=simple/simple' in re.sub(r'\s+', '', x) for x in sigs),
+          'simple/simple: RSA and Ed25519 signatures', sigs)
+    if m:
+        raw = m.raw.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
+        check(dkim.verify(raw, dnsfunc=dnsf), 'simple/simple: dkimpy verifies the delivered message', raw[:1500])
+        d = dkim.DKIM(raw)
+        oks = [d.verify(idx=i, dnsfunc=dnsf) for i in range(len(sigs))]
+        check(oks == [True, True], 'simple/simple: both signatures verify', oks)
+
 
 if __name__ == '__main__':
     sys.exit(main())
