@@ -69,6 +69,9 @@ void endpoint_free(struct endpoint *ep);
  * non-blocking socket or -1 with errno set. */
 int sock_connect(const struct endpoint *ep, long long deadline);
 int sock_send_all(int fd, const void *p, size_t n, long long deadline);
+/* Sends all of iov (advanced in place) with the same deadline. */
+struct iovec;
+int sock_sendv_all(int fd, struct iovec *iov, int n, long long deadline);
 /* Reads until `stop` byte is seen (included) or EOF or n-1 bytes; returns the
  * length (NUL-terminated), -1 on error/timeout. */
 long sock_recv_until(int fd, char *buf, size_t n, char stop, long long deadline);

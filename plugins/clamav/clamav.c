@@ -82,7 +82,8 @@ static const struct sift_param params[] = {
 	{"ready_wait", SIFT_P_TIME, "0", 0, 3600000LL, OFF(ready_wait), NULL,
 	 "library mode: how long a scan waits for the first engine before clamav_fail_action"},
 	{"tmpdir", SIFT_P_STRING, "", 0, 0, OFF(tmpdir), NULL,
-	 "library mode: ClamAV's temporary directory (empty: the system default)"},
+	 "library mode: where the plugin creates its private directory for ClamAV's temporary files "
+	 "(empty: /dev/shm when it is a tmpfs, else $TMPDIR or /tmp)"},
 	{"official_only", SIFT_P_BOOL, "no", 0, 0, OFF(official_only), NULL,
 	 "library mode: load only official (signed) signatures"},
 	{"pua", SIFT_P_BOOL, "no", 0, 0, OFF(pua), NULL, "library mode: load PUA signatures"},

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
@@ -187,6 +188,34 @@ int sock_send_all(int fd, const void *p, size_t n, long long deadline)
 			continue;
 		}
 		return -1;
+	}
+	return 0;
+}
+
+int sock_sendv_all(int fd, struct iovec *iov, int n, long long deadline)
+{
+	while (n > 0) {
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+		ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (wait_fd(fd, POLLOUT, deadline) < 0)
+				return -1;
+			continue;
+		}
+		if (w < 0)
+			return -1;
+		size_t done = (size_t)w;
+		while (n > 0 && done >= iov->iov_len) {
+			done -= iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (char *)iov->iov_base + done;
+			iov->iov_len -= done;
+		}
 	}
 	return 0;
 }
@@ -365,18 +394,27 @@ static int scan_one(struct clamd_client *c, const struct endpoint *ep, const cha
 		return 0;
 	}
 	char reply[1024];
-	bool sent = sock_send_all(fd, "zINSTREAM", 10, deadline) == 0;
-	for (size_t off = 0; sent && off < len;) {
+	/* One sendmsg per chunk: the command goes with the first chunk and the
+	 * end marker with the last (a message under CHUNK is one write, so
+	 * clamd wakes up once). */
+	bool sent = true;
+	size_t off = 0;
+	do {
 		size_t n = len - off < CHUNK ? len - off : CHUNK;
-		uint32_t be = htonl((uint32_t)n);
-		sent = sock_send_all(fd, &be, 4, deadline) == 0 &&
-		       sock_send_all(fd, buf + off, n, deadline) == 0;
+		uint32_t be = htonl((uint32_t)n), zero = 0;
+		struct iovec iov[4];
+		int k = 0;
+		if (off == 0)
+			iov[k++] = (struct iovec){.iov_base = (void *)"zINSTREAM", .iov_len = 10};
+		if (n) {
+			iov[k++] = (struct iovec){.iov_base = &be, .iov_len = 4};
+			iov[k++] = (struct iovec){.iov_base = (void *)(buf + off), .iov_len = n};
+		}
 		off += n;
-	}
-	if (sent) {
-		uint32_t zero = 0;
-		sent = sock_send_all(fd, &zero, 4, deadline) == 0;
-	}
+		if (off >= len)
+			iov[k++] = (struct iovec){.iov_base = &zero, .iov_len = 4};
+		sent = sock_sendv_all(fd, iov, k, deadline) == 0;
+	} while (sent && off < len);
 	int send_errno = errno;
 	/* Even after a failed send, clamd may have answered (size limit). */
 	long r = sock_recv_until(fd, reply, sizeof(reply), 0, sent ? deadline : clock_ms() + 1000);

@@ -22,14 +22,43 @@
  * settings (a filterd reload does not load the database again). The watcher
  * thread never forks nor touches signals; it is the only plugin-owned thread
  * besides the notifier's.
+ *
+ * Temporary files: ClamAV's mail parser writes every decoded MIME part (and
+ * archive members) to temporary files, in a directory it creates for each
+ * scan. They go into a private directory of this manager,
+ * <base>/sift-clamav.<pid>.<random>, mode 0700, where <base> is
+ * clamav_tmpdir (default: /dev/shm when it is a tmpfs, else $TMPDIR or
+ * /tmp). The name is chosen at init; the directory is created by the first
+ * scan (scans run after the daemon has dropped its privileges, so it belongs
+ * to the user that writes into it), checked (a directory, not a link, ours,
+ * mode 0700) and created again after a scan that reported an error (removed
+ * by a cleaner, say). It is removed with what is left in it when the
+ * manager is destroyed.
+ *
+ * Errors inside a scan: libclamav reports some failures only through its
+ * message callback and still returns CL_CLEAN (its per-scan directory
+ * cannot be created, a temporary file cannot be written: a full tmpfs).
+ * Every libclamav message goes to the host's log, and a scan during which
+ * libclamav reported an error is a failed scan (the plugin's fail action),
+ * never a clean one. The callback finds the scan's state through the scan
+ * context, or, for messages issued before libclamav has set the context up,
+ * through a thread-local pointer set around cl_scanmap_callback() (a scan
+ * runs on one thread).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <clamav.h>
 
@@ -38,6 +67,10 @@
 struct engine_mgr {
 	struct engine_settings s; /* strings owned */
 	int refs;		  /* generations using it (under slot_lock) */
+	char *privdir;		  /* the private temporary directory (engine's TMPDIR) */
+	struct engine_mgr *next;  /* all managers (under slot_lock) */
+	bool dir_ok;		  /* privdir exists and was checked (under lock) */
+	unsigned dir_logged;	  /* its path was logged (under lock) */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* engine became ready; stop requested */
@@ -50,11 +83,40 @@ struct engine_mgr {
 
 static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct engine_mgr *slot; /* the most recent manager, for sharing */
+static struct engine_mgr *all;	/* every live manager, for the exit cleanup */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static cl_error_t init_rc;
 
+/* State of one scan, for the message callback. */
+struct scan_state {
+	unsigned errors, logged;
+	char first[200]; /* the first error message */
+};
+#define MAX_LOGGED 3 /* libclamav messages logged per scan */
+static _Thread_local struct scan_state *cur_scan;
+
+static void msg_cb(enum cl_msg severity, const char *fullmsg, const char *msg, void *context)
+{
+	(void)fullmsg;
+	if (severity < CL_MSG_WARN || !clamav_host)
+		return;
+	struct scan_state *st = context ? context : cur_scan;
+	size_t n = strlen(msg);
+	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		n--;
+	if (severity >= CL_MSG_ERROR && st) {
+		if (!st->errors++)
+			snprintf(st->first, sizeof(st->first), "%.*s", (int)n, msg);
+	}
+	if (st && st->logged++ >= MAX_LOGGED)
+		return;
+	clamav_host->log(NULL, severity >= CL_MSG_ERROR ? LOG_ERR : LOG_WARNING, "clamav: libclamav: %.*s",
+			 (int)n, msg);
+}
+
 static void do_cl_init(void)
 {
+	cl_set_clcb_msg(msg_cb);
 	init_rc = cl_init(CL_INIT_DEFAULT);
 }
 
@@ -89,16 +151,14 @@ static void abs_deadline(struct timespec *ts, long long ms)
 }
 
 /* Builds a compiled engine; NULL on error (logged). */
-static struct cl_engine *build_engine(const struct engine_settings *s, unsigned *sigs_r)
+static struct cl_engine *build_engine(const struct engine_settings *s, const char *tmpdir, unsigned *sigs_r)
 {
 	struct cl_engine *e = cl_engine_new();
 	if (!e) {
 		clamav_host->log(NULL, LOG_ERR, "clamav: cl_engine_new failed");
 		return NULL;
 	}
-	cl_error_t rc = CL_SUCCESS;
-	if (*s->tmpdir)
-		rc = cl_engine_set_str(e, CL_ENGINE_TMPDIR, s->tmpdir);
+	cl_error_t rc = cl_engine_set_str(e, CL_ENGINE_TMPDIR, tmpdir);
 	if (rc == CL_SUCCESS && s->max_scansize)
 		rc = cl_engine_set_num(e, CL_ENGINE_MAX_SCANSIZE, s->max_scansize);
 	if (rc == CL_SUCCESS && s->max_filesize)
@@ -163,7 +223,7 @@ static void *watcher(void *arg)
 			memset(&st, 0, sizeof(st));
 			have_stat = cl_statinidir(m->s.dbdir, &st) == CL_SUCCESS;
 			unsigned sigs = 0;
-			struct cl_engine *e = build_engine(&m->s, &sigs);
+			struct cl_engine *e = build_engine(&m->s, m->privdir, &sigs);
 			if (e) {
 				pthread_mutex_lock(&m->lock);
 				struct cl_engine *old = m->engine;
@@ -193,6 +253,133 @@ static void *watcher(void *arg)
 	return NULL;
 }
 
+/* ---- the private temporary directory ------------------------------------ */
+
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+
+/* The base directory: clamav_tmpdir, or /dev/shm when it is a tmpfs, or
+ * $TMPDIR, or /tmp. It must be an existing directory. */
+static int choose_base(const char *conf, char *out, size_t outlen, char **err_r)
+{
+	struct statfs fs;
+	struct stat st;
+	const char *base = conf;
+	if (!*base) {
+		const char *env = getenv("TMPDIR");
+		if (statfs("/dev/shm", &fs) == 0 && fs.f_type == TMPFS_MAGIC && stat("/dev/shm", &st) == 0 &&
+		    S_ISDIR(st.st_mode))
+			base = "/dev/shm";
+		else
+			base = env && *env == '/' ? env : "/tmp";
+	}
+	int rc = stat(base, &st);
+	if (rc < 0 || !S_ISDIR(st.st_mode)) {
+		char buf[600];
+		snprintf(buf, sizeof(buf), "clamav_tmpdir %.500s: %s", base,
+			 rc < 0 ? strerror(errno) : "not a directory");
+		*err_r = strdup(buf);
+		return -1;
+	}
+	size_t n = strlen(base);
+	while (n > 1 && base[n - 1] == '/')
+		n--;
+	if (n + 64 > outlen || n + 64 > 4000) {
+		*err_r = strdup("clamav_tmpdir: path too long");
+		return -1;
+	}
+	snprintf(out, outlen, "%.*s", (int)n, base);
+	return 0;
+}
+
+/* Creates (if needed) and checks the private directory. 0 or -1 + errno
+ * (EPERM when it exists but is not ours / not private). */
+static int make_privdir(const char *path)
+{
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return -1;
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
+}
+
+/* Removes dirfd/name and, if it is a directory, what it holds; never
+ * follows a symbolic link. depth bounds the recursion. */
+static void rm_tree_at(int parent, const char *name, int depth)
+{
+	if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
+		return;
+	if (depth <= 0)
+		return;
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			rm_tree_at(fd, de->d_name, depth - 1);
+	closedir(d);
+	unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+static void remove_privdir(const char *path)
+{
+	if (!path || rmdir(path) == 0 || errno == ENOENT)
+		return;
+	struct stat st;
+	if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+		return;
+	rm_tree_at(AT_FDCWD, path, 16);
+}
+
+/* Directories of processes that are gone (a crash, SIGKILL): named
+ * sift-clamav.<pid>.<16 hex>, <pid> not running. What ClamAV was writing
+ * when the process died would stay in memory (tmpfs) until a reboot. */
+static void remove_stale(const char *base)
+{
+	DIR *d = opendir(base);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		long pid = 0;
+		char hex[17];
+		int used = 0;
+		if (sscanf(de->d_name, "sift-clamav.%ld.%16[0-9a-f]%n", &pid, hex, &used) != 2 ||
+		    de->d_name[used] || strlen(hex) != 16 || pid <= 0 || pid == (long)getpid())
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char path[4400];
+		snprintf(path, sizeof(path), "%s/%s", base, de->d_name);
+		clamav_host->log(NULL, LOG_INFO, "clamav: removing %s (its process is gone)", path);
+		rm_tree_at(dirfd(d), de->d_name, 16);
+	}
+	closedir(d);
+}
+
+/* At exit (filterd does not release the last configuration generation) and
+ * when the plugin is unloaded: remove the private directories. */
+__attribute__((destructor)) static void remove_all_privdirs(void)
+{
+	if (pthread_mutex_trylock(&slot_lock) != 0)
+		return;
+	for (struct engine_mgr *m = all; m; m = m->next)
+		remove_privdir(m->privdir);
+	pthread_mutex_unlock(&slot_lock);
+}
+
 static void mgr_destroy(struct engine_mgr *m)
 {
 	pthread_mutex_lock(&m->lock);
@@ -202,10 +389,12 @@ static void mgr_destroy(struct engine_mgr *m)
 	pthread_join(m->thread, NULL);
 	if (m->engine)
 		cl_engine_free(m->engine);
+	remove_privdir(m->privdir);
 	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);
 	free((char *)m->s.dbdir);
 	free((char *)m->s.tmpdir);
+	free(m->privdir);
 	free(m);
 }
 
@@ -223,8 +412,23 @@ struct engine_mgr *engine_mgr_get(const struct engine_settings *s, char **err_r)
 		pthread_mutex_unlock(&slot_lock);
 		return m;
 	}
+	char base[4096];
+	if (choose_base(s->tmpdir, base, sizeof(base), err_r) < 0) {
+		pthread_mutex_unlock(&slot_lock);
+		return NULL;
+	}
+	unsigned char rnd[8];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		pthread_mutex_unlock(&slot_lock);
+		*err_r = strdup("getrandom failed");
+		return NULL;
+	}
+	char priv[4200];
+	snprintf(priv, sizeof(priv), "%s/sift-clamav.%ld.%02x%02x%02x%02x%02x%02x%02x%02x", base,
+		 (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	struct engine_mgr *m = calloc(1, sizeof(*m));
-	if (!m) {
+	if (!m || !(m->privdir = strdup(priv))) {
+		free(m);
 		pthread_mutex_unlock(&slot_lock);
 		*err_r = strdup("out of memory");
 		return NULL;
@@ -247,11 +451,15 @@ struct engine_mgr *engine_mgr_get(const struct engine_settings *s, char **err_r)
 		pthread_mutex_destroy(&m->lock);
 		free((char *)m->s.dbdir);
 		free((char *)m->s.tmpdir);
+		free(m->privdir);
 		free(m);
 		return NULL;
 	}
 	/* The previous slot holder stays alive for the generations using it. */
 	slot = m;
+	m->next = all;
+	all = m;
+	remove_stale(base);
 	pthread_mutex_unlock(&slot_lock);
 	return m;
 }
@@ -264,6 +472,12 @@ void engine_mgr_put(struct engine_mgr *m)
 	bool last = --m->refs == 0;
 	if (last && slot == m)
 		slot = NULL;
+	if (last)
+		for (struct engine_mgr **pp = &all; *pp; pp = &(*pp)->next)
+			if (*pp == m) {
+				*pp = m->next;
+				break;
+			}
 	pthread_mutex_unlock(&slot_lock);
 	if (last)
 		mgr_destroy(m);
@@ -280,11 +494,27 @@ enum scan_result engine_scan(struct engine_mgr *m, const char *buf, size_t len, 
 			;
 	}
 	struct cl_engine *e = m->engine;
-	if (e)
+	int dir_errno = 0;
+	if (e && !m->dir_ok) {
+		if (make_privdir(m->privdir) == 0) {
+			m->dir_ok = true;
+			if (!m->dir_logged++)
+				clamav_host->log(NULL, LOG_INFO, "clamav: temporary files in %s (mode 0700)",
+						 m->privdir);
+		} else
+			dir_errno = errno;
+	}
+	if (e && !dir_errno)
 		cl_engine_addref(e);
 	pthread_mutex_unlock(&m->lock);
 	if (!e) {
 		snprintf(namebuf, namelen, "virus database not loaded yet");
+		return SCAN_FAILED;
+	}
+	if (dir_errno) {
+		snprintf(namebuf, namelen, "temporary directory %s: %s", m->privdir,
+			 dir_errno == EPERM ? "exists but is not a private directory of this user"
+					    : strerror(dir_errno));
 		return SCAN_FAILED;
 	}
 
@@ -306,7 +536,39 @@ enum scan_result engine_scan(struct engine_mgr *m, const char *buf, size_t len, 
 	}
 	const char *virname = NULL;
 	unsigned long scanned = 0;
-	cl_error_t rc = cl_scanmap_callback(map, NULL, &virname, &scanned, e, &opts, NULL);
+	struct scan_state st;
+	cl_error_t rc;
+	for (int attempt = 0;; attempt++) {
+		memset(&st, 0, sizeof(st));
+		cur_scan = &st;
+		rc = cl_scanmap_callback(map, NULL, &virname, &scanned, e, &opts, &st);
+		cur_scan = NULL;
+		if (!st.errors)
+			break;
+		/* Check (and create again) the directory before the next scan;
+		 * if it had vanished (a cleaner removed it), scan once more. */
+		struct stat dst;
+		bool gone = lstat(m->privdir, &dst) < 0 && errno == ENOENT;
+		pthread_mutex_lock(&m->lock);
+		m->dir_ok = false;
+		bool again = gone && attempt == 0 && make_privdir(m->privdir) == 0;
+		if (again)
+			m->dir_ok = true;
+		pthread_mutex_unlock(&m->lock);
+		if (!again)
+			break;
+		clamav_host->log(NULL, LOG_WARNING,
+				 "clamav: temporary directory %s had vanished: created again", m->privdir);
+		virname = NULL;
+		scanned = 0;
+	}
+	if (st.errors && rc == CL_CLEAN) {
+		/* Not a clean message: libclamav could not look at all of it. */
+		snprintf(namebuf, namelen, "scan error: %s", st.first);
+		cl_fmap_close(map);
+		cl_engine_free(e);
+		return SCAN_FAILED;
+	}
 	switch (rc) {
 	case CL_CLEAN:
 		res = SCAN_CLEAN;

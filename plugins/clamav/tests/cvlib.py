@@ -157,15 +157,17 @@ def big_message(size):
 class Clamd:
     """A private clamd (Debian's) on a unix socket and a free TCP port."""
 
-    def __init__(self, root, dbdir, max_threads=16):
+    def __init__(self, root, dbdir, max_threads=16, tmpdir=None):
         self.root = root
         os.makedirs(root, exist_ok=True)
         os.chmod(root, 0o755)
         self.dbdir = dbdir
         self.sock = os.path.join(root, 'clamd.sock')
         self.port = sifttest.free_port()
-        self.tmp = os.path.join(root, 'tmp')
-        os.makedirs(self.tmp, exist_ok=True)
+        # TemporaryDirectory: tmpdir (a private directory the caller made,
+        # e.g. on a tmpfs) or <root>/tmp.
+        self.tmp = tmpdir or os.path.join(root, 'tmp')
+        os.makedirs(self.tmp, mode=0o700, exist_ok=True)
         self.conf = os.path.join(root, 'clamd.conf')
         with open(self.conf, 'w') as f:
             f.write('\n'.join([

@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -86,6 +87,7 @@ def main():
     procs = []
     pf = None
     clamd = None
+    privdir = None
     try:
         pf = sifttest.Postfix(root=os.path.join(root, 'postfix'), submission=True, keep=True,
                               milters=['inet:127.0.0.1:1'])  # set below
@@ -93,7 +95,6 @@ def main():
             'clamav_database_directory = %s' % dbdir,
             'clamav_database_check_interval = 500ms',
             'clamav_ready_wait = 30s',
-            'clamav_tmpdir = %s' % root,
             'quarantine_directory = %s' % qdir,
             'clamav_originating_action = quarantine',
             'clamav_notify_recipient = virusalert@sift.test',
@@ -207,6 +208,32 @@ def main():
               'reload: the new signature is used', r)
         check(fd.alive(), 'filterd (library) alive')
 
+        # ClamAV's temporary files: the plugin's private directory (default
+        # base: /dev/shm when it is a tmpfs), mode 0700, ours, empty between
+        # scans; removed behind filterd's back, it is created again and the
+        # next message is scanned (not tempfailed).
+        m = re.search(r'clamav: temporary files in (\S+) \(mode 0700\)', fd.log())
+        privdir = m.group(1) if m else None
+        check(privdir is not None, 'library: private temporary directory logged', fd.log()[-2000:])
+        if privdir:
+            shm = os.path.isdir('/dev/shm') and \
+                subprocess.run(['stat', '-f', '-c', '%T', '/dev/shm'], capture_output=True,
+                               text=True).stdout.strip() == 'tmpfs'
+            want_base = '/dev/shm' if shm else (os.environ.get('TMPDIR') or '/tmp')
+            check(re.match(r'^%s/sift-clamav\.%d\.[0-9a-f]{16}$' % (re.escape(want_base), fd.pid),
+                           privdir) is not None, 'library: private directory in %s' % want_base,
+                  privdir)
+            st = os.lstat(privdir)
+            check(stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and
+                  st.st_uid == os.geteuid(), 'library: private directory is 0700 and ours',
+                  oct(st.st_mode))
+            check(os.listdir(privdir) == [], 'library: no temporary file left after the scans',
+                  repr(os.listdir(privdir)))
+            shutil.rmtree(privdir)
+            r = pf.send('sender@example.test', ['user@sift.test'], clean['attachment'])
+            check(r.accepted and os.path.isdir(privdir) and 'had vanished: created again' in fd.log(),
+                  'library: vanished private directory created again, mail scanned', r)
+
         # ---- clamd mode ------------------------------------------------------
         clamd = cvlib.Clamd(os.path.join(root, 'clamd'), dbdir).start()
         fc, cport = start_filterd(root, 'filterd-clamd', [
@@ -249,6 +276,8 @@ def main():
             p.stop()
         if clamd:
             clamd.stop()
+        if privdir:
+            check(not os.path.exists(privdir), 'library: private directory removed at exit', privdir)
         if failed == 0 and not os.environ.get('SIFT_KEEP_TMP'):
             shutil.rmtree(root, ignore_errors=True)
         else:
