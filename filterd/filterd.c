@@ -267,6 +267,9 @@ int main(int argc, char **argv)
 		 sift_gen_plugin_count(g), native ? "native" : "libmilter", SIFT_VERSION);
 	int rc = native ? filterd_native_run() : filterd_milter_run();
 	sift_log(LOG_INFO, "stopping");
+	/* Drop the current generation: its plugins' release hooks run (now,
+	 * or when the last connection still using it ends). */
+	sift_gen_set_current(NULL);
 	if (*fc.pid_file)
 		unlink(fc.pid_file);
 	return rc == 0 ? 0 : 1;
