@@ -8,6 +8,11 @@
  * actions are the union of the plugins' declared actions (plus quarantine,
  * which the HOLD verdict uses), the message stages are skipped when no
  * plugin looks at the message, and stages no plugin hooks need no reply.
+ * The content stages (header, end of header, body) never need a reply:
+ * a final verdict a hook returns there is held and given at end of
+ * message. SMTP cannot answer before the end of DATA anyway, so nothing is
+ * lost, and each message saves the round trips for end of header and every
+ * body chunk (hooks after such a verdict are not run).
  * Header values are always received with their leading white space
  * (SMFIP_HDR_LEADSPC), so plugins see them byte-exact.
  *
@@ -191,6 +196,7 @@ void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long 
 	for (size_t i = 0; i < sizeof(nrmap) / sizeof(nrmap[0]); i++)
 		if (!(phases & (1u << nrmap[i].ph)) && (f1 & nrmap[i].nr))
 			steps |= nrmap[i].nr;
+	steps |= (SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY) & f1;
 	steps |= SMFIP_NR_UNKN & f1;
 	*pf1 = steps & f1;
 	s->nr = *pf1 & (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_DATA |
@@ -270,6 +276,7 @@ enum fd_status fd_session_envfrom(struct fd_session *s, const char *argv0)
 	if (!ctx)
 		return FD_TEMPFAIL;
 	set_deadline(ctx, false);
+	s->has_deferred = false;
 	sift_ctx_msg_begin(ctx);
 	char *a = strip_brackets(argv0 ? argv0 : "<>");
 	sift_ctx_set(ctx, SIFT_I_SENDER, a);
@@ -309,12 +316,27 @@ enum fd_status fd_session_data(struct fd_session *s)
 	return reply_or_none(s, SMFIP_NR_DATA, to_status(s, sift_run(ctx, SIFT_PH_DATA), true));
 }
 
+/* The reply to a content stage: with no reply negotiated, a final verdict
+ * is held for end of message (the first one counts). */
+static enum fd_status content_reply(struct fd_session *s, unsigned long nr_flag, enum sift_verdict v)
+{
+	if (!(s->nr & nr_flag))
+		return to_status(s, v, true);
+	if (!s->has_deferred && (v == SIFT_REJECT || v == SIFT_TEMPFAIL || v == SIFT_DISCARD)) {
+		s->deferred = v;
+		s->has_deferred = true;
+	}
+	return FD_NOREPLY;
+}
+
 enum fd_status fd_session_header(struct fd_session *s, const char *name, const char *value)
 {
 	bool nr_hdr = s->nr & SMFIP_NR_HDR;
 	struct sift_ctx *ctx = s->ctx;
 	if (!ctx)
 		return nr_hdr ? FD_NOREPLY : FD_TEMPFAIL;
+	if (s->has_deferred)
+		return nr_hdr ? FD_NOREPLY : FD_CONTINUE;
 	set_deadline(ctx, true);
 	/* The MTA joins folded lines with a bare LF: restore CRLF. */
 	struct sift_buf b = {0};
@@ -325,9 +347,7 @@ enum fd_status fd_session_header(struct fd_session *s, const char *name, const c
 	}
 	enum sift_verdict v = sift_run_header(ctx, name, sift_buf_str(&b));
 	sift_buf_free(&b);
-	if (nr_hdr)
-		return FD_NOREPLY; /* no header hook: v is always DUNNO here */
-	return to_status(s, v, true);
+	return content_reply(s, SMFIP_NR_HDR, v);
 }
 
 enum fd_status fd_session_eoh(struct fd_session *s)
@@ -335,9 +355,11 @@ enum fd_status fd_session_eoh(struct fd_session *s)
 	struct sift_ctx *ctx = s->ctx;
 	if (!ctx)
 		return FD_TEMPFAIL;
+	if (s->has_deferred)
+		return reply_or_none(s, SMFIP_NR_EOH, FD_CONTINUE);
 	set_deadline(ctx, true);
 	update_qid(s);
-	return reply_or_none(s, SMFIP_NR_EOH, to_status(s, sift_run(ctx, SIFT_PH_EOH), true));
+	return content_reply(s, SMFIP_NR_EOH, sift_run(ctx, SIFT_PH_EOH));
 }
 
 enum fd_status fd_session_body(struct fd_session *s, const unsigned char *buf, size_t len)
@@ -345,8 +367,10 @@ enum fd_status fd_session_body(struct fd_session *s, const unsigned char *buf, s
 	struct sift_ctx *ctx = s->ctx;
 	if (!ctx)
 		return FD_TEMPFAIL;
+	if (s->has_deferred)
+		return reply_or_none(s, SMFIP_NR_BODY, FD_CONTINUE);
 	set_deadline(ctx, true);
-	return reply_or_none(s, SMFIP_NR_BODY, to_status(s, sift_run_body(ctx, buf, len), true));
+	return content_reply(s, SMFIP_NR_BODY, sift_run_body(ctx, buf, len));
 }
 
 static int apply_edits(struct fd_session *s)
@@ -395,6 +419,10 @@ enum fd_status fd_session_eom(struct fd_session *s)
 	update_qid(s);
 	if (!sift_ctx_in_msg(ctx))
 		return FD_CONTINUE;
+	if (s->has_deferred) {
+		s->has_deferred = false;
+		return to_status(s, s->deferred, true);
+	}
 	enum sift_verdict v = sift_run(ctx, SIFT_PH_EOM);
 	if (v != SIFT_DUNNO)
 		return to_status(s, v, true);
@@ -419,6 +447,7 @@ enum fd_status fd_session_eom(struct fd_session *s)
 
 void fd_session_abort(struct fd_session *s)
 {
+	s->has_deferred = false;
 	if (s->ctx)
 		sift_ctx_msg_end(s->ctx, true);
 }

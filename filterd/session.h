@@ -33,6 +33,10 @@ struct fd_session {
 	struct sift_gen *gen; /* chosen at negotiation: what was negotiated and what runs agree */
 	struct sift_ctx *ctx;
 	unsigned long nr; /* SMFIP_NR_* steps negotiated: no reply is expected */
+	/* A final verdict from a header, end-of-header or body hook, held for
+	 * end of message (those stages need no reply: see session.c). */
+	enum sift_verdict deferred;
+	bool has_deferred;
 	const struct fd_out *out;
 	void *arg;
 };

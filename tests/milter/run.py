@@ -298,6 +298,22 @@ testplug_header = X-Testplug: seen
     finally:
         fd2.stop()
 
+    # Verdicts of the content stages are held for end of message, and hooks
+    # after such a verdict do not run (one verdict line per message).
+    for phase in ("header", "eoh", "body"):
+        conf3 = f"{tmp}/deferred-{phase}.conf"
+        write(conf3, f"plugin_directory = {pdir}\ninbound_plugins = testplug\n"
+              f"testplug_phase = {phase}\ntestplug_verdict = reject\n"
+              "testplug_reply = 550 5.7.1 testplug says no\n")
+        fd3, port3, log3 = start_filterd(tmp, conf3, "filterd-deferred-" + phase)
+        try:
+            ok, out = miltertest("deferred.lua", port3)
+            check(ok, f"{phase} reject given at end of message", out)
+            n = len(re.findall(r"verdict 2 at phase", open(log3).read()))
+            check(n == 2, f"{phase}: one verdict per message, later hooks skipped", f"{n} verdict lines")
+        finally:
+            fd3.stop()
+
 
 if __name__ == "__main__":
     sys.exit(main())

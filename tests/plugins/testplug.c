@@ -99,6 +99,21 @@ HOOK(eoh, SIFT_PH_EOH)
 HOOK(eom, SIFT_PH_EOM)
 HOOK(policy, SIFT_PH_POLICY)
 
+/* Every call logs its verdict ("verdict N at phase P"), so a test sees
+ * how often the header and body hooks ran. */
+static enum sift_verdict tp_header(struct sift_ctx *ctx, const struct sift_header *h)
+{
+	(void)h;
+	return at(ctx, SIFT_PH_HEADER);
+}
+
+static enum sift_verdict tp_body(struct sift_ctx *ctx, const unsigned char *buf, size_t len)
+{
+	(void)buf;
+	(void)len;
+	return at(ctx, SIFT_PH_BODY);
+}
+
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	SIFT_PLUGIN_INIT,
 	.name = "testplug",
@@ -112,7 +127,9 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.helo = tp_helo,
 	.mail = tp_mail,
 	.rcpt = tp_rcpt,
+	.header = tp_header,
 	.eoh = tp_eoh,
+	.body = tp_body,
 	.eom = tp_eom,
 	.policy = tp_policy,
 };

@@ -1,0 +1,22 @@
+-- A final verdict from a header, end-of-header or body hook is given at
+-- end of message: those stages are negotiated without replies.
+dofile(dir .. "/common.lua")
+local conn = open()
+expect(conn, SMFIR_CONTINUE, "connect")
+assert(mt.test_option(conn, SMFIP_NR_HDR), "no reply for headers negotiated")
+assert(mt.test_option(conn, SMFIP_NR_EOH), "no reply for end of header negotiated")
+assert(mt.test_option(conn, SMFIP_NR_BODY), "no reply for body negotiated")
+assert(envelope(conn, "alice@example.org") == SMFIR_CONTINUE)
+assert(mt.rcptto(conn, "bob@example.com") == nil)
+expect(conn, SMFIR_CONTINUE, "rcpt")
+local r = message(conn, std_headers, "Hi.\r\nSecond line.\r\n")
+assert(r == SMFIR_REPLYCODE, "eom reply " .. tostring(r))
+assert(mt.eom_check(conn, MT_SMTPREPLY, "550", "5.7.1", "testplug says no"), "no 550 reply")
+-- The next message on the same connection starts afresh.
+assert(mt.mailfrom(conn, "carol@example.org") == nil)
+expect(conn, SMFIR_CONTINUE, "second mail")
+assert(mt.rcptto(conn, "bob@example.com") == nil)
+expect(conn, SMFIR_CONTINUE, "second rcpt")
+r = message(conn, std_headers, "Hi again.\r\n")
+assert(r == SMFIR_REPLYCODE, "second eom reply " .. tostring(r))
+mt.disconnect(conn)
