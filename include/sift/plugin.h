@@ -405,7 +405,10 @@ struct sift_plugin {
 	int (*init)(const struct sift_host *host, void *conf, char **err_r);
 	void (*release)(void *conf);
 
-	/* Hooks; NULL = not interested. */
+	/* Hooks; NULL = not interested. In filterd, a final verdict (reject,
+	 * tempfail, discard) from header, eoh or body is given to the MTA at
+	 * end of message, and no later hook runs for that message (msg_end
+	 * still does). */
 	enum sift_verdict (*connect)(struct sift_ctx *ctx);
 	enum sift_verdict (*helo)(struct sift_ctx *ctx);
 	enum sift_verdict (*mail)(struct sift_ctx *ctx);
