@@ -98,7 +98,8 @@ int main(void)
 	CHECK(sift_gen_plugin_count(g) == 1);
 	CHECK(sift_gen_actions(g) & SIFT_A_ADDHDRS);
 	CHECK(sift_gen_phases(g) & (1u << SIFT_PH_EOM));
-	CHECK(!(sift_gen_phases(g) & (1u << SIFT_PH_BODY)));
+	CHECK(sift_gen_phases(g) & (1u << SIFT_PH_BODY));
+	CHECK(!(sift_gen_phases(g) & (1u << SIFT_PH_DATA))); /* no data hook */
 	struct sift_ctx *ctx = sift_ctx_new(g, SIFT_FILTERD);
 	sift_ctx_set(ctx, SIFT_I_CLIENT_ADDR, "192.0.2.1");
 	CHECK(sift_ctx_choose_profile(ctx) == SIFT_INBOUND);
