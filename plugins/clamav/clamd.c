@@ -170,28 +170,6 @@ int sock_connect(const struct endpoint *ep, long long deadline)
 	return fd;
 }
 
-int sock_send_all(int fd, const void *p, size_t n, long long deadline)
-{
-	const char *c = p;
-	while (n) {
-		ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-		if (w > 0) {
-			c += w;
-			n -= (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (wait_fd(fd, POLLOUT, deadline) < 0)
-				return -1;
-			continue;
-		}
-		return -1;
-	}
-	return 0;
-}
-
 int sock_sendv_all(int fd, struct iovec *iov, int n, long long deadline)
 {
 	while (n > 0) {
@@ -218,6 +196,12 @@ int sock_sendv_all(int fd, struct iovec *iov, int n, long long deadline)
 		}
 	}
 	return 0;
+}
+
+int sock_send_all(int fd, const void *p, size_t n, long long deadline)
+{
+	struct iovec iov = {.iov_base = (void *)p, .iov_len = n};
+	return sock_sendv_all(fd, &iov, 1, deadline);
 }
 
 long sock_recv_until(int fd, char *buf, size_t n, char stop, long long deadline)
