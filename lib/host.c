@@ -59,7 +59,7 @@ const struct sift_param sift_common_params[] = {
 	 "authserv-id of the Authentication-Results headers we add"},
 	{"tmpdir", SIFT_P_STRING, "/var/tmp", 0, 0, OFF(tmpdir), NULL,
 	 "directory for spooling large messages"},
-	{"quarantine_directory", SIFT_P_STRING, "/var/lib/sift/quarantine", 0, 0, OFF(quarantine_directory),
+	{"quarantine_directory", SIFT_P_STRING, SIFT_STATEDIR "/quarantine", 0, 0, OFF(quarantine_directory),
 	 NULL, "where quarantined messages are kept"},
 	{"message_memory_limit", SIFT_P_SIZE, "1m", 0, 1LL << 32, OFF(message_memory_limit), NULL,
 	 "message bytes kept in memory; the rest is spooled to tmpdir"},

@@ -77,7 +77,7 @@
 
 #include "sift.h"
 
-#define DEFAULT_CONFIG	 "/etc/sift/policyd.conf"
+#define DEFAULT_CONFIG	 SIFT_SYSCONFDIR "/policyd.conf"
 #define READ_BUF	 16384
 #define WRITE_TIMEOUT_MS 10000
 

@@ -38,7 +38,7 @@ static const char usage_text[] =
 	"       remove messages from the store\n"
 	"  quarantine purge --older-than TIME [--dry-run]\n"
 	"       remove every message older than TIME (e.g. 7d, as a daily cron job)\n"
-	"       the store is quarantine_directory (default /var/lib/sift/quarantine)\n";
+	"       the store is quarantine_directory (default " SIFT_STATEDIR "/quarantine)\n";
 
 static char *store_dir(struct sift_opts *opts)
 {
