@@ -363,7 +363,7 @@ static int get(struct map_idx *x, const char *key, size_t klen, char **val_r, ch
 	case IDX_LMDB: {
 		MDB_txn *txn;
 		MDB_val k = {.mv_size = klen, .mv_data = (void *)key}, v;
-		if (klen == 0) /* LMDB refuses empty keys, postmap never writes one */
+		if (klen == 0) /* LMDB refuses an empty key; postmap never writes one */
 			return 0;
 		int rc = mdb_txn_begin(x->menv, NULL, MDB_RDONLY, &txn);
 		if (rc == 0) {

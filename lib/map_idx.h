@@ -13,6 +13,9 @@
 #ifndef SIFT_MAP_IDX_H
 #define SIFT_MAP_IDX_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 struct map_idx;
 
 /* Whether type names an indexed table type. */
