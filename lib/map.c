@@ -23,6 +23,10 @@
  *   inline:{ key=value, { key = value with spaces } }  (keys folded; a later
  *                   duplicate wins, as in Postfix)
  *   static:value, static:{ value with spaces }
+ *   hash:/path, btree:/path, lmdb:/path, cdb:/path
+ *                   the indexed files that postmap(1) makes from /path
+ *                   (/path.db, /path.lmdb, /path.cdb), read-only, looked up
+ *                   and reopened after a change as Postfix does: map_idx.c.
  *
  * Files follow Postfix's line rules (continuation lines start with white
  * space, `#` comment lines, blank lines ignored). Where Postfix merely warns
@@ -36,9 +40,10 @@
  * hitting it makes the lookup fail (-1) rather than spin.
  *
  * Threading and ownership: a map is built by sift_map_open and immutable
- * afterwards; lookups from any number of threads are safe (PCRE2 match data
- * is allocated per lookup, the match context is only read). Results are
- * malloc'd for the caller.
+ * afterwards (an indexed table's file handle, which map_idx.c reopens under
+ * its own mutex, aside); lookups from any number of threads are safe (PCRE2
+ * match data is allocated per lookup, the match context is only read).
+ * Results are malloc'd for the caller.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -56,13 +61,14 @@
 #include <pcre2.h>
 
 #include "sift.h"
+#include "map_idx.h"
 
 #define MAP_MAX_FILE (64u << 20) /* bytes per table file */
 #define MAP_MAX_LINE (64u << 10) /* bytes per logical line */
 #define MAP_MAX_NEST 1000	 /* if/endif nesting */
 #define RX_MAX_COST  2000.0	 /* expanded size of a POSIX regexp, see rx_too_complex */
 
-enum map_type { M_TEXTHASH, M_PCRE, M_REGEXP, M_CIDR, M_INLINE, M_STATIC };
+enum map_type { M_TEXTHASH, M_PCRE, M_REGEXP, M_CIDR, M_INLINE, M_STATIC, M_INDEXED };
 
 struct kv {
 	char *key, *value;
@@ -93,6 +99,7 @@ struct sift_map {
 	size_t nrules;
 	uint32_t max_pairs; /* pcre, regexp: most groups of a rule, plus one */
 	pcre2_match_context *mctx;
+	struct map_idx *idx; /* hash, btree, lmdb, cdb */
 };
 
 /* ---- errors and files ---------------------------------------------------- */
@@ -858,14 +865,16 @@ struct sift_map *sift_map_open(const char *spec, char **err_r)
 	} types[] = {{"texthash", M_TEXTHASH}, {"pcre", M_PCRE},     {"regexp", M_REGEXP},
 		     {"cidr", M_CIDR},	       {"inline", M_INLINE}, {"static", M_STATIC}};
 	int ti = -1;
-	if (colon)
+	if (colon && map_idx_type(t, (size_t)(colon - t)))
+		ti = -2;
+	else if (colon)
 		for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 			if (strlen(types[i].name) == (size_t)(colon - t) &&
 			    strncmp(types[i].name, t, (size_t)(colon - t)) == 0)
 				ti = (int)i;
-	if (ti < 0) {
-		*err_r = colon ? errf("unsupported map type \"%.*s\" in \"%s\" (use texthash, pcre, "
-				      "regexp, cidr, inline or static)",
+	if (ti == -1) {
+		*err_r = colon ? errf("unsupported map type \"%.*s\" in \"%s\" (use hash, btree, lmdb, "
+				      "cdb, texthash, pcre, regexp, cidr, inline or static)",
 				      (int)(colon - t), t, t)
 			       : errf("bad map \"%s\": need type:name", t);
 		free(sp);
@@ -873,7 +882,7 @@ struct sift_map *sift_map_open(const char *spec, char **err_r)
 		return NULL;
 	}
 	struct sift_map *m = sift_calloc(1, sizeof(*m));
-	m->type = types[ti].type;
+	m->type = ti == -2 ? M_INDEXED : types[ti].type;
 	m->spec = sift_strdup(t);
 	const char *name = colon + 1;
 	int rc;
@@ -903,6 +912,10 @@ struct sift_map *sift_map_open(const char *spec, char **err_r)
 		if (!*name) {
 			*err_r = errf("bad map \"%s\": no file name", m->spec);
 			rc = -1;
+		} else if (m->type == M_INDEXED) {
+			*colon = 0;
+			m->idx = map_idx_open(t, name, err_r);
+			rc = m->idx ? 0 : -1;
 		} else if (m->type == M_TEXTHASH) {
 			rc = open_texthash(m, name, err_r);
 		} else {
@@ -941,6 +954,7 @@ void sift_map_free(struct sift_map *m)
 		}
 	}
 	free(m->rules);
+	map_idx_free(m->idx);
 	if (m->mctx)
 		pcre2_match_context_free(m->mctx);
 	free(m->value);
@@ -960,6 +974,8 @@ int sift_map_lookup(const struct sift_map *map, const char *key, char **result_r
 	case M_TEXTHASH:
 	case M_INLINE:
 		return kv_lookup(map, key, result_r);
+	case M_INDEXED:
+		return map_idx_lookup(map->idx, key, result_r);
 	default:
 		return rules_lookup(map, key, result_r);
 	}

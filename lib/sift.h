@@ -134,9 +134,11 @@ char **sift_split_list(const char *s);
  * and regexp:/path (/regex/flags result; if /regex/ ... endif; $1..$9
  * substitution), cidr:/path (network/prefix result; key is an IP address),
  * inline:{ key=value, { key = value with spaces } }, static:value
- * (static:{ value with spaces }). Maps are immutable after open and safe to
- * use from any thread. Lookups fold the key to lower case for texthash and
- * inline, as Postfix does for its indexed tables. */
+ * (static:{ value with spaces }), and postmap's indexed files hash:/path,
+ * btree:/path (/path.db), lmdb:/path (/path.lmdb), cdb:/path (/path.cdb),
+ * reopened by the lookup that finds them changed. Maps are safe to use from
+ * any thread. Lookups fold the key to lower case for texthash, inline and
+ * the indexed tables, as Postfix does. */
 struct sift_map *sift_map_open(const char *spec, char **err_r);
 void sift_map_free(struct sift_map *map);
 /* 1 found (*result_r malloc'd), 0 not found, -1 error. */

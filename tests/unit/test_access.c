@@ -3,10 +3,13 @@
  * functions read and record plain variables, so that Postfix's lookup order
  * (parent domains, address octets, address extensions, null sender) and the
  * access(5) result forms can be checked one by one, in both daemons' modes.
+ * Also an existing Postfix table built with postmap (hash:), used unchanged,
+ * rebuilt while in use, and removed while in use.
  */
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sift.h"
 #include "t.h"
@@ -76,6 +79,111 @@ static struct sift_host fake = {
 	.hold = f_hold,
 	.map_lookup = f_lookup,
 };
+
+/* Writes dir/name and runs `postmap hash:dir/name` on it (with an empty
+ * main.cf in dir); 0 on success. */
+static int postmap_hash(const char *dir, const char *name, const char *text)
+{
+	free(t_write_file(dir, "main.cf", ""));
+	char *path = t_write_file(dir, name, text);
+	char *cmd = sift_asprintf("MAIL_CONFIG='%s' postmap hash:'%s'", dir, path);
+	int st = system(cmd);
+	free(cmd);
+	free(path);
+	return st == 0 ? 0 : -1;
+}
+
+/* The seed configuration's form: a sender access table that postmap made
+ * into a Berkeley DB file, named as in main.cf (hash:/path). */
+static void test_hash_table(const struct sift_plugin *p, const char *dir)
+{
+	CHECK_INT(postmap_hash(dir, "sender_access",
+			       "# Postfix sender access table\n"
+			       "Spammer@Example.COM   REJECT go away\n"
+			       "spam.example          REJECT\n"
+			       "partner.example       OK\n"),
+		  0);
+	char *file = sift_asprintf("%s/sender_access", dir);
+	struct sift_config *cfg = sift_config_new();
+	char *err = NULL;
+	char *spec = sift_asprintf("access_sender_map=hash:%s", file);
+	CHECK(sift_config_set(cfg, spec, "t", &err) == 0);
+	free(spec);
+	void *conf = sift_calloc(1, p->conf_size);
+	CHECK(sift_params_parse(cfg, "access_", p->params, conf, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err);
+	conf_block = conf;
+	CHECK(p->init(&fake, conf, &err) == 0);
+
+	reset();
+	items[SIFT_I_SENDER] = "spammer@example.com";
+	CHECK(p->mail(NULL) == SIFT_REJECT);
+	CHECK_STR(reply_code, "554");
+	CHECK_STR(reply_text, "<spammer@example.com>: Sender address rejected: go away");
+	reset();
+	items[SIFT_I_SENDER] = "anyone@mx.SPAM.example";
+	CHECK(p->mail(NULL) == SIFT_REJECT);
+	CHECK_STR(lookups, "anyone@mx.SPAM.example mx.SPAM.example .SPAM.example SPAM.example");
+	reset();
+	items[SIFT_I_SENDER] = "a@partner.example";
+	CHECK(p->mail(NULL) == SIFT_ACCEPT);
+	reset();
+	items[SIFT_I_SENDER] = "someone@elsewhere.test";
+	CHECK(p->mail(NULL) == SIFT_DUNNO);
+
+	/* edited and rebuilt with postmap: the next message sees it */
+	CHECK_INT(postmap_hash(dir, "sender_access",
+			       "spammer@example.com   REJECT still not welcome\n"
+			       "elsewhere.test        REJECT\n"),
+		  0);
+	reset();
+	items[SIFT_I_SENDER] = "spammer@example.com";
+	CHECK(p->mail(NULL) == SIFT_REJECT);
+	CHECK_STR(reply_text, "<spammer@example.com>: Sender address rejected: still not welcome");
+	reset();
+	items[SIFT_I_SENDER] = "someone@elsewhere.test";
+	CHECK(p->mail(NULL) == SIFT_REJECT);
+	reset();
+	items[SIFT_I_SENDER] = "a@partner.example";
+	CHECK(p->mail(NULL) == SIFT_DUNNO);
+
+	/* the .db file gone: an error (access_error_action, tempfail by
+	 * default), not a pass */
+	char *db = sift_asprintf("%s.db", file);
+	CHECK_INT(unlink(db), 0);
+	reset();
+	items[SIFT_I_SENDER] = "a@partner.example";
+	CHECK(p->mail(NULL) == SIFT_ERROR);
+
+	reset();
+	p->release ? p->release(conf) : (void)0;
+	sift_params_free(p->params, conf);
+	free(conf);
+	sift_config_free(cfg);
+
+	/* no .db file at start: the parameter is refused, naming the file */
+	cfg = sift_config_new();
+	spec = sift_asprintf("access_sender_map=hash:%s", file);
+	CHECK(sift_config_set(cfg, spec, "t", &err) == 0);
+	free(spec);
+	conf = sift_calloc(1, p->conf_size);
+	err = NULL;
+	int rc = sift_params_parse(cfg, "access_", p->params, conf, &err);
+	if (rc == 0) {
+		conf_block = conf;
+		rc = p->init(&fake, conf, &err);
+	}
+	CHECK(rc < 0);
+	CHECK(err && strstr(err, db) && strstr(err, "No such file or directory"));
+	fprintf(stderr, "  expected error: %s\n", err ? err : "(none)");
+	free(err);
+	sift_params_free(p->params, conf);
+	free(conf);
+	sift_config_free(cfg);
+	free(db);
+	free(file);
+}
 
 int main(void)
 {
@@ -221,6 +329,9 @@ int main(void)
 	sift_params_free(p->params, conf_block);
 	free(conf_block);
 	sift_config_free(cfg);
+
+	test_hash_table(p, dir);
+
 	char *cmd = sift_asprintf("rm -rf %s", dir);
 	CHECK(system(cmd) == 0);
 	free(cmd);

@@ -1,14 +1,19 @@
 /*
  * test_map.c - lib/map.c: texthash, pcre, regexp, cidr, inline and static
- * maps. Every table is written to a temporary directory and every key is
- * looked up both with sift_map_lookup and with the real Postfix
+ * maps, and the indexed tables (hash, btree, lmdb, cdb) that the real
+ * postmap(1) builds. Every table is written to a temporary directory and
+ * every key is looked up both with sift_map_lookup and with the real Postfix
  * (`postmap -q KEY TYPE:FILE`, run with MAIL_CONFIG pointing at an empty
  * main.cf), and the results must agree. Also: open errors with "file:line",
- * and concurrent lookups from several threads.
+ * concurrent lookups from several threads, and indexed tables rebuilt by
+ * postmap while they are open (the next lookup sees the new content, also
+ * while other threads are looking up).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -398,7 +403,8 @@ static void test_errors(void)
 		{"inline:a=b", "bad syntax"},
 		{"static:", "bad syntax: \"static:\": empty value"},
 		{"static:{ }", "bad syntax"},
-		{"hash:/etc/aliases", "unsupported map type \"hash\""},
+		{"dbm:/etc/aliases", "unsupported map type \"dbm\""},
+		{"mysql:/etc/postfix/mysql.cf", "unsupported map type \"mysql\""},
 		{"nocolon", "bad map \"nocolon\": need type:name"},
 		{"texthash:", "bad map \"texthash:\": no file name"},
 		{"pcre:/nonexistent/file", "cannot open /nonexistent/file: No such file"},
@@ -483,6 +489,381 @@ static void test_large_texthash(void)
 	free(path);
 }
 
+/* ---- indexed tables made by postmap ---------------------------------------- */
+
+static const char *const idx_types[] = {"hash", "btree", "lmdb", "cdb"};
+#define N_IDX_TYPES (sizeof(idx_types) / sizeof(idx_types[0]))
+
+/* Runs `postmap [opts] TYPE:PATH`; 0 on success. */
+static int postmap_build(const char *opts, const char *type, const char *path)
+{
+	char *cmd =
+		sift_asprintf("MAIL_CONFIG='%s' postmap %s %s:'%s' 2>/dev/null", tmpdir, opts, type, path);
+	int st = system(cmd);
+	free(cmd);
+	return st == 0 ? 0 : -1;
+}
+
+static const char indexed_source[] = "# comment\n"
+				     "Foo bar\n"
+				     "foo dup-ignored\n"
+				     "key1   value with  spaces   \n"
+				     "multi first\n"
+				     "  second\n"
+				     "\tthird\n"
+				     "\n"
+				     "UPPER MixedCase Value\n"
+				     "user@example.com OK\n"
+				     "user+tag@Example.COM REJECT tagged\n"
+				     "@example.org REJECT domain\n"
+				     "example.net 550 5.7.1 go away\n"
+				     "192.0.2.1\tDUNNO\n"
+				     "2001:db8::1 v6\n"
+				     "novalue\n"
+				     "{key with space} braced\n"
+				     "\xc3\x84\x62\x63 umlaut\n"
+				     "dollar $1 $$ ${x}\n"
+				     "quote \"q\" 'x'\n";
+
+static const struct lcase indexed_cases[] = {
+	{"foo", "bar"},
+	{"FOO", "bar"},
+	{"fOo", "bar"},
+	{"key1", "value with  spaces"},
+	{"multi", "first  second\tthird"},
+	{"upper", "MixedCase Value"},
+	{"UPPER", "MixedCase Value"},
+	{"user@example.com", "OK"},
+	{"USER@EXAMPLE.COM", "OK"},
+	{"user+tag@example.com", "REJECT tagged"},
+	{"@example.org", "REJECT domain"},
+	{"example.org", NULL},
+	{"EXAMPLE.NET", "550 5.7.1 go away"},
+	{"192.0.2.1", "DUNNO"},
+	{"2001:DB8::1", "v6"},
+	{"novalue", NULL}, /* postmap skips a key without a value */
+	{"key with space", NULL},
+	{"{key", "with space} braced"},
+	{"\xc3\x84"
+	 "BC",
+	 "umlaut"}, /* ASCII folding only */
+	{"\xc3\xa4"
+	 "bc",
+	 NULL},
+	{"dollar", "$1 $$ ${x}"},
+	{"quote", "\"q\" 'x'"},
+	{"missing", NULL},
+	{"", NULL},
+	{"foo bar", NULL},
+	{"comment", NULL},
+	{"#", NULL},
+	{"second", NULL},
+};
+
+static void expect_lookup(const struct sift_map *m, const char *key, int want_rc, const char *want)
+{
+	char *r = NULL;
+	int rc = sift_map_lookup(m, key, &r);
+	CHECK_INT(rc, want_rc);
+	CHECK_STR(r, want);
+	if (rc != want_rc || (want && (!r || strcmp(r, want))))
+		fprintf(stderr, "  map %s key \"%s\": got %d \"%s\"\n", sift_map_spec(m), key, rc,
+			r ? r : "");
+	free(r);
+}
+
+/* Looks every key up in spec and compares with one `postmap -q - spec`
+ * run, which reads keys from its input and prints "key<TAB>value" for each
+ * one found (and exits 1 when it found none). */
+static void check_map_batch(const char *spec, const struct lcase *cases, size_t n)
+{
+	char *err = NULL;
+	struct sift_map *m = sift_map_open(spec, &err);
+	CHECK(m != NULL);
+	if (!m) {
+		fprintf(stderr, "  open %s: %s\n", spec, err ? err : "?");
+		free(err);
+		return;
+	}
+	struct sift_buf keys = {0}, want = {0};
+	for (size_t i = 0; i < n; i++) {
+		char *r = NULL;
+		int rc = sift_map_lookup(m, cases[i].key, &r);
+		CHECK_INT(rc, cases[i].want ? 1 : 0);
+		CHECK_STR(r, cases[i].want);
+		if (rc != (cases[i].want ? 1 : 0) || (r && cases[i].want && strcmp(r, cases[i].want)))
+			fprintf(stderr, "  map %s key \"%s\"\n", spec, cases[i].key);
+		/* an empty key: postmap skips it, or dies (lmdb without NULs:
+		 * "MDB_BAD_VALSIZE"); we answer "not found" */
+		if (!*cases[i].key)
+			continue;
+		sift_buf_printf(&keys, "%s\n", cases[i].key);
+		if (rc == 1)
+			sift_buf_printf(&want, "%s\t%s\n", cases[i].key, r);
+		free(r);
+	}
+	sift_map_free(m);
+	char *kf = write_file("batch-keys", sift_buf_str(&keys));
+	char *cmd = sift_asprintf("MAIL_CONFIG='%s' postmap -q - '%s' < '%s' 2>/dev/null", tmpdir, spec, kf);
+	FILE *fp = popen(cmd, "r");
+	CHECK(fp != NULL);
+	struct sift_buf got = {0};
+	if (fp) {
+		char chunk[512];
+		size_t k;
+		while ((k = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+			sift_buf_add(&got, chunk, k);
+		int st = pclose(fp);
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == (want.len ? 0 : 1));
+	}
+	CHECK_STR(sift_buf_str(&got), sift_buf_str(&want));
+	postmap_compared += (int)n;
+	sift_buf_free(&got);
+	sift_buf_free(&keys);
+	sift_buf_free(&want);
+	free(cmd);
+	free(kf);
+}
+
+/* The same source through postmap with its default, with NUL bytes (-N)
+ * and without (-n), for each type. */
+static void test_indexed(void)
+{
+	static const char *const modes[] = {"", "-N", "-n"};
+	for (size_t t = 0; t < N_IDX_TYPES; t++) {
+		for (size_t mo = 0; mo < 3; mo++) {
+			char *name = sift_asprintf("idx-%s%s", idx_types[t], modes[mo]);
+			char *path = write_file(name, indexed_source);
+			int built = postmap_build(modes[mo], idx_types[t], path);
+			CHECK_INT(built, 0);
+			if (built == 0) {
+				char *spec = sift_asprintf("%s:%s", idx_types[t], path);
+				check_map_batch(spec, indexed_cases,
+						sizeof(indexed_cases) / sizeof(indexed_cases[0]));
+				/* longer than LMDB's key limit: simply not found */
+				char longkey[2000];
+				memset(longkey, 'a', sizeof(longkey) - 1);
+				longkey[sizeof(longkey) - 1] = 0;
+				struct sift_map *m = sift_map_open(spec, NULL);
+				CHECK(m != NULL);
+				if (m)
+					expect_lookup(m, longkey, 0, NULL);
+				sift_map_free(m);
+				free(spec);
+			} else {
+				fprintf(stderr, "  postmap %s %s:%s failed\n", modes[mo], idx_types[t], path);
+			}
+			free(path);
+			free(name);
+		}
+	}
+}
+
+/* Replaces path (by rename, so an open mapping of the old file stays
+ * valid). */
+static void replace_file(const char *path, const char *text, size_t len)
+{
+	char *tmp = sift_asprintf("%s.new", path);
+	FILE *fp = fopen(tmp, "w");
+	CHECK(fp != NULL);
+	if (fp) {
+		fwrite(text, 1, len, fp);
+		fclose(fp);
+		CHECK_INT(rename(tmp, path), 0);
+	}
+	free(tmp);
+}
+
+/* postmap after an edit takes effect at the next lookup; a file that
+ * disappears or turns bad makes lookups fail (-1) until it is rebuilt. */
+static void test_indexed_reopen(void)
+{
+	static const char *const suffix[] = {".db", ".db", ".lmdb", ".cdb"};
+	for (size_t t = 0; t < N_IDX_TYPES; t++) {
+		char *name = sift_asprintf("reopen-%s", idx_types[t]);
+		char *path = write_file(name, "k v1\nold gone-later\n");
+		char *file = sift_asprintf("%s%s", path, suffix[t]);
+		char *spec = sift_asprintf("%s:%s", idx_types[t], path);
+		CHECK_INT(postmap_build("", idx_types[t], path), 0);
+		char *err = NULL;
+		struct sift_map *m = sift_map_open(spec, &err);
+		CHECK(m != NULL);
+		if (!m) {
+			fprintf(stderr, "  open %s: %s\n", spec, err ? err : "?");
+			free(err);
+			goto next;
+		}
+		expect_lookup(m, "k", 1, "v1");
+		expect_lookup(m, "old", 1, "gone-later");
+		expect_lookup(m, "new", 0, NULL);
+
+		/* rebuilt within the same second, same size */
+		free(write_file(name, "k v2\nnew added\n"));
+		CHECK_INT(postmap_build("", idx_types[t], path), 0);
+		expect_lookup(m, "k", 1, "v2");
+		expect_lookup(m, "K", 1, "v2");
+		expect_lookup(m, "new", 1, "added");
+		expect_lookup(m, "old", 0, NULL);
+
+		/* rebuilt with NUL bytes the other way round */
+		free(write_file(name, "k v3\n"));
+		CHECK_INT(postmap_build(t == 3 ? "-N" : "-n", idx_types[t], path), 0);
+		expect_lookup(m, "k", 1, "v3");
+		expect_lookup(m, "new", 0, NULL);
+
+		/* removed: a temporary failure, not "not found" */
+		CHECK_INT(unlink(file), 0);
+		expect_lookup(m, "k", -1, NULL);
+		expect_lookup(m, "k", -1, NULL);
+
+		/* garbage in its place */
+		static char junk[8192];
+		memset(junk, 'x', sizeof(junk));
+		replace_file(file, junk, t == 3 ? 100 : sizeof(junk));
+		expect_lookup(m, "k", -1, NULL);
+
+		/* rebuilt (postmap refuses to overwrite a file that is not its
+		 * type): works again */
+		CHECK_INT(unlink(file), 0);
+		free(write_file(name, "k v4\n"));
+		CHECK_INT(postmap_build("", idx_types[t], path), 0);
+		expect_lookup(m, "k", 1, "v4");
+		sift_map_free(m);
+	next:
+		free(spec);
+		free(file);
+		free(path);
+		free(name);
+	}
+}
+
+static void test_indexed_errors(void)
+{
+	char *src = write_file("nodb", "a b\n");
+	char *junk = write_file("junk.db", "this is not a database\n");
+	free(write_file("junk.lmdb", "this is not a database\n"));
+	free(write_file("junk.cdb", "this is not a database\n"));
+	char *bt = write_file("bt", "a b\n");
+	CHECK_INT(postmap_build("", "btree", bt), 0);
+	char *hs = write_file("hs", "a b\n");
+	CHECK_INT(postmap_build("", "hash", hs), 0);
+	char *dir = sift_asprintf("%s/adir.cdb", tmpdir);
+	CHECK_INT(mkdir(dir, 0700), 0);
+	struct {
+		char *spec, *want;
+	} cases[] = {
+		{sift_asprintf("hash:%s", src),
+		 sift_asprintf("cannot open %s.db: No such file or directory (run \"postmap hash:%s\")", src,
+			       src)},
+		{sift_asprintf("lmdb:%s", src),
+		 sift_asprintf("cannot open %s.lmdb: No such file or directory (run \"postmap lmdb:%s\")",
+			       src, src)},
+		{sift_asprintf("cdb:%s/none", tmpdir),
+		 sift_asprintf("cannot open %s/none.cdb: No such file or directory", tmpdir)},
+		{sift_asprintf("hash:%s/junk", tmpdir),
+		 sift_asprintf("cannot open %s/junk.db: not a Berkeley DB hash file (unexpected file type or "
+			       "format); rebuild it with \"postmap hash:%s/junk\"",
+			       tmpdir, tmpdir)},
+		{sift_asprintf("hash:%s", bt),
+		 sift_asprintf("cannot open %s.db: not a Berkeley DB hash file", bt)},
+		{sift_asprintf("btree:%s", hs),
+		 sift_asprintf("cannot open %s.db: not a Berkeley DB btree file", hs)},
+		{sift_asprintf("lmdb:%s/junk", tmpdir),
+		 sift_asprintf("cannot open %s/junk.lmdb: not a LMDB file", tmpdir)},
+		{sift_asprintf("cdb:%s/junk", tmpdir),
+		 sift_asprintf("cannot open %s/junk.cdb: not a CDB file (too short or corrupt)", tmpdir)},
+		{sift_asprintf("cdb:%s/adir", tmpdir),
+		 sift_asprintf("cannot open %s/adir.cdb: Is a directory", tmpdir)},
+		{sift_strdup("hash:"), sift_strdup("bad map \"hash:\": no file name")},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *err = NULL;
+		struct sift_map *m = sift_map_open(cases[i].spec, &err);
+		CHECK(m == NULL);
+		CHECK(err && strncmp(err, cases[i].want, strlen(cases[i].want)) == 0);
+		if (!err || strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
+			fprintf(stderr, "  %s:\n    got:  %s\n    want: %s\n", cases[i].spec,
+				err ? err : "(null)", cases[i].want);
+		free(err);
+		sift_map_free(m);
+		free(cases[i].spec);
+		free(cases[i].want);
+	}
+	free(dir);
+	free(src);
+	free(junk);
+	free(bt);
+	free(hs);
+}
+
+/* Threads look up while postmap rebuilds the table under them: every
+ * answer is the old or the new value, never an error or "not found". */
+static struct sift_map *idx_map;
+static atomic_bool idx_stop;
+
+static void *idx_worker(void *arg)
+{
+	long bad = 0, n = 0;
+	(void)arg;
+	while (!atomic_load(&idx_stop) || n < 100) {
+		char *r = NULL;
+		int rc = sift_map_lookup(idx_map, "Key", &r);
+		if (rc != 1 || (strcmp(r, "old") && strcmp(r, "new")))
+			bad++;
+		free(r);
+		if (sift_map_lookup(idx_map, "absent", &r) != 0)
+			bad++;
+		n++;
+	}
+	return (void *)bad;
+}
+
+static void test_indexed_threads(void)
+{
+	struct sift_buf big = {0};
+	for (int i = 0; i < 3000; i++)
+		sift_buf_printf(&big, "filler%d value%d\n", i, i);
+	for (size_t t = 0; t < N_IDX_TYPES; t++) {
+		char *name = sift_asprintf("thr-%s", idx_types[t]);
+		struct sift_buf src = {0};
+		sift_buf_printf(&src, "key old\n%s", sift_buf_str(&big));
+		char *path = write_file(name, sift_buf_str(&src));
+		CHECK_INT(postmap_build("", idx_types[t], path), 0);
+		char *spec = sift_asprintf("%s:%s", idx_types[t], path);
+		idx_map = sift_map_open(spec, NULL);
+		CHECK(idx_map != NULL);
+		if (idx_map) {
+			atomic_store(&idx_stop, false);
+			pthread_t th[4];
+			for (int i = 0; i < 4; i++)
+				pthread_create(&th[i], NULL, idx_worker, NULL);
+			for (int round = 0; round < 6; round++) {
+				sift_buf_free(&src);
+				sift_buf_printf(&src, "key %s\n%s", round % 2 ? "old" : "new",
+						sift_buf_str(&big));
+				free(write_file(name, sift_buf_str(&src)));
+				CHECK_INT(postmap_build("", idx_types[t], path), 0);
+			}
+			atomic_store(&idx_stop, true);
+			for (int i = 0; i < 4; i++) {
+				void *bad;
+				pthread_join(th[i], &bad);
+				CHECK_INT((long)bad, 0);
+				if ((long)bad)
+					fprintf(stderr, "  %s: %ld bad lookups\n", spec, (long)bad);
+			}
+			expect_lookup(idx_map, "key", 1, "old");
+			expect_lookup(idx_map, "filler2999", 1, "value2999");
+			sift_map_free(idx_map);
+		}
+		sift_buf_free(&src);
+		free(spec);
+		free(path);
+		free(name);
+	}
+	sift_buf_free(&big);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -504,6 +885,10 @@ int main(void)
 	test_errors();
 	test_threads();
 	test_large_texthash();
+	test_indexed();
+	test_indexed_reopen();
+	test_indexed_errors();
+	test_indexed_threads();
 
 	if (have_postmap)
 		printf("compared %d lookups with postmap\n", postmap_compared);

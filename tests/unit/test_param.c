@@ -248,7 +248,9 @@ static void test_parse_errors(void)
 		{"t_timeout = soon", "-o: t_timeout = \"soon\": expected a time"},
 		{"t_max_size = big", "-o: t_max_size = \"big\": expected a size"},
 		{"t_action = drop", "-o: t_action = \"drop\": expected one of reject|tempfail|accept"},
-		{"t_map = hash:/etc/x", "-o: t_map = \"hash:/etc/x\": unsupported map type \"hash\""},
+		{"t_map = mysql:/etc/x", "-o: t_map = \"mysql:/etc/x\": unsupported map type \"mysql\""},
+		{"t_map = hash:/nonexistent/x",
+		 "-o: t_map = \"hash:/nonexistent/x\": cannot open /nonexistent/x.db: No such file"},
 		{"t_map = texthash:/nonexistent/x", "-o: t_map = \"texthash:/nonexistent/x\": cannot open"},
 		{"t_name = $t_name", "-o: t_name: recursive reference to $t_name"},
 		{NULL, ":2: t_count = \"$big\": out of range"}, /* file: shows raw... expanded */
