@@ -12,9 +12,11 @@
  * with the score and the tests hit; every rule hit is also added as a
  * symbol (host->symbol) so that filterd's summary shows it.
  *
- * Rules are loaded and compiled in init (once per configuration generation;
- * a reload builds the new generation in the background and connections keep
- * the old one); the engine is read-only afterwards and shared by all
+ * Rules are loaded and compiled for PCRE2-JIT in init (once per
+ * configuration generation; a reload builds the new generation in the
+ * background and connections keep the old one), so that scoring starts at
+ * once; the Hyperscan databases come from the cache or a background compile
+ * and take over when ready (see engine.c). The engine is shared by all
  * threads. Scores from other plugins (SPF, DKIM, ClamAV symbols) are passed
  * to the engine: rule files weigh them with `symbol_score NAME SCORE` or use
  * them in `eval:check_sift_symbol('NAME')` and metas.
@@ -57,8 +59,8 @@ static const struct spam_engine *current_engine; /* for siftctl */
 static const struct sift_param params[] = {
 	{"rules", SIFT_P_LIST, "/usr/share/spamassassin /etc/spamassassin", 0, 0, OFF(rules), NULL,
 	 "rule files or directories in SpamAssassin syntax (directories: *.pre, then *.cf)"},
-	{"cache_directory", SIFT_P_STRING, "", 0, 0, OFF(cache_directory), NULL,
-	 "where compiled Hyperscan databases are cached, keyed by the ruleset hash (empty: no cache)"},
+	{"cache_directory", SIFT_P_STRING, SIFT_CACHEDIR "/spam", 0, 0, OFF(cache_directory), NULL,
+	 "where compiled Hyperscan databases are cached (siftctl spam compile fills it; empty: no cache)"},
 	{"hyperscan", SIFT_P_BOOL, "yes", 0, 0, OFF(hyperscan), NULL,
 	 "match regexes through Hyperscan databases (no: PCRE2-JIT only)"},
 	{"tag_level", SIFT_P_STRING, "2", 0, 0, OFF(tag_level), NULL,
@@ -401,6 +403,7 @@ SIFT_EXPORT const struct spam_tool_api spam_tool_api = {
 	.stats = spam_engine_stats,
 	.status = spam_format_status,
 	.fmt_num = spam_fmt_num,
+	.compile = spam_engine_hs_wait,
 };
 
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
