@@ -103,17 +103,10 @@ static int cmd_check(int argc, char **argv, struct sift_opts *opts)
 		sift_gen_unref(g);
 		return 1;
 	}
-	/* levels from the configuration, as the plugin reads them */
-	const struct sift_config *cfg = sift_gen_config(g);
-	char *err = NULL;
-	char *t1 = sift_config_get(cfg, "spam_tag_level", &err);
-	free(err);
-	err = NULL;
-	char *t2 = sift_config_get(cfg, "spam_tag2_level", &err);
-	free(err);
-	double tag = t1 && *t1 ? atof(t1) : 2, tag2 = t2 && *t2 ? atof(t2) : 6.2;
-	free(t1);
-	free(t2);
+	/* the inbound levels, as the plugin parsed them */
+	double lv[2][3];
+	api->levels(lv);
+	double tag = isfinite(lv[0][0]) ? lv[0][0] : 0, tag2 = isfinite(lv[0][1]) ? lv[0][1] : 0;
 	int rc = 0;
 	for (; i < argc; i++) {
 		size_t len;
@@ -134,7 +127,7 @@ static int cmd_check(int argc, char **argv, struct sift_opts *opts)
 		long long t = us / 1000;
 		char sc[32];
 		api->fmt_num(sc, sizeof(sc), r.score);
-		bool spam = r.score >= tag2;
+		bool spam = r.score >= lv[0][1];
 		char *status = api->status(&r, tag, tag2, spam);
 		if (json) {
 			printf("{\"file\":");

@@ -3413,6 +3413,26 @@ int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, 
 		res->nhits++;
 		res->score += r->score;
 	}
+	/* the other plugins' symbols that no symbol_score weighs count with
+	 * their own scores: the message has one score, whoever computes it */
+	for (size_t k = 0; k < in->nsyms; k++) {
+		bool weighed = false;
+		for (size_t si = 0; si < e->nsym_rules && !weighed; si++)
+			weighed = strcasecmp(in->sym_names[k], e->rules[e->sym_rules[si]].name) == 0;
+		for (size_t j = 0; j < k && !weighed; j++)
+			weighed = strcasecmp(in->sym_names[k], in->sym_names[j]) == 0;
+		if (weighed || in->sym_scores[k] == 0)
+			continue;
+		if (res->nhits == cap) {
+			cap *= 2;
+			res->hits = xrealloc(res->hits, cap * sizeof(*res->hits));
+		}
+		res->hits[res->nhits].name = in->sym_names[k];
+		res->hits[res->nhits].score = in->sym_scores[k];
+		res->hits[res->nhits].describe = NULL;
+		res->nhits++;
+		res->score += in->sym_scores[k];
+	}
 	qsort(res->hits, res->nhits, sizeof(*res->hits), hitcmp);
 	res->timed_out = m.timed_out;
 	/* cleanup */

@@ -36,7 +36,8 @@ struct spam_engine_opts {
 struct spam_input {
 	const struct sift_mime *mime;
 	const char *envelope_from; /* NULL = from Return-Path */
-	/* symbols of other plugins, for symbol_score and check_sift_symbol */
+	/* symbols of other plugins, for symbol_score and check_sift_symbol; the
+	 * ones no symbol_score weighs count with their own score */
 	size_t nsyms;
 	const char *const *sym_names;
 	const double *sym_scores;
@@ -47,7 +48,7 @@ struct spam_input {
 };
 
 struct spam_hit {
-	const char *name; /* owned by the engine */
+	const char *name; /* owned by the engine, or by the input (another plugin's symbol) */
 	double score;
 	const char *describe;
 };
@@ -88,6 +89,8 @@ struct spam_tool_api {
 	/* Formats the amavisd-style X-Spam-Status value (malloc'd). */
 	char *(*status)(const struct spam_result *r, double tag_level, double tag2_level, int is_spam);
 	void (*fmt_num)(char *buf, size_t n, double v);
+	/* The levels of the last init, [profile][tag, tag2, kill]. */
+	void (*levels)(double out[2][3]);
 	int (*compile)(const struct spam_engine *e, char **err_r); /* spam_engine_hs_wait */
 };
 

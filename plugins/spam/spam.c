@@ -54,6 +54,7 @@ enum { KILL_REJECT, KILL_DISCARD, KILL_QUARANTINE, KILL_TEMPFAIL, KILL_PASS };
 
 static const struct sift_host *host;
 static const struct spam_engine *current_engine; /* for siftctl */
+static double current_levels[2][3];
 
 #define OFF(f) offsetof(struct spam_conf, f)
 static const struct sift_param params[] = {
@@ -165,8 +166,12 @@ static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 	long long t1 = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	char stats[512];
 	spam_engine_stats(c->engine, stats, sizeof(stats));
-	h->log(NULL, LOG_INFO, "%s; loaded in %lld ms", stats, t1 - t0);
+	char req[32];
+	spam_fmt_num(req, sizeof(req), c->level[0][1]);
+	h->log(NULL, LOG_INFO, "%s; spam from required=%s (spam_tag2_level); loaded in %lld ms", stats, req,
+	       t1 - t0);
 	current_engine = c->engine;
+	memcpy(current_levels, c->level, sizeof(current_levels));
 	return 0;
 }
 
@@ -394,6 +399,11 @@ static const struct spam_engine *api_current(void)
 	return current_engine;
 }
 
+static void api_levels(double out[2][3])
+{
+	memcpy(out, current_levels, sizeof(current_levels));
+}
+
 SIFT_EXPORT const struct spam_tool_api spam_tool_api = {
 	.version = 1,
 	.current = api_current,
@@ -403,6 +413,7 @@ SIFT_EXPORT const struct spam_tool_api spam_tool_api = {
 	.stats = spam_engine_stats,
 	.status = spam_format_status,
 	.fmt_num = spam_fmt_num,
+	.levels = api_levels,
 	.compile = spam_engine_hs_wait,
 };
 

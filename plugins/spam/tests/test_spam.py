@@ -13,6 +13,10 @@
   maxhits, if/ifplugin/else/endif, include, replace_tag, required_score,
   default scores (1.0, T_ 0.01, __ not scored), check_sift_symbol and
   symbol_score with another plugin's symbol (the test plugin);
+- one score: another plugin's symbol weighed by symbol_score counts once
+  with that weight, one no rule weighs with its own score; siftctl test's
+  score, the symbols, X-Spam-Score and X-Spam-Status agree; the load log
+  shows required= as the headers do;
 - rule errors (a regex that does not compile, an unknown directive, an if
   without endif, a bad score) make `filterd -t` and `siftctl spam lint` fail
   with file:line for each (at most 20 listed); an empty ruleset and
@@ -258,6 +262,30 @@ def main():
         check('T_SYM' in syms and syms.get('TEST_SYMBOL') in (0.5, 0.3),
               'check_sift_symbol and symbol_score see another plugin\'s symbol', res)
         check(list(syms.values()).count(0.5) >= 1, 'symbol_score weight 0.5 applied', syms)
+
+        # one score: a symbol weighed by symbol_score counts once (with the
+        # rules' weight), one no rule weighs counts with its own score; the
+        # summary score, X-Spam-Score and X-Spam-Status agree
+        for sym, weight, listed in (('SPF_softfail:1', 0.972, 'SPF_SOFTFAIL=0.972'),
+                                    ('OTHER_SYM:0.25', 0.25, 'OTHER_SYM=0.25')):
+            c = conf(root, 'one', {'spam_rules': own, 'plugin_directory': pdir, 'testplug_symbol': sym,
+                                   'spam_tag_level': '-inf'}, plugins='testplug spam')
+            res = run_test(c, cl)
+            hdr = {h['name']: h['value'] for h in res.get('headers', [])}
+            st = re.sub(r'\r?\n', '', hdr.get('X-Spam-Status', ''))
+            name = sym.split(':')[0]
+            syms = [x for x in res.get('symbols', []) if x['name'].lower() == name.lower()]
+            m = re.search(r'score=(-?[0-9.]+) ', st)
+            check(len(syms) == 1 and abs(syms[0]['score'] - weight) < 1e-9 and listed in st and
+                  m is not None and float(m.group(1)) == res.get('score') and
+                  float(hdr.get('X-Spam-Score', 'nan')) == res.get('score') and
+                  abs(sum(x['score'] for x in res.get('symbols', [])) - res.get('score', 0)) < 1e-9,
+                  'one score with %s: summary = X-Spam-Score = X-Spam-Status' % name, (res, st))
+        c = conf(root, 'req', {'spam_rules': own})
+        r = subprocess.run([sifttest.program('filterd'), '-c', c, '-t'], capture_output=True, text=True,
+                           timeout=120)
+        check('required=6.2' in r.stderr and 'required_score' not in r.stderr,
+              'the load log shows the required= of the headers', r.stderr[-600:])
 
         # rule errors: filterd -t and siftctl spam lint refuse the rules with
         # file:line for each error (the same list)
