@@ -1747,7 +1747,9 @@ static int hs_cache_store(const struct spam_engine *e, const struct rgroup *g, c
 	int rc = -1;
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
-		elog(e, LOG_WARNING, "Hyperscan cache %s: %s", tmp, strerror(errno));
+		if (!e->cache_errors) /* once: the others fail alike */
+			elog(e, LOG_WARNING, "Hyperscan cache %s: %s: databases not cached", tmp,
+			     strerror(errno));
 		goto out;
 	}
 	size_t off = 0;
@@ -1760,7 +1762,8 @@ static int hs_cache_store(const struct spam_engine *e, const struct rgroup *g, c
 		off += (size_t)k;
 	}
 	if (off != len || fchmod(fd, 0644) < 0 || close(fd) < 0 || rename(tmp, path) < 0) {
-		elog(e, LOG_WARNING, "Hyperscan cache %s: cannot write: %s", path, strerror(errno));
+		if (!e->cache_errors)
+			elog(e, LOG_WARNING, "Hyperscan cache %s: cannot write: %s", path, strerror(errno));
 		if (off != len)
 			close(fd);
 		unlink(tmp);
