@@ -946,6 +946,19 @@ char *sift_ctx_policy_action(struct sift_ctx *ctx)
 	return sift_strdup("DUNNO");
 }
 
+/* A score as the spam plugin's headers print it: %.3f, trailing zeros cut. */
+static void fmt_score(char num[32], double v)
+{
+	snprintf(num, 32, "%.3f", v);
+	char *z = num + strlen(num) - 1;
+	while (*z == '0')
+		*z-- = 0;
+	if (*z == '.')
+		*z = 0;
+	if (strcmp(num, "-0") == 0)
+		strcpy(num, "0");
+}
+
 char *sift_ctx_summary(struct sift_ctx *ctx, const char *action)
 {
 	struct sift_buf b = {0};
@@ -953,18 +966,14 @@ char *sift_ctx_summary(struct sift_ctx *ctx, const char *action)
 	sift_buf_printf(&b, "action=%s, profile=%s", action, sift_profile_names[ctx->profile]);
 	if (r->decided_by)
 		sift_buf_printf(&b, ", by=%s", r->decided_by);
-	sift_buf_printf(&b, ", from=<%s>, rcpts=%zu, score=%.1f, symbols=",
-			ctx->items[SIFT_I_SENDER] ? ctx->items[SIFT_I_SENDER] : "", ctx->nrcpt, r->score);
+	char num[32];
+	fmt_score(num, r->score);
+	sift_buf_printf(&b, ", from=<%s>, rcpts=%zu, score=%s, symbols=",
+			ctx->items[SIFT_I_SENDER] ? ctx->items[SIFT_I_SENDER] : "", ctx->nrcpt, num);
 	bool first = true;
 	for (struct sift_symbol *s = r->symbols; s; s = s->next) {
-		char num[32];
-		snprintf(num, sizeof(num), "%.3f", s->score);
-		char *z = num + strlen(num) - 1;
-		while (*z == '0')
-			*z-- = 0;
-		if (*z == '.')
-			*z = 0;
-		sift_buf_printf(&b, "%s%s(%s)", first ? "" : ",", s->name, strcmp(num, "-0") ? num : "0");
+		fmt_score(num, s->score);
+		sift_buf_printf(&b, "%s%s(%s)", first ? "" : ",", s->name, num);
 		first = false;
 	}
 	sift_buf_printf(&b, ", time=%lldms", sift_now_ms() - ctx->msg_start);
@@ -1053,6 +1062,16 @@ static void h_reply(struct sift_ctx *ctx, const char *code, const char *xcode, c
 
 static void h_symbol(struct sift_ctx *ctx, const char *name, double score, const char *option)
 {
+	/* A symbol counts once: added again (the spam plugin weighing another
+	 * plugin's result), it takes the new score. */
+	for (struct sift_symbol *o = ctx->res.symbols; o; o = o->next)
+		if (strcasecmp(o->name, name) == 0) {
+			ctx->res.score += score - o->score;
+			o->score = score;
+			if (option && !o->option)
+				o->option = sift_strdup(option);
+			return;
+		}
 	struct sift_symbol *s = sift_calloc(1, sizeof(*s));
 	s->name = sift_strdup(name);
 	s->option = option ? sift_strdup(option) : NULL;

@@ -6,9 +6,13 @@
  *       and the tests hit with their scores and descriptions, plus the
  *       X-Spam-Status line filterd would add;
  *   siftctl spam lint [-v]
- *       rules that failed to parse, unknown eval: functions (their rules are
- *       disabled), patterns that Hyperscan refused (matched by PCRE2 alone);
- *       exit status 1 when there are errors;
+ *       rule errors with file:line (the same list that makes filterd -t,
+ *       a start or a reload fail; exit status 1), unknown eval: functions
+ *       (their rules are skipped), with -v warnings and the patterns that
+ *       Hyperscan refused (matched by PCRE2 alone);
+ *   siftctl spam compile
+ *       compiles the Hyperscan databases into spam_cache_directory, so that
+ *       filterd starts on Hyperscan at once; exit status 1 on failure;
  *   siftctl spam mime FILE
  *       dumps the MIME parse (parts, decoded headers, text, URIs).
  *
@@ -99,17 +103,10 @@ static int cmd_check(int argc, char **argv, struct sift_opts *opts)
 		sift_gen_unref(g);
 		return 1;
 	}
-	/* levels from the configuration, as the plugin reads them */
-	const struct sift_config *cfg = sift_gen_config(g);
-	char *err = NULL;
-	char *t1 = sift_config_get(cfg, "spam_tag_level", &err);
-	free(err);
-	err = NULL;
-	char *t2 = sift_config_get(cfg, "spam_tag2_level", &err);
-	free(err);
-	double tag = t1 && *t1 ? atof(t1) : 2, tag2 = t2 && *t2 ? atof(t2) : 6.2;
-	free(t1);
-	free(t2);
+	/* the inbound levels, as the plugin parsed them */
+	double lv[2][3];
+	api->levels(lv);
+	double tag = isfinite(lv[0][0]) ? lv[0][0] : 0, tag2 = isfinite(lv[0][1]) ? lv[0][1] : 0;
 	int rc = 0;
 	for (; i < argc; i++) {
 		size_t len;
@@ -130,7 +127,7 @@ static int cmd_check(int argc, char **argv, struct sift_opts *opts)
 		long long t = us / 1000;
 		char sc[32];
 		api->fmt_num(sc, sizeof(sc), r.score);
-		bool spam = r.score >= tag2;
+		bool spam = r.score >= lv[0][1];
 		char *status = api->status(&r, tag, tag2, spam);
 		if (json) {
 			printf("{\"file\":");
@@ -184,6 +181,36 @@ static int cmd_lint(int argc, char **argv, struct sift_opts *opts)
 	return errors ? 1 : 0;
 }
 
+static int cmd_compile(int argc, char **argv, struct sift_opts *opts)
+{
+	if (argc > 1) {
+		fprintf(stderr, "usage: siftctl [-c FILE] spam compile\n");
+		return 2;
+	}
+	struct sift_gen *g = siftctl_load(opts, SIFT_FILTERD);
+	const struct spam_tool_api *api = get_api(g);
+	const struct spam_engine *e = api ? api->current() : NULL;
+	if (!e) {
+		fprintf(stderr, "siftctl spam: the spam plugin is not loaded (inbound_plugins)\n");
+		sift_gen_unref(g);
+		return 1;
+	}
+	struct timespec ts0, ts1;
+	clock_gettime(CLOCK_MONOTONIC, &ts0);
+	char *err = NULL;
+	int rc = api->compile(e, &err);
+	clock_gettime(CLOCK_MONOTONIC, &ts1);
+	double s = (double)(ts1.tv_sec - ts0.tv_sec) + (double)(ts1.tv_nsec - ts0.tv_nsec) / 1e9;
+	if (rc < 0)
+		fprintf(stderr, "siftctl spam compile: %s\n", err ? err : "failed");
+	else
+		printf("%s (%.1f s)\n",
+		       rc == 1 ? "Hyperscan cache up to date" : "Hyperscan databases compiled and cached", s);
+	free(err);
+	sift_gen_unref(g);
+	return rc < 0 ? 1 : 0;
+}
+
 static int cmd_mime(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -229,6 +256,8 @@ static int spam_run(int argc, char **argv, struct sift_opts *opts)
 		return cmd_lint(argc - 1, argv + 1, opts);
 	if (strcmp(argv[1], "mime") == 0)
 		return cmd_mime(argc - 1, argv + 1);
+	if (strcmp(argv[1], "compile") == 0)
+		return cmd_compile(argc - 1, argv + 1, opts);
 	fprintf(stderr, "%s", siftctl_spam_cmd.usage);
 	return 2;
 }
@@ -238,5 +267,6 @@ const struct siftctl_cmd siftctl_spam_cmd = {
 	.run = spam_run,
 	.usage = "  spam check [--from ADDR] [--json] FILE...  score messages, list the tests hit\n"
 		 "  spam lint [-v]                  rule errors, unknown evals, PCRE2 fallbacks\n"
+		 "  spam compile                    fill spam_cache_directory with Hyperscan databases\n"
 		 "  spam mime FILE                  dump the MIME parse of a message\n",
 };

@@ -327,7 +327,9 @@ struct sift_host {
 	/* Results. reply(): the SMTP reply for the REJECT/TEMPFAIL the hook is
 	 * about to return (code "550", xcode "5.7.1"; text may be NULL). */
 	void (*reply)(struct sift_ctx *ctx, const char *code, const char *xcode, const char *text);
-	/* A named scored symbol (SPF_FAIL, DKIM_VALID). `option` may be NULL. */
+	/* A named scored symbol (SPF_FAIL, DKIM_VALID). `option` may be NULL.
+	 * A name added again (case-insensitive) keeps one entry with the new
+	 * score: the message's score counts every symbol once. */
 	void (*symbol)(struct sift_ctx *ctx, const char *name, double score, const char *option);
 	double (*score)(struct sift_ctx *ctx);
 	/* Queued header edits, applied at end of message in the order given.

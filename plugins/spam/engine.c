@@ -31,13 +31,17 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -162,9 +166,7 @@ struct rule {
 	int target_idx;
 	pcre2_code *re;
 	bool utf;
-	bool hs;	/* in a Hyperscan database */
-	bool hs_failed; /* Hyperscan refused it: PCRE2 only */
-	bool hs_exact;	/* PCRE2 refused it (too large): Hyperscan alone, exact mode */
+	bool hs_exact; /* PCRE2 refused it (too large): Hyperscan alone, exact mode */
 	/* eval */
 	char *eval_fn;
 	char **eval_args;
@@ -200,9 +202,9 @@ struct rgroup {
 	int *rules;	/* rule indexes */
 	size_t n;
 #ifdef SPAM_HAVE_HS
-	hs_database_t *db;
+	hs_database_t *exact_db; /* rules PCRE2 cannot compile (hs_exact) */
 #endif
-	int *pcre_only; /* rules not in db */
+	int *pcre_only; /* rules matched by PCRE2 alone in the base matcher */
 	size_t npcre;
 };
 
@@ -255,9 +257,25 @@ struct spam_engine {
 	size_t npost_hdr, neval_rules, nsym_rules;
 	size_t body_scan_size;
 	bool use_hs;
-	const char *cache_dir;
-	struct scratch_pool pool;
-	unsigned stats_hs, stats_pcre, stats_disabled, stats_eval_unknown;
+	char *cache_dir;	  /* NULL: no cache */
+	struct scratch_pool pool; /* for the exact databases */
+#ifdef SPAM_HAVE_HS
+	_Atomic(struct hsmatch *) hs; /* the Hyperscan matcher, once ready */
+	/* its background compile */
+	struct hsmatch *bg_match;
+	bool *bg_need; /* per group: compiled by the child */
+	pthread_t bg_thread;
+	bool bg_thread_started, bg_cancel, from_cache;
+	pthread_mutex_t bg_lock;
+	pthread_cond_t bg_cond;
+	pid_t bg_child;
+	int bg_fd, bg_state;
+	char *bg_err;
+	long long bg_start;
+	unsigned cache_errors;
+	char *cache_why; /* why the cache directory is not used */
+#endif
+	unsigned stats_disabled, stats_eval_unknown;
 	int include_depth;
 	void (*log)(int level, const char *msg);
 };
@@ -808,6 +826,8 @@ static const char *const ignored[] = {"lang",
 				      "blacklist_uri_host",
 				      "whitelist_uri_host",
 				      "welcomelist_uri_host",
+				      "enable_compat",
+				      "clear_util_rb",
 				      NULL};
 
 static bool is_ignored(const char *d)
@@ -1077,7 +1097,7 @@ static void parse_line(struct spam_engine *e, char *line, const char *where, str
 		t = R_META;
 	if (t == R_NONE) {
 		if (!is_ignored(d))
-			lint(e, false, "%s: unknown directive '%s' ignored", where, d);
+			lint(e, true, "%s: unknown directive '%s'", where, d);
 		return;
 	}
 	if (!*name) {
@@ -1184,7 +1204,8 @@ static int load_file(struct spam_engine *e, const char *path, char **err_r)
 	}
 	e->include_depth--;
 	if (st.depth)
-		lint(e, false, "%s: %d unclosed if/ifplugin", path, st.depth);
+		lint(e, true, "%s:%u: %d if/ifplugin without endif at the end of the file", path, lineno,
+		     st.depth);
 	free(line);
 	free(dir);
 	fclose(fp);
@@ -1400,8 +1421,11 @@ static int compile_pcre(struct spam_engine *e, struct rule *r)
 			free(pat);
 		}
 #endif
-		lint(e, true, "%s: %s: regex does not compile (%s at %zu): %.200s", r->where, r->name,
-		     (char *)msg, (size_t)eo, r->pattern);
+		/* too large for PCRE2 but valid (SpamAssassin's Perl takes it):
+		 * skipped when Hyperscan cannot take it either */
+		bool valid = ec == PCRE2_ERROR_PATTERN_TOO_LARGE;
+		lint(e, !valid, "%s: %s: regex does not compile (%s at %zu)%s: %.200s", r->where, r->name,
+		     (char *)msg, (size_t)eo, valid ? ", rule skipped" : "", r->pattern);
 		r->disabled = true;
 		r->why = xstrdup("regex does not compile");
 		return -1;
@@ -1444,6 +1468,49 @@ static int target_index(struct spam_engine *e, const char *spec, bool exists)
 }
 
 #ifdef SPAM_HAVE_HS
+/* ---- Hyperscan ---------------------------------------------------------------
+ *
+ * Two matchers share the parsed rules. The base matcher is ready when
+ * spam_engine_new returns: PCRE2-JIT for every regex, plus per group a small
+ * exact database of the few patterns PCRE2 cannot compile (huge
+ * alternations). The Hyperscan matcher adds per group a prefilter database
+ * whose candidates PCRE2 confirms; it is loaded from the cache directory or
+ * compiled by a child process in the background (a child, so that release
+ * can stop a compile at once by killing it), then published with one atomic
+ * store. A message reads the pointer once and uses that matcher from start
+ * to end; both find the same hits, since the prefilter only narrows the
+ * rules PCRE2 runs. The Hyperscan matcher lives until the engine is freed.
+ */
+
+struct hsgroup {
+	hs_database_t *db;
+	bool *in_db; /* per group position */
+	int *pcre_only;
+	size_t npcre;
+	bool loaded; /* from the cache or the compiler */
+};
+
+struct hsmatch {
+	struct hsgroup *g; /* per group */
+	struct scratch_pool pool;
+	unsigned nhs, npcre;
+};
+
+static void elog(const struct spam_engine *e, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void elog(const struct spam_engine *e, int level, const char *fmt, ...)
+{
+	if (!e->log)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = NULL;
+	if (vasprintf(&s, fmt, ap) >= 0)
+		e->log(level, s);
+	va_end(ap);
+	free(s);
+}
+
 static unsigned hs_flags_for(const struct rule *r)
 {
 	unsigned f = (r->hs_exact ? 0 : HS_FLAG_PREFILTER) | HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
@@ -1467,69 +1534,21 @@ static char *hs_pattern(const struct rule *r)
 	return xstrdup(r->pattern);
 }
 
-static void build_hs(struct spam_engine *e, struct rgroup *g)
+/* Compiles the rules of g marked in ok[] into one database. When the
+ * compiler names a culprit, it leaves ok[] and the rest is compiled again;
+ * with no culprit named, the whole group is given up (ok[] cleared). */
+static hs_database_t *hs_build(const struct spam_engine *e, const struct rgroup *g, bool *ok)
 {
-	if (g->n == 0)
-		return;
 	char **pats = xcalloc(g->n, sizeof(char *));
 	unsigned *flags = xcalloc(g->n, sizeof(unsigned));
 	unsigned *ids = xcalloc(g->n, sizeof(unsigned));
-	bool *ok = xcalloc(g->n, sizeof(bool));
-	size_t m = 0;
-	for (size_t i = 0; i < g->n; i++) {
-		struct rule *r = &e->rules[g->rules[i]];
-		char *p = hs_pattern(r);
-		hs_expr_info_t *info = NULL;
-		hs_compile_error_t *ce = NULL;
-		if (hs_expression_info(p, hs_flags_for(r), &info, &ce) != HS_SUCCESS) {
-			hs_free_compile_error(ce);
-			free(p);
-			r->hs_failed = true;
-			continue;
-		}
-		free(info);
-		ok[i] = true;
-		free(p);
-	}
-	/* cache key over the accepted patterns */
-	uint64_t h = fnv1a(1469598103934665603ull, hs_version(), strlen(hs_version()));
-	for (size_t i = 0; i < g->n; i++) {
-		if (!ok[i])
-			continue;
-		struct rule *r = &e->rules[g->rules[i]];
-		unsigned f = hs_flags_for(r);
-		h = fnv1a(h, r->pattern, strlen(r->pattern) + 1);
-		h = fnv1a(h, &f, sizeof(f));
-	}
-	char *cache = NULL;
-	if (e->cache_dir && *e->cache_dir) {
-		cache = xasprintf("%s/spam-%s-%016llx.hsdb", e->cache_dir, rtype_names[g->type],
-				  (unsigned long long)h);
-		FILE *fp = fopen(cache, "rb");
-		if (fp) {
-			struct sbuf b = {0};
-			char tmp[65536];
-			size_t k;
-			while ((k = fread(tmp, 1, sizeof(tmp), fp)) > 0)
-				sb_add(&b, tmp, k);
-			fclose(fp);
-			if (b.n && hs_deserialize_database(b.d, b.n, &g->db) == HS_SUCCESS) {
-				free(b.d);
-				for (size_t i = 0; i < g->n; i++)
-					if (ok[i])
-						e->rules[g->rules[i]].hs = true;
-				goto done;
-			}
-			free(b.d);
-			g->db = NULL;
-		}
-	}
+	hs_database_t *db = NULL;
 	for (;;) {
-		m = 0;
+		size_t m = 0;
 		for (size_t i = 0; i < g->n; i++) {
 			if (!ok[i])
 				continue;
-			struct rule *r = &e->rules[g->rules[i]];
+			const struct rule *r = &e->rules[g->rules[i]];
 			pats[m] = hs_pattern(r);
 			flags[m] = hs_flags_for(r);
 			ids[m] = (unsigned)i;
@@ -1539,7 +1558,7 @@ static void build_hs(struct spam_engine *e, struct rgroup *g)
 			break;
 		hs_compile_error_t *ce = NULL;
 		hs_error_t rc = hs_compile_multi((const char *const *)pats, flags, ids, (unsigned)m,
-						 HS_MODE_BLOCK, NULL, &g->db, &ce);
+						 HS_MODE_BLOCK, NULL, &db, &ce);
 		int bad = rc == HS_SUCCESS ? -1 : ce ? ce->expression : -1;
 		if (ce)
 			hs_free_compile_error(ce);
@@ -1547,61 +1566,608 @@ static void build_hs(struct spam_engine *e, struct rgroup *g)
 			free(pats[i]);
 		if (rc == HS_SUCCESS)
 			break;
-		g->db = NULL;
+		db = NULL;
 		if (bad < 0 || (size_t)bad >= m) {
-			/* no culprit named: give up on this group */
-			for (size_t i = 0; i < g->n; i++)
-				if (ok[i]) {
-					ok[i] = false;
-					e->rules[g->rules[i]].hs_failed = true;
-				}
+			memset(ok, 0, g->n * sizeof(bool));
 			break;
 		}
 		ok[ids[bad]] = false;
-		e->rules[g->rules[ids[bad]]].hs_failed = true;
 	}
-	for (size_t i = 0; i < g->n; i++)
-		if (ok[i] && g->db)
-			e->rules[g->rules[i]].hs = true;
-	if (g->db && cache) {
-		char *bytes = NULL;
-		size_t blen = 0;
-		if (hs_serialize_database(g->db, &bytes, &blen) == HS_SUCCESS) {
-			char *tmp = xasprintf("%s.%d.tmp", cache, (int)getpid());
-			FILE *fp = fopen(tmp, "wb");
-			if (fp && fwrite(bytes, 1, blen, fp) == blen && fclose(fp) == 0)
-				rename(tmp, cache);
-			else {
-				if (fp)
-					fclose(fp);
-				unlink(tmp);
-			}
-			free(tmp);
-			free(bytes);
-		}
-	}
-done:
-	free(cache);
 	free(pats);
 	free(flags);
 	free(ids);
+	return db;
+}
+
+/* Rules of a group that go to its prefilter database: PCRE2 confirms them. */
+static bool hs_candidate(const struct rule *r)
+{
+	return r->re && !r->hs_exact;
+}
+
+static size_t hs_ncandidates(const struct spam_engine *e, const struct rgroup *g)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < g->n; i++)
+		n += hs_candidate(&e->rules[g->rules[i]]);
+	return n;
+}
+
+/* The cache file of a group, named by a hash of everything its database
+ * depends on. */
+static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
+{
+	uint64_t h = fnv1a(1469598103934665603ull, hs_version(), strlen(hs_version()));
+	for (size_t i = 0; i < g->n; i++) {
+		const struct rule *r = &e->rules[g->rules[i]];
+		unsigned f = hs_flags_for(r) | (hs_candidate(r) ? 0x80000000u : 0);
+		h = fnv1a(h, r->pattern, strlen(r->pattern) + 1);
+		h = fnv1a(h, &f, sizeof(f));
+	}
+	return xasprintf("%s/spam-%s-%016llx.hsdb", e->cache_dir, rtype_names[g->type],
+			 (unsigned long long)h);
+}
+
+/* A group's database as stored in the cache and sent by the compiler:
+ * "SIFTHS2\n", the number of rules n (4 octets), n flags (1: in the
+ * database), the serialized database (absent when none). */
+#define HS_MAGIC "SIFTHS2\n"
+
+static char *hs_blob(const bool *ok, size_t n, const hs_database_t *db, size_t *len_r)
+{
+	char *bytes = NULL;
+	size_t blen = 0;
+	if (db && hs_serialize_database(db, &bytes, &blen) != HS_SUCCESS)
+		return NULL;
+	size_t len = 8 + 4 + n + blen;
+	char *b = xmalloc(len);
+	memcpy(b, HS_MAGIC, 8);
+	uint32_t n32 = (uint32_t)n;
+	memcpy(b + 8, &n32, 4);
+	for (size_t i = 0; i < n; i++)
+		b[12 + i] = ok[i] ? 1 : 0;
+	if (blen)
+		memcpy(b + 12 + n, bytes, blen);
+	free(bytes);
+	*len_r = len;
+	return b;
+}
+
+static int hs_unblob(const char *b, size_t len, const struct spam_engine *e, const struct rgroup *g,
+		     struct hsgroup *hg)
+{
+	uint32_t n32;
+	if (len < 12 || memcmp(b, HS_MAGIC, 8) != 0)
+		return -1;
+	memcpy(&n32, b + 8, 4);
+	if (n32 != g->n || len < 12 + (size_t)n32)
+		return -1;
+	hs_database_t *db = NULL;
+	size_t blen = len - 12 - n32;
+	bool any = false;
+	for (size_t i = 0; i < g->n; i++) {
+		if (b[12 + i] > 1 || (b[12 + i] && !hs_candidate(&e->rules[g->rules[i]])))
+			return -1;
+		any |= b[12 + i];
+	}
+	if (any != (blen > 0))
+		return -1;
+	if (blen && hs_deserialize_database(b + 12 + n32, blen, &db) != HS_SUCCESS)
+		return -1;
+	hg->db = db;
+	hg->in_db = xcalloc(g->n, sizeof(bool));
+	for (size_t i = 0; i < g->n; i++)
+		hg->in_db[i] = b[12 + i];
+	hg->loaded = true;
+	return 0;
+}
+
+/* Files and directories of the cache are trusted only when they belong to
+ * root or to the user running the daemon and nobody else may write them. */
+static const char *untrusted(const struct stat *st)
+{
+	if (st->st_uid != 0 && st->st_uid != geteuid())
+		return "owned by another user";
+	if (st->st_mode & (S_IWGRP | S_IWOTH))
+		return "writable by group or others";
+	return NULL;
+}
+
+/* Checks (and creates) the cache directory: NULL = usable, else why not
+ * (malloc'd). */
+static char *hs_cache_dir_bad(const struct spam_engine *e, int *level)
+{
+	struct stat st;
+	*level = LOG_WARNING;
+	if (stat(e->cache_dir, &st) < 0 &&
+	    (errno != ENOENT || mkdir(e->cache_dir, 0755) < 0 || stat(e->cache_dir, &st) < 0)) {
+		if (errno == ENOENT)
+			*level = LOG_NOTICE; /* not installed: nothing wrong */
+		return xasprintf("spam_cache_directory %s: %s", e->cache_dir, strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return xasprintf("spam_cache_directory %s: not a directory", e->cache_dir);
+	const char *why = untrusted(&st);
+	if (why)
+		return xasprintf("spam_cache_directory %s: %s (uid %u, mode %04o)", e->cache_dir, why,
+				 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+	return NULL;
+}
+
+#define HS_MAX_BLOB (1024u * 1024 * 1024)
+
+static int hs_cache_load(const struct spam_engine *e, const struct rgroup *g, struct hsgroup *hg)
+{
+	char *path = hs_cache_path(e, g);
+	int rc = -1;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			elog(e, LOG_WARNING, "Hyperscan cache %s: %s: ignored", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	struct stat st;
+	const char *why = fstat(fd, &st) < 0	     ? strerror(errno)
+			  : !S_ISREG(st.st_mode)     ? "not a regular file"
+			  : st.st_size > HS_MAX_BLOB ? "too large"
+						     : untrusted(&st);
+	if (why) {
+		elog(e, LOG_WARNING, "Hyperscan cache %s: %s (uid %u, mode %04o): ignored", path, why,
+		     (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	char *b = xmalloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t k = read(fd, b + got, (size_t)st.st_size - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	if (got == (size_t)st.st_size && hs_unblob(b, got, e, g, hg) == 0)
+		rc = 0;
+	else
+		elog(e, LOG_WARNING, "Hyperscan cache %s: unreadable or stale: compiled again", path);
+	free(b);
+out:
+	close(fd);
+	free(path);
+	return rc;
+}
+
+/* Writes a temporary file that cannot be anything we did not create (mkstemp:
+ * O_CREAT|O_EXCL, which never follows a symlink), then renames it. */
+static int hs_cache_store(const struct spam_engine *e, const struct rgroup *g, const char *b, size_t len)
+{
+	char *path = hs_cache_path(e, g);
+	char *tmp = xasprintf("%s/.spam-%s.XXXXXX", e->cache_dir, rtype_names[g->type]);
+	int rc = -1;
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		if (!e->cache_errors) /* once: the others fail alike */
+			elog(e, LOG_WARNING, "Hyperscan cache %s: %s: databases not cached", tmp,
+			     strerror(errno));
+		goto out;
+	}
+	size_t off = 0;
+	while (off < len) {
+		ssize_t k = write(fd, b + off, len - off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		off += (size_t)k;
+	}
+	if (off != len || fchmod(fd, 0644) < 0 || close(fd) < 0 || rename(tmp, path) < 0) {
+		if (!e->cache_errors)
+			elog(e, LOG_WARNING, "Hyperscan cache %s: cannot write: %s", path, strerror(errno));
+		if (off != len)
+			close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(tmp);
+	free(path);
+	return rc;
+}
+
+static hs_scratch_t *pool_get(struct scratch_pool *p)
+{
+	hs_scratch_t *s = NULL;
+	if (!p->proto)
+		return NULL;
+	pthread_mutex_lock(&p->lock);
+	if (p->nfree)
+		s = p->free[--p->nfree];
+	pthread_mutex_unlock(&p->lock);
+	if (!s && hs_clone_scratch(p->proto, &s) != HS_SUCCESS)
+		s = NULL;
+	return s;
+}
+
+static void pool_put(struct scratch_pool *p, hs_scratch_t *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&p->lock);
+	if (p->nfree == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 8;
+		p->free = xrealloc(p->free, p->cap * sizeof(hs_scratch_t *));
+	}
+	p->free[p->nfree++] = s;
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void pool_free(struct scratch_pool *p)
+{
+	for (size_t i = 0; i < p->nfree; i++)
+		hs_free_scratch(p->free[i]);
+	free(p->free);
+	if (p->proto)
+		hs_free_scratch(p->proto);
+	pthread_mutex_destroy(&p->lock);
+}
+
+static void hsmatch_free(const struct spam_engine *e, struct hsmatch *hm)
+{
+	if (!hm)
+		return;
+	for (size_t i = 0; i < e->ngroups; i++) {
+		if (hm->g[i].db)
+			hs_free_database(hm->g[i].db);
+		free(hm->g[i].in_db);
+		free(hm->g[i].pcre_only);
+	}
+	free(hm->g);
+	pool_free(&hm->pool);
+	free(hm);
+}
+
+/* Completes a matcher whose groups are all loaded: PCRE2 lists, scratch. */
+static int hsmatch_finish(const struct spam_engine *e, struct hsmatch *hm)
+{
+	if (e->pool.proto && hs_clone_scratch(e->pool.proto, &hm->pool.proto) != HS_SUCCESS)
+		return -1;
+	for (size_t gi = 0; gi < e->ngroups; gi++) {
+		const struct rgroup *g = &e->groups[gi];
+		struct hsgroup *hg = &hm->g[gi];
+		if (!hg->in_db)
+			hg->in_db = xcalloc(g->n, sizeof(bool));
+		hg->pcre_only = xcalloc(g->n + 1, sizeof(int));
+		for (size_t i = 0; i < g->n; i++) {
+			if (!e->rules[g->rules[i]].re)
+				continue;
+			if (hg->in_db[i] && hg->db)
+				hm->nhs++;
+			else {
+				hg->pcre_only[hg->npcre++] = g->rules[i];
+				hm->npcre++;
+			}
+		}
+		if (hg->db && hs_alloc_scratch(hg->db, &hm->pool.proto) != HS_SUCCESS)
+			return -1;
+	}
+	return 0;
+}
+
+/* The compiler, in a child process: one record per group it was asked for
+ * (group index and length, 4 + 8 octets, then the blob), then a final
+ * record with index UINT32_MAX. */
+static bool write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t k = write(fd, c, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return false;
+		c += k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+static bool read_all(int fd, void *p, size_t n)
+{
+	char *c = p;
+	while (n) {
+		ssize_t k = read(fd, c, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return false;
+		c += k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+static void hs_compile_child(const struct spam_engine *e, const bool *need, int fd)
+{
+	for (size_t gi = 0; gi < e->ngroups; gi++) {
+		if (!need[gi])
+			continue;
+		const struct rgroup *g = &e->groups[gi];
+		bool *ok = xcalloc(g->n, sizeof(bool));
+		for (size_t i = 0; i < g->n; i++) {
+			const struct rule *r = &e->rules[g->rules[i]];
+			if (!hs_candidate(r))
+				continue;
+			char *p = hs_pattern(r);
+			hs_expr_info_t *info = NULL;
+			hs_compile_error_t *ce = NULL;
+			if (hs_expression_info(p, hs_flags_for(r), &info, &ce) == HS_SUCCESS)
+				ok[i] = true;
+			free(info);
+			if (ce)
+				hs_free_compile_error(ce);
+			free(p);
+		}
+		hs_database_t *db = hs_build(e, g, ok);
+		size_t len = 0;
+		char *b = hs_blob(ok, g->n, db, &len);
+		if (db)
+			hs_free_database(db);
+		uint32_t gi32 = (uint32_t)gi;
+		uint64_t len64 = len;
+		if (!b || !write_all(fd, &gi32, 4) || !write_all(fd, &len64, 8) || !write_all(fd, b, len))
+			_exit(1);
+		free(b);
+		free(ok);
+	}
+	uint32_t end = UINT32_MAX;
+	uint64_t zero = 0;
+	_exit(write_all(fd, &end, 4) && write_all(fd, &zero, 8) ? 0 : 1);
+}
+
+enum { BG_NONE, BG_RUNNING, BG_DONE, BG_FAILED };
+
+static void bg_finish(struct spam_engine *e, int state, char *err)
+{
+	pthread_mutex_lock(&e->bg_lock);
+	e->bg_state = state;
+	free(e->bg_err);
+	e->bg_err = err;
+	pthread_cond_broadcast(&e->bg_cond);
+	pthread_mutex_unlock(&e->bg_lock);
+}
+
+static void *bg_main(void *arg)
+{
+	struct spam_engine *e = arg;
+	struct hsmatch *hm = e->bg_match;
+	bool complete = false;
+	char *err = NULL;
+	for (;;) {
+		uint32_t gi;
+		uint64_t len;
+		if (!read_all(e->bg_fd, &gi, 4) || !read_all(e->bg_fd, &len, 8))
+			break;
+		if (gi == UINT32_MAX) {
+			complete = true;
+			break;
+		}
+		if (gi >= e->ngroups || hm->g[gi].loaded || len > HS_MAX_BLOB) {
+			err = xstrdup("bad record from the compiler");
+			break;
+		}
+		char *b = xmalloc(len ? (size_t)len : 1);
+		if (!read_all(e->bg_fd, b, (size_t)len)) {
+			free(b);
+			break;
+		}
+		const struct rgroup *g = &e->groups[gi];
+		if (hs_unblob(b, (size_t)len, e, g, &hm->g[gi]) < 0) {
+			free(b);
+			err = xstrdup("bad database from the compiler");
+			break;
+		}
+		if (e->cache_dir && hs_cache_store(e, g, b, (size_t)len) < 0)
+			e->cache_errors++;
+		free(b);
+	}
+	close(e->bg_fd);
+	e->bg_fd = -1;
+	pthread_mutex_lock(&e->bg_lock);
+	pid_t pid = e->bg_child;
+	e->bg_child = 0;
+	bool cancelled = e->bg_cancel;
+	pthread_mutex_unlock(&e->bg_lock);
+	int st = 0;
+	if (pid > 0) {
+		if (!complete)
+			kill(pid, SIGKILL);
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (cancelled) {
+		free(err);
+		bg_finish(e, BG_FAILED, xstrdup("stopped"));
+		return NULL;
+	}
+	for (size_t gi = 0; complete && gi < e->ngroups; gi++)
+		if (!hm->g[gi].loaded && e->bg_need[gi])
+			complete = false;
+	if (!complete || hsmatch_finish(e, hm) < 0) {
+		if (!err)
+			err = WIFSIGNALED(st) ? xasprintf("the compiler died of signal %d", WTERMSIG(st))
+					      : xstrdup("the compiler failed");
+		elog(e, LOG_WARNING, "Hyperscan: %s; matching stays on PCRE2-JIT", err);
+		bg_finish(e, BG_FAILED, err);
+		return NULL;
+	}
+	e->bg_match = NULL;
+	atomic_store_explicit(&e->hs, hm, memory_order_release);
+	elog(e, LOG_INFO,
+	     "Hyperscan databases compiled in %lld ms, now in use: %u regexes in Hyperscan, %u PCRE2 only",
+	     now_ms() - e->bg_start, hm->nhs, hm->npcre);
+	free(err);
+	bg_finish(e, BG_DONE, NULL);
+	return NULL;
+}
+
+/* Loads what the cache has; starts the compiler for the rest. */
+static void hs_start(struct spam_engine *e)
+{
+	struct hsmatch *hm = xcalloc(1, sizeof(*hm));
+	pthread_mutex_init(&hm->pool.lock, NULL);
+	hm->g = xcalloc(e->ngroups + 1, sizeof(*hm->g));
+	e->bg_need = xcalloc(e->ngroups + 1, sizeof(bool));
+	int level;
+	char *bad = e->cache_dir ? hs_cache_dir_bad(e, &level) : NULL;
+	if (bad) {
+		elog(e, level, "%s: not used, Hyperscan databases are not cached", bad);
+		e->cache_why = bad;
+		free(e->cache_dir);
+		e->cache_dir = NULL;
+	}
+	size_t missing = 0;
+	for (size_t gi = 0; gi < e->ngroups; gi++) {
+		const struct rgroup *g = &e->groups[gi];
+		if (hs_ncandidates(e, g) < 2)
+			continue; /* PCRE2 alone is as fast */
+		if (e->cache_dir && hs_cache_load(e, g, &hm->g[gi]) == 0)
+			continue;
+		e->bg_need[gi] = true;
+		missing++;
+	}
+	e->bg_start = now_ms();
+	if (!missing) {
+		if (hsmatch_finish(e, hm) < 0) {
+			hsmatch_free(e, hm);
+			e->bg_state = BG_FAILED;
+			e->bg_err = xstrdup("cannot allocate Hyperscan scratch space");
+			return;
+		}
+		atomic_store_explicit(&e->hs, hm, memory_order_release);
+		e->bg_state = BG_DONE;
+		e->from_cache = true;
+		return;
+	}
+	e->bg_match = hm;
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		e->bg_state = BG_FAILED;
+		e->bg_err = xasprintf("pipe: %s", strerror(errno));
+		return;
+	}
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		e->bg_state = BG_FAILED;
+		e->bg_err = xasprintf("fork: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		hs_compile_child(e, e->bg_need, fds[1]);
+	}
+	close(fds[1]);
+	e->bg_child = pid;
+	e->bg_fd = fds[0];
+	e->bg_state = BG_RUNNING;
+	if (pthread_create(&e->bg_thread, NULL, bg_main, e) != 0) {
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		close(fds[0]);
+		e->bg_child = 0;
+		e->bg_state = BG_FAILED;
+		e->bg_err = xstrdup("cannot start a thread");
+		return;
+	}
+	e->bg_thread_started = true;
+	elog(e, LOG_INFO,
+	     "Hyperscan: compiling %zu rule group(s) in the background (pid %d); PCRE2-JIT until then",
+	     missing, (int)pid);
+}
+
+/* Stops a running compile (kills the child) and waits for the thread. */
+static void hs_stop(struct spam_engine *e)
+{
+	if (!e->bg_thread_started)
+		return;
+	pthread_mutex_lock(&e->bg_lock);
+	e->bg_cancel = e->bg_state == BG_RUNNING;
+	if (e->bg_child > 0)
+		kill(e->bg_child, SIGKILL);
+	pthread_mutex_unlock(&e->bg_lock);
+	pthread_join(e->bg_thread, NULL);
+	e->bg_thread_started = false;
+}
+
+/* The exact databases of the base matcher: patterns PCRE2 cannot compile. */
+static void build_exact(struct spam_engine *e, struct rgroup *g)
+{
+	bool *ok = xcalloc(g->n, sizeof(bool));
+	bool any = false;
+	for (size_t i = 0; i < g->n; i++)
+		any |= ok[i] = e->rules[g->rules[i]].hs_exact;
+	if (any)
+		g->exact_db = hs_build(e, g, ok);
+	for (size_t i = 0; i < g->n; i++)
+		if (e->rules[g->rules[i]].hs_exact && !ok[i])
+			e->rules[g->rules[i]].hs_exact = false; /* reported below */
 	free(ok);
 }
 #endif
 
+int spam_engine_hs_wait(const struct spam_engine *ce, char **err_r)
+{
+#ifdef SPAM_HAVE_HS
+	struct spam_engine *e = (struct spam_engine *)ce;
+	if (!e->use_hs) {
+		*err_r = xstrdup("spam_hyperscan = no: nothing to compile");
+		return -1;
+	}
+	if (!e->cache_dir) {
+		*err_r = e->cache_why ? xasprintf("%s: not usable", e->cache_why)
+				      : xstrdup("spam_cache_directory is empty: nothing to cache into");
+		return -1;
+	}
+	pthread_mutex_lock(&e->bg_lock);
+	while (e->bg_state == BG_RUNNING)
+		pthread_cond_wait(&e->bg_cond, &e->bg_lock);
+	int state = e->bg_state;
+	*err_r = e->bg_err ? xstrdup(e->bg_err) : NULL;
+	pthread_mutex_unlock(&e->bg_lock);
+	if (state != BG_DONE)
+		return -1;
+	free(*err_r);
+	*err_r = NULL;
+	if (e->cache_errors) {
+		*err_r =
+			xasprintf("%u database(s) could not be written to %s", e->cache_errors, e->cache_dir);
+		return -1;
+	}
+	return e->from_cache ? 1 : 0;
+#else
+	*err_r = xstrdup("built without Hyperscan");
+	return -1;
+#endif
+}
+
 static void finish_group(struct spam_engine *e, struct rgroup *g)
 {
 #ifdef SPAM_HAVE_HS
-	bool exact = false;
-	for (size_t i = 0; i < g->n; i++)
-		exact |= e->rules[g->rules[i]].hs_exact;
-	if (e->use_hs && (g->n >= 2 || exact))
-		build_hs(e, g);
+	if (e->use_hs)
+		build_exact(e, g);
 #endif
-	g->pcre_only = xcalloc(g->n, sizeof(int));
+	g->pcre_only = xcalloc(g->n + 1, sizeof(int));
 	for (size_t i = 0; i < g->n; i++) {
 		struct rule *r = &e->rules[g->rules[i]];
-		if (!r->hs && !r->re) {
+		if (!r->hs_exact && !r->re) {
 			/* neither engine can match it */
 			r->disabled = true;
 			r->why = xstrdup("regex does not compile");
@@ -1609,12 +2175,8 @@ static void finish_group(struct spam_engine *e, struct rgroup *g)
 			     r->where, r->name);
 			continue;
 		}
-		if (!r->hs)
+		if (r->re)
 			g->pcre_only[g->npcre++] = g->rules[i];
-		if (r->hs)
-			e->stats_hs++;
-		else
-			e->stats_pcre++;
 	}
 }
 
@@ -1948,22 +2510,32 @@ static int finalize(struct spam_engine *e)
 			e->post_hdr[e->npost_hdr++] = (int)i;
 	}
 #ifdef SPAM_HAVE_HS
-	pthread_mutex_init(&e->pool.lock, NULL);
 	for (size_t i = 0; i < e->ngroups; i++)
-		if (e->groups[i].db && hs_alloc_scratch(e->groups[i].db, &e->pool.proto) != HS_SUCCESS)
+		if (e->groups[i].exact_db &&
+		    hs_alloc_scratch(e->groups[i].exact_db, &e->pool.proto) != HS_SUCCESS)
 			return -1;
 #endif
 	return 0;
 }
+
+static size_t count_errors(const struct spam_engine *e);
+static char *format_errors(const struct spam_engine *e);
 
 struct spam_engine *spam_engine_new(const struct spam_engine_opts *o, char **err_r)
 {
 	struct spam_engine *e = xcalloc(1, sizeof(*e));
 	e->required = 5.0;
 	e->use_hs = o->use_hyperscan;
-	e->cache_dir = o->cache_dir;
 	e->body_scan_size = o->body_scan_size ? o->body_scan_size : 50000;
 	e->log = o->log;
+#ifdef SPAM_HAVE_HS
+	pthread_mutex_init(&e->pool.lock, NULL);
+	pthread_mutex_init(&e->bg_lock, NULL);
+	pthread_cond_init(&e->bg_cond, NULL);
+	e->bg_fd = -1;
+#else
+	e->use_hs = false;
+#endif
 	hash_rebuild(e);
 	if (!o->paths || !o->paths[0]) {
 		*err_r = xstrdup("no rule files configured");
@@ -1981,15 +2553,36 @@ struct spam_engine *spam_engine_new(const struct spam_engine_opts *o, char **err
 			spam_engine_free(e);
 			return NULL;
 		}
-	e->cache_dir = NULL;
-	const char *cd = o->cache_dir;
-	e->cache_dir = cd;
 	if (finalize(e) < 0) {
 		*err_r = xstrdup("cannot allocate Hyperscan scratch space");
 		spam_engine_free(e);
 		return NULL;
 	}
-	e->cache_dir = NULL; /* not owned */
+	if (count_errors(e)) {
+		*err_r = format_errors(e);
+		spam_engine_free(e);
+		return NULL;
+	}
+	size_t active = 0;
+	for (size_t i = 0; i < e->nrules; i++)
+		active += e->rules[i].type != R_NONE && !e->rules[i].disabled;
+	if (!active) {
+		struct sbuf b = {0};
+		sb_adds(&b, "no active rules in");
+		for (const char *const *p = o->paths; *p; p++) {
+			sb_adds(&b, " ");
+			sb_adds(&b, *p);
+		}
+		*err_r = (char *)sb_str(&b);
+		spam_engine_free(e);
+		return NULL;
+	}
+#ifdef SPAM_HAVE_HS
+	if (o->cache_dir && *o->cache_dir)
+		e->cache_dir = xstrdup(o->cache_dir);
+	if (e->use_hs)
+		hs_start(e);
+#endif
 	return e;
 }
 
@@ -1997,6 +2590,17 @@ void spam_engine_free(struct spam_engine *e)
 {
 	if (!e)
 		return;
+#ifdef SPAM_HAVE_HS
+	hs_stop(e);
+	hsmatch_free(e, e->bg_match);
+	hsmatch_free(e, atomic_load(&e->hs));
+	free(e->bg_need);
+	free(e->bg_err);
+	free(e->cache_why);
+	pthread_mutex_destroy(&e->bg_lock);
+	pthread_cond_destroy(&e->bg_cond);
+#endif
+	free(e->cache_dir);
 	for (size_t i = 0; i < e->nrules; i++) {
 		struct rule *r = &e->rules[i];
 		rule_clear_def(r);
@@ -2019,8 +2623,8 @@ void spam_engine_free(struct spam_engine *e)
 		free(e->groups[i].rules);
 		free(e->groups[i].pcre_only);
 #ifdef SPAM_HAVE_HS
-		if (e->groups[i].db)
-			hs_free_database(e->groups[i].db);
+		if (e->groups[i].exact_db)
+			hs_free_database(e->groups[i].exact_db);
 #endif
 	}
 	free(e->groups);
@@ -2056,12 +2660,7 @@ void spam_engine_free(struct spam_engine *e)
 	free(e->eval_rules);
 	free(e->sym_rules);
 #ifdef SPAM_HAVE_HS
-	for (size_t i = 0; i < e->pool.nfree; i++)
-		hs_free_scratch(e->pool.free[i]);
-	free(e->pool.free);
-	if (e->pool.proto)
-		hs_free_scratch(e->pool.proto);
-	pthread_mutex_destroy(&e->pool.lock);
+	pool_free(&e->pool);
 #endif
 	free(e);
 }
@@ -2104,6 +2703,8 @@ struct msgctx {
 	struct relayinfo *relays;
 	struct htmlinfo *html;
 #ifdef SPAM_HAVE_HS
+	const struct hsmatch *hm; /* NULL: the base matcher */
+	struct scratch_pool *pool;
 	hs_scratch_t *scratch;
 #endif
 };
@@ -2376,33 +2977,47 @@ static int hs_cb(unsigned id, unsigned long long from, unsigned long long to, un
 }
 #endif
 
-/* Scans one text with a group: candidates from Hyperscan, then PCRE2. */
-static void scan_group(struct msgctx *m, const struct rgroup *g, const char *s, size_t len)
+/* Scans one text with a group: exact matches and candidates from Hyperscan
+ * (when the message has the Hyperscan matcher), then PCRE2. */
+static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 {
+	const struct rgroup *g = &m->e->groups[gi];
+	const int *pcre_only = g->pcre_only;
+	size_t npcre = g->npcre;
 	if (m->timed_out)
 		return;
 #ifdef SPAM_HAVE_HS
-	if (g->db) {
+	unsigned slen = (unsigned)(len > 0xffffffffu ? 0xffffffffu : len);
+	if (g->exact_db && m->scratch) {
 		m->ncand = 0;
-		if (hs_scan(g->db, s, (unsigned)(len > 0xffffffffu ? 0xffffffffu : len), 0, m->scratch, hs_cb,
-			    m) == HS_SUCCESS) {
+		if (hs_scan(g->exact_db, s, slen, 0, m->scratch, hs_cb, m) == HS_SUCCESS)
+			for (size_t k = 0; k < m->ncand; k++) {
+				int ri = g->rules[m->cand[k]];
+				if (!m->done[ri])
+					add_hits(m, ri, 1);
+			}
+	}
+	const struct hsgroup *hg = m->hm ? &m->hm->g[gi] : NULL;
+	if (hg) {
+		pcre_only = hg->pcre_only;
+		npcre = hg->npcre;
+	}
+	if (hg && hg->db) {
+		m->ncand = 0;
+		if (m->scratch && hs_scan(hg->db, s, slen, 0, m->scratch, hs_cb, m) == HS_SUCCESS) {
 			for (size_t k = 0; k < m->ncand; k++) {
 				int ri = g->rules[m->cand[k]];
 				if (m->done[ri])
 					continue;
-				if (!m->e->rules[ri].re) { /* Hyperscan-only rule: exact match */
-					add_hits(m, ri, 1);
-					continue;
-				}
 				int n = count_matches(m, &m->e->rules[ri], s, len);
 				if (n)
 					add_hits(m, ri, n);
 			}
 		} else {
-			/* scan error: fall back to PCRE2 for the whole group */
+			/* scan error: PCRE2 for the rules of the database */
 			for (size_t k = 0; k < g->n; k++) {
 				int ri = g->rules[k];
-				if (m->done[ri] || !m->e->rules[ri].hs || !m->e->rules[ri].re)
+				if (m->done[ri] || !hg->in_db[k])
 					continue;
 				int n = count_matches(m, &m->e->rules[ri], s, len);
 				if (n)
@@ -2411,8 +3026,8 @@ static void scan_group(struct msgctx *m, const struct rgroup *g, const char *s, 
 		}
 	}
 #endif
-	for (size_t k = 0; k < g->npcre; k++) {
-		int ri = g->pcre_only[k];
+	for (size_t k = 0; k < npcre; k++) {
+		int ri = pcre_only[k];
 		if (m->done[ri])
 			continue;
 		int n = count_matches(m, &m->e->rules[ri], s, len);
@@ -2679,27 +3294,19 @@ int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, 
 	pcre2_set_match_limit(m.mctx, 200000);
 	pcre2_set_depth_limit(m.mctx, 5000);
 #ifdef SPAM_HAVE_HS
+	/* one matcher for the whole message */
 	struct spam_engine *me = (struct spam_engine *)e;
-	if (e->pool.proto) {
-		pthread_mutex_lock(&me->pool.lock);
-		if (me->pool.nfree)
-			m.scratch = me->pool.free[--me->pool.nfree];
-		pthread_mutex_unlock(&me->pool.lock);
-		if (!m.scratch && hs_clone_scratch(e->pool.proto, &m.scratch) != HS_SUCCESS)
-			m.scratch = NULL;
-	}
+	m.hm = atomic_load_explicit(&me->hs, memory_order_acquire);
+	m.pool = m.hm ? &((struct hsmatch *)m.hm)->pool : &me->pool;
+	m.scratch = pool_get(m.pool);
 #endif
 	for (size_t gi = 0; gi < e->ngroups; gi++) {
 		const struct rgroup *g = &e->groups[gi];
-#ifdef SPAM_HAVE_HS
-		if (g->db && !m.scratch)
-			continue;
-#endif
 		switch (g->type) {
 		case R_HEADER: {
 			const char *v = target_value(&m, g->target_idx);
 			if (v)
-				scan_group(&m, g, v, strlen(v));
+				scan_group(&m, gi, v, strlen(v));
 			/* if-unset and absent headers: handled per rule below */
 			break;
 		}
@@ -2711,7 +3318,7 @@ int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, 
 					if (strcasecmp(p->headers[hi].name, t->name) == 0) {
 						const char *v =
 							t->raw ? p->headers[hi].raw : p->headers[hi].value;
-						scan_group(&m, g, v, strlen(v));
+						scan_group(&m, gi, v, strlen(v));
 					}
 			}
 			break;
@@ -2720,22 +3327,22 @@ int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, 
 			if (!m.lines)
 				build_body(&m);
 			for (size_t i = 0; i < m.nlines; i++)
-				scan_group(&m, g, m.lines[i], m.lens[i]);
+				scan_group(&m, gi, m.lines[i], m.lens[i]);
 			break;
 		case R_RAWBODY:
 			if (!m.raws)
 				build_raw(&m);
 			for (size_t i = 0; i < m.nraws; i++)
-				scan_group(&m, g, m.raws[i], m.rawlens[i]);
+				scan_group(&m, gi, m.raws[i], m.rawlens[i]);
 			break;
 		case R_FULL:
 			if (!m.full)
 				build_full(&m);
-			scan_group(&m, g, m.full, m.full_len);
+			scan_group(&m, gi, m.full, m.full_len);
 			break;
 		case R_URI:
 			for (size_t i = 0; i < m.mime->uri_count; i++)
-				scan_group(&m, g, m.mime->uris[i].uri, strlen(m.mime->uris[i].uri));
+				scan_group(&m, gi, m.mime->uris[i].uri, strlen(m.mime->uris[i].uri));
 			break;
 		default:
 			break;
@@ -2809,19 +3416,31 @@ int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, 
 		res->nhits++;
 		res->score += r->score;
 	}
+	/* the other plugins' symbols that no symbol_score weighs count with
+	 * their own scores: the message has one score, whoever computes it */
+	for (size_t k = 0; k < in->nsyms; k++) {
+		bool weighed = false;
+		for (size_t si = 0; si < e->nsym_rules && !weighed; si++)
+			weighed = strcasecmp(in->sym_names[k], e->rules[e->sym_rules[si]].name) == 0;
+		for (size_t j = 0; j < k && !weighed; j++)
+			weighed = strcasecmp(in->sym_names[k], in->sym_names[j]) == 0;
+		if (weighed || in->sym_scores[k] == 0)
+			continue;
+		if (res->nhits == cap) {
+			cap *= 2;
+			res->hits = xrealloc(res->hits, cap * sizeof(*res->hits));
+		}
+		res->hits[res->nhits].name = in->sym_names[k];
+		res->hits[res->nhits].score = in->sym_scores[k];
+		res->hits[res->nhits].describe = NULL;
+		res->nhits++;
+		res->score += in->sym_scores[k];
+	}
 	qsort(res->hits, res->nhits, sizeof(*res->hits), hitcmp);
 	res->timed_out = m.timed_out;
 	/* cleanup */
 #ifdef SPAM_HAVE_HS
-	if (m.scratch) {
-		pthread_mutex_lock(&me->pool.lock);
-		if (me->pool.nfree == me->pool.cap) {
-			me->pool.cap = me->pool.cap ? me->pool.cap * 2 : 8;
-			me->pool.free = xrealloc(me->pool.free, me->pool.cap * sizeof(hs_scratch_t *));
-		}
-		me->pool.free[me->pool.nfree++] = m.scratch;
-		pthread_mutex_unlock(&me->pool.lock);
-	}
+	pool_put(m.pool, m.scratch);
 #endif
 	for (size_t i = 0; i < e->ntargets; i++)
 		free(m.tvals[i]);
@@ -2855,6 +3474,42 @@ void spam_result_free(struct spam_result *r)
 
 /* ---- lint and stats --------------------------------------------------------- */
 
+/* Rules SpamAssassin itself would refuse (spamassassin --lint): the errors
+ * that make spam_engine_new fail. Rules Sift merely skips (unknown eval:
+ * functions, plugins it does not have) are warnings. */
+static size_t count_errors(const struct spam_engine *e)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < e->nlint; i++)
+		n += e->lint[i].error;
+	return n;
+}
+
+#define MAX_LISTED_ERRORS 20
+
+/* The errors, one "file:line: what" per line, at most MAX_LISTED_ERRORS. */
+static char *format_errors(const struct spam_engine *e)
+{
+	struct sbuf b = {0};
+	size_t n = count_errors(e), shown = 0;
+	char *head = xasprintf("%zu error(s) in the rules:", n);
+	sb_adds(&b, head);
+	free(head);
+	for (size_t i = 0; i < e->nlint && shown < MAX_LISTED_ERRORS; i++) {
+		if (!e->lint[i].error)
+			continue;
+		sb_adds(&b, "\n  ");
+		sb_adds(&b, e->lint[i].text);
+		shown++;
+	}
+	if (n > shown) {
+		char *more = xasprintf("\n  ... and %zu more (siftctl spam lint lists them all)", n - shown);
+		sb_adds(&b, more);
+		free(more);
+	}
+	return (char *)sb_str(&b);
+}
+
 int spam_engine_lint(const struct spam_engine *e, FILE *out, int verbose)
 {
 	int errors = 0;
@@ -2864,18 +3519,27 @@ int spam_engine_lint(const struct spam_engine *e, FILE *out, int verbose)
 		if (e->lint[i].error || verbose)
 			fprintf(out, "%s: %s\n", e->lint[i].error ? "error" : "warning", e->lint[i].text);
 	}
+#ifdef SPAM_HAVE_HS
+	const struct hsmatch *hm = atomic_load(&((struct spam_engine *)e)->hs);
+#endif
 	for (size_t i = 0; i < e->nrules; i++) {
 		const struct rule *r = &e->rules[i];
 		if (r->type == R_NONE)
 			continue;
-		if (r->disabled && r->eval_fn && r->eval_id < 0) {
+		if (r->disabled && r->eval_fn && r->eval_id < 0)
 			fprintf(out, "unknown-eval: %s: %s (%s) disabled\n", r->where, r->name, r->why);
-			errors++;
+#ifdef SPAM_HAVE_HS
+		if (hm && r->group >= 0 && r->re && verbose) {
+			const struct rgroup *g = &e->groups[r->group];
+			for (size_t k = 0; k < g->n; k++)
+				if (g->rules[k] == (int)i &&
+				    !(hm->g[r->group].db && hm->g[r->group].in_db[k]))
+					fprintf(out, "pcre2-fallback: %s: %s: %s\n", r->where, r->name,
+						r->pattern);
 		}
-		if (r->hs_failed || (verbose && r->re && !r->hs))
-			fprintf(out, "pcre2-fallback: %s: %s: %s\n", r->where, r->name, r->pattern);
+#endif
 	}
-	char buf[256];
+	char buf[512];
 	spam_engine_stats(e, buf, sizeof(buf));
 	fprintf(out, "%s\n", buf);
 	return errors;
@@ -2884,7 +3548,7 @@ int spam_engine_lint(const struct spam_engine *e, FILE *out, int verbose)
 void spam_engine_stats(const struct spam_engine *e, char *buf, size_t n)
 {
 	unsigned counts[R_TMAX] = {0};
-	unsigned active = 0;
+	unsigned active = 0, nre = 0, nexact = 0;
 	for (size_t i = 0; i < e->nrules; i++) {
 		const struct rule *r = &e->rules[i];
 		if (r->type == R_NONE)
@@ -2892,14 +3556,27 @@ void spam_engine_stats(const struct spam_engine *e, char *buf, size_t n)
 		counts[r->type]++;
 		if (!r->disabled)
 			active++;
+		if (!r->disabled && r->group >= 0) {
+			nre += r->re != NULL;
+			nexact += r->hs_exact;
+		}
 	}
+	char regex[160];
+	snprintf(regex, sizeof(regex), "%u PCRE2-JIT", nre);
+#ifdef SPAM_HAVE_HS
+	const struct hsmatch *hm = atomic_load(&((struct spam_engine *)e)->hs);
+	if (hm)
+		snprintf(regex, sizeof(regex), "%u through Hyperscan prefilters, %u PCRE2-JIT only", hm->nhs,
+			 hm->npcre);
+	else if (e->use_hs)
+		snprintf(regex, sizeof(regex), "%u PCRE2-JIT until the Hyperscan databases are ready", nre);
+#endif
 	snprintf(buf, n,
 		 "rules: %u active (header %u, body %u, rawbody %u, full %u, uri %u, mimeheader %u, meta %u, "
-		 "symbol %u); %u disabled (%u unknown evals); regexes: %u in Hyperscan, %u PCRE2 only; "
-		 "required_score %g",
+		 "symbol %u); %u disabled (%u unknown evals); regexes: %s, %u Hyperscan exact",
 		 active, counts[R_HEADER], counts[R_BODY], counts[R_RAWBODY], counts[R_FULL], counts[R_URI],
 		 counts[R_MIMEHEADER], counts[R_META], counts[R_SYMBOL], e->stats_disabled,
-		 e->stats_eval_unknown, e->stats_hs, e->stats_pcre, e->required);
+		 e->stats_eval_unknown, regex, nexact);
 }
 
 void spam_fmt_num(char *buf, size_t n, double v)

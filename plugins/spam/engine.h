@@ -1,12 +1,15 @@
 /*
  * engine.h - the SpamAssassin-compatible rule engine of the spam plugin:
  * rule files parsed at init into an immutable ruleset (regexes compiled into
- * Hyperscan databases with PCRE2-JIT confirmation and fallback), then
- * scored per message against a parsed MIME message (struct sift_mime).
+ * PCRE2-JIT, then Hyperscan prefilter databases from the cache or a
+ * background compile), then scored per message against a parsed MIME
+ * message (struct sift_mime).
  *
  * Threading: spam_engine_new/free run in one thread (init/release); a built
- * engine is read-only and spam_engine_check may run in many threads at once
- * (per-call scratch comes from a locked pool). Ownership: results are
+ * engine is read-only apart from the one-time switch to Hyperscan (an atomic
+ * pointer read once per message) and spam_engine_check may run in many
+ * threads at once (per-call scratch comes from a locked pool). spam_engine_free
+ * stops a compile still running (it kills the compiler process). Ownership: results are
  * allocated by spam_engine_check and freed with spam_result_free.
  *
  * Also exported to siftctl (`siftctl spam check|lint`) through
@@ -33,7 +36,8 @@ struct spam_engine_opts {
 struct spam_input {
 	const struct sift_mime *mime;
 	const char *envelope_from; /* NULL = from Return-Path */
-	/* symbols of other plugins, for symbol_score and check_sift_symbol */
+	/* symbols of other plugins, for symbol_score and check_sift_symbol; the
+	 * ones no symbol_score weighs count with their own score */
 	size_t nsyms;
 	const char *const *sym_names;
 	const double *sym_scores;
@@ -44,7 +48,7 @@ struct spam_input {
 };
 
 struct spam_hit {
-	const char *name; /* owned by the engine */
+	const char *name; /* owned by the engine, or by the input (another plugin's symbol) */
 	double score;
 	const char *describe;
 };
@@ -57,12 +61,18 @@ struct spam_result {
 	int timed_out;
 };
 
+/* NULL with *err_r (malloc'd) when the rules have errors: every error as
+ * "\n  file:line: what" (at most 20) or no active rule. */
 struct spam_engine *spam_engine_new(const struct spam_engine_opts *o, char **err_r);
+/* Waits for the Hyperscan databases: 0 compiled and cached, 1 the cache was
+ * already complete, -1 with *err_r (compile failed, nothing cached). */
+int spam_engine_hs_wait(const struct spam_engine *e, char **err_r);
 void spam_engine_free(struct spam_engine *e);
 int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, struct spam_result *r);
 void spam_result_free(struct spam_result *r);
-/* Lint report: parse errors, unknown evals, PCRE2 fallbacks. Returns the
- * number of errors (rules that failed to parse or were disabled). */
+/* Lint report: warnings (verbose), unknown evals, PCRE2 fallbacks, counts.
+ * Returns the number of errors (an engine with errors is never built, so
+ * 0: siftctl reports errors from spam_engine_new's message). */
 int spam_engine_lint(const struct spam_engine *e, FILE *out, int verbose);
 /* Rule counts and a summary line for logs. */
 void spam_engine_stats(const struct spam_engine *e, char *buf, size_t n);
@@ -79,6 +89,9 @@ struct spam_tool_api {
 	/* Formats the amavisd-style X-Spam-Status value (malloc'd). */
 	char *(*status)(const struct spam_result *r, double tag_level, double tag2_level, int is_spam);
 	void (*fmt_num)(char *buf, size_t n, double v);
+	/* The levels of the last init, [profile][tag, tag2, kill]. */
+	void (*levels)(double out[2][3]);
+	int (*compile)(const struct spam_engine *e, char **err_r); /* spam_engine_hs_wait */
 };
 
 char *spam_format_status(const struct spam_result *r, double tag_level, double tag2_level, int is_spam);

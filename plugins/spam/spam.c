@@ -12,9 +12,11 @@
  * with the score and the tests hit; every rule hit is also added as a
  * symbol (host->symbol) so that filterd's summary shows it.
  *
- * Rules are loaded and compiled in init (once per configuration generation;
- * a reload builds the new generation in the background and connections keep
- * the old one); the engine is read-only afterwards and shared by all
+ * Rules are loaded and compiled for PCRE2-JIT in init (once per
+ * configuration generation; a reload builds the new generation in the
+ * background and connections keep the old one), so that scoring starts at
+ * once; the Hyperscan databases come from the cache or a background compile
+ * and take over when ready (see engine.c). The engine is shared by all
  * threads. Scores from other plugins (SPF, DKIM, ClamAV symbols) are passed
  * to the engine: rule files weigh them with `symbol_score NAME SCORE` or use
  * them in `eval:check_sift_symbol('NAME')` and metas.
@@ -52,13 +54,14 @@ enum { KILL_REJECT, KILL_DISCARD, KILL_QUARANTINE, KILL_TEMPFAIL, KILL_PASS };
 
 static const struct sift_host *host;
 static const struct spam_engine *current_engine; /* for siftctl */
+static double current_levels[2][3];
 
 #define OFF(f) offsetof(struct spam_conf, f)
 static const struct sift_param params[] = {
 	{"rules", SIFT_P_LIST, "/usr/share/spamassassin /etc/spamassassin", 0, 0, OFF(rules), NULL,
 	 "rule files or directories in SpamAssassin syntax (directories: *.pre, then *.cf)"},
-	{"cache_directory", SIFT_P_STRING, "", 0, 0, OFF(cache_directory), NULL,
-	 "where compiled Hyperscan databases are cached, keyed by the ruleset hash (empty: no cache)"},
+	{"cache_directory", SIFT_P_STRING, SIFT_CACHEDIR "/spam", 0, 0, OFF(cache_directory), NULL,
+	 "where compiled Hyperscan databases are cached (siftctl spam compile fills it; empty: no cache)"},
 	{"hyperscan", SIFT_P_BOOL, "yes", 0, 0, OFF(hyperscan), NULL,
 	 "match regexes through Hyperscan databases (no: PCRE2-JIT only)"},
 	{"tag_level", SIFT_P_STRING, "2", 0, 0, OFF(tag_level), NULL,
@@ -163,8 +166,12 @@ static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 	long long t1 = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	char stats[512];
 	spam_engine_stats(c->engine, stats, sizeof(stats));
-	h->log(NULL, LOG_INFO, "%s; loaded in %lld ms", stats, t1 - t0);
+	char req[32];
+	spam_fmt_num(req, sizeof(req), c->level[0][1]);
+	h->log(NULL, LOG_INFO, "%s; spam from required=%s (spam_tag2_level); loaded in %lld ms", stats, req,
+	       t1 - t0);
 	current_engine = c->engine;
+	memcpy(current_levels, c->level, sizeof(current_levels));
 	return 0;
 }
 
@@ -392,6 +399,11 @@ static const struct spam_engine *api_current(void)
 	return current_engine;
 }
 
+static void api_levels(double out[2][3])
+{
+	memcpy(out, current_levels, sizeof(current_levels));
+}
+
 SIFT_EXPORT const struct spam_tool_api spam_tool_api = {
 	.version = 1,
 	.current = api_current,
@@ -401,6 +413,8 @@ SIFT_EXPORT const struct spam_tool_api spam_tool_api = {
 	.stats = spam_engine_stats,
 	.status = spam_format_status,
 	.fmt_num = spam_fmt_num,
+	.levels = api_levels,
+	.compile = spam_engine_hs_wait,
 };
 
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {

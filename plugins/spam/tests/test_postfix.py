@@ -12,6 +12,8 @@ as its milter and Sift's own rules (rules/sift.cf plus a test rule):
 - a message between tag2 and kill is delivered with X-Spam-Flag: YES, the
   `***SPAM*** ` subject prefix and `X-Spam-Status: Yes, ...`, forged
   incoming X-Spam-* headers are gone, and "Passed SPAM" is logged;
+- a reload with a broken rule file fails naming file:line for each error
+  and the running rules stay in use;
 - with the stock SpamAssassin ruleset (when installed) GTUBE is rejected
   too.
 """
@@ -19,6 +21,7 @@ as its milter and Sift's own rules (rules/sift.cf plus a test rule):
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -107,6 +110,23 @@ def main():
             check('forged' not in m.header_block(), 'forged X-Spam-Status removed', m.header_block())
         check(re.search(r'spam: Passed SPAM, .*Hits: 7', fd.log()) is not None, 'Passed SPAM logged',
               fd.log_tail())
+
+        # a broken rule file: the reload fails with file:line, the running
+        # rules stay (GTUBE still rejected, the test rule still scores)
+        with open(os.path.join(rules, 'test.cf'), 'a') as f:
+            f.write('body SIFT_BROKEN /unclosed(/\nbogus_directive x\n')
+        mark = len(fd.log())
+        fd.signal(signal.SIGUSR1)
+        ok = fd.wait_log(r'reload failed, keeping the running configuration: .*2 error\(s\) in the rules',
+                         timeout=60, start=mark)
+        tail = fd.log()[mark:]
+        check(ok and 'test.cf:4: SIFT_BROKEN' in tail and "test.cf:5: unknown directive 'bogus_directive'" in tail,
+              'reload with broken rules fails naming file:line', tail)
+        r = pf.send('sender@example.test', ['user@sift.test'], msg('gtube3', GTUBE))
+        check(r.rejected_at() == 'eom' and r.eom[0] == 554, 'after the failed reload GTUBE is still rejected', r)
+        r = pf.send('sender@example.test', ['user@sift.test'], msg('offer2', 'a spammy-marker again'))
+        check(r.accepted and re.search(r'Passed SPAM, .*Hits: 7', fd.log()[mark:]) is not None,
+              'after the failed reload the running rules still score', (r, fd.log_tail()))
 
         # the stock ruleset
         if os.path.isdir('/usr/share/spamassassin'):

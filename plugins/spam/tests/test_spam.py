@@ -13,10 +13,18 @@
   maxhits, if/ifplugin/else/endif, include, replace_tag, required_score,
   default scores (1.0, T_ 0.01, __ not scored), check_sift_symbol and
   symbol_score with another plugin's symbol (the test plugin);
-- lint reports parse errors, unknown evals (their rules never score) and
-  exits 1;
-- the stock SpamAssassin ruleset (Debian's /usr/share/spamassassin) loads,
-  with the Hyperscan cache directory filled and reused.
+- one score: another plugin's symbol weighed by symbol_score counts once
+  with that weight, one no rule weighs with its own score; siftctl test's
+  score, the symbols, X-Spam-Score and X-Spam-Status agree; the load log
+  shows required= as the headers do;
+- rule errors (a regex that does not compile, an unknown directive, an if
+  without endif, a bad score) make `filterd -t` and `siftctl spam lint` fail
+  with file:line for each (at most 20 listed); an empty ruleset and
+  spam_kill_level = abc are refused; unknown evals are listed but are not
+  errors (their rules never score);
+- the stock SpamAssassin ruleset (Debian's /usr/share/spamassassin) loads
+  without errors; `siftctl spam compile` fills the Hyperscan cache, which
+  the next load uses.
 """
 
 import json
@@ -255,17 +263,76 @@ def main():
               'check_sift_symbol and symbol_score see another plugin\'s symbol', res)
         check(list(syms.values()).count(0.5) >= 1, 'symbol_score weight 0.5 applied', syms)
 
-        # lint errors
+        # one score: a symbol weighed by symbol_score counts once (with the
+        # rules' weight), one no rule weighs counts with its own score; the
+        # summary score, X-Spam-Score and X-Spam-Status agree
+        for sym, weight, listed in (('SPF_softfail:1', 0.972, 'SPF_SOFTFAIL=0.972'),
+                                    ('OTHER_SYM:0.25', 0.25, 'OTHER_SYM=0.25')):
+            c = conf(root, 'one', {'spam_rules': own, 'plugin_directory': pdir, 'testplug_symbol': sym,
+                                   'spam_tag_level': '-inf'}, plugins='testplug spam')
+            res = run_test(c, cl)
+            hdr = {h['name']: h['value'] for h in res.get('headers', [])}
+            st = re.sub(r'\r?\n', '', hdr.get('X-Spam-Status', ''))
+            name = sym.split(':')[0]
+            syms = [x for x in res.get('symbols', []) if x['name'].lower() == name.lower()]
+            m = re.search(r'score=(-?[0-9.]+) ', st)
+            check(len(syms) == 1 and abs(syms[0]['score'] - weight) < 1e-9 and listed in st and
+                  m is not None and float(m.group(1)) == res.get('score') and
+                  float(hdr.get('X-Spam-Score', 'nan')) == res.get('score') and
+                  abs(sum(x['score'] for x in res.get('symbols', [])) - res.get('score', 0)) < 1e-9,
+                  'one score with %s: summary = X-Spam-Score = X-Spam-Status' % name, (res, st))
+        c = conf(root, 'req', {'spam_rules': own})
+        r = subprocess.run([sifttest.program('filterd'), '-c', c, '-t'], capture_output=True, text=True,
+                           timeout=120)
+        check('required=6.2' in r.stderr and 'required_score' not in r.stderr,
+              'the load log shows the required= of the headers', r.stderr[-600:])
+
+        # rule errors: filterd -t and siftctl spam lint refuse the rules with
+        # file:line for each error (the same list)
         bad = os.path.join(root, 'bad.cf')
         write(root, 'bad.cf', 'body BAD_RE /foo(/\nheader BAD_EVAL eval:no_such_function()\n'
-              'meta BAD_META (A &&\nbody OK_RULE /fine/\nscore OK_RULE x\n')
+              'meta BAD_META (A &&\nbody OK_RULE /fine/\nscore OK_RULE x\nbogus_directive 1\n'
+              'if (1)\nbody IN_IF /x/\n')
         cfg5 = conf(root, 'bad', {'spam_rules': bad})
         r = siftctl(cfg5, 'spam', 'lint')
         check(r.returncode == 1, 'lint exits 1 on errors', r.returncode)
-        check('BAD_RE' in r.stdout and 'unknown-eval' in r.stdout and 'BAD_EVAL' in r.stdout and
-              'BAD_META' in r.stdout and 'OK_RULE' in r.stdout, 'lint names each error', r.stdout)
+        for where, what in (('bad.cf:1:', 'BAD_RE'), ('bad.cf:3:', 'BAD_META'), ('bad.cf:5:', 'OK_RULE'),
+                            ('bad.cf:6:', "unknown directive 'bogus_directive'"), ('bad.cf:8:', 'without endif')):
+            check(re.search(re.escape(where) + '.*' + re.escape(what), r.stdout + r.stderr) is not None,
+                  'lint names %s %s' % (where, what), r.stdout + r.stderr)
+        check('BAD_EVAL' not in r.stdout + r.stderr, 'an unknown eval is not an error', r.stdout + r.stderr)
+        t = subprocess.run([sifttest.program('filterd'), '-c', cfg5, '-t'], capture_output=True, text=True,
+                           timeout=120)
+        check(t.returncode == 1 and '5 error(s) in the rules' in t.stderr and
+              all(w in t.stderr for w in ('bad.cf:1:', 'bad.cf:3:', 'bad.cf:5:', 'bad.cf:6:', 'bad.cf:8:')),
+              'filterd -t fails with file:line for every error', (t.returncode, t.stderr))
+        # many errors: listed up to a bound
+        write(root, 'many.cf', ''.join('body MANY_%d /(/\n' % i for i in range(40)))
+        t = subprocess.run([sifttest.program('filterd'), '-c', conf(root, 'many', {
+            'spam_rules': os.path.join(root, 'many.cf')}), '-t'], capture_output=True, text=True, timeout=120)
+        check(t.returncode == 1 and 'many.cf:20:' in t.stderr and 'many.cf:21:' not in t.stderr and
+              '... and 20 more' in t.stderr, 'errors listed up to 20', t.stderr[-600:])
+        # an empty ruleset is an error
+        empty = os.path.join(root, 'empty')
+        os.makedirs(empty)
+        t = subprocess.run([sifttest.program('filterd'), '-c', conf(root, 'empty', {'spam_rules': empty}), '-t'],
+                           capture_output=True, text=True, timeout=120)
+        check(t.returncode == 1 and 'no active rules in ' + empty in t.stderr, 'empty ruleset refused',
+              (t.returncode, t.stderr))
+        # a plugin value error is refused and names the parameter
+        t = subprocess.run([sifttest.program('filterd'), '-c', conf(root, 'kill', dict(base, spam_kill_level='abc')),
+                            '-t'], capture_output=True, text=True, timeout=120)
+        check(t.returncode == 1 and 'spam_kill_level' in t.stderr and 'abc' in t.stderr,
+              'spam_kill_level = abc refused', (t.returncode, t.stderr))
+        # rules SpamAssassin skips load: unknown evals never score
+        write(root, 'skip.cf', 'header BAD_EVAL eval:no_such_function()\nbody OK_RULE /fine/\n'
+              'ifplugin Mail::SpamAssassin::Plugin::NoSuchThing\nno_such_plugin_directive x\nendif\n')
+        cfg7 = conf(root, 'skip', {'spam_rules': os.path.join(root, 'skip.cf')})
+        r = siftctl(cfg7, 'spam', 'lint')
+        check(r.returncode == 0 and 'unknown-eval' in r.stdout and 'BAD_EVAL' in r.stdout,
+              'unknown evals listed, not errors', (r.returncode, r.stdout, r.stderr))
         bm = write(root, 'bad.eml', 'Subject: x\n\nfine foo( stuff\n')
-        r = siftctl(cfg5, 'spam', 'check', '--json', bm)
+        r = siftctl(cfg7, 'spam', 'check', '--json', bm)
         check('BAD_EVAL' not in r.stdout and 'OK_RULE' in r.stdout, 'unknown eval never scores', r.stdout)
 
         # the stock ruleset, when installed
@@ -279,8 +346,13 @@ def main():
             m = re.search(r'rules: (\d+) active', r.stdout)
             check(m is not None and int(m.group(1)) > 2000, 'stock ruleset loads (> 2000 active rules)',
                   r.stdout[-2000:] + r.stderr[-2000:])
-            check('unknown-eval' in r.stdout, 'stock ruleset: unknown evals listed', r.stdout[-500:])
-            check(len(os.listdir(cache)) > 0, 'Hyperscan databases cached', os.listdir(cache))
+            check(r.returncode == 0 and 'unknown-eval' in r.stdout, 'stock ruleset: no errors, unknown evals listed',
+                  (r.returncode, r.stdout[-500:], r.stderr[-1500:]))
+            r = siftctl(stock, 'spam', 'compile', timeout=900)
+            check(r.returncode == 0 and len(os.listdir(cache)) > 0, 'siftctl spam compile fills the cache',
+                  (r.returncode, r.stdout, r.stderr, os.listdir(cache)))
+            r = siftctl(stock, 'spam', 'lint', timeout=900)
+            check('through Hyperscan prefilters' in r.stdout, 'cached databases in use', r.stdout[-500:])
             r = siftctl(stock, 'spam', 'check', gt, timeout=900)
             check('GTUBE' in r.stdout, 'stock ruleset: GTUBE', r.stdout[-1500:])
             r = siftctl(stock, 'spam', 'check', '--json', sm, timeout=900)
