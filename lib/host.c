@@ -69,11 +69,12 @@ const struct sift_param sift_common_params[] = {
 
 enum err_action { EA_TEMPFAIL, EA_ACCEPT, EA_REJECT, EA_DUNNO };
 static const char *const ea_names[] = {"tempfail", "accept", "reject", "dunno"};
-const struct sift_param sift_error_action_param[] = {
+static const struct sift_param error_action_param[] = {
 	{"error_action", SIFT_P_ENUM, "tempfail", 0, 0, 0, "tempfail|accept|reject|dunno",
 	 "what an internal error of this plugin becomes"},
 	SIFT_PARAM_END,
 };
+const struct sift_param *const sift_error_action_param = error_action_param;
 
 /* ---- plugin files ---------------------------------------------------------- */
 
@@ -285,7 +286,7 @@ static int add_plugin(struct sift_gen *g, const char *name, char **err_r)
 	memset(pi, 0, sizeof(*pi));
 	pi->p = p;
 	pi->prefix = sift_asprintf("%s_", name);
-	sift_config_defaults(g->cfg, pi->prefix, sift_error_action_param);
+	sift_config_defaults(g->cfg, pi->prefix, error_action_param);
 	if (p->params)
 		sift_config_defaults(g->cfg, pi->prefix, p->params);
 	return 0;
@@ -361,7 +362,7 @@ struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, 
 		struct plugin_inst *pi = &g->pl[i];
 		const struct sift_plugin *p = pi->p;
 		pi->conf = sift_calloc(1, p->conf_size ? p->conf_size : 1);
-		if (sift_params_parse(cfg, pi->prefix, sift_error_action_param, &pi->error_action, err_r) < 0)
+		if (sift_params_parse(cfg, pi->prefix, error_action_param, &pi->error_action, err_r) < 0)
 			goto fail_building;
 		if (p->params && sift_params_parse(cfg, pi->prefix, p->params, pi->conf, err_r) < 0)
 			goto fail_building;
@@ -455,7 +456,7 @@ void sift_gen_print_params(FILE *out, const struct sift_gen *g, bool all)
 {
 	sift_params_print(out, g->cfg, "", sift_common_params, all);
 	for (size_t i = 0; i < g->npl; i++) {
-		sift_params_print(out, g->cfg, g->pl[i].prefix, sift_error_action_param, all);
+		sift_params_print(out, g->cfg, g->pl[i].prefix, error_action_param, all);
 		if (g->pl[i].p->params)
 			sift_params_print(out, g->cfg, g->pl[i].prefix, g->pl[i].p->params, all);
 	}

@@ -288,7 +288,7 @@ struct sift_common_conf {
 };
 extern const struct sift_param sift_common_params[];
 /* <plugin>_error_action: added by the host to every plugin's parameters. */
-extern const struct sift_param sift_error_action_param[];
+extern const struct sift_param *const sift_error_action_param;
 /* Registers the common parameters' defaults (myhostname = the system's). */
 void sift_config_common_defaults(struct sift_config *cfg);
 
