@@ -390,5 +390,6 @@ const struct siftctl_cmd siftctl_params_cmd = {
 	run,
 	"  params [--list | --man] [--filterd PATH] [--policyd PATH] [--plugin-directory DIR]\n"
 	"       every parameter of the daemons and the plugins (from their tables):\n"
-	"       one a line (name, type, default, bounds, doc), or sift.conf(5)\n",
+	"       one a line (scope, name, type, default, min, max, choices, doc;\n"
+	"       tab-separated), or sift.conf(5) in groff with --man\n",
 };
