@@ -26,7 +26,7 @@ int sift_opts_parse(int argc, char **argv, struct sift_opts *o, const char *defa
 	if (!o->config_file)
 		o->config_file = default_conf;
 	optind = 1;
-	while ((c = getopt(argc, argv, "+c:o:fdnpth")) != -1) {
+	while ((c = getopt(argc, argv, "+c:o:fdnpPth")) != -1) {
 		switch (c) {
 		case 'c':
 			o->config_file = optarg;
@@ -47,6 +47,9 @@ int sift_opts_parse(int argc, char **argv, struct sift_opts *o, const char *defa
 		case 'p':
 			o->print_all = true;
 			break;
+		case 'P':
+			o->print_table = true;
+			break;
 		case 't':
 			o->test_only = true;
 			break;
@@ -62,6 +65,10 @@ int sift_opts_parse(int argc, char **argv, struct sift_opts *o, const char *defa
 struct sift_config *sift_opts_config(const struct sift_opts *o, const char *prefix,
 				     const struct sift_param *tab, char **err_r)
 {
+	if (o->print_table) {
+		sift_params_dump(stdout, prefix, tab);
+		exit(fflush(stdout) == 0 ? 0 : 1);
+	}
 	struct sift_config *cfg = sift_config_new();
 	sift_config_common_defaults(cfg);
 	if (tab)
@@ -75,6 +82,17 @@ struct sift_config *sift_opts_config(const struct sift_opts *o, const char *pref
 fail:
 	sift_config_free(cfg);
 	return NULL;
+}
+
+void sift_params_dump(FILE *out, const char *prefix, const struct sift_param *tab)
+{
+	static const char *const types[] = {"",	      "bool", "int", "time", "size",
+					    "string", "list", "map", "enum"};
+	for (const struct sift_param *p = tab; p && p->name; p++)
+		fprintf(out, "%s%s\t%s\t%s\t%lld\t%lld\t%s\t%s\n", prefix ? prefix : "", p->name,
+			(unsigned)p->type < sizeof(types) / sizeof(types[0]) ? types[p->type] : "?",
+			p->def ? p->def : "", p->min, p->max, p->choices ? p->choices : "",
+			p->doc ? p->doc : "");
 }
 
 int sift_drop_privileges(const char *user, char **err_r)

@@ -74,6 +74,7 @@ static const struct sift_param error_action_param[] = {
 	 "what an internal error of this plugin becomes"},
 	SIFT_PARAM_END,
 };
+const struct sift_param *const sift_error_action_param = error_action_param;
 
 /* ---- plugin files ---------------------------------------------------------- */
 

@@ -289,6 +289,8 @@ struct sift_common_conf {
 	const char *quarantine_directory;
 };
 extern const struct sift_param sift_common_params[];
+/* <plugin>_error_action: added by the host to every plugin's parameters. */
+extern const struct sift_param *const sift_error_action_param;
 /* Registers the common parameters' defaults (myhostname = the system's). */
 void sift_config_common_defaults(struct sift_config *cfg);
 
@@ -408,14 +410,19 @@ struct sift_opts {
 	char **overrides;
 	size_t n_overrides;
 	bool foreground, debug, print_nondefault, print_all, test_only;
+	bool print_table; /* -P: sift_opts_config prints the table and exits */
 };
-/* Parses the common options with getopt ("+c:o:fdnpth"); returns the index
+/* Parses the common options with getopt ("+c:o:fdnpPth"); returns the index
  * of the first operand, -1 on a bad option, -2 for -h. */
 int sift_opts_parse(int argc, char **argv, struct sift_opts *o, const char *default_conf);
 /* Loads config_file and the overrides into a new config (registering the
  * common defaults and the given table's). */
 struct sift_config *sift_opts_config(const struct sift_opts *o, const char *prefix,
 				     const struct sift_param *tab, char **err_r);
+/* Prints a parameter table, one parameter a line: name, type, default,
+ * min, max, choices, doc, separated by tabs (what `siftctl params` reads
+ * from `filterd -P` and `policyd -P`). */
+void sift_params_dump(FILE *out, const char *prefix, const struct sift_param *tab);
 /* Drops root privileges to user (name or uid); no-op when not root. */
 int sift_drop_privileges(const char *user, char **err_r);
 /* Writes the pid file (created 0644, removed at exit by the caller). */

@@ -39,6 +39,7 @@ static const struct siftctl_cmd *const plugin_cmds[] = {
 #ifdef SIFTCTL_HAVE_RATELIMIT
 	&siftctl_ratelimit_cmd,
 #endif
+	&siftctl_params_cmd,
 	NULL,
 };
 

@@ -15,6 +15,7 @@ struct siftctl_cmd {
 };
 extern const struct siftctl_cmd siftctl_dkim_cmd, siftctl_spf_cmd, siftctl_quarantine_cmd, siftctl_spam_cmd,
 	siftctl_ratelimit_cmd;
+extern const struct siftctl_cmd siftctl_params_cmd;
 
 /* Loads the configuration (opts) and builds a generation for daemon d;
  * exits 1 with a message on error. */

@@ -1,0 +1,115 @@
+#!/usr/bin/python3
+"""Parameter documentation check: the parameter tables (what `siftctl params
+--list` prints: the common ones, filterd's and policyd's through -P, every
+plugin's) against README.md and the plugins' READMEs.
+
+- every parameter has a doc string (it is the line in sift.conf(5));
+- every parameter named in a README parameter table (a table whose first
+  column is headed "parameter" or "name", rows starting with "| `name`")
+  exists (in a plugin's README, `name` stands for `<plugin>_name` when
+  that exists);
+- every common, filterd and policyd parameter is in README.md's tables,
+  every plugin parameter in its plugin's README (<plugin>_error_action is
+  covered by README.md's `<plugin>_error_action` row);
+- the generated sift.conf(5) names every parameter.
+
+Ends with "N passed, N failed".
+"""
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+from sifttest import check, done, srcdir, builddir  # noqa: E402
+
+ROW = re.compile(r'^\|\s*`([^`]+)`\s*\|')
+HEAD = re.compile(r'^\|\s*([A-Za-z]+)\s*\|')
+
+
+def table_names(path):
+    """Names in the first column of the parameter tables of a Markdown file,
+    with their line numbers."""
+    names = {}
+    in_table = False
+    is_param = False
+    with open(path, encoding='utf-8') as f:
+        lines = f.read().split('\n')
+    for i, line in enumerate(lines):
+        if not line.startswith('|'):
+            in_table = False
+            continue
+        if not in_table:
+            in_table = True
+            m = HEAD.match(line)
+            is_param = bool(m) and m.group(1).lower() in ('parameter', 'name')
+            continue
+        m = ROW.match(line)
+        if is_param and m:
+            names.setdefault(m.group(1), i + 1)
+    return names
+
+
+def main():
+    src, build = srcdir(), builddir()
+    argv = [os.path.join(build, 'tools', 'siftctl'), 'params', '--list',
+            '--filterd', os.path.join(build, 'filterd', 'filterd'),
+            '--policyd', os.path.join(build, 'policyd', 'policyd'),
+            '--plugin-directory', os.path.join(build, 'plugins')]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, 'siftctl params --list runs', r.stderr)
+    params = {}
+    for line in r.stdout.splitlines():
+        f = line.split('\t')
+        if len(f) != 8:
+            check(False, 'siftctl params line has 8 fields', line)
+            continue
+        params[f[1]] = {'scope': f[0], 'type': f[2], 'doc': f[7]}
+    scopes = {p['scope'] for p in params.values()}
+    check({'common', 'filterd', 'policyd'} <= scopes, 'common, filterd and policyd tables read',
+          sorted(scopes))
+    plugins = sorted(scopes - {'common', 'filterd', 'policyd'})
+    check(len(plugins) >= 5, 'plugin tables read', plugins)
+
+    undocumented = sorted(n for n, p in params.items() if not p['doc'].strip())
+    check(not undocumented, 'every parameter has a doc string', undocumented)
+
+    readme = os.path.join(src, 'README.md')
+    top = table_names(readme)
+    check('<plugin>_error_action' in top, 'README.md documents <plugin>_error_action')
+    unknown = sorted('README.md:%d: %s' % (ln, n) for n, ln in top.items()
+                     if n not in params and n != '<plugin>_error_action')
+    check(not unknown, 'README.md names only existing parameters', unknown)
+    missing = sorted(n for n, p in params.items()
+                     if p['scope'] in ('common', 'filterd', 'policyd') and n not in top)
+    check(not missing, 'README.md documents every common, filterd and policyd parameter', missing)
+
+    for pl in plugins:
+        path = os.path.join(src, 'plugins', pl, 'README.md')
+        if not os.path.exists(path):
+            check(False, 'plugins/%s/README.md exists' % pl)
+            continue
+        # a plugin README may leave out its prefix ("Every setting is
+        # clamav_<name>"): a name means <plugin>_<name> when that exists
+        names = {}
+        for n, ln in table_names(path).items():
+            names.setdefault(pl + '_' + n if pl + '_' + n in params else n, ln)
+        rel = os.path.relpath(path, src)
+        unknown = sorted('%s:%d: %s' % (rel, ln, n) for n, ln in names.items() if n not in params)
+        check(not unknown, '%s names only existing parameters' % rel, unknown)
+        missing = sorted(n for n, p in params.items() if p['scope'] == pl and n not in names
+                         and n != pl + '_error_action')
+        check(not missing, '%s documents every %s_ parameter' % (rel, pl), missing)
+
+    man = os.path.join(build, 'man', 'sift.conf.5')
+    if os.path.exists(man):
+        text = open(man, encoding='utf-8').read().replace('\\-', '-')
+        absent = sorted(n for n in params if '\n.B %s\n' % n not in text)
+        check(not absent, 'sift.conf(5) names every parameter', absent)
+    else:
+        check(False, 'sift.conf(5) was generated', man)
+    return done()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
