@@ -142,8 +142,34 @@ def main():
     check(r.returncode == 1 and "did you mean \"policyd_workers\"" in r.stderr, "check policyd: unknown name",
           r.stderr)
 
+    clamav_wait_tests(tmp)
     reload_tests(tmp, pconf)
     return done()
+
+
+def clamav_wait_tests(tmp):
+    """siftctl test waits for the ClamAV database (loaded in the background)
+    instead of answering tempfail, unless clamav_ready_wait is set."""
+    sys.path.insert(0, os.path.join(os.environ.get("SIFT_SRCDIR", "."), "plugins", "clamav", "tests"))
+    import cvlib  # noqa: E402
+    if not os.path.exists(os.path.join(BUILD, "plugins", "clamav.so")):
+        check(False, "clamav.so is built")
+        return
+    dbdir = f"{tmp}/cvdb"
+    cvlib.make_db(dbdir)
+    conf = f"{tmp}/clamav.conf"
+    with open(conf, "w") as f:
+        f.write(f"plugin_directory = {BUILD}/plugins\ninbound_plugins = clamav\n"
+                f"clamav_database_directory = {dbdir}\nclamav_tmpdir = {tmp}\n"
+                f"quarantine_directory = {tmp}/q\n")
+    eicar = cvlib.infected_messages()["plain"][0]
+    clean = cvlib.clean_messages()["text"]
+    r = sifttest.siftctl_test(conf, eicar, timeout=300)
+    check(r["action"] == "reject", "siftctl test waits for the database: EICAR rejected, not tempfail", r)
+    r = sifttest.siftctl_test(conf, clean, timeout=300)
+    check(r["action"] == "accept", "siftctl test waits for the database: clean message accepted", r)
+    r = sifttest.siftctl_test(conf, clean, opts=("clamav_ready_wait=0",), timeout=300)
+    check(r["action"] == "tempfail", "clamav_ready_wait=0 set by hand: tempfail as before", r)
 
 
 def reload_tests(tmp, pconf):
