@@ -735,9 +735,12 @@ char *sift_config_locate(const struct sift_config *cfg, const char *msg)
 		if (e && e->raw && (*q == ':' || *q == ' ') && strchr(e->name, '_')) {
 			if (strstr(msg, e->where))
 				break;
-			return sift_asprintf("%s: %s", e->where, msg);
+			char *masked = sift_mask_secrets(msg);
+			char *out = sift_asprintf("%s: %s", e->where, masked);
+			free(masked);
+			return out;
 		}
 		p = q - 1;
 	}
-	return sift_strdup(msg);
+	return sift_mask_secrets(msg);
 }

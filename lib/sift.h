@@ -122,7 +122,8 @@ int sift_config_check_names(struct sift_config *cfg, const char *plugin_dir, cha
 const char *sift_config_suggest(const struct sift_config *cfg, const char *name);
 /* msg (e.g. a plugin's init error "spam_kill_level: not a number: abc")
  * prefixed with the place where the first parameter it names
- * ("name:" or "name ") was set, unless msg already says; malloc'd. */
+ * ("name:" or "name ") was set, unless msg already says, with secrets
+ * masked (sift_mask_secrets); malloc'd. */
 char *sift_config_locate(const struct sift_config *cfg, const char *msg);
 
 /* ---- param.c: typed parameter tables --------------------------------------
@@ -145,6 +146,14 @@ int sift_parse_size(const char *s, long long *v_r);
 /* Splits a list value on white space and commas; NULL-terminated, one
  * allocation (free() the array). */
 char **sift_split_list(const char *s);
+
+/* Secrets never shown: text with the value after "password=", "passwd=" or
+ * "secret=" replaced by "********" (malloc'd); sift_param_shown masks the
+ * whole value of a parameter whose name ends in password, passwd or
+ * secret, and otherwise as sift_mask_secrets. -n/-p and value errors use
+ * them. */
+char *sift_mask_secrets(const char *text);
+char *sift_param_shown(const char *name, const char *value);
 
 /* ---- map.c: lookup tables in Postfix syntax --------------------------------
  * Types: texthash:/path (key value lines, case-insensitive keys), pcre:/path

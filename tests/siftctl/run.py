@@ -142,9 +142,34 @@ def main():
     check(r.returncode == 1 and "did you mean \"policyd_workers\"" in r.stderr, "check policyd: unknown name",
           r.stderr)
 
+    masking_tests(tmp)
     clamav_wait_tests(tmp)
     reload_tests(tmp, pconf)
     return done()
+
+
+def masking_tests(tmp):
+    """Secrets never printed: filterd/policyd -n and -p, siftctl check and
+    the daemons' error messages mask password= in state_store."""
+    conf = f"{tmp}/secret.conf"
+    with open(conf, "w") as f:
+        f.write(f"plugin_directory = {BUILD}/plugins\n"
+                "state_store = redis:127.0.0.1:1,password=hunter2,db=2\n")
+    for daemon in ("filterd", "policyd"):
+        for flag in ("-n", "-p"):
+            r = subprocess.run([sifttest.program(daemon), flag, "-c", conf], capture_output=True, text=True,
+                               timeout=60)
+            out = r.stdout + r.stderr
+            check(r.returncode == 0 and "state_store = redis:127.0.0.1:1,password=********,db=2" in out
+                  and "hunter2" not in out, f"{daemon} {flag}: password masked", out)
+        r = subprocess.run([sifttest.program(daemon), "-t", "-c", conf, "-o", "state_store=nosuch:x,password=hunter2"],
+                           capture_output=True, text=True, timeout=60)
+        out = r.stdout + r.stderr
+        check(r.returncode == 1 and "password=********" in out and "hunter2" not in out,
+              f"{daemon} -t: error message masked", out)
+    r = run("-c", conf, "-o", "state_store=nosuch:x,password=hunter2", "check")
+    out = r.stdout + r.stderr
+    check(r.returncode == 1 and "password=********" in out and "hunter2" not in out, "siftctl check: masked", out)
 
 
 def clamav_wait_tests(tmp):
