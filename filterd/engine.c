@@ -527,9 +527,7 @@ static void serve(struct conn *c)
 		int fr = mp_frame(c->rbuf + c->roff, c->rlen - c->roff, &cmd, &data, &dlen, &used, &need);
 		if (fr < 0) {
 			char b[32];
-			snprintf(b, sizeof(b), "%u",
-				 (unsigned)(c->rbuf[c->roff] << 24 | c->rbuf[c->roff + 1] << 16 |
-					    c->rbuf[c->roff + 2] << 8 | c->rbuf[c->roff + 3]));
+			snprintf(b, sizeof(b), "%u", (unsigned)mp_get32(c->rbuf + c->roff));
 			conn_error(c, "bad packet length %s (at most 1 MB)", b);
 			return;
 		}
