@@ -178,9 +178,13 @@ static const struct fd_out native_out = {
 
 /* ---- I/O ---- */
 
-static void conn_error(struct conn *c, const char *fmt, const char *arg)
+static void conn_error(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_error(struct conn *c, const char *fmt, ...)
 {
-	char *m = sift_asprintf(fmt, arg);
+	va_list ap;
+	va_start(ap, fmt);
+	char *m = sift_vasprintf(fmt, ap);
+	va_end(ap);
 	sift_log(LOG_ERR, "milter connection from %s: %s; closing it", c->peer, m);
 	free(m);
 }
