@@ -217,9 +217,10 @@ int sift_control_start(const char *path, int (*request)(void), char **err_r)
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
 		close(fd);
-		if (e == ENOENT) {
-			/* The run directory is missing (a test, or a start outside
-			 * the units): mail flows, only siftctl reload cannot. */
+		if (e == ENOENT || e == EADDRINUSE) {
+			/* The run directory is missing (a start outside the
+			 * units), or another instance bound the path since the
+			 * check above: mail flows, only siftctl reload cannot. */
 			sift_log(LOG_WARNING, "control socket %s: %s; running without one", path,
 				 strerror(e));
 			return 0;
