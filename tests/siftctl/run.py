@@ -203,8 +203,13 @@ def reload_tests(tmp, pconf):
     serving; a user who is neither root nor the daemon's is refused."""
     ctl = f"{tmp}/policyd.ctl"
     port = sifttest.free_port()
+    # policyd drops to nobody after making its sockets as root
     with open(pconf, "a") as f:
-        f.write(f"policyd_listen = inet:127.0.0.1:{port}\npolicyd_control_socket = {ctl}\n")
+        f.write(f"policyd_listen = inet:127.0.0.1:{port}\npolicyd_control_socket = {ctl}\n"
+                "policyd_user = nobody\n")
+    os.chmod(tmp, 0o755)
+    for fn in (pconf, f"{tmp}/senders"):
+        os.chmod(fn, 0o644)
     pol = sifttest.Proc([sifttest.program("policyd"), "-f", "-c", pconf], log=f"{tmp}/policyd.log", port=port,
                         name="policyd")
     fctl = f"{tmp}/filterd.ctl"
@@ -214,6 +219,8 @@ def reload_tests(tmp, pconf):
         st = os.stat(ctl)
         check(st.st_mode & 0o777 == 0o600 and st.st_uid == 0, "control socket: mode 0600, owned by root",
               oct(st.st_mode))
+        nobody = pwd.getpwnam("nobody")
+        check(os.stat(f"/proc/{pol.pid}").st_uid == nobody.pw_uid, "policyd runs as nobody")
 
         def ask():
             with sifttest.PolicyClient(port, defaults={"protocol_state": "RCPT"}) as c:
@@ -253,20 +260,25 @@ def reload_tests(tmp, pconf):
         check(ok, "SIGHUP still reloads", ask())
 
         # a user who is neither root nor the daemon's: refused
-        nobody = pwd.getpwnam("nobody")
+        other = pwd.getpwnam("daemon")
         setpriv = shutil.which("setpriv")
-        cmd = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-               SIFTCTL, "-c", pconf, "reload", "policyd"]
-        os.chmod(tmp, 0o755)
-        os.chmod(pconf, 0o644)
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-        check(r.returncode == 1 and "reload failed" in r.stderr, "nobody: refused by the socket's mode",
+
+        def as_user(u):
+            return subprocess.run([setpriv, f"--reuid={u.pw_uid}", f"--regid={u.pw_gid}", "--clear-groups",
+                                   SIFTCTL, "-c", pconf, "reload", "policyd"],
+                                  capture_output=True, text=True, timeout=30)
+        r = as_user(other)
+        check(r.returncode == 1 and "reload failed" in r.stderr, "another user: refused by the socket's mode",
               r.stdout + r.stderr)
         os.chmod(ctl, 0o666)  # only the peer check is left
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-        check(r.returncode == 1 and "permission denied" in r.stderr, "nobody: refused by the peer check",
+        r = as_user(other)
+        check(r.returncode == 1 and "permission denied" in r.stderr, "another user: refused by the peer check",
               r.stdout + r.stderr)
-        check("refusing uid %d" % nobody.pw_uid in pol.log(), "nobody: the refusal is logged", pol.log_tail())
+        check("refusing uid %d" % other.pw_uid in pol.log(), "another user: the refusal is logged",
+              pol.log_tail())
+        r = as_user(nobody)
+        check(r.returncode == 0 and "reloaded the configuration" in r.stdout,
+              "the daemon's own user may reload", r.stdout + r.stderr)
 
         # filterd: the same through its reload thread
         fport = sifttest.free_port()
