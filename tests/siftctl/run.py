@@ -132,6 +132,12 @@ def main():
     r = run("-c", conf, "-o", "testplug_symbl=x", "test", msg)
     check(r.returncode == 1 and "did you mean \"testplug_symbol\"" in r.stderr, "test: unknown name refused",
           r.stderr)
+    # a plugin's own value error (found by its init) names file:line
+    with open(f"{tmp}/dkimval.conf", "w") as f:
+        f.write(f"plugin_directory = {BUILD}/plugins\ninbound_plugins = dkim\ndkim_invalid_score = abc\n")
+    r = run("-c", f"{tmp}/dkimval.conf", "check")
+    check(r.returncode == 1 and f"{tmp}/dkimval.conf:3: " in r.stderr and "dkim_invalid_score" in r.stderr,
+          "check: a plugin's value error names file:line", r.stderr)
     pconf = f"{tmp}/policyd.conf"
     with open(pconf, "w") as f:
         f.write(f"plugin_directory = {BUILD}/plugins\ninbound_plugins = access\n"
