@@ -256,6 +256,13 @@ char *sift_mask_secrets(const char *text)
 		if (secret_key_at(text, p, &kl)) {
 			sift_buf_add(&b, p, kl);
 			p += kl;
+			if (*p == '"' || *p == '\'') { /* a quoted value: up to its quote */
+				const char *q = strchr(p + 1, *p);
+				sift_buf_add(&b, p, 1);
+				sift_buf_adds(&b, SECRET_MASK);
+				p = q ? q : p + strlen(p);
+				continue;
+			}
 			size_t vl = strcspn(p, ",;& \t\r\n\"'}");
 			if (vl)
 				sift_buf_adds(&b, SECRET_MASK);

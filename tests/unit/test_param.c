@@ -317,6 +317,8 @@ static void test_secrets(void)
 		{"redis:unix:/run/r.sock,PASSWORD=x", "redis:unix:/run/r.sock,PASSWORD=********"},
 		{"a secret=abc;passwd=def&x=1", "a secret=********;passwd=********&x=1"},
 		{"password=", "password="},
+		{"x password=\"a b\", y", "x password=\"********\", y"},
+		{"password='unterminated", "password='********"},
 		{"mypassword=abc", "mypassword=abc"}, /* not the key password= */
 		{"nothing here", "nothing here"},
 		{"", ""},
