@@ -184,7 +184,7 @@ def clamav_wait_tests(tmp):
     sys.path.insert(0, os.path.join(os.environ.get("SIFT_SRCDIR", "."), "plugins", "clamav", "tests"))
     import cvlib  # noqa: E402
     if not os.path.exists(os.path.join(BUILD, "plugins", "clamav.so")):
-        check(False, "clamav.so is built")
+        print("skip siftctl test with clamav: the clamav plugin is not built (-Dclamav=disabled)", flush=True)
         return
     dbdir = f"{tmp}/cvdb"
     cvlib.make_db(dbdir)
