@@ -178,9 +178,13 @@ static const struct fd_out native_out = {
 
 /* ---- I/O ---- */
 
-static void conn_error(struct conn *c, const char *fmt, const char *arg)
+static void conn_error(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_error(struct conn *c, const char *fmt, ...)
 {
-	char *m = sift_asprintf(fmt, arg);
+	va_list ap;
+	va_start(ap, fmt);
+	char *m = sift_vasprintf(fmt, ap);
+	va_end(ap);
 	sift_log(LOG_ERR, "milter connection from %s: %s; closing it", c->peer, m);
 	free(m);
 }
@@ -527,9 +531,7 @@ static void serve(struct conn *c)
 		int fr = mp_frame(c->rbuf + c->roff, c->rlen - c->roff, &cmd, &data, &dlen, &used, &need);
 		if (fr < 0) {
 			char b[32];
-			snprintf(b, sizeof(b), "%u",
-				 (unsigned)(c->rbuf[c->roff] << 24 | c->rbuf[c->roff + 1] << 16 |
-					    c->rbuf[c->roff + 2] << 8 | c->rbuf[c->roff + 3]));
+			snprintf(b, sizeof(b), "%u", (unsigned)mp_get32(c->rbuf + c->roff));
 			conn_error(c, "bad packet length %s (at most 1 MB)", b);
 			return;
 		}

@@ -64,6 +64,8 @@ const struct sift_param filterd_params[] = {
 	 "native engine: MTA connections served at once (more are refused)"},
 	{"filterd_shutdown_timeout", SIFT_P_TIME, "10s", 0, 3600000, OFF(shutdown_timeout), NULL,
 	 "native engine: on SIGTERM, how long messages in progress may take to finish"},
+	{"filterd_control_socket", SIFT_P_STRING, SIFT_FILTERD_CONTROL_SOCKET, 0, 0, OFF(control_socket),
+	 NULL, "unix socket for siftctl reload (made as root, mode 0600; empty: none)"},
 	SIFT_PARAM_END,
 };
 #undef OFF
@@ -137,6 +139,12 @@ static void on_usr1(int sig)
 	(void)sig;
 }
 
+/* The control socket's request: wake the reload thread. */
+static int ask_reload(void)
+{
+	return reload_pipe[1] >= 0 && write(reload_pipe[1], "r", 1) == 1 ? 0 : -1;
+}
+
 static void *reload_thread(void *arg)
 {
 	for (;;) {
@@ -146,15 +154,20 @@ static void *reload_thread(void *arg)
 			continue;
 		if (r <= 0)
 			break;
+		unsigned long id = sift_control_reload_begin();
 		char *err = NULL;
 		struct sift_gen *g = load_gen(NULL, &err);
 		if (!g) {
 			sift_log(LOG_ERR, "reload failed, keeping the running configuration: %s", err);
+			sift_control_reload_done(id, false, err);
 			free(err);
 			continue;
 		}
 		sift_gen_set_current(g);
-		sift_log(LOG_INFO, "configuration reloaded (%zu plugins)", sift_gen_plugin_count(g));
+		char *text = sift_asprintf("configuration reloaded (%zu plugins)", sift_gen_plugin_count(g));
+		sift_log(LOG_INFO, "%s", text);
+		sift_control_reload_done(id, true, text);
+		free(text);
 	}
 	return arg;
 }
@@ -243,6 +256,7 @@ int main(int argc, char **argv)
 
 	bool native = fc.engine == FILTERD_ENGINE_NATIVE;
 	if ((native ? filterd_native_setup(&fc, &err) : filterd_milter_setup(&fc, &err)) < 0 ||
+	    sift_control_start(fc.control_socket, ask_reload, &err) < 0 ||
 	    sift_drop_privileges(fc.user, &err) < 0 || sift_write_pidfile(fc.pid_file, &err) < 0) {
 		sift_log(LOG_ERR, "%s", err);
 		return 1;

@@ -22,6 +22,7 @@ struct filterd_conf {
 	int engine; /* FILTERD_ENGINE_* */
 	long long max_connections;
 	long long shutdown_timeout;
+	const char *control_socket;
 };
 enum { FILTERD_ENGINE_NATIVE = 0, FILTERD_ENGINE_LIBMILTER = 1 };
 extern const struct sift_param filterd_params[];

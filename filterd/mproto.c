@@ -10,7 +10,7 @@
 
 #include "mproto.h"
 
-static uint32_t get32(const unsigned char *p)
+uint32_t mp_get32(const unsigned char *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
@@ -30,7 +30,7 @@ int mp_frame(const unsigned char *buf, size_t len, char *cmd, const unsigned cha
 		*need_r = 4;
 		return 0;
 	}
-	uint32_t n = get32(buf);
+	uint32_t n = mp_get32(buf);
 	if (n == 0 || n > MP_MAX_PACKET)
 		return -1;
 	if (len < 4 + (size_t)n) {
@@ -51,9 +51,9 @@ int mp_dec_optneg(const unsigned char *data, size_t len, struct mp_optneg *o, co
 		*why_r = "option negotiation packet too short";
 		return -1;
 	}
-	o->version = get32(data);
-	o->actions = get32(data + 4);
-	o->protocol = get32(data + 8);
+	o->version = mp_get32(data);
+	o->actions = mp_get32(data + 4);
+	o->protocol = mp_get32(data + 8);
 	if (o->version < 2) {
 		*why_r = "protocol version too old";
 		return -1;

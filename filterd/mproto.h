@@ -40,6 +40,8 @@
  * *dlen and *used (bytes of the whole packet) when a packet is complete,
  * 0 when more bytes are needed (*need_r = total bytes the packet needs, or
  * 4 for the length field), -1 on a bad length (0 or > MP_MAX_PACKET). */
+/* A big-endian 32-bit number (packet lengths, option words). */
+uint32_t mp_get32(const unsigned char *p);
 int mp_frame(const unsigned char *buf, size_t len, char *cmd, const unsigned char **data, size_t *dlen,
 	     size_t *used, size_t *need_r);
 

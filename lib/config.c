@@ -46,6 +46,7 @@ struct centry {
 	char *raw;   /* explicitly set value, or NULL */
 	char *where; /* where raw was set */
 	char *def;   /* registered default, or NULL */
+	bool known;  /* a known name without a default (sift_config_known) */
 	size_t idx;  /* position in cfg->order, SIZE_MAX when never set */
 	struct centry *next;
 };
@@ -55,6 +56,8 @@ struct sift_config {
 	size_t nbuckets, n;
 	struct centry **order; /* explicitly set entries, first-set order */
 	size_t norder, ocap;
+	char **known_prefixes; /* every name starting with one is known */
+	size_t nknown_prefixes;
 };
 
 /* ---- the table ----------------------------------------------------------- */
@@ -139,6 +142,9 @@ void sift_config_free(struct sift_config *cfg)
 	}
 	free(cfg->tab);
 	free(cfg->order);
+	for (size_t i = 0; i < cfg->nknown_prefixes; i++)
+		free(cfg->known_prefixes[i]);
+	free(cfg->known_prefixes);
 	free(cfg);
 }
 
@@ -525,6 +531,21 @@ char *sift_config_get(const struct sift_config *cfg, const char *name, char **er
 
 /* ---- unknown names ------------------------------------------------------- */
 
+void sift_config_known(struct sift_config *cfg, const char *prefix, const struct sift_param *tab)
+{
+	if (!tab) {
+		cfg->known_prefixes =
+			sift_realloc(cfg->known_prefixes, (cfg->nknown_prefixes + 1) * sizeof(char *));
+		cfg->known_prefixes[cfg->nknown_prefixes++] = sift_strdup(prefix ? prefix : "");
+		return;
+	}
+	for (; tab->name; tab++) {
+		char *name = sift_asprintf("%s%s", prefix ? prefix : "", tab->name);
+		find_or_add(cfg, name)->known = true;
+		free(name);
+	}
+}
+
 /* Marks the set entries that text refers to with $name. */
 static void mark_refs(const struct sift_config *cfg, const char *s, bool *used)
 {
@@ -551,7 +572,116 @@ static void mark_refs(const struct sift_config *cfg, const char *s, bool *used)
 	}
 }
 
-int sift_config_warn_unknown(const struct sift_config *cfg)
+static bool is_known(const struct sift_config *cfg, const struct centry *e)
+{
+	if (e->def || e->known)
+		return true;
+	for (size_t i = 0; i < cfg->nknown_prefixes; i++)
+		if (strncmp(e->name, cfg->known_prefixes[i], strlen(cfg->known_prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
+/* Registers the names of plugin `name` (plugin_dir/name.so) as known. */
+static bool know_plugin(struct sift_config *cfg, const char *plugin_dir, const char *name, size_t len)
+{
+	if (len == 0 || len > 64)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!(name[i] == '_' || name[i] == '-' || (name[i] >= 'a' && name[i] <= 'z') ||
+		      (name[i] >= '0' && name[i] <= '9')))
+			return false;
+	char *path = sift_asprintf("%s/%.*s.so", plugin_dir, (int)len, name);
+	struct stat st;
+	const struct sift_plugin *p = NULL;
+	char *err = NULL;
+	if (stat(path, &st) == 0)
+		p = sift_plugin_load(path, &err);
+	free(err);
+	free(path);
+	if (!p || strlen(p->name) != len || memcmp(p->name, name, len) != 0)
+		return false;
+	char *prefix = sift_asprintf("%s_", p->name);
+	sift_config_known(cfg, prefix, sift_plugin_common_params);
+	if (p->params)
+		sift_config_known(cfg, prefix, p->params);
+	free(prefix);
+	return true;
+}
+
+/* A name "<plugin>_<rest>" of a plugin in plugin_dir that this daemon does
+ * not load: its table decides. */
+static void resolve_by_plugin(struct sift_config *cfg, const char *plugin_dir, const char *name)
+{
+	for (const char *u = strchr(name, '_'); u; u = strchr(u + 1, '_'))
+		know_plugin(cfg, plugin_dir, name, (size_t)(u - name));
+}
+
+/* The optimal string alignment distance (Damerau-Levenshtein with adjacent
+ * transpositions), or max + 1 when above max. */
+static size_t edit_distance(const char *a, const char *b, size_t max)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 128 || lb > 128 || (la > lb ? la - lb : lb - la) > max)
+		return max + 1;
+	size_t rows[3][129], *pp = rows[0], *prev = rows[1], *cur = rows[2];
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t cost = a[i - 1] != b[j - 1];
+			size_t v = prev[j] + 1;
+			if (cur[j - 1] + 1 < v)
+				v = cur[j - 1] + 1;
+			if (prev[j - 1] + cost < v)
+				v = prev[j - 1] + cost;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    pp[j - 2] + 1 < v)
+				v = pp[j - 2] + 1;
+			cur[j] = v;
+		}
+		size_t *t = pp;
+		pp = prev;
+		prev = cur;
+		cur = t;
+	}
+	return prev[lb] > max ? max + 1 : prev[lb];
+}
+
+const char *sift_config_suggest(const struct sift_config *cfg, const char *name)
+{
+	size_t max = strlen(name) >= 12 ? 3 : 2, best_d = max + 1;
+	const char *best = NULL;
+	for (size_t i = 0; i < cfg->nbuckets; i++)
+		for (const struct centry *e = cfg->tab[i]; e; e = e->next) {
+			if (!(e->def || e->known) || strcmp(e->name, name) == 0)
+				continue;
+			size_t d = edit_distance(name, e->name, max);
+			if (d < best_d || (d == best_d && best && strcmp(e->name, best) < 0)) {
+				best_d = d;
+				best = e->name;
+			}
+		}
+	return best;
+}
+
+/* Every plugin file in plugin_dir, for suggestions. */
+static void know_all_plugins(struct sift_config *cfg, const char *plugin_dir)
+{
+	DIR *d = opendir(plugin_dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		size_t l = strlen(de->d_name);
+		if (l > 3 && strcmp(de->d_name + l - 3, ".so") == 0)
+			know_plugin(cfg, plugin_dir, de->d_name, l - 3);
+	}
+	closedir(d);
+}
+
+int sift_config_check_names(struct sift_config *cfg, const char *plugin_dir, char **err_r)
 {
 	bool *used = sift_calloc(cfg->norder + 1, sizeof(*used));
 	for (size_t i = 0; i < cfg->nbuckets; i++)
@@ -561,14 +691,56 @@ int sift_config_warn_unknown(const struct sift_config *cfg)
 			if (e->def)
 				mark_refs(cfg, e->def, used);
 		}
-	int count = 0;
+	size_t *bad = sift_calloc(cfg->norder + 1, sizeof(*bad));
+	size_t nbad = 0;
 	for (size_t i = 0; i < cfg->norder; i++) {
 		const struct centry *e = cfg->order[i];
-		if (e->def || used[i])
+		if (used[i] || is_known(cfg, e))
 			continue;
-		sift_log(LOG_WARNING, "%s: unused parameter: %s = %s", e->where, e->name, e->raw);
-		count++;
+		if (plugin_dir) {
+			resolve_by_plugin(cfg, plugin_dir, e->name);
+			if (is_known(cfg, e))
+				continue;
+		}
+		bad[nbad++] = i;
 	}
+	if (nbad && plugin_dir)
+		know_all_plugins(cfg, plugin_dir);
+	struct sift_buf msg = {0};
+	for (size_t k = 0; k < nbad; k++) {
+		const struct centry *e = cfg->order[bad[k]];
+		const char *hint = sift_config_suggest(cfg, e->name);
+		sift_buf_printf(&msg, "%s%s: unknown parameter \"%s\"", k ? "; " : "", e->where, e->name);
+		if (hint)
+			sift_buf_printf(&msg, " (did you mean \"%s\"?)", hint);
+	}
+	if (nbad && err_r)
+		*err_r = sift_strdup(sift_buf_str(&msg));
+	sift_buf_free(&msg);
+	free(bad);
 	free(used);
-	return count;
+	return (int)nbad;
+}
+
+char *sift_config_locate(const struct sift_config *cfg, const char *msg)
+{
+	/* The first "name:" or "name " in msg that names a set parameter. */
+	for (const char *p = msg; *p; p++) {
+		if (!name_char((unsigned char)*p) || (p > msg && name_char((unsigned char)p[-1])))
+			continue;
+		const char *q = p;
+		while (name_char((unsigned char)*q))
+			q++;
+		const struct centry *e = find_n(cfg, p, (size_t)(q - p));
+		if (e && e->raw && (*q == ':' || *q == ' ') && strchr(e->name, '_')) {
+			if (strstr(msg, e->where))
+				break;
+			char *masked = sift_mask_secrets(msg);
+			char *out = sift_asprintf("%s: %s", e->where, masked);
+			free(masked);
+			return out;
+		}
+		p = q - 1;
+	}
+	return sift_mask_secrets(msg);
 }

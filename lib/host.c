@@ -74,7 +74,7 @@ static const struct sift_param error_action_param[] = {
 	 "what an internal error of this plugin becomes"},
 	SIFT_PARAM_END,
 };
-const struct sift_param *const sift_error_action_param = error_action_param;
+const struct sift_param *const sift_plugin_common_params = error_action_param;
 
 /* ---- plugin files ---------------------------------------------------------- */
 
@@ -342,7 +342,7 @@ struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, 
 			g->prof[pr][g->nprof[pr]++] = (size_t)idx;
 		}
 	}
-	if (sift_config_warn_unknown(cfg) < 0)
+	if (sift_config_check_names(cfg, g->common.plugin_directory, err_r) > 0)
 		goto fail;
 
 	/* Process-wide services, set up by the first generation. */
@@ -388,6 +388,11 @@ struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, 
 fail_building:
 	building_gen = NULL;
 fail:
+	if (err_r && *err_r) { /* a plugin's error about a parameter: where it was set */
+		char *located = sift_config_locate(cfg, *err_r);
+		free(*err_r);
+		*err_r = located;
+	}
 	g->cfg = NULL; /* the caller still owns cfg on failure */
 	gen_free(g);
 	return NULL;

@@ -14,6 +14,12 @@
  * resets the pointers (calling it twice is harmless). The parsers and
  * sift_split_list() are pure and thread-safe; parse/free/print run in the
  * single thread that builds a configuration generation.
+ *
+ * Secrets: what is printed (-n, -p) or put in an error message is masked:
+ * the whole value of a parameter whose name ends in "password", "passwd"
+ * or "secret", and within any value the text after "password=", "passwd="
+ * or "secret=" (up to the next ',', ';', '&', quote or white space), as in
+ * state_store = redis:HOST:PORT,password=... .
  */
 #include <ctype.h>
 #include <errno.h>
@@ -225,11 +231,78 @@ static int find_choice(const char *choices, const char *value)
 	}
 }
 
-static char *bad_value(const char *where, const char *name, const char *value, const char *why)
+/* ---- secrets -------------------------------------------------------------- */
+
+#define SECRET_MASK "********"
+
+static bool secret_key_at(const char *s, const char *p, size_t *klen_r)
 {
+	static const char *const keys[] = {"password=", "passwd=", "secret="};
+	if (p > s && (isalnum((unsigned char)p[-1]) || p[-1] == '_'))
+		return false;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strncasecmp(p, keys[i], strlen(keys[i])) == 0) {
+			*klen_r = strlen(keys[i]);
+			return true;
+		}
+	return false;
+}
+
+char *sift_mask_secrets(const char *text)
+{
+	struct sift_buf b = {0};
+	for (const char *p = text; *p;) {
+		size_t kl;
+		if (secret_key_at(text, p, &kl)) {
+			sift_buf_add(&b, p, kl);
+			p += kl;
+			if (*p == '"' || *p == '\'') { /* a quoted value: up to its quote */
+				const char *q = strchr(p + 1, *p);
+				sift_buf_add(&b, p, 1);
+				sift_buf_adds(&b, SECRET_MASK);
+				p = q ? q : p + strlen(p);
+				continue;
+			}
+			size_t vl = strcspn(p, ",;& \t\r\n\"'}");
+			if (vl)
+				sift_buf_adds(&b, SECRET_MASK);
+			p += vl;
+		} else
+			sift_buf_add(&b, p++, 1);
+	}
+	sift_buf_str(&b);
+	if (!b.data)
+		return sift_strdup("");
+	return b.data;
+}
+
+static bool secret_name(const char *name)
+{
+	size_t l = strlen(name);
+	static const char *const ends[] = {"password", "passwd", "secret"};
+	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+		size_t el = strlen(ends[i]);
+		if (l >= el && strcasecmp(name + l - el, ends[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+char *sift_param_shown(const char *name, const char *value)
+{
+	if (secret_name(name))
+		return sift_strdup(*value ? SECRET_MASK : "");
+	return sift_mask_secrets(value);
+}
+
+static char *bad_value(const char *where, const char *name, const char *raw, const char *why)
+{
+	char *value = sift_param_shown(name, raw);
 	int vl = (int)strlen(value);
-	return sift_asprintf("%s: %s = \"%.*s%s\": %s", where, name, vl > 100 ? 100 : vl, value,
-			     vl > 100 ? "..." : "", why);
+	char *msg = sift_asprintf("%s: %s = \"%.*s%s\": %s", where, name, vl > 100 ? 100 : vl, value,
+				  vl > 100 ? "..." : "", why);
+	free(value);
+	return msg;
 }
 
 static void free_one(const struct sift_param *p, void *block)
@@ -421,8 +494,9 @@ void sift_params_print(FILE *out, const struct sift_config *cfg, const char *pre
 		if (all || raw) {
 			const char *where;
 			char *value = effective(cfg, name, p, &where, NULL);
-			const char *v = value ? value : raw ? raw : p->def ? p->def : "";
+			char *v = sift_param_shown(name, value ? value : raw ? raw : p->def ? p->def : "");
 			fprintf(out, "%s =%s%s\n", name, *v ? " " : "", v);
+			free(v);
 			free(value);
 		}
 		free(name);

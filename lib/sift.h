@@ -104,9 +104,27 @@ char *sift_config_expand(const struct sift_config *cfg, const char *text, char *
 /* Calls fn for every explicitly set name, in first-set order. */
 void sift_config_each(const struct sift_config *cfg,
 		      void (*fn)(const char *name, const char *raw, const char *where, void *arg), void *arg);
-/* Names set in the files that no registered table knows: one warning each,
- * returns the count. */
-int sift_config_warn_unknown(const struct sift_config *cfg);
+/* Known names without a default: prefix + each name of tab, or, with tab
+ * NULL, every name that starts with prefix (siftctl: the daemons' own
+ * parameters, which only the daemons check). */
+void sift_config_known(struct sift_config *cfg, const char *prefix, const struct sift_param *tab);
+/* Unknown names are errors: a name set in a file or with -o that no
+ * registered table knows (sift_config_defaults, sift_config_known) and that
+ * no other value refers to as $name (a variable of the administrator's).
+ * With plugin_dir, "<plugin>_..." names of a plugin file in plugin_dir that
+ * is not loaded are checked against that plugin's table, so that a setting
+ * for a plugin enabled in the other daemon is not an error. Returns the
+ * number of unknown names and, with err_r, one message naming each
+ * ("file:line: unknown parameter "x" (did you mean "y"?)", "; "-joined). */
+int sift_config_check_names(struct sift_config *cfg, const char *plugin_dir, char **err_r);
+/* The known name closest to name (edit distance at most 2, 3 for names of
+ * 12 characters or more), or NULL. */
+const char *sift_config_suggest(const struct sift_config *cfg, const char *name);
+/* msg (e.g. a plugin's init error "spam_kill_level: not a number: abc")
+ * prefixed with the place where the first parameter it names
+ * ("name:" or "name ") was set, unless msg already says, with secrets
+ * masked (sift_mask_secrets); malloc'd. */
+char *sift_config_locate(const struct sift_config *cfg, const char *msg);
 
 /* ---- param.c: typed parameter tables --------------------------------------
  * Fills `block` (zeroed by the caller) from cfg for every entry of tab, names
@@ -128,6 +146,14 @@ int sift_parse_size(const char *s, long long *v_r);
 /* Splits a list value on white space and commas; NULL-terminated, one
  * allocation (free() the array). */
 char **sift_split_list(const char *s);
+
+/* Secrets never shown: text with the value after "password=", "passwd=" or
+ * "secret=" replaced by "********" (malloc'd); sift_param_shown masks the
+ * whole value of a parameter whose name ends in password, passwd or
+ * secret, and otherwise as sift_mask_secrets. -n/-p and value errors use
+ * them. */
+char *sift_mask_secrets(const char *text);
+char *sift_param_shown(const char *name, const char *value);
 
 /* ---- map.c: lookup tables in Postfix syntax --------------------------------
  * Types: texthash:/path (key value lines, case-insensitive keys), pcre:/path
@@ -289,8 +315,6 @@ struct sift_common_conf {
 	const char *quarantine_directory;
 };
 extern const struct sift_param sift_common_params[];
-/* <plugin>_error_action: added by the host to every plugin's parameters. */
-extern const struct sift_param *const sift_error_action_param;
 /* Registers the common parameters' defaults (myhostname = the system's). */
 void sift_config_common_defaults(struct sift_config *cfg);
 
@@ -321,6 +345,9 @@ const struct sift_plugin *sift_gen_plugin(const struct sift_gen *g, size_t i);
 /* Loads one plugin file with all checks (ABI, size, ownership and mode).
  * Used by sift_gen_new; shared objects stay loaded for the process life. */
 const struct sift_plugin *sift_plugin_load(const char *path, char **err_r);
+
+/* The parameters every plugin has (<plugin>_error_action). */
+extern const struct sift_param *const sift_plugin_common_params;
 
 /* The host function table given to plugins. */
 extern const struct sift_host sift_host_table;
@@ -431,5 +458,26 @@ int sift_write_pidfile(const char *path, char **err_r);
  * (127.0.0.1), "inet6:[::1]:port"; returns a listening socket (unix
  * sockets get mode 0660 with the umask, a stale socket is replaced). */
 int sift_listen(const char *endpoint, int backlog, char **err_r);
+
+/* ---- control.c: the daemons' control socket (siftctl reload) ---------------
+ * Defaults of filterd_control_socket and policyd_control_socket. */
+#define SIFT_FILTERD_CONTROL_SOCKET SIFT_RUNDIR "/filterd.ctl"
+#define SIFT_POLICYD_CONTROL_SOCKET SIFT_RUNDIR "/policyd.ctl"
+/* Daemon side, at startup as root before the privilege drop: creates the
+ * socket at path (mode 0600; empty path: none) and starts the thread that
+ * serves it. request() asks the daemon's reload path for a reload (0, or
+ * -1 when it cannot now); it must not wait for it. A missing directory or a
+ * socket that another live process answers on is logged and skipped. */
+int sift_control_start(const char *path, int (*request)(void), char **err_r);
+/* The daemon's reload path (every reload, however asked for): begin when
+ * it starts reading the configuration, done with the outcome (ok, and a
+ * one-line text: what was loaded, or why it failed). Thread-safe. */
+unsigned long sift_control_reload_begin(void);
+void sift_control_reload_done(unsigned long id, bool ok, const char *text);
+/* Client side (siftctl): asks the daemon at path to reload and waits at
+ * most timeout_ms. 0 with *answer_r (the daemon's "ok" text), or -1 with
+ * *err_r (the daemon's reason, or why it could not be asked). A socket not
+ * owned by root or the caller is refused. */
+int sift_control_reload(const char *path, long timeout_ms, char **answer_r, char **err_r);
 
 #endif

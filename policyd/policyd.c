@@ -92,6 +92,7 @@ struct policyd_conf {
 	long long idle_timeout;	    /* ms */
 	long long request_timeout;  /* ms */
 	long long request_deadline; /* ms */
+	const char *control_socket;
 };
 
 #define OFF(f) offsetof(struct policyd_conf, f)
@@ -112,6 +113,8 @@ static const struct sift_param policyd_params[] = {
 	 "time allowed to receive the rest of a request once it started"},
 	{"policyd_request_deadline", SIFT_P_TIME, "20s", 100, 3600000LL, OFF(request_deadline), NULL,
 	 "time the plugins get for one request (host->time_left_ms)"},
+	{"policyd_control_socket", SIFT_P_STRING, SIFT_POLICYD_CONTROL_SOCKET, 0, 0, OFF(control_socket),
+	 NULL, "unix socket for siftctl reload (made as root, mode 0600; empty: none)"},
 	SIFT_PARAM_END,
 };
 #undef OFF
@@ -666,13 +669,21 @@ static struct sift_gen *load_generation(struct policyd_conf *pc_r, char **err_r)
 	return g;
 }
 
+/* The control socket's request: the event loop reloads on SIGHUP. */
+static int ask_reload(void)
+{
+	return kill(getpid(), SIGHUP);
+}
+
 static void reload(void)
 {
 	struct policyd_conf pc;
 	char *err = NULL;
+	unsigned long id = sift_control_reload_begin();
 	struct sift_gen *g = load_generation(&pc, &err);
 	if (!g) {
 		sift_log(LOG_ERR, "reload failed: %s; keeping the current configuration", err);
+		sift_control_reload_done(id, false, err);
 		free(err);
 		return;
 	}
@@ -685,8 +696,11 @@ static void reload(void)
 	pconf.request_timeout = pc.request_timeout;
 	atomic_store(&request_deadline, pc.request_deadline);
 	sift_params_free(policyd_params, &pc);
-	sift_log(LOG_INFO, "reloaded the configuration from %s (%zu plugins)", opts.config_file,
-		 sift_gen_plugin_count(g));
+	char *text = sift_asprintf("reloaded the configuration from %s (%zu plugins)", opts.config_file,
+				   sift_gen_plugin_count(g));
+	sift_log(LOG_INFO, "%s", text);
+	sift_control_reload_done(id, true, text);
+	free(text);
 }
 
 /* ---- startup and main loop ------------------------------------------------------ */
@@ -970,6 +984,8 @@ int main(int argc, char **argv)
 	sift_gen_set_current(g);
 
 	open_listeners();
+	if (sift_control_start(pconf.control_socket, ask_reload, &err) < 0)
+		sift_fatal("policyd_control_socket: %s", err);
 	if (sift_drop_privileges(pconf.user, &err) < 0)
 		sift_fatal("policyd_user: %s", err);
 	if (sift_write_pidfile(pconf.pid_file, &err) < 0)

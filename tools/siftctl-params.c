@@ -195,7 +195,7 @@ static int add_plugins(const char *dir)
 			char *prefix = sift_asprintf("%s_", p->name);
 			if (p->params)
 				add_table(s, prefix, p->params);
-			add_table(s, prefix, sift_error_action_param);
+			add_table(s, prefix, sift_plugin_common_params);
 			free(prefix);
 			free(title);
 		}

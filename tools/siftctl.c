@@ -5,17 +5,26 @@
  *       runs a stored message through filterd's plugin chain (same code,
  *       same configuration file) without an MTA and prints the verdict.
  *   siftctl [-c FILE] reload [filterd|policyd]
- *       asks a running daemon to reload its configuration.
- *   siftctl [-c FILE] [-o ...] check
- *       checks a configuration file and its plugins (as filterd -t).
+ *       asks a running daemon to reload its configuration through its
+ *       control socket and waits for the outcome.
+ *   siftctl [-c FILE] [-o ...] check [filterd|policyd]
+ *       checks a configuration file and its plugins: runs the daemon's own
+ *       -t (the daemon installed next to siftctl), so the checks are the
+ *       daemon's, unknown parameter names included.
+ *
+ * `--help` after any command prints that command's usage. Options of a
+ * command may come before or after its operands.
  *
  * Single-threaded.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "siftctl.h"
@@ -43,23 +52,50 @@ static const struct siftctl_cmd *const plugin_cmds[] = {
 	NULL,
 };
 
+static const char test_usage[] =
+	"  test FILE [--profile inbound|originating] [--client IP] [--client-name NAME]\n"
+	"       [--helo NAME] [--from ADDR] [--to ADDR]... [--auth LOGIN] [--json]\n"
+	"       run a stored message through filterd's plugin chain and print the\n"
+	"       action, SMTP reply, header changes, symbols and score (options may\n"
+	"       come before or after FILE; plugins that load in the background, such\n"
+	"       as the ClamAV database, are waited for: clamav_ready_wait 300s)\n";
+static const char check_usage[] =
+	"  check [filterd|policyd]\n"
+	"       check the configuration and plugins as the daemon's -t does (unknown\n"
+	"       parameter names are errors); exit 0 or 1\n";
+static const char reload_usage[] =
+	"  reload [filterd|policyd] [--timeout SECONDS]\n"
+	"       make a running daemon reload its configuration through its control\n"
+	"       socket (filterd_control_socket, policyd_control_socket) and wait for\n"
+	"       the outcome: exit 0 when the new configuration runs, 1 with the\n"
+	"       reason when it does not (the daemon keeps the running one)\n";
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: siftctl [-c FILE] [-o name=value]... COMMAND [ARGS]\n"
 		     "  -c FILE   configuration file (default " SIFT_SYSCONFDIR "/filterd.conf; for\n"
-		     "            `reload policyd`, " SIFT_SYSCONFDIR "/policyd.conf)\n"
+		     "            `reload policyd` and `check policyd`, " SIFT_SYSCONFDIR "/policyd.conf)\n"
 		     "  -o N=V    override a setting (repeatable)\n"
-		     "commands:\n"
-		     "  test FILE [--profile inbound|originating] [--client IP] [--client-name NAME]\n"
-		     "       [--helo NAME] [--from ADDR] [--to ADDR]... [--auth LOGIN] [--json]\n"
-		     "       run a stored message through filterd's plugin chain and print the\n"
-		     "       action, SMTP reply, header changes, symbols and score\n"
-		     "  check      check the configuration and plugins (exit 0 or 1)\n"
-		     "  reload [filterd|policyd]\n"
-		     "       make a running daemon reload its configuration (SIGUSR1 to filterd,\n"
-		     "       SIGHUP to policyd; the pid comes from filterd_pid_file/policyd_pid_file)\n");
+		     "  COMMAND --help   prints the usage of COMMAND\n"
+		     "commands:\n");
+	fputs(test_usage, out);
+	fputs(check_usage, out);
+	fputs(reload_usage, out);
 	for (const struct siftctl_cmd *const *c = plugin_cmds; *c; c++)
 		fputs((*c)->usage, out);
+}
+
+/* GNU getopt keeps the ordering mode of its first call (siftctl's own
+ * options, "+": stop at the command word) until a call with optind 0: a
+ * command's options may then follow its operands. */
+static void getopt_restart(void)
+{
+	char *argv[] = {(char *)"siftctl", NULL};
+	optind = 0;
+	opterr = 0;
+	(void)getopt(1, argv, "");
+	opterr = 1;
+	optind = 1;
 }
 
 struct sift_gen *siftctl_load(struct sift_opts *o, enum sift_daemon d)
@@ -77,11 +113,20 @@ static struct sift_gen *load(enum sift_daemon d)
 		fprintf(stderr, "siftctl: %s\n", err);
 		exit(1);
 	}
-	/* The daemons' own parameters are not ours to check: filterd -t and
-	 * policyd -t warn about unknown names; siftctl stays quiet. */
-	sift_log_set_level(LOG_ERR);
+	/* The daemons' own parameters are not in siftctl: `siftctl check`
+	 * runs the daemon's -t for them. */
+	sift_config_known(cfg, "filterd_", NULL);
+	sift_config_known(cfg, "policyd_", NULL);
+	/* A command-line tool waits for plugins that load in the background
+	 * (the ClamAV database) instead of answering tempfail, bounded. */
+	if (!sift_config_raw(cfg, "clamav_ready_wait", NULL)) {
+		sift_config_known(cfg, "clamav_ready_wait", NULL);
+		if (sift_config_set(cfg, "clamav_ready_wait = 300s", "siftctl", &err) < 0) {
+			fprintf(stderr, "siftctl: %s\n", err);
+			exit(1);
+		}
+	}
 	struct sift_gen *g = sift_gen_new(d, cfg, &err);
-	sift_log_set_level(opts.debug ? LOG_DEBUG : LOG_WARNING);
 	if (!g) {
 		fprintf(stderr, "siftctl: %s\n", err);
 		exit(1);
@@ -167,7 +212,7 @@ static int cmd_test(int argc, char **argv)
 			json = true;
 			break;
 		default:
-			usage(stderr);
+			fputs(test_usage, stderr);
 			return 1;
 		}
 	}
@@ -356,46 +401,169 @@ static int cmd_test(int argc, char **argv)
 	return 0;
 }
 
+/* "filterd" (default) or "policyd" from the operand, with the matching
+ * default configuration file; NULL after an error message. */
+static const char *which_daemon(const char *cmd, int argc, char **argv)
+{
+	const char *which = "filterd";
+	if (optind < argc - 1 || (optind == argc - 1 && strcmp(argv[optind], "filterd") != 0 &&
+				  strcmp(argv[optind], "policyd") != 0)) {
+		fprintf(stderr, "siftctl %s: filterd or policyd expected\n", cmd);
+		return NULL;
+	}
+	if (optind == argc - 1)
+		which = argv[optind];
+	if (strcmp(which, "policyd") == 0 && strcmp(opts.config_file, SIFT_SYSCONFDIR "/filterd.conf") == 0)
+		opts.config_file = SIFT_SYSCONFDIR "/policyd.conf";
+	return which;
+}
+
 static int cmd_reload(int argc, char **argv)
 {
-	const char *which = argc > 1 ? argv[1] : "filterd";
-	bool pol = strcmp(which, "policyd") == 0;
-	if (!pol && strcmp(which, "filterd") != 0) {
-		fprintf(stderr, "siftctl reload: filterd or policyd\n");
-		return 1;
+	static const struct option lo[] = {
+		{"timeout", required_argument, NULL, 'T'},
+		{NULL, 0, NULL, 0},
+	};
+	long timeout_s = 900;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case 'T':
+			timeout_s = strtol(optarg, &end, 10);
+			if (*end || timeout_s < 1 || timeout_s > 86400) {
+				fprintf(stderr, "siftctl reload: --timeout: seconds, 1..86400\n");
+				return 1;
+			}
+			break;
+		default:
+			fputs(reload_usage, stderr);
+			return 1;
+		}
 	}
-	if (pol && strcmp(opts.config_file, SIFT_SYSCONFDIR "/filterd.conf") == 0)
-		opts.config_file = SIFT_SYSCONFDIR "/policyd.conf";
+	const char *which = which_daemon("reload", argc, argv);
+	if (!which)
+		return 1;
+	bool pol = strcmp(which, "policyd") == 0;
 	char *err = NULL;
 	struct sift_config *cfg = sift_opts_config(&opts, "", NULL, &err);
 	if (!cfg) {
 		fprintf(stderr, "siftctl: %s\n", err);
 		return 1;
 	}
-	char *pidfile = sift_config_get(cfg, pol ? "policyd_pid_file" : "filterd_pid_file", &err);
-	if (!pidfile || !*pidfile) {
-		fprintf(stderr, "siftctl reload: %s_pid_file is not set in %s\n", which, opts.config_file);
+	const char *name = pol ? "policyd_control_socket" : "filterd_control_socket";
+	char *path = sift_config_get(cfg, name, &err);
+	if (!path && err) {
+		fprintf(stderr, "siftctl reload: %s\n", err);
 		return 1;
 	}
-	FILE *fp = fopen(pidfile, "r");
-	int pid = 0;
-	if (!fp || fscanf(fp, "%d", &pid) != 1 || pid <= 1) {
-		fprintf(stderr, "siftctl reload: cannot read a pid from %s\n", pidfile);
+	if (!path)
+		path = sift_strdup(pol ? SIFT_POLICYD_CONTROL_SOCKET : SIFT_FILTERD_CONTROL_SOCKET);
+	if (!*path) {
+		fprintf(stderr, "siftctl reload: %s is empty in %s: %s has no control socket\n", name,
+			opts.config_file, which);
 		return 1;
 	}
-	fclose(fp);
-	if (kill(pid, pol ? SIGHUP : SIGUSR1) < 0) {
-		fprintf(stderr, "siftctl reload: %s (pid %d): %s\n", which, pid, strerror(errno));
-		return 1;
-	}
-	printf("siftctl: asked %s (pid %d) to reload\n", which, pid);
-	free(pidfile);
+	char *answer = NULL;
+	int rc = sift_control_reload(path, timeout_s * 1000, &answer, &err);
+	if (rc < 0)
+		fprintf(stderr, "siftctl reload: %s: reload failed: %s\n", which, err);
+	else
+		printf("siftctl reload: %s: %s\n", which, answer);
+	free(answer);
+	free(err);
+	free(path);
 	sift_config_free(cfg);
-	return 0;
+	return rc < 0 ? 1 : 0;
+}
+
+/* The daemon program installed next to siftctl (in a build tree:
+ * ../filterd/filterd); NULL when there is none. */
+static char *daemon_path(const char *which)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return NULL;
+	self[n] = 0;
+	char *dir = dirname(self);
+	char *cand[2] = {sift_asprintf("%s/%s", dir, which), sift_asprintf("%s/../%s/%s", dir, which, which)};
+	char *found = NULL;
+	for (int i = 0; i < 2; i++) {
+		if (!found && access(cand[i], X_OK) == 0)
+			found = cand[i];
+		else
+			free(cand[i]);
+	}
+	return found;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	optind = 1;
+	if (getopt(argc, argv, "") != -1) {
+		fputs(check_usage, stderr);
+		return 1;
+	}
+	const char *which = which_daemon("check", argc, argv);
+	if (!which)
+		return 1;
+	char *prog = daemon_path(which);
+	if (!prog) {
+		fprintf(stderr, "siftctl check: no %s program next to siftctl\n", which);
+		return 1;
+	}
+	char **av = sift_calloc(2 * opts.n_overrides + 6, sizeof(char *));
+	size_t k = 0;
+	av[k++] = prog;
+	av[k++] = (char *)"-t";
+	av[k++] = (char *)"-c";
+	av[k++] = (char *)opts.config_file;
+	for (size_t i = 0; i < opts.n_overrides; i++) {
+		av[k++] = (char *)"-o";
+		av[k++] = opts.overrides[i];
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "siftctl check: fork: %s\n", strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		execv(prog, av);
+		fprintf(stderr, "siftctl check: %s: %s\n", prog, strerror(errno));
+		_exit(127);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR) {
+			fprintf(stderr, "siftctl check: waitpid: %s\n", strerror(errno));
+			return 1;
+		}
+	free(av);
+	free(prog);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+}
+
+/* `siftctl COMMAND ... --help`: the command's usage on stdout. */
+static bool wants_help(int argc, char **argv)
+{
+	for (int k = 1; k < argc; k++) {
+		if (strcmp(argv[k], "--") == 0)
+			return false;
+		if (strcmp(argv[k], "--help") == 0)
+			return true;
+	}
+	return false;
 }
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+		usage(stdout);
+		return 0;
+	}
 	int i = sift_opts_parse(argc, argv, &opts, SIFT_SYSCONFDIR "/filterd.conf");
 	if (i == -2) {
 		usage(stdout);
@@ -406,21 +574,32 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	sift_log_init("siftctl", true, opts.debug ? LOG_DEBUG : LOG_WARNING);
+	getopt_restart();
 	const char *cmd = argv[i];
-	if (strcmp(cmd, "test") == 0)
-		return cmd_test(argc - i, argv + i);
-	if (strcmp(cmd, "reload") == 0)
-		return cmd_reload(argc - i, argv + i);
-	if (strcmp(cmd, "check") == 0) {
-		struct sift_gen *g = load(SIFT_SIFTCTL);
-		printf("siftctl: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g),
-		       sift_gen_plugin_count(g) == 1 ? "" : "s");
-		sift_gen_unref(g);
-		return 0;
-	}
+	bool help = wants_help(argc - i, argv + i);
+	static const struct {
+		const char *name;
+		int (*run)(int, char **);
+		const char *usage;
+	} core[] = {{"test", cmd_test, test_usage},
+		    {"check", cmd_check, check_usage},
+		    {"reload", cmd_reload, reload_usage}};
+	for (size_t k = 0; k < sizeof(core) / sizeof(core[0]); k++)
+		if (strcmp(cmd, core[k].name) == 0) {
+			if (help) {
+				printf("usage: siftctl [-c FILE] [-o name=value]...\n%s", core[k].usage);
+				return 0;
+			}
+			return core[k].run(argc - i, argv + i);
+		}
 	for (const struct siftctl_cmd *const *c = plugin_cmds; *c; c++)
-		if (strcmp(cmd, (*c)->name) == 0)
+		if (strcmp(cmd, (*c)->name) == 0) {
+			if (help) {
+				printf("usage: siftctl [-c FILE] [-o name=value]...\n%s", (*c)->usage);
+				return 0;
+			}
 			return (*c)->run(argc - i, argv + i, &opts);
+		}
 	if (strcmp(cmd, "help") == 0) {
 		usage(stdout);
 		return 0;

@@ -17,6 +17,7 @@
  * is read-only after creation except for the semaphore, the rotation index
  * and the cached version, which are locked.
  */
+#include <stdarg.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,12 +43,15 @@ long long clock_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static char *dup_printf(const char *fmt, const char *a, const char *b)
+static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *dup_printf(const char *fmt, ...)
 {
-	size_t n = strlen(fmt) + strlen(a) + (b ? strlen(b) : 0) + 1;
-	char *s = malloc(n);
-	if (s)
-		snprintf(s, n, fmt, a, b ? b : "");
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = NULL;
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
 	return s;
 }
 
@@ -66,7 +70,7 @@ int endpoint_parse(const char *spec, int default_port, struct endpoint *ep, char
 	if (is_unix) {
 		struct sockaddr_un *un = (struct sockaddr_un *)&ep->sa;
 		if (!*s || strlen(s) >= sizeof(un->sun_path)) {
-			*err_r = dup_printf("bad unix socket path \"%s\"", spec, NULL);
+			*err_r = dup_printf("bad unix socket path \"%s\"", spec);
 			return -1;
 		}
 		un->sun_family = AF_UNIX;
@@ -81,7 +85,7 @@ int endpoint_parse(const char *spec, int default_port, struct endpoint *ep, char
 	if (s[0] == '[') {
 		const char *close = strchr(s, ']');
 		if (!close || (size_t)(close - s - 1) >= sizeof(host)) {
-			*err_r = dup_printf("bad address \"%s\"", spec, NULL);
+			*err_r = dup_printf("bad address \"%s\"", spec);
 			return -1;
 		}
 		memcpy(host, s + 1, (size_t)(close - s - 1));
@@ -91,7 +95,7 @@ int endpoint_parse(const char *spec, int default_port, struct endpoint *ep, char
 		colon = strrchr(s, ':');
 		size_t hl = colon ? (size_t)(colon - s) : strlen(s);
 		if (hl == 0 || hl >= sizeof(host)) {
-			*err_r = dup_printf("bad address \"%s\"", spec, NULL);
+			*err_r = dup_printf("bad address \"%s\"", spec);
 			return -1;
 		}
 		memcpy(host, s, hl);

@@ -44,6 +44,7 @@
  * shared mutable state is the failure counter and the time of the last
  * failure log line (atomics). Per-request state lives on the stack.
  */
+#include <stdarg.h>
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdatomic.h>
@@ -245,12 +246,15 @@ static char *next_token(const char **pp, char **err_r)
 	return out;
 }
 
-static char *errf(const char *fmt, const char *a, const char *b)
+static char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *errf(const char *fmt, ...)
 {
-	size_t n = strlen(fmt) + strlen(a) + strlen(b) + 1;
-	char *s = malloc(n);
-	if (s)
-		snprintf(s, n, fmt, a, b);
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = NULL;
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
 	return s;
 }
 

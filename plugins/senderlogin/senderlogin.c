@@ -40,6 +40,7 @@
  * Threading: the configuration is read-only after init; per-message state
  * (the envelope verdict, computed once per transaction) lives in host->msg.
  */
+#include <stdarg.h>
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -197,11 +198,19 @@ static bool domain_listed(const struct sl_conf *c, const char *addr)
 
 /* ---- envelope ------------------------------------------------------------------- */
 
-static char *msg_printf(struct sift_ctx *ctx, const char *fmt, const char *a, const char *b)
+static char *msg_printf(struct sift_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *msg_printf(struct sift_ctx *ctx, const char *fmt, ...)
 {
-	size_t n = strlen(fmt) + strlen(a) + strlen(b) + 1;
-	char *s = host->msg_alloc(ctx, n);
-	snprintf(s, n, fmt, a, b);
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	size_t size = (size_t)(n < 0 ? 0 : n) + 1;
+	char *s = host->msg_alloc(ctx, size);
+	va_start(ap, fmt);
+	if (n < 0 || vsnprintf(s, size, fmt, ap) < 0)
+		*s = 0;
+	va_end(ap);
 	return s;
 }
 

@@ -120,7 +120,7 @@ static const struct sift_param params[] = {
 	{"default_explanation", SIFT_P_STRING, "%{c} is not allowed to send mail for %{o}", 0, 0,
 	 OFF(default_explanation), NULL, "explanation when the domain gives none (SPF macros allowed)"},
 	{"reject_text", SIFT_P_STRING, "SPF fail: %s", 0, 0, OFF(reject_text), NULL,
-	 "reply text of a fail/softfail reject; %s is the explanation"},
+	 "reply text for a fail result; %s is the explanation (other results say what they are)"},
 	{"filterd_mode", SIFT_P_ENUM, "header_or_check", 0, 0, OFF(filterd_mode),
 	 "header_or_check|header|check",
 	 "filterd: use our Received-SPF header, else check; header only; always check"},
@@ -508,7 +508,10 @@ static enum act action_for(const struct spf_conf *c, enum spf_result r)
 	}
 }
 
-/* The reply text for a reject/defer; malloc'd. */
+/* The reply text for a reject/defer; malloc'd. spf_reject_text words a
+ * fail only: a softfail, temperror or permerror that is rejected or
+ * deferred says which result it was ("SPF temperror for DOMAIN: ..."),
+ * not that SPF failed. */
 static char *reply_text(const struct spf_conf *c, const struct spf_res *r, const char *expl)
 {
 	char detail[800];
@@ -522,7 +525,7 @@ static char *reply_text(const struct spf_conf *c, const struct spf_res *r, const
 	for (char *p = detail; *p; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
 			*p = ' ';
-	const char *fmt = c->reject_text;
+	const char *fmt = r->result == SPF_FAIL ? c->reject_text : "%s";
 	const char *pct = strstr(fmt, "%s");
 	struct out o = {0};
 	if (pct) {

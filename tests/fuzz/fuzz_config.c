@@ -80,7 +80,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (sift_params_parse(cfg, "", tab, &c, &perr) == 0)
 			sift_params_free(tab, &c);
 		free(perr);
-		(void)sift_config_warn_unknown(cfg);
+		{
+			char *uerr = NULL;
+			(void)sift_config_check_names(cfg, NULL, &uerr);
+			free(uerr);
+		}
 		FILE *out = fopen("/dev/null", "w");
 		if (out) {
 			sift_params_print(out, cfg, "", tab, true);

@@ -107,6 +107,7 @@ def native_only(tmp, conf, log, port):
     cases = [
         ("packet over 1 MB", [OPTNEG, struct.pack(">I", 2 * 1024 * 1024) + b"B" + b"x" * 1000]),
         ("zero length", [OPTNEG, struct.pack(">I", 0)]),
+        ("length with the top bit set", [OPTNEG, struct.pack(">I", 0x80000001) + b"B"]),
         ("unknown command", [OPTNEG, pkt(b"Z", b"x")]),
         ("short optneg", [pkt(b"O", b"\0\0\0\6")]),
         ("connect without NUL", [OPTNEG, pkt(b"C", b"host")]),
@@ -123,6 +124,8 @@ def native_only(tmp, conf, log, port):
     text = open(log).read()
     check("bad packet length" in text and "unknown command" in text
           and "closing it" in text, "malformed packets are logged", text[-1500:])
+    check("bad packet length 2147483649 " in text and sifttest.tcp_listening(port),
+          "a length with the top bit set is logged as such, filterd keeps serving", text[-1500:])
     # a whole session by hand: the EOM answer is one write with the
     # header change and the reply
     pk = [OPTNEG]

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """siftctl: `test` runs stored messages through filterd's plugin chain
 (text and JSON output, profiles, recipients, header edits, symbols), `check`
-and bad input. Prints "N passed, N failed"."""
-import json, os, subprocess, sys, tempfile
+(the daemons' -t: unknown names are errors), `--help` on every command,
+options after operands, `reload` through the daemons' control sockets (the
+outcome, a refused user) and bad input. Prints "N passed, N failed"."""
+import json, os, pwd, shutil, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import sifttest  # noqa: E402
@@ -20,7 +22,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sift-siftctl-")
     pdir = os.path.join(tmp, "plugins")
     os.mkdir(pdir)
-    for so in ("plugins/access.so", "tests/testplug.so"):
+    for so in ("plugins/access.so", "plugins/spf.so", "tests/testplug.so"):
         os.symlink(os.path.join(BUILD, so), os.path.join(pdir, os.path.basename(so)))
     with open(f"{tmp}/senders", "w") as f:
         f.write("spam@bad.example REJECT go away\nhold@x.example HOLD\n"
@@ -92,10 +94,218 @@ def main():
     check(r.returncode == 1, "unknown command: exit 1", r.stderr)
     r = run("help")
     check(r.returncode == 0 and "test FILE" in r.stdout and "reload" in r.stdout, "help lists test and reload")
-    r = run("-c", conf, "reload")
-    check(r.returncode == 1 and "filterd_pid_file" in r.stderr, "reload without a pid file: clear error",
+    r = run("-c", conf, "-o", "filterd_control_socket=", "reload")
+    check(r.returncode == 1 and "filterd_control_socket is empty" in r.stderr,
+          "reload without a control socket: clear error", r.stderr)
+    r = run("-c", conf, "-o", f"filterd_control_socket={tmp}/none.ctl", "reload")
+    check(r.returncode == 1 and "none.ctl" in r.stderr and "is the daemon running" in r.stderr,
+          "reload with no daemon: exit 1 naming the socket", r.stderr)
+
+    # options after the file, --help everywhere
+    r = run("-c", conf, "test", msg, "--from", "spam@bad.example", "--json")
+    check(r.returncode == 0 and json.loads(r.stdout or "{}").get("action") == "reject",
+          "test FILE --from X: options after the file", r.stdout + r.stderr)
+    r = run("--help")
+    check(r.returncode == 0 and "usage: siftctl" in r.stdout and "reload" in r.stdout, "siftctl --help", r.stderr)
+    r = run("-h")
+    check(r.returncode == 0 and "usage: siftctl" in r.stdout, "siftctl -h", r.stderr)
+    for cmd in ("test", "check", "reload", "dkim", "spf", "quarantine", "spam", "ratelimit"):
+        r = run(cmd, "--help")
+        check(r.returncode == 0 and "usage:" in r.stdout and cmd in r.stdout and not r.stderr,
+              f"siftctl {cmd} --help: usage, exit 0", r.stdout + r.stderr)
+    r = run("spam", "lint", "--help")
+    check(r.returncode == 0 and "usage:" in r.stdout, "siftctl spam lint --help", r.stdout + r.stderr)
+
+    # check: the daemons' strictness (unknown names, did you mean)
+    with open(f"{tmp}/typo.conf", "w") as f:
+        f.write(open(conf).read() + "access_sender_mpa = texthash:/nonexistent\n")
+    r = run("-c", f"{tmp}/typo.conf", "check")
+    check(r.returncode == 1 and "typo.conf:9: unknown parameter \"access_sender_mpa\"" in r.stderr
+          and "did you mean \"access_sender_map\"" in r.stderr, "check: unknown name with file:line and hint",
+          r.stdout + r.stderr)
+    r = run("-c", conf, "-o", "filterd_lisen=inet:127.0.0.1:1", "check")
+    check(r.returncode == 1 and "-o: unknown parameter \"filterd_lisen\"" in r.stderr
+          and "filterd_listen" in r.stderr, "check: unknown -o name of the daemon's own", r.stderr)
+    r = run("-c", conf, "-o", "spf_softfail_action=reject", "check")
+    check(r.returncode == 0, "check: a parameter of a plugin that is installed but not enabled is fine",
           r.stderr)
+    r = run("-c", conf, "-o", "testplug_symbl=x", "test", msg)
+    check(r.returncode == 1 and "did you mean \"testplug_symbol\"" in r.stderr, "test: unknown name refused",
+          r.stderr)
+    # a plugin's own value error (found by its init) names file:line
+    with open(f"{tmp}/dkimval.conf", "w") as f:
+        f.write(f"plugin_directory = {BUILD}/plugins\ninbound_plugins = dkim\ndkim_invalid_score = abc\n")
+    r = run("-c", f"{tmp}/dkimval.conf", "check")
+    check(r.returncode == 1 and f"{tmp}/dkimval.conf:3: " in r.stderr and "dkim_invalid_score" in r.stderr,
+          "check: a plugin's value error names file:line", r.stderr)
+    pconf = f"{tmp}/policyd.conf"
+    with open(pconf, "w") as f:
+        f.write(f"plugin_directory = {BUILD}/plugins\ninbound_plugins = access\n"
+                f"access_sender_map = texthash:{tmp}/senders\npolicyd_workers = 2\n")
+    r = run("-c", pconf, "check", "policyd")
+    check(r.returncode == 0 and "policyd: configuration OK" in r.stdout, "check policyd", r.stdout + r.stderr)
+    r = run("-c", pconf, "-o", "policyd_worker=3", "check", "policyd")
+    check(r.returncode == 1 and "did you mean \"policyd_workers\"" in r.stderr, "check policyd: unknown name",
+          r.stderr)
+
+    masking_tests(tmp)
+    clamav_wait_tests(tmp)
+    reload_tests(tmp, pconf)
     return done()
+
+
+def masking_tests(tmp):
+    """Secrets never printed: filterd/policyd -n and -p, siftctl check and
+    the daemons' error messages mask password= in state_store."""
+    conf = f"{tmp}/secret.conf"
+    with open(conf, "w") as f:
+        f.write(f"plugin_directory = {BUILD}/plugins\n"
+                "state_store = redis:127.0.0.1:1,password=hunter2,db=2\n")
+    for daemon in ("filterd", "policyd"):
+        for flag in ("-n", "-p"):
+            r = subprocess.run([sifttest.program(daemon), flag, "-c", conf], capture_output=True, text=True,
+                               timeout=60)
+            out = r.stdout + r.stderr
+            check(r.returncode == 0 and "state_store = redis:127.0.0.1:1,password=********,db=2" in out
+                  and "hunter2" not in out, f"{daemon} {flag}: password masked", out)
+        r = subprocess.run([sifttest.program(daemon), "-t", "-c", conf, "-o", "state_store=nosuch:x,password=hunter2"],
+                           capture_output=True, text=True, timeout=60)
+        out = r.stdout + r.stderr
+        check(r.returncode == 1 and "password=********" in out and "hunter2" not in out,
+              f"{daemon} -t: error message masked", out)
+    r = run("-c", conf, "-o", "state_store=nosuch:x,password=hunter2", "check")
+    out = r.stdout + r.stderr
+    check(r.returncode == 1 and "password=********" in out and "hunter2" not in out, "siftctl check: masked", out)
+
+
+def clamav_wait_tests(tmp):
+    """siftctl test waits for the ClamAV database (loaded in the background)
+    instead of answering tempfail, unless clamav_ready_wait is set."""
+    sys.path.insert(0, os.path.join(os.environ.get("SIFT_SRCDIR", "."), "plugins", "clamav", "tests"))
+    import cvlib  # noqa: E402
+    if not os.path.exists(os.path.join(BUILD, "plugins", "clamav.so")):
+        print("skip siftctl test with clamav: the clamav plugin is not built (-Dclamav=disabled)", flush=True)
+        return
+    dbdir = f"{tmp}/cvdb"
+    cvlib.make_db(dbdir)
+    conf = f"{tmp}/clamav.conf"
+    with open(conf, "w") as f:
+        f.write(f"plugin_directory = {BUILD}/plugins\ninbound_plugins = clamav\n"
+                f"clamav_database_directory = {dbdir}\nclamav_tmpdir = {tmp}\n"
+                f"quarantine_directory = {tmp}/q\n")
+    eicar = cvlib.infected_messages()["plain"][0]
+    clean = cvlib.clean_messages()["text"]
+    r = sifttest.siftctl_test(conf, eicar, timeout=300)
+    check(r["action"] == "reject", "siftctl test waits for the database: EICAR rejected, not tempfail", r)
+    r = sifttest.siftctl_test(conf, clean, timeout=300)
+    check(r["action"] == "accept", "siftctl test waits for the database: clean message accepted", r)
+    r = sifttest.siftctl_test(conf, clean, opts=("clamav_ready_wait=0",), timeout=300)
+    check(r["action"] == "tempfail", "clamav_ready_wait=0 set by hand: tempfail as before", r)
+
+
+def reload_tests(tmp, pconf):
+    """siftctl reload through the control socket: waits for the outcome;
+    a failed reload exits 1 with the reason and the old generation keeps
+    serving; a user who is neither root nor the daemon's is refused."""
+    ctl = f"{tmp}/policyd.ctl"
+    port = sifttest.free_port()
+    # policyd drops to nobody after making its sockets as root
+    with open(pconf, "a") as f:
+        f.write(f"policyd_listen = inet:127.0.0.1:{port}\npolicyd_control_socket = {ctl}\n"
+                "policyd_user = nobody\n")
+    os.chmod(tmp, 0o755)
+    for fn in (pconf, f"{tmp}/senders"):
+        os.chmod(fn, 0o644)
+    pol = sifttest.Proc([sifttest.program("policyd"), "-f", "-c", pconf], log=f"{tmp}/policyd.log", port=port,
+                        name="policyd")
+    fctl = f"{tmp}/filterd.ctl"
+    things = [pol]
+    try:
+        pol.start()
+        st = os.stat(ctl)
+        check(st.st_mode & 0o777 == 0o600 and st.st_uid == 0, "control socket: mode 0600, owned by root",
+              oct(st.st_mode))
+        nobody = pwd.getpwnam("nobody")
+        check(os.stat(f"/proc/{pol.pid}").st_uid == nobody.pw_uid, "policyd runs as nobody")
+
+        def ask():
+            with sifttest.PolicyClient(port, defaults={"protocol_state": "RCPT"}) as c:
+                return c.ask(sender="spam@bad.example", recipient="a@example.com", client_address="192.0.2.1")
+        check(ask().startswith("REJECT") and "go away" in ask(), "policyd: first generation answers", ask())
+
+        with open(f"{tmp}/senders", "w") as f:
+            f.write("spam@bad.example REJECT second generation\n")
+        r = run("-c", pconf, "reload", "policyd")
+        check(r.returncode == 0 and "reloaded the configuration" in r.stdout, "reload policyd: exit 0, outcome",
+              r.stdout + r.stderr)
+        check("second generation" in ask(), "reload policyd: the new generation answers", ask())
+
+        good = open(pconf).read()
+        with open(pconf, "a") as f:
+            f.write("access_sender_mapp = texthash:/nonexistent\n")
+        with open(f"{tmp}/senders", "w") as f:
+            f.write("spam@bad.example REJECT third generation\n")
+        r = run("-c", pconf, "reload", "policyd")
+        check(r.returncode == 1 and "reload failed" in r.stderr and "unknown parameter \"access_sender_mapp\""
+              in r.stderr and "policyd.conf:" in r.stderr, "failed reload: exit 1 with the reason", r.stderr)
+        check(pol.alive() and "second generation" in ask(), "failed reload: the old generation keeps serving",
+              ask())
+        with open(pconf, "w") as f:
+            f.write(good)
+
+        # SIGHUP still reloads
+        pol.signal(1)
+        pol.wait_log(r"reloaded the configuration", timeout=10)
+        ok = False
+        for _ in range(50):
+            if "third generation" in ask():
+                ok = True
+                break
+            import time
+            time.sleep(0.1)
+        check(ok, "SIGHUP still reloads", ask())
+
+        # a user who is neither root nor the daemon's: refused
+        other = pwd.getpwnam("daemon")
+        setpriv = shutil.which("setpriv")
+
+        def as_user(u):
+            return subprocess.run([setpriv, f"--reuid={u.pw_uid}", f"--regid={u.pw_gid}", "--clear-groups",
+                                   SIFTCTL, "-c", pconf, "reload", "policyd"],
+                                  capture_output=True, text=True, timeout=30)
+        r = as_user(other)
+        check(r.returncode == 1 and "reload failed" in r.stderr, "another user: refused by the socket's mode",
+              r.stdout + r.stderr)
+        os.chmod(ctl, 0o666)  # only the peer check is left
+        r = as_user(other)
+        check(r.returncode == 1 and "permission denied" in r.stderr, "another user: refused by the peer check",
+              r.stdout + r.stderr)
+        check("refusing uid %d" % other.pw_uid in pol.log(), "another user: the refusal is logged",
+              pol.log_tail())
+        r = as_user(nobody)
+        check(r.returncode == 0 and "reloaded the configuration" in r.stdout,
+              "the daemon's own user may reload", r.stdout + r.stderr)
+
+        # filterd: the same through its reload thread
+        fport = sifttest.free_port()
+        fd = sifttest.start_daemon("filterd", tmp, {"inbound_plugins": "access",
+                                                    "access_sender_map": f"texthash:{tmp}/senders",
+                                                    "filterd_control_socket": fctl},
+                                   listen=f"inet:127.0.0.1:{fport}")
+        things.append(fd)
+        r = run("-c", fd.conf, "reload")
+        check(r.returncode == 0 and "configuration reloaded (1 plugins)" in r.stdout, "reload filterd: exit 0",
+              r.stdout + r.stderr)
+        r = run("-c", fd.conf, "-o", "filterd_control_socket=" + fctl, "reload", "filterd")
+        check(r.returncode == 0, "reload filterd by name", r.stderr)
+        with open(fd.conf, "a") as f:
+            f.write("access_bogus = 1\n")
+        r = run("-c", fd.conf, "reload")
+        check(r.returncode == 1 and "filterd.conf:" in r.stderr and "access_bogus" in r.stderr,
+              "reload filterd failing: exit 1 with the reason", r.stderr)
+        check(fd.alive() and sifttest.tcp_listening(fport), "filterd keeps serving after a failed reload")
+    finally:
+        sifttest.stop_all(things)
 
 
 if __name__ == "__main__":

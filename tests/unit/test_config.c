@@ -335,10 +335,106 @@ static void test_defaults_and_unknown(void)
 	CHECK_STR(get(cfg, "dkim_list"), "10.0.0.0/8 x");
 	CHECK_STR(get(cfg, "dkim_error_action"), "accept");
 	/* dkim_typo and orphan are unknown; my_nets/my_other are referenced */
-	CHECK_INT(sift_config_warn_unknown(cfg), 2);
+	CHECK_INT(sift_config_check_names(cfg, NULL, &err), 2);
+	char *want = sift_asprintf("%s:2: unknown parameter \"dkim_typo\"; "
+				   "%s:7: unknown parameter \"orphan\"",
+				   path, path);
+	CHECK_STR(err, want);
+	free(want);
+	free(err);
+	err = NULL;
 	CHECK_INT(sift_config_set(cfg, "myhostname = mx", "-o", NULL), 0);
 	CHECK_STR(get(cfg, "dkim_server"), "mx");
 	sift_config_free(cfg);
+	free(path);
+}
+
+/* Unknown names: did-you-mean, -o, known prefixes, plugins that are
+ * installed but not loaded, and plugin errors located at file:line. */
+static void test_names(void)
+{
+	char *path = write_file("n.cf", "spf_softfail_acton = reject\n"
+					"myhostnme = mx\n"
+					"timeuot = 3s\n"
+					"spam_kill_level = abc\n");
+	struct sift_config *cfg = sift_config_new();
+	char *err = NULL;
+	CHECK_INT(sift_config_load(cfg, path, false, &err), 0);
+	CHECK_INT(sift_config_set(cfg, "dkim_tiemout = 1s", "-o", NULL), 0);
+	sift_config_defaults(cfg, "", common_tab);
+	sift_config_defaults(cfg, "", tab);
+	sift_config_defaults(cfg, "dkim_", tab);
+	static const struct sift_param spf_tab[] = {
+		{"softfail_action", SIFT_P_ENUM, "prepend", 0, 0, 0, "prepend|reject", "doc"},
+		SIFT_PARAM_END,
+	};
+	static const struct sift_param spam_tab[] = {
+		{"kill_level", SIFT_P_STRING, "6.9", 0, 0, 0, NULL, "doc"},
+		SIFT_PARAM_END,
+	};
+	sift_config_known(cfg, "spf_", spf_tab);
+	sift_config_known(cfg, "spam_", spam_tab);
+	CHECK_INT(sift_config_check_names(cfg, NULL, &err), 4);
+	char *want = sift_asprintf(
+		"%s:1: unknown parameter \"spf_softfail_acton\" (did you mean \"spf_softfail_action\"?); "
+		"%s:2: unknown parameter \"myhostnme\" (did you mean \"myhostname\"?); "
+		"%s:3: unknown parameter \"timeuot\" (did you mean \"timeout\"?); "
+		"-o: unknown parameter \"dkim_tiemout\" (did you mean \"dkim_timeout\"?)",
+		path, path, path);
+	CHECK_STR(err, want);
+	free(want);
+	free(err);
+	err = NULL;
+	/* known names have no default: lookups see nothing */
+	CHECK_STR(sift_config_get(cfg, "spf_softfail_action", NULL), NULL);
+	CHECK_STR(sift_config_suggest(cfg, "spf_softfail_acton"), "spf_softfail_action");
+	CHECK_STR(sift_config_suggest(cfg, "completely_different"), NULL);
+	/* a prefix makes every name under it known */
+	sift_config_known(cfg, "myhost", NULL);
+	sift_config_known(cfg, "time", NULL);
+	CHECK_INT(sift_config_check_names(cfg, NULL, &err), 2);
+	free(err);
+	err = NULL;
+
+	/* a plugin's error naming a parameter gets where it was set */
+	char *loc = sift_config_locate(cfg, "plugin spam: spam_kill_level: not a number: abc");
+	want = sift_asprintf("%s:4: plugin spam: spam_kill_level: not a number: abc", path);
+	CHECK_STR(loc, want);
+	free(loc);
+	free(want);
+	loc = sift_config_locate(cfg, "plugin spam: cannot start");
+	CHECK_STR(loc, "plugin spam: cannot start");
+	free(loc);
+	sift_config_free(cfg);
+
+	/* plugins in the plugin directory that are not loaded: their tables
+	 * decide (the spf plugin of the build tree) */
+	const char *bd = getenv("SIFT_BUILDDIR");
+	char *pdir = sift_asprintf("%s/plugins", bd ? bd : "build");
+	char *so = sift_asprintf("%s/spf.so", pdir);
+	if (access(so, R_OK) == 0) {
+		char *p2 = write_file("p.cf", "spf_softfail_action = reject\n"
+					      "spf_softfail_acton = reject\n"
+					      "spf_error_action = accept\n"
+					      "nosuchplugin_x = 1\n");
+		cfg = sift_config_new();
+		CHECK_INT(sift_config_load(cfg, p2, false, &err), 0);
+		CHECK_INT(sift_config_check_names(cfg, pdir, &err), 2);
+		want = sift_asprintf("%s:2: unknown parameter \"spf_softfail_acton\" (did you mean "
+				     "\"spf_softfail_action\"?); %s:4: unknown parameter \"nosuchplugin_x\"",
+				     p2, p2);
+		CHECK_STR(err, want);
+		free(want);
+		free(err);
+		err = NULL;
+		sift_config_free(cfg);
+		free(p2);
+	} else {
+		fprintf(stderr, "FAILED: %s missing (SIFT_BUILDDIR)\n", so);
+		CHECK(0);
+	}
+	free(so);
+	free(pdir);
 	free(path);
 }
 
@@ -374,6 +470,7 @@ int main(void)
 	test_errors();
 	test_expansion();
 	test_defaults_and_unknown();
+	test_names();
 	test_large();
 	char *cmd = sift_asprintf("rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)

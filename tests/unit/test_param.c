@@ -309,6 +309,70 @@ static void test_parse_errors(void)
 	sift_config_free(cfg);
 }
 
+/* Secrets are masked in -n/-p output and in value errors. */
+static void test_secrets(void)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{"redis:10.0.0.5:6379,password=s3cret,db=2", "redis:10.0.0.5:6379,password=********,db=2"},
+		{"redis:unix:/run/r.sock,PASSWORD=x", "redis:unix:/run/r.sock,PASSWORD=********"},
+		{"a secret=abc;passwd=def&x=1", "a secret=********;passwd=********&x=1"},
+		{"password=", "password="},
+		{"x password=\"a b\", y", "x password=\"********\", y"},
+		{"password='unterminated", "password='********"},
+		{"mypassword=abc", "mypassword=abc"}, /* not the key password= */
+		{"nothing here", "nothing here"},
+		{"", ""},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *m = sift_mask_secrets(cases[i].in);
+		CHECK_STR(m, cases[i].out);
+		free(m);
+	}
+	char *m = sift_param_shown("ldap_bind_password", "hunter2");
+	CHECK_STR(m, "********");
+	free(m);
+	m = sift_param_shown("t_name", "password=hunter2");
+	CHECK_STR(m, "password=********");
+	free(m);
+
+	static const struct sift_param stab[] = {
+		{"store", SIFT_P_STRING, "memory:", 0, 0, 0, NULL, "d"},
+		{"api_secret", SIFT_P_STRING, "", 0, 0, 0, NULL, "d"},
+		{"count", SIFT_P_INT, "1", 0, 0, 0, NULL, "d"},
+		SIFT_PARAM_END,
+	};
+	struct sift_config *cfg = sift_config_new();
+	sift_config_defaults(cfg, "", stab);
+	CHECK_INT(sift_config_set(cfg, "store = redis:h:1,password=hunter2", "-o", NULL), 0);
+	CHECK_INT(sift_config_set(cfg, "api_secret = hunter2", "-o", NULL), 0);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	sift_params_print(out, cfg, "", stab, true);
+	fclose(out);
+	CHECK_STR(buf, "store = redis:h:1,password=********\napi_secret = ********\ncount = 1\n");
+	CHECK(strstr(buf, "hunter2") == NULL);
+	free(buf);
+	/* a value error shows the value masked */
+	CHECK_INT(sift_config_set(cfg, "count = password=hunter2", "x.cf:3", NULL), 0);
+	char *err = NULL;
+	struct {
+		const char *a, *b;
+		long long c;
+	} blk;
+	memset(&blk, 0, sizeof(blk));
+	static const struct sift_param ctab[] = {
+		{"count", SIFT_P_INT, "1", 0, 0, 0, NULL, "d"},
+		SIFT_PARAM_END,
+	};
+	CHECK_INT(sift_params_parse(cfg, "", ctab, &blk, &err), -1);
+	CHECK_STR(err, "x.cf:3: count = \"password=********\": expected an integer");
+	free(err);
+	sift_config_free(cfg);
+}
+
 int main(void)
 {
 	test_bool();
@@ -318,5 +382,6 @@ int main(void)
 	test_parse_defaults(false);
 	test_parse_values();
 	test_parse_errors();
+	test_secrets();
 	return t_done();
 }

@@ -144,6 +144,8 @@ def main():
               "other clients served while a lookup hangs (%.3fs)" % fast, a)
         check(res.get("a", "").startswith("DEFER_IF_PERMIT 4.7.24 "), "never-answering DNS: DEFER_IF_PERMIT 4.7.24",
               res.get("a"))
+        check(res.get("a", "").startswith("DEFER_IF_PERMIT 4.7.24 SPF temperror for ") and "fail" not in res.get("a", ""),
+              "temperror is worded as a temporary error, not a fail", res.get("a"))
         check(res.get("t", 99) < 2.5, "temperror within spf_dns_timeout (%.1fs)" % res.get("t", 99))
 
         # skipped clients

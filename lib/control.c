@@ -1,0 +1,320 @@
+/*
+ * control.c - a daemon's control socket, through which `siftctl reload`
+ * asks for a reload and learns its outcome.
+ *
+ * The daemon creates the unix socket as root before dropping privileges
+ * (mode 0600: only root, and the daemon's own user, may connect; accept()
+ * on the bound socket needs no permission after the drop). A thread serves
+ * one client at a time: the client sends one line, "reload"; the peer's
+ * credentials (SO_PEERCRED) must be uid 0 or the daemon's own uid; the
+ * thread asks the daemon's reload path for a reload (the daemon's request
+ * function: a byte to filterd's reload thread, SIGHUP to policyd's event
+ * loop) and waits until a reload that began after the request has finished
+ * (sift_control_reload_begin/done, called by the reload path), then answers
+ * "ok TEXT" or "error TEXT" and closes. Reloads asked for by signals report
+ * through the same calls, so a client always gets the outcome of a reload
+ * that read the configuration after it asked.
+ *
+ * Bounds: a request line of 64 bytes read within CTL_READ_TIMEOUT, a reload
+ * awaited for at most CTL_RELOAD_TIMEOUT.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sift.h"
+
+#define CTL_READ_TIMEOUT_S   5
+#define CTL_RELOAD_TIMEOUT_S 600
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned long begun, done; /* reload ids: begun counts, done is the last finished */
+	bool ok;
+	char text[1024];
+	int (*request)(void);
+	int fd;
+	char *path;
+} ctl = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .fd = -1};
+
+unsigned long sift_control_reload_begin(void)
+{
+	pthread_mutex_lock(&ctl.lock);
+	unsigned long id = ++ctl.begun;
+	pthread_mutex_unlock(&ctl.lock);
+	return id;
+}
+
+void sift_control_reload_done(unsigned long id, bool ok, const char *text)
+{
+	pthread_mutex_lock(&ctl.lock);
+	ctl.done = id;
+	ctl.ok = ok;
+	snprintf(ctl.text, sizeof(ctl.text), "%s", text ? text : "");
+	for (char *p = ctl.text; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	pthread_cond_broadcast(&ctl.cond);
+	pthread_mutex_unlock(&ctl.lock);
+}
+
+static void answer(int fd, bool ok, const char *text)
+{
+	char *line = sift_asprintf("%s %s\n", ok ? "ok" : "error", text);
+	size_t len = strlen(line), off = 0;
+	while (off < len) {
+		ssize_t w = send(fd, line + off, len - off, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	free(line);
+}
+
+/* Asks for a reload and waits for its outcome. */
+static void do_reload(int fd)
+{
+	pthread_mutex_lock(&ctl.lock);
+	unsigned long after = ctl.begun;
+	pthread_mutex_unlock(&ctl.lock);
+	if (ctl.request() < 0) {
+		answer(fd, false, "the daemon cannot take a reload now (starting or stopping)");
+		return;
+	}
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += CTL_RELOAD_TIMEOUT_S;
+	pthread_mutex_lock(&ctl.lock);
+	int rc = 0;
+	while (ctl.done <= after && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&ctl.cond, &ctl.lock, &until);
+	bool done = ctl.done > after, ok = ctl.ok;
+	char text[sizeof(ctl.text)];
+	memcpy(text, ctl.text, sizeof(text));
+	pthread_mutex_unlock(&ctl.lock);
+	if (!done) {
+		char why[64];
+		snprintf(why, sizeof(why), "no outcome of the reload within %d s", CTL_RELOAD_TIMEOUT_S);
+		answer(fd, false, why);
+	} else
+		answer(fd, ok, text);
+}
+
+static void serve(int fd)
+{
+	struct timeval tv = {.tv_sec = CTL_READ_TIMEOUT_S};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	char buf[65];
+	size_t n = 0;
+	while (n < sizeof(buf) - 1 && !memchr(buf, '\n', n)) {
+		ssize_t r = recv(fd, buf + n, sizeof(buf) - 1 - n, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	buf[n] = 0;
+	char *nl = strchr(buf, '\n');
+	if (!nl) {
+		answer(fd, false, "expected one command line");
+		return;
+	}
+	*nl = 0;
+	if (nl > buf && nl[-1] == '\r')
+		nl[-1] = 0;
+	struct ucred cr = {.uid = (uid_t)-1};
+	socklen_t crl = sizeof(cr);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) < 0 || (cr.uid != 0 && cr.uid != geteuid())) {
+		sift_log(LOG_WARNING, "control socket %s: refusing uid %u (only root or uid %u)", ctl.path,
+			 (unsigned)cr.uid, (unsigned)geteuid());
+		answer(fd, false, "permission denied: only root or the daemon's user may control it");
+		return;
+	}
+	if (strcmp(buf, "reload") == 0) {
+		sift_log(LOG_INFO, "control socket: reload asked by uid %u (pid %d)", (unsigned)cr.uid,
+			 (int)cr.pid);
+		do_reload(fd);
+	} else
+		answer(fd, false, "unknown command (known: reload)");
+}
+
+static void *control_thread(void *arg)
+{
+	for (;;) {
+		int fd = accept4(ctl.fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				sleep(1);
+				continue;
+			}
+			sift_log(LOG_ERR, "control socket %s: accept: %s", ctl.path, strerror(errno));
+			break;
+		}
+		serve(fd);
+		close(fd);
+	}
+	return arg;
+}
+
+/* 1 when a daemon answers on path, 0 when nothing does (stale or absent). */
+static int in_use(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+	close(fd);
+	return rc;
+}
+
+int sift_control_start(const char *path, int (*request)(void), char **err_r)
+{
+	if (!path || !*path)
+		return 0;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (path[0] != '/' || strlen(path) >= sizeof(sa.sun_path)) {
+		*err_r = sift_asprintf("control socket \"%s\": want an absolute path of at most %zu bytes",
+				       path, sizeof(sa.sun_path) - 1);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			*err_r = sift_asprintf("control socket %s: exists and is not a socket", path);
+			return -1;
+		}
+		if (in_use(&sa)) {
+			/* Another instance answers there: leave it alone, run
+			 * without ours (mail still flows; say so). */
+			sift_log(LOG_WARNING,
+				 "control socket %s is in use by another process; running without "
+				 "one (siftctl reload will reach the other process)",
+				 path);
+			return 0;
+		}
+		unlink(path);
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*err_r = sift_asprintf("control socket %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+		close(fd);
+		if (e == ENOENT || e == EADDRINUSE) {
+			/* The run directory is missing (a start outside the
+			 * units), or another instance bound the path since the
+			 * check above: mail flows, only siftctl reload cannot. */
+			sift_log(LOG_WARNING, "control socket %s: %s; running without one", path,
+				 strerror(e));
+			return 0;
+		}
+		*err_r = sift_asprintf("control socket %s: %s", path, strerror(e));
+		return -1;
+	}
+	if (chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
+		*err_r = sift_asprintf("control socket %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	ctl.fd = fd;
+	ctl.request = request;
+	ctl.path = sift_strdup(path);
+	pthread_t th;
+	if (pthread_create(&th, NULL, control_thread, NULL) != 0) {
+		*err_r = sift_asprintf("control socket %s: cannot start its thread", path);
+		close(fd);
+		unlink(path);
+		ctl.fd = -1;
+		return -1;
+	}
+	pthread_detach(th);
+	return 0;
+}
+
+int sift_control_reload(const char *path, long timeout_ms, char **answer_r, char **err_r)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (!path || path[0] != '/' || strlen(path) >= sizeof(sa.sun_path)) {
+		*err_r = sift_asprintf("control socket \"%s\": not an absolute path", path ? path : "");
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	/* The daemon makes its socket as root (or as the user it runs as from
+	 * the start): a socket owned by anybody else is not the daemon's. */
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		*err_r = sift_asprintf("control socket %s: %s (is the daemon running?)", path,
+				       strerror(errno));
+		return -1;
+	}
+	if (!S_ISSOCK(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid())) {
+		*err_r = sift_asprintf("control socket %s: not a socket owned by root or uid %u: refusing it",
+				       path, (unsigned)geteuid());
+		return -1;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		*err_r = sift_asprintf("control socket %s: %s (is the daemon running?)", path,
+				       strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/* A failed send is not the end: the daemon may have answered already. */
+	(void)send(fd, "reload\n", 7, MSG_NOSIGNAL);
+	struct sift_buf b = {0};
+	char buf[512];
+	for (;;) {
+		ssize_t r = recv(fd, buf, sizeof(buf), 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			*err_r = sift_asprintf("control socket %s: %s", path,
+					       errno == EAGAIN ? "no answer in time" : strerror(errno));
+			sift_buf_free(&b);
+			close(fd);
+			return -1;
+		}
+		if (r == 0 || b.len > 8192)
+			break;
+		sift_buf_add(&b, buf, (size_t)r);
+	}
+	close(fd);
+	const char *line = b.len ? sift_buf_str(&b) : "";
+	size_t l = strcspn(line, "\n");
+	int rc;
+	if (strncmp(line, "ok ", 3) == 0) {
+		*answer_r = sift_strndup(line + 3, l - 3);
+		rc = 0;
+	} else if (strncmp(line, "error ", 6) == 0) {
+		*err_r = sift_strndup(line + 6, l - 6);
+		rc = -1;
+	} else {
+		*err_r = sift_asprintf(
+			"control socket %s: the daemon closed the connection without an answer", path);
+		rc = -1;
+	}
+	sift_buf_free(&b);
+	return rc;
+}
