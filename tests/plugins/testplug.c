@@ -22,6 +22,7 @@ struct tp_conf {
 	int always_run;
 	const char *dns_txt;
 	const char *uid_file;
+	long long init_delay;
 };
 
 static const struct sift_host *host;
@@ -38,6 +39,8 @@ static const struct sift_param params[] = {
 	 "name whose TXT record is looked up at eom and added as X-Testplug-DNS"},
 	{"uid_file", SIFT_P_STRING, "", 0, 0, OFF(uid_file), NULL,
 	 "file opened by preinit (before the privilege drop) where preinit and init append their euid"},
+	{"init_delay", SIFT_P_TIME, "0", 0, 60000, OFF(init_delay), NULL,
+	 "time init takes (ms), before it records its euid"},
 	SIFT_PARAM_END,
 };
 
@@ -71,9 +74,11 @@ static int tp_preinit(const struct sift_host *h, void *conf, char **err_r)
 
 static int tp_init(const struct sift_host *h, void *conf, char **err_r)
 {
+	const struct tp_conf *c = conf;
 	host = h;
+	if (c->init_delay > 0)
+		usleep((useconds_t)(c->init_delay * 1000));
 	record_uid("init");
-	(void)conf;
 	(void)err_r;
 	return 0;
 }
