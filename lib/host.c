@@ -429,7 +429,7 @@ struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, 
 		g = NULL;
 	}
 	if (reloading)
-		sift_notify(g ? "READY=1"
+		sift_notify(g ? "READY=1\nSTATUS=configuration reloaded"
 			      : "READY=1\nSTATUS=reload failed, running the previous configuration");
 	return g;
 }

@@ -8,7 +8,8 @@ service manager starts them:
     to the user, and the plugins' preinit ran as root and their init as the
     user (testplug_uid_file records both), also at a reload (init only);
   - systemd readiness: READY=1 comes once the socket accepts and the plugins
-    are initialised; RELOADING=1/READY=1 around a reload; STOPPING=1;
+    are initialised; RELOADING=1/READY=1 around a reload (STATUS= says when
+    it failed); STOPPING=1;
   - DAEMON_user empty as root is refused (start and -t) naming the setting;
     = root runs with a warning; an unknown user, a bad socket mode or group
     are refused naming the setting;
@@ -84,6 +85,7 @@ def start(tmp, daemon, name, user, extra=None):
     path = conf(tmp, daemon, name, user, extra)
     p = sifttest.Proc([sifttest.program(daemon), '-f', '-c', path], log=os.path.join(tmp, name + '.log'),
                       name=name, notify=True)
+    p.conf_path = path
     p.sock = '%s/%s.sock' % (tmp, name)
     p.uid_file = '%s/%s.uids' % (tmp, name)
     p.pid_file = '%s/%s.pid' % (tmp, name)
@@ -123,6 +125,19 @@ def check_reload_stop(p, daemon, pw, sig):
     check(any(m.startswith('MONOTONIC_USEC=') for m in got), '%s: RELOADING=1 with MONOTONIC_USEC' % daemon, got)
     check_eq(uid_lines(p.uid_file)[2:], ['init euid=%d' % pw.pw_uid],
              '%s: a reload runs init as %s, not preinit' % (daemon, pw.pw_name))
+    # a reload that fails: READY=1 again, with the reason in STATUS=
+    with open(p.conf_path) as f:
+        good = f.read()
+    with open(p.conf_path, 'a') as f:
+        f.write('testplug_verdict = no-such-verdict\n')
+    n = len(p.notifications)
+    p.signal(sig)
+    ok = p.wait_notify('READY=1', 30)
+    got = [m for msgs in p.notifications[n:] for m in msgs]
+    check(ok and 'STATUS=reload failed, running the previous configuration' in got and p.alive(),
+          '%s: a failed reload sends READY=1 with STATUS=reload failed' % daemon, got)
+    with open(p.conf_path, 'w') as f:
+        f.write(good)
     n = len(p.notifications)
     os.kill(p.pid, signal.SIGTERM)
     check(p.wait_notify('STOPPING=1', 15), '%s: SIGTERM sends STOPPING=1' % daemon, p.notifications[n:])
