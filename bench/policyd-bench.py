@@ -54,7 +54,7 @@ def main():
         port = sifttest.free_port()
         conf = os.path.join(tmp, 'policyd.conf')
         with open(conf, 'w') as f:
-            f.write('plugin_directory = %s/plugins\n' % build)
+            f.write('plugin_directory = %s/plugins\npolicyd_user = root\n' % build)
         argv = [os.path.join(build, 'policyd', 'policyd'), '-f', '-c', conf,
                 '-o', 'policyd_listen=inet:127.0.0.1:%d' % port]
         for o in opts:

@@ -223,7 +223,7 @@ def daemon_conf(root, daemon, listen, builddir, plugins):
              'inbound_plugins = %s' % plugins,
              'originating_plugins = %s' % plugins,
              'originating_daemons = ORIGINATING',
-             '%s_user =' % daemon,
+             '%s_user = root' % daemon,
              '%s_pid_file = %s' % (daemon, os.path.join(root, daemon + '.pid'))]
     if listen.startswith('unix:'):
         lines.append('%s_socket_group = postfix' % daemon)

@@ -15,15 +15,12 @@
  * finish, exit 0) and SIGHUP (reload, like SIGUSR1).
  */
 #include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -43,12 +40,13 @@ const struct sift_param filterd_params[] = {
 	{"filterd_listen", SIFT_P_STRING, "inet:127.0.0.1:8891", 0, 0, OFF(listen), NULL,
 	 "where to listen: inet:HOST:PORT or unix:/path (Postfix's syntax)"},
 	{"filterd_user", SIFT_P_STRING, "", 0, 0, OFF(user), NULL,
-	 "user to run as after opening sockets and keys (empty: stay)"},
-	{"filterd_pid_file", SIFT_P_STRING, "", 0, 0, OFF(pid_file), NULL, "pid file (empty: none)"},
+	 "user to run as after opening sockets and keys (required when started as root; root: stay root)"},
+	{"filterd_pid_file", SIFT_P_STRING, "", 0, 0, OFF(pid_file), NULL,
+	 "pid file, written as root before the drop (empty: none)"},
 	{"filterd_socket_mode", SIFT_P_STRING, "0660", 0, 0, OFF(socket_mode), NULL,
 	 "permissions of a unix listening socket (octal)"},
 	{"filterd_socket_group", SIFT_P_STRING, "", 0, 0, OFF(socket_group), NULL,
-	 "group of a unix listening socket (e.g. postfix)"},
+	 "group of a unix listening socket, e.g. postfix (empty: filterd_user's group)"},
 	{"filterd_backlog", SIFT_P_INT, "256", 1, 65535, OFF(backlog), NULL, "listen(2) backlog"},
 	{"filterd_milter_timeout", SIFT_P_TIME, "7210s", 1000, 86400000, OFF(milter_timeout), NULL,
 	 "how long filterd waits for the MTA's next command"},
@@ -70,30 +68,12 @@ const struct sift_param filterd_params[] = {
 };
 #undef OFF
 
+/* Who filterd runs as (filterd_user), resolved before the sockets exist. */
+static struct sift_runas runas;
+
 int filterd_socket_perms(const struct filterd_conf *conf, const char *path, char **err_r)
 {
-	unsigned long mode = strtoul(conf->socket_mode, NULL, 8);
-	gid_t gid = (gid_t)-1;
-	uid_t uid = (uid_t)-1;
-	if (*conf->socket_group) {
-		struct group *gr = getgrnam(conf->socket_group);
-		if (!gr) {
-			*err_r = sift_asprintf("filterd_socket_group: unknown group %s", conf->socket_group);
-			return -1;
-		}
-		gid = gr->gr_gid;
-	}
-	if (*conf->user) {
-		struct passwd *pw = getpwnam(conf->user);
-		if (pw)
-			uid = pw->pw_uid;
-	}
-	if (chmod(path, (mode_t)(mode & 0777)) < 0 ||
-	    ((uid != (uid_t)-1 || gid != (gid_t)-1) && geteuid() == 0 && chown(path, uid, gid) < 0)) {
-		*err_r = sift_asprintf("socket %s: %s", path, strerror(errno));
-		return -1;
-	}
-	return 0;
+	return sift_socket_opts_apply("filterd", path, conf->socket_mode, conf->socket_group, &runas, err_r);
 }
 
 static struct sift_opts opts;
@@ -110,7 +90,9 @@ static void usage(FILE *out)
 		     "  -t        check the configuration and plugins, and exit 0 or 1\n");
 }
 
-static struct sift_gen *load_gen(struct filterd_conf *fc, char **err_r)
+/* A generation from the configuration file; with `first`, only prepared
+ * (the plugins' init runs after the privilege drop: sift_gen_init). */
+static struct sift_gen *build_gen(struct filterd_conf *fc, bool first, char **err_r)
 {
 	struct sift_config *cfg = sift_opts_config(&opts, "", filterd_params, err_r);
 	if (!cfg)
@@ -119,10 +101,16 @@ static struct sift_gen *load_gen(struct filterd_conf *fc, char **err_r)
 		sift_config_free(cfg);
 		return NULL;
 	}
-	struct sift_gen *g = sift_gen_new(SIFT_FILTERD, cfg, err_r);
+	struct sift_gen *g =
+		first ? sift_gen_prepare(SIFT_FILTERD, cfg, err_r) : sift_gen_new(SIFT_FILTERD, cfg, err_r);
 	if (!g)
 		sift_config_free(cfg);
 	return g;
+}
+
+static struct sift_gen *load_gen(struct filterd_conf *fc, char **err_r)
+{
+	return build_gen(fc, false, err_r);
 }
 
 /* SIGUSR1 may be delivered to any thread whose mask lets it through (some
@@ -191,6 +179,7 @@ static void *signal_thread(void *arg)
 			continue;
 		}
 		sift_log(LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		sift_notify("STOPPING=1");
 		filterd_native_stop();
 		break;
 	}
@@ -225,25 +214,28 @@ int main(int argc, char **argv)
 
 	static struct filterd_conf fc;
 	char *err = NULL;
-	struct sift_gen *g = load_gen(&fc, &err);
-	if (!g) {
-		if (once)
-			fprintf(stderr, "filterd: %s\n", err);
-		sift_log(LOG_ERR, "%s", err);
-		return 1;
-	}
+	struct sift_gen *g = build_gen(&fc, true, &err);
+	if (!g)
+		goto fail;
 	if (opts.print_all || opts.print_nondefault) {
 		bool all = opts.print_all;
 		sift_params_print(stdout, sift_gen_config(g), "", filterd_params, all);
 		sift_gen_print_params(stdout, g, all);
 		return 0;
 	}
+	/* Everything that could stop the start is checked before anything is
+	 * created: the user, the socket settings. */
+	if (sift_runas_resolve("filterd_user", fc.user, &runas, &err) < 0 ||
+	    sift_socket_opts_check("filterd", fc.socket_mode, fc.socket_group, &err) < 0)
+		goto fail;
 	if (opts.test_only) {
+		/* The plugins' init runs as it will in the daemon: as filterd_user. */
+		if (sift_drop_privileges(&runas, &err) < 0 || sift_gen_init(g, &err) < 0)
+			goto fail;
 		printf("filterd: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g),
 		       sift_gen_plugin_count(g) == 1 ? "" : "s");
 		return 0;
 	}
-	sift_gen_set_current(g);
 	filterd_tcp_tuning = fc.tcp_tuning;
 
 	/* Many MTA connections: raise the descriptor limit (libmilter gives up
@@ -254,13 +246,18 @@ int main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 
+	/* As root: the listening socket and the pid file; then the drop, then
+	 * the plugins' init as filterd_user. */
 	bool native = fc.engine == FILTERD_ENGINE_NATIVE;
 	if ((native ? filterd_native_setup(&fc, &err) : filterd_milter_setup(&fc, &err)) < 0 ||
 	    sift_control_start(fc.control_socket, ask_reload, &err) < 0 ||
-	    sift_drop_privileges(fc.user, &err) < 0 || sift_write_pidfile(fc.pid_file, &err) < 0) {
-		sift_log(LOG_ERR, "%s", err);
-		return 1;
+	    sift_write_pidfile(fc.pid_file, &err) < 0)
+		goto fail;
+	if (sift_drop_privileges(&runas, &err) < 0 || sift_gen_init(g, &err) < 0) {
+		sift_remove_pidfile(fc.pid_file);
+		goto fail;
 	}
+	sift_gen_set_current(g);
 	if (pipe2(reload_pipe, O_CLOEXEC) < 0)
 		sift_fatal("pipe: %s", strerror(errno));
 	struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
@@ -279,12 +276,21 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
 	sift_log(LOG_INFO, "starting: listening on %s, %zu plugins, %s engine, version %s", fc.listen,
 		 sift_gen_plugin_count(g), native ? "native" : "libmilter", SIFT_VERSION);
+	sift_notify("READY=1");
 	int rc = native ? filterd_native_run() : filterd_milter_run();
+	sift_notify("STOPPING=1");
 	sift_log(LOG_INFO, "stopping");
 	/* Drop the current generation: its plugins' release hooks run (now,
 	 * or when the last connection still using it ends). */
 	sift_gen_set_current(NULL);
-	if (*fc.pid_file)
-		unlink(fc.pid_file);
+	sift_remove_pidfile(fc.pid_file);
+	sift_runas_free(&runas);
 	return rc == 0 ? 0 : 1;
+
+fail:
+	if (once)
+		fprintf(stderr, "filterd: %s\n", err);
+	sift_log(LOG_ERR, "%s", err);
+	free(err);
+	return 1;
 }

@@ -2,7 +2,14 @@
  * daemon.c - what filterd, policyd and siftctl share around their main():
  * the common command line (-c -o -f -d -n -p -t), building the configuration
  * from the file and overrides, dropping privileges, the pid file and
- * listening sockets. Startup code: single-threaded.
+ * listening sockets, systemd readiness notifications. Startup code:
+ * single-threaded.
+ *
+ * The start-up order of both daemons: configuration and plugin files
+ * (sift_gen_prepare, with the plugins' preinit) as root; then the listening
+ * sockets (with their mode, group and owner) and the pid file, still as
+ * root; then the drop to <daemon>_user; then the plugins' init as that user
+ * (sift_gen_init); then READY=1.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +23,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
+#ifdef SIFT_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "sift.h"
 
@@ -95,34 +106,133 @@ void sift_params_dump(FILE *out, const char *prefix, const struct sift_param *ta
 			p->doc ? p->doc : "");
 }
 
-int sift_drop_privileges(const char *user, char **err_r)
+/* A user by name, or by uid when the name is all digits. */
+static struct passwd *find_user(const char *user)
 {
-	if (!user || !*user || geteuid() != 0)
-		return 0;
 	struct passwd *pw = getpwnam(user);
-	if (!pw) {
+	if (!pw && *user) {
 		char *end;
+		errno = 0;
 		unsigned long uid = strtoul(user, &end, 10);
-		if (*end || !(pw = getpwuid((uid_t)uid))) {
-			*err_r = sift_asprintf("unknown user \"%s\"", user);
+		if (!*end && errno == 0 && uid <= (uid_t)-2)
+			pw = getpwuid((uid_t)uid);
+	}
+	return pw;
+}
+
+int sift_runas_resolve(const char *param, const char *user, struct sift_runas *r, char **err_r)
+{
+	memset(r, 0, sizeof(*r));
+	r->param = param;
+	r->uid = geteuid();
+	r->gid = getegid();
+	if (!user)
+		user = "";
+	if (!*user && geteuid() == 0) {
+		*err_r = sift_asprintf("%s is empty: started as root, set %s to the user to run as "
+				       "(e.g. %s = sift), or to root to stay root",
+				       param, param, param);
+		return -1;
+	}
+	if (!*user)
+		return 0;
+	struct passwd *pw = find_user(user);
+	if (!pw) {
+		*err_r = sift_asprintf("%s: unknown user \"%s\"", param, user);
+		return -1;
+	}
+	r->name = sift_strdup(pw->pw_name);
+	if (geteuid() != 0)
+		return 0; /* we cannot switch: sift_drop_privileges warns */
+	r->uid = pw->pw_uid;
+	r->gid = pw->pw_gid;
+	r->root = pw->pw_uid == 0;
+	r->change = !r->root;
+	return 0;
+}
+
+void sift_runas_free(struct sift_runas *r)
+{
+	free(r->name);
+	r->name = NULL;
+}
+
+int sift_drop_privileges(const struct sift_runas *r, char **err_r)
+{
+	if (r->root) {
+		sift_log(LOG_WARNING, "%s = %s: running as root; plugins run with all privileges", r->param,
+			 r->name);
+	} else if (r->change) {
+		if (setgroups(0, NULL) < 0 || initgroups(r->name, r->gid) < 0 || setgid(r->gid) < 0 ||
+		    setuid(r->uid) < 0) {
+			*err_r = sift_asprintf("%s: cannot become user %s: %s", r->param, r->name,
+					       strerror(errno));
 			return -1;
 		}
-	}
-	if (pw->pw_uid == 0) {
-		sift_host_privileges_dropped();
-		return 0;
-	}
-	if (setgroups(0, NULL) < 0 || initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-	    setuid(pw->pw_uid) < 0) {
-		*err_r = sift_asprintf("cannot become user %s: %s", pw->pw_name, strerror(errno));
-		return -1;
-	}
-	if (setuid(0) == 0) {
-		*err_r = sift_strdup("privileges were not dropped");
-		return -1;
+		if (setuid(0) == 0 || seteuid(0) == 0) {
+			*err_r = sift_asprintf("%s: privileges were not dropped", r->param);
+			return -1;
+		}
+	} else if (r->name) {
+		struct passwd *pw = getpwnam(r->name);
+		if (pw && pw->pw_uid != geteuid())
+			sift_log(LOG_WARNING, "%s = %s: not started as root, running as uid %u", r->param,
+				 r->name, (unsigned)geteuid());
 	}
 	sift_host_privileges_dropped();
 	return 0;
+}
+
+/* "0660": octal digits only, at most 0777. */
+static int parse_mode(const char *daemon, const char *mode, mode_t *mode_r, char **err_r)
+{
+	size_t n = strspn(mode, "01234567");
+	unsigned long m = n ? strtoul(mode, NULL, 8) : 0;
+	if (!n || mode[n] || n > 4 || m > 0777) {
+		*err_r = sift_asprintf("%s_socket_mode: \"%s\" is not an octal mode (e.g. 0660)", daemon,
+				       mode);
+		return -1;
+	}
+	*mode_r = (mode_t)m;
+	return 0;
+}
+
+int sift_socket_opts_check(const char *daemon, const char *mode, const char *group, char **err_r)
+{
+	mode_t m;
+	if (parse_mode(daemon, mode, &m, err_r) < 0)
+		return -1;
+	if (group && *group && !getgrnam(group)) {
+		*err_r = sift_asprintf("%s_socket_group: unknown group \"%s\"", daemon, group);
+		return -1;
+	}
+	return 0;
+}
+
+int sift_socket_opts_apply(const char *daemon, const char *path, const char *mode, const char *group,
+			   const struct sift_runas *r, char **err_r)
+{
+	mode_t m;
+	if (sift_socket_opts_check(daemon, mode, group, err_r) < 0 || parse_mode(daemon, mode, &m, err_r) < 0)
+		return -1;
+	uid_t uid = r->change ? r->uid : (uid_t)-1;
+	gid_t gid = r->change ? r->gid : (gid_t)-1;
+	if (group && *group)
+		gid = getgrnam(group)->gr_gid;
+	if (chmod(path, m) < 0 || ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid) < 0)) {
+		*err_r = sift_asprintf("socket %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+const char *sift_endpoint_unix_path(const char *endpoint)
+{
+	if (strncmp(endpoint, "unix:", 5) == 0)
+		return endpoint + 5;
+	if (strncmp(endpoint, "local:", 6) == 0)
+		return endpoint + 6;
+	return NULL;
 }
 
 int sift_write_pidfile(const char *path, char **err_r)
@@ -130,7 +240,8 @@ int sift_write_pidfile(const char *path, char **err_r)
 	if (!path || !*path)
 		return 0;
 	char *tmp = sift_asprintf("%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		*err_r = sift_asprintf("pid file %s: %s", tmp, strerror(errno));
 		free(tmp);
@@ -138,7 +249,8 @@ int sift_write_pidfile(const char *path, char **err_r)
 	}
 	char buf[32];
 	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-	if (write(fd, buf, (size_t)n) != n || close(fd) < 0 || rename(tmp, path) < 0) {
+	if (fchmod(fd, 0644) < 0 || write(fd, buf, (size_t)n) != n || close(fd) < 0 ||
+	    rename(tmp, path) < 0) {
 		*err_r = sift_asprintf("pid file %s: %s", path, strerror(errno));
 		unlink(tmp);
 		free(tmp);
@@ -146,6 +258,37 @@ int sift_write_pidfile(const char *path, char **err_r)
 	}
 	free(tmp);
 	return 0;
+}
+
+void sift_remove_pidfile(const char *path)
+{
+	if (path && *path && unlink(path) < 0 && errno != ENOENT)
+		sift_log(errno == EACCES || errno == EPERM ? LOG_DEBUG : LOG_WARNING, "pid file %s: %s", path,
+			 strerror(errno));
+}
+
+static bool notified_ready;
+
+void sift_notify(const char *state)
+{
+	if (strncmp(state, "READY=1", 7) == 0)
+		notified_ready = true;
+#ifdef SIFT_HAVE_SYSTEMD
+	if (strncmp(state, "RELOADING=1", 11) == 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		sd_notifyf(0, "%s\nMONOTONIC_USEC=%llu", state,
+			   (unsigned long long)ts.tv_sec * 1000000ULL +
+				   (unsigned long long)ts.tv_nsec / 1000);
+		return;
+	}
+	sd_notify(0, state);
+#endif
+}
+
+bool sift_notify_was_ready(void)
+{
+	return notified_ready;
 }
 
 static int listen_unix(const char *path, int backlog, char **err_r)

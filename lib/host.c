@@ -78,6 +78,34 @@ const struct sift_param *const sift_plugin_common_params = error_action_param;
 
 /* ---- plugin files ---------------------------------------------------------- */
 
+/* Code is loaded only from files and directories that nobody but root (or
+ * the user we run as) can change: owned by root or us, not writable by
+ * group or others. `what` names the path in the error ("plugin",
+ * "plugin_directory"). */
+static int trusted_path(const char *what, const char *path, bool dir, char **err_r)
+{
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		*err_r = sift_asprintf("%s %s: %s", what, path, strerror(errno));
+		return -1;
+	}
+	if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+		*err_r = sift_asprintf("%s %s: not a %s", what, path, dir ? "directory" : "regular file");
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		*err_r = sift_asprintf("%s %s: refusing a %s writable by group or others (mode %04o)", what,
+				       path, dir ? "directory" : "file", (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		*err_r = sift_asprintf("%s %s: refusing a %s owned by uid %u (not root or us)", what, path,
+				       dir ? "directory" : "file", (unsigned)st.st_uid);
+		return -1;
+	}
+	return 0;
+}
+
 struct loaded_so {
 	char *path;
 	const struct sift_plugin *p;
@@ -96,25 +124,8 @@ const struct sift_plugin *sift_plugin_load(const char *path, char **err_r)
 		}
 	pthread_mutex_unlock(&load_lock);
 
-	struct stat st;
-	if (stat(path, &st) < 0) {
-		*err_r = sift_asprintf("plugin %s: %s", path, strerror(errno));
+	if (trusted_path("plugin", path, false, err_r) < 0)
 		return NULL;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		*err_r = sift_asprintf("plugin %s: not a regular file", path);
-		return NULL;
-	}
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		*err_r = sift_asprintf("plugin %s: refusing a file writable by group or others (mode %04o)",
-				       path, (unsigned)(st.st_mode & 07777));
-		return NULL;
-	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		*err_r = sift_asprintf("plugin %s: refusing a file owned by uid %u (not root or us)", path,
-				       (unsigned)st.st_uid);
-		return NULL;
-	}
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		*err_r = sift_asprintf("plugin %s: %s", path, dlerror());
@@ -266,6 +277,10 @@ static int add_plugin(struct sift_gen *g, const char *name, char **err_r)
 			*err_r = sift_asprintf("bad plugin name \"%s\"", name);
 			return -1;
 		}
+	/* The directory is checked like the files: whoever can write to it
+	 * can replace a plugin. */
+	if (g->npl == 0 && trusted_path("plugin_directory", g->common.plugin_directory, true, err_r) < 0)
+		return -1;
 	char *path = sift_asprintf("%s/%s.so", g->common.plugin_directory, name);
 	const struct sift_plugin *p = sift_plugin_load(path, err_r);
 	free(path);
@@ -307,7 +322,18 @@ void sift_config_common_defaults(struct sift_config *cfg)
 	sift_config_defaults(cfg, "", dyn);
 }
 
-struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, char **err_r)
+/* A plugin's error about one of its parameters: prefixed with the file:line
+ * where that parameter was set. */
+static void locate_error(const struct sift_config *cfg, char **err_r)
+{
+	if (err_r && *err_r) {
+		char *located = sift_config_locate(cfg, *err_r);
+		free(*err_r);
+		*err_r = located;
+	}
+}
+
+struct sift_gen *sift_gen_prepare(enum sift_daemon daemon, struct sift_config *cfg, char **err_r)
 {
 	struct sift_gen *g = sift_calloc(1, sizeof(*g));
 	atomic_init(&g->refs, 1);
@@ -357,25 +383,43 @@ struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, 
 			goto fail;
 	}
 
-	building_gen = g;
 	for (size_t i = 0; i < g->npl; i++) {
 		struct plugin_inst *pi = &g->pl[i];
 		const struct sift_plugin *p = pi->p;
 		pi->conf = sift_calloc(1, p->conf_size ? p->conf_size : 1);
 		if (sift_params_parse(cfg, pi->prefix, error_action_param, &pi->error_action, err_r) < 0)
-			goto fail_building;
+			goto fail;
 		if (p->params && sift_params_parse(cfg, pi->prefix, p->params, pi->conf, err_r) < 0)
-			goto fail_building;
+			goto fail;
 		char *perr = NULL;
 		if (p->preinit && !privileges_dropped && p->preinit(&sift_host_table, pi->conf, &perr) < 0) {
 			*err_r = sift_asprintf("plugin %s: %s", p->name, perr ? perr : "preinit failed");
 			free(perr);
-			goto fail_building;
+			goto fail;
 		}
+	}
+	return g;
+
+fail:
+	locate_error(cfg, err_r);
+	g->cfg = NULL; /* the caller still owns cfg on failure */
+	gen_free(g);
+	return NULL;
+}
+
+int sift_gen_init(struct sift_gen *g, char **err_r)
+{
+	building_gen = g;
+	for (size_t i = 0; i < g->npl; i++) {
+		struct plugin_inst *pi = &g->pl[i];
+		const struct sift_plugin *p = pi->p;
+		char *perr = NULL;
 		if (p->init && p->init(&sift_host_table, pi->conf, &perr) < 0) {
 			*err_r = sift_asprintf("plugin %s: %s", p->name, perr ? perr : "init failed");
 			free(perr);
-			goto fail_building;
+			locate_error(g->cfg, err_r);
+			building_gen = NULL;
+			return -1;
 		}
 		pi->inited = true;
 		g->actions |= p->actions;
@@ -383,19 +427,25 @@ struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, 
 		g->phases |= (unsigned)plugin_phases(p);
 	}
 	building_gen = NULL;
-	return g;
+	return 0;
+}
 
-fail_building:
-	building_gen = NULL;
-fail:
-	if (err_r && *err_r) { /* a plugin's error about a parameter: where it was set */
-		char *located = sift_config_locate(cfg, *err_r);
-		free(*err_r);
-		*err_r = located;
+struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, char **err_r)
+{
+	/* A daemon that told its service manager it is ready is reloading. */
+	bool reloading = sift_notify_was_ready();
+	if (reloading)
+		sift_notify("RELOADING=1");
+	struct sift_gen *g = sift_gen_prepare(daemon, cfg, err_r);
+	if (g && sift_gen_init(g, err_r) < 0) {
+		g->cfg = NULL; /* the caller still owns cfg on failure */
+		gen_free(g);
+		g = NULL;
 	}
-	g->cfg = NULL; /* the caller still owns cfg on failure */
-	gen_free(g);
-	return NULL;
+	if (reloading)
+		sift_notify(g ? "READY=1\nSTATUS=configuration reloaded"
+			      : "READY=1\nSTATUS=reload failed, running the previous configuration");
+	return g;
 }
 
 void sift_gen_ref(struct sift_gen *g)

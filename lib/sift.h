@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <syslog.h>
 
 #include "sift/plugin.h"
@@ -320,8 +321,19 @@ void sift_config_common_defaults(struct sift_config *cfg);
 
 struct sift_gen;
 /* Loads and initialises everything cfg asks for. The caller registered its
- * own tables' defaults already. */
+ * own tables' defaults already. Equivalent to sift_gen_prepare then
+ * sift_gen_init; in a daemon that has sent READY=1 (a reload), it also
+ * sends RELOADING=1 and READY=1 around the build. */
 struct sift_gen *sift_gen_new(enum sift_daemon daemon, struct sift_config *cfg, char **err_r);
+/* A daemon's first generation is built in two steps around the privilege
+ * drop. prepare (as root): parses the common and plugin parameters, checks
+ * and loads the plugin files, sets up DNS and the state store, and runs the
+ * plugins' preinit (skipped once privileges were dropped). init (as the
+ * daemon's user): runs the plugins' init. On a prepare failure the caller
+ * still owns cfg; after a successful prepare the generation owns it (free
+ * it with sift_gen_unref, also when init fails). */
+struct sift_gen *sift_gen_prepare(enum sift_daemon daemon, struct sift_config *cfg, char **err_r);
+int sift_gen_init(struct sift_gen *g, char **err_r);
 void sift_gen_ref(struct sift_gen *g);
 void sift_gen_unref(struct sift_gen *g);
 /* The current generation, referenced (unref when done); NULL before the
@@ -450,14 +462,52 @@ struct sift_config *sift_opts_config(const struct sift_opts *o, const char *pref
  * min, max, choices, doc, separated by tabs (what `siftctl params` reads
  * from `filterd -P` and `policyd -P`). */
 void sift_params_dump(FILE *out, const char *prefix, const struct sift_param *tab);
-/* Drops root privileges to user (name or uid); no-op when not root. */
-int sift_drop_privileges(const char *user, char **err_r);
-/* Writes the pid file (created 0644, removed at exit by the caller). */
+/* The account a daemon runs as, from its <daemon>_user setting (a name or
+ * a uid), resolved before anything is created for it:
+ *   - started as root: the setting is required; "root" (or 0) keeps root
+ *     (a warning is logged at the drop); an empty setting is an error
+ *     naming it;
+ *   - started as another user: the daemon runs as that user; a setting
+ *     naming someone else is only warned about at the drop. */
+struct sift_runas {
+	const char *param; /* "filterd_user": for messages */
+	char *name;	   /* NULL: stay who we are */
+	uid_t uid;
+	gid_t gid;
+	bool change; /* setuid/setgid needed */
+	bool root;   /* started as root and staying root */
+};
+int sift_runas_resolve(const char *param, const char *user, struct sift_runas *r, char **err_r);
+void sift_runas_free(struct sift_runas *r);
+/* Becomes r's user (groups, gid, uid; checked), logs a warning when staying
+ * root, and marks the privileges dropped (later generations skip preinit). */
+int sift_drop_privileges(const struct sift_runas *r, char **err_r);
+/* Unix socket settings <daemon>_socket_mode (octal, e.g. 0660) and
+ * <daemon>_socket_group (empty: the daemon user's primary group when it
+ * runs unprivileged, else unchanged): check validates both values (for -t
+ * and before any socket exists); apply sets them on a socket just bound
+ * (owner: r's user). */
+int sift_socket_opts_check(const char *daemon, const char *mode, const char *group, char **err_r);
+int sift_socket_opts_apply(const char *daemon, const char *path, const char *mode, const char *group,
+			   const struct sift_runas *r, char **err_r);
+/* The path of a unix listen endpoint ("unix:/p" or "local:/p"), else NULL. */
+const char *sift_endpoint_unix_path(const char *endpoint);
+/* Writes the pid file as the user we are (root, before the drop): mode 0644,
+ * written to PATH.tmp (O_EXCL, O_NOFOLLOW) and renamed. */
 int sift_write_pidfile(const char *path, char **err_r);
+/* Removes the pid file at exit; a directory we may no longer write to
+ * (root-owned /run/sift after the drop) leaves it for the service manager
+ * (systemd removes RuntimeDirectory at stop) or the next start. */
+void sift_remove_pidfile(const char *path);
 /* Parses a listen endpoint: "unix:/path", "inet:host:port", "inet:port"
  * (127.0.0.1), "inet6:[::1]:port"; returns a listening socket (unix
  * sockets get mode 0660 with the umask, a stale socket is replaced). */
 int sift_listen(const char *endpoint, int backlog, char **err_r);
+/* systemd readiness (sd_notify; no-op without libsystemd or NOTIFY_SOCKET):
+ * "READY=1" once the listeners are open and the plugins initialised,
+ * "STOPPING=1" at stop. Reloads send RELOADING=1/READY=1 (sift_gen_new). */
+void sift_notify(const char *state);
+bool sift_notify_was_ready(void);
 
 /* ---- control.c: the daemons' control socket (siftctl reload) ---------------
  * Defaults of filterd_control_socket and policyd_control_socket. */

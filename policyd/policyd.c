@@ -87,6 +87,8 @@ struct policyd_conf {
 	const char *const *listen;
 	const char *user;
 	const char *pid_file;
+	const char *socket_mode;
+	const char *socket_group;
 	long long workers;
 	long long max_connections;
 	long long idle_timeout;	    /* ms */
@@ -100,9 +102,13 @@ static const struct sift_param policyd_params[] = {
 	{"policyd_listen", SIFT_P_LIST, "inet:127.0.0.1:8892", 0, 0, OFF(listen), NULL,
 	 "endpoints to listen on: unix:/path, inet:host:port, inet6:[addr]:port"},
 	{"policyd_user", SIFT_P_STRING, "", 0, 0, OFF(user), NULL,
-	 "user to run as after binding the sockets (empty: stay)"},
+	 "user to run as after binding the sockets (required when started as root; root: stay root)"},
 	{"policyd_pid_file", SIFT_P_STRING, "", 0, 0, OFF(pid_file), NULL,
-	 "file to write the process id to (empty: none)"},
+	 "file to write the process id to, as root before the drop (empty: none)"},
+	{"policyd_socket_mode", SIFT_P_STRING, "0660", 0, 0, OFF(socket_mode), NULL,
+	 "permissions of the unix listening sockets (octal)"},
+	{"policyd_socket_group", SIFT_P_STRING, "", 0, 0, OFF(socket_group), NULL,
+	 "group of the unix listening sockets, e.g. postfix (empty: policyd_user's group)"},
 	{"policyd_workers", SIFT_P_INT, "16", 1, 1024, OFF(workers), NULL,
 	 "worker threads running requests through the plugins"},
 	{"policyd_max_connections", SIFT_P_INT, "1000", 1, 1000000, OFF(max_connections), NULL,
@@ -648,8 +654,10 @@ static void *worker_main(void *arg)
 
 /* ---- configuration ------------------------------------------------------------ */
 
-/* Builds a configuration and a generation; NULL + *err_r on failure. */
-static struct sift_gen *load_generation(struct policyd_conf *pc_r, char **err_r)
+/* Builds a configuration and a generation; NULL + *err_r on failure. With
+ * `first`, the generation is only prepared (the plugins' init runs after the
+ * privilege drop: sift_gen_init). */
+static struct sift_gen *build_generation(struct policyd_conf *pc_r, bool first, char **err_r)
 {
 	struct sift_config *cfg = sift_opts_config(&opts, "", policyd_params, err_r);
 	if (!cfg)
@@ -660,7 +668,8 @@ static struct sift_gen *load_generation(struct policyd_conf *pc_r, char **err_r)
 		sift_config_free(cfg);
 		return NULL;
 	}
-	struct sift_gen *g = sift_gen_new(SIFT_POLICYD, cfg, err_r); /* owns cfg on success */
+	struct sift_gen *g = first ? sift_gen_prepare(SIFT_POLICYD, cfg, err_r)
+				   : sift_gen_new(SIFT_POLICYD, cfg, err_r); /* owns cfg on success */
 	if (!g) {
 		sift_params_free(policyd_params, pc_r);
 		sift_config_free(cfg);
@@ -673,6 +682,11 @@ static struct sift_gen *load_generation(struct policyd_conf *pc_r, char **err_r)
 static int ask_reload(void)
 {
 	return kill(getpid(), SIGHUP);
+}
+
+static struct sift_gen *load_generation(struct policyd_conf *pc_r, char **err_r)
+{
+	return build_generation(pc_r, false, err_r);
 }
 
 static void reload(void)
@@ -726,6 +740,26 @@ static bool valid_endpoint(const char *e)
 	       strncmp(e, "inet6:", 6) == 0;
 }
 
+/* Who policyd runs as (policyd_user), resolved before the sockets exist. */
+static struct sift_runas runas;
+
+/* The settings that take effect at start only: checked before anything is
+ * created. */
+static int check_start(char **err_r)
+{
+	for (const char *const *e = pconf.listen; e && *e; e++)
+		if (!valid_endpoint(*e)) {
+			*err_r = sift_asprintf("policyd_listen: bad endpoint \"%s\" (want unix:/path or "
+					       "inet:host:port)",
+					       *e);
+			return -1;
+		}
+	if (sift_runas_resolve("policyd_user", pconf.user, &runas, err_r) < 0 ||
+	    sift_socket_opts_check("policyd", pconf.socket_mode, pconf.socket_group, err_r) < 0)
+		return -1;
+	return 0;
+}
+
 static void open_listeners(void)
 {
 	size_t n = 0;
@@ -742,6 +776,10 @@ static void open_listeners(void)
 				   *e);
 		int fd = sift_listen(*e, 1024, &err);
 		if (fd < 0)
+			sift_fatal("%s", err);
+		const char *path = sift_endpoint_unix_path(*e);
+		if (path && sift_socket_opts_apply("policyd", path, pconf.socket_mode, pconf.socket_group,
+						   &runas, &err) < 0)
 			sift_fatal("%s", err);
 		int fl = fcntl(fd, F_GETFL);
 		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -761,11 +799,7 @@ static void close_listeners(void)
 			continue;
 		close(l->fd);
 		l->fd = -1;
-		const char *path = NULL;
-		if (strncmp(l->endpoint, "unix:", 5) == 0)
-			path = l->endpoint + 5;
-		else if (strncmp(l->endpoint, "local:", 6) == 0)
-			path = l->endpoint + 6;
+		const char *path = sift_endpoint_unix_path(l->endpoint);
 		if (path)
 			unlink(path);
 	}
@@ -777,6 +811,7 @@ static void begin_shutdown(const char *why)
 		return;
 	stopping = true;
 	sift_log(LOG_INFO, "%s: stopping (%ld connections)", why, n_conns);
+	sift_notify("STOPPING=1");
 	close_listeners();
 	struct conn *next;
 	for (struct conn *c = conns; c; c = next) {
@@ -953,7 +988,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	char *err = NULL;
-	struct sift_gen *g = load_generation(&pconf, &err);
+	struct sift_gen *g = build_generation(&pconf, true, &err);
 	if (!g) {
 		if (one_shot)
 			fprintf(stderr, "policyd: error: %s\n", err);
@@ -962,34 +997,50 @@ int main(int argc, char **argv)
 		free(err);
 		return 1;
 	}
-	if (one_shot) {
-		int rc = 0;
-		for (const char *const *e = pconf.listen; e && *e; e++)
-			if (!valid_endpoint(*e)) {
-				fprintf(stderr, "policyd: error: policyd_listen: bad endpoint \"%s\"\n", *e);
-				rc = 1;
-			}
-		if (opts.print_all || opts.print_nondefault) {
-			bool all = opts.print_all;
-			sift_params_print(stdout, sift_gen_config(g), "", policyd_params, all);
-			sift_gen_print_params(stdout, g, all);
-		} else if (rc == 0)
-			printf("policyd: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g),
-			       sift_gen_plugin_count(g) == 1 ? "" : "s");
+	if (opts.print_all || opts.print_nondefault) {
+		bool all = opts.print_all;
+		sift_params_print(stdout, sift_gen_config(g), "", policyd_params, all);
+		sift_gen_print_params(stdout, g, all);
 		sift_gen_unref(g);
 		sift_params_free(policyd_params, &pconf);
-		return rc;
+		return 0;
+	}
+	/* Everything that could stop the start is checked before anything is
+	 * created; -t also runs the plugins' init as the daemon will, as
+	 * policyd_user. */
+	int rc = check_start(&err);
+	if (rc == 0 && opts.test_only &&
+	    (sift_drop_privileges(&runas, &err) < 0 || sift_gen_init(g, &err) < 0))
+		rc = -1;
+	if (rc < 0 || opts.test_only) {
+		if (rc < 0 && one_shot)
+			fprintf(stderr, "policyd: error: %s\n", err);
+		else if (rc < 0)
+			sift_log(LOG_CRIT, "%s", err);
+		else
+			printf("policyd: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g),
+			       sift_gen_plugin_count(g) == 1 ? "" : "s");
+		free(err);
+		sift_gen_unref(g);
+		sift_params_free(policyd_params, &pconf);
+		sift_runas_free(&runas);
+		return rc < 0 ? 1 : 0;
 	}
 	atomic_store(&request_deadline, pconf.request_deadline);
-	sift_gen_set_current(g);
 
+	/* As root: the listening sockets and the pid file; then the drop, then
+	 * the plugins' init as policyd_user. */
 	open_listeners();
 	if (sift_control_start(pconf.control_socket, ask_reload, &err) < 0)
 		sift_fatal("policyd_control_socket: %s", err);
-	if (sift_drop_privileges(pconf.user, &err) < 0)
-		sift_fatal("policyd_user: %s", err);
 	if (sift_write_pidfile(pconf.pid_file, &err) < 0)
 		sift_fatal("%s", err);
+	if (sift_drop_privileges(&runas, &err) < 0 || sift_gen_init(g, &err) < 0) {
+		sift_remove_pidfile(pconf.pid_file);
+		close_listeners();
+		sift_fatal("%s", err);
+	}
+	sift_gen_set_current(g);
 
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	sigfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -1012,6 +1063,7 @@ int main(int argc, char **argv)
 
 	if (ready_fd >= 0)
 		detach_done(ready_fd);
+	sift_notify("READY=1");
 	sift_log(LOG_INFO, "starting: %zu listeners, %zu workers, %zu plugins, version %s", n_listeners,
 		 n_workers, sift_gen_plugin_count(g), SIFT_VERSION);
 
@@ -1027,8 +1079,8 @@ int main(int argc, char **argv)
 	free(workers);
 	sift_gen_set_current(NULL); /* releases the plugins */
 	sift_dns_shutdown();
-	if (pconf.pid_file && *pconf.pid_file)
-		unlink(pconf.pid_file);
+	sift_remove_pidfile(pconf.pid_file);
+	sift_runas_free(&runas);
 	for (size_t i = 0; i < n_listeners; i++)
 		free(listeners[i].endpoint);
 	free(listeners);

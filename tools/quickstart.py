@@ -11,7 +11,8 @@ Run as root:  /usr/bin/python3 tools/quickstart.py [--builddir build] [--once]
 
 Only the settings a throw-away run needs are overridden on the daemons'
 command lines (-o): where they listen, plugin_directory (the build tree),
-the pid file, *_user (empty: stay root, as there is no `sift` user), and
+the pid file, *_user (root: no `sift` user exists before the package
+installs; the daemons log that they run as root), and
 dns_servers (a closed loopback port: no query leaves the machine). Unless
 --no-demo-maps, one demo access map per daemon (a blocked sender for
 filterd, a blocked recipient for policyd) is added when the shipped conf
@@ -137,7 +138,7 @@ class Quickstart:
                 '-o', 'plugin_directory=%s' % os.path.join(self.builddir, 'plugins'),
                 '-o', '%s_listen=inet:127.0.0.1:%d' % (name, port),
                 '-o', '%s_pid_file=%s' % (name, os.path.join(self.dir, name + '.pid')),
-                '-o', '%s_user=' % name]
+                '-o', '%s_user=root' % name]
         # Keep DNS on the loopback: a port where nothing answers, so that no
         # query leaves the machine (the shipped conf uses the system resolver).
         argv += ['-o', 'dns_servers=127.0.0.1:%d' % self.dns_port]

@@ -92,7 +92,7 @@ def start_filterd(root, name, socket_kind, extra, plugins='clamav', plugin_dir=N
         listen, wait = 'inet:127.0.0.1:%d' % port, {'port': port}
     conf = os.path.join(root, name + '.conf')
     with open(conf, 'w') as f:
-        f.write('\n'.join(['filterd_listen = ' + listen, 'filterd_user =',
+        f.write('\n'.join(['filterd_listen = ' + listen, 'filterd_user = root',
                            'filterd_pid_file = %s/%s.pid' % (root, name),
                            'filterd_socket_group = postfix',
                            'plugin_directory = %s' % (plugin_dir or sifttest.builddir() + '/plugins'),

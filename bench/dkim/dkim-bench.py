@@ -79,7 +79,7 @@ def filterd_proc(root, builddir, listen, wait, dns_port, keys, mode, opts=()):
     with open(os.path.join(root, 'keytable'), 'w') as f:
         f.write('rsa %s:rsa:%s\ned %s:ed:%s\n' % (DOMAIN, keys['rsa'][0], DOMAIN, keys['ed'][0]))
     with open(conf, 'w') as f:
-        f.write('filterd_listen = %s\nfilterd_user =\nfilterd_socket_group = postfix\n'
+        f.write('filterd_listen = %s\nfilterd_user = root\nfilterd_socket_group = postfix\n'
                 'plugin_directory = %s/plugins\ninbound_plugins = %s\noriginating_plugins = %s\n'
                 'dns_servers = 127.0.0.1:%d\nauthserv_id = mx.sift.test\n'
                 'dkim_key_table = texthash:%s/keytable\n'

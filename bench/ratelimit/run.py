@@ -100,7 +100,7 @@ def main():
             port = sifttest.free_port()
             conf = os.path.join(tmp, 'policyd-%d.conf' % port)
             with open(conf, 'w') as f:
-                f.write('policyd_listen = inet:127.0.0.1:%d\nplugin_directory = %s/plugins\n'
+                f.write('policyd_listen = inet:127.0.0.1:%d\npolicyd_user = root\nplugin_directory = %s/plugins\n'
                         'policyd_workers = %d\n'
                         'originating_plugins = senderlogin ratelimit\ninbound_plugins = ratelimit\n'
                         'senderlogin_login_maps = pcre:%s\nstate_store = %s\n'

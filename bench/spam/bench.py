@@ -296,7 +296,7 @@ def main():
             port = sifttest.free_port()
             conf = os.path.join(tmp, 'filterd.conf')
             with open(conf, 'w') as f:
-                f.write('filterd_listen = inet:127.0.0.1:%d\nfilterd_user =\nfilterd_pid_file = %s\n'
+                f.write('filterd_listen = inet:127.0.0.1:%d\nfilterd_user = root\nfilterd_pid_file = %s\n'
                         'plugin_directory = %s\ninbound_plugins = spam\noriginating_plugins = spam\n'
                         'spam_rules = /usr/share/spamassassin /etc/spamassassin\nspam_cache_directory = %s\n'
                         'spam_kill_level = none\nspam_max_size = 10m\n' % (

@@ -205,7 +205,7 @@ def main():
         port = free_port()
         conf = os.path.join(tmp, "policyd.conf")
         with open(conf, "w") as f:
-            f.write("policyd_listen = inet:127.0.0.1:%d\nplugin_directory = %s/plugins\n"
+            f.write("policyd_listen = inet:127.0.0.1:%d\npolicyd_user = root\nplugin_directory = %s/plugins\n"
                     "inbound_plugins = spf\noriginating_plugins =\ndns_servers = %s:53\n"
                     "dns_timeout = 5s\npolicyd_workers = 16\nmyhostname = mx.bench.test\n"
                     % (port, BUILDDIR, DNS_IP))

@@ -10,8 +10,14 @@
  *   1. parses every `<name>_<param>` setting of the configuration through the
  *      plugin's typed parameter table into a zeroed block of conf_size bytes
  *      (defaults first, then the configured values, checked against bounds);
- *   2. calls init(host, conf, err) once per configuration generation, with the
- *      parameters filled in. init may build derived state in the rest of the
+ *   2. at a daemon's start only, calls preinit(host, conf, err) as root, before
+ *      the daemon drops its privileges to <daemon>_user: for what needs root
+ *      (reading a key only root may read); what it gets must be kept in a
+ *      process-wide place, since later generations (reloads) skip preinit.
+ *      Then calls init(host, conf, err) once per configuration generation,
+ *      with the parameters filled in, as the daemon's user (at start, after
+ *      the drop; at reloads; in `-t`): directories and files it creates
+ *      belong to that user. init may build derived state in the rest of the
  *      conf block (conf_size covers the parameter fields and any private
  *      fields after them). From then on the conf block is read-only and shared
  *      by all threads;
@@ -401,8 +407,11 @@ struct sift_plugin {
 	size_t conf_size, conn_size, msg_size;
 
 	/* Lifecycle. Return 0, or -1 with *err_r set to a malloc'd message.
-	 * preinit runs once, before privileges are dropped (open keys here if
-	 * they are readable only by root). */
+	 * preinit runs once, for the first generation, as root before the
+	 * privilege drop (open keys here if they are readable only by root, and
+	 * keep them process-wide: reloads skip preinit). init runs for every
+	 * generation as the daemon's user, never as root unless
+	 * <daemon>_user = root. */
 	int (*preinit)(const struct sift_host *host, void *conf, char **err_r);
 	int (*init)(const struct sift_host *host, void *conf, char **err_r);
 	void (*release)(void *conf);

@@ -511,11 +511,18 @@ static int dk_preinit(const struct sift_host *h, void *conf, char **err_r)
 		return 0;
 	struct dk_keytable kt;
 	char *err = NULL;
-	if (dk_keytable_load(c->key_table, true, &kt, &err) < 0) {
+	if (dk_keytable_load(c->key_table, false, &kt, &err) < 0) {
 		free(err); /* init reports it (with the same rules) */
 		return 0;
 	}
 	for (size_t i = 0; i < kt.n; i++) {
+		/* A key refused here (mode, size, not a key) is refused with
+		 * the reason: init, after the drop, could only say that it
+		 * cannot read it. */
+		if (dk_key_load(&kt.keys[i], err_r) < 0) {
+			dk_keytable_free(&kt);
+			return -1;
+		}
 		struct pre_key *p = calloc(1, sizeof(*p));
 		if (!p)
 			break;
@@ -525,7 +532,6 @@ static int dk_preinit(const struct sift_host *h, void *conf, char **err_r)
 		pre_keys = p;
 	}
 	dk_keytable_free(&kt);
-	(void)err_r;
 	return 0;
 }
 

@@ -38,7 +38,11 @@ For test scripts (see each docstring):
     start_daemon(daemon, tmp, settings, ...)
                                 filterd/policyd -f on a configuration written
                                 from a dict, listening on a free port (or a
-                                unix socket); returns the started Proc
+                                unix socket), as daemon_user(); returns the
+                                started Proc
+    daemon_user()               the unprivileged user daemons run as when the
+                                tests run as root ($SIFT_TEST_DAEMON_USER,
+                                default nobody)
     stop_all(things)            stops Procs and Postfix instances, last first
     siftctl_test(conf, message, args, opts)
                                 `siftctl test --json` on a message -> dict
@@ -64,6 +68,7 @@ __all__ = ['free_port', 'wait_port', 'wait_unix', 'Proc', 'Postfix', 'SendResult
            'Delivered', 'srcdir', 'builddir', 'daemon_is_real', 'proc_rss',
            'pids_with_env', 'TEST_DOMAINS', 'Checks', 'checks', 'check', 'check_eq', 'done',
            'program', 'plugin_directory', 'write_conf', 'start_daemon', 'stop_all',
+           'daemon_user', 'daemon_notifies', 'daemon_readable', 'daemon_writable', 'proc_uids', 'proc_gids',
            'siftctl_test', 'PolicyClient']
 
 TEST_DOMAINS = ('sift.test', 'example.test', 'example.net.test')
@@ -257,8 +262,11 @@ class Proc:
     """
 
     def __init__(self, argv, log, port=None, unix=None, env=None, cwd=None,
-                 start_timeout=15.0, stop_timeout=10.0, umask=None, name=None):
+                 start_timeout=15.0, stop_timeout=10.0, umask=None, name=None, notify=False):
         self.argv = [str(a) for a in argv]
+        self.notify = notify
+        self.notify_sock = None
+        self.notifications = []
         self.log_path = log
         self.port = port
         self.unix = unix
@@ -283,8 +291,16 @@ class Proc:
             raise ProcError('%s already started' % self.name)
         logf = open(self.log_path, 'ab', buffering=0)
         env = dict(os.environ)
+        env.pop('NOTIFY_SOCKET', None)
         if self.env:
             env.update(self.env)
+        if self.notify:
+            # systemd's readiness protocol: an abstract datagram socket,
+            # reachable whatever user the child becomes.
+            self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            name = 'sift-notify-%d-%d-%d' % (os.getpid(), id(self), time.monotonic_ns())
+            self.notify_sock.bind('\0' + name)
+            env['NOTIFY_SOCKET'] = '@' + name
         umask = self.umask
 
         def pre():
@@ -298,20 +314,42 @@ class Proc:
                                           start_new_session=True, preexec_fn=pre)
         finally:
             logf.close()
-        ok = True
-        if self.port is not None:
+        ok = self.wait_notify('READY=1', self.start_timeout) if self.notify else True
+        if ok and self.port is not None:
             ok = wait_port(self.port, self.start_timeout, self.alive)
-        elif self.unix is not None:
+        elif ok and self.unix is not None:
             ok = wait_unix(self.unix, self.start_timeout, self.alive)
         if not ok:
             rc = self.popen.poll()
             self.stop()
             what = 'exited with status %s' % rc if rc is not None else \
+                'sent no READY=1 within %.0fs' % self.start_timeout if self.notify else \
                 'did not accept on %s within %.0fs' % (
                     self.port if self.port is not None else self.unix, self.start_timeout)
             raise ProcError('%s %s; log %s:\n%s' % (self.name, what, self.log_path,
                                                      self.log_tail()))
         return self
+
+    def wait_notify(self, state, timeout=10.0):
+        """With notify=True: waits until the child sends a notification
+        containing the line `state` (e.g. 'READY=1'); every message received
+        is appended to .notifications (each a list of lines). False if the
+        child dies or the time runs out."""
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.notify_sock.settimeout(min(left, 0.1))
+            try:
+                msg = self.notify_sock.recv(4096).decode('utf-8', 'replace').split('\n')
+            except socket.timeout:
+                if not self.alive():
+                    return False
+                continue
+            self.notifications.append(msg)
+            if state in msg:
+                return True
 
     def stop(self):
         """SIGTERM to our PID, SIGKILL after stop_timeout. Returns exit status."""
@@ -331,6 +369,9 @@ class Proc:
                     pass
                 self.popen.wait()
         self.returncode = self.popen.returncode
+        if self.notify_sock is not None:
+            self.notify_sock.close()
+            self.notify_sock = None
         return self.returncode
 
     def signal(self, sig):
@@ -1203,17 +1244,67 @@ def write_conf(path, settings):
     return path
 
 
+_notifies = {}
+
+
+def daemon_notifies(daemon):
+    """True if the built `daemon` (filterd or policyd) sends systemd's
+    READY=1 (linked with libsystemd: the meson feature `systemd`); then
+    start_daemon waits for READY=1 (listeners open, plugins initialised)
+    rather than only for the socket."""
+    if daemon not in _notifies:
+        r = subprocess.run(['ldd', program(daemon)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True)
+        _notifies[daemon] = 'libsystemd.so' in r.stdout
+    return _notifies[daemon]
+
+
+def daemon_user():
+    """The user filterd and policyd run as in the tests (their DAEMON_user
+    setting): when the tests run as root, $SIFT_TEST_DAEMON_USER or
+    'nobody', so that the daemons drop their privileges as the shipped
+    configuration makes them (with 'root' they stay root); '' when the
+    tests do not run as root (the daemons run as the caller)."""
+    if os.geteuid() != 0:
+        return ''
+    return os.environ.get('SIFT_TEST_DAEMON_USER', 'nobody')
+
+
+def daemon_readable(path):
+    """Makes directory `path` (a test's mkdtemp directory, 0700) traversable
+    by daemon_user(), which reads its configuration and maps there after
+    the privilege drop (at reloads). Returns path."""
+    st = os.stat(path)
+    if os.geteuid() == 0 and not st.st_mode & 0o001:
+        os.chmod(path, (st.st_mode & 0o7777) | 0o711)
+    return path
+
+
+def daemon_writable(path):
+    """Gives directory `path` to daemon_user() (quarantine, cache and spool
+    directories the daemons write to after the privilege drop). Returns
+    path."""
+    user = daemon_user()
+    if user and user != 'root':
+        pw = pwd.getpwnam(user)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+    return path
+
+
 def start_daemon(daemon, tmp, settings, name=None, listen=None, argv=(), **proc_args):
     """Starts filterd or policyd (`daemon`) in the foreground with a
     configuration written from a dict.
 
     TMP/NAME.conf (NAME defaults to the daemon's name) holds
     DAEMON_listen, plugin_directory (BUILD/plugins) and then `settings` (a
-    dict; an entry of it overrides the first two). DAEMON_listen is
+    dict; an entry of it overrides the first two), and DAEMON_user =
+    daemon_user() unless `settings` has it; TMP is made traversable for
+    that user (daemon_readable). DAEMON_listen is
     `listen` ('inet:127.0.0.1:PORT' or 'unix:/path') or, by default, a free
     port on 127.0.0.1. `DAEMON -f -c CONF ARGV...` runs as a Proc logging
-    to TMP/NAME.log, started and waited for until it accepts on that port
-    or socket (proc_args go to Proc: start_timeout, env, ...). Returns the
+    to TMP/NAME.log, started and waited for until it sends READY=1 (when
+    daemon_notifies()) and accepts on that port or socket (proc_args go to
+    Proc: start_timeout, env, notify, ...). Returns the
     started Proc, with .conf (the file) and .port (None on a unix socket).
     Raises ProcError if it does not come up."""
     name = name or daemon
@@ -1226,12 +1317,50 @@ def start_daemon(daemon, tmp, settings, name=None, listen=None, argv=(), **proc_
     else:
         port = int(listen.rsplit(':', 1)[1])
     conf = {'%s_listen' % daemon: listen, 'plugin_directory': plugin_directory()}
+    if daemon_user():
+        conf['%s_user' % daemon] = daemon_user()
     conf.update(settings)
+    daemon_readable(tmp)
     path = write_conf(os.path.join(tmp, name + '.conf'), conf)
+    proc_args.setdefault('notify', daemon_notifies(daemon))
     p = Proc([program(daemon), '-f', '-c', path] + list(argv), log=os.path.join(tmp, name + '.log'),
              port=port, unix=unix, name=name, **proc_args)
     p.conf = path
-    return p.start()
+    p.start()
+    user = conf.get('%s_user' % daemon)
+    if user and os.geteuid() == 0:
+        # The socket accepts before the drop: give the drop a moment.
+        want = pwd.getpwnam(user).pw_uid
+        end = time.monotonic() + p.start_timeout
+        while (got := proc_uids(p.pid)) != (want,) * 4 and p.alive() and time.monotonic() < end:
+            time.sleep(0.02)
+        if got != (want,) * 4:
+            p.stop()
+            raise ProcError('%s runs with uids %s, not as %s_user = %s (uid %d)' % (
+                name, got, daemon, user, want))
+    return p
+
+
+def proc_uids(pid):
+    """(real, effective, saved, filesystem) uids of a process, from
+    /proc/PID/status; None if it is gone."""
+    return _proc_ids(pid, 'Uid:')
+
+
+def proc_gids(pid):
+    """The same for the group ids."""
+    return _proc_ids(pid, 'Gid:')
+
+
+def _proc_ids(pid, key):
+    try:
+        with open('/proc/%d/status' % pid) as f:
+            for line in f:
+                if line.startswith(key):
+                    return tuple(int(x) for x in line.split()[1:5])
+    except OSError:
+        pass
+    return None
 
 
 def stop_all(things):

@@ -41,7 +41,8 @@ def start_filterd(tmp, conf, name, extra=()):
     p = sifttest.Proc([os.path.join(BUILD, "filterd", "filterd"), "-f", "-c", conf,
                        "-o", f"filterd_engine={ENGINE}",
                        "-o", f"filterd_listen=inet:127.0.0.1:{port}",
-                       "-o", f"filterd_pid_file={tmp}/{name}.pid"] + list(extra), log=log, port=port)
+                       "-o", f"filterd_pid_file={tmp}/{name}.pid",
+                       "-o", f"filterd_user={sifttest.daemon_user()}"] + list(extra), log=log, port=port)
     p.start()
     return p, port, log
 

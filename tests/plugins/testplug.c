@@ -4,10 +4,12 @@
  * that the host's merging, error mapping and edits can be checked through
  * filterd, policyd and siftctl alike.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "sift/plugin.h"
 
@@ -19,6 +21,8 @@ struct tp_conf {
 	const char *header;
 	int always_run;
 	const char *dns_txt;
+	const char *uid_file;
+	long long init_delay;
 };
 
 static const struct sift_host *host;
@@ -33,12 +37,49 @@ static const struct sift_param params[] = {
 	{"header", SIFT_P_STRING, "", 0, 0, OFF(header), NULL, "header NAME: VALUE to add at eom"},
 	{"dns_txt", SIFT_P_STRING, "", 0, 0, OFF(dns_txt), NULL,
 	 "name whose TXT record is looked up at eom and added as X-Testplug-DNS"},
+	{"uid_file", SIFT_P_STRING, "", 0, 0, OFF(uid_file), NULL,
+	 "file opened by preinit (before the privilege drop) where preinit and init append their euid"},
+	{"init_delay", SIFT_P_TIME, "0", 0, 60000, OFF(init_delay), NULL,
+	 "time init takes (ms), before it records its euid"},
 	SIFT_PARAM_END,
 };
 
+/* uid_file: opened once, by preinit (as root, before the drop), and kept
+ * for the process's life, as a plugin keeps a root-only key. */
+static int uid_fd = -1;
+
+static void record_uid(const char *what)
+{
+	char line[64];
+	int n = snprintf(line, sizeof(line), "%s euid=%u egid=%u\n", what, (unsigned)geteuid(),
+			 (unsigned)getegid());
+	if (uid_fd >= 0 && write(uid_fd, line, (size_t)n) != n)
+		host->log(NULL, LOG_ERR, "uid_file: write failed");
+}
+
+static int tp_preinit(const struct sift_host *h, void *conf, char **err_r)
+{
+	const struct tp_conf *c = conf;
+	host = h;
+	if (*c->uid_file && uid_fd < 0) {
+		uid_fd = open(c->uid_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (uid_fd < 0) {
+			*err_r = strdup("testplug_uid_file: cannot open");
+			return -1;
+		}
+	}
+	record_uid("preinit");
+	return 0;
+}
+
 static int tp_init(const struct sift_host *h, void *conf, char **err_r)
 {
+	const struct tp_conf *c = conf;
 	host = h;
+	if (c->init_delay > 0)
+		usleep((useconds_t)(c->init_delay * 1000));
+	record_uid("init");
+	(void)err_r;
 	return 0;
 }
 
@@ -122,6 +163,7 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.actions = SIFT_A_ADDHDRS | SIFT_A_QUARANTINE,
 	.params = params,
 	.conf_size = sizeof(struct tp_conf),
+	.preinit = tp_preinit,
 	.init = tp_init,
 	.connect = tp_connect,
 	.helo = tp_helo,

@@ -45,9 +45,11 @@ PLUGINDIR = os.path.join(BUILDDIR, "plugins")
 CASEDIR = os.path.join(SRCDIR, "tests", "policy", "cases")
 DATADIR = CASEDIR  # map files of the cases live next to them
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "lib"))
-from sifttest import check, checks, done, free_port  # noqa: E402
+from sifttest import check, checks, daemon_user, daemon_writable, done, free_port  # noqa: E402
 
-TMP = tempfile.mkdtemp(prefix="sift-policy-")
+# The daemons' user owns TMP, so that policyd can remove its pid file and
+# socket at stop after dropping its privileges.
+TMP = daemon_writable(tempfile.mkdtemp(prefix="sift-policy-"))
 started = []  # Daemon objects, stopped at the end
 
 
@@ -78,6 +80,7 @@ class Daemon:
             f.write("policyd_listen = inet:127.0.0.1:%d, unix:%s\n" % (self.port, self.sock))
             f.write("policyd_pid_file = %s\n" % self.pidfile)
             f.write("policyd_workers = 4\n")
+            f.write("policyd_user = %s\n" % daemon_user())
             f.write("plugin_directory = %s\n" % PLUGINDIR)
             f.write(extra.replace("@DATA@", DATADIR))
             if extra and not extra.endswith("\n"):
@@ -464,7 +467,7 @@ def test_check_config():
 
     good = os.path.join(TMP, "good.conf")
     with open(good, "w") as f:
-        f.write("plugin_directory = %s\npolicyd_workers = 3\n" % PLUGINDIR)
+        f.write("plugin_directory = %s\npolicyd_workers = 3\npolicyd_user = %s\n" % (PLUGINDIR, daemon_user()))
     r = subprocess.run([POLICYD, "-t", "-c", good], capture_output=True, text=True, timeout=30)
     check(r.returncode == 0, "policyd -t with a good config exits 0", r.stderr.strip())
     r = subprocess.run([POLICYD, "-n", "-c", good, "-o", "policyd_idle_timeout=900s"],

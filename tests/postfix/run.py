@@ -95,7 +95,7 @@ class Env:
                     'inbound_plugins': 'access testplug', 'originating_plugins': 'access',
                     'dns_servers': '127.0.0.1:%d' % self.dns.port,
                     'testplug_dns_txt': 'probe.sift.test',
-                    'originating_daemons': 'ORIGINATING', '%s_user' % daemon: '',
+                    'originating_daemons': 'ORIGINATING',
                     '%s_pid_file' % daemon: '%s/%s.pid' % (self.tmp, name)}
         settings.update(extra)
         return sifttest.start_daemon(daemon, self.tmp, settings, name=name, listen=listen)

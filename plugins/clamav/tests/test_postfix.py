@@ -52,7 +52,7 @@ def write_conf(root, name, port, lines):
     with open(conf, 'w') as f:
         f.write('\n'.join([
             'filterd_listen = inet:127.0.0.1:%d' % port,
-            'filterd_user =',
+            'filterd_user = %s' % sifttest.daemon_user(),
             'filterd_pid_file = %s' % os.path.join(root, name + '.pid'),
             'plugin_directory = %s' % os.path.join(sifttest.builddir(), 'plugins'),
             'inbound_plugins = clamav',
@@ -82,6 +82,7 @@ def main():
     cvlib.make_db(dbdir)
     qdir = os.path.join(root, 'quarantine')
     os.makedirs(qdir)
+    sifttest.daemon_writable(qdir)
     infected = cvlib.infected_messages()
     clean = cvlib.clean_messages()
     procs = []
@@ -225,7 +226,8 @@ def main():
                   privdir)
             st = os.lstat(privdir)
             check(stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and
-                  st.st_uid == os.geteuid(), 'library: private directory is 0700 and ours',
+                  st.st_uid == sifttest.proc_uids(fd.pid)[1],
+                  'library: private directory is 0700 and owned by filterd_user',
                   oct(st.st_mode))
             check(os.listdir(privdir) == [], 'library: no temporary file left after the scans',
                   repr(os.listdir(privdir)))

@@ -30,6 +30,8 @@ import dns.resolver  # noqa: E402
 
 SIFTCTL = sifttest.program('siftctl')
 FILTERD = sifttest.program('filterd')
+# filterd -t runs the plugins' init as filterd_user, as the daemon does.
+AS_USER = ['-o', 'filterd_user=' + sifttest.daemon_user()]
 OURS = 'example.net.test'
 REMOTE = 'remote.test'
 
@@ -273,29 +275,29 @@ def tests(env):
     env.publish()
 
     # ---- start-up refusals (filterd -t) ------------------------------------
-    rc, out, err = run([FILTERD, '-c', conf, '-t'])
+    rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-t'])
     check(rc == 0, 'filterd -t accepts the good configuration', out + err)
     os.chmod(rsa_path, 0o640)
-    rc, out, err = run([FILTERD, '-c', conf, '-t'])
+    rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-t'])
     check(rc != 0 and 'group or others' in out + err, 'filterd -t refuses a group-readable key', out + err)
     os.chmod(rsa_path, 0o604)
-    rc, out, err = run([FILTERD, '-c', conf, '-t'])
+    rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-t'])
     check(rc != 0 and 'mode 0604' in out + err, 'filterd -t refuses an other-readable key', out + err)
     os.chmod(rsa_path, 0o600)
-    rc, out, err = run([FILTERD, '-c', conf, '-o', 'dkim_key_table=inline:{ {k = %s:s:/nonexistent/key} }' % OURS,
+    rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=inline:{ {k = %s:s:/nonexistent/key} }' % OURS,
                         '-o', 'dkim_signing_table=', '-t'])
     check(rc != 0 and 'No such file' in out + err, 'filterd -t refuses a missing key file', out + err)
     env.write('garbage.key', 'not a key\n', 0o600)
-    rc, out, err = run([FILTERD, '-c', conf, '-o', 'dkim_key_table=inline:{ {k = %s:s:%s} }' % (
+    rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=inline:{ {k = %s:s:%s} }' % (
         OURS, env.path('garbage.key')), '-o', 'dkim_signing_table=', '-t'])
     check(rc != 0 and 'not a PEM private key' in out + err, 'filterd -t refuses a file that is no key', out + err)
     env.write('small.key', small_key, 0o600)
-    rc, out, err = run([FILTERD, '-c', conf, '-o', 'dkim_key_table=inline:{ {k = %s:s:%s} }' % (
+    rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=inline:{ {k = %s:s:%s} }' % (
         OURS, env.path('small.key')), '-o', 'dkim_signing_table=', '-t'])
     check(rc != 0 and '512 bits' in out + err, 'filterd -t refuses a 512-bit RSA key', out + err)
-    rc, out, err = run([FILTERD, '-c', conf, '-o', 'dkim_key_table=pcre:/x', '-t'])
+    rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=pcre:/x', '-t'])
     check(rc != 0 and 'texthash' in out + err, 'filterd -t refuses a key table that cannot be listed', out + err)
-    rc, out, err = run([FILTERD, '-c', conf, '-o', 'dkim_canonicalization=loose/simple', '-t'])
+    rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_canonicalization=loose/simple', '-t'])
     check(rc != 0 and 'canonicalization' in out + err, 'filterd -t refuses a bad canonicalization', out + err)
 
     # ---- signing decisions ----------------------------------------------------

@@ -23,7 +23,9 @@ class Redis:
              '--save', '', '--appendonly', 'no', '--daemonize', 'no',
              '--dir', self.tmp, '--protected-mode', 'no']
         if self.sock:
-            a += ['--unixsocket', self.sock, '--unixsocketperm', '700']
+            # 0777 in a private directory: policyd connects after dropping
+            # its privileges (to sifttest.daemon_user()).
+            a += ['--unixsocket', self.sock, '--unixsocketperm', '777']
         if self.password:
             a += ['--requirepass', self.password]
         return a

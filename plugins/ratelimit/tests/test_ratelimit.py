@@ -253,6 +253,7 @@ try:
                       ('{ name=x key=sender messages=1/1h action=explode }', 'bad action'),
                       ('{ name=x key=sender messages=1/1h', 'missing brace')]:
         r = subprocess.run([sifttest.program('policyd'), '-c', '/dev/null', '-t',
+                            '-o', 'policyd_user=' + sifttest.daemon_user(),
                             '-o', 'plugin_directory=' + sifttest.plugin_directory(),
                             '-o', 'inbound_plugins=ratelimit', '-o', 'ratelimit_rules=' + bad],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
@@ -261,6 +262,7 @@ try:
     for bad in ['redis:', 'redis:localhost', 'redis:127.0.0.1:0', 'redis:unix:rel/path',
                 'redis:127.0.0.1:6379,db=x', 'redis:127.0.0.1:6379,bogus=1']:
         r = subprocess.run([sifttest.program('policyd'), '-c', '/dev/null', '-t',
+                            '-o', 'policyd_user=' + sifttest.daemon_user(),
                             '-o', 'state_store=' + bad], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=30)
         check(r.returncode == 1 and 'redis' in r.stderr, 'bad redis spec %s: %s' % (

@@ -41,7 +41,7 @@ def msg(subject, body, extra=''):
 
 
 def start_filterd(root, name, settings, start_timeout=30.0):
-    conf = {'filterd_user': '', 'filterd_pid_file': os.path.join(root, name + '.pid'),
+    conf = {'filterd_pid_file': os.path.join(root, name + '.pid'),
             'inbound_plugins': 'spam', 'myhostname': 'mx.sift.test'}
     conf.update(settings)
     return sifttest.start_daemon('filterd', root, conf, name=name, start_timeout=start_timeout)
@@ -132,6 +132,7 @@ def main():
         if os.path.isdir('/usr/share/spamassassin'):
             cache = os.path.join(sifttest.builddir(), 'spam-hscache')
             os.makedirs(cache, exist_ok=True)
+            sifttest.daemon_writable(cache)
             fd2 = start_filterd(root, 'filterd-stock', {
                 'spam_rules': '/usr/share/spamassassin /etc/spamassassin %s' % own,
                 'spam_cache_directory': cache,
