@@ -48,8 +48,7 @@ static const struct siftctl_cmd *const plugin_cmds[] = {
 #ifdef SIFTCTL_HAVE_RATELIMIT
 	&siftctl_ratelimit_cmd,
 #endif
-	&siftctl_params_cmd,
-	NULL,
+	&siftctl_params_cmd,	 NULL,
 };
 
 static const char test_usage[] =

@@ -20,6 +20,7 @@ def run(*args, stdin=None):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="sift-siftctl-")
+    os.chmod(tmp, 0o755)  # `check` runs the daemons' -t, whose plugin init runs as the daemon user
     pdir = os.path.join(tmp, "plugins")
     os.mkdir(pdir)
     for so in ("plugins/access.so", "plugins/spf.so", "tests/testplug.so"):
@@ -36,7 +37,7 @@ def main():
                 f"access_sender_map = texthash:{tmp}/senders\n"
                 f"access_recipient_map = texthash:{tmp}/rcpts\n"
                 "testplug_symbol = T_SYM:2\ntestplug_header = X-Testplug: seen\n"
-                "filterd_listen = inet:127.0.0.1:1\n")
+                "filterd_listen = inet:127.0.0.1:1\nfilterd_user = nobody\n")
     msg = f"{tmp}/m.eml"
     with open(msg, "w") as f:
         f.write("From: alice@example.org\nTo: bob@example.com\nSubject: hi\n\nHello.\n")
@@ -120,7 +121,7 @@ def main():
     with open(f"{tmp}/typo.conf", "w") as f:
         f.write(open(conf).read() + "access_sender_mpa = texthash:/nonexistent\n")
     r = run("-c", f"{tmp}/typo.conf", "check")
-    check(r.returncode == 1 and "typo.conf:9: unknown parameter \"access_sender_mpa\"" in r.stderr
+    check(r.returncode == 1 and "typo.conf:10: unknown parameter \"access_sender_mpa\"" in r.stderr
           and "did you mean \"access_sender_map\"" in r.stderr, "check: unknown name with file:line and hint",
           r.stdout + r.stderr)
     r = run("-c", conf, "-o", "filterd_lisen=inet:127.0.0.1:1", "check")
@@ -134,14 +135,15 @@ def main():
           r.stderr)
     # a plugin's own value error (found by its init) names file:line
     with open(f"{tmp}/dkimval.conf", "w") as f:
-        f.write(f"plugin_directory = {BUILD}/plugins\ninbound_plugins = dkim\ndkim_invalid_score = abc\n")
+        f.write(f"plugin_directory = {BUILD}/plugins\ninbound_plugins = dkim\ndkim_invalid_score = abc\n"
+                "filterd_user = nobody\n")
     r = run("-c", f"{tmp}/dkimval.conf", "check")
     check(r.returncode == 1 and f"{tmp}/dkimval.conf:3: " in r.stderr and "dkim_invalid_score" in r.stderr,
           "check: a plugin's value error names file:line", r.stderr)
     pconf = f"{tmp}/policyd.conf"
     with open(pconf, "w") as f:
         f.write(f"plugin_directory = {BUILD}/plugins\ninbound_plugins = access\n"
-                f"access_sender_map = texthash:{tmp}/senders\npolicyd_workers = 2\n")
+                f"access_sender_map = texthash:{tmp}/senders\npolicyd_workers = 2\npolicyd_user = nobody\n")
     r = run("-c", pconf, "check", "policyd")
     check(r.returncode == 0 and "policyd: configuration OK" in r.stdout, "check policyd", r.stdout + r.stderr)
     r = run("-c", pconf, "-o", "policyd_worker=3", "check", "policyd")
