@@ -288,9 +288,11 @@ int main(int argc, char **argv)
 	return rc == 0 ? 0 : 1;
 
 fail:
+	/* -t, -n, -p: the error once, on stderr (the log goes there too) */
 	if (once)
 		fprintf(stderr, "filterd: %s\n", err);
-	sift_log(LOG_ERR, "%s", err);
+	else
+		sift_log(LOG_ERR, "%s", err);
 	free(err);
 	return 1;
 }
