@@ -187,15 +187,17 @@ class Daemon:
         self.unit, self.port = unit, port
         self.argv = exec_start(unit)
         self.logpath = os.path.join(tmp, unit + '.log')
-        self.notify_path = os.path.join(tmp, unit + '.notify')
+        # abstract, as the daemon sends READY=1 after it became sift, which
+        # cannot enter the test's private directory
+        self.notify_name = 'sift-package-test-%d-%s' % (os.getpid(), unit)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify.bind(self.notify_path)
+        self.notify.bind('\0' + self.notify_name)
         self.proc = None
         self.ready_after = None
 
     def start(self, timeout):
         env = {k: v for k, v in os.environ.items() if not k.startswith(('SIFT_', 'ASAN', 'UBSAN'))}
-        env['NOTIFY_SOCKET'] = self.notify_path
+        env['NOTIFY_SOCKET'] = '@' + self.notify_name
         t0 = time.monotonic()
         with open(self.logpath, 'w') as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
