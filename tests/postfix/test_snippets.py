@@ -62,7 +62,7 @@ FILES = {'conf/postfix/main.cf.snippet': 'main.cf', 'conf/postfix/master.cf.snip
 POSTFIX_LOOKING = re.compile(
     r'^\s*(smtpd_|non_smtpd_|milter_|smtp_|virtual_|relay_|mynetworks)\w*\s*=|check_policy_service|'
     r'^\S+\s+(inet|unix|unix-dgram|fifo|pass)\s+[-ny]\s+[-ny]\s+[-ny]\s|^\s+-o\s+\w+=', re.M)
-FENCE = re.compile(r'^```(.*)$')
+FENCE = re.compile(r'^( *)```(.*)$')
 
 OLD_BROKEN = ('smtpd_recipient_restrictions =\n    permit_mynetworks,\n    permit_sasl_authenticated,\n'
               '    reject_unauth_destination,\n    check_policy_service { inet:127.0.0.1:8892, '
@@ -85,11 +85,14 @@ def extract():
             if not m:
                 i += 1
                 continue
-            info, start = m.group(1).strip(), i + 1
+            # a block inside a list item is indented: that indentation is
+            # Markdown's, not the snippet's
+            indent, info, start = len(m.group(1)), m.group(2).strip(), i + 1
             j = start
-            while j < len(lines) and not lines[j].startswith('```'):
+            while j < len(lines) and not lines[j].lstrip(' ').startswith('```'):
                 j += 1
-            text = '\n'.join(lines[start:j]) + '\n'
+            text = ''.join(l[indent:] if l[:indent].strip() == '' else l
+                           for l in (x + '\n' for x in lines[start:j]))
             where = '%s:%d' % (rel, i + 1)
             if info in ('main.cf', 'master.cf'):
                 out.append((info, text, where))
