@@ -446,21 +446,7 @@ int sift_quarantine_release_token(const char *dir, const char *id, char **token_
 	}
 	char *rdir = sift_asprintf("%s" RELEASE_SUBDIR, dir);
 	char *path = NULL, *tok = NULL;
-	int fd = -1, rc = -1;
-	if (mkdir(rdir, 0700) < 0 && errno != EEXIST)
-		goto err;
-	if (lstat(rdir, &rst) < 0)
-		goto err;
-	if (!S_ISDIR(rst.st_mode)) {
-		*err_r = sift_asprintf("%s is not a directory", rdir);
-		goto out;
-	}
-	/* The daemon user (the store's owner) consumes the tokens. */
-	if (geteuid() == 0 && (rst.st_uid != dst.st_uid || rst.st_gid != dst.st_gid) &&
-	    chown(rdir, dst.st_uid, dst.st_gid) < 0)
-		goto err;
-	if ((rst.st_mode & 07777) != 0700 && chmod(rdir, 0700) < 0)
-		goto err;
+	int fd = -1, dfd = -1, rc = -1;
 	unsigned char rnd[16];
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
 		*err_r = sift_asprintf("getrandom: %s", strerror(errno));
@@ -470,7 +456,27 @@ int sift_quarantine_release_token(const char *dir, const char *id, char **token_
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(tok + 2 * i, 3, "%02x", rnd[i]);
 	path = sift_asprintf("%s/%s", rdir, tok);
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	/* Twice: another release may remove the directory when it empties.
+	 * Everything below works on the directory's descriptor: the daemon
+	 * user owns the store and could swap .release for a symbolic link. */
+	for (int attempt = 0; fd < 0 && attempt < 2; attempt++) {
+		if (dfd >= 0)
+			close(dfd);
+		if (mkdir(rdir, 0700) < 0 && errno != EEXIST)
+			goto err_dir;
+		dfd = open(rdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0 || fstat(dfd, &rst) < 0)
+			goto err_dir;
+		/* The daemon user (the store's owner) consumes the tokens. */
+		if (geteuid() == 0 && (rst.st_uid != dst.st_uid || rst.st_gid != dst.st_gid) &&
+		    fchown(dfd, dst.st_uid, dst.st_gid) < 0)
+			goto err_dir;
+		if ((rst.st_mode & 07777) != 0700 && fchmod(dfd, 0700) < 0)
+			goto err_dir;
+		fd = openat(dfd, tok, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != ENOENT)
+			break;
+	}
 	if (fd < 0)
 		goto err;
 	if (geteuid() == 0 && fchown(fd, dst.st_uid, dst.st_gid) < 0)
@@ -483,13 +489,18 @@ int sift_quarantine_release_token(const char *dir, const char *id, char **token_
 	goto out;
 err_unlink:
 	*err_r = sift_asprintf("%s: %s", path, strerror(errno));
-	unlink(path);
+	unlinkat(dfd, tok, 0);
+	goto out;
+err_dir:
+	*err_r = sift_asprintf("%s: %s", rdir, strerror(errno));
 	goto out;
 err:
-	*err_r = sift_asprintf("%s: %s", path ? path : rdir, strerror(errno));
+	*err_r = sift_asprintf("%s: %s", path, strerror(errno));
 out:
 	if (fd >= 0)
 		close(fd);
+	if (dfd >= 0)
+		close(dfd);
 	free(tok);
 	free(path);
 	free(rdir);

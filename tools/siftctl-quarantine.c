@@ -342,6 +342,11 @@ static int cmd_release(const char *dir, int argc, char **argv)
 			wait_ms / 1000);
 	}
 	free(token);
+	/* Leave no empty token directory behind (rmdir fails while another
+	 * release's token is in it). */
+	char *rdir = sift_asprintf("%s/.release", dir);
+	(void)rmdir(rdir);
+	free(rdir);
 	printf("released %s to", id);
 	for (size_t i = 0; i < nto; i++)
 		printf(" <%s>", to[i]);
