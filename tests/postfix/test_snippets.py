@@ -303,17 +303,22 @@ def main():
         check(conf_main in readme and conf_master in readme,
               'README.md shows conf/postfix/*.snippet as they are')
         h = Harness(tmp)
-        # Each distinct main.cf snippet with the shipped master.cf snippet,
-        # each distinct master.cf snippet with the shipped main.cf snippet.
-        combos, seen = [], set()
+        # The shipped main.cf and master.cf snippets together; then every
+        # other main.cf snippet added to them (they add settings: one
+        # instance for all of them), and every other master.cf snippet with
+        # the shipped main.cf.
+        combos = [('conf/postfix/*.snippet', conf_main, conf_master)]
+        extra, seen = [], {conf_main}
         for t, w in mains:
             if t not in seen:
                 seen.add(t)
-                # a snippet other than the shipped one adds to it
-                combos.append((w, t if t == conf_main else conf_main + '\n' + t, conf_master))
-        seen = set()
+                extra.append((w, t))
+        if extra:
+            combos.append((', '.join(w for w, _ in extra),
+                           '\n'.join([conf_main] + [t for _, t in extra]), conf_master))
+        seen = {conf_master}
         for t, w in masters:
-            if t not in seen and t != conf_master:
+            if t not in seen:
                 seen.add(t)
                 combos.append((w, conf_main, t))
         for n, (where, main_text, master_text) in enumerate(combos):
