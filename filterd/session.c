@@ -360,10 +360,12 @@ enum fd_status fd_session_header(struct fd_session *s, const char *name, const c
 		    sift_quarantine_release_check(dir, tok, &id) == 1) {
 			s->release_token = sift_strdup(tok);
 			s->release_id = id;
-		} else
+		} else {
+			update_qid(s);
 			sift_log_msg(LOG_WARNING, sift_host_table.get(ctx, SIFT_I_QUEUE_ID), "filterd",
 				     "%s header without a valid release token: removed, message scanned",
 				     SIFT_RELEASE_HEADER);
+		}
 		return nr_hdr ? FD_NOREPLY : FD_CONTINUE;
 	}
 	if (s->has_deferred || s->release_token)
