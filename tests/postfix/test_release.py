@@ -148,6 +148,33 @@ def main():
         check([m for m in pf.maildir_messages() if m.rcpt == 'victim@sift.test'] == [],
               'nothing with a forged token is delivered')
         check('header without a valid release token' in fd.log(), 'the forged header is logged')
+
+        # A token filterd never used is withdrawn: a copy that went out
+        # without passing filterd cannot be replayed.
+        r = pf.send_submission('user@sift.test', ['other@sift.test'], data)
+        rc, out = siftctl(conf, 'quarantine', 'list')
+        ids = [l.split()[0] for l in out.splitlines() if 'other@sift.test' in l]
+        check(r.accepted and len(ids) == 1, 'a second message quarantined', out)
+        if ids:
+            copy = os.path.join(tmp, 'sent-elsewhere.eml')
+            fake = os.path.join(tmp, 'fake-sendmail')
+            with open(fake, 'w') as f:
+                f.write('#!/bin/sh\ncat > %s\n' % copy)
+            os.chmod(fake, 0o755)
+            rc, out = siftctl(conf, 'quarantine', 'release', ids[0], '--keep', '--wait', '1s',
+                              '--sendmail', fake)
+            check(rc == 0 and 'did not see the released message' in out and
+                  'token was withdrawn' in out, 'unused token withdrawn, with a warning', out)
+            with open(copy, 'rb') as f:
+                sent = f.read()
+            m = re.match(rb'X-Sift-Release: ([0-9a-f]{32})\r\n', sent)
+            check(m is not None, 'the copy carried a token', sent[:200])
+            check(not os.path.exists(os.path.join(qdir, '.release')),
+                  'no token left in the store', os.listdir(qdir))
+            r = pf.send('user@sift.test', ['replay@sift.test'], sent)
+            rc, out = siftctl(conf, 'quarantine', 'list')
+            check(r.accepted and 'replay@sift.test' in out,
+                  'the copy sent in again is scanned and quarantined', (r, out))
     finally:
         sifttest.stop_all(procs)
         if not os.environ.get('SIFT_KEEP_TMP'):
