@@ -178,8 +178,15 @@ class Harness:
         # directory): sasl/auth relative to it.
         dov.start()
         self.procs.append(dov)
-        pf.start()
         self.procs.append(pf)
+        try:
+            pf.start()
+        except (sifttest.PostfixError, subprocess.TimeoutExpired) as e:
+            # `postfix status` was seen to hang for a minute on a busy
+            # machine: one more try before failing.
+            print('# postfix start: %s; trying once more' % str(e).splitlines()[0], flush=True)
+            pf.stop()
+            pf.start()
         return pf
 
     def stop(self):
@@ -220,17 +227,10 @@ def send_tls(port, wrapper, sender, rcpt, data):
         return False, '%s: %s' % (type(e).__name__, e)
 
 
-def exercise(h, pf, what, main_text, master_text, quiet=False):
-    """Mail through one configuration. Returns True if everything worked;
-    quiet=True reports nothing (for the broken-snippet probe)."""
-    ok = True
-
+def exercise(h, pf, what, main_text, master_text):
+    """Mail through one configuration, every step a check."""
     def chk(cond, name, detail=''):
-        nonlocal ok
-        ok = ok and bool(cond)
-        if not quiet:
-            check(cond, '%s: %s' % (what, name), detail)
-        return cond
+        return check(cond, '%s: %s' % (what, name), detail)
 
     mark = pf.log_mark()
     uses_filterd = 'smtpd_milters' in main_text
@@ -281,7 +281,6 @@ def exercise(h, pf, what, main_text, master_text, quiet=False):
             chk(acc, '%s: an authenticated user may relay' % svc, qid)
     bad = pf.log_lines(r'(fatal|panic|malformed|error):', start=mark)
     chk(not bad, 'no fatal, panic or error line in the Postfix log', '\n'.join(bad[-5:]))
-    return ok
 
 
 def main():
@@ -331,8 +330,10 @@ def main():
         broken = substitute(conf_main.replace(conf_main[conf_main.index('smtpd_relay_restrictions'):],
                                               OLD_BROKEN), h.ports)
         pf = h.postfix('pf-broken', broken, substitute(conf_master, h.ports))
-        good = exercise(h, pf, 'old one-line default_action', broken, '', quiet=True)
-        check(not good and pf.log_lines(r"fatal: .*malformed option"),
+        # (one message: a master that throttles a dying smtpd leaves the
+        # client waiting for a greeting)
+        r = pf.send('someone@example.net', ['polprepend@sift.test'], message('broken'), timeout=15)
+        check(not r.accepted and pf.log_lines(r"fatal: .*malformed option"),
               "the old `default_action=451 4.3.5 ...` form fails this test "
               "(smtpd: fatal: malformed option)", pf.log()[-1500:])
     finally:
