@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "mproto.h"
 #include "session.h"
@@ -42,8 +43,17 @@ void fd_session_init(struct fd_session *s, const struct fd_out *out, void *arg)
 	s->arg = arg;
 }
 
+static void release_reset(struct fd_session *s)
+{
+	free(s->release_token);
+	free(s->release_id);
+	s->release_token = s->release_id = NULL;
+	s->n_hdrs = s->n_release_hdrs = 0;
+}
+
 void fd_session_free(struct fd_session *s)
 {
+	release_reset(s);
 	if (s->ctx)
 		sift_ctx_free(s->ctx);
 	s->ctx = NULL;
@@ -169,11 +179,15 @@ void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long 
 		want |= MP_A_CHGHDRS;
 	if (acts & SIFT_A_CHGBODY)
 		want |= MP_A_CHGBODY;
-	*pf0 = want & f0;
 
 	unsigned long steps = 0;
 	bool need_hdrs = phases & ((1u << SIFT_PH_HEADER) | (1u << SIFT_PH_EOH) | (1u << SIFT_PH_EOM));
 	bool need_body = (phases & (1u << SIFT_PH_BODY)) || (flags & SIFT_F_NEED_BODY);
+	/* Plugins that read the message may quarantine it: remove the
+	 * X-Sift-Release header of a released message. */
+	if (need_hdrs || need_body)
+		want |= MP_A_CHGHDRS;
+	*pf0 = want & f0;
 	if (f1 & SMFIP_HDR_LEADSPC)
 		steps |= SMFIP_HDR_LEADSPC;
 	steps |= SMFIP_NOUNKNOWN;
@@ -335,7 +349,26 @@ enum fd_status fd_session_header(struct fd_session *s, const char *name, const c
 	struct sift_ctx *ctx = s->ctx;
 	if (!ctx)
 		return nr_hdr ? FD_NOREPLY : FD_TEMPFAIL;
-	if (s->has_deferred)
+	s->n_hdrs++;
+	if (strcasecmp(name, SIFT_RELEASE_HEADER) == 0) {
+		/* Only as the first header, before any plugin saw the message. */
+		s->n_release_hdrs++;
+		const char *tok = value + strspn(value, " \t");
+		char *id = NULL;
+		const char *dir = sift_gen_common(s->gen)->quarantine_directory;
+		if (s->n_hdrs == 1 && tok[strcspn(tok, " \t\r\n")] == 0 &&
+		    sift_quarantine_release_check(dir, tok, &id) == 1) {
+			s->release_token = sift_strdup(tok);
+			s->release_id = id;
+		} else {
+			update_qid(s);
+			sift_log_msg(LOG_WARNING, sift_host_table.get(ctx, SIFT_I_QUEUE_ID), "filterd",
+				     "%s header without a valid release token: removed, message scanned",
+				     SIFT_RELEASE_HEADER);
+		}
+		return nr_hdr ? FD_NOREPLY : FD_CONTINUE;
+	}
+	if (s->has_deferred || s->release_token)
 		return nr_hdr ? FD_NOREPLY : FD_CONTINUE;
 	set_deadline(ctx, true);
 	/* The MTA joins folded lines with a bare LF: restore CRLF. */
@@ -355,7 +388,7 @@ enum fd_status fd_session_eoh(struct fd_session *s)
 	struct sift_ctx *ctx = s->ctx;
 	if (!ctx)
 		return FD_TEMPFAIL;
-	if (s->has_deferred)
+	if (s->has_deferred || s->release_token)
 		return reply_or_none(s, SMFIP_NR_EOH, FD_CONTINUE);
 	set_deadline(ctx, true);
 	update_qid(s);
@@ -367,7 +400,7 @@ enum fd_status fd_session_body(struct fd_session *s, const unsigned char *buf, s
 	struct sift_ctx *ctx = s->ctx;
 	if (!ctx)
 		return FD_TEMPFAIL;
-	if (s->has_deferred)
+	if (s->has_deferred || s->release_token)
 		return reply_or_none(s, SMFIP_NR_BODY, FD_CONTINUE);
 	set_deadline(ctx, true);
 	return content_reply(s, SMFIP_NR_BODY, sift_run_body(ctx, buf, len));
@@ -410,6 +443,36 @@ static int apply_edits(struct fd_session *s)
 	return 0;
 }
 
+/* X-Sift-Release headers never leave filterd. */
+static int remove_release_headers(struct fd_session *s)
+{
+	for (unsigned i = s->n_release_hdrs; i >= 1; i--)
+		if (s->out->chgheader(s->arg, SIFT_RELEASE_HEADER, (int)i, NULL) < 0)
+			return -1;
+	return 0;
+}
+
+/* A released message: delivered as it is, once (the token is consumed). */
+static enum fd_status release_eom(struct fd_session *s)
+{
+	struct sift_ctx *ctx = s->ctx;
+	const char *qid = sift_host_table.get(ctx, SIFT_I_QUEUE_ID);
+	const char *dir = sift_gen_common(s->gen)->quarantine_directory;
+	if (remove_release_headers(s) < 0 || sift_quarantine_release_consume(dir, s->release_token) < 0) {
+		sift_log_msg(LOG_WARNING, qid, "filterd",
+			     "quarantine release %s: token already used or not removable", s->release_id);
+		sift_host_table.reply(ctx, "451", "4.3.0", "Temporary local problem, try again later");
+		enum fd_status st = to_status(s, SIFT_TEMPFAIL, true);
+		release_reset(s);
+		return st;
+	}
+	sift_log_msg(LOG_INFO, qid, "filterd", "quarantine release %s: delivered without scanning",
+		     s->release_id);
+	release_reset(s);
+	finish_msg(ctx, SIFT_DUNNO);
+	return FD_CONTINUE;
+}
+
 enum fd_status fd_session_eom(struct fd_session *s)
 {
 	struct sift_ctx *ctx = s->ctx;
@@ -419,6 +482,18 @@ enum fd_status fd_session_eom(struct fd_session *s)
 	update_qid(s);
 	if (!sift_ctx_in_msg(ctx))
 		return FD_CONTINUE;
+	if (s->release_token)
+		return release_eom(s);
+	if (s->n_release_hdrs) {
+		int rr = remove_release_headers(s);
+		release_reset(s);
+		if (rr < 0) {
+			sift_host_table.reply(ctx, "451", "4.3.0",
+					      "Temporary local problem, try again later");
+			return to_status(s, SIFT_TEMPFAIL, true);
+		}
+	}
+	s->n_hdrs = 0;
 	if (s->has_deferred) {
 		s->has_deferred = false;
 		return to_status(s, s->deferred, true);
@@ -448,6 +523,7 @@ enum fd_status fd_session_eom(struct fd_session *s)
 void fd_session_abort(struct fd_session *s)
 {
 	s->has_deferred = false;
+	release_reset(s);
 	if (s->ctx)
 		sift_ctx_msg_end(s->ctx, true);
 }

@@ -37,6 +37,11 @@ struct fd_session {
 	 * end of message (those stages need no reply: see session.c). */
 	enum sift_verdict deferred;
 	bool has_deferred;
+	/* Quarantine release (lib/quarantine.c): the message's headers so far,
+	 * the X-Sift-Release headers among them, and the valid token of a
+	 * released message (its plugins do not run). */
+	unsigned n_hdrs, n_release_hdrs;
+	char *release_token, *release_id;
 	const struct fd_out *out;
 	void *arg;
 };

@@ -26,6 +26,22 @@
  * to its final name and the directory fsync'd; any error removes the
  * temporary file and fails (the caller then answers TEMPFAIL).
  *
+ * The stored message starts with a Received: line in Postfix's form, built
+ * from the milter macros (client name and address, HELO, our host name,
+ * queue id, time): Postfix does not show a milter its own Received: line,
+ * and without it a released message would lose where it came from.
+ *
+ * Release tokens (siftctl quarantine release): DIR/.release/<token>, 32 hex
+ * digits from getrandom(), created O_EXCL|O_NOFOLLOW with mode 0600 and
+ * owned, like DIR/.release (mode 0700), by DIR's owner (the daemon user);
+ * the file holds the quarantine id. The re-injected message carries
+ * `X-Sift-Release: <token>` as its first header; filterd accepts a message
+ * whose token file exists (and is younger than a day) without running the
+ * plugins, removes the header and the token file: one use. A sender cannot
+ * forge one (2^128 names, in a directory only root and the daemon user can
+ * list), and a header that names no token is removed and the message
+ * scanned as usual.
+ *
  * Threading: sift_quarantine_store may run in many threads at once (each
  * writes its own file); the readers are for siftctl. Nothing is shared.
  */
@@ -54,12 +70,17 @@ bool sift_quarantine_id_valid(const char *id)
 	return true;
 }
 
+static void add_clean(struct sift_buf *b, const char *v)
+{
+	for (const char *p = v ? v : ""; *p; p++)
+		sift_buf_add(b, (*p == '\r' || *p == '\n') ? " " : p, 1);
+}
+
 static void add_meta(struct sift_buf *b, const char *name, const char *value)
 {
 	sift_buf_adds(b, name);
 	sift_buf_add(b, ": ", 2);
-	for (const char *p = value ? value : ""; *p; p++)
-		sift_buf_add(b, (*p == '\r' || *p == '\n') ? " " : p, 1);
+	add_clean(b, value);
 	sift_buf_add(b, "\n", 1);
 }
 
@@ -96,6 +117,46 @@ static char *new_id(void)
 			     rnd[2], rnd[3], rnd[4], rnd[5]);
 }
 
+/* A Received: line as Postfix's smtpd writes it, from the milter macros;
+ * nothing when the client address is unknown. */
+static void add_received(struct sift_buf *b, struct sift_ctx *ctx)
+{
+	const struct sift_host *h = &sift_host_table;
+	const char *addr = h->get(ctx, SIFT_I_CLIENT_ADDR);
+	if (!addr || !*addr)
+		return;
+	const char *name = h->get(ctx, SIFT_I_CLIENT_NAME);
+	const char *helo = h->get(ctx, SIFT_I_HELO);
+	const char *me = h->get(ctx, SIFT_I_MYHOSTNAME);
+	const char *qid = h->get(ctx, SIFT_I_QUEUE_ID);
+	const char *auth = h->get(ctx, SIFT_I_SASL_USERNAME);
+	if (!name || !*name)
+		name = "unknown";
+	char date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %e %b %Y %H:%M:%S %z (%Z)", &tm);
+	sift_buf_adds(b, "Received: from ");
+	add_clean(b, helo && *helo ? helo : name);
+	sift_buf_adds(b, " (");
+	add_clean(b, name);
+	sift_buf_adds(b, " [");
+	add_clean(b, addr);
+	sift_buf_adds(b, "])\r\n\tby ");
+	add_clean(b, me && *me ? me : "localhost");
+	sift_buf_adds(b, auth && *auth ? " (Postfix) with ESMTPA id " : " (Postfix) with ESMTP id ");
+	add_clean(b, qid && *qid ? qid : "NOQUEUE");
+	if (h->rcpt_count(ctx) == 1) {
+		sift_buf_adds(b, "\r\n\tfor <");
+		add_clean(b, h->rcpt(ctx, 0));
+		sift_buf_add(b, ">", 1);
+	}
+	sift_buf_adds(b, "; ");
+	sift_buf_adds(b, date);
+	sift_buf_add(b, "\r\n", 2);
+}
+
 int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *reason, const char *plugin,
 			  char **id_r, char **err_r)
 {
@@ -104,8 +165,9 @@ int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *rea
 		*err_r = sift_strdup("quarantine_directory is empty");
 		return -1;
 	}
-	/* The message part: headers then body. */
+	/* The message part: our Received: line, headers, body. */
 	struct sift_buf hdr = {0};
+	add_received(&hdr, ctx);
 	size_t nh = h->header_count(ctx);
 	for (size_t i = 0; i < nh; i++) {
 		const struct sift_header *hd = h->header(ctx, i);
@@ -358,4 +420,123 @@ int sift_quarantine_delete(const char *dir, const char *id, char **err_r)
 					 : sift_asprintf("%s: %s", path, strerror(errno));
 	free(path);
 	return rc < 0 ? -1 : 0;
+}
+
+/* ---- release tokens ---------------------------------------------------------- */
+
+#define RELEASE_SUBDIR	"/.release"
+#define RELEASE_MAX_AGE (24 * 3600)
+
+bool sift_quarantine_token_valid(const char *t)
+{
+	if (!t || strlen(t) != 32)
+		return false;
+	for (; *t; t++)
+		if (!((*t >= '0' && *t <= '9') || (*t >= 'a' && *t <= 'f')))
+			return false;
+	return true;
+}
+
+int sift_quarantine_release_token(const char *dir, const char *id, char **token_r, char **err_r)
+{
+	struct stat dst, rst;
+	if (stat(dir, &dst) < 0) {
+		*err_r = sift_asprintf("%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	char *rdir = sift_asprintf("%s" RELEASE_SUBDIR, dir);
+	char *path = NULL, *tok = NULL;
+	int fd = -1, dfd = -1, rc = -1;
+	unsigned char rnd[16];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		*err_r = sift_asprintf("getrandom: %s", strerror(errno));
+		goto out;
+	}
+	tok = sift_calloc(1, 33);
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(tok + 2 * i, 3, "%02x", rnd[i]);
+	path = sift_asprintf("%s/%s", rdir, tok);
+	/* Twice: another release may remove the directory when it empties.
+	 * Everything below works on the directory's descriptor: the daemon
+	 * user owns the store and could swap .release for a symbolic link. */
+	for (int attempt = 0; fd < 0 && attempt < 2; attempt++) {
+		if (dfd >= 0)
+			close(dfd);
+		if (mkdir(rdir, 0700) < 0 && errno != EEXIST)
+			goto err_dir;
+		dfd = open(rdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0 || fstat(dfd, &rst) < 0)
+			goto err_dir;
+		/* The daemon user (the store's owner) consumes the tokens. */
+		if (geteuid() == 0 && (rst.st_uid != dst.st_uid || rst.st_gid != dst.st_gid) &&
+		    fchown(dfd, dst.st_uid, dst.st_gid) < 0)
+			goto err_dir;
+		if ((rst.st_mode & 07777) != 0700 && fchmod(dfd, 0700) < 0)
+			goto err_dir;
+		fd = openat(dfd, tok, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != ENOENT)
+			break;
+	}
+	if (fd < 0)
+		goto err;
+	if (geteuid() == 0 && fchown(fd, dst.st_uid, dst.st_gid) < 0)
+		goto err_unlink;
+	if (write_all(fd, id, strlen(id)) < 0 || write_all(fd, "\n", 1) < 0 || fsync(fd) < 0)
+		goto err_unlink;
+	rc = 0;
+	*token_r = tok;
+	tok = NULL;
+	goto out;
+err_unlink:
+	*err_r = sift_asprintf("%s: %s", path, strerror(errno));
+	unlinkat(dfd, tok, 0);
+	goto out;
+err_dir:
+	*err_r = sift_asprintf("%s: %s", rdir, strerror(errno));
+	goto out;
+err:
+	*err_r = sift_asprintf("%s: %s", path, strerror(errno));
+out:
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	free(tok);
+	free(path);
+	free(rdir);
+	return rc;
+}
+
+int sift_quarantine_release_check(const char *dir, const char *token, char **id_r)
+{
+	*id_r = NULL;
+	if (!dir || !*dir || !sift_quarantine_token_valid(token))
+		return 0;
+	char *path = sift_asprintf("%s" RELEASE_SUBDIR "/%s", dir, token);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return 0;
+	struct stat st;
+	char buf[80];
+	ssize_t n = -1;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && time(NULL) - st.st_mtime <= RELEASE_MAX_AGE)
+		n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	buf[strcspn(buf, "\r\n")] = 0;
+	*id_r = sift_strdup(sift_quarantine_id_valid(buf) ? buf : "?");
+	return 1;
+}
+
+int sift_quarantine_release_consume(const char *dir, const char *token)
+{
+	if (!sift_quarantine_token_valid(token))
+		return -1;
+	char *path = sift_asprintf("%s" RELEASE_SUBDIR "/%s", dir, token);
+	int rc = unlink(path);
+	free(path);
+	return rc;
 }

@@ -288,6 +288,13 @@ int sift_quarantine_open(const char *dir, const char *id, struct sift_qentry *e_
  * free each with sift_qentry_free and the array with free(). */
 int sift_quarantine_list(const char *dir, struct sift_qentry **list_r, size_t *n_r, char **err_r);
 int sift_quarantine_delete(const char *dir, const char *id, char **err_r);
+/* Release tokens (see quarantine.c): siftctl makes one for a release;
+ * filterd checks (1 = valid, with the quarantine id) and consumes it. */
+#define SIFT_RELEASE_HEADER "X-Sift-Release"
+bool sift_quarantine_token_valid(const char *token);
+int sift_quarantine_release_token(const char *dir, const char *id, char **token_r, char **err_r);
+int sift_quarantine_release_check(const char *dir, const char *token, char **id_r);
+int sift_quarantine_release_consume(const char *dir, const char *token);
 
 /* ---- host.c: plugins, configuration generations, the plugin chain ----------
  * A generation is one parsed configuration with its plugins initialised; it

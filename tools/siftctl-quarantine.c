@@ -7,11 +7,15 @@
  * release re-injects a message with Postfix's sendmail (fork + exec, which
  * siftctl may do and plugins may not), preserving the envelope sender and
  * the original recipients (or --to ADDR...), then removes it from the store
- * unless --keep. Single-threaded.
+ * unless --keep. The message goes out with an X-Sift-Release header naming
+ * a one-time token (lib/quarantine.c), so that filterd, which sees it again
+ * through non_smtpd_milters, delivers it without scanning it into
+ * quarantine again. Single-threaded.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -29,16 +33,32 @@ static const char usage_text[] =
 	"       takes 30m, 12h, 7d ...\n"
 	"  quarantine show ID [--raw]\n"
 	"       print the metadata and the message (--raw: the message only)\n"
-	"  quarantine release ID [--to ADDR]... [--keep] [--sendmail COMMAND]\n"
+	"  quarantine release ID [--to ADDR]... [--keep] [--sendmail COMMAND] [--wait TIME]\n"
 	"       re-inject the message with Postfix's sendmail (default\n"
 	"       \"" DEFAULT_SENDMAIL "\"; run as COMMAND -f SENDER -- RECIPIENTS,\n"
 	"       e.g. --sendmail \"sendmail -C /etc/postfix-out -G -i\"), to the original\n"
-	"       recipients or to the --to addresses; removed from the store unless --keep\n"
+	"       recipients or to the --to addresses; removed from the store unless --keep.\n"
+	"       A one-time token lets it pass filterd (non_smtpd_milters) unscanned;\n"
+	"       a token filterd has not used after --wait (default 10s) is withdrawn\n"
 	"  quarantine delete ID...\n"
 	"       remove messages from the store\n"
 	"  quarantine purge --older-than TIME [--dry-run]\n"
 	"       remove every message older than TIME (e.g. 7d, as a daily cron job)\n"
 	"       the store is quarantine_directory (default " SIFT_STATEDIR "/quarantine)\n";
+
+static int write_fd(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
 
 static char *store_dir(struct sift_opts *opts)
 {
@@ -168,11 +188,13 @@ static int cmd_release(const char *dir, int argc, char **argv)
 	static const struct option lo[] = {{"to", required_argument, NULL, 't'},
 					   {"keep", no_argument, NULL, 'k'},
 					   {"sendmail", required_argument, NULL, 's'},
+					   {"wait", required_argument, NULL, 'w'},
 					   {NULL, 0, NULL, 0}};
 	const char **to = NULL;
 	size_t nto = 0;
 	bool keep = false;
 	const char *sendmail = DEFAULT_SENDMAIL;
+	long long wait_ms = 10000;
 	int c;
 	optind = 0; /* full getopt reset: options may follow operands */
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -183,7 +205,12 @@ static int cmd_release(const char *dir, int argc, char **argv)
 			keep = true;
 		else if (c == 's')
 			sendmail = optarg;
-		else
+		else if (c == 'w') {
+			if (sift_parse_time_ms(optarg, &wait_ms) < 0) {
+				fprintf(stderr, "siftctl quarantine release: bad time \"%s\"\n", optarg);
+				return 1;
+			}
+		} else
 			return 1;
 	}
 	if (optind != argc - 1) {
@@ -230,29 +257,96 @@ static int cmd_release(const char *dir, int argc, char **argv)
 		fprintf(stderr, "siftctl quarantine release: %s: %s\n", e.path, strerror(errno));
 		return 1;
 	}
+	/* A one-time token lets the message through filterd (which sees it
+	 * again through non_smtpd_milters) without being scanned and
+	 * quarantined again. */
+	char *token = NULL;
+	if (sift_quarantine_release_token(dir, id, &token, &err) < 0) {
+		fprintf(stderr, "siftctl quarantine release: release token: %s\n", err);
+		return 1;
+	}
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		fprintf(stderr, "siftctl quarantine release: pipe: %s\n", strerror(errno));
+		sift_quarantine_release_consume(dir, token);
+		return 1;
+	}
 	fflush(stdout);
 	pid_t pid = fork();
 	if (pid < 0) {
 		fprintf(stderr, "siftctl quarantine release: fork: %s\n", strerror(errno));
+		sift_quarantine_release_consume(dir, token);
 		return 1;
 	}
 	if (pid == 0) {
-		if (dup2(fd, 0) < 0)
+		if (dup2(pfd[0], 0) < 0)
 			_exit(127);
 		execvp(av[0], (char *const *)av);
 		fprintf(stderr, "siftctl quarantine release: %s: %s\n", av[0], strerror(errno));
 		_exit(127);
 	}
+	close(pfd[0]);
+	signal(SIGPIPE, SIG_IGN);
+	char *hdr = sift_asprintf("%s: %s\r\n", SIFT_RELEASE_HEADER, token);
+	bool wrote = write_fd(pfd[1], hdr, strlen(hdr)) == 0;
+	free(hdr);
+	char buf[65536];
+	ssize_t n;
+	while (wrote && (n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write_fd(pfd[1], buf, (size_t)n) < 0)
+			wrote = false;
+	}
+	close(pfd[1]);
 	fclose(fp);
 	int st = 0;
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		fprintf(stderr, "siftctl quarantine release: %s failed (%s %d); %s kept\n", av[0],
-			WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
-			id);
+	if (!wrote || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		if (!wrote)
+			fprintf(stderr, "siftctl quarantine release: writing to %s failed; %s kept\n", av[0],
+				id);
+		else
+			fprintf(stderr, "siftctl quarantine release: %s failed (%s %d); %s kept\n", av[0],
+				WIFEXITED(st) ? "exit" : "signal",
+				WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), id);
+		sift_quarantine_release_consume(dir, token);
+		free(token);
 		return 1;
 	}
+	/* filterd consumes the token when the message passes it. A token
+	 * still there after the wait is withdrawn, so that it never outlives
+	 * the release (a copy of the header that reached a mailbox, when
+	 * non_smtpd_milters does not include filterd, then names nothing). */
+	bool seen = false;
+	for (long long waited = 0;; waited += 100) {
+		char *qid = NULL;
+		int pending = sift_quarantine_release_check(dir, token, &qid);
+		free(qid);
+		if (pending != 1) {
+			seen = true;
+			break;
+		}
+		if (waited >= wait_ms)
+			break;
+		struct timespec ts = {0, 100 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	if (!seen) {
+		sift_quarantine_release_consume(dir, token);
+		fprintf(stderr,
+			"siftctl quarantine release: warning: filterd did not see the released message "
+			"within %llds (is filterd in non_smtpd_milters? is it busy?); its release token "
+			"was withdrawn, so if it passes filterd later it is scanned again\n",
+			wait_ms / 1000);
+	}
+	free(token);
+	/* Leave no empty token directory behind (rmdir fails while another
+	 * release's token is in it). */
+	char *rdir = sift_asprintf("%s/.release", dir);
+	(void)rmdir(rdir);
+	free(rdir);
 	printf("released %s to", id);
 	for (size_t i = 0; i < nto; i++)
 		printf(" <%s>", to[i]);

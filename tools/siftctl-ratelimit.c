@@ -1,25 +1,24 @@
 /*
  * siftctl-ratelimit.c - `siftctl ratelimit show|reset KEY` and
  * `siftctl ratelimit stats`: read or clear the counters of the ratelimit
- * plugin of a running policyd.
+ * plugin of a running policyd or filterd.
  *
- * The counters live in policyd's state store, which with the default
- * memory: store exists only inside the policyd process; so this command
- * asks policyd itself, over its policy socket, with a control request
- * (request=sift_ratelimit, command=..., key=...) that the ratelimit plugin
- * answers when ratelimit_control = yes. The same works for redis: stores,
- * where any policyd sharing the Redis gives the same answer.
+ * The counters live in the daemon's state store, which with the default
+ * memory: store exists only inside the daemon; so this command asks the
+ * daemon itself, over the plugin's control socket (ratelimit_control = yes,
+ * ratelimit_control_socket, a unix socket with its own mode and group:
+ * never the policy socket, which any local process can reach). The request
+ * is `command=...` and `key=...` lines and an empty line; the answer one
+ * `action=INFO ratelimit ...` line and an empty line.
  *
- * The endpoint is --policyd ENDPOINT, else the first policyd_listen entry
- * of the configuration (-c, e.g. /etc/sift/policyd.conf), else
- * inet:127.0.0.1:8892. The request first goes out as an inbound one; if no
- * plugin answers (ratelimit only in originating_plugins), it is sent again
- * as an authenticated (originating) one.
+ * The socket is --socket PATH, else ratelimit_control_socket of the
+ * configuration (-c, e.g. /etc/sift/policyd.conf), which must have
+ * ratelimit_control = yes.
  *
  * Single-threaded; every wait is bounded (10 s).
  */
 #include <errno.h>
-#include <netdb.h>
+#include <strings.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,75 +28,34 @@
 
 #include "siftctl.h"
 
-#define RL_TIMEOUT_MS 10000
+#define RL_TIMEOUT_MS	  10000
+#define RL_DEFAULT_SOCKET "/run/sift/ratelimit.sock"
 
-static int rl_connect(const char *ep, char **err_r)
+static int rl_connect(const char *path, char **err_r)
 {
-	if (strncmp(ep, "unix:", 5) == 0) {
-		struct sockaddr_un sun = {.sun_family = AF_UNIX};
-		if (strlen(ep + 5) >= sizeof(sun.sun_path)) {
-			*err_r = sift_asprintf("socket path too long: %s", ep + 5);
-			return -1;
-		}
-		strcpy(sun.sun_path, ep + 5);
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-			*err_r = sift_asprintf("connect %s: %s", ep, strerror(errno));
-			if (fd >= 0)
-				close(fd);
-			return -1;
-		}
-		return fd;
-	}
-	const char *hp = ep;
-	if (strncmp(hp, "inet6:", 6) == 0)
-		hp += 6;
-	else if (strncmp(hp, "inet:", 5) == 0)
-		hp += 5;
-	char *host, *port;
-	const char *colon = strrchr(hp, ':');
-	if (!colon) {
-		host = sift_strdup("127.0.0.1");
-		port = sift_strdup(hp);
-	} else {
-		host = sift_strndup(hp, (size_t)(colon - hp));
-		port = sift_strdup(colon + 1);
-	}
-	if (host[0] == '[') {
-		size_t n = strlen(host);
-		memmove(host, host + 1, n);
-		if (n >= 2 && host[n - 2] == ']')
-			host[n - 2] = 0;
-	}
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *ai = NULL;
-	int gr = getaddrinfo(host, port, &hints, &ai);
-	free(host);
-	free(port);
-	if (gr != 0) {
-		*err_r = sift_asprintf("bad endpoint %s: %s", ep, gai_strerror(gr));
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		*err_r = sift_asprintf("socket path too long: %s", path);
 		return -1;
 	}
-	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-		*err_r = sift_asprintf("connect %s: %s", ep, strerror(errno));
+	strcpy(sun.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		*err_r = sift_asprintf("connect %s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
-		freeaddrinfo(ai);
 		return -1;
 	}
-	freeaddrinfo(ai);
 	return fd;
 }
 
 /* Sends one request and returns the action (malloc'd) or NULL. */
-static char *rl_ask(const char *ep, const char *cmd, const char *key, bool auth, char **err_r)
+static char *rl_ask(const char *ep, const char *cmd, const char *key, char **err_r)
 {
 	int fd = rl_connect(ep, err_r);
 	if (fd < 0)
 		return NULL;
-	char *req = sift_asprintf("request=sift_ratelimit\ncommand=%s\nkey=%s\nprotocol_state=CONTROL\n"
-				  "instance=siftctl.%ld\n%s\n",
-				  cmd, key ? key : "", (long)getpid(), auth ? "sasl_username=siftctl\n" : "");
+	char *req = sift_asprintf("command=%s\nkey=%s\n\n", cmd, key ? key : "");
 	size_t off = 0, len = strlen(req);
 	while (off < len) {
 		ssize_t w = write(fd, req + off, len - off);
@@ -156,7 +114,7 @@ static int rl_run(int argc, char **argv, struct sift_opts *opts)
 {
 	const char *ep = NULL, *cmd = NULL, *key = NULL;
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--policyd") == 0 && i + 1 < argc)
+		if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
 			ep = argv[++i];
 		else if (!cmd)
 			cmd = argv[i];
@@ -184,35 +142,40 @@ static int rl_run(int argc, char **argv, struct sift_opts *opts)
 			free(err);
 			return 1;
 		}
-		char *listen = sift_config_get(cfg, "policyd_listen", &err);
+		char *on = sift_config_get(cfg, "ratelimit_control", &err);
 		free(err);
 		err = NULL;
-		if (listen && *sift_trim(listen)) {
-			char **items = sift_split_list(listen);
-			if (items[0])
-				ep_alloc = sift_strdup(items[0]);
-			free(items);
-		}
-		free(listen);
+		bool enabled =
+			on &&
+			(strcasecmp(sift_trim(on), "yes") == 0 || strcasecmp(sift_trim(on), "true") == 0 ||
+			 strcasecmp(sift_trim(on), "on") == 0 || strcmp(sift_trim(on), "1") == 0);
+		free(on);
+		char *path = sift_config_get(cfg, "ratelimit_control_socket", &err);
+		free(err);
+		err = NULL;
 		sift_config_free(cfg);
-		ep = ep_alloc ? ep_alloc : "inet:127.0.0.1:8892";
+		if (!enabled) {
+			free(path);
+			fprintf(stderr,
+				"siftctl ratelimit: ratelimit_control is off in the configuration: set "
+				"ratelimit_control = yes (and ratelimit_control_socket) or give --socket "
+				"PATH\n");
+			return 1;
+		}
+		ep_alloc = path && *sift_trim(path) ? sift_strdup(sift_trim(path))
+						    : sift_strdup(RL_DEFAULT_SOCKET);
+		free(path);
+		ep = ep_alloc;
 	}
 	int rc = 1;
-	char *action = rl_ask(ep, cmd, key, false, &err);
-	if (action && strncmp(action, "INFO ratelimit", 14) != 0) {
-		free(action);
-		action = rl_ask(ep, cmd, key, true, &err);
-	}
+	char *action = rl_ask(ep, cmd, key, &err);
 	if (!action) {
 		fprintf(stderr, "siftctl ratelimit: %s\n", err ? err : "no answer");
 		free(err);
 		goto out;
 	}
 	if (strncmp(action, "INFO ratelimit", 14) != 0) {
-		fprintf(stderr,
-			"siftctl ratelimit: policyd at %s answered \"%s\": is the ratelimit plugin "
-			"loaded, with ratelimit_control = yes?\n",
-			ep, action);
+		fprintf(stderr, "siftctl ratelimit: %s answered \"%s\"\n", ep, action);
 		free(action);
 		goto out;
 	}
@@ -244,9 +207,10 @@ out:
 const struct siftctl_cmd siftctl_ratelimit_cmd = {
 	.name = "ratelimit",
 	.run = rl_run,
-	.usage = "  ratelimit show [RULE:]VALUE | reset [RULE:]VALUE | stats [--policyd ENDPOINT]\n"
+	.usage = "  ratelimit show [RULE:]VALUE | reset [RULE:]VALUE | stats [--socket PATH]\n"
 		 "       show or clear the ratelimit plugin's counters (VALUE as the rule's key\n"
 		 "       builds it: 192.0.2.0/24, alice, bob@example.net|example.org) or its\n"
-		 "       store-failure and over-limit counts, asking the running policyd\n"
-		 "       (endpoint: --policyd, else policyd_listen of -c FILE)\n",
+		 "       store-failure and over-limit counts, asking the running daemon over\n"
+		 "       its control socket (--socket, else ratelimit_control_socket of -c FILE,\n"
+		 "       which needs ratelimit_control = yes)\n",
 };

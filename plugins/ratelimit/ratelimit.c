@@ -35,10 +35,19 @@
  * with the total) and answered per ratelimit_store_failure: dunno (fail
  * open, the default) or tempfail.
  *
- * Control requests (siftctl ratelimit): a policy request with
- * request=sift_ratelimit, command=show|reset|stats and key=[RULE:]VALUE is
- * answered with the counters (one line in the action) instead of being
- * checked, when ratelimit_control = yes.
+ * Daemons: in policyd (RCPT/DATA check, END-OF-MESSAGE count) or in
+ * filterd (rcpt hook: check; eom hook: count). filterd's eom runs after
+ * Postfix's smtpd_end_of_data_restrictions and, as the last plugin of the
+ * chain, after every other plugin's verdict: counting there is the exact
+ * configuration (a message refused at its end is never counted).
+ *
+ * Control requests (siftctl ratelimit): with ratelimit_control = yes the
+ * plugin listens on a unix socket of its own (ratelimit_control_socket,
+ * with its own mode and group), served by one thread: a request of
+ * `command=show|reset|stats` and `key=[RULE:]VALUE` lines and an empty
+ * line is answered with `action=INFO ratelimit ...` and an empty line.
+ * Control requests on the policy socket (request=sift_ratelimit) are never
+ * answered: any local process can reach that socket.
  *
  * Threading: the rules are built at init and read-only afterwards; the only
  * shared mutable state is the failure counter and the time of the last
@@ -47,6 +56,11 @@
 #include <stdarg.h>
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <grp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -54,8 +68,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sift/plugin.h"
 
@@ -102,6 +119,9 @@ struct rl_conf {
 	long long ipv4_prefix, ipv6_prefix;
 	const char *key_prefix;
 	int control;
+	const char *control_socket;
+	const char *control_mode;
+	const char *control_group;
 	/* derived */
 	struct rule *rules;
 	size_t nrules;
@@ -125,8 +145,14 @@ static const struct sift_param params[] = {
 	 "default prefix length of client_address buckets for IPv6 clients"},
 	{"key_prefix", SIFT_P_STRING, "rl:", 0, 0, OFF(key_prefix), NULL,
 	 "prefix of the counters' keys in the state store"},
-	{"control", SIFT_P_BOOL, "yes", 0, 0, OFF(control), NULL,
-	 "answer siftctl ratelimit control requests (request=sift_ratelimit)"},
+	{"control", SIFT_P_BOOL, "no", 0, 0, OFF(control), NULL,
+	 "answer siftctl ratelimit on ratelimit_control_socket (never on the policy socket)"},
+	{"control_socket", SIFT_P_STRING, "/run/sift/ratelimit.sock", 0, 0, OFF(control_socket), NULL,
+	 "unix socket for siftctl ratelimit (with ratelimit_control = yes)"},
+	{"control_socket_mode", SIFT_P_STRING, "0660", 0, 0, OFF(control_mode), NULL,
+	 "permissions of ratelimit_control_socket (octal)"},
+	{"control_socket_group", SIFT_P_STRING, "", 0, 0, OFF(control_group), NULL,
+	 "group of ratelimit_control_socket (empty: the daemon's)"},
 	SIFT_PARAM_END,
 };
 #undef OFF
@@ -444,9 +470,13 @@ static int parse_rules(struct rl_conf *c, char **err_r)
 	return 0;
 }
 
+static void ctl_detach(const struct rl_conf *c);
+static int ctl_attach(const struct rl_conf *c, char **err_r);
+
 static void rl_release(void *conf)
 {
 	struct rl_conf *c = conf;
+	ctl_detach(c);
 	for (size_t i = 0; i < c->nrules; i++)
 		rule_free(&c->rules[i]);
 	free(c->rules);
@@ -463,6 +493,10 @@ static int rl_init(const struct sift_host *h, void *conf, char **err_r)
 	}
 	if (strlen(c->key_prefix) > 64) {
 		*err_r = strdup("ratelimit_key_prefix: at most 64 characters");
+		rl_release(c);
+		return -1;
+	}
+	if (c->control && ctl_attach(c, err_r) < 0) {
 		rl_release(c);
 		return -1;
 	}
@@ -705,6 +739,10 @@ static enum sift_verdict answer(struct sift_ctx *ctx, const struct over *o, cons
 		host->reply(ctx, "450", "4.7.1", text);
 		return SIFT_TEMPFAIL;
 	case A_DEFER_IF_PERMIT:
+		if (!host->get(ctx, SIFT_I_PROTOCOL_STATE)) { /* filterd: no later verdict to wait for */
+			host->reply(ctx, "450", "4.7.1", text);
+			return SIFT_TEMPFAIL;
+		}
 		snprintf(buf, sizeof(buf), "DEFER_IF_PERMIT 4.7.1 %s", text);
 		host->policy_action(ctx, buf);
 		return SIFT_DUNNO;
@@ -801,11 +839,26 @@ static void rollback(struct incr_rec *recs, size_t n)
 	}
 }
 
+/* The message's size: policyd's size attribute; in filterd the header
+ * section (as "Name: value" lines with CRLF) and the body. */
+static long long msg_size(struct sift_ctx *ctx)
+{
+	if (host->get(ctx, SIFT_I_PROTOCOL_STATE))
+		return attr_ll(ctx, SIFT_I_SIZE);
+	long long n = host->body_size(ctx) + 2;
+	for (size_t i = 0, k = host->header_count(ctx); i < k; i++) {
+		const struct sift_header *h = host->header(ctx, i);
+		if (h)
+			n += (long long)(strlen(h->name) + strlen(h->value) + 4);
+	}
+	return n;
+}
+
 /* END-OF-MESSAGE: count, and refuse (taking the counts back) when over. */
 static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 {
 	long long now = wall_ms();
-	long long size = attr_ll(ctx, SIFT_I_SIZE);
+	long long size = msg_size(ctx);
 	long long nrcpt = attr_ll(ctx, SIFT_I_RCPT_COUNT);
 	if (nrcpt <= 0)
 		nrcpt = host->rcpt_count(ctx) ? (long long)host->rcpt_count(ctx) : 1;
@@ -879,12 +932,10 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 
 /* ---- control requests ------------------------------------------------------- */
 
-static enum sift_verdict control(struct sift_ctx *ctx, const struct rl_conf *c)
+/* The answer to one control request, "INFO ratelimit ..." in out[cap]. */
+static void control_answer(const struct rl_conf *c, const char *cmd, const char *key, char *out, size_t cap)
 {
-	const char *cmd = host->macro(ctx, "command");
-	const char *key = host->macro(ctx, "key");
-	char *out = host->msg_alloc(ctx, 3800);
-	size_t len = 0, cap = 3800;
+	size_t len = 0;
 	out[0] = 0;
 #define OUT(...)                                                                            \
 	do {                                                                                \
@@ -894,19 +945,18 @@ static enum sift_verdict control(struct sift_ctx *ctx, const struct rl_conf *c)
 				len += (size_t)w_ < cap - len ? (size_t)w_ : cap - len - 1; \
 		}                                                                           \
 	} while (0)
-	if (!cmd || !c->control) {
-		host->policy_action(ctx, "INFO ratelimit: control requests are disabled or incomplete");
-		return SIFT_DUNNO;
+	if (!c) {
+		OUT("INFO ratelimit: control requests are disabled (ratelimit_control = no)");
+		return;
 	}
-	if (strcmp(cmd, "stats") == 0) {
+	if (cmd && strcmp(cmd, "stats") == 0) {
 		OUT("INFO ratelimit: rules=%zu store_failures=%lld over_limit=%lld", c->nrules,
 		    (long long)atomic_load(&store_failures), (long long)atomic_load(&over_limit_count));
-		host->policy_action(ctx, out);
-		return SIFT_DUNNO;
+		return;
 	}
-	if (!key || !*key || (strcmp(cmd, "show") != 0 && strcmp(cmd, "reset") != 0)) {
-		host->policy_action(ctx, "INFO ratelimit: usage: command=show|reset|stats key=[RULE:]VALUE");
-		return SIFT_DUNNO;
+	if (!cmd || !key || !*key || (strcmp(cmd, "show") != 0 && strcmp(cmd, "reset") != 0)) {
+		OUT("INFO ratelimit: usage: command=show|reset|stats key=[RULE:]VALUE");
+		return;
 	}
 	/* RULE:VALUE when RULE names a rule; otherwise VALUE for all rules. */
 	const char *value = key;
@@ -961,9 +1011,223 @@ static enum sift_verdict control(struct sift_ctx *ctx, const struct rl_conf *c)
 	}
 	if (!any)
 		OUT(" ; no rule matches \"%s\"", key);
-	host->policy_action(ctx, out);
-	return SIFT_DUNNO;
 #undef OUT
+}
+
+/*
+ * The control socket: bound once per process by the first generation with
+ * ratelimit_control = yes, served by one thread for the life of the
+ * process (the plugin pins itself in memory so that a reload that drops it
+ * cannot unmap the thread's code). Each generation's init makes its
+ * configuration the one answered; its release withdraws it.
+ */
+#define CTL_REQ_MAX	 4096
+#define CTL_IO_TIMEOUT_S 5
+
+static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+static const struct rl_conf *ctl_conf; /* under ctl_lock */
+static int ctl_fd = -1;
+static char ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static dev_t ctl_dev;
+static ino_t ctl_ino;
+
+static void ctl_serve(int fd)
+{
+	struct timeval tv = {.tv_sec = CTL_IO_TIMEOUT_S};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	char req[CTL_REQ_MAX + 1];
+	size_t len = 0;
+	for (;;) {
+		if (len == CTL_REQ_MAX)
+			return; /* too long: closed without an answer */
+		ssize_t r = read(fd, req + len, CTL_REQ_MAX - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return;
+		len += (size_t)r;
+		req[len] = 0;
+		if (strstr(req, "\n\n"))
+			break;
+	}
+	const char *cmd = NULL, *key = NULL;
+	for (char *line = req, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+		*nl = 0;
+		if (nl > line && nl[-1] == '\r')
+			nl[-1] = 0;
+		if (!*line)
+			break;
+		if (strncmp(line, "command=", 8) == 0 && !cmd)
+			cmd = line + 8;
+		else if (strncmp(line, "key=", 4) == 0 && !key)
+			key = line + 4;
+	}
+	char out[3800], reply[3900];
+	pthread_mutex_lock(&ctl_lock);
+	control_answer(ctl_conf, cmd, key, out, sizeof(out));
+	pthread_mutex_unlock(&ctl_lock);
+	for (char *p = out; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			*p = ' ';
+	int n = snprintf(reply, sizeof(reply), "action=%s\n\n", out);
+	for (size_t off = 0; n > 0 && off < (size_t)n;) {
+		ssize_t w = write(fd, reply + off, (size_t)n - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		off += (size_t)w;
+	}
+}
+
+static void *ctl_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int fd = accept4(ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EINTR && errno != ECONNABORTED) {
+				host->log(NULL, LOG_ERR, "control socket %s: accept: %s", ctl_path,
+					  strerror(errno));
+				sleep(1);
+			}
+			continue;
+		}
+		ctl_serve(fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+static void ctl_unlink(void)
+{
+	struct stat st;
+	if (ctl_fd >= 0 && lstat(ctl_path, &st) == 0 && st.st_dev == ctl_dev && st.st_ino == ctl_ino)
+		unlink(ctl_path);
+}
+
+/* Binds the control socket and starts its thread. 1 when another process
+ * serves the path already (siftctl check, -t while the daemon runs): nothing
+ * is done. */
+static int ctl_open(const struct rl_conf *c, char **err_r)
+{
+	const char *path = c->control_socket;
+	char *end;
+	long mode = strtol(c->control_mode, &end, 8);
+	if (!*c->control_mode || *end || mode < 0 || mode > 0777) {
+		*err_r = strdup("ratelimit_control_socket_mode: an octal mode such as 0660 expected");
+		return -1;
+	}
+	gid_t gid = (gid_t)-1;
+	if (*c->control_group) {
+		struct group *gr = getgrnam(c->control_group);
+		if (!gr) {
+			char b[300];
+			snprintf(b, sizeof(b), "ratelimit_control_socket_group: unknown group \"%.200s\"",
+				 c->control_group);
+			*err_r = strdup(b);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (path[0] != '/' || strlen(path) >= sizeof(sun.sun_path)) {
+		*err_r = strdup("ratelimit_control_socket: an absolute path of at most 107 bytes expected");
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			char b[300];
+			snprintf(b, sizeof(b), "ratelimit_control_socket: %.200s exists and is not a socket",
+				 path);
+			*err_r = strdup(b);
+			return -1;
+		}
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+		if (probe >= 0)
+			close(probe);
+		if (live)
+			return 1;
+		unlink(path); /* stale, from a process that is gone */
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char b[400];
+	if (fd < 0)
+		goto fail;
+	mode_t old = umask(0177); /* no access until the mode below is set */
+	int br = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (br < 0 || listen(fd, 16) < 0)
+		goto fail;
+	if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) || chmod(path, (mode_t)mode) < 0 ||
+	    lstat(path, &st) < 0) {
+		int e = errno;
+		unlink(path);
+		errno = e;
+		goto fail;
+	}
+	/* Pin the plugin: the thread outlives any generation. */
+	Dl_info di;
+	if (dladdr((void *)ctl_thread, &di) && di.dli_fname)
+		(void)dlopen(di.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+	ctl_fd = fd;
+	snprintf(ctl_path, sizeof(ctl_path), "%s", path);
+	ctl_dev = st.st_dev;
+	ctl_ino = st.st_ino;
+	/* The thread takes no signals: the daemons handle them in their own
+	 * threads. */
+	sigset_t all, prev;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &prev);
+	pthread_t t;
+	int tr = pthread_create(&t, NULL, ctl_thread, NULL);
+	pthread_sigmask(SIG_SETMASK, &prev, NULL);
+	if (tr != 0) {
+		ctl_unlink();
+		close(fd);
+		ctl_fd = -1;
+		errno = tr;
+		fd = -1;
+		goto fail;
+	}
+	pthread_detach(t);
+	atexit(ctl_unlink);
+	host->log(NULL, LOG_INFO, "control socket %s (mode %04lo%s%s)", path, mode,
+		  gid != (gid_t)-1 ? ", group " : "", gid != (gid_t)-1 ? c->control_group : "");
+	return 0;
+fail:
+	snprintf(b, sizeof(b), "ratelimit_control_socket %.200s: %s", path, strerror(errno));
+	*err_r = strdup(b);
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static int ctl_attach(const struct rl_conf *c, char **err_r)
+{
+	int rc = 0;
+	pthread_mutex_lock(&ctl_lock);
+	if (ctl_fd < 0)
+		rc = ctl_open(c, err_r);
+	else if (strcmp(ctl_path, c->control_socket) != 0)
+		host->log(NULL, LOG_WARNING, "ratelimit_control_socket: still %s (a restart moves it to %s)",
+			  ctl_path, c->control_socket);
+	if (rc >= 0)
+		ctl_conf = c;
+	pthread_mutex_unlock(&ctl_lock);
+	return rc < 0 ? -1 : 0;
+}
+
+static void ctl_detach(const struct rl_conf *c)
+{
+	pthread_mutex_lock(&ctl_lock);
+	if (ctl_conf == c)
+		ctl_conf = NULL;
+	pthread_mutex_unlock(&ctl_lock);
 }
 
 /* ---- the hook ----------------------------------------------------------------- */
@@ -972,8 +1236,13 @@ static enum sift_verdict rl_policy(struct sift_ctx *ctx)
 {
 	const struct rl_conf *c = host->conf(ctx);
 	const char *req = host->macro(ctx, "request");
-	if (req && strcmp(req, "sift_ratelimit") == 0)
-		return control(ctx, c);
+	if (req && strcmp(req, "sift_ratelimit") == 0) {
+		/* Anyone who reaches the policy socket could send this. */
+		host->log(ctx, LOG_WARNING,
+			  "control request on the policy socket refused "
+			  "(siftctl ratelimit uses ratelimit_control_socket)");
+		return SIFT_DUNNO;
+	}
 	if (!c->nrules)
 		return SIFT_DUNNO;
 	const char *state = host->get(ctx, SIFT_I_PROTOCOL_STATE);
@@ -988,14 +1257,30 @@ static enum sift_verdict rl_policy(struct sift_ctx *ctx)
 	return SIFT_DUNNO;
 }
 
+/* filterd: check at RCPT, count at the end of the message. */
+static enum sift_verdict rl_rcpt(struct sift_ctx *ctx)
+{
+	const struct rl_conf *c = host->conf(ctx);
+	return c->nrules ? check(ctx, c, true) : SIFT_DUNNO;
+}
+
+static enum sift_verdict rl_eom(struct sift_ctx *ctx)
+{
+	const struct rl_conf *c = host->conf(ctx);
+	return c->nrules ? count(ctx, c) : SIFT_DUNNO;
+}
+
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	SIFT_PLUGIN_INIT,
 	.name = "ratelimit",
 	.description = "message, recipient and byte rate limits (sliding window, shared store)",
-	.daemons = SIFT_D_POLICYD,
+	.daemons = SIFT_D_POLICYD | SIFT_D_FILTERD,
+	.actions = SIFT_A_QUARANTINE,
 	.params = params,
 	.conf_size = sizeof(struct rl_conf),
 	.init = rl_init,
 	.release = rl_release,
+	.rcpt = rl_rcpt,
+	.eom = rl_eom,
 	.policy = rl_policy,
 };

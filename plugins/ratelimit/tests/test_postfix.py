@@ -9,6 +9,13 @@ single-recipient messages from two parallel sessions: exactly 3 are
 delivered, the others get 450 4.7.1 at RCPT. bob sends one message to 4
 recipients (counted as 4 at END-OF-MESSAGE from Postfix's recipient_count),
 then a 2-recipient one: its second recipient is deferred.
+
+Then the exact configuration for counting accepted mail only: ratelimit as
+the last plugin of filterd's chain (after senderlogin), beside a policyd
+counting at smtpd_end_of_data_restrictions. A message with a forged From:
+refused by senderlogin in filterd (553 at the end of data) is not counted
+by filterd; policyd, whose END-OF-MESSAGE comes before filterd's end of
+message (Postfix's order), has counted it, as README says.
 """
 
 import os
@@ -38,6 +45,7 @@ try:
     procs.append(dov)
     pd = sifttest.start_daemon('policyd', tmp, {
         'originating_plugins': 'ratelimit', 'inbound_plugins': 'ratelimit',
+        'ratelimit_control': 'yes', 'ratelimit_control_socket': os.path.join(tmp, 'pd.ctl'),
         'ratelimit_rules': '{ name=user key=sasl_username messages=3/1h recipients=5/1h '
                            'action=defer text="Too much mail from you" }'})
     procs.append(pd)
@@ -83,6 +91,55 @@ try:
                                  text=True, timeout=30).stdout
     check('messages bob: current=2 ' in rc and 'recipients bob: current=5 ' in rc,
           'counted from recipient_count at END-OF-MESSAGE: %s' % rc)
+
+    # ---- counting in filterd, after senderlogin --------------------------------
+    logins = os.path.join(tmp, 'logins')
+    with open(logins, 'w') as f:
+        f.write('carol@example.net carol\n')
+    rule = '{ name=user key=sasl_username messages=10/1h action=defer }'
+    fd = sifttest.start_daemon('filterd', tmp, {
+        'originating_plugins': 'senderlogin ratelimit', 'inbound_plugins': '',
+        'senderlogin_login_maps': 'texthash:' + logins, 'ratelimit_rules': rule,
+        'ratelimit_control': 'yes', 'ratelimit_control_socket': os.path.join(tmp, 'fd.ctl')})
+    procs.append(fd)
+    pd2 = sifttest.start_daemon('policyd', tmp, {
+        'originating_plugins': 'ratelimit', 'inbound_plugins': '', 'ratelimit_rules': rule,
+        'ratelimit_control': 'yes', 'ratelimit_control_socket': os.path.join(tmp, 'pd2.ctl')},
+        name='policyd2')
+    procs.append(pd2)
+    policy = 'check_policy_service inet:127.0.0.1:%d' % pd2.port
+    main = dov2 = None
+    dov2 = DovecotSASL(os.path.join(tmp, 'dovecot2'), {'carol': 'cpw'}).start()
+    procs.append(dov2)
+    main = dov2.postfix_main()
+    main['smtpd_end_of_data_restrictions'] = policy
+    pf2 = sifttest.Postfix(root=os.path.join(tmp, 'pf2'), main=main,
+                           milters=['inet:127.0.0.1:%d' % fd.port],
+                           recipient_restrictions='reject_unauth_destination, ' + policy)
+    procs.append(pf2)
+    pf2.start()
+
+    def shown(conf):
+        return sifttest.subprocess.run([sifttest.program('siftctl'), '-c', conf, 'ratelimit', 'show',
+                                        'user:carol'], stdout=sifttest.subprocess.PIPE,
+                                       stderr=sifttest.subprocess.STDOUT, text=True,
+                                       timeout=30).stdout
+    forged = ('From: <boss@example.net>\r\nTo: <user@sift.test>\r\nSubject: forged\r\n\r\n'
+              'body\r\n').encode()
+    r = pf2.send('carol@example.net', ['user@sift.test'], forged, auth=('carol', 'cpw'))
+    check(r.eom is not None and r.eom[0] == 553, 'forged From: refused with 553 at the end of data: %r'
+          % r)
+    out = shown(fd.conf)
+    check('messages carol: current=0 ' in out, 'filterd: the refused message is not counted: %s' % out)
+    out = shown(pd2.conf)
+    check('messages carol: current=1 ' in out,
+          'policyd at end-of-data: counted before filterd refused it (documented): %s' % out)
+    good = ('From: <carol@example.net>\r\nTo: <user@sift.test>\r\nSubject: fine\r\n\r\n'
+            'body\r\n').encode()
+    r = pf2.send('carol@example.net', ['user@sift.test'], good, auth=('carol', 'cpw'))
+    check(r.accepted, 'a message with her own From: accepted: %r' % r)
+    out = shown(fd.conf)
+    check('messages carol: current=1 ' in out, 'filterd: the accepted message is counted: %s' % out)
 finally:
     sifttest.stop_all(procs)
 sys.exit(done())

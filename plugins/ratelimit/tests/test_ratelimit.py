@@ -6,7 +6,10 @@ memory: store and with a real redis-server:
     taken back);
   - recipients and bytes limits, client_address /24 and IPv6 /64 buckets,
     sender_domain and recipient keys, exemption maps, each action;
-  - siftctl ratelimit show / reset / stats;
+  - siftctl ratelimit show / reset / stats over the control socket
+    (ratelimit_control_socket, with its mode and group); control requests
+    on the policy socket are refused, and with the defaults there is no
+    control at all;
   - two policyd instances sharing one redis-server enforce one limit
     together, exactly, under concurrency;
   - redis-server killed mid-test: fail-open (DUNNO, counted in the
@@ -16,6 +19,7 @@ memory: store and with a real redis-server:
     password fails open.
 """
 
+import grp
 import os
 import subprocess
 import sys
@@ -37,7 +41,10 @@ tmp = tempfile.mkdtemp(prefix='sift-rl-')
 procs = []
 
 
-def start_policyd(name, settings):
+def start_policyd(name, settings, control=True):
+    if control:
+        settings = dict(settings, ratelimit_control='yes',
+                        ratelimit_control_socket=os.path.join(tmp, name + '.ctl'))
     return sifttest.start_daemon('policyd', tmp, settings, name=name)
 
 
@@ -100,6 +107,14 @@ try:
     with PolicyClient(pd.port) as c:
         rc_, eom = c.transaction(sasl_username='u1', client_address='10.1.1.2', sender='u1@b.example')
         eq(rc_, ['450 4.7.1 Too much mail'], 'user over the limit: defer with the rule text')
+    # The policy socket never serves control requests, even with control on.
+    with PolicyClient(pd.port) as c:
+        for cmd in ('reset', 'show', 'stats'):
+            eq(c.ask(request='sift_ratelimit', command=cmd, key='user:u1', protocol_state='CONTROL',
+                     instance='ctl.%s' % cmd), 'DUNNO',
+               'control request "%s" on the policy socket refused (DUNNO)' % cmd)
+    rc, out = siftctl(pd.conf, 'show', 'user:u1')
+    check(rc == 0 and 'current=20 ' in out, 'still 20 after the refused reset: %s' % out)
     rc, out = siftctl(pd.conf, 'reset', 'user:u1')
     check(rc == 0 and 'reset' in out, 'siftctl reset: %s' % out)
     rc, out = siftctl(pd.conf, 'show', 'user:u1')
@@ -143,6 +158,38 @@ try:
         check('current=5 ' in out, 'show /24 bucket: %s' % out)
     check('rule net: key 192.0.2.0/24 over 5 messages per 1h' in pd.log(), 'log line for net rule')
     pd.stop()
+
+    # Defaults: no control anywhere.
+    pd = start_policyd('memdef', dict(BASE, ratelimit_rules=RULES), control=False)
+    procs.append(pd)
+    with PolicyClient(pd.port) as c:
+        eq(c.transaction(sasl_username='u1', client_address='10.1.1.1', sender='u1@a.example')[1],
+           'DUNNO', 'defaults: a message counted')
+        eq(c.ask(request='sift_ratelimit', command='show', key='user:u1', protocol_state='CONTROL',
+                 instance='ctl.def'), 'DUNNO', 'defaults: control request on the policy socket refused')
+    rc, out = siftctl(pd.conf, 'show', 'user:u1')
+    check(rc == 1 and 'ratelimit_control is off' in out and 'current=' not in out,
+          'defaults: siftctl ratelimit says control is off: %s' % out)
+    pd.stop()
+
+    # The control socket's mode and group.
+    ctl = os.path.join(tmp, 'memmode.ctl')
+    pd = sifttest.start_daemon('policyd', tmp, dict(
+        BASE, ratelimit_rules=RULES, ratelimit_control='yes', ratelimit_control_socket=ctl,
+        ratelimit_control_socket_mode='0640', ratelimit_control_socket_group='postfix'),
+        name='memmode')
+    procs.append(pd)
+    st = os.stat(ctl)
+    eq((oct(st.st_mode & 0o7777), grp.getgrgid(st.st_gid).gr_name), ('0o640', 'postfix'),
+       'control socket: mode 0640, group postfix')
+    rc, out = siftctl(pd.conf, 'stats')
+    check(rc == 0 and 'rules=4' in out, 'siftctl stats over the control socket: %s' % out)
+    rc, out = subprocess.run([SIFTCTL, '-c', pd.conf, 'ratelimit', 'stats', '--socket', ctl],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=30).returncode, None
+    eq(rc, 0, 'siftctl ratelimit --socket PATH')
+    pd.stop()
+    check(not os.path.exists(ctl), 'control socket removed at exit')
 
     # HOLD per recipient (the action does not refuse: the count stays).
     pd = start_policyd('memhold', dict(BASE, ratelimit_rules=(

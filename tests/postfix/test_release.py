@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""Quarantine release through a private Postfix wired as README says
+(`non_smtpd_milters = $smtpd_milters`, so a released message passes filterd
+again; and 127.0.0.1 in originating_networks, as README suggests for mail
+from sendmail, so that without a release token it would be quarantined
+again):
+
+  - an EICAR message from the submission service is quarantined by the
+    clamav plugin (clamav_originating_action = quarantine) and the admin
+    alerted once;
+  - `siftctl quarantine release ID` delivers it to its recipient exactly
+    once; it is not quarantined again, no second alert is sent, the
+    X-Sift-Release header does not reach the mailbox, and the message keeps
+    a Received: line with the client's IP address and HELO name;
+  - a message that carries a forged or already used X-Sift-Release header is
+    scanned as usual (EICAR from outside: 554).
+
+    /usr/bin/python3 tests/postfix/test_release.py
+"""
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'lib'))
+sys.path.insert(0, os.path.join(HERE, '..', '..', 'plugins', 'clamav', 'tests'))
+import sifttest  # noqa: E402
+from sifttest import check  # noqa: E402
+import cvlib  # noqa: E402
+
+SIFTCTL = sifttest.program('siftctl')
+
+
+def siftctl(conf, *args):
+    r = subprocess.run([SIFTCTL, '-c', conf] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=60)
+    return r.returncode, r.stdout
+
+
+def main():
+    if os.geteuid() != 0:
+        print('needs root (a private Postfix)')
+        return 1
+    tmp = tempfile.mkdtemp(prefix='sift-release-', dir=os.environ.get('SIFT_TEST_TMP'))
+    os.chmod(tmp, 0o755)
+    procs = []
+    try:
+        dbdir = os.path.join(tmp, 'db')
+        cvlib.make_db(dbdir)
+        qdir = os.path.join(tmp, 'quarantine')
+        os.makedirs(qdir)
+        fport = sifttest.free_port()
+        pf = sifttest.Postfix(root=os.path.join(tmp, 'pf'), submission=True, keep=True,
+                              milters=['inet:127.0.0.1:%d' % fport],
+                              main={'non_smtpd_milters': '$smtpd_milters'})
+        orig = os.path.join(tmp, 'originating.cidr')
+        with open(orig, 'w') as f:
+            f.write('127.0.0.1/32 yes\n')
+        plugdir = os.path.join(tmp, 'plugins')
+        os.mkdir(plugdir)
+        os.symlink(os.path.join(sifttest.builddir(), 'plugins', 'clamav.so'),
+                   os.path.join(plugdir, 'clamav.so'))
+        fd = sifttest.start_daemon('filterd', tmp, {
+            'plugin_directory': plugdir,
+            'inbound_plugins': 'clamav', 'originating_plugins': 'clamav',
+            'myhostname': 'mx.sift.test', 'originating_networks': 'cidr:' + orig,
+            'clamav_database_directory': dbdir, 'clamav_ready_wait': '30s',
+            'quarantine_directory': qdir,
+            'clamav_originating_action': 'quarantine',
+            'clamav_notify_recipient': 'virusalert@sift.test',
+            'clamav_notify_relay': '127.0.0.1:%d' % pf.port,
+            'clamav_notify_limit': '10', 'clamav_notify_timeout': '10s',
+        }, listen='inet:127.0.0.1:%d' % fport, start_timeout=60)
+        procs.append(fd)
+        pf.start()
+        procs.append(pf)
+        conf = fd.conf
+
+        def alerts():
+            return [m for m in pf.maildir_messages() if m.rcpt == 'virusalert@sift.test']
+
+        def to_friend():
+            return [m for m in pf.maildir_messages() if m.rcpt == 'friend@sift.test']
+
+        data, _ = cvlib.infected_messages()['base64']
+        r = pf.send_submission('user@sift.test', ['friend@sift.test'], data)
+        check(r.accepted, 'submission: infected message accepted into quarantine', r)
+        rc, out = siftctl(conf, 'quarantine', 'list')
+        ids = [l.split()[0] for l in out.splitlines() if l.strip()]
+        check(rc == 0 and len(ids) == 1, 'one quarantined message', out)
+        pf.wait_delivered(1, timeout=30, rcpt='virusalert@sift.test')
+        check(len(alerts()) == 1, 'the admin is alerted once')
+        check(to_friend() == [], 'the quarantined message is not delivered')
+        if not ids:
+            return sifttest.done()
+        rc, out = siftctl(conf, 'quarantine', 'show', ids[0], '--raw')
+        check(re.search(r'^Received: from client\.sift\.test \(\S+ \[127\.0\.0\.1\]\)\r?$', out,
+                        re.M) is not None, 'the stored copy starts with a Received: line',
+              out[:400])
+
+        mark = fd.log().count('\n')
+        rc, out = siftctl(conf, 'quarantine', 'release', ids[0],
+                          '--sendmail', 'sendmail -C %s -G -i' % pf.config_dir)
+        check(rc == 0, 'siftctl quarantine release: exit 0', out)
+        try:
+            pf.wait_delivered(1, timeout=30, rcpt='friend@sift.test')
+        except sifttest.PostfixError as e:
+            check(False, 'released message delivered', e)
+        time.sleep(3)  # a second copy or a second alert would come by now
+        got = to_friend()
+        check(len(got) == 1, 'delivered exactly once (%d)' % len(got))
+        check(len(alerts()) == 1, 'no second alert (%d)' % len(alerts()))
+        rc, out = siftctl(conf, 'quarantine', 'list')
+        check(rc == 0 and out.strip() == '', 'not quarantined again', out)
+        newlog = '\n'.join(fd.log().splitlines()[mark:])
+        check('quarantine release %s: delivered without scanning' % ids[0] in newlog,
+              'filterd logs the release', newlog[-2000:])
+        check('quarantined as' not in newlog, 'filterd did not quarantine it again', newlog[-2000:])
+        if got:
+            m = got[0]
+            rec = m.headers('Received')
+            check(any(re.match(r'from client\.sift\.test \(\S+ \[127\.0\.0\.1\]\)\s+by mx\.sift\.test '
+                               r'\(Postfix\) with ESMTPA? id [0-9A-F]+', ' '.join(h.split()))
+                      for h in rec),
+                  'a Received: line with the client IP address and HELO', rec)
+            check(m.header('X-Sift-Release') is None, 'X-Sift-Release removed before delivery',
+                  m.header_block())
+            check(b'eicar.com' in m.raw, 'the released message is the quarantined one')
+        rdir = os.path.join(qdir, '.release')
+        check(not os.path.exists(rdir) and os.listdir(qdir) == [],
+              'the release token was used up and the store is empty', os.listdir(qdir))
+
+        # A forged token does not pass.
+        for what, tok in (('forged', secrets.token_hex(16)), ('garbage', 'let me in')):
+            forged = b'X-Sift-Release: ' + tok.encode() + b'\r\n' + data
+            r = pf.send('user@sift.test', ['victim@sift.test'], forged)
+            rc, out = siftctl(conf, 'quarantine', 'list')
+            check(r.accepted and 'victim@sift.test' in out,
+                  '%s X-Sift-Release: the message is scanned and quarantined' % what, (r, out))
+            siftctl(conf, 'quarantine', 'purge', '--older-than', '0s')
+        time.sleep(2)
+        check([m for m in pf.maildir_messages() if m.rcpt == 'victim@sift.test'] == [],
+              'nothing with a forged token is delivered')
+        check('header without a valid release token' in fd.log(), 'the forged header is logged')
+
+        # A token filterd never used is withdrawn: a copy that went out
+        # without passing filterd cannot be replayed.
+        r = pf.send_submission('user@sift.test', ['other@sift.test'], data)
+        rc, out = siftctl(conf, 'quarantine', 'list')
+        ids = [l.split()[0] for l in out.splitlines() if 'other@sift.test' in l]
+        check(r.accepted and len(ids) == 1, 'a second message quarantined', out)
+        if ids:
+            copy = os.path.join(tmp, 'sent-elsewhere.eml')
+            fake = os.path.join(tmp, 'fake-sendmail')
+            with open(fake, 'w') as f:
+                f.write('#!/bin/sh\ncat > %s\n' % copy)
+            os.chmod(fake, 0o755)
+            rc, out = siftctl(conf, 'quarantine', 'release', ids[0], '--keep', '--wait', '1s',
+                              '--sendmail', fake)
+            check(rc == 0 and 'did not see the released message' in out and
+                  'token was withdrawn' in out, 'unused token withdrawn, with a warning', out)
+            with open(copy, 'rb') as f:
+                sent = f.read()
+            m = re.match(rb'X-Sift-Release: ([0-9a-f]{32})\r\n', sent)
+            check(m is not None, 'the copy carried a token', sent[:200])
+            check(not os.path.exists(os.path.join(qdir, '.release')),
+                  'no token left in the store', os.listdir(qdir))
+            r = pf.send('user@sift.test', ['replay@sift.test'], sent)
+            rc, out = siftctl(conf, 'quarantine', 'list')
+            check(r.accepted and 'replay@sift.test' in out,
+                  'the copy sent in again is scanned and quarantined', (r, out))
+    finally:
+        sifttest.stop_all(procs)
+        if not os.environ.get('SIFT_KEEP_TMP'):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print('# kept %s' % tmp)
+    return sifttest.done()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
