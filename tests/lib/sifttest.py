@@ -937,7 +937,11 @@ class Postfix:
 
     def status(self):
         """True if `postfix -c DIR status` says the instance runs."""
-        return self._run(['postfix', '-c', self.config_dir, 'status'], check=False).returncode == 0
+        try:
+            return self._run(['postfix', '-c', self.config_dir, 'status'], check=False,
+                             timeout=20).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
 
     def start(self, timeout=20):
         # set-permissions creates the queue tree owned by postfix; start
@@ -985,7 +989,10 @@ class Postfix:
         pid = self._read_master_pid() or self.master_pid
         if pid is None and not self.started:
             return []
-        self._run(['postfix', '-c', self.config_dir, 'stop'], check=False)
+        try:
+            self._run(['postfix', '-c', self.config_dir, 'stop'], check=False, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass  # the PIDs below are killed
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if not self.instance_pids() and not (pid and _pid_alive(pid)):

@@ -3,7 +3,7 @@
 
 Takes every Postfix snippet the documents give (fenced blocks marked
 ```main.cf or ```master.cf in README.md, docs/*.md and
-plugins/ratelimit/README.md, and the files conf/postfix/main.cf.snippet and
+plugins/*/README.md, and the files conf/postfix/main.cf.snippet and
 master.cf.snippet), appends each, verbatim, to the main.cf or master.cf of
 a private Postfix (tests/lib/sifttest.py) wired to a real filterd and
 policyd, and sends mail through it:
@@ -18,7 +18,10 @@ policyd, and sends mail through it:
     says profile=originating and policyd's originating profile ran.
 
 A fenced block that looks like Postfix configuration but is not marked
-fails the test. Substitutions, the only changes made to a snippet:
+fails the test (```main.cf-before / ```master.cf-before mark what a site
+had before Sift, shown for comparison and not loaded).
+
+Substitutions, the only changes made to a snippet:
 
   inet:127.0.0.1:8891      -> inet:127.0.0.1:<filterd's test port>
   inet:127.0.0.1:8892      -> inet:127.0.0.1:<policyd's test port>
@@ -54,8 +57,9 @@ SRC = sifttest.srcdir()
 BUILD = sifttest.builddir()
 USERS = {'authuser': 'secret-pw'}
 
-DOCS = ['README.md', 'plugins/ratelimit/README.md'] + sorted(
-    os.path.relpath(p, SRC) for p in glob.glob(os.path.join(SRC, 'docs', '*.md')))
+DOCS = ['README.md'] + sorted(
+    os.path.relpath(p, SRC) for p in glob.glob(os.path.join(SRC, 'plugins', '*', 'README.md')) +
+    glob.glob(os.path.join(SRC, 'docs', '*.md')))
 FILES = {'conf/postfix/main.cf.snippet': 'main.cf', 'conf/postfix/master.cf.snippet': 'master.cf'}
 
 # Lines that only Postfix configuration has.
@@ -96,6 +100,8 @@ def extract():
             where = '%s:%d' % (rel, i + 1)
             if info in ('main.cf', 'master.cf'):
                 out.append((info, text, where))
+            elif info in ('main.cf-before', 'master.cf-before'):
+                pass  # a site's configuration before Sift, shown for comparison
             else:
                 check(not POSTFIX_LOOKING.search(text),
                       '%s: a block that looks like Postfix configuration is marked main.cf or '
