@@ -472,6 +472,7 @@ static int parse_rules(struct rl_conf *c, char **err_r)
 
 static void ctl_detach(const struct rl_conf *c);
 static int ctl_attach(const struct rl_conf *c, char **err_r);
+static int ctl_bind_early(const struct rl_conf *c, char **err_r);
 
 static void rl_release(void *conf)
 {
@@ -481,6 +482,16 @@ static void rl_release(void *conf)
 		rule_free(&c->rules[i]);
 	free(c->rules);
 	c->rules = NULL;
+}
+
+/* As root, before the daemon drops its privileges: the control socket is
+ * bound here, like the daemons' own sockets, so that it can live in a
+ * directory the daemon user cannot write (/run/sift). */
+static int rl_preinit(const struct sift_host *h, void *conf, char **err_r)
+{
+	host = h;
+	const struct rl_conf *c = conf;
+	return c->control ? ctl_bind_early(c, err_r) : 0;
 }
 
 static int rl_init(const struct sift_host *h, void *conf, char **err_r)
@@ -1222,6 +1233,16 @@ static int ctl_attach(const struct rl_conf *c, char **err_r)
 	return rc < 0 ? -1 : 0;
 }
 
+static int ctl_bind_early(const struct rl_conf *c, char **err_r)
+{
+	int rc = 0;
+	pthread_mutex_lock(&ctl_lock);
+	if (ctl_fd < 0)
+		rc = ctl_open(c, err_r);
+	pthread_mutex_unlock(&ctl_lock);
+	return rc < 0 ? -1 : 0;
+}
+
 static void ctl_detach(const struct rl_conf *c)
 {
 	pthread_mutex_lock(&ctl_lock);
@@ -1278,6 +1299,7 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.actions = SIFT_A_QUARANTINE,
 	.params = params,
 	.conf_size = sizeof(struct rl_conf),
+	.preinit = rl_preinit,
 	.init = rl_init,
 	.release = rl_release,
 	.rcpt = rl_rcpt,

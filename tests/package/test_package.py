@@ -44,6 +44,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'lib'))
 sys.path.insert(0, os.path.join(HERE, '..', '..', 'plugins', 'clamav', 'tests'))
 import dnsserver  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, '..', 'postfix'))
+import test_snippets  # noqa: E402
 import sifttest  # noqa: E402
 from sifttest import check, check_eq, done, free_port  # noqa: E402
 
@@ -251,31 +253,60 @@ def msg(subject, body, sender):
             % (sender, subject, subject.replace(' ', '-'), time.time_ns(), body))
 
 
+def readme_snippets(ports):
+    """README.md's main.cf and master.cf blocks, as tests/postfix/test_snippets.py
+    extracts and substitutes them (only the daemons' and the submission
+    services' ports change)."""
+    main, master = [], []
+    for kind, text, where in test_snippets.extract():
+        if where.startswith('README.md:'):
+            (main if kind == 'main.cf' else master).append(test_snippets.substitute(text, ports))
+    return '\n'.join(main), '\n'.join(master)
+
+
+def local_data(dns_zone):
+    """What an administrator edits: the DKIM key and the two tables at the
+    paths the shipped filterd.conf names (siftctl dkim genkey, as README and
+    plugins/dkim/README.md say), and the domain's DNS record."""
+    os.makedirs('/etc/sift/dkim', exist_ok=True)
+    r = run(['/usr/sbin/siftctl', 'dkim', 'genkey', '-d', 'sift.test', '-s', 'mail', '-D', '/etc/sift/dkim'])
+    check(r.returncode == 0, 'siftctl dkim genkey -d sift.test -s mail -D /etc/sift/dkim', r.stderr)
+    txt = ''.join(re.findall(r'"([^"]*)"', r.stdout))
+    dns_zone['.'].append({'name': 'mail._domainkey.sift.test', 'type': 'TXT', 'data': txt})
+    key = '/etc/sift/dkim/sift.test.mail.key'
+    write('/etc/sift/dkim/keytable', 'mail._domainkey.sift.test  sift.test:mail:%s\n' % key)
+    write('/etc/sift/dkim/signingtable', 'sift.test  mail._domainkey.sift.test\n')
+
+
 def mail_flow(tmp):
     import cvlib  # plugins/clamav/tests: a ClamAV database that finds EICAR
     dbdir = os.path.join(tmp, 'clamav-db')
     cvlib.make_db(dbdir)
     for d in (tmp, dbdir):
         os.chmod(d, 0o755)
-    dns = dnsserver.DNSServer(ZONE).start()
+    zone = {k: list(v) for k, v in ZONE.items()}
     fport, pport = free_port(), free_port()
+    # the shipped configuration refuses to start without its local data
+    r = run(['/usr/sbin/filterd', '-t'])
+    check(r.returncode == 1 and 'dkim_signing_table' in r.stderr and '/etc/sift/dkim/signingtable' in r.stderr,
+          'filterd -t on the shipped configuration names the missing DKIM table', r.stdout + r.stderr)
+    local_data(zone)
+    dns = dnsserver.DNSServer(zone).start()
+    # What differs in this test lab from a real server, and nothing else:
+    # free ports instead of 8891/8892, the test DNS server, a test ClamAV
+    # database instead of freshclam's.
     common = ('dns_servers = 127.0.0.1:%d\nmyhostname = mx.sift.test\n' % dns.port)
     write('/etc/sift/filterd.conf.d/50-package-test.conf', common + (
         'filterd_listen = inet:127.0.0.1:%d\n'
-        'inbound_plugins = access spf clamav spam\n'
-        'clamav_database_directory = %s\n'
-        'clamav_ready_wait = 60s\n'
-        'spam_rules = /usr/share/spamassassin /etc/spamassassin /usr/share/sift/rules\n'
-        'spam_cache_directory = /var/cache/sift/spam\n' % (fport, dbdir)))
+        'clamav_database_directory = %s\n' % (fport, dbdir)))
     write('/etc/sift/policyd.conf.d/50-package-test.conf', common + (
-        'policyd_listen = inet:127.0.0.1:%d\n'
-        'inbound_plugins = access spf\n' % pport))
+        'policyd_listen = inet:127.0.0.1:%d\n' % pport))
     # /run/sift as systemd-tmpfiles makes it at boot
     r = run(['systemd-tmpfiles', '--create', 'sift.conf'])
     check(r.returncode == 0 and os.path.isdir('/run/sift'), 'systemd-tmpfiles --create sift.conf',
           r.stdout + r.stderr)
     daemons = [Daemon('sift-policyd.service', tmp, pport), Daemon('sift-filterd.service', tmp, fport)]
-    pf = None
+    h = None
     try:
         for d in daemons:
             check(d.argv is not None and d.argv[0].startswith('/usr/sbin/'), '%s: ExecStart= found' % d.unit,
@@ -292,33 +323,70 @@ def mail_flow(tmp):
             check_eq(user, 'sift', '%s: ps -o user= shows sift' % d.unit)
             if not listening:
                 return
-        pf = sifttest.Postfix(policy='inet:127.0.0.1:%d' % pport, milters=['inet:127.0.0.1:%d' % fport])
-        pf.start()
-        r = pf.send('alice@pass.example.test', ['user@sift.test'],
-                    msg('clean', 'Hello, see you tomorrow.', 'alice@pass.example.test'))
+        # README's Postfix snippets, verbatim but for the ports
+        h = test_snippets.Harness.__new__(test_snippets.Harness)
+        h.tmp, h.procs = tmp, []
+        h.ports = {'filterd': fport, 'policyd': pport, 'submission': free_port(), 'submissions': free_port()}
+        h.cert, h.key = os.path.join(tmp, 'cert.pem'), os.path.join(tmp, 'key.pem')
+        run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=mx.sift.test',
+             '-keyout', h.key, '-out', h.cert])
+        main_text, master_text = readme_snippets(h.ports)
+        check('check_policy_service' in main_text and 'smtpd_milters' in main_text and
+              'submission' in master_text, "README's main.cf and master.cf snippets found", main_text)
+        pf = h.postfix('pf', main_text, master_text)
+        sender = 'alice@pass.example.test'
+        r = pf.send(sender, ['user@sift.test'], msg('clean', 'Hello, see you tomorrow.', sender))
         check(r.accepted, 'a clean message is accepted', r)
+        got = None
         try:
-            got = pf.wait_delivered(1)
-        except sifttest.PostfixError as e:
-            got = []
+            got = pf.delivered_by_queue_id(r.queue_id, timeout=30)
+        except (sifttest.PostfixError, AttributeError) as e:
             print(e)
-        check(len(got) == 1 and 'clean' in (got[0].header('Subject') or ''), 'the clean message is delivered',
-              [m.header_block() for m in got])
-        r = pf.send('alice@pass.example.test', ['user@sift.test'], msg('eicar', EICAR, 'alice@pass.example.test'))
+        check(got is not None, 'the clean message is delivered')
+        if got is not None:
+            hdrs = got.header_block()
+            check((got.header('Received-SPF') or '').startswith('pass'), 'delivered: Received-SPF: pass', hdrs)
+            check('X-Virus-Scanned' in hdrs, 'delivered: X-Virus-Scanned (clamav)', hdrs)
+            check((got.header('X-Spam-Status') or '').startswith('No, score='), 'delivered: X-Spam-Status (spam)',
+                  hdrs)
+            check('Authentication-Results' in hdrs and 'dkim=' in hdrs, 'delivered: dkim= in Authentication-Results',
+                  hdrs)
+        r = pf.send(sender, ['user@sift.test'], msg('eicar', EICAR, sender))
         check(r.rejected_at() == 'eom' and r.eom[0] == 554, 'EICAR refused at end of data (554)', r)
-        r = pf.send('alice@pass.example.test', ['user@sift.test'], msg('gtube', GTUBE, 'alice@pass.example.test'))
+        r = pf.send(sender, ['user@sift.test'], msg('gtube', GTUBE, sender))
         check(r.rejected_at() == 'eom' and r.eom[0] == 554, 'GTUBE refused at end of data (554)', r)
         r = pf.send('mallory@fail.example.test', ['user@sift.test'],
                     msg('spf fail', 'hello', 'mallory@fail.example.test'))
         check(r.rejected_at() == 'rcpt' and r.rcpts and r.rcpts[0][0] == 550, 'SPF fail refused at RCPT (550)',
               r)
-        check(len(pf.maildir_messages()) == 1, 'only the clean message was delivered')
+        # originating: an authenticated user on README's submission service;
+        # filterd signs with the key of the local data
+        acc, qid = test_snippets.send_tls(h.ports['submission'], False, 'authuser@sift.test', 'user@sift.test',
+                                          msg('signed', 'Signed by filterd.', 'authuser@sift.test'))
+        check(acc, 'authenticated submission accepted', qid)
+        if acc:
+            try:
+                m = pf.delivered_by_queue_id(qid, timeout=30)
+            except sifttest.PostfixError as e:
+                m = None
+                print(e)
+            check(m is not None and 'd=sift.test' in (m.header('DKIM-Signature') or ''),
+                  'submitted mail delivered with a DKIM-Signature of d=sift.test', m and m.header_block())
+            if m is not None:
+                path = os.path.join(tmp, 'signed.eml')
+                with open(path, 'wb') as f:
+                    f.write(m.raw if isinstance(m.raw, bytes) else m.raw.encode())
+                v = run(['/usr/sbin/siftctl', '-o', 'dns_servers=127.0.0.1:%d' % dns.port, 'dkim', 'verify', path])
+                check(v.returncode == 0, 'siftctl dkim verify passes on the delivered copy', v.stdout + v.stderr)
     finally:
-        if pf:
-            sifttest.stop_all([pf])
+        if h:
+            h.stop()
         for d in daemons:
             d.stop()
         dns.stop()
+        for f in ('/etc/sift/filterd.conf.d/50-package-test.conf', '/etc/sift/policyd.conf.d/50-package-test.conf'):
+            if os.path.exists(f):
+                os.unlink(f)
         for d in daemons:
             if d.proc and d.proc.returncode not in (0, -signal.SIGTERM):
                 print('%s exited with %s; log:\n%s' % (d.unit, d.proc.returncode, tail(d.log())))

@@ -21,6 +21,7 @@ memory: store and with a real redis-server:
 
 import grp
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -189,7 +190,25 @@ try:
                              timeout=30).returncode, None
     eq(rc, 0, 'siftctl ratelimit --socket PATH')
     pd.stop()
-    check(not os.path.exists(ctl), 'control socket removed at exit')
+    # bound as root before the privilege drop, the socket may outlive the
+    # daemon (its user cannot unlink it); nobody answers on it any more, and
+    # the next start replaces it
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(ctl)
+        alive = True
+    except OSError:
+        alive = False
+    finally:
+        probe.close()
+    check(not alive, 'control socket no longer answers after exit')
+    pd = sifttest.start_daemon('policyd', tmp, dict(
+        BASE, ratelimit_rules=RULES, ratelimit_control='yes', ratelimit_control_socket=ctl),
+        name='memmode2')
+    procs.append(pd)
+    rc, out = siftctl(pd.conf, 'stats')
+    check(rc == 0 and 'rules=4' in out, 'a restart replaces the old control socket: %s' % out)
+    pd.stop()
 
     # HOLD per recipient (the action does not refuse: the count stays).
     pd = start_policyd('memhold', dict(BASE, ratelimit_rules=(
