@@ -48,7 +48,8 @@ def conf(root, name, settings, plugins='spam'):
     path = os.path.join(root, name + '.conf')
     base = {'plugin_directory': os.path.join(BUILD, 'plugins'), 'inbound_plugins': plugins,
             'originating_plugins': plugins, 'myhostname': 'mx.sift.test',
-            'quarantine_directory': os.path.join(root, 'quarantine')}
+            'quarantine_directory': os.path.join(root, 'quarantine'),
+            'filterd_user': sifttest.daemon_user()}
     base.update(settings)
     return sifttest.write_conf(path, base)
 
@@ -145,6 +146,7 @@ SYNTAX_MSG = (
 
 def main():
     root = tempfile.mkdtemp(prefix='sift-spam-')
+    os.chmod(root, 0o755)  # filterd -t runs the plugins' init as the daemon user
     os.makedirs(os.path.join(root, 'quarantine'))
     own = os.path.join(SRC, 'rules')
     try:
