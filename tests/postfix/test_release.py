@@ -19,6 +19,7 @@ again):
 """
 
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -54,7 +55,13 @@ def main():
         dbdir = os.path.join(tmp, 'db')
         cvlib.make_db(dbdir)
         qdir = os.path.join(tmp, 'quarantine')
-        os.makedirs(qdir)
+        os.makedirs(qdir, mode=0o750)
+        # the store belongs to the daemon user, as /var/lib/sift/quarantine
+        # belongs to sift in the package
+        user = sifttest.daemon_user()
+        if user:
+            pw = pwd.getpwnam(user)
+            os.chown(qdir, pw.pw_uid, pw.pw_gid)
         fport = sifttest.free_port()
         pf = sifttest.Postfix(root=os.path.join(tmp, 'pf'), submission=True, keep=True,
                               milters=['inet:127.0.0.1:%d' % fport],
