@@ -132,6 +132,12 @@ def check_layout(install_log):
     except KeyError:
         check(False, 'user sift exists')
         return
+    # postinst compiled the stock ruleset into the cache, as sift
+    cache = '/var/cache/sift/spam'
+    files = os.listdir(cache) if os.path.isdir(cache) else []
+    check(files and all(os.stat(os.path.join(cache, f)).st_uid == pw.pw_uid for f in files),
+          'the installation filled %s (siftctl spam compile, as sift)' % cache,
+          (files, tail(install_log, 10)))
     check(pw.pw_uid < 1000 and pw.pw_dir == '/var/lib/sift' and pw.pw_shell in
           ('/usr/sbin/nologin', '/bin/false'), 'user sift: system user, home /var/lib/sift, no shell',
           (pw.pw_uid, pw.pw_dir, pw.pw_shell))
