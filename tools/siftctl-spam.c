@@ -76,6 +76,24 @@ static void json_str(const char *s)
 	putchar('"');
 }
 
+/* The configuration's generation and its spam engine, or NULL (said on
+ * stderr, nothing left to free) when the spam plugin is not loaded. */
+static const struct spam_engine *load_engine(struct sift_opts *opts, struct sift_gen **g_r,
+					     const struct spam_tool_api **api_r)
+{
+	struct sift_gen *g = siftctl_load(opts, SIFT_FILTERD);
+	const struct spam_tool_api *api = get_api(g);
+	const struct spam_engine *e = api ? api->current() : NULL;
+	if (!e) {
+		fprintf(stderr, "siftctl spam: the spam plugin is not loaded (inbound_plugins)\n");
+		sift_gen_unref(g);
+		return NULL;
+	}
+	*g_r = g;
+	*api_r = api;
+	return e;
+}
+
 static int cmd_check(int argc, char **argv, struct sift_opts *opts)
 {
 	const char *from = NULL;
@@ -95,14 +113,11 @@ static int cmd_check(int argc, char **argv, struct sift_opts *opts)
 		fprintf(stderr, "usage: siftctl spam check [--from ADDR] [--json] FILE...\n");
 		return 2;
 	}
-	struct sift_gen *g = siftctl_load(opts, SIFT_FILTERD);
-	const struct spam_tool_api *api = get_api(g);
-	const struct spam_engine *e = api ? api->current() : NULL;
-	if (!e) {
-		fprintf(stderr, "siftctl spam: the spam plugin is not loaded (inbound_plugins)\n");
-		sift_gen_unref(g);
+	struct sift_gen *g;
+	const struct spam_tool_api *api;
+	const struct spam_engine *e = load_engine(opts, &g, &api);
+	if (!e)
 		return 1;
-	}
 	/* the inbound levels, as the plugin parsed them */
 	double lv[2][3];
 	api->levels(lv);
@@ -167,14 +182,11 @@ static int cmd_check(int argc, char **argv, struct sift_opts *opts)
 static int cmd_lint(int argc, char **argv, struct sift_opts *opts)
 {
 	int verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
-	struct sift_gen *g = siftctl_load(opts, SIFT_FILTERD);
-	const struct spam_tool_api *api = get_api(g);
-	const struct spam_engine *e = api ? api->current() : NULL;
-	if (!e) {
-		fprintf(stderr, "siftctl spam: the spam plugin is not loaded (inbound_plugins)\n");
-		sift_gen_unref(g);
+	struct sift_gen *g;
+	const struct spam_tool_api *api;
+	const struct spam_engine *e = load_engine(opts, &g, &api);
+	if (!e)
 		return 1;
-	}
 	int errors = api->lint(e, stdout, verbose);
 	printf("%d error(s)\n", errors);
 	sift_gen_unref(g);
@@ -187,14 +199,11 @@ static int cmd_compile(int argc, char **argv, struct sift_opts *opts)
 		fprintf(stderr, "usage: siftctl [-c FILE] spam compile\n");
 		return 2;
 	}
-	struct sift_gen *g = siftctl_load(opts, SIFT_FILTERD);
-	const struct spam_tool_api *api = get_api(g);
-	const struct spam_engine *e = api ? api->current() : NULL;
-	if (!e) {
-		fprintf(stderr, "siftctl spam: the spam plugin is not loaded (inbound_plugins)\n");
-		sift_gen_unref(g);
+	struct sift_gen *g;
+	const struct spam_tool_api *api;
+	const struct spam_engine *e = load_engine(opts, &g, &api);
+	if (!e)
 		return 1;
-	}
 	struct timespec ts0, ts1;
 	clock_gettime(CLOCK_MONOTONIC, &ts0);
 	char *err = NULL;
