@@ -4,7 +4,7 @@
 (the daemons' -t: unknown names are errors), `--help` on every command,
 options after operands, `reload` through the daemons' control sockets (the
 outcome, a refused user) and bad input. Prints "N passed, N failed"."""
-import json, os, pwd, re, shutil, subprocess, sys, tempfile
+import json, os, pwd, re, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import sifttest  # noqa: E402
@@ -274,6 +274,11 @@ def reload_tests(tmp, pconf):
         check(st.st_mode & 0o777 == 0o600 and st.st_uid == 0, "control socket: mode 0600, owned by root",
               oct(st.st_mode))
         nobody = pwd.getpwnam("nobody")
+        # (the listening socket is open, as root, a moment before the drop)
+        for _ in range(100):
+            if os.stat(f"/proc/{pol.pid}").st_uid == nobody.pw_uid:
+                break
+            time.sleep(0.05)
         check(os.stat(f"/proc/{pol.pid}").st_uid == nobody.pw_uid, "policyd runs as nobody")
 
         def ask():
@@ -309,7 +314,6 @@ def reload_tests(tmp, pconf):
             if "third generation" in ask():
                 ok = True
                 break
-            import time
             time.sleep(0.1)
         check(ok, "SIGHUP still reloads", ask())
 
