@@ -2,7 +2,8 @@
  * filterd.c - the milter daemon's main(): command line, configuration,
  * privileges, signals and reload, and the choice of milter engine
  * (filterd_engine): `native` (engine.c, the default) or `libmilter`
- * (milter.c); both call the same per-event logic (session.c).
+ * (milter.c, in builds with the libmilter feature: FILTERD_HAVE_LIBMILTER);
+ * both call the same per-event logic (session.c).
  *
  * Signals: a reload is asked for with SIGUSR1 (`siftctl reload` sends it):
  * a reload thread, woken through a pipe by the signal handler, builds a new
@@ -57,7 +58,8 @@ const struct sift_param filterd_params[] = {
 	{"filterd_tcp_tuning", SIFT_P_BOOL, "yes", 0, 0, OFF(tcp_tuning), NULL,
 	 "TCP_NODELAY and TCP_QUICKACK on MTA connections (avoids 40 ms stalls)"},
 	{"filterd_engine", SIFT_P_ENUM, FD_STR(FILTERD_DEFAULT_ENGINE), 0, 0, OFF(engine), "native|libmilter",
-	 "milter protocol engine: libmilter, or native (filterd's own)"},
+	 "milter protocol engine: libmilter (not in builds with -Dlibmilter=disabled), or native (filterd's "
+	 "own)"},
 	{"filterd_max_connections", SIFT_P_INT, "1000", 1, 1000000, OFF(max_connections), NULL,
 	 "native engine: MTA connections served at once (more are refused)"},
 	{"filterd_shutdown_timeout", SIFT_P_TIME, "10s", 0, 3600000, OFF(shutdown_timeout), NULL,
@@ -101,11 +103,41 @@ static struct sift_gen *build_gen(struct filterd_conf *fc, bool first, char **er
 		sift_config_free(cfg);
 		return NULL;
 	}
+#ifndef FILTERD_HAVE_LIBMILTER
+	if (fc && fc->engine == FILTERD_ENGINE_LIBMILTER) {
+		char *e = sift_strdup("filterd_engine = libmilter: this filterd is built without libmilter "
+				      "(meson -Dlibmilter=disabled); set filterd_engine = native");
+		*err_r = sift_config_locate(cfg, e);
+		free(e);
+		sift_config_free(cfg);
+		return NULL;
+	}
+#endif
 	struct sift_gen *g =
 		first ? sift_gen_prepare(SIFT_FILTERD, cfg, err_r) : sift_gen_new(SIFT_FILTERD, cfg, err_r);
 	if (!g)
 		sift_config_free(cfg);
 	return g;
+}
+
+/* The engine filterd_engine chose (build_gen refused libmilter in a build
+ * without it). */
+static int engine_setup(bool native, const struct filterd_conf *fc, char **err_r)
+{
+#ifdef FILTERD_HAVE_LIBMILTER
+	if (!native)
+		return filterd_milter_setup(fc, err_r);
+#endif
+	return filterd_native_setup(fc, err_r);
+}
+
+static int engine_run(bool native)
+{
+#ifdef FILTERD_HAVE_LIBMILTER
+	if (!native)
+		return filterd_milter_run();
+#endif
+	return filterd_native_run();
 }
 
 static struct sift_gen *load_gen(struct filterd_conf *fc, char **err_r)
@@ -236,7 +268,9 @@ int main(int argc, char **argv)
 		       sift_gen_plugin_count(g) == 1 ? "" : "s");
 		return 0;
 	}
+#ifdef FILTERD_HAVE_LIBMILTER
 	filterd_tcp_tuning = fc.tcp_tuning;
+#endif
 
 	/* Many MTA connections: raise the descriptor limit (libmilter gives up
 	 * after 16 failed accepts). */
@@ -249,7 +283,7 @@ int main(int argc, char **argv)
 	/* As root: the listening socket and the pid file; then the drop, then
 	 * the plugins' init as filterd_user. */
 	bool native = fc.engine == FILTERD_ENGINE_NATIVE;
-	if ((native ? filterd_native_setup(&fc, &err) : filterd_milter_setup(&fc, &err)) < 0 ||
+	if (engine_setup(native, &fc, &err) < 0 ||
 	    sift_control_start(fc.control_socket, ask_reload, &err) < 0 ||
 	    sift_write_pidfile(fc.pid_file, &err) < 0)
 		goto fail;
@@ -277,7 +311,7 @@ int main(int argc, char **argv)
 	sift_log(LOG_INFO, "starting: listening on %s, %zu plugins, %s engine, version %s", fc.listen,
 		 sift_gen_plugin_count(g), native ? "native" : "libmilter", SIFT_VERSION);
 	sift_notify("READY=1");
-	int rc = native ? filterd_native_run() : filterd_milter_run();
+	int rc = engine_run(native);
 	sift_notify("STOPPING=1");
 	sift_log(LOG_INFO, "stopping");
 	/* Drop the current generation: its plugins' release hooks run (now,

@@ -26,14 +26,20 @@ struct filterd_conf {
 };
 enum { FILTERD_ENGINE_NATIVE = 0, FILTERD_ENGINE_LIBMILTER = 1 };
 extern const struct sift_param filterd_params[];
+#ifdef FILTERD_HAVE_LIBMILTER
+/* TCP options on the sockets libmilter accepts (tcpfix.c). */
 extern bool filterd_tcp_tuning;
+#endif
 
 /* Mode and group of a unix listening socket (filterd_socket_mode,
  * filterd_socket_group; owner filterd_user when root); 0 or -1 + err. */
 int filterd_socket_perms(const struct filterd_conf *conf, const char *path, char **err_r);
 
-/* The libmilter engine (milter.c). Registers the callbacks and opens the listening socket; 0 or -1 + err. */
+#ifdef FILTERD_HAVE_LIBMILTER
+/* The libmilter engine (milter.c), in builds with the libmilter feature.
+ * Registers the callbacks and opens the listening socket; 0 or -1 + err. */
 int filterd_milter_setup(const struct filterd_conf *conf, char **err_r);
 /* Runs libmilter's loop until stopped. */
 int filterd_milter_run(void);
+#endif
 #endif

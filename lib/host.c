@@ -506,6 +506,10 @@ const struct sift_plugin *sift_gen_plugin(const struct sift_gen *g, size_t i)
 {
 	return i < g->npl ? g->pl[i].p : NULL;
 }
+void *sift_gen_plugin_conf(const struct sift_gen *g, size_t i)
+{
+	return i < g->npl ? g->pl[i].conf : NULL;
+}
 
 void sift_gen_print_params(FILE *out, const struct sift_gen *g, bool all)
 {

@@ -360,6 +360,8 @@ unsigned sift_gen_phases(const struct sift_gen *g);
 void sift_gen_print_params(FILE *out, const struct sift_gen *g, bool all);
 size_t sift_gen_plugin_count(const struct sift_gen *g);
 const struct sift_plugin *sift_gen_plugin(const struct sift_gen *g, size_t i);
+/* The configuration block of plugin i (for siftctl's plugin tools). */
+void *sift_gen_plugin_conf(const struct sift_gen *g, size_t i);
 
 /* Loads one plugin file with all checks (ABI, size, ownership and mode).
  * Used by sift_gen_new; shared objects stay loaded for the process life. */

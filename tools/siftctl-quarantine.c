@@ -183,100 +183,91 @@ static int cmd_show(const char *dir, int argc, char **argv)
 	return 0;
 }
 
-static int cmd_release(const char *dir, int argc, char **argv)
+struct release_opts {
+	const char **to; /* --to addresses (malloc'd array) */
+	size_t nto;
+	bool keep;
+	const char *sendmail;
+	long long wait_ms;
+	const char *id;
+};
+
+/* The options and the id of `release`; -1 after a message. */
+static int release_opts(int argc, char **argv, struct release_opts *o)
 {
 	static const struct option lo[] = {{"to", required_argument, NULL, 't'},
 					   {"keep", no_argument, NULL, 'k'},
 					   {"sendmail", required_argument, NULL, 's'},
 					   {"wait", required_argument, NULL, 'w'},
 					   {NULL, 0, NULL, 0}};
-	const char **to = NULL;
-	size_t nto = 0;
-	bool keep = false;
-	const char *sendmail = DEFAULT_SENDMAIL;
-	long long wait_ms = 10000;
+	*o = (struct release_opts){.sendmail = DEFAULT_SENDMAIL, .wait_ms = 10000};
 	int c;
 	optind = 0; /* full getopt reset: options may follow operands */
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		if (c == 't') {
-			to = sift_realloc(to, (nto + 1) * sizeof(*to));
-			to[nto++] = optarg;
+			o->to = sift_realloc(o->to, (o->nto + 1) * sizeof(*o->to));
+			o->to[o->nto++] = optarg;
 		} else if (c == 'k')
-			keep = true;
+			o->keep = true;
 		else if (c == 's')
-			sendmail = optarg;
+			o->sendmail = optarg;
 		else if (c == 'w') {
-			if (sift_parse_time_ms(optarg, &wait_ms) < 0) {
+			if (sift_parse_time_ms(optarg, &o->wait_ms) < 0) {
 				fprintf(stderr, "siftctl quarantine release: bad time \"%s\"\n", optarg);
-				return 1;
+				return -1;
 			}
 		} else
-			return 1;
+			return -1;
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "siftctl quarantine release: one id expected\n");
-		return 1;
+		return -1;
 	}
-	const char *id = argv[optind];
-	struct sift_qentry e;
-	FILE *fp;
-	char *err = NULL;
-	if (sift_quarantine_open(dir, id, &e, &fp, &err) < 0) {
-		fprintf(stderr, "siftctl quarantine: %s\n", err);
-		return 1;
-	}
-	if (!nto) {
-		to = (const char **)e.rcpts;
-		nto = e.n_rcpts;
-	}
-	if (!nto) {
-		fprintf(stderr, "siftctl quarantine release: %s has no recipients (use --to)\n", id);
-		return 1;
-	}
-	char **cmd = sift_split_list(sendmail);
+	o->id = argv[optind];
+	return 0;
+}
+
+/* COMMAND -f SENDER -- RECIPIENTS (NULL-terminated; the strings are cmd's
+ * and the caller's); NULL after a message when the command is empty. */
+static const char **sendmail_argv(char **cmd, const char *sender, const char *const *to, size_t nto)
+{
 	size_t ncmd = 0;
 	while (cmd[ncmd])
 		ncmd++;
 	if (!ncmd) {
 		fprintf(stderr, "siftctl quarantine release: empty --sendmail command\n");
-		return 1;
+		return NULL;
 	}
 	const char **av = sift_calloc(ncmd + nto + 5, sizeof(char *));
 	size_t k = 0;
 	for (size_t i = 0; i < ncmd; i++)
 		av[k++] = cmd[i];
 	av[k++] = "-f";
-	av[k++] = *e.sender ? e.sender : "<>";
+	av[k++] = *sender ? sender : "<>";
 	av[k++] = "--";
 	for (size_t i = 0; i < nto; i++)
 		av[k++] = to[i];
 	av[k] = NULL;
+	return av;
+}
 
-	int fd = fileno(fp);
-	if (lseek(fd, (off_t)e.data_off, SEEK_SET) < 0) {
-		fprintf(stderr, "siftctl quarantine release: %s: %s\n", e.path, strerror(errno));
-		return 1;
-	}
-	/* A one-time token lets the message through filterd (which sees it
-	 * again through non_smtpd_milters) without being scanned and
-	 * quarantined again. */
-	char *token = NULL;
-	if (sift_quarantine_release_token(dir, id, &token, &err) < 0) {
-		fprintf(stderr, "siftctl quarantine release: release token: %s\n", err);
-		return 1;
-	}
+/* Runs av with the release header (carrying token) and the rest of fd on
+ * its standard input; 0 when it took the message and exited 0, -1 after a
+ * message. */
+static int pipe_to_sendmail(const char *const *av, const char *token, int fd, const char *id)
+{
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
 		fprintf(stderr, "siftctl quarantine release: pipe: %s\n", strerror(errno));
-		sift_quarantine_release_consume(dir, token);
-		return 1;
+		return -1;
 	}
 	fflush(stdout);
 	pid_t pid = fork();
 	if (pid < 0) {
 		fprintf(stderr, "siftctl quarantine release: fork: %s\n", strerror(errno));
-		sift_quarantine_release_consume(dir, token);
-		return 1;
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
 	}
 	if (pid == 0) {
 		if (dup2(pfd[0], 0) < 0)
@@ -299,26 +290,26 @@ static int cmd_release(const char *dir, int argc, char **argv)
 			wrote = false;
 	}
 	close(pfd[1]);
-	fclose(fp);
 	int st = 0;
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
-	if (!wrote || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		if (!wrote)
-			fprintf(stderr, "siftctl quarantine release: writing to %s failed; %s kept\n", av[0],
-				id);
-		else
-			fprintf(stderr, "siftctl quarantine release: %s failed (%s %d); %s kept\n", av[0],
-				WIFEXITED(st) ? "exit" : "signal",
-				WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), id);
-		sift_quarantine_release_consume(dir, token);
-		free(token);
-		return 1;
-	}
-	/* filterd consumes the token when the message passes it. A token
-	 * still there after the wait is withdrawn, so that it never outlives
-	 * the release (a copy of the header that reached a mailbox, when
-	 * non_smtpd_milters does not include filterd, then names nothing). */
+	if (wrote && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	if (!wrote)
+		fprintf(stderr, "siftctl quarantine release: writing to %s failed; %s kept\n", av[0], id);
+	else
+		fprintf(stderr, "siftctl quarantine release: %s failed (%s %d); %s kept\n", av[0],
+			WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+			id);
+	return -1;
+}
+
+/* filterd consumes the token when the message passes it. A token still
+ * there after the wait is withdrawn, so that it never outlives the release
+ * (a copy of the header that reached a mailbox, when non_smtpd_milters
+ * does not include filterd, then names nothing). */
+static void await_token(const char *dir, const char *token, long long wait_ms)
+{
 	bool seen = false;
 	for (long long waited = 0;; waited += 100) {
 		char *qid = NULL;
@@ -341,25 +332,84 @@ static int cmd_release(const char *dir, int argc, char **argv)
 			"was withdrawn, so if it passes filterd later it is scanned again\n",
 			wait_ms / 1000);
 	}
-	free(token);
 	/* Leave no empty token directory behind (rmdir fails while another
 	 * release's token is in it). */
 	char *rdir = sift_asprintf("%s/.release", dir);
 	(void)rmdir(rdir);
 	free(rdir);
-	printf("released %s to", id);
-	for (size_t i = 0; i < nto; i++)
-		printf(" <%s>", to[i]);
-	printf("\n");
-	int rc = 0;
-	if (!keep && sift_quarantine_delete(dir, id, &err) < 0) {
-		fprintf(stderr, "siftctl quarantine release: released, but not removed: %s\n", err);
-		rc = 1;
+}
+
+/* Re-injects the stored message e (open as fp) to the recipients; 0 when
+ * sendmail took it, -1 after a message. */
+static int reinject(const char *dir, const struct release_opts *o, const struct sift_qentry *e, FILE *fp,
+		    const char *const *to, size_t nto)
+{
+	char **cmd = sift_split_list(o->sendmail);
+	const char **av = sendmail_argv(cmd, e->sender, to, nto);
+	int rc = -1;
+	char *token = NULL, *err = NULL;
+	if (!av)
+		goto out;
+	if (lseek(fileno(fp), (off_t)e->data_off, SEEK_SET) < 0) {
+		fprintf(stderr, "siftctl quarantine release: %s: %s\n", e->path, strerror(errno));
+		goto out;
 	}
-	if (to != (const char **)e.rcpts)
-		free(to);
+	/* A one-time token lets the message through filterd (which sees it
+	 * again through non_smtpd_milters) without being scanned and
+	 * quarantined again. */
+	if (sift_quarantine_release_token(dir, o->id, &token, &err) < 0) {
+		fprintf(stderr, "siftctl quarantine release: release token: %s\n", err);
+		free(err);
+		goto out;
+	}
+	if (pipe_to_sendmail(av, token, fileno(fp), o->id) < 0) {
+		sift_quarantine_release_consume(dir, token);
+		goto out;
+	}
+	await_token(dir, token, o->wait_ms);
+	rc = 0;
+out:
+	free(token);
 	free(av);
-	free(cmd);
+	free(cmd); /* one allocation */
+	return rc;
+}
+
+static int cmd_release(const char *dir, int argc, char **argv)
+{
+	struct release_opts o;
+	if (release_opts(argc, argv, &o) < 0) {
+		free(o.to);
+		return 1;
+	}
+	struct sift_qentry e;
+	FILE *fp;
+	char *err = NULL;
+	if (sift_quarantine_open(dir, o.id, &e, &fp, &err) < 0) {
+		fprintf(stderr, "siftctl quarantine: %s\n", err);
+		free(err);
+		free(o.to);
+		return 1;
+	}
+	const char *const *to = o.nto ? o.to : (const char *const *)e.rcpts;
+	size_t nto = o.nto ? o.nto : e.n_rcpts;
+	int rc = 1;
+	if (!nto)
+		fprintf(stderr, "siftctl quarantine release: %s has no recipients (use --to)\n", o.id);
+	else if (reinject(dir, &o, &e, fp, to, nto) == 0) {
+		printf("released %s to", o.id);
+		for (size_t i = 0; i < nto; i++)
+			printf(" <%s>", to[i]);
+		printf("\n");
+		rc = 0;
+		if (!o.keep && sift_quarantine_delete(dir, o.id, &err) < 0) {
+			fprintf(stderr, "siftctl quarantine release: released, but not removed: %s\n", err);
+			free(err);
+			rc = 1;
+		}
+	}
+	fclose(fp);
+	free(o.to);
 	sift_qentry_free(&e);
 	return rc;
 }

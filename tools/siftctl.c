@@ -12,6 +12,13 @@
  *       -t (the daemon installed next to siftctl), so the checks are the
  *       daemon's, unknown parameter names included.
  *
+ *   siftctl [-c FILE] [-o ...] quarantine|params ...
+ *       the quarantine store; the parameter tables (siftctl-quarantine.c,
+ *       siftctl-params.c).
+ *   siftctl [-c FILE] [-o ...] PLUGIN TOOL [ARGS]
+ *       a plugin's own command (`dkim genkey`, `spam lint`, ...), from the
+ *       plugin's table of struct sift_tool (siftctl-tools.c).
+ *
  * `--help` after any command prints that command's usage. Options of a
  * command may come before or after its operands.
  *
@@ -32,23 +39,10 @@
 static struct sift_opts opts;
 static struct sift_gen *load(enum sift_daemon d);
 
-static const struct siftctl_cmd *const plugin_cmds[] = {
-#ifdef SIFTCTL_HAVE_DKIM
-	&siftctl_dkim_cmd,
-#endif
-#ifdef SIFTCTL_HAVE_SPF
-	&siftctl_spf_cmd,
-#endif
-#ifdef SIFTCTL_HAVE_QUARANTINE
+static const struct siftctl_cmd *const core_cmds[] = {
 	&siftctl_quarantine_cmd,
-#endif
-#ifdef SIFTCTL_HAVE_SPAM
-	&siftctl_spam_cmd,
-#endif
-#ifdef SIFTCTL_HAVE_RATELIMIT
-	&siftctl_ratelimit_cmd,
-#endif
-	&siftctl_params_cmd,	 NULL,
+	&siftctl_params_cmd,
+	NULL,
 };
 
 static const char test_usage[] =
@@ -80,8 +74,9 @@ static void usage(FILE *out)
 	fputs(test_usage, out);
 	fputs(check_usage, out);
 	fputs(reload_usage, out);
-	for (const struct siftctl_cmd *const *c = plugin_cmds; *c; c++)
+	for (const struct siftctl_cmd *const *c = core_cmds; *c; c++)
 		fputs((*c)->usage, out);
+	siftctl_tools_usage(out, &opts);
 }
 
 /* GNU getopt keeps the ordering mode of its first call (siftctl's own
@@ -97,21 +92,11 @@ static void getopt_restart(void)
 	optind = 1;
 }
 
-struct sift_gen *siftctl_load(struct sift_opts *o, enum sift_daemon d)
+struct sift_gen *siftctl_gen(const struct sift_opts *o, enum sift_daemon d, char **err_r)
 {
-	if (o != &opts)
-		opts = *o;
-	return load(d);
-}
-
-static struct sift_gen *load(enum sift_daemon d)
-{
-	char *err = NULL;
-	struct sift_config *cfg = sift_opts_config(&opts, "", NULL, &err);
-	if (!cfg) {
-		fprintf(stderr, "siftctl: %s\n", err);
-		exit(1);
-	}
+	struct sift_config *cfg = sift_opts_config(o, "", NULL, err_r);
+	if (!cfg)
+		return NULL;
 	/* The daemons' own parameters are not in siftctl: `siftctl check`
 	 * runs the daemon's -t for them. */
 	sift_config_known(cfg, "filterd_", NULL);
@@ -120,12 +105,21 @@ static struct sift_gen *load(enum sift_daemon d)
 	 * (the ClamAV database) instead of answering tempfail, bounded. */
 	if (!sift_config_raw(cfg, "clamav_ready_wait", NULL)) {
 		sift_config_known(cfg, "clamav_ready_wait", NULL);
-		if (sift_config_set(cfg, "clamav_ready_wait = 300s", "siftctl", &err) < 0) {
-			fprintf(stderr, "siftctl: %s\n", err);
-			exit(1);
+		if (sift_config_set(cfg, "clamav_ready_wait = 300s", "siftctl", err_r) < 0) {
+			sift_config_free(cfg);
+			return NULL;
 		}
 	}
-	struct sift_gen *g = sift_gen_new(d, cfg, &err);
+	struct sift_gen *g = sift_gen_new(d, cfg, err_r);
+	if (!g)
+		sift_config_free(cfg);
+	return g;
+}
+
+static struct sift_gen *load(enum sift_daemon d)
+{
+	char *err = NULL;
+	struct sift_gen *g = siftctl_gen(&opts, d, &err);
 	if (!g) {
 		fprintf(stderr, "siftctl: %s\n", err);
 		exit(1);
@@ -591,7 +585,7 @@ int main(int argc, char **argv)
 			}
 			return core[k].run(argc - i, argv + i);
 		}
-	for (const struct siftctl_cmd *const *c = plugin_cmds; *c; c++)
+	for (const struct siftctl_cmd *const *c = core_cmds; *c; c++)
 		if (strcmp(cmd, (*c)->name) == 0) {
 			if (help) {
 				printf("usage: siftctl [-c FILE] [-o name=value]...\n%s", (*c)->usage);
@@ -603,6 +597,9 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	int rc = siftctl_tool(&opts, argc - i, argv + i, help);
+	if (rc >= 0)
+		return rc;
 	fprintf(stderr, "siftctl: unknown command \"%s\"\n", cmd);
 	usage(stderr);
 	return 1;

@@ -1,8 +1,10 @@
 /*
- * siftctl.h - siftctl's subcommands. Each plugin area has its own file
- * (siftctl-dkim.c, ...) with one entry point; argv[0] is the command word
- * ("dkim"), opts holds the common -c/-o options already parsed. Return the
- * exit status. Usage text: a static string printed by `siftctl help`.
+ * siftctl.h - siftctl's core subcommands. Each has its own file
+ * (siftctl-quarantine.c, ...) with one entry point; argv[0] is the command
+ * word ("quarantine"), opts holds the common -c/-o options already parsed.
+ * Return the exit status. Usage text: a static string printed by `siftctl
+ * help`. The plugins' commands (`siftctl dkim ...`) are the plugins' own
+ * tools, run by siftctl-tools.c.
  */
 #ifndef SIFTCTL_H
 #define SIFTCTL_H
@@ -13,11 +15,16 @@ struct siftctl_cmd {
 	int (*run)(int argc, char **argv, struct sift_opts *opts);
 	const char *usage;
 };
-extern const struct siftctl_cmd siftctl_dkim_cmd, siftctl_spf_cmd, siftctl_quarantine_cmd, siftctl_spam_cmd,
-	siftctl_ratelimit_cmd;
-extern const struct siftctl_cmd siftctl_params_cmd;
+extern const struct siftctl_cmd siftctl_quarantine_cmd, siftctl_params_cmd;
 
-/* Loads the configuration (opts) and builds a generation for daemon d;
- * exits 1 with a message on error. */
-struct sift_gen *siftctl_load(struct sift_opts *opts, enum sift_daemon d);
+/* Loads the configuration (o) and builds a generation for daemon d; NULL
+ * with *err_r (malloc'd) on error. */
+struct sift_gen *siftctl_gen(const struct sift_opts *o, enum sift_daemon d, char **err_r);
+
+/* `siftctl PLUGIN [TOOL ARGS]` (argv[0] = PLUGIN): runs the plugin's tool, or
+ * prints the plugin's tools (help). Returns the exit status, or -1 when
+ * there is no plugin PLUGIN with tools. */
+int siftctl_tool(const struct sift_opts *o, int argc, char **argv, bool help);
+/* Lists the tools of every plugin of the plugin directory. */
+void siftctl_tools_usage(FILE *out, const struct sift_opts *o);
 #endif

@@ -3,7 +3,11 @@
  * includes.
  *
  * A plugin is a shared object that exports one symbol, `sift_plugin_entry`, a
- * `struct sift_plugin`. The host (filterd, policyd or siftctl) loads it with
+ * `struct sift_plugin`, and nothing else: whatever else the host reaches in
+ * it (hooks, parameters, siftctl commands) is reached through that struct,
+ * and whatever the plugin reaches in the host goes through `struct
+ * sift_host` (a plugin never imports a host symbol). The host (filterd,
+ * policyd or siftctl) loads it with
  * RTLD_NOW|RTLD_LOCAL, checks abi_major (must equal SIFT_ABI_MAJOR),
  * abi_minor (may be older than the host's) and struct_size, then:
  *
@@ -293,6 +297,65 @@ struct sift_mime {
 	int body_truncated; /* body longer than the host's scan limit */
 };
 
+/* ---- siftctl commands (struct sift_plugin.tools) ---------------------------
+ * A plugin offers administrator commands through a table of struct
+ * sift_tool, ended by an entry whose name is NULL:
+ *
+ *     siftctl [-c FILE] [-o name=value]... PLUGIN TOOL [ARGS]
+ *
+ * runs the tool TOOL of PLUGIN.so, found in plugin_directory of the
+ * configuration (when the configuration file cannot be read: the build
+ * tree's plugins for a siftctl run from its build tree, else the directory
+ * siftctl was built for). `siftctl help` lists every plugin's tools (usage and
+ * summary), `siftctl PLUGIN --help` the plugin's. Options of a tool may come
+ * before its name (`siftctl ratelimit --socket PATH stats`).
+ *
+ * run(host, conf, argc, argv): argv[0] is the tool's name, argv[1..] its
+ * arguments; the return value is siftctl's exit status (by convention 0
+ * done, 1 failed, 2 bad usage). A tool runs in siftctl's only thread, prints
+ * its output on stdout and its errors on stderr (prefixed "siftctl PLUGIN:"),
+ * and reaches the core only through host: the one passed to run, which has
+ * the tool services below (host->tool_message); the daemons' host has them
+ * NULL. What conf holds depends on the tool's flags:
+ *   0                  the plugin's parameters as the configuration (-c, -o)
+ *                      sets them, parsed into a conf block of conf_size
+ *                      bytes as for init; neither preinit nor init ran (the
+ *                      fields init derives are zero), and the DNS resolver
+ *                      and the state store are not set up;
+ *   SIFT_TOOL_INIT     the plugin initialised (preinit, init) as in a
+ *                      daemon (filterd when it runs there, else policyd),
+ *                      alone in both profiles, with the configuration's DNS
+ *                      resolver and state store; release runs after the tool;
+ *   SIFT_TOOL_NO_CONF  no configuration is read: conf is NULL;
+ *   SIFT_TOOL_CONF_OPTIONAL (with 0) conf is NULL when the configuration
+ *                      cannot be read, instead of an error.
+ */
+#define SIFT_TOOL_INIT		0x01
+#define SIFT_TOOL_NO_CONF	0x02
+#define SIFT_TOOL_CONF_OPTIONAL 0x04
+
+struct sift_host;
+
+struct sift_tool {
+	const char *name;    /* the command word after the plugin's; NULL ends */
+	const char *usage;   /* its arguments ("-d DOMAIN -s SELECTOR FILE") */
+	const char *summary; /* what it does: one or a few lines, no indent */
+	unsigned flags;	     /* SIFT_TOOL_* */
+	int (*run)(const struct sift_host *host, void *conf, int argc, char **argv);
+};
+
+/* A stored message as host->tool_message hands it to a tool. */
+struct sift_tool_message {
+	const unsigned char *data; /* the message as read, NUL-terminated */
+	size_t len;
+	const struct sift_mime *mime; /* the whole message parsed as MIME */
+	/* When a chain ran: its verdict (else SIFT_DUNNO) and the header edits
+	 * it queued that set a value (adds, inserts, changes), in order. */
+	enum sift_verdict verdict;
+	const struct sift_header *headers;
+	size_t header_count;
+};
+
 /* The host's services, passed to preinit() and init(). Functions are only
  * ever appended. */
 struct sift_host {
@@ -393,6 +456,22 @@ struct sift_host {
 	size_t (*symbol_count)(struct sift_ctx *ctx);
 	int (*symbol_get)(struct sift_ctx *ctx, size_t i, const char **name_r, double *score_r,
 			  const char **option_r);
+
+	/* ---- siftctl tools only (NULL in the daemons and in hooks) ----
+	 * tool_message reads the message in `file` ("-": standard input) and
+	 * parses it. When `chain` names a plugin, the message then runs
+	 * through a chain made of that plugin alone, as `siftctl test` runs
+	 * one (client 127.0.0.1 "localhost", null envelope sender, recipient
+	 * postmaster@localhost), in `profile` ("inbound" or "originating"),
+	 * with the configuration plus `settings` ("name = value" strings,
+	 * NULL-terminated; NULL for none). Then done(arg, message) is called;
+	 * everything it is given lives until done returns. Returns 0, or -1
+	 * with *err_r (malloc'd) when the file cannot be read or the chain
+	 * cannot be built. */
+	int (*tool_message)(const char *file, const char *chain, const char *profile,
+			    const char *const *settings,
+			    void (*done)(void *arg, const struct sift_tool_message *message), void *arg,
+			    char **err_r);
 };
 
 struct sift_plugin {
@@ -437,6 +516,10 @@ struct sift_plugin {
 	void (*close)(struct sift_ctx *ctx);
 	/* policyd: one request; SIFT_I_PROTOCOL_STATE says which stage. */
 	enum sift_verdict (*policy)(struct sift_ctx *ctx);
+
+	/* ---- appended later: absent when struct_size does not cover it ----
+	 * siftctl commands (see struct sift_tool); NULL = none. */
+	const struct sift_tool *tools;
 };
 
 /* Marks the entry symbol exported when plugins build with hidden visibility:

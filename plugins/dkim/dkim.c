@@ -1282,6 +1282,11 @@ static void dk_msg_end(struct sift_ctx *ctx)
 	m->mode = M_NONE;
 }
 
+const char *dk_conf_key_table(const void *conf)
+{
+	return ((const struct dk_conf *)conf)->key_table;
+}
+
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	SIFT_PLUGIN_INIT,
 	.name = "dkim",
@@ -1299,4 +1304,5 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.body = dk_body,
 	.eom = dk_eom,
 	.msg_end = dk_msg_end,
+	.tools = dk_tools,
 };

@@ -110,7 +110,7 @@ const struct dk_key *dk_keytable_find_ds(const struct dk_keytable *kt, const cha
 	return NULL;
 }
 
-static bool domain_ok(const char *d)
+bool dk_domain_ok(const char *d)
 {
 	if (!*d || strlen(d) > 253)
 		return false;
@@ -146,7 +146,7 @@ static int add_entry(struct dk_keytable *kt, const char *where, const char *name
 	char *path = dup_trim(c2 + 1, strlen(c2 + 1));
 	lower(dom);
 	int rc = 0;
-	if (!domain_ok(dom) || !domain_ok(sel) || !*path) {
+	if (!dk_domain_ok(dom) || !dk_domain_ok(sel) || !*path) {
 		*err_r = dk_printf("%s: key %s: bad domain, selector or file in \"%s\"", where, name, value);
 		rc = -1;
 	}

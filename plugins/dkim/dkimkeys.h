@@ -1,7 +1,7 @@
 /*
- * dkimkeys.h - DKIM key tables and key files, shared by the dkim plugin and
- * `siftctl dkim` (which compiles dkimkeys.c into itself, so that both read
- * key tables and key files with exactly the same rules).
+ * dkimkeys.h - DKIM key tables and key files, for the dkim plugin's signing
+ * and its siftctl tools (tool.c: `siftctl dkim genkey|showkeys|testkeys`),
+ * so that both read key tables and key files with exactly the same rules.
  *
  * A key table is a map in Postfix table syntax that can be enumerated:
  * texthash:/path or inline:{ name=value, ... }. Each entry is
@@ -19,6 +19,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "sift/plugin.h"
 
 enum dk_keytype { DK_RSA = 1, DK_ED25519 = 2 };
 
@@ -69,5 +71,13 @@ char *dk_record_zone_strings(const char *record);
 /* Extracts the value of tag `tag` from a tag=value list ("v=DKIM1; p=..."),
  * white space removed; malloc'd, or NULL when absent. */
 char *dk_tag_value(const char *list, const char *tag);
+/* A domain name or selector as a key table may name it (letters, digits,
+ * '-', '_' and dots; at most 253 bytes). */
+bool dk_domain_ok(const char *d);
+
+/* The plugin's siftctl tools (tool.c) and what they read from the plugin's
+ * conf block (dkim.c): the dkim_key_table setting. */
+extern const struct sift_tool dk_tools[];
+const char *dk_conf_key_table(const void *conf);
 
 #endif

@@ -75,6 +75,7 @@
 #include <unistd.h>
 
 #include "sift/plugin.h"
+#include "tool.h"
 
 enum sel { S_CLIENT, S_SASL, S_SENDER, S_SENDER_DOMAIN, S_RCPT, S_RCPT_DOMAIN, S_GLOBAL, S_MAX };
 static const char *const sel_names[S_MAX] = {"client_address", "sasl_username",	   "sender", "sender_domain",
@@ -1291,6 +1292,16 @@ static enum sift_verdict rl_eom(struct sift_ctx *ctx)
 	return c->nrules ? count(ctx, c) : SIFT_DUNNO;
 }
 
+int rl_conf_control(const void *conf)
+{
+	return ((const struct rl_conf *)conf)->control;
+}
+
+const char *rl_conf_control_socket(const void *conf)
+{
+	return ((const struct rl_conf *)conf)->control_socket;
+}
+
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	SIFT_PLUGIN_INIT,
 	.name = "ratelimit",
@@ -1305,4 +1316,5 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.rcpt = rl_rcpt,
 	.eom = rl_eom,
 	.policy = rl_policy,
+	.tools = rl_tools,
 };

@@ -12,8 +12,9 @@
  * stops a compile still running (it kills the compiler process). Ownership: results are
  * allocated by spam_engine_check and freed with spam_result_free.
  *
- * Also exported to siftctl (`siftctl spam check|lint`) through
- * struct spam_tool_api (the symbol `spam_tool_api` of spam.so).
+ * Also used by the plugin's siftctl tools (tool.c: `siftctl spam
+ * check|lint|compile|mime`), with the engine of the conf block siftctl had
+ * the plugin initialise.
  */
 #ifndef SPAM_ENGINE_H
 #define SPAM_ENGINE_H
@@ -78,21 +79,12 @@ int spam_engine_lint(const struct spam_engine *e, FILE *out, int verbose);
 void spam_engine_stats(const struct spam_engine *e, char *buf, size_t n);
 double spam_engine_required(const struct spam_engine *e);
 
-/* For siftctl: the engine built by the last init of the plugin. */
-struct spam_tool_api {
-	unsigned version; /* 1 */
-	const struct spam_engine *(*current)(void);
-	int (*check)(const struct spam_engine *e, const struct spam_input *in, struct spam_result *r);
-	void (*result_free)(struct spam_result *r);
-	int (*lint)(const struct spam_engine *e, FILE *out, int verbose);
-	void (*stats)(const struct spam_engine *e, char *buf, size_t n);
-	/* Formats the amavisd-style X-Spam-Status value (malloc'd). */
-	char *(*status)(const struct spam_result *r, double tag_level, double tag2_level, int is_spam);
-	void (*fmt_num)(char *buf, size_t n, double v);
-	/* The levels of the last init, [profile][tag, tag2, kill]. */
-	void (*levels)(double out[2][3]);
-	int (*compile)(const struct spam_engine *e, char **err_r); /* spam_engine_hs_wait */
-};
+/* For the siftctl tools (tool.c), from an initialised conf block of the
+ * plugin (spam.c): its engine (NULL if none), and its levels
+ * [profile][tag, tag2, kill] (INFINITY = off). */
+extern const struct sift_tool spam_tools[];
+const struct spam_engine *spam_tool_engine(const void *conf);
+void spam_tool_levels(const void *conf, double out[2][3]);
 
 char *spam_format_status(const struct spam_result *r, double tag_level, double tag2_level, int is_spam);
 /* %.3f with trailing zeros (and point) removed, as amavisd prints. */

@@ -53,8 +53,6 @@ struct spam_conf {
 enum { KILL_REJECT, KILL_DISCARD, KILL_QUARANTINE, KILL_TEMPFAIL, KILL_PASS };
 
 static const struct sift_host *host;
-static const struct spam_engine *current_engine; /* for siftctl */
-static double current_levels[2][3];
 
 #define OFF(f) offsetof(struct spam_conf, f)
 static const struct sift_param params[] = {
@@ -170,16 +168,12 @@ static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 	spam_fmt_num(req, sizeof(req), c->level[0][1]);
 	h->log(NULL, LOG_INFO, "%s; spam from required=%s (spam_tag2_level); loaded in %lld ms", stats, req,
 	       t1 - t0);
-	current_engine = c->engine;
-	memcpy(current_levels, c->level, sizeof(current_levels));
 	return 0;
 }
 
 static void spam_release(void *cp)
 {
 	struct spam_conf *c = cp;
-	if (current_engine == c->engine)
-		current_engine = NULL;
 	spam_engine_free(c->engine);
 	c->engine = NULL;
 }
@@ -394,28 +388,15 @@ static enum sift_verdict spam_eom(struct sift_ctx *ctx)
 	return v;
 }
 
-static const struct spam_engine *api_current(void)
+const struct spam_engine *spam_tool_engine(const void *conf)
 {
-	return current_engine;
+	return ((const struct spam_conf *)conf)->engine;
 }
 
-static void api_levels(double out[2][3])
+void spam_tool_levels(const void *conf, double out[2][3])
 {
-	memcpy(out, current_levels, sizeof(current_levels));
+	memcpy(out, ((const struct spam_conf *)conf)->level, sizeof(((const struct spam_conf *)conf)->level));
 }
-
-SIFT_EXPORT const struct spam_tool_api spam_tool_api = {
-	.version = 1,
-	.current = api_current,
-	.check = spam_engine_check,
-	.result_free = spam_result_free,
-	.lint = spam_engine_lint,
-	.stats = spam_engine_stats,
-	.status = spam_format_status,
-	.fmt_num = spam_fmt_num,
-	.levels = api_levels,
-	.compile = spam_engine_hs_wait,
-};
 
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	SIFT_PLUGIN_INIT,
@@ -429,4 +410,5 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.init = spam_init,
 	.release = spam_release,
 	.eom = spam_eom,
+	.tools = spam_tools,
 };

@@ -26,12 +26,11 @@
  * not used. DNS goes through the host's shared resolver (host->dns_query),
  * whose cache serves repeated lookups.
  *
- * sift_spf_check() is exported for `siftctl spf check`: it runs the same
- * evaluation and formatting with the configuration of the last init.
+ * spf_tool_report() serves `siftctl spf check` (tool.c): it runs the same
+ * evaluation and formatting with an initialised configuration.
  *
  * Threading: the configuration block is read-only after init; per-message
- * state comes from host->msg(); no other shared state except last_conf,
- * which only siftctl (one thread) reads.
+ * state comes from host->msg().
  */
 #include <ctype.h>
 #include <stdbool.h>
@@ -46,6 +45,7 @@
 #include <time.h>
 
 #include "spf_eval.h"
+#include "tool.h"
 
 enum act { A_REJECT, A_DEFER, A_DEFER_IF_PERMIT, A_PREPEND };
 enum fmode { FM_HEADER_OR_CHECK, FM_HEADER, FM_CHECK };
@@ -78,7 +78,6 @@ struct spf_msg {
 };
 
 static const struct sift_host *host;
-static const struct spf_conf *last_conf;
 
 static struct dns_cache *cache_new(size_t n);
 static void cache_free(struct dns_cache *c);
@@ -163,7 +162,6 @@ static int spf_init(const struct sift_host *h, void *cv, char **err_r)
 	if (gethostname(c->hostname, sizeof(c->hostname) - 1) < 0 || !c->hostname[0])
 		snprintf(c->hostname, sizeof(c->hostname), "localhost");
 	c->cache = cache_new((size_t)c->cache_size);
-	last_conf = c;
 	return 0;
 }
 
@@ -172,8 +170,6 @@ static void spf_release(void *cv)
 	struct spf_conf *c = cv;
 	cache_free(c->cache);
 	c->cache = NULL;
-	if (last_conf == cv)
-		last_conf = NULL;
 }
 
 /* ---- formatting ------------------------------------------------------------ */
@@ -796,13 +792,9 @@ static enum sift_verdict spf_eoh(struct sift_ctx *ctx)
 
 /* ---- siftctl ------------------------------------------------------------------ */
 
-/* For `siftctl spf check`: evaluates with the last initialised configuration
- * and writes a report (malloc'd) to *report_r. Returns the result (enum
- * spf_result) or -1 (no configuration, bad address). */
-SIFT_EXPORT int sift_spf_check(const char *ip, const char *sender, const char *helo, char **report_r);
-SIFT_EXPORT int sift_spf_check(const char *ip, const char *sender, const char *helo, char **report_r)
+int spf_tool_report(const void *conf, const char *ip, const char *sender, const char *helo, char **report_r)
 {
-	const struct spf_conf *c = last_conf;
+	const struct spf_conf *c = conf;
 	*report_r = NULL;
 	if (!c || !host)
 		return -1;
@@ -878,4 +870,5 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.release = spf_release,
 	.eoh = spf_eoh,
 	.policy = spf_policy,
+	.tools = spf_tools,
 };

@@ -193,10 +193,14 @@ def main():
     procs = []
     try:
         # filterd's engines reload on SIGHUP (native) or SIGUSR1 (libmilter owns SIGHUP)
+        # (a build without libmilter, -Dlibmilter=disabled, has the native engine alone)
+        engines = os.environ.get('SIFT_FILTERD_ENGINES', 'native libmilter').split()
         for daemon, name, extra, reload_sig in (
                 ('filterd', 'filterd', {'filterd_engine': 'native'}, signal.SIGHUP),
                 ('filterd', 'filterd-libmilter', {'filterd_engine': 'libmilter'}, signal.SIGUSR1),
                 ('policyd', 'policyd', {}, signal.SIGHUP)):
+            if extra.get('filterd_engine', 'native') not in engines:
+                continue
             what = '%s (%s)' % (daemon, name)
             try:
                 p = start(tmp, daemon, name, user, extra)
