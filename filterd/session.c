@@ -276,8 +276,8 @@ static enum fd_status release_eom(struct fd_session *s)
 enum fd_status fd_session_eom(struct fd_session *s)
 {
 	struct sift_ctx *ctx = sift_session_ctx(s->ss);
-	if (!ctx)
-		return FD_TEMPFAIL;
+	if (!ctx) /* before connect */
+		return to_status(s, SIFT_TEMPFAIL, true);
 	if (!sift_ctx_in_msg(ctx))
 		return FD_CONTINUE;
 	enum sift_verdict v = sift_session_eom(s->ss);
