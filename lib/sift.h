@@ -417,8 +417,10 @@ struct sift_msg *sift_ctx_msg(struct sift_ctx *ctx);
  * ACCEPT and HOLD are recorded in the result). A REJECT/TEMPFAIL at RCPT
  * concerns that recipient only and is not kept as the message's verdict;
  * at other phases the message's verdict sticks and later runs return it at
- * once. HEADER also stores the header in the message; BODY stores the chunk
- * (a storage error is a TEMPFAIL). */
+ * once: the result is the only owner of a message's verdict. A plugin's
+ * reply for its REJECT/TEMPFAIL is checked here (reply.c). HEADER also
+ * stores the header in the message (folds as CRLF) and gives the hooks the
+ * stored header; BODY stores the chunk (a storage error is a TEMPFAIL). */
 enum sift_verdict sift_run(struct sift_ctx *ctx, enum sift_phase ph);
 enum sift_verdict sift_run_header(struct sift_ctx *ctx, const char *name, const char *value);
 enum sift_verdict sift_run_body(struct sift_ctx *ctx, const void *buf, size_t len);
@@ -453,8 +455,9 @@ const struct sift_result *sift_ctx_result(const struct sift_ctx *ctx);
  * but keeps message state keyed by instance. */
 void sift_ctx_request_reset(struct sift_ctx *ctx);
 /* policyd: the reply for the request just run, the text after "action="
- * (malloc'd): REJECT/TEMPFAIL become "<code> <xcode> <text>" (defaults
- * 554 5.7.1 / 451 4.7.1), ACCEPT "OK", DISCARD "DISCARD text", HOLD
+ * (malloc'd): REJECT/TEMPFAIL become "<code> <xcode> <text>" (the checked
+ * reply, sift_reply_format), or "REJECT text"/"DEFER text" when the plugin
+ * gave no code (Postfix then adds its own), ACCEPT "OK", DISCARD "DISCARD text", HOLD
  * "HOLD text", otherwise the first non-final action (PREPEND ...) or "DUNNO". */
 char *sift_ctx_policy_action(struct sift_ctx *ctx);
 /* Summary line for one message: "action=..., profile=..., score=..., symbols=..., time=...". */
