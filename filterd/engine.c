@@ -65,7 +65,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,11 +116,8 @@ static const char *n_getsymval(void *arg, const char *name)
 static int n_setreply(void *arg, const char *code, const char *xcode, const char *text)
 {
 	struct conn *c = arg;
-	char *r = mp_format_reply(code, xcode, text);
-	if (!r)
-		return -1;
 	free(c->reply);
-	c->reply = r;
+	c->reply = sift_reply_format(code, xcode, text, true);
 	return 0;
 }
 
@@ -351,37 +347,10 @@ static int do_connect(struct conn *c, const unsigned char *data, size_t len, enu
 		conn_error(c, "%s", why);
 		return -1;
 	}
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	struct sockaddr *sa = (struct sockaddr *)&ss;
-	if (ci.family == SMFIA_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-		if (inet_aton(ci.address, &sin->sin_addr) != 1) {
-			conn_error(c, "connect packet: bad IPv4 address %s", ci.address);
-			return -1;
-		}
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(ci.port);
-	} else if (ci.family == SMFIA_INET6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-		if (inet_pton(AF_INET6, ci.address, &sin6->sin6_addr) != 1) {
-			conn_error(c, "connect packet: bad IPv6 address %s", ci.address);
-			return -1;
-		}
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(ci.port);
-	} else if (ci.family == SMFIA_UNIX) {
-		struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-		if (strlen(ci.address) >= sizeof(sun->sun_path)) {
-			conn_error(c, "%s", "connect packet: path too long");
-			return -1;
-		}
-		strcpy(sun->sun_path, ci.address);
-		sun->sun_family = AF_UNIX;
-	} else {
-		sa = NULL;
-	}
-	*r = fd_session_connect(&c->s, ci.hostname, sa);
+	char port[8] = "";
+	if (ci.family == SMFIA_INET || ci.family == SMFIA_INET6)
+		snprintf(port, sizeof(port), "%u", (unsigned)ci.port);
+	*r = fd_session_connect(&c->s, ci.hostname, ci.ip, port);
 	return 0;
 }
 
@@ -500,10 +469,7 @@ static int command(struct conn *c, char cmd, const unsigned char *data, size_t l
 		/* the connection's context ends (QUIT_NC: a new SMTP
 		 * connection follows on this milter connection, with the
 		 * negotiation and generation kept) */
-		if (c->s.ctx) {
-			sift_ctx_free(c->s.ctx);
-			c->s.ctx = NULL;
-		}
+		fd_session_quit(&c->s);
 		mp_macros_clear(&c->mac, 0);
 		return cmd == SMFIC_QUIT ? 0 : 1;
 	case SMFIC_UNKNOWN:

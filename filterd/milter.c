@@ -7,13 +7,17 @@
  * worker threads, so nothing lives in thread-local storage. This file only
  * maps libmilter's callbacks and functions onto the session's.
  */
+#include <arpa/inet.h>
 #include <libmilter/mfapi.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "filterd.h"
+#include "mproto.h"
 #include "session.h"
 
 static const char *lm_getsymval(void *arg, const char *name)
@@ -23,23 +27,35 @@ static const char *lm_getsymval(void *arg, const char *name)
 
 static int lm_setreply(void *arg, const char *code, const char *xcode, const char *text)
 {
-	return smfi_setreply((SMFICTX *)arg, (char *)code, (char *)xcode, (char *)text) == MI_SUCCESS ? 0
-												      : -1;
+	char *t = sift_reply_format(NULL, NULL, text, true);
+	int rc = smfi_setreply((SMFICTX *)arg, (char *)code, (char *)xcode, t) == MI_SUCCESS ? 0 : -1;
+	free(t);
+	return rc;
 }
 
+/* Header values: the core's form in, the MTA's out (mproto.h). */
 static int lm_addheader(void *arg, const char *name, const char *value)
 {
-	return smfi_addheader((SMFICTX *)arg, (char *)name, (char *)value) == MI_SUCCESS ? 0 : -1;
+	char *v = mp_wire_value(value);
+	int rc = smfi_addheader((SMFICTX *)arg, (char *)name, v) == MI_SUCCESS ? 0 : -1;
+	free(v);
+	return rc;
 }
 
 static int lm_insheader(void *arg, int idx, const char *name, const char *value)
 {
-	return smfi_insheader((SMFICTX *)arg, idx, (char *)name, (char *)value) == MI_SUCCESS ? 0 : -1;
+	char *v = mp_wire_value(value);
+	int rc = smfi_insheader((SMFICTX *)arg, idx, (char *)name, v) == MI_SUCCESS ? 0 : -1;
+	free(v);
+	return rc;
 }
 
 static int lm_chgheader(void *arg, const char *name, int idx, const char *value)
 {
-	return smfi_chgheader((SMFICTX *)arg, (char *)name, idx, (char *)value) == MI_SUCCESS ? 0 : -1;
+	char *v = value ? mp_wire_value(value) : NULL;
+	int rc = smfi_chgheader((SMFICTX *)arg, (char *)name, idx, v) == MI_SUCCESS ? 0 : -1;
+	free(v);
+	return rc;
 }
 
 static int lm_quarantine(void *arg, const char *reason)
@@ -94,9 +110,24 @@ static sfsistat cb_negotiate(SMFICTX *m, unsigned long f0, unsigned long f1, uns
 	return SMFIS_CONTINUE;
 }
 
+/* libmilter hands a sockaddr: the address becomes text here, once, as the
+ * native engine gets it from the packet. */
 static sfsistat cb_connect(SMFICTX *m, char *hostname, _SOCK_ADDR *sa)
 {
-	return st(fd_session_connect(getsess(m), hostname, sa));
+	char addr[INET6_ADDRSTRLEN] = "", port[8] = "";
+	if (sa && sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
+		snprintf(port, sizeof(port), "%u", ntohs(sin->sin_port));
+	} else if (sa && sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+			inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], addr, sizeof(addr));
+		else
+			inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof(addr));
+		snprintf(port, sizeof(port), "%u", ntohs(sin6->sin6_port));
+	}
+	return st(fd_session_connect(getsess(m), hostname, *addr ? addr : NULL, *port ? port : NULL));
 }
 
 /* Callbacks after connect: without a session there is no context either

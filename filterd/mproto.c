@@ -4,7 +4,6 @@
  * reported, never read past.
  */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +70,33 @@ static long str_at(const unsigned char *data, size_t len, size_t off)
 	return z ? (long)(z - (data + off)) : -1;
 }
 
+/* The text of an INET/INET6 address, checked (inet_pton into scratch
+ * space): the plugins get the MTA's text as it is. */
+static int connect_ip(struct mp_connect *c, const char **why_r)
+{
+	unsigned char scratch[16];
+	c->ip = NULL;
+	if (c->family == SMFIA_INET) {
+		if (inet_pton(AF_INET, c->address, scratch) != 1) {
+			*why_r = "connect packet: bad IPv4 address";
+			return -1;
+		}
+		c->ip = c->address;
+	} else if (c->family == SMFIA_INET6) {
+		if (inet_pton(AF_INET6, c->address, scratch) != 1) {
+			*why_r = "connect packet: bad IPv6 address";
+			return -1;
+		}
+		c->ip = c->address;
+		/* ::ffff:192.0.2.1 is the IPv4 client 192.0.2.1 */
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		const char *dot = strchr(c->address, '.'), *colon = strrchr(c->address, ':');
+		if (memcmp(scratch, mapped, 12) == 0 && dot && colon && colon < dot)
+			c->ip = colon + 1;
+	}
+	return 0;
+}
+
 int mp_dec_connect(const unsigned char *data, size_t len, struct mp_connect *c, const char **why_r)
 {
 	long hl = str_at(data, len, 0);
@@ -83,6 +109,7 @@ int mp_dec_connect(const unsigned char *data, size_t len, struct mp_connect *c, 
 	c->family = (char)data[i++];
 	c->port = 0;
 	c->address = NULL;
+	c->ip = NULL;
 	if (c->family == SMFIA_UNKNOWN)
 		return 0; /* libmilter ignores anything after it too */
 	if (c->family != SMFIA_INET && c->family != SMFIA_INET6 && c->family != SMFIA_UNIX) {
@@ -101,7 +128,7 @@ int mp_dec_connect(const unsigned char *data, size_t len, struct mp_connect *c, 
 		return -1;
 	}
 	c->address = (const char *)data + i;
-	return 0;
+	return connect_ip(c, why_r);
 }
 
 int mp_dec_strings(const unsigned char *data, size_t len, const char **argv, size_t max, size_t *n_r,
@@ -402,11 +429,39 @@ void mp_put_optneg(struct sift_buf *b, uint32_t version, uint32_t actions, uint3
 	mp_put(b, SMFIC_OPTNEG, d, sizeof(d));
 }
 
+/* Appends value in the wire form (see mp_wire_value), NUL included. */
+static void put_wire_value(struct sift_buf *b, const char *value)
+{
+	if (value) {
+		sift_buf_add(b, " ", 1);
+		for (const char *p = value; *p; p++)
+			if (*p != '\r')
+				sift_buf_add(b, p, 1);
+	}
+	sift_buf_add(b, "", 1);
+}
+
+static size_t wire_len(const char *value)
+{
+	size_t n = 0;
+	if (value) {
+		n = 1;
+		for (const char *p = value; *p; p++)
+			n += *p != '\r';
+	}
+	return n;
+}
+
+char *mp_wire_value(const char *value)
+{
+	struct sift_buf b = {0};
+	put_wire_value(&b, value);
+	return b.data;
+}
+
 void mp_put_header(struct sift_buf *b, char cmd, uint32_t idx, const char *name, const char *value)
 {
-	if (!value)
-		value = "";
-	size_t nl = strlen(name) + 1, vl = strlen(value) + 1;
+	size_t nl = strlen(name) + 1, vl = wire_len(value) + 1;
 	bool has_idx = cmd != SMFIR_ADDHEADER;
 	unsigned char hdr[9];
 	put32(hdr, (uint32_t)(1 + (has_idx ? 4 : 0) + nl + vl));
@@ -414,49 +469,5 @@ void mp_put_header(struct sift_buf *b, char cmd, uint32_t idx, const char *name,
 	put32(hdr + 5, idx);
 	sift_buf_add(b, hdr, has_idx ? 9 : 5);
 	sift_buf_add(b, name, nl);
-	sift_buf_add(b, value, vl);
-}
-
-/* D.D{1,3}.D{1,3} with the class 2, 4 or 5 (libmilter's myisenhsc). */
-static bool is_enhanced(const char *s)
-{
-	if (!((s[0] == '2' || s[0] == '4' || s[0] == '5') && s[1] == '.'))
-		return false;
-	s += 2;
-	for (int part = 0; part < 2; part++) {
-		int h = 0;
-		while (h < 3 && isdigit((unsigned char)s[h]))
-			h++;
-		if (h == 0)
-			return false;
-		s += h;
-		if (part == 0) {
-			if (*s != '.')
-				return false;
-			s++;
-		}
-	}
-	return *s == 0;
-}
-
-char *mp_format_reply(const char *code, const char *xcode, const char *text)
-{
-	if (!code || strlen(code) != 3 || (code[0] != '4' && code[0] != '5') ||
-	    !isdigit((unsigned char)code[1]) || !isdigit((unsigned char)code[2]))
-		return NULL;
-	if (xcode && !is_enhanced(xcode))
-		return NULL;
-	if (text && (strpbrk(text, "\r\n") || strlen(text) > 980))
-		return NULL;
-	struct sift_buf b = {0};
-	sift_buf_adds(&b, code);
-	sift_buf_adds(&b, " ");
-	if (xcode)
-		sift_buf_adds(&b, xcode);
-	if (text) {
-		if (xcode)
-			sift_buf_adds(&b, " ");
-		sift_buf_adds(&b, text);
-	}
-	return (char *)sift_buf_str(&b);
+	put_wire_value(b, value);
 }

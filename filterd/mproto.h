@@ -136,7 +136,12 @@ struct mp_connect {
 	char family;	     /* SMFIA_UNKNOWN, _UNIX, _INET, _INET6 */
 	uint16_t port;	     /* host order */
 	const char *address; /* NULL for SMFIA_UNKNOWN */
+	/* The client's IP address as text, for the plugins: the packet's own
+	 * text (checked to be an address of its family), the IPv4 part of an
+	 * IPv4-mapped IPv6 address; NULL for SMFIA_UNIX and _UNKNOWN. */
+	const char *ip;
 };
+/* A malformed packet, or an INET/INET6 address that is not one, is -1. */
 int mp_dec_connect(const unsigned char *data, size_t len, struct mp_connect *c, const char **why_r);
 
 /* Consecutive NUL-terminated strings filling data exactly (the last byte is
@@ -204,10 +209,11 @@ unsigned long mp_nr_bit(int state);
 void mp_put(struct sift_buf *b, char cmd, const void *data, size_t len);
 void mp_put_optneg(struct sift_buf *b, uint32_t version, uint32_t actions, uint32_t protocol);
 /* 'h' add (name, value), 'm' change (idx, name, value), 'i' insert
- * (idx, name, value); value NULL = "" (delete for 'm'). */
+ * (idx, name, value). value is in the core's form (folds joined with CRLF,
+ * no leading space) and is written in the wire form (mp_wire_value);
+ * NULL = "" (delete for 'm'). */
 void mp_put_header(struct sift_buf *b, char cmd, uint32_t idx, const char *name, const char *value);
-/* smfi_setreply's rules: "4xx"/"5xx" code, enhanced code D.D.D matching
- * class 2/4/5, text without CR/LF and at most 980 bytes. Returns the reply
- * string "code xcode text" (malloc'd) or NULL when invalid. */
-char *mp_format_reply(const char *code, const char *xcode, const char *text);
+/* A header value as the MTA takes it with SMFIP_HDR_LEADSPC: a leading
+ * space, folds joined with a bare LF (CR dropped); malloc'd; NULL = "". */
+char *mp_wire_value(const char *value);
 #endif

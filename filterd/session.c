@@ -1,29 +1,31 @@
 /*
  * session.c - filterd's per-event logic, shared by both milter engines
- * (milter.c: libmilter; engine.c: native). Each MTA connection has a struct
- * sift_ctx holding the configuration generation chosen at negotiation, so a
- * reload never changes the configuration under a running connection.
+ * (milter.c: libmilter; engine.c: native). The phase sequencing itself
+ * (items, profile, verdicts, held content-stage verdicts, quarantine
+ * release) is the core's session (lib/session.c), which `siftctl test`
+ * drives too; this file adds what belongs to the milter protocol: what is
+ * negotiated, which stages need a reply, the reply and the modifications
+ * sent to the MTA. Each MTA connection's session holds the configuration
+ * generation chosen when it started, so a reload never changes the
+ * configuration under a running connection.
  *
  * Negotiation asks the MTA only for what the loaded plugins need: the
  * actions are the union of the plugins' declared actions (plus quarantine,
  * which the HOLD verdict uses), the message stages are skipped when no
  * plugin looks at the message, and stages no plugin hooks need no reply.
  * The content stages (header, end of header, body) never need a reply:
- * a final verdict a hook returns there is held and given at end of
- * message. SMTP cannot answer before the end of DATA anyway, so nothing is
- * lost, and each message saves the round trips for end of header and every
- * body chunk (hooks after such a verdict are not run).
- * Header values are always received with their leading white space
+ * a final verdict a hook returns there is held (in the core's result) and
+ * given at end of message. SMTP cannot answer before the end of DATA
+ * anyway, so nothing is lost, and each message saves the round trips for
+ * end of header and every body chunk (hooks after such a verdict are not
+ * run). Header values are always received with their leading white space
  * (SMFIP_HDR_LEADSPC), so plugins see them byte-exact.
  *
  * Header edits queued by plugins are applied at end of message, which is
  * all the milter protocol allows.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "mproto.h"
 #include "session.h"
@@ -35,31 +37,33 @@ void fd_session_setup(const struct filterd_conf *conf)
 	fconf = conf;
 }
 
+static const char *macro_fn(void *arg, const char *name)
+{
+	struct fd_session *s = arg;
+	return s->out->getsymval(s->arg, name);
+}
+
 void fd_session_init(struct fd_session *s, const struct fd_out *out, void *arg)
 {
 	memset(s, 0, sizeof(*s));
-	s->gen = sift_gen_current();
 	s->out = out;
 	s->arg = arg;
-}
-
-static void release_reset(struct fd_session *s)
-{
-	free(s->release_token);
-	free(s->release_id);
-	s->release_token = s->release_id = NULL;
-	s->n_hdrs = s->n_release_hdrs = 0;
+	struct sift_gen *g = sift_gen_current();
+	s->ss = sift_session_new(g, SIFT_FILTERD, macro_fn, s);
+	sift_gen_unref(g);
+	if (fconf)
+		sift_session_deadlines(s->ss, fconf->command_deadline, fconf->content_deadline);
 }
 
 void fd_session_free(struct fd_session *s)
 {
-	release_reset(s);
-	if (s->ctx)
-		sift_ctx_free(s->ctx);
-	s->ctx = NULL;
-	if (s->gen)
-		sift_gen_unref(s->gen);
-	s->gen = NULL;
+	sift_session_free(s->ss);
+	s->ss = NULL;
+}
+
+void fd_session_quit(struct fd_session *s)
+{
+	sift_session_quit(s->ss);
 }
 
 /* The status of an event whose stage was negotiated as no-reply: the
@@ -69,86 +73,27 @@ static enum fd_status reply_or_none(struct fd_session *s, unsigned long nr_flag,
 	return (s->nr & nr_flag) ? FD_NOREPLY : st;
 }
 
-static const char *macro_fn(void *arg, const char *name)
+static const char *qid(struct fd_session *s)
 {
-	struct fd_session *s = arg;
-	return s->out->getsymval(s->arg, name);
-}
-
-static const char *sym(struct fd_session *s, const char *name)
-{
-	return s->out->getsymval(s->arg, name);
-}
-
-static void set_deadline(struct sift_ctx *ctx, bool content)
-{
-	long long ms = content ? fconf->content_deadline : fconf->command_deadline;
-	sift_ctx_set_deadline(ctx, sift_now_ms() + ms);
-}
-
-static void update_qid(struct fd_session *s)
-{
-	const char *qid = sym(s, "i");
-	if (qid && *qid)
-		sift_ctx_set(s->ctx, SIFT_I_QUEUE_ID, qid);
-}
-
-/* Reply text goes to printf-like code in the MTA (Postfix turns "%%" into
- * "%" and drops a single '%'): double '%'. */
-static char *escape_pct(const char *s)
-{
-	struct sift_buf b = {0};
-	for (; *s; s++) {
-		if (*s == '%')
-			sift_buf_add(&b, "%", 1);
-		sift_buf_add(&b, s, 1);
-	}
-	return (char *)sift_buf_str(&b);
+	struct sift_ctx *ctx = sift_session_ctx(s->ss);
+	return ctx ? sift_ctx_get(ctx, SIFT_I_QUEUE_ID) : NULL;
 }
 
 static void set_reply(struct fd_session *s, enum sift_verdict v)
 {
-	const struct sift_result *r = sift_ctx_result(s->ctx);
-	const char *code = r->reply_code, *xcode = r->reply_xcode, *text = r->reply_text;
-	if (!code) {
-		code = v == SIFT_REJECT ? "550" : "451";
-		xcode = v == SIFT_REJECT ? "5.7.1" : "4.7.1";
-	}
-	if (!text)
-		text = v == SIFT_REJECT ? "Message rejected" : "Try again later";
-	char *t = escape_pct(text);
-	if (s->out->setreply(s->arg, code, xcode, t) < 0)
-		sift_log(LOG_WARNING, "smfi_setreply failed for \"%s %s %s\"", code, xcode ? xcode : "", t);
-	free(t);
+	const char *code, *xcode, *text;
+	struct sift_ctx *ctx = sift_session_ctx(s->ss);
+	if (ctx)
+		sift_result_reply(sift_ctx_result(ctx), v, &code, &xcode, &text);
+	else /* a command before connect */
+		sift_reply_default(v, &code, &xcode, &text);
+	if (s->out->setreply(s->arg, code, xcode, text) < 0)
+		sift_log_msg(LOG_ERR, qid(s), "filterd", "the milter library refused the reply \"%s %s %s\"",
+			     code, xcode ? xcode : "", text);
 }
 
-static const char *action_word(enum sift_verdict v)
-{
-	switch (v) {
-	case SIFT_REJECT:
-		return "reject";
-	case SIFT_TEMPFAIL:
-		return "tempfail";
-	case SIFT_DISCARD:
-		return "discard";
-	default:
-		return "accept";
-	}
-}
-
-/* Ends the message after a final verdict the MTA will act on (no abort
- * comes then), with the summary line. */
-static void finish_msg(struct sift_ctx *ctx, enum sift_verdict v)
-{
-	if (!sift_ctx_in_msg(ctx))
-		return;
-	const struct sift_result *r = sift_ctx_result(ctx);
-	char *sum = sift_ctx_summary(ctx, r->hold && v == SIFT_DUNNO ? "hold" : action_word(v));
-	sift_log_msg(LOG_INFO, sift_host_table.get(ctx, SIFT_I_QUEUE_ID), "filterd", "%s", sum);
-	free(sum);
-	sift_ctx_msg_end(ctx, false);
-}
-
+/* A verdict the MTA acts on now; msg_level: it ends the message (all but a
+ * recipient's REJECT/TEMPFAIL). */
 static enum fd_status to_status(struct fd_session *s, enum sift_verdict v, bool msg_level)
 {
 	switch (v) {
@@ -156,20 +101,27 @@ static enum fd_status to_status(struct fd_session *s, enum sift_verdict v, bool 
 	case SIFT_TEMPFAIL:
 		set_reply(s, v);
 		if (msg_level)
-			finish_msg(s->ctx, v);
+			sift_session_end(s->ss, v);
 		return v == SIFT_REJECT ? FD_REJECT : FD_TEMPFAIL;
 	case SIFT_DISCARD:
-		finish_msg(s->ctx, v);
+		sift_session_end(s->ss, v);
 		return FD_DISCARD;
 	default:
 		return FD_CONTINUE;
 	}
 }
 
+/* filterd's own TEMPFAIL at end of message (an edit or the release failed). */
+static enum fd_status local_tempfail(struct fd_session *s)
+{
+	sift_ctx_reply(sift_session_ctx(s->ss), "451", "4.3.0", "Temporary local problem, try again later");
+	return to_status(s, SIFT_TEMPFAIL, true);
+}
+
 void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long f1, unsigned long *pf0,
 			  unsigned long *pf1)
 {
-	struct sift_gen *g = s->gen;
+	struct sift_gen *g = sift_session_gen(s->ss);
 	unsigned acts = sift_gen_actions(g), phases = sift_gen_phases(g), flags = sift_gen_flags(g);
 
 	unsigned long want = MP_A_QUARANTINE;
@@ -217,45 +169,12 @@ void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long 
 			SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
 }
 
-enum fd_status fd_session_connect(struct fd_session *s, const char *hostname, const struct sockaddr *sa)
+enum fd_status fd_session_connect(struct fd_session *s, const char *hostname, const char *addr,
+				  const char *port)
 {
-	if (s->ctx)
-		sift_ctx_free(s->ctx);
-	struct sift_ctx *ctx = s->ctx = sift_ctx_new(s->gen, SIFT_FILTERD);
-	sift_ctx_set_macro_fn(ctx, macro_fn, s);
-	set_deadline(ctx, false);
-
-	char addr[INET6_ADDRSTRLEN] = "";
-	char port[8] = "";
-	if (sa && sa->sa_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
-		snprintf(port, sizeof(port), "%u", ntohs(sin->sin_port));
-	} else if (sa && sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
-			inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], addr, sizeof(addr));
-		else
-			inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof(addr));
-		snprintf(port, sizeof(port), "%u", ntohs(sin6->sin6_port));
-	}
-	if (*addr)
-		sift_ctx_set(ctx, SIFT_I_CLIENT_ADDR, addr);
-	if (*port)
-		sift_ctx_set(ctx, SIFT_I_CLIENT_PORT, port);
-	/* The MTA sends "[ip]" when it has no verified name. */
-	sift_ctx_set(ctx, SIFT_I_CLIENT_NAME, hostname && *hostname != '[' ? hostname : "unknown");
-	const char *v;
-	if ((v = sym(s, "{client_ptr}")))
-		sift_ctx_set(ctx, SIFT_I_CLIENT_PTR, v);
-	if ((v = sym(s, "{daemon_name}")))
-		sift_ctx_set(ctx, SIFT_I_DAEMON_NAME, v);
-	if ((v = sym(s, "j")))
-		sift_ctx_set(ctx, SIFT_I_MYHOSTNAME, v);
-	sift_ctx_choose_profile(ctx);
-	enum sift_verdict r = sift_run(ctx, SIFT_PH_CONNECT);
+	enum sift_verdict r = sift_session_connect(s->ss, hostname, addr, port);
 	/* No reply text at connect (libmilter refuses it there); Postfix
-	 * applies the verdict to the next command. DISCARD is not allowed. */
+	 * applies the verdict to the next command. */
 	if (r == SIFT_REJECT)
 		return FD_REJECT;
 	if (r == SIFT_TEMPFAIL)
@@ -265,178 +184,65 @@ enum fd_status fd_session_connect(struct fd_session *s, const char *hostname, co
 
 enum fd_status fd_session_helo(struct fd_session *s, const char *helo)
 {
-	struct sift_ctx *ctx = s->ctx;
-	if (!ctx)
-		return FD_TEMPFAIL;
-	set_deadline(ctx, false);
-	sift_ctx_set(ctx, SIFT_I_HELO, helo);
-	enum sift_verdict r = sift_run(ctx, SIFT_PH_HELO);
-	if (r == SIFT_DISCARD)
-		r = SIFT_DUNNO;
-	return reply_or_none(s, SMFIP_NR_HELO, to_status(s, r, false));
-}
-
-static char *strip_brackets(const char *a)
-{
-	size_t n = strlen(a);
-	if (n >= 2 && a[0] == '<' && a[n - 1] == '>')
-		return sift_strndup(a + 1, n - 2);
-	return sift_strdup(a);
+	return reply_or_none(s, SMFIP_NR_HELO, to_status(s, sift_session_helo(s->ss, helo), false));
 }
 
 enum fd_status fd_session_envfrom(struct fd_session *s, const char *argv0)
 {
-	struct sift_ctx *ctx = s->ctx;
-	if (!ctx)
-		return FD_TEMPFAIL;
-	set_deadline(ctx, false);
-	s->has_deferred = false;
-	sift_ctx_msg_begin(ctx);
-	char *a = strip_brackets(argv0 ? argv0 : "<>");
-	sift_ctx_set(ctx, SIFT_I_SENDER, a);
-	free(a);
-	const char *v = sym(s, "{auth_authen}");
-	sift_ctx_set(ctx, SIFT_I_SASL_USERNAME, v && *v ? v : NULL);
-	v = sym(s, "{auth_type}");
-	sift_ctx_set(ctx, SIFT_I_SASL_METHOD, v && *v ? v : NULL);
-	v = sym(s, "{auth_author}");
-	sift_ctx_set(ctx, SIFT_I_SASL_SENDER, v && *v ? v : NULL);
-	sift_ctx_choose_profile(ctx);
-	return reply_or_none(s, SMFIP_NR_MAIL, to_status(s, sift_run(ctx, SIFT_PH_MAIL), true));
+	return reply_or_none(s, SMFIP_NR_MAIL, to_status(s, sift_session_mail(s->ss, argv0), true));
 }
 
 enum fd_status fd_session_envrcpt(struct fd_session *s, const char *argv0)
 {
-	struct sift_ctx *ctx = s->ctx;
-	if (!ctx)
-		return FD_TEMPFAIL;
-	set_deadline(ctx, false);
-	char *r = strip_brackets(argv0 ? argv0 : "<>");
-	sift_ctx_set(ctx, SIFT_I_RCPT, r);
-	enum sift_verdict v = sift_run(ctx, SIFT_PH_RCPT);
-	if (v == SIFT_DUNNO)
-		sift_ctx_add_rcpt(ctx, r);
-	free(r);
+	enum sift_verdict v = sift_session_rcpt(s->ss, argv0);
 	return reply_or_none(s, SMFIP_NR_RCPT, to_status(s, v, v == SIFT_DISCARD));
 }
 
 enum fd_status fd_session_data(struct fd_session *s)
 {
-	struct sift_ctx *ctx = s->ctx;
-	if (!ctx)
-		return FD_TEMPFAIL;
-	set_deadline(ctx, false);
-	update_qid(s);
-	return reply_or_none(s, SMFIP_NR_DATA, to_status(s, sift_run(ctx, SIFT_PH_DATA), true));
+	return reply_or_none(s, SMFIP_NR_DATA, to_status(s, sift_session_data(s->ss), true));
 }
 
-/* The reply to a content stage: with no reply negotiated, a final verdict
- * is held for end of message (the first one counts). */
+/* The reply to a content stage: none when negotiated so (a final verdict
+ * waits in the core's result for end of message), else the verdict now. */
 static enum fd_status content_reply(struct fd_session *s, unsigned long nr_flag, enum sift_verdict v)
 {
-	if (!(s->nr & nr_flag))
-		return to_status(s, v, true);
-	if (!s->has_deferred && (v == SIFT_REJECT || v == SIFT_TEMPFAIL || v == SIFT_DISCARD)) {
-		s->deferred = v;
-		s->has_deferred = true;
-	}
-	return FD_NOREPLY;
+	return (s->nr & nr_flag) ? FD_NOREPLY : to_status(s, v, true);
 }
 
 enum fd_status fd_session_header(struct fd_session *s, const char *name, const char *value)
 {
-	bool nr_hdr = s->nr & SMFIP_NR_HDR;
-	struct sift_ctx *ctx = s->ctx;
-	if (!ctx)
-		return nr_hdr ? FD_NOREPLY : FD_TEMPFAIL;
-	s->n_hdrs++;
-	if (strcasecmp(name, SIFT_RELEASE_HEADER) == 0) {
-		/* Only as the first header, before any plugin saw the message. */
-		s->n_release_hdrs++;
-		const char *tok = value + strspn(value, " \t");
-		char *id = NULL;
-		const char *dir = sift_gen_common(s->gen)->quarantine_directory;
-		if (s->n_hdrs == 1 && tok[strcspn(tok, " \t\r\n")] == 0 &&
-		    sift_quarantine_release_check(dir, tok, &id) == 1) {
-			s->release_token = sift_strdup(tok);
-			s->release_id = id;
-		} else {
-			update_qid(s);
-			sift_log_msg(LOG_WARNING, sift_host_table.get(ctx, SIFT_I_QUEUE_ID), "filterd",
-				     "%s header without a valid release token: removed, message scanned",
-				     SIFT_RELEASE_HEADER);
-		}
-		return nr_hdr ? FD_NOREPLY : FD_CONTINUE;
-	}
-	if (s->has_deferred || s->release_token)
-		return nr_hdr ? FD_NOREPLY : FD_CONTINUE;
-	set_deadline(ctx, true);
-	/* The MTA joins folded lines with a bare LF: restore CRLF. */
-	struct sift_buf b = {0};
-	for (const char *p = value; *p; p++) {
-		if (*p == '\n' && (p == value || p[-1] != '\r'))
-			sift_buf_add(&b, "\r", 1);
-		sift_buf_add(&b, p, 1);
-	}
-	enum sift_verdict v = sift_run_header(ctx, name, sift_buf_str(&b));
-	sift_buf_free(&b);
-	return content_reply(s, SMFIP_NR_HDR, v);
+	return content_reply(s, SMFIP_NR_HDR, sift_session_header(s->ss, name, value));
 }
 
 enum fd_status fd_session_eoh(struct fd_session *s)
 {
-	struct sift_ctx *ctx = s->ctx;
-	if (!ctx)
-		return FD_TEMPFAIL;
-	if (s->has_deferred || s->release_token)
-		return reply_or_none(s, SMFIP_NR_EOH, FD_CONTINUE);
-	set_deadline(ctx, true);
-	update_qid(s);
-	return content_reply(s, SMFIP_NR_EOH, sift_run(ctx, SIFT_PH_EOH));
+	return content_reply(s, SMFIP_NR_EOH, sift_session_eoh(s->ss));
 }
 
 enum fd_status fd_session_body(struct fd_session *s, const unsigned char *buf, size_t len)
 {
-	struct sift_ctx *ctx = s->ctx;
-	if (!ctx)
-		return FD_TEMPFAIL;
-	if (s->has_deferred || s->release_token)
-		return reply_or_none(s, SMFIP_NR_BODY, FD_CONTINUE);
-	set_deadline(ctx, true);
-	return content_reply(s, SMFIP_NR_BODY, sift_run_body(ctx, buf, len));
+	return content_reply(s, SMFIP_NR_BODY, sift_session_body(s->ss, buf, len));
 }
 
 static int apply_edits(struct fd_session *s)
 {
-	const struct sift_result *r = sift_ctx_result(s->ctx);
+	const struct sift_result *r = sift_ctx_result(sift_session_ctx(s->ss));
 	for (const struct sift_edit *e = r->edits; e; e = e->next) {
-		/* With SMFIP_HDR_LEADSPC we control the space after the colon;
-		 * folded values use bare LF as the MTA expects. */
-		char *v = NULL;
-		if (e->value) {
-			struct sift_buf b = {0};
-			sift_buf_add(&b, " ", 1);
-			for (const char *p = e->value; *p; p++)
-				if (*p != '\r')
-					sift_buf_add(&b, p, 1);
-			v = (char *)sift_buf_str(&b);
-		}
 		int rc;
 		switch (e->op) {
 		case SIFT_EDIT_ADD:
-			rc = s->out->addheader(s->arg, e->name, v);
+			rc = s->out->addheader(s->arg, e->name, e->value);
 			break;
 		case SIFT_EDIT_INSERT:
-			rc = s->out->insheader(s->arg, (int)e->idx, e->name, v);
+			rc = s->out->insheader(s->arg, (int)e->idx, e->name, e->value);
 			break;
 		default:
-			rc = s->out->chgheader(s->arg, e->name, (int)e->idx, v);
+			rc = s->out->chgheader(s->arg, e->name, (int)e->idx, e->value);
 			break;
 		}
-		free(v);
 		if (rc < 0) {
-			sift_log_msg(LOG_ERR, sift_host_table.get(s->ctx, SIFT_I_QUEUE_ID), "filterd",
-				     "could not edit header %s", e->name);
+			sift_log_msg(LOG_ERR, qid(s), "filterd", "could not edit header %s", e->name);
 			return -1;
 		}
 	}
@@ -446,7 +252,7 @@ static int apply_edits(struct fd_session *s)
 /* X-Sift-Release headers never leave filterd. */
 static int remove_release_headers(struct fd_session *s)
 {
-	for (unsigned i = s->n_release_hdrs; i >= 1; i--)
+	for (unsigned i = sift_session_release_headers(s->ss); i >= 1; i--)
 		if (s->out->chgheader(s->arg, SIFT_RELEASE_HEADER, (int)i, NULL) < 0)
 			return -1;
 	return 0;
@@ -455,75 +261,48 @@ static int remove_release_headers(struct fd_session *s)
 /* A released message: delivered as it is, once (the token is consumed). */
 static enum fd_status release_eom(struct fd_session *s)
 {
-	struct sift_ctx *ctx = s->ctx;
-	const char *qid = sift_host_table.get(ctx, SIFT_I_QUEUE_ID);
-	const char *dir = sift_gen_common(s->gen)->quarantine_directory;
-	if (remove_release_headers(s) < 0 || sift_quarantine_release_consume(dir, s->release_token) < 0) {
-		sift_log_msg(LOG_WARNING, qid, "filterd",
-			     "quarantine release %s: token already used or not removable", s->release_id);
-		sift_host_table.reply(ctx, "451", "4.3.0", "Temporary local problem, try again later");
-		enum fd_status st = to_status(s, SIFT_TEMPFAIL, true);
-		release_reset(s);
-		return st;
+	const char *id = sift_session_release_id(s->ss);
+	const char *dir = sift_gen_common(sift_session_gen(s->ss))->quarantine_directory;
+	if (sift_quarantine_release_consume(dir, sift_session_release_token(s->ss)) < 0) {
+		sift_log_msg(LOG_WARNING, qid(s), "filterd",
+			     "quarantine release %s: token already used or not removable", id);
+		return local_tempfail(s);
 	}
-	sift_log_msg(LOG_INFO, qid, "filterd", "quarantine release %s: delivered without scanning",
-		     s->release_id);
-	release_reset(s);
-	finish_msg(ctx, SIFT_DUNNO);
+	sift_log_msg(LOG_INFO, qid(s), "filterd", "quarantine release %s: delivered without scanning", id);
+	sift_session_end(s->ss, SIFT_DUNNO);
 	return FD_CONTINUE;
 }
 
 enum fd_status fd_session_eom(struct fd_session *s)
 {
-	struct sift_ctx *ctx = s->ctx;
-	if (!ctx)
-		return FD_TEMPFAIL;
-	set_deadline(ctx, true);
-	update_qid(s);
+	struct sift_ctx *ctx = sift_session_ctx(s->ss);
+	if (!ctx) /* before connect */
+		return to_status(s, SIFT_TEMPFAIL, true);
 	if (!sift_ctx_in_msg(ctx))
 		return FD_CONTINUE;
-	if (s->release_token)
-		return release_eom(s);
-	if (s->n_release_hdrs) {
-		int rr = remove_release_headers(s);
-		release_reset(s);
-		if (rr < 0) {
-			sift_host_table.reply(ctx, "451", "4.3.0",
-					      "Temporary local problem, try again later");
-			return to_status(s, SIFT_TEMPFAIL, true);
-		}
-	}
-	s->n_hdrs = 0;
-	if (s->has_deferred) {
-		s->has_deferred = false;
-		return to_status(s, s->deferred, true);
-	}
-	enum sift_verdict v = sift_run(ctx, SIFT_PH_EOM);
+	enum sift_verdict v = sift_session_eom(s->ss);
 	if (v != SIFT_DUNNO)
 		return to_status(s, v, true);
-	if (apply_edits(s) < 0) {
-		sift_host_table.reply(ctx, "451", "4.3.0", "Temporary local problem, try again later");
-		return to_status(s, SIFT_TEMPFAIL, true);
-	}
+	if (remove_release_headers(s) < 0)
+		return local_tempfail(s);
+	if (sift_session_release_id(s->ss))
+		return release_eom(s);
+	if (apply_edits(s) < 0)
+		return local_tempfail(s);
 	const struct sift_result *r = sift_ctx_result(ctx);
 	if (r->hold) {
-		char *reason = escape_pct(r->hold_reason ? r->hold_reason : "held by filterd");
-		if (s->out->quarantine(s->arg, reason) < 0) {
-			free(reason);
-			sift_host_table.reply(ctx, "451", "4.3.0",
-					      "Temporary local problem, try again later");
-			return to_status(s, SIFT_TEMPFAIL, true);
-		}
+		char *reason = sift_reply_format(NULL, NULL,
+						 r->hold_reason ? r->hold_reason : "held by filterd", true);
+		int rc = s->out->quarantine(s->arg, reason);
 		free(reason);
+		if (rc < 0)
+			return local_tempfail(s);
 	}
-	finish_msg(ctx, SIFT_DUNNO);
+	sift_session_end(s->ss, SIFT_DUNNO);
 	return FD_CONTINUE;
 }
 
 void fd_session_abort(struct fd_session *s)
 {
-	s->has_deferred = false;
-	release_reset(s);
-	if (s->ctx)
-		sift_ctx_msg_end(s->ctx, true);
+	sift_session_abort(s->ss);
 }

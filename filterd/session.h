@@ -11,15 +11,17 @@
 #define FILTERD_SESSION_H
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/socket.h>
 
 #include "filterd.h"
 
 enum fd_status { FD_CONTINUE = 0, FD_REJECT, FD_TEMPFAIL, FD_DISCARD, FD_NOREPLY };
 
 /* The engine's primitives; each returns 0, or -1 when the request cannot be
- * made (libmilter: MI_FAILURE). Header values are passed as the MTA wants
- * them (leading space included, folds as bare LF). */
+ * made (libmilter: MI_FAILURE). Header values are in the core's form
+ * (folds joined with CRLF, no leading space): the engine writes them as
+ * the MTA wants them (mproto.h, mp_wire_value). The reply was checked
+ * (lib/reply.c); the engine formats it for the milter
+ * (sift_reply_format: '%' doubled). */
 struct fd_out {
 	const char *(*getsymval)(void *arg, const char *name);
 	int (*setreply)(void *arg, const char *code, const char *xcode, const char *text);
@@ -29,36 +31,29 @@ struct fd_out {
 	int (*quarantine)(void *arg, const char *reason);
 };
 
+/* What filterd adds to the core's session (lib/session.c): the protocol
+ * steps negotiated and the engine's primitives. */
 struct fd_session {
-	struct sift_gen *gen; /* chosen at negotiation: what was negotiated and what runs agree */
-	struct sift_ctx *ctx;
+	struct sift_session *ss;
 	unsigned long nr; /* SMFIP_NR_* steps negotiated: no reply is expected */
-	/* A final verdict from a header, end-of-header or body hook, held for
-	 * end of message (those stages need no reply: see session.c). */
-	enum sift_verdict deferred;
-	bool has_deferred;
-	/* Quarantine release (lib/quarantine.c): the message's headers so far,
-	 * the X-Sift-Release headers among them, and the valid token of a
-	 * released message (its plugins do not run). */
-	unsigned n_hdrs, n_release_hdrs;
-	char *release_token, *release_id;
 	const struct fd_out *out;
 	void *arg;
 };
 
 void fd_session_setup(const struct filterd_conf *conf);
-/* Takes a reference to the current generation. */
+/* Starts a session on the current generation. */
 void fd_session_init(struct fd_session *s, const struct fd_out *out, void *arg);
-/* Frees the context and drops the generation. */
+/* Ends the connection (close hooks) and frees the session. */
 void fd_session_free(struct fd_session *s);
 
 /* f0/f1: actions and protocol steps offered (libmilter adds the no-reply
  * steps it can fake); pf0 and pf1: what filterd asks for. */
 void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long f1, unsigned long *pf0,
 			  unsigned long *pf1);
-/* hostname as the MTA sent it ("[ip]" when unverified); sa NULL when the
- * family is unknown. */
-enum fd_status fd_session_connect(struct fd_session *s, const char *hostname, const struct sockaddr *sa);
+/* hostname as the MTA sent it ("[ip]" when unverified); addr and port in
+ * text form, as the milter packet carries them (NULL when unknown). */
+enum fd_status fd_session_connect(struct fd_session *s, const char *hostname, const char *addr,
+				  const char *port);
 enum fd_status fd_session_helo(struct fd_session *s, const char *helo);
 /* argv0: the address in <>, NULL = "<>". */
 enum fd_status fd_session_envfrom(struct fd_session *s, const char *argv0);
@@ -69,4 +64,6 @@ enum fd_status fd_session_eoh(struct fd_session *s);
 enum fd_status fd_session_body(struct fd_session *s, const unsigned char *buf, size_t len);
 enum fd_status fd_session_eom(struct fd_session *s);
 void fd_session_abort(struct fd_session *s);
+/* QUIT, QUIT_NC: the SMTP connection ends (a new one may follow). */
+void fd_session_quit(struct fd_session *s);
 #endif

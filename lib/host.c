@@ -268,6 +268,31 @@ static void gen_free(struct sift_gen *g)
 	free(g);
 }
 
+/* Plugins linked into the program (sift_plugin_builtin). */
+#define MAX_BUILTINS 8
+static const struct sift_plugin *builtins[MAX_BUILTINS];
+static size_t n_builtins;
+
+void sift_plugin_builtin(const struct sift_plugin *p)
+{
+	pthread_mutex_lock(&load_lock);
+	if (n_builtins == MAX_BUILTINS)
+		sift_fatal("too many built-in plugins");
+	builtins[n_builtins++] = p;
+	pthread_mutex_unlock(&load_lock);
+}
+
+static const struct sift_plugin *builtin_plugin(const char *name)
+{
+	const struct sift_plugin *p = NULL;
+	pthread_mutex_lock(&load_lock);
+	for (size_t i = 0; i < n_builtins && !p; i++)
+		if (strcmp(builtins[i]->name, name) == 0)
+			p = builtins[i];
+	pthread_mutex_unlock(&load_lock);
+	return p;
+}
+
 static int add_plugin(struct sift_gen *g, const char *name, char **err_r)
 {
 	if (find_plugin(g, name) >= 0)
@@ -277,15 +302,18 @@ static int add_plugin(struct sift_gen *g, const char *name, char **err_r)
 			*err_r = sift_asprintf("bad plugin name \"%s\"", name);
 			return -1;
 		}
-	/* The directory is checked like the files: whoever can write to it
-	 * can replace a plugin. */
-	if (g->npl == 0 && trusted_path("plugin_directory", g->common.plugin_directory, true, err_r) < 0)
-		return -1;
-	char *path = sift_asprintf("%s/%s.so", g->common.plugin_directory, name);
-	const struct sift_plugin *p = sift_plugin_load(path, err_r);
-	free(path);
-	if (!p)
-		return -1;
+	const struct sift_plugin *p = builtin_plugin(name);
+	if (!p) {
+		/* The directory is checked like the files: whoever can write
+		 * to it can replace a plugin. */
+		if (trusted_path("plugin_directory", g->common.plugin_directory, true, err_r) < 0)
+			return -1;
+		char *path = sift_asprintf("%s/%s.so", g->common.plugin_directory, name);
+		p = sift_plugin_load(path, err_r);
+		free(path);
+		if (!p)
+			return -1;
+	}
 	if (strcmp(p->name, name) != 0) {
 		*err_r = sift_asprintf("plugin %s.so calls itself \"%s\"", name, p->name);
 		return -1;
@@ -807,38 +835,27 @@ static void set_reply(struct sift_ctx *ctx, const char *code, const char *xcode,
 	r->reply_text = text ? sift_strdup(text) : NULL;
 }
 
-/* Checks a reply set by a plugin as Postfix checks milter replies: a 4xx/5xx
- * code, an enhanced code of the same class, no control characters. An
- * invalid one is replaced by a default, logged. */
+/* The reply a plugin set for its REJECT/TEMPFAIL, checked by the one set
+ * of rules (reply.c): an invalid one is logged here, once, naming the
+ * plugin, and dropped, so that the verdict gets its class's default. */
 static void check_reply(struct sift_ctx *ctx, enum sift_verdict v, const char *plugin)
 {
 	struct sift_result *r = &ctx->res;
-	char cls = v == SIFT_REJECT ? '5' : '4';
-	bool ok = true;
-	if (r->reply_code) {
-		const char *c = r->reply_code;
-		ok = strlen(c) == 3 && c[0] == cls && c[1] >= '0' && c[1] <= '9' && c[2] >= '0' &&
-		     c[2] <= '9';
-		if (ok && r->reply_xcode) {
-			const char *x = r->reply_xcode;
-			ok = x[0] == cls && x[1] == '.' && strspn(x + 2, "0123456789.") == strlen(x + 2);
-		}
-	} else if (r->reply_xcode) {
-		ok = false; /* an enhanced code without a code */
-	}
-	if (ok && r->reply_text)
-		for (const char *t = r->reply_text; *t; t++)
-			if ((unsigned char)*t < 0x20 || *t == 0x7f) {
-				ok = false;
-				break;
-			}
-	if (!ok) {
-		sift_log_msg(LOG_WARNING, ctx->items[SIFT_I_QUEUE_ID], plugin,
-			     "invalid SMTP reply \"%s %s %s\" for %s; using the default",
-			     r->reply_code ? r->reply_code : "", r->reply_xcode ? r->reply_xcode : "",
-			     r->reply_text ? r->reply_text : "", sift_verdict_names[v]);
-		clear_reply(r);
-	}
+	const char *why =
+		sift_reply_check(v == SIFT_REJECT ? '5' : '4', r->reply_code, r->reply_xcode, r->reply_text);
+	if (!why)
+		return;
+	char *text = r->reply_text ? sift_strdup(r->reply_text) : NULL;
+	for (char *t = text; t && *t; t++)
+		if ((unsigned char)*t < 0x20 || *t == 0x7f)
+			*t = '?';
+	sift_log_msg(LOG_ERR, ctx->items[SIFT_I_QUEUE_ID], plugin,
+		     "invalid SMTP reply \"%s%s%s%s%.200s\" for %s: %s; using the default reply",
+		     r->reply_code ? r->reply_code : "", r->reply_xcode ? " " : "",
+		     r->reply_xcode ? r->reply_xcode : "", text ? " " : "", text ? text : "",
+		     sift_verdict_names[v], why);
+	free(text);
+	clear_reply(r);
 }
 
 static enum sift_verdict call_hook(struct sift_ctx *ctx, const struct sift_plugin *p, enum sift_phase ph,
@@ -957,8 +974,9 @@ enum sift_verdict sift_run(struct sift_ctx *ctx, enum sift_phase ph)
 
 enum sift_verdict sift_run_header(struct sift_ctx *ctx, const char *name, const char *value)
 {
+	/* the hooks see the stored value: one form (CRLF folds) */
 	if (ctx->msg)
-		sift_msg_add_header(ctx->msg, name, value);
+		return run_chain(ctx, SIFT_PH_HEADER, sift_msg_add_header(ctx->msg, name, value), NULL, 0);
 	struct sift_header h = {name, value};
 	return run_chain(ctx, SIFT_PH_HEADER, &h, NULL, 0);
 }
@@ -987,9 +1005,9 @@ char *sift_ctx_policy_action(struct sift_ctx *ctx)
 	switch (r->verdict) {
 	case SIFT_REJECT:
 	case SIFT_TEMPFAIL:
-		if (r->reply_code)
-			return sift_asprintf("%s %s%s%s", r->reply_code, r->reply_xcode ? r->reply_xcode : "",
-					     r->reply_xcode ? " " : "", t ? t : "Rejected by policy");
+		if (r->reply_code) /* checked when the verdict was merged */
+			return sift_reply_format(r->reply_code, r->reply_xcode, t ? t : "Rejected by policy",
+						 false);
 		return sift_asprintf("%s%s%s", r->verdict == SIFT_REJECT ? "REJECT" : "DEFER", t ? " " : "",
 				     t ? t : "");
 	case SIFT_DISCARD:
@@ -1071,7 +1089,7 @@ static void *h_msg(struct sift_ctx *ctx)
 	return ctx->mstate[ctx->cur];
 }
 
-static const char *h_get(struct sift_ctx *ctx, enum sift_item item)
+const char *sift_ctx_get(struct sift_ctx *ctx, enum sift_item item)
 {
 	if (item == SIFT_I_PROFILE)
 		return sift_profile_names[ctx->profile];
@@ -1115,7 +1133,7 @@ static long h_body_read(struct sift_ctx *ctx, long long off, void *buf, size_t l
 	return ctx->msg ? sift_msg_body_read(ctx->msg, off, buf, len) : -1;
 }
 
-static void h_reply(struct sift_ctx *ctx, const char *code, const char *xcode, const char *text)
+void sift_ctx_reply(struct sift_ctx *ctx, const char *code, const char *xcode, const char *text)
 {
 	set_reply(ctx, code, xcode, text);
 }
@@ -1347,7 +1365,7 @@ const struct sift_host sift_host_table = {
 	.conf = h_conf,
 	.conn = h_conn,
 	.msg = h_msg,
-	.get = h_get,
+	.get = sift_ctx_get,
 	.rcpt_count = h_rcpt_count,
 	.rcpt = h_rcpt,
 	.macro = h_macro,
@@ -1355,7 +1373,7 @@ const struct sift_host sift_host_table = {
 	.header = h_header,
 	.body_size = h_body_size,
 	.body_read = h_body_read,
-	.reply = h_reply,
+	.reply = sift_ctx_reply,
 	.symbol = h_symbol,
 	.score = h_score,
 	.header_add = h_header_add,

@@ -48,15 +48,32 @@ void sift_msg_free(struct sift_msg *m)
 	free(m);
 }
 
-void sift_msg_add_header(struct sift_msg *m, const char *name, const char *value)
+/* A copy of v with every bare LF (a milter's fold) made CRLF. */
+static char *crlf_copy(const char *v)
+{
+	size_t n = 0, bare = 0;
+	for (; v[n]; n++)
+		if (v[n] == '\n' && (n == 0 || v[n - 1] != '\r'))
+			bare++;
+	char *c = sift_malloc(n + bare + 1), *o = c;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] == '\n' && (i == 0 || v[i - 1] != '\r'))
+			*o++ = '\r';
+		*o++ = v[i];
+	}
+	*o = 0;
+	return c;
+}
+
+const struct sift_header *sift_msg_add_header(struct sift_msg *m, const char *name, const char *value)
 {
 	if (m->nhdr == m->hcap) {
 		m->hcap = m->hcap ? m->hcap * 2 : 32;
 		m->hdrs = sift_realloc(m->hdrs, m->hcap * sizeof(*m->hdrs));
 	}
 	m->hdrs[m->nhdr].name = sift_strdup(name);
-	m->hdrs[m->nhdr].value = sift_strdup(value ? value : "");
-	m->nhdr++;
+	m->hdrs[m->nhdr].value = crlf_copy(value ? value : "");
+	return &m->hdrs[m->nhdr++];
 }
 
 static int write_all(int fd, const void *buf, size_t len)

@@ -193,7 +193,9 @@ bool sift_net_match(const struct sift_net *net, int family, const unsigned char 
 struct sift_msg;
 struct sift_msg *sift_msg_new(size_t mem_limit, const char *tmpdir);
 void sift_msg_free(struct sift_msg *m);
-void sift_msg_add_header(struct sift_msg *m, const char *name, const char *value);
+/* Stores a header; the value's folds (LF or CRLF) are stored as CRLF, the
+ * one form the core and plugins see. Returns the stored header. */
+const struct sift_header *sift_msg_add_header(struct sift_msg *m, const char *name, const char *value);
 int sift_msg_add_body(struct sift_msg *m, const void *buf, size_t len, char **err_r);
 size_t sift_msg_header_count(const struct sift_msg *m);
 const struct sift_header *sift_msg_header(const struct sift_msg *m, size_t i);
@@ -367,6 +369,11 @@ void *sift_gen_plugin_conf(const struct sift_gen *g, size_t i);
  * Used by sift_gen_new; shared objects stay loaded for the process life. */
 const struct sift_plugin *sift_plugin_load(const char *path, char **err_r);
 
+/* A plugin linked into the program itself (the session fuzz target):
+ * found by its name before plugin_directory is searched. Call before the
+ * first generation; the struct stays the caller's. */
+void sift_plugin_builtin(const struct sift_plugin *p);
+
 /* The parameters every plugin has (<plugin>_error_action). */
 extern const struct sift_param *const sift_plugin_common_params;
 
@@ -381,6 +388,11 @@ struct sift_gen *sift_ctx_gen(struct sift_ctx *ctx);
 /* Connection and envelope items (copied; NULL clears). Message items
  * (sender, recipients, queue id) are cleared by sift_ctx_msg_end. */
 void sift_ctx_set(struct sift_ctx *ctx, enum sift_item item, const char *value);
+/* An item as plugins read it (host->get). */
+const char *sift_ctx_get(struct sift_ctx *ctx, enum sift_item item);
+/* Sets the reply of the current message's REJECT/TEMPFAIL, as host->reply
+ * does for a plugin (the daemon's own replies: checked by the caller). */
+void sift_ctx_reply(struct sift_ctx *ctx, const char *code, const char *xcode, const char *text);
 void sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt);
 /* Where macro()/policy attribute lookups go. */
 void sift_ctx_set_macro_fn(struct sift_ctx *ctx, const char *(*fn)(void *arg, const char *name), void *arg);
@@ -407,8 +419,10 @@ struct sift_msg *sift_ctx_msg(struct sift_ctx *ctx);
  * ACCEPT and HOLD are recorded in the result). A REJECT/TEMPFAIL at RCPT
  * concerns that recipient only and is not kept as the message's verdict;
  * at other phases the message's verdict sticks and later runs return it at
- * once. HEADER also stores the header in the message; BODY stores the chunk
- * (a storage error is a TEMPFAIL). */
+ * once: the result is the only owner of a message's verdict. A plugin's
+ * reply for its REJECT/TEMPFAIL is checked here (reply.c). HEADER also
+ * stores the header in the message (folds as CRLF) and gives the hooks the
+ * stored header; BODY stores the chunk (a storage error is a TEMPFAIL). */
 enum sift_verdict sift_run(struct sift_ctx *ctx, enum sift_phase ph);
 enum sift_verdict sift_run_header(struct sift_ctx *ctx, const char *name, const char *value);
 enum sift_verdict sift_run_body(struct sift_ctx *ctx, const void *buf, size_t len);
@@ -443,12 +457,116 @@ const struct sift_result *sift_ctx_result(const struct sift_ctx *ctx);
  * but keeps message state keyed by instance. */
 void sift_ctx_request_reset(struct sift_ctx *ctx);
 /* policyd: the reply for the request just run, the text after "action="
- * (malloc'd): REJECT/TEMPFAIL become "<code> <xcode> <text>" (defaults
- * 554 5.7.1 / 451 4.7.1), ACCEPT "OK", DISCARD "DISCARD text", HOLD
+ * (malloc'd): REJECT/TEMPFAIL become "<code> <xcode> <text>" (the checked
+ * reply, sift_reply_format), or "REJECT text"/"DEFER text" when the plugin
+ * gave no code (Postfix then adds its own), ACCEPT "OK", DISCARD "DISCARD text", HOLD
  * "HOLD text", otherwise the first non-final action (PREPEND ...) or "DUNNO". */
 char *sift_ctx_policy_action(struct sift_ctx *ctx);
 /* Summary line for one message: "action=..., profile=..., score=..., symbols=..., time=...". */
 char *sift_ctx_summary(struct sift_ctx *ctx, const char *action);
+
+/* ---- session.c: one SMTP session through the plugin chain ------------------
+ * The phase sequencing filterd runs for every MTA connection, driven by
+ * filterd/session.c (both milter engines) and by `siftctl test`, so that
+ * what siftctl test prints is what filterd does. Events come in the
+ * milter's order: connect, helo, then per message mail, rcpt..., data,
+ * header..., eoh, body..., eom, or abort at any point of a message; quit
+ * ends the SMTP connection (a new connect may follow).
+ *
+ * Items the MTA sends as milter macros are read through `macro` (NULL:
+ * none): {client_ptr}, {daemon_name} and j at connect; i (the queue id) at
+ * mail, data, eoh and eom; {auth_authen}, {auth_type}, {auth_author} at
+ * mail. Plugins' host->macro() reads the same function.
+ *
+ * Each event returns the verdict: DUNNO goes on; REJECT or TEMPFAIL (with
+ * the reply of sift_result_reply) or DISCARD is final for the message
+ * (at RCPT, REJECT/TEMPFAIL concern that recipient only; DISCARD is never
+ * returned at connect or helo). A final verdict of a message stage sticks
+ * until the message ends: later content stages skip their hooks and
+ * return it, and eom returns it without running the eom hooks. Events
+ * outside a message run no hook: TEMPFAIL before connect, DUNNO between
+ * messages. When the MTA acts on a message's final verdict (or delivers
+ * it after eom), the driver calls sift_session_end, which logs the
+ * summary line and ends the message; abort ends it without a summary.
+ * Header edits, HOLD and symbols are in sift_ctx_result() until then.
+ *
+ * Quarantine release: a message whose first header is X-Sift-Release with
+ * a valid token runs no plugin; at eom sift_session_release_id() names it
+ * and the driver delivers it as is (filterd removes the headers and
+ * consumes the token). sift_session_release_headers() counts the
+ * X-Sift-Release headers seen (filterd removes them from every message).
+ * One session is used by one thread at a time. */
+struct sift_session;
+/* Takes its own reference to g. */
+struct sift_session *sift_session_new(struct sift_gen *g, enum sift_daemon daemon,
+				      const char *(*macro)(void *arg, const char *name), void *arg);
+void sift_session_free(struct sift_session *s);
+/* The plugins' deadlines (host->time_left_ms) for commands and for the
+ * content stages, in ms; 0 = none. */
+void sift_session_deadlines(struct sift_session *s, long long command_ms, long long content_ms);
+/* siftctl --profile: the profile of every connection of the session. */
+void sift_session_force_profile(struct sift_session *s, enum sift_profile p);
+struct sift_gen *sift_session_gen(const struct sift_session *s);
+/* The connection's context; NULL before connect and after quit. */
+struct sift_ctx *sift_session_ctx(const struct sift_session *s);
+/* hostname as the MTA sent it ("[ip]" when unverified); addr and port in
+ * text form as the MTA sent them (NULL: unknown). */
+enum sift_verdict sift_session_connect(struct sift_session *s, const char *hostname, const char *addr,
+				       const char *port);
+enum sift_verdict sift_session_helo(struct sift_session *s, const char *helo);
+/* The address as in MAIL FROM/RCPT TO ("<a@b>" or bare); NULL = "<>". */
+enum sift_verdict sift_session_mail(struct sift_session *s, const char *sender);
+enum sift_verdict sift_session_rcpt(struct sift_session *s, const char *rcpt);
+enum sift_verdict sift_session_data(struct sift_session *s);
+/* value: what followed the colon; folds with LF or CRLF (stored and shown
+ * to plugins with CRLF, see sift_msg_add_header). */
+enum sift_verdict sift_session_header(struct sift_session *s, const char *name, const char *value);
+enum sift_verdict sift_session_eoh(struct sift_session *s);
+enum sift_verdict sift_session_body(struct sift_session *s, const void *buf, size_t len);
+enum sift_verdict sift_session_eom(struct sift_session *s);
+void sift_session_end(struct sift_session *s, enum sift_verdict v);
+void sift_session_abort(struct sift_session *s);
+/* Ends the SMTP connection: abort, then the plugins' close hooks. */
+void sift_session_quit(struct sift_session *s);
+/* The summary's action word for v: reject, tempfail, discard, hold or
+ * accept. */
+const char *sift_session_action(const struct sift_session *s, enum sift_verdict v);
+const char *sift_session_release_id(const struct sift_session *s);
+const char *sift_session_release_token(const struct sift_session *s);
+unsigned sift_session_release_headers(const struct sift_session *s);
+
+/* ---- reply.c: SMTP replies (thread-safe) ----------------------------------
+ * One set of rules for the reply a REJECT or TEMPFAIL carries, whichever
+ * daemon gives it to the MTA. A plugin's reply is checked once, when its
+ * verdict is merged (sift_run): an invalid one is logged once, naming the
+ * plugin, and dropped, so that the verdict gets the default reply of its
+ * class (never a reply the MTA would refuse and turn into a bare reject).
+ *   - code (RFC 5321 4.2): three digits, the first matching the verdict
+ *     (5 for REJECT, 4 for TEMPFAIL), the second 0-5; NULL = the default;
+ *   - xcode (RFC 3463): class.subject.detail, the class equal to the code's
+ *     first digit, subject and detail 1 to 3 digits; NULL or "" = none; only
+ *     with a code;
+ *   - text: no control characters (CR, LF, ...); NULL = the default;
+ *   - the reply as sent ("code xcode text", with '%' doubled for the
+ *     milter) at most SIFT_REPLY_MAX bytes (libmilter's limit).
+ * The defaults are "550 5.7.1 Message rejected" and "451 4.7.1 Try again
+ * later". */
+#define SIFT_REPLY_MAX 980
+/* NULL when valid, else why (a static string). cls: '5' or '4'. */
+const char *sift_reply_check(char cls, const char *code, const char *xcode, const char *text);
+bool sift_reply_code_ok(char cls, const char *code);
+bool sift_reply_xcode_ok(char cls, const char *xcode);
+/* The default reply of a verdict's class (REJECT or TEMPFAIL). */
+void sift_reply_default(enum sift_verdict v, const char **code_r, const char **xcode_r, const char **text_r);
+/* The reply of a REJECT/TEMPFAIL result: its own parts (checked by
+ * sift_run), the defaults for what it lacks (*xcode_r NULL: none). */
+struct sift_result;
+void sift_result_reply(const struct sift_result *r, enum sift_verdict v, const char **code_r,
+		       const char **xcode_r, const char **text_r);
+/* "code xcode text" (xcode and text may be NULL; code NULL: the text
+ * alone), malloc'd; milter: '%' doubled, as the MTA reads the text as a
+ * format. */
+char *sift_reply_format(const char *code, const char *xcode, const char *text, bool milter);
 
 /* ---- daemon.c: shared command line and process handling --------------------
  * Options common to filterd, policyd and siftctl: -c FILE, -o name=value

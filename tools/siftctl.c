@@ -143,21 +143,29 @@ static void json_str(struct sift_buf *b, const char *s)
 	sift_buf_add(b, "\"", 1);
 }
 
-static const char *action_of(enum sift_verdict v, const struct sift_result *r)
+/* `siftctl test`: the options, given to the session as the MTA would
+ * give them (connect data, commands and milter macros). */
+struct test_opts {
+	const char *profile, *client, *client_name, *helo, *from, *auth;
+	const char **to;
+	size_t nto;
+	bool json;
+};
+
+static const char *test_macro(void *arg, const char *name)
 {
-	switch (v) {
-	case SIFT_REJECT:
-		return "reject";
-	case SIFT_TEMPFAIL:
-		return "tempfail";
-	case SIFT_DISCARD:
-		return "discard";
-	default:
-		return r->hold ? "hold" : "accept";
-	}
+	const struct test_opts *o = arg;
+	if (strcmp(name, "i") == 0)
+		return "SIFTCTL";
+	if (strcmp(name, "{auth_authen}") == 0)
+		return o->auth;
+	if (strcmp(name, "{client_ptr}") == 0)
+		return o->client_name;
+	return NULL;
 }
 
-static int cmd_test(int argc, char **argv)
+/* Returns the index of the message file, or -1 after a usage error. */
+static int test_args(int argc, char **argv, struct test_opts *o)
 {
 	static const struct option lo[] = {
 		{"profile", required_argument, NULL, 'P'},
@@ -170,50 +178,175 @@ static int cmd_test(int argc, char **argv)
 		{"json", no_argument, NULL, 'J'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *profile = NULL, *client = "127.0.0.1", *client_name = "localhost", *helo = "localhost";
-	const char *from = NULL, *auth = NULL;
-	const char **to = NULL;
-	size_t nto = 0;
-	bool json = false;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		switch (c) {
-		case 'P':
-			profile = optarg;
-			break;
-		case 'C':
-			client = optarg;
-			break;
-		case 'N':
-			client_name = optarg;
-			break;
-		case 'H':
-			helo = optarg;
-			break;
-		case 'F':
-			from = optarg;
-			break;
-		case 'T':
-			to = sift_realloc(to, (nto + 1) * sizeof(*to));
-			to[nto++] = optarg;
-			break;
-		case 'A':
-			auth = optarg;
-			break;
-		case 'J':
-			json = true;
-			break;
-		default:
+		const char **dst = c == 'P'   ? &o->profile
+				   : c == 'C' ? &o->client
+				   : c == 'N' ? &o->client_name
+				   : c == 'H' ? &o->helo
+				   : c == 'F' ? &o->from
+				   : c == 'A' ? &o->auth
+					      : NULL;
+		if (dst) {
+			*dst = optarg;
+		} else if (c == 'T') {
+			o->to = sift_realloc(o->to, (o->nto + 1) * sizeof(*o->to));
+			o->to[o->nto++] = optarg;
+		} else if (c == 'J') {
+			o->json = true;
+		} else {
 			fputs(test_usage, stderr);
-			return 1;
+			return -1;
 		}
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "siftctl test: one message file expected\n");
-		return 1;
+		return -1;
 	}
-	const char *file = argv[optind];
+	if (o->profile && strcmp(o->profile, "inbound") != 0 && strcmp(o->profile, "originating") != 0) {
+		fprintf(stderr, "siftctl test: --profile is inbound or originating\n");
+		return -1;
+	}
+	return optind;
+}
+
+/* The SMTP session filterd would see for this message, through the same
+ * code (lib/session.c). Sets *rcpt_level when the verdict is every
+ * recipient's refusal (the MTA then aborts the message). */
+static enum sift_verdict test_session(struct sift_session *ss, const struct test_opts *o,
+				      struct sift_msg *src, const char **rejected_rcpt, bool *rcpt_level)
+{
+	enum sift_verdict v = sift_session_connect(ss, o->client_name, o->client, NULL);
+	if (v == SIFT_DUNNO)
+		v = sift_session_helo(ss, o->helo);
+	if (v == SIFT_DUNNO)
+		v = sift_session_mail(ss, o->from ? o->from : "");
+	size_t accepted = 0;
+	for (size_t i = 0; v == SIFT_DUNNO && i < o->nto; i++) {
+		enum sift_verdict rv = sift_session_rcpt(ss, o->to[i]);
+		if (rv == SIFT_DUNNO) {
+			accepted++;
+		} else if (rv == SIFT_DISCARD) {
+			v = rv;
+		} else if (!*rejected_rcpt) {
+			*rejected_rcpt = o->to[i];
+			if (accepted == 0 && i == o->nto - 1) {
+				v = rv; /* every recipient refused: report it */
+				*rcpt_level = true;
+			}
+		}
+	}
+	if (v == SIFT_DUNNO)
+		v = sift_session_data(ss);
+	if (v != SIFT_DUNNO)
+		return v;
+	/* The content stages need no reply: the MTA sends them all, a final
+	 * verdict of theirs is given at end of message. */
+	for (size_t i = 0; i < sift_msg_header_count(src); i++) {
+		const struct sift_header *h = sift_msg_header(src, i);
+		sift_session_header(ss, h->name, h->value);
+	}
+	sift_session_eoh(ss);
+	char buf[65535];
+	long n;
+	long long off = 0;
+	while ((n = sift_msg_body_read(src, off, buf, sizeof(buf))) > 0) {
+		sift_session_body(ss, buf, (size_t)n);
+		off += n;
+	}
+	return sift_session_eom(ss);
+}
+
+static void json_opt(struct sift_buf *b, const char *key, const char *value)
+{
+	sift_buf_printf(b, ",\"%s\":", key);
+	if (value)
+		json_str(b, value);
+	else
+		sift_buf_adds(b, "null");
+}
+
+static const char *const edit_ops[] = {"add", "insert", "change"};
+
+static void test_print_json(struct sift_session *ss, enum sift_verdict v, const char *reply,
+			    const char *rejected_rcpt)
+{
+	const struct sift_result *r = sift_ctx_result(sift_session_ctx(ss));
+	struct sift_buf b = {0};
+	sift_buf_adds(&b, "{\"action\":");
+	json_str(&b, sift_session_action(ss, v));
+	sift_buf_adds(&b, ",\"profile\":");
+	json_str(&b, sift_profile_names[sift_ctx_profile(sift_session_ctx(ss))]);
+	json_opt(&b, "reply", reply);
+	json_opt(&b, "decided_by", r->decided_by);
+	sift_buf_printf(&b, ",\"score\":%.3f,\"hold\":%s", r->score, r->hold ? "true" : "false");
+	if (r->hold)
+		json_opt(&b, "hold_reason", r->hold_reason);
+	if (sift_session_release_id(ss))
+		json_opt(&b, "released", sift_session_release_id(ss));
+	sift_buf_adds(&b, ",\"symbols\":[");
+	for (const struct sift_symbol *s = r->symbols; s; s = s->next) {
+		sift_buf_adds(&b, "{\"name\":");
+		json_str(&b, s->name);
+		sift_buf_printf(&b, ",\"score\":%.3f", s->score);
+		if (s->option)
+			json_opt(&b, "option", s->option);
+		sift_buf_adds(&b, s->next ? "}," : "}");
+	}
+	sift_buf_adds(&b, "],\"headers\":[");
+	for (const struct sift_edit *e = r->edits; e; e = e->next) {
+		sift_buf_adds(&b, "{\"op\":");
+		json_str(&b, e->value ? edit_ops[e->op] : "delete");
+		sift_buf_printf(&b, ",\"index\":%u", e->idx);
+		json_opt(&b, "name", e->name);
+		json_opt(&b, "value", e->value);
+		sift_buf_adds(&b, e->next ? "}," : "}");
+	}
+	sift_buf_adds(&b, "]");
+	if (rejected_rcpt)
+		json_opt(&b, "rejected_recipient", rejected_rcpt);
+	sift_buf_adds(&b, "}\n");
+	fputs(sift_buf_str(&b), stdout);
+	sift_buf_free(&b);
+}
+
+static void test_print_text(struct sift_session *ss, enum sift_verdict v, const char *reply,
+			    const char *rejected_rcpt)
+{
+	const struct sift_result *r = sift_ctx_result(sift_session_ctx(ss));
+	printf("action: %s\n", sift_session_action(ss, v));
+	printf("profile: %s\n", sift_profile_names[sift_ctx_profile(sift_session_ctx(ss))]);
+	if (reply)
+		printf("reply: %s\n", reply);
+	if (r->decided_by)
+		printf("decided by: %s\n", r->decided_by);
+	if (rejected_rcpt)
+		printf("rejected recipient: %s\n", rejected_rcpt);
+	if (sift_session_release_id(ss))
+		printf("released: %s (delivered without scanning)\n", sift_session_release_id(ss));
+	if (r->hold)
+		printf("hold: %s\n", r->hold_reason ? r->hold_reason : "");
+	printf("score: %.3f\n", r->score);
+	for (const struct sift_symbol *s = r->symbols; s; s = s->next)
+		printf("symbol: %s(%.3f)%s%s\n", s->name, s->score, s->option ? " " : "",
+		       s->option ? s->option : "");
+	for (const struct sift_edit *e = r->edits; e; e = e->next) {
+		if (e->op == SIFT_EDIT_ADD)
+			printf("header add: %s: %s\n", e->name, e->value);
+		else
+			printf("header %s #%u: %s: %s\n", e->value ? edit_ops[e->op] : "delete", e->idx,
+			       e->name, e->value ? e->value : "");
+	}
+}
+
+static int cmd_test(int argc, char **argv)
+{
+	struct test_opts o = {.client = "127.0.0.1", .client_name = "localhost", .helo = "localhost"};
+	int fi = test_args(argc, argv, &o);
+	if (fi < 0)
+		return 1;
+	const char *file = argv[fi];
 	FILE *fp = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
 	if (!fp) {
 		fprintf(stderr, "siftctl test: %s: %s\n", file, strerror(errno));
@@ -229,167 +362,37 @@ static int cmd_test(int argc, char **argv)
 	}
 	if (fp != stdin)
 		fclose(fp);
-
-	struct sift_ctx *ctx = sift_ctx_new(g, SIFT_SIFTCTL);
-	sift_ctx_set(ctx, SIFT_I_CLIENT_ADDR, client);
-	sift_ctx_set(ctx, SIFT_I_CLIENT_NAME, client_name);
-	sift_ctx_set(ctx, SIFT_I_CLIENT_PTR, client_name);
-	if (profile) {
-		if (strcmp(profile, "inbound") == 0)
-			sift_ctx_force_profile(ctx, SIFT_INBOUND);
-		else if (strcmp(profile, "originating") == 0)
-			sift_ctx_force_profile(ctx, SIFT_ORIGINATING);
-		else {
-			fprintf(stderr, "siftctl test: --profile is inbound or originating\n");
-			return 1;
-		}
+	const char *defrcpt = "postmaster@localhost";
+	if (!o.nto) {
+		o.to = &defrcpt;
+		o.nto = 1;
 	}
-	sift_ctx_choose_profile(ctx);
-	enum sift_verdict v = sift_run(ctx, SIFT_PH_CONNECT);
-	if (v == SIFT_DUNNO) {
-		sift_ctx_set(ctx, SIFT_I_HELO, helo);
-		v = sift_run(ctx, SIFT_PH_HELO);
-	}
-	sift_ctx_msg_begin(ctx);
-	sift_ctx_set(ctx, SIFT_I_QUEUE_ID, "SIFTCTL");
+	struct sift_session *ss = sift_session_new(g, SIFT_SIFTCTL, test_macro, &o);
+	if (o.profile)
+		sift_session_force_profile(ss, strcmp(o.profile, "originating") == 0 ? SIFT_ORIGINATING
+										     : SIFT_INBOUND);
 	const char *rejected_rcpt = NULL;
-	if (v == SIFT_DUNNO) {
-		sift_ctx_set(ctx, SIFT_I_SENDER, from ? from : "");
-		sift_ctx_set(ctx, SIFT_I_SASL_USERNAME, auth);
-		sift_ctx_choose_profile(ctx);
-		v = sift_run(ctx, SIFT_PH_MAIL);
-	}
-	char *defrcpt = NULL;
-	if (!nto) {
-		defrcpt = sift_strdup("postmaster@localhost");
-		to = sift_realloc(to, sizeof(*to));
-		to[nto++] = defrcpt;
-	}
-	size_t accepted = 0;
-	for (size_t i = 0; v == SIFT_DUNNO && i < nto; i++) {
-		sift_ctx_set(ctx, SIFT_I_RCPT, to[i]);
-		enum sift_verdict rv = sift_run(ctx, SIFT_PH_RCPT);
-		if (rv == SIFT_DUNNO) {
-			sift_ctx_add_rcpt(ctx, to[i]);
-			accepted++;
-		} else if (rv == SIFT_DISCARD)
-			v = rv;
-		else if (!rejected_rcpt) {
-			rejected_rcpt = to[i];
-			if (accepted == 0 && i == nto - 1)
-				v = rv; /* every recipient refused: report it */
-		}
-	}
-	if (v == SIFT_DUNNO)
-		v = sift_run(ctx, SIFT_PH_DATA);
-	for (size_t i = 0; v == SIFT_DUNNO && i < sift_msg_header_count(src); i++) {
-		const struct sift_header *h = sift_msg_header(src, i);
-		v = sift_run_header(ctx, h->name, h->value);
-	}
-	if (v == SIFT_DUNNO)
-		v = sift_run(ctx, SIFT_PH_EOH);
-	char buf[65535];
-	long n;
-	long long off = 0;
-	while (v == SIFT_DUNNO && (n = sift_msg_body_read(src, off, buf, sizeof(buf))) > 0) {
-		v = sift_run_body(ctx, buf, (size_t)n);
-		off += n;
-	}
-	if (v == SIFT_DUNNO)
-		v = sift_run(ctx, SIFT_PH_EOM);
-
-	const struct sift_result *r = sift_ctx_result(ctx);
-	const char *action = action_of(v, r);
+	bool rcpt_level = false;
+	enum sift_verdict v = test_session(ss, &o, src, &rejected_rcpt, &rcpt_level);
 	char *reply = NULL;
-	if (v == SIFT_REJECT || v == SIFT_TEMPFAIL)
-		reply = sift_asprintf(
-			"%s %s %s", r->reply_code ? r->reply_code : (v == SIFT_REJECT ? "550" : "451"),
-			r->reply_xcode ? r->reply_xcode : (v == SIFT_REJECT ? "5.7.1" : "4.7.1"),
-			r->reply_text ? r->reply_text
-				      : (v == SIFT_REJECT ? "Message rejected" : "Try again later"));
-	static const char *const ops[] = {"add", "insert", "change"};
-	if (json) {
-		struct sift_buf b = {0};
-		sift_buf_adds(&b, "{\"action\":");
-		json_str(&b, action);
-		sift_buf_adds(&b, ",\"profile\":");
-		json_str(&b, sift_profile_names[sift_ctx_profile(ctx)]);
-		sift_buf_adds(&b, ",\"reply\":");
-		if (reply)
-			json_str(&b, reply);
-		else
-			sift_buf_adds(&b, "null");
-		sift_buf_adds(&b, ",\"decided_by\":");
-		if (r->decided_by)
-			json_str(&b, r->decided_by);
-		else
-			sift_buf_adds(&b, "null");
-		sift_buf_printf(&b, ",\"score\":%.3f,\"hold\":%s", r->score, r->hold ? "true" : "false");
-		if (r->hold) {
-			sift_buf_adds(&b, ",\"hold_reason\":");
-			json_str(&b, r->hold_reason);
-		}
-		sift_buf_adds(&b, ",\"symbols\":[");
-		for (const struct sift_symbol *s = r->symbols; s; s = s->next) {
-			sift_buf_adds(&b, "{\"name\":");
-			json_str(&b, s->name);
-			sift_buf_printf(&b, ",\"score\":%.3f", s->score);
-			if (s->option) {
-				sift_buf_adds(&b, ",\"option\":");
-				json_str(&b, s->option);
-			}
-			sift_buf_adds(&b, s->next ? "}," : "}");
-		}
-		sift_buf_adds(&b, "],\"headers\":[");
-		for (const struct sift_edit *e = r->edits; e; e = e->next) {
-			sift_buf_adds(&b, "{\"op\":");
-			json_str(&b, e->value ? ops[e->op] : "delete");
-			sift_buf_printf(&b, ",\"index\":%u,\"name\":", e->idx);
-			json_str(&b, e->name);
-			sift_buf_adds(&b, ",\"value\":");
-			if (e->value)
-				json_str(&b, e->value);
-			else
-				sift_buf_adds(&b, "null");
-			sift_buf_adds(&b, e->next ? "}," : "}");
-		}
-		sift_buf_adds(&b, "]");
-		if (rejected_rcpt) {
-			sift_buf_adds(&b, ",\"rejected_recipient\":");
-			json_str(&b, rejected_rcpt);
-		}
-		sift_buf_adds(&b, "}\n");
-		fputs(sift_buf_str(&b), stdout);
-		sift_buf_free(&b);
-	} else {
-		printf("action: %s\n", action);
-		printf("profile: %s\n", sift_profile_names[sift_ctx_profile(ctx)]);
-		if (reply)
-			printf("reply: %s\n", reply);
-		if (r->decided_by)
-			printf("decided by: %s\n", r->decided_by);
-		if (rejected_rcpt)
-			printf("rejected recipient: %s\n", rejected_rcpt);
-		if (r->hold)
-			printf("hold: %s\n", r->hold_reason ? r->hold_reason : "");
-		printf("score: %.3f\n", r->score);
-		for (const struct sift_symbol *s = r->symbols; s; s = s->next)
-			printf("symbol: %s(%.3f)%s%s\n", s->name, s->score, s->option ? " " : "",
-			       s->option ? s->option : "");
-		for (const struct sift_edit *e = r->edits; e; e = e->next) {
-			if (e->op == SIFT_EDIT_ADD)
-				printf("header add: %s: %s\n", e->name, e->value);
-			else
-				printf("header %s #%u: %s: %s\n", e->value ? ops[e->op] : "delete", e->idx,
-				       e->name, e->value ? e->value : "");
-		}
+	if (v == SIFT_REJECT || v == SIFT_TEMPFAIL) {
+		const char *code, *xcode, *text;
+		sift_result_reply(sift_ctx_result(sift_session_ctx(ss)), v, &code, &xcode, &text);
+		reply = sift_reply_format(code, xcode, text, false);
 	}
+	if (o.json)
+		test_print_json(ss, v, reply, rejected_rcpt);
+	else
+		test_print_text(ss, v, reply, rejected_rcpt);
 	free(reply);
-	sift_ctx_msg_end(ctx, v != SIFT_DUNNO);
-	sift_ctx_free(ctx);
+	if (rcpt_level)
+		sift_session_abort(ss);
+	else
+		sift_session_end(ss, v);
+	sift_session_free(ss);
 	sift_msg_free(src);
-	free(defrcpt);
-	free(to);
+	if (o.to != &defrcpt)
+		free(o.to);
 	sift_gen_unref(g);
 	return 0;
 }

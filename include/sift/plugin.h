@@ -191,7 +191,9 @@ enum sift_item {
 };
 
 /* One header of the message as received. `value` is what followed the colon,
- * leading white space included, folded lines joined with "\r\n". */
+ * leading white space included, folded lines joined with "\r\n" (the host
+ * converts the MTA's bare-LF folds once, when the header arrives; the
+ * header hook and host->header() see the same stored value). */
 struct sift_header {
 	const char *name;
 	const char *value;
@@ -394,7 +396,15 @@ struct sift_host {
 	long (*body_read)(struct sift_ctx *ctx, long long off, void *buf, size_t len);
 
 	/* Results. reply(): the SMTP reply for the REJECT/TEMPFAIL the hook is
-	 * about to return (code "550", xcode "5.7.1"; text may be NULL). */
+	 * about to return (code "550", xcode "5.7.1"; text may be NULL; code
+	 * and xcode NULL: the text alone, with the host's default code). The
+	 * host checks it once, when the verdict is merged: a code of the
+	 * verdict's class (5xx for REJECT, 4xx for TEMPFAIL; RFC 5321), an
+	 * enhanced code of the same class (RFC 3463, or NULL), a text without
+	 * control characters (CR, LF, ...), at most 980 bytes in all. An
+	 * invalid reply is logged as an error naming the plugin and replaced
+	 * by the default of the class (550 5.7.1 / 451 4.7.1). A '%' in the
+	 * text is sent as it is (the host escapes it for the MTA). */
 	void (*reply)(struct sift_ctx *ctx, const char *code, const char *xcode, const char *text);
 	/* A named scored symbol (SPF_FAIL, DKIM_VALID). `option` may be NULL.
 	 * A name added again (case-insensitive) keeps one entry with the new
@@ -403,7 +413,10 @@ struct sift_host {
 	double (*score)(struct sift_ctx *ctx);
 	/* Queued header edits, applied at end of message in the order given.
 	 * header_insert: index 0 = top of the header. header_change: idx is
-	 * 1-based among headers of that name; value NULL deletes. */
+	 * 1-based among headers of that name; value NULL deletes. Values are
+	 * in the same form as received values without the leading space:
+	 * folded lines joined with "\r\n" (the host writes them as the MTA
+	 * wants them). */
 	void (*header_add)(struct sift_ctx *ctx, const char *name, const char *value);
 	void (*header_insert)(struct sift_ctx *ctx, unsigned idx, const char *name, const char *value);
 	void (*header_change)(struct sift_ctx *ctx, const char *name, unsigned idx, const char *value);

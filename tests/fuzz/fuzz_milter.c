@@ -5,7 +5,8 @@
  * engine frames a socket's bytes, every packet goes through the decoder of
  * its command (option negotiation, connect, strings, header, macros), the
  * macro store is queried as plugins would, the state machine is walked,
- * and decoded strings are re-encoded and decoded again. Invariants are
+ * decoded strings are re-encoded and decoded again, and replies go through
+ * the core's reply rules. Invariants are
  * checked with abort(). Replayed over tests/fuzz/corpus/milter/ in every
  * build by replay.c.
  */
@@ -29,8 +30,11 @@ static void check_reencode(char cmd, const char *name, const char *value)
 		abort();
 	const char *n2, *v2, *why;
 	if (cmd == SMFIR_ADDHEADER) {
-		if (mp_dec_header(d, dl, &n2, &v2, &why) < 0 || strcmp(n2, name) || strcmp(v2, value))
+		char *wire = mp_wire_value(value);
+		if (mp_dec_header(d, dl, &n2, &v2, &why) < 0 || strcmp(n2, name) || strcmp(v2, wire) ||
+		    strchr(v2, '\r') || v2[0] != ' ')
 			abort();
+		free(wire);
 	} else if (dl < 4 || mp_dec_header(d + 4, dl - 4, &n2, &v2, &why) < 0 || strcmp(n2, name)) {
 		abort();
 	}
@@ -148,11 +152,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			const char *argv[3];
 			size_t n = 0;
 			if (mp_dec_strings(d, dl, argv, 3, &n, &why) == 0 && n == 3) {
-				char *r = mp_format_reply(argv[0], *argv[1] ? argv[1] : NULL, argv[2]);
-				if (r &&
-				    (strlen(r) < 4 || strpbrk(r, "\r\n") || (r[0] != '4' && r[0] != '5')))
-					abort();
-				free(r);
+				/* the core's reply rules (lib/reply.c) */
+				char cls = argv[0][0];
+				const char *x = *argv[1] ? argv[1] : NULL;
+				if (!sift_reply_check(cls, argv[0], x, argv[2])) {
+					char *r = sift_reply_format(argv[0], x, argv[2], true);
+					if (strlen(r) < 4 || strlen(r) > SIFT_REPLY_MAX ||
+					    strpbrk(r, "\r\n") || (r[0] != '4' && r[0] != '5') ||
+					    (x && x[0] != r[0]))
+						abort();
+					free(r);
+				}
 			}
 			break;
 		}

@@ -317,6 +317,30 @@ testplug_header = X-Testplug: seen
     finally:
         fd2.stop()
 
+    # A plugin's invalid reply is logged once, naming the plugin, and the
+    # verdict gets the default reply of its class (both engines).
+    for k, (verdict, reply, want) in enumerate((("reject", "550 5..1 no subject", ("550", "5.7.1", "Message rejected")),
+                                 ("tempfail", "550 5.7.1 wrong class", ("451", "4.7.1", "Try again later")),
+                                 ("reject", "5x0 5.7.1 not a code", ("550", "5.7.1", "Message rejected")))):
+        confb = f"{tmp}/bad-reply.conf"
+        write(confb, f"plugin_directory = {pdir}\ninbound_plugins = testplug\n"
+              f"testplug_phase = eom\ntestplug_verdict = {verdict}\ntestplug_reply = {reply}\n")
+        fdb, portb, logb = start_filterd(tmp, confb, f"filterd-bad-reply-{k}")
+        try:
+            r = subprocess.run(["miltertest", "-D", f"port={portb}", "-D", f"dir={HERE}",
+                                "-D", f"want_code={want[0]}", "-D", f"want_xcode={want[1]}",
+                                "-D", f"want_text={want[2]}", "-s", os.path.join(HERE, "bad_reply.lua")],
+                               capture_output=True, text=True, timeout=60)
+            check(r.returncode == 0, f"invalid reply {reply!r}: {verdict} with {' '.join(want)}",
+                  r.stdout + r.stderr)
+            text = open(logb).read()
+            n = len(re.findall(r"testplug: invalid SMTP reply .* for " + verdict, text))
+            check(n == 1, f"invalid reply {reply!r}: one error naming the plugin", text[-1500:])
+            check("refused the reply" not in text, f"invalid reply {reply!r}: the engine took the reply",
+                  text[-1500:])
+        finally:
+            fdb.stop()
+
     # Verdicts of the content stages are held for end of message, and hooks
     # after such a verdict do not run (one verdict line per message).
     for phase in ("header", "eoh", "body"):

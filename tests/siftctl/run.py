@@ -84,6 +84,24 @@ def main():
     r = run("-c", conf, "test", "--json", "-", stdin="Subject: from stdin\n\nbody\n")
     check(r.returncode == 0 and json.loads(r.stdout)["action"] == "accept", "message from stdin", r.stderr)
 
+    # The same sequencing as filterd: a header verdict is held for end of
+    # message (later hooks skipped); an invalid reply gets its class's
+    # default, with one error naming the plugin.
+    r = run("-c", conf, "-o", "inbound_plugins=testplug", "-o", "testplug_phase=header",
+            "-o", "testplug_verdict=reject", "-o", "testplug_reply=550 5..1 no subject",
+            "-d", "test", "--json", msg)
+    j = json.loads(r.stdout or "{}")
+    check(j.get("action") == "reject" and j.get("decided_by") == "testplug"
+          and j.get("reply") == "550 5.7.1 Message rejected", "header reject, invalid reply: default reply", j)
+    check(r.stderr.count("testplug: invalid SMTP reply") == 1 and r.stderr.count("verdict 2 at phase") == 1,
+          "one error naming the plugin, header hooks after the verdict skipped", r.stderr)
+    check("SIFTCTL: filterd: action=reject, profile=inbound, by=testplug" in r.stderr,
+          "the summary line filterd logs", r.stderr)
+    r = run("-c", conf, "-o", "testplug_phase=rcpt", "-o", "testplug_verdict=tempfail",
+            "-o", "testplug_reply=451 4.2.0 mailbox busy", "test", msg)
+    check("action: tempfail\n" in r.stdout and "reply: 451 4.2.0 mailbox busy\n" in r.stdout,
+          "a recipient's tempfail with its reply", r.stdout + r.stderr)
+
     r = run("-c", conf, "test", f"{tmp}/missing.eml")
     check(r.returncode == 1 and "missing.eml" in r.stderr, "missing file: exit 1 with the name", r.stderr)
     r = run("-c", conf, "test", "--profile", "sideways", msg)
