@@ -297,6 +297,23 @@ enum sift_verdict sift_session_eom(struct sift_session *s)
 	return sift_run(s->ctx, SIFT_PH_EOM);
 }
 
+enum sift_verdict sift_session_content(struct sift_session *s, struct sift_msg *src)
+{
+	for (size_t i = 0; i < sift_msg_header_count(src); i++) {
+		const struct sift_header *h = sift_msg_header(src, i);
+		sift_session_header(s, h->name, h->value);
+	}
+	sift_session_eoh(s);
+	char buf[65536];
+	long n;
+	long long off = 0;
+	while ((n = sift_msg_body_read(src, off, buf, sizeof(buf))) > 0) {
+		sift_session_body(s, buf, (size_t)n);
+		off += n;
+	}
+	return sift_session_eom(s);
+}
+
 const char *sift_session_release_id(const struct sift_session *s)
 {
 	return s->release_token ? s->release_id : NULL;

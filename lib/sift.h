@@ -524,6 +524,9 @@ enum sift_verdict sift_session_header(struct sift_session *s, const char *name, 
 enum sift_verdict sift_session_eoh(struct sift_session *s);
 enum sift_verdict sift_session_body(struct sift_session *s, const void *buf, size_t len);
 enum sift_verdict sift_session_eom(struct sift_session *s);
+/* The content stages of a message read from src, as the MTA sends them:
+ * every header, eoh, the body in chunks, eom (siftctl test and tools). */
+enum sift_verdict sift_session_content(struct sift_session *s, struct sift_msg *src);
 void sift_session_end(struct sift_session *s, enum sift_verdict v);
 void sift_session_abort(struct sift_session *s);
 /* Ends the SMTP connection: abort, then the plugins' close hooks. */

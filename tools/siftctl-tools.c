@@ -190,38 +190,19 @@ static struct sift_gen *chain_generation(const char *chain, const char *const *s
 	return chain_gen;
 }
 
-/* Runs src through g's chain of profile prof, as filterd would. */
-static enum sift_verdict run_chain(struct sift_ctx *ctx, struct sift_msg *src, enum sift_profile prof)
+/* Runs src through the session's chain, as filterd would: a local client,
+ * the null sender, one recipient, then the message's content stages. */
+static enum sift_verdict run_chain(struct sift_session *ss, struct sift_msg *src)
 {
-	sift_ctx_set(ctx, SIFT_I_CLIENT_ADDR, "127.0.0.1");
-	sift_ctx_set(ctx, SIFT_I_CLIENT_NAME, "localhost");
-	sift_ctx_force_profile(ctx, prof);
-	enum sift_verdict v = sift_run(ctx, SIFT_PH_CONNECT);
-	sift_ctx_msg_begin(ctx);
-	sift_ctx_set(ctx, SIFT_I_QUEUE_ID, "SIFTCTL");
-	sift_ctx_set(ctx, SIFT_I_SENDER, "");
+	enum sift_verdict v = sift_session_connect(ss, "localhost", "127.0.0.1", NULL);
 	if (v == SIFT_DUNNO)
-		v = sift_run(ctx, SIFT_PH_MAIL);
-	sift_ctx_set(ctx, SIFT_I_RCPT, "postmaster@localhost");
-	if (v == SIFT_DUNNO && (v = sift_run(ctx, SIFT_PH_RCPT)) == SIFT_DUNNO)
-		sift_ctx_add_rcpt(ctx, "postmaster@localhost");
+		v = sift_session_mail(ss, "");
 	if (v == SIFT_DUNNO)
-		v = sift_run(ctx, SIFT_PH_DATA);
-	for (size_t i = 0; v == SIFT_DUNNO && i < sift_msg_header_count(src); i++) {
-		const struct sift_header *h = sift_msg_header(src, i);
-		v = sift_run_header(ctx, h->name, h->value);
-	}
+		v = sift_session_rcpt(ss, "postmaster@localhost");
 	if (v == SIFT_DUNNO)
-		v = sift_run(ctx, SIFT_PH_EOH);
-	char chunk[65536];
-	long long off = 0;
-	long r;
-	while (v == SIFT_DUNNO && (r = sift_msg_body_read(src, off, chunk, sizeof(chunk))) > 0) {
-		v = sift_run_body(ctx, chunk, (size_t)r);
-		off += r;
-	}
+		v = sift_session_data(ss);
 	if (v == SIFT_DUNNO)
-		v = sift_run(ctx, SIFT_PH_EOM);
+		v = sift_session_content(ss, src);
 	return v;
 }
 
@@ -283,10 +264,11 @@ static int chain_message(struct sift_tool_message *m, const char *file, const ch
 		return -1;
 	}
 	fclose(mem);
-	struct sift_ctx *ctx = sift_ctx_new(g, SIFT_SIFTCTL);
-	m->verdict = run_chain(ctx, src, prof);
+	struct sift_session *ss = sift_session_new(g, SIFT_SIFTCTL, NULL, NULL);
+	sift_session_force_profile(ss, prof);
+	m->verdict = run_chain(ss, src);
 	sift_msg_free(src);
-	const struct sift_result *r = sift_ctx_result(ctx);
+	const struct sift_result *r = sift_ctx_result(sift_session_ctx(ss));
 	size_t n = 0;
 	for (const struct sift_edit *e = r->edits; e; e = e->next)
 		n += e->value != NULL;
@@ -297,8 +279,8 @@ static int chain_message(struct sift_tool_message *m, const char *file, const ch
 	m->headers = hs;
 	done(arg, m);
 	free(hs);
-	sift_ctx_msg_end(ctx, m->verdict != SIFT_DUNNO);
-	sift_ctx_free(ctx);
+	sift_session_end(ss, m->verdict);
+	sift_session_free(ss);
 	return 0;
 }
 

@@ -243,19 +243,7 @@ static enum sift_verdict test_session(struct sift_session *ss, const struct test
 		return v;
 	/* The content stages need no reply: the MTA sends them all, a final
 	 * verdict of theirs is given at end of message. */
-	for (size_t i = 0; i < sift_msg_header_count(src); i++) {
-		const struct sift_header *h = sift_msg_header(src, i);
-		sift_session_header(ss, h->name, h->value);
-	}
-	sift_session_eoh(ss);
-	char buf[65535];
-	long n;
-	long long off = 0;
-	while ((n = sift_msg_body_read(src, off, buf, sizeof(buf))) > 0) {
-		sift_session_body(ss, buf, (size_t)n);
-		off += n;
-	}
-	return sift_session_eom(ss);
+	return sift_session_content(ss, src);
 }
 
 static void json_opt(struct sift_buf *b, const char *key, const char *value)
