@@ -5,10 +5,14 @@
  */
 #include "internal.h"
 
+/* Parentheses and negations nest at most this deep (the parser recurses). */
+#define IF_MAX_DEPTH 200
+
 struct ifp {
 	const char *s;
 	struct spam_engine *e;
 	bool err;
+	int depth;
 };
 
 static void if_ws(struct ifp *p)
@@ -18,12 +22,26 @@ static void if_ws(struct ifp *p)
 }
 
 static double if_or(struct ifp *p);
+static double if_prim(struct ifp *p);
+
+static double if_nested(struct ifp *p, bool paren)
+{
+	if (p->depth >= IF_MAX_DEPTH) {
+		p->err = true;
+		return 0;
+	}
+	p->depth++;
+	double v = paren ? if_or(p) : !if_prim(p);
+	p->depth--;
+	return v;
+}
+
 static double if_prim(struct ifp *p)
 {
 	if_ws(p);
 	if (*p->s == '(') {
 		p->s++;
-		double v = if_or(p);
+		double v = if_nested(p, true);
 		if_ws(p);
 		if (*p->s == ')')
 			p->s++;
@@ -33,11 +51,11 @@ static double if_prim(struct ifp *p)
 	}
 	if (*p->s == '!') {
 		p->s++;
-		return !if_prim(p);
+		return if_nested(p, false);
 	}
 	if (strncmp(p->s, "not ", 4) == 0) {
 		p->s += 4;
-		return !if_prim(p);
+		return if_nested(p, false);
 	}
 	if (isdigit((unsigned char)*p->s) || *p->s == '.') {
 		char *end;
@@ -165,7 +183,7 @@ static double if_or(struct ifp *p)
 
 int if_eval(struct spam_engine *e, const char *expr)
 {
-	struct ifp p = {expr, e, false};
+	struct ifp p = {expr, e, false, 0};
 	double v = if_or(&p);
 	if_ws(&p);
 	if (p.err || *p.s)
