@@ -358,12 +358,18 @@ static void order_metas(struct spam_engine *e)
 
 int finalize(struct spam_engine *e)
 {
-	/* replace tags */
+	/* replace tags: once per rule however often replace_rules names it
+	 * (a set in SpamAssassin; a tag whose value holds tags would grow
+	 * exponentially when applied again and again) */
+	bool *replaced = xcalloc(e->nrules, sizeof(bool));
 	for (size_t i = 0; i < e->nreplace; i++) {
 		int k = rule_find(e, e->replace_rules[i]);
-		if (k >= 0 && e->rules[k].pattern)
+		if (k >= 0 && e->rules[k].pattern && !replaced[k]) {
 			apply_replace_tags(e, &e->rules[k]);
+			replaced[k] = true;
+		}
 	}
+	free(replaced);
 	for (size_t i = 0; i < e->nrules; i++) {
 		struct rule *r = &e->rules[i];
 		if (r->type == R_NONE)
