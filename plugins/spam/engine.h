@@ -65,6 +65,10 @@ struct spam_result {
 /* NULL with *err_r (malloc'd) when the rules have errors: every error as
  * "\n  file:line: what" (at most 20) or no active rule. */
 struct spam_engine *spam_engine_new(const struct spam_engine_opts *o, char **err_r);
+/* The same from rules given as text (o->paths unused), read as the file
+ * `name`; `include` is an error there (tests and fuzzing). */
+struct spam_engine *spam_engine_new_text(const struct spam_engine_opts *o, const char *name, const char *text,
+					 size_t len, char **err_r);
 /* Waits for the Hyperscan databases: 0 compiled and cached, 1 the cache was
  * already complete, -1 with *err_r (compile failed, nothing cached). */
 int spam_engine_hs_wait(const struct spam_engine *e, char **err_r);

@@ -1,6 +1,6 @@
 /*
- * evals.c - native implementations of SpamAssassin eval: functions (included
- * by engine.c; shares its per-message context). Each returns the rule's hit
+ * evals.c - native implementations of SpamAssassin eval: functions (on the
+ * per-message context of scan.c). Each returns the rule's hit
  * count (0 or 1). Functions that need the network, Bayes, or external
  * checkers (DNSBLs, URIBLs, DKIM/SPF/DMARC inside SpamAssassin, Razor,
  * Pyzor, DCC) are known and never hit: their rules have score 0 in score
@@ -10,6 +10,12 @@
  * Anything else is unknown: the rule is disabled and lint reports it.
  * Thread-safe: only the per-message context is written.
  */
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "html.h"
+#include "internal.h"
 
 static const char *arg(const struct rule *r, int i)
 {
@@ -197,7 +203,7 @@ static const struct sift_mime_part *html_part(struct msgctx *m)
 	return NULL;
 }
 
-/* ---- relays (msgmeta.c) ---- */
+/* ---- relays (relay.c) ---- */
 static int ev_all_trusted(struct msgctx *m, const struct rule *r)
 {
 	struct relayinfo *ri = relays(m);
@@ -336,25 +342,22 @@ static int ev_outlook_msgid(struct msgctx *m, const struct rule *r)
 }
 
 /* ---- addresses, freemail ---- */
-static void first_addr(struct msgctx *m, const char *hdr, char *out, size_t n)
+static bool is_freemail(const struct spam_engine *e, const char *addr)
 {
-	out[0] = 0;
-	const char *v = NULL;
-	if (strcasecmp(hdr, "EnvelopeFrom") == 0)
-		v = envelope_from(m);
-	else {
-		size_t st = 0;
-		const struct sift_mime_header *h = mh(m->mime, hdr, &st);
-		v = h ? h->value : NULL;
-	}
-	if (!v)
-		return;
-	struct sbuf b = {0};
-	extract_addr(&b, v);
-	snprintf(out, n, "%s", sb_str(&b));
-	free(b.d);
-	for (char *c = out; *c; c++)
+	const char *at = strrchr(addr, '@');
+	if (!at || !at[1])
+		return false;
+	char dom[256];
+	snprintf(dom, sizeof(dom), "%s", at + 1);
+	for (char *c = dom; *c; c++)
 		*c = (char)tolower((unsigned char)*c);
+	const char *key = dom;
+	if (e->nfreemail && bsearch(&key, e->freemail, e->nfreemail, sizeof(char *), namecmp))
+		return true;
+	for (size_t i = 0; i < e->nfreemail_glob; i++)
+		if (fnmatch(e->freemail_glob[i], dom, 0) == 0)
+			return true;
+	return false;
 }
 
 static void two_labels(const char *addr, char *out, size_t n)
@@ -787,7 +790,7 @@ static int ev_html_image_only(struct msgctx *m, const struct rule *r)
 	return len > atof(arg(r, 0)) && len <= atof(arg(r, 1));
 }
 
-static const struct evaldef evals[] = {
+const struct evaldef evals[] = {
 	{"check_sift_symbol", ev_sift_symbol},
 	{"check_header_count_range", ev_header_count_range},
 	{"check_body_length", ev_body_length},
@@ -917,7 +920,7 @@ static const struct evaldef evals[] = {
 	{NULL, NULL},
 };
 
-static int eval_lookup(const char *name)
+int eval_lookup(const char *name)
 {
 	for (int i = 0; evals[i].name; i++)
 		if (strcmp(evals[i].name, name) == 0)

@@ -214,40 +214,37 @@ static char *fold(const char *s)
 	return o;
 }
 
-static enum sift_verdict spam_eom(struct sift_ctx *ctx)
+static long long now_us(void)
 {
-	struct spam_conf *c = host->conf(ctx);
-	long long t0;
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	t0 = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-	const char *from = host->get(ctx, SIFT_I_SENDER);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* "<a>,<b>" for the log line, cut short before rcpts fills up. */
+static void rcpt_list(struct sift_ctx *ctx, char *rcpts, size_t size)
+{
 	size_t nr = host->rcpt_count(ctx);
-	char rcpts[512] = "";
-	for (size_t i = 0; i < nr && strlen(rcpts) < sizeof(rcpts) - 80; i++) {
+	rcpts[0] = 0;
+	for (size_t i = 0; i < nr && strlen(rcpts) < size - 80; i++) {
 		char one[300];
 		snprintf(one, sizeof(one), "%s<%s>", i ? "," : "", host->rcpt(ctx, i));
-		strncat(rcpts, one, sizeof(rcpts) - strlen(rcpts) - 1);
+		strncat(rcpts, one, size - strlen(rcpts) - 1);
 	}
-	const char *client = host->get(ctx, SIFT_I_CLIENT_ADDR);
-	long long size = host->body_size(ctx);
-	if (size > c->max_size) {
-		host->log(ctx, LOG_INFO, "Passed UNCHECKED, [%s] <%s> -> %s, size: %lld (over spam_max_size)",
-			  client ? client : "", from ? from : "", rcpts, size);
-		return SIFT_DUNNO;
-	}
-	const struct sift_mime *mime = host->mime(ctx);
-	if (!mime) {
-		host->log(ctx, LOG_ERR, "no message to score");
-		return SIFT_ERROR;
-	}
+}
+
+/* Scores the message with the other plugins' symbols and the connection
+ * data; -1 when out of memory. */
+static int score_message(struct sift_ctx *ctx, const struct spam_conf *c, const struct sift_mime *mime,
+			 const char *from, const char *client, struct spam_result *r)
+{
 	size_t ns = host->symbol_count(ctx);
 	const char **names = calloc(ns + 1, sizeof(char *));
 	double *scores = calloc(ns + 1, sizeof(double));
 	if (!names || !scores) {
 		free(names);
 		free(scores);
-		return SIFT_ERROR;
+		return -1;
 	}
 	for (size_t i = 0; i < ns; i++)
 		host->symbol_get(ctx, i, &names[i], &scores[i], NULL);
@@ -266,105 +263,105 @@ static enum sift_verdict spam_eom(struct sift_ctx *ctx)
 		.deadline_ms =
 			left > 0 ? (long)((long long)tn.tv_sec * 1000 + tn.tv_nsec / 1000000 + left) : 0,
 	};
-	struct spam_result r;
-	spam_engine_check(c->engine, &in, &r);
+	spam_engine_check(c->engine, &in, r);
 	free(names);
 	free(scores);
-	if (r.timed_out) {
-		host->log(ctx, LOG_WARNING, "scoring ran out of time");
-		spam_result_free(&r);
-		return SIFT_ERROR;
-	}
-	const char *prof = host->get(ctx, SIFT_I_PROFILE);
-	int pi = prof && strcmp(prof, "originating") == 0 ? 1 : 0;
-	double tag = c->level[pi][0], tag2 = c->level[pi][1], kill = c->level[pi][2];
-	bool is_spam = r.score >= tag2;
-	bool is_kill = r.score >= kill && c->kill_action != KILL_PASS;
+	return 0;
+}
 
-	for (size_t i = 0; i < r.nhits; i++)
-		host->symbol(ctx, r.hits[i].name, r.hits[i].score, NULL);
-
-	if (c->strip_headers) {
-		for (const char *const *x = xspam; *x; x++) {
-			unsigned cnt = 0;
-			for (size_t i = 0; i < mime->header_count; i++)
-				if (strcasecmp(mime->headers[i].name, *x) == 0)
-					cnt++;
-			for (unsigned k = cnt; k >= 1; k--)
-				host->header_change(ctx, *x, k, NULL);
-		}
-	}
-	char sc[32];
-	spam_fmt_num(sc, sizeof(sc), r.score);
-	double t1d = isfinite(tag) ? tag : 0, t2d = isfinite(tag2) ? tag2 : 0;
-	char *status = spam_format_status(&r, t1d, t2d, is_spam);
-	if (r.score >= tag) {
-		if (is_spam)
-			host->header_add(ctx, "X-Spam-Flag", "YES");
-		host->header_add(ctx, "X-Spam-Score", sc);
-		char level[65];
-		int stars = r.score >= 1 ? (int)r.score : 0;
-		if (stars > 64)
-			stars = 64;
-		memset(level, '*', (size_t)stars);
-		level[stars] = 0;
-		host->header_add(ctx, "X-Spam-Level", level);
-		char *f = fold(status);
-		host->header_add(ctx, "X-Spam-Status", f ? f : status);
-		free(f);
-	}
-	if (is_spam && c->subject_tag[0] && !is_kill) {
-		const char *subj = NULL;
+/* Incoming X-Spam-* headers removed: senders cannot forge them. */
+static void strip_xspam(struct sift_ctx *ctx, const struct sift_mime *mime)
+{
+	for (const char *const *x = xspam; *x; x++) {
+		unsigned cnt = 0;
 		for (size_t i = 0; i < mime->header_count; i++)
-			if (strcasecmp(mime->headers[i].name, "Subject") == 0) {
-				subj = mime->headers[i].raw;
-				break;
-			}
-		char *ns2 = NULL;
-		if (asprintf(&ns2, "%s%s", c->subject_tag, subj ? subj : "") >= 0) {
-			if (subj)
-				host->header_change(ctx, "Subject", 1, ns2);
-			else
-				host->header_add(ctx, "Subject", ns2);
-			free(ns2);
-		}
+			if (strcasecmp(mime->headers[i].name, *x) == 0)
+				cnt++;
+		for (unsigned k = cnt; k >= 1; k--)
+			host->header_change(ctx, *x, k, NULL);
 	}
+}
+
+/* The tag level's headers. */
+static void add_headers(struct sift_ctx *ctx, double score, const char *sc, const char *status, bool is_spam)
+{
+	if (is_spam)
+		host->header_add(ctx, "X-Spam-Flag", "YES");
+	host->header_add(ctx, "X-Spam-Score", sc);
+	char level[65];
+	int stars = score >= 1 ? (int)score : 0;
+	if (stars > 64)
+		stars = 64;
+	memset(level, '*', (size_t)stars);
+	level[stars] = 0;
+	host->header_add(ctx, "X-Spam-Level", level);
+	char *f = fold(status);
+	host->header_add(ctx, "X-Spam-Status", f ? f : status);
+	free(f);
+}
+
+/* The tag2 level's subject prefix. */
+static void tag_subject(struct sift_ctx *ctx, const struct spam_conf *c, const struct sift_mime *mime)
+{
+	const char *subj = NULL;
+	for (size_t i = 0; i < mime->header_count; i++)
+		if (strcasecmp(mime->headers[i].name, "Subject") == 0) {
+			subj = mime->headers[i].raw;
+			break;
+		}
+	char *ns2 = NULL;
+	if (asprintf(&ns2, "%s%s", c->subject_tag, subj ? subj : "") >= 0) {
+		if (subj)
+			host->header_change(ctx, "Subject", 1, ns2);
+		else
+			host->header_add(ctx, "Subject", ns2);
+		free(ns2);
+	}
+}
+
+/* The kill level's action; *done and *what for the log line. */
+static enum sift_verdict kill_verdict(struct sift_ctx *ctx, const struct spam_conf *c, const char *sc,
+				      const char **done, const char **what)
+{
 	enum sift_verdict v = SIFT_DUNNO;
-	const char *what = is_spam ? "SPAM" : "CLEAN";
-	const char *done = "Passed";
-	if (is_kill) {
-		done = "Blocked";
-		what = "SPAM";
-		switch (c->kill_action) {
-		case KILL_REJECT:
-			host->reply(ctx, "554", "5.7.1", c->reject_text);
-			v = SIFT_REJECT;
-			break;
-		case KILL_DISCARD:
-			v = SIFT_DISCARD;
-			break;
-		case KILL_TEMPFAIL:
-			host->reply(ctx, "451", "4.7.1", "Try again later");
+	*done = "Blocked";
+	*what = "SPAM";
+	switch (c->kill_action) {
+	case KILL_REJECT:
+		host->reply(ctx, "554", "5.7.1", c->reject_text);
+		v = SIFT_REJECT;
+		break;
+	case KILL_DISCARD:
+		v = SIFT_DISCARD;
+		break;
+	case KILL_TEMPFAIL:
+		host->reply(ctx, "451", "4.7.1", "Try again later");
+		v = SIFT_TEMPFAIL;
+		break;
+	case KILL_QUARANTINE: {
+		char *id = NULL;
+		char reason[64];
+		snprintf(reason, sizeof(reason), "spam, score=%s", sc);
+		if (host->quarantine(ctx, reason, &id) < 0) {
+			*done = "Tempfailed";
 			v = SIFT_TEMPFAIL;
-			break;
-		case KILL_QUARANTINE: {
-			char *id = NULL;
-			char reason[64];
-			snprintf(reason, sizeof(reason), "spam, score=%s", sc);
-			if (host->quarantine(ctx, reason, &id) < 0) {
-				done = "Tempfailed";
-				v = SIFT_TEMPFAIL;
-			} else {
-				v = SIFT_DISCARD;
-				what = "SPAM (quarantined)";
-			}
-			free(id);
-			break;
+		} else {
+			v = SIFT_DISCARD;
+			*what = "SPAM (quarantined)";
 		}
-		}
+		free(id);
+		break;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	long long t1 = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	}
+	return v;
+}
+
+/* The message's log line: the tests part of the status, the Message-ID. */
+static void log_result(struct sift_ctx *ctx, const struct sift_mime *mime, const char *done, const char *what,
+		       const char *client, const char *from, const char *rcpts, const char *sc,
+		       const char *status, long long size, long long t0)
+{
+	long long t1 = now_us();
 	const char *tests = strstr(status, "tests=[");
 	char *tshort = NULL;
 	if (tests) {
@@ -383,6 +380,59 @@ static enum sift_verdict spam_eom(struct sift_ctx *ctx)
 		  done, what, client ? client : "", from ? from : "", rcpts, mid ? mid : "", sc,
 		  tshort ? tshort : "", size, (double)(t1 - t0) / 1000.0);
 	free(tshort);
+}
+
+static enum sift_verdict spam_eom(struct sift_ctx *ctx)
+{
+	struct spam_conf *c = host->conf(ctx);
+	long long t0 = now_us();
+	const char *from = host->get(ctx, SIFT_I_SENDER);
+	char rcpts[512];
+	rcpt_list(ctx, rcpts, sizeof(rcpts));
+	const char *client = host->get(ctx, SIFT_I_CLIENT_ADDR);
+	long long size = host->body_size(ctx);
+	if (size > c->max_size) {
+		host->log(ctx, LOG_INFO, "Passed UNCHECKED, [%s] <%s> -> %s, size: %lld (over spam_max_size)",
+			  client ? client : "", from ? from : "", rcpts, size);
+		return SIFT_DUNNO;
+	}
+	const struct sift_mime *mime = host->mime(ctx);
+	if (!mime) {
+		host->log(ctx, LOG_ERR, "no message to score");
+		return SIFT_ERROR;
+	}
+	struct spam_result r;
+	if (score_message(ctx, c, mime, from, client, &r) < 0)
+		return SIFT_ERROR;
+	if (r.timed_out) {
+		host->log(ctx, LOG_WARNING, "scoring ran out of time");
+		spam_result_free(&r);
+		return SIFT_ERROR;
+	}
+	const char *prof = host->get(ctx, SIFT_I_PROFILE);
+	int pi = prof && strcmp(prof, "originating") == 0 ? 1 : 0;
+	double tag = c->level[pi][0], tag2 = c->level[pi][1], kill_level = c->level[pi][2];
+	bool is_spam = r.score >= tag2;
+	bool is_kill = r.score >= kill_level && c->kill_action != KILL_PASS;
+
+	for (size_t i = 0; i < r.nhits; i++)
+		host->symbol(ctx, r.hits[i].name, r.hits[i].score, NULL);
+	if (c->strip_headers)
+		strip_xspam(ctx, mime);
+	char sc[32];
+	spam_fmt_num(sc, sizeof(sc), r.score);
+	double t1d = isfinite(tag) ? tag : 0, t2d = isfinite(tag2) ? tag2 : 0;
+	char *status = spam_format_status(&r, t1d, t2d, is_spam);
+	if (r.score >= tag)
+		add_headers(ctx, r.score, sc, status, is_spam);
+	if (is_spam && c->subject_tag[0] && !is_kill)
+		tag_subject(ctx, c, mime);
+	enum sift_verdict v = SIFT_DUNNO;
+	const char *what = is_spam ? "SPAM" : "CLEAN";
+	const char *done = "Passed";
+	if (is_kill)
+		v = kill_verdict(ctx, c, sc, &done, &what);
+	log_result(ctx, mime, done, what, client, from, rcpts, sc, status, size, t0);
 	free(status);
 	spam_result_free(&r);
 	return v;

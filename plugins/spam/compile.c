@@ -1,0 +1,461 @@
+/*
+ * compile.c - from parsed rules to a ruleset ready to scan: ReplaceTags
+ * applied, regexes compiled with PCRE2 (JIT), header targets, groups of
+ * rules matched against the same texts, meta expressions in RPN and in
+ * dependency order, the per-message rule lists.
+ */
+#include "internal.h"
+
+static uint32_t pcre_flags(const char *f)
+{
+	uint32_t o = 0;
+	for (; f && *f; f++) {
+		if (*f == 'i')
+			o |= PCRE2_CASELESS;
+		else if (*f == 's')
+			o |= PCRE2_DOTALL;
+		else if (*f == 'm')
+			o |= PCRE2_MULTILINE;
+		else if (*f == 'x')
+			o |= PCRE2_EXTENDED;
+	}
+	return o;
+}
+
+static int compile_pcre(struct spam_engine *e, struct rule *r)
+{
+	int ec;
+	PCRE2_SIZE eo;
+	uint32_t fl = pcre_flags(r->flags);
+	r->re = pcre2_compile((PCRE2_SPTR)r->pattern, PCRE2_ZERO_TERMINATED, fl, &ec, &eo, NULL);
+	if (!r->re) {
+		/* code points above 255 (\x{263a}): UTF mode, tolerant of bad input */
+		int ec2;
+		PCRE2_SIZE eo2;
+		r->re = pcre2_compile((PCRE2_SPTR)r->pattern, PCRE2_ZERO_TERMINATED,
+				      fl | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ec2, &eo2, NULL);
+		if (r->re)
+			r->utf = true;
+	}
+	if (!r->re) {
+		PCRE2_UCHAR msg[256];
+		pcre2_get_error_message(ec, msg, sizeof(msg));
+#ifdef SPAM_HAVE_HS
+		/* PCRE2 refuses some huge alternations that Hyperscan compiles
+		 * exactly: match those with Hyperscan alone */
+		if (e->use_hs && !(r->tflags & TF_MULTIPLE)) {
+			hs_expr_info_t *info = NULL;
+			hs_compile_error_t *ce = NULL;
+			unsigned f = HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
+			for (const char *p = r->flags; p && *p; p++)
+				f |= *p == 'i'	 ? HS_FLAG_CASELESS
+				     : *p == 's' ? HS_FLAG_DOTALL
+				     : *p == 'm' ? HS_FLAG_MULTILINE
+						 : 0;
+			char *pat = r->flags && strchr(r->flags, 'x') ? xasprintf("(?x)%s", r->pattern)
+								      : xstrdup(r->pattern);
+			if (hs_expression_info(pat, f, &info, &ce) == HS_SUCCESS) {
+				free(info);
+				free(pat);
+				r->hs_exact = true;
+				lint(e, false,
+				     "%s: %s: PCRE2 cannot compile it (%s); matched by Hyperscan alone",
+				     r->where, r->name, (char *)msg);
+				return 0;
+			}
+			lint(e, false, "%s: %s: Hyperscan refuses it too: %s", r->where, r->name,
+			     ce && ce->message ? ce->message : "?");
+			hs_free_compile_error(ce);
+			free(pat);
+		}
+#endif
+		/* too large for PCRE2 but valid (SpamAssassin's Perl takes it):
+		 * skipped when Hyperscan cannot take it either */
+		bool valid = ec == PCRE2_ERROR_PATTERN_TOO_LARGE;
+		lint(e, !valid, "%s: %s: regex does not compile (%s at %zu)%s: %.200s", r->where, r->name,
+		     (char *)msg, (size_t)eo, valid ? ", rule skipped" : "", r->pattern);
+		r->disabled = true;
+		r->why = xstrdup("regex does not compile");
+		return -1;
+	}
+	pcre2_jit_compile(r->re, PCRE2_JIT_COMPLETE);
+	return 0;
+}
+
+/* Header target specs: "Subject", "From:addr", "ALL", "ToCc" ... */
+static int target_index(struct spam_engine *e, const char *spec, bool exists)
+{
+	char key[300];
+	snprintf(key, sizeof(key), "%s%s", exists ? "exists:" : "", spec);
+	for (size_t i = 0; i < e->ntargets; i++)
+		if (strcmp(e->targets[i].spec, key) == 0)
+			return (int)i;
+	e->targets = xrealloc(e->targets, (e->ntargets + 1) * sizeof(*e->targets));
+	struct target *t = &e->targets[e->ntargets];
+	memset(t, 0, sizeof(*t));
+	t->spec = xstrdup(key);
+	t->exists = exists;
+	char *nm = xstrdup(spec);
+	char *c = strchr(nm, ':');
+	while (c) {
+		*c = 0;
+		char *mod = c + 1;
+		char *next = strchr(mod, ':');
+		if (next)
+			*next = 0;
+		if (strcmp(mod, "raw") == 0)
+			t->raw = true;
+		else if (strcmp(mod, "addr") == 0)
+			t->addr = true;
+		else if (strcmp(mod, "name") == 0)
+			t->nameonly = true;
+		c = next;
+	}
+	t->name = nm;
+	return (int)e->ntargets++;
+}
+
+static void finish_group(struct spam_engine *e, struct rgroup *g)
+{
+#ifdef SPAM_HAVE_HS
+	if (e->use_hs)
+		build_exact(e, g);
+#endif
+	g->pcre_only = xcalloc(g->n + 1, sizeof(int));
+	for (size_t i = 0; i < g->n; i++) {
+		struct rule *r = &e->rules[g->rules[i]];
+		if (!r->hs_exact && !r->re) {
+			/* neither engine can match it */
+			r->disabled = true;
+			r->why = xstrdup("regex does not compile");
+			lint(e, true, "%s: %s: regex compiles neither with PCRE2 nor alone in Hyperscan",
+			     r->where, r->name);
+			continue;
+		}
+		if (r->re)
+			g->pcre_only[g->npcre++] = g->rules[i];
+	}
+}
+
+static struct rgroup *group_for(struct spam_engine *e, enum rtype t, int target)
+{
+	for (size_t i = 0; i < e->ngroups; i++)
+		if (e->groups[i].type == t && e->groups[i].target_idx == target)
+			return &e->groups[i];
+	e->groups = xrealloc(e->groups, (e->ngroups + 1) * sizeof(*e->groups));
+	struct rgroup *g = &e->groups[e->ngroups++];
+	memset(g, 0, sizeof(*g));
+	g->type = t;
+	g->target_idx = target;
+	return g;
+}
+
+static int prec(int op)
+{
+	switch (op) {
+	case OP_NOT:
+	case OP_NEG:
+		return 7;
+	case OP_MUL:
+	case OP_DIV:
+		return 6;
+	case OP_ADD:
+	case OP_SUB:
+		return 5;
+	case OP_LT:
+	case OP_GT:
+	case OP_LE:
+	case OP_GE:
+		return 4;
+	case OP_EQ:
+	case OP_NE:
+		return 3;
+	case OP_AND:
+		return 2;
+	case OP_OR:
+		return 1;
+	}
+	return 0;
+}
+
+static int compile_meta(struct spam_engine *e, struct rule *r)
+{
+	const char *s = r->meta_src;
+	int *out = xcalloc(strlen(s) + 2, sizeof(int));
+	double *num = xcalloc(strlen(s) + 2, sizeof(double));
+	int *stack = xcalloc(strlen(s) + 2, sizeof(int));
+	int no = 0, ns = 0;
+	bool expect_operand = true;
+	while (*s) {
+		if (isspace((unsigned char)*s)) {
+			s++;
+			continue;
+		}
+		if (isalpha((unsigned char)*s) || *s == '_') {
+			const char *b = s;
+			while (isalnum((unsigned char)*s) || *s == '_')
+				s++;
+			char *nm = xstrndup(b, (size_t)(s - b));
+			int idx = rule_find(e, nm);
+			if (idx < 0 || e->rules[idx].type == R_NONE) {
+				out[no] = OP_NUM; /* unknown rule: 0 */
+				num[no++] = 0;
+			} else
+				out[no++] = idx;
+			free(nm);
+			expect_operand = false;
+			continue;
+		}
+		if (isdigit((unsigned char)*s) || (*s == '.' && isdigit((unsigned char)s[1]))) {
+			char *end;
+			double v = strtod(s, &end);
+			s = end;
+			out[no] = OP_NUM;
+			num[no++] = v;
+			expect_operand = false;
+			continue;
+		}
+		if (*s == '(') {
+			stack[ns++] = OP_LP;
+			s++;
+			expect_operand = true;
+			continue;
+		}
+		if (*s == ')') {
+			while (ns > 0 && stack[ns - 1] != OP_LP)
+				out[no++] = stack[--ns];
+			if (ns == 0)
+				goto bad;
+			ns--;
+			s++;
+			expect_operand = false;
+			continue;
+		}
+		int op = 0;
+		if (strncmp(s, "&&", 2) == 0)
+			op = OP_AND, s += 2;
+		else if (strncmp(s, "||", 2) == 0)
+			op = OP_OR, s += 2;
+		else if (strncmp(s, "<=", 2) == 0)
+			op = OP_LE, s += 2;
+		else if (strncmp(s, ">=", 2) == 0)
+			op = OP_GE, s += 2;
+		else if (strncmp(s, "==", 2) == 0)
+			op = OP_EQ, s += 2;
+		else if (strncmp(s, "!=", 2) == 0)
+			op = OP_NE, s += 2;
+		else if (*s == '!')
+			op = OP_NOT, s++;
+		else if (*s == '<')
+			op = OP_LT, s++;
+		else if (*s == '>')
+			op = OP_GT, s++;
+		else if (*s == '+')
+			op = expect_operand ? 0 : OP_ADD, s++;
+		else if (*s == '-')
+			op = expect_operand ? OP_NEG : OP_SUB, s++;
+		else if (*s == '*')
+			op = OP_MUL, s++;
+		else if (*s == '/')
+			op = OP_DIV, s++;
+		else
+			goto bad;
+		if (op == 0)
+			continue; /* unary plus */
+		if (op == OP_NOT || op == OP_NEG) {
+			stack[ns++] = op; /* right-assoc unary */
+			expect_operand = true;
+			continue;
+		}
+		while (ns > 0 && stack[ns - 1] != OP_LP && prec(stack[ns - 1]) >= prec(op))
+			out[no++] = stack[--ns];
+		stack[ns++] = op;
+		expect_operand = true;
+	}
+	while (ns > 0) {
+		if (stack[ns - 1] == OP_LP)
+			goto bad;
+		out[no++] = stack[--ns];
+	}
+	/* check stack balance */
+	{
+		int depth = 0;
+		for (int i = 0; i < no; i++) {
+			if (out[i] >= 0 || out[i] == OP_NUM)
+				depth++;
+			else if (out[i] == OP_NOT || out[i] == OP_NEG) {
+				if (depth < 1)
+					goto bad;
+			} else {
+				if (depth < 2)
+					goto bad;
+				depth--;
+			}
+		}
+		if (depth != 1)
+			goto bad;
+	}
+	r->rpn = out;
+	r->rpn_num = num;
+	r->nrpn = no;
+	free(stack);
+	return 0;
+bad:
+	free(out);
+	free(num);
+	free(stack);
+	lint(e, true, "%s: meta %s: cannot parse expression: %s", r->where, r->name, r->meta_src);
+	r->disabled = true;
+	r->why = xstrdup("bad meta expression");
+	return -1;
+}
+
+/* Orders metas so that dependencies come first; cycles are disabled. */
+static void order_metas(struct spam_engine *e)
+{
+	int *state = xcalloc(e->nrules, sizeof(int)); /* 0 new, 1 visiting, 2 done */
+	e->meta_order = xcalloc(e->nrules, sizeof(int));
+	e->nmeta = 0;
+	int *stack = xcalloc(e->nrules * 2 + 2, sizeof(int));
+	for (size_t i = 0; i < e->nrules; i++) {
+		if (e->rules[i].type != R_META || e->rules[i].disabled || state[i])
+			continue;
+		/* iterative DFS: stack of (rule, next token) */
+		int sp = 0;
+		stack[sp++] = (int)i;
+		stack[sp++] = 0;
+		state[i] = 1;
+		while (sp > 0) {
+			int ri = stack[sp - 2];
+			int ti = stack[sp - 1];
+			struct rule *r = &e->rules[ri];
+			if (ti < r->nrpn) {
+				stack[sp - 1]++;
+				int dep = r->rpn[ti];
+				if (dep < 0 || e->rules[dep].type != R_META || e->rules[dep].disabled)
+					continue;
+				if (state[dep] == 1) {
+					lint(e, true, "%s: meta %s: dependency loop through %s", r->where,
+					     r->name, e->rules[dep].name);
+					e->rules[dep].disabled = true;
+					continue;
+				}
+				if (state[dep] == 0) {
+					state[dep] = 1;
+					stack[sp++] = dep;
+					stack[sp++] = 0;
+				}
+				continue;
+			}
+			state[ri] = 2;
+			e->meta_order[e->nmeta++] = ri;
+			sp -= 2;
+		}
+	}
+	free(state);
+	free(stack);
+}
+
+int finalize(struct spam_engine *e)
+{
+	/* replace tags: once per rule however often replace_rules names it
+	 * (a set in SpamAssassin; a tag whose value holds tags would grow
+	 * exponentially when applied again and again) */
+	bool *replaced = xcalloc(e->nrules, sizeof(bool));
+	for (size_t i = 0; i < e->nreplace; i++) {
+		int k = rule_find(e, e->replace_rules[i]);
+		if (k >= 0 && e->rules[k].pattern && !replaced[k]) {
+			apply_replace_tags(e, &e->rules[k]);
+			replaced[k] = true;
+		}
+	}
+	free(replaced);
+	for (size_t i = 0; i < e->nrules; i++) {
+		struct rule *r = &e->rules[i];
+		if (r->type == R_NONE)
+			continue;
+		if (!r->has_score)
+			r->score = strncmp(r->name, "__", 2) == 0   ? 0
+				   : strncmp(r->name, "T_", 2) == 0 ? 0.01
+				   : (r->tflags & TF_NICE)	    ? -1.0
+								    : 1.0;
+		if (r->disabled)
+			continue;
+		if (r->eval_fn) {
+			r->eval_id = eval_lookup(r->eval_fn);
+			if (r->eval_id < 0) {
+				r->disabled = true;
+				r->why = xasprintf("unknown eval:%s", r->eval_fn);
+				e->stats_eval_unknown++;
+				continue;
+			}
+			if (r->type == R_HEADER || r->type == R_MIMEHEADER)
+				r->type = R_HEADER;
+			continue;
+		}
+		if (r->type == R_META)
+			continue;
+		if (r->type == R_SYMBOL)
+			continue;
+		if (r->exists) {
+			r->target_idx = target_index(e, r->target, true);
+			continue;
+		}
+		if (compile_pcre(e, r) < 0)
+			continue;
+		int target = -1;
+		if (r->type == R_HEADER)
+			target = r->target_idx = target_index(e, r->target, false);
+		if (r->type == R_MIMEHEADER)
+			target = r->target_idx = target_index(e, r->target, false);
+		struct rgroup *g = group_for(e, r->type, target);
+		g->rules = xrealloc(g->rules, (g->n + 1) * sizeof(int));
+		g->rules[g->n++] = (int)i;
+		r->group = (int)(g - e->groups);
+	}
+	for (size_t i = 0; i < e->nrules; i++)
+		if (e->rules[i].type == R_META && !e->rules[i].disabled)
+			compile_meta(e, &e->rules[i]);
+	order_metas(e);
+	for (size_t i = 0; i < e->ngroups; i++)
+		finish_group(e, &e->groups[i]);
+	for (size_t i = 0; i < e->nrules; i++)
+		if (e->rules[i].disabled && e->rules[i].type != R_NONE)
+			e->stats_disabled++;
+	/* freemail: globs apart, exact names sorted for bsearch */
+	{
+		size_t w = 0;
+		for (size_t i = 0; i < e->nfreemail; i++) {
+			if (strpbrk(e->freemail[i], "*?")) {
+				e->freemail_glob =
+					xrealloc(e->freemail_glob, (e->nfreemail_glob + 1) * sizeof(char *));
+				e->freemail_glob[e->nfreemail_glob++] = e->freemail[i];
+			} else
+				e->freemail[w++] = e->freemail[i];
+		}
+		e->nfreemail = w;
+		if (w)
+			qsort(e->freemail, w, sizeof(char *), namecmp);
+	}
+	e->post_hdr = xcalloc(e->nrules, sizeof(int));
+	e->eval_rules = xcalloc(e->nrules, sizeof(int));
+	e->sym_rules = xcalloc(e->nrules, sizeof(int));
+	for (size_t i = 0; i < e->nrules; i++) {
+		const struct rule *r = &e->rules[i];
+		if (r->disabled || r->type == R_NONE)
+			continue;
+		if (r->eval_fn && r->eval_id >= 0)
+			e->eval_rules[e->neval_rules++] = (int)i;
+		else if (r->type == R_SYMBOL)
+			e->sym_rules[e->nsym_rules++] = (int)i;
+		else if ((r->type == R_HEADER || r->type == R_MIMEHEADER) && !r->eval_fn)
+			e->post_hdr[e->npost_hdr++] = (int)i;
+	}
+#ifdef SPAM_HAVE_HS
+	for (size_t i = 0; i < e->ngroups; i++)
+		if (e->groups[i].exact_db &&
+		    hs_alloc_scratch(e->groups[i].exact_db, &e->pool.proto) != HS_SUCCESS)
+			return -1;
+#endif
+	return 0;
+}

@@ -1,0 +1,688 @@
+/*
+ * hyperscan.c - the Hyperscan matcher of the spam engine.
+ *
+ * Two matchers share the parsed rules. The base matcher is ready when
+ * spam_engine_new returns: PCRE2-JIT for every regex, plus per group a small
+ * exact database of the few patterns PCRE2 cannot compile (huge
+ * alternations). The Hyperscan matcher adds per group a prefilter database
+ * whose candidates PCRE2 confirms; it is loaded from the cache directory or
+ * compiled by a child process in the background (a child, so that release
+ * can stop a compile at once by killing it), then published with one atomic
+ * store. A message reads the pointer once and uses that matcher from start
+ * to end; both find the same hits, since the prefilter only narrows the
+ * rules PCRE2 runs. The Hyperscan matcher lives until the engine is freed.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifdef SPAM_HAVE_HS
+
+static void elog(const struct spam_engine *e, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void elog(const struct spam_engine *e, int level, const char *fmt, ...)
+{
+	if (!e->log)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = NULL;
+	if (vasprintf(&s, fmt, ap) >= 0)
+		e->log(level, s);
+	va_end(ap);
+	free(s);
+}
+
+static unsigned hs_flags_for(const struct rule *r)
+{
+	unsigned f = (r->hs_exact ? 0 : HS_FLAG_PREFILTER) | HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
+	for (const char *p = r->flags; p && *p; p++) {
+		if (*p == 'i')
+			f |= HS_FLAG_CASELESS;
+		else if (*p == 's')
+			f |= HS_FLAG_DOTALL;
+		else if (*p == 'm')
+			f |= HS_FLAG_MULTILINE;
+	}
+	if (r->utf)
+		f |= HS_FLAG_UTF8;
+	return f;
+}
+
+static char *hs_pattern(const struct rule *r)
+{
+	if (r->flags && strchr(r->flags, 'x'))
+		return xasprintf("(?x)%s", r->pattern);
+	return xstrdup(r->pattern);
+}
+
+/* Compiles the rules of g marked in ok[] into one database. When the
+ * compiler names a culprit, it leaves ok[] and the rest is compiled again;
+ * with no culprit named, the whole group is given up (ok[] cleared). */
+static hs_database_t *hs_build(const struct spam_engine *e, const struct rgroup *g, bool *ok)
+{
+	char **pats = xcalloc(g->n, sizeof(char *));
+	unsigned *flags = xcalloc(g->n, sizeof(unsigned));
+	unsigned *ids = xcalloc(g->n, sizeof(unsigned));
+	hs_database_t *db = NULL;
+	for (;;) {
+		size_t m = 0;
+		for (size_t i = 0; i < g->n; i++) {
+			if (!ok[i])
+				continue;
+			const struct rule *r = &e->rules[g->rules[i]];
+			pats[m] = hs_pattern(r);
+			flags[m] = hs_flags_for(r);
+			ids[m] = (unsigned)i;
+			m++;
+		}
+		if (m == 0)
+			break;
+		hs_compile_error_t *ce = NULL;
+		hs_error_t rc = hs_compile_multi((const char *const *)pats, flags, ids, (unsigned)m,
+						 HS_MODE_BLOCK, NULL, &db, &ce);
+		int bad = rc == HS_SUCCESS ? -1 : ce ? ce->expression : -1;
+		if (ce)
+			hs_free_compile_error(ce);
+		for (size_t i = 0; i < m; i++)
+			free(pats[i]);
+		if (rc == HS_SUCCESS)
+			break;
+		db = NULL;
+		if (bad < 0 || (size_t)bad >= m) {
+			memset(ok, 0, g->n * sizeof(bool));
+			break;
+		}
+		ok[ids[bad]] = false;
+	}
+	free(pats);
+	free(flags);
+	free(ids);
+	return db;
+}
+
+/* Rules of a group that go to its prefilter database: PCRE2 confirms them. */
+static bool hs_candidate(const struct rule *r)
+{
+	return r->re && !r->hs_exact;
+}
+
+static size_t hs_ncandidates(const struct spam_engine *e, const struct rgroup *g)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < g->n; i++)
+		n += hs_candidate(&e->rules[g->rules[i]]);
+	return n;
+}
+
+/* The cache file of a group, named by a hash of everything its database
+ * depends on. */
+static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
+{
+	uint64_t h = fnv1a(1469598103934665603ull, hs_version(), strlen(hs_version()));
+	for (size_t i = 0; i < g->n; i++) {
+		const struct rule *r = &e->rules[g->rules[i]];
+		unsigned f = hs_flags_for(r) | (hs_candidate(r) ? 0x80000000u : 0);
+		h = fnv1a(h, r->pattern, strlen(r->pattern) + 1);
+		h = fnv1a(h, &f, sizeof(f));
+	}
+	return xasprintf("%s/spam-%s-%016llx.hsdb", e->cache_dir, rtype_names[g->type],
+			 (unsigned long long)h);
+}
+
+/* A group's database as stored in the cache and sent by the compiler:
+ * "SIFTHS2\n", the number of rules n (4 octets), n flags (1: in the
+ * database), the serialized database (absent when none). */
+#define HS_MAGIC "SIFTHS2\n"
+
+static char *hs_blob(const bool *ok, size_t n, const hs_database_t *db, size_t *len_r)
+{
+	char *bytes = NULL;
+	size_t blen = 0;
+	if (db && hs_serialize_database(db, &bytes, &blen) != HS_SUCCESS)
+		return NULL;
+	size_t len = 8 + 4 + n + blen;
+	char *b = xmalloc(len);
+	memcpy(b, HS_MAGIC, 8);
+	uint32_t n32 = (uint32_t)n;
+	memcpy(b + 8, &n32, 4);
+	for (size_t i = 0; i < n; i++)
+		b[12 + i] = ok[i] ? 1 : 0;
+	if (blen)
+		memcpy(b + 12 + n, bytes, blen);
+	free(bytes);
+	*len_r = len;
+	return b;
+}
+
+static int hs_unblob(const char *b, size_t len, const struct spam_engine *e, const struct rgroup *g,
+		     struct hsgroup *hg)
+{
+	uint32_t n32;
+	if (len < 12 || memcmp(b, HS_MAGIC, 8) != 0)
+		return -1;
+	memcpy(&n32, b + 8, 4);
+	if (n32 != g->n || len < 12 + (size_t)n32)
+		return -1;
+	hs_database_t *db = NULL;
+	size_t blen = len - 12 - n32;
+	bool any = false;
+	for (size_t i = 0; i < g->n; i++) {
+		if (b[12 + i] > 1 || (b[12 + i] && !hs_candidate(&e->rules[g->rules[i]])))
+			return -1;
+		any |= b[12 + i];
+	}
+	if (any != (blen > 0))
+		return -1;
+	if (blen && hs_deserialize_database(b + 12 + n32, blen, &db) != HS_SUCCESS)
+		return -1;
+	hg->db = db;
+	hg->in_db = xcalloc(g->n, sizeof(bool));
+	for (size_t i = 0; i < g->n; i++)
+		hg->in_db[i] = b[12 + i];
+	hg->loaded = true;
+	return 0;
+}
+
+/* Files and directories of the cache are trusted only when they belong to
+ * root or to the user running the daemon and nobody else may write them. */
+static const char *untrusted(const struct stat *st)
+{
+	if (st->st_uid != 0 && st->st_uid != geteuid())
+		return "owned by another user";
+	if (st->st_mode & (S_IWGRP | S_IWOTH))
+		return "writable by group or others";
+	return NULL;
+}
+
+/* Checks (and creates) the cache directory: NULL = usable, else why not
+ * (malloc'd). */
+static char *hs_cache_dir_bad(const struct spam_engine *e, int *level)
+{
+	struct stat st;
+	*level = LOG_WARNING;
+	if (stat(e->cache_dir, &st) < 0 &&
+	    (errno != ENOENT || mkdir(e->cache_dir, 0755) < 0 || stat(e->cache_dir, &st) < 0)) {
+		if (errno == ENOENT)
+			*level = LOG_NOTICE; /* not installed: nothing wrong */
+		return xasprintf("spam_cache_directory %s: %s", e->cache_dir, strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return xasprintf("spam_cache_directory %s: not a directory", e->cache_dir);
+	const char *why = untrusted(&st);
+	if (why)
+		return xasprintf("spam_cache_directory %s: %s (uid %u, mode %04o)", e->cache_dir, why,
+				 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+	return NULL;
+}
+
+#define HS_MAX_BLOB (1024u * 1024 * 1024)
+
+static int hs_cache_load(const struct spam_engine *e, const struct rgroup *g, struct hsgroup *hg)
+{
+	char *path = hs_cache_path(e, g);
+	int rc = -1;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			elog(e, LOG_WARNING, "Hyperscan cache %s: %s: ignored", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	struct stat st;
+	const char *why = fstat(fd, &st) < 0	     ? strerror(errno)
+			  : !S_ISREG(st.st_mode)     ? "not a regular file"
+			  : st.st_size > HS_MAX_BLOB ? "too large"
+						     : untrusted(&st);
+	if (why) {
+		elog(e, LOG_WARNING, "Hyperscan cache %s: %s (uid %u, mode %04o): ignored", path, why,
+		     (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	char *b = xmalloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t k = read(fd, b + got, (size_t)st.st_size - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	if (got == (size_t)st.st_size && hs_unblob(b, got, e, g, hg) == 0)
+		rc = 0;
+	else
+		elog(e, LOG_WARNING, "Hyperscan cache %s: unreadable or stale: compiled again", path);
+	free(b);
+out:
+	close(fd);
+	free(path);
+	return rc;
+}
+
+/* Writes a temporary file that cannot be anything we did not create (mkstemp:
+ * O_CREAT|O_EXCL, which never follows a symlink), then renames it. */
+static int hs_cache_store(const struct spam_engine *e, const struct rgroup *g, const char *b, size_t len)
+{
+	char *path = hs_cache_path(e, g);
+	char *tmp = xasprintf("%s/.spam-%s.XXXXXX", e->cache_dir, rtype_names[g->type]);
+	int rc = -1;
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		if (!e->cache_errors) /* once: the others fail alike */
+			elog(e, LOG_WARNING, "Hyperscan cache %s: %s: databases not cached", tmp,
+			     strerror(errno));
+		goto out;
+	}
+	size_t off = 0;
+	while (off < len) {
+		ssize_t k = write(fd, b + off, len - off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		off += (size_t)k;
+	}
+	if (off != len || fchmod(fd, 0644) < 0 || close(fd) < 0 || rename(tmp, path) < 0) {
+		if (!e->cache_errors)
+			elog(e, LOG_WARNING, "Hyperscan cache %s: cannot write: %s", path, strerror(errno));
+		if (off != len)
+			close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(tmp);
+	free(path);
+	return rc;
+}
+
+hs_scratch_t *pool_get(struct scratch_pool *p)
+{
+	hs_scratch_t *s = NULL;
+	if (!p->proto)
+		return NULL;
+	pthread_mutex_lock(&p->lock);
+	if (p->nfree)
+		s = p->free[--p->nfree];
+	pthread_mutex_unlock(&p->lock);
+	if (!s && hs_clone_scratch(p->proto, &s) != HS_SUCCESS)
+		s = NULL;
+	return s;
+}
+
+void pool_put(struct scratch_pool *p, hs_scratch_t *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&p->lock);
+	if (p->nfree == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 8;
+		p->free = xrealloc(p->free, p->cap * sizeof(hs_scratch_t *));
+	}
+	p->free[p->nfree++] = s;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void pool_free(struct scratch_pool *p)
+{
+	for (size_t i = 0; i < p->nfree; i++)
+		hs_free_scratch(p->free[i]);
+	free(p->free);
+	if (p->proto)
+		hs_free_scratch(p->proto);
+	pthread_mutex_destroy(&p->lock);
+}
+
+void hsmatch_free(const struct spam_engine *e, struct hsmatch *hm)
+{
+	if (!hm)
+		return;
+	for (size_t i = 0; i < e->ngroups; i++) {
+		if (hm->g[i].db)
+			hs_free_database(hm->g[i].db);
+		free(hm->g[i].in_db);
+		free(hm->g[i].pcre_only);
+	}
+	free(hm->g);
+	pool_free(&hm->pool);
+	free(hm);
+}
+
+/* Completes a matcher whose groups are all loaded: PCRE2 lists, scratch. */
+static int hsmatch_finish(const struct spam_engine *e, struct hsmatch *hm)
+{
+	if (e->pool.proto && hs_clone_scratch(e->pool.proto, &hm->pool.proto) != HS_SUCCESS)
+		return -1;
+	for (size_t gi = 0; gi < e->ngroups; gi++) {
+		const struct rgroup *g = &e->groups[gi];
+		struct hsgroup *hg = &hm->g[gi];
+		if (!hg->in_db)
+			hg->in_db = xcalloc(g->n, sizeof(bool));
+		hg->pcre_only = xcalloc(g->n + 1, sizeof(int));
+		for (size_t i = 0; i < g->n; i++) {
+			if (!e->rules[g->rules[i]].re)
+				continue;
+			if (hg->in_db[i] && hg->db)
+				hm->nhs++;
+			else {
+				hg->pcre_only[hg->npcre++] = g->rules[i];
+				hm->npcre++;
+			}
+		}
+		if (hg->db && hs_alloc_scratch(hg->db, &hm->pool.proto) != HS_SUCCESS)
+			return -1;
+	}
+	return 0;
+}
+
+/* The compiler, in a child process: one record per group it was asked for
+ * (group index and length, 4 + 8 octets, then the blob), then a final
+ * record with index UINT32_MAX. */
+static bool write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t k = write(fd, c, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return false;
+		c += k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+static bool read_all(int fd, void *p, size_t n)
+{
+	char *c = p;
+	while (n) {
+		ssize_t k = read(fd, c, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return false;
+		c += k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+static void hs_compile_child(const struct spam_engine *e, const bool *need, int fd)
+{
+	for (size_t gi = 0; gi < e->ngroups; gi++) {
+		if (!need[gi])
+			continue;
+		const struct rgroup *g = &e->groups[gi];
+		bool *ok = xcalloc(g->n, sizeof(bool));
+		for (size_t i = 0; i < g->n; i++) {
+			const struct rule *r = &e->rules[g->rules[i]];
+			if (!hs_candidate(r))
+				continue;
+			char *p = hs_pattern(r);
+			hs_expr_info_t *info = NULL;
+			hs_compile_error_t *ce = NULL;
+			if (hs_expression_info(p, hs_flags_for(r), &info, &ce) == HS_SUCCESS)
+				ok[i] = true;
+			free(info);
+			if (ce)
+				hs_free_compile_error(ce);
+			free(p);
+		}
+		hs_database_t *db = hs_build(e, g, ok);
+		size_t len = 0;
+		char *b = hs_blob(ok, g->n, db, &len);
+		if (db)
+			hs_free_database(db);
+		uint32_t gi32 = (uint32_t)gi;
+		uint64_t len64 = len;
+		if (!b || !write_all(fd, &gi32, 4) || !write_all(fd, &len64, 8) || !write_all(fd, b, len))
+			_exit(1);
+		free(b);
+		free(ok);
+	}
+	uint32_t end = UINT32_MAX;
+	uint64_t zero = 0;
+	_exit(write_all(fd, &end, 4) && write_all(fd, &zero, 8) ? 0 : 1);
+}
+
+enum { BG_NONE, BG_RUNNING, BG_DONE, BG_FAILED };
+
+static void bg_finish(struct spam_engine *e, int state, char *err)
+{
+	pthread_mutex_lock(&e->bg_lock);
+	e->bg_state = state;
+	free(e->bg_err);
+	e->bg_err = err;
+	pthread_cond_broadcast(&e->bg_cond);
+	pthread_mutex_unlock(&e->bg_lock);
+}
+
+static void *bg_main(void *arg)
+{
+	struct spam_engine *e = arg;
+	struct hsmatch *hm = e->bg_match;
+	bool complete = false;
+	char *err = NULL;
+	for (;;) {
+		uint32_t gi;
+		uint64_t len;
+		if (!read_all(e->bg_fd, &gi, 4) || !read_all(e->bg_fd, &len, 8))
+			break;
+		if (gi == UINT32_MAX) {
+			complete = true;
+			break;
+		}
+		if (gi >= e->ngroups || hm->g[gi].loaded || len > HS_MAX_BLOB) {
+			err = xstrdup("bad record from the compiler");
+			break;
+		}
+		char *b = xmalloc(len ? (size_t)len : 1);
+		if (!read_all(e->bg_fd, b, (size_t)len)) {
+			free(b);
+			break;
+		}
+		const struct rgroup *g = &e->groups[gi];
+		if (hs_unblob(b, (size_t)len, e, g, &hm->g[gi]) < 0) {
+			free(b);
+			err = xstrdup("bad database from the compiler");
+			break;
+		}
+		if (e->cache_dir && hs_cache_store(e, g, b, (size_t)len) < 0)
+			e->cache_errors++;
+		free(b);
+	}
+	close(e->bg_fd);
+	e->bg_fd = -1;
+	pthread_mutex_lock(&e->bg_lock);
+	pid_t pid = e->bg_child;
+	e->bg_child = 0;
+	bool cancelled = e->bg_cancel;
+	pthread_mutex_unlock(&e->bg_lock);
+	int st = 0;
+	if (pid > 0) {
+		if (!complete)
+			kill(pid, SIGKILL);
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (cancelled) {
+		free(err);
+		bg_finish(e, BG_FAILED, xstrdup("stopped"));
+		return NULL;
+	}
+	for (size_t gi = 0; complete && gi < e->ngroups; gi++)
+		if (!hm->g[gi].loaded && e->bg_need[gi])
+			complete = false;
+	if (!complete || hsmatch_finish(e, hm) < 0) {
+		if (!err)
+			err = WIFSIGNALED(st) ? xasprintf("the compiler died of signal %d", WTERMSIG(st))
+					      : xstrdup("the compiler failed");
+		elog(e, LOG_WARNING, "Hyperscan: %s; matching stays on PCRE2-JIT", err);
+		bg_finish(e, BG_FAILED, err);
+		return NULL;
+	}
+	e->bg_match = NULL;
+	atomic_store_explicit(&e->hs, hm, memory_order_release);
+	elog(e, LOG_INFO,
+	     "Hyperscan databases compiled in %lld ms, now in use: %u regexes in Hyperscan, %u PCRE2 only",
+	     now_ms() - e->bg_start, hm->nhs, hm->npcre);
+	free(err);
+	bg_finish(e, BG_DONE, NULL);
+	return NULL;
+}
+
+/* Loads what the cache has; starts the compiler for the rest. */
+void hs_start(struct spam_engine *e)
+{
+	struct hsmatch *hm = xcalloc(1, sizeof(*hm));
+	pthread_mutex_init(&hm->pool.lock, NULL);
+	hm->g = xcalloc(e->ngroups + 1, sizeof(*hm->g));
+	e->bg_need = xcalloc(e->ngroups + 1, sizeof(bool));
+	int level;
+	char *bad = e->cache_dir ? hs_cache_dir_bad(e, &level) : NULL;
+	if (bad) {
+		elog(e, level, "%s: not used, Hyperscan databases are not cached", bad);
+		e->cache_why = bad;
+		free(e->cache_dir);
+		e->cache_dir = NULL;
+	}
+	size_t missing = 0;
+	for (size_t gi = 0; gi < e->ngroups; gi++) {
+		const struct rgroup *g = &e->groups[gi];
+		if (hs_ncandidates(e, g) < 2)
+			continue; /* PCRE2 alone is as fast */
+		if (e->cache_dir && hs_cache_load(e, g, &hm->g[gi]) == 0)
+			continue;
+		e->bg_need[gi] = true;
+		missing++;
+	}
+	e->bg_start = now_ms();
+	if (!missing) {
+		if (hsmatch_finish(e, hm) < 0) {
+			hsmatch_free(e, hm);
+			e->bg_state = BG_FAILED;
+			e->bg_err = xstrdup("cannot allocate Hyperscan scratch space");
+			return;
+		}
+		atomic_store_explicit(&e->hs, hm, memory_order_release);
+		e->bg_state = BG_DONE;
+		e->from_cache = true;
+		return;
+	}
+	e->bg_match = hm;
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		e->bg_state = BG_FAILED;
+		e->bg_err = xasprintf("pipe: %s", strerror(errno));
+		return;
+	}
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		e->bg_state = BG_FAILED;
+		e->bg_err = xasprintf("fork: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		hs_compile_child(e, e->bg_need, fds[1]);
+	}
+	close(fds[1]);
+	e->bg_child = pid;
+	e->bg_fd = fds[0];
+	e->bg_state = BG_RUNNING;
+	if (pthread_create(&e->bg_thread, NULL, bg_main, e) != 0) {
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		close(fds[0]);
+		e->bg_child = 0;
+		e->bg_state = BG_FAILED;
+		e->bg_err = xstrdup("cannot start a thread");
+		return;
+	}
+	e->bg_thread_started = true;
+	elog(e, LOG_INFO,
+	     "Hyperscan: compiling %zu rule group(s) in the background (pid %d); PCRE2-JIT until then",
+	     missing, (int)pid);
+}
+
+/* Stops a running compile (kills the child) and waits for the thread. */
+void hs_stop(struct spam_engine *e)
+{
+	if (!e->bg_thread_started)
+		return;
+	pthread_mutex_lock(&e->bg_lock);
+	e->bg_cancel = e->bg_state == BG_RUNNING;
+	if (e->bg_child > 0)
+		kill(e->bg_child, SIGKILL);
+	pthread_mutex_unlock(&e->bg_lock);
+	pthread_join(e->bg_thread, NULL);
+	e->bg_thread_started = false;
+}
+
+/* The exact databases of the base matcher: patterns PCRE2 cannot compile. */
+void build_exact(struct spam_engine *e, struct rgroup *g)
+{
+	bool *ok = xcalloc(g->n, sizeof(bool));
+	bool any = false;
+	for (size_t i = 0; i < g->n; i++)
+		any |= ok[i] = e->rules[g->rules[i]].hs_exact;
+	if (any)
+		g->exact_db = hs_build(e, g, ok);
+	for (size_t i = 0; i < g->n; i++)
+		if (e->rules[g->rules[i]].hs_exact && !ok[i])
+			e->rules[g->rules[i]].hs_exact = false; /* reported below */
+	free(ok);
+}
+#endif
+
+int spam_engine_hs_wait(const struct spam_engine *ce, char **err_r)
+{
+#ifdef SPAM_HAVE_HS
+	struct spam_engine *e = (struct spam_engine *)ce;
+	if (!e->use_hs) {
+		*err_r = xstrdup("spam_hyperscan = no: nothing to compile");
+		return -1;
+	}
+	if (!e->cache_dir) {
+		*err_r = e->cache_why ? xasprintf("%s: not usable", e->cache_why)
+				      : xstrdup("spam_cache_directory is empty: nothing to cache into");
+		return -1;
+	}
+	pthread_mutex_lock(&e->bg_lock);
+	while (e->bg_state == BG_RUNNING)
+		pthread_cond_wait(&e->bg_cond, &e->bg_lock);
+	int state = e->bg_state;
+	*err_r = e->bg_err ? xstrdup(e->bg_err) : NULL;
+	pthread_mutex_unlock(&e->bg_lock);
+	if (state != BG_DONE)
+		return -1;
+	free(*err_r);
+	*err_r = NULL;
+	if (e->cache_errors) {
+		*err_r =
+			xasprintf("%u database(s) could not be written to %s", e->cache_errors, e->cache_dir);
+		return -1;
+	}
+	return e->from_cache ? 1 : 0;
+#else
+	*err_r = xstrdup("built without Hyperscan");
+	return -1;
+#endif
+}

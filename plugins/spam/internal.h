@@ -1,0 +1,444 @@
+/*
+ * internal.h - what the files of the spam rule engine share (not for the
+ * plugin's users: they see engine.h). The engine's rooms:
+ *   engine.c     the ruleset (rules by name), spam_engine_new/free
+ *   parse.c      rule files: loading, the directive table
+ *   ifexpr.c     `if` expressions
+ *   replace.c    ReplaceTags
+ *   compile.c    PCRE2 compilation, rule groups, metas, finalization
+ *   hyperscan.c  Hyperscan databases: cache, background compile, scratch
+ *   scan.c       per message: scanning the groups, metas, the result
+ *   texts.c      per message: the texts rules match (headers, body ...)
+ *   relay.c      Received: headers (relays) and RFC 2822 dates
+ *   addr.c       addresses in header values
+ *   html.c       the HTML analysis (html.h)
+ *   evals.c      eval: functions
+ *   lint.c       lint, stats and the X-Spam-Status report
+ * Hot paths (per match or per octet) are static inline here or static in
+ * the one file that runs them.
+ */
+#ifndef SPAM_INTERNAL_H
+#define SPAM_INTERNAL_H
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#ifdef SPAM_HAVE_HS
+#include <hs.h>
+#endif
+
+#include "engine.h"
+
+/* ---- small utilities ---------------------------------------------------- */
+
+static inline void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		abort();
+	return p;
+}
+static inline void *xcalloc(size_t n, size_t s)
+{
+	void *p = calloc(n ? n : 1, s ? s : 1);
+	if (!p)
+		abort();
+	return p;
+}
+static inline void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		abort();
+	return p;
+}
+static inline char *xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = 0;
+	return p;
+}
+static inline char *xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+struct sbuf {
+	char *d;
+	size_t n, cap;
+};
+static inline void sb_add(struct sbuf *b, const void *p, size_t n)
+{
+	if (b->n + n + 1 > b->cap) {
+		b->cap = (b->n + n + 1) * 2 + 64;
+		b->d = xrealloc(b->d, b->cap);
+	}
+	memcpy(b->d + b->n, p, n);
+	b->n += n;
+	b->d[b->n] = 0;
+}
+static inline void sb_adds(struct sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+static inline const char *sb_str(struct sbuf *b)
+{
+	if (!b->d)
+		sb_add(b, "", 0);
+	return b->d;
+}
+
+static inline long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ s[i]) * 1099511628211ull;
+	return h;
+}
+
+/* ---- rules ----------------------------------------------------------------- */
+
+enum rtype { R_NONE = 0, R_HEADER, R_BODY, R_RAWBODY, R_FULL, R_URI, R_MIMEHEADER, R_META, R_SYMBOL, R_TMAX };
+static const char *const rtype_names[] __attribute__((unused)) = {
+	"none", "header", "body", "rawbody", "full", "uri", "mimeheader", "meta", "symbol_score"};
+
+#define TF_MULTIPLE    0x01
+#define TF_NET	       0x02
+#define TF_NICE	       0x04
+#define TF_LEARN       0x08
+#define TF_USERCONF    0x10
+#define TF_NOAUTOLEARN 0x20
+
+struct rule {
+	char *name;
+	enum rtype type;
+	char *where; /* file:line of the definition */
+	/* regex rules */
+	char *pattern, *flags;
+	bool neg;     /* !~ */
+	bool exists;  /* header NAME exists:Hdr */
+	char *target; /* header spec (Subject, ALL, From:addr ...) */
+	char *unset;  /* [if-unset: ...] */
+	int target_idx;
+	pcre2_code *re;
+	bool utf;
+	bool hs_exact; /* PCRE2 refused it (too large): Hyperscan alone, exact mode */
+	/* eval */
+	char *eval_fn;
+	char **eval_args;
+	int neval;
+	int eval_id;
+	/* meta */
+	char *meta_src;
+	int *rpn; /* tokens: >=0 rule index; negative = operator/number codes */
+	double *rpn_num;
+	int nrpn;
+	bool meta_done_order;
+	/* attributes */
+	double score;
+	bool has_score;
+	char *describe;
+	unsigned tflags;
+	int maxhits;
+	int priority;
+	bool disabled;
+	char *why; /* why disabled */
+	int group; /* index of the rgroup it belongs to, -1 none */
+};
+
+struct lintmsg {
+	char *text;
+	bool error;
+};
+
+/* A group of regex rules matched against the same texts. */
+struct rgroup {
+	enum rtype type;
+	int target_idx; /* header groups */
+	int *rules;	/* rule indexes */
+	size_t n;
+#ifdef SPAM_HAVE_HS
+	hs_database_t *exact_db; /* rules PCRE2 cannot compile (hs_exact) */
+#endif
+	int *pcre_only; /* rules matched by PCRE2 alone in the base matcher */
+	size_t npcre;
+};
+
+struct target {
+	char *name; /* the header name or special name */
+	bool raw, addr, nameonly, exists;
+	char *spec; /* full spec text, for dedup */
+};
+
+struct scratch_pool {
+	pthread_mutex_t lock;
+#ifdef SPAM_HAVE_HS
+	hs_scratch_t *proto;
+	hs_scratch_t **free;
+#endif
+	size_t nfree, cap;
+};
+
+struct spam_engine {
+	struct rule *rules;
+	size_t nrules, rcap;
+	/* name -> index hash */
+	int *hash;
+	size_t hcap;
+	struct target *targets;
+	size_t ntargets;
+	struct rgroup *groups;
+	size_t ngroups;
+	int *meta_order; /* metas in evaluation order */
+	size_t nmeta;
+	double required;
+	struct lintmsg *lint;
+	size_t nlint;
+	/* config state */
+	char **plugins; /* loaded plugin modules */
+	size_t nplugins;
+	/* replace tags */
+	char **tag_names, **tag_vals;
+	size_t ntags;
+	char **pre_names, **pre_vals, **inter_names, **inter_vals, **post_names, **post_vals;
+	size_t npre, ninter, npost;
+	char **replace_rules;
+	size_t nreplace;
+	char **freemail; /* freemail_domains: exact names, sorted after load */
+	size_t nfreemail, freemail_cap;
+	char **freemail_glob; /* entries with * or ? */
+	size_t nfreemail_glob;
+	/* rule index lists by what the per-message pass does with them */
+	int *post_hdr, *eval_rules, *sym_rules;
+	size_t npost_hdr, neval_rules, nsym_rules;
+	size_t body_scan_size;
+	bool use_hs;
+	char *cache_dir;	  /* NULL: no cache */
+	struct scratch_pool pool; /* for the exact databases */
+#ifdef SPAM_HAVE_HS
+	_Atomic(struct hsmatch *) hs; /* the Hyperscan matcher, once ready */
+	/* its background compile */
+	struct hsmatch *bg_match;
+	bool *bg_need; /* per group: compiled by the child */
+	pthread_t bg_thread;
+	bool bg_thread_started, bg_cancel, from_cache;
+	pthread_mutex_t bg_lock;
+	pthread_cond_t bg_cond;
+	pid_t bg_child;
+	int bg_fd, bg_state;
+	char *bg_err;
+	long long bg_start;
+	unsigned cache_errors;
+	char *cache_why; /* why the cache directory is not used */
+#endif
+	unsigned stats_disabled, stats_eval_unknown;
+	int include_depth;
+	void (*log)(int level, const char *msg);
+};
+
+#ifdef SPAM_HAVE_HS
+/* The Hyperscan matcher (hyperscan.c): per group a prefilter database. */
+struct hsgroup {
+	hs_database_t *db;
+	bool *in_db; /* per group position */
+	int *pcre_only;
+	size_t npcre;
+	bool loaded; /* from the cache or the compiler */
+};
+
+struct hsmatch {
+	struct hsgroup *g; /* per group */
+	struct scratch_pool pool;
+	unsigned nhs, npcre;
+};
+#endif
+
+/* meta: tokenize into RPN. Operators are coded as negative ints. */
+enum {
+	OP_NUM = -1,
+	OP_NOT = -2,
+	OP_MUL = -3,
+	OP_DIV = -4,
+	OP_ADD = -5,
+	OP_SUB = -6,
+	OP_LT = -7,
+	OP_GT = -8,
+	OP_LE = -9,
+	OP_GE = -10,
+	OP_EQ = -11,
+	OP_NE = -12,
+	OP_AND = -13,
+	OP_OR = -14,
+	OP_LP = -15,
+	OP_NEG = -16,
+	OP_UNKNOWN = -17
+};
+
+/* ---- per message ------------------------------------------------------------ */
+
+struct htmlinfo;
+struct msgctx {
+	const struct spam_engine *e;
+	const struct spam_input *in;
+	const struct sift_mime *mime;
+	int *hits;    /* per rule */
+	bool *done;   /* per rule: hit and not multiple, skip further */
+	char **tvals; /* per target: value or NULL (unset) */
+	bool *tdone;
+	pcre2_match_data *md;
+	pcre2_match_context *mctx;
+	/* body texts */
+	char **lines;
+	size_t *lens;
+	size_t nlines;
+	char **raws;
+	size_t *rawlens;
+	size_t nraws;
+	char *full;
+	size_t full_len;
+	char *subject;
+	int cur_rule;
+	/* candidates from a Hyperscan scan */
+	int *cand;
+	size_t ncand;
+	unsigned *cand_mark;
+	unsigned mark;
+	long long deadline;
+	bool timed_out;
+	struct relayinfo *relays;
+	struct htmlinfo *html;
+#ifdef SPAM_HAVE_HS
+	const struct hsmatch *hm; /* NULL: the base matcher */
+	struct scratch_pool *pool;
+	hs_scratch_t *scratch;
+#endif
+};
+
+/* The next header `name` from index *start on (advanced past it). */
+static inline const struct sift_mime_header *mh(const struct sift_mime *m, const char *name, size_t *start)
+{
+	for (size_t i = *start; i < m->header_count; i++)
+		if (strcasecmp(m->headers[i].name, name) == 0) {
+			*start = i + 1;
+			return &m->headers[i];
+		}
+	return NULL;
+}
+
+/* A hit count per rule: eval: functions (evals.c). */
+typedef int (*eval_fn)(struct msgctx *m, const struct rule *r);
+struct evaldef {
+	const char *name;
+	eval_fn fn;
+};
+extern const struct evaldef evals[];
+int eval_lookup(const char *name);
+
+/* ---- relays (relay.c) ------------------------------------------------------- */
+
+struct relay {
+	char ip[64], rdns[256], helo[256], by[256], ident[64], envfrom[256], id[128], auth[32];
+	bool priv;
+	bool looked_up; /* the MTA's format shows it looked up rDNS */
+};
+
+struct relayinfo {
+	struct relay *r;
+	size_t n, ntrusted; /* relays[0..ntrusted) trusted */
+	int unparseable;
+	char *trusted_str, *untrusted_str;
+};
+
+int parse_rfc822_date(const char *s, time_t *t);
+/* 1 parsed, 0 not a relay line (no "from"), -1 unparseable. */
+int parse_received(const char *v, struct relay *rl);
+/* The message's relays, parsed once (cached in m). */
+struct relayinfo *relays(struct msgctx *m);
+const char *lasthop_envfrom(struct msgctx *m);
+void relays_free(struct relayinfo *ri);
+/* Private, loopback, link-local or unspecified. */
+bool ip_private(const char *ip);
+
+/* ---- the ruleset (engine.c) -------------------------------------------------- */
+
+void lint(struct spam_engine *e, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int rule_find(const struct spam_engine *e, const char *name);
+struct rule *rule_get(struct spam_engine *e, const char *name);
+void rule_clear_def(struct rule *r);
+bool plugin_loaded(struct spam_engine *e, const char *name);
+
+static inline int namecmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* ---- loading (parse.c, ifexpr.c, replace.c) ------------------------------- */
+
+/* A file or directory (*.pre only, *.cf only or both); -1 with *err_r. */
+int load_path(struct spam_engine *e, const char *path, bool pre_only, bool cf_only, char **err_r);
+/* Rules given as text, as the file `name` (include is an error there). */
+void load_text(struct spam_engine *e, const char *name, const char *text, size_t len);
+/* 1 true, 0 false, -1 cannot evaluate. */
+int if_eval(struct spam_engine *e, const char *expr);
+void apply_replace_tags(struct spam_engine *e, struct rule *r);
+
+/* ---- compilation (compile.c, hyperscan.c) --------------------------------- */
+
+/* ReplaceTags, PCRE2, groups, metas, per-message lists; -1 when Hyperscan
+ * scratch space cannot be allocated. */
+int finalize(struct spam_engine *e);
+#ifdef SPAM_HAVE_HS
+/* The exact database of g: patterns PCRE2 cannot compile. */
+void build_exact(struct spam_engine *e, struct rgroup *g);
+/* Loads what the cache has; starts the background compile for the rest. */
+void hs_start(struct spam_engine *e);
+/* Stops a running compile and waits for it. */
+void hs_stop(struct spam_engine *e);
+void hsmatch_free(const struct spam_engine *e, struct hsmatch *hm);
+hs_scratch_t *pool_get(struct scratch_pool *p);
+void pool_put(struct scratch_pool *p, hs_scratch_t *s);
+void pool_free(struct scratch_pool *p);
+#endif
+
+/* ---- per message (texts.c, addr.c, html.h) --------------------------------- */
+
+/* The value a header rule matches, or NULL when the header is absent. */
+const char *target_value(struct msgctx *m, int ti);
+const char *envelope_from(struct msgctx *m);
+void build_body(struct msgctx *m);
+void build_raw(struct msgctx *m);
+void build_full(struct msgctx *m);
+/* First address of a header value (":addr"), its display name (":name"). */
+void extract_addr(struct sbuf *b, const char *v);
+void extract_name(struct sbuf *b, const char *v);
+/* The first address of header `hdr` (or EnvelopeFrom), lower case. */
+void first_addr(struct msgctx *m, const char *hdr, char *out, size_t n);
+
+/* ---- lint (lint.c) ------------------------------------------------------------ */
+
+size_t count_errors(const struct spam_engine *e);
+/* The errors, one "file:line: what" per line, at most 20 (malloc'd). */
+char *format_errors(const struct spam_engine *e);
+
+#endif

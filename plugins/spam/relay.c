@@ -1,0 +1,364 @@
+/*
+ * relay.c - what SpamAssassin derives from Received: and date headers:
+ *   - Received: headers parsed into relays (ip, rdns, helo, by, ident,
+ *     envfrom, id, auth) with SpamAssassin's trust inference when no
+ *     trusted_networks are configured (a relay is trusted while its IP is
+ *     private or it authenticated), giving the pseudo-headers
+ *     X-Spam-Relays-Trusted/-Untrusted/-Internal/-External;
+ *   - RFC 2822 date parsing (Date: and Received: times).
+ * Only simple, common Received formats are understood (Postfix, Sendmail,
+ * Exim, qmail, fetchmail and generic "from X (Y [IP])"); others count as
+ * unparseable, as in SpamAssassin.
+ */
+#include <stdio.h>
+
+#include "internal.h"
+/* ---- dates ------------------------------------------------------------- */
+
+static int month_index(const char *m)
+{
+	static const char *const months[] = {"jan", "feb", "mar", "apr", "may", "jun",
+					     "jul", "aug", "sep", "oct", "nov", "dec"};
+	for (int i = 0; i < 12; i++)
+		if (strncasecmp(m, months[i], 3) == 0)
+			return i;
+	return -1;
+}
+
+/* Parses "[Wdy,] DD Mon YYYY HH:MM[:SS] [zone]"; returns 0 and *t. */
+int parse_rfc822_date(const char *s, time_t *t)
+{
+	const char *p = s;
+	while (*p && !isdigit((unsigned char)*p))
+		p++;
+	if (!*p)
+		return -1;
+	int day = (int)strtol(p, (char **)&p, 10);
+	while (*p == ' ' || *p == '-')
+		p++;
+	int mon = month_index(p);
+	if (mon < 0 || day < 1 || day > 31)
+		return -1;
+	while (isalpha((unsigned char)*p))
+		p++;
+	while (*p == ' ' || *p == '-')
+		p++;
+	if (!isdigit((unsigned char)*p))
+		return -1;
+	int year = (int)strtol(p, (char **)&p, 10);
+	if (year < 50)
+		year += 2000;
+	else if (year < 1000)
+		year += 1900;
+	while (*p == ' ')
+		p++;
+	int hh = 0, mm = 0, ss = 0;
+	if (sscanf(p, "%d:%d:%d", &hh, &mm, &ss) < 2)
+		return -1;
+	while (*p && *p != ' ')
+		p++;
+	while (*p == ' ')
+		p++;
+	long off = 0;
+	if (*p == '+' || *p == '-') {
+		int sign = *p == '-' ? -1 : 1;
+		p++;
+		int v = 0, n = 0;
+		while (isdigit((unsigned char)*p) && n < 4) {
+			v = v * 10 + (*p - '0');
+			p++;
+			n++;
+		}
+		if (n == 4)
+			off = sign * ((v / 100) * 3600L + (v % 100) * 60L);
+	} else {
+		static const struct {
+			const char *z;
+			int h;
+		} zones[] = {{"EST", -5}, {"EDT", -4}, {"CST", -6}, {"CDT", -5}, {"MST", -7}, {"MDT", -6},
+			     {"PST", -8}, {"PDT", -7}, {"GMT", 0},  {"UT", 0},	 {"UTC", 0},  {"BST", 1},
+			     {"CET", 1},  {"CEST", 2}, {"JST", 9},  {"KST", 9},	 {"IST", 1}};
+		for (size_t i = 0; i < sizeof(zones) / sizeof(zones[0]); i++)
+			if (strncasecmp(p, zones[i].z, strlen(zones[i].z)) == 0 &&
+			    !isalpha((unsigned char)p[strlen(zones[i].z)])) {
+				off = zones[i].h * 3600L;
+				break;
+			}
+	}
+	struct tm tm = {0};
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon;
+	tm.tm_mday = day;
+	tm.tm_hour = hh;
+	tm.tm_min = mm;
+	tm.tm_sec = ss;
+	*t = timegm(&tm) - off;
+	return 0;
+}
+
+/* ---- relays -------------------------------------------------------------- */
+
+bool ip_private(const char *ip)
+{
+	unsigned a, b;
+	if (strchr(ip, ':'))
+		return strcmp(ip, "::1") == 0 || strncasecmp(ip, "fe80:", 5) == 0 ||
+		       strncasecmp(ip, "fc", 2) == 0 || strncasecmp(ip, "fd", 2) == 0;
+	if (sscanf(ip, "%u.%u", &a, &b) != 2)
+		return false;
+	return a == 10 || a == 127 || (a == 172 && b >= 16 && b <= 31) || (a == 192 && b == 168) ||
+	       (a == 169 && b == 254) || a == 0;
+}
+
+static bool is_ip(const char *s, size_t n)
+{
+	size_t dots = 0, colons = 0;
+	if (n == 0 || n > 45)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '.')
+			dots++;
+		else if (s[i] == ':')
+			colons++;
+		else if (!isxdigit((unsigned char)s[i]))
+			return false;
+	}
+	return dots == 3 || colons >= 2;
+}
+
+static void copy_tok(char *dst, size_t n, const char *s, size_t len)
+{
+	if (len >= n)
+		len = n - 1;
+	memcpy(dst, s, len);
+	dst[len] = 0;
+}
+
+/* Finds the first "[IP]" or "(IP)" in s..e; returns its start or NULL. */
+static const char *find_ip(const char *s, const char *e, char *ip, size_t n)
+{
+	for (const char *p = s; p < e; p++) {
+		if (*p != '[' && *p != '(')
+			continue;
+		const char *q = p + 1;
+		if (strncasecmp(q, "IPv6:", 5) == 0)
+			q += 5;
+		const char *r = q;
+		while (r < e && (isxdigit((unsigned char)*r) || *r == '.' || *r == ':'))
+			r++;
+		if (r < e && (*r == ']' || *r == ')') && is_ip(q, (size_t)(r - q))) {
+			copy_tok(ip, n, q, (size_t)(r - q));
+			return p;
+		}
+	}
+	return NULL;
+}
+
+/* 1 parsed, 0 not a relay line (no "from"), -1 unparseable. */
+int parse_received(const char *v, struct relay *rl)
+{
+	memset(rl, 0, sizeof(*rl));
+	const char *p = v;
+	while (*p == ' ')
+		p++;
+	if (strncasecmp(p, "from ", 5) != 0)
+		return 0;
+	const char *by = strstr(p, " by ");
+	const char *fe = by ? by : p + strlen(p);
+	/* the part after "from" up to " by " */
+	const char *f = p + 5;
+	while (*f == ' ')
+		f++;
+	size_t hl = strcspn(f, " ([");
+	char ip[64] = "";
+	const char *ipat = find_ip(f, fe, ip, sizeof(ip));
+	if (!ipat) {
+		/* "from 1.2.3.4 by", "(user@1.2.3.4 with plain)": any dotted quad */
+		for (const char *q = f; q < fe && !ip[0]; q++) {
+			if (!isdigit((unsigned char)*q) ||
+			    (q > f && (isalnum((unsigned char)q[-1]) || q[-1] == '.')))
+				continue;
+			size_t l = strspn(q, "0123456789.");
+			if (q + l <= fe && is_ip(q, l) && !isalnum((unsigned char)q[l]))
+				copy_tok(ip, sizeof(ip), q, l);
+		}
+		if (!ip[0])
+			return 0; /* no address: a local or unknown hop, skipped */
+	}
+	snprintf(rl->ip, sizeof(rl->ip), "%s", ip);
+	rl->priv = ip_private(ip);
+	const char *paren = memchr(f, '(', (size_t)(fe - f));
+	/* exim: "from RDNS ([IP] helo=HELO)" or "from [IP] (helo=HELO)" */
+	const char *eh = strstr(f, "helo=");
+	/* qmail: "from RDNS (HELO helo) (IP)" */
+	const char *qh = strstr(f, "(HELO ");
+	if (eh && eh < fe) {
+		size_t l = strcspn(eh + 5, " )");
+		copy_tok(rl->helo, sizeof(rl->helo), eh + 5, l);
+		if (f[0] != '[')
+			copy_tok(rl->rdns, sizeof(rl->rdns), f, hl);
+	} else if (qh && qh < fe) {
+		size_t l = strcspn(qh + 6, " )");
+		copy_tok(rl->helo, sizeof(rl->helo), qh + 6, l);
+		copy_tok(rl->rdns, sizeof(rl->rdns), f, hl);
+	} else {
+		copy_tok(rl->helo, sizeof(rl->helo), f, hl);
+		/* "(rdns [IP])", "(ident@rdns [IP])", "([IP])" */
+		if (paren && ipat && paren < ipat) {
+			const char *q = paren + 1;
+			while (*q == ' ')
+				q++;
+			size_t l = (size_t)(ipat - q);
+			while (l && q[l - 1] == ' ')
+				l--;
+			const char *at = memchr(q, '@', l);
+			if (at) {
+				copy_tok(rl->ident, sizeof(rl->ident), q, (size_t)(at - q));
+				l -= (size_t)(at + 1 - q);
+				q = at + 1;
+			}
+			if (l && !memchr(q, ' ', l) && !memchr(q, '(', l))
+				copy_tok(rl->rdns, sizeof(rl->rdns), q, l);
+		}
+	}
+	/* formats where the MTA writes its rDNS lookup: "(rdns [IP])",
+	 * "([IP])", qmail's "(HELO x) (IP)"; not "[IP] (HELO x)" */
+	rl->looked_up = paren && ipat && paren < ipat;
+	if (eh && eh < fe && f[0] == '[')
+		rl->looked_up = false;
+	if (strcasecmp(rl->rdns, "unknown") == 0 || rl->rdns[0] == '[')
+		rl->rdns[0] = 0;
+	for (char *c = rl->rdns; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	size_t rl_len = strlen(rl->rdns);
+	while (rl_len && rl->rdns[rl_len - 1] == '.')
+		rl->rdns[--rl_len] = 0;
+	if (rl->helo[0] == '[' || strcmp(rl->helo, ip) == 0) {
+		/* helo given as an address literal */
+		if (rl->helo[0] == '[') {
+			char *e2 = strchr(rl->helo, ']');
+			if (e2)
+				e2[1] = 0;
+		}
+	}
+	if (by) {
+		const char *b = by + 4;
+		while (*b == ' ')
+			b++;
+		copy_tok(rl->by, sizeof(rl->by), b, strcspn(b, " ;("));
+	}
+	const char *id = strstr(p, " id ");
+	if (id) {
+		id += 4;
+		size_t l = strcspn(id, " ;");
+		copy_tok(rl->id, sizeof(rl->id), id, l);
+	}
+	const char *ef = strstr(p, "envelope-from ");
+	if (ef) {
+		ef += 14;
+		if (*ef == '<')
+			ef++;
+		copy_tok(rl->envfrom, sizeof(rl->envfrom), ef, strcspn(ef, ">) ;"));
+	}
+	const char *w = strstr(p, " with ");
+	if (w) {
+		w += 6;
+		size_t l = strcspn(w, " ;");
+		if ((l == 6 && strncasecmp(w, "ESMTPA", 6) == 0) ||
+		    (l == 7 && strncasecmp(w, "ESMTPSA", 7) == 0))
+			copy_tok(rl->auth, sizeof(rl->auth), w, l);
+	}
+	return 1;
+}
+
+static void relay_str(struct sbuf *b, const struct relay *r, int intl)
+{
+	char tmp[1400];
+	snprintf(tmp, sizeof(tmp),
+		 "[ ip=%s rdns=%s helo=%s by=%s ident=%s envfrom=%s intl=%d id=%s auth=%s msa=0 ]", r->ip,
+		 r->rdns, r->helo, r->by, r->ident, r->envfrom, intl, r->id, r->auth);
+	if (b->n)
+		sb_add(b, " ", 1);
+	sb_adds(b, tmp);
+}
+
+struct relayinfo *relays(struct msgctx *m)
+{
+	if (m->relays)
+		return m->relays;
+	struct relayinfo *ri = xcalloc(1, sizeof(*ri));
+	m->relays = ri;
+	size_t st = 0, cap = 0;
+	const struct sift_mime_header *h;
+	bool trusted = true;
+	struct sbuf ts = {0}, us = {0};
+	while ((h = mh(m->mime, "Received", &st))) {
+		struct relay r;
+		/* white space runs as one space, as SpamAssassin unfolds */
+		char *v = xstrdup(h->value);
+		size_t w = 0;
+		for (size_t k = 0; v[k]; k++) {
+			char c = isspace((unsigned char)v[k]) ? ' ' : v[k];
+			if (c == ' ' && w && v[w - 1] == ' ')
+				continue;
+			v[w++] = c;
+		}
+		v[w] = 0;
+		/* a mail fetcher marker (fetchmail ...): what came before it was
+		 * the local delivery; parsing restarts after it */
+		if (trusted && (strstr(v, "(fetchmail-") || strstr(v, "by localhost with POP3") ||
+				strstr(v, "by localhost with IMAP") || strstr(v, "(getmail "))) {
+			free(v);
+			ri->n = ri->ntrusted = 0;
+			ri->unparseable = 0;
+			ts.n = us.n = 0;
+			continue;
+		}
+		int rc = parse_received(v, &r);
+		if (rc < 0 && getenv("SIFT_SPAM_DEBUG_RELAYS"))
+			fprintf(stderr, "unparseable: %s\n", v);
+		free(v);
+		if (rc <= 0) {
+			if (rc < 0)
+				ri->unparseable++;
+			continue;
+		}
+		if (trusted && !r.priv && !r.auth[0])
+			trusted = false;
+		if (ri->n == cap) {
+			cap = cap ? cap * 2 : 8;
+			ri->r = xrealloc(ri->r, cap * sizeof(*ri->r));
+		}
+		ri->r[ri->n++] = r;
+		if (trusted) {
+			ri->ntrusted++;
+			relay_str(&ts, &r, 1);
+		} else
+			relay_str(&us, &r, 0);
+		if (ri->n >= 64)
+			break;
+	}
+	ri->trusted_str = ts.d;
+	ri->untrusted_str = us.d;
+	return ri;
+}
+
+/* envfrom of the last hop (first untrusted relay, else last trusted) */
+const char *lasthop_envfrom(struct msgctx *m)
+{
+	struct relayinfo *ri = relays(m);
+	if (!ri->n)
+		return NULL;
+	const struct relay *r = ri->ntrusted < ri->n ? &ri->r[ri->ntrusted] : &ri->r[ri->n - 1];
+	return strchr(r->envfrom, '@') ? r->envfrom : NULL;
+}
+
+void relays_free(struct relayinfo *ri)
+{
+	if (!ri)
+		return;
+	free(ri->r);
+	free(ri->trusted_str);
+	free(ri->untrusted_str);
+	free(ri);
+}

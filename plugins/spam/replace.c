@@ -1,0 +1,91 @@
+/*
+ * replace.c - SpamAssassin's ReplaceTags: in the patterns of the rules
+ * named by replace_rules, <NAME> becomes the replace_tag NAME, with the
+ * <pre P>, <inter I>, <post Q> markers of the pattern around the values.
+ */
+#include "internal.h"
+
+static const char *pair_get(char **names, char **vals, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return vals[i];
+	return NULL;
+}
+
+void apply_replace_tags(struct spam_engine *e, struct rule *r)
+{
+	const char *s = r->pattern;
+	if (!strchr(s, '<'))
+		return;
+	/* pre/inter/post markers */
+	const char *pre = "", *inter = "", *post = "";
+	struct sbuf tmp = {0};
+	for (const char *p = s; *p;) {
+		if (*p == '\\' && p[1]) {
+			sb_add(&tmp, p, 2);
+			p += 2;
+			continue;
+		}
+		if (*p == '<') {
+			const char *gt = strchr(p, '>');
+			char *inner = gt ? xstrndup(p + 1, (size_t)(gt - p - 1)) : NULL;
+			if (inner) {
+				const char *v = NULL;
+				if (strncmp(inner, "pre ", 4) == 0 &&
+				    (v = pair_get(e->pre_names, e->pre_vals, e->npre, inner + 4)))
+					pre = v;
+				else if (strncmp(inner, "inter ", 6) == 0 &&
+					 (v = pair_get(e->inter_names, e->inter_vals, e->ninter, inner + 6)))
+					inter = v;
+				else if (strncmp(inner, "post ", 5) == 0 &&
+					 (v = pair_get(e->post_names, e->post_vals, e->npost, inner + 5)))
+					post = v;
+				free(inner);
+				if (v) {
+					p = gt + 1;
+					continue;
+				}
+			}
+		}
+		sb_add(&tmp, p, 1);
+		p++;
+	}
+	struct sbuf out = {0};
+	bool last_tag = false;
+	const char *t = sb_str(&tmp);
+	for (const char *p = t; *p;) {
+		if (*p == '\\' && p[1]) {
+			sb_add(&out, p, 2);
+			p += 2;
+			last_tag = false;
+			continue;
+		}
+		if (*p == '<') {
+			const char *q = p + 1;
+			while (isalnum((unsigned char)*q) || *q == '_')
+				q++;
+			if (*q == '>' && q > p + 1) {
+				char *nm = xstrndup(p + 1, (size_t)(q - p - 1));
+				const char *v = pair_get(e->tag_names, e->tag_vals, e->ntags, nm);
+				free(nm);
+				if (v) {
+					if (last_tag)
+						sb_adds(&out, inter);
+					sb_adds(&out, pre);
+					sb_adds(&out, v);
+					sb_adds(&out, post);
+					last_tag = true;
+					p = q + 1;
+					continue;
+				}
+			}
+		}
+		last_tag = false;
+		sb_add(&out, p, 1);
+		p++;
+	}
+	free(tmp.d);
+	free(r->pattern);
+	r->pattern = out.d ? out.d : xstrdup("");
+}

@@ -1,0 +1,428 @@
+/*
+ * scan.c - scoring one message: every rule group scanned over its texts
+ * (Hyperscan candidates or exact matches, PCRE2 confirming), then header
+ * rules' negations and defaults, eval: functions, other plugins' symbols,
+ * metas in dependency order, and the result. Many threads at once: only
+ * the per-message context is written.
+ */
+#include "html.h"
+#include "internal.h"
+
+static int pmatch(struct msgctx *m, const struct rule *r, const char *s, size_t len, size_t off)
+{
+	return pcre2_match(r->re, (PCRE2_SPTR)s, len, off, 0, m->md, m->mctx);
+}
+
+/* Counts matches of r in s (1 unless multiple). */
+static int count_matches(struct msgctx *m, const struct rule *r, const char *s, size_t len)
+{
+	int rc = pmatch(m, r, s, len, 0);
+	if (rc < 0)
+		return 0;
+	if (!(r->tflags & TF_MULTIPLE))
+		return 1;
+	int n = 1;
+	int maxh = r->maxhits > 0 ? r->maxhits : 1000;
+	for (;;) {
+		if (n >= maxh)
+			break;
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
+		size_t off = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+		if (off > len)
+			break;
+		if (pmatch(m, r, s, len, off) < 0)
+			break;
+		n++;
+	}
+	return n;
+}
+
+static void add_hits(struct msgctx *m, int ri, int n)
+{
+	const struct rule *r = &m->e->rules[ri];
+	m->hits[ri] += n;
+	if (!(r->tflags & TF_MULTIPLE))
+		m->done[ri] = true;
+	else if (r->maxhits > 0 && m->hits[ri] >= r->maxhits) {
+		m->hits[ri] = r->maxhits;
+		m->done[ri] = true;
+	}
+}
+
+#ifdef SPAM_HAVE_HS
+static int hs_cb(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void *ctx)
+{
+	struct msgctx *m = ctx;
+	m->cand[m->ncand++] = (int)id;
+	return 0;
+}
+#endif
+
+/* Scans one text with a group: exact matches and candidates from Hyperscan
+ * (when the message has the Hyperscan matcher), then PCRE2. */
+static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
+{
+	const struct rgroup *g = &m->e->groups[gi];
+	const int *pcre_only = g->pcre_only;
+	size_t npcre = g->npcre;
+	if (m->timed_out)
+		return;
+#ifdef SPAM_HAVE_HS
+	unsigned slen = (unsigned)(len > 0xffffffffu ? 0xffffffffu : len);
+	if (g->exact_db && m->scratch) {
+		m->ncand = 0;
+		if (hs_scan(g->exact_db, s, slen, 0, m->scratch, hs_cb, m) == HS_SUCCESS)
+			for (size_t k = 0; k < m->ncand; k++) {
+				int ri = g->rules[m->cand[k]];
+				if (!m->done[ri])
+					add_hits(m, ri, 1);
+			}
+	}
+	const struct hsgroup *hg = m->hm ? &m->hm->g[gi] : NULL;
+	if (hg) {
+		pcre_only = hg->pcre_only;
+		npcre = hg->npcre;
+	}
+	if (hg && hg->db) {
+		m->ncand = 0;
+		if (m->scratch && hs_scan(hg->db, s, slen, 0, m->scratch, hs_cb, m) == HS_SUCCESS) {
+			for (size_t k = 0; k < m->ncand; k++) {
+				int ri = g->rules[m->cand[k]];
+				if (m->done[ri])
+					continue;
+				int n = count_matches(m, &m->e->rules[ri], s, len);
+				if (n)
+					add_hits(m, ri, n);
+			}
+		} else {
+			/* scan error: PCRE2 for the rules of the database */
+			for (size_t k = 0; k < g->n; k++) {
+				int ri = g->rules[k];
+				if (m->done[ri] || !hg->in_db[k])
+					continue;
+				int n = count_matches(m, &m->e->rules[ri], s, len);
+				if (n)
+					add_hits(m, ri, n);
+			}
+		}
+	}
+#endif
+	for (size_t k = 0; k < npcre; k++) {
+		int ri = pcre_only[k];
+		if (m->done[ri])
+			continue;
+		int n = count_matches(m, &m->e->rules[ri], s, len);
+		if (n)
+			add_hits(m, ri, n);
+	}
+	if (m->deadline && now_ms() > m->deadline)
+		m->timed_out = true;
+}
+
+static double meta_value(struct msgctx *m, const struct rule *r)
+{
+	double st[256];
+	int sp = 0;
+	for (int i = 0; i < r->nrpn; i++) {
+		int t = r->rpn[i];
+		if (t >= 0) {
+			if (sp < 256)
+				st[sp++] = m->hits[t];
+			continue;
+		}
+		if (t == OP_NUM) {
+			if (sp < 256)
+				st[sp++] = r->rpn_num[i];
+			continue;
+		}
+		if (t == OP_NOT) {
+			st[sp - 1] = !st[sp - 1];
+			continue;
+		}
+		if (t == OP_NEG) {
+			st[sp - 1] = -st[sp - 1];
+			continue;
+		}
+		if (sp < 2)
+			return 0;
+		double b = st[--sp], a = st[sp - 1], v = 0;
+		switch (t) {
+		case OP_MUL:
+			v = a * b;
+			break;
+		case OP_DIV:
+			v = b != 0 ? a / b : 0;
+			break;
+		case OP_ADD:
+			v = a + b;
+			break;
+		case OP_SUB:
+			v = a - b;
+			break;
+		case OP_LT:
+			v = a < b;
+			break;
+		case OP_GT:
+			v = a > b;
+			break;
+		case OP_LE:
+			v = a <= b;
+			break;
+		case OP_GE:
+			v = a >= b;
+			break;
+		case OP_EQ:
+			v = a == b;
+			break;
+		case OP_NE:
+			v = a != b;
+			break;
+		case OP_AND:
+			v = a && b;
+			break;
+		case OP_OR:
+			v = a || b;
+			break;
+		}
+		st[sp - 1] = v;
+	}
+	return sp ? st[sp - 1] : 0;
+}
+
+static int hitcmp(const void *a, const void *b)
+{
+	return strcmp(((const struct spam_hit *)a)->name, ((const struct spam_hit *)b)->name);
+}
+
+static void msg_init(struct msgctx *m, const struct spam_engine *e, const struct spam_input *in)
+{
+	memset(m, 0, sizeof(*m));
+	m->e = e;
+	m->in = in;
+	m->mime = in->mime;
+	m->deadline = in->deadline_ms;
+	m->hits = xcalloc(e->nrules, sizeof(int));
+	m->done = xcalloc(e->nrules, sizeof(bool));
+	m->tvals = xcalloc(e->ntargets, sizeof(char *));
+	m->tdone = xcalloc(e->ntargets, sizeof(bool));
+	m->cand = xcalloc(e->nrules + 1, sizeof(int));
+	m->md = pcre2_match_data_create(16, NULL);
+	m->mctx = pcre2_match_context_create(NULL);
+	pcre2_set_match_limit(m->mctx, 200000);
+	pcre2_set_depth_limit(m->mctx, 5000);
+#ifdef SPAM_HAVE_HS
+	/* one matcher for the whole message */
+	struct spam_engine *me = (struct spam_engine *)e;
+	m->hm = atomic_load_explicit(&me->hs, memory_order_acquire);
+	m->pool = m->hm ? &((struct hsmatch *)m->hm)->pool : &me->pool;
+	m->scratch = pool_get(m->pool);
+#endif
+}
+
+static void msg_free(struct msgctx *m)
+{
+#ifdef SPAM_HAVE_HS
+	pool_put(m->pool, m->scratch);
+#endif
+	for (size_t i = 0; i < m->e->ntargets; i++)
+		free(m->tvals[i]);
+	for (size_t i = 0; i < m->nlines; i++)
+		free(m->lines[i]);
+	for (size_t i = 0; i < m->nraws; i++)
+		free(m->raws[i]);
+	free(m->lines);
+	free(m->lens);
+	free(m->raws);
+	free(m->rawlens);
+	free(m->full);
+	relays_free(m->relays);
+	html_free(m->html);
+	free(m->tvals);
+	free(m->tdone);
+	free(m->hits);
+	free(m->done);
+	free(m->cand);
+	pcre2_match_data_free(m->md);
+	pcre2_match_context_free(m->mctx);
+}
+
+/* mimeheader: the headers of the parts (not the message's own). */
+static void scan_mimeheaders(struct msgctx *m, size_t gi)
+{
+	const struct target *t = &m->e->targets[m->e->groups[gi].target_idx];
+	for (size_t pi = 1; pi < m->mime->part_count; pi++) {
+		const struct sift_mime_part *p = &m->mime->parts[pi];
+		for (size_t hi = 0; hi < p->header_count; hi++)
+			if (strcasecmp(p->headers[hi].name, t->name) == 0) {
+				const char *v = t->raw ? p->headers[hi].raw : p->headers[hi].value;
+				scan_group(m, gi, v, strlen(v));
+			}
+	}
+}
+
+/* Every group against its texts, built on first use. */
+static void scan_groups(struct msgctx *m)
+{
+	const struct spam_engine *e = m->e;
+	for (size_t gi = 0; gi < e->ngroups; gi++) {
+		const struct rgroup *g = &e->groups[gi];
+		switch (g->type) {
+		case R_HEADER: {
+			const char *v = target_value(m, g->target_idx);
+			if (v)
+				scan_group(m, gi, v, strlen(v));
+			/* if-unset and absent headers: handled per rule (post_headers) */
+			break;
+		}
+		case R_MIMEHEADER:
+			scan_mimeheaders(m, gi);
+			break;
+		case R_BODY:
+			if (!m->lines)
+				build_body(m);
+			for (size_t i = 0; i < m->nlines; i++)
+				scan_group(m, gi, m->lines[i], m->lens[i]);
+			break;
+		case R_RAWBODY:
+			if (!m->raws)
+				build_raw(m);
+			for (size_t i = 0; i < m->nraws; i++)
+				scan_group(m, gi, m->raws[i], m->rawlens[i]);
+			break;
+		case R_FULL:
+			if (!m->full)
+				build_full(m);
+			scan_group(m, gi, m->full, m->full_len);
+			break;
+		case R_URI:
+			for (size_t i = 0; i < m->mime->uri_count; i++)
+				scan_group(m, gi, m->mime->uris[i].uri, strlen(m->mime->uris[i].uri));
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* Header rules: negation, if-unset, exists:. */
+static void post_headers(struct msgctx *m)
+{
+	const struct spam_engine *e = m->e;
+	for (size_t pi = 0; pi < e->npost_hdr; pi++) {
+		size_t i = (size_t)e->post_hdr[pi];
+		const struct rule *r = &e->rules[i];
+		if (r->disabled)
+			continue;
+		if (r->exists) {
+			bool present = target_value(m, r->target_idx) != NULL;
+			m->hits[i] = present != r->neg;
+			continue;
+		}
+		if (r->type == R_MIMEHEADER)
+			continue;
+		const char *v = target_value(m, r->target_idx);
+		if (!r->re) {
+			/* Hyperscan-only: absent headers match nothing */
+		} else if (!v && r->unset) {
+			m->hits[i] = count_matches(m, r, r->unset, strlen(r->unset));
+		} else if (!v) {
+			/* absent: matched as the empty string */
+			m->hits[i] = pmatch(m, r, "", 0, 0) >= 0;
+		}
+		if (r->neg)
+			m->hits[i] = !m->hits[i];
+	}
+}
+
+/* eval: rules, then the symbols of other plugins, then metas. */
+static void evals_symbols_metas(struct msgctx *m)
+{
+	const struct spam_engine *e = m->e;
+	for (size_t ei = 0; ei < e->neval_rules; ei++) {
+		size_t i = (size_t)e->eval_rules[ei];
+		const struct rule *r = &e->rules[i];
+		if (r->type == R_BODY && !m->lines)
+			build_body(m);
+		if (r->type == R_RAWBODY && !m->raws)
+			build_raw(m);
+		m->cur_rule = (int)i;
+		m->hits[i] = evals[r->eval_id].fn(m, r);
+	}
+	for (size_t si = 0; si < e->nsym_rules; si++) {
+		size_t i = (size_t)e->sym_rules[si];
+		const struct rule *r = &e->rules[i];
+		for (size_t k = 0; k < m->in->nsyms; k++)
+			if (strcasecmp(m->in->sym_names[k], r->name) == 0)
+				m->hits[i] = 1;
+	}
+	for (size_t k = 0; k < e->nmeta; k++) {
+		int i = e->meta_order[k];
+		double v = meta_value(m, &e->rules[i]);
+		m->hits[i] = v != 0;
+	}
+}
+
+static void result_add(struct spam_result *res, size_t *cap, const char *name, double score,
+		       const char *describe)
+{
+	if (res->nhits == *cap) {
+		*cap *= 2;
+		res->hits = xrealloc(res->hits, *cap * sizeof(*res->hits));
+	}
+	res->hits[res->nhits].name = name;
+	res->hits[res->nhits].score = score;
+	res->hits[res->nhits].describe = describe;
+	res->nhits++;
+	res->score += score;
+}
+
+/* The scored rules hit, the other plugins' symbols, the total. */
+static void make_result(struct msgctx *m, struct spam_result *res)
+{
+	const struct spam_engine *e = m->e;
+	const struct spam_input *in = m->in;
+	size_t cap = 16;
+	res->hits = xmalloc(cap * sizeof(*res->hits));
+	for (size_t i = 0; i < e->nrules; i++) {
+		const struct rule *r = &e->rules[i];
+		if (!m->hits[i] || r->disabled || r->type == R_NONE || r->score == 0 ||
+		    strncmp(r->name, "__", 2) == 0)
+			continue;
+		result_add(res, &cap, r->name, r->score, r->describe);
+	}
+	/* the other plugins' symbols that no symbol_score weighs count with
+	 * their own scores: the message has one score, whoever computes it */
+	for (size_t k = 0; k < in->nsyms; k++) {
+		bool weighed = false;
+		for (size_t si = 0; si < e->nsym_rules && !weighed; si++)
+			weighed = strcasecmp(in->sym_names[k], e->rules[e->sym_rules[si]].name) == 0;
+		for (size_t j = 0; j < k && !weighed; j++)
+			weighed = strcasecmp(in->sym_names[k], in->sym_names[j]) == 0;
+		if (weighed || in->sym_scores[k] == 0)
+			continue;
+		result_add(res, &cap, in->sym_names[k], in->sym_scores[k], NULL);
+	}
+	qsort(res->hits, res->nhits, sizeof(*res->hits), hitcmp);
+	res->timed_out = m->timed_out;
+}
+
+int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, struct spam_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	res->required = e->required;
+	struct msgctx m;
+	msg_init(&m, e, in);
+	scan_groups(&m);
+	post_headers(&m);
+	evals_symbols_metas(&m);
+	make_result(&m, res);
+	msg_free(&m);
+	return 0;
+}
+
+void spam_result_free(struct spam_result *r)
+{
+	free(r->hits);
+	r->hits = NULL;
+	r->nhits = 0;
+}

@@ -1,0 +1,321 @@
+/*
+ * texts.c - per message, the texts rules match, built from the parsed MIME
+ * view as SpamAssassin builds them: header values by target (decoded, raw,
+ * :addr, :name, ALL, ToCc, MESSAGEID, EnvelopeFrom, X-Spam-Relays-*, the
+ * X-Sift-* connection pseudo-headers), the rendered body lines, the raw
+ * body paragraphs and the pristine message.
+ */
+#include "internal.h"
+
+/* SpamAssassin's raw unfolding: CR/LF + white space -> one space. */
+static void add_raw_unfolded(struct sbuf *b, const char *v)
+{
+	for (const char *p = v; *p; p++) {
+		if (*p == '\r' || *p == '\n') {
+			const char *q = p;
+			while (*q == '\r' || *q == '\n')
+				q++;
+			if (*q == ' ' || *q == '\t') {
+				while (*q == ' ' || *q == '\t')
+					q++;
+				sb_add(b, " ", 1);
+			}
+			p = q - 1;
+			continue;
+		}
+		sb_add(b, p, 1);
+	}
+}
+
+/* true if a Received: header comes before the first `name` header */
+static bool received_before(struct msgctx *m, const char *name)
+{
+	for (size_t i = 0; i < m->mime->header_count; i++) {
+		if (strcasecmp(m->mime->headers[i].name, name) == 0)
+			return false;
+		if (strcasecmp(m->mime->headers[i].name, "Received") == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The envelope sender: the SMTP one when known (filterd), else as
+ * SpamAssassin's get_envelope_from() infers it from the headers. */
+const char *envelope_from(struct msgctx *m)
+{
+	if (m->in->envelope_from)
+		return m->in->envelope_from;
+	const char *ef = lasthop_envfrom(m);
+	if (ef)
+		return ef;
+	size_t st = 0;
+	const struct sift_mime_header *h = mh(m->mime, "X-Sender", &st);
+	if (h && strchr(h->value, '@')) {
+		st = 0;
+		const struct sift_mime_header *r;
+		while ((r = mh(m->mime, "Received", &st)))
+			if (strstr(r->value, "(fetchmail"))
+				return NULL;
+	}
+	static const char *const hdrs[] = {"X-Envelope-From", "Envelope-Sender", "Return-Path", NULL};
+	for (const char *const *n = hdrs; *n; n++) {
+		st = 0;
+		h = mh(m->mime, *n, &st);
+		if (h)
+			return received_before(m, *n) ? NULL : h->value;
+	}
+	return NULL;
+}
+
+/* The value a header rule matches, or NULL when the header is absent. */
+const char *target_value(struct msgctx *m, int ti)
+{
+	if (m->tdone[ti])
+		return m->tvals[ti];
+	m->tdone[ti] = true;
+	const struct target *t = &m->e->targets[ti];
+	const struct sift_mime *mm = m->mime;
+	struct sbuf b = {0};
+	bool found = false;
+	if (strcmp(t->name, "ALL") == 0 || strncmp(t->name, "ALL-", 4) == 0) {
+		for (size_t i = 0; i < mm->header_count; i++) {
+			sb_adds(&b, mm->headers[i].name);
+			sb_adds(&b, ": ");
+			if (t->raw)
+				add_raw_unfolded(&b, mm->headers[i].raw);
+			else
+				sb_adds(&b, mm->headers[i].value);
+			sb_add(&b, "\n", 1);
+		}
+		found = true;
+	} else if (strcasecmp(t->name, "EnvelopeFrom") == 0) {
+		const char *ef = envelope_from(m);
+		if (ef) {
+			struct sbuf a = {0};
+			extract_addr(&a, ef);
+			sb_adds(&b, sb_str(&a));
+			free(a.d);
+			found = true;
+		}
+	} else if (strncasecmp(t->name, "X-Sift-", 7) == 0) {
+		const char *v = strcasecmp(t->name, "X-Sift-Helo") == 0		 ? m->in->helo
+				: strcasecmp(t->name, "X-Sift-Client-Addr") == 0 ? m->in->client_addr
+				: strcasecmp(t->name, "X-Sift-Client-Name") == 0 ? m->in->client_name
+										 : NULL;
+		if (v) {
+			sb_adds(&b, v);
+			found = true;
+		}
+	} else if (strncasecmp(t->name, "X-Spam-Relays-", 14) == 0) {
+		struct relayinfo *ri = relays(m);
+		const char *which = t->name + 14;
+		const char *v = strcasecmp(which, "Trusted") == 0 || strcasecmp(which, "Internal") == 0
+					? ri->trusted_str
+					: ri->untrusted_str;
+		sb_adds(&b, v ? v : "");
+		found = true;
+	} else {
+		const char *names[4] = {t->name, NULL, NULL, NULL};
+		if (strcmp(t->name, "ToCc") == 0) {
+			names[0] = "To";
+			names[1] = "Cc";
+		} else if (strcmp(t->name, "MESSAGEID") == 0) {
+			names[0] = "Message-Id";
+			names[1] = "Resent-Message-Id";
+			names[2] = "X-Message-Id";
+		}
+		for (int k = 0; k < 4 && names[k]; k++) {
+			size_t st = 0;
+			const struct sift_mime_header *h;
+			while ((h = mh(mm, names[k], &st))) {
+				if (t->exists) {
+					found = true;
+					break;
+				}
+				if (t->addr || t->nameonly) {
+					if (!found) {
+						if (t->addr)
+							extract_addr(&b, h->value);
+						else
+							extract_name(&b, h->value);
+					}
+				} else if (t->raw) {
+					add_raw_unfolded(&b, h->raw);
+					sb_add(&b, "\n", 1);
+				} else {
+					sb_adds(&b, h->value);
+					sb_add(&b, "\n", 1);
+				}
+				found = true;
+			}
+		}
+	}
+	if (!found) {
+		free(b.d);
+		return NULL;
+	}
+	m->tvals[ti] = b.d ? b.d : xstrdup("");
+	return m->tvals[ti];
+}
+
+/* Body lines as SpamAssassin builds them (get_rendered_body_text_array). */
+void build_body(struct msgctx *m)
+{
+	const struct sift_mime *mm = m->mime;
+	struct sbuf text = {0};
+	bool any = false;
+	for (size_t i = 0; i < mm->part_count; i++) {
+		const struct sift_mime_part *p = &mm->parts[i];
+		if (!p->text)
+			continue;
+		/* leaves only: skip containers */
+		if (any || text.n)
+			sb_add(&text, "\n", 1);
+		size_t n = p->text_len;
+		if (n > m->e->body_scan_size) {
+			size_t cut = m->e->body_scan_size;
+			const char *nl = memchr(p->text + cut, '\n', n - cut);
+			n = nl && (size_t)(nl - p->text) - cut <= 1024 ? (size_t)(nl - p->text) + 1 : cut;
+		}
+		sb_add(&text, p->text, n);
+		any = true;
+	}
+	/* whitespace: blank-line runs -> paragraph break, other runs -> space */
+	struct sbuf w = {0};
+	const char *t = sb_str(&text);
+	size_t n = text.n;
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)t[i];
+		if (isspace(c)) {
+			size_t j = i;
+			int nl = 0;
+			while (j < n && isspace((unsigned char)t[j])) {
+				if (t[j] == '\n')
+					nl++;
+				j++;
+			}
+			sb_add(&w, nl >= 2 ? "\n" : " ", 1);
+			i = j;
+			continue;
+		}
+		/* UTF-8 NBSP (U+00A0) is Unicode white space in Perl */
+		if (c == 0xc2 && i + 1 < n && (unsigned char)t[i + 1] == 0xa0) {
+			sb_add(&w, " ", 1);
+			i += 2;
+			while (i < n && isspace((unsigned char)t[i]) && t[i] != '\n')
+				i++;
+			continue;
+		}
+		sb_add(&w, t + i, 1);
+		i++;
+	}
+	free(text.d);
+	/* subject line first */
+	size_t st = 0;
+	const struct sift_mime_header *sh = mh(mm, "Subject", &st);
+	struct sbuf all = {0};
+	if (sh && *sh->value) {
+		sb_adds(&all, sh->value);
+		sb_add(&all, "\n", 1);
+	} else
+		sb_add(&all, "\n", 1);
+	sb_add(&all, sb_str(&w), w.n);
+	free(w.d);
+	/* split into lines (each keeps its \n) of at most 2048 octets */
+	size_t cap = 16;
+	m->lines = xmalloc(cap * sizeof(char *));
+	m->lens = xmalloc(cap * sizeof(size_t));
+	const char *a = sb_str(&all);
+	size_t an = all.n;
+	for (size_t i = 0; i < an;) {
+		const char *nl = memchr(a + i, '\n', an - i);
+		size_t le = nl ? (size_t)(nl - a) + 1 : an;
+		while (le - i > 2048) {
+			size_t k = 2048;
+			while (k > 0 && a[i + k - 1] != ' ')
+				k--;
+			if (k == 0)
+				k = 2048;
+			if (m->nlines == cap) {
+				cap *= 2;
+				m->lines = xrealloc(m->lines, cap * sizeof(char *));
+				m->lens = xrealloc(m->lens, cap * sizeof(size_t));
+			}
+			m->lines[m->nlines] = xstrndup(a + i, k);
+			m->lens[m->nlines++] = k;
+			i += k;
+		}
+		if (m->nlines == cap) {
+			cap *= 2;
+			m->lines = xrealloc(m->lines, cap * sizeof(char *));
+			m->lens = xrealloc(m->lens, cap * sizeof(size_t));
+		}
+		m->lines[m->nlines] = xstrndup(a + i, le - i);
+		m->lens[m->nlines++] = le - i;
+		i = le;
+	}
+	free(all.d);
+}
+
+/* rawbody: decoded text parts (HTML not rendered), in paragraphs of
+ * 2048..4096 octets. */
+void build_raw(struct msgctx *m)
+{
+	const struct sift_mime *mm = m->mime;
+	size_t cap = 8;
+	m->raws = xmalloc(cap * sizeof(char *));
+	m->rawlens = xmalloc(cap * sizeof(size_t));
+	for (size_t i = 0; i < mm->part_count; i++) {
+		const struct sift_mime_part *p = &mm->parts[i];
+		if (!p->text || strcmp(p->type, "text/calendar") == 0)
+			continue;
+		const char *s = (const char *)p->data;
+		size_t n = p->data_len;
+		if (n > 500000)
+			n = 500000;
+		size_t ofs = 0;
+		while (ofs < n) {
+			size_t j;
+			if (n - ofs <= 4096)
+				j = n;
+			else {
+				const char *nl = memchr(s + ofs + 2048, '\n', n - ofs - 2048);
+				j = nl && (size_t)(nl - s) - ofs + 1 <= 4096 ? (size_t)(nl - s) + 1
+									     : ofs + 2048;
+			}
+			if (m->nraws == cap) {
+				cap *= 2;
+				m->raws = xrealloc(m->raws, cap * sizeof(char *));
+				m->rawlens = xrealloc(m->rawlens, cap * sizeof(size_t));
+			}
+			/* LF line ends */
+			struct sbuf b = {0};
+			for (size_t k = ofs; k < j; k++)
+				if (!(s[k] == '\r' && k + 1 < j && s[k + 1] == '\n'))
+					sb_add(&b, s + k, 1);
+			m->raws[m->nraws] = b.d ? b.d : xstrdup("");
+			m->rawlens[m->nraws++] = b.n;
+			ofs = j;
+		}
+	}
+}
+
+void build_full(struct msgctx *m)
+{
+	const struct sift_mime *mm = m->mime;
+	struct sbuf b = {0};
+	for (size_t i = 0; i < mm->header_count; i++) {
+		sb_adds(&b, mm->headers[i].name);
+		sb_adds(&b, ": ");
+		for (const char *p = mm->headers[i].raw; *p; p++)
+			if (*p != '\r')
+				sb_add(&b, p, 1);
+		sb_add(&b, "\n", 1);
+	}
+	sb_add(&b, "\n", 1);
+	for (size_t i = 0; i < mm->body_len; i++)
+		if (!(mm->body[i] == '\r' && i + 1 < mm->body_len && mm->body[i + 1] == '\n'))
+			sb_add(&b, mm->body + i, 1);
+	m->full = b.d;
+	m->full_len = b.n;
+}
