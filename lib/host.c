@@ -578,7 +578,7 @@ struct sift_ctx {
 	struct arena_block *arena;
 	long long msg_start;
 	struct sift_mime *mime;	  /* host->mime() cache, freed at message end */
-	unsigned char *mime_body; /* the body bytes mime points into */
+	unsigned char *mime_body; /* a copy of the body for mime, when it could not be mapped */
 	bool conn_accepted;	  /* ACCEPT at CONNECT/HELO: whitelists the connection */
 };
 
@@ -1133,6 +1133,16 @@ static long h_body_read(struct sift_ctx *ctx, long long off, void *buf, size_t l
 	return ctx->msg ? sift_msg_body_read(ctx->msg, off, buf, len) : -1;
 }
 
+static long long h_message_size(struct sift_ctx *ctx)
+{
+	return ctx && ctx->msg ? sift_msg_size(ctx->msg) : -1;
+}
+
+static long h_message_read(struct sift_ctx *ctx, long long off, void *buf, size_t len)
+{
+	return ctx && ctx->msg ? sift_msg_read(ctx->msg, off, buf, len) : -1;
+}
+
 void sift_ctx_reply(struct sift_ctx *ctx, const char *code, const char *xcode, const char *text)
 {
 	set_reply(ctx, code, xcode, text);
@@ -1299,8 +1309,10 @@ static int h_quarantine(struct sift_ctx *ctx, const char *reason, char **id_r)
 	return 0;
 }
 
-/* host->mime(): parses the message once (body read up to SIFT_MIME_MAX_BODY
- * bytes) and caches the result in the context until sift_ctx_msg_end. */
+/* host->mime(): parses the message once (body up to SIFT_MIME_MAX_BODY
+ * bytes) and caches the result in the context until sift_ctx_msg_end. The
+ * parse points into the message's own body (memory, or the spool file
+ * mapped read-only): no copy; it reads a copy only if the mapping fails. */
 #define SIFT_MIME_MAX_BODY (4LL << 20)
 static const struct sift_mime *h_mime(struct sift_ctx *ctx)
 {
@@ -1309,27 +1321,29 @@ static const struct sift_mime *h_mime(struct sift_ctx *ctx)
 	if (ctx->mime)
 		return ctx->mime;
 	long long size = sift_msg_body_size(ctx->msg);
-	if (size < 0)
-		size = 0;
 	bool trunc = size > SIFT_MIME_MAX_BODY;
-	size_t want = (size_t)(trunc ? SIFT_MIME_MAX_BODY : size);
-	unsigned char *buf = sift_malloc(want + 1);
 	size_t got = 0;
-	while (got < want) {
-		long r = sift_msg_body_read(ctx->msg, (long long)got, buf + got, want - got);
-		if (r <= 0)
-			break;
-		got += (size_t)r;
+	const unsigned char *body = sift_msg_body_map(ctx->msg, (size_t)SIFT_MIME_MAX_BODY, &got);
+	if (!body) {
+		size_t want = (size_t)(trunc ? SIFT_MIME_MAX_BODY : size);
+		unsigned char *buf = sift_malloc(want + 1);
+		while (got < want) {
+			long r = sift_msg_body_read(ctx->msg, (long long)got, buf + got, want - got);
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+		buf[got] = 0;
+		ctx->mime_body = buf;
+		body = buf;
 	}
-	buf[got] = 0;
 	size_t nh = sift_msg_header_count(ctx->msg);
 	struct sift_header *hs = sift_calloc(nh ? nh : 1, sizeof(*hs));
 	for (size_t i = 0; i < nh; i++)
 		hs[i] = *sift_msg_header(ctx->msg, i);
-	ctx->mime = sift_mime_parse(hs, nh, buf, got, NULL);
+	ctx->mime = sift_mime_parse(hs, nh, body, got, NULL);
 	ctx->mime->body_truncated = trunc;
 	free(hs);
-	ctx->mime_body = buf;
 	return ctx->mime;
 }
 
@@ -1394,4 +1408,6 @@ const struct sift_host sift_host_table = {
 	.mime = h_mime,
 	.symbol_count = h_symbol_count,
 	.symbol_get = h_symbol_get,
+	.message_size = h_message_size,
+	.message_read = h_message_read,
 };

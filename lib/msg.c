@@ -3,11 +3,27 @@
  * the body, kept in memory up to a limit and spooled beyond it to an
  * unlinked temporary file (O_TMPFILE where the file system has it). A
  * message belongs to one connection at a time; nothing here is locked.
+ *
+ * The core owns this one copy of the message; its users read it instead of
+ * rebuilding it:
+ *   - sift_msg_read() reads the message as received: the header block
+ *     ("Name:value" CRLF per header, then an empty line), serialised once
+ *     into the message when it is first asked for (again only if a header
+ *     is added afterwards), followed by the body, from memory or from the
+ *     spool file, at any offset and in chunks of the caller's size;
+ *   - sift_msg_body_map() hands out the body's first bytes as one
+ *     read-only buffer without copying them: the memory buffer itself, or
+ *     the spool file mapped read-only. What it returns stays valid until
+ *     sift_msg_free(): a memory body it has handed out is never moved again
+ *     (more body goes to the spool file), and a spool mapping stays mapped
+ *     while the file grows.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "sift.h"
@@ -18,9 +34,16 @@ struct sift_msg {
 	struct sift_buf mem;
 	size_t mem_limit;
 	char *tmpdir;
-	int fd;		   /* spool file, -1 until needed */
-	long long size;	   /* body bytes in all */
-	long long spooled; /* bytes in the file (the file holds the whole body) */
+	int fd;			/* spool file, -1 until needed */
+	long long size;		/* body bytes in all */
+	long long spooled;	/* bytes in the file (the file holds the whole body) */
+	struct sift_buf hblock; /* the header block, when hblock_ok */
+	bool hblock_ok;
+	bool mem_pinned; /* mem.data was handed out: never moved or freed early */
+	void *map;	 /* read-only mapping of the spool file's start, or NULL */
+	size_t map_len;
+	const unsigned char *view; /* what sift_msg_body_map handed out */
+	size_t view_len;
 };
 
 struct sift_msg *sift_msg_new(size_t mem_limit, const char *tmpdir)
@@ -42,6 +65,9 @@ void sift_msg_free(struct sift_msg *m)
 	}
 	free(m->hdrs);
 	sift_buf_free(&m->mem);
+	sift_buf_free(&m->hblock);
+	if (m->map)
+		munmap(m->map, m->map_len);
 	if (m->fd >= 0)
 		close(m->fd);
 	free(m->tmpdir);
@@ -73,6 +99,7 @@ const struct sift_header *sift_msg_add_header(struct sift_msg *m, const char *na
 	}
 	m->hdrs[m->nhdr].name = sift_strdup(name);
 	m->hdrs[m->nhdr].value = crlf_copy(value ? value : "");
+	m->hblock_ok = false; /* serialised again when next asked for */
 	return &m->hdrs[m->nhdr++];
 }
 
@@ -112,7 +139,7 @@ static int open_spool(struct sift_msg *m, char **err_r)
 
 int sift_msg_add_body(struct sift_msg *m, const void *buf, size_t len, char **err_r)
 {
-	if (m->fd < 0 && m->mem.len + len <= m->mem_limit) {
+	if (m->fd < 0 && !m->mem_pinned && m->mem.len + len <= m->mem_limit) {
 		sift_buf_add(&m->mem, buf, len);
 		m->size += (long long)len;
 		return 0;
@@ -123,7 +150,8 @@ int sift_msg_add_body(struct sift_msg *m, const void *buf, size_t len, char **er
 		if (m->mem.len && write_all(m->fd, m->mem.data, m->mem.len) < 0)
 			goto werr;
 		m->spooled = (long long)m->mem.len;
-		sift_buf_free(&m->mem);
+		if (!m->mem_pinned)
+			sift_buf_free(&m->mem);
 	}
 	if (write_all(m->fd, buf, len) < 0)
 		goto werr;
@@ -167,6 +195,87 @@ long sift_msg_body_read(struct sift_msg *m, long long off, void *buf, size_t len
 		r = pread(m->fd, buf, len, off);
 	while (r < 0 && errno == EINTR);
 	return (long)r;
+}
+
+/* Serialises the header block once: "Name:value" CRLF per header (a bare
+ * LF in a value becomes CRLF, so that every line ends in CRLF), then the
+ * empty line. */
+static const struct sift_buf *header_block(struct sift_msg *m)
+{
+	if (m->hblock_ok)
+		return &m->hblock;
+	m->hblock.len = 0;
+	for (size_t i = 0; i < m->nhdr; i++) {
+		sift_buf_adds(&m->hblock, m->hdrs[i].name);
+		sift_buf_add(&m->hblock, ":", 1);
+		const char *val = m->hdrs[i].value, *v = val;
+		for (const char *p = val; *p; p++)
+			if (*p == '\n' && (p == val || p[-1] != '\r')) {
+				sift_buf_add(&m->hblock, v, (size_t)(p - v));
+				sift_buf_add(&m->hblock, "\r", 1);
+				v = p; /* the LF goes with the next piece */
+			}
+		sift_buf_adds(&m->hblock, v);
+		sift_buf_add(&m->hblock, "\r\n", 2);
+	}
+	sift_buf_add(&m->hblock, "\r\n", 2);
+	m->hblock_ok = true;
+	return &m->hblock;
+}
+
+long long sift_msg_header_size(struct sift_msg *m)
+{
+	return (long long)header_block(m)->len;
+}
+
+long long sift_msg_size(struct sift_msg *m)
+{
+	return sift_msg_header_size(m) + m->size;
+}
+
+long sift_msg_read(struct sift_msg *m, long long off, void *buf, size_t len)
+{
+	if (off < 0)
+		return -1;
+	const struct sift_buf *h = header_block(m);
+	long long hl = (long long)h->len;
+	if (len > (size_t)LONG_MAX)
+		len = (size_t)LONG_MAX;
+	size_t got = 0;
+	if (off < hl) {
+		got = (size_t)(hl - off) < len ? (size_t)(hl - off) : len;
+		memcpy(buf, h->data + off, got);
+	}
+	if (got == len)
+		return (long)got;
+	long r = sift_msg_body_read(m, off + (long long)got - hl, (char *)buf + got, len - got);
+	if (r < 0)
+		return got ? (long)got : -1;
+	return (long)got + r;
+}
+
+const unsigned char *sift_msg_body_map(struct sift_msg *m, size_t max, size_t *len_r)
+{
+	if (!m->view) {
+		size_t n = m->size < (long long)max ? (size_t)m->size : max;
+		if (m->fd < 0) {
+			m->mem_pinned = true;
+			m->view =
+				m->mem.data ? (const unsigned char *)m->mem.data : (const unsigned char *)"";
+		} else if (n == 0) {
+			m->view = (const unsigned char *)"";
+		} else {
+			void *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, m->fd, 0);
+			if (p == MAP_FAILED)
+				return NULL;
+			m->map = p;
+			m->map_len = n;
+			m->view = p;
+		}
+		m->view_len = n;
+	}
+	*len_r = m->view_len;
+	return m->view;
 }
 
 /* Adds one raw line (without its line end) to the body with CRLF. */

@@ -3,7 +3,8 @@
  *
  * One file per message, DIR/<id>.msg, holding a metadata record and then the
  * message exactly as received (header lines "Name:value" with CRLF, a blank
- * line, the body with CRLF line ends):
+ * line, the body with CRLF line ends; read through host->message_read, the
+ * core's one copy of the message, in chunks):
  *
  *     Sift-Quarantine: 1
  *     Id: 20250101-120000-0123456789ab
@@ -165,21 +166,13 @@ int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *rea
 		*err_r = sift_strdup("quarantine_directory is empty");
 		return -1;
 	}
-	/* The message part: our Received: line, headers, body. */
+	/* The message part: our Received: line, then the message as received,
+	 * read from the host's copy (memory or spool) in chunks. */
 	struct sift_buf hdr = {0};
 	add_received(&hdr, ctx);
-	size_t nh = h->header_count(ctx);
-	for (size_t i = 0; i < nh; i++) {
-		const struct sift_header *hd = h->header(ctx, i);
-		sift_buf_adds(&hdr, hd->name);
-		sift_buf_add(&hdr, ":", 1);
-		sift_buf_adds(&hdr, hd->value);
-		sift_buf_add(&hdr, "\r\n", 2);
-	}
-	sift_buf_add(&hdr, "\r\n", 2);
-	long long body = h->body_size(ctx);
-	if (body < 0)
-		body = 0;
+	long long size = h->message_size(ctx);
+	if (size < 0)
+		size = 0;
 
 	char *id = new_id();
 	struct sift_buf meta = {0};
@@ -194,7 +187,7 @@ int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *rea
 		add_meta(&meta, "Recipient", h->rcpt(ctx, i));
 	add_meta(&meta, "Reason", reason);
 	add_meta(&meta, "Plugin", plugin);
-	snprintf(num, sizeof(num), "%lld", (long long)hdr.len + body);
+	snprintf(num, sizeof(num), "%lld", (long long)hdr.len + size);
 	add_meta(&meta, "Size", num);
 	sift_buf_add(&meta, "\n", 1);
 
@@ -209,10 +202,10 @@ int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *rea
 	}
 	if (write_all(fd, meta.data, meta.len) < 0 || write_all(fd, hdr.data, hdr.len) < 0)
 		goto werr;
-	for (long long off = 0; off < body;) {
-		long n = h->body_read(ctx, off, buf, sizeof(buf));
+	for (long long off = 0; off < size;) {
+		long n = h->message_read(ctx, off, buf, sizeof(buf));
 		if (n < 0) {
-			*err_r = sift_strdup("reading the message body failed");
+			*err_r = sift_strdup("reading the message failed");
 			goto fail;
 		}
 		if (n == 0)

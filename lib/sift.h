@@ -201,6 +201,20 @@ size_t sift_msg_header_count(const struct sift_msg *m);
 const struct sift_header *sift_msg_header(const struct sift_msg *m, size_t i);
 long long sift_msg_body_size(const struct sift_msg *m);
 long sift_msg_body_read(struct sift_msg *m, long long off, void *buf, size_t len);
+/* The message as received (host->message_read): the header block, each
+ * header "Name:value" CRLF (a bare LF in a value written as CRLF) then an
+ * empty line, serialised once; then the body. Sizes in bytes; read returns
+ * the bytes copied (header and body pieces in one call), 0 at or past the
+ * end, -1 on an error or a negative offset. */
+long long sift_msg_header_size(struct sift_msg *m);
+long long sift_msg_size(struct sift_msg *m);
+long sift_msg_read(struct sift_msg *m, long long off, void *buf, size_t len);
+/* The first min(body size, max) body bytes as one read-only buffer, not
+ * copied: the memory body, or the spool file mapped. *len_r gets the length
+ * (the first call fixes it; later calls return the same view). Valid until
+ * sift_msg_free (the body is never moved afterwards). NULL when the mapping
+ * fails (then read the body instead). */
+const unsigned char *sift_msg_body_map(struct sift_msg *m, size_t max, size_t *len_r);
 /* Parses a whole message (RFC 5322, LF or CRLF line ends) from fp.
  * Malformed header lines end the header block, as Postfix does. */
 int sift_msg_read_file(struct sift_msg *m, FILE *fp, char **err_r);

@@ -460,7 +460,9 @@ struct sift_host {
 	 * The message parsed as MIME (filterd at EOM and siftctl test): built
 	 * on the first call of a message, cached by the host and freed at the
 	 * end of the message. NULL outside a message or before the body is
-	 * complete. The body is scanned up to 4 MiB (body_truncated set beyond). */
+	 * complete. The body is scanned up to 4 MiB (body_truncated set beyond);
+	 * sift_mime.body points into the host's own copy of the message (its
+	 * memory, or its spool file mapped read-only), not into a new copy. */
 	const struct sift_mime *(*mime)(struct sift_ctx *ctx);
 	/* Symbols added so far to this message by all plugins (in order), so
 	 * that a plugin can weigh other plugins' results. symbol_get returns 0
@@ -485,6 +487,23 @@ struct sift_host {
 			    const char *const *settings,
 			    void (*done)(void *arg, const struct sift_tool_message *message), void *arg,
 			    char **err_r);
+
+	/* The message as received, for scanners, signers and stores that need
+	 * it whole (filterd and siftctl test): the header block, each header as
+	 * "Name:value" (the value as struct sift_header gives it, byte-exact)
+	 * with CRLF line ends, then the empty line ("\r\n"), followed by the
+	 * body as body_read gives it. The header block is complete from EOH on,
+	 * the body at EOM; the body starts at message_size() - body_size().
+	 * The host keeps one copy of the message, the body in memory up to
+	 * message_memory_limit and in a spool file beyond: read it in chunks of
+	 * your own size (64 KiB is plenty) instead of copying it whole.
+	 * message_size: bytes in all, -1 outside a message. message_read:
+	 * copies up to len bytes from offset off into buf and returns how many
+	 * (header and body pieces in one call; it may be fewer than len: go on
+	 * from off + that count), 0 at or past the end, -1 on an error or a
+	 * negative offset. */
+	long long (*message_size)(struct sift_ctx *ctx);
+	long (*message_read)(struct sift_ctx *ctx, long long off, void *buf, size_t len);
 };
 
 struct sift_plugin {

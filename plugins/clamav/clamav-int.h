@@ -30,6 +30,17 @@ enum scan_result {
 	SCAN_FAILED, /* scanner unavailable, timeout, error: name = why */
 };
 
+/* What is scanned: an mbox "From " line (so that ClamAV recognises mail),
+ * then the message as received, read from the host's copy in pieces
+ * (host->message_read): no scanner holds the whole message. */
+struct scan_src {
+	struct sift_ctx *ctx;
+	long long size; /* bytes in all, the From line included */
+};
+/* Fills buf with up to len bytes from offset off: the count (short only at
+ * the end), 0 at or past the end, -1 when the host cannot read. */
+long src_read(const struct scan_src *s, long long off, void *buf, size_t len);
+
 /* Heuristic alerts asked of the engine (engine_scan's heuristic). */
 #define CL_HEUR_ENCRYPTED 0x1 /* encrypted archives and documents */
 #define CL_HEUR_EXCEEDS	  0x2 /* content over the engine's limits */
@@ -46,10 +57,11 @@ struct engine_mgr;
  * the same as a running one), starting its watcher thread; NULL + *err_r. */
 struct engine_mgr *engine_mgr_get(const struct engine_settings *s, char **err_r);
 void engine_mgr_put(struct engine_mgr *m);
-/* Scans buf with the current engine; waits up to wait_ms for the first
- * engine. heuristic: CL_HEUR_* bits. name_r: static text or
- * written into namebuf. */
-enum scan_result engine_scan(struct engine_mgr *m, const char *buf, size_t len, unsigned heuristic,
+/* Scans src with the current engine (through a libclamav map that pages
+ * src in as the scan goes, with libclamav's aging of old pages); waits up
+ * to wait_ms for the first engine. heuristic: CL_HEUR_* bits. The name or
+ * the reason goes into namebuf. */
+enum scan_result engine_scan(struct engine_mgr *m, const struct scan_src *src, unsigned heuristic,
 			     long wait_ms, char *namebuf, size_t namelen);
 /* "1.4.6" (the library's version). */
 const char *engine_version(void);
@@ -82,7 +94,8 @@ struct clamd_client *clamd_new(const char *const *servers, long long connect_tim
 			       long long scan_timeout_ms, long long max_streams, long long stream_wait_ms,
 			       char **err_r);
 void clamd_free(struct clamd_client *c);
-enum scan_result clamd_scan(struct clamd_client *c, const char *buf, size_t len, long long deadline,
+/* Streams src to clamd in chunks (one chunk buffer per scan). */
+enum scan_result clamd_scan(struct clamd_client *c, const struct scan_src *src, long long deadline,
 			    char *namebuf, size_t namelen);
 /* clamd's version ("1.4.6") once known, else NULL. */
 const char *clamd_version(struct clamd_client *c);

@@ -2,12 +2,17 @@
  * clamav.c - virus scanning with ClamAV in filterd.
  *
  * At end of message the whole message as received (headers "Name:value",
- * a blank line, the body; CRLF) is rebuilt in memory, preceded by an mbox
- * "From " line so that ClamAV recognises it as mail, and scanned with mail
- * and archive parsing on, either:
+ * a blank line, the body; CRLF), preceded by an mbox "From " line so that
+ * ClamAV recognises it as mail, is scanned with mail and archive parsing
+ * on. The message is never copied whole: it is read from the host's one
+ * copy (host->message_read: memory up to message_memory_limit, the spool
+ * file beyond) in pieces (struct scan_src), either
  *   - in process with libclamav (clamav_mode = library; engine.c: one
- *     engine shared by all threads, reloaded in the background), or
- *   - by an external clamd over zINSTREAM (clamav_mode = clamd; clamd.c).
+ *     engine shared by all threads, reloaded in the background), through a
+ *     libclamav map whose pages are read in as the scan reaches them and
+ *     dropped again by libclamav's aging, or
+ *   - by an external clamd over zINSTREAM (clamav_mode = clamd; clamd.c),
+ *     in chunks of 256 KiB.
  * Messages over clamav_max_size are not scanned (clamav_limit_action).
  *
  * Verdicts:
@@ -29,6 +34,7 @@
  * its watcher thread) is shared by generations with the same settings. Both
  * threads are started in init and joined in release. Nothing forks.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +163,10 @@ static int clamav_init(const struct sift_host *h, void *cv, char **err_r)
 {
 	host = h;
 	struct clamav_conf *c = cv;
+	if (h->struct_size < offsetof(struct sift_host, message_read) + sizeof(h->message_read)) {
+		*err_r = xstrdup_err("this host has no message reader (host->message_read): too old");
+		return -1;
+	}
 	if (c->mode == MODE_LIBRARY) {
 		struct engine_settings s = {
 			.dbdir = c->database_directory,
@@ -380,60 +390,32 @@ static void notify(struct sift_ctx *ctx, const struct clamav_conf *c, const char
 	free(b.p);
 }
 
-/* Builds "From sift-clamav ...\r\n" + header + "\r\n" + body into a
- * malloc'd buffer. Returns NULL on error (*oversize set when over max). */
-static char *build_message(struct sift_ctx *ctx, const struct clamav_conf *c, size_t *len_r, bool *oversize,
-			   long long *size_r)
+static const char from_line[] = "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\r\n";
+#define FROM_LEN (sizeof(from_line) - 1)
+
+long src_read(const struct scan_src *s, long long off, void *buf, size_t len)
 {
-	static const char from_line[] = "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\r\n";
-	size_t nh = host->header_count(ctx);
-	long long body = host->body_size(ctx);
-	if (body < 0)
-		return NULL;
-	long long total = (long long)sizeof(from_line) + 2 + body;
-	for (size_t i = 0; i < nh; i++) {
-		const struct sift_header *h = host->header(ctx, i);
-		total += (long long)(strlen(h->name) + strlen(h->value) + 3);
+	if (off < 0)
+		return -1;
+	if (off >= s->size)
+		return 0;
+	if ((long long)len > s->size - off)
+		len = (size_t)(s->size - off);
+	size_t got = 0;
+	if (off < (long long)FROM_LEN) {
+		got = FROM_LEN - (size_t)off < len ? FROM_LEN - (size_t)off : len;
+		memcpy(buf, from_line + off, got);
 	}
-	*size_r = total - (long long)sizeof(from_line) + 1;
-	if (*size_r > c->max_size) {
-		*oversize = true;
-		return NULL;
-	}
-	char *buf = malloc((size_t)total + 1);
-	if (!buf)
-		return NULL;
-	size_t len = 0;
-	memcpy(buf, from_line, sizeof(from_line) - 1);
-	len = sizeof(from_line) - 1;
-	for (size_t i = 0; i < nh; i++) {
-		const struct sift_header *h = host->header(ctx, i);
-		size_t l = strlen(h->name);
-		memcpy(buf + len, h->name, l);
-		len += l;
-		buf[len++] = ':';
-		l = strlen(h->value);
-		memcpy(buf + len, h->value, l);
-		len += l;
-		buf[len++] = '\r';
-		buf[len++] = '\n';
-	}
-	buf[len++] = '\r';
-	buf[len++] = '\n';
-	for (long long off = 0; off < body;) {
-		long n = host->body_read(ctx, off, buf + len, (size_t)(body - off));
-		if (n <= 0) {
-			if (n < 0) {
-				free(buf);
-				return NULL;
-			}
+	while (got < len) {
+		long long moff = off + (long long)got - (long long)FROM_LEN;
+		long n = host->message_read(s->ctx, moff, (char *)buf + got, len - got);
+		if (n < 0)
+			return -1;
+		if (n == 0)
 			break;
-		}
-		len += (size_t)n;
-		off += n;
+		got += (size_t)n;
 	}
-	*len_r = len;
-	return buf;
+	return (long)got;
 }
 
 static enum sift_verdict on_failure(struct sift_ctx *ctx, const struct clamav_conf *c, const char *why)
@@ -508,19 +490,16 @@ static enum sift_verdict on_virus(struct sift_ctx *ctx, const struct clamav_conf
 static enum sift_verdict clamav_eom(struct sift_ctx *ctx)
 {
 	const struct clamav_conf *c = host->conf(ctx);
-	size_t len = 0;
-	bool oversize = false;
-	long long size = 0;
-	char *buf = build_message(ctx, c, &len, &oversize, &size);
-	if (!buf) {
-		if (oversize) {
-			char what[96];
-			snprintf(what, sizeof(what), "message size %lld over clamav_max_size %lld", size,
-				 c->max_size);
-			return on_limit(ctx, c, what);
-		}
+	long long size = host->message_size(ctx);
+	if (size < 0)
 		return on_failure(ctx, c, "cannot read the message");
+	if (size > c->max_size) {
+		char what[96];
+		snprintf(what, sizeof(what), "message size %lld over clamav_max_size %lld", size,
+			 c->max_size);
+		return on_limit(ctx, c, what);
 	}
+	struct scan_src src = {.ctx = ctx, .size = size + (long long)FROM_LEN};
 	char name[256];
 	enum scan_result r;
 	long left = host->time_left_ms(ctx);
@@ -529,10 +508,9 @@ static enum sift_verdict clamav_eom(struct sift_ctx *ctx)
 		long wait = (long)c->ready_wait;
 		if (wait > left - margin)
 			wait = left - margin;
-		r = engine_scan(c->mgr, buf, len, c->heuristic, wait, name, sizeof(name));
+		r = engine_scan(c->mgr, &src, c->heuristic, wait, name, sizeof(name));
 	} else
-		r = clamd_scan(c->clamd, buf, len, clock_ms() + left - margin, name, sizeof(name));
-	free(buf);
+		r = clamd_scan(c->clamd, &src, clock_ms() + left - margin, name, sizeof(name));
 	switch (r) {
 	case SCAN_CLEAN:
 		add_header(ctx, c, expand_value(ctx, c->header_value, scanner_version(c)));

@@ -372,8 +372,8 @@ static void fetch_version(struct clamd_client *c, const struct endpoint *ep, lon
 
 /* One attempt on one server. Returns 1 with a result, 0 to try the next
  * server (why in namebuf). */
-static int scan_one(struct clamd_client *c, const struct endpoint *ep, const char *buf, size_t len,
-		    long long deadline, enum scan_result *res, char *namebuf, size_t namelen)
+static int scan_one(struct clamd_client *c, const struct endpoint *ep, const struct scan_src *src,
+		    char *chunk, long long deadline, enum scan_result *res, char *namebuf, size_t namelen)
 {
 	long long cdl = clock_ms() + c->connect_timeout;
 	int fd = sock_connect(ep, cdl < deadline ? cdl : deadline);
@@ -384,11 +384,17 @@ static int scan_one(struct clamd_client *c, const struct endpoint *ep, const cha
 	char reply[1024];
 	/* One sendmsg per chunk: the command goes with the first chunk and the
 	 * end marker with the last (a message under CHUNK is one write, so
-	 * clamd wakes up once). */
+	 * clamd wakes up once). Chunks are read from the message as they go. */
 	bool sent = true;
-	size_t off = 0;
+	long long off = 0, len = src->size;
 	do {
-		size_t n = len - off < CHUNK ? len - off : CHUNK;
+		long n = src_read(src, off, chunk, len - off < CHUNK ? (size_t)(len - off) : CHUNK);
+		if (n < 0 || (n == 0 && off < len)) {
+			close(fd);
+			snprintf(namebuf, namelen, "cannot read the message");
+			*res = SCAN_FAILED;
+			return 1; /* not the server's fault: no failover */
+		}
 		uint32_t be = htonl((uint32_t)n), zero = 0;
 		struct iovec iov[4];
 		int k = 0;
@@ -396,7 +402,7 @@ static int scan_one(struct clamd_client *c, const struct endpoint *ep, const cha
 			iov[k++] = (struct iovec){.iov_base = (void *)"zINSTREAM", .iov_len = 10};
 		if (n) {
 			iov[k++] = (struct iovec){.iov_base = &be, .iov_len = 4};
-			iov[k++] = (struct iovec){.iov_base = (void *)(buf + off), .iov_len = n};
+			iov[k++] = (struct iovec){.iov_base = chunk, .iov_len = (size_t)n};
 		}
 		off += n;
 		if (off >= len)
@@ -446,7 +452,7 @@ static int scan_one(struct clamd_client *c, const struct endpoint *ep, const cha
 	return 1;
 }
 
-enum scan_result clamd_scan(struct clamd_client *c, const char *buf, size_t len, long long deadline,
+enum scan_result clamd_scan(struct clamd_client *c, const struct scan_src *src, long long deadline,
 			    char *namebuf, size_t namelen)
 {
 	long long sdl = clock_ms() + c->scan_timeout;
@@ -462,14 +468,21 @@ enum scan_result clamd_scan(struct clamd_client *c, const char *buf, size_t len,
 	pthread_mutex_unlock(&c->lock);
 	enum scan_result res = SCAN_FAILED;
 	snprintf(namebuf, namelen, "no clamd server");
+	char *chunk = malloc(CHUNK);
+	if (!chunk) {
+		slot_give(c);
+		snprintf(namebuf, namelen, "out of memory");
+		return SCAN_FAILED;
+	}
 	for (size_t k = 0; k < c->n && clock_ms() < deadline; k++) {
 		const struct endpoint *ep = &c->eps[(start + k) % c->n];
-		if (scan_one(c, ep, buf, len, deadline, &res, namebuf, namelen))
+		if (scan_one(c, ep, src, chunk, deadline, &res, namebuf, namelen))
 			break;
 		clamav_host->log(NULL, LOG_WARNING, "clamav: %s%s", namebuf,
 				 k + 1 < c->n ? ", trying the next server" : "");
 		res = SCAN_FAILED;
 	}
+	free(chunk);
 	slot_give(c);
 	return res;
 }

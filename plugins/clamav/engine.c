@@ -483,7 +483,17 @@ void engine_mgr_put(struct engine_mgr *m)
 		mgr_destroy(m);
 }
 
-enum scan_result engine_scan(struct engine_mgr *m, const char *buf, size_t len, unsigned heuristic,
+/* libclamav's pread: the map's pages are read from the host's copy of the
+ * message as the scan reaches them. */
+static off_t map_pread(void *handle, void *buf, size_t count, off_t offset)
+{
+	long n = src_read(handle, (long long)offset, buf, count);
+	if (n < 0)
+		errno = EIO;
+	return (off_t)n;
+}
+
+enum scan_result engine_scan(struct engine_mgr *m, const struct scan_src *src, unsigned heuristic,
 			     long wait_ms, char *namebuf, size_t namelen)
 {
 	pthread_mutex_lock(&m->lock);
@@ -528,10 +538,13 @@ enum scan_result engine_scan(struct engine_mgr *m, const char *buf, size_t len, 
 	if (opts.heuristic)
 		opts.general = CL_SCAN_GENERAL_HEURISTICS;
 	enum scan_result res;
-	cl_fmap_t *map = cl_fmap_open_memory(buf, len);
+	/* Aging on: libclamav drops the pages it read longest ago when a map
+	 * holds more than a few MiB, so a large message is never resident
+	 * whole. */
+	cl_fmap_t *map = cl_fmap_open_handle((void *)src, 0, (size_t)src->size, map_pread, 1);
 	if (!map) {
 		cl_engine_free(e);
-		snprintf(namebuf, namelen, "cl_fmap_open_memory failed");
+		snprintf(namebuf, namelen, "cl_fmap_open_handle failed");
 		return SCAN_FAILED;
 	}
 	const char *virname = NULL;

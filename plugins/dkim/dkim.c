@@ -25,9 +25,11 @@
  * Authentication-Results carrying our authserv-id are deleted first, from
  * the highest index down.
  *
- * Headers come from the host's message store byte-exact (leading white
- * space, CRLF folding: SIFT_F_HDR_LEADSPC); the body is fed to the signer
- * or to libopendkim chunk by chunk from the body hook.
+ * The header fields signed and verified are read from the host's copy of
+ * the message as received (host->message_read, cut into fields by
+ * dkimfields.c), byte-exact: leading white space and CRLF folding kept
+ * (SIFT_F_HDR_LEADSPC); the body is fed to the signer or to libopendkim
+ * chunk by chunk from the body hook, never held.
  *
  * Threading: the configuration block (keys, parsed EVP_PKEYs, DKIM_LIB,
  * lists) is read-only after init and shared; one DKIM_LIB per generation
@@ -38,6 +40,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +50,7 @@
 
 #include <opendkim/dkim.h>
 
+#include "dkimfields.h"
 #include "dkimkeys.h"
 #include "dkimsign.h"
 #include "sift/plugin.h"
@@ -539,6 +543,10 @@ static int dk_init(const struct sift_host *h, void *conf, char **err_r)
 {
 	struct dk_conf *c = conf;
 	host = h;
+	if (h->struct_size < offsetof(struct sift_host, message_read) + sizeof(h->message_read)) {
+		*err_r = xasprintf("this host has no message reader (host->message_read): too old");
+		return -1;
+	}
 	if (parse_canon(c->canonicalization, &c->hcanon, &c->bcanon) < 0) {
 		*err_r = xasprintf("dkim_canonicalization: \"%s\" is not simple|relaxed[/simple|relaxed]",
 				   c->canonicalization);
@@ -743,29 +751,28 @@ static bool client_in(const struct sift_map *map, const char *addr)
 	return rc == 1;
 }
 
-/* Feeds every header of the message to handle d. */
+struct feed {
+	DKIM *d;
+	DKIM_STAT st;
+};
+
+static int feed_one(void *arg, char *field, size_t len, size_t namelen)
+{
+	(void)namelen;
+	struct feed *f = arg;
+	f->st = dkim_header(f->d, (unsigned char *)field, len);
+	return f->st != DKIM_STAT_OK;
+}
+
+/* Feeds every header field of the message as received to handle d. */
 static DKIM_STAT feed_headers(struct sift_ctx *ctx, DKIM *d)
 {
-	size_t n = host->header_count(ctx);
-	char stackbuf[2048];
-	for (size_t i = 0; i < n; i++) {
-		const struct sift_header *h = host->header(ctx, i);
-		if (!h)
-			continue;
-		size_t nl = strlen(h->name), vl = strlen(h->value);
-		char *buf = nl + vl + 2 <= sizeof(stackbuf) ? stackbuf : malloc(nl + vl + 2);
-		if (!buf)
-			return DKIM_STAT_NORESOURCE;
-		memcpy(buf, h->name, nl);
-		buf[nl] = ':';
-		memcpy(buf + nl + 1, h->value, vl);
-		buf[nl + 1 + vl] = 0;
-		DKIM_STAT st = dkim_header(d, (unsigned char *)buf, nl + 1 + vl);
-		if (buf != stackbuf)
-			free(buf);
-		if (st != DKIM_STAT_OK)
-			return st;
-	}
+	struct feed f = {d, DKIM_STAT_OK};
+	int rc = dk_fields(host, ctx, feed_one, &f);
+	if (rc < 0)
+		return DKIM_STAT_NORESOURCE;
+	if (rc > 0)
+		return f.st;
 	return dkim_eoh(d);
 }
 
@@ -889,19 +896,48 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
  * strips the CRs when it hands the header to libmilter. The header fields
  * signed are the ones received (edits queued by other plugins are not
  * applied yet), as they were at end of header. */
+struct fieldlist {
+	struct sift_ctx *ctx;
+	const char **names, **values;
+	size_t n, cap;
+};
+
+/* Keeps one field as name and value (what follows the colon, byte-exact)
+ * in message memory. */
+static int keep_field(void *arg, char *field, size_t len, size_t namelen)
+{
+	struct fieldlist *l = arg;
+	if (namelen == len)
+		return 0; /* no colon: not a field the signer can name */
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 64;
+		const char **nn = host->msg_alloc(l->ctx, nc * sizeof(*nn));
+		const char **nv = host->msg_alloc(l->ctx, nc * sizeof(*nv));
+		if (l->n) {
+			memcpy(nn, l->names, l->n * sizeof(*nn));
+			memcpy(nv, l->values, l->n * sizeof(*nv));
+		}
+		l->names = nn;
+		l->values = nv;
+		l->cap = nc;
+	}
+	char *copy = host->msg_alloc(l->ctx, len + 1);
+	memcpy(copy, field, len + 1);
+	copy[namelen] = 0;
+	l->names[l->n] = copy;
+	l->values[l->n++] = copy + namelen + 1;
+	return 0;
+}
+
 static enum sift_verdict finish_signing(struct sift_ctx *ctx, struct dk_msg *m)
 {
-	size_t nh = host->header_count(ctx);
-	const char **names = host->msg_alloc(ctx, (nh + 1) * sizeof(*names));
-	const char **values = host->msg_alloc(ctx, (nh + 1) * sizeof(*values));
-	size_t n = 0;
-	for (size_t i = 0; i < nh; i++) {
-		const struct sift_header *h = host->header(ctx, i);
-		if (h) {
-			names[n] = h->name;
-			values[n++] = h->value;
-		}
+	struct fieldlist fl = {.ctx = ctx};
+	if (dk_fields(host, ctx, keep_field, &fl) < 0) {
+		host->log(ctx, LOG_ERR, "signing: cannot read the message's header");
+		return SIFT_ERROR;
 	}
+	const char **names = fl.names, **values = fl.values;
+	size_t n = fl.n;
 	/* Insert in reverse so the first key's signature ends on top. */
 	char *hdrs[DK_MAX_SIGN] = {0};
 	for (size_t i = 0; i < m->nsign; i++) {

@@ -117,12 +117,24 @@ int main(void)
 	CHECK_STR(r->edits ? r->edits->value : NULL, "yes");
 	CHECK_INT(sift_msg_header_count(sift_ctx_msg(ctx)), 1);
 	CHECK_INT(sift_msg_body_size(sift_ctx_msg(ctx)), 6);
+	/* the message as received through the plugins' reader, and the MIME
+	 * view over the same body */
+	const struct sift_host *hh = &sift_host_table;
+	char whole[64];
+	CHECK_INT(hh->message_size(ctx), 21);
+	CHECK_INT(hh->message_read(ctx, 0, whole, sizeof(whole)), 21);
+	CHECK(memcmp(whole, "Subject: hi\r\n\r\nbody\r\n", 21) == 0);
+	CHECK_INT(hh->message_read(ctx, 21, whole, sizeof(whole)), 0);
+	const struct sift_mime *mm = hh->mime(ctx);
+	CHECK(mm && mm->body_len == 6 && memcmp(mm->body, "body\r\n", 6) == 0 && !mm->body_truncated);
 	char *sum = sift_ctx_summary(ctx, "accept");
 	CHECK(strstr(sum, "action=accept, profile=inbound, from=<a@example.org>, rcpts=0, score=2.5, "
 			  "symbols=T_SYM(2.5)") != NULL);
 	free(sum);
 	sift_ctx_msg_end(ctx, false);
 	CHECK(sift_ctx_result(ctx)->symbols == NULL);
+	CHECK_INT(hh->message_size(ctx), -1); /* outside a message */
+	CHECK_INT(hh->message_read(ctx, 0, whole, sizeof(whole)), -1);
 	CHECK(sift_host_table.get(ctx, SIFT_I_SENDER) == NULL);
 	/* The profile follows SASL and the daemon name. */
 	sift_ctx_set(ctx, SIFT_I_SASL_USERNAME, "alice");

@@ -66,16 +66,22 @@ class Ctl:
 
 
 def scan_cases(ctl, mode_opts, label):
-    for case, (data, name) in cvlib.infected_messages().items():
-        r = ctl.test(data, mode_opts)
-        check(r.get('action') == 'reject', '%s: %s infected is rejected' % (label, case), r['raw'])
+    # Each infected message from the core's memory and, with
+    # message_memory_limit = 0, from its spool file: the scanner reads
+    # either through the host's message reader.
+    infected = [(c, d, n, mode_opts, label) for c, (d, n) in cvlib.infected_messages().items()]
+    infected += [(c, d, n, mode_opts + ('message_memory_limit=0',), label + ' spooled')
+                 for c, d, n, _, _ in infected]
+    for case, data, name, opts, lab in infected:
+        r = ctl.test(data, opts)
+        check(r.get('action') == 'reject', '%s: %s infected is rejected' % (lab, case), r['raw'])
         want = name or 'Sift.Test.'
         check(r.get('reply', '').startswith('554 5.7.1') and want in r.get('reply', ''),
-              '%s: %s reply names the virus' % (label, case), r['raw'])
-        check('CLAMAV_VIRUS' in r.get('symbol', ''), '%s: %s symbol' % (label, case), r['raw'])
+              '%s: %s reply names the virus' % (lab, case), r['raw'])
+        check('CLAMAV_VIRUS' in r.get('symbol', ''), '%s: %s symbol' % (lab, case), r['raw'])
         check(re.search(r'clamav: Blocked INFECTED \(%s[^)]*\) from=<sender@example.test> '
                         r'to=<user@sift.test>' % re.escape(want), r['raw']) is not None,
-              '%s: %s log line' % (label, case), r['raw'])
+              '%s: %s log line' % (lab, case), r['raw'])
     for case, data in cvlib.clean_messages().items():
         r = ctl.test(data, mode_opts)
         check(r.get('action') == 'accept', '%s: clean %s accepted' % (label, case), r['raw'])
@@ -160,6 +166,20 @@ def main():
               raw[:300].decode('latin1'))
         check(m is not None and rawn[m.end():] == eicar.replace(b'\r\n', b'\n'),
               'show --raw is the message as received', raw[:300].decode('latin1'))
+        # The same from the spool file (message_memory_limit = 0): the store
+        # reads the message through the host's reader, byte for byte.
+        r = ctl.test(eicar, ('clamav_inbound_action=quarantine', 'message_memory_limit=0'))
+        qid2 = [ln.split()[0] for ln in ctl.run('quarantine', 'list').stdout.splitlines()
+                if ln.split() and ln.split()[0] != qid]
+        raw2 = subprocess.run([ctl.siftctl, '-c', conf, 'quarantine', 'show', '--raw',
+                               qid2[0] if qid2 else 'none'], capture_output=True).stdout
+        m2 = re.match(rb'Received: [^\n]+\n(\t[^\n]+\n)+', raw2.replace(b'\r\n', b'\n'))
+        check(r.get('action') == 'discard' and len(qid2) == 1 and m2 is not None and
+              raw2.replace(b'\r\n', b'\n')[m2.end():] == eicar.replace(b'\r\n', b'\n') and
+              b'\n' not in raw2.replace(b'\r\n', b''),
+              'spooled message: stored as received, CRLF throughout', raw2[:300].decode('latin1'))
+        if qid2:
+            ctl.run('quarantine', 'delete', qid2[0])
         check(ctl.run('quarantine', 'list', '--reason', 'virus').stdout.count('\n') == 1 and
               ctl.run('quarantine', 'list', '--reason', 'spam').stdout == '' and
               ctl.run('quarantine', 'list', '--older-than', '1h').stdout == '',
@@ -204,6 +224,13 @@ def main():
         check(r.get('action') == 'accept' and any(re.match(r'X-Virus-Scanned: ClamAV [\d.]+ at', h)
                                                    for h in r.get('headers', [])),
               'under the limit: scanned', r['raw'])
+        # A large spooled message with the virus at its end, far past what
+        # libclamav keeps of its map at once: the scan reads it all from the
+        # spool file, in pages.
+        large = cvlib._attach('large', os.urandom(12 << 20) + cvlib.EICAR, 'large.bin')
+        r = ctl.test(large, ('clamav_max_size=32m', 'clamav_max_filesize=32m', 'clamav_max_scansize=64m'))
+        check(r.get('action') == 'reject' and cvlib.EICAR_NAME in r.get('reply', ''),
+              'virus at the end of a 12 MiB spooled message: found', r['raw'][-600:])
         # ClamAV's own limits: a nested zip deeper than max_recursion.
         deep = cvlib._zip({'e.com': cvlib.EICAR})
         for i in range(6):
