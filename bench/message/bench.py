@@ -31,7 +31,7 @@ is Sift's own without libclamav's) show where the memory goes.
     bench/message/bench.py [--before DIR] [--rounds 2] [--concurrency 8]
                            [--size 20000000] [--json FILE]
 
-Run by meson as the test `message-rss` (suite bench). Everything it starts
+A benchmark, not a test: ./check does not run it. Everything it starts
 is stopped by PID; it uses only 127.0.0.1. Prints "N passed, N failed"
 over its checks (the messages' verdicts).
 """
