@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "sift.h"
+#include "mailsyntax.h"
 #include "mime.h"
 
 const char *const sift_profile_names[SIFT_PROFILE_MAX] = {"inbound", "originating"};
@@ -1372,4 +1373,6 @@ const struct sift_host sift_host_table = {
 	.mime = h_mime,
 	.symbol_count = h_symbol_count,
 	.symbol_get = h_symbol_get,
+	.addrlist_parse = sift_addrlist_parse,
+	.header_decode = sift_header_decode,
 };

@@ -293,6 +293,33 @@ struct sift_mime {
 	int body_truncated; /* body longer than the host's scan limit */
 };
 
+/* ---- Addresses (host->addrlist_parse) --------------------------------
+ * An RFC 5322 address list (From, Sender, Reply-To, To, Cc) as parsed by the
+ * core's one parser: mailboxes and name-addr, groups (their mailboxes are
+ * listed, the group names dropped), nested comments, quoted strings and
+ * quoted local parts, domain literals, the obsolete forms (routes, phrases
+ * with dots, empty list elements), RFC 6532 UTF-8 and RFC 2047 display
+ * names; one leniency: an unquoted '@' in a display name, which mail
+ * clients show as part of the name. Anything else that is not valid syntax
+ * (an unbalanced bracket, quote or comment, text after an address, two
+ * addresses without a comma, a group in a group, invalid UTF-8 in an
+ * address, control characters) and anything over a bound (16 KiB of input,
+ * 256 mailboxes, a local part over 256 or a domain over 255 octets) makes
+ * the whole value invalid: count 0 and error set. */
+struct sift_mailbox {
+	const char *addr;    /* local@domain: local part unquoted, domain lower case */
+	const char *local;   /* the local part, unquoted (may hold spaces, quotes, '@') */
+	const char *domain;  /* lower case; a domain literal keeps its brackets */
+	const char *display; /* display name, RFC 2047-decoded to UTF-8; "" when none */
+};
+
+/* One malloc'd block (the strings included): the caller free()s it. */
+struct sift_addrs {
+	size_t count;	   /* mailboxes in mb[]; 0 when invalid or empty */
+	const char *error; /* NULL when valid, else a static reason */
+	struct sift_mailbox mb[];
+};
+
 /* The host's services, passed to preinit() and init(). Functions are only
  * ever appended. */
 struct sift_host {
@@ -393,6 +420,16 @@ struct sift_host {
 	size_t (*symbol_count)(struct sift_ctx *ctx);
 	int (*symbol_get)(struct sift_ctx *ctx, size_t i, const char **name_r, double *score_r,
 			  const char **option_r);
+	/* Mail syntax from the core, so that every plugin reads headers the
+	 * same way (no context needed: pure functions, callable from init and
+	 * from any thread). addrlist_parse parses an address-list header value as
+	 * received (struct sift_header.value: folds and RFC 2047 words are
+	 * handled) into one malloc'd block the caller free()s; never NULL.
+	 * header_decode returns the value unfolded, RFC 2047-decoded and
+	 * converted to UTF-8, trimmed (malloc'd; the caller free()s it), as
+	 * struct sift_mime_header.value is. */
+	struct sift_addrs *(*addrlist_parse)(const char *value);
+	char *(*header_decode)(const char *value);
 };
 
 struct sift_plugin {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mailsyntax.h"
 #include "mime.h"
 #include "sift.h"
 
@@ -64,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(m, NULL);
 	sift_mime_free(m);
 	char *h = sift_strndup((const char *)data, size > 4096 ? 4096 : size);
-	free(sift_mime_decode_header(h));
+	free(sift_header_decode(h));
 	free(h);
 	return 0;
 }
