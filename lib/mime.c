@@ -764,6 +764,24 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 			 const unsigned char *body, size_t len, unsigned depth, long parent,
 			 const char *deftype);
 
+/* Whether the line s (len octets, without its LF) is a delimiter of the
+ * boundary b: 0 no, 1 a delimiter, 2 the close delimiter. RFC 2046 5.1.1:
+ * "--" + boundary followed by "--", white space (transport padding) or the
+ * line end; "--" + boundary + anything else is body text, so that a
+ * boundary that prefixes another ("q" and "qq"), or a preamble line
+ * "--qq not a boundary", never splits a part. */
+static int delimiter(const unsigned char *s, size_t len, const char *b, size_t bl)
+{
+	if (len < bl + 2 || s[0] != '-' || s[1] != '-' || memcmp(s + 2, b, bl) != 0)
+		return 0;
+	size_t k = bl + 2;
+	if (k == len || s[k] == ' ' || s[k] == '\t' || s[k] == '\r')
+		return 1;
+	if (len - k >= 2 && s[k] == '-' && s[k + 1] == '-')
+		return 2;
+	return 0;
+}
+
 /* Splits a multipart body on its boundary and parses each part. */
 static void parse_multipart(struct impl *m, long idx, const char *boundary, const unsigned char *s, size_t n,
 			    unsigned depth)
@@ -778,9 +796,9 @@ static void parse_multipart(struct impl *m, long idx, const char *boundary, cons
 		const unsigned char *eol = memchr(s + i, '\n', n - i);
 		size_t le = eol ? (size_t)(eol - s) : n;
 		size_t next = eol ? le + 1 : n;
-		if (le - i >= bl + 2 && s[i] == '-' && s[i + 1] == '-' &&
-		    memcmp(s + i + 2, boundary, bl) == 0) {
-			bool close = le - i >= bl + 4 && s[i + bl + 2] == '-' && s[i + bl + 3] == '-';
+		int delim = delimiter(s + i, le - i, boundary, bl);
+		if (delim) {
+			bool close = delim == 2;
 			if (part_start >= 0) {
 				size_t end = i;
 				if (end > (size_t)part_start && s[end - 1] == '\n')
