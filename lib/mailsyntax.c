@@ -433,6 +433,8 @@ struct tok {
 	bool space;    /* white space or a comment before it */
 	const char *s; /* T_ATOM/T_DLIT: raw text; T_QSTR: inside the quotes */
 	size_t len;
+	const char *cmt; /* the first comment after it (inside the parentheses) */
+	size_t cmtlen;
 };
 
 struct lex {
@@ -529,8 +531,13 @@ static int tokenize(struct lex *x)
 			continue;
 		}
 		if (c == '(') {
+			const char *start = x->p;
 			if (!lex_comment(x))
 				return -1;
+			if (x->n && !x->toks[x->n - 1].cmt) {
+				x->toks[x->n - 1].cmt = start + 1;
+				x->toks[x->n - 1].cmtlen = (size_t)(x->p - start - 2);
+			}
 			space = true;
 			continue;
 		}
@@ -540,6 +547,8 @@ static int tokenize(struct lex *x)
 		}
 		struct tok *t = &x->toks[x->n++];
 		t->space = space;
+		t->cmt = NULL;
+		t->cmtlen = 0;
 		space = false;
 		if (c == '"' || c == '[') {
 			if (!lex_delimited(x, t, c == '"' ? '"' : ']'))
@@ -693,6 +702,19 @@ static bool addr_spec(struct parse *ps, int a, int b, struct mb_tmp *m)
 	return true;
 }
 
+/* Appends quoted-string or comment text: quoted pairs unescaped, folding
+ * dropped. */
+static void add_unquoted(struct sift_buf *o, const char *s, size_t len)
+{
+	for (size_t k = 0; k < len; k++) {
+		if (s[k] == '\\' && k + 1 < len)
+			k++;
+		else if (s[k] == '\r' || s[k] == '\n')
+			continue;
+		sift_buf_add(o, s + k, 1);
+	}
+}
+
 /* Display name from the words toks[a..b): quoted strings unquoted, words
  * joined as written (one space where there was white space), then RFC 2047
  * decoded (leniently inside quoted strings too, as clients send). */
@@ -703,17 +725,10 @@ static char *display_name(const struct parse *ps, int a, int b)
 		const struct tok *t = &ps->toks[i];
 		if (i > a && t->space)
 			sift_buf_add(&o, " ", 1);
-		if (t->t != T_QSTR) {
+		if (t->t != T_QSTR)
 			sift_buf_add(&o, t->s, t->len);
-			continue;
-		}
-		for (size_t k = 0; k < t->len; k++) {
-			if (t->s[k] == '\\' && k + 1 < t->len)
-				k++;
-			else if (t->s[k] == '\r' || t->s[k] == '\n')
-				continue;
-			sift_buf_add(&o, t->s + k, 1);
-		}
+		else
+			add_unquoted(&o, t->s, t->len);
 	}
 	char *r = sift_header_decode(sift_buf_str(&o));
 	sift_buf_free(&o);
@@ -763,7 +778,15 @@ static bool mailbox(struct parse *ps, int a, int b)
 			}
 		if (!addr_spec(ps, a, b, m))
 			return false;
-		m->display = sift_strdup("");
+		/* The old form "addr (Real Name)": the comment is the name. */
+		const struct tok *last = &ps->toks[b - 1];
+		if (last->cmt) {
+			struct sift_buf o = {0};
+			add_unquoted(&o, last->cmt, last->cmtlen);
+			m->display = sift_header_decode(sift_buf_str(&o));
+			sift_buf_free(&o);
+		} else
+			m->display = sift_strdup("");
 		ps->count++;
 		return true;
 	}

@@ -23,7 +23,12 @@ static const struct tcase cases[] = {
 	{" alice@example.net", 1, {"alice@example.net"}, {""}},
 	{" Alice <alice@Example.NET>", 1, {"alice@example.net"}, {"Alice"}},
 	{" \"Smith, Alice\" <alice@example.net>", 1, {"alice@example.net"}, {"Smith, Alice"}},
-	{" alice@example.net (Alice Smith)", 1, {"alice@example.net"}, {""}},
+	{" alice@example.net (Alice Smith)", 1, {"alice@example.net"}, {"Alice Smith"}},
+	{" alice@example.net (=?utf-8?q?Al=C3=AFce?=) (second)",
+	 1,
+	 {"alice@example.net"},
+	 {"Al\xc3\xaf"
+	  "ce"}},
 	{" (comment (nested)) Alice (x) <alice(in)@example.net>", 1, {"alice@example.net"}, {"Alice"}},
 	{" \"john doe\"@example.net", 1, {"john doe@example.net"}, {""}},
 	{" \"a\\\"b\"@example.net", 1, {"a\"b@example.net"}, {""}},
@@ -55,7 +60,7 @@ static const struct tcase cases[] = {
 	{" john . doe @ example . net", 1, {"john.doe@example.net"}, {""}},
 	{" j\xc3\xb6rg@b\xc3\xbc\x63her.example", 1, {"j\xc3\xb6rg@b\xc3\xbc\x63her.example"}, {""}},
 	{" J\xf6rg <j@example.net>", 1, {"j@example.net"}, {"J\xc3\xb6rg"}},
-	{" me@mydomain.example (<ceo@bank.example>)", 1, {"me@mydomain.example"}, {""}},
+	{" me@mydomain.example (<ceo@bank.example>)", 1, {"me@mydomain.example"}, {"<ceo@bank.example>"}},
 	{"", 0, {NULL}, {NULL}},
 	/* errors */
 	{" alice", -1, {NULL}, {NULL}},
