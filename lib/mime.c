@@ -28,6 +28,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "html.h"
 #include "mailsyntax.h"
 #include "mime.h"
 #include "sift.h"
@@ -44,6 +45,7 @@ struct impl {
 	struct sift_mime pub; /* first: the public view */
 	struct ablock *arena;
 	struct sift_mime_part *parts;
+	const struct sift_html **html; /* per part, NULL but for HTML leaves */
 	size_t nparts, pcap;
 	struct sift_mime_uri *uris;
 	size_t nuris, ucap;
@@ -459,289 +461,41 @@ static void text_uris(struct impl *m, const char *t, size_t n, long part)
 	}
 }
 
-/* ---- HTML rendering ---------------------------------------------------- */
+/* ---- HTML ----------------------------------------------------------------- */
 
-static const struct {
-	const char *name;
-	unsigned cp;
-} entities[] = {
-	{"amp", '&'},	    {"lt", '<'},       {"gt", '>'},	  {"quot", '"'},     {"apos", '\''},
-	{"nbsp", 0xa0},	    {"copy", 0xa9},    {"reg", 0xae},	  {"trade", 0x2122}, {"euro", 0x20ac},
-	{"pound", 0xa3},    {"yen", 0xa5},     {"cent", 0xa2},	  {"middot", 0xb7},  {"bull", 0x2022},
-	{"hellip", 0x2026}, {"mdash", 0x2014}, {"ndash", 0x2013}, {"laquo", 0xab},   {"raquo", 0xbb},
-	{"lsquo", 0x2018},  {"rsquo", 0x2019}, {"ldquo", 0x201c}, {"rdquo", 0x201d}, {"deg", 0xb0},
-	{"times", 0xd7},    {"shy", 0xad},     {"iexcl", 0xa1},	  {"eacute", 0xe9},  {"egrave", 0xe8},
-	{"aacute", 0xe1},   {"agrave", 0xe0},  {"ouml", 0xf6},	  {"uuml", 0xfc},    {"auml", 0xe4},
-	{"szlig", 0xdf},    {"ccedil", 0xe7},  {"ntilde", 0xf1},  {"sect", 0xa7},    {"para", 0xb6},
+struct link_ctx {
+	struct impl *m;
+	long part;
 };
 
-/* Decodes one entity at s[0]=='&'; returns octets consumed (0: not one). */
-static size_t html_entity(const char *s, size_t n, struct sift_buf *o)
+static void html_link(void *arg, const char *uri, size_t len)
 {
-	if (n < 3)
-		return 0;
-	if (s[1] == '#') {
-		size_t i = 2;
-		unsigned long cp = 0;
-		bool hex = i < n && (s[i] == 'x' || s[i] == 'X');
-		if (hex)
-			i++;
-		size_t st = i;
-		while (i < n && i - st < 8 &&
-		       (hex ? isxdigit((unsigned char)s[i]) : isdigit((unsigned char)s[i]))) {
-			cp = cp * (hex ? 16 : 10) + (unsigned long)sift_hexval((unsigned char)s[i]);
-			i++;
-		}
-		if (i == st)
-			return 0;
-		if (i < n && s[i] == ';')
-			i++;
-		sift_put_utf8(o, cp);
-		return i;
-	}
-	size_t i = 1;
-	while (i < n && i < 10 && isalnum((unsigned char)s[i]))
-		i++;
-	size_t len = i - 1;
-	for (size_t k = 0; k < sizeof(entities) / sizeof(entities[0]); k++)
-		if (strlen(entities[k].name) == len && strncmp(entities[k].name, s + 1, len) == 0) {
-			sift_put_utf8(o, entities[k].cp);
-			return (i < n && s[i] == ';') ? i + 1 : i;
-		}
-	return 0;
+	struct link_ctx *lc = arg;
+	add_uri(lc->m, uri, len, SIFT_URI_F_HTML, lc->part);
 }
 
-static const char *const block_tags[] = {"br",	"p",	"div",	"tr",	 "li",	   "h1",   "h2",	 "h3",
-					 "h4",	"h5",	"h6",	"table", "ul",	   "ol",   "blockquote", "hr",
-					 "pre", "dd",	"dt",	"dl",	 "center", "form", "address",	 "td",
-					 "th",	"body", "html", "head",	 NULL};
-static const char *const known_tags[] = {
-	"a",	    "abbr",    "acronym",    "address",	 "applet",     "area",	   "b",		"base",
-	"basefont", "bdo",     "big",	     "blink",	 "blockquote", "body",	   "br",	"button",
-	"caption",  "center",  "cite",	     "code",	 "col",	       "colgroup", "dd",	"del",
-	"dfn",	    "dir",     "div",	     "dl",	 "dt",	       "em",	   "embed",	"fieldset",
-	"font",	    "form",    "frame",	     "frameset", "h1",	       "h2",	   "h3",	"h4",
-	"h5",	    "h6",      "head",	     "hr",	 "html",       "i",	   "iframe",	"img",
-	"input",    "ins",     "isindex",    "kbd",	 "label",      "layer",	   "legend",	"li",
-	"link",	    "map",     "marquee",    "menu",	 "meta",       "nobr",	   "noframes",	"noscript",
-	"object",   "ol",      "optgroup",   "option",	 "p",	       "param",	   "pre",	"q",
-	"s",	    "samp",    "script",     "select",	 "small",      "span",	   "strike",	"strong",
-	"style",    "sub",     "sup",	     "table",	 "tbody",      "td",	   "textarea",	"tfoot",
-	"th",	    "thead",   "title",	     "tr",	 "tt",	       "u",	   "ul",	"var",
-	"wbr",	    "xml",     "o:p",	     "section",	 "article",    "nav",	   "header",	"footer",
-	"main",	    "figure",  "figcaption", "picture",	 "source",     "svg",	   "video",	"audio",
-	"canvas",   "bgsound", "spacer",     "image",	 "xmp",	       "listing",  "plaintext", "st1:place",
-	NULL};
-
-static bool in_list(const char *const *l, const char *s)
+/* Renders the UTF-8 HTML of part idx (t[0..n)) into o through the one
+ * tokenizer (lib/html.c), which also gives the part's statistics. */
+static void html_part(struct impl *m, long idx, const char *t, size_t n, struct sift_buf *o)
 {
-	for (; *l; l++)
-		if (strcmp(*l, s) == 0)
-			return true;
-	return false;
-}
-
-/* Finds attribute `name` in the attribute text a..e; copies its value
- * (entities decoded) into o. */
-static bool html_attr(const char *a, const char *e, const char *name, struct sift_buf *o)
-{
-	size_t nl = strlen(name);
-	const char *p = a;
-	while (p < e) {
-		while (p < e && (isspace((unsigned char)*p) || *p == '/'))
-			p++;
-		const char *ns = p;
-		while (p < e && !isspace((unsigned char)*p) && *p != '=' && *p != '>')
-			p++;
-		size_t len = (size_t)(p - ns);
-		while (p < e && isspace((unsigned char)*p))
-			p++;
-		const char *vs = NULL, *ve = NULL;
-		if (p < e && *p == '=') {
-			p++;
-			while (p < e && isspace((unsigned char)*p))
-				p++;
-			if (p < e && (*p == '"' || *p == '\'')) {
-				char q = *p++;
-				vs = p;
-				while (p < e && *p != q)
-					p++;
-				ve = p;
-				if (p < e)
-					p++;
-			} else {
-				vs = p;
-				while (p < e && !isspace((unsigned char)*p))
-					p++;
-				ve = p;
-			}
-		}
-		if (len == 0 && p == ns) {
-			p++;
-			continue;
-		}
-		if (len == nl && strncasecmp(ns, name, nl) == 0 && vs) {
-			for (const char *q = vs; q < ve;) {
-				if (*q == '&') {
-					size_t k = html_entity(q, (size_t)(ve - q), o);
-					if (k) {
-						q += k;
-						continue;
-					}
-				}
-				if (*q != '\r' && *q != '\n')
-					sift_buf_add(o, q, 1);
-				q++;
-			}
-			return true;
-		}
-	}
-	return false;
-}
-
-static const char *find_ci(const char *s, size_t n, const char *needle)
-{
-	size_t nl = strlen(needle);
-	for (size_t i = 0; i + nl <= n; i++)
-		if (strncasecmp(s + i, needle, nl) == 0)
-			return s + i;
-	return NULL;
-}
-
-/* Renders UTF-8 HTML t into text o; fills the part's statistics and adds
- * links to the URI list. Linear in n. */
-static void html_render(struct impl *m, struct sift_mime_part *pt, long pidx, const char *t, size_t n,
-			struct sift_buf *o)
-{
-	struct sift_buf attr = {0}, title = {0};
-	bool in_title = false;
-	size_t i = 0;
-	while (i < n) {
-		char c = t[i];
-		if (c == '&') {
-			struct sift_buf *dst = in_title ? &title : o;
-			size_t k = html_entity(t + i, n - i, dst);
-			if (k) {
-				i += k;
-				continue;
-			}
-			sift_buf_add(dst, "&", 1);
-			i++;
-			continue;
-		}
-		if (c != '<') {
-			size_t j = i;
-			while (j < n && t[j] != '<' && t[j] != '&')
-				j++;
-			sift_buf_add(in_title ? &title : o, t + i, j - i);
-			i = j;
-			continue;
-		}
-		/* a tag, comment or declaration */
-		if (n - i >= 4 && strncmp(t + i, "<!--", 4) == 0) {
-			const char *e = find_ci(t + i + 4, n - i - 4, "-->");
-			i = e ? (size_t)(e - t) + 3 : n;
-			continue;
-		}
-		size_t j = i + 1;
-		bool closing = false;
-		if (j < n && t[j] == '/') {
-			closing = true;
-			j++;
-		}
-		size_t ns = j;
-		while (j < n && (isalnum((unsigned char)t[j]) || t[j] == ':' || t[j] == '-'))
-			j++;
-		if (j == ns && !(j < n && (t[j] == '!' || t[j] == '?'))) {
-			/* not a tag: a literal '<' */
-			sift_buf_add(in_title ? &title : o, "<", 1);
-			i++;
-			continue;
-		}
-		char name[24];
-		size_t nl = j - ns < sizeof(name) - 1 ? j - ns : sizeof(name) - 1;
-		for (size_t k = 0; k < nl; k++)
-			name[k] = (char)tolower((unsigned char)t[ns + k]);
-		name[nl] = 0;
-		/* end of the tag, honouring quotes */
-		size_t as = j;
-		char q = 0;
-		while (j < n) {
-			if (q) {
-				if (t[j] == q)
-					q = 0;
-			} else if (t[j] == '"' || t[j] == '\'') {
-				if (j > 0 && t[j - 1] == '=')
-					q = t[j];
-			} else if (t[j] == '>')
-				break;
-			j++;
-		}
-		if (j >= n && q) { /* unclosed quote: end at the first '>' */
-			const char *gt = memchr(t + as, '>', n - as);
-			j = gt ? (size_t)(gt - t) : n;
-		}
-		size_t ae = j;
-		i = j < n ? j + 1 : n;
-		if (!nl)
-			continue; /* <!DOCTYPE>, <?xml ?> */
-		pt->html_tags++;
-		if (!in_list(known_tags, name))
-			pt->html_bad_tags++;
-		if (!closing && (strcmp(name, "script") == 0 || strcmp(name, "style") == 0)) {
-			char endtag[16];
-			snprintf(endtag, sizeof(endtag), "</%s", name);
-			const char *e = find_ci(t + i, n - i, endtag);
-			if (e) {
-				const char *gt = memchr(e, '>', (size_t)(t + n - e));
-				i = gt ? (size_t)(gt - t) + 1 : n;
-			} else
-				i = n;
-			continue;
-		}
-		if (strcmp(name, "title") == 0) {
-			in_title = !closing;
-			continue;
-		}
-		if (in_list(block_tags, name))
-			sift_buf_add(o, "\n", 1);
-		else if (strcmp(name, "td") == 0 || strcmp(name, "th") == 0)
-			sift_buf_add(o, " ", 1);
-		if (closing)
-			continue;
-		static const struct {
-			const char *tag, *attr;
-		} links[] = {{"a", "href"},	   {"area", "href"},	   {"link", "href"},
-			     {"base", "href"},	   {"img", "src"},	   {"frame", "src"},
-			     {"iframe", "src"},	   {"embed", "src"},	   {"script", "src"},
-			     {"form", "action"},   {"body", "background"}, {"table", "background"},
-			     {"td", "background"}, {"input", "src"},	   {"img", "lowsrc"}};
-		for (size_t k = 0; k < sizeof(links) / sizeof(links[0]); k++) {
-			if (strcmp(links[k].tag, name) != 0)
-				continue;
-			attr.len = 0;
-			if (html_attr(t + as, t + ae, links[k].attr, &attr) && attr.len) {
-				if (name[0] == 'a' && name[1] == 0)
-					pt->html_links++;
-				add_uri(m, attr.data, attr.len, SIFT_URI_F_HTML, pidx);
-			}
-		}
-		if (strcmp(name, "img") == 0) {
-			pt->html_images++;
-			attr.len = 0;
-			unsigned long w = 0, h = 0;
-			if (html_attr(t + as, t + ae, "width", &attr))
-				w = strtoul(sift_buf_str(&attr), NULL, 10);
-			attr.len = 0;
-			if (html_attr(t + as, t + ae, "height", &attr))
-				h = strtoul(sift_buf_str(&attr), NULL, 10);
-			if (w < 100000 && h < 100000)
-				pt->html_image_area += w * h;
-		}
-	}
-	pt->html_title = a_buf(m, &title);
-	sift_buf_free(&attr);
-	sift_buf_free(&title);
+	struct sift_html_scan hs = {0};
+	struct link_ctx lc = {m, idx};
+	sift_html_scan(t, n, o, &hs, html_link, &lc);
+	struct sift_mime_part *p = &m->parts[idx];
+	struct sift_html *st = a_alloc(m, sizeof(*st));
+	*st = hs.stats;
+	st->length = p->data_len; /* the source, as SpamAssassin counts it */
+	st->title = a_buf(m, &hs.title);
+	st->anchor = a_buf(m, &hs.anchor);
+	st->comments = a_buf(m, &hs.comments);
+	sift_html_scan_free(&hs);
+	p->html_tags = st->tags;
+	p->html_images = st->images;
+	p->html_links = st->links;
+	p->html_bad_tags = st->bad_tags;
+	p->html_image_area = st->image_area;
+	p->html_title = st->title;
+	m->html[idx] = st;
 }
 
 /* ---- the part tree -------------------------------------------------------- */
@@ -751,7 +505,9 @@ static long new_part(struct impl *m, unsigned depth, long parent)
 	if (m->nparts == m->pcap) {
 		m->pcap = m->pcap ? m->pcap * 2 : 8;
 		m->parts = sift_realloc(m->parts, m->pcap * sizeof(*m->parts));
+		m->html = sift_realloc(m->html, m->pcap * sizeof(*m->html));
 	}
+	m->html[m->nparts] = NULL;
 	struct sift_mime_part *p = &m->parts[m->nparts];
 	memset(p, 0, sizeof(*p));
 	p->depth = depth;
@@ -956,7 +712,7 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 	if (strcmp(type, "text/html") == 0) {
 		struct sift_buf r = {0};
 		m->parts[idx].flags |= SIFT_MIME_P_HTML;
-		html_render(m, &m->parts[idx], idx, u.data ? u.data : "", u.len, &r);
+		html_part(m, idx, u.data ? u.data : "", u.len, &r);
 		p = &m->parts[idx];
 		p->text_len = r.len;
 		p->text = a_buf(m, &r);
@@ -1009,6 +765,7 @@ struct sift_mime *sift_mime_parse(const struct sift_header *hdrs, size_t nhdrs, 
 	m->pub.headers = h;
 	m->pub.header_count = nh;
 	m->pub.parts = m->parts;
+	m->pub.html = m->html;
 	m->pub.part_count = m->nparts;
 	m->pub.uris = m->uris;
 	m->pub.uri_count = m->nuris;
@@ -1062,6 +819,7 @@ void sift_mime_free(struct sift_mime *pub)
 		free(b);
 	}
 	free(m->parts);
+	free(m->html);
 	free(m->uris);
 	free(m->uset);
 	free(m);

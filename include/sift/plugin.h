@@ -264,10 +264,38 @@ struct sift_mime_part {
 	 * scripts/styles dropped, block tags as line breaks). */
 	const char *text;
 	size_t text_len;
-	/* text/html leaves: statistics for HTML rules. */
+	/* text/html leaves: a few statistics for HTML rules (all of them in
+	 * struct sift_mime.html). */
 	unsigned html_tags, html_images, html_links, html_bad_tags;
 	unsigned long html_image_area; /* sum of width*height given in <img> */
 	const char *html_title;	       /* "" when none */
+};
+
+/* Statistics of one text/html part (struct sift_mime.html), from the same
+ * tokenizer pass that renders the part's text: what SpamAssassin's HTML
+ * evals look at. */
+#define SIFT_HTML_MAX_TAGNAMES 96
+struct sift_html_tag {
+	char name[16];	      /* lower case, at most 15 characters */
+	unsigned open, close; /* opening and closing tags of that name */
+};
+
+struct sift_html {
+	size_t length;		  /* octets of the HTML source (transfer-decoded) */
+	unsigned tags;		  /* tags, opening and closing */
+	unsigned bad_tags;	  /* of those, names no HTML version defines */
+	unsigned closed_extra;	  /* closing tags beyond the opening ones of the name */
+	unsigned images;	  /* <img> tags */
+	unsigned links;		  /* <a> tags with an href */
+	unsigned long image_area; /* sum of width*height given in <img> */
+	int max_font_size;	  /* largest <font size=...> (3 = the default) */
+	int form_mailto;	  /* a <form> whose action is a mailto: URI */
+	int low_contrast;	  /* visible text in a colour close to its background */
+	const char *title;	  /* text of <title>, entities decoded; "" when none */
+	const char *anchor;	  /* text inside <a>...</a>, "<img>" for an image */
+	const char *comments;	  /* each comment or declaration, then "\n" */
+	size_t ntagnames;	  /* the first SIFT_HTML_MAX_TAGNAMES names seen: */
+	struct sift_html_tag tagnames[SIFT_HTML_MAX_TAGNAMES];
 };
 
 #define SIFT_URI_F_HTML 0x01 /* from an HTML attribute (href, src, ...) */
@@ -291,6 +319,10 @@ struct sift_mime {
 	const unsigned char *body;
 	size_t body_len;    /* raw body (CRLF) as scanned */
 	int body_truncated; /* body longer than the host's scan limit */
+	/* Appended with host->addrlist_parse (read it only when
+	 * host->struct_size covers that field): html[i] is the statistics of
+	 * parts[i] when it is a text/html leaf (SIFT_MIME_P_HTML), else NULL. */
+	const struct sift_html *const *html;
 };
 
 /* ---- Addresses (host->addrlist_parse) --------------------------------
