@@ -416,13 +416,15 @@ char *sift_header_decode(const char *value)
  * SIFT_ADDR_MAX_COMMENT deep); then a small recursive descent reads
  * address = mailbox / group, mailbox = name-addr / addr-spec, with the
  * obsolete forms mail clients send (phrases with dots, routes inside the
- * angle brackets, empty list elements) and one leniency: an unquoted '@'
- * in a display name ("bob@example.net" without the quotes), which mail
- * clients show as the name. Everything else is refused with a reason, so
+ * angle brackets, empty list elements) and leniencies where mail clients
+ * and SpamAssassin read one structure: an unquoted '@' in a display name
+ * ("bob@example.net" without the quotes) is part of the name, and a group
+ * whose ';' is missing at the end of the value ends there. Everything else is refused with a reason, so
  * that every consumer sees one structure: an unbalanced bracket or quote,
  * text after an address, two addresses without a comma, a group inside a
- * group, a domain that is not a dot-atom or a literal, invalid UTF-8 in an
- * address, a control character.
+ * group, a domain that is not a dot-atom or a literal, invalid UTF-8 in a
+ * domain, a control character. Octets of a local part that are not UTF-8
+ * (legacy 8-bit mail) are taken as Latin-1.
  */
 
 enum tt { T_ATOM, T_QSTR, T_DLIT, T_SPECIAL };
@@ -679,6 +681,14 @@ static bool addr_spec(struct parse *ps, int a, int b, struct mb_tmp *m)
 	}
 	struct sift_buf o = {0};
 	bool ok = local_part(ps, a, at, &o);
+	if (ok && !sift_is_utf8((const unsigned char *)o.data, o.len)) {
+		/* Legacy 8-bit local parts (not RFC 6532): their octets are
+		 * taken as Latin-1, as in decoded header values. */
+		struct sift_buf u = {0};
+		sift_add_utf8_or_latin1(&u, (const unsigned char *)o.data, o.len);
+		sift_buf_free(&o);
+		o = u;
+	}
 	size_t ll = o.len;
 	if (ok && (ll == 0 || ll > SIFT_ADDR_MAX_LOCAL)) {
 		ps->why = ll ? "local part too long" : "empty local part or domain";
@@ -688,8 +698,8 @@ static bool addr_spec(struct parse *ps, int a, int b, struct mb_tmp *m)
 		sift_buf_add(&o, "@", 1);
 		ok = domain_part(ps, at + 1, b, &o);
 	}
-	if (ok && !sift_is_utf8((const unsigned char *)o.data, o.len)) {
-		ps->why = "invalid UTF-8 in the address";
+	if (ok && !sift_is_utf8((const unsigned char *)o.data + ll + 1, o.len - ll - 1)) {
+		ps->why = "invalid UTF-8 in the domain";
 		ok = false;
 	}
 	if (!ok) {
@@ -870,10 +880,8 @@ static int group(struct parse *ps, int i, int colon)
 	for (;;) {
 		while (k < ps->nt && is_sp(&ps->toks[k], ','))
 			k++;
-		if (k >= ps->nt) {
-			ps->why = "group without ;";
-			return -1;
-		}
+		if (k >= ps->nt)
+			return k; /* the ';' missing at the end: closed there */
 		if (is_sp(&ps->toks[k], ';'))
 			return k + 1;
 		int c2;

@@ -331,11 +331,13 @@ struct sift_mime {
  * listed, the group names dropped), nested comments, quoted strings and
  * quoted local parts, domain literals, the obsolete forms (routes, phrases
  * with dots, empty list elements), RFC 6532 UTF-8 and RFC 2047 display
- * names; one leniency: an unquoted '@' in a display name, which mail
- * clients show as part of the name. Anything else that is not valid syntax
- * (an unbalanced bracket, quote or comment, text after an address, two
- * addresses without a comma, a group in a group, invalid UTF-8 in an
- * address, control characters) and anything over a bound (16 KiB of input,
+ * names; three leniencies, read as mail clients and SpamAssassin do: an
+ * unquoted '@' in a display name is part of the name, a group whose ';' is
+ * missing at the end of the value ends there, and octets of a legacy 8-bit
+ * local part that are not UTF-8 are taken as Latin-1. Anything else that is not
+ * valid syntax (an unbalanced bracket, quote or comment, text after an
+ * address, two addresses without a comma, a group in a group, invalid
+ * UTF-8 in a domain, control characters) and anything over a bound (16 KiB of input,
  * 256 mailboxes, a local part over 256 or a domain over 255 octets) makes
  * the whole value invalid: count 0 and error set. */
 struct sift_mailbox {

@@ -60,6 +60,7 @@ static const struct tcase cases[] = {
 	{" john . doe @ example . net", 1, {"john.doe@example.net"}, {""}},
 	{" j\xc3\xb6rg@b\xc3\xbc\x63her.example", 1, {"j\xc3\xb6rg@b\xc3\xbc\x63her.example"}, {""}},
 	{" J\xf6rg <j@example.net>", 1, {"j@example.net"}, {"J\xc3\xb6rg"}},
+	{" j\xf6rg@example.net", 1, {"j\xc3\xb6rg@example.net"}, {""}}, /* legacy 8-bit: Latin-1 */
 	{" me@mydomain.example (<ceo@bank.example>)", 1, {"me@mydomain.example"}, {"<ceo@bank.example>"}},
 	{"", 0, {NULL}, {NULL}},
 	/* errors */
@@ -69,7 +70,7 @@ static const struct tcase cases[] = {
 	{" (unterminated a@b", -1, {NULL}, {NULL}},
 	{" @example.net", -1, {NULL}, {NULL}},
 	{" alice@", -1, {NULL}, {NULL}},
-	{" G: a@b", -1, {NULL}, {NULL}},
+	{" G: a@b", 1, {"a@b"}, {""}}, /* the ';' missing at the end */
 	{" a\x01@b", -1, {NULL}, {NULL}},
 	{" a@b c@d", -1, {NULL}, {NULL}},
 	{" john doe@example.net", -1, {NULL}, {NULL}},
