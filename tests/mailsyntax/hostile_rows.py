@@ -89,7 +89,8 @@ ROWS = [
     ('Group: a@one.example;, c@three.example', ['a@one.example', 'c@three.example']),
     ('"Quoted Group": a@one.example;', ['a@one.example']),
     ('Group: (comment) ;', []),
-    ('Group: a@one.example', INVALID),
+    ('Group: a@one.example', ['a@one.example']),  # the ';' missing at the end
+    ('Group: <a@one.example', INVALID),
     ('Group: a@one.example; b@two.example', INVALID),
     ('Group: Inner: a@one.example;;', INVALID),
     (': a@one.example;', INVALID),
@@ -191,7 +192,7 @@ ROWS = [
     ('"J\u00f6rg" <joerg@example.org>', ['joerg@example.org']),
     ('\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a', ['\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a']),
     (b'J\xf6rg <joerg@example.org>', ['joerg@example.org']),
-    (b'j\xf6rg@example.org', INVALID),
+    (b'j\xf6rg@example.org', ['j\u00f6rg@example.org']),  # legacy 8-bit: Latin-1
     (b'joerg@b\xfccher.example', INVALID),
     (b'me@mydomain.example\xc0\xae', INVALID),
     (b'\xff\xfe <me@mydomain.example>', ['me@mydomain.example']),
