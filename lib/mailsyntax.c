@@ -492,11 +492,17 @@ static bool lex_delimited(struct lex *x, struct tok *t, char close)
 	const char *start = x->p++;
 	while (*x->p && *x->p != close) {
 		unsigned char c = (unsigned char)*x->p;
+		bool quoted = false;
 		if (c == '\\') {
 			if (!x->p[1])
 				break;
 			x->p++;
 			c = (unsigned char)*x->p;
+			quoted = true;
+		}
+		if (quoted && (c == '\r' || c == '\n')) { /* a line break is no character */
+			x->why = "control character in quoted string";
+			return false;
 		}
 		if (is_ctl(c) ||
 		    (close == ']' && (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '['))) {
@@ -584,6 +590,7 @@ struct mb_tmp {
 	char *addr; /* local@domain, malloc'd */
 	size_t local_len;
 	char *display; /* malloc'd */
+	char *comment; /* malloc'd */
 };
 
 struct parse {
@@ -788,15 +795,16 @@ static bool mailbox(struct parse *ps, int a, int b)
 			}
 		if (!addr_spec(ps, a, b, m))
 			return false;
-		/* The old form "addr (Real Name)": the comment is the name. */
+		/* The old form "addr (Real Name)": the comment is kept apart. */
 		const struct tok *last = &ps->toks[b - 1];
 		if (last->cmt) {
 			struct sift_buf o = {0};
 			add_unquoted(&o, last->cmt, last->cmtlen);
-			m->display = sift_header_decode(sift_buf_str(&o));
+			m->comment = sift_header_decode(sift_buf_str(&o));
 			sift_buf_free(&o);
 		} else
-			m->display = sift_strdup("");
+			m->comment = sift_strdup("");
+		m->display = sift_strdup("");
 		ps->count++;
 		return true;
 	}
@@ -832,6 +840,7 @@ static bool mailbox(struct parse *ps, int a, int b)
 	if (!addr_spec(ps, s, e, m))
 		return false;
 	m->display = display_name(ps, a, lt);
+	m->comment = sift_strdup("");
 	ps->count++;
 	return true;
 }
@@ -926,7 +935,8 @@ static struct sift_addrs *pack(const struct parse *ps)
 {
 	size_t size = sizeof(struct sift_addrs) + ps->count * sizeof(struct sift_mailbox);
 	for (size_t i = 0; i < ps->count; i++)
-		size += 2 * (strlen(ps->mb[i].addr) + 1) + strlen(ps->mb[i].display) + 1;
+		size += 2 * (strlen(ps->mb[i].addr) + 1) + strlen(ps->mb[i].display) + 1 +
+			strlen(ps->mb[i].comment) + 1;
 	struct sift_addrs *r = sift_calloc(1, size);
 	char *p = (char *)&r->mb[ps->count];
 	for (size_t i = 0; i < ps->count; i++) {
@@ -942,6 +952,9 @@ static struct sift_addrs *pack(const struct parse *ps)
 		size_t dl = strlen(m->display);
 		o->display = memcpy(p, m->display, dl + 1);
 		p += dl + 1;
+		size_t cl = strlen(m->comment);
+		o->comment = memcpy(p, m->comment, cl + 1);
+		p += cl + 1;
 	}
 	r->count = ps->count;
 	return r;
@@ -975,6 +988,7 @@ struct sift_addrs *sift_addrlist_parse(const char *value)
 	for (size_t i = 0; i < ps.count; i++) {
 		free(ps.mb[i].addr);
 		free(ps.mb[i].display);
+		free(ps.mb[i].comment);
 	}
 	free(ps.mb);
 	free(x.toks);

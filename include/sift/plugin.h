@@ -344,8 +344,9 @@ struct sift_mailbox {
 	const char *addr;    /* local@domain: local part unquoted, domain lower case */
 	const char *local;   /* the local part, unquoted (may hold spaces, quotes, '@') */
 	const char *domain;  /* lower case; a domain literal keeps its brackets */
-	const char *display; /* display name, RFC 2047-decoded to UTF-8, or the
-			      * comment of the old form "addr (Name)"; "" when none */
+	const char *display; /* display name, RFC 2047-decoded to UTF-8; "" when none */
+	const char *comment; /* the old form "addr (Name)": the comment, decoded
+			      * (a name to show, never an address); "" when none */
 };
 
 /* One malloc'd block (the strings included): the caller free()s it. */

@@ -5,7 +5,7 @@
  * every mailbox's addr is local "@" domain, in valid UTF-8, the domain in
  * lower case; the address written back in canonical form (<local@domain>,
  * the local part quoted when it is not a dot-atom) re-parses to one mailbox
- * with the same addr; display names and decoded values are valid UTF-8
+ * with the same addr; display names, comments and decoded values are valid UTF-8
  * without NULs. Single-threaded; replayed over tests/fuzz/corpus/addr/ in
  * every build by replay.c.
  */
@@ -59,7 +59,8 @@ static void check_mailbox(const struct sift_mailbox *mb)
 	    strcmp(mb->addr + ll + 1, mb->domain) != 0)
 		abort();
 	if (!sift_is_utf8((const unsigned char *)mb->addr, al) ||
-	    !sift_is_utf8((const unsigned char *)mb->display, strlen(mb->display)))
+	    !sift_is_utf8((const unsigned char *)mb->display, strlen(mb->display)) ||
+	    !sift_is_utf8((const unsigned char *)mb->comment, strlen(mb->comment)))
 		abort();
 	for (const char *p = mb->domain; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')

@@ -118,6 +118,7 @@ ROWS = [
     ('""@example.org', INVALID),
     ('"a\x01b"@example.org', INVALID),
     ('"a\x7fb"@example.org', INVALID),
+    ('"a\\\r\n b"@example.org', INVALID),
     # unbalanced brackets
     ('<me@mydomain.example', INVALID),
     ('me@mydomain.example>', INVALID),
