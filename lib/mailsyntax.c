@@ -167,23 +167,39 @@ bool sift_to_utf8(struct sift_buf *b, const char *cs, const unsigned char *s, si
 	char *in = (char *)s;
 	size_t inleft = n;
 	char out[4096];
+	struct sift_buf u = {0};
 	while (inleft > 0) {
 		char *op = out;
 		size_t oleft = sizeof(out);
 		size_t r = iconv(cd, &in, &inleft, &op, &oleft);
-		sift_buf_add(b, out, (size_t)(op - out));
+		sift_buf_add(&u, out, (size_t)(op - out));
 		if (r == (size_t)-1) {
 			if (errno == E2BIG)
 				continue;
 			/* EILSEQ or EINVAL: skip one octet */
 			ok = false;
-			sift_put_utf8(b, 0xfffd);
+			sift_put_utf8(&u, 0xfffd);
 			in++;
 			inleft--;
 			iconv(cd, NULL, NULL, NULL, NULL);
 		}
 	}
 	iconv_close(cd);
+	/* iconv may pass through what its UTF-8 allows and ours does not
+	 * (5- and 6-octet forms): each invalid octet becomes U+FFFD. */
+	const unsigned char *us = (const unsigned char *)u.data;
+	for (size_t i = 0; i < u.len;) {
+		size_t l = sift_utf8_seq(us + i, u.len - i);
+		if (l) {
+			sift_buf_add(b, us + i, l);
+			i += l;
+		} else {
+			sift_put_utf8(b, 0xfffd);
+			ok = false;
+			i++;
+		}
+	}
+	sift_buf_free(&u);
 	return ok;
 }
 
