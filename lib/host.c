@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "sift.h"
+#include "mailsyntax.h"
 #include "mime.h"
 
 const char *const sift_profile_names[SIFT_PROFILE_MAX] = {"inbound", "originating"};
@@ -1410,4 +1411,6 @@ const struct sift_host sift_host_table = {
 	.symbol_get = h_symbol_get,
 	.message_size = h_message_size,
 	.message_read = h_message_read,
+	.addrlist_parse = sift_addrlist_parse,
+	.header_decode = sift_header_decode,
 };

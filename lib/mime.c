@@ -28,6 +28,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "html.h"
+#include "mailsyntax.h"
 #include "mime.h"
 #include "sift.h"
 
@@ -43,6 +45,7 @@ struct impl {
 	struct sift_mime pub; /* first: the public view */
 	struct ablock *arena;
 	struct sift_mime_part *parts;
+	const struct sift_html **html; /* per part, NULL but for HTML leaves */
 	size_t nparts, pcap;
 	struct sift_mime_uri *uris;
 	size_t nuris, ucap;
@@ -92,392 +95,6 @@ static const struct sift_mime_limits default_limits = {
 	.max_decoded = 8u << 20,
 	.max_uris = 1000,
 };
-
-/* ---- UTF-8 helpers -------------------------------------------------------- */
-
-static void put_utf8(struct sift_buf *b, unsigned long cp)
-{
-	char o[4];
-	if (cp == 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		cp = 0xfffd;
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		sift_buf_add(b, o, 1);
-	} else if (cp < 0x800) {
-		o[0] = (char)(0xc0 | (cp >> 6));
-		o[1] = (char)(0x80 | (cp & 0x3f));
-		sift_buf_add(b, o, 2);
-	} else if (cp < 0x10000) {
-		o[0] = (char)(0xe0 | (cp >> 12));
-		o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		o[2] = (char)(0x80 | (cp & 0x3f));
-		sift_buf_add(b, o, 3);
-	} else {
-		o[0] = (char)(0xf0 | (cp >> 18));
-		o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		o[3] = (char)(0x80 | (cp & 0x3f));
-		sift_buf_add(b, o, 4);
-	}
-}
-
-/* Length of the valid UTF-8 sequence at s (1..4) or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	if (s[0] < 0x80)
-		return 1;
-	size_t len;
-	unsigned long cp;
-	if ((s[0] & 0xe0) == 0xc0)
-		len = 2, cp = s[0] & 0x1f;
-	else if ((s[0] & 0xf0) == 0xe0)
-		len = 3, cp = s[0] & 0x0f;
-	else if ((s[0] & 0xf8) == 0xf0)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
-static bool is_utf8(const unsigned char *s, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		size_t l = utf8_seq(s + i, n - i);
-		if (!l)
-			return false;
-		i += l;
-	}
-	return true;
-}
-
-/* Appends s as UTF-8: valid sequences kept, other octets taken as
- * Latin-1. Returns false if any octet was not valid UTF-8. */
-static bool add_utf8_or_latin1(struct sift_buf *b, const unsigned char *s, size_t n)
-{
-	bool ok = true;
-	size_t start = 0;
-	for (size_t i = 0; i < n;) {
-		size_t l = utf8_seq(s + i, n - i);
-		if (l) {
-			i += l;
-			continue;
-		}
-		sift_buf_add(b, s + start, i - start);
-		put_utf8(b, s[i]);
-		ok = false;
-		i++;
-		start = i;
-	}
-	sift_buf_add(b, s + start, n - start);
-	return ok;
-}
-
-static bool cs_is(const char *cs, const char *a)
-{
-	return strcasecmp(cs, a) == 0;
-}
-
-/* Converts n octets in charset cs to UTF-8, appended to b. Returns false if
- * the charset is unknown or octets were invalid (converted best effort). */
-static bool to_utf8(struct sift_buf *b, const char *cs, const unsigned char *s, size_t n)
-{
-	if (!cs || !*cs || cs_is(cs, "us-ascii") || cs_is(cs, "utf-8") || cs_is(cs, "utf8") ||
-	    cs_is(cs, "ascii") || cs_is(cs, "unknown-8bit") || cs_is(cs, "x-unknown")) {
-		bool ok = add_utf8_or_latin1(b, s, n);
-		return ok || !*cs || !(cs_is(cs, "utf-8") || cs_is(cs, "utf8"));
-	}
-	if (cs_is(cs, "iso-8859-1") || cs_is(cs, "latin1") || cs_is(cs, "iso8859-1") ||
-	    cs_is(cs, "iso_8859-1")) {
-		for (size_t i = 0; i < n; i++) {
-			if (s[i] < 0x80) {
-				size_t j = i;
-				while (j < n && s[j] < 0x80)
-					j++;
-				sift_buf_add(b, s + i, j - i);
-				i = j - 1;
-			} else
-				put_utf8(b, s[i]);
-		}
-		return true;
-	}
-	if (is_utf8(s, n)) {
-		/* pure ASCII (or already UTF-8): nothing to convert for
-		 * ASCII-compatible charsets */
-		bool ascii = true;
-		for (size_t i = 0; i < n && ascii; i++)
-			if (s[i] >= 0x80)
-				ascii = false;
-		if (ascii && !(strncasecmp(cs, "utf-16", 6) == 0 || strncasecmp(cs, "utf-32", 6) == 0 ||
-			       strncasecmp(cs, "ucs", 3) == 0 || strncasecmp(cs, "utf-7", 5) == 0 ||
-			       strncasecmp(cs, "iso-2022", 8) == 0)) {
-			sift_buf_add(b, s, n);
-			return true;
-		}
-	}
-	char csname[64];
-	snprintf(csname, sizeof(csname), "%s", cs);
-	if (strcasecmp(csname, "ks_c_5601-1987") == 0)
-		snprintf(csname, sizeof(csname), "CP949");
-	iconv_t cd = iconv_open("UTF-8", csname);
-	if (cd == (iconv_t)-1) {
-		add_utf8_or_latin1(b, s, n);
-		return false;
-	}
-	bool ok = true;
-	char *in = (char *)s;
-	size_t inleft = n;
-	char out[4096];
-	while (inleft > 0) {
-		char *op = out;
-		size_t oleft = sizeof(out);
-		size_t r = iconv(cd, &in, &inleft, &op, &oleft);
-		sift_buf_add(b, out, (size_t)(op - out));
-		if (r == (size_t)-1) {
-			if (errno == E2BIG)
-				continue;
-			/* EILSEQ or EINVAL: skip one octet */
-			ok = false;
-			put_utf8(b, 0xfffd);
-			in++;
-			inleft--;
-			iconv(cd, NULL, NULL, NULL, NULL);
-		}
-	}
-	iconv_close(cd);
-	return ok;
-}
-
-/* ---- transfer decodings ---------------------------------------------------- */
-
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Tolerant base64: skips white space and junk (flagged), stops at '='. */
-static void b64_decode(struct sift_buf *out, const unsigned char *s, size_t n, bool *bad)
-{
-	unsigned long acc = 0;
-	int bits = 0;
-	unsigned char tmp[3072];
-	size_t t = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = s[i];
-		if (c == '=')
-			break;
-		int v = b64val(c);
-		if (v < 0) {
-			if (c != '\r' && c != '\n' && c != ' ' && c != '\t')
-				*bad = true;
-			continue;
-		}
-		acc = (acc << 6) | (unsigned)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			tmp[t++] = (unsigned char)(acc >> bits);
-			if (t == sizeof(tmp)) {
-				sift_buf_add(out, tmp, t);
-				t = 0;
-			}
-		}
-	}
-	if (bits >= 6)
-		*bad = true;
-	sift_buf_add(out, tmp, t);
-}
-
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* Quoted-printable; hdr: '_' is a space (RFC 2047 Q). */
-static void qp_decode(struct sift_buf *out, const unsigned char *s, size_t n, bool hdr, bool *bad)
-{
-	size_t start = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = s[i];
-		if (c != '=' && !(hdr && c == '_'))
-			continue;
-		sift_buf_add(out, s + start, i - start);
-		if (c == '_') {
-			sift_buf_add(out, " ", 1);
-			start = i + 1;
-			continue;
-		}
-		if (i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-			unsigned char v = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-			sift_buf_add(out, &v, 1);
-			i += 2;
-		} else {
-			/* soft line break: "=" then optional white space then EOL */
-			size_t j = i + 1;
-			while (j < n && (s[j] == ' ' || s[j] == '\t'))
-				j++;
-			if (j < n && s[j] == '\r')
-				j++;
-			if (j < n && s[j] == '\n') {
-				i = j;
-			} else if (j >= n) {
-				i = n - 1;
-			} else {
-				*bad = true;
-				sift_buf_add(out, "=", 1);
-			}
-		}
-		start = i + 1;
-	}
-	if (start < n)
-		sift_buf_add(out, s + start, n - start);
-}
-
-/* ---- headers --------------------------------------------------------------- */
-
-/* Unfolds (drops CR and LF), decodes RFC 2047 words and 8-bit octets into
- * UTF-8, trims; at most maxlen input bytes. */
-static void decode_header_into(struct sift_buf *o, const char *v, size_t n, size_t maxlen, unsigned *flags)
-{
-	if (n > maxlen) {
-		n = maxlen;
-		*flags |= SIFT_MIME_F_TRUNCATED;
-	}
-	/* unfold: a line break and the white space after it become one space
-	 * (as SpamAssassin and most MUAs show folded headers) */
-	struct sift_buf u = {0};
-	for (size_t i = 0; i < n; i++) {
-		if (v[i] == '\r' || v[i] == '\n') {
-			size_t j = i;
-			while (j < n && (v[j] == '\r' || v[j] == '\n'))
-				j++;
-			if (j < n && (v[j] == ' ' || v[j] == '\t')) {
-				while (j < n && (v[j] == ' ' || v[j] == '\t'))
-					j++;
-				sift_buf_add(&u, " ", 1);
-			}
-			i = j - 1;
-			continue;
-		}
-		sift_buf_add(&u, v + i, 1);
-	}
-	const unsigned char *s = (const unsigned char *)(u.data ? u.data : "");
-	size_t len = u.len, i = 0;
-	while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-		len--;
-	while (i < len && (s[i] == ' ' || s[i] == '\t'))
-		i++;
-	size_t pend_ws = 0, pend_start = 0; /* white space after an encoded word */
-	bool last_encoded = false;
-	struct sift_buf tmp = {0};
-	while (i < len) {
-		if (s[i] == '=' && i + 1 < len && s[i + 1] == '?') {
-			/* =?charset?E?text?= */
-			const unsigned char *cs = s + i + 2;
-			const unsigned char *q1 = memchr(cs, '?', len - (size_t)(cs - s));
-			if (q1 && q1 + 2 < s + len && q1[2] == '?') {
-				unsigned char enc = (unsigned char)toupper(q1[1]);
-				const unsigned char *txt = q1 + 3;
-				const unsigned char *end = NULL;
-				for (const unsigned char *p = txt; p + 1 < s + len; p++)
-					if (p[0] == '?' && p[1] == '=') {
-						end = p;
-						break;
-					}
-				if (end && (enc == 'B' || enc == 'Q')) {
-					char csn[64];
-					size_t cl = (size_t)(q1 - cs);
-					if (cl >= sizeof(csn))
-						cl = sizeof(csn) - 1;
-					memcpy(csn, cs, cl);
-					csn[cl] = 0;
-					char *star = strchr(csn, '*'); /* RFC 2231 language */
-					if (star)
-						*star = 0;
-					if (!last_encoded && pend_ws)
-						sift_buf_add(o, s + pend_start, pend_ws);
-					pend_ws = 0;
-					tmp.len = 0;
-					bool bad = false;
-					if (enc == 'B')
-						b64_decode(&tmp, txt, (size_t)(end - txt), &bad);
-					else
-						qp_decode(&tmp, txt, (size_t)(end - txt), true, &bad);
-					if (!to_utf8(o, csn,
-						     (const unsigned char *)(tmp.data ? tmp.data : ""),
-						     tmp.len))
-						*flags |= SIFT_MIME_F_BAD_CHARSET;
-					i = (size_t)(end - s) + 2;
-					last_encoded = true;
-					continue;
-				}
-			}
-		}
-		if (s[i] == ' ' || s[i] == '\t') {
-			size_t j = i;
-			while (j < len && (s[j] == ' ' || s[j] == '\t'))
-				j++;
-			if (last_encoded) {
-				pend_start = i;
-				pend_ws = j - i;
-			} else
-				sift_buf_add(o, s + i, j - i);
-			i = j;
-			continue;
-		}
-		if (pend_ws) {
-			sift_buf_add(o, s + pend_start, pend_ws);
-			pend_ws = 0;
-		}
-		last_encoded = false;
-		size_t j = i;
-		while (j < len && s[j] != ' ' && s[j] != '\t' &&
-		       !(s[j] == '=' && j + 1 < len && s[j + 1] == '?'))
-			j++;
-		if (j == i)
-			j++;
-		if (!add_utf8_or_latin1(o, s + i, j - i))
-			*flags |= SIFT_MIME_F_8BIT_HEADER;
-		i = j;
-	}
-	sift_buf_free(&tmp);
-	sift_buf_free(&u);
-}
-
-char *sift_mime_decode_header(const char *value)
-{
-	struct sift_buf o = {0};
-	unsigned flags = 0;
-	decode_header_into(&o, value, strlen(value), default_limits.max_header_len, &flags);
-	char *r = sift_strdup(sift_buf_str(&o));
-	sift_buf_free(&o);
-	return r;
-}
 
 static const char *hget(const struct sift_mime_header *h, size_t n, const char *name)
 {
@@ -540,10 +157,10 @@ static char *ct_param(struct impl *m, const char *v, const char *name)
 				if (b2)
 					q = b2 + 1;
 				for (; q < e; q++) {
-					if (*q == '%' && q + 2 < e && hexval((unsigned char)q[1]) >= 0 &&
-					    hexval((unsigned char)q[2]) >= 0) {
-						char c = (char)(hexval((unsigned char)q[1]) * 16 +
-								hexval((unsigned char)q[2]));
+					if (*q == '%' && q + 2 < e && sift_hexval((unsigned char)q[1]) >= 0 &&
+					    sift_hexval((unsigned char)q[2]) >= 0) {
+						char c = (char)(sift_hexval((unsigned char)q[1]) * 16 +
+								sift_hexval((unsigned char)q[2]));
 						sift_buf_add(&val, &c, 1);
 						q += 2;
 					} else
@@ -636,7 +253,8 @@ static void parse_header_block(struct impl *m, const unsigned char *s, size_t n,
 		h[nh].name = a_strndup(m, (const char *)s + line0, (size_t)(colon - s) - line0);
 		h[nh].raw = a_strndup(m, (const char *)s + vs, ve - vs);
 		dec.len = 0;
-		decode_header_into(&dec, (const char *)s + vs, ve - vs, m->lim.max_header_len, &m->pub.flags);
+		sift_header_decode_into(&dec, (const char *)s + vs, ve - vs, m->lim.max_header_len,
+					&m->pub.flags);
 		h[nh].value = a_buf(m, &dec);
 		nh++;
 	}
@@ -843,289 +461,41 @@ static void text_uris(struct impl *m, const char *t, size_t n, long part)
 	}
 }
 
-/* ---- HTML rendering ---------------------------------------------------- */
+/* ---- HTML ----------------------------------------------------------------- */
 
-static const struct {
-	const char *name;
-	unsigned cp;
-} entities[] = {
-	{"amp", '&'},	    {"lt", '<'},       {"gt", '>'},	  {"quot", '"'},     {"apos", '\''},
-	{"nbsp", 0xa0},	    {"copy", 0xa9},    {"reg", 0xae},	  {"trade", 0x2122}, {"euro", 0x20ac},
-	{"pound", 0xa3},    {"yen", 0xa5},     {"cent", 0xa2},	  {"middot", 0xb7},  {"bull", 0x2022},
-	{"hellip", 0x2026}, {"mdash", 0x2014}, {"ndash", 0x2013}, {"laquo", 0xab},   {"raquo", 0xbb},
-	{"lsquo", 0x2018},  {"rsquo", 0x2019}, {"ldquo", 0x201c}, {"rdquo", 0x201d}, {"deg", 0xb0},
-	{"times", 0xd7},    {"shy", 0xad},     {"iexcl", 0xa1},	  {"eacute", 0xe9},  {"egrave", 0xe8},
-	{"aacute", 0xe1},   {"agrave", 0xe0},  {"ouml", 0xf6},	  {"uuml", 0xfc},    {"auml", 0xe4},
-	{"szlig", 0xdf},    {"ccedil", 0xe7},  {"ntilde", 0xf1},  {"sect", 0xa7},    {"para", 0xb6},
+struct link_ctx {
+	struct impl *m;
+	long part;
 };
 
-/* Decodes one entity at s[0]=='&'; returns octets consumed (0: not one). */
-static size_t html_entity(const char *s, size_t n, struct sift_buf *o)
+static void html_link(void *arg, const char *uri, size_t len)
 {
-	if (n < 3)
-		return 0;
-	if (s[1] == '#') {
-		size_t i = 2;
-		unsigned long cp = 0;
-		bool hex = i < n && (s[i] == 'x' || s[i] == 'X');
-		if (hex)
-			i++;
-		size_t st = i;
-		while (i < n && i - st < 8 &&
-		       (hex ? isxdigit((unsigned char)s[i]) : isdigit((unsigned char)s[i]))) {
-			cp = cp * (hex ? 16 : 10) + (unsigned long)hexval((unsigned char)s[i]);
-			i++;
-		}
-		if (i == st)
-			return 0;
-		if (i < n && s[i] == ';')
-			i++;
-		put_utf8(o, cp);
-		return i;
-	}
-	size_t i = 1;
-	while (i < n && i < 10 && isalnum((unsigned char)s[i]))
-		i++;
-	size_t len = i - 1;
-	for (size_t k = 0; k < sizeof(entities) / sizeof(entities[0]); k++)
-		if (strlen(entities[k].name) == len && strncmp(entities[k].name, s + 1, len) == 0) {
-			put_utf8(o, entities[k].cp);
-			return (i < n && s[i] == ';') ? i + 1 : i;
-		}
-	return 0;
+	struct link_ctx *lc = arg;
+	add_uri(lc->m, uri, len, SIFT_URI_F_HTML, lc->part);
 }
 
-static const char *const block_tags[] = {"br",	"p",	"div",	"tr",	 "li",	   "h1",   "h2",	 "h3",
-					 "h4",	"h5",	"h6",	"table", "ul",	   "ol",   "blockquote", "hr",
-					 "pre", "dd",	"dt",	"dl",	 "center", "form", "address",	 "td",
-					 "th",	"body", "html", "head",	 NULL};
-static const char *const known_tags[] = {
-	"a",	    "abbr",    "acronym",    "address",	 "applet",     "area",	   "b",		"base",
-	"basefont", "bdo",     "big",	     "blink",	 "blockquote", "body",	   "br",	"button",
-	"caption",  "center",  "cite",	     "code",	 "col",	       "colgroup", "dd",	"del",
-	"dfn",	    "dir",     "div",	     "dl",	 "dt",	       "em",	   "embed",	"fieldset",
-	"font",	    "form",    "frame",	     "frameset", "h1",	       "h2",	   "h3",	"h4",
-	"h5",	    "h6",      "head",	     "hr",	 "html",       "i",	   "iframe",	"img",
-	"input",    "ins",     "isindex",    "kbd",	 "label",      "layer",	   "legend",	"li",
-	"link",	    "map",     "marquee",    "menu",	 "meta",       "nobr",	   "noframes",	"noscript",
-	"object",   "ol",      "optgroup",   "option",	 "p",	       "param",	   "pre",	"q",
-	"s",	    "samp",    "script",     "select",	 "small",      "span",	   "strike",	"strong",
-	"style",    "sub",     "sup",	     "table",	 "tbody",      "td",	   "textarea",	"tfoot",
-	"th",	    "thead",   "title",	     "tr",	 "tt",	       "u",	   "ul",	"var",
-	"wbr",	    "xml",     "o:p",	     "section",	 "article",    "nav",	   "header",	"footer",
-	"main",	    "figure",  "figcaption", "picture",	 "source",     "svg",	   "video",	"audio",
-	"canvas",   "bgsound", "spacer",     "image",	 "xmp",	       "listing",  "plaintext", "st1:place",
-	NULL};
-
-static bool in_list(const char *const *l, const char *s)
+/* Renders the UTF-8 HTML of part idx (t[0..n)) into o through the one
+ * tokenizer (lib/html.c), which also gives the part's statistics. */
+static void html_part(struct impl *m, long idx, const char *t, size_t n, struct sift_buf *o)
 {
-	for (; *l; l++)
-		if (strcmp(*l, s) == 0)
-			return true;
-	return false;
-}
-
-/* Finds attribute `name` in the attribute text a..e; copies its value
- * (entities decoded) into o. */
-static bool html_attr(const char *a, const char *e, const char *name, struct sift_buf *o)
-{
-	size_t nl = strlen(name);
-	const char *p = a;
-	while (p < e) {
-		while (p < e && (isspace((unsigned char)*p) || *p == '/'))
-			p++;
-		const char *ns = p;
-		while (p < e && !isspace((unsigned char)*p) && *p != '=' && *p != '>')
-			p++;
-		size_t len = (size_t)(p - ns);
-		while (p < e && isspace((unsigned char)*p))
-			p++;
-		const char *vs = NULL, *ve = NULL;
-		if (p < e && *p == '=') {
-			p++;
-			while (p < e && isspace((unsigned char)*p))
-				p++;
-			if (p < e && (*p == '"' || *p == '\'')) {
-				char q = *p++;
-				vs = p;
-				while (p < e && *p != q)
-					p++;
-				ve = p;
-				if (p < e)
-					p++;
-			} else {
-				vs = p;
-				while (p < e && !isspace((unsigned char)*p))
-					p++;
-				ve = p;
-			}
-		}
-		if (len == 0 && p == ns) {
-			p++;
-			continue;
-		}
-		if (len == nl && strncasecmp(ns, name, nl) == 0 && vs) {
-			for (const char *q = vs; q < ve;) {
-				if (*q == '&') {
-					size_t k = html_entity(q, (size_t)(ve - q), o);
-					if (k) {
-						q += k;
-						continue;
-					}
-				}
-				if (*q != '\r' && *q != '\n')
-					sift_buf_add(o, q, 1);
-				q++;
-			}
-			return true;
-		}
-	}
-	return false;
-}
-
-static const char *find_ci(const char *s, size_t n, const char *needle)
-{
-	size_t nl = strlen(needle);
-	for (size_t i = 0; i + nl <= n; i++)
-		if (strncasecmp(s + i, needle, nl) == 0)
-			return s + i;
-	return NULL;
-}
-
-/* Renders UTF-8 HTML t into text o; fills the part's statistics and adds
- * links to the URI list. Linear in n. */
-static void html_render(struct impl *m, struct sift_mime_part *pt, long pidx, const char *t, size_t n,
-			struct sift_buf *o)
-{
-	struct sift_buf attr = {0}, title = {0};
-	bool in_title = false;
-	size_t i = 0;
-	while (i < n) {
-		char c = t[i];
-		if (c == '&') {
-			struct sift_buf *dst = in_title ? &title : o;
-			size_t k = html_entity(t + i, n - i, dst);
-			if (k) {
-				i += k;
-				continue;
-			}
-			sift_buf_add(dst, "&", 1);
-			i++;
-			continue;
-		}
-		if (c != '<') {
-			size_t j = i;
-			while (j < n && t[j] != '<' && t[j] != '&')
-				j++;
-			sift_buf_add(in_title ? &title : o, t + i, j - i);
-			i = j;
-			continue;
-		}
-		/* a tag, comment or declaration */
-		if (n - i >= 4 && strncmp(t + i, "<!--", 4) == 0) {
-			const char *e = find_ci(t + i + 4, n - i - 4, "-->");
-			i = e ? (size_t)(e - t) + 3 : n;
-			continue;
-		}
-		size_t j = i + 1;
-		bool closing = false;
-		if (j < n && t[j] == '/') {
-			closing = true;
-			j++;
-		}
-		size_t ns = j;
-		while (j < n && (isalnum((unsigned char)t[j]) || t[j] == ':' || t[j] == '-'))
-			j++;
-		if (j == ns && !(j < n && (t[j] == '!' || t[j] == '?'))) {
-			/* not a tag: a literal '<' */
-			sift_buf_add(in_title ? &title : o, "<", 1);
-			i++;
-			continue;
-		}
-		char name[24];
-		size_t nl = j - ns < sizeof(name) - 1 ? j - ns : sizeof(name) - 1;
-		for (size_t k = 0; k < nl; k++)
-			name[k] = (char)tolower((unsigned char)t[ns + k]);
-		name[nl] = 0;
-		/* end of the tag, honouring quotes */
-		size_t as = j;
-		char q = 0;
-		while (j < n) {
-			if (q) {
-				if (t[j] == q)
-					q = 0;
-			} else if (t[j] == '"' || t[j] == '\'') {
-				if (j > 0 && t[j - 1] == '=')
-					q = t[j];
-			} else if (t[j] == '>')
-				break;
-			j++;
-		}
-		if (j >= n && q) { /* unclosed quote: end at the first '>' */
-			const char *gt = memchr(t + as, '>', n - as);
-			j = gt ? (size_t)(gt - t) : n;
-		}
-		size_t ae = j;
-		i = j < n ? j + 1 : n;
-		if (!nl)
-			continue; /* <!DOCTYPE>, <?xml ?> */
-		pt->html_tags++;
-		if (!in_list(known_tags, name))
-			pt->html_bad_tags++;
-		if (!closing && (strcmp(name, "script") == 0 || strcmp(name, "style") == 0)) {
-			char endtag[16];
-			snprintf(endtag, sizeof(endtag), "</%s", name);
-			const char *e = find_ci(t + i, n - i, endtag);
-			if (e) {
-				const char *gt = memchr(e, '>', (size_t)(t + n - e));
-				i = gt ? (size_t)(gt - t) + 1 : n;
-			} else
-				i = n;
-			continue;
-		}
-		if (strcmp(name, "title") == 0) {
-			in_title = !closing;
-			continue;
-		}
-		if (in_list(block_tags, name))
-			sift_buf_add(o, "\n", 1);
-		else if (strcmp(name, "td") == 0 || strcmp(name, "th") == 0)
-			sift_buf_add(o, " ", 1);
-		if (closing)
-			continue;
-		static const struct {
-			const char *tag, *attr;
-		} links[] = {{"a", "href"},	   {"area", "href"},	   {"link", "href"},
-			     {"base", "href"},	   {"img", "src"},	   {"frame", "src"},
-			     {"iframe", "src"},	   {"embed", "src"},	   {"script", "src"},
-			     {"form", "action"},   {"body", "background"}, {"table", "background"},
-			     {"td", "background"}, {"input", "src"},	   {"img", "lowsrc"}};
-		for (size_t k = 0; k < sizeof(links) / sizeof(links[0]); k++) {
-			if (strcmp(links[k].tag, name) != 0)
-				continue;
-			attr.len = 0;
-			if (html_attr(t + as, t + ae, links[k].attr, &attr) && attr.len) {
-				if (name[0] == 'a' && name[1] == 0)
-					pt->html_links++;
-				add_uri(m, attr.data, attr.len, SIFT_URI_F_HTML, pidx);
-			}
-		}
-		if (strcmp(name, "img") == 0) {
-			pt->html_images++;
-			attr.len = 0;
-			unsigned long w = 0, h = 0;
-			if (html_attr(t + as, t + ae, "width", &attr))
-				w = strtoul(sift_buf_str(&attr), NULL, 10);
-			attr.len = 0;
-			if (html_attr(t + as, t + ae, "height", &attr))
-				h = strtoul(sift_buf_str(&attr), NULL, 10);
-			if (w < 100000 && h < 100000)
-				pt->html_image_area += w * h;
-		}
-	}
-	pt->html_title = a_buf(m, &title);
-	sift_buf_free(&attr);
-	sift_buf_free(&title);
+	struct sift_html_scan hs = {0};
+	struct link_ctx lc = {m, idx};
+	sift_html_scan(t, n, o, &hs, html_link, &lc);
+	struct sift_mime_part *p = &m->parts[idx];
+	struct sift_html *st = a_alloc(m, sizeof(*st));
+	*st = hs.stats;
+	st->length = p->data_len; /* the source, as SpamAssassin counts it */
+	st->title = a_buf(m, &hs.title);
+	st->anchor = a_buf(m, &hs.anchor);
+	st->comments = a_buf(m, &hs.comments);
+	sift_html_scan_free(&hs);
+	p->html_tags = st->tags;
+	p->html_images = st->images;
+	p->html_links = st->links;
+	p->html_bad_tags = st->bad_tags;
+	p->html_image_area = st->image_area;
+	p->html_title = st->title;
+	m->html[idx] = st;
 }
 
 /* ---- the part tree -------------------------------------------------------- */
@@ -1135,7 +505,9 @@ static long new_part(struct impl *m, unsigned depth, long parent)
 	if (m->nparts == m->pcap) {
 		m->pcap = m->pcap ? m->pcap * 2 : 8;
 		m->parts = sift_realloc(m->parts, m->pcap * sizeof(*m->parts));
+		m->html = sift_realloc(m->html, m->pcap * sizeof(*m->html));
 	}
+	m->html[m->nparts] = NULL;
 	struct sift_mime_part *p = &m->parts[m->nparts];
 	memset(p, 0, sizeof(*p));
 	p->depth = depth;
@@ -1147,6 +519,24 @@ static long new_part(struct impl *m, unsigned depth, long parent)
 static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_t nh,
 			 const unsigned char *body, size_t len, unsigned depth, long parent,
 			 const char *deftype);
+
+/* Whether the line s (len octets, without its LF) is a delimiter of the
+ * boundary b: 0 no, 1 a delimiter, 2 the close delimiter. RFC 2046 5.1.1:
+ * "--" + boundary followed by "--", white space (transport padding) or the
+ * line end; "--" + boundary + anything else is body text, so that a
+ * boundary that prefixes another ("q" and "qq"), or a preamble line
+ * "--qq not a boundary", never splits a part. */
+static int delimiter(const unsigned char *s, size_t len, const char *b, size_t bl)
+{
+	if (len < bl + 2 || s[0] != '-' || s[1] != '-' || memcmp(s + 2, b, bl) != 0)
+		return 0;
+	size_t k = bl + 2;
+	if (k == len || s[k] == ' ' || s[k] == '\t' || s[k] == '\r')
+		return 1;
+	if (len - k >= 2 && s[k] == '-' && s[k + 1] == '-')
+		return 2;
+	return 0;
+}
 
 /* Splits a multipart body on its boundary and parses each part. */
 static void parse_multipart(struct impl *m, long idx, const char *boundary, const unsigned char *s, size_t n,
@@ -1162,9 +552,9 @@ static void parse_multipart(struct impl *m, long idx, const char *boundary, cons
 		const unsigned char *eol = memchr(s + i, '\n', n - i);
 		size_t le = eol ? (size_t)(eol - s) : n;
 		size_t next = eol ? le + 1 : n;
-		if (le - i >= bl + 2 && s[i] == '-' && s[i + 1] == '-' &&
-		    memcmp(s + i + 2, boundary, bl) == 0) {
-			bool close = le - i >= bl + 4 && s[i + bl + 2] == '-' && s[i + bl + 3] == '-';
+		int delim = delimiter(s + i, le - i, boundary, bl);
+		if (delim) {
+			bool close = delim == 2;
 			if (part_start >= 0) {
 				size_t end = i;
 				if (end > (size_t)part_start && s[end - 1] == '\n')
@@ -1236,7 +626,7 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 	p->boundary = bd ? bd : "";
 	if (fn) {
 		struct sift_buf d = {0};
-		decode_header_into(&d, fn, strlen(fn), m->lim.max_header_len, &m->pub.flags);
+		sift_header_decode_into(&d, fn, strlen(fn), m->lim.max_header_len, &m->pub.flags);
 		p->filename = a_buf(m, &d);
 		sift_buf_free(&d);
 	} else
@@ -1286,9 +676,9 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 		}
 		struct sift_buf d = {0};
 		if (enc[0] == 'b')
-			b64_decode(&d, body, len, &bad);
+			sift_b64_decode(&d, body, len, &bad);
 		else
-			qp_decode(&d, body, len, false, &bad);
+			sift_qp_decode(&d, body, len, false, &bad);
 		if (bad)
 			m->pub.flags |= enc[0] == 'b' ? SIFT_MIME_F_BAD_BASE64 : SIFT_MIME_F_BAD_QP;
 		m->decoded += d.len;
@@ -1304,7 +694,7 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 	}
 	/* to UTF-8 with LF line ends */
 	struct sift_buf u = {0};
-	if (!to_utf8(&u, csl, p->data, p->data_len))
+	if (!sift_to_utf8(&u, csl, p->data, p->data_len))
 		m->pub.flags |= SIFT_MIME_F_BAD_CHARSET;
 	size_t w = 0;
 	for (size_t k = 0; k < u.len; k++) {
@@ -1322,7 +712,7 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 	if (strcmp(type, "text/html") == 0) {
 		struct sift_buf r = {0};
 		m->parts[idx].flags |= SIFT_MIME_P_HTML;
-		html_render(m, &m->parts[idx], idx, u.data ? u.data : "", u.len, &r);
+		html_part(m, idx, u.data ? u.data : "", u.len, &r);
 		p = &m->parts[idx];
 		p->text_len = r.len;
 		p->text = a_buf(m, &r);
@@ -1365,7 +755,7 @@ struct sift_mime *sift_mime_parse(const struct sift_header *hdrs, size_t nhdrs, 
 		h[i].name = a_strndup(m, hdrs[i].name, strlen(hdrs[i].name));
 		h[i].raw = a_strndup(m, v, strlen(v));
 		dec.len = 0;
-		decode_header_into(&dec, v, strlen(v), m->lim.max_header_len, &m->pub.flags);
+		sift_header_decode_into(&dec, v, strlen(v), m->lim.max_header_len, &m->pub.flags);
 		h[i].value = a_buf(m, &dec);
 	}
 	sift_buf_free(&dec);
@@ -1375,6 +765,7 @@ struct sift_mime *sift_mime_parse(const struct sift_header *hdrs, size_t nhdrs, 
 	m->pub.headers = h;
 	m->pub.header_count = nh;
 	m->pub.parts = m->parts;
+	m->pub.html = m->html;
 	m->pub.part_count = m->nparts;
 	m->pub.uris = m->uris;
 	m->pub.uri_count = m->nuris;
@@ -1428,6 +819,7 @@ void sift_mime_free(struct sift_mime *pub)
 		free(b);
 	}
 	free(m->parts);
+	free(m->html);
 	free(m->uris);
 	free(m->uset);
 	free(m);

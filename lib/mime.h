@@ -1,6 +1,9 @@
 /*
  * lib/mime.h - MIME parsing shared by the host (host->mime()) and siftctl.
  *
+ * RFC 2047 decoding and the charset and transfer decodings are lib/mailsyntax.c's
+ * (sift_header_decode and friends), shared with the address parser.
+ *
  * sift_mime_parse() builds a struct sift_mime (declared in sift/plugin.h)
  * from a message's headers and body: headers unfolded and RFC 2047-decoded,
  * the part tree, base64/quoted-printable decoding, charsets converted to
@@ -34,9 +37,5 @@ struct sift_mime *sift_mime_parse(const struct sift_header *hdrs, size_t nhdrs, 
 struct sift_mime *sift_mime_parse_message(const unsigned char *msg, size_t len,
 					  const struct sift_mime_limits *lim);
 void sift_mime_free(struct sift_mime *m);
-
-/* Helpers also used by plugins through their own copies: RFC 2047 decoding
- * of one header value into a malloc'd UTF-8 string (unfolded, trimmed). */
-char *sift_mime_decode_header(const char *value);
 
 #endif

@@ -270,10 +270,38 @@ struct sift_mime_part {
 	 * scripts/styles dropped, block tags as line breaks). */
 	const char *text;
 	size_t text_len;
-	/* text/html leaves: statistics for HTML rules. */
+	/* text/html leaves: a few statistics for HTML rules (all of them in
+	 * struct sift_mime.html). */
 	unsigned html_tags, html_images, html_links, html_bad_tags;
 	unsigned long html_image_area; /* sum of width*height given in <img> */
 	const char *html_title;	       /* "" when none */
+};
+
+/* Statistics of one text/html part (struct sift_mime.html), from the same
+ * tokenizer pass that renders the part's text: what SpamAssassin's HTML
+ * evals look at. */
+#define SIFT_HTML_MAX_TAGNAMES 96
+struct sift_html_tag {
+	char name[16];	      /* lower case, at most 15 characters */
+	unsigned open, close; /* opening and closing tags of that name */
+};
+
+struct sift_html {
+	size_t length;		  /* octets of the HTML source (transfer-decoded) */
+	unsigned tags;		  /* tags, opening and closing */
+	unsigned bad_tags;	  /* of those, names no HTML version defines */
+	unsigned closed_extra;	  /* closing tags beyond the opening ones of the name */
+	unsigned images;	  /* <img> tags */
+	unsigned links;		  /* <a> tags with an href */
+	unsigned long image_area; /* sum of width*height given in <img> */
+	int max_font_size;	  /* largest <font size=...> (3 = the default) */
+	int form_mailto;	  /* a <form> whose action is a mailto: URI */
+	int low_contrast;	  /* visible text in a colour close to its background */
+	const char *title;	  /* text of <title>, entities decoded; "" when none */
+	const char *anchor;	  /* text inside <a>...</a>, "<img>" for an image */
+	const char *comments;	  /* each comment or declaration, then "\n" */
+	size_t ntagnames;	  /* the first SIFT_HTML_MAX_TAGNAMES names seen: */
+	struct sift_html_tag tagnames[SIFT_HTML_MAX_TAGNAMES];
 };
 
 #define SIFT_URI_F_HTML 0x01 /* from an HTML attribute (href, src, ...) */
@@ -297,6 +325,41 @@ struct sift_mime {
 	const unsigned char *body;
 	size_t body_len;    /* raw body (CRLF) as scanned */
 	int body_truncated; /* body longer than the host's scan limit */
+	/* Appended with host->addrlist_parse (read it only when
+	 * host->struct_size covers that field): html[i] is the statistics of
+	 * parts[i] when it is a text/html leaf (SIFT_MIME_P_HTML), else NULL. */
+	const struct sift_html *const *html;
+};
+
+/* ---- Addresses (host->addrlist_parse) --------------------------------
+ * An RFC 5322 address list (From, Sender, Reply-To, To, Cc) as parsed by the
+ * core's one parser: mailboxes and name-addr, groups (their mailboxes are
+ * listed, the group names dropped), nested comments, quoted strings and
+ * quoted local parts, domain literals, the obsolete forms (routes, phrases
+ * with dots, empty list elements), RFC 6532 UTF-8 and RFC 2047 display
+ * names; three leniencies, read as mail clients and SpamAssassin do: an
+ * unquoted '@' in a display name is part of the name, a group whose ';' is
+ * missing at the end of the value ends there, and octets of a legacy 8-bit
+ * local part that are not UTF-8 are taken as Latin-1. Anything else that is not
+ * valid syntax (an unbalanced bracket, quote or comment, text after an
+ * address, two addresses without a comma, a group in a group, invalid
+ * UTF-8 in a domain, control characters) and anything over a bound (16 KiB of input,
+ * 256 mailboxes, a local part over 256 or a domain over 255 octets) makes
+ * the whole value invalid: count 0 and error set. */
+struct sift_mailbox {
+	const char *addr;    /* local@domain: local part unquoted, domain lower case */
+	const char *local;   /* the local part, unquoted (may hold spaces, quotes, '@') */
+	const char *domain;  /* lower case; a domain literal keeps its brackets */
+	const char *display; /* display name, RFC 2047-decoded to UTF-8; "" when none */
+	const char *comment; /* the old form "addr (Name)": the comment, decoded
+			      * (a name to show, never an address); "" when none */
+};
+
+/* One malloc'd block (the strings included): the caller free()s it. */
+struct sift_addrs {
+	size_t count;	   /* mailboxes in mb[]; 0 when invalid or empty */
+	const char *error; /* NULL when valid, else a static reason */
+	struct sift_mailbox mb[];
 };
 
 /* ---- siftctl commands (struct sift_plugin.tools) ---------------------------
@@ -504,6 +567,17 @@ struct sift_host {
 	 * negative offset. */
 	long long (*message_size)(struct sift_ctx *ctx);
 	long (*message_read)(struct sift_ctx *ctx, long long off, void *buf, size_t len);
+
+	/* Mail syntax from the core, so that every plugin reads headers the
+	 * same way (no context needed: pure functions, callable from init and
+	 * from any thread). addrlist_parse parses an address-list header value as
+	 * received (struct sift_header.value: folds and RFC 2047 words are
+	 * handled) into one malloc'd block the caller free()s; never NULL.
+	 * header_decode returns the value unfolded, RFC 2047-decoded and
+	 * converted to UTF-8, trimmed (malloc'd; the caller free()s it), as
+	 * struct sift_mime_header.value is. */
+	struct sift_addrs *(*addrlist_parse)(const char *value);
+	char *(*header_decode)(const char *value);
 };
 
 struct sift_plugin {

@@ -511,6 +511,10 @@ static int dk_preinit(const struct sift_host *h, void *conf, char **err_r)
 {
 	struct dk_conf *c = conf;
 	host = h;
+	if (h->struct_size < offsetof(struct sift_host, addrlist_parse) + sizeof(h->addrlist_parse)) {
+		*err_r = xasprintf("the host has no address parser (host->addrlist_parse): too old");
+		return -1;
+	}
 	if (!*c->key_table)
 		return 0;
 	struct dk_keytable kt;
@@ -659,46 +663,6 @@ static const char *skip_cfws(const char *p)
 	}
 }
 
-/* The domain of the (single) address in a From value, lower case, into
- * out; false when there is none or it is unusable. */
-static bool address_domain(const char *value, char *out, size_t n)
-{
-	const char *lt = strrchr(value, '<');
-	const char *s = value, *e;
-	if (lt) {
-		s = lt + 1;
-		e = strchr(s, '>');
-		if (!e)
-			return false;
-	} else
-		e = value + strlen(value);
-	const char *at = NULL;
-	for (const char *p = s; p < e; p++)
-		if (*p == '@')
-			at = p;
-	if (!at)
-		return false;
-	const char *d = at + 1;
-	const char *de = d;
-	while (de < e && (isalnum((unsigned char)*de) || *de == '-' || *de == '.' || *de == '_'))
-		de++;
-	if (de == d || (size_t)(de - d) >= n)
-		return false;
-	/* Only white space or a comment may follow the domain. */
-	const char *rest = skip_cfws(de);
-	if (rest < e && *rest && !lt)
-		return false;
-	for (size_t i = 0; i < (size_t)(de - d); i++)
-		out[i] = (char)tolower((unsigned char)d[i]);
-	out[de - d] = 0;
-	while (*out == '.')
-		memmove(out, out + 1, strlen(out));
-	size_t l = strlen(out);
-	while (l && out[l - 1] == '.')
-		out[--l] = 0;
-	return l > 0;
-}
-
 /* Looks `addr` (or just its domain when addr is NULL) up in the signing
  * table: address, domain, then ".parent" domains. 1 found (*res_r),
  * 0 not found, -1 error. */
@@ -713,19 +677,6 @@ static int signing_lookup(const struct dk_conf *c, const char *addr, const char 
 		if ((rc = host->map_lookup(c->signing_table, p, res_r)) != 0)
 			return rc;
 	return 0;
-}
-
-/* Lower-cased bare address of a From value (for the address lookup). */
-static void bare_address(const char *value, char *out, size_t n)
-{
-	const char *lt = strrchr(value, '<');
-	const char *s = lt ? lt + 1 : value;
-	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-		s++;
-	size_t k = 0;
-	for (; *s && *s != '>' && *s != ' ' && *s != '\t' && *s != '\r' && *s != '(' && k + 1 < n; s++)
-		out[k++] = (char)tolower((unsigned char)*s);
-	out[k] = 0;
 }
 
 /* d= of a DKIM-Signature value (lower case) into out. */
@@ -791,15 +742,22 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 			nfrom++;
 		}
 	}
-	char fdom[256], faddr[512];
-	if (nfrom != 1 || !address_domain(from, fdom, sizeof(fdom))) {
+	/* The signing domain is the domain of the From header's one mailbox,
+	 * as the core's address parser reads it (the parser senderlogin and
+	 * the spam rules use): no guess from the last '<' in the value. */
+	struct sift_addrs *fa = nfrom == 1 ? host->addrlist_parse(from) : NULL;
+	if (nfrom != 1 || fa->count != 1 || fa->mb[0].domain[0] == '[') {
 		host->log(ctx, LOG_INFO, "not signing: %s",
 			  nfrom == 0  ? "no From header"
 			  : nfrom > 1 ? "several From headers"
 				      : "no usable address in From");
+		free(fa);
 		return SIFT_DUNNO;
 	}
-	bare_address(from, faddr, sizeof(faddr));
+	char fdom[256], faddr[512];
+	snprintf(fdom, sizeof(fdom), "%s", fa->mb[0].domain);
+	snprintf(faddr, sizeof(faddr), "%s", fa->mb[0].addr);
+	free(fa);
 	char *keys = NULL;
 	int rc = signing_lookup(c, faddr, fdom, &keys);
 	if (rc < 0) {

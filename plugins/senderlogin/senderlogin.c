@@ -28,9 +28,10 @@
  * reject_unauthenticated_sender_login_mismatch text "not logged in".
  *
  * Header check (filterd, EOH): every mailbox of every From and Sender field
- * (senderlogin_header_fields) is parsed with a bounded RFC 5322 parser
- * (addrparse.c: display names, comments, quoted local parts, groups,
- * RFC 2047 words) and must be owned by the login; with
+ * (senderlogin_header_fields) is parsed with the core's RFC 5322 parser
+ * (host->addrlist_parse: display names, comments, quoted local parts,
+ * groups, RFC 2047 words; the one DKIM and the spam rules use too) and must
+ * be owned by the login; with
  * senderlogin_display_name_check an address-like display name
  * ("bob@example.net" <alice@example.net>) that someone else owns is a
  * mismatch too. An unparseable field is a mismatch. The action is
@@ -43,16 +44,16 @@
 #include <stdarg.h>
 #include <ctype.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
 
-#include "addrparse.h"
 #include "sift/plugin.h"
 
-#define MAX_MAILBOXES 64
+#define MAX_ADDR 512 /* an address as shown in logs and replies */
 
 enum act { ACT_REJECT, ACT_TEMPFAIL, ACT_HOLD, ACT_HEADER, ACT_LOG };
 
@@ -119,6 +120,10 @@ static int sl_init(const struct sift_host *h, void *conf, char **err_r)
 {
 	host = h;
 	struct sl_conf *c = conf;
+	if (h->struct_size < offsetof(struct sift_host, addrlist_parse) + sizeof(h->addrlist_parse)) {
+		*err_r = strdup("the host has no address parser (host->addrlist_parse): too old");
+		return -1;
+	}
 	if (!c->login_maps && (c->envelope_check || c->header_check)) {
 		*err_r = strdup("senderlogin_login_maps is not set");
 		return -1;
@@ -325,40 +330,64 @@ static enum sift_verdict sl_policy(struct sift_ctx *ctx)
 
 struct mismatch {
 	char field[64];
-	char addr[AP_MAX_ADDR];
+	char addr[MAX_ADDR];
 	const char *why;
 };
 
-/* Checks one field value; fills *mm and returns 1 on a mismatch, 0 fine,
- * -1 map error. */
-static int check_field(struct sift_ctx *ctx, const struct sl_conf *c, const char *field, const char *value,
-		       const char *login, struct mismatch *mm)
+static bool local_char(unsigned char c)
+{
+	return isalnum(c) || (c && strchr("._%+-=!#$&'*/?^`{|}~", c));
+}
+
+/* Finds something shaped like an e-mail address (x@y.z) in a display name
+ * and copies it (lower case) to out; true when found. */
+static bool find_address_like(const char *text, char *out, size_t n)
+{
+	for (const char *at = strchr(text, '@'); at; at = strchr(at + 1, '@')) {
+		const char *l = at;
+		while (l > text && local_char((unsigned char)l[-1]))
+			l--;
+		const char *r = at + 1;
+		bool dot = false;
+		while (*r && (isalnum((unsigned char)*r) || *r == '.' || *r == '-')) {
+			if (*r == '.' && r[1] && isalnum((unsigned char)r[1]))
+				dot = true;
+			r++;
+		}
+		while (r > at + 1 && r[-1] == '.')
+			r--;
+		if (l == at || !dot || (size_t)(r - l) + 1 > n)
+			continue;
+		size_t len = (size_t)(r - l);
+		for (size_t i = 0; i < len; i++)
+			out[i] = (char)tolower((unsigned char)l[i]);
+		out[len] = 0;
+		return true;
+	}
+	return false;
+}
+
+/* Checks the mailboxes of one field; fills *mm and returns 1 on a
+ * mismatch, 0 fine, -1 map error. */
+static int check_mailboxes(const struct sl_conf *c, const struct sift_addrs *a, const char *login,
+			   struct mismatch *mm)
 {
 	const struct sift_map *map = c->header_maps ? c->header_maps : c->login_maps;
-	struct ap_mailbox *boxes = host->msg_alloc(ctx, MAX_MAILBOXES * sizeof(*boxes));
-	const char *why = NULL;
-	int n = ap_parse(value, boxes, MAX_MAILBOXES, &why);
-	snprintf(mm->field, sizeof(mm->field), "%s", field);
-	if (n < 0) {
-		snprintf(mm->addr, sizeof(mm->addr), "(unparseable)");
-		mm->why = why ? why : "unparseable";
-		return 1;
-	}
-	for (int i = 0; i < n; i++) {
+	for (size_t i = 0; i < a->count; i++) {
+		const struct sift_mailbox *mb = &a->mb[i];
 		char *owners = NULL;
-		int rc = owned(c, map, boxes[i].addr, login, c->unknown_sender == 1, &owners);
+		int rc = owned(c, map, mb->addr, login, c->unknown_sender == 1, &owners);
 		free(owners);
 		if (rc < 0)
 			return -1;
 		if (rc == 0) {
-			snprintf(mm->addr, sizeof(mm->addr), "%s", boxes[i].addr);
+			snprintf(mm->addr, sizeof(mm->addr), "%s", mb->addr);
 			mm->why = "not owned";
 			return 1;
 		}
-		char like[AP_MAX_ADDR];
-		if (c->display_name_check && boxes[i].display[0] &&
-		    ap_find_address_like(boxes[i].display, like, sizeof(like)) &&
-		    strcasecmp(like, boxes[i].addr) != 0) {
+		char like[MAX_ADDR];
+		if (c->display_name_check && mb->display[0] &&
+		    find_address_like(mb->display, like, sizeof(like)) && strcasecmp(like, mb->addr) != 0) {
 			/* Only addresses someone else owns count: a display name
 			 * showing an outside address is not a forgery of ours. */
 			rc = owned(c, map, like, login, true, &owners);
@@ -373,6 +402,24 @@ static int check_field(struct sift_ctx *ctx, const struct sl_conf *c, const char
 		}
 	}
 	return 0;
+}
+
+/* Checks one field value; fills *mm and returns 1 on a mismatch, 0 fine,
+ * -1 map error. */
+static int check_field(const struct sl_conf *c, const char *field, const char *value, const char *login,
+		       struct mismatch *mm)
+{
+	snprintf(mm->field, sizeof(mm->field), "%s", field);
+	struct sift_addrs *a = host->addrlist_parse(value);
+	int rc;
+	if (a->error) {
+		snprintf(mm->addr, sizeof(mm->addr), "(unparseable)");
+		mm->why = a->error;
+		rc = 1;
+	} else
+		rc = check_mailboxes(c, a, login, mm);
+	free(a);
+	return rc;
 }
 
 static enum sift_verdict sl_eoh(struct sift_ctx *ctx)
@@ -392,7 +439,7 @@ static enum sift_verdict sl_eoh(struct sift_ctx *ctx)
 				wanted = true;
 		if (!wanted)
 			continue;
-		int rc = check_field(ctx, c, h->name, h->value, login, &mm);
+		int rc = check_field(c, h->name, h->value, login, &mm);
 		if (rc < 0) {
 			host->log(ctx, LOG_ERR, "login map lookup failed for the %s header", h->name);
 			return SIFT_ERROR;
@@ -404,7 +451,7 @@ static enum sift_verdict sl_eoh(struct sift_ctx *ctx)
 	static const char *const an[] = {"reject", "tempfail", "hold", "header", "log"};
 	host->log(ctx, LOG_NOTICE, "login=%s header=%s address=<%s>: %s; action=%s", login, mm.field, mm.addr,
 		  mm.why, an[c->header_action]);
-	char text[AP_MAX_ADDR + 200];
+	char text[MAX_ADDR + 200];
 	snprintf(text, sizeof(text), "<%s>: %s header address rejected: not owned by user %s", mm.addr,
 		 mm.field, login);
 	switch (c->header_action) {
@@ -418,7 +465,7 @@ static enum sift_verdict sl_eoh(struct sift_ctx *ctx)
 		host->hold(ctx, text);
 		return SIFT_HOLD;
 	case ACT_HEADER: {
-		char val[AP_MAX_ADDR + 300];
+		char val[MAX_ADDR + 300];
 		snprintf(val, sizeof(val), "mismatch; login=%s; header=%s; address=%s", login, mm.field,
 			 mm.addr);
 		/* No CR/LF from the address into the header. */

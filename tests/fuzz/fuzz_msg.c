@@ -4,13 +4,15 @@
  * limits (so that bounds are exercised) and with the defaults, and the
  * result's invariants are checked: every part's parent precedes it, depths
  * grow by one, decoded text is NUL-terminated at its length, URIs have a
- * host string. Single-threaded; replayed over tests/fuzz/corpus/msg/ in
+ * host string, HTML statistics exist for the rendered HTML leaves only and
+ * agree with the part's. Single-threaded; replayed over tests/fuzz/corpus/msg/ in
  * every build by replay.c.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mailsyntax.h"
 #include "mime.h"
 #include "sift.h"
 
@@ -42,6 +44,14 @@ static void check(const struct sift_mime *m, const struct sift_mime_limits *lim)
 		for (size_t k = 0; k < p->header_count; k++)
 			if (!p->headers[k].value)
 				abort();
+		/* HTML statistics exactly for the HTML leaves that were rendered */
+		const struct sift_html *h = m->html[i];
+		if (!!h != (p->text && (p->flags & SIFT_MIME_P_HTML)))
+			abort();
+		if (h && (!h->title || !h->anchor || !h->comments || h->bad_tags > h->tags ||
+			  h->closed_extra > h->tags || h->ntagnames > SIFT_HTML_MAX_TAGNAMES ||
+			  h->tags != p->html_tags || strcmp(h->title, p->html_title) != 0))
+			abort();
 	}
 	for (size_t i = 0; i < m->uri_count; i++)
 		if (!m->uris[i].uri || !m->uris[i].host || m->uris[i].part < 0 ||
@@ -64,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(m, NULL);
 	sift_mime_free(m);
 	char *h = sift_strndup((const char *)data, size > 4096 ? 4096 : size);
-	free(sift_mime_decode_header(h));
+	free(sift_header_decode(h));
 	free(h);
 	return 0;
 }

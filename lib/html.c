@@ -1,0 +1,629 @@
+/*
+ * lib/html.c - the one HTML tokenizer (see html.h): one pass that renders
+ * the text, reports links and fills the statistics of struct sift_html.
+ *
+ * The statistics follow SpamAssassin's HTML.pm where the spam rules
+ * depend on them: tags counted opening and closing, a closing tag beyond
+ * the opening ones of its name is "closed extra", unknown names are bad
+ * tags, the text colour and background are tracked through a stack of the
+ * tags that carry style (SpamAssassin's text_style) to find text close to
+ * its background, and the anchor text shows "<img>" for an image.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "html.h"
+#include "mailsyntax.h"
+#include "sift.h"
+
+/* ---- entities, tag tables, attributes ------------------------------------ */
+
+static const struct {
+	const char *name;
+	unsigned cp;
+} entities[] = {
+	{"amp", '&'},	    {"lt", '<'},       {"gt", '>'},	  {"quot", '"'},     {"apos", '\''},
+	{"nbsp", 0xa0},	    {"copy", 0xa9},    {"reg", 0xae},	  {"trade", 0x2122}, {"euro", 0x20ac},
+	{"pound", 0xa3},    {"yen", 0xa5},     {"cent", 0xa2},	  {"middot", 0xb7},  {"bull", 0x2022},
+	{"hellip", 0x2026}, {"mdash", 0x2014}, {"ndash", 0x2013}, {"laquo", 0xab},   {"raquo", 0xbb},
+	{"lsquo", 0x2018},  {"rsquo", 0x2019}, {"ldquo", 0x201c}, {"rdquo", 0x201d}, {"deg", 0xb0},
+	{"times", 0xd7},    {"shy", 0xad},     {"iexcl", 0xa1},	  {"eacute", 0xe9},  {"egrave", 0xe8},
+	{"aacute", 0xe1},   {"agrave", 0xe0},  {"ouml", 0xf6},	  {"uuml", 0xfc},    {"auml", 0xe4},
+	{"szlig", 0xdf},    {"ccedil", 0xe7},  {"ntilde", 0xf1},  {"sect", 0xa7},    {"para", 0xb6},
+};
+
+/* Decodes one entity at s[0]=='&'; returns octets consumed (0: not one). */
+size_t sift_html_entity(const char *s, size_t n, struct sift_buf *o)
+{
+	if (n < 3)
+		return 0;
+	if (s[1] == '#') {
+		size_t i = 2;
+		unsigned long cp = 0;
+		bool hex = i < n && (s[i] == 'x' || s[i] == 'X');
+		if (hex)
+			i++;
+		size_t st = i;
+		while (i < n && i - st < 8 &&
+		       (hex ? isxdigit((unsigned char)s[i]) : isdigit((unsigned char)s[i]))) {
+			cp = cp * (hex ? 16 : 10) + (unsigned long)sift_hexval((unsigned char)s[i]);
+			i++;
+		}
+		if (i == st)
+			return 0;
+		if (i < n && s[i] == ';')
+			i++;
+		sift_put_utf8(o, cp);
+		return i;
+	}
+	size_t i = 1;
+	while (i < n && i < 10 && isalnum((unsigned char)s[i]))
+		i++;
+	size_t len = i - 1;
+	for (size_t k = 0; k < sizeof(entities) / sizeof(entities[0]); k++)
+		if (strlen(entities[k].name) == len && strncmp(entities[k].name, s + 1, len) == 0) {
+			sift_put_utf8(o, entities[k].cp);
+			return (i < n && s[i] == ';') ? i + 1 : i;
+		}
+	return 0;
+}
+
+static const char *const block_tags[] = {"br",	"p",	"div",	"tr",	 "li",	   "h1",   "h2",	 "h3",
+					 "h4",	"h5",	"h6",	"table", "ul",	   "ol",   "blockquote", "hr",
+					 "pre", "dd",	"dt",	"dl",	 "center", "form", "address",	 "td",
+					 "th",	"body", "html", "head",	 NULL};
+/* Tag names HTML (4, 5 and the old browsers' extensions) defines: others
+ * are bad tags. */
+static const char *const known_tags[] = {
+	"a",	    "abbr",    "acronym",    "address",	 "applet",     "area",	   "b",		"base",
+	"basefont", "bdo",     "big",	     "blink",	 "blockquote", "body",	   "br",	"button",
+	"caption",  "center",  "cite",	     "code",	 "col",	       "colgroup", "dd",	"del",
+	"dfn",	    "dir",     "div",	     "dl",	 "dt",	       "em",	   "embed",	"fieldset",
+	"font",	    "form",    "frame",	     "frameset", "h1",	       "h2",	   "h3",	"h4",
+	"h5",	    "h6",      "head",	     "hr",	 "html",       "i",	   "iframe",	"img",
+	"input",    "ins",     "isindex",    "kbd",	 "label",      "layer",	   "legend",	"li",
+	"link",	    "map",     "marquee",    "menu",	 "meta",       "nobr",	   "noframes",	"noscript",
+	"object",   "ol",      "optgroup",   "option",	 "p",	       "param",	   "pre",	"q",
+	"s",	    "samp",    "script",     "select",	 "small",      "span",	   "strike",	"strong",
+	"style",    "sub",     "sup",	     "table",	 "tbody",      "td",	   "textarea",	"tfoot",
+	"th",	    "thead",   "title",	     "tr",	 "tt",	       "u",	   "ul",	"var",
+	"wbr",	    "xml",     "o:p",	     "section",	 "article",    "nav",	   "header",	"footer",
+	"main",	    "figure",  "figcaption", "picture",	 "source",     "svg",	   "video",	"audio",
+	"canvas",   "bgsound", "spacer",     "image",	 "xmp",	       "listing",  "plaintext", "st1:place",
+
+	"ilayer",   "nolayer", "keygen",     "multicol", "comment",    "server",   NULL};
+
+static bool in_list(const char *const *l, const char *s)
+{
+	for (; *l; l++)
+		if (strcmp(*l, s) == 0)
+			return true;
+	return false;
+}
+
+/* Finds attribute `name` in the attribute text a..e; copies its value
+ * (entities decoded) into o. */
+static bool html_attr(const char *a, const char *e, const char *name, struct sift_buf *o)
+{
+	size_t nl = strlen(name);
+	const char *p = a;
+	while (p < e) {
+		while (p < e && (isspace((unsigned char)*p) || *p == '/'))
+			p++;
+		const char *ns = p;
+		while (p < e && !isspace((unsigned char)*p) && *p != '=' && *p != '>')
+			p++;
+		size_t len = (size_t)(p - ns);
+		while (p < e && isspace((unsigned char)*p))
+			p++;
+		const char *vs = NULL, *ve = NULL;
+		if (p < e && *p == '=') {
+			p++;
+			while (p < e && isspace((unsigned char)*p))
+				p++;
+			if (p < e && (*p == '"' || *p == '\'')) {
+				char q = *p++;
+				vs = p;
+				while (p < e && *p != q)
+					p++;
+				ve = p;
+				if (p < e)
+					p++;
+			} else {
+				vs = p;
+				while (p < e && !isspace((unsigned char)*p))
+					p++;
+				ve = p;
+			}
+		}
+		if (len == 0 && p == ns) {
+			p++;
+			continue;
+		}
+		if (len == nl && strncasecmp(ns, name, nl) == 0 && vs) {
+			for (const char *q = vs; q < ve;) {
+				if (*q == '&') {
+					size_t k = sift_html_entity(q, (size_t)(ve - q), o);
+					if (k) {
+						q += k;
+						continue;
+					}
+				}
+				if (*q != '\r' && *q != '\n')
+					sift_buf_add(o, q, 1);
+				q++;
+			}
+			return true;
+		}
+	}
+	return false;
+}
+
+static const char *find_ci(const char *s, size_t n, const char *needle)
+{
+	size_t nl = strlen(needle);
+	for (size_t i = 0; i + nl <= n; i++)
+		if (strncasecmp(s + i, needle, nl) == 0)
+			return s + i;
+	return NULL;
+}
+
+/* ---- colours ---------------------------------------------------------------- */
+
+struct tstyle {
+	char tag[16];
+	char fg[8], bg[8];
+};
+
+/* SpamAssassin's name_to_rgb(): "#rrggbb", or "invalid". */
+static void name_to_rgb(const char *in, size_t n, char out[8])
+{
+	static const struct {
+		const char *n, *v;
+	} names[] = {{"black", "000000"},	{"white", "ffffff"},	 {"red", "ff0000"},
+		     {"green", "008000"},	{"blue", "0000ff"},	 {"yellow", "ffff00"},
+		     {"gray", "808080"},	{"grey", "808080"},	 {"silver", "c0c0c0"},
+		     {"maroon", "800000"},	{"navy", "000080"},	 {"purple", "800080"},
+		     {"teal", "008080"},	{"olive", "808000"},	 {"lime", "00ff00"},
+		     {"aqua", "00ffff"},	{"fuchsia", "ff00ff"},	 {"orange", "ffa500"},
+		     {"whitesmoke", "f5f5f5"},	{"snow", "fffafa"},	 {"ivory", "fffff0"},
+		     {"beige", "f5f5dc"},	{"linen", "faf0e6"},	 {"lightgrey", "d3d3d3"},
+		     {"lightgray", "d3d3d3"},	{"darkgray", "a9a9a9"},	 {"darkgrey", "a9a9a9"},
+		     {"darkblue", "00008b"},	{"darkred", "8b0000"},	 {"darkgreen", "006400"},
+		     {"gold", "ffd700"},	{"pink", "ffc0cb"},	 {"brown", "a52a2a"},
+		     {"cyan", "00ffff"},	{"magenta", "ff00ff"},	 {"ghostwhite", "f8f8ff"},
+		     {"floralwhite", "fffaf0"}, {"azure", "f0ffff"},	 {"mintcream", "f5fffa"},
+		     {"honeydew", "f0fff0"},	{"aliceblue", "f0f8ff"}, {"seashell", "fff5ee"},
+		     {"lavender", "e6e6fa"},	{"oldlace", "fdf5e6"},	 {"lightyellow", "ffffe0"},
+		     {"lightcyan", "e0ffff"},	{"gainsboro", "dcdcdc"}};
+	char c[64];
+	size_t k = 0;
+	while (n && isspace((unsigned char)*in)) {
+		in++;
+		n--;
+	}
+	while (n && isspace((unsigned char)in[n - 1]))
+		n--;
+	for (size_t i = 0; i < n && k < sizeof(c) - 1; i++)
+		c[k++] = (char)tolower((unsigned char)in[i]);
+	c[k] = 0;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(c, names[i].n) == 0) {
+			snprintf(out, 8, "#%.6s", names[i].v);
+			return;
+		}
+	unsigned r, g, b;
+	if (sscanf(c, "rgb(%u,%u,%u)", &r, &g, &b) == 3 ||
+	    sscanf(c, "rgb( %u , %u , %u )", &r, &g, &b) == 3) {
+		snprintf(out, 8, "#%02x%02x%02x", r > 255 ? 255 : r, g > 255 ? 255 : g, b > 255 ? 255 : b);
+		return;
+	}
+	const char *h = c[0] == '#' ? c + 1 : c;
+	char hex[8];
+	size_t hl = 0;
+	bool all_hex = *h != 0;
+	for (const char *q = h; *q; q++)
+		if (!isxdigit((unsigned char)*q))
+			all_hex = false;
+	if (!all_hex) {
+		snprintf(out, 8, "invalid");
+		return;
+	}
+	for (const char *q = h; *q && hl < 6; q++)
+		hex[hl++] = *q;
+	hex[hl] = 0;
+	if (hl > 3 && hl < 6)
+		hl = 3, hex[3] = 0;
+	while (hl % 3)
+		hex[hl++] = '0', hex[hl] = 0;
+	if (hl == 3)
+		snprintf(out, 8, "#%c%c%c%c%c%c", hex[0], hex[0], hex[1], hex[1], hex[2], hex[2]);
+	else
+		snprintf(out, 8, "#%.6s", hex);
+}
+
+/* ---- text colours ---- */
+static void style_apply(struct tstyle *ns, const char *v, size_t n, const char *parent_bg)
+{
+	/* "color: x; background-color: y; background: z" */
+	size_t i = 0;
+	while (i < n) {
+		size_t j = i;
+		while (j < n && v[j] != ';')
+			j++;
+		const char *d = v + i;
+		size_t dl = j - i;
+		while (dl && isspace((unsigned char)*d))
+			d++, dl--;
+		const char *colon = memchr(d, ':', dl);
+		if (colon) {
+			size_t kl = (size_t)(colon - d);
+			while (kl && isspace((unsigned char)d[kl - 1]))
+				kl--;
+			const char *val = colon + 1;
+			size_t vl = dl - (size_t)(val - d);
+			/* strip "!important" */
+			for (size_t q = 0; q + 1 < vl; q++)
+				if (val[q] == '!') {
+					vl = q;
+					break;
+				}
+			char out[8];
+			if (kl == 5 && strncasecmp(d, "color", 5) == 0) {
+				name_to_rgb(val, vl, out);
+				if (!(vl >= 7 && strncasecmp(val, "inherit", 7) == 0))
+					memcpy(ns->fg, out, 8);
+			} else if (kl == 16 && strncasecmp(d, "background-color", 16) == 0) {
+				name_to_rgb(val, vl, out);
+				if (!(vl >= 7 && strncasecmp(val, "inherit", 7) == 0))
+					memcpy(ns->bg, out, 8);
+			} else if (kl == 10 && strncasecmp(d, "background", 10) == 0) {
+				/* the first token that is a colour */
+				size_t q = 0;
+				while (q < vl) {
+					while (q < vl && isspace((unsigned char)val[q]))
+						q++;
+					size_t s2 = q;
+					while (q < vl && !isspace((unsigned char)val[q]))
+						q++;
+					if (q > s2) {
+						name_to_rgb(val + s2, q - s2, out);
+						if (strcmp(out, "invalid") != 0) {
+							memcpy(ns->bg, out, 8);
+							break;
+						}
+					}
+				}
+			}
+		}
+		i = j + 1;
+	}
+	(void)parent_bg;
+}
+
+static bool low_contrast(const char *fg, const char *bg)
+{
+	size_t fl = strlen(fg), bl = strlen(bg);
+	if (strcmp(fg + (fl > 6 ? fl - 6 : 0), bg + (bl > 6 ? bl - 6 : 0)) == 0)
+		return true;
+	unsigned r1, g1, b1, r2, g2, b2;
+	if (sscanf(fg, "#%02x%02x%02x", &r1, &g1, &b1) != 3 ||
+	    sscanf(bg, "#%02x%02x%02x", &r2, &g2, &b2) != 3)
+		return false;
+	double r = (double)r1 - r2, g = (double)g1 - g2, b = (double)b1 - b2;
+	double dist =
+		sqrt((0.2126 * r) * (0.2126 * r) + (0.7152 * g) * (0.7152 * g) + (0.0722 * b) * (0.0722 * b));
+	return dist < 12;
+}
+
+static bool text_style_tag(const char *n)
+{
+	static const char *const t[] = {"body",	 "font",    "table", "tr", "th",  "td", "big",
+					"small", "marquee", "span",  "p",  "div", "a",	NULL};
+	for (const char *const *p = t; *p; p++)
+		if (strcmp(*p, n) == 0)
+			return true;
+	return false;
+}
+
+/* ---- the pass ---------------------------------------------------------------- */
+
+struct hs {
+	const char *t;
+	size_t n;
+	struct sift_buf *text;
+	struct sift_html_scan *r;
+	struct sift_buf attr, run;
+	bool in_title, in_a;
+	struct tstyle stack[64];
+	int sp;
+	sift_html_link_fn link;
+	void *arg;
+};
+
+/* Text t[i..j) between tags: rendered (entities decoded) into the title,
+ * or the text and the anchor; checked for visible low-contrast text. */
+static void text_run(struct hs *h, size_t i, size_t j)
+{
+	const char *t = h->t;
+	struct sift_html *st = &h->r->stats;
+	if (!st->low_contrast) {
+		bool visible = false;
+		for (size_t k = i; k < j && !visible; k++)
+			if (!isspace((unsigned char)t[k]) && t[k] != '\xa0' &&
+			    !(t[k] == '&' && j - k >= 6 && strncasecmp(t + k, "&nbsp;", 6) == 0))
+				visible = true;
+		if (visible && low_contrast(h->stack[h->sp - 1].fg, h->stack[h->sp - 1].bg))
+			st->low_contrast = 1;
+	}
+	h->run.len = 0;
+	for (size_t k = i; k < j;) {
+		if (t[k] == '&') {
+			size_t e = sift_html_entity(t + k, j - k, &h->run);
+			if (e) {
+				k += e;
+				continue;
+			}
+		}
+		size_t e = k + 1;
+		while (e < j && t[e] != '&')
+			e++;
+		sift_buf_add(&h->run, t + k, e - k);
+		k = e;
+	}
+	if (h->in_title) {
+		sift_buf_add(&h->r->title, h->run.data, h->run.len);
+		return;
+	}
+	sift_buf_add(h->text, h->run.data, h->run.len);
+	if (h->in_a)
+		sift_buf_add(&h->r->anchor, h->run.data, h->run.len);
+}
+
+/* "<!--...-->" or "<!...>" at i, kept in the comments; returns the end. */
+static size_t comment(struct hs *h, size_t i)
+{
+	const char *t = h->t;
+	size_t n = h->n, end = n;
+	if (n - i >= 4 && t[i + 2] == '-' && t[i + 3] == '-') {
+		const char *e = find_ci(t + i + 4, n - i - 4, "-->");
+		end = e ? (size_t)(e - t) + 3 : n;
+	} else {
+		const char *gt = memchr(t + i, '>', n - i);
+		end = gt ? (size_t)(gt - t) + 1 : n;
+	}
+	if (h->r->comments.len < 65536)
+		sift_buf_add(&h->r->comments, t + i, end - i);
+	sift_buf_add(&h->r->comments, "\n", 1);
+	return end;
+}
+
+/* Attribute `name` of the tag whose attributes are t[as..ae) into h->attr
+ * (NUL-terminated); false when absent. */
+static bool attr(struct hs *h, size_t as, size_t ae, const char *name)
+{
+	h->attr.len = 0;
+	bool found = html_attr(h->t + as, h->t + ae, name, &h->attr);
+	sift_buf_str(&h->attr);
+	return found;
+}
+
+/* SpamAssassin's text_style: the colours in force, a stack of the tags
+ * that may set them. */
+static void text_style(struct hs *h, const char *name, bool closing, size_t as, size_t ae)
+{
+	char sname[16];
+	snprintf(sname, sizeof(sname), "%.15s", strcmp(name, "th") == 0 ? "td" : name);
+	if (!text_style_tag(sname))
+		return;
+	if (closing) {
+		if (strcmp(sname, "body") != 0)
+			for (int k = h->sp - 1; k > 0; k--)
+				if (strcmp(h->stack[k].tag, sname) == 0) {
+					h->sp = k;
+					break;
+				}
+		return;
+	}
+	if (strcmp(sname, "td") == 0 || strcmp(sname, "tr") == 0) {
+		/* close the previous cell/row of this table */
+		for (int k = h->sp - 1; k > 0; k--) {
+			if (strcmp(h->stack[k].tag, "table") == 0)
+				break;
+			if (strcmp(h->stack[k].tag, sname) == 0 ||
+			    (strcmp(sname, "tr") == 0 && strcmp(h->stack[k].tag, "td") == 0)) {
+				h->sp = k;
+				break;
+			}
+		}
+	}
+	if (h->sp >= 64)
+		return;
+	struct tstyle nst = h->stack[h->sp - 1];
+	snprintf(nst.tag, sizeof(nst.tag), "%s", sname);
+	if (strcmp(sname, "font") == 0 && attr(h, as, ae, "color"))
+		name_to_rgb(h->attr.data, h->attr.len, nst.fg);
+	if (strcmp(sname, "body") == 0 && attr(h, as, ae, "text"))
+		name_to_rgb(h->attr.data, h->attr.len, nst.fg);
+	if (strcmp(sname, "font") != 0 && strcmp(sname, "body") != 0 && strcmp(sname, "big") != 0 &&
+	    strcmp(sname, "small") != 0 && strcmp(sname, "marquee") != 0 && attr(h, as, ae, "style")) {
+		style_apply(&nst, h->attr.data, h->attr.len, h->stack[h->sp - 1].bg);
+		if (strcmp(nst.bg, "transparent") == 0)
+			memcpy(nst.bg, h->stack[h->sp - 1].bg, 8);
+	}
+	h->stack[h->sp++] = nst;
+}
+
+/* Tag counts per name, unknown names, closing tags in excess. */
+static void count_tag(struct hs *h, const char *name, bool closing)
+{
+	struct sift_html *st = &h->r->stats;
+	st->tags++;
+	if (!in_list(known_tags, name))
+		st->bad_tags++;
+	struct sift_html_tag *tg = NULL;
+	char key[16];
+	snprintf(key, sizeof(key), "%.15s", name);
+	for (size_t i = 0; i < st->ntagnames && !tg; i++)
+		if (strcmp(st->tagnames[i].name, key) == 0)
+			tg = &st->tagnames[i];
+	if (!tg && st->ntagnames < SIFT_HTML_MAX_TAGNAMES) {
+		tg = &st->tagnames[st->ntagnames++];
+		memcpy(tg->name, key, sizeof(key));
+	}
+	if (!tg)
+		return;
+	if (!closing)
+		tg->open++;
+	else if (++tg->close > tg->open)
+		st->closed_extra++;
+}
+
+/* Links in the tag's attributes; images and their area; font sizes and
+ * forms posting to mailto:. */
+static void tag_attributes(struct hs *h, const char *name, size_t as, size_t ae)
+{
+	static const struct {
+		const char *tag, *attr;
+	} links[] = {{"a", "href"},	   {"area", "href"},	   {"link", "href"},
+		     {"base", "href"},	   {"img", "src"},	   {"frame", "src"},
+		     {"iframe", "src"},	   {"embed", "src"},	   {"script", "src"},
+		     {"form", "action"},   {"body", "background"}, {"table", "background"},
+		     {"td", "background"}, {"input", "src"},	   {"img", "lowsrc"}};
+	struct sift_html *st = &h->r->stats;
+	for (size_t k = 0; k < sizeof(links) / sizeof(links[0]); k++) {
+		if (strcmp(links[k].tag, name) != 0 || !attr(h, as, ae, links[k].attr) || !h->attr.len)
+			continue;
+		if (name[0] == 'a' && name[1] == 0)
+			st->links++;
+		if (h->link)
+			h->link(h->arg, h->attr.data, h->attr.len);
+		if (strcmp(name, "form") == 0 && find_ci(h->attr.data, h->attr.len, "mailto:"))
+			st->form_mailto = 1;
+	}
+	if (strcmp(name, "img") == 0) {
+		st->images++;
+		if (h->in_a)
+			sift_buf_adds(&h->r->anchor, "<img>");
+		unsigned long w = 0, ht = 0;
+		if (attr(h, as, ae, "width"))
+			w = strtoul(h->attr.data, NULL, 10);
+		if (attr(h, as, ae, "height"))
+			ht = strtoul(h->attr.data, NULL, 10);
+		if (w < 100000 && ht < 100000)
+			st->image_area += w * ht;
+	} else if (strcmp(name, "font") == 0 && attr(h, as, ae, "size")) {
+		const char *sz = h->attr.data;
+		int v = *sz == '+' ? 3 + atoi(sz + 1) : *sz == '-' ? 3 - atoi(sz + 1) : atoi(sz);
+		if (v > st->max_font_size)
+			st->max_font_size = v;
+	}
+}
+
+/* Where the tag whose name ends at j ends (its '>', or n), quotes after
+ * '=' honoured. */
+static size_t tag_end(const struct hs *h, size_t j)
+{
+	const char *t = h->t;
+	size_t n = h->n, as = j;
+	char q = 0;
+	for (; j < n; j++) {
+		if (q) {
+			if (t[j] == q)
+				q = 0;
+		} else if (t[j] == '"' || t[j] == '\'') {
+			if (t[j - 1] == '=')
+				q = t[j];
+		} else if (t[j] == '>')
+			break;
+	}
+	if (j >= n && q) { /* unclosed quote: end at the first '>' */
+		const char *gt = memchr(t + as, '>', n - as);
+		j = gt ? (size_t)(gt - t) : n;
+	}
+	return j;
+}
+
+/* The tag at t[i] == '<'; returns where scanning goes on. */
+static size_t tag(struct hs *h, size_t i)
+{
+	const char *t = h->t;
+	size_t n = h->n, j = i + 1;
+	bool closing = j < n && t[j] == '/';
+	if (closing)
+		j++;
+	size_t ns = j;
+	while (j < n && (isalnum((unsigned char)t[j]) || t[j] == ':' || t[j] == '-'))
+		j++;
+	if (j == ns) {
+		text_run(h, i, i + 1); /* not a tag: a literal '<' */
+		return i + 1;
+	}
+	char name[24];
+	size_t nl = j - ns < sizeof(name) - 1 ? j - ns : sizeof(name) - 1;
+	for (size_t k = 0; k < nl; k++)
+		name[k] = (char)tolower((unsigned char)t[ns + k]);
+	name[nl] = 0;
+	size_t as = j, ae = tag_end(h, j);
+	size_t next = ae < n ? ae + 1 : n;
+	count_tag(h, name, closing);
+	text_style(h, name, closing, as, ae);
+	if (!closing && (strcmp(name, "script") == 0 || strcmp(name, "style") == 0)) {
+		/* the content is skipped; the closing tag is a tag */
+		char endtag[16];
+		snprintf(endtag, sizeof(endtag), "</%.8s", name);
+		const char *e = find_ci(t + next, n - next, endtag);
+		return e ? (size_t)(e - t) : n;
+	}
+	if (strcmp(name, "title") == 0) {
+		h->in_title = !closing;
+		return next;
+	}
+	if (strcmp(name, "a") == 0)
+		h->in_a = !closing;
+	if (in_list(block_tags, name))
+		sift_buf_add(h->text, "\n", 1);
+	if (!closing)
+		tag_attributes(h, name, as, ae);
+	return next;
+}
+
+void sift_html_scan(const char *t, size_t n, struct sift_buf *text, struct sift_html_scan *r,
+		    sift_html_link_fn link, void *arg)
+{
+	struct hs h = {.t = t, .n = n, .text = text, .r = r, .sp = 1, .link = link, .arg = arg};
+	r->stats.max_font_size = 3;
+	r->stats.length = n;
+	snprintf(h.stack[0].fg, 8, "#000000");
+	snprintf(h.stack[0].bg, 8, "#ffffff");
+	size_t i = 0;
+	while (i < n) {
+		if (t[i] != '<') {
+			size_t j = i;
+			while (j < n && t[j] != '<')
+				j++;
+			text_run(&h, i, j);
+			i = j;
+		} else if (i + 1 < n && t[i + 1] == '!')
+			i = comment(&h, i);
+		else if (i + 1 < n && t[i + 1] == '?') {
+			const char *gt = memchr(t + i, '>', n - i); /* a processing instruction */
+			i = gt ? (size_t)(gt - t) + 1 : n;
+		} else
+			i = tag(&h, i);
+	}
+	sift_buf_free(&h.attr);
+	sift_buf_free(&h.run);
+}
+
+void sift_html_scan_free(struct sift_html_scan *r)
+{
+	sift_buf_free(&r->title);
+	sift_buf_free(&r->anchor);
+	sift_buf_free(&r->comments);
+}

@@ -1,0 +1,44 @@
+/*
+ * lib/html.h - the one HTML tokenizer: a single pass over a text/html part
+ * (UTF-8) that renders its text (tags removed, entities decoded, scripts
+ * and styles dropped, block tags as line breaks), reports its links and
+ * fills the statistics the spam rules' HTML evals use (struct sift_html in
+ * sift/plugin.h: tags per name, unknown tags, closing tags in excess,
+ * comments, title, anchor text, font sizes, text colours against their
+ * background, image area, forms posting to mailto:).
+ *
+ * A tokenizer, not a tree builder: for body rules we need the visible text,
+ * the links and a few statistics, not a DOM, and a tokenizer cannot blow up
+ * on broken nesting. Linear in the input. Pure: thread-safe.
+ */
+#ifndef SIFT_HTML_H
+#define SIFT_HTML_H
+
+#include <stddef.h>
+
+#include "sift.h"
+
+/* What one pass gives: the statistics (their title, anchor and comments
+ * pointers left NULL: the texts are in the buffers, for the caller to keep
+ * where it keeps the rest) and the texts. */
+struct sift_html_scan {
+	struct sift_html stats;
+	struct sift_buf title, anchor, comments;
+};
+
+/* Called for each link found in an attribute (a/area/link/base href, img,
+ * frame, iframe, embed, script, input src, form action, background ...);
+ * value entity-decoded, not NUL-terminated. */
+typedef void (*sift_html_link_fn)(void *arg, const char *uri, size_t len);
+
+/* Scans UTF-8 HTML t[0..n): the rendering is appended to text, *r is
+ * filled (initialise it with {0}; free with sift_html_scan_free). */
+void sift_html_scan(const char *t, size_t n, struct sift_buf *text, struct sift_html_scan *r,
+		    sift_html_link_fn link, void *arg);
+void sift_html_scan_free(struct sift_html_scan *r);
+
+/* Decodes one character reference at s[0] == '&' into o (UTF-8); returns
+ * the octets consumed, 0 when it is not one. */
+size_t sift_html_entity(const char *s, size_t n, struct sift_buf *o);
+
+#endif

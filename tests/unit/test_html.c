@@ -1,0 +1,135 @@
+/*
+ * test_html.c - the one HTML tokenizer (lib/html.c): the rendered text
+ * (tags removed, entities decoded, scripts and styles dropped, block tags
+ * as line breaks), the links, and the statistics of the same pass (tags per
+ * name, unknown tags, closing tags in excess, comments, title, anchor
+ * text, font sizes, low-contrast text, image area, mailto: forms), with
+ * quoted attribute values holding '>'.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "html.h"
+#include "sift.h"
+#include "t.h"
+
+struct links {
+	struct sift_buf all;
+};
+
+static void on_link(void *arg, const char *uri, size_t len)
+{
+	struct links *l = arg;
+	sift_buf_add(&l->all, uri, len);
+	sift_buf_add(&l->all, " ", 1);
+}
+
+struct run {
+	struct sift_buf text;
+	struct sift_html_scan r;
+	struct links l;
+};
+
+static void scan(struct run *x, const char *html)
+{
+	memset(x, 0, sizeof(*x));
+	sift_html_scan(html, strlen(html), &x->text, &x->r, on_link, &x->l);
+	sift_buf_str(&x->text);
+	sift_buf_str(&x->r.title);
+	sift_buf_str(&x->r.anchor);
+	sift_buf_str(&x->r.comments);
+	sift_buf_str(&x->l.all);
+}
+
+static void done_run(struct run *x)
+{
+	sift_buf_free(&x->text);
+	sift_buf_free(&x->l.all);
+	sift_html_scan_free(&x->r);
+}
+
+static const struct sift_html_tag *tagname(const struct sift_html *h, const char *name)
+{
+	for (size_t i = 0; i < h->ntagnames; i++)
+		if (strcmp(h->tagnames[i].name, name) == 0)
+			return &h->tagnames[i];
+	return NULL;
+}
+
+static void rendering(void)
+{
+	struct run x;
+	scan(&x, "<html><head><title>T &amp; t</title><style>p{}</style></head><body>"
+		 "<script>var a = '<b>';</script><p>one &lt;two&gt;&nbsp;x</p>a &copy; b<br>c &#x41;&#66;"
+		 "<!-- hidden --> 3 < 4</body></html>");
+	CHECK_STR(x.text.data, "\n\n\n\n\none <two>\xc2\xa0x\na \xc2\xa9 b\nc AB 3 < 4\n\n");
+	CHECK_STR(x.r.title.data, "T & t");
+	CHECK_STR(x.r.comments.data, "<!-- hidden -->\n");
+	/* html head title /title style /style body script /script p /p br /body /html */
+	CHECK_INT(x.r.stats.tags, 15);
+	CHECK_INT(x.r.stats.bad_tags, 0);
+	CHECK_INT(x.r.stats.closed_extra, 0);
+	CHECK(tagname(&x.r.stats, "script") && tagname(&x.r.stats, "script")->close == 1);
+	done_run(&x);
+}
+
+static void statistics(void)
+{
+	struct run x;
+	scan(&x, "<body text=\"#ffffff\" bgcolor=\"#ffffff\"><blink>x</blink></i></i><foo>"
+		 "<a href=\"http://a.example/?q=1&amp;r=2\">click <img src=\"cid:1\" width=\"10\" "
+		 "height=\"20\"></a>"
+		 "<font size=\"+4\">big</font><font size=2>s</font>"
+		 "<form action=\"MailTo:x@y.example\"></form><img width=5 height=5 src=x.png>");
+	const struct sift_html *h = &x.r.stats;
+	CHECK_INT(h->bad_tags, 1); /* blink is old but known, foo is not */
+	CHECK_INT(h->closed_extra, 2);
+	CHECK_INT(h->images, 2);
+	CHECK_INT(h->links, 1);
+	CHECK_INT(h->image_area, 225);
+	CHECK_INT(h->max_font_size, 7);
+	CHECK(h->form_mailto);
+	CHECK(h->low_contrast);
+	CHECK_STR(x.r.anchor.data, "click <img>");
+	CHECK_STR(x.l.all.data, "http://a.example/?q=1&r=2 cid:1 MailTo:x@y.example x.png ");
+	done_run(&x);
+
+	/* readable text: no low contrast; a style on a cell sets the colours */
+	scan(&x, "<body><p>plain</p><table><tr><td style=\"color: #fefefe; background-color: white\">"
+		 " \t</td></tr></table></body>");
+	CHECK(!x.r.stats.low_contrast);
+	done_run(&x);
+	scan(&x, "<table><tr><td style=\"color: #fefefe; background-color: white\">hidden</td></tr></table>");
+	CHECK(x.r.stats.low_contrast);
+	done_run(&x);
+}
+
+static void quoting(void)
+{
+	/* '>' inside a quoted attribute value does not end the tag */
+	struct run x;
+	scan(&x, "<a title=\"a > b\" href='http://q.example/'>go</a><?xml version=\"1.0\"?>!");
+	CHECK_STR(x.text.data, "go!");
+	CHECK_STR(x.r.anchor.data, "go");
+	CHECK_STR(x.l.all.data, "http://q.example/ ");
+	CHECK_INT(x.r.stats.tags, 2);
+	done_run(&x);
+	/* an unclosed quote ends at the first '>' */
+	scan(&x, "<img alt=\"x>after");
+	CHECK_STR(x.text.data, "after");
+	CHECK_INT(x.r.stats.images, 1);
+	done_run(&x);
+	/* an unterminated comment runs to the end */
+	scan(&x, "a<!-- b");
+	CHECK_STR(x.text.data, "a");
+	CHECK_STR(x.r.comments.data, "<!-- b\n");
+	done_run(&x);
+}
+
+int main(void)
+{
+	rendering();
+	statistics();
+	quoting();
+	return t_done();
+}

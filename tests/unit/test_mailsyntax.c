@@ -1,0 +1,222 @@
+/*
+ * test_mailsyntax.c - the core's mail syntax (lib/mailsyntax.c):
+ * address lists (display names, comments, quoted local parts, groups,
+ * RFC 2047 display names, obsolete routes, folding, domain literals,
+ * malformed input and bounds) and the RFC 2047 decoder (B and Q, charsets,
+ * adjacent words, malformed words, 8-bit octets).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mailsyntax.h"
+#include "sift.h"
+#include "t.h"
+
+struct tcase {
+	const char *in;
+	int n; /* expected count, -1 = error */
+	const char *addr[3];
+	const char *display[3];
+};
+
+static const struct tcase cases[] = {
+	{" alice@example.net", 1, {"alice@example.net"}, {""}},
+	{" Alice <alice@Example.NET>", 1, {"alice@example.net"}, {"Alice"}},
+	{" \"Smith, Alice\" <alice@example.net>", 1, {"alice@example.net"}, {"Smith, Alice"}},
+	{" alice@example.net (Alice Smith)", 1, {"alice@example.net"}, {""}},
+	{" alice@example.net (=?utf-8?q?Al=C3=AFce?=) (second)", 1, {"alice@example.net"}, {""}},
+	{" (comment (nested)) Alice (x) <alice(in)@example.net>", 1, {"alice@example.net"}, {"Alice"}},
+	{" \"john doe\"@example.net", 1, {"john doe@example.net"}, {""}},
+	{" \"a\\\"b\"@example.net", 1, {"a\"b@example.net"}, {""}},
+	{" =?UTF-8?B?QWxpY2Ugw4Fyb24=?= <alice@example.net>",
+	 1,
+	 {"alice@example.net"},
+	 {"Alice \xc3\x81ron"}},
+	/* charsets are converted; white space between encoded words dropped */
+	{" =?ISO-8859-1?Q?Andr=E9?= =?ISO-8859-1?Q?_Pirard?= <a@example.net>",
+	 1,
+	 {"a@example.net"},
+	 {"Andr\xc3\xa9 Pirard"}},
+	{" \"=?utf-8?q?bob=40example=2Enet?=\" <mallory@example.net>",
+	 1,
+	 {"mallory@example.net"},
+	 {"bob@example.net"}},
+	{" a@example.net, B <b@example.net>", 2, {"a@example.net", "b@example.net"}, {"", "B"}},
+	{" Team: a@example.net, <b@example.net>;", 2, {"a@example.net", "b@example.net"}, {"", ""}},
+	{" Team: a@example.net;, c@example.net", 2, {"a@example.net", "c@example.net"}, {"", ""}},
+	{" undisclosed-recipients:;", 0, {NULL}, {NULL}},
+	{" <@relay.example,@r2.example:alice@example.net>", 1, {"alice@example.net"}, {""}},
+	{" Alice\r\n <alice@example.net>", 1, {"alice@example.net"}, {"Alice"}},
+	{" a@[192.0.2.1]", 1, {"a@[192.0.2.1]"}, {""}},
+	{" Mr. Smith <smith@example.net>", 1, {"smith@example.net"}, {"Mr. Smith"}},
+	{" ,a@example.net,,", 1, {"a@example.net"}, {""}},
+	{" \"bob@example.net\" <alice@example.net>", 1, {"alice@example.net"}, {"bob@example.net"}},
+	/* an unquoted @ in a display name: shown as the name by clients */
+	{" a@b <c@d>", 1, {"c@d"}, {"a@b"}},
+	{" john . doe @ example . net", 1, {"john.doe@example.net"}, {""}},
+	{" j\xc3\xb6rg@b\xc3\xbc\x63her.example", 1, {"j\xc3\xb6rg@b\xc3\xbc\x63her.example"}, {""}},
+	{" J\xf6rg <j@example.net>", 1, {"j@example.net"}, {"J\xc3\xb6rg"}},
+	{" j\xf6rg@example.net", 1, {"j\xc3\xb6rg@example.net"}, {""}}, /* legacy 8-bit: Latin-1 */
+	{" me@mydomain.example (<ceo@bank.example>)", 1, {"me@mydomain.example"}, {""}},
+	{"", 0, {NULL}, {NULL}},
+	/* errors */
+	{" alice", -1, {NULL}, {NULL}},
+	{" <alice@example.net", -1, {NULL}, {NULL}},
+	{" \"unterminated <a@b>", -1, {NULL}, {NULL}},
+	{" (unterminated a@b", -1, {NULL}, {NULL}},
+	{" @example.net", -1, {NULL}, {NULL}},
+	{" alice@", -1, {NULL}, {NULL}},
+	{" G: a@b", 1, {"a@b"}, {""}}, /* the ';' missing at the end */
+	{" a\x01@b", -1, {NULL}, {NULL}},
+	{" a@b c@d", -1, {NULL}, {NULL}},
+	{" john doe@example.net", -1, {NULL}, {NULL}},
+	{" a@b@c", -1, {NULL}, {NULL}},
+	{" <a@b> <c@d>", -1, {NULL}, {NULL}},
+	{" <a@b> x", -1, {NULL}, {NULL}},
+	{" <a@b>>", -1, {NULL}, {NULL}},
+	{" G: H: a@b;;", -1, {NULL}, {NULL}},
+	{" G: a@b; c@d", -1, {NULL}, {NULL}},
+	{" a@b; c@d", -1, {NULL}, {NULL}},
+	{" <x:a@b>", -1, {NULL}, {NULL}},
+	{" a@example..net", -1, {NULL}, {NULL}},
+	{" a@.example.net", -1, {NULL}, {NULL}},
+	{" a@[1.2 .3.4]", -1, {NULL}, {NULL}},
+	{" a@[1.2.3.4", -1, {NULL}, {NULL}},
+	{" a@\xff\xfe.example", -1, {NULL}, {NULL}},
+	{" <>", -1, {NULL}, {NULL}},
+	{" a) <b@c>", -1, {NULL}, {NULL}},
+	{" [x] <b@c>", -1, {NULL}, {NULL}},
+	{" \"a\x01\"@b", -1, {NULL}, {NULL}},
+	{" \"a\\\r\nb\"@b", -1, {NULL}, {NULL}}, /* a quoted line break */
+};
+
+static void addresses(void)
+{
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct tcase *tc = &cases[i];
+		struct sift_addrs *a = sift_addrlist_parse(tc->in);
+		int n = a->error ? -1 : (int)a->count;
+		if (n != tc->n)
+			fprintf(stderr, "case %zu: %s -> %d (%s)\n", i, tc->in, n, a->error ? a->error : "");
+		CHECK_INT(n, tc->n);
+		if (n < 0)
+			CHECK(a->count == 0);
+		for (int k = 0; k < n && k < tc->n && k < 3; k++) {
+			CHECK_STR(a->mb[k].addr, tc->addr[k]);
+			CHECK_STR(a->mb[k].display, tc->display[k]);
+			const char *at = strrchr(tc->addr[k], '@');
+			CHECK_STR(a->mb[k].domain, at + 1);
+			CHECK(strlen(a->mb[k].local) == (size_t)(at - tc->addr[k]) &&
+			      strncmp(a->mb[k].local, tc->addr[k], strlen(a->mb[k].local)) == 0);
+		}
+		free(a);
+	}
+	struct sift_addrs *a = sift_addrlist_parse(" \"x@y\"@[10.0.0.1]");
+	CHECK_STR(a->mb[0].local, "x@y");
+	CHECK_STR(a->mb[0].domain, "[10.0.0.1]");
+	free(a);
+	/* the old form's comment: a name, apart from the display name */
+	a = sift_addrlist_parse(" alice@example.net (=?utf-8?q?Al=C3=AFce?=) (second)");
+	CHECK_STR(a->mb[0].comment, "Al\xc3\xaf"
+				    "ce");
+	free(a);
+	a = sift_addrlist_parse(" me@mydomain.example (<ceo@bank.example>), Bob <b@x.example> (c)");
+	CHECK_STR(a->mb[0].comment, "<ceo@bank.example>");
+	CHECK_STR(a->mb[0].display, "");
+	CHECK_STR(a->mb[1].comment, "");
+	CHECK_STR(a->mb[1].display, "Bob");
+	free(a);
+	a = sift_addrlist_parse(NULL);
+	CHECK(a->count == 0 && a->error == NULL);
+	free(a);
+}
+
+static void bounds(void)
+{
+	/* Too many mailboxes, too long, deep comments, token flood. */
+	static char big[40000];
+	size_t len = 0;
+	for (int i = 0; i < 300; i++)
+		len += (size_t)snprintf(big + len, sizeof(big) - len, "u%d@e.net,", i);
+	struct sift_addrs *a = sift_addrlist_parse(big);
+	CHECK_STR(a->error, "too many addresses");
+	free(a);
+	memset(big, 'a', 20000);
+	big[20000] = 0;
+	a = sift_addrlist_parse(big);
+	CHECK_STR(a->error, "header value too long");
+	free(a);
+	memset(big, '(', 100);
+	strcpy(big + 100, "a@b");
+	a = sift_addrlist_parse(big);
+	CHECK_STR(a->error, "comments nested too deep");
+	free(a);
+	len = 0;
+	for (int i = 0; i < 3000; i++)
+		big[len++] = ',', big[len++] = ' ';
+	big[len] = 0;
+	a = sift_addrlist_parse(big);
+	CHECK_STR(a->error, "too many tokens");
+	free(a);
+	memset(big, 'l', 300);
+	strcpy(big + 300, "@example.net");
+	a = sift_addrlist_parse(big);
+	CHECK_STR(a->error, "local part too long");
+	free(a);
+	big[0] = 'l';
+	big[1] = '@';
+	for (int i = 0; i < 300; i++)
+		big[2 + i] = i % 10 == 9 ? '.' : 'd';
+	strcpy(big + 302, "x");
+	a = sift_addrlist_parse(big);
+	CHECK_STR(a->error, "domain too long");
+	free(a);
+}
+
+struct dcase {
+	const char *in, *out;
+};
+
+static const struct dcase dcases[] = {
+	{"plain text", "plain text"},
+	{"  folded\r\n\tvalue  ", "folded value"},
+	{"=?utf-8?q?caf=C3=A9?=", "caf\xc3\xa9"},
+	{"=?iso-8859-1?q?caf=E9?= au lait", "caf\xc3\xa9 au lait"},
+	{"=?utf-8?b?w6k=?= =?utf-8?b?w6k=?=", "\xc3\xa9\xc3\xa9"},
+	{"=?utf-8?q?a?=\r\n =?utf-8?q?b?=", "ab"},
+	{"x =?utf-8?q?a_b?= y", "x a b y"},
+	{"=?UTF-8*en?Q?hi?=", "hi"},
+	{"=?utf-8?x?abc?=", "=?utf-8?x?abc?="},
+	{"=?utf-8?q?unterminated", "=?utf-8?q?unterminated"},
+	{"=?utf-8?q?=3C=40=2C?=", "<@,"},
+	{"Latin-1 \xe9t\xe9", "Latin-1 \xc3\xa9t\xc3\xa9"},
+	{"=?koi8-r?b?8NLJ18XU?=", "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82"},
+	{"", ""},
+};
+
+static void decoder(void)
+{
+	for (size_t i = 0; i < sizeof(dcases) / sizeof(dcases[0]); i++) {
+		char *d = sift_header_decode(dcases[i].in);
+		CHECK_STR(d, dcases[i].out);
+		free(d);
+	}
+	/* through the display name too: one decoder */
+	struct sift_addrs *a = sift_addrlist_parse("=?koi8-r?b?8NLJ18XU?= <a@b.example>");
+	CHECK_STR(a->mb[0].display, "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82");
+	free(a);
+	/* an encoded word hides nothing from the address parser */
+	a = sift_addrlist_parse("=?utf-8?q?ceo=40bank=2Eexample_=3C?= <me@my.example>");
+	CHECK(a->count == 1);
+	CHECK_STR(a->mb[0].addr, "me@my.example");
+	CHECK_STR(a->mb[0].display, "ceo@bank.example <");
+	free(a);
+}
+
+int main(void)
+{
+	addresses();
+	bounds();
+	decoder();
+	return t_done();
+}

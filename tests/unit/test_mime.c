@@ -1,0 +1,108 @@
+/*
+ * test_mime.c - the MIME parser's part tree (lib/mime.c): multipart
+ * delimiters as RFC 2046 5.1.1 defines them ("--" + boundary followed by
+ * "--", transport padding or the line end, nothing else), a preamble line
+ * that only starts with a delimiter, nested boundaries that prefix each
+ * other, and decoded headers.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mime.h"
+#include "sift.h"
+#include "t.h"
+
+static struct sift_mime *parse(const char *msg)
+{
+	return sift_mime_parse_message((const unsigned char *)msg, strlen(msg), NULL);
+}
+
+/* The text of the n-th text/plain leaf, or NULL. */
+static const char *leaf_text(const struct sift_mime *m, int n)
+{
+	for (size_t i = 0; i < m->part_count; i++)
+		if (strcmp(m->parts[i].type, "text/plain") == 0 && m->parts[i].text && n-- == 0)
+			return m->parts[i].text;
+	return NULL;
+}
+
+static void preamble(void)
+{
+	/* "--qq not a boundary" in the preamble and inside a part: text, not
+	 * a delimiter of boundary "q". */
+	struct sift_mime *m = parse("Content-Type: multipart/mixed; boundary=q\n\n"
+				    "--qq not a boundary\n"
+				    "--q\n\n"
+				    "one\n--qq still text\n"
+				    "--q \t\n\n"
+				    "two\n"
+				    "--q--\n");
+	CHECK_INT(m->part_count, 3);
+	CHECK_STR(leaf_text(m, 0), "one\n--qq still text");
+	CHECK_STR(leaf_text(m, 1), "two");
+	CHECK(!(m->flags & SIFT_MIME_F_MISSING_BOUNDARY));
+	sift_mime_free(m);
+
+	/* "--q" followed by other text never opens or closes a part. */
+	m = parse("Content-Type: multipart/mixed; boundary=q\n\n--qx\n\nnot a part\n--q-x\n");
+	CHECK_INT(m->part_count, 1);
+	CHECK(m->flags & SIFT_MIME_F_MISSING_BOUNDARY);
+	sift_mime_free(m);
+}
+
+static void nested_prefix(void)
+{
+	/* outer boundary "q", inner "qq": the inner delimiters belong to the
+	 * inner multipart only. */
+	struct sift_mime *m = parse("Content-Type: multipart/mixed; boundary=q\r\n\r\n"
+				    "--q\r\n"
+				    "Content-Type: multipart/alternative; boundary=qq\r\n\r\n"
+				    "--qq\r\n\r\n"
+				    "inner one\r\n"
+				    "--qq\r\n\r\n"
+				    "inner two\r\n"
+				    "--qq--\r\n"
+				    "--q\r\n\r\n"
+				    "outer two\r\n"
+				    "--q--\r\n");
+	CHECK_INT(m->part_count, 5);
+	if (m->part_count == 5) {
+		CHECK_STR(m->parts[1].type, "multipart/alternative");
+		CHECK_INT(m->parts[2].parent, 1);
+		CHECK_INT(m->parts[3].parent, 1);
+		CHECK_INT(m->parts[4].parent, 0);
+		CHECK_INT(m->parts[4].depth, 1);
+	}
+	CHECK_STR(leaf_text(m, 0), "inner one");
+	CHECK_STR(leaf_text(m, 1), "inner two");
+	CHECK_STR(leaf_text(m, 2), "outer two");
+	CHECK(!(m->flags & SIFT_MIME_F_MISSING_BOUNDARY));
+	sift_mime_free(m);
+
+	/* the reverse: outer "qq", inner "q" */
+	m = parse("Content-Type: multipart/mixed; boundary=qq\n\n"
+		  "--qq\nContent-Type: multipart/alternative; boundary=q\n\n"
+		  "--q\n\na\n--q--\n"
+		  "--qq\n\nb\n--qq--\n");
+	CHECK_INT(m->part_count, 4);
+	CHECK_STR(leaf_text(m, 0), "a");
+	CHECK_STR(leaf_text(m, 1), "b");
+	sift_mime_free(m);
+}
+
+static void headers(void)
+{
+	struct sift_mime *m = parse("Subject: =?utf-8?q?caf=C3=A9?=\n\t=?iso-8859-1?q?_cr=E8me?=\n\nbody\n");
+	CHECK_INT(m->header_count, 1);
+	CHECK_STR(m->headers[0].value, "caf\xc3\xa9 cr\xc3\xa8me");
+	CHECK_STR(leaf_text(m, 0), "body\n");
+	sift_mime_free(m);
+}
+
+int main(void)
+{
+	preamble();
+	nested_prefix();
+	headers();
+	return t_done();
+}
