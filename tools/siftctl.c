@@ -211,17 +211,25 @@ static int cmd_test(int argc, char **argv)
 			json = true;
 			break;
 		default:
+			free(to);
 			fputs(test_usage, stderr);
 			return 1;
 		}
 	}
 	if (optind != argc - 1) {
+		free(to);
 		fprintf(stderr, "siftctl test: one message file expected\n");
+		return 1;
+	}
+	if (profile && strcmp(profile, "inbound") != 0 && strcmp(profile, "originating") != 0) {
+		free(to);
+		fprintf(stderr, "siftctl test: --profile is inbound or originating\n");
 		return 1;
 	}
 	const char *file = argv[optind];
 	FILE *fp = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
 	if (!fp) {
+		free(to);
 		fprintf(stderr, "siftctl test: %s: %s\n", file, strerror(errno));
 		return 1;
 	}
@@ -231,6 +239,12 @@ static int cmd_test(int argc, char **argv)
 	char *err = NULL;
 	if (sift_msg_read_file(src, fp, &err) < 0) {
 		fprintf(stderr, "siftctl test: %s: %s\n", file, err);
+		free(err);
+		if (fp != stdin)
+			fclose(fp);
+		sift_msg_free(src);
+		sift_gen_unref(g);
+		free(to);
 		return 1;
 	}
 	if (fp != stdin)
@@ -240,16 +254,9 @@ static int cmd_test(int argc, char **argv)
 	sift_ctx_set(ctx, SIFT_I_CLIENT_ADDR, client);
 	sift_ctx_set(ctx, SIFT_I_CLIENT_NAME, client_name);
 	sift_ctx_set(ctx, SIFT_I_CLIENT_PTR, client_name);
-	if (profile) {
-		if (strcmp(profile, "inbound") == 0)
-			sift_ctx_force_profile(ctx, SIFT_INBOUND);
-		else if (strcmp(profile, "originating") == 0)
-			sift_ctx_force_profile(ctx, SIFT_ORIGINATING);
-		else {
-			fprintf(stderr, "siftctl test: --profile is inbound or originating\n");
-			return 1;
-		}
-	}
+	if (profile)
+		sift_ctx_force_profile(ctx,
+				       strcmp(profile, "inbound") == 0 ? SIFT_INBOUND : SIFT_ORIGINATING);
 	sift_ctx_choose_profile(ctx);
 	enum sift_verdict v = sift_run(ctx, SIFT_PH_CONNECT);
 	if (v == SIFT_DUNNO) {
@@ -455,6 +462,8 @@ static int cmd_reload(int argc, char **argv)
 	char *path = sift_config_get(cfg, name, &err);
 	if (!path && err) {
 		fprintf(stderr, "siftctl reload: %s\n", err);
+		free(err);
+		sift_config_free(cfg);
 		return 1;
 	}
 	if (!path)
@@ -462,6 +471,8 @@ static int cmd_reload(int argc, char **argv)
 	if (!*path) {
 		fprintf(stderr, "siftctl reload: %s is empty in %s: %s has no control socket\n", name,
 			opts.config_file, which);
+		free(path);
+		sift_config_free(cfg);
 		return 1;
 	}
 	char *answer = NULL;
