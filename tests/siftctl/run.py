@@ -4,7 +4,7 @@
 (the daemons' -t: unknown names are errors), `--help` on every command,
 options after operands, `reload` through the daemons' control sockets (the
 outcome, a refused user) and bad input. Prints "N passed, N failed"."""
-import json, os, pwd, shutil, subprocess, sys, tempfile
+import json, os, pwd, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import sifttest  # noqa: E402
@@ -228,6 +228,10 @@ def reload_tests(tmp, pconf):
         check(st.st_mode & 0o777 == 0o600 and st.st_uid == 0, "control socket: mode 0600, owned by root",
               oct(st.st_mode))
         nobody = pwd.getpwnam("nobody")
+        # the port accepts as soon as it is bound, as root: the drop follows
+        end = time.monotonic() + 10
+        while os.stat(f"/proc/{pol.pid}").st_uid != nobody.pw_uid and time.monotonic() < end:
+            time.sleep(0.05)
         check(os.stat(f"/proc/{pol.pid}").st_uid == nobody.pw_uid, "policyd runs as nobody")
 
         def ask():
@@ -263,7 +267,6 @@ def reload_tests(tmp, pconf):
             if "third generation" in ask():
                 ok = True
                 break
-            import time
             time.sleep(0.1)
         check(ok, "SIGHUP still reloads", ask())
 
