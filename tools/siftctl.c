@@ -99,8 +99,12 @@ static void getopt_restart(void)
 
 struct sift_gen *siftctl_load(struct sift_opts *o, enum sift_daemon d)
 {
-	if (o != &opts)
+	if (o != &opts) {
+		/* o's list replaces the one -o options were parsed into */
+		if (opts.overrides != o->overrides)
+			free(opts.overrides);
 		opts = *o;
+	}
 	return load(d);
 }
 
