@@ -253,6 +253,7 @@ int main(int argc, char **argv)
 		bool all = opts.print_all;
 		sift_params_print(stdout, sift_gen_config(g), "", filterd_params, all);
 		sift_gen_print_params(stdout, g, all);
+		sift_gen_unref(g);
 		return 0;
 	}
 	/* Everything that could stop the start is checked before anything is
@@ -266,6 +267,7 @@ int main(int argc, char **argv)
 			goto fail;
 		printf("filterd: configuration OK (%zu plugin%s)\n", sift_gen_plugin_count(g),
 		       sift_gen_plugin_count(g) == 1 ? "" : "s");
+		sift_gen_unref(g);
 		return 0;
 	}
 #ifdef FILTERD_HAVE_LIBMILTER
@@ -328,5 +330,6 @@ fail:
 	else
 		sift_log(LOG_ERR, "%s", err);
 	free(err);
+	sift_gen_unref(g);
 	return 1;
 }

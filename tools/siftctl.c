@@ -332,11 +332,14 @@ static int cmd_test(int argc, char **argv)
 {
 	struct test_opts o = {.client = "127.0.0.1", .client_name = "localhost", .helo = "localhost"};
 	int fi = test_args(argc, argv, &o);
-	if (fi < 0)
+	if (fi < 0) {
+		free(o.to);
 		return 1;
+	}
 	const char *file = argv[fi];
 	FILE *fp = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
 	if (!fp) {
+		free(o.to);
 		fprintf(stderr, "siftctl test: %s: %s\n", file, strerror(errno));
 		return 1;
 	}
@@ -346,6 +349,12 @@ static int cmd_test(int argc, char **argv)
 	char *err = NULL;
 	if (sift_msg_read_file(src, fp, &err) < 0) {
 		fprintf(stderr, "siftctl test: %s: %s\n", file, err);
+		free(err);
+		if (fp != stdin)
+			fclose(fp);
+		sift_msg_free(src);
+		sift_gen_unref(g);
+		free(o.to);
 		return 1;
 	}
 	if (fp != stdin)
@@ -440,6 +449,8 @@ static int cmd_reload(int argc, char **argv)
 	char *path = sift_config_get(cfg, name, &err);
 	if (!path && err) {
 		fprintf(stderr, "siftctl reload: %s\n", err);
+		free(err);
+		sift_config_free(cfg);
 		return 1;
 	}
 	if (!path)
@@ -447,6 +458,8 @@ static int cmd_reload(int argc, char **argv)
 	if (!*path) {
 		fprintf(stderr, "siftctl reload: %s is empty in %s: %s has no control socket\n", name,
 			opts.config_file, which);
+		free(path);
+		sift_config_free(cfg);
 		return 1;
 	}
 	char *answer = NULL;

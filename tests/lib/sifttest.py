@@ -49,6 +49,7 @@ For test scripts (see each docstring):
     PolicyClient(port)          policy-delegation client: ask(**attrs) -> action
 """
 
+import atexit
 import email
 import email.policy
 import json
@@ -72,6 +73,26 @@ __all__ = ['free_port', 'wait_port', 'wait_unix', 'Proc', 'Postfix', 'SendResult
            'siftctl_test', 'PolicyClient']
 
 TEST_DOMAINS = ('sift.test', 'example.test', 'example.net.test')
+
+# Sanitizer reports (ASan, LSan, UBSan) found in the logs of stopped Procs.
+# A daemon's leak report appears when it exits, after the test's checks, and
+# goes to its log, which no check reads: the test script's exit status
+# turns into a failure instead (see _sanitizer_exit).
+SANITIZER_RE = re.compile(r'ERROR: (?:LeakSanitizer|AddressSanitizer)|SUMMARY: UndefinedBehaviorSanitizer|'
+                          r': runtime error: ')
+_sanitizer_reports = []
+
+
+def _sanitizer_exit():
+    if not _sanitizer_reports:
+        return
+    print('FAIL sanitizer reports from %d stopped process(es): %s' % (
+        len(_sanitizer_reports), ', '.join(_sanitizer_reports)), flush=True)
+    print('0 passed, %d failed' % len(_sanitizer_reports), flush=True)
+    os._exit(1)
+
+
+atexit.register(_sanitizer_exit)
 
 _handed_out = set()
 
@@ -290,6 +311,7 @@ class Proc:
         if self.popen is not None:
             raise ProcError('%s already started' % self.name)
         logf = open(self.log_path, 'ab', buffering=0)
+        self.log_start = logf.tell()
         env = dict(os.environ)
         env.pop('NOTIFY_SOCKET', None)
         if self.env:
@@ -372,7 +394,27 @@ class Proc:
         if self.notify_sock is not None:
             self.notify_sock.close()
             self.notify_sock = None
+        self.check_sanitizers()
         return self.returncode
+
+    def check_sanitizers(self):
+        """Looks for a sanitizer report in what this process wrote to its
+        log; a report is printed and makes the test script exit 1."""
+        if getattr(self, 'sanitizers_checked', False):
+            return
+        self.sanitizers_checked = True
+        try:
+            with open(self.log_path, 'rb') as f:
+                f.seek(getattr(self, 'log_start', 0))
+                text = f.read().decode('utf-8', 'replace')
+        except OSError:
+            return
+        m = SANITIZER_RE.search(text)
+        if m:
+            what = '%s (pid %d, log %s)' % (self.name, self.popen.pid, self.log_path)
+            _sanitizer_reports.append(what)
+            print('FAIL sanitizer report from %s:\n%s' % (what, text[max(0, m.start() - 200):][:6000]),
+                  flush=True)
 
     def signal(self, sig):
         if self.alive():

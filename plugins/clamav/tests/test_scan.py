@@ -184,7 +184,16 @@ def main():
               ctl.run('quarantine', 'list', '--reason', 'spam').stdout == '' and
               ctl.run('quarantine', 'list', '--older-than', '1h').stdout == '',
               'list filters')
-        check(ctl.run('quarantine', 'show', '../etc/passwd').returncode != 0, 'bad id refused')
+        # An id is a file name in the quarantine directory, never a path: a
+        # valid entry one level up must stay out of reach of show and delete.
+        outside = os.path.join(root, 'outside.msg')
+        shutil.copyfile(os.path.join(qdir, qid + '.msg'), outside)
+        for cmd in ('show', 'delete'):
+            r2 = ctl.run('quarantine', cmd, '../outside')
+            check(r2.returncode != 0 and 'bad quarantine id "../outside"' in r2.stderr and
+                  'Queue-Id:' not in r2.stdout and os.path.exists(outside),
+                  'bad id refused by ' + cmd, r2.stdout + r2.stderr)
+        os.unlink(outside)
         r2 = ctl.run('quarantine', 'purge', '--older-than', '7d')
         check(r2.returncode == 0 and os.listdir(qdir) == [qid + '.msg'], 'purge 7d keeps new',
               r2.stdout + r2.stderr)
