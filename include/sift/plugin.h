@@ -65,6 +65,13 @@
  * Growing the ABI: fields are only ever appended to struct sift_plugin and
  * struct sift_host; abi_minor grows with each addition. A plugin built for
  * an older minor is accepted; fields past its struct_size read as absent.
+ *
+ * Minor versions:
+ *   0  the first ABI;
+ *   1  struct sift_plugin.tools (siftctl commands); struct sift_host:
+ *      tool_message, message_size/message_read (the message as received),
+ *      addrlist_parse/header_decode (mail syntax); struct sift_mime.html
+ *      (HTML statistics). A plugin using them checks host->struct_size.
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -78,7 +85,7 @@ extern "C" {
 #endif
 
 #define SIFT_ABI_MAJOR 1
-#define SIFT_ABI_MINOR 0
+#define SIFT_ABI_MINOR 1
 
 struct sift_ctx; /* one connection/message/request as seen by a plugin */
 struct sift_map; /* a map in Postfix table syntax (type:name) */
