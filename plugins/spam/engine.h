@@ -46,6 +46,10 @@ struct spam_input {
 	/* connection data, as pseudo-headers X-Sift-Helo, X-Sift-Client-Addr,
 	 * X-Sift-Client-Name (NULL = absent) */
 	const char *helo, *client_addr, *client_name;
+	/* The core's address-list parser (host->addrlist_parse; the plugin's
+	 * tools get it from the host siftctl passes them): From:addr, :name and
+	 * the recipient evals read addresses through it. NULL = no addresses. */
+	struct sift_addrs *(*addrlist_parse)(const char *value);
 };
 
 struct spam_hit {

@@ -14,7 +14,6 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "html.h"
 #include "internal.h"
 
 static const char *arg(const struct rule *r, int i)
@@ -193,14 +192,6 @@ static int ev_for_mime(struct msgctx *m, const struct rule *r)
 	if (strcmp(t, "mime_base64_no_name") == 0)
 		return b64_noname > 0;
 	return 0;
-}
-
-static const struct sift_mime_part *html_part(struct msgctx *m)
-{
-	for (size_t i = 0; i < m->mime->part_count; i++)
-		if (m->mime->parts[i].flags & SIFT_MIME_P_HTML)
-			return &m->mime->parts[i];
-	return NULL;
 }
 
 /* ---- relays (relay.c) ---- */
@@ -476,18 +467,29 @@ static int ev_mime_html_only(struct msgctx *m, const struct rule *r)
 	return h > 0 && t == 0;
 }
 
-static bool html_value(struct htmlinfo *hi, const char *test, double *v)
+/* The statistics of the first HTML part (SpamAssassin keeps the first HTML
+ * part's results), from the core's HTML tokenizer; NULL when there is none. */
+static const struct sift_html *html_info(struct msgctx *m)
 {
-	if (!hi->present)
+	const struct sift_mime *mm = m->mime;
+	for (size_t i = 0; mm->html && i < mm->part_count; i++)
+		if (mm->parts[i].flags & SIFT_MIME_P_HTML)
+			return mm->html[i];
+	return NULL;
+}
+
+static bool html_value(const struct sift_html *hi, const char *test, double *v)
+{
+	if (!hi)
 		return false;
 	if (strcmp(test, "length") == 0)
-		*v = hi->length;
+		*v = (double)hi->length;
 	else if (strcmp(test, "max_size") == 0)
 		*v = hi->max_font_size;
 	else if (strcmp(test, "bad_tag_ratio") == 0)
-		*v = hi->total_tags ? (double)hi->bad_tags / hi->total_tags : 0;
+		*v = hi->tags ? (double)hi->bad_tags / hi->tags : 0;
 	else if (strcmp(test, "closed_extra_ratio") == 0)
-		*v = hi->total_tags ? (double)hi->closed_extra / hi->total_tags : 0;
+		*v = hi->tags ? (double)hi->closed_extra / hi->tags : 0;
 	else
 		return false;
 	return true;
@@ -542,45 +544,43 @@ static int ev_html_eval(struct msgctx *m, const struct rule *r)
 
 static int ev_html_tag_exists(struct msgctx *m, const struct rule *r)
 {
-	struct htmlinfo *hi = html_info(m);
-	for (int i = 0; i < hi->ntags; i++)
-		if (strcasecmp(hi->tags[i].name, arg(r, 0)) == 0 && hi->tags[i].open > 0)
+	const struct sift_html *hi = html_info(m);
+	for (size_t i = 0; hi && i < hi->ntagnames; i++)
+		if (strcasecmp(hi->tagnames[i].name, arg(r, 0)) == 0 && hi->tagnames[i].open > 0)
 			return 1;
 	return 0;
 }
 
 static int ev_html_tag_balance(struct msgctx *m, const struct rule *r)
 {
-	struct htmlinfo *hi = html_info(m);
-	if (!hi->present)
-		return 0;
-	for (int i = 0; i < hi->ntags; i++)
-		if (strcasecmp(hi->tags[i].name, arg(r, 0)) == 0)
-			return cmp_expr(hi->tags[i].open - hi->tags[i].close, arg(r, 1));
+	const struct sift_html *hi = html_info(m);
+	for (size_t i = 0; hi && i < hi->ntagnames; i++)
+		if (strcasecmp(hi->tagnames[i].name, arg(r, 0)) == 0)
+			return cmp_expr((int)hi->tagnames[i].open - (int)hi->tagnames[i].close, arg(r, 1));
 	return 0;
 }
 
 static int ev_html_text_match(struct msgctx *m, const struct rule *r)
 {
-	struct htmlinfo *hi = html_info(m);
-	if (!hi->present)
+	const struct sift_html *hi = html_info(m);
+	if (!hi)
 		return 0;
 	const char *w = arg(r, 0);
-	struct sbuf *src = strcmp(w, "comment") == 0  ? &hi->comments
-			   : strcmp(w, "title") == 0  ? &hi->title
-			   : strcmp(w, "anchor") == 0 ? &hi->anchor
-						      : NULL;
-	if (!src || !src->n)
+	const char *src = strcmp(w, "comment") == 0  ? hi->comments
+			  : strcmp(w, "title") == 0  ? hi->title
+			  : strcmp(w, "anchor") == 0 ? hi->anchor
+						     : NULL;
+	if (!src || !*src)
 		return 0;
-	return re_match_str(arg(r, 1), src->d);
+	return re_match_str(arg(r, 1), src);
 }
 
 static int ev_html_image_ratio(struct msgctx *m, const struct rule *r)
 {
-	struct htmlinfo *hi = html_info(m);
-	if (!hi->present || hi->image_area <= 0)
+	const struct sift_html *hi = html_info(m);
+	if (!hi || hi->image_area == 0)
 		return 0;
-	double ratio = hi->length / hi->image_area;
+	double ratio = (double)hi->length / (double)hi->image_area;
 	return ratio > atof(arg(r, 0)) && ratio <= atof(arg(r, 1));
 }
 
@@ -698,28 +698,13 @@ static size_t recipient_list(struct msgctx *m, char addrs[][128], size_t max)
 		size_t st = 0;
 		const struct sift_mime_header *h;
 		while ((h = mh(m->mime, *hn, &st)) && n < max) {
-			/* split on commas outside quotes */
-			const char *p = h->value;
-			while (*p && n < max) {
-				const char *q = p;
-				bool inq = false;
-				while (*q && (inq || *q != ',')) {
-					if (*q == '"')
-						inq = !inq;
-					q++;
-				}
-				char *one = xstrndup(p, (size_t)(q - p));
-				struct sbuf b = {0};
-				extract_addr(&b, one);
-				if (b.n && strchr(b.d, '@')) {
-					snprintf(addrs[n], 128, "%s", b.d);
-					if (n == 0 || strcasecmp(addrs[n], addrs[n - 1]) != 0)
-						n++;
-				}
-				free(b.d);
-				free(one);
-				p = *q ? q + 1 : q;
+			struct sift_addrs *a = m->in->addrlist_parse ? m->in->addrlist_parse(h->raw) : NULL;
+			for (size_t k = 0; a && k < a->count && n < max; k++) {
+				snprintf(addrs[n], 128, "%s", a->mb[k].addr);
+				if (n == 0 || strcasecmp(addrs[n], addrs[n - 1]) != 0)
+					n++;
 			}
+			free(a);
 		}
 		if (n >= 5 && **hn == 'C')
 			break;
@@ -766,27 +751,27 @@ static int ev_sorted_recipients(struct msgctx *m, const struct rule *r)
 /* HTMLEval html_test(name): the few tests we keep statistics for. */
 static int ev_html_test(struct msgctx *m, const struct rule *r)
 {
-	const struct sift_mime_part *p = html_part(m);
-	if (!p)
+	const struct sift_html *hi = html_info(m);
+	if (!hi)
 		return 0;
 	const char *t = arg(r, 0);
 	if (strcmp(t, "html") == 0)
 		return 1;
 	if (strcmp(t, "form_action_mailto") == 0)
-		return html_info(m)->form_mailto;
+		return hi->form_mailto;
 	if (strcmp(t, "font_low_contrast") == 0)
-		return html_info(m)->low_contrast;
+		return hi->low_contrast;
 	if (strcmp(t, "html_unknown_tag") == 0 || strcmp(t, "bad_tag") == 0)
-		return p->html_bad_tags > 0;
+		return hi->bad_tags > 0;
 	return 0; /* font_face_bad, embeds ...: not analysed */
 }
 
 static int ev_html_image_only(struct msgctx *m, const struct rule *r)
 {
-	const struct sift_mime_part *p = html_part(m);
-	if (!p || !p->html_images)
+	const struct sift_html *hi = html_info(m);
+	if (!hi || !hi->images)
 		return 0;
-	double len = html_info(m)->length;
+	double len = (double)hi->length;
 	return len > atof(arg(r, 0)) && len <= atof(arg(r, 1));
 }
 

@@ -11,7 +11,6 @@
  *   texts.c      per message: the texts rules match (headers, body ...)
  *   relay.c      Received: headers (relays) and RFC 2822 dates
  *   addr.c       addresses in header values
- *   html.c       the HTML analysis (html.h)
  *   evals.c      eval: functions
  *   lint.c       lint, stats and the X-Spam-Status report
  * Hot paths (per match or per octet) are static inline here or static in
@@ -297,7 +296,6 @@ enum {
 
 /* ---- per message ------------------------------------------------------------ */
 
-struct htmlinfo;
 struct msgctx {
 	const struct spam_engine *e;
 	const struct spam_input *in;
@@ -327,7 +325,6 @@ struct msgctx {
 	long long deadline;
 	bool timed_out;
 	struct relayinfo *relays;
-	struct htmlinfo *html;
 #ifdef SPAM_HAVE_HS
 	const struct hsmatch *hm; /* NULL: the base matcher */
 	struct scratch_pool *pool;
@@ -421,7 +418,7 @@ void pool_put(struct scratch_pool *p, hs_scratch_t *s);
 void pool_free(struct scratch_pool *p);
 #endif
 
-/* ---- per message (texts.c, addr.c, html.h) --------------------------------- */
+/* ---- per message (texts.c, addr.c) ----------------------------------------- */
 
 /* The value a header rule matches, or NULL when the header is absent. */
 const char *target_value(struct msgctx *m, int ti);
@@ -429,9 +426,16 @@ const char *envelope_from(struct msgctx *m);
 void build_body(struct msgctx *m);
 void build_raw(struct msgctx *m);
 void build_full(struct msgctx *m);
-/* First address of a header value (":addr"), its display name (":name"). */
-void extract_addr(struct sbuf *b, const char *v);
-void extract_name(struct sbuf *b, const char *v);
+/* The first mailbox of an address-list value as the core's parser reads it
+ * (in->addrlist_parse, the parser senderlogin and DKIM use): its address,
+ * or with name its display name (the comment of the old form "addr (Name)"
+ * when there is none, as SpamAssassin); nothing when the value is not a valid
+ * address list or has no mailbox. */
+void first_mailbox(struct msgctx *m, struct sbuf *b, const char *v, bool name);
+/* The envelope sender (an SMTP path, from filterd or from Return-Path and
+ * the like): what is inside "<...>", else the first word, as SpamAssassin
+ * shows EnvelopeFrom (a path is no address list: "yyyy" stays "yyyy"). */
+void envelope_path(struct sbuf *b, const char *v);
 /* The first address of header `hdr` (or EnvelopeFrom), lower case. */
 void first_addr(struct msgctx *m, const char *hdr, char *out, size_t n);
 

@@ -5,7 +5,6 @@
  * metas in dependency order, and the result. Many threads at once: only
  * the per-message context is written.
  */
-#include "html.h"
 #include "internal.h"
 
 static int pmatch(struct msgctx *m, const struct rule *r, const char *s, size_t len, size_t off)
@@ -236,7 +235,6 @@ static void msg_free(struct msgctx *m)
 	free(m->rawlens);
 	free(m->full);
 	relays_free(m->relays);
-	html_free(m->html);
 	free(m->tvals);
 	free(m->tdone);
 	free(m->hits);

@@ -124,8 +124,8 @@ static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 {
 	struct spam_conf *c = cp;
 	host = h;
-	if (h->struct_size < offsetof(struct sift_host, symbol_get) + sizeof(h->symbol_get)) {
-		*err_r = strdup("host too old: no mime()/symbol_get()");
+	if (h->struct_size < offsetof(struct sift_host, addrlist_parse) + sizeof(h->addrlist_parse)) {
+		*err_r = strdup("host too old: no mime()/symbol_get()/addrlist_parse()");
 		return -1;
 	}
 	if (parse_level(c->tag_level, 2, &c->level[0][0], err_r, "tag_level") < 0 ||
@@ -260,6 +260,7 @@ static int score_message(struct sift_ctx *ctx, const struct spam_conf *c, const 
 		.helo = host->get(ctx, SIFT_I_HELO),
 		.client_addr = client,
 		.client_name = host->get(ctx, SIFT_I_CLIENT_NAME),
+		.addrlist_parse = host->addrlist_parse,
 		.deadline_ms =
 			left > 0 ? (long)((long long)tn.tv_sec * 1000 + tn.tv_nsec / 1000000 + left) : 0,
 	};

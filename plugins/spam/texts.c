@@ -91,10 +91,7 @@ const char *target_value(struct msgctx *m, int ti)
 	} else if (strcasecmp(t->name, "EnvelopeFrom") == 0) {
 		const char *ef = envelope_from(m);
 		if (ef) {
-			struct sbuf a = {0};
-			extract_addr(&a, ef);
-			sb_adds(&b, sb_str(&a));
-			free(a.d);
+			envelope_path(&b, ef);
 			found = true;
 		}
 	} else if (strncasecmp(t->name, "X-Sift-", 7) == 0) {
@@ -133,12 +130,8 @@ const char *target_value(struct msgctx *m, int ti)
 					break;
 				}
 				if (t->addr || t->nameonly) {
-					if (!found) {
-						if (t->addr)
-							extract_addr(&b, h->value);
-						else
-							extract_name(&b, h->value);
-					}
+					if (!found)
+						first_mailbox(m, &b, h->raw, !t->addr);
 				} else if (t->raw) {
 					add_raw_unfolded(&b, h->raw);
 					sb_add(&b, "\n", 1);

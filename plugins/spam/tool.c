@@ -65,6 +65,7 @@ static long long usecs(const struct timespec *a, const struct timespec *b)
 struct check_state {
 	const struct spam_engine *e;
 	const char *file, *from;
+	struct sift_addrs *(*addrlist_parse)(const char *value); /* the host's */
 	bool json;
 	double tag, tag2, spam_from;
 	struct timespec ts0;
@@ -92,7 +93,8 @@ static void print_json(const struct check_state *st, const struct spam_result *r
 static void check_done(void *arg, const struct sift_tool_message *m)
 {
 	const struct check_state *st = arg;
-	struct spam_input in = {.mime = m->mime, .envelope_from = st->from};
+	struct spam_input in = {
+		.mime = m->mime, .envelope_from = st->from, .addrlist_parse = st->addrlist_parse};
 	struct spam_result r;
 	spam_engine_check(st->e, &in, &r);
 	struct timespec ts1;
@@ -120,7 +122,7 @@ static void check_done(void *arg, const struct sift_tool_message *m)
 
 static int tool_check(const struct sift_host *host, void *conf, int argc, char **argv)
 {
-	struct check_state st = {0};
+	struct check_state st = {.addrlist_parse = host->addrlist_parse};
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
 		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)

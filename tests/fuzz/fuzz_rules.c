@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "../../plugins/spam/engine.h"
+#include "mailsyntax.h"
 #include "mime.h"
 #include "sift.h"
 
@@ -62,7 +63,8 @@ static void score(const struct spam_engine *e)
 				.sym_scores = scores,
 				.helo = "client.example.org",
 				.client_addr = "192.0.2.7",
-				.client_name = "mail.example.org"};
+				.client_name = "mail.example.org",
+				.addrlist_parse = sift_addrlist_parse};
 	struct spam_result r;
 	if (spam_engine_check(e, &in, &r) != 0)
 		abort();
