@@ -358,7 +358,8 @@ static struct sift_gen *init_gen(const struct sift_plugin *p, char **err_r)
 			  sift_asprintf("originating_plugins = %s", p->name)};
 	struct sift_opts x = *tool_opts;
 	x.overrides = sift_calloc(tool_opts->n_overrides + 2, sizeof(char *));
-	memcpy(x.overrides, tool_opts->overrides, tool_opts->n_overrides * sizeof(char *));
+	for (size_t i = 0; i < tool_opts->n_overrides; i++)
+		x.overrides[i] = tool_opts->overrides[i];
 	x.overrides[x.n_overrides++] = lists[0];
 	x.overrides[x.n_overrides++] = lists[1];
 	struct sift_gen *g =
