@@ -51,7 +51,8 @@ static char *build_tree_plugins(void)
 static char *plugin_dir(const struct sift_opts *o, struct sift_config **cfg_r, char **cfg_err_r)
 {
 	*cfg_err_r = NULL;
-	*cfg_r = sift_opts_config(o, "", NULL, cfg_err_r);
+	/* (siftctl --help lists the tools before any option is parsed) */
+	*cfg_r = o->config_file ? sift_opts_config(o, "", NULL, cfg_err_r) : NULL;
 	if (*cfg_r) {
 		char *err = NULL;
 		char *dir = sift_config_get(*cfg_r, "plugin_directory", &err);
