@@ -442,13 +442,20 @@ static bool keyword(const char *s, const char *kw)
 /* glibc's regcomp expands bounded repetitions ({n,m}), with memory that
  * grows faster than linearly: a{1,10000} takes half a gigabyte. Estimates
  * the expanded size (atoms, groups multiplied by their bounds, x+ copied
- * as xx*) and refuses patterns above RX_MAX_COST. */
+ * as xx*) and refuses patterns above RX_MAX_COST. Stacked repetition
+ * operators (a+??...), undefined in POSIX, cost glibc cubic time in their
+ * number: more than two in a row are refused. */
 static bool rx_too_complex(const char *re)
 {
 	double sum[64], last = 0;
-	int sp = 0;
+	int sp = 0, run = 0;
 	sum[0] = 0;
 	for (const char *s = re; *s; s++) {
+		bool rep = *s == '*' || *s == '+' || *s == '?' ||
+			   (*s == '{' && (isdigit((unsigned char)s[1]) || s[1] == ','));
+		run = rep ? run + 1 : 0;
+		if (run > 2)
+			return true;
 		if (*s == '(') {
 			if (++sp >= 64)
 				return true;
@@ -590,7 +597,7 @@ static int parse_regex(struct rparse *p, char **sp, struct rule *r, uint32_t *nc
 			}
 		}
 		if (rx_too_complex(pat))
-			return rerr(p, "regular expression too complex (bounded repetitions)");
+			return rerr(p, "regular expression too complex (bounded or stacked repetitions)");
 		r->rx = sift_malloc(sizeof(*r->rx));
 		int ec = regcomp(r->rx, pat, cflags);
 		if (ec) {

@@ -350,6 +350,7 @@ static void test_errors(void)
 		{"regexp", "/a{,25555}/ x\n", ":1: regular expression too complex"},
 		{"regexp", "/(a{1,100}){1,100}/ x\n", ":1: regular expression too complex"},
 		{"regexp", "/a++++++++++++++++++++++++++/ x\n", ":1: regular expression too complex"},
+		{"regexp", "/^(c+?\?\?)/ x\n", ":1: regular expression too complex (bounded or stacked"},
 		{"regexp", "/(/ x\n", ":1: error in regex"},
 		{"regexp", "/(a)/ $3\n", ":1: out of range replacement index \"3\""},
 		{"regexp", "/a/z x\n", ":1: unknown regexp option \"z\""},
