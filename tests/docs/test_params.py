@@ -11,10 +11,14 @@ plugin's) against README.md and the plugins' READMEs.
 - every common, filterd and policyd parameter is in README.md's tables,
   every plugin parameter in its plugin's README (<plugin>_error_action is
   covered by README.md's `<plugin>_error_action` row);
-- the generated sift.conf(5) names every parameter.
+- the generated sift.conf(5) names every parameter;
+- every `name = value` line of a ```filterd.conf or ```policyd.conf block
+  in README.md, docs/*.md and the plugins' READMEs names a parameter that
+  daemon reads (common, its own, or a plugin's).
 
 Ends with "N passed, N failed".
 """
+import glob
 import os
 import re
 import subprocess
@@ -48,6 +52,25 @@ def table_names(path):
         if is_param and m:
             names.setdefault(m.group(1), i + 1)
     return names
+
+
+def conf_blocks(path):
+    """(daemon, line number, name) of every setting in the ```filterd.conf
+    and ```policyd.conf blocks of a Markdown file."""
+    out = []
+    daemon = None
+    with open(path, encoding='utf-8') as f:
+        for i, line in enumerate(f, 1):
+            m = re.match(r'^\s*```(\S*)\s*$', line)
+            if m:
+                daemon = None if daemon else {'filterd.conf': 'filterd', 'policyd.conf': 'policyd'}.get(
+                    m.group(1), '')
+                continue
+            if daemon:
+                m = re.match(r'^([A-Za-z0-9_]+)\s*=', line)
+                if m:
+                    out.append((daemon, i, m.group(1)))
+    return out
 
 
 def main():
@@ -100,6 +123,23 @@ def main():
         missing = sorted(n for n, p in params.items() if p['scope'] == pl and n not in names
                          and n != pl + '_error_action')
         check(not missing, '%s documents every %s_ parameter' % (rel, pl), missing)
+
+    docs = [readme] + sorted(glob.glob(os.path.join(src, 'docs', '*.md')) +
+                             glob.glob(os.path.join(src, 'plugins', '*', 'README.md')))
+    settings = 0
+    for path in docs:
+        rel = os.path.relpath(path, src)
+        wrong = []
+        for daemon, ln, name in conf_blocks(path):
+            settings += 1
+            p = params.get(name)
+            ok = p is not None and p['scope'] in ('common', daemon) + tuple(plugins)
+            ok = ok or any(name == pl + '_error_action' for pl in plugins)
+            if not ok:
+                wrong.append('%s:%d: %s' % (rel, ln, name))
+        check(not wrong, '%s: its filterd.conf/policyd.conf blocks name only existing parameters' % rel,
+              wrong)
+    check(settings >= 10, 'filterd.conf/policyd.conf blocks found in the documents', settings)
 
     man = os.path.join(build, 'man', 'sift.conf.5')
     if os.path.exists(man):
