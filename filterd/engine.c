@@ -21,6 +21,10 @@
  *     one thread per MTA connection, which reads with plain blocking recv()
  *     bounded by filterd_milter_timeout (SO_RCVTIMEO/SO_SNDTIMEO): a round
  *     trip is one recv() and one send() on the same thread, no handoff.
+ *     Postfix opens a milter connection per SMTP session, so a thread that
+ *     finished its connection waits a while for the next one instead of
+ *     exiting (a worker pool that grows on demand): a new connection costs
+ *     a wake-up, not a thread's creation and exit.
  *     Connections are bounded by filterd_max_connections (beyond it a
  *     connection is refused with a logged warning; Postfix then applies
  *     milter_default_action to that session);
@@ -91,6 +95,7 @@ struct conn {
 	size_t roff, rlen, rcap;
 	bool idle; /* blocked between messages (under reg_lock) */
 	struct conn *prev, *next;
+	struct conn *handoff_next; /* waiting for a worker (under reg_lock) */
 };
 
 static const struct filterd_conf *fconf;
@@ -104,6 +109,16 @@ static pthread_cond_t reg_cond = PTHREAD_COND_INITIALIZER;
 static struct conn *conns;
 static long long n_conns;
 static bool stopping;
+
+/* Workers between connections (under reg_lock): n_waiting of them wait on
+ * work_cond and have no connection handed to them yet; handoff holds the
+ * connections handed to them and not yet taken. At most
+ * WORKERS_WAITING_MAX wait, each for at most WORKER_IDLE_MS. */
+#define WORKERS_WAITING_MAX 64
+#define WORKER_IDLE_MS	    60000
+static pthread_cond_t work_cond = PTHREAD_COND_INITIALIZER;
+static struct conn *handoff;
+static int n_waiting;
 
 /* ---- the session's output primitives ---- */
 
@@ -527,12 +542,10 @@ static void serve(struct conn *c)
 	}
 }
 
-static void *conn_thread(void *arg)
+/* The end of a connection: libmilter calls abort for a message in
+ * progress, then close. */
+static void conn_finish(struct conn *c)
 {
-	struct conn *c = arg;
-	serve(c);
-	/* end of the connection: libmilter calls abort for a message in
-	 * progress, then close */
 	if (MP_IN_MAIL(c->state))
 		fd_session_abort(&c->s);
 	fd_session_free(&c->s);
@@ -552,7 +565,167 @@ static void *conn_thread(void *arg)
 	pthread_cond_broadcast(&reg_cond);
 	pthread_mutex_unlock(&reg_lock);
 	free(c);
+}
+
+/* The next connection for a worker that finished one: it waits (as one of
+ * n_waiting) up to WORKER_IDLE_MS for the acceptor to hand it one. NULL:
+ * the worker ends (too many waiting already, idle too long, stopping). */
+static struct conn *next_conn(void)
+{
+	pthread_mutex_lock(&reg_lock);
+	if (stopping || n_waiting >= WORKERS_WAITING_MAX) {
+		pthread_mutex_unlock(&reg_lock);
+		return NULL;
+	}
+	n_waiting++;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += WORKER_IDLE_MS / 1000;
+	while (!handoff && !stopping)
+		if (pthread_cond_timedwait(&work_cond, &reg_lock, &ts) == ETIMEDOUT)
+			break;
+	struct conn *c = handoff;
+	if (c) /* the acceptor counted it off n_waiting */
+		handoff = c->handoff_next;
+	else
+		n_waiting--;
+	pthread_mutex_unlock(&reg_lock);
+	return c;
+}
+
+/* A worker: serves one MTA connection after the other, so that a new
+ * connection usually costs a condition-variable wake-up rather than a
+ * thread's creation and exit. */
+static void *conn_thread(void *arg)
+{
+	for (struct conn *c = arg; c; c = next_conn()) {
+		serve(c);
+		conn_finish(c);
+	}
 	return NULL;
+}
+
+/* A new connection's state, sockets options set. */
+static struct conn *conn_accepted(int fd, const struct sockaddr_storage *ss)
+{
+	struct conn *c = sift_calloc(1, sizeof(*c));
+	c->fd = fd;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+		char a[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &sin->sin_addr, a, sizeof(a));
+		snprintf(c->peer, sizeof(c->peer), "%s:%u", a, ntohs(sin->sin_port));
+		c->tcp = true;
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+		char a[INET6_ADDRSTRLEN];
+		inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof(a));
+		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", a, ntohs(sin6->sin6_port));
+		c->tcp = true;
+	} else {
+		snprintf(c->peer, sizeof(c->peer), "unix");
+	}
+	struct timeval tv = {.tv_sec = (time_t)(fconf->milter_timeout / 1000),
+			     .tv_usec = (suseconds_t)(fconf->milter_timeout % 1000) * 1000};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (c->tcp && fconf->tcp_tuning) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+	} else {
+		c->tcp = false; /* no QUICKACK re-arming either */
+	}
+	c->rcap = RBUF_MIN;
+	c->rbuf = sift_malloc(c->rcap);
+	c->state = MP_ST_INIT;
+	fd_session_init(&c->s, &native_out, c);
+	return c;
+}
+
+/* Frees a connection that was never registered. */
+static void conn_drop(struct conn *c)
+{
+	fd_session_free(&c->s);
+	free(c->rbuf);
+	close(c->fd);
+	free(c);
+}
+
+enum reg { REG_STOPPING, REG_REFUSED, REG_HANDED, REG_NEED_THREAD };
+
+/* Registers c (one critical section) and gives it to a waiting worker if
+ * there is one. */
+static enum reg conn_register(struct conn *c)
+{
+	pthread_mutex_lock(&reg_lock);
+	enum reg r = REG_NEED_THREAD;
+	if (stopping) {
+		r = REG_STOPPING;
+	} else if (n_conns >= fconf->max_connections) {
+		r = REG_REFUSED;
+	} else {
+		n_conns++;
+		c->next = conns;
+		if (conns)
+			conns->prev = c;
+		conns = c;
+		if (n_waiting > 0) {
+			n_waiting--;
+			c->handoff_next = handoff;
+			handoff = c;
+			r = REG_HANDED;
+		}
+	}
+	pthread_mutex_unlock(&reg_lock);
+	/* signalled after the unlock: the worker does not wake up to a held
+	 * lock */
+	if (r == REG_HANDED)
+		pthread_cond_signal(&work_cond);
+	return r;
+}
+
+/* A new thread for c; false (logged, c unregistered and freed) on failure. */
+static bool conn_spawn(struct conn *c)
+{
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_t th;
+	int err = pthread_create(&th, &attr, conn_thread, c);
+	pthread_attr_destroy(&attr);
+	if (err == 0)
+		return true;
+	sift_log(LOG_ERR, "cannot create a thread for %s: %s", c->peer, strerror(err));
+	pthread_mutex_lock(&reg_lock);
+	if (c->next)
+		c->next->prev = c->prev;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		conns = c->next;
+	n_conns--;
+	pthread_mutex_unlock(&reg_lock);
+	conn_drop(c);
+	return false;
+}
+
+/* accept() failed: true to go on, false to stop accepting. */
+static bool accept_error(long long *last_warn)
+{
+	if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN || errno == EWOULDBLOCK)
+		return true;
+	long long now = sift_now_ms();
+	if (now - *last_warn > 1000) {
+		sift_log(LOG_ERR, "accept: %s", strerror(errno));
+		*last_warn = now;
+	}
+	if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		return true;
+	}
+	return errno != EINVAL && errno != EBADF;
 }
 
 static void *accept_thread(void *arg)
@@ -565,60 +738,27 @@ static void *accept_thread(void *arg)
 			sift_log(LOG_ERR, "poll: %s", strerror(errno));
 			break;
 		}
+		if (pfd[1].revents)
+			break; /* stopping */
+		if (!pfd[0].revents)
+			continue;
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = -1;
-		errno = EAGAIN;
-		if (pfd[0].revents && !pfd[1].revents)
-			fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		pthread_mutex_lock(&reg_lock);
-		bool stop = stopping;
-		pthread_mutex_unlock(&reg_lock);
-		if (stop) {
-			if (fd >= 0)
-				close(fd);
-			break;
-		}
+		/* blocking (not inherited from listen_fd), bounded by
+		 * SO_RCVTIMEO/SO_SNDTIMEO (conn_accepted) */
+		int fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN ||
-			    errno == EWOULDBLOCK)
-				continue;
-			long long now = sift_now_ms();
-			if (now - last_warn > 1000) {
-				sift_log(LOG_ERR, "accept: %s", strerror(errno));
-				last_warn = now;
-			}
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				struct timespec ts = {0, 100 * 1000 * 1000};
-				nanosleep(&ts, NULL);
-				continue;
-			}
-			if (errno == EINVAL || errno == EBADF)
+			if (!accept_error(&last_warn))
 				break;
 			continue;
 		}
-		int fl = fcntl(fd, F_GETFL);
-		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK); /* blocking, bounded by SO_RCVTIMEO */
-		struct conn *c = sift_calloc(1, sizeof(*c));
-		c->fd = fd;
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-			char a[INET_ADDRSTRLEN];
-			inet_ntop(AF_INET, &sin->sin_addr, a, sizeof(a));
-			snprintf(c->peer, sizeof(c->peer), "%s:%u", a, ntohs(sin->sin_port));
-			c->tcp = true;
-		} else if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-			char a[INET6_ADDRSTRLEN];
-			inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof(a));
-			snprintf(c->peer, sizeof(c->peer), "[%s]:%u", a, ntohs(sin6->sin6_port));
-			c->tcp = true;
-		} else {
-			snprintf(c->peer, sizeof(c->peer), "unix");
+		struct conn *c = conn_accepted(fd, &ss);
+		enum reg r = conn_register(c);
+		if (r == REG_STOPPING) {
+			conn_drop(c);
+			break;
 		}
-		pthread_mutex_lock(&reg_lock);
-		if (n_conns >= fconf->max_connections) {
-			pthread_mutex_unlock(&reg_lock);
+		if (r == REG_REFUSED) {
 			long long now = sift_now_ms();
 			if (now - last_warn > 1000) {
 				sift_log(LOG_WARNING,
@@ -627,55 +767,11 @@ static void *accept_thread(void *arg)
 					 fconf->max_connections, c->peer);
 				last_warn = now;
 			}
-			close(fd);
-			free(c);
+			conn_drop(c);
 			continue;
 		}
-		n_conns++;
-		c->next = conns;
-		if (conns)
-			conns->prev = c;
-		conns = c;
-		pthread_mutex_unlock(&reg_lock);
-
-		struct timeval tv = {.tv_sec = (time_t)(fconf->milter_timeout / 1000),
-				     .tv_usec = (suseconds_t)(fconf->milter_timeout % 1000) * 1000};
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		if (c->tcp && fconf->tcp_tuning) {
-			int one = 1;
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-			setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
-		} else {
-			c->tcp = false; /* no QUICKACK re-arming either */
-		}
-		c->rcap = RBUF_MIN;
-		c->rbuf = sift_malloc(c->rcap);
-		c->state = MP_ST_INIT;
-		fd_session_init(&c->s, &native_out, c);
-
-		pthread_attr_t attr;
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		pthread_t th;
-		int err = pthread_create(&th, &attr, conn_thread, c);
-		pthread_attr_destroy(&attr);
-		if (err != 0) {
-			sift_log(LOG_ERR, "cannot create a thread for %s: %s", c->peer, strerror(err));
-			pthread_mutex_lock(&reg_lock);
-			if (c->next)
-				c->next->prev = c->prev;
-			if (c->prev)
-				c->prev->next = c->next;
-			else
-				conns = c->next;
-			n_conns--;
-			pthread_mutex_unlock(&reg_lock);
-			fd_session_free(&c->s);
-			free(c->rbuf);
-			close(fd);
-			free(c);
-		}
+		if (r == REG_NEED_THREAD)
+			conn_spawn(c);
 	}
 	return arg;
 }
@@ -771,6 +867,7 @@ void filterd_native_stop(void)
 {
 	pthread_mutex_lock(&reg_lock);
 	stopping = true;
+	pthread_cond_broadcast(&work_cond);
 	pthread_mutex_unlock(&reg_lock);
 	ssize_t w = write(wake_pipe[1], "s", 1);
 	(void)w;

@@ -465,7 +465,7 @@ static struct conn *conn_new(int *peer)
 	return c;
 }
 
-/* As conn_thread ends a connection. */
+/* As conn_finish (engine.c) ends a connection. */
 static void conn_end(struct conn *c, int peer)
 {
 	if (MP_IN_MAIL(c->state))

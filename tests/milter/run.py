@@ -176,6 +176,24 @@ def native_only(tmp, conf, log, port):
         check(got[4:5] == b"O", "served again below the limit", got)
     finally:
         fd.stop()
+    # Postfix opens a milter connection per SMTP session: the thread that
+    # served one connection serves the next (no thread per connection)
+    fd, p4, log4 = start_filterd(tmp, conf, "filterd-reuse")
+    try:
+        seen, answered = set(), 0
+        for _ in range(5):
+            c = socket.create_connection(("127.0.0.1", p4), timeout=5)
+            c.sendall(OPTNEG)
+            answered += c.recv(100)[4:5] == b"O"
+            seen |= set(os.listdir("/proc/%d/task" % fd.pid))
+            c.sendall(pkt(b"Q"))
+            c.close()
+            time.sleep(0.2)
+        before = set(os.listdir("/proc/%d/task" % fd.pid))
+        check(answered == 5 and len(seen - before) == 0 and len(seen) == len(before),
+              "sequential connections are served by one reused thread", (answered, seen, before))
+    finally:
+        fd.stop()
     # SIGTERM with a connection idle between messages: exits at once, 0
     fd, p3, log3 = start_filterd(tmp, conf, "filterd-term")
     idle = socket.create_connection(("127.0.0.1", p3), timeout=5)
