@@ -14,8 +14,13 @@
  *     a reply (Postfix logs it and retries), and no other client notices.
  *   - A complete request moves its connection to the work queue. A worker
  *     takes it, runs the request through the plugin chain, writes the reply
- *     in one write(2), and hands the connection back to the event thread
- *     through the return queue (an eventfd wakes the event thread).
+ *     in one write(2), and gives the connection back: in the common case
+ *     (reply written, nothing received after the request, not stopping) it
+ *     resets the connection for the next request and re-arms its epoll
+ *     registration itself, so the event thread is not woken twice per
+ *     request; otherwise it goes back through the return queue (an eventfd
+ *     wakes the event thread), which closes it or feeds it the bytes that
+ *     came after the request.
  *
  * Why this shape: Postfix keeps one persistent connection per smtpd process
  * and sends one request at a time on it, waiting for the answer; so there
@@ -32,8 +37,14 @@
  * event thread owns it while it is idle or being read; once a request is
  * complete the event thread puts it on the work queue and does not touch it
  * (it only counts it, and skips it in timeout scans: `busy`) until a worker
- * puts it back on the return queue. Both queues are mutex-protected lists,
- * and the hand-over through them orders all accesses. Closing a connection
+ * puts it back on the return queue or re-arms it. Both queues are
+ * mutex-protected lists, and the hand-over through them orders all
+ * accesses. A worker re-arming a connection does so under the connection's
+ * mutex `mu` (reset, busy = false, epoll_ctl), and the event thread takes
+ * that mutex before it looks at a connection it was not handed (timeout
+ * scan, shutdown) or that epoll reports, so it sees either a busy
+ * connection or a fully reset one; `stopping` is read under the same mutex,
+ * so a connection re-armed after the shutdown began is not missed. Closing a connection
  * is decided by the event thread; it closes the socket itself, but the
  * context (plugin close hooks, per-message state) is freed by a worker so
  * that no plugin code ever runs on the event thread.
@@ -144,7 +155,8 @@ struct listener {
 struct conn {
 	struct src src;
 	int fd;
-	char peer[80]; /* "inet:127.0.0.1:54321", "unix:/path" */
+	pthread_mutex_t mu; /* see "Ownership" above */
+	char peer[80];	    /* "inet:127.0.0.1:54321", "unix:/path" */
 	struct sift_ctx *ctx;
 	struct sift_policy_parser parser;
 	char *pending; /* bytes received after the request */
@@ -174,7 +186,7 @@ static struct listener *listeners;
 static size_t n_listeners;
 static struct conn *conns;
 static long n_conns;
-static bool stopping;
+static atomic_bool stopping;
 static long long accept_paused_until; /* 0 = accepting */
 static struct src sig_src = {SRC_SIGNAL}, wake_src = {SRC_WAKE};
 
@@ -219,8 +231,9 @@ static void work_push(struct conn *c)
 {
 	pthread_mutex_lock(&work_q.lock);
 	queue_push_locked(&work_q, c);
-	pthread_cond_signal(&work_q.cond);
 	pthread_mutex_unlock(&work_q.lock);
+	/* After the unlock: the woken worker does not block on the lock. */
+	pthread_cond_signal(&work_q.cond);
 }
 
 /* Worker → event thread. The eventfd is written only when the queue was
@@ -241,6 +254,7 @@ static void return_push(struct conn *c)
 
 static void conn_free(struct conn *c)
 {
+	pthread_mutex_destroy(&c->mu);
 	sift_policy_parser_reset(&c->parser);
 	free(c->pending);
 	free(c->instance);
@@ -442,6 +456,7 @@ static void accept_ready(struct listener *l)
 		c->src.type = SRC_CONN;
 		c->fd = fd;
 		format_peer(c, l, &ss);
+		pthread_mutex_init(&c->mu, NULL);
 		if (n_conns >= pconf.max_connections) {
 			long long now = sift_now_ms();
 			if (now - last_full_warning >= 1000) {
@@ -455,6 +470,7 @@ static void accept_ready(struct listener *l)
 			} else
 				suppressed++;
 			close(fd);
+			pthread_mutex_destroy(&c->mu);
 			free(c);
 			continue;
 		}
@@ -488,7 +504,10 @@ static void scan_timeouts(void)
 	struct conn *next;
 	for (struct conn *c = conns; c; c = next) {
 		next = c->next;
-		if (c->busy)
+		pthread_mutex_lock(&c->mu);
+		bool busy = c->busy;
+		pthread_mutex_unlock(&c->mu);
+		if (busy)
 			continue;
 		if (c->request_start && now - c->request_start > pconf.request_timeout) {
 			sift_log(LOG_WARNING,
@@ -630,6 +649,29 @@ static void handle_request(struct conn *c)
 	}
 }
 
+/* The worker's side of conn_returned, for the common case: the reply went
+ * out, nothing came after the request and policyd is not stopping. Resets
+ * the connection and re-arms it; false: the event thread must take it. */
+static bool conn_rearm(struct conn *c)
+{
+	if (c->failed || c->pending)
+		return false;
+	bool ok = false;
+	pthread_mutex_lock(&c->mu);
+	if (!atomic_load(&stopping)) {
+		sift_policy_parser_reset(&c->parser);
+		c->last_activity = sift_now_ms();
+		c->request_start = 0;
+		c->busy = false;
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.ptr = c};
+		ok = epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0;
+		if (!ok)
+			c->busy = true; /* conn_returned re-arms or closes it */
+	}
+	pthread_mutex_unlock(&c->mu);
+	return ok;
+}
+
 static void *worker_main(void *arg)
 {
 	(void)arg;
@@ -647,7 +689,8 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		handle_request(c);
-		return_push(c);
+		if (!conn_rearm(c))
+			return_push(c);
 	}
 	return NULL;
 }
@@ -816,7 +859,10 @@ static void begin_shutdown(const char *why)
 	struct conn *next;
 	for (struct conn *c = conns; c; c = next) {
 		next = c->next;
-		if (!c->busy)
+		pthread_mutex_lock(&c->mu);
+		bool busy = c->busy;
+		pthread_mutex_unlock(&c->mu);
+		if (!busy)
 			conn_close(c);
 	}
 }
@@ -895,9 +941,14 @@ static void event_loop(void)
 			case SRC_WAKE:
 				drain_returns();
 				break;
-			case SRC_CONN:
-				conn_readable((struct conn *)s);
+			case SRC_CONN: {
+				/* Orders what a worker did before re-arming it. */
+				struct conn *c = (struct conn *)s;
+				pthread_mutex_lock(&c->mu);
+				pthread_mutex_unlock(&c->mu);
+				conn_readable(c);
 				break;
+			}
 			}
 		}
 		long long now = sift_now_ms();
