@@ -30,7 +30,10 @@ connection, as Postfix's spawn(8)) in a private mount namespace whose
 Columns: requests/s, p50/p99 latency (ms), CPU ms per request of the
 server's processes (utime+stime from /proc/PID/stat over the run; for the
 Python server socat's and its children's, counted once socat has reaped
-them after the run), peak RSS (policyd's; for the Python server the sum of
+them after the run: this includes the start of one Python process per
+client connection, about a second of CPU each, which Postfix's spawn(8)
+also pays once per max_use requests; hence --python-seconds, 20 by
+default, to spread it), peak RSS (policyd's; for the Python server the sum of
 its per-connection processes). For each setup one policyd per build
 directory given runs (--builds build-base,build compares two commits in the
 same run); they are measured in turn, --repeat times, and the medians are
@@ -153,7 +156,7 @@ class Runner:
         n, rps, p50, p99, err = int(m.group(1)), float(m.group(2)), m.group(3), m.group(4), int(m.group(5))
         return n, rps, p50, p99, err, m.group(6)
 
-    def measure_once(self, pid, port, conc, extra, children=False):
+    def measure_once(self, pid, port, conc, extra, children=False, seconds=None):
         """One run: (requests/s, p50, p99, CPU ms/req, peak RSS MB, errors, passes, requests)."""
         peak = [0]
         stop = threading.Event()
@@ -165,7 +168,7 @@ class Runner:
         th = threading.Thread(target=sample)
         th.start()
         c0 = cpu_seconds(pid, children)
-        n, rps, p50, p99, err, passes = self.load(port, conc, extra, self.args.seconds)
+        n, rps, p50, p99, err, passes = self.load(port, conc, extra, seconds or self.args.seconds)
         if children:
             time.sleep(0.5)  # socat reaps the per-connection processes
         c1 = cpu_seconds(pid, children)
@@ -174,14 +177,14 @@ class Runner:
         return (rps, float(p50), float(p99), (c1 - c0) * 1000.0 / max(n, 1), peak[0] / 1024.0, err,
                 int(passes) if passes is not None else None, n)
 
-    def measure(self, servers, extra, children=False):
+    def measure(self, servers, extra, children=False, seconds=None):
         """servers: [(name, pid, port)], measured in turn, --repeat times,
         at each concurrency; prints the medians."""
         for conc in self.args.concurrency:
             runs = {name: [] for name, _, _ in servers}
             for _ in range(self.args.repeat):
                 for name, pid, port in servers:
-                    runs[name].append(self.measure_once(pid, port, conc, extra, children))
+                    runs[name].append(self.measure_once(pid, port, conc, extra, children, seconds))
             for name, _, _ in servers:
                 rs = runs[name]
                 med = [statistics.median(r[i] for r in rs) for i in range(5)]
@@ -233,7 +236,7 @@ class Runner:
         with sifttest.Proc(['unshare', '-m', 'sh', '-c', cmd], log=os.path.join(self.tmp, 'python.log'),
                            port=port) as p:
             self.loader_warm(port)
-            self.measure([('python spf', p.pid, port)], extra, children=True)
+            self.measure([('python spf', p.pid, port)], extra, children=True, seconds=self.args.python_seconds)
 
 
 def main():
@@ -244,6 +247,8 @@ def main():
     ap.add_argument('--concurrency', default='1,8')
     ap.add_argument('--domains', type=int, default=1000)
     ap.add_argument('--repeat', type=int, default=3, help='runs per row (medians are printed)')
+    ap.add_argument('--python-seconds', type=float, default=20,
+                    help='per run for the Python server (its processes start on each run\'s connections)')
     ap.add_argument('--no-python', action='store_true')
     a = ap.parse_args()
     a.builds = [os.path.abspath(b) for b in a.builds.split(',')]
