@@ -40,11 +40,29 @@ same run); they are measured in turn, --repeat times, and the medians are
 printed. Needs root (port 53, unshare -m). On a shared machine compare
 within one run; CPU per request is steadier than requests/s.
 
-Figures (2 shared cores, loopback, --seconds 5, build-base = before the
-worker fast path, build = after; CPU ms/req):
+Figures: one run, --seconds 4 --repeat 3, 2 cores shared with other work
+(load average 13-17 during the run, so the concurrency-1 rows mostly measure
+scheduling delay; compare CPU ms/req within the run). build-base: policyd
+before the DNS answer cache and the worker re-arming; build: after.
 
-    setup                   c   req/s     p50    p99  CPU ms/req  RSS MB
-    (filled in by the run quoted in the project notes)
+    setup                       c    req/s  p50 ms  p99 ms CPU ms/req  RSS MB
+    none (build-base)           1      613   0.140  19.719    0.1018     6.3
+    none (build)                1     1158   0.148  12.835    0.0983     6.4
+    none (build-base)           8    10140   0.314  10.407    0.0449     8.2
+    none (build)                8    27353   0.240   1.089    0.0396    10.8
+    access (build-base)         1     1382   0.065  12.113    0.0849     6.5
+    access (build)              1      816   0.167  15.817    0.1039     6.3
+    access (build-base)         8     8633   0.324  13.941    0.0460     8.3
+    access (build)              8    27419   0.244   1.125    0.0404    10.4
+    spf (build-base)            1     1108   0.245  10.000    0.2481    10.7
+    spf (build)                 1     3470   0.049   6.175    0.0587    11.2
+    spf (build-base)            8     6778   0.641  10.939    0.1367    10.8
+    spf (build)                 8    12714   0.406   7.427    0.0658    11.4
+    python spf                  1       74  11.186  40.652    2.6344    29.9
+    python spf                  8       59  80.550 271.825    0.9716   199.6
+
+(every SPF reply was a pass; the Python c8 CPU figure is low because not all
+of its processes had been reaped when it was read.)
 """
 import argparse
 import contextlib
