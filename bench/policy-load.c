@@ -2,7 +2,8 @@
  * policy-load.c - load client for Postfix policy servers (policyd, or any
  * check_policy_service server).
  *
- *   policy-load -c CONCURRENCY (-n REQUESTS | -d SECONDS) [-f request-file]
+ *   policy-load -c CONCURRENCY (-n REQUESTS | -d SECONDS)
+ *               [-f request-file | -D DOMAINS [-o OFFSET]]
  *               inet:HOST:PORT | unix:/path
  *
  * Each of CONCURRENCY threads keeps one persistent connection and sends one
@@ -16,9 +17,19 @@
  * The request file holds one request (name=value lines); a final empty line
  * is added when missing. Without -f a typical RCPT-stage request is sent.
  *
+ * -D DOMAINS: every request is a new transaction (its own `instance`) with
+ * sender u<k>@d<k>.bench.test, k = OFFSET + (request number % DOMAINS), from
+ * client 192.0.2.10: each request needs its own SPF evaluation, and with a
+ * fresh OFFSET and DOMAINS >= requests every domain is new (cold cache). The
+ * summary then also counts the replies carrying "Received-SPF: pass"
+ * (case-insensitive) as "pass N".
+ *
  * Threading: the threads share only an atomic request counter (for -n) and
  * the stop time; each keeps its own latency array, merged after join.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* strcasestr */
+#endif
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -29,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -60,10 +72,13 @@ static size_t request_len;
 static const char *endpoint;
 static long long total_requests; /* -n, 0 = use duration */
 static atomic_llong issued;
-static double stop_at; /* -d: monotonic seconds */
+static double stop_at;		      /* -d: monotonic seconds */
+static long n_domains, domain_offset; /* -D, -o */
+static atomic_long passes;
 
 struct worker {
 	pthread_t tid;
+	int id;
 	double *lat; /* ms */
 	size_t n, cap;
 	long errors;
@@ -146,7 +161,7 @@ static int write_all(int fd, const char *p, size_t n)
 /* Reads one reply (up to "\n\n"); 0 ok, -1 error or bad reply. */
 static int read_reply(int fd)
 {
-	char buf[1024];
+	char buf[8192];
 	size_t n = 0;
 	for (;;) {
 		ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
@@ -156,32 +171,63 @@ static int read_reply(int fd)
 			return -1;
 		n += (size_t)r;
 		buf[n] = 0;
-		if (n >= 2 && buf[n - 1] == '\n' && buf[n - 2] == '\n')
-			return strncmp(buf, "action=", 7) == 0 ? 0 : -1;
+		if (n >= 2 && buf[n - 1] == '\n' && buf[n - 2] == '\n') {
+			if (strncmp(buf, "action=", 7) != 0)
+				return -1;
+			if (n_domains && strcasestr(buf, "Received-SPF: pass"))
+				atomic_fetch_add(&passes, 1);
+			return 0;
+		}
 		if (n >= sizeof(buf) - 1)
 			return -1;
 	}
 }
 
-static bool more(void)
+/* Claims the next request: false when done; *seq_r is its number. */
+static bool more(long long *seq_r)
 {
+	long long i = atomic_fetch_add(&issued, 1);
+	*seq_r = i;
 	if (total_requests > 0)
-		return atomic_fetch_add(&issued, 1) < total_requests;
+		return i < total_requests;
 	return now_s() < stop_at;
+}
+
+/* -D: request number i as a new transaction from a sender domain of its own. */
+static size_t domain_request(char *buf, size_t size, int thread, long long i)
+{
+	long k = domain_offset + (long)(i % n_domains);
+	int n = snprintf(buf, size,
+			 "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n"
+			 "client_address=192.0.2.10\nclient_name=mail.bench.test\n"
+			 "reverse_client_name=mail.bench.test\nhelo_name=mail.bench.test\n"
+			 "sender=u%ld@d%ld.bench.test\nrecipient=bob@sift.test\nrecipient_count=0\n"
+			 "queue_id=\ninstance=%d.%ld.%lld\nsize=1000\nsasl_method=\nsasl_username=\n"
+			 "sasl_sender=\npolicy_context=\n\n",
+			 k, k, thread, domain_offset, i);
+	return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
 
 static void *run(void *arg)
 {
 	struct worker *w = arg;
 	int fd = -1;
-	while (more()) {
+	long long seq;
+	char dreq[1024];
+	while (more(&seq)) {
+		const char *req = request;
+		size_t req_len = request_len;
+		if (n_domains) {
+			req = dreq;
+			req_len = domain_request(dreq, sizeof(dreq), w->id, seq);
+		}
 		if (fd < 0 && (fd = connect_endpoint()) < 0) {
 			w->errors++;
 			usleep(10000);
 			continue;
 		}
 		double t0 = now_s();
-		if (write_all(fd, request, request_len) < 0 || read_reply(fd) < 0) {
+		if (write_all(fd, req, req_len) < 0 || read_reply(fd) < 0) {
 			w->errors++;
 			close(fd);
 			fd = -1;
@@ -245,7 +291,7 @@ static char *read_request_file(const char *path, size_t *len_r)
 static void usage(void)
 {
 	fprintf(stderr, "usage: policy-load -c CONCURRENCY (-n REQUESTS | -d SECONDS) "
-			"[-f request-file] inet:HOST:PORT|unix:/path\n");
+			"[-f request-file | -D DOMAINS [-o OFFSET]] inet:HOST:PORT|unix:/path\n");
 	exit(2);
 }
 
@@ -255,7 +301,7 @@ int main(int argc, char **argv)
 	double duration = 0;
 	request = default_request;
 	request_len = strlen(default_request);
-	while ((opt = getopt(argc, argv, "c:n:d:f:h")) != -1) {
+	while ((opt = getopt(argc, argv, "c:n:d:f:D:o:h")) != -1) {
 		switch (opt) {
 		case 'c':
 			conc = atoi(optarg);
@@ -268,6 +314,14 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			request = read_request_file(optarg, &request_len);
+			break;
+		case 'D':
+			n_domains = atol(optarg);
+			if (n_domains < 1)
+				usage();
+			break;
+		case 'o':
+			domain_offset = atol(optarg);
 			break;
 		default:
 			usage();
@@ -284,11 +338,13 @@ int main(int argc, char **argv)
 	}
 	double t0 = now_s();
 	stop_at = t0 + duration;
-	for (int i = 0; i < conc; i++)
+	for (int i = 0; i < conc; i++) {
+		ws[i].id = i;
 		if (pthread_create(&ws[i].tid, NULL, run, &ws[i]) != 0) {
 			perror("pthread_create");
 			return 2;
 		}
+	}
 	size_t total = 0;
 	long errors = 0;
 	for (int i = 0; i < conc; i++) {
@@ -310,8 +366,11 @@ int main(int argc, char **argv)
 	double p99 = total ? all[(size_t)((double)(total - 1) * 0.99)] : 0;
 	double mx = total ? all[total - 1] : 0;
 	printf("concurrency %d: %zu requests in %.2f s: %.0f requests/s, "
-	       "latency p50 %.3f ms, p99 %.3f ms, max %.3f ms, errors %ld\n",
+	       "latency p50 %.3f ms, p99 %.3f ms, max %.3f ms, errors %ld",
 	       conc, total, elapsed, elapsed > 0 ? (double)total / elapsed : 0.0, p50, p99, mx, errors);
+	if (n_domains)
+		printf(", pass %ld", atomic_load(&passes));
+	printf("\n");
 	free(all);
 	free(ws);
 	return errors ? 1 : 0;

@@ -29,6 +29,18 @@
  *     sift_dns_result, the pointer and length arrays, then the record data,
  *     each record NUL-terminated) so that the caller frees it with free().
  *
+ * The answer cache: libunbound's own cache still costs a round trip through
+ * its background thread and ours (pipes, two thread wake-ups) per query, which
+ * is most of a policy request's cost when SPF asks three questions of which
+ * all are cached. So the converted answers (OK, NXDOMAIN, NODATA with a TTL
+ * above 0; never TEMPFAIL or errors) are kept here too, until their TTL
+ * runs out: DNS_CACHE_SETS sets of DNS_CACHE_WAYS entries keyed by the
+ * lower-cased name without its final dot and the type, under one mutex
+ * (held for the lookup and one memcpy). A hit returns a copy of the block
+ * with its pointers moved and ttl set to the seconds left, without any
+ * syscall. A full set drops the entry that expires first; answers over
+ * DNS_CACHE_MAX_BLOCK bytes are not kept. Init and shutdown empty it.
+ *
  * sift_dns_shutdown() wakes every waiting query (they return TEMPFAIL),
  * waits for them to leave, stops the event thread and deletes the context.
  * Queries made before init or after shutdown return TEMPFAIL.
@@ -56,6 +68,26 @@
 #define DNS_T_TXT	   16
 #define DNS_MAX_NAME	   253
 
+#define DNS_CACHE_SETS	    4096 /* a power of two */
+#define DNS_CACHE_WAYS	    2
+#define DNS_CACHE_MAX_BLOCK 4096
+
+struct dns_cache_entry {
+	uint32_t hash;
+	int rrtype;
+	long long expires; /* sift_now_ms() */
+	size_t size;	   /* of the result block */
+	struct sift_dns_result *r;
+	char name[]; /* lower-cased, no final dot */
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct dns_cache_entry *e[DNS_CACHE_SETS][DNS_CACHE_WAYS];
+} cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void cache_flush(void);
+
 struct dns_q {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
@@ -79,6 +111,7 @@ static struct {
 	pthread_t thread;
 	int wake[2]; /* wakes the event thread for shutdown */
 	atomic_bool quit;
+	atomic_bool up; /* between init and shutdown: the cache answers */
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER, .wake = {-1, -1}};
 
 /* ---- the event thread ---------------------------------------------------- */
@@ -273,6 +306,8 @@ int sift_dns_init(const char *servers, long default_timeout_ms, char **err_r)
 	g.stopping = false;
 	g.default_timeout = default_timeout_ms > 0 ? default_timeout_ms : 10000;
 	pthread_mutex_unlock(&g.mu);
+	cache_flush();
+	atomic_store(&g.up, true);
 	return 0;
 }
 
@@ -284,6 +319,7 @@ void sift_dns_shutdown(void)
 		return;
 	}
 	g.stopping = true;
+	atomic_store(&g.up, false);
 	for (struct dns_q *q = g.pending; q; q = q->next) {
 		pthread_mutex_lock(&q->mu);
 		q->done = true;
@@ -305,6 +341,8 @@ void sift_dns_shutdown(void)
 	/* Queries still in libunbound's hands were cancelled or abandoned by
 	 * their callers; deleting the context drops them without callbacks. */
 	ub_ctx_delete(ctx);
+
+	cache_flush(); /* no query is left to add to it */
 
 	pthread_mutex_lock(&g.mu);
 	g.ctx = NULL;
@@ -384,9 +422,11 @@ static struct sift_dns_result *make_result(enum sift_dns_status st, int rrtype)
 	return r;
 }
 
-/* Builds the one-block result from a libunbound answer. */
-static struct sift_dns_result *convert(const struct ub_result *u, int rrtype)
+/* Builds the one-block result from a libunbound answer; *size_r is the
+ * block's size. */
+static struct sift_dns_result *convert(const struct ub_result *u, int rrtype, size_t *size_r)
 {
+	*size_r = sizeof(struct sift_dns_result);
 	if (u->rcode == DNS_RCODE_NXDOMAIN || (!u->havedata && u->nxdomain)) {
 		struct sift_dns_result *r = make_result(SIFT_DNS_NXDOMAIN, rrtype);
 		r->ttl = u->ttl > 0 ? (unsigned)u->ttl : 0;
@@ -408,7 +448,8 @@ static struct sift_dns_result *convert(const struct ub_result *u, int rrtype)
 	size_t head = sizeof(struct sift_dns_result);
 	size_t ptrs = count * sizeof(unsigned char *);
 	size_t lens = count * sizeof(size_t);
-	struct sift_dns_result *r = sift_malloc(head + ptrs + lens + bytes);
+	*size_r = head + ptrs + lens + bytes;
+	struct sift_dns_result *r = sift_malloc(*size_r);
 	const unsigned char **rr = (const unsigned char **)((char *)r + head);
 	size_t *len = (size_t *)((char *)r + head + ptrs);
 	unsigned char *data = (unsigned char *)r + head + ptrs + lens;
@@ -449,6 +490,116 @@ static struct sift_dns_result *convert(const struct ub_result *u, int rrtype)
 	return r;
 }
 
+/* ---- the answer cache ---------------------------------------------------------- */
+
+/* The cache key: name lower-cased without its final dot; its FNV-1a hash. */
+static size_t cache_key(const char *name, char *key, uint32_t *hash_r)
+{
+	size_t n = strlen(name);
+	if (n > 1 && name[n - 1] == '.')
+		n--;
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		key[i] = c;
+		h = (h ^ (unsigned char)c) * 16777619u;
+	}
+	key[n] = 0;
+	*hash_r = h;
+	return n;
+}
+
+/* A copy of a result block of `size` bytes, its pointers moved into it. */
+static struct sift_dns_result *block_copy(const struct sift_dns_result *src, size_t size)
+{
+	struct sift_dns_result *r = sift_malloc(size);
+	memcpy(r, src, size);
+	if (r->count) {
+		ptrdiff_t d = (const char *)r - (const char *)src;
+		r->rr = (const unsigned char **)((char *)src->rr + d);
+		r->len = (size_t *)((char *)src->len + d);
+		for (size_t i = 0; i < r->count; i++)
+			r->rr[i] = (const unsigned char *)src->rr[i] + d;
+	}
+	return r;
+}
+
+static void cache_entry_free(struct dns_cache_entry *e)
+{
+	if (e) {
+		free(e->r);
+		free(e);
+	}
+}
+
+static void cache_flush(void)
+{
+	pthread_mutex_lock(&cache.mu);
+	for (size_t s = 0; s < DNS_CACHE_SETS; s++)
+		for (size_t w = 0; w < DNS_CACHE_WAYS; w++) {
+			cache_entry_free(cache.e[s][w]);
+			cache.e[s][w] = NULL;
+		}
+	pthread_mutex_unlock(&cache.mu);
+}
+
+static struct sift_dns_result *cache_get(const char *key, uint32_t hash, int rrtype)
+{
+	struct sift_dns_result *r = NULL;
+	long long now = sift_now_ms();
+	pthread_mutex_lock(&cache.mu);
+	struct dns_cache_entry **set = cache.e[hash & (DNS_CACHE_SETS - 1)];
+	for (size_t w = 0; w < DNS_CACHE_WAYS; w++) {
+		struct dns_cache_entry *e = set[w];
+		if (!e || e->hash != hash || e->rrtype != rrtype || strcmp(e->name, key) != 0)
+			continue;
+		if (e->expires <= now) {
+			cache_entry_free(e);
+			set[w] = NULL;
+			break;
+		}
+		r = block_copy(e->r, e->size);
+		r->ttl = (unsigned)((e->expires - now + 999) / 1000);
+		break;
+	}
+	pthread_mutex_unlock(&cache.mu);
+	return r;
+}
+
+/* Keeps a copy of r (of `size` bytes) when it may be cached. */
+static void cache_put(const char *key, size_t klen, uint32_t hash, const struct sift_dns_result *r,
+		      size_t size)
+{
+	if (r->ttl == 0 || size > DNS_CACHE_MAX_BLOCK ||
+	    (r->status != SIFT_DNS_OK && r->status != SIFT_DNS_NXDOMAIN && r->status != SIFT_DNS_NODATA))
+		return;
+	struct dns_cache_entry *e = sift_malloc(sizeof(*e) + klen + 1);
+	memcpy(e->name, key, klen + 1);
+	e->hash = hash;
+	e->rrtype = r->rrtype;
+	e->expires = sift_now_ms() + (long long)r->ttl * 1000;
+	e->size = size;
+	e->r = block_copy(r, size);
+	pthread_mutex_lock(&cache.mu);
+	struct dns_cache_entry **set = cache.e[hash & (DNS_CACHE_SETS - 1)];
+	size_t victim = 0;
+	for (size_t w = 0; w < DNS_CACHE_WAYS; w++) {
+		struct dns_cache_entry *o = set[w];
+		if (!o || (o->hash == hash && o->rrtype == e->rrtype && strcmp(o->name, key) == 0)) {
+			victim = w;
+			break;
+		}
+		if (o->expires < set[victim]->expires)
+			victim = w;
+	}
+	struct dns_cache_entry *old = set[victim];
+	set[victim] = e;
+	pthread_mutex_unlock(&cache.mu);
+	cache_entry_free(old);
+}
+
 static void deadline_ts(long timeout_ms, struct timespec *ts)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
@@ -464,6 +615,14 @@ struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeou
 {
 	if (!name || !name_ok(name) || rrtype < 1 || rrtype > 65535)
 		return make_result(SIFT_DNS_ERROR, rrtype);
+	char key[DNS_MAX_NAME + 2];
+	uint32_t hash;
+	size_t klen = cache_key(name, key, &hash);
+	if (atomic_load(&g.up)) {
+		struct sift_dns_result *hit = cache_get(key, hash, rrtype);
+		if (hit)
+			return hit;
+	}
 
 	struct dns_q *q = sift_calloc(1, sizeof(*q));
 	pthread_mutex_init(&q->mu, NULL);
@@ -518,7 +677,9 @@ struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeou
 			} else if (!q->res) {
 				r = make_result(SIFT_DNS_TEMPFAIL, rrtype);
 			} else {
-				r = convert(q->res, rrtype);
+				size_t size;
+				r = convert(q->res, rrtype, &size);
+				cache_put(key, klen, hash, r, size);
 			}
 		} else {
 			sift_log(LOG_DEBUG, "dns: query %s/%d: timed out after %ld ms", name, rrtype,

@@ -14,8 +14,13 @@
  *     a reply (Postfix logs it and retries), and no other client notices.
  *   - A complete request moves its connection to the work queue. A worker
  *     takes it, runs the request through the plugin chain, writes the reply
- *     in one write(2), and hands the connection back to the event thread
- *     through the return queue (an eventfd wakes the event thread).
+ *     in one write(2), and gives the connection back: in the common case
+ *     (reply written, nothing received after the request, not stopping) it
+ *     resets the connection for the next request and re-arms its epoll
+ *     registration itself, so the event thread is not woken twice per
+ *     request; otherwise it goes back through the return queue (an eventfd
+ *     wakes the event thread), which closes it or feeds it the bytes that
+ *     came after the request.
  *
  * Why this shape: Postfix keeps one persistent connection per smtpd process
  * and sends one request at a time on it, waiting for the answer; so there
@@ -32,8 +37,14 @@
  * event thread owns it while it is idle or being read; once a request is
  * complete the event thread puts it on the work queue and does not touch it
  * (it only counts it, and skips it in timeout scans: `busy`) until a worker
- * puts it back on the return queue. Both queues are mutex-protected lists,
- * and the hand-over through them orders all accesses. Closing a connection
+ * puts it back on the return queue or re-arms it. Both queues are
+ * mutex-protected lists, and the hand-over through them orders all
+ * accesses. A worker re-arming a connection does so under the connection's
+ * mutex `mu` (reset, busy = false, epoll_ctl), and the event thread takes
+ * that mutex before it looks at a connection it was not handed (timeout
+ * scan, shutdown) or that epoll reports, so it sees either a busy
+ * connection or a fully reset one; `stopping` is read under the same mutex,
+ * so a connection re-armed after the shutdown began is not missed. Closing a connection
  * is decided by the event thread; it closes the socket itself, but the
  * context (plugin close hooks, per-message state) is freed by a worker so
  * that no plugin code ever runs on the event thread.
@@ -63,6 +74,7 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -144,7 +156,8 @@ struct listener {
 struct conn {
 	struct src src;
 	int fd;
-	char peer[80]; /* "inet:127.0.0.1:54321", "unix:/path" */
+	pthread_mutex_t mu; /* see "Ownership" above */
+	char peer[80];	    /* "inet:127.0.0.1:54321", "unix:/path" */
 	struct sift_ctx *ctx;
 	struct sift_policy_parser parser;
 	char *pending; /* bytes received after the request */
@@ -161,7 +174,6 @@ struct conn {
 
 struct queue {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
 	struct conn *head, **tail;
 };
 
@@ -174,11 +186,16 @@ static struct listener *listeners;
 static size_t n_listeners;
 static struct conn *conns;
 static long n_conns;
-static bool stopping;
+static atomic_bool stopping;
 static long long accept_paused_until; /* 0 = accepting */
 static struct src sig_src = {SRC_SIGNAL}, wake_src = {SRC_WAKE};
 
+/* The work queue's semaphore counts its items plus, at exit, one stop token
+ * per worker: a semaphore rather than a condition variable because a woken
+ * pthread_cond_wait re-takes its mutex as contended, which costs every
+ * request one more futex call at the unlock. */
 static struct queue work_q, ret_q;
+static sem_t work_sem;
 static bool workers_stop; /* under work_q.lock */
 static pthread_t *workers;
 static size_t n_workers;
@@ -188,7 +205,6 @@ static size_t n_workers;
 static void queue_init(struct queue *q)
 {
 	pthread_mutex_init(&q->lock, NULL);
-	pthread_cond_init(&q->cond, NULL);
 	q->head = NULL;
 	q->tail = &q->head;
 }
@@ -219,8 +235,9 @@ static void work_push(struct conn *c)
 {
 	pthread_mutex_lock(&work_q.lock);
 	queue_push_locked(&work_q, c);
-	pthread_cond_signal(&work_q.cond);
 	pthread_mutex_unlock(&work_q.lock);
+	/* After the unlock: the woken worker does not block on the lock. */
+	sem_post(&work_sem);
 }
 
 /* Worker → event thread. The eventfd is written only when the queue was
@@ -241,6 +258,7 @@ static void return_push(struct conn *c)
 
 static void conn_free(struct conn *c)
 {
+	pthread_mutex_destroy(&c->mu);
 	sift_policy_parser_reset(&c->parser);
 	free(c->pending);
 	free(c->instance);
@@ -442,6 +460,7 @@ static void accept_ready(struct listener *l)
 		c->src.type = SRC_CONN;
 		c->fd = fd;
 		format_peer(c, l, &ss);
+		pthread_mutex_init(&c->mu, NULL);
 		if (n_conns >= pconf.max_connections) {
 			long long now = sift_now_ms();
 			if (now - last_full_warning >= 1000) {
@@ -455,6 +474,7 @@ static void accept_ready(struct listener *l)
 			} else
 				suppressed++;
 			close(fd);
+			pthread_mutex_destroy(&c->mu);
 			free(c);
 			continue;
 		}
@@ -488,7 +508,10 @@ static void scan_timeouts(void)
 	struct conn *next;
 	for (struct conn *c = conns; c; c = next) {
 		next = c->next;
-		if (c->busy)
+		pthread_mutex_lock(&c->mu);
+		bool busy = c->busy;
+		pthread_mutex_unlock(&c->mu);
+		if (busy)
 			continue;
 		if (c->request_start && now - c->request_start > pconf.request_timeout) {
 			sift_log(LOG_WARNING,
@@ -630,24 +653,51 @@ static void handle_request(struct conn *c)
 	}
 }
 
+/* The worker's side of conn_returned, for the common case: the reply went
+ * out, nothing came after the request and policyd is not stopping. Resets
+ * the connection and re-arms it; false: the event thread must take it. */
+static bool conn_rearm(struct conn *c)
+{
+	if (c->failed || c->pending)
+		return false;
+	bool ok = false;
+	pthread_mutex_lock(&c->mu);
+	if (!atomic_load(&stopping)) {
+		sift_policy_parser_reset(&c->parser);
+		c->last_activity = sift_now_ms();
+		c->request_start = 0;
+		c->busy = false;
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.ptr = c};
+		ok = epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0;
+		if (!ok)
+			c->busy = true; /* conn_returned re-arms or closes it */
+	}
+	pthread_mutex_unlock(&c->mu);
+	return ok;
+}
+
 static void *worker_main(void *arg)
 {
 	(void)arg;
 	for (;;) {
+		while (sem_wait(&work_sem) < 0 && errno == EINTR)
+			;
 		pthread_mutex_lock(&work_q.lock);
-		struct conn *c;
-		while (!(c = queue_pop_locked(&work_q)) && !workers_stop)
-			pthread_cond_wait(&work_q.cond, &work_q.lock);
+		struct conn *c = queue_pop_locked(&work_q);
+		bool stop = workers_stop;
 		pthread_mutex_unlock(&work_q.lock);
-		if (!c)
+		if (!c && stop)
 			break;
+		if (!c)
+			continue;
 		if (c->closing) {
 			sift_ctx_free(c->ctx); /* ends the message, calls close hooks */
 			conn_free(c);
 			continue;
 		}
 		handle_request(c);
-		return_push(c);
+		if (!conn_rearm(c))
+			return_push(c);
 	}
 	return NULL;
 }
@@ -816,7 +866,10 @@ static void begin_shutdown(const char *why)
 	struct conn *next;
 	for (struct conn *c = conns; c; c = next) {
 		next = c->next;
-		if (!c->busy)
+		pthread_mutex_lock(&c->mu);
+		bool busy = c->busy;
+		pthread_mutex_unlock(&c->mu);
+		if (!busy)
 			conn_close(c);
 	}
 }
@@ -895,9 +948,14 @@ static void event_loop(void)
 			case SRC_WAKE:
 				drain_returns();
 				break;
-			case SRC_CONN:
-				conn_readable((struct conn *)s);
+			case SRC_CONN: {
+				/* Orders what a worker did before re-arming it. */
+				struct conn *c = (struct conn *)s;
+				pthread_mutex_lock(&c->mu);
+				pthread_mutex_unlock(&c->mu);
+				conn_readable(c);
 				break;
+			}
 			}
 		}
 		long long now = sift_now_ms();
@@ -1055,6 +1113,7 @@ int main(int argc, char **argv)
 
 	queue_init(&work_q);
 	queue_init(&ret_q);
+	sem_init(&work_sem, 0, 0);
 	n_workers = (size_t)pconf.workers;
 	workers = sift_calloc(n_workers, sizeof(*workers));
 	for (size_t i = 0; i < n_workers; i++)
@@ -1072,8 +1131,9 @@ int main(int argc, char **argv)
 	/* All connections are closed; their close jobs may still be queued. */
 	pthread_mutex_lock(&work_q.lock);
 	workers_stop = true;
-	pthread_cond_broadcast(&work_q.cond);
 	pthread_mutex_unlock(&work_q.lock);
+	for (size_t i = 0; i < n_workers; i++)
+		sem_post(&work_sem);
 	for (size_t i = 0; i < n_workers; i++)
 		pthread_join(workers[i], NULL);
 	free(workers);

@@ -19,10 +19,11 @@ Setup (all on loopback):
     /etc/resolv.conf says "nameserver 127.0.0.77" (unshare -m; the real
     file is not touched). Their default configuration is used (python:
     HELO check then MAIL FROM).
-  * load: bench/spf/spf-load.c (C, built here with cc), persistent
-    connections, every request a new transaction (own instance): warm =
-    senders cycling over DOMAINS already looked up, cold = every request a
-    domain never queried before.
+  * load: bench/policy-load (C, from SIFT_BUILDDIR, or built here with cc
+    when the build tree has none) with -D: persistent connections, every
+    request a new transaction (own instance): warm = senders cycling over
+    DOMAINS already looked up, cold = every request a domain never queried
+    before.
 CPU per request: "server" is the server process's user+system time over
 the requests (for the baselines socat's, with its children's time, which
 the kernel only adds when socat reaps them: unreliable per run); "machine"
@@ -124,7 +125,7 @@ def wait_port(port, timeout=20):
 
 def load(loader, port, conc, n, domains, offset):
     out = subprocess.run([loader, "-c", str(conc), "-n", str(n), "-D", str(domains), "-o", str(offset),
-                          "127.0.0.1:%d" % port], capture_output=True, text=True, timeout=1200)
+                          "inet:127.0.0.1:%d" % port], capture_output=True, text=True, timeout=1200)
     line = out.stdout.strip()
     f = line.split()
     rps = float(f[f.index("requests/s,") - 1])
@@ -145,8 +146,11 @@ def main():
     ap.add_argument("--systems", default="policyd,python,perl")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="sift-spf-bench-")
-    loader = os.path.join(tmp, "spf-load")
-    subprocess.run(["cc", "-O2", "-o", loader, os.path.join(HERE, "spf-load.c"), "-lpthread"], check=True)
+    loader = os.path.join(BUILDDIR, "bench", "policy-load")
+    if not os.access(loader, os.X_OK):
+        loader = os.path.join(tmp, "policy-load")
+        subprocess.run(["cc", "-O2", "-o", loader, os.path.join(HERE, "..", "policy-load.c"), "-lpthread"],
+                       check=True)
     ncold_sets = 6
     total_domains = args.domains + ncold_sets * args.cold
     print("zone: %d domains ..." % total_domains, flush=True)

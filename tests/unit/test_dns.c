@@ -181,6 +181,21 @@ static void test_records(void)
 		CHECK_INT(r->len[0], strlen("v=spf1 ip4:192.0.2.0/24 -all"));
 	}
 	free(r);
+	/* From the answer cache: a block of its own, its pointers inside it,
+	 * the seconds left as ttl. */
+	r = sift_dns_query("TXT.sift.test.", T_TXT, 3000);
+	CHECK_INT(r->status, SIFT_DNS_OK);
+	CHECK_INT(r->count, 1);
+	CHECK(r->ttl > 0 && r->ttl <= 300);
+	if (r->count == 1) {
+		const char *lo = (const char *)r, *hi = lo + 4096;
+		CHECK((const char *)r->rr > lo && (const char *)r->rr < hi);
+		CHECK((const char *)r->len > lo && (const char *)r->len < hi);
+		CHECK((const char *)r->rr[0] > lo && (const char *)r->rr[0] < hi);
+		CHECK_STR((const char *)r->rr[0], "v=spf1 ip4:192.0.2.0/24 -all");
+		CHECK_INT(r->len[0], strlen("v=spf1 ip4:192.0.2.0/24 -all"));
+	}
+	free(r);
 
 	r = sift_dns_query("big.sift.test", T_TXT, 5000);
 	CHECK_INT(r->status, SIFT_DNS_OK);
@@ -396,5 +411,9 @@ int main(void)
 	CHECK_INT(r->status, SIFT_DNS_OK);
 	free(r);
 	sift_dns_shutdown();
+	/* The answer cache does not outlive the resolver. */
+	r = sift_dns_query("t5.sift.test", T_A, 3000);
+	CHECK_INT(r->status, SIFT_DNS_TEMPFAIL);
+	free(r);
 	return t_done();
 }
