@@ -38,7 +38,6 @@
  * references) lives in host->msg() and is freed in msg_end.
  */
 #include <ctype.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -48,6 +47,7 @@
 #include <syslog.h>
 #include <time.h>
 
+#include "dkimcache.h"
 #include "dkimfields.h"
 #include "dkimkeys.h"
 #include "dkimsign.h"
@@ -166,129 +166,6 @@ struct dk_msg {
 
 static const struct sift_host *host;
 
-/* ---- the key cache ----------------------------------------------------------
- * Process-wide (survives reloads: records do not depend on configuration),
- * a chained hash table under one mutex, bounded by dkim_key_cache_size:
- * when full, expired entries are dropped, then everything. An entry holds
- * the key record parsed and checked once (dkv_key_parse: the EVP_PKEY, or
- * why the record cannot be used), for the record's TTL (at most
- * dkim_key_cache_max_ttl), or a negative entry (NXDOMAIN, no TXT) for
- * dkim_key_cache_negative_ttl. Parsed keys are shared: each user holds a
- * reference (counted under the lock) and a replaced or purged entry's key
- * is freed by its last user. */
-struct kc_entry {
-	char *name;
-	struct dkv_key *key; /* NULL: negative entry (no key) */
-	time_t expires;
-	struct kc_entry *next;
-};
-#define KC_BUCKETS 4096
-static struct kc_entry *kc_tab[KC_BUCKETS];
-static size_t kc_count;
-static pthread_mutex_t kc_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static unsigned kc_hash(const char *s)
-{
-	unsigned h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)tolower((unsigned char)*s)) * 16777619u;
-	return h % KC_BUCKETS;
-}
-
-/* Drops one reference; the caller holds kc_lock. */
-static void kc_unref_locked(struct dkv_key *k)
-{
-	if (k && --k->refs == 0)
-		dkv_key_free(k);
-}
-
-static void kc_unref(struct dkv_key *k)
-{
-	if (!k)
-		return;
-	pthread_mutex_lock(&kc_lock);
-	kc_unref_locked(k);
-	pthread_mutex_unlock(&kc_lock);
-}
-
-static void kc_free_entry(struct kc_entry *e)
-{
-	free(e->name);
-	kc_unref_locked(e->key);
-	free(e);
-}
-
-static void kc_purge(time_t now, bool all)
-{
-	for (size_t b = 0; b < KC_BUCKETS; b++) {
-		struct kc_entry **pp = &kc_tab[b];
-		while (*pp) {
-			struct kc_entry *e = *pp;
-			if (all || e->expires <= now) {
-				*pp = e->next;
-				kc_free_entry(e);
-				kc_count--;
-			} else
-				pp = &e->next;
-		}
-	}
-}
-
-/* 1 found (*key_r referenced, NULL for a negative entry), 0 not cached. */
-static int kc_get(const char *name, struct dkv_key **key_r)
-{
-	time_t now = time(NULL);
-	int rc = 0;
-	pthread_mutex_lock(&kc_lock);
-	for (struct kc_entry *e = kc_tab[kc_hash(name)]; e; e = e->next)
-		if (strcasecmp(e->name, name) == 0) {
-			if (e->expires > now) {
-				*key_r = e->key;
-				if (e->key)
-					e->key->refs++;
-				rc = 1;
-			}
-			break;
-		}
-	pthread_mutex_unlock(&kc_lock);
-	return rc;
-}
-
-/* Caches key (NULL: negative) for ttl_s seconds; takes no reference of
- * the caller's. */
-static void kc_put(const struct dk_conf *c, const char *name, struct dkv_key *key, long ttl_s)
-{
-	if (c->key_cache_size <= 0 || ttl_s <= 0)
-		return;
-	time_t now = time(NULL);
-	unsigned h = kc_hash(name);
-	pthread_mutex_lock(&kc_lock);
-	for (struct kc_entry **pp = &kc_tab[h]; *pp; pp = &(*pp)->next)
-		if (strcasecmp((*pp)->name, name) == 0) {
-			struct kc_entry *old = *pp;
-			*pp = old->next;
-			kc_free_entry(old);
-			kc_count--;
-			break;
-		}
-	if (kc_count >= (size_t)c->key_cache_size)
-		kc_purge(now, false);
-	if (kc_count >= (size_t)c->key_cache_size)
-		kc_purge(now, true);
-	struct kc_entry *e = calloc(1, sizeof(*e));
-	if (e && (e->name = strdup(name)) != NULL) {
-		e->key = key;
-		if (key)
-			key->refs++;
-		e->expires = now + ttl_s;
-		e->next = kc_tab[h];
-		kc_tab[h] = e;
-		kc_count++;
-	} else
-		free(e);
-	pthread_mutex_unlock(&kc_lock);
-}
-
 /* ---- key lookup through the shared resolver --------------------------------- */
 
 static bool dns_label_ok(const char *s)
@@ -329,7 +206,7 @@ static void key_lookup(struct dk_msg *m, struct dk_vsig *v)
 		return;
 	}
 	const struct dk_conf *c = m->conf;
-	if (kc_get(name, &v->key)) {
+	if (kc_get(name, time(NULL), &v->key)) {
 		if (!v->key) {
 			v->res = DKV_PERMERROR;
 			v->reason = "no key for signature";
@@ -361,11 +238,12 @@ static void key_lookup(struct dk_msg *m, struct dk_vsig *v)
 		long ttl = (long)r->ttl;
 		if (ttl * 1000 > c->key_cache_max_ttl)
 			ttl = (long)(c->key_cache_max_ttl / 1000);
-		kc_put(c, name, v->key, ttl);
+		kc_put((size_t)c->key_cache_size, name, v->key, ttl, time(NULL));
 		break;
 	case SIFT_DNS_NXDOMAIN:
 	case SIFT_DNS_NODATA:
-		kc_put(c, name, NULL, (long)(c->key_cache_negative_ttl / 1000));
+		kc_put((size_t)c->key_cache_size, name, NULL, (long)(c->key_cache_negative_ttl / 1000),
+		       time(NULL));
 		v->res = DKV_PERMERROR;
 		v->reason = "no key for signature";
 		break;
