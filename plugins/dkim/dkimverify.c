@@ -90,7 +90,7 @@ static int parse_tags(const char *list, struct tag *t, size_t *n)
 	}
 }
 
-static char *take(struct tag *t, size_t n, const char *name)
+static char *tag_take(struct tag *t, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(t[i].name, name) == 0) {
@@ -101,7 +101,7 @@ static char *take(struct tag *t, size_t n, const char *name)
 	return NULL;
 }
 
-static const char *peek(const struct tag *t, size_t n, const char *name)
+static const char *tag_peek(const struct tag *t, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(t[i].name, name) == 0)
@@ -214,10 +214,10 @@ static bool in_domain(const char *i, const char *d)
 
 static const char *check_sig(struct dkv_sig *s, const char *value, struct tag *t, size_t n)
 {
-	const char *v = peek(t, n, "v");
+	const char *v = tag_peek(t, n, "v");
 	if (!v || strcmp(v, "1") != 0)
 		return "malformed signature (v=)";
-	if (!s->d || !s->s || !s->a || !s->b || !s->bh || !peek(t, n, "h"))
+	if (!s->d || !s->s || !s->a || !s->b || !s->bh || !tag_peek(t, n, "h"))
 		return "malformed signature (a required tag is missing)";
 	if (!*s->d || !*s->s)
 		return "malformed signature (d= or s=)";
@@ -227,9 +227,9 @@ static const char *check_sig(struct dkv_sig *s, const char *value, struct tag *t
 		s->alg = DKV_A_ED25519_SHA256;
 	else if (strcasecmp(s->a, "rsa-sha1") == 0)
 		s->alg = DKV_A_RSA_SHA1;
-	if (!split_h(s, peek(t, n, "h")))
+	if (!split_h(s, tag_peek(t, n, "h")))
 		return "malformed signature (h= does not name From)";
-	const char *c = peek(t, n, "c");
+	const char *c = tag_peek(t, n, "c");
 	if (c) {
 		const char *sl = strchr(c, '/');
 		size_t hl = sl ? (size_t)(sl - c) : strlen(c);
@@ -243,16 +243,16 @@ static const char *check_sig(struct dkv_sig *s, const char *value, struct tag *t
 		else if (strcasecmp(b, "simple") != 0)
 			return "malformed signature (c=)";
 	}
-	const char *q = peek(t, n, "q");
+	const char *q = tag_peek(t, n, "q");
 	if (q && !strstr(q, "dns/txt"))
 		return "malformed signature (q=)";
 	if (s->i && !in_domain(s->i, s->d))
 		return "malformed signature (i= not in d=)";
-	if ((s->has_l = peek(t, n, "l") != NULL) && !parse_num(peek(t, n, "l"), &s->l))
+	if ((s->has_l = tag_peek(t, n, "l") != NULL) && !parse_num(tag_peek(t, n, "l"), &s->l))
 		return "malformed signature (l=)";
-	if ((s->has_t = peek(t, n, "t") != NULL) && !parse_num(peek(t, n, "t"), &s->t))
+	if ((s->has_t = tag_peek(t, n, "t") != NULL) && !parse_num(tag_peek(t, n, "t"), &s->t))
 		return "malformed signature (t=)";
-	if ((s->has_x = peek(t, n, "x") != NULL) && !parse_num(peek(t, n, "x"), &s->x))
+	if ((s->has_x = tag_peek(t, n, "x") != NULL) && !parse_num(tag_peek(t, n, "x"), &s->x))
 		return "malformed signature (x=)";
 	if (s->has_t && s->has_x && s->x < s->t)
 		return "malformed signature (x= before t=)";
@@ -271,12 +271,12 @@ void dkv_sig_parse(const char *value, struct dkv_sig *s)
 	struct tag t[DKV_MAX_TAGS];
 	size_t n = 0;
 	int rc = parse_tags(value, t, &n);
-	s->d = take(t, n, "d");
-	s->s = take(t, n, "s");
-	s->a = take(t, n, "a");
-	s->i = take(t, n, "i");
-	s->b = take(t, n, "b");
-	s->bh = take(t, n, "bh");
+	s->d = tag_take(t, n, "d");
+	s->s = tag_take(t, n, "s");
+	s->a = tag_take(t, n, "a");
+	s->i = tag_take(t, n, "i");
+	s->b = tag_take(t, n, "b");
+	s->bh = tag_take(t, n, "bh");
 	if (s->a && strcasecmp(s->a, "rsa-sha1") == 0)
 		s->alg = DKV_A_RSA_SHA1;
 	if (rc < 0)
@@ -368,21 +368,21 @@ struct dkv_key *dkv_key_parse(const char *record)
 	const char *v, *kt, *h, *sv, *fl, *p;
 	if (parse_tags(record, t, &n) < 0)
 		key_error(k, DKV_PERMERROR, "key syntax error");
-	else if ((v = peek(t, n, "v")) && (strcmp(t[0].name, "v") != 0 || strcmp(v, "DKIM1") != 0))
+	else if ((v = tag_peek(t, n, "v")) && (strcmp(t[0].name, "v") != 0 || strcmp(v, "DKIM1") != 0))
 		key_error(k, DKV_PERMERROR, "key syntax error (v=)");
-	else if (!(p = peek(t, n, "p")))
+	else if (!(p = tag_peek(t, n, "p")))
 		key_error(k, DKV_PERMERROR, "key syntax error (no p=)");
-	else if ((kt = peek(t, n, "k")) && strcasecmp(kt, "rsa") != 0 && strcasecmp(kt, "ed25519") != 0)
+	else if ((kt = tag_peek(t, n, "k")) && strcasecmp(kt, "rsa") != 0 && strcasecmp(kt, "ed25519") != 0)
 		key_error(k, DKV_PERMERROR, "unknown key type");
-	else if ((h = peek(t, n, "h")) && !list_has(h, "sha256", NULL))
+	else if ((h = tag_peek(t, n, "h")) && !list_has(h, "sha256", NULL))
 		key_error(k, DKV_FAIL, "key does not allow sha256 (h=)");
-	else if ((sv = peek(t, n, "s")) && !list_has(sv, "email", "*"))
+	else if ((sv = tag_peek(t, n, "s")) && !list_has(sv, "email", "*"))
 		key_error(k, DKV_PERMERROR, "key is not for email (s=)");
 	else if (!*p)
 		key_error(k, DKV_FAIL, "key revoked");
 	else {
 		k->ed25519 = kt && strcasecmp(kt, "ed25519") == 0;
-		fl = peek(t, n, "t");
+		fl = tag_peek(t, n, "t");
 		k->strict = fl && list_has(fl, "s", NULL);
 		k->sha256_ok = true;
 		key_decode(k, p);
