@@ -1,6 +1,7 @@
 /*
- * dkim.c - DKIM signing and verification in filterd: verification with
- * libopendkim, signing with dkimsign.c (keys parsed once at init).
+ * dkim.c - DKIM signing and verification in filterd: signing with
+ * dkimsign.c (keys parsed once at init), verification with dkimverify.c
+ * (public keys parsed once per key record and cached).
  *
  * Signing (profile originating, or clients in dkim_sign_networks): the From
  * header's address is looked up in dkim_signing_table (full address, domain,
@@ -16,9 +17,8 @@
  *
  * Verification (profile inbound): every DKIM-Signature up to
  * dkim_max_signatures is verified; key records come from the shared resolver
- * (host->dns_query) through libopendkim's key-lookup callback — never from
- * libopendkim's own resolver, whose shared res_state leaks descriptors
- * under threads — and are cached with their TTL. rsa-sha1 signatures and RSA
+ * (host->dns_query) at end of header and are cached parsed (the EVP_PKEY)
+ * with their TTL. rsa-sha1 signatures and RSA
  * keys under 1024 bits fail (RFC 8301). Results become symbols (DKIM_VALID,
  * DKIM_INVALID, DKIM_TEMPFAIL, DKIM_NONE, with the signing domains) and an
  * Authentication-Results header (RFC 8601) inserted at the top; forged
@@ -28,17 +28,16 @@
  * The header fields signed and verified are read from the host's copy of
  * the message as received (host->message_read, cut into fields by
  * dkimfields.c), byte-exact: leading white space and CRLF folding kept
- * (SIFT_F_HDR_LEADSPC); the body is fed to the signer or to libopendkim
+ * (SIFT_F_HDR_LEADSPC); the body is fed to the signers or verifiers
  * chunk by chunk from the body hook, never held.
  *
- * Threading: the configuration block (keys, parsed EVP_PKEYs, DKIM_LIB,
- * lists) is read-only after init and shared; one DKIM_LIB per generation
- * is safe because its resolver is never used. The key cache is
- * process-wide, under a mutex. Per-message state (signers, the libopendkim
- * verification handle) lives in host->msg() and is freed in msg_end.
+ * Threading: the configuration block (keys, parsed EVP_PKEYs, lists)
+ * is read-only after init and shared. The key cache is process-wide, under
+ * a mutex; its parsed keys are shared read-only, with a reference count
+ * under that mutex. Per-message state (signers, verifiers and their key
+ * references) lives in host->msg() and is freed in msg_end.
  */
 #include <ctype.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -48,11 +47,11 @@
 #include <syslog.h>
 #include <time.h>
 
-#include <opendkim/dkim.h>
-
+#include "dkimcache.h"
 #include "dkimfields.h"
 #include "dkimkeys.h"
 #include "dkimsign.h"
+#include "dkimverify.h"
 #include "sift/plugin.h"
 
 #define DK_MAX_SIGN   8	   /* signatures made per message */
@@ -83,9 +82,8 @@ struct dk_conf {
 	const char *valid_score, *invalid_score, *tempfail_score, *none_score;
 	/* derived in init */
 	struct dk_keytable keys;
-	DKIM_LIB *lib;
 	EVP_PKEY **pkeys; /* parsed keys, parallel to keys.keys */
-	dkim_canon_t hcanon, bcanon;
+	bool relaxed_h, relaxed_b;
 	double sc_valid, sc_invalid, sc_tempfail, sc_none;
 	const char **signhdrs, **oversignhdrs;
 };
@@ -142,9 +140,14 @@ static const struct sift_param params[] = {
 
 enum dk_mode { M_NONE = 0, M_SIGN, M_VERIFY };
 
-struct dk_lookup {
-	DKIM_SIGINFO *sig;
-	int dns; /* enum sift_dns_status of the key lookup */
+/* One DKIM-Signature being verified. */
+struct dk_vsig {
+	struct dkv_sig sig;
+	struct dkv_key *key; /* a reference from the cache (or our own) */
+	enum dkv_result res; /* DKV_NONE while the body is hashed */
+	const char *reason;
+	const char *name; /* the field's name as received */
+	size_t field;	  /* its index among the header fields */
 };
 
 struct dk_msg {
@@ -154,137 +157,16 @@ struct dk_msg {
 	struct dks *sign[DK_MAX_SIGN];
 	const struct dk_key *signkey[DK_MAX_SIGN];
 	size_t nsign;
-	bool failed; /* a signing step failed: SIFT_ERROR at eom */
-	DKIM *vdkim;
-	DKIM_STAT veoh;
-	struct dk_lookup look[DK_MAX_VERIFY];
-	size_t nlook;
+	bool failed;	   /* a signing step failed: SIFT_ERROR at eom */
+	struct dk_vsig *v; /* message memory, nv of them */
+	size_t nv;
+	const char **fnames, **fvalues; /* the header fields as received */
+	size_t nfields;
 };
 
 static const struct sift_host *host;
 
-/* ---- the key cache ----------------------------------------------------------
- * Process-wide (survives reloads: records do not depend on configuration),
- * a chained hash table under one mutex, bounded by dkim_key_cache_size:
- * when full, expired entries are dropped, then everything. */
-struct kc_entry {
-	char *name;
-	char *record; /* NULL: negative entry (no key) */
-	time_t expires;
-	struct kc_entry *next;
-};
-#define KC_BUCKETS 4096
-static struct kc_entry *kc_tab[KC_BUCKETS];
-static size_t kc_count;
-static pthread_mutex_t kc_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static unsigned kc_hash(const char *s)
-{
-	unsigned h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)tolower((unsigned char)*s)) * 16777619u;
-	return h % KC_BUCKETS;
-}
-
-static void kc_free_entry(struct kc_entry *e)
-{
-	free(e->name);
-	free(e->record);
-	free(e);
-}
-
-static void kc_purge(time_t now, bool all)
-{
-	for (size_t b = 0; b < KC_BUCKETS; b++) {
-		struct kc_entry **pp = &kc_tab[b];
-		while (*pp) {
-			struct kc_entry *e = *pp;
-			if (all || e->expires <= now) {
-				*pp = e->next;
-				kc_free_entry(e);
-				kc_count--;
-			} else
-				pp = &e->next;
-		}
-	}
-}
-
-/* 1 found (*rec_r malloc'd, NULL for a negative entry), 0 not cached. */
-static int kc_get(const char *name, char **rec_r)
-{
-	time_t now = time(NULL);
-	int rc = 0;
-	pthread_mutex_lock(&kc_lock);
-	for (struct kc_entry *e = kc_tab[kc_hash(name)]; e; e = e->next)
-		if (strcasecmp(e->name, name) == 0) {
-			if (e->expires > now) {
-				*rec_r = e->record ? strdup(e->record) : NULL;
-				rc = e->record && !*rec_r ? 0 : 1;
-			}
-			break;
-		}
-	pthread_mutex_unlock(&kc_lock);
-	return rc;
-}
-
-static void kc_put(const struct dk_conf *c, const char *name, const char *record, long ttl_s)
-{
-	if (c->key_cache_size <= 0 || ttl_s <= 0)
-		return;
-	time_t now = time(NULL);
-	unsigned h = kc_hash(name);
-	pthread_mutex_lock(&kc_lock);
-	for (struct kc_entry **pp = &kc_tab[h]; *pp; pp = &(*pp)->next)
-		if (strcasecmp((*pp)->name, name) == 0) {
-			struct kc_entry *old = *pp;
-			*pp = old->next;
-			kc_free_entry(old);
-			kc_count--;
-			break;
-		}
-	if (kc_count >= (size_t)c->key_cache_size)
-		kc_purge(now, false);
-	if (kc_count >= (size_t)c->key_cache_size)
-		kc_purge(now, true);
-	struct kc_entry *e = calloc(1, sizeof(*e));
-	if (e) {
-		e->name = strdup(name);
-		e->record = record ? strdup(record) : NULL;
-		if (!e->name || (record && !e->record)) {
-			kc_free_entry(e);
-		} else {
-			e->expires = now + ttl_s;
-			e->next = kc_tab[h];
-			kc_tab[h] = e;
-			kc_count++;
-		}
-	}
-	pthread_mutex_unlock(&kc_lock);
-}
-
 /* ---- key lookup through the shared resolver --------------------------------- */
-
-static void note_lookup(struct dk_msg *m, DKIM_SIGINFO *sig, int status)
-{
-	for (size_t i = 0; i < m->nlook; i++)
-		if (m->look[i].sig == sig) {
-			m->look[i].dns = status;
-			return;
-		}
-	if (m->nlook < DK_MAX_VERIFY) {
-		m->look[m->nlook].sig = sig;
-		m->look[m->nlook].dns = status;
-		m->nlook++;
-	}
-}
-
-static int lookup_status(const struct dk_msg *m, DKIM_SIGINFO *sig)
-{
-	for (size_t i = 0; i < m->nlook; i++)
-		if (m->look[i].sig == sig)
-			return m->look[i].dns;
-	return -1;
-}
 
 static bool dns_label_ok(const char *s)
 {
@@ -296,110 +178,85 @@ static bool dns_label_ok(const char *s)
 	return true;
 }
 
-static DKIM_CBSTAT key_lookup(DKIM *dkim, DKIM_SIGINFO *sig, unsigned char *buf, size_t buflen)
+/* The first TXT record that looks like a key, or NULL. */
+static const char *pick_record(const struct sift_dns_result *r)
 {
-	struct dk_msg *m = dkim_get_user_context(dkim);
-	const char *sel = (const char *)dkim_sig_getselector(sig);
-	const char *dom = (const char *)dkim_sig_getdomain(sig);
-	if (!m || !sel || !dom || !dns_label_ok(sel) || !dns_label_ok(dom)) {
-		if (m)
-			note_lookup(m, sig, SIFT_DNS_ERROR);
-		return DKIM_CBSTAT_NOTFOUND;
+	const char *pick = NULL;
+	for (size_t i = 0; i < r->count; i++) {
+		const char *t = (const char *)r->rr[i];
+		if (!pick || strstr(t, "p=")) {
+			if (pick && strstr(pick, "p="))
+				break;
+			pick = t;
+		}
 	}
+	return pick && strlen(pick) <= DK_TXT_MAX ? pick : NULL;
+}
+
+/* Sets v->key (a reference) or v->res and v->reason. */
+static void key_lookup(struct dk_msg *m, struct dk_vsig *v)
+{
+	const char *sel = v->sig.s, *dom = v->sig.d;
 	char name[600];
-	if ((size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", sel, dom) >= sizeof(name) ||
+	if (!dns_label_ok(sel) || !dns_label_ok(dom) ||
+	    (size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", sel, dom) >= sizeof(name) ||
 	    strlen(name) > 253) {
-		note_lookup(m, sig, SIFT_DNS_ERROR);
-		return DKIM_CBSTAT_NOTFOUND;
+		v->res = DKV_PERMERROR;
+		v->reason = "bad key name";
+		return;
 	}
 	const struct dk_conf *c = m->conf;
-	char *rec = NULL;
-	if (kc_get(name, &rec)) {
-		note_lookup(m, sig, rec ? SIFT_DNS_OK : SIFT_DNS_NXDOMAIN);
-		if (!rec)
-			return DKIM_CBSTAT_NOTFOUND;
-		snprintf((char *)buf, buflen, "%s", rec);
-		free(rec);
-		return DKIM_CBSTAT_CONTINUE;
+	if (kc_get(name, time(NULL), &v->key)) {
+		if (!v->key) {
+			v->res = DKV_PERMERROR;
+			v->reason = "no key for signature";
+		}
+		return;
 	}
 	long left = host->time_left_ms(m->ctx);
 	long tmo = c->dns_timeout > 0 ? (long)c->dns_timeout : 0;
-	if (left <= 100) {
-		note_lookup(m, sig, SIFT_DNS_TEMPFAIL);
-		return DKIM_CBSTAT_TRYAGAIN;
+	struct sift_dns_result *r = NULL;
+	if (left > 100) {
+		if (tmo == 0 || tmo > left - 100)
+			tmo = tmo == 0 && left - 100 > 60000 ? 0 : left - 100;
+		r = host->dns_query(name, DNS_T_TXT, tmo);
 	}
-	if (tmo == 0 || tmo > left - 100)
-		tmo = tmo == 0 && left - 100 > 60000 ? 0 : left - 100;
-	struct sift_dns_result *r = host->dns_query(name, DNS_T_TXT, tmo);
-	if (!r) {
-		note_lookup(m, sig, SIFT_DNS_TEMPFAIL);
-		return DKIM_CBSTAT_TRYAGAIN;
-	}
-	DKIM_CBSTAT rc;
-	note_lookup(m, sig, (int)r->status);
-	switch (r->status) {
-	case SIFT_DNS_OK: {
-		/* Several TXT records: use the first that looks like a key. */
-		const char *pick = NULL;
-		for (size_t i = 0; i < r->count; i++) {
-			const char *t = (const char *)r->rr[i];
-			if (!pick || strstr(t, "p=")) {
-				if (pick && strstr(pick, "p="))
-					break;
-				pick = t;
-			}
-		}
-		if (!pick || strlen(pick) >= buflen || strlen(pick) > DK_TXT_MAX) {
-			rc = DKIM_CBSTAT_NOTFOUND;
+	const char *pick;
+	switch (r ? r->status : SIFT_DNS_TEMPFAIL) {
+	case SIFT_DNS_OK:
+		if (!(pick = pick_record(r))) {
+			v->res = DKV_PERMERROR;
+			v->reason = "no key for signature";
 			break;
 		}
-		snprintf((char *)buf, buflen, "%s", pick);
+		if (!(v->key = dkv_key_parse(pick))) {
+			v->res = DKV_TEMPERROR;
+			v->reason = "out of memory";
+			break;
+		}
+		v->key->refs = 1;
 		long ttl = (long)r->ttl;
 		if (ttl * 1000 > c->key_cache_max_ttl)
 			ttl = (long)(c->key_cache_max_ttl / 1000);
-		kc_put(c, name, pick, ttl);
-		rc = DKIM_CBSTAT_CONTINUE;
+		kc_put((size_t)c->key_cache_size, name, v->key, ttl, time(NULL));
 		break;
-	}
 	case SIFT_DNS_NXDOMAIN:
 	case SIFT_DNS_NODATA:
-		kc_put(c, name, NULL, (long)(c->key_cache_negative_ttl / 1000));
-		rc = DKIM_CBSTAT_NOTFOUND;
+		kc_put((size_t)c->key_cache_size, name, NULL, (long)(c->key_cache_negative_ttl / 1000),
+		       time(NULL));
+		v->res = DKV_PERMERROR;
+		v->reason = "no key for signature";
 		break;
 	case SIFT_DNS_ERROR:
-		rc = DKIM_CBSTAT_NOTFOUND;
+		v->res = DKV_PERMERROR;
+		v->reason = "key lookup failed";
 		break;
 	default:
-		rc = DKIM_CBSTAT_TRYAGAIN;
+		v->res = DKV_TEMPERROR;
+		v->reason = "key lookup failed temporarily";
 		break;
 	}
 	free(r);
-	return rc;
-}
-
-/* The a= tag as written ("rsa-sha256"), or NULL. dkim_sig_getsignalg
- * reports rsa-sha1 (0) for signatures whose tags were never parsed. */
-static const char *sig_alg_text(DKIM_SIGINFO *s)
-{
-	return (const char *)dkim_sig_gettagvalue(s, 0, (unsigned char *)"a");
-}
-
-static bool is_sha1(DKIM_SIGINFO *s)
-{
-	const char *a = sig_alg_text(s);
-	return a && strcasecmp(a, "rsa-sha1") == 0;
-}
-
-/* Ignores rsa-sha1 signatures (RFC 8301: never accepted; reported as fail
- * without a key lookup) and those beyond dkim_max_signatures. */
-static DKIM_CBSTAT prescreen(DKIM *dkim, DKIM_SIGINFO **sigs, int nsigs)
-{
-	struct dk_msg *m = dkim_get_user_context(dkim);
-	long long max = m ? m->conf->max_signatures : 5;
-	for (int i = 0; i < nsigs; i++)
-		if (i >= max || is_sha1(sigs[i]))
-			dkim_sig_ignore(sigs[i]);
-	return DKIM_CBSTAT_CONTINUE;
 }
 
 /* ---- configuration ---------------------------------------------------------- */
@@ -416,7 +273,7 @@ static char *xasprintf(const char *fmt, ...)
 	return s ? s : strdup("out of memory");
 }
 
-static int parse_canon(const char *s, dkim_canon_t *h, dkim_canon_t *b)
+static int parse_canon(const char *s, bool *h, bool *b)
 {
 	char hb[16] = "", bb[16] = "";
 	const char *slash = strchr(s, '/');
@@ -426,15 +283,15 @@ static int parse_canon(const char *s, dkim_canon_t *h, dkim_canon_t *b)
 	memcpy(hb, s, hl);
 	strcpy(bb, slash ? slash + 1 : "simple");
 	if (strcasecmp(hb, "simple") == 0)
-		*h = DKIM_CANON_SIMPLE;
+		*h = false;
 	else if (strcasecmp(hb, "relaxed") == 0)
-		*h = DKIM_CANON_RELAXED;
+		*h = true;
 	else
 		return -1;
 	if (strcasecmp(bb, "simple") == 0)
-		*b = DKIM_CANON_SIMPLE;
+		*b = false;
 	else if (strcasecmp(bb, "relaxed") == 0)
-		*b = DKIM_CANON_RELAXED;
+		*b = true;
 	else
 		return -1;
 	return 0;
@@ -486,9 +343,6 @@ static void free_array(const char **a)
 static void dk_release(void *conf)
 {
 	struct dk_conf *c = conf;
-	if (c->lib)
-		dkim_close(c->lib);
-	c->lib = NULL;
 	for (size_t i = 0; c->pkeys && i < c->keys.n; i++)
 		EVP_PKEY_free(c->pkeys[i]);
 	free(c->pkeys);
@@ -551,7 +405,7 @@ static int dk_init(const struct sift_host *h, void *conf, char **err_r)
 		*err_r = xasprintf("this host has no message reader (host->message_read): too old");
 		return -1;
 	}
-	if (parse_canon(c->canonicalization, &c->hcanon, &c->bcanon) < 0) {
+	if (parse_canon(c->canonicalization, &c->relaxed_h, &c->relaxed_b) < 0) {
 		*err_r = xasprintf("dkim_canonicalization: \"%s\" is not simple|relaxed[/simple|relaxed]",
 				   c->canonicalization);
 		return -1;
@@ -615,25 +469,10 @@ static int dk_init(const struct sift_host *h, void *conf, char **err_r)
 		return -1;
 	}
 
-	c->lib = dkim_init(NULL, NULL);
-	if (!c->lib) {
-		*err_r = xasprintf("dkim_init failed");
-		return -1;
-	}
-	unsigned int flags = DKIM_LIBFLAGS_BADSIGHANDLES;
-	uint64_t drift = (uint64_t)(c->clock_drift / 1000);
-	unsigned int minbits = 1024;
 	c->signhdrs = hdr_array(c->sign_headers, true);
 	c->oversignhdrs = hdr_array(c->oversign_headers, false);
-	if (!c->signhdrs || !c->oversignhdrs ||
-	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS, &flags, sizeof(flags)) != DKIM_STAT_OK ||
-	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_CLOCKDRIFT, &drift, sizeof(drift)) !=
-		    DKIM_STAT_OK ||
-	    dkim_options(c->lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS, &minbits, sizeof(minbits)) !=
-		    DKIM_STAT_OK ||
-	    dkim_set_key_lookup(c->lib, key_lookup) != DKIM_STAT_OK ||
-	    dkim_set_prescreen(c->lib, prescreen) != DKIM_STAT_OK) {
-		*err_r = xasprintf("cannot configure libopendkim");
+	if (!c->signhdrs || !c->oversignhdrs) {
+		*err_r = xasprintf("out of memory");
 		dk_release(c);
 		return -1;
 	}
@@ -700,31 +539,6 @@ static bool client_in(const struct sift_map *map, const char *addr)
 	int rc = host->map_lookup(map, addr, &res);
 	free(res);
 	return rc == 1;
-}
-
-struct feed {
-	DKIM *d;
-	DKIM_STAT st;
-};
-
-static int feed_one(void *arg, char *field, size_t len, size_t namelen)
-{
-	(void)namelen;
-	struct feed *f = arg;
-	f->st = dkim_header(f->d, (unsigned char *)field, len);
-	return f->st != DKIM_STAT_OK;
-}
-
-/* Feeds every header field of the message as received to handle d. */
-static DKIM_STAT feed_headers(struct sift_ctx *ctx, DKIM *d)
-{
-	struct feed f = {d, DKIM_STAT_OK};
-	int rc = dk_fields(host, ctx, feed_one, &f);
-	if (rc < 0)
-		return DKIM_STAT_NORESOURCE;
-	if (rc > 0)
-		return f.st;
-	return dkim_eoh(d);
 }
 
 /* ---- signing ---------------------------------------------------------------- */
@@ -826,8 +640,8 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 			.key = c->pkeys[k - c->keys.keys],
 			.domain = k->domain,
 			.selector = k->selector,
-			.relaxed_headers = c->hcanon == DKIM_CANON_RELAXED,
-			.relaxed_body = c->bcanon == DKIM_CANON_RELAXED,
+			.relaxed_headers = c->relaxed_h,
+			.relaxed_body = c->relaxed_b,
 			.now = time(NULL),
 			.ttl_s = c->signature_ttl / 1000,
 			.sign_headers = c->signhdrs,
@@ -908,7 +722,7 @@ static enum sift_verdict finish_signing(struct sift_ctx *ctx, struct dk_msg *m)
 		}
 	}
 	for (size_t i = m->nsign; i-- > 0;) {
-		host->header_insert(ctx, 0, DKIM_SIGNHEADER, hdrs[i]);
+		host->header_insert(ctx, 0, "DKIM-Signature", hdrs[i]);
 		host->log(ctx, LOG_INFO, "signed: d=%s s=%s a=%s", m->signkey[i]->domain,
 			  m->signkey[i]->selector,
 			  m->signkey[i]->type == DK_ED25519 ? "ed25519-sha256" : "rsa-sha256");
@@ -964,22 +778,49 @@ static void strip_forged(struct sift_ctx *ctx, const struct dk_conf *c)
 	}
 }
 
+/* Parses the signatures (up to dkim_max_signatures), fetches their keys
+ * and starts the body hashes of those that can still pass. */
 static void start_verifying(struct sift_ctx *ctx, struct dk_msg *m)
 {
 	const struct dk_conf *c = m->conf;
 	if (c->strip_auth_results)
 		strip_forged(ctx, c);
-	const char *jobid = host->get(ctx, SIFT_I_QUEUE_ID);
-	DKIM_STAT st;
-	DKIM *d = dkim_verify(c->lib, (const unsigned char *)(jobid ? jobid : "NOQUEUE"), NULL, &st);
-	if (!d) {
-		host->log(ctx, LOG_ERR, "dkim_verify: %s", dkim_getresultstr(st));
-		m->veoh = DKIM_STAT_INTERNAL;
+	struct fieldlist fl = {.ctx = ctx};
+	if (dk_fields(host, ctx, keep_field, &fl) < 0) {
+		host->log(ctx, LOG_ERR, "verifying: cannot read the message's header");
 		return;
 	}
-	dkim_set_user_context(d, m);
-	m->vdkim = d;
-	m->veoh = feed_headers(ctx, d);
+	m->fnames = fl.names;
+	m->fvalues = fl.values;
+	m->nfields = fl.n;
+	size_t nsig = 0;
+	for (size_t i = 0; i < fl.n; i++)
+		nsig += strcasecmp(fl.names[i], "DKIM-Signature") == 0;
+	if (nsig > (size_t)c->max_signatures)
+		nsig = (size_t)c->max_signatures;
+	if (!nsig)
+		return;
+	m->v = host->msg_alloc(ctx, nsig * sizeof(*m->v));
+	memset(m->v, 0, nsig * sizeof(*m->v));
+	time_t now = time(NULL);
+	for (size_t i = 0; i < fl.n && m->nv < nsig; i++) {
+		if (strcasecmp(fl.names[i], "DKIM-Signature") != 0)
+			continue;
+		struct dk_vsig *v = &m->v[m->nv++];
+		v->name = fl.names[i];
+		v->field = i;
+		dkv_sig_parse(fl.values[i], &v->sig);
+		if (v->sig.alg == DKV_A_RSA_SHA1) {
+			v->res = DKV_FAIL;
+			v->reason = "rsa-sha1 is not accepted (RFC 8301)";
+		} else if (v->sig.error) {
+			v->res = DKV_PERMERROR;
+			v->reason = v->sig.error;
+		} else
+			key_lookup(m, v);
+		if (v->res == DKV_NONE)
+			v->res = dkv_start(&v->sig, v->key, now, c->clock_drift / 1000, &v->reason);
+	}
 }
 
 /* Appends to b (bounded): result of one signature for A-R. */
@@ -1035,44 +876,25 @@ static void acc_add(struct dk_symacc *a, const char *dom)
 		a->doms[a->n] = 0;
 }
 
-/* libopendkim gives up on the whole message when one key lookup must be
- * retried or when the signatures cannot be parsed at all: report each
- * DKIM-Signature field from its own tags. */
-static int report_unlisted(struct sift_ctx *ctx, struct dk_msg *m, struct abuf *ar, struct dk_symacc *invalid,
-			   struct dk_symacc *temp)
+/* header.b: the shortest prefix of b= (at least 8 characters) that no
+ * other signature of the message shares. */
+static void b_prefix(const struct dk_msg *m, size_t k, char *out, size_t n)
 {
-	const struct dk_conf *c = m->conf;
-	bool tempfail = m->veoh == DKIM_STAT_CBTRYAGAIN || m->veoh == DKIM_STAT_KEYFAIL;
-	for (size_t i = 0; i < m->nlook; i++)
-		tempfail |= m->look[i].dns == SIFT_DNS_TEMPFAIL;
-	int n = 0;
-	size_t nh = host->header_count(ctx);
-	for (size_t i = 0; i < nh && n < c->max_signatures; i++) {
-		const struct sift_header *h = host->header(ctx, i);
-		if (!h || strcasecmp(h->name, "DKIM-Signature") != 0)
+	const char *b = m->v[k].sig.b;
+	size_t len = b ? strlen(b) : 0, want = len < 8 ? len : 8;
+	for (size_t j = 0; j < m->nv; j++) {
+		const char *o = m->v[j].sig.b;
+		if (j == k || !o)
 			continue;
-		char *d = dk_tag_value(h->value, "d"), *sl = dk_tag_value(h->value, "s"),
-		     *a = dk_tag_value(h->value, "a");
-		char dom[256] = "", sel[128] = "", al[32] = "";
-		clean(dom, sizeof(dom), d, true);
-		clean(sel, sizeof(sel), sl, true);
-		clean(al, sizeof(al), a, true);
-		free(d), free(sl), free(a);
-		const char *reason = tempfail ? "key lookup failed temporarily" : "malformed signature";
-		ab_add(ar, ";\r\n\tdkim=%s reason=\"%s\"", tempfail ? "temperror" : "permerror", reason);
-		if (*dom && dns_label_ok(dom))
-			ab_add(ar, " header.d=%s", dom);
-		if (*sel && dns_label_ok(sel))
-			ab_add(ar, " header.s=%s", sel);
-		if (*al && dns_label_ok(al))
-			ab_add(ar, " header.a=%s", al);
-		acc_add(tempfail ? temp : invalid, *dom && dns_label_ok(dom) ? dom : "unknown");
-		host->log(ctx, LOG_INFO, "d=%s: dkim=%s (%s)", *dom ? dom : "?",
-			  tempfail ? "temperror" : "permerror", reason);
-		n++;
+		while (want < len && strncmp(o, b, want) == 0)
+			want++;
 	}
-	return n;
+	if (want >= n)
+		want = n - 1;
+	clean(out, want + 1, b ? b : "", true);
 }
+
+static const char *const result_name[] = {"none", "pass", "fail", "permerror", "temperror"};
 
 static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m)
 {
@@ -1080,118 +902,41 @@ static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m
 	struct abuf ar = {.n = 0};
 	ab_add(&ar, "%s", our_authserv_id(ctx, c));
 	struct dk_symacc valid = {.n = 0}, invalid = {.n = 0}, temp = {.n = 0};
-	int reported = 0;
-
-	DKIM_SIGINFO **sigs = NULL;
-	int nsigs = 0;
-	if (m->vdkim) {
-		/* eoh fails when no signature could be used (all malformed or
-		 * ignored, key lookups failed): the list still describes them. */
-		if (m->veoh == DKIM_STAT_OK)
-			(void)dkim_eom(m->vdkim, NULL);
-		if (dkim_getsiglist(m->vdkim, &sigs, &nsigs) != DKIM_STAT_OK)
-			nsigs = 0;
-	}
-	for (int i = 0; i < nsigs && i < c->max_signatures; i++) {
-		DKIM_SIGINFO *s = sigs[i];
-		unsigned flags = dkim_sig_getflags(s);
-		dkim_alg_t alg = DKIM_SIGN_UNKNOWN;
-		const char *atext = sig_alg_text(s);
-		if (atext && strcasecmp(atext, "rsa-sha256") == 0)
-			alg = DKIM_SIGN_RSASHA256;
-		else if (atext && strcasecmp(atext, "ed25519-sha256") == 0)
-			alg = DKIM_SIGN_ED25519SHA256;
-		else if (atext && strcasecmp(atext, "rsa-sha1") == 0)
-			alg = DKIM_SIGN_RSASHA1;
-		const char *result, *reason = NULL;
-		char rbuf[160];
-		int err = dkim_sig_geterror(s);
-		int dns = lookup_status(m, s);
-		unsigned int bits = 0;
-		if ((flags & DKIM_SIGFLAG_IGNORE) && alg == DKIM_SIGN_RSASHA1) {
-			result = "fail";
-			reason = "rsa-sha1 is not accepted (RFC 8301)";
-		} else if (flags & DKIM_SIGFLAG_IGNORE) {
-			continue;
-		} else if (dns == SIFT_DNS_TEMPFAIL || err == DKIM_SIGERROR_KEYFAIL) {
-			result = "temperror";
-			reason = "key lookup failed temporarily";
-		} else if (DKIM_SIG_CHECK(s)) {
-			if (alg == DKIM_SIGN_RSASHA256 && dkim_sig_getkeysize(s, &bits) == DKIM_STAT_OK &&
-			    bits < 1024) {
-				result = "fail";
-				reason = "RSA key shorter than 1024 bits (RFC 8301)";
-			} else
-				result = "pass";
-		} else if ((err == DKIM_SIGERROR_OK || err == DKIM_SIGERROR_BADSIG) &&
-			   dkim_sig_getbh(s) == DKIM_SIGBH_MISMATCH) {
-			result = "fail";
-			reason = "body hash did not verify";
-		} else if (err == DKIM_SIGERROR_OK && !(flags & DKIM_SIGFLAG_PROCESSED)) {
-			result = "permerror";
-			reason = "signature not processed";
-		} else {
-			switch (err) {
-			case DKIM_SIGERROR_OK:
-			case DKIM_SIGERROR_BADSIG:
-				result = "fail";
-				reason = "signature verification failed";
-				break;
-			case DKIM_SIGERROR_EXPIRED:
-			case DKIM_SIGERROR_FUTURE:
-			case DKIM_SIGERROR_KEYTOOSMALL:
-			case DKIM_SIGERROR_KEYREVOKED:
-			case DKIM_SIGERROR_SUBDOMAIN:
-			case DKIM_SIGERROR_KEYHASHMISMATCH:
-			case DKIM_SIGERROR_MBSFAILED:
-				result = "fail";
-				break;
-			default:
-				result = "permerror";
-				break;
-			}
-			if (!reason) {
-				const char *es = dkim_sig_geterrorstr(err);
-				reason = es ? es : "unknown error";
-			}
-		}
-		char dom[256] = "", sel[128] = "", b[64] = "";
-		clean(dom, sizeof(dom), (const char *)dkim_sig_getdomain(s), true);
-		clean(sel, sizeof(sel), (const char *)dkim_sig_getselector(s), true);
-		size_t bl = sizeof(b);
-		if (dkim_get_sigsubstring(m->vdkim, s, b, &bl) != DKIM_STAT_OK)
-			b[0] = 0;
-		char bb[64];
-		clean(bb, sizeof(bb), b, true);
-		char aname[32];
-		clean(aname, sizeof(aname), atext, true);
+	for (size_t i = 0; i < m->nv; i++) {
+		struct dk_vsig *v = &m->v[i];
+		if (v->res == DKV_NONE)
+			v->res = dkv_finish(&v->sig, v->key, m->nfields, m->fnames, m->fvalues, v->name,
+					    &v->reason);
+		const char *result = result_name[v->res];
+		char dom[256] = "", sel[128] = "", aname[32] = "", bb[64] = "", rbuf[160];
+		clean(dom, sizeof(dom), v->sig.d, true);
+		clean(sel, sizeof(sel), v->sig.s, true);
+		clean(aname, sizeof(aname), v->sig.a, true);
+		b_prefix(m, i, bb, sizeof(bb));
 		ab_add(&ar, ";\r\n\tdkim=%s", result);
-		if (reason) {
-			clean(rbuf, sizeof(rbuf), reason, false);
+		if (v->reason) {
+			clean(rbuf, sizeof(rbuf), v->reason, false);
 			ab_add(&ar, " reason=\"%s\"", rbuf);
 		}
-		if (*dom)
+		if (*dom && dns_label_ok(dom))
 			ab_add(&ar, " header.d=%s", dom);
-		if (*sel)
+		if (*sel && dns_label_ok(sel))
 			ab_add(&ar, " header.s=%s", sel);
-		if (*aname)
+		if (*aname && dns_label_ok(aname))
 			ab_add(&ar, " header.a=%s", aname);
 		if (*bb)
 			ab_add(&ar, " header.b=%s", bb);
-		reported++;
-		const char *sd = *dom ? dom : "unknown";
-		if (strcmp(result, "pass") == 0)
+		const char *sd = *dom && dns_label_ok(dom) ? dom : "unknown";
+		if (v->res == DKV_PASS)
 			acc_add(&valid, sd);
-		else if (strcmp(result, "temperror") == 0)
+		else if (v->res == DKV_TEMPERROR)
 			acc_add(&temp, sd);
 		else
 			acc_add(&invalid, sd);
 		host->log(ctx, LOG_INFO, "d=%s s=%s: dkim=%s%s%s%s", *dom ? dom : "?", *sel ? sel : "?",
-			  result, reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
+			  result, v->reason ? " (" : "", v->reason ? v->reason : "", v->reason ? ")" : "");
 	}
-	if (!reported && m->vdkim && m->veoh != DKIM_STAT_OK && m->veoh != DKIM_STAT_NOSIG)
-		reported = report_unlisted(ctx, m, &ar, &invalid, &temp);
-	if (!reported) {
+	if (!m->nv) {
 		ab_add(&ar, "; dkim=none");
 		host->symbol(ctx, "DKIM_NONE", c->sc_none, NULL);
 	}
@@ -1244,10 +989,12 @@ static enum sift_verdict dk_body(struct sift_ctx *ctx, const unsigned char *buf,
 				return SIFT_ERROR;
 			}
 		}
-	} else if (m->mode == M_VERIFY && m->vdkim && m->veoh == DKIM_STAT_OK) {
-		DKIM_STAT st = dkim_body(m->vdkim, (unsigned char *)buf, len);
-		if (st != DKIM_STAT_OK && st != DKIM_STAT_NOSIG)
-			m->veoh = st;
+	} else if (m->mode == M_VERIFY) {
+		for (size_t i = 0; i < m->nv; i++)
+			if (m->v[i].res == DKV_NONE && dks_body(m->v[i].sig.body, buf, len) < 0) {
+				m->v[i].res = DKV_TEMPERROR;
+				m->v[i].reason = "body hash failed";
+			}
 	}
 	return SIFT_DUNNO;
 }
@@ -1270,9 +1017,12 @@ static void dk_msg_end(struct sift_ctx *ctx)
 	for (size_t i = 0; i < m->nsign; i++)
 		dks_free(m->sign[i]);
 	m->nsign = 0;
-	if (m->vdkim)
-		dkim_free(m->vdkim);
-	m->vdkim = NULL;
+	for (size_t i = 0; i < m->nv; i++) {
+		dkv_sig_free(&m->v[i].sig);
+		kc_unref(m->v[i].key);
+	}
+	m->v = NULL;
+	m->nv = 0;
 	m->mode = M_NONE;
 }
 
@@ -1284,7 +1034,7 @@ const char *dk_conf_key_table(const void *conf)
 SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	SIFT_PLUGIN_INIT,
 	.name = "dkim",
-	.description = "DKIM signing (originating) and verification (inbound, libopendkim)",
+	.description = "DKIM signing (originating) and verification (inbound)",
 	.daemons = SIFT_D_FILTERD,
 	.actions = SIFT_A_ADDHDRS | SIFT_A_CHGHDRS,
 	.flags = SIFT_F_ALWAYS_RUN | SIFT_F_HDR_LEADSPC,

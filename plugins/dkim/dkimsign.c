@@ -45,7 +45,8 @@ struct dks {
 	bool cr;	    /* a CR that may start a CRLF */
 	bool content;	    /* the current line has content */
 	bool hash_err;
-	bool written; /* some byte went to the body hash */
+	bool written;		      /* some byte went to the body hash */
+	unsigned long long canon_len; /* canonical body bytes seen */
 	unsigned char out[4096];
 	size_t outn;
 };
@@ -88,8 +89,15 @@ static void sb_str(struct sbuf *b, const char *s)
 
 static void out_flush(struct dks *s)
 {
-	if (s->outn && EVP_DigestUpdate(s->body, s->out, s->outn) != 1)
+	size_t take = s->outn;
+	if (s->p.has_body_limit) {
+		unsigned long long left = s->canon_len < s->p.body_limit ? s->p.body_limit - s->canon_len : 0;
+		if (take > left)
+			take = (size_t)left;
+	}
+	if (take && EVP_DigestUpdate(s->body, s->out, take) != 1)
 		s->hash_err = true;
+	s->canon_len += s->outn;
 	s->outn = 0;
 }
 
@@ -182,6 +190,13 @@ static int body_end(struct dks *s, char bh[64])
 	return 0;
 }
 
+int dks_body_hash(struct dks *s, char bh[64], unsigned long long *canon_len_r)
+{
+	int rc = body_end(s, bh);
+	*canon_len_r = s->canon_len;
+	return rc;
+}
+
 /* ---- header fields ------------------------------------------------------------ */
 
 static bool is_wsp(char c)
@@ -226,6 +241,31 @@ static void canon_field(struct sbuf *b, bool relaxed, const char *name, const ch
 	}
 	if (crlf)
 		sb_add(b, "\r\n", 2);
+}
+
+int dks_header_digest(bool relaxed, size_t n, const char *const *names, const char *const *values,
+		      const char *const *h, size_t nh, const char *sig_name, const char *sig_value,
+		      unsigned char md[32])
+{
+	bool *used = calloc(n + 1, sizeof(*used));
+	struct sbuf c = {0};
+	int rc = -1;
+	if (!used)
+		return -1;
+	for (size_t i = 0; i < nh; i++)
+		for (size_t j = n; j-- > 0;)
+			if (!used[j] && strcasecmp(names[j], h[i]) == 0) {
+				used[j] = true;
+				canon_field(&c, relaxed, names[j], values[j], true);
+				break;
+			}
+	canon_field(&c, relaxed, sig_name, sig_value, false);
+	unsigned int mdlen = 0;
+	if (!c.oom && EVP_Digest(c.s ? c.s : "", c.n, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32)
+		rc = 0;
+	free(used);
+	free(c.s);
+	return rc;
 }
 
 static bool listed(const char *const *list, const char *name)

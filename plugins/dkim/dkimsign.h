@@ -41,6 +41,10 @@ struct dks_params {
 	 * listed once more in h= (oversigned); NULL-terminated */
 	const char *const *sign_headers;
 	const char *const *oversign_headers;
+	/* verification (dks_body_hash): hash only the first body_limit
+	 * canonical bytes (l=) */
+	bool has_body_limit;
+	unsigned long long body_limit;
 };
 
 /* NULL when out of memory or the key type is not RSA/Ed25519. */
@@ -52,6 +56,19 @@ int dks_body(struct dks *s, const unsigned char *buf, size_t len);
 int dks_finish(struct dks *s, size_t n, const char *const *names, const char *const *values, char **value_r,
 	       const char **err_r);
 void dks_free(struct dks *s);
+
+/* For verification: ends the body and gives its base64 SHA-256 (bh=, at
+ * most l= bytes when has_body_limit) and the length of the whole canonical
+ * body. 0, or -1 on a hashing error. */
+int dks_body_hash(struct dks *s, char bh[64], unsigned long long *canon_len_r);
+
+/* SHA-256 of the header fields named by h[0..nh) (each name takes the
+ * last unused instance of the field, RFC 6376 5.4.2; absent ones add
+ * nothing), then of sig_name ":" sig_value without its CRLF, canonicalized
+ * simple or relaxed. 0, or -1 when out of memory. */
+int dks_header_digest(bool relaxed, size_t n, const char *const *names, const char *const *values,
+		      const char *const *h, size_t nh, const char *sig_name, const char *sig_value,
+		      unsigned char md[32]);
 
 /* PEM text -> EVP_PKEY (NULL on error). */
 EVP_PKEY *dks_load_key(const char *pem);

@@ -22,7 +22,11 @@
  *     after, in pieces sized by the first byte), signed with an Ed25519 key
  *     for the first key table entry's domain and selector (or fixed ones):
  *     the signature's tags must give back v, a, c, d, s, h and a bh and b of
- *     the right form.
+ *     the right form, and the verifier (plugins/dkim/dkimverify.c, compiled
+ *     in too) must pass it, the body in one piece, whenever h= names From;
+ *   - as a DKIM-Signature value and as a key record for the verifier's
+ *     parsers: a signature without error has every required tag, a key
+ *     record gives a key or a reason.
  * Replayed over tests/fuzz/corpus/dkim/ in every build by replay.c.
  */
 #include <ctype.h>
@@ -36,6 +40,7 @@
 
 #include "../../plugins/dkim/dkimkeys.c"
 #include "../../plugins/dkim/dkimsign.c"
+#include "../../plugins/dkim/dkimverify.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -196,6 +201,55 @@ static size_t split_message(char *msg, char **names, char **values, char **body_
 	return n;
 }
 
+/* Our own signature must verify (when h= names From, as the verifier
+ * requires). */
+static void check_verify(const char *value, size_t n, char **names, char **values, const char *body,
+			 EVP_PKEY *key, bool from)
+{
+	unsigned char raw[32];
+	size_t rl = sizeof(raw);
+	char rec[128] = "v=DKIM1; k=ed25519; p=";
+	if (EVP_PKEY_get_raw_public_key(key, raw, &rl) != 1)
+		abort();
+	EVP_EncodeBlock((unsigned char *)rec + strlen(rec), raw, (int)rl);
+	struct dkv_key *k = dkv_key_parse(rec);
+	char *sv = malloc(strlen(value) + 2);
+	sprintf(sv, " %s", value);
+	const char *nm[MAX_FIELDS + 1], *vl[MAX_FIELDS + 1];
+	for (size_t i = 0; i < n; i++)
+		nm[i] = names[i], vl[i] = values[i];
+	nm[n] = "DKIM-Signature";
+	vl[n] = sv;
+	struct dkv_sig s;
+	dkv_sig_parse(sv, &s);
+	const char *reason = NULL;
+	enum dkv_result r = s.error ? DKV_PERMERROR : dkv_start(&s, k, 1700000000, 0, &reason);
+	if (r == DKV_NONE) {
+		if (dks_body(s.body, (const unsigned char *)body, strlen(body)) < 0)
+			abort();
+		r = dkv_finish(&s, k, n + 1, nm, vl, "DKIM-Signature", &reason);
+	}
+	if (!k || !k->pk || (r == DKV_PASS) != from)
+		abort();
+	dkv_sig_free(&s);
+	dkv_key_free(k);
+	free(sv);
+}
+
+/* The verifier's parsers on the input as a signature value and a record. */
+static void check_verify_parsers(const char *text)
+{
+	struct dkv_sig s;
+	dkv_sig_parse(text, &s);
+	if (!s.error && (!s.d || !s.s || !s.a || !s.b || !s.bh || !s.nh || !s.siglen || !s.stripped))
+		abort();
+	dkv_sig_free(&s);
+	struct dkv_key *k = dkv_key_parse(text);
+	if (!k || (k->pk == NULL) == (k->reason == NULL))
+		abort();
+	dkv_key_free(k);
+}
+
 static void check_sign(const char *text, uint8_t mode, const struct dk_keytable *kt, EVP_PKEY *key)
 {
 	static const char *const sign_headers[] = {"From", "To", "Subject", "Date", "Message-ID", "Cc", NULL};
@@ -256,6 +310,11 @@ static void check_sign(const char *text, uint8_t mode, const struct dk_keytable 
 		abort();
 	if (!bh || strlen(bh) != 44 || !b || strlen(b) != 88 || (x != NULL) != (p.ttl_s > 0))
 		abort();
+	bool from = false;
+	for (size_t i = 0; i < n; i++)
+		from |= listed(sign_headers, names[i]) && strcasecmp(names[i], "from") == 0;
+	from |= p.oversign_headers != NULL;
+	check_verify(value, n, names, values, body, key, from);
 	free(hv);
 	free(bh);
 	free(b);
@@ -278,6 +337,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	check_tags(text);
 	check_zone_strings(text);
+	check_verify_parsers(text);
 	struct dk_keytable first = {NULL, 0};
 	load_tables(text, len, &first);
 	check_sign(text, size ? data[0] : 0, &first, key);

@@ -56,6 +56,7 @@ class Env:
         os.chmod(self.dir, 0o755)
         self.records = {}  # name -> record text
         self.extra = {}    # name -> record dict overrides
+        self.ttls = {}     # name -> TTL (default 300)
 
     def path(self, *p):
         return os.path.join(self.dir, *p)
@@ -74,7 +75,7 @@ class Env:
             if rec in ('TIMEOUT', 'SERVFAIL'):
                 z[zone].append({'name': name, 'type': rec})
             else:
-                z[zone].append({'name': name, 'type': 'TXT', 'ttl': 300, 'data': rec})
+                z[zone].append({'name': name, 'type': 'TXT', 'ttl': self.ttls.get(name, 300), 'data': rec})
         return z
 
     def publish(self):
@@ -519,6 +520,68 @@ def tests(env):
     rc, out, err = sift_verify(env, conf, [pysign(base, 'od'), pysign(base, 'od'), pysign(base, 'od')])
     q = [x for x in env.dns.log if x[0].lower().startswith('od._domainkey')]
     check(rc == 0 and len(q) == 1, 'keys are cached with their TTL (1 query for 3 messages)', env.dns.log)
+    cache_rotation(env, conf, base, pysign, py_key, other_key, pubrec, R)
+
+
+def cache_rotation(env, conf, base, pysign, key_a, key_b, pubrec, R):
+    """One `siftctl dkim verify` process (one key cache) reads its messages
+    from FIFOs, so DNS changes between messages: a key record with a TTL of
+    3 s is served from the cache while it lasts (a rotated record is not
+    seen yet, no query), the rotated key is used after the TTL, a revoked
+    record (p=) fails after the next TTL, and many messages cost one query
+    per TTL."""
+    name = R('rot')
+    env.records[name] = pubrec(env.path('py.pem'))
+    env.ttls[name] = 3  # cached for 2 to 3 s (whole seconds)
+    env.publish()
+    env.dns.log.clear()
+    fifos = []
+    for i in range(4):
+        f = env.path('rot%d.eml' % i)
+        if os.path.exists(f):
+            os.unlink(f)
+        os.mkfifo(f)
+        fifos.append(f)
+    first = [env.write('rot-first%d.eml' % i, pysign(base, 'rot', key=key_a)) for i in range(20)]
+    proc = subprocess.Popen([SIFTCTL, '-c', conf, 'dkim', 'verify'] + first + fifos, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+    def feed(i, data):
+        with open(fifos[i], 'wb') as f:
+            f.write(data)
+
+    try:
+        # the 20 messages are read before the first FIFO blocks
+        feed(0, pysign(base, 'rot', key=key_a))
+        env.records[name] = pubrec(env.path('other.pem'))  # rotated to key B
+        env.publish()
+        feed(1, pysign(base, 'rot', key=key_a))             # cached key A still serves
+        time.sleep(5)  # past our TTL and the resolver's (whole seconds)
+        feed(2, pysign(base, 'rot', key=key_b))             # TTL over: key B
+        t0 = time.time()  # the FIFO is written before it is verified: wait for its query
+        while len([x for x in env.dns.log if x[0].lower() == name.lower()]) < 2 and time.time() - t0 < 20:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        env.records[name] = 'v=DKIM1; k=rsa; p='
+        env.publish()
+        time.sleep(5)  # past our TTL and the resolver's (whole seconds)
+        feed(3, pysign(base, 'rot', key=key_b))             # revoked
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = out.splitlines()
+    res = {l.split(':', 1)[0]: l for l in lines}
+    q = [x for x in env.dns.log if x[0].lower() == name.lower()]
+    check(all('dkim=pass' in res.get(f, '') for f in first) and 'dkim=pass' in res.get(fifos[0], ''),
+          'key cache: 21 messages verified with one key record', out + err)
+    check('dkim=pass' in res.get(fifos[1], ''), 'key cache: a rotated record is not seen before the TTL ends',
+          out + err)
+    check('dkim=pass' in res.get(fifos[2], ''), 'key cache: the rotated key is used after the TTL', out + err)
+    check(re.search(r'dkim=fail.*revoked', res.get(fifos[3], '')) is not None,
+          'key cache: a revoked record (p=) fails after the TTL', out + err)
+    check(len(q) == 3, 'key cache: one DNS query per TTL (3 for 24 messages)', q)
 
 
 if __name__ == '__main__':

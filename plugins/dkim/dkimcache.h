@@ -1,0 +1,43 @@
+/*
+ * dkimcache.h - the dkim plugin's key cache: key records parsed and checked
+ * once (struct dkv_key, dkimverify.h), by DNS name, for their TTL.
+ *
+ * Process-wide (survives reloads: records do not depend on configuration),
+ * a chained hash table under one mutex, bounded by the size given to
+ * kc_put: when full, expired entries are dropped, then everything. A
+ * negative entry (key NULL) remembers a missing key (NXDOMAIN, no TXT).
+ * Parsed keys are shared read-only: kc_get hands out a reference, counted
+ * under the cache's mutex, that the user gives back with kc_unref; a
+ * replaced or purged entry's key is freed by its last user.
+ *
+ * Threading: every function may be called from any thread.
+ */
+#ifndef SIFT_DKIMCACHE_H
+#define SIFT_DKIMCACHE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "dkimverify.h"
+
+/* 1 found and not expired at now (*key_r referenced, NULL for a negative
+ * entry), 0 not cached. */
+int kc_get(const char *name, time_t now, struct dkv_key **key_r);
+
+/* Caches key (NULL: negative) for ttl_s seconds from now, replacing any
+ * entry of that name (names compare without case); keeps its own
+ * reference, the caller keeps theirs. Nothing is cached when max_entries
+ * or ttl_s is 0. */
+void kc_put(size_t max_entries, const char *name, struct dkv_key *key, long ttl_s, time_t now);
+
+/* Gives back a reference from kc_get (or one the caller owned with refs
+ * counting it): the key is freed with its last reference. NULL is ignored. */
+void kc_unref(struct dkv_key *key);
+
+/* Entries cached (expired ones included until they are dropped). */
+size_t kc_count(void);
+
+/* Drops every entry (tests). */
+void kc_clear(void);
+
+#endif
