@@ -392,6 +392,9 @@ def main():
     ap.add_argument('--concurrency', default='1,8', help='comma-separated levels')
     ap.add_argument('--warmup', type=int, default=50, help='warm-up messages per level')
     ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--corpus', choices=['default', 'mx'], default='default',
+                    help='mx: corpus.mx_corpus (50%% ~2.6 KB text, 35%% ~20 KB HTML, 15%% ~200 KB '
+                    'attachment)')
     ap.add_argument('--repeat', type=int, default=1,
                     help='runs per level; the run with the median rate is shown')
     ap.add_argument('--workers', choices=['thread', 'process'], default='thread')
@@ -414,7 +417,8 @@ def main():
     if a.xclient:
         a.main.append('smtpd_authorized_xclient_hosts=127.0.0.0/8')
 
-    msgs = corpus.generate(max(200, min(a.count, 2000)), seed=a.seed)
+    make = corpus.mx_corpus if a.corpus == 'mx' else corpus.generate
+    msgs = make(max(200, min(a.count, 2000)), seed=a.seed)
     root = tempfile.mkdtemp(prefix='sift-bench-', dir=os.environ.get('SIFT_TEST_TMP'))
     os.chmod(root, 0o755)
     procs, pf, daemon = [], None, None
@@ -495,9 +499,11 @@ def main():
         desc += ', delivery=%s' % a.delivery
     print()
     print('Sift Postfix benchmark: %s' % desc)
-    print('corpus seed %d (70%% ~2KB text, 25%% ~15KB HTML, 5%% ~200KB attachment), '
-          '%s workers, one SMTP session per worker; %d CPUs; Postfix %s' % (
-              a.seed, a.workers, os.cpu_count(),
+    print('corpus seed %d (%s), %s workers, %s; %d CPUs; Postfix %s' % (
+              a.seed, '50% ~2.6KB text, 35% ~20KB HTML, 15% ~200KB attachment' if a.corpus == 'mx'
+              else '70% ~2KB text, 25% ~15KB HTML, 5% ~200KB attachment', a.workers,
+              'one SMTP session per message' + (' with XCLIENT' if a.xclient else '')
+              if a.per_message else 'one SMTP session per worker', os.cpu_count(),
               subprocess.run(['postconf', '-dh', 'mail_version'], capture_output=True,
                              text=True).stdout.strip()))
     hdr = '%-5s %7s %6s %9s %8s %8s %8s %9s %9s %9s' % (
