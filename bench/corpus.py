@@ -11,14 +11,23 @@ inside a block is shuffled with the seed):
     attach   1/20  (5%)  text + a ~200 KB base64 application/octet-stream part
                          (150 KiB of random bytes)
 
-Average message size is ~15 KB. Envelope: senders from example.test
+Average message size is ~15 KB. mx_corpus(n, seed) gives the mix an MX
+sees, from the same generators:
+
+    text    10/20 (50%)  plain text, ~2.6 KB
+    html     7/20 (35%)  multipart/alternative text + HTML, ~20 KB
+    attach   3/20 (15%)  text + a base64 attachment of 90-190 KiB
+                         (~200 KB encoded on average)
+
+with two Received headers; ~38 KB per message on average. Envelope: senders from example.test
 (not a test-instance domain, so nothing is ever sent back), recipients
 user0..user9@sift.test.
 
     import corpus; msgs = corpus.generate(1000, seed=1)
     # -> list of Msg(kind, mail_from, rcpt, data: bytes)
+    msgs = corpus.mx_corpus(1000, seed=1)
 
-CLI: corpus.py [--count N] [--seed S] [--out DIR]  prints a summary and a
+CLI: corpus.py [--count N] [--seed S] [--mx] [--out DIR]  prints a summary and a
 digest of the whole corpus (to check determinism); --out writes NNNNN-kind.eml.
 """
 
@@ -80,8 +89,12 @@ def _paragraph(rng, size):
     return '\r\n'.join(out)
 
 
-def _headers(rng, i, mail_from, rcpt, subject, extra):
+def _headers(rng, i, mail_from, rcpt, subject, extra, hops=1):
     h = [
+        'Received: from relay.example.test (relay.example.test [198.51.100.%d])\r\n'
+        '\tby gw%d.example.test with ESMTP id %08X; %s' % (
+            1 + k, k, rng.getrandbits(32), _date(EPOCH + i - k)) for k in range(1, hops)]
+    h += [
         'Received: from client%d.example.test (client%d.example.test [192.0.2.%d])\r\n'
         '\tby relay.example.test with ESMTPS id %08X\r\n\tfor <%s>; %s' % (
             i % 7, i % 7, 1 + i % 250, rng.getrandbits(32), rcpt, _date(EPOCH + i)),
@@ -95,18 +108,18 @@ def _headers(rng, i, mail_from, rcpt, subject, extra):
     return '\r\n'.join(h + extra) + '\r\n'
 
 
-def _text(rng, i, mail_from, rcpt):
-    body = _paragraph(rng, 1700)
+def _text(rng, i, mail_from, rcpt, size=1700, hops=1):
+    body = _paragraph(rng, size)
     return (_headers(rng, i, mail_from, rcpt, _sentence(rng)[:60],
                      ['Content-Type: text/plain; charset=us-ascii',
-                      'Content-Transfer-Encoding: 7bit'])
+                      'Content-Transfer-Encoding: 7bit'], hops)
             + '\r\n' + body + '\r\n')
 
 
-def _html(rng, i, mail_from, rcpt):
+def _html(rng, i, mail_from, rcpt, size=(4500, 20), hops=1):
     b = '=_b%016x' % rng.getrandbits(64)
-    text = _paragraph(rng, 4500)
-    paras = [_paragraph(rng, 400) for _ in range(20)]
+    text = _paragraph(rng, size[0])
+    paras = [_paragraph(rng, 400) for _ in range(size[1])]
     html = ('<!DOCTYPE html>\r\n<html><head><meta charset="us-ascii"><title>Newsletter</title>'
             '</head>\r\n<body style="font-family: sans-serif">\r\n<table width="600">\r\n'
             + ''.join('<tr><td class="p%d"><p>%s</p>\r\n<a href="https://www.example.test/'
@@ -114,7 +127,7 @@ def _html(rng, i, mail_from, rcpt):
                       for k, p in enumerate(paras))
             + '</table>\r\n</body></html>')
     return (_headers(rng, i, mail_from, rcpt, 'Newsletter: ' + _sentence(rng)[:50],
-                     ['Content-Type: multipart/alternative; boundary="%s"' % b])
+                     ['Content-Type: multipart/alternative; boundary="%s"' % b], hops)
             + '\r\nThis is a multi-part message in MIME format.\r\n'
             + '\r\n--%s\r\nContent-Type: text/plain; charset=us-ascii\r\n'
               'Content-Transfer-Encoding: 7bit\r\n\r\n%s\r\n' % (b, text)
@@ -123,13 +136,14 @@ def _html(rng, i, mail_from, rcpt):
             + '\r\n--%s--\r\n' % b)
 
 
-def _attach(rng, i, mail_from, rcpt):
+def _attach(rng, i, mail_from, rcpt, size=(150, 150), hops=1):
     b = '=_m%016x' % rng.getrandbits(64)
-    blob = rng.randbytes(150 * 1024)
+    kib = size[0] if size[0] == size[1] else rng.randint(*size)
+    blob = rng.randbytes(kib * 1024)
     enc = base64.b64encode(blob).decode('ascii')
     enc = '\r\n'.join(enc[k:k + 76] for k in range(0, len(enc), 76))
     return (_headers(rng, i, mail_from, rcpt, 'Report ' + _sentence(rng)[:40],
-                     ['Content-Type: multipart/mixed; boundary="%s"' % b])
+                     ['Content-Type: multipart/mixed; boundary="%s"' % b], hops)
             + '\r\n--%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n%s\r\n' % (
                 b, _paragraph(rng, 600))
             + '\r\n--%s\r\nContent-Type: application/octet-stream; name="report-%d.bin"\r\n'
@@ -141,12 +155,28 @@ def _attach(rng, i, mail_from, rcpt):
 _MAKERS = {'text': _text, 'html': _html, 'attach': _attach}
 
 
+# The mix an MX sees (mx_corpus): 10/20 text ~2.6 KB, 7/20 HTML ~20 KB,
+# 3/20 attachments of 90-190 KiB (~200 KB base64 on average); two
+# Received headers; ~38 KB per message on average.
+MX_BLOCK = ['text'] * 10 + ['html'] * 7 + ['attach'] * 3
+MX_SIZES = {'text': 2000, 'html': (5000, 25), 'attach': (90, 190)}
+
+
 def generate(count, seed=1, rcpt_domain='sift.test'):
     """`count` messages (list of Msg), deterministic for a seed."""
+    return _build(count, seed, BLOCK, {}, 1, rcpt_domain)
+
+
+def mx_corpus(n, seed=1, rcpt_domain='sift.test'):
+    """`n` messages in the MX mix (MX_BLOCK, MX_SIZES), deterministic for a seed."""
+    return _build(n, seed, MX_BLOCK, MX_SIZES, 2, rcpt_domain)
+
+
+def _build(count, seed, blockdef, sizes, hops, rcpt_domain):
     rng = random.Random(seed)
     kinds = []
     while len(kinds) < count:
-        block = list(BLOCK)
+        block = list(blockdef)
         rng.shuffle(block)
         kinds.extend(block)
     out = []
@@ -154,7 +184,8 @@ def generate(count, seed=1, rcpt_domain='sift.test'):
         mrng = random.Random('%d/%d' % (seed, i))
         mail_from = 'sender%d@example.test' % (i % 50)
         rcpt = 'user%d@%s' % (i % 10, rcpt_domain)
-        data = _MAKERS[kind](mrng, i, mail_from, rcpt).encode('ascii')
+        kw = {'size': sizes[kind], 'hops': hops} if kind in sizes else {}
+        data = _MAKERS[kind](mrng, i, mail_from, rcpt, **kw).encode('ascii')
         out.append(Msg(kind, mail_from, rcpt, data))
     return out
 
@@ -182,9 +213,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description='Generate the Sift benchmark corpus.')
     ap.add_argument('--count', type=int, default=200)
     ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--mx', action='store_true', help='the MX mix (mx_corpus)')
     ap.add_argument('--out', help='write NNNNN-kind.eml files into this directory')
     a = ap.parse_args(argv)
-    msgs = generate(a.count, a.seed)
+    msgs = (mx_corpus if a.mx else generate)(a.count, a.seed)
     if a.out:
         os.makedirs(a.out, exist_ok=True)
         for i, m in enumerate(msgs):

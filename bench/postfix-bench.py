@@ -3,7 +3,8 @@
 policyd) attached, over persistent SMTP sessions on 127.0.0.1.
 
 For every concurrency level (default 1 and 8) each worker opens ONE SMTP
-session and sends its share of the deterministic corpus (bench/corpus.py:
+session (--per-message: one session per message, optionally with XCLIENT;
+bench/mx-bench.py uses that mode) and sends its share of the deterministic corpus (bench/corpus.py:
 70% ~2 KB text, 25% ~15 KB HTML, 5% ~200 KB attachment) message after
 message. Reported per level:
 
@@ -36,11 +37,13 @@ Run as root:  /usr/bin/python3 bench/postfix-bench.py --mode alone
 """
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
 import platform
 import shutil
+import smtplib
 import statistics
 import subprocess
 import sys
@@ -66,25 +69,31 @@ def percentile(values, p):
 
 
 class RssSampler:
-    """Samples VmRSS of one PID every `interval` seconds in a thread."""
+    """Samples VmRSS every `interval` seconds in a thread: of one PID, or the
+    sum over a list of PIDs (a filter made of several processes)."""
 
     def __init__(self, pid, interval=0.1):
-        self.pid = pid
+        self.pids = [] if not pid else ([pid] if isinstance(pid, int) else list(pid))
+        self.pid = self.pids[0] if self.pids else None
         self.interval = interval
         self.max_rss = 0
         self._stop = threading.Event()
         self._t = None
 
+    def _rss(self, which=0):
+        vals = [sifttest.proc_rss(p)[which] for p in self.pids]
+        return sum(v for v in vals if v) or None
+
     def __enter__(self):
-        self.start_rss = sifttest.proc_rss(self.pid)[0] if self.pid else None
+        self.start_rss = self._rss() if self.pids else None
 
         def run():
             while not self._stop.is_set():
-                rss = sifttest.proc_rss(self.pid)[0]
+                rss = self._rss()
                 if rss:
                     self.max_rss = max(self.max_rss, rss)
                 self._stop.wait(self.interval)
-        if self.pid:
+        if self.pids:
             self._t = threading.Thread(target=run, daemon=True)
             self._t.start()
         return self
@@ -93,8 +102,36 @@ class RssSampler:
         self._stop.set()
         if self._t:
             self._t.join()
-        self.hwm = sifttest.proc_rss(self.pid)[1] if self.pid else None
+        self.hwm = self._rss(1) if self.pids else None
         return False
+
+
+def cpu_seconds(pids):
+    """utime+stime (all threads) of the live processes in `pids`, in seconds."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                parts = f.read().rsplit(')', 1)[1].split()
+            ticks += int(parts[11]) + int(parts[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf('SC_CLK_TCK')
+
+
+def pss_kb(pids):
+    """Sum of Pss (kB) over `pids` from /proc/PID/smaps_rollup (None if unreadable)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open('/proc/%d/smaps_rollup' % pid) as f:
+                for line in f:
+                    if line.startswith('Pss:'):
+                        total += int(line.split()[1])
+                        break
+        except (OSError, ValueError):
+            pass
+    return total or None
 
 
 # -- load generation -------------------------------------------------------------
@@ -123,15 +160,68 @@ def _session_run(port, share, ready, go):
     return lat, errors, first_error, t_end
 
 
-def run_threads(port, msgs, conc, per_worker):
+def xclient_addr(w, k):
+    """The client address presented for message k of worker w (192.0.2.0/24)."""
+    return '192.0.2.%d' % (1 + (w * 31 + k) % 250)
+
+
+def _permsg_run(port, share, ready, go, xclient=True, w=0):
+    """One SMTP session per message (connect, EHLO, [XCLIENT, EHLO], MAIL,
+    RCPT, DATA, QUIT); latency is the whole session, connect to the reply
+    to QUIT. Returns (latencies, errors, first_error, t_end)."""
+    lat, errors, first_error = [], 0, None
+    ready()
+    go()
+    for k, m in enumerate(share):
+        helo = 'client%d.example.test' % (k % 50)
+        t0 = time.monotonic()
+        err = None
+        s = smtplib.SMTP(timeout=120)
+        try:
+            code, msg = s.connect('127.0.0.1', port)
+            if code == 220:
+                code, msg = s.ehlo(helo)
+            if code == 250 and xclient:
+                code, msg = s.docmd('XCLIENT', 'ADDR=%s NAME=[UNAVAILABLE] HELO=%s' % (
+                    xclient_addr(w, k), helo))
+                if code == 220:
+                    code, msg = s.ehlo(helo)
+            if code == 250:
+                code, msg = s.mail(m.mail_from)
+            if code == 250:
+                code, msg = s.rcpt(m.rcpt)
+            if code == 250:
+                code, msg = s.data(m.data)
+            if code != 250:
+                err = '%d %s' % (code, msg.decode('utf-8', 'replace'))
+            s.quit()
+        except (smtplib.SMTPException, OSError) as e:
+            err = '%s: %s' % (type(e).__name__, e)
+            s.close()
+        if err is None:
+            lat.append(time.monotonic() - t0)
+        else:
+            errors += 1
+            first_error = first_error or err
+    return lat, errors, first_error, time.monotonic()
+
+
+def session_fn(per_message=False, xclient=False):
+    """The session runner measure() uses: persistent, or one per message."""
+    if per_message:
+        return functools.partial(_permsg_run, xclient=xclient)
+    return _session_run
+
+
+def run_threads(port, msgs, conc, per_worker, run=_session_run):
     barrier = threading.Barrier(conc + 1)
     results = [None] * conc
     errors_raised = []
 
     def work(w):
         try:
-            results[w] = _session_run(port, _worker_share(msgs, w, conc, per_worker),
-                                      lambda: None, barrier.wait)
+            results[w] = _call_run(run, w, port, _worker_share(msgs, w, conc, per_worker),
+                                   lambda: None, barrier.wait)
         except Exception as e:  # noqa: BLE001 - reported below
             errors_raised.append(repr(e))
             try:
@@ -154,21 +244,27 @@ def run_threads(port, msgs, conc, per_worker):
     return t0, results
 
 
-def _proc_main(port, share, ready_q, go_ev, out_q):
+def _call_run(run, w, port, share, ready, go):
+    if run is _session_run:
+        return run(port, share, ready, go)
+    return run(port, share, ready, go, w=w)
+
+
+def _proc_main(port, share, ready_q, go_ev, out_q, run=_session_run, w=0):
     try:
-        res = _session_run(port, share, lambda: ready_q.put(1), go_ev.wait)
+        res = _call_run(run, w, port, share, lambda: ready_q.put(1), go_ev.wait)
         out_q.put(res)
     except Exception as e:  # noqa: BLE001
         ready_q.put(1)
         out_q.put(('error', repr(e)))
 
 
-def run_processes(port, msgs, conc, per_worker):
+def run_processes(port, msgs, conc, per_worker, run=_session_run):
     ctx = multiprocessing.get_context('fork')
     ready_q, out_q, go_ev = ctx.Queue(), ctx.Queue(), ctx.Event()
     procs = [ctx.Process(target=_proc_main,
                          args=(port, _worker_share(msgs, w, conc, per_worker), ready_q, go_ev,
-                               out_q)) for w in range(conc)]
+                               out_q, run, w)) for w in range(conc)]
     for p in procs:
         p.start()
     for _ in procs:
@@ -184,10 +280,12 @@ def run_processes(port, msgs, conc, per_worker):
     return t0, results
 
 
-def measure(port, msgs, conc, count, workers):
+def measure(port, msgs, conc, count, workers, run=_session_run):
+    """`count` messages at concurrency `conc`; `run` is the session runner
+    (session_fn(): one persistent session per worker by default)."""
     per_worker = max(1, count // conc)
     runner = run_processes if workers == 'process' else run_threads
-    t0, results = runner(port, msgs, conc, per_worker)
+    t0, results = runner(port, msgs, conc, per_worker, run)
     lat = [x for r in results for x in r[0]]
     errors = sum(r[1] for r in results)
     first_error = next((r[2] for r in results if r[2]), None)
@@ -236,8 +334,9 @@ def daemon_conf(root, daemon, listen, builddir, plugins):
     return path
 
 
-def start_daemon(a, root, builddir):
-    """Starts filterd/policyd as the mode needs; returns (Proc, postfix kwargs)."""
+def start_daemon(a, root, builddir, start_timeout=15.0):
+    """Starts filterd/policyd as the mode needs (a: mode, filterd_socket,
+    plugins, daemon_opt); returns (Proc, postfix kwargs)."""
     daemon = a.mode
     exe = os.path.join(builddir, daemon, daemon)
     if not sifttest.daemon_is_real(exe):
@@ -255,7 +354,8 @@ def start_daemon(a, root, builddir):
     for o in a.daemon_opt:
         argv += ['-o', o]
     # umask 0: a unix socket created by root must be connectable by smtpd (postfix)
-    p = sifttest.Proc(argv, log=os.path.join(root, daemon + '.log'), umask=0, **wait)
+    p = sifttest.Proc(argv, log=os.path.join(root, daemon + '.log'), umask=0,
+                      start_timeout=start_timeout, **wait)
     p.start()
     if daemon == 'filterd':
         return p, {'milters': [listen_pf]}
@@ -292,9 +392,18 @@ def main():
     ap.add_argument('--concurrency', default='1,8', help='comma-separated levels')
     ap.add_argument('--warmup', type=int, default=50, help='warm-up messages per level')
     ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--corpus', choices=['default', 'mx'], default='default',
+                    help='mx: corpus.mx_corpus (50%% ~2.6 KB text, 35%% ~20 KB HTML, 15%% ~200 KB '
+                    'attachment)')
     ap.add_argument('--repeat', type=int, default=1,
                     help='runs per level; the run with the median rate is shown')
     ap.add_argument('--workers', choices=['thread', 'process'], default='thread')
+    ap.add_argument('--per-message', action='store_true',
+                    help='one SMTP session per message (as an MX receives mail) instead of one '
+                    'persistent session per worker')
+    ap.add_argument('--xclient', action='store_true',
+                    help='with --per-message: present a client address in 192.0.2.0/24 with '
+                    'XCLIENT (smtpd_authorized_xclient_hosts = 127.0.0.0/8)')
     ap.add_argument('--main', action='append', default=[], metavar='NAME=VALUE',
                     help='extra Postfix main.cf parameter (repeatable)')
     ap.add_argument('--builddir', default=sifttest.builddir())
@@ -304,8 +413,12 @@ def main():
     if os.geteuid() != 0 and a.mode != 'sink':
         sys.exit('postfix-bench: run as root (private Postfix instance)')
     levels = [int(x) for x in a.concurrency.split(',') if x.strip()]
+    run = session_fn(a.per_message, a.xclient)
+    if a.xclient:
+        a.main.append('smtpd_authorized_xclient_hosts=127.0.0.0/8')
 
-    msgs = corpus.generate(max(200, min(a.count, 2000)), seed=a.seed)
+    make = corpus.mx_corpus if a.corpus == 'mx' else corpus.generate
+    msgs = make(max(200, min(a.count, 2000)), seed=a.seed)
     root = tempfile.mkdtemp(prefix='sift-bench-', dir=os.environ.get('SIFT_TEST_TMP'))
     os.chmod(root, 0o755)
     procs, pf, daemon = [], None, None
@@ -338,13 +451,13 @@ def main():
 
         for conc in levels:
             if a.warmup:
-                measure(port, msgs, conc, max(a.warmup, conc), a.workers)
+                measure(port, msgs, conc, max(a.warmup, conc), a.workers, run)
                 wait_drained(pf)
             runs = []
             for _ in range(a.repeat):
                 before = summary_lines(daemon)
                 with RssSampler(daemon.pid if daemon else None) as rs:
-                    row = measure(port, msgs, conc, a.count, a.workers)
+                    row = measure(port, msgs, conc, a.count, a.workers, run)
                 row['drain_s'] = wait_drained(pf)
                 row['rss_before_kb'] = rs.start_rss
                 row['rss_max_kb'] = rs.max_rss or None
@@ -386,9 +499,11 @@ def main():
         desc += ', delivery=%s' % a.delivery
     print()
     print('Sift Postfix benchmark: %s' % desc)
-    print('corpus seed %d (70%% ~2KB text, 25%% ~15KB HTML, 5%% ~200KB attachment), '
-          '%s workers, one SMTP session per worker; %d CPUs; Postfix %s' % (
-              a.seed, a.workers, os.cpu_count(),
+    print('corpus seed %d (%s), %s workers, %s; %d CPUs; Postfix %s' % (
+              a.seed, '50% ~2.6KB text, 35% ~20KB HTML, 15% ~200KB attachment' if a.corpus == 'mx'
+              else '70% ~2KB text, 25% ~15KB HTML, 5% ~200KB attachment', a.workers,
+              'one SMTP session per message' + (' with XCLIENT' if a.xclient else '')
+              if a.per_message else 'one SMTP session per worker', os.cpu_count(),
               subprocess.run(['postconf', '-dh', 'mail_version'], capture_output=True,
                              text=True).stdout.strip()))
     hdr = '%-5s %7s %6s %9s %8s %8s %8s %9s %9s %9s' % (

@@ -100,7 +100,9 @@ def pids_matching(substr):
 class Rspamd:
     """A private rspamd: ports on 127.0.0.1, local checks only."""
 
-    def __init__(self, tmp, normal_count=1, proxy_count=2):
+    def __init__(self, tmp, normal_count=1, proxy_count=2, dns_port=None):
+        """dns_port: a local DNS server to ask (default: a closed port, every
+        query times out after 0.1 s)."""
         self.dir = tempfile.mkdtemp(prefix='rspamd-', dir=tmp)
         for d in ('override.d', 'local.d', 'run', 'db', 'log'):
             os.makedirs(os.path.join(self.dir, d))
@@ -110,7 +112,7 @@ class Rspamd:
         self.normal = sifttest.free_port()
         self.ctl = sifttest.free_port()
         self.proxy = sifttest.free_port()
-        dead_dns = sifttest.free_port()
+        dead_dns = dns_port or sifttest.free_port()
         w = lambda name, text: open(os.path.join(self.dir, name), 'w').write(text)
         w('override.d/worker-normal.inc', 'bind_socket = "127.0.0.1:%d";\ncount = %d;\n' % (self.normal, normal_count))
         w('override.d/worker-controller.inc', 'bind_socket = "127.0.0.1:%d";\ncount = 1;\n' % self.ctl)
