@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -246,21 +247,15 @@ static int hs_cache_load(const struct spam_engine *e, const struct rgroup *g, st
 		     (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
 		goto out;
 	}
-	char *b = xmalloc((size_t)st.st_size + 1);
-	size_t got = 0;
-	while (got < (size_t)st.st_size) {
-		ssize_t k = read(fd, b + got, (size_t)st.st_size - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		got += (size_t)k;
-	}
-	if (got == (size_t)st.st_size && hs_unblob(b, got, e, g, hg) == 0)
+	/* mapped, not read: the database is copied once, into its own
+	 * allocation, and the file's pages leave no hole in the heap */
+	void *b = st.st_size ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+	if (b != MAP_FAILED && hs_unblob(b, (size_t)st.st_size, e, g, hg) == 0)
 		rc = 0;
 	else
 		elog(e, LOG_WARNING, "Hyperscan cache %s: unreadable or stale: compiled again", path);
-	free(b);
+	if (b != MAP_FAILED)
+		munmap(b, (size_t)st.st_size);
 out:
 	close(fd);
 	free(path);
