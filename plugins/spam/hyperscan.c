@@ -412,6 +412,32 @@ static bool read_all(int fd, void *p, size_t n)
 	return true;
 }
 
+/* A pattern whose prefilter automaton alone is over HS_MAX_RULE_DB octets
+ * stays out of its group's database and is matched by PCRE2 alone: a dozen
+ * "fuzzy" word rules of the stock ruleset (character classes for every
+ * look-alike of every letter) would be 16 of the body database's 40 MB,
+ * held by every filterd, for rules PCRE2-JIT matches in microseconds. Only
+ * long patterns are measured (a compile each); short ones never come near
+ * the limit. */
+#define HS_MAX_RULE_DB	(1024u * 1024)
+#define HS_SIZE_PATTERN 300
+
+static bool hs_too_large(const char *p, unsigned flags)
+{
+	if (strlen(p) < HS_SIZE_PATTERN)
+		return false;
+	hs_database_t *db = NULL;
+	hs_compile_error_t *ce = NULL;
+	size_t size = 0;
+	if (hs_compile(p, flags, HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
+		hs_free_compile_error(ce);
+		return false; /* hs_build names it */
+	}
+	hs_database_size(db, &size);
+	hs_free_database(db);
+	return size > HS_MAX_RULE_DB;
+}
+
 static void hs_compile_child(const struct spam_engine *e, const bool *need, int fd)
 {
 	for (size_t gi = 0; gi < e->ngroups; gi++) {
@@ -427,7 +453,7 @@ static void hs_compile_child(const struct spam_engine *e, const bool *need, int 
 			hs_expr_info_t *info = NULL;
 			hs_compile_error_t *ce = NULL;
 			if (hs_expression_info(p, hs_flags_for(r), &info, &ce) == HS_SUCCESS)
-				ok[i] = true;
+				ok[i] = !hs_too_large(p, hs_flags_for(r));
 			free(info);
 			if (ce)
 				hs_free_compile_error(ce);
