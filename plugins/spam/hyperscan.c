@@ -123,11 +123,24 @@ static size_t hs_ncandidates(const struct spam_engine *e, const struct rgroup *g
 	return n;
 }
 
+/* A pattern whose prefilter automaton alone is over HS_MAX_RULE_DB octets
+ * stays out of its group's database and is matched by PCRE2 alone: ten
+ * rules of the stock ruleset ("fuzzy" spellings with a character class for
+ * every look-alike of every letter, long optional prefixes) were 9 MB of
+ * the 53 MB of databases every filterd holds. Only long patterns are
+ * measured (a compile each); short ones never come near the limit. The
+ * limit is part of the cache files' names. */
+#define HS_MAX_RULE_DB	(1024u * 1024)
+#define HS_SIZE_PATTERN 300
+
 /* The cache file of a group, named by a hash of everything its database
  * depends on. */
 static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 {
 	uint64_t h = fnv1a(1469598103934665603ull, hs_version(), strlen(hs_version()));
+	/* the size limit decides which rules a database holds */
+	uint32_t limit = HS_MAX_RULE_DB;
+	h = fnv1a(h, &limit, sizeof(limit));
 	for (size_t i = 0; i < g->n; i++) {
 		const struct rule *r = &e->rules[g->rules[i]];
 		unsigned f = hs_flags_for(r) | (hs_candidate(r) ? 0x80000000u : 0);
@@ -411,16 +424,6 @@ static bool read_all(int fd, void *p, size_t n)
 	}
 	return true;
 }
-
-/* A pattern whose prefilter automaton alone is over HS_MAX_RULE_DB octets
- * stays out of its group's database and is matched by PCRE2 alone: a dozen
- * "fuzzy" word rules of the stock ruleset (character classes for every
- * look-alike of every letter) would be 16 of the body database's 40 MB,
- * held by every filterd, for rules PCRE2-JIT matches in microseconds. Only
- * long patterns are measured (a compile each); short ones never come near
- * the limit. */
-#define HS_MAX_RULE_DB	(1024u * 1024)
-#define HS_SIZE_PATTERN 300
 
 static bool hs_too_large(const char *p, unsigned flags)
 {
