@@ -1,6 +1,6 @@
 /*
  * compile.c - from parsed rules to a ruleset ready to scan: ReplaceTags
- * applied, regexes compiled with PCRE2 (JIT), header targets, groups of
+ * applied, regexes compiled with PCRE2 (JIT at first match), header targets, groups of
  * rules matched against the same texts, meta expressions in RPN and in
  * dependency order, the per-message rule lists.
  */
@@ -78,8 +78,28 @@ static int compile_pcre(struct spam_engine *e, struct rule *r)
 		r->why = xstrdup("regex does not compile");
 		return -1;
 	}
-	pcre2_jit_compile(r->re, PCRE2_JIT_COMPLETE);
 	return 0;
+}
+
+/* One lock for the first match of every rule: r->re is JIT-compiled once,
+ * then published. Nothing matches with r->re before that (rule_code), and
+ * the rest of the engine reads only the pointer, so the JIT compile writes
+ * into code no other thread reads. A JIT failure (no executable memory)
+ * leaves the interpreter, which finds the same matches. */
+static pthread_mutex_t jit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+pcre2_code *rule_jit(const struct rule *cr)
+{
+	struct rule *r = (struct rule *)cr;
+	pthread_mutex_lock(&jit_lock);
+	pcre2_code *c = atomic_load_explicit(&r->jit, memory_order_relaxed);
+	if (!c) {
+		c = r->re;
+		pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
+		atomic_store_explicit(&r->jit, c, memory_order_release);
+	}
+	pthread_mutex_unlock(&jit_lock);
+	return c;
 }
 
 /* Header target specs: "Subject", "From:addr", "ALL", "ToCc" ... */

@@ -12,7 +12,7 @@
  * by name (later definitions win, as in SpamAssassin). ReplaceTags
  * (`replace_tag`, `replace_rules` ...) is applied before compiling.
  *
- * Compilation: every regex is compiled with PCRE2 (JIT); regexes of one
+ * Compilation: every regex is compiled with PCRE2 (JIT-compiled at its first match); regexes of one
  * kind (body, rawbody, full, uri, and header rules sharing a target) are
  * also compiled together into one Hyperscan database in prefilter mode, so
  * that one scan of a text finds the candidate rules and PCRE2 only confirms

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -122,11 +123,24 @@ static size_t hs_ncandidates(const struct spam_engine *e, const struct rgroup *g
 	return n;
 }
 
+/* A pattern whose prefilter automaton alone is over HS_MAX_RULE_DB octets
+ * stays out of its group's database and is matched by PCRE2 alone: ten
+ * rules of the stock ruleset ("fuzzy" spellings with a character class for
+ * every look-alike of every letter, long optional prefixes) were 9 MB of
+ * the 53 MB of databases every filterd holds. Only long patterns are
+ * measured (a compile each); short ones never come near the limit. The
+ * limit is part of the cache files' names. */
+#define HS_MAX_RULE_DB	(1024u * 1024)
+#define HS_SIZE_PATTERN 300
+
 /* The cache file of a group, named by a hash of everything its database
  * depends on. */
 static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 {
 	uint64_t h = fnv1a(1469598103934665603ull, hs_version(), strlen(hs_version()));
+	/* the size limit decides which rules a database holds */
+	uint32_t limit = HS_MAX_RULE_DB;
+	h = fnv1a(h, &limit, sizeof(limit));
 	for (size_t i = 0; i < g->n; i++) {
 		const struct rule *r = &e->rules[g->rules[i]];
 		unsigned f = hs_flags_for(r) | (hs_candidate(r) ? 0x80000000u : 0);
@@ -246,21 +260,15 @@ static int hs_cache_load(const struct spam_engine *e, const struct rgroup *g, st
 		     (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
 		goto out;
 	}
-	char *b = xmalloc((size_t)st.st_size + 1);
-	size_t got = 0;
-	while (got < (size_t)st.st_size) {
-		ssize_t k = read(fd, b + got, (size_t)st.st_size - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		got += (size_t)k;
-	}
-	if (got == (size_t)st.st_size && hs_unblob(b, got, e, g, hg) == 0)
+	/* mapped, not read: the database is copied once, into its own
+	 * allocation, and the file's pages leave no hole in the heap */
+	void *b = st.st_size ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+	if (b != MAP_FAILED && hs_unblob(b, (size_t)st.st_size, e, g, hg) == 0)
 		rc = 0;
 	else
 		elog(e, LOG_WARNING, "Hyperscan cache %s: unreadable or stale: compiled again", path);
-	free(b);
+	if (b != MAP_FAILED)
+		munmap(b, (size_t)st.st_size);
 out:
 	close(fd);
 	free(path);
@@ -417,6 +425,22 @@ static bool read_all(int fd, void *p, size_t n)
 	return true;
 }
 
+static bool hs_too_large(const char *p, unsigned flags)
+{
+	if (strlen(p) < HS_SIZE_PATTERN)
+		return false;
+	hs_database_t *db = NULL;
+	hs_compile_error_t *ce = NULL;
+	size_t size = 0;
+	if (hs_compile(p, flags, HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
+		hs_free_compile_error(ce);
+		return false; /* hs_build names it */
+	}
+	hs_database_size(db, &size);
+	hs_free_database(db);
+	return size > HS_MAX_RULE_DB;
+}
+
 static void hs_compile_child(const struct spam_engine *e, const bool *need, int fd)
 {
 	for (size_t gi = 0; gi < e->ngroups; gi++) {
@@ -432,7 +456,7 @@ static void hs_compile_child(const struct spam_engine *e, const bool *need, int 
 			hs_expr_info_t *info = NULL;
 			hs_compile_error_t *ce = NULL;
 			if (hs_expression_info(p, hs_flags_for(r), &info, &ce) == HS_SUCCESS)
-				ok[i] = true;
+				ok[i] = !hs_too_large(p, hs_flags_for(r));
 			free(info);
 			if (ce)
 				hs_free_compile_error(ce);

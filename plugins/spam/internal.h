@@ -140,7 +140,8 @@ struct rule {
 	char *target; /* header spec (Subject, ALL, From:addr ...) */
 	char *unset;  /* [if-unset: ...] */
 	int target_idx;
-	pcre2_code *re;
+	pcre2_code *re;		   /* compiled at load; matched only through rule_code() */
+	_Atomic(pcre2_code *) jit; /* re once JIT-compiled (at its first match) */
 	bool utf;
 	bool hs_exact; /* PCRE2 refused it (too large): Hyperscan alone, exact mode */
 	/* eval */
@@ -295,6 +296,16 @@ enum {
 };
 
 /* ---- per message ------------------------------------------------------------ */
+
+/* The code a match of r runs: r->re, JIT-compiled at its first use (most
+ * rules of a ruleset never reach PCRE2 once Hyperscan prefilters them, and
+ * JIT code is most of PCRE2's memory). Many threads at once. */
+pcre2_code *rule_jit(const struct rule *r);
+static inline pcre2_code *rule_code(const struct rule *r)
+{
+	pcre2_code *c = atomic_load_explicit(&r->jit, memory_order_acquire);
+	return c ? c : rule_jit(r);
+}
 
 struct msgctx {
 	const struct spam_engine *e;

@@ -9,7 +9,7 @@
 
 static int pmatch(struct msgctx *m, const struct rule *r, const char *s, size_t len, size_t off)
 {
-	return pcre2_match(r->re, (PCRE2_SPTR)s, len, off, 0, m->md, m->mctx);
+	return pcre2_match(rule_code(r), (PCRE2_SPTR)s, len, off, 0, m->md, m->mctx);
 }
 
 /* Counts matches of r in s (1 unless multiple). */
