@@ -205,22 +205,27 @@ bool sift_to_utf8(struct sift_buf *b, const char *cs, const unsigned char *s, si
 
 /* ---- transfer decodings ---------------------------------------------------- */
 
+/* base64 alphabet value of an octet, -1 for anything else */
+static const signed char b64tab[256] = {
+	['A'] = 0,  ['B'] = 1,	['C'] = 2,  ['D'] = 3,	['E'] = 4,  ['F'] = 5,	['G'] = 6,  ['H'] = 7,
+	['I'] = 8,  ['J'] = 9,	['K'] = 10, ['L'] = 11, ['M'] = 12, ['N'] = 13, ['O'] = 14, ['P'] = 15,
+	['Q'] = 16, ['R'] = 17, ['S'] = 18, ['T'] = 19, ['U'] = 20, ['V'] = 21, ['W'] = 22, ['X'] = 23,
+	['Y'] = 24, ['Z'] = 25, ['a'] = 26, ['b'] = 27, ['c'] = 28, ['d'] = 29, ['e'] = 30, ['f'] = 31,
+	['g'] = 32, ['h'] = 33, ['i'] = 34, ['j'] = 35, ['k'] = 36, ['l'] = 37, ['m'] = 38, ['n'] = 39,
+	['o'] = 40, ['p'] = 41, ['q'] = 42, ['r'] = 43, ['s'] = 44, ['t'] = 45, ['u'] = 46, ['v'] = 47,
+	['w'] = 48, ['x'] = 49, ['y'] = 50, ['z'] = 51, ['0'] = 52, ['1'] = 53, ['2'] = 54, ['3'] = 55,
+	['4'] = 56, ['5'] = 57, ['6'] = 58, ['7'] = 59, ['8'] = 60, ['9'] = 61, ['+'] = 62, ['/'] = 63,
+};
+
 static int b64val(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
+	/* the table's zeros are 'A' only: every other octet maps to -1 */
+	return b64tab[c] || c == 'A' ? b64tab[c] : -1;
 }
 
-/* Tolerant base64: skips white space and junk (flagged), stops at '='. */
+/* Tolerant base64: skips white space and junk (flagged), stops at '='.
+ * Whole groups of four alphabet octets on a group boundary (nearly all of
+ * a well-formed body) are decoded at once. */
 void sift_b64_decode(struct sift_buf *out, const unsigned char *s, size_t n, bool *bad)
 {
 	unsigned long acc = 0;
@@ -228,6 +233,23 @@ void sift_b64_decode(struct sift_buf *out, const unsigned char *s, size_t n, boo
 	unsigned char tmp[3072];
 	size_t t = 0;
 	for (size_t i = 0; i < n; i++) {
+		if (bits == 0 && i + 4 <= n && t + 3 <= sizeof(tmp)) {
+			int a = b64val(s[i]), b = b64val(s[i + 1]), c = b64val(s[i + 2]),
+			    d = b64val(s[i + 3]);
+			if ((a | b | c | d) >= 0 && s[i] != '=') {
+				unsigned long v = (unsigned long)a << 18 | (unsigned long)b << 12 |
+						  (unsigned long)c << 6 | (unsigned long)d;
+				tmp[t++] = (unsigned char)(v >> 16);
+				tmp[t++] = (unsigned char)(v >> 8);
+				tmp[t++] = (unsigned char)v;
+				i += 3;
+				if (t == sizeof(tmp)) {
+					sift_buf_add(out, tmp, t);
+					t = 0;
+				}
+				continue;
+			}
+		}
 		unsigned char c = s[i];
 		if (c == '=')
 			break;

@@ -7,6 +7,50 @@
  */
 #include "internal.h"
 
+/* Room for n more octets (and the terminating NUL) in b. */
+static void sb_reserve(struct sbuf *b, size_t n)
+{
+	if (b->n + n + 1 > b->cap) {
+		b->cap = b->n + n + 1;
+		b->d = xrealloc(b->d, b->cap);
+		b->d[b->n] = 0;
+	}
+}
+
+/* s[0..n) with every CR that a LF follows (inside s) left out: the
+ * CRLF -> LF of SpamAssassin's texts, copied in runs. */
+static void sb_add_lf(struct sbuf *b, const char *s, size_t n)
+{
+	sb_reserve(b, n);
+	const char *p = s, *end = s + n;
+	while (p < end) {
+		const char *r = memchr(p, '\r', (size_t)(end - p));
+		if (!r) {
+			sb_add(b, p, (size_t)(end - p));
+			break;
+		}
+		bool crlf = r + 1 < end && r[1] == '\n';
+		sb_add(b, p, (size_t)(r - p) + (crlf ? 0 : 1));
+		p = r + 1;
+	}
+}
+
+/* s[0..n) with every CR left out, copied in runs. */
+static void sb_add_no_cr(struct sbuf *b, const char *s, size_t n)
+{
+	sb_reserve(b, n);
+	const char *p = s, *end = s + n;
+	while (p < end) {
+		const char *r = memchr(p, '\r', (size_t)(end - p));
+		if (!r) {
+			sb_add(b, p, (size_t)(end - p));
+			break;
+		}
+		sb_add(b, p, (size_t)(r - p));
+		p = r + 1;
+	}
+}
+
 /* SpamAssassin's raw unfolding: CR/LF + white space -> one space. */
 static void add_raw_unfolded(struct sbuf *b, const char *v)
 {
@@ -177,6 +221,7 @@ void build_body(struct msgctx *m)
 	struct sbuf w = {0};
 	const char *t = sb_str(&text);
 	size_t n = text.n;
+	sb_reserve(&w, n); /* the output is never longer */
 	for (size_t i = 0; i < n;) {
 		unsigned char c = (unsigned char)t[i];
 		if (isspace(c)) {
@@ -187,21 +232,27 @@ void build_body(struct msgctx *m)
 					nl++;
 				j++;
 			}
-			sb_add(&w, nl >= 2 ? "\n" : " ", 1);
+			w.d[w.n++] = nl >= 2 ? '\n' : ' ';
 			i = j;
 			continue;
 		}
 		/* UTF-8 NBSP (U+00A0) is Unicode white space in Perl */
 		if (c == 0xc2 && i + 1 < n && (unsigned char)t[i + 1] == 0xa0) {
-			sb_add(&w, " ", 1);
+			w.d[w.n++] = ' ';
 			i += 2;
 			while (i < n && isspace((unsigned char)t[i]) && t[i] != '\n')
 				i++;
 			continue;
 		}
-		sb_add(&w, t + i, 1);
-		i++;
+		/* a run of other octets at once */
+		size_t j = i + 1;
+		while (j < n && !isspace((unsigned char)t[j]) && (unsigned char)t[j] != 0xc2)
+			j++;
+		memcpy(w.d + w.n, t + i, j - i);
+		w.n += j - i;
+		i = j;
 	}
+	w.d[w.n] = 0;
 	free(text.d);
 	/* subject line first */
 	size_t st = 0;
@@ -283,9 +334,7 @@ void build_raw(struct msgctx *m)
 			}
 			/* LF line ends */
 			struct sbuf b = {0};
-			for (size_t k = ofs; k < j; k++)
-				if (!(s[k] == '\r' && k + 1 < j && s[k + 1] == '\n'))
-					sb_add(&b, s + k, 1);
+			sb_add_lf(&b, s + ofs, j - ofs);
 			m->raws[m->nraws] = b.d ? b.d : xstrdup("");
 			m->rawlens[m->nraws++] = b.n;
 			ofs = j;
@@ -296,19 +345,19 @@ void build_raw(struct msgctx *m)
 void build_full(struct msgctx *m)
 {
 	const struct sift_mime *mm = m->mime;
+	size_t need = mm->body_len + 2;
+	for (size_t i = 0; i < mm->header_count; i++)
+		need += strlen(mm->headers[i].name) + strlen(mm->headers[i].raw) + 3;
 	struct sbuf b = {0};
+	sb_reserve(&b, need);
 	for (size_t i = 0; i < mm->header_count; i++) {
 		sb_adds(&b, mm->headers[i].name);
 		sb_adds(&b, ": ");
-		for (const char *p = mm->headers[i].raw; *p; p++)
-			if (*p != '\r')
-				sb_add(&b, p, 1);
+		sb_add_no_cr(&b, mm->headers[i].raw, strlen(mm->headers[i].raw));
 		sb_add(&b, "\n", 1);
 	}
 	sb_add(&b, "\n", 1);
-	for (size_t i = 0; i < mm->body_len; i++)
-		if (!(mm->body[i] == '\r' && i + 1 < mm->body_len && mm->body[i + 1] == '\n'))
-			sb_add(&b, mm->body + i, 1);
+	sb_add_lf(&b, mm->body, mm->body_len);
 	m->full = b.d;
 	m->full_len = b.n;
 }
