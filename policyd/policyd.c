@@ -949,6 +949,12 @@ static void event_loop(void)
 				drain_returns();
 				break;
 			case SRC_CONN: {
+				/* Once stopping, every idle connection was closed (and
+				 * maybe freed) by begin_shutdown, possibly earlier in
+				 * this very batch, and busy ones come back through the
+				 * return queue: an event for a connection is stale. */
+				if (stopping)
+					break;
 				/* Orders what a worker did before re-arming it. */
 				struct conn *c = (struct conn *)s;
 				pthread_mutex_lock(&c->mu);
