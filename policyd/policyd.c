@@ -910,6 +910,19 @@ static void drain_returns(void)
 	}
 }
 
+/* Whether an epoll event's source is a connection, decided without reading
+ * it: the signal and wake sources and the listeners never move or go away,
+ * a connection may be freed already. */
+static bool src_is_conn(const struct src *s)
+{
+	if (s == &sig_src || s == &wake_src)
+		return false;
+	for (size_t i = 0; i < n_listeners; i++)
+		if (s == &listeners[i].src)
+			return false;
+	return true;
+}
+
 static void event_loop(void)
 {
 	struct epoll_event evs[256];
@@ -937,6 +950,13 @@ static void event_loop(void)
 		}
 		for (int i = 0; i < n; i++) {
 			struct src *s = evs[i].data.ptr;
+			/* Once stopping, every idle connection was closed (and
+			 * maybe freed) by begin_shutdown, possibly earlier in
+			 * this very batch, and busy ones come back through the
+			 * return queue: an event for a connection is stale and
+			 * must not even be read. */
+			if (stopping && src_is_conn(s))
+				continue;
 			switch (s->type) {
 			case SRC_LISTENER:
 				if (!stopping)
@@ -949,12 +969,6 @@ static void event_loop(void)
 				drain_returns();
 				break;
 			case SRC_CONN: {
-				/* Once stopping, every idle connection was closed (and
-				 * maybe freed) by begin_shutdown, possibly earlier in
-				 * this very batch, and busy ones come back through the
-				 * return queue: an event for a connection is stale. */
-				if (stopping)
-					break;
 				/* Orders what a worker did before re-arming it. */
 				struct conn *c = (struct conn *)s;
 				pthread_mutex_lock(&c->mu);
