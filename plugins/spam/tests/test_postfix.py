@@ -130,7 +130,7 @@ def main():
 
         # the stock ruleset
         if os.path.isdir('/usr/share/spamassassin'):
-            cache = os.path.join(sifttest.builddir(), 'spam-hscache')
+            cache = os.environ.get('SIFT_SPAM_CACHE') or os.path.join(sifttest.builddir(), 'spam-hscache')
             os.makedirs(cache, exist_ok=True)
             sifttest.daemon_writable(cache)
             fd2 = start_filterd(root, 'filterd-stock', {

@@ -339,8 +339,9 @@ def main():
 
         # the stock ruleset, when installed
         if os.path.isdir('/usr/share/spamassassin'):
-            # shared with test_postfix.py: the second user loads the cache
-            cache = os.path.join(BUILD, 'spam-hscache')
+            # shared with test_postfix.py: the second user loads the cache;
+            # ./check's sanitizer stage gives the normal build's (SIFT_SPAM_CACHE)
+            cache = os.environ.get('SIFT_SPAM_CACHE') or os.path.join(BUILD, 'spam-hscache')
             os.makedirs(cache, exist_ok=True)
             # test_postfix.py hands the cache to the daemons' user; this test
             # runs siftctl as the user running the tests: take it back
