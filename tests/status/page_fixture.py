@@ -143,7 +143,9 @@ def check_filterd(b, doc, tag):
     check_eq([r['queue_id'] for r in s['recent']], [r['queue_id'] for r in rec], '%s: recent queue ids' % tag)
     check_eq([r['action'] for r in s['recent']], [r['action'] for r in rec], '%s: recent actions' % tag)
     check_eq([r['from'] for r in s['recent']], [r['from'] or '<>' for r in rec], '%s: senders as text' % tag)
-    check_eq([r['to'] for r in s['recent']], [', '.join(r['to']) for r in rec], '%s: recipients' % tag)
+    check_eq([r['to'] for r in s['recent']],
+             [', '.join(r['to']) + (' +%d more' % (r['to_count'] - len(r['to'])) if r['to_count'] > len(r['to']) else '')
+              for r in rec], '%s: recipients (and how many more)' % tag)
     check_eq([r['symbols'] for r in s['recent']], [' '.join(r['symbols']) for r in rec], '%s: symbols' % tag)
     check_eq([r['score'] for r in s['recent']],
              ['' if r['score'] is None else ('%.2f' % r['score'] if r['score'] % 1 else '%.0f' % r['score'])
