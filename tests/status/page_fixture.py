@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The status page (lib/status.html) in headless Chromium against fixed
-status documents, served by a small HTTP server on 127.0.0.1 exactly as the
-daemons serve it (/ = the page, /status.json = the data):
+status documents, served by a small HTTP server on 127.0.0.1 as the daemons
+serve it (/ = the page with lib/http.c's Content-Security-Policy,
+/status.json = the data):
 
 - the file is self-contained (no URL to another origin, no external
   script, style, font or image) and small;
@@ -38,6 +39,13 @@ from chromium import Chromium, find_chromium  # noqa: E402
 import statuspage  # noqa: E402
 
 
+# The policy lib/http.c sends with the page: anything the page would load
+# from elsewhere, or any inline handler, is refused and shows up as a
+# console error.
+CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
+       "connect-src 'self'")
+
+
 class Server:
     """/ -> lib/status.html, /status.json -> self.doc (a dict, or an int:
     that HTTP status)."""
@@ -66,6 +74,8 @@ class Server:
                 self.send_header('Content-Type', ctype)
                 self.send_header('Content-Length', str(len(body)))
                 self.send_header('Cache-Control', 'no-store')
+                if ctype.startswith('text/html'):
+                    self.send_header('Content-Security-Policy', CSP)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -205,12 +215,11 @@ def main():
     try:
         with Chromium(tmp, os.path.join(out, 'chromium-fixture.log')) as b:
             srv.doc = fixture
-            b.open(url + '?token=abc', width=1200, height=900)
+            b.open(url, width=1200, height=900)
             check(b.wait_for('document.body.dataset.state !== "loading"') and True, 'page loaded')
             check_filterd(b, fixture, 'filterd')
             check_eq(b.errors(), [], 'filterd: no console error')
-            check('/status.json?token=abc' in srv.requests, 'the page\'s query string goes with status.json',
-                  srv.requests)
+            check('/status.json' in srv.requests, 'the page reads /status.json', srv.requests)
             shot = os.path.join(out, 'fixture-filterd.png')
             print('# screenshot %s (%d octets)' % (shot, b.screenshot(shot)), flush=True)
 
