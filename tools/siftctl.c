@@ -127,22 +127,6 @@ static struct sift_gen *load(enum sift_daemon d)
 	return g;
 }
 
-static void json_str(struct sift_buf *b, const char *s)
-{
-	sift_buf_add(b, "\"", 1);
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\') {
-			sift_buf_add(b, "\\", 1);
-			sift_buf_add(b, s, 1);
-		} else if (c < 0x20)
-			sift_buf_printf(b, "\\u%04x", c);
-		else
-			sift_buf_add(b, s, 1);
-	}
-	sift_buf_add(b, "\"", 1);
-}
-
 /* `siftctl test`: the options, given to the session as the MTA would
  * give them (connect data, commands and milter macros). */
 struct test_opts {
@@ -250,7 +234,7 @@ static void json_opt(struct sift_buf *b, const char *key, const char *value)
 {
 	sift_buf_printf(b, ",\"%s\":", key);
 	if (value)
-		json_str(b, value);
+		sift_json_str(b, value);
 	else
 		sift_buf_adds(b, "null");
 }
@@ -263,9 +247,9 @@ static void test_print_json(struct sift_session *ss, enum sift_verdict v, const 
 	const struct sift_result *r = sift_ctx_result(sift_session_ctx(ss));
 	struct sift_buf b = {0};
 	sift_buf_adds(&b, "{\"action\":");
-	json_str(&b, sift_session_action(ss, v));
+	sift_json_str(&b, sift_session_action(ss, v));
 	sift_buf_adds(&b, ",\"profile\":");
-	json_str(&b, sift_profile_names[sift_ctx_profile(sift_session_ctx(ss))]);
+	sift_json_str(&b, sift_profile_names[sift_ctx_profile(sift_session_ctx(ss))]);
 	json_opt(&b, "reply", reply);
 	json_opt(&b, "decided_by", r->decided_by);
 	sift_buf_printf(&b, ",\"score\":%.3f,\"hold\":%s", r->score, r->hold ? "true" : "false");
@@ -276,7 +260,7 @@ static void test_print_json(struct sift_session *ss, enum sift_verdict v, const 
 	sift_buf_adds(&b, ",\"symbols\":[");
 	for (const struct sift_symbol *s = r->symbols; s; s = s->next) {
 		sift_buf_adds(&b, "{\"name\":");
-		json_str(&b, s->name);
+		sift_json_str(&b, s->name);
 		sift_buf_printf(&b, ",\"score\":%.3f", s->score);
 		if (s->option)
 			json_opt(&b, "option", s->option);
@@ -285,7 +269,7 @@ static void test_print_json(struct sift_session *ss, enum sift_verdict v, const 
 	sift_buf_adds(&b, "],\"headers\":[");
 	for (const struct sift_edit *e = r->edits; e; e = e->next) {
 		sift_buf_adds(&b, "{\"op\":");
-		json_str(&b, e->value ? edit_ops[e->op] : "delete");
+		sift_json_str(&b, e->value ? edit_ops[e->op] : "delete");
 		sift_buf_printf(&b, ",\"index\":%u", e->idx);
 		json_opt(&b, "name", e->name);
 		json_opt(&b, "value", e->value);
