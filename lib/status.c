@@ -234,14 +234,14 @@ static void j_tail(struct sift_buf *b, const char *quarantine_dir, double now)
 		sift_buf_adds(b, ",\"quarantine\":null");
 	double ver, ts;
 	sift_buf_adds(b, ",\"clamav\":");
-	if (metrics_gauge_get("clamav", "database_version", &ver) &&
-	    metrics_gauge_get("clamav", "database_timestamp_seconds", &ts)) {
+	if (metrics_gauge_get("clamav", "database_version", &ver)) {
+		bool have_ts = metrics_gauge_get("clamav", "database_timestamp_seconds", &ts);
 		sift_buf_adds(b, "{\"version\":");
 		jnum(b, ver);
 		sift_buf_adds(b, ",\"time\":");
-		jnum(b, ts);
+		jnum(b, have_ts ? ts : NAN);
 		sift_buf_adds(b, ",\"age\":");
-		jnum(b, floor(now - ts));
+		jnum(b, have_ts ? floor(now - ts) : NAN);
 		sift_buf_add(b, "}", 1);
 	} else
 		sift_buf_adds(b, "null");
@@ -309,10 +309,12 @@ static void t_health(struct sift_buf *b, const char *quarantine_dir, double now)
 			p.rss / 1024, p.threads, p.fds, (long long)atomic_load(&M.conn_current),
 			(unsigned long long)atomic_load(&M.conn_total));
 	double ver, ts;
-	if (metrics_gauge_get("clamav", "database_version", &ver) &&
-	    metrics_gauge_get("clamav", "database_timestamp_seconds", &ts)) {
-		fmt_age(age, sizeof(age), now - ts);
-		sift_buf_printf(b, "clamav:        database version %.0f, %s old\n", ver, age);
+	if (metrics_gauge_get("clamav", "database_version", &ver)) {
+		if (metrics_gauge_get("clamav", "database_timestamp_seconds", &ts))
+			fmt_age(age, sizeof(age), now - ts);
+		else
+			snprintf(age, sizeof(age), "unknown");
+		sift_buf_printf(b, "clamav:        database version %.0f, age %s\n", ver, age);
 	}
 	if (quarantine_dir && *quarantine_dir)
 		metrics_quar_with(quarantine_dir, t_quar, b);

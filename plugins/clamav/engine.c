@@ -210,7 +210,7 @@ static void report_database(struct cl_engine *e)
 	if (err == CL_SUCCESS)
 		h->gauge_set("clamav", "database_version", (double)version);
 	long long when = cl_engine_get_num(e, CL_ENGINE_DB_TIME, &err);
-	if (err == CL_SUCCESS)
+	if (err == CL_SUCCESS && when > 0) /* 0: no signed database (.cvd/.cld) loaded */
 		h->gauge_set("clamav", "database_timestamp_seconds", (double)when);
 }
 
