@@ -299,8 +299,8 @@ static void t_health(struct sift_buf *b, const char *quarantine_dir, double now)
 	sift_control_reload_last(&reloads, &rtime, &rok, text, sizeof(text));
 	if (reloads) {
 		fmt_age(age, sizeof(age), now - rtime);
-		sift_buf_printf(b, "last reload:   %s ago, %s: %s (%lu reloads)\n", age,
-				rok ? "ok" : "FAILED", text, reloads);
+		sift_buf_printf(b, "last reload:   %s ago, %s: %s (%lu reload%s since start)\n", age,
+				rok ? "ok" : "FAILED", text, reloads, reloads == 1 ? "" : "s");
 	} else
 		sift_buf_adds(b, "last reload:   none since start\n");
 	sift_buf_printf(b,
