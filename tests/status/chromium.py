@@ -73,8 +73,11 @@ class Chromium:
                 '--no-default-browser-check', '--disable-extensions', '--disable-sync',
                 '--disable-background-networking', '--disable-component-update',
                 '--disable-default-apps', '--mute-audio', '--hide-scrollbars',
-                '--password-store=basic', '--use-mock-keychain', 'about:blank']
-        self.logf = open(self.log, 'ab')
+                '--password-store=basic', '--use-mock-keychain',
+                # containers often have a small /dev/shm; no crash reports
+                '--disable-dev-shm-usage', '--disable-breakpad', '--disable-crash-reporter',
+                'about:blank']
+        self.logf = open(self.log, 'wb')
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT, preexec_fn=pipes, close_fds=False,
                                      start_new_session=True)
