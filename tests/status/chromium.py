@@ -45,6 +45,7 @@ class Chromium:
         self.log = log
         self.proc = None
         self.session = None
+        self.credentials = None
         self.events = []
         self._buf = b''
         self._id = 0
@@ -158,26 +159,44 @@ class Chromium:
                     raise BrowserError('%s: %s' % (method, m['error']))
                 return m.get('result', {})
             if 'method' in m:
-                self.events.append(m)
+                self._event(m)
 
     def pump(self, seconds):
         """Reads events for a while."""
         deadline = time.monotonic() + seconds
         while (m := self._recv(deadline)) is not None:
             if 'method' in m:
-                self.events.append(m)
+                self._event(m)
+
+    def _event(self, m):
+        self.events.append(m)
+        # With credentials (open()), every request is paused by the Fetch
+        # domain: let it go on, and answer an authentication challenge as
+        # a user typing the password into the browser's dialog would.
+        p = m.get('params', {})
+        if m['method'] == 'Fetch.requestPaused':
+            self._send('Fetch.continueRequest', {'requestId': p['requestId']}, self.session)
+        elif m['method'] == 'Fetch.authRequired':
+            user, password = self.credentials
+            self._send('Fetch.continueWithAuth', {'requestId': p['requestId'], 'authChallengeResponse': {
+                'response': 'ProvideCredentials', 'username': user, 'password': password}}, self.session)
 
     def page(self, method, params=None, timeout=30.0):
         return self.call(method, params, self.session, timeout)
 
     # -- page ----------------------------------------------------------------------
-    def open(self, url, width=1200, height=900, scale=1, mobile=False, timeout=30.0):
+    def open(self, url, width=1200, height=900, scale=1, mobile=False, credentials=None, timeout=30.0):
         """A new tab of width x height CSS pixels showing url (waits for its
-        load event)."""
+        load event). credentials=(user, password): given when the server
+        asks (HTTP authentication); without, the browser gives up as a user
+        cancelling the dialog."""
         target = self.call('Target.createTarget', {'url': 'about:blank'})['targetId']
         self.session = self.call('Target.attachToTarget', {'targetId': target, 'flatten': True})['sessionId']
         for domain in ('Page', 'Runtime', 'Log'):
             self.page(domain + '.enable')
+        self.credentials = credentials
+        if credentials:
+            self.page('Fetch.enable', {'handleAuthRequests': True, 'patterns': [{'urlPattern': '*'}]})
         self.page('Emulation.setDeviceMetricsOverride', {'width': width, 'height': height,
                                                          'deviceScaleFactor': scale, 'mobile': mobile})
         self.events = []

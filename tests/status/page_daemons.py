@@ -21,8 +21,12 @@ in Chromium and the rendered page must show:
   with their hit counts; latency rows for access, spam and clamav; the
   health section (generation 1, no plugin error); the quarantined
   message in the quarantine list with the virus name;
-- policyd: requests, one per RCPT (18), one of them refused, the graph
-  adding up to the same, the refused recipient in the recent list;
+- policyd (no trusted network: every client needs a credential of
+  metrics_auth_file): without one the browser gets no page; with the
+  Basic user and password given when asked, the page and the status.json
+  it reads both load; then requests, one per RCPT (18), one of them
+  refused, the graph adding up to the same, the refused recipient in the
+  recent list;
 - the same numbers as status.json, and no console error.
 
 Full-page screenshots go to BUILD/tests/status/ (filterd.png, policyd.png,
@@ -31,8 +35,10 @@ filterd-phone.png; paths printed).
     /usr/bin/python3 tests/status/page_daemons.py
 """
 
+import base64
 import json
 import os
+import pwd
 import re
 import sys
 import tempfile
@@ -45,7 +51,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, '..', '..', 'plugins', 'clamav', 'tests'))
 import sifttest  # noqa: E402
 from sifttest import check, check_eq, done, message  # noqa: E402
-from chromium import Chromium, find_chromium  # noqa: E402
+from chromium import BrowserError, Chromium, find_chromium  # noqa: E402
 import statuspage  # noqa: E402
 import cvlib  # noqa: E402
 
@@ -61,20 +67,24 @@ HELD_SENDER = 'review@example.net'
 FILTERD_ACTIONS = {'accept': 12, 'reject': 3, 'hold': 1, 'quarantine': 1}
 FILTERD_PROFILES = {'inbound': 14, 'originating': 3}
 POLICYD_REQUESTS = 18
+BASIC = ('admin', 'status page secret')
 
 
-def get_json(port, path='/status.json'):
-    with urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=10) as r:
+def get_json(port, path='/status.json', basic=None):
+    req = urllib.request.Request('http://127.0.0.1:%d%s' % (port, path))
+    if basic:
+        req.add_header('Authorization', 'Basic ' + base64.b64encode(('%s:%s' % basic).encode()).decode())
+    with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
 
-def wait_status(port, want, timeout=15.0):
+def wait_status(port, want, basic=None, timeout=15.0):
     """status.json once the sum of its actions reaches `want` (the last
     document after the timeout)."""
     end = time.monotonic() + timeout
     while True:
         try:
-            s = get_json(port)
+            s = get_json(port, basic=basic)
         except OSError:
             s = None
         if s and sum((s.get('actions') or {}).values()) >= want or time.monotonic() > end:
@@ -93,6 +103,12 @@ def start(tmp):
         f.write('%s\tHOLD kept for review\n' % HELD_SENDER)
     dbdir = os.path.join(tmp, 'clamdb')
     cvlib.make_db(dbdir)
+    authfile = os.path.join(tmp, 'metrics.auth')
+    with open(authfile, 'w') as f:
+        f.write('basic = %s:%s\n' % BASIC)
+    if sifttest.daemon_user():
+        os.chown(authfile, pwd.getpwnam(sifttest.daemon_user()).pw_uid, -1)
+    os.chmod(authfile, 0o600)
     qdir = os.path.join(tmp, 'quarantine')
     os.makedirs(qdir)
     sifttest.daemon_writable(qdir)
@@ -112,7 +128,8 @@ def start(tmp):
         'policyd_pid_file': os.path.join(tmp, 'policyd.pid'),
         'inbound_plugins': 'access', 'originating_plugins': 'access',
         'access_recipient_map': 'texthash:' + os.path.join(tmp, 'p_rcpt'),
-        'metrics_listen': 'inet:127.0.0.1:%d' % pport})
+        'metrics_listen': 'inet:127.0.0.1:%d' % pport,
+        'metrics_trusted_networks': '', 'metrics_auth_file': authfile})
     policyd.metrics = pport
     return filterd, policyd
 
@@ -254,14 +271,30 @@ def main():
         pf.start()
         sent, requests = send_batch(pf)
         fdoc = wait_status(filterd.metrics, sum(FILTERD_ACTIONS.values()))
-        pdoc = wait_status(policyd.metrics, requests)
+        pdoc = wait_status(policyd.metrics, requests, basic=BASIC)
         check(fdoc is not None and pdoc is not None, 'both daemons serve status.json')
         with Chromium(tmp, os.path.join(out, 'chromium.log')) as b:
-            for name, proc, doc, fn, arg in (('filterd', filterd, fdoc, check_filterd_page, sent),
-                                             ('policyd', policyd, pdoc, check_policyd_page, requests)):
-                b.open('http://127.0.0.1:%d/' % proc.metrics, width=1200, height=900)
+            try:
+                b.open('http://127.0.0.1:%d/' % policyd.metrics, width=1200, height=900)
+                got = b.evaluate('document.body.dataset.state || document.body.textContent.slice(0, 200)')
+            except BrowserError as e:
+                got = str(e)
+            check('ERR_INVALID_AUTH_CREDENTIALS' in got or 'nauthorized' in got,
+                  'policyd: no page without a credential', got)
+            for name, proc, doc, fn, arg, cred in (
+                    ('filterd', filterd, fdoc, check_filterd_page, sent, None),
+                    ('policyd', policyd, pdoc, check_policyd_page, requests, BASIC)):
+                b.open('http://127.0.0.1:%d/' % proc.metrics, width=1200, height=900, credentials=cred)
                 check(b.wait_for('document.body.dataset.state !== "loading"'), '%s: page loaded' % name)
                 fn(b, doc, arg)
+                if cred:
+                    # One challenge, for the page: the browser sends the
+                    # same credentials with the page's status.json requests.
+                    b.wait_for('Number(document.body.dataset.updates) >= 2', 12)
+                    asked = [e for e in b.events if e['method'] == 'Fetch.authRequired']
+                    check(len(asked) == 1 and statuspage.snapshot(b)['updates'] >= 2,
+                          '%s: asked once, status.json read with the same credentials' % name,
+                          [e['params']['request']['url'] for e in asked])
                 check_eq(b.errors(), [], '%s: no console error' % name)
                 shot = os.path.join(out, name + '.png')
                 print('# screenshot %s (%d octets)' % (shot, b.screenshot(shot)), flush=True)

@@ -15,7 +15,7 @@ SNAPSHOT_JS = r'''(() => {
   const svg = document.querySelector('#history svg');
   return {
     state: document.body.dataset.state, updates: Number(document.body.dataset.updates),
-    daemon: document.body.dataset.daemon, unit: document.body.dataset.unit,
+    daemon: document.body.dataset.daemon || null, unit: document.body.dataset.unit || null,
     title: document.title, heading: txt(document.querySelector('h1')), status: txt(document.getElementById('state')),
     unitText: txt(document.getElementById('unit')),
     actions: Object.fromEntries(q('#actions li[data-action]').map(e =>
