@@ -204,7 +204,7 @@ class Chromium:
         if r.get('errorText'):
             raise BrowserError('%s: %s' % (url, r['errorText']))
         deadline = time.monotonic() + timeout
-        while not any(e['method'] == 'Page.loadEventFired' for e in self.events):
+        while not any(e['method'] == 'Page.loadEventFired' for e in self.page_events()):
             if time.monotonic() > deadline:
                 raise BrowserError('%s: no load event in %.0f s' % (url, timeout))
             self.pump(0.1)
@@ -240,13 +240,17 @@ class Chromium:
             f.write(data)
         return len(data)
 
+    def page_events(self):
+        """Events of the tab open() made (not of earlier tabs)."""
+        return [e for e in self.events if e.get('sessionId') == self.session]
+
     def errors(self):
         """Console errors and assertions, uncaught exceptions and error
         entries of the browser's log (failed loads, blocked content) seen
-        since open(), as text."""
+        in the tab since open(), as text."""
         self.pump(0.2)
         out = []
-        for e in self.events:
+        for e in self.page_events():
             p = e.get('params', {})
             if e['method'] == 'Runtime.consoleAPICalled' and p.get('type') in ('error', 'assert'):
                 out.append('console.%s: %s' % (p['type'], ' '.join(
