@@ -374,6 +374,27 @@ static void locate_error(const struct sift_config *cfg, char **err_r)
 	}
 }
 
+/* The metrics settings that a start or a reload would only find wrong
+ * later: the listener's endpoint and the trusted networks. */
+static int metrics_conf_check(const struct sift_common_conf *c, char **err_r)
+{
+	const char *l = c->metrics_listen;
+	if (l && *l && strncmp(l, "inet:", 5) != 0 && strncmp(l, "inet6:", 6) != 0) {
+		*err_r = sift_asprintf("metrics_listen: bad endpoint \"%s\" (want inet:HOST:PORT or "
+				       "inet6:[ADDR]:PORT)",
+				       l);
+		return -1;
+	}
+	for (const char *const *n = c->metrics_trusted_networks; n && *n; n++) {
+		struct sift_net net;
+		if (sift_net_parse(*n, true, &net) < 0) {
+			*err_r = sift_asprintf("metrics_trusted_networks: bad network \"%s\"", *n);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 struct sift_gen *sift_gen_prepare(enum sift_daemon daemon, struct sift_config *cfg, char **err_r)
 {
 	struct sift_gen *g = sift_calloc(1, sizeof(*g));
@@ -381,7 +402,8 @@ struct sift_gen *sift_gen_prepare(enum sift_daemon daemon, struct sift_config *c
 	g->daemon = daemon == SIFT_SIFTCTL ? SIFT_FILTERD : daemon;
 	g->cfg = cfg;
 	sift_config_common_defaults(cfg);
-	if (sift_params_parse(cfg, "", sift_common_params, &g->common, err_r) < 0)
+	if (sift_params_parse(cfg, "", sift_common_params, &g->common, err_r) < 0 ||
+	    metrics_conf_check(&g->common, err_r) < 0)
 		goto fail;
 	g->myhostname = sift_strdup(*g->common.myhostname ? g->common.myhostname : "localhost");
 

@@ -286,9 +286,12 @@ static bool peer_trusted(const struct sockaddr_storage *ss, const char *const *n
 	return false;
 }
 
+/* Writes within SIFT_HTTP_TIMEOUT_S in all (each send is bounded by the
+ * socket's SO_SNDTIMEO too): a client that reads slowly is dropped. */
 static void send_all(int fd, const char *p, size_t len)
 {
-	while (len) {
+	long long deadline = sift_now_ms() + SIFT_HTTP_TIMEOUT_S * 1000;
+	while (len && sift_now_ms() < deadline) {
 		ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -442,7 +445,7 @@ static bool authorised(const struct conn_arg *ca, const struct sift_http_req *r)
 static void *conn_thread(void *arg)
 {
 	struct conn_arg *ca = arg;
-	struct timeval tv = {.tv_sec = SIFT_HTTP_TIMEOUT_S};
+	struct timeval tv = {.tv_sec = 2};
 	setsockopt(ca->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	char *buf = sift_malloc(SIFT_HTTP_MAX_HEAD);
 	int status = 0;

@@ -207,12 +207,14 @@ static void recent_add(struct sift_ctx *ctx, enum sift_maction a, double now)
 	copy_str(e->qid, sizeof(e->qid), sift_ctx_get(ctx, SIFT_I_QUEUE_ID));
 	copy_str(e->from, sizeof(e->from), sift_ctx_get(ctx, SIFT_I_SENDER));
 	const struct sift_host *h = &sift_host_table;
-	size_t nr = h->rcpt_count(ctx);
-	if (nr == 0 && M.daemon == SIFT_POLICYD && sift_ctx_get(ctx, SIFT_I_RCPT)) {
-		copy_str(e->to[0], sizeof(e->to[0]), sift_ctx_get(ctx, SIFT_I_RCPT));
-		e->nto = 1;
-		e->nto_all = 1;
+	if (M.daemon == SIFT_POLICYD) {
+		/* a request: its own recipient, if it has one */
+		const char *rcpt = sift_ctx_get(ctx, SIFT_I_RCPT);
+		e->nto = e->nto_all = rcpt ? 1 : 0;
+		if (rcpt)
+			copy_str(e->to[0], sizeof(e->to[0]), rcpt);
 	} else {
+		size_t nr = h->rcpt_count(ctx);
 		e->nto = 0;
 		for (size_t i = 0; i < nr && i < METRICS_RECENT_TO; i++)
 			copy_str(e->to[e->nto++], sizeof(e->to[0]), h->rcpt(ctx, i));

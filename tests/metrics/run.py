@@ -369,6 +369,17 @@ def run_policyd(root):
         pd.check_sanitizers()
 
 
+def check_config_errors(root):
+    for line, want in (('metrics_listen = unix:%s/m.sock' % root, r'metrics_listen: bad endpoint'),
+                       ('metrics_trusted_networks = 127.0.0.0/8 nonsense', r'metrics_trusted_networks: bad network "nonsense"')):
+        conf = os.path.join(root, 'bad.conf')
+        with open(conf, 'w') as f:
+            f.write('plugin_directory = %s\nfilterd_user = %s\n%s\n' % (sifttest.plugin_directory(),
+                                                                        sifttest.daemon_user() or 'root', line))
+        r = subprocess.run([sifttest.program('filterd'), '-t', '-c', conf], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 1 and re.search(want, r.stderr), 'filterd -t refuses: %s' % line, r.stderr)
+
+
 def main():
     if os.geteuid() != 0:
         print('needs root (private Postfix)', file=sys.stderr)
@@ -430,6 +441,7 @@ def main():
         check_auth(fd, mport, authfile)
         check_bad_requests(fd, mport)
         run_policyd(root)
+        check_config_errors(root)
     finally:
         if pf:
             pf.cleanup()
