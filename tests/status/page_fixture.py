@@ -157,6 +157,7 @@ def check_filterd(b, doc, tag):
              [', '.join(r['to']) + (' +%d more' % (r['to_count'] - len(r['to'])) if r['to_count'] > len(r['to']) else '')
               for r in rec], '%s: recipients (and how many more)' % tag)
     check_eq([r['symbols'] for r in s['recent']], [' '.join(r['symbols']) for r in rec], '%s: symbols' % tag)
+    check_eq(s['scoreShown'], True, '%s: score column' % tag)
     check_eq([r['score'] for r in s['recent']],
              ['' if r['score'] is None else ('%.2f' % r['score'] if r['score'] % 1 else '%.0f' % r['score'])
               for r in rec], '%s: scores' % tag)
@@ -190,8 +191,8 @@ def check_policyd(b, doc, tag):
     check_eq({a: v['count'] for a, v in s['actions'].items()}, doc['actions'], '%s: actions' % tag)
     check_eq([p['total'] for p in s['points']], history_sums(doc), '%s: history points' % tag)
     check(not s['quarantineShown'], '%s: no quarantine section' % tag)
-    check(s['health']['clamav'] and s['health']['clamav']['text'] == 'not loaded', '%s: no ClamAV' % tag,
-          s['health']['clamav'])
+    check(s['health']['clamav'] is None, '%s: no ClamAV line' % tag, s['health']['clamav'])
+    check_eq(s['scoreShown'], False, '%s: no score column' % tag)
     check(s['health']['last_reload'] and s['health']['last_reload']['value'] == 'none', '%s: no reload yet' % tag,
           s['health']['last_reload'])
     check_eq([r['queue_id'] for r in s['recent']], [None] * len(doc['recent']), '%s: requests have no queue id' % tag)
@@ -234,14 +235,14 @@ def main():
 
             # Sections missing or null.
             sparse = {k: fixture[k] for k in ('daemon', 'version', 'now', 'unit')}
-            sparse.update({'actions': None, 'history': {'step': 60, 'points': []}, 'recent': None,
+            sparse.update({'actions': None, 'clamav': None, 'history': {'step': 60, 'points': []}, 'recent': None,
                            'latency': {'whole': None}, 'quarantine': {'count': 0, 'bytes': 0}})
             srv.doc = sparse
             b.open(url, width=1200, height=900)
             b.wait_for('document.body.dataset.state !== "loading"')
             s = statuspage.snapshot(b)
-            check(s['state'] == 'ok' and s['points'] == [] and s['recent'] == [] and s['quarantineShown'],
-                  'sparse document: shown without error', s)
+            check(s['state'] == 'ok' and s['points'] == [] and s['recent'] == [] and s['quarantineShown'] and
+                  s['health']['clamav']['text'] == 'not loaded', 'sparse document: shown without error', s)
             check_eq(b.errors(), [], 'sparse document: no console error')
 
             # policyd on a phone.

@@ -39,6 +39,7 @@ SNAPSHOT_JS = r'''(() => {
     recent: q('#recent tbody tr[data-action]').map(r => ({
       ...Object.fromEntries(q('td[data-field]', r).map(td => [td.dataset.field, td.textContent])),
       queue_id: r.dataset.queueId || null, action: r.dataset.action})),
+    scoreShown: getComputedStyle(document.querySelector('#recent th.score')).display !== 'none',
     quarantineShown: !document.getElementById('quarantine-card').hidden,
     quarantineCount: Number(document.getElementById('quarantine').dataset.count || -1),
     quarantine: q('#quarantine tbody tr[data-id]').map(r => ({id: r.dataset.id,
