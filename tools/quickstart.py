@@ -522,8 +522,8 @@ class Quickstart:
         print('                  swaks --server 127.0.0.1:%d --auth-user bob --auth-password %s '
               '--from bob@%s --to carol@example.test' % (c.ports['submission'], chain.DEMO_USERS['bob'],
                                                          DEMO_OURS))
-        print('  Quarantine:     %s' % ' '.join(c.siftctl_argv('quarantine', 'list', settings=False)) +
-              ' -o quarantine_directory=%s ...' % c.quarantine)
+        print('  siftctl:        %s quarantine list   (siftctl with filterd\'s conf and overrides)' %
+              rel(os.path.join(c.root, 'siftctl')))
         print('Press Ctrl-C to stop everything.')
 
     def stop(self):

@@ -34,6 +34,7 @@ users authenticate against a private Dovecot (tests/lib/dovecotsasl.py).
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -128,6 +129,16 @@ class Chain:
         """siftctl with the daemon's configuration and overrides."""
         return subprocess.run(self.siftctl_argv(*args, conf=conf), capture_output=True, text=True,
                               timeout=timeout)
+
+    def write_siftctl(self):
+        """ROOT/siftctl: siftctl with filterd's configuration and overrides,
+        for a person at the shell (`ROOT/siftctl quarantine list`)."""
+        path = os.path.join(self.root, 'siftctl')
+        with open(path, 'w') as f:
+            f.write('#!/bin/sh\n# siftctl on this chain\'s filterd configuration (tests/lib/chain.py)\n'
+                    'exec %s "$@"\n' % ' '.join(shlex.quote(a) for a in self.siftctl_argv()))
+        os.chmod(path, 0o755)
+        return path
 
     def _genkey(self, domain, selector):
         d = os.path.join(self.root, 'dkim')
@@ -254,6 +265,7 @@ class Chain:
                                    policy='inet:127.0.0.1:%d' % self.ports['policyd'],
                                    main=self.postfix_main())
         self.pf.start()
+        self.write_siftctl()
         return self
 
     def stop(self):
