@@ -297,7 +297,9 @@ int main(int argc, char **argv)
 	/* As root: the listening socket and the pid file; then the drop, then
 	 * the plugins' init as filterd_user. */
 	bool native = fc.engine == FILTERD_ENGINE_NATIVE;
+	sift_metrics_init(SIFT_FILTERD);
 	if (engine_setup(native, &fc, &err) < 0 ||
+	    sift_http_start(sift_gen_common(g)->metrics_listen, &err) < 0 ||
 	    sift_control_start(fc.control_socket, ask_reload, &err) < 0 ||
 	    sift_write_pidfile(fc.pid_file, &err) < 0)
 		goto fail;

@@ -51,12 +51,15 @@ void fd_session_init(struct fd_session *s, const struct fd_out *out, void *arg)
 	struct sift_gen *g = sift_gen_current();
 	s->ss = sift_session_new(g, SIFT_FILTERD, macro_fn, s);
 	sift_gen_unref(g);
+	sift_metrics_conn(1);
 	if (fconf)
 		sift_session_deadlines(s->ss, fconf->command_deadline, fconf->content_deadline);
 }
 
 void fd_session_free(struct fd_session *s)
 {
+	if (s->ss)
+		sift_metrics_conn(-1);
 	sift_session_free(s->ss);
 	s->ss = NULL;
 }

@@ -15,8 +15,13 @@
  * through the same calls, so a client always gets the outcome of a reload
  * that read the configuration after it asked.
  *
+ * The "status" and "summary" commands (same peer rules) answer "ok "
+ * followed by the status JSON document (one line) or the terminal summary
+ * (lines), read from the metrics at once.
+ *
  * Bounds: a request line of 64 bytes read within CTL_READ_TIMEOUT, a reload
- * awaited for at most CTL_RELOAD_TIMEOUT.
+ * awaited for at most CTL_RELOAD_TIMEOUT, an answer of at most
+ * CTL_MAX_ANSWER bytes read by the client.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -33,12 +38,15 @@
 
 #define CTL_READ_TIMEOUT_S   5
 #define CTL_RELOAD_TIMEOUT_S 600
+#define CTL_MAX_ANSWER	     (4 << 20)
 
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned long begun, done; /* reload ids: begun counts, done is the last finished */
 	bool ok;
+	unsigned long finished; /* reloads that ended */
+	double finished_at;	/* wall clock */
 	char text[1024];
 	int (*request)(void);
 	int fd;
@@ -58,11 +66,26 @@ void sift_control_reload_done(unsigned long id, bool ok, const char *text)
 	pthread_mutex_lock(&ctl.lock);
 	ctl.done = id;
 	ctl.ok = ok;
+	ctl.finished++;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ctl.finished_at = (double)ts.tv_sec + ts.tv_nsec / 1e9;
 	snprintf(ctl.text, sizeof(ctl.text), "%s", text ? text : "");
 	for (char *p = ctl.text; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	pthread_cond_broadcast(&ctl.cond);
+	pthread_mutex_unlock(&ctl.lock);
+}
+
+void sift_control_reload_last(unsigned long *count_r, double *time_r, bool *ok_r, char *text, size_t n)
+{
+	pthread_mutex_lock(&ctl.lock);
+	*count_r = ctl.finished;
+	*time_r = ctl.finished_at;
+	*ok_r = ctl.ok;
+	if (n)
+		snprintf(text, n, "%s", ctl.text);
 	pthread_mutex_unlock(&ctl.lock);
 }
 
@@ -146,8 +169,19 @@ static void serve(int fd)
 		sift_log(LOG_INFO, "control socket: reload asked by uid %u (pid %d)", (unsigned)cr.uid,
 			 (int)cr.pid);
 		do_reload(fd);
+	} else if (strcmp(buf, "status") == 0 || strcmp(buf, "summary") == 0) {
+		struct sift_gen *g = sift_gen_current();
+		const char *qdir = g ? sift_gen_common(g)->quarantine_directory : NULL;
+		struct sift_buf b = {0};
+		if (buf[1] == 't')
+			sift_metrics_status_json(&b, qdir);
+		else
+			sift_metrics_status_text(&b, qdir);
+		sift_gen_unref(g);
+		answer(fd, true, sift_buf_str(&b));
+		sift_buf_free(&b);
 	} else
-		answer(fd, false, "unknown command (known: reload)");
+		answer(fd, false, "unknown command (known: reload, status, summary)");
 }
 
 static void *control_thread(void *arg)
@@ -249,7 +283,10 @@ int sift_control_start(const char *path, int (*request)(void), char **err_r)
 	return 0;
 }
 
-int sift_control_reload(const char *path, long timeout_ms, char **answer_r, char **err_r)
+/* Sends one command and reads the answer: 0 with the text after "ok " (the
+ * first line only with first_line), -1 with *err_r. */
+static int command(const char *path, const char *cmd, long timeout_ms, bool first_line, char **answer_r,
+		   char **err_r)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (!path || path[0] != '/' || strlen(path) >= sizeof(sa.sun_path)) {
@@ -282,7 +319,9 @@ int sift_control_reload(const char *path, long timeout_ms, char **answer_r, char
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	/* A failed send is not the end: the daemon may have answered already. */
-	(void)send(fd, "reload\n", 7, MSG_NOSIGNAL);
+	char *line_out = sift_asprintf("%s\n", cmd);
+	(void)send(fd, line_out, strlen(line_out), MSG_NOSIGNAL);
+	free(line_out);
 	struct sift_buf b = {0};
 	char buf[512];
 	for (;;) {
@@ -296,19 +335,21 @@ int sift_control_reload(const char *path, long timeout_ms, char **answer_r, char
 			close(fd);
 			return -1;
 		}
-		if (r == 0 || b.len > 8192)
+		if (r == 0 || b.len > CTL_MAX_ANSWER)
 			break;
 		sift_buf_add(&b, buf, (size_t)r);
 	}
 	close(fd);
 	const char *line = b.len ? sift_buf_str(&b) : "";
-	size_t l = strcspn(line, "\n");
+	size_t l = first_line ? strcspn(line, "\n") : strlen(line);
+	if (!first_line && l && line[l - 1] == '\n')
+		l--;
 	int rc;
 	if (strncmp(line, "ok ", 3) == 0) {
 		*answer_r = sift_strndup(line + 3, l - 3);
 		rc = 0;
 	} else if (strncmp(line, "error ", 6) == 0) {
-		*err_r = sift_strndup(line + 6, l - 6);
+		*err_r = sift_strndup(line + 6, strcspn(line + 6, "\n"));
 		rc = -1;
 	} else {
 		*err_r = sift_asprintf(
@@ -317,4 +358,14 @@ int sift_control_reload(const char *path, long timeout_ms, char **answer_r, char
 	}
 	sift_buf_free(&b);
 	return rc;
+}
+
+int sift_control_reload(const char *path, long timeout_ms, char **answer_r, char **err_r)
+{
+	return command(path, "reload", timeout_ms, true, answer_r, err_r);
+}
+
+int sift_control_query(const char *path, const char *cmd, long timeout_ms, char **answer_r, char **err_r)
+{
+	return command(path, cmd, timeout_ms, false, answer_r, err_r);
 }

@@ -88,6 +88,17 @@ static struct {
 
 static void cache_flush(void);
 
+/* Counters for the metrics (sift_dns_stats). */
+static atomic_ullong stat_queries, stat_cache_hits, stat_timeouts;
+
+void sift_dns_stats(unsigned long long *queries_r, unsigned long long *timeouts_r,
+		    unsigned long long *cache_hits_r)
+{
+	*queries_r = atomic_load_explicit(&stat_queries, memory_order_relaxed);
+	*timeouts_r = atomic_load_explicit(&stat_timeouts, memory_order_relaxed);
+	*cache_hits_r = atomic_load_explicit(&stat_cache_hits, memory_order_relaxed);
+}
+
 struct dns_q {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
@@ -618,10 +629,13 @@ struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeou
 	char key[DNS_MAX_NAME + 2];
 	uint32_t hash;
 	size_t klen = cache_key(name, key, &hash);
+	atomic_fetch_add_explicit(&stat_queries, 1, memory_order_relaxed);
 	if (atomic_load(&g.up)) {
 		struct sift_dns_result *hit = cache_get(key, hash, rrtype);
-		if (hit)
+		if (hit) {
+			atomic_fetch_add_explicit(&stat_cache_hits, 1, memory_order_relaxed);
 			return hit;
+		}
 	}
 
 	struct dns_q *q = sift_calloc(1, sizeof(*q));
@@ -684,6 +698,7 @@ struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeou
 		} else {
 			sift_log(LOG_DEBUG, "dns: query %s/%d: timed out after %ld ms", name, rrtype,
 				 timeout_ms);
+			atomic_fetch_add_explicit(&stat_timeouts, 1, memory_order_relaxed);
 			/* ub_cancel succeeds only if the callback will never run;
 			 * then its reference is ours to drop. */
 			if (ub_cancel(ctx, async_id) == UB_NOERROR)

@@ -64,6 +64,16 @@ const struct sift_param sift_common_params[] = {
 	 NULL, "where quarantined messages are kept"},
 	{"message_memory_limit", SIFT_P_SIZE, "1m", 0, 1LL << 32, OFF(message_memory_limit), NULL,
 	 "message bytes kept in memory; the rest is spooled to tmpdir"},
+	{"metrics_listen", SIFT_P_STRING, "", 0, 0, OFF(metrics_listen), NULL,
+	 "HTTP listener for /metrics, /status.json and the status page: inet:HOST:PORT (empty: none; "
+	 "read at start)"},
+	{"metrics_auth_file", SIFT_P_STRING, "", 0, 0, OFF(metrics_auth_file), NULL,
+	 "file of credentials (token = ..., basic = user:password) for clients outside "
+	 "metrics_trusted_networks (owner the daemon's user or root, mode 0600; empty: none)"},
+	{"metrics_trusted_networks", SIFT_P_LIST, "127.0.0.0/8 ::1", 0, 0, OFF(metrics_trusted_networks),
+	 NULL, "clients of the metrics listener that need no credential (empty: every client needs one)"},
+	{"metrics_symbols", SIFT_P_INT, "50", 0, 1000, OFF(metrics_symbols), NULL,
+	 "symbols exported on /metrics: the most frequent ones (the status shows the top 20)"},
 	SIFT_PARAM_END,
 };
 #undef OFF
@@ -173,6 +183,7 @@ struct plugin_inst {
 	int error_action;
 	bool inited;
 	char *prefix; /* "<name>_" */
+	int mslot;    /* metrics slot (sift_metrics_plugin_slot) */
 };
 
 struct map_list {
@@ -330,6 +341,7 @@ static int add_plugin(struct sift_gen *g, const char *name, char **err_r)
 	memset(pi, 0, sizeof(*pi));
 	pi->p = p;
 	pi->prefix = sift_asprintf("%s_", name);
+	pi->mslot = sift_metrics_plugin_slot(name);
 	sift_config_defaults(g->cfg, pi->prefix, error_action_param);
 	if (p->params)
 		sift_config_defaults(g->cfg, pi->prefix, p->params);
@@ -362,6 +374,27 @@ static void locate_error(const struct sift_config *cfg, char **err_r)
 	}
 }
 
+/* The metrics settings that a start or a reload would only find wrong
+ * later: the listener's endpoint and the trusted networks. */
+static int metrics_conf_check(const struct sift_common_conf *c, char **err_r)
+{
+	const char *l = c->metrics_listen;
+	if (l && *l && strncmp(l, "inet:", 5) != 0 && strncmp(l, "inet6:", 6) != 0) {
+		*err_r = sift_asprintf("metrics_listen: bad endpoint \"%s\" (want inet:HOST:PORT or "
+				       "inet6:[ADDR]:PORT)",
+				       l);
+		return -1;
+	}
+	for (const char *const *n = c->metrics_trusted_networks; n && *n; n++) {
+		struct sift_net net;
+		if (sift_net_parse(*n, true, &net) < 0) {
+			*err_r = sift_asprintf("metrics_trusted_networks: bad network \"%s\"", *n);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 struct sift_gen *sift_gen_prepare(enum sift_daemon daemon, struct sift_config *cfg, char **err_r)
 {
 	struct sift_gen *g = sift_calloc(1, sizeof(*g));
@@ -369,7 +402,8 @@ struct sift_gen *sift_gen_prepare(enum sift_daemon daemon, struct sift_config *c
 	g->daemon = daemon == SIFT_SIFTCTL ? SIFT_FILTERD : daemon;
 	g->cfg = cfg;
 	sift_config_common_defaults(cfg);
-	if (sift_params_parse(cfg, "", sift_common_params, &g->common, err_r) < 0)
+	if (sift_params_parse(cfg, "", sift_common_params, &g->common, err_r) < 0 ||
+	    metrics_conf_check(&g->common, err_r) < 0)
 		goto fail;
 	g->myhostname = sift_strdup(*g->common.myhostname ? g->common.myhostname : "localhost");
 
@@ -504,6 +538,8 @@ void sift_gen_set_current(struct sift_gen *g)
 	struct sift_gen *old = current_gen;
 	current_gen = g;
 	pthread_mutex_unlock(&current_lock);
+	if (g)
+		sift_metrics_generation();
 	sift_gen_unref(old);
 }
 
@@ -527,6 +563,11 @@ unsigned sift_gen_phases(const struct sift_gen *g)
 {
 	return g->phases;
 }
+int sift_gen_plugin_slot(const struct sift_gen *g, size_t i)
+{
+	return i < g->npl ? g->pl[i].mslot : -1;
+}
+
 size_t sift_gen_plugin_count(const struct sift_gen *g)
 {
 	return g->npl;
@@ -581,6 +622,8 @@ struct sift_ctx {
 	struct sift_mime *mime;	  /* host->mime() cache, freed at message end */
 	unsigned char *mime_body; /* a copy of the body for mime, when it could not be mapped */
 	bool conn_accepted;	  /* ACCEPT at CONNECT/HELO: whitelists the connection */
+	bool quarantined;	  /* host->quarantine stored the message */
+	struct sift_pstat *pstat; /* per plugin, for the metrics */
 };
 
 static bool is_msg_item(enum sift_item it)
@@ -596,6 +639,7 @@ struct sift_ctx *sift_ctx_new(struct sift_gen *g, enum sift_daemon daemon)
 	ctx->daemon = daemon;
 	ctx->conn = sift_calloc(g->npl + 1, sizeof(void *));
 	ctx->mstate = sift_calloc(g->npl + 1, sizeof(void *));
+	ctx->pstat = sift_calloc(g->npl + 1, sizeof(*ctx->pstat));
 	for (size_t i = 0; i < g->npl; i++)
 		if (g->pl[i].p->conn_size)
 			ctx->conn[i] = sift_calloc(1, g->pl[i].p->conn_size);
@@ -662,6 +706,7 @@ void sift_ctx_free(struct sift_ctx *ctx)
 		free(ctx->conn[i]);
 	free(ctx->conn);
 	free(ctx->mstate);
+	free(ctx->pstat);
 	for (int i = 0; i < SIFT_I_MAX; i++)
 		free(ctx->items[i]);
 	for (size_t i = 0; i < ctx->nrcpt; i++)
@@ -754,6 +799,8 @@ void sift_ctx_msg_begin(struct sift_ctx *ctx)
 		ctx->msg = sift_msg_new((size_t)g->common.message_memory_limit, g->common.tmpdir);
 	clear_result(ctx);
 	ctx->res.accepted = ctx->conn_accepted;
+	ctx->quarantined = false;
+	memset(ctx->pstat, 0, g->npl * sizeof(*ctx->pstat));
 	ctx->in_msg = true;
 	ctx->msg_start = sift_now_ms();
 }
@@ -805,6 +852,17 @@ bool sift_ctx_in_msg(const struct sift_ctx *ctx)
 struct sift_msg *sift_ctx_msg(struct sift_ctx *ctx)
 {
 	return ctx->msg;
+}
+
+size_t sift_ctx_pstats(struct sift_ctx *ctx, struct sift_pstat **stats_r)
+{
+	*stats_r = ctx->pstat;
+	return ctx->gen->npl;
+}
+
+bool sift_ctx_quarantined(const struct sift_ctx *ctx)
+{
+	return ctx->quarantined;
 }
 
 const struct sift_result *sift_ctx_result(const struct sift_ctx *ctx)
@@ -893,6 +951,34 @@ static bool is_final(enum sift_verdict v)
 	return v == SIFT_REJECT || v == SIFT_TEMPFAIL || v == SIFT_DISCARD;
 }
 
+static bool has_hook(const struct sift_plugin *p, enum sift_phase ph)
+{
+	switch (ph) {
+	case SIFT_PH_CONNECT:
+		return p->connect;
+	case SIFT_PH_HELO:
+		return p->helo;
+	case SIFT_PH_MAIL:
+		return p->mail;
+	case SIFT_PH_RCPT:
+		return p->rcpt;
+	case SIFT_PH_DATA:
+		return p->data;
+	case SIFT_PH_HEADER:
+		return p->header;
+	case SIFT_PH_EOH:
+		return p->eoh;
+	case SIFT_PH_BODY:
+		return p->body;
+	case SIFT_PH_EOM:
+		return p->eom;
+	case SIFT_PH_POLICY:
+		return p->policy;
+	default:
+		return false;
+	}
+}
+
 static enum sift_verdict run_chain(struct sift_ctx *ctx, enum sift_phase ph, const struct sift_header *h,
 				   const void *buf, size_t len)
 {
@@ -903,18 +989,34 @@ static enum sift_verdict run_chain(struct sift_ctx *ctx, enum sift_phase ph, con
 	enum sift_profile pr = ctx->profile;
 	if (!(g->phases & (1u << ph)))
 		return SIFT_DUNNO;
+	bool timed = ph != SIFT_PH_HEADER;
+	long long t_prev = 0;
 	for (size_t k = 0; k < g->nprof[pr]; k++) {
 		size_t i = g->prof[pr][k];
 		struct plugin_inst *pi = &g->pl[i];
-		if (r->accepted && !(pi->p->flags & SIFT_F_ALWAYS_RUN))
+		if ((r->accepted && !(pi->p->flags & SIFT_F_ALWAYS_RUN)) || !has_hook(pi->p, ph))
 			continue;
 		ctx->cur = i;
+		struct sift_pstat *ps = &ctx->pstat[i];
+		/* Hook time for the metrics: one clock read per hook, the end
+		 * of one hook being the start of the next; the per-header
+		 * calls (many and short) are not timed. */
+		if (timed && !t_prev)
+			t_prev = sift_now_ns();
 		enum sift_verdict v = call_hook(ctx, pi->p, ph, h, buf, len);
+		if (timed) {
+			long long t = sift_now_ns();
+			ps->ns += t - t_prev;
+			t_prev = t;
+		}
+		ps->ran = true;
 		if ((unsigned)v >= SIFT_VERDICT_MAX) {
 			sift_log_msg(LOG_ERR, ctx->items[SIFT_I_QUEUE_ID], pi->p->name,
 				     "hook returned invalid verdict %d", (int)v);
 			v = SIFT_ERROR;
 		}
+		if (v != SIFT_DUNNO)
+			ps->verdict = ps->mapped = (unsigned char)v;
 		if (v == SIFT_ERROR) {
 			sift_log_msg(LOG_WARNING, ctx->items[SIFT_I_QUEUE_ID], pi->p->name,
 				     "internal error; %s_error_action = %s", pi->p->name,
@@ -935,6 +1037,7 @@ static enum sift_verdict run_chain(struct sift_ctx *ctx, enum sift_phase ph, con
 				set_reply(ctx, "451", "4.7.1", "Temporary local problem, try again later");
 				break;
 			}
+			ps->mapped = (unsigned char)v;
 		}
 		switch (v) {
 		case SIFT_ACCEPT:
@@ -1303,6 +1406,7 @@ static int h_quarantine(struct sift_ctx *ctx, const char *reason, char **id_r)
 	}
 	sift_log_msg(LOG_INFO, ctx->items[SIFT_I_QUEUE_ID], ctx_plugin_name(ctx), "quarantined as %s: %s", id,
 		     reason ? reason : "");
+	ctx->quarantined = true;
 	if (id_r)
 		*id_r = id;
 	else
@@ -1413,4 +1517,5 @@ const struct sift_host sift_host_table = {
 	.message_read = h_message_read,
 	.addrlist_parse = sift_addrlist_parse,
 	.header_decode = sift_header_decode,
+	.gauge_set = sift_metrics_gauge_set,
 };

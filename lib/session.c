@@ -348,9 +348,11 @@ void sift_session_end(struct sift_session *s, enum sift_verdict v)
 	struct sift_ctx *ctx = s->ctx;
 	if (!ctx || !sift_ctx_in_msg(ctx))
 		return;
-	char *sum = sift_ctx_summary(ctx, sift_session_action(s, v));
+	const char *action = sift_session_action(s, v);
+	char *sum = sift_ctx_summary(ctx, action);
 	sift_log_msg(LOG_INFO, sift_ctx_get(ctx, SIFT_I_QUEUE_ID), "filterd", "%s", sum);
 	free(sum);
+	sift_metrics_record(ctx, action);
 	release_reset(s);
 	sift_ctx_msg_end(ctx, false);
 }

@@ -33,8 +33,9 @@ char *sift_vasprintf(const char *fmt, va_list ap);
 char *sift_lowercase(char *s);
 /* Trim leading/trailing white space in place; returns the start. */
 char *sift_trim(char *s);
-/* Monotonic clock in milliseconds. */
+/* Monotonic clock in milliseconds; in nanoseconds. */
 long long sift_now_ms(void);
+long long sift_now_ns(void);
 
 /* Reads a whole file (at most max bytes, NUL-terminated, malloc'd); -1 with
  * errno set (EFBIG when larger, EISDIR for a directory). */
@@ -51,6 +52,10 @@ void sift_buf_printf(struct sift_buf *b, const char *fmt, ...) __attribute__((fo
 void sift_buf_free(struct sift_buf *b);
 /* NUL-terminates (not counted in len) and returns data. */
 const char *sift_buf_str(struct sift_buf *b);
+/* A JSON string: s quoted and escaped ('"', '\\', control characters);
+ * octets that are not UTF-8 are written as the Latin-1 character (\u00XX)
+ * so that the document is always valid UTF-8. NULL = "". */
+void sift_json_str(struct sift_buf *b, const char *s);
 /* Postfix's logical lines (main.cf and lookup tables): from *pp to end,
  * skipping blank and comment lines, joining lines that start with white
  * space. Returns 1 with the line in *b (its first line number in *first_r;
@@ -269,6 +274,11 @@ int sift_dns_name_from_wire(const unsigned char *wire, size_t len, char *name_r,
 /* Splits MX rdata into preference and exchange name (as above). 0 or -1. */
 int sift_dns_mx_name(const unsigned char *rr, size_t len, unsigned *pref_r, char *name_r, size_t n);
 
+/* Counters since start: queries asked (cache hits included), queries that
+ * timed out, answers from the cache. */
+void sift_dns_stats(unsigned long long *queries_r, unsigned long long *timeouts_r,
+		    unsigned long long *cache_hits_r);
+
 /* ---- kv.c: key-value store --------------------------------------------------
  * "memory:" (in-process, default) or "redis:..." where available. Thread-safe.
  * Return codes as struct sift_host's kv_* functions. */
@@ -337,6 +347,10 @@ struct sift_common_conf {
 	const char *tmpdir;
 	long long message_memory_limit;
 	const char *quarantine_directory;
+	const char *metrics_listen;
+	const char *metrics_auth_file;
+	const char *const *metrics_trusted_networks;
+	long long metrics_symbols;
 };
 extern const struct sift_param sift_common_params[];
 /* Registers the common parameters' defaults (myhostname = the system's). */
@@ -668,10 +682,107 @@ int sift_control_start(const char *path, int (*request)(void), char **err_r);
  * one-line text: what was loaded, or why it failed). Thread-safe. */
 unsigned long sift_control_reload_begin(void);
 void sift_control_reload_done(unsigned long id, bool ok, const char *text);
+/* The reload outcomes so far (for the status): how many finished, the
+ * last one's wall-clock time (0: none yet), outcome and text. */
+void sift_control_reload_last(unsigned long *count_r, double *time_r, bool *ok_r, char *text, size_t n);
 /* Client side (siftctl): asks the daemon at path to reload and waits at
  * most timeout_ms. 0 with *answer_r (the daemon's "ok" text), or -1 with
  * *err_r (the daemon's reason, or why it could not be asked). A socket not
  * owned by root or the caller is refused. */
 int sift_control_reload(const char *path, long timeout_ms, char **answer_r, char **err_r);
+/* Client side: the daemon's status, "status" (the JSON document of
+ * sift_metrics_status_json) or "summary" (sift_metrics_status_text); the
+ * same checks and rules as reload. 0 with *answer_r (malloc'd), -1 with
+ * *err_r. */
+int sift_control_query(const char *path, const char *command, long timeout_ms, char **answer_r, char **err_r);
+
+/* ---- metrics.c: counters for /metrics and the status (thread-safe) --------
+ * Counting costs no lock: every counter is an atomic of its own. Plugins
+ * and symbols have fixed-size tables (SIFT_METRICS_MAX_PLUGINS names,
+ * SIFT_METRICS_MAX_SYMBOLS distinct symbols; later ones are counted as
+ * dropped). The daemon calls sift_metrics_init once at start. */
+#define SIFT_METRICS_MAX_PLUGINS 64
+#define SIFT_METRICS_MAX_SYMBOLS 1024
+#define SIFT_METRICS_MAX_GAUGES	 32
+#define SIFT_METRICS_BUCKETS	 16 /* latency histogram buckets, +Inf excluded */
+extern const double sift_metrics_bounds[SIFT_METRICS_BUCKETS];
+/* The actions counted: what happened to a message (filterd) or what a
+ * request was answered (policyd). */
+enum sift_maction {
+	SIFT_MA_ACCEPT,
+	SIFT_MA_REJECT,
+	SIFT_MA_TEMPFAIL,
+	SIFT_MA_DISCARD,
+	SIFT_MA_HOLD,
+	SIFT_MA_QUARANTINE,
+	SIFT_MA_DEFER,
+	SIFT_MA_DUNNO,
+	SIFT_MA_PREPEND,
+	SIFT_MA_OTHER,
+	SIFT_MA_MAX
+};
+extern const char *const sift_maction_names[SIFT_MA_MAX];
+void sift_metrics_init(enum sift_daemon daemon);
+/* The slot of a plugin's counters (registered by name once; -1 when the
+ * table is full). */
+int sift_metrics_plugin_slot(const char *name);
+/* A connection opened (+1) or closed (-1). */
+void sift_metrics_conn(int delta);
+/* A configuration generation was made current. */
+void sift_metrics_generation(void);
+/* filterd: a message's end, with the summary's action word ("reject",
+ * ...; a message quarantined counts as "quarantine"); policyd: a
+ * request's end, with the reply's action (the text after action=). Reads
+ * the context's results and per-plugin times, then clears the times. */
+void sift_metrics_record(struct sift_ctx *ctx, const char *action);
+/* host->gauge_set. */
+void sift_metrics_gauge_set(const char *plugin, const char *name, double value);
+/* Renders: Prometheus text format 0.0.4; the status JSON document (see
+ * README "Metrics and status"); a terminal summary. quarantine_dir: where
+ * the quarantine is (NULL: none shown), top_symbols: symbols exported. */
+void sift_metrics_prometheus(struct sift_buf *out, const char *quarantine_dir, long top_symbols);
+void sift_metrics_status_json(struct sift_buf *out, const char *quarantine_dir);
+void sift_metrics_status_text(struct sift_buf *out, const char *quarantine_dir);
+
+/* Per-context figures the chain keeps for the metrics (host.c): for plugin
+ * i of the context's generation, the time its hooks took since the last
+ * sift_metrics_record and its last verdict other than DUNNO (SIFT_DUNNO:
+ * none; SIFT_ERROR: an internal error), ran: whether a hook of it ran. */
+struct sift_pstat {
+	long long ns;
+	unsigned char verdict, mapped; /* mapped: the verdict after <plugin>_error_action */
+	bool ran;
+};
+size_t sift_ctx_pstats(struct sift_ctx *ctx, struct sift_pstat **stats_r);
+bool sift_ctx_quarantined(const struct sift_ctx *ctx);
+/* The metrics slot of plugin i of g. */
+int sift_gen_plugin_slot(const struct sift_gen *g, size_t i);
+
+/* ---- http.c: the metrics listener (GET /metrics, /status.json, /) -------
+ * A small HTTP/1.1 server: GET (and HEAD) only, one request per
+ * connection (Connection: close), a request head of at most
+ * SIFT_HTTP_MAX_HEAD bytes and SIFT_HTTP_MAX_HEADERS header lines read
+ * within SIFT_HTTP_TIMEOUT_S, at most SIFT_HTTP_MAX_CONN connections
+ * served at once (more get 503). Clients in metrics_trusted_networks need
+ * no credential; others need one of metrics_auth_file's (401). */
+#define SIFT_HTTP_MAX_HEAD    8192
+#define SIFT_HTTP_MAX_HEADERS 64
+#define SIFT_HTTP_MAX_CONN    8
+#define SIFT_HTTP_TIMEOUT_S   10
+struct sift_http_req {
+	bool head;	 /* HEAD rather than GET */
+	char path[256];	 /* the path without the query */
+	char auth[1024]; /* the Authorization header's value ("" if none) */
+};
+/* Parses a request head (the bytes up to and including the empty line).
+ * 0 with *r filled; else the HTTP status to answer (400, 405, 414, 431,
+ * 501, 505). */
+int sift_http_parse(const char *head, size_t len, struct sift_http_req *r);
+/* Whether an Authorization value matches a credential of the auth file's
+ * text ("token = T" and "basic = user:password" lines, # comments). */
+bool sift_http_auth_ok(const char *file_text, const char *authorization);
+/* Opens the listener (inet:HOST:PORT, inet6:[ADDR]:PORT; as root, before
+ * the privilege drop) and starts its thread. 0 or -1 with *err_r. */
+int sift_http_start(const char *endpoint, char **err_r);
 
 #endif

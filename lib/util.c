@@ -92,6 +92,13 @@ long long sift_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+long long sift_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 void sift_buf_add(struct sift_buf *b, const void *p, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
@@ -224,4 +231,58 @@ int sift_next_logical_line(const char **pp, const char *end, int *lineno, struct
 		sift_buf_add(b, s, k);
 	}
 	return have ? 1 : 0;
+}
+
+/* The length of the valid UTF-8 sequence at s (at most n octets), 0 if none. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	unsigned min;
+	unsigned c = s[0];
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, min = 0x80;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, min = 0x800;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, min = 0x10000;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	unsigned cp = c & (0x3f >> (len - 1));
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+void sift_json_str(struct sift_buf *b, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)(str ? str : "");
+	size_t n = strlen((const char *)s);
+	sift_buf_add(b, "\"", 1);
+	for (size_t i = 0; i < n;) {
+		unsigned char c = s[i];
+		size_t u;
+		if (c == '"' || c == '\\') {
+			sift_buf_add(b, "\\", 1);
+			sift_buf_add(b, &s[i++], 1);
+		} else if (c < 0x20 || c == 0x7f) {
+			sift_buf_printf(b, "\\u%04x", c);
+			i++;
+		} else if (c < 0x80) {
+			sift_buf_add(b, &s[i++], 1);
+		} else if ((u = utf8_len(s + i, n - i)) > 0) {
+			sift_buf_add(b, s + i, u);
+			i += u;
+		} else {
+			sift_buf_printf(b, "\\u%04x", c); /* not UTF-8: the octet as Latin-1 */
+			i++;
+		}
+	}
+	sift_buf_add(b, "\"", 1);
 }

@@ -276,6 +276,7 @@ static void conn_close(struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	n_conns--;
+	sift_metrics_conn(-1);
 	if (c->ctx) {
 		/* Plugin close hooks run on a worker, never here. */
 		c->closing = true;
@@ -492,6 +493,7 @@ static void accept_ready(struct listener *l)
 			conns->prev = c;
 		conns = c;
 		n_conns++;
+		sift_metrics_conn(1);
 		struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.ptr = c};
 		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			sift_log(LOG_ERR, "epoll: %s", strerror(errno));
@@ -621,6 +623,7 @@ static void handle_request(struct conn *c)
 	sift_run(ctx, SIFT_PH_POLICY);
 	char *action = sift_ctx_policy_action(ctx);
 	sift_ctx_set_deadline(ctx, 0);
+	sift_metrics_record(ctx, action);
 
 	/* One line: a control character would end the reply early. */
 	for (char *p = action; *p; p++)
@@ -1108,9 +1111,14 @@ int main(int argc, char **argv)
 
 	/* As root: the listening sockets and the pid file; then the drop, then
 	 * the plugins' init as policyd_user. */
+	sift_metrics_init(SIFT_POLICYD);
 	open_listeners();
 	if (sift_control_start(pconf.control_socket, ask_reload, &err) < 0)
 		sift_fatal("policyd_control_socket: %s", err);
+	if (sift_http_start(sift_gen_common(g)->metrics_listen, &err) < 0) {
+		close_listeners();
+		sift_fatal("%s", err);
+	}
 	if (sift_write_pidfile(pconf.pid_file, &err) < 0)
 		sift_fatal("%s", err);
 	if (sift_drop_privileges(&runas, &err) < 0 || sift_gen_init(g, &err) < 0) {

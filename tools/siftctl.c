@@ -63,6 +63,13 @@ static const char reload_usage[] =
 	"       the outcome: exit 0 when the new configuration runs, 1 with the\n"
 	"       reason when it does not (the daemon keeps the running one)\n";
 
+static const char status_usage[] =
+	"  status [filterd|policyd] [--json] [--timeout SECONDS]\n"
+	"       a running daemon's health and counters (pid, uptime, generation,\n"
+	"       last reload, plugin errors and latency, ClamAV database age,\n"
+	"       actions, top symbols), from its control socket; --json prints the\n"
+	"       status document (as /status.json on metrics_listen)\n";
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: siftctl [-c FILE] [-o name=value]... COMMAND [ARGS]\n"
@@ -74,6 +81,7 @@ static void usage(FILE *out)
 	fputs(test_usage, out);
 	fputs(check_usage, out);
 	fputs(reload_usage, out);
+	fputs(status_usage, out);
 	for (const struct siftctl_cmd *const *c = core_cmds; *c; c++)
 		fputs((*c)->usage, out);
 	siftctl_tools_usage(out, &opts);
@@ -125,22 +133,6 @@ static struct sift_gen *load(enum sift_daemon d)
 		exit(1);
 	}
 	return g;
-}
-
-static void json_str(struct sift_buf *b, const char *s)
-{
-	sift_buf_add(b, "\"", 1);
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\') {
-			sift_buf_add(b, "\\", 1);
-			sift_buf_add(b, s, 1);
-		} else if (c < 0x20)
-			sift_buf_printf(b, "\\u%04x", c);
-		else
-			sift_buf_add(b, s, 1);
-	}
-	sift_buf_add(b, "\"", 1);
 }
 
 /* `siftctl test`: the options, given to the session as the MTA would
@@ -250,7 +242,7 @@ static void json_opt(struct sift_buf *b, const char *key, const char *value)
 {
 	sift_buf_printf(b, ",\"%s\":", key);
 	if (value)
-		json_str(b, value);
+		sift_json_str(b, value);
 	else
 		sift_buf_adds(b, "null");
 }
@@ -263,9 +255,9 @@ static void test_print_json(struct sift_session *ss, enum sift_verdict v, const 
 	const struct sift_result *r = sift_ctx_result(sift_session_ctx(ss));
 	struct sift_buf b = {0};
 	sift_buf_adds(&b, "{\"action\":");
-	json_str(&b, sift_session_action(ss, v));
+	sift_json_str(&b, sift_session_action(ss, v));
 	sift_buf_adds(&b, ",\"profile\":");
-	json_str(&b, sift_profile_names[sift_ctx_profile(sift_session_ctx(ss))]);
+	sift_json_str(&b, sift_profile_names[sift_ctx_profile(sift_session_ctx(ss))]);
 	json_opt(&b, "reply", reply);
 	json_opt(&b, "decided_by", r->decided_by);
 	sift_buf_printf(&b, ",\"score\":%.3f,\"hold\":%s", r->score, r->hold ? "true" : "false");
@@ -276,7 +268,7 @@ static void test_print_json(struct sift_session *ss, enum sift_verdict v, const 
 	sift_buf_adds(&b, ",\"symbols\":[");
 	for (const struct sift_symbol *s = r->symbols; s; s = s->next) {
 		sift_buf_adds(&b, "{\"name\":");
-		json_str(&b, s->name);
+		sift_json_str(&b, s->name);
 		sift_buf_printf(&b, ",\"score\":%.3f", s->score);
 		if (s->option)
 			json_opt(&b, "option", s->option);
@@ -285,7 +277,7 @@ static void test_print_json(struct sift_session *ss, enum sift_verdict v, const 
 	sift_buf_adds(&b, "],\"headers\":[");
 	for (const struct sift_edit *e = r->edits; e; e = e->next) {
 		sift_buf_adds(&b, "{\"op\":");
-		json_str(&b, e->value ? edit_ops[e->op] : "delete");
+		sift_json_str(&b, e->value ? edit_ops[e->op] : "delete");
 		sift_buf_printf(&b, ",\"index\":%u", e->idx);
 		json_opt(&b, "name", e->name);
 		json_opt(&b, "value", e->value);
@@ -411,6 +403,41 @@ static const char *which_daemon(const char *cmd, int argc, char **argv)
 	return which;
 }
 
+/* The control socket of `which` from its configuration file (malloc'd);
+ * NULL after an error message. */
+static char *control_path(const char *cmd, const char *which)
+{
+	bool pol = strcmp(which, "policyd") == 0;
+	char *err = NULL;
+	struct sift_config *cfg = sift_opts_config(&opts, "", NULL, &err);
+	if (!cfg) {
+		fprintf(stderr, "siftctl: %s\n", err);
+		free(err);
+		return NULL;
+	}
+	const char *name = pol ? "policyd_control_socket" : "filterd_control_socket";
+	char *path = sift_config_get(cfg, name, &err);
+	if (!path && err) {
+		fprintf(stderr, "siftctl %s: %s\n", cmd, err);
+		free(err);
+		sift_config_free(cfg);
+		return NULL;
+	}
+	if (!path)
+		path = sift_strdup(pol ? SIFT_POLICYD_CONTROL_SOCKET : SIFT_FILTERD_CONTROL_SOCKET);
+	if (!*path) {
+		fprintf(stderr, "siftctl %s: %s is empty in %s: %s has no control socket\n", cmd, name,
+			opts.config_file, which);
+		free(path);
+		sift_config_free(cfg);
+		return NULL;
+	}
+	sift_config_free(cfg);
+	return path;
+}
+
+static int cmd_status(int argc, char **argv);
+
 static int cmd_reload(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -438,31 +465,10 @@ static int cmd_reload(int argc, char **argv)
 	const char *which = which_daemon("reload", argc, argv);
 	if (!which)
 		return 1;
-	bool pol = strcmp(which, "policyd") == 0;
-	char *err = NULL;
-	struct sift_config *cfg = sift_opts_config(&opts, "", NULL, &err);
-	if (!cfg) {
-		fprintf(stderr, "siftctl: %s\n", err);
-		return 1;
-	}
-	const char *name = pol ? "policyd_control_socket" : "filterd_control_socket";
-	char *path = sift_config_get(cfg, name, &err);
-	if (!path && err) {
-		fprintf(stderr, "siftctl reload: %s\n", err);
-		free(err);
-		sift_config_free(cfg);
-		return 1;
-	}
+	char *path = control_path("reload", which);
 	if (!path)
-		path = sift_strdup(pol ? SIFT_POLICYD_CONTROL_SOCKET : SIFT_FILTERD_CONTROL_SOCKET);
-	if (!*path) {
-		fprintf(stderr, "siftctl reload: %s is empty in %s: %s has no control socket\n", name,
-			opts.config_file, which);
-		free(path);
-		sift_config_free(cfg);
 		return 1;
-	}
-	char *answer = NULL;
+	char *answer = NULL, *err = NULL;
 	int rc = sift_control_reload(path, timeout_s * 1000, &answer, &err);
 	if (rc < 0)
 		fprintf(stderr, "siftctl reload: %s: reload failed: %s\n", which, err);
@@ -471,7 +477,53 @@ static int cmd_reload(int argc, char **argv)
 	free(answer);
 	free(err);
 	free(path);
-	sift_config_free(cfg);
+	return rc < 0 ? 1 : 0;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"json", no_argument, NULL, 'j'},
+		{"timeout", required_argument, NULL, 'T'},
+		{NULL, 0, NULL, 0},
+	};
+	long timeout_s = 30;
+	bool json = false;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'T':
+			timeout_s = strtol(optarg, &end, 10);
+			if (*end || timeout_s < 1 || timeout_s > 3600) {
+				fprintf(stderr, "siftctl status: --timeout: seconds, 1..3600\n");
+				return 1;
+			}
+			break;
+		default:
+			fputs(status_usage, stderr);
+			return 1;
+		}
+	}
+	const char *which = which_daemon("status", argc, argv);
+	if (!which)
+		return 1;
+	char *path = control_path("status", which);
+	if (!path)
+		return 1;
+	char *answer = NULL, *err = NULL;
+	int rc = sift_control_query(path, json ? "status" : "summary", timeout_s * 1000, &answer, &err);
+	if (rc < 0)
+		fprintf(stderr, "siftctl status: %s: %s\n", which, err);
+	else
+		printf("%s\n", answer);
+	free(answer);
+	free(err);
+	free(path);
 	return rc < 0 ? 1 : 0;
 }
 
@@ -580,7 +632,8 @@ int main(int argc, char **argv)
 		const char *usage;
 	} core[] = {{"test", cmd_test, test_usage},
 		    {"check", cmd_check, check_usage},
-		    {"reload", cmd_reload, reload_usage}};
+		    {"reload", cmd_reload, reload_usage},
+		    {"status", cmd_status, status_usage}};
 	for (size_t k = 0; k < sizeof(core) / sizeof(core[0]); k++)
 		if (strcmp(cmd, core[k].name) == 0) {
 			if (help) {

@@ -585,6 +585,17 @@ struct sift_host {
 	 * struct sift_mime_header.value is. */
 	struct sift_addrs *(*addrlist_parse)(const char *value);
 	char *(*header_decode)(const char *value);
+
+	/* A value the plugin reports for monitoring (the daemon's /metrics
+	 * and status, see README "Metrics and status"): sets the gauge `name`
+	 * of plugin `plugin` (its own name) to value. Names are 1 to 48 of
+	 * [a-z0-9_] and end in the unit (_seconds, _bytes, ...) when there is
+	 * one; the daemon exports sift_<daemon>_<plugin>_<name>. At most 32
+	 * gauges in all (further names are ignored). Thread-safe, callable
+	 * from init and from the plugin's own threads; no context needed.
+	 * The clamav plugin reports database_version and
+	 * database_timestamp_seconds. */
+	void (*gauge_set)(const char *plugin, const char *name, double value);
 };
 
 struct sift_plugin {

@@ -341,6 +341,31 @@ static void slot_give(struct clamd_client *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* The database version and build time after the engine's version in
+ * clamd's VERSION reply ("/27000/Tue Dec  1 09:00:00 2026"), for the
+ * daemon's metrics (host->gauge_set, in hosts that have it). */
+static void report_database(const char *rest)
+{
+	const struct sift_host *h = clamav_host;
+	if (h->struct_size < offsetof(struct sift_host, gauge_set) + sizeof(h->gauge_set) || !h->gauge_set ||
+	    rest[0] != '/')
+		return;
+	char *end;
+	long long version = strtoll(rest + 1, &end, 10);
+	if (end == rest + 1 || *end != '/')
+		return;
+	h->gauge_set("clamav", "database_version", (double)version);
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *p = strptime(end + 1, "%a %b %e %H:%M:%S %Y", &tm);
+	if (p) {
+		tm.tm_isdst = -1; /* clamd writes its local time (ctime) */
+		time_t t = mktime(&tm);
+		if (t != (time_t)-1)
+			h->gauge_set("clamav", "database_timestamp_seconds", (double)t);
+	}
+}
+
 /* Asks one server for its version ("ClamAV 1.4.6/27000/..."), once a minute
  * at most until it is known. */
 static void fetch_version(struct clamd_client *c, const struct endpoint *ep, long long deadline)
@@ -362,6 +387,7 @@ static void fetch_version(struct clamd_client *c, const struct endpoint *ep, lon
 	if (sock_send_all(fd, "zVERSION", 9, dl) == 0 &&
 	    sock_recv_until(fd, reply, sizeof(reply), 0, dl) > 0 && strncmp(reply, "ClamAV ", 7) == 0) {
 		size_t k = strcspn(reply + 7, "/");
+		report_database(reply + 7 + k);
 		pthread_mutex_lock(&c->lock);
 		if (!c->version[0])
 			snprintf(c->version, sizeof(c->version), "%.*s", (int)(k < 60 ? k : 60), reply + 7);

@@ -198,6 +198,22 @@ static struct cl_engine *build_engine(const struct engine_settings *s, const cha
 	return e;
 }
 
+/* The loaded database's version and build time, for the daemon's metrics
+ * (host->gauge_set, in hosts that have it). */
+static void report_database(struct cl_engine *e)
+{
+	const struct sift_host *h = clamav_host;
+	if (h->struct_size < offsetof(struct sift_host, gauge_set) + sizeof(h->gauge_set) || !h->gauge_set)
+		return;
+	int err = 0;
+	long long version = cl_engine_get_num(e, CL_ENGINE_DB_VERSION, &err);
+	if (err == CL_SUCCESS)
+		h->gauge_set("clamav", "database_version", (double)version);
+	long long when = cl_engine_get_num(e, CL_ENGINE_DB_TIME, &err);
+	if (err == CL_SUCCESS && when > 0) /* 0: no signed database (.cvd/.cld) loaded */
+		h->gauge_set("clamav", "database_timestamp_seconds", (double)when);
+}
+
 static void *watcher(void *arg)
 {
 	struct engine_mgr *m = arg;
@@ -232,6 +248,7 @@ static void *watcher(void *arg)
 				m->loads++;
 				pthread_cond_broadcast(&m->cond);
 				pthread_mutex_unlock(&m->lock);
+				report_database(e);
 				if (old) {
 					cl_engine_free(old); /* freed when its last scan ends */
 					clamav_host->log(NULL, LOG_INFO,
