@@ -419,12 +419,23 @@ static int dk_init(const struct sift_host *h, void *conf, char **err_r)
 		*err_r = xasprintf("dkim_signature_ttl: at least 1s (or 0 for no x=)");
 		return -1;
 	}
+	/* Signing without keys or without a table to choose them would send
+	 * every message unsigned without a word: refused, naming the setting. */
+	if (c->sign && !*c->key_table) {
+		*err_r = xasprintf("dkim_key_table is not set: signing (dkim_sign = yes) needs the keys "
+				   "(siftctl dkim genkey); set dkim_sign = no to verify only");
+		return -1;
+	}
 	if (*c->key_table) {
 		/* Keys are loaded with the same rules as `siftctl dkim showkeys`;
 		 * a key that only root can read comes from preinit. */
 		struct dk_keytable kt;
-		if (dk_keytable_load(c->key_table, false, &kt, err_r) < 0)
+		char *kerr = NULL;
+		if (dk_keytable_load(c->key_table, false, &kt, &kerr) < 0) {
+			*err_r = xasprintf("dkim_key_table: %s", kerr);
+			free(kerr);
 			return -1;
+		}
 		for (size_t i = 0; i < kt.n; i++) {
 			char *err = NULL;
 			if (dk_key_load(&kt.keys[i], &err) == 0)
@@ -465,6 +476,12 @@ static int dk_init(const struct sift_host *h, void *conf, char **err_r)
 	}
 	if (c->signing_table && !c->keys.n) {
 		*err_r = xasprintf("dkim_signing_table is set but dkim_key_table has no keys");
+		dk_release(c);
+		return -1;
+	}
+	if (c->sign && !c->signing_table) {
+		*err_r = xasprintf("dkim_signing_table is not set: signing (dkim_sign = yes) needs the "
+				   "table of which mail each key signs; set dkim_sign = no to verify only");
 		dk_release(c);
 		return -1;
 	}

@@ -287,7 +287,8 @@ static void verify_done(void *arg, const struct sift_tool_message *m)
 
 static int tool_verify(const struct sift_host *host, void *conf, int argc, char **argv)
 {
-	static const char *const extra[] = {"dkim_verify = yes", "dkim_add_auth_results = yes", NULL};
+	static const char *const extra[] = {"dkim_verify = yes", "dkim_sign = no",
+					    "dkim_add_auth_results = yes", NULL};
 	int status = 0;
 	char *stdin_only[] = {(char *)"-", NULL};
 	char **files = argc > 1 ? argv + 1 : stdin_only;

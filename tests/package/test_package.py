@@ -16,8 +16,9 @@
    as root, with a NOTIFY_SOCKET as systemd gives a Type=notify service: each
    must send READY=1, listen, and run as user sift (`ps -o user=`);
 5. wires a private Postfix (tests/lib/sifttest.py) to them and sends mail: a
-   clean message is delivered, EICAR and GTUBE are refused at end of data,
-   an SPF fail is refused at RCPT;
+   clean message is delivered, GTUBE is refused at end of data, EICAR is
+   quarantined (not delivered, listed by `siftctl quarantine list`), an SPF
+   fail is refused at RCPT;
 6. `apt-get purge -y sift`: nothing of the package is left; the user sift
    stays (debian/README.Debian).
 
@@ -282,6 +283,8 @@ def local_data(dns_zone):
     key = '/etc/sift/dkim/sift.test.mail.key'
     write('/etc/sift/dkim/keytable', 'mail._domainkey.sift.test  sift.test:mail:%s\n' % key)
     write('/etc/sift/dkim/signingtable', 'sift.test  mail._domainkey.sift.test\n')
+    # who may send as whom (senderlogin, policyd.conf)
+    write('/etc/sift/login_maps.pcre', '/^(.*)@sift\\.test$/  ${1}\n')
 
 
 def mail_flow(tmp):
@@ -296,6 +299,9 @@ def mail_flow(tmp):
     r = run(['/usr/sbin/filterd', '-t'])
     check(r.returncode == 1 and 'dkim_signing_table' in r.stderr and '/etc/sift/dkim/signingtable' in r.stderr,
           'filterd -t on the shipped configuration names the missing DKIM table', r.stdout + r.stderr)
+    r = run(['/usr/sbin/policyd', '-t'])
+    check(r.returncode == 1 and 'senderlogin_login_maps' in r.stderr and '/etc/sift/login_maps.pcre' in r.stderr,
+          'policyd -t on the shipped configuration names the missing login map', r.stdout + r.stderr)
     local_data(zone)
     dns = dnsserver.DNSServer(zone).start()
     # What differs in this test lab from a real server, and nothing else:
@@ -358,8 +364,12 @@ def mail_flow(tmp):
             check('X-Spam-Flag' not in hdrs, 'delivered: not flagged as spam', hdrs)
             check('Authentication-Results' in hdrs and 'dkim=' in hdrs, 'delivered: dkim= in Authentication-Results',
                   hdrs)
+        # clamav_inbound_action = quarantine: accepted, kept, not delivered
         r = pf.send(sender, ['user@sift.test'], msg('eicar', EICAR, sender))
-        check(r.rejected_at() == 'eom' and r.eom[0] == 554, 'EICAR refused at end of data (554)', r)
+        check(r.accepted, 'EICAR accepted into the quarantine', r)
+        q = run(['/usr/sbin/siftctl', 'quarantine', 'list'])
+        check(q.returncode == 0 and sender in q.stdout, 'siftctl quarantine list shows the EICAR message',
+              q.stdout + q.stderr)
         r = pf.send(sender, ['user@sift.test'], msg('gtube', GTUBE, sender))
         check(r.rejected_at() == 'eom' and r.eom[0] == 554, 'GTUBE refused at end of data (554)', r)
         r = pf.send('mallory@fail.example.test', ['user@sift.test'],

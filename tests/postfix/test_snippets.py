@@ -48,7 +48,6 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'lib'))
-sys.path.insert(0, os.path.join(HERE, '..', '..', 'plugins', 'senderlogin', 'tests'))
 import sifttest  # noqa: E402
 from sifttest import check, message  # noqa: E402
 from dovecotsasl import DovecotSASL  # noqa: E402

@@ -285,6 +285,21 @@ def tests(env):
     rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-t'])
     check(rc != 0 and 'mode 0604' in out + err, 'filterd -t refuses an other-readable key', out + err)
     os.chmod(rsa_path, 0o600)
+    # signing without its tables is refused, naming the setting (never a
+    # silent no-sign); dkim_sign = no verifies without them
+    rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=', '-o', 'dkim_signing_table=', '-t'])
+    check(rc != 0 and 'dkim_key_table is not set' in out + err, 'filterd -t refuses signing without dkim_key_table',
+          out + err)
+    rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_signing_table=', '-t'])
+    check(rc != 0 and 'dkim_signing_table is not set' in out + err,
+          'filterd -t refuses signing without dkim_signing_table', out + err)
+    rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=texthash:' + env.path('nonexistent'),
+                        '-t'])
+    check(rc != 0 and 'dkim_key_table: key table %s: No such file' % env.path('nonexistent') in out + err,
+          'filterd -t names dkim_key_table when the table is missing', out + err)
+    rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=', '-o', 'dkim_signing_table=',
+                        '-o', 'dkim_sign=no', '-t'])
+    check(rc == 0, 'filterd -t accepts dkim_sign = no without tables (verify only)', out + err)
     rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=inline:{ {k = %s:s:/nonexistent/key} }' % OURS,
                         '-o', 'dkim_signing_table=', '-t'])
     check(rc != 0 and 'No such file' in out + err, 'filterd -t refuses a missing key file', out + err)

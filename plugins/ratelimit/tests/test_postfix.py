@@ -25,7 +25,6 @@ import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'tests', 'lib'))
-sys.path.insert(0, os.path.join(HERE, '..', '..', 'senderlogin', 'tests'))
 
 import sifttest  # noqa: E402
 from sifttest import check, done  # noqa: E402
