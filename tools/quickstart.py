@@ -20,14 +20,17 @@ domains' SPF and DKIM records, the ClamAV database, the spam cache).
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 sys.path.insert(0, os.path.join(SRC, 'tests', 'lib'))
@@ -150,7 +153,9 @@ class Quickstart:
             self.dir, builddir=self.builddir, srcdir=SRC, spam_cache=a.spam_cache,
             filterd_port=pick_port(a.filterd_port, 'filterd'), policyd_port=pick_port(a.policyd_port, 'policyd'),
             smtp_port=self.service_port(a.port, '--port'),
-            submission_port=self.service_port(a.submission_port, '--submission-port'))
+            submission_port=self.service_port(a.submission_port, '--submission-port'),
+            metrics_ports={'filterd': pick_port(a.filterd_metrics_port, 'filterd metrics'),
+                           'policyd': pick_port(a.policyd_metrics_port, 'policyd metrics')})
         c.start()
         for name in ('filterd', 'policyd'):
             conf = c.conf[name]
@@ -165,6 +170,9 @@ class Quickstart:
             rel(os.path.join(c.root, 'dkim', '%s.mail.key' % DEMO_OURS), SRC), DEMO_OURS))
         print('  ClamAV: %s' % c.clamav_what)
         print('  spam rules: %s (compiled cache %s)' % (c.settings('filterd')['spam_rules'], c.spam_cache))
+        for name in ('filterd', 'policyd'):
+            print('  %s metrics and status page: http://127.0.0.1:%d/ (metrics_listen)' % (
+                name, c.ports[name + '-metrics']))
         print('  Dovecot SASL for the submission service: users %s' % ', '.join(chain.DEMO_USERS))
         print('  Postfix: master PID %d; smtpd 127.0.0.1:%d (inbound), 127.0.0.1:%d (submission, ORIGINATING)' % (
             c.pf.master_pid, c.ports['smtp'], c.ports['submission']))
@@ -279,6 +287,7 @@ class Quickstart:
         self.outgoing()
         self.forged()
         self.ratelimit()
+        self.metrics()
 
     def clean(self):
         body = ('Dear friend,\n\nshall we go running on Saturday morning, as last year? Same place,\n'
@@ -487,6 +496,59 @@ class Quickstart:
                 ok = bool(dl)
             self.verdict(case, ok, self.outcome(r, dl))
 
+    def metrics(self):
+        """What the daemons counted: /metrics in the Prometheus format
+        (promtool's check) and status.json, on the metrics listeners."""
+        c = self.chain
+        case = Case('10. metrics and status page',
+                    'metrics_listen: /metrics and /status.json of both daemons after the messages above',
+                    'promtool check metrics passes on both; filterd counted 1 reject (GTUBE) and '
+                    '1 quarantine (EICAR); status.json agrees', None, [], None)
+        print()
+        print(bold('== %s' % case.title))
+        print('   %s' % case.why)
+        got, ok = [], True
+        counts = {}
+        for d in ('filterd', 'policyd'):
+            base = 'http://127.0.0.1:%d' % c.ports[d + '-metrics']
+            try:
+                text = urllib.request.urlopen(base + '/metrics', timeout=10).read().decode()
+                status = json.loads(urllib.request.urlopen(base + '/status.json', timeout=10).read())
+            except (OSError, ValueError) as e:
+                got.append('%s: %s' % (d, e))
+                ok = False
+                continue
+            try:
+                pc = subprocess.run(['promtool', 'check', 'metrics'], input=text, text=True,
+                                    capture_output=True, timeout=30)
+                lint = pc.returncode == 0
+                print('   %s: promtool check metrics: %s' % (
+                    d, 'passes' if lint else (pc.stdout + pc.stderr).strip()))
+            except OSError as e:
+                lint = False
+                print('   %s: promtool: %s (package prometheus)' % (d, e))
+            ok = ok and lint
+            got.append('%s: promtool %s' % (d, 'ok' if lint else 'FAILS'))
+            unit = 'messages' if d == 'filterd' else 'requests'
+            for line in text.splitlines():
+                m = re.match(r'sift_%s_%s_total\{(.*)\} (\S+)$' % (d, unit), line)
+                if m:
+                    if float(m.group(2)):
+                        print('     ' + line)
+                    act = re.search(r'action="([^"]*)"', m.group(1)).group(1)
+                    counts.setdefault(d, {})
+                    counts[d][act] = counts[d].get(act, 0) + int(float(m.group(2)))
+            agree = {k: v for k, v in (status.get('actions') or {}).items() if v} == \
+                {k: v for k, v in counts.get(d, {}).items() if v}
+            print('   %s: status.json actions %s (%s /metrics)' % (
+                d, json.dumps(status.get('actions')), 'same as' if agree else 'DIFFERENT FROM'))
+            ok = ok and agree
+            print('   %s status page: %s/' % (d, base))
+        fd = counts.get('filterd', {})
+        got.append('filterd: reject %d, quarantine %d' % (fd.get('reject', 0), fd.get('quarantine', 0)))
+        ok = ok and fd.get('reject') == 1 and fd.get('quarantine') == 1
+        self.verdict(case, ok, '; '.join(got))
+
     # -- the end -------------------------------------------------------------------
 
     def summary(self):
@@ -522,6 +584,9 @@ class Quickstart:
         print('                  swaks --server 127.0.0.1:%d --auth-user bob --auth-password %s '
               '--from bob@%s --to carol@example.test' % (c.ports['submission'], chain.DEMO_USERS['bob'],
                                                          DEMO_OURS))
+        for d in ('filterd', 'policyd'):
+            print('  %s status:  http://127.0.0.1:%d/  (metrics: /metrics, JSON: /status.json)' % (
+                d, c.ports[d + '-metrics']))
         print('  siftctl:        %s quarantine list   (siftctl with filterd\'s conf and overrides)' %
               rel(os.path.join(c.root, 'siftctl')))
         print('Press Ctrl-C to stop everything.')
@@ -544,13 +609,16 @@ def main():
     ap.add_argument('--submission-port', type=int, default=2587, help='submission smtpd (0: any free port)')
     ap.add_argument('--filterd-port', type=int, default=8891, help='0: any free port')
     ap.add_argument('--policyd-port', type=int, default=8892, help='0: any free port')
-    ap.add_argument('--free-ports', action='store_true', help='every port free-picked (as all four set to 0)')
+    ap.add_argument('--filterd-metrics-port', type=int, default=9891, help='0: any free port')
+    ap.add_argument('--policyd-metrics-port', type=int, default=9892, help='0: any free port')
+    ap.add_argument('--free-ports', action='store_true', help='every port free-picked (as all set to 0)')
     ap.add_argument('--spam-cache', default=None,
                     help='compiled spam rules (default $SIFT_SPAM_CACHE or BUILDDIR/spam-hscache)')
     ap.add_argument('--once', action='store_true', help='stop after the test messages instead of waiting for Ctrl-C')
     a = ap.parse_args()
     if a.free_ports:
         a.port = a.submission_port = a.filterd_port = a.policyd_port = 0
+        a.filterd_metrics_port = a.policyd_metrics_port = 0
     if os.geteuid() != 0:
         sys.exit('quickstart: run as root (it runs a private Postfix instance)')
     q = Quickstart(a)

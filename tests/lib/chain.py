@@ -98,7 +98,7 @@ class Chain:
 
     def __init__(self, root, builddir=None, srcdir=None, spam_cache=None, filterd_port=None,
                  policyd_port=None, smtp_port=None, submission_port=None, clamav_db=None,
-                 ratelimit_rules=DEMO_RATELIMIT_RULES):
+                 ratelimit_rules=DEMO_RATELIMIT_RULES, metrics_ports=None):
         self.root = os.path.abspath(root)
         self.src = os.path.abspath(srcdir or sifttest.srcdir())
         self.build = os.path.abspath(builddir or sifttest.builddir())
@@ -108,6 +108,10 @@ class Chain:
                       'policyd': policyd_port or sifttest.free_port(),
                       'smtp': smtp_port or sifttest.free_port(),
                       'submission': submission_port or sifttest.free_port()}
+        # The metrics listeners (/metrics, /status.json, the status page).
+        mp = metrics_ports or {}
+        for d in ('filterd', 'policyd'):
+            self.ports[d + '-metrics'] = mp.get(d) or sifttest.free_port()
         self.clamav_db = clamav_db
         self.ratelimit_rules = ratelimit_rules
         self.conf = {d: os.path.join(self.src, 'conf', d + '.conf') for d in ('filterd', 'policyd')}
@@ -213,6 +217,7 @@ class Chain:
              '%s_listen' % daemon: 'inet:127.0.0.1:%d' % self.ports[daemon],
              '%s_pid_file' % daemon: os.path.join(self.root, daemon + '.pid'),
              '%s_user' % daemon: 'root',
+             'metrics_listen': 'inet:127.0.0.1:%d' % self.ports[daemon + '-metrics'],
              'dns_servers': '127.0.0.1:%d' % (self.dns.port if self.dns else 1),
              'myhostname': 'mx.sift.test'}
         if daemon == 'filterd':

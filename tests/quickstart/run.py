@@ -80,14 +80,15 @@ def quickstart_run():
     print(r.stdout)
     check(r.returncode == 0, './quickstart --once exits 0', r.returncode)
     rows = re.findall(r'^  (\d[.\d]*) .*\| (yes|NO|\x1b\[1mNO\x1b\[0m)$', r.stdout, re.M)
-    want = 8 + chain.DEMO_RATE + 1
+    want = 8 + chain.DEMO_RATE + 1 + 1  # + the metrics row
     check(len(rows) == want, 'summary table: %d rows' % want, rows)
     check(all(ok == 'yes' for _, ok in rows), 'summary table: every row as expected',
           [n for n, ok in rows if ok != 'yes'])
     check('%d of %d rows as expected' % (want, want) in r.stdout, 'summary line: all rows as expected',
           r.stdout[-600:])
     for what in ('Received-SPF: pass', 'dkim=pass', 'X-Virus-Scanned:', 'X-Spam-Status: No, score=',
-                 'X-Spam-Flag: YES', 'DKIM-Signature:', 'clamav virus', 'Rate limit exceeded'):
+                 'X-Spam-Flag: YES', 'DKIM-Signature:', 'clamav virus', 'Rate limit exceeded',
+                 'promtool check metrics: passes'):
         check(what in r.stdout, 'output shows %s' % what)
 
 
