@@ -57,11 +57,14 @@ static unsigned hs_flags_for(const struct rule *r)
 	return f;
 }
 
+/* The pattern Hyperscan compiles: a prefilter's may be a prefix of the
+ * regex (prefix.c); the exact ones are whole. */
 static char *hs_pattern(const struct rule *r)
 {
 	if (r->flags && strchr(r->flags, 'x'))
 		return xasprintf("(?x)%s", r->pattern);
-	return xstrdup(r->pattern);
+	size_t cut = r->hs_exact ? 0 : prefilter_prefix(r->pattern, r->flags);
+	return cut ? xstrndup(r->pattern, cut) : xstrdup(r->pattern);
 }
 
 /* Compiles the rules of g marked in ok[] into one database. When the
@@ -134,7 +137,7 @@ static size_t hs_ncandidates(const struct spam_engine *e, const struct rgroup *g
 #define HS_SIZE_PATTERN 300
 
 /* The cache file of a group, named by a hash of everything its database
- * depends on. */
+ * depends on (the patterns as compiled, prefixes included). */
 static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 {
 	uint64_t h = fnv1a(1469598103934665603ull, hs_version(), strlen(hs_version()));
@@ -144,7 +147,9 @@ static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 	for (size_t i = 0; i < g->n; i++) {
 		const struct rule *r = &e->rules[g->rules[i]];
 		unsigned f = hs_flags_for(r) | (hs_candidate(r) ? 0x80000000u : 0);
-		h = fnv1a(h, r->pattern, strlen(r->pattern) + 1);
+		char *p = hs_pattern(r); /* what is compiled: a prefix changes the name */
+		h = fnv1a(h, p, strlen(p) + 1);
+		free(p);
 		h = fnv1a(h, &f, sizeof(f));
 	}
 	return xasprintf("%s/spam-%s-%016llx.hsdb", e->cache_dir, rtype_names[g->type],
