@@ -437,9 +437,15 @@ void pool_free(struct scratch_pool *p);
  * the PREFIX_ITEMS-th that must match. */
 #define PREFIX_ITEMS	    3
 #define PREFIX_MIN_REPEATED 5
+/* Cut points tried for a pattern Hyperscan refuses whole. */
+#define PREFIX_MAX_FALLBACK 64
 /* The length of the prefix of pat that Hyperscan prefilters it with, or 0
  * for the whole pattern. */
 size_t prefilter_prefix(const char *pat, const char *flags);
+/* The ends of pat's first top-level items that must match (at most max, in
+ * cuts[], shortest first): the prefixes Hyperscan may prefilter a pattern
+ * with that it refuses whole. Their count; 0 when pat is left whole. */
+int prefilter_cuts(const char *pat, const char *flags, size_t *cuts, int max);
 
 /* ---- per message (texts.c, addr.c) ----------------------------------------- */
 

@@ -130,29 +130,32 @@ static const char *quantifier_end(const char *p, bool *optional, bool *repeated)
 	return p;
 }
 
-size_t prefilter_prefix(const char *pat, const char *flags)
+/* The top-level items of pat: the end of each that must match in cuts[]
+ * (at most max), their count returned (-1: a pattern this reader leaves
+ * whole); *nrep: how many of them may repeat. */
+static int walk(const char *pat, const char *flags, size_t *cuts, int max, unsigned *nrep)
 {
 	if (flags && strchr(flags, 'x'))
-		return 0;
+		return -1;
 	const char *p = pat;
-	const char *cut = NULL;
-	unsigned nmand = 0, nrep = 0;
+	int nmand = 0;
+	*nrep = 0;
 	while (*p) {
 		const char *s = p;
 		bool zero_width = false;
 		if (*p == '|' || *p == ')' || *p == '*' || *p == '+' || *p == '?' || *p == '{')
-			return 0;
+			return -1;
 		if (*p == '\\') {
 			p = escape_end(p);
 			if (!p)
-				return 0;
+				return -1;
 			zero_width = strchr("bBAzZGK", s[1]) != NULL;
 		} else if (*p == '[') {
 			p = class_end(p);
 		} else if (*p == '(') {
 			p = group_end(p);
 			if (s[1] == '*' || (s[1] == '?' && s[2] == '#'))
-				return 0; /* verbs, comments */
+				return -1; /* verbs, comments */
 			/* lookarounds and option settings: (?=, (?!, (?<=, (?<!, (?i) */
 			zero_width =
 				s[1] == '?' &&
@@ -169,17 +172,30 @@ size_t prefilter_prefix(const char *pat, const char *flags)
 				p++;
 		}
 		if (!p)
-			return 0;
+			return -1;
 		bool optional, repeated;
 		p = quantifier_end(p, &optional, &repeated);
 		if (zero_width || optional)
 			continue;
+		if (nmand < max)
+			cuts[nmand] = (size_t)(p - pat);
 		nmand++;
-		nrep += repeated;
-		if (nmand == PREFIX_ITEMS)
-			cut = p;
+		*nrep += repeated;
 	}
-	if (!cut || nrep < PREFIX_MIN_REPEATED)
-		return 0;
-	return (size_t)(cut - pat);
+	return nmand;
+}
+
+size_t prefilter_prefix(const char *pat, const char *flags)
+{
+	size_t cuts[PREFIX_ITEMS];
+	unsigned nrep;
+	int n = walk(pat, flags, cuts, PREFIX_ITEMS, &nrep);
+	return n >= PREFIX_ITEMS && nrep >= PREFIX_MIN_REPEATED ? cuts[PREFIX_ITEMS - 1] : 0;
+}
+
+int prefilter_cuts(const char *pat, const char *flags, size_t *cuts, int max)
+{
+	unsigned nrep;
+	int n = walk(pat, flags, cuts, max, &nrep);
+	return n < 0 ? 0 : n < max ? n : max;
 }

@@ -80,6 +80,15 @@ int main(void)
 		     "[a]{2}[b]{1,}?[c]{0,3}+[d]{1}") == 0);
 	CHECK(prefilter_prefix("[a]{2}[b]{1,}?[c]{0,3}+[d]{1}[e]*[f]+[g]{3,4}[h]", NULL) == 0);
 
+	/* the cut points of a pattern Hyperscan refuses whole: after every
+	 * item that must match, at most max, none for a pattern left whole */
+	size_t cuts[4];
+	CHECK(prefilter_cuts("(?:^|\\W)(?!x)ab?c{0,2}[de]+(?:f|$)g", NULL, cuts, 4) == 4);
+	CHECK(cuts[0] == 8 && cuts[1] == 14 && cuts[2] == 27 && cuts[3] == 34);
+	CHECK(prefilter_cuts("abc", NULL, cuts, 2) == 2 && cuts[1] == 2);
+	CHECK(prefilter_cuts("a|b", NULL, cuts, 4) == 0);
+	CHECK(prefilter_cuts("a b c", "x", cuts, 4) == 0);
+
 	/* every subject the whole regex matches, its prefix matches */
 	const char *pats[] = {FUZZY, "\\b[a-z]+\\s+[a-z]+\\d{2}[,;]+[A-Z]{3,}\\w",
 			      "(?:^|\\W)(?=[pP])(?!paypal)[pP]+[aA4@]+[yY]+[pP]+\\W?[aA4@]+[lL1]", NULL};
