@@ -1,0 +1,80 @@
+#!/usr/bin/python3
+"""Fault matrix: clamd (the clamav plugin in clamd mode) fails while mail
+flows.
+
+  - clamd dead: SIGKILLed, started again a second later;
+  - clamd hanging: SIGSTOPped for 3 s (clamav_clamd_timeout = 1s), then
+    SIGCONT;
+  - clamd slow: its answers delayed 2 s (past clamav_clamd_timeout) by a
+    proxy between filterd and clamd, for 3 s.
+
+For each: the messages scanned while clamd failed got 451 4.7.1 and
+arrived on the retry, every message was delivered exactly once and
+scanned (X-Virus-Scanned names ClamAV: none passed with "failed"), filterd
+recovered by itself (same process, never restarted) and logged the failed
+scan with its reason.
+"""
+
+import os
+import re
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
+                                'plugins', 'clamav', 'tests'))
+import cvlib  # noqa: E402
+import faultlib  # noqa: E402
+from faultlib import check, Flow, verify  # noqa: E402
+
+MARK = rb'^X-Virus-Scanned: ClamAV [\d.]+ at mx\.sift\.test$'
+
+
+def run_case(env, pf, fd, name, fault, recover, reason):
+    what = 'clamd ' + name
+    mark = len(fd.log())
+    flow = Flow(pf, 'clamd-' + name).start()
+    flow.wait_done(flow.n // 4)
+    fault()
+    time.sleep(3 if name != 'dead' else 1)
+    recover()
+    flow.join()
+    verify(flow, what, mark=MARK)
+    log = fd.log()[mark:]
+    check(re.search(r'clamav: scan failed \([^)]*%s[^)]*\): tempfail' % reason, log) is not None,
+          '%s: filterd logged the failed scan (%s)' % (what, reason),
+          '\n'.join(l for l in log.splitlines() if 'clamav' in l)[-1500:])
+    check(fd.alive(), '%s: filterd still running (recovered by itself)' % what)
+
+
+def main():
+    env = faultlib.Env('clamd', plugins=('clamav',))
+    try:
+        dbdir = env.path('db')
+        cvlib.make_db(dbdir)
+        clamd = env.add(cvlib.Clamd(env.path('clamd'), dbdir).start())
+        proxy = env.add(faultlib.DelayProxy(clamd.port).start())
+        fd = env.daemon('filterd', 'filterd', {
+            'inbound_plugins': 'clamav',
+            'clamav_mode': 'clamd',
+            'clamav_clamd_servers': 'inet:127.0.0.1:%d' % proxy.port,
+            'clamav_clamd_connect_timeout': '1s',
+            'clamav_clamd_timeout': '1s',
+        })
+        pf = env.postfix(milter=fd.port)
+
+        def restart():
+            clamd.start()
+        run_case(env, pf, fd, 'dead', clamd.kill, restart, 'Connection re(?:fused|set)')
+        run_case(env, pf, fd, 'hanging', lambda: os.kill(clamd.proc.pid, signal.SIGSTOP),
+                 lambda: os.kill(clamd.proc.pid, signal.SIGCONT), 'time')
+        run_case(env, pf, fd, 'slow', lambda: proxy.set_delay(2.0), lambda: proxy.set_delay(0),
+                 'time')
+    finally:
+        env.stop()
+    return faultlib.sifttest.done()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
