@@ -13,6 +13,11 @@ arrived on the retry, every message was delivered exactly once and
 scanned (X-Virus-Scanned names ClamAV: none passed with "failed"), filterd
 recovered by itself (same process, never restarted) and logged the failed
 scan with its reason.
+
+Then library mode: the database directory gets a corrupt signature file
+while mail flows; the reload fails (logged) and the old engine keeps
+scanning: no message gets a 4xx; the good database back, the new engine
+is swapped in.
 """
 
 import os
@@ -48,6 +53,38 @@ def run_case(env, pf, fd, name, fault, recover, reason):
     check(fd.alive(), '%s: filterd still running (recovered by itself)' % what)
 
 
+def corrupt_db(env, dbdir):
+    what = 'ClamAV database corrupt during traffic'
+    fd = env.daemon('filterd', 'filterd-lib', {
+        'inbound_plugins': 'clamav',
+        'clamav_database_directory': dbdir,
+        'clamav_database_check_interval': '300ms',
+        'clamav_ready_wait': '30s',
+    })
+    pf = env.pf
+    pf.set_main(milters=['inet:127.0.0.1:%d' % fd.port])
+    pf.reload()
+    mark = len(fd.log())
+    flow = Flow(pf, 'clamdb', pace=0.05).start()
+    flow.wait_done(flow.n // 4)
+    bad = os.path.join(dbdir, 'broken.ndb')
+    with open(bad, 'w') as f:
+        f.write('Sift.Test.Broken:0:*:this is not hex\n')
+    failed = faultlib.wait_text(fd.log, r'clamav: loading the database .*: ', 20, mark)
+    flow.wait_done(flow.n * 3 // 4)
+    os.unlink(bad)
+    cvlib.make_db(dbdir)
+    swapped = faultlib.wait_text(fd.log, r'clamav: new engine in use', 20, failed.end() if failed else mark)
+    flow.join()
+    verify(flow, what, mark=MARK, min_tempfails=0)
+    check(not flow.tempfails, '%s: no message answered 4xx (the old engine kept scanning)' % what,
+          list(flow.tempfails.items())[:3])
+    check(failed is not None, '%s: the failed load logged' % what, fd.log()[mark:][-1500:])
+    check(swapped is not None, '%s: the good database loaded afterwards' % what,
+          fd.log()[mark:][-1500:])
+    check(fd.alive(), '%s: filterd still running' % what)
+
+
 def main():
     env = faultlib.Env('clamd', plugins=('clamav',))
     try:
@@ -71,6 +108,7 @@ def main():
                  lambda: os.kill(clamd.proc.pid, signal.SIGCONT), 'time')
         run_case(env, pf, fd, 'slow', lambda: proxy.set_delay(2.0), lambda: proxy.set_delay(0),
                  'time')
+        corrupt_db(env, dbdir)
     finally:
         env.stop()
     return faultlib.sifttest.done()
