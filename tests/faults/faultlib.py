@@ -263,7 +263,7 @@ class Flow:
                 time.sleep(wait)
             if sess is None:
                 try:
-                    sess = sifttest.Session(self.port, timeout=60)
+                    sess = sifttest.Session(self.port, timeout=20)
                 except (smtplib.SMTPException, OSError) as e:
                     self._temp(token, 'connect: %s' % e)
                     continue

@@ -64,6 +64,7 @@ def corrupt_db(env, dbdir):
     pf = env.pf
     pf.set_main(milters=['inet:127.0.0.1:%d' % fd.port])
     pf.reload()
+    time.sleep(1)  # the smtpd processes of before the reload retire
     mark = len(fd.log())
     flow = Flow(pf, 'clamdb', pace=0.05).start()
     flow.wait_done(flow.n // 4)
@@ -77,8 +78,11 @@ def corrupt_db(env, dbdir):
     swapped = faultlib.wait_text(fd.log, r'clamav: new engine in use', 20, failed.end() if failed else mark)
     flow.join()
     verify(flow, what, mark=MARK, min_tempfails=0)
-    check(not flow.tempfails, '%s: no message answered 4xx (the old engine kept scanning)' % what,
-          list(flow.tempfails.items())[:3])
+    # Only filterd's answers count here: a session to Postfix that broke
+    # (seen once, right after Postfix's reload) is the client's to retry.
+    replies = [(t, x) for t, v in flow.tempfails.items() for x in v if isinstance(x, tuple)]
+    check(not replies, '%s: no message answered 4xx (the old engine kept scanning)' % what,
+          replies[:3])
     check(failed is not None, '%s: the failed load logged' % what, fd.log()[mark:][-1500:])
     check(swapped is not None, '%s: the good database loaded afterwards' % what,
           fd.log()[mark:][-1500:])

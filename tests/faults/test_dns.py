@@ -4,7 +4,8 @@ flows (the sender domain's SPF record has TTL 0, so every message asks).
 
   - DNS dead: the server is stopped (its port closed) for 5 s, then
     started again on the same port;
-  - DNS slow: every answer delayed 2 s, past dns_timeout (1 s), for 3 s;
+  - DNS slow: every answer delayed 2 s, past spf_dns_timeout (1 s), for
+    3 s;
   - DNS SERVFAIL: every answer SERVFAIL for 2 s.
 
 For each: the messages checked while DNS failed got 451 4.7.24 (SPF
@@ -109,6 +110,7 @@ def main():
             'inbound_plugins': 'spf',
             'dns_servers': '127.0.0.1:%d' % dns.port,
             'dns_timeout': '1s',
+            'spf_dns_timeout': '1s',
         })
         pf = env.postfix(policy=pd.port)
         port = dns.port
