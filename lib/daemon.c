@@ -19,15 +19,15 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pwd.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef SIFT_HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
 
 #include "sift.h"
 
@@ -269,6 +269,48 @@ void sift_remove_pidfile(const char *path)
 
 static bool notified_ready;
 
+#ifdef SIFT_HAVE_SYSTEMD
+/*
+ * systemd's readiness protocol, sent without waiting. sd_notify() blocks
+ * while the receiver's queue (10 datagrams by default) is full: a service
+ * manager that stops reading would then stall the reload path, which in
+ * policyd is the event loop. A status that does not fit now is dropped
+ * (and said once): READY=1 at start always fits an empty queue, and the
+ * later ones (RELOADING=1, READY=1 around a reload, STOPPING=1) only
+ * inform; `siftctl reload`, which the units' ExecReload= runs, learns a
+ * reload's outcome from the control socket.
+ */
+static void notify_send(const char *text)
+{
+	static bool said;
+	const char *name = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t len;
+
+	if (!name || !*name || (name[0] != '/' && name[0] != '@'))
+		return;
+	len = strlen(name);
+	if (len >= sizeof sa.sun_path)
+		return;
+	memcpy(sa.sun_path, name, len);
+	if (name[0] == '@')
+		sa.sun_path[0] = 0;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	ssize_t n = sendto(fd, text, strlen(text), MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sa,
+			   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+	int e = errno;
+	close(fd);
+	if (n < 0 && !said) {
+		said = true;
+		sift_log(LOG_WARNING, "systemd notification \"%.*s\" dropped: %s%s", (int)strcspn(text, "\n"),
+			 text, strerror(e),
+			 e == EAGAIN ? " (the service manager reads no more; said once)" : " (said once)");
+	}
+}
+#endif
+
 void sift_notify(const char *state)
 {
 	if (strncmp(state, "READY=1", 7) == 0)
@@ -276,13 +318,14 @@ void sift_notify(const char *state)
 #ifdef SIFT_HAVE_SYSTEMD
 	if (strncmp(state, "RELOADING=1", 11) == 0) {
 		struct timespec ts;
+		char buf[128];
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		sd_notifyf(0, "%s\nMONOTONIC_USEC=%llu", state,
-			   (unsigned long long)ts.tv_sec * 1000000ULL +
-				   (unsigned long long)ts.tv_nsec / 1000);
+		snprintf(buf, sizeof buf, "%s\nMONOTONIC_USEC=%llu", state,
+			 (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+		notify_send(buf);
 		return;
 	}
-	sd_notify(0, state);
+	notify_send(state);
 #endif
 }
 

@@ -75,14 +75,17 @@ class Env:
     def path(self, *parts):
         return os.path.join(self.tmp, *parts)
 
-    def daemon(self, daemon, name, settings, supervised=False):
+    def daemon(self, daemon, name, settings, supervised=False, drain=True):
         """filterd or policyd on a free port with plugin_directory set to
-        this Env's; Supervised (restarted when it dies) or a plain Proc."""
+        this Env's; Supervised (restarted when it dies) or a plain Proc.
+        drain=False: nobody reads its readiness notifications (a service
+        manager that has stopped reading)."""
         s = {'plugin_directory': self.plugdir, 'myhostname': 'mx.sift.test'}
         s.update(settings)
         if supervised:
             return self.add(Supervised(self, daemon, name, s).start())
-        return self.add(drain_notify(sifttest.start_daemon(daemon, self.tmp, s, name=name)))
+        p = sifttest.start_daemon(daemon, self.tmp, s, name=name)
+        return self.add(drain_notify(p) if drain else p)
 
     def postfix(self, milter=None, policy=None, **main):
         """Starts the private Postfix (milter: a port, policy: a port)."""

@@ -9,6 +9,11 @@
     running on the configuration they have (and log why), then get the
     good files back and reload again.
 
+Nobody reads the daemons' readiness notifications here (NOTIFY_SOCKET):
+each reload sends two, the socket's queue holds ten, so a daemon that
+waited for room would stall its reloads (and policyd its event loop);
+they drop what does not fit and say so once.
+
 For each: no message gets a 4xx or is lost or duplicated (a reload never
 costs a message), every message went through both daemons (filterd's
 header and policyd's PREPEND), each daemon is the same process
@@ -57,6 +62,10 @@ def storm(env, pf, fd, pd):
     check(nf >= sent[0] // 4 and npd >= sent[0] // 4 and sent[0] >= 10,
           '%s: %d signals each; filterd logged %d reloads, policyd %d' % (what, sent[0], nf, npd))
     check(fd.alive() and pd.alive(), '%s: both daemons still running' % what)
+    for p in (fd, pd):
+        check(re.search(r'systemd notification .* dropped: .*reads no more', p.log()),
+              '%s: %s dropped the notifications nobody read, and said so' % (what, p.name),
+              p.log()[-600:])
 
 
 def broken(env, pf, fd, pd):
@@ -100,9 +109,11 @@ def main():
         with open(rcpts, 'w') as f:
             f.write('user@sift.test\tPREPEND X-Fault-Policy: seen\n')
         fd = env.daemon('filterd', 'filterd', {'inbound_plugins': 'testplug',
-                                               'testplug_header': 'X-Fault-Filter: seen'})
+                                               'testplug_header': 'X-Fault-Filter: seen'},
+                        drain=False)
         pd = env.daemon('policyd', 'policyd', {'inbound_plugins': 'access',
-                                               'access_recipient_map': 'texthash:' + rcpts})
+                                               'access_recipient_map': 'texthash:' + rcpts},
+                        drain=False)
         pf = env.postfix(milter=fd.port, policy=pd.port)
         storm(env, pf, fd, pd)
         broken(env, pf, fd, pd)

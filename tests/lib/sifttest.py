@@ -1298,13 +1298,12 @@ _notifies = {}
 
 def daemon_notifies(daemon):
     """True if the built `daemon` (filterd or policyd) sends systemd's
-    READY=1 (linked with libsystemd: the meson feature `systemd`); then
+    READY=1 (the meson feature `systemd`, on unless disabled); then
     start_daemon waits for READY=1 (listeners open, plugins initialised)
     rather than only for the socket."""
     if daemon not in _notifies:
-        r = subprocess.run(['ldd', program(daemon)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           text=True)
-        _notifies[daemon] = 'libsystemd.so' in r.stdout
+        with open(program(daemon), 'rb') as f:
+            _notifies[daemon] = b'NOTIFY_SOCKET' in f.read()
     return _notifies[daemon]
 
 

@@ -182,7 +182,7 @@ def main():
         check(False, 'needs root (the daemons start as root and drop their privileges)')
         return done()
     if not sifttest.daemon_notifies('filterd'):
-        print('note: built without libsystemd (meson -Dsystemd): readiness not tested', flush=True)
+        print('note: built with -Dsystemd=disabled: readiness not tested', flush=True)
     user = sifttest.daemon_user()
     if user in ('', 'root'):
         user = 'nobody'
