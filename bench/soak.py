@@ -35,6 +35,10 @@ first quarter of the run, at least 30 s). Also: throughput per 10 s window,
 every error/warning line of the daemons' logs.
 
     bench/soak.py [--builddir DIR] --messages N [--concurrency 8] [--seed 1]
+                  [--max-seconds S] [--dir DIR | --keep]
+
+--max-seconds (or SIGINT/SIGTERM once) stops taking new messages; those in
+flight are finished and the report covers the messages sent.
 
 Exit 0 when nothing is lost, duplicated or answered otherwise than its
 content calls for, and the metrics agree; the last line is exactly
@@ -52,6 +56,7 @@ import queue
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -132,6 +137,7 @@ class Soak:
         self.todo = queue.Queue()
         self.samples = []   # (t, {daemon: {rss, fds, threads, cpu}})
         self.stop_sampling = threading.Event()
+        self.stop_sending = threading.Event()   # --max-seconds, SIGINT, SIGTERM
         self.chain = None
         self.t0 = None
         self.status0 = {}
@@ -192,7 +198,7 @@ class Soak:
         it.done_at = time.monotonic()
 
     def worker(self):
-        while True:
+        while not self.stop_sending.is_set():
             with self.mx_lock:   # item i gets the corpus' message i
                 try:
                     it = self.todo.get_nowait()
@@ -241,13 +247,17 @@ class Soak:
         print('  ' + '  '.join(parts), flush=True)
 
     def flatness(self):
-        """{daemon: {what: (reference, min, max, flat)}} over the samples after
-        warm-up (the first quarter of the run, at least 30 s)."""
-        if not self.samples:
-            return {}
+        """({daemon: {what: (median, min, max, drift, flat)}}, warm-up end)
+        over the samples after warm-up (the first quarter of the run, at
+        least 30 s; the final sample, taken idle, left out): flat when every
+        sample is within +-10% of the median. drift: the mean of the last
+        half of those samples over the mean of the first half, in %.
+        Open fds follow the connections in flight (two per SMTP session:
+        Postfix's milter and policy connections), so they are flat when
+        they stay within 2 x concurrency + 10% of the median."""
         end = self.samples[-1][0]
         warm = max(30.0, end / 4)
-        after = [s for s in self.samples if s[0] >= warm] or self.samples[-1:]
+        after = [s for s in self.samples[:-1] if s[0] >= warm] or self.samples[-1:]
         out = {}
         for name in ('filterd', 'policyd'):
             vals = [s[1].get(name) for s in after if s[1].get(name)]
@@ -256,9 +266,11 @@ class Soak:
             out[name] = {}
             for what in ('rss', 'fds', 'threads'):
                 xs = [v[what] for v in vals]
-                ref = xs[0]
-                flat = all(abs(x - ref) <= 0.10 * ref for x in xs)
-                out[name][what] = (ref, min(xs), max(xs), flat)
+                med = sorted(xs)[len(xs) // 2]
+                slack = 0.10 * med + (2 * self.a.concurrency if what == 'fds' else 0)
+                h = max(1, len(xs) // 2)
+                drift = (sum(xs[-h:]) / h) / (sum(xs[:h]) / h) * 100 - 100
+                out[name][what] = (med, min(xs), max(xs), drift, all(abs(x - med) <= slack for x in xs))
         return out, warm
 
     # -- the chain ------------------------------------------------------------------
@@ -293,12 +305,21 @@ class Soak:
         self.print_sample(self.samples[-1])
         th = threading.Thread(target=self.sampler, daemon=True)
         th.start()
-        workers = [threading.Thread(target=self.worker) for _ in range(self.a.concurrency)]
+        workers = [threading.Thread(target=self.worker, daemon=True) for _ in range(self.a.concurrency)]
         for w in workers:
             w.start()
-        for w in workers:
-            w.join()
+        end = self.t0 + self.a.max_seconds if self.a.max_seconds else None
+        while any(w.is_alive() for w in workers):
+            if end and time.monotonic() > end and not self.stop_sending.is_set():
+                print('soak: --max-seconds %g reached: no new messages, finishing those in flight' %
+                      self.a.max_seconds, flush=True)
+                self.stop_sending.set()
+            workers[0].join(1.0) if workers[0].is_alive() else time.sleep(0.2)
         self.sent_at = time.monotonic()
+        taken = [it for it in self.items if it.attempts]
+        if len(taken) < len(self.items):
+            print('soak: stopped early: %d of %d messages sent' % (len(taken), len(self.items)), flush=True)
+            self.items = taken
         self.wait_queue()
         self.stop_sampling.set()
         th.join()
@@ -514,7 +535,8 @@ class Soak:
     def print_resources(self):
         first, last = self.samples[0][1], self.samples[-1][1]
         fl, warm = self.flatness()
-        print('resources (start -> end; after warm-up at %.0f s: reference, min..max, within +-10%%):' % warm)
+        print('resources (start -> end, both idle; after warm-up at %.0f s: median, min..max, drift last half '
+              'vs first half):' % warm)
         for name in ('filterd', 'policyd'):
             f, l = first.get(name), last.get(name)
             if not f or not l:
@@ -523,11 +545,11 @@ class Soak:
             print('  %s: RSS %.1f -> %.1f MB, fds %d -> %d, threads %d -> %d, CPU %.1f s (%.2f ms/message)' % (
                 name, f['rss'] / 1048576, l['rss'] / 1048576, f['fds'], l['fds'], f['threads'], l['threads'],
                 l['cpu'] - f['cpu'], (l['cpu'] - f['cpu']) * 1000 / max(msgs, 1)))
-            for what, (ref, lo, hi, flat) in fl.get(name, {}).items():
+            for what, (med, lo, hi, drift, flat) in fl.get(name, {}).items():
                 scale = 1048576 if what == 'rss' else 1
                 unit = ' MB' if what == 'rss' else ''
-                print('    %-7s %8.1f%s, %.1f..%.1f%s: %s' % (what, ref / scale, unit, lo / scale, hi / scale, unit,
-                                                        'flat' if flat else 'NOT flat'))
+                print('    %-7s %8.1f%s, %.1f..%.1f%s, drift %+.1f%%: %s' % (
+                    what, med / scale, unit, lo / scale, hi / scale, unit, drift, 'flat' if flat else 'NOT flat'))
 
 
 def main():
@@ -539,12 +561,22 @@ def main():
     ap.add_argument('--retry-for', type=float, default=600.0, help='seconds a sender retries a 4xx')
     ap.add_argument('--dir', help='run directory (default: a temporary one, removed at the end)')
     ap.add_argument('--keep', action='store_true', help='keep the temporary run directory')
+    ap.add_argument('--max-seconds', type=float, default=0,
+                    help='stop sending new messages after this long and report on those sent')
     ap.add_argument('--lose-one', action='store_true', help='remove one delivered file before the count')
     ap.add_argument('--duplicate-one', action='store_true', help='copy one delivered file before the count')
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit('soak: run as root (it runs a private Postfix instance)')
     s = Soak(a)
+
+    def on_signal(signum, frame):   # stop sending, finish, report
+        if s.stop_sending.is_set():
+            raise KeyboardInterrupt
+        print('soak: signal %d: no new messages, finishing those in flight' % signum, flush=True)
+        s.stop_sending.set()
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     status = 1
     try:
         s.start()
