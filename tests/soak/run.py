@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The soak, short (suite soak): bench/soak.py with SOAK_MESSAGES messages
-(2000 by default) through the whole chain must end with exit status 0 and
+(5000 by default) through the whole chain must end with exit status 0 and
 the line "N messages: D delivered, R refused, 0 lost, 0 duplicated" with
 D + R = N; then a run of 100 messages with one delivered file removed and
 another copied (--lose-one --duplicate-one) must exit 1 and count exactly
@@ -36,7 +36,7 @@ def soak(n, *extra):
 
 
 def main():
-    n = int(os.environ.get('SOAK_MESSAGES', '2000'))
+    n = int(os.environ.get('SOAK_MESSAGES', '5000'))
     rc, got = soak(n)
     check_eq(rc, 0, 'soak --messages %d: exit status' % n)
     if check(got is not None, 'soak --messages %d: last line "N messages: ..."' % n):
