@@ -26,6 +26,8 @@ user0..user9@sift.test.
     import corpus; msgs = corpus.generate(1000, seed=1)
     # -> list of Msg(kind, mail_from, rcpt, data: bytes)
     msgs = corpus.mx_corpus(1000, seed=1)
+    for m in corpus.mx_iter(100000, seed=1): ...   # the same, one at a time
+    m = corpus.big_attachment(7, seed=1)   # a 1.4-5 MB attachment (bench/soak.py)
 
 CLI: corpus.py [--count N] [--seed S] [--mx] [--out DIR]  prints a summary and a
 digest of the whole corpus (to check determinism); --out writes NNNNN-kind.eml.
@@ -172,22 +174,45 @@ def mx_corpus(n, seed=1, rcpt_domain='sift.test'):
     return _build(n, seed, MX_BLOCK, MX_SIZES, 2, rcpt_domain)
 
 
+def mx_iter(n, seed=1, rcpt_domain='sift.test'):
+    """mx_corpus's messages one at a time (the same bytes), for runs too
+    long to hold every message in memory."""
+    return _iter(n, seed, MX_BLOCK, MX_SIZES, 2, rcpt_domain)
+
+
+# Large attachments (big_attachment): 1-3.7 MiB of random bytes, base64:
+# 1.4-5 MB on the wire, the size of a scanned document or a small video.
+BIG_KIB = (1024, 3700)
+
+
+def big_attachment(i, seed=1, rcpt_domain='sift.test', kib=BIG_KIB):
+    """One message in the "attach" form of the corpus with a large
+    attachment (kib: range of its size in KiB), deterministic for (i, seed)."""
+    mrng = random.Random('%d/big/%d' % (seed, i))
+    mail_from = 'sender%d@example.test' % (i % 50)
+    rcpt = 'user%d@%s' % (i % 10, rcpt_domain)
+    data = _attach(mrng, i, mail_from, rcpt, size=kib, hops=2).encode('ascii')
+    return Msg('big', mail_from, rcpt, data)
+
+
 def _build(count, seed, blockdef, sizes, hops, rcpt_domain):
+    return list(_iter(count, seed, blockdef, sizes, hops, rcpt_domain))
+
+
+def _iter(count, seed, blockdef, sizes, hops, rcpt_domain):
     rng = random.Random(seed)
     kinds = []
     while len(kinds) < count:
         block = list(blockdef)
         rng.shuffle(block)
         kinds.extend(block)
-    out = []
     for i, kind in enumerate(kinds[:count]):
         mrng = random.Random('%d/%d' % (seed, i))
         mail_from = 'sender%d@example.test' % (i % 50)
         rcpt = 'user%d@%s' % (i % 10, rcpt_domain)
         kw = {'size': sizes[kind], 'hops': hops} if kind in sizes else {}
         data = _MAKERS[kind](mrng, i, mail_from, rcpt, **kw).encode('ascii')
-        out.append(Msg(kind, mail_from, rcpt, data))
-    return out
+        yield Msg(kind, mail_from, rcpt, data)
 
 
 def summary(msgs):
