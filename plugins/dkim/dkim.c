@@ -881,11 +881,19 @@ struct dk_symacc {
 	size_t n;
 	int count;
 };
+/* Adds dom to the comma-separated list unless it is already an item of it
+ * (a whole item: "example.com" is not in "mail.example.com"). */
 static void acc_add(struct dk_symacc *a, const char *dom)
 {
 	a->count++;
-	if (strstr(a->doms, dom))
-		return;
+	size_t dl = strlen(dom);
+	for (const char *p = a->doms; *p;) {
+		const char *e = strchr(p, ',');
+		size_t il = e ? (size_t)(e - p) : strlen(p);
+		if (il == dl && strncmp(p, dom, dl) == 0)
+			return;
+		p = e ? e + 1 : p + il;
+	}
 	int k = snprintf(a->doms + a->n, sizeof(a->doms) - a->n, "%s%s", a->n ? "," : "", dom);
 	if (k > 0 && a->n + (size_t)k < sizeof(a->doms))
 		a->n += (size_t)k;
