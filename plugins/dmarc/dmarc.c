@@ -98,7 +98,7 @@ static const struct sift_param params[] = {
 	 "add an Authentication-Results header with the dmarc= result"},
 	{"dns_timeout", SIFT_P_TIME, "0", 0, 60000, OFF(dns_timeout), NULL,
 	 "time limit of one record lookup; 0 = dns_timeout (bounded by the MTA's deadline)"},
-	{"score_pass", SIFT_P_STRING, "-0.5", 0, 0, OFF(score_text[S_PASS]), NULL, "score of DMARC_PASS"},
+	{"score_pass", SIFT_P_STRING, "-0.1", 0, 0, OFF(score_text[S_PASS]), NULL, "score of DMARC_PASS"},
 	{"score_reject", SIFT_P_STRING, "3", 0, 0, OFF(score_text[S_REJECT]), NULL,
 	 "score of DMARC_REJECT (fail under p=reject)"},
 	{"score_quarantine", SIFT_P_STRING, "2", 0, 0, OFF(score_text[S_QUARANTINE]), NULL,
