@@ -120,7 +120,7 @@ static const struct sift_host *host;
 static char *xstrdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *xstrdupf(const char *fmt, ...)
 {
-	char buf[600];
+	char buf[1200];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -367,9 +367,10 @@ static int symbol_of(const struct dmarc_eval *e)
 static void auth_results(struct sift_ctx *ctx, const struct dm_conf *c, const struct dmarc_eval *e)
 {
 	const char *id = *c->authserv_id ? c->authserv_id : host->get(ctx, SIFT_I_MYHOSTNAME);
+	if (!id || !*id)
+		id = "localhost";
 	char v[1024];
-	int k = snprintf(v, sizeof(v), "%s; dmarc=%s", id && *id ? id : "localhost",
-			 dmarc_result_names[e->result]);
+	int k = snprintf(v, sizeof(v), "dmarc=%s", dmarc_result_names[e->result]);
 	if (e->have_record) {
 		char p[16], sp[16], dis[16];
 		upcase(p, sizeof(p), dmarc_policy_names[e->rec.p]);
@@ -382,7 +383,16 @@ static void auth_results(struct sift_ctx *ctx, const struct dm_conf *c, const st
 	}
 	if (e->from_domain[0] && (size_t)k < sizeof(v))
 		snprintf(v + k, sizeof(v) - (size_t)k, " header.from=%s", e->from_domain);
-	host->header_insert(ctx, 0, "Authentication-Results", v);
+	/* One Authentication-Results with the spf and dkim results
+	 * (host->auth_result), or a header of its own from an older host. */
+	if (host->struct_size >= offsetof(struct sift_host, auth_result) + sizeof(host->auth_result) &&
+	    host->auth_result) {
+		host->auth_result(ctx, id, v);
+		return;
+	}
+	char *h = xstrdupf("%s; %s", id, v);
+	host->header_insert(ctx, 0, "Authentication-Results", h);
+	free(h);
 }
 
 /* Local overrides: the From or organizational domain in

@@ -6,7 +6,8 @@ publishing SPF, DKIM key and DMARC records. Messages are DKIM-signed with
 dkimpy (python3-dkim) with keys made by `siftctl dkim genkey`.
 
 Checks (each on the verdict, the reply, the DMARC_* symbol and the
-Authentication-Results dmarc= entry): p=reject with unaligned SPF and no
+dmarc= entry of the one Authentication-Results header, which holds the
+spf, dkim and dmarc results in that order): p=reject with unaligned SPF and no
 DKIM refused 550 5.7.1 naming the domain; aligned DKIM passes; SPF aligned
 relaxed passes; strict adkim/aspf refuse a subdomain's identifiers and
 accept the exact domain (also with a second signature of a subdomain);
@@ -87,12 +88,18 @@ def dsym(r):
 
 
 def dmarc_ar(r):
-    """The dmarc= part of our Authentication-Results, '' when absent."""
-    for h in r.get('headers') or []:
-        if h['name'] == 'Authentication-Results' and 'dmarc=' in h['value']:
-            check(h['value'].startswith('mx.sift.test; '), 'A-R carries our authserv-id', h['value'])
-            return h['value'].split('; ', 1)[1]
-    return ''
+    """The dmarc= entry of our Authentication-Results, '' when absent; checks
+    that the message gets one header with our authserv-id and the spf, dkim
+    and dmarc results in that order, one per folded line."""
+    ars = [h['value'] for h in r.get('headers') or [] if h['name'] == 'Authentication-Results']
+    check(len(ars) == 1 and ars[0].startswith('mx.sift.test; spf='), 'one A-R, our authserv-id', ars)
+    if len(ars) != 1:
+        return ''
+    entries = ars[0].split('; ', 1)[1].split(';\r\n\t')
+    methods = [e.split('=', 1)[0] for e in entries]
+    check(methods[0] == 'spf' and methods[-1] == 'dmarc' and set(methods[1:-1]) == {'dkim'},
+          'A-R entries: spf, dkim..., dmarc', ars[0])
+    return entries[-1] if methods[-1] == 'dmarc' else ''
 
 
 def expect(r, what, action, sym, ar, reply=None):

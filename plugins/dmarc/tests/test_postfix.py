@@ -8,7 +8,8 @@ DKIM and DMARC records. The client is 127.0.0.1.
      unsigned message from it is refused at end of data with 550 5.7.1
      naming the domain, and nothing is delivered;
   2. the same From, DKIM-signed by reject.test (dkimpy), is delivered with
-     dmarc=pass in Authentication-Results, next to spf=fail and dkim=pass;
+     one Authentication-Results header holding spf=fail, dkim=pass and
+     dmarc=pass;
   3. a p=quarantine failure (quar.test) is put in Postfix's hold queue;
   4. a dead DNS zone (_dmarc.dead.test never answers) gives temperror: the
      message is delivered with dmarc=temperror, not refused.
@@ -75,8 +76,9 @@ def run(pf, key):
     ar = ar_text(m)
     check('dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test' in ar and 'dkim=pass' in ar
           and 'spf=fail' in ar, 'aligned DKIM: delivered with dmarc=pass, dkim=pass, spf=fail', ar)
-    check(all(h.split(';')[0].strip() == 'mx.sift.test' for h in (m.headers('Authentication-Results') if m else [])),
-          'every Authentication-Results carries our authserv-id', m.headers('Authentication-Results') if m else None)
+    ars = m.headers('Authentication-Results') if m else []
+    check(len(ars) == 1 and ars[0].split(';')[0].strip() == 'mx.sift.test',
+          'one Authentication-Results, with our authserv-id', ars)
 
     # 3. p=quarantine: held
     r = pf.send('bounce@quar.test', ['bob@sift.test'], message('alice@quar.test', 'dmarc three'))
