@@ -202,7 +202,7 @@ static void from_domain(struct sift_ctx *ctx, struct dmarc_eval *e)
 		}
 		free(a);
 	}
-	if (several || (!any && bad) || !any) {
+	if (several || !any) {
 		e->result = DMARC_R_PERMERROR;
 		e->reason = several ? "several From domains"
 			    : bad   ? "From domain is not a DNS name"
