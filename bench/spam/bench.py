@@ -4,6 +4,7 @@ and rspamd, on the SpamAssassin public corpus, all on 127.0.0.1.
 
     bench/spam/bench.py [--sample N] [--corpus DIR] [--count M]
                         [--concurrency 1,8] [--skip-postfix] [--json FILE]
+    bench/spam/bench.py --mx N [--mx-seed S] [--cache DIR] [--json FILE]
 
 Part 1, scoring cost per message on one core (same messages for all):
   - Sift: `siftctl spam check --json` pinned to CPU 0 (taskset), the stock
@@ -21,6 +22,10 @@ generator), messages from the same corpus, delivery to discard(8):
     no kill level so every message is accepted);
   - spamass-milter + spamd (2 children);  - rspamd's proxy in milter mode.
 CPU seconds of the filter processes per message are reported too.
+With --mx N, only Sift's CPU time per message in-process (siftctl spam
+check's cpu_us, one thread, pinned to CPU 0) on N messages of bench/corpus.py's
+MX mix (text, HTML, attachment), by class and overall; the Hyperscan
+databases are compiled into --cache first (minutes, once).
 The corpus is fetched with `npm pack` into a temp dir unless --corpus is
 given; nothing is committed. Every process started here is stopped by PID.
 """
@@ -223,6 +228,53 @@ def per_message_cost(a, tmp, files):
     return res
 
 
+def mx_cost(a, tmp):
+    """CPU per message of the spam plugin in-process (siftctl spam check's
+    cpu_us: MIME parse, texts and scoring, one thread) on the MX mix of
+    bench/corpus.py, by message class and overall."""
+    d = os.path.join(tmp, 'mx')
+    os.makedirs(d, exist_ok=True)
+    files = []
+    for i, m in enumerate(bcorpus.mx_corpus(a.mx, seed=a.mx_seed)):
+        f = os.path.join(d, '%05d-%s.eml' % (i, m.kind))
+        with open(f, 'wb') as fh:
+            fh.write(m.data)
+        files.append((m.kind, f))
+    conf = os.path.join(tmp, 'sift-mx.conf')
+    with open(conf, 'w') as f:
+        f.write('plugin_directory = %s\ninbound_plugins = spam\n'
+                'spam_rules = /usr/share/spamassassin /etc/spamassassin\nspam_cache_directory = %s\n'
+                'spam_max_size = 10m\n' % (os.path.join(a.builddir, 'plugins'), a.cache or tmp))
+    siftctl = os.path.join(a.builddir, 'tools', 'siftctl')
+    # the Hyperscan databases first: without them the plugin matches with PCRE2 alone
+    subprocess.run([siftctl, '-c', conf, 'spam', 'compile'], check=True, timeout=3600)
+    kind_of = {f: k for k, f in files}
+    by = {}
+    for i in range(0, len(files), 400):
+        r = subprocess.run(['taskset', '-c', '0', siftctl, '-c', conf, 'spam', 'check', '--json'] +
+                           [f for _, f in files[i:i + 400]], capture_output=True, text=True, timeout=3600)
+        for line in r.stdout.splitlines():
+            try:
+                j = json.loads(line)
+            except ValueError:
+                continue
+            by.setdefault(kind_of[j['file']], []).append(j['cpu_us'] / 1000)
+    res = {}
+    for k in ('text', 'html', 'attach'):
+        v = by.get(k, [])
+        if v:
+            res[k] = {'messages': len(v), 'mean_ms': statistics.mean(v), 'p99_ms': pct(v, 99)}
+    allv = [x for v in by.values() for x in v]
+    res['all'] = {'messages': len(allv), 'mean_ms': statistics.mean(allv) if allv else None,
+                  'p99_ms': pct(allv, 99)}
+    print('spam plugin CPU on the MX mix (%d messages, seed %d), ms per message:' % (a.mx, a.mx_seed))
+    for k in ('text', 'html', 'attach', 'all'):
+        if k in res:
+            print('  %-7s %5d msgs  mean %6.3f  p99 %6.3f' % (k, res[k]['messages'], res[k]['mean_ms'],
+                                                            res[k]['p99_ms']), flush=True)
+    return res
+
+
 def postfix_run(a, tmp, name, msgs, milter, cpu_pids_fn):
     rows = []
     pf = sifttest.Postfix(root=os.path.join(tmp, 'pf-' + name.replace(' ', '-').replace('+', '-')), delivery='discard',
@@ -264,6 +316,9 @@ def main():
     ap.add_argument('--builddir', default=os.environ.get('SIFT_BUILDDIR', os.path.join(SRC, 'build')))
     ap.add_argument('--skip-postfix', action='store_true')
     ap.add_argument('--skip-cost', action='store_true')
+    ap.add_argument('--mx', type=int, default=0,
+                    help='only the in-process CPU per message on N messages of the MX mix (bench/corpus.py)')
+    ap.add_argument('--mx-seed', type=int, default=1)
     ap.add_argument('--json')
     ap.add_argument('--keep', action='store_true')
     a = ap.parse_args()
@@ -274,6 +329,12 @@ def main():
     out = {}
     procs = []
     try:
+        if a.mx:
+            out['mx'] = mx_cost(a, tmp)
+            if a.json:
+                with open(a.json, 'w') as f:
+                    json.dump(out, f, indent=1, default=str)
+            return 0
         data = a.corpus or agreement.fetch_corpus(tmp)
         if os.path.isdir(os.path.join(data, 'package', 'data')):
             data = os.path.join(data, 'package', 'data')

@@ -35,6 +35,21 @@
  * by a cleaner, say). It is removed with what is left in it when the
  * manager is destroyed.
  *
+ * Stale directories (a filterd killed by SIGKILL leaves its directory, on a
+ * tmpfs, until a reboot) are removed when a manager is created, and only
+ * those whose owner provably is gone: the owner holds an exclusive flock()
+ * on <dir>/.lock for as long as it uses the directory, and a cleaner
+ * removes a directory only while it holds that lock itself. The kernel
+ * drops a flock when the last descriptor of its open file goes, whatever
+ * killed the process, and a flock is the same in every PID namespace that
+ * shares the file system. The PID in the name is not evidence: another
+ * filterd in a container sharing /dev/shm has its own PID numbers, and
+ * kill(pid, 0) there says nothing about this process (a live directory
+ * was removed that way). A boot id + PID-namespace name would still need a
+ * liveness test inside each namespace; the lock needs none. A directory
+ * without a .lock (its owner between mkdir and creating the lock, or an
+ * older Sift) is left alone: never remove what cannot be proved dead.
+ *
  * Errors inside a scan: libclamav reports some failures only through its
  * message callback and still returns CL_CLEAN (its per-scan directory
  * cannot be created, a temporary file cannot be written: a full tmpfs).
@@ -53,6 +68,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -70,6 +86,7 @@ struct engine_mgr {
 	char *privdir;		  /* the private temporary directory (engine's TMPDIR) */
 	struct engine_mgr *next;  /* all managers (under slot_lock) */
 	bool dir_ok;		  /* privdir exists and was checked (under lock) */
+	int lock_fd;		  /* flock()ed privdir/.lock, or -1 (under lock) */
 	unsigned dir_logged;	  /* its path was logged (under lock) */
 
 	pthread_mutex_t lock;
@@ -310,10 +327,54 @@ static int choose_base(const char *conf, char *out, size_t outlen, char **err_r)
 	return 0;
 }
 
-/* Creates (if needed) and checks the private directory. 0 or -1 + errno
- * (EPERM when it exists but is not ours / not private). */
-static int make_privdir(const char *path)
+#define LOCK_NAME ".lock"
+
+/* True if fd is the file named name in directory dfd (same inode). */
+static bool same_file_at(int fd, int dfd, const char *name)
 {
+	struct stat a, b;
+	return fstat(fd, &a) == 0 && fstatat(dfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Takes the owner's lock on path/.lock, which must stay held for as long as
+ * the directory is used. A cleaner may have opened the file between its
+ * creation and our flock() and be removing the directory: the lock is ours
+ * only if, once held, the name still leads to it. Returns the descriptor or
+ * -1 + errno (EAGAIN: a cleaner kept taking it). */
+static int take_dir_lock(const char *path)
+{
+	for (int attempt = 0; attempt < 5; attempt++) {
+		int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0)
+			return -1;
+		int fd = openat(dfd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			int e = errno;
+			close(dfd);
+			errno = e;
+			return -1;
+		}
+		bool held = flock(fd, LOCK_EX | LOCK_NB) == 0 && same_file_at(fd, dfd, LOCK_NAME);
+		close(dfd);
+		if (held)
+			return fd;
+		close(fd);
+		usleep(2000);
+		/* The cleaner removed the directory: make it again. */
+		if (mkdir(path, 0700) < 0 && errno != EEXIST)
+			return -1;
+	}
+	errno = EAGAIN;
+	return -1;
+}
+
+/* Creates (if needed) and checks the manager's private directory and holds
+ * its lock (under m->lock). 0 or -1 + errno (EPERM when it exists but is
+ * not ours / not private). */
+static int make_privdir(struct engine_mgr *m)
+{
+	const char *path = m->privdir;
 	if (mkdir(path, 0700) < 0 && errno != EEXIST)
 		return -1;
 	struct stat st;
@@ -323,7 +384,16 @@ static int make_privdir(const char *path)
 		errno = EPERM;
 		return -1;
 	}
-	return 0;
+	if (m->lock_fd >= 0) {
+		char lp[4300];
+		snprintf(lp, sizeof(lp), "%s/" LOCK_NAME, path);
+		if (same_file_at(m->lock_fd, AT_FDCWD, lp))
+			return 0;
+		close(m->lock_fd); /* the directory was removed behind our back */
+		m->lock_fd = -1;
+	}
+	m->lock_fd = take_dir_lock(path);
+	return m->lock_fd < 0 ? -1 : 0;
 }
 
 /* Removes dirfd/name and, if it is a directory, what it holds; never
@@ -360,9 +430,33 @@ static void remove_privdir(const char *path)
 	rm_tree_at(AT_FDCWD, path, 16);
 }
 
-/* Directories of processes that are gone (a crash, SIGKILL): named
- * sift-clamav.<pid>.<16 hex>, <pid> not running. What ClamAV was writing
- * when the process died would stay in memory (tmpfs) until a reboot. */
+/* Takes the lock of base/name (a private directory of another manager or
+ * process) if its owner is gone: the descriptor, held while the directory
+ * is removed, or -1 when the directory has no lock file or its owner holds
+ * it. */
+static int stale_lock(int basefd, const char *name)
+{
+	int dfd = openat(basefd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -1;
+	int fd = openat(dfd, LOCK_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat st, dst, nst;
+	bool stale = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		     flock(fd, LOCK_EX | LOCK_NB) == 0 && same_file_at(fd, dfd, LOCK_NAME) &&
+		     fstat(dfd, &dst) == 0 && fstatat(basefd, name, &nst, AT_SYMLINK_NOFOLLOW) == 0 &&
+		     dst.st_dev == nst.st_dev && dst.st_ino == nst.st_ino;
+	close(dfd);
+	if (!stale && fd >= 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* Directories whose owner is gone (a crash, SIGKILL): named
+ * sift-clamav.<pid>.<16 hex>, with a lock file nobody holds (see the top of
+ * this file: the PID is not looked at). What ClamAV was writing when the
+ * process died would stay in memory (tmpfs) until a reboot. */
 static void remove_stale(const char *base)
 {
 	DIR *d = opendir(base);
@@ -374,14 +468,16 @@ static void remove_stale(const char *base)
 		char hex[17];
 		int used = 0;
 		if (sscanf(de->d_name, "sift-clamav.%ld.%16[0-9a-f]%n", &pid, hex, &used) != 2 ||
-		    de->d_name[used] || strlen(hex) != 16 || pid <= 0 || pid == (long)getpid())
+		    de->d_name[used] || strlen(hex) != 16 || pid <= 0)
 			continue;
-		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+		int lfd = stale_lock(dirfd(d), de->d_name);
+		if (lfd < 0)
 			continue;
 		char path[4400];
 		snprintf(path, sizeof(path), "%s/%s", base, de->d_name);
-		clamav_host->log(NULL, LOG_INFO, "clamav: removing %s (its process is gone)", path);
+		clamav_host->log(NULL, LOG_INFO, "clamav: removing %s (its owner is gone)", path);
 		rm_tree_at(dirfd(d), de->d_name, 16);
+		close(lfd);
 	}
 	closedir(d);
 }
@@ -392,8 +488,12 @@ __attribute__((destructor)) static void remove_all_privdirs(void)
 {
 	if (pthread_mutex_trylock(&slot_lock) != 0)
 		return;
-	for (struct engine_mgr *m = all; m; m = m->next)
+	for (struct engine_mgr *m = all; m; m = m->next) {
 		remove_privdir(m->privdir);
+		if (m->lock_fd >= 0)
+			close(m->lock_fd);
+		m->lock_fd = -1;
+	}
 	pthread_mutex_unlock(&slot_lock);
 }
 
@@ -407,6 +507,8 @@ static void mgr_destroy(struct engine_mgr *m)
 	if (m->engine)
 		cl_engine_free(m->engine);
 	remove_privdir(m->privdir);
+	if (m->lock_fd >= 0)
+		close(m->lock_fd); /* after the removal: no cleaner takes a live directory */
 	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);
 	free((char *)m->s.dbdir);
@@ -454,6 +556,7 @@ struct engine_mgr *engine_mgr_get(const struct engine_settings *s, char **err_r)
 	m->s.dbdir = strdup(s->dbdir);
 	m->s.tmpdir = strdup(s->tmpdir);
 	m->refs = 1;
+	m->lock_fd = -1;
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -523,7 +626,7 @@ enum scan_result engine_scan(struct engine_mgr *m, const struct scan_src *src, u
 	struct cl_engine *e = m->engine;
 	int dir_errno = 0;
 	if (e && !m->dir_ok) {
-		if (make_privdir(m->privdir) == 0) {
+		if (make_privdir(m) == 0) {
 			m->dir_ok = true;
 			if (!m->dir_logged++)
 				clamav_host->log(NULL, LOG_INFO, "clamav: temporary files in %s (mode 0700)",
@@ -581,7 +684,7 @@ enum scan_result engine_scan(struct engine_mgr *m, const struct scan_src *src, u
 		bool gone = lstat(m->privdir, &dst) < 0 && errno == ENOENT;
 		pthread_mutex_lock(&m->lock);
 		m->dir_ok = false;
-		bool again = gone && attempt == 0 && make_privdir(m->privdir) == 0;
+		bool again = gone && attempt == 0 && make_privdir(m) == 0;
 		if (again)
 			m->dir_ok = true;
 		pthread_mutex_unlock(&m->lock);

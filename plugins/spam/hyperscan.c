@@ -57,17 +57,22 @@ static unsigned hs_flags_for(const struct rule *r)
 	return f;
 }
 
+/* The pattern Hyperscan compiles: a prefilter's may be a prefix of the
+ * regex (prefix.c); the exact ones are whole. */
 static char *hs_pattern(const struct rule *r)
 {
 	if (r->flags && strchr(r->flags, 'x'))
 		return xasprintf("(?x)%s", r->pattern);
-	return xstrdup(r->pattern);
+	size_t cut = r->hs_exact ? 0 : prefilter_prefix(r->pattern, r->flags);
+	return cut ? xstrndup(r->pattern, cut) : xstrdup(r->pattern);
 }
 
-/* Compiles the rules of g marked in ok[] into one database. When the
- * compiler names a culprit, it leaves ok[] and the rest is compiled again;
- * with no culprit named, the whole group is given up (ok[] cleared). */
-static hs_database_t *hs_build(const struct spam_engine *e, const struct rgroup *g, bool *ok)
+/* Compiles the rules of g marked in ok[] into one database, each as
+ * pat[i] (NULL: hs_pattern). When the compiler names a culprit, it leaves
+ * ok[] and the rest is compiled again; with no culprit named, the whole
+ * group is given up (ok[] cleared). */
+static hs_database_t *hs_build(const struct spam_engine *e, const struct rgroup *g, bool *ok,
+			       char *const *pat)
 {
 	char **pats = xcalloc(g->n, sizeof(char *));
 	unsigned *flags = xcalloc(g->n, sizeof(unsigned));
@@ -79,7 +84,7 @@ static hs_database_t *hs_build(const struct spam_engine *e, const struct rgroup 
 			if (!ok[i])
 				continue;
 			const struct rule *r = &e->rules[g->rules[i]];
-			pats[m] = hs_pattern(r);
+			pats[m] = pat && pat[i] ? xstrdup(pat[i]) : hs_pattern(r);
 			flags[m] = hs_flags_for(r);
 			ids[m] = (unsigned)i;
 			m++;
@@ -134,17 +139,22 @@ static size_t hs_ncandidates(const struct spam_engine *e, const struct rgroup *g
 #define HS_SIZE_PATTERN 300
 
 /* The cache file of a group, named by a hash of everything its database
- * depends on. */
+ * depends on (the patterns as compiled, prefixes included). */
 static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 {
 	uint64_t h = fnv1a(1469598103934665603ull, hs_version(), strlen(hs_version()));
+	/* how patterns Hyperscan refuses whole are prefiltered (hs_fallback) */
+	static const char fallback[] = "prefix-fallback-1";
+	h = fnv1a(h, fallback, sizeof(fallback));
 	/* the size limit decides which rules a database holds */
 	uint32_t limit = HS_MAX_RULE_DB;
 	h = fnv1a(h, &limit, sizeof(limit));
 	for (size_t i = 0; i < g->n; i++) {
 		const struct rule *r = &e->rules[g->rules[i]];
 		unsigned f = hs_flags_for(r) | (hs_candidate(r) ? 0x80000000u : 0);
-		h = fnv1a(h, r->pattern, strlen(r->pattern) + 1);
+		char *p = hs_pattern(r); /* what is compiled: a prefix changes the name */
+		h = fnv1a(h, p, strlen(p) + 1);
+		free(p);
 		h = fnv1a(h, &f, sizeof(f));
 	}
 	return xasprintf("%s/spam-%s-%016llx.hsdb", e->cache_dir, rtype_names[g->type],
@@ -441,6 +451,40 @@ static bool hs_too_large(const char *p, unsigned flags)
 	return size > HS_MAX_RULE_DB;
 }
 
+/* Hyperscan takes p (as a prefilter, within the size limit). */
+static bool hs_takes(const char *p, unsigned flags)
+{
+	hs_expr_info_t *info = NULL;
+	hs_compile_error_t *ce = NULL;
+	bool ok = hs_expression_info(p, flags, &info, &ce) == HS_SUCCESS && !hs_too_large(p, flags);
+	free(info);
+	if (ce)
+		hs_free_compile_error(ce);
+	return ok;
+}
+
+/* The longest top-level prefix of r's regex that Hyperscan takes, when it
+ * refuses the whole (too large, too long, an end anchor inside): a
+ * prefilter still, PCRE2 confirming with the whole regex (prefix.c). NULL
+ * when there is none. */
+static char *hs_fallback(const struct rule *r)
+{
+	size_t cuts[PREFIX_MAX_FALLBACK];
+	if (r->flags && strchr(r->flags, 'x'))
+		return NULL;
+	int n = prefilter_cuts(r->pattern, r->flags, cuts, PREFIX_MAX_FALLBACK);
+	size_t len = strlen(r->pattern);
+	for (int k = n - 1; k >= 0; k--) {
+		if (cuts[k] >= len)
+			continue;
+		char *p = xstrndup(r->pattern, cuts[k]);
+		if (hs_takes(p, hs_flags_for(r)))
+			return p;
+		free(p);
+	}
+	return NULL;
+}
+
 static void hs_compile_child(const struct spam_engine *e, const bool *need, int fd)
 {
 	for (size_t gi = 0; gi < e->ngroups; gi++) {
@@ -448,21 +492,21 @@ static void hs_compile_child(const struct spam_engine *e, const bool *need, int 
 			continue;
 		const struct rgroup *g = &e->groups[gi];
 		bool *ok = xcalloc(g->n, sizeof(bool));
+		char **pat = xcalloc(g->n, sizeof(char *));
 		for (size_t i = 0; i < g->n; i++) {
 			const struct rule *r = &e->rules[g->rules[i]];
 			if (!hs_candidate(r))
 				continue;
 			char *p = hs_pattern(r);
-			hs_expr_info_t *info = NULL;
-			hs_compile_error_t *ce = NULL;
-			if (hs_expression_info(p, hs_flags_for(r), &info, &ce) == HS_SUCCESS)
-				ok[i] = !hs_too_large(p, hs_flags_for(r));
-			free(info);
-			if (ce)
-				hs_free_compile_error(ce);
+			ok[i] = hs_takes(p, hs_flags_for(r));
 			free(p);
+			if (!ok[i] && (pat[i] = hs_fallback(r)))
+				ok[i] = true;
 		}
-		hs_database_t *db = hs_build(e, g, ok);
+		hs_database_t *db = hs_build(e, g, ok, pat);
+		for (size_t i = 0; i < g->n; i++)
+			free(pat[i]);
+		free(pat);
 		size_t len = 0;
 		char *b = hs_blob(ok, g->n, db, &len);
 		if (db)
@@ -668,7 +712,7 @@ void build_exact(struct spam_engine *e, struct rgroup *g)
 	for (size_t i = 0; i < g->n; i++)
 		any |= ok[i] = e->rules[g->rules[i]].hs_exact;
 	if (any)
-		g->exact_db = hs_build(e, g, ok);
+		g->exact_db = hs_build(e, g, ok, NULL);
 	for (size_t i = 0; i < g->n; i++)
 		if (e->rules[g->rules[i]].hs_exact && !ok[i])
 			e->rules[g->rules[i]].hs_exact = false; /* reported below */

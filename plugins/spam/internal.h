@@ -7,6 +7,7 @@
  *   replace.c    ReplaceTags
  *   compile.c    PCRE2 compilation, rule groups, metas, finalization
  *   hyperscan.c  Hyperscan databases: cache, background compile, scratch
+ *   prefix.c     shorter prefilters for the regexes Hyperscan scans slowly
  *   scan.c       per message: scanning the groups, metas, the result
  *   texts.c      per message: the texts rules match (headers, body ...)
  *   relay.c      Received: headers (relays) and RFC 2822 dates
@@ -428,6 +429,23 @@ hs_scratch_t *pool_get(struct scratch_pool *p);
 void pool_put(struct scratch_pool *p, hs_scratch_t *s);
 void pool_free(struct scratch_pool *p);
 #endif
+
+/* ---- shorter prefilters (prefix.c) ------------------------------------------ */
+
+/* A pattern with at least PREFIX_MIN_REPEATED top-level items that must
+ * match and may repeat (a{1,2}, [a-z]+) is prefiltered by its items up to
+ * the PREFIX_ITEMS-th that must match. */
+#define PREFIX_ITEMS	    3
+#define PREFIX_MIN_REPEATED 5
+/* Cut points tried for a pattern Hyperscan refuses whole. */
+#define PREFIX_MAX_FALLBACK 64
+/* The length of the prefix of pat that Hyperscan prefilters it with, or 0
+ * for the whole pattern. */
+size_t prefilter_prefix(const char *pat, const char *flags);
+/* The ends of pat's first top-level items that must match (at most max, in
+ * cuts[], shortest first): the prefixes Hyperscan may prefilter a pattern
+ * with that it refuses whole. Their count; 0 when pat is left whole. */
+int prefilter_cuts(const char *pat, const char *flags, size_t *cuts, int max);
 
 /* ---- per message (texts.c, addr.c) ----------------------------------------- */
 

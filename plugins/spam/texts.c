@@ -17,9 +17,9 @@ static void sb_reserve(struct sbuf *b, size_t n)
 	}
 }
 
-/* s[0..n) with every CR that a LF follows (inside s) left out: the
- * CRLF -> LF of SpamAssassin's texts, copied in runs. */
-static void sb_add_lf(struct sbuf *b, const char *s, size_t n)
+/* s[0..n) copied in runs without its CRs: every CR when all_cr, else only
+ * those that a LF follows inside s (the CRLF -> LF of SpamAssassin's texts). */
+static void sb_add_uncr(struct sbuf *b, const char *s, size_t n, bool all_cr)
 {
 	sb_reserve(b, n);
 	const char *p = s, *end = s + n;
@@ -29,24 +29,8 @@ static void sb_add_lf(struct sbuf *b, const char *s, size_t n)
 			sb_add(b, p, (size_t)(end - p));
 			break;
 		}
-		bool crlf = r + 1 < end && r[1] == '\n';
-		sb_add(b, p, (size_t)(r - p) + (crlf ? 0 : 1));
-		p = r + 1;
-	}
-}
-
-/* s[0..n) with every CR left out, copied in runs. */
-static void sb_add_no_cr(struct sbuf *b, const char *s, size_t n)
-{
-	sb_reserve(b, n);
-	const char *p = s, *end = s + n;
-	while (p < end) {
-		const char *r = memchr(p, '\r', (size_t)(end - p));
-		if (!r) {
-			sb_add(b, p, (size_t)(end - p));
-			break;
-		}
-		sb_add(b, p, (size_t)(r - p));
+		bool drop = all_cr || (r + 1 < end && r[1] == '\n');
+		sb_add(b, p, (size_t)(r - p) + (drop ? 0 : 1));
 		p = r + 1;
 	}
 }
@@ -334,7 +318,7 @@ void build_raw(struct msgctx *m)
 			}
 			/* LF line ends */
 			struct sbuf b = {0};
-			sb_add_lf(&b, s + ofs, j - ofs);
+			sb_add_uncr(&b, s + ofs, j - ofs, false);
 			m->raws[m->nraws] = b.d ? b.d : xstrdup("");
 			m->rawlens[m->nraws++] = b.n;
 			ofs = j;
@@ -353,11 +337,11 @@ void build_full(struct msgctx *m)
 	for (size_t i = 0; i < mm->header_count; i++) {
 		sb_adds(&b, mm->headers[i].name);
 		sb_adds(&b, ": ");
-		sb_add_no_cr(&b, mm->headers[i].raw, strlen(mm->headers[i].raw));
+		sb_add_uncr(&b, mm->headers[i].raw, strlen(mm->headers[i].raw), true);
 		sb_add(&b, "\n", 1);
 	}
 	sb_add(&b, "\n", 1);
-	sb_add_lf(&b, mm->body, mm->body_len);
+	sb_add_uncr(&b, mm->body, mm->body_len, false);
 	m->full = b.d;
 	m->full_len = b.n;
 }

@@ -68,16 +68,17 @@ struct check_state {
 	struct sift_addrs *(*addrlist_parse)(const char *value); /* the host's */
 	bool json;
 	double tag, tag2, spam_from;
-	struct timespec ts0;
+	struct timespec ts0, cpu0; /* CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID */
 };
 
 static void print_json(const struct check_state *st, const struct spam_result *r, const char *sc, bool spam,
-		       const char *status, long long us)
+		       const char *status, long long us, long long cpu_us)
 {
 	printf("{\"file\":");
 	json_str(st->file);
-	printf(",\"score\":%s,\"spam\":%s,\"required\":%g,\"ms\":%lld,\"us\":%lld,\"tests\":[", sc,
-	       spam ? "true" : "false", st->tag2, us / 1000, us);
+	printf(",\"score\":%s,\"spam\":%s,\"required\":%g,\"ms\":%lld,\"us\":%lld,\"cpu_us\":%lld,\"tests\":"
+	       "[",
+	       sc, spam ? "true" : "false", st->tag2, us / 1000, us, cpu_us);
 	for (size_t k = 0; k < r->nhits; k++) {
 		char v[32];
 		spam_fmt_num(v, sizeof(v), r->hits[k].score);
@@ -97,15 +98,16 @@ static void check_done(void *arg, const struct sift_tool_message *m)
 		.mime = m->mime, .envelope_from = st->from, .addrlist_parse = st->addrlist_parse};
 	struct spam_result r;
 	spam_engine_check(st->e, &in, &r);
-	struct timespec ts1;
+	struct timespec ts1, cpu1;
 	clock_gettime(CLOCK_MONOTONIC, &ts1);
-	long long us = usecs(&st->ts0, &ts1);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
+	long long us = usecs(&st->ts0, &ts1), cpu_us = usecs(&st->cpu0, &cpu1);
 	char sc[32];
 	spam_fmt_num(sc, sizeof(sc), r.score);
 	bool spam = r.score >= st->spam_from;
 	char *status = spam_format_status(&r, st->tag, st->tag2, spam);
 	if (st->json) {
-		print_json(st, &r, sc, spam, status, us);
+		print_json(st, &r, sc, spam, status, us, cpu_us);
 	} else {
 		printf("%s: %s, score=%s required=%g\n", st->file, spam ? "SPAM" : "ham", sc, st->tag2);
 		printf(" pts rule name              description\n");
@@ -151,6 +153,7 @@ static int tool_check(const struct sift_host *host, void *conf, int argc, char *
 	for (; i < argc; i++) {
 		st.file = argv[i];
 		clock_gettime(CLOCK_MONOTONIC, &st.ts0);
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &st.cpu0);
 		char *err = NULL;
 		if (host->tool_message(argv[i], NULL, NULL, NULL, check_done, &st, &err) < 0) {
 			fprintf(stderr, "siftctl spam: %s\n", err);

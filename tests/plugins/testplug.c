@@ -3,6 +3,12 @@
  * configured phase, adds a symbol and a header, and records what it saw, so
  * that the host's merging, error mapping and edits can be checked through
  * filterd, policyd and siftctl alike.
+ *
+ * Stall point (the fault tests): with testplug_stall_phase and
+ * testplug_stall_file set, the first call at that phase that finds the
+ * file removes it, logs "stalled at phase P" and sleeps testplug_stall_time,
+ * so that a test can kill the daemon at a known milter or policy stage.
+ * Only the call that removed the file stalls: one stall per file created.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,6 +29,9 @@ struct tp_conf {
 	const char *dns_txt;
 	const char *uid_file;
 	long long init_delay;
+	int stall_phase; /* 0: none, else SIFT_PH_* + 1 */
+	const char *stall_file;
+	long long stall_time;
 };
 
 static const struct sift_host *host;
@@ -41,6 +50,12 @@ static const struct sift_param params[] = {
 	 "file opened by preinit (before the privilege drop) where preinit and init append their euid"},
 	{"init_delay", SIFT_P_TIME, "0", 0, 60000, OFF(init_delay), NULL,
 	 "time init takes (ms), before it records its euid"},
+	{"stall_phase", SIFT_P_ENUM, "none", 0, 0, OFF(stall_phase),
+	 "none|connect|helo|mail|rcpt|data|header|eoh|body|eom|policy",
+	 "phase at which a call stalls when stall_file exists"},
+	{"stall_file", SIFT_P_STRING, "", 0, 0, OFF(stall_file), NULL,
+	 "file whose existence arms the stall (removed by the call that stalls)"},
+	{"stall_time", SIFT_P_TIME, "30s", 0, 600000, OFF(stall_time), NULL, "how long a stall lasts (ms)"},
 	SIFT_PARAM_END,
 };
 
@@ -83,9 +98,19 @@ static int tp_init(const struct sift_host *h, void *conf, char **err_r)
 	return 0;
 }
 
+static void maybe_stall(struct sift_ctx *ctx, const struct tp_conf *c, int phase)
+{
+	if (c->stall_phase != phase + 1 || !*c->stall_file || unlink(c->stall_file) < 0)
+		return;
+	host->log(ctx, LOG_INFO, "stalled at phase %d", phase);
+	for (long long left = c->stall_time; left > 0; left -= 10)
+		usleep(10000);
+}
+
 static enum sift_verdict at(struct sift_ctx *ctx, int phase)
 {
 	const struct tp_conf *c = host->conf(ctx);
+	maybe_stall(ctx, c, phase);
 	if (phase == SIFT_PH_EOM || phase == SIFT_PH_POLICY) {
 		if (*c->symbol) {
 			char name[64];

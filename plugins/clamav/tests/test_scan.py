@@ -12,6 +12,7 @@ missing; clamd down, failover to a second server, clamd killed and
 restarted; fail_action = accept. Exit status 0 only if every check passed.
 """
 
+import fcntl
 import os
 import re
 import shutil
@@ -266,18 +267,38 @@ def main():
         m = re.search(r'clamav: temporary files in (\S+) \(mode 0700\)', r['raw'])
         check(m is not None and os.path.dirname(m.group(1)) == root and not os.path.exists(m.group(1)),
               'clamav_tmpdir: private directory inside it, removed at exit', r['raw'])
-        # The directory of a process that is gone (a crash) is removed at
-        # startup; other names are left alone.
+        # The directory of an owner that is gone (a crash: its lock file
+        # is held by nobody) is removed at startup; other names are left
+        # alone, and so are a directory whose lock is held (its owner lives,
+        # perhaps in another PID namespace, where the PID in its name means
+        # nothing here) and one without a lock file (never proved dead).
         stale = os.path.join(root, 'sift-clamav.%d.0123456789abcdef' % dead_pid())
         os.makedirs(os.path.join(stale, 'x-scantemp'))
         open(os.path.join(stale, 'x-scantemp', 'part.tmp'), 'w').write('x')
+        open(os.path.join(stale, '.lock'), 'w').close()
         os.symlink('/etc', os.path.join(stale, 'link'))
         other = os.path.join(root, 'sift-clamav.keep')
         os.makedirs(other)
+        live = os.path.join(root, 'sift-clamav.%d.00000000000000aa' % dead_pid())
+        os.makedirs(os.path.join(live, 'x-scantemp'))
+        lockf = open(os.path.join(live, '.lock'), 'w')
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        nolock = os.path.join(root, 'sift-clamav.%d.00000000000000bb' % dead_pid())
+        os.makedirs(nolock)
         r = ctl.test(clean, ())
         check(r.get('action') == 'accept' and not os.path.exists(stale) and os.path.isdir(other) and
-              os.path.isdir('/etc'),
+              os.path.isdir('/etc') and 'clamav: removing %s (its owner is gone)' % stale in r['raw'],
               'stale private directory removed at startup', r['raw'])
+        check(os.path.isdir(os.path.join(live, 'x-scantemp')) and
+              os.path.exists(os.path.join(live, '.lock')) and live not in r['raw'],
+              'a directory whose lock is held is kept, whatever PID its name has', r['raw'])
+        check(os.path.isdir(nolock) and nolock not in r['raw'],
+              'a directory without a lock file is kept', r['raw'])
+        lockf.close()
+        r = ctl.test(clean, ())
+        check(r.get('action') == 'accept' and not os.path.exists(live) and os.path.isdir(nolock),
+              'the same directory removed once its lock is released', r['raw'])
+        shutil.rmtree(nolock)
         # A missing base directory is a startup error, never an unscanned accept.
         r = ctl.test(clean, ('clamav_tmpdir=%s/missing' % root,))
         check(r['rc'] != 0 and 'clamav_tmpdir %s/missing: No such file' % root in r['raw'] and

@@ -1,0 +1,201 @@
+/*
+ * prefix.c - a shorter prefilter for the regexes Hyperscan scans slowly.
+ *
+ * The "fuzzy" rules of the stock ruleset (FUZZY_PHARMACY, TVD_FUZZY_*: a
+ * word spelt with a class of look-alikes for every letter, each repeated
+ * {1,2} and separated by \W{0,2}) become NFAs that Hyperscan runs at every
+ * octet, or are too large for a database at all and PCRE2 runs them on
+ * every line. The first few items of such a pattern make a small DFA that
+ * Hyperscan scans at full speed and that ordinary text rarely matches. Any
+ * match of a regex begins with a match of each of its top-level prefixes,
+ * so the prefix is a valid prefilter: PCRE2 still confirms every candidate
+ * with the whole regex, and the hits stay the same.
+ *
+ * Only the top level of the pattern is read (no top-level alternation, no
+ * extended mode); anything this reader does not know leaves the pattern
+ * whole.
+ */
+#include <limits.h>
+
+#include "internal.h"
+
+/* The end of the character class that starts at p ('['), or NULL. */
+static const char *class_end(const char *p)
+{
+	p++;
+	if (*p == '^')
+		p++;
+	if (*p == ']')
+		p++;
+	while (*p && *p != ']') {
+		if (*p == '\\') {
+			if (!p[1])
+				return NULL;
+			p += 2;
+		} else if (p[0] == '[' && p[1] == ':') {
+			const char *e = strstr(p + 2, ":]");
+			if (!e)
+				return NULL;
+			p = e + 2;
+		} else
+			p++;
+	}
+	return *p ? p + 1 : NULL;
+}
+
+/* The end of the escape that starts at p ('\\'), or NULL when unknown. */
+static const char *escape_end(const char *p)
+{
+	unsigned char c = (unsigned char)p[1];
+	if (!c || c == 'Q' || c == 'E')
+		return NULL;
+	p += 2;
+	if (c == 'c')
+		return *p ? p + 1 : NULL;
+	if (c >= '0' && c <= '9') {
+		for (int k = 0; k < 2 && *p >= '0' && *p <= '9'; k++)
+			p++;
+		return p;
+	}
+	if ((c == 'x' || c == 'o' || c == 'p' || c == 'P' || c == 'g' || c == 'k' || c == 'N') &&
+	    (*p == '{' || ((c == 'g' || c == 'k') && (*p == '<' || *p == '\'')))) {
+		char close = *p == '{' ? '}' : *p == '<' ? '>' : '\'';
+		const char *e = strchr(p + 1, close);
+		return e ? e + 1 : NULL;
+	}
+	if (c == 'x')
+		for (int k = 0; k < 2 && isxdigit((unsigned char)*p); k++)
+			p++;
+	else if ((c == 'p' || c == 'P') && *p)
+		p++;
+	return p;
+}
+
+/* The end of the group that starts at p ('('), or NULL. */
+static const char *group_end(const char *p)
+{
+	int depth = 0;
+	while (*p) {
+		if (*p == '\\') {
+			p = escape_end(p);
+			if (!p)
+				return NULL;
+			continue;
+		}
+		if (*p == '[') {
+			p = class_end(p);
+			if (!p)
+				return NULL;
+			continue;
+		}
+		if (*p == '(')
+			depth++;
+		else if (*p == ')' && --depth == 0)
+			return p + 1;
+		p++;
+	}
+	return NULL;
+}
+
+/* Past the quantifier at p, if any. *optional: it allows no occurrence;
+ * *repeated: it allows more than one. */
+static const char *quantifier_end(const char *p, bool *optional, bool *repeated)
+{
+	*optional = *repeated = false;
+	if (*p == '*' || *p == '?') {
+		*optional = true;
+		*repeated = *p == '*';
+		p++;
+	} else if (*p == '+') {
+		*repeated = true;
+		p++;
+	} else if (*p == '{') {
+		char *q;
+		unsigned long lo = strtoul(p + 1, &q, 10), hi = lo;
+		if (!isdigit((unsigned char)p[1]))
+			return p; /* a literal '{' */
+		if (*q == ',') {
+			q++;
+			hi = isdigit((unsigned char)*q) ? strtoul(q, &q, 10) : ULONG_MAX;
+		}
+		if (*q != '}')
+			return p;
+		*optional = lo == 0;
+		*repeated = hi > 1;
+		p = q + 1;
+	} else
+		return p;
+	if (*p == '?' || *p == '+')
+		p++;
+	return p;
+}
+
+/* The top-level items of pat: the end of each that must match in cuts[]
+ * (at most max), their count returned (-1: a pattern this reader leaves
+ * whole); *nrep: how many of them may repeat. */
+static int walk(const char *pat, const char *flags, size_t *cuts, int max, unsigned *nrep)
+{
+	if (flags && strchr(flags, 'x'))
+		return -1;
+	const char *p = pat;
+	int nmand = 0;
+	*nrep = 0;
+	while (*p) {
+		const char *s = p;
+		bool zero_width = false;
+		if (*p == '|' || *p == ')' || *p == '*' || *p == '+' || *p == '?' || *p == '{')
+			return -1;
+		if (*p == '\\') {
+			p = escape_end(p);
+			if (!p)
+				return -1;
+			zero_width = strchr("bBAzZGK", s[1]) != NULL;
+		} else if (*p == '[') {
+			p = class_end(p);
+		} else if (*p == '(') {
+			p = group_end(p);
+			if (s[1] == '*' || (s[1] == '?' && s[2] == '#'))
+				return -1; /* verbs, comments */
+			/* lookarounds and option settings: (?=, (?!, (?<=, (?<!, (?i) */
+			zero_width =
+				s[1] == '?' &&
+				(s[2] == '=' || s[2] == '!' ||
+				 (s[2] == '<' && (s[3] == '=' || s[3] == '!')) ||
+				 (p && p[-1] == ')' && strspn(s + 2, "imnsxJU-^") == (size_t)(p - s) - 3));
+		} else if (*p == '^' || *p == '$') {
+			p++;
+			zero_width = true;
+		} else {
+			/* one literal character, with its UTF-8 continuation octets */
+			p++;
+			while ((*p & 0xc0) == 0x80)
+				p++;
+		}
+		if (!p)
+			return -1;
+		bool optional, repeated;
+		p = quantifier_end(p, &optional, &repeated);
+		if (zero_width || optional)
+			continue;
+		if (nmand < max)
+			cuts[nmand] = (size_t)(p - pat);
+		nmand++;
+		*nrep += repeated;
+	}
+	return nmand;
+}
+
+size_t prefilter_prefix(const char *pat, const char *flags)
+{
+	size_t cuts[PREFIX_ITEMS];
+	unsigned nrep;
+	int n = walk(pat, flags, cuts, PREFIX_ITEMS, &nrep);
+	return n >= PREFIX_ITEMS && nrep >= PREFIX_MIN_REPEATED ? cuts[PREFIX_ITEMS - 1] : 0;
+}
+
+int prefilter_cuts(const char *pat, const char *flags, size_t *cuts, int max)
+{
+	unsigned nrep;
+	int n = walk(pat, flags, cuts, max, &nrep);
+	return n < 0 ? 0 : n < max ? n : max;
+}

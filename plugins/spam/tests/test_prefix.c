@@ -1,0 +1,121 @@
+/*
+ * test_prefix.c - the prefixes Hyperscan prefilters slow regexes with
+ * (prefix.c): where the cut falls, what leaves a pattern whole, and that
+ * every subject the whole regex matches is matched by its prefix (PCRE2).
+ */
+#include <stdio.h>
+
+#include "../internal.h"
+
+static int failures;
+
+#define CHECK(c)                                                                              \
+	do {                                                                                  \
+		if (!(c)) {                                                                   \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
+			failures++;                                                           \
+		}                                                                             \
+	} while (0)
+
+static pcre2_code *re(const char *p, size_t n, bool caseless)
+{
+	int err;
+	PCRE2_SIZE off;
+	return pcre2_compile((PCRE2_SPTR)p, n, caseless ? PCRE2_CASELESS : 0, &err, &off, NULL);
+}
+
+static bool matches(pcre2_code *c, const char *s)
+{
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
+	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
+	pcre2_match_data_free(md);
+	return rc >= 0;
+}
+
+/* The prefix of pat, "" when the pattern stays whole. */
+static const char *prefix_of(const char *pat, const char *flags)
+{
+	static char buf[512];
+	size_t n = prefilter_prefix(pat, flags);
+	snprintf(buf, sizeof(buf), "%.*s", (int)n, pat);
+	return buf;
+}
+
+#define FUZZY                                                                                        \
+	"(?!money)(?:[mM\\xcc]|rn|[\\xc9][\\xb1]){1,2}\\W{0,2}(?:[oO0]|[\\xce][\\xbf]){1,2}\\W{0,2}" \
+	"(?:[nN]|[\\xd0][\\xbf]){1,2}\\W{0,2}(?:[eE3]){1,2}\\W{0,2}(?:[yY\\xbe]){1,2}\\W{0,2}(?:[sS\\$])\\b"
+
+int main(void)
+{
+	/* the cut: after the third item that must match, lookarounds and
+	 * optional items not counted */
+	CHECK(strcmp(prefix_of(FUZZY, "i"),
+		     "(?!money)(?:[mM\\xcc]|rn|[\\xc9][\\xb1]){1,2}\\W{0,2}(?:[oO0]|[\\xce][\\xbf]){1,2}"
+		     "\\W{0,2}(?:[nN]|[\\xd0][\\xbf]){1,2}") == 0);
+	CHECK(strcmp(prefix_of("\\b[a-z]+\\s+[a-z]+\\d{2}[,;]+[A-Z]{3,}\\w", NULL), "\\b[a-z]+\\s+[a-z]+") ==
+	      0);
+	CHECK(strcmp(prefix_of("(?i)[a]+\\x41[b]+\\x{42}+[c]+[d]+[e]", NULL), "(?i)[a]+\\x41[b]+") == 0);
+	/* left whole: too few classes, too few items, top-level alternation,
+	 * extended mode, syntax this reader does not know */
+	CHECK(prefilter_prefix("\\bcheap\\s+viagra\\s+now\\b", NULL) == 0);
+	CHECK(prefilter_prefix("[a]+[b]+[c]+[d]+[e]", NULL) == 0);
+	CHECK(prefilter_prefix("[a]+[b]+[c]+[d]+[e]?[f]*[g]{0,3}", NULL) == 0);
+	CHECK(prefilter_prefix("[a]+[b]+[c]+|[d]+[e]+[f]+[g]+[h]+[i]+", NULL) == 0);
+	CHECK(prefilter_prefix("[a]+ [b]+ [c]+ [d]+ [e]+ [f]+", "x") == 0);
+	CHECK(prefilter_prefix("[a]+[b]+[c]+[d]+[e]+\\Q[f]+\\E", NULL) == 0);
+	CHECK(prefilter_prefix("[a]+[b]+[c]+[d]+[e]+(?#x)[f]+", NULL) == 0);
+	CHECK(prefilter_prefix("(*UTF)[a]+[b]+[c]+[d]+[e]+[f]+", NULL) == 0);
+	CHECK(prefilter_prefix("[a]+[b]+[c]+[d]+[e]+(?:[f]+", NULL) == 0);
+	CHECK(prefilter_prefix("[a]+[b]+[c]+[d]+[e]+[f", NULL) == 0);
+	CHECK(prefilter_prefix("[a]+[b]+[c]+[d]+[e]+\\", NULL) == 0);
+	CHECK(prefilter_prefix("[a]+[b]+[c]+[d]+[e]+)", NULL) == 0);
+	/* an escape or a UTF-8 character is never cut in two */
+	CHECK(strcmp(prefix_of("\\x{e9}+\\101[b]+\\cA+[c]+[d]+", NULL), "\\x{e9}+\\101[b]+") == 0);
+	CHECK(strcmp(prefix_of("\xc3\xa9+[b]+\\p{L}+[c]+[d]+", NULL), "\xc3\xa9+[b]+\\p{L}+") == 0);
+	/* a '{' that is no quantifier this reader knows ({,2} is one in
+	 * newer PCRE2) leaves the pattern whole */
+	CHECK(prefilter_prefix("[a]+{[b]+[c]+[d]+[e]+[f]+", NULL) == 0);
+	CHECK(prefilter_prefix("[a]+[b]+{,2}[c]+[d]+[e]+[f]+", NULL) == 0);
+	CHECK(strcmp(prefix_of("[a]{2}[b]{1,}?[c]{0,3}+[d]{1}[e]*[f]+[g]{3,4}[h]{2,}", NULL),
+		     "[a]{2}[b]{1,}?[c]{0,3}+[d]{1}") == 0);
+	CHECK(prefilter_prefix("[a]{2}[b]{1,}?[c]{0,3}+[d]{1}[e]*[f]+[g]{3,4}[h]", NULL) == 0);
+
+	/* the cut points of a pattern Hyperscan refuses whole: after every
+	 * item that must match, at most max, none for a pattern left whole */
+	size_t cuts[4];
+	CHECK(prefilter_cuts("(?:^|\\W)(?!x)ab?c{0,2}[de]+(?:f|$)g", NULL, cuts, 4) == 4);
+	CHECK(cuts[0] == 8 && cuts[1] == 14 && cuts[2] == 27 && cuts[3] == 34);
+	CHECK(prefilter_cuts("abc", NULL, cuts, 2) == 2 && cuts[1] == 2);
+	CHECK(prefilter_cuts("a|b", NULL, cuts, 4) == 0);
+	CHECK(prefilter_cuts("a b c", "x", cuts, 4) == 0);
+
+	/* every subject the whole regex matches, its prefix matches */
+	const char *pats[] = {FUZZY, "\\b[a-z]+\\s+[a-z]+\\d{2}[,;]+[A-Z]{3,}\\w",
+			      "(?:^|\\W)(?=[pP])(?!paypal)[pP]+[aA4@]+[yY]+[pP]+\\W?[aA4@]+[lL1]", NULL};
+	const char *subjects[] = {
+		"m0ney",       "rnoney", "MONEYS",     "m o n e y",    "money", "a bc12,ABCd",
+		"x zz99;QQQQ", "PayPal", "P4yp4l now", "p@yp-@1",      "",	"plain text",
+		"mm00nneeyy",  "m0neys", "rnoneys ",   "a b1 c2,ABC_", NULL};
+	for (const char **p = pats; *p; p++) {
+		size_t n = prefilter_prefix(*p, "i");
+		CHECK(n > 0);
+		pcre2_code *whole = re(*p, PCRE2_ZERO_TERMINATED, true), *pre = re(*p, n, true);
+		CHECK(whole && pre);
+		if (!whole || !pre)
+			continue;
+		int hits = 0;
+		for (const char **s = subjects; *s; s++)
+			if (matches(whole, *s)) {
+				hits++;
+				CHECK(matches(pre, *s));
+			}
+		if (hits < 2)
+			fprintf(stderr, "%s: %d subject(s)\n", *p, hits);
+		CHECK(hits >= 2);
+		pcre2_code_free(whole);
+		pcre2_code_free(pre);
+	}
+	if (failures)
+		fprintf(stderr, "%d check(s) failed\n", failures);
+	return failures ? 1 : 0;
+}
