@@ -25,6 +25,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1288,12 +1289,13 @@ static bool header_name_ok(const char *name)
 	return true;
 }
 
-static void add_edit(struct sift_ctx *ctx, int op, unsigned idx, const char *name, const char *value)
+static struct sift_edit *add_edit(struct sift_ctx *ctx, int op, unsigned idx, const char *name,
+				  const char *value)
 {
 	if (!header_name_ok(name)) {
 		sift_log_msg(LOG_WARNING, ctx->items[SIFT_I_QUEUE_ID], ctx_plugin_name(ctx),
 			     "ignoring header edit with invalid name");
-		return;
+		return NULL;
 	}
 	struct sift_edit *e = sift_calloc(1, sizeof(*e));
 	e->op = op;
@@ -1302,6 +1304,7 @@ static void add_edit(struct sift_ctx *ctx, int op, unsigned idx, const char *nam
 	e->value = value ? sift_strdup(value) : NULL;
 	*ctx->edit_tail = e;
 	ctx->edit_tail = &e->next;
+	return e;
 }
 
 static void h_header_add(struct sift_ctx *ctx, const char *name, const char *value)
@@ -1317,6 +1320,37 @@ static void h_header_insert(struct sift_ctx *ctx, unsigned idx, const char *name
 static void h_header_change(struct sift_ctx *ctx, const char *name, unsigned idx, const char *value)
 {
 	add_edit(ctx, SIFT_EDIT_CHANGE, idx, name, value);
+}
+
+/* host->auth_result: the results of every plugin for one authserv-id go
+ * into one Authentication-Results header (RFC 8601), queued as an insert at
+ * index 0 when the first result for that id arrives; later results are
+ * appended to its value, one per folded line. */
+static void h_auth_result(struct sift_ctx *ctx, const char *authserv_id, const char *resinfo)
+{
+	if (!authserv_id || !*authserv_id || !resinfo || !*resinfo)
+		return;
+	for (const char *p = authserv_id; *p; p++)
+		if (*p <= 32 || *p >= 127 || *p == ';')
+			return;
+	size_t idl = strlen(authserv_id);
+	for (struct sift_edit *e = ctx->res.edits; e; e = e->next) {
+		if (!e->auth_results || strncasecmp(e->value, authserv_id, idl) != 0 || e->value[idl] != ';')
+			continue;
+		size_t vl = strlen(e->value), rl = strlen(resinfo);
+		e->value = sift_realloc(e->value, vl + 4 + rl + 1);
+		memcpy(e->value + vl, ";\r\n\t", 4);
+		memcpy(e->value + vl + 4, resinfo, rl + 1);
+		return;
+	}
+	char *v = sift_malloc(idl + 2 + strlen(resinfo) + 1);
+	memcpy(v, authserv_id, idl);
+	memcpy(v + idl, "; ", 2);
+	strcpy(v + idl + 2, resinfo);
+	struct sift_edit *e = add_edit(ctx, SIFT_EDIT_INSERT, 0, "Authentication-Results", v);
+	free(v);
+	if (e)
+		e->auth_results = true;
 }
 
 static void h_policy_action(struct sift_ctx *ctx, const char *action)
@@ -1518,4 +1552,5 @@ const struct sift_host sift_host_table = {
 	.addrlist_parse = sift_addrlist_parse,
 	.header_decode = sift_header_decode,
 	.gauge_set = sift_metrics_gauge_set,
+	.auth_result = h_auth_result,
 };

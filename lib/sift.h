@@ -460,6 +460,7 @@ struct sift_edit {
 	enum { SIFT_EDIT_ADD, SIFT_EDIT_INSERT, SIFT_EDIT_CHANGE } op;
 	unsigned idx;
 	char *name, *value; /* value NULL: delete */
+	bool auth_results;  /* host->auth_result's header: results are appended */
 	struct sift_edit *next;
 };
 struct sift_symbol {

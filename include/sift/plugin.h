@@ -596,6 +596,16 @@ struct sift_host {
 	 * The clamav plugin reports database_version and
 	 * database_timestamp_seconds. */
 	void (*gauge_set)(const char *plugin, const char *name, double value);
+
+	/* Authentication results (RFC 8601) of the message, so that it carries
+	 * one Authentication-Results header per authserv-id (filterd and
+	 * siftctl test). resinfo is one result, or several separated by
+	 * ";\r\n\t", without the authserv-id: "spf=pass smtp.mailfrom=a@b.example".
+	 * The first result for an authserv-id queues the header as an insert
+	 * at index 0 (host->header_insert); later ones are appended to that
+	 * header, each on its own folded line, in the order given. The spf,
+	 * dkim and dmarc plugins report through it. */
+	void (*auth_result)(struct sift_ctx *ctx, const char *authserv_id, const char *resinfo);
 };
 
 struct sift_plugin {

@@ -881,11 +881,19 @@ struct dk_symacc {
 	size_t n;
 	int count;
 };
+/* Adds dom to the comma-separated list unless it is already an item of it
+ * (a whole item: "example.com" is not in "mail.example.com"). */
 static void acc_add(struct dk_symacc *a, const char *dom)
 {
 	a->count++;
-	if (strstr(a->doms, dom))
-		return;
+	size_t dl = strlen(dom);
+	for (const char *p = a->doms; *p;) {
+		const char *e = strchr(p, ',');
+		size_t il = e ? (size_t)(e - p) : strlen(p);
+		if (il == dl && strncmp(p, dom, dl) == 0)
+			return;
+		p = e ? e + 1 : p + il;
+	}
 	int k = snprintf(a->doms + a->n, sizeof(a->doms) - a->n, "%s%s", a->n ? "," : "", dom);
 	if (k > 0 && a->n + (size_t)k < sizeof(a->doms))
 		a->n += (size_t)k;
@@ -913,11 +921,24 @@ static void b_prefix(const struct dk_msg *m, size_t k, char *out, size_t n)
 
 static const char *const result_name[] = {"none", "pass", "fail", "permerror", "temperror"};
 
+/* Our results in the message's one Authentication-Results header
+ * (host->auth_result), or a header of its own from an older host. */
+static void auth_result(struct sift_ctx *ctx, const char *id, const char *resinfo)
+{
+	if (host->struct_size >= offsetof(struct sift_host, auth_result) + sizeof(host->auth_result) &&
+	    host->auth_result) {
+		host->auth_result(ctx, id, resinfo);
+		return;
+	}
+	char *v = xasprintf("%s;\r\n\t%s", id, resinfo);
+	host->header_insert(ctx, 0, "Authentication-Results", v);
+	free(v);
+}
+
 static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m)
 {
 	const struct dk_conf *c = m->conf;
 	struct abuf ar = {.n = 0};
-	ab_add(&ar, "%s", our_authserv_id(ctx, c));
 	struct dk_symacc valid = {.n = 0}, invalid = {.n = 0}, temp = {.n = 0};
 	for (size_t i = 0; i < m->nv; i++) {
 		struct dk_vsig *v = &m->v[i];
@@ -930,7 +951,7 @@ static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m
 		clean(sel, sizeof(sel), v->sig.s, true);
 		clean(aname, sizeof(aname), v->sig.a, true);
 		b_prefix(m, i, bb, sizeof(bb));
-		ab_add(&ar, ";\r\n\tdkim=%s", result);
+		ab_add(&ar, "%sdkim=%s", ar.n ? ";\r\n\t" : "", result);
 		if (v->reason) {
 			clean(rbuf, sizeof(rbuf), v->reason, false);
 			ab_add(&ar, " reason=\"%s\"", rbuf);
@@ -954,7 +975,7 @@ static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m
 			  result, v->reason ? " (" : "", v->reason ? v->reason : "", v->reason ? ")" : "");
 	}
 	if (!m->nv) {
-		ab_add(&ar, "; dkim=none");
+		ab_add(&ar, "dkim=none");
 		host->symbol(ctx, "DKIM_NONE", c->sc_none, NULL);
 	}
 	if (valid.count)
@@ -964,7 +985,7 @@ static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m
 	if (temp.count)
 		host->symbol(ctx, "DKIM_TEMPFAIL", c->sc_tempfail, temp.doms);
 	if (c->add_auth_results)
-		host->header_insert(ctx, 0, "Authentication-Results", ar.s);
+		auth_result(ctx, our_authserv_id(ctx, c), ar.s);
 	return SIFT_DUNNO;
 }
 

@@ -738,6 +738,24 @@ static void ar_mailfrom(struct out *o, const char *addr)
 	}
 }
 
+/* Our result in the message's one Authentication-Results header
+ * (host->auth_result), or a header of its own from an older host. */
+static void auth_result(struct sift_ctx *ctx, const char *id, const char *resinfo)
+{
+	if (host->struct_size >= offsetof(struct sift_host, auth_result) + sizeof(host->auth_result) &&
+	    host->auth_result) {
+		host->auth_result(ctx, id, resinfo);
+		return;
+	}
+	struct out o = {0};
+	out_adds(&o, id);
+	out_adds(&o, "; ");
+	out_adds(&o, resinfo);
+	if (o.p)
+		host->header_insert(ctx, 0, "Authentication-Results", o.p);
+	free(o.p);
+}
+
 static enum sift_verdict spf_eoh(struct sift_ctx *ctx)
 {
 	const struct spf_conf *c = host->conf(ctx);
@@ -773,9 +791,7 @@ static enum sift_verdict spf_eoh(struct sift_ctx *ctx)
 		*p = (char)toupper((unsigned char)*p);
 	host->symbol(ctx, sym, c->score[result], how);
 	struct out o = {0};
-	out_adds(&o, " ");
-	out_adds(&o, *c->authserv_id ? c->authserv_id : receiver_name(c, ctx));
-	out_adds(&o, "; spf=");
+	out_adds(&o, "spf=");
 	out_adds(&o, spf_result_names[result]);
 	if (identity == SPF_ID_HELO || !from[0]) {
 		out_adds(&o, " smtp.helo=");
@@ -785,7 +801,7 @@ static enum sift_verdict spf_eoh(struct sift_ctx *ctx)
 		ar_mailfrom(&o, from);
 	}
 	if (o.p)
-		host->header_insert(ctx, 0, "Authentication-Results", o.p + 1);
+		auth_result(ctx, *c->authserv_id ? c->authserv_id : receiver_name(c, ctx), o.p);
 	free(o.p);
 	return SIFT_DUNNO;
 }

@@ -20,10 +20,11 @@ tree. What is overridden on their command lines (-o) is of two kinds:
 The demo world (DEMO_* below): our domain sift.test (mailboxes, DKIM
 signing with selector "mail"); remote senders friend.test (SPF pass for
 127.0.0.1, signs its mail with selector "sel"), forger.test (SPF fail) and
-sloppy.test (SPF softfail); every record is served by tests/lib/dnsserver.py
-on a free loopback port. ClamAV uses the system database (/var/lib/clamav
-with main and daily) when one is installed, else a small database made on
-the spot that detects EICAR (plugins/clamav/tests/cvlib.py). Submission
+sloppy.test (SPF softfail), the first two with a DMARC p=reject policy;
+every record is served by tests/lib/dnsserver.py on a free loopback port.
+ClamAV uses the system database (/var/lib/clamav with main and daily) when
+one is installed, else a small database made on the spot that detects EICAR
+(plugins/clamav/tests/cvlib.py). Submission
 users authenticate against a private Dovecot (tests/lib/dovecotsasl.py).
 
     c = Chain(root)                  # root: a directory of its own
@@ -177,7 +178,10 @@ class Chain:
         self.records = {
             DEMO_OURS: spf, 'mail._domainkey.' + DEMO_OURS: rec,
             DEMO_FRIEND: spf, 'sel._domainkey.' + DEMO_FRIEND: frec,
-            DEMO_FORGER: 'v=spf1 -all', DEMO_SLOPPY: 'v=spf1 ~all'}
+            DEMO_FORGER: 'v=spf1 -all', DEMO_SLOPPY: 'v=spf1 ~all',
+            # DMARC: both remote senders publish p=reject (friend.test's
+            # mail passes by its aligned SPF and DKIM)
+            '_dmarc.' + DEMO_FRIEND: 'v=DMARC1; p=reject', '_dmarc.' + DEMO_FORGER: 'v=DMARC1; p=reject'}
         zones = {}
         for dom in (DEMO_OURS, DEMO_FRIEND, DEMO_FORGER, DEMO_SLOPPY):
             zones[dom] = [{'name': n + '.', 'type': 'TXT', 'data': t} for n, t in self.records.items()

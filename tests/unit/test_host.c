@@ -127,6 +127,25 @@ int main(void)
 	CHECK_INT(hh->message_read(ctx, 21, whole, sizeof(whole)), 0);
 	const struct sift_mime *mm = hh->mime(ctx);
 	CHECK(mm && mm->body_len == 6 && memcmp(mm->body, "body\r\n", 6) == 0 && !mm->body_truncated);
+	/* host->auth_result: one Authentication-Results per authserv-id (the
+	 * id compared case-insensitively), results appended in order; an
+	 * authserv-id with white space or ';' is refused */
+	hh->auth_result(ctx, "mx.test", "spf=pass smtp.mailfrom=a@example.org");
+	hh->auth_result(ctx, "other.test", "dkim=none");
+	hh->auth_result(ctx, "MX.test", "dkim=pass header.d=example.org");
+	hh->auth_result(ctx, "bad id", "dmarc=none");
+	hh->auth_result(ctx, "mx.test", "dmarc=pass header.from=example.org");
+	const struct sift_edit *ar[3] = {NULL, NULL, NULL};
+	size_t nar = 0;
+	for (const struct sift_edit *e = sift_ctx_result(ctx)->edits; e; e = e->next)
+		if (strcmp(e->name, "Authentication-Results") == 0 && nar < 3)
+			ar[nar++] = e;
+	CHECK_INT(nar, 2);
+	CHECK(ar[0] && ar[0]->op == SIFT_EDIT_INSERT && ar[0]->idx == 0);
+	CHECK_STR(ar[0] ? ar[0]->value : NULL,
+		  "mx.test; spf=pass smtp.mailfrom=a@example.org;\r\n\t"
+		  "dkim=pass header.d=example.org;\r\n\tdmarc=pass header.from=example.org");
+	CHECK_STR(ar[1] ? ar[1]->value : NULL, "other.test; dkim=none");
 	char *sum = sift_ctx_summary(ctx, "accept");
 	CHECK(strstr(sum, "action=accept, profile=inbound, from=<a@example.org>, rcpts=0, score=2.5, "
 			  "symbols=T_SYM(2.5)") != NULL);

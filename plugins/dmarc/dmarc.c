@@ -1,0 +1,528 @@
+/*
+ * dmarc.c - the `dmarc` plugin: DMARC (RFC 7489) in filterd's inbound
+ * profile, at end of message, after the spf and dkim plugins.
+ *
+ * The author domain is the RFC5322.From domain, read with the host's one
+ * address parser (host->addrlist_parse) from every From field; no From
+ * address, or several different From domains (6.6.1), give permerror, and
+ * dmarc_bad_from_action decides whether such mail is refused. The policy
+ * record is looked up at _dmarc.<From domain>, then (when there is none) at
+ * _dmarc.<organizational domain>; the organizational domain comes from the
+ * Public Suffix List (libpsl, dmarc_public_suffix_list). Records are parsed
+ * and messages evaluated by dmarcrec.c.
+ *
+ * The authenticated identifiers are the other plugins' results, read from
+ * the message's symbols (host->symbol_get): SPF_<RESULT> from the spf plugin
+ * (its domain is the envelope sender's, or the HELO name for the null
+ * sender, as RFC 7208 2.4 checks it) and DKIM_VALID / DKIM_INVALID /
+ * DKIM_TEMPFAIL from the dkim plugin (their options list the d= domains).
+ *
+ * The result becomes a DMARC_* symbol and an Authentication-Results header
+ * with `dmarc=RESULT (p=.. sp=.. dis=..) header.from=DOMAIN`. A failing
+ * message gets the policy's disposition after pct= sampling and local
+ * overrides (dmarc_no_enforce_domains, dmarc_reject_action): reject (550
+ * 5.7.1 naming the domain), quarantine (dmarc_quarantine_action: hold,
+ * quarantine store or tag) or nothing. A DNS failure gives temperror and
+ * never rejects (dmarc_temperror_action: none or tempfail).
+ *
+ * The whole evaluation of a message is kept in the message state (struct
+ * dmarc_eval, see dmarcrec.h): everything an aggregate report row needs.
+ *
+ * Threading: the configuration block (the PSL context, parsed scores) is
+ * read-only after init; libpsl lookups on a loaded context are thread-safe.
+ */
+#include <libpsl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+#include "dmarcrec.h"
+#include "sift/plugin.h"
+
+#define DNS_T_TXT 16
+
+enum { QA_HOLD, QA_QUARANTINE, QA_TAG };
+enum { RA_REJECT, RA_QUARANTINE, RA_TAG };
+enum { TA_NONE, TA_TEMPFAIL };
+enum { BA_NONE, BA_REJECT };
+
+/* Symbols, in the order of the score parameters. */
+enum { S_PASS, S_REJECT, S_QUARANTINE, S_SOFTFAIL, S_NONE, S_TEMPERROR, S_PERMERROR, S_MAX };
+static const char *const sym_names[S_MAX] = {"DMARC_PASS",     "DMARC_REJECT", "DMARC_QUARANTINE",
+					     "DMARC_SOFTFAIL", "DMARC_NONE",   "DMARC_TEMPERROR",
+					     "DMARC_PERMERROR"};
+
+struct dm_conf {
+	const char *authserv_id;
+	const char *psl_path;
+	int quarantine_action, reject_action, temperror_action, bad_from_action;
+	const struct sift_map *no_enforce;
+	const char *reject_text;
+	int add_auth_results;
+	long long dns_timeout;
+	const char *score_text[S_MAX];
+	/* derived in init */
+	psl_ctx_t *psl;
+	double score[S_MAX];
+};
+
+struct dm_msg {
+	struct dmarc_eval e;
+	bool done;
+};
+
+#define OFF(f) offsetof(struct dm_conf, f)
+static const struct sift_param params[] = {
+	{"authserv_id", SIFT_P_STRING, "$authserv_id", 0, 0, OFF(authserv_id), NULL,
+	 "authserv-id of the Authentication-Results header (empty: the host name)"},
+	{"public_suffix_list", SIFT_P_STRING, "/usr/share/publicsuffix/public_suffix_list.dat", 0, 0,
+	 OFF(psl_path), NULL, "Public Suffix List file (text or DAFSA) giving organizational domains"},
+	{"quarantine_action", SIFT_P_ENUM, "hold", 0, 0, OFF(quarantine_action), "hold|quarantine|tag",
+	 "a failing message under p=quarantine: Postfix hold queue, quarantine store, or tag only"},
+	{"reject_action", SIFT_P_ENUM, "reject", 0, 0, OFF(reject_action), "reject|quarantine|tag",
+	 "a failing message under p=reject: refuse it (550 5.7.1), quarantine it, or tag only"},
+	{"temperror_action", SIFT_P_ENUM, "none", 0, 0, OFF(temperror_action), "none|tempfail",
+	 "a DNS failure during policy discovery: no action, or tempfail (451 4.7.1)"},
+	{"bad_from_action", SIFT_P_ENUM, "none", 0, 0, OFF(bad_from_action), "none|reject",
+	 "mail without a From address or with several From domains: permerror only, or reject"},
+	{"no_enforce_domains", SIFT_P_MAP, "", 0, 0, OFF(no_enforce), NULL,
+	 "From or organizational domains whose policy is evaluated and reported but not enforced"},
+	{"reject_text", SIFT_P_STRING, "Message rejected: DMARC policy of %s", 0, 0, OFF(reject_text), NULL,
+	 "reply text of a reject (550 5.7.1); %s is the From domain"},
+	{"add_auth_results", SIFT_P_BOOL, "yes", 0, 0, OFF(add_auth_results), NULL,
+	 "add an Authentication-Results header with the dmarc= result"},
+	{"dns_timeout", SIFT_P_TIME, "0", 0, 60000, OFF(dns_timeout), NULL,
+	 "time limit of one record lookup; 0 = dns_timeout (bounded by the MTA's deadline)"},
+	{"score_pass", SIFT_P_STRING, "-0.1", 0, 0, OFF(score_text[S_PASS]), NULL, "score of DMARC_PASS"},
+	{"score_reject", SIFT_P_STRING, "3", 0, 0, OFF(score_text[S_REJECT]), NULL,
+	 "score of DMARC_REJECT (fail under p=reject)"},
+	{"score_quarantine", SIFT_P_STRING, "2", 0, 0, OFF(score_text[S_QUARANTINE]), NULL,
+	 "score of DMARC_QUARANTINE (fail under p=quarantine)"},
+	{"score_softfail", SIFT_P_STRING, "0.5", 0, 0, OFF(score_text[S_SOFTFAIL]), NULL,
+	 "score of DMARC_SOFTFAIL (fail under p=none)"},
+	{"score_none", SIFT_P_STRING, "0", 0, 0, OFF(score_text[S_NONE]), NULL,
+	 "score of DMARC_NONE (no policy published)"},
+	{"score_temperror", SIFT_P_STRING, "0", 0, 0, OFF(score_text[S_TEMPERROR]), NULL,
+	 "score of DMARC_TEMPERROR"},
+	{"score_permerror", SIFT_P_STRING, "0.5", 0, 0, OFF(score_text[S_PERMERROR]), NULL,
+	 "score of DMARC_PERMERROR (unusable record, no or several From domains)"},
+	SIFT_PARAM_END,
+};
+#undef OFF
+
+static const struct sift_host *host;
+
+static char *xstrdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xstrdupf(const char *fmt, ...)
+{
+	char buf[1200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return strdup(buf);
+}
+
+static int dm_init(const struct sift_host *h, void *cv, char **err_r)
+{
+	struct dm_conf *c = cv;
+	host = h;
+	if (h->struct_size < offsetof(struct sift_host, addrlist_parse) + sizeof(h->addrlist_parse)) {
+		*err_r = strdup("the host has no address parser or symbol reader: too old");
+		return -1;
+	}
+	for (int i = 0; i < S_MAX; i++) {
+		char *end;
+		c->score[i] = strtod(c->score_text[i], &end);
+		if (end == c->score_text[i] || *end) {
+			*err_r = xstrdupf("dmarc score of %s: not a number: %s", sym_names[i],
+					  c->score_text[i]);
+			return -1;
+		}
+	}
+	const char *pct = strstr(c->reject_text, "%");
+	if (pct && (pct[1] != 's' || strchr(pct + 2, '%'))) {
+		*err_r = strdup("dmarc_reject_text: only one %s (the domain) is allowed");
+		return -1;
+	}
+	c->psl = psl_load_file(c->psl_path);
+	if (!c->psl) {
+		*err_r = xstrdupf("dmarc_public_suffix_list: cannot load %s%s", c->psl_path,
+				  " (Debian package publicsuffix)");
+		return -1;
+	}
+	return 0;
+}
+
+static void dm_release(void *cv)
+{
+	struct dm_conf *c = cv;
+	psl_free(c->psl);
+	c->psl = NULL;
+}
+
+/* The organizational domain (RFC 7489 3.2): the registrable domain by the
+ * PSL, or the domain itself when it is a public suffix. */
+static bool orgdomain(void *arg, const char *domain, char *out, size_t n)
+{
+	const struct dm_conf *c = arg;
+	const char *r = c->psl ? psl_registrable_domain(c->psl, domain) : NULL;
+	snprintf(out, n, "%s", r ? r : domain);
+	return r != NULL;
+}
+
+/* ---- the From domain ------------------------------------------------------ */
+
+/* Sets e->from_domain, or e->result = PERMERROR with a reason. */
+static void from_domain(struct sift_ctx *ctx, struct dmarc_eval *e)
+{
+	size_t nh = host->header_count(ctx);
+	bool any = false, several = false, bad = false;
+	for (size_t i = 0; i < nh; i++) {
+		const struct sift_header *h = host->header(ctx, i);
+		if (!h || strcasecmp(h->name, "From") != 0)
+			continue;
+		struct sift_addrs *a = host->addrlist_parse(h->value);
+		for (size_t k = 0; a && k < a->count; k++) {
+			char d[DMARC_DOMAIN_MAX];
+			if (!dmarc_domain_norm(a->mb[k].domain, d, sizeof(d))) {
+				bad = true;
+				continue;
+			}
+			if (!any)
+				snprintf(e->from_domain, sizeof(e->from_domain), "%s", d);
+			else if (strcmp(d, e->from_domain) != 0)
+				several = true;
+			any = true;
+		}
+		free(a);
+	}
+	if (several || !any) {
+		e->result = DMARC_R_PERMERROR;
+		e->reason = several ? "several From domains"
+			    : bad   ? "From domain is not a DNS name"
+				    : "no From address";
+		if (several)
+			e->from_domain[0] = 0;
+	}
+}
+
+/* ---- policy discovery ------------------------------------------------------ */
+
+enum disc { D_FOUND, D_NONE, D_SEVERAL, D_INVALID, D_TEMP };
+
+static enum disc lookup(struct sift_ctx *ctx, const struct dm_conf *c, const char *domain,
+			struct dmarc_record *rec)
+{
+	char name[300];
+	if ((size_t)snprintf(name, sizeof(name), "_dmarc.%s", domain) >= sizeof(name) || strlen(name) > 253)
+		return D_NONE;
+	long left = host->time_left_ms(ctx);
+	long tmo = c->dns_timeout > 0 ? (long)c->dns_timeout : 0;
+	if (left <= 100)
+		return D_TEMP;
+	if (tmo > left - 100 || (tmo == 0 && left - 100 < 60000))
+		tmo = left - 100;
+	struct sift_dns_result *r = host->dns_query(name, DNS_T_TXT, tmo);
+	enum disc d = D_NONE;
+	if (!r || r->status == SIFT_DNS_TEMPFAIL) {
+		d = D_TEMP;
+	} else if (r->status == SIFT_DNS_OK) {
+		size_t n = 0;
+		const char *pick = NULL;
+		for (size_t i = 0; i < r->count; i++)
+			if (dmarc_is_record((const char *)r->rr[i])) {
+				n++;
+				pick = (const char *)r->rr[i];
+			}
+		if (n > 1)
+			d = D_SEVERAL;
+		else if (n == 1) {
+			enum dmarc_parse p = dmarc_record_parse(pick, rec);
+			d = p == DMARC_REC_OK || p == DMARC_REC_P_NONE_FALLBACK ? D_FOUND : D_INVALID;
+			if (p == DMARC_REC_P_NONE_FALLBACK)
+				host->log(ctx, LOG_INFO, "%s: no valid p=, acting as p=none (rua= given)",
+					  name);
+		}
+	}
+	free(r);
+	return d;
+}
+
+/* RFC 7489 6.6.3: the From domain's record, else the organizational
+ * domain's. Sets have_record/rec/record_at_org, or result and reason. */
+static void discover(struct sift_ctx *ctx, const struct dm_conf *c, struct dmarc_eval *e)
+{
+	enum disc d = lookup(ctx, c, e->from_domain, &e->rec);
+	if (d == D_NONE && strcmp(e->org_domain, e->from_domain) != 0) {
+		d = lookup(ctx, c, e->org_domain, &e->rec);
+		e->record_at_org = true;
+	}
+	switch (d) {
+	case D_FOUND:
+		e->have_record = true;
+		break;
+	case D_NONE:
+		e->result = DMARC_R_NONE;
+		e->reason = "no DMARC record";
+		break;
+	case D_SEVERAL:
+		e->result = DMARC_R_NONE;
+		e->reason = "several DMARC records";
+		break;
+	case D_INVALID:
+		e->result = DMARC_R_PERMERROR;
+		e->reason = "invalid DMARC record";
+		break;
+	case D_TEMP:
+		e->result = DMARC_R_TEMPERROR;
+		e->reason = "DNS lookup failed";
+		break;
+	}
+	if (!e->have_record)
+		e->record_at_org = false;
+}
+
+/* ---- the other plugins' results ---------------------------------------------- */
+
+static void add_dkim(struct dmarc_eval *e, const char *list, int pass)
+{
+	while (list && *list && e->ndkim < DMARC_MAX_DKIM) {
+		const char *comma = strchr(list, ',');
+		size_t n = comma ? (size_t)(comma - list) : strlen(list);
+		char d[DMARC_DOMAIN_MAX];
+		if (n && n < sizeof(d)) {
+			memcpy(d, list, n);
+			d[n] = 0;
+			struct dmarc_auth *a = &e->dkim[e->ndkim];
+			if (dmarc_domain_norm(d, a->domain, sizeof(a->domain))) {
+				a->result = pass;
+				e->ndkim++;
+			}
+		}
+		list = comma ? comma + 1 : NULL;
+	}
+}
+
+static void auth_inputs(struct sift_ctx *ctx, struct dmarc_eval *e)
+{
+	size_t n = host->symbol_count(ctx);
+	e->spf.result = DMARC_SPF_NONE;
+	for (size_t i = 0; i < n; i++) {
+		const char *name, *opt;
+		double sc;
+		if (host->symbol_get(ctx, i, &name, &sc, &opt) < 0)
+			continue;
+		if (strncasecmp(name, "SPF_", 4) == 0) {
+			for (int k = 0; k < DMARC_SPF_MAX; k++)
+				if (strcasecmp(name + 4, dmarc_spf_names[k]) == 0)
+					e->spf.result = k;
+		} else if (strcasecmp(name, "DKIM_VALID") == 0)
+			add_dkim(e, opt, 1);
+		else if (strcasecmp(name, "DKIM_INVALID") == 0 || strcasecmp(name, "DKIM_TEMPFAIL") == 0)
+			add_dkim(e, opt, 0);
+	}
+	/* The domain SPF checked: MAIL FROM's, or HELO's for the null sender
+	 * (RFC 7208 2.4). */
+	const char *sender = host->get(ctx, SIFT_I_SENDER);
+	const char *at = sender ? strrchr(sender, '@') : NULL;
+	const char *dom = at ? at + 1 : host->get(ctx, SIFT_I_HELO);
+	if (!dom || !dmarc_domain_norm(dom, e->spf.domain, sizeof(e->spf.domain)))
+		e->spf.domain[0] = 0;
+}
+
+/* ---- results ------------------------------------------------------------------ */
+
+static void upcase(char *out, size_t n, const char *s)
+{
+	size_t k = 0;
+	for (; *s && k + 1 < n; s++)
+		out[k++] = (char)(*s >= 'a' && *s <= 'z' ? *s - 32 : *s);
+	out[k] = 0;
+}
+
+static int symbol_of(const struct dmarc_eval *e)
+{
+	switch (e->result) {
+	case DMARC_R_PASS:
+		return S_PASS;
+	case DMARC_R_FAIL:
+		return e->policy == DMARC_P_REJECT	 ? S_REJECT
+		       : e->policy == DMARC_P_QUARANTINE ? S_QUARANTINE
+							 : S_SOFTFAIL;
+	case DMARC_R_TEMPERROR:
+		return S_TEMPERROR;
+	case DMARC_R_PERMERROR:
+		return S_PERMERROR;
+	default:
+		return S_NONE;
+	}
+}
+
+static void auth_results(struct sift_ctx *ctx, const struct dm_conf *c, const struct dmarc_eval *e)
+{
+	const char *id = *c->authserv_id ? c->authserv_id : host->get(ctx, SIFT_I_MYHOSTNAME);
+	if (!id || !*id)
+		id = "localhost";
+	char v[1024];
+	int k = snprintf(v, sizeof(v), "dmarc=%s", dmarc_result_names[e->result]);
+	if (e->have_record) {
+		char p[16], sp[16], dis[16];
+		upcase(p, sizeof(p), dmarc_policy_names[e->rec.p]);
+		upcase(sp, sizeof(sp), dmarc_policy_names[e->rec.sp]);
+		upcase(dis, sizeof(dis), dmarc_policy_names[e->disposition]);
+		k += snprintf(v + k, sizeof(v) - (size_t)k, " (p=%s sp=%s dis=%s%s%s)", p, sp, dis,
+			      e->override ? " override=" : "", dmarc_override_names[e->override]);
+	} else if (e->reason) {
+		k += snprintf(v + k, sizeof(v) - (size_t)k, " (%s)", e->reason);
+	}
+	if (e->from_domain[0] && (size_t)k < sizeof(v))
+		snprintf(v + k, sizeof(v) - (size_t)k, " header.from=%s", e->from_domain);
+	/* One Authentication-Results with the spf and dkim results
+	 * (host->auth_result), or a header of its own from an older host. */
+	if (host->struct_size >= offsetof(struct sift_host, auth_result) + sizeof(host->auth_result) &&
+	    host->auth_result) {
+		host->auth_result(ctx, id, v);
+		return;
+	}
+	char *h = xstrdupf("%s; %s", id, v);
+	host->header_insert(ctx, 0, "Authentication-Results", h);
+	free(h);
+}
+
+/* Local overrides: the From or organizational domain in
+ * dmarc_no_enforce_domains; then dmarc_reject_action. */
+static void overrides(struct sift_ctx *ctx, const struct dm_conf *c, struct dmarc_eval *e)
+{
+	if (e->disposition == DMARC_P_NONE)
+		return;
+	const char *keys[2] = {e->from_domain, e->org_domain};
+	for (int i = 0; c->no_enforce && i < 2; i++) {
+		char *v = NULL;
+		int rc = host->map_lookup(c->no_enforce, keys[i], &v);
+		bool hit = rc == 1 && v && strcasecmp(v, "no") != 0 && strcasecmp(v, "DUNNO") != 0;
+		free(v);
+		if (rc < 0)
+			host->log(ctx, LOG_WARNING, "dmarc_no_enforce_domains lookup failed for %s", keys[i]);
+		if (hit) {
+			e->disposition = DMARC_P_NONE;
+			e->override = DMARC_O_LOCAL_POLICY;
+			return;
+		}
+	}
+	if (e->disposition == DMARC_P_REJECT && c->reject_action != RA_REJECT) {
+		e->disposition = c->reject_action == RA_QUARANTINE ? DMARC_P_QUARANTINE : DMARC_P_NONE;
+		e->override = DMARC_O_SITE_ACTION;
+	}
+}
+
+static enum sift_verdict act(struct sift_ctx *ctx, const struct dm_conf *c, const struct dmarc_eval *e)
+{
+	char text[600];
+	if (e->result == DMARC_R_PERMERROR && !e->have_record && c->bad_from_action == BA_REJECT &&
+	    e->reason && strstr(e->reason, "From")) {
+		snprintf(text, sizeof(text), "Message rejected: %s (RFC 7489 6.6.1)", e->reason);
+		host->reply(ctx, "550", "5.7.1", text);
+		return SIFT_REJECT;
+	}
+	if (e->result == DMARC_R_TEMPERROR && c->temperror_action == TA_TEMPFAIL) {
+		snprintf(text, sizeof(text), "DMARC policy of %s cannot be read now, try again later",
+			 e->from_domain);
+		host->reply(ctx, "451", "4.7.1", text);
+		return SIFT_TEMPFAIL;
+	}
+	if (e->result != DMARC_R_FAIL)
+		return SIFT_DUNNO;
+	if (e->disposition == DMARC_P_REJECT) {
+		const char *pct = strstr(c->reject_text, "%s");
+		if (pct)
+			snprintf(text, sizeof(text), "%.*s%s%s", (int)(pct - c->reject_text), c->reject_text,
+				 e->from_domain, pct + 2);
+		else
+			snprintf(text, sizeof(text), "%s", c->reject_text);
+		host->reply(ctx, "550", "5.7.1", text);
+		return SIFT_REJECT;
+	}
+	if (e->disposition != DMARC_P_QUARANTINE || c->quarantine_action == QA_TAG)
+		return SIFT_DUNNO;
+	snprintf(text, sizeof(text), "DMARC quarantine policy of %s", e->from_domain);
+	if (c->quarantine_action == QA_HOLD) {
+		host->hold(ctx, text);
+		return SIFT_HOLD;
+	}
+	char *qid = NULL;
+	if (host->quarantine(ctx, text, &qid) < 0) {
+		host->reply(ctx, "451", "4.7.1", "Try again later");
+		return SIFT_TEMPFAIL;
+	}
+	host->log(ctx, LOG_INFO, "quarantined as %s", qid ? qid : "?");
+	free(qid);
+	return SIFT_DISCARD;
+}
+
+static void log_eval(struct sift_ctx *ctx, const struct dmarc_eval *e)
+{
+	char dk[512] = "";
+	size_t k = 0;
+	for (size_t i = 0; i < e->ndkim && k < sizeof(dk); i++) {
+		int w = snprintf(dk + k, sizeof(dk) - k, "%s%s:%s%s", i ? "," : "", e->dkim[i].domain,
+				 e->dkim[i].result ? "pass" : "fail", e->dkim[i].aligned ? ":aligned" : "");
+		if (w < 0)
+			break;
+		k += (size_t)w;
+	}
+	host->log(ctx, LOG_INFO, "dmarc=%s from=%s policy=%s disposition=%s%s%s spf=%s:%s%s dkim=%s%s%s%s",
+		  dmarc_result_names[e->result], e->from_domain[0] ? e->from_domain : "-",
+		  dmarc_policy_names[e->policy], dmarc_policy_names[e->disposition],
+		  e->override ? " override=" : "", dmarc_override_names[e->override],
+		  dmarc_spf_names[e->spf.result], e->spf.domain[0] ? e->spf.domain : "-",
+		  e->spf.aligned ? ":aligned" : "", k ? dk : "-", e->reason ? " (" : "",
+		  e->reason ? e->reason : "", e->reason ? ")" : "");
+}
+
+static enum sift_verdict dm_eom(struct sift_ctx *ctx)
+{
+	const struct dm_conf *c = host->conf(ctx);
+	struct dm_msg *m = host->msg(ctx);
+	const char *profile = host->get(ctx, SIFT_I_PROFILE);
+	const char *sasl = host->get(ctx, SIFT_I_SASL_USERNAME);
+	if ((profile && strcmp(profile, "originating") == 0) || (sasl && *sasl))
+		return SIFT_DUNNO;
+	struct dmarc_eval *e = &m->e;
+	memset(e, 0, sizeof(*e));
+	m->done = true;
+	from_domain(ctx, e);
+	if (e->from_domain[0]) {
+		orgdomain((void *)c, e->from_domain, e->org_domain, sizeof(e->org_domain));
+		auth_inputs(ctx, e);
+		if (e->result != DMARC_R_PERMERROR)
+			discover(ctx, c, e);
+	}
+	dmarc_evaluate(e, (int)arc4random_uniform(100), orgdomain, (void *)c);
+	overrides(ctx, c, e);
+	log_eval(ctx, e);
+	int s = symbol_of(e);
+	host->symbol(ctx, sym_names[s], c->score[s], e->from_domain[0] ? e->from_domain : e->reason);
+	if (c->add_auth_results)
+		auth_results(ctx, c, e);
+	return act(ctx, c, e);
+}
+
+SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
+	SIFT_PLUGIN_INIT,
+	.name = "dmarc",
+	.description = "DMARC (RFC 7489): the From domain's policy on SPF and DKIM results",
+	.daemons = SIFT_D_FILTERD,
+	.actions = SIFT_A_ADDHDRS | SIFT_A_QUARANTINE,
+	.params = params,
+	.conf_size = sizeof(struct dm_conf),
+	.msg_size = sizeof(struct dm_msg),
+	.init = dm_init,
+	.release = dm_release,
+	.eom = dm_eom,
+};

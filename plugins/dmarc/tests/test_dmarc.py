@@ -1,0 +1,280 @@
+#!/usr/bin/python3
+"""test_dmarc.py - the dmarc plugin in filterd's inbound chain (spf, dkim,
+dmarc), through `siftctl test --json` (the same chain and resolver filterd
+runs, without an MTA), against the local DNS server (tests/lib/dnsserver.py)
+publishing SPF, DKIM key and DMARC records. Messages are DKIM-signed with
+dkimpy (python3-dkim) with keys made by `siftctl dkim genkey`.
+
+Checks (each on the verdict, the reply, the DMARC_* symbol and the
+dmarc= entry of the one Authentication-Results header, which holds the
+spf, dkim and dmarc results in that order): p=reject with unaligned SPF and no
+DKIM refused 550 5.7.1 naming the domain; aligned DKIM passes; SPF aligned
+relaxed passes; strict adkim/aspf refuse a subdomain's identifiers and
+accept the exact domain (also with a second signature of a subdomain);
+a failing aligned signature does not pass; the organizational domain's
+record (sub.example.co.uk -> example.co.uk through the Public Suffix List)
+with sp=; pct=0 downgrades reject to quarantine; quarantine as hold, tag
+and the quarantine store; p=none gives DMARC_SOFTFAIL and no action; no
+record, several records, an invalid record; a dead DNS zone gives
+temperror and never rejects (tempfail only with dmarc_temperror_action);
+no From and several From domains (permerror; rejected with
+dmarc_bad_from_action = reject); dmarc_no_enforce_domains and
+dmarc_reject_action overrides; a missing Public Suffix List refuses to
+start. Prints "N passed, N failed".
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests', 'lib'))
+import dnsserver  # noqa: E402
+import sifttest  # noqa: E402
+from sifttest import check, check_eq  # noqa: E402
+import dkim  # noqa: E402
+
+SIFTCTL = sifttest.program('siftctl')
+FILTERD = sifttest.program('filterd')
+CLIENT = '192.0.2.10'
+SOA = {"name": ".", "type": "SOA", "data": "ns.root.test. hostmaster.root.test. 1 3600 600 86400 60"}
+
+
+def txt(name, data):
+    return {"name": name, "type": "TXT", "data": data}
+
+
+class Env:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix='sift-dmarc-')
+        os.chmod(self.dir, 0o755)
+        self.keys = {}
+
+    def path(self, *p):
+        return os.path.join(self.dir, *p)
+
+    def genkey(self, domain, sel='s1'):
+        r = subprocess.run([SIFTCTL, 'dkim', 'genkey', '-d', domain, '-s', sel, '-t', 'rsa', '-b', '1024',
+                            '-D', self.dir], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        assert r.returncode == 0, r.stderr
+        out = r.stdout.decode()
+        rec = ''.join(re.findall(r'"([^"]*)"', out.splitlines()[-1]))
+        with open(self.path('%s.%s.key' % (domain, sel)), 'rb') as f:
+            self.keys[domain] = (sel, f.read())
+        return txt('%s._domainkey.%s' % (sel, domain), rec)
+
+
+def message(frm, extra=()):
+    h = ['From: %s' % frm if frm is not None else None, 'To: Bob <bob@sift.test>', 'Subject: DMARC test',
+         'Date: Mon, 01 Jan 2024 10:00:00 +0000', 'Message-ID: <1@client.test>']
+    h = [x for x in h if x is not None] + list(extra)
+    return ('\r\n'.join(h) + '\r\n\r\nHello.\r\n').encode()
+
+
+def sign(env, data, domain):
+    sel, key = env.keys[domain]
+    sig = dkim.sign(data, sel.encode(), domain.encode(), key, include_headers=[b'from', b'to', b'subject'])
+    return sig.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n') + data
+
+
+def run(env, data, sender, opts=()):
+    return sifttest.siftctl_test(env.conf, data, ['--client', CLIENT, '--helo', 'client.test', '--from', sender,
+                                                  '--to', 'bob@sift.test'], opts=opts, timeout=60)
+
+
+def dsym(r):
+    return [(s['name'], s.get('option')) for s in r.get('symbols') or [] if s['name'].startswith('DMARC_')]
+
+
+def dmarc_ar(r):
+    """The dmarc= entry of our Authentication-Results, '' when absent; checks
+    that the message gets one header with our authserv-id and the spf, dkim
+    and dmarc results in that order, one per folded line."""
+    ars = [h['value'] for h in r.get('headers') or [] if h['name'] == 'Authentication-Results']
+    check(len(ars) == 1 and ars[0].startswith('mx.sift.test; spf='), 'one A-R, our authserv-id', ars)
+    if len(ars) != 1:
+        return ''
+    entries = ars[0].split('; ', 1)[1].split(';\r\n\t')
+    methods = [e.split('=', 1)[0] for e in entries]
+    check(methods[0] == 'spf' and methods[-1] == 'dmarc' and set(methods[1:-1]) == {'dkim'},
+          'A-R entries: spf, dkim..., dmarc', ars[0])
+    return entries[-1] if methods[-1] == 'dmarc' else ''
+
+
+def expect(r, what, action, sym, ar, reply=None):
+    check_eq(r.get('action'), action, what + ': action')
+    check_eq([s[0] for s in dsym(r)], [sym], what + ': symbol')
+    check_eq(dmarc_ar(r), ar, what + ': Authentication-Results')
+    if reply is not None:
+        check(reply in (r.get('reply') or ''), what + ': reply ' + reply, r.get('reply'))
+
+
+def zones(env):
+    recs = [SOA,
+            # SPF: the test client may send for these
+            txt('reject.test', 'v=spf1 ip4:%s -all' % CLIENT),
+            txt('mail.reject.test', 'v=spf1 ip4:%s -all' % CLIENT),
+            txt('other.test', 'v=spf1 ip4:%s -all' % CLIENT),
+            txt('mail.strict.test', 'v=spf1 ip4:%s -all' % CLIENT),
+            txt('strict.test', 'v=spf1 ip4:%s -all' % CLIENT),
+            # DMARC
+            txt('_dmarc.reject.test', 'v=DMARC1; p=reject; rua=mailto:dmarc@reject.test'),
+            txt('_dmarc.strict.test', 'v=DMARC1; p=reject; adkim=s; aspf=s'),
+            txt('_dmarc.example.co.uk', 'v=DMARC1; p=reject; sp=quarantine'),
+            txt('_dmarc.pct.test', 'v=DMARC1; p=reject; pct=0'),
+            txt('_dmarc.quar.test', 'v=DMARC1; p=quarantine'),
+            txt('_dmarc.monitor.test', 'v=DMARC1; p=none'),
+            txt('_dmarc.two.test', 'v=DMARC1; p=reject'), txt('_dmarc.two.test', 'v=DMARC1; p=none'),
+            txt('_dmarc.bad.test', 'v=DMARC1; p=bogus'),
+            txt('_dmarc.mixed.test', 'v=spf1 -all'),
+            {"name": "_dmarc.dead.test", "type": "TIMEOUT"},
+            txt('nothing.test', 'v=spf1 -all')]
+    for d in ('reject.test', 'mail.reject.test', 'strict.test', 'mail.strict.test', 'sub.example.co.uk'):
+        recs.append(env.genkey(d))
+    return {".": recs}
+
+
+def tests(env):
+    # p=reject, SPF passes for an unaligned domain, no DKIM: refused
+    r = run(env, message('Alice <alice@reject.test>'), 'bounce@other.test')
+    expect(r, 'unaligned SPF under p=reject', 'reject', 'DMARC_REJECT',
+           'dmarc=fail (p=REJECT sp=REJECT dis=REJECT) header.from=reject.test', '550 5.7.1')
+    check('reject.test' in (r.get('reply') or ''), 'the reply names the domain', r.get('reply'))
+    check_eq(dsym(r)[0][1] if dsym(r) else None, 'reject.test', 'the symbol option is the From domain')
+
+    # DKIM aligned (relaxed: a subdomain's signature), SPF aligned relaxed
+    r = run(env, sign(env, message('alice@reject.test'), 'mail.reject.test'), 'bounce@other.test')
+    expect(r, 'aligned DKIM (relaxed)', 'accept', 'DMARC_PASS',
+           'dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test')
+    r = run(env, message('alice@reject.test'), 'bounce@mail.reject.test')
+    expect(r, 'aligned SPF (relaxed)', 'accept', 'DMARC_PASS',
+           'dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test')
+
+    # strict: a subdomain's SPF or DKIM does not align, the domain's does
+    r = run(env, message('alice@strict.test'), 'bounce@mail.strict.test')
+    expect(r, 'aspf=s refuses a subdomain', 'reject', 'DMARC_REJECT',
+           'dmarc=fail (p=REJECT sp=REJECT dis=REJECT) header.from=strict.test')
+    r = run(env, sign(env, message('alice@strict.test'), 'mail.strict.test'), 'bounce@other.test')
+    expect(r, 'adkim=s refuses a subdomain', 'reject', 'DMARC_REJECT',
+           'dmarc=fail (p=REJECT sp=REJECT dis=REJECT) header.from=strict.test')
+    r = run(env, message('alice@strict.test'), 'bounce@strict.test')
+    expect(r, 'aspf=s accepts the domain', 'accept', 'DMARC_PASS',
+           'dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=strict.test')
+    both = sign(env, sign(env, message('alice@strict.test'), 'strict.test'), 'mail.strict.test')
+    r = run(env, both, 'bounce@other.test')
+    expect(r, 'adkim=s with a subdomain and the domain signing', 'accept', 'DMARC_PASS',
+           'dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=strict.test')
+    broken = sign(env, message('alice@reject.test'), 'reject.test').replace(b'Hello.', b'Hullo.')
+    r = run(env, broken, 'bounce@other.test')
+    expect(r, 'a failing aligned signature', 'reject', 'DMARC_REJECT',
+           'dmarc=fail (p=REJECT sp=REJECT dis=REJECT) header.from=reject.test')
+
+    # the organizational domain's record (PSL: co.uk is a public suffix), sp=
+    r = run(env, sign(env, message('a@sub.example.co.uk'), 'sub.example.co.uk'), 'bounce@other.test')
+    expect(r, 'org-domain record, aligned', 'accept', 'DMARC_PASS',
+           'dmarc=pass (p=REJECT sp=QUARANTINE dis=NONE) header.from=sub.example.co.uk')
+    r = run(env, message('a@sub.example.co.uk'), 'bounce@other.test')
+    expect(r, 'org-domain record: sp=quarantine, held', 'hold', 'DMARC_QUARANTINE',
+           'dmarc=fail (p=REJECT sp=QUARANTINE dis=QUARANTINE) header.from=sub.example.co.uk')
+    r = run(env, message('a@sub.example.co.uk'), 'bounce@other.test', ['dmarc_quarantine_action=tag'])
+    expect(r, 'quarantine as tag', 'accept', 'DMARC_QUARANTINE',
+           'dmarc=fail (p=REJECT sp=QUARANTINE dis=QUARANTINE) header.from=sub.example.co.uk')
+    qdir = env.path('quarantine')
+    os.makedirs(qdir, exist_ok=True)
+    os.chmod(qdir, 0o777)
+    r = run(env, message('a@quar.test'), 'bounce@other.test',
+            ['dmarc_quarantine_action=quarantine', 'quarantine_directory=' + qdir])
+    expect(r, 'quarantine store', 'discard', 'DMARC_QUARANTINE',
+           'dmarc=fail (p=QUARANTINE sp=QUARANTINE dis=QUARANTINE) header.from=quar.test')
+    stored = [f for _, _, fs in os.walk(qdir) for f in fs]
+    check(len(stored) > 0, 'the message is in the quarantine store', stored)
+
+    # pct=0: reject becomes quarantine (held)
+    r = run(env, message('a@pct.test'), 'bounce@other.test')
+    expect(r, 'pct=0', 'hold', 'DMARC_REJECT',
+           'dmarc=fail (p=REJECT sp=REJECT dis=QUARANTINE override=sampled_out) header.from=pct.test')
+
+    # p=none, no record, several records, invalid record, not a DMARC record
+    r = run(env, message('a@monitor.test'), 'bounce@other.test')
+    expect(r, 'p=none', 'accept', 'DMARC_SOFTFAIL',
+           'dmarc=fail (p=NONE sp=NONE dis=NONE) header.from=monitor.test')
+    r = run(env, message('a@nothing.test'), 'bounce@other.test')
+    expect(r, 'no record', 'accept', 'DMARC_NONE', 'dmarc=none (no DMARC record) header.from=nothing.test')
+    r = run(env, message('a@two.test'), 'bounce@other.test')
+    expect(r, 'several records', 'accept', 'DMARC_NONE',
+           'dmarc=none (several DMARC records) header.from=two.test')
+    r = run(env, message('a@bad.test'), 'bounce@other.test')
+    expect(r, 'invalid record', 'accept', 'DMARC_PERMERROR',
+           'dmarc=permerror (invalid DMARC record) header.from=bad.test')
+    r = run(env, message('a@mixed.test'), 'bounce@other.test')
+    expect(r, 'a TXT record that is not DMARC', 'accept', 'DMARC_NONE',
+           'dmarc=none (no DMARC record) header.from=mixed.test')
+
+    # a dead DNS zone: temperror, never a reject
+    r = run(env, message('a@dead.test'), 'bounce@other.test')
+    expect(r, 'dead DNS zone', 'accept', 'DMARC_TEMPERROR',
+           'dmarc=temperror (DNS lookup failed) header.from=dead.test')
+    r = run(env, message('a@dead.test'), 'bounce@other.test', ['dmarc_temperror_action=tempfail'])
+    expect(r, 'dead DNS zone, temperror_action=tempfail', 'tempfail', 'DMARC_TEMPERROR',
+           'dmarc=temperror (DNS lookup failed) header.from=dead.test', '451 4.7.1')
+
+    # From problems (RFC 7489 6.6.1)
+    r = run(env, message(None), 'bounce@other.test')
+    expect(r, 'no From', 'accept', 'DMARC_PERMERROR', 'dmarc=permerror (no From address)')
+    r = run(env, message('a@reject.test, b@other.test'), 'bounce@other.test')
+    expect(r, 'several From domains', 'accept', 'DMARC_PERMERROR', 'dmarc=permerror (several From domains)')
+    r = run(env, message('a@reject.test', ['From: b@other.test']), 'bounce@other.test',
+            ['dmarc_bad_from_action=reject'])
+    expect(r, 'two From fields, bad_from_action=reject', 'reject', 'DMARC_PERMERROR',
+           'dmarc=permerror (several From domains)', '550 5.7.1')
+    r = run(env, message('a@reject.test, b@Reject.test'), 'bounce@mail.reject.test',
+            ['dmarc_bad_from_action=reject'])
+    expect(r, 'several From addresses of one domain', 'accept', 'DMARC_PASS',
+           'dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test')
+
+    # local overrides
+    with open(env.path('noenforce'), 'w') as f:
+        f.write('reject.test yes\n')
+    r = run(env, message('alice@reject.test'), 'bounce@other.test',
+            ['dmarc_no_enforce_domains=texthash:' + env.path('noenforce')])
+    expect(r, 'no_enforce_domains', 'accept', 'DMARC_REJECT',
+           'dmarc=fail (p=REJECT sp=REJECT dis=NONE override=local_policy) header.from=reject.test')
+    r = run(env, message('alice@reject.test'), 'bounce@other.test', ['dmarc_reject_action=quarantine'])
+    expect(r, 'reject_action=quarantine', 'hold', 'DMARC_REJECT',
+           'dmarc=fail (p=REJECT sp=REJECT dis=QUARANTINE override=site_policy) header.from=reject.test')
+    r = run(env, message('alice@reject.test'), 'bounce@other.test', ['dmarc_reject_action=tag'])
+    expect(r, 'reject_action=tag', 'accept', 'DMARC_REJECT',
+           'dmarc=fail (p=REJECT sp=REJECT dis=NONE override=site_policy) header.from=reject.test')
+
+    # the Public Suffix List is required
+    p = subprocess.run([FILTERD, '-t', '-c', env.conf, '-o', 'filterd_user=' + sifttest.daemon_user(),
+                        '-o', 'dmarc_public_suffix_list=' + env.path('missing.dat')],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    out = p.stdout.decode('utf-8', 'replace')
+    check(p.returncode != 0 and 'dmarc_public_suffix_list' in out, 'a missing suffix list refuses to start', out)
+
+
+def main():
+    env = Env()
+    srv = dnsserver.DNSServer(zones(env))
+    srv.start()
+    env.conf = sifttest.write_conf(env.path('filterd.conf'), {
+        'plugin_directory': sifttest.plugin_directory(),
+        'inbound_plugins': 'spf dkim dmarc', 'originating_plugins': 'dkim',
+        'dns_servers': '127.0.0.1:%d' % srv.port, 'dns_timeout': '1s',
+        'myhostname': 'mx.sift.test', 'authserv_id': 'mx.sift.test',
+        'spf_filterd_mode': 'check', 'dkim_sign': 'no', 'tmpdir': env.dir})
+    try:
+        tests(env)
+    finally:
+        srv.stop()
+        if sifttest.checks.failed == 0 and not os.environ.get('SIFT_KEEP_TMP'):
+            shutil.rmtree(env.dir, ignore_errors=True)
+        else:
+            print('kept', env.dir)
+    return sifttest.done()
+
+
+if __name__ == '__main__':
+    sys.exit(main())

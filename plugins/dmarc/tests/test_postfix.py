@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""dmarc plugin through a real Postfix: filterd (inbound_plugins = spf dkim
+dmarc, SPF checked by filterd itself) as smtpd_milters of a private Postfix
+instance (tests/lib/sifttest.py), with the local DNS server publishing SPF,
+DKIM and DMARC records. The client is 127.0.0.1.
+
+  1. reject.test publishes p=reject and an SPF record that allows nobody: an
+     unsigned message from it is refused at end of data with 550 5.7.1
+     naming the domain, and nothing is delivered;
+  2. the same From, DKIM-signed by reject.test (dkimpy), is delivered with
+     one Authentication-Results header holding spf=fail, dkim=pass and
+     dmarc=pass;
+  3. a p=quarantine failure (quar.test) is put in Postfix's hold queue;
+  4. a dead DNS zone (_dmarc.dead.test never answers) gives temperror: the
+     message is delivered with dmarc=temperror, not refused.
+
+Run as root with SIFT_SRCDIR / SIFT_BUILDDIR set (meson test does).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests', 'lib'))
+import dnsserver  # noqa: E402
+import sifttest  # noqa: E402
+from sifttest import check  # noqa: E402
+import dkim  # noqa: E402
+
+
+def genkey(d, domain, sel):
+    out = subprocess.run([sifttest.program('siftctl'), 'dkim', 'genkey', '-d', domain, '-s', sel, '-t', 'rsa',
+                          '-D', d], check=True, stdout=subprocess.PIPE, text=True).stdout
+    with open(os.path.join(d, '%s.%s.key' % (domain, sel)), 'rb') as f:
+        key = f.read()
+    return key, ''.join(re.findall(r'"([^"]*)"', out.splitlines()[-1]))
+
+
+def message(frm, subject):
+    return ('From: <%s>\r\nTo: <bob@sift.test>\r\nSubject: %s\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n'
+            'Message-ID: <%f@client.sift.test>\r\n\r\nHello from the DMARC test.\r\n'
+            % (frm, subject, time.time())).encode()
+
+
+def delivered(pf, subject, wait=20):
+    end = time.monotonic() + wait
+    while time.monotonic() < end:
+        for m in pf.maildir_messages():
+            if m.header('Subject') == subject:
+                return m
+        time.sleep(0.05)
+    return None
+
+
+def ar_text(m):
+    return ' '.join(re.sub(r'\s+', ' ', h) for h in m.headers('Authentication-Results')) if m else ''
+
+
+def run(pf, key):
+    # 1. p=reject, SPF fail, no DKIM: refused at end of data
+    r = pf.send('bounce@reject.test', ['bob@sift.test'], message('alice@reject.test', 'dmarc one'))
+    check(r.rejected_at() == 'eom' and r.eom[0] == 550 and r.eom[1].startswith('5.7.1')
+          and 'reject.test' in r.eom[1], 'p=reject, unaligned: 550 5.7.1 naming the domain', r)
+    check(delivered(pf, 'dmarc one', wait=2) is None, 'p=reject, unaligned: not delivered')
+
+    # 2. the same, signed by the From domain: delivered, dmarc=pass
+    body = message('alice@reject.test', 'dmarc two')
+    signed = dkim.sign(body, b's1', b'reject.test', key, include_headers=[b'from', b'to', b'subject']) + body
+    r = pf.send('bounce@reject.test', ['bob@sift.test'], signed.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n'))
+    check(r.accepted, 'aligned DKIM: accepted', r)
+    m = delivered(pf, 'dmarc two')
+    ar = ar_text(m)
+    check('dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test' in ar and 'dkim=pass' in ar
+          and 'spf=fail' in ar, 'aligned DKIM: delivered with dmarc=pass, dkim=pass, spf=fail', ar)
+    ars = m.headers('Authentication-Results') if m else []
+    check(len(ars) == 1 and ars[0].split(';')[0].strip() == 'mx.sift.test',
+          'one Authentication-Results, with our authserv-id', ars)
+
+    # 3. p=quarantine: held
+    r = pf.send('bounce@quar.test', ['bob@sift.test'], message('alice@quar.test', 'dmarc three'))
+    check(r.accepted, 'p=quarantine: accepted', r)
+    end = time.monotonic() + 10
+    q = []
+    while time.monotonic() < end:
+        q = [e for e in pf.queue() if e.get('queue_id') == r.queue_id]
+        if q and q[0].get('queue_name') == 'hold':
+            break
+        time.sleep(0.1)
+    check(q and q[0].get('queue_name') == 'hold', 'p=quarantine: in the hold queue', q)
+    if r.queue_id:
+        pf.postsuper('-d', r.queue_id)
+
+    # 4. dead DNS zone: delivered with temperror
+    r = pf.send('bounce@dead.test', ['bob@sift.test'], message('alice@dead.test', 'dmarc four'))
+    m = delivered(pf, 'dmarc four')
+    check(r.accepted and m is not None and 'dmarc=temperror' in ar_text(m),
+          'dead DNS zone: delivered with dmarc=temperror', (r, ar_text(m)))
+
+
+def main():
+    if os.geteuid() != 0:
+        check(False, 'needs root (private Postfix)')
+        return sifttest.done()
+    d = tempfile.mkdtemp(prefix='sift-dmarc-pf-')
+    os.chmod(d, 0o755)
+    key, rec = genkey(d, 'reject.test', 's1')
+    zones = {'.': [{"name": ".", "type": "SOA", "data": "ns.root.test. hostmaster.root.test. 1 3600 600 86400 60"},
+                   {'name': 'reject.test', 'type': 'TXT', 'data': 'v=spf1 -all'},
+                   {'name': 's1._domainkey.reject.test', 'type': 'TXT', 'data': rec},
+                   {'name': '_dmarc.reject.test', 'type': 'TXT', 'data': 'v=DMARC1; p=reject'},
+                   {'name': 'quar.test', 'type': 'TXT', 'data': 'v=spf1 -all'},
+                   {'name': '_dmarc.quar.test', 'type': 'TXT', 'data': 'v=DMARC1; p=quarantine'},
+                   {'name': 'dead.test', 'type': 'TXT', 'data': 'v=spf1 ?all'},
+                   {'name': '_dmarc.dead.test', 'type': 'TIMEOUT'}]}
+    srv = dnsserver.DNSServer(zones)
+    srv.start()
+    fd = pf = None
+    try:
+        fd = sifttest.start_daemon('filterd', d, {
+            'inbound_plugins': 'spf dkim dmarc', 'originating_plugins': '',
+            'dns_servers': '127.0.0.1:%d' % srv.port, 'dns_timeout': '1s', 'authserv_id': 'mx.sift.test',
+            'spf_filterd_mode': 'check', 'dkim_sign': 'no', 'tmpdir': d})
+        pf = sifttest.Postfix(milters=['inet:127.0.0.1:%d' % fd.port])
+        pf.start()
+        run(pf, key)
+    finally:
+        sifttest.stop_all([srv, fd, pf])
+        failed = sifttest.checks.failed
+        if failed and fd:
+            print('filterd log:\n' + fd.log_tail(40))
+        if failed == 0 and not os.environ.get('SIFT_KEEP_TMP'):
+            shutil.rmtree(d, ignore_errors=True)
+        else:
+            print('kept', d)
+    return sifttest.done()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
