@@ -72,6 +72,8 @@
  *      tool_message, message_size/message_read (the message as received),
  *      addrlist_parse/header_decode (mail syntax); struct sift_mime.html
  *      (HTML statistics). A plugin using them checks host->struct_size.
+ *   2  struct sift_host: gauge_set (metrics), auth_result (one
+ *      Authentication-Results header per authserv-id).
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -85,7 +87,7 @@ extern "C" {
 #endif
 
 #define SIFT_ABI_MAJOR 1
-#define SIFT_ABI_MINOR 1
+#define SIFT_ABI_MINOR 2
 
 struct sift_ctx; /* one connection/message/request as seen by a plugin */
 struct sift_map; /* a map in Postfix table syntax (type:name) */
