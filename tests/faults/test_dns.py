@@ -17,7 +17,6 @@ process) and logged the temperror.
 
 import os
 import re
-import socket
 import sys
 import threading
 import time
@@ -50,27 +49,11 @@ class FaultDNS(DNSServer):
             return r.to_wire()
         return super().handle(wire, transport)
 
-    def _serve_udp(self):
-        while not self._stop.is_set():
-            try:
-                wire, addr = self.udp.recvfrom(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                if self._stop.is_set():
-                    return
-                continue
-            try:
-                out = self.handle(wire, 'udp')
-            except Exception as e:  # noqa: BLE001 - never die on one packet
-                print('dnsserver: %r' % e, file=sys.stderr)
-                continue
-            if out is None:
-                continue
-            if self.mode == 'slow':
-                threading.Timer(self.delay, self._late, args=(out, addr)).start()
-            else:
-                self.udp.sendto(out, addr)
+    def send_udp(self, out, addr):
+        if self.mode == 'slow':
+            threading.Timer(self.delay, self._late, args=(out, addr)).start()
+        else:
+            super().send_udp(out, addr)
 
     def _late(self, out, addr):
         try:

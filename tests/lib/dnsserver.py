@@ -217,9 +217,13 @@ class DNSServer:
             try:
                 out = self.handle(wire, "udp")
                 if out is not None:
-                    self.udp.sendto(out, addr)
+                    self.send_udp(out, addr)
             except Exception as e:  # never die on one packet
                 print("dnsserver: udp: %r" % e, file=sys.stderr)
+
+    def send_udp(self, out, addr):
+        """Sends one UDP answer; a subclass may delay or drop it."""
+        self.udp.sendto(out, addr)
 
     def _serve_tcp(self):
         while not self._stop.is_set():
