@@ -92,7 +92,37 @@ struct kv_redis {
 	long long down_until; /* sift_now_ms(); 0 = up */
 	bool down_logged;
 	char sha[41]; /* the script's SHA1 as Redis reported it */
+	/* command errors: logged at most once per CMD_ERR_LOG_MS, with the
+	 * number left unsaid since (a slow Redis fails every call) */
+	long long err_logged_at;
+	unsigned long err_unsaid;
 };
+
+#define CMD_ERR_LOG_MS 10000
+
+/* A failed command, logged unless one was within CMD_ERR_LOG_MS. */
+static void cmd_error(struct kv_redis *r, const char *cmd, const char *why)
+{
+	long long now = sift_now_ms();
+	pthread_mutex_lock(&r->mu);
+	bool say = r->err_logged_at == 0 || now - r->err_logged_at >= CMD_ERR_LOG_MS;
+	unsigned long unsaid = r->err_unsaid;
+	if (say) {
+		r->err_logged_at = now;
+		r->err_unsaid = 0;
+	} else {
+		r->err_unsaid++;
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (!say)
+		return;
+	if (unsaid)
+		sift_log(LOG_ERR,
+			 "state store redis %s: %s: %s (and %lu more failed calls since the last such line)",
+			 r->where, cmd, why, unsaid);
+	else
+		sift_log(LOG_ERR, "state store redis %s: %s: %s", r->where, cmd, why);
+}
 
 /* ---- spec parsing ------------------------------------------------------------ */
 
@@ -455,8 +485,7 @@ static redisReply *rds_command(struct kv_redis *r, int argc, const char **argv, 
 		}
 		bool retry = reused && attempt == 0 && stale_conn_error(c);
 		if (!retry)
-			sift_log(LOG_ERR, "state store redis %s: %s: %s", r->where, argv[0],
-				 c->errstr[0] ? c->errstr : "I/O error");
+			cmd_error(r, argv[0], c->errstr[0] ? c->errstr : "I/O error");
 		if (!c->err)
 			c->err = REDIS_ERR_OTHER;
 		rds_give(r, c);

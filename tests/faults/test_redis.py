@@ -48,6 +48,10 @@ def run_case(pd, pf, name, fault, recover, hold, logged):
     for rx in logged:
         check(re.search(rx, log) is not None, '%s: policyd logged /%s/' % (what, rx),
               '\n'.join(log.splitlines()[-8:]))
+    # A failing store is said once per 10 s, not once per call.
+    errs = re.findall(r'error: state store redis \S+: [A-Z]+: ', log)
+    check(len(replies) > 3 and len(errs) <= 2,
+          '%s: %d failed calls, %d error lines (bounded)' % (what, len(replies), len(errs)))
     check(pd.alive(), '%s: policyd still running (recovered by itself)' % what)
 
 
