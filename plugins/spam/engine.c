@@ -150,6 +150,7 @@ static struct spam_engine *engine_alloc(const struct spam_engine_opts *o)
 	e->required = 5.0;
 	e->use_hs = o->use_hyperscan;
 	e->body_scan_size = o->body_scan_size ? o->body_scan_size : 50000;
+	e->score_set = o->score_set & 3;
 	e->log = o->log;
 #ifdef SPAM_HAVE_HS
 	pthread_mutex_init(&e->pool.lock, NULL);

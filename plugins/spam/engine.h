@@ -25,11 +25,18 @@
 
 struct spam_engine;
 
+#define SPAM_SET_NET   1
+#define SPAM_SET_BAYES 2
+
 struct spam_engine_opts {
-	const char *const *paths;		 /* files or directories (*.pre, then *.cf) */
-	const char *cache_dir;			 /* "" = no on-disk cache of compiled databases */
-	int use_hyperscan;			 /* 0 = PCRE2-JIT only */
-	size_t body_scan_size;			 /* per text part (SA body_part_scan_size) */
+	const char *const *paths; /* files or directories (*.pre, then *.cf) */
+	const char *cache_dir;	  /* "" = no on-disk cache of compiled databases */
+	int use_hyperscan;	  /* 0 = PCRE2-JIT only */
+	size_t body_scan_size;	  /* per text part (SA body_part_scan_size) */
+	/* SpamAssassin's score set, which of a rule's four scores count:
+	 * SPAM_SET_NET (network tests enabled) | SPAM_SET_BAYES (Bayes usable);
+	 * 0 = neither (set 0). */
+	int score_set;
 	void (*log)(int level, const char *msg); /* may be NULL */
 };
 

@@ -157,7 +157,8 @@ struct rule {
 	int nrpn;
 	bool meta_done_order;
 	/* attributes */
-	double score;
+	double score;	  /* the score of the engine's score set */
+	double scores[4]; /* `score NAME s0 s1 s2 s3`: one per score set */
 	bool has_score;
 	char *describe;
 	unsigned tflags;
@@ -234,6 +235,7 @@ struct spam_engine {
 	int *post_hdr, *eval_rules, *sym_rules;
 	size_t npost_hdr, neval_rules, nsym_rules;
 	size_t body_scan_size;
+	int score_set; /* 0-3: SpamAssassin's score sets (bit 0 network, bit 1 Bayes) */
 	bool use_hs;
 	char *cache_dir;	  /* NULL: no cache */
 	struct scratch_pool pool; /* for the exact databases */

@@ -344,8 +344,12 @@ static void set_score(struct spam_engine *e, const char *name, const char *vals,
 		lint(e, true, "%s: score %s: no value", where, name);
 		return;
 	}
+	/* One value counts in every set; with fewer than four, the last one
+	 * given stands for the sets after it. */
 	struct rule *r = rule_get(e, name);
-	r->score = v[0]; /* set 0: no Bayes, no network */
+	for (int i = 0; i < 4; i++)
+		r->scores[i] = v[i < n ? i : n - 1];
+	r->score = r->scores[e->score_set];
 	r->has_score = true;
 }
 
