@@ -503,6 +503,26 @@ static int command(struct conn *c, char cmd, const unsigned char *data, size_t l
 	return 1;
 }
 
+/* The MTA closed the connection. Between packets outside a message is the
+ * normal end; a packet cut short (the MTA's side died or a client is
+ * broken) or a message left unfinished is said, and the message in
+ * progress is aborted by conn_finish(). */
+static void log_eof(struct conn *c, size_t need)
+{
+	size_t have = c->rlen - c->roff;
+	if (have)
+		sift_log(LOG_WARNING,
+			 "milter connection from %s: closed in the middle of a packet (%zu of %zu "
+			 "bytes)%s",
+			 c->peer, have, need,
+			 MP_IN_MAIL(c->state) ? "; the message in progress is dropped" : "");
+	else if (MP_IN_MAIL(c->state))
+		sift_log(LOG_NOTICE,
+			 "milter connection from %s: closed in the middle of a message; the message "
+			 "is dropped",
+			 c->peer);
+}
+
 static void serve(struct conn *c)
 {
 	for (;;) {
@@ -531,6 +551,8 @@ static void serve(struct conn *c)
 			int rc = fill(c, need);
 			if (between)
 				set_idle(c, false);
+			if (rc == 0)
+				log_eof(c, need);
 			if (rc <= 0)
 				return;
 			continue;
