@@ -17,7 +17,7 @@ spooled) full for 2 s: the messages met get 451 4.3.0 at the end of data
 left on device") and are delivered on the retry.
 
 ClamAV's temporary directory (clamav_tmpdir; messages with an 8 KB
-attachment, which libclamav writes to a temporary file) full for 2 s:
+attachment, which libclamav writes to a temporary file) full for 1 s:
 libclamav logs its write errors and answers "clean"; the plugin makes
 that a failed scan: 451 4.7.1, delivered scanned on the retry.
 
@@ -116,11 +116,11 @@ def spool_full(pf, fd, spool):
 
 
 def clamtmp_full(pf, fd, ctmp):
-    """clamav_tmpdir full for 2 s: libclamav cannot write the parts it
+    """clamav_tmpdir full for 1 s: libclamav cannot write the parts it
     extracts, says so and answers clean; the plugin makes it a failed scan."""
     what = 'ClamAV tmpdir full'
     full = faultlib.Full(ctmp)
-    flow, log = faultlib.fault_case(pf, fd, 'clamtmp', full.fault, full.recover, 2, MARK, what,
+    flow, log = faultlib.fault_case(pf, fd, 'clamtmp', full.fault, full.recover, 1, MARK, what,
                                     body=attachment_body, headers=MIME)
     faultlib.check_replies(flow, what, 'eom', 451, '4.7.1')
     check(re.search(r'clamav: libclamav: ', log) is not None and
