@@ -61,6 +61,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -564,6 +567,28 @@ static void serve(struct conn *c)
 	}
 }
 
+/* glibc keeps the memory that messages freed for reuse, in the arenas of
+ * the threads that served them, and gives back only what is at the top of
+ * a heap: after a burst of large messages RSS stayed at the burst's peak
+ * (1.4 GB after 100 concurrent 10 MB messages with libclamav, whose heap in
+ * use was then 2 MB: bench/memory.py). malloc_trim() returns the free
+ * pages: when the last connection ends, and while busy at most every
+ * TRIM_BUSY_MS, from the thread that ends a connection. */
+#define TRIM_IDLE_MS 100
+#define TRIM_BUSY_MS 10000
+static void trim_heap(bool idle)
+{
+#ifdef __GLIBC__
+	static _Atomic long long last_trim;
+	long long now = sift_now_ms(), t = atomic_load(&last_trim);
+	if (now - t >= (idle ? TRIM_IDLE_MS : TRIM_BUSY_MS) &&
+	    atomic_compare_exchange_strong(&last_trim, &t, now))
+		malloc_trim(0);
+#else
+	(void)idle;
+#endif
+}
+
 /* The end of a connection: libmilter calls abort for a message in
  * progress, then close. */
 static void conn_finish(struct conn *c)
@@ -584,9 +609,11 @@ static void conn_finish(struct conn *c)
 		c->next->prev = c->prev;
 	close(c->fd);
 	n_conns--;
+	bool idle = n_conns == 0;
 	pthread_cond_broadcast(&reg_cond);
 	pthread_mutex_unlock(&reg_lock);
 	free(c);
+	trim_heap(idle);
 }
 
 /* The next connection for a worker that finished one: it waits (as one of
