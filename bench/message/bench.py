@@ -194,6 +194,10 @@ def start_filterd(builddir, root, name, dbdir, a):
         'quarantine_directory': os.path.join(root, name + '-quarantine'),
         'clamav_database_directory': dbdir, 'clamav_ready_wait': '60s',
         'clamav_max_size': '32m', 'clamav_mode': a.clamav_mode,
+        # clamd mode: a message waits for one of clamd's streams, and for
+        # its scan, as long as a round may take on a busy machine
+        'clamav_clamd_stream_wait': '600s', 'clamav_clamd_timeout': '600s',
+        'clamav_clamd_connect_timeout': '600s',
         'spam_rules': os.path.join(SRC, 'rules'), 'spam_max_size': '32m',
         'spam_cache_directory': os.path.join(root, name + '-spamcache'),
     }

@@ -26,6 +26,7 @@ import queue
 import re
 import shutil
 import smtplib
+import subprocess
 import sys
 import tempfile
 import threading
@@ -201,7 +202,7 @@ class Flow:
 
     def __init__(self, pf, prefix, n=None, concurrency=CONCURRENCY, sender='sender@example.test',
                  rcpt='user@sift.test', retry_delay=0.3, deadline=180, body=None, port=None,
-                 new_session=False, pace=0.0):
+                 new_session=False, pace=0.0, headers=None):
         self.pf = pf
         self.prefix = prefix
         self.n = MESSAGES if n is None else n
@@ -214,6 +215,7 @@ class Flow:
         self.port = port or pf.port
         self.new_session = new_session  # one SMTP session per message
         self.pace = pace  # seconds each session waits between messages
+        self.headers = headers or {}  # more header fields in every message
         self.tokens = ['%s-%d' % (prefix, i) for i in range(self.n)]
         self.accepted = {}     # token -> queue id
         self.tempfails = {}    # token -> [reply or error, ...]
@@ -227,7 +229,7 @@ class Flow:
         body = self.body(token) if self.body else 'Fault test message %s.\n' % token
         return sifttest.message(subject=token, sender=self.sender, to=self.rcpt, body=body,
                                 msgid='<%s@client.sift.test>' % token,
-                                headers={'X-Fault-Token': token})
+                                headers=dict(self.headers, **{'X-Fault-Token': token}))
 
     def done_count(self):
         with self.lock:
@@ -380,6 +382,81 @@ def verify(flow, what, mark=None, min_tempfails=1, timeout=90, delivered=None):
         what, flow.n, flow.elapsed, len(flow.accepted), n_temp,
         sum(len(v) for v in flow.tempfails.values())), flush=True)
     return counts
+
+
+def fault_case(pf, daemon, prefix, fault, recover, hold, mark, what=None, **flow_args):
+    """The common shape of a dependency's fault: a flow of messages
+    PREFIX-* (Flow(pf, prefix, **flow_args)); a quarter of them done,
+    fault(), `hold` seconds, recover(); then every message accounted for
+    (verify, with the filter's `mark`). Returns the flow and what `daemon`
+    logged meanwhile."""
+    logmark = len(daemon.log())
+    flow = Flow(pf, prefix, **flow_args).start()
+    flow.wait_done(flow.n // 4)
+    fault()
+    time.sleep(hold)
+    recover()
+    flow.join()
+    verify(flow, what or prefix, mark=mark)
+    return flow, daemon.log()[logmark:]
+
+
+def check_replies(flow, what, stage, code, status):
+    """Every 4xx the flow met was `code` (an int, or None: any 4xx) with
+    the enhanced status `status` at SMTP stage `stage` (none a broken
+    session)."""
+    replies = [x for v in flow.tempfails.values() for x in v]
+
+    def ok(x):
+        return (isinstance(x, tuple) and x[0] == stage and x[1] and 400 <= x[1][0] < 500 and
+                (code is None or x[1][0] == code) and status in x[1][1])
+    return check(all(ok(x) for x in replies), '%s: the 4xx were %s %s at %s' % (
+        what, code or '4xx', status, stage.upper()), [x for x in replies if not ok(x)][:3])
+
+
+def mount_tmpfs(path, size):
+    """Mounts a tmpfs of `size` (mount's form: 2m) on path (made if
+    missing), writable by the daemons. Returns True, or False after a
+    failed check (a kernel or container that does not let root mount)."""
+    os.makedirs(path, exist_ok=True)
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%s,mode=0755' % size, 'tmpfs', path],
+                       capture_output=True, text=True)
+    if not check(r.returncode == 0, 'a %s tmpfs mounted on %s' % (size, os.path.basename(path)),
+                 r.stderr):
+        return False
+    sifttest.daemon_writable(path)
+    return True
+
+
+def umount(path):
+    subprocess.run(['umount', path])
+
+
+class Full:
+    """fault() fills the file system of `path`, recover() frees it."""
+
+    def __init__(self, path):
+        self.path = path
+        self.filler = None
+
+    def fault(self):
+        self.filler = fill(self.path)
+
+    def recover(self):
+        os.unlink(self.filler)
+
+
+def fill(path):
+    """Fills the file system of path with one file; returns its path."""
+    filler = os.path.join(path, 'filler')
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b'\0' * 4096)
+    except OSError:
+        pass
+    os.close(fd)
+    return filler
 
 
 def codes(flow):

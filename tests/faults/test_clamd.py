@@ -38,15 +38,8 @@ MARK = rb'^X-Virus-Scanned: ClamAV [\d.]+ at mx\.sift\.test$'
 
 def run_case(env, pf, fd, name, fault, recover, reason):
     what = 'clamd ' + name
-    mark = len(fd.log())
-    flow = Flow(pf, 'clamd-' + name).start()
-    flow.wait_done(flow.n // 4)
-    fault()
-    time.sleep(3 if name != 'dead' else 1)
-    recover()
-    flow.join()
-    verify(flow, what, mark=MARK)
-    log = fd.log()[mark:]
+    hold = 3 if name != 'dead' else 1
+    flow, log = faultlib.fault_case(pf, fd, 'clamd-' + name, fault, recover, hold, MARK, what)
     check(re.search(r'clamav: scan failed \([^)]*%s[^)]*\): tempfail' % reason, log) is not None,
           '%s: filterd logged the failed scan (%s)' % (what, reason),
           '\n'.join(l for l in log.splitlines() if 'clamav' in l)[-1500:])

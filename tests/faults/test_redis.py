@@ -17,13 +17,12 @@ and logged the store failure and, for the restart, the reconnection.
 import os
 import re
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, '..', '..', 'plugins', 'ratelimit', 'tests'))
 import faultlib  # noqa: E402
-from faultlib import check, Flow, verify  # noqa: E402
+from faultlib import check  # noqa: E402
 from redisproc import Redis  # noqa: E402
 
 MARK = rb'^X-Fault-Policy: seen$'
@@ -31,27 +30,16 @@ MARK = rb'^X-Fault-Policy: seen$'
 
 def run_case(pd, pf, name, fault, recover, hold, logged):
     what = 'Redis ' + name
-    mark = len(pd.log())
-    flow = Flow(pf, 'redis-' + name).start()
-    flow.wait_done(flow.n // 4)
-    fault()
-    time.sleep(hold)
-    recover()
-    flow.join()
-    verify(flow, what, mark=MARK)
-    replies = [x for v in flow.tempfails.values() for x in v]
-    check(all(isinstance(x, tuple) and x[0] == 'rcpt' and x[1] and x[1][0] == 451 and
-              '4.3.0' in x[1][1] for x in replies),
-          '%s: the 4xx were 451 4.3.0 at RCPT' % what,
-          [x for x in replies if not (isinstance(x, tuple) and x[1] and '4.3.0' in x[1][1])][:3])
-    log = pd.log()[mark:]
+    flow, log = faultlib.fault_case(pf, pd, 'redis-' + name, fault, recover, hold, MARK, what)
+    faultlib.check_replies(flow, what, 'rcpt', 451, '4.3.0')
     for rx in logged:
         check(re.search(rx, log) is not None, '%s: policyd logged /%s/' % (what, rx),
               '\n'.join(log.splitlines()[-8:]))
     # A failing store is said once per 10 s, not once per call.
+    n_replies = sum(len(v) for v in flow.tempfails.values())
     errs = re.findall(r'error: state store redis \S+: [A-Z]+: ', log)
-    check(len(replies) > 3 and len(errs) <= 2,
-          '%s: %d failed calls, %d error lines (bounded)' % (what, len(replies), len(errs)))
+    check(n_replies > 3 and len(errs) <= 2,
+          '%s: %d failed calls, %d error lines (bounded)' % (what, n_replies, len(errs)))
     check(pd.alive(), '%s: policyd still running (recovered by itself)' % what)
 
 

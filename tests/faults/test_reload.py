@@ -3,7 +3,9 @@
 
   - reload storm: filterd gets SIGUSR1 and SIGHUP (both reload it with the
     native engine), policyd SIGHUP, ten times a second each, for as long
-    as the flow runs (10 s: 200 messages at 20 a second);
+    as the flow runs (10 s: 200 messages at 20 a second; with
+    --storm-seconds 30, in suite long, 30 s and 600 messages, the storm
+    alone);
   - broken configuration: during the flow, both configuration files are
     replaced by broken ones and both daemons are told to reload; they keep
     running on the configuration they have (and log why), then get the
@@ -20,6 +22,7 @@ header and policyd's PREPEND), each daemon is the same process
 throughout and logged its reloads.
 """
 
+import argparse
 import os
 import re
 import shutil
@@ -35,11 +38,12 @@ from faultlib import check, Flow, verify  # noqa: E402
 MARK = [rb'^X-Fault-Policy: seen$', rb'^X-Fault-Filter: seen$']
 
 
-def storm(env, pf, fd, pd):
-    what = 'reload storm'
+def storm(env, pf, fd, pd, seconds):
+    what = 'reload storm (%d s)' % seconds
     fmark, pmark = len(fd.log()), len(pd.log())
-    # 20 messages a second: the storm lasts the flow's 10 s.
-    flow = Flow(pf, 'reload-storm', pace=0.2).start()
+    # 20 messages a second: the storm lasts the flow's `seconds`.
+    flow = Flow(pf, 'reload-storm', n=faultlib.MESSAGES * seconds // 10, pace=0.2,
+                deadline=180 + 3 * seconds).start()
     stop = threading.Event()
     sent = [0]
 
@@ -103,6 +107,11 @@ def broken(env, pf, fd, pd):
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--storm-seconds', type=int, default=10,
+                    help='how long the storm lasts (20 messages a second); 10: the broken '
+                    'configuration case too; more: the storm alone')
+    a = ap.parse_args()
     env = faultlib.Env('reload', plugins=('testplug', 'access'))
     try:
         rcpts = env.path('policy-rcpts')
@@ -115,8 +124,9 @@ def main():
                                                'access_recipient_map': 'texthash:' + rcpts},
                         drain=False)
         pf = env.postfix(milter=fd.port, policy=pd.port)
-        storm(env, pf, fd, pd)
-        broken(env, pf, fd, pd)
+        storm(env, pf, fd, pd, a.storm_seconds)
+        if a.storm_seconds == 10:
+            broken(env, pf, fd, pd)
     finally:
         env.stop()
     return faultlib.sifttest.done()
