@@ -169,6 +169,18 @@ def one_ar(env):
           and entries[2].startswith('dkim=pass header.d=reject.test header.s=s1')
           and entries[3] == 'dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test',
           'one A-R at the top: spf, dkim for each signature, dmarc', ar)
+    # policyd's Received-SPF (spf_filterd_mode = header): its result in our one A-R, used by dmarc
+    own = ('Received-SPF: pass (mx.sift.test: domain of bounce@mail.reject.test designates %s as permitted'
+           ' sender)\r\n receiver=mx.sift.test; client-ip=%s; envelope-from="bounce@mail.reject.test";'
+           ' helo=client.test;\r\n identity=mailfrom;\r\n'
+           'Received: from client.test (client.test [%s]) by mx.sift.test (Postfix) with ESMTP id 4X\r\n'
+           % (CLIENT, CLIENT, CLIENT)).encode()
+    r = run(env, own + forged + body, 'bounce@mail.reject.test', opts=['spf_filterd_mode=header'])
+    ar = [e['value'] for e in r.get('headers') or [] if e['name'] == 'Authentication-Results' and e['value']]
+    check(len(ar) == 1 and ar[0].startswith('mx.sift.test; spf=pass smtp.mailfrom=bounce@mail.reject.test')
+          and ar[0].endswith('dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test')
+          and ('SPF_PASS', 'header') in [(x['name'], x.get('option')) for x in r.get('symbols') or []],
+          "policyd's Received-SPF: spf=pass in our one A-R, dmarc=pass by it", (ar, r.get('symbols')))
     # a plugin's own authserv-id is ours too
     r = run(env, b'Authentication-Results: dmarc.sift.test; dmarc=pass\r\n' + signed, 'bounce@other.test',
             opts=['dmarc_authserv_id=dmarc.sift.test'])

@@ -10,6 +10,10 @@ DKIM and DMARC records. The client is 127.0.0.1.
   2. the same From, DKIM-signed by reject.test (dkimpy), is delivered with
      one Authentication-Results header holding spf=fail, dkim=pass and
      dmarc=pass;
+     The same with three forged Authentication-Results claiming our
+     authserv-id (at different positions), a foreign one and two
+     signatures: the forged ones are gone, the foreign one kept, and our
+     one header, at the top, holds spf, dkim for each signature and dmarc;
   3. a p=quarantine failure (quar.test) is put in Postfix's hold queue;
   4. a dead DNS zone (_dmarc.dead.test never answers) gives temperror: the
      message is delivered with dmarc=temperror, not refused.
@@ -60,7 +64,7 @@ def ar_text(m):
     return ' '.join(re.sub(r'\s+', ' ', h) for h in m.headers('Authentication-Results')) if m else ''
 
 
-def run(pf, key):
+def run(pf, key, key2):
     # 1. p=reject, SPF fail, no DKIM: refused at end of data
     r = pf.send('bounce@reject.test', ['bob@sift.test'], message('alice@reject.test', 'dmarc one'))
     check(r.rejected_at() == 'eom' and r.eom[0] == 550 and r.eom[1].startswith('5.7.1')
@@ -79,6 +83,31 @@ def run(pf, key):
     ars = m.headers('Authentication-Results') if m else []
     check(len(ars) == 1 and ars[0].split(';')[0].strip() == 'mx.sift.test',
           'one Authentication-Results, with our authserv-id', ars)
+
+    # 2b. forged Authentication-Results with our authserv-id (three, at
+    # different positions) removed; a foreign one kept; two signatures: our
+    # one header holds spf, dkim twice and dmarc
+    body = message('alice@reject.test', 'dmarc two-b')
+    signed = dkim.sign(body, b's1', b'reject.test', key, include_headers=[b'from', b'to', b'subject']) + body
+    signed = dkim.sign(signed, b's2', b'reject.test', key2, include_headers=[b'from', b'subject']) + signed
+    forged = (b'Authentication-Results: mx.sift.test; dmarc=pass header.from=reject.test\r\n'
+              b'Authentication-Results: other.example; spf=pass smtp.mailfrom=x@other.example\r\n'
+              b'Authentication-Results: (forged) MX.sift.test; dkim=pass header.d=bank.test\r\n'
+              b'X-Filler: 1\r\n'
+              b'Authentication-Results: mx.sift.test; spf=pass smtp.mailfrom=forged@bank.test\r\n')
+    data = (forged + signed).replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
+    r = pf.send('bounce@reject.test', ['bob@sift.test'], data)
+    m = delivered(pf, 'dmarc two-b')
+    ars = [re.sub(r'\s+', ' ', h) for h in m.headers('Authentication-Results')] if m else []
+    ours = [h for h in ars if h.split(';')[0].strip().lower() == 'mx.sift.test']
+    check(r.accepted and len(ours) == 1 and 'bank.test' not in ' '.join(ars) and 'other.example' in ' '.join(ars),
+          'delivered: forged A-R removed, the foreign one kept, one of ours', ars)
+    res = [x.strip().split('=')[0] for x in ours[0].split(';')[1:]] if ours else []
+    check(res == ['spf', 'dkim', 'dkim', 'dmarc'] and 'header.s=s1' in ours[0] and 'header.s=s2' in ours[0],
+          'delivered: our A-R holds spf, dkim for both signatures, dmarc', ours)
+    hdrs = m.header_block() if m else ''
+    check(hdrs.lower().find('authentication-results: mx.sift.test') < hdrs.lower().find('dkim-signature:'),
+          'delivered: our A-R above the signatures (inserted at the top)', hdrs[:600])
 
     # 3. p=quarantine: held
     r = pf.send('bounce@quar.test', ['bob@sift.test'], message('alice@quar.test', 'dmarc three'))
@@ -108,9 +137,11 @@ def main():
     d = tempfile.mkdtemp(prefix='sift-dmarc-pf-')
     os.chmod(d, 0o755)
     key, rec = genkey(d, 'reject.test', 's1')
+    key2, rec2 = genkey(d, 'reject.test', 's2')
     zones = {'.': [{"name": ".", "type": "SOA", "data": "ns.root.test. hostmaster.root.test. 1 3600 600 86400 60"},
                    {'name': 'reject.test', 'type': 'TXT', 'data': 'v=spf1 -all'},
                    {'name': 's1._domainkey.reject.test', 'type': 'TXT', 'data': rec},
+                   {'name': 's2._domainkey.reject.test', 'type': 'TXT', 'data': rec2},
                    {'name': '_dmarc.reject.test', 'type': 'TXT', 'data': 'v=DMARC1; p=reject'},
                    {'name': 'quar.test', 'type': 'TXT', 'data': 'v=spf1 -all'},
                    {'name': '_dmarc.quar.test', 'type': 'TXT', 'data': 'v=DMARC1; p=quarantine'},
@@ -126,7 +157,7 @@ def main():
             'spf_filterd_mode': 'check', 'dkim_sign': 'no', 'tmpdir': d})
         pf = sifttest.Postfix(milters=['inet:127.0.0.1:%d' % fd.port])
         pf.start()
-        run(pf, key)
+        run(pf, key, key2)
     finally:
         sifttest.stop_all([srv, fd, pf])
         failed = sifttest.checks.failed
