@@ -282,7 +282,7 @@ static int tool_report(const struct sift_host *host, void *conf, int argc, char 
 	const struct dmarc_report_conf *rc = dmarc_conf_report(conf);
 	if (!*rc->store) {
 		fprintf(stderr, "siftctl dmarc report: dmarc_report_store is empty: nothing is recorded\n");
-		return 1;
+		return 0;
 	}
 	char **days = NULL, *err = NULL;
 	size_t n = 0;
