@@ -91,11 +91,13 @@ void dbuf_xml(struct dbuf *b, const char *s)
 
 /* ---- one message's row -------------------------------------------------- */
 
-/* A field value without TAB, CR, LF or other control characters. */
+/* A field value in printable ASCII: no TAB, CR, LF or other control
+ * characters, and no octet a report's UTF-8 could not hold (rua= and fo=
+ * are as published). */
 static void field(struct dbuf *b, const char *s, bool last)
 {
 	for (; *s; s++)
-		dbuf_add(b, (unsigned char)*s < 32 || *s == 127 ? "?" : s, 1);
+		dbuf_add(b, (unsigned char)*s < 32 || (unsigned char)*s >= 127 ? "?" : s, 1);
 	if (!last)
 		dbuf_add(b, "\t", 1);
 }
@@ -342,6 +344,35 @@ static bool add_row(struct dmarc_rows *rows, char *text, long long count)
 	return true;
 }
 
+void dmarc_report_parse(const char *text, size_t len, struct dmarc_rows *rows)
+{
+	char **lines = NULL;
+	size_t n = 0, cap = 0;
+	for (const char *p = text, *end = text + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			break; /* a line being written */
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			lines = realloc(lines, cap * sizeof(char *));
+			if (!lines)
+				abort();
+		}
+		lines[n++] = strndup(p, (size_t)(nl - p));
+		p = nl + 1;
+	}
+	if (n)
+		qsort(lines, n, sizeof(char *), cmp_str);
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && strcmp(lines[j], lines[i]) == 0)
+			free(lines[j++]);
+		add_row(rows, lines[i], (long long)(j - i));
+		i = j;
+	}
+	free(lines);
+}
+
 static int file_load(const char *dir, const char *day, struct dmarc_rows *rows, char **err_r)
 {
 	char path[4200];
@@ -353,33 +384,20 @@ static int file_load(const char *dir, const char *day, struct dmarc_rows *rows, 
 		*err_r = xasprintf("%s: %s", path, strerror(errno));
 		return -1;
 	}
-	char **lines = NULL, *line = NULL;
-	size_t n = 0, cap = 0, lcap = 0;
-	ssize_t len;
-	while ((len = getline(&line, &lcap, fp)) > 0) {
-		if (line[len - 1] != '\n')
-			continue; /* a line being written */
-		line[len - 1] = 0;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 256;
-			lines = realloc(lines, cap * sizeof(char *));
-			if (!lines)
-				abort();
-		}
-		lines[n++] = strdup(line);
-	}
-	free(line);
+	struct dbuf b = {0};
+	char chunk[65536];
+	size_t got;
+	while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		dbuf_add(&b, chunk, got);
+	bool bad = ferror(fp);
 	fclose(fp);
-	if (n)
-		qsort(lines, n, sizeof(char *), cmp_str);
-	for (size_t i = 0; i < n;) {
-		size_t j = i + 1;
-		while (j < n && strcmp(lines[j], lines[i]) == 0)
-			free(lines[j++]);
-		add_row(rows, lines[i], (long long)(j - i));
-		i = j;
+	if (bad) {
+		free(b.s);
+		*err_r = xasprintf("%s: read error", path);
+		return -1;
 	}
-	free(lines);
+	dmarc_report_parse(b.s ? b.s : "", b.len, rows);
+	free(b.s);
 	return 0;
 }
 

@@ -105,6 +105,9 @@ int dmarc_report_days(const struct sift_host *host, const struct dmarc_report_co
 /* The rows of one day, identical rows counted together. */
 int dmarc_report_load(const struct sift_host *host, const struct dmarc_report_conf *rc, const char *day,
 		      struct dmarc_rows *rows, char **err_r);
+/* The rows of a file store's text (complete lines only), identical ones
+ * counted together; lines of another format are skipped. */
+void dmarc_report_parse(const char *text, size_t len, struct dmarc_rows *rows);
 /* Deletes the day's rows (after its reports went out). */
 int dmarc_report_remove(const struct sift_host *host, const struct dmarc_report_conf *rc, const char *day,
 			char **err_r);
