@@ -16,12 +16,20 @@ DKIM and DMARC records. The client is 127.0.0.1.
      one header, at the top, holds spf, dkim for each signature and dmarc;
   3. a p=quarantine failure (quar.test) is put in Postfix's hold queue;
   4. a dead DNS zone (_dmarc.dead.test never answers) gives temperror: the
-     message is delivered with dmarc=temperror, not refused.
+     message is delivered with dmarc=temperror, not refused;
+  5. the rows of reject.test's three messages (dmarc_report_store = file:)
+     become an aggregate report, mailed by `siftctl dmarc report --send`
+     with the private Postfix's sendmail to reject.test's rua= (bob@sift.test,
+     an external destination verified by its _report._dmarc record) and
+     delivered; the attached report validates against the schema.
 
 Run as root with SIFT_SRCDIR / SIFT_BUILDDIR set (meson test does).
 """
 
+import email
+import gzip
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -130,6 +138,43 @@ def run(pf, key, key2):
           'dead DNS zone: delivered with dmarc=temperror', (r, ar_text(m)))
 
 
+def report(pf, fd, d):
+    """5. The aggregate report of reject.test's messages, mailed with the
+    private Postfix's sendmail to its rua= (bob@sift.test, verified by
+    reject.test._report._dmarc.sift.test) and delivered."""
+    wrapper = os.path.join(d, 'sendmail')
+    with open(wrapper, 'w') as f:
+        f.write('#!/bin/sh\nMAIL_CONFIG=%s exec /usr/sbin/sendmail "$@"\n' % pf.config_dir)
+    os.chmod(wrapper, 0o755)
+    day = time.strftime('%Y-%m-%d', time.gmtime())
+    r = subprocess.run([sifttest.program('siftctl'), '-c', fd.conf, '-o', 'dmarc_report_sendmail=' + wrapper,
+                        'dmarc', 'report', '--date', day, '--send'], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=60)
+    out = r.stdout.decode()
+    check(r.returncode == 0 and 'to bob@sift.test' in out, 'report --send through Postfix\'s sendmail', out)
+    end = time.monotonic() + 20
+    m = None
+    while m is None and time.monotonic() < end:
+        m = next((x for x in pf.maildir_messages() if ' '.join((x.header('Subject') or '').split()).startswith(
+            'Report Domain: reject.test Submitter: ')), None)
+        time.sleep(0.1)
+    check(m is not None, 'the report delivered to the rua= address', out)
+    if m is None:
+        return
+    msg = email.message_from_bytes(m.raw)
+    gz = [p for p in msg.walk() if p.get_content_type() == 'application/gzip']
+    xml = gzip.decompress(gz[0].get_payload(decode=True)) if gz else b''
+    path = os.path.join(d, 'report.xml')
+    with open(path, 'wb') as f:
+        f.write(xml)
+    v = subprocess.run(['xmllint', '--noout', '--schema', os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                       'dmarc-rua.xsd'), path],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    counts = sum(int(c) for c in re.findall(rb'<count>(\d+)</count>', xml))
+    check(v.returncode == 0 and counts == 3, 'the delivered report: valid, the three reject.test messages',
+          v.stdout.decode() + xml.decode('utf-8', 'replace')[:800])
+
+
 def main():
     if os.geteuid() != 0:
         check(False, 'needs root (private Postfix)')
@@ -142,11 +187,16 @@ def main():
                    {'name': 'reject.test', 'type': 'TXT', 'data': 'v=spf1 -all'},
                    {'name': 's1._domainkey.reject.test', 'type': 'TXT', 'data': rec},
                    {'name': 's2._domainkey.reject.test', 'type': 'TXT', 'data': rec2},
-                   {'name': '_dmarc.reject.test', 'type': 'TXT', 'data': 'v=DMARC1; p=reject'},
+                   {'name': '_dmarc.reject.test', 'type': 'TXT',
+                    'data': 'v=DMARC1; p=reject; rua=mailto:bob@sift.test'},
+                   {'name': 'reject.test._report._dmarc.sift.test', 'type': 'TXT', 'data': 'v=DMARC1'},
                    {'name': 'quar.test', 'type': 'TXT', 'data': 'v=spf1 -all'},
                    {'name': '_dmarc.quar.test', 'type': 'TXT', 'data': 'v=DMARC1; p=quarantine'},
                    {'name': 'dead.test', 'type': 'TXT', 'data': 'v=spf1 ?all'},
                    {'name': '_dmarc.dead.test', 'type': 'TIMEOUT'}]}
+    rows = os.path.join(d, 'rows')
+    os.mkdir(rows)
+    os.chown(rows, pwd.getpwnam(sifttest.daemon_user()).pw_uid, -1)
     srv = dnsserver.DNSServer(zones)
     srv.start()
     fd = pf = None
@@ -154,10 +204,12 @@ def main():
         fd = sifttest.start_daemon('filterd', d, {
             'inbound_plugins': 'spf dkim dmarc', 'originating_plugins': '',
             'dns_servers': '127.0.0.1:%d' % srv.port, 'dns_timeout': '1s', 'authserv_id': 'mx.sift.test',
-            'spf_filterd_mode': 'check', 'dkim_sign': 'no', 'tmpdir': d})
+            'spf_filterd_mode': 'check', 'dkim_sign': 'no', 'tmpdir': d,
+            'dmarc_report_store': 'file:' + rows})
         pf = sifttest.Postfix(milters=['inet:127.0.0.1:%d' % fd.port])
         pf.start()
         run(pf, key, key2)
+        report(pf, fd, d)
     finally:
         sifttest.stop_all([srv, fd, pf])
         failed = sifttest.checks.failed
