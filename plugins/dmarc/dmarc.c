@@ -27,6 +27,10 @@
  *
  * The whole evaluation of a message is kept in the message state (struct
  * dmarc_eval, see dmarcrec.h): everything an aggregate report row needs.
+ * With dmarc_report_store set, a message whose record has a rua= adds its
+ * row there (dmarcreport.c); `siftctl dmarc report` (tool.c) makes the
+ * reports. `siftctl dmarc check` runs this same hook through
+ * dmarc_check_hook (dmarctool.h), which only siftctl sets.
  *
  * Threading: the configuration block (the PSL context, parsed scores) is
  * read-only after init; libpsl lookups on a loaded context are thread-safe.

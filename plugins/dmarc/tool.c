@@ -279,6 +279,13 @@ static int tool_report(const struct sift_host *host, void *conf, int argc, char 
 		else
 			return 2;
 	}
+	int y, m, d;
+	char tail;
+	if (o.date && (strlen(o.date) != 10 || sscanf(o.date, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 ||
+		       m < 1 || m > 12 || d < 1 || d > 31)) {
+		fprintf(stderr, "siftctl dmarc report: --date %s: YYYY-MM-DD\n", o.date);
+		return 2;
+	}
 	const struct dmarc_report_conf *rc = dmarc_conf_report(conf);
 	if (!*rc->store) {
 		fprintf(stderr, "siftctl dmarc report: dmarc_report_store is empty: nothing is recorded\n");
