@@ -490,6 +490,10 @@ int sift_gen_init(struct sift_gen *g, char **err_r)
 		g->flags |= p->flags;
 		g->phases |= (unsigned)plugin_phases(p);
 	}
+	/* The host deletes incoming Authentication-Results that claim our
+	 * authserv-id whenever it sees the header (strip_auth_results). */
+	if (g->phases & ((1u << SIFT_PH_HEADER) | (1u << SIFT_PH_EOH) | (1u << SIFT_PH_EOM)))
+		g->actions |= SIFT_A_CHGHDRS;
 	building_gen = NULL;
 	return 0;
 }
@@ -1067,6 +1071,92 @@ static enum sift_verdict run_chain(struct sift_ctx *ctx, enum sift_phase ph, con
 	return SIFT_DUNNO;
 }
 
+/* The authserv-id of an Authentication-Results value (RFC 8601 2.2: after
+ * optional CFWS, a token or a quoted-string) into out; false when none. */
+static bool ar_authserv_id(const char *p, char *out, size_t n)
+{
+	for (;;) {
+		p += strspn(p, " \t\r\n");
+		if (*p != '(')
+			break;
+		for (int depth = 0; *p; p++) {
+			if (*p == '\\' && p[1])
+				p++;
+			else if (*p == '(')
+				depth++;
+			else if (*p == ')' && --depth == 0) {
+				p++;
+				break;
+			}
+		}
+	}
+	bool quoted = *p == '"';
+	size_t k = 0;
+	for (p += quoted; *p && k + 1 < n; p++) {
+		if (quoted && *p == '\\' && p[1])
+			p++;
+		else if (quoted ? *p == '"' : strchr("; \t\r\n(", *p) != NULL)
+			break;
+		out[k++] = *p;
+	}
+	out[k] = 0;
+	return k > 0;
+}
+
+/* True when id is the generation's authserv_id or one a plugin reported
+ * under (host->auth_result) for this message. */
+static bool our_authserv_id(struct sift_ctx *ctx, const char *id)
+{
+	const char *common =
+		*ctx->gen->common.authserv_id ? ctx->gen->common.authserv_id : ctx->gen->myhostname;
+	if (strcasecmp(id, common) == 0)
+		return true;
+	size_t idl = strlen(id);
+	for (const struct sift_edit *e = ctx->res.edits; e; e = e->next)
+		if (e->auth_results && strncasecmp(e->value, id, idl) == 0 && e->value[idl] == ';')
+			return true;
+	return false;
+}
+
+/* RFC 8601 5: incoming Authentication-Results that claim one of our
+ * authserv-ids are deleted, from the highest index down (so that no
+ * deletion shifts a later one), ahead of every other edit: our own header,
+ * inserted at index 0, is then the only one with our id. */
+static void strip_forged_auth_results(struct sift_ctx *ctx)
+{
+	if (!ctx->msg || !(ctx->gen->actions & SIFT_A_CHGHDRS))
+		return;
+	struct sift_edit *head = NULL, **tail = &head;
+	unsigned idx = 0, forged[256];
+	size_t nf = 0, nh = sift_msg_header_count(ctx->msg);
+	for (size_t i = 0; i < nh; i++) {
+		const struct sift_header *h = sift_msg_header(ctx->msg, i);
+		if (strcasecmp(h->name, "Authentication-Results") != 0)
+			continue;
+		idx++;
+		char id[256];
+		if (ar_authserv_id(h->value, id, sizeof(id)) && our_authserv_id(ctx, id) &&
+		    nf < sizeof(forged) / sizeof(forged[0]))
+			forged[nf++] = idx;
+	}
+	for (size_t i = nf; i-- > 0;) {
+		struct sift_edit *e = sift_calloc(1, sizeof(*e));
+		e->op = SIFT_EDIT_CHANGE;
+		e->idx = forged[i];
+		e->name = sift_strdup("Authentication-Results");
+		*tail = e;
+		tail = &e->next;
+		sift_log_msg(LOG_NOTICE, ctx->items[SIFT_I_QUEUE_ID], "filterd",
+			     "deleted forged Authentication-Results #%u carrying our authserv-id", forged[i]);
+	}
+	if (!head)
+		return;
+	*tail = ctx->res.edits;
+	if (!ctx->res.edits)
+		ctx->edit_tail = tail;
+	ctx->res.edits = head;
+}
+
 enum sift_verdict sift_run(struct sift_ctx *ctx, enum sift_phase ph)
 {
 	if (ph == SIFT_PH_RCPT) {
@@ -1074,7 +1164,10 @@ enum sift_verdict sift_run(struct sift_ctx *ctx, enum sift_phase ph)
 		if (!is_final(ctx->res.verdict))
 			clear_reply(&ctx->res);
 	}
-	return run_chain(ctx, ph, NULL, NULL, 0);
+	enum sift_verdict v = run_chain(ctx, ph, NULL, NULL, 0);
+	if (ph == SIFT_PH_EOM && !is_final(ctx->res.verdict))
+		strip_forged_auth_results(ctx);
+	return v;
 }
 
 enum sift_verdict sift_run_header(struct sift_ctx *ctx, const char *name, const char *value)

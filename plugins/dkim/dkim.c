@@ -21,9 +21,8 @@
  * with their TTL. rsa-sha1 signatures and RSA
  * keys under 1024 bits fail (RFC 8301). Results become symbols (DKIM_VALID,
  * DKIM_INVALID, DKIM_TEMPFAIL, DKIM_NONE, with the signing domains) and an
- * Authentication-Results header (RFC 8601) inserted at the top; forged
- * Authentication-Results carrying our authserv-id are deleted first, from
- * the highest index down.
+ * entry in the message's Authentication-Results header (RFC 8601, written
+ * by the host, which also deletes forged ones carrying our authserv-id).
  *
  * The header fields signed and verified are read from the host's copy of
  * the message as received (host->message_read, cut into fields by
@@ -73,7 +72,6 @@ struct dk_conf {
 	long long max_signatures;
 	const char *authserv_id;
 	int add_auth_results;
-	int strip_auth_results;
 	long long dns_timeout;
 	long long key_cache_size;
 	long long key_cache_max_ttl;
@@ -118,8 +116,6 @@ static const struct sift_param params[] = {
 	 "authserv-id of our Authentication-Results (empty: the host name)"},
 	{"add_auth_results", SIFT_P_BOOL, "yes", 0, 0, OFF(add_auth_results), NULL,
 	 "add an Authentication-Results header with the verification results"},
-	{"strip_auth_results", SIFT_P_BOOL, "yes", 0, 0, OFF(strip_auth_results), NULL,
-	 "delete inbound Authentication-Results fields that carry our authserv-id"},
 	{"dns_timeout", SIFT_P_TIME, "0", 0, 60000, OFF(dns_timeout), NULL,
 	 "time limit of one key lookup; 0 = dns_timeout (bounded by the MTA's deadline)"},
 	{"key_cache_size", SIFT_P_INT, "10000", 0, 10000000, OFF(key_cache_size), NULL,
@@ -498,27 +494,6 @@ static int dk_init(const struct sift_host *h, void *conf, char **err_r)
 
 /* ---- helpers on the message ------------------------------------------------- */
 
-static const char *skip_cfws(const char *p)
-{
-	for (;;) {
-		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-			p++;
-		if (*p != '(')
-			return p;
-		int depth = 0;
-		for (; *p; p++) {
-			if (*p == '\\' && p[1])
-				p++;
-			else if (*p == '(')
-				depth++;
-			else if (*p == ')' && --depth == 0) {
-				p++;
-				break;
-			}
-		}
-	}
-}
-
 /* Looks `addr` (or just its domain when addr is NULL) up in the signing
  * table: address, domain, then ".parent" domains. 1 found (*res_r),
  * 0 not found, -1 error. */
@@ -758,50 +733,11 @@ static const char *our_authserv_id(struct sift_ctx *ctx, const struct dk_conf *c
 	return h && *h ? h : "localhost";
 }
 
-/* The authserv-id of an Authentication-Results value into out. */
-static bool ar_authserv_id(const char *value, char *out, size_t n)
-{
-	const char *p = skip_cfws(value);
-	size_t k = 0;
-	while (*p && *p != ';' && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n' && *p != '(' &&
-	       k + 1 < n)
-		out[k++] = *p++;
-	out[k] = 0;
-	return k > 0;
-}
-
-static void strip_forged(struct sift_ctx *ctx, const struct dk_conf *c)
-{
-	const char *id = our_authserv_id(ctx, c);
-	size_t nh = host->header_count(ctx);
-	unsigned idx = 0;
-	unsigned forged[64];
-	size_t nf = 0;
-	for (size_t i = 0; i < nh; i++) {
-		const struct sift_header *h = host->header(ctx, i);
-		if (!h || strcasecmp(h->name, "Authentication-Results") != 0)
-			continue;
-		idx++;
-		char a[256];
-		if (ar_authserv_id(h->value, a, sizeof(a)) && strcasecmp(a, id) == 0 && nf < 64)
-			forged[nf++] = idx;
-	}
-	/* From the highest index down, so earlier deletions do not shift the
-	 * later ones. */
-	for (size_t i = nf; i-- > 0;) {
-		host->header_change(ctx, "Authentication-Results", forged[i], NULL);
-		host->log(ctx, LOG_NOTICE,
-			  "deleted forged Authentication-Results #%u carrying our authserv-id", forged[i]);
-	}
-}
-
 /* Parses the signatures (up to dkim_max_signatures), fetches their keys
  * and starts the body hashes of those that can still pass. */
 static void start_verifying(struct sift_ctx *ctx, struct dk_msg *m)
 {
 	const struct dk_conf *c = m->conf;
-	if (c->strip_auth_results)
-		strip_forged(ctx, c);
 	struct fieldlist fl = {.ctx = ctx};
 	if (dk_fields(host, ctx, keep_field, &fl) < 0) {
 		host->log(ctx, LOG_ERR, "verifying: cannot read the message's header");

@@ -27,6 +27,10 @@
  *
  * The whole evaluation of a message is kept in the message state (struct
  * dmarc_eval, see dmarcrec.h): everything an aggregate report row needs.
+ * With dmarc_report_store set, a message whose record has a rua= adds its
+ * row there (dmarcreport.c); `siftctl dmarc report` (tool.c) makes the
+ * reports. `siftctl dmarc check` runs this same hook through
+ * dmarc_check_hook (dmarctool.h), which only siftctl sets.
  *
  * Threading: the configuration block (the PSL context, parsed scores) is
  * read-only after init; libpsl lookups on a loaded context are thread-safe.
@@ -40,8 +44,10 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "dmarcrec.h"
+#include "dmarctool.h"
 #include "sift/plugin.h"
 
 #define DNS_T_TXT 16
@@ -65,6 +71,7 @@ struct dm_conf {
 	const char *reject_text;
 	int add_auth_results;
 	long long dns_timeout;
+	struct dmarc_report_conf report;
 	const char *score_text[S_MAX];
 	/* derived in init */
 	psl_ctx_t *psl;
@@ -98,6 +105,20 @@ static const struct sift_param params[] = {
 	 "add an Authentication-Results header with the dmarc= result"},
 	{"dns_timeout", SIFT_P_TIME, "0", 0, 60000, OFF(dns_timeout), NULL,
 	 "time limit of one record lookup; 0 = dns_timeout (bounded by the MTA's deadline)"},
+	{"report_store", SIFT_P_STRING, "", 0, 0, OFF(report.store), NULL,
+	 "where aggregate report data is recorded: empty (nowhere), state (state_store) or file:DIR"},
+	{"report_retention", SIFT_P_TIME, "7d", 3600000, 31LL * 86400000, OFF(report.retention), NULL,
+	 "how long recorded report data is kept when no report takes it (state store expiry)"},
+	{"report_org_name", SIFT_P_STRING, "$myhostname", 0, 0, OFF(report.org_name), NULL,
+	 "org_name of our aggregate reports"},
+	{"report_email", SIFT_P_STRING, "postmaster@$myhostname", 0, 0, OFF(report.email), NULL,
+	 "email of our aggregate reports, and their From and envelope sender"},
+	{"report_extra_contact", SIFT_P_STRING, "", 0, 0, OFF(report.extra_contact), NULL,
+	 "extra_contact_info of our aggregate reports (empty: none)"},
+	{"report_domain", SIFT_P_STRING, "$myhostname", 0, 0, OFF(report.domain), NULL,
+	 "the Submitter domain of our reports (in their subject and file names)"},
+	{"report_sendmail", SIFT_P_STRING, "/usr/sbin/sendmail", 0, 0, OFF(report.sendmail), NULL,
+	 "the sendmail program siftctl dmarc report --send mails reports with"},
 	{"score_pass", SIFT_P_STRING, "-0.1", 0, 0, OFF(score_text[S_PASS]), NULL, "score of DMARC_PASS"},
 	{"score_reject", SIFT_P_STRING, "3", 0, 0, OFF(score_text[S_REJECT]), NULL,
 	 "score of DMARC_REJECT (fail under p=reject)"},
@@ -150,6 +171,8 @@ static int dm_init(const struct sift_host *h, void *cv, char **err_r)
 		*err_r = strdup("dmarc_reject_text: only one %s (the domain) is allowed");
 		return -1;
 	}
+	if (dmarc_report_check_store(&c->report, err_r) < 0)
+		return -1;
 	c->psl = psl_load_file(c->psl_path);
 	if (!c->psl) {
 		*err_r = xstrdupf("dmarc_public_suffix_list: cannot load %s%s", c->psl_path,
@@ -485,6 +508,32 @@ static void log_eval(struct sift_ctx *ctx, const struct dmarc_eval *e)
 		  e->reason ? e->reason : "", e->reason ? ")" : "");
 }
 
+/* The message's aggregate report row (dmarcreport.c). */
+static void record(struct sift_ctx *ctx, const struct dm_conf *c, const struct dmarc_eval *e)
+{
+	char row[DMARC_ROW_MAX];
+	const char *sender = host->get(ctx, SIFT_I_SENDER);
+	const char *at = sender ? strrchr(sender, '@') : NULL;
+	char sd[DMARC_DOMAIN_MAX] = "";
+	if (at && !dmarc_domain_norm(at + 1, sd, sizeof(sd)))
+		sd[0] = 0;
+	if (!dmarc_report_row(e, host->get(ctx, SIFT_I_CLIENT_ADDR), sd, row, sizeof(row)))
+		return;
+	if (dmarc_report_record(host, &c->report, row, time(NULL)) < 0)
+		host->log(ctx, LOG_WARNING, "dmarc_report_store %s: cannot record the report row",
+			  c->report.store);
+}
+
+const struct dmarc_report_conf *dmarc_conf_report(const void *conf)
+{
+	return &((const struct dm_conf *)conf)->report;
+}
+
+bool dmarc_conf_orgdomain(void *conf, const char *domain, char *out, size_t n)
+{
+	return orgdomain(conf, domain, out, n);
+}
+
 static enum sift_verdict dm_eom(struct sift_ctx *ctx)
 {
 	const struct dm_conf *c = host->conf(ctx);
@@ -500,12 +549,19 @@ static enum sift_verdict dm_eom(struct sift_ctx *ctx)
 	if (e->from_domain[0]) {
 		orgdomain((void *)c, e->from_domain, e->org_domain, sizeof(e->org_domain));
 		auth_inputs(ctx, e);
+		if (dmarc_check_hook)
+			dmarc_check_inputs(dmarc_check_hook, e);
 		if (e->result != DMARC_R_PERMERROR)
 			discover(ctx, c, e);
 	}
 	dmarc_evaluate(e, (int)arc4random_uniform(100), orgdomain, (void *)c);
 	overrides(ctx, c, e);
 	log_eval(ctx, e);
+	if (dmarc_check_hook) {
+		dmarc_check_hook->eval = *e;
+		dmarc_check_hook->ran = true;
+	} else if (*c->report.store)
+		record(ctx, c, e);
 	int s = symbol_of(e);
 	host->symbol(ctx, sym_names[s], c->score[s], e->from_domain[0] ? e->from_domain : e->reason);
 	if (c->add_auth_results)
@@ -525,4 +581,5 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.init = dm_init,
 	.release = dm_release,
 	.eom = dm_eom,
+	.tools = dmarc_tools,
 };

@@ -135,6 +135,103 @@ def zones(env):
     return {".": recs}
 
 
+def one_ar(env):
+    """One Authentication-Results for our authserv-id: incoming ones that
+    claim it (any case, after a comment, several, at any position) are
+    deleted by the host, highest index first and before our header is
+    inserted at the top, whichever plugins run; spf, both DKIM signatures
+    and dmarc are in our one header, in RFC 8601 form."""
+    body = message('alice@reject.test')
+    signed = sign(env, sign(env, body, 'reject.test'), 'mail.reject.test')
+    forged = (b'Authentication-Results: mx.sift.test; dmarc=pass header.from=reject.test\r\n'
+              b'Received: from a by b; Mon, 01 Jan 2024 10:00:00 +0000\r\n'
+              b'Authentication-Results: other.example; spf=pass smtp.mailfrom=x@other.example\r\n'
+              b'Authentication-Results: (forged) MX.SIFT.TEST; dkim=pass header.d=reject.test\r\n'
+              b'X-Filler: 1\r\n'
+              b'Authentication-Results: "mx.sift.test"; spf=pass\r\n')
+    want_dels = [('Authentication-Results', 4), ('Authentication-Results', 3), ('Authentication-Results', 1)]
+    for chain in ('spf dkim dmarc', 'dmarc', 'spf'):
+        # (dmarc alone fails the message: tagged, not refused, so that it gets headers)
+        r = run(env, forged + signed, 'bounce@other.test',
+                opts=['inbound_plugins=' + chain, 'dmarc_reject_action=tag'])
+        edits = r.get('headers') or []
+        dels = [(e['name'], e['index']) for e in edits if e['op'] == 'delete']
+        check_eq(dels, want_dels, 'chain %s: forged A-R deleted, highest index first' % chain)
+        first_ins = next((i for i, e in enumerate(edits) if e['op'] == 'insert'), len(edits))
+        check(first_ins >= len(dels) and all(e['op'] == 'delete' for e in edits[:len(dels)]),
+              'chain %s: the deletions come before our header' % chain, edits)
+    r = run(env, forged + signed, 'bounce@other.test')
+    ar = [e for e in r.get('headers') or [] if e['name'] == 'Authentication-Results' and e['op'] == 'insert']
+    value = ar[0]['value'] if len(ar) == 1 else ''
+    entries = value.split(';\r\n\t') if value else []
+    check(len(ar) == 1 and ar[0]['index'] == 0 and value.startswith('mx.sift.test; spf=pass smtp.mailfrom=')
+          and len(entries) == 4 and entries[1].startswith('dkim=pass header.d=mail.reject.test header.s=s1')
+          and entries[2].startswith('dkim=pass header.d=reject.test header.s=s1')
+          and entries[3] == 'dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test',
+          'one A-R at the top: spf, dkim for each signature, dmarc', ar)
+    # policyd's Received-SPF (spf_filterd_mode = header): its result in our one A-R, used by dmarc
+    own = ('Received-SPF: pass (mx.sift.test: domain of bounce@mail.reject.test designates %s as permitted'
+           ' sender)\r\n receiver=mx.sift.test; client-ip=%s; envelope-from="bounce@mail.reject.test";'
+           ' helo=client.test;\r\n identity=mailfrom;\r\n'
+           'Received: from client.test (client.test [%s]) by mx.sift.test (Postfix) with ESMTP id 4X\r\n'
+           % (CLIENT, CLIENT, CLIENT)).encode()
+    r = run(env, own + forged + body, 'bounce@mail.reject.test', opts=['spf_filterd_mode=header'])
+    ar = [e['value'] for e in r.get('headers') or [] if e['name'] == 'Authentication-Results' and e['value']]
+    check(len(ar) == 1 and ar[0].startswith('mx.sift.test; spf=pass smtp.mailfrom=bounce@mail.reject.test')
+          and ar[0].endswith('dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test')
+          and ('SPF_PASS', 'header') in [(x['name'], x.get('option')) for x in r.get('symbols') or []],
+          "policyd's Received-SPF: spf=pass in our one A-R, dmarc=pass by it", (ar, r.get('symbols')))
+    # a plugin's own authserv-id is ours too
+    r = run(env, b'Authentication-Results: dmarc.sift.test; dmarc=pass\r\n' + signed, 'bounce@other.test',
+            opts=['dmarc_authserv_id=dmarc.sift.test'])
+    dels = [(e['name'], e['index']) for e in r.get('headers') or [] if e['op'] == 'delete']
+    check_eq(dels, [('Authentication-Results', 1)], "a plugin's authserv-id: forged A-R with it deleted")
+
+
+def dmarc_check(env, data, *opts):
+    path = env.path('check.eml')
+    with open(path, 'wb') as f:
+        f.write(data)
+    r = subprocess.run([SIFTCTL, '-c', env.conf, 'dmarc', 'check', path] + list(opts), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    out = r.stdout.decode()
+    res = dict(line.split('=', 1) for line in out.splitlines() if re.match(r'^(dmarc|policy|disposition)=', line))
+    res['out'] = out + r.stderr.decode()
+    res['rc'] = r.returncode
+    return res
+
+
+def check_tool(env):
+    """siftctl dmarc check: the plugin's decision from given SPF/DKIM
+    results, or DKIM verified in the file by the dkim plugin."""
+    table = [
+        ('alice@reject.test', ['--spf', 'pass:reject.test'], 'pass', 'reject', '_dmarc.reject.test'),
+        ('alice@reject.test', ['--spf', 'pass:other.test'], 'fail', 'reject', '_dmarc.reject.test'),
+        ('alice@mail.reject.test', ['--dkim', 'pass:reject.test'], 'pass', 'reject', '_dmarc.reject.test'),
+        ('alice@strict.test', ['--dkim', 'pass:mail.strict.test', '--spf', 'pass:strict.test'], 'pass', 'reject',
+         'adkim=s; aspf=s'),
+        ('alice@strict.test', ['--dkim', 'pass:mail.strict.test', '--dkim', 'fail:strict.test'], 'fail', 'reject',
+         'adkim=s'),
+        ('alice@sub.example.co.uk', ['--spf', 'fail:sub.example.co.uk'], 'fail', 'quarantine',
+         '_dmarc.example.co.uk: v=DMARC1; p=reject; sp=quarantine'),
+        ('alice@sub.example.co.uk', ['--dkim', 'pass:example.co.uk'], 'pass', 'quarantine', 'example.co.uk'),
+        ('alice@quar.test', ['--dkim', 'fail:quar.test'], 'fail', 'quarantine', '_dmarc.quar.test'),
+        ('alice@monitor.test', ['--spf', 'softfail:monitor.test'], 'fail', 'none', 'p=none'),
+        ('alice@nothing.test', ['--spf', 'pass:nothing.test'], 'none', 'none', 'record: none'),
+    ]
+    for frm, opts, result, policy, rec in table:
+        r = dmarc_check(env, message(frm), *opts)
+        what = 'siftctl dmarc check %s %s' % (frm, ' '.join(opts))
+        check(r['rc'] == 0 and r.get('dmarc') == result and r.get('policy') == policy and rec in r['out'],
+              what + ': dmarc=%s policy=%s, the record used' % (result, policy), r['out'])
+    # no options: the dkim plugin verifies the file's signature
+    r = dmarc_check(env, sign(env, message('alice@reject.test'), 'mail.reject.test'))
+    check(r.get('dmarc') == 'pass' and 'dkim: pass mail.reject.test aligned' in r['out'],
+          'siftctl dmarc check without options: DKIM verified in the file', r['out'])
+    r = dmarc_check(env, message('alice@reject.test'), '--dkim', 'bogus')
+    check(r['rc'] == 2, 'siftctl dmarc check: a bad option refused', r['out'])
+
+
 def tests(env):
     # p=reject, SPF passes for an unaligned domain, no DKIM: refused
     r = run(env, message('Alice <alice@reject.test>'), 'bounce@other.test')
@@ -267,6 +364,8 @@ def main():
         'spf_filterd_mode': 'check', 'dkim_sign': 'no', 'tmpdir': env.dir})
     try:
         tests(env)
+        check_tool(env)
+        one_ar(env)
     finally:
         srv.stop()
         if sifttest.checks.failed == 0 and not os.environ.get('SIFT_KEEP_TMP'):

@@ -10,14 +10,26 @@ DKIM and DMARC records. The client is 127.0.0.1.
   2. the same From, DKIM-signed by reject.test (dkimpy), is delivered with
      one Authentication-Results header holding spf=fail, dkim=pass and
      dmarc=pass;
+     The same with three forged Authentication-Results claiming our
+     authserv-id (at different positions), a foreign one and two
+     signatures: the forged ones are gone, the foreign one kept, and our
+     one header, at the top, holds spf, dkim for each signature and dmarc;
   3. a p=quarantine failure (quar.test) is put in Postfix's hold queue;
   4. a dead DNS zone (_dmarc.dead.test never answers) gives temperror: the
-     message is delivered with dmarc=temperror, not refused.
+     message is delivered with dmarc=temperror, not refused;
+  5. the rows of reject.test's three messages (dmarc_report_store = file:)
+     become an aggregate report, mailed by `siftctl dmarc report --send`
+     with the private Postfix's sendmail to reject.test's rua= (bob@sift.test,
+     an external destination verified by its _report._dmarc record) and
+     delivered; the attached report validates against the schema.
 
 Run as root with SIFT_SRCDIR / SIFT_BUILDDIR set (meson test does).
 """
 
+import email
+import gzip
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -60,7 +72,7 @@ def ar_text(m):
     return ' '.join(re.sub(r'\s+', ' ', h) for h in m.headers('Authentication-Results')) if m else ''
 
 
-def run(pf, key):
+def run(pf, key, key2):
     # 1. p=reject, SPF fail, no DKIM: refused at end of data
     r = pf.send('bounce@reject.test', ['bob@sift.test'], message('alice@reject.test', 'dmarc one'))
     check(r.rejected_at() == 'eom' and r.eom[0] == 550 and r.eom[1].startswith('5.7.1')
@@ -79,6 +91,31 @@ def run(pf, key):
     ars = m.headers('Authentication-Results') if m else []
     check(len(ars) == 1 and ars[0].split(';')[0].strip() == 'mx.sift.test',
           'one Authentication-Results, with our authserv-id', ars)
+
+    # 2b. forged Authentication-Results with our authserv-id (three, at
+    # different positions) removed; a foreign one kept; two signatures: our
+    # one header holds spf, dkim twice and dmarc
+    body = message('alice@reject.test', 'dmarc two-b')
+    signed = dkim.sign(body, b's1', b'reject.test', key, include_headers=[b'from', b'to', b'subject']) + body
+    signed = dkim.sign(signed, b's2', b'reject.test', key2, include_headers=[b'from', b'subject']) + signed
+    forged = (b'Authentication-Results: mx.sift.test; dmarc=pass header.from=reject.test\r\n'
+              b'Authentication-Results: other.example; spf=pass smtp.mailfrom=x@other.example\r\n'
+              b'Authentication-Results: (forged) MX.sift.test; dkim=pass header.d=bank.test\r\n'
+              b'X-Filler: 1\r\n'
+              b'Authentication-Results: mx.sift.test; spf=pass smtp.mailfrom=forged@bank.test\r\n')
+    data = (forged + signed).replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
+    r = pf.send('bounce@reject.test', ['bob@sift.test'], data)
+    m = delivered(pf, 'dmarc two-b')
+    ars = [re.sub(r'\s+', ' ', h) for h in m.headers('Authentication-Results')] if m else []
+    ours = [h for h in ars if h.split(';')[0].strip().lower() == 'mx.sift.test']
+    check(r.accepted and len(ours) == 1 and 'bank.test' not in ' '.join(ars) and 'other.example' in ' '.join(ars),
+          'delivered: forged A-R removed, the foreign one kept, one of ours', ars)
+    res = [x.strip().split('=')[0] for x in ours[0].split(';')[1:]] if ours else []
+    check(res == ['spf', 'dkim', 'dkim', 'dmarc'] and 'header.s=s1' in ours[0] and 'header.s=s2' in ours[0],
+          'delivered: our A-R holds spf, dkim for both signatures, dmarc', ours)
+    hdrs = m.header_block() if m else ''
+    check(hdrs.lower().find('authentication-results: mx.sift.test') < hdrs.lower().find('dkim-signature:'),
+          'delivered: our A-R above the signatures (inserted at the top)', hdrs[:600])
 
     # 3. p=quarantine: held
     r = pf.send('bounce@quar.test', ['bob@sift.test'], message('alice@quar.test', 'dmarc three'))
@@ -101,6 +138,43 @@ def run(pf, key):
           'dead DNS zone: delivered with dmarc=temperror', (r, ar_text(m)))
 
 
+def report(pf, fd, d):
+    """5. The aggregate report of reject.test's messages, mailed with the
+    private Postfix's sendmail to its rua= (bob@sift.test, verified by
+    reject.test._report._dmarc.sift.test) and delivered."""
+    wrapper = os.path.join(d, 'sendmail')
+    with open(wrapper, 'w') as f:
+        f.write('#!/bin/sh\nMAIL_CONFIG=%s exec /usr/sbin/sendmail "$@"\n' % pf.config_dir)
+    os.chmod(wrapper, 0o755)
+    day = time.strftime('%Y-%m-%d', time.gmtime())
+    r = subprocess.run([sifttest.program('siftctl'), '-c', fd.conf, '-o', 'dmarc_report_sendmail=' + wrapper,
+                        'dmarc', 'report', '--date', day, '--send'], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=60)
+    out = r.stdout.decode()
+    check(r.returncode == 0 and 'to bob@sift.test' in out, 'report --send through Postfix\'s sendmail', out)
+    end = time.monotonic() + 20
+    m = None
+    while m is None and time.monotonic() < end:
+        m = next((x for x in pf.maildir_messages() if ' '.join((x.header('Subject') or '').split()).startswith(
+            'Report Domain: reject.test Submitter: ')), None)
+        time.sleep(0.1)
+    check(m is not None, 'the report delivered to the rua= address', out)
+    if m is None:
+        return
+    msg = email.message_from_bytes(m.raw)
+    gz = [p for p in msg.walk() if p.get_content_type() == 'application/gzip']
+    xml = gzip.decompress(gz[0].get_payload(decode=True)) if gz else b''
+    path = os.path.join(d, 'report.xml')
+    with open(path, 'wb') as f:
+        f.write(xml)
+    v = subprocess.run(['xmllint', '--noout', '--schema', os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                       'dmarc-rua.xsd'), path],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    counts = sum(int(c) for c in re.findall(rb'<count>(\d+)</count>', xml))
+    check(v.returncode == 0 and counts == 3, 'the delivered report: valid, the three reject.test messages',
+          v.stdout.decode() + xml.decode('utf-8', 'replace')[:800])
+
+
 def main():
     if os.geteuid() != 0:
         check(False, 'needs root (private Postfix)')
@@ -108,14 +182,21 @@ def main():
     d = tempfile.mkdtemp(prefix='sift-dmarc-pf-')
     os.chmod(d, 0o755)
     key, rec = genkey(d, 'reject.test', 's1')
+    key2, rec2 = genkey(d, 'reject.test', 's2')
     zones = {'.': [{"name": ".", "type": "SOA", "data": "ns.root.test. hostmaster.root.test. 1 3600 600 86400 60"},
                    {'name': 'reject.test', 'type': 'TXT', 'data': 'v=spf1 -all'},
                    {'name': 's1._domainkey.reject.test', 'type': 'TXT', 'data': rec},
-                   {'name': '_dmarc.reject.test', 'type': 'TXT', 'data': 'v=DMARC1; p=reject'},
+                   {'name': 's2._domainkey.reject.test', 'type': 'TXT', 'data': rec2},
+                   {'name': '_dmarc.reject.test', 'type': 'TXT',
+                    'data': 'v=DMARC1; p=reject; rua=mailto:bob@sift.test'},
+                   {'name': 'reject.test._report._dmarc.sift.test', 'type': 'TXT', 'data': 'v=DMARC1'},
                    {'name': 'quar.test', 'type': 'TXT', 'data': 'v=spf1 -all'},
                    {'name': '_dmarc.quar.test', 'type': 'TXT', 'data': 'v=DMARC1; p=quarantine'},
                    {'name': 'dead.test', 'type': 'TXT', 'data': 'v=spf1 ?all'},
                    {'name': '_dmarc.dead.test', 'type': 'TIMEOUT'}]}
+    rows = os.path.join(d, 'rows')
+    os.mkdir(rows)
+    os.chown(rows, pwd.getpwnam(sifttest.daemon_user()).pw_uid, -1)
     srv = dnsserver.DNSServer(zones)
     srv.start()
     fd = pf = None
@@ -123,10 +204,12 @@ def main():
         fd = sifttest.start_daemon('filterd', d, {
             'inbound_plugins': 'spf dkim dmarc', 'originating_plugins': '',
             'dns_servers': '127.0.0.1:%d' % srv.port, 'dns_timeout': '1s', 'authserv_id': 'mx.sift.test',
-            'spf_filterd_mode': 'check', 'dkim_sign': 'no', 'tmpdir': d})
+            'spf_filterd_mode': 'check', 'dkim_sign': 'no', 'tmpdir': d,
+            'dmarc_report_store': 'file:' + rows})
         pf = sifttest.Postfix(milters=['inet:127.0.0.1:%d' % fd.port])
         pf.start()
-        run(pf, key)
+        run(pf, key, key2)
+        report(pf, fd, d)
     finally:
         sifttest.stop_all([srv, fd, pf])
         failed = sifttest.checks.failed

@@ -1,0 +1,248 @@
+#!/usr/bin/python3
+"""DMARC aggregate reports: rows recorded by the dmarc plugin (filterd's
+chain run by `siftctl test`, against records on the local DNS server), then
+`siftctl dmarc report`:
+
+  * the file store (dmarc_report_store = file:DIR): the XML printed, written
+    gzip-compressed with --dir under receiver!domain!begin!end.xml.gz, every
+    report valid against the RFC 7489 Appendix C schema (xmllint --schema),
+    identical messages counted in one row, an IPv6 client in full form;
+  * --send through a fake sendmail (dmarc_report_sendmail) that keeps its
+    arguments and input: the 7.2.1.1 message (Subject, the gzip attachment);
+    an external rua= domain with its _report._dmarc record is mailed, one
+    without it is skipped and named (7.1); the rows are gone afterwards;
+  * the state store on a real redis-server (state_store = redis:...): the
+    same rows through the core's key-value store, deleted after --dir;
+  * the state store in memory (state_store = memory:): test_dmarcreport,
+    which records and reports in one process.
+
+Run with SIFT_SRCDIR / SIFT_BUILDDIR set (meson test does); the path of
+test_dmarcreport is the first argument.
+"""
+
+import base64
+import email
+import glob
+import gzip
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'tests', 'lib'))
+sys.path.insert(0, os.path.join(HERE, '..', '..', 'ratelimit', 'tests'))
+import dnsserver  # noqa: E402
+import sifttest  # noqa: E402
+from sifttest import check, check_eq  # noqa: E402
+from redisproc import Redis  # noqa: E402
+
+SIFTCTL = sifttest.program('siftctl')
+XSD = os.path.join(HERE, 'dmarc-rua.xsd')
+SOA = {"name": ".", "type": "SOA", "data": "ns.root.test. hostmaster.root.test. 1 3600 600 86400 60"}
+TODAY = time.strftime('%Y-%m-%d', time.gmtime())
+
+
+def txt(name, data):
+    return {"name": name, "type": "TXT", "data": data}
+
+
+ZONE = {".": [SOA,
+              txt('reject.test', 'v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 -all'),
+              txt('_dmarc.reject.test', 'v=DMARC1; p=reject; rua=mailto:dmarc@reject.test'),
+              txt('ext.test', 'v=spf1 ip4:192.0.2.0/24 -all'),
+              txt('_dmarc.ext.test', 'v=DMARC1; p=none; adkim=s; rua=mailto:agg@reports.test,mailto:x@bad.test'),
+              txt('ext.test._report._dmarc.reports.test', 'v=DMARC1'),
+              txt('_dmarc.norua.test', 'v=DMARC1; p=reject'),
+              txt('other.test', 'v=spf1 ip4:192.0.2.0/24 -all')]}
+
+
+def message(frm, n):
+    return ('From: <%s>\r\nTo: <bob@sift.test>\r\nSubject: report %d\r\n'
+            'Date: Mon, 01 Jan 2024 10:00:00 +0000\r\nMessage-ID: <%d@client.test>\r\n\r\nHi.\r\n'
+            % (frm, n, n)).encode()
+
+
+def record_mail(conf, opts=()):
+    """Six messages: reject.test aligned twice from one client (one row,
+    count 2), from an IPv6 client, unaligned; ext.test; norua.test (no rua=:
+    not recorded)."""
+    sends = [('192.0.2.10', 'bounce@reject.test', 'alice@reject.test'),
+             ('192.0.2.10', 'bounce@reject.test', 'alice@reject.test'),
+             ('2001:db8::5', 'bounce@reject.test', 'alice@reject.test'),
+             ('192.0.2.11', 'bounce@other.test', 'alice@reject.test'),
+             ('192.0.2.12', 'bounce@ext.test', 'carol@ext.test'),
+             ('192.0.2.13', 'bounce@other.test', 'dave@norua.test')]
+    for i, (ip, sender, frm) in enumerate(sends):
+        r = sifttest.siftctl_test(conf, message(frm, i), ['--client', ip, '--helo', 'client.test', '--from', sender,
+                                                         '--to', 'bob@sift.test'], opts=opts)
+        check(r.get('action') in ('accept', 'reject'), 'message %d through the chain' % i, r)
+
+
+def report(conf, *args, opts=()):
+    argv = [SIFTCTL, '-c', conf]
+    for o in opts:
+        argv += ['-o', o]
+    r = subprocess.run(argv + ['dmarc', 'report'] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=60)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+def valid(xml, d, what):
+    path = os.path.join(d, 'check.xml')
+    with open(path, 'wb') as f:
+        f.write(xml if isinstance(xml, bytes) else xml.encode())
+    r = subprocess.run(['xmllint', '--noout', '--schema', XSD, path], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=60)
+    check(r.returncode == 0, what + ': valid against the RFC 7489 schema', r.stdout.decode() + '\n' + str(xml)[:600])
+
+
+def docs(out):
+    return ['<?xml' + x for x in out.split('<?xml')[1:]]
+
+
+def check_reject_report(xml, what):
+    check('<domain>reject.test</domain>' in xml and '<p>reject</p>' in xml, what + ': policy_published', xml)
+    rows = re.findall(r'<record>.*?</record>', xml, re.S)
+    check_eq(len(rows), 3, what + ': three rows (two identical messages counted together)')
+    two = [r for r in rows if '<count>2</count>' in r]
+    check(len(two) == 1 and '<source_ip>192.0.2.10</source_ip>' in two[0] and '<dkim>fail</dkim>' in two[0]
+          and '<spf>pass</spf>' in two[0] and '<disposition>none</disposition>' in two[0],
+          what + ': aligned SPF row, count 2', two)
+    check(any('<source_ip>2001:db8:0:0:0:0:0:5</source_ip>' in r for r in rows), what + ': IPv6 in full form', rows)
+    bad = [r for r in rows if '192.0.2.11' in r]
+    check(bad and '<disposition>reject</disposition>' in bad[0] and '<envelope_from>other.test</envelope_from>'
+          in bad[0] and '<scope>mfrom</scope>' in bad[0], what + ': the unaligned row, rejected', bad)
+
+
+def file_store(env, conf):
+    store = os.path.join(env, 'rows')
+    opts = ['dmarc_report_store=file:' + store]
+    record_mail(conf, opts)
+    check(os.path.exists(os.path.join(store, TODAY + '.rows')), 'file store: the day file')
+    # printed, rows kept
+    rc, out, err = report(conf, '--date', TODAY, opts=opts)
+    xmls = docs(out)
+    check(rc == 0 and len(xmls) == 2, 'report printed: two reports (reject.test, ext.test; norua.test none)',
+          out + err)
+    for x in xmls:
+        valid(x, env, 'printed report')
+    check_reject_report(next((x for x in xmls if 'reject.test</domain>' in x), ''), 'file store')
+    # no day before today has rows: a plain run reports nothing
+    rc, out, err = report(conf, opts=opts)
+    check(rc == 0 and out == '', 'without --date: only complete days (none yet)', out + err)
+    # --dir --keep: the files, rows kept
+    outdir = os.path.join(env, 'out')
+    os.mkdir(outdir)
+    rc, out, err = report(conf, '--date', TODAY, '--dir', outdir, '--keep', opts=opts)
+    files = sorted(os.path.basename(f) for f in glob.glob(os.path.join(outdir, '*.xml.gz')))
+    begin = int(time.time()) // 86400 * 86400
+    want = ['mx.sift.test!%s!%d!%d.xml.gz' % (d, begin, begin + 86399) for d in ('ext.test', 'reject.test')]
+    check(rc == 0 and files == want, 'report --dir: one file per domain, named as RFC 7489 7.2.1.1', (files, out, err))
+    for f in files:
+        with gzip.open(os.path.join(outdir, f)) as g:
+            valid(g.read(), env, 'gzip report ' + f)
+    check(os.path.exists(os.path.join(store, TODAY + '.rows')), '--keep: rows kept')
+    send(env, conf, opts)
+    check(not os.path.exists(os.path.join(store, TODAY + '.rows')), '--send: the rows deleted afterwards')
+    rc, out, err = report(conf, '--date', TODAY, opts=opts)
+    check(rc == 0 and out == '', 'after --send: nothing left to report', out + err)
+
+
+def fake_sendmail(env):
+    sent = os.path.join(env, 'sent')
+    os.mkdir(sent)
+    path = os.path.join(env, 'sendmail')
+    with open(path, 'w') as f:
+        f.write('#!/bin/sh\nprintf "%%s\\n" "$@" > %s/$$.args\ncat > %s/$$.msg\n' % (sent, sent))
+    os.chmod(path, 0o755)
+    return path, sent
+
+
+def send(env, conf, opts):
+    path, sent = fake_sendmail(env)
+    rc, out, err = report(conf, '--date', TODAY, '--send', opts=opts + ['dmarc_report_sendmail=' + path])
+    check(rc == 0, 'report --send: exit 0', out + err)
+    check('bad.test' in err and '7.1' in err and 'ext.test._report._dmarc.bad.test' in err,
+          'an external rua= without its _report._dmarc record: skipped and named', err)
+    msgs = {}
+    for a in glob.glob(os.path.join(sent, '*.args')):
+        with open(a) as f:
+            args = f.read().split('\n')[:-1]
+        with open(a[:-5] + '.msg', 'rb') as f:
+            msgs[args[-1]] = (args, email.message_from_bytes(f.read()))
+    check_eq(sorted(msgs), ['agg@reports.test', 'dmarc@reject.test'], 'mailed to the verified rua= addresses')
+    args, m = msgs.get('dmarc@reject.test', ([], email.message_from_string('')))
+    check(args[:4] == ['-i', '-f', 'postmaster@mx.sift.test', '--'], 'sendmail -i -f REPORT_EMAIL --', args)
+    subj = ' '.join((m['Subject'] or '').split())
+    check(re.fullmatch(r'Report Domain: reject\.test Submitter: mx\.sift\.test Report-ID: <\d+\.reject\.test>', subj),
+          'Subject as RFC 7489 7.2.1.1', subj)
+    parts = [p for p in m.walk() if p.get_content_type() == 'application/gzip']
+    check(len(parts) == 1 and parts[0].get_filename().startswith('mx.sift.test!reject.test!'),
+          'one application/gzip attachment with the report file name', m.as_string()[:800])
+    if parts:
+        xml = gzip.decompress(base64.b64decode(parts[0].get_payload()))
+        valid(xml, env, 'mailed report')
+        check_reject_report(xml.decode(), 'mailed report')
+
+
+def redis_store(env, conf):
+    red = Redis(env, name='redis').start()
+    try:
+        opts = ['dmarc_report_store=state', 'state_store=redis:127.0.0.1:%d' % red.port]
+        record_mail(conf, opts)
+        outdir = os.path.join(env, 'out-redis')
+        os.mkdir(outdir)
+        rc, out, err = report(conf, '--date', TODAY, '--dir', outdir, opts=opts)
+        files = sorted(glob.glob(os.path.join(outdir, '*reject.test*.xml.gz')))
+        check(rc == 0 and len(files) == 1, 'redis store: report written', out + err)
+        for f in files:
+            with gzip.open(f) as g:
+                xml = g.read()
+            valid(xml, env, 'redis store report')
+            check_reject_report(xml.decode(), 'redis store')
+        keys = red.cli('--scan', '--pattern', 'dmarc:*').split()
+        check(keys == [], 'redis store: keys deleted after the report', keys)
+    finally:
+        red.stop()
+
+
+def memory_store(env, unit):
+    out = subprocess.run([unit, os.path.join(env, 'mem')], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         timeout=60)
+    text = out.stdout.decode()
+    check(out.returncode == 0, 'memory store: test_dmarcreport', out.stderr.decode())
+    for x in docs(text):
+        valid(x, env, 'memory store report')
+    check(len(docs(text)) == 2, 'memory store: two reports', text)
+
+
+def main():
+    env = tempfile.mkdtemp(prefix='sift-dmarc-rep-')
+    os.chmod(env, 0o755)
+    srv = dnsserver.DNSServer(ZONE)
+    srv.start()
+    conf = sifttest.write_conf(os.path.join(env, 'filterd.conf'), {
+        'plugin_directory': sifttest.plugin_directory(), 'inbound_plugins': 'spf dkim dmarc',
+        'originating_plugins': '', 'dns_servers': '127.0.0.1:%d' % srv.port, 'dns_timeout': '1s',
+        'myhostname': 'mx.sift.test', 'authserv_id': 'mx.sift.test', 'spf_filterd_mode': 'check',
+        'dkim_sign': 'no', 'tmpdir': env})
+    try:
+        file_store(env, conf)
+        redis_store(env, conf)
+        if len(sys.argv) > 1:
+            memory_store(env, sys.argv[1])
+    finally:
+        srv.stop()
+        if sifttest.checks.failed == 0 and not os.environ.get('SIFT_KEEP_TMP'):
+            shutil.rmtree(env, ignore_errors=True)
+        else:
+            print('kept', env)
+    return sifttest.done()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
