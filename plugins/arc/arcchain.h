@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "dkimverify.h"
+#include "../dkim/dkimverify.h"
 
 #define ARC_MAX DKV_ARC_MAX
 
