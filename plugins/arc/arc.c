@@ -35,7 +35,6 @@
  * state lives in host->msg() and is freed in msg_end.
  */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -72,16 +71,7 @@ static const struct sift_param params[] = {
 	 "From Sender Reply-To Subject Date Message-ID To Cc MIME-Version Content-Type "
 	 "Content-Transfer-Encoding In-Reply-To References List-Id DKIM-Signature",
 	 0, 0, OFF(sign_headers), NULL, "header fields the ARC-Message-Signature covers when present"},
-	{"dns_timeout", SIFT_P_TIME, "0", 0, 60000, OFF(dns_timeout), NULL,
-	 "time limit of one key lookup; 0 = dns_timeout (bounded by the MTA's deadline)"},
-	{"key_cache_size", SIFT_P_INT, "10000", 0, 10000000, OFF(key_cache_size), NULL,
-	 "key records kept in the cache; 0 = no cache"},
-	{"key_cache_max_ttl", SIFT_P_TIME, "1h", 1000, 604800000LL, OFF(key_cache_max_ttl), NULL,
-	 "longest time a key record is cached (the record's TTL when shorter)"},
-	{"key_cache_negative_ttl", SIFT_P_TIME, "60s", 0, 0, OFF(key_cache_negative_ttl), NULL,
-	 "how long a missing key (NXDOMAIN, no TXT) is remembered"},
-	{"clock_drift", SIFT_P_TIME, "300s", 0, 0, OFF(clock_drift), NULL,
-	 "clock difference tolerated for t= and x= when verifying"},
+	KC_PARAMS(struct arc_conf),
 	{"score_pass", SIFT_P_STRING, "-0.1", 0, 0, OFF(score_text[AS_PASS]), NULL, "score of ARC_PASS"},
 	{"score_fail", SIFT_P_STRING, "1.0", 0, 0, OFF(score_text[AS_FAIL]), NULL, "score of ARC_FAIL"},
 	{"score_none", SIFT_P_STRING, "0", 0, 0, OFF(score_text[AS_NONE]), NULL, "score of ARC_NONE"},
@@ -94,18 +84,6 @@ static const struct sift_param params[] = {
 static const char *const sym_names[AS_MAX] = {"ARC_PASS", "ARC_FAIL", "ARC_NONE", "ARC_TRUSTED"};
 
 static const struct sift_host *host;
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s ? s : strdup("out of memory");
-}
 
 /* ---- configuration ---------------------------------------------------------- */
 
@@ -120,7 +98,7 @@ static int find_key(const struct arc_conf *c, struct dk_keytable *kt, struct dk_
 		return -1;
 	*k_r = (struct dk_key *)dk_keytable_find(kt, c->sign_key);
 	if (!*k_r) {
-		*err_r = xasprintf("arc_sign_key: no key \"%s\" in arc_key_table", c->sign_key);
+		*err_r = dk_printf("arc_sign_key: no key \"%s\" in arc_key_table", c->sign_key);
 		dk_keytable_free(kt);
 		return -1;
 	}
@@ -169,7 +147,7 @@ static int load_sign_key(struct arc_conf *c, char **err_r)
 		c->sign_selector = strdup(k->selector);
 		c->sign_ed25519 = k->type == DK_ED25519;
 		if (!c->pkey || !c->sign_domain || !c->sign_selector) {
-			*err_r = xasprintf("arc_sign_key %s: cannot load the key", c->sign_key);
+			*err_r = dk_printf("arc_sign_key %s: cannot load the key", c->sign_key);
 			rc = -1;
 		}
 	}
@@ -182,26 +160,26 @@ static int arc_init(const struct sift_host *h, void *conf, char **err_r)
 	struct arc_conf *c = conf;
 	host = h;
 	if (h->struct_size < offsetof(struct sift_host, auth_result_get) + sizeof(h->auth_result_get)) {
-		*err_r = xasprintf("this host has no auth_result_get: too old");
+		*err_r = dk_printf("this host has no auth_result_get: too old");
 		return -1;
 	}
 	for (int i = 0; i < AS_MAX; i++) {
 		char *end;
 		c->score[i] = strtod(c->score_text[i], &end);
 		if (end == c->score_text[i] || *end) {
-			*err_r = xasprintf("arc score of %s: not a number: %s", sym_names[i],
+			*err_r = dk_printf("arc score of %s: not a number: %s", sym_names[i],
 					   c->score_text[i]);
 			return -1;
 		}
 	}
 	for (const char *const *p = c->sign_profiles; p && *p; p++)
 		if (strcmp(*p, "inbound") != 0 && strcmp(*p, "originating") != 0) {
-			*err_r = xasprintf("arc_sign_profiles: unknown profile \"%s\"", *p);
+			*err_r = dk_printf("arc_sign_profiles: unknown profile \"%s\"", *p);
 			return -1;
 		}
 	bool sealing = (c->sign_profiles && *c->sign_profiles) || c->sign_recipients;
 	if (sealing && !*c->sign_key) {
-		*err_r = xasprintf("arc_sign_profiles/arc_sign_recipients need arc_sign_key");
+		*err_r = dk_printf("arc_sign_profiles/arc_sign_recipients need arc_sign_key");
 		return -1;
 	}
 	if (*c->sign_key && load_sign_key(c, err_r) < 0)

@@ -53,6 +53,25 @@ struct kc_limits {
 	long long max_ttl_ms, negative_ttl_ms;
 };
 
+/* The parameters of a key lookup, for a plugin's parameter table: the
+ * fields dns_timeout, key_cache_size, key_cache_max_ttl,
+ * key_cache_negative_ttl and clock_drift (long long) of conf struct st. */
+// clang-format off
+#define KC_PARAMS(st)                                                                         \
+	{"dns_timeout", SIFT_P_TIME, "0", 0, 60000, offsetof(st, dns_timeout), NULL,          \
+	 "time limit of one key lookup; 0 = dns_timeout (bounded by the MTA's deadline)"},    \
+	{"key_cache_size", SIFT_P_INT, "10000", 0, 10000000, offsetof(st, key_cache_size),    \
+	 NULL, "key records kept in the cache; 0 = no cache"},                                \
+	{"key_cache_max_ttl", SIFT_P_TIME, "1h", 1000, 604800000LL,                           \
+	 offsetof(st, key_cache_max_ttl), NULL,                                               \
+	 "longest time a key record is cached (the record's TTL when shorter)"},              \
+	{"key_cache_negative_ttl", SIFT_P_TIME, "60s", 0, 0,                                  \
+	 offsetof(st, key_cache_negative_ttl), NULL,                                          \
+	 "how long a missing key (NXDOMAIN, no TXT) is remembered"},                          \
+	{"clock_drift", SIFT_P_TIME, "300s", 0, 0, offsetof(st, clock_drift), NULL,           \
+	 "clock difference tolerated for t= and x= when verifying"}
+// clang-format on
+
 /* The key record of selector sel in domain dom (sel._domainkey.dom): from
  * the cache, or through the shared resolver (host->dns_query, within the
  * MTA's deadline) and then cached. DKV_NONE with *key_r (a reference, given

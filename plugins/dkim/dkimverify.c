@@ -495,6 +495,20 @@ static bool check_signature(const struct dkv_sig *s, const struct dkv_key *k, co
 	return ok;
 }
 
+/* The signature's check over the header digest md. */
+static enum dkv_result digest_result(const struct dkv_sig *s, const struct dkv_key *k,
+				     const unsigned char md[32], const char **reason_r)
+{
+	ERR_clear_error();
+	if (!check_signature(s, k, md)) {
+		ERR_clear_error();
+		*reason_r = "signature verification failed";
+		return DKV_FAIL;
+	}
+	*reason_r = NULL;
+	return DKV_PASS;
+}
+
 enum dkv_result dkv_finish(struct dkv_sig *s, const struct dkv_key *k, size_t n, const char *const *names,
 			   const char *const *values, const char *sig_name, const char **reason_r)
 {
@@ -518,14 +532,7 @@ enum dkv_result dkv_finish(struct dkv_sig *s, const struct dkv_key *k, size_t n,
 		*reason_r = "out of memory";
 		return DKV_TEMPERROR;
 	}
-	ERR_clear_error();
-	if (!check_signature(s, k, md)) {
-		ERR_clear_error();
-		*reason_r = "signature verification failed";
-		return DKV_FAIL;
-	}
-	*reason_r = NULL;
-	return DKV_PASS;
+	return digest_result(s, k, md, reason_r);
 }
 
 enum dkv_result dkv_seal_check(const struct dkv_sig *s, const struct dkv_key *k, time_t now,
@@ -540,12 +547,5 @@ enum dkv_result dkv_seal_check(const struct dkv_sig *s, const struct dkv_key *k,
 		*reason_r = "out of memory";
 		return DKV_TEMPERROR;
 	}
-	ERR_clear_error();
-	if (!check_signature(s, k, md)) {
-		ERR_clear_error();
-		*reason_r = "signature verification failed";
-		return DKV_FAIL;
-	}
-	*reason_r = NULL;
-	return DKV_PASS;
+	return digest_result(s, k, md, reason_r);
 }
