@@ -1446,6 +1446,18 @@ static void h_auth_result(struct sift_ctx *ctx, const char *authserv_id, const c
 		e->auth_results = true;
 }
 
+/* host->auth_result_get: the value queued by h_auth_result, after "id; ". */
+static const char *h_auth_result_get(struct sift_ctx *ctx, const char *authserv_id)
+{
+	size_t idl = authserv_id ? strlen(authserv_id) : 0;
+	if (!idl)
+		return NULL;
+	for (struct sift_edit *e = ctx->res.edits; e; e = e->next)
+		if (e->auth_results && strncasecmp(e->value, authserv_id, idl) == 0 && e->value[idl] == ';')
+			return e->value + idl + 2;
+	return NULL;
+}
+
 static void h_policy_action(struct sift_ctx *ctx, const char *action)
 {
 	struct sift_result *r = &ctx->res;
@@ -1646,4 +1658,5 @@ const struct sift_host sift_host_table = {
 	.header_decode = sift_header_decode,
 	.gauge_set = sift_metrics_gauge_set,
 	.auth_result = h_auth_result,
+	.auth_result_get = h_auth_result_get,
 };

@@ -608,6 +608,14 @@ struct sift_host {
 	 * header, each on its own folded line, in the order given. The spf,
 	 * dkim and dmarc plugins report through it. */
 	void (*auth_result)(struct sift_ctx *ctx, const char *authserv_id, const char *resinfo);
+
+	/* The results given so far for authserv_id through auth_result (by the
+	 * plugins before the caller in the chain), as the header's value
+	 * without the authserv-id: "spf=pass smtp.mailfrom=a@b.example;\r\n\t
+	 * dkim=pass header.d=b.example"; NULL when there are none. Owned by the
+	 * host, valid until the next auth_result call or the end of the
+	 * message. The arc plugin copies them into ARC-Authentication-Results. */
+	const char *(*auth_result_get)(struct sift_ctx *ctx, const char *authserv_id);
 };
 
 struct sift_plugin {

@@ -53,10 +53,8 @@
 #include "dkimverify.h"
 #include "sift/plugin.h"
 
-#define DK_MAX_SIGN   8	   /* signatures made per message */
-#define DK_MAX_VERIFY 64   /* upper bound of dkim_max_signatures */
-#define DK_TXT_MAX    4096 /* longest key record accepted */
-#define DNS_T_TXT     16
+#define DK_MAX_SIGN   8	 /* signatures made per message */
+#define DK_MAX_VERIFY 64 /* upper bound of dkim_max_signatures */
 
 struct dk_conf {
 	/* parameters */
@@ -116,16 +114,7 @@ static const struct sift_param params[] = {
 	 "authserv-id of our Authentication-Results (empty: the host name)"},
 	{"add_auth_results", SIFT_P_BOOL, "yes", 0, 0, OFF(add_auth_results), NULL,
 	 "add an Authentication-Results header with the verification results"},
-	{"dns_timeout", SIFT_P_TIME, "0", 0, 60000, OFF(dns_timeout), NULL,
-	 "time limit of one key lookup; 0 = dns_timeout (bounded by the MTA's deadline)"},
-	{"key_cache_size", SIFT_P_INT, "10000", 0, 10000000, OFF(key_cache_size), NULL,
-	 "key records kept in the cache; 0 = no cache"},
-	{"key_cache_max_ttl", SIFT_P_TIME, "1h", 1000, 604800000LL, OFF(key_cache_max_ttl), NULL,
-	 "longest time a key record is cached (the record's TTL when shorter)"},
-	{"key_cache_negative_ttl", SIFT_P_TIME, "60s", 0, 0, OFF(key_cache_negative_ttl), NULL,
-	 "how long a missing key (NXDOMAIN, no TXT) is remembered"},
-	{"clock_drift", SIFT_P_TIME, "300s", 0, 0, OFF(clock_drift), NULL,
-	 "clock difference tolerated for t= and x= when verifying"},
+	KC_PARAMS(struct dk_conf),
 	{"valid_score", SIFT_P_STRING, "-0.1", 0, 0, OFF(valid_score), NULL, "score of DKIM_VALID"},
 	{"invalid_score", SIFT_P_STRING, "1.0", 0, 0, OFF(invalid_score), NULL, "score of DKIM_INVALID"},
 	{"tempfail_score", SIFT_P_STRING, "0", 0, 0, OFF(tempfail_score), NULL, "score of DKIM_TEMPFAIL"},
@@ -164,95 +153,13 @@ static const struct sift_host *host;
 
 /* ---- key lookup through the shared resolver --------------------------------- */
 
-static bool dns_label_ok(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (!(isalnum((unsigned char)*s) || *s == '-' || *s == '.' || *s == '_'))
-			return false;
-	return true;
-}
-
-/* The first TXT record that looks like a key, or NULL. */
-static const char *pick_record(const struct sift_dns_result *r)
-{
-	const char *pick = NULL;
-	for (size_t i = 0; i < r->count; i++) {
-		const char *t = (const char *)r->rr[i];
-		if (!pick || strstr(t, "p=")) {
-			if (pick && strstr(pick, "p="))
-				break;
-			pick = t;
-		}
-	}
-	return pick && strlen(pick) <= DK_TXT_MAX ? pick : NULL;
-}
-
 /* Sets v->key (a reference) or v->res and v->reason. */
 static void key_lookup(struct dk_msg *m, struct dk_vsig *v)
 {
-	const char *sel = v->sig.s, *dom = v->sig.d;
-	char name[600];
-	if (!dns_label_ok(sel) || !dns_label_ok(dom) ||
-	    (size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", sel, dom) >= sizeof(name) ||
-	    strlen(name) > 253) {
-		v->res = DKV_PERMERROR;
-		v->reason = "bad key name";
-		return;
-	}
 	const struct dk_conf *c = m->conf;
-	if (kc_get(name, time(NULL), &v->key)) {
-		if (!v->key) {
-			v->res = DKV_PERMERROR;
-			v->reason = "no key for signature";
-		}
-		return;
-	}
-	long left = host->time_left_ms(m->ctx);
-	long tmo = c->dns_timeout > 0 ? (long)c->dns_timeout : 0;
-	struct sift_dns_result *r = NULL;
-	if (left > 100) {
-		if (tmo == 0 || tmo > left - 100)
-			tmo = tmo == 0 && left - 100 > 60000 ? 0 : left - 100;
-		r = host->dns_query(name, DNS_T_TXT, tmo);
-	}
-	const char *pick;
-	switch (r ? r->status : SIFT_DNS_TEMPFAIL) {
-	case SIFT_DNS_OK:
-		if (!(pick = pick_record(r))) {
-			v->res = DKV_PERMERROR;
-			v->reason = "no key for signature";
-			break;
-		}
-		if (!(v->key = dkv_key_parse(pick))) {
-			v->res = DKV_TEMPERROR;
-			v->reason = "out of memory";
-			break;
-		}
-		v->key->refs = 1;
-		long ttl = (long)r->ttl;
-		if (ttl * 1000 > c->key_cache_max_ttl)
-			ttl = (long)(c->key_cache_max_ttl / 1000);
-		kc_put((size_t)c->key_cache_size, name, v->key, ttl, time(NULL));
-		break;
-	case SIFT_DNS_NXDOMAIN:
-	case SIFT_DNS_NODATA:
-		kc_put((size_t)c->key_cache_size, name, NULL, (long)(c->key_cache_negative_ttl / 1000),
-		       time(NULL));
-		v->res = DKV_PERMERROR;
-		v->reason = "no key for signature";
-		break;
-	case SIFT_DNS_ERROR:
-		v->res = DKV_PERMERROR;
-		v->reason = "key lookup failed";
-		break;
-	default:
-		v->res = DKV_TEMPERROR;
-		v->reason = "key lookup failed temporarily";
-		break;
-	}
-	free(r);
+	struct kc_limits lim = {c->dns_timeout, c->key_cache_size, c->key_cache_max_ttl,
+				c->key_cache_negative_ttl};
+	v->res = kc_fetch(host, m->ctx, v->sig.s, v->sig.d, &lim, &v->key, &v->reason);
 }
 
 /* ---- configuration ---------------------------------------------------------- */
@@ -660,43 +567,10 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
  * strips the CRs when it hands the header to libmilter. The header fields
  * signed are the ones received (edits queued by other plugins are not
  * applied yet), as they were at end of header. */
-struct fieldlist {
-	struct sift_ctx *ctx;
-	const char **names, **values;
-	size_t n, cap;
-};
-
-/* Keeps one field as name and value (what follows the colon, byte-exact)
- * in message memory. */
-static int keep_field(void *arg, char *field, size_t len, size_t namelen)
-{
-	struct fieldlist *l = arg;
-	if (namelen == len)
-		return 0; /* no colon: not a field the signer can name */
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? l->cap * 2 : 64;
-		const char **nn = host->msg_alloc(l->ctx, nc * sizeof(*nn));
-		const char **nv = host->msg_alloc(l->ctx, nc * sizeof(*nv));
-		if (l->n) {
-			memcpy(nn, l->names, l->n * sizeof(*nn));
-			memcpy(nv, l->values, l->n * sizeof(*nv));
-		}
-		l->names = nn;
-		l->values = nv;
-		l->cap = nc;
-	}
-	char *copy = host->msg_alloc(l->ctx, len + 1);
-	memcpy(copy, field, len + 1);
-	copy[namelen] = 0;
-	l->names[l->n] = copy;
-	l->values[l->n++] = copy + namelen + 1;
-	return 0;
-}
-
 static enum sift_verdict finish_signing(struct sift_ctx *ctx, struct dk_msg *m)
 {
-	struct fieldlist fl = {.ctx = ctx};
-	if (dk_fields(host, ctx, keep_field, &fl) < 0) {
+	struct dk_fieldlist fl;
+	if (dk_fields_list(host, ctx, &fl) < 0) {
 		host->log(ctx, LOG_ERR, "signing: cannot read the message's header");
 		return SIFT_ERROR;
 	}
@@ -738,8 +612,8 @@ static const char *our_authserv_id(struct sift_ctx *ctx, const struct dk_conf *c
 static void start_verifying(struct sift_ctx *ctx, struct dk_msg *m)
 {
 	const struct dk_conf *c = m->conf;
-	struct fieldlist fl = {.ctx = ctx};
-	if (dk_fields(host, ctx, keep_field, &fl) < 0) {
+	struct dk_fieldlist fl;
+	if (dk_fields_list(host, ctx, &fl) < 0) {
 		host->log(ctx, LOG_ERR, "verifying: cannot read the message's header");
 		return;
 	}
@@ -892,15 +766,15 @@ static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m
 			clean(rbuf, sizeof(rbuf), v->reason, false);
 			ab_add(&ar, " reason=\"%s\"", rbuf);
 		}
-		if (*dom && dns_label_ok(dom))
+		if (*dom && kc_name_ok(dom))
 			ab_add(&ar, " header.d=%s", dom);
-		if (*sel && dns_label_ok(sel))
+		if (*sel && kc_name_ok(sel))
 			ab_add(&ar, " header.s=%s", sel);
-		if (*aname && dns_label_ok(aname))
+		if (*aname && kc_name_ok(aname))
 			ab_add(&ar, " header.a=%s", aname);
 		if (*bb)
 			ab_add(&ar, " header.b=%s", bb);
-		const char *sd = *dom && dns_label_ok(dom) ? dom : "unknown";
+		const char *sd = *dom && kc_name_ok(dom) ? dom : "unknown";
 		if (v->res == DKV_PASS)
 			acc_add(&valid, sd);
 		else if (v->res == DKV_TEMPERROR)

@@ -82,3 +82,38 @@ out:
 	free(f.p);
 	return rc;
 }
+
+/* Keeps one field as name and value (what follows the colon, byte-exact)
+ * in message memory. */
+static int keep_field(void *arg, char *field, size_t len, size_t namelen)
+{
+	struct dk_fieldlist *l = arg;
+	if (namelen == len)
+		return 0; /* no colon: not a field a signature can name */
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 64;
+		const char **nn = l->host->msg_alloc(l->ctx, nc * sizeof(*nn));
+		const char **nv = l->host->msg_alloc(l->ctx, nc * sizeof(*nv));
+		if (l->n) {
+			memcpy(nn, l->names, l->n * sizeof(*nn));
+			memcpy(nv, l->values, l->n * sizeof(*nv));
+		}
+		l->names = nn;
+		l->values = nv;
+		l->cap = nc;
+	}
+	char *copy = l->host->msg_alloc(l->ctx, len + 1);
+	memcpy(copy, field, len + 1);
+	copy[namelen] = 0;
+	l->names[l->n] = copy;
+	l->values[l->n++] = copy + namelen + 1;
+	return 0;
+}
+
+int dk_fields_list(const struct sift_host *host, struct sift_ctx *ctx, struct dk_fieldlist *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->ctx = ctx;
+	l->host = host;
+	return dk_fields(host, ctx, keep_field, l);
+}

@@ -25,4 +25,15 @@ typedef int (*dk_field_fn)(void *arg, char *field, size_t len, size_t namelen);
  * result, or -1 when the message cannot be read or memory runs out. */
 int dk_fields(const struct sift_host *host, struct sift_ctx *ctx, dk_field_fn fn, void *arg);
 
+/* The fields of ctx's message kept in message memory (host->msg_alloc):
+ * names[i] and values[i] (what follows the colon, byte-exact); fields
+ * without a colon are left out. 0, or -1 as dk_fields. */
+struct dk_fieldlist {
+	struct sift_ctx *ctx;
+	const struct sift_host *host;
+	const char **names, **values;
+	size_t n, cap;
+};
+int dk_fields_list(const struct sift_host *host, struct sift_ctx *ctx, struct dk_fieldlist *l);
+
 #endif

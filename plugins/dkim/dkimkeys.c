@@ -30,8 +30,7 @@
 
 #define DK_MAX_KEYFILE 65536
 
-static char *dk_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *dk_printf(const char *fmt, ...)
+char *dk_printf(const char *fmt, ...)
 {
 	va_list ap;
 	char *s = NULL;

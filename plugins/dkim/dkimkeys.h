@@ -68,6 +68,9 @@ int dk_key_generate(const char *path, enum dk_keytype type, int bits, struct dk_
  * 255 bytes, for a zone file (malloc'd). */
 char *dk_record_zone_strings(const char *record);
 
+/* A malloc'd formatted string (aborts when out of memory). */
+char *dk_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Extracts the value of tag `tag` from a tag=value list ("v=DKIM1; p=..."),
  * white space removed; malloc'd, or NULL when absent. */
 char *dk_tag_value(const char *list, const char *tag);

@@ -37,7 +37,6 @@
 
 struct dks {
 	struct dks_params p;
-	bool ed25519;
 	EVP_MD_CTX *body;
 	/* body canonicalization state */
 	size_t empty_lines; /* empty lines seen and not yet written */
@@ -307,6 +306,11 @@ EVP_PKEY *dks_load_key(const char *pem)
 	return k;
 }
 
+static bool id_ed25519(EVP_PKEY *k)
+{
+	return EVP_PKEY_get_base_id(k) == EVP_PKEY_ED25519;
+}
+
 struct dks *dks_new(const struct dks_params *p)
 {
 	int id = p->key ? EVP_PKEY_get_base_id(p->key) : 0;
@@ -316,7 +320,6 @@ struct dks *dks_new(const struct dks_params *p)
 	if (!s)
 		return NULL;
 	s->p = *p;
-	s->ed25519 = id == EVP_PKEY_ED25519;
 	s->body = EVP_MD_CTX_new();
 	if (!s->body || EVP_DigestInit_ex(s->body, EVP_sha256(), NULL) != 1) {
 		dks_free(s);
@@ -333,17 +336,17 @@ void dks_free(struct dks *s)
 	free(s);
 }
 
-static int sign_digest(struct dks *s, const unsigned char *md, size_t mdlen, unsigned char *sig,
+static int sign_digest(EVP_PKEY *key, const unsigned char *md, size_t mdlen, unsigned char *sig,
 		       size_t *siglen)
 {
 	int ok = 0;
-	if (s->ed25519) {
+	if (EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519) {
 		EVP_MD_CTX *mc = EVP_MD_CTX_new();
-		ok = mc && EVP_DigestSignInit_ex(mc, NULL, NULL, NULL, NULL, s->p.key, NULL) == 1 &&
+		ok = mc && EVP_DigestSignInit_ex(mc, NULL, NULL, NULL, NULL, key, NULL) == 1 &&
 		     EVP_DigestSign(mc, sig, siglen, md, mdlen) == 1;
 		EVP_MD_CTX_free(mc);
 	} else {
-		EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(NULL, s->p.key, NULL);
+		EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
 		ok = pc && EVP_PKEY_sign_init(pc) == 1 &&
 		     EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) == 1 &&
 		     EVP_PKEY_CTX_set_signature_md(pc, EVP_sha256()) == 1 &&
@@ -351,6 +354,66 @@ static int sign_digest(struct dks *s, const unsigned char *md, size_t mdlen, uns
 		EVP_PKEY_CTX_free(pc);
 	}
 	return ok ? 0 : -1;
+}
+
+int dks_sign_digest(EVP_PKEY *key, const unsigned char md[32], char **b64_r)
+{
+	*b64_r = NULL;
+	size_t siglen = (size_t)EVP_PKEY_get_size(key);
+	unsigned char *sig = malloc(siglen);
+	if (!sig || sign_digest(key, md, 32, sig, &siglen) < 0) {
+		free(sig);
+		return -1;
+	}
+	char *b64 = malloc(4 * ((siglen + 2) / 3) + 1);
+	if (b64)
+		EVP_EncodeBlock((unsigned char *)b64, sig, (int)siglen);
+	free(sig);
+	*b64_r = b64;
+	return b64 ? 0 : -1;
+}
+
+static void fold_b64(struct sbuf *v, size_t col, const char *b64)
+{
+	size_t bl = strlen(b64);
+	for (size_t o = 0; o < bl;) {
+		size_t room = col < DKS_FOLD ? DKS_FOLD - col : 0;
+		if (room < 8) {
+			sb_add(v, "\r\n\t", 3);
+			col = 8;
+			continue;
+		}
+		size_t take = bl - o < room ? bl - o : room;
+		sb_add(v, b64 + o, take);
+		col += take;
+		o += take;
+	}
+}
+
+int dks_fold_b64(char **v, size_t col, const char *b64)
+{
+	struct sbuf b = {.s = *v, .n = *v ? strlen(*v) : 0};
+	b.cap = b.s ? b.n + 1 : 0;
+	fold_b64(&b, col, b64);
+	if (b.oom)
+		return -1;
+	*v = b.s;
+	return 0;
+}
+
+int dks_fields_digest(bool relaxed, size_t n, const char *const *names, const char *const *values,
+		      const char *sig_name, const char *sig_value, unsigned char md[32])
+{
+	struct sbuf c = {0};
+	for (size_t i = 0; i < n; i++)
+		canon_field(&c, relaxed, names[i], values[i], true);
+	canon_field(&c, relaxed, sig_name, sig_value, false);
+	unsigned int mdlen = 0;
+	int rc = !c.oom && EVP_Digest(c.s ? c.s : "", c.n, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32
+			 ? 0
+			 : -1;
+	free(c.s);
+	return rc;
 }
 
 int dks_finish(struct dks *s, size_t n, const char *const *names, const char *const *values, char **value_r,
@@ -367,7 +430,6 @@ int dks_finish(struct dks *s, size_t n, const char *const *names, const char *co
 	const char **h = calloc(n + 64, sizeof(*h));
 	bool *used = calloc(n + 1, sizeof(*used));
 	struct sbuf v = {0}, c = {0};
-	unsigned char *sig = NULL;
 	int rc = -1;
 	*err_r = "out of memory";
 	if (!h || !used)
@@ -379,10 +441,15 @@ int dks_finish(struct dks *s, size_t n, const char *const *names, const char *co
 		h[nh++] = *o;
 
 	/* The value, b= empty. */
-	struct folder f = {&v, strlen(DKS_SIG_NAME) + 2};
+	const char *sig_name = s->p.sig_name ? s->p.sig_name : DKS_SIG_NAME;
+	struct folder f = {&v, strlen(sig_name) + 2};
 	char tok[512];
-	fold_tok(&f, "v=1;", false);
-	fold_tok(&f, s->ed25519 ? "a=ed25519-sha256;" : "a=rsa-sha256;", true);
+	if (s->p.arc_instance) {
+		snprintf(tok, sizeof(tok), "i=%u;", s->p.arc_instance);
+		fold_tok(&f, tok, false);
+	} else
+		fold_tok(&f, "v=1;", false);
+	fold_tok(&f, id_ed25519(s->p.key) ? "a=ed25519-sha256;" : "a=rsa-sha256;", true);
 	snprintf(tok, sizeof(tok), "c=%s/%s;", s->p.relaxed_headers ? "relaxed" : "simple",
 		 s->p.relaxed_body ? "relaxed" : "simple");
 	fold_tok(&f, tok, true);
@@ -415,9 +482,10 @@ int dks_finish(struct dks *s, size_t n, const char *const *names, const char *co
 				break;
 			}
 	if (s->p.relaxed_headers)
-		canon_field(&c, true, DKS_SIG_NAME, v.s, false);
+		canon_field(&c, true, sig_name, v.s, false);
 	else {
-		sb_str(&c, DKS_SIG_NAME ": ");
+		sb_str(&c, sig_name);
+		sb_str(&c, ": ");
 		sb_add(&c, v.s, v.n);
 	}
 	if (c.oom)
@@ -427,30 +495,13 @@ int dks_finish(struct dks *s, size_t n, const char *const *names, const char *co
 	*err_r = "signing failed";
 	if (EVP_Digest(c.s, c.n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
 		goto out;
-	size_t siglen = (size_t)EVP_PKEY_get_size(s->p.key);
-	sig = malloc(siglen);
-	if (!sig || sign_digest(s, md, mdlen, sig, &siglen) < 0)
+	char *b64 = NULL;
+	if (dks_sign_digest(s->p.key, md, &b64) < 0)
 		goto out;
-
 	/* b=, folded. */
-	char *b64 = malloc(4 * ((siglen + 2) / 3) + 1);
-	*err_r = "out of memory";
-	if (!b64)
-		goto out;
-	size_t bl = (size_t)EVP_EncodeBlock((unsigned char *)b64, sig, (int)siglen);
-	for (size_t o = 0; o < bl;) {
-		size_t room = f.col < DKS_FOLD ? DKS_FOLD - f.col : 0;
-		if (room < 8) {
-			sb_add(&v, "\r\n\t", 3);
-			f.col = 8;
-			continue;
-		}
-		size_t take = bl - o < room ? bl - o : room;
-		sb_add(&v, b64 + o, take);
-		f.col += take;
-		o += take;
-	}
+	fold_b64(&v, f.col, b64);
 	free(b64);
+	*err_r = "out of memory";
 	if (v.oom)
 		goto out;
 	*value_r = v.s;
@@ -462,6 +513,5 @@ out:
 	free(used);
 	free(v.s);
 	free(c.s);
-	free(sig);
 	return rc;
 }

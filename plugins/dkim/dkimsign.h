@@ -45,6 +45,10 @@ struct dks_params {
 	 * canonical bytes (l=) */
 	bool has_body_limit;
 	unsigned long long body_limit;
+	/* ARC (RFC 8617): the field's name (NULL: DKIM-Signature) and, for an
+	 * ARC-Message-Signature, its instance (i=, written instead of v=1) */
+	const char *sig_name;
+	unsigned arc_instance;
 };
 
 /* NULL when out of memory or the key type is not RSA/Ed25519. */
@@ -69,6 +73,23 @@ int dks_body_hash(struct dks *s, char bh[64], unsigned long long *canon_len_r);
 int dks_header_digest(bool relaxed, size_t n, const char *const *names, const char *const *values,
 		      const char *const *h, size_t nh, const char *sig_name, const char *sig_value,
 		      unsigned char md[32]);
+
+/* SHA-256 of the n header fields as given (in that order, no selection),
+ * then of sig_name ":" sig_value without its CRLF, canonicalized simple or
+ * relaxed: what an ARC-Seal covers (RFC 8617 5.1.1). 0, or -1 when out of
+ * memory. */
+int dks_fields_digest(bool relaxed, size_t n, const char *const *names, const char *const *values,
+		      const char *sig_name, const char *sig_value, unsigned char md[32]);
+
+/* Signs a SHA-256 digest with key (RSASSA-PKCS1-v1_5 or PureEdDSA over the
+ * digest, as DKIM does); *b64_r is the base64 signature (malloc'd). 0 or
+ * -1. */
+int dks_sign_digest(EVP_PKEY *key, const unsigned char md[32], char **b64_r);
+
+/* Appends b64 to the folded field value *v (malloc'd, grown) whose last
+ * line is col characters long, folding with CRLF+TAB as dks_finish does.
+ * 0 or -1 (out of memory). */
+int dks_fold_b64(char **v, size_t col, const char *b64);
 
 /* PEM text -> EVP_PKEY (NULL on error). */
 EVP_PKEY *dks_load_key(const char *pem);

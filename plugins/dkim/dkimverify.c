@@ -212,12 +212,35 @@ static bool in_domain(const char *i, const char *d)
 	return il > dl && id[il - dl - 1] == '.' && strcasecmp(id + il - dl, d) == 0;
 }
 
-static const char *check_sig(struct dkv_sig *s, const char *value, struct tag *t, size_t n)
+/* ARC: i= is the instance (1..50); the seal has cv= and no h=/bh=. */
+static const char *check_arc(struct dkv_sig *s, enum dkv_kind kind, struct tag *t, size_t n)
+{
+	unsigned long long inst = 0;
+	if (!parse_num(s->i, &inst) || inst < 1 || inst > DKV_ARC_MAX)
+		return "malformed ARC field (i=)";
+	s->instance = (unsigned)inst;
+	free(s->i);
+	s->i = NULL;
+	if (kind == DKV_K_AMS)
+		return NULL;
+	if (tag_peek(t, n, "h") || tag_peek(t, n, "bh"))
+		return "malformed ARC-Seal (h= or bh=)";
+	if (!(s->cv = tag_take(t, n, "cv")) ||
+	    (strcmp(s->cv, "none") != 0 && strcmp(s->cv, "pass") != 0 && strcmp(s->cv, "fail") != 0))
+		return "malformed ARC-Seal (cv=)";
+	return NULL;
+}
+
+static const char *check_sig(struct dkv_sig *s, enum dkv_kind kind, const char *value, struct tag *t,
+			     size_t n)
 {
 	const char *v = tag_peek(t, n, "v");
-	if (!v || strcmp(v, "1") != 0)
+	if (kind == DKV_K_DKIM && (!v || strcmp(v, "1") != 0))
 		return "malformed signature (v=)";
-	if (!s->d || !s->s || !s->a || !s->b || !s->bh || !tag_peek(t, n, "h"))
+	const char *arc_err = kind != DKV_K_DKIM ? check_arc(s, kind, t, n) : NULL;
+	if (arc_err)
+		return arc_err;
+	if (!s->d || !s->s || !s->a || !s->b || (kind != DKV_K_SEAL && (!s->bh || !tag_peek(t, n, "h"))))
 		return "malformed signature (a required tag is missing)";
 	if (!*s->d || !*s->s)
 		return "malformed signature (d= or s=)";
@@ -227,7 +250,7 @@ static const char *check_sig(struct dkv_sig *s, const char *value, struct tag *t
 		s->alg = DKV_A_ED25519_SHA256;
 	else if (strcasecmp(s->a, "rsa-sha1") == 0)
 		s->alg = DKV_A_RSA_SHA1;
-	if (!split_h(s, tag_peek(t, n, "h")))
+	if (kind != DKV_K_SEAL && !split_h(s, tag_peek(t, n, "h")))
 		return "malformed signature (h= does not name From)";
 	const char *c = tag_peek(t, n, "c");
 	if (c) {
@@ -267,6 +290,11 @@ static const char *check_sig(struct dkv_sig *s, const char *value, struct tag *t
 
 void dkv_sig_parse(const char *value, struct dkv_sig *s)
 {
+	dkv_sig_parse_kind(value, DKV_K_DKIM, s);
+}
+
+void dkv_sig_parse_kind(const char *value, enum dkv_kind kind, struct dkv_sig *s)
+{
 	memset(s, 0, sizeof(*s));
 	struct tag t[DKV_MAX_TAGS];
 	size_t n = 0;
@@ -282,7 +310,7 @@ void dkv_sig_parse(const char *value, struct dkv_sig *s)
 	if (rc < 0)
 		s->error = "malformed signature";
 	else
-		s->error = check_sig(s, value, t, n);
+		s->error = check_sig(s, kind, value, t, n);
 	tags_free(t, n);
 }
 
@@ -295,6 +323,7 @@ void dkv_sig_free(struct dkv_sig *s)
 	free(s->b);
 	free(s->bh);
 	free(s->stripped);
+	free(s->cv);
 	for (size_t i = 0; s->h && i < s->nh; i++)
 		free(s->h[i]);
 	free(s->h);
@@ -401,8 +430,8 @@ void dkv_key_free(struct dkv_key *k)
 
 /* ---- verification ------------------------------------------------------------ */
 
-enum dkv_result dkv_start(struct dkv_sig *s, const struct dkv_key *k, time_t now, long long drift_s,
-			  const char **reason_r)
+static enum dkv_result key_check(const struct dkv_sig *s, const struct dkv_key *k, time_t now,
+				 long long drift_s, const char **reason_r)
 {
 	if (!k->pk) {
 		*reason_r = k->reason;
@@ -429,6 +458,15 @@ enum dkv_result dkv_start(struct dkv_sig *s, const struct dkv_key *k, time_t now
 		*reason_r = "signature expired";
 		return DKV_FAIL;
 	}
+	return DKV_NONE;
+}
+
+enum dkv_result dkv_start(struct dkv_sig *s, const struct dkv_key *k, time_t now, long long drift_s,
+			  const char **reason_r)
+{
+	enum dkv_result r = key_check(s, k, now, drift_s, reason_r);
+	if (r != DKV_NONE)
+		return r;
 	struct dks_params p = {
 		.key = k->pk, .relaxed_body = s->relaxed_b, .has_body_limit = s->has_l, .body_limit = s->l};
 	if (!(s->body = dks_new(&p))) {
@@ -457,6 +495,20 @@ static bool check_signature(const struct dkv_sig *s, const struct dkv_key *k, co
 	return ok;
 }
 
+/* The signature's check over the header digest md. */
+static enum dkv_result digest_result(const struct dkv_sig *s, const struct dkv_key *k,
+				     const unsigned char md[32], const char **reason_r)
+{
+	ERR_clear_error();
+	if (!check_signature(s, k, md)) {
+		ERR_clear_error();
+		*reason_r = "signature verification failed";
+		return DKV_FAIL;
+	}
+	*reason_r = NULL;
+	return DKV_PASS;
+}
+
 enum dkv_result dkv_finish(struct dkv_sig *s, const struct dkv_key *k, size_t n, const char *const *names,
 			   const char *const *values, const char *sig_name, const char **reason_r)
 {
@@ -480,12 +532,20 @@ enum dkv_result dkv_finish(struct dkv_sig *s, const struct dkv_key *k, size_t n,
 		*reason_r = "out of memory";
 		return DKV_TEMPERROR;
 	}
-	ERR_clear_error();
-	if (!check_signature(s, k, md)) {
-		ERR_clear_error();
-		*reason_r = "signature verification failed";
-		return DKV_FAIL;
+	return digest_result(s, k, md, reason_r);
+}
+
+enum dkv_result dkv_seal_check(const struct dkv_sig *s, const struct dkv_key *k, time_t now,
+			       long long drift_s, size_t n, const char *const *names,
+			       const char *const *values, const char *sig_name, const char **reason_r)
+{
+	enum dkv_result r = key_check(s, k, now, drift_s, reason_r);
+	if (r != DKV_NONE)
+		return r;
+	unsigned char md[32];
+	if (dks_fields_digest(true, n, names, values, sig_name, s->stripped, md) < 0) {
+		*reason_r = "out of memory";
+		return DKV_TEMPERROR;
 	}
-	*reason_r = NULL;
-	return DKV_PASS;
+	return digest_result(s, k, md, reason_r);
 }

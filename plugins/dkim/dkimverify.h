@@ -43,6 +43,8 @@ struct dkv_sig {
 	unsigned char *sig; /* b= decoded */
 	size_t siglen;
 	const char *error; /* why the signature is malformed (permerror), or NULL */
+	unsigned instance; /* ARC: i= (1..50) */
+	char *cv;	   /* ARC-Seal: cv= (none, pass or fail) */
 	struct dks *body;  /* body hash in progress (dkv_start) */
 };
 
@@ -51,6 +53,14 @@ struct dkv_sig {
  * signature is malformed or uses an unknown algorithm. */
 void dkv_sig_parse(const char *value, struct dkv_sig *s);
 void dkv_sig_free(struct dkv_sig *s);
+
+/* ARC (RFC 8617) fields: an ARC-Message-Signature is a DKIM-Signature
+ * without v= whose i= is the instance; an ARC-Seal has i=, a=, b=, cv=, d=,
+ * s= and t= and neither h= nor bh=. Parsed into the same structure, i= into
+ * instance (i stays NULL). */
+enum dkv_kind { DKV_K_DKIM = 0, DKV_K_AMS, DKV_K_SEAL };
+#define DKV_ARC_MAX 50 /* most ARC sets in a chain (RFC 8617 4.2.1) */
+void dkv_sig_parse_kind(const char *value, enum dkv_kind kind, struct dkv_sig *s);
 
 /* A key record, parsed and checked (RFC 6376 3.6.1). */
 struct dkv_key {
@@ -77,5 +87,12 @@ enum dkv_result dkv_start(struct dkv_sig *s, const struct dkv_key *k, time_t now
  * sig_value are the DKIM-Signature field being verified. */
 enum dkv_result dkv_finish(struct dkv_sig *s, const struct dkv_key *k, size_t n, const char *const *names,
 			   const char *const *values, const char *sig_name, const char **reason_r);
+
+/* ARC-Seal: checks the key against the seal as dkv_start does (without a
+ * body), then the signature over the n fields given, in that order, and
+ * sig_name ":" the seal's value with b= empty, relaxed (RFC 8617 5.1.1). */
+enum dkv_result dkv_seal_check(const struct dkv_sig *s, const struct dkv_key *k, time_t now,
+			       long long drift_s, size_t n, const char *const *names,
+			       const char *const *values, const char *sig_name, const char **reason_r);
 
 #endif

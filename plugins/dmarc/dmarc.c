@@ -387,7 +387,8 @@ static int symbol_of(const struct dmarc_eval *e)
 	}
 }
 
-static void auth_results(struct sift_ctx *ctx, const struct dm_conf *c, const struct dmarc_eval *e)
+static void auth_results(struct sift_ctx *ctx, const struct dm_conf *c, const struct dmarc_eval *e,
+			 const char *note)
 {
 	const char *id = *c->authserv_id ? c->authserv_id : host->get(ctx, SIFT_I_MYHOSTNAME);
 	if (!id || !*id)
@@ -399,8 +400,9 @@ static void auth_results(struct sift_ctx *ctx, const struct dm_conf *c, const st
 		upcase(p, sizeof(p), dmarc_policy_names[e->rec.p]);
 		upcase(sp, sizeof(sp), dmarc_policy_names[e->rec.sp]);
 		upcase(dis, sizeof(dis), dmarc_policy_names[e->disposition]);
-		k += snprintf(v + k, sizeof(v) - (size_t)k, " (p=%s sp=%s dis=%s%s%s)", p, sp, dis,
-			      e->override ? " override=" : "", dmarc_override_names[e->override]);
+		k += snprintf(v + k, sizeof(v) - (size_t)k, " (p=%s sp=%s dis=%s%s%s%s%s)", p, sp, dis,
+			      e->override ? " override=" : "", dmarc_override_names[e->override],
+			      *note ? "; " : "", note);
 	} else if (e->reason) {
 		k += snprintf(v + k, sizeof(v) - (size_t)k, " (%s)", e->reason);
 	}
@@ -416,6 +418,44 @@ static void auth_results(struct sift_ctx *ctx, const struct dm_conf *c, const st
 	char *h = xstrdupf("%s; %s", id, v);
 	host->header_insert(ctx, 0, "Authentication-Results", h);
 	free(h);
+}
+
+/* The arc plugin's word for a trusted ARC sealer (ARC_TRUSTED, its option
+ * "d=SEALER i=N spf=DOMAIN dkim=D1,D2": the passes in the
+ * ARC-Authentication-Results of the first set that sealer made, on a chain
+ * that verified); arc must come before dmarc in the profile. When a
+ * failing message's From domain aligns with one of those passes, its
+ * policy is not applied: local policy (RFC 7489 6.7, RFC 8617 7.2),
+ * recorded as override=local_policy with the sealer in note. */
+static bool arc_override(struct sift_ctx *ctx, const struct dm_conf *c, struct dmarc_eval *e, char *note,
+			 size_t n)
+{
+	if (e->result != DMARC_R_FAIL || !e->have_record || e->disposition == DMARC_P_NONE)
+		return false;
+	size_t cnt = host->symbol_count(ctx);
+	for (size_t i = 0; i < cnt; i++) {
+		const char *name, *opt;
+		double sc;
+		char d[256], spf[256], dkim[512];
+		unsigned inst;
+		if (host->symbol_get(ctx, i, &name, &sc, &opt) < 0 || strcasecmp(name, "ARC_TRUSTED") != 0 ||
+		    !opt || sscanf(opt, "d=%255s i=%u spf=%255s dkim=%511s", d, &inst, spf, dkim) != 4)
+			continue;
+		bool ok = strcmp(spf, "-") != 0 &&
+			  dmarc_aligned(spf, e->from_domain, e->rec.aspf_strict, orgdomain, (void *)c);
+		for (char *save = NULL, *t = strtok_r(dkim, ",", &save); t && !ok;
+		     t = strtok_r(NULL, ",", &save))
+			ok = strcmp(t, "-") != 0 &&
+			     dmarc_aligned(t, e->from_domain, e->rec.adkim_strict, orgdomain, (void *)c);
+		if (!ok)
+			continue;
+		e->disposition = DMARC_P_NONE;
+		e->override = DMARC_O_LOCAL_POLICY;
+		snprintf(note, n, "arc override: trusted sealer d=%s i=%u", d, inst);
+		host->log(ctx, LOG_INFO, "policy not applied: %s", note);
+		return true;
+	}
+	return false;
 }
 
 /* Local overrides: the From or organizational domain in
@@ -555,6 +595,8 @@ static enum sift_verdict dm_eom(struct sift_ctx *ctx)
 			discover(ctx, c, e);
 	}
 	dmarc_evaluate(e, (int)arc4random_uniform(100), orgdomain, (void *)c);
+	char note[400] = "";
+	arc_override(ctx, c, e, note, sizeof(note));
 	overrides(ctx, c, e);
 	log_eval(ctx, e);
 	if (dmarc_check_hook) {
@@ -565,7 +607,7 @@ static enum sift_verdict dm_eom(struct sift_ctx *ctx)
 	int s = symbol_of(e);
 	host->symbol(ctx, sym_names[s], c->score[s], e->from_domain[0] ? e->from_domain : e->reason);
 	if (c->add_auth_results)
-		auth_results(ctx, c, e);
+		auth_results(ctx, c, e, note);
 	return act(ctx, c, e);
 }
 

@@ -360,6 +360,24 @@ class DNSServer:
             return r
 
 
+def dkimpy_dnsfunc(port, host="127.0.0.1"):
+    """A TXT lookup for dkimpy (its dnsfunc= argument) asking the server at
+    host:port: the first record's strings joined, or None."""
+    import dns.resolver
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers = [host]
+    res.port = port
+    res.lifetime = 3
+
+    def lookup(name, timeout=5):
+        try:
+            a = res.resolve((name.decode() if isinstance(name, bytes) else name).rstrip("."), "TXT")
+        except Exception:
+            return None
+        return b"".join(next(iter(a)).strings)
+    return lookup
+
+
 def load_json(path):
     with open(path) as f:
         return json.load(f)

@@ -58,7 +58,7 @@ def conf_checks():
         check(rc == 0 and 'configuration OK' in out, 'filterd -t passes with the local data filled in', out)
         rc, out = dash_t(c, 'policyd', c.settings('policyd'))
         check(rc == 0 and 'configuration OK' in out, 'policyd -t passes with the local data filled in', out)
-        for daemon, want in (('filterd', 'access spf dkim dmarc clamav spam'), ('policyd', 'access spf')):
+        for daemon, want in (('filterd', 'access spf dkim arc dmarc clamav spam'), ('policyd', 'access spf')):
             check(chain.conf_value(c.conf[daemon], 'inbound_plugins') == want,
                   '%s.conf: inbound_plugins = %s' % (daemon, want))
         for daemon, want in (('filterd', 'access dkim clamav'), ('policyd', 'senderlogin ratelimit')):

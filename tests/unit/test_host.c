@@ -146,6 +146,12 @@ int main(void)
 		  "mx.test; spf=pass smtp.mailfrom=a@example.org;\r\n\t"
 		  "dkim=pass header.d=example.org;\r\n\tdmarc=pass header.from=example.org");
 	CHECK_STR(ar[1] ? ar[1]->value : NULL, "other.test; dkim=none");
+	/* host->auth_result_get: the results so far, without the id */
+	CHECK_STR(hh->auth_result_get(ctx, "MX.TEST"),
+		  "spf=pass smtp.mailfrom=a@example.org;\r\n\t"
+		  "dkim=pass header.d=example.org;\r\n\tdmarc=pass header.from=example.org");
+	CHECK_STR(hh->auth_result_get(ctx, "other.test"), "dkim=none");
+	CHECK(hh->auth_result_get(ctx, "mx") == NULL && hh->auth_result_get(ctx, "none.test") == NULL);
 	char *sum = sift_ctx_summary(ctx, "accept");
 	CHECK(strstr(sum, "action=accept, profile=inbound, from=<a@example.org>, rcpts=0, score=2.5, "
 			  "symbols=T_SYM(2.5)") != NULL);

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """dmarc plugin through a real Postfix: filterd (inbound_plugins = spf dkim
-dmarc, SPF checked by filterd itself) as smtpd_milters of a private Postfix
+arc dmarc, SPF checked by filterd itself) as smtpd_milters of a private Postfix
 instance (tests/lib/sifttest.py), with the local DNS server publishing SPF,
 DKIM and DMARC records. The client is 127.0.0.1.
 
@@ -22,6 +22,13 @@ DKIM and DMARC records. The client is 127.0.0.1.
      with the private Postfix's sendmail to reject.test's rua= (bob@sift.test,
      an external destination verified by its _report._dmarc record) and
      delivered; the attached report validates against the schema.
+  6. (the arc plugin, before dmarc) reject.test's unaligned mail forwarded
+     by list.test, in arc_trusted_sealers, whose ARC set (dkimpy) says its
+     first hop saw spf=pass for reject.test: accepted, delivered with one
+     Authentication-Results from us holding arc=pass and dmarc=fail with
+     the override recorded, and with our own ARC set i=2 (mail to sift.test
+     is sealed by fwd.test), which dkimpy verifies;
+  7. the same forwarded by other.test (a valid chain, not trusted): 550.
 
 Run as root with SIFT_SRCDIR / SIFT_BUILDDIR set (meson test does).
 """
@@ -42,6 +49,8 @@ import dnsserver  # noqa: E402
 import sifttest  # noqa: E402
 from sifttest import check  # noqa: E402
 import dkim  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'arc', 'tests'))
+from test_arc import py_key  # noqa: E402
 
 
 def genkey(d, domain, sel):
@@ -70,6 +79,37 @@ def delivered(pf, subject, wait=20):
 
 def ar_text(m):
     return ' '.join(re.sub(r'\s+', ' ', h) for h in m.headers('Authentication-Results')) if m else ''
+
+
+def forwarded(fwd, key, subject):
+    """Alice's reject.test mail as forwarder fwd received and sealed it."""
+    data = ('Authentication-Results: %s; spf=pass smtp.mailfrom=alice@reject.test\r\n' % fwd).encode() \
+        + message('alice@reject.test', subject)
+    return b''.join(dkim.arc_sign(data, b'py', fwd.encode(), key, fwd.encode())) + data
+
+
+def run_arc(pf, keys, port):
+    r = pf.send('list-bounce@list.test', ['bob@sift.test'], forwarded('list.test', keys['list.test'], 'arc one'))
+    check(r.accepted, 'p=reject, unaligned, through a trusted ARC sealer: accepted', r)
+    m = delivered(pf, 'arc one')
+    ours = [h for h in (m.headers('Authentication-Results') if m else []) if h.split(';')[0].strip() == 'mx.sift.test']
+    ar = re.sub(r'\s+', ' ', ours[0]) if ours else ''
+    check(len(ours) == 1, 'ARC: one Authentication-Results from us', m.headers('Authentication-Results') if m else None)
+    check('arc=pass (sets=1 trusted d=list.test) smtp.remote-ip=127.0.0.1 header.oldest-pass=0' in ar,
+          'arc=pass with the trusted sealer, remote-ip and oldest-pass', ar)
+    check('dmarc=fail (p=REJECT sp=REJECT dis=NONE override=local_policy; arc override: trusted sealer '
+          'd=list.test i=1) header.from=reject.test' in ar, 'dmarc=fail with the ARC override recorded', ar)
+    check('spf=none' in ar and ar.index('spf=') < ar.index('arc=') < ar.index('dmarc='),
+          'spf, arc, dmarc in chain order', ar)
+    raw = open(m.path, 'rb').read() if m else b''
+    check(re.search(rb'ARC-Seal: i=2; a=rsa-sha256; t=\d+; cv=pass;\s+d=fwd.test; s=s1;', raw) is not None,
+          'delivered with our ARC set i=2, cv=pass', raw[:400])
+    cv, _, why = dkim.arc_verify(raw.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n'),
+                                 dnsfunc=dnsserver.dkimpy_dnsfunc(port))
+    check(cv == b'pass', 'our seal on delivered mail verifies with dkimpy', why)
+    r = pf.send('other-bounce@other.test', ['bob@sift.test'], forwarded('other.test', keys['other.test'], 'arc two'))
+    check(r.rejected_at() == 'eom' and r.eom[0] == 550 and 'reject.test' in r.eom[1],
+          'the same through an untrusted ARC sealer: 550 at end of data', r)
 
 
 def run(pf, key, key2):
@@ -183,6 +223,10 @@ def main():
     os.chmod(d, 0o755)
     key, rec = genkey(d, 'reject.test', 's1')
     key2, rec2 = genkey(d, 'reject.test', 's2')
+    _, fwd_rec = genkey(d, 'fwd.test', 's1')
+    keys, recs = {}, {}
+    for fwd in ('list.test', 'other.test'):
+        keys[fwd], recs[fwd] = py_key(d, fwd)
     zones = {'.': [{"name": ".", "type": "SOA", "data": "ns.root.test. hostmaster.root.test. 1 3600 600 86400 60"},
                    {'name': 'reject.test', 'type': 'TXT', 'data': 'v=spf1 -all'},
                    {'name': 's1._domainkey.reject.test', 'type': 'TXT', 'data': rec},
@@ -193,7 +237,10 @@ def main():
                    {'name': 'quar.test', 'type': 'TXT', 'data': 'v=spf1 -all'},
                    {'name': '_dmarc.quar.test', 'type': 'TXT', 'data': 'v=DMARC1; p=quarantine'},
                    {'name': 'dead.test', 'type': 'TXT', 'data': 'v=spf1 ?all'},
-                   {'name': '_dmarc.dead.test', 'type': 'TIMEOUT'}]}
+                   {'name': '_dmarc.dead.test', 'type': 'TIMEOUT'},
+                   {'name': 's1._domainkey.fwd.test', 'type': 'TXT', 'data': fwd_rec},
+                   {'name': 'py._domainkey.list.test', 'type': 'TXT', 'data': recs['list.test']},
+                   {'name': 'py._domainkey.other.test', 'type': 'TXT', 'data': recs['other.test']}]}
     rows = os.path.join(d, 'rows')
     os.mkdir(rows)
     os.chown(rows, pwd.getpwnam(sifttest.daemon_user()).pw_uid, -1)
@@ -202,14 +249,18 @@ def main():
     fd = pf = None
     try:
         fd = sifttest.start_daemon('filterd', d, {
-            'inbound_plugins': 'spf dkim dmarc', 'originating_plugins': '',
+            'inbound_plugins': 'spf dkim arc dmarc', 'originating_plugins': '',
             'dns_servers': '127.0.0.1:%d' % srv.port, 'dns_timeout': '1s', 'authserv_id': 'mx.sift.test',
             'spf_filterd_mode': 'check', 'dkim_sign': 'no', 'tmpdir': d,
-            'dmarc_report_store': 'file:' + rows})
+            'dmarc_report_store': 'file:' + rows,
+            'dkim_key_table': 'inline:{ fwd = fwd.test:s1:%s/fwd.test.s1.key }' % d,
+            'arc_sign_key': 'fwd', 'arc_sign_recipients': 'inline:{ sift.test=yes }',
+            'arc_trusted_sealers': 'inline:{ list.test=yes }'})
         pf = sifttest.Postfix(milters=['inet:127.0.0.1:%d' % fd.port])
         pf.start()
         run(pf, key, key2)
         report(pf, fd, d)
+        run_arc(pf, keys, srv.port)
     finally:
         sifttest.stop_all([srv, fd, pf])
         failed = sifttest.checks.failed
