@@ -179,9 +179,6 @@ static const char *const ignored[] = {"lang",
 				      "asn_prefix",
 				      "clear_originating_ip_headers",
 				      "originating_ip_headers",
-				      "trusted_networks",
-				      "internal_networks",
-				      "msa_networks",
 				      "use_bayes",
 				      "use_auto_whitelist",
 				      "bayes_auto_learn",
@@ -626,6 +623,29 @@ static void d_rule(struct pline *l)
 	}
 }
 
+/* trusted_networks, internal_networks, msa_networks (arg 0, 1, 2) and
+ * their clear_ directives (arg + 3) */
+static void d_networks(struct pline *l)
+{
+	struct spam_engine *e = l->e;
+	struct netset *ns = l->arg % 3 == 0   ? &e->trusted_nets
+			    : l->arg % 3 == 1 ? &e->internal_nets
+					      : &e->msa_nets;
+	bool *conf = l->arg % 3 == 0 ? &e->trusted_conf : l->arg % 3 == 1 ? &e->internal_conf : NULL;
+	if (l->arg >= 3) {
+		netset_clear(ns);
+		if (conf)
+			*conf = false;
+		return;
+	}
+	char *bad = NULL;
+	if (netset_add(ns, l->args, &bad) < 0)
+		lint(e, true, "%s: %s: bad network '%s'", l->where, l->d, bad);
+	free(bad);
+	if (conf)
+		*conf = true;
+}
+
 /* ---- the table ---- */
 
 #define D_COND	0x01 /* runs in inactive branches too */
@@ -659,6 +679,12 @@ static const struct directive {
 	{"replace_start", d_nothing, 0, D_NAMED},
 	{"replace_end", d_nothing, 0, D_NAMED},
 	{"symbol_score", d_symbol_score, 0, D_NAMED},
+	{"trusted_networks", d_networks, 0, 0},
+	{"internal_networks", d_networks, 1, 0},
+	{"msa_networks", d_networks, 2, 0},
+	{"clear_trusted_networks", d_networks, 3, 0},
+	{"clear_internal_networks", d_networks, 4, 0},
+	{"clear_msa_networks", d_networks, 5, 0},
 	{"header", d_rule, R_HEADER, D_NAMED},
 	{"body", d_rule, R_BODY, D_NAMED},
 	{"rawbody", d_rule, R_RAWBODY, D_NAMED},
