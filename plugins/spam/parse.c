@@ -5,6 +5,7 @@
  * reports or lists are known and ignored.
  */
 #include <dirent.h>
+#include <glob.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -838,8 +839,31 @@ static int load_dir(struct spam_engine *e, const char *path, const char *suffix,
 	return rc;
 }
 
+/* A spam_rules entry with *, ? or [: every match in name order, each as
+ * an entry of its own; a pattern matching nothing is an error. */
+static int load_glob(struct spam_engine *e, const char *pattern, bool pre_only, bool cf_only, char **err_r)
+{
+	glob_t g;
+	int rc = glob(pattern, GLOB_ERR, NULL, &g);
+	if (rc == GLOB_NOMATCH) {
+		*err_r = xasprintf("%s: no file matches", pattern);
+		return -1;
+	}
+	if (rc != 0) {
+		*err_r = xasprintf("%s: %s", pattern, rc == GLOB_NOSPACE ? "out of memory" : strerror(errno));
+		return -1;
+	}
+	rc = 0;
+	for (size_t i = 0; i < g.gl_pathc && rc == 0; i++)
+		rc = load_path(e, g.gl_pathv[i], pre_only, cf_only, err_r);
+	globfree(&g);
+	return rc;
+}
+
 int load_path(struct spam_engine *e, const char *path, bool pre_only, bool cf_only, char **err_r)
 {
+	if (strpbrk(path, "*?["))
+		return load_glob(e, path, pre_only, cf_only, err_r);
 	struct stat sb;
 	if (stat(path, &sb) < 0) {
 		*err_r = xasprintf("%s: %s", path, strerror(errno));
@@ -852,7 +876,10 @@ int load_path(struct spam_engine *e, const char *path, bool pre_only, bool cf_on
 			return -1;
 		return 0;
 	}
-	if (pre_only)
+	/* a file: a *.pre with the *.pre files, any other with the *.cf */
+	size_t l = strlen(path);
+	bool pre = l > 4 && strcmp(path + l - 4, ".pre") == 0;
+	if (pre ? cf_only : pre_only)
 		return 0;
 	return load_file(e, path, err_r);
 }
