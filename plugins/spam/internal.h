@@ -386,7 +386,17 @@ struct evaldef {
 	eval_fn fn;
 };
 extern const struct evaldef evals[];
+extern const struct evaldef evals_mime[];  /* evals_mime.c */
+extern const struct evaldef evals_relay[]; /* evals_relay.c */
+/* An eval's id (>= 0; -1 unknown) and its function. */
 int eval_lookup(const char *name);
+eval_fn eval_get(int id);
+static inline const char *eval_arg(const struct rule *r, int i)
+{
+	return i < r->neval ? r->eval_args[i] : "";
+}
+/* s matches the PCRE2 pattern re (compiled for this call) */
+bool re_match_str(const char *re, const char *s);
 
 /* ---- relays (relay.c) ------------------------------------------------------- */
 
