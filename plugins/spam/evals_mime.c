@@ -186,6 +186,8 @@ static int ev_blank_line_ratio(struct msgctx *m, const struct rule *r)
 	if (minlines < 1)
 		minlines = 1;
 	long nlines = 0, blank = 0;
+	if (!m->raws)
+		build_raw(m);
 	for (size_t i = 0; i < m->nraws; i++) {
 		const char *s = m->raws[i], *e = s + m->rawlens[i];
 		while (s < e) {
