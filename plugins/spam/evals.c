@@ -385,13 +385,48 @@ bool re_match_str(const char *re, const char *s)
 	return rc >= 0;
 }
 
+/* The fixed patterns of the eval functions, compiled once per process (a
+ * bounded table: they are string constants, so it never fills up). */
+#define RE_CACHE_MAX 128
+static struct {
+	const char *re;
+	pcre2_code *code;
+} re_cache[RE_CACHE_MAX];
+static size_t re_ncache;
+static pthread_mutex_t re_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool re_match_lit(const char *re, const char *s)
+{
+	pcre2_code *c = NULL;
+	pthread_mutex_lock(&re_lock);
+	for (size_t i = 0; i < re_ncache && !c; i++)
+		if (strcmp(re_cache[i].re, re) == 0)
+			c = re_cache[i].code;
+	if (!c && re_ncache < RE_CACHE_MAX) {
+		int ec;
+		PCRE2_SIZE eo;
+		c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
+		if (c) {
+			re_cache[re_ncache].re = xstrdup(re);
+			re_cache[re_ncache++].code = c;
+		}
+	}
+	pthread_mutex_unlock(&re_lock);
+	if (!c)
+		return re_match_str(re, s);
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
+	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
+	pcre2_match_data_free(md);
+	return rc >= 0;
+}
+
 static int ev_freemail_from(struct msgctx *m, const struct rule *r)
 {
 	char a[256];
 	first_addr(m, "From", a, sizeof(a));
 	if (!a[0] || !is_freemail(m->e, a))
 		return 0;
-	return r->neval > 0 ? re_match_str(eval_arg(r, 0), a) : 1;
+	return r->neval > 0 ? re_match_lit(eval_arg(r, 0), a) : 1;
 }
 
 static int ev_freemail_header(struct msgctx *m, const struct rule *r)
@@ -400,7 +435,7 @@ static int ev_freemail_header(struct msgctx *m, const struct rule *r)
 	first_addr(m, eval_arg(r, 0), a, sizeof(a));
 	if (!a[0] || !is_freemail(m->e, a))
 		return 0;
-	return r->neval > 1 ? re_match_str(eval_arg(r, 1), a) : 1;
+	return r->neval > 1 ? re_match_lit(eval_arg(r, 1), a) : 1;
 }
 
 static int ev_freemail_replyto(struct msgctx *m, const struct rule *r)
@@ -568,7 +603,7 @@ static int ev_html_text_match(struct msgctx *m, const struct rule *r)
 						     : NULL;
 	if (!src || !*src)
 		return 0;
-	return re_match_str(eval_arg(r, 1), src);
+	return re_match_lit(eval_arg(r, 1), src);
 }
 
 static int ev_html_image_ratio(struct msgctx *m, const struct rule *r)
@@ -669,15 +704,15 @@ static int ev_forged_yahoo(struct msgctx *m, const struct rule *r)
 	}
 	struct relayinfo *ri = relays(m);
 	int res = 1;
-	if ((ri->trusted_str && re_match_str(" rdns=\\S+\\.yahoo\\.com ", ri->trusted_str)) ||
-	    (ri->untrusted_str && re_match_str("^[^\\]]+ rdns=\\S+\\.yahoo\\.com ", ri->untrusted_str)) ||
-	    re_match_str("by web\\S+\\.mail\\S*\\.yahoo\\.com via HTTP", rc.d) ||
-	    re_match_str("by sonic\\S+\\.consmr\\.mail\\S*\\.yahoo\\.com with HTTP", rc.d) ||
-	    re_match_str("by smtp\\S+\\.yahoo\\.com with SMTP", rc.d) ||
-	    re_match_str("from \\[[0-9.]+\\] by \\S+\\.(?:groups|scd|dcn)\\.yahoo\\.com with NNFMP", rc.d) ||
-	    (re_match_str("\\bmailer\\d+\\.bulk\\.scd\\.yahoo\\.com\\b", rc.d) &&
-	     re_match_str("(?i)\\@reply\\.yahoo\\.com$", from)) ||
-	    re_match_str("by \\w+\\.\\w+\\.yahoo\\.com \\(\\d+\\.\\d+\\.\\d+/\\d+\\.\\d+\\.\\d+\\)(?: with "
+	if ((ri->trusted_str && re_match_lit(" rdns=\\S+\\.yahoo\\.com ", ri->trusted_str)) ||
+	    (ri->untrusted_str && re_match_lit("^[^\\]]+ rdns=\\S+\\.yahoo\\.com ", ri->untrusted_str)) ||
+	    re_match_lit("by web\\S+\\.mail\\S*\\.yahoo\\.com via HTTP", rc.d) ||
+	    re_match_lit("by sonic\\S+\\.consmr\\.mail\\S*\\.yahoo\\.com with HTTP", rc.d) ||
+	    re_match_lit("by smtp\\S+\\.yahoo\\.com with SMTP", rc.d) ||
+	    re_match_lit("from \\[[0-9.]+\\] by \\S+\\.(?:groups|scd|dcn)\\.yahoo\\.com with NNFMP", rc.d) ||
+	    (re_match_lit("\\bmailer\\d+\\.bulk\\.scd\\.yahoo\\.com\\b", rc.d) &&
+	     re_match_lit("(?i)\\@reply\\.yahoo\\.com$", from)) ||
+	    re_match_lit("by \\w+\\.\\w+\\.yahoo\\.com \\(\\d+\\.\\d+\\.\\d+/\\d+\\.\\d+\\.\\d+\\)(?: with "
 			 "ESMTP)? id \\w+",
 			 rc.d))
 		res = 0;

@@ -112,7 +112,6 @@ struct madiff {
 
 static void madiff_compute(const struct sift_mime *mm, struct madiff *md)
 {
-	memset(md, 0, sizeof(*md));
 	/* the calendar invitation exception: multipart/alternative of
 	 * text/html and text/calendar only */
 	if (mm->part_count == 3 && strcmp(mm->parts[0].type, "multipart/alternative") == 0 &&
@@ -158,10 +157,27 @@ static void madiff_compute(const struct sift_mime *mm, struct madiff *md)
 	}
 }
 
+/* the message's statistics, once */
+static struct madiff madiff_get(struct msgctx *m)
+{
+	struct madiff md = {0};
+	if (m->ev.madiff_done) {
+		md.diff = m->ev.madiff;
+		md.html = m->ev.madiff_html;
+		md.text = m->ev.madiff_text;
+		return md;
+	}
+	madiff_compute(m->mime, &md);
+	m->ev.madiff_done = true;
+	m->ev.madiff = md.diff;
+	m->ev.madiff_html = md.html;
+	m->ev.madiff_text = md.text;
+	return md;
+}
+
 static int ev_madiff(struct msgctx *m, const struct rule *r)
 {
-	struct madiff md;
-	madiff_compute(m->mime, &md);
+	struct madiff md = madiff_get(m);
 	double mn = atof(eval_arg(r, 0));
 	const char *mx = eval_arg(r, 1);
 	return (mn == 0 || md.diff > mn) && (strcmp(mx, "undef") == 0 || md.diff <= atof(mx));
@@ -169,8 +185,7 @@ static int ev_madiff(struct msgctx *m, const struct rule *r)
 
 static int ev_madiff_count(struct msgctx *m, const struct rule *r)
 {
-	struct madiff md;
-	madiff_compute(m->mime, &md);
+	struct madiff md = madiff_get(m);
 	if ((double)md.html <= atof(eval_arg(r, 1)))
 		return 0;
 	return (double)md.text / (double)md.html > atof(eval_arg(r, 0));
@@ -258,7 +273,7 @@ static int ev_uppercase(struct msgctx *m, const struct rule *r)
 					j++;
 				ok = j < n;
 			}
-		if (!ok || re_match_str("^(?:[A-Za-z0-9+/=]{60,76} ){2}", s))
+		if (!ok || re_match_lit("^(?:[A-Za-z0-9+/=]{60,76} ){2}", s))
 			continue;
 		len += n;
 		for (size_t k = 0; k < n; k++) {
@@ -341,10 +356,9 @@ static void leaf_lines(const struct sift_mime_part *p, const char *type, bool al
 	}
 }
 
-static void mime_stats(struct msgctx *m, struct mimestats *ms)
+static void mime_stats_compute(struct msgctx *m, struct mimestats *ms)
 {
 	const struct sift_mime *mm = m->mime;
-	memset(ms, 0, sizeof(*ms));
 	ms->multipart_ratio = 1.0;
 	bool alt = false;
 	size_t normal = 0, unicode = 0;
@@ -374,6 +388,25 @@ static void mime_stats(struct msgctx *m, struct mimestats *ms)
 		ms->multipart_ratio = (double)text_bytes / (double)html_bytes;
 }
 
+/* the message's statistics, once */
+static void mime_stats(struct msgctx *m, struct mimestats *ms)
+{
+	memset(ms, 0, sizeof(*ms));
+	if (!m->ev.stats_done) {
+		mime_stats_compute(m, ms);
+		m->ev.stats_done = true;
+		m->ev.ascii_illegal = ms->ascii_illegal;
+		m->ev.unicode_ratio = ms->unicode_ratio;
+		m->ev.multipart_ratio = ms->multipart_ratio;
+		m->ev.base64_len = ms->base64_len;
+		return;
+	}
+	ms->ascii_illegal = m->ev.ascii_illegal;
+	ms->unicode_ratio = m->ev.unicode_ratio;
+	ms->multipart_ratio = m->ev.multipart_ratio;
+	ms->base64_len = m->ev.base64_len;
+}
+
 static int ev_mime_multipart_ratio(struct msgctx *m, const struct rule *r)
 {
 	struct mimestats ms;
@@ -391,7 +424,7 @@ static int ev_ascii_text_illegal(struct msgctx *m, const struct rule *r)
 static int ev_abundant_unicode_ratio(struct msgctx *m, const struct rule *r)
 {
 	const char *ra = eval_arg(r, 0);
-	if (!re_match_str("^\\d{0,3}\\.\\d{1,3}$", ra))
+	if (!re_match_lit("^\\d{0,3}\\.\\d{1,3}$", ra))
 		return 0;
 	struct mimestats ms;
 	mime_stats(m, &ms);

@@ -54,7 +54,7 @@ static char *hget_flat(struct msgctx *m, const char *name)
 static bool hmatch(struct msgctx *m, const char *name, const char *re)
 {
 	char *v = hget(m, name);
-	bool r = re_match_str(re, v ? v : "");
+	bool r = re_match_lit(re, v ? v : "");
 	free(v);
 	return r;
 }
@@ -64,9 +64,9 @@ static bool hmatch(struct msgctx *m, const char *name, const char *re)
 static int ev_fake_aol_relay(struct msgctx *m, const struct rule *r)
 {
 	char *v = hget_flat(m, "Received");
-	int res = re_match_str("(?i) rly-[a-z][a-z]\\d\\d\\.", v) &&
-		  !re_match_str("/AOL-\\d+\\.\\d+\\.\\d+\\)", v) &&
-		  !re_match_str("ESMTP id (?:RELAY|MAILRELAY|MAILIN)", v);
+	int res = re_match_lit("(?i) rly-[a-z][a-z]\\d\\d\\.", v) &&
+		  !re_match_lit("/AOL-\\d+\\.\\d+\\.\\d+\\)", v) &&
+		  !re_match_lit("ESMTP id (?:RELAY|MAILRELAY|MAILIN)", v);
 	free(v);
 	return res;
 }
@@ -74,7 +74,7 @@ static int ev_fake_aol_relay(struct msgctx *m, const struct rule *r)
 static int gated_through_remover(struct msgctx *m)
 {
 	char *ml = hget(m, "Mailing-List");
-	if (ml && re_match_str("(?m)^contact \\S+\\@\\S+\\; run by ezmlm$", ml) &&
+	if (ml && re_match_lit("(?m)^contact \\S+\\@\\S+\\; run by ezmlm$", ml) &&
 	    hmatch(m, "Delivered-To", "(?m)^mailing list \\S+\\@\\S+") &&
 	    hmatch(m, "Received", "qmail \\d+ invoked (?:from network|by .{3,20})\\); \\d+ ... \\d+")) {
 		free(ml);
@@ -82,7 +82,7 @@ static int gated_through_remover(struct msgctx *m)
 	}
 	free(ml);
 	char *rc = hget(m, "Received");
-	int res = !rc || re_match_str("from groups\\.msn\\.com \\(\\S+\\.msn\\.com ", rc);
+	int res = !rc || re_match_lit("from groups\\.msn\\.com \\(\\S+\\.msn\\.com ", rc);
 	free(rc);
 	return res;
 }
@@ -96,7 +96,7 @@ static bool from_addr_matches(struct msgctx *m, const char *re)
 {
 	char from[256];
 	first_addr(m, "From", from, sizeof(from));
-	return re_match_str(re, from);
+	return re_match_lit(re, from);
 }
 
 static bool header_has_ip(struct msgctx *m, const char *name)
@@ -119,13 +119,16 @@ static bool msn_groups(struct msgctx *m)
 	snprintf(to, sizeof(to), "%.*s", (int)(lt - st), st);
 	free(tv);
 	char *rc = hget(m, "Received");
-	bool ok = rc && re_match_str("from mail pickup service by (?:p\\d\\d\\.)groups\\.msn\\.com\\b", rc);
+	bool ok = rc && re_match_lit("from mail pickup service by (?:p\\d\\d\\.)groups\\.msn\\.com\\b", rc);
 	free(rc);
 	if (!ok || strcmp(to, "notifications") == 0)
 		return ok && hmatch(m, "Message-Id", "^<\\S+\\@(?:p\\d\\d\\.)groups\\.msn\\.com>");
 	char re[700], env[256];
 	snprintf(re, sizeof(re), "^<\\Q%s\\E-\\S+\\@groups\\.msn\\.com>", to);
-	if (!hmatch(m, "Message-Id", re))
+	char *mid = hget(m, "Message-Id");
+	bool ok_mid = mid && re_match_str(re, mid);
+	free(mid);
+	if (!ok_mid)
 		return false;
 	first_addr(m, "EnvelopeFrom", env, sizeof(env));
 	snprintf(re, sizeof(re), "\\Q%s\\E-bounce\\@groups\\.msn\\.com", to);
@@ -137,24 +140,24 @@ static int hotmail_check(struct msgctx *m)
 {
 	char *rc = hget_flat(m, "Received");
 	int res = 0;
-	if (re_match_str("from mail pickup service by hotmail\\.com with Microsoft SMTPSVC;", rc) ||
+	if (re_match_lit("from mail pickup service by hotmail\\.com with Microsoft SMTPSVC;", rc) ||
 	    msn_groups(m) || gated_through_remover(m))
 		goto out;
 	bool ip = header_has_ip(m, "X-Originating-Ip");
 	bool orig = hmatch(m, "X-OriginatorOrg", "hotmail\\.com|msonline\\-outlook") &&
 		    mh(m->mime, "X-OriginatorOrg", &(size_t){0});
 	if ((ip &&
-	     re_match_str("from (?:\\S*\\.)?hotmail.com \\(\\S+\\.hotmail(?:\\.msn)?\\.com[ \\)]", rc)) ||
-	    (orig && re_match_str("from \\S*\\.outbound\\.protection\\.outlook\\.com "
+	     re_match_lit("from (?:\\S*\\.)?hotmail.com \\(\\S+\\.hotmail(?:\\.msn)?\\.com[ \\)]", rc)) ||
+	    (orig && re_match_lit("from \\S*\\.outbound\\.protection\\.outlook\\.com "
 				  "\\(\\S+\\.outbound\\.protection\\.outlook\\.com[ \\)]",
 				  rc)) ||
 	    (orig &&
-	     re_match_str("from \\S*\\.(?:eur|nam)prd\\d+\\.prod\\.outlook\\.com \\(" IP_RE "\\)", rc)) ||
-	    (ip && re_match_str("from \\S*\\.hotmail.com \\(\\[" IP_RE "\\][ \\):]", rc)) ||
-	    (ip && re_match_str("from \\S+ by \\S+\\.hotmail(?:\\.msn)?\\.com with HTTP\\;", rc)) ||
-	    (ip && re_match_str("from \\[66\\.218.\\S+\\] by \\S+\\.yahoo\\.com", rc)))
+	     re_match_lit("from \\S*\\.(?:eur|nam)prd\\d+\\.prod\\.outlook\\.com \\(" IP_RE "\\)", rc)) ||
+	    (ip && re_match_lit("from \\S*\\.hotmail.com \\(\\[" IP_RE "\\][ \\):]", rc)) ||
+	    (ip && re_match_lit("from \\S+ by \\S+\\.hotmail(?:\\.msn)?\\.com with HTTP\\;", rc)) ||
+	    (ip && re_match_lit("from \\[66\\.218.\\S+\\] by \\S+\\.yahoo\\.com", rc)))
 		goto out;
-	if (re_match_str("(?:from |HELO |helo=)\\S*hotmail\\.com\\b", rc))
+	if (re_match_lit("(?:from |HELO |helo=)\\S*hotmail\\.com\\b", rc))
 		res = 1;
 	else if (from_addr_matches(m, "(?i)\\bhotmail\\.com$"))
 		res = 2;
@@ -178,7 +181,7 @@ static int ev_forged_eudoramail(struct msgctx *m, const struct rule *r)
 	if (!from_addr_matches(m, "(?i)\\beudoramail\\.com$") || gated_through_remover(m))
 		return 0;
 	char *rc = hget_flat(m, "Received");
-	int res = !(re_match_str("by \\S*whowhere.com\\;", rc) && header_has_ip(m, "X-Sender-Ip"));
+	int res = !(re_match_lit("by \\S*whowhere.com\\;", rc) && header_has_ip(m, "X-Sender-Ip"));
 	free(rc);
 	return res;
 }
@@ -206,18 +209,18 @@ static int ev_forged_juno(struct msgctx *m, const struct rule *r)
 	const char *xo = xorig ? xorig : "", *xmailer = xm ? xm : "", *rcvd = rc ? rc : "";
 	int res = 0;
 	if (*xo) {
-		if ((!re_match_str("from.*\\b(?:juno|untd)\\.com.*[\\[\\(]" IP_RE "[\\]\\)].*by", rcvd) &&
-		     !re_match_str(" cookie\\.(?:juno|untd)\\.com ", rcvd)) ||
+		if ((!re_match_lit("from.*\\b(?:juno|untd)\\.com.*[\\[\\(]" IP_RE "[\\]\\)].*by", rcvd) &&
+		     !re_match_lit(" cookie\\.(?:juno|untd)\\.com ", rcvd)) ||
 		    !strstr(xmailer, "Juno "))
 			res = 1;
 	} else {
-		if (re_match_str("from.*\\bmail\\.com.*\\[" IP_RE "\\].*by", rcvd))
-			res = !re_match_str("\\bmail\\.com", xmailer);
-		else if (re_match_str("from (webmail\\S+\\.untd\\.com) \\(\\1 \\[" IP_RE "\\]\\) by", rcvd))
-			res = !re_match_str("^Webmail Version \\d", xmailer);
+		if (re_match_lit("from.*\\bmail\\.com.*\\[" IP_RE "\\].*by", rcvd))
+			res = !re_match_lit("\\bmail\\.com", xmailer);
+		else if (re_match_lit("from (webmail\\S+\\.untd\\.com) \\(\\1 \\[" IP_RE "\\]\\) by", rcvd))
+			res = !re_match_lit("^Webmail Version \\d", xmailer);
 		else
 			res = 1;
-		if (!res && !re_match_str(IP_RE, xo))
+		if (!res && !re_match_lit(IP_RE, xo))
 			res = 1;
 	}
 	free(xorig);
@@ -262,7 +265,7 @@ static void host_domain(const char *h, char *out, size_t n)
 
 static bool dotted_host(const char *s)
 {
-	return re_match_str("^\\w+(?:[\\w.-]+\\.)+\\w+$", s);
+	return re_match_lit("^\\w+(?:[\\w.-]+\\.)+\\w+$", s);
 }
 
 static int ev_forged_received_trail(struct msgctx *m, const struct rule *r)
@@ -384,7 +387,7 @@ static int ev_ratware_envelope_from(struct msgctx *m, const struct rule *r)
 	char to[256], from[256];
 	first_addr(m, "To", to, sizeof(to));
 	first_addr(m, "EnvelopeFrom", from, sizeof(from));
-	if (!to[0] || !from[0] || re_match_str("(?i)^SRS\\d[=+-]", from))
+	if (!to[0] || !from[0] || re_match_lit("(?i)^SRS\\d[=+-]", from))
 		return 0;
 	const char *at = strchr(to, '@');
 	if (!at || at == to || !at[1])
@@ -437,7 +440,7 @@ static int ev_unresolved_template(struct msgctx *m, const struct rule *r)
 			hit = isupper((unsigned char)pc[1]) &&
 			      (isupper((unsigned char)pc[2]) || pc[2] == '_' || pc[2] == '-');
 		if (hit &&
-		    !re_match_str("(?i)^(?:X-VMS-To|X-UIDL|X-Face|To|Cc|From|Subject|References|In-Reply-To|"
+		    !re_match_lit("(?i)^(?:X-VMS-To|X-UIDL|X-Face|To|Cc|From|Subject|References|In-Reply-To|"
 				  "(?:X-|Resent-|X-Original-)?Message-Id)$",
 				  mm->headers[i].name))
 			return 1;
@@ -508,7 +511,7 @@ static int ev_stock_info(struct msgctx *m, const struct rule *r)
 				bool dup = false;
 				for (size_t f = 0; f < nfound; f++)
 					dup |= strcmp(found[f], key) == 0;
-				if (!dup && re_match_str(labels, key))
+				if (!dup && re_match_lit(labels, key))
 					snprintf(found[nfound++], sizeof(found[0]), "%s", key);
 			}
 		}
@@ -524,7 +527,40 @@ static int ev_no_bounce_relays(struct msgctx *m, const struct rule *r)
 	return 0;
 }
 
+/* DKIM: SpamAssassin 4.0's check_dkim_signsome is always false, and
+ * check_dkim_signall is ADSP (a DNS lookup): false here too */
+static int ev_false(struct msgctx *m, const struct rule *r)
+{
+	return 0;
+}
+
+/* check_arc_signed([domain ...]): an ARC-Seal header field (of one of the
+ * domains given, by its d= tag) */
+static int ev_arc_signed(struct msgctx *m, const struct rule *r)
+{
+	size_t st = 0;
+	const struct sift_mime_header *h;
+	while ((h = mh(m->mime, "ARC-Seal", &st))) {
+		if (r->neval == 0)
+			return 1;
+		const char *d = strstr(h->value, "d=");
+		while (d && d != h->value && d[-1] != ' ' && d[-1] != ';' && d[-1] != '\t')
+			d = strstr(d + 2, "d=");
+		if (!d)
+			continue;
+		d += 2;
+		size_t dl = strcspn(d, "; \t");
+		for (int i = 0; i < r->neval; i++)
+			if (strlen(eval_arg(r, i)) == dl && strncasecmp(eval_arg(r, i), d, dl) == 0)
+				return 1;
+	}
+	return 0;
+}
+
 const struct evaldef evals_relay[] = {
+	{"check_dkim_signsome", ev_false},
+	{"check_dkim_signall", ev_false},
+	{"check_arc_signed", ev_arc_signed},
 	{"check_for_fake_aol_relay_in_rcvd", ev_fake_aol_relay},
 	{"check_for_forged_hotmail_received_headers", ev_forged_hotmail},
 	{"check_for_no_hotmail_received_headers", ev_no_hotmail},

@@ -361,6 +361,13 @@ struct msgctx {
 	long long deadline;
 	bool timed_out;
 	struct relayinfo *relays;
+	/* evals_mime.c's statistics, computed once per message */
+	struct {
+		bool stats_done, madiff_done;
+		int ascii_illegal;
+		double unicode_ratio, multipart_ratio, madiff;
+		size_t base64_len, madiff_html, madiff_text;
+	} ev;
 #ifdef SPAM_HAVE_HS
 	const struct hsmatch *hm; /* NULL: the base matcher */
 	struct scratch_pool *pool;
@@ -395,8 +402,11 @@ static inline const char *eval_arg(const struct rule *r, int i)
 {
 	return i < r->neval ? r->eval_args[i] : "";
 }
-/* s matches the PCRE2 pattern re (compiled for this call) */
+/* s matches the PCRE2 pattern re: compiled for this call (re_match_str,
+ * for patterns made per message), or once per process (re_match_lit, for
+ * the fixed patterns of the eval functions) */
 bool re_match_str(const char *re, const char *s);
+bool re_match_lit(const char *re, const char *s);
 
 /* ---- relays (relay.c) ------------------------------------------------------- */
 

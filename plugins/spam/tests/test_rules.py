@@ -59,6 +59,8 @@ header   T_ENV_FROM   eval:check_for_matching_env_and_hdr_from()
 header   T_RP_RCVD    eval:check_mailfrom_matches_rcvd()
 body     T_TITLE      eval:html_title_subject_ratio('2')
 header   T_ALL_TRUSTED eval:check_all_trusted()
+full     T_ARC        eval:check_arc_signed()
+full     T_ARC_DOM    eval:check_arc_signed('other.test')
 header   T_EXT_HDRS   ALL-EXTERNAL =~ /^X-Inner-Mark:/m
 header   T_TRU_HDRS   ALL-TRUSTED =~ /^X-Outer-Mark:/m
 header   T_UNTRU_HDRS ALL-UNTRUSTED =~ /^X-Inner-Mark:/m
@@ -179,7 +181,9 @@ CASES = [
     ('may-be-forged-by', 'Received: from mail1.example.com (host66.example.net [198.51.100.7] (may be forged)) by'
      ' mx.sift.test (8.13.8/8.13.8) with ESMTP id h2F0c2x31856; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE +
      '\nhi\n', None, [], ['T_RDNS_EMPTY']),
-    ('can', HDR + DATE + '\nhi\n', None, ['T_CAN_LOADED'], ['T_CAN_MISSING']),
+    ('can', HDR + DATE + '\nhi\n', None, ['T_CAN_LOADED'], ['T_CAN_MISSING', 'T_ARC']),
+    ('arc', 'ARC-Seal: i=1; a=rsa-sha256; t=1; cv=none; d=example.test; s=s1; b=AAAA\n' + HDR + DATE + '\nhi\n',
+     None, ['T_ARC'], ['T_ARC_DOM']),
 ]
 
 # with trusted_networks: 203.0.113.5 trusted and internal, the client external
