@@ -389,7 +389,7 @@ bool re_match_str(const char *re, const char *s)
  * bounded table: they are string constants, so it never fills up). */
 #define RE_CACHE_MAX 128
 static struct {
-	const char *re;
+	const char *key, *re; /* the pointer first seen; a copy of the pattern */
 	pcre2_code *code;
 } re_cache[RE_CACHE_MAX];
 static size_t re_ncache;
@@ -399,6 +399,9 @@ bool re_match_lit(const char *re, const char *s)
 {
 	pcre2_code *c = NULL;
 	pthread_mutex_lock(&re_lock);
+	for (size_t i = 0; i < re_ncache && !c; i++) /* the same constant, mostly */
+		if (re_cache[i].key == re && strcmp(re_cache[i].re, re) == 0)
+			c = re_cache[i].code;
 	for (size_t i = 0; i < re_ncache && !c; i++)
 		if (strcmp(re_cache[i].re, re) == 0)
 			c = re_cache[i].code;
@@ -407,6 +410,7 @@ bool re_match_lit(const char *re, const char *s)
 		PCRE2_SIZE eo;
 		c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
 		if (c) {
+			re_cache[re_ncache].key = re;
 			re_cache[re_ncache].re = xstrdup(re);
 			re_cache[re_ncache++].code = c;
 		}

@@ -242,6 +242,22 @@ static int ev_tvd_vertical_words(struct msgctx *m, const struct rule *r)
 	return (double)best >= mn && (double)best < mx;
 }
 
+/* ^(?:[A-Za-z0-9+/=]{60,76} ){2}: a line of base64 words */
+static bool base64_words(const char *s, size_t n)
+{
+	size_t i = 0;
+	for (int w = 0; w < 2; w++) {
+		size_t k = 0;
+		while (i + k < n && (isalnum((unsigned char)s[i + k]) || s[i + k] == '+' || s[i + k] == '/' ||
+				     s[i + k] == '='))
+			k++;
+		if (k < 60 || k > 76 || i + k >= n || s[i + k] != ' ')
+			return false;
+		i += k + 1;
+	}
+	return true;
+}
+
 static const char *ct_charset(struct msgctx *m)
 {
 	return m->mime->parts[0].charset;
@@ -273,7 +289,7 @@ static int ev_uppercase(struct msgctx *m, const struct rule *r)
 					j++;
 				ok = j < n;
 			}
-		if (!ok || re_match_lit("^(?:[A-Za-z0-9+/=]{60,76} ){2}", s))
+		if (!ok || base64_words(s, n))
 			continue;
 		len += n;
 		for (size_t k = 0; k < n; k++) {
