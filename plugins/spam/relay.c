@@ -154,6 +154,22 @@ static const char *find_ip(const char *s, const char *e, char *ip, size_t n)
 	return NULL;
 }
 
+/* " by HOST ... with [...] SMTP|QMQP" not followed by " id ": qmail */
+static bool qmail_protocol(const char *by)
+{
+	const char *w = strstr(by, " with ");
+	if (!w)
+		return false;
+	const char *e = w + 6;
+	const char *smtp = NULL;
+	for (const char *q = e; *q && *q != ';'; q++)
+		if (strncmp(q, "SMTP", 4) == 0 || strncmp(q, "QMQP", 4) == 0) {
+			smtp = q + 4;
+			break;
+		}
+	return smtp && strncmp(smtp, " id ", 4) != 0 && (*smtp == 0 || *smtp == ' ' || *smtp == ';');
+}
+
 /* 1 parsed, 0 not a relay line (no "from"), -1 unparseable. */
 int parse_received(const char *v, struct relay *rl)
 {
@@ -226,6 +242,13 @@ int parse_received(const char *v, struct relay *rl)
 	rl->looked_up = paren && ipat && paren < ipat;
 	if (eh && eh < fe && f[0] == '[')
 		rl->looked_up = false;
+	/* qmail's "from RDNS (IP) by HOST with SMTP": no HELO given means it
+	 * matched the rDNS (SpamAssassin: helo = rdns) */
+	if (!rl->rdns[0] && !(qh && qh < fe) && !(eh && eh < fe) && ipat && ipat == paren && *ipat == '(' &&
+	    ipat == f + hl + 1 && qmail_protocol(fe)) {
+		copy_tok(rl->rdns, sizeof(rl->rdns), f, hl);
+		rl->looked_up = true;
+	}
 	/* sendmail's "(rdns [IP] (may be forged))": SpamAssassin takes the
 	 * rDNS only when "by HOST (" follows (its sendmail pattern); else its
 	 * general fallback keeps the address alone */

@@ -66,6 +66,7 @@ header   T_TRU_HDRS   ALL-TRUSTED =~ /^X-Outer-Mark:/m
 header   T_UNTRU_HDRS ALL-UNTRUSTED =~ /^X-Inner-Mark:/m
 header   T_INT_HDRS   ALL-INTERNAL =~ /^X-Inner-Mark:/m
 header   T_RDNS_EMPTY X-Spam-Relays-Untrusted =~ /^\[ ip=198\.51\.100\.7 rdns= helo=/
+header   T_QMAIL_RDNS X-Spam-Relays-Untrusted =~ /^\[ ip=192\.0\.2\.3 rdns=mail\.example\.net helo=mail\.example\.net /
 header   T_RELAY_INT  X-Spam-Relays-Internal =~ /ip=203\.0\.113\.5 .* intl=1 /
 header   T_RELAY_EXT  X-Spam-Relays-External =~ /^\[ ip=198\.51\.100\.7 /
 header   T_MSA        X-Spam-Relays-Trusted =~ /ip=203\.0\.113\.9 .* msa=1 /
@@ -181,6 +182,11 @@ CASES = [
     ('may-be-forged-by', 'Received: from mail1.example.com (host66.example.net [198.51.100.7] (may be forged)) by'
      ' mx.sift.test (8.13.8/8.13.8) with ESMTP id h2F0c2x31856; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE +
      '\nhi\n', None, [], ['T_RDNS_EMPTY']),
+    # qmail "from HOST (IP) ... with SMTP": the host is the rDNS
+    ('qmail', 'Received: from mail.example.net (192.0.2.3) by mx.sift.test with SMTP; 1 Jan 2024 10:00:01 -0000\n'
+     + HDR + DATE + '\nhi\n', None, ['T_QMAIL_RDNS'], []),
+    ('qmail-id', 'Received: from mail.example.net (192.0.2.3) by mx.sift.test with SMTP id x1; 1 Jan 2024 10:00:01'
+     ' -0000\n' + HDR + DATE + '\nhi\n', None, [], ['T_QMAIL_RDNS']),
     ('can', HDR + DATE + '\nhi\n', None, ['T_CAN_LOADED'], ['T_CAN_MISSING', 'T_ARC']),
     ('arc', 'ARC-Seal: i=1; a=rsa-sha256; t=1; cv=none; d=example.test; s=s1; b=AAAA\n' + HDR + DATE + '\nhi\n',
      None, ['T_ARC'], ['T_ARC_DOM']),
