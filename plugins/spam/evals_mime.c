@@ -31,6 +31,7 @@ static bool is_leaf(const struct sift_mime *mm, size_t i)
 
 struct wordset {
 	char **w;
+	size_t *len;
 	int *count;
 	size_t n, cap;
 	size_t *slot; /* open addressing: index + 1, 0 empty */
@@ -43,7 +44,7 @@ static size_t ws_find(struct wordset *s, const char *w, size_t len, bool add)
 		size_t ns = s->nslot ? s->nslot * 2 : 64;
 		size_t *slot = xcalloc(ns, sizeof(size_t));
 		for (size_t i = 0; i < s->n; i++) {
-			size_t h = fnv1a(14695981039346656037ull, s->w[i], strlen(s->w[i])) & (ns - 1);
+			size_t h = fnv1a(14695981039346656037ull, s->w[i], s->len[i]) & (ns - 1);
 			while (slot[h])
 				h = (h + 1) & (ns - 1);
 			slot[h] = i + 1;
@@ -56,8 +57,8 @@ static size_t ws_find(struct wordset *s, const char *w, size_t len, bool add)
 		return 0;
 	size_t h = fnv1a(14695981039346656037ull, w, len) & (s->nslot - 1);
 	while (s->slot[h]) {
-		const char *x = s->w[s->slot[h] - 1];
-		if (strlen(x) == len && memcmp(x, w, len) == 0)
+		size_t i = s->slot[h] - 1;
+		if (s->len[i] == len && memcmp(s->w[i], w, len) == 0)
 			return s->slot[h];
 		h = (h + 1) & (s->nslot - 1);
 	}
@@ -67,8 +68,10 @@ static size_t ws_find(struct wordset *s, const char *w, size_t len, bool add)
 		s->cap = s->cap ? s->cap * 2 : 64;
 		s->w = xrealloc(s->w, s->cap * sizeof(char *));
 		s->count = xrealloc(s->count, s->cap * sizeof(int));
+		s->len = xrealloc(s->len, s->cap * sizeof(size_t));
 	}
 	s->w[s->n] = xstrndup(w, len);
+	s->len[s->n] = len;
 	s->count[s->n] = 0;
 	s->slot[h] = ++s->n;
 	return s->n;
@@ -79,6 +82,7 @@ static void ws_free(struct wordset *s)
 	for (size_t i = 0; i < s->n; i++)
 		free(s->w[i]);
 	free(s->w);
+	free(s->len);
 	free(s->count);
 	free(s->slot);
 }
@@ -142,7 +146,7 @@ static void madiff_compute(const struct sift_mime *mm, struct madiff *md)
 			md->text = text.n;
 			size_t left = orig;
 			for (size_t t = 0; t < text.n; t++) {
-				size_t h = ws_find(&html, text.w[t], strlen(text.w[t]), false);
+				size_t h = ws_find(&html, text.w[t], text.len[t], false);
 				if (h && html.count[h - 1] - text.count[t] < 1) {
 					html.count[h - 1] = -1000000; /* deleted */
 					left--;
@@ -263,10 +267,10 @@ static const char *ct_charset(struct msgctx *m)
 	return m->mime->parts[0].charset;
 }
 
-/* check_for_uppercase(min, max): the share of upper case letters in the body */
-static int ev_uppercase(struct msgctx *m, const struct rule *r)
+/* The share of upper case letters in the body lines with words (0 when
+ * under 200 octets or in a charset likely to look like capitals) */
+static double uppercase_pct(struct msgctx *m)
 {
-	double mn = atof(eval_arg(r, 0)), mx = atof(eval_arg(r, 1));
 	/* charsets likely to look like capitals: CJK ones */
 	static const char *const fp[] = {
 		"iso-2022-jp",	  "iso-2022-kr", "euc-kr",	"euc-jp",      "shift_jis",
@@ -302,8 +306,18 @@ static int ev_uppercase(struct msgctx *m, const struct rule *r)
 	}
 	if (len < 200 || upper + lower == 0)
 		return 0;
-	double pct = 100.0 * (double)upper / (double)(upper + lower);
-	return pct > mn && pct <= mx;
+	return 100.0 * (double)upper / (double)(upper + lower);
+}
+
+/* check_for_uppercase(min, max) */
+static int ev_uppercase(struct msgctx *m, const struct rule *r)
+{
+	if (!m->ev.upper_done) {
+		m->ev.upper = uppercase_pct(m);
+		m->ev.upper_done = true;
+	}
+	double pct = m->ev.upper;
+	return pct > 0 && pct > atof(eval_arg(r, 0)) && pct <= atof(eval_arg(r, 1));
 }
 
 /* ---- MIMEEval's per-part statistics (_check_attachments) ---- */

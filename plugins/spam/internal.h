@@ -363,9 +363,9 @@ struct msgctx {
 	struct relayinfo *relays;
 	/* evals_mime.c's statistics, computed once per message */
 	struct {
-		bool stats_done, madiff_done;
+		bool stats_done, madiff_done, upper_done;
 		int ascii_illegal;
-		double unicode_ratio, multipart_ratio, madiff;
+		double unicode_ratio, multipart_ratio, madiff, upper;
 		size_t base64_len, madiff_html, madiff_text;
 	} ev;
 #ifdef SPAM_HAVE_HS
