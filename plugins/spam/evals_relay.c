@@ -395,7 +395,7 @@ static int ev_ratware_envelope_from(struct msgctx *m, const struct rule *r)
 	char dom[256], re[700];
 	reg_domain(at + 1, dom, sizeof(dom));
 	const char *tld = strrchr(dom, '.');
-	if (!tld || strlen(tld + 1) < 2)
+	if (!tld || strlen(tld + 1) < 2 || !strcasestr(from, dom)) /* no regex to compile */
 		return 0;
 	snprintf(re, sizeof(re), "(?i)\\b\\Q%s\\E.\\Q%.*s\\E@", dom, (int)(at - to), to);
 	return re_match_str(re, from);
@@ -411,11 +411,20 @@ static int ev_to_in_subject(struct msgctx *m, const struct rule *r)
 	const char *s = subj ? subj : "";
 	char re[1400];
 	int res = 0;
+	char *at = strchr(to, '@');
+	if (at)
+		*at = 0;
+	bool local_in = strcasestr(s, to) != NULL; /* else no regex can match */
+	if (at)
+		*at = '@';
+	if (!local_in) {
+		free(subj);
+		return 0;
+	}
 	if (strcmp(eval_arg(r, 0), "address") == 0) {
 		snprintf(re, sizeof(re), "(?i)\\b\\Q%s\\E\\b", to);
 		res = re_match_str(re, s);
 	} else if (strcmp(eval_arg(r, 0), "user") == 0) {
-		char *at = strchr(to, '@');
 		if (at)
 			*at = 0;
 		snprintf(re, sizeof(re),
