@@ -80,6 +80,21 @@ static char *a_strndup(struct impl *m, const char *s, size_t n)
 	return p;
 }
 
+/* A raw header value: the copy starts with a NUL and the white space that
+ * followed the colon, and the pointer returned is past that white space
+ * (struct sift_mime_header.raw), so that a reader can step back over it. */
+static const char *a_raw(struct impl *m, const char *v, size_t n)
+{
+	char *p = a_alloc(m, n + 2);
+	p[0] = 0;
+	memcpy(p + 1, v, n);
+	p[n + 1] = 0;
+	size_t k = 0;
+	while (k < n && (v[k] == ' ' || v[k] == '\t'))
+		k++;
+	return p + 1 + k;
+}
+
 static char *a_buf(struct impl *m, struct sift_buf *b)
 {
 	char *p = a_strndup(m, b->data ? b->data : "", b->len);
@@ -251,7 +266,7 @@ static void parse_header_block(struct impl *m, const unsigned char *s, size_t n,
 		if (nh == cap)
 			h = sift_realloc(h, (cap *= 2) * sizeof(*h));
 		h[nh].name = a_strndup(m, (const char *)s + line0, (size_t)(colon - s) - line0);
-		h[nh].raw = a_strndup(m, (const char *)s + vs, ve - vs);
+		h[nh].raw = a_raw(m, (const char *)s + vstart, ve - vstart);
 		dec.len = 0;
 		sift_header_decode_into(&dec, (const char *)s + vs, ve - vs, m->lim.max_header_len,
 					&m->pub.flags);
@@ -750,10 +765,10 @@ struct sift_mime *sift_mime_parse(const struct sift_header *hdrs, size_t nhdrs, 
 	struct sift_buf dec = {0};
 	for (size_t i = 0; i < nh; i++) {
 		const char *v = hdrs[i].value ? hdrs[i].value : "";
+		h[i].name = a_strndup(m, hdrs[i].name, strlen(hdrs[i].name));
+		h[i].raw = a_raw(m, v, strlen(v));
 		while (*v == ' ' || *v == '\t')
 			v++;
-		h[i].name = a_strndup(m, hdrs[i].name, strlen(hdrs[i].name));
-		h[i].raw = a_strndup(m, v, strlen(v));
 		dec.len = 0;
 		sift_header_decode_into(&dec, v, strlen(v), m->lim.max_header_len, &m->pub.flags);
 		h[i].value = a_buf(m, &dec);
@@ -795,7 +810,7 @@ struct sift_mime *sift_mime_parse_message(const unsigned char *msg, size_t len,
 	struct sift_header *sh = sift_calloc(nh ? nh : 1, sizeof(*sh));
 	for (size_t i = 0; i < nh; i++) {
 		sh[i].name = ph[i].name;
-		sh[i].value = ph[i].raw;
+		sh[i].value = sift_mime_header_lead(&ph[i]);
 	}
 	struct sift_mime *r = sift_mime_parse(sh, nh, msg + off + boff, len - off - boff, lim);
 	r->flags |= tmp.pub.flags;

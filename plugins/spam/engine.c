@@ -303,6 +303,9 @@ void spam_engine_free(struct spam_engine *e)
 	for (size_t i = 0; i < e->nfreemail_glob; i++)
 		free(e->freemail_glob[i]);
 	free(e->freemail_glob);
+	netset_clear(&e->trusted_nets);
+	netset_clear(&e->internal_nets);
+	netset_clear(&e->msa_nets);
 	free(e->post_hdr);
 	free(e->eval_rules);
 	free(e->sym_rules);

@@ -16,11 +16,6 @@
 
 #include "internal.h"
 
-static const char *arg(const struct rule *r, int i)
-{
-	return i < r->neval ? r->eval_args[i] : "";
-}
-
 static int ev_never(struct msgctx *m, const struct rule *r)
 {
 	return 0;
@@ -29,7 +24,7 @@ static int ev_never(struct msgctx *m, const struct rule *r)
 static int ev_sift_symbol(struct msgctx *m, const struct rule *r)
 {
 	for (size_t k = 0; k < m->in->nsyms; k++)
-		if (strcasecmp(m->in->sym_names[k], arg(r, 0)) == 0)
+		if (strcasecmp(m->in->sym_names[k], eval_arg(r, 0)) == 0)
 			return 1;
 	return 0;
 }
@@ -44,8 +39,8 @@ static size_t header_count(struct msgctx *m, const char *name)
 
 static int ev_header_count_range(struct msgctx *m, const struct rule *r)
 {
-	size_t n = header_count(m, arg(r, 0));
-	return n >= (size_t)atol(arg(r, 1)) && n <= (size_t)atol(arg(r, 2));
+	size_t n = header_count(m, eval_arg(r, 0));
+	return n >= (size_t)atol(eval_arg(r, 1)) && n <= (size_t)atol(eval_arg(r, 2));
 }
 
 static int ev_body_length(struct msgctx *m, const struct rule *r)
@@ -53,7 +48,7 @@ static int ev_body_length(struct msgctx *m, const struct rule *r)
 	size_t n = 0;
 	for (size_t i = 1; i < m->nlines; i++)
 		n += m->lens[i];
-	return n < (size_t)atol(arg(r, 0));
+	return n < (size_t)atol(eval_arg(r, 0));
 }
 
 static int ev_subject_all_caps(struct msgctx *m, const struct rule *r)
@@ -84,9 +79,9 @@ static int ev_subject_all_caps(struct msgctx *m, const struct rule *r)
 /* check_illegal_chars(header, ratio, count): 8-bit characters in headers. */
 static int ev_illegal_chars(struct msgctx *m, const struct rule *r)
 {
-	const char *name = arg(r, 0);
-	double ratio = atof(arg(r, 1));
-	long count = atol(arg(r, 2));
+	const char *name = eval_arg(r, 0);
+	double ratio = atof(eval_arg(r, 1));
+	long count = atol(eval_arg(r, 2));
 	size_t total = 0, bad = 0;
 	for (size_t i = 0; i < m->mime->header_count; i++) {
 		const struct sift_mime_header *h = &m->mime->headers[i];
@@ -109,7 +104,7 @@ static int ev_illegal_chars(struct msgctx *m, const struct rule *r)
 
 static int ev_msg_parse_flags(struct msgctx *m, const struct rule *r)
 {
-	const char *f = arg(r, 0);
+	const char *f = eval_arg(r, 0);
 	unsigned fl = m->mime->flags;
 	if (strcmp(f, "mime_missing_boundary") == 0)
 		return (fl & SIFT_MIME_F_MISSING_BOUNDARY) != 0;
@@ -124,7 +119,7 @@ static int ev_msg_parse_flags(struct msgctx *m, const struct rule *r)
 /* MIMEEval check_for_mime(test) */
 static int ev_for_mime(struct msgctx *m, const struct rule *r)
 {
-	const char *t = arg(r, 0);
+	const char *t = eval_arg(r, 0);
 	const struct sift_mime *mm = m->mime;
 	int b64 = 0, qp = 0, html = 0, textp = 0, b64text = 0, html_nocs = 0, b64_noname = 0, qp_long = 0;
 	bool alt = false;
@@ -277,7 +272,7 @@ static int ev_shifted_date(struct msgctx *m, const struct rule *r)
 	double d = 0;
 	if (!date_diff(m, &d))
 		d = 0;
-	const char *mn = arg(r, 0), *mx = arg(r, 1);
+	const char *mn = eval_arg(r, 0), *mx = eval_arg(r, 1);
 	return (strcmp(mn, "undef") == 0 || d >= 3600.0 * atof(mn)) &&
 	       (strcmp(mx, "undef") == 0 || d < 3600.0 * atof(mx));
 }
@@ -376,7 +371,7 @@ static int ev_equal_from_domains(struct msgctx *m, const struct rule *r)
 	return strcasecmp(fd, ed) != 0;
 }
 
-static bool re_match_str(const char *re, const char *s)
+bool re_match_str(const char *re, const char *s)
 {
 	int ec;
 	PCRE2_SIZE eo;
@@ -390,22 +385,61 @@ static bool re_match_str(const char *re, const char *s)
 	return rc >= 0;
 }
 
+/* The fixed patterns of the eval functions, compiled once per process (a
+ * bounded table: they are string constants, so it never fills up). */
+#define RE_CACHE_MAX 128
+static struct {
+	const char *key, *re; /* the pointer first seen; a copy of the pattern */
+	pcre2_code *code;
+} re_cache[RE_CACHE_MAX];
+static size_t re_ncache;
+static pthread_mutex_t re_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool re_match_lit(const char *re, const char *s)
+{
+	pcre2_code *c = NULL;
+	pthread_mutex_lock(&re_lock);
+	for (size_t i = 0; i < re_ncache && !c; i++) /* the same constant, mostly */
+		if (re_cache[i].key == re && strcmp(re_cache[i].re, re) == 0)
+			c = re_cache[i].code;
+	for (size_t i = 0; i < re_ncache && !c; i++)
+		if (strcmp(re_cache[i].re, re) == 0)
+			c = re_cache[i].code;
+	if (!c && re_ncache < RE_CACHE_MAX) {
+		int ec;
+		PCRE2_SIZE eo;
+		c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
+		if (c) {
+			re_cache[re_ncache].key = re;
+			re_cache[re_ncache].re = xstrdup(re);
+			re_cache[re_ncache++].code = c;
+		}
+	}
+	pthread_mutex_unlock(&re_lock);
+	if (!c)
+		return re_match_str(re, s);
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
+	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
+	pcre2_match_data_free(md);
+	return rc >= 0;
+}
+
 static int ev_freemail_from(struct msgctx *m, const struct rule *r)
 {
 	char a[256];
 	first_addr(m, "From", a, sizeof(a));
 	if (!a[0] || !is_freemail(m->e, a))
 		return 0;
-	return r->neval > 0 ? re_match_str(arg(r, 0), a) : 1;
+	return r->neval > 0 ? re_match_lit(eval_arg(r, 0), a) : 1;
 }
 
 static int ev_freemail_header(struct msgctx *m, const struct rule *r)
 {
 	char a[256];
-	first_addr(m, arg(r, 0), a, sizeof(a));
+	first_addr(m, eval_arg(r, 0), a, sizeof(a));
 	if (!a[0] || !is_freemail(m->e, a))
 		return 0;
-	return r->neval > 1 ? re_match_str(arg(r, 1), a) : 1;
+	return r->neval > 1 ? re_match_lit(eval_arg(r, 1), a) : 1;
 }
 
 static int ev_freemail_replyto(struct msgctx *m, const struct rule *r)
@@ -415,7 +449,7 @@ static int ev_freemail_replyto(struct msgctx *m, const struct rule *r)
 	first_addr(m, "Reply-To", rt, sizeof(rt));
 	bool rtfm = rt[0] && is_freemail(m->e, rt);
 	bool fromfm = from[0] && is_freemail(m->e, from);
-	if (strcmp(arg(r, 0), "reply") == 0) {
+	if (strcmp(eval_arg(r, 0), "reply") == 0) {
 		if (!rtfm && !fromfm)
 			return 0;
 		return rtfm && strcmp(rt, from) != 0;
@@ -507,9 +541,9 @@ static double numarg(const char *s)
 static int ev_html_range(struct msgctx *m, const struct rule *r)
 {
 	double v;
-	if (!html_value(html_info(m), arg(r, 0), &v))
+	if (!html_value(html_info(m), eval_arg(r, 0), &v))
 		return 0;
-	return v > numarg(arg(r, 1)) && v <= numarg(arg(r, 2));
+	return v > numarg(eval_arg(r, 1)) && v <= numarg(eval_arg(r, 2));
 }
 
 static bool cmp_expr(double v, const char *expr)
@@ -537,16 +571,16 @@ static bool cmp_expr(double v, const char *expr)
 static int ev_html_eval(struct msgctx *m, const struct rule *r)
 {
 	double v;
-	if (!html_value(html_info(m), arg(r, 0), &v))
+	if (!html_value(html_info(m), eval_arg(r, 0), &v))
 		return 0;
-	return cmp_expr(v, arg(r, 1));
+	return cmp_expr(v, eval_arg(r, 1));
 }
 
 static int ev_html_tag_exists(struct msgctx *m, const struct rule *r)
 {
 	const struct sift_html *hi = html_info(m);
 	for (size_t i = 0; hi && i < hi->ntagnames; i++)
-		if (strcasecmp(hi->tagnames[i].name, arg(r, 0)) == 0 && hi->tagnames[i].open > 0)
+		if (strcasecmp(hi->tagnames[i].name, eval_arg(r, 0)) == 0 && hi->tagnames[i].open > 0)
 			return 1;
 	return 0;
 }
@@ -555,8 +589,9 @@ static int ev_html_tag_balance(struct msgctx *m, const struct rule *r)
 {
 	const struct sift_html *hi = html_info(m);
 	for (size_t i = 0; hi && i < hi->ntagnames; i++)
-		if (strcasecmp(hi->tagnames[i].name, arg(r, 0)) == 0)
-			return cmp_expr((int)hi->tagnames[i].open - (int)hi->tagnames[i].close, arg(r, 1));
+		if (strcasecmp(hi->tagnames[i].name, eval_arg(r, 0)) == 0)
+			return cmp_expr((int)hi->tagnames[i].open - (int)hi->tagnames[i].close,
+					eval_arg(r, 1));
 	return 0;
 }
 
@@ -565,14 +600,14 @@ static int ev_html_text_match(struct msgctx *m, const struct rule *r)
 	const struct sift_html *hi = html_info(m);
 	if (!hi)
 		return 0;
-	const char *w = arg(r, 0);
+	const char *w = eval_arg(r, 0);
 	const char *src = strcmp(w, "comment") == 0  ? hi->comments
 			  : strcmp(w, "title") == 0  ? hi->title
 			  : strcmp(w, "anchor") == 0 ? hi->anchor
 						     : NULL;
 	if (!src || !*src)
 		return 0;
-	return re_match_str(arg(r, 1), src);
+	return re_match_lit(eval_arg(r, 1), src);
 }
 
 static int ev_html_image_ratio(struct msgctx *m, const struct rule *r)
@@ -581,12 +616,12 @@ static int ev_html_image_ratio(struct msgctx *m, const struct rule *r)
 	if (!hi || hi->image_area == 0)
 		return 0;
 	double ratio = (double)hi->length / (double)hi->image_area;
-	return ratio > atof(arg(r, 0)) && ratio <= atof(arg(r, 1));
+	return ratio > atof(eval_arg(r, 0)) && ratio <= atof(eval_arg(r, 1));
 }
 
 static int ev_image_count(struct msgctx *m, const struct rule *r)
 {
-	const char *t = arg(r, 0);
+	const char *t = eval_arg(r, 0);
 	int n = 0;
 	for (size_t i = 0; i < m->mime->part_count; i++) {
 		const char *ty = m->mime->parts[i].type;
@@ -596,9 +631,9 @@ static int ev_image_count(struct msgctx *m, const struct rule *r)
 		    (strcmp(t, "jpeg") == 0 && (strcmp(ty + 6, "jpg") == 0 || strcmp(ty + 6, "pjpeg") == 0)))
 			n++;
 	}
-	if (n < atoi(arg(r, 1)))
+	if (n < atoi(eval_arg(r, 1)))
 		return 0;
-	if (r->neval > 2 && n > atoi(arg(r, 2)))
+	if (r->neval > 2 && n > atoi(eval_arg(r, 2)))
 		return 0;
 	return 1;
 }
@@ -673,15 +708,15 @@ static int ev_forged_yahoo(struct msgctx *m, const struct rule *r)
 	}
 	struct relayinfo *ri = relays(m);
 	int res = 1;
-	if ((ri->trusted_str && re_match_str(" rdns=\\S+\\.yahoo\\.com ", ri->trusted_str)) ||
-	    (ri->untrusted_str && re_match_str("^[^\\]]+ rdns=\\S+\\.yahoo\\.com ", ri->untrusted_str)) ||
-	    re_match_str("by web\\S+\\.mail\\S*\\.yahoo\\.com via HTTP", rc.d) ||
-	    re_match_str("by sonic\\S+\\.consmr\\.mail\\S*\\.yahoo\\.com with HTTP", rc.d) ||
-	    re_match_str("by smtp\\S+\\.yahoo\\.com with SMTP", rc.d) ||
-	    re_match_str("from \\[[0-9.]+\\] by \\S+\\.(?:groups|scd|dcn)\\.yahoo\\.com with NNFMP", rc.d) ||
-	    (re_match_str("\\bmailer\\d+\\.bulk\\.scd\\.yahoo\\.com\\b", rc.d) &&
-	     re_match_str("(?i)\\@reply\\.yahoo\\.com$", from)) ||
-	    re_match_str("by \\w+\\.\\w+\\.yahoo\\.com \\(\\d+\\.\\d+\\.\\d+/\\d+\\.\\d+\\.\\d+\\)(?: with "
+	if ((ri->trusted_str && re_match_lit(" rdns=\\S+\\.yahoo\\.com ", ri->trusted_str)) ||
+	    (ri->untrusted_str && re_match_lit("^[^\\]]+ rdns=\\S+\\.yahoo\\.com ", ri->untrusted_str)) ||
+	    re_match_lit("by web\\S+\\.mail\\S*\\.yahoo\\.com via HTTP", rc.d) ||
+	    re_match_lit("by sonic\\S+\\.consmr\\.mail\\S*\\.yahoo\\.com with HTTP", rc.d) ||
+	    re_match_lit("by smtp\\S+\\.yahoo\\.com with SMTP", rc.d) ||
+	    re_match_lit("from \\[[0-9.]+\\] by \\S+\\.(?:groups|scd|dcn)\\.yahoo\\.com with NNFMP", rc.d) ||
+	    (re_match_lit("\\bmailer\\d+\\.bulk\\.scd\\.yahoo\\.com\\b", rc.d) &&
+	     re_match_lit("(?i)\\@reply\\.yahoo\\.com$", from)) ||
+	    re_match_lit("by \\w+\\.\\w+\\.yahoo\\.com \\(\\d+\\.\\d+\\.\\d+/\\d+\\.\\d+\\.\\d+\\)(?: with "
 			 "ESMTP)? id \\w+",
 			 rc.d))
 		res = 0;
@@ -732,7 +767,7 @@ static int ev_similar_recipients(struct msgctx *m, const struct rule *r)
 		sim = comb ? (double)hits / (double)comb : 0;
 	}
 	free(a);
-	const char *mn = arg(r, 0), *mx = arg(r, 1);
+	const char *mn = eval_arg(r, 0), *mx = eval_arg(r, 1);
 	return (strcmp(mn, "undef") == 0 || sim >= atof(mn)) && (strcmp(mx, "undef") == 0 || sim < atof(mx));
 }
 
@@ -754,7 +789,7 @@ static int ev_html_test(struct msgctx *m, const struct rule *r)
 	const struct sift_html *hi = html_info(m);
 	if (!hi)
 		return 0;
-	const char *t = arg(r, 0);
+	const char *t = eval_arg(r, 0);
 	if (strcmp(t, "html") == 0)
 		return 1;
 	if (strcmp(t, "form_action_mailto") == 0)
@@ -772,7 +807,7 @@ static int ev_html_image_only(struct msgctx *m, const struct rule *r)
 	if (!hi || !hi->images)
 		return 0;
 	double len = (double)hi->length;
-	return len > atof(arg(r, 0)) && len <= atof(arg(r, 1));
+	return len > atof(eval_arg(r, 0)) && len <= atof(eval_arg(r, 1));
 }
 
 const struct evaldef evals[] = {
@@ -905,10 +940,20 @@ const struct evaldef evals[] = {
 	{NULL, NULL},
 };
 
+/* The tables; an id is table * EVAL_TABLE_SIZE + index. */
+#define EVAL_TABLE_SIZE 1000
+static const struct evaldef *const eval_tables[] = {evals, evals_mime, evals_relay, NULL};
+
 int eval_lookup(const char *name)
 {
-	for (int i = 0; evals[i].name; i++)
-		if (strcmp(evals[i].name, name) == 0)
-			return i;
+	for (int t = 0; eval_tables[t]; t++)
+		for (int i = 0; eval_tables[t][i].name; i++)
+			if (strcmp(eval_tables[t][i].name, name) == 0)
+				return t * EVAL_TABLE_SIZE + i;
 	return -1;
+}
+
+eval_fn eval_get(int id)
+{
+	return eval_tables[id / EVAL_TABLE_SIZE][id % EVAL_TABLE_SIZE].fn;
 }

@@ -15,6 +15,23 @@ struct ifp {
 	int depth;
 };
 
+/* can(Package::method): a plugin's method exists only when the plugin is
+ * loaded (Perl's can() on a package never required); every other feature
+ * (Mail::SpamAssassin::Conf::...) of SpamAssassin 4.0 exists. */
+static double can_method(struct spam_engine *e, const char *t)
+{
+	static const char pfx[] = "Mail::SpamAssassin::Plugin::";
+	if (strncmp(t, pfx, sizeof(pfx) - 1) != 0)
+		return 1;
+	const char *last = strrchr(t, ':');
+	if (!last || last - t <= (long)sizeof(pfx))
+		return 1;
+	char *mod = xstrndup(t, (size_t)(last - 1 - t));
+	double v = plugin_loaded(e, mod);
+	free(mod);
+	return v;
+}
+
 static void if_ws(struct ifp *p)
 {
 	while (*p->s == ' ' || *p->s == '\t')
@@ -91,7 +108,7 @@ static double if_prim(struct ifp *p)
 		if (wl == 6 && strncmp(w, "plugin", 6) == 0)
 			v = plugin_loaded(p->e, t);
 		else if (wl == 3 && strncmp(w, "can", 3) == 0)
-			v = 1; /* every Conf feature of SpamAssassin 4.0 */
+			v = can_method(p->e, t);
 		else if (wl == 3 && strncmp(w, "has", 3) == 0)
 			v = 1;
 		else

@@ -11,6 +11,7 @@
  *   scan.c       per message: scanning the groups, metas, the result
  *   texts.c      per message: the texts rules match (headers, body ...)
  *   relay.c      Received: headers (relays) and RFC 2822 dates
+ *   nets.c       trusted_networks, internal_networks, msa_networks
  *   addr.c       addresses in header values
  *   evals.c      eval: functions
  *   lint.c       lint, stats and the X-Spam-Status report
@@ -169,6 +170,24 @@ struct rule {
 	int group; /* index of the rgroup it belongs to, -1 none */
 };
 
+/* trusted_networks & co (nets.c) */
+struct netmask {
+	unsigned char a[16];
+	int bits;
+	bool v6, neg;
+};
+struct netset {
+	struct netmask *n;
+	size_t count;
+};
+/* Adds the networks of a directive's value; -1 (and *bad, the first bad
+ * entry, to free) when one does not parse. */
+int netset_add(struct netset *ns, const char *list, char **bad);
+void netset_clear(struct netset *ns);
+/* As SpamAssassin's NetSet: the first entry containing ip decides (a `!`
+ * entry excludes); 127.0.0.0/8 and ::1 are always in. */
+bool netset_contains(const struct netset *ns, const char *ip);
+
 struct lintmsg {
 	char *text;
 	bool error;
@@ -235,6 +254,9 @@ struct spam_engine {
 	int *post_hdr, *eval_rules, *sym_rules;
 	size_t npost_hdr, neval_rules, nsym_rules;
 	size_t body_scan_size;
+	/* trusted_networks, internal_networks, msa_networks (_conf: configured) */
+	struct netset trusted_nets, internal_nets, msa_nets;
+	bool trusted_conf, internal_conf;
 	int score_set; /* 0-3: SpamAssassin's score sets (bit 0 network, bit 1 Bayes) */
 	bool use_hs;
 	char *cache_dir;	  /* NULL: no cache */
@@ -339,6 +361,13 @@ struct msgctx {
 	long long deadline;
 	bool timed_out;
 	struct relayinfo *relays;
+	/* evals_mime.c's statistics, computed once per message */
+	struct {
+		bool stats_done, madiff_done, upper_done;
+		int ascii_illegal;
+		double unicode_ratio, multipart_ratio, madiff, upper;
+		size_t base64_len, madiff_html, madiff_text;
+	} ev;
 #ifdef SPAM_HAVE_HS
 	const struct hsmatch *hm; /* NULL: the base matcher */
 	struct scratch_pool *pool;
@@ -364,7 +393,20 @@ struct evaldef {
 	eval_fn fn;
 };
 extern const struct evaldef evals[];
+extern const struct evaldef evals_mime[];  /* evals_mime.c */
+extern const struct evaldef evals_relay[]; /* evals_relay.c */
+/* An eval's id (>= 0; -1 unknown) and its function. */
 int eval_lookup(const char *name);
+eval_fn eval_get(int id);
+static inline const char *eval_arg(const struct rule *r, int i)
+{
+	return i < r->neval ? r->eval_args[i] : "";
+}
+/* s matches the PCRE2 pattern re: compiled for this call (re_match_str,
+ * for patterns made per message), or once per process (re_match_lit, for
+ * the fixed patterns of the eval functions) */
+bool re_match_str(const char *re, const char *s);
+bool re_match_lit(const char *re, const char *s);
 
 /* ---- relays (relay.c) ------------------------------------------------------- */
 
@@ -372,13 +414,24 @@ struct relay {
 	char ip[64], rdns[256], helo[256], by[256], ident[64], envfrom[256], id[128], auth[32];
 	bool priv;
 	bool looked_up; /* the MTA's format shows it looked up rDNS */
+	bool intl, msa; /* internal; an msa_networks relay */
 };
 
+/* The relays, newest first, as SpamAssassin's Received metadata: trusted
+ * relays are r[0..ntrusted), internal ones r[0..nintl) (both prefixes);
+ * trust follows trusted_networks/internal_networks/msa_networks when
+ * configured, else SpamAssassin's inference (private addresses and
+ * authenticated hops are trusted and internal). last_trusted_idx and
+ * last_internal_idx are SpamAssassin's last_*_relay_index: the index among
+ * the Received: headers (from the top, 0-based; -1 none) of the last one
+ * added by a trusted (internal) relay, for the ALL-TRUSTED & co pseudo
+ * headers. */
 struct relayinfo {
 	struct relay *r;
-	size_t n, ntrusted; /* relays[0..ntrusted) trusted */
+	size_t n, ntrusted, nintl;
 	int unparseable;
-	char *trusted_str, *untrusted_str;
+	int last_trusted_idx, last_internal_idx;
+	char *trusted_str, *untrusted_str, *internal_str, *external_str;
 };
 
 int parse_rfc822_date(const char *s, time_t *t);

@@ -5,6 +5,7 @@
  * reports or lists are known and ignored.
  */
 #include <dirent.h>
+#include <glob.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -179,9 +180,6 @@ static const char *const ignored[] = {"lang",
 				      "asn_prefix",
 				      "clear_originating_ip_headers",
 				      "originating_ip_headers",
-				      "trusted_networks",
-				      "internal_networks",
-				      "msa_networks",
 				      "use_bayes",
 				      "use_auto_whitelist",
 				      "bayes_auto_learn",
@@ -626,6 +624,29 @@ static void d_rule(struct pline *l)
 	}
 }
 
+/* trusted_networks, internal_networks, msa_networks (arg 0, 1, 2) and
+ * their clear_ directives (arg + 3) */
+static void d_networks(struct pline *l)
+{
+	struct spam_engine *e = l->e;
+	struct netset *ns = l->arg % 3 == 0   ? &e->trusted_nets
+			    : l->arg % 3 == 1 ? &e->internal_nets
+					      : &e->msa_nets;
+	bool *conf = l->arg % 3 == 0 ? &e->trusted_conf : l->arg % 3 == 1 ? &e->internal_conf : NULL;
+	if (l->arg >= 3) {
+		netset_clear(ns);
+		if (conf)
+			*conf = false;
+		return;
+	}
+	char *bad = NULL;
+	if (netset_add(ns, l->args, &bad) < 0)
+		lint(e, true, "%s: %s: bad network '%s'", l->where, l->d, bad);
+	free(bad);
+	if (conf)
+		*conf = true;
+}
+
 /* ---- the table ---- */
 
 #define D_COND	0x01 /* runs in inactive branches too */
@@ -659,6 +680,12 @@ static const struct directive {
 	{"replace_start", d_nothing, 0, D_NAMED},
 	{"replace_end", d_nothing, 0, D_NAMED},
 	{"symbol_score", d_symbol_score, 0, D_NAMED},
+	{"trusted_networks", d_networks, 0, 0},
+	{"internal_networks", d_networks, 1, 0},
+	{"msa_networks", d_networks, 2, 0},
+	{"clear_trusted_networks", d_networks, 3, 0},
+	{"clear_internal_networks", d_networks, 4, 0},
+	{"clear_msa_networks", d_networks, 5, 0},
 	{"header", d_rule, R_HEADER, D_NAMED},
 	{"body", d_rule, R_BODY, D_NAMED},
 	{"rawbody", d_rule, R_RAWBODY, D_NAMED},
@@ -812,8 +839,31 @@ static int load_dir(struct spam_engine *e, const char *path, const char *suffix,
 	return rc;
 }
 
+/* A spam_rules entry with *, ? or [: every match in name order, each as
+ * an entry of its own; a pattern matching nothing is an error. */
+static int load_glob(struct spam_engine *e, const char *pattern, bool pre_only, bool cf_only, char **err_r)
+{
+	glob_t g;
+	int rc = glob(pattern, GLOB_ERR, NULL, &g);
+	if (rc == GLOB_NOMATCH) {
+		*err_r = xasprintf("%s: no file matches", pattern);
+		return -1;
+	}
+	if (rc != 0) {
+		*err_r = xasprintf("%s: %s", pattern, rc == GLOB_NOSPACE ? "out of memory" : strerror(errno));
+		return -1;
+	}
+	rc = 0;
+	for (size_t i = 0; i < g.gl_pathc && rc == 0; i++)
+		rc = load_path(e, g.gl_pathv[i], pre_only, cf_only, err_r);
+	globfree(&g);
+	return rc;
+}
+
 int load_path(struct spam_engine *e, const char *path, bool pre_only, bool cf_only, char **err_r)
 {
+	if (strpbrk(path, "*?["))
+		return load_glob(e, path, pre_only, cf_only, err_r);
 	struct stat sb;
 	if (stat(path, &sb) < 0) {
 		*err_r = xasprintf("%s: %s", path, strerror(errno));
@@ -826,7 +876,10 @@ int load_path(struct spam_engine *e, const char *path, bool pre_only, bool cf_on
 			return -1;
 		return 0;
 	}
-	if (pre_only)
+	/* a file: a *.pre with the *.pre files, any other with the *.cf */
+	size_t l = strlen(path);
+	bool pre = l > 4 && strcmp(path + l - 4, ".pre") == 0;
+	if (pre ? cf_only : pre_only)
 		return 0;
 	return load_file(e, path, err_r);
 }

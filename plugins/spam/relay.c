@@ -154,6 +154,22 @@ static const char *find_ip(const char *s, const char *e, char *ip, size_t n)
 	return NULL;
 }
 
+/* " by HOST ... with [...] SMTP|QMQP" not followed by " id ": qmail */
+static bool qmail_protocol(const char *by)
+{
+	const char *w = strstr(by, " with ");
+	if (!w)
+		return false;
+	const char *e = w + 6;
+	const char *smtp = NULL;
+	for (const char *q = e; *q && *q != ';'; q++)
+		if (strncmp(q, "SMTP", 4) == 0 || strncmp(q, "QMQP", 4) == 0) {
+			smtp = q + 4;
+			break;
+		}
+	return smtp && strncmp(smtp, " id ", 4) != 0 && (*smtp == 0 || *smtp == ' ' || *smtp == ';');
+}
+
 /* 1 parsed, 0 not a relay line (no "from"), -1 unparseable. */
 int parse_received(const char *v, struct relay *rl)
 {
@@ -226,6 +242,25 @@ int parse_received(const char *v, struct relay *rl)
 	rl->looked_up = paren && ipat && paren < ipat;
 	if (eh && eh < fe && f[0] == '[')
 		rl->looked_up = false;
+	/* qmail's "from RDNS (IP) by HOST with SMTP": no HELO given means it
+	 * matched the rDNS (SpamAssassin: helo = rdns) */
+	if (!rl->rdns[0] && !(qh && qh < fe) && !(eh && eh < fe) && ipat && ipat == paren && *ipat == '(' &&
+	    ipat == f + hl + 1 && qmail_protocol(fe)) {
+		copy_tok(rl->rdns, sizeof(rl->rdns), f, hl);
+		rl->looked_up = true;
+	}
+	/* sendmail's "(rdns [IP] (may be forged))": SpamAssassin takes the
+	 * rDNS only when "by HOST (" follows (its sendmail pattern); else its
+	 * general fallback keeps the address alone */
+	const char *forged = strstr(f, " (may be forged))");
+	if (forged && forged < fe && by) {
+		const char *b = by + 4;
+		b += strcspn(b, " ");
+		if (strncmp(b, " (", 2) != 0) {
+			rl->rdns[0] = 0;
+			rl->looked_up = false;
+		}
+	}
 	if (strcasecmp(rl->rdns, "unknown") == 0 || rl->rdns[0] == '[')
 		rl->rdns[0] = 0;
 	for (char *c = rl->rdns; *c; c++)
@@ -271,15 +306,67 @@ int parse_received(const char *v, struct relay *rl)
 	return 1;
 }
 
-static void relay_str(struct sbuf *b, const struct relay *r, int intl)
+static void relay_str(struct sbuf *b, const struct relay *r)
 {
 	char tmp[1400];
 	snprintf(tmp, sizeof(tmp),
-		 "[ ip=%s rdns=%s helo=%s by=%s ident=%s envfrom=%s intl=%d id=%s auth=%s msa=0 ]", r->ip,
-		 r->rdns, r->helo, r->by, r->ident, r->envfrom, intl, r->id, r->auth);
+		 "[ ip=%s rdns=%s helo=%s by=%s ident=%s envfrom=%s intl=%d id=%s auth=%s msa=%d ]", r->ip,
+		 r->rdns, r->helo, r->by, r->ident, r->envfrom, r->intl, r->id, r->auth, r->msa);
 	if (b->n)
 		sb_add(b, " ", 1);
 	sb_adds(b, tmp);
+}
+
+/* Trust and internality of the next relay (Received.pm's loop): *in_trusted,
+ * *in_internal and *found_msa carry the state from the newer relays. */
+static void relay_classify(const struct spam_engine *e, struct relay *r, bool *in_trusted, bool *in_internal,
+			   bool *found_msa)
+{
+	if (*in_trusted && !*found_msa) {
+		if (!e->trusted_conf && !e->internal_conf) {
+			/* inferred: private addresses and authenticated hops */
+			if (!r->priv && !r->auth[0])
+				*in_trusted = *in_internal = false;
+		} else {
+			/* one list configured stands for both */
+			const struct netset *tr = e->trusted_conf ? &e->trusted_nets : &e->internal_nets;
+			const struct netset *in = e->internal_conf ? &e->internal_nets : &e->trusted_nets;
+			if (!r->auth[0] && !netset_contains(tr, r->ip)) {
+				*in_trusted = false;
+				*in_internal = false;
+			} else {
+				if (*in_internal && !r->auth[0] && !netset_contains(in, r->ip))
+					*in_internal = false;
+				if (e->msa_nets.count && netset_contains(&e->msa_nets, r->ip)) {
+					*found_msa = true;
+					r->msa = true;
+				}
+			}
+		}
+	}
+	r->intl = *in_internal;
+}
+
+/* A copy of a Received: value with white space runs as one space, as
+ * SpamAssassin unfolds it. */
+static char *received_line(const char *value)
+{
+	char *v = xstrdup(value);
+	size_t w = 0;
+	for (size_t k = 0; v[k]; k++) {
+		char c = isspace((unsigned char)v[k]) ? ' ' : v[k];
+		if (c == ' ' && w && v[w - 1] == ' ')
+			continue;
+		v[w++] = c;
+	}
+	v[w] = 0;
+	return v;
+}
+
+static bool fetcher_marker(const char *v)
+{
+	return strstr(v, "(fetchmail-") || strstr(v, "by localhost with POP3") ||
+	       strstr(v, "by localhost with IMAP") || strstr(v, "(getmail ");
 }
 
 struct relayinfo *relays(struct msgctx *m)
@@ -288,58 +375,58 @@ struct relayinfo *relays(struct msgctx *m)
 		return m->relays;
 	struct relayinfo *ri = xcalloc(1, sizeof(*ri));
 	m->relays = ri;
+	ri->last_trusted_idx = ri->last_internal_idx = -1;
 	size_t st = 0, cap = 0;
 	const struct sift_mime_header *h;
-	bool trusted = true;
-	struct sbuf ts = {0}, us = {0};
+	bool in_trusted = true, in_internal = true, found_msa = false;
 	while ((h = mh(m->mime, "Received", &st))) {
 		struct relay r;
-		/* white space runs as one space, as SpamAssassin unfolds */
-		char *v = xstrdup(h->value);
-		size_t w = 0;
-		for (size_t k = 0; v[k]; k++) {
-			char c = isspace((unsigned char)v[k]) ? ' ' : v[k];
-			if (c == ' ' && w && v[w - 1] == ' ')
-				continue;
-			v[w++] = c;
-		}
-		v[w] = 0;
-		/* a mail fetcher marker (fetchmail ...): what came before it was
-		 * the local delivery; parsing restarts after it */
-		if (trusted && (strstr(v, "(fetchmail-") || strstr(v, "by localhost with POP3") ||
-				strstr(v, "by localhost with IMAP") || strstr(v, "(getmail "))) {
-			free(v);
-			ri->n = ri->ntrusted = 0;
+		char *v = received_line(h->value);
+		/* a mail fetcher marker (fetchmail ...) within the trusted
+		 * relays: what came before it was the local delivery; the
+		 * relays restart after it */
+		int rc = 0;
+		if (in_trusted && fetcher_marker(v)) {
+			ri->n = ri->ntrusted = ri->nintl = 0;
 			ri->unparseable = 0;
-			ts.n = us.n = 0;
-			continue;
-		}
-		int rc = parse_received(v, &r);
+		} else
+			rc = parse_received(v, &r);
 		if (rc < 0 && getenv("SIFT_SPAM_DEBUG_RELAYS"))
 			fprintf(stderr, "unparseable: %s\n", v);
 		free(v);
 		if (rc <= 0) {
 			if (rc < 0)
 				ri->unparseable++;
+			ri->last_trusted_idx += in_trusted;
+			ri->last_internal_idx += in_internal;
 			continue;
 		}
-		if (trusted && !r.priv && !r.auth[0])
-			trusted = false;
+		if (ri->n >= 64)
+			continue;
+		relay_classify(m->e, &r, &in_trusted, &in_internal, &found_msa);
 		if (ri->n == cap) {
 			cap = cap ? cap * 2 : 8;
 			ri->r = xrealloc(ri->r, cap * sizeof(*ri->r));
 		}
 		ri->r[ri->n++] = r;
-		if (trusted) {
+		if (in_trusted) {
 			ri->ntrusted++;
-			relay_str(&ts, &r, 1);
-		} else
-			relay_str(&us, &r, 0);
-		if (ri->n >= 64)
-			break;
+			ri->last_trusted_idx++;
+		}
+		if (in_internal) {
+			ri->nintl++;
+			ri->last_internal_idx++;
+		}
+	}
+	struct sbuf ts = {0}, us = {0}, is = {0}, es = {0};
+	for (size_t i = 0; i < ri->n; i++) {
+		relay_str(i < ri->ntrusted ? &ts : &us, &ri->r[i]);
+		relay_str(i < ri->nintl ? &is : &es, &ri->r[i]);
 	}
 	ri->trusted_str = ts.d;
 	ri->untrusted_str = us.d;
+	ri->internal_str = is.d;
+	ri->external_str = es.d;
 	return ri;
 }
 
@@ -360,5 +447,7 @@ void relays_free(struct relayinfo *ri)
 	free(ri->r);
 	free(ri->trusted_str);
 	free(ri->untrusted_str);
+	free(ri->internal_str);
+	free(ri->external_str);
 	free(ri);
 }

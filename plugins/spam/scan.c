@@ -344,7 +344,7 @@ static void evals_symbols_metas(struct msgctx *m)
 		if (r->type == R_RAWBODY && !m->raws)
 			build_raw(m);
 		m->cur_rule = (int)i;
-		m->hits[i] = evals[r->eval_id].fn(m, r);
+		m->hits[i] = eval_get(r->eval_id)(m, r);
 	}
 	for (size_t si = 0; si < e->nsym_rules; si++) {
 		size_t i = (size_t)e->sym_rules[si];

@@ -95,6 +95,35 @@ const char *envelope_from(struct msgctx *m)
 	return NULL;
 }
 
+/* The headers [*from, *to) of ALL-TRUSTED, ALL-INTERNAL, ALL-UNTRUSTED or
+ * ALL-EXTERNAL (which: the part after "ALL-"), as SpamAssassin's
+ * get_all_hdrs_in_rcvd_index_range: the trusted (internal) ones run from
+ * the top through the Received: header after the last one a trusted
+ * (internal) relay added, which that relay wrote; the untrusted (external)
+ * ones from that Received: header to the end. */
+static void all_range(struct msgctx *m, const char *which, size_t *from, size_t *to)
+{
+	struct relayinfo *ri = relays(m);
+	bool trust = strcasecmp(which, "TRUSTED") == 0 || strcasecmp(which, "UNTRUSTED") == 0;
+	bool head = strcasecmp(which, "TRUSTED") == 0 || strcasecmp(which, "INTERNAL") == 0;
+	int edge = (trust ? ri->last_trusted_idx : ri->last_internal_idx) + 1;
+	const struct sift_mime *mm = m->mime;
+	size_t at = mm->header_count; /* the Received: header number edge */
+	int k = -1;
+	for (size_t i = 0; i < mm->header_count; i++)
+		if (strcasecmp(mm->headers[i].name, "Received") == 0 && ++k == edge) {
+			at = i;
+			break;
+		}
+	if (head) {
+		*from = 0;
+		*to = at < mm->header_count ? at + 1 : at;
+	} else {
+		*from = at;
+		*to = mm->header_count;
+	}
+}
+
 /* The value a header rule matches, or NULL when the header is absent. */
 const char *target_value(struct msgctx *m, int ti)
 {
@@ -106,16 +135,21 @@ const char *target_value(struct msgctx *m, int ti)
 	struct sbuf b = {0};
 	bool found = false;
 	if (strcmp(t->name, "ALL") == 0 || strncmp(t->name, "ALL-", 4) == 0) {
-		for (size_t i = 0; i < mm->header_count; i++) {
+		size_t from = 0, to = mm->header_count;
+		if (t->name[3] == '-')
+			all_range(m, t->name + 4, &from, &to);
+		for (size_t i = from; i < to; i++) {
 			sb_adds(&b, mm->headers[i].name);
-			sb_adds(&b, ": ");
-			if (t->raw)
-				add_raw_unfolded(&b, mm->headers[i].raw);
-			else
+			if (t->raw) {
+				sb_adds(&b, ":");
+				add_raw_unfolded(&b, sift_mime_header_lead(&mm->headers[i]));
+			} else {
+				sb_adds(&b, ": ");
 				sb_adds(&b, mm->headers[i].value);
+			}
 			sb_add(&b, "\n", 1);
 		}
-		found = true;
+		found = from < to;
 	} else if (strcasecmp(t->name, "EnvelopeFrom") == 0) {
 		const char *ef = envelope_from(m);
 		if (ef) {
@@ -134,9 +168,10 @@ const char *target_value(struct msgctx *m, int ti)
 	} else if (strncasecmp(t->name, "X-Spam-Relays-", 14) == 0) {
 		struct relayinfo *ri = relays(m);
 		const char *which = t->name + 14;
-		const char *v = strcasecmp(which, "Trusted") == 0 || strcasecmp(which, "Internal") == 0
-					? ri->trusted_str
-					: ri->untrusted_str;
+		const char *v = strcasecmp(which, "Trusted") == 0    ? ri->trusted_str
+				: strcasecmp(which, "Internal") == 0 ? ri->internal_str
+				: strcasecmp(which, "External") == 0 ? ri->external_str
+								     : ri->untrusted_str;
 		sb_adds(&b, v ? v : "");
 		found = true;
 	} else {
@@ -161,7 +196,7 @@ const char *target_value(struct msgctx *m, int ti)
 					if (!found)
 						first_mailbox(m, &b, h->raw, !t->addr);
 				} else if (t->raw) {
-					add_raw_unfolded(&b, h->raw);
+					add_raw_unfolded(&b, sift_mime_header_lead(h));
 					sb_add(&b, "\n", 1);
 				} else {
 					sb_adds(&b, h->value);

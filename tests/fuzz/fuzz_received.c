@@ -2,7 +2,8 @@
  * fuzz_received.c - libFuzzer target for the spam engine's Received:
  * header parsing (relays, trust, envelope sender of the last hop) and its
  * RFC 2822 date parsing (plugins/spam/relay.c), with the evals built on
- * them. The input is lines: the first is a Date: value, every other one a
+ * them, with trust inferred or from trusted/internal/msa_networks (by the
+ * input's length). The input is lines: the first is a Date: value, every other one a
  * Received: value (a line starting with a blank continues the previous
  * header, as a fold). Replayed over tests/fuzz/corpus/received/ in every
  * build by replay.c.
@@ -24,7 +25,24 @@ static const char *const relay_evals[] = {"check_all_trusted",
 					  "check_for_no_rdns_dotcom_helo",
 					  "helo_ip_mismatch",
 					  "check_for_forged_yahoo_received_headers",
+					  "check_for_forged_received_trail",
+					  "check_for_fake_aol_relay_in_rcvd",
 					  NULL};
+
+/* trust inferred (no networks), or from trusted/internal/msa networks */
+static struct spam_engine inferred, configured;
+
+static void engines_init(void)
+{
+	char *bad = NULL;
+	if (configured.trusted_conf)
+		return;
+	netset_add(&configured.trusted_nets, "192.0.2.0/24 !10.1.0.0/16 10.0.0.0/8 2001:db8::/32", &bad);
+	netset_add(&configured.internal_nets, "10.", &bad);
+	netset_add(&configured.msa_nets, "192.0.2.25", &bad);
+	configured.trusted_conf = configured.internal_conf = true;
+	free(bad);
+}
 
 static void check_relays(struct relayinfo *ri)
 {
@@ -72,7 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the message's relays and the evals on them */
 	struct sift_mime mime = {.headers = h, .header_count = n};
 	struct spam_input in = {.mime = &mime};
-	struct msgctx m = {.in = &in, .mime = &mime};
+	engines_init();
+	struct msgctx m = {.e = size % 2 ? &configured : &inferred, .in = &in, .mime = &mime};
 	check_relays(relays(&m));
 	lasthop_envfrom(&m);
 	envelope_from(&m);
@@ -81,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int id = eval_lookup(*ev);
 		if (id < 0)
 			abort();
-		int hit = evals[id].fn(&m, &r);
+		int hit = eval_get(id)(&m, &r);
 		if (hit < 0 || hit > 1)
 			abort();
 	}

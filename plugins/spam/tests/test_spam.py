@@ -188,7 +188,7 @@ def main():
         out = r.stdout
         check('header add: X-Spam-Flag: YES' in out, 'tag2: X-Spam-Flag added', out)
         check('header change #1: Subject: ***SPAM*** offer' in out, 'tag2: subject prefixed', out)
-        check('HELO_LOCALHOST' in out and 'MISSING_DATE' in out and 'MISSING_MID' in out,
+        check('SIFT_HELO_LOCALHOST' in out and 'MISSING_DATE' in out and 'MISSING_MID' in out,
               'HELO localhost, missing Date and Message-ID scored', out)
         check('header delete #1: X-Spam-Status' in out and 'header delete #1: X-Spam-Flag' in out,
               'incoming X-Spam-Status and X-Spam-Flag removed', out)

@@ -1,0 +1,517 @@
+/*
+ * evals_mime.c - eval: functions over the MIME structure and the body
+ * texts, as SpamAssassin 4.0's BodyEval and MIMEEval compute them:
+ * multipart_alternative_difference(_count), check_blank_line_ratio,
+ * tvd_vertical_words, check_ma_non_text, check_mime_multipart_ratio,
+ * check_for_ascii_text_illegal, check_abundant_unicode_ratio,
+ * check_base64_length, check_for_uppercase, and the faraway charset tests
+ * (which never hit with SpamAssassin's default ok_locales "all", the only
+ * setting Sift has).
+ */
+#include <stdio.h>
+
+#include "internal.h"
+
+/* parts[i]'s descendants are parts[i+1 .. end) */
+static size_t subtree_end(const struct sift_mime *mm, size_t i)
+{
+	size_t j = i + 1;
+	while (j < mm->part_count && mm->parts[j].depth > mm->parts[i].depth)
+		j++;
+	return j;
+}
+
+static bool is_leaf(const struct sift_mime *mm, size_t i)
+{
+	return strncmp(mm->parts[i].type, "multipart/", 10) != 0 &&
+	       !(mm->parts[i].flags & SIFT_MIME_P_MESSAGE);
+}
+
+/* ---- multipart_alternative_difference ---- */
+
+struct wordset {
+	char **w;
+	size_t *len;
+	int *count;
+	size_t n, cap;
+	size_t *slot; /* open addressing: index + 1, 0 empty */
+	size_t nslot;
+};
+
+static size_t ws_find(struct wordset *s, const char *w, size_t len, bool add)
+{
+	if (add && (s->n + 1) * 2 > s->nslot) {
+		size_t ns = s->nslot ? s->nslot * 2 : 64;
+		size_t *slot = xcalloc(ns, sizeof(size_t));
+		for (size_t i = 0; i < s->n; i++) {
+			size_t h = fnv1a(14695981039346656037ull, s->w[i], s->len[i]) & (ns - 1);
+			while (slot[h])
+				h = (h + 1) & (ns - 1);
+			slot[h] = i + 1;
+		}
+		free(s->slot);
+		s->slot = slot;
+		s->nslot = ns;
+	}
+	if (!s->nslot)
+		return 0;
+	size_t h = fnv1a(14695981039346656037ull, w, len) & (s->nslot - 1);
+	while (s->slot[h]) {
+		size_t i = s->slot[h] - 1;
+		if (s->len[i] == len && memcmp(s->w[i], w, len) == 0)
+			return s->slot[h];
+		h = (h + 1) & (s->nslot - 1);
+	}
+	if (!add)
+		return 0;
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 64;
+		s->w = xrealloc(s->w, s->cap * sizeof(char *));
+		s->count = xrealloc(s->count, s->cap * sizeof(int));
+		s->len = xrealloc(s->len, s->cap * sizeof(size_t));
+	}
+	s->w[s->n] = xstrndup(w, len);
+	s->len[s->n] = len;
+	s->count[s->n] = 0;
+	s->slot[h] = ++s->n;
+	return s->n;
+}
+
+static void ws_free(struct wordset *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->w[i]);
+	free(s->w);
+	free(s->len);
+	free(s->count);
+	free(s->slot);
+}
+
+/* Perl's grep(/\w/, split(/\s+/, $text)) counted into s */
+static void ws_add_text(struct wordset *s, const char *t, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		while (i < n && isspace((unsigned char)t[i]))
+			i++;
+		size_t j = i;
+		bool word = false;
+		while (j < n && !isspace((unsigned char)t[j])) {
+			unsigned char c = (unsigned char)t[j];
+			if (isalnum(c) || c == '_' || c >= 0x80)
+				word = true;
+			j++;
+		}
+		if (word) {
+			size_t k = ws_find(s, t + i, j - i, true); /* may move s->count */
+			s->count[k - 1]++;
+		}
+		i = j;
+	}
+}
+
+struct madiff {
+	double diff;
+	size_t html, text;
+};
+
+static void madiff_compute(const struct sift_mime *mm, struct madiff *md)
+{
+	/* the calendar invitation exception: multipart/alternative of
+	 * text/html and text/calendar only */
+	if (mm->part_count == 3 && strcmp(mm->parts[0].type, "multipart/alternative") == 0 &&
+	    strcmp(mm->parts[1].type, "text/html") == 0 && strcmp(mm->parts[2].type, "text/calendar") == 0)
+		return;
+	for (size_t i = 0; i < mm->part_count; i++) {
+		if (strcmp(mm->parts[i].type, "multipart/alternative") != 0)
+			continue;
+		struct wordset html = {0}, text = {0};
+		size_t end = subtree_end(mm, i);
+		for (size_t k = i + 1; k < end; k++) {
+			const struct sift_mime_part *p = &mm->parts[k];
+			if (!p->text || strncmp(p->type, "text/", 5) != 0)
+				continue;
+			if (p->flags & SIFT_MIME_P_HTML) {
+				ws_add_text(&html, p->text, p->text_len);
+				const struct sift_html *hi = mm->html ? mm->html[k] : NULL;
+				if (!html.n && hi && hi->images) {
+					size_t n = ws_find(&html, "\n", 1, true);
+					html.count[n - 1]++;
+				}
+			} else
+				ws_add_text(&text, p->text, p->text_len);
+		}
+		size_t orig = html.n;
+		if (orig) {
+			md->html = orig;
+			md->text = text.n;
+			size_t left = orig;
+			for (size_t t = 0; t < text.n; t++) {
+				size_t h = ws_find(&html, text.w[t], text.len[t], false);
+				if (h && html.count[h - 1] - text.count[t] < 1) {
+					html.count[h - 1] = -1000000; /* deleted */
+					left--;
+				}
+			}
+			double diff = (double)left / (double)orig * 100.0;
+			if (diff > md->diff)
+				md->diff = diff;
+		}
+		ws_free(&html);
+		ws_free(&text);
+	}
+}
+
+/* the message's statistics, once */
+static struct madiff madiff_get(struct msgctx *m)
+{
+	struct madiff md = {0};
+	if (m->ev.madiff_done) {
+		md.diff = m->ev.madiff;
+		md.html = m->ev.madiff_html;
+		md.text = m->ev.madiff_text;
+		return md;
+	}
+	madiff_compute(m->mime, &md);
+	m->ev.madiff_done = true;
+	m->ev.madiff = md.diff;
+	m->ev.madiff_html = md.html;
+	m->ev.madiff_text = md.text;
+	return md;
+}
+
+static int ev_madiff(struct msgctx *m, const struct rule *r)
+{
+	struct madiff md = madiff_get(m);
+	double mn = atof(eval_arg(r, 0));
+	const char *mx = eval_arg(r, 1);
+	return (mn == 0 || md.diff > mn) && (strcmp(mx, "undef") == 0 || md.diff <= atof(mx));
+}
+
+static int ev_madiff_count(struct msgctx *m, const struct rule *r)
+{
+	struct madiff md = madiff_get(m);
+	if ((double)md.html <= atof(eval_arg(r, 1)))
+		return 0;
+	return (double)md.text / (double)md.html > atof(eval_arg(r, 0));
+}
+
+/* ---- body line statistics ---- */
+
+/* check_blank_line_ratio(min, max[, minlines]) over the decoded text parts */
+static int ev_blank_line_ratio(struct msgctx *m, const struct rule *r)
+{
+	double mn = atof(eval_arg(r, 0)), mx = atof(eval_arg(r, 1));
+	long minlines = r->neval > 2 ? atol(eval_arg(r, 2)) : 1;
+	if (minlines < 1)
+		minlines = 1;
+	long nlines = 0, blank = 0;
+	if (!m->raws)
+		build_raw(m);
+	for (size_t i = 0; i < m->nraws; i++) {
+		const char *s = m->raws[i], *e = s + m->rawlens[i];
+		while (s < e) {
+			const char *nl = memchr(s, '\n', (size_t)(e - s));
+			const char *le = nl ? nl + 1 : e;
+			bool nonspace = false;
+			for (const char *c = s; c < le && !nonspace; c++)
+				nonspace = !isspace((unsigned char)*c);
+			nlines++;
+			blank += !nonspace;
+			s = le;
+		}
+	}
+	double ratio = nlines < minlines ? -1 : 100.0 * (double)blank / (double)nlines;
+	return (mn == 0 && ratio <= mx) || (ratio > mn && ratio <= mx);
+}
+
+/* tvd_vertical_words(min, max): the largest share of spaces in a body line */
+static int ev_tvd_vertical_words(struct msgctx *m, const struct rule *r)
+{
+	double mn = atof(eval_arg(r, 0)), mx = atof(eval_arg(r, 1));
+	if (mx >= 100)
+		mx = 101;
+	long best = -1;
+	for (size_t i = 0; i < m->nlines; i++) {
+		size_t l = m->lens[i]; /* octets: SpamAssassin's texts are not decoded */
+		if (l <= 5)
+			continue;
+		size_t spaces = 0;
+		for (size_t k = 0; k < m->lens[i]; k++)
+			spaces += m->lines[i][k] == ' ';
+		size_t non = l - spaces;
+		long pct = spaces > non || non == 0 ? 100 : (long)(100 * spaces / non);
+		if (pct > best)
+			best = pct;
+	}
+	return (double)best >= mn && (double)best < mx;
+}
+
+/* ^(?:[A-Za-z0-9+/=]{60,76} ){2}: a line of base64 words */
+static bool base64_words(const char *s, size_t n)
+{
+	size_t i = 0;
+	for (int w = 0; w < 2; w++) {
+		size_t k = 0;
+		while (i + k < n && (isalnum((unsigned char)s[i + k]) || s[i + k] == '+' || s[i + k] == '/' ||
+				     s[i + k] == '='))
+			k++;
+		if (k < 60 || k > 76 || i + k >= n || s[i + k] != ' ')
+			return false;
+		i += k + 1;
+	}
+	return true;
+}
+
+static const char *ct_charset(struct msgctx *m)
+{
+	return m->mime->parts[0].charset;
+}
+
+/* The share of upper case letters in the body lines with words (0 when
+ * under 200 octets or in a charset likely to look like capitals) */
+static double uppercase_pct(struct msgctx *m)
+{
+	/* charsets likely to look like capitals: CJK ones */
+	static const char *const fp[] = {
+		"iso-2022-jp",	  "iso-2022-kr", "euc-kr",	"euc-jp",      "shift_jis",
+		"sjis",		  "big5",	 "gb2312",	"gbk",	       "gb18030",
+		"ks_c_5601-1987", "cp949",	 "windows-949", "iso-2022-cn", NULL};
+	const char *cs = ct_charset(m);
+	for (const char *const *f = fp; *f; f++)
+		if (*cs && strcasecmp(cs, *f) == 0)
+			return 0;
+	size_t len = 0, lower = 0, upper = 0;
+	for (size_t i = 0; i < m->nlines; i++) {
+		const char *s = m->lines[i];
+		size_t n = m->lens[i];
+		/* next unless /\S\s+\S/ */
+		bool ok = false;
+		for (size_t k = 1; k + 1 < n && !ok; k++)
+			if (isspace((unsigned char)s[k]) && !isspace((unsigned char)s[k - 1])) {
+				size_t j = k;
+				while (j < n && isspace((unsigned char)s[j]))
+					j++;
+				ok = j < n;
+			}
+		if (!ok || base64_words(s, n))
+			continue;
+		len += n;
+		for (size_t k = 0; k < n; k++) {
+			unsigned char c = (unsigned char)s[k];
+			if (islower(c) || isdigit(c))
+				lower++;
+			else if (isupper(c))
+				upper++;
+		}
+	}
+	if (len < 200 || upper + lower == 0)
+		return 0;
+	return 100.0 * (double)upper / (double)(upper + lower);
+}
+
+/* check_for_uppercase(min, max) */
+static int ev_uppercase(struct msgctx *m, const struct rule *r)
+{
+	if (!m->ev.upper_done) {
+		m->ev.upper = uppercase_pct(m);
+		m->ev.upper_done = true;
+	}
+	double pct = m->ev.upper;
+	return pct > 0 && pct > atof(eval_arg(r, 0)) && pct <= atof(eval_arg(r, 1));
+}
+
+/* ---- MIMEEval's per-part statistics (_check_attachments) ---- */
+
+struct mimestats {
+	int ascii_illegal;
+	double unicode_ratio, multipart_ratio;
+	size_t base64_len;
+};
+
+static size_t count_unicode_entities(const char *s, size_t n)
+{
+	size_t c = 0;
+	for (size_t i = 0; i + 8 <= n; i++)
+		if (s[i] == '&' && s[i + 1] == '#' && s[i + 2] == 'x' && isxdigit((unsigned char)s[i + 3]) &&
+		    !islower((unsigned char)s[i + 3]) && isxdigit((unsigned char)s[i + 4]) &&
+		    !islower((unsigned char)s[i + 4]) && isxdigit((unsigned char)s[i + 5]) &&
+		    !islower((unsigned char)s[i + 5]) && isxdigit((unsigned char)s[i + 6]) &&
+		    !islower((unsigned char)s[i + 6]) && s[i + 7] == ';') {
+			c++;
+			i += 7;
+		}
+	return c;
+}
+
+static bool part_disposition_attachment(const struct sift_mime_part *p)
+{
+	for (size_t k = 0; k < p->header_count; k++)
+		if (strcasecmp(p->headers[k].name, "Content-Disposition") == 0)
+			return strcasestr(p->headers[k].value, "attachment") != NULL;
+	return false;
+}
+
+static void leaf_lines(const struct sift_mime_part *p, const char *type, bool alt, struct mimestats *ms,
+		       size_t *normal, size_t *unicode, size_t *bytes)
+{
+	bool plain = strcmp(type, "text/plain") == 0;
+	bool ascii = plain && (!*p->charset || strcmp(p->charset, "us-ascii") == 0);
+	bool raw7 = plain && (strcmp(p->encoding, "7bit") == 0 || strcmp(p->encoding, "8bit") == 0);
+	bool b64 = strstr(p->encoding, "base64") != NULL;
+	bool count = alt && !part_disposition_attachment(p) && (plain || strcmp(type, "text/html") == 0);
+	const char *s = (const char *)p->raw, *e = s + p->raw_len;
+	while (s < e) {
+		const char *nl = memchr(s, '\n', (size_t)(e - s));
+		size_t l = (size_t)((nl ? nl + 1 : e) - s);
+		if (count)
+			*bytes += l;
+		if (ascii && !ms->ascii_illegal)
+			for (size_t k = 0; k < l; k++) {
+				unsigned char c = (unsigned char)s[k];
+				if (c == 0 || c == '\r' || c >= 0x80) {
+					ms->ascii_illegal = 1;
+					break;
+				}
+			}
+		if (raw7) {
+			size_t sub = count_unicode_entities(s, l);
+			*normal += l - sub * 8;
+			*unicode += sub;
+		}
+		if (b64 && strcmp(type, "application/ics") != 0) {
+			if (ms->base64_len < l) /* with its newline, as Perl's raw() lines */
+				ms->base64_len = l;
+		}
+		s += l;
+	}
+}
+
+static void mime_stats_compute(struct msgctx *m, struct mimestats *ms)
+{
+	const struct sift_mime *mm = m->mime;
+	ms->multipart_ratio = 1.0;
+	bool alt = false;
+	size_t normal = 0, unicode = 0;
+	long last_text = -1, last_html = -1;
+	size_t text_bytes = 0, html_bytes = 0;
+	for (size_t i = 0; i < mm->part_count; i++) {
+		const struct sift_mime_part *p = &mm->parts[i];
+		if (strcmp(p->type, "multipart/alternative") == 0)
+			alt = true;
+		if (!is_leaf(mm, i))
+			continue;
+		size_t bytes = 0;
+		leaf_lines(p, p->type, alt, ms, &normal, &unicode, &bytes);
+		if (!part_disposition_attachment(p)) {
+			if (strcmp(p->type, "text/html") == 0) {
+				last_html = (long)i;
+				html_bytes = bytes;
+			} else if (strcmp(p->type, "text/plain") == 0) {
+				last_text = (long)i;
+				text_bytes = bytes;
+			}
+		}
+	}
+	if (normal)
+		ms->unicode_ratio = (double)unicode / (double)normal;
+	if (alt && last_text >= 0 && last_html >= 0 && html_bytes > 0)
+		ms->multipart_ratio = (double)text_bytes / (double)html_bytes;
+}
+
+/* the message's statistics, once */
+static void mime_stats(struct msgctx *m, struct mimestats *ms)
+{
+	memset(ms, 0, sizeof(*ms));
+	if (!m->ev.stats_done) {
+		mime_stats_compute(m, ms);
+		m->ev.stats_done = true;
+		m->ev.ascii_illegal = ms->ascii_illegal;
+		m->ev.unicode_ratio = ms->unicode_ratio;
+		m->ev.multipart_ratio = ms->multipart_ratio;
+		m->ev.base64_len = ms->base64_len;
+		return;
+	}
+	ms->ascii_illegal = m->ev.ascii_illegal;
+	ms->unicode_ratio = m->ev.unicode_ratio;
+	ms->multipart_ratio = m->ev.multipart_ratio;
+	ms->base64_len = m->ev.base64_len;
+}
+
+static int ev_mime_multipart_ratio(struct msgctx *m, const struct rule *r)
+{
+	struct mimestats ms;
+	mime_stats(m, &ms);
+	return ms.multipart_ratio >= atof(eval_arg(r, 0)) && ms.multipart_ratio < atof(eval_arg(r, 1));
+}
+
+static int ev_ascii_text_illegal(struct msgctx *m, const struct rule *r)
+{
+	struct mimestats ms;
+	mime_stats(m, &ms);
+	return ms.ascii_illegal > 0;
+}
+
+static int ev_abundant_unicode_ratio(struct msgctx *m, const struct rule *r)
+{
+	const char *ra = eval_arg(r, 0);
+	if (!re_match_lit("^\\d{0,3}\\.\\d{1,3}$", ra))
+		return 0;
+	struct mimestats ms;
+	mime_stats(m, &ms);
+	return ms.unicode_ratio >= atof(ra);
+}
+
+static int ev_base64_length(struct msgctx *m, const struct rule *r)
+{
+	struct mimestats ms;
+	mime_stats(m, &ms);
+	if (r->neval > 1 && (double)ms.base64_len > atof(eval_arg(r, 1)))
+		return 0;
+	return (double)ms.base64_len >= atof(eval_arg(r, 0));
+}
+
+/* check_ma_non_text: a multipart/alternative with a child part that is
+ * neither text/..., multipart/related nor application/rtf */
+static int ev_ma_non_text(struct msgctx *m, const struct rule *r)
+{
+	const struct sift_mime *mm = m->mime;
+	for (size_t i = 0; i < mm->part_count; i++) {
+		if (strcmp(mm->parts[i].type, "multipart/alternative") != 0)
+			continue;
+		size_t end = subtree_end(mm, i);
+		for (size_t k = i + 1; k < end; k++) {
+			const struct sift_mime_part *p = &mm->parts[k];
+			if (p->depth != mm->parts[i].depth + 1)
+				continue;
+			if (strcmp(p->type, "multipart/related") == 0 ||
+			    strcmp(p->type, "application/rtf") == 0 || strncmp(p->type, "text/", 5) == 0)
+				continue;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* the faraway charset tests: SpamAssassin returns 0 when ok_locales is
+ * "all" (its default; Sift has no ok_locales setting) */
+static int ev_faraway(struct msgctx *m, const struct rule *r)
+{
+	return 0;
+}
+
+const struct evaldef evals_mime[] = {
+	{"multipart_alternative_difference", ev_madiff},
+	{"multipart_alternative_difference_count", ev_madiff_count},
+	{"check_blank_line_ratio", ev_blank_line_ratio},
+	{"tvd_vertical_words", ev_tvd_vertical_words},
+	{"check_for_uppercase", ev_uppercase},
+	{"check_mime_multipart_ratio", ev_mime_multipart_ratio},
+	{"check_for_ascii_text_illegal", ev_ascii_text_illegal},
+	{"check_abundant_unicode_ratio", ev_abundant_unicode_ratio},
+	{"check_base64_length", ev_base64_length},
+	{"check_ma_non_text", ev_ma_non_text},
+	{"check_for_faraway_charset", ev_faraway},
+	{"check_for_faraway_charset_in_headers", ev_faraway},
+	{"html_charset_faraway", ev_faraway},
+	{NULL, NULL},
+};

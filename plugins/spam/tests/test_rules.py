@@ -1,0 +1,271 @@
+#!/usr/bin/python3
+"""The stock ruleset's local evals and the relay/header semantics that
+SpamAssassin's rules rely on, through `siftctl spam check --json` with a
+small ruleset naming each eval (every case: a message that hits and one
+that does not):
+
+- evals_mime.c: multipart_alternative_difference(_count),
+  check_blank_line_ratio, tvd_vertical_words, check_for_uppercase,
+  check_mime_multipart_ratio, check_for_ascii_text_illegal,
+  check_abundant_unicode_ratio, check_base64_length, check_ma_non_text;
+- evals_relay.c: the forged Received checks (AOL, Hotmail, Gmail, the
+  forged trail), check_ratware_envelope_from, check_for_to_in_subject,
+  check_unresolved_template, check_for_matching_env_and_hdr_from,
+  check_mailfrom_matches_rcvd, html_title_subject_ratio, check_stock_info;
+- relays: trusted_networks / internal_networks / msa_networks
+  (X-Spam-Relays-*, check_all_trusted), ALL-TRUSTED / ALL-UNTRUSTED /
+  ALL-INTERNAL / ALL-EXTERNAL ranges, a sendmail "(may be forged)" hop;
+- Date:raw keeps the TAB after the colon, ALL:raw the lack of a space;
+- `if can(Mail::SpamAssassin::Plugin::X::m)` only with X loaded;
+- spam_rules globs, a glob matching nothing is an error naming it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import shutil
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests', 'lib'))
+import sifttest  # noqa: E402
+from sifttest import check, done  # noqa: E402
+
+BUILD = sifttest.builddir()
+SIFTCTL = sifttest.program('siftctl')
+
+RULES = r'''
+loadplugin Mail::SpamAssassin::Plugin::Loaded
+body     T_MADIFF     eval:multipart_alternative_difference('90', '100')
+body     T_MADIFF_CNT eval:multipart_alternative_difference_count('3', '1')
+body     T_BLANK      eval:check_blank_line_ratio('50', '100', '4')
+body     T_VERTICAL   eval:tvd_vertical_words('50', '100')
+body     T_UPPER      eval:check_for_uppercase('50', '100')
+body     T_MP_RATIO   eval:check_mime_multipart_ratio('0.0', '0.2')
+body     T_ASCII_ILL  eval:check_for_ascii_text_illegal()
+body     T_UNICODE    eval:check_abundant_unicode_ratio('0.02')
+body     T_B64_LEN    eval:check_base64_length('79')
+body     T_MA_NONTEXT eval:check_ma_non_text()
+body     T_STOCK      eval:check_stock_info('3')
+header   T_AOL        eval:check_for_fake_aol_relay_in_rcvd()
+header   T_HOTMAIL    eval:check_for_forged_hotmail_received_headers()
+header   T_NOHOTMAIL  eval:check_for_no_hotmail_received_headers()
+header   T_GMAIL      eval:check_for_forged_gmail_received_headers()
+header   T_TRAIL      eval:check_for_forged_received_trail()
+header   T_RATWARE_EF eval:check_ratware_envelope_from()
+header   T_TO_SUBJ    eval:check_for_to_in_subject('user')
+header   T_TEMPLATE   eval:check_unresolved_template()
+header   T_ENV_FROM   eval:check_for_matching_env_and_hdr_from()
+header   T_RP_RCVD    eval:check_mailfrom_matches_rcvd()
+body     T_TITLE      eval:html_title_subject_ratio('2')
+header   T_ALL_TRUSTED eval:check_all_trusted()
+full     T_ARC        eval:check_arc_signed()
+full     T_ARC_DOM    eval:check_arc_signed('other.test')
+header   T_EXT_HDRS   ALL-EXTERNAL =~ /^X-Inner-Mark:/m
+header   T_TRU_HDRS   ALL-TRUSTED =~ /^X-Outer-Mark:/m
+header   T_UNTRU_HDRS ALL-UNTRUSTED =~ /^X-Inner-Mark:/m
+header   T_INT_HDRS   ALL-INTERNAL =~ /^X-Inner-Mark:/m
+header   T_RDNS_EMPTY X-Spam-Relays-Untrusted =~ /^\[ ip=198\.51\.100\.7 rdns= helo=/
+header   T_QMAIL_RDNS X-Spam-Relays-Untrusted =~ /^\[ ip=192\.0\.2\.3 rdns=mail\.example\.net helo=mail\.example\.net /
+header   T_RELAY_INT  X-Spam-Relays-Internal =~ /ip=203\.0\.113\.5 .* intl=1 /
+header   T_RELAY_EXT  X-Spam-Relays-External =~ /^\[ ip=198\.51\.100\.7 /
+header   T_MSA        X-Spam-Relays-Trusted =~ /ip=203\.0\.113\.9 .* msa=1 /
+header   T_DATE_TAB   Date:raw =~ /^\t/
+header   T_NOSPACE    ALL:raw =~ /^Subject:\S/m
+if can(Mail::SpamAssassin::Plugin::Missing::has_x)
+header   T_CAN_MISSING Subject =~ /./
+endif
+if can(Mail::SpamAssassin::Plugin::Loaded::has_x)
+header   T_CAN_LOADED Subject =~ /./
+endif
+'''
+
+NETS = '''
+trusted_networks 203.0.113.0/24 !198.51.100.0/24
+internal_networks 203.0.113.5
+msa_networks 203.0.113.9
+'''
+
+HDR = 'From: Alice <alice@example.test>\nTo: bob@sift.test\nSubject: lunch\nMessage-ID: <m1@example.test>\n'
+DATE = 'Date: Mon, 1 Jan 2024 10:00:00 +0000\n'
+
+
+def mp(parts, kind='alternative'):
+    out = HDR + DATE + 'MIME-Version: 1.0\nContent-Type: multipart/%s; boundary="b1"\n\n' % kind
+    for ctype, body, extra in parts:
+        out += '--b1\nContent-Type: %s\n%s\n%s\n' % (ctype, extra, body)
+    return out + '--b1--\n'
+
+
+TEXT = 'Lunch tomorrow at noon in the usual place, bring the report please.'
+HTML = '<html><body><p>%s</p></body></html>' % TEXT
+OTHER = '<html><body><p>Completely different wording offering cheap pills online today only</p></body></html>'
+B64LONG = 'QUFB' * 20  # 80 characters on one line
+RCVD_EXT = ('Received: from mx.outer.test (mx.outer.test [203.0.113.5]) by inner.sift.test (Postfix) with ESMTP id A1;'
+            ' Mon, 1 Jan 2024 10:00:02 +0000\n'
+            'X-Inner-Mark: yes\n'
+            'Received: from client.example (client.example [198.51.100.7]) by mx.outer.test (Postfix) with ESMTP id'
+            ' B2; Mon, 1 Jan 2024 10:00:01 +0000\n')
+CASES = [
+    # name, message, envelope from, rules that must hit, rules that must not
+    ('madiff', mp([('text/plain', TEXT, ''), ('text/html', OTHER, '')]), None,
+     ['T_MADIFF'], ['T_MADIFF_CNT']),
+    ('madiff-count', mp([('text/plain', TEXT, ''), ('text/html', '<p>hi there</p>', '')]), None,
+     ['T_MADIFF_CNT'], []),
+    ('madiff-same', mp([('text/plain', TEXT, ''), ('text/html', HTML, '')]), None,
+     [], ['T_MADIFF', 'T_MADIFF_CNT', 'T_MP_RATIO']),
+    ('mp-ratio', mp([('text/plain', 'hi', ''), ('text/html', HTML * 10, '')]), None, ['T_MP_RATIO'], []),
+    ('blank', HDR + DATE + '\n' + 'a\n\n\n\n\n\nb\n\n\n\n', None, ['T_BLANK'], ['T_VERTICAL', 'T_UPPER']),
+    ('vertical', HDR + DATE + '\nl o o k   a t   t h i s\n', None, ['T_VERTICAL'], ['T_BLANK']),
+    ('upper', HDR + DATE + '\n' + 'BUY THE BEST PILLS AT THE LOWEST PRICES TODAY ' * 6 + '\n', None,
+     ['T_UPPER'], []),
+    ('lower', HDR + DATE + '\n' + 'buy the best pills at the lowest prices today ' * 6 + '\n', None, [],
+     ['T_UPPER']),
+    ('ascii-illegal', (HDR + DATE + 'Content-Type: text/plain\n\ncaf\xe9 au lait\n').encode('latin-1'), None,
+     ['T_ASCII_ILL'], []),
+    ('ascii-legal', HDR + DATE + 'Content-Type: text/plain; charset=iso-8859-1\n\ncafe au lait\n', None, [],
+     ['T_ASCII_ILL', 'T_UNICODE']),
+    ('unicode', HDR + DATE + 'Content-Type: text/plain\n\n' + '&#x0041;&#x0042;' * 10 + ' text\n', None,
+     ['T_UNICODE'], []),
+    ('b64-long', mp([('text/plain', TEXT, ''), ('application/octet-stream', B64LONG,
+                                                 'Content-Transfer-Encoding: base64\n')], 'mixed'), None,
+     ['T_B64_LEN'], ['T_MA_NONTEXT']),
+    ('ma-nontext', mp([('text/plain', TEXT, ''), ('application/octet-stream', 'QUFB',
+                                                   'Content-Transfer-Encoding: base64\n')]), None,
+     ['T_MA_NONTEXT'], ['T_B64_LEN']),
+    ('stock', HDR + DATE + '\nSymbol: ABCD\nTarget Price: $5\nSector: energy\nRating: buy\n', None,
+     ['T_STOCK'], []),
+    ('no-stock', HDR + DATE + '\nSymbol: ABCD\nAgenda: lunch\n', None, [], ['T_STOCK']),
+    ('aol', 'Received: from rly-xa01.mx.aol.com (rly-xa01.mx.aol.com [192.0.2.1]) by mx.sift.test with SMTP;'
+     ' Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None, ['T_AOL'], ['T_HOTMAIL']),
+    ('hotmail', 'Received: from hotmail.com (unknown [192.0.2.1]) by mx.sift.test with SMTP;'
+     ' Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None, ['T_HOTMAIL'], ['T_AOL', 'T_NOHOTMAIL']),
+    ('no-hotmail', 'Received: from mail.example (mail.example [192.0.2.1]) by mx.sift.test with SMTP;'
+     ' Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR.replace('alice@example.test', 'alice@hotmail.com') + DATE +
+     '\nhi\n', None, ['T_NOHOTMAIL'], ['T_HOTMAIL']),
+    ('gmail-forged', HDR.replace('alice@example.test', 'alice@gmail.com') + DATE + '\nhi\n', None,
+     ['T_GMAIL'], []),
+    ('gmail-real', HDR.replace('alice@example.test', 'alice@gmail.com') + DATE +
+     'X-Received: by 10.1.2.3 with SMTP id abc; Mon, 1 Jan 2024 10:00:00 +0000\n\nhi\n', None, [], ['T_GMAIL']),
+    ('trail', ''.join('Received: from a%d.host%d.test (a%d.host%d.test [192.0.2.%d]) by b%d.other%d.test'
+                      ' (Postfix) with ESMTP id X%d; Mon, 1 Jan 2024 10:00:0%d +0000\n' % (i, i, i, i, i, i, i, i, i)
+                      for i in range(1, 5)) + HDR + DATE + '\nhi\n', None, ['T_TRAIL'], []),
+    ('no-trail', 'Received: from a1.host1.test (a1.host1.test [192.0.2.1]) by mx.sift.test (Postfix) with ESMTP'
+     ' id X1; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None, [], ['T_TRAIL']),
+    ('ratware', HDR + DATE + '\nhi\n', 'sift.test.bob@spam.example', ['T_RATWARE_EF'], ['T_ENV_FROM']),
+    ('env-from', HDR + DATE + '\nhi\n', 'alice@example.test', ['T_ENV_FROM'], ['T_RATWARE_EF']),
+    ('rp-rcvd', 'Received: from out.example.test (out.example.test [192.0.2.1]) by mx.sift.test (Postfix) with'
+     ' ESMTP id X1; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', 'alice@example.test',
+     ['T_RP_RCVD'], []),
+    ('rp-other', 'Received: from out.other.test (out.other.test [192.0.2.1]) by mx.sift.test (Postfix) with'
+     ' ESMTP id X1; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', 'alice@example.test',
+     [], ['T_RP_RCVD']),
+    ('to-subj', HDR.replace('Subject: lunch', 'Subject: bob, a gift for you') + DATE + '\nhi\n', None,
+     ['T_TO_SUBJ'], []),
+    ('template', HDR + DATE + 'X-Campaign: %CAMPAIGN_ID\n\nhi\n', None, ['T_TEMPLATE'], ['T_TO_SUBJ']),
+    ('title', HDR + DATE + 'Content-Type: text/html\n\n<html><head><title>A very long title that goes on and on'
+     '</title></head><body>x</body></html>\n', None, ['T_TITLE'], ['T_TEMPLATE']),
+    ('no-title', HDR + DATE + 'Content-Type: text/html\n\n<html><head><title>lunch</title></head><body>x'
+     '</body></html>\n', None, [], ['T_TITLE']),
+    # Date:raw keeps the TAB; ALL:raw "Subject:" without a space
+    ('date-tab', HDR.replace('Subject: lunch', 'Subject:lunch') + 'Date:\tMon, 1 Jan 2024 10:00:00 +0000\n\nhi\n',
+     None, ['T_DATE_TAB', 'T_NOSPACE'], []),
+    ('date-space', HDR + DATE + '\nhi\n', None, [], ['T_DATE_TAB', 'T_NOSPACE']),
+    # relays, inferred trust: all public, so ALL-EXTERNAL is everything
+    # from the first Received: on; ALL-TRUSTED only up to it
+    ('relays-inferred', 'X-Outer-Mark: yes\n' + RCVD_EXT + HDR + DATE + '\nhi\n', None,
+     ['T_EXT_HDRS', 'T_UNTRU_HDRS', 'T_TRU_HDRS'], ['T_ALL_TRUSTED', 'T_INT_HDRS']),
+    # sendmail "(may be forged)" without "by HOST (": no rDNS, as SpamAssassin
+    ('may-be-forged', 'Received: from mail1.example.com (host66.example.net [198.51.100.7] (may be forged)) by'
+     ' mx.sift.test with ESMTP id h2F0c2x31856; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None,
+     ['T_RDNS_EMPTY'], []),
+    ('may-be-forged-by', 'Received: from mail1.example.com (host66.example.net [198.51.100.7] (may be forged)) by'
+     ' mx.sift.test (8.13.8/8.13.8) with ESMTP id h2F0c2x31856; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE +
+     '\nhi\n', None, [], ['T_RDNS_EMPTY']),
+    # qmail "from HOST (IP) ... with SMTP": the host is the rDNS
+    ('qmail', 'Received: from mail.example.net (192.0.2.3) by mx.sift.test with SMTP; 1 Jan 2024 10:00:01 -0000\n'
+     + HDR + DATE + '\nhi\n', None, ['T_QMAIL_RDNS'], []),
+    ('qmail-id', 'Received: from mail.example.net (192.0.2.3) by mx.sift.test with SMTP id x1; 1 Jan 2024 10:00:01'
+     ' -0000\n' + HDR + DATE + '\nhi\n', None, [], ['T_QMAIL_RDNS']),
+    ('can', HDR + DATE + '\nhi\n', None, ['T_CAN_LOADED'], ['T_CAN_MISSING', 'T_ARC']),
+    ('arc', 'ARC-Seal: i=1; a=rsa-sha256; t=1; cv=none; d=example.test; s=s1; b=AAAA\n' + HDR + DATE + '\nhi\n',
+     None, ['T_ARC'], ['T_ARC_DOM']),
+]
+
+# with trusted_networks: 203.0.113.5 trusted and internal, the client external
+NET_CASES = [
+    # X-Inner-Mark was added by the trusted, internal outer MX: not in the
+    # external/untrusted headers, which start at the Received: it wrote
+    ('nets', 'X-Outer-Mark: yes\n' + RCVD_EXT + HDR + DATE + '\nhi\n', None,
+     ['T_RELAY_INT', 'T_RELAY_EXT', 'T_TRU_HDRS', 'T_INT_HDRS'], ['T_ALL_TRUSTED', 'T_EXT_HDRS', 'T_UNTRU_HDRS']),
+    ('nets-msa', 'Received: from submit.sift.test (submit.sift.test [203.0.113.9]) by mx.sift.test (Postfix) with'
+     ' ESMTP id C3; Mon, 1 Jan 2024 10:00:02 +0000\n' + HDR + DATE + '\nhi\n', None,
+     ['T_MSA', 'T_ALL_TRUSTED'], []),
+    ('nets-all-trusted', 'Received: from mx.outer.test (mx.outer.test [203.0.113.5]) by mx.sift.test (Postfix)'
+     ' with ESMTP id A1; Mon, 1 Jan 2024 10:00:02 +0000\n' + HDR + DATE + '\nhi\n', None, ['T_ALL_TRUSTED'],
+     ['T_EXT_HDRS']),
+]
+
+
+def write(path, text):
+    with open(path, 'wb') as f:
+        f.write(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def conf(root, name, rules):
+    return sifttest.write_conf(os.path.join(root, name + '.conf'), {
+        'plugin_directory': os.path.join(BUILD, 'plugins'), 'inbound_plugins': 'spam',
+        'myhostname': 'mx.sift.test', 'spam_rules': rules, 'spam_cache_directory': '',
+        'filterd_user': sifttest.daemon_user()})
+
+
+def run_cases(root, cfg, cases):
+    by_from = {}
+    for name, msg, env, _, _ in cases:
+        by_from.setdefault(env, []).append(write(os.path.join(root, name + '.eml'), msg))
+    res = {}
+    for env, files in by_from.items():
+        args = [SIFTCTL, '-c', cfg, 'spam', 'check', '--json'] + (['--from', env] if env else []) + files
+        r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        check(r.returncode == 0, 'spam check runs (from %s)' % env, r.stderr[-2000:])
+        for line in r.stdout.splitlines():
+            j = json.loads(line)
+            res[os.path.basename(j['file'])[:-4]] = {t['name'] for t in j['tests']}
+    for name, _, _, hit, miss in cases:
+        got = res.get(name, set())
+        for rule in hit:
+            check(rule in got, '%s: %s hits' % (name, rule), sorted(got))
+        for rule in miss:
+            check(rule not in got, '%s: %s does not hit' % (name, rule), sorted(got))
+
+
+def main():
+    root = tempfile.mkdtemp(prefix='sift-spam-rules-')
+    os.chmod(root, 0o755)
+    try:
+        rdir = os.path.join(root, 'rules')
+        os.makedirs(rdir)
+        write(os.path.join(rdir, '10_test.cf'), RULES)
+        run_cases(root, conf(root, 'plain', os.path.join(rdir, '*.cf')), CASES)
+        write(os.path.join(rdir, '20_nets.cf'), NETS)
+        run_cases(root, conf(root, 'nets', os.path.join(rdir, '*.cf')), NET_CASES)
+        # a glob matching nothing is an error naming the pattern
+        pat = os.path.join(rdir, 'none-*.cf')
+        r = subprocess.run([SIFTCTL, '-c', conf(root, 'noglob', '%s %s' % (os.path.join(rdir, '10_test.cf'), pat)),
+                            'spam', 'lint'], capture_output=True, text=True, timeout=300)
+        check(r.returncode != 0 and pat + ': no file matches' in r.stdout + r.stderr,
+              'a glob matching nothing is an error naming it', r.stdout + r.stderr)
+        # a bad network is a rule error
+        write(os.path.join(rdir, '30_bad.cf'), 'trusted_networks 300.1.2.3/8\n')
+        r = subprocess.run([SIFTCTL, '-c', conf(root, 'badnet', os.path.join(rdir, '*.cf')), 'spam', 'lint'],
+                           capture_output=True, text=True, timeout=300)
+        check(r.returncode != 0 and "bad network '300.1.2.3/8'" in r.stdout + r.stderr,
+              'a bad trusted_networks entry is an error', r.stdout + r.stderr)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    done()
+
+
+if __name__ == '__main__':
+    main()
