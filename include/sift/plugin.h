@@ -608,6 +608,16 @@ struct sift_host {
 	 * header, each on its own folded line, in the order given. The spf,
 	 * dkim and dmarc plugins report through it. */
 	void (*auth_result)(struct sift_ctx *ctx, const char *authserv_id, const char *resinfo);
+
+	/* Batches of the key-value store (for many keys per message, as the
+	 * spam plugin's Bayes tokens): kv_mget reads n keys at once (one round
+	 * trip on Redis): vals_r[i] malloc'd, or NULL when absent; 0, or -1
+	 * (every vals_r[i] NULL). kv_incr_many adds deltas[i] to keys[i] all at
+	 * once (one atomic script on Redis), sets each key's expiry to ttl_ms
+	 * (0: none) at every increment, and deletes a key whose value drops to
+	 * 0 or below; 0 or -1. */
+	int (*kv_mget)(const char *const *keys, size_t n, char **vals_r);
+	int (*kv_incr_many)(const char *const *keys, const long long *deltas, size_t n, long ttl_ms);
 };
 
 struct sift_plugin {
