@@ -339,6 +339,11 @@ struct msgctx {
 	long long deadline;
 	bool timed_out;
 	struct relayinfo *relays;
+	/* Bayes (bayes_engine.c) */
+	struct btoks *btoks;
+	double bayes_p;
+	bool bayes_done;
+	int set; /* the score set of this message */
 #ifdef SPAM_HAVE_HS
 	const struct hsmatch *hm; /* NULL: the base matcher */
 	struct scratch_pool *pool;
@@ -365,6 +370,16 @@ struct evaldef {
 };
 extern const struct evaldef evals[];
 int eval_lookup(const char *name);
+
+/* A rule's score in score set `set` (0-3). */
+static inline double rule_score(const struct rule *r, int set)
+{
+	return r->has_score ? r->scores[set] : r->score;
+}
+
+/* The per-message context (scan.c). */
+void msg_init(struct msgctx *m, const struct spam_engine *e, const struct spam_input *in);
+void msg_free(struct msgctx *m);
 
 /* ---- relays (relay.c) ------------------------------------------------------- */
 
