@@ -47,6 +47,8 @@ struct bayes_src {
 	/* X-Spam-Relays-Trusted / -Untrusted (NULL: absent) */
 	const char *relays_trusted, *relays_untrusted;
 	struct sift_addrs *(*addrlist_parse)(const char *value); /* NULL: no address tokens */
+	char *const *ignore; /* bayes_ignore_header names (case-insensitive) */
+	size_t nignore;
 };
 
 void bayes_tokenize(const struct bayes_src *src, struct btoks *out);

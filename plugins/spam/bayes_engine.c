@@ -26,7 +26,7 @@ int bayes_score_set(const struct spam_engine *e, const struct spam_input *in)
 	return set;
 }
 
-static struct btoks *msg_tokens(struct msgctx *m)
+static struct btoks *msg_tokens_cb(struct msgctx *m, void (*cb)(void *, const char *, size_t), void *arg)
 {
 	if (m->btoks)
 		return m->btoks;
@@ -41,10 +41,19 @@ static struct btoks *msg_tokens(struct msgctx *m)
 		.relays_trusted = ri ? ri->trusted_str : NULL,
 		.relays_untrusted = ri ? ri->untrusted_str : NULL,
 		.addrlist_parse = m->in->addrlist_parse,
+		.ignore = m->e->bayes_ignore,
+		.nignore = m->e->nbayes_ignore,
 	};
 	m->btoks = xcalloc(1, sizeof(*m->btoks));
+	m->btoks->text_cb = cb;
+	m->btoks->text_arg = arg;
 	bayes_tokenize(&src, m->btoks);
 	return m->btoks;
+}
+
+static struct btoks *msg_tokens(struct msgctx *m)
+{
+	return msg_tokens_cb(m, NULL, NULL);
 }
 
 static double msg_prob(struct msgctx *m)
@@ -200,4 +209,13 @@ int spam_engine_learn(const struct spam_engine *e, const struct spam_input *in, 
 	free(id);
 	msg_free(&m);
 	return rc;
+}
+
+void spam_engine_tokens(const struct spam_engine *e, const struct spam_input *in,
+			void (*cb)(void *arg, const char *tok, size_t len), void *arg)
+{
+	struct msgctx m;
+	msg_init(&m, e, in);
+	msg_tokens_cb(&m, cb, arg);
+	msg_free(&m);
 }

@@ -109,6 +109,7 @@ enum {
 	RX_RCVD_IP,
 	RX_RCVD_WORDS,
 	RX_CT_WORDS,
+	RX_RELAY_WORDS,
 	RX_N
 };
 
@@ -146,6 +147,7 @@ static const struct {
 	[RX_RCVD_IP] = {"\\b(\\d{1,3}\\.)(\\d{1,3}\\.)(\\d{1,3})(\\.\\d{1,3})\\b", "$1$2$3 ip*$1$2$3$4 ", 0},
 	[RX_RCVD_WORDS] = {"\\b(?:with|from|for|SMTP|ESMTP)\\b", " ", 0},
 	[RX_CT_WORDS] = {"\\b(?:text|charset)\\b", " ", 0},
+	[RX_RELAY_WORDS] = {" [a-z]+=", " ", 0},
 };
 
 static pcre2_code *rx[RX_N];
@@ -574,6 +576,8 @@ static const struct {
 	{"Content-Type", "*ct"},
 	{"Content-Disposition", "*cd"},
 	{"Content-Transfer-Encoding", "*ce"},
+	{"x-spam-relays-trusted", "*RT"},
+	{"x-spam-relays-untrusted", "*RU"},
 };
 
 /* The header groups: prefix -> value, values of one prefix joined by ' '. */
@@ -641,7 +645,11 @@ static char *chew_addr(const struct bayes_src *src, const char *raw)
 			}
 			ph += k;
 		}
-		addr_words(&b, a->mb[i].addr);
+		/* the address as written (the parser lower-cases domains) */
+		const char *ad = a->mb[i].addr, *in = strcasestr(raw, ad);
+		char *orig = in ? xstrndup(in, strlen(ad)) : NULL;
+		addr_words(&b, orig ? orig : ad);
+		free(orig);
 	}
 	free(a);
 	char *r = xstrdup(sb_str(&b));
@@ -748,6 +756,8 @@ static void one_header(const struct bayes_src *src, struct hgroups *g, pcre2_mat
 	} else if (rx_is(rx_presence, md, name)) {
 		free(v);
 		v = xstrdup("1");
+	} else if (strncmp(name, "x-spam-relays-", 14) == 0) {
+		v = resub(RX_RELAY_WORDS, v);
 	}
 	static const char *const mi[] = {"In-Reply-To", "References", "Message-ID", NULL};
 	static const char *const ad[] = {"From", "To", "Cc", NULL};
@@ -766,6 +776,14 @@ static void one_header(const struct bayes_src *src, struct hgroups *g, pcre2_mat
 	free(v);
 }
 
+static bool ignored(const struct bayes_src *src, const char *name)
+{
+	for (size_t i = 0; i < src->nignore; i++)
+		if (strcasecmp(src->ignore[i], name) == 0)
+			return true;
+	return false;
+}
+
 static void tokenize_headers(const struct bayes_src *src, struct tokctx *c)
 {
 	struct hgroups *g = xcalloc(1, sizeof(*g));
@@ -778,15 +796,21 @@ static void tokenize_headers(const struct bayes_src *src, struct tokctx *c)
 			rcvd[1] = h;
 			continue;
 		}
-		if (!h->value || !h->value[strspn(h->value, " \t\r\n")] || rx_is(rx_ignored, c->md, h->name))
+		if (!h->value || !h->value[strspn(h->value, " \t\r\n")] ||
+		    rx_is(rx_ignored, c->md, h->name) || ignored(src, h->name))
 			continue;
 		one_header(src, g, c->md, h->name, h->value, h->raw);
 	}
-	if (src->relays_trusted && *src->relays_trusted)
-		one_header(src, g, c->md, "X-Spam-Relays-Trusted", src->relays_trusted, NULL);
-	if (src->relays_untrusted && *src->relays_untrusted)
-		one_header(src, g, c->md, "X-Spam-Relays-Untrusted", src->relays_untrusted, NULL);
-	for (int k = 1; k >= 0; k--)
+	/* the metadata: relays (internal = trusted and external = untrusted
+	 * while no internal_networks are set) */
+	const char *meta[4][2] = {{"x-spam-relays-trusted", src->relays_trusted},
+				  {"x-spam-relays-untrusted", src->relays_untrusted},
+				  {"x-spam-relays-internal", src->relays_trusted},
+				  {"x-spam-relays-external", src->relays_untrusted}};
+	for (int k = 0; k < 4; k++)
+		if (meta[k][1] && *meta[k][1])
+			one_header(src, g, c->md, meta[k][0], meta[k][1], NULL);
+	for (int k = 1; k >= 0 && !ignored(src, "Received"); k--)
 		if (rcvd[k] && rcvd[k]->value[strspn(rcvd[k]->value, " \t\r\n")])
 			one_header(src, g, c->md, rcvd[k]->name, rcvd[k]->value, rcvd[k]->raw);
 	c->count = 0;
@@ -802,6 +826,38 @@ static void tokenize_headers(const struct bayes_src *src, struct tokctx *c)
 	free(g);
 }
 
+static int hexval(char ch)
+{
+	return ch >= '0' && ch <= '9'	? ch - '0'
+	       : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+	       : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+					: -1;
+}
+
+/* A URI and, as SpamAssassin's canonical URI list has it, its
+ * %-decoded form when that differs. */
+static void uri_tokens(struct tokctx *c, const char *u)
+{
+	size_t n = strlen(u);
+	tokenize_line(c, u, n, "", 2);
+	if (!memchr(u, '%', n))
+		return;
+	char *d = xmalloc(n + 1);
+	size_t w = 0;
+	for (size_t i = 0; i < n; i++) {
+		int h1, h2;
+		if (u[i] == '%' && i + 2 < n && (h1 = hexval(u[i + 1])) >= 0 &&
+		    (h2 = hexval(u[i + 2])) >= 0) {
+			d[w++] = (char)(h1 * 16 + h2);
+			i += 2;
+		} else
+			d[w++] = u[i];
+	}
+	if (w != n)
+		tokenize_line(c, d, w, "", 2);
+	free(d);
+}
+
 void bayes_tokenize(const struct bayes_src *src, struct btoks *out)
 {
 	pthread_once(&rx_once, rx_init);
@@ -811,7 +867,7 @@ void bayes_tokenize(const struct bayes_src *src, struct btoks *out)
 		tokenize_line(&c, src->lines[i], src->lens[i], "", 1);
 	c.count = 0;
 	for (size_t i = 0; src->mime && i < src->mime->uri_count && c.count < MAX_URI_TOKENS; i++)
-		tokenize_line(&c, src->mime->uris[i].uri, strlen(src->mime->uris[i].uri), "", 2);
+		uri_tokens(&c, src->mime->uris[i].uri);
 	if (src->mime)
 		tokenize_headers(src, &c);
 	pcre2_match_data_free(c.md);

@@ -4,6 +4,8 @@
  *   siftctl spam forget PATH...               forget learned messages
  *   siftctl spam stats                        messages and tokens learned
  *   siftctl spam import FILE                  an `sa-learn --backup` dump
+ *   siftctl spam dump                         the database in that format
+ *   siftctl spam tokens FILE                  a message's tokens (text, hash)
  * A PATH is a message file, an mbox (a file whose first line starts with
  * "From "), a Maildir (its cur/ and new/) or a directory of any of these
  * (recursively, dot files skipped). Messages of an mbox go through a
@@ -271,5 +273,65 @@ int spam_tool_import(const struct sift_host *host, void *conf, int argc, char **
 		return 1;
 	}
 	printf("imported %lld token(s)\n", n);
+	return 0;
+}
+
+static int dump_token(void *arg, btok t, const struct bcounts *c)
+{
+	(void)arg;
+	printf("t\t%u\t%u\t%u\t%010llx\n", c->s, c->h, c->atime, (unsigned long long)t);
+	return 0;
+}
+
+int spam_tool_dump(const struct sift_host *host, void *conf, int argc, char **argv)
+{
+	(void)host;
+	(void)argc;
+	(void)argv;
+	struct bayes *b = bayes_of(conf);
+	if (!b)
+		return 1;
+	long long ns, nh, nt;
+	if (!b->st->ops->each) {
+		fprintf(stderr, "siftctl spam dump: the redis store cannot be listed\n");
+		return 1;
+	}
+	if (b->st->ops->totals(b->st, &ns, &nh, &nt) < 0) {
+		fprintf(stderr, "siftctl spam: cannot read the Bayes store\n");
+		return 1;
+	}
+	printf("v\t3\tdb_version # this must be the first line!!!\nv\t%lld\tnum_spam\nv\t%lld\tnum_nonspam\n",
+	       ns, nh);
+	return b->st->ops->each(b->st, dump_token, NULL) < 0 ? 1 : 0;
+}
+
+static void print_token(void *arg, const char *tok, size_t n)
+{
+	(void)arg;
+	printf("%010llx %.*s\n", (unsigned long long)bayes_hash(tok, n), (int)n, tok);
+}
+
+static void tokens_done(void *arg, const struct sift_tool_message *m)
+{
+	struct learn_state *ls = arg;
+	struct spam_input in = {.mime = m->mime, .addrlist_parse = ls->host->addrlist_parse};
+	spam_engine_tokens(ls->e, &in, print_token, NULL);
+}
+
+int spam_tool_tokens(const struct sift_host *host, void *conf, int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: siftctl spam tokens FILE\n");
+		return 2;
+	}
+	struct learn_state ls = {.host = host, .e = spam_tool_engine(conf)};
+	if (!ls.e)
+		return 1;
+	char *err = NULL;
+	if (host->tool_message(argv[1], NULL, NULL, NULL, tokens_done, &ls, &err) < 0) {
+		fprintf(stderr, "siftctl spam: %s\n", err ? err : argv[1]);
+		free(err);
+		return 1;
+	}
 	return 0;
 }

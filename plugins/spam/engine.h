@@ -97,6 +97,10 @@ void spam_result_free(struct spam_result *r);
 /* Learns (or forgets) in->mime into in->bayes, tokenized as scoring does:
  * 1 done, 0 nothing to do (already learned so, or not learned), -1 error. */
 int spam_engine_learn(const struct spam_engine *e, const struct spam_input *in, bool spam, bool forget);
+/* Calls cb with the text of each Bayes token of in->mime (every one, before
+ * duplicates are dropped). */
+void spam_engine_tokens(const struct spam_engine *e, const struct spam_input *in,
+			void (*cb)(void *arg, const char *tok, size_t len), void *arg);
 /* Lint report: warnings (verbose), unknown evals, PCRE2 fallbacks, counts.
  * Returns the number of errors (an engine with errors is never built, so
  * 0: siftctl reports errors from spam_engine_new's message). */
@@ -116,6 +120,8 @@ struct bayes *spam_tool_bayes(const void *conf); /* NULL: use_bayes = no */
 int spam_tool_learn(const struct sift_host *host, void *conf, int argc, char **argv);
 int spam_tool_bayes_stats(const struct sift_host *host, void *conf, int argc, char **argv);
 int spam_tool_import(const struct sift_host *host, void *conf, int argc, char **argv);
+int spam_tool_dump(const struct sift_host *host, void *conf, int argc, char **argv);
+int spam_tool_tokens(const struct sift_host *host, void *conf, int argc, char **argv);
 
 char *spam_format_status(const struct spam_result *r, double tag_level, double tag2_level, int is_spam);
 /* %.3f with trailing zeros (and point) removed, as amavisd prints. */

@@ -229,6 +229,8 @@ struct spam_engine {
 	size_t nreplace;
 	char **freemail; /* freemail_domains: exact names, sorted after load */
 	size_t nfreemail, freemail_cap;
+	char **bayes_ignore; /* bayes_ignore_header names */
+	size_t nbayes_ignore;
 	char **freemail_glob; /* entries with * or ? */
 	size_t nfreemail_glob;
 	/* rule index lists by what the per-message pass does with them */

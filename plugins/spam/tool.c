@@ -251,5 +251,9 @@ const struct sift_tool spam_tools[] = {
 	{"stats", "", "Bayes database: messages and tokens learned", SIFT_TOOL_INIT, spam_tool_bayes_stats},
 	{"import", "FILE", "import an sa-learn --backup dump into the Bayes database", SIFT_TOOL_INIT,
 	 spam_tool_import},
+	{"dump", "", "print the Bayes database as sa-learn --backup does (lmdb, memory)", SIFT_TOOL_INIT,
+	 spam_tool_dump},
+	{"tokens", "FILE", "list the Bayes tokens of a message (hash and text)", SIFT_TOOL_INIT,
+	 spam_tool_tokens},
 	{NULL, NULL, NULL, 0, NULL},
 };
