@@ -41,6 +41,10 @@ def main():
                                  ('BAYES_99', '0.99', '1.00', 3.5)):
             f.write(f"body {name} eval:check_bayes('{lo}', '{hi}')\ntflags {name} learn\n"
                     f"score {name} 0 0 {sc} {sc}\n")
+        # 12.5 points without Bayes, 6 of them header and 6.5 body points
+        f.write('header AL_HDR Subject =~ /autolearn-me/\nscore AL_HDR 6\n'
+                'body AL_BODY /autolearnbody/\nscore AL_BODY 6.5\n'
+                'header AL_NO Subject =~ /noautolearn/\nscore AL_NO 20\ntflags AL_NO noautolearn\n')
     conf = os.path.join(tmp, 'f.conf')
     with open(conf, 'w') as f:
         f.write(f'inbound_plugins = spam\nplugin_directory = {BUILD}/plugins\nspam_rules = {rules}\n'
@@ -84,6 +88,27 @@ def main():
     check(rc == 0 and 'forgot 12 message(s)' in out, 'forget an mbox', out)
     rc, out = run(conf, 'spam', 'check', probe)
     check('BAYES_' not in out.split('X-Spam-Status')[1], 'no Bayes below bayes_min_ham_num', out)
+    # autolearn (SpamAssassin's thresholds) shows in X-Spam-Status
+    conf_al = conf + '-al'
+    with open(conf) as a, open(conf_al, 'w') as b:
+        b.write(a.read().replace('spam_bayes_auto_learn = no', 'spam_bayes_auto_learn = yes'))
+    with open(probe, 'w') as f:
+        f.write(msg(98, SPAMW, 'spam').replace('Subject: spam 98', 'Subject: autolearn-me')
+                + 'autolearnbody\n')
+    rc, out = run(conf_al, 'spam', 'check', probe)
+    check(re.search(r'autolearn=spam autolearn_force=no', out) is not None, 'autolearn=spam', out)
+    rc, out = run(conf, 'spam', 'stats')
+    check('spam: 26' in out, 'autolearn learned the spam', out)
+    with open(probe, 'w') as f:
+        f.write(msg(97, SPAMW, 'spam').replace('Subject: spam 97', 'Subject: noautolearn autolearn-me'))
+    rc, out = run(conf_al, 'spam', 'check', probe)
+    check('autolearn=no ' in out, 'noautolearn rules and too few body points: autolearn=no', out)
+    with open(probe, 'w') as f:
+        f.write(msg(96, HAMW, 'ham'))
+    rc, out = run(conf_al, 'spam', 'check', probe)
+    check('autolearn=ham ' in out, 'autolearn=ham below 0.1 points', out)
+    rc, out = run(conf, 'spam', 'check', probe)
+    check('autolearn=disabled ' in out, 'autolearn=disabled when off', out)
     # a dump as sa-learn --backup writes it, into a new database
     dump = os.path.join(tmp, 'backup.txt')
     with open(dump, 'w') as f:
