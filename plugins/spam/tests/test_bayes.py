@@ -121,8 +121,8 @@ def main():
     check(rc == 0 and 'imported 1 token' in out, 'import a backup dump', out)
     rc, out = run(conf2, 'spam', 'stats')
     check(re.search(r'spam: 30\s+ham: 30\s+tokens: 1', out) is not None, 'imported totals', out)
-    done()
+    return done()
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

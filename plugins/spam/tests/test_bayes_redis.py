@@ -76,8 +76,8 @@ def main():
               'filterd B scores from the shared database', added)
     finally:
         sifttest.stop_all([redis] + procs)
-    done()
+    return done()
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
