@@ -99,23 +99,46 @@ static int l_totals(struct bstore *st, long long *ns, long long *nh, long long *
 	return r;
 }
 
+struct tokidx {
+	btok t;
+	size_t i;
+};
+
+static int tokidx_cmp(const void *a, const void *b)
+{
+	btok x = ((const struct tokidx *)a)->t, y = ((const struct tokidx *)b)->t;
+	return x < y ? -1 : x > y;
+}
+
+/* In key order: neighbouring lookups share the B-tree's upper pages in
+ * the cache. */
 static int l_get(struct bstore *st, const btok *t, size_t n, struct bcounts *out)
 {
 	struct lmdb_store *l = (struct lmdb_store *)st;
+	struct tokidx *ix = xmalloc((n + 1) * sizeof(*ix));
+	for (size_t i = 0; i < n; i++)
+		ix[i] = (struct tokidx){t[i], i};
+	qsort(ix, n, sizeof(*ix), tokidx_cmp);
 	pthread_mutex_lock(&l->bulk_lock);
-	MDB_txn *txn;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
 	int r = rtxn(l, &txn);
-	for (size_t i = 0; r == 0 && i < n; i++) {
+	if (r == 0 && mdb_cursor_open(txn, l->tok, &cur))
+		r = -1;
+	for (size_t j = 0; r == 0 && j < n; j++) {
 		unsigned char kb[5];
-		key_of(t[i], kb);
+		key_of(ix[j].t, kb);
 		MDB_val k = {5, kb}, v;
-		if (mdb_get(txn, l->tok, &k, &v) == 0)
-			val_of(&v, &out[i]);
+		if (mdb_cursor_get(cur, &k, &v, MDB_SET) == 0)
+			val_of(&v, &out[ix[j].i]);
 		else
-			out[i] = (struct bcounts){0, 0, 0};
+			out[ix[j].i] = (struct bcounts){0, 0, 0};
 	}
-	if (r == 0)
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
 		rdone(l, txn);
+	free(ix);
 	pthread_mutex_unlock(&l->bulk_lock);
 	return r;
 }

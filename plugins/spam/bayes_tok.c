@@ -12,6 +12,10 @@
  * Not made: the invisible-text tokens ("I*:") of HTML parts, which the
  * shared MIME view does not keep apart.
  */
+/* SHA1_Init/Update/Final: OpenSSL 3's one-shot SHA1() fetches the
+ * algorithm under a global lock at every call, a third of the tokenizer's
+ * time; the low-level functions hash directly. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
 #include <pthread.h>
 
@@ -27,7 +31,10 @@
 btok bayes_hash(const char *s, size_t n)
 {
 	unsigned char d[SHA_DIGEST_LENGTH];
-	SHA1((const unsigned char *)s, n, d);
+	SHA_CTX c;
+	SHA1_Init(&c);
+	SHA1_Update(&c, s, n);
+	SHA1_Final(d, &c);
 	btok t = 0;
 	for (int i = SHA_DIGEST_LENGTH - 5; i < SHA_DIGEST_LENGTH; i++)
 		t = (t << 8) | d[i];
@@ -487,7 +494,10 @@ static void tokenize_line(struct tokctx *c, const char *s, size_t n, const char 
 {
 	if (n > 1 << 20)
 		n = 1 << 20;
-	char *a = xmalloc(n * 4 + 16), *b = xmalloc(n * 4 + 16);
+	char sa[8192], sb[8192];
+	bool small = n * 4 + 16 <= sizeof(sa);
+	char *a = small ? sa : xmalloc(n * 4 + 16), *b = small ? sb : xmalloc(n * 4 + 16);
+	char *fa = a, *fb = b;
 	size_t m = map_chars((const unsigned char *)s, n, a);
 	m = split_runs(a, m, b, '.', 3, 6);
 	m = split_runs(b, m, a, '-', 2, 6);
@@ -511,8 +521,10 @@ static void tokenize_line(struct tokctx *c, const char *s, size_t n, const char 
 		i = j;
 	}
 	c->count += c->o->n - before;
-	free(a);
-	free(b);
+	if (!small) {
+		free(fa);
+		free(fb);
+	}
 }
 
 /* ---- headers ---------------------------------------------------------- */
