@@ -153,6 +153,18 @@ static int wtxn(struct lmdb_store *l, MDB_txn **txn)
 	return mdb_txn_begin(l->env, NULL, 0, txn) ? -1 : 0;
 }
 
+/* bulk_lock taken and a write transaction; on failure the lock is
+ * released again. */
+static int wbegin(struct lmdb_store *l, MDB_txn **txn)
+{
+	pthread_mutex_lock(&l->bulk_lock);
+	if (wtxn(l, txn) < 0) {
+		pthread_mutex_unlock(&l->bulk_lock);
+		return -1;
+	}
+	return 0;
+}
+
 /* Commits txn unless it is the bulk one (then every BULK_MAX messages). */
 static int wdone(struct lmdb_store *l, MDB_txn *txn, int rc)
 {
@@ -198,13 +210,10 @@ static int l_apply(struct bstore *st, const btok *t, size_t n, bool spam, int si
 		   const char *msgid, char what)
 {
 	struct lmdb_store *l = (struct lmdb_store *)st;
-	pthread_mutex_lock(&l->bulk_lock);
 	MDB_txn *txn;
-	int rc = wtxn(l, &txn);
-	if (rc < 0) {
-		pthread_mutex_unlock(&l->bulk_lock);
+	int rc = wbegin(l, &txn);
+	if (rc < 0)
 		return -1;
-	}
 	for (size_t i = 0; i < n && sign && rc == 0; i++)
 		rc = tok_add(l, txn, t[i], spam, sign, atime);
 	if (rc == 0 && sign) {
@@ -241,13 +250,10 @@ static int l_put(struct bstore *st, const btok *t, const struct bcounts *c, size
 		 long long nh)
 {
 	struct lmdb_store *l = (struct lmdb_store *)st;
-	pthread_mutex_lock(&l->bulk_lock);
 	MDB_txn *txn;
-	int rc = wtxn(l, &txn);
-	if (rc < 0) {
-		pthread_mutex_unlock(&l->bulk_lock);
+	int rc = wbegin(l, &txn);
+	if (rc < 0)
 		return -1;
-	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		unsigned char kb[5];
 		key_of(t[i], kb);
@@ -266,14 +272,11 @@ static int l_put(struct bstore *st, const btok *t, const struct bcounts *c, size
 static long long l_expire(struct bstore *st, uint32_t cutoff)
 {
 	struct lmdb_store *l = (struct lmdb_store *)st;
-	pthread_mutex_lock(&l->bulk_lock);
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	long long r = 0;
-	if (wtxn(l, &txn) < 0) {
-		pthread_mutex_unlock(&l->bulk_lock);
+	if (wbegin(l, &txn) < 0)
 		return -1;
-	}
 	int rc = mdb_cursor_open(txn, l->tok, &cur) ? -1 : 0;
 	MDB_val k, v;
 	for (int op = MDB_FIRST; rc == 0 && mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {

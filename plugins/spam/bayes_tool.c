@@ -165,6 +165,16 @@ static void learn_path(struct learn_state *ls, const char *path, int depth)
 	free(ents);
 }
 
+/* The totals, or -1 (said on stderr). */
+static int totals(struct bayes *b, long long *ns, long long *nh, long long *nt)
+{
+	if (b->st->ops->totals(b->st, ns, nh, nt) < 0) {
+		fprintf(stderr, "siftctl spam: cannot read the Bayes store\n");
+		return -1;
+	}
+	return 0;
+}
+
 static struct bayes *bayes_of(void *conf)
 {
 	struct bayes *b = conf ? spam_tool_bayes(conf) : NULL;
@@ -230,10 +240,8 @@ int spam_tool_bayes_stats(const struct sift_host *host, void *conf, int argc, ch
 	if (!b)
 		return 1;
 	long long ns, nh, nt;
-	if (b->st->ops->totals(b->st, &ns, &nh, &nt) < 0) {
-		fprintf(stderr, "siftctl spam: cannot read the Bayes store\n");
+	if (totals(b, &ns, &nh, &nt) < 0)
 		return 1;
-	}
 	printf("spam: %lld\nham: %lld\n", ns, nh);
 	if (nt >= 0)
 		printf("tokens: %lld\n", nt);
@@ -289,17 +297,15 @@ int spam_tool_dump(const struct sift_host *host, void *conf, int argc, char **ar
 	(void)argc;
 	(void)argv;
 	struct bayes *b = bayes_of(conf);
+	long long ns, nh, nt;
 	if (!b)
 		return 1;
-	long long ns, nh, nt;
 	if (!b->st->ops->each) {
 		fprintf(stderr, "siftctl spam dump: the redis store cannot be listed\n");
 		return 1;
 	}
-	if (b->st->ops->totals(b->st, &ns, &nh, &nt) < 0) {
-		fprintf(stderr, "siftctl spam: cannot read the Bayes store\n");
+	if (totals(b, &ns, &nh, &nt) < 0)
 		return 1;
-	}
 	printf("v\t3\tdb_version # this must be the first line!!!\nv\t%lld\tnum_spam\nv\t%lld\tnum_nonspam\n",
 	       ns, nh);
 	return b->st->ops->each(b->st, dump_token, NULL) < 0 ? 1 : 0;
