@@ -20,6 +20,10 @@ struct lmdb_store {
 	MDB_env *env;
 	MDB_dbi tok, seen, meta;
 	MDB_txn *bulk; /* the open bulk write transaction, or NULL */
+	/* set by a bulk learner (siftctl, one thread): readers then share the
+	 * bulk transaction under bulk_lock; otherwise (filterd) they take
+	 * none and read in parallel */
+	_Atomic bool bulk_mode;
 	unsigned bulk_n;
 	pthread_mutex_t bulk_lock;
 };
@@ -47,6 +51,18 @@ static void val_of(const MDB_val *v, struct bcounts *c)
 		return;
 	}
 	memcpy(c, v->mv_data, 12);
+}
+
+static void rlock(struct lmdb_store *l)
+{
+	if (atomic_load(&l->bulk_mode))
+		pthread_mutex_lock(&l->bulk_lock);
+}
+
+static void runlock(struct lmdb_store *l)
+{
+	if (atomic_load(&l->bulk_mode))
+		pthread_mutex_unlock(&l->bulk_lock);
 }
 
 /* A read transaction, or the bulk one (held: bulk_lock). */
@@ -85,7 +101,7 @@ static int meta_put(struct lmdb_store *l, MDB_txn *txn, const char *name, long l
 static int l_totals(struct bstore *st, long long *ns, long long *nh, long long *nt)
 {
 	struct lmdb_store *l = (struct lmdb_store *)st;
-	pthread_mutex_lock(&l->bulk_lock);
+	rlock(l);
 	MDB_txn *txn;
 	int r = rtxn(l, &txn);
 	if (r == 0) {
@@ -95,7 +111,7 @@ static int l_totals(struct bstore *st, long long *ns, long long *nh, long long *
 		*nt = mdb_stat(txn, l->tok, &s) == 0 ? (long long)s.ms_entries : 0;
 		rdone(l, txn);
 	}
-	pthread_mutex_unlock(&l->bulk_lock);
+	runlock(l);
 	return r;
 }
 
@@ -119,7 +135,7 @@ static int l_get(struct bstore *st, const btok *t, size_t n, struct bcounts *out
 	for (size_t i = 0; i < n; i++)
 		ix[i] = (struct tokidx){t[i], i};
 	qsort(ix, n, sizeof(*ix), tokidx_cmp);
-	pthread_mutex_lock(&l->bulk_lock);
+	rlock(l);
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	int r = rtxn(l, &txn);
@@ -139,7 +155,7 @@ static int l_get(struct bstore *st, const btok *t, size_t n, struct bcounts *out
 	if (txn)
 		rdone(l, txn);
 	free(ix);
-	pthread_mutex_unlock(&l->bulk_lock);
+	runlock(l);
 	return r;
 }
 
@@ -233,7 +249,7 @@ static int l_apply(struct bstore *st, const btok *t, size_t n, bool spam, int si
 static int l_seen(struct bstore *st, const char *msgid)
 {
 	struct lmdb_store *l = (struct lmdb_store *)st;
-	pthread_mutex_lock(&l->bulk_lock);
+	rlock(l);
 	MDB_txn *txn;
 	int r = rtxn(l, &txn);
 	if (r == 0) {
@@ -242,7 +258,7 @@ static int l_seen(struct bstore *st, const char *msgid)
 			r = *(char *)v.mv_data;
 		rdone(l, txn);
 	}
-	pthread_mutex_unlock(&l->bulk_lock);
+	runlock(l);
 	return r;
 }
 
@@ -297,7 +313,7 @@ static long long l_expire(struct bstore *st, uint32_t cutoff)
 static int l_each(struct bstore *st, int (*cb)(void *, btok, const struct bcounts *), void *arg)
 {
 	struct lmdb_store *l = (struct lmdb_store *)st;
-	pthread_mutex_lock(&l->bulk_lock);
+	rlock(l);
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur;
 	int rc = rtxn(l, &txn);
@@ -314,7 +330,7 @@ static int l_each(struct bstore *st, int (*cb)(void *, btok, const struct bcount
 		rc = -1;
 	if (txn)
 		rdone(l, txn);
-	pthread_mutex_unlock(&l->bulk_lock);
+	runlock(l);
 	return rc;
 }
 
@@ -323,9 +339,10 @@ static int l_bulk(struct bstore *st, bool on)
 	struct lmdb_store *l = (struct lmdb_store *)st;
 	pthread_mutex_lock(&l->bulk_lock);
 	int rc = 0;
-	if (on && !l->bulk)
+	if (on && !l->bulk) {
 		rc = mdb_txn_begin(l->env, NULL, 0, &l->bulk) ? -1 : 0;
-	else if (!on && l->bulk) {
+		atomic_store(&l->bulk_mode, rc == 0);
+	} else if (!on && l->bulk) {
 		rc = mdb_txn_commit(l->bulk) ? -1 : 0;
 		l->bulk = NULL;
 	}
