@@ -104,7 +104,6 @@ void btoks_free(struct btoks *t)
 /* ---- regexes (compiled once) ------------------------------------------- */
 
 enum {
-	RX_STOP,
 	RX_MID_OE,
 	RX_MID_EXIM,
 	RX_MID_SENDMAIL,
@@ -124,16 +123,6 @@ static const struct {
 	const char *pat, *repl;
 	uint32_t opts;
 } rx_def[RX_N] = {
-	[RX_STOP] = {"^(?:a(?:ble|l(?:ready|l)|n[dy]|re)|b(?:ecause|oth)|c(?:an|ome)|e(?:ach|mail|ven)|f(?:"
-		     "ew|irst|or|"
-		     "rom)|give|h(?:a(?:ve|s)|ttp)|i(?:n(?:formation|to)|t\\'s)|just|know|l(?:ike|o(?:ng|ok))"
-		     "|m(?:a("
-		     "?:de|il(?:(?:ing|to))?|ke|ny)|o(?:re|st)|uch)|n(?:eed|o[tw]|umber)|o(?:ff|n(?:ly|e)|ut|"
-		     "wn)|p(?"
-		     ":eople|lace)|right|s(?:ame|ee|uch)|t(?:h(?:at|is|rough|e)|ime)|using|w(?:eb|h(?:ere|y)|"
-		     "ith(?:"
-		     "out)?|or(?:ld|k))|y(?:ears?|ou(?:(?:\\'re|r))?))$",
-		     NULL, PCRE2_CASELESS},
 	[RX_MID_OE] =
 		{"<([0-9a-f]{4})[0-9a-f]{4}[0-9a-f]{4}\\$([0-9a-f]{4})[0-9a-f]{4}\\$([0-9a-f]{8})@(\\S+)>",
 		 " OEA$1 OEB$2 OEC$3 $4 ", 0},
@@ -198,11 +187,34 @@ static char *resub(int i, char *s)
 	}
 }
 
-static bool stopword(pcre2_match_data *md, const char *t, size_t n)
+/* SpamAssassin's English stop words (bayes_stopword_en of
+ * 60_bayes_stopwords.cf, the default language), matched without case. */
+static const char *const stopwords[] = {
+	"able",	   "all",  "already", "and",	     "any",	"are",	  "because", "both", "can",
+	"come",	   "each", "email",   "even",	     "few",	"first",  "for",     "from", "give",
+	"has",	   "have", "http",    "information", "into",	"it's",	  "just",    "know", "like",
+	"long",	   "look", "made",    "mail",	     "mailing", "mailto", "make",    "many", "more",
+	"most",	   "much", "need",    "not",	     "now",	"number", "off",     "one",  "only",
+	"out",	   "own",  "people",  "place",	     "right",	"same",	  "see",     "such", "that",
+	"the",	   "this", "through", "time",	     "using",	"web",	  "where",   "why",  "with",
+	"without", "work", "world",   "year",	     "years",	"you",	  "you're",  "your",
+};
+
+static int swcmp(const void *k, const void *e)
+{
+	return strcmp(k, *(const char *const *)e);
+}
+
+static bool stopword(const char *t, size_t n)
 {
 	if (n > 11) /* "information" is the longest */
 		return false;
-	return pcre2_match(rx[RX_STOP], (PCRE2_SPTR)t, n, 0, 0, md, NULL) >= 0;
+	char low[12];
+	for (size_t i = 0; i < n; i++)
+		low[i] = (char)tolower((unsigned char)t[i]);
+	low[n] = 0;
+	return bsearch(low, stopwords, sizeof(stopwords) / sizeof(stopwords[0]), sizeof(char *), swcmp) !=
+	       NULL;
 }
 
 /* ---- one line ------------------------------------------------------------ */
@@ -460,7 +472,7 @@ static void one_token(struct tokctx *c, const char *pfx, int region, char *t, si
 		if (magic)
 			return;
 	}
-	if (n < 3 || stopword(c->md, t, n))
+	if (n < 3 || stopword(t, n))
 		return;
 	if (region) {
 		bool mail = false, dom = false;
