@@ -1532,6 +1532,14 @@ static int h_kv_del(const char *key)
 {
 	return global_kv ? sift_kv_del(global_kv, key) : -1;
 }
+static int h_kv_mget(const char *const *keys, size_t n, char **vals_r)
+{
+	return global_kv ? sift_kv_mget(global_kv, keys, n, vals_r) : -1;
+}
+static int h_kv_incr_many(const char *const *keys, const long long *deltas, size_t n, long ttl_ms)
+{
+	return global_kv ? sift_kv_incr_many(global_kv, keys, deltas, n, ttl_ms) : -1;
+}
 
 static int h_quarantine(struct sift_ctx *ctx, const char *reason, char **id_r)
 {
@@ -1659,4 +1667,6 @@ const struct sift_host sift_host_table = {
 	.gauge_set = sift_metrics_gauge_set,
 	.auth_result = h_auth_result,
 	.auth_result_get = h_auth_result_get,
+	.kv_mget = h_kv_mget,
+	.kv_incr_many = h_kv_incr_many,
 };

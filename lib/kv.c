@@ -38,6 +38,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -520,4 +521,50 @@ int sift_kv_del(struct sift_kv *kv, const char *key)
 	if (!kv || !key)
 		return -1;
 	return kv->be->del(kv->impl, key);
+}
+
+int sift_kv_mget(struct sift_kv *kv, const char *const *keys, size_t n, char **vals_r)
+{
+	if (!kv || (n && (!keys || !vals_r)))
+		return -1;
+	if (kv->be->mget)
+		return kv->be->mget(kv->impl, keys, n, vals_r);
+	for (size_t i = 0; i < n; i++) {
+		vals_r[i] = NULL;
+		int rc = kv->be->get(kv->impl, keys[i], &vals_r[i]);
+		if (rc < 0) {
+			for (size_t j = 0; j <= i; j++) {
+				free(vals_r[j]);
+				vals_r[j] = NULL;
+			}
+			return -1;
+		}
+		if (rc == 1)
+			vals_r[i] = NULL;
+	}
+	return 0;
+}
+
+int sift_kv_incr_many(struct sift_kv *kv, const char *const *keys, const long long *deltas, size_t n,
+		      long ttl_ms)
+{
+	if (!kv || (n && (!keys || !deltas)))
+		return -1;
+	if (kv->be->incr_many)
+		return kv->be->incr_many(kv->impl, keys, deltas, n, ttl_ms);
+	for (size_t i = 0; i < n; i++) {
+		long long v;
+		if (kv->be->incr(kv->impl, keys[i], deltas[i], ttl_ms, &v) < 0)
+			return -1;
+		if (v <= 0 && kv->be->del(kv->impl, keys[i]) < 0)
+			return -1;
+		if (v > 0 && ttl_ms > 0) {
+			/* the expiry restarts at every increment */
+			char val[24];
+			snprintf(val, sizeof(val), "%lld", v);
+			if (kv->be->set(kv->impl, keys[i], val, ttl_ms) < 0)
+				return -1;
+		}
+	}
+	return 0;
 }

@@ -3,7 +3,7 @@
  * its backends ("memory:" in kv.c, "redis:" in kv_redis.c). Internal to
  * lib/: nothing outside kv*.c includes it.
  *
- * A backend is a table of six functions. open() gets what followed "type:"
+ * A backend is a table of six functions (and two optional batches). open() gets what followed "type:"
  * in the spec and returns an opaque handle (or NULL with *err_r malloc'd);
  * the other functions follow the contract of the sift_kv_* functions in
  * sift.h (0 ok, 1 not found, -1 error; incr sets the expiry only when it
@@ -12,6 +12,8 @@
  */
 #ifndef SIFT_KV_IMPL_H
 #define SIFT_KV_IMPL_H
+
+#include <stddef.h>
 
 struct kv_backend {
 	const char *type; /* the spec prefix before ':' */
@@ -22,6 +24,10 @@ struct kv_backend {
 	int (*incr)(void *impl, const char *key, long long delta, long ttl_ms, long long *val_r);
 	int (*del)(void *impl, const char *key);
 	void (*free)(void *impl);
+	/* Optional batches (NULL: kv.c runs get/incr/del key by key): see
+	 * sift_kv_mget and sift_kv_incr_many in sift.h. */
+	int (*mget)(void *impl, const char *const *keys, size_t n, char **vals_r);
+	int (*incr_many)(void *impl, const char *const *keys, const long long *deltas, size_t n, long ttl_ms);
 };
 
 #ifdef SIFT_HAVE_REDIS

@@ -453,7 +453,8 @@ static redisReply *rds_command(struct kv_redis *r, int argc, const char **argv, 
 		redisContext *c = rds_take(r, &reused, force_new);
 		if (!c)
 			return NULL;
-		/* EVALSHA with the SHA this connection's server knows. */
+		/* EVALSHA with the SHA this connection's server knows (its
+		 * argv has at most 8 items); other commands go as they are. */
 		const char *av[8];
 		size_t al[8];
 		for (int i = 0; i < argc && i < 8; i++) {
@@ -461,15 +462,17 @@ static redisReply *rds_command(struct kv_redis *r, int argc, const char **argv, 
 			al[i] = lens[i];
 		}
 		char sha[41];
-		if (strcmp(argv[0], "EVALSHA") == 0) {
+		bool evalsha = strcmp(argv[0], "EVALSHA") == 0;
+		if (evalsha) {
 			pthread_mutex_lock(&r->mu);
 			memcpy(sha, r->sha, sizeof(sha));
 			pthread_mutex_unlock(&r->mu);
 			av[1] = sha;
 			al[1] = 40;
 		}
-		redisReply *rep = redisCommandArgv(c, argc, av, al);
-		if (rep && rep->type == REDIS_REPLY_ERROR && strcmp(argv[0], "EVALSHA") == 0 &&
+		redisReply *rep =
+			evalsha ? redisCommandArgv(c, argc, av, al) : redisCommandArgv(c, argc, argv, lens);
+		if (rep && rep->type == REDIS_REPLY_ERROR && evalsha &&
 		    strncmp(rep->str, "NOSCRIPT", 8) == 0) {
 			/* Script cache flushed: EVAL sends the body (and caches it). */
 			freeReplyObject(rep);
@@ -626,6 +629,100 @@ static int rds_del(void *impl, const char *key)
 	return rc;
 }
 
+/* The prefixed keys as an argv after `head` items (malloc'd, freed by
+ * argv_free). */
+static void argv_keys(struct kv_redis *r, const char *const *keys, size_t n, size_t head, const char ***av_r,
+		      size_t **al_r)
+{
+	const char **av = sift_malloc((head + 2 * n + 2) * sizeof(char *));
+	size_t *al = sift_malloc((head + 2 * n + 2) * sizeof(size_t));
+	for (size_t i = 0; i < n; i++) {
+		size_t kl;
+		av[head + i] = full_key(r, keys[i], &kl, NULL, 0);
+		al[head + i] = kl;
+	}
+	*av_r = av;
+	*al_r = al;
+}
+
+static void argv_free(const char **av, size_t *al, size_t head, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free((char *)av[head + i]);
+	free(av);
+	free(al);
+}
+
+/* MGET: one command, one round trip. */
+static int rds_mget(void *impl, const char *const *keys, size_t n, char **vals_r)
+{
+	struct kv_redis *r = impl;
+	const char **av;
+	size_t *al;
+	argv_keys(r, keys, n, 1, &av, &al);
+	av[0] = "MGET";
+	al[0] = 4;
+	redisReply *rep = rds_command(r, (int)n + 1, av, al);
+	argv_free(av, al, 1, n);
+	if (!rep)
+		return -1;
+	int rc = -1;
+	if (rep->type == REDIS_REPLY_ARRAY && rep->elements == n) {
+		for (size_t i = 0; i < n; i++) {
+			redisReply *e = rep->element[i];
+			vals_r[i] = e->type == REDIS_REPLY_STRING ? sift_strndup(e->str, e->len) : NULL;
+		}
+		rc = 0;
+	}
+	freeReplyObject(rep);
+	return rc;
+}
+
+static const char incr_many_script[] = "local ttl = tonumber(ARGV[#ARGV])\n"
+				       "for i, k in ipairs(KEYS) do\n"
+				       "  local v = redis.call('INCRBY', k, ARGV[i])\n"
+				       "  if v <= 0 then redis.call('DEL', k)\n"
+				       "  elseif ttl > 0 then redis.call('PEXPIRE', k, ttl) end\n"
+				       "end\n"
+				       "return #KEYS\n";
+
+/* One script: every increment of the batch at once, atomically. */
+static int rds_incr_many(void *impl, const char *const *keys, const long long *deltas, size_t n, long ttl_ms)
+{
+	struct kv_redis *r = impl;
+	const char **av;
+	size_t *al;
+	argv_keys(r, keys, n, 3, &av, &al);
+	char nk[24], ttl[24];
+	snprintf(nk, sizeof(nk), "%zu", n);
+	snprintf(ttl, sizeof(ttl), "%ld", ttl_ms > 0 ? ttl_ms : 0);
+	av[0] = "EVAL";
+	al[0] = 4;
+	av[1] = incr_many_script;
+	al[1] = strlen(incr_many_script);
+	av[2] = nk;
+	al[2] = strlen(nk);
+	char *num = sift_malloc(n * 24 + 1);
+	for (size_t i = 0; i < n; i++) {
+		char *d = num + i * 24;
+		snprintf(d, 24, "%lld", deltas[i]);
+		av[3 + n + i] = d;
+		al[3 + n + i] = strlen(d);
+	}
+	av[3 + 2 * n] = ttl;
+	al[3 + 2 * n] = strlen(ttl);
+	redisReply *rep = rds_command(r, (int)(4 + 2 * n), av, al);
+	argv_free(av, al, 3, n);
+	free(num);
+	if (!rep)
+		return -1;
+	int rc = rep->type == REDIS_REPLY_INTEGER ? 0 : -1;
+	if (rc < 0 && rep->type == REDIS_REPLY_ERROR)
+		cmd_error(r, "EVAL", rep->str);
+	freeReplyObject(rep);
+	return rc;
+}
+
 const struct kv_backend sift_kv_redis = {
 	.type = "redis",
 	.open = rds_open,
@@ -633,6 +730,8 @@ const struct kv_backend sift_kv_redis = {
 	.set = rds_set,
 	.incr = rds_incr,
 	.del = rds_del,
+	.mget = rds_mget,
+	.incr_many = rds_incr_many,
 	.free = rds_free,
 };
 

@@ -289,6 +289,15 @@ int sift_kv_get(struct sift_kv *kv, const char *key, char **val_r);
 int sift_kv_set(struct sift_kv *kv, const char *key, const char *val, long ttl_ms);
 int sift_kv_incr(struct sift_kv *kv, const char *key, long long delta, long ttl_ms, long long *val_r);
 int sift_kv_del(struct sift_kv *kv, const char *key);
+/* n keys read at once (one round trip on Redis): vals_r[i] malloc'd, or
+ * NULL when absent. 0, or -1 (every vals_r[i] NULL). */
+int sift_kv_mget(struct sift_kv *kv, const char *const *keys, size_t n, char **vals_r);
+/* Adds deltas[i] to keys[i] (a missing key counts as 0), all at once (one
+ * atomic script on Redis); each key's expiry is set to ttl_ms (0: none) at
+ * every increment, and a key whose value drops to 0 or below is deleted
+ * (counters that are counted down). 0 or -1. */
+int sift_kv_incr_many(struct sift_kv *kv, const char *const *keys, const long long *deltas, size_t n,
+		      long ttl_ms);
 
 /* ---- quarantine.c: the quarantine store -----------------------------------
  * One file per message in dir (the message as received, CRLF) plus a

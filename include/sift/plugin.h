@@ -630,6 +630,15 @@ struct sift_host {
 	 * host, valid until the next auth_result call or the end of the
 	 * message. The arc plugin copies them into ARC-Authentication-Results. */
 	const char *(*auth_result_get)(struct sift_ctx *ctx, const char *authserv_id);
+	/* Batches of the key-value store (for many keys per message, as the
+	 * spam plugin's Bayes tokens): kv_mget reads n keys at once (one round
+	 * trip on Redis): vals_r[i] malloc'd, or NULL when absent; 0, or -1
+	 * (every vals_r[i] NULL). kv_incr_many adds deltas[i] to keys[i] all at
+	 * once (one atomic script on Redis), sets each key's expiry to ttl_ms
+	 * (0: none) at every increment, and deletes a key whose value drops to
+	 * 0 or below; 0 or -1. */
+	int (*kv_mget)(const char *const *keys, size_t n, char **vals_r);
+	int (*kv_incr_many)(const char *const *keys, const long long *deltas, size_t n, long ttl_ms);
 };
 
 struct sift_plugin {

@@ -300,6 +300,9 @@ void spam_engine_free(struct spam_engine *e)
 	for (size_t i = 0; i < e->nfreemail; i++)
 		free(e->freemail[i]);
 	free(e->freemail);
+	for (size_t i = 0; i < e->nbayes_ignore; i++)
+		free(e->bayes_ignore[i]);
+	free(e->bayes_ignore);
 	for (size_t i = 0; i < e->nfreemail_glob; i++)
 		free(e->freemail_glob[i]);
 	free(e->freemail_glob);

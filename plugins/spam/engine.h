@@ -19,11 +19,13 @@
 #ifndef SPAM_ENGINE_H
 #define SPAM_ENGINE_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "sift/plugin.h"
 
 struct spam_engine;
+struct bayes;
 
 #define SPAM_SET_NET   1
 #define SPAM_SET_BAYES 2
@@ -57,6 +59,9 @@ struct spam_input {
 	 * tools get it from the host siftctl passes them): From:addr, :name and
 	 * the recipient evals read addresses through it. NULL = no addresses. */
 	struct sift_addrs *(*addrlist_parse)(const char *value);
+	/* Bayes (bayes.h): BAYES_* rules, score sets 2/3 while it is usable,
+	 * autolearn. NULL = none. */
+	struct bayes *bayes;
 };
 
 struct spam_hit {
@@ -71,6 +76,9 @@ struct spam_result {
 	size_t nhits;
 	double required; /* required_score of the ruleset */
 	int timed_out;
+	double bayes;	       /* the Bayes probability, -1 when not computed */
+	int score_set;	       /* the set the scores came from (0-3) */
+	const char *autolearn; /* "ham", "spam", "no", "disabled" (static) */
 };
 
 /* NULL with *err_r (malloc'd) when the rules have errors: every error as
@@ -86,6 +94,13 @@ int spam_engine_hs_wait(const struct spam_engine *e, char **err_r);
 void spam_engine_free(struct spam_engine *e);
 int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, struct spam_result *r);
 void spam_result_free(struct spam_result *r);
+/* Learns (or forgets) in->mime into in->bayes, tokenized as scoring does:
+ * 1 done, 0 nothing to do (already learned so, or not learned), -1 error. */
+int spam_engine_learn(const struct spam_engine *e, const struct spam_input *in, bool spam, bool forget);
+/* Calls cb with the text of each Bayes token of in->mime (every one, before
+ * duplicates are dropped). */
+void spam_engine_tokens(const struct spam_engine *e, const struct spam_input *in,
+			void (*cb)(void *arg, const char *tok, size_t len), void *arg);
 /* Lint report: warnings (verbose), unknown evals, PCRE2 fallbacks, counts.
  * Returns the number of errors (an engine with errors is never built, so
  * 0: siftctl reports errors from spam_engine_new's message). */
@@ -100,6 +115,13 @@ double spam_engine_required(const struct spam_engine *e);
 extern const struct sift_tool spam_tools[];
 const struct spam_engine *spam_tool_engine(const void *conf);
 void spam_tool_levels(const void *conf, double out[2][3]);
+struct bayes *spam_tool_bayes(const void *conf); /* NULL: use_bayes = no */
+/* The Bayes tools (bayes_tool.c): learn/forget, stats, import. */
+int spam_tool_learn(const struct sift_host *host, void *conf, int argc, char **argv);
+int spam_tool_bayes_stats(const struct sift_host *host, void *conf, int argc, char **argv);
+int spam_tool_import(const struct sift_host *host, void *conf, int argc, char **argv);
+int spam_tool_dump(const struct sift_host *host, void *conf, int argc, char **argv);
+int spam_tool_tokens(const struct sift_host *host, void *conf, int argc, char **argv);
 
 char *spam_format_status(const struct spam_result *r, double tag_level, double tag2_level, int is_spam);
 /* %.3f with trailing zeros (and point) removed, as amavisd prints. */

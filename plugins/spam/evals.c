@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "bayes_engine.h"
 #include "internal.h"
 
 static int ev_never(struct msgctx *m, const struct rule *r)
@@ -858,7 +859,7 @@ const struct evaldef evals[] = {
 	{"check_dns_sender", ev_never},
 	{"check_uridnsbl", ev_never},
 	{"check_uri_host_listed", ev_never},
-	{"check_bayes", ev_never},
+	{"check_bayes", ev_check_bayes},
 	{"check_razor2", ev_never},
 	{"check_razor2_range", ev_never},
 	{"check_pyzor", ev_never},

@@ -248,6 +248,8 @@ struct spam_engine {
 	size_t nreplace;
 	char **freemail; /* freemail_domains: exact names, sorted after load */
 	size_t nfreemail, freemail_cap;
+	char **bayes_ignore; /* bayes_ignore_header names */
+	size_t nbayes_ignore;
 	char **freemail_glob; /* entries with * or ? */
 	size_t nfreemail_glob;
 	/* rule index lists by what the per-message pass does with them */
@@ -368,6 +370,11 @@ struct msgctx {
 		double unicode_ratio, multipart_ratio, madiff, upper;
 		size_t base64_len, madiff_html, madiff_text;
 	} ev;
+	/* Bayes (bayes_engine.c) */
+	struct btoks *btoks;
+	double bayes_p;
+	bool bayes_done;
+	int set; /* the score set of this message */
 #ifdef SPAM_HAVE_HS
 	const struct hsmatch *hm; /* NULL: the base matcher */
 	struct scratch_pool *pool;
@@ -407,6 +414,16 @@ static inline const char *eval_arg(const struct rule *r, int i)
  * the fixed patterns of the eval functions) */
 bool re_match_str(const char *re, const char *s);
 bool re_match_lit(const char *re, const char *s);
+
+/* A rule's score in score set `set` (0-3). */
+static inline double rule_score(const struct rule *r, int set)
+{
+	return r->has_score ? r->scores[set] : r->score;
+}
+
+/* The per-message context (scan.c). */
+void msg_init(struct msgctx *m, const struct spam_engine *e, const struct spam_input *in);
+void msg_free(struct msgctx *m);
 
 /* ---- relays (relay.c) ------------------------------------------------------- */
 

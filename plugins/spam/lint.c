@@ -147,6 +147,8 @@ char *spam_format_status(const struct spam_result *r, double tag_level, double t
 		sb_adds(&b, "=");
 		sb_adds(&b, v);
 	}
-	sb_adds(&b, "] autolearn=no autolearn_force=no");
+	sb_adds(&b, "] autolearn=");
+	sb_adds(&b, r->autolearn ? r->autolearn : "no");
+	sb_adds(&b, " autolearn_force=no");
 	return b.d;
 }

@@ -433,6 +433,16 @@ static void d_freemail_domains(struct pline *l)
 	}
 }
 
+/* bayes_ignore_header NAME...: headers Bayes does not tokenize. */
+static void d_bayes_ignore_header(struct pline *l)
+{
+	struct spam_engine *e = l->e;
+	for (char *t = strtok(l->args, " \t"); t; t = strtok(NULL, " \t")) {
+		e->bayes_ignore = xrealloc(e->bayes_ignore, (e->nbayes_ignore + 1) * sizeof(char *));
+		e->bayes_ignore[e->nbayes_ignore++] = xstrdup(t);
+	}
+}
+
 static void d_required_score(struct pline *l)
 {
 	l->e->required = strtod(l->args, NULL);
@@ -666,6 +676,7 @@ static const struct directive {
 	{"tryplugin", d_loadplugin, 0, 0},
 	{"include", d_include, 0, 0},
 	{"freemail_domains", d_freemail_domains, 0, 0},
+	{"bayes_ignore_header", d_bayes_ignore_header, 0, 0},
 	{"required_score", d_required_score, 0, 0},
 	{"required_hits", d_required_score, 0, 0},
 	{"score", d_score, 0, D_NAMED},

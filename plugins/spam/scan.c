@@ -5,6 +5,7 @@
  * metas in dependency order, and the result. Many threads at once: only
  * the per-message context is written.
  */
+#include "bayes_engine.h"
 #include "internal.h"
 
 static int pmatch(struct msgctx *m, const struct rule *r, const char *s, size_t len, size_t off)
@@ -193,13 +194,14 @@ static int hitcmp(const void *a, const void *b)
 	return strcmp(((const struct spam_hit *)a)->name, ((const struct spam_hit *)b)->name);
 }
 
-static void msg_init(struct msgctx *m, const struct spam_engine *e, const struct spam_input *in)
+void msg_init(struct msgctx *m, const struct spam_engine *e, const struct spam_input *in)
 {
 	memset(m, 0, sizeof(*m));
 	m->e = e;
 	m->in = in;
 	m->mime = in->mime;
 	m->deadline = in->deadline_ms;
+	m->set = bayes_score_set(e, in);
 	m->hits = xcalloc(e->nrules, sizeof(int));
 	m->done = xcalloc(e->nrules, sizeof(bool));
 	m->tvals = xcalloc(e->ntargets, sizeof(char *));
@@ -218,7 +220,7 @@ static void msg_init(struct msgctx *m, const struct spam_engine *e, const struct
 #endif
 }
 
-static void msg_free(struct msgctx *m)
+void msg_free(struct msgctx *m)
 {
 #ifdef SPAM_HAVE_HS
 	pool_put(m->pool, m->scratch);
@@ -235,6 +237,7 @@ static void msg_free(struct msgctx *m)
 	free(m->rawlens);
 	free(m->full);
 	relays_free(m->relays);
+	bayes_msg_free(m);
 	free(m->tvals);
 	free(m->tdone);
 	free(m->hits);
@@ -383,10 +386,11 @@ static void make_result(struct msgctx *m, struct spam_result *res)
 	res->hits = xmalloc(cap * sizeof(*res->hits));
 	for (size_t i = 0; i < e->nrules; i++) {
 		const struct rule *r = &e->rules[i];
-		if (!m->hits[i] || r->disabled || r->type == R_NONE || r->score == 0 ||
+		double sc = rule_score(r, m->set);
+		if (!m->hits[i] || r->disabled || r->type == R_NONE || sc == 0 ||
 		    strncmp(r->name, "__", 2) == 0)
 			continue;
-		result_add(res, &cap, r->name, r->score, r->describe);
+		result_add(res, &cap, r->name, sc, r->describe);
 	}
 	/* the other plugins' symbols that no symbol_score weighs count with
 	 * their own scores: the message has one score, whoever computes it */
@@ -414,6 +418,7 @@ int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, 
 	post_headers(&m);
 	evals_symbols_metas(&m);
 	make_result(&m, res);
+	bayes_after_check(&m, res);
 	msg_free(&m);
 	return 0;
 }

@@ -33,6 +33,7 @@
 #include <malloc.h>
 #endif
 
+#include "bayes.h"
 #include "engine.h"
 #include "sift/plugin.h"
 
@@ -48,7 +49,14 @@ struct spam_conf {
 	long long max_size;
 	long long body_scan_size;
 	int strip_headers;
+	int use_bayes;
+	const char *bayes_store;
+	int bayes_auto_learn;
+	const char *bayes_auto_learn_threshold_nonspam, *bayes_auto_learn_threshold_spam;
+	long long bayes_min_spam_num, bayes_min_ham_num, bayes_expiry_max_db_size;
+	long long bayes_token_ttl;
 	/* derived */
+	struct bayes *bayes;
 	struct spam_engine *engine;
 	double level[2][3]; /* [profile][tag, tag2, kill]; INFINITY = off */
 };
@@ -89,6 +97,26 @@ static const struct sift_param params[] = {
 	 "octets of each text part that body rules see (SpamAssassin's body_part_scan_size)"},
 	{"strip_headers", SIFT_P_BOOL, "yes", 0, 0, OFF(strip_headers), NULL,
 	 "remove X-Spam-Flag/Score/Level/Status headers that arrive with the message"},
+	{"use_bayes", SIFT_P_BOOL, "yes", 0, 0, OFF(use_bayes), NULL,
+	 "Bayes: BAYES_* rules and score sets 2/3 once bayes_min_spam_num and _ham_num messages are learned"},
+	{"bayes_store", SIFT_P_STRING, "lmdb:" SIFT_STATEDIR "/bayes", 0, 0, OFF(bayes_store), NULL,
+	 "where Bayes counts live: lmdb:DIRECTORY, redis (the state_store, shared by several hosts) or "
+	 "memory"},
+	{"bayes_auto_learn", SIFT_P_BOOL, "yes", 0, 0, OFF(bayes_auto_learn), NULL,
+	 "learn messages scored clearly ham or spam (SpamAssassin's autolearn rules)"},
+	{"bayes_auto_learn_threshold_nonspam", SIFT_P_STRING, "0.1", 0, 0,
+	 OFF(bayes_auto_learn_threshold_nonspam), NULL,
+	 "autolearn as ham below these points (without Bayes rules)"},
+	{"bayes_auto_learn_threshold_spam", SIFT_P_STRING, "12.0", 0, 0, OFF(bayes_auto_learn_threshold_spam),
+	 NULL, "autolearn as spam from these points (and 3 header and 3 body points)"},
+	{"bayes_min_spam_num", SIFT_P_INT, "200", 0, 1000000000, OFF(bayes_min_spam_num), NULL,
+	 "spam messages learned before Bayes scores"},
+	{"bayes_min_ham_num", SIFT_P_INT, "200", 0, 1000000000, OFF(bayes_min_ham_num), NULL,
+	 "ham messages learned before Bayes scores"},
+	{"bayes_expiry_max_db_size", SIFT_P_INT, "150000", 0, 1000000000, OFF(bayes_expiry_max_db_size), NULL,
+	 "tokens kept (lmdb, memory): beyond, the least recently learned go until 75% remain; 0 = no expiry"},
+	{"bayes_token_ttl", SIFT_P_TIME, "0", 0, 31536000000LL, OFF(bayes_token_ttl), NULL,
+	 "redis: a token key expires this long after it was last learned (0 = never)"},
 	SIFT_PARAM_END,
 };
 #undef OFF
@@ -133,6 +161,44 @@ static void heap_trim(void)
 #endif
 }
 
+/* The Bayes classifier of the conf block (NULL when use_bayes = no). */
+static int bayes_init(const struct sift_host *h, struct spam_conf *c, char **err_r)
+{
+	if (!c->use_bayes)
+		return 0;
+	struct bayes_opts o = {
+		.min_spam_num = c->bayes_min_spam_num,
+		.min_ham_num = c->bayes_min_ham_num,
+		.auto_learn = c->bayes_auto_learn,
+		.max_db_size = c->bayes_expiry_max_db_size,
+		.max_token_length = 15,
+	};
+	char *end1, *end2;
+	o.autolearn_nonspam = strtod(c->bayes_auto_learn_threshold_nonspam, &end1);
+	o.autolearn_spam = strtod(c->bayes_auto_learn_threshold_spam, &end2);
+	if (*end1 || *end2 || end1 == c->bayes_auto_learn_threshold_nonspam ||
+	    end2 == c->bayes_auto_learn_threshold_spam) {
+		*err_r = strdup("spam_bayes_auto_learn_threshold_*: not a number");
+		return -1;
+	}
+	char *err = NULL;
+	struct bstore *st = bstore_open(c->bayes_store, h, (long)c->bayes_token_ttl, &err);
+	if (!st) {
+		/* as SpamAssassin without a usable database: no Bayes, set 0/1 */
+		h->log(NULL, LOG_WARNING, "spam_bayes_store: %s; Bayes is off", err ? err : "cannot open");
+		free(err);
+		return 0;
+	}
+	c->bayes = calloc(1, sizeof(*c->bayes));
+	if (!c->bayes) {
+		st->ops->close(st);
+		return -1;
+	}
+	c->bayes->st = st;
+	c->bayes->o = o;
+	return 0;
+}
+
 static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 {
 	struct spam_conf *c = cp;
@@ -156,6 +222,7 @@ static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 		.cache_dir = c->cache_directory,
 		.use_hyperscan = c->hyperscan,
 		.body_scan_size = (size_t)c->body_scan_size,
+		.score_set = c->use_bayes ? SPAM_SET_BAYES : 0,
 		.log = engine_log,
 	};
 	long long t0 = 0;
@@ -170,6 +237,11 @@ static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 		if (asprintf(err_r, "spam_rules: %s", err ? err : "cannot load") < 0)
 			*err_r = NULL;
 		free(err);
+		return -1;
+	}
+	if (bayes_init(h, c, err_r) < 0) {
+		spam_engine_free(c->engine);
+		c->engine = NULL;
 		return -1;
 	}
 	heap_trim();
@@ -188,6 +260,11 @@ static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 static void spam_release(void *cp)
 {
 	struct spam_conf *c = cp;
+	if (c->bayes) {
+		c->bayes->st->ops->close(c->bayes->st);
+		free(c->bayes);
+		c->bayes = NULL;
+	}
 	spam_engine_free(c->engine);
 	c->engine = NULL;
 	heap_trim();
@@ -276,6 +353,7 @@ static int score_message(struct sift_ctx *ctx, const struct spam_conf *c, const 
 		.client_addr = client,
 		.client_name = host->get(ctx, SIFT_I_CLIENT_NAME),
 		.addrlist_parse = host->addrlist_parse,
+		.bayes = c->bayes,
 		.deadline_ms =
 			left > 0 ? (long)((long long)tn.tv_sec * 1000 + tn.tv_nsec / 1000000 + left) : 0,
 	};
@@ -457,6 +535,11 @@ static enum sift_verdict spam_eom(struct sift_ctx *ctx)
 const struct spam_engine *spam_tool_engine(const void *conf)
 {
 	return ((const struct spam_conf *)conf)->engine;
+}
+
+struct bayes *spam_tool_bayes(const void *conf)
+{
+	return ((const struct spam_conf *)conf)->bayes;
 }
 
 void spam_tool_levels(const void *conf, double out[2][3])

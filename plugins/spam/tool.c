@@ -14,7 +14,8 @@
  *       compiles the Hyperscan databases into spam_cache_directory, so that
  *       filterd starts on Hyperscan at once; exit status 1 on failure;
  *   siftctl spam mime FILE
- *       dumps the MIME parse (parts, decoded headers, text, URIs).
+ *       dumps the MIME parse (parts, decoded headers, text, URIs);
+ *   siftctl spam learn|forget|stats|import (Bayes: bayes_tool.c).
  *
  * siftctl initialises the plugin with the configuration (-c/-o) as filterd
  * would (rule loading and compilation), alone in its chain; the tools use
@@ -67,6 +68,7 @@ struct check_state {
 	const char *file, *from;
 	struct sift_addrs *(*addrlist_parse)(const char *value); /* the host's */
 	bool json;
+	struct bayes *bayes;
 	double tag, tag2, spam_from;
 	struct timespec ts0, cpu0; /* CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID */
 };
@@ -94,8 +96,10 @@ static void print_json(const struct check_state *st, const struct spam_result *r
 static void check_done(void *arg, const struct sift_tool_message *m)
 {
 	const struct check_state *st = arg;
-	struct spam_input in = {
-		.mime = m->mime, .envelope_from = st->from, .addrlist_parse = st->addrlist_parse};
+	struct spam_input in = {.mime = m->mime,
+				.envelope_from = st->from,
+				.addrlist_parse = st->addrlist_parse,
+				.bayes = st->bayes};
 	struct spam_result r;
 	spam_engine_check(st->e, &in, &r);
 	struct timespec ts1, cpu1;
@@ -143,6 +147,7 @@ static int tool_check(const struct sift_host *host, void *conf, int argc, char *
 	st.e = engine_of(conf);
 	if (!st.e)
 		return 1;
+	st.bayes = spam_tool_bayes(conf);
 	/* the inbound levels, as the plugin parsed them */
 	double lv[2][3];
 	spam_tool_levels(conf, lv);
@@ -239,5 +244,16 @@ const struct sift_tool spam_tools[] = {
 	{"lint", "[-v]", "rule errors, unknown evals, PCRE2 fallbacks", SIFT_TOOL_INIT, tool_lint},
 	{"compile", "", "fill spam_cache_directory with Hyperscan databases", SIFT_TOOL_INIT, tool_compile},
 	{"mime", "FILE", "dump the MIME parse of a message", SIFT_TOOL_NO_CONF, tool_mime},
+	{"learn", "--spam|--ham PATH...", "learn messages into Bayes (files, directories, mbox, Maildir)",
+	 SIFT_TOOL_INIT, spam_tool_learn},
+	{"forget", "PATH...", "forget learned messages (files, directories, mbox, Maildir)", SIFT_TOOL_INIT,
+	 spam_tool_learn},
+	{"stats", "", "Bayes database: messages and tokens learned", SIFT_TOOL_INIT, spam_tool_bayes_stats},
+	{"import", "FILE", "import an sa-learn --backup dump into the Bayes database", SIFT_TOOL_INIT,
+	 spam_tool_import},
+	{"dump", "", "print the Bayes database as sa-learn --backup does (lmdb, memory)", SIFT_TOOL_INIT,
+	 spam_tool_dump},
+	{"tokens", "FILE", "list the Bayes tokens of a message (hash and text)", SIFT_TOOL_INIT,
+	 spam_tool_tokens},
 	{NULL, NULL, NULL, 0, NULL},
 };

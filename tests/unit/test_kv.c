@@ -254,6 +254,43 @@ static void test_max_keys(void)
 	sift_kv_free(kv);
 }
 
+/* The batches through the key-by-key fallback of the memory backend. */
+static void test_batches(void)
+{
+	char *err = NULL;
+	struct sift_kv *kv = sift_kv_open("memory:", &err);
+	CHECK(kv != NULL);
+	const char *keys[] = {"b1", "b2", "b3"};
+	long long d[] = {2, 1, -1};
+	CHECK_INT(sift_kv_incr_many(kv, keys, d, 3, 0), 0);
+	char *v[3] = {NULL, NULL, NULL};
+	CHECK_INT(sift_kv_mget(kv, keys, 3, v), 0);
+	CHECK_STR(v[0], "2");
+	CHECK_STR(v[1], "1");
+	CHECK(v[2] == NULL); /* dropped to -1: deleted */
+	for (int i = 0; i < 3; i++)
+		free(v[i]);
+	long long back[] = {-2, 0, 0};
+	CHECK_INT(sift_kv_incr_many(kv, keys, back, 1, 0), 0);
+	CHECK_INT(sift_kv_mget(kv, keys, 2, v), 0);
+	CHECK(v[0] == NULL); /* counted down to 0: deleted */
+	CHECK_STR(v[1], "1");
+	free(v[0]);
+	free(v[1]);
+	/* the expiry restarts at every increment */
+	const char *k1[] = {"t"};
+	long long one[] = {1};
+	CHECK_INT(sift_kv_incr_many(kv, k1, one, 1, 150), 0);
+	sleep_ms(100);
+	CHECK_INT(sift_kv_incr_many(kv, k1, one, 1, 150), 0);
+	sleep_ms(100);
+	CHECK_INT(sift_kv_mget(kv, k1, 1, v), 0);
+	CHECK_STR(v[0], "2");
+	free(v[0]);
+	CHECK_INT(sift_kv_mget(NULL, k1, 1, v), -1);
+	sift_kv_free(kv);
+}
+
 int main(void)
 {
 	test_open();
@@ -262,5 +299,6 @@ int main(void)
 	test_incr();
 	test_threads();
 	test_max_keys();
+	test_batches();
 	return t_done();
 }

@@ -1,0 +1,295 @@
+/*
+ * bayes.c - Bayes probabilities, learning and the import of SpamAssassin
+ * dumps, as Mail::SpamAssassin::Plugin::Bayes and Bayes::CombineChi do:
+ *   a token's probability is Robinson's f(w) = (s*x + n*p) / (s + n) with
+ *   p = s*nh / (h*ns + s*nh), s = 0.030 and x = 0.538; tokens whose
+ *   |f(w) - 0.5| is below 0.346 are ignored; the 150 strongest are combined
+ *   with Fisher's chi-squared method, weighted by the spam/ham ratio.
+ * A message is learned once: learning it again as the same is a no-op,
+ * learning it as the other class forgets it first (its msgid is kept in the
+ * store's seen list, as SpamAssassin's bayes_seen).
+ */
+#include <math.h>
+#include <openssl/sha.h>
+
+#include "bayes.h"
+#include "internal.h"
+
+#define FW_X		  0.538
+#define FW_S		  0.030
+#define MIN_PROB_STRENGTH 0.346
+#define N_SIGNIFICANT	  150
+
+static double chi2q(double x2, size_t halfv)
+{
+	double m = x2 / 2.0, term = exp(-m), sum = term;
+	for (size_t i = 1; i < halfv; i++) {
+		term *= m / (double)i;
+		sum += term;
+	}
+	return sum < 1.0 ? sum : 1.0;
+}
+
+double bayes_combine(long long ns, long long nh, const double *p, size_t n)
+{
+	if (!n || ns + nh == 0)
+		return -1;
+	double S = (double)ns / (double)(ns + nh), H = (double)nh / (double)(ns + nh);
+	int se = 0, he = 0;
+	for (size_t i = 0; i < n; i++) {
+		S *= 1.0 - p[i];
+		H *= p[i];
+		if (S < 1e-200) {
+			int e;
+			S = frexp(S, &e);
+			se += e;
+		}
+		if (H < 1e-200) {
+			int e;
+			H = frexp(H, &e);
+			he += e;
+		}
+	}
+	S = log(S) + se * M_LN2;
+	H = log(H) + he * M_LN2;
+	S = 1.0 - chi2q(-2.0 * S, n);
+	H = 1.0 - chi2q(-2.0 * H, n);
+	return ((S - H) + 1.0) / 2.0;
+}
+
+static int strength_cmp(const void *a, const void *b)
+{
+	double x = fabs(*(const double *)a - 0.5), y = fabs(*(const double *)b - 0.5);
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+bool bayes_ready(struct bayes *b)
+{
+	long long ns, nh, nt;
+	if (b->st->ops->totals(b->st, &ns, &nh, &nt) < 0)
+		return false;
+	return ns >= b->o.min_spam_num && nh >= b->o.min_ham_num && ns > 0 && nh > 0;
+}
+
+double bayes_classify(struct bayes *b, const struct btoks *t)
+{
+	long long ns, nh, nt;
+	if (!t->n || b->st->ops->totals(b->st, &ns, &nh, &nt) < 0)
+		return -1;
+	if (ns < b->o.min_spam_num || nh < b->o.min_ham_num || !ns || !nh)
+		return -1;
+	struct bcounts *c = xmalloc(t->n * sizeof(*c));
+	if (b->st->ops->get(b->st, t->v, t->n, c) < 0) {
+		free(c);
+		return -1;
+	}
+	double *p = xmalloc(t->n * sizeof(double));
+	size_t np = 0;
+	for (size_t i = 0; i < t->n; i++) {
+		double s = c[i].s, h = c[i].h;
+		if (s + h < 1)
+			continue;
+		double pr = (s * (double)nh) / (h * (double)ns + s * (double)nh);
+		pr = (FW_S * FW_X + (s + h) * pr) / (FW_S + s + h);
+		p[np++] = pr;
+	}
+	free(c);
+	qsort(p, np, sizeof(double), strength_cmp);
+	if (np > N_SIGNIFICANT)
+		np = N_SIGNIFICANT;
+	size_t k = 0;
+	while (k < np && fabs(p[k] - 0.5) >= MIN_PROB_STRENGTH)
+		k++;
+	double r = k ? bayes_combine(ns, nh, p, k) : -1;
+	free(p);
+	return r;
+}
+
+int bayes_learn(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget)
+{
+	const struct bstore_ops *ops = b->st->ops;
+	int seen = ops->seen(b->st, msgid);
+	if (seen < 0)
+		return -1;
+	uint32_t now = (uint32_t)time(NULL);
+	if (forget) {
+		if (!seen)
+			return 0;
+		return ops->apply(b->st, t->v, t->n, seen == 's', -1, now, msgid, 0) < 0 ? -1 : 1;
+	}
+	char what = spam ? 's' : 'h';
+	if (seen == what)
+		return 0;
+	if (seen && ops->apply(b->st, t->v, t->n, seen == 's', -1, now, msgid, 0) < 0)
+		return -1;
+	if (ops->apply(b->st, t->v, t->n, spam, 1, now, msgid, what) < 0)
+		return -1;
+	return 1;
+}
+
+struct atimes {
+	uint32_t *a;
+	size_t n, cap;
+};
+
+static int collect_atime(void *arg, btok t, const struct bcounts *c)
+{
+	(void)t;
+	struct atimes *at = arg;
+	if (at->n == at->cap) {
+		at->cap = at->cap ? at->cap * 2 : 65536;
+		at->a = xrealloc(at->a, at->cap * sizeof(uint32_t));
+	}
+	at->a[at->n++] = c->atime;
+	return 0;
+}
+
+static int u32cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+long long bayes_expire(struct bayes *b)
+{
+	long long ns, nh, nt;
+	if (b->o.max_db_size <= 0 || !b->st->ops->each || b->st->ops->totals(b->st, &ns, &nh, &nt) < 0 ||
+	    nt <= b->o.max_db_size)
+		return 0;
+	struct atimes at = {0};
+	if (b->st->ops->each(b->st, collect_atime, &at) < 0) {
+		free(at.a);
+		return -1;
+	}
+	long long keep = b->o.max_db_size * 3 / 4;
+	long long r = 0;
+	if ((long long)at.n > keep) {
+		qsort(at.a, at.n, sizeof(uint32_t), u32cmp);
+		/* the newest `keep` stay: delete what is older than the
+		 * oldest of them */
+		uint32_t cutoff = at.a[at.n - (size_t)keep];
+		r = b->st->ops->expire(b->st, cutoff);
+	}
+	free(at.a);
+	return r;
+}
+
+/* ---- sa-learn --backup ------------------------------------------------- */
+
+static int import_line(char *line, btok *t, struct bcounts *c, long long *ns, long long *nh, int *what)
+{
+	line[strcspn(line, "\r\n")] = 0;
+	char *f[6] = {0};
+	int nf = 0;
+	for (char *p = line; nf < 6;) {
+		f[nf++] = p;
+		char *tab = strchr(p, '\t');
+		if (!tab)
+			break;
+		*tab = 0;
+		p = tab + 1;
+	}
+	*what = 0;
+	if (nf >= 3 && strcmp(f[0], "v") == 0) {
+		if (strncmp(f[2], "db_version", 10) == 0 && atoi(f[1]) != 3)
+			return -1;
+		if (strcmp(f[2], "num_spam") == 0)
+			*ns = atoll(f[1]);
+		else if (strcmp(f[2], "num_nonspam") == 0)
+			*nh = atoll(f[1]);
+		return 0;
+	}
+	if (nf >= 5 && strcmp(f[0], "t") == 0) {
+		if (strlen(f[4]) != 10)
+			return -1;
+		char *end;
+		*t = strtoull(f[4], &end, 16);
+		if (*end)
+			return -1;
+		c->s = (uint32_t)strtoul(f[1], NULL, 10);
+		c->h = (uint32_t)strtoul(f[2], NULL, 10);
+		c->atime = (uint32_t)strtoul(f[3], NULL, 10);
+		*what = 't';
+		return 0;
+	}
+	if (nf >= 3 && strcmp(f[0], "s") == 0) {
+		*what = 's';
+		return 0;
+	}
+	return nf == 1 && !*f[0] ? 0 : -1;
+}
+
+long long bayes_import(struct bayes *b, FILE *f, char **err_r)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	long long ns = 0, nh = 0, n = 0, lineno = 0;
+	size_t bn = 0, bcap = 4096;
+	btok *tv = xmalloc(bcap * sizeof(btok));
+	struct bcounts *cv = xmalloc(bcap * sizeof(struct bcounts));
+	int rc = 0;
+	while (getline(&line, &cap, f) > 0) {
+		lineno++;
+		int what;
+		if (import_line(line, &tv[bn], &cv[bn], &ns, &nh, &what) < 0) {
+			if (asprintf(err_r, "line %lld: not an sa-learn --backup line (db_version 3)",
+				     lineno) < 0)
+				*err_r = NULL;
+			rc = -1;
+			break;
+		}
+		if (what == 't' && ++bn == bcap) {
+			if (b->st->ops->put(b->st, tv, cv, bn, -1, -1) < 0) {
+				rc = -1;
+				break;
+			}
+			n += (long long)bn;
+			bn = 0;
+		} else if (what == 's') {
+			/* "s\tFLAG\tMSGID": remembered as learned */
+			char *fl = line + 2, *id = strchr(fl, 0) + 1;
+			if (b->st->ops->apply(b->st, NULL, 0, *fl == 's', 0, 0, id, *fl == 's' ? 's' : 'h') <
+			    0) {
+				rc = -1;
+				break;
+			}
+		}
+	}
+	if (rc == 0 && b->st->ops->put(b->st, tv, cv, bn, ns, nh) < 0)
+		rc = -1;
+	if (rc == 0)
+		n += (long long)bn;
+	if (rc < 0 && !*err_r && asprintf(err_r, "cannot write to the Bayes store") < 0)
+		*err_r = NULL;
+	free(line);
+	free(tv);
+	free(cv);
+	return rc < 0 ? -1 : n;
+}
+
+char *bayes_msgid(const struct sift_mime *mime)
+{
+	const char *to = "", *date = "";
+	for (size_t i = 0; i < mime->header_count; i++) {
+		const struct sift_mime_header *h = &mime->headers[i];
+		if (strcasecmp(h->name, "Message-ID") == 0 && h->value[0])
+			return xstrdup(h->value);
+		if (!*to && strcasecmp(h->name, "To") == 0)
+			to = h->value;
+		if (!*date && strcasecmp(h->name, "Date") == 0)
+			date = h->value;
+	}
+	unsigned char bd[SHA_DIGEST_LENGTH], d[SHA_DIGEST_LENGTH];
+	SHA1(mime->body ? mime->body : (const unsigned char *)"", mime->body_len, bd);
+	char bhex[41];
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(bhex + 2 * i, 3, "%02x", bd[i]);
+	char *s = xasprintf("%s%c%s%c%s", to, 0, date, 0, bhex);
+	size_t n = strlen(to) + strlen(date) + 2 + 40;
+	SHA1((const unsigned char *)s, n, d);
+	free(s);
+	char hex[41];
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	return xasprintf("%s@sa_generated", hex);
+}

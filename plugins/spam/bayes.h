@@ -1,0 +1,137 @@
+/*
+ * bayes.h - the spam plugin's Bayes classifier, compatible with
+ * SpamAssassin 4.0's (Mail::SpamAssassin::Plugin::Bayes):
+ *   bayes_tok.c    the tokenizer: header, body and URI tokens as
+ *                  SpamAssassin makes them, each hashed to the last 5 octets
+ *                  of its SHA-1 (so an `sa-learn --backup` dump imports);
+ *   bayes.c        token probabilities (Robinson), chi-squared combining,
+ *                  learning and forgetting, autolearn, the import;
+ *   bayes_store.c  the stores: memory (tests), LMDB (default, one writer,
+ *                  many readers, crash-safe), Redis through the host's
+ *                  key-value functions (one database for several hosts).
+ *
+ * Threading: a struct bayes is shared by all threads once opened; the
+ * stores lock what they need (LMDB: its own reader slots and one writer).
+ */
+#ifndef SPAM_BAYES_H
+#define SPAM_BAYES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sift/plugin.h"
+
+/* A token: the last 5 octets of SHA-1(token text), big-endian in the low
+ * 40 bits (the order of unpack("H*") in a backup dump). */
+typedef uint64_t btok;
+
+/* A message's distinct tokens. */
+struct btoks {
+	btok *v;
+	size_t n, cap;
+	btok *set; /* open-addressing set (0 = empty; token 0 is mapped to 1) */
+	size_t setcap;
+	/* optional: called with each token's text before hashing (dumps) */
+	void (*text_cb)(void *arg, const char *tok, size_t len);
+	void *text_arg;
+};
+
+/* What the tokenizer reads of a message. */
+struct bayes_src {
+	const struct sift_mime *mime; /* headers and URIs */
+	char *const *lines;	      /* the rendered body (Subject first), as body rules see it */
+	const size_t *lens;
+	size_t nlines;
+	/* X-Spam-Relays-Trusted / -Untrusted (NULL: absent) */
+	const char *relays_trusted, *relays_untrusted;
+	struct sift_addrs *(*addrlist_parse)(const char *value); /* NULL: no address tokens */
+	char *const *ignore; /* bayes_ignore_header names (case-insensitive) */
+	size_t nignore;
+};
+
+void bayes_tokenize(const struct bayes_src *src, struct btoks *out);
+void btoks_free(struct btoks *t);
+/* The token of one text (SHA-1, last 5 octets). */
+btok bayes_hash(const char *s, size_t n);
+
+/* ---- the store --------------------------------------------------------- */
+
+struct bcounts {
+	uint32_t s, h, atime;
+};
+
+struct bstore;
+struct bstore_ops {
+	/* nspam, nham and the number of tokens. 0 or -1. */
+	int (*totals)(struct bstore *st, long long *ns, long long *nh, long long *ntok);
+	/* counts of n tokens (absent: zeros). 0 or -1. */
+	int (*get)(struct bstore *st, const btok *t, size_t n, struct bcounts *out);
+	/* One message learned (sign +1) or forgotten (-1) as spam or ham, all at
+	 * once: token counts (never below 0; a token at 0/0 is deleted), the
+	 * totals, and the seen entry of msgid (what = 's'/'h', 0 = delete). */
+	int (*apply)(struct bstore *st, const btok *t, size_t n, bool spam, int sign, uint32_t atime,
+		     const char *msgid, char what);
+	/* 's', 'h' or 0 (not seen); -1 error. */
+	int (*seen)(struct bstore *st, const char *msgid);
+	/* Import: a token's counts set as they are, and the totals. */
+	int (*put)(struct bstore *st, const btok *t, const struct bcounts *c, size_t n, long long ns,
+		   long long nh);
+	/* Deletes the tokens whose atime is older than cutoff; their number. */
+	long long (*expire)(struct bstore *st, uint32_t cutoff);
+	/* Every token (for expiry and dumps); stops when cb returns non-zero. */
+	int (*each)(struct bstore *st, int (*cb)(void *arg, btok t, const struct bcounts *c), void *arg);
+	void (*close)(struct bstore *st);
+	/* Optional (NULL: not needed): on = many messages follow (a bulk
+	 * learner), write them in few transactions; off = commit them now. */
+	int (*bulk)(struct bstore *st, bool on);
+};
+
+struct bstore {
+	const struct bstore_ops *ops;
+};
+
+/* "memory", "lmdb:PATH" (a directory, created) or "redis" (the host's
+ * state_store; ttl_ms: of token keys, 0 = none). NULL with *err_r
+ * (malloc'd). */
+struct bstore *bstore_open(const char *spec, const struct sift_host *host, long ttl_ms, char **err_r);
+struct bstore *bstore_open_lmdb(const char *dir, char **err_r);
+
+/* ---- the classifier ---------------------------------------------------- */
+
+struct bayes_opts {
+	long long min_spam_num, min_ham_num; /* SpamAssassin's 200 and 200 */
+	bool auto_learn;
+	double autolearn_nonspam, autolearn_spam; /* 0.1 and 12.0 */
+	long long max_db_size;			  /* tokens; expiry keeps 75% of it */
+	int max_token_length;			  /* 15 */
+};
+
+struct bayes {
+	struct bstore *st;
+	struct bayes_opts o;
+};
+
+/* The message's spam probability in [0, 1], or -1 when Bayes cannot score
+ * it (too few messages learned, no token known, a store error). */
+double bayes_classify(struct bayes *b, const struct btoks *t);
+/* Bayes is usable: enough spam and ham learned (score sets 2 and 3). */
+bool bayes_ready(struct bayes *b);
+/* Learns (forget false) or forgets the tokens of message msgid: 1 done,
+ * 0 nothing to do (already learned as that, or not learned), -1 error. */
+int bayes_learn(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget);
+/* Expiry when the database holds more than max_db_size tokens: the oldest
+ * (by atime) go until 75% of it remain. Tokens deleted, or -1. */
+long long bayes_expire(struct bayes *b);
+/* Reads an `sa-learn --backup` dump. Tokens imported, or -1 with *err_r. */
+long long bayes_import(struct bayes *b, FILE *f, char **err_r);
+
+/* The msgid SpamAssassin learns a message under: its Message-ID, else
+ * sha1_hex(To \0 Date \0 body digest)@sa_generated. Malloc'd. */
+char *bayes_msgid(const struct sift_mime *mime);
+
+/* Chi-squared combining of probabilities (SpamAssassin's CombineChi). */
+double bayes_combine(long long ns, long long nh, const double *p, size_t n);
+
+#endif

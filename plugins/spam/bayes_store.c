@@ -1,0 +1,393 @@
+/*
+ * bayes_store.c - where Bayes counts live:
+ *   memory      a hash table in the process (tests);
+ *   lmdb:DIR    an LMDB environment (the default, under the state
+ *               directory): databases "tok" (5-octet token -> spam count,
+ *               ham count, atime: three little-endian uint32), "seen" (msgid
+ *               -> 's' or 'h') and "meta" ("nspam", "nham": int64). LMDB
+ *               gives one writer and any number of lock-free readers, and
+ *               copy-on-write pages keep the file consistent across a
+ *               crash. A bulk learner (siftctl) keeps one write transaction
+ *               open over many messages (bstore_bulk).
+ *   redis       the host's state_store (host->kv_*), shared by every host
+ *               using that Redis. Keys (after the store's prefix, "sift:"
+ *               by default): "bayes:s:HEX" and "bayes:h:HEX" (HEX = the
+ *               10 hex digits of a token) spam and ham counts,
+ *               "bayes:nspam", "bayes:nham" the totals, "bayes:seen:MSGID"
+ *               's' or 'h'. Counts change by atomic increments (kv_incr),
+ *               so any number of hosts learn at once; lookups read the
+ *               counts of a message in one batch when the host has
+ *               kv_mget. Tokens have no atime there: keys expire with the
+ *               store's TTL (bayes_token_ttl), refreshed when learned.
+ */
+#include <lmdb.h>
+#include <sys/stat.h>
+
+#include "bayes.h"
+#include "internal.h"
+
+/* ---- memory -------------------------------------------------------------- */
+
+struct mem_ent {
+	btok t;
+	struct bcounts c;
+	bool used;
+};
+
+struct mem_seen {
+	char *id;
+	char what;
+	struct mem_seen *next;
+};
+
+struct mem_store {
+	struct bstore base;
+	pthread_mutex_t lock;
+	struct mem_ent *tab;
+	size_t cap, n;
+	long long ns, nh;
+	struct mem_seen *seen;
+};
+
+static size_t mem_slot(const struct mem_store *m, btok t)
+{
+	size_t j = (size_t)((t * 0x9E3779B97F4A7C15ull) >> 17) & (m->cap - 1);
+	while (m->tab[j].used && m->tab[j].t != t)
+		j = (j + 1) & (m->cap - 1);
+	return j;
+}
+
+static void mem_rehash(struct mem_store *m, size_t cap)
+{
+	struct mem_ent *old = m->tab;
+	size_t oc = m->cap;
+	m->tab = xcalloc(cap, sizeof(*m->tab));
+	m->cap = cap;
+	m->n = 0;
+	for (size_t i = 0; i < oc; i++)
+		if (old[i].used && (old[i].c.s || old[i].c.h)) {
+			m->tab[mem_slot(m, old[i].t)] = old[i];
+			m->n++;
+		}
+	free(old);
+}
+
+static int mem_totals(struct bstore *st, long long *ns, long long *nh, long long *nt)
+{
+	struct mem_store *m = (struct mem_store *)st;
+	pthread_mutex_lock(&m->lock);
+	*ns = m->ns;
+	*nh = m->nh;
+	*nt = 0;
+	for (size_t i = 0; i < m->cap; i++)
+		*nt += m->tab[i].used && (m->tab[i].c.s || m->tab[i].c.h);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+static int mem_get(struct bstore *st, const btok *t, size_t n, struct bcounts *out)
+{
+	struct mem_store *m = (struct mem_store *)st;
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < n; i++) {
+		size_t j = mem_slot(m, t[i]);
+		out[i] = m->tab[j].used ? m->tab[j].c : (struct bcounts){0, 0, 0};
+	}
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+static struct bcounts *mem_ent(struct mem_store *m, btok t)
+{
+	if ((m->n + 1) * 2 > m->cap)
+		mem_rehash(m, m->cap * 2);
+	size_t j = mem_slot(m, t);
+	if (!m->tab[j].used) {
+		m->tab[j] = (struct mem_ent){.t = t, .used = true};
+		m->n++;
+	}
+	return &m->tab[j].c;
+}
+
+static void count_add(uint32_t *v, int d)
+{
+	*v = d < 0 && *v < (uint32_t)-d ? 0 : (uint32_t)((int64_t)*v + d);
+}
+
+static void mem_seen_set(struct mem_store *m, const char *id, char what)
+{
+	struct mem_seen **pp = &m->seen;
+	while (*pp && strcmp((*pp)->id, id) != 0)
+		pp = &(*pp)->next;
+	if (*pp && !what) {
+		struct mem_seen *x = *pp;
+		*pp = x->next;
+		free(x->id);
+		free(x);
+	} else if (*pp)
+		(*pp)->what = what;
+	else if (what) {
+		struct mem_seen *x = xcalloc(1, sizeof(*x));
+		x->id = xstrdup(id);
+		x->what = what;
+		x->next = m->seen;
+		m->seen = x;
+	}
+}
+
+static int mem_apply(struct bstore *st, const btok *t, size_t n, bool spam, int sign, uint32_t atime,
+		     const char *msgid, char what)
+{
+	struct mem_store *m = (struct mem_store *)st;
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < n && sign; i++) {
+		struct bcounts *c = mem_ent(m, t[i]);
+		count_add(spam ? &c->s : &c->h, sign);
+		if (sign > 0)
+			c->atime = atime;
+	}
+	if (sign)
+		*(spam ? &m->ns : &m->nh) += sign;
+	if (m->ns < 0)
+		m->ns = 0;
+	if (m->nh < 0)
+		m->nh = 0;
+	if (msgid)
+		mem_seen_set(m, msgid, what);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+static int mem_seen(struct bstore *st, const char *msgid)
+{
+	struct mem_store *m = (struct mem_store *)st;
+	pthread_mutex_lock(&m->lock);
+	int r = 0;
+	for (struct mem_seen *x = m->seen; x; x = x->next)
+		if (strcmp(x->id, msgid) == 0)
+			r = x->what;
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+static int mem_put(struct bstore *st, const btok *t, const struct bcounts *c, size_t n, long long ns,
+		   long long nh)
+{
+	struct mem_store *m = (struct mem_store *)st;
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < n; i++)
+		*mem_ent(m, t[i]) = c[i];
+	if (ns >= 0)
+		m->ns = ns;
+	if (nh >= 0)
+		m->nh = nh;
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+static long long mem_expire(struct bstore *st, uint32_t cutoff)
+{
+	struct mem_store *m = (struct mem_store *)st;
+	pthread_mutex_lock(&m->lock);
+	long long r = 0;
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->tab[i].used && (m->tab[i].c.s || m->tab[i].c.h) && m->tab[i].c.atime < cutoff) {
+			m->tab[i].c = (struct bcounts){0, 0, 0};
+			r++;
+		}
+	mem_rehash(m, m->cap);
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+static int mem_each(struct bstore *st, int (*cb)(void *, btok, const struct bcounts *), void *arg)
+{
+	struct mem_store *m = (struct mem_store *)st;
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->tab[i].used && (m->tab[i].c.s || m->tab[i].c.h) && cb(arg, m->tab[i].t, &m->tab[i].c))
+			break;
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+static void mem_close(struct bstore *st)
+{
+	struct mem_store *m = (struct mem_store *)st;
+	while (m->seen) {
+		struct mem_seen *x = m->seen;
+		m->seen = x->next;
+		free(x->id);
+		free(x);
+	}
+	free(m->tab);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+static const struct bstore_ops mem_ops = {mem_totals, mem_get,	mem_apply, mem_seen, mem_put,
+					  mem_expire, mem_each, mem_close, NULL};
+
+static struct bstore *mem_open(void)
+{
+	struct mem_store *m = xcalloc(1, sizeof(*m));
+	m->base.ops = &mem_ops;
+	pthread_mutex_init(&m->lock, NULL);
+	m->cap = 1024;
+	m->tab = xcalloc(m->cap, sizeof(*m->tab));
+	return &m->base;
+}
+
+/* ---- redis (the host's state_store) -------------------------------------- */
+
+struct kv_store {
+	struct bstore base;
+	const struct sift_host *h;
+	long ttl_ms;
+};
+
+static int kv_num(const struct sift_host *h, const char *key, long long *v)
+{
+	char *s = NULL;
+	int rc = h->kv_get(key, &s);
+	*v = rc == 0 && s ? atoll(s) : 0;
+	free(s);
+	return rc < 0 ? -1 : 0;
+}
+
+static int kv_totals(struct bstore *st, long long *ns, long long *nh, long long *nt)
+{
+	struct kv_store *k = (struct kv_store *)st;
+	*nt = -1; /* not counted */
+	return kv_num(k->h, "bayes:nspam", ns) < 0 || kv_num(k->h, "bayes:nham", nh) < 0 ? -1 : 0;
+}
+
+static char *tkey(char c, btok t)
+{
+	return xasprintf("bayes:%c:%010llx", c, (unsigned long long)t);
+}
+
+static int kv_tget(struct bstore *st, const btok *t, size_t n, struct bcounts *out)
+{
+	struct kv_store *k = (struct kv_store *)st;
+	char **keys = xcalloc(2 * n + 1, sizeof(char *)), **vals = xcalloc(2 * n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		keys[2 * i] = tkey('s', t[i]);
+		keys[2 * i + 1] = tkey('h', t[i]);
+	}
+	int rc = k->h->kv_mget((const char *const *)keys, 2 * n, vals);
+	for (size_t i = 0; i < n; i++) {
+		out[i].s = vals[2 * i] ? (uint32_t)atoll(vals[2 * i]) : 0;
+		out[i].h = vals[2 * i + 1] ? (uint32_t)atoll(vals[2 * i + 1]) : 0;
+		out[i].atime = 0;
+	}
+	for (size_t i = 0; i < 2 * n; i++) {
+		free(keys[i]);
+		free(vals[i]);
+	}
+	free(keys);
+	free(vals);
+	return rc < 0 ? -1 : 0;
+}
+
+static int kv_apply(struct bstore *st, const btok *t, size_t n, bool spam, int sign, uint32_t atime,
+		    const char *msgid, char what)
+{
+	(void)atime;
+	struct kv_store *k = (struct kv_store *)st;
+	int rc = 0;
+	if (sign) {
+		char **keys = xcalloc(n + 1, sizeof(char *));
+		long long *d = xcalloc(n + 1, sizeof(long long));
+		for (size_t i = 0; i < n; i++) {
+			keys[i] = tkey(spam ? 's' : 'h', t[i]);
+			d[i] = sign;
+		}
+		rc = k->h->kv_incr_many((const char *const *)keys, d, n, k->ttl_ms);
+		for (size_t i = 0; i < n; i++)
+			free(keys[i]);
+		free(keys);
+		free(d);
+		long long v;
+		if (rc == 0 && k->h->kv_incr(spam ? "bayes:nspam" : "bayes:nham", sign, 0, &v) < 0)
+			rc = -1;
+	}
+	if (rc == 0 && msgid && *msgid) {
+		char *key = xasprintf("bayes:seen:%s", msgid);
+		char val[2] = {what, 0};
+		int r = what ? k->h->kv_set(key, val, 0) : k->h->kv_del(key);
+		rc = r < 0 ? -1 : 0;
+		free(key);
+	}
+	return rc;
+}
+
+static int kv_seen(struct bstore *st, const char *msgid)
+{
+	struct kv_store *k = (struct kv_store *)st;
+	char *key = xasprintf("bayes:seen:%s", msgid), *v = NULL;
+	int rc = k->h->kv_get(key, &v);
+	free(key);
+	int r = rc < 0 ? -1 : rc == 0 && v && (*v == 's' || *v == 'h') ? *v : 0;
+	free(v);
+	return r;
+}
+
+static int kv_put(struct bstore *st, const btok *t, const struct bcounts *c, size_t n, long long ns,
+		  long long nh)
+{
+	struct kv_store *k = (struct kv_store *)st;
+	for (size_t i = 0; i < n; i++)
+		for (int w = 0; w < 2; w++) {
+			uint32_t v = w ? c[i].h : c[i].s;
+			if (!v)
+				continue;
+			char *key = tkey(w ? 'h' : 's', t[i]), val[16];
+			snprintf(val, sizeof(val), "%u", v);
+			int rc = k->h->kv_set(key, val, k->ttl_ms);
+			free(key);
+			if (rc < 0)
+				return -1;
+		}
+	char val[24];
+	snprintf(val, sizeof(val), "%lld", ns);
+	if (ns >= 0 && k->h->kv_set("bayes:nspam", val, 0) < 0)
+		return -1;
+	snprintf(val, sizeof(val), "%lld", nh);
+	if (nh >= 0 && k->h->kv_set("bayes:nham", val, 0) < 0)
+		return -1;
+	return 0;
+}
+
+static void kv_close(struct bstore *st)
+{
+	free(st);
+}
+
+/* Redis keeps no atime: tokens expire by TTL; no scan. */
+static const struct bstore_ops kv_ops = {kv_totals, kv_tget, kv_apply, kv_seen, kv_put,
+					 NULL,	    NULL,    kv_close, NULL};
+
+struct bstore *bstore_open(const char *spec, const struct sift_host *host, long ttl_ms, char **err_r)
+{
+	if (strcmp(spec, "memory") == 0)
+		return mem_open();
+	if (strncmp(spec, "lmdb:", 5) == 0)
+		return bstore_open_lmdb(spec + 5, err_r);
+	if (strcmp(spec, "redis") == 0) {
+		if (!host ||
+		    host->struct_size <
+			    offsetof(struct sift_host, kv_incr_many) + sizeof(host->kv_incr_many) ||
+		    !host->kv_mget) {
+			*err_r = xstrdup("the host has no batched key-value functions (kv_mget)");
+			return NULL;
+		}
+		struct kv_store *k = xcalloc(1, sizeof(*k));
+		k->base.ops = &kv_ops;
+		k->h = host;
+		k->ttl_ms = ttl_ms;
+		return &k->base;
+	}
+	*err_r = xasprintf("unknown Bayes store \"%s\" (lmdb:DIR, redis or memory)", spec);
+	return NULL;
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""spam plugin Bayes through siftctl: learn from a directory, an mbox and a
+Maildir, stats, forget, BAYES_99 / BAYES_00 with set 2 scores once enough
+spam and ham are learned, an LMDB database that persists across runs (each
+siftctl is a new process), and the import of an sa-learn --backup dump."""
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests', 'lib'))
+import sifttest  # noqa: E402
+from sifttest import check, done  # noqa: E402
+
+SIFTCTL = sifttest.program('siftctl')
+BUILD = sifttest.builddir()
+SPAMW = 'viagra cheap pills offer casino winner lottery unsubscribe prize bonus'.split()
+HAMW = 'meeting agenda project report review schedule minutes budget draft release'.split()
+
+
+def msg(i, words, kind):
+    rnd = random.Random(i * 7 + len(kind))
+    body = ' '.join(rnd.choice(words) for _ in range(40))
+    return (f'From: {kind}{i}@{kind}.example\nTo: user@sift.test\nSubject: {kind} {i}\n'
+            f'Message-ID: <{kind}{i}@{kind}.example>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\n{body}\n')
+
+
+def run(conf, *args):
+    p = subprocess.run([SIFTCTL, '-c', conf] + list(args), capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout + p.stderr
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix='sift-bayes-')
+    rules = os.path.join(tmp, 'rules.cf')
+    with open(rules, 'w') as f:
+        f.write('loadplugin Mail::SpamAssassin::Plugin::Bayes\n')
+        for name, lo, hi, sc in (('BAYES_00', '0', '0.01', -1.9), ('BAYES_50', '0.4', '0.6', 0.8),
+                                 ('BAYES_99', '0.99', '1.00', 3.5)):
+            f.write(f"body {name} eval:check_bayes('{lo}', '{hi}')\ntflags {name} learn\n"
+                    f"score {name} 0 0 {sc} {sc}\n")
+        # 12.5 points without Bayes, 6 of them header and 6.5 body points
+        f.write('header AL_HDR Subject =~ /autolearn-me/\nscore AL_HDR 6\n'
+                'body AL_BODY /autolearnbody/\nscore AL_BODY 6.5\n'
+                'header AL_NO Subject =~ /noautolearn/\nscore AL_NO 20\ntflags AL_NO noautolearn\n')
+    conf = os.path.join(tmp, 'f.conf')
+    with open(conf, 'w') as f:
+        f.write(f'inbound_plugins = spam\nplugin_directory = {BUILD}/plugins\nspam_rules = {rules}\n'
+                f'spam_cache_directory =\nspam_bayes_store = lmdb:{tmp}/db\nspam_bayes_min_spam_num = 20\n'
+                'spam_bayes_min_ham_num = 20\nspam_bayes_auto_learn = no\n')
+    # spam: a directory of files; ham: an mbox and a Maildir
+    sdir = os.path.join(tmp, 'spam')
+    os.mkdir(sdir)
+    for i in range(25):
+        with open(os.path.join(sdir, f'{i}.eml'), 'w') as f:
+            f.write(msg(i, SPAMW, 'spam'))
+    mbox = os.path.join(tmp, 'ham.mbox')
+    with open(mbox, 'w') as f:
+        for i in range(12):
+            f.write(f'From ham{i}@ham.example Mon Jan  1 00:00:00 2024\n' + msg(i, HAMW, 'ham') + '\n')
+    md = os.path.join(tmp, 'Maildir')
+    for d in ('cur', 'new', 'tmp'):
+        os.makedirs(os.path.join(md, d))
+    for i in range(12, 24):
+        with open(os.path.join(md, 'new' if i % 2 else 'cur', f'{i}.host'), 'w') as f:
+            f.write(msg(i, HAMW, 'ham'))
+    rc, out = run(conf, 'spam', 'learn', '--spam', sdir)
+    check(rc == 0 and 'learned 25 message(s) as spam' in out, 'learn a directory', out)
+    rc, out = run(conf, 'spam', 'learn', '--ham', mbox, md)
+    check(rc == 0 and 'learned 24 message(s) as ham' in out, 'learn an mbox and a Maildir', out)
+    rc, out = run(conf, 'spam', 'learn', '--ham', mbox)
+    check('learned 0 message(s)' in out and '12 skipped' in out, 'a message is learned once', out)
+    rc, out = run(conf, 'spam', 'stats')
+    check(rc == 0 and 'spam: 25' in out and 'ham: 24' in out and 'ready: yes' in out, 'stats', out)
+    probe = os.path.join(tmp, 'probe.eml')
+    with open(probe, 'w') as f:
+        f.write(msg(99, SPAMW, 'spam'))
+    rc, out = run(conf, 'spam', 'check', probe)
+    check('BAYES_99=3.5' in out, 'BAYES_99 with its set 2 score on spam', out)
+    with open(probe, 'w') as f:
+        f.write(msg(99, HAMW, 'ham'))
+    rc, out = run(conf, 'spam', 'check', probe)
+    check('BAYES_00=-1.9' in out, 'BAYES_00 on ham', out)
+    # forget the mbox: below bayes_min_ham_num, Bayes stops scoring
+    rc, out = run(conf, 'spam', 'forget', mbox)
+    check(rc == 0 and 'forgot 12 message(s)' in out, 'forget an mbox', out)
+    rc, out = run(conf, 'spam', 'check', probe)
+    check('BAYES_' not in out.split('X-Spam-Status')[1], 'no Bayes below bayes_min_ham_num', out)
+    # autolearn (SpamAssassin's thresholds) shows in X-Spam-Status
+    conf_al = conf + '-al'
+    with open(conf) as a, open(conf_al, 'w') as b:
+        b.write(a.read().replace('spam_bayes_auto_learn = no', 'spam_bayes_auto_learn = yes'))
+    with open(probe, 'w') as f:
+        f.write(msg(98, SPAMW, 'spam').replace('Subject: spam 98', 'Subject: autolearn-me')
+                + 'autolearnbody\n')
+    rc, out = run(conf_al, 'spam', 'check', probe)
+    check(re.search(r'autolearn=spam autolearn_force=no', out) is not None, 'autolearn=spam', out)
+    rc, out = run(conf, 'spam', 'stats')
+    check('spam: 26' in out, 'autolearn learned the spam', out)
+    with open(probe, 'w') as f:
+        f.write(msg(97, SPAMW, 'spam').replace('Subject: spam 97', 'Subject: noautolearn autolearn-me'))
+    rc, out = run(conf_al, 'spam', 'check', probe)
+    check('autolearn=no ' in out, 'noautolearn rules and too few body points: autolearn=no', out)
+    with open(probe, 'w') as f:
+        f.write(msg(96, HAMW, 'ham'))
+    rc, out = run(conf_al, 'spam', 'check', probe)
+    check('autolearn=ham ' in out, 'autolearn=ham below 0.1 points', out)
+    rc, out = run(conf, 'spam', 'check', probe)
+    check('autolearn=disabled ' in out, 'autolearn=disabled when off', out)
+    # a dump as sa-learn --backup writes it, into a new database
+    dump = os.path.join(tmp, 'backup.txt')
+    with open(dump, 'w') as f:
+        f.write('v\t3\tdb_version # this must be the first line!!!\nv\t30\tnum_spam\nv\t30\tnum_nonspam\n')
+        f.write('t\t30\t0\t1700000000\t0123456789\ns\th\tx@y\n')
+    conf2 = conf + '2'
+    with open(conf) as a, open(conf2, 'w') as b:
+        b.write(a.read().replace(f'{tmp}/db', f'{tmp}/db2'))
+    rc, out = run(conf2, 'spam', 'import', dump)
+    check(rc == 0 and 'imported 1 token' in out, 'import a backup dump', out)
+    rc, out = run(conf2, 'spam', 'stats')
+    check(re.search(r'spam: 30\s+ham: 30\s+tokens: 1', out) is not None, 'imported totals', out)
+    return done()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
