@@ -89,8 +89,9 @@ extern "C" {
 #define SIFT_ABI_MAJOR 1
 #define SIFT_ABI_MINOR 2
 
-struct sift_ctx; /* one connection/message/request as seen by a plugin */
-struct sift_map; /* a map in Postfix table syntax (type:name) */
+struct sift_ctx;	 /* one connection/message/request as seen by a plugin */
+struct sift_dns_pending; /* a DNS query started by host->dns_start */
+struct sift_map;	 /* a map in Postfix table syntax (type:name) */
 
 enum sift_verdict {
 	SIFT_DUNNO = 0, /* no opinion, continue */
@@ -608,6 +609,16 @@ struct sift_host {
 	 * header, each on its own folded line, in the order given. The spf,
 	 * dkim and dmarc plugins report through it. */
 	void (*auth_result)(struct sift_ctx *ctx, const char *authserv_id, const char *resinfo);
+
+	/* DNS queries in parallel, through the shared resolver and its cache
+	 * (as dns_query): dns_start launches a query and returns at once
+	 * (never NULL); dns_wait waits at most timeout_ms (0: not at all) for
+	 * its answer, releases the query and returns the answer as dns_query
+	 * does (free() it; TEMPFAIL when none arrived in time). Every started
+	 * query is given to dns_wait exactly once, at the latest in the
+	 * plugin's msg_end or close hook. Callable from any thread. */
+	struct sift_dns_pending *(*dns_start)(const char *name, int rrtype);
+	struct sift_dns_result *(*dns_wait)(struct sift_dns_pending *p, long timeout_ms);
 };
 
 struct sift_plugin {
