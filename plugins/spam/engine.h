@@ -24,6 +24,7 @@
 #include "sift/plugin.h"
 
 struct spam_engine;
+struct spam_net; /* a message's DNS list lookups (dnsbl.c) */
 
 #define SPAM_SET_NET   1
 #define SPAM_SET_BAYES 2
@@ -57,6 +58,9 @@ struct spam_input {
 	 * tools get it from the host siftctl passes them): From:addr, :name and
 	 * the recipient evals read addresses through it. NULL = no addresses. */
 	struct sift_addrs *(*addrlist_parse)(const char *value);
+	/* The message's DNS list answers (spam_net_wait done), NULL = none:
+	 * the network rules do not hit. */
+	const struct spam_net *net;
 };
 
 struct spam_hit {
@@ -100,6 +104,29 @@ double spam_engine_required(const struct spam_engine *e);
 extern const struct sift_tool spam_tools[];
 const struct spam_engine *spam_tool_engine(const void *conf);
 void spam_tool_levels(const void *conf, double out[2][3]);
+
+/* ---- network tests (dnsbl.c) ----
+ * A message's lookups, started as their data arrives and collected against
+ * one deadline; the host's asynchronous resolver does the queries (start,
+ * wait: host->dns_start, host->dns_wait). spam_net_new returns NULL when
+ * the engine has no network tests (score set without SPAM_SET_NET,
+ * skip_rbl_checks, dns_available no). One message, one thread at a time. */
+int spam_engine_net(const struct spam_engine *e);
+struct spam_net *spam_net_new(const struct spam_engine *e,
+			      struct sift_dns_pending *(*start)(const char *, int),
+			      struct sift_dns_result *(*wait)(struct sift_dns_pending *, long));
+/* connect: the client address; end of header: in->mime holds the headers
+ * (relays, senders), in->client_addr the client; end of message: the URIs
+ * of in->mime. */
+void spam_net_client(struct spam_net *n, const char *ip);
+void spam_net_headers(struct spam_net *n, const struct spam_input *in);
+void spam_net_uris(struct spam_net *n, const struct spam_input *in);
+/* Collects the answers until timeout_ms after the first query (or
+ * in->deadline_ms when earlier); returns how many queries failed (timeout,
+ * SERVFAIL). */
+size_t spam_net_wait(struct spam_net *n, const struct spam_input *in, long timeout_ms);
+size_t spam_net_count(const struct spam_net *n);
+void spam_net_free(struct spam_net *n);
 
 char *spam_format_status(const struct spam_result *r, double tag_level, double tag2_level, int is_spam);
 /* %.3f with trailing zeros (and point) removed, as amavisd prints. */

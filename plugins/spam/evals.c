@@ -376,7 +376,7 @@ static int ev_equal_from_domains(struct msgctx *m, const struct rule *r)
 	return strcasecmp(fd, ed) != 0;
 }
 
-static bool re_match_str(const char *re, const char *s)
+bool re_match_str(const char *re, const char *s)
 {
 	int ec;
 	PCRE2_SIZE eo;
@@ -810,18 +810,18 @@ const struct evaldef evals[] = {
 	{"similar_recipients", ev_similar_recipients},
 	{"sorted_recipients", ev_sorted_recipients},
 	/* network, Bayes and external checkers: never hit without them */
-	{"check_rbl", ev_never},
-	{"check_rbl_sub", ev_never},
-	{"check_rbl_txt", ev_never},
-	{"check_rbl_from_host", ev_never},
-	{"check_rbl_from_domain", ev_never},
-	{"check_rbl_headers", ev_never},
-	{"check_rbl_envfrom", ev_never},
+	{"check_rbl", ev_net_rbl},
+	{"check_rbl_sub", ev_net_rbl_sub},
+	{"check_rbl_txt", ev_net_rbl},
+	{"check_rbl_from_host", ev_net_rbl},
+	{"check_rbl_from_domain", ev_net_rbl},
+	{"check_rbl_headers", ev_net_rbl},
+	{"check_rbl_envfrom", ev_net_rbl},
 	{"check_rbl_ns_from", ev_never},
-	{"check_rbl_rcvd", ev_never},
+	{"check_rbl_rcvd", ev_net_rbl},
 	{"check_rbl_accreditor", ev_never},
 	{"check_dns_sender", ev_never},
-	{"check_uridnsbl", ev_never},
+	{"check_uridnsbl", ev_net_uri},
 	{"check_uri_host_listed", ev_never},
 	{"check_bayes", ev_never},
 	{"check_razor2", ev_never},
