@@ -566,7 +566,10 @@ enum netkind rule_kind(const struct rule *r)
 		     {"check_rbl_headers", NK_HEADERS},
 		     {"check_rbl_rcvd", NK_RCVD},
 		     {"check_uridnsbl", NK_URI}};
-	if (!r->eval_fn)
+	if (!r->eval_fn || r->eval_id < 0)
+		return NK_NONE;
+	eval_fn f = evals[r->eval_id].fn; /* most evals are not ours: no strcmp */
+	if (f != ev_net_rbl && f != ev_net_rbl_sub && f != ev_net_uri)
 		return NK_NONE;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (strcmp(r->eval_fn, kinds[i].fn) == 0)
@@ -618,6 +621,24 @@ static void want_fn(void *a, const char *name, int type)
 	net_want(a, name, type);
 }
 
+/* Does a rule run? SpamAssassin skips rules scored 0 except sub-rules
+ * (__NAME); a check_rbl rule runs for its set's scored check_rbl_sub too. */
+bool net_rule_active(const struct spam_engine *e, const struct rule *r)
+{
+	if (r->score != 0 || strncmp(r->name, "__", 2) == 0)
+		return true;
+	enum netkind k = rule_kind(r);
+	if ((k != NK_RBL && k != NK_RBL_TXT) || r->neval < 1)
+		return false;
+	for (size_t ei = 0; ei < e->neval_rules; ei++) {
+		const struct rule *b = &e->rules[e->eval_rules[ei]];
+		if (b->score != 0 && b->neval > 0 && rule_kind(b) == NK_RBL_SUB &&
+		    strcmp(b->eval_args[0], r->eval_args[0]) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* A message context good enough for relays and addresses, from the
  * headers alone (the body is not there yet). */
 static void plan_rules(struct spam_net *n, const struct spam_input *in)
@@ -626,7 +647,7 @@ static void plan_rules(struct spam_net *n, const struct spam_input *in)
 	for (size_t ei = 0; ei < n->e->neval_rules; ei++) {
 		const struct rule *r = &n->e->rules[n->e->eval_rules[ei]];
 		enum netkind k = rule_kind(r);
-		if (k != NK_NONE && k != NK_RBL_SUB && k != NK_URI)
+		if (k != NK_NONE && k != NK_RBL_SUB && k != NK_URI && net_rule_active(n->e, r))
 			rule_names(&m, r, want_fn, n);
 	}
 	relays_free(m.relays);

@@ -277,7 +277,8 @@ void spam_net_uris(struct spam_net *n, const struct spam_input *in)
 	struct uriwalk w = {.plan = n, .net = n, .final = want_final, .arg = n};
 	for (size_t ei = 0; ei < e->neval_rules; ei++) {
 		const struct rule *r = &e->rules[e->eval_rules[ei]];
-		const struct uridef *d = rule_kind(r) == NK_URI ? uri_def_of(nc, r) : NULL;
+		const struct uridef *d =
+			rule_kind(r) == NK_URI && net_rule_active(e, r) ? uri_def_of(nc, r) : NULL;
 		for (size_t h = 0; d && h < nh; h++)
 			uri_names(&w, nc, r, d, hosts[h]);
 	}
