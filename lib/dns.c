@@ -41,6 +41,13 @@
  * syscall. A full set drops the entry that expires first; answers over
  * DNS_CACHE_MAX_BLOCK bytes are not kept. Init and shutdown empty it.
  *
+ * sift_dns_start() and sift_dns_wait() split a query in two, so that a
+ * caller launches many queries at once and collects them later (against one
+ * deadline): start looks in the answer cache and otherwise hands the query
+ * to libunbound (it counts as active, as a waiting query does); wait waits
+ * on its condition variable as above and releases it. sift_dns_query is the
+ * two in one call.
+ *
  * sift_dns_shutdown() wakes every waiting query (they return TEMPFAIL),
  * waits for them to leave, stops the event thread and deletes the context.
  * Queries made before init or after shutdown return TEMPFAIL.
@@ -622,19 +629,35 @@ static void deadline_ts(long timeout_ms, struct timespec *ts)
 	}
 }
 
-struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeout_ms)
-{
-	if (!name || !name_ok(name) || rrtype < 1 || rrtype > 65535)
-		return make_result(SIFT_DNS_ERROR, rrtype);
-	char key[DNS_MAX_NAME + 2];
+/* A started query (sift_dns_start): its name and type for the cache, the
+ * libunbound query, or the answer the cache gave at once. */
+struct sift_dns_pending {
+	struct dns_q *q;	   /* NULL when answered at once */
+	struct sift_dns_result *r; /* the answer when q is NULL */
+	struct ub_ctx *ctx;
+	int async_id, rrtype;
 	uint32_t hash;
-	size_t klen = cache_key(name, key, &hash);
+	size_t klen;
+	long long started; /* sift_now_ms() */
+	char key[DNS_MAX_NAME + 2];
+};
+
+struct sift_dns_pending *sift_dns_start(const char *name, int rrtype)
+{
+	struct sift_dns_pending *p = sift_calloc(1, sizeof(*p));
+	p->rrtype = rrtype;
+	p->started = sift_now_ms();
+	if (!name || !name_ok(name) || rrtype < 1 || rrtype > 65535) {
+		p->r = make_result(SIFT_DNS_ERROR, rrtype);
+		return p;
+	}
+	p->klen = cache_key(name, p->key, &p->hash);
 	atomic_fetch_add_explicit(&stat_queries, 1, memory_order_relaxed);
 	if (atomic_load(&g.up)) {
-		struct sift_dns_result *hit = cache_get(key, hash, rrtype);
-		if (hit) {
+		p->r = cache_get(p->key, p->hash, rrtype);
+		if (p->r) {
 			atomic_fetch_add_explicit(&stat_cache_hits, 1, memory_order_relaxed);
-			return hit;
+			return p;
 		}
 	}
 
@@ -652,61 +675,64 @@ struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeou
 		pthread_mutex_unlock(&g.mu);
 		q->refs = 1;
 		q_unref(q);
-		return make_result(SIFT_DNS_TEMPFAIL, rrtype);
+		p->r = make_result(SIFT_DNS_TEMPFAIL, rrtype);
+		return p;
 	}
-	struct ub_ctx *ctx = g.ctx;
-	if (timeout_ms <= 0)
-		timeout_ms = g.default_timeout;
+	p->ctx = g.ctx;
 	g.active++;
 	q->next = g.pending;
 	if (g.pending)
 		g.pending->prev = q;
 	g.pending = q;
 	pthread_mutex_unlock(&g.mu);
+	p->q = q;
 
-	struct timespec deadline;
-	deadline_ts(timeout_ms, &deadline);
-	int async_id = 0;
-	int err = ub_resolve_async(ctx, name, rrtype, 1 /* IN */, q, q_callback, &async_id);
-	struct sift_dns_result *r = NULL;
+	int err = ub_resolve_async(p->ctx, name, rrtype, 1 /* IN */, q, q_callback, &p->async_id);
 	if (err) {
 		/* The callback will not run. */
 		sift_log(LOG_WARNING, "dns: query %s/%d: %s", name, rrtype, ub_strerror(err));
 		q_unref(q);
-		r = make_result(err == UB_SYNTAX ? SIFT_DNS_ERROR : SIFT_DNS_TEMPFAIL, rrtype);
-	} else {
+		p->r = make_result(err == UB_SYNTAX ? SIFT_DNS_ERROR : SIFT_DNS_TEMPFAIL, rrtype);
 		pthread_mutex_lock(&q->mu);
-		while (!q->done)
-			if (pthread_cond_timedwait(&q->cond, &q->mu, &deadline) == ETIMEDOUT)
-				break;
-		bool delivered = q->delivered;
-		if (!delivered)
-			q->abandoned = true;
+		q->done = true; /* nothing to wait for */
 		pthread_mutex_unlock(&q->mu);
-		if (delivered) {
-			if (q->err) {
-				sift_log(LOG_DEBUG, "dns: query %s/%d: %s", name, rrtype,
-					 ub_strerror(q->err));
-				r = make_result(SIFT_DNS_TEMPFAIL, rrtype);
-			} else if (!q->res) {
-				r = make_result(SIFT_DNS_TEMPFAIL, rrtype);
-			} else {
-				size_t size;
-				r = convert(q->res, rrtype, &size);
-				cache_put(key, klen, hash, r, size);
-			}
-		} else {
-			sift_log(LOG_DEBUG, "dns: query %s/%d: timed out after %ld ms", name, rrtype,
-				 timeout_ms);
-			atomic_fetch_add_explicit(&stat_timeouts, 1, memory_order_relaxed);
-			/* ub_cancel succeeds only if the callback will never run;
-			 * then its reference is ours to drop. */
-			if (ub_cancel(ctx, async_id) == UB_NOERROR)
-				q_unref(q);
-			r = make_result(SIFT_DNS_TEMPFAIL, rrtype);
-		}
 	}
+	return p;
+}
 
+/* The answer of a query whose wait ended: delivered or not. */
+static struct sift_dns_result *pending_answer(struct sift_dns_pending *p)
+{
+	struct dns_q *q = p->q;
+	pthread_mutex_lock(&q->mu);
+	bool delivered = q->delivered;
+	if (!delivered)
+		q->abandoned = true;
+	pthread_mutex_unlock(&q->mu);
+	struct sift_dns_result *r;
+	if (p->r) {
+		r = p->r; /* ub_resolve_async failed */
+	} else if (delivered) {
+		if (q->err) {
+			sift_log(LOG_DEBUG, "dns: query %s/%d: %s", p->key, p->rrtype, ub_strerror(q->err));
+			r = make_result(SIFT_DNS_TEMPFAIL, p->rrtype);
+		} else if (!q->res) {
+			r = make_result(SIFT_DNS_TEMPFAIL, p->rrtype);
+		} else {
+			size_t size;
+			r = convert(q->res, p->rrtype, &size);
+			cache_put(p->key, p->klen, p->hash, r, size);
+		}
+	} else {
+		sift_log(LOG_DEBUG, "dns: query %s/%d: timed out after %lld ms", p->key, p->rrtype,
+			 sift_now_ms() - p->started);
+		atomic_fetch_add_explicit(&stat_timeouts, 1, memory_order_relaxed);
+		/* ub_cancel succeeds only if the callback will never run;
+		 * then its reference is ours to drop. */
+		if (ub_cancel(p->ctx, p->async_id) == UB_NOERROR)
+			q_unref(q);
+		r = make_result(SIFT_DNS_TEMPFAIL, p->rrtype);
+	}
 	pthread_mutex_lock(&g.mu);
 	if (q->prev)
 		q->prev->next = q->next;
@@ -719,6 +745,39 @@ struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeou
 	pthread_mutex_unlock(&g.mu);
 	q_unref(q);
 	return r;
+}
+
+struct sift_dns_result *sift_dns_wait(struct sift_dns_pending *p, long timeout_ms)
+{
+	if (!p)
+		return make_result(SIFT_DNS_ERROR, 0);
+	struct sift_dns_result *r;
+	if (!p->q) {
+		r = p->r;
+	} else {
+		if (timeout_ms > 0) {
+			struct timespec deadline;
+			deadline_ts(timeout_ms, &deadline);
+			pthread_mutex_lock(&p->q->mu);
+			while (!p->q->done)
+				if (pthread_cond_timedwait(&p->q->cond, &p->q->mu, &deadline) == ETIMEDOUT)
+					break;
+			pthread_mutex_unlock(&p->q->mu);
+		}
+		r = pending_answer(p);
+	}
+	free(p);
+	return r;
+}
+
+struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeout_ms)
+{
+	if (timeout_ms <= 0) {
+		pthread_mutex_lock(&g.mu);
+		timeout_ms = g.default_timeout > 0 ? g.default_timeout : 10000;
+		pthread_mutex_unlock(&g.mu);
+	}
+	return sift_dns_wait(sift_dns_start(name, rrtype), timeout_ms);
 }
 
 /* ---- wire-format helpers ----------------------------------------------------- */

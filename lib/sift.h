@@ -265,6 +265,15 @@ void sift_dns_shutdown(void);
  * or over-long labels and types outside 1..65535 give SIFT_DNS_ERROR;
  * timeouts, SERVFAIL and calls before init/after shutdown give TEMPFAIL. */
 struct sift_dns_result *sift_dns_query(const char *name, int rrtype, long timeout_ms);
+/* The same in two steps, for queries in parallel: start launches the query
+ * (or takes the answer from the cache) and returns at once, never NULL;
+ * wait waits at most timeout_ms (0: not at all) for the answer, releases
+ * the query and returns the answer as sift_dns_query does (TEMPFAIL when
+ * none came in time). Each started query goes to wait exactly once; a
+ * shutdown waits for the started queries to be collected. */
+struct sift_dns_pending;
+struct sift_dns_pending *sift_dns_start(const char *name, int rrtype);
+struct sift_dns_result *sift_dns_wait(struct sift_dns_pending *p, long timeout_ms);
 /* Decodes an uncompressed wire-format name (as in the rdata of MX, PTR,
  * CNAME, NS records returned above) into text without the final dot ("."
  * for the root), escaping '.', '\' and non-printable octets as in zone

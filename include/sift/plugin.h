@@ -89,8 +89,9 @@ extern "C" {
 #define SIFT_ABI_MAJOR 1
 #define SIFT_ABI_MINOR 2
 
-struct sift_ctx; /* one connection/message/request as seen by a plugin */
-struct sift_map; /* a map in Postfix table syntax (type:name) */
+struct sift_ctx;	 /* one connection/message/request as seen by a plugin */
+struct sift_dns_pending; /* a DNS query started by host->dns_start */
+struct sift_map;	 /* a map in Postfix table syntax (type:name) */
 
 enum sift_verdict {
 	SIFT_DUNNO = 0, /* no opinion, continue */
@@ -639,6 +640,15 @@ struct sift_host {
 	 * 0 or below; 0 or -1. */
 	int (*kv_mget)(const char *const *keys, size_t n, char **vals_r);
 	int (*kv_incr_many)(const char *const *keys, const long long *deltas, size_t n, long ttl_ms);
+	/* DNS queries in parallel, through the shared resolver and its cache
+	 * (as dns_query): dns_start launches a query and returns at once
+	 * (never NULL); dns_wait waits at most timeout_ms (0: not at all) for
+	 * its answer, releases the query and returns the answer as dns_query
+	 * does (free() it; TEMPFAIL when none arrived in time). Every started
+	 * query is given to dns_wait exactly once, at the latest in the
+	 * plugin's msg_end or close hook. Callable from any thread. */
+	struct sift_dns_pending *(*dns_start)(const char *name, int rrtype);
+	struct sift_dns_result *(*dns_wait)(struct sift_dns_pending *p, long timeout_ms);
 };
 
 struct sift_plugin {

@@ -312,6 +312,7 @@ void spam_engine_free(struct spam_engine *e)
 	free(e->post_hdr);
 	free(e->eval_rules);
 	free(e->sym_rules);
+	net_free(e->net);
 #ifdef SPAM_HAVE_HS
 	pool_free(&e->pool);
 #endif

@@ -26,6 +26,7 @@
 
 struct spam_engine;
 struct bayes;
+struct spam_net; /* a message's DNS list lookups (dnsbl.c) */
 
 #define SPAM_SET_NET   1
 #define SPAM_SET_BAYES 2
@@ -62,6 +63,9 @@ struct spam_input {
 	/* Bayes (bayes.h): BAYES_* rules, score sets 2/3 while it is usable,
 	 * autolearn. NULL = none. */
 	struct bayes *bayes;
+	/* The message's DNS list answers (spam_net_wait done), NULL = none:
+	 * the network rules do not hit. */
+	const struct spam_net *net;
 };
 
 struct spam_hit {
@@ -122,6 +126,29 @@ int spam_tool_bayes_stats(const struct sift_host *host, void *conf, int argc, ch
 int spam_tool_import(const struct sift_host *host, void *conf, int argc, char **argv);
 int spam_tool_dump(const struct sift_host *host, void *conf, int argc, char **argv);
 int spam_tool_tokens(const struct sift_host *host, void *conf, int argc, char **argv);
+
+/* ---- network tests (dnsbl.c) ----
+ * A message's lookups, started as their data arrives and collected against
+ * one deadline; the host's asynchronous resolver does the queries (start,
+ * wait: host->dns_start, host->dns_wait). spam_net_new returns NULL when
+ * the engine has no network tests (score set without SPAM_SET_NET,
+ * skip_rbl_checks, dns_available no). One message, one thread at a time. */
+int spam_engine_net(const struct spam_engine *e);
+struct spam_net *spam_net_new(const struct spam_engine *e,
+			      struct sift_dns_pending *(*start)(const char *, int),
+			      struct sift_dns_result *(*wait)(struct sift_dns_pending *, long));
+/* connect: the client address; end of header: in->mime holds the headers
+ * (relays, senders), in->client_addr the client; end of message: the URIs
+ * of in->mime. */
+void spam_net_client(struct spam_net *n, const char *ip);
+void spam_net_headers(struct spam_net *n, const struct spam_input *in);
+void spam_net_uris(struct spam_net *n, const struct spam_input *in);
+/* Collects the answers until timeout_ms after the first query (or
+ * in->deadline_ms when earlier); returns how many queries failed (timeout,
+ * SERVFAIL). */
+size_t spam_net_wait(struct spam_net *n, const struct spam_input *in, long timeout_ms);
+size_t spam_net_count(const struct spam_net *n);
+void spam_net_free(struct spam_net *n);
 
 char *spam_format_status(const struct spam_result *r, double tag_level, double tag2_level, int is_spam);
 /* %.3f with trailing zeros (and point) removed, as amavisd prints. */

@@ -130,6 +130,12 @@ static const char *const rtype_names[] __attribute__((unused)) = {
 #define TF_LEARN       0x08
 #define TF_USERCONF    0x10
 #define TF_NOAUTOLEARN 0x20
+/* network rules (dnsbl.c, dnsbl_uri.c) */
+#define TF_DOMAINS_ONLY 0x40
+#define TF_IPS_ONLY	0x80
+#define TF_A		0x100
+#define TF_NS		0x200
+#define TF_NOTRIM	0x400
 
 struct rule {
 	char *name;
@@ -282,6 +288,7 @@ struct spam_engine {
 	unsigned stats_disabled, stats_eval_unknown;
 	int include_depth;
 	void (*log)(int level, const char *msg);
+	struct netconf *net; /* network test settings (dnsbl.c); NULL: defaults */
 };
 
 #ifdef SPAM_HAVE_HS
@@ -539,6 +546,65 @@ void first_mailbox(struct msgctx *m, struct sbuf *b, const char *v, bool name);
 void envelope_path(struct sbuf *b, const char *v);
 /* The first address of header `hdr` (or EnvelopeFrom), lower case. */
 void first_addr(struct msgctx *m, const char *hdr, char *out, size_t n);
+
+/* ---- network tests (dnsbl.c, dnsbl_uri.c) ------------------------------------ */
+
+struct uridef {
+	char *rule, *zone, *subtest; /* subtest NULL: any answer */
+	int rrtype;
+	bool rhs; /* urirhsbl/urirhssub: names; else uridnsbl: name server addresses */
+};
+
+struct netconf {
+	bool skip_rbl;	    /* skip_rbl_checks */
+	bool dns_available; /* dns_available (test counts as yes) */
+	long num_check_received, max_domains;
+	char **orig; /* originating_ip_headers */
+	size_t norig;
+	struct uridef *uri;
+	size_t nuri;
+	char **skip, **tld2, **tld3; /* sorted: uridnsbl_skip_domain, util_rb_2tld/3tld */
+	size_t nskip, ntld2, ntld3;
+};
+
+enum netkind {
+	NK_NONE,
+	NK_RBL,
+	NK_RBL_TXT,
+	NK_RBL_SUB,
+	NK_FROM_HOST,
+	NK_FROM_DOMAIN,
+	NK_ENVFROM,
+	NK_HEADERS,
+	NK_RCVD,
+	NK_URI
+};
+typedef void (*name_fn)(void *arg, const char *name, int rrtype);
+
+/* A directive of the network tests: true when it was one (parse.c calls
+ * it for directives not in its table). */
+bool net_directive(struct spam_engine *e, const char *d, char *args, const char *where);
+bool uri_directive(struct spam_engine *e, struct netconf *nc, const char *d, char *args, const char *where);
+void net_free(struct netconf *n);
+/* Sorted string lists (bsearch); sorted=false appends. */
+void strlist_add(char ***list, size_t *n, const char *s, bool sorted);
+bool strlist_has(char *const *list, size_t n, const char *s);
+enum netkind rule_kind(const struct rule *r);
+bool net_rule_active(const struct spam_engine *e, const struct rule *r);
+bool reverse_ip(const char *ip, char *out, size_t n);
+bool fqdn_ok(const char *h);
+const char *registered_domain(const struct netconf *nc, const char *host);
+/* Starts a query of the message once (n may be NULL); its answer when it
+ * came (OK answers only), else NULL. */
+void net_want(struct spam_net *n, const char *name, int type);
+/* step: a query whose answer leads to list queries (collected first). */
+void net_want_step(struct spam_net *n, const char *name, int type, bool step);
+const struct sift_dns_result *net_answer(const struct spam_net *n, const char *name, int type);
+const struct spam_engine *net_engine(const struct spam_net *n);
+int ev_net_rbl(struct msgctx *m, const struct rule *r);
+int ev_net_rbl_sub(struct msgctx *m, const struct rule *r);
+int ev_net_uri(struct msgctx *m, const struct rule *r);
+bool re_match_str(const char *re, const char *s);
 
 /* ---- lint (lint.c) ------------------------------------------------------------ */
 

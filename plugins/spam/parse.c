@@ -480,6 +480,16 @@ static void d_tflags(struct pline *l)
 			r->tflags |= TF_USERCONF;
 		else if (strcmp(t, "noautolearn") == 0)
 			r->tflags |= TF_NOAUTOLEARN;
+		else if (strcmp(t, "domains_only") == 0)
+			r->tflags |= TF_DOMAINS_ONLY;
+		else if (strcmp(t, "ips_only") == 0)
+			r->tflags |= TF_IPS_ONLY;
+		else if (strcmp(t, "a") == 0)
+			r->tflags |= TF_A;
+		else if (strcmp(t, "ns") == 0)
+			r->tflags |= TF_NS;
+		else if (strcmp(t, "notrim") == 0)
+			r->tflags |= TF_NOTRIM;
 		else if (strncmp(t, "maxhits=", 8) == 0) {
 			r->tflags |= TF_MULTIPLE;
 			r->maxhits = atoi(t + 8);
@@ -749,6 +759,8 @@ static void parse_line(struct pline *l, char *line)
 	if (!(dt->flags & D_COND) && !if_active(l->st))
 		return;
 	if (!dt->name) {
+		if (net_directive(l->e, l->d, l->args, l->where))
+			return;
 		if (!is_ignored(l->d))
 			lint(l->e, true, "%s: unknown directive '%s'", l->where, l->d);
 		return;

@@ -55,6 +55,8 @@ struct spam_conf {
 	const char *bayes_auto_learn_threshold_nonspam, *bayes_auto_learn_threshold_spam;
 	long long bayes_min_spam_num, bayes_min_ham_num, bayes_expiry_max_db_size;
 	long long bayes_token_ttl;
+	int dns_available;
+	long long dns_timeout;
 	/* derived */
 	struct bayes *bayes;
 	struct spam_engine *engine;
@@ -117,6 +119,10 @@ static const struct sift_param params[] = {
 	 "tokens kept (lmdb, memory): beyond, the least recently learned go until 75% remain; 0 = no expiry"},
 	{"bayes_token_ttl", SIFT_P_TIME, "0", 0, 31536000000LL, OFF(bayes_token_ttl), NULL,
 	 "redis: a token key expires this long after it was last learned (0 = never)"},
+	{"dns_available", SIFT_P_BOOL, "no", 0, 0, OFF(dns_available), NULL,
+	 "run the network tests (DNS block lists of relays, senders and URIs; score sets 1 and 3)"},
+	{"dns_timeout", SIFT_P_TIME, "10s", 100, 120000, OFF(dns_timeout), NULL,
+	 "one deadline for all DNS list lookups of a message, from its first query"},
 	SIFT_PARAM_END,
 };
 #undef OFF
@@ -207,6 +213,10 @@ static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 		*err_r = strdup("host too old: no mime()/symbol_get()/addrlist_parse()");
 		return -1;
 	}
+	if (c->dns_available && h->struct_size < offsetof(struct sift_host, dns_wait) + sizeof(h->dns_wait)) {
+		*err_r = strdup("spam_dns_available: host too old: no dns_start()/dns_wait()");
+		return -1;
+	}
 	if (parse_level(c->tag_level, 2, &c->level[0][0], err_r, "tag_level") < 0 ||
 	    parse_level(c->tag2_level, 6.2, &c->level[0][1], err_r, "tag2_level") < 0 ||
 	    parse_level(c->kill_level, 6.9, &c->level[0][2], err_r, "kill_level") < 0 ||
@@ -222,7 +232,7 @@ static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 		.cache_dir = c->cache_directory,
 		.use_hyperscan = c->hyperscan,
 		.body_scan_size = (size_t)c->body_scan_size,
-		.score_set = c->use_bayes ? SPAM_SET_BAYES : 0,
+		.score_set = (c->use_bayes ? SPAM_SET_BAYES : 0) | (c->dns_available ? SPAM_SET_NET : 0),
 		.log = engine_log,
 	};
 	long long t0 = 0;
@@ -328,7 +338,8 @@ static void rcpt_list(struct sift_ctx *ctx, char *rcpts, size_t size)
 /* Scores the message with the other plugins' symbols and the connection
  * data; -1 when out of memory. */
 static int score_message(struct sift_ctx *ctx, const struct spam_conf *c, const struct sift_mime *mime,
-			 const char *from, const char *client, struct spam_result *r)
+			 const char *from, const char *client, const struct spam_net *net,
+			 struct spam_result *r)
 {
 	size_t ns = host->symbol_count(ctx);
 	const char **names = calloc(ns + 1, sizeof(char *));
@@ -353,7 +364,7 @@ static int score_message(struct sift_ctx *ctx, const struct spam_conf *c, const 
 		.client_addr = client,
 		.client_name = host->get(ctx, SIFT_I_CLIENT_NAME),
 		.addrlist_parse = host->addrlist_parse,
-		.bayes = c->bayes,
+		.score_set = (c->use_bayes ? SPAM_SET_BAYES : 0) | (c->dns_available ? SPAM_SET_NET : 0),
 		.deadline_ms =
 			left > 0 ? (long)((long long)tn.tv_sec * 1000 + tn.tv_nsec / 1000000 + left) : 0,
 	};
@@ -476,6 +487,102 @@ static void log_result(struct sift_ctx *ctx, const struct sift_mime *mime, const
 	free(tshort);
 }
 
+/* ---- network tests: the lookups of a message, started as early as their
+ * data is known (connect, end of header), collected at end of message ---- */
+
+struct spam_conn {
+	struct spam_net *net; /* the current message's lookups */
+};
+
+static long long mono_ms(void)
+{
+	return now_us() / 1000;
+}
+
+static struct spam_net *conn_net(struct sift_ctx *ctx, const struct spam_conf *c)
+{
+	struct spam_conn *sc = host->conn(ctx);
+	if (!sc->net && c->dns_available)
+		sc->net = spam_net_new(c->engine, host->dns_start, host->dns_wait);
+	return sc->net;
+}
+
+static void net_release(struct sift_ctx *ctx)
+{
+	struct spam_conn *sc = host->conn(ctx);
+	spam_net_free(sc->net);
+	sc->net = NULL;
+}
+
+static enum sift_verdict spam_connect(struct sift_ctx *ctx)
+{
+	spam_net_client(conn_net(ctx, host->conf(ctx)), host->get(ctx, SIFT_I_CLIENT_ADDR));
+	return SIFT_DUNNO;
+}
+
+static enum sift_verdict spam_eoh(struct sift_ctx *ctx)
+{
+	struct spam_net *n = conn_net(ctx, host->conf(ctx));
+	if (!n)
+		return SIFT_DUNNO;
+	/* the headers alone, as the engine reads them from a parsed message */
+	size_t nh = host->header_count(ctx);
+	struct sift_mime_header *hs = calloc(nh ? nh : 1, sizeof(*hs));
+	if (!hs)
+		return SIFT_DUNNO;
+	for (size_t i = 0; i < nh; i++) {
+		const struct sift_header *h = host->header(ctx, i);
+		const char *v = h->value;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		hs[i] = (struct sift_mime_header){.name = h->name, .raw = v, .value = v};
+	}
+	struct sift_mime m = {.headers = hs, .header_count = nh};
+	struct spam_input in = {.mime = &m,
+				.envelope_from = host->get(ctx, SIFT_I_SENDER),
+				.client_addr = host->get(ctx, SIFT_I_CLIENT_ADDR),
+				.addrlist_parse = host->addrlist_parse};
+	spam_net_headers(n, &in);
+	free(hs);
+	return SIFT_DUNNO;
+}
+
+/* The answers of the message's lookups, the URIs' started now, against
+ * spam_dns_timeout (and the MTA's own limit); NULL without network tests. */
+static struct spam_net *net_collect(struct sift_ctx *ctx, const struct spam_conf *c,
+				    const struct sift_mime *mime, const char *from, const char *client)
+{
+	struct spam_net *n = conn_net(ctx, c);
+	if (!n)
+		return NULL;
+	long left = host->time_left_ms(ctx);
+	struct spam_input in = {.mime = mime,
+				.envelope_from = from,
+				.client_addr = client,
+				.addrlist_parse = host->addrlist_parse,
+				.deadline_ms = left > 0 ? (long)(mono_ms() + left / 2) : 0};
+	spam_net_headers(n, &in); /* when end of header did not run (siftctl) */
+	spam_net_uris(n, &in);
+	long long t0 = mono_ms();
+	size_t failed = spam_net_wait(n, &in, (long)c->dns_timeout);
+	if (failed)
+		host->log(ctx, LOG_INFO,
+			  "%zu of %zu DNS list lookups failed or timed out (after %lld ms): "
+			  "their rules do not hit",
+			  failed, spam_net_count(n), mono_ms() - t0);
+	return n;
+}
+
+static void spam_msg_end(struct sift_ctx *ctx)
+{
+	net_release(ctx);
+}
+
+static void spam_close(struct sift_ctx *ctx)
+{
+	net_release(ctx);
+}
+
 static enum sift_verdict spam_eom(struct sift_ctx *ctx)
 {
 	struct spam_conf *c = host->conf(ctx);
@@ -495,8 +602,11 @@ static enum sift_verdict spam_eom(struct sift_ctx *ctx)
 		host->log(ctx, LOG_ERR, "no message to score");
 		return SIFT_ERROR;
 	}
+	struct spam_net *net = net_collect(ctx, c, mime, from, client);
 	struct spam_result r;
-	if (score_message(ctx, c, mime, from, client, &r) < 0)
+	int rc = score_message(ctx, c, mime, from, client, net, &r);
+	net_release(ctx);
+	if (rc < 0)
 		return SIFT_ERROR;
 	if (r.timed_out) {
 		host->log(ctx, LOG_WARNING, "scoring ran out of time");
@@ -556,8 +666,13 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.flags = SIFT_F_NEED_BODY,
 	.params = params,
 	.conf_size = sizeof(struct spam_conf),
+	.conn_size = sizeof(struct spam_conn),
 	.init = spam_init,
 	.release = spam_release,
+	.connect = spam_connect,
+	.eoh = spam_eoh,
 	.eom = spam_eom,
+	.msg_end = spam_msg_end,
+	.close = spam_close,
 	.tools = spam_tools,
 };

@@ -288,6 +288,46 @@ static void test_failures(void)
 	free(r);
 }
 
+/* Queries in parallel (sift_dns_start/sift_dns_wait): eight answers and a
+ * slow one, collected against one deadline, cost the deadline once; a
+ * query collected with no time left is TEMPFAIL; a cached answer comes at
+ * once; a bad name is an ERROR from the start. */
+static void test_parallel(void)
+{
+	struct sift_dns_pending *p[9];
+	char name[64];
+	long long t0 = sift_now_ms();
+	p[0] = sift_dns_start("slow.sift.test", T_A);
+	for (int i = 1; i < 9; i++) {
+		snprintf(name, sizeof(name), "t%d.sift.test", 40 + i);
+		p[i] = sift_dns_start(name, T_A);
+	}
+	long long deadline = t0 + 600;
+	int ok = 0;
+	for (int i = 8; i >= 0; i--) {
+		long long left = deadline - sift_now_ms();
+		struct sift_dns_result *r = sift_dns_wait(p[i], left > 0 ? (long)left : 0);
+		if (i == 0)
+			CHECK_INT(r->status, SIFT_DNS_TEMPFAIL);
+		else
+			ok += r->status == SIFT_DNS_OK;
+		free(r);
+	}
+	long long dt = sift_now_ms() - t0;
+	CHECK_INT(ok, 8);
+	CHECK(dt >= 550 && dt < 600 + 400);
+	/* cached now: answered at start, without waiting */
+	struct sift_dns_result *r = sift_dns_wait(sift_dns_start("t41.sift.test", T_A), 0);
+	CHECK_INT(r->status, SIFT_DNS_OK);
+	free(r);
+	r = sift_dns_wait(sift_dns_start("slow.sift.test", T_TXT), 0);
+	CHECK_INT(r->status, SIFT_DNS_TEMPFAIL);
+	free(r);
+	r = sift_dns_wait(sift_dns_start("bad..name", T_A), 100);
+	CHECK_INT(r->status, SIFT_DNS_ERROR);
+	free(r);
+}
+
 #define NTHREADS 16
 #define NQUERIES 150
 
@@ -403,6 +443,7 @@ int main(void)
 	}
 	test_records();
 	test_failures();
+	test_parallel();
 	test_threads();
 	test_shutdown_wakes();
 	/* Init again after shutdown works. */

@@ -1,0 +1,145 @@
+#!/usr/bin/python3
+"""rbl plugin: policyd against the test DNS lists (tests/lib/dnsbl.py).
+
+Through the policy protocol (one policyd, several request kinds):
+  - a client listed in zen (127.0.0.2, weight 3 >= threshold 3) is refused
+    at RCPT with "554 5.7.1 Service unavailable; Client host [127.0.0.2]
+    blocked using zen.spamhaus.org";
+  - only at RCPT: the same client at CONNECT or DATA gets DUNNO;
+  - a client listed under the threshold (spamcop only, weight 2) passes;
+  - weights add up: 127.0.0.5 is in zen's PBL range (weight 3) and in
+    list.dnswl.org (weight -2): 1 < 3, DUNNO; the allow list counts;
+  - a client in rbl_client_allow (cidr map) is never looked up;
+  - the dead list (SERVFAIL) never rejects; the slow list (answers after
+    the 0.5 s deadline) costs the deadline, not more; with
+    rbl_dns_error_action = tempfail a failed list under the threshold
+    defers (451 4.7.1), while a listed client is still refused;
+  - a bad rbl_sites value is refused at start (policyd -t).
+Through a private Postfix with check_policy_service (argument "postfix";
+"policy" runs the cases above, no argument both; as root):
+  the listed client 127.0.0.1 is refused at RCPT with Postfix logging the
+  554 5.7.1 reply, an unlisted client (127.0.0.9, bound as the source
+  address) is accepted.
+"""
+
+import os
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests', 'lib'))
+import sifttest  # noqa: E402
+from sifttest import check, check_eq as eq, done  # noqa: E402
+from dnsbl import ListServer  # noqa: E402
+
+SITES = 'zen.spamhaus.org=127.0.0.[2..11]*3 bl.spamcop.net*2 list.dnswl.org=127.0.[0..255].[1..3]*-2 dead.dnsbl.test*3'
+REJECT = '554 5.7.1 Service unavailable; Client host [%s] blocked using %s'
+
+
+def ask(pc, ip, state='RCPT'):
+    return pc.ask(client_address=ip, client_name='unknown', protocol_state=state, sender='a@example.test',
+                  recipient='user@sift.test', instance='%s-%s-%f' % (ip, state, time.time()))
+
+
+def policy_cases(tmp, dns):
+    base = {'inbound_plugins': 'rbl', 'dns_servers': '127.0.0.1:%d' % dns.port,
+            'rbl_sites': SITES, 'rbl_threshold': '3', 'rbl_timeout': '500ms'}
+    allow = os.path.join(tmp, 'allow.cidr')
+    with open(allow, 'w') as f:
+        f.write('127.0.0.2/32 OK\n')
+    pd = sifttest.start_daemon('policyd', tmp, base)
+    try:
+        with sifttest.PolicyClient(pd.port) as pc:
+            eq(ask(pc, '127.0.0.2'), '554 5.7.1 Service unavailable; Client host [127.0.0.2] blocked using zen.spamhaus.org',
+               'listed client refused at RCPT naming the list')
+            eq(ask(pc, '127.0.0.2', 'CONNECT'), 'DUNNO', 'not at CONNECT')
+            eq(ask(pc, '127.0.0.2', 'DATA'), 'DUNNO', 'not at DATA')
+            eq(ask(pc, '192.0.2.66'), REJECT % ('192.0.2.66', 'zen.spamhaus.org'),
+               'zen 127.0.0.2 + spamcop: the list of greatest weight named')
+            eq(ask(pc, '127.0.0.5'), 'DUNNO', 'PBL (3) with dnswl (-2): 1 < 3, accepted')
+            eq(ask(pc, '127.0.0.1'), REJECT % ('127.0.0.1', 'zen.spamhaus.org'), 'XBL answer 127.0.0.4 counts')
+            eq(ask(pc, '127.0.0.9'), 'DUNNO', 'unlisted client: the dead list (SERVFAIL) does not reject')
+            eq(ask(pc, '10.1.2.3'), 'DUNNO', 'private address not looked up')
+        check('client [127.0.0.9]: a DNS list did not answer' in pd.log(), 'failed lists logged')
+        check('reject: client [127.0.0.2] score 6 >= 3 (listed in zen.spamhaus.org=127.0.0.[2..11]*3)'
+              in pd.log() or 'reject: client [127.0.0.2] score' in pd.log(), 'reject logged with the score')
+    finally:
+        pd.stop()
+
+    # allow map, threshold 2 (spamcop alone reaches it), tempfail on DNS errors
+    conf = dict(base, rbl_client_allow='cidr:' + allow, rbl_threshold='2', rbl_dns_error_action='tempfail',
+                rbl_sites='zen.spamhaus.org=127.0.0.[2..11]*3 bl.spamcop.net*2 slow.dnsbl.test')
+    pd = sifttest.start_daemon('policyd', tmp, conf, name='policyd2')
+    try:
+        with sifttest.PolicyClient(pd.port) as pc:
+            eq(ask(pc, '127.0.0.2'), 'DUNNO', 'client in rbl_client_allow not looked up')
+            eq(ask(pc, '192.0.2.66'), REJECT % ('192.0.2.66', 'zen.spamhaus.org'),
+               'listed client refused although a list failed')
+            t0 = time.monotonic()
+            act = ask(pc, '127.0.0.9')
+            took = time.monotonic() - t0
+            check(act.startswith('451 4.7.1'), 'slow list under the threshold: tempfail when asked to: %s' % act)
+            check(0.4 < took < 2.5, 'the slow list costs the deadline (0.5 s), not its 3 s: %.2f s' % took)
+    finally:
+        pd.stop()
+
+    bad = dict(base, rbl_sites='zen.spamhaus.org=127.0.0.[11..2]')
+    bad.update(plugin_directory=sifttest.plugin_directory(), policyd_user=sifttest.daemon_user() or 'root')
+    path = sifttest.write_conf(os.path.join(tmp, 'bad.conf'), bad)
+    r = subprocess.run([sifttest.program('policyd'), '-t', '-c', path], capture_output=True, text=True, timeout=30)
+    check(r.returncode != 0 and 'bad reply filter' in r.stderr + r.stdout,
+          'bad filter refused by policyd -t: %s' % (r.stderr + r.stdout).strip())
+
+
+def postfix_case(tmp, dns):
+    pd = sifttest.start_daemon('policyd', tmp, {
+        'inbound_plugins': 'rbl', 'dns_servers': '127.0.0.1:%d' % dns.port,
+        'rbl_sites': 'zen.spamhaus.org', 'rbl_timeout': '2s'}, name='policyd-pf')
+    pf = None
+    try:
+        pf = sifttest.Postfix(root=os.path.join(tmp, 'pf'), policy='inet:127.0.0.1:%d' % pd.port)
+        pf.start()
+        msg = b'From: a@example.test\r\nTo: user@sift.test\r\nSubject: t\r\n\r\nbody\r\n'
+        r = pf.send('a@example.test', ['user@sift.test'], msg)
+        check(not r.accepted and r.rcpts and r.rcpts[0][0] == 554 and
+              'Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org' in r.rcpts[0][1],
+              'Postfix refuses the listed client at RCPT: %r' % r)
+        s = smtplib.SMTP(timeout=30, source_address=('127.0.0.9', 0))
+        s.connect('127.0.0.1', pf.port)
+        s.ehlo('client.sift.test')
+        s.mail('a@example.test')
+        code, text = s.rcpt('user@sift.test')
+        eq(code, 250, 'an unlisted client (127.0.0.9) is accepted: %s' % text)
+        s.quit()
+        check(pf.log_lines(r'reject: RCPT from .*\[127\.0\.0\.1\].*554 5\.7\.1 .*blocked using zen\.spamhaus\.org'),
+              'Postfix logged the reject')
+    finally:
+        if pf:
+            pf.stop()
+            pf.cleanup()
+        pd.stop()
+
+
+def main():
+    which = sys.argv[1] if len(sys.argv) > 1 else 'all'
+    tmp = tempfile.mkdtemp(prefix='sift-rbl-')
+    os.chmod(tmp, 0o755)
+    dns = ListServer()
+    dns.start()
+    try:
+        if which in ('all', 'policy'):
+            policy_cases(tmp, dns)
+        if which in ('all', 'postfix'):
+            if os.geteuid() == 0:
+                postfix_case(tmp, dns)
+            else:
+                print('not root: the Postfix case is skipped')
+    finally:
+        dns.stop()
+    return done()
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""The spam plugin's network tests against the test DNS lists
+(tests/lib/dnsbl.py), with the stock SpamAssassin ruleset (skipped when it
+is not installed) plus a few local rules, through `siftctl test` (the
+plugin's connect, end-of-header and end-of-message hooks):
+
+  - relayed through 192.0.2.66 (a private client, so the Received hop is
+    the last external one): RCVD_IN_SBL (check_rbl_sub of set zen),
+    RCVD_IN_XBL (zen-lastexternal, 127.0.0.4), RCVD_IN_BL_SPAMCOP_NET
+    (check_rbl_txt with a regex subtest); its URIs: URIBL_DBL_SPAM
+    (urirhssub, notrim), URIBL_BLACK (bit mask 2), URIBL_SBL (uridnssub
+    through the domain's name server address) and URIBL_SBL_A (tflags a),
+    with the scores of score set 1; uridnsbl_skip_domain hosts not looked up;
+  - a public SMTP client (198.51.100.7, --client) is the last external
+    relay: RCVD_IN_PBL hits and XBL does not;
+  - local rules on the slow list (answers after spam_dns_timeout) and the
+    dead list (SERVFAIL) never hit, and the message waits the deadline, not
+    the slow answer; check_rbl_envfrom / check_rbl_from_domain hit from the
+    sender addresses;
+  - spam_dns_available = no: no network rule hits, no query is made.
+"""
+
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.environ.get('SIFT_SRCDIR', os.path.join(os.path.dirname(__file__), '..', '..', '..')),
+                                'tests', 'lib'))
+import sifttest  # noqa: E402
+from sifttest import check, done  # noqa: E402
+from dnsbl import ListServer  # noqa: E402
+
+STOCK = ['/usr/share/spamassassin', '/etc/spamassassin']
+
+LOCAL = r"""
+header T_SIFT_SLOW    eval:check_rbl('slowset', 'slow.dnsbl.test.')
+score  T_SIFT_SLOW    5
+header T_SIFT_DEAD    eval:check_rbl('deadset', 'dead.dnsbl.test.')
+score  T_SIFT_DEAD    5
+header T_SIFT_ENVFROM eval:check_rbl_envfrom('envset', 'dbl.spamhaus.org.')
+score  T_SIFT_ENVFROM 0.01
+header T_SIFT_FROMDOM eval:check_rbl_from_domain('fromset', 'multi.uribl.com.', '127.0.0.2')
+score  T_SIFT_FROMDOM 0.01
+uridnsbl_skip_domain skipped-listed.example
+urirhssub T_SIFT_SKIPPED dbl.spamhaus.org. A 127.0.1.3
+body T_SIFT_SKIPPED eval:check_uridnsbl('T_SIFT_SKIPPED')
+score T_SIFT_SKIPPED 0.01
+"""
+
+
+def message(received, body, sender='a@example.test'):
+    return ('Received: %s\r\nFrom: Someone <%s>\r\nTo: user@sift.test\r\nSubject: hello there\r\n'
+            'Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1234567890@example.test>\r\n\r\n%s\r\n'
+            % (received, sender, body)).encode()
+
+
+RCVD = ('from mail.spammer.test (mail.spammer.test [192.0.2.66])\r\n\tby relay.example.net with ESMTP id 1A2B3C'
+        '\r\n\tfor <user@sift.test>; Mon, 1 Jan 2024 09:59:00 +0000')
+URIS = ('see http://dbl-listed.example/x and http://uribl-listed.example/ and http://www.ns-listed.example/ '
+        'and http://www.skipped-listed.example/')
+
+
+def symbols(res):
+    return {s['name']: s['score'] for s in res.get('symbols', [])}
+
+
+def main():
+    if not all(os.path.isdir(d) for d in STOCK):
+        print('the stock SpamAssassin ruleset is not installed: skipped')
+        return done()
+    tmp = tempfile.mkdtemp(prefix='sift-dnsbl-')
+    os.chmod(tmp, 0o755)
+    local = os.path.join(tmp, 'local.cf')
+    with open(local, 'w') as f:
+        f.write(LOCAL)
+    dns = ListServer()
+    dns.delay = 3.0
+    dns.start()
+    try:
+        conf = sifttest.write_conf(os.path.join(tmp, 'filterd.conf'), {
+            'plugin_directory': sifttest.plugin_directory(), 'inbound_plugins': 'spam',
+            'spam_rules': ' '.join(STOCK + [local]), 'spam_hyperscan': 'no', 'spam_cache_directory': '',
+            'spam_dns_available': 'yes', 'spam_dns_timeout': '1s',
+            'dns_servers': '127.0.0.1:%d' % dns.port, 'filterd_user': sifttest.daemon_user() or 'root'})
+
+        # a message from a listed relay, with listed URIs; the slow and dead lists
+        t0 = time.monotonic()
+        res = sifttest.siftctl_test(conf, message(RCVD, URIS, sender='x@uribl-listed.example'),
+                                    args=['--from', 'x@dbl-listed.example'])
+        took = time.monotonic() - t0
+        s = symbols(res)
+        for rule in ('RCVD_IN_SBL', 'RCVD_IN_XBL', 'RCVD_IN_BL_SPAMCOP_NET', 'URIBL_DBL_SPAM', 'URIBL_BLACK',
+                     'URIBL_SBL', 'URIBL_SBL_A', 'T_SIFT_ENVFROM', 'T_SIFT_FROMDOM'):
+            check(rule in s, '%s hits from the local lists: %s' % (rule, sorted(s)))
+        check(s.get('RCVD_IN_XBL') == 0.724 and s.get('URIBL_BLACK') == 1.7,
+              'network rules score with score set 1: %r' % s)
+        for rule in ('RCVD_IN_PBL', 'T_SIFT_SLOW', 'T_SIFT_DEAD', 'T_SIFT_SKIPPED', 'RCVD_IN_DNSWL_MED'):
+            check(rule not in s, '%s does not hit' % rule)
+        check(1.0 <= took < 2.9, 'the slow list costs the deadline (1 s), not its 3 s: %.2f s' % took)
+        check(res.get('action') == 'reject', 'the message is spam: %s' % res.get('action'))
+        names = {str(q[0]).lower().rstrip('.') for q in dns.log}
+        check('www.skipped-listed.example.dbl.spamhaus.org' not in names and
+              'skipped-listed.example.dbl.spamhaus.org' not in names, 'uridnsbl_skip_domain not looked up')
+
+        # a public client: the last external relay
+        res = sifttest.siftctl_test(conf, message(RCVD, 'nothing here'), args=['--client', '198.51.100.7'])
+        s = symbols(res)
+        check('RCVD_IN_PBL' in s and 'RCVD_IN_XBL' not in s and 'RCVD_IN_SBL' in s,
+              'public client: PBL from the client, SBL from the relay, no XBL: %s' % sorted(s))
+
+        # no network tests
+        before = len(dns.log)
+        res = sifttest.siftctl_test(conf, message(RCVD, URIS), opts=['spam_dns_available=no'])
+        s = symbols(res)
+        check(res.get('action') != 'error' and not any(n.startswith(('RCVD_IN_', 'URIBL_')) for n in s),
+              'spam_dns_available = no: no network rule hits: %s' % sorted(s))
+        check(len(dns.log) == before, 'and no query was made')
+    finally:
+        dns.stop()
+    return done()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
