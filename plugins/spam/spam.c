@@ -364,7 +364,8 @@ static int score_message(struct sift_ctx *ctx, const struct spam_conf *c, const 
 		.client_addr = client,
 		.client_name = host->get(ctx, SIFT_I_CLIENT_NAME),
 		.addrlist_parse = host->addrlist_parse,
-		.score_set = (c->use_bayes ? SPAM_SET_BAYES : 0) | (c->dns_available ? SPAM_SET_NET : 0),
+		.bayes = c->bayes,
+		.net = net,
 		.deadline_ms =
 			left > 0 ? (long)((long long)tn.tv_sec * 1000 + tn.tv_nsec / 1000000 + left) : 0,
 	};
