@@ -74,6 +74,9 @@
  *      (HTML statistics). A plugin using them checks host->struct_size.
  *   2  struct sift_host: gauge_set (metrics), auth_result (one
  *      Authentication-Results header per authserv-id).
+ *   3  struct sift_host: auth_result_get (the results so far, for ARC),
+ *      kv_mget/kv_incr_many (key-value batches), dns_start/dns_wait (DNS
+ *      queries in parallel).
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -87,7 +90,7 @@ extern "C" {
 #endif
 
 #define SIFT_ABI_MAJOR 1
-#define SIFT_ABI_MINOR 2
+#define SIFT_ABI_MINOR 3
 
 struct sift_ctx;	 /* one connection/message/request as seen by a plugin */
 struct sift_dns_pending; /* a DNS query started by host->dns_start */
