@@ -38,17 +38,7 @@ static char *hget(struct msgctx *m, const char *name)
 static char *hget_flat(struct msgctx *m, const char *name)
 {
 	char *v = hget(m, name);
-	if (!v)
-		return xstrdup("");
-	size_t w = 0;
-	for (size_t k = 0; v[k]; k++) {
-		char c = isspace((unsigned char)v[k]) ? ' ' : v[k];
-		if (c == ' ' && w && v[w - 1] == ' ')
-			continue;
-		v[w++] = c;
-	}
-	v[w] = 0;
-	return v;
+	return v ? ws_fold(v) : xstrdup("");
 }
 
 static bool hmatch(struct msgctx *m, const char *name, const char *re)

@@ -463,6 +463,8 @@ int parse_rfc822_date(const char *s, time_t *t);
 int parse_received(const char *v, struct relay *rl);
 /* The message's relays, parsed once (cached in m). */
 struct relayinfo *relays(struct msgctx *m);
+/* White space runs of v (in place) as one space; returns v. */
+char *ws_fold(char *v);
 const char *lasthop_envfrom(struct msgctx *m);
 void relays_free(struct relayinfo *ri);
 /* Private, loopback, link-local or unspecified. */

@@ -347,11 +347,10 @@ static void relay_classify(const struct spam_engine *e, struct relay *r, bool *i
 	r->intl = *in_internal;
 }
 
-/* A copy of a Received: value with white space runs as one space, as
- * SpamAssassin unfolds it. */
-static char *received_line(const char *value)
+/* White space runs of v (in place) as one space, as SpamAssassin unfolds
+ * a Received: value; returns v. */
+char *ws_fold(char *v)
 {
-	char *v = xstrdup(value);
 	size_t w = 0;
 	for (size_t k = 0; v[k]; k++) {
 		char c = isspace((unsigned char)v[k]) ? ' ' : v[k];
@@ -381,7 +380,7 @@ struct relayinfo *relays(struct msgctx *m)
 	bool in_trusted = true, in_internal = true, found_msa = false;
 	while ((h = mh(m->mime, "Received", &st))) {
 		struct relay r;
-		char *v = received_line(h->value);
+		char *v = ws_fold(xstrdup(h->value));
 		/* a mail fetcher marker (fetchmail ...) within the trusted
 		 * relays: what came before it was the local delivery; the
 		 * relays restart after it */
