@@ -81,9 +81,12 @@
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
 
+#include <arpa/inet.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -232,6 +235,27 @@ struct sift_dns_result {
 	const unsigned char **rr; /* record data */
 	const size_t *len;	  /* record lengths */
 };
+
+/* The name of an address in a DNS list, to which the list's zone is
+ * appended: "4.3.2.1" for 1.2.3.4, IPv6 as 32 reversed nibbles (out needs
+ * 64 octets then); false when ip is not an address. */
+static inline bool sift_dnsbl_name(const char *ip, char *out, size_t n)
+{
+	unsigned char b[16];
+	if (inet_pton(AF_INET, ip, b) == 1)
+		return snprintf(out, n, "%u.%u.%u.%u", b[3], b[2], b[1], b[0]) < (int)n;
+	if (n < 64 || inet_pton(AF_INET6, ip, b) != 1)
+		return false;
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+	for (int i = 15; i >= 0; i--) {
+		out[o++] = hex[b[i] & 15];
+		out[o++] = '.';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = i ? '.' : 0;
+	}
+	return true;
+}
 
 /* ---- The parsed message (host->mime) ------------------------------------
  * A read-only view of the message's MIME structure, built by the host on the

@@ -301,28 +301,6 @@ static bool site_matches(const struct site *st, const unsigned char a[4])
 
 /* ---- lookups ------------------------------------------------------------- */
 
-/* The reversed form of an address for a DNS list ("2.0.0.127", IPv6 as 32
- * nibbles); -1 when ip is not an address. */
-static int reverse_ip(const char *ip, char *out, size_t n)
-{
-	unsigned char b[16];
-	if (inet_pton(AF_INET, ip, b) == 1) {
-		snprintf(out, n, "%u.%u.%u.%u", b[3], b[2], b[1], b[0]);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, ip, b) != 1 || n < 64)
-		return -1;
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-	for (int i = 15; i >= 0; i--) {
-		out[o++] = hex[b[i] & 15];
-		out[o++] = '.';
-		out[o++] = hex[b[i] >> 4];
-		out[o++] = i ? '.' : 0;
-	}
-	return 0;
-}
-
 /* Addresses never looked up: loopback (v4 and v6) is looked up, as tests
  * and postscreen do; private and link-local networks are not. */
 static bool skip_addr(const char *ip)
@@ -400,7 +378,7 @@ static enum sift_verdict rbl_policy(struct sift_ctx *ctx)
 	if (c->nzones == 0 || !state || strcasecmp(state, "RCPT") != 0 || !ip || !*ip || skip_addr(ip))
 		return SIFT_DUNNO;
 	char rev[80];
-	if (reverse_ip(ip, rev, sizeof(rev)) < 0)
+	if (!sift_dnsbl_name(ip, rev, sizeof(rev)))
 		return SIFT_DUNNO;
 	if (c->client_allow) {
 		char *val = NULL;

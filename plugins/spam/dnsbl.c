@@ -292,28 +292,6 @@ size_t spam_net_count(const struct spam_net *n)
 
 /* ---- addresses ------------------------------------------------------------------ */
 
-/* The list name of an address ("4.3.2.1", IPv6 as 32 nibbles); false when
- * ip is not an address. */
-bool reverse_ip(const char *ip, char *out, size_t n)
-{
-	unsigned char b[16];
-	if (inet_pton(AF_INET, ip, b) == 1) {
-		snprintf(out, n, "%u.%u.%u.%u", b[3], b[2], b[1], b[0]);
-		return true;
-	}
-	if (n < 64 || inet_pton(AF_INET6, ip, b) != 1)
-		return false;
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-	for (int i = 15; i >= 0; i--) {
-		out[o++] = hex[b[i] & 15];
-		out[o++] = '.';
-		out[o++] = hex[b[i] >> 4];
-		out[o++] = i ? '.' : 0;
-	}
-	return true;
-}
-
 /* SpamAssassin's IP_PRIVATE: ip_private() plus carrier-grade NAT. */
 static bool ip_skip(const char *ip)
 {
@@ -459,7 +437,7 @@ static void host_name(struct msgctx *m, const struct rule *r, const char *host, 
 	char name[300], rev[80];
 	unsigned char b[16];
 	if (inet_pton(AF_INET, host, b) == 1) {
-		if (r->tflags & TF_DOMAINS_ONLY || !reverse_ip(host, rev, sizeof(rev)))
+		if (r->tflags & TF_DOMAINS_ONLY || !sift_dnsbl_name(host, rev, sizeof(rev)))
 			return;
 		zone_name(name, sizeof(name), rev, zone);
 	} else {
@@ -590,7 +568,7 @@ static void rule_names(struct msgctx *m, const struct rule *r, name_fn fn, void 
 		set_ips(m, arg(r, 0), &ips);
 		char name[300], rev[80];
 		for (size_t i = 0; i < ips.n; i++)
-			if (reverse_ip(ips.ip[i], rev, sizeof(rev))) {
+			if (sift_dnsbl_name(ips.ip[i], rev, sizeof(rev))) {
 				zone_name(name, sizeof(name), rev, arg(r, 1));
 				fn(a, name, k == NK_RBL ? T_A : T_TXT);
 			}

@@ -190,7 +190,7 @@ static void addr_names(struct uriwalk *w, const struct uridef *d, const char *na
 			continue;
 		char ip[20], rev[80], q[300];
 		snprintf(ip, sizeof(ip), "%u.%u.%u.%u", r->rr[i][0], r->rr[i][1], r->rr[i][2], r->rr[i][3]);
-		if (ip_private(ip) || !reverse_ip(ip, rev, sizeof(rev)))
+		if (ip_private(ip) || !sift_dnsbl_name(ip, rev, sizeof(rev)))
 			continue;
 		zone_join(q, sizeof(q), rev, d->zone);
 		w->final(w->arg, q, d->rrtype);
@@ -225,7 +225,7 @@ static void uri_names(struct uriwalk *w, const struct netconf *nc, const struct 
 	if (d->rhs) {
 		if (ip ? (r->tflags & TF_DOMAINS_ONLY) || ip_private(host) : (r->tflags & TF_IPS_ONLY) != 0)
 			return;
-		if (ip && reverse_ip(host, rev, sizeof(rev)))
+		if (ip && sift_dnsbl_name(host, rev, sizeof(rev)))
 			zone_join(q, sizeof(q), rev, d->zone);
 		else
 			zone_join(q, sizeof(q), r->tflags & TF_NOTRIM ? host : registered_domain(nc, host),

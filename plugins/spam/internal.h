@@ -593,7 +593,6 @@ void strlist_add(char ***list, size_t *n, const char *s, bool sorted);
 bool strlist_has(char *const *list, size_t n, const char *s);
 enum netkind rule_kind(const struct rule *r);
 bool net_rule_active(const struct spam_engine *e, const struct rule *r);
-bool reverse_ip(const char *ip, char *out, size_t n);
 bool fqdn_ok(const char *h);
 const char *registered_domain(const struct netconf *nc, const char *host);
 /* Starts a query of the message once (n may be NULL); its answer when it

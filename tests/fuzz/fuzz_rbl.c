@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (n > 0) {
 		char rev[80];
-		if (reverse_ip(items[0], rev, sizeof(rev)) == 0 && strlen(rev) >= sizeof(rev))
+		if (sift_dnsbl_name(items[0], rev, sizeof(rev)) && strlen(rev) >= sizeof(rev))
 			abort();
 	}
 	free(text);
