@@ -546,7 +546,7 @@ enum netkind rule_kind(const struct rule *r)
 		     {"check_uridnsbl", NK_URI}};
 	if (!r->eval_fn || r->eval_id < 0)
 		return NK_NONE;
-	eval_fn f = evals[r->eval_id].fn; /* most evals are not ours: no strcmp */
+	eval_fn f = eval_get(r->eval_id); /* most evals are not ours: no strcmp */
 	if (f != ev_net_rbl && f != ev_net_rbl_sub && f != ev_net_uri)
 		return NK_NONE;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
