@@ -363,10 +363,14 @@ static void leaf_lines(const struct sift_mime_part *p, const char *type, bool al
 	while (s < e) {
 		const char *nl = memchr(s, '\n', (size_t)(e - s));
 		size_t l = (size_t)((nl ? nl + 1 : e) - s);
+		/* SpamAssassin behind amavisd-new sees LF line ends, a milter
+		 * CRLF ones: a CR before the LF is the line end, not part of
+		 * the line, neither counted nor illegal (a bare CR still is). */
+		size_t crlf = nl && l >= 2 && s[l - 2] == '\r';
 		if (count)
-			*bytes += l;
+			*bytes += l - crlf;
 		if (ascii && !ms->ascii_illegal)
-			for (size_t k = 0; k < l; k++) {
+			for (size_t k = 0; k < l - 1 - crlf + !nl; k++) {
 				unsigned char c = (unsigned char)s[k];
 				if (c == 0 || c == '\r' || c >= 0x80) {
 					ms->ascii_illegal = 1;
@@ -375,12 +379,12 @@ static void leaf_lines(const struct sift_mime_part *p, const char *type, bool al
 			}
 		if (raw7) {
 			size_t sub = count_unicode_entities(s, l);
-			*normal += l - sub * 8;
+			*normal += l - crlf - sub * 8;
 			*unicode += sub;
 		}
 		if (b64 && strcmp(type, "application/ics") != 0) {
-			if (ms->base64_len < l) /* with its newline, as Perl's raw() lines */
-				ms->base64_len = l;
+			if (ms->base64_len < l - crlf) /* with its newline, as Perl's raw() lines */
+				ms->base64_len = l - crlf;
 		}
 		s += l;
 	}

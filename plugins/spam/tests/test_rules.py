@@ -125,6 +125,15 @@ CASES = [
      ['T_ASCII_ILL'], []),
     ('ascii-legal', HDR + DATE + 'Content-Type: text/plain; charset=iso-8859-1\n\ncafe au lait\n', None, [],
      ['T_ASCII_ILL', 'T_UNICODE']),
+    # CRLF line ends (a milter's message) count as LF ones (what SpamAssassin
+    # sees): the CR of CRLF is neither illegal nor part of a line's length.
+    ('ascii-crlf', (HDR + DATE + 'Content-Type: text/plain; charset=us-ascii\n\ncafe\nau lait\n')
+     .replace('\n', '\r\n'), None, [], ['T_ASCII_ILL']),
+    ('ascii-bare-cr', (HDR + DATE + 'Content-Type: text/plain; charset=us-ascii\n\ncafe\rau lait\n')
+     .replace('\n', '\r\n'), None, ['T_ASCII_ILL'], []),
+    ('b64-crlf', mp([('text/plain', TEXT, ''), ('application/octet-stream', 'QUFB' * 19 + 'Q\nQUFB',
+                                                 'Content-Transfer-Encoding: base64\n')], 'mixed')
+     .replace('\n', '\r\n'), None, [], ['T_B64_LEN']),
     ('unicode', HDR + DATE + 'Content-Type: text/plain\n\n' + '&#x0041;&#x0042;' * 10 + ' text\n', None,
      ['T_UNICODE'], []),
     ('b64-long', mp([('text/plain', TEXT, ''), ('application/octet-stream', B64LONG,
