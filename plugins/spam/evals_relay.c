@@ -556,10 +556,22 @@ static int ev_arc_signed(struct msgctx *m, const struct rule *r)
 	return 0;
 }
 
+/* check_arc_valid(): the arc plugin, earlier in the chain, found a
+ * passing chain (its ARC_PASS); false without it (SpamAssassin verifies
+ * the chain itself; Sift verifies once, in the arc plugin). */
+static int ev_arc_valid(struct msgctx *m, const struct rule *r)
+{
+	for (size_t k = 0; k < m->in->nsyms; k++)
+		if (strcmp(m->in->sym_names[k], "ARC_PASS") == 0)
+			return 1;
+	return 0;
+}
+
 const struct evaldef evals_relay[] = {
 	{"check_dkim_signsome", ev_false},
 	{"check_dkim_signall", ev_false},
 	{"check_arc_signed", ev_arc_signed},
+	{"check_arc_valid", ev_arc_valid},
 	{"check_for_fake_aol_relay_in_rcvd", ev_fake_aol_relay},
 	{"check_for_forged_hotmail_received_headers", ev_forged_hotmail},
 	{"check_for_no_hotmail_received_headers", ev_no_hotmail},

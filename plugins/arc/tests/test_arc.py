@@ -214,6 +214,20 @@ def chain(conf, one):
         if r.get('headers') and isinstance(r['headers'][0], list) else str(r.get('headers'))
     check(re.search(r'arc=pass \(sets=1 trusted d=list.test\) smtp.remote-ip=127.0.0.1 header.oldest-pass=0',
                     ar) is not None, 'Authentication-Results: arc=pass with remote-ip and oldest-pass', ar)
+    # the stock ARC rules of the spam plugin, after arc in the chain
+    rules = os.path.join(os.path.dirname(conf), 'arc-rules.cf')
+    with open(rules, 'w') as f:
+        f.write('full ARC_SIGNED eval:check_arc_signed()\nscore ARC_SIGNED 0.001\n'
+                'full ARC_VALID eval:check_arc_valid()\nscore ARC_VALID -0.1\n'
+                'meta ARC_INVALID ARC_SIGNED && !ARC_VALID\nscore ARC_INVALID 0.1\n')
+    opts = ['inbound_plugins=arc spam', 'spam_rules=' + rules, 'spam_cache_directory=', 'spam_use_bayes=no']
+    broken = one.replace(b'\r\n\r\n', b'\r\n\r\nChanged after sealing.\r\n', 1)
+    for what, data, hit, miss in (('passing chain', one, 'ARC_VALID', 'ARC_INVALID'),
+                                  ('failing chain', broken, 'ARC_INVALID', 'ARC_VALID')):
+        r = sifttest.siftctl_test(conf, data, ['--profile', 'inbound'], opts=opts)
+        syms = {s['name'] for s in r.get('symbols', [])}
+        check(hit in syms and miss not in syms and 'ARC_SIGNED' in syms,
+              'spam after arc, %s: %s and ARC_SIGNED hit, %s not' % (what, hit, miss), r)
 
 
 def main():
