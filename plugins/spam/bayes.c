@@ -57,10 +57,20 @@ double bayes_combine(long long ns, long long nh, const double *p, size_t n)
 	return ((S - H) + 1.0) / 2.0;
 }
 
+/* A token's probability and its place in the message's token list. */
+struct tprob {
+	double p;
+	size_t i;
+};
+
+/* Strongest first; equal strengths in token order (Perl's sort is stable). */
 static int strength_cmp(const void *a, const void *b)
 {
-	double x = fabs(*(const double *)a - 0.5), y = fabs(*(const double *)b - 0.5);
-	return x < y ? 1 : x > y ? -1 : 0;
+	const struct tprob *u = a, *v = b;
+	double x = fabs(u->p - 0.5), y = fabs(v->p - 0.5);
+	if (x != y)
+		return x < y ? 1 : -1;
+	return u->i < v->i ? -1 : u->i > v->i;
 }
 
 bool bayes_ready(struct bayes *b)
@@ -83,7 +93,7 @@ double bayes_classify(struct bayes *b, const struct btoks *t)
 		free(c);
 		return -1;
 	}
-	double *p = xmalloc(t->n * sizeof(double));
+	struct tprob *p = xmalloc(t->n * sizeof(*p));
 	size_t np = 0;
 	for (size_t i = 0; i < t->n; i++) {
 		double s = c[i].s, h = c[i].h;
@@ -91,17 +101,21 @@ double bayes_classify(struct bayes *b, const struct btoks *t)
 			continue;
 		double pr = (s * (double)nh) / (h * (double)ns + s * (double)nh);
 		pr = (FW_S * FW_X + (s + h) * pr) / (FW_S + s + h);
-		p[np++] = pr;
+		/* SpamAssassin sorts every probability by strength, keeps the
+		 * first N_SIGNIFICANT and of those the ones of MIN_PROB_STRENGTH:
+		 * the same as keeping the strong ones, sorting only those and
+		 * cutting at N_SIGNIFICANT (most tokens are weak). */
+		if (fabs(pr - 0.5) >= MIN_PROB_STRENGTH)
+			p[np++] = (struct tprob){pr, i};
 	}
 	free(c);
-	qsort(p, np, sizeof(double), strength_cmp);
-	if (np > N_SIGNIFICANT)
-		np = N_SIGNIFICANT;
-	size_t k = 0;
-	while (k < np && fabs(p[k] - 0.5) >= MIN_PROB_STRENGTH)
-		k++;
-	double r = k ? bayes_combine(ns, nh, p, k) : -1;
+	qsort(p, np, sizeof(*p), strength_cmp);
+	size_t k = np > N_SIGNIFICANT ? N_SIGNIFICANT : np;
+	double sig[N_SIGNIFICANT];
+	for (size_t j = 0; j < k; j++)
+		sig[j] = p[j].p;
 	free(p);
+	double r = k ? bayes_combine(ns, nh, sig, k) : -1;
 	return r;
 }
 

@@ -120,10 +120,25 @@ struct tokidx {
 	size_t i;
 };
 
-static int tokidx_cmp(const void *a, const void *b)
+/* Sorts a[0..n) by token (40 bits): a radix sort, one pass per octet,
+ * through tmp (n entries); a message has hundreds of tokens. */
+static void tokidx_sort(struct tokidx *a, struct tokidx *tmp, size_t n)
 {
-	btok x = ((const struct tokidx *)a)->t, y = ((const struct tokidx *)b)->t;
-	return x < y ? -1 : x > y;
+	struct tokidx *src = a, *dst = tmp;
+	for (int shift = 0; shift < 40; shift += 8) {
+		size_t count[257] = {0};
+		for (size_t i = 0; i < n; i++)
+			count[((src[i].t >> shift) & 0xff) + 1]++;
+		for (int b = 0; b < 256; b++)
+			count[b + 1] += count[b];
+		for (size_t i = 0; i < n; i++)
+			dst[count[(src[i].t >> shift) & 0xff]++] = src[i];
+		struct tokidx *x = src;
+		src = dst;
+		dst = x;
+	}
+	if (src != a) /* five passes: the result is in tmp */
+		memcpy(a, src, n * sizeof(*a));
 }
 
 /* In key order: neighbouring lookups share the B-tree's upper pages in
@@ -131,10 +146,10 @@ static int tokidx_cmp(const void *a, const void *b)
 static int l_get(struct bstore *st, const btok *t, size_t n, struct bcounts *out)
 {
 	struct lmdb_store *l = (struct lmdb_store *)st;
-	struct tokidx *ix = xmalloc((n + 1) * sizeof(*ix));
+	struct tokidx *ix = xmalloc((2 * n + 1) * sizeof(*ix));
 	for (size_t i = 0; i < n; i++)
 		ix[i] = (struct tokidx){t[i], i};
-	qsort(ix, n, sizeof(*ix), tokidx_cmp);
+	tokidx_sort(ix, ix + n, n);
 	rlock(l);
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
