@@ -4,9 +4,9 @@
  * multipart_alternative_difference(_count), check_blank_line_ratio,
  * tvd_vertical_words, check_ma_non_text, check_mime_multipart_ratio,
  * check_for_ascii_text_illegal, check_abundant_unicode_ratio,
- * check_base64_length, check_for_uppercase, and the faraway charset tests
+ * check_base64_length, check_for_uppercase, the faraway charset tests
  * (which never hit with SpamAssassin's default ok_locales "all", the only
- * setting Sift has).
+ * setting Sift has), and ImageInfo's pixel_coverage and image_to_text_ratio.
  */
 #include <stdio.h>
 
@@ -496,6 +496,147 @@ static int ev_ma_non_text(struct msgctx *m, const struct rule *r)
 	return 0;
 }
 
+/* ---- ImageInfo: pixel_coverage, image_to_text_ratio ---- */
+
+static uint32_t be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Width x height of a decoded image as SpamAssassin's ImageInfo reads it
+ * (0 when it finds none): GIF's logical screen, PNG's IHDR (looked for
+ * at 8-octet steps, as ImageInfo does), JPEG's first start-of-frame. */
+unsigned long long spam_image_area(int kind, const unsigned char *d, size_t n)
+{
+	unsigned long long w = 0, h = 0;
+	if (kind == IMG_GIF) {
+		if (n >= 10 && (memcmp(d, "GIF87a", 6) == 0 || memcmp(d, "GIF89a", 6) == 0)) {
+			w = d[6] | (unsigned)d[7] << 8;
+			h = d[8] | (unsigned)d[9] << 8;
+		}
+	} else if (kind == IMG_PNG) {
+		if (n < 8 || memcmp(d, "\x89PNG\r\n\x1a\n", 8) != 0)
+			return 0;
+		for (size_t pos = 8; pos + 8 <= n; pos += 8) {
+			uint32_t len = be32(d + pos);
+			if (memcmp(d + pos + 4, "IEND", 4) == 0)
+				break;
+			if (memcmp(d + pos + 4, "IHDR", 4) == 0 && len == 13) {
+				if (pos + 16 <= n) {
+					w = be32(d + pos + 8);
+					h = be32(d + pos + 12);
+				}
+				break;
+			}
+		}
+	} else if (kind == IMG_JPEG) {
+		if (n < 2 || d[0] != 0xFF || d[1] != 0xD8)
+			return 0;
+		size_t pos = 2;
+		while (pos + 4 <= n) {
+			unsigned mark = d[pos + 1], len = (unsigned)d[pos + 2] << 8 | d[pos + 3];
+			if (d[pos] != 0xFF || mark == 0xDA || mark == 0xD9 || len < 2)
+				break;
+			pos += 4;
+			size_t blen = len - 2 <= n - pos ? len - 2 : n - pos;
+			if ((mark >= 0xC0 && mark <= 0xC3) || (mark >= 0xC5 && mark <= 0xC7) ||
+			    (mark >= 0xC9 && mark <= 0xCB) || (mark >= 0xCD && mark <= 0xCF)) {
+				if (blen >= 5) {
+					h = (unsigned)d[pos + 1] << 8 | d[pos + 2];
+					w = (unsigned)d[pos + 3] << 8 | d[pos + 4];
+				}
+				break;
+			}
+			pos += blen;
+		}
+	}
+	return w && h ? w * h : 0;
+}
+
+/* The pixel area of the message's base64 image/gif, png, jpeg (jpg)
+ * leaves, by kind and in all, once per message. */
+static const unsigned long long *image_areas(struct msgctx *m)
+{
+	if (m->ev.img_done)
+		return m->ev.img_area;
+	m->ev.img_done = true;
+	const struct sift_mime *mm = m->mime;
+	for (size_t i = 0; i < mm->part_count; i++) {
+		const struct sift_mime_part *p = &mm->parts[i];
+		if (!is_leaf(mm, i) || strcmp(p->encoding, "base64") != 0 ||
+		    strncmp(p->type, "image/", 6) != 0)
+			continue;
+		const char *t = p->type + 6;
+		int kind = strcmp(t, "gif") == 0			     ? IMG_GIF
+			   : strcmp(t, "png") == 0			     ? IMG_PNG
+			   : strcmp(t, "jpeg") == 0 || strcmp(t, "jpg") == 0 ? IMG_JPEG
+									     : -1;
+		if (kind < 0)
+			continue;
+		unsigned long long a = spam_image_area(kind, p->data, p->data_len);
+		m->ev.img_area[kind] += a;
+		m->ev.img_area[IMG_ALL] += a;
+	}
+	return m->ev.img_area;
+}
+
+static int image_kind(const char *t)
+{
+	return strcmp(t, "all") == 0	? IMG_ALL
+	       : strcmp(t, "gif") == 0	? IMG_GIF
+	       : strcmp(t, "png") == 0	? IMG_PNG
+	       : strcmp(t, "jpeg") == 0 ? IMG_JPEG
+					: -1;
+}
+
+/* ImageInfo's result_check: min <= v (<= max, < max with nomaxequal) */
+static int in_range(const struct rule *r, int imin, double v, bool nomaxequal)
+{
+	if (v < atof(eval_arg(r, imin)))
+		return 0;
+	if (r->neval > imin + 1) {
+		double mx = atof(eval_arg(r, imin + 1));
+		if (v > mx || (nomaxequal && v == mx))
+			return 0;
+	}
+	return 1;
+}
+
+/* pixel_coverage(type, min[, max]): the images' area in pixels */
+static int ev_pixel_coverage(struct msgctx *m, const struct rule *r)
+{
+	int k = image_kind(eval_arg(r, 0));
+	if (k < 0 || r->neval < 2)
+		return 0;
+	return in_range(r, 1, (double)image_areas(m)[k], false);
+}
+
+/* image_to_text_ratio(type, min, max): the length of the texts a rule of
+ * its kind sees (body: the rendered text with the Subject line; rawbody:
+ * the decoded text parts) per pixel of image */
+static int ev_image_to_text_ratio(struct msgctx *m, const struct rule *r)
+{
+	int k = image_kind(eval_arg(r, 0));
+	if (k < 0 || r->neval < 3)
+		return 0;
+	unsigned long long area = image_areas(m)[k];
+	size_t len = 0;
+	if (r->type == R_RAWBODY) {
+		if (!m->raws)
+			build_raw(m);
+		for (size_t i = 0; i < m->nraws; i++)
+			len += m->rawlens[i];
+	} else {
+		if (!m->lines)
+			build_body(m);
+		for (size_t i = 0; i < m->nlines; i++)
+			len += m->lens[i];
+	}
+	if (!len || !area)
+		return 0;
+	return in_range(r, 1, (double)len / (double)area, true);
+}
+
 /* the faraway charset tests: SpamAssassin returns 0 when ok_locales is
  * "all" (its default; Sift has no ok_locales setting) */
 static int ev_faraway(struct msgctx *m, const struct rule *r)
@@ -517,5 +658,7 @@ const struct evaldef evals_mime[] = {
 	{"check_for_faraway_charset", ev_faraway},
 	{"check_for_faraway_charset_in_headers", ev_faraway},
 	{"html_charset_faraway", ev_faraway},
+	{"pixel_coverage", ev_pixel_coverage},
+	{"image_to_text_ratio", ev_image_to_text_ratio},
 	{NULL, NULL},
 };

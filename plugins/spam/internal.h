@@ -341,6 +341,11 @@ static inline pcre2_code *rule_code(const struct rule *r)
 	return c ? c : rule_jit(r);
 }
 
+/* ImageInfo (evals_mime.c): the pixel area of decoded image data of a
+ * kind, as SpamAssassin reads its size; 0 when it finds none. */
+enum { IMG_ALL, IMG_GIF, IMG_PNG, IMG_JPEG, IMG_KINDS };
+unsigned long long spam_image_area(int kind, const unsigned char *d, size_t n);
+
 struct msgctx {
 	const struct spam_engine *e;
 	const struct spam_input *in;
@@ -376,6 +381,8 @@ struct msgctx {
 		int ascii_illegal;
 		double unicode_ratio, multipart_ratio, madiff, upper;
 		size_t base64_len, madiff_html, madiff_text;
+		bool img_done;
+		unsigned long long img_area[IMG_KINDS]; /* by IMG_* */
 	} ev;
 	/* Bayes (bayes_engine.c) */
 	struct btoks *btoks;

@@ -20,12 +20,14 @@ that does not):
 - spam_rules globs, a glob matching nothing is an error naming it.
 """
 
+import base64
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import shutil
+import struct
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests', 'lib'))
 import sifttest  # noqa: E402
@@ -47,6 +49,12 @@ body     T_UNICODE    eval:check_abundant_unicode_ratio('0.02')
 body     T_B64_LEN    eval:check_base64_length('79')
 body     T_MA_NONTEXT eval:check_ma_non_text()
 body     T_STOCK      eval:check_stock_info('3')
+body     T_IMG_TEXT   eval:image_to_text_ratio('all', '0.000', '0.008')
+rawbody  T_IMG_RAW    eval:image_to_text_ratio('all', '0.000', '0.015')
+body     T_GIF_AREA   eval:pixel_coverage('gif','180000','475000')
+body     T_PNG_AREA   eval:pixel_coverage('png','180000','475000')
+body     T_JPEG_AREA  eval:pixel_coverage('jpeg','180000','475000')
+body     T_ALL_AREA   eval:pixel_coverage('all','62500','300000')
 header   T_AOL        eval:check_for_fake_aol_relay_in_rcvd()
 header   T_HOTMAIL    eval:check_for_forged_hotmail_received_headers()
 header   T_NOHOTMAIL  eval:check_for_no_hotmail_received_headers()
@@ -106,7 +114,37 @@ RCVD_EXT = ('Received: from mx.outer.test (mx.outer.test [203.0.113.5]) by inner
             'X-Inner-Mark: yes\n'
             'Received: from client.example (client.example [198.51.100.7]) by mx.outer.test (Postfix) with ESMTP id'
             ' B2; Mon, 1 Jan 2024 10:00:01 +0000\n')
+# Images as ImageInfo reads their size: GIF 600x400, PNG 500x400 (IHDR),
+# JPEG 400x300 (an APP0 segment, then SOF0), GIF 10x10.
+GIF_BIG = b'GIF89a' + struct.pack('<HH', 600, 400) + b'\x00\x00\x00;'
+PNG_BIG = (b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + struct.pack('>II', 500, 400) +
+           b'\x08\x02\x00\x00\x00CRC!' + struct.pack('>I', 0) + b'IEND')
+JPEG = (b'\xff\xd8\xff\xe0' + struct.pack('>H', 16) + b'JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00' +
+        b'\xff\xc0' + struct.pack('>H', 17) + b'\x08' + struct.pack('>HH', 300, 400) + b'\x03' + b'\x00' * 9 +
+        b'\xff\xd9')
+GIF_SMALL = b'GIF89a' + struct.pack('<HH', 10, 10) + b'\x00\x00\x00;'
+
+
+def img(kind, data, cte='base64'):
+    body = base64.b64encode(data).decode() if cte == 'base64' else data.decode('latin-1')
+    return ('image/' + kind, body, 'Content-Transfer-Encoding: %s\n' % cte)
+
+
 CASES = [
+    ('img-gif', mp([('text/plain', 'See the picture.', ''), img('gif', GIF_BIG)], 'mixed'), None,
+     ['T_IMG_TEXT', 'T_IMG_RAW', 'T_GIF_AREA', 'T_ALL_AREA'], ['T_PNG_AREA', 'T_JPEG_AREA']),
+    ('img-png', mp([('text/plain', 'See the picture.', ''), img('png', PNG_BIG)], 'mixed'), None,
+     ['T_PNG_AREA', 'T_ALL_AREA', 'T_IMG_TEXT'], ['T_GIF_AREA', 'T_JPEG_AREA']),
+    ('img-jpeg', mp([('text/plain', 'See the picture.', ''), img('jpg', JPEG)], 'mixed'), None,
+     ['T_ALL_AREA', 'T_IMG_TEXT'], ['T_JPEG_AREA', 'T_GIF_AREA']),
+    ('img-two', mp([('text/plain', 'See the pictures.', ''), img('gif', GIF_BIG), img('jpeg', JPEG)], 'mixed'),
+     None, ['T_GIF_AREA', 'T_IMG_TEXT'], ['T_ALL_AREA', 'T_JPEG_AREA']),
+    ('img-small', mp([('text/plain', 'See the picture.', ''), img('gif', GIF_SMALL)], 'mixed'), None, [],
+     ['T_IMG_TEXT', 'T_IMG_RAW', 'T_GIF_AREA', 'T_ALL_AREA']),
+    ('img-not-base64', mp([('text/plain', 'See the picture.', ''), img('gif', GIF_BIG, '8bit')], 'mixed'),
+     None, [], ['T_GIF_AREA', 'T_ALL_AREA', 'T_IMG_TEXT']),
+    ('img-long-text', mp([('text/plain', 'A long letter about the picture. ' * 200, ''), img('gif', GIF_BIG)],
+                         'mixed'), None, ['T_GIF_AREA'], ['T_IMG_TEXT', 'T_IMG_RAW']),
     # name, message, envelope from, rules that must hit, rules that must not
     ('madiff', mp([('text/plain', TEXT, ''), ('text/html', OTHER, '')]), None,
      ['T_MADIFF'], ['T_MADIFF_CNT']),
