@@ -315,7 +315,9 @@ static void test_parallel(void)
 	}
 	long long dt = sift_now_ms() - t0;
 	CHECK_INT(ok, 8);
-	CHECK(dt >= 550 && dt < 2000); /* 9 x 600 ms when they waited in turn */
+	/* the deadline once, not 9 x 600 ms as when they waited in turn; the
+	 * slow one may end sooner, once the resolver has given up on it */
+	CHECK(dt < 2000);
 	/* cached now: answered at start, without waiting */
 	struct sift_dns_result *r = sift_dns_wait(sift_dns_start("t41.sift.test", T_A), 0);
 	CHECK_INT(r->status, SIFT_DNS_OK);
