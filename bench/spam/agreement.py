@@ -87,14 +87,27 @@ def sample(groups, n, seed=1):
     return out
 
 
+LOCAL_TESTS = 'use_bayes 0\nuse_auto_whitelist 0\nskip_rbl_checks 1\n'
+
+
+def make_site(tmp, settings=LOCAL_TESTS):
+    """A copy of /etc/spamassassin as site configuration in tmp/sa-site,
+    with `settings` appended to its local.cf."""
+    site = os.path.join(tmp, 'sa-site')
+    os.makedirs(site)
+    for f in glob.glob('/etc/spamassassin/*.pre') + glob.glob('/etc/spamassassin/*.cf'):
+        shutil.copy(f, site)
+    with open(os.path.join(site, 'local.cf'), 'a') as f:
+        f.write('\n' + settings)
+    return site
+
+
 class Spamd:
-    def __init__(self, tmp, children):
-        self.site = os.path.join(tmp, 'sa-site')
-        os.makedirs(self.site)
-        for f in glob.glob('/etc/spamassassin/*.pre') + glob.glob('/etc/spamassassin/*.cf'):
-            shutil.copy(f, self.site)
-        with open(os.path.join(self.site, 'local.cf'), 'a') as f:
-            f.write('\nuse_bayes 0\nuse_auto_whitelist 0\nskip_rbl_checks 1\n')
+    """spamd -L on a free 127.0.0.1 port with `children` children and the
+    site configuration `site` (default: make_site(tmp))."""
+
+    def __init__(self, tmp, children, site=None):
+        self.site = site or make_site(tmp)
         self.port = free_port()
         self.log = open(os.path.join(tmp, 'spamd.log'), 'w')
         self.proc = subprocess.Popen(
