@@ -200,9 +200,29 @@ static const char *const stopwords[] = {
 	"without", "work", "world",   "year",	     "years",	"you",	  "you're",  "your",
 };
 
-static int swcmp(const void *k, const void *e)
+/* The stop words in an open-addressing table (filled once, by
+ * bayes_tokenize): a token is hashed once instead of compared in a binary
+ * search. */
+#define SW_SLOTS 512
+static const char *sw_table[SW_SLOTS];
+static pthread_once_t sw_once = PTHREAD_ONCE_INIT;
+
+static unsigned sw_hash(const char *s, size_t n)
 {
-	return strcmp(k, *(const char *const *)e);
+	unsigned h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 16777619u;
+	return h & (SW_SLOTS - 1);
+}
+
+static void sw_init(void)
+{
+	for (size_t i = 0; i < sizeof(stopwords) / sizeof(stopwords[0]); i++) {
+		unsigned j = sw_hash(stopwords[i], strlen(stopwords[i]));
+		while (sw_table[j])
+			j = (j + 1) & (SW_SLOTS - 1);
+		sw_table[j] = stopwords[i];
+	}
 }
 
 static bool stopword(const char *t, size_t n)
@@ -212,21 +232,39 @@ static bool stopword(const char *t, size_t n)
 	char low[12];
 	for (size_t i = 0; i < n; i++)
 		low[i] = (char)tolower((unsigned char)t[i]);
-	low[n] = 0;
-	return bsearch(low, stopwords, sizeof(stopwords) / sizeof(stopwords[0]), sizeof(char *), swcmp) !=
-	       NULL;
+	for (unsigned j = sw_hash(low, n); sw_table[j]; j = (j + 1) & (SW_SLOTS - 1))
+		if (strncmp(sw_table[j], low, n) == 0 && sw_table[j][n] == 0)
+			return true;
+	return false;
 }
 
 /* ---- one line ------------------------------------------------------------ */
 
+/* Character classes of the tokenizer, one table lookup per octet (the
+ * "C" locale's: Perl's \w and the tokenizer's kept ASCII). */
+enum { CC_WORD = 1, CC_KEEP = 2 };
+static unsigned char cclass[256];
+static pthread_once_t cclass_once = PTHREAD_ONCE_INIT;
+
+static void cclass_init(void)
+{
+	for (int c = 0; c < 128; c++) {
+		bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+		if (alnum || c == '_')
+			cclass[c] |= CC_WORD;
+		if (c && (alnum || strchr(",@*!_'\"$. -", c)))
+			cclass[c] |= CC_KEEP;
+	}
+}
+
 static bool isw(unsigned char c)
 {
-	return isalnum(c) || c == '_';
+	return cclass[c] & CC_WORD;
 }
 
 static bool keep_ascii(unsigned char c)
 {
-	return isalnum(c) || strchr(",@*!_'\"$. -", c) != NULL;
+	return cclass[c] & CC_KEEP;
 }
 
 static bool cont(unsigned char c)
@@ -268,6 +306,17 @@ static size_t map_chars(const unsigned char *s, size_t n, char *o)
 static size_t split_runs(const char *s, size_t n, char *o, char ch, size_t lo, size_t hi)
 {
 	size_t w = 0, i = 0;
+	char run[8];
+	memset(run, ch, lo); /* lo <= 6 */
+	const char *first = memmem(s, n, run, lo);
+	if (!first) { /* most lines: no run long enough */
+		memcpy(o, s, n);
+		return n;
+	}
+	if (first > s + 1) { /* the octets before the first ch's word character */
+		w = i = (size_t)(first - s) - 1;
+		memcpy(o, s, w);
+	}
 	while (i < n) {
 		if (isw((unsigned char)s[i])) {
 			size_t k = 0;
@@ -886,6 +935,8 @@ void bayes_tokenize(const struct bayes_src *src, struct btoks *out)
 {
 	pthread_once(&rx_once, rx_init);
 	pthread_once(&hdr_once, hdr_init);
+	pthread_once(&cclass_once, cclass_init);
+	pthread_once(&sw_once, sw_init);
 	struct tokctx c = {.o = out, .md = pcre2_match_data_create(8, NULL)};
 	for (size_t i = 0; i < src->nlines && c.count < MAX_BODY_TOKENS; i++)
 		tokenize_line(&c, src->lines[i], src->lens[i], "", 1);
