@@ -18,7 +18,9 @@ malloc_trim(0) (what the allocator kept, given back), against the bound
 and prints the fixed amount this run needed (peak - idle - 1 MiB x
 connections). --clamav-mode clamd has a private clamd scan (filterd's RSS
 is then Sift's own); library mode (the default) adds libclamav's own
-memory per scan in progress, which message_memory_limit does not bound.
+memory per scan in progress (about twice the message), which
+message_memory_limit does not bound but clamav_max_scans does (at most
+that many scans at once, 8 by default).
 
 policyd: --policy-connections (1000) connections at once to a policyd
 running spf (answered by a local DNS server) and access: its idle RSS,

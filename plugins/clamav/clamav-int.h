@@ -6,7 +6,8 @@
  *            threads and configuration generations, loaded and reloaded by
  *            a watcher thread.
  * clamd.c    clamd mode: zINSTREAM client with failover and a bounded
- *            number of concurrent streams; socket helpers with deadlines.
+ *            number of concurrent streams; socket helpers with deadlines;
+ *            the counting semaphore that bounds both modes' scans.
  * notify.c   notification mails to the administrator over SMTP, from a
  *            bounded queue drained by one sender thread.
  */
@@ -67,6 +68,20 @@ enum scan_result engine_scan(struct engine_mgr *m, const struct scan_src *src, u
 const char *engine_version(void);
 
 /* ---- clamd.c ------------------------------------------------------------ */
+/* A counting semaphore with a bounded wait: clamd streams, and libclamav
+ * scans in library mode (each holds the decoded parts of a message). */
+struct slots {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	long long active, max;
+};
+void slots_init(struct slots *s, long long max);
+void slots_destroy(struct slots *s);
+/* Takes a slot, waiting until deadline (clock_ms()) at most: false when
+ * none came free in time. */
+bool slots_take(struct slots *s, long long deadline);
+void slots_give(struct slots *s);
+
 struct endpoint {
 	int family;
 	struct sockaddr_storage sa;

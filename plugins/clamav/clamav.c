@@ -59,6 +59,7 @@ struct clamav_conf {
 	const char *tmpdir;
 	int official_only, pua;
 	long long max_scansize, max_filesize, max_recursion, max_files, max_scantime;
+	long long max_scans, scan_wait;
 	int alert_encrypted, alert_exceeds_max;
 	long long max_size;
 	int limit_action;
@@ -72,6 +73,7 @@ struct clamav_conf {
 	long long notify_timeout, notify_limit, notify_window, notify_queue_size;
 	/* derived at init */
 	struct engine_mgr *mgr;
+	struct slots *scans; /* library mode: concurrent scans */
 	struct clamd_client *clamd;
 	struct notifier *notifier;
 	unsigned heuristic;
@@ -103,6 +105,11 @@ static const struct sift_param params[] = {
 	 "library mode: ClamAV MaxFiles (files per message, 0 = ClamAV default)"},
 	{"max_scantime", SIFT_P_TIME, "120s", 0, 3600000LL, OFF(max_scantime), NULL,
 	 "library mode: ClamAV MaxScanTime (0 = ClamAV default)"},
+	{"max_scans", SIFT_P_INT, "8", 1, 100000, OFF(max_scans), NULL,
+	 "library mode: concurrent scans at most (libclamav holds the decoded parts of each: about twice "
+	 "the message's size)"},
+	{"scan_wait", SIFT_P_TIME, "30s", 0, 3600000LL, OFF(scan_wait), NULL,
+	 "library mode: how long a scan waits for its turn (clamav_max_scans) before clamav_fail_action"},
 	{"alert_encrypted", SIFT_P_BOOL, "yes", 0, 0, OFF(alert_encrypted), NULL,
 	 "library mode: report encrypted archives and documents (then clamav_limit_action)"},
 	{"alert_exceeds_max", SIFT_P_BOOL, "yes", 0, 0, OFF(alert_exceeds_max), NULL,
@@ -159,6 +166,15 @@ static char *xstrdup_err(const char *s)
 	return r ? r : NULL;
 }
 
+static void free_scans(struct clamav_conf *c)
+{
+	if (c->scans) {
+		slots_destroy(c->scans);
+		free(c->scans);
+		c->scans = NULL;
+	}
+}
+
 static int clamav_init(const struct sift_host *h, void *cv, char **err_r)
 {
 	host = h;
@@ -184,8 +200,17 @@ static int clamav_init(const struct sift_host *h, void *cv, char **err_r)
 			*err_r = xstrdup_err("clamav_database_directory is empty");
 			return -1;
 		}
-		if (!(c->mgr = engine_mgr_get(&s, err_r)))
+		if (!(c->scans = malloc(sizeof(*c->scans)))) {
+			*err_r = xstrdup_err("out of memory");
 			return -1;
+		}
+		slots_init(c->scans, c->max_scans);
+		if (!(c->mgr = engine_mgr_get(&s, err_r))) {
+			slots_destroy(c->scans);
+			free(c->scans);
+			c->scans = NULL;
+			return -1;
+		}
 		c->heuristic = (c->alert_encrypted ? CL_HEUR_ENCRYPTED : 0) |
 			       (c->alert_exceeds_max ? CL_HEUR_EXCEEDS : 0);
 	} else {
@@ -198,6 +223,7 @@ static int clamav_init(const struct sift_host *h, void *cv, char **err_r)
 		c->notifier = notifier_new(c->notify_relay, c->notify_sender, c->notify_recipient,
 					   c->notify_timeout, c->notify_queue_size, err_r);
 		if (!c->notifier) {
+			free_scans(c);
 			engine_mgr_put(c->mgr);
 			clamd_free(c->clamd);
 			c->mgr = NULL;
@@ -212,6 +238,7 @@ static void clamav_release(void *cv)
 {
 	struct clamav_conf *c = cv;
 	notifier_free(c->notifier);
+	free_scans(c);
 	engine_mgr_put(c->mgr);
 	clamd_free(c->clamd);
 	c->notifier = NULL;
@@ -505,10 +532,21 @@ static enum sift_verdict clamav_eom(struct sift_ctx *ctx)
 	long left = host->time_left_ms(ctx);
 	long margin = left > 2000 ? 1000 : left / 2;
 	if (c->mode == MODE_LIBRARY) {
-		long wait = (long)c->ready_wait;
-		if (wait > left - margin)
-			wait = left - margin;
-		r = engine_scan(c->mgr, &src, c->heuristic, wait, name, sizeof(name));
+		long long start = clock_ms(), turn = start + c->scan_wait;
+		if (turn > start + left - margin)
+			turn = start + left - margin;
+		if (!slots_take(c->scans, turn)) {
+			snprintf(name, sizeof(name), "too many concurrent scans (clamav_max_scans %lld)",
+				 c->max_scans);
+			r = SCAN_FAILED;
+		} else {
+			left -= (long)(clock_ms() - start);
+			long wait = (long)c->ready_wait;
+			if (wait > left - margin)
+				wait = left - margin;
+			r = engine_scan(c->mgr, &src, c->heuristic, wait, name, sizeof(name));
+			slots_give(c->scans);
+		}
 	} else
 		r = clamd_scan(c->clamd, &src, clock_ms() + left - margin, name, sizeof(name));
 	switch (r) {

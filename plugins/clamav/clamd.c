@@ -241,12 +241,10 @@ struct clamd_client {
 	struct endpoint *eps;
 	size_t n;
 	long long connect_timeout, scan_timeout, stream_wait;
-	long long max_streams;
+	struct slots streams; /* streams in progress */
 
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	long long active; /* streams in progress */
-	size_t next;	  /* rotation */
+	pthread_mutex_t lock; /* next and version */
+	size_t next;	      /* rotation */
 	char version[64];
 	long long version_tried;
 };
@@ -279,13 +277,8 @@ struct clamd_client *clamd_new(const char *const *servers, long long connect_tim
 	c->connect_timeout = connect_timeout_ms;
 	c->scan_timeout = scan_timeout_ms;
 	c->stream_wait = stream_wait_ms;
-	c->max_streams = max_streams;
+	slots_init(&c->streams, max_streams);
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cond, &ca);
-	pthread_condattr_destroy(&ca);
 	return c;
 }
 
@@ -296,7 +289,7 @@ void clamd_free(struct clamd_client *c)
 	for (size_t i = 0; i < c->n; i++)
 		endpoint_free(&c->eps[i]);
 	free(c->eps);
-	pthread_cond_destroy(&c->cond);
+	slots_destroy(&c->streams);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -309,13 +302,33 @@ const char *clamd_version(struct clamd_client *c)
 	return v; /* written once, never changed afterwards */
 }
 
-static bool slot_take(struct clamd_client *c, long long deadline)
+/* ---- bounded concurrency (clamd streams, library-mode scans) ---------- */
+
+void slots_init(struct slots *s, long long max)
 {
-	pthread_mutex_lock(&c->lock);
-	while (c->active >= c->max_streams) {
+	s->max = max;
+	s->active = 0;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cond, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+void slots_destroy(struct slots *s)
+{
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+}
+
+bool slots_take(struct slots *s, long long deadline)
+{
+	pthread_mutex_lock(&s->lock);
+	while (s->active >= s->max) {
 		long long left = deadline - clock_ms();
 		if (left <= 0) {
-			pthread_mutex_unlock(&c->lock);
+			pthread_mutex_unlock(&s->lock);
 			return false;
 		}
 		struct timespec ts;
@@ -326,19 +339,19 @@ static bool slot_take(struct clamd_client *c, long long deadline)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 	}
-	c->active++;
-	pthread_mutex_unlock(&c->lock);
+	s->active++;
+	pthread_mutex_unlock(&s->lock);
 	return true;
 }
 
-static void slot_give(struct clamd_client *c)
+void slots_give(struct slots *s)
 {
-	pthread_mutex_lock(&c->lock);
-	c->active--;
-	pthread_cond_signal(&c->cond);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&s->lock);
+	s->active--;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* The database version and build time after the engine's version in
@@ -485,7 +498,7 @@ enum scan_result clamd_scan(struct clamd_client *c, const struct scan_src *src, 
 	if (sdl < deadline)
 		deadline = sdl;
 	long long wdl = clock_ms() + c->stream_wait;
-	if (!slot_take(c, wdl < deadline ? wdl : deadline)) {
+	if (!slots_take(&c->streams, wdl < deadline ? wdl : deadline)) {
 		snprintf(namebuf, namelen, "too many concurrent clamd streams (clamav_clamd_max_streams)");
 		return SCAN_FAILED;
 	}
@@ -496,7 +509,7 @@ enum scan_result clamd_scan(struct clamd_client *c, const struct scan_src *src, 
 	snprintf(namebuf, namelen, "no clamd server");
 	char *chunk = malloc(CHUNK);
 	if (!chunk) {
-		slot_give(c);
+		slots_give(&c->streams);
 		snprintf(namebuf, namelen, "out of memory");
 		return SCAN_FAILED;
 	}
@@ -509,6 +522,6 @@ enum scan_result clamd_scan(struct clamd_client *c, const struct scan_src *src, 
 		res = SCAN_FAILED;
 	}
 	free(chunk);
-	slot_give(c);
+	slots_give(&c->streams);
 	return res;
 }

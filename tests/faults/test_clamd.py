@@ -17,8 +17,12 @@ scan with its reason.
 Then library mode: the database directory gets a corrupt signature file
 while mail flows; the reload fails (logged) and the old engine keeps
 scanning: no message gets a 4xx; the good database back, the new engine
-is swapped in.
+is swapped in. And more scans at once than clamav_max_scans (1, with
+clamav_scan_wait = 0; messages with a 512 KB attachment): the scans that
+find no free turn get 451 4.7.1 (logged) and arrive on the retry.
 """
+
+import base64
 
 import os
 import re
@@ -82,6 +86,42 @@ def corrupt_db(env, dbdir):
     check(fd.alive(), '%s: filterd still running' % what)
 
 
+def attachment_body(token):
+    data = base64.encodebytes(os.urandom(384 * 1024)).decode().replace('\n', '\r\n')
+    return ('--b\r\nContent-Type: text/plain\r\n\r\nSee the attachment, %s.\r\n'
+            '--b\r\nContent-Type: application/octet-stream\r\n'
+            'Content-Transfer-Encoding: base64\r\n'
+            'Content-Disposition: attachment; filename="%s.bin"\r\n\r\n%s--b--\r\n'
+            % (token, token, data))
+
+
+def busy_scans(env, dbdir):
+    """Library mode: more concurrent scans than clamav_max_scans."""
+    what = 'more scans at once than clamav_max_scans'
+    fd = env.daemon('filterd', 'filterd-busy', {
+        'inbound_plugins': 'clamav',
+        'clamav_database_directory': dbdir,
+        'clamav_ready_wait': '30s',
+        'clamav_max_scans': '1',
+        'clamav_scan_wait': '0',
+    })
+    pf = env.pf
+    pf.set_main(milters=['inet:127.0.0.1:%d' % fd.port])
+    pf.reload()
+    time.sleep(1)
+    mark = len(fd.log())
+    flow = Flow(pf, 'busy', body=attachment_body,
+                headers={'MIME-Version': '1.0', 'Content-Type': 'multipart/mixed; boundary="b"'}).start()
+    flow.join()
+    verify(flow, what, mark=MARK)
+    faultlib.check_replies(flow, what, 'eom', 451, '4.7.1')
+    log = fd.log()[mark:]
+    check(re.search(r'clamav: scan failed \(too many concurrent scans \(clamav_max_scans 1\)\): tempfail',
+                    log) is not None, '%s: filterd logged the scan without a turn' % what,
+          '\n'.join(l for l in log.splitlines() if 'clamav' in l)[-1500:])
+    check(fd.alive(), '%s: filterd still running' % what)
+
+
 def main():
     env = faultlib.Env('clamd', plugins=('clamav',))
     try:
@@ -106,6 +146,7 @@ def main():
         run_case(env, pf, fd, 'slow', lambda: proxy.set_delay(2.0), lambda: proxy.set_delay(0),
                  'time')
         corrupt_db(env, dbdir)
+        busy_scans(env, dbdir)
     finally:
         env.stop()
     return faultlib.sifttest.done()
