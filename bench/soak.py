@@ -35,7 +35,15 @@ first quarter of the run, at least 30 s). Also: throughput per 10 s window,
 every error/warning line of the daemons' logs.
 
     bench/soak.py [--builddir DIR] --messages N [--concurrency 8] [--seed 1]
-                  [--max-seconds S] [--dir DIR | --keep]
+                  [--max-seconds S] [--dir DIR | --keep] [--warm]
+                  [--spam-cache DIR]
+
+--warm waits, before the first message, until filterd matches with
+Hyperscan: a spam_cache_directory without the stock rules' databases (or
+one filterd may not trust: owned by another user) is compiled in the
+background, minutes during which filterd matches with PCRE2 only, at
+another CPU and memory cost; the resource figures of a report run should
+not span that change.
 
 --max-seconds (or SIGINT/SIGTERM once) stops taking new messages; those in
 flight are finished and the report covers the messages sent.
@@ -283,14 +291,31 @@ class Soak:
         for name in ('filterd', 'policyd'):
             if not sifttest.daemon_is_real(os.path.join(self.builddir, name, name)):
                 sys.exit('soak: %s is not built in %s' % (name, self.builddir))
-        c = self.chain = chain.Chain(root, builddir=self.builddir, srcdir=SRC, ratelimit_rules=RATE_RULES)
+        c = self.chain = chain.Chain(root, builddir=self.builddir, srcdir=SRC, ratelimit_rules=RATE_RULES,
+                                     spam_cache=self.a.spam_cache)
         c.start()
-        c.procs['filterd'].wait_log(r'rules: \d+ active', timeout=60)
+        f = c.procs['filterd']
+        f.wait_log(r'rules: \d+ active', timeout=60)
+        self.warm(f)
         print('soak: chain in %s; filterd PID %d, policyd PID %d, Postfix smtpd 127.0.0.1:%d, submission %d' % (
             root, c.procs['filterd'].pid, c.procs['policyd'].pid, c.ports['smtp'], c.ports['submission']))
         print('soak: ClamAV %s' % c.clamav_what)
         for d in ('filterd', 'policyd'):
             self.status0[d] = self.status(d)
+
+    def warm(self, f):
+        """--warm: no message before the Hyperscan databases are in use (a
+        cold spam_cache_directory is compiled in the background while
+        filterd matches with PCRE2 only, which a soak would take for a
+        change of load half-way)."""
+        m = re.search(r'regexes: ([^,\n]*)', f.log())
+        print('soak: filterd regexes: %s' % (m.group(1) if m else 'no Hyperscan'), flush=True)
+        if not self.a.warm or not m or 'until the Hyperscan databases are ready' not in m.group(1):
+            return
+        t = time.monotonic()
+        if f.wait_log(r'Hyperscan databases compiled .* now in use|matching stays on PCRE2', timeout=1800) is None:
+            sys.exit('soak: --warm: the Hyperscan databases were not ready after 30 minutes')
+        print('soak: --warm: waited %.0f s for the Hyperscan databases' % (time.monotonic() - t), flush=True)
 
     def status(self, d):
         url = 'http://127.0.0.1:%d/status.json' % self.chain.ports[d + '-metrics']
@@ -562,6 +587,9 @@ def main():
     ap.add_argument('--keep', action='store_true', help='keep the temporary run directory')
     ap.add_argument('--max-seconds', type=float, default=0,
                     help='stop sending new messages after this long and report on those sent')
+    ap.add_argument('--warm', action='store_true',
+                    help='send nothing until filterd matches with Hyperscan (after a background compile)')
+    ap.add_argument('--spam-cache', help='spam_cache_directory (default: $SIFT_SPAM_CACHE or BUILD/spam-hscache)')
     ap.add_argument('--lose-one', action='store_true', help='remove one delivered file before the count')
     ap.add_argument('--duplicate-one', action='store_true', help='copy one delivered file before the count')
     a = ap.parse_args()
