@@ -14,7 +14,8 @@ tree. What is overridden on their command lines (-o) is of two kinds:
                    files, plugin_directory (the build tree), *_user (root),
                    the DNS server (a local one, no query leaves 127.0.0.1),
                    the ClamAV database, the quarantine and spam cache
-                   directories, Sift's own rules from the source tree
+                   directories, the Bayes database (an empty LMDB
+                   database in ROOT/bayes), Sift's own rules from the source tree
                    instead of /usr/share/sift/rules, myhostname.
 
 The demo world (DEMO_* below): our domain sift.test (mailboxes, DKIM
@@ -114,6 +115,7 @@ class Chain:
         for d in ('filterd', 'policyd'):
             self.ports[d + '-metrics'] = mp.get(d) or sifttest.free_port()
         self.clamav_db = clamav_db
+        self.bayes_dir = os.path.join(self.root, 'bayes')  # the spam plugin's LMDB database
         self.ratelimit_rules = ratelimit_rules
         self.conf = {d: os.path.join(self.src, 'conf', d + '.conf') for d in ('filterd', 'policyd')}
         self.dns = self.sasl = self.pf = None
@@ -204,6 +206,7 @@ class Chain:
             self.clamav_what = self.clamav_db
         self.quarantine = os.path.join(self.root, 'quarantine')
         os.makedirs(self.quarantine, exist_ok=True)
+        os.makedirs(self.bayes_dir, exist_ok=True)
         os.makedirs(self.spam_cache, exist_ok=True)
 
     def local_data(self, daemon):
@@ -230,6 +233,7 @@ class Chain:
                 'spam_rules': ' '.join(os.path.join(self.src, 'rules') if r == '/usr/share/sift/rules' else r
                                        for r in rules.split()),
                 'spam_cache_directory': self.spam_cache,
+                'spam_bayes_store': 'lmdb:' + self.bayes_dir,
                 'clamav_database_directory': self.clamav_db,
                 'clamav_notify_relay': '127.0.0.1:%d' % self.ports['smtp'],
                 'quarantine_directory': self.quarantine})
