@@ -136,10 +136,54 @@ static void content_byte(struct dks *s, unsigned char c)
 	s->content = true;
 }
 
+/* Octets that end a run of plain content, in simple and in relaxed body
+ * canonicalization. */
+static const bool stop_simple[256] = {['\r'] = true, ['\n'] = true};
+static const bool stop_relaxed[256] = {['\r'] = true, ['\n'] = true, [' '] = true, ['\t'] = true};
+
+/* A run of plain content in a line with nothing pending: copied as is. */
+static void out_run(struct dks *s, const unsigned char *p, size_t n)
+{
+	while (n) {
+		if (s->outn == sizeof(s->out))
+			out_flush(s);
+		size_t k = sizeof(s->out) - s->outn;
+		if (k > n)
+			k = n;
+		memcpy(s->out + s->outn, p, k);
+		s->outn += k;
+		p += k;
+		n -= k;
+	}
+	s->written = s->content = true;
+}
+
 int dks_body(struct dks *s, const unsigned char *buf, size_t len)
 {
 	bool relaxed = s->p.relaxed_body;
+	const bool *stop = relaxed ? stop_relaxed : stop_simple;
 	for (size_t i = 0; i < len; i++) {
+		if (!s->cr && !s->empty_lines && !s->wsp) {
+			/* the common case: a run of octets that stay as they
+			 * are (no CR or LF; in relaxed no HTAB and no SP but
+			 * single ones between plain octets: a base64 line,
+			 * words) is copied in one go */
+			size_t j = i;
+			for (;;) {
+				while (j < len && !stop[buf[j]])
+					j++;
+				/* relaxed: one SP between two plain octets stays */
+				if (!relaxed || j + 1 >= len || buf[j] != ' ' || stop[buf[j + 1]])
+					break;
+				j += 2;
+			}
+			if (j > i) {
+				out_run(s, buf + i, j - i);
+				i = j;
+				if (i == len)
+					break;
+			}
+		}
 		unsigned char c = buf[i];
 		if (s->cr) {
 			s->cr = false;
