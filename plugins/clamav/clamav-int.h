@@ -76,6 +76,8 @@ struct slots {
 	long long active, max;
 };
 void slots_init(struct slots *s, long long max);
+/* A condition variable whose timed waits count on CLOCK_MONOTONIC. */
+void cond_init_monotonic(pthread_cond_t *c);
 void slots_destroy(struct slots *s);
 /* Takes a slot, waiting until deadline (clock_ms()) at most: false when
  * none came free in time. */

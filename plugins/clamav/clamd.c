@@ -304,16 +304,21 @@ const char *clamd_version(struct clamd_client *c)
 
 /* ---- bounded concurrency (clamd streams, library-mode scans) ---------- */
 
+void cond_init_monotonic(pthread_cond_t *c)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 void slots_init(struct slots *s, long long max)
 {
 	s->max = max;
 	s->active = 0;
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&s->cond);
 }
 
 void slots_destroy(struct slots *s)

@@ -558,11 +558,7 @@ struct engine_mgr *engine_mgr_get(const struct engine_settings *s, char **err_r)
 	m->refs = 1;
 	m->lock_fd = -1;
 	pthread_mutex_init(&m->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&m->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&m->cond);
 	int rc = pthread_create(&m->thread, NULL, watcher, m);
 	if (rc != 0) {
 		pthread_mutex_unlock(&slot_lock);
