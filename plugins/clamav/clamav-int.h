@@ -78,6 +78,8 @@ struct slots {
 void slots_init(struct slots *s, long long max);
 /* A condition variable whose timed waits count on CLOCK_MONOTONIC. */
 void cond_init_monotonic(pthread_cond_t *c);
+/* A new limit (slots taken stay taken; waiters see a raised one). */
+void slots_set_max(struct slots *s, long long max);
 void slots_destroy(struct slots *s);
 /* Takes a slot, waiting until deadline (clock_ms()) at most: false when
  * none came free in time. */

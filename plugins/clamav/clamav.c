@@ -73,7 +73,6 @@ struct clamav_conf {
 	long long notify_timeout, notify_limit, notify_window, notify_queue_size;
 	/* derived at init */
 	struct engine_mgr *mgr;
-	struct slots *scans; /* library mode: concurrent scans */
 	struct clamd_client *clamd;
 	struct notifier *notifier;
 	unsigned heuristic;
@@ -166,13 +165,15 @@ static char *xstrdup_err(const char *s)
 	return r ? r : NULL;
 }
 
-static void free_scans(struct clamav_conf *c)
+/* Library mode: the scans in progress in this process, all profiles and
+ * configuration generations together (libclamav's memory is the
+ * process's); the limit is clamav_max_scans of the configuration loaded
+ * last. */
+static struct slots lib_scans;
+static pthread_once_t lib_scans_once = PTHREAD_ONCE_INIT;
+static void lib_scans_init(void)
 {
-	if (c->scans) {
-		slots_destroy(c->scans);
-		free(c->scans);
-		c->scans = NULL;
-	}
+	slots_init(&lib_scans, 1);
 }
 
 static int clamav_init(const struct sift_host *h, void *cv, char **err_r)
@@ -200,17 +201,10 @@ static int clamav_init(const struct sift_host *h, void *cv, char **err_r)
 			*err_r = xstrdup_err("clamav_database_directory is empty");
 			return -1;
 		}
-		if (!(c->scans = malloc(sizeof(*c->scans)))) {
-			*err_r = xstrdup_err("out of memory");
+		if (!(c->mgr = engine_mgr_get(&s, err_r)))
 			return -1;
-		}
-		slots_init(c->scans, c->max_scans);
-		if (!(c->mgr = engine_mgr_get(&s, err_r))) {
-			slots_destroy(c->scans);
-			free(c->scans);
-			c->scans = NULL;
-			return -1;
-		}
+		pthread_once(&lib_scans_once, lib_scans_init);
+		slots_set_max(&lib_scans, c->max_scans);
 		c->heuristic = (c->alert_encrypted ? CL_HEUR_ENCRYPTED : 0) |
 			       (c->alert_exceeds_max ? CL_HEUR_EXCEEDS : 0);
 	} else {
@@ -223,7 +217,6 @@ static int clamav_init(const struct sift_host *h, void *cv, char **err_r)
 		c->notifier = notifier_new(c->notify_relay, c->notify_sender, c->notify_recipient,
 					   c->notify_timeout, c->notify_queue_size, err_r);
 		if (!c->notifier) {
-			free_scans(c);
 			engine_mgr_put(c->mgr);
 			clamd_free(c->clamd);
 			c->mgr = NULL;
@@ -238,7 +231,6 @@ static void clamav_release(void *cv)
 {
 	struct clamav_conf *c = cv;
 	notifier_free(c->notifier);
-	free_scans(c);
 	engine_mgr_put(c->mgr);
 	clamd_free(c->clamd);
 	c->notifier = NULL;
@@ -535,7 +527,7 @@ static enum sift_verdict clamav_eom(struct sift_ctx *ctx)
 		long long start = clock_ms(), turn = start + c->scan_wait;
 		if (turn > start + left - margin)
 			turn = start + left - margin;
-		if (!slots_take(c->scans, turn)) {
+		if (!slots_take(&lib_scans, turn)) {
 			snprintf(name, sizeof(name), "too many concurrent scans (clamav_max_scans %lld)",
 				 c->max_scans);
 			r = SCAN_FAILED;
@@ -545,7 +537,7 @@ static enum sift_verdict clamav_eom(struct sift_ctx *ctx)
 			if (wait > left - margin)
 				wait = left - margin;
 			r = engine_scan(c->mgr, &src, c->heuristic, wait, name, sizeof(name));
-			slots_give(c->scans);
+			slots_give(&lib_scans);
 		}
 	} else
 		r = clamd_scan(c->clamd, &src, clock_ms() + left - margin, name, sizeof(name));

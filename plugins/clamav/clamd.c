@@ -321,6 +321,14 @@ void slots_init(struct slots *s, long long max)
 	cond_init_monotonic(&s->cond);
 }
 
+void slots_set_max(struct slots *s, long long max)
+{
+	pthread_mutex_lock(&s->lock);
+	s->max = max;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
 void slots_destroy(struct slots *s)
 {
 	pthread_cond_destroy(&s->cond);
