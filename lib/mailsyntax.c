@@ -480,7 +480,7 @@ struct tok {
 struct lex {
 	const char *p;
 	struct tok *toks;
-	int n;
+	int n, cap;
 	const char *why;
 };
 
@@ -587,7 +587,7 @@ static int tokenize(struct lex *x)
 			space = true;
 			continue;
 		}
-		if (x->n == SIFT_ADDR_MAX_TOKENS) {
+		if (x->n == x->cap) { /* SIFT_ADDR_MAX_TOKENS: a token takes an octet at least */
 			x->why = "too many tokens";
 			return -1;
 		}
@@ -1001,11 +1001,17 @@ static struct sift_addrs *pack(const struct parse *ps)
 struct sift_addrs *sift_addrlist_parse(const char *value)
 {
 	struct parse ps = {0};
-	struct lex x = {value ? value : "", NULL, 0, NULL};
-	if (strlen(x.p) > SIFT_ADDR_MAX_INPUT)
+	struct lex x = {value ? value : "", NULL, 0, 0, NULL};
+	size_t len = strlen(x.p);
+	if (len > SIFT_ADDR_MAX_INPUT)
 		ps.why = "header value too long";
 	else {
-		x.toks = sift_malloc(SIFT_ADDR_MAX_TOKENS * sizeof(*x.toks));
+		/* As many tokens as the value can hold, not the most any value
+		 * can: a short From field does not take 100 KB (its malloc and
+		 * free at the heap's top made glibc grow and shrink the heap,
+		 * a system call and TLB flush, for each field parsed). */
+		x.cap = len < SIFT_ADDR_MAX_TOKENS ? (int)len + 1 : SIFT_ADDR_MAX_TOKENS;
+		x.toks = sift_malloc((size_t)x.cap * sizeof(*x.toks));
 		ps.nt = tokenize(&x);
 		ps.why = x.why;
 	}
