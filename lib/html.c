@@ -340,11 +340,82 @@ struct hs {
 	struct sift_html_scan *r;
 	struct sift_buf attr, run;
 	bool in_title, in_a;
+	bool in_anchor;	  /* r->anchors holds an open anchor's text */
+	size_t anchor_at; /* where that text starts in r->anchors */
 	struct tstyle stack[64];
 	int sp;
 	sift_html_link_fn link;
 	void *arg;
 };
+
+/* Adds s[0..n) to the text of the anchor being recorded, up to
+ * SIFT_HTML_MAX_ANCHOR_TEXT octets (cut at a character boundary; a NUL
+ * octet as a space: the list is NUL-separated). */
+static void anchor_text(struct hs *h, const char *s, size_t n)
+{
+	if (!h->in_anchor)
+		return;
+	struct sift_buf *b = &h->r->anchors;
+	size_t used = b->len - h->anchor_at;
+	if (used >= SIFT_HTML_MAX_ANCHOR_TEXT)
+		return;
+	if (n > SIFT_HTML_MAX_ANCHOR_TEXT - used) {
+		n = SIFT_HTML_MAX_ANCHOR_TEXT - used;
+		while (n && ((unsigned char)s[n] & 0xC0) == 0x80)
+			n--;
+	}
+	size_t at = b->len;
+	sift_buf_add(b, s, n);
+	for (char *p = memchr(b->data + at, 0, n); p; p = memchr(p, 0, (size_t)(b->data + b->len - p)))
+		*p = ' ';
+}
+
+/* Closes the anchor being recorded, if any. */
+static void anchor_end(struct hs *h)
+{
+	if (h->in_anchor)
+		sift_buf_add(&h->r->anchors, "", 1);
+	h->in_anchor = false;
+}
+
+static bool attr(struct hs *h, size_t as, size_t ae, const char *name);
+
+static bool href_space(const char *s, size_t n)
+{
+	return n && (isspace((unsigned char)s[0]) ||
+		     (n >= 2 && (unsigned char)s[0] == 0xC2 && (unsigned char)s[1] == 0xA0));
+}
+
+/* An <a> whose attributes are t[as..ae): with an href, an anchor to record
+ * (the first SIFT_HTML_MAX_ANCHORS), its href trimmed as SpamAssassin's
+ * canon_uri does (white space and no-break spaces at both ends). */
+static void anchor_begin(struct hs *h, size_t as, size_t ae)
+{
+	struct sift_html *st = &h->r->stats;
+	if (st->nanchors >= SIFT_HTML_MAX_ANCHORS || !attr(h, as, ae, "href"))
+		return;
+	const char *v = h->attr.data;
+	size_t n = strlen(v);
+	while (href_space(v, n)) {
+		size_t k = isspace((unsigned char)v[0]) ? 1 : 2;
+		v += k, n -= k;
+	}
+	for (;;) {
+		if (n && isspace((unsigned char)v[n - 1]))
+			n--;
+		else if (n >= 2 && (unsigned char)v[n - 2] == 0xC2 && (unsigned char)v[n - 1] == 0xA0)
+			n -= 2;
+		else
+			break;
+	}
+	if (!n)
+		return;
+	sift_buf_add(&h->r->anchors, v, n);
+	sift_buf_add(&h->r->anchors, "", 1);
+	h->anchor_at = h->r->anchors.len;
+	h->in_anchor = true;
+	st->nanchors++;
+}
 
 /* Text t[i..j) between tags: rendered (entities decoded) into the title,
  * or the text and the anchor; checked for visible low-contrast text. */
@@ -383,6 +454,7 @@ static void text_run(struct hs *h, size_t i, size_t j)
 	sift_buf_add(h->text, h->run.data, h->run.len);
 	if (h->in_a)
 		sift_buf_add(&h->r->anchor, h->run.data, h->run.len);
+	anchor_text(h, h->run.data, h->run.len);
 }
 
 /* "<!--...-->" or "<!...>" at i, kept in the comments; returns the end. */
@@ -505,11 +577,19 @@ static void tag_attributes(struct hs *h, const char *name, size_t as, size_t ae)
 			h->link(h->arg, h->attr.data, h->attr.len);
 		if (strcmp(name, "form") == 0 && find_ci(h->attr.data, h->attr.len, "mailto:"))
 			st->form_mailto = 1;
+		if (strcmp(name, "iframe") == 0) {
+			bool blank = true;
+			for (size_t c = 0; c < h->attr.len && blank; c++)
+				blank = isspace((unsigned char)h->attr.data[c]);
+			if (!blank)
+				st->iframes++;
+		}
 	}
 	if (strcmp(name, "img") == 0) {
 		st->images++;
 		if (h->in_a)
 			sift_buf_adds(&h->r->anchor, "<img>");
+		anchor_text(h, "<img>", 5);
 		unsigned long w = 0, ht = 0;
 		if (attr(h, as, ae, "width"))
 			w = strtoul(h->attr.data, NULL, 10);
@@ -584,8 +664,12 @@ static size_t tag(struct hs *h, size_t i)
 		h->in_title = !closing;
 		return next;
 	}
-	if (strcmp(name, "a") == 0)
+	if (strcmp(name, "a") == 0) {
 		h->in_a = !closing;
+		anchor_end(h);
+		if (!closing)
+			anchor_begin(h, as, ae);
+	}
 	if (in_list(block_tags, name))
 		sift_buf_add(h->text, "\n", 1);
 	if (!closing)
@@ -617,6 +701,7 @@ void sift_html_scan(const char *t, size_t n, struct sift_buf *text, struct sift_
 		} else
 			i = tag(&h, i);
 	}
+	anchor_end(&h);
 	sift_buf_free(&h.attr);
 	sift_buf_free(&h.run);
 }
@@ -626,4 +711,5 @@ void sift_html_scan_free(struct sift_html_scan *r)
 	sift_buf_free(&r->title);
 	sift_buf_free(&r->anchor);
 	sift_buf_free(&r->comments);
+	sift_buf_free(&r->anchors);
 }

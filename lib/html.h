@@ -24,6 +24,9 @@
 struct sift_html_scan {
 	struct sift_html stats;
 	struct sift_buf title, anchor, comments;
+	/* stats.nanchors anchors, each its href then its text, both
+	 * NUL-terminated (stats.anchors is left NULL) */
+	struct sift_buf anchors;
 };
 
 /* Called for each link found in an attribute (a/area/link/base href, img,

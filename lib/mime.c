@@ -503,6 +503,17 @@ static void html_part(struct impl *m, long idx, const char *t, size_t n, struct 
 	st->title = a_buf(m, &hs.title);
 	st->anchor = a_buf(m, &hs.anchor);
 	st->comments = a_buf(m, &hs.comments);
+	if (st->nanchors) {
+		struct sift_html_anchor *an = a_alloc(m, st->nanchors * sizeof(*an));
+		const char *s = a_buf(m, &hs.anchors);
+		for (size_t k = 0; k < st->nanchors; k++) {
+			an[k].href = s;
+			s += strlen(s) + 1;
+			an[k].text = s;
+			s += strlen(s) + 1;
+		}
+		st->anchors = an;
+	}
 	sift_html_scan_free(&hs);
 	p->html_tags = st->tags;
 	p->html_images = st->images;

@@ -337,6 +337,16 @@ struct sift_html_tag {
 	unsigned open, close; /* opening and closing tags of that name */
 };
 
+/* One <a href> of a text/html part: where it points and what it shows
+ * (SpamAssassin's uri_detail anchor_text, for the HTTPS mismatch evals). */
+#define SIFT_HTML_MAX_ANCHORS	  256
+#define SIFT_HTML_MAX_ANCHOR_TEXT 1024
+struct sift_html_anchor {
+	const char *href; /* the attribute, entity-decoded, spaces trimmed */
+	const char *text; /* the text inside <a>...</a> (at most
+			   * SIFT_HTML_MAX_ANCHOR_TEXT octets), "<img>" for an image */
+};
+
 struct sift_html {
 	size_t length;		  /* octets of the HTML source (transfer-decoded) */
 	unsigned tags;		  /* tags, opening and closing */
@@ -353,6 +363,9 @@ struct sift_html {
 	const char *comments;	  /* each comment or declaration, then "\n" */
 	size_t ntagnames;	  /* the first SIFT_HTML_MAX_TAGNAMES names seen: */
 	struct sift_html_tag tagnames[SIFT_HTML_MAX_TAGNAMES];
+	unsigned iframes;			/* <iframe> tags with a src */
+	size_t nanchors;			/* the first SIFT_HTML_MAX_ANCHORS <a href>: */
+	const struct sift_html_anchor *anchors; /* in order */
 };
 
 #define SIFT_URI_F_HTML 0x01 /* from an HTML attribute (href, src, ...) */

@@ -4,7 +4,7 @@
  * as line breaks), the links, and the statistics of the same pass (tags per
  * name, unknown tags, closing tags in excess, comments, title, anchor
  * text, font sizes, low-contrast text, image area, mailto: forms), with
- * quoted attribute values holding '>'.
+ * quoted attribute values holding '>', and the anchors (href and text).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -126,10 +126,54 @@ static void quoting(void)
 	done_run(&x);
 }
 
+/* The anchors: each <a href> with its text, the href trimmed; at most
+ * SIFT_HTML_MAX_ANCHORS of them, each text cut at
+ * SIFT_HTML_MAX_ANCHOR_TEXT octets on a character boundary; iframes with a
+ * src. */
+static void anchors(void)
+{
+	struct run x;
+	scan(&x, "<a href=\" http://a.example/\xc2\xa0\">one <b>two</b> <img src=x></a>"
+		 "<a name=n>no href</a><a href=b>x &amp; y<a href=c>z</a>after"
+		 "<iframe src=f></iframe><iframe src=\" \"></iframe>");
+	const char *b = x.r.anchors.data;
+	CHECK_INT(x.r.stats.nanchors, 3);
+	CHECK_STR(b, "http://a.example/");
+	b += strlen(b) + 1;
+	CHECK_STR(b, "one two <img>");
+	b += strlen(b) + 1;
+	CHECK_STR(b, "b");
+	b += strlen(b) + 1;
+	CHECK_STR(b, "x & y"); /* a new <a> ends the one before */
+	b += strlen(b) + 1;
+	CHECK_STR(b, "c");
+	b += strlen(b) + 1;
+	CHECK_STR(b, "z");
+	CHECK_INT(x.r.stats.iframes, 1);
+	done_run(&x);
+
+	struct sift_buf h = {0};
+	sift_buf_adds(&h, "<a href=long>x");
+	for (int i = 0; i < 1100; i++)
+		sift_buf_adds(&h, "\xc3\xa9"); /* two octets each */
+	sift_buf_adds(&h, "</a>");
+	for (int i = 0; i < SIFT_HTML_MAX_ANCHORS + 5; i++)
+		sift_buf_adds(&h, "<a href=u>t</a>");
+	sift_buf_str(&h);
+	scan(&x, h.data);
+	CHECK_INT(x.r.stats.nanchors, SIFT_HTML_MAX_ANCHORS);
+	b = x.r.anchors.data + strlen("long") + 1;
+	CHECK_INT(strlen(b), SIFT_HTML_MAX_ANCHOR_TEXT - 1); /* not half an é */
+	CHECK(memcmp(b + SIFT_HTML_MAX_ANCHOR_TEXT - 3, "\xc3\xa9", 2) == 0);
+	done_run(&x);
+	sift_buf_free(&h);
+}
+
 int main(void)
 {
 	rendering();
 	statistics();
 	quoting();
+	anchors();
 	return t_done();
 }
