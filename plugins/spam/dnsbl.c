@@ -141,6 +141,7 @@ void net_free(struct netconf *n)
 		return;
 	strlist_free(n->orig, n->norig);
 	strlist_free(n->skip, n->nskip);
+	strlist_free(n->tld, n->ntld);
 	strlist_free(n->tld2, n->ntld2);
 	strlist_free(n->tld3, n->ntld3);
 	for (size_t i = 0; i < n->nuri; i++) {

@@ -99,16 +99,20 @@ bool uri_directive(struct spam_engine *e, struct netconf *nc, const char *d, cha
 		lower_list(&nc->skip, &nc->nskip, args);
 	else if (strcmp(d, "uridnsbl_max_domains") == 0)
 		nc->max_domains = atol(args) > 0 ? atol(args) : 1;
+	else if (strcmp(d, "util_rb_tld") == 0)
+		lower_list(&nc->tld, &nc->ntld, args);
 	else if (strcmp(d, "util_rb_2tld") == 0)
 		lower_list(&nc->tld2, &nc->ntld2, args);
 	else if (strcmp(d, "util_rb_3tld") == 0)
 		lower_list(&nc->tld3, &nc->ntld3, args);
 	else if (strcmp(d, "clear_util_rb") == 0) {
+		for (size_t i = 0; i < nc->ntld; i++)
+			free(nc->tld[i]);
 		for (size_t i = 0; i < nc->ntld2; i++)
 			free(nc->tld2[i]);
 		for (size_t i = 0; i < nc->ntld3; i++)
 			free(nc->tld3[i]);
-		nc->ntld2 = nc->ntld3 = 0;
+		nc->ntld = nc->ntld2 = nc->ntld3 = 0;
 	} else
 		return false;
 	return true;
@@ -133,6 +137,14 @@ const char *registered_domain(const struct netconf *nc, const char *host)
 	if (nc && nd >= 2 && strlist_has(nc->tld2, nc->ntld2, suffix(host, dots, nd, 2)))
 		return suffix(host, dots, nd, 3);
 	return suffix(host, dots, nd, 2);
+}
+
+bool domain_tld_valid(const struct netconf *nc, const char *dom)
+{
+	const char *dot = strrchr(dom, '.');
+	if (!nc || !dot || strpbrk(dom, " \t\r\n"))
+		return false;
+	return strlist_has(nc->tld, nc->ntld, dot + 1);
 }
 
 /* ---- hosts and names --------------------------------------------------------------- */

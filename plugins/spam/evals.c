@@ -811,6 +811,153 @@ static int ev_html_image_only(struct msgctx *m, const struct rule *r)
 	return len > atof(eval_arg(r, 0)) && len <= atof(eval_arg(r, 1));
 }
 
+/* ---- anchors and frames (URIEval, HTTPSMismatch, HTMLEval) ---- */
+
+/* s (case ignored) starts with prefix: the rest, else NULL. */
+static const char *after_ci(const char *s, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return strncasecmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
+/* An IPv4 address written as \d+\.\d+\.\d+\.\d+ at the start of s. */
+static bool dotted_quad_at(const char *s)
+{
+	for (int k = 0; k < 4; k++) {
+		if (!isdigit((unsigned char)*s))
+			return false;
+		while (isdigit((unsigned char)*s))
+			s++;
+		if (k < 3 && *s++ != '.')
+			return false;
+	}
+	return true;
+}
+
+/* After "scheme:": slashes, an optional userinfo ([^@/]+@: up to the first
+ * '@' before any '/'), then \d+\.\d+\.\d+\.\d+. */
+static bool ip_authority(const char *p)
+{
+	while (*p == '/')
+		p++;
+	const char *q = p + strcspn(p, "@/");
+	return (*q == '@' && q > p && dotted_quad_at(q + 1)) || dotted_quad_at(p);
+}
+
+static bool is_ipv4(const char *s)
+{
+	unsigned char b[4];
+	return inet_pton(AF_INET, s, b) == 1;
+}
+
+/* check_https_ip_mismatch: an anchor to http(s)://IP whose text shows an
+ * https: URI that is not to an IP address. */
+static int ev_https_ip_mismatch(struct msgctx *m, const struct rule *r)
+{
+	(void)r;
+	const struct sift_mime *mm = m->mime;
+	for (size_t i = 0; mm->html && i < mm->part_count; i++) {
+		const struct sift_html *hi = mm->html[i];
+		for (size_t k = 0; hi && k < hi->nanchors; k++) {
+			const char *h = hi->anchors[k].href, *t = hi->anchors[k].text;
+			const char *rest = after_ci(h, "https:");
+			if (!rest)
+				rest = after_ci(h, "http:");
+			if (!rest || !ip_authority(rest))
+				continue;
+			const char *ts = after_ci(t, "https:");
+			if (ts && ip_authority(ts))
+				continue;
+			if (strcasestr(t, "https:"))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* The host of "https?://HOST" (HOST up to '/', ':', '?', '#', or white
+ * space when ws) into out, lower case; false when none. */
+static bool uri_host(const char *p, bool ws, char *out, size_t n)
+{
+	size_t k = 0;
+	for (; *p && !strchr("/:?#", *p) && !(ws && isspace((unsigned char)*p)); p++)
+		if (k + 1 < n)
+			out[k++] = (char)tolower((unsigned char)*p);
+	out[k] = 0;
+	return k > 0;
+}
+
+/* The registered domain of a host as HTTPSMismatch compares them: an IP
+ * address as is (keep_ip), else trimmed to the registry boundary and only
+ * when its TLD is valid. */
+static const char *mismatch_domain(const struct netconf *nc, const char *host, bool keep_ip)
+{
+	if (is_ipv4(host))
+		return keep_ip ? host : NULL;
+	const char *d = registered_domain(nc, host);
+	return domain_tld_valid(nc, d) ? d : NULL;
+}
+
+/* check_https_http_mismatch([min, max]): in one HTML part, an anchor to
+ * an http(s) host whose text shows an https:// URI to another registered
+ * domain, with min <= (distinct http(s) hrefs with a valid domain) < max. */
+static int ev_https_http_mismatch(struct msgctx *m, const struct rule *r)
+{
+	const struct sift_mime *mm = m->mime;
+	const struct netconf *nc = m->e->net;
+	const char *mn = eval_arg(r, 0), *mx = eval_arg(r, 1);
+	long minanchors = *mn && strcmp(mn, "undef") != 0 ? atol(mn) : 0;
+	if (minanchors == 0)
+		minanchors = 1;
+	bool has_max = *mx && strcmp(mx, "undef") != 0;
+	long maxanchors = has_max ? atol(mx) : 0;
+	for (size_t i = 0; mm->html && i < mm->part_count; i++) {
+		const struct sift_html *hi = mm->html[i];
+		if (!hi)
+			continue;
+		long anchors = 0;
+		bool hit = false;
+		for (size_t k = 0; k < hi->nanchors; k++) {
+			const char *href = hi->anchors[k].href;
+			bool first = true;
+			for (size_t j = 0; j < k && first; j++)
+				first = strcmp(hi->anchors[j].href, href) != 0;
+			const char *rest = after_ci(href, "http://");
+			if (!rest)
+				rest = after_ci(href, "https://");
+			char host[256], th[256];
+			const char *dom;
+			if (!first || !rest || !uri_host(rest, false, host, sizeof(host)) ||
+			    !(dom = mismatch_domain(nc, host, false)))
+				continue;
+			anchors++;
+			for (size_t j = k; j < hi->nanchors && !hit; j++) {
+				if (strcmp(hi->anchors[j].href, href) != 0)
+					continue;
+				const char *t = strcasestr(hi->anchors[j].text, "https://");
+				if (!t || !uri_host(t + 8, true, th, sizeof(th)))
+					continue;
+				const char *td = mismatch_domain(nc, th, true);
+				hit = td && strcmp(td, dom) != 0;
+			}
+		}
+		if (hit && anchors >= minanchors && (!has_max || anchors < maxanchors))
+			return 1;
+	}
+	return 0;
+}
+
+/* check_iframe_src: an <iframe> with a src. */
+static int ev_iframe_src(struct msgctx *m, const struct rule *r)
+{
+	(void)r;
+	const struct sift_mime *mm = m->mime;
+	for (size_t i = 0; mm->html && i < mm->part_count; i++)
+		if (mm->html[i] && mm->html[i]->iframes)
+			return 1;
+	return 0;
+}
+
 const struct evaldef evals[] = {
 	{"check_sift_symbol", ev_sift_symbol},
 	{"check_header_count_range", ev_header_count_range},
@@ -821,6 +968,9 @@ const struct evaldef evals[] = {
 	{"check_for_mime", ev_for_mime},
 	{"html_test", ev_html_test},
 	{"html_image_only", ev_html_image_only},
+	{"check_https_ip_mismatch", ev_https_ip_mismatch},
+	{"check_https_http_mismatch", ev_https_http_mismatch},
+	{"check_iframe_src", ev_iframe_src},
 	{"check_all_trusted", ev_all_trusted},
 	{"check_no_relays", ev_no_relays},
 	{"check_relays_unparseable", ev_relays_unparseable},

@@ -572,8 +572,8 @@ struct netconf {
 	size_t norig;
 	struct uridef *uri;
 	size_t nuri;
-	char **skip, **tld2, **tld3; /* sorted: uridnsbl_skip_domain, util_rb_2tld/3tld */
-	size_t nskip, ntld2, ntld3;
+	char **skip, **tld, **tld2, **tld3; /* sorted: uridnsbl_skip_domain, util_rb_tld/2tld/3tld */
+	size_t nskip, ntld, ntld2, ntld3;
 };
 
 enum netkind {
@@ -602,6 +602,9 @@ enum netkind rule_kind(const struct rule *r);
 bool net_rule_active(const struct spam_engine *e, const struct rule *r);
 bool fqdn_ok(const char *h);
 const char *registered_domain(const struct netconf *nc, const char *host);
+/* RegistryBoundaries is_domain_valid: the name has a dot and ends in a TLD
+ * of util_rb_tld. */
+bool domain_tld_valid(const struct netconf *nc, const char *dom);
 /* Starts a query of the message once (n may be NULL); its answer when it
  * came (OK answers only), else NULL. */
 void net_want(struct spam_net *n, const char *name, int type);

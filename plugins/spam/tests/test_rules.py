@@ -12,6 +12,8 @@ that does not):
   forged trail), check_ratware_envelope_from, check_for_to_in_subject,
   check_unresolved_template, check_for_matching_env_and_hdr_from,
   check_mailfrom_matches_rcvd, html_title_subject_ratio, check_stock_info;
+- evals.c: check_https_ip_mismatch, check_https_http_mismatch (registry
+  boundaries, valid TLDs, the anchor count bounds), check_iframe_src;
 - relays: trusted_networks / internal_networks / msa_networks
   (X-Spam-Relays-*, check_all_trusted), ALL-TRUSTED / ALL-UNTRUSTED /
   ALL-INTERNAL / ALL-EXTERNAL ranges, a sendmail "(may be forged)" hop;
@@ -66,6 +68,11 @@ header   T_TEMPLATE   eval:check_unresolved_template()
 header   T_ENV_FROM   eval:check_for_matching_env_and_hdr_from()
 header   T_RP_RCVD    eval:check_mailfrom_matches_rcvd()
 body     T_TITLE      eval:html_title_subject_ratio('2')
+body     T_HTTPS_IP   eval:check_https_ip_mismatch()
+body     T_HTTPS_HTTP eval:check_https_http_mismatch('1','10')
+body     T_IFRAME     eval:check_iframe_src()
+util_rb_tld com net test uk
+util_rb_2tld co.uk
 header   T_ALL_TRUSTED eval:check_all_trusted()
 full     T_ARC        eval:check_arc_signed()
 full     T_ARC_DOM    eval:check_arc_signed('other.test')
@@ -123,6 +130,10 @@ JPEG = (b'\xff\xd8\xff\xe0' + struct.pack('>H', 16) + b'JFIF\x00\x01\x01\x00\x00
         b'\xff\xc0' + struct.pack('>H', 17) + b'\x08' + struct.pack('>HH', 300, 400) + b'\x03' + b'\x00' * 9 +
         b'\xff\xd9')
 GIF_SMALL = b'GIF89a' + struct.pack('<HH', 10, 10) + b'\x00\x00\x00;'
+
+
+def html_msg(body):
+    return HDR + DATE + 'Content-Type: text/html\n\n<html><body>%s</body></html>\n' % body
 
 
 def img(kind, data, cte='base64'):
@@ -214,6 +225,33 @@ CASES = [
      '</title></head><body>x</body></html>\n', None, ['T_TITLE'], ['T_TEMPLATE']),
     ('no-title', HDR + DATE + 'Content-Type: text/html\n\n<html><head><title>lunch</title></head><body>x'
      '</body></html>\n', None, [], ['T_TITLE']),
+    # anchors: an http(s) link whose text shows an https URI elsewhere
+    ('https-ip', html_msg('<a href="http://192.0.2.7/login">https://www.bank.com/</a>'), None,
+     ['T_HTTPS_IP'], ['T_HTTPS_HTTP', 'T_IFRAME']),
+    ('https-ip-userinfo', html_msg('<a href="https://x@192.0.2.7/">Sign in at HTTPS://www.bank.com</a>'), None,
+     ['T_HTTPS_IP'], ['T_HTTPS_HTTP']),
+    ('https-ip-same', html_msg('<a href="http://192.0.2.7/">https://192.0.2.7/</a>'), None, [],
+     ['T_HTTPS_IP', 'T_HTTPS_HTTP']),
+    ('https-http', html_msg('<a href=" http://login.evil.com/x ">Go to https&#58;//www.bank.com/ now</a>'), None,
+     ['T_HTTPS_HTTP'], ['T_HTTPS_IP']),
+    ('https-http-img', html_msg('<a href="http://evil.com/"><img src="x.gif"> https://www.bank.com</a>'), None,
+     ['T_HTTPS_HTTP'], []),
+    ('https-http-same', html_msg('<a href="http://login.bank.co.uk/">https://www.bank.co.uk/</a>'
+                                 '<a href="http://www.bank.com/">http://www.evil.com/</a>'), None,
+     [], ['T_HTTPS_HTTP', 'T_HTTPS_IP']),
+    ('https-http-invalid-tld', html_msg('<a href="http://evil.invalid/">https://www.bank.com/</a>'), None,
+     [], ['T_HTTPS_HTTP']),
+    ('https-http-outside', html_msg('<a href="http://evil.com/">bank</a> https://www.bank.com/'), None,
+     [], ['T_HTTPS_HTTP']),
+    ('https-http-ten', html_msg('<a href="http://evil.com/">https://www.bank.com/</a>' +
+                                ''.join('<a href="http://s%d.test/">x</a>' % i for i in range(9))), None,
+     [], ['T_HTTPS_HTTP']),
+    ('https-http-nine', html_msg('<a href="http://evil.com/">https://www.bank.com/</a>' +
+                                 ''.join('<a href="http://s%d.test/">x</a>' % i for i in range(8))), None,
+     ['T_HTTPS_HTTP'], []),
+    ('iframe', html_msg('<iframe src="http://ads.test/frame"></iframe>'), None, ['T_IFRAME'], []),
+    ('iframe-empty', html_msg('<iframe src=" "></iframe><img src="http://ads.test/x.gif">'), None, [],
+     ['T_IFRAME']),
     # Date:raw keeps the TAB; ALL:raw "Subject:" without a space
     ('date-tab', HDR.replace('Subject: lunch', 'Subject:lunch') + 'Date:\tMon, 1 Jan 2024 10:00:00 +0000\n\nhi\n',
      None, ['T_DATE_TAB', 'T_NOSPACE'], []),
