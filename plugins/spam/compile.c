@@ -456,6 +456,7 @@ int finalize(struct spam_engine *e)
 		e->nfreemail = w;
 		if (w)
 			qsort(e->freemail, w, sizeof(char *), namecmp);
+		freemail_compile(e);
 	}
 	e->post_hdr = xcalloc(e->nrules, sizeof(int));
 	e->eval_rules = xcalloc(e->nrules, sizeof(int));

@@ -306,6 +306,9 @@ void spam_engine_free(struct spam_engine *e)
 	for (size_t i = 0; i < e->nfreemail_glob; i++)
 		free(e->freemail_glob[i]);
 	free(e->freemail_glob);
+	pcre2_code_free(e->fm_email);
+	pcre2_code_free(e->fm_email_ctx);
+	pcre2_code_free(e->fm_url_at);
 	netset_clear(&e->trusted_nets);
 	netset_clear(&e->internal_nets);
 	netset_clear(&e->msa_nets);

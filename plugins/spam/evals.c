@@ -329,10 +329,26 @@ static int ev_outlook_msgid(struct msgctx *m, const struct rule *r)
 }
 
 /* ---- addresses, freemail ---- */
+
+/* s (case ignored) starts with prefix: the rest, else NULL. */
+static const char *after_ci(const char *s, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return strncasecmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
+/* FreeMail's default welcome list: role and bounce addresses are never
+ * freemail. */
+static const char fm_welcome_re[] =
+	"(?i)^(?:abuse|support|sales|info|helpdesk|contact|kontakt"
+	"|(?:post|host|domain)master|undisclosed.*|request-[a-f0-9]{16}|bounced?-"
+	"|[a-f0-9]{8}(?:\\.[a-f0-9]{8}|-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})"
+	"|.+=.+=.+)@";
+
 static bool is_freemail(const struct spam_engine *e, const char *addr)
 {
 	const char *at = strrchr(addr, '@');
-	if (!at || !at[1])
+	if (!at || !at[1] || re_match_lit(fm_welcome_re, addr))
 		return false;
 	char dom[256];
 	snprintf(dom, sizeof(dom), "%s", at + 1);
@@ -443,19 +459,197 @@ static int ev_freemail_header(struct msgctx *m, const struct rule *r)
 	return r->neval > 1 ? re_match_lit(eval_arg(r, 1), a) : 1;
 }
 
+#define FM_LOCAL "[a-z0-9!#$%&'*+/=?^_`{|}~-]"
+
+void freemail_compile(struct spam_engine *e)
+{
+	const struct netconf *nc = e->net;
+	if (!nc || !nc->ntld || (!e->nfreemail && !e->nfreemail_glob))
+		return;
+	/* FreeMail's email_regex, with RegistryBoundaries' valid_tlds_re */
+	struct sbuf re = {0};
+	sb_adds(&re, "(?=.{0,64}@)(?<!" FM_LOCAL ")(" FM_LOCAL "+(?:\\." FM_LOCAL
+		     "+)*@(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\\.){1,4}(?<![a-z0-9-])(?:");
+	for (size_t i = 0; i < nc->ntld; i++) {
+		if (i)
+			sb_add(&re, "|", 1);
+		for (const char *c = nc->tld[i]; *c; c++) /* names: letters, digits, '-' */
+			if (isalnum((unsigned char)*c) || *c == '-')
+				sb_add(&re, c, 1);
+	}
+	sb_adds(&re, ")(?!(?:[a-z0-9-]|\\.[a-z0-9])))");
+	struct sbuf ctx = {0};
+	sb_adds(&ctx, "<?(?<!mailto:)");
+	sb_add(&ctx, re.d, re.n);
+	sb_adds(&ctx, "(?:>|\\s{1,10}(?!(?:fa(?:x|csi)|tel|phone|e?-?mail))[a-z]{2,11}:)");
+	int ec;
+	PCRE2_SIZE eo;
+	e->fm_email = pcre2_compile((PCRE2_SPTR)re.d, re.n, PCRE2_CASELESS, &ec, &eo, NULL);
+	e->fm_email_ctx = pcre2_compile((PCRE2_SPTR)ctx.d, ctx.n, PCRE2_CASELESS, &ec, &eo, NULL);
+	e->fm_url_at = pcre2_compile((PCRE2_SPTR) "<?https?://\\S{0,255}(?:@|%40)\\S{0,255}",
+				     PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, &ec, &eo, NULL);
+	pcre2_code *all[] = {e->fm_email, e->fm_email_ctx, e->fm_url_at};
+	for (size_t i = 0; i < 3; i++)
+		if (all[i])
+			pcre2_jit_compile(all[i], PCRE2_JIT_COMPLETE);
+	free(re.d);
+	free(ctx.d);
+}
+
+/* s with every match of re replaced by a space, into out. */
+static void fm_blank(pcre2_code *re, pcre2_match_data *md, const char *s, size_t n, struct sbuf *out)
+{
+	out->n = 0;
+	size_t at = 0;
+	while (at <= n && pcre2_match(re, (PCRE2_SPTR)s, n, at, 0, md, NULL) >= 0) {
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+		if (ov[1] == ov[0]) /* none of FreeMail's patterns matches empty */
+			break;
+		sb_add(out, s + at, ov[0] - at);
+		sb_add(out, " ", 1);
+		at = ov[1];
+	}
+	if (at < n)
+		sb_add(out, s + at, n - at);
+	sb_str(out);
+}
+
+static bool fm_seen(char (*list)[256], size_t n, const char *a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i], a) == 0)
+			return true;
+	return false;
+}
+
+/* FreeMail's _parse_body: the addresses of <a href="mailto:..."> and of
+ * the body text (not in URLs, not followed by "fax:"-like labels), at most
+ * 20 and 40; 5 distinct addresses or 3 freemail ones skip the body check
+ * (freemail_max_body_emails, _freemails, freemail_skip_when_over_max).
+ * Fills m->ev.fm; false when skipped. */
+static bool fm_body(struct msgctx *m)
+{
+	if (m->ev.fm_body)
+		return m->ev.fm_body > 0;
+	const struct spam_engine *e = m->e;
+	m->ev.fm_body = -1;
+	if (!e->fm_email || !e->fm_email_ctx || !e->fm_url_at)
+		return false;
+	char(*found)[256] = xcalloc(60, 256);
+	size_t nf = 0;
+	pcre2_match_data *md = pcre2_match_data_create(4, NULL);
+	const struct sift_mime *mm = m->mime;
+	for (size_t i = 0; mm->html && i < mm->part_count && nf < 20; i++) {
+		const struct sift_html *hi = mm->html[i];
+		for (size_t k = 0; hi && k < hi->nanchors && nf < 20; k++) {
+			const char *h = after_ci(hi->anchors[k].href, "mailto:");
+			if (!h || pcre2_match(e->fm_email, (PCRE2_SPTR)h, strlen(h), 0, PCRE2_ANCHORED, md,
+					      NULL) < 0)
+				continue;
+			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+			char a[256];
+			snprintf(a, sizeof(a), "%.*s", (int)(ov[3] - ov[2]), h + ov[2]);
+			for (char *c = a; *c; c++)
+				*c = (char)tolower((unsigned char)*c);
+			if (!fm_seen(found, nf, a))
+				snprintf(found[nf++], 256, "%s", a);
+		}
+	}
+	if (!m->lines)
+		build_body(m);
+	struct sbuf t1 = {0}, t2 = {0};
+	size_t limit = 40;
+	for (size_t i = 0; i < m->nlines && nf < limit; i++) {
+		fm_blank(e->fm_url_at, md, m->lines[i], m->lens[i], &t1);
+		fm_blank(e->fm_email_ctx, md, t1.d, t1.n, &t2);
+		size_t at = 0;
+		while (nf < limit && at < t2.n &&
+		       pcre2_match(e->fm_email, (PCRE2_SPTR)t2.d, t2.n, at, 0, md, NULL) >= 0) {
+			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+			char a[256];
+			snprintf(a, sizeof(a), "%.*s", (int)(ov[3] - ov[2]), t2.d + ov[2]);
+			for (char *c = a; *c; c++)
+				*c = (char)tolower((unsigned char)*c);
+			if (!fm_seen(found, nf, a))
+				snprintf(found[nf++], 256, "%s", a);
+			at = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+		}
+	}
+	free(t1.d);
+	free(t2.d);
+	pcre2_match_data_free(md);
+	bool ok = true;
+	size_t fm = 0;
+	for (size_t i = 0; i < nf && ok; i++) {
+		if (i + 1 == 5) /* freemail_max_body_emails */
+			ok = false;
+		else if (is_freemail(e, found[i])) {
+			if (++fm == 3) /* freemail_max_body_freemails */
+				ok = false;
+			else
+				snprintf(m->ev.fm[m->ev.nfm++], 256, "%s", found[i]);
+		}
+	}
+	free(found);
+	m->ev.fm_body = ok ? 1 : -1;
+	return ok;
+}
+
+/* The addresses of every `hdr` field (SpamAssassin's get("hdr:addr") in
+ * list context), lower case; returns how many (at most max). */
+static size_t all_addrs(struct msgctx *m, const char *hdr, char (*out)[256], size_t max)
+{
+	size_t n = 0, st = 0;
+	const struct sift_mime_header *h;
+	while (n < max && (h = mh(m->mime, hdr, &st))) {
+		struct sift_addrs *a = m->in->addrlist_parse ? m->in->addrlist_parse(h->raw) : NULL;
+		for (size_t k = 0; a && k < a->count && n < max; k++) {
+			snprintf(out[n], 256, "%s", a->mb[k].addr);
+			for (char *c = out[n]; *c; c++)
+				*c = (char)tolower((unsigned char)*c);
+			n++;
+		}
+		free(a);
+	}
+	return n;
+}
+
+/* FreeMail's check_freemail_replyto('replyto' | 'reply'). */
 static int ev_freemail_replyto(struct msgctx *m, const struct rule *r)
 {
-	char from[256], rt[256];
-	first_addr(m, "From", from, sizeof(from));
-	first_addr(m, "Reply-To", rt, sizeof(rt));
-	bool rtfm = rt[0] && is_freemail(m->e, rt);
-	bool fromfm = from[0] && is_freemail(m->e, from);
-	if (strcmp(eval_arg(r, 0), "reply") == 0) {
-		if (!rtfm && !fromfm)
-			return 0;
-		return rtfm && strcmp(rt, from) != 0;
+	bool reply = strcmp(eval_arg(r, 0), "reply") == 0;
+	char env[256];
+	first_addr(m, "EnvelopeFrom", env, sizeof(env));
+	if (env[0] &&
+	    re_match_lit("(?i)(?:^(?:post|host|domain)master|^double-bounce"
+			 "|^(?:sentto|owner|return|(?:gr)?bounced?)-.+|-(?:request|bounces?|admin|owner)"
+			 "|\\b(?:do[._-t]?)?no[._-t]?repl(?:y|ies)|.+=.+)@",
+			 env))
+		return 0; /* freemail_skip_bulk_envfrom */
+	char from[8][256], rt[8][256];
+	size_t nfrom = all_addrs(m, "From", from, 8), nrt = all_addrs(m, "Reply-To", rt, 8);
+	bool fromfm = false, rtfm = false, from_in_rt = false;
+	for (size_t i = 0; i < nfrom; i++) {
+		fromfm = fromfm || is_freemail(m->e, from[i]);
+		from_in_rt = from_in_rt || fm_seen(rt, nrt, from[i]);
 	}
-	return rtfm && strcmp(rt, from) != 0;
+	for (size_t i = 0; i < nrt; i++)
+		rtfm = rtfm || is_freemail(m->e, rt[i]);
+	if (fromfm && rtfm && !from_in_rt)
+		return 1;
+	if (!reply && !rtfm)
+		return 0;
+	if (reply && ((nrt && !rtfm) || !fromfm))
+		return 0;
+	if (!fm_body(m))
+		return 0;
+	char(*cmp)[256] = !reply || rtfm ? rt : from;
+	size_t ncmp = !reply || rtfm ? nrt : nfrom;
+	for (size_t b = 0; b < m->ev.nfm; b++)
+		for (size_t k = 0; k < ncmp; k++)
+			if (strcmp(m->ev.fm[b], cmp[k]) != 0)
+				return 1;
+	return 0;
 }
 
 static int ev_missing_to(struct msgctx *m, const struct rule *r)
@@ -812,13 +1006,6 @@ static int ev_html_image_only(struct msgctx *m, const struct rule *r)
 }
 
 /* ---- anchors and frames (URIEval, HTTPSMismatch, HTMLEval) ---- */
-
-/* s (case ignored) starts with prefix: the rest, else NULL. */
-static const char *after_ci(const char *s, const char *prefix)
-{
-	size_t n = strlen(prefix);
-	return strncasecmp(s, prefix, n) == 0 ? s + n : NULL;
-}
 
 /* An IPv4 address written as \d+\.\d+\.\d+\.\d+ at the start of s. */
 static bool dotted_quad_at(const char *s)

@@ -258,6 +258,10 @@ struct spam_engine {
 	size_t nbayes_ignore;
 	char **freemail_glob; /* entries with * or ? */
 	size_t nfreemail_glob;
+	/* FreeMail's body address patterns (freemail_compile), NULL without
+	 * freemail_domains or util_rb_tld: an address, an address with what
+	 * marks it as not a reply address, a URL holding an '@' */
+	pcre2_code *fm_email, *fm_email_ctx, *fm_url_at;
 	/* rule index lists by what the per-message pass does with them */
 	int *post_hdr, *eval_rules, *sym_rules;
 	size_t npost_hdr, neval_rules, nsym_rules;
@@ -383,6 +387,9 @@ struct msgctx {
 		size_t base64_len, madiff_html, madiff_text;
 		bool img_done;
 		unsigned long long img_area[IMG_KINDS]; /* by IMG_* */
+		int fm_body; /* FreeMail's body parse: 0 not yet, 1 done, -1 skipped */
+		size_t nfm;  /* the freemail addresses it found: */
+		char fm[2][256];
 	} ev;
 	/* Bayes (bayes_engine.c) */
 	struct btoks *btoks;
@@ -555,6 +562,8 @@ void first_mailbox(struct msgctx *m, struct sbuf *b, const char *v, bool name);
 void envelope_path(struct sbuf *b, const char *v);
 /* The first address of header `hdr` (or EnvelopeFrom), lower case. */
 void first_addr(struct msgctx *m, const char *hdr, char *out, size_t n);
+/* Compiles e->fm_* once the rules are loaded (evals.c). */
+void freemail_compile(struct spam_engine *e);
 
 /* ---- network tests (dnsbl.c, dnsbl_uri.c) ------------------------------------ */
 

@@ -13,7 +13,10 @@ that does not):
   check_unresolved_template, check_for_matching_env_and_hdr_from,
   check_mailfrom_matches_rcvd, html_title_subject_ratio, check_stock_info;
 - evals.c: check_https_ip_mismatch, check_https_http_mismatch (registry
-  boundaries, valid TLDs, the anchor count bounds), check_iframe_src;
+  boundaries, valid TLDs, the anchor count bounds), check_iframe_src,
+  FreeMail's check_freemail_replyto (From and Reply-To, the freemail
+  addresses of the body and of mailto: links, the limits, bulk envelope
+  senders) and its welcome list;
 - relays: trusted_networks / internal_networks / msa_networks
   (X-Spam-Relays-*, check_all_trusted), ALL-TRUSTED / ALL-UNTRUSTED /
   ALL-INTERNAL / ALL-EXTERNAL ranges, a sendmail "(may be forged)" hop;
@@ -72,6 +75,10 @@ body     T_HTTPS_IP   eval:check_https_ip_mismatch()
 body     T_HTTPS_HTTP eval:check_https_http_mismatch('1','10')
 body     T_IFRAME     eval:check_iframe_src()
 util_rb_tld com net test uk
+freemail_domains gmail.com yahoo.com
+header   T_FM_REPLYTO eval:check_freemail_replyto('replyto')
+header   T_FM_REPLY   eval:check_freemail_replyto('reply')
+header   T_FM_FROM    eval:check_freemail_from()
 util_rb_2tld co.uk
 header   T_ALL_TRUSTED eval:check_all_trusted()
 full     T_ARC        eval:check_arc_signed()
@@ -130,6 +137,13 @@ JPEG = (b'\xff\xd8\xff\xe0' + struct.pack('>H', 16) + b'JFIF\x00\x01\x01\x00\x00
         b'\xff\xc0' + struct.pack('>H', 17) + b'\x08' + struct.pack('>HH', 300, 400) + b'\x03' + b'\x00' * 9 +
         b'\xff\xd9')
 GIF_SMALL = b'GIF89a' + struct.pack('<HH', 10, 10) + b'\x00\x00\x00;'
+
+
+def fm_msg(frm, reply_to, body):
+    h = HDR.replace('alice@example.test', frm)
+    if reply_to:
+        h += 'Reply-To: %s\n' % reply_to
+    return h + DATE + '\n' + body + '\n'
 
 
 def html_msg(body):
@@ -252,6 +266,32 @@ CASES = [
     ('iframe', html_msg('<iframe src="http://ads.test/frame"></iframe>'), None, ['T_IFRAME'], []),
     ('iframe-empty', html_msg('<iframe src=" "></iframe><img src="http://ads.test/x.gif">'), None, [],
      ['T_IFRAME']),
+    # FreeMail: From and Reply-To, the addresses of the body
+    ('fm-both', fm_msg('alice@gmail.com', 'bob@yahoo.com', 'hi'), None,
+     ['T_FM_REPLYTO', 'T_FM_REPLY', 'T_FM_FROM'], []),
+    ('fm-same', fm_msg('alice@gmail.com', 'alice@gmail.com', 'hi'), None, ['T_FM_FROM'],
+     ['T_FM_REPLYTO', 'T_FM_REPLY']),
+    ('fm-reply-body', fm_msg('alice@gmail.com', None, 'write to Carol@Yahoo.com today'), None,
+     ['T_FM_REPLY'], ['T_FM_REPLYTO']),
+    ('fm-replyto-body', fm_msg('x@corp.test', 'bob@gmail.com', 'or dave@yahoo.com'), None,
+     ['T_FM_REPLYTO'], ['T_FM_REPLY', 'T_FM_FROM']),
+    ('fm-replyto-nobody', fm_msg('x@corp.test', 'bob@gmail.com', 'hi'), None, [],
+     ['T_FM_REPLYTO', 'T_FM_REPLY']),
+    ('fm-body-label', fm_msg('alice@gmail.com', None, 'carol@yahoo.com  Sent: Monday'), None, [], ['T_FM_REPLY']),
+    ('fm-body-fax', fm_msg('alice@gmail.com', None, 'carol@yahoo.com fax: 123'), None, ['T_FM_REPLY'], []),
+    ('fm-body-bracket', fm_msg('alice@gmail.com', None, 'From: <carol@yahoo.com>'), None, [], ['T_FM_REPLY']),
+    ('fm-body-url', fm_msg('alice@gmail.com', None, 'see http://x.test/?u=carol@yahoo.com'), None, [],
+     ['T_FM_REPLY']),
+    ('fm-body-tld', fm_msg('alice@gmail.com', None, 'carol@yahoo.comx or carol@yahoo.com.zz'), None, [],
+     ['T_FM_REPLY']),
+    ('fm-body-many', fm_msg('alice@gmail.com', None, 'carol@yahoo.com a@x.test b@x.test c@x.test d@x.test'), None,
+     [], ['T_FM_REPLY']),
+    ('fm-mailto', HDR.replace('alice@example.test', 'alice@gmail.com') + DATE +
+     'Content-Type: text/html\n\n<a href="mailto:carol@yahoo.com">write</a>\n', None, ['T_FM_REPLY'], []),
+    ('fm-welcome', fm_msg('support@gmail.com', 'info@yahoo.com', 'hi'), None, [],
+     ['T_FM_FROM', 'T_FM_REPLYTO', 'T_FM_REPLY']),
+    ('fm-bulk-envfrom', fm_msg('alice@gmail.com', 'bob@yahoo.com', 'hi'), 'list-bounces@lists.test', ['T_FM_FROM'],
+     ['T_FM_REPLYTO', 'T_FM_REPLY']),
     # Date:raw keeps the TAB; ALL:raw "Subject:" without a space
     ('date-tab', HDR.replace('Subject: lunch', 'Subject:lunch') + 'Date:\tMon, 1 Jan 2024 10:00:00 +0000\n\nhi\n',
      None, ['T_DATE_TAB', 'T_NOSPACE'], []),
@@ -349,7 +389,7 @@ def main():
               'a bad trusted_networks entry is an error', r.stdout + r.stderr)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    done()
+    sys.exit(done())
 
 
 if __name__ == '__main__':
