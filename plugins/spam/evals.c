@@ -123,11 +123,15 @@ static int ev_for_mime(struct msgctx *m, const struct rule *r)
 	const char *t = eval_arg(r, 0);
 	const struct sift_mime *mm = m->mime;
 	int b64 = 0, qp = 0, html = 0, textp = 0, b64text = 0, html_nocs = 0, b64_noname = 0, qp_long = 0;
-	bool alt = false;
+	bool alt = false, attachment = false;
 	for (size_t i = 0; i < mm->part_count; i++) {
 		const struct sift_mime_part *p = &mm->parts[i];
 		if (strcmp(p->type, "multipart/alternative") == 0)
 			alt = true;
+		for (size_t k = 0; k < p->header_count; k++) /* every part, as MIMEEval */
+			if (strcasecmp(p->headers[k].name, "Content-Disposition") == 0 &&
+			    strcasestr(p->headers[k].value, "attachment"))
+				attachment = true;
 		if (strncmp(p->type, "multipart/", 10) == 0 || (p->flags & SIFT_MIME_P_MESSAGE))
 			continue;
 		bool isb64 = strcmp(p->encoding, "base64") == 0;
@@ -163,8 +167,7 @@ static int ev_for_mime(struct msgctx *m, const struct rule *r)
 			html++;
 			if (!*p->charset)
 				html_nocs++;
-		}
-		if (strcmp(p->type, "text/plain") == 0)
+		} else if (strncmp(p->type, "text", 4) == 0)
 			textp++;
 	}
 	if (strcmp(t, "mime_base64_count") == 0)
@@ -187,6 +190,8 @@ static int ev_for_mime(struct msgctx *m, const struct rule *r)
 		return qp_long;
 	if (strcmp(t, "mime_base64_no_name") == 0)
 		return b64_noname > 0;
+	if (strcmp(t, "mime_attachment") == 0)
+		return attachment;
 	return 0;
 }
 
@@ -673,7 +678,7 @@ static void mime_counts(struct msgctx *m, int *html, int *text)
 			continue;
 		if (p->flags & SIFT_MIME_P_HTML)
 			(*html)++;
-		else if (strcmp(p->type, "text/plain") == 0)
+		else if (strncmp(p->type, "text", 4) == 0) /* MIMEEval's mime_body_text_count */
 			(*text)++;
 	}
 }

@@ -136,6 +136,7 @@ static const char *const rtype_names[] __attribute__((unused)) = {
 #define TF_A		0x100
 #define TF_NS		0x200
 #define TF_NOTRIM	0x400
+#define TF_NOSUBJECT	0x800 /* body: not the subject line (the first) */
 
 struct rule {
 	char *name;
@@ -378,6 +379,7 @@ struct msgctx {
 	unsigned mark;
 	long long deadline;
 	bool timed_out;
+	bool in_subject; /* scanning the body's first line, the subject */
 	struct relayinfo *relays;
 	/* evals_mime.c's statistics, computed once per message */
 	struct {

@@ -486,6 +486,8 @@ static void d_tflags(struct pline *l)
 			r->tflags |= TF_NS;
 		else if (strcmp(t, "notrim") == 0)
 			r->tflags |= TF_NOTRIM;
+		else if (strcmp(t, "nosubject") == 0)
+			r->tflags |= TF_NOSUBJECT;
 		else if (strncmp(t, "maxhits=", 8) == 0) {
 			r->tflags |= TF_MULTIPLE;
 			r->maxhits = atoi(t + 8);

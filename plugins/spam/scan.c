@@ -40,6 +40,8 @@ static int count_matches(struct msgctx *m, const struct rule *r, const char *s, 
 static void add_hits(struct msgctx *m, int ri, int n)
 {
 	const struct rule *r = &m->e->rules[ri];
+	if (m->in_subject && (r->tflags & TF_NOSUBJECT))
+		return;
 	m->hits[ri] += n;
 	if (!(r->tflags & TF_MULTIPLE))
 		m->done[ri] = true;
@@ -281,8 +283,11 @@ static void scan_groups(struct msgctx *m)
 		case R_BODY:
 			if (!m->lines)
 				build_body(m);
-			for (size_t i = 0; i < m->nlines; i++)
+			for (size_t i = 0; i < m->nlines; i++) {
+				m->in_subject = i == 0;
 				scan_group(m, gi, m->lines[i], m->lens[i]);
+			}
+			m->in_subject = false;
 			break;
 		case R_RAWBODY:
 			if (!m->raws)

@@ -16,7 +16,8 @@ that does not):
   boundaries, valid TLDs, the anchor count bounds), check_iframe_src,
   FreeMail's check_freemail_replyto (From and Reply-To, the freemail
   addresses of the body and of mailto: links, the limits, bulk envelope
-  senders) and its welcome list;
+  senders) and its welcome list; check_for_mime('mime_attachment'),
+  mime_body_text_count over every text/ part, tflags nosubject;
 - relays: trusted_networks / internal_networks / msa_networks
   (X-Spam-Relays-*, check_all_trusted), ALL-TRUSTED / ALL-UNTRUSTED /
   ALL-INTERNAL / ALL-EXTERNAL ranges, a sendmail "(may be forged)" hop;
@@ -80,6 +81,11 @@ header   T_FM_REPLYTO eval:check_freemail_replyto('replyto')
 header   T_FM_REPLY   eval:check_freemail_replyto('reply')
 header   T_FM_FROM    eval:check_freemail_from()
 util_rb_2tld co.uk
+body     T_ATTACH     eval:check_for_mime('mime_attachment')
+body     T_NONEMPTY   /\S/
+tflags   T_NONEMPTY   nosubject
+meta     T_EMPTY      !T_ATTACH && !T_NONEMPTY
+body     T_HTML_ONLY  eval:check_for_mime_html_only()
 header   T_ALL_TRUSTED eval:check_all_trusted()
 full     T_ARC        eval:check_arc_signed()
 full     T_ARC_DOM    eval:check_arc_signed('other.test')
@@ -266,6 +272,15 @@ CASES = [
     ('iframe', html_msg('<iframe src="http://ads.test/frame"></iframe>'), None, ['T_IFRAME'], []),
     ('iframe-empty', html_msg('<iframe src=" "></iframe><img src="http://ads.test/x.gif">'), None, [],
      ['T_IFRAME']),
+    # a body with nothing but the subject: nosubject, mime_attachment
+    ('empty', HDR + DATE + '\n\n', None, ['T_EMPTY'], ['T_NONEMPTY', 'T_ATTACH']),
+    ('not-empty', HDR + DATE + '\n\nhi\n', None, ['T_NONEMPTY'], ['T_EMPTY']),
+    ('empty-attachment', mp([('application/pdf', 'JVBERi0=', 'Content-Transfer-Encoding: base64\n'
+                              'Content-Disposition: Attachment; filename="a.pdf"\n')], 'mixed'), None,
+     ['T_ATTACH'], ['T_EMPTY', 'T_NONEMPTY']),
+    ('html-and-calendar', mp([('text/html', HTML, ''), ('text/calendar', 'BEGIN:VCALENDAR', '')], 'mixed'), None,
+     [], ['T_HTML_ONLY']),
+    ('html-and-image', mp([('text/html', HTML, ''), img('gif', GIF_SMALL)], 'mixed'), None, ['T_HTML_ONLY'], []),
     # FreeMail: From and Reply-To, the addresses of the body
     ('fm-both', fm_msg('alice@gmail.com', 'bob@yahoo.com', 'hi'), None,
      ['T_FM_REPLYTO', 'T_FM_REPLY', 'T_FM_FROM'], []),
