@@ -213,52 +213,50 @@ static int ev_relays_unparseable(struct msgctx *m, const struct rule *r)
 }
 
 /* ---- dates ---- */
+/* HeaderEval _get_date_header_time: the first Resent-Date, else Date,
+ * field that parses. */
+static bool date_header_time(struct msgctx *m, time_t *t)
+{
+	static const char *const names[] = {"Resent-Date", "Date"};
+	for (size_t n = 0; n < 2; n++) {
+		size_t st = 0;
+		const struct sift_mime_header *h;
+		while ((h = mh(m->mime, names[n], &st)))
+			if (*h->value && parse_rfc822_date(h->value, t) == 0)
+				return true;
+	}
+	return false;
+}
+
+/* HeaderEval _check_date_diff: the Date time minus each Received time
+ * (a local delivery line and a fetchmail line at the top skipped as
+ * SpamAssassin does), the last difference dropped when it is 0, the one
+ * nearest to 0. */
 static bool date_diff(struct msgctx *m, double *diff_r)
 {
-	size_t st = 0;
-	const struct sift_mime_header *dh = mh(m->mime, "Date", &st);
 	time_t dt;
-	if (!dh || parse_rfc822_date(dh->value, &dt) < 0)
+	if (!date_header_time(m, &dt))
 		return false;
-	/* Received dates, skipping the local/fetchmail lines as SpamAssassin does */
 	const char *rv[64];
-	size_t nr = 0;
-	st = 0;
+	size_t nr = 0, st = 0;
 	const struct sift_mime_header *h;
 	while ((h = mh(m->mime, "Received", &st)) && nr < 64)
-		rv[nr++] = h->value;
+		if (strspn(h->value, " \t\r\n") < strlen(h->value))
+			rv[nr++] = h->value;
 	size_t first = 0;
-	if (nr &&
-	    (strstr(rv[0], "from localhost ") || strstr(rv[0], "127.0.0.1") || strstr(rv[0], "qmail ")) &&
-	    nr > 1 && strstr(rv[1], "by localhost with ") && strstr(rv[1], "(fetchmail-"))
-		first = 2;
-	else if (nr && strstr(rv[0], "by localhost with ") && strstr(rv[0], "(fetchmail-"))
+	bool local = nr && (re_match_lit("\\bfrom (?:localhost\\s|(?:\\S+ ){1,2}\\S*\\b127\\.0\\.0\\.1\\b)",
+					 rv[0]) ||
+			    re_match_lit("qmail \\d+ invoked by uid \\d+", rv[0]));
+	static const char fetchmail[] = "\\bby localhost with \\w+ \\(fetchmail-[\\d.]+";
+	if (local && nr > 1 && re_match_lit(fetchmail, rv[1]))
+		first = 2; /* both are the local delivery's */
+	else if (!local && nr && re_match_lit(fetchmail, rv[0]))
 		first = 1;
 	double diffs[64];
 	size_t nd = 0;
 	for (size_t i = first; i < nr; i++) {
-		/* "(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)" */
-		const char *p = rv[i];
-		const char *found = NULL;
-		for (const char *q = p; *q; q++) {
-			if (*q != ' ' && *q != '\t')
-				continue;
-			const char *d = q + 1;
-			if (*d && !isdigit((unsigned char)*d))
-				d++;
-			if (!isdigit((unsigned char)*d))
-				continue;
-			const char *e = d;
-			while (isdigit((unsigned char)*e))
-				e++;
-			if (*e == ' ' && e[1] && e[2] && e[3] && e[4] == ' ' &&
-			    isdigit((unsigned char)e[5])) {
-				found = d;
-				break;
-			}
-		}
 		time_t rt;
-		if (found && parse_rfc822_date(found, &rt) == 0)
+		if (received_date(rv[i], &rt) == 0)
 			diffs[nd++] = difftime(dt, rt);
 	}
 	if (nd == 0)
@@ -275,9 +273,9 @@ static bool date_diff(struct msgctx *m, double *diff_r)
 
 static int ev_shifted_date(struct msgctx *m, const struct rule *r)
 {
-	double d = 0;
-	if (!date_diff(m, &d))
-		d = 0;
+	if (!m->ev.date_diff)
+		m->ev.date_diff = date_diff(m, &m->ev.date_diff_s) ? 1 : -1;
+	double d = m->ev.date_diff > 0 ? m->ev.date_diff_s : 0;
 	const char *mn = eval_arg(r, 0), *mx = eval_arg(r, 1);
 	return (strcmp(mn, "undef") == 0 || d >= 3600.0 * atof(mn)) &&
 	       (strcmp(mx, "undef") == 0 || d < 3600.0 * atof(mx));

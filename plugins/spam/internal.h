@@ -389,8 +389,10 @@ struct msgctx {
 		size_t base64_len, madiff_html, madiff_text;
 		bool img_done;
 		unsigned long long img_area[IMG_KINDS]; /* by IMG_* */
-		int fm_body; /* FreeMail's body parse: 0 not yet, 1 done, -1 skipped */
-		size_t nfm;  /* the freemail addresses it found: */
+		int date_diff;	    /* HeaderEval's date_diff: 0 not yet, 1 known, -1 none */
+		double date_diff_s; /* its value */
+		int fm_body;	    /* FreeMail's body parse: 0 not yet, 1 done, -1 skipped */
+		size_t nfm;	    /* the freemail addresses it found: */
 		char fm[2][256];
 	} ev;
 	/* Bayes (bayes_engine.c) */
@@ -475,6 +477,7 @@ struct relayinfo {
 };
 
 int parse_rfc822_date(const char *s, time_t *t);
+int received_date(const char *v, time_t *t);
 /* 1 parsed, 0 not a relay line (no "from"), -1 unparseable. */
 int parse_received(const char *v, struct relay *rl);
 /* The message's relays, parsed once (cached in m). */

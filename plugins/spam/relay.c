@@ -25,75 +25,221 @@ static int month_index(const char *m)
 	return -1;
 }
 
-/* Parses "[Wdy,] DD Mon YYYY HH:MM[:SS] [zone]"; returns 0 and *t. */
+/* The digits at s[*i] (at least min, at most max; max 0: any number) into
+ * *v (saturated); false when fewer than min. */
+static bool digits_at(const char *s, size_t *i, size_t min, size_t max, long *v)
+{
+	size_t k = *i;
+	long n = 0;
+	while (isdigit((unsigned char)s[k]) && (!max || k - *i < max)) {
+		n = n < 100000000 ? n * 10 + (s[k] - '0') : n;
+		k++;
+	}
+	if (k - *i < min)
+		return false;
+	*v = n;
+	*i = k;
+	return true;
+}
+
+static bool month_at(const char *s, size_t *i, int *mon)
+{
+	if (!isalpha((unsigned char)s[*i]) || !isalpha((unsigned char)s[*i + 1]) ||
+	    !isalpha((unsigned char)s[*i + 2]) || (*mon = month_index(s + *i)) < 0)
+		return false;
+	*i += 3;
+	return true;
+}
+
+static bool space_at(const char *s, size_t *i)
+{
+	return s[*i] == ' ' ? (++*i, true) : false;
+}
+
+/* Removes b[at..end) from the string b, leaving one space in its place. */
+static void cut_to_space(char *b, size_t at, size_t end)
+{
+	b[at] = ' ';
+	memmove(b + at + 1, b + end, strlen(b + end) + 1);
+}
+
+static const struct {
+	const char *z;
+	int off; /* minutes east */
+} tzs[] = {{"UT", 0},	   {"UTC", 0},	  {"NDT", -150}, {"AST", -240},	 {"ADT", -180},	 {"NST", -210},
+	   {"EST", -300},  {"EDT", -240}, {"CST", -360}, {"CDT", -300},	 {"MST", -420},	 {"MDT", -360},
+	   {"PST", -480},  {"PDT", -420}, {"HST", -600}, {"AKST", -540}, {"AKDT", -480}, {"HADT", -540},
+	   {"HAST", -600}, {"GMT", 0},	  {"BST", 60},	 {"IST", 60},	 {"WET", 0},	 {"WEST", 60},
+	   {"CET", 60},	   {"CEST", 120}, {"EET", 120},	 {"EEST", 180},	 {"MSK", 180},	 {"MSD", 240},
+	   {"MET", 60},	   {"MEZ", 60},	  {"MEST", 120}, {"MESZ", 120},	 {"BRST", -120}, {"BRT", -180},
+	   {"AEST", 600},  {"AEDT", 660}, {"ACST", 570}, {"ACDT", 630},	 {"AWST", 480},	 {"NZST", 720},
+	   {"NZDT", 780},  {"JST", 540},  {"KST", 540},	 {"HKT", 480},	 {"SGT", 480},	 {"PHT", 480},
+	   {"IDT", 180}};
+
+static bool word_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '_';
+}
+
+/* SpamAssassin's Util::parse_rfc822_date, step by step: white space and
+ * commas to single spaces; the first " DD Mon YYYY ", else
+ * " Mon DD hh:mm:ss YYYY " (its time is removed with it, so the time is
+ * then 00:00:00), else " DD Mon YY(Y) " is the date, removed from the
+ * string; then the first " h:mm[:ss] ", the first " +hhmm " or else the
+ * first upper-case zone word when it is a known one; out-of-range fields
+ * clamped or moved to the next day as SpamAssassin does, years kept within
+ * 1970..2037. Returns 0 and *t, -1 when no date is found. */
 int parse_rfc822_date(const char *s, time_t *t)
 {
-	const char *p = s;
-	while (*p && !isdigit((unsigned char)*p))
-		p++;
-	if (!*p)
-		return -1;
-	int day = (int)strtol(p, (char **)&p, 10);
-	while (*p == ' ' || *p == '-')
-		p++;
-	int mon = month_index(p);
-	if (mon < 0 || day < 1 || day > 31)
-		return -1;
-	while (isalpha((unsigned char)*p))
-		p++;
-	while (*p == ' ' || *p == '-')
-		p++;
-	if (!isdigit((unsigned char)*p))
-		return -1;
-	int year = (int)strtol(p, (char **)&p, 10);
-	if (year < 50)
-		year += 2000;
-	else if (year < 1000)
-		year += 1900;
-	while (*p == ' ')
-		p++;
-	int hh = 0, mm = 0, ss = 0;
-	if (sscanf(p, "%d:%d:%d", &hh, &mm, &ss) < 2)
-		return -1;
-	while (*p && *p != ' ')
-		p++;
-	while (*p == ' ')
-		p++;
-	long off = 0;
-	if (*p == '+' || *p == '-') {
-		int sign = *p == '-' ? -1 : 1;
-		p++;
-		int v = 0, n = 0;
-		while (isdigit((unsigned char)*p) && n < 4) {
-			v = v * 10 + (*p - '0');
-			p++;
-			n++;
-		}
-		if (n == 4)
-			off = sign * ((v / 100) * 3600L + (v % 100) * 60L);
-	} else {
-		static const struct {
-			const char *z;
-			int h;
-		} zones[] = {{"EST", -5}, {"EDT", -4}, {"CST", -6}, {"CDT", -5}, {"MST", -7}, {"MDT", -6},
-			     {"PST", -8}, {"PDT", -7}, {"GMT", 0},  {"UT", 0},	 {"UTC", 0},  {"BST", 1},
-			     {"CET", 1},  {"CEST", 2}, {"JST", 9},  {"KST", 9},	 {"IST", 1}};
-		for (size_t i = 0; i < sizeof(zones) / sizeof(zones[0]); i++)
-			if (strncasecmp(p, zones[i].z, strlen(zones[i].z)) == 0 &&
-			    !isalpha((unsigned char)p[strlen(zones[i].z)])) {
-				off = zones[i].h * 3600L;
-				break;
-			}
+	char b[512];
+	size_t n = 0;
+	b[n++] = ' ';
+	for (const char *p = s; *p && n < sizeof(b) - 2; p++) {
+		char c = *p == ',' || isspace((unsigned char)*p) ? ' ' : *p;
+		if (c != ' ' || b[n - 1] != ' ')
+			b[n++] = c;
 	}
+	if (b[n - 1] != ' ')
+		b[n++] = ' ';
+	b[n] = 0;
+	long dd = 0, yyyy = 0, v;
+	int mon = -1;
+	size_t ylen = 0;
+	for (int form = 0; form < 3 && mon < 0; form++)
+		for (size_t i = 0; b[i] && mon < 0; i++) {
+			if (b[i] != ' ')
+				continue;
+			size_t k = i + 1, y0;
+			int mo;
+			long d, y;
+			bool ok;
+			if (form == 1) /* " Mon DD hh:mm:ss YYYY " */
+				ok = month_at(b, &k, &mo) && space_at(b, &k) && digits_at(b, &k, 1, 0, &d) &&
+				     space_at(b, &k) && digits_at(b, &k, 1, 0, &v) && b[k++] == ':' &&
+				     digits_at(b, &k, 1, 0, &v) && b[k++] == ':' &&
+				     digits_at(b, &k, 1, 0, &v) && space_at(b, &k) &&
+				     (y0 = k, digits_at(b, &k, 4, 4, &y)) && b[k] == ' ';
+			else
+				ok = digits_at(b, &k, 1, 0, &d) && space_at(b, &k) && month_at(b, &k, &mo) &&
+				     space_at(b, &k) &&
+				     (y0 = k, digits_at(b, &k, form ? 2 : 4, form ? 3 : 4, &y)) &&
+				     b[k] == ' ';
+			if (!ok)
+				continue;
+			dd = d, mon = mo, yyyy = y, ylen = k - y0;
+			cut_to_space(b, i, k + 1);
+		}
+	if (mon < 0)
+		return -1;
+	if (ylen == 2 && yyyy < 50)
+		yyyy += 2000;
+	else if (ylen != 4)
+		yyyy += 1900;
+	long hh = 0, mm = 0, ss = 0;
+	for (size_t i = 0; b[i]; i++) {
+		size_t k = i + 1;
+		long h, mi, se = 0;
+		if (b[i] != ' ' || !digits_at(b, &k, 1, 2, &h) || b[k++] != ':' ||
+		    !digits_at(b, &k, 2, 2, &mi))
+			continue;
+		size_t k2 = k;
+		if (b[k2] == ':' && (k2++, digits_at(b, &k2, 2, 2, &se)) && b[k2] == ' ')
+			k = k2;
+		else
+			se = 0;
+		if (b[k] != ' ')
+			continue;
+		hh = h, mm = mi, ss = se;
+		cut_to_space(b, i, k + 1);
+		break;
+	}
+	long off = 0; /* seconds east */
+	bool zone = false;
+	for (size_t i = 0; b[i] && !zone; i++) {
+		size_t k = i + 2;
+		if (b[i] == ' ' && (b[i + 1] == '+' || b[i + 1] == '-') && digits_at(b, &k, 4, 4, &v) &&
+		    b[k] == ' ') {
+			off = (v / 100 * 60 + v % 100) * 60 * (b[i + 1] == '-' ? -1 : 1);
+			zone = true;
+		}
+	}
+	for (size_t i = 0; b[i] && !zone; i++) {
+		if (!isupper((unsigned char)b[i]) || (i && word_char(b[i - 1])))
+			continue;
+		size_t k = i;
+		while (isupper((unsigned char)b[k]) && k - i < 4)
+			k++;
+		if (k - i < 2)
+			continue;
+		size_t e = k;
+		if (strncmp(b + e, "-DST", 4) == 0 && !word_char(b[e + 4]))
+			e += 4;
+		else if (word_char(b[e]))
+			continue; /* no word boundary after 2-4 capitals */
+		for (size_t z = 0; z < sizeof(tzs) / sizeof(tzs[0]); z++)
+			if (strlen(tzs[z].z) == e - i && strncmp(b + i, tzs[z].z, e - i) == 0)
+				off = tzs[z].off * 60L;
+		zone = true; /* only the first such word counts */
+	}
+	ss = ss > 59 ? 59 : ss;
+	mm = mm > 59 ? 59 : mm;
+	hh = hh > 23 ? 23 : hh;
+	int mo1 = mon + 1;
+	long max_dd = mo1 == 4 || mo1 == 6 || mo1 == 9 || mo1 == 11 ? 30
+		      : mo1 == 2 ? ((yyyy % 4 == 0 && (yyyy % 100 || yyyy % 400 == 0)) ? 29 : 28)
+				 : 31;
+	if (dd > max_dd) {
+		dd = 1;
+		if (++mo1 > 12) {
+			mo1 = 1;
+			yyyy++;
+		}
+	}
+	if (dd < 1)
+		return -1; /* timegm() croaks on day 0 */
+	yyyy = yyyy > 2037 ? 2037 : yyyy < 1970 ? 1970 : yyyy;
 	struct tm tm = {0};
-	tm.tm_year = year - 1900;
-	tm.tm_mon = mon;
-	tm.tm_mday = day;
-	tm.tm_hour = hh;
-	tm.tm_min = mm;
-	tm.tm_sec = ss;
-	*t = timegm(&tm) - off;
+	tm.tm_year = (int)yyyy - 1900;
+	tm.tm_mon = mo1 - 1;
+	tm.tm_mday = (int)dd;
+	tm.tm_hour = (int)hh;
+	tm.tm_min = (int)mm;
+	tm.tm_sec = (int)ss;
+	time_t x = timegm(&tm);
+	*t = off > 0 && x < off ? 0 : x - off;
 	return 0;
+}
+
+/* The first date in a Received: field as HeaderEval finds it,
+ * (\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+), parsed; -1 when none. */
+int received_date(const char *v, time_t *t)
+{
+	for (size_t i = 0; v[i]; i++) {
+		if (!isspace((unsigned char)v[i]))
+			continue;
+		for (int skip = 1; skip >= 0; skip--) {
+			size_t k = i + 1;
+			long x;
+			if (skip && (!v[k] || v[k] == '\n'))
+				continue;
+			k += (size_t)skip;
+			bool ok = digits_at(v, &k, 1, 0, &x) && v[k++] == ' ';
+			for (int c = 0; ok && c < 3; c++)
+				ok = v[k] && !isspace((unsigned char)v[k]), k++;
+			ok = ok && v[k++] == ' ' && digits_at(v, &k, 1, 0, &x) && v[k++] == ' ' &&
+			     digits_at(v, &k, 1, 0, &x) && v[k++] == ':' && digits_at(v, &k, 1, 0, &x) &&
+			     v[k++] == ':' && digits_at(v, &k, 1, 0, &x) && v[k++] == ' ' && v[k] &&
+			     !isspace((unsigned char)v[k]);
+			if (!ok)
+				continue;
+			while (v[k] && !isspace((unsigned char)v[k]))
+				k++;
+			char d[256];
+			snprintf(d, sizeof(d), "%.*s", (int)(k - i), v + i);
+			return parse_rfc822_date(d, t);
+		}
+	}
+	return -1;
 }
 
 /* ---- relays -------------------------------------------------------------- */

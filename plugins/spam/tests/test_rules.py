@@ -18,6 +18,9 @@ that does not):
   addresses of the body and of mailto: links, the limits, bulk envelope
   senders) and its welcome list; check_for_mime('mime_attachment'),
   mime_body_text_count over every text/ part, tflags nosubject;
+  check_for_shifted_date with SpamAssassin's date parser (zones, asctime,
+  two-digit years, Resent-Date first, a Date that does not parse skipped,
+  the fetchmail lines);
 - relays: trusted_networks / internal_networks / msa_networks
   (X-Spam-Relays-*, check_all_trusted), ALL-TRUSTED / ALL-UNTRUSTED /
   ALL-INTERNAL / ALL-EXTERNAL ranges, a sendmail "(may be forged)" hop;
@@ -86,6 +89,9 @@ body     T_NONEMPTY   /\S/
 tflags   T_NONEMPTY   nosubject
 meta     T_EMPTY      !T_ATTACH && !T_NONEMPTY
 body     T_HTML_ONLY  eval:check_for_mime_html_only()
+header   T_PAST_96    eval:check_for_shifted_date('undef', '-96')
+header   T_PAST_12_24 eval:check_for_shifted_date('-24', '-12')
+header   T_PAST_24_48 eval:check_for_shifted_date('-48', '-24')
 header   T_ALL_TRUSTED eval:check_all_trusted()
 full     T_ARC        eval:check_arc_signed()
 full     T_ARC_DOM    eval:check_arc_signed('other.test')
@@ -143,6 +149,11 @@ JPEG = (b'\xff\xd8\xff\xe0' + struct.pack('>H', 16) + b'JFIF\x00\x01\x01\x00\x00
         b'\xff\xc0' + struct.pack('>H', 17) + b'\x08' + struct.pack('>HH', 300, 400) + b'\x03' + b'\x00' * 9 +
         b'\xff\xd9')
 GIF_SMALL = b'GIF89a' + struct.pack('<HH', 10, 10) + b'\x00\x00\x00;'
+
+
+def dated(date, extra=''):
+    return ('Received: from a.test (a.test [192.0.2.1]) by mx.sift.test (Postfix) with ESMTP id X1;'
+            ' Sat, 6 Jan 2024 10:00:00 +0000\n' + HDR + extra + 'Date: %s\n\nhi\n' % date)
 
 
 def fm_msg(frm, reply_to, body):
@@ -281,6 +292,24 @@ CASES = [
     ('html-and-calendar', mp([('text/html', HTML, ''), ('text/calendar', 'BEGIN:VCALENDAR', '')], 'mixed'), None,
      [], ['T_HTML_ONLY']),
     ('html-and-image', mp([('text/html', HTML, ''), img('gif', GIF_SMALL)], 'mixed'), None, ['T_HTML_ONLY'], []),
+    # Date against Received as HeaderEval reads both (Util::parse_rfc822_date)
+    ('date-past', dated('Mon, 1 Jan 2024 10:00:00 +0000'), None, ['T_PAST_96'], ['T_PAST_12_24']),
+    ('date-recent', dated('Sat, 6 Jan 2024 09:30:00 +0000'), None, [], ['T_PAST_96', 'T_PAST_12_24']),
+    ('date-zone', dated('Fri, 5 Jan 2024 13:00:00 EST'), None, ['T_PAST_12_24'], ['T_PAST_96']),
+    ('date-zone-numeric', dated('5 Jan 2024 20:00:00 -0500 (EST)'), None, [], ['T_PAST_12_24', 'T_PAST_96']),
+    # asctime: SpamAssassin's parser removes the time with the date (00:00:00)
+    ('date-asctime', dated('Fri Jan  5 20:00:00 2024'), None, ['T_PAST_24_48'], ['T_PAST_12_24', 'T_PAST_96']),
+    ('date-2digit-year', dated('Mon, 01 Jan 24 10:00:00 GMT'), None, ['T_PAST_96'], []),
+    ('date-resent', dated('Mon, 1 Jan 2024 10:00:00 +0000', 'Resent-Date: Sat, 6 Jan 2024 09:00:00 +0000\n'),
+     None, [], ['T_PAST_96']),
+    ('date-unparsable-first', dated('garbage', 'Date: Mon, 1 Jan 2024 10:00:00 +0000\n'), None, ['T_PAST_96'], []),
+    ('date-fetchmail', 'Received: from localhost (localhost [127.0.0.1]) by box.test (Postfix) with ESMTP id L1;'
+     ' Tue, 9 Jan 2024 10:00:00 +0000\n'
+     'Received: from pop.test by localhost with POP3 (fetchmail-6.4.37) for <bob@sift.test>;'
+     ' Tue, 9 Jan 2024 10:00:00 +0000\n'
+     'Received: from a.test (a.test [192.0.2.1]) by mx.sift.test (Postfix) with ESMTP id X1;'
+     ' Sat, 6 Jan 2024 10:00:00 +0000\n' + HDR + 'Date: Sat, 6 Jan 2024 09:00:00 +0000\n\nhi\n', None,
+     [], ['T_PAST_96']),
     # FreeMail: From and Reply-To, the addresses of the body
     ('fm-both', fm_msg('alice@gmail.com', 'bob@yahoo.com', 'hi'), None,
      ['T_FM_REPLYTO', 'T_FM_REPLY', 'T_FM_FROM'], []),
