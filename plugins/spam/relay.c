@@ -388,13 +388,24 @@ int parse_received(const char *v, struct relay *rl)
 	rl->looked_up = paren && ipat && paren < ipat;
 	if (eh && eh < fe && f[0] == '[')
 		rl->looked_up = false;
-	/* qmail's "from RDNS (IP) by HOST with SMTP": no HELO given means it
+	/* qmail's "from RDNS (IP) by HOST with SMTP" (or "([IP])"): no HELO given means it
 	 * matched the rDNS (SpamAssassin: helo = rdns) */
-	if (!rl->rdns[0] && !(qh && qh < fe) && !(eh && eh < fe) && ipat && ipat == paren && *ipat == '(' &&
-	    ipat == f + hl + 1 && qmail_protocol(fe)) {
+	if (!rl->rdns[0] && !(qh && qh < fe) && !(eh && eh < fe) && ipat && paren == f + hl + 1 &&
+	    (ipat == paren || (ipat == paren + 1 && *ipat == '[')) && qmail_protocol(fe) &&
+	    !strstr(p, " SMTPSVC")) {
 		copy_tok(rl->rdns, sizeof(rl->rdns), f, hl);
 		rl->looked_up = true;
 	}
+	/* MTAs that never look the rDNS up (SpamAssassin's Received.pm):
+	 * Microsoft SMTPSVC's "HELO ([IP]) by X with Microsoft SMTPSVC", Lotus
+	 * Domino's "HELO ([IP]) by X (Lotus ..."; and qmail's "from unknown
+	 * (HELO x) (IP)", where qmail was given no rDNS */
+	if ((strstr(p, " SMTPSVC") && strstr(p, " with Microsoft SMTPSVC") && f[hl] == ' ' &&
+	     f[hl + 1] == '(' && f[hl + 2] == '[') ||
+	    (strstr(p, " (Lotus Domino ") && f[hl] == ' ' && strncmp(f + hl + 1, "([", 2) == 0))
+		rl->looked_up = false;
+	if (qh && qh < fe && hl == 7 && strncasecmp(f, "unknown", 7) == 0 && qmail_protocol(fe))
+		rl->looked_up = false;
 	/* sendmail's "(rdns [IP] (may be forged))": SpamAssassin takes the
 	 * rDNS only when "by HOST (" follows (its sendmail pattern); else its
 	 * general fallback keeps the address alone */
@@ -514,6 +525,25 @@ static bool fetcher_marker(const char *v)
 	       strstr(v, "by localhost with IMAP") || strstr(v, "(getmail ");
 }
 
+/* The first IPv4 address written in s (four decimal octets not inside a
+ * longer run of digits and dots) into out. */
+static bool first_ipv4(const char *s, char *out, size_t n)
+{
+	for (const char *p = s; *p; p++) {
+		if (!isdigit((unsigned char)*p) || (p > s && (isdigit((unsigned char)p[-1]) || p[-1] == '.')))
+			continue;
+		unsigned a, b, c, d;
+		int len = 0;
+		if (sscanf(p, "%3u.%3u.%3u.%3u%n", &a, &b, &c, &d, &len) == 4 && a < 256 && b < 256 &&
+		    c < 256 && d < 256 && !isdigit((unsigned char)p[len]) &&
+		    !(p[len] == '.' && isdigit((unsigned char)p[len + 1]))) {
+			snprintf(out, n, "%u.%u.%u.%u", a, b, c, d);
+			return true;
+		}
+	}
+	return false;
+}
+
 struct relayinfo *relays(struct msgctx *m)
 {
 	if (m->relays)
@@ -548,6 +578,33 @@ struct relayinfo *relays(struct msgctx *m)
 		}
 		if (ri->n >= 64)
 			continue;
+		relay_classify(m->e, &r, &in_trusted, &in_internal, &found_msa);
+		if (ri->n == cap) {
+			cap = cap ? cap * 2 : 8;
+			ri->r = xrealloc(ri->r, cap * sizeof(*ri->r));
+		}
+		ri->r[ri->n++] = r;
+		if (in_trusted) {
+			ri->ntrusted++;
+			ri->last_trusted_idx++;
+		}
+		if (in_internal) {
+			ri->nintl++;
+			ri->last_internal_idx++;
+		}
+	}
+	/* the originating_ip_headers (X-Originating-IP, ...): SpamAssassin
+	 * appends each as a relay with only an address, after the Received:
+	 * ones, through the same trust steps */
+	const struct netconf *nc = m->e->net;
+	for (size_t k = 0; nc && k < nc->norig && ri->n < 64; k++) {
+		st = 0;
+		h = mh(m->mime, nc->orig[k], &st);
+		struct relay r;
+		memset(&r, 0, sizeof(r));
+		if (!h || !first_ipv4(h->value, r.ip, sizeof(r.ip)))
+			continue;
+		r.priv = ip_private(r.ip);
 		relay_classify(m->e, &r, &in_trusted, &in_internal, &found_msa);
 		if (ri->n == cap) {
 			cap = cap ? cap * 2 : 8;

@@ -20,7 +20,7 @@ that does not):
   mime_body_text_count over every text/ part, tflags nosubject;
   check_for_shifted_date with SpamAssassin's date parser (zones, asctime,
   two-digit years, Resent-Date first, a Date that does not parse skipped,
-  the fetchmail lines);
+  the fetchmail lines); originating_ip_headers as the last relays;
 - relays: trusted_networks / internal_networks / msa_networks
   (X-Spam-Relays-*, check_all_trusted), ALL-TRUSTED / ALL-UNTRUSTED /
   ALL-INTERNAL / ALL-EXTERNAL ranges, a sendmail "(may be forged)" hop;
@@ -92,6 +92,8 @@ body     T_HTML_ONLY  eval:check_for_mime_html_only()
 header   T_PAST_96    eval:check_for_shifted_date('undef', '-96')
 header   T_PAST_12_24 eval:check_for_shifted_date('-24', '-12')
 header   T_PAST_24_48 eval:check_for_shifted_date('-48', '-24')
+header   T_DOTCOM     eval:check_for_no_rdns_dotcom_helo()
+header   T_ORIG_RELAY X-Spam-Relays-Untrusted =~ /\] \[ ip=198\.51\.100\.9 rdns= helo= by= /
 header   T_ALL_TRUSTED eval:check_all_trusted()
 full     T_ARC        eval:check_arc_signed()
 full     T_ARC_DOM    eval:check_arc_signed('other.test')
@@ -140,6 +142,8 @@ RCVD_EXT = ('Received: from mx.outer.test (mx.outer.test [203.0.113.5]) by inner
             'X-Inner-Mark: yes\n'
             'Received: from client.example (client.example [198.51.100.7]) by mx.outer.test (Postfix) with ESMTP id'
             ' B2; Mon, 1 Jan 2024 10:00:01 +0000\n')
+POSTFIX_DOTCOM = ('Received: from hotmail.com (unknown [192.0.2.121]) by mx.example.net (Postfix) with ESMTP id'
+                  ' X1; 28 Aug 2002 10:50:13 -0000\n')
 # Images as ImageInfo reads their size: GIF 600x400, PNG 500x400 (IHDR),
 # JPEG 400x300 (an APP0 segment, then SOF0), GIF 10x10.
 GIF_BIG = b'GIF89a' + struct.pack('<HH', 600, 400) + b'\x00\x00\x00;'
@@ -310,6 +314,22 @@ CASES = [
      'Received: from a.test (a.test [192.0.2.1]) by mx.sift.test (Postfix) with ESMTP id X1;'
      ' Sat, 6 Jan 2024 10:00:00 +0000\n' + HDR + 'Date: Sat, 6 Jan 2024 09:00:00 +0000\n\nhi\n', None,
      [], ['T_PAST_96']),
+    # X-Originating-IP is the last untrusted relay, as in SpamAssassin: the
+    # no-rDNS dotcom HELO of the qmail hop before it no longer decides
+    ('dotcom-helo', POSTFIX_DOTCOM + HDR + DATE + '\nhi\n', None, ['T_DOTCOM'], ['T_ORIG_RELAY']),
+    ('dotcom-helo-orig', POSTFIX_DOTCOM + HDR + 'X-Originating-IP: [198.51.100.9]\n' + DATE + '\nhi\n', None,
+     ['T_ORIG_RELAY'], ['T_DOTCOM']),
+    # formats whose MTA did not look the rDNS up: no "no rDNS" verdict
+    ('dotcom-helo-qmail-unknown', 'Received: from unknown (HELO hotmail.com) (192.0.2.121) by mta1.example.net'
+     ' with SMTP; 28 Aug 2002 10:50:13 -0000\n' + HDR + DATE + '\nhi\n', None, [], ['T_DOTCOM']),
+    ('dotcom-helo-smtpsvc', 'Received: from mx1.mail.yahoo.com ([192.0.2.121]) by mail.example.net with Microsoft'
+     ' SMTPSVC(5.0.2195.2966); Wed, 28 Aug 2002 12:43:57 +0500\n' + HDR + DATE + '\nhi\n', None, [], ['T_DOTCOM']),
+    ('dotcom-helo-domino', 'Received: from mx1.mail.yahoo.com ([192.0.2.121]) by mail.example.net (Lotus Domino'
+     ' Release 5.0.4) with ESMTP id 2001; Tue, 2 Jan 2001 15:58:46 +0530\n' + HDR + DATE + '\nhi\n', None, [],
+     ['T_DOTCOM']),
+    # qmail without HELO: the rDNS is the name it gives
+    ('qmail-bracket-rdns', 'Received: from rly-xw01.mx.aol.com ([192.0.2.114]) by mx.example.net with SMTP;'
+     ' Sep, 12 2002 12:53:53 AM +0400\n' + HDR + DATE + '\nhi\n', None, [], ['T_DOTCOM']),
     # FreeMail: From and Reply-To, the addresses of the body
     ('fm-both', fm_msg('alice@gmail.com', 'bob@yahoo.com', 'hi'), None,
      ['T_FM_REPLYTO', 'T_FM_REPLY', 'T_FM_FROM'], []),
