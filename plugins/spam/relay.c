@@ -525,6 +525,26 @@ static bool fetcher_marker(const char *v)
 	       strstr(v, "by localhost with IMAP") || strstr(v, "(getmail ");
 }
 
+/* Classifies r (trust goes on from the relays before it) and appends it. */
+static void relay_add(const struct spam_engine *e, struct relayinfo *ri, size_t *cap, struct relay *r,
+		      bool *in_trusted, bool *in_internal, bool *found_msa)
+{
+	relay_classify(e, r, in_trusted, in_internal, found_msa);
+	if (ri->n == *cap) {
+		*cap = *cap ? *cap * 2 : 8;
+		ri->r = xrealloc(ri->r, *cap * sizeof(*ri->r));
+	}
+	ri->r[ri->n++] = *r;
+	if (*in_trusted) {
+		ri->ntrusted++;
+		ri->last_trusted_idx++;
+	}
+	if (*in_internal) {
+		ri->nintl++;
+		ri->last_internal_idx++;
+	}
+}
+
 /* The first IPv4 address written in s (four decimal octets not inside a
  * longer run of digits and dots) into out. */
 static bool first_ipv4(const char *s, char *out, size_t n)
@@ -578,20 +598,7 @@ struct relayinfo *relays(struct msgctx *m)
 		}
 		if (ri->n >= 64)
 			continue;
-		relay_classify(m->e, &r, &in_trusted, &in_internal, &found_msa);
-		if (ri->n == cap) {
-			cap = cap ? cap * 2 : 8;
-			ri->r = xrealloc(ri->r, cap * sizeof(*ri->r));
-		}
-		ri->r[ri->n++] = r;
-		if (in_trusted) {
-			ri->ntrusted++;
-			ri->last_trusted_idx++;
-		}
-		if (in_internal) {
-			ri->nintl++;
-			ri->last_internal_idx++;
-		}
+		relay_add(m->e, ri, &cap, &r, &in_trusted, &in_internal, &found_msa);
 	}
 	/* the originating_ip_headers (X-Originating-IP, ...): SpamAssassin
 	 * appends each as a relay with only an address, after the Received:
@@ -605,20 +612,7 @@ struct relayinfo *relays(struct msgctx *m)
 		if (!h || !first_ipv4(h->value, r.ip, sizeof(r.ip)))
 			continue;
 		r.priv = ip_private(r.ip);
-		relay_classify(m->e, &r, &in_trusted, &in_internal, &found_msa);
-		if (ri->n == cap) {
-			cap = cap ? cap * 2 : 8;
-			ri->r = xrealloc(ri->r, cap * sizeof(*ri->r));
-		}
-		ri->r[ri->n++] = r;
-		if (in_trusted) {
-			ri->ntrusted++;
-			ri->last_trusted_idx++;
-		}
-		if (in_internal) {
-			ri->nintl++;
-			ri->last_internal_idx++;
-		}
+		relay_add(m->e, ri, &cap, &r, &in_trusted, &in_internal, &found_msa);
 	}
 	struct sbuf ts = {0}, us = {0}, is = {0}, es = {0};
 	for (size_t i = 0; i < ri->n; i++) {
