@@ -73,10 +73,27 @@ size_t sift_html_entity(const char *s, size_t n, struct sift_buf *o)
 	return 0;
 }
 
-static const char *const block_tags[] = {"br",	"p",	"div",	"tr",	 "li",	   "h1",   "h2",	 "h3",
-					 "h4",	"h5",	"h6",	"table", "ul",	   "ol",   "blockquote", "hr",
-					 "pre", "dd",	"dt",	"dl",	 "center", "form", "address",	 "td",
-					 "th",	"body", "html", "head",	 NULL};
+/* The white space a tag inserts in the rendering, at its opening and at
+ * its closing tag (SpamAssassin's html_whitespace): a line break, a space,
+ * or a paragraph break; other tags insert nothing. */
+static const char *tag_whitespace(const char *name)
+{
+	static const char *const nl[] = {"br", "div", NULL};
+	static const char *const sp[] = {"li", "th", "td", "dt", "dd", "embed", "h1",
+					 "h2", "h3", "h4", "h5", "h6", NULL};
+	static const char *const para[] = {"p",		"hr",  "blockquote", "pre", "listing",
+					   "plaintext", "xmp", "title",	     NULL};
+	for (const char *const *t = nl; *t; t++)
+		if (strcmp(*t, name) == 0)
+			return "\n";
+	for (const char *const *t = sp; *t; t++)
+		if (strcmp(*t, name) == 0)
+			return " ";
+	for (const char *const *t = para; *t; t++)
+		if (strcmp(*t, name) == 0)
+			return "\n\n";
+	return NULL;
+}
 /* Tag names HTML (4, 5 and the old browsers' extensions) defines: others
  * are bad tags. */
 static const char *const known_tags[] = {
@@ -340,6 +357,8 @@ struct hs {
 	struct sift_html_scan *r;
 	struct sift_buf attr, run;
 	bool in_title, in_a;
+	bool after_ws;	  /* the rendering ends with inserted white space */
+	size_t chunk_at;  /* else with the text run that starts here */
 	bool in_anchor;	  /* r->anchors holds an open anchor's text */
 	size_t anchor_at; /* where that text starts in r->anchors */
 	struct tstyle stack[64];
@@ -417,6 +436,50 @@ static void anchor_begin(struct hs *h, size_t as, size_t ae)
 	st->nanchors++;
 }
 
+/* Text as SpamAssassin's display_text renders it: each run of white space
+ * and each no-break space as one space, the leading space dropped right
+ * after inserted white space. */
+static void render_text(struct hs *h, const char *s, size_t n)
+{
+	struct sift_buf *o = h->text;
+	h->chunk_at = o->len;
+	bool lead = h->after_ws; /* drop the leading space */
+	h->after_ws = false;
+	for (size_t k = 0; k < n;) {
+		unsigned char c = (unsigned char)s[k];
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+			while (k < n && strchr(" \t\n\r\f\v", s[k]) && s[k])
+				k++;
+		} else if (c == 0xc2 && k + 1 < n && (unsigned char)s[k + 1] == 0xa0) {
+			k += 2;
+		} else {
+			size_t e = k + 1;
+			while (e < n && !strchr(" \t\n\r\f\v\xc2", s[e]))
+				e++;
+			if (e < n && s[e] == 0) /* strchr finds the terminator: a NUL octet is text */
+				e++;
+			sift_buf_add(o, s + k, e - k);
+			lead = false;
+			k = e;
+			continue;
+		}
+		if (!lead)
+			sift_buf_add(o, " ", 1);
+		lead = false;
+	}
+}
+
+/* White space a tag inserts: a space that ends the text run before it is
+ * dropped (SpamAssassin's display_text with whitespace => 1). */
+static void render_ws(struct hs *h, const char *ws)
+{
+	struct sift_buf *o = h->text;
+	if (!h->after_ws && o->len > h->chunk_at && o->data[o->len - 1] == ' ')
+		o->len--;
+	sift_buf_adds(o, ws);
+	h->after_ws = true;
+}
+
 /* Text t[i..j) between tags: rendered (entities decoded) into the title,
  * or the text and the anchor; checked for visible low-contrast text. */
 static void text_run(struct hs *h, size_t i, size_t j)
@@ -447,11 +510,11 @@ static void text_run(struct hs *h, size_t i, size_t j)
 		sift_buf_add(&h->run, t + k, e - k);
 		k = e;
 	}
-	if (h->in_title) {
+	if (h->in_title)
 		sift_buf_add(&h->r->title, h->run.data, h->run.len);
+	render_text(h, h->run.data, h->run.len);
+	if (h->in_title)
 		return;
-	}
-	sift_buf_add(h->text, h->run.data, h->run.len);
 	if (h->in_a)
 		sift_buf_add(&h->r->anchor, h->run.data, h->run.len);
 	anchor_text(h, h->run.data, h->run.len);
@@ -661,6 +724,7 @@ static size_t tag(struct hs *h, size_t i)
 		return e ? (size_t)(e - t) : n;
 	}
 	if (strcmp(name, "title") == 0) {
+		render_ws(h, "\n\n");
 		h->in_title = !closing;
 		return next;
 	}
@@ -670,8 +734,9 @@ static size_t tag(struct hs *h, size_t i)
 		if (!closing)
 			anchor_begin(h, as, ae);
 	}
-	if (in_list(block_tags, name))
-		sift_buf_add(h->text, "\n", 1);
+	const char *ws = tag_whitespace(name);
+	if (ws)
+		render_ws(h, ws);
 	if (!closing)
 		tag_attributes(h, name, as, ae);
 	return next;
@@ -680,7 +745,14 @@ static size_t tag(struct hs *h, size_t i)
 void sift_html_scan(const char *t, size_t n, struct sift_buf *text, struct sift_html_scan *r,
 		    sift_html_link_fn link, void *arg)
 {
-	struct hs h = {.t = t, .n = n, .text = text, .r = r, .sp = 1, .link = link, .arg = arg};
+	struct hs h = {.t = t,
+		       .n = n,
+		       .text = text,
+		       .r = r,
+		       .sp = 1,
+		       .link = link,
+		       .arg = arg,
+		       .chunk_at = text->len};
 	r->stats.max_font_size = 3;
 	r->stats.length = n;
 	snprintf(h.stack[0].fg, 8, "#000000");

@@ -1,7 +1,10 @@
 /*
  * lib/html.h - the one HTML tokenizer: a single pass over a text/html part
- * (UTF-8) that renders its text (tags removed, entities decoded, scripts
- * and styles dropped, block tags as line breaks), reports its links and
+ * (UTF-8) that renders its text as SpamAssassin's HTML.pm does (tags
+ * removed, entities decoded, scripts and styles dropped, the title's text
+ * kept, runs of white space as one space, the white space tags insert:
+ * <br>/<div> a line break, <p>/<title>/<hr>/<pre>/<blockquote> a blank
+ * line, table cells and list items a space), reports its links and
  * fills the statistics the spam rules' HTML evals use (struct sift_html in
  * sift/plugin.h: tags per name, unknown tags, closing tags in excess,
  * comments, title, anchor text, font sizes, text colours against their

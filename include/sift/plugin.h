@@ -317,8 +317,10 @@ struct sift_mime_part {
 	const unsigned char *data;
 	size_t data_len; /* transfer-decoded */
 	/* text/ leaves only (else NULL): the content in UTF-8 with LF line
-	 * ends; for text/html the rendering (tags removed, entities decoded,
-	 * scripts/styles dropped, block tags as line breaks). */
+	 * ends; for text/html the rendering as SpamAssassin's HTML.pm makes
+	 * it (tags removed, entities decoded, scripts/styles dropped, runs of
+	 * white space as one space, <br>/<div> a line break, <p>, <title>,
+	 * <hr>, <pre> ... a blank line, cells and list items a space). */
 	const char *text;
 	size_t text_len;
 	/* text/html leaves: a few statistics for HTML rules (all of them in

@@ -62,7 +62,10 @@ static void rendering(void)
 	scan(&x, "<html><head><title>T &amp; t</title><style>p{}</style></head><body>"
 		 "<script>var a = '<b>';</script><p>one &lt;two&gt;&nbsp;x</p>a &copy; b<br>c &#x41;&#66;"
 		 "<!-- hidden --> 3 < 4</body></html>");
-	CHECK_STR(x.text.data, "\n\n\n\n\none <two>\xc2\xa0x\na \xc2\xa9 b\nc AB 3 < 4\n\n");
+	/* SpamAssassin's white space: <title> and <p> a paragraph break at each
+	 * end, <br> a line break, the title's text rendered too, runs of white
+	 * space and no-break spaces as one space each */
+	CHECK_STR(x.text.data, "\n\nT & t\n\n\n\none <two> x\n\na \xc2\xa9 b\nc AB 3 < 4");
 	CHECK_STR(x.r.title.data, "T & t");
 	CHECK_STR(x.r.comments.data, "<!-- hidden -->\n");
 	/* html head title /title style /style body script /script p /p br /body /html */
@@ -126,6 +129,19 @@ static void quoting(void)
 	done_run(&x);
 }
 
+/* Table cells and list items are spaces, rows and tables nothing: a form
+ * laid out in a table is one line, as SpamAssassin renders it; source
+ * line breaks in text are spaces; a space before inserted white space is
+ * dropped, and one after it. */
+static void whitespace(void)
+{
+	struct run x;
+	scan(&x, "<table><tr><td>First Name:</td><td><input name=a></td></tr>\n"
+		 "<tr><td>Last\n  Name: </td></tr></table><ul><li> one<li>two </ul><div>x</div>");
+	CHECK_STR(x.text.data, " First Name:    Last Name:  one two\nx\n");
+	done_run(&x);
+}
+
 /* The anchors: each <a href> with its text, the href trimmed; at most
  * SIFT_HTML_MAX_ANCHORS of them, each text cut at
  * SIFT_HTML_MAX_ANCHOR_TEXT octets on a character boundary; iframes with a
@@ -174,6 +190,7 @@ int main(void)
 	rendering();
 	statistics();
 	quoting();
+	whitespace();
 	anchors();
 	return t_done();
 }
