@@ -5,12 +5,59 @@
  */
 #include "internal.h"
 
+/* SpamAssassin's /<[^>]+>/: a value that holds something like a tag. */
+static bool has_tag(const char *v)
+{
+	const char *lt = strchr(v, '<');
+	return lt && lt[1] && lt[1] != '>' && strchr(lt + 1, '>');
+}
+
 static const char *pair_get(char **names, char **vals, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(names[i], name) == 0)
 			return vals[i];
 	return NULL;
+}
+
+/* One more pass over b: each <NAME> of a replace_tag becomes its value;
+ * true when a value put in holds a tag itself. */
+static bool expand_tags(const struct spam_engine *e, struct sbuf *b)
+{
+	struct sbuf out = {0};
+	bool again = false, any = false;
+	for (const char *p = b->d; *p;) {
+		if (*p == '\\' && p[1]) {
+			sb_add(&out, p, 2);
+			p += 2;
+			continue;
+		}
+		if (*p == '<') {
+			const char *q = p + 1;
+			while (isalnum((unsigned char)*q) || *q == '_')
+				q++;
+			if (*q == '>' && q > p + 1) {
+				char *nm = xstrndup(p + 1, (size_t)(q - p - 1));
+				const char *v = pair_get(e->tag_names, e->tag_vals, e->ntags, nm);
+				free(nm);
+				if (v) {
+					sb_adds(&out, v);
+					any = true;
+					again = again || has_tag(v);
+					p = q + 1;
+					continue;
+				}
+			}
+		}
+		sb_add(&out, p, 1);
+		p++;
+	}
+	if (any) {
+		free(b->d);
+		*b = out;
+	} else
+		free(out.d);
+	return any && again;
 }
 
 void apply_replace_tags(struct spam_engine *e, struct rule *r)
@@ -86,6 +133,11 @@ void apply_replace_tags(struct spam_engine *e, struct rule *r)
 		p++;
 	}
 	free(tmp.d);
+	/* tags inside the values: SpamAssassin runs up to 5 more passes while
+	 * a value put in holds a tag (without the pre/post/inter markers,
+	 * which the first pass consumed) */
+	for (int pass = 0; pass < 5 && out.d && expand_tags(e, &out); pass++)
+		;
 	free(r->pattern);
 	r->pattern = out.d ? out.d : xstrdup("");
 }
