@@ -22,6 +22,71 @@ static uint32_t pcre_flags(const char *f)
 	return o;
 }
 
+/* A pattern PCRE2 finds too large often is a big group repeated,
+ * "(?:G){5}": PCRE2 compiles G five times over (its compiled patterns are
+ * limited to 64 KiB), Perl does not. This rewrites the largest such group
+ * (at least 256 octets, repeated {n}, {n,} or {n,m} with n >= 1, not
+ * possessive) as a named group called again: "(?<siftrepK>G)(?&siftrepK){4}"
+ * matches the same (PCRE2 10.30 and later backtrack into subroutine calls
+ * as Perl does). NULL when there is nothing to rewrite. */
+static char *repeat_as_call(const char *pat, int k)
+{
+	size_t n = strlen(pat), stack[256], sp = 0;
+	size_t best_s = 0, best_e = 0, best_q = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (pat[i] == '\\') {
+			i++;
+			continue;
+		}
+		if (pat[i] == '[') { /* a class: to its ']' (a ']' first is literal) */
+			size_t j = i + 1;
+			if (j < n && pat[j] == '^')
+				j++;
+			if (j < n && pat[j] == ']')
+				j++;
+			for (; j < n && pat[j] != ']'; j++)
+				if (pat[j] == '\\')
+					j++;
+			i = j;
+			continue;
+		}
+		if (pat[i] == '(' && sp < 256)
+			stack[sp++] = i;
+		else if (pat[i] == ')' && sp) {
+			size_t st = stack[--sp];
+			if (strncmp(pat + st, "(?:", 3) != 0 || i + 1 >= n || pat[i + 1] != '{' ||
+			    !isdigit((unsigned char)pat[i + 2]) || pat[i + 2] == '0')
+				continue;
+			size_t q = i + 2;
+			while (isdigit((unsigned char)pat[q]))
+				q++;
+			if (pat[q] == ',')
+				for (q++; isdigit((unsigned char)pat[q]);)
+					q++;
+			if (pat[q] != '}' || pat[q + 1] == '+' || i - st < 256 || i - st <= best_e - best_s)
+				continue;
+			best_s = st, best_e = i, best_q = q;
+		}
+	}
+	if (!best_e)
+		return NULL;
+	/* the quantifier less one: {n} -> {n-1}, {n,} -> {n-1,}, {n,m} -> {n-1,m-1} */
+	char *end;
+	long lo = strtol(pat + best_e + 2, &end, 10), hi = -1;
+	bool open = *end == ',' && end[1] == '}';
+	if (*end == ',' && !open)
+		hi = strtol(end + 1, NULL, 10);
+	char q[64];
+	if (open)
+		snprintf(q, sizeof(q), "{%ld,}", lo - 1);
+	else if (hi >= 0)
+		snprintf(q, sizeof(q), "{%ld,%ld}", lo - 1, hi - 1);
+	else
+		snprintf(q, sizeof(q), "{%ld}", lo - 1);
+	return xasprintf("%.*s(?<siftrep%d>%.*s)(?&siftrep%d)%s%s", (int)best_s, pat, k,
+			 (int)(best_e - best_s - 3), pat + best_s + 3, k, q, pat + best_q + 1);
+}
+
 static int compile_pcre(struct spam_engine *e, struct rule *r)
 {
 	int ec;
@@ -36,6 +101,20 @@ static int compile_pcre(struct spam_engine *e, struct rule *r)
 				      fl | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ec2, &eo2, NULL);
 		if (r->re)
 			r->utf = true;
+	}
+	if (!r->re && ec == PCRE2_ERROR_PATTERN_TOO_LARGE && !(fl & PCRE2_EXTENDED)) {
+		char *pat = xstrdup(r->pattern), *next;
+		for (int k = 1; !r->re && k <= 4 && (next = repeat_as_call(pat, k)); k++) {
+			free(pat);
+			pat = next;
+			r->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, fl, &ec, &eo, NULL);
+		}
+		if (r->re)
+			lint(e, false,
+			     "%s: %s: too large for PCRE2 as written; compiled with its repeated group as "
+			     "calls",
+			     r->where, r->name);
+		free(pat);
 	}
 	if (!r->re) {
 		PCRE2_UCHAR msg[256];

@@ -21,6 +21,8 @@ that does not):
   check_for_shifted_date with SpamAssassin's date parser (zones, asctime,
   two-digit years, Resent-Date first, a Date that does not parse skipped,
   the fetchmail lines); originating_ip_headers as the last relays;
+- ReplaceTags with tags inside tag values (SpamAssassin's extra passes), a
+  repeated group too large for PCRE2 (the stock __FILL_THIS_FORM_LONG*);
 - relays: trusted_networks / internal_networks / msa_networks
   (X-Spam-Relays-*, check_all_trusted), ALL-TRUSTED / ALL-UNTRUSTED /
   ALL-INTERNAL / ALL-EXTERNAL ranges, a sendmail "(may be forged)" hop;
@@ -94,6 +96,10 @@ header   T_PAST_12_24 eval:check_for_shifted_date('-24', '-12')
 header   T_PAST_24_48 eval:check_for_shifted_date('-48', '-24')
 header   T_DOTCOM     eval:check_for_no_rdns_dotcom_helo()
 header   T_ORIG_RELAY X-Spam-Relays-Untrusted =~ /\] \[ ip=198\.51\.100\.9 rdns= helo= by= /
+replace_tag  T_INNER  (?:pizza|pasta)
+replace_tag  T_OUTER  fresh\s<T_INNER>
+body     T_NESTED_TAG /<T_OUTER>\stoday/i
+replace_rules T_NESTED_TAG
 header   T_ALL_TRUSTED eval:check_all_trusted()
 full     T_ARC        eval:check_arc_signed()
 full     T_ARC_DOM    eval:check_arc_signed('other.test')
@@ -115,6 +121,13 @@ if can(Mail::SpamAssassin::Plugin::Loaded::has_x)
 header   T_CAN_LOADED Subject =~ /./
 endif
 '''
+
+# A group too large for PCRE2 once repeated 20 times (its compiled
+# patterns stop at 64 KiB), as the stock __FILL_THIS_FORM_LONG* are: Perl
+# takes it, Sift rewrites the repetition as subroutine calls (the
+# look-behind keeps Hyperscan from matching it alone instead).
+WORDS = ['w%04d' % i for i in range(700)]
+RULES += 'body     T_BIG_REPEAT /(?:(?<!q)(?:%s)\\s){20}/\n' % '|'.join(WORDS)
 
 NETS = '''
 trusted_networks 203.0.113.0/24 !198.51.100.0/24
@@ -330,6 +343,11 @@ CASES = [
     # qmail without HELO: the rDNS is the name it gives
     ('qmail-bracket-rdns', 'Received: from rly-xw01.mx.aol.com ([192.0.2.114]) by mx.example.net with SMTP;'
      ' Sep, 12 2002 12:53:53 AM +0400\n' + HDR + DATE + '\nhi\n', None, [], ['T_DOTCOM']),
+    # ReplaceTags: tags inside tags' values; a repeated group PCRE2 finds too large
+    ('replace-nested', HDR + DATE + '\nFresh pasta today!\n', None, ['T_NESTED_TAG'], []),
+    ('replace-nested-miss', HDR + DATE + '\nFresh bread today!\n', None, [], ['T_NESTED_TAG']),
+    ('big-repeat', HDR + DATE + '\n' + ' '.join(WORDS[100:121]) + '\n', None, ['T_BIG_REPEAT'], []),
+    ('big-repeat-short', HDR + DATE + '\n' + ' '.join(WORDS[100:115]) + ' stop\n', None, [], ['T_BIG_REPEAT']),
     # FreeMail: From and Reply-To, the addresses of the body
     ('fm-both', fm_msg('alice@gmail.com', 'bob@yahoo.com', 'hi'), None,
      ['T_FM_REPLYTO', 'T_FM_REPLY', 'T_FM_FROM'], []),
