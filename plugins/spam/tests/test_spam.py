@@ -64,6 +64,11 @@ def run_test(cfg, msg, *extra):
         '--to', 'user@sift.test'] + list(extra))
 
 
+# __FILL_THIS_FORM_SHORT2 with its nested tags left as text: a prefilter
+# automaton of 1.2 MB with no top-level prefix that Hyperscan takes.
+HUGE_RULE = r'''(?:(?:a?\s?copy\sof\s)?(?:(?:your|din|seu|twoje)[\s,:]{1,5})?(?:present\s|c[uo]rrent\s|full(?:st[\xe4]ndigt)?\s?|complete\s|direct\s|private?\s|valid\s|personal\s|nuvarande\s|vollst[\xe4]ndige\s|aktuelle\s|pe\s(?:ne\s)?){0,3}(?:<FF_A1>|<FF_A2>|<FF_N1>|<FF_P1>|<FF_M1>|<FF_F1>|<FF_F2>|<FF_F3>|<FF_F4>|<FF_F5>|<FF_L1>)(?:\sin\s(?:full|words)|\scompleto)?:?(?:\s?[({][^)}]{1,30}[)}])?(?:(?:[^-=_.,:;*\w]{0,3}(?:[-=_.,:;*\s\x85]|&\#\d{1,3};|[\xe2][\x80][\xa6]){1,100})|(?:\s?[\/&+,]\s?|\sor\s|\sand?\s))){3}'''
+
+
 def write(root, name, text):
     p = os.path.join(root, name)
     with open(p, 'wb') as f:
@@ -363,17 +368,27 @@ def main():
                   (r.returncode, r.stdout, r.stderr, os.listdir(cache)))
             r = siftctl(stock, 'spam', 'lint', timeout=900)
             check('through Hyperscan prefilters' in r.stdout, 'cached databases in use', r.stdout[-500:])
-            # a rule whose prefilter automaton alone is over 1 MB stays out of the
-            # database, matched by PCRE2 alone (__FILL_THIS_FORM_SHORT2: one item,
-            # 1.2 MB), unless a top-level prefix fits (__FILL_THIS_FORM_LOAN1:
-            # 2.7 MB whole, 35 KB up to its first item that must match); the
-            # fuzzy rules are prefiltered by a short prefix (FUZZY_OBLIGATION:
-            # 1.5 MB whole)
+            # a rule whose prefilter automaton alone is over 1 MB is prefiltered
+            # by a top-level prefix that fits (__FILL_THIS_FORM_LOAN1: 2.7 MB
+            # whole, 35 KB up to its first item that must match; the fuzzy
+            # rules by a short prefix, FUZZY_OBLIGATION: 1.5 MB whole)
             r = siftctl(stock, 'spam', 'lint', '-v', timeout=900)
             fallback = re.findall(r'^pcre2-fallback: [^:]+:\d+: (\w+):', r.stdout, re.M)
-            check('__FILL_THIS_FORM_SHORT2' in fallback and '__FILL_THIS_FORM_LOAN1' not in fallback and
-                  'FUZZY_OBLIGATION' not in fallback and 'FUZZY_CREDIT' not in fallback,
-                  'stock ruleset: rules over 1 MB of Hyperscan left to PCRE2, unless a prefix fits', fallback)
+            check('__FILL_THIS_FORM_LOAN1' not in fallback and 'FUZZY_OBLIGATION' not in fallback and
+                  'FUZZY_CREDIT' not in fallback,
+                  'stock ruleset: rules over 1 MB of Hyperscan prefiltered by a prefix that fits', fallback)
+            # ... and stays out of the database, matched by PCRE2 alone, when none
+            # fits (HUGE_RULE: 1.2 MB, one item)
+            hdir = os.path.join(root, 'huge')
+            os.makedirs(hdir)
+            write(hdir, '10_huge.cf', 'body T_HUGE /%s/i\nbody T_SMALL /lunch/\n' % HUGE_RULE)
+            huge = conf(root, 'huge', {'spam_rules': hdir, 'spam_cache_directory': os.path.join(root, 'huge-cache')})
+            os.makedirs(os.path.join(root, 'huge-cache'))
+            siftctl(huge, 'spam', 'compile', timeout=900)
+            r = siftctl(huge, 'spam', 'lint', '-v', timeout=900)
+            fallback = re.findall(r'^pcre2-fallback: [^:]+:\d+: (\w+):', r.stdout, re.M)
+            check('through Hyperscan prefilters' in r.stdout and 'T_HUGE' in fallback and 'T_SMALL' not in fallback,
+                  'a rule over 1 MB of Hyperscan with no prefix that fits is left to PCRE2', r.stdout[-1500:])
             r = siftctl(stock, 'spam', 'check', gt, timeout=900)
             check('GTUBE' in r.stdout, 'stock ruleset: GTUBE', r.stdout[-1500:])
             r = siftctl(stock, 'spam', 'check', '--json', sm, timeout=900)
