@@ -655,15 +655,16 @@ static int ev_freemail_replyto(struct msgctx *m, const struct rule *r)
 	return 0;
 }
 
+/* HeaderEval check_for_missing_to_header: no To: field (nor
+ * Apparently-To:). A field with an empty value is there: SpamAssassin's
+ * get() keeps its line end, so the value is not ''. */
 static int ev_missing_to(struct msgctx *m, const struct rule *r)
 {
 	size_t st = 0;
-	const struct sift_mime_header *h = mh(m->mime, "To", &st);
-	if (!h || !*h->value) {
-		st = 0;
-		h = mh(m->mime, "Apparently-To", &st);
-	}
-	return !h || !*h->value;
+	if (mh(m->mime, "To", &st))
+		return 0;
+	st = 0;
+	return mh(m->mime, "Apparently-To", &st) == NULL;
 }
 
 /* ---- MIME and HTML ---- */
