@@ -55,14 +55,17 @@ static void add_raw_unfolded(struct sbuf *b, const char *v)
 	}
 }
 
-/* true if a Received: header comes before the first `name` header */
+/* true if a `name` header comes after a Received: header (SpamAssassin's
+ * /^Received:.*?^name:/sm over all the headers: any of them, not only the
+ * first, makes the header untrustworthy) */
 static bool received_before(struct msgctx *m, const char *name)
 {
+	bool rcvd = false;
 	for (size_t i = 0; i < m->mime->header_count; i++) {
-		if (strcasecmp(m->mime->headers[i].name, name) == 0)
-			return false;
-		if (strcasecmp(m->mime->headers[i].name, "Received") == 0)
+		if (rcvd && strcasecmp(m->mime->headers[i].name, name) == 0)
 			return true;
+		if (strcasecmp(m->mime->headers[i].name, "Received") == 0)
+			rcvd = true;
 	}
 	return false;
 }

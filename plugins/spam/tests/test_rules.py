@@ -21,6 +21,8 @@ that does not):
   check_for_shifted_date with SpamAssassin's date parser (zones, asctime,
   two-digit years, Resent-Date first, a Date that does not parse skipped,
   the fetchmail lines); originating_ip_headers as the last relays;
+- check_for_missing_to_header (an empty To: is there); the EnvelopeFrom
+  SpamAssassin infers (no Return-Path after a Received:);
 - ReplaceTags with tags inside tag values (SpamAssassin's extra passes), a
   repeated group too large for PCRE2 (the stock __FILL_THIS_FORM_LONG*);
 - relays: trusted_networks / internal_networks / msa_networks
@@ -100,6 +102,8 @@ replace_tag  T_INNER  (?:pizza|pasta)
 replace_tag  T_OUTER  fresh\s<T_INNER>
 body     T_NESTED_TAG /<T_OUTER>\stoday/i
 replace_rules T_NESTED_TAG
+header   T_MISSING_TO eval:check_for_missing_to_header()
+header   T_FROM_DIFF  eval:check_equal_from_domains()
 header   T_ALL_TRUSTED eval:check_all_trusted()
 full     T_ARC        eval:check_arc_signed()
 full     T_ARC_DOM    eval:check_arc_signed('other.test')
@@ -343,6 +347,16 @@ CASES = [
     # qmail without HELO: the rDNS is the name it gives
     ('qmail-bracket-rdns', 'Received: from rly-xw01.mx.aol.com ([192.0.2.114]) by mx.example.net with SMTP;'
      ' Sep, 12 2002 12:53:53 AM +0400\n' + HDR + DATE + '\nhi\n', None, [], ['T_DOTCOM']),
+    # EnvelopeFrom from Return-Path, unless a Return-Path follows a Received:
+    ('envfrom-return-path', 'Return-Path: <x@other.test>\n' + RCVD_EXT + HDR + DATE + '\nhi\n', None,
+     ['T_FROM_DIFF'], []),
+    ('envfrom-return-path-late', 'Return-Path: <x@other.test>\n' + RCVD_EXT + 'Return-Path: <y@list.test>\n' + HDR +
+     DATE + '\nhi\n', None, [], ['T_FROM_DIFF']),
+    # To: present but empty is not missing
+    ('to-empty', HDR.replace('To: bob@sift.test', 'To: ') + DATE + '\nhi\n', None, [], ['T_MISSING_TO']),
+    ('to-missing', HDR.replace('To: bob@sift.test\n', '') + DATE + '\nhi\n', None, ['T_MISSING_TO'], []),
+    ('to-apparently', HDR.replace('To: bob@sift.test\n', 'Apparently-To: bob@sift.test\n') + DATE + '\nhi\n',
+     None, [], ['T_MISSING_TO']),
     # ReplaceTags: tags inside tags' values; a repeated group PCRE2 finds too large
     ('replace-nested', HDR + DATE + '\nFresh pasta today!\n', None, ['T_NESTED_TAG'], []),
     ('replace-nested-miss', HDR + DATE + '\nFresh bread today!\n', None, [], ['T_NESTED_TAG']),
