@@ -52,6 +52,10 @@ static int ev_body_length(struct msgctx *m, const struct rule *r)
 	return n < (size_t)atol(eval_arg(r, 0));
 }
 
+/* HeaderEval subject_is_all_caps: the subject trimmed and without its
+ * Re:/Fwd:/... prefixes has white space, at least 10 characters, letters
+ * and no lower-case one, and is not encoded in a charset whose text reads
+ * as capitals (CHARSETS_LIKELY_TO_FP_AS_CAPS). */
 static int ev_subject_all_caps(struct msgctx *m, const struct rule *r)
 {
 	size_t st = 0;
@@ -59,22 +63,40 @@ static int ev_subject_all_caps(struct msgctx *m, const struct rule *r)
 	if (!h)
 		return 0;
 	const char *s = h->value;
-	size_t letters = 0, words = 0;
-	bool inword = false;
-	for (const char *p = s; *p; p++) {
-		if (isalpha((unsigned char)*p)) {
-			if (islower((unsigned char)*p))
-				return 0;
-			letters++;
-			if (!inword)
-				words++;
-			inword = true;
-		} else if (isspace((unsigned char)*p))
-			inword = false;
-		else if ((unsigned char)*p >= 0x80)
-			return 0;
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n && isspace((unsigned char)s[n - 1]))
+		n--;
+	static const char *const pfx[] = {"Re", "Fwd", "Fw", "Aw", "Antwort", "WG",
+					  "SV", "VB",  "VS", "VL", NULL};
+	for (bool again = true; again;) {
+		again = false;
+		for (const char *const *p = pfx; *p && !again; p++) {
+			size_t l = strlen(*p);
+			if (n > l && strncasecmp(s, *p, l) == 0 && s[l] == ':') {
+				s += l + 1, n -= l + 1;
+				while (n && isspace((unsigned char)*s))
+					s++, n--;
+				again = true;
+			}
+		}
 	}
-	return words > 1 && letters >= 10;
+	bool space = false;
+	size_t letters = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		space = space || isspace(c);
+		if (c >= 'a' && c <= 'z')
+			return 0;
+		letters += c >= 'A' && c <= 'Z';
+	}
+	if (!space || n < 10 || !letters)
+		return 0;
+	return !re_match_lit(
+		"(?i)=\\?[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|"
+		"tis)[-_a-z0-9]*\\?",
+		h->raw);
 }
 
 /* check_illegal_chars(header, ratio, count): 8-bit characters in headers. */

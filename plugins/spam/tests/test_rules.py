@@ -21,7 +21,7 @@ that does not):
   check_for_shifted_date with SpamAssassin's date parser (zones, asctime,
   two-digit years, Resent-Date first, a Date that does not parse skipped,
   the fetchmail lines); originating_ip_headers as the last relays;
-- check_for_missing_to_header (an empty To: is there); the EnvelopeFrom
+- subject_is_all_caps; check_for_missing_to_header (an empty To: is there); the EnvelopeFrom
   SpamAssassin infers (no Return-Path after a Received:);
 - ReplaceTags with tags inside tag values (SpamAssassin's extra passes), a
   repeated group too large for PCRE2 (the stock __FILL_THIS_FORM_LONG*);
@@ -104,6 +104,7 @@ body     T_NESTED_TAG /<T_OUTER>\stoday/i
 replace_rules T_NESTED_TAG
 header   T_MISSING_TO eval:check_for_missing_to_header()
 header   T_FROM_DIFF  eval:check_equal_from_domains()
+header   T_ALL_CAPS   eval:subject_is_all_caps()
 header   T_ALL_TRUSTED eval:check_all_trusted()
 full     T_ARC        eval:check_arc_signed()
 full     T_ARC_DOM    eval:check_arc_signed('other.test')
@@ -170,6 +171,10 @@ JPEG = (b'\xff\xd8\xff\xe0' + struct.pack('>H', 16) + b'JFIF\x00\x01\x01\x00\x00
         b'\xff\xc0' + struct.pack('>H', 17) + b'\x08' + struct.pack('>HH', 300, 400) + b'\x03' + b'\x00' * 9 +
         b'\xff\xd9')
 GIF_SMALL = b'GIF89a' + struct.pack('<HH', 10, 10) + b'\x00\x00\x00;'
+
+
+def subj(subject):
+    return HDR.replace('Subject: lunch', 'Subject: ' + subject) + DATE + '\nhi\n'
 
 
 def dated(date, extra=''):
@@ -352,6 +357,13 @@ CASES = [
      ['T_FROM_DIFF'], []),
     ('envfrom-return-path-late', 'Return-Path: <x@other.test>\n' + RCVD_EXT + 'Return-Path: <y@list.test>\n' + HDR +
      DATE + '\nhi\n', None, [], ['T_FROM_DIFF']),
+    # subject_is_all_caps: letters only count, prefixes go, some charsets punt
+    ('caps', subj('RE: FREE MONEY NOW!!!'), None, ['T_ALL_CAPS'], []),
+    ('caps-8bit', subj('=?iso-8859-1?Q?GRATUIT_=C0_VOUS?='), None, ['T_ALL_CAPS'], []),
+    ('caps-short', subj('BUY NOW'), None, [], ['T_ALL_CAPS']),
+    ('caps-one-word', subj('Re: ANNOUNCEMENT'), None, [], ['T_ALL_CAPS']),
+    ('caps-lower', subj('FREE MONEY now'), None, [], ['T_ALL_CAPS']),
+    ('caps-koi8', subj('=?koi8-r?B?8NLJ18XUIM3J0iE=?= ABC DEF'), None, [], ['T_ALL_CAPS']),
     # To: present but empty is not missing
     ('to-empty', HDR.replace('To: bob@sift.test', 'To: ') + DATE + '\nhi\n', None, [], ['T_MISSING_TO']),
     ('to-missing', HDR.replace('To: bob@sift.test\n', '') + DATE + '\nhi\n', None, ['T_MISSING_TO'], []),
