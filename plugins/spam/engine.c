@@ -309,6 +309,9 @@ void spam_engine_free(struct spam_engine *e)
 	pcre2_code_free(e->fm_email);
 	pcre2_code_free(e->fm_email_ctx);
 	pcre2_code_free(e->fm_url_at);
+	for (size_t i = 0; i < e->nredir; i++)
+		pcre2_code_free(e->redir[i]);
+	free(e->redir);
 	netset_clear(&e->trusted_nets);
 	netset_clear(&e->internal_nets);
 	netset_clear(&e->msa_nets);

@@ -263,6 +263,8 @@ struct spam_engine {
 	 * freemail_domains or util_rb_tld: an address, an address with what
 	 * marks it as not a reply address, a URL holding an '@' */
 	pcre2_code *fm_email, *fm_email_ctx, *fm_url_at;
+	pcre2_code **redir; /* redirector_pattern (uris.c) */
+	size_t nredir;
 	/* rule index lists by what the per-message pass does with them */
 	int *post_hdr, *eval_rules, *sym_rules;
 	size_t npost_hdr, neval_rules, nsym_rules;
@@ -380,6 +382,8 @@ struct msgctx {
 	long long deadline;
 	bool timed_out;
 	bool in_subject; /* scanning the body's first line, the subject */
+	char **uris;	 /* what the uri rules see (uris.c), NULL until built */
+	size_t nuris;
 	struct relayinfo *relays;
 	/* evals_mime.c's statistics, computed once per message */
 	struct {
@@ -567,6 +571,11 @@ void first_mailbox(struct msgctx *m, struct sbuf *b, const char *v, bool name);
 void envelope_path(struct sbuf *b, const char *v);
 /* The first address of header `hdr` (or EnvelopeFrom), lower case. */
 void first_addr(struct msgctx *m, const char *hdr, char *out, size_t n);
+/* uris.c: the message's URIs with SpamAssassin's canonical variants into
+ * m->uris; redirector_pattern. */
+void build_uris(struct msgctx *m);
+void uris_free(struct msgctx *m);
+bool redirector_directive(struct spam_engine *e, const char *args, const char *where);
 /* Compiles e->fm_* once the rules are loaded (evals.c). */
 void freemail_compile(struct spam_engine *e);
 

@@ -140,7 +140,6 @@ static const char *const ignored[] = {"lang",
 				      "uridnssub",
 				      "require_version",
 				      "report",
-				      "redirector_pattern",
 				      "askdns",
 				      "def_whitelist_from_spf",
 				      "def_welcomelist_from_spf",
@@ -414,6 +413,11 @@ static void d_include(struct pline *l)
 	free(p);
 }
 
+static void d_redirector(struct pline *l)
+{
+	redirector_directive(l->e, l->args, l->where);
+}
+
 static void d_freemail_domains(struct pline *l)
 {
 	struct spam_engine *e = l->e;
@@ -684,6 +688,7 @@ static const struct directive {
 	{"tryplugin", d_loadplugin, 0, 0},
 	{"include", d_include, 0, 0},
 	{"freemail_domains", d_freemail_domains, 0, 0},
+	{"redirector_pattern", d_redirector, 0, 0},
 	{"bayes_ignore_header", d_bayes_ignore_header, 0, 0},
 	{"required_score", d_required_score, 0, 0},
 	{"required_hits", d_required_score, 0, 0},

@@ -239,6 +239,7 @@ void msg_free(struct msgctx *m)
 	free(m->rawlens);
 	free(m->full);
 	relays_free(m->relays);
+	uris_free(m);
 	bayes_msg_free(m);
 	free(m->tvals);
 	free(m->tdone);
@@ -301,8 +302,10 @@ static void scan_groups(struct msgctx *m)
 			scan_group(m, gi, m->full, m->full_len);
 			break;
 		case R_URI:
-			for (size_t i = 0; i < m->mime->uri_count; i++)
-				scan_group(m, gi, m->mime->uris[i].uri, strlen(m->mime->uris[i].uri));
+			if (!m->uris)
+				build_uris(m);
+			for (size_t i = 0; i < m->nuris; i++)
+				scan_group(m, gi, m->uris[i], strlen(m->uris[i]));
 			break;
 		default:
 			break;

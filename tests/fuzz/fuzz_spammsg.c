@@ -59,6 +59,13 @@ static const char rules[] =
 	"body     M_WORDS      /\\bfree\\b/i\n"
 	"rawbody  M_RAW        /<img/i\n"
 	"uri      M_URI        /example/\n"
+	"redirector_pattern m'^https?://[^/]+/r\\?u=(.*)$'i\n"
+	"body     M_HTTPS      eval:check_https_http_mismatch('1', '10')\n"
+	"body     M_IFRAME     eval:check_iframe_src()\n"
+	"util_rb_tld com org net example\n"
+	"freemail_domains example.org freemail.example\n"
+	"header   M_FM_REPLY   eval:check_freemail_replyto('reply')\n"
+	"header   M_DATE       eval:check_for_shifted_date('-96', 'undef')\n"
 	"meta     M_META       M_IMG_TEXT && (M_GIF_AREA || M_PNG_AREA)\n";
 
 static struct spam_engine *engine;

@@ -21,6 +21,8 @@ that does not):
   check_for_shifted_date with SpamAssassin's date parser (zones, asctime,
   two-digit years, Resent-Date first, a Date that does not parse skipped,
   the fetchmail lines); originating_ip_headers as the last relays;
+- the URI list of uri rules (uri_list_canonicalize: numeric hosts, %-escapes,
+  default ports, redirectors, "http://word", mailto: queries);
 - subject_is_all_caps; check_for_missing_to_header (an empty To: is there); the EnvelopeFrom
   SpamAssassin infers (no Return-Path after a Received:);
 - ReplaceTags with tags inside tag values (SpamAssassin's extra passes), a
@@ -105,6 +107,12 @@ replace_rules T_NESTED_TAG
 header   T_MISSING_TO eval:check_for_missing_to_header()
 header   T_FROM_DIFF  eval:check_equal_from_domains()
 header   T_ALL_CAPS   eval:subject_is_all_caps()
+uri      T_URI_IP     m{^https?://192\.0\.2\.1\b}
+uri      T_URI_PORT   m{^http://a\.test/x$}
+uri      T_URI_TARGET m{^http://target\.test/path$}
+uri      T_URI_WWW    m{^http://www\.example\.com/$}
+uri      T_URI_MAILTO m{^mailto:bob\@a\.test$}
+redirector_pattern m'^https?://redir\.test/go\?to=(.*)$'i
 header   T_ALL_TRUSTED eval:check_all_trusted()
 full     T_ARC        eval:check_arc_signed()
 full     T_ARC_DOM    eval:check_arc_signed('other.test')
@@ -364,6 +372,21 @@ CASES = [
     ('caps-one-word', subj('Re: ANNOUNCEMENT'), None, [], ['T_ALL_CAPS']),
     ('caps-lower', subj('FREE MONEY now'), None, [], ['T_ALL_CAPS']),
     ('caps-koi8', subj('=?koi8-r?B?8NLJ18XUIM3J0iE=?= ABC DEF'), None, [], ['T_ALL_CAPS']),
+    # the URIs uri rules see: SpamAssassin's canonical variants
+    ('uri-decimal-ip', html_msg('<a href="http://3221225985/">x</a>'), None, ['T_URI_IP'], []),
+    ('uri-hex-ip', html_msg('<a href="http://0xC0000201/">x</a>'), None, ['T_URI_IP'], []),
+    ('uri-octal-ip', html_msg('<a href="http://0300.0.02.01/">x</a>'), None, ['T_URI_IP'], []),
+    ('uri-escaped-ip', html_msg('<a href="http://%31%39%32.0.2.1/">x</a>'), None, ['T_URI_IP'], []),
+    ('uri-other-ip', html_msg('<a href="http://192.0.2.10/">x</a>'), None, [], ['T_URI_IP']),
+    ('uri-port', html_msg('<a href="http://a.test:80/x">x</a>'), None, ['T_URI_PORT'], []),
+    ('uri-redirector', html_msg('<a href="http://redir.test/go?to=target.test/path">x</a>'), None,
+     ['T_URI_TARGET'], []),
+    ('uri-query-url', html_msg('<a href="http://click.test/c?u=http://target.test/path&id=1">x</a>'), None,
+     ['T_URI_TARGET'], []),
+    ('uri-word-host', html_msg('<a href="http://example/">x</a>'), None, ['T_URI_WWW'], []),
+    ('uri-mailto-query', html_msg('<a href="mailto:bob@a.test?subject=hi">x</a>'), None, ['T_URI_MAILTO'], []),
+    ('uri-plain', html_msg('<a href="http://b.test/">x</a>'), None, [],
+     ['T_URI_IP', 'T_URI_PORT', 'T_URI_TARGET', 'T_URI_WWW', 'T_URI_MAILTO']),
     # To: present but empty is not missing
     ('to-empty', HDR.replace('To: bob@sift.test', 'To: ') + DATE + '\nhi\n', None, [], ['T_MISSING_TO']),
     ('to-missing', HDR.replace('To: bob@sift.test\n', '') + DATE + '\nhi\n', None, ['T_MISSING_TO'], []),
