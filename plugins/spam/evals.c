@@ -370,6 +370,25 @@ static const char fm_welcome_re[] =
 	"|[a-f0-9]{8}(?:\\.[a-f0-9]{8}|-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})"
 	"|.+=.+=.+)@";
 
+/* FreeMail's wildcard domains: '*' is any run of characters but '.',
+ * '?' any one character; the whole name must match. */
+static bool label_glob(const char *g, const char *s)
+{
+	for (; *g; g++, s++) {
+		if (*g == '*') {
+			for (const char *t = s;; t++) {
+				if (label_glob(g + 1, t))
+					return true;
+				if (!*t || *t == '.')
+					return false;
+			}
+		}
+		if (!*s || (*g != '?' && *g != *s))
+			return false;
+	}
+	return !*s;
+}
+
 static bool is_freemail(const struct spam_engine *e, const char *addr)
 {
 	const char *at = strrchr(addr, '@');
@@ -383,7 +402,7 @@ static bool is_freemail(const struct spam_engine *e, const char *addr)
 	if (e->nfreemail && bsearch(&key, e->freemail, e->nfreemail, sizeof(char *), namecmp))
 		return true;
 	for (size_t i = 0; i < e->nfreemail_glob; i++)
-		if (fnmatch(e->freemail_glob[i], dom, 0) == 0)
+		if (label_glob(e->freemail_glob[i], dom))
 			return true;
 	return false;
 }
@@ -466,13 +485,43 @@ bool re_match_lit(const char *re, const char *s)
 	return rc >= 0;
 }
 
+static size_t all_addrs(struct msgctx *m, const char *hdr, char (*out)[256], size_t max);
+
+/* PerMsgStatus all_from_addrs: the addresses of Resent-From when it has
+ * any, else those of From, Envelope-Sender, Resent-Sender,
+ * X-Envelope-From and the envelope sender, runs of dots squeezed. */
+static size_t all_from_addrs(struct msgctx *m, char (*out)[256], size_t max)
+{
+	size_t n = all_addrs(m, "Resent-From", out, max);
+	if (!n) {
+		static const char *const hdrs[] = {"From", "Envelope-Sender", "Resent-Sender",
+						   "X-Envelope-From"};
+		for (size_t h = 0; h < 4 && n < max; h++)
+			n += all_addrs(m, hdrs[h], out + n, max - n);
+		if (n < max) {
+			first_addr(m, "EnvelopeFrom", out[n], 256);
+			n += out[n][0] != 0;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *w = out[i];
+		for (const char *c = out[i]; *c; c++)
+			if (*c != '.' || w == out[i] || w[-1] != '.')
+				*w++ = *c;
+		*w = 0;
+	}
+	return n;
+}
+
 static int ev_freemail_from(struct msgctx *m, const struct rule *r)
 {
-	char a[256];
-	first_addr(m, "From", a, sizeof(a));
-	if (!a[0] || !is_freemail(m->e, a))
-		return 0;
-	return r->neval > 0 ? re_match_lit(eval_arg(r, 0), a) : 1;
+	char a[16][256];
+	size_t n = all_from_addrs(m, a, 16);
+	for (size_t i = 0; i < n; i++)
+		if (a[i][0] && is_freemail(m->e, a[i]) &&
+		    (r->neval == 0 || re_match_lit(eval_arg(r, 0), a[i])))
+			return 1;
+	return 0;
 }
 
 static int ev_freemail_header(struct msgctx *m, const struct rule *r)

@@ -16,7 +16,8 @@ that does not):
   boundaries, valid TLDs, the anchor count bounds), check_iframe_src,
   FreeMail's check_freemail_replyto (From and Reply-To, the freemail
   addresses of the body and of mailto: links, the limits, bulk envelope
-  senders) and its welcome list; check_for_mime('mime_attachment'),
+  senders) and its welcome list; check_freemail_from over all the sender
+  addresses; wildcard freemail_domains within one label; check_for_mime('mime_attachment'),
   mime_body_text_count over every text/ part, tflags nosubject;
   check_for_shifted_date with SpamAssassin's date parser (zones, asctime,
   two-digit years, Resent-Date first, a Date that does not parse skipped,
@@ -85,7 +86,7 @@ body     T_HTTPS_IP   eval:check_https_ip_mismatch()
 body     T_HTTPS_HTTP eval:check_https_http_mismatch('1','10')
 body     T_IFRAME     eval:check_iframe_src()
 util_rb_tld com net test uk
-freemail_domains gmail.com yahoo.com
+freemail_domains gmail.com yahoo.com gmx.* mail?.test
 header   T_FM_REPLYTO eval:check_freemail_replyto('replyto')
 header   T_FM_REPLY   eval:check_freemail_replyto('reply')
 header   T_FM_FROM    eval:check_freemail_from()
@@ -421,6 +422,10 @@ CASES = [
      'Content-Type: text/html\n\n<a href="mailto:carol@yahoo.com">write</a>\n', None, ['T_FM_REPLY'], []),
     ('fm-welcome', fm_msg('support@gmail.com', 'info@yahoo.com', 'hi'), None, [],
      ['T_FM_FROM', 'T_FM_REPLYTO', 'T_FM_REPLY']),
+    ('fm-from-envelope', 'Return-Path: <y@yahoo.com>\n' + fm_msg('x@corp.test', None, 'hi'), None, ['T_FM_FROM'], []),
+    ('fm-glob', fm_msg('a@gmx.net', None, 'hi'), None, ['T_FM_FROM'], []),
+    ('fm-glob-one-label', fm_msg('a@gmx.co.uk', None, 'hi'), None, [], ['T_FM_FROM']),
+    ('fm-glob-any-char', fm_msg('a@mail2.test', None, 'hi'), None, ['T_FM_FROM'], []),
     ('fm-bulk-envfrom', fm_msg('alice@gmail.com', 'bob@yahoo.com', 'hi'), 'list-bounces@lists.test', ['T_FM_FROM'],
      ['T_FM_REPLYTO', 'T_FM_REPLY']),
     # Date:raw keeps the TAB; ALL:raw "Subject:" without a space
