@@ -20,16 +20,19 @@ static const char *pair_get(char **names, char **vals, size_t n, const char *nam
 	return NULL;
 }
 
-/* One more pass over b: each <NAME> of a replace_tag becomes its value;
- * true when a value put in holds a tag itself. */
-static bool expand_tags(const struct spam_engine *e, struct sbuf *b)
+/* One pass over in into out: each <NAME> of a replace_tag becomes pre,
+ * its value, post, with inter between two tags that follow each other.
+ * Returns whether a tag was replaced; *again: whether a value put in holds
+ * a tag itself. */
+static bool expand_tags(const struct spam_engine *e, const char *in, struct sbuf *out, const char *pre,
+			const char *inter, const char *post, bool *again)
 {
-	struct sbuf out = {0};
-	bool again = false, any = false;
-	for (const char *p = b->d; *p;) {
+	bool last_tag = false, any = false;
+	for (const char *p = in; *p;) {
 		if (*p == '\\' && p[1]) {
-			sb_add(&out, p, 2);
+			sb_add(out, p, 2);
 			p += 2;
+			last_tag = false;
 			continue;
 		}
 		if (*p == '<') {
@@ -41,23 +44,23 @@ static bool expand_tags(const struct spam_engine *e, struct sbuf *b)
 				const char *v = pair_get(e->tag_names, e->tag_vals, e->ntags, nm);
 				free(nm);
 				if (v) {
-					sb_adds(&out, v);
-					any = true;
-					again = again || has_tag(v);
+					if (last_tag)
+						sb_adds(out, inter);
+					sb_adds(out, pre);
+					sb_adds(out, v);
+					sb_adds(out, post);
+					last_tag = any = true;
+					*again = *again || has_tag(v);
 					p = q + 1;
 					continue;
 				}
 			}
 		}
-		sb_add(&out, p, 1);
+		last_tag = false;
+		sb_add(out, p, 1);
 		p++;
 	}
-	if (any) {
-		free(b->d);
-		*b = out;
-	} else
-		free(out.d);
-	return any && again;
+	return any;
 }
 
 void apply_replace_tags(struct spam_engine *e, struct rule *r)
@@ -99,45 +102,22 @@ void apply_replace_tags(struct spam_engine *e, struct rule *r)
 		p++;
 	}
 	struct sbuf out = {0};
-	bool last_tag = false;
-	const char *t = sb_str(&tmp);
-	for (const char *p = t; *p;) {
-		if (*p == '\\' && p[1]) {
-			sb_add(&out, p, 2);
-			p += 2;
-			last_tag = false;
-			continue;
-		}
-		if (*p == '<') {
-			const char *q = p + 1;
-			while (isalnum((unsigned char)*q) || *q == '_')
-				q++;
-			if (*q == '>' && q > p + 1) {
-				char *nm = xstrndup(p + 1, (size_t)(q - p - 1));
-				const char *v = pair_get(e->tag_names, e->tag_vals, e->ntags, nm);
-				free(nm);
-				if (v) {
-					if (last_tag)
-						sb_adds(&out, inter);
-					sb_adds(&out, pre);
-					sb_adds(&out, v);
-					sb_adds(&out, post);
-					last_tag = true;
-					p = q + 1;
-					continue;
-				}
-			}
-		}
-		last_tag = false;
-		sb_add(&out, p, 1);
-		p++;
-	}
+	bool again = false;
+	expand_tags(e, sb_str(&tmp), &out, pre, inter, post, &again);
 	free(tmp.d);
 	/* tags inside the values: SpamAssassin runs up to 5 more passes while
 	 * a value put in holds a tag (without the pre/post/inter markers,
 	 * which the first pass consumed) */
-	for (int pass = 0; pass < 5 && out.d && expand_tags(e, &out); pass++)
-		;
+	for (int pass = 0; pass < 5 && again && out.d; pass++) {
+		struct sbuf next = {0};
+		again = false;
+		if (!expand_tags(e, out.d, &next, "", "", "", &again)) {
+			free(next.d);
+			break;
+		}
+		free(out.d);
+		out = next;
+	}
 	free(r->pattern);
 	r->pattern = out.d ? out.d : xstrdup("");
 }
