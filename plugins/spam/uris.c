@@ -7,29 +7,48 @@
  * www.word.com, mailto: addresses cut at '?' and '&'), plus the targets of
  * redirectors (redirector_pattern, or any http: URI inside the query).
  */
+#include <stdint.h>
 #include <stdio.h>
 
 #include "internal.h"
 
 #define URI_MAX_VARIANTS 4096 /* per message: the list is bounded */
 
+/* A list without duplicates: the strings in order, and a hash set of
+ * their indexes (open addressing, twice the bound). */
+#define URI_SET_SIZE (2 * URI_MAX_VARIANTS)
 struct ulist {
 	char **v;
 	size_t n, cap;
+	int *set; /* index + 1, 0 when free */
 };
+
+static size_t ul_hash(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211u;
+	return (size_t)(h & (URI_SET_SIZE - 1));
+}
 
 static void ul_add(struct ulist *l, const char *s, size_t n)
 {
 	if (l->n >= URI_MAX_VARIANTS)
 		return;
-	for (size_t i = 0; i < l->n; i++)
-		if (strlen(l->v[i]) == n && memcmp(l->v[i], s, n) == 0)
+	if (!l->set)
+		l->set = xcalloc(URI_SET_SIZE, sizeof(int));
+	size_t k = ul_hash(s, n);
+	for (; l->set[k]; k = (k + 1) & (URI_SET_SIZE - 1)) {
+		const char *o = l->v[l->set[k] - 1];
+		if (strncmp(o, s, n) == 0 && o[n] == 0)
 			return;
+	}
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 16;
 		l->v = xrealloc(l->v, l->cap * sizeof(char *));
 	}
 	l->v[l->n++] = xstrndup(s, n);
+	l->set[k] = (int)l->n;
 }
 
 static void ul_adds(struct ulist *l, const char *s)
@@ -423,6 +442,8 @@ void build_uris(struct msgctx *m)
 	for (size_t i = 0; i < uris.n; i++)
 		free(uris.v[i]);
 	free(uris.v);
+	free(uris.set);
+	free(out.set);
 	m->uris = out.v;
 	m->nuris = out.n;
 }
