@@ -461,10 +461,12 @@ static void *conn_thread(void *arg)
 	} else if (status)
 		respond_error(ca->fd, status);
 	free(buf);
+	/* Uncounted before the client can see the end of the answer: a client
+	 * that connects again right after it has its slot back. */
+	atomic_fetch_sub(&srv.active, 1);
 	shutdown(ca->fd, SHUT_WR);
 	close(ca->fd);
 	free(ca);
-	atomic_fetch_sub(&srv.active, 1);
 	return NULL;
 }
 

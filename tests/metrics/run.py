@@ -301,7 +301,8 @@ def check_bad_requests(fd, port):
         check(got == want, 'bad request: %s -> %d' % (what, want), got)
     idle = [socket.create_connection(('127.0.0.1', port), timeout=10) for _ in range(7)]
     time.sleep(0.3)
-    check(raw(port, b'') == 503, 'ninth concurrent connection: 503')
+    got = raw(port, b'')
+    check(got == 503, 'ninth concurrent connection: 503', '%r after %.1f s' % (got, time.monotonic() - t0))
     for s in idle:
         s.close()
     time.sleep(0.3)
