@@ -66,6 +66,8 @@ struct spam_input {
 	/* The message's DNS list answers (spam_net_wait done), NULL = none:
 	 * the network rules do not hit. */
 	const struct spam_net *net;
+	/* where the scoring time goes, NULL = not measured */
+	struct spam_profile *profile;
 };
 
 struct spam_hit {
@@ -97,6 +99,15 @@ struct spam_engine *spam_engine_new_text(const struct spam_engine_opts *o, const
 int spam_engine_hs_wait(const struct spam_engine *e, char **err_r);
 void spam_engine_free(struct spam_engine *e);
 int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, struct spam_result *r);
+
+/* Where scoring time goes (siftctl spam check --profile): a profile given
+ * in spam_input.profile collects the times of every message checked with
+ * it (monotonic clock; one message at a time). */
+struct spam_profile *spam_profile_new(const struct spam_engine *e);
+/* The report: milliseconds per message by rule kind (building the texts,
+ * Hyperscan, PCRE2), evals and metas, and the top rules by PCRE2 time. */
+void spam_profile_print(const struct spam_engine *e, const struct spam_profile *p, FILE *out, int top);
+void spam_profile_free(struct spam_profile *p);
 void spam_result_free(struct spam_result *r);
 /* Learns (or forgets) in->mime into in->bayes, tokenized as scoring does:
  * 1 done, 0 nothing to do (already learned so, or not learned), -1 error. */

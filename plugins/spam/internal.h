@@ -374,6 +374,7 @@ struct msgctx {
 	size_t full_len;
 	char *subject;
 	int cur_rule;
+	struct spam_profile *prof; /* in->profile */
 	/* candidates from a Hyperscan scan */
 	int *cand;
 	size_t ncand;
@@ -550,6 +551,25 @@ size_t prefilter_prefix(const char *pat, const char *flags);
  * cuts[], shortest first): the prefixes Hyperscan may prefilter a pattern
  * with that it refuses whole. Their count; 0 when pat is left whole. */
 int prefilter_cuts(const char *pat, const char *flags, size_t *cuts, int max);
+
+/* ---- profile (scan.c, lint.c) ---------------------------------------------- */
+
+/* Milliseconds, summed over the messages checked. */
+struct spam_profile {
+	unsigned messages;
+	double total, evals;
+	double texts[R_TMAX], hs[R_TMAX], pcre[R_TMAX]; /* by rule kind */
+	double *rule_ms;				/* PCRE2, per rule */
+	unsigned long *rule_calls;
+	size_t nrules;
+};
+
+static inline double prof_now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
 
 /* ---- per message (texts.c, addr.c) ----------------------------------------- */
 

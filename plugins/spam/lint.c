@@ -152,3 +152,46 @@ char *spam_format_status(const struct spam_result *r, double tag_level, double t
 	sb_adds(&b, " autolearn_force=no");
 	return b.d;
 }
+
+static int cmp_rule_ms(const void *a, const void *b, void *arg)
+{
+	const double *ms = arg;
+	double x = ms[*(const size_t *)a], y = ms[*(const size_t *)b];
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+void spam_profile_print(const struct spam_engine *e, const struct spam_profile *p, FILE *out, int top)
+{
+	static const char *const kind[R_TMAX] = {
+		[R_HEADER] = "header", [R_BODY] = "body", [R_RAWBODY] = "rawbody",
+		[R_FULL] = "full",     [R_URI] = "uri",	  [R_MIMEHEADER] = "mimeheader"};
+	double n = p->messages ? p->messages : 1;
+	fprintf(out, "profile: %u messages, %.3f ms per message scoring (MIME parsing not included)\n",
+		p->messages, p->total / n);
+	fprintf(out, "%-12s %9s %9s %9s %9s   (ms per message)\n", "rule kind", "texts", "Hyperscan", "PCRE2",
+		"total");
+	double sum = 0;
+	for (int t = 0; t < R_TMAX; t++) {
+		if (!kind[t])
+			continue;
+		double all = p->texts[t] + p->hs[t] + p->pcre[t];
+		sum += all;
+		fprintf(out, "%-12s %9.3f %9.3f %9.3f %9.3f\n", kind[t], p->texts[t] / n, p->hs[t] / n,
+			p->pcre[t] / n, all / n);
+	}
+	fprintf(out, "%-12s %39.3f\n", "evals, metas", p->evals / n);
+	double rest = p->total - sum - p->evals;
+	fprintf(out, "%-12s %39.3f\n", "the rest", (rest > 0 ? rest : 0) / n);
+	size_t *idx = xcalloc(p->nrules + 1, sizeof(size_t));
+	size_t k = 0;
+	for (size_t i = 0; i < p->nrules && i < e->nrules; i++)
+		if (p->rule_calls[i])
+			idx[k++] = i;
+	qsort_r(idx, k, sizeof(size_t), cmp_rule_ms, p->rule_ms);
+	if (k)
+		fprintf(out, "rules by PCRE2 time:\n%9s %9s  %s\n", "ms/msg", "calls/msg", "rule");
+	for (size_t i = 0; i < k && (int)i < top; i++)
+		fprintf(out, "%9.3f %9.1f  %s\n", p->rule_ms[idx[i]] / n, (double)p->rule_calls[idx[i]] / n,
+			e->rules[idx[i]].name);
+	free(idx);
+}

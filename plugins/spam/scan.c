@@ -10,8 +10,31 @@
 
 static int pmatch(struct msgctx *m, const struct rule *r, const char *s, size_t len, size_t off)
 {
-	return pcre2_match(rule_code(r), (PCRE2_SPTR)s, len, off, 0, m->md, m->mctx);
+	if (!m->prof)
+		return pcre2_match(rule_code(r), (PCRE2_SPTR)s, len, off, 0, m->md, m->mctx);
+	double t0 = prof_now();
+	int rc = pcre2_match(rule_code(r), (PCRE2_SPTR)s, len, off, 0, m->md, m->mctx);
+	double dt = prof_now() - t0;
+	size_t ri = (size_t)(r - m->e->rules);
+	m->prof->rule_ms[ri] += dt;
+	m->prof->rule_calls[ri]++;
+	m->prof->pcre[r->type] += dt;
+	return rc;
 }
+
+/* hs_scan, timed when profiling */
+#ifdef SPAM_HAVE_HS
+static hs_error_t hscan(struct msgctx *m, const struct rgroup *g, const hs_database_t *db, const char *s,
+			unsigned len, match_event_handler cb)
+{
+	if (!m->prof)
+		return hs_scan(db, s, len, 0, m->scratch, cb, m);
+	double t0 = prof_now();
+	hs_error_t rc = hs_scan(db, s, len, 0, m->scratch, cb, m);
+	m->prof->hs[g->type] += prof_now() - t0;
+	return rc;
+}
+#endif
 
 /* Counts matches of r in s (1 unless multiple). */
 static int count_matches(struct msgctx *m, const struct rule *r, const char *s, size_t len)
@@ -73,7 +96,7 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 	unsigned slen = (unsigned)(len > 0xffffffffu ? 0xffffffffu : len);
 	if (g->exact_db && m->scratch) {
 		m->ncand = 0;
-		if (hs_scan(g->exact_db, s, slen, 0, m->scratch, hs_cb, m) == HS_SUCCESS)
+		if (hscan(m, g, g->exact_db, s, slen, hs_cb) == HS_SUCCESS)
 			for (size_t k = 0; k < m->ncand; k++) {
 				int ri = g->rules[m->cand[k]];
 				if (!m->done[ri])
@@ -87,7 +110,7 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 	}
 	if (hg && hg->db) {
 		m->ncand = 0;
-		if (m->scratch && hs_scan(hg->db, s, slen, 0, m->scratch, hs_cb, m) == HS_SUCCESS) {
+		if (m->scratch && hscan(m, g, hg->db, s, slen, hs_cb) == HS_SUCCESS) {
 			for (size_t k = 0; k < m->ncand; k++) {
 				int ri = g->rules[m->cand[k]];
 				if (m->done[ri])
@@ -203,6 +226,7 @@ void msg_init(struct msgctx *m, const struct spam_engine *e, const struct spam_i
 	m->in = in;
 	m->mime = in->mime;
 	m->deadline = in->deadline_ms;
+	m->prof = in->profile;
 	m->set = bayes_score_set(e, in);
 	m->hits = xcalloc(e->nrules, sizeof(int));
 	m->done = xcalloc(e->nrules, sizeof(bool));
@@ -264,12 +288,36 @@ static void scan_mimeheaders(struct msgctx *m, size_t gi)
 	}
 }
 
+/* Builds the text a group of type t reads, unless built. */
+static void build_text(struct msgctx *m, enum rtype t)
+{
+	bool built = t == R_BODY      ? m->lines != NULL
+		     : t == R_RAWBODY ? m->raws != NULL
+		     : t == R_FULL    ? m->full != NULL
+		     : t == R_URI     ? m->uris != NULL
+				      : true;
+	if (built)
+		return;
+	double t0 = m->prof ? prof_now() : 0;
+	if (t == R_BODY)
+		build_body(m);
+	else if (t == R_RAWBODY)
+		build_raw(m);
+	else if (t == R_FULL)
+		build_full(m);
+	else
+		build_uris(m);
+	if (m->prof)
+		m->prof->texts[t] += prof_now() - t0;
+}
+
 /* Every group against its texts, built on first use. */
 static void scan_groups(struct msgctx *m)
 {
 	const struct spam_engine *e = m->e;
 	for (size_t gi = 0; gi < e->ngroups; gi++) {
 		const struct rgroup *g = &e->groups[gi];
+		build_text(m, g->type);
 		switch (g->type) {
 		case R_HEADER: {
 			const char *v = target_value(m, g->target_idx);
@@ -282,8 +330,6 @@ static void scan_groups(struct msgctx *m)
 			scan_mimeheaders(m, gi);
 			break;
 		case R_BODY:
-			if (!m->lines)
-				build_body(m);
 			for (size_t i = 0; i < m->nlines; i++) {
 				m->in_subject = i == 0;
 				scan_group(m, gi, m->lines[i], m->lens[i]);
@@ -291,19 +337,13 @@ static void scan_groups(struct msgctx *m)
 			m->in_subject = false;
 			break;
 		case R_RAWBODY:
-			if (!m->raws)
-				build_raw(m);
 			for (size_t i = 0; i < m->nraws; i++)
 				scan_group(m, gi, m->raws[i], m->rawlens[i]);
 			break;
 		case R_FULL:
-			if (!m->full)
-				build_full(m);
 			scan_group(m, gi, m->full, m->full_len);
 			break;
 		case R_URI:
-			if (!m->uris)
-				build_uris(m);
 			for (size_t i = 0; i < m->nuris; i++)
 				scan_group(m, gi, m->uris[i], strlen(m->uris[i]));
 			break;
@@ -421,14 +461,40 @@ int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, 
 	memset(res, 0, sizeof(*res));
 	res->required = e->required;
 	struct msgctx m;
+	double t0 = in->profile ? prof_now() : 0;
 	msg_init(&m, e, in);
 	scan_groups(&m);
+	double t1 = in->profile ? prof_now() : 0;
 	post_headers(&m);
 	evals_symbols_metas(&m);
+	if (in->profile)
+		in->profile->evals += prof_now() - t1;
 	make_result(&m, res);
 	bayes_after_check(&m, res);
 	msg_free(&m);
+	if (in->profile) {
+		in->profile->total += prof_now() - t0;
+		in->profile->messages++;
+	}
 	return 0;
+}
+
+struct spam_profile *spam_profile_new(const struct spam_engine *e)
+{
+	struct spam_profile *p = xcalloc(1, sizeof(*p));
+	p->nrules = e->nrules;
+	p->rule_ms = xcalloc(e->nrules + 1, sizeof(double));
+	p->rule_calls = xcalloc(e->nrules + 1, sizeof(unsigned long));
+	return p;
+}
+
+void spam_profile_free(struct spam_profile *p)
+{
+	if (!p)
+		return;
+	free(p->rule_ms);
+	free(p->rule_calls);
+	free(p);
 }
 
 void spam_result_free(struct spam_result *r)

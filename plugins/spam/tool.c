@@ -1,10 +1,12 @@
 /*
  * tool.c - the spam plugin's siftctl tools (`siftctl spam ...`).
  *
- *   siftctl spam check [--from ADDR] [--json] FILE...
+ *   siftctl spam check [--from ADDR] [--json] [--profile] FILE...
  *       scores each message like `spamassassin -t`: the score, the verdict
  *       and the tests hit with their scores and descriptions, plus the
- *       X-Spam-Status line filterd would add;
+ *       X-Spam-Status line filterd would add; with --profile, instead,
+ *       where the scoring time of all the messages went (by rule kind, and
+ *       the rules that cost the most PCRE2 time);
  *   siftctl spam lint [-v]
  *       rule errors with file:line (the same list that makes filterd -t,
  *       a start or a reload fail; exit status 1), unknown eval: functions
@@ -32,7 +34,7 @@
 #include "engine.h"
 #include "sift/plugin.h"
 
-static const char check_usage[] = "[--from ADDR] [--json] FILE...";
+static const char check_usage[] = "[--from ADDR] [--json] [--profile] FILE...";
 
 static void json_str(const char *s)
 {
@@ -68,6 +70,7 @@ struct check_state {
 	const char *file, *from;
 	struct sift_addrs *(*addrlist_parse)(const char *value); /* the host's */
 	bool json;
+	struct spam_profile *profile;
 	struct bayes *bayes;
 	double tag, tag2, spam_from;
 	struct timespec ts0, cpu0; /* CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID */
@@ -99,9 +102,14 @@ static void check_done(void *arg, const struct sift_tool_message *m)
 	struct spam_input in = {.mime = m->mime,
 				.envelope_from = st->from,
 				.addrlist_parse = st->addrlist_parse,
-				.bayes = st->bayes};
+				.bayes = st->bayes,
+				.profile = st->profile};
 	struct spam_result r;
 	spam_engine_check(st->e, &in, &r);
+	if (st->profile) {
+		spam_result_free(&r);
+		return;
+	}
 	struct timespec ts1, cpu1;
 	clock_gettime(CLOCK_MONOTONIC, &ts1);
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
@@ -129,12 +137,15 @@ static void check_done(void *arg, const struct sift_tool_message *m)
 static int tool_check(const struct sift_host *host, void *conf, int argc, char **argv)
 {
 	struct check_state st = {.addrlist_parse = host->addrlist_parse};
+	bool profile = false;
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
 		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
 			st.from = argv[++i];
 		else if (strcmp(argv[i], "--json") == 0)
 			st.json = true;
+		else if (strcmp(argv[i], "--profile") == 0)
+			profile = true;
 		else {
 			fprintf(stderr, "siftctl spam check: unknown option %s\n", argv[i]);
 			return 2;
@@ -148,6 +159,8 @@ static int tool_check(const struct sift_host *host, void *conf, int argc, char *
 	if (!st.e)
 		return 1;
 	st.bayes = spam_tool_bayes(conf);
+	if (profile)
+		st.profile = spam_profile_new(st.e);
 	/* the inbound levels, as the plugin parsed them */
 	double lv[2][3];
 	spam_tool_levels(conf, lv);
@@ -165,6 +178,10 @@ static int tool_check(const struct sift_host *host, void *conf, int argc, char *
 			free(err);
 			rc = 1;
 		}
+	}
+	if (st.profile) {
+		spam_profile_print(st.e, st.profile, stdout, 25);
+		spam_profile_free(st.profile);
 	}
 	return rc;
 }

@@ -511,6 +511,22 @@ def main():
         run_cases(root, conf(root, 'plain', os.path.join(rdir, '*.cf')), CASES)
         write(os.path.join(rdir, '20_nets.cf'), NETS)
         run_cases(root, conf(root, 'nets', os.path.join(rdir, '*.cf')), NET_CASES)
+        # --profile: where the time of the messages went, by rule kind and rule
+        files = [os.path.join(root, c[0] + '.eml') for c in CASES[:6]]
+        r = subprocess.run([SIFTCTL, '-c', conf(root, 'plain', os.path.join(rdir, '*.cf')), 'spam', 'check',
+                            '--profile'] + files, capture_output=True, text=True, timeout=300)
+        out = r.stdout
+        check(r.returncode == 0 and out.startswith('profile: 6 messages, '), 'profile: messages counted',
+              out + r.stderr[-2000:])
+        kinds = {ln.split()[0]: [float(x) for x in ln.split()[1:]] for ln in out.splitlines()
+                 if ln.split() and ln.split()[0] in ('header', 'body', 'rawbody', 'full', 'uri', 'mimeheader')}
+        check(len(kinds) == 6 and all(len(v) == 4 and min(v) >= 0 for v in kinds.values())
+              and kinds['body'][3] > 0 and abs(sum(kinds['body'][:3]) - kinds['body'][3]) < 0.002,
+              'profile: each rule kind with texts, Hyperscan, PCRE2 and total', out)
+        ranked = out.split('rules by PCRE2 time:\n', 1)[-1].splitlines()[1:]
+        check(any(ln.split()[-1] == 'T_NONEMPTY' and float(ln.split()[1]) >= 1 for ln in ranked),
+              'profile: a body regex rule ranked with its calls per message', out)
+        check('X-Spam-Status' not in out, 'profile: no per-message report', out)
         # a glob matching nothing is an error naming the pattern
         pat = os.path.join(rdir, 'none-*.cf')
         r = subprocess.run([SIFTCTL, '-c', conf(root, 'noglob', '%s %s' % (os.path.join(rdir, '10_test.cf'), pat)),
