@@ -87,11 +87,42 @@ static char *repeat_as_call(const char *pat, int k)
 			 (int)(best_e - best_s - 3), pat + best_s + 3, k, q, pat + best_q + 1);
 }
 
+/* r's regex with guards on its large alternations (guard.c), its
+ * repeated group as calls if that is too large; NULL when it has none or
+ * does not compile that way (then it is compiled as written). */
+static pcre2_code *compile_guarded(const struct rule *r, uint32_t fl, bool *calls)
+{
+	char *pat = guard_pattern(r->pattern, r->flags), *next;
+	if (!pat)
+		return NULL;
+	int ec;
+	PCRE2_SIZE eo;
+	pcre2_code *c = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, fl, &ec, &eo, NULL);
+	for (int k = 1;
+	     !c && ec == PCRE2_ERROR_PATTERN_TOO_LARGE && k <= 4 && (next = repeat_as_call(pat, k)); k++) {
+		free(pat);
+		pat = next;
+		c = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, fl, &ec, &eo, NULL);
+		*calls = c != NULL;
+	}
+	free(pat);
+	return c;
+}
+
 static int compile_pcre(struct spam_engine *e, struct rule *r)
 {
 	int ec;
 	PCRE2_SIZE eo;
 	uint32_t fl = pcre_flags(r->flags);
+	bool calls = false;
+	if ((r->re = compile_guarded(r, fl, &calls))) {
+		if (calls)
+			lint(e, false,
+			     "%s: %s: too large for PCRE2 as written; compiled with its repeated group as "
+			     "calls",
+			     r->where, r->name);
+		return 0;
+	}
 	r->re = pcre2_compile((PCRE2_SPTR)r->pattern, PCRE2_ZERO_TERMINATED, fl, &ec, &eo, NULL);
 	if (!r->re) {
 		/* code points above 255 (\x{263a}): UTF mode, tolerant of bad input */

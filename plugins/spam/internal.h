@@ -8,6 +8,7 @@
  *   compile.c    PCRE2 compilation, rule groups, metas, finalization
  *   hyperscan.c  Hyperscan databases: cache, background compile, scratch
  *   prefix.c     shorter prefilters for the regexes Hyperscan scans slowly
+ *   guard.c      first-character guards on the branches of large alternations
  *   scan.c       per message: scanning the groups, metas, the result
  *   texts.c      per message: the texts rules match (headers, body ...)
  *   relay.c      Received: headers (relays) and RFC 2822 dates
@@ -570,6 +571,14 @@ static inline double prof_now(void)
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
+
+/* ---- alternation guards (guard.c) ----------------------------------------- */
+
+/* pat with a first-octet lookahead before each branch of its large
+ * alternations that cannot match empty (same matches, fewer dead ends for
+ * PCRE2), to free; NULL when there is none to add or the pattern has
+ * syntax guard.c does not read. */
+char *guard_pattern(const char *pat, const char *flags);
 
 /* ---- per message (texts.c, addr.c) ----------------------------------------- */
 
