@@ -558,10 +558,11 @@ int prefilter_cuts(const char *pat, const char *flags, size_t *cuts, int max);
 /* Milliseconds, summed over the messages checked. */
 struct spam_profile {
 	unsigned messages;
-	double total, evals;
+	double total, evals, metas, headers;		/* headers: absent ones, exists:, negations */
 	double texts[R_TMAX], hs[R_TMAX], pcre[R_TMAX]; /* by rule kind */
 	double *rule_ms;				/* PCRE2, per rule */
 	unsigned long *rule_calls;
+	double *eval_ms; /* eval: rules, per rule */
 	size_t nrules;
 };
 

@@ -179,8 +179,10 @@ void spam_profile_print(const struct spam_engine *e, const struct spam_profile *
 		fprintf(out, "%-12s %9.3f %9.3f %9.3f %9.3f\n", kind[t], p->texts[t] / n, p->hs[t] / n,
 			p->pcre[t] / n, all / n);
 	}
-	fprintf(out, "%-12s %39.3f\n", "evals, metas", p->evals / n);
-	double rest = p->total - sum - p->evals;
+	fprintf(out, "%-12s %39.3f\n", "evals", p->evals / n);
+	fprintf(out, "%-12s %39.3f\n", "metas", p->metas / n);
+	fprintf(out, "%-12s %39.3f\n", "absent hdrs", p->headers / n);
+	double rest = p->total - sum - p->evals - p->metas - p->headers;
 	fprintf(out, "%-12s %39.3f\n", "the rest", (rest > 0 ? rest : 0) / n);
 	size_t *idx = xcalloc(p->nrules + 1, sizeof(size_t));
 	size_t k = 0;
@@ -193,5 +195,15 @@ void spam_profile_print(const struct spam_engine *e, const struct spam_profile *
 	for (size_t i = 0; i < k && (int)i < top; i++)
 		fprintf(out, "%9.3f %9.1f  %s\n", p->rule_ms[idx[i]] / n, (double)p->rule_calls[idx[i]] / n,
 			e->rules[idx[i]].name);
+	k = 0;
+	for (size_t i = 0; i < p->nrules && i < e->nrules; i++)
+		if (p->eval_ms[i] > 0)
+			idx[k++] = i;
+	qsort_r(idx, k, sizeof(size_t), cmp_rule_ms, p->eval_ms);
+	if (k)
+		fprintf(out, "eval rules by time:\n%9s  %s\n", "ms/msg", "rule (function)");
+	for (size_t i = 0; i < k && (int)i < top; i++)
+		fprintf(out, "%9.3f  %s (%s)\n", p->eval_ms[idx[i]] / n, e->rules[idx[i]].name,
+			e->rules[idx[i]].eval_fn ? e->rules[idx[i]].eval_fn : "?");
 	free(idx);
 }

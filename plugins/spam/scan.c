@@ -390,12 +390,18 @@ static void evals_symbols_metas(struct msgctx *m)
 	for (size_t ei = 0; ei < e->neval_rules; ei++) {
 		size_t i = (size_t)e->eval_rules[ei];
 		const struct rule *r = &e->rules[i];
-		if (r->type == R_BODY && !m->lines)
-			build_body(m);
-		if (r->type == R_RAWBODY && !m->raws)
-			build_raw(m);
+		if (r->type == R_BODY || r->type == R_RAWBODY)
+			build_text(m, r->type);
 		m->cur_rule = (int)i;
+		if (!m->prof) {
+			m->hits[i] = eval_get(r->eval_id)(m, r);
+			continue;
+		}
+		double t0 = prof_now();
 		m->hits[i] = eval_get(r->eval_id)(m, r);
+		t0 = prof_now() - t0;
+		m->prof->eval_ms[i] += t0;
+		m->prof->evals += t0;
 	}
 	for (size_t si = 0; si < e->nsym_rules; si++) {
 		size_t i = (size_t)e->sym_rules[si];
@@ -404,11 +410,14 @@ static void evals_symbols_metas(struct msgctx *m)
 			if (strcasecmp(m->in->sym_names[k], r->name) == 0)
 				m->hits[i] = 1;
 	}
+	double t0 = m->prof ? prof_now() : 0;
 	for (size_t k = 0; k < e->nmeta; k++) {
 		int i = e->meta_order[k];
 		double v = meta_value(m, &e->rules[i]);
 		m->hits[i] = v != 0;
 	}
+	if (m->prof)
+		m->prof->metas += prof_now() - t0;
 }
 
 static void result_add(struct spam_result *res, size_t *cap, const char *name, double score,
@@ -464,11 +473,13 @@ int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, 
 	double t0 = in->profile ? prof_now() : 0;
 	msg_init(&m, e, in);
 	scan_groups(&m);
-	double t1 = in->profile ? prof_now() : 0;
-	post_headers(&m);
-	evals_symbols_metas(&m);
+	double t1 = in->profile ? prof_now() : 0, re1 = 0;
 	if (in->profile)
-		in->profile->evals += prof_now() - t1;
+		re1 = in->profile->pcre[R_HEADER];
+	post_headers(&m);
+	if (in->profile) /* its PCRE2 time is counted as the header rules' */
+		in->profile->headers += prof_now() - t1 - (in->profile->pcre[R_HEADER] - re1);
+	evals_symbols_metas(&m);
 	make_result(&m, res);
 	bayes_after_check(&m, res);
 	msg_free(&m);
@@ -485,6 +496,7 @@ struct spam_profile *spam_profile_new(const struct spam_engine *e)
 	p->nrules = e->nrules;
 	p->rule_ms = xcalloc(e->nrules + 1, sizeof(double));
 	p->rule_calls = xcalloc(e->nrules + 1, sizeof(unsigned long));
+	p->eval_ms = xcalloc(e->nrules + 1, sizeof(double));
 	return p;
 }
 
@@ -494,6 +506,7 @@ void spam_profile_free(struct spam_profile *p)
 		return;
 	free(p->rule_ms);
 	free(p->rule_calls);
+	free(p->eval_ms);
 	free(p);
 }
 

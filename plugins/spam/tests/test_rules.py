@@ -527,6 +527,12 @@ def main():
         check(any(ln.split()[-1] == 'T_NONEMPTY' and float(ln.split()[1]) >= 1 for ln in ranked),
               'profile: a body regex rule ranked with its calls per message', out)
         check('X-Spam-Status' not in out, 'profile: no per-message report', out)
+        rows = {ln.rsplit(None, 1)[0]: ln.split()[-1] for ln in out.splitlines() if ln[:1].isalpha()}
+        check(all(k in rows for k in ('evals', 'metas', 'absent hdrs', 'the rest')),
+              'profile: evals, metas, absent headers and the rest', out)
+        evals = out.split('eval rules by time:\n', 1)[-1].splitlines()[1:]
+        check(any(ln.endswith(' T_BLANK (check_blank_line_ratio)') for ln in evals),
+              'profile: eval rules ranked with their function', out)
         # a glob matching nothing is an error naming the pattern
         pat = os.path.join(rdir, 'none-*.cf')
         r = subprocess.run([SIFTCTL, '-c', conf(root, 'noglob', '%s %s' % (os.path.join(rdir, '10_test.cf'), pat)),
