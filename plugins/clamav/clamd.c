@@ -43,6 +43,13 @@ long long clock_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A clock_ms() deadline as the CLOCK_MONOTONIC timespec of the timed waits. */
+static struct timespec deadline_ts(long long deadline)
+{
+	struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000L};
+	return ts;
+}
+
 static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *dup_printf(const char *fmt, ...)
 {
@@ -247,6 +254,7 @@ struct clamd_client {
 	size_t next;	      /* rotation */
 	char version[64];
 	long long version_tried;
+	pthread_mutex_t fetch_lock; /* held while one scan asks for the version */
 };
 
 struct clamd_client *clamd_new(const char *const *servers, long long connect_timeout_ms,
@@ -279,6 +287,7 @@ struct clamd_client *clamd_new(const char *const *servers, long long connect_tim
 	c->stream_wait = stream_wait_ms;
 	slots_init(&c->streams, max_streams);
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->fetch_lock, NULL);
 	return c;
 }
 
@@ -291,6 +300,7 @@ void clamd_free(struct clamd_client *c)
 	free(c->eps);
 	slots_destroy(&c->streams);
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->fetch_lock);
 	free(c);
 }
 
@@ -344,14 +354,7 @@ bool slots_take(struct slots *s, long long deadline)
 			pthread_mutex_unlock(&s->lock);
 			return false;
 		}
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = deadline_ts(deadline);
 		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 	}
 	s->active++;
@@ -393,22 +396,32 @@ static void report_database(const char *rest)
 }
 
 /* Asks one server for its version ("ClamAV 1.4.6/27000/..."), once a minute
- * at most until it is known. */
+ * at most until it is known. One scan asks at a time; the scans that end
+ * meanwhile wait for its answer (within their deadline), so that the
+ * first messages after a start carry the version in their header too. */
 static void fetch_version(struct clamd_client *c, const struct endpoint *ep, long long deadline)
 {
+	pthread_mutex_lock(&c->lock);
+	bool known = c->version[0] != 0;
+	pthread_mutex_unlock(&c->lock);
+	if (known)
+		return;
+	long long dl = clock_ms() + 2000;
+	if (dl > deadline)
+		dl = deadline;
+	struct timespec ts = deadline_ts(dl);
+	if (pthread_mutex_clocklock(&c->fetch_lock, CLOCK_MONOTONIC, &ts) != 0)
+		return;
 	pthread_mutex_lock(&c->lock);
 	bool want = !c->version[0] && clock_ms() - c->version_tried > 60000;
 	if (want)
 		c->version_tried = clock_ms();
 	pthread_mutex_unlock(&c->lock);
-	if (!want)
+	int fd = want ? sock_connect(ep, dl) : -1;
+	if (fd < 0) {
+		pthread_mutex_unlock(&c->fetch_lock);
 		return;
-	long long dl = clock_ms() + 2000;
-	if (dl > deadline)
-		dl = deadline;
-	int fd = sock_connect(ep, dl);
-	if (fd < 0)
-		return;
+	}
 	char reply[256];
 	if (sock_send_all(fd, "zVERSION", 9, dl) == 0 &&
 	    sock_recv_until(fd, reply, sizeof(reply), 0, dl) > 0 && strncmp(reply, "ClamAV ", 7) == 0) {
@@ -420,6 +433,7 @@ static void fetch_version(struct clamd_client *c, const struct endpoint *ep, lon
 		pthread_mutex_unlock(&c->lock);
 	}
 	close(fd);
+	pthread_mutex_unlock(&c->fetch_lock);
 }
 
 /* One attempt on one server. Returns 1 with a result, 0 to try the next

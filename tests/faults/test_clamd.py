@@ -28,6 +28,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -48,6 +49,34 @@ def run_case(env, pf, fd, name, fault, recover, reason):
           '%s: filterd logged the failed scan (%s)' % (what, reason),
           '\n'.join(l for l in log.splitlines() if 'clamav' in l)[-1500:])
     check(fd.alive(), '%s: filterd still running (recovered by itself)' % what)
+
+
+def first_scans(pf, proxy):
+    """The first messages after filterd's start, scanned at once while
+    clamd answers slowly (0.3 s): the scan that ends first asks clamd for
+    its version; the others wait for that answer, so each header names the
+    version (none says "ClamAV (clamd)")."""
+    what = 'first scans after the start'
+    proxy.set_delay(0.3)
+    results = [None] * 4
+
+    def send(i):
+        results[i] = pf.send('first%d@example.test' % i, ['user@sift.test'],
+                             'From: first%d@example.test\r\nTo: user@sift.test\r\n'
+                             'Subject: first %d\r\n\r\nhello\r\n' % (i, i))
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(results))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    proxy.set_delay(0)
+    check(all(r is not None and r.accepted for r in results), '%s: all accepted' % what, results)
+    heads = [pf.delivered_by_queue_id(r.queue_id).header_block()
+             for r in results if r is not None and r.accepted]
+    rx = re.compile(MARK.decode(), re.M | re.I)
+    check(len(heads) == len(results) and all(rx.search(h) for h in heads),
+          '%s: every X-Virus-Scanned names the clamd version' % what,
+          [h for h in heads if not rx.search(h)][:2])
 
 
 def corrupt_db(env, dbdir):
@@ -137,6 +166,8 @@ def main():
             'clamav_clamd_timeout': '1s',
         })
         pf = env.postfix(milter=fd.port)
+
+        first_scans(pf, proxy)
 
         def restart():
             clamd.start()
