@@ -236,6 +236,15 @@ def _pid_alive(pid):
         return False
 
 
+def _proc_comm(pid):
+    """The command name of process pid ('' when it is gone)."""
+    try:
+        with open('/proc/%d/comm' % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ''
+
+
 def pids_with_env(name, value):
     """PIDs of processes whose environment has name=value exactly."""
     want = ('%s=%s' % (name, value)).encode()
@@ -1010,10 +1019,20 @@ class Postfix:
         self.wait_log(r'postfix/master\[\d+\]: daemon started', timeout=timeout)
         return self
 
-    def reload(self):
+    def reload(self, timeout=10):
+        """`postfix reload`, returning once the smtpd processes of before
+        the reload are gone: until then an idle one may still accept a
+        connection and serve it with the old settings."""
+        old = [p for p in self.instance_pids() if p != self.master_pid and _proc_comm(p) == 'smtpd']
         mark = self.log_mark()
         self._run(['postfix', '-c', self.config_dir, 'reload'])
-        self.wait_log(r'postfix/master\[\d+\]: reload', timeout=10, start=mark)
+        self.wait_log(r'postfix/master\[\d+\]: reload', timeout=timeout, start=mark)
+        end = time.monotonic() + timeout
+        while any(_pid_alive(p) and _proc_comm(p) == 'smtpd' for p in old):
+            if time.monotonic() > end:
+                raise PostfixError('smtpd processes %r still running %ds after the reload' % (
+                    [p for p in old if _pid_alive(p)], timeout))
+            time.sleep(0.05)
 
     def instance_pids(self):
         """PIDs of all processes of this instance (by MAIL_CONFIG in their
