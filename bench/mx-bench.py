@@ -393,7 +393,6 @@ def run_rounds(a, lab, pf, filters, rows, levels, corpora):
                         milter_macro_daemon_name='ORIGINATING' if row in ORIGINATING
                         else '$myhostname')
             pf.reload()
-            time.sleep(0.5)
             for conc in levels:
                 r = measure_level(a, pf, filt, row, corpora[row in ORIGINATING], conc)
                 runs.setdefault((row, conc), []).append(r)

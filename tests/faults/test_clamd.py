@@ -29,7 +29,6 @@ import re
 import signal
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
@@ -90,7 +89,6 @@ def corrupt_db(env, dbdir):
     pf = env.pf
     pf.set_main(milters=['inet:127.0.0.1:%d' % fd.port])
     pf.reload()
-    time.sleep(1)  # the smtpd processes of before the reload retire
     mark = len(fd.log())
     flow = Flow(pf, 'clamdb', pace=0.05).start()
     flow.wait_done(flow.n // 4)
@@ -137,7 +135,6 @@ def busy_scans(env, dbdir):
     pf = env.pf
     pf.set_main(milters=['inet:127.0.0.1:%d' % fd.port])
     pf.reload()
-    time.sleep(1)
     mark = len(fd.log())
     flow = Flow(pf, 'busy', body=attachment_body,
                 headers={'MIME-Version': '1.0', 'Content-Type': 'multipart/mixed; boundary="b"'}).start()

@@ -138,7 +138,6 @@ def bayes(env, pf):
     })
     pf.set_main(milters=['inet:127.0.0.1:%d' % fd.port])
     pf.reload()
-    time.sleep(1)  # the smtpd processes of before the reload retire
     bayes_case(env, pf, fd, 'restarted', redis.kill, redis.start, 1.5,
                [r'state store redis .*: .*calls fail until it is back', r'connected again'])
     bayes_case(env, pf, fd, 'slow', lambda: proxy.set_delay(1.0), lambda: proxy.set_delay(0), 3,
