@@ -448,7 +448,7 @@ static void order_metas(struct spam_engine *e)
 	e->nmeta = 0;
 	int *stack = xcalloc(e->nrules * 2 + 2, sizeof(int));
 	for (size_t i = 0; i < e->nrules; i++) {
-		if (e->rules[i].type != R_META || e->rules[i].disabled || state[i])
+		if (e->rules[i].type != R_META || e->rules[i].disabled || e->rules[i].off || state[i])
 			continue;
 		/* iterative DFS: stack of (rule, next token) */
 		int sp = 0;
@@ -462,7 +462,8 @@ static void order_metas(struct spam_engine *e)
 			if (ti < r->nrpn) {
 				stack[sp - 1]++;
 				int dep = r->rpn[ti];
-				if (dep < 0 || e->rules[dep].type != R_META || e->rules[dep].disabled)
+				if (dep < 0 || e->rules[dep].type != R_META || e->rules[dep].disabled ||
+				    e->rules[dep].off)
 					continue;
 				if (state[dep] == 1) {
 					lint(e, true, "%s: meta %s: dependency loop through %s", r->where,
@@ -511,6 +512,16 @@ int finalize(struct spam_engine *e)
 								    : 1.0;
 		if (r->disabled)
 			continue;
+		/* the symbols of other plugins weighed 0 are ignored elsewhere */
+		for (int s = 0; s < 4 && r->has_score && r->type != R_SYMBOL; s++)
+			if (r->scores[s] == 0)
+				r->zero_sets |= (unsigned char)(1u << s);
+		int base = e->score_set & SPAM_SET_NET;
+		if ((r->zero_sets >> base & 1) && (r->zero_sets >> (base | SPAM_SET_BAYES) & 1)) {
+			r->off = true;
+			e->stats_off++;
+			continue;
+		}
 		if (r->eval_fn) {
 			r->eval_id = eval_lookup(r->eval_fn);
 			if (r->eval_id < 0) {
@@ -544,7 +555,7 @@ int finalize(struct spam_engine *e)
 		r->group = (int)(g - e->groups);
 	}
 	for (size_t i = 0; i < e->nrules; i++)
-		if (e->rules[i].type == R_META && !e->rules[i].disabled)
+		if (e->rules[i].type == R_META && !e->rules[i].disabled && !e->rules[i].off)
 			compile_meta(e, &e->rules[i]);
 	order_metas(e);
 	for (size_t i = 0; i < e->ngroups; i++)
@@ -571,10 +582,13 @@ int finalize(struct spam_engine *e)
 	e->post_hdr = xcalloc(e->nrules, sizeof(int));
 	e->eval_rules = xcalloc(e->nrules, sizeof(int));
 	e->sym_rules = xcalloc(e->nrules, sizeof(int));
+	e->setzero = xcalloc(e->nrules, sizeof(int));
 	for (size_t i = 0; i < e->nrules; i++) {
 		const struct rule *r = &e->rules[i];
-		if (r->disabled || r->type == R_NONE)
+		if (r->disabled || r->off || r->type == R_NONE)
 			continue;
+		if (r->zero_sets)
+			e->setzero[e->nsetzero++] = (int)i;
 		if (r->eval_fn && r->eval_id >= 0)
 			e->eval_rules[e->neval_rules++] = (int)i;
 		else if (r->type == R_SYMBOL)

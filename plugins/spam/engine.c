@@ -318,6 +318,7 @@ void spam_engine_free(struct spam_engine *e)
 	free(e->post_hdr);
 	free(e->eval_rules);
 	free(e->sym_rules);
+	free(e->setzero);
 	net_free(e->net);
 #ifdef SPAM_HAVE_HS
 	pool_free(&e->pool);

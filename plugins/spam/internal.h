@@ -176,6 +176,13 @@ struct rule {
 	bool disabled;
 	char *why; /* why disabled */
 	int group; /* index of the rgroup it belongs to, -1 none */
+	/* SpamAssassin runs no rule whose score is 0 in the score set in use
+	 * (a rule not run is false in metas): bit s of zero_sets is set when
+	 * `score` gives the rule 0 in set s; off: 0 in both sets the engine
+	 * can use (with and without Bayes), so the rule is never compiled nor
+	 * run. */
+	unsigned char zero_sets;
+	bool off;
 };
 
 /* trusted_networks & co (nets.c) */
@@ -269,6 +276,8 @@ struct spam_engine {
 	/* rule index lists by what the per-message pass does with them */
 	int *post_hdr, *eval_rules, *sym_rules;
 	size_t npost_hdr, neval_rules, nsym_rules;
+	int *setzero; /* rules run in one of the engine's score sets only */
+	size_t nsetzero;
 	size_t body_scan_size;
 	/* trusted_networks, internal_networks, msa_networks (_conf: configured) */
 	struct netset trusted_nets, internal_nets, msa_nets;
@@ -293,7 +302,7 @@ struct spam_engine {
 	unsigned cache_errors;
 	char *cache_why; /* why the cache directory is not used */
 #endif
-	unsigned stats_disabled, stats_eval_unknown;
+	unsigned stats_disabled, stats_eval_unknown, stats_off;
 	int include_depth;
 	void (*log)(int level, const char *msg);
 	struct netconf *net; /* network test settings (dnsbl.c); NULL: defaults */
@@ -450,6 +459,12 @@ bool re_match_lit(const char *re, const char *s);
 static inline double rule_score(const struct rule *r, int set)
 {
 	return r->has_score ? r->scores[set] : r->score;
+}
+
+/* Whether r runs for a message scored with score set `set`. */
+static inline bool rule_runs(const struct rule *r, int set)
+{
+	return !(r->zero_sets >> set & 1);
 }
 
 /* The per-message context (scan.c). */

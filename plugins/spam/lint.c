@@ -87,7 +87,7 @@ void spam_engine_stats(const struct spam_engine *e, char *buf, size_t n)
 		if (r->type == R_NONE)
 			continue;
 		counts[r->type]++;
-		if (!r->disabled)
+		if (!r->disabled && !r->off)
 			active++;
 		if (!r->disabled && r->group >= 0) {
 			nre += r->re != NULL;
@@ -106,10 +106,11 @@ void spam_engine_stats(const struct spam_engine *e, char *buf, size_t n)
 #endif
 	snprintf(buf, n,
 		 "rules: %u active (header %u, body %u, rawbody %u, full %u, uri %u, mimeheader %u, meta %u, "
-		 "symbol %u); %u disabled (%u unknown evals); regexes: %s, %u Hyperscan exact",
+		 "symbol %u); %u disabled (%u unknown evals); %u scored 0 (not run); regexes: %s, %u "
+		 "Hyperscan exact",
 		 active, counts[R_HEADER], counts[R_BODY], counts[R_RAWBODY], counts[R_FULL], counts[R_URI],
 		 counts[R_MIMEHEADER], counts[R_META], counts[R_SYMBOL], e->stats_disabled,
-		 e->stats_eval_unknown, regex, nexact);
+		 e->stats_eval_unknown, e->stats_off, regex, nexact);
 }
 
 void spam_fmt_num(char *buf, size_t n, double v)

@@ -233,6 +233,10 @@ void msg_init(struct msgctx *m, const struct spam_engine *e, const struct spam_i
 	m->tvals = xcalloc(e->ntargets, sizeof(char *));
 	m->tdone = xcalloc(e->ntargets, sizeof(bool));
 	m->cand = xcalloc(e->nrules + 1, sizeof(int));
+	/* rules scored 0 in this message's score set are not run: done, no hit */
+	for (size_t k = 0; k < e->nsetzero; k++)
+		if (!rule_runs(&e->rules[e->setzero[k]], m->set))
+			m->done[e->setzero[k]] = true;
 	m->md = pcre2_match_data_create(16, NULL);
 	m->mctx = pcre2_match_context_create(NULL);
 	pcre2_set_match_limit(m->mctx, 200000);
@@ -360,7 +364,7 @@ static void post_headers(struct msgctx *m)
 	for (size_t pi = 0; pi < e->npost_hdr; pi++) {
 		size_t i = (size_t)e->post_hdr[pi];
 		const struct rule *r = &e->rules[i];
-		if (r->disabled)
+		if (r->disabled || !rule_runs(r, m->set))
 			continue;
 		if (r->exists) {
 			bool present = target_value(m, r->target_idx) != NULL;
@@ -390,6 +394,8 @@ static void evals_symbols_metas(struct msgctx *m)
 	for (size_t ei = 0; ei < e->neval_rules; ei++) {
 		size_t i = (size_t)e->eval_rules[ei];
 		const struct rule *r = &e->rules[i];
+		if (!rule_runs(r, m->set))
+			continue;
 		if (r->type == R_BODY || r->type == R_RAWBODY)
 			build_text(m, r->type);
 		m->cur_rule = (int)i;
@@ -413,6 +419,8 @@ static void evals_symbols_metas(struct msgctx *m)
 	double t0 = m->prof ? prof_now() : 0;
 	for (size_t k = 0; k < e->nmeta; k++) {
 		int i = e->meta_order[k];
+		if (!rule_runs(&e->rules[i], m->set))
+			continue;
 		double v = meta_value(m, &e->rules[i]);
 		m->hits[i] = v != 0;
 	}

@@ -45,6 +45,10 @@ def main():
         f.write('header AL_HDR Subject =~ /autolearn-me/\nscore AL_HDR 6\n'
                 'body AL_BODY /autolearnbody/\nscore AL_BODY 6.5\n'
                 'header AL_NO Subject =~ /noautolearn/\nscore AL_NO 20\ntflags AL_NO noautolearn\n')
+        # scored in the Bayes sets only: run while Bayes is usable, else not
+        # run at all (false in metas), as SpamAssassin does
+        f.write('header SET2_ONLY Subject =~ /set2-probe/\nscore SET2_ONLY 0 0 1.25 1.25\n'
+                'meta SET2_META SET2_ONLY\nscore SET2_META 0.5\n')
     conf = os.path.join(tmp, 'f.conf')
     with open(conf, 'w') as f:
         f.write(f'inbound_plugins = spam\nplugin_directory = {BUILD}/plugins\nspam_rules = {rules}\n'
@@ -83,11 +87,19 @@ def main():
         f.write(msg(99, HAMW, 'ham'))
     rc, out = run(conf, 'spam', 'check', probe)
     check('BAYES_00=-1.9' in out, 'BAYES_00 on ham', out)
+    set2 = os.path.join(tmp, 'set2.eml')
+    with open(set2, 'w') as f:
+        f.write(msg(97, HAMW, 'ham').replace('Subject: ham 97', 'Subject: set2-probe'))
+    rc, out = run(conf, 'spam', 'check', set2)
+    check('SET2_ONLY=1.25' in out and 'SET2_META=0.5' in out, 'a rule scored in set 2 only runs with Bayes', out)
     # forget the mbox: below bayes_min_ham_num, Bayes stops scoring
     rc, out = run(conf, 'spam', 'forget', mbox)
     check(rc == 0 and 'forgot 12 message(s)' in out, 'forget an mbox', out)
     rc, out = run(conf, 'spam', 'check', probe)
     check('BAYES_' not in out.split('X-Spam-Status')[1], 'no Bayes below bayes_min_ham_num', out)
+    rc, out = run(conf, 'spam', 'check', set2)
+    check('SET2_' not in out.split('X-Spam-Status')[1],
+          'without Bayes (set 0) a rule scored 0 there is not run: false in metas', out)
     # autolearn (SpamAssassin's thresholds) shows in X-Spam-Status
     conf_al = conf + '-al'
     with open(conf) as a, open(conf_al, 'w') as b:

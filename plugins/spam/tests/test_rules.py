@@ -33,7 +33,8 @@ that does not):
   ALL-INTERNAL / ALL-EXTERNAL ranges, a sendmail "(may be forged)" hop;
 - Date:raw keeps the TAB after the colon, ALL:raw the lack of a space;
 - `if can(Mail::SpamAssassin::Plugin::X::m)` only with X loaded;
-- spam_rules globs, a glob matching nothing is an error naming it.
+- spam_rules globs, a glob matching nothing is an error naming it;
+- rules scored 0 in the score set in use are not run (false in metas).
 """
 
 import base64
@@ -128,6 +129,23 @@ header   T_RELAY_EXT  X-Spam-Relays-External =~ /^\[ ip=198\.51\.100\.7 /
 header   T_MSA        X-Spam-Relays-Trusted =~ /ip=203\.0\.113\.9 .* msa=1 /
 header   T_DATE_TAB   Date:raw =~ /^\t/
 header   T_NOSPACE    ALL:raw =~ /^Subject:\S/m
+body     T_ZERO_BODY  /zero-marker/
+score    T_ZERO_BODY  0
+meta     T_ZERO_META  T_ZERO_BODY
+meta     T_ZERO_NOT   !T_ZERO_BODY
+header   __ZERO_SUB   Subject =~ /zero-marker/
+score    __ZERO_SUB   0
+meta     T_ZERO_SUBM  __ZERO_SUB
+header   T_ZERO_EVAL  eval:check_for_missing_to_header()
+score    T_ZERO_EVAL  0
+meta     T_ZERO_EVALM T_ZERO_EVAL
+body     T_NONZERO    /zero-marker/
+meta     T_ZERO_OFFM  T_NONZERO
+score    T_ZERO_OFFM  0
+meta     T_ZERO_OFFM2 T_ZERO_OFFM
+header   T_ZERO_SET0  Subject =~ /zero-marker/
+score    T_ZERO_SET0  0 1 0 1
+meta     T_ZERO_SETM  T_ZERO_SET0
 if can(Mail::SpamAssassin::Plugin::Missing::has_x)
 header   T_CAN_MISSING Subject =~ /./
 endif
@@ -206,6 +224,21 @@ def img(kind, data, cte='base64'):
     body = base64.b64encode(data).decode() if cte == 'base64' else data.decode('latin-1')
     return ('image/' + kind, body, 'Content-Transfer-Encoding: %s\n' % cte)
 
+
+# SpamAssassin runs no rule whose score is 0 in the score set in use: it
+# does not hit, and metas read it as false (set 0 here; set 1 with
+# spam_dns_available, where T_ZERO_SET0 runs).
+ZERO_MSG = ('From: Alice <alice@example.test>\nSubject: zero-marker\nMessage-ID: <m1@example.test>\n' + DATE +
+            '\nzero-marker\n')
+ZERO_CASES = [
+    ('zero', ZERO_MSG, None, ['T_NONZERO', 'T_ZERO_NOT'],
+     ['T_ZERO_BODY', 'T_ZERO_META', 'T_ZERO_SUBM', 'T_ZERO_EVAL', 'T_ZERO_EVALM', 'T_ZERO_OFFM', 'T_ZERO_OFFM2',
+      'T_ZERO_SET0', 'T_ZERO_SETM']),
+]
+ZERO_NET_CASES = [
+    ('zero-net', ZERO_MSG, None, ['T_NONZERO', 'T_ZERO_NOT', 'T_ZERO_SET0', 'T_ZERO_SETM'],
+     ['T_ZERO_META', 'T_ZERO_SUBM', 'T_ZERO_EVALM', 'T_ZERO_OFFM2']),
+]
 
 CASES = [
     ('img-gif', mp([('text/plain', 'See the picture.', ''), img('gif', GIF_BIG)], 'mixed'), None,
@@ -474,11 +507,13 @@ def write(path, text):
     return path
 
 
-def conf(root, name, rules):
-    return sifttest.write_conf(os.path.join(root, name + '.conf'), {
+def conf(root, name, rules, **extra):
+    settings = {
         'plugin_directory': os.path.join(BUILD, 'plugins'), 'inbound_plugins': 'spam',
         'myhostname': 'mx.sift.test', 'spam_rules': rules, 'spam_cache_directory': '',
-        'filterd_user': sifttest.daemon_user()})
+        'filterd_user': sifttest.daemon_user()}
+    settings.update(extra)
+    return sifttest.write_conf(os.path.join(root, name + '.conf'), settings)
 
 
 def run_cases(root, cfg, cases):
@@ -508,7 +543,9 @@ def main():
         rdir = os.path.join(root, 'rules')
         os.makedirs(rdir)
         write(os.path.join(rdir, '10_test.cf'), RULES)
-        run_cases(root, conf(root, 'plain', os.path.join(rdir, '*.cf')), CASES)
+        run_cases(root, conf(root, 'plain', os.path.join(rdir, '*.cf')), CASES + ZERO_CASES)
+        run_cases(root, conf(root, 'net', os.path.join(rdir, '*.cf'), spam_dns_available='yes',
+                             dns_servers='127.0.0.1:9'), ZERO_NET_CASES)
         write(os.path.join(rdir, '20_nets.cf'), NETS)
         run_cases(root, conf(root, 'nets', os.path.join(rdir, '*.cf')), NET_CASES)
         # --profile: where the time of the messages went, by rule kind and rule
