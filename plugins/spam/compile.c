@@ -487,6 +487,47 @@ static void order_metas(struct spam_engine *e)
 	free(stack);
 }
 
+/* A __ rule (regex or meta) that no rule which runs reads, directly or
+ * through metas, cannot change a score: it is not compiled nor run (off,
+ * counted in stats_unused). Evals stay: a check_rbl rule launches the
+ * queries of its set's check_rbl_sub rules. */
+static void mark_unused(struct spam_engine *e)
+{
+	bool *live = xcalloc(e->nrules, sizeof(bool));
+	int *todo = xcalloc(e->nrules, sizeof(int));
+	size_t n = 0;
+	for (size_t i = 0; i < e->nrules; i++) {
+		const struct rule *r = &e->rules[i];
+		if (r->type == R_NONE || r->disabled || r->off)
+			continue;
+		if (strncmp(r->name, "__", 2) != 0 || r->eval_fn || r->type == R_SYMBOL) {
+			live[i] = true;
+			todo[n++] = (int)i;
+		}
+	}
+	while (n) {
+		const struct rule *r = &e->rules[todo[--n]];
+		if (r->type != R_META || !r->rpn)
+			continue;
+		for (int t = 0; t < r->nrpn; t++) {
+			int d = r->rpn[t];
+			if (d >= 0 && !live[d] && !e->rules[d].off) {
+				live[d] = true;
+				todo[n++] = d;
+			}
+		}
+	}
+	for (size_t i = 0; i < e->nrules; i++) {
+		struct rule *r = &e->rules[i];
+		if (!live[i] && r->type != R_NONE && !r->disabled && !r->off) {
+			r->off = true;
+			e->stats_unused++;
+		}
+	}
+	free(live);
+	free(todo);
+}
+
 int finalize(struct spam_engine *e)
 {
 	/* replace tags: once per rule however often replace_rules names it
@@ -520,8 +561,16 @@ int finalize(struct spam_engine *e)
 		if ((r->zero_sets >> base & 1) && (r->zero_sets >> (base | SPAM_SET_BAYES) & 1)) {
 			r->off = true;
 			e->stats_off++;
-			continue;
 		}
+	}
+	for (size_t i = 0; i < e->nrules; i++)
+		if (e->rules[i].type == R_META && !e->rules[i].disabled && !e->rules[i].off)
+			compile_meta(e, &e->rules[i]);
+	mark_unused(e);
+	for (size_t i = 0; i < e->nrules; i++) {
+		struct rule *r = &e->rules[i];
+		if (r->type == R_NONE || r->disabled || r->off)
+			continue;
 		if (r->eval_fn) {
 			r->eval_id = eval_lookup(r->eval_fn);
 			if (r->eval_id < 0) {
@@ -554,9 +603,6 @@ int finalize(struct spam_engine *e)
 		g->rules[g->n++] = (int)i;
 		r->group = (int)(g - e->groups);
 	}
-	for (size_t i = 0; i < e->nrules; i++)
-		if (e->rules[i].type == R_META && !e->rules[i].disabled && !e->rules[i].off)
-			compile_meta(e, &e->rules[i]);
 	order_metas(e);
 	for (size_t i = 0; i < e->ngroups; i++)
 		finish_group(e, &e->groups[i]);

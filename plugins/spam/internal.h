@@ -179,8 +179,8 @@ struct rule {
 	/* SpamAssassin runs no rule whose score is 0 in the score set in use
 	 * (a rule not run is false in metas): bit s of zero_sets is set when
 	 * `score` gives the rule 0 in set s; off: 0 in both sets the engine
-	 * can use (with and without Bayes), so the rule is never compiled nor
-	 * run. */
+	 * can use (with and without Bayes), or a __ rule that nothing which
+	 * runs reads: the rule is never compiled nor run. */
 	unsigned char zero_sets;
 	bool off;
 };
@@ -302,7 +302,7 @@ struct spam_engine {
 	unsigned cache_errors;
 	char *cache_why; /* why the cache directory is not used */
 #endif
-	unsigned stats_disabled, stats_eval_unknown, stats_off;
+	unsigned stats_disabled, stats_eval_unknown, stats_off, stats_unused;
 	int include_depth;
 	void (*log)(int level, const char *msg);
 	struct netconf *net; /* network test settings (dnsbl.c); NULL: defaults */

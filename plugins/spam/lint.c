@@ -106,11 +106,11 @@ void spam_engine_stats(const struct spam_engine *e, char *buf, size_t n)
 #endif
 	snprintf(buf, n,
 		 "rules: %u active (header %u, body %u, rawbody %u, full %u, uri %u, mimeheader %u, meta %u, "
-		 "symbol %u); %u disabled (%u unknown evals); %u scored 0 (not run); regexes: %s, %u "
-		 "Hyperscan exact",
+		 "symbol %u); %u disabled (%u unknown evals); not run: %u scored 0, %u __ rules nothing "
+		 "reads; regexes: %s, %u Hyperscan exact",
 		 active, counts[R_HEADER], counts[R_BODY], counts[R_RAWBODY], counts[R_FULL], counts[R_URI],
 		 counts[R_MIMEHEADER], counts[R_META], counts[R_SYMBOL], e->stats_disabled,
-		 e->stats_eval_unknown, e->stats_off, regex, nexact);
+		 e->stats_eval_unknown, e->stats_off, e->stats_unused, regex, nexact);
 }
 
 void spam_fmt_num(char *buf, size_t n, double v)

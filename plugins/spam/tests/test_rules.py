@@ -34,7 +34,8 @@ that does not):
 - Date:raw keeps the TAB after the colon, ALL:raw the lack of a space;
 - `if can(Mail::SpamAssassin::Plugin::X::m)` only with X loaded;
 - spam_rules globs, a glob matching nothing is an error naming it;
-- rules scored 0 in the score set in use are not run (false in metas).
+- rules scored 0 in the score set in use are not run (false in metas);
+  __ rules that nothing which runs reads are not compiled.
 """
 
 import base64
@@ -146,6 +147,11 @@ meta     T_ZERO_OFFM2 T_ZERO_OFFM
 header   T_ZERO_SET0  Subject =~ /zero-marker/
 score    T_ZERO_SET0  0 1 0 1
 meta     T_ZERO_SETM  T_ZERO_SET0
+body     __UNUSED_BODY /zero-marker/
+meta     __UNUSED_META __UNUSED_BODY
+body     __USED_BODY  /zero-marker/
+meta     __USED_MID   __USED_BODY && !__ZERO_SUB
+meta     T_USED_TOP   __USED_MID
 if can(Mail::SpamAssassin::Plugin::Missing::has_x)
 header   T_CAN_MISSING Subject =~ /./
 endif
@@ -231,7 +237,7 @@ def img(kind, data, cte='base64'):
 ZERO_MSG = ('From: Alice <alice@example.test>\nSubject: zero-marker\nMessage-ID: <m1@example.test>\n' + DATE +
             '\nzero-marker\n')
 ZERO_CASES = [
-    ('zero', ZERO_MSG, None, ['T_NONZERO', 'T_ZERO_NOT'],
+    ('zero', ZERO_MSG, None, ['T_NONZERO', 'T_ZERO_NOT', 'T_USED_TOP'],
      ['T_ZERO_BODY', 'T_ZERO_META', 'T_ZERO_SUBM', 'T_ZERO_EVAL', 'T_ZERO_EVALM', 'T_ZERO_OFFM', 'T_ZERO_OFFM2',
       'T_ZERO_SET0', 'T_ZERO_SETM']),
 ]
@@ -570,6 +576,14 @@ def main():
         evals = out.split('eval rules by time:\n', 1)[-1].splitlines()[1:]
         check(any(ln.endswith(' T_BLANK (check_blank_line_ratio)') for ln in evals),
               'profile: eval rules ranked with their function', out)
+        # rules not run: scored 0 in every set the engine uses (T_ZERO_BODY,
+        # __ZERO_SUB, T_ZERO_EVAL, T_ZERO_OFFM, T_ZERO_SET0 without network
+        # tests) and the __ rules nothing that runs reads (__UNUSED_BODY and
+        # __UNUSED_META; __USED_BODY is read through __USED_MID)
+        r = subprocess.run([SIFTCTL, '-c', conf(root, 'plain', os.path.join(rdir, '*.cf')), 'spam', 'lint'],
+                           capture_output=True, text=True, timeout=300)
+        check('not run: 5 scored 0, 2 __ rules nothing reads;' in r.stdout, 'lint counts the rules not run',
+              r.stdout + r.stderr)
         # a glob matching nothing is an error naming the pattern
         pat = os.path.join(rdir, 'none-*.cf')
         r = subprocess.run([SIFTCTL, '-c', conf(root, 'noglob', '%s %s' % (os.path.join(rdir, '10_test.cf'), pat)),
