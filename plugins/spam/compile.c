@@ -569,8 +569,18 @@ int finalize(struct spam_engine *e)
 	mark_unused(e);
 	for (size_t i = 0; i < e->nrules; i++) {
 		struct rule *r = &e->rules[i];
-		if (r->type == R_NONE || r->disabled || r->off)
+		if (r->type == R_NONE || r->disabled)
 			continue;
+		if (r->off) {
+			/* not run, but a regex that does not compile is an error
+			 * wherever it is: compiled once, then dropped */
+			if (r->pattern && !r->eval_fn && !r->exists && r->type != R_META &&
+			    r->type != R_SYMBOL && compile_pcre(e, r) == 0 && r->re) {
+				pcre2_code_free(r->re);
+				r->re = NULL;
+			}
+			continue;
+		}
 		if (r->eval_fn) {
 			r->eval_id = eval_lookup(r->eval_fn);
 			if (r->eval_id < 0) {

@@ -590,6 +590,12 @@ def main():
                             'spam', 'lint'], capture_output=True, text=True, timeout=300)
         check(r.returncode != 0 and pat + ': no file matches' in r.stdout + r.stderr,
               'a glob matching nothing is an error naming it', r.stdout + r.stderr)
+        # a rule that is never run (scored 0) still gets its regex checked
+        write(os.path.join(rdir, '30_bad.cf'), 'body T_BROKEN_ZERO /(unclosed/\nscore T_BROKEN_ZERO 0\n')
+        r = subprocess.run([SIFTCTL, '-c', conf(root, 'badzero', os.path.join(rdir, '*.cf')), 'spam', 'lint'],
+                           capture_output=True, text=True, timeout=300)
+        check(r.returncode != 0 and 'T_BROKEN_ZERO: regex does not compile' in r.stdout + r.stderr,
+              'a broken regex is an error in a rule scored 0 too', r.stdout + r.stderr)
         # a bad network is a rule error
         write(os.path.join(rdir, '30_bad.cf'), 'trusted_networks 300.1.2.3/8\n')
         r = subprocess.run([SIFTCTL, '-c', conf(root, 'badnet', os.path.join(rdir, '*.cf')), 'spam', 'lint'],
