@@ -68,11 +68,12 @@ static char *hs_pattern(const struct rule *r)
 }
 
 /* Compiles the rules of g marked in ok[] into one database, each as
- * pat[i] (NULL: hs_pattern). When the compiler names a culprit, it leaves
+ * pat[i] (NULL: hs_pattern), in exact mode where exact[i] (a relaxed
+ * pattern: still a prefilter, PCRE2 confirms). When the compiler names a culprit, it leaves
  * ok[] and the rest is compiled again; with no culprit named, the whole
  * group is given up (ok[] cleared). */
 static hs_database_t *hs_build(const struct spam_engine *e, const struct rgroup *g, bool *ok,
-			       char *const *pat)
+			       char *const *pat, const bool *exact)
 {
 	char **pats = xcalloc(g->n, sizeof(char *));
 	unsigned *flags = xcalloc(g->n, sizeof(unsigned));
@@ -85,7 +86,7 @@ static hs_database_t *hs_build(const struct spam_engine *e, const struct rgroup 
 				continue;
 			const struct rule *r = &e->rules[g->rules[i]];
 			pats[m] = pat && pat[i] ? xstrdup(pat[i]) : hs_pattern(r);
-			flags[m] = hs_flags_for(r);
+			flags[m] = hs_flags_for(r) & ~(exact && exact[i] ? HS_FLAG_PREFILTER : 0u);
 			ids[m] = (unsigned)i;
 			m++;
 		}
@@ -144,7 +145,7 @@ static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 {
 	uint64_t h = fnv1a(1469598103934665603ull, hs_version(), strlen(hs_version()));
 	/* how patterns Hyperscan refuses whole are prefiltered (hs_fallback) */
-	static const char fallback[] = "prefix-fallback-1";
+	static const char fallback[] = "prefix-fallback-1 relax-8-3";
 	h = fnv1a(h, fallback, sizeof(fallback));
 	/* the size limit decides which rules a database holds */
 	uint32_t limit = HS_MAX_RULE_DB;
@@ -162,11 +163,12 @@ static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 }
 
 /* A group's database as stored in the cache and sent by the compiler:
- * "SIFTHS2\n", the number of rules n (4 octets), n flags (1: in the
- * database), the serialized database (absent when none). */
+ * "SIFTHS2\n", the number of rules n (4 octets), n flags (HS_IN_DB or
+ * HS_RELAXED: in the database), the serialized database (absent when
+ * none). */
 #define HS_MAGIC "SIFTHS2\n"
 
-static char *hs_blob(const bool *ok, size_t n, const hs_database_t *db, size_t *len_r)
+static char *hs_blob(const bool *ok, const bool *exact, size_t n, const hs_database_t *db, size_t *len_r)
 {
 	char *bytes = NULL;
 	size_t blen = 0;
@@ -178,7 +180,7 @@ static char *hs_blob(const bool *ok, size_t n, const hs_database_t *db, size_t *
 	uint32_t n32 = (uint32_t)n;
 	memcpy(b + 8, &n32, 4);
 	for (size_t i = 0; i < n; i++)
-		b[12 + i] = ok[i] ? 1 : 0;
+		b[12 + i] = !ok[i] ? 0 : exact && exact[i] ? HS_RELAXED : HS_IN_DB;
 	if (blen)
 		memcpy(b + 12 + n, bytes, blen);
 	free(bytes);
@@ -199,7 +201,7 @@ static int hs_unblob(const char *b, size_t len, const struct spam_engine *e, con
 	size_t blen = len - 12 - n32;
 	bool any = false;
 	for (size_t i = 0; i < g->n; i++) {
-		if (b[12 + i] > 1 || (b[12 + i] && !hs_candidate(&e->rules[g->rules[i]])))
+		if (b[12 + i] > HS_RELAXED || (b[12 + i] && !hs_candidate(&e->rules[g->rules[i]])))
 			return -1;
 		any |= b[12 + i];
 	}
@@ -208,9 +210,9 @@ static int hs_unblob(const char *b, size_t len, const struct spam_engine *e, con
 	if (blen && hs_deserialize_database(b + 12 + n32, blen, &db) != HS_SUCCESS)
 		return -1;
 	hg->db = db;
-	hg->in_db = xcalloc(g->n, sizeof(bool));
+	hg->in_db = xcalloc(g->n, 1);
 	for (size_t i = 0; i < g->n; i++)
-		hg->in_db[i] = b[12 + i];
+		hg->in_db[i] = (unsigned char)b[12 + i];
 	hg->loaded = true;
 	return 0;
 }
@@ -384,14 +386,15 @@ static int hsmatch_finish(const struct spam_engine *e, struct hsmatch *hm)
 		const struct rgroup *g = &e->groups[gi];
 		struct hsgroup *hg = &hm->g[gi];
 		if (!hg->in_db)
-			hg->in_db = xcalloc(g->n, sizeof(bool));
+			hg->in_db = xcalloc(g->n, 1);
 		hg->pcre_only = xcalloc(g->n + 1, sizeof(int));
 		for (size_t i = 0; i < g->n; i++) {
 			if (!e->rules[g->rules[i]].re)
 				continue;
-			if (hg->in_db[i] && hg->db)
+			if (hg->in_db[i] && hg->db) {
 				hm->nhs++;
-			else {
+				hm->nrelaxed += hg->in_db[i] == HS_RELAXED;
+			} else {
 				hg->pcre_only[hg->npcre++] = g->rules[i];
 				hm->npcre++;
 			}
@@ -485,30 +488,65 @@ static char *hs_fallback(const struct rule *r)
 	return NULL;
 }
 
+/* A long regex that Hyperscan takes only as a loose prefilter (or not at
+ * all) may fit an exact database with its large repeats made unbounded
+ * (prefix.c): the relaxed pattern, to compile in exact mode, or NULL. Not
+ * for the regexes prefilterd by a prefix (prefilter_prefix), which are
+ * the ones Hyperscan scans slowly. */
+static char *hs_relaxed(const struct rule *r)
+{
+	if (strlen(r->pattern) < HS_SIZE_PATTERN || prefilter_prefix(r->pattern, r->flags))
+		return NULL;
+	static const unsigned counts[] = {RELAX_COUNT_1, RELAX_COUNT_2};
+	unsigned flags = hs_flags_for(r) & ~HS_FLAG_PREFILTER;
+	for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+		char *p = prefilter_relax(r->pattern, r->flags, counts[k]);
+		if (!p)
+			return NULL;
+		hs_database_t *db = NULL;
+		hs_compile_error_t *ce = NULL;
+		size_t size = 0;
+		if (hs_compile(p, flags, HS_MODE_BLOCK, NULL, &db, &ce) == HS_SUCCESS) {
+			hs_database_size(db, &size);
+			hs_free_database(db);
+			if (size <= HS_MAX_RULE_DB)
+				return p;
+		} else
+			hs_free_compile_error(ce);
+		free(p);
+	}
+	return NULL;
+}
+
 static void hs_compile_child(const struct spam_engine *e, const bool *need, int fd)
 {
 	for (size_t gi = 0; gi < e->ngroups; gi++) {
 		if (!need[gi])
 			continue;
 		const struct rgroup *g = &e->groups[gi];
-		bool *ok = xcalloc(g->n, sizeof(bool));
+		bool *ok = xcalloc(g->n, sizeof(bool)), *exact = xcalloc(g->n, sizeof(bool));
 		char **pat = xcalloc(g->n, sizeof(char *));
 		for (size_t i = 0; i < g->n; i++) {
 			const struct rule *r = &e->rules[g->rules[i]];
 			if (!hs_candidate(r))
 				continue;
+			if ((pat[i] = hs_relaxed(r))) {
+				ok[i] = exact[i] = true;
+				continue;
+			}
 			char *p = hs_pattern(r);
 			ok[i] = hs_takes(p, hs_flags_for(r));
 			free(p);
 			if (!ok[i] && (pat[i] = hs_fallback(r)))
 				ok[i] = true;
 		}
-		hs_database_t *db = hs_build(e, g, ok, pat);
+		hs_database_t *db = hs_build(e, g, ok, pat, exact);
 		for (size_t i = 0; i < g->n; i++)
 			free(pat[i]);
 		free(pat);
 		size_t len = 0;
-		char *b = hs_blob(ok, g->n, db, &len);
+		char *b = hs_blob(ok, exact, g->n, db, &len);
+		free(exact);
 		if (db)
 			hs_free_database(db);
 		uint32_t gi32 = (uint32_t)gi;
@@ -712,7 +750,7 @@ void build_exact(struct spam_engine *e, struct rgroup *g)
 	for (size_t i = 0; i < g->n; i++)
 		any |= ok[i] = e->rules[g->rules[i]].hs_exact;
 	if (any)
-		g->exact_db = hs_build(e, g, ok, NULL);
+		g->exact_db = hs_build(e, g, ok, NULL, NULL);
 	for (size_t i = 0; i < g->n; i++)
 		if (e->rules[g->rules[i]].hs_exact && !ok[i])
 			e->rules[g->rules[i]].hs_exact = false; /* reported below */

@@ -312,7 +312,9 @@ struct spam_engine {
 /* The Hyperscan matcher (hyperscan.c): per group a prefilter database. */
 struct hsgroup {
 	hs_database_t *db;
-	bool *in_db; /* per group position */
+	/* per group position: HS_IN_DB (a prefilter), HS_RELAXED (an exact
+	 * pattern of the rule relaxed, prefix.c), 0 (not in the database) */
+	unsigned char *in_db;
 	int *pcre_only;
 	size_t npcre;
 	bool loaded; /* from the cache or the compiler */
@@ -321,8 +323,10 @@ struct hsgroup {
 struct hsmatch {
 	struct hsgroup *g; /* per group */
 	struct scratch_pool pool;
-	unsigned nhs, npcre;
+	unsigned nhs, npcre, nrelaxed;
 };
+#define HS_IN_DB   1
+#define HS_RELAXED 2
 #endif
 
 /* meta: tokenize into RPN. Operators are coded as negative ints. */
@@ -567,6 +571,16 @@ size_t prefilter_prefix(const char *pat, const char *flags);
  * cuts[], shortest first): the prefixes Hyperscan may prefilter a pattern
  * with that it refuses whole. Their count; 0 when pat is left whole. */
 int prefilter_cuts(const char *pat, const char *flags, size_t *cuts, int max);
+/* pat with every repeat counting min_count or more made unbounded: it
+ * matches wherever pat does, and a long pattern Hyperscan refuses exactly
+ * may fit an exact database that way. Malloc'd; NULL when nothing changes
+ * or the pattern is one this reader leaves alone (negative lookarounds,
+ * conditionals, verbs, extended mode). */
+char *prefilter_relax(const char *pat, const char *flags, unsigned min_count);
+/* The counts tried, in order: the first whose pattern Hyperscan takes
+ * exactly is used. */
+#define RELAX_COUNT_1 8
+#define RELAX_COUNT_2 3
 
 /* ---- profile (scan.c, lint.c) ---------------------------------------------- */
 

@@ -99,8 +99,11 @@ void spam_engine_stats(const struct spam_engine *e, char *buf, size_t n)
 #ifdef SPAM_HAVE_HS
 	const struct hsmatch *hm = atomic_load(&((struct spam_engine *)e)->hs);
 	if (hm)
-		snprintf(regex, sizeof(regex), "%u through Hyperscan prefilters, %u PCRE2-JIT only", hm->nhs,
-			 hm->npcre);
+		snprintf(regex, sizeof(regex),
+			 "%u through Hyperscan prefilters (%u of them with large repeats relaxed), %u "
+			 "PCRE2-JIT "
+			 "only",
+			 hm->nhs, hm->nrelaxed, hm->npcre);
 	else if (e->use_hs)
 		snprintf(regex, sizeof(regex), "%u PCRE2-JIT until the Hyperscan databases are ready", nre);
 #endif

@@ -199,3 +199,86 @@ int prefilter_cuts(const char *pat, const char *flags, size_t *cuts, int max)
 	int n = walk(pat, flags, cuts, max, &nrep);
 	return n < 0 ? 0 : n < max ? n : max;
 }
+
+/*
+ * A looser regex for the long patterns Hyperscan cannot take exactly.
+ *
+ * The stock ruleset's form rules (__FILL_THIS_FORM_*) are too large for an
+ * exact Hyperscan database because of their bounded repeats: {1,100} of a
+ * class is a hundred automaton states, {0,3} of a group of field names
+ * three copies of it. In prefilter mode Hyperscan takes them by dropping
+ * so much that every line of a message is a candidate, and PCRE2 then runs
+ * the whole regex at every offset of every line. The same regex with each
+ * large repeat made unbounded (X{1,100} as X+, X{0,3} as X*, X{5} as X+)
+ * matches wherever the original does and fits an exact database: the lines
+ * it finds are few, PCRE2 still confirms each.
+ *
+ * A repeat whose count (lower or upper bound) is min_count or more becomes
+ * unbounded, keeping a lower bound below min_count ({2,50} -> {2,}, {3,5}
+ * -> + when min_count is 3). A possessive repeat loses its '+' (possessive
+ * matches are a subset of greedy ones). Negative lookarounds are refused,
+ * as is anything that changes meaning with the text around it: a looser
+ * pattern inside (?!...) would match less. NULL: left as it is.
+ */
+char *prefilter_relax(const char *pat, const char *flags, unsigned min_count)
+{
+	if (flags && strchr(flags, 'x'))
+		return NULL;
+	size_t n = strlen(pat);
+	char *out = xmalloc(n + 1), *o = out;
+	bool changed = false;
+	const char *p = pat;
+	while (*p) {
+		const char *s = p;
+		if (*p == '\\') {
+			p = escape_end(p);
+			if (!p)
+				goto refuse;
+		} else if (*p == '[') {
+			p = class_end(p);
+			if (!p)
+				goto refuse;
+		} else if (*p == '(') {
+			if (p[1] == '*' || (p[1] == '?' && (p[2] == '#' || p[2] == '(' || p[2] == '!' ||
+							    (p[2] == '<' && p[3] == '!'))))
+				goto refuse; /* verbs, comments, conditionals, negative lookarounds */
+			p++;
+		} else if (*p == '{' && isdigit((unsigned char)p[1])) {
+			bool optional, repeated;
+			const char *q = quantifier_end(p, &optional, &repeated);
+			if (q == p) { /* a literal '{' */
+				*o++ = *p++;
+				continue;
+			}
+			char *e;
+			unsigned long lo = strtoul(p + 1, &e, 10), hi = lo;
+			if (*e == ',')
+				hi = isdigit((unsigned char)e[1]) ? strtoul(e + 1, NULL, 10) : 0;
+			if (lo < min_count && hi < min_count) {
+				memcpy(o, p, (size_t)(q - p));
+				o += q - p;
+			} else {
+				if (lo == 0)
+					*o++ = '*';
+				else if (lo == 1 || lo >= min_count)
+					*o++ = '+';
+				else
+					o += sprintf(o, "{%lu,}", lo);
+				if (q[-1] == '?') /* lazy: the same language */
+					*o++ = '?';
+				changed = true;
+			}
+			p = q;
+			continue;
+		} else
+			p++;
+		memcpy(o, s, (size_t)(p - s));
+		o += p - s;
+	}
+	*o = 0;
+	if (changed)
+		return out;
+refuse:
+	free(out);
+	return NULL;
+}

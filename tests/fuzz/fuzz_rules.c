@@ -5,8 +5,10 @@
  * compiler are the same). A ruleset that loads is linted and scores a small
  * fixed message (so that eval: arguments, metas, tflags and header targets
  * from the input run); one that does not must say why. Leaks are findings
- * (LeakSanitizer). Replayed over tests/fuzz/corpus/rules/ in every build by
- * replay.c.
+ * (LeakSanitizer). The input whole is also read as one regex by the
+ * readers that derive Hyperscan prefilters from a rule's regex (prefix.c:
+ * top-level cuts, relaxed repeats). Replayed over tests/fuzz/corpus/rules/
+ * in every build by replay.c.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "../../plugins/spam/engine.h"
+#include "../../plugins/spam/internal.h"
 #include "mailsyntax.h"
 #include "mime.h"
 #include "sift.h"
@@ -78,8 +81,34 @@ static void score(const struct spam_engine *e)
 	spam_result_free(&r);
 }
 
+/* The input as one regex: the prefilter readers never read past its end,
+ * and a relaxed pattern is never longer than the regex. */
+static void prefilters(const uint8_t *data, size_t size)
+{
+	char *pat = malloc(size + 1);
+	if (!pat)
+		return;
+	memcpy(pat, data, size);
+	pat[size] = 0;
+	size_t cuts[PREFIX_MAX_FALLBACK];
+	int n = prefilter_cuts(pat, "i", cuts, PREFIX_MAX_FALLBACK);
+	for (int k = 0; k < n; k++)
+		if (cuts[k] > strlen(pat))
+			abort();
+	if (prefilter_prefix(pat, NULL) > strlen(pat))
+		abort();
+	for (unsigned count = 3; count <= 8; count += 5) {
+		char *r = prefilter_relax(pat, NULL, count);
+		if (r && (strlen(r) > strlen(pat) || strcmp(r, pat) == 0))
+			abort();
+		free(r);
+	}
+	free(pat);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	prefilters(data, size);
 	struct spam_engine_opts o = {.use_hyperscan = 0};
 	char *err = NULL;
 	struct spam_engine *e = spam_engine_new_text(&o, "fuzz.cf", (const char *)data, size, &err);

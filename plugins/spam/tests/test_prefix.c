@@ -2,6 +2,8 @@
  * test_prefix.c - the prefixes Hyperscan prefilters slow regexes with
  * (prefix.c): where the cut falls, what leaves a pattern whole, and that
  * every subject the whole regex matches is matched by its prefix (PCRE2).
+ * The relaxed regexes of prefilter_relax: what they become, what is left
+ * alone, and that they match every subject the regex matches.
  */
 #include <stdio.h>
 
@@ -44,6 +46,76 @@ static const char *prefix_of(const char *pat, const char *flags)
 #define FUZZY                                                                                        \
 	"(?!money)(?:[mM\\xcc]|rn|[\\xc9][\\xb1]){1,2}\\W{0,2}(?:[oO0]|[\\xce][\\xbf]){1,2}\\W{0,2}" \
 	"(?:[nN]|[\\xd0][\\xbf]){1,2}\\W{0,2}(?:[eE3]){1,2}\\W{0,2}(?:[yY\\xbe]){1,2}\\W{0,2}(?:[sS\\$])\\b"
+
+/* prefilter_relax(pat, NULL, count), "" when it leaves pat alone */
+static const char *relaxed(const char *pat, unsigned count)
+{
+	static char buf[512];
+	char *r = prefilter_relax(pat, NULL, count);
+	snprintf(buf, sizeof(buf), "%s", r ? r : "");
+	free(r);
+	return buf;
+}
+
+static void relax_checks(void)
+{
+	/* large repeats unbounded, small ones kept, a lower bound under the
+	 * count kept, lazy kept, possessive dropped */
+	CHECK(strcmp(relaxed("a{1,100}b{0,3}c{2}d{2,50}e{5}f{0,30}?g{1,9}+h", 8),
+		     "a+b{0,3}c{2}d{2,}e{5}f*?g+h") == 0);
+	CHECK(strcmp(relaxed("a{1,100}b{0,3}c{2}d{2,50}e{5}", 3), "a+b*c{2}d{2,}e+") == 0);
+	CHECK(strcmp(relaxed("(?:x|yz){5}", 3), "(?:x|yz)+") == 0);
+	/* braces that are no quantifier, escaped or in a class, stay */
+	CHECK(strcmp(relaxed("a{x}[{1,9}]\\{1,9}b{1,9}", 3), "a{x}[{1,9}]\\{1,9}b+") == 0);
+	/* left alone: nothing to change, negative lookarounds, conditionals,
+	 * verbs, \Q, extended mode */
+	CHECK(prefilter_relax("ab{1,2}c", NULL, 3) == NULL);
+	CHECK(prefilter_relax("(?!ab{1,9})c{1,9}", NULL, 3) == NULL);
+	CHECK(prefilter_relax("(?<!a)c{1,9}", NULL, 3) == NULL);
+	CHECK(prefilter_relax("(?(1)a|b)c{1,9}", NULL, 3) == NULL);
+	CHECK(prefilter_relax("(*UTF)c{1,9}", NULL, 3) == NULL);
+	CHECK(prefilter_relax("\\Qa{1,9}\\Ec{1,9}", NULL, 3) == NULL);
+	CHECK(prefilter_relax("c{1,9}", "ix", 3) == NULL);
+	CHECK(strcmp(relaxed("(?=ab{1,9})c{1,9}", 3), "(?=ab+)c+") == 0);
+	/* every subject the regex matches, the relaxed one matches */
+	const char *pats[] = {
+		"(?:(?:your|full)[\\s,:]{1,5})?(?:name|address){1,3}(?:[-=_.:\\s]{1,100}|\\sor\\s){3}",
+		"\\b(?:[a-z]{5,}[\\s.]+){4}x", "^\\s?(?:\\d{1,3}[).:]{1,80})\\s?(?:name|age)s?:[ _]{3,100}$",
+		NULL};
+	const char *subjects[] = {"your name: address or name___",
+				  "full, name\t\taddress   name  or ",
+				  "abcde fghij klmno pqrst x",
+				  "abcdefgh. ijklmnop..qrstuvw xyzab x",
+				  "1) name: ___",
+				  "12.. ages:    ",
+				  "name address",
+				  "",
+				  "abcde x",
+				  NULL};
+	for (unsigned count = 3; count <= 8; count += 5)
+		for (const char **p = pats; *p; p++) {
+			char *r = prefilter_relax(*p, "i", count);
+			/* no repeat of 8 in the second: left alone */
+			CHECK((r == NULL) == (count == 8 && p == pats + 1));
+			if (!r)
+				continue;
+			pcre2_code *whole = re(*p, PCRE2_ZERO_TERMINATED, true),
+				   *loose = re(r, PCRE2_ZERO_TERMINATED, true);
+			CHECK(whole && loose);
+			int hits = 0;
+			for (const char **s = subjects; whole && loose && *s; s++)
+				if (matches(whole, *s)) {
+					hits++;
+					CHECK(matches(loose, *s));
+				}
+			if (hits < 2)
+				fprintf(stderr, "%s: %d subject(s)\n", *p, hits);
+			CHECK(hits >= 2);
+			pcre2_code_free(whole);
+			pcre2_code_free(loose);
+			free(r);
+		}
+}
 
 int main(void)
 {
@@ -115,6 +187,7 @@ int main(void)
 		pcre2_code_free(whole);
 		pcre2_code_free(pre);
 	}
+	relax_checks();
 	if (failures)
 		fprintf(stderr, "%d check(s) failed\n", failures);
 	return failures ? 1 : 0;

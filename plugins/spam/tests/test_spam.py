@@ -378,10 +378,14 @@ def main():
                   'FUZZY_CREDIT' not in fallback,
                   'stock ruleset: rules over 1 MB of Hyperscan prefiltered by a prefix that fits', fallback)
             # ... and stays out of the database, matched by PCRE2 alone, when none
-            # fits (HUGE_RULE: 1.2 MB, one item)
+            # fits (T_HUGE: HUGE_RULE behind a negative lookahead, 1.2 MB, one
+            # item, not relaxed). The same regex without the lookahead fits an
+            # exact database once its large repeats are unbounded (T_RELAXED):
+            # a prefilter still, PCRE2 confirms what it finds.
             hdir = os.path.join(root, 'huge')
             os.makedirs(hdir)
-            write(hdir, '10_huge.cf', 'body T_HUGE /%s/i\nbody T_SMALL /lunch/\n' % HUGE_RULE)
+            write(hdir, '10_huge.cf', 'body T_HUGE /(?!zzz)%s/i\nbody T_RELAXED /%s/i\nbody T_SMALL /lunch/\n'
+                  % (HUGE_RULE, HUGE_RULE))
             huge = conf(root, 'huge', {'spam_rules': hdir, 'spam_cache_directory': os.path.join(root, 'huge-cache')})
             os.makedirs(os.path.join(root, 'huge-cache'))
             siftctl(huge, 'spam', 'compile', timeout=900)
@@ -389,6 +393,16 @@ def main():
             fallback = re.findall(r'^pcre2-fallback: [^:]+:\d+: (\w+):', r.stdout, re.M)
             check('through Hyperscan prefilters' in r.stdout and 'T_HUGE' in fallback and 'T_SMALL' not in fallback,
                   'a rule over 1 MB of Hyperscan with no prefix that fits is left to PCRE2', r.stdout[-1500:])
+            check('(1 of them with large repeats relaxed)' in r.stdout and 'T_RELAXED' not in fallback,
+                  'a long rule too large for Hyperscan is prefiltered with its large repeats relaxed',
+                  r.stdout[-1500:])
+            form = write(root, 'form.eml', 'Subject: form\n\nPlease send <FF_N1> ____ <FF_A1>: ____ '
+                         '<FF_P1> ...... today.\n')
+            noform = write(root, 'noform.eml', 'Subject: lunch\n\nlunch: <FF_N1> ____ <FF_A1> at noon\n')
+            r = siftctl(huge, 'spam', 'check', '--json', form, noform, timeout=900)
+            hits = [sorted(t['name'] for t in json.loads(x)['tests']) for x in r.stdout.splitlines()]
+            check(hits == [['T_HUGE', 'T_RELAXED'], ['T_SMALL']],
+                  'the relaxed prefilter finds the form, PCRE2 turns down two fields', hits)
             r = siftctl(stock, 'spam', 'check', gt, timeout=900)
             check('GTUBE' in r.stdout, 'stock ruleset: GTUBE', r.stdout[-1500:])
             r = siftctl(stock, 'spam', 'check', '--json', sm, timeout=900)
