@@ -87,6 +87,19 @@ static char *repeat_as_call(const char *pat, int k)
 			 (int)(best_e - best_s - 3), pat + best_s + 3, k, q, pat + best_q + 1);
 }
 
+/* A regex too large for PCRE2 as written (compiled with its repeated group
+ * as calls) keeps the pattern PCRE2 compiled, for its anchored copy: these
+ * are the regexes whose every attempt is costly, worth trying only at the
+ * offsets where a match may start (hyperscan.c's starts databases). */
+static void keep_pattern(struct rule *r, const char *pat, uint32_t fl)
+{
+	if (fl & PCRE2_UTF)
+		return;
+	free(r->pcre_pat);
+	r->pcre_pat = xstrdup(pat);
+	r->pcre_fl = fl;
+}
+
 /* r's regex with guards on its large alternations (guard.c), its
  * repeated group as calls if that is too large; NULL when it has none or
  * does not compile that way (then it is compiled as written). */
@@ -105,6 +118,8 @@ static pcre2_code *compile_guarded(const struct rule *r, uint32_t fl, bool *call
 		c = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, fl, &ec, &eo, NULL);
 		*calls = c != NULL;
 	}
+	if (c && *calls)
+		keep_pattern((struct rule *)r, pat, fl);
 	free(pat);
 	return c;
 }
@@ -140,6 +155,8 @@ static int compile_pcre(struct spam_engine *e, struct rule *r)
 			pat = next;
 			r->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, fl, &ec, &eo, NULL);
 		}
+		if (r->re)
+			keep_pattern(r, pat, fl);
 		if (r->re)
 			lint(e, false,
 			     "%s: %s: too large for PCRE2 as written; compiled with its repeated group as "
@@ -207,6 +224,30 @@ pcre2_code *rule_jit(const struct rule *cr)
 		c = r->re;
 		pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
 		atomic_store_explicit(&r->jit, c, memory_order_release);
+	}
+	pthread_mutex_unlock(&jit_lock);
+	return c;
+}
+
+pcre2_code *rule_anchored(const struct rule *cr)
+{
+	struct rule *r = (struct rule *)cr;
+	pcre2_code *c = atomic_load_explicit(&r->anch, memory_order_acquire);
+	if (c || !r->pcre_pat)
+		return c;
+	pthread_mutex_lock(&jit_lock);
+	c = atomic_load_explicit(&r->anch, memory_order_relaxed);
+	if (!c) {
+		int ec;
+		PCRE2_SIZE eo;
+		c = pcre2_compile((PCRE2_SPTR)r->pcre_pat, PCRE2_ZERO_TERMINATED, r->pcre_fl | PCRE2_ANCHORED,
+				  &ec, &eo, NULL);
+		/* it compiled unanchored: it compiles anchored (NULL: the
+		 * caller searches unanchored) */
+		if (c) {
+			pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
+			atomic_store_explicit(&r->anch, c, memory_order_release);
+		}
 	}
 	pthread_mutex_unlock(&jit_lock);
 	return c;
@@ -578,6 +619,8 @@ int finalize(struct spam_engine *e)
 			    r->type != R_SYMBOL && compile_pcre(e, r) == 0 && r->re) {
 				pcre2_code_free(r->re);
 				r->re = NULL;
+				free(r->pcre_pat);
+				r->pcre_pat = NULL;
 			}
 			continue;
 		}

@@ -258,6 +258,8 @@ void spam_engine_free(struct spam_engine *e)
 		free(r->rpn_num);
 		if (r->re)
 			pcre2_code_free(r->re);
+		free(r->pcre_pat);
+		pcre2_code_free(atomic_load(&r->anch));
 	}
 	free(e->rules);
 	free(e->hash);

@@ -145,7 +145,7 @@ static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 {
 	uint64_t h = fnv1a(1469598103934665603ull, hs_version(), strlen(hs_version()));
 	/* how patterns Hyperscan refuses whole are prefiltered (hs_fallback) */
-	static const char fallback[] = "prefix-fallback-1 relax-8-3";
+	static const char fallback[] = "prefix-fallback-1 relax-8-3 starts-2";
 	h = fnv1a(h, fallback, sizeof(fallback));
 	/* the size limit decides which rules a database holds */
 	uint32_t limit = HS_MAX_RULE_DB;
@@ -162,28 +162,39 @@ static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 			 (unsigned long long)h);
 }
 
-/* A group's database as stored in the cache and sent by the compiler:
- * "SIFTHS2\n", the number of rules n (4 octets), n flags (HS_IN_DB or
- * HS_RELAXED: in the database), the serialized database (absent when
+/* A group's databases as stored in the cache and sent by the compiler:
+ * "SIFTHS3\n", the number of rules n (4 octets), n flags (HS_IN_DB or
+ * HS_RELAXED: in the prefilter database; HS_STARTS added: in the starts
+ * database), the length of the serialized prefilter database (8 octets),
+ * that database, then the serialized starts database (each absent when
  * none). */
-#define HS_MAGIC "SIFTHS2\n"
+#define HS_MAGIC "SIFTHS3\n"
 
-static char *hs_blob(const bool *ok, const bool *exact, size_t n, const hs_database_t *db, size_t *len_r)
+static char *hs_blob(const unsigned char *flags, size_t n, const hs_database_t *db, const hs_database_t *sdb,
+		     size_t *len_r)
 {
-	char *bytes = NULL;
-	size_t blen = 0;
+	char *bytes = NULL, *sbytes = NULL;
+	size_t blen = 0, slen = 0;
 	if (db && hs_serialize_database(db, &bytes, &blen) != HS_SUCCESS)
 		return NULL;
-	size_t len = 8 + 4 + n + blen;
+	if (sdb && hs_serialize_database(sdb, &sbytes, &slen) != HS_SUCCESS) {
+		free(bytes);
+		return NULL;
+	}
+	size_t len = 8 + 4 + n + 8 + blen + slen;
 	char *b = xmalloc(len);
 	memcpy(b, HS_MAGIC, 8);
 	uint32_t n32 = (uint32_t)n;
 	memcpy(b + 8, &n32, 4);
-	for (size_t i = 0; i < n; i++)
-		b[12 + i] = !ok[i] ? 0 : exact && exact[i] ? HS_RELAXED : HS_IN_DB;
+	memcpy(b + 12, flags, n);
+	uint64_t b64 = blen;
+	memcpy(b + 12 + n, &b64, 8);
 	if (blen)
-		memcpy(b + 12 + n, bytes, blen);
+		memcpy(b + 20 + n, bytes, blen);
+	if (slen)
+		memcpy(b + 20 + n + blen, sbytes, slen);
 	free(bytes);
+	free(sbytes);
 	*len_r = len;
 	return b;
 }
@@ -192,27 +203,38 @@ static int hs_unblob(const char *b, size_t len, const struct spam_engine *e, con
 		     struct hsgroup *hg)
 {
 	uint32_t n32;
+	uint64_t b64;
 	if (len < 12 || memcmp(b, HS_MAGIC, 8) != 0)
 		return -1;
 	memcpy(&n32, b + 8, 4);
-	if (n32 != g->n || len < 12 + (size_t)n32)
+	if (n32 != g->n || len < 20 + (size_t)n32)
 		return -1;
-	hs_database_t *db = NULL;
-	size_t blen = len - 12 - n32;
-	bool any = false;
+	memcpy(&b64, b + 12 + n32, 8);
+	if (b64 > len - 20 - n32)
+		return -1;
+	size_t blen = (size_t)b64, slen = len - 20 - n32 - blen;
+	const unsigned char *fl = (const unsigned char *)b + 12;
+	bool any = false, anys = false;
 	for (size_t i = 0; i < g->n; i++) {
-		if (b[12 + i] > HS_RELAXED || (b[12 + i] && !hs_candidate(&e->rules[g->rules[i]])))
+		unsigned f = fl[i] & ~HS_STARTS;
+		if (f > HS_RELAXED || (fl[i] && !hs_candidate(&e->rules[g->rules[i]])) || (fl[i] && !f))
 			return -1;
-		any |= b[12 + i];
+		any |= f != 0;
+		anys |= (fl[i] & HS_STARTS) != 0;
 	}
-	if (any != (blen > 0))
+	if (any != (blen > 0) || anys != (slen > 0))
 		return -1;
-	if (blen && hs_deserialize_database(b + 12 + n32, blen, &db) != HS_SUCCESS)
+	hs_database_t *db = NULL, *sdb = NULL;
+	if (blen && hs_deserialize_database(b + 20 + n32, blen, &db) != HS_SUCCESS)
 		return -1;
+	if (slen && hs_deserialize_database(b + 20 + n32 + blen, slen, &sdb) != HS_SUCCESS) {
+		hs_free_database(db);
+		return -1;
+	}
 	hg->db = db;
+	hg->starts_db = sdb;
 	hg->in_db = xcalloc(g->n, 1);
-	for (size_t i = 0; i < g->n; i++)
-		hg->in_db[i] = (unsigned char)b[12 + i];
+	memcpy(hg->in_db, fl, g->n);
 	hg->loaded = true;
 	return 0;
 }
@@ -369,6 +391,8 @@ void hsmatch_free(const struct spam_engine *e, struct hsmatch *hm)
 	for (size_t i = 0; i < e->ngroups; i++) {
 		if (hm->g[i].db)
 			hs_free_database(hm->g[i].db);
+		if (hm->g[i].starts_db)
+			hs_free_database(hm->g[i].starts_db);
 		free(hm->g[i].in_db);
 		free(hm->g[i].pcre_only);
 	}
@@ -393,13 +417,16 @@ static int hsmatch_finish(const struct spam_engine *e, struct hsmatch *hm)
 				continue;
 			if (hg->in_db[i] && hg->db) {
 				hm->nhs++;
-				hm->nrelaxed += hg->in_db[i] == HS_RELAXED;
+				hm->nrelaxed += (hg->in_db[i] & ~HS_STARTS) == HS_RELAXED;
+				hm->nstarts += (hg->in_db[i] & HS_STARTS) && hg->starts_db;
 			} else {
 				hg->pcre_only[hg->npcre++] = g->rules[i];
 				hm->npcre++;
 			}
 		}
 		if (hg->db && hs_alloc_scratch(hg->db, &hm->pool.proto) != HS_SUCCESS)
+			return -1;
+		if (hg->starts_db && hs_alloc_scratch(hg->starts_db, &hm->pool.proto) != HS_SUCCESS)
 			return -1;
 	}
 	return 0;
@@ -495,7 +522,7 @@ static char *hs_fallback(const struct rule *r)
  * the ones Hyperscan scans slowly. */
 static char *hs_relaxed(const struct rule *r)
 {
-	if (strlen(r->pattern) < HS_SIZE_PATTERN || prefilter_prefix(r->pattern, r->flags))
+	if (strlen(r->pattern) < LONG_REGEX || prefilter_prefix(r->pattern, r->flags))
 		return NULL;
 	static const unsigned counts[] = {RELAX_COUNT_1, RELAX_COUNT_2};
 	unsigned flags = hs_flags_for(r) & ~HS_FLAG_PREFILTER;
@@ -516,6 +543,73 @@ static char *hs_relaxed(const struct rule *r)
 		free(p);
 	}
 	return NULL;
+}
+
+/* Hyperscan compiles p exactly with these flags, within the size limit. */
+static bool hs_exact_takes(const char *p, unsigned flags)
+{
+	hs_database_t *db = NULL;
+	hs_compile_error_t *ce = NULL;
+	size_t size = 0;
+	if (hs_compile(p, flags, HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
+		hs_free_compile_error(ce);
+		return false;
+	}
+	hs_database_size(db, &size);
+	hs_free_database(db);
+	return size <= HS_MAX_RULE_DB;
+}
+
+static unsigned hs_starts_flags(const struct rule *r)
+{
+	return hs_flags_for(r) & ~(HS_FLAG_PREFILTER | HS_FLAG_SINGLEMATCH);
+}
+
+/* A regex too large for PCRE2 as written (r->pcre_pat: the form rules,
+ * 3 KB groups repeated 3 or 5 times) costs PCRE2 some 120 ns at every
+ * offset of every line it is a candidate on, and no relaxed form of it
+ * fits a Hyperscan database strict enough to make it a rare candidate.
+ * Its reverse (relaxed first, so that it fits), scanned backwards over the
+ * line, gives the offsets where a match may start (prefix.c); PCRE2 then
+ * tries those only, anchored. The pattern for the starts database, or
+ * NULL. */
+static char *hs_starts(const struct rule *r)
+{
+	if (!r->pcre_pat || r->utf || prefilter_prefix(r->pattern, r->flags))
+		return NULL;
+	char *rel = prefilter_relax(r->pattern, r->flags, RELAX_COUNT_2);
+	char *rev = prefilter_reverse(rel ? rel : r->pattern, r->flags);
+	free(rel);
+	if (rev && !hs_exact_takes(rev, hs_starts_flags(r))) {
+		free(rev);
+		rev = NULL;
+	}
+	return rev;
+}
+
+/* The starts database of the rules with a pattern in spat[]; NULL if none
+ * (or Hyperscan refuses them together: then no rule has one). */
+static hs_database_t *hs_build_starts(const struct spam_engine *e, const struct rgroup *g, char *const *spat)
+{
+	const char **pats = xcalloc(g->n, sizeof(char *));
+	unsigned *flags = xcalloc(g->n, sizeof(unsigned)), *ids = xcalloc(g->n, sizeof(unsigned));
+	unsigned m = 0;
+	for (size_t i = 0; i < g->n; i++)
+		if (spat[i]) {
+			pats[m] = spat[i];
+			flags[m] = hs_starts_flags(&e->rules[g->rules[i]]);
+			ids[m++] = (unsigned)i;
+		}
+	hs_database_t *db = NULL;
+	hs_compile_error_t *ce = NULL;
+	if (m && hs_compile_multi(pats, flags, ids, m, HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
+		hs_free_compile_error(ce);
+		db = NULL;
+	}
+	free(pats);
+	free(flags);
+	free(ids);
+	return db;
 }
 
 static void hs_compile_child(const struct spam_engine *e, const bool *need, int fd)
@@ -541,14 +635,30 @@ static void hs_compile_child(const struct spam_engine *e, const bool *need, int 
 				ok[i] = true;
 		}
 		hs_database_t *db = hs_build(e, g, ok, pat, exact);
+		/* start offsets for the long rules left as loose prefilters */
+		char **spat = xcalloc(g->n, sizeof(char *));
 		for (size_t i = 0; i < g->n; i++)
+			if (db && ok[i])
+				spat[i] = hs_starts(&e->rules[g->rules[i]]);
+		hs_database_t *sdb = hs_build_starts(e, g, spat);
+		unsigned char *fl = xcalloc(g->n, 1);
+		for (size_t i = 0; i < g->n; i++) {
+			fl[i] = !ok[i] ? 0 : exact[i] ? HS_RELAXED : HS_IN_DB;
+			if (fl[i] && sdb && spat[i])
+				fl[i] |= HS_STARTS;
 			free(pat[i]);
+			free(spat[i]);
+		}
 		free(pat);
+		free(spat);
 		size_t len = 0;
-		char *b = hs_blob(ok, exact, g->n, db, &len);
+		char *b = hs_blob(fl, g->n, db, sdb, &len);
 		free(exact);
+		free(fl);
 		if (db)
 			hs_free_database(db);
+		if (sdb)
+			hs_free_database(sdb);
 		uint32_t gi32 = (uint32_t)gi;
 		uint64_t len64 = len;
 		if (!b || !write_all(fd, &gi32, 4) || !write_all(fd, &len64, 8) || !write_all(fd, b, len))

@@ -152,6 +152,13 @@ struct rule {
 	int target_idx;
 	pcre2_code *re;		   /* compiled at load; matched only through rule_code() */
 	_Atomic(pcre2_code *) jit; /* re once JIT-compiled (at its first match) */
+	/* a regex too large for PCRE2 as written: the pattern re was compiled
+	 * from (its repeated group as calls) and its options, for the anchored
+	 * copy that is tried at the offsets where Hyperscan says a match may
+	 * start (rule_anchored); NULL for the others */
+	char *pcre_pat;
+	uint32_t pcre_fl;
+	_Atomic(pcre2_code *) anch;
 	bool utf;
 	bool hs_exact; /* PCRE2 refused it (too large): Hyperscan alone, exact mode */
 	/* eval */
@@ -315,6 +322,9 @@ struct hsgroup {
 	/* per group position: HS_IN_DB (a prefilter), HS_RELAXED (an exact
 	 * pattern of the rule relaxed, prefix.c), 0 (not in the database) */
 	unsigned char *in_db;
+	/* the reversed regexes of some long rules (HS_STARTS), all matches
+	 * reported: where their matches may start (scan.c) */
+	hs_database_t *starts_db;
 	int *pcre_only;
 	size_t npcre;
 	bool loaded; /* from the cache or the compiler */
@@ -323,10 +333,11 @@ struct hsgroup {
 struct hsmatch {
 	struct hsgroup *g; /* per group */
 	struct scratch_pool pool;
-	unsigned nhs, npcre, nrelaxed;
+	unsigned nhs, npcre, nrelaxed, nstarts;
 };
 #define HS_IN_DB   1
 #define HS_RELAXED 2
+#define HS_STARTS  4
 #endif
 
 /* meta: tokenize into RPN. Operators are coded as negative ints. */
@@ -361,6 +372,9 @@ static inline pcre2_code *rule_code(const struct rule *r)
 	pcre2_code *c = atomic_load_explicit(&r->jit, memory_order_acquire);
 	return c ? c : rule_jit(r);
 }
+/* r's regex compiled anchored (PCRE2_ANCHORED; JIT does not take the
+ * option at match time), made at its first use; NULL when r has none. */
+pcre2_code *rule_anchored(const struct rule *r);
 
 /* ImageInfo (evals_mime.c): the pixel area of decoded image data of a
  * kind, as SpamAssassin reads its size; 0 when it finds none. */
@@ -394,6 +408,15 @@ struct msgctx {
 	size_t ncand;
 	unsigned *cand_mark;
 	unsigned mark;
+	/* start offsets of the HS_STARTS rules in one text of one group
+	 * (scan.c): (group position, end offset in the reversed text) */
+	const char *st_text;
+	size_t st_gi;
+	char *st_rev;
+	size_t st_revcap;
+	unsigned *st_id, *st_end, *st_tmp;
+	size_t nst, st_cap;
+	bool st_over; /* more than STARTS_MAX, or a scan error: search whole */
 	long long deadline;
 	bool timed_out;
 	bool in_subject; /* scanning the body's first line, the subject */
@@ -577,6 +600,16 @@ int prefilter_cuts(const char *pat, const char *flags, size_t *cuts, int max);
  * or the pattern is one this reader leaves alone (negative lookarounds,
  * conditionals, verbs, extended mode). */
 char *prefilter_relax(const char *pat, const char *flags, unsigned min_count);
+/* The reverse of pat (malloc'd), matching at least the reversed text of
+ * every match of pat: scanned backwards over a line, it reports where the
+ * matches of pat may start. NULL for what this reader refuses
+ * (backreferences, calls, conditionals, verbs, options set mid-regex,
+ * extended mode). */
+char *prefilter_reverse(const char *pat, const char *flags);
+/* A regex this long or longer (octets) may be slow enough for PCRE2 and
+ * too large enough for Hyperscan to be worth a relaxed prefilter and
+ * start offsets. */
+#define LONG_REGEX 300
 /* The counts tried, in order: the first whose pattern Hyperscan takes
  * exactly is used. */
 #define RELAX_COUNT_1 8

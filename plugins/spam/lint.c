@@ -94,16 +94,16 @@ void spam_engine_stats(const struct spam_engine *e, char *buf, size_t n)
 			nexact += r->hs_exact;
 		}
 	}
-	char regex[160];
+	char regex[200];
 	snprintf(regex, sizeof(regex), "%u PCRE2-JIT", nre);
 #ifdef SPAM_HAVE_HS
 	const struct hsmatch *hm = atomic_load(&((struct spam_engine *)e)->hs);
 	if (hm)
-		snprintf(regex, sizeof(regex),
-			 "%u through Hyperscan prefilters (%u of them with large repeats relaxed), %u "
-			 "PCRE2-JIT "
-			 "only",
-			 hm->nhs, hm->nrelaxed, hm->npcre);
+		snprintf(
+			regex, sizeof(regex),
+			"%u through Hyperscan prefilters (%u of them with large repeats relaxed, %u tried at "
+			"start offsets), %u PCRE2-JIT only",
+			hm->nhs, hm->nrelaxed, hm->nstarts, hm->npcre);
 	else if (e->use_hs)
 		snprintf(regex, sizeof(regex), "%u PCRE2-JIT until the Hyperscan databases are ready", nre);
 #endif

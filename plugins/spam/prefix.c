@@ -282,3 +282,205 @@ refuse:
 	free(out);
 	return NULL;
 }
+
+/*
+ * The reverse of a regex, for finding where its matches may start.
+ *
+ * Hyperscan reports where matches end. Scanning a line backwards with the
+ * reversed regex reports, for every match of the regex, the offset where
+ * it starts. PCRE2 can then try the regex anchored at those offsets only,
+ * instead of at every offset of the line: the first offset where the
+ * anchored match succeeds is where the unanchored search would have found
+ * it, since the search tries offsets left to right and an offset where no
+ * match starts fails either way.
+ *
+ * The reversed regex may match more than the regex reversed (never less):
+ * assertions are dropped (^ $ \A \z \Z \G, lookarounds), atomic groups and
+ * possessive repeats become plain ones. Word boundaries read both sides
+ * and stay. Refused (NULL): backreferences, recursion and subroutine
+ * calls, conditionals, verbs, \Q...\E, branch resets, option settings that
+ * are not at the start of the regex (their scope runs to the end of the
+ * group), extended mode.
+ */
+struct rbuf {
+	char *s;
+	size_t len, cap;
+};
+
+static void rb_add(struct rbuf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		b->cap = (b->len + n + 1) * 2;
+		b->s = xrealloc(b->s, b->cap);
+	}
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = 0;
+}
+
+#define REV_MAX_DEPTH 64
+
+static bool rev_alt(const char **pp, struct rbuf *out, int depth);
+
+/* One sequence (up to '|', ')' or the end) reversed into out. */
+static bool rev_seq(const char **pp, struct rbuf *out, int depth)
+{
+	/* items as [start, end) of their reversed text in tmp, then emitted
+	 * last first */
+	struct rbuf tmp = {0};
+	size_t *at = NULL, nat = 0, capat = 0;
+	const char *p = *pp;
+	bool ok = true;
+	while (ok && *p && *p != '|' && *p != ')') {
+		const char *s = p;
+		bool drop = false;
+		size_t start = tmp.len;
+		if (*p == '\\') {
+			unsigned char c = (unsigned char)p[1];
+			if ((c >= '1' && c <= '9') || c == 'g' || c == 'k' || c == 'K') {
+				ok = false;
+				break;
+			}
+			p = escape_end(p);
+			if (!p) {
+				ok = false;
+				break;
+			}
+			drop = c == 'A' || c == 'z' || c == 'Z' || c == 'G';
+			if (!drop)
+				rb_add(&tmp, s, (size_t)(p - s));
+		} else if (*p == '[') {
+			p = class_end(p);
+			if (!p) {
+				ok = false;
+				break;
+			}
+			rb_add(&tmp, s, (size_t)(p - s));
+		} else if (*p == '(') {
+			const char *body;
+			if (p[1] == '*' || (p[1] == '?' && strchr("(|R&P+-0123456789", p[2]) && p[2] &&
+					    !(p[2] == 'P' && p[3] == '<') &&
+					    !(p[2] == '-' && p[3] && isalpha((unsigned char)p[3])))) {
+				ok = false; /* verbs, conditionals, branch resets, calls */
+				break;
+			}
+			if (p[1] == '?' && (p[2] == '=' || p[2] == '!' || p[2] == '#' ||
+					    (p[2] == '<' && (p[3] == '=' || p[3] == '!')))) {
+				p = group_end(p); /* lookarounds, comments: dropped */
+				if (!p) {
+					ok = false;
+					break;
+				}
+				drop = true;
+			} else {
+				if (p[1] != '?')
+					body = p + 1;
+				else if (p[2] == ':' || p[2] == '>')
+					body = p + 3;
+				else if (p[2] == '<' || p[2] == '\'' || (p[2] == 'P' && p[3] == '<')) {
+					char close = p[2] == '\'' ? '\'' : '>';
+					body = strchr(p + 3, close);
+					if (!body) {
+						ok = false;
+						break;
+					}
+					body++;
+				} else {
+					/* (?flags:...) or a bare (?flags) */
+					size_t k = strspn(p + 2, "imnsxJU-^");
+					if (p[2 + k] != ':') {
+						ok = false;
+						break;
+					}
+					body = p + 3 + k;
+				}
+				if (depth >= REV_MAX_DEPTH) {
+					ok = false;
+					break;
+				}
+				/* a capture or atomic group becomes (?: ; flags are kept */
+				if (p[1] == '?' && p[2] != '<' && p[2] != '\'' && p[2] != 'P' && p[2] != '>')
+					rb_add(&tmp, p, (size_t)(body - p));
+				else
+					rb_add(&tmp, "(?:", 3);
+				const char *q = body;
+				if (!rev_alt(&q, &tmp, depth + 1) || *q != ')') {
+					ok = false;
+					break;
+				}
+				rb_add(&tmp, ")", 1);
+				p = q + 1;
+			}
+		} else if (*p == '^' || *p == '$') {
+			p++;
+			drop = true;
+		} else {
+			p++;
+			rb_add(&tmp, s, 1);
+		}
+		bool optional, repeated;
+		const char *q = quantifier_end(p, &optional, &repeated);
+		if (!drop && q > p) {
+			size_t n = (size_t)(q - p);
+			if (q[-1] == '+' && n > 1) /* possessive: plain */
+				n--;
+			rb_add(&tmp, p, n);
+		}
+		p = q;
+		if (drop)
+			tmp.len = start;
+		else {
+			if (nat + 2 > capat) {
+				capat = capat ? capat * 2 : 16;
+				at = xrealloc(at, capat * sizeof(size_t));
+			}
+			at[nat++] = start;
+		}
+	}
+	if (ok)
+		for (size_t k = nat; k-- > 0;) {
+			size_t end = k + 1 < nat ? at[k + 1] : tmp.len;
+			rb_add(out, tmp.s + at[k], end - at[k]);
+		}
+	if (!out->s)
+		rb_add(out, "", 0);
+	free(tmp.s);
+	free(at);
+	*pp = p;
+	return ok;
+}
+
+static bool rev_alt(const char **pp, struct rbuf *out, int depth)
+{
+	for (;;) {
+		if (!rev_seq(pp, out, depth))
+			return false;
+		if (**pp != '|')
+			return true;
+		rb_add(out, "|", 1);
+		(*pp)++;
+	}
+}
+
+char *prefilter_reverse(const char *pat, const char *flags)
+{
+	if (flags && strchr(flags, 'x'))
+		return NULL;
+	struct rbuf out = {0};
+	const char *p = pat;
+	/* options at the very start apply to the whole regex: they stay first */
+	if (p[0] == '(' && p[1] == '?') {
+		size_t k = strspn(p + 2, "imnsxJU-^");
+		if (k && p[2 + k] == ')') {
+			if (memchr(p + 2, 'x', k))
+				return NULL;
+			rb_add(&out, p, k + 3);
+			p += k + 3;
+		}
+	}
+	if (!rev_alt(&p, &out, 0) || *p) {
+		free(out.s);
+		return NULL;
+	}
+	return out.s;
+}

@@ -8,18 +8,24 @@
 #include "bayes_engine.h"
 #include "internal.h"
 
-static int pmatch(struct msgctx *m, const struct rule *r, const char *s, size_t len, size_t off)
+static int pmatch_code(struct msgctx *m, const struct rule *r, pcre2_code *code, const char *s, size_t len,
+		       size_t off)
 {
 	if (!m->prof)
-		return pcre2_match(rule_code(r), (PCRE2_SPTR)s, len, off, 0, m->md, m->mctx);
+		return pcre2_match(code, (PCRE2_SPTR)s, len, off, 0, m->md, m->mctx);
 	double t0 = prof_now();
-	int rc = pcre2_match(rule_code(r), (PCRE2_SPTR)s, len, off, 0, m->md, m->mctx);
+	int rc = pcre2_match(code, (PCRE2_SPTR)s, len, off, 0, m->md, m->mctx);
 	double dt = prof_now() - t0;
 	size_t ri = (size_t)(r - m->e->rules);
 	m->prof->rule_ms[ri] += dt;
 	m->prof->rule_calls[ri]++;
 	m->prof->pcre[r->type] += dt;
 	return rc;
+}
+
+static int pmatch(struct msgctx *m, const struct rule *r, const char *s, size_t len, size_t off)
+{
+	return pmatch_code(m, r, rule_code(r), s, len, off);
 }
 
 /* hs_scan, timed when profiling */
@@ -59,6 +65,89 @@ static int count_matches(struct msgctx *m, const struct rule *r, const char *s, 
 	}
 	return n;
 }
+
+#ifdef SPAM_HAVE_HS
+/* Start offsets: at most this many per text and group, else the regexes
+ * are searched whole. */
+#define STARTS_MAX 4096
+
+static int starts_cb(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void *ctx)
+{
+	struct msgctx *m = ctx;
+	if (m->nst == m->st_cap) {
+		if (m->st_cap >= STARTS_MAX) {
+			m->st_over = true;
+			return 1; /* stop the scan */
+		}
+		m->st_cap = m->st_cap ? m->st_cap * 2 : 64;
+		m->st_id = xrealloc(m->st_id, m->st_cap * sizeof(unsigned));
+		m->st_end = xrealloc(m->st_end, m->st_cap * sizeof(unsigned));
+		m->st_tmp = xrealloc(m->st_tmp, m->st_cap * sizeof(unsigned));
+	}
+	m->st_id[m->nst] = id;
+	m->st_end[m->nst++] = (unsigned)to;
+	return 0;
+}
+
+static int ucmp(const void *a, const void *b)
+{
+	unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* count_matches for a rule with start offsets (HS_STARTS): the group's
+ * starts database scans the text reversed once, then the rule's anchored
+ * regex is tried at its offsets left to right. The leftmost offset where
+ * it matches is where the unanchored search would find its match (that
+ * search tries the offsets left to right, and no match starts elsewhere),
+ * so the count is the same. */
+static int count_from_starts(struct msgctx *m, const struct hsgroup *hg, size_t gi, unsigned k,
+			     const struct rule *r, const char *s, size_t len)
+{
+	pcre2_code *a = rule_anchored(r);
+	if (!a || len > 0xffffffffu)
+		return count_matches(m, r, s, len);
+	if (m->st_text != s || m->st_gi != gi) {
+		if (len > m->st_revcap) {
+			m->st_revcap = len;
+			m->st_rev = xrealloc(m->st_rev, len);
+		}
+		for (size_t i = 0; i < len; i++)
+			m->st_rev[i] = s[len - 1 - i];
+		m->nst = 0;
+		m->st_over = false;
+		double t0 = m->prof ? prof_now() : 0;
+		if (hs_scan(hg->starts_db, m->st_rev, (unsigned)len, 0, m->scratch, starts_cb, m) !=
+		    HS_SUCCESS)
+			m->st_over = true;
+		if (m->prof)
+			m->prof->hs[r->type] += prof_now() - t0;
+		m->st_text = s;
+		m->st_gi = gi;
+	}
+	if (m->st_over)
+		return count_matches(m, r, s, len);
+	size_t nat = 0;
+	for (size_t j = 0; j < m->nst; j++)
+		if (m->st_id[j] == k)
+			m->st_tmp[nat++] = (unsigned)len - m->st_end[j];
+	qsort(m->st_tmp, nat, sizeof(unsigned), ucmp);
+	int n = 0, maxh = !(r->tflags & TF_MULTIPLE) ? 1 : r->maxhits > 0 ? r->maxhits : 1000;
+	size_t off = 0;
+	for (size_t j = 0; j < nat && n < maxh; j++) {
+		if (m->st_tmp[j] < off)
+			continue;
+		if (pmatch_code(m, r, a, s, len, m->st_tmp[j]) < 0)
+			continue;
+		n++;
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
+		off = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+		if (off > len)
+			break;
+	}
+	return n;
+}
+#endif
 
 static void add_hits(struct msgctx *m, int ri, int n)
 {
@@ -112,10 +201,13 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 		m->ncand = 0;
 		if (m->scratch && hscan(m, g, hg->db, s, slen, hs_cb) == HS_SUCCESS) {
 			for (size_t k = 0; k < m->ncand; k++) {
-				int ri = g->rules[m->cand[k]];
+				unsigned pos = (unsigned)m->cand[k];
+				int ri = g->rules[pos];
 				if (m->done[ri])
 					continue;
-				int n = count_matches(m, &m->e->rules[ri], s, len);
+				int n = (hg->in_db[pos] & HS_STARTS) && hg->starts_db
+						? count_from_starts(m, hg, gi, pos, &m->e->rules[ri], s, len)
+						: count_matches(m, &m->e->rules[ri], s, len);
 				if (n)
 					add_hits(m, ri, n);
 			}
@@ -274,6 +366,10 @@ void msg_free(struct msgctx *m)
 	free(m->hits);
 	free(m->done);
 	free(m->cand);
+	free(m->st_rev);
+	free(m->st_id);
+	free(m->st_end);
+	free(m->st_tmp);
 	pcre2_match_data_free(m->md);
 	pcre2_match_context_free(m->mctx);
 }

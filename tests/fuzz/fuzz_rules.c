@@ -7,7 +7,7 @@
  * from the input run); one that does not must say why. Leaks are findings
  * (LeakSanitizer). The input whole is also read as one regex by the
  * readers that derive Hyperscan prefilters from a rule's regex (prefix.c:
- * top-level cuts, relaxed repeats). Replayed over tests/fuzz/corpus/rules/
+ * top-level cuts, relaxed repeats, the reverse). Replayed over tests/fuzz/corpus/rules/
  * in every build by replay.c.
  */
 #include <stdint.h>
@@ -103,6 +103,15 @@ static void prefilters(const uint8_t *data, size_t size)
 			abort();
 		free(r);
 	}
+	/* the reverse of the reverse reads as a regex again */
+	char *rev = prefilter_reverse(pat, NULL);
+	if (rev) {
+		char *back = prefilter_reverse(rev, NULL);
+		if (!back)
+			abort();
+		free(back);
+	}
+	free(rev);
 	free(pat);
 }
 

@@ -3,7 +3,9 @@
  * (prefix.c): where the cut falls, what leaves a pattern whole, and that
  * every subject the whole regex matches is matched by its prefix (PCRE2).
  * The relaxed regexes of prefilter_relax: what they become, what is left
- * alone, and that they match every subject the regex matches.
+ * alone, and that they match every subject the regex matches. The reversed
+ * regexes of prefilter_reverse: what they become, what is refused, and
+ * that each matches the reversed text of every match of its regex.
  */
 #include <stdio.h>
 
@@ -117,6 +119,86 @@ static void relax_checks(void)
 		}
 }
 
+/* prefilter_reverse(pat, NULL), "" when refused */
+static const char *reversed(const char *pat)
+{
+	static char buf[512];
+	char *r = prefilter_reverse(pat, NULL);
+	snprintf(buf, sizeof(buf), "%s", r ? r : "");
+	free(r);
+	return buf;
+}
+
+static void reverse_checks(void)
+{
+	CHECK(strcmp(reversed("abc"), "cba") == 0);
+	CHECK(strcmp(reversed("a(?:bc|de)f"), "f(?:cb|ed)a") == 0);
+	CHECK(strcmp(reversed("x|yz"), "x|zy") == 0);
+	CHECK(strcmp(reversed("a\\d+[xy]{2,3}?\\x41"), "\\x41[xy]{2,3}?\\d+a") == 0);
+	CHECK(strcmp(reversed("(?i:ab)c"), "c(?i:ba)") == 0);
+	CHECK(strcmp(reversed("(?i)abc"), "(?i)cba") == 0);
+	CHECK(strcmp(reversed("(?<n>ab)(c)"), "(?:c)(?:ba)") == 0);
+	CHECK(strcmp(reversed("(?>ab)c*+d"), "dc*(?:ba)") == 0);
+	/* assertions dropped, word boundaries kept */
+	CHECK(strcmp(reversed("^a(?=b)(?<!c)\\Ab$"), "ba") == 0);
+	CHECK(strcmp(reversed("\\bab\\B"), "\\Bba\\b") == 0);
+	/* a brace that is no quantifier is a character */
+	CHECK(strcmp(reversed("a{x}"), "}x{a") == 0);
+	/* refused */
+	CHECK(prefilter_reverse("(a)\\1", NULL) == NULL);
+	CHECK(prefilter_reverse("a(?i)b", NULL) == NULL);
+	CHECK(prefilter_reverse("(?(1)a|b)", NULL) == NULL);
+	CHECK(prefilter_reverse("(*UTF)a", NULL) == NULL);
+	CHECK(prefilter_reverse("(a)(?1)", NULL) == NULL);
+	CHECK(prefilter_reverse("a\\Kb", NULL) == NULL);
+	CHECK(prefilter_reverse("\\Qab\\E", NULL) == NULL);
+	CHECK(prefilter_reverse("ab", "ix") == NULL);
+	/* every match of the regex, reversed, is a match of the reverse */
+	const char *pats[] = {"(?:your\\s)?(?:name|addr(?:ess)?|phone)[:\\s]{1,3}_{2,}(?:\\s|,\\s?)",
+			      "\\b(?:[a-z]{3,}[\\s.]+){2}(?:x|yz)\\b", "(?i:AB)c+(?=d)|e{2}f?", NULL};
+	const char *subjects[] = {"your name: __ address ___, phone:___ ",
+				  "abc def. yz ghi jkl x",
+				  "abcccd ee eef",
+				  "name __",
+				  "",
+				  NULL};
+	for (const char **p = pats; *p; p++) {
+		char *r = prefilter_reverse(*p, NULL);
+		CHECK(r != NULL);
+		pcre2_code *fw = re(*p, PCRE2_ZERO_TERMINATED, true),
+			   *bw = r ? re(r, PCRE2_ZERO_TERMINATED, true) : NULL;
+		CHECK(fw && bw);
+		int matches_seen = 0;
+		for (const char **s = subjects; fw && bw && *s; s++) {
+			size_t n = strlen(*s);
+			pcre2_match_data *md = pcre2_match_data_create_from_pattern(fw, NULL);
+			for (size_t at = 0; at <= n; at++) {
+				if (pcre2_match(fw, (PCRE2_SPTR)*s, n, at, PCRE2_ANCHORED, md, NULL) < 0)
+					continue;
+				PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+				char rev[128];
+				size_t k = 0;
+				for (size_t i = ov[1]; i > ov[0] && k < sizeof(rev) - 1; i--)
+					rev[k++] = (*s)[i - 1];
+				pcre2_match_data *md2 = pcre2_match_data_create_from_pattern(bw, NULL);
+				int rc = pcre2_match(bw, (PCRE2_SPTR)rev, k, 0,
+						     PCRE2_ANCHORED | PCRE2_ENDANCHORED, md2, NULL);
+				pcre2_match_data_free(md2);
+				if (rc < 0)
+					fprintf(stderr, "%s: the reverse of \"%.*s\" not matched by %s\n", *p,
+						(int)(ov[1] - ov[0]), *s + ov[0], r);
+				CHECK(rc >= 0);
+				matches_seen++;
+			}
+			pcre2_match_data_free(md);
+		}
+		CHECK(matches_seen >= 2);
+		pcre2_code_free(fw);
+		pcre2_code_free(bw);
+		free(r);
+	}
+}
+
 int main(void)
 {
 	/* the cut: after the third item that must match, lookarounds and
@@ -188,6 +270,7 @@ int main(void)
 		pcre2_code_free(pre);
 	}
 	relax_checks();
+	reverse_checks();
 	if (failures)
 		fprintf(stderr, "%d check(s) failed\n", failures);
 	return failures ? 1 : 0;

@@ -393,7 +393,8 @@ def main():
             fallback = re.findall(r'^pcre2-fallback: [^:]+:\d+: (\w+):', r.stdout, re.M)
             check('through Hyperscan prefilters' in r.stdout and 'T_HUGE' in fallback and 'T_SMALL' not in fallback,
                   'a rule over 1 MB of Hyperscan with no prefix that fits is left to PCRE2', r.stdout[-1500:])
-            check('(1 of them with large repeats relaxed)' in r.stdout and 'T_RELAXED' not in fallback,
+            check('(1 of them with large repeats relaxed, 0 tried at start offsets)' in r.stdout and
+                  'T_RELAXED' not in fallback,
                   'a long rule too large for Hyperscan is prefiltered with its large repeats relaxed',
                   r.stdout[-1500:])
             form = write(root, 'form.eml', 'Subject: form\n\nPlease send <FF_N1> ____ <FF_A1>: ____ '
@@ -405,6 +406,35 @@ def main():
                   'the relaxed prefilter finds the form, PCRE2 turns down two fields', hits)
             r = siftctl(stock, 'spam', 'check', gt, timeout=900)
             check('GTUBE' in r.stdout, 'stock ruleset: GTUBE', r.stdout[-1500:])
+            # the form rules too large for PCRE2 as written (__FILL_THIS_FORM_
+            # LONG1/2, SHORT1/2) are tried at the offsets where the starts
+            # database says a match may start: the same hits as PCRE2 alone
+            r = siftctl(stock, 'spam', 'lint', timeout=900)
+            m = re.search(r'(\d+) tried at start offsets', r.stdout)
+            check(m is not None and int(m.group(1)) >= 2, 'stock ruleset: the form rules have start offsets',
+                  r.stdout[-600:])
+            form = write(root, 'stock-form.eml', 'From: a@example.test\nTo: b@example.test\nSubject: your claim\n'
+                         'Date: Wed, 01 Jan 2025 12:00:00 +0000\nMessage-ID: <f1@example.test>\n\n'
+                         'Dear winner, to receive your prize send us the following.\n\n'
+                         'Your full name: ________ address: ________ phone number: ________ age: ________ '
+                         'occupation: ________ country: ________\n\nRegards\n')
+            noform = write(root, 'stock-noform.eml', 'From: a@example.test\nTo: b@example.test\nSubject: minutes\n'
+                           'Date: Wed, 01 Jan 2025 12:00:00 +0000\nMessage-ID: <f2@example.test>\n\n'
+                           'The name of the project is on the address list, and the phone of the office is at '
+                           'the age of the country.\n')
+            nohs = conf(root, 'stock-nohs', {'spam_rules': '/usr/share/spamassassin /etc/spamassassin %s' % own,
+                                             'spam_cache_directory': cache, 'spam_hyperscan': 'no'})
+            got = {}
+            for name, c in (('hyperscan', stock), ('pcre2', nohs)):
+                r = siftctl(c, 'spam', 'check', '--json', form, noform, timeout=900)
+                got[name] = [sorted(t['name'] for t in json.loads(x)['tests']) for x in r.stdout.splitlines()]
+            hs_hits = got['hyperscan']
+            check(len(hs_hits) == 2 and 'FILL_THIS_FORM_LONG' in hs_hits[0] and
+                  not any(t.startswith('FILL_THIS_FORM') for t in hs_hits[1]),
+                  'stock ruleset: a form of six fields hits FILL_THIS_FORM_LONG, the same words in prose do not',
+                  hs_hits)
+            check(got['hyperscan'] == got['pcre2'], 'stock ruleset: form rules at start offsets hit as PCRE2 alone',
+                  got)
             r = siftctl(stock, 'spam', 'check', '--json', sm, timeout=900)
             check(r.returncode == 0 and '"score"' in r.stdout, 'stock ruleset scores a message', r.stdout[-500:])
     finally:
