@@ -302,39 +302,23 @@ refuse:
  * are not at the start of the regex (their scope runs to the end of the
  * group), extended mode.
  */
-struct rbuf {
-	char *s;
-	size_t len, cap;
-};
-
-static void rb_add(struct rbuf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->s = xrealloc(b->s, b->cap);
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = 0;
-}
-
 #define REV_MAX_DEPTH 64
 
-static bool rev_alt(const char **pp, struct rbuf *out, int depth);
+static bool rev_alt(const char **pp, struct sbuf *out, int depth);
 
 /* One sequence (up to '|', ')' or the end) reversed into out. */
-static bool rev_seq(const char **pp, struct rbuf *out, int depth)
+static bool rev_seq(const char **pp, struct sbuf *out, int depth)
 {
 	/* items as [start, end) of their reversed text in tmp, then emitted
 	 * last first */
-	struct rbuf tmp = {0};
+	struct sbuf tmp = {0};
 	size_t *at = NULL, nat = 0, capat = 0;
 	const char *p = *pp;
 	bool ok = true;
 	while (ok && *p && *p != '|' && *p != ')') {
 		const char *s = p;
 		bool drop = false;
-		size_t start = tmp.len;
+		size_t start = tmp.n;
 		if (*p == '\\') {
 			unsigned char c = (unsigned char)p[1];
 			if ((c >= '1' && c <= '9') || c == 'g' || c == 'k' || c == 'K') {
@@ -348,14 +332,14 @@ static bool rev_seq(const char **pp, struct rbuf *out, int depth)
 			}
 			drop = c == 'A' || c == 'z' || c == 'Z' || c == 'G';
 			if (!drop)
-				rb_add(&tmp, s, (size_t)(p - s));
+				sb_add(&tmp, s, (size_t)(p - s));
 		} else if (*p == '[') {
 			p = class_end(p);
 			if (!p) {
 				ok = false;
 				break;
 			}
-			rb_add(&tmp, s, (size_t)(p - s));
+			sb_add(&tmp, s, (size_t)(p - s));
 		} else if (*p == '(') {
 			const char *body;
 			if (p[1] == '*' || (p[1] == '?' && strchr("(|R&P+-0123456789", p[2]) && p[2] &&
@@ -400,15 +384,15 @@ static bool rev_seq(const char **pp, struct rbuf *out, int depth)
 				}
 				/* a capture or atomic group becomes (?: ; flags are kept */
 				if (p[1] == '?' && p[2] != '<' && p[2] != '\'' && p[2] != 'P' && p[2] != '>')
-					rb_add(&tmp, p, (size_t)(body - p));
+					sb_add(&tmp, p, (size_t)(body - p));
 				else
-					rb_add(&tmp, "(?:", 3);
+					sb_add(&tmp, "(?:", 3);
 				const char *q = body;
 				if (!rev_alt(&q, &tmp, depth + 1) || *q != ')') {
 					ok = false;
 					break;
 				}
-				rb_add(&tmp, ")", 1);
+				sb_add(&tmp, ")", 1);
 				p = q + 1;
 			}
 		} else if (*p == '^' || *p == '$') {
@@ -416,7 +400,7 @@ static bool rev_seq(const char **pp, struct rbuf *out, int depth)
 			drop = true;
 		} else {
 			p++;
-			rb_add(&tmp, s, 1);
+			sb_add(&tmp, s, 1);
 		}
 		bool optional, repeated;
 		const char *q = quantifier_end(p, &optional, &repeated);
@@ -424,11 +408,11 @@ static bool rev_seq(const char **pp, struct rbuf *out, int depth)
 			size_t n = (size_t)(q - p);
 			if (q[-1] == '+' && n > 1) /* possessive: plain */
 				n--;
-			rb_add(&tmp, p, n);
+			sb_add(&tmp, p, n);
 		}
 		p = q;
 		if (drop)
-			tmp.len = start;
+			tmp.n = start;
 		else {
 			if (nat + 2 > capat) {
 				capat = capat ? capat * 2 : 16;
@@ -439,25 +423,25 @@ static bool rev_seq(const char **pp, struct rbuf *out, int depth)
 	}
 	if (ok)
 		for (size_t k = nat; k-- > 0;) {
-			size_t end = k + 1 < nat ? at[k + 1] : tmp.len;
-			rb_add(out, tmp.s + at[k], end - at[k]);
+			size_t end = k + 1 < nat ? at[k + 1] : tmp.n;
+			sb_add(out, tmp.d + at[k], end - at[k]);
 		}
-	if (!out->s)
-		rb_add(out, "", 0);
-	free(tmp.s);
+	if (!out->d)
+		sb_add(out, "", 0);
+	free(tmp.d);
 	free(at);
 	*pp = p;
 	return ok;
 }
 
-static bool rev_alt(const char **pp, struct rbuf *out, int depth)
+static bool rev_alt(const char **pp, struct sbuf *out, int depth)
 {
 	for (;;) {
 		if (!rev_seq(pp, out, depth))
 			return false;
 		if (**pp != '|')
 			return true;
-		rb_add(out, "|", 1);
+		sb_add(out, "|", 1);
 		(*pp)++;
 	}
 }
@@ -466,7 +450,7 @@ char *prefilter_reverse(const char *pat, const char *flags)
 {
 	if (flags && strchr(flags, 'x'))
 		return NULL;
-	struct rbuf out = {0};
+	struct sbuf out = {0};
 	const char *p = pat;
 	/* options at the very start apply to the whole regex: they stay first */
 	if (p[0] == '(' && p[1] == '?') {
@@ -474,13 +458,13 @@ char *prefilter_reverse(const char *pat, const char *flags)
 		if (k && p[2 + k] == ')') {
 			if (memchr(p + 2, 'x', k))
 				return NULL;
-			rb_add(&out, p, k + 3);
+			sb_add(&out, p, k + 3);
 			p += k + 3;
 		}
 	}
 	if (!rev_alt(&p, &out, 0) || *p) {
-		free(out.s);
+		free(out.d);
 		return NULL;
 	}
-	return out.s;
+	return out.d;
 }
