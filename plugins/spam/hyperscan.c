@@ -515,6 +515,21 @@ static char *hs_fallback(const struct rule *r)
 	return NULL;
 }
 
+/* Hyperscan compiles p exactly with these flags, within the size limit. */
+static bool hs_exact_takes(const char *p, unsigned flags)
+{
+	hs_database_t *db = NULL;
+	hs_compile_error_t *ce = NULL;
+	size_t size = 0;
+	if (hs_compile(p, flags, HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
+		hs_free_compile_error(ce);
+		return false;
+	}
+	hs_database_size(db, &size);
+	hs_free_database(db);
+	return size <= HS_MAX_RULE_DB;
+}
+
 /* A long regex that Hyperscan takes only as a loose prefilter (or not at
  * all) may fit an exact database with its large repeats made unbounded
  * (prefix.c): the relaxed pattern, to compile in exact mode, or NULL. Not
@@ -530,34 +545,11 @@ static char *hs_relaxed(const struct rule *r)
 		char *p = prefilter_relax(r->pattern, r->flags, counts[k]);
 		if (!p)
 			return NULL;
-		hs_database_t *db = NULL;
-		hs_compile_error_t *ce = NULL;
-		size_t size = 0;
-		if (hs_compile(p, flags, HS_MODE_BLOCK, NULL, &db, &ce) == HS_SUCCESS) {
-			hs_database_size(db, &size);
-			hs_free_database(db);
-			if (size <= HS_MAX_RULE_DB)
-				return p;
-		} else
-			hs_free_compile_error(ce);
+		if (hs_exact_takes(p, flags))
+			return p;
 		free(p);
 	}
 	return NULL;
-}
-
-/* Hyperscan compiles p exactly with these flags, within the size limit. */
-static bool hs_exact_takes(const char *p, unsigned flags)
-{
-	hs_database_t *db = NULL;
-	hs_compile_error_t *ce = NULL;
-	size_t size = 0;
-	if (hs_compile(p, flags, HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
-		hs_free_compile_error(ce);
-		return false;
-	}
-	hs_database_size(db, &size);
-	hs_free_database(db);
-	return size <= HS_MAX_RULE_DB;
 }
 
 static unsigned hs_starts_flags(const struct rule *r)
