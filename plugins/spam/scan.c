@@ -199,6 +199,7 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 	}
 	if (hg && hg->db) {
 		m->ncand = 0;
+		m->st_text = NULL; /* start offsets are for this text only */
 		if (m->scratch && hscan(m, g, hg->db, s, slen, hs_cb) == HS_SUCCESS) {
 			for (size_t k = 0; k < m->ncand; k++) {
 				unsigned pos = (unsigned)m->cand[k];
