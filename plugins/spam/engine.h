@@ -103,10 +103,15 @@ int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, 
 /* Where scoring time goes (siftctl spam check --profile): a profile given
  * in spam_input.profile collects the times of every message checked with
  * it (monotonic clock; one message at a time). */
-struct spam_profile *spam_profile_new(const struct spam_engine *e);
+struct spam_profile *spam_profile_new(const struct spam_engine *e, bool patterns);
 /* The report: milliseconds per message by rule kind (building the texts,
  * Hyperscan, PCRE2), evals and metas, and the top rules by PCRE2 time. */
 void spam_profile_print(const struct spam_engine *e, const struct spam_profile *p, FILE *out, int top);
+/* With patterns (spam_profile_new): each Hyperscan pattern compiled alone
+ * and timed over the texts its group's database scanned, the costliest
+ * first, beside the databases' own time over the same texts. Slow: a
+ * compile per pattern. */
+void spam_profile_patterns(const struct spam_engine *e, const struct spam_profile *p, FILE *out, int top);
 void spam_profile_free(struct spam_profile *p);
 void spam_result_free(struct spam_result *r);
 /* Learns (or forgets) in->mime into in->bayes, tokenized as scoring does:

@@ -552,6 +552,25 @@ static char *hs_relaxed(const struct rule *r)
 	return NULL;
 }
 
+/* The expression r gets in its group's database, to free, and whether it
+ * is compiled exactly (*exact: a relaxed pattern) or as a prefilter; NULL
+ * when Hyperscan takes none. The one choice for the compiler and for
+ * `spam check --profile-patterns`. */
+static char *hs_choose(const struct rule *r, bool *exact)
+{
+	*exact = false;
+	char *p = hs_relaxed(r);
+	if (p) {
+		*exact = true;
+		return p;
+	}
+	p = hs_pattern(r);
+	if (hs_takes(p, hs_flags_for(r)))
+		return p;
+	free(p);
+	return hs_fallback(r);
+}
+
 static unsigned hs_starts_flags(const struct rule *r)
 {
 	return hs_flags_for(r) & ~(HS_FLAG_PREFILTER | HS_FLAG_SINGLEMATCH);
@@ -614,17 +633,8 @@ static void hs_compile_child(const struct spam_engine *e, const bool *need, int 
 		char **pat = xcalloc(g->n, sizeof(char *));
 		for (size_t i = 0; i < g->n; i++) {
 			const struct rule *r = &e->rules[g->rules[i]];
-			if (!hs_candidate(r))
-				continue;
-			if ((pat[i] = hs_relaxed(r))) {
-				ok[i] = exact[i] = true;
-				continue;
-			}
-			char *p = hs_pattern(r);
-			ok[i] = hs_takes(p, hs_flags_for(r));
-			free(p);
-			if (!ok[i] && (pat[i] = hs_fallback(r)))
-				ok[i] = true;
+			if (hs_candidate(r))
+				ok[i] = (pat[i] = hs_choose(r, &exact[i])) != NULL;
 		}
 		hs_database_t *db = hs_build(e, g, ok, pat, exact);
 		/* start offsets for the long rules left as loose prefilters */
@@ -892,5 +902,122 @@ int spam_engine_hs_wait(const struct spam_engine *ce, char **err_r)
 #else
 	*err_r = xstrdup("built without Hyperscan");
 	return -1;
+#endif
+}
+
+#ifdef SPAM_HAVE_HS
+static int prof_cb(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void *ctx)
+{
+	(*(unsigned long *)ctx)++;
+	return 0;
+}
+
+/* ms to scan the texts t with db (one scratch for all). */
+static double prof_scan(const hs_database_t *db, const struct prof_texts *t, hs_scratch_t **scratch)
+{
+	if (hs_alloc_scratch(db, scratch) != HS_SUCCESS)
+		return -1;
+	unsigned long matches = 0;
+	double t0 = prof_now();
+	for (size_t i = 0; i < t->n; i++)
+		hs_scan(db, t->s[i], t->len[i], 0, *scratch, prof_cb, &matches);
+	return prof_now() - t0;
+}
+
+struct pcost {
+	double ms;
+	int ri;
+};
+
+static int pcost_cmp(const void *a, const void *b)
+{
+	double x = ((const struct pcost *)a)->ms, y = ((const struct pcost *)b)->ms;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+#endif
+
+void spam_profile_patterns(const struct spam_engine *e, const struct spam_profile *p, FILE *out, int top)
+{
+#ifdef SPAM_HAVE_HS
+	const struct hsmatch *hm = atomic_load(&((struct spam_engine *)e)->hs);
+	if (!hm || !p->gtexts) {
+		fprintf(out, "Hyperscan patterns: no Hyperscan databases loaded (spam compile first)\n");
+		return;
+	}
+	double n = p->messages ? p->messages : 1, whole = 0, sum = 0;
+	struct pcost *c = xcalloc(e->nrules + 1, sizeof(*c));
+	size_t nc = 0, failed = 0;
+	hs_scratch_t *scratch = NULL;
+	for (size_t gi = 0; gi < e->ngroups && gi < p->ngroups; gi++) {
+		const struct rgroup *g = &e->groups[gi];
+		const struct hsgroup *hg = &hm->g[gi];
+		const struct prof_texts *t = &p->gtexts[gi];
+		if (!hg->db || !t->n)
+			continue;
+		double w = prof_scan(hg->db, t, &scratch);
+		whole += w > 0 ? w : 0;
+		/* what a scan costs whatever the pattern: one that finds nothing */
+		double floor = 0;
+		hs_database_t *fdb = NULL;
+		hs_compile_error_t *fce = NULL;
+		if (hs_compile("\\x00\\x01\\x02", 0, HS_MODE_BLOCK, NULL, &fdb, &fce) == HS_SUCCESS) {
+			floor = prof_scan(fdb, t, &scratch);
+			hs_free_database(fdb);
+		} else if (fce)
+			hs_free_compile_error(fce);
+		for (size_t k = 0; k < g->n; k++) {
+			if (!hg->in_db[k])
+				continue;
+			const struct rule *r = &e->rules[g->rules[k]];
+			bool exact;
+			char *pat = hs_choose(r, &exact);
+			hs_database_t *db = NULL;
+			hs_compile_error_t *ce = NULL;
+			if (!pat || hs_compile(pat, hs_flags_for(r) & ~(exact ? HS_FLAG_PREFILTER : 0u),
+					       HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
+				if (ce)
+					hs_free_compile_error(ce);
+				free(pat);
+				failed++;
+				continue;
+			}
+			free(pat);
+			double ms = prof_scan(db, t, &scratch);
+			hs_free_database(db);
+			if (ms < 0) {
+				failed++;
+				continue;
+			}
+			ms = ms > floor ? ms - floor : 0;
+			c[nc++] = (struct pcost){ms, g->rules[k]};
+			sum += ms;
+		}
+	}
+	hs_free_scratch(scratch);
+	qsort(c, nc, sizeof(*c), pcost_cmp);
+	double topsum = 0, sum100 = 0;
+	for (size_t i = 0; i < nc && i < 100; i++) {
+		topsum += (int)i < top ? c[i].ms : 0;
+		sum100 += c[i].ms;
+	}
+	fprintf(out,
+		"Hyperscan patterns, each alone over the texts its group scanned (less a scan's own cost): "
+		"%zu "
+		"patterns, %.3f ms per message in all (the databases: %.3f); the %d costliest %.0f%% of it, "
+		"the 100 costliest %.0f%%\n",
+		nc, sum / n, whole / n, top < (int)nc ? top : (int)nc, sum > 0 ? 100 * topsum / sum : 0,
+		sum > 0 ? 100 * sum100 / sum : 0);
+	if (failed)
+		fprintf(out, "(%zu patterns not compiled alone, left out)\n", failed);
+	if (p->tcapped)
+		fprintf(out, "(texts past %u MB left out: fewer messages give exact figures)\n",
+			PROF_TEXTS_MAX >> 20);
+	fprintf(out, "%9s  %-10s %s\n", "ms/msg", "kind", "rule");
+	for (size_t i = 0; i < nc && (int)i < top; i++)
+		fprintf(out, "%9.3f  %-10s %s\n", c[i].ms / n, rtype_names[e->rules[c[i].ri].type],
+			e->rules[c[i].ri].name);
+	free(c);
+#else
+	fprintf(out, "Hyperscan patterns: built without Hyperscan\n");
 #endif
 }

@@ -618,6 +618,12 @@ char *prefilter_reverse(const char *pat, const char *flags);
 /* ---- profile (scan.c, lint.c) ---------------------------------------------- */
 
 /* Milliseconds, summed over the messages checked. */
+struct prof_texts {
+	char **s;
+	unsigned *len;
+	size_t n, cap;
+};
+
 struct spam_profile {
 	unsigned messages;
 	double total, evals, metas, headers;		/* headers: absent ones, exists:, negations */
@@ -626,7 +632,13 @@ struct spam_profile {
 	unsigned long *rule_calls;
 	double *eval_ms; /* eval: rules, per rule */
 	size_t nrules;
+	/* --profile-patterns: per group, the texts its Hyperscan database
+	 * scanned (copies, PROF_TEXTS_MAX octets in all); NULL otherwise */
+	struct prof_texts *gtexts;
+	size_t ngroups, tbytes;
+	bool tcapped; /* texts left out past PROF_TEXTS_MAX */
 };
+#define PROF_TEXTS_MAX (256u << 20)
 
 static inline double prof_now(void)
 {

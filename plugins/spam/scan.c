@@ -164,6 +164,24 @@ static void add_hits(struct msgctx *m, int ri, int n)
 }
 
 #ifdef SPAM_HAVE_HS
+/* --profile-patterns: a copy of a text group gi's database scanned. */
+static void prof_keep(struct spam_profile *p, size_t gi, const char *s, unsigned len)
+{
+	if (gi >= p->ngroups || len > PROF_TEXTS_MAX - p->tbytes) {
+		p->tcapped = true;
+		return;
+	}
+	struct prof_texts *t = &p->gtexts[gi];
+	if (t->n == t->cap) {
+		t->cap = t->cap ? 2 * t->cap : 64;
+		t->s = xrealloc(t->s, t->cap * sizeof(char *));
+		t->len = xrealloc(t->len, t->cap * sizeof(unsigned));
+	}
+	t->s[t->n] = xstrndup(s, len);
+	t->len[t->n++] = len;
+	p->tbytes += len;
+}
+
 static int hs_cb(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void *ctx)
 {
 	struct msgctx *m = ctx;
@@ -200,6 +218,8 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 	if (hg && hg->db) {
 		m->ncand = 0;
 		m->st_text = NULL; /* start offsets are for this text only */
+		if (m->prof && m->prof->gtexts)
+			prof_keep(m->prof, gi, s, slen);
 		if (m->scratch && hscan(m, g, hg->db, s, slen, hs_cb) == HS_SUCCESS) {
 			for (size_t k = 0; k < m->ncand; k++) {
 				unsigned pos = (unsigned)m->cand[k];
@@ -595,10 +615,14 @@ int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, 
 	return 0;
 }
 
-struct spam_profile *spam_profile_new(const struct spam_engine *e)
+struct spam_profile *spam_profile_new(const struct spam_engine *e, bool patterns)
 {
 	struct spam_profile *p = xcalloc(1, sizeof(*p));
 	p->nrules = e->nrules;
+	if (patterns) {
+		p->ngroups = e->ngroups;
+		p->gtexts = xcalloc(e->ngroups + 1, sizeof(*p->gtexts));
+	}
 	p->rule_ms = xcalloc(e->nrules + 1, sizeof(double));
 	p->rule_calls = xcalloc(e->nrules + 1, sizeof(unsigned long));
 	p->eval_ms = xcalloc(e->nrules + 1, sizeof(double));
@@ -612,6 +636,13 @@ void spam_profile_free(struct spam_profile *p)
 	free(p->rule_ms);
 	free(p->rule_calls);
 	free(p->eval_ms);
+	for (size_t g = 0; p->gtexts && g < p->ngroups; g++) {
+		for (size_t i = 0; i < p->gtexts[g].n; i++)
+			free(p->gtexts[g].s[i]);
+		free(p->gtexts[g].s);
+		free(p->gtexts[g].len);
+	}
+	free(p->gtexts);
 	free(p);
 }
 

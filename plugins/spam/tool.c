@@ -1,12 +1,13 @@
 /*
  * tool.c - the spam plugin's siftctl tools (`siftctl spam ...`).
  *
- *   siftctl spam check [--from ADDR] [--json] [--profile] FILE...
+ *   siftctl spam check [--from ADDR] [--json] [--profile|--profile-patterns] FILE...
  *       scores each message like `spamassassin -t`: the score, the verdict
  *       and the tests hit with their scores and descriptions, plus the
  *       X-Spam-Status line filterd would add; with --profile, instead,
  *       where the scoring time of all the messages went (by rule kind, and
- *       the rules that cost the most PCRE2 time);
+ *       the rules that cost the most PCRE2 time); --profile-patterns adds
+ *       each Hyperscan pattern's cost alone over the same texts (slow);
  *   siftctl spam lint [-v]
  *       rule errors with file:line (the same list that makes filterd -t,
  *       a start or a reload fail; exit status 1), unknown eval: functions
@@ -34,7 +35,7 @@
 #include "engine.h"
 #include "sift/plugin.h"
 
-static const char check_usage[] = "[--from ADDR] [--json] [--profile] FILE...";
+static const char check_usage[] = "[--from ADDR] [--json] [--profile|--profile-patterns] FILE...";
 
 static void json_str(const char *s)
 {
@@ -137,7 +138,7 @@ static void check_done(void *arg, const struct sift_tool_message *m)
 static int tool_check(const struct sift_host *host, void *conf, int argc, char **argv)
 {
 	struct check_state st = {.addrlist_parse = host->addrlist_parse};
-	bool profile = false;
+	bool profile = false, patterns = false;
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
 		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
@@ -146,6 +147,8 @@ static int tool_check(const struct sift_host *host, void *conf, int argc, char *
 			st.json = true;
 		else if (strcmp(argv[i], "--profile") == 0)
 			profile = true;
+		else if (strcmp(argv[i], "--profile-patterns") == 0)
+			profile = patterns = true;
 		else {
 			fprintf(stderr, "siftctl spam check: unknown option %s\n", argv[i]);
 			return 2;
@@ -160,7 +163,7 @@ static int tool_check(const struct sift_host *host, void *conf, int argc, char *
 		return 1;
 	st.bayes = spam_tool_bayes(conf);
 	if (profile)
-		st.profile = spam_profile_new(st.e);
+		st.profile = spam_profile_new(st.e, patterns);
 	/* the inbound levels, as the plugin parsed them */
 	double lv[2][3];
 	spam_tool_levels(conf, lv);
@@ -181,6 +184,8 @@ static int tool_check(const struct sift_host *host, void *conf, int argc, char *
 	}
 	if (st.profile) {
 		spam_profile_print(st.e, st.profile, stdout, 25);
+		if (patterns)
+			spam_profile_patterns(st.e, st.profile, stdout, 25);
 		spam_profile_free(st.profile);
 	}
 	return rc;

@@ -542,6 +542,41 @@ def run_cases(root, cfg, cases):
             check(rule not in got, '%s: %s does not hit' % (name, rule), sorted(got))
 
 
+def profile_patterns(root):
+    """--profile-patterns: each Hyperscan pattern timed alone over the texts
+    its group's database scanned, the costliest first."""
+    pdir = os.path.join(root, 'prules')
+    os.makedirs(pdir)
+    write(os.path.join(pdir, '10_cost.cf'),
+          'body T_COSTLY /\\b(?:[a-z]{5,}[\\s.]+){10}/\nscore T_COSTLY 0.5\n'
+          'body T_CHEAP /zqxjkvbw/\nscore T_CHEAP 0.5\n'
+          'header T_SUBJ Subject =~ /urgent/i\nscore T_SUBJ 0.5\n'
+          'header T_SUBJ2 Subject =~ /offer/i\nscore T_SUBJ2 0.5\n')
+    cache = os.path.join(root, 'pcache')
+    os.makedirs(cache, mode=0o755)
+    cfg = conf(root, 'patterns', os.path.join(pdir, '*.cf'), spam_cache_directory=cache)
+    r = subprocess.run([SIFTCTL, '-c', cfg, 'spam', 'compile'], capture_output=True, text=True, timeout=600)
+    check(r.returncode == 0, 'profile-patterns: databases compiled', r.stdout + r.stderr)
+    words = ' '.join(('alpha bravo charlie delta foxtrot golfing hotel india juliet kilos lima mikes ' * 200).split())
+    files = []
+    for i in range(4):
+        files.append(write(os.path.join(root, 'prose%d.eml' % i),
+                           'From: a@example.com\nTo: b@example.com\nSubject: urgent %d\n\n%s\n' % (i, words)))
+    r = subprocess.run([SIFTCTL, '-c', cfg, 'spam', 'check', '--profile-patterns'] + files,
+                       capture_output=True, text=True, timeout=600)
+    out = r.stdout
+    head = [ln for ln in out.splitlines() if ln.startswith('Hyperscan patterns, each alone')]
+    check(r.returncode == 0 and out.startswith('profile: 4 messages, ') and len(head) == 1
+          and ': 4 patterns, ' in head[0], 'profile-patterns: every pattern of the databases timed',
+          out + r.stderr[-2000:])
+    rows = [ln.split() for ln in out.split('ms/msg  kind       rule\n', 1)[-1].splitlines()]
+    names = [x[2] for x in rows if len(x) == 3]
+    check(names[:1] == ['T_COSTLY'] and set(names) == {'T_COSTLY', 'T_CHEAP', 'T_SUBJ', 'T_SUBJ2'}
+          and all(float(x[0]) >= 0 for x in rows if len(x) == 3),
+          'profile-patterns: the costliest pattern first, with its kind', out)
+    check(['header', 'T_SUBJ'] in [x[1:] for x in rows], 'profile-patterns: header patterns too', out)
+
+
 def main():
     root = tempfile.mkdtemp(prefix='sift-spam-rules-')
     os.chmod(root, 0o755)
@@ -570,6 +605,7 @@ def main():
         check(any(ln.split()[-1] == 'T_NONEMPTY' and float(ln.split()[1]) >= 1 for ln in ranked),
               'profile: a body regex rule ranked with its calls per message', out)
         check('X-Spam-Status' not in out, 'profile: no per-message report', out)
+        profile_patterns(root)
         rows = {ln.rsplit(None, 1)[0]: ln.split()[-1] for ln in out.splitlines() if ln[:1].isalpha()}
         check(all(k in rows for k in ('evals', 'metas', 'absent hdrs', 'the rest')),
               'profile: evals, metas, absent headers and the rest', out)
