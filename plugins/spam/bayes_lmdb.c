@@ -5,6 +5,19 @@
  * transaction (durable at commit), except in bulk mode where one write
  * transaction holds up to BULK_MAX messages: a crash then loses at most
  * the uncommitted batch, never the database's consistency.
+ *
+ * The in-memory index: a daemon classifies many messages between writes,
+ * and each LMDB lookup is a B-tree descent (about half a microsecond, a
+ * few cache misses; a message looks up hundreds of tokens). So the token
+ * table is also copied into an open-addressing hash (struct snap, one
+ * cache miss per lookup), tagged with the id of the transaction it was
+ * read in. A lookup uses the copy only when its own read transaction has
+ * that id, so results are always those of the database. This process's
+ * own writes (autolearn) are applied to the copy as they commit; another
+ * process's (siftctl learn, expiry) leave it stale until it is read again,
+ * which happens after SNAP_AFTER lookups on a stale copy and takes at
+ * most 1/SNAP_DUTY of the time. A table too large for SNAP_SLOTS_MAX is
+ * not copied: lookups then stay in LMDB.
  */
 #include <lmdb.h>
 #include <sys/stat.h>
@@ -12,8 +25,23 @@
 #include "bayes.h"
 #include "internal.h"
 
-#define MAP_SIZE (4ull << 30) /* sparse: the file grows with the data */
-#define BULK_MAX 2000
+#define MAP_SIZE       (4ull << 30) /* sparse: the file grows with the data */
+#define BULK_MAX       2000
+#define SNAP_AFTER     16	  /* lookups on a stale copy before it is read again */
+#define SNAP_DUTY      50	  /* a copy is read at most every SNAP_DUTY times its cost */
+#define SNAP_SLOTS_MAX (1u << 21) /* 32 MiB: about 1.2 million tokens */
+
+/* A copy of the token table at transaction txnid (0: none valid). A slot's
+ * key is the token + 1 (0: empty); tokens whose counts fell to 0/0 keep
+ * their slot with zeros, which reads as absent. At most 3/4 full. */
+struct snap {
+	uint64_t txnid;
+	size_t mask, used;
+	struct snap_slot {
+		uint64_t key;
+		uint32_t s, h;
+	} * slot;
+};
 
 struct lmdb_store {
 	struct bstore base;
@@ -26,6 +54,13 @@ struct lmdb_store {
 	_Atomic bool bulk_mode;
 	unsigned bulk_n;
 	pthread_mutex_t bulk_lock;
+	/* the in-memory index: snap under snap_lock; one reader of the table
+	 * at a time (build_lock), not before next_build_ms */
+	pthread_rwlock_t snap_lock;
+	struct snap *snap;
+	pthread_mutex_t build_lock;
+	_Atomic unsigned stale_gets;
+	_Atomic long long next_build_ms;
 };
 
 static void key_of(btok t, unsigned char k[5])
@@ -141,19 +176,146 @@ static void tokidx_sort(struct tokidx *a, struct tokidx *tmp, size_t n)
 		memcpy(a, src, n * sizeof(*a));
 }
 
+static struct snap_slot *snap_find(struct snap *sn, btok t)
+{
+	uint64_t key = t + 1;
+	size_t j = (size_t)t & sn->mask; /* the token is a SHA-1 slice: uniform */
+	while (sn->slot[j].key && sn->slot[j].key != key)
+		j = (j + 1) & sn->mask;
+	return &sn->slot[j];
+}
+
+/* Sets a token's counts; false when the copy would be over 3/4 full. */
+static bool snap_set(struct snap *sn, btok t, uint32_t s, uint32_t h)
+{
+	struct snap_slot *x = snap_find(sn, t);
+	if (!x->key) {
+		if ((sn->used + 1) * 4 > (sn->mask + 1) * 3)
+			return false;
+		x->key = t + 1;
+		sn->used++;
+	}
+	x->s = s;
+	x->h = h;
+	return true;
+}
+
+static void snap_free(struct snap *sn)
+{
+	if (sn) {
+		free(sn->slot);
+		free(sn);
+	}
+}
+
+/* The token table as txn sees it; NULL when it is too large or on error.
+ * Room for a quarter more tokens, for the autolearned ones. */
+static struct snap *snap_read(struct lmdb_store *l, MDB_txn *txn)
+{
+	MDB_stat st;
+	if (mdb_stat(txn, l->tok, &st))
+		return NULL;
+	size_t want = (st.ms_entries + st.ms_entries / 4 + 1024) * 4 / 3, n = 1024;
+	while (n < want && n < SNAP_SLOTS_MAX)
+		n *= 2;
+	if (n < want)
+		return NULL;
+	struct snap *sn = xcalloc(1, sizeof(*sn));
+	sn->slot = calloc(n, sizeof(*sn->slot));
+	sn->mask = n - 1;
+	sn->txnid = mdb_txn_id(txn);
+	MDB_cursor *cur;
+	if (!sn->slot || mdb_cursor_open(txn, l->tok, &cur)) {
+		snap_free(sn);
+		return NULL;
+	}
+	MDB_val k, v;
+	bool ok = true;
+	for (int op = MDB_FIRST; ok && mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+		struct bcounts c;
+		val_of(&v, &c);
+		if (k.mv_size == 5)
+			ok = snap_set(sn, tok_of(k.mv_data), c.s, c.h);
+	}
+	mdb_cursor_close(cur);
+	if (!ok) {
+		snap_free(sn);
+		return NULL;
+	}
+	return sn;
+}
+
+/* After a lookup in LMDB (no valid copy for txn): reads the table again
+ * when the copy has been stale for SNAP_AFTER lookups and the last read
+ * was long enough ago; one thread at a time, the others go on in LMDB. */
+static void snap_refresh(struct lmdb_store *l, MDB_txn *txn)
+{
+	if (atomic_fetch_add(&l->stale_gets, 1) + 1 < SNAP_AFTER ||
+	    now_ms() < atomic_load(&l->next_build_ms) || pthread_mutex_trylock(&l->build_lock))
+		return;
+	long long t0 = now_ms();
+	struct snap *sn = snap_read(l, txn), *old;
+	long long t1 = now_ms();
+	pthread_rwlock_wrlock(&l->snap_lock);
+	old = l->snap;
+	l->snap = sn;
+	pthread_rwlock_unlock(&l->snap_lock);
+	snap_free(old);
+	atomic_store(&l->stale_gets, 0);
+	/* too large: try again in a minute (the table may have shrunk) */
+	atomic_store(&l->next_build_ms, t1 + (sn ? (t1 - t0 + 1) * SNAP_DUTY : 60000));
+	pthread_mutex_unlock(&l->build_lock);
+}
+
+/* Counts of n tokens from the copy when it is of txn's transaction. */
+static bool snap_get(struct lmdb_store *l, MDB_txn *txn, const btok *t, size_t n, struct bcounts *out)
+{
+	uint64_t id = mdb_txn_id(txn);
+	pthread_rwlock_rdlock(&l->snap_lock);
+	struct snap *sn = l->snap;
+	bool hit = sn && sn->txnid == id;
+	for (size_t i = 0; hit && i < n; i++) {
+		const struct snap_slot *x = snap_find(sn, t[i]);
+		out[i] = (struct bcounts){x->s, x->h, 0};
+	}
+	pthread_rwlock_unlock(&l->snap_lock);
+	return hit;
+}
+
+/* After this process's write transaction txnid committed, with the new
+ * counts of n tokens: the copy of txnid - 1 becomes the copy of txnid. */
+static void snap_update(struct lmdb_store *l, uint64_t txnid, const btok *t, const struct bcounts *c,
+			size_t n)
+{
+	pthread_rwlock_wrlock(&l->snap_lock);
+	struct snap *sn = l->snap;
+	if (sn && sn->txnid == txnid - 1) {
+		bool ok = true;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = snap_set(sn, t[i], c[i].s, c[i].h);
+		sn->txnid = ok ? txnid : 0;
+	}
+	pthread_rwlock_unlock(&l->snap_lock);
+}
+
 /* In key order: neighbouring lookups share the B-tree's upper pages in
  * the cache. */
 static int l_get(struct bstore *st, const btok *t, size_t n, struct bcounts *out)
 {
 	struct lmdb_store *l = (struct lmdb_store *)st;
-	struct tokidx *ix = xmalloc((2 * n + 1) * sizeof(*ix));
-	for (size_t i = 0; i < n; i++)
-		ix[i] = (struct tokidx){t[i], i};
-	tokidx_sort(ix, ix + n, n);
 	rlock(l);
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	int r = rtxn(l, &txn);
+	if (r == 0 && txn != l->bulk && snap_get(l, txn, t, n, out)) {
+		rdone(l, txn);
+		runlock(l);
+		return 0;
+	}
+	struct tokidx *ix = xmalloc((2 * n + 1) * sizeof(*ix));
+	for (size_t i = 0; i < n; i++)
+		ix[i] = (struct tokidx){t[i], i};
+	tokidx_sort(ix, ix + n, n);
 	if (r == 0 && mdb_cursor_open(txn, l->tok, &cur))
 		r = -1;
 	for (size_t j = 0; r == 0 && j < n; j++) {
@@ -167,6 +329,8 @@ static int l_get(struct bstore *st, const btok *t, size_t n, struct bcounts *out
 	}
 	if (cur)
 		mdb_cursor_close(cur);
+	if (r == 0 && txn != l->bulk)
+		snap_refresh(l, txn);
 	if (txn)
 		rdone(l, txn);
 	free(ix);
@@ -215,12 +379,15 @@ static int wdone(struct lmdb_store *l, MDB_txn *txn, int rc)
 	return 0;
 }
 
-static int tok_add(struct lmdb_store *l, MDB_txn *txn, btok t, bool spam, int sign, uint32_t atime)
+/* One token's count changed; its new counts in *nc (0/0: deleted). */
+static int tok_add(struct lmdb_store *l, MDB_txn *txn, btok t, bool spam, int sign, uint32_t atime,
+		   struct bcounts *nc)
 {
 	unsigned char kb[5];
 	key_of(t, kb);
 	MDB_val k = {5, kb}, v;
 	struct bcounts c = {0, 0, 0};
+	*nc = c;
 	if (mdb_get(txn, l->tok, &k, &v) == 0)
 		val_of(&v, &c);
 	else if (sign < 0)
@@ -229,6 +396,7 @@ static int tok_add(struct lmdb_store *l, MDB_txn *txn, btok t, bool spam, int si
 	*x = sign < 0 && *x == 0 ? 0 : *x + (uint32_t)sign;
 	if (sign > 0)
 		c.atime = atime;
+	*nc = c;
 	if (!c.s && !c.h) {
 		int e = mdb_del(txn, l->tok, &k, NULL);
 		return e && e != MDB_NOTFOUND ? -1 : 0;
@@ -245,8 +413,10 @@ static int l_apply(struct bstore *st, const btok *t, size_t n, bool spam, int si
 	int rc = wbegin(l, &txn);
 	if (rc < 0)
 		return -1;
-	for (size_t i = 0; i < n && sign && rc == 0; i++)
-		rc = tok_add(l, txn, t[i], spam, sign, atime);
+	struct bcounts *nc = xmalloc((n + 1) * sizeof(*nc));
+	size_t done = 0;
+	for (; done < n && sign && rc == 0; done++)
+		rc = tok_add(l, txn, t[done], spam, sign, atime, &nc[done]);
 	if (rc == 0 && sign) {
 		const char *name = spam ? "nspam" : "nham";
 		rc = meta_put(l, txn, name, meta_get(l, txn, name) + sign);
@@ -256,8 +426,13 @@ static int l_apply(struct bstore *st, const btok *t, size_t n, bool spam, int si
 		int e = what ? mdb_put(txn, l->seen, &k, &v, 0) : mdb_del(txn, l->seen, &k, NULL);
 		rc = e && e != MDB_NOTFOUND ? -1 : 0;
 	}
+	bool own = txn != l->bulk;
+	uint64_t id = mdb_txn_id(txn);
 	rc = wdone(l, txn, rc);
+	if (rc == 0 && own)
+		snap_update(l, id, t, nc, done);
 	pthread_mutex_unlock(&l->bulk_lock);
+	free(nc);
 	return rc;
 }
 
@@ -372,6 +547,9 @@ static void l_close(struct bstore *st)
 	l_bulk(st, false);
 	mdb_env_close(l->env);
 	pthread_mutex_destroy(&l->bulk_lock);
+	snap_free(l->snap);
+	pthread_rwlock_destroy(&l->snap_lock);
+	pthread_mutex_destroy(&l->build_lock);
 	free(l);
 }
 
@@ -387,6 +565,8 @@ struct bstore *bstore_open_lmdb(const char *dir, char **err_r)
 	struct lmdb_store *l = xcalloc(1, sizeof(*l));
 	l->base.ops = &lmdb_ops;
 	pthread_mutex_init(&l->bulk_lock, NULL);
+	pthread_rwlock_init(&l->snap_lock, NULL);
+	pthread_mutex_init(&l->build_lock, NULL);
 	int e = mdb_env_create(&l->env);
 	MDB_txn *txn = NULL;
 	if (!e)
@@ -415,6 +595,8 @@ struct bstore *bstore_open_lmdb(const char *dir, char **err_r)
 		*err_r = xasprintf("%s: %s", dir, mdb_strerror(e));
 		mdb_env_close(l->env);
 		pthread_mutex_destroy(&l->bulk_lock);
+		pthread_rwlock_destroy(&l->snap_lock);
+		pthread_mutex_destroy(&l->build_lock);
 		free(l);
 		return NULL;
 	}

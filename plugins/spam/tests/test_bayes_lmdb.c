@@ -1,0 +1,223 @@
+/*
+ * test_bayes_lmdb.c - the LMDB Bayes store's in-memory index: every lookup
+ * gives what the database holds, whether it is answered from the copy or
+ * from LMDB, while this process learns and forgets (the copy follows its
+ * commits), while another process writes (the copy is stale and not used,
+ * then read again), and when the table outgrows the copy. The memory
+ * store, given the same operations, is the reference.
+ */
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../bayes_lmdb.c"
+
+static int failures, checks;
+
+/* engine.c's, which this test does not link */
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	return s;
+}
+
+#define CHECK(c, ...)                                                   \
+	do {                                                            \
+		checks++;                                               \
+		if (!(c)) {                                             \
+			fprintf(stderr, "%s:%d: ", __FILE__, __LINE__); \
+			fprintf(stderr, __VA_ARGS__);                   \
+			fputc('\n', stderr);                            \
+			failures++;                                     \
+		}                                                       \
+	} while (0)
+
+static uint64_t rng = 88172645463325252ull;
+
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+#define NTOK 20000
+static btok pool[NTOK]; /* the tokens the test draws from */
+
+static void draw(btok *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		t[i] = pool[rnd() % NTOK];
+}
+
+/* n lookups of the same tokens in both stores agree (counts; the copy
+ * does not keep atime). */
+static bool same(struct bstore *db, struct bstore *ref, const btok *t, size_t n)
+{
+	struct bcounts a[512], b[512];
+	if (db->ops->get(db, t, n, a) < 0 || ref->ops->get(ref, t, n, b) < 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (a[i].s != b[i].s || a[i].h != b[i].h)
+			return false;
+	return true;
+}
+
+/* The copy is of the database's current transaction (a lookup now uses it). */
+static bool copy_current(struct lmdb_store *l)
+{
+	MDB_txn *txn;
+	if (mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn))
+		return false;
+	uint64_t id = mdb_txn_id(txn);
+	mdb_txn_abort(txn);
+	return l->snap && l->snap->txnid == id;
+}
+
+/* Lookups until the copy is read (SNAP_AFTER stale lookups, no wait). */
+static void lookups(struct bstore *db, struct bstore *ref, int rounds, const char *what)
+{
+	struct lmdb_store *l = (struct lmdb_store *)db;
+	bool ok = true;
+	for (int r = 0; r < rounds; r++) {
+		btok t[400];
+		draw(t, 400);
+		atomic_store(&l->next_build_ms, 0);
+		ok = ok && same(db, ref, t, 400);
+	}
+	CHECK(ok, "%s: lookups give the database's counts", what);
+}
+
+static void learn(struct bstore *db, struct bstore *ref, int sign, bool spam, size_t n, const char *id)
+{
+	btok t[512];
+	draw(t, n);
+	/* a message's tokens are distinct */
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool dup = false;
+		for (size_t j = 0; j < m && !dup; j++)
+			dup = t[j] == t[i];
+		if (!dup)
+			t[m++] = t[i];
+	}
+	CHECK(db->ops->apply(db, t, m, spam, sign, 1700000000, id, sign > 0 ? (spam ? 's' : 'h') : 0) == 0 &&
+		      ref->ops->apply(ref, t, m, spam, sign, 1700000000, id,
+				      sign > 0 ? (spam ? 's' : 'h') : 0) == 0,
+	      "apply %s", id);
+	/* the message's own tokens read back at once */
+	CHECK(same(db, ref, t, m), "%s: its tokens read back", id);
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/sift-bayes-lmdb-XXXXXX";
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	for (size_t i = 0; i < NTOK; i++)
+		pool[i] = rnd() & 0xffffffffffull;
+	char *err = NULL;
+	struct bstore *db = bstore_open_lmdb(dir, &err), *ref = bstore_open("memory", NULL, 0, &err);
+	if (!db || !ref) {
+		fprintf(stderr, "open: %s\n", err ? err : "?");
+		return 1;
+	}
+	struct lmdb_store *l = (struct lmdb_store *)db;
+
+	/* an imported table: half of the pool */
+	static btok t0[NTOK / 2];
+	static struct bcounts c0[NTOK / 2];
+	for (size_t i = 0; i < NTOK / 2; i++) {
+		t0[i] = pool[2 * i];
+		c0[i] = (struct bcounts){(uint32_t)(rnd() % 50), (uint32_t)(rnd() % 50) + 1, 1700000000};
+	}
+	CHECK(db->ops->put(db, t0, c0, NTOK / 2, 300, 300) == 0 &&
+		      ref->ops->put(ref, t0, c0, NTOK / 2, 300, 300) == 0,
+	      "import");
+
+	/* no copy before SNAP_AFTER lookups; one after */
+	lookups(db, ref, SNAP_AFTER - 1, "before the copy");
+	CHECK(!l->snap, "no copy after %d lookups", SNAP_AFTER - 1);
+	lookups(db, ref, 1, "the copy is read");
+	CHECK(copy_current(l), "a copy after %d lookups", SNAP_AFTER);
+	lookups(db, ref, 20, "from the copy");
+
+	/* this process learns and forgets: the copy follows each commit */
+	for (int i = 0; i < 30; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "<m%d@test>", i);
+		learn(db, ref, +1, i % 3 == 0, 300, id);
+	}
+	CHECK(copy_current(l), "the copy follows this process's learning");
+	lookups(db, ref, 10, "after learning");
+	for (int i = 0; i < 10; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "<f%d@test>", i);
+		learn(db, ref, -1, i % 2 == 0, 400, id); /* counts down to 0/0: deleted */
+	}
+	CHECK(copy_current(l), "the copy follows this process's forgetting");
+	lookups(db, ref, 10, "after forgetting");
+
+	/* another process writes: the copy is not used, then read again */
+	uint64_t before = l->snap->txnid;
+	btok ext[200];
+	struct bcounts extc[200];
+	draw(ext, 200);
+	for (size_t i = 0; i < 200; i++)
+		extc[i] = (struct bcounts){777, (uint32_t)i, 1700000001};
+	pid_t pid = fork();
+	if (pid == 0) {
+		char *e = NULL;
+		struct bstore *other = bstore_open_lmdb(dir, &e);
+		int rc = other && other->ops->put(other, ext, extc, 200, -1, -1) == 0 ? 0 : 1;
+		if (other)
+			other->ops->close(other);
+		_exit(rc);
+	}
+	int status = 0;
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "another process writes");
+	ref->ops->put(ref, ext, extc, 200, -1, -1);
+	CHECK(!copy_current(l) && l->snap && l->snap->txnid == before,
+	      "another process's write: the copy is stale");
+	CHECK(same(db, ref, ext, 200), "another process's write is read");
+	lookups(db, ref, SNAP_AFTER + 2, "after another process's write");
+	CHECK(copy_current(l), "the copy is read again after another process's write");
+	CHECK(same(db, ref, ext, 200), "another process's write, from the copy");
+
+	/* the table grows past the copy's room: the copy is dropped, not wrong */
+	btok big[512];
+	for (int r = 0; r < 64 && copy_current(l); r++) {
+		for (size_t i = 0; i < 512; i++)
+			big[i] = (rnd() & 0xffffffffffull) | 1;
+		char id[32];
+		snprintf(id, sizeof(id), "<g%d@test>", r);
+		CHECK(db->ops->apply(db, big, 512, true, +1, 1700000002, id, 's') == 0 &&
+			      ref->ops->apply(ref, big, 512, true, +1, 1700000002, id, 's') == 0,
+		      "apply %s", id);
+		CHECK(same(db, ref, big, 512), "%s: new tokens read back", id);
+	}
+	CHECK(!copy_current(l), "a copy outgrown by new tokens is no longer used");
+	lookups(db, ref, SNAP_AFTER + 2, "after the copy was outgrown");
+	CHECK(copy_current(l), "a larger copy is read");
+
+	db->ops->close(db);
+	ref->ops->close(ref);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+	if (failures)
+		fprintf(stderr, "%d of %d checks failed\n", failures, checks);
+	else
+		printf("%d checks passed\n", checks);
+	return failures ? 1 : 0;
+}
