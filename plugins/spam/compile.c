@@ -528,6 +528,37 @@ static void order_metas(struct spam_engine *e)
 	free(stack);
 }
 
+/* meta_order as one program (meta_code, meta_num). */
+static void pack_metas(struct spam_engine *e)
+{
+	size_t n = 0, nnum = 0;
+	for (size_t k = 0; k < e->nmeta; k++) {
+		const struct rule *r = &e->rules[e->meta_order[k]];
+		n += 3 + (size_t)r->nrpn;
+		for (int t = 0; t < r->nrpn; t++)
+			if (r->rpn[t] == OP_NUM)
+				n++, nnum++;
+	}
+	e->meta_code = xmalloc((n + 1) * sizeof(int));
+	e->meta_num = xmalloc((nnum + 1) * sizeof(double));
+	size_t at = 0, num = 0;
+	for (size_t k = 0; k < e->nmeta; k++) {
+		const struct rule *r = &e->rules[e->meta_order[k]];
+		e->meta_code[at++] = e->meta_order[k];
+		e->meta_code[at++] = r->zero_sets;
+		size_t len_at = at++;
+		for (int t = 0; t < r->nrpn; t++) {
+			e->meta_code[at++] = r->rpn[t];
+			if (r->rpn[t] == OP_NUM) {
+				e->meta_code[at++] = (int)num;
+				e->meta_num[num++] = r->rpn_num[t];
+			}
+		}
+		e->meta_code[len_at] = (int)(at - len_at - 1);
+	}
+	e->nmeta_code = at;
+}
+
 /* A __ rule (regex or meta) that no rule which runs reads, directly or
  * through metas, cannot change a score: it is not compiled nor run (off,
  * counted in stats_unused). Evals stay: a check_rbl rule launches the
@@ -678,7 +709,8 @@ int finalize(struct spam_engine *e)
 			qsort(e->freemail, w, sizeof(char *), namecmp);
 		freemail_compile(e);
 	}
-	e->post_hdr = xcalloc(e->nrules, sizeof(int));
+	pack_metas(e);
+	e->post_hdr = xcalloc(e->nrules, sizeof(*e->post_hdr));
 	e->eval_rules = xcalloc(e->nrules, sizeof(int));
 	e->sym_rules = xcalloc(e->nrules, sizeof(int));
 	e->setzero = xcalloc(e->nrules, sizeof(int));
@@ -693,7 +725,9 @@ int finalize(struct spam_engine *e)
 		else if (r->type == R_SYMBOL)
 			e->sym_rules[e->nsym_rules++] = (int)i;
 		else if ((r->type == R_HEADER || r->type == R_MIMEHEADER) && !r->eval_fn)
-			e->post_hdr[e->npost_hdr++] = (int)i;
+			e->post_hdr[e->npost_hdr++] =
+				(struct post_hdr){(int)i, r->target_idx,	   r->zero_sets, r->exists,
+						  r->neg, r->type == R_MIMEHEADER, r->re != NULL};
 	}
 #ifdef SPAM_HAVE_HS
 	for (size_t i = 0; i < e->ngroups; i++)

@@ -278,6 +278,8 @@ void spam_engine_free(struct spam_engine *e)
 	}
 	free(e->groups);
 	free(e->meta_order);
+	free(e->meta_code);
+	free(e->meta_num);
 	for (size_t i = 0; i < e->nlint; i++)
 		free(e->lint[i].text);
 	free(e->lint);

@@ -190,6 +190,10 @@ struct rule {
 	 * runs reads: the rule is never compiled nor run. */
 	unsigned char zero_sets;
 	bool off;
+	/* header rules: 1 + the hits of an absent header (the if-unset
+	 * text's matches, or a match of the empty string), the same for
+	 * every message; 0 until a message first needs it */
+	_Atomic int absent_hits;
 };
 
 /* trusted_networks & co (nets.c) */
@@ -243,6 +247,13 @@ struct scratch_pool {
 	size_t nfree, cap;
 };
 
+/* A header rule as post_headers reads it (without reading the rule). */
+struct post_hdr {
+	int ri, target;
+	unsigned char zero_sets;
+	bool exists, neg, mime, re;
+};
+
 struct spam_engine {
 	struct rule *rules;
 	size_t nrules, rcap;
@@ -255,6 +266,13 @@ struct spam_engine {
 	size_t ngroups;
 	int *meta_order; /* metas in evaluation order */
 	size_t nmeta;
+	/* the metas of meta_order as one program, read front to back per
+	 * message (a rule's own rpn arrays are scattered in memory): per meta
+	 * its rule index, zero_sets and token count, then the tokens, an
+	 * OP_NUM followed by its number's index in meta_num */
+	int *meta_code;
+	size_t nmeta_code;
+	double *meta_num;
 	double required;
 	struct lintmsg *lint;
 	size_t nlint;
@@ -281,7 +299,8 @@ struct spam_engine {
 	pcre2_code **redir; /* redirector_pattern (uris.c) */
 	size_t nredir;
 	/* rule index lists by what the per-message pass does with them */
-	int *post_hdr, *eval_rules, *sym_rules;
+	struct post_hdr *post_hdr; /* header rules, after the scan (post_headers) */
+	int *eval_rules, *sym_rules;
 	size_t npost_hdr, neval_rules, nsym_rules;
 	int *setzero; /* rules run in one of the engine's score sets only */
 	size_t nsetzero;

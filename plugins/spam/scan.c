@@ -257,20 +257,22 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 		m->timed_out = true;
 }
 
-static double meta_value(struct msgctx *m, const struct rule *r)
+/* One meta's value: its n tokens of meta_code (see internal.h). */
+static double meta_value(const int *hits, const int *code, int n, const double *num)
 {
 	double st[256];
 	int sp = 0;
-	for (int i = 0; i < r->nrpn; i++) {
-		int t = r->rpn[i];
+	for (int i = 0; i < n; i++) {
+		int t = code[i];
 		if (t >= 0) {
 			if (sp < 256)
-				st[sp++] = m->hits[t];
+				st[sp++] = hits[t];
 			continue;
 		}
 		if (t == OP_NUM) {
+			i++;
 			if (sp < 256)
-				st[sp++] = r->rpn_num[i];
+				st[sp++] = num[code[i]];
 			continue;
 		}
 		if (t == OP_NOT) {
@@ -479,27 +481,31 @@ static void post_headers(struct msgctx *m)
 {
 	const struct spam_engine *e = m->e;
 	for (size_t pi = 0; pi < e->npost_hdr; pi++) {
-		size_t i = (size_t)e->post_hdr[pi];
-		const struct rule *r = &e->rules[i];
-		if (r->disabled || !rule_runs(r, m->set))
+		const struct post_hdr *p = &e->post_hdr[pi];
+		int i = p->ri;
+		if (p->zero_sets >> m->set & 1) /* rule_runs() */
 			continue;
-		if (r->exists) {
-			bool present = target_value(m, r->target_idx) != NULL;
-			m->hits[i] = present != r->neg;
+		if (p->exists) {
+			bool present = target_value(m, p->target) != NULL;
+			m->hits[i] = present != p->neg;
 			continue;
 		}
-		if (r->type == R_MIMEHEADER)
+		if (p->mime)
 			continue;
-		const char *v = target_value(m, r->target_idx);
-		if (!r->re) {
-			/* Hyperscan-only: absent headers match nothing */
-		} else if (!v && r->unset) {
-			m->hits[i] = count_matches(m, r, r->unset, strlen(r->unset));
-		} else if (!v) {
-			/* absent: matched as the empty string */
-			m->hits[i] = pmatch(m, r, "", 0, 0) >= 0;
+		if (p->re && !target_value(m, p->target)) {
+			/* absent: the if-unset text, else the empty string, is
+			 * matched (Hyperscan-only rules: absent matches nothing);
+			 * the same answer for every message, found once */
+			struct rule *r = &e->rules[i];
+			int a = atomic_load_explicit(&r->absent_hits, memory_order_relaxed);
+			if (!a) {
+				a = 1 + (r->unset ? count_matches(m, r, r->unset, strlen(r->unset))
+						  : pmatch(m, r, "", 0, 0) >= 0);
+				atomic_store_explicit(&r->absent_hits, a, memory_order_relaxed);
+			}
+			m->hits[i] = a - 1;
 		}
-		if (r->neg)
+		if (p->neg)
 			m->hits[i] = !m->hits[i];
 	}
 }
@@ -534,12 +540,14 @@ static void evals_symbols_metas(struct msgctx *m)
 				m->hits[i] = 1;
 	}
 	double t0 = m->prof ? prof_now() : 0;
-	for (size_t k = 0; k < e->nmeta; k++) {
-		int i = e->meta_order[k];
-		if (!rule_runs(&e->rules[i], m->set))
-			continue;
-		double v = meta_value(m, &e->rules[i]);
-		m->hits[i] = v != 0;
+	const int *code = e->meta_code, *end = code + e->nmeta_code;
+	while (code < end) {
+		int i = code[0], zero_sets = code[1], n = code[2];
+		code += 3;
+		/* rule_runs(): not run in a score set that scores it 0 */
+		if (!(zero_sets >> m->set & 1))
+			m->hits[i] = meta_value(m->hits, code, n, e->meta_num) != 0;
+		code += n;
 	}
 	if (m->prof)
 		m->prof->metas += prof_now() - t0;
@@ -567,10 +575,11 @@ static void make_result(struct msgctx *m, struct spam_result *res)
 	size_t cap = 16;
 	res->hits = xmalloc(cap * sizeof(*res->hits));
 	for (size_t i = 0; i < e->nrules; i++) {
+		if (!m->hits[i]) /* most: the rule is not read */
+			continue;
 		const struct rule *r = &e->rules[i];
 		double sc = rule_score(r, m->set);
-		if (!m->hits[i] || r->disabled || r->type == R_NONE || sc == 0 ||
-		    strncmp(r->name, "__", 2) == 0)
+		if (r->disabled || r->type == R_NONE || sc == 0 || strncmp(r->name, "__", 2) == 0)
 			continue;
 		result_add(res, &cap, r->name, sc, r->describe);
 	}
