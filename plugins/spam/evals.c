@@ -446,40 +446,57 @@ bool re_match_str(const char *re, const char *s)
 	return rc >= 0;
 }
 
-/* The fixed patterns of the eval functions, compiled once per process (a
- * bounded table: they are string constants, so it never fills up). */
+/* The fixed patterns of the eval functions, compiled (and JIT-compiled)
+ * once per process: a bounded table (they are string constants, so it never
+ * fills up) that threads read without a lock; an entry is complete before
+ * re_ncache counts it, and entries are never changed or removed. */
 #define RE_CACHE_MAX 128
 static struct {
 	const char *key, *re; /* the pointer first seen; a copy of the pattern */
 	pcre2_code *code;
 } re_cache[RE_CACHE_MAX];
-static size_t re_ncache;
+static _Atomic size_t re_ncache;
 static pthread_mutex_t re_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* by_text: any entry of the same text; else the same pointer first (the
+ * same constant, mostly; a rule's argument may reuse a freed one's address,
+ * hence the text is compared too) */
+static pcre2_code *re_cached(const char *re, size_t n, bool by_text)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((by_text || re_cache[i].key == re) && strcmp(re_cache[i].re, re) == 0)
+			return re_cache[i].code;
+	return NULL;
+}
 
 bool re_match_lit(const char *re, const char *s)
 {
-	pcre2_code *c = NULL;
-	pthread_mutex_lock(&re_lock);
-	for (size_t i = 0; i < re_ncache && !c; i++) /* the same constant, mostly */
-		if (re_cache[i].key == re && strcmp(re_cache[i].re, re) == 0)
-			c = re_cache[i].code;
-	for (size_t i = 0; i < re_ncache && !c; i++)
-		if (strcmp(re_cache[i].re, re) == 0)
-			c = re_cache[i].code;
-	if (!c && re_ncache < RE_CACHE_MAX) {
-		int ec;
-		PCRE2_SIZE eo;
-		c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
-		if (c) {
-			re_cache[re_ncache].key = re;
-			re_cache[re_ncache].re = xstrdup(re);
-			re_cache[re_ncache++].code = c;
+	size_t n = atomic_load_explicit(&re_ncache, memory_order_acquire);
+	pcre2_code *c = re_cached(re, n, false);
+	if (!c)
+		c = re_cached(re, n, true);
+	if (!c) {
+		pthread_mutex_lock(&re_lock);
+		n = atomic_load_explicit(&re_ncache, memory_order_relaxed);
+		c = re_cached(re, n, true);
+		if (!c && n < RE_CACHE_MAX) {
+			int ec;
+			PCRE2_SIZE eo;
+			c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
+			if (c) {
+				pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
+				re_cache[n].key = re;
+				re_cache[n].re = xstrdup(re);
+				re_cache[n].code = c;
+				atomic_store_explicit(&re_ncache, n + 1, memory_order_release);
+			}
 		}
+		pthread_mutex_unlock(&re_lock);
 	}
-	pthread_mutex_unlock(&re_lock);
 	if (!c)
 		return re_match_str(re, s);
-	pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
+	/* one pair: only whether it matches is asked (0: matched, no room) */
+	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
 	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
 	pcre2_match_data_free(md);
 	return rc >= 0;
