@@ -651,6 +651,10 @@ static bool fm_body(struct msgctx *m)
 	struct sbuf t1 = {0}, t2 = {0};
 	size_t limit = 40;
 	for (size_t i = 0; i < m->nlines && nf < limit; i++) {
+		/* every address FreeMail's email_regex finds has its '@': a line
+		 * without one has none (whatever the blanking takes out) */
+		if (!memchr(m->lines[i], '@', m->lens[i]))
+			continue;
 		fm_blank(e->fm_url_at, md, m->lines[i], m->lens[i], &t1);
 		fm_blank(e->fm_email_ctx, md, t1.d, t1.n, &t2);
 		size_t at = 0;
@@ -705,29 +709,11 @@ static size_t all_addrs(struct msgctx *m, const char *hdr, char (*out)[256], siz
 	return n;
 }
 
-/* FreeMail's check_freemail_replyto('replyto' | 'reply'). */
-static int ev_freemail_replyto(struct msgctx *m, const struct rule *r)
+/* One of check_freemail_replyto's two questions, once From's and
+ * Reply-To's addresses are known. */
+static int fm_replyto(struct msgctx *m, bool reply, char (*from)[256], size_t nfrom, char (*rt)[256],
+		      size_t nrt, bool fromfm, bool rtfm)
 {
-	bool reply = strcmp(eval_arg(r, 0), "reply") == 0;
-	char env[256];
-	first_addr(m, "EnvelopeFrom", env, sizeof(env));
-	if (env[0] &&
-	    re_match_lit("(?i)(?:^(?:post|host|domain)master|^double-bounce"
-			 "|^(?:sentto|owner|return|(?:gr)?bounced?)-.+|-(?:request|bounces?|admin|owner)"
-			 "|\\b(?:do[._-t]?)?no[._-t]?repl(?:y|ies)|.+=.+)@",
-			 env))
-		return 0; /* freemail_skip_bulk_envfrom */
-	char from[8][256], rt[8][256];
-	size_t nfrom = all_addrs(m, "From", from, 8), nrt = all_addrs(m, "Reply-To", rt, 8);
-	bool fromfm = false, rtfm = false, from_in_rt = false;
-	for (size_t i = 0; i < nfrom; i++) {
-		fromfm = fromfm || is_freemail(m->e, from[i]);
-		from_in_rt = from_in_rt || fm_seen(rt, nrt, from[i]);
-	}
-	for (size_t i = 0; i < nrt; i++)
-		rtfm = rtfm || is_freemail(m->e, rt[i]);
-	if (fromfm && rtfm && !from_in_rt)
-		return 1;
 	if (!reply && !rtfm)
 		return 0;
 	if (reply && ((nrt && !rtfm) || !fromfm))
@@ -741,6 +727,40 @@ static int ev_freemail_replyto(struct msgctx *m, const struct rule *r)
 			if (strcmp(m->ev.fm[b], cmp[k]) != 0)
 				return 1;
 	return 0;
+}
+
+/* FreeMail's check_freemail_replyto('replyto' | 'reply'): the stock
+ * ruleset asks both; the addresses are parsed once for the two. */
+static int ev_freemail_replyto(struct msgctx *m, const struct rule *r)
+{
+	bool reply = strcmp(eval_arg(r, 0), "reply") == 0;
+	if (m->ev.fm_replyto[reply])
+		return m->ev.fm_replyto[reply] - 1;
+	int res[2] = {0, 0};
+	char env[256];
+	first_addr(m, "EnvelopeFrom", env, sizeof(env));
+	if (!env[0] ||
+	    !re_match_lit("(?i)(?:^(?:post|host|domain)master|^double-bounce"
+			  "|^(?:sentto|owner|return|(?:gr)?bounced?)-.+|-(?:request|bounces?|admin|owner)"
+			  "|\\b(?:do[._-t]?)?no[._-t]?repl(?:y|ies)|.+=.+)@",
+			  env)) { /* else freemail_skip_bulk_envfrom */
+		char from[8][256], rt[8][256];
+		size_t nfrom = all_addrs(m, "From", from, 8), nrt = all_addrs(m, "Reply-To", rt, 8);
+		bool fromfm = false, rtfm = false, from_in_rt = false;
+		for (size_t i = 0; i < nfrom; i++) {
+			fromfm = fromfm || is_freemail(m->e, from[i]);
+			from_in_rt = from_in_rt || fm_seen(rt, nrt, from[i]);
+		}
+		for (size_t i = 0; i < nrt; i++)
+			rtfm = rtfm || is_freemail(m->e, rt[i]);
+		for (int q = 0; q < 2; q++)
+			res[q] = fromfm && rtfm && !from_in_rt
+					 ? 1
+					 : fm_replyto(m, q == 1, from, nfrom, rt, nrt, fromfm, rtfm);
+	}
+	m->ev.fm_replyto[0] = 1 + res[0];
+	m->ev.fm_replyto[1] = 1 + res[1];
+	return res[reply];
 }
 
 /* HeaderEval check_for_missing_to_header: no To: field (nor

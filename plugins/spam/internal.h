@@ -455,6 +455,9 @@ struct msgctx {
 		int fm_body;	    /* FreeMail's body parse: 0 not yet, 1 done, -1 skipped */
 		size_t nfm;	    /* the freemail addresses it found: */
 		char fm[2][256];
+		/* check_freemail_replyto's answers ('replyto', 'reply'):
+		 * 0 not yet, else 1 + the answer */
+		int fm_replyto[2];
 	} ev;
 	/* Bayes (bayes_engine.c) */
 	struct btoks *btoks;
