@@ -26,7 +26,10 @@ cross-validation on the SpamAssassin public corpus.
   local test lists, so "with the local lists" would be the same table.
 - Verdict: score >= 5.0 (the ruleset's required_score) on both sides.
 - CPU per message: Sift's `cpu_us` (the thread's CPU to read, parse and
-  score the message, Bayes included); SpamAssassin's spamd processes' CPU
+  score the message, Bayes included) when the fold is checked a second
+  time in the same `spam check`, as a long-running filterd scores (caches
+  warm, the Bayes store's in-memory copy read; the scores of both passes
+  must be the same); SpamAssassin's spamd processes' CPU
   (parent and children, /proc) over the fold's scoring divided by its
   messages.
 Prints a row per fold and the totals: spam recall, false-positive rate,
@@ -133,14 +136,24 @@ def run_fold(a, tmp, data, k, train, test):
     sift = {}
     files = [f for _, f in test]
     for i in range(0, len(files), 400):
-        r = subprocess.run([siftctl, '-c', conf, 'spam', 'check', '--json'] + files[i:i + 400],
+        # twice: the scores of the first pass, the CPU of the second (as a
+        # long-running filterd: caches warm, the Bayes store's copy read)
+        chunk = files[i:i + 400]
+        r = subprocess.run([siftctl, '-c', conf, 'spam', 'check', '--json'] + chunk + chunk,
                            capture_output=True, text=True, timeout=3600)
+        res = []
         for line in r.stdout.splitlines():
             try:
-                j = json.loads(line)
+                res.append(json.loads(line))
             except ValueError:
                 continue
-            sift[j['file']] = {'score': j['score'], 'cpu_us': j['cpu_us'],
+        if len(res) != 2 * len(chunk):
+            raise SystemExit('siftctl spam check: %d results for %d messages: %s' % (len(res), 2 * len(chunk),
+                                                                                     r.stderr[-2000:]))
+        for j, w in zip(res[:len(chunk)], res[len(chunk):]):
+            if j['file'] != w['file'] or j['score'] != w['score']:
+                raise SystemExit('siftctl spam check: %s scored %s then %s' % (j['file'], j['score'], w['score']))
+            sift[j['file']] = {'score': j['score'], 'cpu_us': w['cpu_us'],
                                'bayes': any(t['name'].startswith('BAYES_') for t in j['tests'])}
 
     # SpamAssassin: spamd runs its children as nobody, who must read (and
