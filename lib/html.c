@@ -11,6 +11,7 @@
  */
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,27 +74,6 @@ size_t sift_html_entity(const char *s, size_t n, struct sift_buf *o)
 	return 0;
 }
 
-/* The white space a tag inserts in the rendering, at its opening and at
- * its closing tag (SpamAssassin's html_whitespace): a line break, a space,
- * or a paragraph break; other tags insert nothing. */
-static const char *tag_whitespace(const char *name)
-{
-	static const char *const nl[] = {"br", "div", NULL};
-	static const char *const sp[] = {"li", "th", "td", "dt", "dd", "embed", "h1",
-					 "h2", "h3", "h4", "h5", "h6", NULL};
-	static const char *const para[] = {"p",		"hr",  "blockquote", "pre", "listing",
-					   "plaintext", "xmp", "title",	     NULL};
-	for (const char *const *t = nl; *t; t++)
-		if (strcmp(*t, name) == 0)
-			return "\n";
-	for (const char *const *t = sp; *t; t++)
-		if (strcmp(*t, name) == 0)
-			return " ";
-	for (const char *const *t = para; *t; t++)
-		if (strcmp(*t, name) == 0)
-			return "\n\n";
-	return NULL;
-}
 /* Tag names HTML (4, 5 and the old browsers' extensions) defines: others
  * are bad tags. */
 static const char *const known_tags[] = {
@@ -115,12 +95,66 @@ static const char *const known_tags[] = {
 
 	"ilayer",   "nolayer", "keygen",     "multicol", "comment",    "server",   NULL};
 
-static bool in_list(const char *const *l, const char *s)
+/* The white space a tag inserts in the rendering, at its opening and at
+ * its closing tag (SpamAssassin's html_whitespace): a line break, a space,
+ * or a paragraph break; other tags insert nothing. */
+static const char *const ws_nl[] = {"br", "div", NULL};
+static const char *const ws_sp[] = {"li", "th", "td", "dt", "dd", "embed", "h1",
+				    "h2", "h3", "h4", "h5", "h6", NULL};
+static const char *const ws_para[] = {"p",	   "hr",  "blockquote", "pre", "listing",
+				      "plaintext", "xmp", "title",	NULL};
+
+/* Every tag name of the lists above, found with one hash probe or a few
+ * (a tag is looked up for each tag of every HTML part). Built once. */
+#define TAG_SLOTS 512
+static struct tagslot {
+	const char *name;
+	bool known;
+	const char *ws;
+} tag_slot[TAG_SLOTS];
+static pthread_once_t tag_once = PTHREAD_ONCE_INIT;
+
+static unsigned tag_hash(const char *s)
 {
-	for (; *l; l++)
-		if (strcmp(*l, s) == 0)
-			return true;
-	return false;
+	unsigned h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static struct tagslot *tag_slot_of(const char *name)
+{
+	unsigned j = tag_hash(name) & (TAG_SLOTS - 1);
+	while (tag_slot[j].name && strcmp(tag_slot[j].name, name) != 0)
+		j = (j + 1) & (TAG_SLOTS - 1);
+	return &tag_slot[j];
+}
+
+static void tag_table(void)
+{
+	for (const char *const *t = known_tags; *t; t++) {
+		struct tagslot *x = tag_slot_of(*t);
+		x->name = *t;
+		x->known = true;
+	}
+	static const struct {
+		const char *const *names;
+		const char *ws;
+	} ws[] = {{ws_nl, "\n"}, {ws_sp, " "}, {ws_para, "\n\n"}};
+	for (size_t k = 0; k < sizeof(ws) / sizeof(ws[0]); k++)
+		for (const char *const *t = ws[k].names; *t; t++) {
+			struct tagslot *x = tag_slot_of(*t);
+			x->name = *t;
+			x->ws = ws[k].ws;
+		}
+}
+
+/* name's entry; NULL: neither a known tag nor one that renders space */
+static const struct tagslot *tag_find(const char *name)
+{
+	pthread_once(&tag_once, tag_table);
+	const struct tagslot *x = tag_slot_of(name);
+	return x->name ? x : NULL;
 }
 
 /* Finds attribute `name` in the attribute text a..e; copies its value
@@ -599,7 +633,8 @@ static void count_tag(struct hs *h, const char *name, bool closing)
 {
 	struct sift_html *st = &h->r->stats;
 	st->tags++;
-	if (!in_list(known_tags, name))
+	const struct tagslot *ti = tag_find(name);
+	if (!ti || !ti->known)
 		st->bad_tags++;
 	struct sift_html_tag *tg = NULL;
 	char key[16];
@@ -734,9 +769,9 @@ static size_t tag(struct hs *h, size_t i)
 		if (!closing)
 			anchor_begin(h, as, ae);
 	}
-	const char *ws = tag_whitespace(name);
-	if (ws)
-		render_ws(h, ws);
+	const struct tagslot *ti = tag_find(name);
+	if (ti && ti->ws)
+		render_ws(h, ti->ws);
 	if (!closing)
 		tag_attributes(h, name, as, ae);
 	return next;
