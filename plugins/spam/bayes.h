@@ -47,7 +47,7 @@ struct bayes_src {
 	/* X-Spam-Relays-Trusted / -Untrusted (NULL: absent) */
 	const char *relays_trusted, *relays_untrusted;
 	struct sift_addrs *(*addrlist_parse)(const char *value); /* NULL: no address tokens */
-	char *const *ignore; /* bayes_ignore_header names (case-insensitive) */
+	char *const *ignore; /* bayes_ignore_header names, sorted by namecasecmp */
 	size_t nignore;
 };
 

@@ -851,10 +851,7 @@ static void one_header(const struct bayes_src *src, struct hgroups *g, pcre2_mat
 
 static bool ignored(const struct bayes_src *src, const char *name)
 {
-	for (size_t i = 0; i < src->nignore; i++)
-		if (strcasecmp(src->ignore[i], name) == 0)
-			return true;
-	return false;
+	return src->nignore && bsearch(&name, src->ignore, src->nignore, sizeof(char *), namecasecmp);
 }
 
 static void tokenize_headers(const struct bayes_src *src, struct tokctx *c)

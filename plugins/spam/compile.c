@@ -693,6 +693,10 @@ int finalize(struct spam_engine *e)
 	for (size_t i = 0; i < e->nrules; i++)
 		if (e->rules[i].disabled && e->rules[i].type != R_NONE)
 			e->stats_disabled++;
+	/* bayes_ignore_header: 333 names in the stock ruleset, looked up for
+	 * every header of every message */
+	if (e->nbayes_ignore)
+		qsort(e->bayes_ignore, e->nbayes_ignore, sizeof(char *), namecasecmp);
 	/* freemail: globs apart, exact names sorted for bsearch */
 	{
 		size_t w = 0;

@@ -288,7 +288,7 @@ struct spam_engine {
 	size_t nreplace;
 	char **freemail; /* freemail_domains: exact names, sorted after load */
 	size_t nfreemail, freemail_cap;
-	char **bayes_ignore; /* bayes_ignore_header names */
+	char **bayes_ignore; /* bayes_ignore_header names, sorted after load (namecasecmp) */
 	size_t nbayes_ignore;
 	char **freemail_glob; /* entries with * or ? */
 	size_t nfreemail_glob;
@@ -570,6 +570,12 @@ bool plugin_loaded(struct spam_engine *e, const char *name);
 static inline int namecmp(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* the same, ignoring case (header names) */
+static inline int namecasecmp(const void *a, const void *b)
+{
+	return strcasecmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* ---- loading (parse.c, ifexpr.c, replace.c) ------------------------------- */
