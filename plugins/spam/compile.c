@@ -717,13 +717,15 @@ int finalize(struct spam_engine *e)
 	e->post_hdr = xcalloc(e->nrules, sizeof(*e->post_hdr));
 	e->eval_rules = xcalloc(e->nrules, sizeof(int));
 	e->sym_rules = xcalloc(e->nrules, sizeof(int));
-	e->setzero = xcalloc(e->nrules, sizeof(int));
+	for (int set = 0; set < 4; set++)
+		e->notrun[set] = xcalloc(e->nrules, sizeof(int));
 	for (size_t i = 0; i < e->nrules; i++) {
 		const struct rule *r = &e->rules[i];
 		if (r->disabled || r->off || r->type == R_NONE)
 			continue;
-		if (r->zero_sets)
-			e->setzero[e->nsetzero++] = (int)i;
+		for (int set = 0; set < 4; set++)
+			if (!rule_runs(r, set))
+				e->notrun[set][e->nnotrun[set]++] = (int)i;
 		if (r->eval_fn && r->eval_id >= 0)
 			e->eval_rules[e->neval_rules++] = (int)i;
 		else if (r->type == R_SYMBOL)

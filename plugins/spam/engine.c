@@ -322,7 +322,8 @@ void spam_engine_free(struct spam_engine *e)
 	free(e->post_hdr);
 	free(e->eval_rules);
 	free(e->sym_rules);
-	free(e->setzero);
+	for (int set = 0; set < 4; set++)
+		free(e->notrun[set]);
 	net_free(e->net);
 #ifdef SPAM_HAVE_HS
 	pool_free(&e->pool);

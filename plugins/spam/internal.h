@@ -302,8 +302,10 @@ struct spam_engine {
 	struct post_hdr *post_hdr; /* header rules, after the scan (post_headers) */
 	int *eval_rules, *sym_rules;
 	size_t npost_hdr, neval_rules, nsym_rules;
-	int *setzero; /* rules run in one of the engine's score sets only */
-	size_t nsetzero;
+	/* per score set: the rules it scores 0, which are not run (and are
+	 * run in another set, else they are off) */
+	int *notrun[4];
+	size_t nnotrun[4];
 	size_t body_scan_size;
 	/* trusted_networks, internal_networks, msa_networks (_conf: configured) */
 	struct netset trusted_nets, internal_nets, msa_nets;

@@ -349,9 +349,8 @@ void msg_init(struct msgctx *m, const struct spam_engine *e, const struct spam_i
 	m->tdone = xcalloc(e->ntargets, sizeof(bool));
 	m->cand = xcalloc(e->nrules + 1, sizeof(int));
 	/* rules scored 0 in this message's score set are not run: done, no hit */
-	for (size_t k = 0; k < e->nsetzero; k++)
-		if (!rule_runs(&e->rules[e->setzero[k]], m->set))
-			m->done[e->setzero[k]] = true;
+	for (size_t k = 0; k < e->nnotrun[m->set]; k++)
+		m->done[e->notrun[m->set][k]] = true;
 	m->md = pcre2_match_data_create(16, NULL);
 	m->mctx = pcre2_match_context_create(NULL);
 	pcre2_set_match_limit(m->mctx, 200000);
