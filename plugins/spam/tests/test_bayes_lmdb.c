@@ -4,8 +4,11 @@
  * from LMDB, while this process learns and forgets (the copy follows its
  * commits), while another process writes (the copy is stale and not used,
  * then read again), and when the table outgrows the copy. The memory
- * store, given the same operations, is the reference.
+ * store, given the same operations, is the reference. Then three threads
+ * read one message's tokens while it is learned again and again: every
+ * read must see one whole transaction.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -115,6 +118,63 @@ static void learn(struct bstore *db, struct bstore *ref, int sign, bool spam, si
 	CHECK(same(db, ref, t, m), "%s: its tokens read back", id);
 }
 
+/* Threads reading while this process learns: one message's tokens, learned
+ * again and again, must always read back with equal counts (each read sees
+ * one whole transaction, from the copy or from LMDB). */
+#define RACE_TOKENS 256
+#define RACE_LEARNS 300
+static btok race_tok[RACE_TOKENS];
+static _Atomic bool race_stop;
+static _Atomic int race_torn, race_reads;
+
+static void *race_reader(void *arg)
+{
+	struct bstore *db = arg;
+	struct lmdb_store *l = arg;
+	struct bcounts c[RACE_TOKENS];
+	while (!atomic_load(&race_stop)) {
+		atomic_store(&l->next_build_ms, 0); /* read the copy again whenever it is stale */
+		if (db->ops->get(db, race_tok, RACE_TOKENS, c) < 0) {
+			atomic_fetch_add(&race_torn, 1);
+			continue;
+		}
+		atomic_fetch_add(&race_reads, 1);
+		for (size_t i = 1; i < RACE_TOKENS; i++)
+			if (c[i].s != c[0].s || c[i].h != c[0].h) {
+				atomic_fetch_add(&race_torn, 1);
+				break;
+			}
+	}
+	return NULL;
+}
+
+static void race(struct bstore *db)
+{
+	for (size_t i = 0; i < RACE_TOKENS; i++)
+		race_tok[i] = ((rnd() & 0xffffffffffull) | 1) ^ 0x5a5a5a5a5aull;
+	pthread_t th[3];
+	for (int i = 0; i < 3; i++)
+		pthread_create(&th[i], NULL, race_reader, db);
+	bool ok = true;
+	for (int i = 0; i < RACE_LEARNS && ok; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "<race%d@test>", i);
+		ok = db->ops->apply(db, race_tok, RACE_TOKENS, i % 2 == 0, +1, 1700000003, id,
+				    i % 2 == 0 ? 's' : 'h') == 0;
+	}
+	atomic_store(&race_stop, true);
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	CHECK(ok, "learning while threads read");
+	CHECK(atomic_load(&race_reads) > 100, "the threads read (%d reads)", atomic_load(&race_reads));
+	CHECK(atomic_load(&race_torn) == 0, "every read saw one whole transaction (%d did not, of %d)",
+	      atomic_load(&race_torn), atomic_load(&race_reads));
+	struct bcounts c[RACE_TOKENS];
+	CHECK(db->ops->get(db, race_tok, RACE_TOKENS, c) == 0 && c[0].s == RACE_LEARNS / 2 &&
+		      c[0].h == RACE_LEARNS / 2,
+	      "the counts after the race");
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/sift-bayes-lmdb-XXXXXX";
@@ -208,6 +268,8 @@ int main(void)
 	CHECK(!copy_current(l), "a copy outgrown by new tokens is no longer used");
 	lookups(db, ref, SNAP_AFTER + 2, "after the copy was outgrown");
 	CHECK(copy_current(l), "a larger copy is read");
+
+	race(db);
 
 	db->ops->close(db);
 	ref->ops->close(ref);
