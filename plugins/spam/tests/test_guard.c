@@ -168,9 +168,7 @@ int main(void)
 	/* case-sensitive outside, caseless inside: the guard takes both cases */
 	same("(?:x|y|(?i:name|city)[\\s:]|(?:(?i)fax|tel)\\b)", NULL, 3000);
 
-	if (failures)
-		fprintf(stderr, "%d of %d checks failed\n", failures, checks);
-	else
-		printf("%d checks passed\n", checks);
+	/* the tally ./check adds up */
+	printf("%d passed, %d failed\n", checks - failures, failures);
 	return failures ? 1 : 0;
 }
