@@ -1219,17 +1219,26 @@ void spf_eval(const struct spf_req *q, struct spf_res *res)
 	/* The identity: MAIL FROM, or postmaster@HELO. */
 	const char *sender = q->sender ? q->sender : "";
 	res->identity = q->identity;
+	int n;
 	if (q->identity == SPF_ID_HELO || !*sender) {
 		res->identity = SPF_ID_HELO;
-		snprintf(res->sender, sizeof(res->sender), "postmaster@%s", e.helo);
+		n = snprintf(res->sender, sizeof(res->sender), "postmaster@%s", e.helo);
 	} else {
 		const char *at = strrchr(sender, '@');
 		if (!at)
-			snprintf(res->sender, sizeof(res->sender), "postmaster@%s", sender);
+			n = snprintf(res->sender, sizeof(res->sender), "postmaster@%s", sender);
 		else if (at == sender)
-			snprintf(res->sender, sizeof(res->sender), "postmaster%s", at);
+			n = snprintf(res->sender, sizeof(res->sender), "postmaster%s", at);
 		else
-			snprintf(res->sender, sizeof(res->sender), "%s", sender);
+			n = snprintf(res->sender, sizeof(res->sender), "%s", sender);
+	}
+	/* An identity that does not fit is no valid address (RFC 5321 allows
+	 * 64 octets of local part and 255 of domain); truncated, it could
+	 * lose its '@' or name another domain. */
+	if (n < 0 || (size_t)n >= sizeof(res->sender)) {
+		res->sender[0] = 0;
+		res->result = SPF_NONE;
+		return;
 	}
 	const char *at = strrchr(res->sender, '@');
 	e.sender = res->sender;

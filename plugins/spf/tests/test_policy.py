@@ -161,6 +161,12 @@ def main():
         check(a.startswith("550 5.7.23 "), "odd sender characters handled", a)
         a = ask(c, "198.51.100.7", "a@" + "x" * 300 + ".test")
         check(a.startswith("PREPEND Received-SPF: none "), "over-long domain: none", a)
+        # an identity longer than the evaluator holds is none, not a
+        # truncated address (which lost its '@' and crashed policyd)
+        a = ask(c, "198.51.100.7", "a" * 600 + "@fail.test")
+        check(a.startswith("PREPEND Received-SPF: none "), "over-long sender: none", a[:80])
+        a = ask(c, "198.51.100.7", "", helo=("x" * 60 + ".") * 9 + "fail.test")
+        check(a.startswith("PREPEND Received-SPF: none "), "over-long HELO: none", a[:80])
         check(pd.alive(), "policyd alive after bad input")
         c.close()
 
