@@ -20,6 +20,7 @@ Checks:
   * siftctl spf check prints the same result and header.
 Prints "N passed, N failed".
 """
+import atexit
 import os
 import subprocess
 import sys
@@ -220,6 +221,7 @@ def write_cidr():
     fd, path = tempfile.mkstemp(prefix="sift-spf-", suffix=".cidr")
     os.write(fd, b"10.0.0.0/8 OK\n")
     os.close(fd)
+    atexit.register(os.unlink, path)
     return path
 
 
