@@ -419,6 +419,10 @@ static char *received_spf(const struct spf_res *r, const char *receiver, const c
 		out_comment(&o, r->sender, 200);
 		break;
 	case SPF_NONE:
+		if (!r->sender[0]) { /* spf_eval: longer than an address can be */
+			out_adds(&o, "identity too long to be an address");
+			break;
+		}
 		out_adds(&o, "domain of ");
 		out_comment(&o, r->sender, 200);
 		out_adds(&o, " does not provide an SPF record");
