@@ -203,6 +203,9 @@ static bool domain_listed(const struct sl_conf *c, const char *addr)
 
 /* ---- envelope ------------------------------------------------------------------- */
 
+/* The most of a login a reply quotes. */
+#define REPLY_LOGIN 100
+
 static char *msg_printf(struct sift_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static char *msg_printf(struct sift_ctx *ctx, const char *fmt, ...)
 {
@@ -247,9 +250,11 @@ static enum sift_verdict env_decide(struct sift_ctx *ctx, const struct sl_conf *
 		host->log(ctx, LOG_NOTICE, "login=%s sender=<%s> owners=%s: not owned; action=%s", login,
 			  sender, owners ? owners : "(none)", an[c->envelope_action]);
 		free(owners);
-		m->env_text =
-			msg_printf(ctx, "<%s>: Sender address rejected: not owned by user %s", sender, login);
-		m->env_short = msg_printf(ctx, "not owned by user %s%s", login, "");
+		/* the login in the reply at most REPLY_LOGIN octets: SASL
+		 * names have no length limit, SMTP replies do */
+		m->env_text = msg_printf(ctx, "<%s>: Sender address rejected: not owned by user %.*s", sender,
+					 REPLY_LOGIN, login);
+		m->env_short = msg_printf(ctx, "not owned by user %.*s%s", REPLY_LOGIN, login, "");
 		switch (c->envelope_action) {
 		case 0:
 			m->env_code = "553";
@@ -452,8 +457,8 @@ static enum sift_verdict sl_eoh(struct sift_ctx *ctx)
 	host->log(ctx, LOG_NOTICE, "login=%s header=%s address=<%s>: %s; action=%s", login, mm.field, mm.addr,
 		  mm.why, an[c->header_action]);
 	char text[MAX_ADDR + 200];
-	snprintf(text, sizeof(text), "<%s>: %s header address rejected: not owned by user %s", mm.addr,
-		 mm.field, login);
+	snprintf(text, sizeof(text), "<%s>: %s header address rejected: not owned by user %.*s", mm.addr,
+		 mm.field, REPLY_LOGIN, login);
 	switch (c->header_action) {
 	case ACT_REJECT:
 		host->reply(ctx, "553", "5.7.1", text);

@@ -37,6 +37,9 @@ try:
         eq(ask('alice@example.org', 'alice'), REJ % 'alice',
            'alice as another domain (no owner)')
         eq(ask('', 'alice'), 'DUNNO', 'null sender is not checked')
+        # a login longer than a reply may quote: quoted in part, the
+        # reply stays valid (not replaced by the default)
+        eq(ask('bob@example.net', 'x' * 900), REJ % ('x' * 100), 'over-long login quoted in part')
         eq(ask('bob@example.net', ''),
            '553 5.7.1 not logged in',
            'unauthenticated outsider using our domain')
@@ -50,6 +53,7 @@ try:
         eq((a1, a2), (REJ % 'alice',) * 2, 'every RCPT of the transaction')
     check('login=alice sender=<bob@example.net> owners=bob: not owned; action=reject' in pd.log(),
           'clear log line: %s' % pd.log_tail(5))
+    check('invalid SMTP reply' not in pd.log(), 'no invalid reply: %s' % pd.log_tail(5))
 finally:
     pd.stop()
 
