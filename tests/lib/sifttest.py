@@ -113,6 +113,15 @@ def builddir():
     return os.path.join(srcdir(), 'build')
 
 
+def scratch(prefix='sift-'):
+    """A new temporary directory for a test's files, removed when the test
+    exits unless $SIFT_KEEP_TMP is set (to read its logs afterwards)."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    if not os.environ.get('SIFT_KEEP_TMP'):
+        atexit.register(shutil.rmtree, d, True)
+    return d
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that is free now (and not handed out before by
     this process)."""

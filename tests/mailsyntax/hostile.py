@@ -23,7 +23,6 @@ Prints "N passed, N failed"."""
 import os
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -140,7 +139,7 @@ def consumers(tmp, conf, i, value, want):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix='sift-hostile-')
+    tmp = sifttest.scratch('sift-hostile-')
     os.chmod(tmp, 0o755)
     check(len(ROWS) >= 150, 'at least 150 rows (%d)' % len(ROWS))
     parser_rows(tmp)

@@ -33,7 +33,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -45,11 +44,12 @@ PLUGINDIR = os.path.join(BUILDDIR, "plugins")
 CASEDIR = os.path.join(SRCDIR, "tests", "policy", "cases")
 DATADIR = CASEDIR  # map files of the cases live next to them
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "lib"))
+import sifttest  # noqa: E402
 from sifttest import check, checks, daemon_user, daemon_writable, done, free_port  # noqa: E402
 
 # The daemons' user owns TMP, so that policyd can remove its pid file and
 # socket at stop after dropping its privileges.
-TMP = daemon_writable(tempfile.mkdtemp(prefix="sift-policy-"))
+TMP = daemon_writable(sifttest.scratch("sift-policy-"))
 started = []  # Daemon objects, stopped at the end
 
 

@@ -4,7 +4,7 @@
 (the daemons' -t: unknown names are errors), `--help` on every command,
 options after operands, `reload` through the daemons' control sockets (the
 outcome, a refused user) and bad input. Prints "N passed, N failed"."""
-import json, os, pwd, re, shutil, subprocess, sys, tempfile, time
+import json, os, pwd, re, shutil, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import sifttest  # noqa: E402
@@ -19,7 +19,7 @@ def run(*args, stdin=None):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="sift-siftctl-")
+    tmp = sifttest.scratch("sift-siftctl-")
     os.chmod(tmp, 0o755)  # `check` runs the daemons' -t, whose plugin init runs as the daemon user
     pdir = os.path.join(tmp, "plugins")
     os.mkdir(pdir)

@@ -20,7 +20,6 @@ message (Postfix's order), has counted it, as README says.
 
 import os
 import sys
-import tempfile
 import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,7 +35,7 @@ def msg(subject):
             % subject).encode()
 
 
-tmp = tempfile.mkdtemp(prefix='sift-rlpf-')
+tmp = sifttest.scratch('sift-rlpf-')
 os.chmod(tmp, 0o755)
 procs = []
 try:

@@ -24,7 +24,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -38,7 +37,7 @@ from policyclient import PolicyClient, refused  # noqa: E402
 from redisproc import Redis  # noqa: E402
 
 SIFTCTL = sifttest.program('siftctl')
-tmp = tempfile.mkdtemp(prefix='sift-rl-')
+tmp = sifttest.scratch('sift-rl-')
 procs = []
 
 

@@ -5,12 +5,12 @@ local parts, groups and RFC 2047 display names; every header_action."""
 
 import os
 import sys
-import tempfile
 
 from common import SEED_MAP, ALIAS_MAP
+import sifttest  # noqa: E402
 from sifttest import check, check_eq as eq, done, siftctl_test, write_conf, plugin_directory
 
-tmp = tempfile.mkdtemp(prefix='sift-sl-')
+tmp = sifttest.scratch('sift-sl-')
 conf = write_conf(os.path.join(tmp, 'filterd.conf'), {
     'plugin_directory': plugin_directory(),
     'originating_plugins': 'senderlogin',

@@ -6,12 +6,12 @@ an alias / another domain, MAIL and RCPT stages, the null sender, the
 unauthenticated check, and the texthash alias map."""
 
 import sys
-import tempfile
 
 from common import SEED_MAP, ALIAS_MAP
+import sifttest  # noqa: E402
 from sifttest import check, check_eq as eq, done, start_daemon, PolicyClient
 
-tmp = tempfile.mkdtemp(prefix='sift-slp-')
+tmp = sifttest.scratch('sift-slp-')
 REJ = '553 5.7.1 not owned by user %s'
 
 pd = start_daemon('policyd', tmp, {

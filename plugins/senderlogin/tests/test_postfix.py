@@ -15,14 +15,13 @@ as-is:
 
 import os
 import sys
-import tempfile
 
 from common import SEED_MAP
 import sifttest
 from sifttest import check, check_eq as eq, done
 from dovecotsasl import DovecotSASL
 
-tmp = tempfile.mkdtemp(prefix='sift-slpf-')
+tmp = sifttest.scratch('sift-slpf-')
 os.chmod(tmp, 0o755)
 procs = []
 

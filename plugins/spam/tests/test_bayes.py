@@ -8,7 +8,6 @@ import random
 import re
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests', 'lib'))
 import sifttest  # noqa: E402
@@ -33,7 +32,7 @@ def run(conf, *args):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix='sift-bayes-')
+    tmp = sifttest.scratch('sift-bayes-')
     rules = os.path.join(tmp, 'rules.cf')
     with open(rules, 'w') as f:
         f.write('loadplugin Mail::SpamAssassin::Plugin::Bayes\n')

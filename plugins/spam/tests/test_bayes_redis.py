@@ -5,7 +5,6 @@ spam (autolearn=spam in its X-Spam-Status), the totals show it, and
 filterd B scores a spam with BAYES_99 from what was learned elsewhere."""
 import os
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'tests', 'lib'))
@@ -26,7 +25,7 @@ def milter_send(port, text, qid):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix='sift-bayes-redis-')
+    tmp = sifttest.scratch('sift-bayes-redis-')
     sifttest.daemon_readable(tmp)
     redis = Redis(tmp).start()
     procs = []

@@ -22,7 +22,6 @@ plugin's connect, end-of-header and end-of-message hooks):
 
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.environ.get('SIFT_SRCDIR', os.path.join(os.path.dirname(__file__), '..', '..', '..')),
@@ -69,7 +68,7 @@ def main():
     if not all(os.path.isdir(d) for d in STOCK):
         print('the stock SpamAssassin ruleset is not installed: skipped')
         return done()
-    tmp = tempfile.mkdtemp(prefix='sift-dnsbl-')
+    tmp = sifttest.scratch('sift-dnsbl-')
     os.chmod(tmp, 0o755)
     local = os.path.join(tmp, 'local.cf')
     with open(local, 'w') as f:

@@ -11,12 +11,9 @@ such record, and a bare "TIMEOUT" entry makes every query type that has no
 record listed before it time out (dnsserver's marker "except" list).
 """
 
-import atexit
 import itertools
 import os
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tests", "lib"))
 
@@ -35,11 +32,7 @@ def policyd(settings, tmpdir=None):
     """A started policyd (sifttest.Proc, .port, .conf) with the spf plugin
     inbound only, plus `settings`; its files in tmpdir (default: a new
     temporary directory, .tmp)."""
-    tmp = tmpdir
-    if not tmp:
-        tmp = tempfile.mkdtemp(prefix="sift-spf-")
-        if not os.environ.get("SIFT_KEEP_TMP"):
-            atexit.register(shutil.rmtree, tmp, True)
+    tmp = tmpdir or sifttest.scratch("sift-spf-")
     p = sifttest.start_daemon("policyd", tmp, dict({"inbound_plugins": "spf", "originating_plugins": ""},
                                                    **settings), name="policyd-%d" % next(_names))
     p.tmp = tmp

@@ -15,10 +15,10 @@ Prints "N passed, N failed".
 """
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import spfutil  # noqa: E402
+import sifttest  # noqa: E402
 from sifttest import check, done, siftctl_test, write_conf, plugin_directory  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def hdr(r, name):
 
 def main():
     srv = spfutil.dnsserver.DNSServer(ZONE).start()
-    tmp = tempfile.mkdtemp(prefix="sift-spf-filterd-")
+    tmp = sifttest.scratch("sift-spf-filterd-")
     conf = write_conf(os.path.join(tmp, "filterd.conf"), {
         "plugin_directory": plugin_directory(), "inbound_plugins": "spf", "originating_plugins": "spf",
         "dns_servers": "127.0.0.1:%d" % srv.port, "dns_timeout": "2s", "myhostname": "mx.sift.test",
