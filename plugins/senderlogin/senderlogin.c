@@ -228,7 +228,11 @@ static enum sift_verdict env_decide(struct sift_ctx *ctx, const struct sl_conf *
 	const char *login = host->get(ctx, SIFT_I_SASL_USERNAME);
 	if (!sender || !*sender)
 		return SIFT_DUNNO; /* the null sender is not checked (as Postfix) */
-	if (strlen(sender) > 500) {
+	/* Longer than an address may be (RFC 5321: 64 + 1 + 255): no map is
+	 * asked; an authenticated client's has no owner, so it is refused
+	 * unless senderlogin_unknown_sender = dunno. */
+	bool too_long = strlen(sender) > 500;
+	if (too_long && !(login && *login)) {
 		host->log(ctx, LOG_WARNING, "sender address too long; not checked");
 		return SIFT_DUNNO;
 	}
@@ -236,7 +240,8 @@ static enum sift_verdict env_decide(struct sift_ctx *ctx, const struct sl_conf *
 		if (!c->envelope_check || !c->login_maps)
 			return SIFT_DUNNO;
 		char *owners = NULL;
-		int rc = owned(c, c->login_maps, sender, login, c->unknown_sender == 1, &owners);
+		int rc = too_long ? c->unknown_sender == 1
+				  : owned(c, c->login_maps, sender, login, c->unknown_sender == 1, &owners);
 		if (rc < 0) {
 			free(owners);
 			host->log(ctx, LOG_ERR, "login map lookup failed for <%s>", sender);

@@ -37,6 +37,9 @@ try:
         eq(ask('alice@example.org', 'alice'), REJ % 'alice',
            'alice as another domain (no owner)')
         eq(ask('', 'alice'), 'DUNNO', 'null sender is not checked')
+        eq(ask('a' * 600 + '@example.net', 'alice'), REJ % 'alice',
+           'a sender longer than an address can be has no owner')
+        eq(ask('a' * 600 + '@example.net', ''), 'DUNNO', 'unauthenticated: too long to look up')
         # a login longer than a reply may quote: quoted in part, the
         # reply stays valid (not replaced by the default)
         eq(ask('bob@example.net', 'x' * 900), REJ % ('x' * 100), 'over-long login quoted in part')
