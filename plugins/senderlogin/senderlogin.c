@@ -461,7 +461,7 @@ static enum sift_verdict sl_eoh(struct sift_ctx *ctx)
 	static const char *const an[] = {"reject", "tempfail", "hold", "header", "log"};
 	host->log(ctx, LOG_NOTICE, "login=%s header=%s address=<%s>: %s; action=%s", login, mm.field, mm.addr,
 		  mm.why, an[c->header_action]);
-	char text[MAX_ADDR + 200];
+	char text[MAX_ADDR + 200 + REPLY_LOGIN];
 	snprintf(text, sizeof(text), "<%s>: %s header address rejected: not owned by user %.*s", mm.addr,
 		 mm.field, REPLY_LOGIN, login);
 	switch (c->header_action) {
