@@ -119,8 +119,10 @@ struct dns_q {
 };
 
 static struct {
-	pthread_mutex_t mu;  /* ctx, stopping, active, pending */
-	pthread_cond_t idle; /* active dropped to 0 */
+	pthread_mutex_t mu;	/* ctx, stopping, active, pending */
+	pthread_cond_t idle;	/* active dropped to 0 */
+	pthread_cond_t started; /* the event thread is in its loop */
+	bool running;		/* under mu */
 	struct ub_ctx *ctx;
 	bool stopping;
 	int active; /* queries inside sift_dns_query */
@@ -130,7 +132,10 @@ static struct {
 	int wake[2]; /* wakes the event thread for shutdown */
 	atomic_bool quit;
 	atomic_bool up; /* between init and shutdown: the cache answers */
-} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER, .wake = {-1, -1}};
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER,
+       .idle = PTHREAD_COND_INITIALIZER,
+       .started = PTHREAD_COND_INITIALIZER,
+       .wake = {-1, -1}};
 
 /* ---- the event thread ---------------------------------------------------- */
 
@@ -138,6 +143,10 @@ static void *event_thread(void *arg)
 {
 	struct ub_ctx *ctx = arg;
 	struct pollfd fds[2] = {{.fd = ub_fd(ctx), .events = POLLIN}, {.fd = g.wake[0], .events = POLLIN}};
+	pthread_mutex_lock(&g.mu);
+	g.running = true;
+	pthread_cond_broadcast(&g.started);
+	pthread_mutex_unlock(&g.mu);
 	while (!atomic_load(&g.quit)) {
 		int n = poll(fds, 2, 1000);
 		if (n < 0 && errno != EINTR) {
@@ -319,7 +328,14 @@ int sift_dns_init(const char *servers, long default_timeout_ms, char **err_r)
 		ub_ctx_delete(ctx);
 		return -1;
 	}
+	/* Returns once the thread is in its loop, done with what starting a
+	 * thread allocates: a process that forks next (the spam plugin's
+	 * Hyperscan compiler) then forks while no other thread is inside the
+	 * allocator, which matters under the sanitizers, whose allocators take
+	 * no lock around fork(). */
 	pthread_mutex_lock(&g.mu);
+	while (!g.running)
+		pthread_cond_wait(&g.started, &g.mu);
 	g.ctx = ctx;
 	g.stopping = false;
 	g.default_timeout = default_timeout_ms > 0 ? default_timeout_ms : 10000;
@@ -353,6 +369,7 @@ void sift_dns_shutdown(void)
 	ssize_t w = write(g.wake[1], "x", 1);
 	(void)w;
 	pthread_join(g.thread, NULL);
+	g.running = false;
 	close(g.wake[0]);
 	close(g.wake[1]);
 	g.wake[0] = g.wake[1] = -1;
