@@ -33,7 +33,6 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -385,7 +384,7 @@ def main():
     if os.geteuid() != 0:
         print('needs root (private Postfix)', file=sys.stderr)
         return 1
-    root = tempfile.mkdtemp(prefix='sift-metrics-')
+    root = sifttest.scratch('sift-metrics-')
     os.chmod(root, 0o755)
     clam = os.path.exists(os.path.join(sifttest.plugin_directory(), 'clamav.so'))
     rules = os.path.join(root, 'rules')

@@ -6,7 +6,7 @@ and a second instance whose plugin fails (tempfail). Everything runs once
 per milter engine (filterd_engine; env SIFT_FILTERD_ENGINES, default
 "native libmilter"); the native engine also gets malformed packets and a
 connection limit. Prints "N passed, N failed" over all runs."""
-import os, re, shutil, signal, socket, struct, subprocess, sys, tempfile, time
+import os, re, signal, socket, struct, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.environ["SIFT_SRCDIR"], "tests", "lib"))
 import sifttest  # noqa: E402
@@ -224,18 +224,17 @@ def main():
 def no_libmilter():
     """A build without libmilter (-Dlibmilter=disabled): filterd_engine =
     libmilter is refused with the setting's name, native runs."""
-    tmp = tempfile.mkdtemp(prefix="sift-milter-")
+    tmp = sifttest.scratch("sift-milter-")
     conf = sifttest.write_conf(os.path.join(tmp, "filterd.conf"), {
         "plugin_directory": sifttest.plugin_directory(), "inbound_plugins": "", "originating_plugins": "",
         "filterd_listen": "inet:127.0.0.1:1", "filterd_engine": "libmilter"})
     r = subprocess.run([sifttest.program("filterd"), "-t", "-c", conf], capture_output=True, text=True, timeout=60)
     check(r.returncode == 1 and "filterd_engine = libmilter" in r.stderr and "without libmilter" in r.stderr
           and "filterd.conf:5" in r.stderr, "no libmilter: filterd_engine = libmilter refused by name", r.stderr)
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_engine():
-    tmp = tempfile.mkdtemp(prefix="sift-milter-")
+    tmp = sifttest.scratch("sift-milter-")
     os.chmod(tmp, 0o755)
     pdir = plugin_dir(tmp)
     write(f"{tmp}/client.cidr", "192.0.2.66/32 REJECT\n")

@@ -26,7 +26,6 @@ import os
 import smtplib
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests', 'lib'))
@@ -124,7 +123,7 @@ def postfix_case(tmp, dns):
 
 def main():
     which = sys.argv[1] if len(sys.argv) > 1 else 'all'
-    tmp = tempfile.mkdtemp(prefix='sift-rbl-')
+    tmp = sifttest.scratch('sift-rbl-')
     os.chmod(tmp, 0o755)
     dns = ListServer()
     dns.start()
