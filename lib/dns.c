@@ -119,7 +119,7 @@ struct dns_q {
 };
 
 static struct {
-	pthread_mutex_t mu;	/* ctx, stopping, active, pending */
+	pthread_mutex_t mu;	/* ctx, stopping, active, pending, running */
 	pthread_cond_t idle;	/* active dropped to 0 */
 	pthread_cond_t started; /* the event thread is in its loop */
 	bool running;		/* under mu */
@@ -369,7 +369,9 @@ void sift_dns_shutdown(void)
 	ssize_t w = write(g.wake[1], "x", 1);
 	(void)w;
 	pthread_join(g.thread, NULL);
+	pthread_mutex_lock(&g.mu);
 	g.running = false;
+	pthread_mutex_unlock(&g.mu);
 	close(g.wake[0]);
 	close(g.wake[1]);
 	g.wake[0] = g.wake[1] = -1;
