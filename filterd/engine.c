@@ -111,6 +111,7 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t reg_cond = PTHREAD_COND_INITIALIZER;
 static struct conn *conns;
 static long long n_conns;
+static unsigned long idle_gen; /* times n_conns fell to 0 */
 static bool stopping;
 
 /* Workers between connections (under reg_lock): n_waiting of them wait on
@@ -572,26 +573,37 @@ static void serve(struct conn *c)
  * a heap: after a burst of large messages RSS stayed at the burst's peak
  * (1.4 GB after 100 concurrent 10 MB messages with libclamav, whose heap in
  * use was then 2 MB: bench/memory.py). malloc_trim() returns the free
- * pages: when the last connection ends, and while busy at most every
- * TRIM_BUSY_MS, from the thread that ends a connection. */
-#define TRIM_IDLE_MS 100
+ * pages: once filterd has had no connection for TRIM_IDLE_MS (next_conn),
+ * and while busy at most every TRIM_BUSY_MS, from the thread that ends a
+ * connection. Not at the end of every last connection: an MX at low
+ * concurrency is "idle" between most sessions, and each trim's madvise()
+ * (a TLB shootdown on every CPU) and the page faults that fill the same
+ * pages again for the next message cost about 0.2 ms per message. */
+#define TRIM_IDLE_MS 500
 #define TRIM_BUSY_MS 10000
-static void trim_heap(bool idle)
+static _Atomic long long last_trim;
+
+static void trim_now(const char *why)
 {
 #ifdef __GLIBC__
-	static _Atomic long long last_trim;
-	long long now = sift_now_ms(), t = atomic_load(&last_trim);
-	if (now - t >= (idle ? TRIM_IDLE_MS : TRIM_BUSY_MS) &&
-	    atomic_compare_exchange_strong(&last_trim, &t, now))
-		malloc_trim(0);
+	atomic_store(&last_trim, sift_now_ms());
+	malloc_trim(0);
+	sift_log(LOG_DEBUG, "free heap given back to the system (%s)", why);
 #else
-	(void)idle;
+	(void)why;
 #endif
 }
 
+static void trim_busy(void)
+{
+	long long now = sift_now_ms(), t = atomic_load(&last_trim);
+	if (now - t >= TRIM_BUSY_MS && atomic_compare_exchange_strong(&last_trim, &t, now))
+		trim_now("busy");
+}
+
 /* The end of a connection: libmilter calls abort for a message in
- * progress, then close. */
-static void conn_finish(struct conn *c)
+ * progress, then close. True when it was the last one (filterd idle). */
+static bool conn_finish(struct conn *c)
 {
 	if (MP_IN_MAIL(c->state))
 		fd_session_abort(&c->s);
@@ -610,29 +622,55 @@ static void conn_finish(struct conn *c)
 	close(c->fd);
 	n_conns--;
 	bool idle = n_conns == 0;
+	if (idle)
+		idle_gen++;
 	pthread_cond_broadcast(&reg_cond);
 	pthread_mutex_unlock(&reg_lock);
 	free(c);
-	trim_heap(idle);
+	if (!idle)
+		trim_busy();
+	return idle;
 }
 
 /* The next connection for a worker that finished one: it waits (as one of
  * n_waiting) up to WORKER_IDLE_MS for the acceptor to hand it one. NULL:
- * the worker ends (too many waiting already, idle too long, stopping). */
-static struct conn *next_conn(void)
+ * the worker ends (too many waiting already, idle too long, stopping).
+ * idle: its connection was the last one; if no other connection starts and
+ * ends in the next TRIM_IDLE_MS, this worker gives the free heap back. */
+static struct conn *next_conn(bool idle)
 {
 	pthread_mutex_lock(&reg_lock);
 	if (stopping || n_waiting >= WORKERS_WAITING_MAX) {
+		bool trim = idle && !stopping;
 		pthread_mutex_unlock(&reg_lock);
+		if (trim)
+			trim_now("idle");
 		return NULL;
 	}
 	n_waiting++;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += WORKER_IDLE_MS / 1000;
-	while (!handoff && !stopping)
-		if (pthread_cond_timedwait(&work_cond, &reg_lock, &ts) == ETIMEDOUT)
+	unsigned long gen = idle_gen;
+	struct timespec now, end, trim_at;
+	clock_gettime(CLOCK_REALTIME, &now);
+	end = trim_at = now;
+	end.tv_sec += WORKER_IDLE_MS / 1000;
+	trim_at.tv_sec += TRIM_IDLE_MS / 1000;
+	trim_at.tv_nsec += (TRIM_IDLE_MS % 1000) * 1000000L;
+	if (trim_at.tv_nsec >= 1000000000L) {
+		trim_at.tv_sec++;
+		trim_at.tv_nsec -= 1000000000L;
+	}
+	while (!handoff && !stopping) {
+		if (pthread_cond_timedwait(&work_cond, &reg_lock, idle ? &trim_at : &end) != ETIMEDOUT)
+			continue;
+		if (!idle)
 			break;
+		idle = false;
+		if (n_conns == 0 && idle_gen == gen) {
+			pthread_mutex_unlock(&reg_lock);
+			trim_now("idle");
+			pthread_mutex_lock(&reg_lock);
+		}
+	}
 	struct conn *c = handoff;
 	if (c) /* the acceptor counted it off n_waiting */
 		handoff = c->handoff_next;
@@ -647,9 +685,9 @@ static struct conn *next_conn(void)
  * thread's creation and exit. */
 static void *conn_thread(void *arg)
 {
-	for (struct conn *c = arg; c; c = next_conn()) {
+	for (struct conn *c = arg; c;) {
 		serve(c);
-		conn_finish(c);
+		c = next_conn(conn_finish(c));
 	}
 	return NULL;
 }

@@ -194,6 +194,25 @@ def native_only(tmp, conf, log, port):
               "sequential connections are served by one reused thread", (answered, seen, before))
     finally:
         fd.stop()
+    # the free heap goes back to the system once filterd has had no
+    # connection for a while (0.5 s), not at the end of every session
+    fd, p5, log5 = start_filterd(tmp, conf, "filterd-trim", ["-d"])
+    try:
+        def trims():
+            return open(log5).read().count("free heap given back to the system (idle)")
+        for _ in range(12):
+            c = socket.create_connection(("127.0.0.1", p5), timeout=5)
+            c.sendall(OPTNEG)
+            c.recv(100)
+            c.sendall(pkt(b"Q"))
+            c.close()
+            time.sleep(0.05)
+        during = trims()
+        check(during <= 1, "sessions 50 ms apart: the heap is not trimmed after each one", during)
+        check(wait_for(lambda: trims() == during + 1, 5) and (time.sleep(1) or trims() == during + 1),
+              "idle for 0.5 s: the heap is trimmed once", (during, trims()))
+    finally:
+        fd.stop()
     # SIGTERM with a connection idle between messages: exits at once, 0
     fd, p3, log3 = start_filterd(tmp, conf, "filterd-term")
     idle = socket.create_connection(("127.0.0.1", p3), timeout=5)
