@@ -149,6 +149,9 @@ static struct spam_engine *engine_alloc(const struct spam_engine_opts *o)
 	struct spam_engine *e = xcalloc(1, sizeof(*e));
 	e->required = 5.0;
 	e->use_hs = o->use_hyperscan;
+#ifdef SPAM_HAVE_HS
+	e->bg_timeout_ms = o->compile_timeout_ms;
+#endif
 	e->body_scan_size = o->body_scan_size ? o->body_scan_size : 50000;
 	e->score_set = o->score_set & 3;
 	e->log = o->log;

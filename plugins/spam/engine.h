@@ -40,6 +40,9 @@ struct spam_engine_opts {
 	 * SPAM_SET_NET (network tests enabled) | SPAM_SET_BAYES (Bayes usable);
 	 * 0 = neither (set 0). */
 	int score_set;
+	/* how long the background Hyperscan compile may take before its child
+	 * is killed (matching stays on PCRE2-JIT); 0 = no bound */
+	long long compile_timeout_ms;
 	void (*log)(int level, const char *msg); /* may be NULL */
 };
 

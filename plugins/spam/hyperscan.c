@@ -13,6 +13,8 @@
  * rules PCRE2 runs. The Hyperscan matcher lives until the engine is freed.
  */
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -450,10 +452,25 @@ static bool write_all(int fd, const void *p, size_t n)
 	return true;
 }
 
-static bool read_all(int fd, void *p, size_t n)
+/* Reads n octets of the compiler's pipe: false at its end, on an error, and
+ * once deadline (now_ms(); 0 = none) has passed, then with *late set. */
+static bool read_by(int fd, void *p, size_t n, long long deadline, bool *late)
 {
 	char *c = p;
 	while (n) {
+		if (deadline) {
+			long long left = deadline - now_ms();
+			struct pollfd pfd = {.fd = fd, .events = POLLIN};
+			int r = left > 0 ? poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left) : 0;
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r == 0) {
+				*late = true;
+				return false;
+			}
+			if (r < 0)
+				return false;
+		}
 		ssize_t k = read(fd, c, n);
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -689,12 +706,14 @@ static void *bg_main(void *arg)
 {
 	struct spam_engine *e = arg;
 	struct hsmatch *hm = e->bg_match;
-	bool complete = false;
+	bool complete = false, late = false;
 	char *err = NULL;
+	long long deadline = e->bg_timeout_ms ? e->bg_start + e->bg_timeout_ms : 0;
 	for (;;) {
 		uint32_t gi;
 		uint64_t len;
-		if (!read_all(e->bg_fd, &gi, 4) || !read_all(e->bg_fd, &len, 8))
+		if (!read_by(e->bg_fd, &gi, 4, deadline, &late) ||
+		    !read_by(e->bg_fd, &len, 8, deadline, &late))
 			break;
 		if (gi == UINT32_MAX) {
 			complete = true;
@@ -705,7 +724,7 @@ static void *bg_main(void *arg)
 			break;
 		}
 		char *b = xmalloc(len ? (size_t)len : 1);
-		if (!read_all(e->bg_fd, b, (size_t)len)) {
+		if (!read_by(e->bg_fd, b, (size_t)len, deadline, &late)) {
 			free(b);
 			break;
 		}
@@ -719,6 +738,9 @@ static void *bg_main(void *arg)
 			e->cache_errors++;
 		free(b);
 	}
+	if (late && !err)
+		err = xasprintf("the compiler did not finish within spam_compile_timeout (%lld s)",
+				e->bg_timeout_ms / 1000);
 	close(e->bg_fd);
 	e->bg_fd = -1;
 	pthread_mutex_lock(&e->bg_lock);

@@ -326,7 +326,7 @@ struct spam_engine {
 	pid_t bg_child;
 	int bg_fd, bg_state;
 	char *bg_err;
-	long long bg_start;
+	long long bg_start, bg_timeout_ms; /* bg_timeout_ms: 0 = no bound */
 	unsigned cache_errors;
 	char *cache_why; /* why the cache directory is not used */
 #endif

@@ -56,7 +56,7 @@ struct spam_conf {
 	long long bayes_min_spam_num, bayes_min_ham_num, bayes_expiry_max_db_size;
 	long long bayes_token_ttl;
 	int dns_available;
-	long long dns_timeout;
+	long long dns_timeout, compile_timeout;
 	/* derived */
 	struct bayes *bayes;
 	struct spam_engine *engine;
@@ -123,6 +123,8 @@ static const struct sift_param params[] = {
 	 "run the network tests (DNS block lists of relays, senders and URIs; score sets 1 and 3)"},
 	{"dns_timeout", SIFT_P_TIME, "10s", 100, 120000, OFF(dns_timeout), NULL,
 	 "one deadline for all DNS list lookups of a message, from its first query"},
+	{"compile_timeout", SIFT_P_TIME, "30m", 1000, 86400000, OFF(compile_timeout), NULL,
+	 "the background Hyperscan compile is stopped after this long (matching stays on PCRE2-JIT)"},
 	SIFT_PARAM_END,
 };
 #undef OFF
@@ -233,6 +235,7 @@ static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 		.use_hyperscan = c->hyperscan,
 		.body_scan_size = (size_t)c->body_scan_size,
 		.score_set = (c->use_bayes ? SPAM_SET_BAYES : 0) | (c->dns_available ? SPAM_SET_NET : 0),
+		.compile_timeout_ms = c->compile_timeout,
 		.log = engine_log,
 	};
 	long long t0 = 0;

@@ -18,7 +18,8 @@ private Postfix with filterd as its milter:
   with a warning; a symlink in place of a cache file is not followed (not
   read, and replaced by `siftctl spam compile` without touching its
   target); no temporary file is left; `siftctl spam compile` exits 1 when
-  it cannot cache.
+  it cannot cache, and stops a compile that takes longer than
+  spam_compile_timeout (no process or temporary file left).
 """
 
 import os
@@ -132,6 +133,27 @@ def main():
         r, secs = filterd_t(conf)
         print('filterd -t with the stock ruleset: %.1f s' % secs)
         check(r.returncode == 0 and secs < 20, 'filterd -t: OK within 20 s', (r.returncode, secs, r.stderr[-800:]))
+
+        # a compile that takes longer than spam_compile_timeout is stopped:
+        # the stock ruleset takes a minute or more, here it gets 1 s
+        slow = os.path.join(root, 'slow-cache')
+        os.makedirs(slow, mode=0o755)
+        sconf = sifttest.write_conf(os.path.join(root, 'slow.conf'), dict(
+            settings, plugin_directory=pdir, inbound_plugins='spam', spam_cache_directory=slow,
+            spam_compile_timeout='1s'))
+        tag = 'sift-compile-timeout-%d' % os.getpid()
+        t0 = time.monotonic()
+        r = subprocess.run([sifttest.program('siftctl'), '-c', sconf, 'spam', 'compile'], capture_output=True,
+                           text=True, timeout=300, env=dict(os.environ, SIFT_TEST_TAG=tag))
+        secs = time.monotonic() - t0
+        check(r.returncode == 1 and 'did not finish within spam_compile_timeout (1 s)' in r.stderr and secs < 60,
+              'siftctl spam compile stops a compile longer than spam_compile_timeout',
+              (r.returncode, '%.1f s' % secs, r.stderr[-800:]))
+        # the groups compiled before the stop are cached (the next compile
+        # keeps them); nothing half-written is
+        check(not sifttest.pids_with_env('SIFT_TEST_TAG', tag) and
+              all(f.endswith('.hsdb') and not f.startswith('.') for f in os.listdir(slow)),
+              'the stopped compiler leaves no process and no temporary file', os.listdir(slow))
 
         port = sifttest.free_port()
         pf = sifttest.Postfix(root=os.path.join(root, 'postfix'), milters=['inet:127.0.0.1:%d' % port])
