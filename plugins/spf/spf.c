@@ -179,8 +179,8 @@ static void spf_release(void *cv)
  * PTR), so that a warm evaluation costs no round trip through the shared
  * resolver's thread. Entries live min(TTL, spf_dns_cache_max_ttl); answers
  * with TTL 0 and temporary failures are never kept. Direct-mapped slots
- * (a colliding insert replaces the old entry), each stripe of slots under
- * its own mutex. Owned by one configuration generation. */
+ * (a colliding insert replaces the old entry); slot i is under mutex
+ * i % CACHE_STRIPES. Owned by one configuration generation. */
 #define CACHE_STRIPES 64
 
 struct cache_ent {
@@ -275,8 +275,9 @@ static struct sift_dns_result *dns_cb(void *arg, const char *name, int type, lon
 		*p = (char)tolower((unsigned char)*p);
 	if (kl > 2 && key[kl - 1] == '.')
 		key[--kl] = 0;
-	size_t h = key_hash(key), slot = h % dc->n;
-	pthread_mutex_t *mu = &dc->mu[h % CACHE_STRIPES];
+	size_t slot = key_hash(key) % dc->n;
+	/* by slot, not by hash: two keys of one slot share its mutex */
+	pthread_mutex_t *mu = &dc->mu[slot % CACHE_STRIPES];
 	long long now = spf_now_ms();
 	struct sift_dns_result *r = NULL;
 	pthread_mutex_lock(mu);

@@ -17,6 +17,7 @@ Checks:
   * include loops, more than 10 lookups, CNAME chains, a 20 KB TXT record
     (over TCP), a DNS server that never answers (bounded time, other
     clients served meanwhile), garbage client addresses and senders;
+  * the plugin's DNS cache read and replaced by 8 concurrent clients;
   * siftctl spf check prints the same result and header.
 Prints "N passed, N failed".
 """
@@ -32,6 +33,7 @@ import spfutil  # noqa: E402
 from sifttest import check, done, program  # noqa: E402
 
 
+RACE_DOMAINS = 300
 BIG = "v=spf1 " + " ".join("ip4:198.18.%d.%d" % (i // 250, i % 250) for i in range(1200)) + " ip4:192.0.2.0/24 -all"
 ZONE = {".": [spfutil.ROOT_SOA] + [
     {"name": "pass.test", "type": "TXT", "data": "v=spf1 ip4:192.0.2.0/24 -all"},
@@ -54,7 +56,9 @@ ZONE = {".": [spfutil.ROOT_SOA] + [
     {"name": "helo.test", "type": "TXT", "data": "v=spf1 a -all"},
     {"name": "helo.test", "type": "A", "data": "192.0.2.44"},
     {"name": "badhelo.test", "type": "TXT", "data": "v=spf1 -all"},
-]}
+] + [r for k in range(RACE_DOMAINS) for r in (
+    {"name": "d%d.race.test" % k, "type": "TXT", "data": "v=spf1 a:mail.d%d.race.test ip4:192.0.2.0/24 -all" % k},
+    {"name": "mail.d%d.race.test" % k, "type": "A", "data": "198.51.100.%d" % (k % 250 + 1)})]}
 
 seq = [0]
 
@@ -201,6 +205,8 @@ def main():
               "helo_check=yes: MAIL FROM when HELO does not fail", a)
         c.close()
 
+        cache_race(base, daemons)
+
         # siftctl spf check: same code and resolver
         out = subprocess.run([program("siftctl"), "-c", pd.conf, "spf", "check", "198.51.100.7", "bob@fail.test",
                               "mx.client.test"], capture_output=True, text=True, timeout=30)
@@ -216,6 +222,38 @@ def main():
             d.stop()
         srv.stop()
     return done()
+
+
+def cache_race(base, daemons):
+    """The plugin's DNS cache under concurrent evaluations: 7 slots for the
+    600 names of RACE_DOMAINS domains, so that every lookup replaces a slot
+    that others read and replace at the same time (a slot's two keys once
+    took different mutexes: a double free crashed policyd under load)."""
+    pd = spfutil.policyd(dict(base, spf_dns_cache_size="7"))
+    daemons.append(pd)
+    answers, errors = [], []
+    end = time.monotonic() + 4
+
+    def client(t):
+        try:
+            with spfutil.policy_client(pd.port) as c:
+                k = t
+                while time.monotonic() < end:
+                    answers.append(ask(c, "192.0.2.10", "u@d%d.race.test" % (k % RACE_DOMAINS)))
+                    k += 7
+        except Exception as e:  # noqa: BLE001 - reported as the check's detail
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bad = [a for a in answers if not a.startswith("PREPEND Received-SPF: pass ")]
+    print("# spf cache of 7 slots, 8 clients: %d answers in 4 s" % len(answers), flush=True)
+    check(not errors and not bad and len(answers) > 500 and pd.alive(),
+          "8 clients, a 7-slot DNS cache: every answer a pass, policyd alive",
+          (errors[:3], bad[:3], len(answers), pd.log_tail(20)))
 
 
 def write_cidr():
