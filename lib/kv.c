@@ -366,10 +366,13 @@ static int parse_ll(const char *s, long long *v_r)
 }
 
 /* set (val != NULL) or incr (val == NULL: add delta, *v_r = new value).
- * When the store is full, sweeps its stripe; if that is not enough, drops
- * the lock, sweeps the whole table and tries once more. */
+ * counter: incr as sift_kv_incr_many does it, in the same locked step: a
+ * value that drops to 0 or below is deleted (a missing key is not created
+ * for it), and a ttl_ms > 0 restarts the expiry. When the store is full,
+ * sweeps its stripe; if that is not enough, drops the lock, sweeps the
+ * whole table and tries once more. */
 static int mem_write(struct kv_mem *m, const char *key, const char *val, long long delta, long ttl_ms,
-		     long long *v_r)
+		     bool counter, long long *v_r)
 {
 	uint64_t h = kv_hash(m, key, strlen(key));
 	struct kv_stripe *s = stripe_of(m, h);
@@ -387,13 +390,20 @@ static int mem_write(struct kv_mem *m, const char *key, const char *val, long lo
 			long long old, v;
 			if (parse_ll((*pp)->val, &old) < 0 || __builtin_add_overflow(old, delta, &v)) {
 				rc = -1;
+			} else if (counter && v <= 0) {
+				unlink_entry(m, s, pp);
+				*v_r = v;
 			} else {
 				char buf[32];
 				snprintf(buf, sizeof(buf), "%lld", v);
 				free((*pp)->val);
 				(*pp)->val = sift_strdup(buf);
+				if (counter && ttl_ms > 0)
+					(*pp)->expires = now + ttl_ms;
 				*v_r = v;
 			}
+		} else if (counter && delta <= 0) {
+			*v_r = delta;
 		} else {
 			if (!reserve(m)) {
 				sweep_stripe(m, s, SIZE_MAX, now);
@@ -416,16 +426,28 @@ static int mem_write(struct kv_mem *m, const char *key, const char *val, long lo
 
 static int mem_set(void *impl, const char *key, const char *val, long ttl_ms)
 {
-	return mem_write(impl, key, val, 0, ttl_ms, NULL);
+	return mem_write(impl, key, val, 0, ttl_ms, false, NULL);
 }
 
 static int mem_incr(void *impl, const char *key, long long delta, long ttl_ms, long long *val_r)
 {
 	long long v = 0;
-	int rc = mem_write(impl, key, NULL, delta, ttl_ms, &v);
+	int rc = mem_write(impl, key, NULL, delta, ttl_ms, false, &v);
 	if (rc == 0 && val_r)
 		*val_r = v;
 	return rc;
+}
+
+/* Each key in one locked step (mem_write's counter): two threads counting
+ * the same key never lose an increment, nor delete one made meanwhile. */
+static int mem_incr_many(void *impl, const char *const *keys, const long long *deltas, size_t n, long ttl_ms)
+{
+	for (size_t i = 0; i < n; i++) {
+		long long v;
+		if (mem_write(impl, keys[i], NULL, deltas[i], ttl_ms, true, &v) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 static int mem_del(void *impl, const char *key)
@@ -449,6 +471,7 @@ static const struct kv_backend kv_memory = {
 	.incr = mem_incr,
 	.del = mem_del,
 	.free = mem_free,
+	.incr_many = mem_incr_many,
 };
 
 /* ---- front end ------------------------------------------------------------- */
@@ -550,21 +573,5 @@ int sift_kv_incr_many(struct sift_kv *kv, const char *const *keys, const long lo
 {
 	if (!kv || (n && (!keys || !deltas)))
 		return -1;
-	if (kv->be->incr_many)
-		return kv->be->incr_many(kv->impl, keys, deltas, n, ttl_ms);
-	for (size_t i = 0; i < n; i++) {
-		long long v;
-		if (kv->be->incr(kv->impl, keys[i], deltas[i], ttl_ms, &v) < 0)
-			return -1;
-		if (v <= 0 && kv->be->del(kv->impl, keys[i]) < 0)
-			return -1;
-		if (v > 0 && ttl_ms > 0) {
-			/* the expiry restarts at every increment */
-			char val[24];
-			snprintf(val, sizeof(val), "%lld", v);
-			if (kv->be->set(kv->impl, keys[i], val, ttl_ms) < 0)
-				return -1;
-		}
-	}
-	return 0;
+	return kv->be->incr_many(kv->impl, keys, deltas, n, ttl_ms);
 }

@@ -24,9 +24,12 @@ struct kv_backend {
 	int (*incr)(void *impl, const char *key, long long delta, long ttl_ms, long long *val_r);
 	int (*del)(void *impl, const char *key);
 	void (*free)(void *impl);
-	/* Optional batches (NULL: kv.c runs get/incr/del key by key): see
-	 * sift_kv_mget and sift_kv_incr_many in sift.h. */
+	/* Optional batch read (NULL: kv.c runs get key by key): see
+	 * sift_kv_mget in sift.h. */
 	int (*mget)(void *impl, const char *const *keys, size_t n, char **vals_r);
+	/* Required: sift_kv_incr_many in sift.h, each key's increment, delete
+	 * at 0 and expiry in one atomic step (a get/incr/del sequence would
+	 * lose concurrent increments). */
 	int (*incr_many)(void *impl, const char *const *keys, const long long *deltas, size_t n, long ttl_ms);
 };
 

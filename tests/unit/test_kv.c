@@ -254,7 +254,7 @@ static void test_max_keys(void)
 	sift_kv_free(kv);
 }
 
-/* The batches through the key-by-key fallback of the memory backend. */
+/* The batches of the memory backend. */
 static void test_batches(void)
 {
 	char *err = NULL;
@@ -291,6 +291,56 @@ static void test_batches(void)
 	sift_kv_free(kv);
 }
 
+/* sift_kv_incr_many from several threads on the same keys (Bayes learning
+ * from filterd's workers): every increment counts, and a key counted down
+ * to 0 by one thread does not take another thread's increment with it. */
+struct many_arg {
+	struct sift_kv *kv;
+	bool down; /* +1 then -1 on "m" (net 0), else +1 */
+	int errors;
+};
+
+static void *many_thread(void *p)
+{
+	struct many_arg *a = p;
+	const char *keys[] = {"m", "n"};
+	long long up[] = {1, 1}, back[] = {-1, 0};
+	for (int i = 0; i < NINCR; i++) {
+		if (sift_kv_incr_many(a->kv, keys, up, a->down ? 1 : 2, 60000) != 0)
+			a->errors++;
+		if (a->down && sift_kv_incr_many(a->kv, keys, back, 1, 60000) != 0)
+			a->errors++;
+	}
+	return NULL;
+}
+
+static void test_batches_threads(void)
+{
+	char *err = NULL, *v = NULL;
+	struct sift_kv *kv = sift_kv_open("memory:", &err);
+	pthread_t th[NTHREADS];
+	struct many_arg args[NTHREADS];
+	for (int i = 0; i < NTHREADS; i++) {
+		args[i] = (struct many_arg){kv, i % 2 == 1, 0};
+		pthread_create(&th[i], NULL, many_thread, &args[i]);
+	}
+	int errors = 0;
+	for (int i = 0; i < NTHREADS; i++) {
+		pthread_join(th[i], NULL);
+		errors += args[i].errors;
+	}
+	CHECK_INT(errors, 0);
+	int ups = (NTHREADS + 1) / 2;
+	CHECK_INT(sift_kv_get(kv, "n", &v), 0);
+	CHECK_INT(v ? atoll(v) : -1, (long long)ups * NINCR);
+	free(v);
+	v = NULL;
+	CHECK_INT(sift_kv_get(kv, "m", &v), 0);
+	CHECK_INT(v ? atoll(v) : -1, (long long)ups * NINCR);
+	free(v);
+	sift_kv_free(kv);
+}
+
 int main(void)
 {
 	test_open();
@@ -298,6 +348,7 @@ int main(void)
 	test_ttl();
 	test_incr();
 	test_threads();
+	test_batches_threads();
 	test_max_keys();
 	test_batches();
 	return t_done();
