@@ -119,7 +119,7 @@ double bayes_classify(struct bayes *b, const struct btoks *t)
 	return r;
 }
 
-int bayes_learn(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget)
+static int learn_locked(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget)
 {
 	const struct bstore_ops *ops = b->st->ops;
 	int seen = ops->seen(b->st, msgid);
@@ -139,6 +139,14 @@ int bayes_learn(struct bayes *b, const struct btoks *t, const char *msgid, bool 
 	if (ops->apply(b->st, t->v, t->n, spam, 1, now, msgid, what) < 0)
 		return -1;
 	return 1;
+}
+
+int bayes_learn(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget)
+{
+	pthread_mutex_lock(&b->learn_lock);
+	int rc = learn_locked(b, t, msgid, spam, forget);
+	pthread_mutex_unlock(&b->learn_lock);
+	return rc;
 }
 
 struct atimes {

@@ -16,6 +16,7 @@
 #ifndef SPAM_BAYES_H
 #define SPAM_BAYES_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -111,6 +112,10 @@ struct bayes_opts {
 struct bayes {
 	struct bstore *st;
 	struct bayes_opts o;
+	/* bayes_learn's "already learned?" and its counts, as one step for
+	 * this process's threads (one message sent in several transactions
+	 * is autolearned from several workers at once) */
+	pthread_mutex_t learn_lock;
 };
 
 /* The message's spam probability in [0, 1], or -1 when Bayes cannot score

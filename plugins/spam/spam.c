@@ -204,6 +204,7 @@ static int bayes_init(const struct sift_host *h, struct spam_conf *c, char **err
 	}
 	c->bayes->st = st;
 	c->bayes->o = o;
+	pthread_mutex_init(&c->bayes->learn_lock, NULL);
 	return 0;
 }
 
@@ -275,6 +276,7 @@ static void spam_release(void *cp)
 	struct spam_conf *c = cp;
 	if (c->bayes) {
 		c->bayes->st->ops->close(c->bayes->st);
+		pthread_mutex_destroy(&c->bayes->learn_lock);
 		free(c->bayes);
 		c->bayes = NULL;
 	}

@@ -61,7 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				.auto_learn = true,
 				.autolearn_nonspam = 0.1,
 				.autolearn_spam = 12,
-				.max_db_size = 150000}};
+				.max_db_size = 150000},
+			  .learn_lock = PTHREAD_MUTEX_INITIALIZER};
 	struct spam_input in = {.mime = mime, .addrlist_parse = sift_addrlist_parse, .bayes = &b};
 	spam_engine_tokens(engine, &in, token_cb, NULL);
 	int r1 = spam_engine_learn(engine, &in, true, false);

@@ -6,13 +6,15 @@
  * then read again), and when the table outgrows the copy. The memory
  * store, given the same operations, is the reference. Then three threads
  * read one message's tokens while it is learned again and again: every
- * read must see one whole transaction.
+ * read must see one whole transaction. Last, eight threads learn the same
+ * messages at once (bayes_learn, both stores): each is counted once.
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../bayes.c"
 #include "../bayes_lmdb.c"
 
 static int failures, checks;
@@ -175,6 +177,57 @@ static void race(struct bstore *db)
 	      "the counts after the race");
 }
 
+/* One message sent as several SMTP transactions is autolearned by several
+ * workers at the same moment: "already learned?" and the counts must be
+ * one step, or each worker counts it. */
+#define LEARNERS  8
+#define LEARN_MSG 100
+static struct bayes *learn_b;
+static struct btoks learn_toks;
+static pthread_barrier_t learn_bar;
+static _Atomic int learn_done, learn_errors;
+
+static void *learner(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < LEARN_MSG; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "<same%d@test>", i);
+		pthread_barrier_wait(&learn_bar);
+		int rc = bayes_learn(learn_b, &learn_toks, id, true, false);
+		if (rc < 0)
+			learn_errors++;
+		else
+			learn_done += rc;
+	}
+	return NULL;
+}
+
+static void learn_together(struct bstore *st, const char *what)
+{
+	struct bayes b = {.st = st, .o = {.min_spam_num = 1, .min_ham_num = 1}};
+	pthread_mutex_init(&b.learn_lock, NULL);
+	static btok v[50];
+	draw(v, 50);
+	learn_toks = (struct btoks){.v = v, .n = 50};
+	learn_b = &b;
+	learn_done = learn_errors = 0;
+	long long ns0 = 0, nh0 = 0, nt0 = 0, ns = 0, nh = 0, nt = 0;
+	st->ops->totals(st, &ns0, &nh0, &nt0);
+	pthread_barrier_init(&learn_bar, NULL, LEARNERS);
+	pthread_t th[LEARNERS];
+	for (int i = 0; i < LEARNERS; i++)
+		pthread_create(&th[i], NULL, learner, NULL);
+	for (int i = 0; i < LEARNERS; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&learn_bar);
+	st->ops->totals(st, &ns, &nh, &nt);
+	CHECK(learn_errors == 0 && learn_done == LEARN_MSG && ns - ns0 == LEARN_MSG,
+	      "%s: %d messages learned by %d threads at once: %d learned, %lld counted (%d errors)", what,
+	      LEARN_MSG, LEARNERS, (int)learn_done, ns - ns0, (int)learn_errors);
+	pthread_mutex_destroy(&b.learn_lock);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/sift-bayes-lmdb-XXXXXX";
@@ -270,6 +323,8 @@ int main(void)
 	CHECK(copy_current(l), "a larger copy is read");
 
 	race(db);
+	learn_together(db, "lmdb");
+	learn_together(ref, "memory");
 
 	db->ops->close(db);
 	ref->ops->close(ref);
