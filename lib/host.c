@@ -611,6 +611,7 @@ struct sift_ctx {
 	char *items[SIFT_I_MAX];
 	char **rcpts;
 	size_t nrcpt, rcap;
+	bool rcpts_full; /* SIFT_MAX_RCPTS reached: logged once per message */
 	const char *(*macro_fn)(void *, const char *);
 	void *macro_arg;
 	long long deadline;
@@ -735,8 +736,23 @@ void sift_ctx_set(struct sift_ctx *ctx, enum sift_item item, const char *value)
 	ctx->items[item] = value ? sift_strdup(value) : NULL;
 }
 
+/* Recipients kept per message. Postfix accepts 1,000 by default
+ * (smtpd_recipient_limit); a policy client that sends one transaction's
+ * instance for ever must not grow the list, and the memory, without
+ * bound. */
+#define SIFT_MAX_RCPTS 10000
+
 void sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt)
 {
+	if (ctx->nrcpt >= SIFT_MAX_RCPTS) {
+		if (!ctx->rcpts_full)
+			sift_log_msg(LOG_WARNING, ctx->items[SIFT_I_QUEUE_ID], NULL,
+				     "more than %d recipients in one message: the others are not kept "
+				     "(plugins see each one only at its own RCPT)",
+				     SIFT_MAX_RCPTS);
+		ctx->rcpts_full = true;
+		return;
+	}
 	if (ctx->nrcpt == ctx->rcap) {
 		ctx->rcap = ctx->rcap ? ctx->rcap * 2 : 4;
 		ctx->rcpts = sift_realloc(ctx->rcpts, ctx->rcap * sizeof(char *));
@@ -840,6 +856,7 @@ void sift_ctx_msg_end(struct sift_ctx *ctx, bool aborted)
 	for (size_t i = 0; i < ctx->nrcpt; i++)
 		free(ctx->rcpts[i]);
 	ctx->nrcpt = 0;
+	ctx->rcpts_full = false;
 	for (int it = 0; it < SIFT_I_MAX; it++)
 		if (is_msg_item((enum sift_item)it)) {
 			free(ctx->items[it]);

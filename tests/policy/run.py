@@ -13,6 +13,7 @@ configuration listening on a free 127.0.0.1 port and a unix socket, and:
     which also holds the map files the cases use);
   * a persistent connection with many requests, on TCP and on the unix
     socket, and 50 concurrent connections;
+  * 20,000 recipients in one transaction: at most 10,000 kept;
   * a client sending garbage and one sending a 1 MB line are disconnected
     without a reply while a well-behaved client keeps getting answers;
   * request and idle timeouts, the connection limit;
@@ -261,6 +262,28 @@ def test_persistent(d):
     c.close()
 
 
+def test_recipient_cap(d):
+    """One transaction's instance sent for ever, each request with a new
+    recipient (what no Postfix does: smtpd_recipient_limit): the message
+    keeps at most 10,000 recipients, says so once, and memory stops
+    growing."""
+    c = d.connect()
+    req = REQ.replace("instance=1a2b.65f0c1d2.3e4f5.0", "instance=cap.1")
+    ok = True
+    rss = {}
+    for i in range(20000):
+        r = c.request(req.replace("recipient=bob@example.org", "recipient=%s%d@example.org" % ("r" * 800, i)))
+        ok = ok and r == ["action=DUNNO"]
+        if i + 1 in (10000, 20000):
+            rss[i + 1] = sifttest.proc_rss(d.proc.pid)[0]
+    c.close()
+    warned = d.logtext().count("more than 10000 recipients in one message")
+    check(ok and warned == 1, "20,000 recipients in one transaction: answered, the cap logged once",
+          (ok, warned))
+    check(rss[20000] - rss[10000] < 4096, "past 10,000 recipients the memory does not grow",
+          "RSS %d KiB at 10,000, %d KiB at 20,000" % (rss[10000], rss[20000]))
+
+
 def test_concurrent(d, n=50, per=20):
     results = [None] * n
     barrier = threading.Barrier(n)
@@ -501,6 +524,7 @@ def main():
         d = Daemon("", name="main")
         if check(d.start(), "policyd starts", d.logtext()):
             test_persistent(d)
+            test_recipient_cap(d)
             test_concurrent(d)
             test_garbage(d)
             pid = d.proc.pid
