@@ -15,9 +15,9 @@
  * current minute by the first message of every minute (before it counts
  * itself). A minute's count is then the difference between the snapshot
  * of the first minute after it that has one and its own (the current
- * totals stand for the minute to come), which is exact: the totals only
- * change when a message is counted, and the first message of a minute
- * takes the snapshot before it counts.
+ * totals stand for the minute to come). That is exact but for the
+ * messages of the new minute that other threads count while the first
+ * one copies the totals (microseconds): they count in the minute before.
  *
  * The last messages: a ring of fixed-size slots; a writer claims the next
  * slot and holds it with a flag while it copies (bounded strings, no
@@ -132,12 +132,16 @@ static enum sift_maction action_index(const char *a)
 }
 
 /* The history snapshot of the minute now is in, taken by the first
- * message of that minute before it counts itself. */
+ * message of that minute before it counts itself. Only forward: a thread
+ * that read the clock in minute m and ran after another took minute m+1
+ * must not move the history back and overwrite m's snapshot. */
 static void history_tick(long long minute)
 {
 	long long last = atomic_load_explicit(&M.last_minute, memory_order_relaxed);
-	if (last == minute || !atomic_compare_exchange_strong(&M.last_minute, &last, minute))
-		return;
+	do {
+		if (minute <= last)
+			return;
+	} while (!atomic_compare_exchange_weak(&M.last_minute, &last, minute));
 	struct msnap *sn = &M.snaps[minute % METRICS_HISTORY_SLOTS];
 	atomic_store(&sn->minute, -1);
 	for (int a = 0; a < SIFT_MA_MAX; a++) {
