@@ -126,6 +126,9 @@ struct rl_conf {
 	/* derived */
 	struct rule *rules;
 	size_t nrules;
+	/* with control: the configuration attached before this one (under
+	 * ctl_lock; see ctl_attach) */
+	struct rl_conf *ctl_older;
 };
 
 static const struct sift_host *host;
@@ -471,8 +474,8 @@ static int parse_rules(struct rl_conf *c, char **err_r)
 	return 0;
 }
 
-static void ctl_detach(const struct rl_conf *c);
-static int ctl_attach(const struct rl_conf *c, char **err_r);
+static void ctl_detach(struct rl_conf *c);
+static int ctl_attach(struct rl_conf *c, char **err_r);
 static int ctl_bind_early(const struct rl_conf *c, char **err_r);
 
 static void rl_release(void *conf)
@@ -1037,7 +1040,11 @@ static void control_answer(const struct rl_conf *c, const char *cmd, const char 
 #define CTL_IO_TIMEOUT_S 5
 
 static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
-static const struct rl_conf *ctl_conf; /* under ctl_lock */
+/* The configurations with control on, newest first (linked by
+ * ctl_older), under ctl_lock: the control socket answers for the newest.
+ * A reload that fails after this plugin's init releases the newest, and
+ * the one still in use answers again. */
+static struct rl_conf *ctl_conf;
 static int ctl_fd = -1;
 static char ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static dev_t ctl_dev;
@@ -1219,7 +1226,7 @@ fail:
 	return -1;
 }
 
-static int ctl_attach(const struct rl_conf *c, char **err_r)
+static int ctl_attach(struct rl_conf *c, char **err_r)
 {
 	int rc = 0;
 	pthread_mutex_lock(&ctl_lock);
@@ -1228,8 +1235,10 @@ static int ctl_attach(const struct rl_conf *c, char **err_r)
 	else if (strcmp(ctl_path, c->control_socket) != 0)
 		host->log(NULL, LOG_WARNING, "ratelimit_control_socket: still %s (a restart moves it to %s)",
 			  ctl_path, c->control_socket);
-	if (rc >= 0)
+	if (rc >= 0) {
+		c->ctl_older = ctl_conf;
 		ctl_conf = c;
+	}
 	pthread_mutex_unlock(&ctl_lock);
 	return rc < 0 ? -1 : 0;
 }
@@ -1244,11 +1253,15 @@ static int ctl_bind_early(const struct rl_conf *c, char **err_r)
 	return rc < 0 ? -1 : 0;
 }
 
-static void ctl_detach(const struct rl_conf *c)
+static void ctl_detach(struct rl_conf *c)
 {
 	pthread_mutex_lock(&ctl_lock);
-	if (ctl_conf == c)
-		ctl_conf = NULL;
+	for (struct rl_conf **pp = &ctl_conf; *pp; pp = &(*pp)->ctl_older)
+		if (*pp == c) {
+			*pp = c->ctl_older;
+			break;
+		}
+	c->ctl_older = NULL;
 	pthread_mutex_unlock(&ctl_lock);
 }
 

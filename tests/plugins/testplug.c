@@ -29,6 +29,7 @@ struct tp_conf {
 	const char *dns_txt;
 	const char *uid_file;
 	long long init_delay;
+	const char *init_fail;
 	int stall_phase; /* 0: none, else SIFT_PH_* + 1 */
 	const char *stall_file;
 	long long stall_time;
@@ -50,6 +51,8 @@ static const struct sift_param params[] = {
 	 "file opened by preinit (before the privilege drop) where preinit and init append their euid"},
 	{"init_delay", SIFT_P_TIME, "0", 0, 60000, OFF(init_delay), NULL,
 	 "time init takes (ms), before it records its euid"},
+	{"init_fail", SIFT_P_STRING, "", 0, 0, OFF(init_fail), NULL,
+	 "init fails with this message (a generation that a later plugin refuses)"},
 	{"stall_phase", SIFT_P_ENUM, "none", 0, 0, OFF(stall_phase),
 	 "none|connect|helo|mail|rcpt|data|header|eoh|body|eom|policy",
 	 "phase at which a call stalls when stall_file exists"},
@@ -94,7 +97,10 @@ static int tp_init(const struct sift_host *h, void *conf, char **err_r)
 	if (c->init_delay > 0)
 		usleep((useconds_t)(c->init_delay * 1000));
 	record_uid("init");
-	(void)err_r;
+	if (*c->init_fail) {
+		*err_r = strdup(c->init_fail);
+		return -1;
+	}
 	return 0;
 }
 

@@ -21,6 +21,7 @@ memory: store and with a real redis-server:
 
 import grp
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -207,6 +208,28 @@ try:
     procs.append(pd)
     rc, out = siftctl(pd.conf, 'stats')
     check(rc == 0 and 'rules=4' in out, 'a restart replaces the old control socket: %s' % out)
+    pd.stop()
+
+    # A reload that a later plugin refuses keeps the running generation,
+    # and its control socket keeps answering (the refused generation's
+    # release once left the socket answering "disabled").
+    pdir = os.path.join(tmp, 'plugins-reload')
+    os.makedirs(pdir)
+    for so in (os.path.join(sifttest.builddir(), 'plugins', 'ratelimit.so'),
+               os.path.join(sifttest.builddir(), 'tests', 'testplug.so')):
+        os.symlink(so, os.path.join(pdir, os.path.basename(so)))
+    settings = dict(BASE, inbound_plugins='ratelimit testplug', plugin_directory=pdir, ratelimit_rules=RULES)
+    pd = start_policyd('memreload', settings)
+    procs.append(pd)
+    rc, out = siftctl(pd.conf, 'stats')
+    check(rc == 0 and 'rules=4' in out, 'before the reload: stats answer: %s' % out)
+    with open(pd.conf, 'a') as f:
+        f.write('testplug_init_fail = refused by the test\n')
+    os.kill(pd.pid, signal.SIGHUP)
+    check(pd.wait_log(r'reload failed.*refused by the test', timeout=20) is not None,
+          'reload refused by a later plugin: logged', pd.log_tail(10))
+    rc, out = siftctl(pd.conf, 'stats')
+    check(rc == 0 and 'rules=4' in out, 'after the refused reload: stats still answer: %s' % out)
     pd.stop()
 
     # HOLD per recipient (the action does not refuse: the count stays).
