@@ -19,6 +19,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -168,6 +170,8 @@ static int ask_reload(void)
 	return reload_pipe[1] >= 0 && write(reload_pipe[1], "r", 1) == 1 ? 0 : -1;
 }
 
+static _Atomic bool reload_stop; /* the daemon stops: no reload starts */
+
 static void *reload_thread(void *arg)
 {
 	for (;;) {
@@ -177,6 +181,8 @@ static void *reload_thread(void *arg)
 			continue;
 		if (r <= 0)
 			break;
+		if (atomic_load(&reload_stop))
+			continue;
 		unsigned long id = sift_control_reload_begin();
 		char *err = NULL;
 		struct sift_gen *g = load_gen(NULL, &err);
@@ -313,8 +319,8 @@ int main(int argc, char **argv)
 	struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);
-	pthread_t th;
-	if (pthread_create(&th, NULL, reload_thread, NULL) != 0)
+	pthread_t th, reload_th;
+	if (pthread_create(&reload_th, NULL, reload_thread, NULL) != 0)
 		sift_fatal("cannot create the reload thread");
 	/* libmilter takes HUP, TERM and INT with its own sigwait thread; for
 	 * the native engine, ours does. */
@@ -330,6 +336,15 @@ int main(int argc, char **argv)
 	int rc = engine_run(native);
 	sift_notify("STOPPING=1");
 	sift_log(LOG_INFO, "stopping");
+	/* A reload in progress finishes first (a plugin's init cannot be
+	 * interrupted), and none starts: exit() must not run while plugin
+	 * code builds a generation on that thread, nor a generation become
+	 * current after the one below is dropped. */
+	atomic_store(&reload_stop, true);
+	int reload_w = reload_pipe[1];
+	reload_pipe[1] = -1;
+	close(reload_w);
+	pthread_join(reload_th, NULL);
 	/* Drop the current generation: its plugins' release hooks run (now,
 	 * or when the last connection still using it ends). */
 	sift_gen_set_current(NULL);

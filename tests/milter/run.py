@@ -213,6 +213,28 @@ def native_only(tmp, conf, log, port):
               "idle for 0.5 s: the heap is trimmed once", (during, trims()))
     finally:
         fd.stop()
+    # SIGTERM while a reload builds its generation (a plugin init of 2 s):
+    # the reload finishes, then filterd stops and exits 0 (exit() never
+    # runs while plugin code builds a generation on the reload thread)
+    slow = f"{tmp}/slow-reload.conf"
+    write(slow, open(conf).read())
+    fd, p6, log6 = start_filterd(tmp, slow, "filterd-reload-stop")
+    try:
+        with open(slow, "a") as f:
+            f.write("testplug_init_delay = 2s\n")
+        os.kill(fd.pid, signal.SIGHUP)
+        time.sleep(0.5)
+        os.kill(fd.pid, signal.SIGTERM)
+        try:
+            rc = fd.popen.wait(20)
+        except subprocess.TimeoutExpired:
+            rc = None
+        text = open(log6).read()
+        check(rc == 0 and "configuration reloaded" in text and
+              text.index("configuration reloaded") > text.index("SIGTERM: stopping"),
+              "SIGTERM during a reload: the reload finishes, then exit 0", (rc, text[-800:]))
+    finally:
+        fd.stop()
     # SIGTERM with a connection idle between messages: exits at once, 0
     fd, p3, log3 = start_filterd(tmp, conf, "filterd-term")
     idle = socket.create_connection(("127.0.0.1", p3), timeout=5)
