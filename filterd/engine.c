@@ -124,6 +124,19 @@ static pthread_cond_t work_cond = PTHREAD_COND_INITIALIZER;
 static struct conn *handoff;
 static int n_waiting;
 
+/* Workers are joinable, so that the shutdown can wait until each has
+ * really ended: thread-local destructors (OpenSSL's per-thread random
+ * state, for one) run after the thread function returns, and exit() must
+ * not race them. Under reg_lock: n_threads started and not yet ended;
+ * `ended` the ones whose function returned, to join (the acceptor joins
+ * them before it starts another, the shutdown joins the rest). */
+struct ended {
+	pthread_t th;
+	struct ended *next;
+};
+static long n_threads;
+static struct ended *ended;
+
 /* ---- the session's output primitives ---- */
 
 static const char *n_getsymval(void *arg, const char *name)
@@ -689,7 +702,30 @@ static void *conn_thread(void *arg)
 		serve(c);
 		c = next_conn(conn_finish(c));
 	}
+	struct ended *e = sift_malloc(sizeof(*e));
+	e->th = pthread_self();
+	pthread_mutex_lock(&reg_lock);
+	e->next = ended;
+	ended = e;
+	n_threads--;
+	pthread_cond_broadcast(&reg_cond);
+	pthread_mutex_unlock(&reg_lock);
 	return NULL;
+}
+
+/* Joins the workers that ended. */
+static void reap_threads(void)
+{
+	pthread_mutex_lock(&reg_lock);
+	struct ended *e = ended;
+	ended = NULL;
+	pthread_mutex_unlock(&reg_lock);
+	while (e) {
+		struct ended *next = e->next;
+		pthread_join(e->th, NULL);
+		free(e);
+		e = next;
+	}
 }
 
 /* A new connection's state, sockets options set. */
@@ -775,16 +811,17 @@ static enum reg conn_register(struct conn *c)
 /* A new thread for c; false (logged, c unregistered and freed) on failure. */
 static bool conn_spawn(struct conn *c)
 {
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	reap_threads();
+	pthread_mutex_lock(&reg_lock);
+	n_threads++;
+	pthread_mutex_unlock(&reg_lock);
 	pthread_t th;
-	int err = pthread_create(&th, &attr, conn_thread, c);
-	pthread_attr_destroy(&attr);
+	int err = pthread_create(&th, NULL, conn_thread, c);
 	if (err == 0)
 		return true;
 	sift_log(LOG_ERR, "cannot create a thread for %s: %s", c->peer, strerror(err));
 	pthread_mutex_lock(&reg_lock);
+	n_threads--;
 	if (c->next)
 		c->next->prev = c->prev;
 	if (c->prev)
@@ -943,7 +980,16 @@ int filterd_native_run(void)
 			 "%lld MTA connections still in a message after "
 			 "filterd_shutdown_timeout; exiting anyway",
 			 n_conns);
+	/* the idle workers were woken by filterd_native_stop: they end now */
+	while (n_conns == 0 && n_threads > 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		if (pthread_cond_timedwait(&reg_cond, &reg_lock, &ts) == ETIMEDOUT)
+			break;
+	}
 	pthread_mutex_unlock(&reg_lock);
+	reap_threads();
 	close(listen_fd);
 	if (unix_path)
 		unlink(unix_path);
