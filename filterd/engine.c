@@ -662,16 +662,9 @@ static struct conn *next_conn(bool idle)
 	}
 	n_waiting++;
 	unsigned long gen = idle_gen;
-	struct timespec now, end, trim_at;
-	clock_gettime(CLOCK_REALTIME, &now);
-	end = trim_at = now;
-	end.tv_sec += WORKER_IDLE_MS / 1000;
-	trim_at.tv_sec += TRIM_IDLE_MS / 1000;
-	trim_at.tv_nsec += (TRIM_IDLE_MS % 1000) * 1000000L;
-	if (trim_at.tv_nsec >= 1000000000L) {
-		trim_at.tv_sec++;
-		trim_at.tv_nsec -= 1000000000L;
-	}
+	struct timespec end, trim_at;
+	sift_timespec_in(CLOCK_REALTIME, WORKER_IDLE_MS, &end);
+	sift_timespec_in(CLOCK_REALTIME, TRIM_IDLE_MS, &trim_at);
 	while (!handoff && !stopping) {
 		if (pthread_cond_timedwait(&work_cond, &reg_lock, idle ? &trim_at : &end) != ETIMEDOUT)
 			continue;
@@ -968,11 +961,7 @@ int filterd_native_run(void)
 		if (n_conns == 0 || left <= 0)
 			break;
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		long long step = left < 100 ? left : 100;
-		ts.tv_nsec += (long)(step % 1000) * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
+		sift_timespec_in(CLOCK_REALTIME, left < 100 ? left : 100, &ts);
 		pthread_cond_timedwait(&reg_cond, &reg_lock, &ts);
 	}
 	if (n_conns)
@@ -983,8 +972,7 @@ int filterd_native_run(void)
 	/* the idle workers were woken by filterd_native_stop: they end now */
 	while (n_conns == 0 && n_threads > 0) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
+		sift_timespec_in(CLOCK_REALTIME, 1000, &ts);
 		if (pthread_cond_timedwait(&reg_cond, &reg_lock, &ts) == ETIMEDOUT)
 			break;
 	}

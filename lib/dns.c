@@ -637,17 +637,6 @@ static void cache_put(const char *key, size_t klen, uint32_t hash, const struct 
 	cache_entry_free(old);
 }
 
-static void deadline_ts(long timeout_ms, struct timespec *ts)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += timeout_ms / 1000;
-	ts->tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 /* A started query (sift_dns_start): its name and type for the cache, the
  * libunbound query, or the answer the cache gave at once. */
 struct sift_dns_pending {
@@ -776,7 +765,7 @@ struct sift_dns_result *sift_dns_wait(struct sift_dns_pending *p, long timeout_m
 	} else {
 		if (timeout_ms > 0) {
 			struct timespec deadline;
-			deadline_ts(timeout_ms, &deadline);
+			sift_timespec_in(CLOCK_MONOTONIC, timeout_ms, &deadline);
 			pthread_mutex_lock(&p->q->mu);
 			while (!p->q->done)
 				if (pthread_cond_timedwait(&p->q->cond, &p->q->mu, &deadline) == ETIMEDOUT)

@@ -406,13 +406,7 @@ static redisContext *rds_take(struct kv_redis *r, bool *reused_r, bool force_new
 			return NULL;
 		}
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		sift_timespec_in(CLOCK_REALTIME, left, &ts);
 		pthread_cond_timedwait(&r->cond, &r->mu, &ts);
 	}
 }

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "sift/plugin.h"
 
@@ -35,6 +36,9 @@ char *sift_lowercase(char *s);
 char *sift_trim(char *s);
 /* Monotonic clock in milliseconds; in nanoseconds. */
 long long sift_now_ms(void);
+/* The time ms milliseconds from now on `clock`, for pthread_cond_timedwait
+ * (CLOCK_REALTIME unless the condition was set to another clock). */
+void sift_timespec_in(clockid_t clock, long long ms, struct timespec *ts);
 long long sift_now_ns(void);
 
 /* Reads a whole file (at most max bytes, NUL-terminated, malloc'd); -1 with
