@@ -181,26 +181,51 @@ static const char *file_dir(const struct dmarc_report_conf *rc)
 	return strncmp(rc->store, "file:", 5) == 0 ? rc->store + 5 : NULL;
 }
 
+/*
+ * Rows in the state store, per day: "c:HASH" counts a row's messages,
+ * "t:HASH" holds its text, "i:1".."i:N" list the hashes (N in "n"). The
+ * first message of a row indexes it: a slot in the list, then the text.
+ * The text is written last, so a row with a text is listed. When indexing
+ * fails part way (the store gone for a moment), the count stays and the
+ * row is indexed again by the next of its messages whose count is a power
+ * of two and that finds no text: a row is lost from the report only when
+ * the store fails for it and it gets no second message. A row listed twice
+ * (two messages indexing it at once, a retry) is read once.
+ */
+static int kv_index(const struct sift_host *host, const char *row, const char *day, const char *hash,
+		    long ttl)
+{
+	char key[96];
+	long long n;
+	snprintf(key, sizeof(key), "dmarc:n:%s", day);
+	if (host->kv_incr(key, 1, ttl, &n) < 0)
+		return -1;
+	snprintf(key, sizeof(key), "dmarc:i:%s:%lld", day, n);
+	if (host->kv_set(key, hash, ttl) < 0)
+		return -1;
+	snprintf(key, sizeof(key), "dmarc:t:%s:%s", day, hash);
+	return host->kv_set(key, row, ttl) < 0 ? -1 : 0;
+}
+
 static int kv_record(const struct sift_host *host, const struct dmarc_report_conf *rc, const char *row,
 		     const char *day)
 {
 	char hash[17], key[96];
 	long ttl = (long)rc->retention;
-	long long count, n;
+	long long count;
 	row_hash(row, hash);
 	snprintf(key, sizeof(key), "dmarc:c:%s:%s", day, hash);
 	if (host->kv_incr(key, 1, ttl, &count) < 0)
 		return -1;
-	if (count != 1)
+	if (count == 1)
+		return kv_index(host, row, day, hash, ttl);
+	if (count < 1 || (count & (count - 1)) != 0)
 		return 0;
 	snprintf(key, sizeof(key), "dmarc:t:%s:%s", day, hash);
-	if (host->kv_set(key, row, ttl) < 0)
-		return -1;
-	snprintf(key, sizeof(key), "dmarc:n:%s", day);
-	if (host->kv_incr(key, 1, ttl, &n) < 0)
-		return -1;
-	snprintf(key, sizeof(key), "dmarc:i:%s:%lld", day, n);
-	return host->kv_set(key, hash, ttl) < 0 ? -1 : 0;
+	char *v = NULL;
+	int g = host->kv_get(key, &v);
+	free(v);
+	return g < 0 ? -1 : g == 0 ? 0 : kv_index(host, row, day, hash, ttl);
 }
 
 int dmarc_report_record(const struct sift_host *host, const struct dmarc_report_conf *rc, const char *row,
@@ -412,22 +437,42 @@ static int kv_load(const struct sift_host *host, const char *day, struct dmarc_r
 		*err_r = xasprintf("state_store: cannot read %s", key);
 		return -1;
 	}
+	/* the listed hashes, each once (see kv_index) */
+	char **hashes = NULL;
+	size_t nh = 0;
 	for (long long i = 1; i <= n; i++) {
-		char *hash = NULL, *count = NULL, *text = NULL;
+		char *hash = NULL;
 		snprintf(key, sizeof(key), "dmarc:i:%s:%lld", day, i);
 		if (host->kv_get(key, &hash) == 0 && hash && strlen(hash) == 16) {
-			snprintf(key, sizeof(key), "dmarc:c:%s:%s", day, hash);
-			host->kv_get(key, &count);
-			snprintf(key, sizeof(key), "dmarc:t:%s:%s", day, hash);
-			host->kv_get(key, &text);
-		}
+			if (nh % 256 == 0) {
+				char **nv = realloc(hashes, (nh + 256) * sizeof(char *));
+				if (!nv)
+					abort();
+				hashes = nv;
+			}
+			hashes[nh++] = hash;
+		} else
+			free(hash);
+	}
+	if (nh)
+		qsort(hashes, nh, sizeof(char *), cmp_str);
+	for (size_t i = 0; i < nh; i++) {
+		if (i > 0 && strcmp(hashes[i], hashes[i - 1]) == 0)
+			continue;
+		char *count = NULL, *text = NULL;
+		snprintf(key, sizeof(key), "dmarc:c:%s:%s", day, hashes[i]);
+		host->kv_get(key, &count);
+		snprintf(key, sizeof(key), "dmarc:t:%s:%s", day, hashes[i]);
+		host->kv_get(key, &text);
 		if (text && count)
 			add_row(rows, text, strtoll(count, NULL, 10));
 		else
 			free(text);
-		free(hash);
 		free(count);
 	}
+	for (size_t i = 0; i < nh; i++)
+		free(hashes[i]);
+	free(hashes);
 	return 0;
 }
 

@@ -6,7 +6,9 @@
  * store, read back, counted, turned into the reports of each policy domain
  * (printed for test_report.py to validate against the schema), deleted.
  * Also: a row for a message without rua= or without a record is not made;
- * a row with a bad field count is ignored when read back.
+ * a row with a bad field count is ignored when read back; a row whose
+ * first message met a store error at each step of its indexing is
+ * reported by its later messages, once, with every message counted.
  *
  * Usage: test_dmarcreport DIR (DIR: a scratch directory, for the file
  * store's check of the same rows).
@@ -35,13 +37,20 @@ static int k_get(const char *key, char **v)
 {
 	return sift_kv_get(kv, key, v);
 }
+/* writes to keys starting with this fail, as when the store is gone */
+static const char *failing;
+
+static bool fails_now(const char *key)
+{
+	return failing && strncmp(key, failing, strlen(failing)) == 0;
+}
 static int k_set(const char *key, const char *v, long ttl)
 {
-	return sift_kv_set(kv, key, v, ttl);
+	return fails_now(key) ? -1 : sift_kv_set(kv, key, v, ttl);
 }
 static int k_incr(const char *key, long long d, long ttl, long long *v)
 {
-	return sift_kv_incr(kv, key, d, ttl, v);
+	return fails_now(key) ? -1 : sift_kv_incr(kv, key, d, ttl, v);
 }
 static int k_del(const char *key)
 {
@@ -152,6 +161,26 @@ int main(int argc, char **argv)
 	snprintf(key, sizeof(key), "dmarc:n:%s", day);
 	CHECK(sift_kv_get(kv, key, &v) == 1 && report_all(&h, &rc, day, begin) == 0, "nothing left");
 	free(v);
+	/* A store error at each step of a new row's indexing: the row is
+	 * listed again by a later message, read once, every message counted. */
+	const char *steps[] = {"dmarc:n:", "dmarc:i:", "dmarc:t:"};
+	for (int s = 0; s < 3; s++) {
+		eval(&e, "one.example", true, "mailto:r@one.example");
+		dmarc_report_row(&e, "192.0.2.9", "one.example", row, sizeof(row));
+		failing = steps[s];
+		CHECK(dmarc_report_record(&h, &rc, row, now) < 0, "a store error is reported");
+		failing = NULL;
+		for (int i = 0; i < 4; i++)
+			CHECK(dmarc_report_record(&h, &rc, row, now) == 0,
+			      "later messages of the row recorded");
+		struct dmarc_rows kr = {0};
+		char what[96];
+		snprintf(what, sizeof(what), "failed %s...: one row of 5 messages", steps[s]);
+		CHECK(dmarc_report_load(&h, &rc, day, &kr, &err) == 0 && kr.n == 1 && kr.v[0].count == 5,
+		      what);
+		dmarc_rows_free(&kr);
+		CHECK(dmarc_report_remove(&h, &rc, day, &err) == 0, "rows removed");
+	}
 	/* The same rows in the file store, plus a line of another format. */
 	char spec[4200];
 	snprintf(spec, sizeof(spec), "file:%s", argv[1]);
