@@ -11,6 +11,7 @@
  */
 #include <math.h>
 #include <openssl/sha.h>
+#include <unistd.h>
 
 #include "bayes.h"
 #include "internal.h"
@@ -119,26 +120,54 @@ double bayes_classify(struct bayes *b, const struct btoks *t)
 	return r;
 }
 
-static int learn_locked(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget)
+/* One try at learning or forgetting a message: as bayes_learn, or 2 when
+ * another process changed its seen entry between the read and the write. */
+static int learn_try(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget)
 {
 	const struct bstore_ops *ops = b->st->ops;
 	int seen = ops->seen(b->st, msgid);
 	if (seen < 0)
 		return -1;
 	uint32_t now = (uint32_t)time(NULL);
+	int r;
 	if (forget) {
 		if (!seen)
 			return 0;
-		return ops->apply(b->st, t->v, t->n, seen == 's', -1, now, msgid, 0) < 0 ? -1 : 1;
+		r = ops->apply(b->st, t->v, t->n, seen == 's', -1, now, msgid, 0, seen);
+		return r < 0 ? -1 : r == 1 ? 2 : 1;
 	}
 	char what = spam ? 's' : 'h';
 	if (seen == what)
 		return 0;
-	if (seen && ops->apply(b->st, t->v, t->n, seen == 's', -1, now, msgid, 0) < 0)
-		return -1;
-	if (ops->apply(b->st, t->v, t->n, spam, 1, now, msgid, what) < 0)
-		return -1;
-	return 1;
+	if (seen && (r = ops->apply(b->st, t->v, t->n, seen == 's', -1, now, msgid, 0, seen)) != 0)
+		return r < 0 ? -1 : 2;
+	r = ops->apply(b->st, t->v, t->n, spam, 1, now, msgid, what, 0);
+	return r < 0 ? -1 : r == 1 ? 2 : 1;
+}
+
+/* A store with claim: waits this long at most for another process's
+ * claim on the same message (its learning takes milliseconds). */
+#define CLAIM_TRIES   40
+#define CLAIM_WAIT_US 25000
+
+static int learn_locked(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget)
+{
+	const struct bstore_ops *ops = b->st->ops;
+	bool claimed = false;
+	if (ops->claim && msgid && *msgid) {
+		int c;
+		for (int i = 0; (c = ops->claim(b->st, msgid)) == 0 && i < CLAIM_TRIES; i++)
+			usleep(CLAIM_WAIT_US);
+		if (c <= 0)
+			return -1;
+		claimed = true;
+	}
+	int rc = 2;
+	for (int i = 0; rc == 2 && i < 8; i++)
+		rc = learn_try(b, t, msgid, spam, forget);
+	if (claimed)
+		ops->release(b->st, msgid);
+	return rc == 2 ? -1 : rc;
 }
 
 int bayes_learn(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget)
@@ -270,8 +299,8 @@ long long bayes_import(struct bayes *b, FILE *f, char **err_r)
 		} else if (what == 's') {
 			/* "s\tFLAG\tMSGID": remembered as learned */
 			char *fl = line + 2, *id = strchr(fl, 0) + 1;
-			if (b->st->ops->apply(b->st, NULL, 0, *fl == 's', 0, 0, id, *fl == 's' ? 's' : 'h') <
-			    0) {
+			if (b->st->ops->apply(b->st, NULL, 0, *fl == 's', 0, 0, id, *fl == 's' ? 's' : 'h',
+					      BSTORE_ANY) < 0) {
 				rc = -1;
 				break;
 			}

@@ -71,9 +71,14 @@ struct bstore_ops {
 	int (*get)(struct bstore *st, const btok *t, size_t n, struct bcounts *out);
 	/* One message learned (sign +1) or forgotten (-1) as spam or ham, all at
 	 * once: token counts (never below 0; a token at 0/0 is deleted), the
-	 * totals, and the seen entry of msgid (what = 's'/'h', 0 = delete). */
+	 * totals, and the seen entry of msgid (what = 's'/'h', 0 = delete).
+	 * expect: the seen entry of msgid as the caller read it ('s', 'h', 0)
+	 * or BSTORE_ANY. The memory and LMDB stores apply the message only if
+	 * the entry is still that, in the same transaction, and return 1 with
+	 * nothing changed otherwise (another process learned the message in
+	 * between); a store with claim does not check. 0 or -1. */
 	int (*apply)(struct bstore *st, const btok *t, size_t n, bool spam, int sign, uint32_t atime,
-		     const char *msgid, char what);
+		     const char *msgid, char what, int expect);
 	/* 's', 'h' or 0 (not seen); -1 error. */
 	int (*seen)(struct bstore *st, const char *msgid);
 	/* Import: a token's counts set as they are, and the totals. */
@@ -87,7 +92,16 @@ struct bstore_ops {
 	/* Optional (NULL: not needed): on = many messages follow (a bulk
 	 * learner), write them in few transactions; off = commit them now. */
 	int (*bulk)(struct bstore *st, bool on);
+	/* Optional, for a store whose apply cannot check expect (Redis): the
+	 * learning of msgid claimed for this process, so that hosts sharing
+	 * the store learn a message one at a time. 1 claimed, 0 another
+	 * process holds it, -1 error; release ends the claim, which also
+	 * lapses after BSTORE_CLAIM_MS (a learner that died). */
+	int (*claim)(struct bstore *st, const char *msgid);
+	void (*release)(struct bstore *st, const char *msgid);
 };
+#define BSTORE_ANY	(-1)
+#define BSTORE_CLAIM_MS 60000
 
 struct bstore {
 	const struct bstore_ops *ops;

@@ -406,13 +406,25 @@ static int tok_add(struct lmdb_store *l, MDB_txn *txn, btok t, bool spam, int si
 }
 
 static int l_apply(struct bstore *st, const btok *t, size_t n, bool spam, int sign, uint32_t atime,
-		   const char *msgid, char what)
+		   const char *msgid, char what, int expect)
 {
 	struct lmdb_store *l = (struct lmdb_store *)st;
 	MDB_txn *txn;
 	int rc = wbegin(l, &txn);
 	if (rc < 0)
 		return -1;
+	if (expect != BSTORE_ANY && msgid && *msgid) {
+		/* the one writer: what another process wrote since the caller
+		 * read the entry is here */
+		MDB_val k = {strlen(msgid), (void *)msgid}, v;
+		int cur = mdb_get(txn, l->seen, &k, &v) == 0 && v.mv_size == 1 ? *(char *)v.mv_data : 0;
+		if (cur != expect) {
+			if (txn != l->bulk)
+				mdb_txn_abort(txn);
+			pthread_mutex_unlock(&l->bulk_lock);
+			return 1;
+		}
+	}
 	struct bcounts *nc = xmalloc((n + 1) * sizeof(*nc));
 	size_t done = 0;
 	for (; done < n && sign && rc == 0; done++)
@@ -553,8 +565,15 @@ static void l_close(struct bstore *st)
 	free(l);
 }
 
-static const struct bstore_ops lmdb_ops = {l_totals, l_get,  l_apply, l_seen, l_put,
-					   l_expire, l_each, l_close, l_bulk};
+static const struct bstore_ops lmdb_ops = {.totals = l_totals,
+					   .get = l_get,
+					   .apply = l_apply,
+					   .seen = l_seen,
+					   .put = l_put,
+					   .expire = l_expire,
+					   .each = l_each,
+					   .close = l_close,
+					   .bulk = l_bulk};
 
 struct bstore *bstore_open_lmdb(const char *dir, char **err_r)
 {

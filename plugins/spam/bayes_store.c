@@ -14,7 +14,8 @@
  *               by default): "bayes:s:HEX" and "bayes:h:HEX" (HEX = the
  *               10 hex digits of a token) spam and ham counts,
  *               "bayes:nspam", "bayes:nham" the totals, "bayes:seen:MSGID"
- *               's' or 'h'. Counts change by atomic increments (kv_incr),
+ *               's' or 'h', "bayes:learning:MSGID" a learner's claim on
+ *               the message (kv_claim). Counts change by atomic increments (kv_incr),
  *               so any number of hosts learn at once; lookups read the
  *               counts of a message in one batch when the host has
  *               kv_mget. Tokens have no atime there: keys expire with the
@@ -135,11 +136,24 @@ static void mem_seen_set(struct mem_store *m, const char *id, char what)
 	}
 }
 
+static int mem_seen_of(const struct mem_store *m, const char *msgid)
+{
+	int r = 0;
+	for (const struct mem_seen *x = m->seen; x; x = x->next)
+		if (strcmp(x->id, msgid) == 0)
+			r = x->what;
+	return r;
+}
+
 static int mem_apply(struct bstore *st, const btok *t, size_t n, bool spam, int sign, uint32_t atime,
-		     const char *msgid, char what)
+		     const char *msgid, char what, int expect)
 {
 	struct mem_store *m = (struct mem_store *)st;
 	pthread_mutex_lock(&m->lock);
+	if (expect != BSTORE_ANY && msgid && mem_seen_of(m, msgid) != expect) {
+		pthread_mutex_unlock(&m->lock);
+		return 1;
+	}
 	for (size_t i = 0; i < n && sign; i++) {
 		struct bcounts *c = mem_ent(m, t[i]);
 		count_add(spam ? &c->s : &c->h, sign);
@@ -162,10 +176,7 @@ static int mem_seen(struct bstore *st, const char *msgid)
 {
 	struct mem_store *m = (struct mem_store *)st;
 	pthread_mutex_lock(&m->lock);
-	int r = 0;
-	for (struct mem_seen *x = m->seen; x; x = x->next)
-		if (strcmp(x->id, msgid) == 0)
-			r = x->what;
+	int r = mem_seen_of(m, msgid);
 	pthread_mutex_unlock(&m->lock);
 	return r;
 }
@@ -225,8 +236,14 @@ static void mem_close(struct bstore *st)
 	free(m);
 }
 
-static const struct bstore_ops mem_ops = {mem_totals, mem_get,	mem_apply, mem_seen, mem_put,
-					  mem_expire, mem_each, mem_close, NULL};
+static const struct bstore_ops mem_ops = {.totals = mem_totals,
+					  .get = mem_get,
+					  .apply = mem_apply,
+					  .seen = mem_seen,
+					  .put = mem_put,
+					  .expire = mem_expire,
+					  .each = mem_each,
+					  .close = mem_close};
 
 static struct bstore *mem_open(void)
 {
@@ -291,9 +308,10 @@ static int kv_tget(struct bstore *st, const btok *t, size_t n, struct bcounts *o
 }
 
 static int kv_apply(struct bstore *st, const btok *t, size_t n, bool spam, int sign, uint32_t atime,
-		    const char *msgid, char what)
+		    const char *msgid, char what, int expect)
 {
 	(void)atime;
+	(void)expect; /* learners claim the message instead (kv_claim) */
 	struct kv_store *k = (struct kv_store *)st;
 	int rc = 0;
 	if (sign) {
@@ -333,6 +351,25 @@ static int kv_seen(struct bstore *st, const char *msgid)
 	return r;
 }
 
+/* "bayes:learning:MSGID": the first increment claims the message. */
+static int kv_claim(struct bstore *st, const char *msgid)
+{
+	struct kv_store *k = (struct kv_store *)st;
+	char *key = xasprintf("bayes:learning:%s", msgid);
+	long long v = 0;
+	int rc = k->h->kv_incr(key, 1, BSTORE_CLAIM_MS, &v);
+	free(key);
+	return rc < 0 ? -1 : v == 1;
+}
+
+static void kv_release(struct bstore *st, const char *msgid)
+{
+	struct kv_store *k = (struct kv_store *)st;
+	char *key = xasprintf("bayes:learning:%s", msgid);
+	k->h->kv_del(key);
+	free(key);
+}
+
 static int kv_put(struct bstore *st, const btok *t, const struct bcounts *c, size_t n, long long ns,
 		  long long nh)
 {
@@ -365,8 +402,14 @@ static void kv_close(struct bstore *st)
 }
 
 /* Redis keeps no atime: tokens expire by TTL; no scan. */
-static const struct bstore_ops kv_ops = {kv_totals, kv_tget, kv_apply, kv_seen, kv_put,
-					 NULL,	    NULL,    kv_close, NULL};
+static const struct bstore_ops kv_ops = {.totals = kv_totals,
+					 .get = kv_tget,
+					 .apply = kv_apply,
+					 .seen = kv_seen,
+					 .put = kv_put,
+					 .close = kv_close,
+					 .claim = kv_claim,
+					 .release = kv_release};
 
 struct bstore *bstore_open(const char *spec, const struct sift_host *host, long ttl_ms, char **err_r)
 {

@@ -73,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct bcounts c = {0, 1, 1};
 	btok t = 1;
 	st->ops->put(st, &t, &c, 1, -1, -1);
-	st->ops->apply(st, NULL, 0, false, 0, 0, NULL, 0);
+	st->ops->apply(st, NULL, 0, false, 0, 0, NULL, 0, BSTORE_ANY);
 	struct spam_result r;
 	spam_engine_check(engine, &in, &r);
 	char *status = spam_format_status(&r, 2, 5, r.score >= 5);

@@ -2,7 +2,8 @@
 """spam plugin Bayes through siftctl: learn from a directory, an mbox and a
 Maildir, stats, forget, BAYES_99 / BAYES_00 with set 2 scores once enough
 spam and ham are learned, an LMDB database that persists across runs (each
-siftctl is a new process), and the import of an sa-learn --backup dump."""
+siftctl is a new process), the import of an sa-learn --backup dump, and
+several processes learning the same messages at once, each counted once."""
 import os
 import random
 import re
@@ -29,6 +30,25 @@ def msg(i, words, kind):
 def run(conf, *args):
     p = subprocess.run([SIFTCTL, '-c', conf] + list(args), capture_output=True, text=True, timeout=60)
     return p.returncode, p.stdout + p.stderr
+
+
+def learn_together(conf, path, procs=4):
+    """procs `siftctl spam learn --spam path` at once: the sum of what they
+    say they learned, and their outputs."""
+    ps = [subprocess.Popen([SIFTCTL, '-c', conf, 'spam', 'learn', '--spam', path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True) for _ in range(procs)]
+    outs = [p.communicate(timeout=120)[0] for p in ps]
+    learned = sum(int(m.group(1)) for o in outs for m in [re.search(r'learned (\d+) message', o)] if m)
+    return learned, outs
+
+
+def spam_dir(tmp, name, n, first=1000):
+    d = os.path.join(tmp, name)
+    os.mkdir(d)
+    for i in range(first, first + n):
+        with open(os.path.join(d, f'{i}.eml'), 'w') as f:
+            f.write(msg(i, SPAMW, 'spam'))
+    return d
 
 
 def main():
@@ -132,6 +152,15 @@ def main():
     check(rc == 0 and 'imported 1 token' in out, 'import a backup dump', out)
     rc, out = run(conf2, 'spam', 'stats')
     check(re.search(r'spam: 30\s+ham: 30\s+tokens: 1', out) is not None, 'imported totals', out)
+    # four processes learning the same 300 messages into one LMDB database:
+    # each message once (the seen entry is checked again in the write)
+    conf3 = conf + '3'
+    with open(conf) as a, open(conf3, 'w') as b:
+        b.write(a.read().replace(f'{tmp}/db', f'{tmp}/db3'))
+    learned, outs = learn_together(conf3, spam_dir(tmp, 'together', 300))
+    rc, out = run(conf3, 'spam', 'stats')
+    check(learned == 300 and re.search(r'spam: 300\s', out) is not None,
+          'four learners at once: each message learned once (LMDB)', 'learned %d; %s' % (learned, out))
     return done()
 
 

@@ -11,6 +11,7 @@
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -112,9 +113,10 @@ static void learn(struct bstore *db, struct bstore *ref, int sign, bool spam, si
 		if (!dup)
 			t[m++] = t[i];
 	}
-	CHECK(db->ops->apply(db, t, m, spam, sign, 1700000000, id, sign > 0 ? (spam ? 's' : 'h') : 0) == 0 &&
+	CHECK(db->ops->apply(db, t, m, spam, sign, 1700000000, id, sign > 0 ? (spam ? 's' : 'h') : 0,
+			     BSTORE_ANY) == 0 &&
 		      ref->ops->apply(ref, t, m, spam, sign, 1700000000, id,
-				      sign > 0 ? (spam ? 's' : 'h') : 0) == 0,
+				      sign > 0 ? (spam ? 's' : 'h') : 0, BSTORE_ANY) == 0,
 	      "apply %s", id);
 	/* the message's own tokens read back at once */
 	CHECK(same(db, ref, t, m), "%s: its tokens read back", id);
@@ -162,7 +164,7 @@ static void race(struct bstore *db)
 		char id[32];
 		snprintf(id, sizeof(id), "<race%d@test>", i);
 		ok = db->ops->apply(db, race_tok, RACE_TOKENS, i % 2 == 0, +1, 1700000003, id,
-				    i % 2 == 0 ? 's' : 'h') == 0;
+				    i % 2 == 0 ? 's' : 'h', BSTORE_ANY) == 0;
 	}
 	atomic_store(&race_stop, true);
 	for (int i = 0; i < 3; i++)
@@ -226,6 +228,70 @@ static void learn_together(struct bstore *st, const char *what)
 	      "%s: %d messages learned by %d threads at once: %d learned, %lld counted (%d errors)", what,
 	      LEARN_MSG, LEARNERS, (int)learn_done, ns - ns0, (int)learn_errors);
 	pthread_mutex_destroy(&b.learn_lock);
+}
+
+/* The same across processes (two filterd on one host, or siftctl while
+ * filterd autolearns): the store reads the seen entry again in its write
+ * transaction. */
+#define PROCS 4
+
+static void learn_processes(struct bstore *st, const char *dir)
+{
+	struct shared {
+		pthread_barrier_t bar;
+		int learned[PROCS], errors[PROCS];
+	} *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED) {
+		CHECK(false, "mmap");
+		return;
+	}
+	memset(sh, 0, sizeof(*sh));
+	pthread_barrierattr_t ba;
+	pthread_barrierattr_init(&ba);
+	pthread_barrierattr_setpshared(&ba, PTHREAD_PROCESS_SHARED);
+	pthread_barrier_init(&sh->bar, &ba, PROCS);
+	static btok v[50];
+	draw(v, 50);
+	long long ns0 = 0, nh0 = 0, nt0 = 0, ns = 0, nh = 0, nt = 0;
+	st->ops->totals(st, &ns0, &nh0, &nt0);
+	pid_t pids[PROCS];
+	for (int p = 0; p < PROCS; p++) {
+		pids[p] = fork();
+		if (pids[p] != 0)
+			continue;
+		char *e = NULL;
+		struct bstore *own = bstore_open_lmdb(dir, &e);
+		struct bayes b = {.st = own, .o = {.min_spam_num = 1, .min_ham_num = 1}};
+		pthread_mutex_init(&b.learn_lock, NULL);
+		struct btoks toks = {.v = v, .n = 50};
+		for (int i = 0; i < LEARN_MSG; i++) {
+			char id[32];
+			snprintf(id, sizeof(id), "<proc%d@test>", i);
+			pthread_barrier_wait(&sh->bar);
+			int rc = own ? bayes_learn(&b, &toks, id, true, false) : -1;
+			if (rc < 0)
+				sh->errors[p]++;
+			else
+				sh->learned[p] += rc;
+		}
+		if (own)
+			own->ops->close(own);
+		_exit(0);
+	}
+	int learned = 0, errors = 0;
+	for (int p = 0; p < PROCS; p++) {
+		int status;
+		if (pids[p] < 0 || waitpid(pids[p], &status, 0) != pids[p] || !WIFEXITED(status))
+			errors++;
+		learned += sh->learned[p];
+		errors += sh->errors[p];
+	}
+	st->ops->totals(st, &ns, &nh, &nt);
+	CHECK(errors == 0 && learned == LEARN_MSG && ns - ns0 == LEARN_MSG,
+	      "lmdb: %d messages learned by %d processes at once: %d learned, %lld counted (%d errors)",
+	      LEARN_MSG, PROCS, learned, ns - ns0, errors);
+	pthread_barrier_destroy(&sh->bar);
+	munmap(sh, sizeof(*sh));
 }
 
 int main(void)
@@ -313,8 +379,8 @@ int main(void)
 			big[i] = (rnd() & 0xffffffffffull) | 1;
 		char id[32];
 		snprintf(id, sizeof(id), "<g%d@test>", r);
-		CHECK(db->ops->apply(db, big, 512, true, +1, 1700000002, id, 's') == 0 &&
-			      ref->ops->apply(ref, big, 512, true, +1, 1700000002, id, 's') == 0,
+		CHECK(db->ops->apply(db, big, 512, true, +1, 1700000002, id, 's', BSTORE_ANY) == 0 &&
+			      ref->ops->apply(ref, big, 512, true, +1, 1700000002, id, 's', BSTORE_ANY) == 0,
 		      "apply %s", id);
 		CHECK(same(db, ref, big, 512), "%s: new tokens read back", id);
 	}
@@ -325,6 +391,7 @@ int main(void)
 	race(db);
 	learn_together(db, "lmdb");
 	learn_together(ref, "memory");
+	learn_processes(db, dir);
 
 	db->ops->close(db);
 	ref->ops->close(ref);

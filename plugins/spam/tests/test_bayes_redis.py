@@ -2,7 +2,8 @@
 """spam plugin Bayes on Redis: two filterd on one redis-server share one
 database. siftctl learns into it (the state_store), filterd A autolearns a
 spam (autolearn=spam in its X-Spam-Status), the totals show it, and
-filterd B scores a spam with BAYES_99 from what was learned elsewhere."""
+filterd B scores a spam with BAYES_99 from what was learned elsewhere;
+four siftctl learning the same messages at once count each once."""
 import os
 import sys
 
@@ -14,7 +15,7 @@ import sifttest  # noqa: E402
 from sifttest import check, done  # noqa: E402
 from redisproc import Redis  # noqa: E402
 from bench import send_message  # noqa: E402
-from test_bayes import HAMW, SPAMW, msg, run  # noqa: E402
+from test_bayes import HAMW, SPAMW, learn_together, msg, run, spam_dir  # noqa: E402
 
 
 def milter_send(port, text, qid):
@@ -73,6 +74,13 @@ def main():
         verdict, added = milter_send(b.port, msg(77, SPAMW, 'spam'), b'QB1')
         check('BAYES_99=3.5' in added and 'autolearn=disabled' in added,
               'filterd B scores from the shared database', added)
+        before = int(redis.cli('GET', 'sift:bayes:nspam').strip())
+        learned, outs = learn_together(conf, spam_dir(tmp, 'together', 300))
+        after = int(redis.cli('GET', 'sift:bayes:nspam').strip())
+        check(learned == 300 and after - before == 300, 'four learners at once: each message learned once (Redis)',
+              'learned %d, nspam %d -> %d; %s' % (learned, before, after, outs[0][-300:]))
+        check(redis.cli('KEYS', 'sift:bayes:learning:*').strip() == '', 'no claim left behind',
+              redis.cli('KEYS', 'sift:bayes:learning:*'))
     finally:
         sifttest.stop_all([redis] + procs)
     return done()
