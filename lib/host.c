@@ -1232,8 +1232,16 @@ char *sift_ctx_policy_action(struct sift_ctx *ctx)
 	}
 	if (r->hold)
 		return sift_asprintf("HOLD %s", r->hold_reason ? r->hold_reason : "");
-	if (r->n_actions)
+	if (r->n_actions) {
+		/* Postfix takes one action a reply: a refusal that depends on
+		 * the rest of the restrictions (DEFER_IF_PERMIT, DEFER_IF_REJECT)
+		 * goes before the ones that only annotate (PREPEND, WARN ...),
+		 * which would otherwise let the message through */
+		for (size_t i = 0; i < r->n_actions; i++)
+			if (strncasecmp(r->actions[i], "DEFER_IF_", 9) == 0)
+				return sift_strdup(r->actions[i]);
 		return sift_strdup(r->actions[0]);
+	}
 	if (r->accepted)
 		return sift_strdup("OK");
 	return sift_strdup("DUNNO");

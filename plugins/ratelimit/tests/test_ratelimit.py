@@ -255,6 +255,22 @@ try:
     check('current=3 ' in out, 'held message counted: %s' % out)
     pd.stop()
 
+    # One action per reply: ratelimit's DEFER_IF_PERMIT is not hidden by an
+    # earlier plugin's PREPEND (Postfix would apply the PREPEND and accept).
+    pd = start_policyd('memprepend', dict(BASE, inbound_plugins='access ratelimit',
+                                          access_client_map='inline:{ { 192.0.2.77 = PREPEND X-Known: yes } }',
+                                          ratelimit_rules='{ name=snd key=sender messages=1/1h }'))
+    procs.append(pd)
+    with PolicyClient(pd.port) as c:
+        first = c.transaction(client_address='192.0.2.77', sender='p@p.example')
+        eq(first, (['PREPEND X-Known: yes'], 'PREPEND X-Known: yes'), 'under the limit: the PREPEND')
+        second = c.transaction(client_address='192.0.2.77', sender='p@p.example')
+        check(second[0][0].startswith('DEFER_IF_PERMIT'), 'over the limit: DEFER_IF_PERMIT, not the PREPEND: %r'
+              % (second,))
+    rc, out = siftctl(pd.conf, 'show', 'snd:p@p.example')
+    check('current=1 ' in out, 'the refused message is not counted: %s' % out)
+    pd.stop()
+
     # ---- redis: two policyd instances, one redis-server --------------------------
     red = Redis(tmp, 'redis').start()
     procs.append(red)
