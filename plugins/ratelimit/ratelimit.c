@@ -690,13 +690,17 @@ struct over {
 	double est;
 };
 
+/* One increment of END-OF-MESSAGE, to take back if the message is
+ * refused. A message makes one per rule, recipient (of the per-recipient
+ * rules) and limited metric: the list grows as needed (up to the host's
+ * cap on recipients), its memory the message's. */
 struct incr_rec {
-	char key[MAX_VALUE * 2 + 128];
+	const char *key;
 	long long delta;
 	long ttl;
 };
 
-#define MAX_INCRS 512
+#define KEY_MAX (MAX_VALUE * 2 + 128)
 
 static bool profile_applies(struct sift_ctx *ctx, const struct rule *r)
 {
@@ -877,8 +881,8 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 	long long nrcpt = attr_ll(ctx, SIFT_I_RCPT_COUNT);
 	if (nrcpt <= 0)
 		nrcpt = host->rcpt_count(ctx) ? (long long)host->rcpt_count(ctx) : 1;
-	struct incr_rec *recs = host->msg_alloc(ctx, MAX_INCRS * sizeof(*recs));
-	size_t nrecs = 0;
+	struct incr_rec *recs = NULL;
+	size_t nrecs = 0, caprecs = 0;
 	struct over best;
 	bool have = false, failed = false;
 	for (size_t i = 0; i < c->nrules && !failed; i++) {
@@ -904,13 +908,21 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 								: size;
 				if (delta <= 0)
 					continue;
-				if (nrecs == MAX_INCRS)
-					break;
+				if (nrecs == caprecs) {
+					caprecs = caprecs ? 2 * caprecs : 64;
+					struct incr_rec *n = host->msg_alloc(ctx, caprecs * sizeof(*n));
+					if (nrecs)
+						memcpy(n, recs, nrecs * sizeof(*n));
+					recs = n;
+				}
 				long long w = r->lim[m].window_ms, idx = now / w;
 				struct incr_rec *rec = &recs[nrecs];
-				char k0[sizeof(rec->key)];
-				counter_key(c, r, m, idx, value, rec->key, sizeof(rec->key));
+				char key[KEY_MAX], k0[KEY_MAX];
+				counter_key(c, r, m, idx, value, key, sizeof(key));
 				counter_key(c, r, m, idx - 1, value, k0, sizeof(k0));
+				char *kc = host->msg_alloc(ctx, strlen(key) + 1);
+				memcpy(kc, key, strlen(key) + 1);
+				rec->key = kc;
 				rec->delta = delta;
 				rec->ttl = (long)(2 * w + 60000);
 				long long cur, prev;

@@ -255,6 +255,23 @@ try:
     check('current=3 ' in out, 'held message counted: %s' % out)
     pd.stop()
 
+    # A message with more recipients than a per-recipient rule has ever
+    # had room for (512 increments once): the rules after it still count.
+    pd = start_policyd('memmany', dict(BASE, ratelimit_rules=(
+        '{ name=rd key=recipient_domain messages=100000/1h } '
+        '{ name=user key=sasl_username messages=1/1h action=defer }')))
+    procs.append(pd)
+    with PolicyClient(pd.port) as c:
+        rcpts = ['r%d@d%d.example' % (i, i) for i in range(600)]
+        first = c.transaction(sasl_username='many', sender='m@m.example', rcpts=rcpts)
+        eq(first[1], 'DUNNO', '600 recipients, 600 recipient_domain buckets: accepted')
+        second = c.transaction(sasl_username='many', sender='m@m.example', rcpts=rcpts[:1])
+        check(second[1] is None or refused(second[1]), 'the rule after them counted the first: the second '
+              'message is refused: %r' % (second,))
+    rc, out = siftctl(pd.conf, 'show', 'user:many')
+    check('current=1 ' in out, 'user:many counted once: %s' % out)
+    pd.stop()
+
     # One action per reply: ratelimit's DEFER_IF_PERMIT is not hidden by an
     # earlier plugin's PREPEND (Postfix would apply the PREPEND and accept).
     pd = start_policyd('memprepend', dict(BASE, inbound_plugins='access ratelimit',
