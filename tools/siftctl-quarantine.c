@@ -18,6 +18,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -394,7 +396,17 @@ static int cmd_release(const char *dir, int argc, char **argv)
 	const char *const *to = o.nto ? o.to : (const char *const *)e.rcpts;
 	size_t nto = o.nto ? o.nto : e.n_rcpts;
 	int rc = 1;
-	if (!nto)
+	/* One release of a message at a time: a second one (another admin, a
+	 * script retrying) would deliver it again. The lock is held until the
+	 * message is removed; a release that waited for it finds the file
+	 * gone (no link left). */
+	struct stat st;
+	if (flock(fileno(fp), LOCK_EX | LOCK_NB) < 0)
+		fprintf(stderr, "siftctl quarantine release: %s is being released by another siftctl\n",
+			o.id);
+	else if (fstat(fileno(fp), &st) < 0 || st.st_nlink == 0)
+		fprintf(stderr, "siftctl quarantine release: %s was released meanwhile\n", o.id);
+	else if (!nto)
 		fprintf(stderr, "siftctl quarantine release: %s has no recipients (use --to)\n", o.id);
 	else if (reinject(dir, &o, &e, fp, to, nto) == 0) {
 		printf("released %s to", o.id);

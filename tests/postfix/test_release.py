@@ -182,6 +182,23 @@ def main():
             rc, out = siftctl(conf, 'quarantine', 'list')
             check(r.accepted and 'replay@sift.test' in out,
                   'the copy sent in again is scanned and quarantined', (r, out))
+            # Two releases of one message at the same moment: one delivery.
+            calls = os.path.join(tmp, 'sendmail-calls')
+            slow = os.path.join(tmp, 'slow-sendmail')
+            with open(slow, 'w') as f:
+                f.write('#!/bin/sh\necho call >> %s\ncat > /dev/null\nsleep 1\n' % calls)
+            os.chmod(slow, 0o755)
+            rel = [subprocess.Popen([SIFTCTL, '-c', conf, 'quarantine', 'release', ids[0], '--wait', '1s',
+                                     '--sendmail', slow], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True) for _ in range(2)]
+            outs = [(p.wait(timeout=60), p.stdout.read()) for p in rel]
+            for p in rel:
+                p.stdout.close()
+            with open(calls) as f:
+                n = len(f.read().split())
+            check(n == 1 and sorted(rc for rc, _ in outs) == [0, 1] and
+                  any('being released by another siftctl' in o or 'released meanwhile' in o for _, o in outs),
+                  'two releases at once: one sendmail, the other refused', (n, outs))
     finally:
         sifttest.stop_all(procs)
         if not os.environ.get('SIFT_KEEP_TMP'):
