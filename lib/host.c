@@ -742,7 +742,7 @@ void sift_ctx_set(struct sift_ctx *ctx, enum sift_item item, const char *value)
  * bound. */
 #define SIFT_MAX_RCPTS 10000
 
-void sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt)
+bool sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt)
 {
 	if (ctx->nrcpt >= SIFT_MAX_RCPTS) {
 		if (!ctx->rcpts_full)
@@ -751,13 +751,20 @@ void sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt)
 				     "(plugins see each one only at its own RCPT)",
 				     SIFT_MAX_RCPTS);
 		ctx->rcpts_full = true;
-		return;
+		return false;
 	}
 	if (ctx->nrcpt == ctx->rcap) {
 		ctx->rcap = ctx->rcap ? ctx->rcap * 2 : 4;
 		ctx->rcpts = sift_realloc(ctx->rcpts, ctx->rcap * sizeof(char *));
 	}
 	ctx->rcpts[ctx->nrcpt++] = sift_strdup(rcpt);
+	return true;
+}
+
+void sift_ctx_drop_last_rcpt(struct sift_ctx *ctx)
+{
+	if (ctx->nrcpt)
+		free(ctx->rcpts[--ctx->nrcpt]);
 }
 
 void sift_ctx_set_macro_fn(struct sift_ctx *ctx, const char *(*fn)(void *, const char *), void *arg)

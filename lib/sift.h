@@ -443,7 +443,10 @@ const char *sift_ctx_get(struct sift_ctx *ctx, enum sift_item item);
 /* Sets the reply of the current message's REJECT/TEMPFAIL, as host->reply
  * does for a plugin (the daemon's own replies: checked by the caller). */
 void sift_ctx_reply(struct sift_ctx *ctx, const char *code, const char *xcode, const char *text);
-void sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt);
+/* false: not kept (the message has SIFT_MAX_RCPTS already). */
+bool sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt);
+/* The recipient added last is taken off (policyd: its RCPT was refused). */
+void sift_ctx_drop_last_rcpt(struct sift_ctx *ctx);
 /* Where macro()/policy attribute lookups go. */
 void sift_ctx_set_macro_fn(struct sift_ctx *ctx, const char *(*fn)(void *arg, const char *name), void *arg);
 /* Deadline for the current step (ms since sift_now_ms epoch), 0 = none. */

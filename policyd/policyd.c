@@ -568,6 +568,17 @@ static int write_reply(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/* An action that refuses the recipient or message it answers: a 4xx/5xx
+ * reply, REJECT, DEFER, DEFER_IF_PERMIT (a refusal unless a later
+ * restriction rejects). DEFER_IF_REJECT refuses only what is rejected
+ * anyway. */
+static bool refuses(const char *a)
+{
+	if (a[0] == '4' || a[0] == '5' || strncasecmp(a, "REJECT", 6) == 0)
+		return true;
+	return strncasecmp(a, "DEFER", 5) == 0 && strncasecmp(a, "DEFER_IF_REJECT", 15) != 0;
+}
+
 static void handle_request(struct conn *c)
 {
 	struct sift_ctx *ctx = c->ctx;
@@ -613,8 +624,7 @@ static void handle_request(struct conn *c)
 		sift_ctx_set(ctx, map[i].item, map[i].empty_is_null ? nonempty(v) : v);
 	}
 	const char *rcpt = sift_policy_get(r, "recipient");
-	if (state && strcmp(state, "RCPT") == 0 && rcpt && *rcpt)
-		sift_ctx_add_rcpt(ctx, rcpt);
+	bool rcpt_kept = state && strcmp(state, "RCPT") == 0 && rcpt && *rcpt && sift_ctx_add_rcpt(ctx, rcpt);
 	sift_ctx_set_macro_fn(ctx, attr_lookup, c);
 
 	sift_ctx_choose_profile(ctx);
@@ -623,6 +633,10 @@ static void handle_request(struct conn *c)
 	sift_run(ctx, SIFT_PH_POLICY);
 	char *action = sift_ctx_policy_action(ctx);
 	sift_ctx_set_deadline(ctx, 0);
+	/* A recipient refused here never gets the message: the later steps
+	 * (END-OF-MESSAGE: ratelimit's per-recipient counts) do not see it. */
+	if (rcpt_kept && refuses(action))
+		sift_ctx_drop_last_rcpt(ctx);
 	sift_metrics_record(ctx, action);
 
 	/* One line: a control character would end the reply early. */

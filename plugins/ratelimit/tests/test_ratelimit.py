@@ -272,6 +272,24 @@ try:
     check('current=1 ' in out, 'user:many counted once: %s' % out)
     pd.stop()
 
+    # A recipient refused at RCPT is not counted at END-OF-MESSAGE, and
+    # does not refuse the recipients that were accepted.
+    pd = start_policyd('memrefused', dict(BASE, ratelimit_rules=(
+        '{ name=rd key=recipient_domain messages=2/1h action=defer }')))
+    procs.append(pd)
+    with PolicyClient(pd.port) as c:
+        fill = [c.transaction(sender='f%d@f.example' % i, rcpts=['u@full.example'])[1] for i in range(2)]
+        eq(fill, ['DUNNO', 'DUNNO'], 'full.example: 2 messages, the limit')
+        rc_, eom = c.transaction(sender='g@f.example', rcpts=['u@full.example', 'v@other.example'])
+        check(refused(rc_[0]) and rc_[1] == 'DUNNO' and eom == 'DUNNO',
+              'over the limit for one recipient: that one refused at RCPT, the message accepted for '
+              'the other: %r' % ((rc_, eom),))
+    rc, out = siftctl(pd.conf, 'show', 'rd:full.example')
+    check('current=2 ' in out, 'the refused recipient is not counted: %s' % out)
+    rc, out = siftctl(pd.conf, 'show', 'rd:other.example')
+    check('current=1 ' in out, 'the accepted one is: %s' % out)
+    pd.stop()
+
     # One action per reply: ratelimit's DEFER_IF_PERMIT is not hidden by an
     # earlier plugin's PREPEND (Postfix would apply the PREPEND and accept).
     pd = start_policyd('memprepend', dict(BASE, inbound_plugins='access ratelimit',
