@@ -585,11 +585,15 @@ static void handle_request(struct conn *c)
 	const struct sift_policy_req *r = &c->parser.req;
 	const char *instance = sift_policy_get(r, "instance");
 	const char *state = sift_policy_get(r, "protocol_state");
-	if (!instance)
+	/* Without an instance (Postfix always sends one; another client may
+	 * not) a request is a transaction of its own: it shares nothing with
+	 * the requests before it, such as another login's sender check. */
+	bool alone = !instance || !*instance;
+	if (alone)
 		instance = "";
 
 	/* A new instance: the previous transaction is over. */
-	if (!sift_ctx_in_msg(ctx) || !c->instance || strcmp(c->instance, instance) != 0) {
+	if (alone || !sift_ctx_in_msg(ctx) || !c->instance || strcmp(c->instance, instance) != 0) {
 		if (sift_ctx_in_msg(ctx))
 			sift_ctx_msg_end(ctx, true); /* no END-OF-MESSAGE was seen */
 		sift_ctx_msg_begin(ctx);
@@ -663,8 +667,9 @@ static void handle_request(struct conn *c)
 	free(action);
 	sift_ctx_set_macro_fn(ctx, NULL, NULL);
 
-	if (state && strcmp(state, "END-OF-MESSAGE") == 0) {
-		sift_ctx_msg_end(ctx, false);
+	bool eom = state && strcmp(state, "END-OF-MESSAGE") == 0;
+	if (eom || alone) {
+		sift_ctx_msg_end(ctx, !eom);
 		free(c->instance);
 		c->instance = NULL;
 	}
