@@ -92,7 +92,8 @@ struct conn {
 	unsigned long pflags;	  /* our protocol flags (incl. faked no-reply steps) */
 	unsigned long mta_pflags; /* what the MTA offered */
 	bool negotiated;
-	char *reply; /* smfi_setreply's text, until used */
+	long long born; /* sift_now_ms() at accept */
+	char *reply;	/* smfi_setreply's text, until used */
 	struct sift_buf out;
 	unsigned char *rbuf;
 	size_t roff, rlen, rcap;
@@ -262,7 +263,33 @@ static int fill(struct conn *c, size_t need)
 		c->rbuf = sift_realloc(c->rbuf, cap);
 		c->rcap = cap;
 	}
+	/* Part of a packet here, or no negotiation yet: the rest comes within
+	 * filterd_milter_packet_timeout (Postfix writes a packet at once and
+	 * negotiates as it connects), not filterd_milter_timeout per read, so
+	 * that a client trickling bytes or saying nothing does not keep one
+	 * of filterd_max_connections. */
+	long long deadline = 0;
 	while (c->rlen < need) {
+		if (c->rlen > 0 || !c->negotiated) {
+			long long now = sift_now_ms();
+			if (!deadline)
+				deadline = (c->negotiated ? now : c->born) + fconf->packet_timeout;
+			struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+			int pr = deadline > now ? poll(&pfd, 1, (int)(deadline - now)) : 0;
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr <= 0) {
+				if (pr == 0)
+					conn_error(c, "%s",
+						   c->negotiated ? "a packet not complete within "
+								   "filterd_milter_packet_timeout"
+								 : "no negotiation within "
+								   "filterd_milter_packet_timeout");
+				else
+					conn_error(c, "poll: %s", strerror(errno));
+				return -1;
+			}
+		}
 		ssize_t r = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
 		if (r > 0) {
 			c->rlen += (size_t)r;
@@ -755,6 +782,7 @@ static struct conn *conn_accepted(int fd, const struct sockaddr_storage *ss)
 	c->rcap = RBUF_MIN;
 	c->rbuf = sift_malloc(c->rcap);
 	c->state = MP_ST_INIT;
+	c->born = sift_now_ms();
 	fd_session_init(&c->s, &native_out, c);
 	return c;
 }

@@ -16,6 +16,7 @@ struct filterd_conf {
 	const char *socket_group;
 	long long backlog;
 	long long milter_timeout;
+	long long packet_timeout; /* a begun packet, and the negotiation */
 	long long command_deadline;
 	long long content_deadline;
 	int tcp_tuning;

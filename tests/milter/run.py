@@ -176,6 +176,45 @@ def native_only(tmp, conf, log, port):
         check(got[4:5] == b"O", "served again below the limit", got)
     finally:
         fd.stop()
+    # A client that connects and says nothing, or trickles a packet a byte
+    # at a time (each read well within filterd_milter_timeout), is closed
+    # after filterd_milter_packet_timeout and frees its slot
+    fd, p7, log7 = start_filterd(tmp, conf, "filterd-trickle", ["-o", "filterd_milter_packet_timeout=1s",
+                                                                "-o", "filterd_max_connections=2"])
+    try:
+        silent = socket.create_connection(("127.0.0.1", p7), timeout=5)
+        trickle = socket.create_connection(("127.0.0.1", p7), timeout=5)
+        trickle.sendall(OPTNEG)
+        trickle.recv(100)
+        trickle.sendall(struct.pack(">I", 101) + b"B")  # a 100-octet body chunk announced
+        silent.settimeout(0.2)
+        trickle.settimeout(0.2)
+        gone = {}
+        t0 = time.time()
+        while time.time() - t0 < 6 and len(gone) < 2:
+            for name, sk in (("silent", silent), ("trickle", trickle)):
+                if name in gone:
+                    continue
+                try:
+                    if name == "trickle":
+                        sk.sendall(b"x")
+                    if sk.recv(100) == b"":
+                        gone[name] = time.time() - t0
+                except socket.timeout:
+                    pass
+                except OSError:
+                    gone[name] = time.time() - t0
+        silent.close()
+        trickle.close()
+        check(len(gone) == 2 and max(gone.values()) < 4,
+              "a silent and a trickling client are closed after filterd_milter_packet_timeout", gone)
+        text = open(log7).read()
+        check("no negotiation within filterd_milter_packet_timeout" in text and
+              "a packet not complete within filterd_milter_packet_timeout" in text, "both logged", text[-1000:])
+        got, _ = raw_session(p7, [OPTNEG], timeout=2)
+        check(got[4:5] == b"O", "their slots are free again", got)
+    finally:
+        fd.stop()
     # Postfix opens a milter connection per SMTP session: the thread that
     # served one connection serves the next (no thread per connection)
     fd, p4, log4 = start_filterd(tmp, conf, "filterd-reuse")
