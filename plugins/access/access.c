@@ -200,7 +200,9 @@ static enum sift_verdict apply(struct sift_ctx *ctx, const struct access_conf *c
 
 	if (word_is(result, "DUNNO", &rest))
 		return SIFT_DUNNO;
-	if (word_is(result, "OK", &rest) || strspn(result, "0123456789") == strlen(result))
+	/* a number is OK, as in Postfix; an empty result is not (alldig("")
+	 * is false there): it is unsupported, below */
+	if (word_is(result, "OK", &rest) || (*result && strspn(result, "0123456789") == strlen(result)))
 		return SIFT_ACCEPT;
 
 	bool reject = word_is(result, "REJECT", &rest);

@@ -185,6 +185,39 @@ static void test_hash_table(const struct sift_plugin *p, const char *dir)
 	free(file);
 }
 
+/* A regular-expression table whose result comes out empty ($1 of an empty
+ * match): not OK (Postfix's alldig() is false for ""), an unsupported
+ * result, so an error (tempfail by default), never an accept that would
+ * skip the later checks. */
+static void test_empty_result(const struct sift_plugin *p, const char *dir)
+{
+	char *file = sift_asprintf("%s/empty.pcre", dir);
+	FILE *fp = fopen(file, "w");
+	fputs("/^([0-9]*)x@tagged\\.test$/ $1\n", fp);
+	fclose(fp);
+	struct sift_config *cfg = sift_config_new();
+	char *err = NULL;
+	char *spec = sift_asprintf("access_sender_map=pcre:%s", file);
+	CHECK(sift_config_set(cfg, spec, "t", &err) == 0);
+	free(spec);
+	void *conf = sift_calloc(1, p->conf_size);
+	CHECK(sift_params_parse(cfg, "access_", p->params, conf, &err) == 0);
+	conf_block = conf;
+	CHECK(p->init(&fake, conf, &err) == 0);
+	reset();
+	items[SIFT_I_SENDER] = "123x@tagged.test";
+	CHECK(p->mail(NULL) == SIFT_ACCEPT); /* "123": all digits, OK */
+	reset();
+	items[SIFT_I_SENDER] = "x@tagged.test";
+	CHECK(p->mail(NULL) == SIFT_ERROR); /* "" */
+	reset();
+	p->release ? p->release(conf) : (void)0;
+	sift_params_free(p->params, conf);
+	free(conf);
+	sift_config_free(cfg);
+	free(file);
+}
+
 int main(void)
 {
 	char *path = sift_asprintf("%s/plugins/access.so", getenv("SIFT_BUILDDIR"));
@@ -331,6 +364,7 @@ int main(void)
 	sift_config_free(cfg);
 
 	test_hash_table(p, dir);
+	test_empty_result(p, dir);
 
 	char *cmd = sift_asprintf("rm -rf %s", dir);
 	CHECK(system(cmd) == 0);
