@@ -334,8 +334,10 @@ static void lookup_all(struct sift_ctx *ctx, const struct rbl_conf *c, const cha
 		p[z] = host->dns_start(name, DNS_T_A);
 	}
 	long long deadline = mono_ms() + c->timeout;
+	/* 0: the request's time is gone already (a plugin before this one
+	 * spent it), and the answers are not waited for at all */
 	long left_mta = host->time_left_ms(ctx);
-	if (left_mta > 0 && mono_ms() + left_mta - 500 < deadline)
+	if (left_mta >= 0 && mono_ms() + left_mta - 500 < deadline)
 		deadline = mono_ms() + (left_mta > 1000 ? left_mta - 500 : left_mta / 2);
 	for (size_t z = 0; z < c->nzones; z++) {
 		long long left = deadline - mono_ms();

@@ -84,6 +84,31 @@ def policy_cases(tmp, dns):
     finally:
         pd.stop()
 
+    # A plugin before rbl used up the request's deadline (policyd_request_deadline):
+    # rbl does not wait its own rbl_timeout on top (Postfix has given up by then)
+    pdir = os.path.join(tmp, 'plugins-deadline')
+    os.makedirs(pdir)
+    for so in (os.path.join(sifttest.builddir(), 'plugins', 'rbl.so'),
+               os.path.join(sifttest.builddir(), 'tests', 'testplug.so')):
+        os.symlink(so, os.path.join(pdir, os.path.basename(so)))
+    sdir = os.path.join(tmp, 'stall.d')
+    os.mkdir(sdir)
+    sifttest.daemon_writable(sdir)
+    stall = os.path.join(sdir, 'stall')  # removed by the daemon's user
+    conf = dict(base, inbound_plugins='testplug rbl', plugin_directory=pdir, policyd_request_deadline='1s',
+                rbl_timeout='4s', rbl_sites='slow.dnsbl.test', testplug_phase='policy',
+                testplug_stall_phase='policy', testplug_stall_file=stall, testplug_stall_time='1500ms')
+    pd = sifttest.start_daemon('policyd', tmp, conf, name='policyd-deadline')
+    try:
+        with sifttest.PolicyClient(pd.port) as pc:
+            open(stall, 'w').close()
+            t0 = time.monotonic()
+            act = ask(pc, '127.0.0.9')
+            took = time.monotonic() - t0
+            check(took < 2.5, 'the deadline spent before rbl: no wait for the lists (%.2f s, %s)' % (took, act))
+    finally:
+        pd.stop()
+
     bad = dict(base, rbl_sites='zen.spamhaus.org=127.0.0.[11..2]')
     bad.update(plugin_directory=sifttest.plugin_directory(), policyd_user=sifttest.daemon_user() or 'root')
     path = sifttest.write_conf(os.path.join(tmp, 'bad.conf'), bad)
