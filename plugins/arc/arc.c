@@ -136,11 +136,21 @@ static int load_sign_key(struct arc_conf *c, char **err_r)
 	struct dk_key *k;
 	if (find_key(c, &kt, &k, err_r) < 0)
 		return -1;
-	int rc = 0;
-	if (pre_path && pre_pem && strcmp(pre_path, k->path) == 0)
+	/* The file as it is now (a key replaced in place is used, a key made
+	 * readable by others refused); the copy read before privileges were
+	 * dropped only when the daemon user may not read it, as dkim does. */
+	char *lerr = NULL;
+	int rc = dk_key_load(k, &lerr);
+	if (rc < 0 && pre_path && pre_pem && strcmp(pre_path, k->path) == 0 &&
+	    strstr(lerr, "Permission denied")) {
+		free(lerr);
+		lerr = NULL;
 		rc = dk_key_set_pem(k, strdup(pre_pem), err_r);
-	else
-		rc = dk_key_load(k, err_r);
+	} else if (rc < 0) {
+		*err_r = lerr;
+		lerr = NULL;
+	}
+	free(lerr);
 	if (rc == 0) {
 		c->pkey = dks_load_key(k->pem);
 		c->sign_domain = strdup(k->domain);

@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -230,6 +231,32 @@ def chain(conf, one):
               'spam after arc, %s: %s and ARC_SIGNED hit, %s not' % (what, hit, miss), r)
 
 
+def reload_key(env, conf):
+    """filterd sealing with its own arc_key_table: the key (0600, root's)
+    is read before the privilege drop; at a reload the file is looked at
+    again, so a key made readable by others is refused (the running
+    configuration stays), as at start."""
+    keyp = env.genkey('seal.test', 's9', 'rsa')
+    table = env.path('arc-keytable')
+    with open(table, 'w') as f:
+        f.write('sealer %s\n' % env.keys['seal.test-s9'])
+    fd = sifttest.start_daemon('filterd', env.dir, {
+        'inbound_plugins': 'arc', 'originating_plugins': '', 'dns_servers': '127.0.0.1:%d' % env.dns.port,
+        'myhostname': SRV, 'authserv_id': SRV, 'arc_key_table': 'texthash:' + table, 'arc_sign_key': 'sealer',
+        'arc_sign_profiles': 'inbound', 'tmpdir': env.dir}, name='filterd-arc')
+    try:
+        os.kill(fd.pid, signal.SIGHUP)
+        check(fd.wait_log(r'configuration reloaded', timeout=20) is not None,
+              'a reload with the key unchanged (0600, not readable by the daemon user) works', fd.log_tail(10))
+        os.chmod(keyp, 0o644)
+        os.kill(fd.pid, signal.SIGHUP)
+        check(fd.wait_log(r'reload failed.*(readable|permission|mode)', timeout=20) is not None,
+              'the key made readable by others: the reload is refused', fd.log_tail(10))
+    finally:
+        os.chmod(keyp, 0o600)
+        fd.stop()
+
+
 def main():
     env = Env()
     for dom, sel, typ in (('fwd.test', 's1', 'rsa'), ('ed.test', 's2', 'ed25519')):
@@ -243,6 +270,7 @@ def main():
         tampered(env, conf, three)
         chain(conf, py_seal(env, message('trusted'), pykey, 'list.test',
                             'spf=pass smtp.mailfrom=alice@orig.test'))
+        reload_key(env, conf)
     finally:
         env.dns.stop()
         if sifttest.checks.failed == 0 and not os.environ.get('SIFT_KEEP_TMP'):
