@@ -483,23 +483,27 @@ static enum sift_verdict on_virus(struct sift_ctx *ctx, const struct clamav_conf
 		  rcpt_list(ctx));
 	host->symbol(ctx, "CLAMAV_VIRUS", (double)c->virus_score, name);
 	static const char *const act_names[] = {"rejected", "discarded", "quarantined"};
-	notify(ctx, c, name, act_names[act]);
 	char text[400];
 	switch (act) {
 	case ACT_DISCARD:
+		notify(ctx, c, name, act_names[act]);
 		return SIFT_DISCARD;
 	case ACT_QUARANTINE: {
 		char reason[300];
 		snprintf(reason, sizeof(reason), "virus %s", name);
 		char *id = NULL;
+		/* the alert once the message is in the store: a failed store
+		 * is a tempfail, and each retry of the sender would alert again */
 		if (host->quarantine(ctx, reason, &id) < 0) {
 			host->reply(ctx, "451", "4.7.1", "Quarantine failed, try again later");
 			return SIFT_TEMPFAIL;
 		}
 		free(id);
+		notify(ctx, c, name, act_names[act]);
 		return SIFT_DISCARD;
 	}
 	default:
+		notify(ctx, c, name, act_names[act]);
 		snprintf(text, sizeof(text), "Message rejected: virus found (%s)", name);
 		host->reply(ctx, "554", "5.7.1", text);
 		return SIFT_REJECT;
