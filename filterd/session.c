@@ -288,10 +288,10 @@ enum fd_status fd_session_eom(struct fd_session *s)
 		return to_status(s, v, true);
 	if (remove_release_headers(s) < 0)
 		return local_tempfail(s);
+	if (apply_edits(s) < 0) /* a released message's: the signers' */
+		return local_tempfail(s);
 	if (sift_session_release_id(s->ss))
 		return release_eom(s);
-	if (apply_edits(s) < 0)
-		return local_tempfail(s);
 	const struct sift_result *r = sift_ctx_result(ctx);
 	if (r->hold) {
 		char *reason = sift_reply_format(NULL, NULL,

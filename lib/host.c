@@ -761,6 +761,11 @@ bool sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt)
 	return true;
 }
 
+void sift_ctx_accept_message(struct sift_ctx *ctx)
+{
+	ctx->res.accepted = true;
+}
+
 void sift_ctx_drop_last_rcpt(struct sift_ctx *ctx)
 {
 	if (ctx->nrcpt)

@@ -244,6 +244,8 @@ static void release_header(struct sift_session *s, const char *value)
 	    sift_quarantine_release_check(dir, tok, &id) == 1) {
 		s->release_token = sift_strdup(tok);
 		s->release_id = id;
+		/* not scanned again, but signed (dkim, arc: always-run) */
+		sift_ctx_accept_message(s->ctx);
 		return;
 	}
 	free(id);
@@ -261,7 +263,7 @@ enum sift_verdict sift_session_header(struct sift_session *s, const char *name, 
 		release_header(s, value);
 		return msg_verdict(s);
 	}
-	if (msg_verdict(s) != SIFT_DUNNO || s->release_token)
+	if (msg_verdict(s) != SIFT_DUNNO)
 		return msg_verdict(s);
 	set_deadline(s, true);
 	return sift_run_header(s->ctx, name, value);
@@ -270,7 +272,7 @@ enum sift_verdict sift_session_header(struct sift_session *s, const char *name, 
 enum sift_verdict sift_session_eoh(struct sift_session *s)
 {
 	NEED_MSG(s);
-	if (msg_verdict(s) != SIFT_DUNNO || s->release_token)
+	if (msg_verdict(s) != SIFT_DUNNO)
 		return msg_verdict(s);
 	set_deadline(s, true);
 	update_qid(s);
@@ -280,7 +282,7 @@ enum sift_verdict sift_session_eoh(struct sift_session *s)
 enum sift_verdict sift_session_body(struct sift_session *s, const void *buf, size_t len)
 {
 	NEED_MSG(s);
-	if (msg_verdict(s) != SIFT_DUNNO || s->release_token)
+	if (msg_verdict(s) != SIFT_DUNNO)
 		return msg_verdict(s);
 	set_deadline(s, true);
 	return sift_run_body(s->ctx, buf, len);
@@ -292,7 +294,7 @@ enum sift_verdict sift_session_eom(struct sift_session *s)
 	set_deadline(s, true);
 	update_qid(s);
 	s->n_hdrs = 0;
-	if (msg_verdict(s) != SIFT_DUNNO || s->release_token)
+	if (msg_verdict(s) != SIFT_DUNNO)
 		return msg_verdict(s);
 	return sift_run(s->ctx, SIFT_PH_EOM);
 }

@@ -11,7 +11,10 @@ again):
   - `siftctl quarantine release ID` delivers it to its recipient exactly
     once; it is not quarantined again, no second alert is sent, the
     X-Sift-Release header does not reach the mailbox, and the message keeps
-    a Received: line with the client's IP address and HELO name;
+    a Received: line with the client's IP address and HELO name; it is
+    DKIM-signed on the way out (the signing plugins run on a release, the
+    scanners do not), as the quarantined copy, stored before signing, is
+    not;
   - a message that carries a forged or already used X-Sift-Release header is
     scanned as usual (EICAR from outside: 554).
 
@@ -71,11 +74,19 @@ def main():
             f.write('127.0.0.1/32 yes\n')
         plugdir = os.path.join(tmp, 'plugins')
         os.mkdir(plugdir)
-        os.symlink(os.path.join(sifttest.builddir(), 'plugins', 'clamav.so'),
-                   os.path.join(plugdir, 'clamav.so'))
+        for so in ('clamav.so', 'dkim.so'):
+            os.symlink(os.path.join(sifttest.builddir(), 'plugins', so), os.path.join(plugdir, so))
+        # the messages' From domain is signed in the originating profile
+        out = subprocess.run([SIFTCTL, 'dkim', 'genkey', '-d', 'example.test', '-s', 'rel', '-t', 'rsa',
+                              '-D', tmp], check=True, stdout=subprocess.PIPE, text=True).stdout
+        with open(os.path.join(tmp, 'keytable'), 'w') as f:
+            f.write('rel example.test:rel:%s\n' % os.path.join(tmp, 'example.test.rel.key'))
+        with open(os.path.join(tmp, 'signingtable'), 'w') as f:
+            f.write('example.test rel\nsift.test rel\n')
         fd = sifttest.start_daemon('filterd', tmp, {
             'plugin_directory': plugdir,
-            'inbound_plugins': 'clamav', 'originating_plugins': 'clamav',
+            'inbound_plugins': 'clamav', 'originating_plugins': 'clamav dkim',
+            'dkim_key_table': 'texthash:%s/keytable' % tmp, 'dkim_signing_table': 'texthash:%s/signingtable' % tmp,
             'myhostname': 'mx.sift.test', 'originating_networks': 'cidr:' + orig,
             'clamav_database_directory': dbdir, 'clamav_ready_wait': '30s',
             'quarantine_directory': qdir,
@@ -139,6 +150,9 @@ def main():
             check(m.header('X-Sift-Release') is None, 'X-Sift-Release removed before delivery',
                   m.header_block())
             check(b'eicar.com' in m.raw, 'the released message is the quarantined one')
+            sig = m.header('DKIM-Signature') or ''
+            check('d=example.test' in sig and 's=rel' in sig,
+                  'the released message is DKIM-signed on its way out', m.header_block())
         rdir = os.path.join(qdir, '.release')
         check(not os.path.exists(rdir) and os.listdir(qdir) == [],
               'the release token was used up and the store is empty', os.listdir(qdir))
