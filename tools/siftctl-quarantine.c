@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,31 +37,20 @@ static const char usage_text[] =
 	"  quarantine show ID [--raw]\n"
 	"       print the metadata and the message (--raw: the message only)\n"
 	"  quarantine release ID [--to ADDR]... [--keep] [--sendmail COMMAND] [--wait TIME]\n"
+	"                     [--sendmail-timeout TIME]\n"
 	"       re-inject the message with Postfix's sendmail (default\n"
 	"       \"" DEFAULT_SENDMAIL "\"; run as COMMAND -f SENDER -- RECIPIENTS,\n"
 	"       e.g. --sendmail \"sendmail -C /etc/postfix-out -G -i\"), to the original\n"
 	"       recipients or to the --to addresses; removed from the store unless --keep.\n"
 	"       A one-time token lets it pass filterd (non_smtpd_milters) unscanned;\n"
-	"       a token filterd has not used after --wait (default 10s) is withdrawn\n"
+	"       a token filterd has not used after --wait (default 10s) is withdrawn;\n"
+	"       a sendmail still running after --sendmail-timeout (default 60s) is killed\n"
+	"       and the message kept\n"
 	"  quarantine delete ID...\n"
 	"       remove messages from the store\n"
 	"  quarantine purge --older-than TIME [--dry-run]\n"
 	"       remove every message older than TIME (e.g. 7d, as a daily cron job)\n"
 	"       the store is quarantine_directory (default " SIFT_STATEDIR "/quarantine)\n";
-
-static int write_fd(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 static char *store_dir(struct sift_opts *opts)
 {
@@ -191,6 +181,7 @@ struct release_opts {
 	bool keep;
 	const char *sendmail;
 	long long wait_ms;
+	long long sendmail_timeout_ms;
 	const char *id;
 };
 
@@ -201,8 +192,10 @@ static int release_opts(int argc, char **argv, struct release_opts *o)
 					   {"keep", no_argument, NULL, 'k'},
 					   {"sendmail", required_argument, NULL, 's'},
 					   {"wait", required_argument, NULL, 'w'},
+					   {"sendmail-timeout", required_argument, NULL, 'T'},
 					   {NULL, 0, NULL, 0}};
-	*o = (struct release_opts){.sendmail = DEFAULT_SENDMAIL, .wait_ms = 10000};
+	*o = (struct release_opts){
+		.sendmail = DEFAULT_SENDMAIL, .wait_ms = 10000, .sendmail_timeout_ms = 60000};
 	int c;
 	optind = 0; /* full getopt reset: options may follow operands */
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -213,8 +206,9 @@ static int release_opts(int argc, char **argv, struct release_opts *o)
 			o->keep = true;
 		else if (c == 's')
 			o->sendmail = optarg;
-		else if (c == 'w') {
-			if (sift_parse_time_ms(optarg, &o->wait_ms) < 0) {
+		else if (c == 'w' || c == 'T') {
+			if (sift_parse_time_ms(optarg, c == 'w' ? &o->wait_ms : &o->sendmail_timeout_ms) <
+			    0) {
 				fprintf(stderr, "siftctl quarantine release: bad time \"%s\"\n", optarg);
 				return -1;
 			}
@@ -253,10 +247,35 @@ static const char **sendmail_argv(char **cmd, const char *sender, const char *co
 	return av;
 }
 
+/* Writes all of p to the pipe fd (non-blocking) by deadline_ms. */
+static int write_by(int fd, const char *p, size_t n, long long deadline_ms)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno != EAGAIN)
+			return -1;
+		long long left = deadline_ms - sift_now_ms();
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+		if (left <= 0 || (poll(&pfd, 1, (int)left) < 0 && errno != EINTR))
+			return -1;
+	}
+	return 0;
+}
+
 /* Runs av with the release header (carrying token) and the rest of fd on
  * its standard input; 0 when it took the message and exited 0, -1 after a
- * message. */
-static int pipe_to_sendmail(const char *const *av, const char *token, int fd, const char *id)
+ * message. Bounded by timeout_ms: a sendmail that neither reads nor exits
+ * in time is killed, as is one whose input could not all be read, so that
+ * it never queues a truncated copy. */
+static int pipe_to_sendmail(const char *const *av, const char *token, int fd, const char *id,
+			    long long timeout_ms)
 {
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
@@ -280,24 +299,44 @@ static int pipe_to_sendmail(const char *const *av, const char *token, int fd, co
 	}
 	close(pfd[0]);
 	signal(SIGPIPE, SIG_IGN);
+	(void)fcntl(pfd[1], F_SETFL, O_NONBLOCK);
+	long long deadline = sift_now_ms() + timeout_ms;
 	char *hdr = sift_asprintf("%s: %s\r\n", SIFT_RELEASE_HEADER, token);
-	bool wrote = write_fd(pfd[1], hdr, strlen(hdr)) == 0;
+	bool wrote = write_by(pfd[1], hdr, strlen(hdr), deadline) == 0;
 	free(hdr);
 	char buf[65536];
 	ssize_t n;
 	while (wrote && (n = read(fd, buf, sizeof(buf))) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 || write_fd(pfd[1], buf, (size_t)n) < 0)
+		if (n < 0 || write_by(pfd[1], buf, (size_t)n, deadline) < 0)
 			wrote = false;
 	}
+	if (!wrote) /* before the pipe closes: end of input would queue what it has */
+		kill(pid, SIGKILL);
 	close(pfd[1]);
 	int st = 0;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	if (wrote && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+	bool timed_out = false;
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+		if (w == pid || (w < 0 && errno != EINTR))
+			break;
+		if (w == 0 && sift_now_ms() >= deadline && !timed_out) {
+			kill(pid, SIGKILL);
+			timed_out = true;
+			continue;
+		}
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	if (wrote && !timed_out && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return 0;
-	if (!wrote)
+	if (timed_out)
+		fprintf(stderr,
+			"siftctl quarantine release: %s still running after --sendmail-timeout (%llds): "
+			"killed; %s kept\n",
+			av[0], timeout_ms / 1000, id);
+	else if (!wrote)
 		fprintf(stderr, "siftctl quarantine release: writing to %s failed; %s kept\n", av[0], id);
 	else
 		fprintf(stderr, "siftctl quarantine release: %s failed (%s %d); %s kept\n", av[0],
@@ -364,7 +403,7 @@ static int reinject(const char *dir, const struct release_opts *o, const struct 
 		free(err);
 		goto out;
 	}
-	if (pipe_to_sendmail(av, token, fileno(fp), o->id) < 0) {
+	if (pipe_to_sendmail(av, token, fileno(fp), o->id, o->sendmail_timeout_ms) < 0) {
 		sift_quarantine_release_consume(dir, token);
 		goto out;
 	}

@@ -213,6 +213,27 @@ def main():
             check(n == 1 and sorted(rc for rc, _ in outs) == [0, 1] and
                   any('being released by another siftctl' in o or 'released meanwhile' in o for _, o in outs),
                   'two releases at once: one sendmail, the other refused', (n, outs))
+            # A sendmail that hangs is killed after --sendmail-timeout: the
+            # message stays in the store and its token is withdrawn.
+            r = pf.send_submission('user@sift.test', ['late@sift.test'], data)
+            rc, out = siftctl(conf, 'quarantine', 'list')
+            late = [l.split()[0] for l in out.splitlines() if 'late@sift.test' in l]
+            check(r.accepted and len(late) == 1, 'a third message quarantined', out)
+            if late:
+                hang = os.path.join(tmp, 'hanging-sendmail')
+                with open(hang, 'w') as f:
+                    f.write('#!/bin/sh\nexec sleep 3600\n')
+                os.chmod(hang, 0o755)
+                t0 = time.time()
+                rc, out = siftctl(conf, 'quarantine', 'release', late[0], '--sendmail', hang,
+                                  '--sendmail-timeout', '1s')
+                took = time.time() - t0
+                rc2, listing = siftctl(conf, 'quarantine', 'list')
+                rdir = os.path.join(qdir, '.release')
+                tokens = os.listdir(rdir) if os.path.isdir(rdir) else []
+                check(rc == 1 and took < 10 and 'killed' in out and late[0] in listing and tokens == [],
+                      'a hanging sendmail: killed after --sendmail-timeout, the message kept, no token left',
+                      (rc, took, out, listing, tokens))
     finally:
         sifttest.stop_all(procs)
         if not os.environ.get('SIFT_KEEP_TMP'):
