@@ -943,7 +943,10 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 			}
 		}
 	}
-	if (failed) {
+	/* a store failure after a rule found the message over its limit:
+	 * the limit is answered, as check() does (store_failure = dunno must
+	 * not let through what is known to be over) */
+	if (failed && !have) {
 		enum sift_verdict v = failure_verdict(ctx, c);
 		if (v != SIFT_DUNNO)
 			rollback(recs, nrecs);
