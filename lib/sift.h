@@ -41,6 +41,12 @@ long long sift_now_ms(void);
 void sift_timespec_in(clockid_t clock, long long ms, struct timespec *ts);
 long long sift_now_ns(void);
 
+/* Writes all len bytes to fd (non-blocking, or one that may block: a
+ * socket, a pipe) by deadline_ms (sift_now_ms clock), waiting in poll();
+ * -1 with errno set (ETIMEDOUT when the time ran out). The caller ignores
+ * SIGPIPE. */
+int sift_write_by(int fd, const void *buf, size_t len, long long deadline_ms);
+
 /* Reads a whole file (at most max bytes, NUL-terminated, malloc'd); -1 with
  * errno set (EFBIG when larger, EISDIR for a directory). */
 int sift_read_file(const char *path, size_t max, char **data_r, size_t *len_r);

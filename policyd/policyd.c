@@ -542,32 +542,6 @@ static const char *nonempty(const char *s)
 	return s && *s ? s : NULL;
 }
 
-static int write_reply(int fd, const char *buf, size_t len)
-{
-	long long deadline = sift_now_ms() + WRITE_TIMEOUT_MS;
-	while (len > 0) {
-		ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
-		if (w > 0) {
-			buf += w;
-			len -= (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			long long left = deadline - sift_now_ms();
-			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-			if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
-				errno = ETIMEDOUT;
-				return -1;
-			}
-			continue;
-		}
-		return -1;
-	}
-	return 0;
-}
-
 /* An action that refuses the recipient or message it answers: a 4xx/5xx
  * reply, REJECT, DEFER, DEFER_IF_PERMIT (a refusal unless a later
  * restriction rejects). DEFER_IF_REJECT refuses only what is rejected
@@ -648,7 +622,7 @@ static void handle_request(struct conn *c)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
 	char *reply = sift_asprintf("action=%s\n\n", action);
-	if (write_reply(c->fd, reply, strlen(reply)) < 0) {
+	if (sift_write_by(c->fd, reply, strlen(reply), sift_now_ms() + WRITE_TIMEOUT_MS) < 0) {
 		sift_log(LOG_WARNING, "policy client %s: writing the reply: %s", c->peer, strerror(errno));
 		c->failed = true;
 	}

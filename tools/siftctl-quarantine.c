@@ -247,28 +247,6 @@ static const char **sendmail_argv(char **cmd, const char *sender, const char *co
 	return av;
 }
 
-/* Writes all of p to the pipe fd (non-blocking) by deadline_ms. */
-static int write_by(int fd, const char *p, size_t n, long long deadline_ms)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w > 0) {
-			p += w;
-			n -= (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno != EAGAIN)
-			return -1;
-		long long left = deadline_ms - sift_now_ms();
-		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-		if (left <= 0 || (poll(&pfd, 1, (int)left) < 0 && errno != EINTR))
-			return -1;
-	}
-	return 0;
-}
-
 /* Runs av with the release header (carrying token) and the rest of fd on
  * its standard input; 0 when it took the message and exited 0, -1 after a
  * message. Bounded by timeout_ms: a sendmail that neither reads nor exits
@@ -302,14 +280,14 @@ static int pipe_to_sendmail(const char *const *av, const char *token, int fd, co
 	(void)fcntl(pfd[1], F_SETFL, O_NONBLOCK);
 	long long deadline = sift_now_ms() + timeout_ms;
 	char *hdr = sift_asprintf("%s: %s\r\n", SIFT_RELEASE_HEADER, token);
-	bool wrote = write_by(pfd[1], hdr, strlen(hdr), deadline) == 0;
+	bool wrote = sift_write_by(pfd[1], hdr, strlen(hdr), deadline) == 0;
 	free(hdr);
 	char buf[65536];
 	ssize_t n;
 	while (wrote && (n = read(fd, buf, sizeof(buf))) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 || write_by(pfd[1], buf, (size_t)n, deadline) < 0)
+		if (n < 0 || sift_write_by(pfd[1], buf, (size_t)n, deadline) < 0)
 			wrote = false;
 	}
 	if (!wrote) /* before the pipe closes: end of input would queue what it has */

@@ -8,6 +8,8 @@
  * the length bound).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -213,6 +215,31 @@ static void test_logical_lines(void)
 	free(got);
 }
 
+/* sift_write_by: all of it while the reader keeps up; ETIMEDOUT by the
+ * deadline when nobody reads; EPIPE when the reader is gone. */
+static void test_write_by(void)
+{
+	int p[2];
+	CHECK(pipe(p) == 0);
+	CHECK(fcntl(p[1], F_SETFL, O_NONBLOCK) == 0);
+	CHECK_INT(sift_write_by(p[1], "hello", 5, sift_now_ms() + 1000), 0);
+	char got[8] = {0};
+	CHECK_INT(read(p[0], got, sizeof(got)), 5);
+	CHECK_STR(got, "hello");
+	static char big[1 << 20];
+	long long t0 = sift_now_ms();
+	errno = 0;
+	CHECK_INT(sift_write_by(p[1], big, sizeof(big), t0 + 200), -1);
+	CHECK_INT(errno, ETIMEDOUT);
+	CHECK(sift_now_ms() - t0 >= 150 && sift_now_ms() - t0 < 5000);
+	close(p[0]);
+	signal(SIGPIPE, SIG_IGN);
+	errno = 0;
+	CHECK_INT(sift_write_by(p[1], "x", 1, sift_now_ms() + 1000), -1);
+	CHECK_INT(errno, EPIPE);
+	close(p[1]);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/sift-test-util-XXXXXX";
@@ -224,6 +251,7 @@ int main(void)
 	test_buf();
 	test_read_file(dir);
 	test_logical_lines();
+	test_write_by();
 	rmdir(dir);
 	return t_done();
 }
