@@ -106,6 +106,22 @@ def main():
         def to_friend():
             return [m for m in pf.maildir_messages() if m.rcpt == 'friend@sift.test']
 
+        def quarantine_one(rcpt, what):
+            """Submits the infected message to rcpt: the ids quarantined for it."""
+            r = pf.send_submission('user@sift.test', [rcpt], data)
+            rc, out = siftctl(conf, 'quarantine', 'list')
+            ids = [l.split()[0] for l in out.splitlines() if rcpt in l]
+            check(r.accepted and len(ids) == 1, what, out)
+            return ids
+
+        def sendmail_script(name, body):
+            """An executable stand-in for sendmail in tmp."""
+            path = os.path.join(tmp, name)
+            with open(path, 'w') as f:
+                f.write('#!/bin/sh\n' + body)
+            os.chmod(path, 0o755)
+            return path
+
         data, _ = cvlib.infected_messages()['base64']
         r = pf.send_submission('user@sift.test', ['friend@sift.test'], data)
         check(r.accepted, 'submission: infected message accepted into quarantine', r)
@@ -172,16 +188,10 @@ def main():
 
         # A token filterd never used is withdrawn: a copy that went out
         # without passing filterd cannot be replayed.
-        r = pf.send_submission('user@sift.test', ['other@sift.test'], data)
-        rc, out = siftctl(conf, 'quarantine', 'list')
-        ids = [l.split()[0] for l in out.splitlines() if 'other@sift.test' in l]
-        check(r.accepted and len(ids) == 1, 'a second message quarantined', out)
+        ids = quarantine_one('other@sift.test', 'a second message quarantined')
         if ids:
             copy = os.path.join(tmp, 'sent-elsewhere.eml')
-            fake = os.path.join(tmp, 'fake-sendmail')
-            with open(fake, 'w') as f:
-                f.write('#!/bin/sh\ncat > %s\n' % copy)
-            os.chmod(fake, 0o755)
+            fake = sendmail_script('fake-sendmail', 'cat > %s\n' % copy)
             rc, out = siftctl(conf, 'quarantine', 'release', ids[0], '--keep', '--wait', '1s',
                               '--sendmail', fake)
             check(rc == 0 and 'did not see the released message' in out and
@@ -198,10 +208,7 @@ def main():
                   'the copy sent in again is scanned and quarantined', (r, out))
             # Two releases of one message at the same moment: one delivery.
             calls = os.path.join(tmp, 'sendmail-calls')
-            slow = os.path.join(tmp, 'slow-sendmail')
-            with open(slow, 'w') as f:
-                f.write('#!/bin/sh\necho call >> %s\ncat > /dev/null\nsleep 1\n' % calls)
-            os.chmod(slow, 0o755)
+            slow = sendmail_script('slow-sendmail', 'echo call >> %s\ncat > /dev/null\nsleep 1\n' % calls)
             rel = [subprocess.Popen([SIFTCTL, '-c', conf, 'quarantine', 'release', ids[0], '--wait', '1s',
                                      '--sendmail', slow], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True) for _ in range(2)]
@@ -215,15 +222,9 @@ def main():
                   'two releases at once: one sendmail, the other refused', (n, outs))
             # A sendmail that hangs is killed after --sendmail-timeout: the
             # message stays in the store and its token is withdrawn.
-            r = pf.send_submission('user@sift.test', ['late@sift.test'], data)
-            rc, out = siftctl(conf, 'quarantine', 'list')
-            late = [l.split()[0] for l in out.splitlines() if 'late@sift.test' in l]
-            check(r.accepted and len(late) == 1, 'a third message quarantined', out)
+            late = quarantine_one('late@sift.test', 'a third message quarantined')
             if late:
-                hang = os.path.join(tmp, 'hanging-sendmail')
-                with open(hang, 'w') as f:
-                    f.write('#!/bin/sh\nexec sleep 3600\n')
-                os.chmod(hang, 0o755)
+                hang = sendmail_script('hanging-sendmail', 'exec sleep 3600\n')
                 t0 = time.time()
                 rc, out = siftctl(conf, 'quarantine', 'release', late[0], '--sendmail', hang,
                                   '--sendmail-timeout', '1s')
