@@ -920,9 +920,8 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 				char key[KEY_MAX], k0[KEY_MAX];
 				counter_key(c, r, m, idx, value, key, sizeof(key));
 				counter_key(c, r, m, idx - 1, value, k0, sizeof(k0));
-				char *kc = host->msg_alloc(ctx, strlen(key) + 1);
-				memcpy(kc, key, strlen(key) + 1);
-				rec->key = kc;
+				size_t kl = strlen(key) + 1;
+				rec->key = memcpy(host->msg_alloc(ctx, kl), key, kl);
 				rec->delta = delta;
 				rec->ttl = (long)(2 * w + 60000);
 				long long cur, prev;
