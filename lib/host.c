@@ -65,6 +65,9 @@ const struct sift_param sift_common_params[] = {
 	 NULL, "where quarantined messages are kept"},
 	{"message_memory_limit", SIFT_P_SIZE, "1m", 0, 1LL << 32, OFF(message_memory_limit), NULL,
 	 "message bytes kept in memory; the rest is spooled to tmpdir"},
+	{"message_header_limit", SIFT_P_SIZE, "1m", 1024, 1LL << 30, OFF(message_header_limit), NULL,
+	 "largest header section a message may have (its bytes plus 64 per header); a larger message "
+	 "is refused with 552 5.3.4"},
 	{"metrics_listen", SIFT_P_STRING, "", 0, 0, OFF(metrics_listen), NULL,
 	 "HTTP listener for /metrics, /status.json and the status page: inet:HOST:PORT (empty: none; "
 	 "read at start)"},
@@ -1202,8 +1205,21 @@ enum sift_verdict sift_run(struct sift_ctx *ctx, enum sift_phase ph)
 enum sift_verdict sift_run_header(struct sift_ctx *ctx, const char *name, const char *value)
 {
 	/* the hooks see the stored value: one form (CRLF folds) */
-	if (ctx->msg)
+	if (ctx->msg) {
+		/* The header section is held in memory whole: bounded. */
+		long long limit = ctx->gen->common.message_header_limit;
+		if (sift_msg_header_memory(ctx->msg) + sift_header_cost(name, value) > limit) {
+			sift_log_msg(LOG_NOTICE, ctx->items[SIFT_I_QUEUE_ID], NULL,
+				     "header section over message_header_limit (%lld) after %zu headers: "
+				     "message refused",
+				     limit, sift_msg_header_count(ctx->msg));
+			set_reply(ctx, "552", "5.3.4", "Message header size exceeds limit");
+			ctx->res.verdict = SIFT_REJECT;
+			ctx->res.decided_by = "filterd";
+			return SIFT_REJECT;
+		}
 		return run_chain(ctx, SIFT_PH_HEADER, sift_msg_add_header(ctx->msg, name, value), NULL, 0);
+	}
 	struct sift_header h = {name, value};
 	return run_chain(ctx, SIFT_PH_HEADER, &h, NULL, 0);
 }

@@ -31,6 +31,7 @@
 struct sift_msg {
 	struct sift_header *hdrs;
 	size_t nhdr, hcap;
+	long long hmem; /* what the headers hold, as sift_msg_header_memory() counts it */
 	struct sift_buf mem;
 	size_t mem_limit;
 	char *tmpdir;
@@ -99,6 +100,7 @@ const struct sift_header *sift_msg_add_header(struct sift_msg *m, const char *na
 	}
 	m->hdrs[m->nhdr].name = sift_strdup(name);
 	m->hdrs[m->nhdr].value = crlf_copy(value ? value : "");
+	m->hmem += sift_header_cost(name, m->hdrs[m->nhdr].value);
 	m->hblock_ok = false; /* serialised again when next asked for */
 	return &m->hdrs[m->nhdr++];
 }
@@ -161,6 +163,16 @@ int sift_msg_add_body(struct sift_msg *m, const void *buf, size_t len, char **er
 werr:
 	*err_r = sift_asprintf("writing the spool file: %s", strerror(errno));
 	return -1;
+}
+
+long long sift_header_cost(const char *name, const char *value)
+{
+	return (long long)(strlen(name) + strlen(value ? value : "")) + 3 + SIFT_HEADER_OVERHEAD;
+}
+
+long long sift_msg_header_memory(const struct sift_msg *m)
+{
+	return m->hmem;
 }
 
 size_t sift_msg_header_count(const struct sift_msg *m)

@@ -211,6 +211,13 @@ void sift_msg_free(struct sift_msg *m);
 /* Stores a header; the value's folds (LF or CRLF) are stored as CRLF, the
  * one form the core and plugins see. Returns the stored header. */
 const struct sift_header *sift_msg_add_header(struct sift_msg *m, const char *name, const char *value);
+/* What message_header_limit counts of one header: "Name:value" CRLF, plus
+ * SIFT_HEADER_OVERHEAD for what holding it costs besides its bytes (so
+ * that many tiny headers are bounded too); and the sum over a message's
+ * headers so far. */
+#define SIFT_HEADER_OVERHEAD 64
+long long sift_header_cost(const char *name, const char *value);
+long long sift_msg_header_memory(const struct sift_msg *m);
 int sift_msg_add_body(struct sift_msg *m, const void *buf, size_t len, char **err_r);
 size_t sift_msg_header_count(const struct sift_msg *m);
 const struct sift_header *sift_msg_header(const struct sift_msg *m, size_t i);
@@ -374,6 +381,7 @@ struct sift_common_conf {
 	const char *authserv_id;
 	const char *tmpdir;
 	long long message_memory_limit;
+	long long message_header_limit;
 	const char *quarantine_directory;
 	const char *metrics_listen;
 	const char *metrics_auth_file;

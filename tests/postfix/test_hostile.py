@@ -81,6 +81,13 @@ def main():
                   'stage %s, replies %r, error %r' % (r.stage, [x for x in replies if x], r.error))
             if r.accepted:
                 accepted += sum(1 for x in r.rcpts if x and 200 <= x[0] < 300)
+        # 1.2 MB of headers: more than message_header_limit (1m): refused
+        # with 552 5.3.4 (and the headers not held past the limit)
+        r = c.pf.send('x@sloppy.test', ['alice@sift.test'],
+                      message(extra=''.join('X-Big%d: %s\r\n' % (i, 'h' * 3000) for i in range(400))))
+        check(r.eom is not None and r.eom[0] == 552 and '5.3.4' in r.eom[1],
+              'a header section over message_header_limit: 552 5.3.4', 'stage %s, eom %r, error %r' % (
+                  r.stage, r.eom, r.error))
         for d in ('filterd', 'policyd'):
             check(c.procs[d].alive(), '%s still running' % d, c.procs[d].log_tail(20))
         msgs = c.pf.wait_delivered(accepted, timeout=60)
