@@ -98,7 +98,7 @@ fail:
 void sift_params_dump(FILE *out, const char *prefix, const struct sift_param *tab)
 {
 	static const char *const types[] = {"",	      "bool", "int", "time", "size",
-					    "string", "list", "map", "enum"};
+					    "string", "list", "map", "enum", "retired"};
 	for (const struct sift_param *p = tab; p && p->name; p++)
 		fprintf(out, "%s%s\t%s\t%s\t%lld\t%lld\t%s\t%s\n", prefix ? prefix : "", p->name,
 			(unsigned)p->type < sizeof(types) / sizeof(types[0]) ? types[p->type] : "?",

@@ -411,6 +411,8 @@ static int parse_one(const struct sift_param *p, const char *name, const char *v
 		memcpy(slot, &idx, sizeof(idx));
 		return 0;
 	}
+	case SIFT_P_RETIRED:
+		return 0;
 	default:
 		*err_r = sift_asprintf("%s: parameter table entry has unknown type %d", name, (int)p->type);
 		return -1;
@@ -467,6 +469,9 @@ int sift_params_parse(const struct sift_config *cfg, const char *prefix, const s
 		char *err = NULL;
 		char *value = effective(cfg, name, p, &where, &err);
 		int rc = value ? parse_one(p, name, value, where, block, &err) : -1;
+		if (p->type == SIFT_P_RETIRED && strcmp(where, "default") != 0)
+			sift_log(LOG_WARNING, "%s: %s is no longer used and is ignored: %s", where, name,
+				 p->doc ? p->doc : "");
 		free(value);
 		free(name);
 		if (rc < 0) {

@@ -276,6 +276,8 @@ static void print_man(FILE *out)
 	      ".TP\n.B map\na Postfix-style lookup table\n.IR type : name ,\n"
 	      "e.g. cidr:/etc/sift/networks.cidr or texthash:/etc/sift/access; empty: none.\n"
 	      ".TP\n.B enum\none of the words listed.\n"
+	      ".TP\n.B retired\nno longer used: a configuration that sets it still loads, the value is\n"
+	      "ignored and the daemon logs a warning.\n"
 	      ".PP\nBounds are given as\n.IR min .. max\nwhere a parameter has them.\n",
 	      out);
 	for (size_t i = 0; i < nsecs; i++) {

@@ -155,6 +155,11 @@ enum sift_phase {
  *                                 whitespace and/or commas
  *   SIFT_P_MAP     const struct sift_map *  NULL when the value is empty
  *   SIFT_P_ENUM    int            index into `choices` (a |-separated list)
+ *   SIFT_P_RETIRED (nothing)      a setting no longer used: configurations
+ *                                 that set it still load, any value is
+ *                                 ignored, and the daemon logs a warning
+ *                                 naming it and `doc` (which says what
+ *                                 replaced it); offset is not used
  * min/max bound INT, TIME (ms) and SIZE values (0,0 = unbounded).
  */
 enum sift_param_type {
@@ -166,6 +171,7 @@ enum sift_param_type {
 	SIFT_P_LIST,
 	SIFT_P_MAP,
 	SIFT_P_ENUM,
+	SIFT_P_RETIRED,
 };
 
 struct sift_param {

@@ -373,6 +373,25 @@ static void test_secrets(void)
 	sift_config_free(cfg);
 }
 
+/* A retired parameter: any value loads, nothing is stored. */
+static void test_retired(void)
+{
+	static const struct sift_param rt[] = {
+		{"count", SIFT_P_INT, "5", 0, 10, 0, NULL, "d"},
+		{"old", SIFT_P_RETIRED, "", 0, 0, 0, NULL, "replaced by count"},
+		SIFT_PARAM_END,
+	};
+	struct sift_config *cfg = sift_config_new();
+	sift_config_defaults(cfg, "t_", rt);
+	CHECK_INT(sift_config_set(cfg, "t_old = not a number", "-o", NULL), 0);
+	long long count = 0;
+	char *err = NULL;
+	CHECK_INT(sift_params_parse(cfg, "t_", rt, &count, &err), 0);
+	CHECK_STR(err, NULL);
+	CHECK_INT(count, 5);
+	sift_config_free(cfg);
+}
+
 int main(void)
 {
 	test_bool();
@@ -383,5 +402,6 @@ int main(void)
 	test_parse_values();
 	test_parse_errors();
 	test_secrets();
+	test_retired();
 	return t_done();
 }
