@@ -41,7 +41,6 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include <pthread.h>
 #include <time.h>
 
 #include "spf_eval.h"
@@ -63,9 +62,7 @@ struct spf_conf {
 	int filterd_mode;
 	int add_header;
 	const char *score_text[SPF_RESULT_MAX];
-	long long cache_size, cache_max_ttl;
 	/* derived at init */
-	struct dns_cache *cache;
 	double score[SPF_RESULT_MAX];
 	char hostname[256]; /* receiver fallback outside a context (siftctl) */
 };
@@ -78,9 +75,6 @@ struct spf_msg {
 };
 
 static const struct sift_host *host;
-
-static struct dns_cache *cache_new(size_t n);
-static void cache_free(struct dns_cache *c);
 
 /* Maps the action enums of the four settings to enum act. */
 static const enum act fail_acts[] = {A_REJECT, A_DEFER, A_PREPEND};
@@ -125,10 +119,10 @@ static const struct sift_param params[] = {
 	 "filterd: use our Received-SPF header, else check; header only; always check"},
 	{"add_header", SIFT_P_BOOL, "yes", 0, 0, OFF(add_header), NULL,
 	 "add a Received-SPF header (policyd: PREPEND; filterd: when it checked itself)"},
-	{"dns_cache_size", SIFT_P_INT, "20000", 0, 10000000, OFF(cache_size), NULL,
-	 "DNS answers kept by the plugin (0: none, every lookup asks the shared resolver)"},
-	{"dns_cache_max_ttl", SIFT_P_TIME, "300s", 0, 86400000, OFF(cache_max_ttl), NULL,
-	 "longest time a DNS answer is kept (never longer than its TTL)"},
+	{"dns_cache_size", SIFT_P_RETIRED, "", 0, 0, 0, NULL,
+	 "the shared resolver's cache keeps DNS answers for their TTL"},
+	{"dns_cache_max_ttl", SIFT_P_RETIRED, "", 0, 0, 0, NULL,
+	 "the shared resolver's cache keeps DNS answers for their TTL"},
 	{"score_none", SIFT_P_STRING, "0", 0, 0, OFF(score_text[SPF_NONE]), NULL, "score of SPF_NONE"},
 	{"score_neutral", SIFT_P_STRING, "0.5", 0, 0, OFF(score_text[SPF_NEUTRAL]), NULL,
 	 "score of SPF_NEUTRAL"},
@@ -161,158 +155,18 @@ static int spf_init(const struct sift_host *h, void *cv, char **err_r)
 	}
 	if (gethostname(c->hostname, sizeof(c->hostname) - 1) < 0 || !c->hostname[0])
 		snprintf(c->hostname, sizeof(c->hostname), "localhost");
-	c->cache = cache_new((size_t)c->cache_size);
 	return 0;
 }
 
-static void spf_release(void *cv)
+/* DNS for the evaluator: the shared resolver, whose cache serves repeated
+ * lookups without a round trip through its thread. */
+static struct sift_dns_result *dns_cb(void *arg, const char *name, int type, long timeout_ms)
 {
-	struct spf_conf *c = cv;
-	cache_free(c->cache);
-	c->cache = NULL;
+	(void)arg;
+	return host->dns_query(name, type, timeout_ms);
 }
 
 /* ---- formatting ------------------------------------------------------------ */
-
-/* ---- DNS answer cache ------------------------------------------------------
- * A bounded cache of the answers SPF evaluations use (TXT, A, AAAA, MX,
- * PTR), so that a warm evaluation costs no round trip through the shared
- * resolver's thread. Entries live min(TTL, spf_dns_cache_max_ttl); answers
- * with TTL 0 and temporary failures are never kept. Direct-mapped slots
- * (a colliding insert replaces the old entry); slot i is under mutex
- * i % CACHE_STRIPES. Owned by one configuration generation. */
-#define CACHE_STRIPES 64
-
-struct cache_ent {
-	char *key;		     /* "<type>/<lower-case name>" */
-	long long expires;	     /* spf_now_ms() clock */
-	struct sift_dns_result *res; /* private copy */
-};
-
-struct dns_cache {
-	size_t n;
-	struct cache_ent *e;
-	pthread_mutex_t mu[CACHE_STRIPES];
-};
-
-/* A copy of a result as one malloc'd block (layout as the resolver's). */
-static struct sift_dns_result *res_dup(const struct sift_dns_result *r)
-{
-	size_t head = sizeof(*r), ptrs = r->count * sizeof(unsigned char *), lens = r->count * sizeof(size_t);
-	size_t bytes = 0;
-	for (size_t i = 0; i < r->count; i++)
-		bytes += r->len[i] + 1;
-	struct sift_dns_result *c = malloc(head + ptrs + lens + bytes);
-	if (!c)
-		return NULL;
-	*c = *r;
-	const unsigned char **rr = (const unsigned char **)((char *)c + head);
-	size_t *len = (size_t *)((char *)c + head + ptrs);
-	unsigned char *d = (unsigned char *)c + head + ptrs + lens;
-	for (size_t i = 0; i < r->count; i++) {
-		memcpy(d, r->rr[i], r->len[i]);
-		d[r->len[i]] = 0;
-		rr[i] = d;
-		len[i] = r->len[i];
-		d += r->len[i] + 1;
-	}
-	c->rr = r->count ? rr : NULL;
-	c->len = r->count ? len : NULL;
-	return c;
-}
-
-static struct dns_cache *cache_new(size_t n)
-{
-	if (n == 0)
-		return NULL;
-	struct dns_cache *c = calloc(1, sizeof(*c));
-	if (!c)
-		return NULL;
-	c->e = calloc(n, sizeof(*c->e));
-	if (!c->e) {
-		free(c);
-		return NULL;
-	}
-	c->n = n;
-	for (int i = 0; i < CACHE_STRIPES; i++)
-		pthread_mutex_init(&c->mu[i], NULL);
-	return c;
-}
-
-static void cache_free(struct dns_cache *c)
-{
-	if (!c)
-		return;
-	for (size_t i = 0; i < c->n; i++) {
-		free(c->e[i].key);
-		free(c->e[i].res);
-	}
-	for (int i = 0; i < CACHE_STRIPES; i++)
-		pthread_mutex_destroy(&c->mu[i]);
-	free(c->e);
-	free(c);
-}
-
-static size_t key_hash(const char *k)
-{
-	size_t h = 1469598103934665603ULL;
-	for (; *k; k++)
-		h = (h ^ (unsigned char)*k) * 1099511628211ULL;
-	return h;
-}
-
-static struct sift_dns_result *dns_cb(void *arg, const char *name, int type, long timeout_ms)
-{
-	const struct spf_conf *c = arg;
-	struct dns_cache *dc = c ? c->cache : NULL;
-	if (!dc)
-		return host->dns_query(name, type, timeout_ms);
-	char key[300];
-	int kl = snprintf(key, sizeof(key), "%d/%s", type, name);
-	if (kl < 0 || (size_t)kl >= sizeof(key))
-		return host->dns_query(name, type, timeout_ms);
-	for (char *p = key; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	if (kl > 2 && key[kl - 1] == '.')
-		key[--kl] = 0;
-	size_t slot = key_hash(key) % dc->n;
-	/* by slot, not by hash: two keys of one slot share its mutex */
-	pthread_mutex_t *mu = &dc->mu[slot % CACHE_STRIPES];
-	long long now = spf_now_ms();
-	struct sift_dns_result *r = NULL;
-	pthread_mutex_lock(mu);
-	struct cache_ent *e = &dc->e[slot];
-	if (e->key && e->expires > now && strcmp(e->key, key) == 0)
-		r = res_dup(e->res);
-	pthread_mutex_unlock(mu);
-	if (r)
-		return r;
-	r = host->dns_query(name, type, timeout_ms);
-	if (!r ||
-	    (r->status != SIFT_DNS_OK && r->status != SIFT_DNS_NXDOMAIN && r->status != SIFT_DNS_NODATA))
-		return r;
-	long long ttl = (long long)r->ttl * 1000;
-	if (ttl > c->cache_max_ttl)
-		ttl = c->cache_max_ttl;
-	if (ttl <= 0)
-		return r;
-	struct sift_dns_result *copy = res_dup(r);
-	char *k = strdup(key);
-	if (!copy || !k) {
-		free(copy);
-		free(k);
-		return r;
-	}
-	pthread_mutex_lock(mu);
-	e = &dc->e[slot];
-	free(e->key);
-	free(e->res);
-	e->key = k;
-	e->res = copy;
-	e->expires = now + ttl;
-	pthread_mutex_unlock(mu);
-	return r;
-}
 
 struct out {
 	char *p;
@@ -888,7 +742,6 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.conf_size = sizeof(struct spf_conf),
 	.msg_size = sizeof(struct spf_msg),
 	.init = spf_init,
-	.release = spf_release,
 	.eoh = spf_eoh,
 	.policy = spf_policy,
 	.tools = spf_tools,
