@@ -39,7 +39,9 @@
  * (held for the lookup and one memcpy). A hit returns a copy of the block
  * with its pointers moved and ttl set to the seconds left, without any
  * syscall. A full set drops the entry that expires first; answers over
- * DNS_CACHE_MAX_BLOCK bytes are not kept. Init and shutdown empty it.
+ * DNS_CACHE_MAX_BLOCK bytes are not kept, nor an answer that would take
+ * the entries over DNS_CACHE_MAX_BYTES in all (expired entries make room
+ * as they are found). Init and shutdown empty it.
  *
  * sift_dns_start() and sift_dns_wait() split a query in two, so that a
  * caller launches many queries at once and collects them later (against one
@@ -75,15 +77,17 @@
 #define DNS_T_TXT	   16
 #define DNS_MAX_NAME	   253
 
-#define DNS_CACHE_SETS	    4096 /* a power of two */
-#define DNS_CACHE_WAYS	    2
+#define DNS_CACHE_SETS	    8192 /* a power of two */
+#define DNS_CACHE_WAYS	    4
 #define DNS_CACHE_MAX_BLOCK 4096
+#define DNS_CACHE_MAX_BYTES (8u << 20) /* what the entries hold, in all */
 
 struct dns_cache_entry {
 	uint32_t hash;
 	int rrtype;
 	long long expires; /* sift_now_ms() */
 	size_t size;	   /* of the result block */
+	size_t bytes;	   /* the entry and its block, for cache.bytes */
 	struct sift_dns_result *r;
 	char name[]; /* lower-cased, no final dot */
 };
@@ -91,6 +95,7 @@ struct dns_cache_entry {
 static struct {
 	pthread_mutex_t mu;
 	struct dns_cache_entry *e[DNS_CACHE_SETS][DNS_CACHE_WAYS];
+	size_t bytes; /* held by the entries: at most DNS_CACHE_MAX_BYTES */
 } cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void cache_flush(void);
@@ -579,6 +584,7 @@ static void cache_flush(void)
 			cache_entry_free(cache.e[s][w]);
 			cache.e[s][w] = NULL;
 		}
+	cache.bytes = 0;
 	pthread_mutex_unlock(&cache.mu);
 }
 
@@ -593,6 +599,7 @@ static struct sift_dns_result *cache_get(const char *key, uint32_t hash, int rrt
 		if (!e || e->hash != hash || e->rrtype != rrtype || strcmp(e->name, key) != 0)
 			continue;
 		if (e->expires <= now) {
+			cache.bytes -= e->bytes;
 			cache_entry_free(e);
 			set[w] = NULL;
 			break;
@@ -618,6 +625,7 @@ static void cache_put(const char *key, size_t klen, uint32_t hash, const struct 
 	e->rrtype = r->rrtype;
 	e->expires = sift_now_ms() + (long long)r->ttl * 1000;
 	e->size = size;
+	e->bytes = sizeof(*e) + klen + 1 + size;
 	e->r = block_copy(r, size);
 	pthread_mutex_lock(&cache.mu);
 	struct dns_cache_entry **set = cache.e[hash & (DNS_CACHE_SETS - 1)];
@@ -632,6 +640,14 @@ static void cache_put(const char *key, size_t klen, uint32_t hash, const struct 
 			victim = w;
 	}
 	struct dns_cache_entry *old = set[victim];
+	size_t freed = old ? old->bytes : 0;
+	if (cache.bytes - freed + e->bytes > DNS_CACHE_MAX_BYTES) {
+		/* full: the answer is not kept */
+		pthread_mutex_unlock(&cache.mu);
+		cache_entry_free(e);
+		return;
+	}
+	cache.bytes += e->bytes - freed;
 	set[victim] = e;
 	pthread_mutex_unlock(&cache.mu);
 	cache_entry_free(old);

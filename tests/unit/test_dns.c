@@ -425,6 +425,36 @@ static void test_shutdown_wakes(void)
 	CHECK(sift_now_ms() - t0 < 3000);
 }
 
+/* The answer cache holds at most 8 MB: of 3,000 answers of 3.5 KB (10.5
+ * MB), asked twice, some come from the cache the second time, not all. */
+static void test_cache_bound(void)
+{
+	enum { N = 3000 };
+	static struct sift_dns_pending *p[N];
+	char name[64];
+	for (int pass = 0; pass < 2; pass++) {
+		unsigned long long q0, t0, h0, q1, t1, h1;
+		sift_dns_stats(&q0, &t0, &h0);
+		int ok = 0;
+		for (int i = 0; i < N; i++) {
+			snprintf(name, sizeof(name), "fill%d.sift.test", i);
+			p[i] = sift_dns_start(name, T_TXT);
+		}
+		for (int i = 0; i < N; i++) {
+			struct sift_dns_result *r = sift_dns_wait(p[i], 20000);
+			ok += r->status == SIFT_DNS_OK && r->count == 1 && r->len[0] == 14 * 250;
+			free(r);
+		}
+		sift_dns_stats(&q1, &t1, &h1);
+		CHECK_INT(ok, N);
+		if (pass == 0)
+			continue;
+		/* 8 MB over entries of about 3.6 KB: about 2,300 */
+		CHECK(h1 - h0 > 1500);
+		CHECK(h1 - h0 < 2500);
+	}
+}
+
 int main(void)
 {
 	sift_log_init("test_dns", true, LOG_INFO);
@@ -448,6 +478,9 @@ int main(void)
 	test_parallel();
 	test_threads();
 	test_shutdown_wakes();
+	CHECK_INT(sift_dns_init(server, 3000, &err), 0);
+	test_cache_bound();
+	sift_dns_shutdown();
 	/* Init again after shutdown works. */
 	CHECK_INT(sift_dns_init(server, 3000, &err), 0);
 	struct sift_dns_result *r = sift_dns_query("t5.sift.test", T_A, 3000);
