@@ -55,10 +55,12 @@
  * cannot be created, a temporary file cannot be written: a full tmpfs).
  * Every libclamav message goes to the host's log, and a scan during which
  * libclamav reported an error is a failed scan (the plugin's fail action),
- * never a clean one. The callback finds the scan's state through the scan
- * context, or, for messages issued before libclamav has set the context up,
- * through a thread-local pointer set around cl_scanmap_callback() (a scan
- * runs on one thread).
+ * never a clean one nor a limit result (libclamav goes on after the error
+ * and may then stop at a limit: the limit action would pass the message);
+ * only a virus found stands. The callback finds the scan's state through
+ * the scan context, or, for messages issued before libclamav has set the
+ * context up, through a thread-local pointer set around
+ * cl_scanmap_callback() (a scan runs on one thread).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -691,13 +693,6 @@ enum scan_result engine_scan(struct engine_mgr *m, const struct scan_src *src, u
 		virname = NULL;
 		scanned = 0;
 	}
-	if (st.errors && rc == CL_CLEAN) {
-		/* Not a clean message: libclamav could not look at all of it. */
-		snprintf(namebuf, namelen, "scan error: %s", st.first);
-		cl_fmap_close(map);
-		cl_engine_free(e);
-		return SCAN_FAILED;
-	}
 	switch (rc) {
 	case CL_CLEAN:
 		res = SCAN_CLEAN;
@@ -721,6 +716,14 @@ enum scan_result engine_scan(struct engine_mgr *m, const struct scan_src *src, u
 		snprintf(namebuf, namelen, "scan error: %s", cl_strerror(rc));
 		res = SCAN_FAILED;
 		break;
+	}
+	if (st.errors && (res == SCAN_CLEAN || res == SCAN_LIMIT)) {
+		/* libclamav could not look at all of the message and went on:
+		 * neither "clean" nor a limit it reached afterwards
+		 * (Heuristics.Limits.Exceeded.MaxFiles, a timeout ...) says
+		 * what is in the part it skipped. Only a virus found stands. */
+		snprintf(namebuf, namelen, "scan error: %s", st.first);
+		res = SCAN_FAILED;
 	}
 	cl_fmap_close(map);
 	cl_engine_free(e); /* virname was copied above: it points into e */

@@ -329,6 +329,24 @@ def main():
                       r['raw'])
                 r = ctl.test(eicar, ('clamav_tmpdir=' + small,))
                 check(r.get('action') == 'reject', 'small tmpdir: small message still scanned', r['raw'])
+                # libclamav goes on after the write error and then stops at
+                # one of its limits: still a failed scan, never
+                # clamav_limit_action (pass by default). The same message
+                # with room for its files is only over the limit.
+                for lim in ('clamav_max_files=1', 'clamav_max_recursion=1'):
+                    r = ctl.test(bigv, (lim,))
+                    check(r.get('action') == 'accept' and
+                          any('not fully scanned: Heuristics.Limits.Exceeded.' in h
+                              for h in r.get('headers', [])) and 'libclamav: ' not in r['raw'],
+                          '%s, room for the files: over the limit, passed' % lim, r['raw'])
+                    r = ctl.test(bigv, ('clamav_tmpdir=' + small, lim))
+                    check(r.get('action') == 'tempfail' and r.get('reply', '').startswith('451 4.7.1') and
+                          'scan failed (scan error: ' in r['raw'] and 'libclamav: ' in r['raw'] and
+                          'not fully scanned' not in r['raw'],
+                          '%s, full tmpdir: tempfail, not the limit action' % lim, r['raw'])
+                    r = ctl.test(bigv, ('clamav_tmpdir=' + small, lim, 'clamav_fail_action=accept'))
+                    check(r.get('action') == 'accept' and r.get('headers') == ['X-Virus-Scanned: failed'],
+                          '%s, full tmpdir + accept: the failed header' % lim, r['raw'])
             finally:
                 subprocess.run(['umount', small])
 
