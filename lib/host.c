@@ -670,7 +670,9 @@ static void clear_actions(struct sift_result *r)
 	for (size_t i = 0; i < r->n_actions; i++)
 		free(r->actions[i]);
 	free(r->actions);
+	free(r->action_once);
 	r->actions = NULL;
+	r->action_once = NULL;
 	r->n_actions = 0;
 }
 
@@ -679,6 +681,9 @@ static void clear_result(struct sift_ctx *ctx)
 	struct sift_result *r = &ctx->res;
 	clear_reply(r);
 	clear_actions(r);
+	for (size_t i = 0; i < r->n_once_sent; i++)
+		free(r->once_sent[i]);
+	free(r->once_sent);
 	free(r->hold_reason);
 	while (r->edits) {
 		struct sift_edit *e = r->edits;
@@ -1241,6 +1246,11 @@ enum sift_verdict sift_run_body(struct sift_ctx *ctx, const void *buf, size_t le
 	return run_chain(ctx, SIFT_PH_BODY, NULL, buf, len);
 }
 
+/* Distinct policy_action_once actions remembered per transaction: a
+ * client that repeats one instance for ever does not grow the list without
+ * bound (a plugin gives one such action a transaction, as spf's header). */
+#define MAX_ONCE_SENT 64
+
 char *sift_ctx_policy_action(struct sift_ctx *ctx)
 {
 	struct sift_result *r = &ctx->res;
@@ -1265,10 +1275,17 @@ char *sift_ctx_policy_action(struct sift_ctx *ctx)
 		 * the rest of the restrictions (DEFER_IF_PERMIT, DEFER_IF_REJECT)
 		 * goes before the ones that only annotate (PREPEND, WARN ...),
 		 * which would otherwise let the message through */
+		size_t k = 0;
 		for (size_t i = 0; i < r->n_actions; i++)
-			if (strncasecmp(r->actions[i], "DEFER_IF_", 9) == 0)
-				return sift_strdup(r->actions[i]);
-		return sift_strdup(r->actions[0]);
+			if (strncasecmp(r->actions[i], "DEFER_IF_", 9) == 0) {
+				k = i;
+				break;
+			}
+		if (r->action_once[k] && r->n_once_sent < MAX_ONCE_SENT) {
+			r->once_sent = sift_realloc(r->once_sent, (r->n_once_sent + 1) * sizeof(char *));
+			r->once_sent[r->n_once_sent++] = sift_strdup(r->actions[k]);
+		}
+		return sift_strdup(r->actions[k]);
 	}
 	if (r->accepted)
 		return sift_strdup("OK");
@@ -1511,14 +1528,35 @@ static const char *h_auth_result_get(struct sift_ctx *ctx, const char *authserv_
 	return NULL;
 }
 
-static void h_policy_action(struct sift_ctx *ctx, const char *action)
+static void add_policy_action(struct sift_ctx *ctx, const char *action, bool once)
 {
 	struct sift_result *r = &ctx->res;
 	for (const char *t = action; *t; t++)
 		if (*t == '\n' || *t == '\r')
 			return;
 	r->actions = sift_realloc(r->actions, (r->n_actions + 1) * sizeof(char *));
+	r->action_once = sift_realloc(r->action_once, (r->n_actions + 1) * sizeof(bool));
+	r->action_once[r->n_actions] = once;
 	r->actions[r->n_actions++] = sift_strdup(action);
+}
+
+static void h_policy_action(struct sift_ctx *ctx, const char *action)
+{
+	add_policy_action(ctx, action, false);
+}
+
+/* Added unless a reply of this transaction carried it already (or this
+ * request has it): sift_ctx_policy_action remembers the one it sends. */
+static void h_policy_action_once(struct sift_ctx *ctx, const char *action)
+{
+	struct sift_result *r = &ctx->res;
+	for (size_t i = 0; i < r->n_once_sent; i++)
+		if (strcmp(r->once_sent[i], action) == 0)
+			return;
+	for (size_t i = 0; i < r->n_actions; i++)
+		if (r->action_once[i] && strcmp(r->actions[i], action) == 0)
+			return;
+	add_policy_action(ctx, action, true);
 }
 
 static void h_hold(struct sift_ctx *ctx, const char *reason)
@@ -1724,4 +1762,5 @@ const struct sift_host sift_host_table = {
 	.auth_result_get = h_auth_result_get,
 	.kv_mget = h_kv_mget,
 	.kv_incr_many = h_kv_incr_many,
+	.policy_action_once = h_policy_action_once,
 };

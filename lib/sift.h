@@ -520,8 +520,13 @@ struct sift_result {
 	struct sift_edit *edits;     /* in order */
 	struct sift_symbol *symbols; /* in order */
 	double score;
-	char **actions; /* policyd non-final actions, in order */
+	char **actions;	   /* policyd non-final actions, in order */
+	bool *action_once; /* actions[i] came from host->policy_action_once */
 	size_t n_actions;
+	/* policyd: the policy_action_once actions that a reply of this
+	 * transaction carried (kept from request to request) */
+	char **once_sent;
+	size_t n_once_sent;
 };
 const struct sift_result *sift_ctx_result(const struct sift_ctx *ctx);
 /* Policy requests: clears the per-request results (verdict, reply, actions)
@@ -531,7 +536,9 @@ void sift_ctx_request_reset(struct sift_ctx *ctx);
  * (malloc'd): REJECT/TEMPFAIL become "<code> <xcode> <text>" (the checked
  * reply, sift_reply_format), or "REJECT text"/"DEFER text" when the plugin
  * gave no code (Postfix then adds its own), ACCEPT "OK", DISCARD "DISCARD text", HOLD
- * "HOLD text", otherwise the first non-final action (PREPEND ...) or "DUNNO". */
+ * "HOLD text", otherwise the first non-final action (PREPEND ...) or "DUNNO".
+ * An action of host->policy_action_once it returns is remembered as sent
+ * for the rest of the transaction. */
 char *sift_ctx_policy_action(struct sift_ctx *ctx);
 /* Summary line for one message: "action=..., profile=..., score=..., symbols=..., time=...". */
 char *sift_ctx_summary(struct sift_ctx *ctx, const char *action);

@@ -77,6 +77,8 @@
  *   3  struct sift_host: auth_result_get (the results so far, for ARC),
  *      kv_mget/kv_incr_many (key-value batches), dns_start/dns_wait (DNS
  *      queries in parallel).
+ *   4  struct sift_host: policy_action_once (a policyd annotation that
+ *      reaches Postfix once per transaction).
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -93,7 +95,7 @@ extern "C" {
 #endif
 
 #define SIFT_ABI_MAJOR 1
-#define SIFT_ABI_MINOR 3
+#define SIFT_ABI_MINOR 4
 
 struct sift_ctx;	 /* one connection/message/request as seen by a plugin */
 struct sift_dns_pending; /* a DNS query started by host->dns_start */
@@ -556,7 +558,11 @@ struct sift_host {
 	void (*header_insert)(struct sift_ctx *ctx, unsigned idx, const char *name, const char *value);
 	void (*header_change)(struct sift_ctx *ctx, const char *name, unsigned idx, const char *value);
 	/* policyd: a non-final action (PREPEND header, WARN, INFO ...), used
-	 * when no plugin gives a final one. Text after "action=". */
+	 * when no plugin gives a final one. Text after "action=". Postfix
+	 * takes one action a reply: a final verdict or HOLD, else the first
+	 * DEFER_IF_PERMIT/DEFER_IF_REJECT, else the first other action wins,
+	 * and the others of that request are not sent (for an action that
+	 * must reach Postfix once per transaction, see policy_action_once). */
 	void (*policy_action)(struct sift_ctx *ctx, const char *action);
 	/* Reason for HOLD (quarantine) verdicts. */
 	void (*hold)(struct sift_ctx *ctx, const char *reason);
@@ -697,6 +703,16 @@ struct sift_host {
 	 * plugin's msg_end or close hook. Callable from any thread. */
 	struct sift_dns_pending *(*dns_start)(const char *name, int rrtype);
 	struct sift_dns_result *(*dns_wait)(struct sift_dns_pending *p, long timeout_ms);
+	/* policyd: as policy_action, for an annotation that must reach Postfix
+	 * once in the mail transaction (the requests of one Postfix
+	 * `instance`), as a header to PREPEND: the host adds it unless a reply
+	 * of this transaction already carried it (the same text), and
+	 * remembers it once a reply carries it. An annotation that lost to
+	 * another action (a refusal of that recipient, a DEFER_IF_PERMIT, an
+	 * earlier annotation) was not sent: give it at every request, and it
+	 * goes out with the first reply that it wins, once. At most 64
+	 * distinct ones are remembered per transaction. */
+	void (*policy_action_once)(struct sift_ctx *ctx, const char *action);
 };
 
 struct sift_plugin {

@@ -11,7 +11,9 @@
  *   softfail  -> spf_softfail_action  (prepend)
  *   temperror -> spf_temperror_action (DEFER_IF_PERMIT 4.7.24)
  *   permerror -> spf_permerror_action (prepend)
- *   others    -> PREPEND Received-SPF (once per transaction)
+ *   others    -> PREPEND Received-SPF (once per transaction: given at
+ *                every request through host->policy_action_once, which
+ *                drops it once a reply of the transaction carried it)
  * Clients that authenticated, that are in originating_networks (the
  * originating profile) or in spf_trusted_clients are skipped.
  *
@@ -68,7 +70,7 @@ struct spf_conf {
 };
 
 struct spf_msg {
-	bool done, prepended;
+	bool done;
 	struct spf_res res; /* explanation kept in msg memory (expl) */
 	const char *expl;   /* msg_alloc'd copy, or NULL */
 	const char *header; /* Received-SPF value (msg_alloc'd) */
@@ -142,6 +144,11 @@ static int spf_init(const struct sift_host *h, void *cv, char **err_r)
 {
 	struct spf_conf *c = cv;
 	host = h;
+	if (h->struct_size < offsetof(struct sift_host, policy_action_once) + sizeof(h->policy_action_once)) {
+		*err_r = strdup("this host has no once-per-transaction policy action "
+				"(host->policy_action_once): too old");
+		return -1;
+	}
 	for (int i = 0; i < SPF_RESULT_MAX; i++) {
 		char *end;
 		const char *t = c->score_text[i] ? c->score_text[i] : "0";
@@ -491,14 +498,16 @@ static enum sift_verdict spf_policy(struct sift_ctx *ctx)
 		return SIFT_DUNNO;
 	}
 	case A_PREPEND:
-		if (c->add_header && !m->prepended) {
+		/* At every request until a reply carried it: a reply where
+		 * another action wins (a later plugin refuses this recipient)
+		 * does not prepend it. */
+		if (c->add_header) {
 			struct out o = {0};
 			out_adds(&o, "PREPEND Received-SPF: ");
 			out_adds(&o, m->header);
 			if (o.p)
-				host->policy_action(ctx, o.p);
+				host->policy_action_once(ctx, o.p);
 			free(o.p);
-			m->prepended = true;
 		}
 		return SIFT_DUNNO;
 	}

@@ -2,7 +2,8 @@
  * test_host.c - the plugin host: loading checks (ABI, file mode), profile
  * choice, verdict merging (first final verdict wins, ACCEPT whitelists,
  * ERROR maps through <plugin>_error_action, RCPT rejects stay per
- * recipient), results (symbols, edits, replies, policy actions) and
+ * recipient), results (symbols, edits, replies, policy actions, once per
+ * transaction for policy_action_once) and
  * generations (reference counts survive a swap).
  */
 #include <stdlib.h>
@@ -295,6 +296,41 @@ int main(void)
 		CHECK(sift_run(ctx, SIFT_PH_POLICY) == SIFT_REJECT);
 		char *act = sift_ctx_policy_action(ctx);
 		CHECK_STR(act, "REJECT nope");
+		free(act);
+		/* policy_action_once: offered at every request until a reply
+		 * carries it (a DEFER_IF_PERMIT or an earlier annotation wins
+		 * over it), then never again in the transaction */
+		static const struct {
+			const char *before, *after, *want;
+		} once[] = {
+			{NULL, "DEFER_IF_PERMIT 4.7.1 later", "DEFER_IF_PERMIT 4.7.1 later"},
+			{"PREPEND X-First: 1", NULL, "PREPEND X-First: 1"},
+			{NULL, NULL, "PREPEND X-Once: 1"},
+			{NULL, NULL, "DUNNO"},
+			{"WARN w", NULL, "WARN w"},
+		};
+		sift_ctx_msg_begin(ctx);
+		for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++) {
+			sift_ctx_request_reset(ctx);
+			if (once[i].before)
+				hh->policy_action(ctx, once[i].before);
+			hh->policy_action_once(ctx, "PREPEND X-Once: 1");
+			hh->policy_action_once(ctx, "PREPEND X-Once: 1"); /* one a request */
+			if (once[i].after)
+				hh->policy_action(ctx, once[i].after);
+			CHECK_INT(sift_ctx_result(ctx)->n_actions,
+				  (i < 3) + (once[i].before != NULL) + (once[i].after != NULL));
+			act = sift_ctx_policy_action(ctx);
+			CHECK_STR(act, once[i].want);
+			free(act);
+		}
+		/* a new transaction: offered again */
+		sift_ctx_msg_end(ctx, false);
+		sift_ctx_msg_begin(ctx);
+		sift_ctx_request_reset(ctx);
+		hh->policy_action_once(ctx, "PREPEND X-Once: 1");
+		act = sift_ctx_policy_action(ctx);
+		CHECK_STR(act, "PREPEND X-Once: 1");
 		free(act);
 		sift_ctx_free(ctx);
 		sift_gen_unref(gr);

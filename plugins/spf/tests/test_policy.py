@@ -9,6 +9,9 @@ Checks:
     RFC 7208 9.1 form (receiver=, client-ip=, envelope-from= quoted,
     helo=, identity=), once per transaction (instance), DUNNO for later
     recipients; one evaluation per instance (policyd log);
+  * with the access plugin before or after spf: when the first
+    recipient's reply is a refusal, a DEFER_IF_PERMIT or another PREPEND,
+    the next recipient's reply carries Received-SPF, and only it;
   * fail: 550 5.7.23 with the exp= explanation, for every recipient;
   * temperror: DEFER_IF_PERMIT 4.7.24; null sender: HELO identity;
   * settings: fail -> prepend, softfail -> reject / defer, temperror ->
@@ -205,6 +208,7 @@ def main():
               "helo_check=yes: MAIL FROM when HELO does not fail", a)
         c.close()
 
+        once_per_transaction(base, daemons)
         cache_race(base, daemons)
 
         # siftctl spf check: same code and resolver
@@ -222,6 +226,44 @@ def main():
             d.stop()
         srv.stop()
     return done()
+
+
+def once_per_transaction(base, daemons):
+    """Postfix takes one action a reply: when the reply that would carry
+    Received-SPF is another plugin's refusal of that recipient, its
+    DEFER_IF_PERMIT or an annotation given before it, the header goes with
+    the next recipient's reply, and once."""
+    rmap = ("inline:{ { refused@sift.test = REJECT no such user }, "
+            "{ later@sift.test = DEFER_IF_PERMIT 4.7.1 try later }, "
+            "{ noted@sift.test = PREPEND X-Noted: yes } }")
+    for order in ("spf access", "access spf"):
+        pd = spfutil.policyd(dict(base, inbound_plugins=order, access_recipient_map=rmap))
+        daemons.append(pd)
+        with spfutil.policy_client(pd.port) as c:
+            firsts = [("later@sift.test", "DEFER_IF_PERMIT 4.7.1 try later")]
+            # a refusal by access after spf (access first ends the chain
+            # before spf runs); X-Noted given before the header wins
+            if order == "spf access":
+                firsts.append(("refused@sift.test", "REJECT no such user"))
+            else:
+                firsts.append(("noted@sift.test", "PREPEND X-Noted: yes"))
+            for first, want in firsts:
+                i = inst()
+                what = "%s, first recipient %s" % (order, first)
+                a = ask(c, "192.0.2.10", "alice@pass.test", instance=i, recipient=first)
+                check(a == want, "%s: its own reply" % what, a)
+                a = ask(c, "192.0.2.10", "alice@pass.test", instance=i, recipient="ok1@sift.test")
+                check(a.startswith("PREPEND Received-SPF: pass (mx.sift.test: domain of alice@pass.test "),
+                      "%s: the next recipient's reply carries Received-SPF" % what, a)
+                a = ask(c, "192.0.2.10", "alice@pass.test", instance=i, recipient="ok2@sift.test")
+                check(a == "DUNNO", "%s: not sent twice" % what, a)
+                a = ask(c, "192.0.2.10", "alice@pass.test", instance=i, recipient=first)
+                check(a == want, "%s: asked again, its own reply" % what, a)
+                a = ask(c, "192.0.2.10", "alice@pass.test", instance=i, recipient="ok3@sift.test")
+                check(a == "DUNNO", "%s: still not sent twice" % what, a)
+            # a new transaction gets its own header
+            a = ask(c, "192.0.2.10", "alice@pass.test", recipient="ok1@sift.test")
+            check(a.startswith("PREPEND Received-SPF: pass "), "%s: a new transaction, its header" % order, a)
 
 
 def cache_race(base, daemons):
