@@ -209,21 +209,29 @@ static int parse_spec(struct kv_redis *r, const char *params, char **err_r)
 		r->port = (int)port;
 		r->where = sift_asprintf("%s:%d", r->host, r->port);
 	}
+	bool after_password = false;
 	for (char *it = strtok_r(NULL, ",", &save); it; it = strtok_r(NULL, ",", &save)) {
 		it = sift_trim(it);
 		if (!*it)
 			continue;
 		char *eq = strchr(it, '=');
 		if (!eq) {
-			*err_r = sift_asprintf("redis: option without value: \"%s\"", it);
+			/* after password=, this may be the rest of a password
+			 * with a comma: not quoted */
+			*err_r = after_password
+					 ? sift_strdup("redis: option without value after password= (a "
+						       "password cannot contain a comma)")
+					 : sift_asprintf("redis: option without value: \"%s\"", it);
 			goto out;
 		}
+		after_password = false;
 		*eq = 0;
 		const char *v = eq + 1;
 		long long n;
 		if (strcmp(it, "password") == 0) {
 			free(r->password);
 			r->password = sift_strdup(v);
+			after_password = true;
 		} else if (strcmp(it, "username") == 0) {
 			free(r->username);
 			r->username = sift_strdup(v);

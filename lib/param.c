@@ -18,8 +18,8 @@
  * Secrets: what is printed (-n, -p) or put in an error message is masked:
  * the whole value of a parameter whose name ends in "password", "passwd"
  * or "secret", and within any value the text after "password=", "passwd="
- * or "secret=" (up to the next ',', ';', '&', quote or white space), as in
- * state_store = redis:HOST:PORT,password=... .
+ * or "secret=" (up to the next ',' or white space: a secret may hold any
+ * other character), as in state_store = redis:HOST:PORT,password=... .
  */
 #include <ctype.h>
 #include <errno.h>
@@ -263,7 +263,9 @@ char *sift_mask_secrets(const char *text)
 				p = q ? q : p + strlen(p);
 				continue;
 			}
-			size_t vl = strcspn(p, ",;& \t\r\n\"'}");
+			/* up to a comma or white space: a secret may hold any
+			 * other character (a redis: password ends only at ',') */
+			size_t vl = strcspn(p, ", \t\r\n");
 			if (vl)
 				sift_buf_adds(&b, SECRET_MASK);
 			p += vl;

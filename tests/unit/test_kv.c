@@ -44,6 +44,15 @@ static void test_open(void)
 	kv = sift_kv_open("memoryx", &err);
 	CHECK(kv == NULL && err && strstr(err, "memoryx"));
 	free(err);
+	err = NULL;
+	/* a password with a comma: the error does not quote its rest */
+	kv = sift_kv_open("redis:127.0.0.1:1,password=Tr0ub4dor,Horse", &err);
+	CHECK(kv == NULL && err && strstr(err, "after password=") && !strstr(err, "Horse"));
+	free(err);
+	err = NULL;
+	kv = sift_kv_open("redis:127.0.0.1:1,db=2,timeout", &err);
+	CHECK(kv == NULL && err && strstr(err, "\"timeout\""));
+	free(err);
 }
 
 static void test_basic(void)

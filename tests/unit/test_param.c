@@ -317,7 +317,9 @@ static void test_secrets(void)
 	} cases[] = {
 		{"redis:10.0.0.5:6379,password=s3cret,db=2", "redis:10.0.0.5:6379,password=********,db=2"},
 		{"redis:unix:/run/r.sock,PASSWORD=x", "redis:unix:/run/r.sock,PASSWORD=********"},
-		{"a secret=abc;passwd=def&x=1", "a secret=********;passwd=********&x=1"},
+		{"a secret=abc;passwd=def&x=1", "a secret=********"},
+		{"redis:h:1,password=abc;TAIL&more}x\"y'z,db=2", "redis:h:1,password=********,db=2"},
+		{"inline:{ k=v, password=x }", "inline:{ k=v, password=******** }"},
 		{"password=", "password="},
 		{"x password=\"a b\", y", "x password=\"********\", y"},
 		{"password='unterminated", "password='********"},
