@@ -414,7 +414,7 @@ static redisContext *rds_take(struct kv_redis *r, bool *reused_r, bool force_new
 			return NULL;
 		}
 		struct timespec ts;
-		sift_timespec_in(CLOCK_REALTIME, left, &ts);
+		sift_timespec_in(CLOCK_MONOTONIC, left, &ts);
 		pthread_cond_timedwait(&r->cond, &r->mu, &ts);
 	}
 }
@@ -512,7 +512,11 @@ static void *rds_open(const char *params, char **err_r)
 		return NULL;
 	}
 	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->cond, NULL);
+	pthread_condattr_t ca; /* waits on the monotonic clock: a clock step does not move them */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	/* Not connecting here: a Redis that is down at startup must not keep
 	 * the daemon from starting (the plugins' failure policy applies). */
 	return r;
