@@ -14,7 +14,9 @@
  *   db=N               SELECT N after connecting (default 0)
  *   prefix=TEXT        prepended to every key (default "sift:")
  *   connect_timeout=T  connect (and AUTH/SELECT) deadline (default 500ms)
- *   timeout=T          deadline of one command (default 500ms)
+ *   timeout=T          deadline of one command (default 500ms): sending it
+ *                      and its whole reply, not only each read and write;
+ *                      a reply over RDS_MAX_REPLY bytes fails the command
  *   pool=N             connections at most (default 16); a caller finding
  *                      all of them busy waits up to `timeout` for one
  *   retry_interval=T   after a failed connect, calls fail at once for this
@@ -47,11 +49,13 @@
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kv_impl.h"
 #include "sift.h"
@@ -278,10 +282,80 @@ static struct timeval tv_of(long long ms)
 	return tv;
 }
 
-/* Runs one setup command; returns the reply or NULL (error put in *why). */
-static int setup_cmd(redisContext *c, char **why, int argc, const char **argv)
+/* The most reply bytes one command reads (a server that sends more is
+ * treated as broken). */
+#define RDS_MAX_REPLY (8u << 20)
+
+static void *cmd_fail(redisContext *c, int type, int err, const char *what)
 {
-	redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
+	c->err = type;
+	snprintf(c->errstr, sizeof(c->errstr), "%s", what);
+	errno = err;
+	return NULL;
+}
+
+/* Waits until fd is ready for events or deadline (sift_now_ms) passes. */
+static int wait_fd(redisContext *c, short events, long long deadline)
+{
+	for (;;) {
+		long long left = deadline - sift_now_ms();
+		if (left <= 0)
+			return -1;
+		struct pollfd pfd = {.fd = c->fd, .events = events};
+		int n = poll(&pfd, 1, (int)(left > 60000 ? 60000 : left));
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+/* One command, sent and answered within ms milliseconds in all (the
+ * socket timeouts bound each read and write only, so a server trickling
+ * its answer could hold the caller for ever), its reply read up to
+ * RDS_MAX_REPLY bytes. The reply, or NULL with c->err set (the connection
+ * is then closed by rds_give: an answer may still be on its way). */
+static redisReply *cmd_by(redisContext *c, int argc, const char **argv, const size_t *lens, long long ms)
+{
+	long long deadline = sift_now_ms() + ms;
+	if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK)
+		return NULL;
+	int done = 0;
+	while (!done) {
+		if (wait_fd(c, POLLOUT, deadline) < 0)
+			return cmd_fail(c, REDIS_ERR_IO, ETIMEDOUT, "command not sent within the timeout");
+		if (redisBufferWrite(c, &done) != REDIS_OK)
+			return NULL;
+	}
+	size_t got = 0;
+	for (;;) {
+		void *reply = NULL;
+		if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
+			return NULL;
+		if (reply)
+			return reply;
+		if (wait_fd(c, POLLIN, deadline) < 0)
+			return cmd_fail(c, REDIS_ERR_IO, ETIMEDOUT, "no whole answer within the timeout");
+		char buf[16384];
+		ssize_t n = read(c->fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return cmd_fail(c, REDIS_ERR_IO, errno, strerror(errno));
+		if (n == 0)
+			return cmd_fail(c, REDIS_ERR_EOF, 0, "Server closed the connection");
+		got += (size_t)n;
+		if (got > RDS_MAX_REPLY)
+			return cmd_fail(c, REDIS_ERR_OTHER, EMSGSIZE, "answer over 8 MB");
+		if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
+			return cmd_fail(c, REDIS_ERR_PROTOCOL, EPROTO, c->reader->errstr);
+	}
+}
+
+/* Runs one setup command; returns the reply or NULL (error put in *why). */
+static int setup_cmd(redisContext *c, long long ms, char **why, int argc, const char **argv)
+{
+	redisReply *rep = cmd_by(c, argc, argv, NULL, ms);
 	if (!rep) {
 		*why = sift_strdup(c->errstr[0] ? c->errstr : "connection error");
 		return -1;
@@ -314,19 +388,19 @@ static redisContext *rds_connect(struct kv_redis *r, char *sha_r, char **why)
 	redisSetTimeout(c, ctv);
 	if (r->password) {
 		const char *argv[3] = {"AUTH", r->username ? r->username : r->password, r->password};
-		if (setup_cmd(c, why, r->username ? 3 : 2, argv) < 0)
+		if (setup_cmd(c, r->connect_timeout, why, r->username ? 3 : 2, argv) < 0)
 			goto fail;
 	}
 	if (r->db) {
 		char db[24];
 		snprintf(db, sizeof(db), "%lld", r->db);
 		const char *argv[2] = {"SELECT", db};
-		if (setup_cmd(c, why, 2, argv) < 0)
+		if (setup_cmd(c, r->connect_timeout, why, 2, argv) < 0)
 			goto fail;
 	}
 	{
 		const char *argv[3] = {"SCRIPT", "LOAD", incr_script};
-		redisReply *rep = redisCommandArgv(c, 3, argv, NULL);
+		redisReply *rep = cmd_by(c, 3, argv, NULL, r->connect_timeout);
 		if (!rep) {
 			*why = sift_strdup(c->errstr[0] ? c->errstr : "connection error");
 			goto fail;
@@ -472,8 +546,7 @@ static redisReply *rds_command(struct kv_redis *r, int argc, const char **argv, 
 			av[1] = sha;
 			al[1] = 40;
 		}
-		redisReply *rep =
-			evalsha ? redisCommandArgv(c, argc, av, al) : redisCommandArgv(c, argc, argv, lens);
+		redisReply *rep = cmd_by(c, argc, evalsha ? av : argv, evalsha ? al : lens, r->timeout);
 		if (rep && rep->type == REDIS_REPLY_ERROR && evalsha &&
 		    strncmp(rep->str, "NOSCRIPT", 8) == 0) {
 			/* Script cache flushed: EVAL sends the body (and caches it). */
@@ -482,7 +555,7 @@ static redisReply *rds_command(struct kv_redis *r, int argc, const char **argv, 
 			al[0] = 4;
 			av[1] = incr_script;
 			al[1] = strlen(incr_script);
-			rep = redisCommandArgv(c, argc, av, al);
+			rep = cmd_by(c, argc, av, al, r->timeout);
 		}
 		if (rep) {
 			rds_give(r, c);

@@ -475,13 +475,15 @@ def wait_text(reader, regex, timeout=20, start=0):
 
 class DelayProxy:
     """A TCP proxy on 127.0.0.1 to a local port that can delay what the
-    server sends back (set_delay(seconds)): a slow dependency (clamd,
-    Redis) without touching it. Stopped by stop()."""
+    server sends back (set_delay(seconds)) or trickle it a byte at a time
+    (set_drip(seconds)): a slow dependency (clamd, Redis) without touching
+    it. Stopped by stop()."""
 
     def __init__(self, target_port):
         import socket
         self.target = target_port
         self.delay = 0.0
+        self.drip = 0.0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(('127.0.0.1', 0))
@@ -492,6 +494,10 @@ class DelayProxy:
 
     def set_delay(self, seconds):
         self.delay = seconds
+
+    def set_drip(self, seconds):
+        """Send what the server sends back one byte every `seconds`."""
+        self.drip = seconds
 
     def start(self):
         threading.Thread(target=self._accept, daemon=True).start()
@@ -523,6 +529,11 @@ class DelayProxy:
                     break
                 if back and self.delay:
                     time.sleep(self.delay)
+                if back and self.drip:
+                    for i in range(len(data)):
+                        dst.sendall(data[i:i + 1])
+                        time.sleep(self.drip)
+                    continue
                 dst.sendall(data)
         except OSError:
             pass

@@ -6,7 +6,9 @@ message is counted against).
   - Redis restarted: SIGKILLed, started again 1.5 s later on the same port
     (its counters are gone, as after a crash without persistence);
   - Redis slow: its answers delayed 1 s (past the store's timeout=200ms)
-    by a proxy, for 3 s.
+    by a proxy, for 3 s;
+  - Redis dripping: its answers sent a byte every 150 ms by the proxy,
+    for 3 s (each read in time, no whole answer within 200 ms).
 
 For each: the messages counted while the store failed got 451 4.3.0 and
 arrived on the retry, every message was delivered exactly once and went
@@ -141,7 +143,7 @@ def bayes(env, pf):
     bayes_case(env, pf, fd, 'restarted', redis.kill, redis.start, 1.5,
                [r'state store redis .*: .*calls fail until it is back', r'connected again'])
     bayes_case(env, pf, fd, 'slow', lambda: proxy.set_delay(1.0), lambda: proxy.set_delay(0), 3,
-               [r'state store redis 127\.0\.0\.1:\d+: .*Resource temporarily unavailable', r'connected again'])
+               [r'state store redis 127\.0\.0\.1:\d+: .*no whole answer within the timeout', r'connected again'])
 
 
 def main():
@@ -169,7 +171,11 @@ def main():
         run_case(pd, pf, 'restarted', crash, back, 1.5,
                  [r'state store redis .*: .*calls fail until it is back', r'connected again'])
         run_case(pd, pf, 'slow', lambda: proxy.set_delay(1.0), lambda: proxy.set_delay(0), 3,
-                 [r'error: state store redis 127\.0\.0\.1:\d+: .*Resource temporarily unavailable'])
+                 [r'error: state store redis 127\.0\.0\.1:\d+: .*no whole answer within the timeout'])
+        # each byte in time for a read, the whole answer not: timeout=200ms
+        # bounds the command, not each read
+        run_case(pd, pf, 'dripping', lambda: proxy.set_drip(0.15), lambda: proxy.set_drip(0), 3,
+                 [r'error: state store redis 127\.0\.0\.1:\d+: .*no whole answer within the timeout'])
         bayes(env, pf)
     finally:
         env.stop()
