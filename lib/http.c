@@ -4,8 +4,10 @@
  * and GET / (the status page, lib/status.html embedded at build time).
  *
  * One thread accepts; each connection gets a thread of its own, at most
- * SIFT_HTTP_MAX_CONN at once (more are answered 503 by the accepting
- * thread and closed). A connection carries one request (Connection:
+ * SIFT_HTTP_MAX_CONN at once from trusted clients and as many from the
+ * others (more are answered 503 by the accepting thread and closed): so
+ * clients that must send credentials cannot take the trusted scrapers'
+ * slots by holding idle connections. A connection carries one request (Connection:
  * close): its head (request line and header lines, no body) must arrive
  * whole within SIFT_HTTP_TIMEOUT_S and fit in SIFT_HTTP_MAX_HEAD bytes and
  * SIFT_HTTP_MAX_HEADERS lines; the answer is written within the same
@@ -256,7 +258,7 @@ static char *auth_file_read(const char *path)
 
 static struct {
 	int fd;
-	atomic_int active;
+	atomic_int active[2]; /* connections served: [1] from trusted clients */
 	char *endpoint;
 } srv = {.fd = -1};
 
@@ -422,14 +424,24 @@ static void route(int fd, const struct sift_http_req *r)
 
 struct conn_arg {
 	int fd;
+	bool trusted; /* at accept: which slots it takes */
 	struct sockaddr_storage peer;
 };
 
-static bool authorised(const struct conn_arg *ca, const struct sift_http_req *r)
+static bool trusted_now(const struct conn_arg *ca)
 {
 	struct sift_gen *g = sift_gen_current();
 	const struct sift_common_conf *c = g ? sift_gen_common(g) : NULL;
 	bool ok = c && peer_trusted(&ca->peer, c->metrics_trusted_networks);
+	sift_gen_unref(g);
+	return ok;
+}
+
+static bool authorised(const struct conn_arg *ca, const struct sift_http_req *r)
+{
+	bool ok = trusted_now(ca);
+	struct sift_gen *g = sift_gen_current();
+	const struct sift_common_conf *c = g ? sift_gen_common(g) : NULL;
 	if (!ok && c && c->metrics_auth_file && *c->metrics_auth_file && r->auth[0]) {
 		char *text = auth_file_read(c->metrics_auth_file);
 		ok = sift_http_auth_ok(text, r->auth);
@@ -463,7 +475,7 @@ static void *conn_thread(void *arg)
 	free(buf);
 	/* Uncounted before the client can see the end of the answer: a client
 	 * that connects again right after it has its slot back. */
-	atomic_fetch_sub(&srv.active, 1);
+	atomic_fetch_sub(&srv.active[ca->trusted], 1);
 	shutdown(ca->fd, SHUT_WR);
 	close(ca->fd);
 	free(ca);
@@ -493,9 +505,11 @@ static void *accept_thread(void *arg)
 			break;
 		}
 		pthread_t th;
-		if (atomic_fetch_add(&srv.active, 1) >= SIFT_HTTP_MAX_CONN ||
+		ca->trusted = trusted_now(ca);
+		atomic_int *active = &srv.active[ca->trusted];
+		if (atomic_fetch_add(active, 1) >= SIFT_HTTP_MAX_CONN ||
 		    pthread_create(&th, &attr, conn_thread, ca) != 0) {
-			atomic_fetch_sub(&srv.active, 1);
+			atomic_fetch_sub(active, 1);
 			struct timeval tv = {.tv_sec = 1};
 			setsockopt(ca->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 			respond_error(ca->fd, 503);

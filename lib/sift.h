@@ -813,7 +813,8 @@ int sift_gen_plugin_slot(const struct sift_gen *g, size_t i);
  * connection (Connection: close), a request head of at most
  * SIFT_HTTP_MAX_HEAD bytes and SIFT_HTTP_MAX_HEADERS header lines read
  * within SIFT_HTTP_TIMEOUT_S, at most SIFT_HTTP_MAX_CONN connections
- * served at once (more get 503). Clients in metrics_trusted_networks need
+ * served at once from clients in metrics_trusted_networks and as many
+ * from others (more get 503). Clients in metrics_trusted_networks need
  * no credential; others need one of metrics_auth_file's (401). */
 #define SIFT_HTTP_MAX_HEAD    8192
 #define SIFT_HTTP_MAX_HEADERS 64

@@ -316,6 +316,41 @@ def check_bad_requests(fd, port):
     check(st == 200 and fd.alive(), 'still serving after bad requests')
 
 
+def check_untrusted_slots(fd, port):
+    """Idle connections of clients outside metrics_trusted_networks take
+    their own slots, not the trusted scrapers': with 127.0.0.1 alone
+    trusted, 8 idle connections from 127.0.0.2 leave 127.0.0.1 its 200, and
+    a ninth from 127.0.0.2 gets 503."""
+    base = open(fd.conf).read()
+    with open(fd.conf, 'a') as f:
+        f.write('metrics_trusted_networks = 127.0.0.1/32\n')
+    r = siftctl(fd.conf, 'reload')
+    check(r.returncode == 0, 'reload: 127.0.0.1 alone trusted', r.stdout + r.stderr)
+    idle = []
+    for _ in range(8):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.bind(('127.0.0.2', 0))
+        s.connect(('127.0.0.1', port))
+        idle.append(s)
+    time.sleep(0.3)
+    check(http(port, '/metrics')[0] == 200, 'a trusted client served while 8 others hold idle connections')
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.bind(('127.0.0.2', 0))
+    s.connect(('127.0.0.1', port))
+    s.sendall(b'GET /metrics HTTP/1.1\r\n\r\n')
+    got = s.recv(64)
+    s.close()
+    check(got.startswith(b'HTTP/1.1 503 '), 'the ninth untrusted connection: 503', got)
+    for s in idle:
+        s.close()
+    with open(fd.conf, 'w') as f:
+        f.write(base)
+    r = siftctl(fd.conf, 'reload')
+    check(r.returncode == 0, 'reload: back to the default trusted networks', r.stdout + r.stderr)
+
+
 def policy_request(port, sender, state='RCPT', instance='i1'):
     req = ('request=smtpd_access_policy\nprotocol_state=%s\nprotocol_name=ESMTP\nclient_address=192.0.2.1\n'
            'client_name=client.example\nhelo_name=client.example\nsender=%s\nrecipient=user@sift.test\n'
@@ -440,6 +475,7 @@ def main():
         check(st == 200 and b'<html' in body and 'text/html' in hdr.get('Content-Type', ''), 'the status page')
         check_auth(fd, mport, authfile)
         check_bad_requests(fd, mport)
+        check_untrusted_slots(fd, mport)
         run_policyd(root)
         check_config_errors(root)
     finally:
