@@ -10,7 +10,10 @@
  * unless --keep. The message goes out with an X-Sift-Release header naming
  * a one-time token (lib/quarantine.c), so that filterd, which sees it again
  * through non_smtpd_milters, delivers it without scanning it into
- * quarantine again. Single-threaded.
+ * quarantine again. A release interrupted by SIGINT, SIGTERM or SIGHUP
+ * removes its token before it dies (the handler only records the signal and
+ * kills sendmail: both async-signal-safe; the rest runs in the main flow).
+ * Single-threaded.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +48,8 @@ static const char usage_text[] =
 	"       A one-time token lets it pass filterd (non_smtpd_milters) unscanned;\n"
 	"       a token filterd has not used after --wait (default 10s) is withdrawn;\n"
 	"       a sendmail still running after --sendmail-timeout (default 60s) is killed\n"
-	"       and the message kept\n"
+	"       and the message kept; so it is when the release is interrupted (INT, TERM,\n"
+	"       HUP) before sendmail took it, and the token withdrawn in any case\n"
 	"  quarantine delete ID...\n"
 	"       remove messages from the store\n"
 	"  quarantine purge --older-than TIME [--dry-run]\n"
@@ -223,6 +227,70 @@ static int release_opts(int argc, char **argv, struct release_opts *o)
 	return 0;
 }
 
+/* ---- an interrupted release ---------------------------------------------------
+ *
+ * From the lock on its message to its end a release catches SIGINT,
+ * SIGTERM and SIGHUP (those not ignored when siftctl started: nohup keeps
+ * working). The handler records the signal and kills a running sendmail (so
+ * that a write to it or the wait for it ends at once); the main flow then
+ * withdraws the token, keeps the message unless sendmail already took it
+ * (then it is removed, as when --wait runs out), and dies of the same
+ * signal. Only SIGKILL leaves a token behind, which filterd ignores once it
+ * is a day old. */
+static const int release_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define N_RELEASE_SIGNALS (sizeof(release_signals) / sizeof(release_signals[0]))
+static struct sigaction release_saved[N_RELEASE_SIGNALS];
+static bool release_caught[N_RELEASE_SIGNALS];
+static volatile sig_atomic_t release_signal; /* the signal that interrupted, 0: none */
+static volatile sig_atomic_t sendmail_pid;   /* a sendmail not yet reaped, 0: none */
+
+static void on_release_signal(int sig)
+{
+	int saved_errno = errno;
+	release_signal = sig;
+	if (sendmail_pid > 0)
+		kill((pid_t)sendmail_pid, SIGKILL);
+	errno = saved_errno;
+}
+
+static void release_signals_catch(void)
+{
+	struct sigaction sa = {.sa_handler = on_release_signal};
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < N_RELEASE_SIGNALS; i++) {
+		sigaddset(&sa.sa_mask, release_signals[i]);
+		release_caught[i] = false;
+	}
+	for (size_t i = 0; i < N_RELEASE_SIGNALS; i++)
+		if (sigaction(release_signals[i], NULL, &release_saved[i]) == 0 &&
+		    release_saved[i].sa_handler != SIG_IGN)
+			release_caught[i] = sigaction(release_signals[i], &sa, NULL) == 0;
+}
+
+/* The dispositions from before release_signals_catch. */
+static void release_signals_restore(void)
+{
+	for (size_t i = 0; i < N_RELEASE_SIGNALS; i++)
+		if (release_caught[i]) {
+			sigaction(release_signals[i], &release_saved[i], NULL);
+			release_caught[i] = false;
+		}
+}
+
+static void release_signals_block(sigset_t *old)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	for (size_t i = 0; i < N_RELEASE_SIGNALS; i++)
+		sigaddset(&set, release_signals[i]);
+	sigprocmask(SIG_BLOCK, &set, old);
+}
+
+static const char *signal_name(int sig)
+{
+	return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
+}
+
 /* COMMAND -f SENDER -- RECIPIENTS (NULL-terminated; the strings are cmd's
  * and the caller's); NULL after a message when the command is empty. */
 static const char **sendmail_argv(char **cmd, const char *sender, const char *const *to, size_t nto)
@@ -261,20 +329,32 @@ static int pipe_to_sendmail(const char *const *av, const char *token, int fd, co
 		return -1;
 	}
 	fflush(stdout);
+	/* The handler learns the pid before any signal can reach it, and the
+	 * child takes the default dispositions before it can receive one. */
+	sigset_t oldmask;
+	release_signals_block(&oldmask);
 	pid_t pid = fork();
 	if (pid < 0) {
-		fprintf(stderr, "siftctl quarantine release: fork: %s\n", strerror(errno));
+		int e = errno;
+		sigprocmask(SIG_SETMASK, &oldmask, NULL);
+		fprintf(stderr, "siftctl quarantine release: fork: %s\n", strerror(e));
 		close(pfd[0]);
 		close(pfd[1]);
 		return -1;
 	}
 	if (pid == 0) {
+		for (size_t i = 0; i < N_RELEASE_SIGNALS; i++)
+			if (release_caught[i])
+				signal(release_signals[i], SIG_DFL);
+		sigprocmask(SIG_SETMASK, &oldmask, NULL);
 		if (dup2(pfd[0], 0) < 0)
 			_exit(127);
 		execvp(av[0], (char *const *)av);
 		fprintf(stderr, "siftctl quarantine release: %s: %s\n", av[0], strerror(errno));
 		_exit(127);
 	}
+	sendmail_pid = pid;
+	sigprocmask(SIG_SETMASK, &oldmask, NULL);
 	close(pfd[0]);
 	signal(SIGPIPE, SIG_IGN);
 	(void)fcntl(pfd[1], F_SETFL, O_NONBLOCK);
@@ -296,10 +376,19 @@ static int pipe_to_sendmail(const char *const *av, const char *token, int fd, co
 	int st = 0;
 	bool timed_out = false;
 	for (;;) {
-		pid_t w = waitpid(pid, &st, WNOHANG);
-		if (w == pid || (w < 0 && errno != EINTR))
+		/* Seen exited, not reaped yet (WNOWAIT): the handler stops
+		 * killing it before its pid can be reused. */
+		siginfo_t si = {0};
+		int w = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 || si.si_pid == pid) {
+			sendmail_pid = 0;
+			while (w == 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+				;
 			break;
-		if (w == 0 && sift_now_ms() >= deadline && !timed_out) {
+		}
+		if (sift_now_ms() >= deadline && !timed_out) {
 			kill(pid, SIGKILL);
 			timed_out = true;
 			continue;
@@ -309,7 +398,10 @@ static int pipe_to_sendmail(const char *const *av, const char *token, int fd, co
 	}
 	if (wrote && !timed_out && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return 0;
-	if (timed_out)
+	if (release_signal)
+		fprintf(stderr, "siftctl quarantine release: interrupted by %s: %s killed; %s kept\n",
+			signal_name(release_signal), av[0], id);
+	else if (timed_out)
 		fprintf(stderr,
 			"siftctl quarantine release: %s still running after --sendmail-timeout (%llds): "
 			"killed; %s kept\n",
@@ -323,10 +415,23 @@ static int pipe_to_sendmail(const char *const *av, const char *token, int fd, co
 	return -1;
 }
 
+/* Removes the token (NULL: filterd used it), and the token directory when
+ * that leaves it empty (rmdir fails while another release's token is in
+ * it). */
+static void withdraw_token(const char *dir, const char *token)
+{
+	if (token)
+		sift_quarantine_release_consume(dir, token);
+	char *rdir = sift_asprintf("%s/.release", dir);
+	(void)rmdir(rdir);
+	free(rdir);
+}
+
 /* filterd consumes the token when the message passes it. A token still
- * there after the wait is withdrawn, so that it never outlives the release
- * (a copy of the header that reached a mailbox, when non_smtpd_milters
- * does not include filterd, then names nothing). */
+ * there after the wait (or when the release is interrupted) is withdrawn,
+ * so that it never outlives the release (a copy of the header that reached
+ * a mailbox, when non_smtpd_milters does not include filterd, then names
+ * nothing). */
 static void await_token(const char *dir, const char *token, long long wait_ms)
 {
 	bool seen = false;
@@ -338,24 +443,24 @@ static void await_token(const char *dir, const char *token, long long wait_ms)
 			seen = true;
 			break;
 		}
-		if (waited >= wait_ms)
+		if (waited >= wait_ms || release_signal)
 			break;
 		struct timespec ts = {0, 100 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
-	if (!seen) {
-		sift_quarantine_release_consume(dir, token);
+	withdraw_token(dir, seen ? NULL : token);
+	if (!seen && release_signal)
+		fprintf(stderr,
+			"siftctl quarantine release: interrupted by %s before filterd saw the released "
+			"message: its release token was withdrawn, so if it passes filterd later it is "
+			"scanned again\n",
+			signal_name(release_signal));
+	else if (!seen)
 		fprintf(stderr,
 			"siftctl quarantine release: warning: filterd did not see the released message "
 			"within %llds (is filterd in non_smtpd_milters? is it busy?); its release token "
 			"was withdrawn, so if it passes filterd later it is scanned again\n",
 			wait_ms / 1000);
-	}
-	/* Leave no empty token directory behind (rmdir fails while another
-	 * release's token is in it). */
-	char *rdir = sift_asprintf("%s/.release", dir);
-	(void)rmdir(rdir);
-	free(rdir);
 }
 
 /* Re-injects the stored message e (open as fp) to the recipients; 0 when
@@ -381,12 +486,15 @@ static int reinject(const char *dir, const struct release_opts *o, const struct 
 		free(err);
 		goto out;
 	}
-	if (pipe_to_sendmail(av, token, fileno(fp), o->id, o->sendmail_timeout_ms) < 0) {
-		sift_quarantine_release_consume(dir, token);
+	if (release_signal) /* before sendmail started */
+		fprintf(stderr, "siftctl quarantine release: interrupted by %s; %s kept\n",
+			signal_name(release_signal), o->id);
+	else if (pipe_to_sendmail(av, token, fileno(fp), o->id, o->sendmail_timeout_ms) == 0) {
+		await_token(dir, token, o->wait_ms);
+		rc = 0;
 		goto out;
 	}
-	await_token(dir, token, o->wait_ms);
-	rc = 0;
+	withdraw_token(dir, token);
 out:
 	free(token);
 	free(av);
@@ -418,6 +526,7 @@ static int cmd_release(const char *dir, int argc, char **argv)
 	 * message is removed; a release that waited for it finds the file
 	 * gone (no link left). */
 	struct stat st;
+	release_signals_catch();
 	if (flock(fileno(fp), LOCK_EX | LOCK_NB) < 0)
 		fprintf(stderr, "siftctl quarantine release: %s is being released by another siftctl\n",
 			o.id);
@@ -440,6 +549,12 @@ static int cmd_release(const char *dir, int argc, char **argv)
 	fclose(fp);
 	free(o.to);
 	sift_qentry_free(&e);
+	release_signals_restore();
+	if (release_signal) {
+		/* Cleaned up: now die of the signal, as without the handler. */
+		fflush(stdout);
+		raise(release_signal);
+	}
 	return rc;
 }
 

@@ -16,7 +16,10 @@ again):
     scanners do not), as the quarantined copy, stored before signing, is
     not;
   - a message that carries a forged or already used X-Sift-Release header is
-    scanned as usual (EICAR from outside: 554).
+    scanned as usual (EICAR from outside: 554);
+  - a release interrupted by SIGTERM, SIGINT or SIGHUP while sendmail hangs,
+    or while it waits for filterd, removes its release token and keeps the
+    message in the quarantine, which a later release delivers.
 
     /usr/bin/python3 tests/postfix/test_release.py
 """
@@ -26,6 +29,7 @@ import pwd
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -121,6 +125,69 @@ def main():
                 f.write('#!/bin/sh\n' + body)
             os.chmod(path, 0o755)
             return path
+
+        def interrupted_release(qid):
+            """siftctl quarantine release of qid interrupted by a signal while
+            sendmail hangs (its token exists then), or while it waits for
+            filterd to use the token: the token is removed, the message kept
+            (--keep in the second case: sendmail took it), siftctl dies of
+            the signal."""
+            rdir = os.path.join(qdir, '.release')
+            pidfile = os.path.join(tmp, 'sendmail.pid')
+            stuck = sendmail_script('stuck-sendmail', 'echo $$ > %s\nexec sleep 3600\n' % pidfile)
+            taken = sendmail_script('taking-sendmail', 'cat > /dev/null\necho $$ > %s\n' % pidfile)
+            for sig, fake, extra, phase in (
+                    (signal.SIGTERM, stuck, [], 'while sendmail hangs'),
+                    (signal.SIGINT, stuck, [], 'while sendmail hangs'),
+                    (signal.SIGHUP, stuck, [], 'while sendmail hangs'),
+                    (signal.SIGINT, taken, ['--keep', '--wait', '60s'], 'while it waits for filterd')):
+                what = 'release interrupted by %s %s' % (sig.name, phase)
+                if os.path.exists(pidfile):
+                    os.unlink(pidfile)
+                # the output in a file: a sendmail left running would hold a pipe open
+                outfile = os.path.join(tmp, 'release.out')
+                with open(outfile, 'w') as outf:
+                    p = subprocess.Popen([SIFTCTL, '-c', conf, 'quarantine', 'release', qid, '--sendmail', fake,
+                                          '--sendmail-timeout', '60s'] + extra, stdout=outf, stderr=subprocess.STDOUT)
+                sendmail = None
+                try:
+                    end = time.time() + 20
+                    while time.time() < end and not (os.path.exists(pidfile) and os.path.isdir(rdir) and
+                                                      os.listdir(rdir)):
+                        time.sleep(0.05)
+                    if os.path.exists(pidfile):
+                        with open(pidfile) as f:
+                            sendmail = int(f.read().split()[0])
+                    tokens = os.listdir(rdir) if os.path.isdir(rdir) else []
+                    check(sendmail is not None and len(tokens) == 1, '%s: its token exists then' % what, tokens)
+                    p.send_signal(sig)
+                    try:
+                        rc = p.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        rc = None
+                finally:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait()
+                with open(outfile) as f:
+                    out = f.read()
+                left = os.listdir(rdir) if os.path.isdir(rdir) else []
+                _, listing = siftctl(conf, 'quarantine', 'list')
+                alive = False
+                if sendmail is not None and fake == stuck:
+                    try:
+                        with open('/proc/%d/cmdline' % sendmail, 'rb') as f:
+                            alive = b'sleep' in f.read()
+                    except OSError:
+                        pass
+                    if alive:  # left running by siftctl: stopped here
+                        os.kill(sendmail, signal.SIGKILL)
+                check(rc == -sig and 'interrupted by %s' % sig.name in out,
+                      '%s: siftctl reports it and dies of the signal' % what, (rc, out))
+                check(left == [], '%s: its release token is removed' % what, left)
+                check(qid in listing, '%s: the message stays in the quarantine' % what, listing)
+                if fake == stuck:
+                    check(not alive, '%s: the hanging sendmail is killed' % what)
 
         data, _ = cvlib.infected_messages()['base64']
         r = pf.send_submission('user@sift.test', ['friend@sift.test'], data)
@@ -235,6 +302,16 @@ def main():
                 check(rc == 1 and took < 10 and 'killed' in out and late[0] in listing and tokens == [],
                       'a hanging sendmail: killed after --sendmail-timeout, the message kept, no token left',
                       (rc, took, out, listing, tokens))
+                interrupted_release(late[0])
+                # the message kept through all that is released for good
+                rc, out = siftctl(conf, 'quarantine', 'release', late[0],
+                                  '--sendmail', 'sendmail -C %s -G -i' % pf.config_dir)
+                check(rc == 0, 'the message kept by the interrupted releases is released', out)
+                try:
+                    pf.wait_delivered(1, timeout=30, rcpt='late@sift.test')
+                    check(True, 'and delivered')
+                except sifttest.PostfixError as e:
+                    check(False, 'and delivered', e)
     finally:
         sifttest.stop_all(procs)
         if not os.environ.get('SIFT_KEEP_TMP'):
