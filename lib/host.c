@@ -62,7 +62,7 @@ const struct sift_param sift_common_params[] = {
 	{"tmpdir", SIFT_P_STRING, "/var/tmp", 0, 0, OFF(tmpdir), NULL,
 	 "directory for spooling large messages"},
 	{"quarantine_directory", SIFT_P_STRING, SIFT_STATEDIR "/quarantine", 0, 0, OFF(quarantine_directory),
-	 NULL, "where quarantined messages are kept"},
+	 NULL, "where quarantined messages are kept (refused when writable by group or others)"},
 	{"message_memory_limit", SIFT_P_SIZE, "1m", 0, 1LL << 32, OFF(message_memory_limit), NULL,
 	 "message bytes kept in memory; the rest is spooled to tmpdir"},
 	{"message_header_limit", SIFT_P_SIZE, "1m", 1024, 1LL << 30, OFF(message_header_limit), NULL,
@@ -95,10 +95,10 @@ const struct sift_param *const sift_plugin_common_params = error_action_param;
 
 /* Code is loaded only from files and directories that nobody but root (or
  * the user we run as) can change: owned by root or us, not writable by
- * group or others. `what` names the path in the error ("plugin",
- * "plugin_directory"). */
-static int trusted_path(const char *what, const char *path, bool dir, char **err_r)
+ * group or others. The quarantine's directory is held to the mode rule. */
+int sift_path_trusted(const char *what, const char *path, unsigned flags, char **err_r)
 {
+	bool dir = flags & SIFT_TRUST_DIR;
 	struct stat st;
 	if (stat(path, &st) < 0) {
 		*err_r = sift_asprintf("%s %s: %s", what, path, strerror(errno));
@@ -109,11 +109,13 @@ static int trusted_path(const char *what, const char *path, bool dir, char **err
 		return -1;
 	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		*err_r = sift_asprintf("%s %s: refusing a %s writable by group or others (mode %04o)", what,
-				       path, dir ? "directory" : "file", (unsigned)(st.st_mode & 07777));
+		*err_r = sift_asprintf("%s %s: refusing a %s writable by group or others (mode %04o); "
+				       "fix it with chmod go-w %s",
+				       what, path, dir ? "directory" : "file", (unsigned)(st.st_mode & 07777),
+				       path);
 		return -1;
 	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+	if ((flags & SIFT_TRUST_OWNER) && st.st_uid != 0 && st.st_uid != geteuid()) {
 		*err_r = sift_asprintf("%s %s: refusing a %s owned by uid %u (not root or us)", what, path,
 				       dir ? "directory" : "file", (unsigned)st.st_uid);
 		return -1;
@@ -139,7 +141,7 @@ const struct sift_plugin *sift_plugin_load(const char *path, char **err_r)
 		}
 	pthread_mutex_unlock(&load_lock);
 
-	if (trusted_path("plugin", path, false, err_r) < 0)
+	if (sift_path_trusted("plugin", path, SIFT_TRUST_OWNER, err_r) < 0)
 		return NULL;
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
@@ -322,7 +324,8 @@ static int add_plugin(struct sift_gen *g, const char *name, char **err_r)
 	if (!p) {
 		/* The directory is checked like the files: whoever can write
 		 * to it can replace a plugin. */
-		if (trusted_path("plugin_directory", g->common.plugin_directory, true, err_r) < 0)
+		if (sift_path_trusted("plugin_directory", g->common.plugin_directory,
+				      SIFT_TRUST_DIR | SIFT_TRUST_OWNER, err_r) < 0)
 			return -1;
 		char *path = sift_asprintf("%s/%s.so", g->common.plugin_directory, name);
 		p = sift_plugin_load(path, err_r);
@@ -407,7 +410,9 @@ struct sift_gen *sift_gen_prepare(enum sift_daemon daemon, struct sift_config *c
 	g->cfg = cfg;
 	sift_config_common_defaults(cfg);
 	if (sift_params_parse(cfg, "", sift_common_params, &g->common, err_r) < 0 ||
-	    metrics_conf_check(&g->common, err_r) < 0)
+	    metrics_conf_check(&g->common, err_r) < 0 ||
+	    (g->daemon == SIFT_FILTERD &&
+	     sift_quarantine_dir_check(g->common.quarantine_directory, err_r) < 0))
 		goto fail;
 	g->myhostname = sift_strdup(*g->common.myhostname ? g->common.myhostname : "localhost");
 

@@ -41,7 +41,8 @@
  * plugins, removes the header and the token file: one use. A sender cannot
  * forge one (2^128 names, in a directory only root and the daemon user can
  * list), and a header that names no token is removed and the message
- * scanned as usual.
+ * scanned as usual. Nor can a local user plant one: filterd and siftctl
+ * refuse a DIR writable by group or others (sift_quarantine_dir_check).
  *
  * Threading: sift_quarantine_store may run in many threads at once (each
  * writes its own file); the readers are for siftctl. Nothing is shared.
@@ -413,6 +414,14 @@ int sift_quarantine_delete(const char *dir, const char *id, char **err_r)
 					 : sift_asprintf("%s: %s", path, strerror(errno));
 	free(path);
 	return rc < 0 ? -1 : 0;
+}
+
+int sift_quarantine_dir_check(const char *dir, char **err_r)
+{
+	struct stat st;
+	if (!dir || !*dir || stat(dir, &st) < 0)
+		return 0;
+	return sift_path_trusted("quarantine_directory", dir, SIFT_TRUST_DIR, err_r);
 }
 
 /* ---- release tokens ---------------------------------------------------------- */

@@ -349,6 +349,11 @@ int sift_quarantine_open(const char *dir, const char *id, struct sift_qentry *e_
  * free each with sift_qentry_free and the array with free(). */
 int sift_quarantine_list(const char *dir, struct sift_qentry **list_r, size_t *n_r, char **err_r);
 int sift_quarantine_delete(const char *dir, const char *id, char **err_r);
+/* Refuses (-1, *err_r) an existing dir writable by group or others, who
+ * could plant release tokens there. filterd checks at start, -t and
+ * reload, siftctl before it touches the store. A missing dir is not refused
+ * here: storing into it fails (a tempfail). */
+int sift_quarantine_dir_check(const char *dir, char **err_r);
 /* Release tokens (see quarantine.c): siftctl makes one for a release;
  * filterd checks (1 = valid, with the quarantine id) and consumes it. */
 #define SIFT_RELEASE_HEADER "X-Sift-Release"
@@ -428,6 +433,15 @@ size_t sift_gen_plugin_count(const struct sift_gen *g);
 const struct sift_plugin *sift_gen_plugin(const struct sift_gen *g, size_t i);
 /* The configuration block of plugin i (for siftctl's plugin tools). */
 void *sift_gen_plugin_conf(const struct sift_gen *g, size_t i);
+
+/* Checks a path the daemons trust (plugin files and plugin_directory,
+ * quarantine_directory): a regular file, or a directory with SIFT_TRUST_DIR,
+ * not writable by group or others, and with SIFT_TRUST_OWNER owned by root
+ * or the user we run as. 0, or -1 with *err_r naming `what`, the path and
+ * the fix. */
+#define SIFT_TRUST_DIR	 1u
+#define SIFT_TRUST_OWNER 2u
+int sift_path_trusted(const char *what, const char *path, unsigned flags, char **err_r);
 
 /* Loads one plugin file with all checks (ABI, size, ownership and mode).
  * Used by sift_gen_new; shared objects stay loaded for the process life. */

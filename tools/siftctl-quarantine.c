@@ -71,6 +71,10 @@ static char *store_dir(struct sift_opts *opts)
 		exit(1);
 	}
 	sift_config_free(cfg);
+	if (sift_quarantine_dir_check(dir, &err) < 0) {
+		fprintf(stderr, "siftctl quarantine: %s\n", err);
+		exit(1);
+	}
 	return dir;
 }
 

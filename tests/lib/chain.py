@@ -206,6 +206,7 @@ class Chain:
             self.clamav_what = self.clamav_db
         self.quarantine = os.path.join(self.root, 'quarantine')
         os.makedirs(self.quarantine, exist_ok=True)
+        os.chmod(self.quarantine, 0o750)  # filterd refuses one writable by group or others (any umask)
         os.makedirs(self.bayes_dir, exist_ok=True)
         os.makedirs(self.spam_cache, exist_ok=True)
 

@@ -14,7 +14,8 @@ service manager starts them:
     = root runs with a warning; an unknown user, a bad socket mode or group
     are refused naming the setting;
   - a plugin_directory writable by group or others, or owned by another
-    user, is refused.
+    user, is refused; so is (filterd) a quarantine_directory writable by
+    group or others, at start and by -t.
 
 The daemons run as $SIFT_TEST_DAEMON_USER or nobody (sifttest.daemon_user)."""
 
@@ -175,6 +176,27 @@ def refusals(tmp, daemon, user):
                           + args, timeout=10)
             check(rc == 1 and ('plugin_directory %s: refusing' % d) in out and want in out,
                   '%s %s: plugin_directory %s refused' % (daemon, args[0], name), out)
+    if daemon != 'filterd':
+        return
+    # quarantine_directory (filterd): not writable by group or others, who
+    # could plant release tokens; the daemon user owns it
+    pw = pwd.getpwnam(user)
+    for name, mode in (('quarantine-g', 0o770), ('quarantine-o', 0o757), ('quarantine-ok', 0o750)):
+        q = os.path.join(tmp, name)
+        os.mkdir(q)
+        os.chmod(q, mode)
+        os.chown(q, pw.pw_uid, pw.pw_gid)
+        for args in (['-t'], ['-f']) if mode != 0o750 else (['-t'],):
+            rc, out = run([prog, '-c', path, '-o', '%s_user=%s' % (daemon, user), '-o', 'quarantine_directory=' + q]
+                          + args, timeout=10)
+            if mode == 0o750:
+                check(rc == 0, '%s %s: quarantine_directory mode 0750, owned by %s, accepted' % (daemon, args[0], user),
+                      out)
+            else:
+                want = ('quarantine_directory %s: refusing a directory writable by group or others (mode %04o); '
+                        'fix it with chmod go-w %s' % (q, mode, q))
+                check(rc == 1 and want in out, '%s %s: quarantine_directory mode %04o refused, naming it and the fix'
+                      % (daemon, args[0], mode), out)
 
 
 def main():

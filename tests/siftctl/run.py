@@ -3,7 +3,8 @@
 (text and JSON output, profiles, recipients, header edits, symbols), `check`
 (the daemons' -t: unknown names are errors), `--help` on every command,
 options after operands, `reload` through the daemons' control sockets (the
-outcome, a refused user) and bad input. Prints "N passed, N failed"."""
+outcome, a refused user), `quarantine` refusing a store writable by group
+or others, and bad input. Prints "N passed, N failed"."""
 import json, os, pwd, re, shutil, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -215,6 +216,7 @@ def main():
           r.stderr)
 
     masking_tests(tmp)
+    quarantine_tests(tmp)
     clamav_wait_tests(tmp)
     reload_tests(tmp, pconf)
     return done()
@@ -242,6 +244,28 @@ def masking_tests(tmp):
     r = run("-c", conf, "-o", "state_store=nosuch:x,password=hunter2", "check")
     out = r.stdout + r.stderr
     check(r.returncode == 1 and "password=********" in out and "hunter2" not in out, "siftctl check: masked", out)
+
+
+def quarantine_tests(tmp):
+    """siftctl quarantine refuses a quarantine_directory writable by group or
+    others (whoever can write there can plant a release token), naming it
+    and the fix."""
+    q = f"{tmp}/quarantine"
+    os.mkdir(q)
+    conf = f"{tmp}/quarantine.conf"
+    with open(conf, "w") as f:
+        f.write(f"quarantine_directory = {q}\n")
+    for mode in (0o777, 0o770, 0o757):
+        os.chmod(q, mode)
+        for cmd in (("list",), ("purge", "--older-than", "7d")):
+            r = run("-c", conf, "quarantine", *cmd)
+            want = (f"quarantine_directory {q}: refusing a directory writable by group or others "
+                    f"(mode {mode:04o}); fix it with chmod go-w {q}")
+            check(r.returncode == 1 and want in r.stderr and r.stdout == "",
+                  f"quarantine {cmd[0]}: a quarantine_directory of mode {mode:04o} is refused", r.stdout + r.stderr)
+    os.chmod(q, 0o750)
+    r = run("-c", conf, "quarantine", "list")
+    check(r.returncode == 0 and r.stderr == "", "quarantine list: mode 0750 is accepted", r.stderr)
 
 
 def clamav_wait_tests(tmp):

@@ -279,7 +279,7 @@ def tests(env):
            'dmarc=fail (p=REJECT sp=QUARANTINE dis=QUARANTINE) header.from=sub.example.co.uk')
     qdir = env.path('quarantine')
     os.makedirs(qdir, exist_ok=True)
-    os.chmod(qdir, 0o777)
+    os.chmod(qdir, 0o755)
     r = run(env, message('a@quar.test'), 'bounce@other.test',
             ['dmarc_quarantine_action=quarantine', 'quarantine_directory=' + qdir])
     expect(r, 'quarantine store', 'discard', 'DMARC_QUARANTINE',
