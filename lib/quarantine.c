@@ -25,7 +25,10 @@
  *
  * Writes are atomic: the file is written as DIR/.tmp-<id>, fsync'd, renamed
  * to its final name and the directory fsync'd; any error removes the
- * temporary file and fails (the caller then answers TEMPFAIL).
+ * temporary file and fails (the caller then answers TEMPFAIL). A crash
+ * between the write and the rename leaves the temporary file: purges
+ * (siftctl quarantine purge) remove those an hour old, which no store in
+ * progress is (sift_quarantine_purge_tmp).
  *
  * The stored message starts with a Received: line in Postfix's form, built
  * from the milter macros (client name and address, HELO, our host name,
@@ -59,7 +62,9 @@
 
 #include "sift.h"
 
-#define META_MAX (4 * 1024 * 1024) /* bound on a metadata record */
+#define META_MAX      (4 * 1024 * 1024) /* bound on a metadata record */
+#define TMP_PREFIX    ".tmp-"		/* a store being written: DIR/.tmp-<id> */
+#define TMP_STALE_AGE 3600		/* seconds since its last write: never finished */
 
 bool sift_quarantine_id_valid(const char *id)
 {
@@ -192,7 +197,7 @@ int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *rea
 	add_meta(&meta, "Size", num);
 	sift_buf_add(&meta, "\n", 1);
 
-	char *tmp = sift_asprintf("%s/.tmp-%s", dir, id);
+	char *tmp = sift_asprintf("%s/" TMP_PREFIX "%s", dir, id);
 	char *final = sift_asprintf("%s/%s.msg", dir, id);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	int rc = -1;
@@ -414,6 +419,37 @@ int sift_quarantine_delete(const char *dir, const char *id, char **err_r)
 					 : sift_asprintf("%s: %s", path, strerror(errno));
 	free(path);
 	return rc < 0 ? -1 : 0;
+}
+
+long sift_quarantine_purge_tmp(const char *dir, bool dry_run,
+			       void (*report)(void *arg, const char *path, long long age, int err), void *arg,
+			       char **err_r)
+{
+	DIR *d = opendir(dir);
+	if (!d) {
+		*err_r = sift_asprintf("%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	long n = 0;
+	time_t now = time(NULL);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		const char *name = de->d_name;
+		struct stat st;
+		/* Only what a store writes: .tmp-<valid id>, a regular file. */
+		if (strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0 ||
+		    !sift_quarantine_id_valid(name + strlen(TMP_PREFIX)) ||
+		    fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+		    now - st.st_mtime < TMP_STALE_AGE)
+			continue;
+		int err = !dry_run && unlinkat(dirfd(d), name, 0) < 0 ? errno : 0;
+		char *path = sift_asprintf("%s/%s", dir, name);
+		report(arg, path, (long long)(now - st.st_mtime), err);
+		free(path);
+		n++;
+	}
+	closedir(d);
+	return n;
 }
 
 int sift_quarantine_dir_check(const char *dir, char **err_r)

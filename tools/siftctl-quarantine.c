@@ -53,7 +53,8 @@ static const char usage_text[] =
 	"  quarantine delete ID...\n"
 	"       remove messages from the store\n"
 	"  quarantine purge --older-than TIME [--dry-run]\n"
-	"       remove every message older than TIME (e.g. 7d, as a daily cron job)\n"
+	"       remove every message older than TIME (e.g. 7d, as a daily cron job), and\n"
+	"       the temporary files of stores that never finished once they are 1h old\n"
 	"       the store is quarantine_directory (default " SIFT_STATEDIR "/quarantine)\n";
 
 static char *store_dir(struct sift_opts *opts)
@@ -581,6 +582,23 @@ static int cmd_delete(const char *dir, int argc, char **argv)
 	return rc;
 }
 
+/* The temporary files of stores that never finished, an hour old
+ * (sift_quarantine_purge_tmp): one line each. */
+struct tmp_purge {
+	bool dry, failed;
+};
+
+static void report_tmp(void *arg, const char *path, long long age, int err)
+{
+	struct tmp_purge *tp = arg;
+	if (err) {
+		fprintf(stderr, "siftctl quarantine: %s: %s\n", path, strerror(err));
+		tp->failed = true;
+	} else
+		printf("%s %s (left by a store that never finished, %lld minutes old)\n",
+		       tp->dry ? "would remove" : "removed", path, age / 60);
+}
+
 static int cmd_purge(const char *dir, int argc, char **argv)
 {
 	static const struct option lo[] = {{"older-than", required_argument, NULL, 'o'},
@@ -630,6 +648,14 @@ static int cmd_purge(const char *dir, int argc, char **argv)
 		sift_qentry_free(e);
 	}
 	free(list);
+	struct tmp_purge tp = {.dry = dry};
+	if (sift_quarantine_purge_tmp(dir, dry, report_tmp, &tp, &err) < 0) {
+		fprintf(stderr, "siftctl quarantine: %s\n", err);
+		free(err);
+		rc = 1;
+	}
+	if (tp.failed)
+		rc = 1;
 	if (!dry)
 		printf("purged %zu of %zu\n", purged, n);
 	return rc;

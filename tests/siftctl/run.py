@@ -4,7 +4,8 @@
 (the daemons' -t: unknown names are errors), `--help` on every command,
 options after operands, `reload` through the daemons' control sockets (the
 outcome, a refused user), `quarantine` refusing a store writable by group
-or others, and bad input. Prints "N passed, N failed"."""
+or others and purging the stale temporary files of unfinished stores, and
+bad input. Prints "N passed, N failed"."""
 import json, os, pwd, re, shutil, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -249,7 +250,7 @@ def masking_tests(tmp):
 def quarantine_tests(tmp):
     """siftctl quarantine refuses a quarantine_directory writable by group or
     others (whoever can write there can plant a release token), naming it
-    and the fix."""
+    and the fix; purge removes stale temporary files of unfinished stores."""
     q = f"{tmp}/quarantine"
     os.mkdir(q)
     conf = f"{tmp}/quarantine.conf"
@@ -266,6 +267,30 @@ def quarantine_tests(tmp):
     os.chmod(q, 0o750)
     r = run("-c", conf, "quarantine", "list")
     check(r.returncode == 0 and r.stderr == "", "quarantine list: mode 0750 is accepted", r.stderr)
+
+    # purge removes the temporary files of stores that never finished (a
+    # crash between the write and the rename) once they are an hour old, so
+    # never a store in progress; and nothing that a store does not write
+    stale, fresh = f"{q}/.tmp-20250101-000000-0123456789ab", f"{q}/.tmp-20250101-000000-ba9876543210"
+    other = f"{q}/.tmp-not.a.store"
+    for path in (stale, fresh, other):
+        with open(path, "w") as f:
+            f.write("Sift-Quarantine: 1\n")
+    hours_ago = time.time() - 2 * 3600
+    for path in (stale, other):
+        os.utime(path, (hours_ago, hours_ago))
+    r = run("-c", conf, "quarantine", "purge", "--older-than", "7d", "--dry-run")
+    check(r.returncode == 0 and f"would remove {stale} (" in r.stdout and fresh not in r.stdout and
+          other not in r.stdout and all(os.path.exists(p) for p in (stale, fresh, other)),
+          "quarantine purge --dry-run: names the stale temporary file, removes nothing", r.stdout + r.stderr)
+    r = run("-c", conf, "quarantine", "purge", "--older-than", "7d")
+    check(r.returncode == 0 and
+          f"removed {stale} (left by a store that never finished, 120 minutes old)" in r.stdout and
+          fresh not in r.stdout and "purged 0 of 0" in r.stdout,
+          "quarantine purge: removes the temporary file two hours old, saying so", r.stdout + r.stderr)
+    check(not os.path.exists(stale), "quarantine purge: the stale temporary file is gone")
+    check(os.path.exists(fresh), "quarantine purge: a fresh temporary file (a store in progress) stays")
+    check(os.path.exists(other), "quarantine purge: a file a store does not write stays")
 
 
 def clamav_wait_tests(tmp):
