@@ -22,10 +22,13 @@
  * listed site of greatest weight), the reply of Postfix's reject_rbl_client.
  * A list that does not answer in time, or answers SERVFAIL, adds nothing:
  * when the sum stays under the threshold and a list failed, rbl_dns_error_
- * action decides (dunno by default: a DNS failure never rejects). Clients in
- * rbl_client_allow (a map of addresses or networks, cidr: say) and private,
- * loopback and link-local addresses are not looked up. Answers are cached by
- * the shared resolver with their TTL.
+ * action decides (dunno by default: a DNS failure never rejects). So it
+ * does when the sum reaches the threshold but an allow list (negative
+ * weight) failed whose weight would have brought it under: the client
+ * might have been allowed, and is not rejected on the other lists alone.
+ * Clients in rbl_client_allow (a map of addresses or networks, cidr: say)
+ * and private, loopback and link-local addresses are not looked up. Answers
+ * are cached by the shared resolver with their TTL.
  *
  * Thread-safe: the configuration is read-only after init.
  */
@@ -345,19 +348,24 @@ static void lookup_all(struct sift_ctx *ctx, const struct rbl_conf *c, const cha
 	}
 }
 
-/* Sums the weights; the listed site of greatest weight in *best_r. */
+/* Sums the weights; the listed site of greatest weight in *best_r. A list
+ * that failed adds nothing; the negative weights of the sites it serves
+ * (allow lists that could have answered) are summed in *failed_neg_r. */
 static long score_sites(const struct rbl_conf *c, struct sift_dns_result **res, const struct site **best_r,
-			bool *failed_r)
+			bool *failed_r, long *failed_neg_r)
 {
 	long sum = 0;
 	*best_r = NULL;
 	*failed_r = false;
+	*failed_neg_r = 0;
 	for (size_t z = 0; z < c->nzones; z++)
 		if (res[z]->status == SIFT_DNS_TEMPFAIL)
 			*failed_r = true;
 	for (size_t i = 0; i < c->nsites; i++) {
 		const struct site *st = &c->site[i];
 		const struct sift_dns_result *r = res[st->zone];
+		if (r->status == SIFT_DNS_TEMPFAIL && st->weight < 0)
+			*failed_neg_r += st->weight;
 		if (r->status != SIFT_DNS_OK)
 			continue;
 		for (size_t k = 0; k < r->count; k++) {
@@ -397,10 +405,15 @@ static enum sift_verdict rbl_policy(struct sift_ctx *ctx)
 	lookup_all(ctx, c, rev, res);
 	const struct site *best;
 	bool failed;
-	long sum = score_sites(c, res, &best, &failed);
+	long failed_neg;
+	long sum = score_sites(c, res, &best, &failed, &failed_neg);
 	for (size_t z = 0; z < c->nzones; z++)
 		free(res[z]);
-	if (sum >= c->threshold && best) {
+	/* An allow list that failed might have brought the sum under the
+	 * threshold: no reject on the lists that answered alone, the DNS
+	 * error action decides. */
+	bool allow_failed = sum >= c->threshold && sum + failed_neg < c->threshold;
+	if (sum >= c->threshold && best && !allow_failed) {
 		char code[8], text[400];
 		snprintf(code, sizeof(code), "%lld", c->reject_code);
 		snprintf(text, sizeof(text), "Service unavailable; Client host [%s] blocked using %s", ip,
@@ -410,7 +423,17 @@ static enum sift_verdict rbl_policy(struct sift_ctx *ctx)
 		host->reply(ctx, code, "5.7.1", text);
 		return SIFT_REJECT;
 	}
-	if (failed) {
+	if (allow_failed) {
+		host->log(ctx, LOG_NOTICE,
+			  "client [%s]: score %ld >= %lld, but an allow list did not answer (its weight "
+			  "%ld would bring it under)",
+			  ip, sum, c->threshold, failed_neg);
+		if (c->dns_error_action == DNSERR_TEMPFAIL) {
+			host->reply(ctx, "451", "4.7.1",
+				    "Service unavailable; DNS list lookup failed, try again later");
+			return SIFT_TEMPFAIL;
+		}
+	} else if (failed) {
 		host->log(ctx, LOG_NOTICE, "client [%s]: a DNS list did not answer (score %ld)", ip, sum);
 		if (c->dns_error_action == DNSERR_TEMPFAIL) {
 			host->reply(ctx, "451", "4.7.1",

@@ -14,6 +14,10 @@ Through the policy protocol (one policyd, several request kinds):
     the 0.5 s deadline) costs the deadline, not more; with
     rbl_dns_error_action = tempfail a failed list under the threshold
     defers (451 4.7.1), while a listed client is still refused;
+  - an allow list that fails (dead.dnsbl.test*-5) while the others reach
+    the threshold: rbl_dns_error_action (451 4.7.1 with tempfail, DUNNO
+    with dunno), not a refusal, unless its weight could not bring the sum
+    under the threshold (then still 554);
   - a bad rbl_sites value is refused at start (policyd -t).
 Through a private Postfix with check_policy_service (argument "postfix";
 "policy" runs the cases above, no argument both; as root):
@@ -81,6 +85,33 @@ def policy_cases(tmp, dns):
             took = time.monotonic() - t0
             check(act.startswith('451 4.7.1'), 'slow list under the threshold: tempfail when asked to: %s' % act)
             check(0.4 < took < 2.5, 'the slow list costs the deadline (0.5 s), not its 3 s: %.2f s' % took)
+    finally:
+        pd.stop()
+
+    # An allow list (negative weight) that fails could have brought the sum
+    # under the threshold: the DNS error action decides, never a reject on
+    # the lists that answered alone. One too weak to matter changes nothing.
+    conf = dict(base, rbl_dns_error_action='tempfail',
+                rbl_sites='zen.spamhaus.org=127.0.0.[2..11]*3 dead.dnsbl.test*-5')
+    pd = sifttest.start_daemon('policyd', tmp, conf, name='policyd-allowfail')
+    try:
+        with sifttest.PolicyClient(pd.port) as pc:
+            act = ask(pc, '127.0.0.2')
+            check(act.startswith('451 4.7.1'), 'failed allow list (-5), zen (3): tempfail, not 554: %s' % act)
+            act = ask(pc, '127.0.0.1')
+            check(act.startswith('451 4.7.1'), 'failed allow list, zen XBL (3): tempfail: %s' % act)
+        check('client [127.0.0.2]: score 3 >= 3, but an allow list did not answer' in pd.log(),
+              'failed allow list logged')
+    finally:
+        pd.stop()
+    conf = dict(base, rbl_dns_error_action='dunno',
+                rbl_sites='zen.spamhaus.org=127.0.0.[2..11]*3 bl.spamcop.net*4 dead.dnsbl.test*-2')
+    pd = sifttest.start_daemon('policyd', tmp, conf, name='policyd-allowfail2')
+    try:
+        with sifttest.PolicyClient(pd.port) as pc:
+            eq(ask(pc, '127.0.0.1'), 'DUNNO', 'failed allow list (-2), zen (3), dunno on DNS errors: accepted')
+            eq(ask(pc, '127.0.0.2'), REJECT % ('127.0.0.2', 'bl.spamcop.net'),
+               'zen + spamcop (7) minus a failed allow list (-2) still >= 3: refused')
     finally:
         pd.stop()
 
