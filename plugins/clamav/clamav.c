@@ -13,7 +13,9 @@
  *     dropped again by libclamav's aging, or
  *   - by an external clamd over zINSTREAM (clamav_mode = clamd; clamd.c),
  *     in chunks of 256 KiB.
- * Messages over clamav_max_size are not scanned (clamav_limit_action).
+ * Messages over clamav_max_size are not scanned (clamav_limit_action), nor,
+ * in library mode, messages over clamav_max_filesize (ClamAV's file size
+ * limit applies to the message itself; see engine.c).
  *
  * Verdicts:
  *   clean    X-Virus-Scanned: ClamAV <version> at <host> (configurable);
@@ -45,6 +47,10 @@
 
 const struct sift_host *clamav_host;
 #define host clamav_host
+
+/* Put in front of the message so that ClamAV recognises mail. */
+static const char from_line[] = "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\r\n";
+#define FROM_LEN (sizeof(from_line) - 1)
 
 enum mode { MODE_LIBRARY, MODE_CLAMD };
 enum action { ACT_REJECT, ACT_DISCARD, ACT_QUARANTINE };
@@ -97,7 +103,8 @@ static const struct sift_param params[] = {
 	{"max_scansize", SIFT_P_SIZE, "100m", 0, 1LL << 40, OFF(max_scansize), NULL,
 	 "library mode: ClamAV MaxScanSize (data scanned per message, 0 = ClamAV default)"},
 	{"max_filesize", SIFT_P_SIZE, "25m", 0, 1LL << 40, OFF(max_filesize), NULL,
-	 "library mode: ClamAV MaxFileSize (largest file inside a message, 0 = ClamAV default)"},
+	 "library mode: ClamAV MaxFileSize (largest file inside a message, and the message itself: a larger "
+	 "one is not scanned, clamav_limit_action; 0 = ClamAV default)"},
 	{"max_recursion", SIFT_P_INT, "16", 0, 1000, OFF(max_recursion), NULL,
 	 "library mode: ClamAV MaxRecursion (nested archives, 0 = ClamAV default)"},
 	{"max_files", SIFT_P_INT, "10000", 0, 100000000, OFF(max_files), NULL,
@@ -185,12 +192,24 @@ static int clamav_init(const struct sift_host *h, void *cv, char **err_r)
 		return -1;
 	}
 	if (c->mode == MODE_LIBRARY) {
+		/* ClamAV sees the message as one file, the From line added in
+		 * front of it included: that line does not count against
+		 * clamav_max_filesize, so that with max_size <= max_filesize
+		 * (the defaults: 25m both) every message the plugin scans fits
+		 * the engine's file size limit. */
+		long long max_file = c->max_filesize ? c->max_filesize + (long long)FROM_LEN : 0;
+		if (c->max_filesize && c->max_size > c->max_filesize)
+			h->log(NULL, LOG_WARNING,
+			       "clamav: clamav_max_size (%lld) is over clamav_max_filesize (%lld): messages "
+			       "between the two are not scanned (ClamAV sees the message as one file), "
+			       "clamav_limit_action applies to them",
+			       c->max_size, c->max_filesize);
 		struct engine_settings s = {
 			.dbdir = c->database_directory,
 			.tmpdir = c->tmpdir,
 			.check_interval_ms = c->database_check_interval,
 			.max_scansize = c->max_scansize,
-			.max_filesize = c->max_filesize,
+			.max_filesize = max_file,
 			.max_recursion = c->max_recursion,
 			.max_files = c->max_files,
 			.max_scantime = c->max_scantime,
@@ -409,9 +428,6 @@ static void notify(struct sift_ctx *ctx, const struct clamav_conf *c, const char
 	free(b.p);
 }
 
-static const char from_line[] = "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\r\n";
-#define FROM_LEN (sizeof(from_line) - 1)
-
 long src_read(const struct scan_src *s, long long off, void *buf, size_t len)
 {
 	if (off < 0)
@@ -520,6 +536,14 @@ static enum sift_verdict clamav_eom(struct sift_ctx *ctx)
 		char what[96];
 		snprintf(what, sizeof(what), "message size %lld over clamav_max_size %lld", size,
 			 c->max_size);
+		return on_limit(ctx, c, what);
+	}
+	/* ClamAV would not scan a message over its file size limit at all
+	 * (engine.c): the same as over clamav_max_size. */
+	if (c->mode == MODE_LIBRARY && c->max_filesize && size > c->max_filesize) {
+		char what[112];
+		snprintf(what, sizeof(what), "message size %lld over clamav_max_filesize %lld", size,
+			 c->max_filesize);
 		return on_limit(ctx, c, what);
 	}
 	struct scan_src src = {.ctx = ctx, .size = size + (long long)FROM_LEN};

@@ -61,6 +61,16 @@
  * the scan context, or, for messages issued before libclamav has set the
  * context up, through a thread-local pointer set around
  * cl_scanmap_callback() (a scan runs on one thread).
+ *
+ * Limits: libclamav scans the message as one file, so its file size limit
+ * (clamav_max_filesize) applies to the message itself: a larger message is
+ * not scanned at all, and libclamav answers CL_CLEAN, or, with the
+ * heuristic alerts on, CL_VIRUS without a virus name (the name,
+ * Heuristics.Limits.Exceeded.MaxFileSize, goes only to the virus-found
+ * callback). Both are a limit result (the plugin's limit action), never
+ * "clean" nor a virus: such a message is checked against the engine's limit
+ * before the scan, and an unnamed CL_VIRUS is a limit. Only a named
+ * signature is a virus.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -106,10 +116,11 @@ static struct engine_mgr *all;	/* every live manager, for the exit cleanup */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static cl_error_t init_rc;
 
-/* State of one scan, for the message callback. */
+/* State of one scan, for the message and virus-found callbacks. */
 struct scan_state {
 	unsigned errors, logged;
 	char first[200]; /* the first error message */
+	char alert[128]; /* the first name given to the virus-found callback */
 };
 #define MAX_LOGGED 3 /* libclamav messages logged per scan */
 static _Thread_local struct scan_state *cur_scan;
@@ -131,6 +142,18 @@ static void msg_cb(enum cl_msg severity, const char *fullmsg, const char *msg, v
 		return;
 	clamav_host->log(NULL, severity >= CL_MSG_ERROR ? LOG_ERR : LOG_WARNING, "clamav: libclamav: %.*s",
 			 (int)n, msg);
+}
+
+/* libclamav names what it found to this callback, also when its answer
+ * carries no name: a file over its size limit (the whole message, when it
+ * is over CL_ENGINE_MAX_FILESIZE) is CL_VIRUS with the virus name left
+ * NULL, the callback alone hearing "Heuristics.Limits.Exceeded.MaxFileSize". */
+static void virus_cb(int fd, const char *virname, void *context)
+{
+	(void)fd;
+	struct scan_state *st = context ? context : cur_scan;
+	if (st && virname && !st->alert[0])
+		snprintf(st->alert, sizeof(st->alert), "%s", virname);
 }
 
 static void do_cl_init(void)
@@ -193,6 +216,7 @@ static struct cl_engine *build_engine(const struct engine_settings *s, const cha
 		cl_engine_free(e);
 		return NULL;
 	}
+	cl_engine_set_clcb_virus_found(e, virus_cb);
 	unsigned sigs = 0;
 	unsigned opts =
 		CL_DB_STDOPT | (s->official_only ? CL_DB_OFFICIAL_ONLY : 0) | (s->pua ? CL_DB_PUA : 0);
@@ -646,6 +670,20 @@ enum scan_result engine_scan(struct engine_mgr *m, const struct scan_src *src, u
 		return SCAN_FAILED;
 	}
 
+	/* libclamav treats the whole message as one file: over its file size
+	 * limit it is not scanned at all (CL_CLEAN, or an unnamed CL_VIRUS
+	 * with the heuristic alerts on). That is a limit, never clean and
+	 * never a virus. The plugin checks clamav_max_filesize before; this is
+	 * the engine's own value (libclamav's default for 0, its clamping). */
+	int gerr = 0;
+	long long max_file = cl_engine_get_num(e, CL_ENGINE_MAX_FILESIZE, &gerr);
+	if (gerr == CL_SUCCESS && max_file > 0 && src->size > max_file) {
+		cl_engine_free(e);
+		snprintf(namebuf, namelen, "scanned size %lld over ClamAV's file size limit %lld", src->size,
+			 max_file);
+		return SCAN_LIMIT;
+	}
+
 	struct cl_scan_options opts;
 	memset(&opts, 0, sizeof(opts));
 	opts.parse = ~0u;
@@ -699,7 +737,17 @@ enum scan_result engine_scan(struct engine_mgr *m, const struct scan_src *src, u
 		namebuf[0] = 0;
 		break;
 	case CL_VIRUS:
-		snprintf(namebuf, namelen, "%s", virname ? virname : "unknown");
+		/* A signature always has a name; libclamav leaves the name out
+		 * only for a limit (the file size limit of the message itself),
+		 * named to the virus-found callback if at all. */
+		if (!virname || !*virname)
+			virname = st.alert[0] ? st.alert : NULL;
+		if (!virname) {
+			snprintf(namebuf, namelen, "Heuristics.Limits.Exceeded (unnamed ClamAV alert)");
+			res = SCAN_LIMIT;
+			break;
+		}
+		snprintf(namebuf, namelen, "%s", virname);
 		res = (strncmp(namebuf, "Heuristics.Encrypted", 20) == 0 ||
 		       strncmp(namebuf, "Heuristics.Limits.Exceeded", 26) == 0)
 			      ? SCAN_LIMIT

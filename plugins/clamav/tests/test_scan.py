@@ -7,7 +7,8 @@ Cases: EICAR as plain body, base64 attachment, quoted-printable with a soft
 break inside the string, in a zip, in a zip in a zip, in a tar.gz, in a
 forwarded message/rfc822; clamav-testfiles samples; clean controls; the
 virus actions (reject, discard, quarantine + siftctl quarantine list/show/
-delete/purge); over-size (pass with a note / tempfail / reject); database
+delete/purge); over-size (pass with a note / tempfail / reject), also over
+clamav_max_filesize (never a virus); database
 missing; clamd down, failover to a second server, clamd killed and
 restarted; fail_action = accept. Exit status 0 only if every check passed.
 """
@@ -234,6 +235,46 @@ def main():
         check(r.get('action') == 'accept' and any(re.match(r'X-Virus-Scanned: ClamAV [\d.]+ at', h)
                                                    for h in r.get('headers', [])),
               'under the limit: scanned', r['raw'])
+        # ClamAV sees the message as one file: a message over
+        # clamav_max_filesize is not scanned at all (libclamav answers an
+        # unnamed "virus" with alert_exceeds_max, "clean" without). A limit,
+        # as over clamav_max_size: clamav_limit_action, never a virus.
+        clean2k = cvlib.big_message(2000)
+        fs = ('clamav_max_filesize=1k',)
+        r = ctl.test(clean2k, fs)
+        check(r.get('action') == 'accept' and
+              any(re.search(r'\(not fully scanned: message size \d+ over clamav_max_filesize 1024\)$', h)
+                  for h in r.get('headers', [])) and 'virus found' not in r['raw'] and
+              'Blocked INFECTED' not in r['raw'] and 'CLAMAV_VIRUS' not in r['raw'],
+              'over max_filesize: pass with a note, not a virus', r['raw'])
+        check('clamav_max_size (26214400) is over clamav_max_filesize (1024): messages between the two '
+              'are not scanned' in r['raw'], 'max_size over max_filesize: warned at init', r['raw'])
+        r = ctl.test(clean2k, fs + ('clamav_alert_exceeds_max=no',))
+        check(r.get('action') == 'accept' and
+              any('not fully scanned: message size' in h for h in r.get('headers', [])),
+              'over max_filesize, alert_exceeds_max=no: the note, not the clean header', r['raw'])
+        r = ctl.test(clean2k, fs + ('clamav_limit_action=tempfail',))
+        check(r.get('action') == 'tempfail' and r.get('reply', '').startswith('452 4.3.1') and
+              'not fully scanned (message size' in r['raw'], 'over max_filesize: tempfail', r['raw'])
+        r = ctl.test(clean2k, fs + ('clamav_limit_action=reject',))
+        check(r.get('action') == 'reject' and
+              r.get('reply', '') == '554 5.7.1 Message could not be scanned for viruses' and
+              'Blocked INFECTED' not in r['raw'], 'over max_filesize: reject as a limit', r['raw'])
+        r = ctl.test(eicar, fs)
+        check(len(eicar) < 1024 and r.get('action') == 'reject' and cvlib.EICAR_NAME in r.get('reply', '') and
+              'not fully scanned' not in r['raw'],
+              'virus under max_filesize: still rejected', r['raw'])
+        # A message of exactly clamav_max_size = clamav_max_filesize (the
+        # defaults are equal): scanned whole, the From line the plugin puts
+        # in front for ClamAV does not count.
+        r = ctl.test(clean2k, ('clamav_max_size=1k',))
+        m = re.search(r'message size (\d+) over clamav_max_size', r['raw'])
+        n = m.group(1) if m else '0'
+        r = ctl.test(clean2k, ('clamav_max_size=' + n, 'clamav_max_filesize=' + n))
+        check(m is not None and r.get('action') == 'accept' and
+              any(re.match(r'X-Virus-Scanned: ClamAV [\d.]+ at \S+$', h) for h in r.get('headers', [])) and
+              'clamav_max_size (' not in r['raw'],
+              'message of exactly max_size = max_filesize: scanned', r['raw'])
         # A large spooled message with the virus at its end, far past what
         # libclamav keeps of its map at once: the scan reads it all from the
         # spool file, in pages.
