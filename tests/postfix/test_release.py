@@ -152,12 +152,15 @@ def main():
                 sendmail = None
                 try:
                     end = time.time() + 20
-                    while time.time() < end and not (os.path.exists(pidfile) and os.path.isdir(rdir) and
-                                                      os.listdir(rdir)):
+                    # the pid file whole (the shell creates it, then writes)
+                    while time.time() < end and not (os.path.exists(pidfile) and
+                                                      open(pidfile).read().endswith('\n') and
+                                                      os.path.isdir(rdir) and os.listdir(rdir)):
                         time.sleep(0.05)
                     if os.path.exists(pidfile):
                         with open(pidfile) as f:
-                            sendmail = int(f.read().split()[0])
+                            text = f.read().split()
+                            sendmail = int(text[0]) if text else None
                     tokens = os.listdir(rdir) if os.path.isdir(rdir) else []
                     check(sendmail is not None and len(tokens) == 1, '%s: its token exists then' % what, tokens)
                     p.send_signal(sig)
