@@ -23,7 +23,9 @@
  * overrides (dmarc_no_enforce_domains, dmarc_reject_action): reject (550
  * 5.7.1 naming the domain), quarantine (dmarc_quarantine_action: hold,
  * quarantine store or tag) or nothing. A DNS failure gives temperror and
- * never rejects (dmarc_temperror_action: none or tempfail).
+ * never rejects (dmarc_temperror_action: none or tempfail): in policy
+ * discovery, or, when nothing aligned passes, the temperror of an SPF or
+ * DKIM identifier that would have aligned (DKIM_TEMPFAIL, SPF_TEMPERROR).
  *
  * The whole evaluation of a message is kept in the message state (struct
  * dmarc_eval, see dmarcrec.h): everything an aggregate report row needs.
@@ -94,7 +96,8 @@ static const struct sift_param params[] = {
 	{"reject_action", SIFT_P_ENUM, "reject", 0, 0, OFF(reject_action), "reject|quarantine|tag",
 	 "a failing message under p=reject: refuse it (550 5.7.1), quarantine it, or tag only"},
 	{"temperror_action", SIFT_P_ENUM, "none", 0, 0, OFF(temperror_action), "none|tempfail",
-	 "a DNS failure during policy discovery: no action, or tempfail (451 4.7.1)"},
+	 "temperror (a DNS failure in policy discovery or of an aligned identifier): no action, or "
+	 "tempfail (451 4.7.1)"},
 	{"bad_from_action", SIFT_P_ENUM, "none", 0, 0, OFF(bad_from_action), "none|reject",
 	 "mail without a From address or with several From domains: permerror only, or reject"},
 	{"no_enforce_domains", SIFT_P_MAP, "", 0, 0, OFF(no_enforce), NULL,
@@ -346,9 +349,11 @@ static void auth_inputs(struct sift_ctx *ctx, struct dmarc_eval *e)
 				if (strcasecmp(name + 4, dmarc_spf_names[k]) == 0)
 					e->spf.result = k;
 		} else if (strcasecmp(name, "DKIM_VALID") == 0)
-			add_dkim(e, opt, 1);
-		else if (strcasecmp(name, "DKIM_INVALID") == 0 || strcasecmp(name, "DKIM_TEMPFAIL") == 0)
-			add_dkim(e, opt, 0);
+			add_dkim(e, opt, DMARC_DKIM_PASS);
+		else if (strcasecmp(name, "DKIM_INVALID") == 0)
+			add_dkim(e, opt, DMARC_DKIM_FAIL);
+		else if (strcasecmp(name, "DKIM_TEMPFAIL") == 0)
+			add_dkim(e, opt, DMARC_DKIM_TEMPERROR);
 	}
 	/* The domain SPF checked: MAIL FROM's, or HELO's for the null sender
 	 * (RFC 7208 2.4). */
@@ -395,6 +400,8 @@ static void auth_results(struct sift_ctx *ctx, const struct dm_conf *c, const st
 		id = "localhost";
 	char v[1024];
 	int k = snprintf(v, sizeof(v), "dmarc=%s", dmarc_result_names[e->result]);
+	if (!*note && e->have_record && e->reason)
+		note = e->reason; /* an identifier's temperror */
 	if (e->have_record) {
 		char p[16], sp[16], dis[16];
 		upcase(p, sizeof(p), dmarc_policy_names[e->rec.p]);
@@ -494,8 +501,9 @@ static enum sift_verdict act(struct sift_ctx *ctx, const struct dm_conf *c, cons
 		return SIFT_REJECT;
 	}
 	if (e->result == DMARC_R_TEMPERROR && c->temperror_action == TA_TEMPFAIL) {
-		snprintf(text, sizeof(text), "DMARC policy of %s cannot be read now, try again later",
-			 e->from_domain);
+		snprintf(text, sizeof(text), "%s %s cannot be %s now, try again later",
+			 e->have_record ? "DMARC authentication of" : "DMARC policy of", e->from_domain,
+			 e->have_record ? "checked" : "read");
 		host->reply(ctx, "451", "4.7.1", text);
 		return SIFT_TEMPFAIL;
 	}
@@ -534,7 +542,7 @@ static void log_eval(struct sift_ctx *ctx, const struct dmarc_eval *e)
 	size_t k = 0;
 	for (size_t i = 0; i < e->ndkim && k < sizeof(dk); i++) {
 		int w = snprintf(dk + k, sizeof(dk) - k, "%s%s:%s%s", i ? "," : "", e->dkim[i].domain,
-				 e->dkim[i].result ? "pass" : "fail", e->dkim[i].aligned ? ":aligned" : "");
+				 dmarc_dkim_names[e->dkim[i].result], e->dkim[i].aligned ? ":aligned" : "");
 		if (w < 0)
 			break;
 		k += (size_t)w;

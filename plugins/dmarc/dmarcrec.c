@@ -22,6 +22,7 @@
 
 const char *const dmarc_result_names[DMARC_R_MAX] = {"none", "pass", "fail", "temperror", "permerror"};
 const char *const dmarc_policy_names[3] = {"none", "quarantine", "reject"};
+const char *const dmarc_dkim_names[DMARC_DKIM_MAX] = {"fail", "pass", "temperror"};
 const char *const dmarc_override_names[4] = {"", "sampled_out", "local_policy", "site_policy"};
 const char *const dmarc_spf_names[DMARC_SPF_MAX] = {"none",	"neutral",   "pass",	 "fail",
 						    "softfail", "temperror", "permerror"};
@@ -293,7 +294,7 @@ void dmarc_evaluate(struct dmarc_eval *e, int sample, dmarc_orgdomain_fn org, vo
 	if (e->from_domain[0]) {
 		for (size_t i = 0; i < e->ndkim && i < DMARC_MAX_DKIM; i++) {
 			struct dmarc_auth *d = &e->dkim[i];
-			d->aligned = d->result == 1 &&
+			d->aligned = d->result == DMARC_DKIM_PASS &&
 				     dmarc_aligned(d->domain, e->from_domain,
 						   e->have_record && r->adkim_strict, org, org_arg);
 			e->dkim_aligned |= d->aligned;
@@ -315,7 +316,21 @@ void dmarc_evaluate(struct dmarc_eval *e, int sample, dmarc_orgdomain_fn org, vo
 	e->policy = e->record_at_org ? r->sp : r->p;
 	e->result = e->dkim_aligned || e->spf_aligned ? DMARC_R_PASS : DMARC_R_FAIL;
 	e->reason = NULL;
-	if (e->result == DMARC_R_PASS || e->policy == DMARC_P_NONE)
+	/* No aligned pass, but an identifier that would have aligned could not
+	 * be checked (a DKIM key or SPF lookup failed temporarily): its result
+	 * is unknown, so is DMARC's; temperror, never fail (DMARCbis). */
+	if (e->result == DMARC_R_FAIL) {
+		for (size_t i = 0; i < e->ndkim && i < DMARC_MAX_DKIM && !e->reason; i++)
+			if (e->dkim[i].result == DMARC_DKIM_TEMPERROR &&
+			    dmarc_aligned(e->dkim[i].domain, e->from_domain, r->adkim_strict, org, org_arg))
+				e->reason = "aligned DKIM temperror";
+		if (!e->reason && e->spf.result == DMARC_SPF_TEMPERROR && e->spf.domain[0] &&
+		    dmarc_aligned(e->spf.domain, e->from_domain, r->aspf_strict, org, org_arg))
+			e->reason = "aligned SPF temperror";
+		if (e->reason)
+			e->result = DMARC_R_TEMPERROR;
+	}
+	if (e->result != DMARC_R_FAIL || e->policy == DMARC_P_NONE)
 		return;
 	e->disposition = e->policy;
 	/* pct: a message left out of the sample gets the next milder policy

@@ -59,7 +59,8 @@ enum dmarc_result {
 	DMARC_R_NONE = 0, /* no policy published (or several records) */
 	DMARC_R_PASS,
 	DMARC_R_FAIL,
-	DMARC_R_TEMPERROR, /* a DNS lookup failed temporarily */
+	DMARC_R_TEMPERROR, /* a DNS lookup failed temporarily: the policy's, or, with no
+			      aligned pass, an identifier's that would have aligned */
 	DMARC_R_PERMERROR, /* unusable record, or no/several From domains */
 	DMARC_R_MAX
 };
@@ -89,10 +90,15 @@ enum dmarc_spf {
 };
 extern const char *const dmarc_spf_names[DMARC_SPF_MAX];
 
+/* DKIM results of one signature, from the dkim plugin's DKIM_VALID,
+ * DKIM_INVALID and DKIM_TEMPFAIL (a key lookup that failed temporarily). */
+enum dmarc_dkim { DMARC_DKIM_FAIL = 0, DMARC_DKIM_PASS = 1, DMARC_DKIM_TEMPERROR = 2, DMARC_DKIM_MAX };
+extern const char *const dmarc_dkim_names[DMARC_DKIM_MAX]; /* "fail", "pass", "temperror" */
+
 struct dmarc_auth {
 	char domain[DMARC_DOMAIN_MAX];
-	int result; /* DKIM: 1 pass, 0 anything else; SPF: enum dmarc_spf */
-	bool aligned;
+	int result;   /* DKIM: enum dmarc_dkim; SPF: enum dmarc_spf */
+	bool aligned; /* a pass whose domain aligns with the From domain */
 };
 
 /* The organizational domain of `domain` into out (lower case); returns
@@ -129,9 +135,12 @@ bool dmarc_aligned(const char *auth_domain, const char *from_domain, bool strict
 
 /* Computes alignment, the result and the policy from the inputs (with
  * have_record, rec and record_at_org set, or result preset to TEMPERROR /
- * PERMERROR / NONE by discovery, which is kept). sample is a number in
- * 0..99 for pct=; disposition is the policy or the pct downgrade (local
- * overrides are the caller's). */
+ * PERMERROR / NONE by discovery, which is kept). An aligned pass gives
+ * pass; else an SPF or DKIM temperror whose domain would have aligned gives
+ * temperror (DMARCbis: the identifier's result is unknown, so is DMARC's),
+ * with no disposition; else fail. sample is a number in 0..99 for pct=;
+ * disposition is the policy or the pct downgrade (local overrides are the
+ * caller's). */
 void dmarc_evaluate(struct dmarc_eval *e, int sample, dmarc_orgdomain_fn org, void *org_arg);
 
 #endif

@@ -150,7 +150,7 @@ bool dmarc_report_row(const struct dmarc_eval *e, const char *client_ip, const c
 	field(&b, dmarc_spf_names[e->spf.result], false);
 	for (size_t i = 0; i < e->ndkim; i++)
 		dbuf_printf(&b, "%s%s:%s", i ? "," : "", e->dkim[i].domain,
-			    e->dkim[i].result ? "pass" : "fail");
+			    dmarc_dkim_names[e->dkim[i].result]);
 	bool ok = b.s && b.len < n;
 	if (ok)
 		memcpy(out, b.s, b.len + 1);

@@ -312,7 +312,8 @@ static int tool_report(const struct sift_host *host, void *conf, int argc, char 
 
 /* ---- check ------------------------------------------------------------------ */
 
-/* RESULT:DOMAIN into a; the result is an SPF one (spf) or pass/fail. */
+/* RESULT:DOMAIN into a; the result is an SPF one (spf) or a DKIM one (pass,
+ * temperror, anything else a failure). */
 static bool parse_auth(const char *arg, bool spf, struct dmarc_auth *a)
 {
 	const char *colon = strchr(arg, ':');
@@ -325,9 +326,11 @@ static bool parse_auth(const char *arg, bool spf, struct dmarc_auth *a)
 			return true;
 		}
 	if (!spf && (n == 4 && strncasecmp(arg, "pass", 4) == 0))
-		a->result = 1;
+		a->result = DMARC_DKIM_PASS;
+	else if (!spf && (n == 9 && strncasecmp(arg, "temperror", 9) == 0))
+		a->result = DMARC_DKIM_TEMPERROR;
 	else if (!spf && n > 0)
-		a->result = 0;
+		a->result = DMARC_DKIM_FAIL;
 	else
 		return false;
 	return true;
@@ -357,7 +360,7 @@ static void print_check(const struct dmarc_eval *e)
 	printf("spf: %s %s%s\n", dmarc_spf_names[e->spf.result], e->spf.domain[0] ? e->spf.domain : "-",
 	       e->spf.aligned ? " aligned" : "");
 	for (size_t i = 0; i < e->ndkim; i++)
-		printf("dkim: %s %s%s\n", e->dkim[i].result ? "pass" : "fail", e->dkim[i].domain,
+		printf("dkim: %s %s%s\n", dmarc_dkim_names[e->dkim[i].result], e->dkim[i].domain,
 		       e->dkim[i].aligned ? " aligned" : "");
 	if (!e->ndkim)
 		printf("dkim: none\n");

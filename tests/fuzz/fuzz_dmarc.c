@@ -6,7 +6,7 @@
  *     RECORD
  *     FROM-DOMAIN
  *     SPF-RESULT SPF-DOMAIN        (a number 0..6 for enum dmarc_spf)
- *     [+|-]DKIM-DOMAIN ...         (one per line: + pass, - fail)
+ *     [+|-|~]DKIM-DOMAIN ...       (one per line: + pass, - fail, ~ temperror)
  * Missing lines are empty. The record is parsed (checked: a record that
  * does not start with v=DMARC1 is never taken, policies and pct in range,
  * rua/ruf/fo NUL-terminated within their buffers), then the message is
@@ -60,7 +60,7 @@ static void check_eval(const struct dmarc_eval *e)
 {
 	bool any = false;
 	for (size_t i = 0; i < e->ndkim; i++) {
-		if (e->dkim[i].aligned && e->dkim[i].result != 1)
+		if (e->dkim[i].aligned && e->dkim[i].result != DMARC_DKIM_PASS)
 			abort();
 		any |= e->dkim[i].aligned;
 	}
@@ -71,7 +71,7 @@ static void check_eval(const struct dmarc_eval *e)
 		abort();
 	if (e->have_record && (e->result == DMARC_R_PASS) != any)
 		abort();
-	if (e->result == DMARC_R_PASS && e->disposition != DMARC_P_NONE)
+	if ((e->result == DMARC_R_PASS || e->result == DMARC_R_TEMPERROR) && e->disposition != DMARC_P_NONE)
 		abort();
 	if (e->disposition > e->policy || (e->override && e->disposition == e->policy))
 		abort();
@@ -116,9 +116,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (pos < size && e.ndkim < DMARC_MAX_DKIM) {
 		next_line(s, size, &pos, line, sizeof(line));
 		struct dmarc_auth *a = &e.dkim[e.ndkim++];
-		a->result = line[0] == '+';
+		a->result = line[0] == '+'   ? DMARC_DKIM_PASS
+			    : line[0] == '~' ? DMARC_DKIM_TEMPERROR
+					     : DMARC_DKIM_FAIL;
 		snprintf(a->domain, sizeof(a->domain), "%.255s",
-			 line[0] == '+' || line[0] == '-' ? line + 1 : line);
+			 line[0] == '+' || line[0] == '-' || line[0] == '~' ? line + 1 : line);
 	}
 	struct dmarc_eval copy = e;
 	for (int at_org = 0; at_org < 2; at_org++)

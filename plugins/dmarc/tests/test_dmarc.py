@@ -17,6 +17,9 @@ with sp=; pct=0 downgrades reject to quarantine; quarantine as hold, tag
 and the quarantine store; p=none gives DMARC_SOFTFAIL and no action; no
 record, several records, an invalid record; a dead DNS zone gives
 temperror and never rejects (tempfail only with dmarc_temperror_action);
+so does an aligned DKIM signature whose key lookup times out or gets
+SERVFAIL, or an aligned SPF temperror, when nothing aligned passes (an
+aligned pass still passes);
 no From and several From domains (permerror; rejected with
 dmarc_bad_from_action = reject); dmarc_no_enforce_domains and
 dmarc_reject_action overrides; a missing Public Suffix List refuses to
@@ -72,8 +75,9 @@ def message(frm, extra=()):
     return ('\r\n'.join(h) + '\r\n\r\nHello.\r\n').encode()
 
 
-def sign(env, data, domain):
+def sign(env, data, domain, selector=None):
     sel, key = env.keys[domain]
+    sel = selector or sel
     sig = dkim.sign(data, sel.encode(), domain.encode(), key, include_headers=[b'from', b'to', b'subject'])
     return sig.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n') + data
 
@@ -129,6 +133,10 @@ def zones(env):
             txt('_dmarc.bad.test', 'v=DMARC1; p=bogus'),
             txt('_dmarc.mixed.test', 'v=spf1 -all'),
             {"name": "_dmarc.dead.test", "type": "TIMEOUT"},
+            # DKIM keys and an SPF record that cannot be had now
+            {"name": "tmo._domainkey.reject.test", "type": "TIMEOUT"},
+            {"name": "sf._domainkey.reject.test", "type": "SERVFAIL"},
+            {"name": "spftmp.reject.test", "type": "TIMEOUT"},
             txt('nothing.test', 'v=spf1 -all')]
     for d in ('reject.test', 'mail.reject.test', 'strict.test', 'mail.strict.test', 'sub.example.co.uk'):
         recs.append(env.genkey(d))
@@ -232,6 +240,37 @@ def check_tool(env):
     check(r['rc'] == 2, 'siftctl dmarc check: a bad option refused', r['out'])
 
 
+def identifier_temperror(env):
+    """An aligned identifier that could not be checked (DKIM key lookup
+    timed out or SERVFAIL, SPF temperror) with nothing aligned passing:
+    dmarc=temperror, never a 550; tempfail with dmarc_temperror_action."""
+    temp_ar = 'dmarc=temperror (p=REJECT sp=REJECT dis=NONE; aligned DKIM temperror) header.from=reject.test'
+    for sel, what in (('tmo', 'timed out'), ('sf', 'SERVFAIL')):
+        data = sign(env, message('alice@reject.test'), 'reject.test', sel)
+        r = run(env, data, 'bounce@other.test')
+        expect(r, 'aligned DKIM key lookup %s, unaligned SPF pass' % what, 'accept', 'DMARC_TEMPERROR', temp_ar)
+        r = run(env, data, 'bounce@other.test', ['dmarc_temperror_action=tempfail'])
+        expect(r, 'aligned DKIM key lookup %s, temperror_action=tempfail' % what, 'tempfail', 'DMARC_TEMPERROR',
+               temp_ar, '451 4.7.1')
+    r = run(env, message('alice@reject.test'), 'bounce@spftmp.reject.test', ['spf_temperror_action=prepend'])
+    check(('SPF_TEMPERROR', 'check') in [(x['name'], x.get('option')) for x in r.get('symbols') or []],
+          'SPF temperror for spftmp.reject.test', r.get('symbols'))
+    expect(r, 'aligned SPF temperror', 'accept', 'DMARC_TEMPERROR',
+           'dmarc=temperror (p=REJECT sp=REJECT dis=NONE; aligned SPF temperror) header.from=reject.test')
+    # an aligned pass wins over another identifier's temperror
+    data = sign(env, sign(env, message('alice@reject.test'), 'reject.test', 'tmo'), 'mail.reject.test')
+    r = run(env, data, 'bounce@other.test')
+    expect(r, 'aligned DKIM pass and an aligned DKIM temperror', 'accept', 'DMARC_PASS',
+           'dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test')
+    r = run(env, sign(env, message('alice@reject.test'), 'reject.test', 'tmo'), 'bounce@mail.reject.test')
+    expect(r, 'aligned SPF pass and an aligned DKIM temperror', 'accept', 'DMARC_PASS',
+           'dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test')
+    # siftctl dmarc check: a DKIM temperror given
+    r = dmarc_check(env, message('alice@reject.test'), '--dkim', 'temperror:reject.test', '--spf', 'pass:other.test')
+    check(r['rc'] == 0 and r.get('dmarc') == 'temperror' and r.get('disposition') == 'none'
+          and 'dkim: temperror reject.test' in r['out'], 'siftctl dmarc check --dkim temperror:', r['out'])
+
+
 def tests(env):
     # p=reject, SPF passes for an unaligned domain, no DKIM: refused
     r = run(env, message('Alice <alice@reject.test>'), 'bounce@other.test')
@@ -315,6 +354,8 @@ def tests(env):
     r = run(env, message('a@dead.test'), 'bounce@other.test', ['dmarc_temperror_action=tempfail'])
     expect(r, 'dead DNS zone, temperror_action=tempfail', 'tempfail', 'DMARC_TEMPERROR',
            'dmarc=temperror (DNS lookup failed) header.from=dead.test', '451 4.7.1')
+
+    identifier_temperror(env)
 
     # From problems (RFC 7489 6.6.1)
     r = run(env, message(None), 'bounce@other.test')

@@ -9,7 +9,9 @@
  * - alignment: relaxed (same organizational domain) and strict (same
  *   domain), with a small suffix table standing in for the PSL;
  * - evaluation: pass by DKIM or SPF alignment, fail, p vs sp (record at the
- *   organizational domain), pct sampling, results kept from discovery.
+ *   organizational domain), pct sampling, results kept from discovery;
+ * - an SPF or DKIM temperror that would have aligned: temperror with no
+ *   disposition when nothing aligned passes, never fail.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -213,10 +215,76 @@ static void test_eval(void)
 	CHECK_INT(e.disposition, DMARC_P_NONE);
 }
 
+/* An identifier's temperror: temperror when it would have aligned and
+ * nothing aligned passes; never fail, never a disposition. */
+static void test_temperror(void)
+{
+	struct dmarc_eval e;
+	/* an aligned DKIM key lookup that failed, an unaligned SPF pass */
+	setup(&e, "example.com", "v=DMARC1; p=reject", false);
+	dkim(&e, "example.com", DMARC_DKIM_TEMPERROR);
+	snprintf(e.spf.domain, sizeof(e.spf.domain), "other.org");
+	e.spf.result = DMARC_SPF_PASS;
+	dmarc_evaluate(&e, 0, org, NULL);
+	CHECK_INT(e.result, DMARC_R_TEMPERROR);
+	CHECK_INT(e.disposition, DMARC_P_NONE);
+	CHECK_INT(e.policy, DMARC_P_REJECT);
+	CHECK(!e.dkim_aligned && !e.dkim[0].aligned);
+	/* relaxed: a subdomain's signature would have aligned */
+	setup(&e, "example.com", "v=DMARC1; p=quarantine", false);
+	dkim(&e, "mail.example.com", DMARC_DKIM_TEMPERROR);
+	dmarc_evaluate(&e, 0, org, NULL);
+	CHECK_INT(e.result, DMARC_R_TEMPERROR);
+	CHECK_INT(e.disposition, DMARC_P_NONE);
+	/* strict: it would not have, so fail */
+	setup(&e, "example.com", "v=DMARC1; p=reject; adkim=s", false);
+	dkim(&e, "mail.example.com", DMARC_DKIM_TEMPERROR);
+	dmarc_evaluate(&e, 0, org, NULL);
+	CHECK_INT(e.result, DMARC_R_FAIL);
+	CHECK_INT(e.disposition, DMARC_P_REJECT);
+	/* an unaligned identifier's temperror: fail */
+	setup(&e, "example.com", "v=DMARC1; p=reject", false);
+	dkim(&e, "other.org", DMARC_DKIM_TEMPERROR);
+	snprintf(e.spf.domain, sizeof(e.spf.domain), "other.org");
+	e.spf.result = DMARC_SPF_TEMPERROR;
+	dmarc_evaluate(&e, 0, org, NULL);
+	CHECK_INT(e.result, DMARC_R_FAIL);
+	CHECK_INT(e.disposition, DMARC_P_REJECT);
+	/* an aligned SPF temperror; strict aspf refuses a subdomain's */
+	setup(&e, "example.com", "v=DMARC1; p=reject", false);
+	dkim(&e, "example.com", DMARC_DKIM_FAIL);
+	snprintf(e.spf.domain, sizeof(e.spf.domain), "bounce.example.com");
+	e.spf.result = DMARC_SPF_TEMPERROR;
+	dmarc_evaluate(&e, 0, org, NULL);
+	CHECK_INT(e.result, DMARC_R_TEMPERROR);
+	CHECK_INT(e.disposition, DMARC_P_NONE);
+	e.rec.aspf_strict = true;
+	dmarc_evaluate(&e, 0, org, NULL);
+	CHECK_INT(e.result, DMARC_R_FAIL);
+	/* an aligned pass wins over another identifier's temperror */
+	setup(&e, "example.com", "v=DMARC1; p=reject", false);
+	dkim(&e, "example.com", DMARC_DKIM_TEMPERROR);
+	dkim(&e, "mail.example.com", DMARC_DKIM_PASS);
+	dmarc_evaluate(&e, 0, org, NULL);
+	CHECK_INT(e.result, DMARC_R_PASS);
+	setup(&e, "example.com", "v=DMARC1; p=reject", false);
+	dkim(&e, "example.com", DMARC_DKIM_TEMPERROR);
+	snprintf(e.spf.domain, sizeof(e.spf.domain), "example.com");
+	e.spf.result = DMARC_SPF_PASS;
+	dmarc_evaluate(&e, 0, org, NULL);
+	CHECK_INT(e.result, DMARC_R_PASS);
+	/* no record: none, whatever the identifiers */
+	setup(&e, "example.com", NULL, false);
+	dkim(&e, "example.com", DMARC_DKIM_TEMPERROR);
+	dmarc_evaluate(&e, 0, org, NULL);
+	CHECK_INT(e.result, DMARC_R_NONE);
+}
+
 int main(void)
 {
 	test_records();
 	test_alignment();
 	test_eval();
+	test_temperror();
 	return t_done();
 }
