@@ -3,9 +3,11 @@
  * profile, at end of message, after the spf and dkim plugins.
  *
  * The author domain is the RFC5322.From domain, read with the host's one
- * address parser (host->addrlist_parse) from every From field; no From
- * address, or several different From domains (6.6.1), give permerror, and
- * dmarc_bad_from_action decides whether such mail is refused. The policy
+ * address parser (host->addrlist_parse) from the From field; a bad From (no
+ * From address, several From fields, a field the parser rejects, a domain
+ * that is not a DNS name, several different From domains: 6.6.1) gives
+ * permerror, and dmarc_bad_from_action decides whether such mail is
+ * refused. The policy
  * record is looked up at _dmarc.<From domain>, then (when there is none) at
  * _dmarc.<organizational domain>; the organizational domain comes from the
  * Public Suffix List (libpsl, dmarc_public_suffix_list). Records are parsed
@@ -99,7 +101,8 @@ static const struct sift_param params[] = {
 	 "temperror (a DNS failure in policy discovery or of an aligned identifier): no action, or "
 	 "tempfail (451 4.7.1)"},
 	{"bad_from_action", SIFT_P_ENUM, "none", 0, 0, OFF(bad_from_action), "none|reject",
-	 "mail without a From address or with several From domains: permerror only, or reject"},
+	 "a bad From (none, several From fields or domains, malformed, not a DNS name): permerror only, or "
+	 "reject"},
 	{"no_enforce_domains", SIFT_P_MAP, "", 0, 0, OFF(no_enforce), NULL,
 	 "From or organizational domains whose policy is evaluated and reported but not enforced"},
 	{"reject_text", SIFT_P_STRING, "Message rejected: DMARC policy of %s", 0, 0, OFF(reject_text), NULL,
@@ -134,7 +137,7 @@ static const struct sift_param params[] = {
 	{"score_temperror", SIFT_P_STRING, "0", 0, 0, OFF(score_text[S_TEMPERROR]), NULL,
 	 "score of DMARC_TEMPERROR"},
 	{"score_permerror", SIFT_P_STRING, "0.5", 0, 0, OFF(score_text[S_PERMERROR]), NULL,
-	 "score of DMARC_PERMERROR (unusable record, no or several From domains)"},
+	 "score of DMARC_PERMERROR (unusable record, bad From)"},
 	SIFT_PARAM_END,
 };
 #undef OFF
@@ -204,37 +207,48 @@ static bool orgdomain(void *arg, const char *domain, char *out, size_t n)
 
 /* ---- the From domain ------------------------------------------------------ */
 
-/* Sets e->from_domain, or e->result = PERMERROR with a reason. */
+/* Sets e->from_domain, or e->result = PERMERROR with a reason (a bad From,
+ * RFC 7489 6.6.1): no From field, several From fields, a From field the
+ * address parser rejects, a mailbox whose domain is not a DNS name, no
+ * mailbox, or mailboxes of several domains. A bad part is never
+ * passed over for a good one: the domain evaluated must be the one every
+ * reader of the message sees. */
 static void from_domain(struct sift_ctx *ctx, struct dmarc_eval *e)
 {
 	size_t nh = host->header_count(ctx);
-	bool any = false, several = false, bad = false;
+	size_t fields = 0;
+	bool several = false, malformed = false, bad = false, empty = false;
 	for (size_t i = 0; i < nh; i++) {
 		const struct sift_header *h = host->header(ctx, i);
 		if (!h || strcasecmp(h->name, "From") != 0)
 			continue;
+		fields++;
 		struct sift_addrs *a = host->addrlist_parse(h->value);
+		if (!a || a->error)
+			malformed = true;
+		else if (a->count == 0)
+			empty = true; /* valid, no mailbox: an empty field or group */
 		for (size_t k = 0; a && k < a->count; k++) {
 			char d[DMARC_DOMAIN_MAX];
-			if (!dmarc_domain_norm(a->mb[k].domain, d, sizeof(d))) {
+			if (!dmarc_domain_norm(a->mb[k].domain, d, sizeof(d)))
 				bad = true;
-				continue;
-			}
-			if (!any)
+			else if (!e->from_domain[0])
 				snprintf(e->from_domain, sizeof(e->from_domain), "%s", d);
 			else if (strcmp(d, e->from_domain) != 0)
 				several = true;
-			any = true;
 		}
 		free(a);
 	}
-	if (several || !any) {
+	const char *why = fields > 1		 ? "several From fields"
+			  : malformed		 ? "malformed From field"
+			  : bad			 ? "From domain is not a DNS name"
+			  : fields == 0 || empty ? "no From address"
+			  : several		 ? "several From domains"
+						 : NULL;
+	if (why) {
 		e->result = DMARC_R_PERMERROR;
-		e->reason = several ? "several From domains"
-			    : bad   ? "From domain is not a DNS name"
-				    : "no From address";
-		if (several)
-			e->from_domain[0] = 0;
+		e->reason = why;
+		e->from_domain[0] = 0;
 	}
 }
 

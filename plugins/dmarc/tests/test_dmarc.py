@@ -20,8 +20,10 @@ temperror and never rejects (tempfail only with dmarc_temperror_action);
 so does an aligned DKIM signature whose key lookup times out or gets
 SERVFAIL, or an aligned SPF temperror, when nothing aligned passes (an
 aligned pass still passes);
-no From and several From domains (permerror; rejected with
-dmarc_bad_from_action = reject); dmarc_no_enforce_domains and
+no From, several From fields (even of one domain), several From
+domains, a malformed From field or a domain literal, also next to a valid
+mailbox of another domain (permerror, never that domain's evaluation;
+rejected with dmarc_bad_from_action = reject); dmarc_no_enforce_domains and
 dmarc_reject_action overrides; a missing Public Suffix List refuses to
 start. Prints "N passed, N failed".
 """
@@ -271,6 +273,34 @@ def identifier_temperror(env):
           and 'dkim: temperror reject.test' in r['out'], 'siftctl dmarc check --dkim temperror:', r['out'])
 
 
+def bad_from(env):
+    """A bad From part is never passed over for a good one: a From field
+    the parser rejects, or a mailbox whose domain is not a DNS name, next
+    to a valid mailbox of another domain (whose SPF passes) make the whole
+    From bad; so do two From fields, even of one domain. permerror, not
+    the other domain's evaluation; refused with dmarc_bad_from_action."""
+    cases = [
+        (['PayPal <alice@reject.test> x', 'x@other.test'], 'several From fields'),
+        (['alice@reject.test (Alice', 'x@other.test'], 'several From fields'),
+        (['x@other.test', 'PayPal <alice@reject.test> x'], 'several From fields'),
+        (['alice@reject.test', 'alice@reject.test'], 'several From fields'),
+        (['alice@[192.0.2.1], x@other.test'], 'From domain is not a DNS name'),
+        (['x@other.test, alice@[192.0.2.1]'], 'From domain is not a DNS name'),
+        (['PayPal <alice@reject.test> x'], 'malformed From field'),
+        (['alice@reject.test (Alice'], 'malformed From field'),
+        (['x@other.test x@reject.test'], 'malformed From field'),
+        (['undisclosed-senders:;'], 'no From address'),
+    ]
+    for froms, reason in cases:
+        data = message(froms[0], ['From: ' + f for f in froms[1:]])
+        what = 'From %s' % ' + '.join(repr(f) for f in froms)
+        r = run(env, data, 'bounce@other.test')
+        expect(r, what, 'accept', 'DMARC_PERMERROR', 'dmarc=permerror (%s)' % reason)
+        r = run(env, data, 'bounce@other.test', ['dmarc_bad_from_action=reject'])
+        expect(r, what + ', bad_from_action=reject', 'reject', 'DMARC_PERMERROR', 'dmarc=permerror (%s)' % reason,
+               '550 5.7.1')
+
+
 def tests(env):
     # p=reject, SPF passes for an unaligned domain, no DKIM: refused
     r = run(env, message('Alice <alice@reject.test>'), 'bounce@other.test')
@@ -365,11 +395,13 @@ def tests(env):
     r = run(env, message('a@reject.test', ['From: b@other.test']), 'bounce@other.test',
             ['dmarc_bad_from_action=reject'])
     expect(r, 'two From fields, bad_from_action=reject', 'reject', 'DMARC_PERMERROR',
-           'dmarc=permerror (several From domains)', '550 5.7.1')
+           'dmarc=permerror (several From fields)', '550 5.7.1')
     r = run(env, message('a@reject.test, b@Reject.test'), 'bounce@mail.reject.test',
             ['dmarc_bad_from_action=reject'])
     expect(r, 'several From addresses of one domain', 'accept', 'DMARC_PASS',
            'dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test')
+
+    bad_from(env)
 
     # local overrides
     with open(env.path('noenforce'), 'w') as f:
