@@ -480,29 +480,39 @@ static bool arc_override(struct sift_ctx *ctx, const struct dm_conf *c, struct d
 }
 
 /* Local overrides: the From or organizational domain in
- * dmarc_no_enforce_domains; then dmarc_reject_action. */
-static void overrides(struct sift_ctx *ctx, const struct dm_conf *c, struct dmarc_eval *e)
+ * dmarc_no_enforce_domains; then dmarc_reject_action. Returns -1 when a
+ * dmarc_no_enforce_domains lookup failed (and the other key did not hit)
+ * while the disposition left is reject or quarantine: whether the domain is
+ * exempt is unknown, so the caller answers with an internal error
+ * (dmarc_error_action, a temporary failure by default), as a failed map
+ * lookup must (lib/map_idx.c), not with a disposition the message may not
+ * deserve. */
+static int overrides(struct sift_ctx *ctx, const struct dm_conf *c, struct dmarc_eval *e)
 {
 	if (e->disposition == DMARC_P_NONE)
-		return;
+		return 0;
+	bool failed = false;
 	const char *keys[2] = {e->from_domain, e->org_domain};
 	for (int i = 0; c->no_enforce && i < 2; i++) {
 		char *v = NULL;
 		int rc = host->map_lookup(c->no_enforce, keys[i], &v);
 		bool hit = rc == 1 && v && strcasecmp(v, "no") != 0 && strcasecmp(v, "DUNNO") != 0;
 		free(v);
-		if (rc < 0)
+		if (rc < 0) {
 			host->log(ctx, LOG_WARNING, "dmarc_no_enforce_domains lookup failed for %s", keys[i]);
+			failed = true;
+		}
 		if (hit) {
 			e->disposition = DMARC_P_NONE;
 			e->override = DMARC_O_LOCAL_POLICY;
-			return;
+			return 0;
 		}
 	}
 	if (e->disposition == DMARC_P_REJECT && c->reject_action != RA_REJECT) {
 		e->disposition = c->reject_action == RA_QUARANTINE ? DMARC_P_QUARANTINE : DMARC_P_NONE;
 		e->override = DMARC_O_SITE_ACTION;
 	}
+	return failed && (e->disposition == DMARC_P_REJECT || e->disposition == DMARC_P_QUARANTINE) ? -1 : 0;
 }
 
 static enum sift_verdict act(struct sift_ctx *ctx, const struct dm_conf *c, const struct dmarc_eval *e)
@@ -619,8 +629,16 @@ static enum sift_verdict dm_eom(struct sift_ctx *ctx)
 	dmarc_evaluate(e, (int)arc4random_uniform(100), orgdomain, (void *)c);
 	char note[400] = "";
 	arc_override(ctx, c, e, note, sizeof(note));
-	overrides(ctx, c, e);
+	int ov = overrides(ctx, c, e);
 	log_eval(ctx, e);
+	if (ov < 0 && !dmarc_check_hook) {
+		/* Not a reject or quarantine on a guess, and no symbol, header
+		 * or report row: the message comes again. */
+		host->log(ctx, LOG_WARNING,
+			  "dmarc_no_enforce_domains cannot be read: the %s of %s not applied",
+			  dmarc_policy_names[e->disposition], e->from_domain);
+		return SIFT_ERROR;
+	}
 	if (dmarc_check_hook) {
 		dmarc_check_hook->eval = *e;
 		dmarc_check_hook->ran = true;

@@ -24,7 +24,9 @@ no From, several From fields (even of one domain), several From
 domains, a malformed From field or a domain literal, also next to a valid
 mailbox of another domain (permerror, never that domain's evaluation;
 rejected with dmarc_bad_from_action = reject); dmarc_no_enforce_domains and
-dmarc_reject_action overrides; a missing Public Suffix List refuses to
+dmarc_reject_action overrides; a dmarc_no_enforce_domains lookup that fails
+in a running filterd (a cdb table renamed away, through miltertest) gives
+dmarc_error_action (451 4.7.1), not a reject or hold; a missing Public Suffix List refuses to
 start. Prints "N passed, N failed".
 """
 import os
@@ -301,6 +303,101 @@ def bad_from(env):
                '550 5.7.1')
 
 
+MILTER_LUA = r"""
+-- one message through filterd; prints RESULT <550|451|accept|...>
+local conn = mt.connect("inet:" .. port .. "@127.0.0.1", 20, 0.25)
+assert(conn, "cannot connect to filterd")
+assert(mt.macro(conn, SMFIC_CONNECT, "{daemon_name}", "mx.sift.test", "j", "mx.sift.test") == nil)
+assert(mt.conninfo(conn, "client.test", client) == nil)
+assert(mt.getreply(conn) == SMFIR_CONTINUE, "connect")
+assert(mt.helo(conn, "client.test") == nil)
+assert(mt.getreply(conn) == SMFIR_CONTINUE, "helo")
+assert(mt.mailfrom(conn, sender) == nil)
+assert(mt.getreply(conn) == SMFIR_CONTINUE, "mail")
+assert(mt.rcptto(conn, "bob@sift.test") == nil)
+assert(mt.getreply(conn) == SMFIR_CONTINUE, "rcpt")
+for _, h in ipairs({{"From", from}, {"To", "bob@sift.test"}, {"Subject", "DMARC test"},
+		{"Date", "Mon, 01 Jan 2024 10:00:00 +0000"}, {"Message-ID", "<1@client.test>"}}) do
+	assert(mt.header(conn, h[1], h[2]) == nil)
+end
+assert(mt.eoh(conn) == nil)
+if not mt.test_option(conn, SMFIP_NOBODY) then
+	assert(mt.bodystring(conn, "Hello.\r\n") == nil)
+end
+assert(mt.macro(conn, string.byte("E"), "i", "4ABCDEF123") == nil)
+assert(mt.eom(conn) == nil)
+local r = mt.getreply(conn)
+if r == SMFIR_REPLYCODE then
+	if mt.eom_check(conn, MT_SMTPREPLY, "451", "4.7.1", "Temporary local problem, try again later") then
+		print("RESULT 451")
+	elseif mt.eom_check(conn, MT_SMTPREPLY, "550", "5.7.1", "Message rejected: DMARC policy of " .. domain) then
+		print("RESULT 550")
+	else
+		print("RESULT other reply")
+	end
+elseif mt.eom_check(conn, MT_QUARANTINE) then
+	print("RESULT hold")
+elseif r == SMFIR_CONTINUE or r == SMFIR_ACCEPT then
+	print("RESULT accept")
+else
+	print("RESULT " .. tostring(r))
+end
+mt.disconnect(conn)
+"""
+
+
+def no_enforce_failure(env):
+    """A dmarc_no_enforce_domains lookup that fails in a running filterd (a
+    cdb table whose file was renamed away after start) while the
+    disposition is reject or quarantine: an internal error,
+    dmarc_error_action (451 4.7.1 by default), never a 550 or a hold on a
+    guess; a p=none domain is not affected. Through filterd with
+    miltertest playing the MTA."""
+    path = os.environ.get('PATH', '') + ':/usr/sbin:/usr/local/sbin'
+    postmap, miltertest = shutil.which('postmap', path=path), shutil.which('miltertest', path=path)
+    if not postmap or not miltertest:
+        print('skip: no postmap or miltertest, dmarc_no_enforce_domains lookup failure not tested')
+        return
+    mc = env.path('postfix-conf')
+    os.makedirs(mc, exist_ok=True)
+    open(os.path.join(mc, 'main.cf'), 'w').close()
+    table = env.path('noenf')
+    with open(table, 'w') as f:
+        f.write('reject.test yes\nquar.test yes\nmonitor.test yes\n')
+    p = subprocess.run([postmap, 'cdb:' + table], env=dict(os.environ, MAIL_CONFIG=mc),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    check(p.returncode == 0 and os.path.exists(table + '.cdb'), 'postmap cdb:noenf', p.stdout)
+    script = env.path('noenf.lua')
+    with open(script, 'w') as f:
+        f.write(MILTER_LUA)
+    settings = dict(env.settings, dmarc_no_enforce_domains='cdb:' + table, filterd_pid_file=env.path('fd.pid'))
+    fd = sifttest.start_daemon('filterd', env.dir, settings, name='filterd-noenf')
+
+    def send(frm, domain):
+        r = subprocess.run([miltertest, '-D', 'port=%d' % fd.port, '-D', 'client=' + CLIENT,
+                            '-D', 'sender=bounce@other.test', '-D', 'from=' + frm, '-D', 'domain=' + domain,
+                            '-s', script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        out = r.stdout.decode('utf-8', 'replace')
+        m = re.search(r'^RESULT (.*)$', out, re.M)
+        return m.group(1) if m else 'error: ' + out
+
+    try:
+        check_eq(send('alice@reject.test', 'reject.test'), 'accept', 'filterd, no_enforce_domains (cdb): p=reject')
+        os.rename(table + '.cdb', table + '.cdb.away')
+        check_eq(send('alice@reject.test', 'reject.test'), '451',
+                 'filterd, no_enforce_domains lookup failed: p=reject gets dmarc_error_action (451)')
+        check_eq(send('a@quar.test', 'quar.test'), '451',
+                 'filterd, no_enforce_domains lookup failed: p=quarantine gets dmarc_error_action (451)')
+        check_eq(send('a@monitor.test', 'monitor.test'), 'accept',
+                 'filterd, no_enforce_domains lookup failed: p=none is not affected')
+        log = fd.log()
+        check('dmarc_no_enforce_domains cannot be read' in log, 'filterd logs the failed lookup', log[-2000:])
+    finally:
+        sifttest.stop_all([fd])
+        if os.path.exists(table + '.cdb.away'):
+            os.rename(table + '.cdb.away', table + '.cdb')
+
+
 def tests(env):
     # p=reject, SPF passes for an unaligned domain, no DKIM: refused
     r = run(env, message('Alice <alice@reject.test>'), 'bounce@other.test')
@@ -410,6 +507,7 @@ def tests(env):
             ['dmarc_no_enforce_domains=texthash:' + env.path('noenforce')])
     expect(r, 'no_enforce_domains', 'accept', 'DMARC_REJECT',
            'dmarc=fail (p=REJECT sp=REJECT dis=NONE override=local_policy) header.from=reject.test')
+    no_enforce_failure(env)
     r = run(env, message('alice@reject.test'), 'bounce@other.test', ['dmarc_reject_action=quarantine'])
     expect(r, 'reject_action=quarantine', 'hold', 'DMARC_REJECT',
            'dmarc=fail (p=REJECT sp=REJECT dis=QUARANTINE override=site_policy) header.from=reject.test')
@@ -429,12 +527,13 @@ def main():
     env = Env()
     srv = dnsserver.DNSServer(zones(env))
     srv.start()
-    env.conf = sifttest.write_conf(env.path('filterd.conf'), {
+    env.settings = {
         'plugin_directory': sifttest.plugin_directory(),
         'inbound_plugins': 'spf dkim dmarc', 'originating_plugins': 'dkim',
         'dns_servers': '127.0.0.1:%d' % srv.port, 'dns_timeout': '1s',
         'myhostname': 'mx.sift.test', 'authserv_id': 'mx.sift.test',
-        'spf_filterd_mode': 'check', 'dkim_sign': 'no', 'tmpdir': env.dir})
+        'spf_filterd_mode': 'check', 'dkim_sign': 'no', 'tmpdir': env.dir}
+    env.conf = sifttest.write_conf(env.path('filterd.conf'), env.settings)
     try:
         tests(env)
         check_tool(env)
