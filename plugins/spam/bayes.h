@@ -111,7 +111,13 @@ struct bstore {
  * state_store; ttl_ms: of token keys, 0 = none). NULL with *err_r
  * (malloc'd). */
 struct bstore *bstore_open(const char *spec, const struct sift_host *host, long ttl_ms, char **err_r);
+/* A process has one LMDB environment per directory (LMDB's rule): opening
+ * a directory this process has open already (a reload's new configuration
+ * while the old one is in use) shares that store, which is closed when
+ * the last of its users closes it. */
 struct bstore *bstore_open_lmdb(const char *dir, char **err_r);
+/* The users of dir's LMDB store in this process (0: not open). */
+unsigned bstore_lmdb_users(const char *dir);
 
 /* ---- the classifier ---------------------------------------------------- */
 

@@ -18,9 +18,21 @@
  * which happens after SNAP_AFTER lookups on a stale copy and takes at
  * most 1/SNAP_DUTY of the time. A table too large for SNAP_SLOTS_MAX is
  * not copied: lookups then stay in LMDB.
+ *
+ * One environment per directory and process: LMDB forbids opening an
+ * environment twice in one process (its locks on lock.mdb are fcntl locks,
+ * which belong to the process: closing any descriptor of the file drops
+ * them all, and a second opener re-initialises the reader table the first
+ * one uses). A reload of filterd opens the store of the new configuration
+ * while the old one is still open, so stores are kept in a registry keyed
+ * by the directory's device and inode: an open of a directory this process
+ * already has open shares that store (a reference more), and the
+ * environment is closed when its last user closes it. A child process
+ * (fork) does not share its parent's: it opens its own.
  */
 #include <lmdb.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "bayes.h"
 #include "internal.h"
@@ -45,6 +57,12 @@ struct snap {
 
 struct lmdb_store {
 	struct bstore base;
+	/* the registry (reg_lock): the directory, this process, its users */
+	dev_t dev;
+	ino_t ino;
+	pid_t pid;
+	unsigned refs;
+	struct lmdb_store *next;
 	MDB_env *env;
 	MDB_dbi tok, seen, meta;
 	MDB_txn *bulk; /* the open bulk write transaction, or NULL */
@@ -553,16 +571,52 @@ static int l_bulk(struct bstore *st, bool on)
 	return rc;
 }
 
-static void l_close(struct bstore *st)
+/* The open stores of this process (and, after a fork, of its parent:
+ * those are skipped), by directory. */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lmdb_store *reg_list;
+
+static void l_free(struct lmdb_store *l)
 {
-	struct lmdb_store *l = (struct lmdb_store *)st;
-	l_bulk(st, false);
 	mdb_env_close(l->env);
 	pthread_mutex_destroy(&l->bulk_lock);
 	snap_free(l->snap);
 	pthread_rwlock_destroy(&l->snap_lock);
 	pthread_mutex_destroy(&l->build_lock);
 	free(l);
+}
+
+static void l_close(struct bstore *st)
+{
+	struct lmdb_store *l = (struct lmdb_store *)st;
+	pthread_mutex_lock(&reg_lock);
+	if (--l->refs > 0) {
+		pthread_mutex_unlock(&reg_lock);
+		return;
+	}
+	for (struct lmdb_store **pp = &reg_list; *pp; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	pthread_mutex_unlock(&reg_lock);
+	l_bulk(st, false);
+	l_free(l);
+}
+
+/* The number of users of dir's store in this process (0: not open). */
+unsigned bstore_lmdb_users(const char *dir)
+{
+	struct stat sb;
+	unsigned n = 0;
+	if (stat(dir, &sb) < 0)
+		return 0;
+	pthread_mutex_lock(&reg_lock);
+	for (struct lmdb_store *l = reg_list; l; l = l->next)
+		if (l->dev == sb.st_dev && l->ino == sb.st_ino && l->pid == getpid())
+			n = l->refs;
+	pthread_mutex_unlock(&reg_lock);
+	return n;
 }
 
 static const struct bstore_ops lmdb_ops = {.totals = l_totals,
@@ -575,12 +629,44 @@ static const struct bstore_ops lmdb_ops = {.totals = l_totals,
 					   .close = l_close,
 					   .bulk = l_bulk};
 
+static struct bstore *lmdb_open(const char *dir, char **err_r);
+
 struct bstore *bstore_open_lmdb(const char *dir, char **err_r)
 {
 	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
 		*err_r = xasprintf("%s: %s", dir, strerror(errno));
 		return NULL;
 	}
+	struct stat sb;
+	if (stat(dir, &sb) < 0) {
+		*err_r = xasprintf("%s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	pid_t pid = getpid();
+	pthread_mutex_lock(&reg_lock);
+	for (struct lmdb_store *x = reg_list; x; x = x->next)
+		if (x->dev == sb.st_dev && x->ino == sb.st_ino && x->pid == pid) {
+			x->refs++;
+			pthread_mutex_unlock(&reg_lock);
+			return &x->base;
+		}
+	struct bstore *st = lmdb_open(dir, err_r);
+	if (st) {
+		struct lmdb_store *l = (struct lmdb_store *)st;
+		l->dev = sb.st_dev;
+		l->ino = sb.st_ino;
+		l->pid = pid;
+		l->refs = 1;
+		l->next = reg_list;
+		reg_list = l;
+	}
+	pthread_mutex_unlock(&reg_lock);
+	return st;
+}
+
+/* A new environment on dir (held: reg_lock). */
+static struct bstore *lmdb_open(const char *dir, char **err_r)
+{
 	struct lmdb_store *l = xcalloc(1, sizeof(*l));
 	l->base.ops = &lmdb_ops;
 	pthread_mutex_init(&l->bulk_lock, NULL);
@@ -612,11 +698,7 @@ struct bstore *bstore_open_lmdb(const char *dir, char **err_r)
 		if (txn)
 			mdb_txn_abort(txn);
 		*err_r = xasprintf("%s: %s", dir, mdb_strerror(e));
-		mdb_env_close(l->env);
-		pthread_mutex_destroy(&l->bulk_lock);
-		pthread_rwlock_destroy(&l->snap_lock);
-		pthread_mutex_destroy(&l->build_lock);
-		free(l);
+		l_free(l);
 		return NULL;
 	}
 	return &l->base;

@@ -3,10 +3,13 @@
 Maildir, stats, forget, BAYES_99 / BAYES_00 with set 2 scores once enough
 spam and ham are learned, an LMDB database that persists across runs (each
 siftctl is a new process), the import of an sa-learn --backup dump, and
-several processes learning the same messages at once, each counted once."""
+several processes learning the same messages at once, each counted once;
+a filterd reload keeps filterd's one LMDB environment (and its lock)."""
+import fcntl
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 
@@ -49,6 +52,73 @@ def spam_dir(tmp, name, n, first=1000):
         with open(os.path.join(d, f'{i}.eml'), 'w') as f:
             f.write(msg(i, SPAMW, 'spam'))
     return d
+
+
+def lock_holders(path):
+    """The pids with a POSIX lock from byte 0 of file path (/proc/locks):
+    for lock.mdb, the shared lock of the processes that have the LMDB
+    environment open."""
+    st = os.stat(path)
+    pids = set()
+    with open('/proc/locks') as f:
+        for line in f:
+            x = line.split()
+            # ID: POSIX ADVISORY READ|WRITE PID MAJ:MIN:INODE START END
+            if (len(x) >= 7 and x[1] == 'POSIX' and x[5].rsplit(':', 1)[-1] == str(st.st_ino)
+                    and x[6] == '0'):
+                pids.add(int(x[4]))
+    return pids
+
+
+def excl_free(path):
+    """Whether LMDB's exclusive lock (byte 0 of lock.mdb) could be taken
+    now, as an opener that initialises the reader table takes it."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases the probe's lock, if taken
+
+
+def reload_keeps_environment(tmp, rules):
+    """filterd with an LMDB store reloads (the new configuration opens the
+    store while the old one has it open): it keeps one environment, whose
+    lock on lock.mdb stays held, and siftctl and filterd go on learning."""
+    from test_bayes_redis import milter_send
+    db = os.path.join(tmp, 'db-reload')
+    os.mkdir(db)
+    sifttest.daemon_writable(db)
+    lock = os.path.join(db, 'lock.mdb')
+    fd = None
+    try:
+        fd = sifttest.start_daemon('filterd', tmp, {
+            'inbound_plugins': 'spam', 'spam_rules': rules, 'spam_cache_directory': '',
+            'spam_bayes_store': 'lmdb:' + db, 'spam_bayes_min_spam_num': '20', 'spam_bayes_min_ham_num': '20',
+            'spam_bayes_auto_learn': 'yes', 'spam_tag_level': '-inf', 'spam_kill_level': 'none', 'myhostname': 'mx.sift.test',
+            'tmpdir': tmp}, name='filterd-reload')
+        check(fd.pid in lock_holders(lock) and not excl_free(lock), 'filterd holds its lock on lock.mdb',
+              open('/proc/locks').read())
+        for n in (1, 2):
+            mark = len(fd.log())
+            fd.signal(signal.SIGUSR1)
+            ok = fd.wait_log(r'configuration reloaded', timeout=30, start=mark)
+            check(ok and fd.pid in lock_holders(lock) and not excl_free(lock),
+                  'reload %d: filterd still holds its lock on lock.mdb' % n,
+                  fd.log()[mark:] + open('/proc/locks').read())
+        rc, out = run(fd.conf, 'spam', 'learn', '--spam', spam_dir(tmp, 'after-reload', 30, first=3000))
+        check(rc == 0 and 'learned 30 message(s)' in out, 'siftctl learns after the reload', out)
+        text = msg(3999, SPAMW, 'spam').replace('Subject: spam 3999', 'Subject: autolearn-me') + 'autolearnbody\n'
+        verdict, added = milter_send(fd.port, text, b'QR1')
+        check('autolearn=spam' in added, 'filterd autolearns after the reload', repr(added))
+        rc, out = run(fd.conf, 'spam', 'stats')
+        check(rc == 0 and 'spam: 31' in out, 'both counted', out)
+        check(fd.alive() and fd.pid in lock_holders(lock) and not excl_free(lock),
+              'filterd runs and holds its lock after siftctl', open('/proc/locks').read())
+    finally:
+        sifttest.stop_all([fd])
 
 
 def main():
@@ -161,6 +231,7 @@ def main():
     rc, out = run(conf3, 'spam', 'stats')
     check(learned == 300 and re.search(r'spam: 300\s', out) is not None,
           'four learners at once: each message learned once (LMDB)', 'learned %d; %s' % (learned, out))
+    reload_keeps_environment(tmp, rules)
     return done()
 
 

@@ -8,9 +8,13 @@
  * read one message's tokens while it is learned again and again: every
  * read must see one whole transaction. Last, eight threads learn the same
  * messages at once (bayes_learn, both stores): each is counted once.
+ * And the registry: a directory opened twice in one process (a reload)
+ * shares one environment, whose lock on lock.mdb stays until the last
+ * user closes it.
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -294,6 +298,72 @@ static void learn_processes(struct bstore *st, const char *dir)
 	munmap(sh, sizeof(*sh));
 }
 
+/* Whether another process could take LMDB's exclusive lock on dir's
+ * lock.mdb (the lock an opener takes to initialise the reader table): not
+ * while this process has the environment open. */
+static bool excl_free(const char *dir)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+		int fd = open(path, O_RDWR);
+		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+		_exit(fd >= 0 && fcntl(fd, F_SETLK, &fl) == 0 ? 0 : 1);
+	}
+	int status = 0;
+	return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* A reload: the new configuration opens the directory (by another name
+ * too) while the old one has it open, then the old one closes it. */
+static void registry(const char *top)
+{
+	char dir[512], alias[600];
+	snprintf(dir, sizeof(dir), "%s/reg", top);
+	snprintf(alias, sizeof(alias), "%s/../reg/.", dir);
+	char *err = NULL;
+	struct bstore *a = bstore_open_lmdb(dir, &err);
+	CHECK(a && bstore_lmdb_users(dir) == 1, "registry: open (%s)", err ? err : "");
+	if (!a)
+		return;
+	CHECK(!excl_free(dir), "registry: the lock on lock.mdb is held while open");
+	struct bstore *b = bstore_open_lmdb(alias, &err);
+	CHECK(b == a && bstore_lmdb_users(dir) == 2,
+	      "registry: a second open of the directory shares the store");
+	btok t[3] = {11, 22, 33};
+	CHECK(a->ops->apply(a, t, 3, true, +1, 1700000000, "<reg@test>", 's', BSTORE_ANY) == 0,
+	      "registry: learn");
+	a->ops->close(a); /* the old generation goes */
+	CHECK(bstore_lmdb_users(dir) == 1, "registry: one user left");
+	CHECK(!excl_free(dir), "registry: the lock on lock.mdb is still held after the first close");
+	long long ns = 0, nh = 0, nt = 0;
+	struct bcounts c[3];
+	CHECK(b && b->ops->totals(b, &ns, &nh, &nt) == 0 && ns == 1 && nt == 3 &&
+		      b->ops->get(b, t, 3, c) == 0 && c[2].s == 1,
+	      "registry: the remaining user reads the store (%lld spam, %lld tokens)", ns, nt);
+	/* another process opens, learns and closes meanwhile */
+	pid_t pid = fork();
+	if (pid == 0) {
+		char *e = NULL;
+		struct bstore *o = bstore_open_lmdb(dir, &e);
+		int rc = o && o->ops->apply(o, t, 3, false, +1, 1700000000, "<reg2@test>", 'h', BSTORE_ANY) ==
+						 0
+				 ? 0
+				 : 1;
+		if (o)
+			o->ops->close(o);
+		_exit(rc);
+	}
+	int status = 0;
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "registry: another process learns");
+	CHECK(b->ops->totals(b, &ns, &nh, &nt) == 0 && ns == 1 && nh == 1, "registry: its learning is read");
+	b->ops->close(b);
+	CHECK(bstore_lmdb_users(dir) == 0 && excl_free(dir),
+	      "registry: the last close closes the environment");
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/sift-bayes-lmdb-XXXXXX";
@@ -392,6 +462,7 @@ int main(void)
 	learn_together(db, "lmdb");
 	learn_together(ref, "memory");
 	learn_processes(db, dir);
+	registry(dir);
 
 	db->ops->close(db);
 	ref->ops->close(ref);
