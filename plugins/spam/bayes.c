@@ -172,9 +172,11 @@ static int learn_locked(struct bayes *b, const struct btoks *t, const char *msgi
 
 int bayes_learn(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget)
 {
+	char *id = bayes_seen_id(msgid);
 	pthread_mutex_lock(&b->learn_lock);
-	int rc = learn_locked(b, t, msgid, spam, forget);
+	int rc = learn_locked(b, t, id, spam, forget);
 	pthread_mutex_unlock(&b->learn_lock);
+	free(id);
 	return rc;
 }
 
@@ -298,9 +300,11 @@ long long bayes_import(struct bayes *b, FILE *f, char **err_r)
 			bn = 0;
 		} else if (what == 's') {
 			/* "s\tFLAG\tMSGID": remembered as learned */
-			char *fl = line + 2, *id = strchr(fl, 0) + 1;
-			if (b->st->ops->apply(b->st, NULL, 0, *fl == 's', 0, 0, id, *fl == 's' ? 's' : 'h',
-					      BSTORE_ANY) < 0) {
+			char *fl = line + 2, *id = bayes_seen_id(strchr(fl, 0) + 1);
+			int r = b->st->ops->apply(b->st, NULL, 0, *fl == 's', 0, 0, id,
+						  *fl == 's' ? 's' : 'h', BSTORE_ANY);
+			free(id);
+			if (r < 0) {
 				rc = -1;
 				break;
 			}
@@ -316,6 +320,24 @@ long long bayes_import(struct bayes *b, FILE *f, char **err_r)
 	free(tv);
 	free(cv);
 	return rc < 0 ? -1 : n;
+}
+
+static void sha1_hex(const void *d, size_t n, char hex[41])
+{
+	unsigned char md[SHA_DIGEST_LENGTH];
+	SHA1(d, n, md);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+char *bayes_seen_id(const char *msgid)
+{
+	size_t n = msgid ? strlen(msgid) : 0;
+	if (n <= BAYES_SEEN_ID_MAX)
+		return xstrdup(msgid ? msgid : "");
+	char hex[41];
+	sha1_hex(msgid, n, hex);
+	return xasprintf("%s@sift_long_id", hex);
 }
 
 char *bayes_msgid(const struct sift_mime *mime)

@@ -152,6 +152,15 @@ long long bayes_expire(struct bayes *b);
 /* Reads an `sa-learn --backup` dump. Tokens imported, or -1 with *err_r. */
 long long bayes_import(struct bayes *b, FILE *f, char **err_r);
 
+/* The longest message id a store keeps as it is in its seen entry: LMDB's
+ * key limit (mdb_env_get_maxkeysize() of a default build; the store checks
+ * it at open). A longer one is kept as bayes_seen_id makes it. */
+#define BAYES_SEEN_ID_MAX 511
+/* The id message msgid is remembered under, the same in every store and
+ * for learning, forgetting and the lookup: msgid itself, or, when longer
+ * than BAYES_SEEN_ID_MAX, the hex SHA-1 of it + "@sift_long_id". Malloc'd. */
+char *bayes_seen_id(const char *msgid);
+
 /* The msgid SpamAssassin learns a message under: its Message-ID, else
  * sha1_hex(To \0 Date \0 body digest)@sa_generated. Malloc'd. */
 char *bayes_msgid(const struct sift_mime *mime);

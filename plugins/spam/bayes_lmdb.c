@@ -427,18 +427,26 @@ static int l_apply(struct bstore *st, const btok *t, size_t n, bool spam, int si
 		   const char *msgid, char what, int expect)
 {
 	struct lmdb_store *l = (struct lmdb_store *)st;
-	MDB_txn *txn;
+	MDB_txn *txn, *bulk = NULL;
 	int rc = wbegin(l, &txn);
 	if (rc < 0)
 		return -1;
+	/* in bulk mode, the message in a nested transaction: a message that
+	 * fails leaves the others of the batch, and nothing of its own */
+	if (txn == l->bulk) {
+		bulk = txn;
+		if (mdb_txn_begin(l->env, bulk, 0, &txn)) {
+			pthread_mutex_unlock(&l->bulk_lock);
+			return -1;
+		}
+	}
 	if (expect != BSTORE_ANY && msgid && *msgid) {
 		/* the one writer: what another process wrote since the caller
 		 * read the entry is here */
 		MDB_val k = {strlen(msgid), (void *)msgid}, v;
 		int cur = mdb_get(txn, l->seen, &k, &v) == 0 && v.mv_size == 1 ? *(char *)v.mv_data : 0;
 		if (cur != expect) {
-			if (txn != l->bulk)
-				mdb_txn_abort(txn);
+			mdb_txn_abort(txn);
 			pthread_mutex_unlock(&l->bulk_lock);
 			return 1;
 		}
@@ -455,6 +463,13 @@ static int l_apply(struct bstore *st, const btok *t, size_t n, bool spam, int si
 		MDB_val k = {strlen(msgid), (void *)msgid}, v = {1, &what};
 		int e = what ? mdb_put(txn, l->seen, &k, &v, 0) : mdb_del(txn, l->seen, &k, NULL);
 		rc = e && e != MDB_NOTFOUND ? -1 : 0;
+	}
+	if (bulk) {
+		if (rc == 0 && mdb_txn_commit(txn))
+			rc = -1;
+		else if (rc < 0)
+			mdb_txn_abort(txn);
+		txn = bulk;
 	}
 	bool own = txn != l->bulk;
 	uint64_t id = mdb_txn_id(txn);
@@ -682,6 +697,8 @@ static struct bstore *lmdb_open(const char *dir, char **err_r)
 		e = mdb_env_set_maxreaders(l->env, 512);
 	if (!e)
 		e = mdb_env_open(l->env, dir, MDB_NOTLS, 0640);
+	if (!e && mdb_env_get_maxkeysize(l->env) < BAYES_SEEN_ID_MAX)
+		e = MDB_BAD_VALSIZE; /* an LMDB built with shorter keys */
 	if (!e)
 		e = mdb_txn_begin(l->env, NULL, 0, &txn);
 	if (!e)

@@ -4,7 +4,8 @@ Maildir, stats, forget, BAYES_99 / BAYES_00 with set 2 scores once enough
 spam and ham are learned, an LMDB database that persists across runs (each
 siftctl is a new process), the import of an sa-learn --backup dump, and
 several processes learning the same messages at once, each counted once;
-a filterd reload keeps filterd's one LMDB environment (and its lock)."""
+a Message-ID longer than LMDB's keys learned once; a filterd reload keeps
+filterd's one LMDB environment (and its lock)."""
 import fcntl
 import os
 import random
@@ -97,7 +98,8 @@ def reload_keeps_environment(tmp, rules):
         fd = sifttest.start_daemon('filterd', tmp, {
             'inbound_plugins': 'spam', 'spam_rules': rules, 'spam_cache_directory': '',
             'spam_bayes_store': 'lmdb:' + db, 'spam_bayes_min_spam_num': '20', 'spam_bayes_min_ham_num': '20',
-            'spam_bayes_auto_learn': 'yes', 'spam_tag_level': '-inf', 'spam_kill_level': 'none', 'myhostname': 'mx.sift.test',
+            'spam_bayes_auto_learn': 'yes', 'spam_tag_level': '-inf', 'spam_kill_level': 'none',
+            'myhostname': 'mx.sift.test',
             'tmpdir': tmp}, name='filterd-reload')
         check(fd.pid in lock_holders(lock) and not excl_free(lock), 'filterd holds its lock on lock.mdb',
               open('/proc/locks').read())
@@ -119,6 +121,33 @@ def reload_keeps_environment(tmp, rules):
               'filterd runs and holds its lock after siftctl', open('/proc/locks').read())
     finally:
         sifttest.stop_all([fd])
+
+
+def long_message_id(tmp, conf):
+    """A Message-ID longer than LMDB's keys (511 octets): remembered under
+    its hash, so it is learned once and forgotten, and the messages
+    learned with it count once each, however often the learn runs."""
+    d = spam_dir(tmp, 'longid', 2, first=4000)
+    with open(os.path.join(d, '4000.eml')) as f:
+        text = f.read()
+    with open(os.path.join(d, '4000.eml'), 'w') as f:
+        f.write(text.replace('Message-ID: <spam4000@spam.example>', 'Message-ID: <%s@spam.example>' % ('x' * 600)))
+    conf4 = conf + '4'
+    with open(conf) as a, open(conf4, 'w') as b:
+        b.write(a.read().replace(f'{tmp}/db', f'{tmp}/db4'))
+    rc, out = run(conf4, 'spam', 'learn', '--spam', d)
+    check(rc == 0 and 'learned 2 message(s) as spam, 0 skipped' in out and '0 failed' in out,
+          'a 600-octet Message-ID is learned', out)
+    for n in (2, 3):
+        rc, out = run(conf4, 'spam', 'learn', '--spam', d)
+        check(rc == 0 and 'learned 0 message(s) as spam, 2 skipped' in out and '0 failed' in out,
+              'learn %d: the 600-octet Message-ID is skipped' % n, out)
+        rc, out = run(conf4, 'spam', 'stats')
+        check(rc == 0 and re.search(r'spam: 2\s', out) is not None, 'learn %d: still 2 spam counted' % n, out)
+    rc, out = run(conf4, 'spam', 'forget', os.path.join(d, '4000.eml'))
+    check(rc == 0 and 'forgot 1 message(s)' in out, 'the 600-octet Message-ID is forgotten', out)
+    rc, out = run(conf4, 'spam', 'stats')
+    check(rc == 0 and re.search(r'spam: 1\s', out) is not None, 'forgetting it counts', out)
 
 
 def main():
@@ -231,6 +260,7 @@ def main():
     rc, out = run(conf3, 'spam', 'stats')
     check(learned == 300 and re.search(r'spam: 300\s', out) is not None,
           'four learners at once: each message learned once (LMDB)', 'learned %d; %s' % (learned, out))
+    long_message_id(tmp, conf)
     reload_keeps_environment(tmp, rules)
     return done()
 

@@ -10,7 +10,9 @@
  * messages at once (bayes_learn, both stores): each is counted once.
  * And the registry: a directory opened twice in one process (a reload)
  * shares one environment, whose lock on lock.mdb stays until the last
- * user closes it.
+ * user closes it. Then message ids longer than LMDB's keys: learned,
+ * skipped and forgotten under their hash, in every store, and in bulk
+ * mode a message that fails leaves nothing of itself in the batch.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -364,6 +366,88 @@ static void registry(const char *top)
 	      "registry: the last close closes the environment");
 }
 
+/* Message ids over LMDB's key limit. */
+static void long_ids(const char *top, struct bstore *mem)
+{
+	char dir[512], id[700], id2[700];
+	snprintf(dir, sizeof(dir), "%s/long", top);
+	memset(id, 'x', 600);
+	memcpy(id, "<", 1);
+	strcpy(id + 600, "@long.test>");
+	strcpy(id2, id);
+	id2[1] = 'y';
+	char *a = bayes_seen_id(id), *b = bayes_seen_id(id2), *c = bayes_seen_id("<short@test>");
+	memset(id2, 'z', BAYES_SEEN_ID_MAX);
+	id2[BAYES_SEEN_ID_MAX] = 0;
+	char *d = bayes_seen_id(id2);
+	CHECK(strlen(a) == 53 && strcmp(a + 40, "@sift_long_id") == 0 && strcmp(a, b) != 0 &&
+		      strcmp(c, "<short@test>") == 0 && strcmp(d, id2) == 0,
+	      "seen ids: a long one hashed (%s), a short one and one of %d kept", a, BAYES_SEEN_ID_MAX);
+	free(a);
+	free(b);
+	free(c);
+	free(d);
+
+	char *err = NULL;
+	struct bstore *st = bstore_open_lmdb(dir, &err);
+	CHECK(st != NULL, "long ids: open (%s)", err ? err : "");
+	if (!st)
+		return;
+	btok t[3] = {101, 202, 303};
+	long long ns = 0, nh = 0, nt = 0;
+	struct bcounts cnt[3];
+	/* in bulk mode, the store itself given a key LMDB refuses: that
+	 * message fails, the ones around it stay */
+	CHECK(st->ops->bulk(st, true) == 0, "bulk on");
+	int r1 = st->ops->apply(st, t, 3, true, +1, 1700000000, "<before@test>", 's', 0);
+	int r2 = st->ops->apply(st, t, 3, true, +1, 1700000000, id, 's', 0);
+	int r3 = st->ops->apply(st, t, 3, true, +1, 1700000000, "<after@test>", 's', 0);
+	CHECK(r1 == 0 && r2 < 0 && r3 == 0, "bulk: a key too long fails that message only (%d %d %d)", r1, r2,
+	      r3);
+	CHECK(st->ops->bulk(st, false) == 0, "bulk off");
+	CHECK(st->ops->totals(st, &ns, &nh, &nt) == 0 && ns == 2 && st->ops->get(st, t, 3, cnt) == 0 &&
+		      cnt[0].s == 2 && cnt[1].s == 2 && cnt[2].s == 2,
+	      "bulk: the failed message left no counts (%lld spam, token counts %u %u %u)", ns, cnt[0].s,
+	      cnt[1].s, cnt[2].s);
+
+	/* bayes_learn: the long id is learned, then skipped, then forgotten,
+	 * in bulk mode and not, in LMDB and in the memory store */
+	struct bstore *stores[2] = {st, mem};
+	for (int k = 0; k < 2; k++)
+		for (int bulk = 0; bulk < 2; bulk++) {
+			struct bstore *x = stores[k];
+			if (bulk && !x->ops->bulk)
+				continue;
+			struct bayes by = {.st = x, .o = {.min_spam_num = 1, .min_ham_num = 1}};
+			pthread_mutex_init(&by.learn_lock, NULL);
+			struct btoks toks = {.v = t, .n = 3};
+			long long ns0 = 0;
+			x->ops->totals(x, &ns0, &nh, &nt);
+			if (bulk)
+				x->ops->bulk(x, true);
+			int l1 = bayes_learn(&by, &toks, id, true, false);
+			int l2 = bayes_learn(&by, &toks, id, true, false);
+			if (bulk)
+				x->ops->bulk(x, false);
+			x->ops->totals(x, &ns, &nh, &nt);
+			long long ns1 = ns;
+			if (bulk)
+				x->ops->bulk(x, true);
+			int f1 = bayes_learn(&by, &toks, id, true, true);
+			int f2 = bayes_learn(&by, &toks, id, true, true);
+			if (bulk)
+				x->ops->bulk(x, false);
+			x->ops->totals(x, &ns, &nh, &nt);
+			CHECK(l1 == 1 && l2 == 0 && ns1 == ns0 + 1 && f1 == 1 && f2 == 0 && ns == ns0,
+			      "%s%s: a 611-octet id learned %d, again %d (spam %lld -> %lld), forgotten %d, "
+			      "again %d "
+			      "(-> %lld)",
+			      k ? "memory" : "lmdb", bulk ? " bulk" : "", l1, l2, ns0, ns1, f1, f2, ns);
+			pthread_mutex_destroy(&by.learn_lock);
+		}
+	st->ops->close(st);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/sift-bayes-lmdb-XXXXXX";
@@ -463,6 +547,7 @@ int main(void)
 	learn_together(ref, "memory");
 	learn_processes(db, dir);
 	registry(dir);
+	long_ids(dir, ref);
 
 	db->ops->close(db);
 	ref->ops->close(ref);
