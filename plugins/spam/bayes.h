@@ -89,9 +89,9 @@ struct bstore_ops {
 	/* Every token (for expiry and dumps); stops when cb returns non-zero. */
 	int (*each)(struct bstore *st, int (*cb)(void *arg, btok t, const struct bcounts *c), void *arg);
 	void (*close)(struct bstore *st);
-	/* Optional (NULL: not needed): on = many messages follow (a bulk
-	 * learner), write them in few transactions; off = commit them now. */
-	int (*bulk)(struct bstore *st, bool on);
+	/* Optional (NULL: not needed): bulk writing by one process (siftctl),
+	 * mode one of BSTORE_BULK_*. */
+	int (*bulk)(struct bstore *st, int mode);
 	/* Optional, for a store whose apply cannot check expect (Redis): the
 	 * learning of msgid claimed for this process, so that hosts sharing
 	 * the store learn a message one at a time. 1 claimed, 0 another
@@ -100,8 +100,17 @@ struct bstore_ops {
 	int (*claim)(struct bstore *st, const char *msgid);
 	void (*release)(struct bstore *st, const char *msgid);
 };
-#define BSTORE_ANY	(-1)
-#define BSTORE_CLAIM_MS 60000
+/* bulk modes: the end of bulk writing, what is written committed; many
+ * messages follow (a learner), written in few transactions, committed
+ * every so often; everything up to the end in one transaction (an import,
+ * all or nothing); the end, what is written since the last commit
+ * discarded (with BSTORE_BULK_ONE: all of it). */
+#define BSTORE_BULK_COMMIT  0
+#define BSTORE_BULK_BATCHES 1
+#define BSTORE_BULK_ONE	    2
+#define BSTORE_BULK_ABORT   3
+#define BSTORE_ANY	    (-1)
+#define BSTORE_CLAIM_MS	    60000
 
 struct bstore {
 	const struct bstore_ops *ops;

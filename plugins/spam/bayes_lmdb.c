@@ -70,6 +70,7 @@ struct lmdb_store {
 	 * bulk transaction under bulk_lock; otherwise (filterd) they take
 	 * none and read in parallel */
 	_Atomic bool bulk_mode;
+	bool bulk_one; /* BSTORE_BULK_ONE: no commit before the end */
 	unsigned bulk_n;
 	pthread_mutex_t bulk_lock;
 	/* the in-memory index: snap under snap_lock; one reader of the table
@@ -388,7 +389,7 @@ static int wdone(struct lmdb_store *l, MDB_txn *txn, int rc)
 		}
 		return mdb_txn_commit(txn) ? -1 : 0;
 	}
-	if (rc < 0 || ++l->bulk_n < BULK_MAX)
+	if (rc < 0 || l->bulk_one || ++l->bulk_n < BULK_MAX)
 		return rc;
 	l->bulk_n = 0;
 	l->bulk = NULL;
@@ -569,16 +570,20 @@ static int l_each(struct bstore *st, int (*cb)(void *, btok, const struct bcount
 	return rc;
 }
 
-static int l_bulk(struct bstore *st, bool on)
+static int l_bulk(struct bstore *st, int mode)
 {
 	struct lmdb_store *l = (struct lmdb_store *)st;
 	pthread_mutex_lock(&l->bulk_lock);
 	int rc = 0;
-	if (on && !l->bulk) {
+	if ((mode == BSTORE_BULK_BATCHES || mode == BSTORE_BULK_ONE) && !l->bulk) {
 		rc = mdb_txn_begin(l->env, NULL, 0, &l->bulk) ? -1 : 0;
 		atomic_store(&l->bulk_mode, rc == 0);
-	} else if (!on && l->bulk) {
+		l->bulk_one = mode == BSTORE_BULK_ONE;
+	} else if (mode == BSTORE_BULK_COMMIT && l->bulk) {
 		rc = mdb_txn_commit(l->bulk) ? -1 : 0;
+		l->bulk = NULL;
+	} else if (mode == BSTORE_BULK_ABORT && l->bulk) {
+		mdb_txn_abort(l->bulk);
 		l->bulk = NULL;
 	}
 	l->bulk_n = 0;
@@ -615,7 +620,7 @@ static void l_close(struct bstore *st)
 			break;
 		}
 	pthread_mutex_unlock(&reg_lock);
-	l_bulk(st, false);
+	l_bulk(st, BSTORE_BULK_COMMIT);
 	l_free(l);
 }
 

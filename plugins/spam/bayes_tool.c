@@ -11,7 +11,8 @@
  * (recursively, dot files skipped). Messages of an mbox go through a
  * temporary file, since the host parses messages from files. Learning runs
  * in bulk (one LMDB transaction per 2000 messages) and expires old tokens
- * at the end when the database is over bayes_expiry_max_db_size.
+ * at the end when the database is over bayes_expiry_max_db_size. An
+ * import is one transaction: one that fails changes nothing (LMDB).
  */
 #include <dirent.h>
 #include <sys/stat.h>
@@ -209,10 +210,10 @@ int spam_tool_learn(const struct sift_host *host, void *conf, int argc, char **a
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (ls.b->st->ops->bulk)
-		ls.b->st->ops->bulk(ls.b->st, true);
+		ls.b->st->ops->bulk(ls.b->st, BSTORE_BULK_BATCHES);
 	for (; i < argc; i++)
 		learn_path(&ls, argv[i], 0);
-	if (ls.b->st->ops->bulk && ls.b->st->ops->bulk(ls.b->st, false) < 0) {
+	if (ls.b->st->ops->bulk && ls.b->st->ops->bulk(ls.b->st, BSTORE_BULK_COMMIT) < 0) {
 		fprintf(stderr, "siftctl spam: cannot commit to the Bayes store\n");
 		return 1;
 	}
@@ -265,18 +266,22 @@ int spam_tool_import(const struct sift_host *host, void *conf, int argc, char **
 		perror(argv[1]);
 		return 1;
 	}
-	if (b->st->ops->bulk)
-		b->st->ops->bulk(b->st, true);
+	/* one transaction: an import that fails changes nothing (a store
+	 * without bulk writing, redis, keeps what came before the error) */
+	bool atomic = b->st->ops->bulk && b->st->ops->bulk(b->st, BSTORE_BULK_ONE) == 0;
 	char *err = NULL;
 	long long n = bayes_import(b, f, &err);
 	if (f != stdin)
 		fclose(f);
-	if (b->st->ops->bulk && b->st->ops->bulk(b->st, false) < 0 && n >= 0) {
+	if (n < 0 && atomic)
+		b->st->ops->bulk(b->st, BSTORE_BULK_ABORT);
+	else if (atomic && b->st->ops->bulk(b->st, BSTORE_BULK_COMMIT) < 0) {
 		n = -1;
 		err = xstrdup("cannot commit to the Bayes store");
 	}
 	if (n < 0) {
-		fprintf(stderr, "siftctl spam import: %s: %s\n", argv[1], err ? err : "failed");
+		fprintf(stderr, "siftctl spam import: %s: %s; %s\n", argv[1], err ? err : "failed",
+			atomic ? "nothing imported" : "what came before it is imported");
 		free(err);
 		return 1;
 	}

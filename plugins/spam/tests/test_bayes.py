@@ -2,10 +2,11 @@
 """spam plugin Bayes through siftctl: learn from a directory, an mbox and a
 Maildir, stats, forget, BAYES_99 / BAYES_00 with set 2 scores once enough
 spam and ham are learned, an LMDB database that persists across runs (each
-siftctl is a new process), the import of an sa-learn --backup dump, and
-several processes learning the same messages at once, each counted once;
-a Message-ID longer than LMDB's keys learned once; a filterd reload keeps
-filterd's one LMDB environment (and its lock)."""
+siftctl is a new process), the import of an sa-learn --backup dump (one
+that fails changes nothing), several processes learning the same messages
+at once, each counted once; a Message-ID longer than LMDB's keys learned
+once; a filterd reload keeps filterd's one LMDB environment (and its
+lock)."""
 import fcntl
 import os
 import random
@@ -251,6 +252,18 @@ def main():
     check(rc == 0 and 'imported 1 token' in out, 'import a backup dump', out)
     rc, out = run(conf2, 'spam', 'stats')
     check(re.search(r'spam: 30\s+ham: 30\s+tokens: 1', out) is not None, 'imported totals', out)
+    # a dump that fails after three batches of tokens (4096 each) and a
+    # seen line: nothing of it is imported
+    bad = os.path.join(tmp, 'bad-backup.txt')
+    with open(bad, 'w') as f:
+        f.write('v\t3\tdb_version # this must be the first line!!!\nv\t99\tnum_spam\nv\t99\tnum_nonspam\n')
+        f.write(''.join('t\t1\t2\t1700000000\t%010x\n' % (0x1000000 + i) for i in range(3 * 4096 + 5)))
+        f.write('s\ts\tbad@import\nthis is not a dump line\n')
+    rc, out = run(conf2, 'spam', 'import', bad)
+    check(rc == 1 and 'line 12298: not an sa-learn --backup line' in out and 'nothing imported' in out,
+          'a failed import says so', out)
+    rc, out = run(conf2, 'spam', 'stats')
+    check(re.search(r'spam: 30\s+ham: 30\s+tokens: 1\s', out) is not None, 'a failed import changes nothing', out)
     # four processes learning the same 300 messages into one LMDB database:
     # each message once (the seen entry is checked again in the write)
     conf3 = conf + '3'

@@ -398,13 +398,13 @@ static void long_ids(const char *top, struct bstore *mem)
 	struct bcounts cnt[3];
 	/* in bulk mode, the store itself given a key LMDB refuses: that
 	 * message fails, the ones around it stay */
-	CHECK(st->ops->bulk(st, true) == 0, "bulk on");
+	CHECK(st->ops->bulk(st, BSTORE_BULK_BATCHES) == 0, "bulk on");
 	int r1 = st->ops->apply(st, t, 3, true, +1, 1700000000, "<before@test>", 's', 0);
 	int r2 = st->ops->apply(st, t, 3, true, +1, 1700000000, id, 's', 0);
 	int r3 = st->ops->apply(st, t, 3, true, +1, 1700000000, "<after@test>", 's', 0);
 	CHECK(r1 == 0 && r2 < 0 && r3 == 0, "bulk: a key too long fails that message only (%d %d %d)", r1, r2,
 	      r3);
-	CHECK(st->ops->bulk(st, false) == 0, "bulk off");
+	CHECK(st->ops->bulk(st, BSTORE_BULK_COMMIT) == 0, "bulk off");
 	CHECK(st->ops->totals(st, &ns, &nh, &nt) == 0 && ns == 2 && st->ops->get(st, t, 3, cnt) == 0 &&
 		      cnt[0].s == 2 && cnt[1].s == 2 && cnt[2].s == 2,
 	      "bulk: the failed message left no counts (%lld spam, token counts %u %u %u)", ns, cnt[0].s,
@@ -424,19 +424,19 @@ static void long_ids(const char *top, struct bstore *mem)
 			long long ns0 = 0;
 			x->ops->totals(x, &ns0, &nh, &nt);
 			if (bulk)
-				x->ops->bulk(x, true);
+				x->ops->bulk(x, BSTORE_BULK_BATCHES);
 			int l1 = bayes_learn(&by, &toks, id, true, false);
 			int l2 = bayes_learn(&by, &toks, id, true, false);
 			if (bulk)
-				x->ops->bulk(x, false);
+				x->ops->bulk(x, BSTORE_BULK_COMMIT);
 			x->ops->totals(x, &ns, &nh, &nt);
 			long long ns1 = ns;
 			if (bulk)
-				x->ops->bulk(x, true);
+				x->ops->bulk(x, BSTORE_BULK_BATCHES);
 			int f1 = bayes_learn(&by, &toks, id, true, true);
 			int f2 = bayes_learn(&by, &toks, id, true, true);
 			if (bulk)
-				x->ops->bulk(x, false);
+				x->ops->bulk(x, BSTORE_BULK_COMMIT);
 			x->ops->totals(x, &ns, &nh, &nt);
 			CHECK(l1 == 1 && l2 == 0 && ns1 == ns0 + 1 && f1 == 1 && f2 == 0 && ns == ns0,
 			      "%s%s: a 611-octet id learned %d, again %d (spam %lld -> %lld), forgotten %d, "
