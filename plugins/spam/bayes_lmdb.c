@@ -3,8 +3,12 @@
  * Readers take a read-only transaction per lookup (no lock: LMDB's reader
  * table); writers are serialised by LMDB. Each learned message is one
  * transaction (durable at commit), except in bulk mode where one write
- * transaction holds up to BULK_MAX messages: a crash then loses at most
- * the uncommitted batch, never the database's consistency.
+ * transaction holds up to BULK_MAX messages or BULK_MS of writing: a
+ * crash then loses at most the uncommitted batch, never the database's
+ * consistency. Between batches the bulk learner leaves LMDB's writer lock
+ * free until its next write (the next message is read and tokenized
+ * first), so that another process's writer (filterd's autolearn) waits
+ * about BULK_MS at most, not for the whole learn.
  *
  * The in-memory index: a daemon classifies many messages between writes,
  * and each LMDB lookup is a B-tree descent (about half a microsecond, a
@@ -39,6 +43,8 @@
 
 #define MAP_SIZE       (4ull << 30) /* sparse: the file grows with the data */
 #define BULK_MAX       2000
+#define BULK_MS	       100	  /* a batch's writing: LMDB's writer lock held that long */
+#define BULK_PAUSE_US  1000	  /* then a pause: 1% of a bulk learn's time */
 #define SNAP_AFTER     16	  /* lookups on a stale copy before it is read again */
 #define SNAP_DUTY      50	  /* a copy is read at most every SNAP_DUTY times its cost */
 #define SNAP_SLOTS_MAX (1u << 21) /* 32 MiB: about 1.2 million tokens */
@@ -70,8 +76,10 @@ struct lmdb_store {
 	 * bulk transaction under bulk_lock; otherwise (filterd) they take
 	 * none and read in parallel */
 	_Atomic bool bulk_mode;
+	bool bulk_on;  /* in bulk mode (bulk NULL: between two batches) */
 	bool bulk_one; /* BSTORE_BULK_ONE: no commit before the end */
 	unsigned bulk_n;
+	long long bulk_t0; /* when the batch began */
 	pthread_mutex_t bulk_lock;
 	/* the in-memory index: snap under snap_lock; one reader of the table
 	 * at a time (build_lock), not before next_build_ms */
@@ -357,9 +365,15 @@ static int l_get(struct bstore *st, const btok *t, size_t n, struct bcounts *out
 	return r;
 }
 
-/* A write transaction: the bulk one or a new one. */
+/* A write transaction: the bulk one (begun for the next batch when
+ * needed) or a new one. */
 static int wtxn(struct lmdb_store *l, MDB_txn **txn)
 {
+	if (l->bulk_on && !l->bulk) {
+		if (mdb_txn_begin(l->env, NULL, 0, &l->bulk))
+			return -1;
+		l->bulk_t0 = now_ms();
+	}
 	if (l->bulk) {
 		*txn = l->bulk;
 		return 0;
@@ -379,7 +393,8 @@ static int wbegin(struct lmdb_store *l, MDB_txn **txn)
 	return 0;
 }
 
-/* Commits txn unless it is the bulk one (then every BULK_MAX messages). */
+/* Commits txn unless it is the bulk one (then every BULK_MAX messages or
+ * BULK_MS; the next batch begins with the next write). */
 static int wdone(struct lmdb_store *l, MDB_txn *txn, int rc)
 {
 	if (txn != l->bulk) {
@@ -389,13 +404,15 @@ static int wdone(struct lmdb_store *l, MDB_txn *txn, int rc)
 		}
 		return mdb_txn_commit(txn) ? -1 : 0;
 	}
-	if (rc < 0 || l->bulk_one || ++l->bulk_n < BULK_MAX)
+	if (rc < 0 || l->bulk_one || (++l->bulk_n < BULK_MAX && now_ms() - l->bulk_t0 < BULK_MS))
 		return rc;
 	l->bulk_n = 0;
 	l->bulk = NULL;
-	if (mdb_txn_commit(txn) || mdb_txn_begin(l->env, NULL, 0, &l->bulk))
-		return -1;
-	return 0;
+	rc = mdb_txn_commit(txn) ? -1 : 0;
+	/* a writer waiting for the lock gets it (LMDB's lock is not fair:
+	 * the next batch could take it again at once) */
+	usleep(BULK_PAUSE_US);
+	return rc;
 }
 
 /* One token's count changed; its new counts in *nc (0/0: deleted). */
@@ -575,16 +592,19 @@ static int l_bulk(struct bstore *st, int mode)
 	struct lmdb_store *l = (struct lmdb_store *)st;
 	pthread_mutex_lock(&l->bulk_lock);
 	int rc = 0;
-	if ((mode == BSTORE_BULK_BATCHES || mode == BSTORE_BULK_ONE) && !l->bulk) {
+	if ((mode == BSTORE_BULK_BATCHES || mode == BSTORE_BULK_ONE) && !l->bulk_on) {
 		rc = mdb_txn_begin(l->env, NULL, 0, &l->bulk) ? -1 : 0;
 		atomic_store(&l->bulk_mode, rc == 0);
+		l->bulk_on = rc == 0;
 		l->bulk_one = mode == BSTORE_BULK_ONE;
-	} else if (mode == BSTORE_BULK_COMMIT && l->bulk) {
-		rc = mdb_txn_commit(l->bulk) ? -1 : 0;
+		l->bulk_t0 = now_ms();
+	} else if (mode == BSTORE_BULK_COMMIT || mode == BSTORE_BULK_ABORT) {
+		if (l->bulk && mode == BSTORE_BULK_COMMIT)
+			rc = mdb_txn_commit(l->bulk) ? -1 : 0;
+		else if (l->bulk)
+			mdb_txn_abort(l->bulk);
 		l->bulk = NULL;
-	} else if (mode == BSTORE_BULK_ABORT && l->bulk) {
-		mdb_txn_abort(l->bulk);
-		l->bulk = NULL;
+		l->bulk_on = false;
 	}
 	l->bulk_n = 0;
 	pthread_mutex_unlock(&l->bulk_lock);

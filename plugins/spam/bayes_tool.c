@@ -10,7 +10,8 @@
  * "From "), a Maildir (its cur/ and new/) or a directory of any of these
  * (recursively, dot files skipped). Messages of an mbox go through a
  * temporary file, since the host parses messages from files. Learning runs
- * in bulk (one LMDB transaction per 2000 messages) and expires old tokens
+ * in bulk (one LMDB transaction per 2000 messages or 100 ms, the writer
+ * lock left free for a moment between them) and expires old tokens
  * at the end when the database is over bayes_expiry_max_db_size. An
  * import is one transaction: one that fails changes nothing (LMDB).
  */

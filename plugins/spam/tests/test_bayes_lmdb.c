@@ -12,7 +12,8 @@
  * shares one environment, whose lock on lock.mdb stays until the last
  * user closes it. Then message ids longer than LMDB's keys: learned,
  * skipped and forgotten under their hash, in every store, and in bulk
- * mode a message that fails leaves nothing of itself in the batch.
+ * mode a message that fails leaves nothing of itself in the batch. Last, a
+ * bulk learner lets another process's writer in between its batches.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -448,6 +449,74 @@ static void long_ids(const char *top, struct bstore *mem)
 	st->ops->close(st);
 }
 
+/* A bulk learner leaves LMDB's writer lock between batches: another
+ * process's writer (filterd autolearning) waits about BULK_MS, not for the
+ * whole learn (1999 messages: under BULK_MAX, one batch before). */
+static void bulk_yields(const char *top)
+{
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/yield", top);
+	char *err = NULL;
+	struct bstore *st = bstore_open_lmdb(dir, &err);
+	struct shared {
+		_Atomic int ready, phase; /* the other writer opened; 1 the bulk learn runs, 2 done */
+		long long max_wait, writes;
+	} *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	CHECK(st && sh != MAP_FAILED, "bulk yields: open");
+	if (!st || sh == MAP_FAILED)
+		return;
+	memset(sh, 0, sizeof(*sh));
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct bstore *own = bstore_open_lmdb(dir, &err);
+		btok t[5] = {1, 2, 3, 4, 5};
+		atomic_store(&sh->ready, 1);
+		while (own && atomic_load(&sh->phase) == 0)
+			usleep(1000);
+		for (int i = 0; own && atomic_load(&sh->phase) == 1; i++) {
+			char id[32];
+			snprintf(id, sizeof(id), "<w%d@test>", i);
+			long long t0 = now_ms();
+			if (own->ops->apply(own, t, 5, false, +1, 1700000000, id, 'h', BSTORE_ANY) < 0)
+				break;
+			long long w = now_ms() - t0;
+			sh->max_wait = w > sh->max_wait ? w : sh->max_wait;
+			sh->writes++;
+			usleep(5000);
+		}
+		if (own)
+			own->ops->close(own);
+		_exit(0);
+	}
+	static btok v[1000];
+	while (pid > 0 && !atomic_load(&sh->ready))
+		usleep(1000);
+	long long t0 = now_ms();
+	st->ops->bulk(st, BSTORE_BULK_BATCHES);
+	atomic_store(&sh->phase, 1);
+	int n = 0;
+	for (; n < 1999; n++) {
+		char id[32];
+		snprintf(id, sizeof(id), "<b%d@test>", n);
+		draw(v, 1000);
+		if (st->ops->apply(st, v, 1000, true, +1, 1700000000, id, 's', BSTORE_ANY) < 0)
+			break;
+	}
+	st->ops->bulk(st, BSTORE_BULK_COMMIT);
+	long long took = now_ms() - t0;
+	atomic_store(&sh->phase, 2);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	CHECK(n == 1999 && sh->writes > 0 && sh->max_wait < 600 && sh->max_wait * 2 < took,
+	      "bulk yields: another writer waited %lld ms at most (%lld writes) during a bulk learn of %d "
+	      "messages in %lld ms",
+	      sh->max_wait, sh->writes, n, took);
+	fprintf(stderr, "bulk learn %lld ms, other writer: %lld writes, %lld ms at most\n", took, sh->writes,
+		sh->max_wait);
+	munmap(sh, sizeof(*sh));
+	st->ops->close(st);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/sift-bayes-lmdb-XXXXXX";
@@ -548,6 +617,7 @@ int main(void)
 	learn_processes(db, dir);
 	registry(dir);
 	long_ids(dir, ref);
+	bulk_yields(dir);
 
 	db->ops->close(db);
 	ref->ops->close(ref);
