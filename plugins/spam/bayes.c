@@ -11,6 +11,7 @@
  */
 #include <math.h>
 #include <openssl/sha.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "bayes.h"
@@ -177,6 +178,191 @@ int bayes_learn(struct bayes *b, const struct btoks *t, const char *msgid, bool 
 	int rc = learn_locked(b, t, id, spam, forget);
 	pthread_mutex_unlock(&b->learn_lock);
 	free(id);
+	return rc;
+}
+
+/* ---- autolearn off the mail threads ----------------------------------- */
+
+enum { AL_QUEUED, AL_RUNNING, AL_DONE };
+#define AL_QUEUE_MAX 64
+
+struct al_job {
+	btok *v;
+	size_t n;
+	char *id;
+	bool spam;
+	int state, rc;
+	bool abandoned; /* its waiter gave up: the worker frees it */
+	struct al_job *next;
+};
+
+struct bayes_al {
+	pthread_mutex_t lock;
+	pthread_cond_t work, done; /* done: CLOCK_MONOTONIC */
+	struct al_job *head, *tail;
+	size_t queued;
+	bool stop, stalled; /* stalled: a job whose waiter gave up runs */
+	pthread_t thread;
+};
+
+static void al_free(struct al_job *j)
+{
+	free(j->v);
+	free(j->id);
+	free(j);
+}
+
+static void *al_main(void *arg)
+{
+	struct bayes *b = arg;
+	struct bayes_al *a = b->al;
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		while (!a->head && !a->stop)
+			pthread_cond_wait(&a->work, &a->lock);
+		if (a->stop)
+			break;
+		struct al_job *j = a->head;
+		a->head = j->next;
+		if (!a->head)
+			a->tail = NULL;
+		a->queued--;
+		j->state = AL_RUNNING;
+		pthread_mutex_unlock(&a->lock);
+		struct btoks t = {.v = j->v, .n = j->n};
+		int rc = bayes_learn(b, &t, j->id, j->spam, false);
+		if (rc == 1)
+			bayes_expire(b);
+		pthread_mutex_lock(&a->lock);
+		j->rc = rc;
+		j->state = AL_DONE;
+		if (j->abandoned) {
+			a->stalled = false;
+			al_free(j);
+		}
+		pthread_cond_broadcast(&a->done);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+int bayes_autolearn_start(struct bayes *b)
+{
+	struct bayes_al *a = xcalloc(1, sizeof(*a));
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->work, NULL);
+	pthread_cond_init(&a->done, &ca);
+	pthread_condattr_destroy(&ca);
+	b->al = a;
+	if (pthread_create(&a->thread, NULL, al_main, b) != 0) {
+		b->al = NULL;
+		pthread_cond_destroy(&a->work);
+		pthread_cond_destroy(&a->done);
+		pthread_mutex_destroy(&a->lock);
+		free(a);
+		return -1;
+	}
+	return 0;
+}
+
+void bayes_autolearn_stop(struct bayes *b)
+{
+	struct bayes_al *a = b->al;
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->stop = true;
+	pthread_cond_signal(&a->work);
+	pthread_mutex_unlock(&a->lock);
+	pthread_join(a->thread, NULL);
+	while (a->head) {
+		struct al_job *j = a->head;
+		a->head = j->next;
+		al_free(j);
+	}
+	pthread_cond_destroy(&a->work);
+	pthread_cond_destroy(&a->done);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+	b->al = NULL;
+}
+
+static void al_log(struct bayes *b, const char *fmt, ...)
+{
+	if (!b->log)
+		return;
+	va_list ap;
+	char buf[256];
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	b->log(LOG_WARNING, buf);
+}
+
+int bayes_autolearn(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, long wait_ms)
+{
+	struct bayes_al *a = b->al;
+	if (!a) {
+		int rc = bayes_learn(b, t, msgid, spam, false);
+		if (rc == 1)
+			bayes_expire(b);
+		return rc;
+	}
+	pthread_mutex_lock(&a->lock);
+	if (a->stalled || a->queued >= AL_QUEUE_MAX) {
+		pthread_mutex_unlock(&a->lock);
+		al_log(b, "Bayes autolearn skipped: the store is busy (a learn waits for its writer lock)");
+		return -2;
+	}
+	struct al_job *j = xcalloc(1, sizeof(*j));
+	j->v = xmalloc((t->n + 1) * sizeof(btok));
+	memcpy(j->v, t->v, t->n * sizeof(btok));
+	j->n = t->n;
+	j->id = xstrdup(msgid ? msgid : "");
+	j->spam = spam;
+	if (a->tail)
+		a->tail->next = j;
+	else
+		a->head = j;
+	a->tail = j;
+	a->queued++;
+	pthread_cond_signal(&a->work);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += wait_ms / 1000;
+	ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	while (j->state != AL_DONE && pthread_cond_timedwait(&a->done, &a->lock, &ts) == 0)
+		;
+	int rc = -2, state = j->state;
+	if (state == AL_DONE) {
+		rc = j->rc;
+		al_free(j);
+	} else if (state == AL_QUEUED) {
+		struct al_job **pp = &a->head, *prev = NULL;
+		while (*pp != j) {
+			prev = *pp;
+			pp = &(*pp)->next;
+		}
+		*pp = j->next;
+		if (a->tail == j)
+			a->tail = prev;
+		a->queued--;
+		al_free(j);
+	} else {
+		j->abandoned = true;
+		a->stalled = true;
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (rc == -2)
+		al_log(b, "Bayes autolearn: the store did not take the message within %ld ms; %s", wait_ms,
+		       state == AL_QUEUED ? "not learned" : "it is learned when the store frees");
 	return rc;
 }
 

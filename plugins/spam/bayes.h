@@ -138,9 +138,15 @@ struct bayes_opts {
 	int max_token_length;			  /* 15 */
 };
 
+struct bayes_al;
+
 struct bayes {
 	struct bstore *st;
 	struct bayes_opts o;
+	/* autolearn's worker (bayes_autolearn_start; NULL: none) and where
+	 * it says what it skipped (may be NULL) */
+	struct bayes_al *al;
+	void (*log)(int level, const char *msg);
 	/* bayes_learn's "already learned?" and its counts, as one step for
 	 * this process's threads (one message sent in several transactions
 	 * is autolearned from several workers at once) */
@@ -155,6 +161,21 @@ bool bayes_ready(struct bayes *b);
 /* Learns (forget false) or forgets the tokens of message msgid: 1 done,
  * 0 nothing to do (already learned as that, or not learned), -1 error. */
 int bayes_learn(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget);
+/* Autolearn for a daemon's mail threads: the message learned (and the
+ * expiry that may follow) by one worker thread, waited for wait_ms at most:
+ * a store whose writer is held by another process (a bulk learner, another
+ * filterd) does not hold up the mail. As bayes_learn, or -2 when the learn
+ * did not finish in time (logged): a message already with the worker is
+ * learned when the store frees; while that one waits, the following are
+ * skipped (not learned). Without a worker (not started), bayes_learn
+ * itself. */
+#define BAYES_AUTOLEARN_WAIT_MS 500
+int bayes_autolearn(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, long wait_ms);
+/* The worker started (0) or not (-1: bayes_autolearn learns in place);
+ * stopped after what it is doing (queued messages are dropped). */
+int bayes_autolearn_start(struct bayes *b);
+void bayes_autolearn_stop(struct bayes *b);
+
 /* Expiry when the database holds more than max_db_size tokens: the oldest
  * (by atime) go until 75% of it remain. Tokens deleted, or -1. */
 long long bayes_expire(struct bayes *b);

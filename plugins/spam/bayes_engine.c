@@ -180,13 +180,14 @@ void bayes_after_check(struct msgctx *m, struct spam_result *res)
 	}
 	const char *v = autolearn_verdict(m, res);
 	if (strcmp(v, "no") != 0) {
+		/* bounded: a store busy with another writer does not hold up
+		 * the message (BAYES_AUTOLEARN_WAIT_MS) */
 		char *id = bayes_msgid(m->mime);
-		int rc = bayes_learn(m->in->bayes, msg_tokens(m), id, strcmp(v, "spam") == 0, false);
+		int rc = bayes_autolearn(m->in->bayes, msg_tokens(m), id, strcmp(v, "spam") == 0,
+					 BAYES_AUTOLEARN_WAIT_MS);
 		free(id);
 		if (rc < 0)
 			v = "unavailable";
-		else if (rc == 1)
-			bayes_expire(m->in->bayes);
 	}
 	res->autolearn = v;
 }

@@ -205,6 +205,9 @@ static int bayes_init(const struct sift_host *h, struct spam_conf *c, char **err
 	c->bayes->st = st;
 	c->bayes->o = o;
 	pthread_mutex_init(&c->bayes->learn_lock, NULL);
+	c->bayes->log = engine_log;
+	if (o.auto_learn && bayes_autolearn_start(c->bayes) < 0)
+		h->log(NULL, LOG_WARNING, "spam: no autolearn thread; autolearn waits for the Bayes store");
 	return 0;
 }
 
@@ -275,6 +278,7 @@ static void spam_release(void *cp)
 {
 	struct spam_conf *c = cp;
 	if (c->bayes) {
+		bayes_autolearn_stop(c->bayes);
 		c->bayes->st->ops->close(c->bayes->st);
 		pthread_mutex_destroy(&c->bayes->learn_lock);
 		free(c->bayes);

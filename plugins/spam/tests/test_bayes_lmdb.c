@@ -13,7 +13,8 @@
  * user closes it. Then message ids longer than LMDB's keys: learned,
  * skipped and forgotten under their hash, in every store, and in bulk
  * mode a message that fails leaves nothing of itself in the batch. Last, a
- * bulk learner lets another process's writer in between its batches.
+ * bulk learner lets another process's writer in between its batches, and
+ * autolearn gives up on a store whose writer lock another process holds.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -517,6 +518,87 @@ static void bulk_yields(const char *top)
 	st->ops->close(st);
 }
 
+/* Autolearn while another process holds LMDB's writer lock (a bulk
+ * learner, another filterd): the mail thread waits wait_ms, not for the
+ * other writer; the message with the worker is learned once the lock is
+ * free, the ones that come meanwhile are skipped. */
+static _Atomic int al_logged;
+
+static void al_logger(int level, const char *msg)
+{
+	(void)level;
+	(void)msg;
+	atomic_fetch_add(&al_logged, 1);
+}
+
+static void autolearn_bounded(const char *top)
+{
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/al", top);
+	char *err = NULL;
+	struct bstore *st = bstore_open_lmdb(dir, &err);
+	_Atomic int *held =
+		mmap(NULL, sizeof(*held), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	CHECK(st && held != MAP_FAILED, "autolearn: open");
+	if (!st || held == MAP_FAILED)
+		return;
+	*held = 0;
+	btok t[4] = {7, 8, 9, 10};
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct bstore *own = bstore_open_lmdb(dir, &err);
+		int rc = own && own->ops->bulk(own, BSTORE_BULK_ONE) == 0 &&
+					 own->ops->apply(own, t, 4, true, +1, 1700000000, "<holder@test>",
+							 's', 0) == 0
+				 ? 0
+				 : 1;
+		atomic_store(held, rc == 0 ? 1 : 2);
+		usleep(1500000); /* the writer lock held 1.5 s */
+		if (own) {
+			own->ops->bulk(own, BSTORE_BULK_COMMIT);
+			own->ops->close(own);
+		}
+		_exit(rc);
+	}
+	while (pid > 0 && !atomic_load(held))
+		usleep(1000);
+	struct bayes b = {.st = st, .o = {.min_spam_num = 1, .min_ham_num = 1}, .log = al_logger};
+	pthread_mutex_init(&b.learn_lock, NULL);
+	CHECK(bayes_autolearn_start(&b) == 0, "autolearn: worker started");
+	struct btoks toks = {.v = t, .n = 4};
+	long long t0 = now_ms();
+	int r1 = bayes_autolearn(&b, &toks, "<al1@test>", true, 300);
+	long long w1 = now_ms() - t0;
+	t0 = now_ms();
+	int r2 = bayes_autolearn(&b, &toks, "<al2@test>", true, 300);
+	long long w2 = now_ms() - t0;
+	CHECK(atomic_load(held) == 1 && r1 == -2 && w1 >= 250 && w1 < 1000 && r2 == -2 && w2 < 100 &&
+		      atomic_load(&al_logged) == 2,
+	      "autolearn: gives up after 300 ms (%d in %lld ms), then skips at once (%d in %lld ms), logged "
+	      "(%d)",
+	      r1, w1, r2, w2, atomic_load(&al_logged));
+	int status = 0;
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "autolearn: the other writer committed");
+	/* the message with the worker lands once the lock is free */
+	int s1 = 0;
+	for (int i = 0; i < 300 && (s1 = st->ops->seen(st, "<al1@test>")) != 's'; i++)
+		usleep(10000);
+	int r3 = -9;
+	for (int i = 0; i < 300 && (r3 = bayes_autolearn(&b, &toks, "<al3@test>", true, 300)) == -2; i++)
+		usleep(10000);
+	long long ns = 0, nh = 0, nt = 0;
+	st->ops->totals(st, &ns, &nh, &nt);
+	CHECK(s1 == 's' && st->ops->seen(st, "<al2@test>") == 0 && r3 == 1 && ns == 3,
+	      "autolearn: the waiting message learned, the skipped one not, the next learned (%d %d, %lld "
+	      "spam)",
+	      s1, r3, ns);
+	bayes_autolearn_stop(&b);
+	pthread_mutex_destroy(&b.learn_lock);
+	munmap((void *)held, sizeof(*held));
+	st->ops->close(st);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/sift-bayes-lmdb-XXXXXX";
@@ -618,6 +700,7 @@ int main(void)
 	registry(dir);
 	long_ids(dir, ref);
 	bulk_yields(dir);
+	autolearn_bounded(dir);
 
 	db->ops->close(db);
 	ref->ops->close(ref);
