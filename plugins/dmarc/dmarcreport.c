@@ -148,9 +148,18 @@ bool dmarc_report_row(const struct dmarc_eval *e, const char *client_ip, const c
 	field(&b, e->spf.domain, false);
 	field(&b, sender_domain && *sender_domain ? "mfrom" : "helo", false);
 	field(&b, dmarc_spf_names[e->spf.result], false);
-	for (size_t i = 0; i < e->ndkim; i++)
+	/* The DKIM results that fit: 16 signatures of long domains do not,
+	 * and a row without the last ones is better than no row. */
+	for (size_t i = 0; i < e->ndkim; i++) {
+		size_t before = b.len;
 		dbuf_printf(&b, "%s%s:%s", i ? "," : "", e->dkim[i].domain,
 			    dmarc_dkim_names[e->dkim[i].result]);
+		if (b.s && b.len >= n) {
+			b.len = before;
+			b.s[before] = 0;
+			break;
+		}
+	}
 	bool ok = b.s && b.len < n;
 	if (ok)
 		memcpy(out, b.s, b.len + 1);

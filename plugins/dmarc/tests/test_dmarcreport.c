@@ -149,6 +149,18 @@ int main(int argc, char **argv)
 		      "row made");
 		CHECK(dmarc_report_record(&h, &rc, row, now) == 0, "row recorded (memory)");
 	}
+	/* 16 DKIM results of 250-octet domains do not fit a row: the row
+	 * keeps those that fit */
+	eval(&e, "one.example", true, "mailto:r@one.example");
+	for (size_t i = 0; i < DMARC_MAX_DKIM; i++) {
+		memset(e.dkim[i].domain, 'd', 250);
+		e.dkim[i].domain[250] = 0;
+		e.dkim[i].result = 1;
+	}
+	e.ndkim = DMARC_MAX_DKIM;
+	CHECK(dmarc_report_row(&e, "192.0.2.1", "one.example", row, sizeof(row)) &&
+		      strlen(row) < sizeof(row) && strstr(row, ":pass,") != NULL,
+	      "16 long DKIM results: a row, with those that fit");
 	eval(&e, "three.example", true, "");
 	CHECK(!dmarc_report_row(&e, "192.0.2.1", "", row, sizeof(row)), "no rua=: no row");
 	eval(&e, "three.example", true, "mailto:r@three.example");
