@@ -28,7 +28,8 @@
  * temporary file and fails (the caller then answers TEMPFAIL). A crash
  * between the write and the rename leaves the temporary file: purges
  * (siftctl quarantine purge) remove those an hour old, which no store in
- * progress is (sift_quarantine_purge_tmp).
+ * progress is (sift_quarantine_purge_tmp), and release tokens over a day
+ * old, which filterd refuses (left by a release that was killed).
  *
  * The stored message starts with a Received: line in Postfix's form, built
  * from the milter macros (client name and address, HELO, our host name,
@@ -62,9 +63,11 @@
 
 #include "sift.h"
 
-#define META_MAX      (4 * 1024 * 1024) /* bound on a metadata record */
-#define TMP_PREFIX    ".tmp-"		/* a store being written: DIR/.tmp-<id> */
-#define TMP_STALE_AGE 3600		/* seconds since its last write: never finished */
+#define META_MAX	(4 * 1024 * 1024) /* bound on a metadata record */
+#define TMP_PREFIX	".tmp-"		  /* a store being written: DIR/.tmp-<id> */
+#define TMP_STALE_AGE	3600		  /* seconds since its last write: never finished */
+#define RELEASE_SUBDIR	"/.release"
+#define RELEASE_MAX_AGE (24 * 3600) /* a release token older is refused */
 
 bool sift_quarantine_id_valid(const char *id)
 {
@@ -422,8 +425,9 @@ int sift_quarantine_delete(const char *dir, const char *id, char **err_r)
 }
 
 long sift_quarantine_purge_tmp(const char *dir, bool dry_run,
-			       void (*report)(void *arg, const char *path, long long age, int err), void *arg,
-			       char **err_r)
+			       void (*report)(void *arg, const char *path, long long age, int err,
+					      const char *what),
+			       void *arg, char **err_r)
 {
 	DIR *d = opendir(dir);
 	if (!d) {
@@ -444,11 +448,31 @@ long sift_quarantine_purge_tmp(const char *dir, bool dry_run,
 			continue;
 		int err = !dry_run && unlinkat(dirfd(d), name, 0) < 0 ? errno : 0;
 		char *path = sift_asprintf("%s/%s", dir, name);
-		report(arg, path, (long long)(now - st.st_mtime), err);
+		report(arg, path, (long long)(now - st.st_mtime), err, "left by a store that never finished");
 		free(path);
 		n++;
 	}
 	closedir(d);
+	/* Release tokens past their age, which filterd refuses: left by a
+	 * release that was killed (SIGKILL) or crashed. */
+	char *rdir = sift_asprintf("%s" RELEASE_SUBDIR, dir);
+	d = opendir(rdir);
+	while (d && (de = readdir(d)) != NULL) {
+		const char *name = de->d_name;
+		struct stat st;
+		if (!sift_quarantine_token_valid(name) ||
+		    fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+		    now - st.st_mtime <= RELEASE_MAX_AGE)
+			continue;
+		int err = !dry_run && unlinkat(dirfd(d), name, 0) < 0 ? errno : 0;
+		char *path = sift_asprintf("%s/%s", rdir, name);
+		report(arg, path, (long long)(now - st.st_mtime), err, "an expired release token");
+		free(path);
+		n++;
+	}
+	if (d)
+		closedir(d);
+	free(rdir);
 	return n;
 }
 
@@ -461,9 +485,6 @@ int sift_quarantine_dir_check(const char *dir, char **err_r)
 }
 
 /* ---- release tokens ---------------------------------------------------------- */
-
-#define RELEASE_SUBDIR	"/.release"
-#define RELEASE_MAX_AGE (24 * 3600)
 
 bool sift_quarantine_token_valid(const char *t)
 {

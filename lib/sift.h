@@ -351,12 +351,14 @@ int sift_quarantine_list(const char *dir, struct sift_qentry **list_r, size_t *n
 int sift_quarantine_delete(const char *dir, const char *id, char **err_r);
 /* Removes (unless dry_run) the temporary files of stores that never
  * finished (a crash between the write and the rename) once they are an
- * hour old, which a store in progress never is, and reports each (its
- * path, its age in seconds, 0 or the errno of a failed removal). The
- * number found, or -1 with *err_r. */
+ * hour old, which a store in progress never is, and the release tokens
+ * over a day old (refused by filterd: left by a killed release), and
+ * reports each (its path, its age in seconds, 0 or the errno of a failed
+ * removal, what it was). The number found, or -1 with *err_r. */
 long sift_quarantine_purge_tmp(const char *dir, bool dry_run,
-			       void (*report)(void *arg, const char *path, long long age, int err), void *arg,
-			       char **err_r);
+			       void (*report)(void *arg, const char *path, long long age, int err,
+					      const char *what),
+			       void *arg, char **err_r);
 /* Refuses (-1, *err_r) an existing dir writable by group or others, who
  * could plant release tokens there. filterd checks at start, -t and
  * reload, siftctl before it touches the store. A missing dir is not refused

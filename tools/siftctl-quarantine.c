@@ -54,7 +54,8 @@ static const char usage_text[] =
 	"       remove messages from the store\n"
 	"  quarantine purge --older-than TIME [--dry-run]\n"
 	"       remove every message older than TIME (e.g. 7d, as a daily cron job), and\n"
-	"       the temporary files of stores that never finished once they are 1h old\n"
+	"       the temporary files of stores that never finished once they are 1h old,\n"
+	"       and release tokens over a day old\n"
 	"       the store is quarantine_directory (default " SIFT_STATEDIR "/quarantine)\n";
 
 static char *store_dir(struct sift_opts *opts)
@@ -582,21 +583,21 @@ static int cmd_delete(const char *dir, int argc, char **argv)
 	return rc;
 }
 
-/* The temporary files of stores that never finished, an hour old
- * (sift_quarantine_purge_tmp): one line each. */
+/* The temporary files of stores that never finished, an hour old, and
+ * expired release tokens (sift_quarantine_purge_tmp): one line each. */
 struct tmp_purge {
 	bool dry, failed;
 };
 
-static void report_tmp(void *arg, const char *path, long long age, int err)
+static void report_tmp(void *arg, const char *path, long long age, int err, const char *what)
 {
 	struct tmp_purge *tp = arg;
 	if (err) {
 		fprintf(stderr, "siftctl quarantine: %s: %s\n", path, strerror(err));
 		tp->failed = true;
 	} else
-		printf("%s %s (left by a store that never finished, %lld minutes old)\n",
-		       tp->dry ? "would remove" : "removed", path, age / 60);
+		printf("%s %s (%s, %lld minutes old)\n", tp->dry ? "would remove" : "removed", path, what,
+		       age / 60);
 }
 
 static int cmd_purge(const char *dir, int argc, char **argv)

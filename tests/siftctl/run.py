@@ -292,6 +292,22 @@ def quarantine_tests(tmp):
     check(os.path.exists(fresh), "quarantine purge: a fresh temporary file (a store in progress) stays")
     check(os.path.exists(other), "quarantine purge: a file a store does not write stays")
 
+    # and release tokens over a day old (refused by filterd: left by a
+    # release that was killed), not younger ones
+    rdir = f"{q}/.release"
+    os.makedirs(rdir, mode=0o700, exist_ok=True)
+    old_tok, new_tok = f"{rdir}/{'a' * 32}", f"{rdir}/{'b' * 32}"
+    for path in (old_tok, new_tok):
+        with open(path, "w") as f:
+            f.write("20250101-000000-0123456789ab\n")
+    two_days = time.time() - 2 * 86400
+    os.utime(old_tok, (two_days, two_days))
+    r = run("-c", conf, "quarantine", "purge", "--older-than", "7d")
+    check(r.returncode == 0 and f"removed {old_tok} (an expired release token, 2880 minutes old)" in r.stdout and
+          new_tok not in r.stdout and not os.path.exists(old_tok) and os.path.exists(new_tok),
+          "quarantine purge: removes a release token two days old, keeps a fresh one", r.stdout + r.stderr)
+    os.unlink(new_tok)
+
 
 def clamav_wait_tests(tmp):
     """siftctl test waits for the ClamAV database (loaded in the background)
