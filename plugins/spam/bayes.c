@@ -415,6 +415,19 @@ long long bayes_expire(struct bayes *b)
 
 /* ---- sa-learn --backup ------------------------------------------------- */
 
+/* A count of a dump: decimal digits, at most 2^32 - 1 (what the store
+ * keeps), or -1: a count that would wrap is refused, not cut. */
+static int parse_u32(const char *s, uint32_t *v)
+{
+	if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 10)
+		return -1;
+	unsigned long long x = strtoull(s, NULL, 10);
+	if (x > UINT32_MAX)
+		return -1;
+	*v = (uint32_t)x;
+	return 0;
+}
+
 static int import_line(char *line, btok *t, struct bcounts *c, long long *ns, long long *nh, int *what)
 {
 	line[strcspn(line, "\r\n")] = 0;
@@ -432,10 +445,14 @@ static int import_line(char *line, btok *t, struct bcounts *c, long long *ns, lo
 	if (nf >= 3 && strcmp(f[0], "v") == 0) {
 		if (strncmp(f[2], "db_version", 10) == 0 && atoi(f[1]) != 3)
 			return -1;
+		uint32_t v = 0;
+		bool count = strcmp(f[2], "num_spam") == 0 || strcmp(f[2], "num_nonspam") == 0;
+		if (count && parse_u32(f[1], &v) < 0)
+			return -1;
 		if (strcmp(f[2], "num_spam") == 0)
-			*ns = atoll(f[1]);
+			*ns = v;
 		else if (strcmp(f[2], "num_nonspam") == 0)
-			*nh = atoll(f[1]);
+			*nh = v;
 		return 0;
 	}
 	if (nf >= 5 && strcmp(f[0], "t") == 0) {
@@ -445,9 +462,9 @@ static int import_line(char *line, btok *t, struct bcounts *c, long long *ns, lo
 		*t = strtoull(f[4], &end, 16);
 		if (*end)
 			return -1;
-		c->s = (uint32_t)strtoul(f[1], NULL, 10);
-		c->h = (uint32_t)strtoul(f[2], NULL, 10);
-		c->atime = (uint32_t)strtoul(f[3], NULL, 10);
+		if (parse_u32(f[1], &c->s) < 0 || parse_u32(f[2], &c->h) < 0 ||
+		    parse_u32(f[3], &c->atime) < 0)
+			return -1;
 		*what = 't';
 		return 0;
 	}

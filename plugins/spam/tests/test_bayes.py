@@ -264,6 +264,15 @@ def main():
           'a failed import says so', out)
     rc, out = run(conf2, 'spam', 'stats')
     check(re.search(r'spam: 30\s+ham: 30\s+tokens: 1\s', out) is not None, 'a failed import changes nothing', out)
+    # counts that the store cannot hold (over 2^32 - 1) or that are not
+    # numbers are refused, not wrapped
+    for line, what in (('t\t4294967296\t0\t1700000000\t0abcdef012\n', 'a token count of 2^32'),
+                       ('t\t-1\t0\t1700000000\t0abcdef012\n', 'a negative token count'),
+                       ('v\t99999999999\tnum_spam\n', 'a message count of 10^11')):
+        with open(bad, 'w') as f:
+            f.write('v\t3\tdb_version # this must be the first line!!!\n' + line)
+        rc, out = run(conf2, 'spam', 'import', bad)
+        check(rc == 1 and 'line 2: not an sa-learn --backup line' in out, 'import refuses %s' % what, out)
     # four processes learning the same 300 messages into one LMDB database:
     # each message once (the seen entry is checked again in the write)
     conf3 = conf + '3'
