@@ -424,6 +424,39 @@ int sift_quarantine_delete(const char *dir, const char *id, char **err_r)
 	return rc < 0 ? -1 : 0;
 }
 
+/* What a purge removes in one directory: the regular files whose names
+ * `ours` accepts and whose last write is over max_age seconds ago; each is
+ * reported as `what`. The number found; d is closed. */
+static long purge_old(DIR *d, const char *dir, bool (*ours)(const char *name), long long max_age,
+		      const char *what, bool dry_run,
+		      void (*report)(void *arg, const char *path, long long age, int err, const char *what),
+		      void *arg)
+{
+	long n = 0;
+	time_t now = time(NULL);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		if (!ours(de->d_name) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode) || now - st.st_mtime <= max_age)
+			continue;
+		int err = !dry_run && unlinkat(dirfd(d), de->d_name, 0) < 0 ? errno : 0;
+		char *path = sift_asprintf("%s/%s", dir, de->d_name);
+		report(arg, path, (long long)(now - st.st_mtime), err, what);
+		free(path);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Only what a store writes: .tmp-<valid id>. */
+static bool tmp_name(const char *name)
+{
+	return strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0 &&
+	       sift_quarantine_id_valid(name + strlen(TMP_PREFIX));
+}
+
 long sift_quarantine_purge_tmp(const char *dir, bool dry_run,
 			       void (*report)(void *arg, const char *path, long long age, int err,
 					      const char *what),
@@ -434,44 +467,15 @@ long sift_quarantine_purge_tmp(const char *dir, bool dry_run,
 		*err_r = sift_asprintf("%s: %s", dir, strerror(errno));
 		return -1;
 	}
-	long n = 0;
-	time_t now = time(NULL);
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		const char *name = de->d_name;
-		struct stat st;
-		/* Only what a store writes: .tmp-<valid id>, a regular file. */
-		if (strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0 ||
-		    !sift_quarantine_id_valid(name + strlen(TMP_PREFIX)) ||
-		    fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-		    now - st.st_mtime < TMP_STALE_AGE)
-			continue;
-		int err = !dry_run && unlinkat(dirfd(d), name, 0) < 0 ? errno : 0;
-		char *path = sift_asprintf("%s/%s", dir, name);
-		report(arg, path, (long long)(now - st.st_mtime), err, "left by a store that never finished");
-		free(path);
-		n++;
-	}
-	closedir(d);
+	long n = purge_old(d, dir, tmp_name, TMP_STALE_AGE - 1, "left by a store that never finished",
+			   dry_run, report, arg);
 	/* Release tokens past their age, which filterd refuses: left by a
 	 * release that was killed (SIGKILL) or crashed. */
 	char *rdir = sift_asprintf("%s" RELEASE_SUBDIR, dir);
 	d = opendir(rdir);
-	while (d && (de = readdir(d)) != NULL) {
-		const char *name = de->d_name;
-		struct stat st;
-		if (!sift_quarantine_token_valid(name) ||
-		    fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-		    now - st.st_mtime <= RELEASE_MAX_AGE)
-			continue;
-		int err = !dry_run && unlinkat(dirfd(d), name, 0) < 0 ? errno : 0;
-		char *path = sift_asprintf("%s/%s", rdir, name);
-		report(arg, path, (long long)(now - st.st_mtime), err, "an expired release token");
-		free(path);
-		n++;
-	}
 	if (d)
-		closedir(d);
+		n += purge_old(d, rdir, sift_quarantine_token_valid, RELEASE_MAX_AGE,
+			       "an expired release token", dry_run, report, arg);
 	free(rdir);
 	return n;
 }
