@@ -389,9 +389,23 @@ static int u32cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The seen entries past o.seen_ttl, once every BAYES_SEEN_EXPIRE_EVERY
+ * seconds (a pass reads the whole seen table). */
+static void expire_seen(struct bayes *b)
+{
+	long long now = (long long)time(NULL), next = atomic_load(&b->seen_next);
+	if (b->o.seen_ttl <= 0 || !b->st->ops->expire_seen || now < next ||
+	    !atomic_compare_exchange_strong(&b->seen_next, &next, now + BAYES_SEEN_EXPIRE_EVERY))
+		return;
+	uint32_t ttl = b->o.seen_ttl > UINT32_MAX ? UINT32_MAX : (uint32_t)b->o.seen_ttl;
+	if (b->st->ops->expire_seen(b->st, (uint32_t)now, ttl) < 0 && b->log)
+		b->log(LOG_WARNING, "Bayes: the expiry of seen entries failed");
+}
+
 long long bayes_expire(struct bayes *b)
 {
 	long long ns, nh, nt;
+	expire_seen(b);
 	if (b->o.max_db_size <= 0 || !b->st->ops->each || b->st->ops->totals(b->st, &ns, &nh, &nt) < 0 ||
 	    nt <= b->o.max_db_size)
 		return 0;

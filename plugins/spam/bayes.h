@@ -17,6 +17,7 @@
 #define SPAM_BAYES_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -86,6 +87,10 @@ struct bstore_ops {
 		   long long nh);
 	/* Deletes the tokens whose atime is older than cutoff; their number. */
 	long long (*expire)(struct bstore *st, uint32_t cutoff);
+	/* Optional (NULL: the store keeps no times of its seen entries, or
+	 * expires them itself): deletes the seen entries written more than
+	 * ttl seconds before now; their number, or -1. */
+	long long (*expire_seen)(struct bstore *st, uint32_t now, uint32_t ttl);
 	/* Every token (for expiry and dumps); stops when cb returns non-zero. */
 	int (*each)(struct bstore *st, int (*cb)(void *arg, btok t, const struct bcounts *c), void *arg);
 	void (*close)(struct bstore *st);
@@ -135,6 +140,7 @@ struct bayes_opts {
 	bool auto_learn;
 	double autolearn_nonspam, autolearn_spam; /* 0.1 and 12.0 */
 	long long max_db_size;			  /* tokens; expiry keeps 75% of it */
+	long long seen_ttl;			  /* seconds a seen entry is kept (0: for ever) */
 	int max_token_length;			  /* 15 */
 };
 
@@ -151,6 +157,8 @@ struct bayes {
 	 * this process's threads (one message sent in several transactions
 	 * is autolearned from several workers at once) */
 	pthread_mutex_t learn_lock;
+	/* when bayes_expire next expires seen entries (time(NULL)) */
+	_Atomic long long seen_next;
 };
 
 /* The message's spam probability in [0, 1], or -1 when Bayes cannot score
@@ -176,8 +184,16 @@ int bayes_autolearn(struct bayes *b, const struct btoks *t, const char *msgid, b
 int bayes_autolearn_start(struct bayes *b);
 void bayes_autolearn_stop(struct bayes *b);
 
+/* How long a learned message's seen entry is kept: SpamAssassin's
+ * bayes_seen_ttl (8 days; spam_bayes_seen_ttl is to set o.seen_ttl). After
+ * it, the message can be learned again. The expiry runs at most every
+ * BAYES_SEEN_EXPIRE_EVERY seconds in a process. */
+#define BAYES_SEEN_TTL_DEFAULT	(8 * 86400)
+#define BAYES_SEEN_EXPIRE_EVERY 3600
 /* Expiry when the database holds more than max_db_size tokens: the oldest
- * (by atime) go until 75% of it remain. Tokens deleted, or -1. */
+ * (by atime) go until 75% of it remain. Also (o.seen_ttl > 0, a store with
+ * expire_seen) the seen entries older than o.seen_ttl, at most every
+ * BAYES_SEEN_EXPIRE_EVERY seconds. Tokens deleted, or -1. */
 long long bayes_expire(struct bayes *b);
 /* Reads an `sa-learn --backup` dump. Tokens imported, or -1 with *err_r. */
 long long bayes_import(struct bayes *b, FILE *f, char **err_r);

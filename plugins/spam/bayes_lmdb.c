@@ -115,6 +115,18 @@ static void val_of(const MDB_val *v, struct bcounts *c)
 	memcpy(c, v->mv_data, 12);
 }
 
+/* A seen entry's value: 's' or 'h', then the time it was written (uint32,
+ * little-endian). Entries written before there was a time are the one
+ * octet; l_expire_seen gives them one. */
+#define SEEN_VAL 5
+
+static void seen_val(unsigned char v[SEEN_VAL], char what, uint32_t t)
+{
+	v[0] = (unsigned char)what;
+	for (int i = 0; i < 4; i++)
+		v[1 + i] = (unsigned char)(t >> (8 * i));
+}
+
 static void rlock(struct lmdb_store *l)
 {
 	if (atomic_load(&l->bulk_mode))
@@ -462,7 +474,7 @@ static int l_apply(struct bstore *st, const btok *t, size_t n, bool spam, int si
 		/* the one writer: what another process wrote since the caller
 		 * read the entry is here */
 		MDB_val k = {strlen(msgid), (void *)msgid}, v;
-		int cur = mdb_get(txn, l->seen, &k, &v) == 0 && v.mv_size == 1 ? *(char *)v.mv_data : 0;
+		int cur = mdb_get(txn, l->seen, &k, &v) == 0 && v.mv_size >= 1 ? *(char *)v.mv_data : 0;
 		if (cur != expect) {
 			mdb_txn_abort(txn);
 			pthread_mutex_unlock(&l->bulk_lock);
@@ -478,7 +490,9 @@ static int l_apply(struct bstore *st, const btok *t, size_t n, bool spam, int si
 		rc = meta_put(l, txn, name, meta_get(l, txn, name) + sign);
 	}
 	if (rc == 0 && msgid && *msgid) {
-		MDB_val k = {strlen(msgid), (void *)msgid}, v = {1, &what};
+		unsigned char sv[SEEN_VAL];
+		seen_val(sv, what, atime ? atime : (uint32_t)time(NULL));
+		MDB_val k = {strlen(msgid), (void *)msgid}, v = {SEEN_VAL, sv};
 		int e = what ? mdb_put(txn, l->seen, &k, &v, 0) : mdb_del(txn, l->seen, &k, NULL);
 		rc = e && e != MDB_NOTFOUND ? -1 : 0;
 	}
@@ -507,7 +521,7 @@ static int l_seen(struct bstore *st, const char *msgid)
 	int r = rtxn(l, &txn);
 	if (r == 0) {
 		MDB_val k = {strlen(msgid), (void *)msgid}, v;
-		if (*msgid && mdb_get(txn, l->seen, &k, &v) == 0 && v.mv_size == 1)
+		if (*msgid && mdb_get(txn, l->seen, &k, &v) == 0 && v.mv_size >= 1)
 			r = *(char *)v.mv_data;
 		rdone(l, txn);
 	}
@@ -552,6 +566,42 @@ static long long l_expire(struct bstore *st, uint32_t cutoff)
 		struct bcounts c;
 		val_of(&v, &c);
 		if (c.atime < cutoff) {
+			rc = mdb_cursor_del(cur, 0) ? -1 : 0;
+			r++;
+		}
+	}
+	if (rc == 0)
+		mdb_cursor_close(cur);
+	rc = wdone(l, txn, rc);
+	pthread_mutex_unlock(&l->bulk_lock);
+	return rc < 0 ? -1 : r;
+}
+
+/* The seen entries written before now - ttl go; the ones without a time
+ * (written before seen entries had one) are given now: they then live a
+ * whole ttl from this pass, never less than from their learning. */
+static long long l_expire_seen(struct bstore *st, uint32_t now, uint32_t ttl)
+{
+	struct lmdb_store *l = (struct lmdb_store *)st;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	long long r = 0;
+	if (wbegin(l, &txn) < 0)
+		return -1;
+	int rc = mdb_cursor_open(txn, l->seen, &cur) ? -1 : 0;
+	MDB_val k, v;
+	for (int op = MDB_FIRST; rc == 0 && mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+		const unsigned char *p = v.mv_data;
+		if (v.mv_size < SEEN_VAL) {
+			unsigned char sv[SEEN_VAL];
+			seen_val(sv, v.mv_size ? p[0] : 0, now);
+			MDB_val nv = {SEEN_VAL, sv};
+			rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT) ? -1 : 0;
+			continue;
+		}
+		uint32_t t =
+			(uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
+		if (t < now && now - t > ttl) {
 			rc = mdb_cursor_del(cur, 0) ? -1 : 0;
 			r++;
 		}
@@ -665,6 +715,7 @@ static const struct bstore_ops lmdb_ops = {.totals = l_totals,
 					   .seen = l_seen,
 					   .put = l_put,
 					   .expire = l_expire,
+					   .expire_seen = l_expire_seen,
 					   .each = l_each,
 					   .close = l_close,
 					   .bulk = l_bulk};

@@ -4,7 +4,10 @@
  *   lmdb:DIR    an LMDB environment (the default, under the state
  *               directory): databases "tok" (5-octet token -> spam count,
  *               ham count, atime: three little-endian uint32), "seen" (msgid
- *               -> 's' or 'h') and "meta" ("nspam", "nham": int64). LMDB
+ *               -> 's' or 'h' and the time it was written, little-endian
+ *               uint32; an entry of one octet, without the time, is from
+ *               before and gets one at the next expiry: bayes_lmdb.c's
+ *               l_expire_seen) and "meta" ("nspam", "nham": int64). LMDB
  *               gives one writer and any number of lock-free readers, and
  *               copy-on-write pages keep the file consistent across a
  *               crash. A bulk learner (siftctl) keeps one write transaction

@@ -15,6 +15,7 @@
  * mode a message that fails leaves nothing of itself in the batch. Last, a
  * bulk learner lets another process's writer in between its batches, and
  * autolearn gives up on a store whose writer lock another process holds.
+ * And seen entries expire after their TTL, the ones of the old format too.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -599,6 +600,90 @@ static void autolearn_bounded(const char *top)
 	st->ops->close(st);
 }
 
+/* Seen entries expire (SpamAssassin's bayes_seen_ttl): each records when
+ * it was written; bayes_expire deletes the ones older than o.seen_ttl, at
+ * most every BAYES_SEEN_EXPIRE_EVERY seconds; an entry of the format
+ * before (one octet, no time) is given the time of the first pass. */
+static uint32_t seen_time(struct lmdb_store *l, const char *id, size_t *size)
+{
+	MDB_txn *txn;
+	MDB_val k = {strlen(id), (void *)id}, v;
+	uint32_t t = 0;
+	*size = 0;
+	if (mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn))
+		return 0;
+	if (mdb_get(txn, l->seen, &k, &v) == 0) {
+		*size = v.mv_size;
+		for (size_t i = 1; i < v.mv_size && i < 5; i++)
+			t |= (uint32_t)((unsigned char *)v.mv_data)[i] << (8 * (i - 1));
+	}
+	mdb_txn_abort(txn);
+	return t;
+}
+
+static void seen_expiry(const char *top)
+{
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/seen", top);
+	char *err = NULL;
+	struct bstore *st = bstore_open_lmdb(dir, &err);
+	CHECK(st != NULL, "seen expiry: open (%s)", err ? err : "");
+	if (!st)
+		return;
+	struct lmdb_store *l = (struct lmdb_store *)st;
+	uint32_t now = (uint32_t)time(NULL), day = 86400;
+	btok t[3] = {401, 402, 403};
+	/* an entry as the store wrote them before: 's', no time */
+	MDB_txn *txn;
+	MDB_val k = {strlen("<old@test>"), "<old@test>"}, v = {1, "s"};
+	CHECK(mdb_txn_begin(l->env, NULL, 0, &txn) == 0 && mdb_put(txn, l->seen, &k, &v, 0) == 0 &&
+		      mdb_txn_commit(txn) == 0,
+	      "seen expiry: an entry of the old format written");
+	CHECK(st->ops->apply(st, t, 3, true, +1, now - 9 * day, "<stale@test>", 's', 0) == 0 &&
+		      st->ops->apply(st, t, 3, false, +1, now - 1 * day, "<fresh@test>", 'h', 0) == 0,
+	      "seen expiry: learned 9 days and 1 day ago");
+	size_t sz = 0;
+	uint32_t ts = seen_time(l, "<stale@test>", &sz);
+	CHECK(sz == 5 && ts == now - 9 * day && st->ops->seen(st, "<stale@test>") == 's' &&
+		      st->ops->seen(st, "<old@test>") == 's',
+	      "seen expiry: an entry records when it was written (%zu octets, %u); the old format reads", sz,
+	      ts);
+
+	struct bayes b = {.st = st,
+			  .o = {.min_spam_num = 1, .min_ham_num = 1, .seen_ttl = BAYES_SEEN_TTL_DEFAULT}};
+	pthread_mutex_init(&b.learn_lock, NULL);
+	bayes_expire(&b);
+	uint32_t to = seen_time(l, "<old@test>", &sz);
+	CHECK(st->ops->seen(st, "<stale@test>") == 0 && st->ops->seen(st, "<fresh@test>") == 'h' &&
+		      st->ops->seen(st, "<old@test>") == 's' && sz == 5 && to >= now && to <= now + 5,
+	      "seen expiry: the entry of 9 days goes, the one of 1 day stays, the old-format one is kept "
+	      "and given the pass's time (%zu octets, %u, now %u)",
+	      sz, to, now);
+	/* the next pass waits BAYES_SEEN_EXPIRE_EVERY */
+	CHECK(st->ops->apply(st, t, 3, true, +1, now - 10 * day, "<stale2@test>", 's', 0) == 0, "learn");
+	bayes_expire(&b);
+	int s_wait = st->ops->seen(st, "<stale2@test>");
+	atomic_store(&b.seen_next, 0);
+	bayes_expire(&b);
+	CHECK(s_wait == 's' && st->ops->seen(st, "<stale2@test>") == 0,
+	      "seen expiry: at most one pass per %d s (%c before, then gone)", BAYES_SEEN_EXPIRE_EVERY,
+	      s_wait ? s_wait : '0');
+	/* an expired message is learned again */
+	struct btoks toks = {.v = t, .n = 3};
+	long long ns0 = 0, ns = 0, nh = 0, nt = 0;
+	st->ops->totals(st, &ns0, &nh, &nt);
+	int rl = bayes_learn(&b, &toks, "<stale@test>", true, false);
+	st->ops->totals(st, &ns, &nh, &nt);
+	CHECK(rl == 1 && ns == ns0 + 1, "seen expiry: an expired message is learned again (%d)", rl);
+	/* 9 days on, everything of now is past the TTL, the stamped one too */
+	long long n = st->ops->expire_seen(st, now + 9 * day, BAYES_SEEN_TTL_DEFAULT);
+	CHECK(n == 3 && st->ops->seen(st, "<old@test>") == 0 && st->ops->seen(st, "<fresh@test>") == 0 &&
+		      st->ops->seen(st, "<stale@test>") == 0,
+	      "seen expiry: 9 days later the rest goes, the old-format entry too (%lld deleted)", n);
+	pthread_mutex_destroy(&b.learn_lock);
+	st->ops->close(st);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/sift-bayes-lmdb-XXXXXX";
@@ -701,6 +786,7 @@ int main(void)
 	long_ids(dir, ref);
 	bulk_yields(dir);
 	autolearn_bounded(dir);
+	seen_expiry(dir);
 
 	db->ops->close(db);
 	ref->ops->close(ref);
