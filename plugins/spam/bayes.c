@@ -121,6 +121,49 @@ double bayes_classify(struct bayes *b, const struct btoks *t)
 	return r;
 }
 
+/* ---- calling off an autolearn ------------------------------------------ */
+
+enum { AL_QUEUED, AL_RUNNING, AL_DONE };
+
+struct al_job {
+	btok *v;
+	size_t n;
+	char *id;
+	bool spam;
+	int state, rc;
+	bool abandoned; /* its waiter gave up: the worker frees it */
+	bool cancelled; /* its waiter gave up before it wrote: it must not */
+	bool landing;	/* it passed the gate: its writes are going in */
+	struct al_job *next;
+};
+
+/* The autolearn job this thread (the worker) is learning, if any. */
+static _Thread_local struct al_job *al_cur;
+static _Thread_local pthread_mutex_t *al_cur_lock;
+
+bool bstore_gate(void)
+{
+	struct al_job *j = al_cur;
+	if (!j)
+		return true;
+	pthread_mutex_lock(al_cur_lock);
+	bool go = !j->cancelled;
+	j->landing = j->landing || go;
+	pthread_mutex_unlock(al_cur_lock);
+	return go;
+}
+
+/* ops->apply behind the gate: a store with gates passes it itself, once
+ * it holds its writer lock; for the others it is passed here. */
+static int gated_apply(struct bayes *b, const btok *t, size_t n, bool spam, int sign, uint32_t atime,
+		       const char *msgid, char what, int expect)
+{
+	const struct bstore_ops *ops = b->st->ops;
+	if (!ops->gates && !bstore_gate())
+		return BSTORE_CALLED_OFF;
+	return ops->apply(b->st, t, n, spam, sign, atime, msgid, what, expect);
+}
+
 /* One try at learning or forgetting a message: as bayes_learn, or 2 when
  * another process changed its seen entry between the read and the write. */
 static int learn_try(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget)
@@ -134,16 +177,16 @@ static int learn_try(struct bayes *b, const struct btoks *t, const char *msgid, 
 	if (forget) {
 		if (!seen)
 			return 0;
-		r = ops->apply(b->st, t->v, t->n, seen == 's', -1, now, msgid, 0, seen);
-		return r < 0 ? -1 : r == 1 ? 2 : 1;
+		r = gated_apply(b, t->v, t->n, seen == 's', -1, now, msgid, 0, seen);
+		return r == BSTORE_CALLED_OFF ? -3 : r < 0 ? -1 : r == 1 ? 2 : 1;
 	}
 	char what = spam ? 's' : 'h';
 	if (seen == what)
 		return 0;
-	if (seen && (r = ops->apply(b->st, t->v, t->n, seen == 's', -1, now, msgid, 0, seen)) != 0)
-		return r < 0 ? -1 : 2;
-	r = ops->apply(b->st, t->v, t->n, spam, 1, now, msgid, what, 0);
-	return r < 0 ? -1 : r == 1 ? 2 : 1;
+	if (seen && (r = gated_apply(b, t->v, t->n, seen == 's', -1, now, msgid, 0, seen)) != 0)
+		return r == BSTORE_CALLED_OFF ? -3 : r < 0 ? -1 : 2;
+	r = gated_apply(b, t->v, t->n, spam, 1, now, msgid, what, 0);
+	return r == BSTORE_CALLED_OFF ? -3 : r < 0 ? -1 : r == 1 ? 2 : 1;
 }
 
 /* A store with claim: waits this long at most for another process's
@@ -183,18 +226,11 @@ int bayes_learn(struct bayes *b, const struct btoks *t, const char *msgid, bool 
 
 /* ---- autolearn off the mail threads ----------------------------------- */
 
-enum { AL_QUEUED, AL_RUNNING, AL_DONE };
 #define AL_QUEUE_MAX 64
-
-struct al_job {
-	btok *v;
-	size_t n;
-	char *id;
-	bool spam;
-	int state, rc;
-	bool abandoned; /* its waiter gave up: the worker frees it */
-	struct al_job *next;
-};
+/* A job whose writes are going in when its wait ends: waited for this much
+ * longer at most (a local commit, unless another writer takes the lock
+ * between the two transactions of a message learned as the other class). */
+#define AL_LANDING_WAIT_MS 5000
 
 struct bayes_al {
 	pthread_mutex_t lock;
@@ -230,9 +266,10 @@ static void *al_main(void *arg)
 		j->state = AL_RUNNING;
 		pthread_mutex_unlock(&a->lock);
 		struct btoks t = {.v = j->v, .n = j->n};
+		al_cur = j;
+		al_cur_lock = &a->lock;
 		int rc = bayes_learn(b, &t, j->id, j->spam, false);
-		if (rc == 1)
-			bayes_expire(b);
+		al_cur = NULL;
 		pthread_mutex_lock(&a->lock);
 		j->rc = rc;
 		j->state = AL_DONE;
@@ -241,6 +278,12 @@ static void *al_main(void *arg)
 			al_free(j);
 		}
 		pthread_cond_broadcast(&a->done);
+		/* the expiry after the message's wait, not in it */
+		if (rc == 1) {
+			pthread_mutex_unlock(&a->lock);
+			bayes_expire(b);
+			pthread_mutex_lock(&a->lock);
+		}
 	}
 	pthread_mutex_unlock(&a->lock);
 	return NULL;
@@ -338,9 +381,17 @@ int bayes_autolearn(struct bayes *b, const struct btoks *t, const char *msgid, b
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
-	while (j->state != AL_DONE && pthread_cond_timedwait(&a->done, &a->lock, &ts) == 0)
+	while (j->state != AL_DONE && !j->landing && pthread_cond_timedwait(&a->done, &a->lock, &ts) == 0)
 		;
+	/* Its writes are going in: the header says what happened. Otherwise
+	 * it is called off below and never written. */
+	if (j->state != AL_DONE && j->landing) {
+		ts.tv_sec += AL_LANDING_WAIT_MS / 1000;
+		while (j->state != AL_DONE && pthread_cond_timedwait(&a->done, &a->lock, &ts) == 0)
+			;
+	}
 	int rc = -2, state = j->state;
+	bool landing = j->landing;
 	if (state == AL_DONE) {
 		rc = j->rc;
 		al_free(j);
@@ -356,13 +407,16 @@ int bayes_autolearn(struct bayes *b, const struct btoks *t, const char *msgid, b
 		a->queued--;
 		al_free(j);
 	} else {
+		/* waiting for the store's writer lock: called off (the store
+		 * passes the gate, bstore_gate, once it has the lock) */
+		j->cancelled = true;
 		j->abandoned = true;
 		a->stalled = true;
 	}
 	pthread_mutex_unlock(&a->lock);
 	if (rc == -2)
 		al_log(b, "Bayes autolearn: the store did not take the message within %ld ms; %s", wait_ms,
-		       state == AL_QUEUED ? "not learned" : "it is learned when the store frees");
+		       landing ? "it was being written and may still be learned" : "not learned");
 	return rc;
 }
 

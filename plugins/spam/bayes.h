@@ -104,7 +104,17 @@ struct bstore_ops {
 	 * lapses after BSTORE_CLAIM_MS (a learner that died). */
 	int (*claim)(struct bstore *st, const char *msgid);
 	void (*release)(struct bstore *st, const char *msgid);
+	/* apply calls bstore_gate() once it holds its writer lock (else
+	 * the caller calls it before apply) */
+	bool gates;
 };
+/* Whether the write a store is about to make may go ahead: false when it
+ * is an autolearn whose waiter gave up (bayes_autolearn), which must then
+ * not be written (apply returns BSTORE_CALLED_OFF, nothing changed). Once
+ * true, the waiter waits for the learn to end. Always true outside the
+ * autolearn worker. */
+bool bstore_gate(void);
+#define BSTORE_CALLED_OFF 3
 /* bulk modes: the end of bulk writing, what is written committed; many
  * messages follow (a learner), written in few transactions, committed
  * every so often; everything up to the end in one transaction (an import,
@@ -169,14 +179,18 @@ bool bayes_ready(struct bayes *b);
 /* Learns (forget false) or forgets the tokens of message msgid: 1 done,
  * 0 nothing to do (already learned as that, or not learned), -1 error. */
 int bayes_learn(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, bool forget);
-/* Autolearn for a daemon's mail threads: the message learned (and the
- * expiry that may follow) by one worker thread, waited for wait_ms at most:
- * a store whose writer is held by another process (a bulk learner, another
- * filterd) does not hold up the mail. As bayes_learn, or -2 when the learn
- * did not finish in time (logged): a message already with the worker is
- * learned when the store frees; while that one waits, the following are
- * skipped (not learned). Without a worker (not started), bayes_learn
- * itself. */
+/* Autolearn for a daemon's mail threads: the message learned by one worker
+ * thread (the expiry that may follow is not waited for), waited for
+ * wait_ms at most: a store whose writer is held by another process (a bulk
+ * learner, another filterd) does not hold up the mail. As bayes_learn, or
+ * -2 when the learn did not finish in time (logged): then it is called off
+ * and never learned, so that autolearn=unavailable is true; while the
+ * worker still waits for the store (to be told it is called off), the
+ * following messages are skipped (not learned). A learn whose writes are
+ * already going in when the time is up is waited for (AL_LANDING_WAIT_MS
+ * at most) and its result returned. Without a worker (not started),
+ * bayes_learn itself. bayes_learn returns -3 in the worker for a learn
+ * called off. */
 #define BAYES_AUTOLEARN_WAIT_MS 500
 int bayes_autolearn(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, long wait_ms);
 /* The worker started (0) or not (-1: bayes_autolearn learns in place);

@@ -470,6 +470,12 @@ static int l_apply(struct bstore *st, const btok *t, size_t n, bool spam, int si
 			return -1;
 		}
 	}
+	/* an autolearn called off while this waited for the writer lock */
+	if (!bstore_gate()) {
+		mdb_txn_abort(txn);
+		pthread_mutex_unlock(&l->bulk_lock);
+		return BSTORE_CALLED_OFF;
+	}
 	if (expect != BSTORE_ANY && msgid && *msgid) {
 		/* the one writer: what another process wrote since the caller
 		 * read the entry is here */
@@ -718,7 +724,8 @@ static const struct bstore_ops lmdb_ops = {.totals = l_totals,
 					   .expire_seen = l_expire_seen,
 					   .each = l_each,
 					   .close = l_close,
-					   .bulk = l_bulk};
+					   .bulk = l_bulk,
+					   .gates = true};
 
 static struct bstore *lmdb_open(const char *dir, char **err_r);
 
