@@ -120,6 +120,15 @@ static struct passwd *find_user(const char *user)
 	return pw;
 }
 
+int sift_user_uid(const char *user, uid_t *uid_r)
+{
+	struct passwd *pw = user && *user ? find_user(user) : NULL;
+	if (!pw)
+		return -1;
+	*uid_r = pw->pw_uid;
+	return 0;
+}
+
 int sift_runas_resolve(const char *param, const char *user, struct sift_runas *r, char **err_r)
 {
 	memset(r, 0, sizeof(*r));

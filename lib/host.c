@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -62,7 +63,9 @@ const struct sift_param sift_common_params[] = {
 	{"tmpdir", SIFT_P_STRING, "/var/tmp", 0, 0, OFF(tmpdir), NULL,
 	 "directory for spooling large messages"},
 	{"quarantine_directory", SIFT_P_STRING, SIFT_STATEDIR "/quarantine", 0, 0, OFF(quarantine_directory),
-	 NULL, "where quarantined messages are kept (refused when writable by group or others)"},
+	 NULL,
+	 "where quarantined messages are kept (refused when writable by group or others, or not "
+	 "owned by root or filterd_user)"},
 	{"message_memory_limit", SIFT_P_SIZE, "1m", 0, 1LL << 32, OFF(message_memory_limit), NULL,
 	 "message bytes kept in memory; the rest is spooled to tmpdir"},
 	{"message_header_limit", SIFT_P_SIZE, "1m", 1024, 1LL << 30, OFF(message_header_limit), NULL,
@@ -93,10 +96,19 @@ const struct sift_param *const sift_plugin_common_params = error_action_param;
 
 /* ---- plugin files ---------------------------------------------------------- */
 
+/* A user's name for messages, else "uid N". */
+static char *user_name(uid_t uid)
+{
+	struct passwd *pw = getpwuid(uid);
+	return pw ? sift_strdup(pw->pw_name) : sift_asprintf("uid %u", (unsigned)uid);
+}
+
 /* Code is loaded only from files and directories that nobody but root (or
  * the user we run as) can change: owned by root or us, not writable by
- * group or others. The quarantine's directory is held to the mode rule. */
-int sift_path_trusted(const char *what, const char *path, unsigned flags, char **err_r)
+ * group or others. The quarantine's directory is held to the same rules,
+ * its owner being root or the daemon's user (who can replace messages and
+ * release tokens there). */
+int sift_path_trusted(const char *what, const char *path, unsigned flags, uid_t owner, char **err_r)
 {
 	bool dir = flags & SIFT_TRUST_DIR;
 	struct stat st;
@@ -115,9 +127,14 @@ int sift_path_trusted(const char *what, const char *path, unsigned flags, char *
 				       path);
 		return -1;
 	}
-	if ((flags & SIFT_TRUST_OWNER) && st.st_uid != 0 && st.st_uid != geteuid()) {
-		*err_r = sift_asprintf("%s %s: refusing a %s owned by uid %u (not root or us)", what, path,
-				       dir ? "directory" : "file", (unsigned)st.st_uid);
+	if ((flags & SIFT_TRUST_OWNER) && st.st_uid != 0 && st.st_uid != owner) {
+		char *has = user_name(st.st_uid), *may = user_name(owner);
+		*err_r = sift_asprintf("%s %s: refusing a %s owned by uid %u (%s), not by root%s%s; "
+				       "fix it with chown %s %s",
+				       what, path, dir ? "directory" : "file", (unsigned)st.st_uid, has,
+				       owner ? " or " : "", owner ? may : "", owner ? may : "root", path);
+		free(has);
+		free(may);
 		return -1;
 	}
 	return 0;
@@ -141,7 +158,7 @@ const struct sift_plugin *sift_plugin_load(const char *path, char **err_r)
 		}
 	pthread_mutex_unlock(&load_lock);
 
-	if (sift_path_trusted("plugin", path, SIFT_TRUST_OWNER, err_r) < 0)
+	if (sift_path_trusted("plugin", path, SIFT_TRUST_OWNER, geteuid(), err_r) < 0)
 		return NULL;
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
@@ -325,7 +342,7 @@ static int add_plugin(struct sift_gen *g, const char *name, char **err_r)
 		/* The directory is checked like the files: whoever can write
 		 * to it can replace a plugin. */
 		if (sift_path_trusted("plugin_directory", g->common.plugin_directory,
-				      SIFT_TRUST_DIR | SIFT_TRUST_OWNER, err_r) < 0)
+				      SIFT_TRUST_DIR | SIFT_TRUST_OWNER, geteuid(), err_r) < 0)
 			return -1;
 		char *path = sift_asprintf("%s/%s.so", g->common.plugin_directory, name);
 		p = sift_plugin_load(path, err_r);
@@ -402,6 +419,15 @@ static int metrics_conf_check(const struct sift_common_conf *c, char **err_r)
 	return 0;
 }
 
+/* quarantine_directory, owned by root or filterd_user (empty: us). */
+static int quarantine_check(const struct sift_config *cfg, const char *dir, char **err_r)
+{
+	char *user = sift_config_get(cfg, "filterd_user", NULL);
+	int rc = sift_quarantine_dir_check(dir, user, err_r);
+	free(user);
+	return rc;
+}
+
 struct sift_gen *sift_gen_prepare(enum sift_daemon daemon, struct sift_config *cfg, char **err_r)
 {
 	struct sift_gen *g = sift_calloc(1, sizeof(*g));
@@ -411,8 +437,7 @@ struct sift_gen *sift_gen_prepare(enum sift_daemon daemon, struct sift_config *c
 	sift_config_common_defaults(cfg);
 	if (sift_params_parse(cfg, "", sift_common_params, &g->common, err_r) < 0 ||
 	    metrics_conf_check(&g->common, err_r) < 0 ||
-	    (g->daemon == SIFT_FILTERD &&
-	     sift_quarantine_dir_check(g->common.quarantine_directory, err_r) < 0))
+	    (g->daemon == SIFT_FILTERD && quarantine_check(cfg, g->common.quarantine_directory, err_r) < 0))
 		goto fail;
 	g->myhostname = sift_strdup(*g->common.myhostname ? g->common.myhostname : "localhost");
 

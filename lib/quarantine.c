@@ -46,7 +46,8 @@
  * forge one (2^128 names, in a directory only root and the daemon user can
  * list), and a header that names no token is removed and the message
  * scanned as usual. Nor can a local user plant one: filterd and siftctl
- * refuse a DIR writable by group or others (sift_quarantine_dir_check).
+ * refuse a DIR writable by group or others, or owned by anyone but root
+ * and filterd_user (sift_quarantine_dir_check).
  *
  * Threading: sift_quarantine_store may run in many threads at once (each
  * writes its own file); the readers are for siftctl. Nothing is shared.
@@ -480,12 +481,24 @@ long sift_quarantine_purge_tmp(const char *dir, bool dry_run,
 	return n;
 }
 
-int sift_quarantine_dir_check(const char *dir, char **err_r)
+int sift_quarantine_dir_check(const char *dir, const char *user, char **err_r)
 {
 	struct stat st;
 	if (!dir || !*dir || stat(dir, &st) < 0)
 		return 0;
-	return sift_path_trusted("quarantine_directory", dir, SIFT_TRUST_DIR, err_r);
+	/* Without a (known) filterd_user, the owner is ours when we are not
+	 * root. As root, the daemon's user is not known: filterd refuses to
+	 * start (-t too) with filterd_user empty or unknown, naming it, so the
+	 * owner is not held against anyone here (filterd -p, siftctl with a
+	 * configuration that leaves it out); the mode still is. */
+	uid_t owner;
+	unsigned flags = SIFT_TRUST_DIR | SIFT_TRUST_OWNER;
+	if (sift_user_uid(user, &owner) < 0) {
+		owner = geteuid();
+		if (owner == 0)
+			flags &= ~SIFT_TRUST_OWNER;
+	}
+	return sift_path_trusted("quarantine_directory", dir, flags, owner, err_r);
 }
 
 /* ---- release tokens ---------------------------------------------------------- */

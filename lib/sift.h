@@ -359,11 +359,13 @@ long sift_quarantine_purge_tmp(const char *dir, bool dry_run,
 			       void (*report)(void *arg, const char *path, long long age, int err,
 					      const char *what),
 			       void *arg, char **err_r);
-/* Refuses (-1, *err_r) an existing dir writable by group or others, who
- * could plant release tokens there. filterd checks at start, -t and
- * reload, siftctl before it touches the store. A missing dir is not refused
+/* Refuses (-1, *err_r) an existing dir writable by group or others, or
+ * owned by anyone but root and user (filterd_user, a name or a uid; empty
+ * or unknown: the user we run as), who could plant release tokens or
+ * replace messages there. filterd checks at start, -t and reload, siftctl
+ * before it touches the store. A missing dir is not refused
  * here: storing into it fails (a tempfail). */
-int sift_quarantine_dir_check(const char *dir, char **err_r);
+int sift_quarantine_dir_check(const char *dir, const char *user, char **err_r);
 /* Release tokens (see quarantine.c): siftctl makes one for a release;
  * filterd checks (1 = valid, with the quarantine id) and consumes it. */
 #define SIFT_RELEASE_HEADER "X-Sift-Release"
@@ -447,11 +449,12 @@ void *sift_gen_plugin_conf(const struct sift_gen *g, size_t i);
 /* Checks a path the daemons trust (plugin files and plugin_directory,
  * quarantine_directory): a regular file, or a directory with SIFT_TRUST_DIR,
  * not writable by group or others, and with SIFT_TRUST_OWNER owned by root
- * or the user we run as. 0, or -1 with *err_r naming `what`, the path and
- * the fix. */
+ * or by uid `owner` (the plugins: the user we run as, geteuid(); the
+ * quarantine: the daemon's user). 0, or -1 with *err_r naming `what`, the
+ * path, its owner and the fix. */
 #define SIFT_TRUST_DIR	 1u
 #define SIFT_TRUST_OWNER 2u
-int sift_path_trusted(const char *what, const char *path, unsigned flags, char **err_r);
+int sift_path_trusted(const char *what, const char *path, unsigned flags, uid_t owner, char **err_r);
 
 /* Loads one plugin file with all checks (ABI, size, ownership and mode).
  * Used by sift_gen_new; shared objects stay loaded for the process life. */
@@ -710,6 +713,9 @@ struct sift_runas {
 	bool root;   /* started as root and staying root */
 };
 int sift_runas_resolve(const char *param, const char *user, struct sift_runas *r, char **err_r);
+/* The uid of a <daemon>_user setting (a name or a uid): 0, or -1 when
+ * empty or unknown. */
+int sift_user_uid(const char *user, uid_t *uid_r);
 void sift_runas_free(struct sift_runas *r);
 /* Becomes r's user (groups, gid, uid; checked), logs a warning when staying
  * root, and marks the privileges dropped (later generations skip preinit). */

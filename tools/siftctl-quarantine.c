@@ -67,16 +67,19 @@ static char *store_dir(struct sift_opts *opts)
 		exit(1);
 	}
 	char *dir = sift_config_get(cfg, "quarantine_directory", &err);
+	/* the store is filterd's: owned by root or filterd_user */
+	char *user = sift_config_get(cfg, "filterd_user", NULL);
 	if (!dir || !*dir) {
 		fprintf(stderr, "siftctl quarantine: quarantine_directory is not set%s%s\n", err ? ": " : "",
 			err ? err : "");
 		exit(1);
 	}
 	sift_config_free(cfg);
-	if (sift_quarantine_dir_check(dir, &err) < 0) {
+	if (sift_quarantine_dir_check(dir, user, &err) < 0) {
 		fprintf(stderr, "siftctl quarantine: %s\n", err);
 		exit(1);
 	}
+	free(user);
 	return dir;
 }
 

@@ -15,7 +15,8 @@ service manager starts them:
     are refused naming the setting;
   - a plugin_directory writable by group or others, or owned by another
     user, is refused; so is (filterd) a quarantine_directory writable by
-    group or others, at start and by -t.
+    group or others, or owned by anyone but root and filterd_user, at
+    start and by -t.
 
 The daemons run as $SIFT_TEST_DAEMON_USER or nobody (sifttest.daemon_user)."""
 
@@ -197,6 +198,35 @@ def refusals(tmp, daemon, user):
                         'fix it with chmod go-w %s' % (q, mode, q))
                 check(rc == 1 and want in out, '%s %s: quarantine_directory mode %04o refused, naming it and the fix'
                       % (daemon, args[0], mode), out)
+    # owned by another unprivileged user, who could replace messages and
+    # tokens: refused unless it is filterd_user (root is always accepted)
+    q = os.path.join(tmp, 'quarantine-nobody')
+    os.mkdir(q, 0o750)
+    nobody = pwd.getpwnam('nobody')
+    os.chown(q, nobody.pw_uid, nobody.pw_gid)
+    q_other = os.path.join(tmp, 'quarantine-other')
+    os.mkdir(q_other, 0o750)
+    os.chown(q_other, 54321, 54321)  # a uid with no user
+    for run_as, qdir, owner in (('root', q, 'nobody'), (user, q_other, 'uid 54321')):
+        for args in (['-t'], ['-f']):
+            rc, out = run([prog, '-c', path, '-o', '%s_user=%s' % (daemon, run_as), '-o', 'quarantine_directory='
+                           + qdir] + args, timeout=10)
+            may = '' if run_as == 'root' else ' or ' + run_as
+            want = ('quarantine_directory %s: refusing a directory owned by uid %d (%s), not by root%s; '
+                    'fix it with chown %s %s' % (qdir, os.stat(qdir).st_uid, owner, may, run_as, qdir))
+            check(rc == 1 and want in out, '%s %s: quarantine_directory owned by %s refused with %s_user = %s, '
+                  'naming the owner and the fix' % (daemon, args[0], owner, daemon, run_as), out)
+    q_root = os.path.join(tmp, 'quarantine-root')
+    os.mkdir(q_root, 0o750)
+    rc, out = run([prog, '-c', path, '-o', '%s_user=%s' % (daemon, user), '-o', 'quarantine_directory=' + q_root,
+                   '-t'], timeout=10)
+    check(rc == 0, '%s -t: quarantine_directory owned by root accepted' % daemon, out)
+    # without filterd_user (as root) the daemon's user is unknown: -p shows
+    # the configuration (the package's /var/lib/sift/quarantine is sift's)
+    rc, out = run([prog, '-c', '/dev/null', '-o', 'quarantine_directory=' + q, '-p'], timeout=10)
+    check(rc == 0 and 'quarantine_directory = %s' % q in out,
+          '%s -p without %s_user: a quarantine_directory owned by nobody is not held against it' % (daemon, daemon),
+          out)
 
 
 def main():

@@ -268,6 +268,31 @@ def quarantine_tests(tmp):
     r = run("-c", conf, "quarantine", "list")
     check(r.returncode == 0 and r.stderr == "", "quarantine list: mode 0750 is accepted", r.stderr)
 
+    # owned by another unprivileged user (who can replace messages and
+    # tokens): refused unless that user is filterd_user (root here); root
+    # can chown
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        os.chown(q, nobody.pw_uid, nobody.pw_gid)
+        for cmd in (("list",), ("purge", "--older-than", "7d")):
+            r = run("-c", conf, "-o", "filterd_user=root", "quarantine", *cmd)
+            want = (f"quarantine_directory {q}: refusing a directory owned by uid {nobody.pw_uid} (nobody), "
+                    f"not by root; fix it with chown root {q}")
+            check(r.returncode == 1 and want in r.stderr and r.stdout == "",
+                  f"quarantine {cmd[0]}: a quarantine_directory owned by nobody is refused, naming the owner "
+                  "and the fix", r.stdout + r.stderr)
+        r = run("-c", conf, "-o", "filterd_user=nobody", "quarantine", "list")
+        check(r.returncode == 0 and r.stderr == "", "quarantine list: owned by filterd_user (nobody) is accepted",
+              r.stderr)
+        # without filterd_user, as root, the daemon's user is unknown (filterd
+        # itself refuses to start so): the owner is not held against it
+        r = run("-c", conf, "quarantine", "list")
+        check(r.returncode == 0 and r.stderr == "", "quarantine list: without filterd_user, as root, the owner "
+              "is not checked", r.stderr)
+        os.chown(q, 0, 0)
+    else:
+        print("note: not root: the owner check of quarantine_directory is not tested", flush=True)
+
     # purge removes the temporary files of stores that never finished (a
     # crash between the write and the rename) once they are an hour old, so
     # never a store in progress; and nothing that a store does not write
