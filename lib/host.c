@@ -1661,6 +1661,10 @@ static int h_kv_incr_many(const char *const *keys, const long long *deltas, size
 {
 	return global_kv ? sift_kv_incr_many(global_kv, keys, deltas, n, ttl_ms) : -1;
 }
+static int h_kv_write(const struct sift_kv_op *ops, size_t n)
+{
+	return global_kv ? sift_kv_write(global_kv, ops, n) : -1;
+}
 
 static int h_quarantine(struct sift_ctx *ctx, const char *reason, char **id_r)
 {
@@ -1793,4 +1797,5 @@ const struct sift_host sift_host_table = {
 	.kv_mget = h_kv_mget,
 	.kv_incr_many = h_kv_incr_many,
 	.policy_action_once = h_policy_action_once,
+	.kv_write = h_kv_write,
 };

@@ -4,8 +4,9 @@
  *
  * A struct sift_kv is a thin front end over a backend chosen by the type
  * prefix of the spec ("memory:", "redis:"). A backend is a small
- * table of functions (struct kv_backend below: open/get/set/incr/del/free);
- * adding one means writing those six functions (as lib/kv_redis.c does) and
+ * table of functions (struct kv_backend below: open/get/set/incr/del/free
+ * and the batches incr_many, write, mget); adding one means writing those
+ * functions (as lib/kv_redis.c does) and
  * listing the table in kv_backends[]. struct kv_backend lives in
  * lib/kv_impl.h, shared by the backends.
  *
@@ -450,6 +451,25 @@ static int mem_incr_many(void *impl, const char *const *keys, const long long *d
 	return 0;
 }
 
+static int mem_del(void *impl, const char *key);
+
+/* Each write in one locked step, in order; the batch is not atomic (the
+ * store lives and dies with the process, so nothing outlives a half-done
+ * batch but a concurrent reader may see one). */
+static int mem_write_ops(void *impl, const struct sift_kv_op *ops, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct sift_kv_op *o = &ops[i];
+		long long v;
+		int rc = o->op == SIFT_KV_COUNT ? mem_write(impl, o->key, NULL, o->delta, o->ttl_ms, true, &v)
+			 : o->op == SIFT_KV_SET ? mem_write(impl, o->key, o->val, 0, o->ttl_ms, false, NULL)
+						: mem_del(impl, o->key);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int mem_del(void *impl, const char *key)
 {
 	struct kv_mem *m = impl;
@@ -472,6 +492,7 @@ static const struct kv_backend kv_memory = {
 	.del = mem_del,
 	.free = mem_free,
 	.incr_many = mem_incr_many,
+	.write = mem_write_ops,
 };
 
 /* ---- front end ------------------------------------------------------------- */
@@ -574,4 +595,17 @@ int sift_kv_incr_many(struct sift_kv *kv, const char *const *keys, const long lo
 	if (!kv || (n && (!keys || !deltas)))
 		return -1;
 	return kv->be->incr_many(kv->impl, keys, deltas, n, ttl_ms);
+}
+
+int sift_kv_write(struct sift_kv *kv, const struct sift_kv_op *ops, size_t n)
+{
+	if (!kv || (n && !ops))
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const struct sift_kv_op *o = &ops[i];
+		if (!o->key || (o->op != SIFT_KV_COUNT && o->op != SIFT_KV_SET && o->op != SIFT_KV_DEL) ||
+		    (o->op == SIFT_KV_SET && !o->val))
+			return -1;
+	}
+	return kv->be->write(kv->impl, ops, n);
 }

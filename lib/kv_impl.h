@@ -3,8 +3,8 @@
  * its backends ("memory:" in kv.c, "redis:" in kv_redis.c). Internal to
  * lib/: nothing outside kv*.c includes it.
  *
- * A backend is a table of six functions (and two optional batches). open() gets what followed "type:"
- * in the spec and returns an opaque handle (or NULL with *err_r malloc'd);
+ * A backend is a table of six functions and three batches (mget optional,
+ * incr_many and write required). open() gets what followed "type:" in the spec and returns an opaque handle (or NULL with *err_r malloc'd);
  * the other functions follow the contract of the sift_kv_* functions in
  * sift.h (0 ok, 1 not found, -1 error; incr sets the expiry only when it
  * creates the key). Every function except free may be called from any
@@ -14,6 +14,8 @@
 #define SIFT_KV_IMPL_H
 
 #include <stddef.h>
+
+struct sift_kv_op; /* sift/plugin.h */
 
 struct kv_backend {
 	const char *type; /* the spec prefix before ':' */
@@ -31,6 +33,9 @@ struct kv_backend {
 	 * at 0 and expiry in one atomic step (a get/incr/del sequence would
 	 * lose concurrent increments). */
 	int (*incr_many)(void *impl, const char *const *keys, const long long *deltas, size_t n, long ttl_ms);
+	/* Required: sift_kv_write in sift.h. A backend that can make the batch
+	 * one atomic unit does (Redis); ops are valid (checked by kv.c). */
+	int (*write)(void *impl, const struct sift_kv_op *ops, size_t n);
 };
 
 #ifdef SIFT_HAVE_REDIS

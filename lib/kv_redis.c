@@ -29,6 +29,11 @@
  * SCRIPT FLUSH): EXISTS, INCRBY, and PEXPIRE only when the key was created,
  * which is exactly the memory: backend's semantics. Redis runs a script
  * atomically, so concurrent increments from any number of hosts are exact.
+ * A batch of writes (sift_kv_write: counts, sets, deletes, as the spam
+ * plugin's Bayes learning makes them) is one EVAL too: Redis executes a
+ * command only once it has read all of it, and a script alone, so the
+ * batch lands whole or not at all, even when the connection is lost while
+ * it is being sent.
  *
  * Connections: a pool of at most `pool` connections, created lazily. Each
  * call takes one connection for its command and gives it back. A connection
@@ -708,13 +713,13 @@ static int rds_del(void *impl, const char *key)
 	return rc;
 }
 
-/* The prefixed keys as an argv after `head` items (malloc'd, freed by
- * argv_free). */
-static void argv_keys(struct kv_redis *r, const char *const *keys, size_t n, size_t head, const char ***av_r,
-		      size_t **al_r)
+/* The prefixed keys as an argv after `head` items, with room for `tail`
+ * more after them (malloc'd, freed by argv_free). */
+static void argv_keys(struct kv_redis *r, const char *const *keys, size_t n, size_t head, size_t tail,
+		      const char ***av_r, size_t **al_r)
 {
-	const char **av = sift_malloc((head + 2 * n + 2) * sizeof(char *));
-	size_t *al = sift_malloc((head + 2 * n + 2) * sizeof(size_t));
+	const char **av = sift_malloc((head + n + tail + 1) * sizeof(char *));
+	size_t *al = sift_malloc((head + n + tail + 1) * sizeof(size_t));
 	for (size_t i = 0; i < n; i++) {
 		size_t kl;
 		av[head + i] = full_key(r, keys[i], &kl, NULL, 0);
@@ -738,7 +743,7 @@ static int rds_mget(void *impl, const char *const *keys, size_t n, char **vals_r
 	struct kv_redis *r = impl;
 	const char **av;
 	size_t *al;
-	argv_keys(r, keys, n, 1, &av, &al);
+	argv_keys(r, keys, n, 1, 0, &av, &al);
 	av[0] = "MGET";
 	al[0] = 4;
 	redisReply *rep = rds_command(r, (int)n + 1, av, al);
@@ -771,7 +776,7 @@ static int rds_incr_many(void *impl, const char *const *keys, const long long *d
 	struct kv_redis *r = impl;
 	const char **av;
 	size_t *al;
-	argv_keys(r, keys, n, 3, &av, &al);
+	argv_keys(r, keys, n, 3, n + 1, &av, &al);
 	char nk[24], ttl[24];
 	snprintf(nk, sizeof(nk), "%zu", n);
 	snprintf(ttl, sizeof(ttl), "%ld", ttl_ms > 0 ? ttl_ms : 0);
@@ -802,6 +807,79 @@ static int rds_incr_many(void *impl, const char *const *keys, const long long *d
 	return rc;
 }
 
+/* sift_kv_write: KEYS the keys, ARGV three per write (op c/s/d, value or
+ * delta, ttl). Redis runs a script alone, and only once it has read the
+ * whole command: a connection lost while sending it runs none of it. A
+ * write failing at run time would leave the earlier ones made (Redis has no
+ * rollback), so the one that can (INCRBY on a key that holds no integer;
+ * GET fails at once on a key of another type) is checked first. */
+static const char write_script[] =
+	"local n = #KEYS\n"
+	"for i = 1, n do\n"
+	"  if ARGV[3 * i - 2] == 'c' then\n"
+	"    local v = redis.call('GET', KEYS[i])\n"
+	"    if v and (#v > 18 or not string.match(v, '^-?%d+$')) then\n"
+	"      return redis.error_reply('ERR ' .. KEYS[i] .. ' holds no integer')\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"for i = 1, n do\n"
+	"  local k, o, v = KEYS[i], ARGV[3 * i - 2], ARGV[3 * i - 1]\n"
+	"  local ttl = tonumber(ARGV[3 * i])\n"
+	"  if o == 'c' then\n"
+	"    if redis.call('INCRBY', k, v) <= 0 then redis.call('DEL', k)\n"
+	"    elseif ttl > 0 then redis.call('PEXPIRE', k, ttl) end\n"
+	"  elseif o == 's' and ttl > 0 then redis.call('SET', k, v, 'PX', ttl)\n"
+	"  elseif o == 's' then redis.call('SET', k, v)\n"
+	"  else redis.call('DEL', k) end\n"
+	"end\n"
+	"return n\n";
+
+/* One script, one command, one round trip: all the writes or none. */
+static int rds_write(void *impl, const struct sift_kv_op *ops, size_t n)
+{
+	struct kv_redis *r = impl;
+	const char **av;
+	size_t *al;
+	const char **keys = sift_malloc((n ? n : 1) * sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		keys[i] = ops[i].key;
+	argv_keys(r, keys, n, 3, 3 * n, &av, &al);
+	free(keys);
+	char nk[24];
+	snprintf(nk, sizeof(nk), "%zu", n);
+	av[0] = "EVAL";
+	al[0] = 4;
+	av[1] = write_script;
+	al[1] = strlen(write_script);
+	av[2] = nk;
+	al[2] = strlen(nk);
+	char *num = sift_malloc(n * 48 + 1); /* per write: delta, ttl */
+	for (size_t i = 0; i < n; i++) {
+		const struct sift_kv_op *o = &ops[i];
+		char *d = num + i * 48, *t = d + 24;
+		size_t a = 3 + n + 3 * i;
+		snprintf(d, 24, "%lld", o->delta);
+		snprintf(t, 24, "%ld", o->ttl_ms > 0 ? o->ttl_ms : 0);
+		av[a] = o->op == SIFT_KV_COUNT ? "c" : o->op == SIFT_KV_SET ? "s" : "d";
+		al[a] = 1;
+		av[a + 1] = o->op == SIFT_KV_SET ? o->val : o->op == SIFT_KV_COUNT ? d : "";
+		al[a + 1] = strlen(av[a + 1]);
+		av[a + 2] = t;
+		al[a + 2] = strlen(t);
+	}
+	redisReply *rep = rds_command(r, (int)(3 + 4 * n), av, al);
+	argv_free(av, al, 3, n);
+	free(num);
+	if (!rep)
+		return -1;
+	int rc = rep->type == REDIS_REPLY_INTEGER ? 0 : -1;
+	if (rc < 0 && rep->type == REDIS_REPLY_ERROR)
+		cmd_error(r, "EVAL", rep->str);
+	freeReplyObject(rep);
+	return rc;
+}
+
 const struct kv_backend sift_kv_redis = {
 	.type = "redis",
 	.open = rds_open,
@@ -811,6 +889,7 @@ const struct kv_backend sift_kv_redis = {
 	.del = rds_del,
 	.mget = rds_mget,
 	.incr_many = rds_incr_many,
+	.write = rds_write,
 	.free = rds_free,
 };
 

@@ -324,6 +324,10 @@ int sift_kv_mget(struct sift_kv *kv, const char *const *keys, size_t n, char **v
  * (counters that are counted down). 0 or -1. */
 int sift_kv_incr_many(struct sift_kv *kv, const char *const *keys, const long long *deltas, size_t n,
 		      long ttl_ms);
+/* The n writes of ops as one unit (struct sift_kv_op in sift/plugin.h):
+ * on Redis one atomic script, all or nothing; on memory each write is
+ * atomic, the batch is not. 0 or -1. */
+int sift_kv_write(struct sift_kv *kv, const struct sift_kv_op *ops, size_t n);
 
 /* ---- quarantine.c: the quarantine store -----------------------------------
  * One file per message in dir (the message as received, CRLF) plus a

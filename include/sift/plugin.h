@@ -79,6 +79,8 @@
  *      queries in parallel).
  *   4  struct sift_host: policy_action_once (a policyd annotation that
  *      reaches Postfix once per transaction).
+ *   5  struct sift_host: kv_write (several writes of the key-value store
+ *      as one atomic unit: struct sift_kv_op).
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -95,7 +97,7 @@ extern "C" {
 #endif
 
 #define SIFT_ABI_MAJOR 1
-#define SIFT_ABI_MINOR 4
+#define SIFT_ABI_MINOR 5
 
 struct sift_ctx;	 /* one connection/message/request as seen by a plugin */
 struct sift_dns_pending; /* a DNS query started by host->dns_start */
@@ -495,6 +497,21 @@ struct sift_tool_message {
 	size_t header_count;
 };
 
+/* One write of a host->kv_write batch. */
+enum sift_kv_op_type {
+	SIFT_KV_COUNT, /* add delta, as kv_incr_many: ttl_ms (0: none) set at every
+			* increment, the key deleted when it drops to 0 or below */
+	SIFT_KV_SET,   /* set key to val, expiring in ttl_ms (0: never) */
+	SIFT_KV_DEL,   /* delete key (absent: nothing to do) */
+};
+struct sift_kv_op {
+	enum sift_kv_op_type op;
+	const char *key;
+	const char *val; /* SIFT_KV_SET */
+	long long delta; /* SIFT_KV_COUNT */
+	long ttl_ms;	 /* SIFT_KV_COUNT, SIFT_KV_SET */
+};
+
 /* The host's services, passed to preinit() and init(). Functions are only
  * ever appended. */
 struct sift_host {
@@ -713,6 +730,15 @@ struct sift_host {
 	 * goes out with the first reply that it wins, once. At most 64
 	 * distinct ones are remembered per transaction. */
 	void (*policy_action_once)(struct sift_ctx *ctx, const char *action);
+	/* The n writes of ops, in order, as one unit (ABI minor 5): on Redis
+	 * one Lua script, sent as one command, so that either all of them
+	 * happen or none (a connection lost while sending it, a process
+	 * killed), and no other client sees some without the others; it
+	 * checks that every SIFT_KV_COUNT key holds an integer before it
+	 * writes anything. On memory: each write is atomic, the batch is not
+	 * (it lives and dies with the process). 0, or -1 (on Redis: none was
+	 * made, unless the answer was lost after it ran). */
+	int (*kv_write)(const struct sift_kv_op *ops, size_t n);
 };
 
 struct sift_plugin {

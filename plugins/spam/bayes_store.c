@@ -18,8 +18,12 @@
  *               10 hex digits of a token) spam and ham counts,
  *               "bayes:nspam", "bayes:nham" the totals, "bayes:seen:MSGID"
  *               's' or 'h', "bayes:learning:MSGID" a learner's claim on
- *               the message (kv_claim). Counts change by atomic increments (kv_incr),
- *               so any number of hosts learn at once; lookups read the
+ *               the message (kv_claim). A learn or forget is one kv_write
+ *               (one Lua script on Redis): its token counts, total and
+ *               seen entry change together or not at all, by atomic
+ *               increments, so any number of hosts learn at once and a
+ *               lost connection leaves no half-learned message; a count
+ *               that drops to 0 is deleted. Lookups read the
  *               counts of a message in one batch when the host has
  *               kv_mget. Tokens have no atime there: keys expire with the
  *               store's TTL (bayes_token_ttl), refreshed when learned.
@@ -310,36 +314,37 @@ static int kv_tget(struct bstore *st, const btok *t, size_t n, struct bcounts *o
 	return rc < 0 ? -1 : 0;
 }
 
+/* One learn or forget is one kv_write: the token counts, the total and the
+ * seen entry land together or not at all (a lost connection or a killed
+ * process in between would leave tokens counted for a message not marked
+ * seen, counted again by the next learn). */
 static int kv_apply(struct bstore *st, const btok *t, size_t n, bool spam, int sign, uint32_t atime,
 		    const char *msgid, char what, int expect)
 {
 	(void)atime;
 	(void)expect; /* learners claim the message instead (kv_claim) */
 	struct kv_store *k = (struct kv_store *)st;
-	int rc = 0;
-	if (sign) {
-		char **keys = xcalloc(n + 1, sizeof(char *));
-		long long *d = xcalloc(n + 1, sizeof(long long));
-		for (size_t i = 0; i < n; i++) {
-			keys[i] = tkey(spam ? 's' : 'h', t[i]);
-			d[i] = sign;
-		}
-		rc = k->h->kv_incr_many((const char *const *)keys, d, n, k->ttl_ms);
-		for (size_t i = 0; i < n; i++)
-			free(keys[i]);
-		free(keys);
-		free(d);
-		long long v;
-		if (rc == 0 && k->h->kv_incr(spam ? "bayes:nspam" : "bayes:nham", sign, 0, &v) < 0)
-			rc = -1;
+	size_t nt = sign ? n : 0, nops = 0;
+	struct sift_kv_op *ops = xcalloc(nt + 2, sizeof(*ops));
+	char *seen_key = NULL, val[2] = {what, 0};
+	for (size_t i = 0; i < nt; i++)
+		ops[nops++] = (struct sift_kv_op){.op = SIFT_KV_COUNT,
+						  .key = tkey(spam ? 's' : 'h', t[i]),
+						  .delta = sign,
+						  .ttl_ms = k->ttl_ms};
+	if (sign)
+		ops[nops++] = (struct sift_kv_op){
+			.op = SIFT_KV_COUNT, .key = spam ? "bayes:nspam" : "bayes:nham", .delta = sign};
+	if (msgid && *msgid) {
+		seen_key = xasprintf("bayes:seen:%s", msgid);
+		ops[nops++] = what ? (struct sift_kv_op){.op = SIFT_KV_SET, .key = seen_key, .val = val}
+				   : (struct sift_kv_op){.op = SIFT_KV_DEL, .key = seen_key};
 	}
-	if (rc == 0 && msgid && *msgid) {
-		char *key = xasprintf("bayes:seen:%s", msgid);
-		char val[2] = {what, 0};
-		int r = what ? k->h->kv_set(key, val, 0) : k->h->kv_del(key);
-		rc = r < 0 ? -1 : 0;
-		free(key);
-	}
+	int rc = nops && k->h->kv_write(ops, nops) < 0 ? -1 : 0;
+	for (size_t i = 0; i < nt; i++)
+		free((char *)ops[i].key);
+	free(seen_key);
+	free(ops);
 	return rc;
 }
 
@@ -422,10 +427,9 @@ struct bstore *bstore_open(const char *spec, const struct sift_host *host, long 
 		return bstore_open_lmdb(spec + 5, err_r);
 	if (strcmp(spec, "redis") == 0) {
 		if (!host ||
-		    host->struct_size <
-			    offsetof(struct sift_host, kv_incr_many) + sizeof(host->kv_incr_many) ||
-		    !host->kv_mget) {
-			*err_r = xstrdup("the host has no batched key-value functions (kv_mget)");
+		    host->struct_size < offsetof(struct sift_host, kv_write) + sizeof(host->kv_write) ||
+		    !host->kv_mget || !host->kv_write) {
+			*err_r = xstrdup("the host has no batched key-value functions (kv_mget, kv_write)");
 			return NULL;
 		}
 		struct kv_store *k = xcalloc(1, sizeof(*k));

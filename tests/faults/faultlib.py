@@ -477,13 +477,17 @@ class DelayProxy:
     """A TCP proxy on 127.0.0.1 to a local port that can delay what the
     server sends back (set_delay(seconds)) or trickle it a byte at a time
     (set_drip(seconds)): a slow dependency (clamd, Redis) without touching
-    it. Stopped by stop()."""
+    it; or cut the link after the client sent some bytes (set_cut(n)): a
+    connection lost in the middle of a command. Stopped by stop()."""
 
     def __init__(self, target_port):
         import socket
         self.target = target_port
         self.delay = 0.0
         self.drip = 0.0
+        self.cut = None  # client bytes still let through; None: no limit
+        self.sent = 0  # client bytes passed to the server, in all
+        self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(('127.0.0.1', 0))
@@ -499,6 +503,27 @@ class DelayProxy:
         """Send what the server sends back one byte every `seconds`."""
         self.drip = seconds
 
+    def set_cut(self, nbytes):
+        """Let the next nbytes the clients send through (counted over all
+        connections), then close every connection, the first byte past it
+        not sent, and close new ones at once: the link is down until
+        set_cut(None)."""
+        with self.lock:
+            self.cut = nbytes
+
+    def _take(self, data):
+        """The part of what a client sent that goes through."""
+        with self.lock:
+            if self.cut is not None:
+                data = data[:self.cut]
+                self.cut -= len(data)
+            self.sent += len(data)
+            return data
+
+    def _down(self):
+        with self.lock:
+            return self.cut == 0
+
     def start(self):
         threading.Thread(target=self._accept, daemon=True).start()
         return self
@@ -510,6 +535,9 @@ class DelayProxy:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            if self._down():
+                c.close()
+                continue
             try:
                 u = socket.create_connection(('127.0.0.1', self.target), timeout=5)
                 u.settimeout(None)
@@ -527,6 +555,13 @@ class DelayProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if not back:
+                    data = self._take(data)
+                    if data:
+                        dst.sendall(data)
+                    if self._down():
+                        break
+                    continue
                 if back and self.delay:
                     time.sleep(self.delay)
                 if back and self.drip:

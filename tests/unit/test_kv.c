@@ -2,7 +2,8 @@
  * test_kv.c - unit tests for lib/kv.c (the "memory:" key-value store):
  * spec parsing, get/set/del, TTL expiry, kv_incr semantics (expiry only on
  * creation, non-integer values, overflow), atomicity of kv_incr under 8
- * threads, and the max_keys bound with eviction of expired keys.
+ * threads, the max_keys bound with eviction of expired keys, and the
+ * batches (mget, incr_many, write).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -350,6 +351,48 @@ static void test_batches_threads(void)
 	sift_kv_free(kv);
 }
 
+/* sift_kv_write on memory: counts as incr_many, sets with their expiry,
+ * deletes, in order; malformed batches refused before any write. */
+static void test_write(void)
+{
+	char *err = NULL;
+	struct sift_kv *kv = sift_kv_open("memory:", &err);
+	CHECK(kv != NULL);
+	CHECK_INT(sift_kv_set(kv, "gone", "x", 0), 0);
+	struct sift_kv_op ops[] = {
+		{.op = SIFT_KV_COUNT, .key = "c1", .delta = 2},
+		{.op = SIFT_KV_COUNT, .key = "c2", .delta = -1},
+		{.op = SIFT_KV_SET, .key = "s", .val = "h", .ttl_ms = 150},
+		{.op = SIFT_KV_DEL, .key = "gone"},
+		{.op = SIFT_KV_COUNT, .key = "c1", .delta = 1},
+	};
+	CHECK_INT(sift_kv_write(kv, ops, 5), 0);
+	const char *keys[] = {"c1", "c2", "s", "gone"};
+	char *v[4] = {NULL, NULL, NULL, NULL};
+	CHECK_INT(sift_kv_mget(kv, keys, 4, v), 0);
+	CHECK_STR(v[0], "3");
+	CHECK(v[1] == NULL); /* counted below 0: not created */
+	CHECK_STR(v[2], "h");
+	CHECK(v[3] == NULL);
+	for (int i = 0; i < 4; i++)
+		free(v[i]);
+	sleep_ms(250);
+	CHECK_INT(sift_kv_get(kv, "s", &v[0]), 1); /* expired */
+	struct sift_kv_op down[] = {{.op = SIFT_KV_COUNT, .key = "c1", .delta = -3}};
+	CHECK_INT(sift_kv_write(kv, down, 1), 0);
+	CHECK_INT(sift_kv_get(kv, "c1", &v[0]), 1); /* counted down to 0: deleted */
+	/* refused whole: a set without a value, a key missing */
+	struct sift_kv_op bad[] = {{.op = SIFT_KV_COUNT, .key = "c9", .delta = 1},
+				   {.op = SIFT_KV_SET, .key = "s"}};
+	CHECK_INT(sift_kv_write(kv, bad, 2), -1);
+	bad[1] = (struct sift_kv_op){.op = SIFT_KV_DEL};
+	CHECK_INT(sift_kv_write(kv, bad, 2), -1);
+	CHECK_INT(sift_kv_get(kv, "c9", &v[0]), 1);
+	CHECK_INT(sift_kv_write(kv, NULL, 0), 0);
+	CHECK_INT(sift_kv_write(NULL, ops, 1), -1);
+	sift_kv_free(kv);
+}
+
 int main(void)
 {
 	test_open();
@@ -360,5 +403,6 @@ int main(void)
 	test_batches_threads();
 	test_max_keys();
 	test_batches();
+	test_write();
 	return t_done();
 }

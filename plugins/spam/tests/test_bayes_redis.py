@@ -3,7 +3,10 @@
 database. siftctl learns into it (the state_store), filterd A autolearns a
 spam (autolearn=spam in its X-Spam-Status), the totals show it, and
 filterd B scores a spam with BAYES_99 from what was learned elsewhere;
-four siftctl learning the same messages at once count each once."""
+four siftctl learning the same messages at once count each once.
+A learn is all or nothing: through a proxy that cuts the link after N bytes
+from siftctl, for N all along one learn, Redis holds either the whole learn
+(tokens, total, seen entry) or none of it."""
 import os
 import sys
 
@@ -11,11 +14,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'tests', 'lib'))
 sys.path.insert(0, os.path.join(HERE, '..', '..', 'ratelimit', 'tests'))
 sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'bench', 'message'))
+sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'tests', 'faults'))
 import sifttest  # noqa: E402
 from sifttest import check, done  # noqa: E402
 from redisproc import Redis  # noqa: E402
 from bench import send_message  # noqa: E402
 from test_bayes import HAMW, SPAMW, learn_together, msg, run, spam_dir  # noqa: E402
+from faultlib import DelayProxy  # noqa: E402
 
 
 def milter_send(port, text, qid):
@@ -23,6 +28,68 @@ def milter_send(port, text, qid):
     headers = [tuple(x.encode() for x in line.split(': ', 1)) for line in head.split('\n')]
     verdict, added = send_message(port, headers, body.replace('\n', '\r\n').encode(), qid)
     return verdict, b'\n'.join(added).decode('utf-8', 'replace').replace('\r\n ', ' ')
+
+
+def learn_state(redis):
+    """What one learned spam left in Redis: nspam, the seen entries, the
+    spam token counts."""
+    ns = redis.cli('GET', 'sift:bayes:nspam')
+    seen = [k for k in redis.cli('KEYS', 'sift:bayes:seen:*').split('\n') if k]
+    toks = [k for k in redis.cli('KEYS', 'sift:bayes:s:*').split('\n') if k]
+    vals = redis.cli('MGET', *toks).split('\n') if toks else []
+    return int(ns or 0), seen, vals
+
+
+def cut_learns(tmp, settings, redis):
+    """siftctl learns one spam through a proxy that cuts the connection
+    after N bytes, for N from 0 to the whole learn: afterwards Redis holds
+    all of the learn or none of it."""
+    proxy = DelayProxy(redis.port).start()
+    try:
+        conf = sifttest.write_conf(os.path.join(tmp, 'cut.conf'), dict(
+            settings, plugin_directory=sifttest.plugin_directory(),
+            state_store='redis:127.0.0.1:%d,timeout=500ms,connect_timeout=500ms' % proxy.port))
+        d = os.path.join(tmp, 'cut')
+        os.mkdir(d)
+        with open(os.path.join(d, 'one.eml'), 'w') as f:
+            f.write(msg(4242, SPAMW, 'spam'))
+        redis.cli('FLUSHALL')
+        before = proxy.sent
+        rc, out = run(conf, 'spam', 'learn', '--spam', d)
+        total = proxy.sent - before
+        ns, seen, vals = learn_state(redis)
+        check(rc == 0 and 'learned 1' in out and ns == 1 and len(seen) == 1 and vals and
+              set(vals) == {'1'}, 'one learn through the proxy (%d bytes)' % total, out)
+        ntok = len(vals)
+        whole = none = 0
+        bad = []
+        for n in list(range(0, total, 23)) + [total - 1]:
+            redis.cli('FLUSHALL')
+            proxy.set_cut(n)
+            rc, out = run(conf, 'spam', 'learn', '--spam', d)
+            proxy.set_cut(None)
+            ns, seen, vals = learn_state(redis)
+            if ns == 1 and len(seen) == 1 and len(vals) == ntok and set(vals) == {'1'}:
+                whole += 1
+            elif ns == 0 and not seen and not vals:
+                none += 1
+            else:
+                bad.append('cut at %d: nspam %d, seen %d, %d tokens %s' % (n, ns, len(seen), len(vals),
+                                                                          sorted(set(vals))))
+        check(not bad and none > 0,
+              'a learn cut anywhere lands whole or not at all (%d cuts: %d none, %d whole)' % (
+                  whole + none + len(bad), none, whole), '; '.join(bad[:5]))
+        # A write that Redis would refuse at run time (a total that holds
+        # no integer) is found before anything is written.
+        redis.cli('FLUSHALL')
+        redis.cli('SET', 'sift:bayes:nspam', 'x')
+        rc, out = run(conf, 'spam', 'learn', '--spam', d)
+        keys = redis.cli('KEYS', 'sift:bayes:*').split('\n')
+        check(rc != 0 and keys == ['sift:bayes:nspam'] and redis.cli('GET', 'sift:bayes:nspam') == 'x',
+              'a learn that Redis cannot finish writes nothing', '%r; %s' % (keys, out[-300:]))
+    finally:
+        proxy.stop()
+        redis.cli('FLUSHALL')
 
 
 def main():
@@ -81,6 +148,7 @@ def main():
               'learned %d, nspam %d -> %d; %s' % (learned, before, after, outs[0][-300:]))
         check(redis.cli('KEYS', 'sift:bayes:learning:*').strip() == '', 'no claim left behind',
               redis.cli('KEYS', 'sift:bayes:learning:*'))
+        cut_learns(tmp, settings, redis)
     finally:
         sifttest.stop_all([redis] + procs)
     return done()
