@@ -132,9 +132,10 @@ struct bstore {
 };
 
 /* "memory", "lmdb:PATH" (a directory, created) or "redis" (the host's
- * state_store; ttl_ms: of token keys, 0 = none). NULL with *err_r
- * (malloc'd). */
-struct bstore *bstore_open(const char *spec, const struct sift_host *host, long ttl_ms, char **err_r);
+ * state_store; ttl_ms: of token keys, seen_ttl_ms: of seen entries, 0 =
+ * none). NULL with *err_r (malloc'd). */
+struct bstore *bstore_open(const char *spec, const struct sift_host *host, long ttl_ms, long seen_ttl_ms,
+			   char **err_r);
 /* A process has one LMDB environment per directory (LMDB's rule): opening
  * a directory this process has open already (a reload's new configuration
  * while the old one is in use) shares that store, which is closed when

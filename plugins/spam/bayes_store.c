@@ -26,7 +26,10 @@
  *               that drops to 0 is deleted. Lookups read the
  *               counts of a message in one batch when the host has
  *               kv_mget. Tokens have no atime there: keys expire with the
- *               store's TTL (bayes_token_ttl), refreshed when learned.
+ *               store's TTL (bayes_token_ttl), refreshed when learned; a
+ *               seen entry expires bayes_seen_ttl after its message was
+ *               learned (8 days by default, as SpamAssassin's Redis store),
+ *               so that a shared database does not grow for ever.
  */
 #include <lmdb.h>
 #include <sys/stat.h>
@@ -267,7 +270,7 @@ static struct bstore *mem_open(void)
 struct kv_store {
 	struct bstore base;
 	const struct sift_host *h;
-	long ttl_ms;
+	long ttl_ms, seen_ttl_ms;
 };
 
 static int kv_num(const struct sift_host *h, const char *key, long long *v)
@@ -337,7 +340,10 @@ static int kv_apply(struct bstore *st, const btok *t, size_t n, bool spam, int s
 			.op = SIFT_KV_COUNT, .key = spam ? "bayes:nspam" : "bayes:nham", .delta = sign};
 	if (msgid && *msgid) {
 		seen_key = xasprintf("bayes:seen:%s", msgid);
-		ops[nops++] = what ? (struct sift_kv_op){.op = SIFT_KV_SET, .key = seen_key, .val = val}
+		ops[nops++] = what ? (struct sift_kv_op){.op = SIFT_KV_SET,
+							 .key = seen_key,
+							 .val = val,
+							 .ttl_ms = k->seen_ttl_ms}
 				   : (struct sift_kv_op){.op = SIFT_KV_DEL, .key = seen_key};
 	}
 	int rc = nops && k->h->kv_write(ops, nops) < 0 ? -1 : 0;
@@ -419,7 +425,8 @@ static const struct bstore_ops kv_ops = {.totals = kv_totals,
 					 .claim = kv_claim,
 					 .release = kv_release};
 
-struct bstore *bstore_open(const char *spec, const struct sift_host *host, long ttl_ms, char **err_r)
+struct bstore *bstore_open(const char *spec, const struct sift_host *host, long ttl_ms, long seen_ttl_ms,
+			   char **err_r)
 {
 	if (strcmp(spec, "memory") == 0)
 		return mem_open();
@@ -436,6 +443,7 @@ struct bstore *bstore_open(const char *spec, const struct sift_host *host, long 
 		k->base.ops = &kv_ops;
 		k->h = host;
 		k->ttl_ms = ttl_ms;
+		k->seen_ttl_ms = seen_ttl_ms;
 		return &k->base;
 	}
 	*err_r = xasprintf("unknown Bayes store \"%s\" (lmdb:DIR, redis or memory)", spec);

@@ -54,7 +54,7 @@ struct spam_conf {
 	int bayes_auto_learn;
 	const char *bayes_auto_learn_threshold_nonspam, *bayes_auto_learn_threshold_spam;
 	long long bayes_min_spam_num, bayes_min_ham_num, bayes_expiry_max_db_size;
-	long long bayes_token_ttl;
+	long long bayes_token_ttl, bayes_seen_ttl;
 	int dns_available;
 	long long dns_timeout, compile_timeout;
 	/* derived */
@@ -119,6 +119,9 @@ static const struct sift_param params[] = {
 	 "tokens kept (lmdb, memory): beyond, the least recently learned go until 75% remain; 0 = no expiry"},
 	{"bayes_token_ttl", SIFT_P_TIME, "0", 0, 31536000000LL, OFF(bayes_token_ttl), NULL,
 	 "redis: a token key expires this long after it was last learned (0 = never)"},
+	{"bayes_seen_ttl", SIFT_P_TIME, "8d", 0, 31536000000LL, OFF(bayes_seen_ttl), NULL,
+	 "redis: a message's seen entry (learned as spam or ham) expires this long after the learn (0 = "
+	 "never)"},
 	{"dns_available", SIFT_P_BOOL, "no", 0, 0, OFF(dns_available), NULL,
 	 "run the network tests (DNS block lists of relays, senders and URIs; score sets 1 and 3)"},
 	{"dns_timeout", SIFT_P_TIME, "10s", 100, 120000, OFF(dns_timeout), NULL,
@@ -192,7 +195,8 @@ static int bayes_init(const struct sift_host *h, struct spam_conf *c, char **err
 		return -1;
 	}
 	char *err = NULL;
-	struct bstore *st = bstore_open(c->bayes_store, h, (long)c->bayes_token_ttl, &err);
+	struct bstore *st =
+		bstore_open(c->bayes_store, h, (long)c->bayes_token_ttl, (long)c->bayes_seen_ttl, &err);
 	if (!st) {
 		/* as SpamAssassin without a usable database: no Bayes, set 0/1 */
 		h->log(NULL, LOG_WARNING, "spam_bayes_store: %s; Bayes is off", err ? err : "cannot open");

@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!mime)
 		return 0;
 	char *err = NULL;
-	struct bstore *st = bstore_open("memory", NULL, 0, &err);
+	struct bstore *st = bstore_open("memory", NULL, 0, 0, &err);
 	struct bayes b = {.st = st,
 			  .o = {.min_spam_num = 1,
 				.min_ham_num = 1,

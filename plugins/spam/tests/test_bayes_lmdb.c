@@ -696,7 +696,7 @@ int main(void)
 	for (size_t i = 0; i < NTOK; i++)
 		pool[i] = rnd() & 0xffffffffffull;
 	char *err = NULL;
-	struct bstore *db = bstore_open_lmdb(dir, &err), *ref = bstore_open("memory", NULL, 0, &err);
+	struct bstore *db = bstore_open_lmdb(dir, &err), *ref = bstore_open("memory", NULL, 0, 0, &err);
 	if (!db || !ref) {
 		fprintf(stderr, "open: %s\n", err ? err : "?");
 		return 1;

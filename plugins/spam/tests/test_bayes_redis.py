@@ -6,7 +6,8 @@ filterd B scores a spam with BAYES_99 from what was learned elsewhere;
 four siftctl learning the same messages at once count each once.
 A learn is all or nothing: through a proxy that cuts the link after N bytes
 from siftctl, for N all along one learn, Redis holds either the whole learn
-(tokens, total, seen entry) or none of it."""
+(tokens, total, seen entry) or none of it. Seen entries expire
+(spam_bayes_seen_ttl, 8 days by default)."""
 import os
 import sys
 
@@ -48,7 +49,8 @@ def cut_learns(tmp, settings, redis):
     try:
         conf = sifttest.write_conf(os.path.join(tmp, 'cut.conf'), dict(
             settings, plugin_directory=sifttest.plugin_directory(),
-            state_store='redis:127.0.0.1:%d,timeout=500ms,connect_timeout=500ms' % proxy.port))
+            state_store='redis:127.0.0.1:%d,timeout=500ms,connect_timeout=500ms' % proxy.port,
+            spam_bayes_seen_ttl='90m'))
         d = os.path.join(tmp, 'cut')
         os.mkdir(d)
         with open(os.path.join(d, 'one.eml'), 'w') as f:
@@ -61,6 +63,9 @@ def cut_learns(tmp, settings, redis):
         check(rc == 0 and 'learned 1' in out and ns == 1 and len(seen) == 1 and vals and
               set(vals) == {'1'}, 'one learn through the proxy (%d bytes)' % total, out)
         ntok = len(vals)
+        ttl = int(redis.cli('PTTL', seen[0])) if seen else -2
+        check(5400000 - 60000 < ttl <= 5400000, 'spam_bayes_seen_ttl = 90m: the seen entry expires in 90 min',
+              'PTTL %d' % ttl)
         whole = none = 0
         bad = []
         for n in list(range(0, total, 23)) + [total - 1]:
@@ -129,6 +134,12 @@ def main():
         check(rc == 0 and 'learned 25' in out, 'learn ham into redis', out)
         check(redis.cli('GET', 'sift:bayes:nspam').strip() == '25', 'the documented keys',
               redis.cli('KEYS', 'sift:bayes:n*'))
+        seen = [k for k in redis.cli('KEYS', 'sift:bayes:seen:*').split('\n') if k]
+        ttls = [int(redis.cli('PTTL', k)) for k in seen]
+        day = 86400000
+        check(len(seen) == 50 and all(8 * day - 120000 < t <= 8 * day for t in ttls),
+              'seen entries expire in 8 days (spam_bayes_seen_ttl default)', '%d keys, PTTL %s' % (
+                  len(seen), sorted(set(ttls))[:5]))
         a = sifttest.start_daemon('filterd', tmp, dict(settings, spam_bayes_auto_learn='yes'), name='filterd-a')
         procs.append(a)
         b = sifttest.start_daemon('filterd', tmp, dict(settings, spam_bayes_auto_learn='no'), name='filterd-b')
