@@ -55,7 +55,8 @@ const struct sift_param sift_common_params[] = {
 	{"dns_timeout", SIFT_P_TIME, "5s", 10, 60000, OFF(dns_timeout), NULL,
 	 "default time limit of one DNS query"},
 	{"state_store", SIFT_P_STRING, "memory:", 0, 0, OFF(state_store), NULL,
-	 "key-value store for shared state: memory: or redis:..."},
+	 "key-value store for shared state: memory: or redis:... (a host name is resolved by the resolver of "
+	 "dns_servers, within connect_timeout)"},
 	{"myhostname", SIFT_P_STRING, "", 0, 0, OFF(myhostname), NULL,
 	 "this host's name (the default is the system's host name)"},
 	{"authserv_id", SIFT_P_STRING, "$myhostname", 0, 0, OFF(authserv_id), NULL,

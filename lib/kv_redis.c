@@ -5,7 +5,7 @@
  * only a careful client.
  *
  * Spec (the value of state_store):
- *   redis:HOST:PORT[,option=value...]      redis:127.0.0.1:6379
+ *   redis:HOST:PORT[,option=value...]      redis:127.0.0.1:6379, redis:localhost:6379
  *   redis:[IPV6]:PORT[,...]                redis:[::1]:6379
  *   redis:unix:/PATH[,...]                 redis:unix:/run/redis/redis.sock
  * Options (comma separated, no spaces needed):
@@ -13,7 +13,8 @@
  *   username=NAME      Redis 6 ACL user (AUTH NAME SECRET)
  *   db=N               SELECT N after connecting (default 0)
  *   prefix=TEXT        prepended to every key (default "sift:")
- *   connect_timeout=T  connect (and AUTH/SELECT) deadline (default 500ms)
+ *   connect_timeout=T  resolve + connect (and AUTH/SELECT) deadline (default
+ *                      500ms)
  *   timeout=T          deadline of one command (default 500ms): sending it
  *                      and its whole reply, not only each read and write;
  *                      a reply over RDS_MAX_REPLY bytes fails the command
@@ -35,6 +36,18 @@
  * batch lands whole or not at all, even when the connection is lost while
  * it is being sent.
  *
+ * A HOST that is a name is resolved for each new connection through the
+ * process's shared resolver (lib/dns.c: its cache, dns_servers, and
+ * /etc/hosts when it uses the system's resolver), A records first, AAAA
+ * when there is none; resolving and connecting share the connect_timeout
+ * deadline (hiredis would call getaddrinfo(), which nothing bounds: a dead
+ * DNS server would hold every caller for the libc resolver's retries). A
+ * name is not resolved once at configuration load: a daemon that starts
+ * while DNS is down still starts (as it does while Redis is down), and a
+ * reconnect follows the name to a new address (failover by DNS) once the
+ * cached answer's TTL has run out. A process without the shared resolver
+ * (sift_dns_init not called) cannot use a name: give an address.
+ *
  * Connections: a pool of at most `pool` connections, created lazily. Each
  * call takes one connection for its command and gives it back. A connection
  * with an I/O or protocol error is closed, never reused; the next call opens
@@ -52,6 +65,7 @@
  */
 #ifdef SIFT_HAVE_REDIS
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
@@ -374,14 +388,92 @@ static int setup_cmd(redisContext *c, long long ms, char **why, int argc, const 
 	return rc;
 }
 
+/* The addresses of r->host as text ("192.0.2.1", "2001:db8::1"), through
+ * the process's shared resolver (lib/dns.c: its cache, its dns_servers,
+ * /etc/hosts when it uses the system's) by `deadline`: the A records, or
+ * the AAAA records when there is no A. hiredis would resolve a name with
+ * getaddrinfo(), which no timeout bounds. NULL-terminated, malloc'd (free
+ * each and the array); NULL with *why. */
+static char **rds_resolve(const struct kv_redis *r, long long deadline, char **why)
+{
+	static const int types[2] = {1 /* A */, 28 /* AAAA */};
+	struct sift_dns_pending *p[2] = {sift_dns_start(r->host, types[0]),
+					 sift_dns_start(r->host, types[1])};
+	char **addrs = NULL;
+	size_t n = 0;
+	enum sift_dns_status st = SIFT_DNS_NODATA;
+	for (int i = 0; i < 2; i++) {
+		long long left = deadline - sift_now_ms();
+		/* An AAAA answer is not waited for once A gave addresses. */
+		struct sift_dns_result *res = sift_dns_wait(p[i], n || left <= 0 ? 0 : (long)left);
+		if (n) {
+			free(res);
+			continue;
+		}
+		if (res->status != SIFT_DNS_OK && res->status != SIFT_DNS_NODATA && st != SIFT_DNS_NXDOMAIN)
+			st = res->status;
+		for (size_t j = 0; j < res->count; j++) {
+			char text[INET6_ADDRSTRLEN];
+			int af = res->len[j] == 4 ? AF_INET : AF_INET6;
+			if ((res->len[j] != 4 && res->len[j] != 16) ||
+			    !inet_ntop(af, res->rr[j], text, sizeof(text)))
+				continue;
+			addrs = sift_realloc(addrs, (n + 2) * sizeof(char *));
+			addrs[n++] = sift_strdup(text);
+			addrs[n] = NULL;
+		}
+		free(res);
+	}
+	if (!n)
+		*why = sift_asprintf("resolving %s: %s", r->host,
+				     st == SIFT_DNS_NXDOMAIN ? "no such name"
+				     : st == SIFT_DNS_TEMPFAIL
+					     ? "no answer within the connect timeout (or a DNS failure)"
+				     : st == SIFT_DNS_NODATA ? "no address"
+							     : "bad name");
+	return addrs;
+}
+
+/* A TCP connection to r->host, by `deadline`: to the address itself, or to
+ * each address of the name in turn (rds_resolve) until one answers. */
+static redisContext *rds_connect_tcp(struct kv_redis *r, long long deadline, char **why)
+{
+	unsigned char bin[16];
+	if (inet_pton(AF_INET, r->host, bin) == 1 || inet_pton(AF_INET6, r->host, bin) == 1)
+		return redisConnectWithTimeout(r->host, r->port, tv_of(r->connect_timeout));
+	char **addrs = rds_resolve(r, deadline, why);
+	if (!addrs)
+		return NULL;
+	redisContext *c = NULL;
+	for (size_t i = 0; addrs[i]; i++) {
+		long long left = deadline - sift_now_ms();
+		if (left <= 0) {
+			if (!c)
+				*why = sift_asprintf("%s: no connection within the connect timeout", r->host);
+			break;
+		}
+		if (c)
+			redisFree(c);
+		c = redisConnectWithTimeout(addrs[i], r->port, tv_of(left));
+		if (!c || !c->err)
+			break;
+	}
+	for (size_t i = 0; addrs[i]; i++)
+		free(addrs[i]);
+	free(addrs);
+	return c;
+}
+
 /* Opens and prepares one connection (no lock held). NULL + *why. */
 static redisContext *rds_connect(struct kv_redis *r, char *sha_r, char **why)
 {
 	struct timeval ctv = tv_of(r->connect_timeout);
-	redisContext *c = r->path ? redisConnectUnixWithTimeout(r->path, ctv)
-				  : redisConnectWithTimeout(r->host, r->port, ctv);
+	long long deadline = sift_now_ms() + r->connect_timeout;
+	redisContext *c =
+		r->path ? redisConnectUnixWithTimeout(r->path, ctv) : rds_connect_tcp(r, deadline, why);
 	if (!c) {
-		*why = sift_strdup("out of memory");
+		if (!*why)
+			*why = sift_strdup("out of memory");
 		return NULL;
 	}
 	if (c->err) {

@@ -7,9 +7,19 @@ four siftctl learning the same messages at once count each once.
 A learn is all or nothing: through a proxy that cuts the link after N bytes
 from siftctl, for N all along one learn, Redis holds either the whole learn
 (tokens, total, seen entry) or none of it. Seen entries expire
-(spam_bayes_seen_ttl, 8 days by default)."""
+(spam_bayes_seen_ttl, 8 days by default). A state_store naming a host
+is resolved by the shared resolver (dns_servers: the test DNS server)
+within connect_timeout: a name that resolves works, `localhost` works, a
+name whose DNS server never answers fails in time instead of hanging, with
+dns_servers and (as root, in a mount namespace of its own whose
+/etc/resolv.conf names such a server) with the system's resolver."""
 import os
+import random
+import shutil
+import socket
+import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'tests', 'lib'))
@@ -20,8 +30,9 @@ import sifttest  # noqa: E402
 from sifttest import check, done  # noqa: E402
 from redisproc import Redis  # noqa: E402
 from bench import send_message  # noqa: E402
-from test_bayes import HAMW, SPAMW, learn_together, msg, run, spam_dir  # noqa: E402
+from test_bayes import HAMW, SIFTCTL, SPAMW, learn_together, msg, run, spam_dir  # noqa: E402
 from faultlib import DelayProxy  # noqa: E402
+from dnsserver import DNSServer  # noqa: E402
 
 
 def milter_send(port, text, qid):
@@ -39,6 +50,67 @@ def learn_state(redis):
     toks = [k for k in redis.cli('KEYS', 'sift:bayes:s:*').split('\n') if k]
     vals = redis.cli('MGET', *toks).split('\n') if toks else []
     return int(ns or 0), seen, vals
+
+
+def named_store(tmp, settings, redis):
+    """state_store = redis:NAME:PORT, NAME resolved through dns_servers."""
+    dns = DNSServer({'sift.test': [{'name': 'redis', 'type': 'A', 'data': '127.0.0.1'},
+                                   {'name': 'gone', 'type': 'TIMEOUT'}]}).start()
+    try:
+        want = 'spam: %s' % redis.cli('GET', 'sift:bayes:nspam')
+        for host in ('redis.sift.test', 'localhost'):
+            conf = sifttest.write_conf(os.path.join(tmp, 'named.conf'), dict(
+                settings, plugin_directory=sifttest.plugin_directory(), dns_servers='127.0.0.1:%d' % dns.port,
+                state_store='redis:%s:%d,connect_timeout=1s' % (host, redis.port)))
+            rc, out = run(conf, 'spam', 'stats')
+            check(rc == 0 and want in out, 'state_store = redis:%s:PORT (resolved by the resolver)' % host, out)
+        conf = sifttest.write_conf(os.path.join(tmp, 'named.conf'), dict(
+            settings, plugin_directory=sifttest.plugin_directory(), dns_servers='127.0.0.1:%d' % dns.port,
+            dns_timeout='20s', state_store='redis:gone.sift.test:%d,connect_timeout=400ms' % redis.port))
+        t0 = time.monotonic()
+        try:
+            rc, out = run(conf, 'spam', 'stats')
+        except subprocess.TimeoutExpired:
+            rc, out = -1, 'still waiting after 60 s'
+        took = time.monotonic() - t0
+        asked = any(q[0].rstrip('.') == 'gone.sift.test' for q in dns.log)
+        check(rc != 0 and took < 3 and asked and 'resolving gone.sift.test' in out,
+              'a name whose DNS never answers fails within connect_timeout (%.1f s)' % took, out[-400:])
+    finally:
+        dns.stop()
+    if os.geteuid() == 0 and shutil.which('unshare'):
+        system_resolver_hangs(tmp, settings, redis)
+
+
+def system_resolver_hangs(tmp, settings, redis):
+    """No dns_servers: the system's resolver, whose /etc/resolv.conf (in a
+    mount namespace of siftctl's own) names a server that never answers.
+    getaddrinfo would wait for the libc resolver's retries (10 s and more)."""
+    addr = '127.%d.%d.%d' % (random.randint(1, 254), random.randint(0, 255), random.randint(1, 254))
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        udp.bind((addr, 53))
+        tcp.bind((addr, 53))
+        tcp.listen(8)  # never accepted, never answered
+        resolv = os.path.join(tmp, 'resolv.conf')
+        with open(resolv, 'w') as f:
+            f.write('nameserver %s\noptions timeout:5 attempts:2\n' % addr)
+        conf = sifttest.write_conf(os.path.join(tmp, 'named.conf'), dict(
+            settings, plugin_directory=sifttest.plugin_directory(),
+            state_store='redis:gone.sift.test:%d,connect_timeout=400ms' % redis.port))
+        t0 = time.monotonic()
+        p = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c',
+                            'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv,
+                            SIFTCTL, '-c', conf, 'spam', 'stats'], capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - t0
+        out = p.stdout + p.stderr
+        check(p.returncode != 0 and took < 3 and 'resolving gone.sift.test' in out,
+              'the system resolver\'s server never answers: fails within connect_timeout (%.1f s)' % took,
+              out[-400:])
+    finally:
+        udp.close()
+        tcp.close()
 
 
 def cut_learns(tmp, settings, redis):
@@ -159,6 +231,7 @@ def main():
               'learned %d, nspam %d -> %d; %s' % (learned, before, after, outs[0][-300:]))
         check(redis.cli('KEYS', 'sift:bayes:learning:*').strip() == '', 'no claim left behind',
               redis.cli('KEYS', 'sift:bayes:learning:*'))
+        named_store(tmp, settings, redis)
         cut_learns(tmp, settings, redis)
     finally:
         sifttest.stop_all([redis] + procs)
