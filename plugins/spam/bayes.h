@@ -199,11 +199,10 @@ int bayes_autolearn(struct bayes *b, const struct btoks *t, const char *msgid, b
 int bayes_autolearn_start(struct bayes *b);
 void bayes_autolearn_stop(struct bayes *b);
 
-/* How long a learned message's seen entry is kept: SpamAssassin's
- * bayes_seen_ttl (8 days; spam_bayes_seen_ttl is to set o.seen_ttl). After
- * it, the message can be learned again. The expiry runs at most every
- * BAYES_SEEN_EXPIRE_EVERY seconds in a process. */
-#define BAYES_SEEN_TTL_DEFAULT	(8 * 86400)
+/* A learned message's seen entry is kept o.seen_ttl (spam_bayes_seen_ttl,
+ * SpamAssassin's bayes_seen_ttl); after it, the message can be learned
+ * again. The expiry runs at most every BAYES_SEEN_EXPIRE_EVERY seconds in
+ * a process. */
 #define BAYES_SEEN_EXPIRE_EVERY 3600
 /* Expiry when the database holds more than max_db_size tokens: the oldest
  * (by atime) go until 75% of it remain. Also (o.seen_ttl > 0, a store with

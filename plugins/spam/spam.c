@@ -182,8 +182,7 @@ static int bayes_init(const struct sift_host *h, struct spam_conf *c, char **err
 		.min_ham_num = c->bayes_min_ham_num,
 		.auto_learn = c->bayes_auto_learn,
 		.max_db_size = c->bayes_expiry_max_db_size,
-		/* to be c->bayes_seen_ttl (spam_bayes_seen_ttl) */
-		.seen_ttl = BAYES_SEEN_TTL_DEFAULT,
+		.seen_ttl = c->bayes_seen_ttl / 1000, /* ms, as every SIFT_P_TIME */
 		.max_token_length = 15,
 	};
 	char *end1, *end2;

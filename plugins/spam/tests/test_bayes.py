@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests', 'lib'))
 import sifttest  # noqa: E402
@@ -151,6 +152,27 @@ def long_message_id(tmp, conf):
     check(rc == 0 and re.search(r'spam: 1\s', out) is not None, 'forgetting it counts', out)
 
 
+def seen_ttl(tmp, conf):
+    """spam_bayes_seen_ttl reaches the LMDB store: a message learned more
+    than the TTL ago is learned (counted) again."""
+    d = spam_dir(tmp, 'seenttl', 2, first=5000)
+    d2 = spam_dir(tmp, 'seenttl2', 1, first=5100)
+    conf5 = conf + '5'
+    with open(conf) as a, open(conf5, 'w') as b:
+        b.write(a.read().replace(f'{tmp}/db', f'{tmp}/db5') + 'spam_bayes_seen_ttl = 1s\n')
+    rc, out = run(conf5, 'spam', 'learn', '--spam', d)
+    check(rc == 0 and 'learned 2 message(s) as spam' in out, 'seen TTL: learned', out)
+    rc, out = run(conf5, 'spam', 'learn', '--spam', d)
+    check(rc == 0 and 'learned 0 message(s) as spam, 2 skipped' in out, 'seen TTL: skipped while seen', out)
+    time.sleep(2.5)
+    # the next learn's expiry pass drops the seen entries older than 1 s
+    rc, out = run(conf5, 'spam', 'learn', '--spam', d2)
+    check(rc == 0 and 'learned 1 message(s) as spam' in out, 'seen TTL: another message learned', out)
+    rc, out = run(conf5, 'spam', 'learn', '--spam', d)
+    check(rc == 0 and 'learned 2 message(s) as spam, 0 skipped' in out,
+          'seen TTL: past spam_bayes_seen_ttl, learned again', out)
+
+
 def main():
     tmp = sifttest.scratch('sift-bayes-')
     rules = os.path.join(tmp, 'rules.cf')
@@ -283,6 +305,7 @@ def main():
     check(learned == 300 and re.search(r'spam: 300\s', out) is not None,
           'four learners at once: each message learned once (LMDB)', 'learned %d; %s' % (learned, out))
     long_message_id(tmp, conf)
+    seen_ttl(tmp, conf)
     reload_keeps_environment(tmp, rules)
     return done()
 

@@ -623,6 +623,9 @@ static uint32_t seen_time(struct lmdb_store *l, const char *id, size_t *size)
 	return t;
 }
 
+/* spam_bayes_seen_ttl's default */
+#define SEEN_TTL (8 * 86400)
+
 static void seen_expiry(const char *top)
 {
 	char dir[512];
@@ -651,8 +654,7 @@ static void seen_expiry(const char *top)
 	      "seen expiry: an entry records when it was written (%zu octets, %u); the old format reads", sz,
 	      ts);
 
-	struct bayes b = {.st = st,
-			  .o = {.min_spam_num = 1, .min_ham_num = 1, .seen_ttl = BAYES_SEEN_TTL_DEFAULT}};
+	struct bayes b = {.st = st, .o = {.min_spam_num = 1, .min_ham_num = 1, .seen_ttl = SEEN_TTL}};
 	pthread_mutex_init(&b.learn_lock, NULL);
 	bayes_expire(&b);
 	uint32_t to = seen_time(l, "<old@test>", &sz);
@@ -678,7 +680,7 @@ static void seen_expiry(const char *top)
 	st->ops->totals(st, &ns, &nh, &nt);
 	CHECK(rl == 1 && ns == ns0 + 1, "seen expiry: an expired message is learned again (%d)", rl);
 	/* 9 days on, everything of now is past the TTL, the stamped one too */
-	long long n = st->ops->expire_seen(st, now + 9 * day, BAYES_SEEN_TTL_DEFAULT);
+	long long n = st->ops->expire_seen(st, now + 9 * day, SEEN_TTL);
 	CHECK(n == 3 && st->ops->seen(st, "<old@test>") == 0 && st->ops->seen(st, "<fresh@test>") == 0 &&
 		      st->ops->seen(st, "<stale@test>") == 0,
 	      "seen expiry: 9 days later the rest goes, the old-format entry too (%lld deleted)", n);
