@@ -2,8 +2,9 @@
  * map.c - lookup tables in Postfix syntax and with Postfix semantics, so that
  * an administrator's existing tables work unchanged:
  *
- *   texthash:/path  `key value` lines; keys folded to lower case (lookups
- *                   too); the first of duplicate keys wins (with a warning),
+ *   texthash:/path  `key value` lines; keys folded (sift_casefold: Unicode
+ *                   case folding as Postfix with smtputf8; lookups too); the
+ *                   first of duplicate keys wins (with a warning),
  *                   as postmap(1) does.
  *   pcre:/path      pcre_table(5): `/regex/flags result`, `!/regex/ result`,
  *                   `if /regex/` ... `endif` (nesting, `if !/regex/`), flags
@@ -149,7 +150,9 @@ static void kv_add(struct sift_map *m, size_t *cap, const char *key, size_t klen
 		m->kv = sift_realloc(m->kv, *cap * sizeof(*m->kv));
 	}
 	struct kv *e = &m->kv[m->nkv];
-	e->key = sift_lowercase(sift_strndup(key, klen));
+	char *raw = sift_strndup(key, klen);
+	e->key = sift_casefold(raw);
+	free(raw);
 	e->value = sift_strndup(value, vlen);
 	e->seq = m->nkv++;
 	e->lineno = lineno;
@@ -295,7 +298,7 @@ static int open_inline(struct sift_map *m, const char *text, char **err_r)
 
 static int kv_lookup(const struct sift_map *m, const char *key, char **result_r)
 {
-	char *k = sift_lowercase(sift_strdup(key));
+	char *k = sift_casefold(key);
 	size_t lo = 0, hi = m->nkv;
 	int rc = 0;
 	while (lo < hi) {

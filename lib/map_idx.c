@@ -436,9 +436,18 @@ static int lookup_locked(struct map_idx *x, const char *key, char **result_r, ch
 int map_idx_lookup(struct map_idx *x, const char *key, char **result_r)
 {
 	*result_r = NULL;
-	char *k = sift_lowercase(sift_strdup(key)), *err = NULL;
+	/* postmap folds keys with Unicode case folding (smtputf8_enable =
+	 * yes, the default) or in ASCII only (= no): the second fold is tried
+	 * when the first finds nothing and they differ. */
+	char *k = sift_casefold(key), *err = NULL;
 	pthread_mutex_lock(&x->mu);
 	int rc = lookup_locked(x, k, result_r, &err);
+	if (rc == 0) {
+		char *ascii = sift_lowercase(sift_strdup(key));
+		if (strcmp(ascii, k) != 0)
+			rc = lookup_locked(x, ascii, result_r, &err);
+		free(ascii);
+	}
 	if (rc < 0) {
 		if (!x->last_err || strcmp(x->last_err, err) != 0) {
 			sift_log(LOG_ERR, "%s:%s: %s", kinds[x->kind].type, x->source, err);

@@ -32,6 +32,12 @@ char *sift_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *sift_vasprintf(const char *fmt, va_list ap);
 /* Lower-case an ASCII string in place; returns s. */
 char *sift_lowercase(char *s);
+/* A lookup key folded as Postfix folds table keys with smtputf8_enable =
+ * yes (its default since compatibility_level 1; util/casefold.c): valid
+ * UTF-8 with non-ASCII characters by Unicode full case folding (ICU's
+ * ucasemap_utf8FoldCase, U_FOLD_CASE_DEFAULT: "MÜLLER" -> "müller",
+ * "Straße" -> "strasse"), anything else by ASCII lower case. Malloc'd. */
+char *sift_casefold(const char *s);
 /* Trim leading/trailing white space in place; returns the start. */
 char *sift_trim(char *s);
 /* Monotonic clock in milliseconds; in nanoseconds. */

@@ -8,11 +8,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unicode/ucasemap.h>
 
 #include "sift.h"
 
@@ -74,6 +77,73 @@ char *sift_lowercase(char *s)
 	for (char *p = s; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
 	return s;
+}
+
+/* Valid UTF-8 (RFC 3629: no overlong forms, surrogates or code points
+ * past U+10FFFF), with at least one non-ASCII octet. */
+static bool utf8_nonascii(const unsigned char *p)
+{
+	bool wide = false;
+	while (*p) {
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		wide = true;
+		int n = *p >= 0xc2 && *p <= 0xdf   ? 1
+			: *p >= 0xe0 && *p <= 0xef ? 2
+			: *p >= 0xf0 && *p <= 0xf4 ? 3
+						   : -1;
+		if (n < 0)
+			return false;
+		unsigned cp = *p & (0x3f >> n);
+		for (int i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;
+		p += n + 1;
+	}
+	return wide;
+}
+
+static const UCaseMap *fold_map;
+static pthread_once_t fold_once = PTHREAD_ONCE_INIT;
+
+static void fold_init(void)
+{
+	UErrorCode e = U_ZERO_ERROR;
+	UCaseMap *m = ucasemap_open(NULL, U_FOLD_CASE_DEFAULT, &e);
+	fold_map = U_SUCCESS(e) ? m : NULL;
+}
+
+char *sift_casefold(const char *s)
+{
+	if (!utf8_nonascii((const unsigned char *)s))
+		return sift_lowercase(sift_strdup(s));
+	pthread_once(&fold_once, fold_init);
+	if (!fold_map)
+		return sift_lowercase(sift_strdup(s));
+	/* a code point folds to at most three (U+0390 -> U+03B9 U+0308
+	 * U+0301): 3 times the octets, and a second try at the size ICU says */
+	int32_t len = (int32_t)strlen(s), cap = 3 * len + 1;
+	for (int tries = 0; tries < 2; tries++) {
+		char *out = sift_malloc((size_t)cap);
+		UErrorCode e = U_ZERO_ERROR;
+		int32_t n = ucasemap_utf8FoldCase(fold_map, out, cap, s, len, &e);
+		if (U_SUCCESS(e) && n < cap) {
+			out[n] = 0;
+			return out;
+		}
+		free(out);
+		if (e != U_BUFFER_OVERFLOW_ERROR)
+			break;
+		cap = n + 1;
+	}
+	return sift_lowercase(sift_strdup(s));
 }
 
 char *sift_trim(char *s)

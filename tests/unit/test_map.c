@@ -660,6 +660,58 @@ static void test_indexed(void)
 	}
 }
 
+/* Non-ASCII keys as Postfix folds them with smtputf8_enable = yes (its
+ * default from compatibility_level 1 on, as Debian's main.cf has it):
+ * Unicode full case folding, in postmap's files and in our lookups; a
+ * file that postmap built with smtputf8_enable = no (ASCII folding only,
+ * test_indexed) still answers. */
+static const char utf8_source[] =
+	"M\xc3\x9cLLER@example.de umlaut\n"
+	"Stra\xc3\x9f"
+	"e@example.de sharp-s\n"
+	"\xce\xa3\xce\xaf\xcf\x83\xcf\x85\xcf\x86\xce\xbf\xcf\x82@example.gr sigma\n"
+	"ascii@Example.COM plain\n";
+
+static const struct lcase utf8_cases[] = {
+	{"m\xc3\xbcller@example.de", "umlaut"},
+	{"M\xc3\x9cLLER@EXAMPLE.DE", "umlaut"},
+	{"mÜller@example.de", "umlaut"},
+	{"strasse@example.de", "sharp-s"},
+	{"STRASSE@example.de", "sharp-s"},
+	{"stra\xc3\x9f"
+	 "e@example.de",
+	 "sharp-s"},
+	{"\xce\xa3\xce\x8a\xce\xa3\xce\xa5\xce\xa6\xce\x9f\xce\xa3@example.gr", "sigma"},
+	{"\xcf\x83\xce\xaf\xcf\x83\xcf\x85\xcf\x86\xce\xbf\xcf\x83@example.gr", "sigma"},
+	{"ASCII@example.com", "plain"},
+	{"muller@example.de", NULL},
+	{"stra@example.de", NULL},
+};
+
+static void test_utf8_fold(void)
+{
+	free(write_file("main.cf", "compatibility_level = 3.6\n"));
+	char *path = write_file("utf8", utf8_source);
+	char *spec = sift_asprintf("texthash:%s", path);
+	CHECK_MAP(spec, utf8_cases);
+	free(spec);
+	for (size_t t = 0; t < N_IDX_TYPES; t++) {
+		char *name = sift_asprintf("utf8-%s", idx_types[t]);
+		char *ipath = write_file(name, utf8_source);
+		int built = postmap_build("", idx_types[t], ipath);
+		CHECK_INT(built, 0);
+		if (built == 0) {
+			spec = sift_asprintf("%s:%s", idx_types[t], ipath);
+			check_map_batch(spec, utf8_cases, sizeof(utf8_cases) / sizeof(utf8_cases[0]));
+			free(spec);
+		}
+		free(ipath);
+		free(name);
+	}
+	free(path);
+	free(write_file("main.cf", ""));
+}
+
 /* Replaces path (by rename, so an open mapping of the old file stays
  * valid). */
 static void replace_file(const char *path, const char *text, size_t len)
@@ -887,6 +939,7 @@ int main(void)
 	test_threads();
 	test_large_texthash();
 	test_indexed();
+	test_utf8_fold();
 	test_indexed_reopen();
 	test_indexed_errors();
 	test_indexed_threads();

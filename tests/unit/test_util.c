@@ -69,6 +69,35 @@ static void test_strings(void)
 	CHECK(a > 0 && b >= a);
 }
 
+/* Table keys folded as Postfix folds them (smtputf8_enable = yes). */
+static void test_casefold(void)
+{
+	static const char *const cases[][2] = {
+		{"User@Example.COM", "user@example.com"},
+		{"M\xc3\x9cLLER@example.de", "m\xc3\xbcller@example.de"},
+		{"Stra\xc3\x9f"
+		 "e",
+		 "strasse"},
+		{"\xce\xa3\xce\xa5\xce\xa6\xce\x9f\xce\xa3", "\xcf\x83\xcf\x85\xcf\x86\xce\xbf\xcf\x83"},
+		/* U+0390: one code point folds to three, 2 octets to 6 */
+		{"\xce\x90\xce\x90", "\xce\xb9\xcc\x88\xcc\x81\xce\xb9\xcc\x88\xcc\x81"},
+		/* not UTF-8 (a stray octet, an overlong form, a surrogate):
+		 * ASCII only, the rest kept */
+		{"\xff"
+		 "ABC",
+		 "\xff"
+		 "abc"},
+		{"A\xc0\x80Z", "a\xc0\x80z"},
+		{"X\xed\xa0\x80", "x\xed\xa0\x80"},
+		{"", ""},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *f = sift_casefold(cases[i][0]);
+		CHECK_STR(f, cases[i][1]);
+		free(f);
+	}
+}
+
 static void test_buf(void)
 {
 	struct sift_buf b = {0};
@@ -249,6 +278,7 @@ int main(void)
 	}
 	test_strings();
 	test_buf();
+	test_casefold();
 	test_read_file(dir);
 	test_logical_lines();
 	test_write_by();
