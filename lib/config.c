@@ -14,9 +14,14 @@
  * dollar, and Postfix's conditionals `${name?text}` (text when name is set
  * and non-empty), `${name:text}` (text when it is unset or empty) and
  * `${name?{text1}:{text2}}`. Undefined names expand to "". A reference loop,
- * nesting deeper than EXP_MAX_DEPTH, more than EXP_MAX_STEPS expansions or a
+ * references nested deeper than EXP_MAX_DEPTH, expansions (references and
+ * conditionals together) nested deeper than EXP_MAX_NEST, more than
+ * EXP_MAX_STEPS expansions, more than EXP_MAX_WORK bytes examined or a
  * result above EXP_MAX_OUT bytes is an error, so that a hostile or broken
- * file cannot make a lookup run away. A `$` not followed by a name is kept.
+ * file cannot make a lookup run away, overflow the stack or take quadratic
+ * time: the bracket pairs of each value are found once, when it is set,
+ * so a conditional's text is not rescanned at every level it is nested
+ * in. A `$` not followed by a name is kept.
  *
  * Threading and ownership: one thread builds a config (load, set, defaults);
  * afterwards it is read-only and lookups may run from any thread. All
@@ -40,14 +45,28 @@
 #define EXP_MAX_DEPTH 64	  /* nested $name references */
 #define EXP_MAX_STEPS 100000L	  /* name expansions per lookup */
 #define EXP_MAX_OUT   (1u << 20)  /* bytes of one expanded value */
+#define EXP_MAX_NEST  256	  /* nested expansions: references and conditionals */
+#define EXP_MAX_WORK  (64u << 20) /* bytes examined by one lookup */
+
+/* The bracket pairs of a value: `at` an opening '{' or '(' and `to` the
+ * matching closing one (counting only brackets of the same kind, as
+ * Postfix does), sorted by `at`; an unmatched opening bracket is absent. */
+struct brk {
+	size_t at, to;
+};
+struct brackets {
+	struct brk *v;
+	size_t n;
+};
 
 struct centry {
 	char *name;
-	char *raw;   /* explicitly set value, or NULL */
-	char *where; /* where raw was set */
-	char *def;   /* registered default, or NULL */
-	bool known;  /* a known name without a default (sift_config_known) */
-	size_t idx;  /* position in cfg->order, SIZE_MAX when never set */
+	char *raw;			/* explicitly set value, or NULL */
+	char *where;			/* where raw was set */
+	char *def;			/* registered default, or NULL */
+	struct brackets raw_br, def_br; /* their bracket pairs */
+	bool known;			/* a known name without a default (sift_config_known) */
+	size_t idx;			/* position in cfg->order, SIZE_MAX when never set */
 	struct centry *next;
 };
 
@@ -61,6 +80,40 @@ struct sift_config {
 };
 
 /* ---- the table ----------------------------------------------------------- */
+
+static int cmp_brk(const void *a, const void *b)
+{
+	size_t x = ((const struct brk *)a)->at, y = ((const struct brk *)b)->at;
+	return x < y ? -1 : x > y;
+}
+
+/* Finds the bracket pairs of s[0..len) in one pass (replacing b's). */
+static void brackets_find(struct brackets *b, const char *s, size_t len)
+{
+	free(b->v);
+	b->v = NULL;
+	b->n = 0;
+	size_t opens = 0;
+	for (size_t i = 0; i < len; i++)
+		opens += s[i] == '{' || s[i] == '(';
+	if (!opens)
+		return;
+	size_t *st = sift_malloc(2 * opens * sizeof(*st)), *curly = st, *round = st + opens;
+	size_t ncurly = 0, nround = 0;
+	b->v = sift_malloc(opens * sizeof(*b->v));
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '{')
+			curly[ncurly++] = i;
+		else if (s[i] == '(')
+			round[nround++] = i;
+		else if (s[i] == '}' && ncurly)
+			b->v[b->n++] = (struct brk){curly[--ncurly], i};
+		else if (s[i] == ')' && nround)
+			b->v[b->n++] = (struct brk){round[--nround], i};
+	}
+	free(st);
+	qsort(b->v, b->n, sizeof(*b->v), cmp_brk);
+}
 
 static size_t hash_name(const char *s, size_t len)
 {
@@ -137,6 +190,8 @@ void sift_config_free(struct sift_config *cfg)
 			free(e->raw);
 			free(e->where);
 			free(e->def);
+			free(e->raw_br.v);
+			free(e->def_br.v);
 			free(e);
 		}
 	}
@@ -160,6 +215,7 @@ static void set_value(struct sift_config *cfg, const char *name, const char *val
 	free(e->where);
 	e->raw = sift_strdup(value);
 	e->where = sift_strdup(where);
+	brackets_find(&e->raw_br, e->raw, strlen(e->raw));
 	if (e->idx == SIZE_MAX) {
 		if (cfg->norder == cfg->ocap) {
 			cfg->ocap = cfg->ocap ? cfg->ocap * 2 : 32;
@@ -305,6 +361,7 @@ void sift_config_defaults(struct sift_config *cfg, const char *prefix, const str
 		struct centry *e = find_or_add(cfg, name);
 		free(e->def);
 		e->def = sift_strdup(tab->def ? tab->def : "");
+		brackets_find(&e->def_br, e->def, strlen(e->def));
 		free(name);
 	}
 }
@@ -331,16 +388,33 @@ void sift_config_each(const struct sift_config *cfg,
 struct exp {
 	const struct sift_config *cfg;
 	const char *stack[EXP_MAX_DEPTH];
-	int depth;
-	long steps;
+	int depth;   /* $name references being expanded (stack) */
+	int nest;    /* expand() calls in progress: references and conditionals */
+	long steps;  /* $name and conditional expansions */
+	size_t work; /* bytes examined */
 	char *err;
 };
 
-static int expand(struct exp *x, const char *s, size_t len, struct sift_buf *out);
+/* Text being expanded: a value (or free text) and its bracket pairs. */
+struct src {
+	const char *s;
+	const struct brackets *b;
+};
+
+static int expand(struct exp *x, const struct src *sc, size_t start, size_t end, struct sift_buf *out);
 
 static const char *value_of(const struct centry *e)
 {
 	return !e ? NULL : e->raw ? e->raw : e->def;
+}
+
+/* The value of e and its bracket pairs, as value_of. */
+static const char *value_src(const struct centry *e, struct src *sc)
+{
+	const char *v = value_of(e);
+	sc->s = v;
+	sc->b = !v ? NULL : e->raw ? &e->raw_br : &e->def_br;
+	return v;
 }
 
 static int fail(struct exp *x, char *msg)
@@ -352,12 +426,32 @@ static int fail(struct exp *x, char *msg)
 	return -1;
 }
 
+/* Counts n more bytes examined: the bound on one lookup's total work (a
+ * value referred to many times is examined each time). */
+static int charge(struct exp *x, size_t n)
+{
+	x->work += n;
+	if (x->work > EXP_MAX_WORK)
+		return fail(x, sift_asprintf("expansion examines more than %u MiB of text (too many "
+					     "references to long values)",
+					     EXP_MAX_WORK >> 20));
+	return 0;
+}
+
+/* Up to 60 bytes of the text at s for a message. */
+static char *quoted(const struct exp *x, const char *s, size_t len)
+{
+	(void)x;
+	return sift_asprintf("%.*s", (int)(len > 60 ? 60 : len), s);
+}
+
 static int expand_name(struct exp *x, const char *name, size_t nlen, struct sift_buf *out)
 {
 	if (++x->steps > EXP_MAX_STEPS)
 		return fail(x, sift_strdup("too many $name expansions"));
 	const struct centry *e = find_n(x->cfg, name, nlen);
-	const char *v = value_of(e);
+	struct src sc;
+	const char *v = value_src(e, &sc);
 	if (!v)
 		return 0;
 	for (int i = 0; i < x->depth; i++)
@@ -366,121 +460,140 @@ static int expand_name(struct exp *x, const char *name, size_t nlen, struct sift
 	if (x->depth >= EXP_MAX_DEPTH)
 		return fail(x, sift_asprintf("$%s: references nested too deeply", e->name));
 	x->stack[x->depth++] = e->name;
-	int rc = expand(x, v, strlen(v), out);
+	int rc = expand(x, &sc, 0, strlen(v), out);
 	x->depth--;
 	return rc;
 }
 
-/* Index of the bracket closing the one opening at s[i], or len. */
-static size_t closing(const char *s, size_t len, size_t i)
+/* Index of the bracket closing the one opening at s[i], or end when it is
+ * not closed before end: looked up in the pairs found once per value
+ * (brackets_find), not by scanning, so nested conditionals cost no
+ * rescan of the text they enclose. */
+static size_t closing(const struct src *sc, size_t i, size_t end)
 {
-	char open = s[i], close = open == '{' ? '}' : ')';
-	int lvl = 0;
-	for (; i < len; i++) {
-		if (s[i] == open)
-			lvl++;
-		else if (s[i] == close && --lvl == 0)
-			return i;
+	const struct brk *v = sc->b->v;
+	size_t lo = 0, hi = sc->b->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid].at < i)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	return len;
+	return lo < sc->b->n && v[lo].at == i && v[lo].to < end ? v[lo].to : end;
 }
 
-/* The inside of ${...} or $(...). */
-static int expand_braced(struct exp *x, const char *s, size_t len, struct sift_buf *out)
+/* The inside of ${...} or $(...): s[start..end). */
+static int expand_braced(struct exp *x, const struct src *sc, size_t start, size_t end, struct sift_buf *out)
 {
-	size_t i = 0;
-	while (i < len && isspace((unsigned char)s[i]))
+	const char *s = sc->s;
+	size_t i = start;
+	while (i < end && isspace((unsigned char)s[i]))
 		i++;
 	size_t ns = i;
-	while (i < len && name_char((unsigned char)s[i]))
+	while (i < end && name_char((unsigned char)s[i]))
 		i++;
 	size_t ne = i;
-	while (i < len && isspace((unsigned char)s[i]))
+	while (i < end && isspace((unsigned char)s[i]))
 		i++;
-	if (ne == ns)
-		return fail(x, sift_asprintf("empty or bad parameter name in \"${%.*s}\"",
-					     (int)(len > 60 ? 60 : len), s));
-	if (i == len)
+	if (charge(x, i - start + 1) < 0)
+		return -1;
+	if (ne == ns) {
+		char *q = quoted(x, s + start, end - start);
+		fail(x, sift_asprintf("empty or bad parameter name in \"${%s}\"", q));
+		free(q);
+		return -1;
+	}
+	if (i == end)
 		return expand_name(x, s + ns, ne - ns, out);
 	char op = s[i++];
-	if (op != '?' && op != ':')
-		return fail(x, sift_asprintf("bad character '%c' in \"${%.*s}\"", op,
-					     (int)(len > 60 ? 60 : len), s));
+	if (op != '?' && op != ':') {
+		char *q = quoted(x, s + start, end - start);
+		fail(x, sift_asprintf("bad character '%c' in \"${%s}\"", op, q));
+		free(q);
+		return -1;
+	}
 	if (++x->steps > EXP_MAX_STEPS)
 		return fail(x, sift_strdup("too many $name expansions"));
 
 	/* ${name?text}, ${name:text}, ${name?{t1}:{t2}}, ${name?{t1}} */
-	const char *t1 = s + i, *t2 = NULL;
-	size_t l1 = len - i, l2 = 0;
+	size_t t1 = i, e1 = end, t2 = 0, e2 = 0;
+	bool two = false;
 	size_t j = i;
-	while (j < len && isspace((unsigned char)s[j]))
+	while (j < end && isspace((unsigned char)s[j]))
 		j++;
-	if (j < len && s[j] == '{') {
-		size_t c = closing(s, len, j);
-		if (c == len)
+	if (j < end && s[j] == '{') {
+		size_t c = closing(sc, j, end);
+		if (c == end)
 			return fail(x, sift_strdup("missing '}' in conditional"));
-		t1 = s + j + 1;
-		l1 = c - j - 1;
+		t1 = j + 1;
+		e1 = c;
 		size_t k = c + 1;
-		while (k < len && isspace((unsigned char)s[k]))
+		while (k < end && isspace((unsigned char)s[k]))
 			k++;
-		if (k < len && op == '?' && s[k] == ':') {
+		if (k < end && op == '?' && s[k] == ':') {
 			k++;
-			while (k < len && isspace((unsigned char)s[k]))
+			while (k < end && isspace((unsigned char)s[k]))
 				k++;
-			if (k == len || s[k] != '{')
+			if (k == end || s[k] != '{')
 				return fail(x, sift_strdup("expected '{' after ':' in conditional"));
-			size_t c2 = closing(s, len, k);
-			if (c2 == len)
+			size_t c2 = closing(sc, k, end);
+			if (c2 == end)
 				return fail(x, sift_strdup("missing '}' in conditional"));
-			t2 = s + k + 1;
-			l2 = c2 - k - 1;
+			t2 = k + 1;
+			e2 = c2;
+			two = true;
 			k = c2 + 1;
-			while (k < len && isspace((unsigned char)s[k]))
+			while (k < end && isspace((unsigned char)s[k]))
 				k++;
 		}
-		if (k != len)
+		if (k != end)
 			return fail(x, sift_strdup("text after '}' in conditional"));
+		if (charge(x, (j - i) + (k - c)) < 0)
+			return -1;
 	}
 	const char *v = value_of(find_n(x->cfg, s + ns, ne - ns));
 	bool set = v && *v;
 	if (op == '?')
-		return set ? expand(x, t1, l1, out) : t2 ? expand(x, t2, l2, out) : 0;
-	return set ? 0 : expand(x, t1, l1, out);
+		return set ? expand(x, sc, t1, e1, out) : two ? expand(x, sc, t2, e2, out) : 0;
+	return set ? 0 : expand(x, sc, t1, e1, out);
 }
 
-static int expand(struct exp *x, const char *s, size_t len, struct sift_buf *out)
+static int expand_text(struct exp *x, const struct src *sc, size_t start, size_t end, struct sift_buf *out)
 {
-	size_t i = 0;
-	while (i < len) {
-		const char *d = memchr(s + i, '$', len - i);
-		size_t lit = d ? (size_t)(d - s) - i : len - i;
+	const char *s = sc->s;
+	size_t i = start;
+	while (i < end) {
+		const char *d = memchr(s + i, '$', end - i);
+		size_t lit = d ? (size_t)(d - s) - i : end - i;
 		sift_buf_add(out, s + i, lit);
 		i += lit;
 		if (out->len > EXP_MAX_OUT)
 			return fail(x, sift_strdup("expanded value too long"));
-		if (i >= len)
+		if (charge(x, lit + 1) < 0)
+			return -1;
+		if (i >= end)
 			break;
 		/* s[i] == '$' */
-		if (i + 1 == len) {
+		if (i + 1 == end) {
 			sift_buf_add(out, "$", 1);
 			i++;
 		} else if (s[i + 1] == '$') {
 			sift_buf_add(out, "$", 1);
 			i += 2;
 		} else if (s[i + 1] == '{' || s[i + 1] == '(') {
-			size_t c = closing(s, len, i + 1);
-			if (c == len)
+			size_t c = closing(sc, i + 1, end);
+			if (c == end)
 				return fail(x, sift_asprintf("missing '%c' after \"$%c\"",
 							     s[i + 1] == '{' ? '}' : ')', s[i + 1]));
-			if (expand_braced(x, s + i + 2, c - i - 2, out) < 0)
+			if (expand_braced(x, sc, i + 2, c, out) < 0)
 				return -1;
 			i = c + 1;
 		} else if (name_char((unsigned char)s[i + 1])) {
 			size_t j = i + 1;
-			while (j < len && name_char((unsigned char)s[j]))
+			while (j < end && name_char((unsigned char)s[j]))
 				j++;
-			if (expand_name(x, s + i + 1, j - i - 1, out) < 0)
+			if (charge(x, j - i) < 0 || expand_name(x, s + i + 1, j - i - 1, out) < 0)
 				return -1;
 			i = j;
 		} else {
@@ -493,11 +606,30 @@ static int expand(struct exp *x, const char *s, size_t len, struct sift_buf *out
 	return 0;
 }
 
+/* s[start..end): every nested expansion (a $name's value, a conditional's
+ * text) goes through here and counts toward EXP_MAX_NEST, so that nesting
+ * cannot exhaust the stack. */
+static int expand(struct exp *x, const struct src *sc, size_t start, size_t end, struct sift_buf *out)
+{
+	if (x->nest >= EXP_MAX_NEST)
+		return fail(x, sift_asprintf("expansions nested more than %d levels deep", EXP_MAX_NEST));
+	x->nest++;
+	int rc = expand_text(x, sc, start, end, out);
+	x->nest--;
+	return rc;
+}
+
 char *sift_config_expand(const struct sift_config *cfg, const char *text, char **err_r)
 {
 	struct exp x = {.cfg = cfg};
 	struct sift_buf out = {0};
-	if (expand(&x, text, strlen(text), &out) < 0) {
+	struct brackets b = {0};
+	size_t len = strlen(text);
+	brackets_find(&b, text, len);
+	struct src sc = {text, &b};
+	int rc = expand(&x, &sc, 0, len, &out);
+	free(b.v);
+	if (rc < 0) {
 		if (err_r)
 			*err_r = x.err;
 		else
@@ -512,13 +644,14 @@ char *sift_config_expand(const struct sift_config *cfg, const char *text, char *
 char *sift_config_get(const struct sift_config *cfg, const char *name, char **err_r)
 {
 	const struct centry *e = find(cfg, name);
-	const char *v = value_of(e);
+	struct src sc;
+	const char *v = value_src(e, &sc);
 	if (!v)
 		return NULL;
 	struct exp x = {.cfg = cfg};
 	struct sift_buf out = {0};
 	x.stack[x.depth++] = e->name;
-	if (expand(&x, v, strlen(v), &out) < 0) {
+	if (expand(&x, &sc, 0, strlen(v), &out) < 0) {
 		if (err_r)
 			*err_r = sift_asprintf("%s: %s: %s", e->raw ? e->where : "default", name, x.err);
 		free(x.err);

@@ -6,7 +6,7 @@ options after operands, `reload` through the daemons' control sockets (the
 outcome, a refused user), `quarantine` refusing a store writable by group
 or others and purging the stale temporary files of unfinished stores, and
 bad input. Prints "N passed, N failed"."""
-import json, os, pwd, re, shutil, subprocess, sys, time
+import json, os, pwd, re, shutil, socket, struct, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import sifttest  # noqa: E402
@@ -359,6 +359,23 @@ def clamav_wait_tests(tmp):
     check(r["action"] == "tempfail", "clamav_ready_wait=0 set by hand: tempfail as before", r)
 
 
+def milter_answers(port):
+    """True if the milter on 127.0.0.1:port answers an option negotiation
+    (SMFIC_OPTNEG) with its own."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(struct.pack(">IcIII", 13, b"O", 6, 0x1ff, 0x1fffff))
+            head = b""
+            while len(head) < 5:
+                chunk = s.recv(5 - len(head))
+                if not chunk:
+                    return False
+                head += chunk
+            return head[4:5] == b"O"
+    except OSError:
+        return False
+
+
 def reload_tests(tmp, pconf):
     """siftctl reload through the control socket: waits for the outcome;
     a failed reload exits 1 with the reason and the old generation keeps
@@ -463,6 +480,32 @@ def reload_tests(tmp, pconf):
         check(r.returncode == 1 and "filterd.conf:" in r.stderr and "access_bogus" in r.stderr,
               "reload filterd failing: exit 1 with the reason", r.stderr)
         check(fd.alive() and sifttest.tcp_listening(fport), "filterd keeps serving after a failed reload")
+
+        # ${x:...} nested 100,000 deep (a 500 KB line): refused by -t and by
+        # a reload, quickly and naming file, line and parameter, instead of
+        # overflowing the stack; the running daemon keeps its configuration
+        with open(fd.conf) as f:
+            fgood = f.read().replace("access_bogus = 1\n", "")
+        deep = "myhostname = " + "${x:" * 100000 + "h" + "}" * 100000 + "\n"
+        line = fgood.count("\n") + 1
+        with open(f"{tmp}/deep.conf", "w") as f:
+            f.write(fgood + deep)
+        t0 = time.monotonic()
+        r = subprocess.run([sifttest.program("filterd"), "-t", "-c", f"{tmp}/deep.conf"], capture_output=True,
+                           text=True, timeout=120)
+        check(r.returncode == 1 and f"deep.conf:{line}: myhostname: expansions nested more than 256 levels deep"
+              in r.stderr and time.monotonic() - t0 < 10, "filterd -t: deeply nested ${x:...} refused quickly",
+              "%d %.1fs %s" % (r.returncode, time.monotonic() - t0, r.stderr[-300:]))
+        with open(fd.conf, "w") as f:
+            f.write(fgood + deep)
+        t0 = time.monotonic()
+        r = run("-c", fd.conf, "reload")
+        check(r.returncode == 1 and f"filterd.conf:{line}: myhostname: expansions nested more than 256 levels deep"
+              in r.stderr and time.monotonic() - t0 < 10, "reload with deeply nested ${x:...}: fails quickly",
+              "%d %.1fs %s" % (r.returncode, time.monotonic() - t0, r.stderr[-300:]))
+        check(fd.alive() and milter_answers(fport), "filterd survives it and keeps answering", fd.log_tail())
+        with open(fd.conf, "w") as f:
+            f.write(fgood)
     finally:
         sifttest.stop_all(things)
 

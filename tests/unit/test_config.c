@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sift.h"
@@ -298,6 +299,88 @@ static void test_expansion(void)
 	sift_config_free(cfg);
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Nested conditionals and long values: bounded depth (no stack overflow)
+ * and bounded work (no rescanning per level, no blow-up through
+ * references to long values). */
+static void test_expansion_bounds(void)
+{
+	/* 100,000 nested ${x:...} in a 500 KB line, from a file: refused
+	 * quickly, naming the file, line and parameter */
+	struct sift_buf b = {0};
+	sift_buf_adds(&b, "a = 1\nmyhostname = ");
+	for (int i = 0; i < 100000; i++)
+		sift_buf_adds(&b, "${x:");
+	sift_buf_adds(&b, "h");
+	for (int i = 0; i < 100000; i++)
+		sift_buf_adds(&b, "}");
+	sift_buf_adds(&b, "\n");
+	char *path = write_file("deep.cf", sift_buf_str(&b));
+	struct sift_config *cfg = sift_config_new();
+	char *err = NULL;
+	CHECK_INT(sift_config_load(cfg, path, false, &err), 0);
+	double t0 = now_s();
+	char *want = sift_asprintf("ERR:%s:2: myhostname: expansions nested more than 256 levels deep", path);
+	CHECK_STR(get(cfg, "myhostname"), want);
+	CHECK(now_s() - t0 < 1.0);
+	free(want);
+	sift_config_free(cfg);
+	free(path);
+	sift_buf_free(&b);
+
+	cfg = sift_config_new();
+	/* 200 levels are fine, 300 are not */
+	for (int n = 200; n <= 300; n += 100) {
+		sift_buf_printf(&b, "deep%d = ", n);
+		for (int i = 0; i < n; i++)
+			sift_buf_adds(&b, "${x:{");
+		sift_buf_adds(&b, "h");
+		for (int i = 0; i < n; i++)
+			sift_buf_adds(&b, "}}");
+		CHECK_INT(sift_config_set(cfg, sift_buf_str(&b), "-o", NULL), 0);
+		b.len = 0;
+	}
+	CHECK_STR(get(cfg, "deep200"), "h");
+	CHECK_STR(get(cfg, "deep300"), "ERR:-o: deep300: expansions nested more than 256 levels deep");
+
+	/* brackets of the other kind and unbalanced ones inside a conditional */
+	CHECK_INT(sift_config_set(cfg, "mixed = ${x:a(b}c)d}", "-o", NULL), 0);
+	CHECK_STR(get(cfg, "mixed"), "a(bc)d}");
+	CHECK_INT(sift_config_set(cfg, "mixed2 = $(x:a{b)c}d)", "-o", NULL), 0);
+	CHECK_STR(get(cfg, "mixed2"), "a{bc}d)");
+	CHECK_INT(sift_config_set(cfg, "mixed3 = ${x?{a}:{b(}}", "-o", NULL), 0);
+	CHECK_STR(get(cfg, "mixed3"), "b(");
+
+	/* a 1 MB conditional whose text is skipped, referred to 100,000
+	 * times: each reference examines the whole text (500 KB of white space
+	 * in its header), so the work bound stops it, quickly */
+	sift_buf_adds(&b, "big = ${x");
+	for (int i = 0; i < 500000; i++)
+		sift_buf_adds(&b, " ");
+	sift_buf_adds(&b, "?");
+	for (int i = 0; i < 500000; i++)
+		sift_buf_adds(&b, "y");
+	sift_buf_adds(&b, "}");
+	CHECK_INT(sift_config_set(cfg, sift_buf_str(&b), "-o", NULL), 0);
+	b.len = 0;
+	sift_buf_adds(&b, "many = ");
+	for (int i = 0; i < 100000; i++)
+		sift_buf_adds(&b, "$big");
+	CHECK_INT(sift_config_set(cfg, sift_buf_str(&b), "-o", NULL), 0);
+	CHECK_STR(get(cfg, "big"), "");
+	t0 = now_s();
+	CHECK(strstr(get(cfg, "many"), "expansion examines more than 64 MiB") != NULL);
+	CHECK(now_s() - t0 < 2.0);
+	sift_buf_free(&b);
+	sift_config_free(cfg);
+}
+
 static const struct sift_param tab[] = {
 	{"timeout", SIFT_P_TIME, "10s", 0, 0, 0, NULL, "doc"},
 	{"server", SIFT_P_STRING, "$myhostname", 0, 0, 0, NULL, "doc"},
@@ -469,6 +552,7 @@ int main(void)
 	test_dir_and_overrides();
 	test_errors();
 	test_expansion();
+	test_expansion_bounds();
 	test_defaults_and_unknown();
 	test_names();
 	test_large();
