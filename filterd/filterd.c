@@ -9,7 +9,9 @@
  * a reload thread, woken through a pipe by the signal handler, builds a new
  * configuration generation and makes it current; connections that are
  * running keep the generation they started with. A reload that fails keeps
- * the running configuration and logs why. With libmilter, libmilter owns
+ * the running configuration and logs why. filterd_* parameters are parsed
+ * at reload as at start (build_gen), the deadlines applied, and any other
+ * that changed is named in a warning: it takes effect at restart. With libmilter, libmilter owns
  * SIGHUP, SIGTERM and SIGINT (HUP and TERM stop it, INT aborts). With the
  * native engine, a signal thread (sigwait) takes SIGTERM and SIGINT (stop:
  * no new connections, sessions in a message get filterd_shutdown_timeout to
@@ -31,6 +33,7 @@
 
 #include "engine.h"
 #include "filterd.h"
+#include "session.h"
 
 /* A build can change the default engine: -DFILTERD_DEFAULT_ENGINE=libmilter
  * (used to run the plugin suites, which start filterd themselves, through
@@ -87,6 +90,11 @@ int filterd_socket_perms(const struct filterd_conf *conf, const char *path, char
 
 static struct sift_opts opts;
 
+/* The running filterd_* settings: from the start; a reload changes only
+ * those in reload_live (the rest take effect at the next restart). */
+static struct filterd_conf fc;
+static const char *const reload_live[] = {"filterd_command_deadline", "filterd_content_deadline", NULL};
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: filterd [-c FILE] [-o name=value]... [-f] [-d] [-n | -p | -t]\n"
@@ -99,19 +107,23 @@ static void usage(FILE *out)
 		     "  -t        check the configuration and plugins, and exit 0 or 1\n");
 }
 
-/* A generation from the configuration file; with `first`, only prepared
- * (the plugins' init runs after the privilege drop: sift_gen_init). */
-static struct sift_gen *build_gen(struct filterd_conf *fc, bool first, char **err_r)
+/* A generation from the configuration file, and filterd's own parameters
+ * in *fc_r (zeroed first; the caller frees them with sift_params_free,
+ * also on failure), at start and at each reload alike (as policyd does);
+ * with `first`, only prepared (the plugins' init runs after the privilege
+ * drop: sift_gen_init). */
+static struct sift_gen *build_gen(struct filterd_conf *fc_r, bool first, char **err_r)
 {
 	struct sift_config *cfg = sift_opts_config(&opts, "", filterd_params, err_r);
 	if (!cfg)
 		return NULL;
-	if (fc && sift_params_parse(cfg, "", filterd_params, fc, err_r) < 0) {
+	memset(fc_r, 0, sizeof(*fc_r));
+	if (sift_params_parse(cfg, "", filterd_params, fc_r, err_r) < 0) {
 		sift_config_free(cfg);
 		return NULL;
 	}
 #ifndef FILTERD_HAVE_LIBMILTER
-	if (fc && fc->engine == FILTERD_ENGINE_LIBMILTER) {
+	if (fc_r->engine == FILTERD_ENGINE_LIBMILTER) {
 		char *e = sift_strdup("filterd_engine = libmilter: this filterd is built without libmilter "
 				      "(meson -Dlibmilter=disabled); set filterd_engine = native");
 		*err_r = sift_config_locate(cfg, e);
@@ -129,13 +141,13 @@ static struct sift_gen *build_gen(struct filterd_conf *fc, bool first, char **er
 
 /* The engine filterd_engine chose (build_gen refused libmilter in a build
  * without it). */
-static int engine_setup(bool native, const struct filterd_conf *fc, char **err_r)
+static int engine_setup(bool native, const struct filterd_conf *conf, char **err_r)
 {
 #ifdef FILTERD_HAVE_LIBMILTER
 	if (!native)
-		return filterd_milter_setup(fc, err_r);
+		return filterd_milter_setup(conf, err_r);
 #endif
-	return filterd_native_setup(fc, err_r);
+	return filterd_native_setup(conf, err_r);
 }
 
 static int engine_run(bool native)
@@ -147,9 +159,9 @@ static int engine_run(bool native)
 	return filterd_native_run();
 }
 
-static struct sift_gen *load_gen(struct filterd_conf *fc, char **err_r)
+static struct sift_gen *load_gen(struct filterd_conf *fc_r, char **err_r)
 {
-	return build_gen(fc, false, err_r);
+	return build_gen(fc_r, false, err_r);
 }
 
 /* SIGUSR1 may be delivered to any thread whose mask lets it through (some
@@ -187,14 +199,21 @@ static void *reload_thread(void *arg)
 			continue;
 		unsigned long id = sift_control_reload_begin();
 		char *err = NULL;
-		struct sift_gen *g = load_gen(NULL, &err);
+		struct filterd_conf nc;
+		struct sift_gen *g = load_gen(&nc, &err);
 		if (!g) {
 			sift_log(LOG_ERR, "reload failed, keeping the running configuration: %s", err);
 			sift_control_reload_done(id, false, err);
+			sift_params_free(filterd_params, &nc);
 			free(err);
 			continue;
 		}
 		sift_gen_set_current(g);
+		/* The deadlines apply to the sessions that start from now on;
+		 * the rest keeps its running value, with a warning. */
+		fd_session_setup(&nc);
+		sift_params_restart_only("filterd", filterd_params, &fc, &nc, reload_live);
+		sift_params_free(filterd_params, &nc);
 		char *text = sift_asprintf("configuration reloaded (%zu plugins)", sift_gen_plugin_count(g));
 		sift_log(LOG_INFO, "%s", text);
 		sift_control_reload_done(id, true, text);
@@ -264,7 +283,6 @@ int main(int argc, char **argv)
 	bool once = opts.print_all || opts.print_nondefault || opts.test_only;
 	sift_log_init("filterd", opts.foreground || once, opts.debug ? LOG_DEBUG : LOG_INFO);
 
-	static struct filterd_conf fc;
 	char *err = NULL;
 	struct sift_gen *g = build_gen(&fc, true, &err);
 	if (!g)

@@ -24,17 +24,23 @@
  * Header edits queued by plugins are applied at end of message, which is
  * all the milter protocol allows.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mproto.h"
 #include "session.h"
 
-static const struct filterd_conf *fconf;
+/* filterd_command_deadline and filterd_content_deadline: read by each new
+ * session, set at start and by each reload. */
+static _Atomic long long command_deadline, content_deadline;
+static atomic_bool deadlines_set;
 
 void fd_session_setup(const struct filterd_conf *conf)
 {
-	fconf = conf;
+	atomic_store(&command_deadline, conf->command_deadline);
+	atomic_store(&content_deadline, conf->content_deadline);
+	atomic_store(&deadlines_set, true);
 }
 
 static const char *macro_fn(void *arg, const char *name)
@@ -52,8 +58,8 @@ void fd_session_init(struct fd_session *s, const struct fd_out *out, void *arg)
 	s->ss = sift_session_new(g, SIFT_FILTERD, macro_fn, s);
 	sift_gen_unref(g);
 	sift_metrics_conn(1);
-	if (fconf)
-		sift_session_deadlines(s->ss, fconf->command_deadline, fconf->content_deadline);
+	if (atomic_load(&deadlines_set))
+		sift_session_deadlines(s->ss, atomic_load(&command_deadline), atomic_load(&content_deadline));
 }
 
 void fd_session_free(struct fd_session *s)

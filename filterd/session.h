@@ -40,6 +40,8 @@ struct fd_session {
 	void *arg;
 };
 
+/* Takes conf's deadlines for the sessions that start from now on (at start,
+ * and again at each reload). */
 void fd_session_setup(const struct filterd_conf *conf);
 /* Starts a session on the current generation. */
 void fd_session_init(struct fd_session *s, const struct fd_out *out, void *arg);

@@ -490,6 +490,56 @@ int sift_params_parse(const struct sift_config *cfg, const char *prefix, const s
 	return 0;
 }
 
+/* Whether parameter p holds the same value in blocks a and b. */
+static bool same_value(const struct sift_param *p, const void *a, const void *b)
+{
+	const char *sa = (const char *)a + p->offset, *sb = (const char *)b + p->offset;
+	switch (p->type) {
+	case SIFT_P_BOOL:
+	case SIFT_P_ENUM:
+		return memcmp(sa, sb, sizeof(int)) == 0;
+	case SIFT_P_INT:
+	case SIFT_P_TIME:
+	case SIFT_P_SIZE:
+		return memcmp(sa, sb, sizeof(long long)) == 0;
+	case SIFT_P_STRING: {
+		const char *x, *y;
+		memcpy(&x, sa, sizeof(x));
+		memcpy(&y, sb, sizeof(y));
+		return strcmp(x ? x : "", y ? y : "") == 0;
+	}
+	case SIFT_P_LIST: {
+		char **x, **y;
+		memcpy(&x, sa, sizeof(x));
+		memcpy(&y, sb, sizeof(y));
+		for (; x && y && *x && *y; x++, y++)
+			if (strcmp(*x, *y) != 0)
+				return false;
+		return !(x && *x) && !(y && *y);
+	}
+	default: /* maps, retired: not compared */
+		return true;
+	}
+}
+
+int sift_params_restart_only(const char *daemon, const struct sift_param *tab, const void *running,
+			     const void *loaded, const char *const *live)
+{
+	int n = 0;
+	for (const struct sift_param *p = tab; p && p->name; p++) {
+		bool is_live = false;
+		for (const char *const *l = live; l && *l; l++)
+			is_live |= strcmp(*l, p->name) == 0;
+		if (is_live || same_value(p, running, loaded))
+			continue;
+		sift_log(LOG_WARNING,
+			 "%s changed: it takes effect when %s restarts; the reload keeps the running value",
+			 p->name, daemon);
+		n++;
+	}
+	return n;
+}
+
 void sift_params_print(FILE *out, const struct sift_config *cfg, const char *prefix,
 		       const struct sift_param *tab, bool all)
 {

@@ -161,6 +161,13 @@ void sift_params_free(const struct sift_param *tab, void *block);
  * (all = true, for -p) or only those explicitly set (-n). */
 void sift_params_print(FILE *out, const struct sift_config *cfg, const char *prefix,
 		       const struct sift_param *tab, bool all);
+/* At a reload, for the daemon's own table: logs a warning naming each
+ * parameter whose value differs between the running block and the one just
+ * loaded, except those listed in `live` (NULL-terminated names that the
+ * reload applies): it takes effect at the next restart. Returns their
+ * number. */
+int sift_params_restart_only(const char *daemon, const struct sift_param *tab, const void *running,
+			     const void *loaded, const char *const *live);
 /* Value parsers, shared with other code. 0 ok, -1 bad syntax. */
 int sift_parse_bool(const char *s, int *v_r);
 int sift_parse_time_ms(const char *s, long long *v_r);

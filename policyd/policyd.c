@@ -60,8 +60,9 @@
  * accepted. SIGHUP builds a new generation from the configuration file in
  * the event thread and makes it current; running connections keep theirs
  * until they close. A failed reload is logged and changes nothing. The
- * listen, user, workers and max_connections settings take effect at the next
- * restart; the timeouts and the deadline change at once.
+ * timeouts and the deadline change at once; the other policyd_* settings
+ * take effect at the next restart, and a reload that changes one logs a
+ * warning naming it (sift_params_restart_only, as filterd does).
  *
  * SIGTERM/SIGINT: stop accepting, close idle connections, let the requests
  * in progress finish and their replies go out, then exit 0.
@@ -748,10 +749,11 @@ static void reload(void)
 		return;
 	}
 	sift_gen_set_current(g);
-	if (pc.workers != pconf.workers || pc.max_connections != pconf.max_connections)
-		sift_log(LOG_WARNING, "policyd_workers and policyd_max_connections change at the "
-				      "next restart");
-	/* Keep the startup-only settings; take the timeouts. */
+	/* Keep the startup-only settings (with a warning naming each that
+	 * changed); take the timeouts. */
+	static const char *const live[] = {"policyd_idle_timeout", "policyd_request_timeout",
+					   "policyd_request_deadline", NULL};
+	sift_params_restart_only("policyd", policyd_params, &pconf, &pc, live);
 	pconf.idle_timeout = pc.idle_timeout;
 	pconf.request_timeout = pc.request_timeout;
 	atomic_store(&request_deadline, pc.request_deadline);

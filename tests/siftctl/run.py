@@ -506,6 +506,30 @@ def reload_tests(tmp, pconf):
         check(fd.alive() and milter_answers(fport), "filterd survives it and keeps answering", fd.log_tail())
         with open(fd.conf, "w") as f:
             f.write(fgood)
+
+        # filterd's own parameters: checked at reload like any other (the
+        # next start would refuse them), and a change either applied (the
+        # deadlines) or named in a warning (takes effect at restart)
+        line = fgood.count("\n") + 1
+        for bad in ("filterd_backlog = lots", "filterd_milter_timeout = 10x", "filterd_engine = bogus"):
+            with open(fd.conf, "w") as f:
+                f.write(fgood + bad + "\n")
+            r = run("-c", fd.conf, "reload")
+            check(r.returncode == 1 and f"filterd.conf:{line}: {bad.split()[0]} = " in r.stderr,
+                  f"reload with {bad}: fails naming file:line and the parameter", r.stdout + r.stderr)
+        check(fd.alive() and milter_answers(fport), "filterd keeps answering after those", fd.log_tail())
+        mark = len(fd.log())
+        with open(fd.conf, "w") as f:
+            f.write(fgood + "filterd_backlog = 100\nfilterd_command_deadline = 7s\n")
+        r = run("-c", fd.conf, "reload")
+        check(r.returncode == 0 and "configuration reloaded" in r.stdout, "reload with valid filterd_* changes",
+              r.stdout + r.stderr)
+        log = fd.log()[mark:]
+        check("filterd_backlog changed: it takes effect when filterd restarts" in log
+              and "filterd_command_deadline changed" not in log,
+              "the backlog change is named as taking effect at restart, the deadline is applied", log)
+        with open(fd.conf, "w") as f:
+            f.write(fgood)
     finally:
         sifttest.stop_all(things)
 
