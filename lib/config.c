@@ -333,6 +333,24 @@ int sift_config_load(struct sift_config *cfg, const char *path, bool optional, c
 	return rc;
 }
 
+/* An assignment for an error message: the value masked as -n masks it
+ * (whole when the name is a secret's, else password=...), the name being
+ * what comes before '=' or, without one, before the first white space. */
+static char *shown_assignment(const char *a)
+{
+	const char *eq = strchr(a, '=');
+	size_t nl = eq ? (size_t)(eq - a) : strcspn(a, " \t");
+	const char *value = eq ? eq + 1 : a + nl + strspn(a + nl, " \t");
+	char *name = sift_asprintf("%.*s", (int)nl, a);
+	char *v = sift_param_shown(sift_trim(name), value);
+	char *joined = sift_asprintf("%.*s%s", (int)(value - a), a, v);
+	char *out = sift_mask_secrets(joined);
+	free(joined);
+	free(v);
+	free(name);
+	return out;
+}
+
 int sift_config_set(struct sift_config *cfg, const char *assignment, const char *origin, char **err_r)
 {
 	char *copy = sift_strdup(assignment), *name, *value;
@@ -342,8 +360,11 @@ int sift_config_set(struct sift_config *cfg, const char *assignment, const char 
 	else
 		why = split_assignment(copy, &name, &value);
 	if (why) {
-		if (err_r)
-			*err_r = sift_asprintf("%s: \"%s\": %s", origin ? origin : "-o", assignment, why);
+		if (err_r) {
+			char *shown = shown_assignment(assignment);
+			*err_r = sift_asprintf("%s: \"%s\": %s", origin ? origin : "-o", shown, why);
+			free(shown);
+		}
 		free(copy);
 		return -1;
 	}
@@ -392,6 +413,7 @@ struct exp {
 	int nest;    /* expand() calls in progress: references and conditionals */
 	long steps;  /* $name and conditional expansions */
 	size_t work; /* bytes examined */
+	bool secret; /* the value is a secret: errors do not quote it */
 	char *err;
 };
 
@@ -438,10 +460,12 @@ static int charge(struct exp *x, size_t n)
 	return 0;
 }
 
-/* Up to 60 bytes of the text at s for a message. */
+/* Up to 60 bytes of the text at s for a message, or the mask for a secret
+ * (the caller also masks password=... in the message). */
 static char *quoted(const struct exp *x, const char *s, size_t len)
 {
-	(void)x;
+	if (x->secret)
+		return sift_strdup("********");
 	return sift_asprintf("%.*s", (int)(len > 60 ? 60 : len), s);
 }
 
@@ -509,7 +533,7 @@ static int expand_braced(struct exp *x, const struct src *sc, size_t start, size
 	char op = s[i++];
 	if (op != '?' && op != ':') {
 		char *q = quoted(x, s + start, end - start);
-		fail(x, sift_asprintf("bad character '%c' in \"${%s}\"", op, q));
+		fail(x, sift_asprintf("bad character '%c' in \"${%s}\"", x->secret ? '*' : op, q));
 		free(q);
 		return -1;
 	}
@@ -631,9 +655,8 @@ char *sift_config_expand(const struct sift_config *cfg, const char *text, char *
 	free(b.v);
 	if (rc < 0) {
 		if (err_r)
-			*err_r = x.err;
-		else
-			free(x.err);
+			*err_r = sift_mask_secrets(x.err);
+		free(x.err);
 		sift_buf_free(&out);
 		return NULL;
 	}
@@ -648,12 +671,15 @@ char *sift_config_get(const struct sift_config *cfg, const char *name, char **er
 	const char *v = value_src(e, &sc);
 	if (!v)
 		return NULL;
-	struct exp x = {.cfg = cfg};
+	struct exp x = {.cfg = cfg, .secret = sift_param_secret(name)};
 	struct sift_buf out = {0};
 	x.stack[x.depth++] = e->name;
 	if (expand(&x, &sc, 0, strlen(v), &out) < 0) {
-		if (err_r)
-			*err_r = sift_asprintf("%s: %s: %s", e->raw ? e->where : "default", name, x.err);
+		if (err_r) {
+			char *masked = sift_mask_secrets(x.err);
+			*err_r = sift_asprintf("%s: %s: %s", e->raw ? e->where : "default", name, masked);
+			free(masked);
+		}
 		free(x.err);
 		sift_buf_free(&out);
 		return NULL;

@@ -278,7 +278,7 @@ char *sift_mask_secrets(const char *text)
 	return b.data;
 }
 
-static bool secret_name(const char *name)
+bool sift_param_secret(const char *name)
 {
 	size_t l = strlen(name);
 	static const char *const ends[] = {"password", "passwd", "secret"};
@@ -292,7 +292,7 @@ static bool secret_name(const char *name)
 
 char *sift_param_shown(const char *name, const char *value)
 {
-	if (secret_name(name))
+	if (sift_param_secret(name))
 		return sift_strdup(*value ? SECRET_MASK : "");
 	return sift_mask_secrets(value);
 }
@@ -301,8 +301,11 @@ static char *bad_value(const char *where, const char *name, const char *raw, con
 {
 	char *value = sift_param_shown(name, raw);
 	int vl = (int)strlen(value);
+	/* why may quote the value too (a map's error) */
+	char *w = sift_param_secret(name) ? sift_strdup("bad value") : sift_mask_secrets(why);
 	char *msg = sift_asprintf("%s: %s = \"%.*s%s\": %s", where, name, vl > 100 ? 100 : vl, value,
-				  vl > 100 ? "..." : "", why);
+				  vl > 100 ? "..." : "", w);
+	free(w);
 	free(value);
 	return msg;
 }

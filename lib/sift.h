@@ -183,6 +183,9 @@ char **sift_split_list(const char *s);
  * them. */
 char *sift_mask_secrets(const char *text);
 char *sift_param_shown(const char *name, const char *value);
+/* Whether a parameter's whole value is a secret (its name ends in password,
+ * passwd or secret). */
+bool sift_param_secret(const char *name);
 
 /* ---- map.c: lookup tables in Postfix syntax --------------------------------
  * Types: texthash:/path (key value lines, case-insensitive keys), pcre:/path

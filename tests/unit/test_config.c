@@ -381,6 +381,39 @@ static void test_expansion_bounds(void)
 	sift_config_free(cfg);
 }
 
+/* Error messages never show a secret: -o assignments refused, expansion
+ * errors in a secret's value or in a value holding password=... */
+static void test_secret_errors(void)
+{
+	struct sift_config *cfg = sift_config_new();
+	static const struct {
+		const char *assignment, *want;
+	} sets[] = {
+		{"state_store=redis:127.0.0.1:6379,password=s3cretpw\r",
+		 "-o: \"state_store=redis:127.0.0.1:6379,password=********\r\": line break in value"},
+		{"redis_password s3cretpw",
+		 "-o: \"redis_password ********\": missing '=' after parameter name"},
+		{"redis_password=s3cret\npw", "-o: \"redis_password=********\": line break in value"},
+		{"a b=password=s3cretpw", "-o: \"a b=password=********\": bad character in parameter name "
+					  "(use letters, digits and '_')"},
+	};
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		char *err = NULL;
+		CHECK_INT(sift_config_set(cfg, sets[i].assignment, "-o", &err), -1);
+		CHECK_STR(err, sets[i].want);
+		free(err);
+	}
+	CHECK_INT(sift_config_set(cfg, "redis_password = ab${x!s3cret}", "-o", NULL), 0);
+	CHECK_STR(get(cfg, "redis_password"), "ERR:-o: redis_password: bad character '*' in \"${********}\"");
+	CHECK_INT(sift_config_set(cfg, "store = redis:h:1,${x!password=s3cret}", "-o", NULL), 0);
+	CHECK_STR(get(cfg, "store"), "ERR:-o: store: bad character '!' in \"${x!password=********");
+	char *err = NULL;
+	CHECK(sift_config_expand(cfg, "${ !password=s3cret}", &err) == NULL);
+	CHECK_STR(err, "empty or bad parameter name in \"${ !password=********");
+	free(err);
+	sift_config_free(cfg);
+}
+
 static const struct sift_param tab[] = {
 	{"timeout", SIFT_P_TIME, "10s", 0, 0, 0, NULL, "doc"},
 	{"server", SIFT_P_STRING, "$myhostname", 0, 0, 0, NULL, "doc"},
@@ -553,6 +586,7 @@ int main(void)
 	test_errors();
 	test_expansion();
 	test_expansion_bounds();
+	test_secret_errors();
 	test_defaults_and_unknown();
 	test_names();
 	test_large();
