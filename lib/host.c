@@ -399,6 +399,21 @@ static void locate_error(const struct sift_config *cfg, char **err_r)
 	}
 }
 
+/* An error of the service a parameter configures (the resolver, the
+ * key-value store), which does not name it: "param: ..." (without the
+ * service's own "dns: "), so that locate_error adds where it was set. */
+static void name_param(const char *param, char **err_r)
+{
+	if (!err_r || !*err_r)
+		return;
+	const char *m = *err_r;
+	if (strncmp(m, "dns: ", 5) == 0)
+		m += 5;
+	char *named = sift_asprintf("%s: %s", param, m);
+	free(*err_r);
+	*err_r = named;
+}
+
 /* The metrics settings that a start or a reload would only find wrong
  * later: the listener's endpoint and the trusted networks. */
 static int metrics_conf_check(const struct sift_common_conf *c, char **err_r)
@@ -471,14 +486,18 @@ struct sift_gen *sift_gen_prepare(enum sift_daemon daemon, struct sift_config *c
 
 	/* Process-wide services, set up by the first generation. */
 	if (!dns_ready) {
-		if (sift_dns_init(g->common.dns_servers, (long)g->common.dns_timeout, err_r) < 0)
+		if (sift_dns_init(g->common.dns_servers, (long)g->common.dns_timeout, err_r) < 0) {
+			name_param("dns_servers", err_r);
 			goto fail;
+		}
 		dns_ready = true;
 	}
 	if (!global_kv) {
 		global_kv = sift_kv_open(g->common.state_store, err_r);
-		if (!global_kv)
+		if (!global_kv) {
+			name_param("state_store", err_r);
 			goto fail;
+		}
 	}
 
 	for (size_t i = 0; i < g->npl; i++) {

@@ -242,6 +242,17 @@ def masking_tests(tmp):
         out = r.stdout + r.stderr
         check(r.returncode == 1 and "password=********" in out and "hunter2" not in out,
               f"{daemon} -t: error message masked", out)
+    # the resolver's and the store's errors name the parameter and where it was set
+    for daemon in ("filterd", "policyd"):
+        for bad, why in (("state_store = bogus:x,password=hunter2", 'unknown key-value store type "bogus"'),
+                         ("dns_servers = 999.1.1.1", 'bad server address "999.1.1.1"')):
+            with open(f"{tmp}/located.conf", "w") as f:
+                f.write(f"plugin_directory = {BUILD}/plugins\n{bad}\n")
+            r = subprocess.run([sifttest.program(daemon), "-t", "-c", f"{tmp}/located.conf"], capture_output=True,
+                               text=True, timeout=60)
+            check(r.returncode == 1 and f"located.conf:2: {bad.split()[0]}: {why}" in r.stderr
+                  and "hunter2" not in r.stderr, f"{daemon} -t: {bad.split()[0]} error names file:line, parameter",
+                  r.stderr)
     r = run("-c", conf, "-o", "state_store=nosuch:x,password=hunter2", "check")
     out = r.stdout + r.stderr
     check(r.returncode == 1 and "password=********" in out and "hunter2" not in out, "siftctl check: masked", out)
