@@ -6,7 +6,8 @@
  * An IPv4-mapped IPv6 address (::ffff:192.0.2.1) becomes the IPv4 address, so
  * that a client reaching a dual-stack socket matches IPv4 networks.
  * sift_net_parse() reads "address/prefix" (or a bare address: a host
- * network) and by default refuses networks with host bits set, as Postfix's
+ * network; the address, or the whole network, may be in [], as in
+ * "[2001:db8::]/32" and "[2001:db8::/32]") and by default refuses networks with host bits set, as Postfix's
  * cidr tables and mynetworks do; sift_net_match() tests membership.
  *
  * Pure functions on caller-owned memory: thread-safe, no allocation.
@@ -70,10 +71,39 @@ int sift_net_parse(const char *s, bool loose, struct sift_net *net_r)
 {
 	if (!s)
 		return -1;
-	const char *slash = strchr(s, '/');
-	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-	const char *a = s;
-	unbracket(&a, &alen);
+	/* The address, and the prefix digits from pfx to pend (none when pfx
+	 * is NULL): "addr/len", "[addr]/len", or the whole network bracketed,
+	 * "[addr/len]", as cidr_table(5) allows ("address information may be
+	 * enclosed inside []"). */
+	const char *a = s, *pfx = NULL, *pend = NULL;
+	size_t alen;
+	if (*s == '[') {
+		const char *close = strchr(s, ']');
+		if (!close)
+			return -1;
+		a = s + 1;
+		alen = (size_t)(close - a);
+		if (close[1] == '/') {
+			pfx = close + 2;
+			pend = pfx + strlen(pfx);
+		} else if (close[1]) {
+			return -1;
+		} else {
+			const char *slash = memchr(a, '/', alen);
+			if (slash) {
+				pfx = slash + 1;
+				pend = close;
+				alen = (size_t)(slash - a);
+			}
+		}
+	} else {
+		const char *slash = strchr(s, '/');
+		alen = slash ? (size_t)(slash - s) : strlen(s);
+		if (slash) {
+			pfx = slash + 1;
+			pend = pfx + strlen(pfx);
+		}
+	}
 
 	/* Parse without the IPv4-mapped conversion first, to adjust the prefix. */
 	char tmp[INET6_ADDRSTRLEN + 1];
@@ -97,17 +127,17 @@ int sift_net_parse(const char *s, bool loose, struct sift_net *net_r)
 	}
 
 	n.prefix = maxbits;
-	if (slash) {
-		const char *p = slash + 1;
-		if (!isdigit((unsigned char)*p))
+	if (pfx) {
+		const char *p = pfx;
+		if (p == pend || !isdigit((unsigned char)*p))
 			return -1;
 		int v = 0;
-		for (; isdigit((unsigned char)*p); p++) {
+		for (; p < pend && isdigit((unsigned char)*p); p++) {
 			v = v * 10 + (*p - '0');
 			if (v > maxbits)
 				return -1;
 		}
-		if (*p)
+		if (p != pend)
 			return -1;
 		n.prefix = v;
 	}

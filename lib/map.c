@@ -17,10 +17,11 @@
  *                   default), m (newline-sensitive).
  *   cidr:/path      cidr_table(5): `network/prefix result`, `address result`,
  *                   `!network result`, `if [!]network` ... `endif`; IPv4 and
- *                   IPv6 (optionally in []); first match wins; a key that is
- *                   not an IP address is simply not found. Unlike Postfix, an
- *                   IPv4-mapped IPv6 key (::ffff:192.0.2.1) is looked up as
- *                   the IPv4 address.
+ *                   IPv6, the address or the whole network optionally in []
+ *                   ([2001:db8::]/32, [2001:db8::/32]); first match wins; a
+ *                   key that is not an IP address is simply not found.
+ *                   Unlike Postfix, an IPv4-mapped IPv6 key (::ffff:192.0.2.1)
+ *                   is looked up as the IPv4 address.
  *   inline:{ key=value, { key = value with spaces } }  (keys folded; a later
  *                   duplicate wins, as in Postfix)
  *   static:value, static:{ value with spaces }

@@ -209,8 +209,9 @@ struct sift_net {
 	unsigned char addr[16];
 	int prefix;
 };
-/* "192.0.2.0/24", "2001:db8::/32", "192.0.2.1" (= /32). Host bits must be 0
- * unless loose. */
+/* "192.0.2.0/24", "2001:db8::/32", "192.0.2.1" (= /32); the address or the
+ * whole network may be in [] ("[2001:db8::]/32", "[2001:db8::/32]"). Host
+ * bits must be 0 unless loose. */
 int sift_net_parse(const char *s, bool loose, struct sift_net *net_r);
 /* Parses an address (IPv4, IPv6, IPv4-mapped IPv6 becomes IPv4) into addr. */
 int sift_addr_parse(const char *s, int *family_r, unsigned char addr_r[16]);

@@ -277,6 +277,9 @@ static void test_cidr(void)
 						"if !172.16.0.0/12\n"
 						"172.0.0.0/8        172-outside-private\n"
 						"endif\n"
+						"[2001:dba::/32]    v6bracketed\n"
+						"[203.0.113.0/24]   v4bracketed\n"
+						"[198.18.0.0]/15    v4prefixout\n"
 						"::/0               anyv6\n"
 						"100.64.0.0/10      cgnat\n");
 	static const struct lcase cases[] = {
@@ -294,6 +297,9 @@ static void test_cidr(void)
 		{"172.16.5.5", NULL},
 		{"172.15.0.1", "172-outside-private"},
 		{"::1", "anyv6"},
+		{"2001:dba:1::5", "v6bracketed"},
+		{"203.0.113.9", "v4bracketed"},
+		{"198.19.1.1", "v4prefixout"},
 		{"100.100.0.1", "cgnat"},
 		{"100.128.0.1", NULL},
 		{"1.2.3.4", NULL},
