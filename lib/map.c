@@ -5,7 +5,11 @@
  *   texthash:/path  `key value` lines; keys folded (sift_casefold: Unicode
  *                   case folding as Postfix with smtputf8; lookups too); the
  *                   first of duplicate keys wins (with a warning),
- *                   as postmap(1) does.
+ *                   as postmap(1) does. A key with white space is written
+ *                   in double quotes, `\` escapes the next character; both
+ *                   stay part of the key, as in postmap(1): the line
+ *                   `"john doe"@example.com REJECT` matches the key
+ *                   "john doe"@example.com, quotes included.
  *   pcre:/path      pcre_table(5): `/regex/flags result`, `!/regex/ result`,
  *                   `if /regex/` ... `endif` (nesting, `if !/regex/`), flags
  *                   i (toggles caseless, which is ON by default) m s x A E U
@@ -204,7 +208,28 @@ static int open_texthash(struct sift_map *m, const char *path, char **err_r)
 		}
 		char *s = line.data;
 		rtrim(s);
-		size_t klen = strcspn(s, " \t\r\n\v\f");
+		/* The key ends at the first white space outside double quotes;
+		 * a backslash takes the next character as it is. Quotes and
+		 * backslashes stay part of the key, as in postmap(1) (Postfix
+		 * 3.2 and later): "john doe"@example.com is looked up as
+		 * written, with its quotes. */
+		size_t klen = 0;
+		bool quoted = false;
+		for (; s[klen]; klen++) {
+			if (s[klen] == '\\') {
+				if (s[klen + 1])
+					klen++;
+			} else if (s[klen] == '"') {
+				quoted = !quoted;
+			} else if (!quoted && isspace((unsigned char)s[klen])) {
+				break;
+			}
+		}
+		if (quoted) {
+			*err_r = errf("%s:%d: unbalanced '\"' in key", path, first);
+			rc = -1;
+			break;
+		}
 		const char *v = s + klen;
 		while (isspace((unsigned char)*v))
 			v++;

@@ -159,6 +159,42 @@ static void test_texthash(void)
 	CHECK_MAP(spec, cases);
 	free(spec);
 	free(path);
+
+	/* Keys with white space in double quotes (postmap(1), Postfix 3.2
+	 * and later): the quotes and backslashes stay part of the key. */
+	path = write_file("quoted", "\"john doe\"@example.com REJECT no\n"
+				    "\"a\\\"b c\"@x.org OK\n"
+				    "\"x\\\\y z\" backslash\n"
+				    "\"Up Case\"  upper\n"
+				    "\"tab\there\"\ttab\n"
+				    "normal\"x y\" mid\n"
+				    "a\\ b escaped-space\n"
+				    "\"sp\" \"q v\" value \"quoted\"\n"
+				    "\"\" empty-quotes\n"
+				    "\"cont\n"
+				    " inued\" continued\n");
+	static const struct lcase quoted[] = {
+		{"\"john doe\"@example.com", "REJECT no"},
+		{"\"John Doe\"@Example.COM", "REJECT no"},
+		{"john doe@example.com", NULL},
+		{"\"john", NULL},
+		{"\"a\\\"b c\"@x.org", "OK"},
+		{"a\"b c@x.org", NULL},
+		{"\"x\\\\y z\"", "backslash"},
+		{"\"up case\"", "upper"},
+		{"\"tab\there\"", "tab"},
+		{"normal\"x y\"", "mid"},
+		{"normal\"x", NULL},
+		{"a\\ b", "escaped-space"},
+		{"\"sp\"", "\"q v\" value \"quoted\""},
+		{"\"\"", "empty-quotes"},
+		{"", NULL},
+		{"\"cont inued\"", "continued"},
+	};
+	spec = sift_asprintf("texthash:%s", path);
+	CHECK_MAP(spec, quoted);
+	free(spec);
+	free(path);
 }
 
 static void test_pcre(void)
@@ -370,6 +406,10 @@ static void test_errors(void)
 		{"cidr", "1.2.3.4\n", ":1: no result"},
 		{"cidr", "if 1.2.3.0/24\n", ":1: IF has no matching ENDIF"},
 		{"texthash", "a b\nkeyonly\n", ":2: expected format: key whitespace value"},
+		{"texthash", "\"a b\"\n", ":1: expected format: key whitespace value"},
+		{"texthash", "a\\\n", ":1: expected format: key whitespace value"},
+		{"texthash", "a b\n\"john doe@example.com REJECT\n", ":2: unbalanced '\"' in key"},
+		{"texthash", "\"a\\\" b\n", ":1: unbalanced '\"' in key"},
 		{"texthash", "a b\n\0x y\n", ":2: NUL character in line"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -530,7 +570,8 @@ static const char indexed_source[] = "# comment\n"
 				     "{key with space} braced\n"
 				     "\xc3\x84\x62\x63 umlaut\n"
 				     "dollar $1 $$ ${x}\n"
-				     "quote \"q\" 'x'\n";
+				     "quote \"q\" 'x'\n"
+				     "\"john doe\"@example.com REJECT quoted key\n";
 
 static const struct lcase indexed_cases[] = {
 	{"foo", "bar"},
@@ -559,6 +600,8 @@ static const struct lcase indexed_cases[] = {
 	 NULL},
 	{"dollar", "$1 $$ ${x}"},
 	{"quote", "\"q\" 'x'"},
+	{"\"John Doe\"@example.com", "REJECT quoted key"}, /* postmap keeps the quotes */
+	{"john doe@example.com", NULL},
 	{"missing", NULL},
 	{"", NULL},
 	{"foo bar", NULL},
