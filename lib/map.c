@@ -42,8 +42,12 @@
  * startup (`-t`) rather than silently half-working. File size and logical
  * line length are bounded (MAP_MAX_FILE, MAP_MAX_LINE); POSIX regexps whose
  * bounded repetitions glibc would expand into hundreds of megabytes
- * (a{1,10000}) are refused; PCRE2 matching runs under a match limit, and
- * hitting it makes the lookup fail (-1) rather than spin.
+ * (a{1,10000}) are refused; PCRE2 matching runs under match, depth and
+ * heap limits, and hitting one makes the lookup fail (-1) rather than spin.
+ * A match that outgrows the JIT's stack (long keys: the JIT ignores the
+ * depth limit and has PCRE2's default 32 KiB stack) is run again by the
+ * interpreter under those limits, so that it is answered as Postfix
+ * answers it.
  *
  * Threading and ownership: a map is built by sift_map_open and immutable
  * afterwards (an indexed table's file handle, which map_idx.c reopens under
@@ -73,6 +77,11 @@
 #define MAP_MAX_LINE (64u << 10) /* bytes per logical line */
 #define MAP_MAX_NEST 1000	 /* if/endif nesting */
 #define RX_MAX_COST  2000.0	 /* expanded size of a POSIX regexp, see rx_too_complex */
+/* PCRE2 matching: steps, backtracking depth (the interpreter's), and the
+ * interpreter's heap for that backtracking, per lookup. */
+#define PCRE_MATCH_LIMIT   1000000
+#define PCRE_DEPTH_LIMIT   10000
+#define PCRE_HEAP_LIMIT_KB (32u << 10)
 
 enum map_type { M_TEXTHASH, M_PCRE, M_REGEXP, M_CIDR, M_INLINE, M_STATIC, M_INDEXED };
 
@@ -772,8 +781,9 @@ static int open_rules(struct sift_map *m, const char *path, char **err_r)
 	free(data);
 	if (rc == 0 && m->type == M_PCRE) {
 		m->mctx = pcre2_match_context_create(NULL);
-		pcre2_set_match_limit(m->mctx, 1000000);
-		pcre2_set_depth_limit(m->mctx, 10000);
+		pcre2_set_match_limit(m->mctx, PCRE_MATCH_LIMIT);
+		pcre2_set_depth_limit(m->mctx, PCRE_DEPTH_LIMIT);
+		pcre2_set_heap_limit(m->mctx, PCRE_HEAP_LIMIT_KB);
 	}
 	return rc;
 }
@@ -789,6 +799,12 @@ static int rule_test(const struct sift_map *m, const struct rule *r, const char 
 		return sift_net_match(&r->net, fam, addr);
 	if (m->type == M_PCRE) {
 		int rc = pcre2_match(r->re, (PCRE2_SPTR)key, klen, 0, 0, md, m->mctx);
+		/* The JIT code runs on PCRE2's default JIT stack (32 KiB) and
+		 * ignores the depth limit: a group repeated once per character
+		 * outgrows it at about a kilobyte of key. The interpreter then
+		 * answers, under the match, depth and heap limits. */
+		if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+			rc = pcre2_match(r->re, (PCRE2_SPTR)key, klen, 0, PCRE2_NO_JIT, md, m->mctx);
 		if (rc == PCRE2_ERROR_NOMATCH)
 			return 0;
 		if (rc < 0)

@@ -253,6 +253,47 @@ static void test_pcre(void)
 	free(path);
 }
 
+/* A group repeated once per character outgrows the JIT's default stack at
+ * about a kilobyte of key (PCRE2_ERROR_JIT_STACKLIMIT): the interpreter
+ * answers, as Postfix does. Far beyond, the depth limit makes it a lookup
+ * error, never a crash or an unbounded match. */
+static void test_pcre_long_keys(void)
+{
+	char *path = write_file("long.pcre", "/^(\\w+\\.?)+@example\\.com$/ OK\n");
+	char *spec = sift_asprintf("pcre:%s", path);
+	struct sift_buf k1 = {0}, k2 = {0}, k3 = {0}, k4 = {0};
+	for (int i = 0; i < 700; i++)
+		sift_buf_adds(&k1, "a.");
+	sift_buf_adds(&k1, "@example.com"); /* 1412 bytes */
+	for (int i = 0; i < 2000; i++)
+		sift_buf_adds(&k2, "a.");
+	sift_buf_adds(&k2, "@example.com"); /* 4012 bytes */
+	for (int i = 0; i < 2000; i++)
+		sift_buf_adds(&k3, "a.");
+	sift_buf_adds(&k3, "@example.net");
+	struct lcase cases[] = {
+		{sift_buf_str(&k1), "OK"},
+		{sift_buf_str(&k2), "OK"},
+		{sift_buf_str(&k3), NULL},
+	};
+	CHECK_MAP(spec, cases);
+	for (int i = 0; i < 30000; i++)
+		sift_buf_adds(&k4, "a.");
+	sift_buf_adds(&k4, "@example.com");
+	struct sift_map *m = sift_map_open(spec, NULL);
+	CHECK(m != NULL);
+	char *r = NULL;
+	CHECK_INT(sift_map_lookup(m, sift_buf_str(&k4), &r), -1);
+	CHECK(r == NULL);
+	sift_map_free(m);
+	sift_buf_free(&k1);
+	sift_buf_free(&k2);
+	sift_buf_free(&k3);
+	sift_buf_free(&k4);
+	free(spec);
+	free(path);
+}
+
 static void test_regexp(void)
 {
 	char *path = write_file("login.regexp", "/^([^@]+)@example\\.com$/  user $1 at ${1} ($(1))\n"
@@ -981,6 +1022,7 @@ int main(void)
 
 	test_texthash();
 	test_pcre();
+	test_pcre_long_keys();
 	test_regexp();
 	test_cidr();
 	test_inline_static();
