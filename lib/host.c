@@ -1818,4 +1818,5 @@ const struct sift_host sift_host_table = {
 	.kv_incr_many = h_kv_incr_many,
 	.policy_action_once = h_policy_action_once,
 	.kv_write = h_kv_write,
+	.map_is_pattern = sift_map_is_pattern,
 };

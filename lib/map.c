@@ -1037,3 +1037,8 @@ const char *sift_map_spec(const struct sift_map *map)
 {
 	return map ? map->spec : "";
 }
+
+bool sift_map_is_pattern(const struct sift_map *map)
+{
+	return map && (map->type == M_PCRE || map->type == M_REGEXP || map->type == M_CIDR);
+}

@@ -202,6 +202,12 @@ void sift_map_free(struct sift_map *map);
 /* 1 found (*result_r malloc'd), 0 not found, -1 error. */
 int sift_map_lookup(const struct sift_map *map, const char *key, char **result_r);
 const char *sift_map_spec(const struct sift_map *map);
+/* Whether map is a pattern table (pcre, regexp, cidr), whose rules are
+ * matched against the whole key, as Postfix's DICT_FLAG_PATTERN tables:
+ * Postfix's partial lookups (parent domains, parent networks, user@,
+ * address without extension) are made in the other, fixed-string tables
+ * only. */
+bool sift_map_is_pattern(const struct sift_map *map);
 
 /* ---- addr.c: IP addresses and networks ------------------------------------ */
 struct sift_net {

@@ -81,6 +81,8 @@
  *      reaches Postfix once per transaction).
  *   5  struct sift_host: kv_write (several writes of the key-value store
  *      as one atomic unit: struct sift_kv_op).
+ *   6  struct sift_host: map_is_pattern (whether a map is a pcre, regexp or
+ *      cidr table, matched against whole keys only).
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -97,7 +99,7 @@ extern "C" {
 #endif
 
 #define SIFT_ABI_MAJOR 1
-#define SIFT_ABI_MINOR 5
+#define SIFT_ABI_MINOR 6
 
 struct sift_ctx;	 /* one connection/message/request as seen by a plugin */
 struct sift_dns_pending; /* a DNS query started by host->dns_start */
@@ -739,6 +741,14 @@ struct sift_host {
 	 * (it lives and dies with the process). 0, or -1 (on Redis: none was
 	 * made, unless the answer was lost after it ran). */
 	int (*kv_write)(const struct sift_kv_op *ops, size_t n);
+	/* Whether map is a pattern table (pcre:, regexp:, cidr:; ABI minor 6) rather than a
+	 * table of fixed strings (hash:, texthash:, inline:, ...): its rules
+	 * are matched against the whole key, so a plugin that looks a string
+	 * up piece by piece as Postfix does (parent domains, user@, networks
+	 * with octets removed) does that in fixed-string tables only, as
+	 * Postfix does (access(5), "REGULAR EXPRESSION TABLES"). false for
+	 * NULL. Pure, callable from init and from any thread. */
+	bool (*map_is_pattern)(const struct sift_map *map);
 };
 
 struct sift_plugin {

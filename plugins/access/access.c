@@ -6,14 +6,19 @@
  * order, so that an existing access file works unchanged:
  *   client:    the client name, then its parent domains; then the address,
  *              then (IPv4) the address with octets stripped from the right,
- *              (IPv6) with 16-bit groups stripped; cidr: maps see the
- *              address only (they match nothing else);
+ *              (IPv6) with 16-bit groups stripped;
  *   helo:      the HELO name, then its parent domains;
  *   sender and recipient: user+ext@domain, user@domain (extension removed
  *              with access_recipient_delimiter), domain, parent domains,
  *              user+ext@, user@; the null sender is looked up as "<>".
  * A ".example.com" key matches subdomains only; "example.com" matches the
  * domain and its subdomains (Postfix's parent_domain_matches_subdomains).
+ * Those partial lookups are made in fixed-string tables only: a pcre:,
+ * regexp: or cidr: table (host->map_is_pattern) sees each whole string
+ * once, as in Postfix: the client name and the client address, the HELO
+ * name, the whole sender or recipient address (access(5), "REGULAR
+ * EXPRESSION TABLES": no parent domain search, user@domain and user+foo
+ * are not broken up).
  *
  * Results as access(5): OK or a number (accept: later plugins are skipped
  * unless they always run), DUNNO, REJECT [text], DEFER [text], 4NN/5NN text,
@@ -77,12 +82,22 @@ static int lookup(const struct sift_map *map, const char *key, char **res)
 	return host->map_lookup(map, key, res);
 }
 
+/* A pcre:, regexp: or cidr: table: Postfix looks the whole string up in it
+ * and makes none of its partial lookups (parent domains, parent networks,
+ * user@domain broken up, the address without its extension): access(5),
+ * "REGULAR EXPRESSION TABLES" and "CIDR TABLES". */
+static bool whole_only(const struct sift_map *map)
+{
+	return host->map_is_pattern(map);
+}
+
 /* Looks up name, then its parent domains ("a.b.c": "a.b.c", ".b.c", "b.c",
- * ".c", "c"), as Postfix does for smtpd_access_maps. */
+ * ".c", "c"), as Postfix does for smtpd_access_maps; only name in a pattern
+ * table. */
 static int lookup_domain(const struct sift_map *map, const char *name, char **res)
 {
 	int rc = lookup(map, name, res);
-	if (rc)
+	if (rc || whole_only(map))
 		return rc;
 	for (const char *p = strchr(name, '.'); p && p[1]; p = strchr(p + 1, '.')) {
 		if ((rc = lookup(map, p, res)) != 0)
@@ -101,7 +116,7 @@ static int lookup_client(const struct access_conf *c, const char *name, const ch
 		return rc;
 	if (!addr || !*addr)
 		return 0;
-	if ((rc = lookup(c->client_map, addr, res)) != 0)
+	if ((rc = lookup(c->client_map, addr, res)) != 0 || whole_only(c->client_map))
 		return rc;
 	char buf[64];
 	if (strlen(addr) >= sizeof(buf))
@@ -125,7 +140,7 @@ static int lookup_address(const struct access_conf *c, const struct sift_map *ma
 	int rc;
 	if (!*addr)
 		return lookup(map, c->null_sender_key, res);
-	if ((rc = lookup(map, addr, res)) != 0)
+	if ((rc = lookup(map, addr, res)) != 0 || whole_only(map))
 		return rc;
 	const char *at = strrchr(addr, '@');
 	size_t local_len = at ? (size_t)(at - addr) : strlen(addr);
@@ -337,6 +352,12 @@ static enum sift_verdict check(struct sift_ctx *ctx, enum what w, bool policy)
 
 static int access_init(const struct sift_host *h, void *conf, char **err_r)
 {
+	if (h->struct_size < offsetof(struct sift_host, map_is_pattern) + sizeof(h->map_is_pattern) ||
+	    !h->map_is_pattern) {
+		*err_r = strdup("this host cannot tell pattern tables from others "
+				"(host->map_is_pattern): too old");
+		return -1;
+	}
 	host = h;
 	return 0;
 }

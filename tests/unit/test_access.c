@@ -78,6 +78,7 @@ static struct sift_host fake = {
 	.policy_action = f_action,
 	.hold = f_hold,
 	.map_lookup = f_lookup,
+	.map_is_pattern = sift_map_is_pattern,
 };
 
 /* Writes dir/name and runs `postmap hash:dir/name` on it (with an empty
@@ -216,6 +217,177 @@ static void test_empty_result(const struct sift_plugin *p, const char *dir)
 	free(conf);
 	sift_config_free(cfg);
 	free(file);
+}
+
+/* Builds the plugin's conf from "name=value" settings (NULL-terminated)
+ * and runs init; NULL on failure. */
+static void *setup(const struct sift_plugin *p, struct sift_config **cfg_r, const char *const *settings)
+{
+	struct sift_config *cfg = sift_config_new();
+	char *err = NULL;
+	for (size_t i = 0; settings[i]; i++)
+		CHECK(sift_config_set(cfg, settings[i], "t", &err) == 0);
+	void *conf = sift_calloc(1, p->conf_size);
+	CHECK(sift_params_parse(cfg, "access_", p->params, conf, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err);
+	conf_block = conf;
+	CHECK(p->init(&fake, conf, &err) == 0);
+	free(err);
+	*cfg_r = cfg;
+	return conf;
+}
+
+static void teardown(const struct sift_plugin *p, struct sift_config *cfg, void *conf)
+{
+	reset();
+	p->release ? p->release(conf) : (void)0;
+	sift_params_free(p->params, conf);
+	free(conf);
+	sift_config_free(cfg);
+}
+
+/* pcre: and regexp: tables are matched against the whole string only, as
+ * Postfix's check_*_access do (access(5), "REGULAR EXPRESSION TABLES"):
+ * no parent domains, user@domain not broken up, the extension not
+ * removed, no address octets removed. The same holds for cidr:. */
+static void test_pattern_tables(const struct sift_plugin *p, const char *dir, const char *type)
+{
+	char *helo = sift_asprintf("%s/helo.%s", dir, type);
+	char *sender = sift_asprintf("%s/sender.%s", dir, type);
+	char *client = sift_asprintf("%s/client.%s", dir, type);
+	char *rcpt = sift_asprintf("%s/rcpt.%s", dir, type);
+	free(t_write_file(dir, strrchr(helo, '/') + 1, "/^example\\.com$/ REJECT You are not me\n"));
+	free(t_write_file(dir, strrchr(sender, '/') + 1,
+			  "/^[^@]*$/ REJECT sender address needs a domain\n"
+			  "/^alice@$/ REJECT local part alone\n"
+			  "/^example\\.net$/ REJECT parent domain\n"));
+	free(t_write_file(dir, strrchr(client, '/') + 1,
+			  "/^example\\.org$/ REJECT parent of the client name\n"
+			  "/^192\\.0\\.2$/ REJECT octets removed\n"
+			  "/^mx\\.bad\\.test$/ REJECT bad name\n"
+			  "/^203\\.0\\.113\\.9$/ REJECT bad address\n"));
+	free(t_write_file(dir, strrchr(rcpt, '/') + 1,
+			  "/^bob@example\\.org$/ REJECT extension removed\n"
+			  "/^carol\\+tag@example\\.org$/ REJECT whole address\n"));
+	char *s1 = sift_asprintf("access_helo_map=%s:%s", type, helo);
+	char *s2 = sift_asprintf("access_sender_map=%s:%s", type, sender);
+	char *s3 = sift_asprintf("access_client_map=%s:%s", type, client);
+	char *s4 = sift_asprintf("access_recipient_map=%s:%s", type, rcpt);
+	const char *const settings[] = {s1, s2, s3, s4, "access_recipient_delimiter=+", NULL};
+	struct sift_config *cfg;
+	void *conf = setup(p, &cfg, settings);
+
+	/* HELO: the name only, not example.com for mail.example.com */
+	reset();
+	items[SIFT_I_HELO] = "mail.example.com";
+	CHECK(p->helo(NULL) == SIFT_DUNNO);
+	CHECK_STR(lookups, "mail.example.com");
+	reset();
+	items[SIFT_I_HELO] = "example.com";
+	CHECK(p->helo(NULL) == SIFT_REJECT);
+	CHECK_STR(reply_text, "<example.com>: Helo command rejected: You are not me");
+
+	/* sender: the whole address, never its domain or its local part */
+	reset();
+	items[SIFT_I_SENDER] = "alice@example.org";
+	CHECK(p->mail(NULL) == SIFT_DUNNO);
+	CHECK_STR(lookups, "alice@example.org");
+	reset();
+	items[SIFT_I_SENDER] = "bob@mx.example.net";
+	CHECK(p->mail(NULL) == SIFT_DUNNO);
+	CHECK_STR(lookups, "bob@mx.example.net");
+	reset();
+	items[SIFT_I_SENDER] = "alice";
+	CHECK(p->mail(NULL) == SIFT_REJECT);
+	CHECK_STR(reply_text, "<alice>: Sender address rejected: sender address needs a domain");
+	/* the null sender is still looked up as <> */
+	reset();
+	items[SIFT_I_SENDER] = "";
+	CHECK(p->mail(NULL) == SIFT_REJECT);
+	CHECK_STR(lookups, "<>");
+
+	/* recipient: the extension is not removed */
+	reset();
+	items[SIFT_I_RCPT] = "bob+tag@example.org";
+	CHECK(p->rcpt(NULL) == SIFT_DUNNO);
+	CHECK_STR(lookups, "bob+tag@example.org");
+	reset();
+	items[SIFT_I_RCPT] = "carol+tag@example.org";
+	CHECK(p->rcpt(NULL) == SIFT_REJECT);
+
+	/* client: the name, then the address, each whole */
+	reset();
+	items[SIFT_I_CLIENT_NAME] = "mx.example.org";
+	items[SIFT_I_CLIENT_ADDR] = "192.0.2.7";
+	CHECK(p->connect(NULL) == SIFT_DUNNO);
+	CHECK_STR(lookups, "mx.example.org 192.0.2.7");
+	reset();
+	items[SIFT_I_CLIENT_NAME] = "mx.bad.test";
+	items[SIFT_I_CLIENT_ADDR] = "192.0.2.7";
+	CHECK(p->connect(NULL) == SIFT_REJECT);
+	reset();
+	items[SIFT_I_CLIENT_NAME] = "mx.example.org";
+	items[SIFT_I_CLIENT_ADDR] = "203.0.113.9";
+	CHECK(p->connect(NULL) == SIFT_REJECT);
+	CHECK_STR(lookups, "mx.example.org 203.0.113.9");
+
+	/* policyd: the same lookups */
+	reset();
+	items[SIFT_I_PROTOCOL_STATE] = "RCPT";
+	items[SIFT_I_CLIENT_NAME] = "mx.example.org";
+	items[SIFT_I_CLIENT_ADDR] = "192.0.2.7";
+	items[SIFT_I_HELO] = "mail.example.com";
+	items[SIFT_I_SENDER] = "alice@example.org";
+	items[SIFT_I_RCPT] = "bob+tag@example.org";
+	CHECK(p->policy(NULL) == SIFT_DUNNO);
+	CHECK_STR(lookups, "mx.example.org 192.0.2.7 mail.example.com alice@example.org bob+tag@example.org");
+
+	teardown(p, cfg, conf);
+	free(s1), free(s2), free(s3), free(s4);
+	free(helo), free(sender), free(client), free(rcpt);
+}
+
+/* A cidr: client table sees the client name (not an address: not found)
+ * and the address, never the address with octets removed. */
+static void test_cidr_client(const struct sift_plugin *p, const char *dir)
+{
+	char *file = t_write_file(dir, "client.cidr", "192.0.2.0/24 REJECT bad network\n");
+	char *s1 = sift_asprintf("access_client_map=cidr:%s", file);
+	const char *const settings[] = {s1, NULL};
+	struct sift_config *cfg;
+	void *conf = setup(p, &cfg, settings);
+	reset();
+	items[SIFT_I_CLIENT_NAME] = "mx.example.org";
+	items[SIFT_I_CLIENT_ADDR] = "192.0.2.7";
+	CHECK(p->connect(NULL) == SIFT_REJECT);
+	CHECK_STR(lookups, "mx.example.org 192.0.2.7");
+	reset();
+	items[SIFT_I_CLIENT_NAME] = "mx.example.org";
+	items[SIFT_I_CLIENT_ADDR] = "198.51.100.7";
+	CHECK(p->connect(NULL) == SIFT_DUNNO);
+	CHECK_STR(lookups, "mx.example.org 198.51.100.7");
+	reset();
+	items[SIFT_I_CLIENT_ADDR] = "2001:db8::1";
+	CHECK(p->connect(NULL) == SIFT_DUNNO);
+	CHECK_STR(lookups, "2001:db8::1");
+	teardown(p, cfg, conf);
+	free(s1);
+	free(file);
+}
+
+/* A host older than ABI minor 6 (no map_is_pattern) is refused at init,
+ * rather than looking pattern tables up piece by piece. */
+static void test_old_host(const struct sift_plugin *p)
+{
+	struct sift_host old = fake;
+	old.struct_size = offsetof(struct sift_host, map_is_pattern);
+	void *conf = sift_calloc(1, p->conf_size);
+	char *err = NULL;
+	CHECK(p->init(&old, conf, &err) < 0);
+	CHECK(err && strstr(err, "map_is_pattern"));
+	free(err);
+	free(conf);
 }
 
 int main(void)
@@ -365,6 +537,10 @@ int main(void)
 
 	test_hash_table(p, dir);
 	test_empty_result(p, dir);
+	test_pattern_tables(p, dir, "pcre");
+	test_pattern_tables(p, dir, "regexp");
+	test_cidr_client(p, dir);
+	test_old_host(p);
 
 	char *cmd = sift_asprintf("rm -rf %s", dir);
 	CHECK(system(cmd) == 0);

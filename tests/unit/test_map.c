@@ -408,6 +408,33 @@ static void test_inline_static(void)
 	CHECK_MAP("static:abc def", st2);
 }
 
+/* Pattern tables (matched against whole keys) against fixed-string ones. */
+static void test_is_pattern(void)
+{
+	char *pc = write_file("kind.pcre", "/a/ x\n");
+	char *rx = write_file("kind.regexp", "/a/ x\n");
+	char *ci = write_file("kind.cidr", "192.0.2.0/24 x\n");
+	char *th = write_file("kind.texthash", "a x\n");
+	static const char *const types[] = {"pcre", "regexp", "cidr", "texthash"};
+	char *const files[] = {pc, rx, ci, th};
+	for (size_t i = 0; i < 4; i++) {
+		char *spec = sift_asprintf("%s:%s", types[i], files[i]);
+		struct sift_map *m = sift_map_open(spec, NULL);
+		CHECK(m != NULL);
+		CHECK(sift_map_is_pattern(m) == (i < 3));
+		sift_map_free(m);
+		free(spec);
+		free(files[i]);
+	}
+	struct sift_map *m = sift_map_open("inline:{a=b}", NULL);
+	CHECK(m && !sift_map_is_pattern(m));
+	sift_map_free(m);
+	m = sift_map_open("static:x", NULL);
+	CHECK(m && !sift_map_is_pattern(m));
+	sift_map_free(m);
+	CHECK(!sift_map_is_pattern(NULL));
+}
+
 static void test_errors(void)
 {
 	static const struct {
@@ -1025,6 +1052,7 @@ int main(void)
 	test_pcre_long_keys();
 	test_regexp();
 	test_cidr();
+	test_is_pattern();
 	test_inline_static();
 	test_errors();
 	test_threads();
