@@ -111,8 +111,9 @@ static int lookup_domain(const struct sift_map *map, const char *name, char **re
 static int lookup_client(const struct access_conf *c, const char *name, const char *addr, char **res)
 {
 	int rc;
-	if (name && *name && strcmp(name, "unknown") != 0 &&
-	    (rc = lookup_domain(c->client_map, name, res)) != 0)
+	/* "unknown" (no verified name) too: Postfix's check_namadr_access
+	 * looks it up like any name, so "unknown REJECT" works */
+	if (name && *name && (rc = lookup_domain(c->client_map, name, res)) != 0)
 		return rc;
 	if (!addr || !*addr)
 		return 0;
