@@ -444,6 +444,46 @@ static int quarantine_check(const struct sift_config *cfg, const char *dir, char
 	return rc;
 }
 
+/* Common parameters read once, by the first generation (the resolver, the
+ * key-value store, the metrics listener): a reload that changes one keeps
+ * the running value, with a warning naming it (sift_params_restart_only),
+ * after checking that a new state_store would open, so that the next
+ * start does not fail on it. */
+static const char *const common_start_only[] = {"dns_servers", "dns_timeout", "state_store", "metrics_listen",
+						NULL};
+
+static int reload_common_check(const struct sift_gen *g, char **err_r)
+{
+	struct sift_gen *cur = sift_gen_current();
+	if (!cur)
+		return 0;
+	int rc = 0;
+	if (strcmp(cur->common.state_store, g->common.state_store) != 0) {
+		struct sift_kv *kv = sift_kv_open(g->common.state_store, err_r);
+		if (!kv) {
+			name_param("state_store", err_r);
+			rc = -1;
+		}
+		sift_kv_free(kv);
+	}
+	if (rc == 0) {
+		const char *live[sizeof(sift_common_params) / sizeof(sift_common_params[0])];
+		size_t n = 0;
+		for (const struct sift_param *p = sift_common_params; p->name; p++) {
+			bool once = false;
+			for (const char *const *s = common_start_only; *s; s++)
+				once |= strcmp(*s, p->name) == 0;
+			if (!once)
+				live[n++] = p->name;
+		}
+		live[n] = NULL;
+		sift_params_restart_only(g->daemon == SIFT_POLICYD ? "policyd" : "filterd",
+					 sift_common_params, &cur->common, &g->common, live);
+	}
+	sift_gen_unref(cur);
+	return rc;
+}
+
 struct sift_gen *sift_gen_prepare(enum sift_daemon daemon, struct sift_config *cfg, char **err_r)
 {
 	struct sift_gen *g = sift_calloc(1, sizeof(*g));
@@ -484,7 +524,10 @@ struct sift_gen *sift_gen_prepare(enum sift_daemon daemon, struct sift_config *c
 	if (sift_config_check_names(cfg, g->common.plugin_directory, err_r) > 0)
 		goto fail;
 
-	/* Process-wide services, set up by the first generation. */
+	/* Process-wide services, set up by the first generation; a reload
+	 * checks a changed state_store and names what it keeps. */
+	if (global_kv && reload_common_check(g, err_r) < 0)
+		goto fail;
 	if (!dns_ready) {
 		if (sift_dns_init(g->common.dns_servers, (long)g->common.dns_timeout, err_r) < 0) {
 			name_param("dns_servers", err_r);

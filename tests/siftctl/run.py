@@ -539,6 +539,22 @@ def reload_tests(tmp, pconf):
         check("filterd_backlog changed: it takes effect when filterd restarts" in log
               and "filterd_command_deadline changed" not in log,
               "the backlog change is named as taking effect at restart, the deadline is applied", log)
+        # the common parameters read once (resolver, store, metrics
+        # listener): a state_store that would not open fails the reload,
+        # one that would is named as taking effect at restart
+        with open(fd.conf, "w") as f:
+            f.write(fgood + "state_store = bogus:x\n")
+        r = run("-c", fd.conf, "reload")
+        check(r.returncode == 1 and f"filterd.conf:{line}: state_store: " in r.stderr,
+              "reload with a bad state_store: fails naming file:line and the parameter", r.stdout + r.stderr)
+        mark = len(fd.log())
+        with open(fd.conf, "w") as f:
+            f.write(fgood + "state_store = memory:\ndns_timeout = 3s\n")
+        r = run("-c", fd.conf, "reload")
+        log = fd.log()[mark:]
+        check(r.returncode == 0 and "dns_timeout changed: it takes effect when filterd restarts" in log
+              and "state_store changed" not in log,
+              "reload with dns_timeout changed: named as taking effect at restart", r.stdout + r.stderr + log)
         with open(fd.conf, "w") as f:
             f.write(fgood)
     finally:
