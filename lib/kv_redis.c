@@ -862,6 +862,23 @@ static const char incr_many_script[] = "local ttl = tonumber(ARGV[#ARGV])\n"
 				       "end\n"
 				       "return #KEYS\n";
 
+/* Runs an EVAL of argc items (av/al from argv_keys, n keys after 3 head
+ * items; num: their number texts) whose answer is an integer: 0, or -1
+ * (an error answer logged). Frees av, al and num. */
+static int eval_int(struct kv_redis *r, int argc, const char **av, size_t *al, size_t n, char *num)
+{
+	redisReply *rep = rds_command(r, argc, av, al);
+	argv_free(av, al, 3, n);
+	free(num);
+	if (!rep)
+		return -1;
+	int rc = rep->type == REDIS_REPLY_INTEGER ? 0 : -1;
+	if (rc < 0 && rep->type == REDIS_REPLY_ERROR)
+		cmd_error(r, "EVAL", rep->str);
+	freeReplyObject(rep);
+	return rc;
+}
+
 /* One script: every increment of the batch at once, atomically. */
 static int rds_incr_many(void *impl, const char *const *keys, const long long *deltas, size_t n, long ttl_ms)
 {
@@ -887,16 +904,7 @@ static int rds_incr_many(void *impl, const char *const *keys, const long long *d
 	}
 	av[3 + 2 * n] = ttl;
 	al[3 + 2 * n] = strlen(ttl);
-	redisReply *rep = rds_command(r, (int)(4 + 2 * n), av, al);
-	argv_free(av, al, 3, n);
-	free(num);
-	if (!rep)
-		return -1;
-	int rc = rep->type == REDIS_REPLY_INTEGER ? 0 : -1;
-	if (rc < 0 && rep->type == REDIS_REPLY_ERROR)
-		cmd_error(r, "EVAL", rep->str);
-	freeReplyObject(rep);
-	return rc;
+	return eval_int(r, (int)(4 + 2 * n), av, al, n, num);
 }
 
 /* sift_kv_write: KEYS the keys, ARGV three per write (op c/s/d, value or
@@ -960,16 +968,7 @@ static int rds_write(void *impl, const struct sift_kv_op *ops, size_t n)
 		av[a + 2] = t;
 		al[a + 2] = strlen(t);
 	}
-	redisReply *rep = rds_command(r, (int)(3 + 4 * n), av, al);
-	argv_free(av, al, 3, n);
-	free(num);
-	if (!rep)
-		return -1;
-	int rc = rep->type == REDIS_REPLY_INTEGER ? 0 : -1;
-	if (rc < 0 && rep->type == REDIS_REPLY_ERROR)
-		cmd_error(r, "EVAL", rep->str);
-	freeReplyObject(rep);
-	return rc;
+	return eval_int(r, (int)(3 + 4 * n), av, al, n, num);
 }
 
 const struct kv_backend sift_kv_redis = {
