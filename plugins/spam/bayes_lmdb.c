@@ -558,22 +558,33 @@ static int l_put(struct bstore *st, const btok *t, const struct bcounts *c, size
 	return rc;
 }
 
-static long long l_expire(struct bstore *st, uint32_t cutoff)
+/* What a sweep does with one entry. */
+enum sweep { SWEEP_KEEP, SWEEP_DEL, SWEEP_PUT };
+
+/* Walks table dbi in one write transaction; decide() says of each value
+ * whether the entry stays, goes, or takes the value it sets in *nv.
+ * Entries deleted, or -1. */
+static long long sweep(struct lmdb_store *l, MDB_dbi dbi,
+		       enum sweep (*decide)(const MDB_val *v, void *arg, MDB_val *nv), void *arg)
 {
-	struct lmdb_store *l = (struct lmdb_store *)st;
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	long long r = 0;
 	if (wbegin(l, &txn) < 0)
 		return -1;
-	int rc = mdb_cursor_open(txn, l->tok, &cur) ? -1 : 0;
-	MDB_val k, v;
+	int rc = mdb_cursor_open(txn, dbi, &cur) ? -1 : 0;
+	MDB_val k, v, nv;
 	for (int op = MDB_FIRST; rc == 0 && mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
-		struct bcounts c;
-		val_of(&v, &c);
-		if (c.atime < cutoff) {
+		switch (decide(&v, arg, &nv)) {
+		case SWEEP_DEL:
 			rc = mdb_cursor_del(cur, 0) ? -1 : 0;
 			r++;
+			break;
+		case SWEEP_PUT:
+			rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT) ? -1 : 0;
+			break;
+		case SWEEP_KEEP:
+			break;
 		}
 	}
 	if (rc == 0)
@@ -583,40 +594,44 @@ static long long l_expire(struct bstore *st, uint32_t cutoff)
 	return rc < 0 ? -1 : r;
 }
 
+static enum sweep token_old(const MDB_val *v, void *arg, MDB_val *nv)
+{
+	(void)nv;
+	struct bcounts c;
+	val_of(v, &c);
+	return c.atime < *(const uint32_t *)arg ? SWEEP_DEL : SWEEP_KEEP;
+}
+
+static long long l_expire(struct bstore *st, uint32_t cutoff)
+{
+	return sweep((struct lmdb_store *)st, ((struct lmdb_store *)st)->tok, token_old, &cutoff);
+}
+
+struct seen_sweep {
+	uint32_t now, ttl;
+	unsigned char sv[SEEN_VAL];
+};
+
 /* The seen entries written before now - ttl go; the ones without a time
  * (written before seen entries had one) are given now: they then live a
  * whole ttl from this pass, never less than from their learning. */
+static enum sweep seen_old(const MDB_val *v, void *arg, MDB_val *nv)
+{
+	struct seen_sweep *a = arg;
+	const unsigned char *p = v->mv_data;
+	if (v->mv_size < SEEN_VAL) {
+		seen_val(a->sv, v->mv_size ? (char)p[0] : 0, a->now);
+		*nv = (MDB_val){SEEN_VAL, a->sv};
+		return SWEEP_PUT;
+	}
+	uint32_t t = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
+	return t < a->now && a->now - t > a->ttl ? SWEEP_DEL : SWEEP_KEEP;
+}
+
 static long long l_expire_seen(struct bstore *st, uint32_t now, uint32_t ttl)
 {
-	struct lmdb_store *l = (struct lmdb_store *)st;
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	long long r = 0;
-	if (wbegin(l, &txn) < 0)
-		return -1;
-	int rc = mdb_cursor_open(txn, l->seen, &cur) ? -1 : 0;
-	MDB_val k, v;
-	for (int op = MDB_FIRST; rc == 0 && mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
-		const unsigned char *p = v.mv_data;
-		if (v.mv_size < SEEN_VAL) {
-			unsigned char sv[SEEN_VAL];
-			seen_val(sv, v.mv_size ? p[0] : 0, now);
-			MDB_val nv = {SEEN_VAL, sv};
-			rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT) ? -1 : 0;
-			continue;
-		}
-		uint32_t t =
-			(uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
-		if (t < now && now - t > ttl) {
-			rc = mdb_cursor_del(cur, 0) ? -1 : 0;
-			r++;
-		}
-	}
-	if (rc == 0)
-		mdb_cursor_close(cur);
-	rc = wdone(l, txn, rc);
-	pthread_mutex_unlock(&l->bulk_lock);
-	return rc < 0 ? -1 : r;
+	struct seen_sweep a = {.now = now, .ttl = ttl};
+	return sweep((struct lmdb_store *)st, ((struct lmdb_store *)st)->seen, seen_old, &a);
 }
 
 static int l_each(struct bstore *st, int (*cb)(void *, btok, const struct bcounts *), void *arg)
