@@ -943,7 +943,12 @@ int filterd_native_setup(const struct filterd_conf *conf, char **err_r)
 	fconf = conf;
 	fd_session_setup(conf);
 	char *ep = native_endpoint(conf->listen);
-	listen_fd = sift_listen(ep, (int)conf->backlog, err_r);
+	mode_t mode;
+	if (sift_socket_mode("filterd", conf->socket_mode, &mode, err_r) < 0) {
+		free(ep);
+		return -1;
+	}
+	listen_fd = sift_listen_mode(ep, (int)conf->backlog, mode, err_r);
 	if (listen_fd < 0) {
 		free(ep);
 		return -1;

@@ -246,7 +246,14 @@ int filterd_milter_setup(const struct filterd_conf *conf, char **err_r)
 	}
 	smfi_setbacklog((int)conf->backlog);
 	smfi_settimeout((int)(conf->milter_timeout / 1000));
-	mode_t old = umask(0177);
+	/* A unix socket is born with filterd_socket_mode (see sift_bind_unix):
+	 * nothing changes its mode by path afterwards. */
+	mode_t mode;
+	if (sift_socket_mode("filterd", conf->socket_mode, &mode, err_r) < 0) {
+		free(ep);
+		return -1;
+	}
+	mode_t old = umask(~mode & 0777);
 	int rc = smfi_opensocket(true);
 	umask(old);
 	if (rc != MI_SUCCESS) {

@@ -218,6 +218,28 @@ int sift_socket_opts_check(const char *daemon, const char *mode, const char *gro
 	return 0;
 }
 
+int sift_socket_mode(const char *daemon, const char *mode, mode_t *mode_r, char **err_r)
+{
+	return parse_mode(daemon, mode, mode_r, err_r);
+}
+
+int sift_bind_unix(int fd, const struct sockaddr_un *sa, mode_t mode)
+{
+	/* The socket is born with its mode: a umask that lets exactly mode
+	 * through, around bind() (the kernel applies it to the socket's
+	 * inode). Nothing changes the mode later by path: the path may be in
+	 * a directory the daemon's user can write, who could by then have put
+	 * a symlink there. umask is process-wide: the daemons bind their
+	 * sockets at start, before the plugins' init, when the only other
+	 * threads (control socket, HTTP listener) create no files. */
+	mode_t old = umask(~mode & 0777);
+	int rc = bind(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	int e = errno;
+	umask(old);
+	errno = e;
+	return rc;
+}
+
 int sift_socket_opts_apply(const char *daemon, const char *path, const char *mode, const char *group,
 			   const struct sift_runas *r, char **err_r)
 {
@@ -228,11 +250,41 @@ int sift_socket_opts_apply(const char *daemon, const char *path, const char *mod
 	gid_t gid = r->change ? r->gid : (gid_t)-1;
 	if (group && *group)
 		gid = getgrnam(group)->gr_gid;
-	if (chmod(path, m) < 0 || ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid) < 0)) {
+	/* Never by path (chown/chmod follow a symlink the daemon's user may
+	 * have swapped in since bind(), and root would change its target):
+	 * the final component is opened without following it, must be a
+	 * socket, and only that inode is changed. */
+	int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
 		*err_r = sift_asprintf("socket %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return -1;
 	}
-	return 0;
+	if (!S_ISSOCK(st.st_mode)) {
+		*err_r = sift_asprintf("socket %s: replaced by something that is not a socket since it was "
+				       "bound; not changing it",
+				       path);
+		close(fd);
+		return -1;
+	}
+	int rc = 0;
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0)
+		rc = -1;
+	/* The mode was set at bind() (sift_bind_unix, or the umask around
+	 * libmilter's bind); a socket bound otherwise is fixed through its
+	 * descriptor. */
+	if (rc == 0 && (st.st_mode & 07777) != m) {
+		char proc[64];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		if (chmod(proc, m) < 0)
+			rc = -1;
+	}
+	if (rc < 0)
+		*err_r = sift_asprintf("socket %s: %s", path, strerror(errno));
+	close(fd);
+	return rc;
 }
 
 const char *sift_endpoint_unix_path(const char *endpoint)
@@ -343,7 +395,7 @@ bool sift_notify_was_ready(void)
 	return notified_ready;
 }
 
-static int listen_unix(const char *path, int backlog, char **err_r)
+static int listen_unix(const char *path, int backlog, mode_t mode, char **err_r)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sun.sun_path)) {
@@ -365,10 +417,7 @@ static int listen_unix(const char *path, int backlog, char **err_r)
 		}
 		unlink(path);
 	}
-	mode_t old = umask(0117);
-	int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	umask(old);
-	if (rc < 0 || listen(fd, backlog) < 0) {
+	if (sift_bind_unix(fd, &sun, mode) < 0 || listen(fd, backlog) < 0) {
 		*err_r = sift_asprintf("listen on unix:%s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
@@ -378,10 +427,15 @@ static int listen_unix(const char *path, int backlog, char **err_r)
 
 int sift_listen(const char *endpoint, int backlog, char **err_r)
 {
+	return sift_listen_mode(endpoint, backlog, 0660, err_r);
+}
+
+int sift_listen_mode(const char *endpoint, int backlog, mode_t mode, char **err_r)
+{
 	if (strncmp(endpoint, "unix:", 5) == 0)
-		return listen_unix(endpoint + 5, backlog, err_r);
+		return listen_unix(endpoint + 5, backlog, mode, err_r);
 	if (strncmp(endpoint, "local:", 6) == 0)
-		return listen_unix(endpoint + 6, backlog, err_r);
+		return listen_unix(endpoint + 6, backlog, mode, err_r);
 	const char *spec;
 	if (strncmp(endpoint, "inet:", 5) == 0)
 		spec = endpoint + 5;

@@ -750,9 +750,17 @@ int sift_drop_privileges(const struct sift_runas *r, char **err_r);
 /* Unix socket settings <daemon>_socket_mode (octal, e.g. 0660) and
  * <daemon>_socket_group (empty: the daemon user's primary group when it
  * runs unprivileged, else unchanged): check validates both values (for -t
- * and before any socket exists); apply sets them on a socket just bound
- * (owner: r's user). */
+ * and before any socket exists); sift_socket_mode parses the mode, which
+ * the socket gets at bind() (sift_listen_mode, sift_bind_unix); apply sets
+ * the owner (r's user) and group on a socket just bound, through a
+ * descriptor of the socket itself (never following a symlink put in its
+ * place), and refuses a path that no longer names a socket. */
 int sift_socket_opts_check(const char *daemon, const char *mode, const char *group, char **err_r);
+int sift_socket_mode(const char *daemon, const char *mode, mode_t *mode_r, char **err_r);
+/* bind() of a unix socket that creates it with exactly mode (the umask
+ * around bind(); at start only: umask is process-wide); errno as bind's. */
+struct sockaddr_un;
+int sift_bind_unix(int fd, const struct sockaddr_un *sa, mode_t mode);
 int sift_socket_opts_apply(const char *daemon, const char *path, const char *mode, const char *group,
 			   const struct sift_runas *r, char **err_r);
 /* The path of a unix listen endpoint ("unix:/p" or "local:/p"), else NULL. */
@@ -766,8 +774,10 @@ int sift_write_pidfile(const char *path, char **err_r);
 void sift_remove_pidfile(const char *path);
 /* Parses a listen endpoint: "unix:/path", "inet:host:port", "inet:port"
  * (127.0.0.1), "inet6:[::1]:port"; returns a listening socket (unix
- * sockets get mode 0660 with the umask, a stale socket is replaced). */
+ * sockets are created with mode 0660, or mode with sift_listen_mode; a
+ * stale socket is replaced). */
 int sift_listen(const char *endpoint, int backlog, char **err_r);
+int sift_listen_mode(const char *endpoint, int backlog, mode_t mode, char **err_r);
 /* systemd readiness (sd_notify; no-op without libsystemd or NOTIFY_SOCKET):
  * "READY=1" once the listeners are open and the plugins initialised,
  * "STOPPING=1" at stop. Reloads send RELOADING=1/READY=1 (sift_gen_new). */

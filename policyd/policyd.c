@@ -822,7 +822,10 @@ static void open_listeners(void)
 			sift_fatal("policyd_listen: bad endpoint \"%s\" (want unix:/path or "
 				   "inet:host:port)",
 				   *e);
-		int fd = sift_listen(*e, 1024, &err);
+		mode_t mode;
+		if (sift_socket_mode("policyd", pconf.socket_mode, &mode, &err) < 0)
+			sift_fatal("%s", err);
+		int fd = sift_listen_mode(*e, 1024, mode, &err);
 		if (fd < 0)
 			sift_fatal("%s", err);
 		const char *path = sift_endpoint_unix_path(*e);

@@ -5,13 +5,16 @@
  * file, empty file, the size bound with EFBIG, a directory with EISDIR, a
  * missing file with ENOENT) and Postfix logical lines (comments, blank
  * lines, continuations, CRLF, line numbers, NUL bytes, leading white space,
- * the length bound).
+ * the length bound); and the daemons' unix sockets (lib/daemon.c): born
+ * with their mode whatever the umask, owner and mode never changed through
+ * a symlink put in the socket's place.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "sift.h"
@@ -269,6 +272,60 @@ static void test_write_by(void)
 	close(p[1]);
 }
 
+static void test_unix_sockets(const char *dir)
+{
+	char *sock = sift_asprintf("%s/s.sock", dir), *ep = sift_asprintf("unix:%s", sock);
+	char *link = sift_asprintf("%s/link.sock", dir), *victim = sift_asprintf("%s/victim", dir);
+	char *err = NULL;
+	struct stat st;
+
+	/* the mode comes from bind(), whatever the process umask, which is
+	 * restored */
+	mode_t old = umask(022);
+	int fd = sift_listen_mode(ep, 8, 0660, &err);
+	CHECK(fd >= 0);
+	CHECK(lstat(sock, &st) == 0 && S_ISSOCK(st.st_mode));
+	CHECK_INT(st.st_mode & 07777, 0660);
+	CHECK_INT(umask(022), 022);
+
+	/* the daemon's user swapped the socket for a symlink: nothing is
+	 * changed through it (before, chmod/chown by path changed the target) */
+	int vfd = open(victim, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	CHECK(vfd >= 0);
+	close(vfd);
+	CHECK(chmod(victim, 0644) == 0 && symlink(victim, link) == 0);
+	struct sift_runas r = {.param = "filterd_user", .uid = geteuid(), .gid = getegid()};
+	if (geteuid() == 0) { /* as the daemons start: the owner becomes the user */
+		r.uid = r.gid = 65534;
+		r.change = true;
+	}
+	CHECK_INT(sift_socket_opts_apply("filterd", link, "0600", "", &r, &err), -1);
+	CHECK(err && strstr(err, "not a socket"));
+	free(err);
+	err = NULL;
+	CHECK(stat(victim, &st) == 0);
+	CHECK_INT(st.st_mode & 07777, 0644);
+	CHECK_INT(st.st_uid, geteuid());
+
+	/* the socket itself: owner set, a mode it was not born with fixed
+	 * through its descriptor */
+	CHECK_INT(sift_socket_opts_apply("filterd", sock, "0640", "", &r, &err), 0);
+	CHECK(err == NULL);
+	CHECK(lstat(sock, &st) == 0);
+	CHECK_INT(st.st_mode & 07777, 0640);
+	CHECK_INT(st.st_uid, r.uid);
+
+	umask(old);
+	close(fd);
+	unlink(sock);
+	unlink(link);
+	unlink(victim);
+	free(sock);
+	free(ep);
+	free(link);
+	free(victim);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/sift-test-util-XXXXXX";
@@ -282,6 +339,7 @@ int main(void)
 	test_read_file(dir);
 	test_logical_lines();
 	test_write_by();
+	test_unix_sockets(dir);
 	rmdir(dir);
 	return t_done();
 }
