@@ -3,8 +3,10 @@
  * asks for a reload and learns its outcome.
  *
  * The daemon creates the unix socket as root before dropping privileges
- * (mode 0600: only root, and the daemon's own user, may connect; accept()
- * on the bound socket needs no permission after the drop). A thread serves
+ * (born with mode 0600 by the umask at bind(), never chmod()ed by path:
+ * the run directory is the daemon user's; only root, and the daemon's own
+ * user, may connect; accept() on the bound socket needs no permission
+ * after the drop). A thread serves
  * one client at a time: the client sends one line, "reload"; the peer's
  * credentials (SO_PEERCRED) must be uid 0 or the daemon's own uid; the
  * thread asks the daemon's reload path for a reload (the daemon's request
@@ -248,7 +250,10 @@ int sift_control_start(const char *path, int (*request)(void), char **err_r)
 		*err_r = sift_asprintf("control socket %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	/* Born with mode 0600 (no chmod by path afterwards: the run
+	 * directory belongs to the daemon's user, who could have replaced
+	 * the socket with a symlink by then). */
+	if (sift_bind_unix(fd, &sa, 0600) < 0) {
 		int e = errno;
 		close(fd);
 		if (e == ENOENT || e == EADDRINUSE) {
@@ -262,7 +267,7 @@ int sift_control_start(const char *path, int (*request)(void), char **err_r)
 		*err_r = sift_asprintf("control socket %s: %s", path, strerror(e));
 		return -1;
 	}
-	if (chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
+	if (listen(fd, 8) < 0) {
 		*err_r = sift_asprintf("control socket %s: %s", path, strerror(errno));
 		close(fd);
 		unlink(path);

@@ -272,6 +272,11 @@ static void test_write_by(void)
 	close(p[1]);
 }
 
+static int ctl_request(void)
+{
+	return -1;
+}
+
 static void test_unix_sockets(const char *dir)
 {
 	char *sock = sift_asprintf("%s/s.sock", dir), *ep = sift_asprintf("unix:%s", sock);
@@ -314,6 +319,16 @@ static void test_unix_sockets(const char *dir)
 	CHECK(lstat(sock, &st) == 0);
 	CHECK_INT(st.st_mode & 07777, 0640);
 	CHECK_INT(st.st_uid, r.uid);
+
+	/* the control socket: born 0600 (nothing chmods it by path) */
+	char *ctlpath = sift_asprintf("%s/ctl.sock", dir);
+	umask(0);
+	CHECK_INT(sift_control_start(ctlpath, ctl_request, &err), 0);
+	CHECK(lstat(ctlpath, &st) == 0 && S_ISSOCK(st.st_mode));
+	CHECK_INT(st.st_mode & 07777, 0600);
+	CHECK_INT(umask(022), 0);
+	unlink(ctlpath);
+	free(ctlpath);
 
 	umask(old);
 	close(fd);
