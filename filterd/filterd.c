@@ -208,13 +208,14 @@ static void *reload_thread(void *arg)
 			free(err);
 			continue;
 		}
-		sift_gen_set_current(g);
+		size_t n_plugins = sift_gen_plugin_count(g);
+		sift_gen_set_current(g); /* hands g over: not used after this */
 		/* The deadlines apply to the sessions that start from now on;
 		 * the rest keeps its running value, with a warning. */
 		fd_session_setup(&nc);
 		sift_params_restart_only("filterd", filterd_params, &fc, &nc, reload_live);
 		sift_params_free(filterd_params, &nc);
-		char *text = sift_asprintf("configuration reloaded (%zu plugins)", sift_gen_plugin_count(g));
+		char *text = sift_asprintf("configuration reloaded (%zu plugins)", n_plugins);
 		sift_log(LOG_INFO, "%s", text);
 		sift_control_reload_done(id, true, text);
 		free(text);
@@ -333,7 +334,13 @@ int main(int argc, char **argv)
 		sift_remove_pidfile(fc.pid_file);
 		goto fail;
 	}
+	/* What the start line says is read before g is handed over: from
+	 * sift_gen_set_current() on, g is the current generation's reference
+	 * only, and a reload asked for on the control socket (which already
+	 * accepts) may replace it and free g. */
+	size_t n_plugins = sift_gen_plugin_count(g);
 	sift_gen_set_current(g);
+	g = NULL;
 	if (pipe2(reload_pipe, O_CLOEXEC) < 0)
 		sift_fatal("pipe: %s", strerror(errno));
 	struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
@@ -351,7 +358,7 @@ int main(int argc, char **argv)
 	sigaddset(&usr1, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
 	sift_log(LOG_INFO, "starting: listening on %s, %zu plugins, %s engine, version %s", fc.listen,
-		 sift_gen_plugin_count(g), native ? "native" : "libmilter", SIFT_VERSION);
+		 n_plugins, native ? "native" : "libmilter", SIFT_VERSION);
 	sift_notify("READY=1");
 	int rc = engine_run(native);
 	sift_notify("STOPPING=1");

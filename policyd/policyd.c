@@ -748,7 +748,8 @@ static void reload(void)
 		free(err);
 		return;
 	}
-	sift_gen_set_current(g);
+	size_t n_plugins = sift_gen_plugin_count(g);
+	sift_gen_set_current(g); /* hands g over: not used after this */
 	/* Keep the startup-only settings (with a warning naming each that
 	 * changed); take the timeouts. */
 	static const char *const live[] = {"policyd_idle_timeout", "policyd_request_timeout",
@@ -759,7 +760,7 @@ static void reload(void)
 	atomic_store(&request_deadline, pc.request_deadline);
 	sift_params_free(policyd_params, &pc);
 	char *text = sift_asprintf("reloaded the configuration from %s (%zu plugins)", opts.config_file,
-				   sift_gen_plugin_count(g));
+				   n_plugins);
 	sift_log(LOG_INFO, "%s", text);
 	sift_control_reload_done(id, true, text);
 	free(text);
@@ -1124,7 +1125,11 @@ int main(int argc, char **argv)
 		close_listeners();
 		sift_fatal("%s", err);
 	}
+	/* What the start line says is read before g is handed over (the
+	 * current generation's reference may be dropped by a reload). */
+	size_t n_plugins = sift_gen_plugin_count(g);
 	sift_gen_set_current(g);
+	g = NULL;
 
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	sigfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -1150,7 +1155,7 @@ int main(int argc, char **argv)
 		detach_done(ready_fd);
 	sift_notify("READY=1");
 	sift_log(LOG_INFO, "starting: %zu listeners, %zu workers, %zu plugins, version %s", n_listeners,
-		 n_workers, sift_gen_plugin_count(g), SIFT_VERSION);
+		 n_workers, n_plugins, SIFT_VERSION);
 
 	event_loop();
 
