@@ -22,6 +22,12 @@
  *     basic = USER:PASSWORD       for "Authorization: Basic base64(USER:PASSWORD)"
  * compared in constant time; neither the file nor the header is ever
  * logged. Without a valid credential: 401.
+ *
+ * Before the first configuration runs (the plugins initialise, which may
+ * take minutes) and after the last one is dropped at stop, there is no
+ * trust list to judge a client by and nothing to report: every request
+ * is answered 503 with Retry-After, not 401 (a browser would ask trusted
+ * users for a password, a scraper would see an authentication failure).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -343,6 +349,8 @@ static void respond(int fd, int status, const char *type, const char *body, size
 		sift_buf_adds(&b, "WWW-Authenticate: Basic realm=\"sift\", charset=\"UTF-8\"\r\n");
 	if (status == 405)
 		sift_buf_adds(&b, "Allow: GET, HEAD\r\n");
+	if (status == 503)
+		sift_buf_printf(&b, "Retry-After: %d\r\n", SIFT_HTTP_RETRY_AFTER_S);
 	if (strncmp(type, "text/html", 9) == 0)
 		sift_buf_adds(&b, "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
 				  "style-src 'unsafe-inline'; img-src data:; connect-src 'self'\r\n"
@@ -466,7 +474,15 @@ static void *conn_thread(void *arg)
 	if (len >= 0)
 		status = sift_http_parse(buf, (size_t)len, &r);
 	if (len >= 0 && status == 0) {
-		if (authorised(ca, &r))
+		struct sift_gen *g = sift_gen_current();
+		bool running = g != NULL;
+		sift_gen_unref(g);
+		if (!running) {
+			static const char body[] =
+				"503 Service Unavailable: starting (the plugins initialise) "
+				"or stopping\n";
+			respond(ca->fd, 503, "text/plain; charset=utf-8", body, sizeof(body) - 1, r.head);
+		} else if (authorised(ca, &r))
 			route(ca->fd, &r);
 		else
 			respond_error(ca->fd, 401);

@@ -882,11 +882,14 @@ int sift_gen_plugin_slot(const struct sift_gen *g, size_t i);
  * within SIFT_HTTP_TIMEOUT_S, at most SIFT_HTTP_MAX_CONN connections
  * served at once from clients in metrics_trusted_networks and as many
  * from others (more get 503). Clients in metrics_trusted_networks need
- * no credential; others need one of metrics_auth_file's (401). */
-#define SIFT_HTTP_MAX_HEAD    8192
-#define SIFT_HTTP_MAX_HEADERS 64
-#define SIFT_HTTP_MAX_CONN    8
-#define SIFT_HTTP_TIMEOUT_S   10
+ * no credential; others need one of metrics_auth_file's (401). With no
+ * current generation (plugins initialising at start, or stopping), every
+ * request gets 503 with Retry-After: SIFT_HTTP_RETRY_AFTER_S. */
+#define SIFT_HTTP_MAX_HEAD	8192
+#define SIFT_HTTP_MAX_HEADERS	64
+#define SIFT_HTTP_MAX_CONN	8
+#define SIFT_HTTP_TIMEOUT_S	10
+#define SIFT_HTTP_RETRY_AFTER_S 5
 struct sift_http_req {
 	bool head;	 /* HEAD rather than GET */
 	char path[256];	 /* the path without the query */

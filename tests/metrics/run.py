@@ -23,7 +23,10 @@ EICAR on the submission port; policy requests answered DUNNO and REJECT):
     readable by others refused;
   - oversized and malformed requests get 4xx, a ninth concurrent
     connection 503, a silent client 408, and the daemon keeps serving;
-  - `siftctl status` and `siftctl status --json` for both daemons.
+  - `siftctl status` and `siftctl status --json` for both daemons;
+  - while filterd's plugins initialise (testplug_init_delay), before any
+    configuration runs, every path answers 503 with Retry-After and no
+    Basic challenge, to a trusted client too, then 200 once they are ready.
 """
 
 import base64
@@ -415,6 +418,40 @@ def check_config_errors(root):
         check(r.returncode == 1 and re.search(want, r.stderr), 'filterd -t refuses: %s' % line, r.stderr)
 
 
+def check_starting(root):
+    d = os.path.join(root, 'starting')
+    plugins = os.path.join(d, 'plugins')
+    os.makedirs(plugins)
+    os.symlink(os.path.join(sifttest.builddir(), 'tests', 'testplug.so'), os.path.join(plugins, 'testplug.so'))
+    os.chmod(d, 0o755)
+    mport = sifttest.free_port()
+    conf = sifttest.write_conf(os.path.join(d, 'filterd.conf'), {
+        'filterd_listen': 'inet:127.0.0.1:%d' % sifttest.free_port(), 'plugin_directory': plugins,
+        'filterd_user': sifttest.daemon_user() or 'root', 'filterd_engine': 'native',
+        'filterd_control_socket': '', 'filterd_pid_file': '', 'metrics_listen': 'inet:127.0.0.1:%d' % mport,
+        'inbound_plugins': 'testplug', 'originating_plugins': 'testplug', 'testplug_init_delay': '5s'})
+    p = sifttest.Proc([sifttest.program('filterd'), '-f', '-c', conf], log=os.path.join(d, 'filterd.log'),
+                      name='filterd-starting')
+    p.start()
+    try:
+        check(sifttest.wait_port(mport, 10, p.alive), 'starting: the metrics listener accepts during init')
+        for path in ('/metrics', '/status.json', '/'):
+            st, body, hdr = http(mport, path)
+            check(st == 503 and hdr.get('Retry-After') == '5' and 'WWW-Authenticate' not in hdr
+                  and b'starting' in body,
+                  'starting: %s answers 503 with Retry-After, no Basic challenge, while the plugins '
+                  'initialise' % path, (st, body, dict(hdr)))
+        st, _, hdr = http(mport, '/metrics', {'Authorization': 'Bearer ' + TOKEN})
+        check(st == 503 and 'WWW-Authenticate' not in hdr, 'starting: 503 with a credential too', st)
+        end = time.monotonic() + 30
+        while (st := http(mport, '/metrics')[0]) != 200 and p.alive() and time.monotonic() < end:
+            time.sleep(0.2)
+        check(st == 200, 'starting: /metrics answers 200 once the plugins are ready', st)
+    finally:
+        p.stop()
+        p.check_sanitizers()
+
+
 def main():
     if os.geteuid() != 0:
         print('needs root (private Postfix)', file=sys.stderr)
@@ -478,6 +515,7 @@ def main():
         check_untrusted_slots(fd, mport)
         run_policyd(root)
         check_config_errors(root)
+        check_starting(root)
     finally:
         if pf:
             pf.cleanup()
