@@ -144,12 +144,21 @@ static void prom_label(struct sift_buf *b, const char *s)
 	}
 }
 
+/* A sample value that reads back as the same double: a Unix time
+ * (process_start_time_seconds, ..._last_reload_timestamp_seconds) keeps
+ * its fraction (with "%.9g" it was rounded to 10 s). The shortest of
+ * 15 and 17 significant digits that round-trips: 0.1 stays "0.1". */
 static void prom_num(struct sift_buf *b, double v)
 {
-	if (v == floor(v) && fabs(v) < 1e15)
+	if (v == floor(v) && fabs(v) < 1e15) {
 		sift_buf_printf(b, "%.0f\n", v);
-	else
-		sift_buf_printf(b, "%.9g\n", v);
+		return;
+	}
+	char s[40];
+	snprintf(s, sizeof(s), "%.15g", v);
+	if (isfinite(v) && strtod(s, NULL) != v)
+		snprintf(s, sizeof(s), "%.17g", v);
+	sift_buf_printf(b, "%s\n", s);
 }
 
 static void prom_hist(struct sift_buf *b, const char *name, const char *label, const char *value,

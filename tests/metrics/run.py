@@ -26,7 +26,10 @@ EICAR on the submission port; policy requests answered DUNNO and REJECT):
   - `siftctl status` and `siftctl status --json` for both daemons;
   - while filterd's plugins initialise (testplug_init_delay), before any
     configuration runs, every path answers 503 with Retry-After and no
-    Basic challenge, to a trusted client too, then 200 once they are ready.
+    Basic challenge, to a trusted client too, then 200 once they are ready;
+    its last reload time in /metrics equals /status.json's within a
+    millisecond, its process start time the kernel's within 50 ms (they
+    were rounded to 10 s).
 """
 
 import base64
@@ -418,6 +421,35 @@ def check_config_errors(root):
         check(r.returncode == 1 and re.search(want, r.stderr), 'filterd -t refuses: %s' % line, r.stderr)
 
 
+def proc_start_time(pid):
+    """The process's start as a Unix time, as the daemon computes it (the
+    kernel gives it in clock ticks since boot)."""
+    with open('/proc/%d/stat' % pid) as f:
+        st = f.read()
+    ticks = int(st[st.rindex(')') + 2:].split()[19])
+    with open('/proc/uptime') as f:
+        up = float(f.read().split()[0])
+    return time.time() - up + ticks / os.sysconf('SC_CLK_TCK')
+
+
+def check_timestamps(port, conf, pid):
+    """The Unix times in /metrics keep their fraction (they were rounded
+    to 10 s): the last reload's equals /status.json's (6 decimals) within
+    a millisecond; the process start time the kernel's within 50 ms (its
+    ticks and /proc/uptime have 10 ms steps)."""
+    r = siftctl(conf, 'reload')
+    check(r.returncode == 0, 'timestamps: siftctl reload', r.stdout + r.stderr)
+    text = http(port, '/metrics')[1].decode()
+    promtool(text, 'timestamps: /metrics')
+    m = parse_metrics(text)
+    s = json.loads(http(port, '/status.json')[1])
+    for name, real, within in (('sift_filterd_last_reload_timestamp_seconds', s['last_reload']['time'], 0.001),
+                               ('process_start_time_seconds', proc_start_time(pid), 0.05)):
+        got = metric(m, name)
+        check(got is not None and real and abs(got - real) < within,
+              'timestamps: %s is right within %g s' % (name, within), (got, real))
+
+
 def check_starting(root):
     d = os.path.join(root, 'starting')
     plugins = os.path.join(d, 'plugins')
@@ -428,7 +460,8 @@ def check_starting(root):
     conf = sifttest.write_conf(os.path.join(d, 'filterd.conf'), {
         'filterd_listen': 'inet:127.0.0.1:%d' % sifttest.free_port(), 'plugin_directory': plugins,
         'filterd_user': sifttest.daemon_user() or 'root', 'filterd_engine': 'native',
-        'filterd_control_socket': '', 'filterd_pid_file': '', 'metrics_listen': 'inet:127.0.0.1:%d' % mport,
+        'filterd_control_socket': os.path.join(d, 'filterd.ctl'), 'filterd_pid_file': '',
+        'metrics_listen': 'inet:127.0.0.1:%d' % mport,
         'inbound_plugins': 'testplug', 'originating_plugins': 'testplug', 'testplug_init_delay': '5s'})
     p = sifttest.Proc([sifttest.program('filterd'), '-f', '-c', conf], log=os.path.join(d, 'filterd.log'),
                       name='filterd-starting')
@@ -447,6 +480,7 @@ def check_starting(root):
         while (st := http(mport, '/metrics')[0]) != 200 and p.alive() and time.monotonic() < end:
             time.sleep(0.2)
         check(st == 200, 'starting: /metrics answers 200 once the plugins are ready', st)
+        check_timestamps(mport, conf, p.pid)
     finally:
         p.stop()
         p.check_sanitizers()
