@@ -607,7 +607,7 @@ static bool wants_help(int argc, char **argv)
 	return false;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "--help") == 0) {
 		usage(stdout);
@@ -660,4 +660,19 @@ int main(int argc, char **argv)
 	fprintf(stderr, "siftctl: unknown command \"%s\"\n", cmd);
 	usage(stderr);
 	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = run(argc, argv);
+	/* Every command's output, the plugins' tools' too: what could not be
+	 * written (a full disk, a closed pipe with SIGPIPE ignored) is a
+	 * failure, not an exit 0 that printed nothing. */
+	errno = 0;
+	int e = fflush(stdout) != 0 ? errno : 0;
+	if (e || ferror(stdout)) {
+		fprintf(stderr, "siftctl: cannot write the output: %s\n", e ? strerror(e) : "write error");
+		return 1;
+	}
+	return rc;
 }

@@ -4,8 +4,9 @@
 (the daemons' -t: unknown names are errors), `--help` on every command,
 options after operands, `reload` through the daemons' control sockets (the
 outcome, a refused user), `quarantine` refusing a store writable by group
-or others and purging the stale temporary files of unfinished stores, and
-bad input. Prints "N passed, N failed"."""
+or others and purging the stale temporary files of unfinished stores,
+bad input, and exit 1 when stdout cannot be written. Prints "N passed,
+N failed"."""
 import json, os, pwd, re, shutil, socket, struct, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -485,6 +486,18 @@ def reload_tests(tmp, pconf):
               r.stdout + r.stderr)
         r = run("-c", fd.conf, "-o", "filterd_control_socket=" + fctl, "reload", "filterd")
         check(r.returncode == 0, "reload filterd by name", r.stderr)
+
+        # stdout that cannot be written (a full disk): exit 1 with the
+        # reason on stderr, not 0 with nothing printed
+        with open(f"{tmp}/full.eml", "w") as f:
+            f.write("From: alice@example.org\nSubject: hi\n\nHello.\n")
+        for args in (("status",), ("status", "--json"), ("reload",), ("test", "--json", f"{tmp}/full.eml"),
+                     ("test", f"{tmp}/full.eml"), ("quarantine", "--help"), ("help",)):
+            with open("/dev/full", "w") as full:
+                r = subprocess.run([SIFTCTL, "-c", fd.conf] + list(args), stdout=full, stderr=subprocess.PIPE,
+                                   text=True, timeout=60)
+            check(r.returncode == 1 and "siftctl: cannot write the output: No space left on device" in r.stderr,
+                  "siftctl %s > /dev/full: exit 1, saying why" % " ".join(args), (r.returncode, r.stderr))
         with open(fd.conf, "a") as f:
             f.write("access_bogus = 1\n")
         r = run("-c", fd.conf, "reload")
