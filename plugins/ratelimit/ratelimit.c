@@ -58,6 +58,7 @@
 #include <ctype.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1191,14 +1192,26 @@ static int ctl_open(const struct rl_conf *c, char **err_r)
 	char b[400];
 	if (fd < 0)
 		goto fail;
-	mode_t old = umask(0177); /* no access until the mode below is set */
+	/* Born with its mode (the umask around bind(); this runs in preinit,
+	 * at start, before the daemon has other threads), and the group set
+	 * through the socket itself: nothing by path, which root would follow
+	 * through a symlink the daemon's user (who may own the directory, as
+	 * /run/sift) put in the socket's place since bind(). */
+	mode_t old = umask(~(mode_t)mode & 0777);
 	int br = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
 	if (br < 0 || listen(fd, 16) < 0)
 		goto fail;
-	if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) || chmod(path, (mode_t)mode) < 0 ||
-	    lstat(path, &st) < 0) {
-		int e = errno;
+	int pfd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC), e = 0;
+	if (pfd < 0 || fstat(pfd, &st) < 0)
+		e = errno;
+	else if (!S_ISSOCK(st.st_mode))
+		e = ELOOP; /* replaced since bind(): not ours to change */
+	else if (gid != (gid_t)-1 && fchownat(pfd, "", (uid_t)-1, gid, AT_EMPTY_PATH) < 0)
+		e = errno;
+	if (pfd >= 0)
+		close(pfd);
+	if (e) {
 		unlink(path);
 		errno = e;
 		goto fail;
