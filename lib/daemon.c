@@ -21,6 +21,7 @@
 #include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -328,7 +329,8 @@ void sift_remove_pidfile(const char *path)
 			 strerror(errno));
 }
 
-static bool notified_ready;
+/* Set by the main thread, read by the reload threads. */
+static atomic_bool notified_ready;
 
 #ifdef SIFT_HAVE_SYSTEMD
 /*
@@ -343,7 +345,7 @@ static bool notified_ready;
  */
 static void notify_send(const char *text)
 {
-	static bool said;
+	static atomic_bool said; /* notifications come from several threads */
 	const char *name = getenv("NOTIFY_SOCKET");
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	size_t len;
@@ -363,8 +365,7 @@ static void notify_send(const char *text)
 			   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
 	int e = errno;
 	close(fd);
-	if (n < 0 && !said) {
-		said = true;
+	if (n < 0 && !atomic_exchange(&said, true)) {
 		sift_log(LOG_WARNING, "systemd notification \"%.*s\" dropped: %s%s", (int)strcspn(text, "\n"),
 			 text, strerror(e),
 			 e == EAGAIN ? " (the service manager reads no more; said once)" : " (said once)");
@@ -375,7 +376,7 @@ static void notify_send(const char *text)
 void sift_notify(const char *state)
 {
 	if (strncmp(state, "READY=1", 7) == 0)
-		notified_ready = true;
+		atomic_store(&notified_ready, true);
 #ifdef SIFT_HAVE_SYSTEMD
 	if (strncmp(state, "RELOADING=1", 11) == 0) {
 		struct timespec ts;
@@ -392,7 +393,7 @@ void sift_notify(const char *state)
 
 bool sift_notify_was_ready(void)
 {
-	return notified_ready;
+	return atomic_load(&notified_ready);
 }
 
 static int listen_unix(const char *path, int backlog, mode_t mode, char **err_r)
