@@ -167,13 +167,24 @@ static struct sift_gen *load_gen(struct filterd_conf *fc_r, char **err_r)
 /* SIGUSR1 may be delivered to any thread whose mask lets it through (some
  * libraries' threads unblock everything), so the handler only writes a byte
  * to a pipe and the reload thread does the work. */
-static int reload_pipe[2] = {-1, -1};
+static int reload_r = -1;
+/* The write end (non-blocking), written by the signal handler, the signal
+ * and control threads: created before them, never closed (the reload
+ * thread is stopped with reload_stop and a byte), so that no write can go
+ * to a closed or reused descriptor. -1 until then. */
+static atomic_int reload_w = -1;
+
+/* Wakes the reload thread: 0, or -1 when there is none yet. */
+static int wake_reload(void)
+{
+	int fd = atomic_load(&reload_w);
+	return fd >= 0 && write(fd, "r", 1) == 1 ? 0 : -1;
+}
 
 static void on_usr1(int sig)
 {
 	int saved = errno;
-	ssize_t w = write(reload_pipe[1], "r", 1);
-	(void)w;
+	wake_reload();
 	errno = saved;
 	(void)sig;
 }
@@ -181,7 +192,7 @@ static void on_usr1(int sig)
 /* The control socket's request: wake the reload thread. */
 static int ask_reload(void)
 {
-	return reload_pipe[1] >= 0 && write(reload_pipe[1], "r", 1) == 1 ? 0 : -1;
+	return wake_reload();
 }
 
 static _Atomic bool reload_stop; /* the daemon stops: no reload starts */
@@ -190,13 +201,11 @@ static void *reload_thread(void *arg)
 {
 	for (;;) {
 		char c;
-		ssize_t r = read(reload_pipe[0], &c, 1);
+		ssize_t r = read(reload_r, &c, 1);
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r <= 0)
+		if (r <= 0 || atomic_load(&reload_stop))
 			break;
-		if (atomic_load(&reload_stop))
-			continue;
 		unsigned long id = sift_control_reload_begin();
 		char *err = NULL;
 		struct filterd_conf nc;
@@ -237,8 +246,7 @@ static void *signal_thread(void *arg)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			ssize_t w = write(reload_pipe[1], "r", 1);
-			(void)w;
+			wake_reload();
 			continue;
 		}
 		sift_log(LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -341,8 +349,11 @@ int main(int argc, char **argv)
 	size_t n_plugins = sift_gen_plugin_count(g);
 	sift_gen_set_current(g);
 	g = NULL;
-	if (pipe2(reload_pipe, O_CLOEXEC) < 0)
+	int rp[2];
+	if (pipe2(rp, O_CLOEXEC) < 0 || fcntl(rp[1], F_SETFL, O_NONBLOCK) < 0)
 		sift_fatal("pipe: %s", strerror(errno));
+	reload_r = rp[0];
+	atomic_store(&reload_w, rp[1]);
 	struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);
@@ -368,9 +379,7 @@ int main(int argc, char **argv)
 	 * code builds a generation on that thread, nor a generation become
 	 * current after the one below is dropped. */
 	atomic_store(&reload_stop, true);
-	int reload_w = reload_pipe[1];
-	reload_pipe[1] = -1;
-	close(reload_w);
+	wake_reload(); /* a full pipe wakes it as well */
 	pthread_join(reload_th, NULL);
 	/* Drop the current generation: its plugins' release hooks run (now,
 	 * or when the last connection still using it ends). */
