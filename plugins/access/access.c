@@ -47,6 +47,7 @@ struct access_conf {
 	const char *recipient_delimiter;
 	const char *null_sender_key;
 	long long reject_code, defer_code;
+	int parent_matches_subdomains;
 };
 
 static const struct sift_host *host;
@@ -68,6 +69,9 @@ static const struct sift_param params[] = {
 	 "SMTP code of a REJECT result (access_map_reject_code)"},
 	{"defer_code", SIFT_P_INT, "450", 400, 499, OFF(defer_code), NULL,
 	 "SMTP code of a DEFER result (access_map_defer_code)"},
+	{"parent_domain_matches_subdomains", SIFT_P_BOOL, "yes", 0, 0, OFF(parent_matches_subdomains), NULL,
+	 "yes: an entry example.com matches its subdomains too (Postfix's default, smtpd_access_maps "
+	 "in parent_domain_matches_subdomains); no: only .example.com entries match subdomains"},
 	SIFT_PARAM_END,
 };
 #undef OFF
@@ -91,18 +95,25 @@ static bool whole_only(const struct sift_map *map)
 	return host->map_is_pattern(map);
 }
 
-/* Looks up name, then its parent domains ("a.b.c": "a.b.c", ".b.c", "b.c",
- * ".c", "c"), as Postfix does for smtpd_access_maps; only name in a pattern
- * table. */
-static int lookup_domain(const struct sift_map *map, const char *name, char **res)
+/* An IPv4 or IPv6 address written as a name (a HELO of 192.0.2.1). */
+static bool numeric_name(const char *name)
+{
+	unsigned char a[16];
+	return inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1;
+}
+
+/* Looks up name, then its parent domains as Postfix's check_domain_access
+ * does: "a.b.c", then "b.c", "c" (access_parent_domain_matches_subdomains
+ * = yes, Postfix's default) or ".b.c", ".c" (no). Only name in a pattern
+ * table, and for a numeric name ("192.0.2.1" has no parent domains). */
+static int lookup_domain(const struct access_conf *c, const struct sift_map *map, const char *name,
+			 char **res)
 {
 	int rc = lookup(map, name, res);
-	if (rc || whole_only(map))
+	if (rc || whole_only(map) || numeric_name(name))
 		return rc;
 	for (const char *p = strchr(name, '.'); p && p[1]; p = strchr(p + 1, '.')) {
-		if ((rc = lookup(map, p, res)) != 0)
-			return rc;
-		if ((rc = lookup(map, p + 1, res)) != 0)
+		if ((rc = lookup(map, c->parent_matches_subdomains ? p + 1 : p, res)) != 0)
 			return rc;
 	}
 	return 0;
@@ -113,7 +124,7 @@ static int lookup_client(const struct access_conf *c, const char *name, const ch
 	int rc;
 	/* "unknown" (no verified name) too: Postfix's check_namadr_access
 	 * looks it up like any name, so "unknown REJECT" works */
-	if (name && *name && (rc = lookup_domain(c->client_map, name, res)) != 0)
+	if (name && *name && (rc = lookup_domain(c, c->client_map, name, res)) != 0)
 		return rc;
 	if (!addr || !*addr)
 		return 0;
@@ -160,7 +171,7 @@ static int lookup_address(const struct access_conf *c, const struct sift_map *ma
 		if ((rc = lookup(map, tmp, res)) != 0)
 			goto out;
 	}
-	if (at && at[1] && (rc = lookup_domain(map, at + 1, res)) != 0)
+	if (at && at[1] && (rc = lookup_domain(c, map, at + 1, res)) != 0)
 		goto out;
 	sprintf(tmp, "%.*s@", (int)local_len, addr);
 	if ((rc = lookup(map, tmp, res)) != 0)
@@ -325,7 +336,7 @@ static enum sift_verdict check(struct sift_ctx *ctx, enum what w, bool policy)
 		key = host->get(ctx, SIFT_I_HELO);
 		if (!c->helo_map || !key || !*key)
 			return SIFT_DUNNO;
-		rc = lookup_domain(c->helo_map, key, &res);
+		rc = lookup_domain(c, c->helo_map, key, &res);
 		break;
 	case W_SENDER:
 		key = host->get(ctx, SIFT_I_SENDER);
