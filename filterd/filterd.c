@@ -132,6 +132,15 @@ static struct sift_gen *build_gen(struct filterd_conf *fc_r, bool first, char **
 		return NULL;
 	}
 #endif
+	/* a reload checks what the next start will (-t does it in main) */
+	char *e = NULL;
+	if (!first &&
+	    sift_start_settings_check("filterd", fc_r->user, fc_r->socket_mode, fc_r->socket_group, &e) < 0) {
+		*err_r = sift_config_locate(cfg, e);
+		free(e);
+		sift_config_free(cfg);
+		return NULL;
+	}
 	struct sift_gen *g =
 		first ? sift_gen_prepare(SIFT_FILTERD, cfg, err_r) : sift_gen_new(SIFT_FILTERD, cfg, err_r);
 	if (!g)

@@ -161,6 +161,19 @@ int sift_runas_resolve(const char *param, const char *user, struct sift_runas *r
 	return 0;
 }
 
+int sift_start_settings_check(const char *daemon, const char *user, const char *mode, const char *group,
+			      char **err_r)
+{
+	struct sift_runas r;
+	char *param = sift_asprintf("%s_user", daemon);
+	int rc = sift_runas_resolve(param, user, &r, err_r);
+	sift_runas_free(&r);
+	free(param);
+	if (rc == 0)
+		rc = sift_socket_opts_check(daemon, mode, group, err_r);
+	return rc;
+}
+
 void sift_runas_free(struct sift_runas *r)
 {
 	free(r->name);

@@ -744,6 +744,11 @@ int sift_runas_resolve(const char *param, const char *user, struct sift_runas *r
  * empty or unknown. */
 int sift_user_uid(const char *user, uid_t *uid_r);
 void sift_runas_free(struct sift_runas *r);
+/* At a reload: the run-as user and the socket settings checked as at start
+ * (an unknown user, a bad mode or group fails the reload instead of the
+ * next start); nothing is changed. 0, or -1 with *err_r. */
+int sift_start_settings_check(const char *daemon, const char *user, const char *mode, const char *group,
+			      char **err_r);
 /* Becomes r's user (groups, gid, uid; checked), logs a warning when staying
  * root, and marks the privileges dropped (later generations skip preinit). */
 int sift_drop_privileges(const struct sift_runas *r, char **err_r);

@@ -715,6 +715,16 @@ static struct sift_gen *build_generation(struct policyd_conf *pc_r, bool first, 
 		sift_config_free(cfg);
 		return NULL;
 	}
+	/* a reload checks what the next start will (check_start does at start) */
+	char *e = NULL;
+	if (!first &&
+	    sift_start_settings_check("policyd", pc_r->user, pc_r->socket_mode, pc_r->socket_group, &e) < 0) {
+		*err_r = sift_config_locate(cfg, e);
+		free(e);
+		sift_params_free(policyd_params, pc_r);
+		sift_config_free(cfg);
+		return NULL;
+	}
 	struct sift_gen *g = first ? sift_gen_prepare(SIFT_POLICYD, cfg, err_r)
 				   : sift_gen_new(SIFT_POLICYD, cfg, err_r); /* owns cfg on success */
 	if (!g) {

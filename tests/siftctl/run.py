@@ -439,6 +439,16 @@ def reload_tests(tmp, pconf):
               in r.stderr and "policyd.conf:" in r.stderr, "failed reload: exit 1 with the reason", r.stderr)
         check(pol.alive() and "second generation" in ask(), "failed reload: the old generation keeps serving",
               ask())
+        # what the next start would refuse, a reload refuses too: an
+        # unknown run-as user, a socket group that does not exist
+        for bad, param in (("policyd_user = no-such-user-here", "policyd_user"),
+                           ("policyd_socket_group = no-such-group-here", "policyd_socket_group")):
+            with open(pconf, "w") as f:
+                f.write(good + bad + "\n")
+            r = run("-c", pconf, "reload", "policyd")
+            check(r.returncode == 1 and "reload failed" in r.stderr and param in r.stderr
+                  and "policyd.conf:" in r.stderr, f"reload with {bad}: exit 1 naming the parameter", r.stderr)
+        check(pol.alive() and "second generation" in ask(), "the old generation keeps serving after those", ask())
         with open(pconf, "w") as f:
             f.write(good)
 
@@ -535,11 +545,13 @@ def reload_tests(tmp, pconf):
         # next start would refuse them), and a change either applied (the
         # deadlines) or named in a warning (takes effect at restart)
         line = fgood.count("\n") + 1
-        for bad in ("filterd_backlog = lots", "filterd_milter_timeout = 10x", "filterd_engine = bogus"):
+        for bad in ("filterd_backlog = lots", "filterd_milter_timeout = 10x", "filterd_engine = bogus",
+                    "filterd_user = no-such-user-here", "filterd_socket_group = no-such-group-here"):
             with open(fd.conf, "w") as f:
                 f.write(fgood + bad + "\n")
             r = run("-c", fd.conf, "reload")
-            check(r.returncode == 1 and f"filterd.conf:{line}: {bad.split()[0]} = " in r.stderr,
+            check(r.returncode == 1 and (f"filterd.conf:{line}: {bad.split()[0]} = " in r.stderr
+                                         or f"filterd.conf:{line}: {bad.split()[0]}: unknown " in r.stderr),
                   f"reload with {bad}: fails naming file:line and the parameter", r.stdout + r.stderr)
         check(fd.alive() and milter_answers(fport), "filterd keeps answering after those", fd.log_tail())
         mark = len(fd.log())
