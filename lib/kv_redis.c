@@ -522,6 +522,15 @@ fail:
 /* Takes a connection: an idle one (*reused_r = true), or a new one. NULL
  * when Redis is down, the pool is exhausted past the timeout, or the
  * connect failed. */
+/* An idle connection the server has closed (restarted, its idle
+ * timeout) or written to unasked is readable: it is not reused, so that a
+ * command is not sent into it and then resent (see stale_conn_error). */
+static bool closed_by_server(const redisContext *c)
+{
+	struct pollfd p = {.fd = c->fd, .events = POLLIN};
+	return poll(&p, 1, 0) != 0;
+}
+
 static redisContext *rds_take(struct kv_redis *r, bool *reused_r, bool force_new)
 {
 	long long deadline = sift_now_ms() + r->timeout;
@@ -534,9 +543,14 @@ static redisContext *rds_take(struct kv_redis *r, bool *reused_r, bool force_new
 		if (r->idle && !force_new) {
 			struct rds_conn *pc = r->idle;
 			r->idle = pc->next;
-			pthread_mutex_unlock(&r->mu);
 			redisContext *c = pc->c;
 			free(pc);
+			if (closed_by_server(c)) {
+				redisFree(c);
+				r->total--;
+				continue;
+			}
+			pthread_mutex_unlock(&r->mu);
 			*reused_r = true;
 			return c;
 		}
@@ -608,9 +622,16 @@ static void rds_give(struct kv_redis *r, redisContext *c)
 }
 
 /* True when a failure on a reused connection means the server closed it
- * before reading our command (so it is safe to send again). */
-static bool stale_conn_error(const redisContext *c)
+ * before reading our command, so that sending it again is safe. A closed
+ * idle connection is seen before it is used (closed_by_server); what is
+ * left is a close in the instant between that check and the send, or a
+ * server that died after running the command. So a command that counts
+ * (INCRBY, the scripts) is not sent again: a learn or a rate-limit hit
+ * counted twice is worse than one call that fails. */
+static bool stale_conn_error(const redisContext *c, const char *cmd)
 {
+	if (strcmp(cmd, "EVAL") == 0 || strcmp(cmd, "EVALSHA") == 0 || strncmp(cmd, "INCR", 4) == 0)
+		return false;
 	if (c->err == REDIS_ERR_EOF)
 		return true;
 	return c->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE);
@@ -658,7 +679,7 @@ static redisReply *rds_command(struct kv_redis *r, int argc, const char **argv, 
 			rds_give(r, c);
 			return rep;
 		}
-		bool retry = reused && attempt == 0 && stale_conn_error(c);
+		bool retry = reused && attempt == 0 && stale_conn_error(c, argv[0]);
 		if (!retry)
 			cmd_error(r, argv[0], c->errstr[0] ? c->errstr : "I/O error");
 		if (!c->err)

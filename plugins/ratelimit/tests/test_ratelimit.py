@@ -357,6 +357,15 @@ try:
     eq(red.cli('--scan', '--pattern', 'sift:rl:user:m:*back').count('back'), 1,
        'counter written to the new redis')
     check('connected again' in pa.log(), 'recovery logged')
+    # Redis restarted while the pool holds idle connections to the old
+    # server: they are seen closed before use and replaced, so the next
+    # call is answered (a counting script is never sent twice, so one sent
+    # into a dead connection would fail the call: 451 here)
+    red.kill()
+    red.start()
+    with PolicyClient(pb.port) as cb:
+        eq(cb.transaction(sasl_username='fresh', sender='f@a.example'), (['DUNNO'], 'DUNNO'),
+           'idle connections to a restarted Redis: the next call is answered')
     for p in (pa, pb):
         eq(p.alive(), True, '%s still running' % p.name)
         p.stop()
