@@ -88,6 +88,7 @@ struct lmdb_store {
 	pthread_mutex_t build_lock;
 	_Atomic unsigned stale_gets;
 	_Atomic long long next_build_ms;
+	unsigned long sweep_txns; /* write transactions of sweeps (tests) */
 };
 
 static void key_of(btok t, unsigned char k[5])
@@ -561,37 +562,67 @@ static int l_put(struct bstore *st, const btok *t, const struct bcounts *c, size
 /* What a sweep does with one entry. */
 enum sweep { SWEEP_KEEP, SWEEP_DEL, SWEEP_PUT };
 
-/* Walks table dbi in one write transaction; decide() says of each value
- * whether the entry stays, goes, or takes the value it sets in *nv.
- * Entries deleted, or -1. */
+/* Entries a sweep walks per write transaction: the writer lock is let go
+ * between two (a whole table of 100,000s of seen entries or tokens in one
+ * transaction would hold every learner and autolearn of every process
+ * back for as long). */
+#define SWEEP_CHUNK 1000
+
+/* Walks table dbi, SWEEP_CHUNK entries per write transaction; decide()
+ * says of each value whether the entry stays, goes, or takes the value it
+ * sets in *nv. Entries deleted, or -1. */
 static long long sweep(struct lmdb_store *l, MDB_dbi dbi,
 		       enum sweep (*decide)(const MDB_val *v, void *arg, MDB_val *nv), void *arg)
 {
-	MDB_txn *txn;
-	MDB_cursor *cur;
 	long long r = 0;
-	if (wbegin(l, &txn) < 0)
-		return -1;
-	int rc = mdb_cursor_open(txn, dbi, &cur) ? -1 : 0;
-	MDB_val k, v, nv;
-	for (int op = MDB_FIRST; rc == 0 && mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
-		switch (decide(&v, arg, &nv)) {
-		case SWEEP_DEL:
-			rc = mdb_cursor_del(cur, 0) ? -1 : 0;
-			r++;
-			break;
-		case SWEEP_PUT:
-			rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT) ? -1 : 0;
-			break;
-		case SWEEP_KEEP:
-			break;
+	/* where the next transaction goes on: the key after the last one
+	 * walked (keys are at most LMDB's 511 octets; a longer one, cut,
+	 * makes the next chunk walk some entries again, which decides the
+	 * same) */
+	unsigned char last[512];
+	size_t nlast = 0;
+	bool started = false, more = true;
+	while (more) {
+		MDB_txn *txn;
+		MDB_cursor *cur;
+		if (wbegin(l, &txn) < 0)
+			return -1;
+		l->sweep_txns++;
+		more = false;
+		int rc = mdb_cursor_open(txn, dbi, &cur) ? -1 : 0;
+		MDB_val k = {nlast, last}, v, nv;
+		int got =
+			rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, started ? MDB_SET_RANGE : MDB_FIRST);
+		if (got == 0 && started && k.mv_size == nlast && memcmp(k.mv_data, last, nlast) == 0)
+			got = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		for (int n = 0; rc == 0 && got == 0; got = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			if (n++ == SWEEP_CHUNK) {
+				more = true;
+				break;
+			}
+			nlast = k.mv_size < sizeof(last) ? k.mv_size : sizeof(last);
+			memcpy(last, k.mv_data, nlast);
+			started = true;
+			switch (decide(&v, arg, &nv)) {
+			case SWEEP_DEL:
+				rc = mdb_cursor_del(cur, 0) ? -1 : 0;
+				r++;
+				break;
+			case SWEEP_PUT:
+				rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT) ? -1 : 0;
+				break;
+			case SWEEP_KEEP:
+				break;
+			}
 		}
+		if (rc == 0)
+			mdb_cursor_close(cur);
+		rc = wdone(l, txn, rc);
+		pthread_mutex_unlock(&l->bulk_lock);
+		if (rc < 0)
+			return -1;
 	}
-	if (rc == 0)
-		mdb_cursor_close(cur);
-	rc = wdone(l, txn, rc);
-	pthread_mutex_unlock(&l->bulk_lock);
-	return rc < 0 ? -1 : r;
+	return r;
 }
 
 static enum sweep token_old(const MDB_val *v, void *arg, MDB_val *nv)

@@ -684,6 +684,33 @@ static void seen_expiry(const char *top)
 	CHECK(n == 3 && st->ops->seen(st, "<old@test>") == 0 && st->ops->seen(st, "<fresh@test>") == 0 &&
 		      st->ops->seen(st, "<stale@test>") == 0,
 	      "seen expiry: 9 days later the rest goes, the old-format entry too (%lld deleted)", n);
+	/* a table larger than a sweep's chunk: walked in several write
+	 * transactions (the writer lock let go between them), every entry
+	 * decided once */
+	enum { NCHUNKED = 2 * SWEEP_CHUNK + SWEEP_CHUNK / 2 };
+	CHECK(mdb_txn_begin(l->env, NULL, 0, &txn) == 0, "seen expiry: a write transaction");
+	int prc = 0;
+	for (int i = 0; i < NCHUNKED && prc == 0; i++) {
+		char id[40];
+		unsigned char sv[SEEN_VAL];
+		snprintf(id, sizeof(id), "<chunk-%05d@test>", i);
+		seen_val(sv, i % 2 ? 'h' : 's', i % 2 ? now - 1 * day : now - 9 * day);
+		MDB_val ck = {strlen(id), id}, cv = {SEEN_VAL, sv};
+		prc = mdb_put(txn, l->seen, &ck, &cv, 0);
+	}
+	CHECK(prc == 0 && mdb_txn_commit(txn) == 0, "seen expiry: %d entries written", NCHUNKED);
+	unsigned long txns0 = l->sweep_txns;
+	n = st->ops->expire_seen(st, now, SEEN_TTL);
+	int kept = 0;
+	for (int i = 0; i < NCHUNKED; i++) {
+		char id[40];
+		snprintf(id, sizeof(id), "<chunk-%05d@test>", i);
+		kept += st->ops->seen(st, id) == (i % 2 ? 'h' : 0);
+	}
+	CHECK(n == NCHUNKED / 2 && kept == NCHUNKED && l->sweep_txns - txns0 >= 3,
+	      "seen expiry: %d entries swept in %lu write transactions of at most %d, %lld deleted, %d "
+	      "as expected",
+	      NCHUNKED, l->sweep_txns - txns0, SWEEP_CHUNK, n, kept);
 	pthread_mutex_destroy(&b.learn_lock);
 	st->ops->close(st);
 }
