@@ -1038,3 +1038,17 @@ struct sift_addrs *sift_addrlist_parse(const char *value)
 	free(x.toks);
 	return r;
 }
+
+size_t sift_header_name_len(const char *line, size_t len, size_t *colon)
+{
+	size_t n = 0;
+	while (n < len && (unsigned char)line[n] > 32 && (unsigned char)line[n] < 127 && line[n] != ':')
+		n++;
+	size_t c = n;
+	while (c < len && (line[c] == ' ' || line[c] == '\t'))
+		c++;
+	if (n == 0 || c >= len || line[c] != ':')
+		return 0;
+	*colon = c;
+	return n;
+}

@@ -36,6 +36,12 @@ struct sift_buf;
 #define SIFT_ADDR_MAX_DOMAIN  255   /* domain */
 #define SIFT_ADDR_MAX_COMMENT 32    /* comment nesting */
 
+/* Where a header line's field name ends, as Postfix reads it (is_header:
+ * printable ASCII other than space and ':', then optional spaces or tabs,
+ * the obsolete syntax of RFC 5322 4.5.8, then ':'): the name's length, the
+ * colon's offset in *colon; 0 when the line is no header field. */
+size_t sift_header_name_len(const char *line, size_t len, size_t *colon);
+
 /* Parses an address-list header value (what followed the colon; CRLF
  * folding allowed). Never NULL; see struct sift_addrs in sift/plugin.h. */
 struct sift_addrs *sift_addrlist_parse(const char *value);

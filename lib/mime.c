@@ -233,12 +233,8 @@ static void parse_header_block(struct impl *m, const unsigned char *s, size_t n,
 			break;
 		}
 		size_t line0 = i;
-		const unsigned char *colon = memchr(s + i, ':', ll);
-		bool ok = colon && colon > s + i;
-		for (const unsigned char *p = s + i; ok && p < colon; p++)
-			if (*p <= 32 || *p >= 127)
-				ok = false;
-		if (!ok) {
+		size_t coff, nlen = sift_header_name_len((const char *)s + i, ll, &coff);
+		if (!nlen) {
 			m->pub.flags |= SIFT_MIME_F_BAD_HEADER;
 			if (s[i] == ' ' || s[i] == '\t') { /* stray continuation */
 				i = eol ? le + 1 : n;
@@ -247,7 +243,7 @@ static void parse_header_block(struct impl *m, const unsigned char *s, size_t n,
 			break; /* the body starts here */
 		}
 		/* value: this line and continuation lines */
-		size_t vstart = (size_t)(colon - s) + 1, vend = eol ? le + 1 : n;
+		size_t vstart = i + coff + 1, vend = eol ? le + 1 : n;
 		while (vend < n && (s[vend] == ' ' || s[vend] == '\t')) {
 			const unsigned char *e2 = memchr(s + vend, '\n', n - vend);
 			vend = e2 ? (size_t)(e2 - s) + 1 : n;
@@ -265,7 +261,7 @@ static void parse_header_block(struct impl *m, const unsigned char *s, size_t n,
 			vs++;
 		if (nh == cap)
 			h = sift_realloc(h, (cap *= 2) * sizeof(*h));
-		h[nh].name = a_strndup(m, (const char *)s + line0, (size_t)(colon - s) - line0);
+		h[nh].name = a_strndup(m, (const char *)s + line0, nlen);
 		h[nh].raw = a_raw(m, (const char *)s + vstart, ve - vstart);
 		dec.len = 0;
 		sift_header_decode_into(&dec, (const char *)s + vs, ve - vs, m->lim.max_header_len,

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "sift.h"
+#include "mailsyntax.h"
 
 struct sift_msg {
 	struct sift_header *hdrs;
@@ -333,12 +334,8 @@ int sift_msg_read_file(struct sift_msg *m, FILE *fp, char **err_r)
 				in_header = false;
 				continue;
 			}
-			const char *colon = memchr(line, ':', len);
-			bool ok = colon && colon > line;
-			for (const char *p = line; ok && p < colon; p++)
-				if (*p <= 32 || *p >= 127)
-					ok = false;
-			if (!ok) {
+			size_t colon, nlen = sift_header_name_len(line, len, &colon);
+			if (!nlen) {
 				/* Not a header: the body starts here (as Postfix does). */
 				in_header = false;
 				if (body_line(m, line, len, err_r) < 0) {
@@ -348,8 +345,8 @@ int sift_msg_read_file(struct sift_msg *m, FILE *fp, char **err_r)
 				continue;
 			}
 			name.len = value.len = 0;
-			sift_buf_add(&name, line, (size_t)(colon - line));
-			sift_buf_add(&value, colon + 1, len - (size_t)(colon - line) - 1);
+			sift_buf_add(&name, line, nlen);
+			sift_buf_add(&value, line + colon + 1, len - colon - 1);
 			have = true;
 			continue;
 		}

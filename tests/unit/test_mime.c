@@ -97,6 +97,16 @@ static void headers(void)
 	CHECK_STR(m->headers[0].value, "caf\xc3\xa9 cr\xc3\xa8me");
 	CHECK_STR(leaf_text(m, 0), "body\n");
 	sift_mime_free(m);
+
+	/* white space before the colon: the field's name without it (as
+	 * lib/msg.c and Postfix read it), its value after the colon */
+	m = parse("Content-Type : text/plain; charset=utf-8\nSubject\t: hi\n\nbody\n");
+	CHECK_INT(m->header_count, 2);
+	CHECK_STR(m->headers[0].name, "Content-Type");
+	CHECK_STR(m->headers[1].name, "Subject");
+	CHECK_STR(m->headers[1].value, "hi");
+	CHECK_STR(leaf_text(m, 0), "body\n");
+	sift_mime_free(m);
 }
 
 int main(void)

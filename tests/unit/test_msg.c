@@ -180,5 +180,23 @@ int main(void)
 	CHECK_STR(b, "this is not a header\r\nmore\r\n");
 	free(b);
 	sift_msg_free(m);
+
+	/* a name, white space, then the colon is a header field, its name
+	 * without the white space, as Postfix reads and passes it to milters
+	 * (RFC 5322 4.5.8); white space inside a name is not one */
+	text = "Authentication-Results : mx.test; dkim=pass\nX-Tab\t:\tv\nBad Name: x\n\nbody\n";
+	fp = fmemopen((void *)text, strlen(text), "r");
+	m = sift_msg_new(1024, "/tmp");
+	CHECK(sift_msg_read_file(m, fp, &err) == 0);
+	fclose(fp);
+	CHECK_INT(sift_msg_header_count(m), 2);
+	CHECK_STR(sift_msg_header(m, 0)->name, "Authentication-Results");
+	CHECK_STR(sift_msg_header(m, 0)->value, " mx.test; dkim=pass");
+	CHECK_STR(sift_msg_header(m, 1)->name, "X-Tab");
+	CHECK_STR(sift_msg_header(m, 1)->value, "\tv");
+	b = body_of(m);
+	CHECK_STR(b, "Bad Name: x\r\n\r\nbody\r\n");
+	free(b);
+	sift_msg_free(m);
 	return t_done();
 }
