@@ -1235,8 +1235,12 @@ static bool ar_authserv_id(const char *p, char *out, size_t n)
 
 /* True when id is the generation's authserv_id or one a plugin reported
  * under (host->auth_result) for this message. */
-static bool our_authserv_id(struct sift_ctx *ctx, const char *id)
+static bool our_authserv_id(struct sift_ctx *ctx, char *id)
 {
+	/* a fully qualified name with its root dot names the same host */
+	size_t dot = strlen(id);
+	if (dot > 1 && id[dot - 1] == '.')
+		id[dot - 1] = 0;
 	const char *common =
 		*ctx->gen->common.authserv_id ? ctx->gen->common.authserv_id : ctx->gen->myhostname;
 	if (strcasecmp(id, common) == 0)
@@ -1257,18 +1261,26 @@ static void strip_forged_auth_results(struct sift_ctx *ctx)
 	if (!ctx->msg || !(ctx->gen->actions & SIFT_A_CHGHDRS))
 		return;
 	struct sift_edit *head = NULL, **tail = &head;
-	unsigned idx = 0, forged[256];
-	size_t nf = 0, nh = sift_msg_header_count(ctx->msg);
+	/* every one, however many (the header section is bounded by
+	 * message_header_limit) */
+	unsigned idx = 0, *forged = NULL;
+	size_t nf = 0, cap = 0, nh = sift_msg_header_count(ctx->msg);
 	for (size_t i = 0; i < nh; i++) {
 		const struct sift_header *h = sift_msg_header(ctx->msg, i);
 		if (strcasecmp(h->name, "Authentication-Results") != 0)
 			continue;
 		idx++;
 		char id[256];
-		if (ar_authserv_id(h->value, id, sizeof(id)) && our_authserv_id(ctx, id) &&
-		    nf < sizeof(forged) / sizeof(forged[0]))
+		if (ar_authserv_id(h->value, id, sizeof(id)) && our_authserv_id(ctx, id)) {
+			if (nf == cap) {
+				cap = cap ? cap * 2 : 16;
+				forged = sift_realloc(forged, cap * sizeof(*forged));
+			}
 			forged[nf++] = idx;
+		}
 	}
+	char which[128] = "";
+	size_t wl = 0;
 	for (size_t i = nf; i-- > 0;) {
 		struct sift_edit *e = sift_calloc(1, sizeof(*e));
 		e->op = SIFT_EDIT_CHANGE;
@@ -1276,9 +1288,15 @@ static void strip_forged_auth_results(struct sift_ctx *ctx)
 		e->name = sift_strdup("Authentication-Results");
 		*tail = e;
 		tail = &e->next;
-		sift_log_msg(LOG_NOTICE, ctx->items[SIFT_I_QUEUE_ID], "filterd",
-			     "deleted forged Authentication-Results #%u carrying our authserv-id", forged[i]);
+		if (nf - 1 - i < 8 && wl < sizeof(which))
+			wl += (size_t)snprintf(which + wl, sizeof(which) - wl, "%s#%u", wl ? " " : "",
+					       forged[nf - 1 - i]);
 	}
+	if (nf) /* one line per message, however many */
+		sift_log_msg(LOG_NOTICE, ctx->items[SIFT_I_QUEUE_ID], "filterd",
+			     "deleted %zu forged Authentication-Results carrying our authserv-id (%s%s)", nf,
+			     which, nf > 8 ? " ..." : "");
+	free(forged);
 	if (!head)
 		return;
 	*tail = ctx->res.edits;
