@@ -516,25 +516,53 @@ static enum sift_verdict spf_policy(struct sift_ctx *ctx)
 
 /* ---- filterd --------------------------------------------------------------- */
 
-/* Finds key=value in a Received-SPF value; copies the value (unquoted). */
+/* Finds key=value in a Received-SPF value (RFC 7208 9.1); copies the value
+ * (unquoted). The value is read token by token: comments (nested, with
+ * quoted-pairs) and quoted strings (with quoted-pairs) are skipped whole,
+ * and a key matches only where a token starts - at the start, or after
+ * white space, ';' or a comment - outside both. So an envelope-from or a
+ * helo written as a quoted string holding "; helo=x" or a '(' can neither
+ * plant a key nor hide the keys after it. */
 static bool rspf_key(const char *v, const char *key, char *out, size_t n)
 {
 	size_t kl = strlen(key);
-	int depth = 0;
-	for (const char *p = v; *p; p++) {
+	bool start = true; /* at the start of a token */
+	const char *p = v;
+	while (*p) {
 		if (*p == '(') {
-			depth++;
+			int depth = 0;
+			for (; *p; p++) {
+				if (*p == '\\' && p[1])
+					p++;
+				else if (*p == '(')
+					depth++;
+				else if (*p == ')' && --depth == 0)
+					break;
+			}
+			if (*p)
+				p++;
+			start = true;
 			continue;
 		}
-		if (*p == ')' && depth) {
-			depth--;
+		if (*p == '"') {
+			for (p++; *p && *p != '"'; p++)
+				if (*p == '\\' && p[1])
+					p++;
+			if (*p)
+				p++;
+			start = false;
 			continue;
 		}
-		if (depth || strncasecmp(p, key, kl) != 0 || p[kl] != '=')
+		if (*p == ';' || isspace((unsigned char)*p)) {
+			start = true;
+			p++;
 			continue;
-		if (p != v &&
-		    !(p[-1] == ' ' || p[-1] == ';' || p[-1] == '\t' || p[-1] == '\n' || p[-1] == ')'))
+		}
+		if (!start || strncasecmp(p, key, kl) != 0 || p[kl] != '=') {
+			start = false;
+			p++;
 			continue;
+		}
 		p += kl + 1;
 		size_t k = 0;
 		if (*p == '"') {
@@ -544,7 +572,7 @@ static bool rspf_key(const char *v, const char *key, char *out, size_t n)
 				out[k++] = *p;
 			}
 		} else {
-			for (; *p && *p != ';' && !isspace((unsigned char)*p) && k + 1 < n; p++)
+			for (; *p && *p != ';' && *p != '(' && !isspace((unsigned char)*p) && k + 1 < n; p++)
 				out[k++] = *p;
 		}
 		out[k] = 0;
@@ -585,6 +613,15 @@ static int own_header(const struct spf_conf *c, struct sift_ctx *ctx, int *ident
 			from[0] = 0;
 		if (!rspf_key(v, "helo", helo, hn))
 			helo[0] = 0;
+		/* The header is ours, so this transaction's MAIL FROM and HELO
+		 * are what it was written for: where the MTA gave them, they
+		 * name the identity, not text read back from the header. */
+		const char *s = host->get(ctx, SIFT_I_SENDER);
+		if (s && *s)
+			snprintf(from, fn, "%s", s);
+		s = host->get(ctx, SIFT_I_HELO);
+		if (s && *s)
+			snprintf(helo, hn, "%s", s);
 		return res;
 	}
 	return -1;

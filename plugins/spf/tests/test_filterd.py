@@ -11,6 +11,11 @@ with another receiver= is ignored and SPF is checked (symbol option
 symbol with its configured score and an Authentication-Results header with
 our authserv-id and spf=; spf_filterd_mode = header never checks;
 authenticated (originating) messages are skipped.
+Quoted values in our own header are read as such: headers written by
+policyd (started here) for a sender whose quoted local part holds
+"identity=helo; helo=paypal.com;" or a '(', and a HELO name that would
+close that '(' and plant keys, give the Authentication-Results the real
+identity, read from the header alone and with the MTA's MAIL FROM and HELO.
 Prints "N passed, N failed".
 """
 import os
@@ -24,7 +29,8 @@ from sifttest import check, done, siftctl_test, write_conf, plugin_directory  # 
 
 ZONE = {".": [spfutil.ROOT_SOA,
               {"name": "fail.test", "type": "TXT", "data": "v=spf1 -all"},
-              {"name": "pass.test", "type": "TXT", "data": "v=spf1 ip4:192.0.2.0/24 -all"}]}
+              {"name": "pass.test", "type": "TXT", "data": "v=spf1 ip4:192.0.2.0/24 -all"},
+              {"name": "evil.test", "type": "TXT", "data": "v=spf1 ip4:198.51.100.0/24 -all"}]}
 
 OWN = ("Received-SPF: pass (mx.sift.test: domain of a@fail.test designates 198.51.100.1 as permitted sender)\n"
        " receiver=mx.sift.test; client-ip=198.51.100.1; envelope-from=\"a@fail.test\"; helo=h.test;\n"
@@ -38,6 +44,37 @@ def run(conf, msg, opts=(), helo="h.test", auth=None):
     args += ["--helo", helo] if helo else []
     args += ["--auth", auth] if auth else []
     return siftctl_test(conf, msg, args, opts=opts)
+
+
+def quoted_values(conf, srv):
+    """Received-SPF headers written by policyd for senders and HELO names
+    that need quoting, read back by filterd: the A-R names the identity
+    that was checked, never a key planted in a quoted value."""
+    pd = spfutil.policyd({"dns_servers": "127.0.0.1:%d" % srv.port, "dns_timeout": "2s",
+                          "myhostname": "mx.sift.test"})
+    try:
+        c = spfutil.policy_client(pd.port)
+        cases = [
+            ('"x identity=helo; helo=paypal.com;"@evil.test', "h.evil.test", "smtp.mailfrom=evil.test"),
+            ('"a(b"@evil.test', "h.evil.test", "smtp.mailfrom=evil.test"),
+            # the HELO name closes the sender's '(' and plants keys after it
+            ('"a(b"@evil.test', ") identity=helo; helo=paypal.com", "smtp.mailfrom=evil.test"),
+            ('"x) helo=paypal.com; identity=helo; ("@evil.test', "h.evil.test", "smtp.mailfrom=evil.test"),
+            ("", "evil.test", "smtp.helo=evil.test"),
+        ]
+        for n, (sender, helo, want) in enumerate(cases):
+            a = c.ask(client_address="198.51.100.1", sender=sender, helo_name=helo, instance="q.%d" % n)
+            check(a.startswith("PREPEND Received-SPF: pass "), "policyd passes %r / %r" % (sender, helo), a)
+            rspf = "Received-SPF: " + a[len("PREPEND Received-SPF: "):] + "\n"
+            for how, args in (("header alone", ["--helo", ""]), ("with MAIL FROM and HELO", ["--from", sender, "--helo", helo])):
+                r = siftctl_test(conf, rspf + RECV + BODY,
+                                 ["--client", "198.51.100.1", "--to", "b@sift.test"] + args)
+                check(sym(r) == ("SPF_PASS", -0.1, "header") and
+                      hdr(r, "Authentication-Results") == ["auth.sift.test; spf=pass " + want],
+                      "sender %r, HELO %r, %s: A-R %s" % (sender, helo, how, want), (rspf, r))
+        c.close()
+    finally:
+        pd.stop()
 
 
 def sym(r):
@@ -90,6 +127,8 @@ def main():
         r = run(conf, OWN.replace("Received-SPF: pass", "Received-SPF: permerror") + RECV + BODY,
                 helo=None, auth="alice")
         check(r["action"] != "error" and not r.get("symbols"), "authenticated sender skipped", r)
+
+        quoted_values(conf, srv)
     finally:
         srv.stop()
     return done()
