@@ -17,8 +17,11 @@
  *   - limits (§4.6.4): max_lookups DNS-querying terms (include, a, mx, ptr,
  *     exists, redirect), max_void terms whose lookup came back NXDOMAIN or
  *     empty, max_names MX names (more is permerror) and PTR names (the rest
- *     are ignored); the overall deadline makes any later lookup a
- *     temperror;
+ *     are ignored); %{p} is looked up once per evaluation - one PTR
+ *     query and at most max_names address queries, however many %{p} the
+ *     records hold - and is not counted as a DNS-querying term (its term
+ *     is); an expansion stops at MAX_EXPAND, before any further macro; the
+ *     overall deadline makes any later lookup a temperror;
  *   - macros (§7): s l o d i p h v, plus c r t in explanations; digit and
  *     "r" transformers, delimiters, URL escaping for upper-case letters;
  *     expanded domains longer than 253 octets lose labels on the left;
@@ -167,6 +170,14 @@ struct eval {
 	char ip_text[64];    /* %{c} */
 	int lookups, voids;
 	char problem[160];
+	/* %{p}: the client's PTR names (p_n < 0: none) and, per name, 1
+	 * validated, 0 not, -1 not yet asked. Looked up at the first %{p}
+	 * and kept for the whole evaluation, so that any number of %{p}
+	 * costs one PTR query and at most max_names address queries. */
+	bool p_looked;
+	int p_n;
+	char (*p_names)[256];
+	signed char *p_valid;
 };
 
 static void problem(struct eval *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -772,20 +783,33 @@ static int ptr_names(struct eval *e, char (**names)[256])
 	return n;
 }
 
-/* %{p}: a validated name, preferring domain or its subdomains. */
+/* %{p}: a validated name, preferring domain or its subdomains. The PTR
+ * names and their validation are looked up once per evaluation (struct
+ * eval); later %{p}, for this or another domain, use what was found. */
 static void macro_p(struct eval *e, const char *domain, struct sb *out)
 {
-	char(*names)[256];
-	int n = ptr_names(e, &names);
+	if (!e->p_looked) {
+		e->p_looked = true;
+		e->p_n = ptr_names(e, &e->p_names);
+		if (e->p_n > 0) {
+			e->p_valid = malloc((size_t)e->p_n);
+			if (e->p_valid)
+				memset(e->p_valid, -1, (size_t)e->p_n);
+			else
+				e->p_n = 0;
+		}
+	}
 	const char *best = NULL;
 	for (int pass = 0; pass < 2 && !best; pass++)
-		for (int i = 0; i < n && !best; i++) {
-			bool m = dom_match(names[i], domain);
-			if ((pass == 0) == m && validate_name(e, names[i]))
-				best = names[i];
+		for (int i = 0; i < e->p_n && !best; i++) {
+			if ((pass == 0) != dom_match(e->p_names[i], domain))
+				continue;
+			if (e->p_valid[i] < 0)
+				e->p_valid[i] = validate_name(e, e->p_names[i]) ? 1 : 0;
+			if (e->p_valid[i])
+				best = e->p_names[i];
 		}
 	sb_adds(out, best ? best : "unknown");
-	free(names);
 }
 
 /* Expands one macro value with transformers into out. */
@@ -856,7 +880,9 @@ static int expand(struct eval *e, const char *s, size_t n, const char *domain, b
 	sb_reset(out);
 	struct sb val = {0};
 	size_t i = 0;
-	while (i < n) {
+	/* Once the output is over MAX_EXPAND the expansion is a permerror:
+	 * no further macro is evaluated (%{p} would query the DNS). */
+	while (i < n && !out->over) {
 		if (s[i] != '%') {
 			size_t j = i;
 			while (j < n && s[j] != '%')
@@ -1263,4 +1289,6 @@ void spf_eval(const struct spf_req *q, struct spf_res *res)
 		res->problem[0] = 0;
 	res->lookups = e.lookups;
 	res->voids = e.voids;
+	free(e.p_names);
+	free(e.p_valid);
 }

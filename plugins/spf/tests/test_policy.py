@@ -21,7 +21,11 @@ Checks:
     (over TCP), a DNS server that never answers (bounded time, other
     clients served meanwhile), garbage client addresses and senders;
   * the plugin's DNS cache read and replaced by 8 concurrent clients;
-  * siftctl spf check prints the same result and header.
+  * siftctl spf check prints the same result and header;
+  * %{p}: a record with many %{p} (also past the 8 KB expansion limit)
+    costs one PTR query and at most one address query per PTR name in
+    the whole evaluation (DNS server's query log, TTL 0 so the resolver
+    caches nothing), and gives the same validated name as a single %{p}.
 Prints "N passed, N failed".
 """
 import atexit
@@ -35,6 +39,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import spfutil  # noqa: E402
 from sifttest import check, done, program  # noqa: E402
 
+
+# %{p} for the client 203.0.113.5: five PTR names, of which only
+# n3.other.test validates (the others point elsewhere). Nothing cached
+# (TTL 0), so the query log shows every lookup of an evaluation.
+P_CLIENT = "203.0.113.5"
+P_PTR = "5.113.0.203.in-addr.arpa"
+P_NAMES = ["n0.other.test", "n1.other.test", "n2.other.test", "n3.other.test", "p.pm.test"]
+P_ZONE = [{"name": P_PTR, "type": "PTR", "ttl": 0, "data": n + "."} for n in P_NAMES] + [
+    {"name": n, "type": "A", "ttl": 0, "data": P_CLIENT if n == "n3.other.test" else "192.0.2.200"}
+    for n in P_NAMES] + [
+    {"name": "other.test", "type": "TXT", "ttl": 0, "data": "v=spf1 exists:%{p}.ok.test -all"},
+    {"name": "pmany.test", "type": "TXT", "ttl": 0,
+     "data": "v=spf1 " + "a:%{p}.%{p}.%{p}.no.test " * 8 + "exists:%{p}.ok.test -all"},
+    {"name": "n3.other.test.n3.other.test.n3.other.test.no.test", "type": "A", "ttl": 0, "data": "192.0.2.200"},
+    {"name": "pover.test", "type": "TXT", "ttl": 0, "data": "v=spf1 exists:" + "%{p}" * 2000 + ".x.test -all"},
+    {"name": "n3.other.test.ok.test", "type": "A", "ttl": 0, "data": "127.0.0.2"}]
 
 RACE_DOMAINS = 300
 BIG = "v=spf1 " + " ".join("ip4:198.18.%d.%d" % (i // 250, i % 250) for i in range(1200)) + " ip4:192.0.2.0/24 -all"
@@ -59,7 +79,7 @@ ZONE = {".": [spfutil.ROOT_SOA] + [
     {"name": "helo.test", "type": "TXT", "data": "v=spf1 a -all"},
     {"name": "helo.test", "type": "A", "data": "192.0.2.44"},
     {"name": "badhelo.test", "type": "TXT", "data": "v=spf1 -all"},
-] + [r for k in range(RACE_DOMAINS) for r in (
+] + P_ZONE + [r for k in range(RACE_DOMAINS) for r in (
     {"name": "d%d.race.test" % k, "type": "TXT", "data": "v=spf1 a:mail.d%d.race.test ip4:192.0.2.0/24 -all" % k},
     {"name": "mail.d%d.race.test" % k, "type": "A", "data": "198.51.100.%d" % (k % 250 + 1)})]}
 
@@ -208,6 +228,7 @@ def main():
               "helo_check=yes: MAIL FROM when HELO does not fail", a)
         c.close()
 
+        p_macro(pd, srv)
         once_per_transaction(base, daemons)
         cache_race(base, daemons)
 
@@ -226,6 +247,34 @@ def main():
             d.stop()
         srv.stop()
     return done()
+
+
+def p_macro(pd, srv):
+    """%{p} is looked up once per evaluation, whatever the number of %{p}
+    in the record, and stops with the expansion once it is over 8 KB."""
+    def queries(sender):
+        srv.log.clear()
+        with spfutil.policy_client(pd.port) as c:
+            a = ask(c, P_CLIENT, sender)
+        log = list(srv.log)
+        ptr = sum(1 for name, t, _ in log if t == "PTR")
+        addr = sum(1 for name, t, _ in log if t == "A" and name in P_NAMES)
+        return a, ptr, addr, sum(1 for name, t, _ in log if t != "TXT")
+
+    a, ptr, addr, n = queries("a@other.test")
+    check(a.startswith("PREPEND Received-SPF: pass ") and 'mechanism="exists:%{p}.ok.test"' in a,
+          "one %{p}: the validated name (n3.other.test)", a)
+    check(ptr == 1 and addr <= len(P_NAMES), "one %{p}: one PTR query, a query per name at most", (ptr, addr))
+    a, ptr, addr, n = queries("a@pmany.test")
+    check(a.startswith("PREPEND Received-SPF: pass ") and 'mechanism="exists:%{p}.ok.test"' in a,
+          "25 %{p}: the same validated name", a)
+    check(ptr == 1 and addr <= len(P_NAMES), "25 %{p}: one PTR query, " + str(addr) + " address queries",
+          (ptr, addr, n))
+    a, ptr, addr, n = queries("a@pover.test")
+    check(a.startswith("PREPEND Received-SPF: permerror ") and "too long" in a,
+          "2000 %{p} in one name: permerror, expansion too long", a)
+    check(ptr <= 1 and addr <= len(P_NAMES) and n <= 1 + len(P_NAMES),
+          "2000 %{p}: at most one PTR query (" + str(n) + " queries besides TXT)", (ptr, addr, n))
 
 
 def once_per_transaction(base, daemons):
