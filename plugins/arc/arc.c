@@ -9,9 +9,11 @@
  * cache) and its body hash started; the body hook feeds them; at end of
  * message (RFC 8617 5.2) the newest AMS must verify, every AMS is checked
  * for the oldest-pass, then every ARC-Seal from the newest down, each over
- * the sets up to its own. The result is cv=none|pass|fail: an ARC_* symbol
- * and `arc=RESULT smtp.remote-ip=... header.oldest-pass=N` in the message's
- * Authentication-Results (host->auth_result).
+ * the sets up to its own. The result is none|pass|fail|temperror: an ARC_*
+ * symbol and `arc=RESULT smtp.remote-ip=... header.oldest-pass=N` in the
+ * message's Authentication-Results (host->auth_result). temperror (a key
+ * lookup failed temporarily, nothing failed for good) is never cv=fail: a
+ * message we would seal gets an internal error instead (arc_error_action).
  *
  * Trusted sealers: when the chain passes and a set was sealed by a domain
  * in arc_trusted_sealers, the lowest such set's ARC-Authentication-Results
@@ -77,11 +79,14 @@ static const struct sift_param params[] = {
 	{"score_none", SIFT_P_STRING, "0", 0, 0, OFF(score_text[AS_NONE]), NULL, "score of ARC_NONE"},
 	{"score_trusted", SIFT_P_STRING, "0", 0, 0, OFF(score_text[AS_TRUSTED]), NULL,
 	 "score of ARC_TRUSTED (a passing chain sealed by a trusted sealer)"},
+	{"score_temperror", SIFT_P_STRING, "0", 0, 0, OFF(score_text[AS_TEMPERROR]), NULL,
+	 "score of ARC_TEMPERROR (the chain could not be verified: a key lookup failed temporarily)"},
 	SIFT_PARAM_END,
 };
 #undef OFF
 
-static const char *const sym_names[AS_MAX] = {"ARC_PASS", "ARC_FAIL", "ARC_NONE", "ARC_TRUSTED"};
+static const char *const sym_names[AS_MAX] = {"ARC_PASS", "ARC_FAIL", "ARC_NONE", "ARC_TRUSTED",
+					      "ARC_TEMPERROR"};
 
 static const struct sift_host *host;
 
@@ -301,15 +306,19 @@ static enum sift_verdict arc_body(struct sift_ctx *ctx, const unsigned char *buf
 static void report(struct sift_ctx *ctx, struct arc_msg *m)
 {
 	const struct arc_conf *c = m->conf;
-	enum arc_sym s = m->cv == ARC_CV_PASS ? AS_PASS : m->cv == ARC_CV_FAIL ? AS_FAIL : AS_NONE;
+	enum arc_sym s = m->cv == ARC_CV_PASS	     ? AS_PASS
+			 : m->cv == ARC_CV_FAIL	     ? AS_FAIL
+			 : m->cv == ARC_CV_TEMPERROR ? AS_TEMPERROR
+						     : AS_NONE;
+	bool failed = m->cv == ARC_CV_FAIL || m->cv == ARC_CV_TEMPERROR;
 	char opt[64];
-	snprintf(opt, sizeof(opt), "i=%u", m->cv == ARC_CV_FAIL ? m->fail_i : m->chain->n);
+	snprintf(opt, sizeof(opt), "i=%u", failed ? m->fail_i : m->chain ? m->chain->n : 0);
 	host->symbol(ctx, sym_names[s], c->score[s], opt);
 	if (m->trusted[0])
 		host->symbol(ctx, sym_names[AS_TRUSTED], c->score[AS_TRUSTED], m->trusted);
 	char v[600];
 	int k = snprintf(v, sizeof(v), "arc=%s", arc_cv_names[m->cv]);
-	if (m->cv == ARC_CV_FAIL)
+	if (failed)
 		k += snprintf(v + k, sizeof(v) - (size_t)k, " (i=%u %s)", m->fail_i,
 			      m->reason ? m->reason : "chain failed");
 	else if (m->cv == ARC_CV_PASS)

@@ -18,7 +18,7 @@
 #include "dkimverify.h"
 #include "sift/plugin.h"
 
-enum arc_sym { AS_PASS, AS_FAIL, AS_NONE, AS_TRUSTED, AS_MAX };
+enum arc_sym { AS_PASS, AS_FAIL, AS_NONE, AS_TRUSTED, AS_TEMPERROR, AS_MAX };
 
 struct arc_conf {
 	/* parameters */

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-const char *const arc_cv_names[3] = {"none", "pass", "fail"};
+const char *const arc_cv_names[ARC_CV_MAX] = {"none", "pass", "fail", "temperror"};
 
 enum { F_AAR = 1, F_AMS, F_AS };
 

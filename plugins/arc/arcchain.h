@@ -23,8 +23,11 @@
 
 #define ARC_MAX DKV_ARC_MAX
 
-enum arc_cv { ARC_CV_NONE = 0, ARC_CV_PASS, ARC_CV_FAIL };
-extern const char *const arc_cv_names[3];
+/* ARC_CV_TEMPERROR: the chain could not be verified (a key lookup failed
+ * temporarily, an internal error); the plugin's result only, never a
+ * chain's structure nor a seal's cv=. */
+enum arc_cv { ARC_CV_NONE = 0, ARC_CV_PASS, ARC_CV_FAIL, ARC_CV_TEMPERROR, ARC_CV_MAX };
+extern const char *const arc_cv_names[ARC_CV_MAX];
 
 struct arc_set {
 	size_t aar, ams, as; /* field indexes (valid when the chain's structure is) */

@@ -32,7 +32,7 @@ void arc_verify_start(const struct sift_host *host, struct arc_msg *m)
 	const struct arc_conf *c = m->conf;
 	m->cv = ARC_CV_NONE;
 	if (!(m->chain = calloc(1, sizeof(*m->chain)))) {
-		m->cv = ARC_CV_FAIL;
+		m->cv = ARC_CV_TEMPERROR;
 		m->reason = "out of memory";
 		return;
 	}
@@ -71,6 +71,19 @@ void arc_verify_body(struct arc_msg *m, const unsigned char *buf, size_t len)
 static void fail_at(struct arc_msg *m, unsigned i, const char *reason)
 {
 	m->cv = ARC_CV_FAIL;
+	m->fail_i = i;
+	m->reason = reason;
+}
+
+/* A temporary failure (a key lookup that failed temporarily, an internal
+ * error) at instance i: the chain cannot be said to pass nor to fail,
+ * unless another check fails for good (fail_at wins). The first (newest)
+ * one is kept. */
+static void temp_at(struct arc_msg *m, unsigned i, const char *reason)
+{
+	if (m->cv == ARC_CV_TEMPERROR)
+		return;
+	m->cv = ARC_CV_TEMPERROR;
 	m->fail_i = i;
 	m->reason = reason;
 }
@@ -144,9 +157,12 @@ void arc_verify_finish(const struct sift_host *host, struct arc_msg *m)
 			v->ams_res = dkv_finish(&ch->set[i].sig, v->ams_key, m->fields.n, fn,
 						m->fields.values, fn[ch->set[i].ams], &v->ams_reason);
 	}
-	if (m->v[ch->n].ams_res != DKV_PASS) {
-		fail_at(m, ch->n,
-			m->v[ch->n].ams_reason ? m->v[ch->n].ams_reason : "ARC-Message-Signature failed");
+	const struct arc_vset *newest = &m->v[ch->n];
+	if (newest->ams_res == DKV_TEMPERROR)
+		temp_at(m, ch->n,
+			newest->ams_reason ? newest->ams_reason : "ARC-Message-Signature temperror");
+	else if (newest->ams_res != DKV_PASS) {
+		fail_at(m, ch->n, newest->ams_reason ? newest->ams_reason : "ARC-Message-Signature failed");
 		return;
 	}
 	/* oldest-pass: the lowest instance from which every AMS up to the
@@ -157,13 +173,21 @@ void arc_verify_finish(const struct sift_host *host, struct arc_msg *m)
 			m->oldest_pass = i + 1;
 			break;
 		}
+	/* Every seal: one that fails for good fails the chain even when
+	 * another key could not be fetched; a temperror only leaves the
+	 * result open (RFC 8601 2.7.1, never cv=fail). */
 	for (unsigned i = ch->n; i >= 1; i--) {
 		const char *reason = NULL;
-		if (check_seal(m, i, &reason) != DKV_PASS) {
+		enum dkv_result r = check_seal(m, i, &reason);
+		if (r == DKV_TEMPERROR)
+			temp_at(m, i, reason ? reason : "ARC-Seal temperror");
+		else if (r != DKV_PASS) {
 			fail_at(m, i, reason ? reason : "ARC-Seal failed");
 			return;
 		}
 	}
+	if (m->cv == ARC_CV_TEMPERROR)
+		return;
 	m->cv = ARC_CV_PASS;
 	trusted(host, m);
 }
@@ -201,6 +225,11 @@ static unsigned next_instance(const struct arc_chain *ch)
 int arc_seal_start(const struct sift_host *host, struct arc_msg *m)
 {
 	const struct arc_conf *c = m->conf;
+	if (!m->chain) {
+		host->log(m->ctx, LOG_ERR, "sealing: the ARC chain cannot be read: %s",
+			  m->reason ? m->reason : "internal error");
+		return -1;
+	}
 	unsigned inst = next_instance(m->chain);
 	if (!inst) {
 		host->log(m->ctx, LOG_NOTICE, "not sealing: %s",
@@ -232,6 +261,8 @@ int arc_seal_start(const struct sift_host *host, struct arc_msg *m)
 static char *make_seal(struct arc_msg *m, unsigned inst, const char *aar, const char *ams)
 {
 	const struct arc_conf *c = m->conf;
+	if (m->cv == ARC_CV_TEMPERROR) /* never a cv= we could not establish */
+		return NULL;
 	const char *names[3 * ARC_MAX], *values[3 * ARC_MAX];
 	size_t n = 0;
 	const struct arc_chain *ch = m->chain;
@@ -270,6 +301,17 @@ enum sift_verdict arc_seal_finish(const struct sift_host *host, struct arc_msg *
 	struct sift_ctx *ctx = m->ctx;
 	if (!m->signer)
 		return SIFT_DUNNO;
+	if (m->cv == ARC_CV_TEMPERROR) {
+		/* A seal records cv= for good: cv=fail would break the chain
+		 * for every later hop although nothing failed, and a pass is
+		 * not known. Not sealing and delivering would drop the chain's
+		 * result silently: an internal error, so arc_error_action
+		 * (tempfail by default: the client retries, the key lookup
+		 * likely works then; accept/dunno: delivered without our set). */
+		host->log(ctx, LOG_WARNING, "not sealing: the ARC chain could not be verified (i=%u %s)",
+			  m->fail_i, m->reason ? m->reason : "temperror");
+		return SIFT_ERROR;
+	}
 	unsigned inst = next_instance(m->chain);
 	const char *id = arc_authserv_id(ctx, m->conf);
 	const char *res = host->auth_result_get(ctx, id);

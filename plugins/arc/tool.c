@@ -3,11 +3,15 @@
  *
  *   siftctl arc verify [FILE...]   the ARC chain's result, as filterd finds
  *                                  it: "cv=pass sets=N oldest-pass=N",
- *                                  "cv=none", or "cv=fail instance=N
- *                                  reason=..." (exit 0 unless a chain fails)
+ *                                  "cv=none", "cv=fail instance=N
+ *                                  reason=...", or "cv=temperror
+ *                                  instance=N reason=..." when a key
+ *                                  lookup failed temporarily (exit 0
+ *                                  unless a chain fails or is temperror)
  *   siftctl arc sign FILE (--domain D --selector S | --key NAME)
  *                                  prints the message with our ARC set
- *                                  (the chain verified first, cv= as found)
+ *                                  (the chain verified first, cv= as found;
+ *                                  nothing sealed on a temperror)
  *
  * Both run the message through a chain of the arc plugin alone
  * (host->tool_message, the inbound profile, client 127.0.0.1) with the
@@ -44,11 +48,11 @@ static void print_cv(const char *file, const char *ar)
 	const char *semi = strchr(a, ';');
 	if (op && cp && (!semi || op < semi))
 		snprintf(com, sizeof(com), "%.*s", (int)(cp - op - 1), op + 1);
-	if (strcmp(res, "fail") == 0) {
+	if (strcmp(res, "fail") == 0 || strcmp(res, "temperror") == 0) {
 		unsigned i = 0;
 		int used = 0;
 		sscanf(com, "i=%u %n", &i, &used);
-		printf("%s: cv=fail instance=%u reason=\"%s\"\n", file, i, com + used);
+		printf("%s: cv=%s instance=%u reason=\"%s\"\n", file, res, i, com + used);
 	} else if (strcmp(res, "pass") == 0) {
 		unsigned sets = 0, op_i = 0;
 		const char *o = strstr(a, "header.oldest-pass=");
@@ -68,7 +72,7 @@ static void verify_done(void *arg, const struct sift_tool_message *m)
 		if (strcasecmp(m->headers[i].name, "Authentication-Results") == 0)
 			ar = m->headers[i].value;
 	print_cv(st->file, ar);
-	if (!ar || strstr(ar, "arc=fail"))
+	if (!ar || strstr(ar, "arc=fail") || strstr(ar, "arc=temperror"))
 		st->status = 1;
 }
 
@@ -180,7 +184,8 @@ usage:
 }
 
 const struct sift_tool arc_tools[] = {
-	{"verify", "[FILE...]", "verify ARC chains as filterd does: prints cv= (exit 0 unless one fails)", 0,
+	{"verify", "[FILE...]",
+	 "verify ARC chains as filterd does: prints cv= (exit 0 unless one fails or is temperror)", 0,
 	 tool_verify},
 	{"sign", sign_usage, "print the message with an ARC set sealed with that key of arc_key_table", 0,
 	 tool_sign},

@@ -17,7 +17,13 @@ DNS server (tests/lib/dnsserver.py) to both sides:
   6. `siftctl test` through the arc plugin: ARC_PASS / ARC_TRUSTED with the
      first hop's spf/dkim passes when the sealer is in arc_trusted_sealers,
      and arc=pass with smtp.remote-ip and header.oldest-pass in
-     Authentication-Results.
+     Authentication-Results;
+  7. a sealer's key lookup that fails temporarily (SERVFAIL, or no answer
+     within dns_timeout) is arc=temperror, never fail: no ARC_FAIL, and no
+     set with cv=fail is added. When we seal, arc_error_action decides
+     (tempfail by default: 451, the client retries; accept: delivered
+     without our set). A real failure (a changed body) still fails, even
+     with another key failing temporarily, and our seal says cv=fail.
 
 Run with SIFT_SRCDIR / SIFT_BUILDDIR set (meson test does).
 """
@@ -231,6 +237,80 @@ def chain(conf, one):
               'spam after arc, %s: %s and ARC_SIGNED hit, %s not' % (what, hit, miss), r)
 
 
+def arc_headers(r):
+    return [h for h in r.get('headers', []) if h.get('name', '').lower().startswith('arc-')]
+
+
+def auth_results(r):
+    return ' '.join(h['value'] for h in r.get('headers', []) if h.get('name') == 'Authentication-Results')
+
+
+def temperror(env, conf, pykey, flaky, slow):
+    """A sealer's key lookup fails temporarily: arc=temperror, no ARC_FAIL,
+    never a seal with cv=fail."""
+    one = py_seal(env, message('flaky'), flaky, 'flaky.test', 'spf=pass smtp.mailfrom=alice@orig.test')
+    timeout = py_seal(env, message('slow'), slow, 'slow.test', 'spf=pass smtp.mailfrom=alice@orig.test')
+    good = py_seal(env, message('good then flaky'), pykey, 'list.test', 'spf=pass smtp.mailfrom=alice@orig.test')
+    second = py_seal(env, good, flaky, 'flaky.test', 'dkim=pass header.d=list.test')
+    bad = py_seal(env, one, pykey, 'list.test', 'spf=none')
+    bad = bad.replace(b'the ARC test.', b'the ARC test!')
+    cases = [('SERVFAIL on the only sealer\'s key', one, 'cv=temperror instance=1 '),
+             ('no answer for the only sealer\'s key (timeout)', timeout, 'cv=temperror instance=1 '),
+             ('SERVFAIL on the newest sealer\'s key, i=1 good', second, 'cv=temperror instance=2 '),
+             ('changed body, i=1 key SERVFAIL: still a failure', bad, 'cv=fail instance=2 ')]
+    files = []
+    for k, (what, data, want) in enumerate(cases):
+        files.append(os.path.join(env.dir, 'tmp%d.eml' % k))
+        with open(files[-1], 'wb') as f:
+            f.write(data)
+    rc, out, err = run([SIFTCTL, '-c', conf, 'arc', 'verify'] + files)
+    got = dict(line.split(': ', 1) for line in out.decode().splitlines() if ': ' in line)
+    for (what, data, want), f in zip(cases, files):
+        check(got.get(f, '').startswith(want), 'siftctl arc verify, %s: %s' % (what, want.strip()), got.get(f))
+    check(rc == 1, 'siftctl arc verify: exit 1 when a chain cannot be verified', (rc, err))
+    check('key lookup failed temporarily' in got.get(files[0], ''), 'the reason says the lookup failed temporarily',
+          got.get(files[0]))
+
+    # verifying only (inbound): delivered, arc=temperror, ARC_TEMPERROR (score 0), no ARC_FAIL
+    for what, data, inst in (('SERVFAIL', one, 1), ('timeout', timeout, 1), ('SERVFAIL at i=2', second, 2)):
+        r = sifttest.siftctl_test(conf, data, ['--profile', 'inbound'])
+        syms = {s['name']: s for s in r.get('symbols', [])}
+        ar = auth_results(r)
+        check(r.get('action') == 'accept', 'verifying, %s: the message is accepted' % what, r)
+        check('ARC_FAIL' not in syms and 'ARC_TRUSTED' not in syms and 'ARC_PASS' not in syms,
+              'verifying, %s: no ARC_FAIL (nor ARC_PASS)' % what, r)
+        check(syms.get('ARC_TEMPERROR', {}).get('option') == 'i=%d' % inst and r.get('score') == 0,
+              'verifying, %s: ARC_TEMPERROR i=%d, score 0' % (what, inst), r)
+        check(re.search(r'(^|; )arc=temperror \(i=%d key lookup failed temporarily\) smtp.remote-ip=127.0.0.1$'
+                        % inst, ar) is not None and 'arc=fail' not in ar,
+              'verifying, %s: Authentication-Results arc=temperror (not fail)' % what, ar)
+
+    # sealing: never a set on a temperror; arc_error_action decides
+    seal = ['arc_sign_key=fwd.test-s1', 'arc_sign_profiles=inbound']
+    r = sifttest.siftctl_test(conf, one, ['--profile', 'inbound'], opts=seal)
+    check(r.get('action') == 'tempfail' and (r.get('reply') or '').startswith('451 4.7.1')
+          and r.get('decided_by') == 'arc', 'sealing, SERVFAIL: 451 4.7.1 by arc (arc_error_action = tempfail)', r)
+    check(arc_headers(r) == [] and 'ARC_FAIL' not in {s['name'] for s in r.get('symbols', [])},
+          'sealing, SERVFAIL: no ARC set added, no ARC_FAIL', r)
+    for action in ('accept', 'dunno'):
+        r = sifttest.siftctl_test(conf, one, ['--profile', 'inbound'], opts=seal + ['arc_error_action=' + action])
+        check(r.get('action') == 'accept' and arc_headers(r) == [] and 'arc=temperror' in auth_results(r),
+              'sealing, SERVFAIL, arc_error_action = %s: delivered with arc=temperror and without our set'
+              % action, r)
+    rc, out, err = run([SIFTCTL, '-c', conf, 'arc', 'sign', files[0], '--domain', 'fwd.test', '--selector', 's1'])
+    check(rc != 0 and b'ARC-Seal' not in out and 'could not be verified' in err,
+          'siftctl arc sign on a temperror: nothing sealed', (rc, out[:200], err))
+
+    # a real failure still seals cv=fail (and says ARC_FAIL)
+    broken = good.replace(b'the ARC test.', b'the ARC test!')
+    r = sifttest.siftctl_test(conf, broken, ['--profile', 'inbound'], opts=seal)
+    seals = [h['value'] for h in arc_headers(r) if h['name'] == 'ARC-Seal']
+    check(r.get('action') == 'accept' and len(seals) == 1 and re.match(r'i=2; .*cv=fail;', seals[0], re.S),
+          'sealing a changed body: our set i=2 says cv=fail', r)
+    check('ARC_FAIL' in {s['name'] for s in r.get('symbols', [])} and 'arc=fail (i=1' in auth_results(r),
+          'sealing a changed body: ARC_FAIL, arc=fail', r)
+
+
 def reload_key(env, conf):
     """filterd sealing with its own arc_key_table: the key (0600, root's)
     is read before the privilege drop; at a reload the file is looked at
@@ -264,12 +344,18 @@ def main():
     pykey = env.py_key('list.test', 'py')
     k2 = env.py_key('list2.test', 'py')
     check(pykey != k2, 'two dkimpy keys')
+    # sealers whose key lookups fail temporarily: SERVFAIL, no answer
+    flaky, _ = py_key(env.dir, 'flaky.test')
+    slow, _ = py_key(env.dir, 'slow.test')
+    env.zone.append({'name': 'py._domainkey.flaky.test', 'type': 'SERVFAIL'})
+    env.zone.append({'name': 'py._domainkey.slow.test', 'type': 'TIMEOUT'})
     conf = env.start()
     try:
         three = interop(env, conf, pykey, k2)
         tampered(env, conf, three)
         chain(conf, py_seal(env, message('trusted'), pykey, 'list.test',
                             'spf=pass smtp.mailfrom=alice@orig.test'))
+        temperror(env, conf, pykey, flaky, slow)
         reload_key(env, conf)
     finally:
         env.dns.stop()
