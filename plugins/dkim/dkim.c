@@ -650,22 +650,60 @@ static void start_verifying(struct sift_ctx *ctx, struct dk_msg *m)
 	}
 }
 
-/* Appends to b (bounded): result of one signature for A-R. */
+/* The parts of one signature's resinfo in Authentication-Results, cut to
+ * these sizes (NUL included) by clean(). */
+#define AR_DOM	  256
+#define AR_SEL	  128
+#define AR_ALG	  32
+#define AR_B	  64
+#define AR_REASON 160
+/* The longest resinfo, separator included: a whole one always fits on its
+ * own folded line (RFC 5322's 998), and dkim_max_signatures of them stay far
+ * below Postfix's header_size_limit (102400 by default) with the spf, arc
+ * and dmarc results of the same header. */
+#define AR_RESINFO_MAX                                                                                  \
+	(sizeof(";\r\n\tdkim=temperror reason=\"\" header.d= header.s= header.a= header.b=") + AR_DOM + \
+	 AR_SEL + AR_ALG + AR_B + AR_REASON)
+_Static_assert(AR_RESINFO_MAX < 998, "a dkim resinfo fits on one line");
+#define AR_VALUE_MAX (AR_RESINFO_MAX * DK_MAX_VERIFY)
+_Static_assert(AR_VALUE_MAX <= 48 * 1024, "the dkim results stay well within header_size_limit");
+
+/* The Authentication-Results value, grown as needed (malloc'd s, NULL
+ * while empty); oom when an allocation failed (the value is then not used). */
 struct abuf {
-	char s[8192];
-	size_t n;
+	char *s;
+	size_t n, cap;
+	bool oom;
 };
 static void ab_add(struct abuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void ab_add(struct abuf *b, const char *fmt, ...)
 {
-	if (b->n >= sizeof(b->s) - 1)
+	if (b->oom)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	int k = vsnprintf(b->s + b->n, sizeof(b->s) - b->n, fmt, ap);
+	int k = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
-	if (k > 0)
-		b->n = b->n + (size_t)k >= sizeof(b->s) ? sizeof(b->s) - 1 : b->n + (size_t)k;
+	if (k < 0) {
+		b->oom = true;
+		return;
+	}
+	if (b->n + (size_t)k + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		while (cap < b->n + (size_t)k + 1)
+			cap *= 2;
+		char *s = realloc(b->s, cap);
+		if (!s) {
+			b->oom = true;
+			return;
+		}
+		b->s = s;
+		b->cap = cap;
+	}
+	va_start(ap, fmt);
+	vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
+	va_end(ap);
+	b->n += (size_t)k;
 }
 
 /* A value safe inside an A-R property or quoted reason. */
@@ -749,6 +787,7 @@ static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m
 {
 	const struct dk_conf *c = m->conf;
 	struct abuf ar = {.n = 0};
+	enum sift_verdict verdict = SIFT_DUNNO;
 	struct dk_symacc valid = {.n = 0}, invalid = {.n = 0}, temp = {.n = 0};
 	for (size_t i = 0; i < m->nv; i++) {
 		struct dk_vsig *v = &m->v[i];
@@ -756,7 +795,7 @@ static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m
 			v->res = dkv_finish(&v->sig, v->key, m->nfields, m->fnames, m->fvalues, v->name,
 					    &v->reason);
 		const char *result = result_name[v->res];
-		char dom[256] = "", sel[128] = "", aname[32] = "", bb[64] = "", rbuf[160];
+		char dom[AR_DOM] = "", sel[AR_SEL] = "", aname[AR_ALG] = "", bb[AR_B] = "", rbuf[AR_REASON];
 		clean(dom, sizeof(dom), v->sig.d, true);
 		clean(sel, sizeof(sel), v->sig.s, true);
 		clean(aname, sizeof(aname), v->sig.a, true);
@@ -794,9 +833,14 @@ static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m
 		host->symbol(ctx, "DKIM_INVALID", c->sc_invalid, invalid.doms);
 	if (temp.count)
 		host->symbol(ctx, "DKIM_TEMPFAIL", c->sc_tempfail, temp.doms);
-	if (c->add_auth_results)
+	if (c->add_auth_results && (ar.oom || !ar.s)) {
+		/* never a partial or missing result delivered as if complete */
+		host->log(ctx, LOG_ERR, "cannot build the Authentication-Results value: out of memory");
+		verdict = SIFT_ERROR;
+	} else if (c->add_auth_results)
 		auth_result(ctx, our_authserv_id(ctx, c), ar.s);
-	return SIFT_DUNNO;
+	free(ar.s);
+	return verdict;
 }
 
 /* ---- hooks ------------------------------------------------------------------ */

@@ -504,6 +504,27 @@ def tests(env):
         many = pysign(many, 'py')
     r, ar = verdict(many, opts=['dkim_max_signatures=3'])
     check(ar.count('dkim=') == 3, 'dkim_max_signatures bounds the work', ar)
+    # The most results there can be (dkim_max_signatures = 64, long d= and
+    # s=, a reason each): every resinfo whole, in order, quotes balanced,
+    # each on its own line, the header well within Postfix's limits.
+    d = ('a' * 60 + '.') * 4 + 'test'
+    sigs = b''.join(('DKIM-Signature: v=1; a=rsa-sha256; d=%s; s=%s%02d; h=from; bh=x; b=%02dAAAAAAAA\r\n'
+                     % (d, 's' * 120, i, i)).encode() for i in range(64))
+    r, ar = verdict(sigs + base, opts=['dkim_max_signatures=64'])
+    resinfos = ar.split(';\r\n\t')
+    resinfos[0] = resinfos[0].split('; ', 1)[-1] if resinfos[0].startswith('mx.sift.test;') else ''
+    one = re.compile(r'dkim=permerror reason="[^"\\]*" header\.d=%s header\.s=s{120}(\d\d) header\.a=rsa-sha256 '
+                     r'header\.b=(\d\d)A{6}$' % re.escape(d))
+    got = [one.match(x) for x in resinfos]
+    check(len(resinfos) == 64 and all(got) and [int(g.group(1)) for g in got] == list(range(64)) and
+          all(g.group(1) == g.group(2) for g in got),
+          '64 signatures: 64 whole resinfos in Authentication-Results, in order (none cut or dropped)',
+          (len(ar), len(resinfos), ar[-300:]))
+    check(ar.count('"') % 2 == 0 and ar.count('"') == 128, '64 signatures: the quoted reasons are all closed',
+          ar.count('"'))
+    check(max(len(x) for x in ar.split('\r\n')) < 998 and len(ar) < 48 * 1024,
+          '64 signatures: every line under 998 bytes, the value under 48 KiB', (len(ar),))
+    check(r['action'] == 'accept', '64 signatures: accepted', r['action'])
 
     # Forged Authentication-Results with our authserv-id are deleted (highest
     # index first); others are kept.
