@@ -152,6 +152,16 @@ int mp_dec_strings(const unsigned char *data, size_t len, const char **argv, siz
 	return 0;
 }
 
+int mp_dec_first(const unsigned char *data, size_t len, const char **first, const char **why_r)
+{
+	if (len == 0 || data[len - 1] != 0) {
+		*why_r = "strings not NUL-terminated";
+		return -1;
+	}
+	*first = (const char *)data;
+	return 0;
+}
+
 int mp_dec_header(const unsigned char *data, size_t len, const char **name, const char **value,
 		  const char **why_r)
 {

@@ -148,6 +148,11 @@ int mp_dec_connect(const unsigned char *data, size_t len, struct mp_connect *c, 
  * a NUL). At most max strings; *n_r gets the count (>= 1). */
 int mp_dec_strings(const unsigned char *data, size_t len, const char **argv, size_t max, size_t *n_r,
 		   const char **why_r);
+/* The first of consecutive NUL-terminated strings filling data exactly
+ * (HELO, MAIL, RCPT): any number of strings follows it, as libmilter reads
+ * them (Postfix passes every ESMTP parameter of MAIL and RCPT, repeated ones
+ * too). Only the NUL at the end is checked. */
+int mp_dec_first(const unsigned char *data, size_t len, const char **first, const char **why_r);
 /* Exactly two strings: a non-empty header name and a value. */
 int mp_dec_header(const unsigned char *data, size_t len, const char **name, const char **value,
 		  const char **why_r);

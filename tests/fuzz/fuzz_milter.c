@@ -106,6 +106,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					    (const unsigned char *)argv[i] + strlen(argv[i]) >= d + dl)
 						abort();
 			}
+			const char *first;
+			if (mp_dec_first(d, dl, &first, &why) == 0) {
+				if (first != (const char *)d || first + strlen(first) >= (const char *)d + dl)
+					abort();
+			}
 			if (cmd == SMFIC_MAIL)
 				mp_macros_clear(&mac, MP_RCPT);
 			break;

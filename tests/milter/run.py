@@ -4,8 +4,10 @@ test plugins on a free port, runs every tests/milter/*.lua script against
 it (miltertest plays the MTA), checks the log lines, a reload by SIGUSR1,
 and a second instance whose plugin fails (tempfail). Everything runs once
 per milter engine (filterd_engine; env SIFT_FILTERD_ENGINES, default
-"native libmilter"); the native engine also gets malformed packets and a
-connection limit. Prints "N passed, N failed" over all runs."""
+"native libmilter"), with packets that are unusual but valid played by
+hand (MAIL and RCPT with many ESMTP parameters); the native engine also
+gets malformed packets and a connection limit. Prints "N passed, N failed"
+over all runs."""
 import os, re, signal, socket, struct, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.environ["SIFT_SRCDIR"], "tests", "lib"))
@@ -100,6 +102,74 @@ def parse_packets(data):
         out.append((data[4:5], data[5:4 + n]))
         data = data[4 + n:]
     return out
+
+
+class Milter:
+    """A milter connection played by hand: negotiated at once, then sends
+    packets and reads the replies."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+        self.closed = False
+        self.s.sendall(OPTNEG)
+        self.optneg = self.read(1)
+
+    def read(self, n, timeout=5):
+        """n reply packets (fewer if the connection closes or the time runs out)."""
+        end = time.time() + timeout
+        while len(parse_packets(self.buf)) < n and not self.closed and time.time() < end:
+            self.s.settimeout(max(0.01, end - time.time()))
+            try:
+                b = self.s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                b = b""
+            if not b:
+                self.closed = True
+            self.buf += b
+        got = parse_packets(self.buf)[:n]
+        self.buf = self.buf[sum(5 + len(d) for _, d in got):]
+        return got
+
+    def send(self, *packets, replies=1):
+        try:
+            self.s.sendall(b"".join(packets))
+        except OSError:  # closed by filterd
+            self.closed = True
+            return []
+        return self.read(replies)
+
+    def close(self):
+        self.s.close()
+
+
+CONNECT = pkt(b"C", b"client.example\0" + b"4" + struct.pack(">H", 25) + b"198.51.100.7\0")
+
+
+def protocol_edges(tmp, pdir):
+    """Packets Postfix may send that are unusual but valid, both engines."""
+    conf = f"{tmp}/edges.conf"
+    write(conf, f"plugin_directory = {pdir}\ninbound_plugins = testplug\n"
+          "testplug_header = X-Testplug: seen\n")
+    fd, port, log = start_filterd(tmp, conf, "filterd-edges")
+    try:
+        # Postfix passes every ESMTP parameter of MAIL FROM and RCPT TO,
+        # repeated ones too (MAIL FROM:<a> BODY=7BIT BODY=7BIT ...)
+        m = Milter(port)
+        m.send(CONNECT)
+        m.send(pkt(b"H", b"client.example\0"))
+        got = m.send(pkt(b"M", b"<alice@example.org>\0" + b"BODY=7BIT\0" * 100))
+        check([c for c, _ in got] == [b"c"], "MAIL with 100 ESMTP parameters: continue", (got, m.closed))
+        got = m.send(pkt(b"R", b"<bob@example.com>\0" + b"NOTIFY=NEVER\0" * 100))
+        check([c for c, _ in got] == [b"c"], "RCPT with 100 ESMTP parameters: continue", (got, m.closed))
+        got = m.send(pkt(b"L", b"Subject\0 x\0"), pkt(b"N"), pkt(b"B", b"hi\r\n"), pkt(b"E"), replies=2)
+        check([c for c, _ in got] == [b"h", b"c"], "and the message is scanned", got)
+        m.close()
+        check("closing it" not in open(log).read(), "no milter connection closed", open(log).read()[-1500:])
+    finally:
+        fd.stop()
 
 
 def native_only(tmp, conf, log, port):
@@ -386,6 +456,8 @@ testplug_header = X-Testplug: seen
     finally:
         fd.stop()
     check(not fd.alive(), "filterd exited after SIGTERM")
+
+    protocol_edges(tmp, pdir)
 
     # filterd -t on a broken configuration names file and line.
     bad = f"{tmp}/bad.conf"

@@ -177,6 +177,18 @@ def filterd_inbound_summary(env):
 
 
 @case(needs=('filterd',))
+def filterd_many_mail_parameters(env):
+    # smtpd passes every MAIL FROM parameter to the milter, repeated ones too
+    r = env.pf.send('someone@example.net', ['user@sift.test'], message('many parameters'),
+                    mail_options=['BODY=7BIT'] * 64)
+    check(r.accepted, 'MAIL FROM with 64 parameters accepted', r)
+    line = filterd_summary(env, r.queue_id) if r.accepted else None
+    check(line is not None and 'action=accept' in line, 'scanned by filterd', env.filterd.log_tail())
+    check('closing it' not in env.filterd.log(), 'filterd kept the milter connection',
+          env.filterd.log_tail())
+
+
+@case(needs=('filterd',))
 def filterd_originating_profile(env):
     r = env.pf.send_submission('user@sift.test', ['friend@example.test'], message('out'))
     check(r.accepted, 'accepted on the submission port', r)
