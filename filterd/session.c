@@ -287,8 +287,18 @@ enum fd_status fd_session_eom(struct fd_session *s)
 	struct sift_ctx *ctx = sift_session_ctx(s->ss);
 	if (!ctx) /* before connect */
 		return to_status(s, SIFT_TEMPFAIL, true);
-	if (!sift_ctx_in_msg(ctx))
-		return FD_CONTINUE;
+	if (!sift_ctx_in_msg(ctx)) {
+		/* No message in progress: the rest of a message discarded at
+		 * RCPT stays discarded; any other message was never scanned
+		 * and is not accepted either. */
+		enum sift_verdict d = sift_session_eom(s->ss);
+		if (d == SIFT_DUNNO) {
+			sift_log_msg(LOG_WARNING, qid(s), "filterd",
+				     "end of message without a message in progress: tempfail");
+			d = SIFT_TEMPFAIL;
+		}
+		return to_status(s, d, true);
+	}
 	enum sift_verdict v = sift_session_eom(s->ss);
 	if (v != SIFT_DUNNO)
 		return to_status(s, v, true);

@@ -33,6 +33,7 @@ struct sift_session {
 	int forced_profile; /* -1: chosen from the session */
 	unsigned n_hdrs, n_release_hdrs;
 	char *release_token, *release_id;
+	bool discarded; /* the message ended by DISCARD; till the next MAIL */
 };
 
 struct sift_session *sift_session_new(struct sift_gen *g, enum sift_daemon daemon,
@@ -59,6 +60,7 @@ static void release_reset(struct sift_session *s)
 void sift_session_quit(struct sift_session *s)
 {
 	release_reset(s);
+	s->discarded = false;
 	sift_ctx_free(s->ctx);
 	s->ctx = NULL;
 }
@@ -117,14 +119,16 @@ static bool is_final(enum sift_verdict v)
 	return v == SIFT_REJECT || v == SIFT_TEMPFAIL || v == SIFT_DISCARD;
 }
 
-/* Outside a message: TEMPFAIL before connect (no context), DUNNO between
- * messages (after a DISCARD at RCPT the MTA may go on), no hook runs. */
-#define NEED_MSG(s)                             \
-	do {                                    \
-		if (!(s)->ctx)                  \
-			return SIFT_TEMPFAIL;   \
-		if (!sift_ctx_in_msg((s)->ctx)) \
-			return SIFT_DUNNO;      \
+/* Outside a message no hook runs: TEMPFAIL before connect (no context);
+ * DISCARD for the rest of a discarded message (after a DISCARD at RCPT the
+ * MTA may go on: more recipients, the content, end of message); DUNNO
+ * between messages. */
+#define NEED_MSG(s)                                                        \
+	do {                                                               \
+		if (!(s)->ctx)                                             \
+			return SIFT_TEMPFAIL;                              \
+		if (!sift_ctx_in_msg((s)->ctx))                            \
+			return (s)->discarded ? SIFT_DISCARD : SIFT_DUNNO; \
 	} while (0)
 
 /* The message's verdict so far (final ones stick until the message ends). */
@@ -198,6 +202,7 @@ enum sift_verdict sift_session_mail(struct sift_session *s, const char *sender)
 		return SIFT_TEMPFAIL;
 	set_deadline(s, false);
 	release_reset(s);
+	s->discarded = false;
 	sift_ctx_msg_begin(ctx);
 	update_qid(s);
 	char *a = strip_brackets(sender);
@@ -356,12 +361,14 @@ void sift_session_end(struct sift_session *s, enum sift_verdict v)
 	free(sum);
 	sift_metrics_record(ctx, action);
 	release_reset(s);
+	s->discarded = v == SIFT_DISCARD;
 	sift_ctx_msg_end(ctx, false);
 }
 
 void sift_session_abort(struct sift_session *s)
 {
 	release_reset(s);
+	s->discarded = false;
 	if (s->ctx)
 		sift_ctx_msg_end(s->ctx, true);
 }

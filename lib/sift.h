@@ -616,8 +616,11 @@ char *sift_ctx_summary(struct sift_ctx *ctx, const char *action);
  * returned at connect or helo). A final verdict of a message stage sticks
  * until the message ends: later content stages skip their hooks and
  * return it, and eom returns it without running the eom hooks. Events
- * outside a message run no hook: TEMPFAIL before connect, DUNNO between
- * messages. When the MTA acts on a message's final verdict (or delivers
+ * outside a message run no hook: TEMPFAIL before connect, DISCARD after a
+ * message ended by DISCARD until the next MAIL or abort (libmilter keeps
+ * the RCPT stage after a DISCARD at RCPT: an MTA may go on with more
+ * recipients and the content, and none of it is accepted), DUNNO between
+ * messages otherwise. When the MTA acts on a message's final verdict (or delivers
  * it after eom), the driver calls sift_session_end, which logs the
  * summary line and ends the message; abort ends it without a summary.
  * Header edits, HOLD and symbols are in sift_ctx_result() until then.

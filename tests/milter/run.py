@@ -5,7 +5,8 @@ it (miltertest plays the MTA), checks the log lines, a reload by SIGUSR1,
 and a second instance whose plugin fails (tempfail). Everything runs once
 per milter engine (filterd_engine; env SIFT_FILTERD_ENGINES, default
 "native libmilter"), with packets that are unusual but valid played by
-hand (MAIL and RCPT with many ESMTP parameters); the native engine also
+hand (MAIL and RCPT with many ESMTP parameters, a message going on after
+a DISCARD at RCPT); the native engine also
 gets malformed packets and a connection limit. Prints "N passed, N failed"
 over all runs."""
 import os, re, signal, socket, struct, subprocess, sys, time
@@ -168,6 +169,30 @@ def protocol_edges(tmp, pdir):
         check([c for c, _ in got] == [b"h", b"c"], "and the message is scanned", got)
         m.close()
         check("closing it" not in open(log).read(), "no milter connection closed", open(log).read()[-1500:])
+    finally:
+        fd.stop()
+    # A DISCARD at RCPT discards the whole message: Postfix sends nothing
+    # more for it, but an MTA may go on (libmilter keeps the RCPT stage)
+    # with more recipients and the content; none of it is accepted.
+    conf = f"{tmp}/rcpt-discard.conf"
+    write(conf, f"plugin_directory = {pdir}\ninbound_plugins = testplug\n"
+          "testplug_phase = rcpt\ntestplug_verdict = discard\ntestplug_header = X-Testplug: seen\n")
+    fd, port, log = start_filterd(tmp, conf, "filterd-rcpt-discard")
+    try:
+        m = Milter(port)
+        m.send(CONNECT)
+        m.send(pkt(b"H", b"client.example\0"))
+        m.send(pkt(b"M", b"<alice@example.org>\0"))
+        first = m.send(pkt(b"R", b"<bob@example.com>\0"))
+        second = m.send(pkt(b"R", b"<carol@example.com>\0"))
+        check([c for c, _ in first + second] == [b"d", b"d"],
+              "DISCARD at RCPT: a later RCPT of the message is discarded too", (first, second))
+        got = m.send(pkt(b"L", b"Subject\0 x\0"), pkt(b"N"), pkt(b"B", b"hi\r\n"), pkt(b"E"))
+        check([c for c, _ in got] == [b"d"], "and its end of message answers discard, no continue", got)
+        m.close()
+        text = open(log).read()
+        check(text.count("filterd: action=discard") == 1 and "action=accept" not in text,
+              "one summary line: action=discard", text[-1500:])
     finally:
         fd.stop()
 

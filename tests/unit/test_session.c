@@ -4,7 +4,8 @@
  * profile, a content-stage verdict held (once, in the result) until end of
  * message with later hooks skipped, events outside a message, header
  * values in one form (CRLF folds), the summary's action word, release
- * headers counted, and a connection's end.
+ * headers counted, the rest of a message discarded at RCPT, and a
+ * connection's end.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,31 @@ int main(void)
 		CHECK(sift_session_mail(s, "<a@b>") == SIFT_DUNNO);
 		CHECK(sift_ctx_profile(sift_session_ctx(s)) == SIFT_INBOUND);
 		sift_session_free(s); /* inside a message: aborted, then closed */
+		sift_gen_unref(g);
+	}
+	/* A DISCARD at RCPT ends the message; the rest of it (more
+	 * recipients, content, eom) is discarded too, until the next MAIL or
+	 * an abort. */
+	g = gen("inbound_plugins = testplug\ntestplug_phase = rcpt\ntestplug_verdict = discard\n");
+	CHECK(g != NULL);
+	if (g) {
+		s = sift_session_new(g, SIFT_FILTERD, NULL, NULL);
+		CHECK(sift_session_connect(s, "h", "192.0.2.1", NULL) == SIFT_DUNNO);
+		for (int round = 0; round < 2; round++) {
+			CHECK(sift_session_mail(s, "<a@b>") == SIFT_DUNNO);
+			CHECK(sift_session_rcpt(s, "<c@d>") == SIFT_DISCARD);
+			sift_session_end(s, SIFT_DISCARD);
+			CHECK(!sift_ctx_in_msg(sift_session_ctx(s)));
+			CHECK(sift_session_rcpt(s, "<e@f>") == SIFT_DISCARD);
+			CHECK(sift_session_data(s) == SIFT_DISCARD);
+			CHECK(sift_session_header(s, "Subject", " x") == SIFT_DISCARD);
+			CHECK(sift_session_eoh(s) == SIFT_DISCARD);
+			CHECK(sift_session_body(s, "x\r\n", 3) == SIFT_DISCARD);
+			CHECK(sift_session_eom(s) == SIFT_DISCARD);
+		}
+		sift_session_abort(s);
+		CHECK(sift_session_eom(s) == SIFT_DUNNO);
+		sift_session_free(s);
 		sift_gen_unref(g);
 	}
 	char *cmd = sift_asprintf("rm -rf %s", plugdir);
