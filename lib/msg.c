@@ -171,6 +171,11 @@ long long sift_header_cost(const char *name, const char *value)
 	return (long long)(strlen(name) + strlen(value ? value : "")) + 3 + SIFT_HEADER_OVERHEAD;
 }
 
+void sift_msg_count_header(struct sift_msg *m, const char *name, const char *value)
+{
+	m->hmem += sift_header_cost(name, value);
+}
+
 long long sift_msg_header_memory(const struct sift_msg *m)
 {
 	return m->hmem;

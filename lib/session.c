@@ -31,7 +31,7 @@ struct sift_session {
 	void *macro_arg;
 	long long command_ms, content_ms;
 	int forced_profile; /* -1: chosen from the session */
-	unsigned n_hdrs, n_release_hdrs;
+	unsigned n_hdrs, n_release_hdrs, n_bad_release_hdrs;
 	char *release_token, *release_id;
 	bool discarded; /* the message ended by DISCARD; till the next MAIL */
 };
@@ -51,10 +51,15 @@ struct sift_session *sift_session_new(struct sift_gen *g, enum sift_daemon daemo
 
 static void release_reset(struct sift_session *s)
 {
+	/* the first one was logged when it came: the count once, at the end */
+	if (s->n_bad_release_hdrs > 1 && s->ctx)
+		sift_log_msg(LOG_WARNING, sift_ctx_get(s->ctx, SIFT_I_QUEUE_ID), "filterd",
+			     "%u %s headers without a valid release token in the message",
+			     s->n_bad_release_hdrs, SIFT_RELEASE_HEADER);
 	free(s->release_token);
 	free(s->release_id);
 	s->release_token = s->release_id = NULL;
-	s->n_hdrs = s->n_release_hdrs = 0;
+	s->n_hdrs = s->n_release_hdrs = s->n_bad_release_hdrs = 0;
 }
 
 void sift_session_quit(struct sift_session *s)
@@ -238,9 +243,23 @@ enum sift_verdict sift_session_data(struct sift_session *s)
 }
 
 /* X-Sift-Release: valid only as the first header, before any plugin saw
- * the message. */
-static void release_header(struct sift_session *s, const char *value)
+ * the message. Never stored (filterd deletes each one at end of message),
+ * but counted against message_header_limit as a stored header is, so that
+ * a message of many of them gets the refusal of a header section over the
+ * limit (552 5.3.4); those without a valid token are logged once per
+ * message, with their count at its end. */
+static enum sift_verdict release_header(struct sift_session *s, const char *name, const char *value)
 {
+	struct sift_msg *m = sift_ctx_msg(s->ctx);
+	if (m) {
+		long long limit = sift_gen_common(sift_ctx_gen(s->ctx))->message_header_limit;
+		if (sift_msg_header_memory(m) + sift_header_cost(name, value) > limit)
+			/* over the limit: sift_run_header refuses the message
+			 * (and logs it) before it stores the header or runs a
+			 * hook */
+			return sift_run_header(s->ctx, name, value);
+		sift_msg_count_header(m, name, value);
+	}
 	s->n_release_hdrs++;
 	const char *tok = value + strspn(value, " \t");
 	char *id = NULL;
@@ -251,25 +270,26 @@ static void release_header(struct sift_session *s, const char *value)
 		s->release_id = id;
 		/* not scanned again, but signed (dkim, arc: always-run) */
 		sift_ctx_accept_message(s->ctx);
-		return;
+		return SIFT_DUNNO;
 	}
 	free(id);
-	update_qid(s);
-	sift_log_msg(LOG_WARNING, sift_ctx_get(s->ctx, SIFT_I_QUEUE_ID), "filterd",
-		     "%s header without a valid release token: removed, message scanned",
-		     SIFT_RELEASE_HEADER);
+	if (++s->n_bad_release_hdrs == 1) {
+		update_qid(s);
+		sift_log_msg(LOG_WARNING, sift_ctx_get(s->ctx, SIFT_I_QUEUE_ID), "filterd",
+			     "%s header without a valid release token: removed, message scanned",
+			     SIFT_RELEASE_HEADER);
+	}
+	return SIFT_DUNNO;
 }
 
 enum sift_verdict sift_session_header(struct sift_session *s, const char *name, const char *value)
 {
 	NEED_MSG(s);
 	s->n_hdrs++;
-	if (strcasecmp(name, SIFT_RELEASE_HEADER) == 0) {
-		release_header(s, value);
-		return msg_verdict(s);
-	}
 	if (msg_verdict(s) != SIFT_DUNNO)
 		return msg_verdict(s);
+	if (strcasecmp(name, SIFT_RELEASE_HEADER) == 0)
+		return release_header(s, name, value);
 	set_deadline(s, true);
 	return sift_run_header(s->ctx, name, value);
 }

@@ -241,6 +241,9 @@ const struct sift_header *sift_msg_add_header(struct sift_msg *m, const char *na
 #define SIFT_HEADER_OVERHEAD 64
 long long sift_header_cost(const char *name, const char *value);
 long long sift_msg_header_memory(const struct sift_msg *m);
+/* A header that is not stored (X-Sift-Release, which filterd removes)
+ * counted in sift_msg_header_memory() as a stored one would be. */
+void sift_msg_count_header(struct sift_msg *m, const char *name, const char *value);
 int sift_msg_add_body(struct sift_msg *m, const void *buf, size_t len, char **err_r);
 size_t sift_msg_header_count(const struct sift_msg *m);
 const struct sift_header *sift_msg_header(const struct sift_msg *m, size_t i);

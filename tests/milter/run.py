@@ -5,10 +5,10 @@ it (miltertest plays the MTA), checks the log lines, a reload by SIGUSR1,
 and a second instance whose plugin fails (tempfail). Everything runs once
 per milter engine (filterd_engine; env SIFT_FILTERD_ENGINES, default
 "native libmilter"), with packets that are unusual but valid played by
-hand (MAIL and RCPT with many ESMTP parameters, a message going on after
-a DISCARD at RCPT); the native engine also
-gets malformed packets and a connection limit. Prints "N passed, N failed"
-over all runs."""
+hand (MAIL and RCPT with many ESMTP parameters, many X-Sift-Release
+headers, a message going on after a DISCARD at RCPT); the native engine
+also gets malformed packets and a connection limit. Prints "N passed, N
+failed" over all runs."""
 import os, re, signal, socket, struct, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.environ["SIFT_SRCDIR"], "tests", "lib"))
@@ -154,7 +154,7 @@ def protocol_edges(tmp, pdir):
     conf = f"{tmp}/edges.conf"
     write(conf, f"plugin_directory = {pdir}\ninbound_plugins = testplug\n"
           "testplug_header = X-Testplug: seen\n")
-    fd, port, log = start_filterd(tmp, conf, "filterd-edges")
+    fd, port, log = start_filterd(tmp, conf, "filterd-edges", ["-o", "message_header_limit=64k"])
     try:
         # Postfix passes every ESMTP parameter of MAIL FROM and RCPT TO,
         # repeated ones too (MAIL FROM:<a> BODY=7BIT BODY=7BIT ...)
@@ -169,6 +169,37 @@ def protocol_edges(tmp, pdir):
         check([c for c, _ in got] == [b"h", b"c"], "and the message is scanned", got)
         m.close()
         check("closing it" not in open(log).read(), "no milter connection closed", open(log).read()[-1500:])
+        # X-Sift-Release headers without a valid token are removed at end
+        # of message, the first logged, then their count
+        release = pkt(b"L", b"X-Sift-Release\0 not-a-token\0")
+        m = Milter(port)
+        m.send(CONNECT)
+        m.send(pkt(b"M", b"<alice@example.org>\0"))
+        m.send(pkt(b"R", b"<bob@example.com>\0"))
+        got = m.send(pkt(b"L", b"Subject\0 x\0"), release * 3, pkt(b"N"), pkt(b"B", b"hi\r\n"), pkt(b"E"),
+                     replies=5)
+        check([c for c, _ in got] == [b"m"] * 3 + [b"h", b"c"] and
+              all(d == struct.pack(">I", 3 - i) + b"X-Sift-Release\0\0" for i, (_, d) in enumerate(got[:3])),
+              "three X-Sift-Release headers: each removed", got)
+        text = open(log).read()
+        check(text.count("X-Sift-Release header without a valid release token") == 1 and
+              "3 X-Sift-Release headers without a valid release token in the message" in text,
+              "the first logged, then their count", text[-1500:])
+        # many count against message_header_limit (64k here) as stored
+        # headers do: the message is refused, a couple of lines logged
+        mark = len(text)
+        m.send(pkt(b"M", b"<alice@example.org>\0"))
+        m.send(pkt(b"R", b"<bob@example.com>\0"))
+        got = m.send(pkt(b"L", b"Subject\0 x\0"), release * 5000, pkt(b"N"), pkt(b"B", b"hi\r\n"),
+                     pkt(b"E"))
+        check([c for c, _ in got] == [b"y"] and got[0][1].startswith(b"552 5.3.4 "),
+              "5000 X-Sift-Release headers over message_header_limit: 552 5.3.4", got[:3])
+        m.close()
+        time.sleep(0.2)
+        new = open(log).read()[mark:]
+        lines = [l for l in new.splitlines() if "X-Sift-Release" in l]
+        check(len(lines) <= 2 and "header section over message_header_limit" in new and
+              "action=reject" in new, "logged in a few lines", new[-1500:])
     finally:
         fd.stop()
     # A DISCARD at RCPT discards the whole message: Postfix sends nothing

@@ -4,8 +4,8 @@
  * profile, a content-stage verdict held (once, in the result) until end of
  * message with later hooks skipped, events outside a message, header
  * values in one form (CRLF folds), the summary's action word, release
- * headers counted, the rest of a message discarded at RCPT, and a
- * connection's end.
+ * headers counted (and against message_header_limit), the rest of a
+ * message discarded at RCPT, and a connection's end.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +164,31 @@ int main(void)
 		sift_session_free(s); /* inside a message: aborted, then closed */
 		sift_gen_unref(g);
 	}
+	/* X-Sift-Release headers are not stored but count against
+	 * message_header_limit: past it the message is refused (552 5.3.4). */
+	g = gen("inbound_plugins = testplug\nmessage_header_limit = 1k\n");
+	CHECK(g != NULL);
+	if (g) {
+		s = sift_session_new(g, SIFT_FILTERD, NULL, NULL);
+		CHECK(sift_session_connect(s, "h", "192.0.2.1", NULL) == SIFT_DUNNO);
+		CHECK(sift_session_mail(s, "<a@b>") == SIFT_DUNNO);
+		CHECK(sift_session_header(s, "Subject", " x") == SIFT_DUNNO);
+		int n = 0;
+		enum sift_verdict v = SIFT_DUNNO;
+		while (v == SIFT_DUNNO && n < 100) {
+			v = sift_session_header(s, SIFT_RELEASE_HEADER, " not-a-token");
+			n++;
+		}
+		ctx = sift_session_ctx(s);
+		CHECK(v == SIFT_REJECT && n > 1 && n < 20);
+		CHECK_STR(sift_ctx_result(ctx)->reply_code, "552");
+		CHECK_INT(sift_msg_header_count(sift_ctx_msg(ctx)), 1);
+		CHECK_INT(sift_session_release_headers(s), n - 1);
+		CHECK(sift_session_eom(s) == SIFT_REJECT);
+		sift_session_free(s);
+		sift_gen_unref(g);
+	}
+
 	/* A DISCARD at RCPT ends the message; the rest of it (more
 	 * recipients, content, eom) is discarded too, until the next MAIL or
 	 * an abort. */
