@@ -25,9 +25,12 @@
  *     finished its connection waits a while for the next one instead of
  *     exiting (a worker pool that grows on demand): a new connection costs
  *     a wake-up, not a thread's creation and exit.
- *     Connections are bounded by filterd_max_connections (beyond it a
- *     connection is refused with a logged warning; Postfix then applies
- *     milter_default_action to that session);
+ *     Connections are bounded by filterd_max_connections: at the limit,
+ *     the negotiated connection that has waited longest between messages
+ *     is closed (logged) to make room for the new one, as it may hold its
+ *     slot for filterd_milter_timeout (7210 s by default, libmilter's);
+ *     with none, the new connection is refused with a logged warning
+ *     (Postfix then applies milter_default_action to that session);
  *   - reads through a per-connection buffer: the macro packet and the
  *     command Postfix writes back to back usually arrive in one recv();
  *   - writes every reply with one send(): at end of message all the
@@ -97,7 +100,10 @@ struct conn {
 	struct sift_buf out;
 	unsigned char *rbuf;
 	size_t roff, rlen, rcap;
-	bool idle; /* blocked between messages (under reg_lock) */
+	bool idle;	   /* blocked between messages (under reg_lock) */
+	bool evictable;	   /* idle and negotiated (under reg_lock) */
+	bool evicted;	   /* closed for a new connection (under reg_lock) */
+	long long idle_ms; /* when it became idle (under reg_lock) */
 	struct conn *prev, *next;
 	struct conn *handoff_next; /* waiting for a worker (under reg_lock) */
 };
@@ -310,12 +316,17 @@ static int fill(struct conn *c, size_t need)
 }
 
 /* Between messages: tell a stopping engine that this connection may be
- * closed. Returns false when the engine is stopping. */
+ * closed, and conn_register that it may be closed for a new connection.
+ * Returns false when the engine is stopping, or the connection was closed
+ * for a new one. */
 static bool set_idle(struct conn *c, bool idle)
 {
 	pthread_mutex_lock(&reg_lock);
-	bool ok = !stopping || !idle;
+	bool ok = (!stopping || !idle) && !c->evicted;
 	c->idle = idle && ok;
+	c->evictable = c->idle && c->negotiated;
+	if (c->idle)
+		c->idle_ms = sift_now_ms();
 	pthread_mutex_unlock(&reg_lock);
 	return ok;
 }
@@ -592,8 +603,8 @@ static void serve(struct conn *c)
 				c->roff = c->rlen = 0;
 			}
 			int rc = fill(c, need);
-			if (between)
-				set_idle(c, false);
+			if (between && !set_idle(c, false))
+				return; /* closed for a new connection */
 			if (rc == 0)
 				log_eof(c, need);
 			if (rc <= 0)
@@ -797,15 +808,46 @@ static void conn_drop(struct conn *c)
 
 enum reg { REG_STOPPING, REG_REFUSED, REG_HANDED, REG_NEED_THREAD };
 
+/* What conn_register closed to make room (for the log line). */
+struct evicted {
+	char peer[INET6_ADDRSTRLEN + 8];
+	long long idle_ms; /* 0: none */
+};
+
+/* At filterd_max_connections (under reg_lock): the negotiated connection
+ * that has waited longest between messages is shut down (its worker sees
+ * the end and frees it; set_idle tells it if data came meanwhile), so that
+ * an MTA's idle connections, which may each wait filterd_milter_timeout,
+ * do not refuse new sessions. None (every one in a message, or not yet
+ * negotiated, which filterd_milter_packet_timeout bounds): false. */
+static bool evict_idlest(struct evicted *ev)
+{
+	struct conn *v = NULL;
+	for (struct conn *o = conns; o; o = o->next)
+		if (o->evictable && (!v || o->idle_ms < v->idle_ms))
+			v = o;
+	if (!v)
+		return false;
+	v->evicted = true;
+	v->idle = v->evictable = false;
+	shutdown(v->fd, SHUT_RDWR);
+	snprintf(ev->peer, sizeof(ev->peer), "%s", v->peer);
+	long long now = sift_now_ms();
+	ev->idle_ms = now > v->idle_ms ? now - v->idle_ms : 1;
+	return true;
+}
+
 /* Registers c (one critical section) and gives it to a waiting worker if
- * there is one. */
-static enum reg conn_register(struct conn *c)
+ * there is one. At the limit, an idle connection may be closed for it
+ * (ev). */
+static enum reg conn_register(struct conn *c, struct evicted *ev)
 {
 	pthread_mutex_lock(&reg_lock);
 	enum reg r = REG_NEED_THREAD;
+	ev->idle_ms = 0;
 	if (stopping) {
 		r = REG_STOPPING;
-	} else if (n_conns >= fconf->max_connections) {
+	} else if (n_conns >= fconf->max_connections && !evict_idlest(ev)) {
 		r = REG_REFUSED;
 	} else {
 		n_conns++;
@@ -897,7 +939,13 @@ static void *accept_thread(void *arg)
 			continue;
 		}
 		struct conn *c = conn_accepted(fd, &ss);
-		enum reg r = conn_register(c);
+		struct evicted ev;
+		enum reg r = conn_register(c, &ev);
+		if (ev.idle_ms)
+			sift_log(LOG_NOTICE,
+				 "filterd_max_connections (%lld) reached: closing the milter connection "
+				 "from %s, idle between messages for %.1f s, for %s",
+				 fconf->max_connections, ev.peer, (double)ev.idle_ms / 1000, c->peer);
 		if (r == REG_STOPPING) {
 			conn_drop(c);
 			break;

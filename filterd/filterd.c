@@ -71,7 +71,8 @@ const struct sift_param filterd_params[] = {
 	 "milter protocol engine: libmilter (not in builds with -Dlibmilter=disabled), or native (filterd's "
 	 "own)"},
 	{"filterd_max_connections", SIFT_P_INT, "1000", 1, 1000000, OFF(max_connections), NULL,
-	 "native engine: MTA connections served at once (more are refused)"},
+	 "native engine: MTA connections served at once (at the limit, the one idle longest between "
+	 "messages is closed for a new one; with none idle, the new one is refused)"},
 	{"filterd_shutdown_timeout", SIFT_P_TIME, "10s", 0, 3600000, OFF(shutdown_timeout), NULL,
 	 "native engine: on SIGTERM, how long messages in progress may take to finish"},
 	{"filterd_control_socket", SIFT_P_STRING, SIFT_FILTERD_CONTROL_SOCKET, 0, 0, OFF(control_socket),

@@ -300,6 +300,27 @@ def native_only(tmp, conf, log, port):
         time.sleep(0.3)
         got, _ = raw_session(p2, [OPTNEG], timeout=2)
         check(got[4:5] == b"O", "served again below the limit", got)
+        # at the limit, the negotiated connection idle longest between
+        # messages is closed for the new one; one in a message is not
+        busy = Milter(p2)
+        busy.send(CONNECT)
+        busy.send(pkt(b"M", b"<alice@example.org>\0"))
+        older = Milter(p2)
+        time.sleep(0.3)
+        newer = Milter(p2)
+        check([c for c, _ in newer.optneg] == [b"O"], "at the limit, a new connection is served", newer.optneg)
+        older.read(1, timeout=3)
+        check(older.closed, "for it, the connection idle longest between messages is closed")
+        got = busy.send(pkt(b"R", b"<bob@example.com>\0"))
+        check([c for c, _ in got] == [b"c"] and not busy.closed, "the one in a message goes on", got)
+        check(wait_for(lambda: "reached: closing the milter connection from" in open(log2).read(), 5),
+              "the closing is logged", open(log2).read()[-1000:])
+        third = Milter(p2)  # newer is idle: it gives way in turn
+        newer.read(1, timeout=3)
+        check(third.optneg[:1] and third.optneg[0][0] == b"O" and newer.closed,
+              "and the next one makes room in turn", (third.optneg, newer.closed))
+        for m in (busy, older, newer, third):
+            m.close()
     finally:
         fd.stop()
     # A client that connects and says nothing, or trickles a packet a byte
