@@ -531,6 +531,120 @@ int dmarc_report_remove(const struct sift_host *host, const struct dmarc_report_
 	return 0;
 }
 
+struct span {
+	const char *s;
+	size_t len;
+};
+
+static int cmp_span(const void *key, const void *elem)
+{
+	const struct span *k = key;
+	const char *d = *(const char *const *)elem;
+	size_t dl = strlen(d);
+	int c = memcmp(k->s, d, k->len < dl ? k->len : dl);
+	return c ? c : k->len < dl ? -1 : k->len > dl;
+}
+
+/* Is text[0..len) a row of one of the domains (sorted with strcmp)? */
+static bool row_of(const char *text, size_t len, const char *const *domains, size_t n)
+{
+	if (len < 2 || text[0] != '1' || text[1] != '\t')
+		return false;
+	const char *tab = memchr(text + 2, '\t', len - 2);
+	struct span k = {text + 2, tab ? (size_t)(tab - text - 2) : 0};
+	return tab && bsearch(&k, domains, n, sizeof(*domains), cmp_span) != NULL;
+}
+
+/* The file store: DAY.rows rewritten (a new file renamed over it) with
+ * the other lines. */
+static int file_remove_domains(const char *dir, const char *day, const char *const *domains, size_t n,
+			       char **err_r)
+{
+	char path[4200], tmp[4220];
+	snprintf(path, sizeof(path), "%s/%s.rows", dir, day);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *fp = fopen(path, "r");
+	if (!fp) {
+		if (errno == ENOENT)
+			return 0;
+		*err_r = xasprintf("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct dbuf in = {0}, out = {0};
+	char chunk[65536];
+	size_t got;
+	while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		dbuf_add(&in, chunk, got);
+	bool bad = ferror(fp);
+	fclose(fp);
+	if (bad) {
+		free(in.s);
+		*err_r = xasprintf("%s: read error", path);
+		return -1;
+	}
+	for (const char *p = in.s, *end = in.s + in.len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+		if (!nl || !row_of(p, len - 1, domains, n))
+			dbuf_add(&out, p, len);
+		p += len;
+	}
+	free(in.s);
+	int status = 0;
+	if (out.len == 0) {
+		if (unlink(path) < 0 && errno != ENOENT) {
+			*err_r = xasprintf("%s: %s", path, strerror(errno));
+			status = -1;
+		}
+		return status;
+	}
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	ssize_t w = fd < 0 ? -1 : write(fd, out.s, out.len);
+	if (fd < 0 || w != (ssize_t)out.len || fsync(fd) < 0 || close(fd) < 0 || rename(tmp, path) < 0) {
+		*err_r = xasprintf("%s: %s", tmp,
+				   w >= 0 && w != (ssize_t)out.len ? "short write" : strerror(errno));
+		if (fd >= 0)
+			unlink(tmp);
+		status = -1;
+	}
+	free(out.s);
+	return status;
+}
+
+int dmarc_report_remove_domains(const struct sift_host *host, const struct dmarc_report_conf *rc,
+				const char *day, const char *const *domains, size_t n, char **err_r)
+{
+	const char *dir = file_dir(rc);
+	if (dir)
+		return file_remove_domains(dir, day, domains, n, err_r);
+	/* the state store: the count and text of each of the domains' rows;
+	 * their index entries, left, lead to nothing (see kv_load) */
+	char key[96], *v = NULL;
+	snprintf(key, sizeof(key), "dmarc:n:%s", day);
+	long long count = host->kv_get(key, &v) == 0 && v ? strtoll(v, NULL, 10) : 0;
+	free(v);
+	int bad = 0;
+	for (long long i = 1; i <= count; i++) {
+		char *hash = NULL, *text = NULL, k2[96];
+		snprintf(key, sizeof(key), "dmarc:i:%s:%lld", day, i);
+		if (host->kv_get(key, &hash) == 0 && hash && strlen(hash) == 16) {
+			snprintf(k2, sizeof(k2), "dmarc:t:%s:%s", day, hash);
+			if (host->kv_get(k2, &text) == 0 && text && row_of(text, strlen(text), domains, n)) {
+				bad |= host->kv_del(k2) < 0;
+				snprintf(k2, sizeof(k2), "dmarc:c:%s:%s", day, hash);
+				bad |= host->kv_del(k2) < 0;
+			}
+		}
+		free(text);
+		free(hash);
+	}
+	if (bad) {
+		*err_r = xasprintf("state_store: cannot delete the sent rows of %s", day);
+		return -1;
+	}
+	return 0;
+}
+
 void dmarc_rows_free(struct dmarc_rows *rows)
 {
 	for (size_t i = 0; i < rows->n; i++)

@@ -111,6 +111,10 @@ void dmarc_report_parse(const char *text, size_t len, struct dmarc_rows *rows);
 /* Deletes the day's rows (after its reports went out). */
 int dmarc_report_remove(const struct sift_host *host, const struct dmarc_report_conf *rc, const char *day,
 			char **err_r);
+/* Deletes the day's rows of the policy domains domains[0..n-1] (those
+ * whose reports went out; sorted with strcmp) and keeps the others'. */
+int dmarc_report_remove_domains(const struct sift_host *host, const struct dmarc_report_conf *rc,
+				const char *day, const char *const *domains, size_t n, char **err_r);
 void dmarc_rows_free(struct dmarc_rows *rows);
 
 /* ---- dmarcxml.c: the report and its mail ---- */

@@ -9,8 +9,9 @@
  *       the mailto: addresses of the domain's rua= with the local sendmail
  *       (dmarc_report_sendmail), after the external-destination check of
  *       7.1 for addresses outside the domain's organizational domain. The
- *       rows of a day are deleted once its reports were written or sent
- *       (not with --keep, never when only printed);
+ *       rows of a domain are deleted once its report was written or sent
+ *       (not with --keep, never when only printed); those of a domain
+ *       whose sendmail failed stay for the next run (exit status 1);
  *   check FILE [--spf RESULT:DOMAIN] [--dkim RESULT:DOMAIN]...
  *       the plugin's decision for the message in FILE: the message runs
  *       through a chain of the dkim plugin (which verifies its signatures,
@@ -25,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,38 +89,75 @@ static bool external_ok(const struct sift_host *host, void *conf, const char *do
 	return ok;
 }
 
-/* Pipes msg (CRLF lines, written with LF) into sendmail -i -f FROM -- TO. */
-static int sendmail(const struct dmarc_report_conf *rc, const char *to, const char *msg)
+/* Pipes msg (CRLF lines, written with LF) into sendmail -i -f FROM -- TO.
+ * 0, or -1 with what failed in why: sendmail's exit status, the signal
+ * that ended it, or the message not taken whole (a sendmail that exits
+ * without reading it: EPIPE, never a SIGPIPE that would end siftctl and
+ * the reports of the other domains with it). */
+static int sendmail(const struct dmarc_report_conf *rc, const char *to, const char *msg, char *why,
+		    size_t whylen)
 {
+	size_t len = 0;
+	char *buf = malloc(strlen(msg) + 1);
+	if (!buf)
+		abort();
+	for (const char *s = msg; *s; s++)
+		if (!(s[0] == '\r' && s[1] == '\n'))
+			buf[len++] = *s;
 	int p[2];
-	if (pipe(p) < 0)
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		snprintf(why, whylen, "pipe: %s", strerror(errno));
+		free(buf);
 		return -1;
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
+		snprintf(why, whylen, "fork: %s", strerror(errno));
 		close(p[0]);
 		close(p[1]);
+		free(buf);
 		return -1;
 	}
 	if (pid == 0) {
 		dup2(p[0], 0);
-		close(p[0]);
-		close(p[1]);
 		execl(rc->sendmail, "sendmail", "-i", "-f", rc->email, "--", to, (char *)NULL);
 		_exit(127);
 	}
 	close(p[0]);
-	FILE *fp = fdopen(p[1], "w");
-	for (const char *s = msg; fp && *s; s++)
-		if (!(s[0] == '\r' && s[1] == '\n'))
-			fputc(*s, fp);
-	if (fp)
-		fclose(fp);
-	else
-		close(p[1]);
-	int st;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+	struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+	sigemptyset(&ign.sa_mask);
+	sigaction(SIGPIPE, &ign, &old);
+	int werr = 0;
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(p[1], buf + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			werr = errno;
+			break;
+		}
+		off += (size_t)w;
+	}
+	if (close(p[1]) < 0 && !werr)
+		werr = errno;
+	sigaction(SIGPIPE, &old, NULL);
+	free(buf);
+	int st = 0;
+	pid_t r;
+	while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
 		;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+	if (r < 0)
+		snprintf(why, whylen, "waitpid: %s", strerror(errno));
+	else if (WIFSIGNALED(st))
+		snprintf(why, whylen, "killed by signal %d", WTERMSIG(st));
+	else if (WEXITSTATUS(st) != 0)
+		snprintf(why, whylen, "exit status %d%s%s", WEXITSTATUS(st),
+			 werr ? ", the message not read: " : "", werr ? strerror(werr) : "");
+	else if (werr)
+		snprintf(why, whylen, "the message not read: %s", strerror(werr));
+	else
+		return 0;
+	return -1;
 }
 
 /* The size limit of a dmarc-uri ("!10m"), 0 when none. */
@@ -167,8 +206,10 @@ static int send_report(const struct sift_host *host, void *conf, const char *rua
 			continue;
 		}
 		char *msg = dmarc_report_mail(rc, domain, id, fname, gz, gzlen, addr, time(NULL));
-		if (sendmail(rc, addr, msg) < 0) {
-			fprintf(stderr, "siftctl dmarc report: %s: %s failed\n", addr, rc->sendmail);
+		char why[200];
+		if (sendmail(rc, addr, msg, why, sizeof(why)) < 0) {
+			fprintf(stderr, "siftctl dmarc report: %s: %s: %s failed (%s): not sent\n", domain,
+				addr, rc->sendmail, why);
 			status = -1;
 		} else
 			printf("sent %s to %s\n", fname, addr);
@@ -239,21 +280,35 @@ static int one_day(const struct sift_host *host, void *conf, const struct report
 	for (size_t i = 0; i < rows.n; i++)
 		v[i] = &rows.v[i];
 	qsort(v, rows.n, sizeof(*v), cmp_domain);
+	/* the domains whose reports went out (written, mailed): their rows
+	 * are deleted even when another domain's sendmail failed, so that
+	 * the next run does not send them again */
+	const char **done = calloc(rows.n + 1, sizeof(*done));
+	size_t ndone = 0;
 	int status = 0;
 	for (size_t i = 0; i < rows.n;) {
 		size_t j = i + 1;
 		while (j < rows.n && strcmp(v[j]->f[RF_DOMAIN], v[i]->f[RF_DOMAIN]) == 0)
 			j++;
-		status |= one_report(host, conf, o, v + i, j - i, begin);
+		if (one_report(host, conf, o, v + i, j - i, begin) < 0)
+			status = -1;
+		else
+			done[ndone++] = v[i]->f[RF_DOMAIN];
 		i = j;
 	}
+	if ((o->send || o->dir) && !o->keep) {
+		int r = status == 0 ? dmarc_report_remove(host, rc, day, &err)
+			: ndone	    ? dmarc_report_remove_domains(host, rc, day, done, ndone, &err)
+				    : 0;
+		if (r < 0) {
+			fprintf(stderr, "siftctl dmarc report: %s\n", err);
+			free(err);
+			status = -1;
+		}
+	}
+	free(done);
 	free(v);
 	dmarc_rows_free(&rows);
-	if (status == 0 && (o->send || o->dir) && !o->keep && dmarc_report_remove(host, rc, day, &err) < 0) {
-		fprintf(stderr, "siftctl dmarc report: %s\n", err);
-		free(err);
-		status = -1;
-	}
 	return status;
 }
 

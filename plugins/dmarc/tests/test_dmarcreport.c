@@ -9,6 +9,8 @@
  * a row with a bad field count is ignored when read back; a row whose
  * first message met a store error at each step of its indexing is
  * reported by its later messages, once, with every message counted.
+ * Deleting the rows of the domains whose reports went out keeps the
+ * others', in both stores.
  *
  * Usage: test_dmarcreport DIR (DIR: a scratch directory, for the file
  * store's check of the same rows).
@@ -166,6 +168,20 @@ int main(int argc, char **argv)
 	eval(&e, "three.example", true, "mailto:r@three.example");
 	e.have_record = false;
 	CHECK(!dmarc_report_row(&e, "192.0.2.1", "", row, sizeof(row)), "no record: no row");
+	/* the rows of one.example (its report sent) deleted, two.example's
+	 * (its sendmail failed) kept */
+	const char *sent[] = {"one.example"};
+	struct dmarc_rows left = {0};
+	CHECK(dmarc_report_remove_domains(&h, &rc, day, sent, 1, &err) == 0 &&
+		      dmarc_report_load(&h, &rc, day, &left, &err) == 0 && left.n == 1 &&
+		      strcmp(left.v[0].f[RF_DOMAIN], "two.example") == 0,
+	      "memory store: a sent domain's rows deleted, the other's kept");
+	dmarc_rows_free(&left);
+	for (int i = 0; i < 4; i++) {
+		eval(&e, "one.example", i != 3, "mailto:r@one.example");
+		dmarc_report_row(&e, "192.0.2.1", "one.example", row, sizeof(row));
+		CHECK(dmarc_report_record(&h, &rc, row, now) == 0, "row recorded again (memory)");
+	}
 	CHECK(sift_kv_set(kv, "dmarc:n:0000-00-00", "1", 0) == 0, "a stray day");
 	CHECK(report_all(&h, &rc, day, begin) == 2, "memory store: two reports");
 	CHECK(dmarc_report_remove(&h, &rc, day, &err) == 0, "rows removed");
@@ -208,6 +224,11 @@ int main(int argc, char **argv)
 	struct dmarc_rows rows = {0};
 	CHECK(dmarc_report_load(&h, &fc, day, &rows, &err) == 0 && rows.n == 3,
 	      "file store: three rows, one ignored");
+	dmarc_rows_free(&rows);
+	CHECK(dmarc_report_remove_domains(&h, &fc, day, sent, 1, &err) == 0 &&
+		      dmarc_report_load(&h, &fc, day, &rows, &err) == 0 && rows.n == 1 &&
+		      strcmp(rows.v[0].f[RF_DOMAIN], "two.example") == 0,
+	      "file store: a sent domain's rows deleted, the other's kept");
 	dmarc_rows_free(&rows);
 	CHECK(dmarc_report_remove(&h, &fc, day, &err) == 0, "file rows removed");
 	sift_kv_free(kv);

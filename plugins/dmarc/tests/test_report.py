@@ -11,6 +11,10 @@ chain run by `siftctl test`, against records on the local DNS server), then
     arguments and input: the 7.2.1.1 message (Subject, the gzip attachment);
     an external rua= domain with its _report._dmarc record is mailed, one
     without it is skipped and named (7.1); the rows are gone afterwards;
+  * --send with a sendmail that exits without reading a large report for
+    one domain: no death by SIGPIPE, the other domain still mailed, the
+    failure named, exit status 1; only the failed domain's rows kept, so
+    that the next run does not mail the other domain again;
   * the state store on a real redis-server (state_store = redis:...): the
     same rows through the core's key-value store, deleted after --dir;
   * the state store in memory (state_store = memory:): test_dmarcreport,
@@ -25,6 +29,7 @@ import email
 import glob
 import gzip
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -189,6 +194,70 @@ def send(env, conf, opts):
         check_reject_report(xml.decode(), 'mailed report')
 
 
+def big_rows(path, domains, n=4000):
+    """n distinct rows per domain (random clients and DKIM domains): a
+    report of each well over the 64 KiB of a pipe."""
+    rnd = random.Random(1)
+    with open(path, 'w') as f:
+        for dom in domains:
+            for _ in range(n):
+                ip = '10.%d.%d.%d' % (rnd.randrange(256), rnd.randrange(256), rnd.randrange(256))
+                dkim = ''.join(rnd.choice('abcdefghijklmnopqrstuvwxyz0123456789') for _ in range(40)) + '.test:pass'
+                f.write('\t'.join(['1', dom, 'r', 'r', 'reject', 'reject', '100', '0', 'mailto:dmarc@' + dom, ip,
+                                   'none', 'pass', 'fail', '', dom, dom, dom, 'mfrom', 'pass', dkim]) + '\n')
+
+
+def send_failure(env, conf):
+    store = os.path.join(env, 'rows-fail')
+    os.mkdir(store)
+    day = '2024-03-05'
+    rows = os.path.join(store, day + '.rows')
+    big_rows(rows, ('a.example', 'b.example'))
+    sent = os.path.join(env, 'sent-fail')
+    os.mkdir(sent)
+    path = os.path.join(env, 'sendmail-refusing')
+    with open(path, 'w') as f:
+        f.write('#!/bin/sh\nfor a; do last=$a; done\n'
+                'case "$last" in *@a.example) [ -e %s/accept ] || { echo "sendmail: refusing $last" >&2; exit 75; };;'
+                ' esac\ncat > %s/$$.msg; echo "$last" >> %s/to\n' % (sent, sent, sent))
+    os.chmod(path, 0o755)
+    opts = ['dmarc_report_store=file:' + store, 'dmarc_report_sendmail=' + path]
+
+    def mailed():
+        try:
+            with open(os.path.join(sent, 'to')) as f:
+                return f.read().split()
+        except FileNotFoundError:
+            return []
+
+    def domains_left():
+        if not os.path.exists(rows):
+            return []
+        with open(rows) as f:
+            return sorted(set(line.split('\t')[1] for line in f))
+
+    rc, out, err = report(conf, '--date', day, '--send', opts=opts)
+    check_eq(rc, 1, 'sendmail exiting without reading a big report: exit status 1, not death by SIGPIPE')
+    check_eq(mailed(), ['dmarc@b.example'], 'the other domain (sorted after the failed one) still mailed')
+    check('sent mx.sift.test!b.example!' in out and 'to dmarc@b.example' in out, 'its sending printed', out + err)
+    check('a.example' in err and 'dmarc@a.example' in err and 'exit status 75' in err,
+          'the failed domain, address and sendmail status named', err)
+    check_eq(domains_left(), ['a.example'], 'only the failed domain\'s rows kept')
+    with open(rows) as f:
+        check_eq(sum(1 for _ in f), 4000, 'every row of the failed domain kept')
+    rc, out, err = report(conf, '--date', day, '--send', opts=opts)
+    check(rc == 1 and mailed() == ['dmarc@b.example'], 'a second run: the sent domain not mailed again',
+          (rc, mailed(), out, err))
+    open(os.path.join(sent, 'accept'), 'w').close()
+    rc, out, err = report(conf, '--send', opts=opts)
+    check(rc == 0 and mailed() == ['dmarc@b.example', 'dmarc@a.example'],
+          'sendmail accepting again: the failed domain mailed by the next run', (rc, mailed(), out, err))
+    check(not os.path.exists(rows), 'then the day\'s rows deleted')
+    msgs = glob.glob(os.path.join(sent, '*.msg'))
+    check(len(msgs) == 2 and all(os.path.getsize(m) > 65536 for m in msgs), 'the reports over 64 KiB',
+          [os.path.getsize(m) for m in msgs])
+
+
 def redis_store(env, conf):
     red = Redis(env, name='redis').start()
     try:
@@ -232,6 +301,7 @@ def main():
         'dkim_sign': 'no', 'tmpdir': env})
     try:
         file_store(env, conf)
+        send_failure(env, conf)
         redis_store(env, conf)
         if len(sys.argv) > 1:
             memory_store(env, sys.argv[1])
