@@ -11,7 +11,9 @@
  *       7.1 for addresses outside the domain's organizational domain. The
  *       rows of a domain are deleted once its report was written or sent
  *       (not with --keep, never when only printed); those of a domain
- *       whose sendmail failed stay for the next run (exit status 1);
+ *       whose sendmail failed stay for the next run (exit status 1). A
+ *       --date of today (UTC) or later is only printed or written with
+ *       --keep: the day is not over;
  *   check FILE [--spf RESULT:DOMAIN] [--dkim RESULT:DOMAIN]...
  *       the plugin's decision for the message in FILE: the message runs
  *       through a chain of the dkim plugin (which verifies its signatures,
@@ -339,6 +341,21 @@ static int tool_report(const struct sift_host *host, void *conf, int argc, char 
 	if (o.date && (strlen(o.date) != 10 || sscanf(o.date, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 ||
 		       m < 1 || m > 12 || d < 1 || d > 31)) {
 		fprintf(stderr, "siftctl dmarc report: --date %s: YYYY-MM-DD\n", o.date);
+		return 2;
+	}
+	/* A day that is not over (UTC) is still being recorded: a report that
+	 * deletes its rows would lose those filterd adds meanwhile, and the
+	 * day's real report would come later with the same Report-ID and date
+	 * range. Printing it, or --dir with --keep, is a look at the day so
+	 * far. */
+	char today[11];
+	dmarc_report_day(time(NULL), today, NULL);
+	if (o.date && strcmp(o.date, today) >= 0 && (o.send || (o.dir && !o.keep))) {
+		fprintf(stderr,
+			"siftctl dmarc report: --date %s: the day (UTC) is not over, its rows are still "
+			"being recorded: %s once it is over (print it, or --dir DIR --keep, for the day so "
+			"far)\n",
+			o.date, o.send ? "--send it" : "--dir without --keep");
 		return 2;
 	}
 	const struct dmarc_report_conf *rc = dmarc_conf_report(conf);

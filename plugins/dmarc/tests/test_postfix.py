@@ -188,7 +188,13 @@ def report(pf, fd, d):
     with open(wrapper, 'w') as f:
         f.write('#!/bin/sh\nMAIL_CONFIG=%s exec /usr/sbin/sendmail "$@"\n' % pf.config_dir)
     os.chmod(wrapper, 0o755)
-    day = time.strftime('%Y-%m-%d', time.gmtime())
+    # today's rows as yesterday's: the reports of a day are sent once it
+    # is over (siftctl refuses --send of today)
+    today = time.strftime('%Y-%m-%d', time.gmtime())
+    day = time.strftime('%Y-%m-%d', time.gmtime(time.time() - 86400))
+    rows = os.path.join(d, 'rows')
+    if os.path.exists(os.path.join(rows, today + '.rows')):
+        os.rename(os.path.join(rows, today + '.rows'), os.path.join(rows, day + '.rows'))
     r = subprocess.run([sifttest.program('siftctl'), '-c', fd.conf, '-o', 'dmarc_report_sendmail=' + wrapper,
                         'dmarc', 'report', '--date', day, '--send'], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=60)

@@ -11,6 +11,9 @@ chain run by `siftctl test`, against records on the local DNS server), then
     arguments and input: the 7.2.1.1 message (Subject, the gzip attachment);
     an external rua= domain with its _report._dmarc record is mailed, one
     without it is skipped and named (7.1); the rows are gone afterwards;
+  * today (UTC) is not over: --send, and --dir without --keep, of it are
+    refused and its rows left alone, later rows joining them; the reports
+    are sent of the rows as yesterday's;
   * --send with a sendmail that exits without reading a large report for
     one domain: no death by SIGPIPE, the other domain still mailed, the
     failure named, exit status 1; only the failed domain's rows kept, so
@@ -49,6 +52,7 @@ SIFTCTL = sifttest.program('siftctl')
 XSD = os.path.join(HERE, 'dmarc-rua.xsd')
 SOA = {"name": ".", "type": "SOA", "data": "ns.root.test. hostmaster.root.test. 1 3600 600 86400 60"}
 TODAY = time.strftime('%Y-%m-%d', time.gmtime())
+YESTERDAY = time.strftime('%Y-%m-%d', time.gmtime(time.time() - 86400))
 
 
 def txt(name, data):
@@ -151,14 +155,46 @@ def file_store(env, conf):
         with gzip.open(os.path.join(outdir, f)) as g:
             valid(g.read(), env, 'gzip report ' + f)
     check(os.path.exists(os.path.join(store, TODAY + '.rows')), '--keep: rows kept')
+    today_not_over(env, conf, opts, store, outdir)
+    # the rows as yesterday's: a complete day, sent by a plain --send
+    os.rename(os.path.join(store, TODAY + '.rows'), os.path.join(store, YESTERDAY + '.rows'))
     send(env, conf, opts)
-    check(not os.path.exists(os.path.join(store, TODAY + '.rows')), '--send: the rows deleted afterwards')
-    rc, out, err = report(conf, '--date', TODAY, opts=opts)
+    check(not os.path.exists(os.path.join(store, YESTERDAY + '.rows')), '--send: the rows deleted afterwards')
+    rc, out, err = report(conf, '--date', YESTERDAY, opts=opts)
     check(rc == 0 and out == '', 'after --send: nothing left to report', out + err)
 
 
-def fake_sendmail(env):
-    sent = os.path.join(env, 'sent')
+def today_not_over(env, conf, opts, store, outdir):
+    """--send, or --dir without --keep, of today: refused, named, the rows
+    left alone; a message recorded afterwards joins them."""
+    path = os.path.join(store, TODAY + '.rows')
+
+    def text():
+        try:
+            with open(path, 'rb') as f:
+                return f.read()
+        except FileNotFoundError:
+            return b''
+
+    before = text()
+    sm, sent = fake_sendmail(env, 'sent-today')
+    for args in (['--send'], ['--dir', outdir], ['--send', '--keep']):
+        rc, out, err = report(conf, '--date', TODAY, *args, opts=opts + ['dmarc_report_sendmail=' + sm])
+        check(rc == 2 and TODAY in err and 'not over' in err and out == '',
+              'report --date TODAY %s: refused with exit status 2, the reason named' % ' '.join(args), (rc, out, err))
+    check(os.listdir(sent) == [], 'nothing mailed for today', os.listdir(sent))
+    check(text() == before, 'today\'s rows untouched')
+    record_mail(conf, opts)
+    after = text()
+    check(before and after.startswith(before) and after.count(b'\n') == 2 * before.count(b'\n'),
+          'rows recorded afterwards added to the earlier ones, none lost', (len(before), len(after)))
+    # back to the first six messages for the reports below
+    with open(path, 'wb') as f:
+        f.write(before)
+
+
+def fake_sendmail(env, name='sent'):
+    sent = os.path.join(env, name)
     os.mkdir(sent)
     path = os.path.join(env, 'sendmail')
     with open(path, 'w') as f:
@@ -169,8 +205,8 @@ def fake_sendmail(env):
 
 def send(env, conf, opts):
     path, sent = fake_sendmail(env)
-    rc, out, err = report(conf, '--date', TODAY, '--send', opts=opts + ['dmarc_report_sendmail=' + path])
-    check(rc == 0, 'report --send: exit 0', out + err)
+    rc, out, err = report(conf, '--send', opts=opts + ['dmarc_report_sendmail=' + path])
+    check(rc == 0, 'report --send (yesterday\'s rows): exit 0', out + err)
     check('bad.test' in err and '7.1' in err and 'ext.test._report._dmarc.bad.test' in err,
           'an external rua= without its _report._dmarc record: skipped and named', err)
     msgs = {}
@@ -266,6 +302,13 @@ def redis_store(env, conf):
         outdir = os.path.join(env, 'out-redis')
         os.mkdir(outdir)
         rc, out, err = report(conf, '--date', TODAY, '--dir', outdir, opts=opts)
+        check(rc == 2 and 'not over' in err and os.listdir(outdir) == [] and red.cli('EXISTS', 'sift:dmarc:n:' + TODAY)
+              == '1', 'redis store: --dir of today refused, its rows kept', (rc, out, err))
+        # the rows as yesterday's: a complete day (the core's keys are
+        # sift:KEY)
+        for k in red.cli('--scan', '--pattern', 'sift:dmarc:*:%s*' % TODAY).split():
+            red.cli('RENAME', k, k.replace(TODAY, YESTERDAY))
+        rc, out, err = report(conf, '--date', YESTERDAY, '--dir', outdir, opts=opts)
         files = sorted(glob.glob(os.path.join(outdir, '*reject.test*.xml.gz')))
         check(rc == 0 and len(files) == 1, 'redis store: report written', out + err)
         for f in files:
@@ -273,7 +316,7 @@ def redis_store(env, conf):
                 xml = g.read()
             valid(xml, env, 'redis store report')
             check_reject_report(xml.decode(), 'redis store')
-        keys = red.cli('--scan', '--pattern', 'dmarc:*').split()
+        keys = red.cli('--scan', '--pattern', 'sift:dmarc:*').split()
         check(keys == [], 'redis store: keys deleted after the report', keys)
     finally:
         red.stop()
