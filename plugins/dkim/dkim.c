@@ -668,42 +668,21 @@ _Static_assert(AR_RESINFO_MAX < 998, "a dkim resinfo fits on one line");
 #define AR_VALUE_MAX (AR_RESINFO_MAX * DK_MAX_VERIFY)
 _Static_assert(AR_VALUE_MAX <= 48 * 1024, "the dkim results stay well within header_size_limit");
 
-/* The Authentication-Results value, grown as needed (malloc'd s, NULL
- * while empty); oom when an allocation failed (the value is then not used). */
-struct abuf {
-	char *s;
-	size_t n, cap;
-	bool oom;
-};
-static void ab_add(struct abuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void ab_add(struct abuf *b, const char *fmt, ...)
+/* Appends to the Authentication-Results value b (grown as needed; oom
+ * when an allocation failed: the value is then not used). Each piece is
+ * under AR_RESINFO_MAX. */
+static void ab_add(struct dk_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ab_add(struct dk_sbuf *b, const char *fmt, ...)
 {
-	if (b->oom)
-		return;
+	char piece[AR_RESINFO_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	int k = vsnprintf(NULL, 0, fmt, ap);
+	int k = vsnprintf(piece, sizeof(piece), fmt, ap);
 	va_end(ap);
-	if (k < 0) {
-		b->oom = true;
-		return;
-	}
-	if (b->n + (size_t)k + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		while (cap < b->n + (size_t)k + 1)
-			cap *= 2;
-		char *s = realloc(b->s, cap);
-		if (!s) {
-			b->oom = true;
-			return;
-		}
-		b->s = s;
-		b->cap = cap;
-	}
-	va_start(ap, fmt);
-	vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
-	va_end(ap);
-	b->n += (size_t)k;
+	if (k < 0 || (size_t)k >= sizeof(piece))
+		b->oom = true; /* never a cut result */
+	else
+		dk_sb_add(b, piece, (size_t)k);
 }
 
 /* A value safe inside an A-R property or quoted reason. */
@@ -786,7 +765,7 @@ static void auth_result(struct sift_ctx *ctx, const char *id, const char *resinf
 static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m)
 {
 	const struct dk_conf *c = m->conf;
-	struct abuf ar = {.n = 0};
+	struct dk_sbuf ar = {.n = 0};
 	enum sift_verdict verdict = SIFT_DUNNO;
 	struct dk_symacc valid = {.n = 0}, invalid = {.n = 0}, temp = {.n = 0};
 	for (size_t i = 0; i < m->nv; i++) {

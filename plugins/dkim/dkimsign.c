@@ -50,15 +50,9 @@ struct dks {
 	size_t outn;
 };
 
-/* ---- growable string ------------------------------------------------------- */
+/* ---- growable string (dkimsign.h) ------------------------------------------- */
 
-struct sbuf {
-	char *s;
-	size_t n, cap;
-	bool oom;
-};
-
-static void sb_add(struct sbuf *b, const char *p, size_t n)
+void dk_sb_add(struct dk_sbuf *b, const char *p, size_t n)
 {
 	if (b->oom)
 		return;
@@ -79,9 +73,9 @@ static void sb_add(struct sbuf *b, const char *p, size_t n)
 	b->s[b->n] = 0;
 }
 
-static void sb_str(struct sbuf *b, const char *s)
+void dk_sb_str(struct dk_sbuf *b, const char *s)
 {
-	sb_add(b, s, strlen(s));
+	dk_sb_add(b, s, strlen(s));
 }
 
 /* ---- body -------------------------------------------------------------------- */
@@ -248,21 +242,21 @@ static bool is_wsp(char c)
 }
 
 /* One field, canonicalized, into b (with CRLF unless crlf is false). */
-static void canon_field(struct sbuf *b, bool relaxed, const char *name, const char *value, bool crlf)
+static void canon_field(struct dk_sbuf *b, bool relaxed, const char *name, const char *value, bool crlf)
 {
 	if (!relaxed) {
-		sb_str(b, name);
-		sb_add(b, ":", 1);
-		sb_str(b, value);
+		dk_sb_str(b, name);
+		dk_sb_add(b, ":", 1);
+		dk_sb_str(b, value);
 	} else {
 		size_t nl = strlen(name);
 		while (nl && is_wsp(name[nl - 1]))
 			nl--;
 		for (size_t i = 0; i < nl; i++) {
 			char c = (char)tolower((unsigned char)name[i]);
-			sb_add(b, &c, 1);
+			dk_sb_add(b, &c, 1);
 		}
-		sb_add(b, ":", 1);
+		dk_sb_add(b, ":", 1);
 		bool wsp = false, started = false;
 		for (const char *p = value; *p; p++) {
 			if (*p == '\r' || *p == '\n')
@@ -272,18 +266,18 @@ static void canon_field(struct sbuf *b, bool relaxed, const char *name, const ch
 				continue;
 			}
 			if (wsp && started)
-				sb_add(b, " ", 1);
+				dk_sb_add(b, " ", 1);
 			wsp = false;
 			started = true;
 			const char *q = p;
 			while (q[1] && !is_wsp(q[1]) && q[1] != '\r' && q[1] != '\n')
 				q++;
-			sb_add(b, p, (size_t)(q - p) + 1);
+			dk_sb_add(b, p, (size_t)(q - p) + 1);
 			p = q;
 		}
 	}
 	if (crlf)
-		sb_add(b, "\r\n", 2);
+		dk_sb_add(b, "\r\n", 2);
 }
 
 int dks_header_digest(bool relaxed, size_t n, const char *const *names, const char *const *values,
@@ -291,7 +285,7 @@ int dks_header_digest(bool relaxed, size_t n, const char *const *names, const ch
 		      unsigned char md[32])
 {
 	bool *used = calloc(n + 1, sizeof(*used));
-	struct sbuf c = {0};
+	struct dk_sbuf c = {0};
 	int rc = -1;
 	if (!used)
 		return -1;
@@ -322,7 +316,7 @@ static bool listed(const char *const *list, const char *name)
 /* Writes tokens of the DKIM-Signature value, folding before a token that
  * would pass DKS_FOLD columns. */
 struct folder {
-	struct sbuf *b;
+	struct dk_sbuf *b;
 	size_t col;
 };
 
@@ -330,13 +324,13 @@ static void fold_tok(struct folder *f, const char *tok, bool space)
 {
 	size_t n = strlen(tok);
 	if (f->col + (space ? 1 : 0) + n > DKS_FOLD && f->col > 8) {
-		sb_add(f->b, "\r\n\t", 3);
+		dk_sb_add(f->b, "\r\n\t", 3);
 		f->col = 8;
 	} else if (space) {
-		sb_add(f->b, " ", 1);
+		dk_sb_add(f->b, " ", 1);
 		f->col++;
 	}
-	sb_add(f->b, tok, n);
+	dk_sb_add(f->b, tok, n);
 	f->col += n;
 }
 
@@ -417,18 +411,18 @@ int dks_sign_digest(EVP_PKEY *key, const unsigned char md[32], char **b64_r)
 	return b64 ? 0 : -1;
 }
 
-static void fold_b64(struct sbuf *v, size_t col, const char *b64)
+static void fold_b64(struct dk_sbuf *v, size_t col, const char *b64)
 {
 	size_t bl = strlen(b64);
 	for (size_t o = 0; o < bl;) {
 		size_t room = col < DKS_FOLD ? DKS_FOLD - col : 0;
 		if (room < 8) {
-			sb_add(v, "\r\n\t", 3);
+			dk_sb_add(v, "\r\n\t", 3);
 			col = 8;
 			continue;
 		}
 		size_t take = bl - o < room ? bl - o : room;
-		sb_add(v, b64 + o, take);
+		dk_sb_add(v, b64 + o, take);
 		col += take;
 		o += take;
 	}
@@ -436,7 +430,7 @@ static void fold_b64(struct sbuf *v, size_t col, const char *b64)
 
 int dks_fold_b64(char **v, size_t col, const char *b64)
 {
-	struct sbuf b = {.s = *v, .n = *v ? strlen(*v) : 0};
+	struct dk_sbuf b = {.s = *v, .n = *v ? strlen(*v) : 0};
 	b.cap = b.s ? b.n + 1 : 0;
 	fold_b64(&b, col, b64);
 	if (b.oom)
@@ -448,7 +442,7 @@ int dks_fold_b64(char **v, size_t col, const char *b64)
 int dks_fields_digest(bool relaxed, size_t n, const char *const *names, const char *const *values,
 		      const char *sig_name, const char *sig_value, unsigned char md[32])
 {
-	struct sbuf c = {0};
+	struct dk_sbuf c = {0};
 	for (size_t i = 0; i < n; i++)
 		canon_field(&c, relaxed, names[i], values[i], true);
 	canon_field(&c, relaxed, sig_name, sig_value, false);
@@ -473,7 +467,7 @@ int dks_finish(struct dks *s, size_t n, const char *const *names, const char *co
 	size_t nh = 0;
 	const char **h = calloc(n + 64, sizeof(*h));
 	bool *used = calloc(n + 1, sizeof(*used));
-	struct sbuf v = {0}, c = {0};
+	struct dk_sbuf v = {0}, c = {0};
 	int rc = -1;
 	*err_r = "out of memory";
 	if (!h || !used)
@@ -528,9 +522,9 @@ int dks_finish(struct dks *s, size_t n, const char *const *names, const char *co
 	if (s->p.relaxed_headers)
 		canon_field(&c, true, sig_name, v.s, false);
 	else {
-		sb_str(&c, sig_name);
-		sb_str(&c, ": ");
-		sb_add(&c, v.s, v.n);
+		dk_sb_str(&c, sig_name);
+		dk_sb_str(&c, ": ");
+		dk_sb_add(&c, v.s, v.n);
 	}
 	if (c.oom)
 		goto out;

@@ -31,6 +31,16 @@
 
 struct dks;
 
+/* A growable string (NUL-terminated s, NULL while empty); oom once an
+ * allocation failed: what was added since is lost, the caller checks. */
+struct dk_sbuf {
+	char *s;
+	size_t n, cap;
+	bool oom;
+};
+void dk_sb_add(struct dk_sbuf *b, const char *p, size_t n);
+void dk_sb_str(struct dk_sbuf *b, const char *s);
+
 struct dks_params {
 	EVP_PKEY *key; /* RSA or Ed25519 private key */
 	const char *domain, *selector;
