@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "sift/plugin.h"
@@ -45,6 +46,17 @@ long src_read(const struct scan_src *s, long long off, void *buf, size_t len);
 /* Heuristic alerts asked of the engine (engine_scan's heuristic). */
 #define CL_HEUR_ENCRYPTED 0x1 /* encrypted archives and documents */
 #define CL_HEUR_EXCEEDS	  0x2 /* content over the engine's limits */
+
+/* ClamAV's name for a scan that ran out of time (MaxScanTime): the scan
+ * stopped there, so what follows was never looked at. A failure, never a
+ * limit: an infected message takes longer to scan as easily as a clean one. */
+static inline bool alert_is_timeout(const char *name)
+{
+	static const char suffix[] = ".MaxScanTime";
+	size_t n = strlen(name), k = sizeof(suffix) - 1;
+	return strncmp(name, "Heuristics.Limits.Exceeded", 26) == 0 && n >= k &&
+	       strcmp(name + n - k, suffix) == 0;
+}
 
 /* ---- engine.c ----------------------------------------------------------- */
 struct engine_settings {

@@ -110,7 +110,8 @@ static const struct sift_param params[] = {
 	{"max_files", SIFT_P_INT, "10000", 0, 100000000, OFF(max_files), NULL,
 	 "library mode: ClamAV MaxFiles (files per message, 0 = ClamAV default)"},
 	{"max_scantime", SIFT_P_TIME, "120s", 0, 3600000LL, OFF(max_scantime), NULL,
-	 "library mode: ClamAV MaxScanTime (0 = ClamAV default)"},
+	 "library mode: ClamAV MaxScanTime (0 = ClamAV default); a scan that runs out of time is a "
+	 "failure (clamav_fail_action)"},
 	{"max_scans", SIFT_P_INT, "8", 1, 100000, OFF(max_scans), NULL,
 	 "library mode: concurrent scans at most (libclamav holds the decoded parts of each: about twice "
 	 "the message's size)"},
@@ -119,7 +120,8 @@ static const struct sift_param params[] = {
 	{"alert_encrypted", SIFT_P_BOOL, "yes", 0, 0, OFF(alert_encrypted), NULL,
 	 "library mode: report encrypted archives and documents (then clamav_limit_action)"},
 	{"alert_exceeds_max", SIFT_P_BOOL, "yes", 0, 0, OFF(alert_exceeds_max), NULL,
-	 "library mode: report content over ClamAV's limits (then clamav_limit_action)"},
+	 "library mode: report content over ClamAV's limits (then clamav_limit_action); the scan time "
+	 "limit is always a failure"},
 	{"max_size", SIFT_P_SIZE, "25m", 1024, 1LL << 32, OFF(max_size), NULL,
 	 "larger messages are not scanned (clamav_limit_action)"},
 	{"limit_action", SIFT_P_ENUM, "pass", 0, 0, OFF(limit_action), "pass|tempfail|reject",

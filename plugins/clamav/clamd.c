@@ -503,10 +503,16 @@ static int scan_one(struct clamd_client *c, const struct endpoint *ep, const str
 		while (nl && p[nl - 1] == ' ')
 			nl--;
 		snprintf(namebuf, namelen, "%.*s", (int)nl, p);
-		*res = (strncmp(namebuf, "Heuristics.Encrypted", 20) == 0 ||
-			strncmp(namebuf, "Heuristics.Limits.Exceeded", 26) == 0)
-			       ? SCAN_LIMIT
-			       : SCAN_VIRUS;
+		if (alert_is_timeout(namebuf)) {
+			/* clamd ran out of time (its MaxScanTime): the rest of
+			 * the message was never scanned */
+			snprintf(namebuf, namelen, "clamd %s: scan timeout (%.*s)", ep->text, (int)nl, p);
+			*res = SCAN_FAILED;
+		} else
+			*res = (strncmp(namebuf, "Heuristics.Encrypted", 20) == 0 ||
+				strncmp(namebuf, "Heuristics.Limits.Exceeded", 26) == 0)
+				       ? SCAN_LIMIT
+				       : SCAN_VIRUS;
 	} else if (strstr(reply, "size limit exceeded")) {
 		snprintf(namebuf, namelen, "clamd: %s", reply);
 		*res = SCAN_LIMIT;

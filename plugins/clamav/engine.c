@@ -121,6 +121,7 @@ struct scan_state {
 	unsigned errors, logged;
 	char first[200]; /* the first error message */
 	char alert[128]; /* the first name given to the virus-found callback */
+	bool timeout;	 /* one of the names was the MaxScanTime alert */
 };
 #define MAX_LOGGED 3 /* libclamav messages logged per scan */
 static _Thread_local struct scan_state *cur_scan;
@@ -154,6 +155,8 @@ static void virus_cb(int fd, const char *virname, void *context)
 	struct scan_state *st = context ? context : cur_scan;
 	if (st && virname && !st->alert[0])
 		snprintf(st->alert, sizeof(st->alert), "%s", virname);
+	if (st && virname && alert_is_timeout(virname))
+		st->timeout = true;
 }
 
 static void do_cl_init(void)
@@ -689,10 +692,13 @@ enum scan_result engine_scan(struct engine_mgr *m, const struct scan_src *src, u
 	opts.parse = ~0u;
 	if (heuristic & CL_HEUR_ENCRYPTED)
 		opts.heuristic |= CL_SCAN_HEURISTIC_ENCRYPTED_ARCHIVE | CL_SCAN_HEURISTIC_ENCRYPTED_DOC;
-	if (heuristic & CL_HEUR_EXCEEDS)
-		opts.heuristic |= CL_SCAN_HEURISTIC_EXCEEDS_MAX;
-	if (opts.heuristic)
-		opts.general = CL_SCAN_GENERAL_HEURISTICS;
+	/* Always asked for, whatever clamav_alert_exceeds_max says: without
+	 * it, libclamav answers "clean" for a scan that ran out of time
+	 * (MaxScanTime), which must be a failure. The other limit alerts are
+	 * dropped below when the setting is off; they never stop the scan (a
+	 * signature found after one of them still wins). */
+	opts.heuristic |= CL_SCAN_HEURISTIC_EXCEEDS_MAX;
+	opts.general = CL_SCAN_GENERAL_HEURISTICS;
 	enum scan_result res;
 	/* Aging on: libclamav drops the pages it read longest ago when a map
 	 * holds more than a few MiB, so a large message is never resident
@@ -748,12 +754,25 @@ enum scan_result engine_scan(struct engine_mgr *m, const struct scan_src *src, u
 			break;
 		}
 		snprintf(namebuf, namelen, "%s", virname);
-		res = (strncmp(namebuf, "Heuristics.Encrypted", 20) == 0 ||
-		       strncmp(namebuf, "Heuristics.Limits.Exceeded", 26) == 0)
-			      ? SCAN_LIMIT
-			      : SCAN_VIRUS;
+		if (alert_is_timeout(namebuf)) {
+			st.timeout = true;
+			res = SCAN_FAILED;
+		} else if (strncmp(namebuf, "Heuristics.Limits.Exceeded", 26) == 0 &&
+			   !(heuristic & CL_HEUR_EXCEEDS)) {
+			/* not asked for (clamav_alert_exceeds_max = no): what
+			 * libclamav answers without the alert */
+			res = SCAN_CLEAN;
+			namebuf[0] = 0;
+		} else
+			res = (strncmp(namebuf, "Heuristics.Encrypted", 20) == 0 ||
+			       strncmp(namebuf, "Heuristics.Limits.Exceeded", 26) == 0)
+				      ? SCAN_LIMIT
+				      : SCAN_VIRUS;
 		break;
 	case CL_ETIMEOUT:
+		st.timeout = true;
+		res = SCAN_FAILED;
+		break;
 	case CL_EMAXSIZE:
 	case CL_EMAXREC:
 	case CL_EMAXFILES:
@@ -765,7 +784,13 @@ enum scan_result engine_scan(struct engine_mgr *m, const struct scan_src *src, u
 		res = SCAN_FAILED;
 		break;
 	}
-	if (st.errors && (res == SCAN_CLEAN || res == SCAN_LIMIT)) {
+	if (st.timeout && res != SCAN_VIRUS) {
+		/* Out of time (clamav_max_scantime), also when the answer
+		 * named another limit or nothing: the rest of the message was
+		 * never scanned. Only a virus found stands. */
+		snprintf(namebuf, namelen, "scan timeout: over clamav_max_scantime");
+		res = SCAN_FAILED;
+	} else if (st.errors && (res == SCAN_CLEAN || res == SCAN_LIMIT)) {
 		/* libclamav could not look at all of the message and went on:
 		 * neither "clean" nor a limit it reached afterwards
 		 * (Heuristics.Limits.Exceeded.MaxFiles, a timeout ...) says

@@ -215,3 +215,111 @@ class Clamd:
     def restart(self):
         self.stop()
         return self.start()
+
+
+class FakeClamd:
+    """A clamd stand-in on 127.0.0.1 (a free port) or a unix socket, run in
+    a thread of the test: it reads zINSTREAM as clamd does and answers
+    what its `answer` says, for the replies a real clamd gives only under
+    conditions a test cannot easily make (a scan timeout, a broken reply).
+
+    answer: bytes sent after the whole stream (the end marker); or a
+    callable(conn, total) called instead, for anything else; `early` =
+    (n, bytes): after n bytes of stream, send the bytes and close without
+    reading the rest. `stall`: accept, read nothing, never answer. Counts
+    the streams it saw whole in `streams`."""
+
+    def __init__(self, answer=b'stream: OK\0', early=None, stall=False, unix=None):
+        import socket
+        import threading
+        self.answer, self.early, self.stall = answer, early, stall
+        self.streams = 0
+        self.conns = []
+        self.stopped = False
+        if unix:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.bind(unix)
+            self.addr = 'unix:' + unix
+        else:
+            self.sock = socket.socket()
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(('127.0.0.1', 0))
+            self.addr = 'inet:127.0.0.1:%d' % self.sock.getsockname()[1]
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import threading
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _readn(c, n):
+        b = b''
+        while len(b) < n:
+            x = c.recv(n - len(b))
+            if not x:
+                raise EOFError
+            b += x
+        return b
+
+    def _handle(self, c):
+        import struct
+        import time
+        try:
+            if self.stall:
+                while not self.stopped:
+                    time.sleep(0.1)
+                return
+            cmd = b''
+            while not cmd.endswith(b'\0'):
+                x = c.recv(1)
+                if not x:
+                    return
+                cmd += x
+            if cmd == b'zVERSION\0':
+                c.sendall(b'ClamAV 9.9.9/27000/Tue Dec  1 09:00:00 2026\0')
+                return
+            total = 0
+            while True:
+                if self.early and total >= self.early[0]:
+                    c.sendall(self.early[1])
+                    return
+                n = struct.unpack('>I', self._readn(c, 4))[0]
+                if n == 0:
+                    break
+                self._readn(c, n)
+                total += n
+            self.streams += 1
+            if callable(self.answer):
+                self.answer(c, total)
+            else:
+                c.sendall(self.answer)
+        except (OSError, EOFError):
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        import socket
+        self.stopped = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        except OSError:
+            pass
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        self.thread.join(5)

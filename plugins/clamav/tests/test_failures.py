@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""clamav plugin: scans that did not look at the whole message never pass
+as clean (`siftctl test`; library mode with the test's own database, clamd
+mode against cvlib.FakeClamd, a clamd stand-in that gives the answers a
+real clamd gives only under conditions a test cannot easily make).
+
+- a scan that runs out of time: library mode with clamav_max_scantime = 1ms
+  on a zip of many files with EICAR last (with clamav_alert_exceeds_max yes
+  and no), clamd answering Heuristics.Limits.Exceeded.MaxScanTime: the
+  fail action (tempfail, or the failed header), never the limit action;
+  the other limits keep clamav_limit_action (or clean with
+  alert_exceeds_max = no).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cvlib  # noqa: E402
+import sifttest  # noqa: E402
+from sifttest import check  # noqa: E402
+
+
+class Ctl:
+    def __init__(self, root, conf):
+        self.root = root
+        self.conf = conf
+        self.siftctl = os.path.join(sifttest.builddir(), 'tools', 'siftctl')
+
+    def test(self, data, opts=()):
+        path = os.path.join(self.root, 'msg.eml')
+        with open(path, 'wb') as f:
+            f.write(data)
+        argv = [self.siftctl, '-d', '-c', self.conf]
+        for o in opts:
+            argv += ['-o', o]
+        argv += ['test', '--from', 'sender@example.test', '--to', 'user@sift.test', path]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        out = {'raw': r.stdout + r.stderr, 'rc': r.returncode, 'headers': []}
+        for line in r.stdout.splitlines():
+            k, _, v = line.partition(': ')
+            out.setdefault(k, v)
+            if k.startswith('header add'):
+                out['headers'].append(v)
+        return out
+
+
+def failed_scan(r, fail_accept=False):
+    """The fail action, nothing of the clean or limit results."""
+    if fail_accept:
+        ok = r.get('action') == 'accept' and r['headers'] == ['X-Virus-Scanned: failed']
+    else:
+        ok = (r.get('action') == 'tempfail' and r.get('reply', '').startswith('451 4.7.1') and
+              not r['headers'])
+    return ok and 'scan failed (' in r['raw'] and 'not fully scanned' not in r['raw']
+
+
+def clamd(srv, *more):
+    return ('clamav_mode=clamd', 'clamav_clamd_servers=' + srv) + more
+
+
+def main():
+    root = tempfile.mkdtemp(prefix='sift-clamav-fail-')
+    os.chmod(root, 0o755)
+    dbdir = os.path.join(root, 'db')
+    cvlib.make_db(dbdir)
+    conf = os.path.join(root, 'filterd.conf')
+    with open(conf, 'w') as f:
+        f.write('\n'.join([
+            'plugin_directory = %s' % os.path.join(sifttest.builddir(), 'plugins'),
+            'inbound_plugins = clamav',
+            'quarantine_directory = %s' % os.path.join(root, 'quarantine'),
+            'myhostname = mx.sift.test',
+            'clamav_database_directory = %s' % dbdir,
+            'clamav_ready_wait = 30s',
+            'clamav_tmpdir = %s' % root,
+            '']))
+    ctl = Ctl(root, conf)
+    clean = cvlib.clean_messages()['text']
+    fakes = []
+    try:
+        # ---- scan timeout, library mode --------------------------------
+        # Many files, EICAR last: with a 1 ms limit libclamav stops long
+        # before it (and with alert_exceeds_max = no it says "clean").
+        files = {'f%03d.txt' % i: os.urandom(20000) for i in range(300)}
+        files['zz.com'] = cvlib.EICAR
+        many = cvlib._attach('many files', cvlib._zip(files), 'many.zip', 'application', 'zip')
+        r = ctl.test(many, ())
+        check(r.get('action') == 'reject' and cvlib.EICAR_NAME in r.get('reply', ''),
+              'library: EICAR last in a big zip, time enough: found', r['raw'])
+        for extra in ((), ('clamav_alert_exceeds_max=no',)):
+            lab = 'library timeout%s' % (' (alert_exceeds_max=no)' if extra else '')
+            r = ctl.test(many, ('clamav_max_scantime=1ms',) + extra)
+            check(failed_scan(r) and 'scan timeout' in r['raw'], '%s: tempfail, not passed' % lab,
+                  r['raw'])
+            r = ctl.test(many, ('clamav_max_scantime=1ms', 'clamav_fail_action=accept') + extra)
+            check(failed_scan(r, True), '%s + fail_action=accept: the failed header' % lab, r['raw'])
+        # The other limits are unchanged: a note (or clean when not asked for).
+        deep = cvlib._zip({'e.txt': b'hello'})
+        for i in range(6):
+            deep = cvlib._zip({'l%d.zip' % i: deep})
+        deepmsg = cvlib._attach('deep', deep, 'deep.zip', 'application', 'zip')
+        r = ctl.test(deepmsg, ('clamav_max_recursion=3',))
+        check(r.get('action') == 'accept' and
+              any('not fully scanned: Heuristics.Limits.Exceeded.MaxRecursion' in h for h in r['headers']),
+              'library: recursion limit still the limit action', r['raw'])
+        r = ctl.test(deepmsg, ('clamav_max_recursion=3', 'clamav_alert_exceeds_max=no'))
+        check(r.get('action') == 'accept' and
+              any(re.match(r'X-Virus-Scanned: ClamAV [\d.]+ at mx\.sift\.test$', h) for h in r['headers']),
+              'library: recursion limit, alert_exceeds_max=no: clean header as before', r['raw'])
+        deepv = cvlib._attach('deep', cvlib._zip({'a.zip': deep, 'zz.com': cvlib.EICAR}), 'd.zip',
+                              'application', 'zip')
+        for extra in ((), ('clamav_alert_exceeds_max=no',)):
+            r = ctl.test(deepv, ('clamav_max_recursion=3',) + extra)
+            check(r.get('action') == 'reject' and cvlib.EICAR_NAME in r.get('reply', ''),
+                  'library: a virus after a limit is still found %r' % (extra,), r['raw'])
+
+        # ---- scan timeout, clamd mode ----------------------------------
+        f = cvlib.FakeClamd(b'stream: Heuristics.Limits.Exceeded.MaxScanTime FOUND\0')
+        fakes.append(f)
+        r = ctl.test(clean, clamd(f.addr))
+        check(failed_scan(r) and 'scan timeout' in r['raw'], 'clamd MaxScanTime: tempfail, not passed',
+              r['raw'])
+        r = ctl.test(clean, clamd(f.addr, 'clamav_fail_action=accept'))
+        check(failed_scan(r, True), 'clamd MaxScanTime + fail_action=accept: the failed header', r['raw'])
+        f = cvlib.FakeClamd(b'stream: Heuristics.Limits.Exceeded.MaxFileSize FOUND\0')
+        fakes.append(f)
+        r = ctl.test(clean, clamd(f.addr))
+        check(r.get('action') == 'accept' and
+              any('not fully scanned: Heuristics.Limits.Exceeded.MaxFileSize' in h for h in r['headers']),
+              'clamd MaxFileSize: still the limit action', r['raw'])
+    finally:
+        for f in fakes:
+            f.stop()
+        if sifttest.checks.failed == 0 and not os.environ.get('SIFT_KEEP_TMP'):
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print('kept %s' % root)
+    return sifttest.done()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
