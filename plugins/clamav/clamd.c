@@ -491,6 +491,14 @@ static int scan_one(struct clamd_client *c, const struct endpoint *ep, const str
 	const char *p = reply;
 	if (strncmp(p, "stream: ", 8) == 0)
 		p += 8;
+	if (strcmp(p, "OK") == 0 && !sent) {
+		/* clamd answered before it had the whole message (the send
+		 * failed): its "OK" is about a part of it. Only a virus found
+		 * in that part or its size limit stand. */
+		snprintf(namebuf, namelen, "clamd %s: answered \"%s\" before it had the whole message (%s)",
+			 ep->text, reply, strerror(send_errno));
+		return 0;
+	}
 	if (strcmp(p, "OK") == 0) {
 		*res = SCAN_CLEAN;
 		namebuf[0] = 0;

@@ -10,6 +10,9 @@ real clamd gives only under conditions a test cannot easily make).
   fail action (tempfail, or the failed header), never the limit action;
   the other limits keep clamav_limit_action (or clean with
   alert_exceeds_max = no).
+- clamd answering "OK" before it had the whole message (the send failed):
+  the next server, else the fail action; its size limit error and a virus
+  found in the part it read stand.
 """
 
 import os
@@ -133,6 +136,36 @@ def main():
         check(r.get('action') == 'accept' and
               any('not fully scanned: Heuristics.Limits.Exceeded.MaxFileSize' in h for h in r['headers']),
               'clamd MaxFileSize: still the limit action', r['raw'])
+
+        # ---- clamd answers before it has the whole message --------------
+        # It read 300000 bytes of a 16 MB message (more than the socket
+        # buffers of both ends hold), answered and closed: the send fails.
+        # Its "OK" is about a part; its size limit stands.
+        big = cvlib.big_message(16000000)
+        early_ok = cvlib.FakeClamd(early=(300000, b'stream: OK\0'))
+        fakes.append(early_ok)
+        r = ctl.test(big, clamd(early_ok.addr))
+        check(failed_scan(r) and 'before it had the whole message' in r['raw'],
+              'clamd "OK" before the whole message: tempfail, not clean', r['raw'])
+        r = ctl.test(big, clamd(early_ok.addr, 'clamav_fail_action=accept'))
+        check(failed_scan(r, True), 'clamd early "OK" + fail_action=accept: the failed header', r['raw'])
+        ok = cvlib.FakeClamd(b'stream: OK\0')
+        fakes.append(ok)
+        r = ctl.test(big, clamd(early_ok.addr + ' ' + ok.addr))
+        check(r.get('action') == 'accept' and ok.streams == 1 and 'trying the next server' in r['raw'] and
+              any(re.match(r'X-Virus-Scanned: ClamAV 9\.9\.9 at mx\.sift\.test$', h) for h in r['headers']),
+              'clamd early "OK": the next server scans the message', r['raw'])
+        early_lim = cvlib.FakeClamd(early=(300000, b'INSTREAM size limit exceeded. ERROR\0'))
+        fakes.append(early_lim)
+        r = ctl.test(big, clamd(early_lim.addr))
+        check(r.get('action') == 'accept' and
+              any('not fully scanned: clamd: INSTREAM size limit exceeded' in h for h in r['headers']),
+              "clamd's size limit before the whole message: still the limit action", r['raw'])
+        early_found = cvlib.FakeClamd(early=(300000, b'stream: Eicar-Test FOUND\0'))
+        fakes.append(early_found)
+        r = ctl.test(big, clamd(early_found.addr))
+        check(r.get('action') == 'reject' and 'Eicar-Test' in r.get('reply', ''),
+              'clamd virus found before the whole message: rejected', r['raw'])
     finally:
         for f in fakes:
             f.stop()
