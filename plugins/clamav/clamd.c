@@ -506,10 +506,15 @@ static int scan_one(struct clamd_client *c, const struct endpoint *ep, const str
 		size_t nl = (size_t)(reply + rl - 6 - p);
 		/* ExtendedDetectionInfo adds "(hash:size)" */
 		const char *paren = memchr(p, '(', nl);
-		if (paren && paren > p)
+		if (paren)
 			nl = (size_t)(paren - p);
 		while (nl && p[nl - 1] == ' ')
 			nl--;
+		if (nl == 0) {
+			/* clamd always names what it found: a broken answer */
+			snprintf(namebuf, namelen, "clamd %s: FOUND without a name: %s", ep->text, reply);
+			return 0;
+		}
 		snprintf(namebuf, namelen, "%.*s", (int)nl, p);
 		if (alert_is_timeout(namebuf)) {
 			/* clamd ran out of time (its MaxScanTime): the rest of

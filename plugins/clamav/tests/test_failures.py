@@ -13,6 +13,8 @@ real clamd gives only under conditions a test cannot easily make).
 - clamd answering "OK" before it had the whole message (the send failed):
   the next server, else the fail action; its size limit error and a virus
   found in the part it read stand.
+- clamd answering FOUND without a name: the next server, else the fail
+  action; never "virus found ()".
 """
 
 import os
@@ -166,6 +168,19 @@ def main():
         r = ctl.test(big, clamd(early_found.addr))
         check(r.get('action') == 'reject' and 'Eicar-Test' in r.get('reply', ''),
               'clamd virus found before the whole message: rejected', r['raw'])
+
+        # ---- a FOUND without a name ----------------------------------------
+        for ans in (b'stream:  FOUND\0', b'stream: (44d88612fea8a8f36de82e1278abb02f:68) FOUND\0'):
+            noname = cvlib.FakeClamd(ans)
+            fakes.append(noname)
+            r = ctl.test(clean, clamd(noname.addr))
+            check(failed_scan(r) and 'FOUND without a name' in r['raw'] and 'virus found' not in r['raw'] and
+                  'Blocked INFECTED' not in r['raw'], 'clamd %r: tempfail, not a virus' % ans, r['raw'])
+            r = ctl.test(clean, clamd(noname.addr + ' ' + ok.addr))
+            check(r.get('action') == 'accept' and 'trying the next server' in r['raw'] and
+                  any(re.match(r'X-Virus-Scanned: ClamAV 9\.9\.9 at mx\.sift\.test$', h)
+                      for h in r['headers']),
+                  'clamd %r: the next server scans the message' % ans, r['raw'])
     finally:
         for f in fakes:
             f.stop()
