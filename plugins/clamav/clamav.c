@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -299,10 +300,23 @@ static const char *scanner_version(const struct clamav_conf *c)
 	return v ? v : "(clamd)";
 }
 
+/* Ours replaces any header of that name in the message: a sender could
+ * otherwise put "X-Virus-Scanned: ClamAV ... at <our host>" above it (or
+ * on a message we then fail to scan), and readers take the first. */
 static void add_header(struct sift_ctx *ctx, const struct clamav_conf *c, const char *value)
 {
-	if (*c->header_name)
-		host->header_add(ctx, c->header_name, value);
+	if (!*c->header_name)
+		return;
+	unsigned cnt = 0;
+	size_t n = host->header_count(ctx);
+	for (size_t i = 0; i < n; i++) {
+		const struct sift_header *h = host->header(ctx, i);
+		if (h && h->name && strcasecmp(h->name, c->header_name) == 0)
+			cnt++;
+	}
+	for (unsigned k = cnt; k >= 1; k--) /* highest first: the indexes below stay valid */
+		host->header_change(ctx, c->header_name, k, NULL);
+	host->header_add(ctx, c->header_name, value);
 }
 
 /* Recipients joined with ",", in message memory. */

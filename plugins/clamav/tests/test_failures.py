@@ -15,6 +15,8 @@ real clamd gives only under conditions a test cannot easily make).
   found in the part it read stand.
 - clamd answering FOUND without a name: the next server, else the fail
   action; never "virus found ()".
+- an X-Virus-Scanned (clamav_header_name) already in the message is
+  removed, whatever the result that adds ours: only ours is left.
 """
 
 import os
@@ -52,6 +54,23 @@ class Ctl:
             if k.startswith('header add'):
                 out['headers'].append(v)
         return out
+
+
+def edited_header(data, raw):
+    """The message's header fields after the edits `siftctl test` printed
+    ("header delete #N: Name: ", "header add: Name: value"), applied as the
+    MTA does: N counts the fields of that name from 1, in the message."""
+    head = data.split(b'\r\n\r\n', 1)[0].decode()
+    fields = [tuple(x.strip() for x in ln.split(':', 1)) for ln in head.split('\r\n')]
+    gone = set()
+    for m in re.finditer(r'(?m)^header delete #(\d+): ([^:]+): ', raw):
+        same = [i for i, (n, _) in enumerate(fields) if n.lower() == m.group(2).lower()]
+        if int(m.group(1)) <= len(same):
+            gone.add(same[int(m.group(1)) - 1])
+    out = [f for i, f in enumerate(fields) if i not in gone]
+    out += [tuple(x.strip() for x in m.group(1).split(':', 1))
+            for m in re.finditer(r'(?m)^header add: (.*)$', raw)]
+    return out
 
 
 def failed_scan(r, fail_accept=False):
@@ -181,6 +200,33 @@ def main():
                   any(re.match(r'X-Virus-Scanned: ClamAV 9\.9\.9 at mx\.sift\.test$', h)
                       for h in r['headers']),
                   'clamd %r: the next server scans the message' % ans, r['raw'])
+
+        # ---- a forged X-Virus-Scanned in the message ---------------------
+        # Ours replaces every field of the name (any case), on each result
+        # that adds one: clean, failed with fail_action = accept, a limit.
+        forged = (b'From: sender@example.test\r\nTo: user@sift.test\r\n'
+                  b'X-Virus-Scanned: ClamAV 1.4.6 at mx.sift.test\r\nSubject: forged\r\n'
+                  b'x-virus-scanned: clean\r\nX-Other: 1\r\n\r\nhello\r\n')
+        dead = 'inet:127.0.0.1:%d' % sifttest.free_port()
+        lim = cvlib.FakeClamd(b'stream: Heuristics.Limits.Exceeded.MaxFileSize FOUND\0')
+        fakes.append(lim)
+        for lab, opts, want in (
+                ('clamd clean', clamd(ok.addr), r'ClamAV 9\.9\.9 at mx\.sift\.test'),
+                ('library clean', (), r'ClamAV [\d.]+ at mx\.sift\.test'),
+                ('failed, accepted', clamd(dead, 'clamav_fail_action=accept'), r'failed'),
+                ('limit, passed', clamd(lim.addr), r'ClamAV 9\.9\.9 at mx\.sift\.test \(not fully scanned: .*\)')):
+            r = ctl.test(forged, opts)
+            h = edited_header(forged, r['raw'])
+            ours = [v for n, v in h if n.lower() == 'x-virus-scanned']
+            check(r.get('action') == 'accept' and len(ours) == 1 and re.match(want + '$', ours[0]) and
+                  ('X-Other', '1') in h and ('Subject', 'forged') in h,
+                  'forged X-Virus-Scanned (%s): only ours is left' % lab,
+                  repr(h) + r['raw'])
+        r = ctl.test(forged, clamd(ok.addr, 'clamav_header_name=X-Scanned-By'))
+        h = edited_header(forged, r['raw'])
+        check(r.get('action') == 'accept' and len([1 for n, _ in h if n.lower() == 'x-virus-scanned']) == 2 and
+              len([1 for n, _ in h if n == 'X-Scanned-By']) == 1,
+              'another header name: X-Virus-Scanned left alone', repr(h) + r['raw'])
     finally:
         for f in fakes:
             f.stop()
