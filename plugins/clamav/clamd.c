@@ -157,9 +157,27 @@ int sock_connect(const struct endpoint *ep, long long deadline)
 	int fd = socket(ep->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	if (connect(fd, (const struct sockaddr *)&ep->sa, ep->salen) == 0)
+	int rc;
+	while ((rc = connect(fd, (const struct sockaddr *)&ep->sa, ep->salen)) < 0) {
+		/* A unix socket whose listen backlog is full: the connect did
+		 * not start (nothing to wait for with poll). Try again while
+		 * there is time: the server takes the waiting ones soon. */
+		if (errno == EAGAIN && ep->family == AF_UNIX) {
+			long long left = deadline - clock_ms();
+			if (left <= 0) {
+				close(fd);
+				errno = EAGAIN;
+				return -1;
+			}
+			struct timespec ts = {.tv_sec = 0, .tv_nsec = (left < 10 ? left : 10) * 1000000L};
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		break;
+	}
+	if (rc == 0)
 		return fd;
-	if (errno != EINPROGRESS && errno != EAGAIN) {
+	if (errno != EINPROGRESS) {
 		int e = errno;
 		close(fd);
 		errno = e;

@@ -226,13 +226,17 @@ class FakeClamd:
     answer: bytes sent after the whole stream (the end marker); or a
     callable(conn, total) called instead, for anything else; `early` =
     (n, bytes): after n bytes of stream, send the bytes and close without
-    reading the rest. `stall`: accept, read nothing, never answer. Counts
-    the streams it saw whole in `streams`."""
+    reading the rest. `stall`: accept, read nothing, never answer.
+    `backlog`: of listen(); `accept_after`: a threading.Event set when it
+    may start accepting (a full backlog until then). Counts the streams it
+    saw whole in `streams`."""
 
-    def __init__(self, answer=b'stream: OK\0', early=None, stall=False, unix=None):
+    def __init__(self, answer=b'stream: OK\0', early=None, stall=False, unix=None, backlog=16,
+                 accept_after=None):
         import socket
         import threading
         self.answer, self.early, self.stall = answer, early, stall
+        self.accept_after = accept_after
         self.streams = 0
         self.conns = []
         self.stopped = False
@@ -245,12 +249,14 @@ class FakeClamd:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.bind(('127.0.0.1', 0))
             self.addr = 'inet:127.0.0.1:%d' % self.sock.getsockname()[1]
-        self.sock.listen(16)
+        self.sock.listen(backlog)
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def _serve(self):
         import threading
+        if self.accept_after:
+            self.accept_after.wait()
         while not self.stopped:
             try:
                 c, _ = self.sock.accept()

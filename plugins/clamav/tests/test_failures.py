@@ -17,14 +17,19 @@ real clamd gives only under conditions a test cannot easily make).
   action; never "virus found ()".
 - an X-Virus-Scanned (clamav_header_name) already in the message is
   removed, whatever the result that adds ours: only ours is left.
+- a unix socket whose listen backlog is full (connect() gets EAGAIN):
+  tried again until the connect timeout, scanned once the server has room.
 """
 
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cvlib  # noqa: E402
@@ -227,6 +232,56 @@ def main():
         check(r.get('action') == 'accept' and len([1 for n, _ in h if n.lower() == 'x-virus-scanned']) == 2 and
               len([1 for n, _ in h if n == 'X-Scanned-By']) == 1,
               'another header name: X-Virus-Scanned left alone', repr(h) + r['raw'])
+
+        # ---- a unix socket whose listen backlog is full -------------------
+        # connect() gets EAGAIN: nothing started, tried again until the
+        # connect timeout; the server takes the waiting ones after 1 s.
+        path = os.path.join(root, 'full.sock')
+        go = threading.Event()
+        full = cvlib.FakeClamd(b'stream: OK\0', unix=path, backlog=0, accept_after=go)
+        fakes.append(full)
+        fillers = []
+        for _ in range(64):
+            c = socket.socket(socket.AF_UNIX)
+            c.setblocking(False)
+            try:
+                c.connect(path)
+            except BlockingIOError:
+                c.close()
+                break
+            fillers.append(c)
+        threading.Timer(1.0, go.set).start()
+        t = time.monotonic()
+        r = ctl.test(clean, clamd(full.addr, 'clamav_clamd_connect_timeout=5s'))
+        took = time.monotonic() - t
+        check(r.get('action') == 'accept' and full.streams == 1 and took >= 0.9 and
+              any(re.match(r'X-Virus-Scanned: ClamAV 9\.9\.9 at mx\.sift\.test$', h) for h in r['headers']),
+              'unix socket, backlog full for 1 s: connected once it has room, scanned (%.1fs)' % took,
+              r['raw'])
+        for c in fillers:
+            c.close()
+        path2 = os.path.join(root, 'full2.sock')
+        never = threading.Event()
+        full2 = cvlib.FakeClamd(b'stream: OK\0', unix=path2, backlog=0, accept_after=never)
+        fakes.append(full2)
+        fillers = []
+        for _ in range(64):
+            c = socket.socket(socket.AF_UNIX)
+            c.setblocking(False)
+            try:
+                c.connect(path2)
+            except BlockingIOError:
+                c.close()
+                break
+            fillers.append(c)
+        t = time.monotonic()
+        r = ctl.test(clean, clamd(full2.addr, 'clamav_clamd_connect_timeout=1s'))
+        took = time.monotonic() - t
+        check(failed_scan(r) and 'connect: Resource temporarily unavailable' in r['raw'] and took >= 0.9,
+              'unix socket, backlog full: tempfail after the connect timeout (%.1fs)' % took, r['raw'])
+        never.set()
+        for c in fillers:
+            c.close()
     finally:
         for f in fakes:
             f.stop()
