@@ -6,7 +6,8 @@
  *
  * Servers are tried in order starting at a rotating index (load spread);
  * a server that cannot be connected to, or fails before answering, is
- * skipped and the next one tried while time is left (failover). Every
+ * skipped and the next one tried while time is left (failover; each
+ * attempt gets an equal share of the time left, the last all of it). Every
  * socket operation has a deadline (connect timeout, scan timeout, and the
  * MTA's time left, whichever is first). The number of concurrent streams is
  * bounded by a counting semaphore whose wait is also bounded: a scan that
@@ -495,7 +496,8 @@ static int scan_one(struct clamd_client *c, const struct endpoint *ep, const str
 	} while (sent && off < len);
 	int send_errno = errno;
 	/* Even after a failed send, clamd may have answered (size limit). */
-	long r = sock_recv_until(fd, reply, sizeof(reply), 0, sent ? deadline : clock_ms() + 1000);
+	long long rdl = sent ? deadline : clock_ms() + 1000;
+	long r = sock_recv_until(fd, reply, sizeof(reply), 0, rdl < deadline ? rdl : deadline);
 	close(fd);
 	if (r <= 0) {
 		snprintf(namebuf, namelen, "clamd %s: %s", ep->text,
@@ -577,12 +579,20 @@ enum scan_result clamd_scan(struct clamd_client *c, const struct scan_src *src, 
 		snprintf(namebuf, namelen, "out of memory");
 		return SCAN_FAILED;
 	}
-	for (size_t k = 0; k < c->n && clock_ms() < deadline; k++) {
-		const struct endpoint *ep = &c->eps[(start + k) % c->n];
-		if (scan_one(c, ep, src, chunk, deadline, &res, namebuf, namelen))
+	for (size_t k = 0; k < c->n; k++) {
+		long long now = clock_ms();
+		if (now >= deadline)
 			break;
+		/* Each attempt gets an equal share of the time left, the last
+		 * one all of it: a server that accepts and then hangs leaves
+		 * time for the others. */
+		long long adl = now + (deadline - now) / (long long)(c->n - k);
+		const struct endpoint *ep = &c->eps[(start + k) % c->n];
+		if (scan_one(c, ep, src, chunk, adl, &res, namebuf, namelen))
+			break;
+		bool next = k + 1 < c->n && clock_ms() < deadline;
 		clamav_host->log(NULL, LOG_WARNING, "clamav: %s%s", namebuf,
-				 k + 1 < c->n ? ", trying the next server" : "");
+				 next ? ", trying the next server" : "");
 		res = SCAN_FAILED;
 	}
 	free(chunk);

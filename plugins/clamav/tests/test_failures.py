@@ -19,6 +19,9 @@ real clamd gives only under conditions a test cannot easily make).
   removed, whatever the result that adds ours: only ours is left.
 - a unix socket whose listen backlog is full (connect() gets EAGAIN):
   tried again until the connect timeout, scanned once the server has room.
+- a clamd that accepts and then hangs: the next server still gets its
+  share of clamav_clamd_timeout and scans the message; "trying the next
+  server" is logged only when one is tried.
 """
 
 import os
@@ -282,6 +285,34 @@ def main():
         never.set()
         for c in fillers:
             c.close()
+
+        # ---- a clamd that accepts and then hangs -------------------------
+        # With two servers the first gets half of clamav_clamd_timeout:
+        # the second still scans the message, long before the timeout.
+        stall = cvlib.FakeClamd(stall=True)
+        fakes.append(stall)
+        ok2 = cvlib.FakeClamd(b'stream: OK\0')
+        fakes.append(ok2)
+        t = time.monotonic()
+        r = ctl.test(clean, clamd(stall.addr + ' ' + ok2.addr, 'clamav_clamd_timeout=6s'))
+        took = time.monotonic() - t
+        check(r.get('action') == 'accept' and ok2.streams == 1 and took < 5 and
+              r['raw'].count('trying the next server') == 1 and
+              any(re.match(r'X-Virus-Scanned: ClamAV 9\.9\.9 at mx\.sift\.test$', h) for h in r['headers']),
+              'first clamd hangs: the second scans the message (%.1fs of 6s)' % took, r['raw'])
+        stall2 = cvlib.FakeClamd(stall=True)
+        fakes.append(stall2)
+        before = len(stall.conns)
+        t = time.monotonic()
+        r = ctl.test(clean, clamd(stall.addr + ' ' + stall2.addr, 'clamav_clamd_timeout=2s'))
+        took = time.monotonic() - t
+        check(failed_scan(r) and r['raw'].count('trying the next server') == 1 and took < 4 and
+              len(stall.conns) == before + 1 and len(stall2.conns) == 1,
+              'both hang: tempfail at the timeout, "trying the next server" only before the second (%.1fs)'
+              % took, r['raw'])
+        r = ctl.test(clean, clamd(stall.addr, 'clamav_clamd_timeout=1s'))
+        check(failed_scan(r) and 'trying the next server' not in r['raw'],
+              'one server hangs: tempfail, no next server named', r['raw'])
     finally:
         for f in fakes:
             f.stop()
