@@ -655,6 +655,8 @@ static bool fm_body(struct msgctx *m)
 		 * without one has none (whatever the blanking takes out) */
 		if (!memchr(m->lines[i], '@', m->lens[i]))
 			continue;
+		if (msg_late(m))
+			break;
 		fm_blank(e->fm_url_at, md, m->lines[i], m->lens[i], &t1);
 		fm_blank(e->fm_email_ctx, md, t1.d, t1.n, &t2);
 		size_t at = 0;

@@ -114,8 +114,9 @@ struct madiff {
 	size_t html, text;
 };
 
-static void madiff_compute(const struct sift_mime *mm, struct madiff *md)
+static void madiff_compute(struct msgctx *m, struct madiff *md)
 {
+	const struct sift_mime *mm = m->mime;
 	/* the calendar invitation exception: multipart/alternative of
 	 * text/html and text/calendar only */
 	if (mm->part_count == 3 && strcmp(mm->parts[0].type, "multipart/alternative") == 0 &&
@@ -126,7 +127,7 @@ static void madiff_compute(const struct sift_mime *mm, struct madiff *md)
 			continue;
 		struct wordset html = {0}, text = {0};
 		size_t end = subtree_end(mm, i);
-		for (size_t k = i + 1; k < end; k++) {
+		for (size_t k = i + 1; k < end && !msg_late(m); k++) {
 			const struct sift_mime_part *p = &mm->parts[k];
 			if (!p->text || strncmp(p->type, "text/", 5) != 0)
 				continue;
@@ -171,7 +172,7 @@ static struct madiff madiff_get(struct msgctx *m)
 		md.text = m->ev.madiff_text;
 		return md;
 	}
-	madiff_compute(m->mime, &md);
+	madiff_compute(m, &md);
 	m->ev.madiff_done = true;
 	m->ev.madiff = md.diff;
 	m->ev.madiff_html = md.html;

@@ -473,6 +473,16 @@ struct msgctx {
 #endif
 };
 
+/* Whether the message's scoring deadline (m->deadline, now_ms(); 0 = none)
+ * has passed: then m->timed_out is set, and the message is not scored
+ * (spam_result's timed_out). The long evals ask between steps. */
+static inline bool msg_late(struct msgctx *m)
+{
+	if (!m->timed_out && m->deadline && now_ms() > m->deadline)
+		m->timed_out = true;
+	return m->timed_out;
+}
+
 /* The next header `name` from index *start on (advanced past it). */
 static inline const struct sift_mime_header *mh(const struct sift_mime *m, const char *name, size_t *start)
 {

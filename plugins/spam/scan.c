@@ -253,8 +253,7 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 		if (n)
 			add_hits(m, ri, n);
 	}
-	if (m->deadline && now_ms() > m->deadline)
-		m->timed_out = true;
+	msg_late(m);
 }
 
 /* One meta's value: its n tokens of meta_code (see internal.h). */
@@ -518,6 +517,8 @@ static void evals_symbols_metas(struct msgctx *m)
 		const struct rule *r = &e->rules[i];
 		if (!rule_runs(r, m->set))
 			continue;
+		if (msg_late(m)) /* not scored: the rest need not run */
+			break;
 		if (r->type == R_BODY || r->type == R_RAWBODY)
 			build_text(m, r->type);
 		m->cur_rule = (int)i;
@@ -613,6 +614,7 @@ int spam_engine_check(const struct spam_engine *e, const struct spam_input *in, 
 	if (in->profile) /* its PCRE2 time is counted as the header rules' */
 		in->profile->headers += prof_now() - t1 - (in->profile->pcre[R_HEADER] - re1);
 	evals_symbols_metas(&m);
+	msg_late(&m);
 	make_result(&m, res);
 	bayes_after_check(&m, res);
 	msg_free(&m);

@@ -325,7 +325,7 @@ void build_uris(struct msgctx *m)
 	for (size_t i = 0; i < m->mime->uri_count; i++)
 		ul_adds(&uris, m->mime->uris[i].uri);
 	char proto[16], auth[512], host[1024], port[16];
-	for (size_t i = 0; i < uris.n; i++) { /* redirector targets are appended */
+	for (size_t i = 0; i < uris.n && !msg_late(m); i++) { /* redirector targets are appended */
 		struct sbuf u = {0};
 		for (const char *c = uris.v[i]; *c; c++)
 			if (*c != '\n' && *c != '\r')
