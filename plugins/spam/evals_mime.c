@@ -9,6 +9,8 @@
  * setting Sift has), and ImageInfo's pixel_coverage and image_to_text_ratio.
  */
 #include <stdio.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -38,13 +40,75 @@ struct wordset {
 	size_t nslot;
 };
 
+/* The word sets hash with SipHash-1-3 under a key drawn once per process:
+ * words chosen to share a probe chain of a fixed hash (FNV-1a collisions
+ * are cheap to find) would make every lookup walk the whole table. */
+static uint64_t ws_key[2];
+static pthread_once_t ws_key_once = PTHREAD_ONCE_INIT;
+
+static void ws_key_init(void)
+{
+	if (getrandom(ws_key, sizeof(ws_key), GRND_NONBLOCK) != (ssize_t)sizeof(ws_key)) {
+		/* no entropy yet (early boot): something that varies */
+		ws_key[0] = (uint64_t)now_ms() ^ (uint64_t)(uintptr_t)&ws_key;
+		ws_key[1] = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
+	}
+}
+
+#define WS_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define WS_SIPROUND                   \
+	do {                          \
+		v0 += v1;             \
+		v1 = WS_ROTL(v1, 13); \
+		v1 ^= v0;             \
+		v0 = WS_ROTL(v0, 32); \
+		v2 += v3;             \
+		v3 = WS_ROTL(v3, 16); \
+		v3 ^= v2;             \
+		v0 += v3;             \
+		v3 = WS_ROTL(v3, 21); \
+		v3 ^= v0;             \
+		v2 += v1;             \
+		v1 = WS_ROTL(v1, 17); \
+		v1 ^= v2;             \
+		v2 = WS_ROTL(v2, 32); \
+	} while (0)
+
+static uint64_t ws_hash(const char *w, size_t len)
+{
+	uint64_t k0 = ws_key[0], k1 = ws_key[1];
+	uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
+	uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+	const unsigned char *p = (const unsigned char *)w;
+	size_t left = len;
+	for (; left >= 8; p += 8, left -= 8) {
+		uint64_t m = 0;
+		for (int i = 0; i < 8; i++)
+			m |= (uint64_t)p[i] << (8 * i);
+		v3 ^= m;
+		WS_SIPROUND;
+		v0 ^= m;
+	}
+	uint64_t b = (uint64_t)len << 56;
+	for (size_t i = 0; i < left; i++)
+		b |= (uint64_t)p[i] << (8 * i);
+	v3 ^= b;
+	WS_SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	WS_SIPROUND;
+	WS_SIPROUND;
+	WS_SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
 static size_t ws_find(struct wordset *s, const char *w, size_t len, bool add)
 {
 	if (add && (s->n + 1) * 2 > s->nslot) {
 		size_t ns = s->nslot ? s->nslot * 2 : 64;
 		size_t *slot = xcalloc(ns, sizeof(size_t));
 		for (size_t i = 0; i < s->n; i++) {
-			size_t h = fnv1a(14695981039346656037ull, s->w[i], s->len[i]) & (ns - 1);
+			size_t h = ws_hash(s->w[i], s->len[i]) & (ns - 1);
 			while (slot[h])
 				h = (h + 1) & (ns - 1);
 			slot[h] = i + 1;
@@ -55,7 +119,7 @@ static size_t ws_find(struct wordset *s, const char *w, size_t len, bool add)
 	}
 	if (!s->nslot)
 		return 0;
-	size_t h = fnv1a(14695981039346656037ull, w, len) & (s->nslot - 1);
+	size_t h = ws_hash(w, len) & (s->nslot - 1);
 	while (s->slot[h]) {
 		size_t i = s->slot[h] - 1;
 		if (s->len[i] == len && memcmp(s->w[i], w, len) == 0)
@@ -117,6 +181,7 @@ struct madiff {
 static void madiff_compute(struct msgctx *m, struct madiff *md)
 {
 	const struct sift_mime *mm = m->mime;
+	pthread_once(&ws_key_once, ws_key_init);
 	/* the calendar invitation exception: multipart/alternative of
 	 * text/html and text/calendar only */
 	if (mm->part_count == 3 && strcmp(mm->parts[0].type, "multipart/alternative") == 0 &&

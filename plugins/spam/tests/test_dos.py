@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """spam plugin: hostile messages cost bounded time (siftctl and filterd).
 
+- multipart_alternative_difference: 60000 words chosen so that their FNV-1a
+  hashes share the low 17 bits (one probe chain of a table hashed with a
+  fixed FNV-1a) score in well under a second of CPU;
 - the scoring deadline holds during the evals: filterd with a short
   filterd_content_deadline answers a message whose evals run past it with
   a tempfail ("scoring ran out of time"), not an accept with the score.
@@ -51,6 +54,33 @@ RULES = ('freemail_domains gmail.com\n'
          "header T_FMR eval:check_freemail_replyto('reply')\n"
          "body T_MAD eval:multipart_alternative_difference('99', '100')\n"
          "body T_MADC eval:multipart_alternative_difference_count('3', '1')\n")
+
+
+def fnv_colliding(n, k=17):
+    """n distinct words whose FNV-1a 64 hashes agree in their low k bits:
+    a chain of 3-character blocks that each take one state to another
+    (mod 2^k), several blocks per step (Joux's multicollisions)."""
+    mask, P = (1 << k) - 1, 1099511628211
+    al = [ord(c) for c in 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789']
+    s = 14695981039346656037 & mask
+    steps = []
+    total = 1
+    while total < n:
+        buckets = {}
+        for a in al:
+            sa = ((s ^ a) * P) & mask
+            for b in al:
+                sb = ((sa ^ b) * P) & mask
+                for c in al:
+                    buckets.setdefault(((sb ^ c) * P) & mask, []).append(bytes((a, b, c)))
+        best = max(buckets.values(), key=len)
+        steps.append(best)
+        total *= len(best)
+        s = ((((s ^ best[0][0]) * P & mask) ^ best[0][1]) * P & mask ^ best[0][2]) * P & mask
+    words = [b'']
+    for st in steps:
+        words = [w + blk for w in words for blk in st][:n]
+    return [w.decode() for w in words]
 
 
 def madiff_msg(words, depth=1):
@@ -177,6 +207,14 @@ def main():
         fm = write(root, 'fm-small.eml', HDR % 'a@gmail.com' + '\nwrite to bob@gmail.com or carol@example.com\n')
         res = score(cfg, fm)
         check('T_FMR' in names(res), "check_freemail_replyto('reply'): a freemail address in the body", res)
+
+        # colliding words: one probe chain for a fixed FNV-1a (about 7 s)
+        words = fnv_colliding(60000)
+        check(len(set(words)) == 60000, '60000 distinct colliding words', len(set(words)))
+        res = score(cfg, write(root, 'collide.eml', madiff_msg(words)))
+        check(res['cpu_us'] < 1500000 and 'T_MAD' in names(res),
+              'multipart_alternative_difference over 60000 FNV-colliding words: under 1.5 s of CPU',
+              '%s %s' % (res['cpu_us'], names(res)))
 
         # the deadline during the evals: 19 nested multipart/alternative
         # around 200000 words take over a second of evals (the scans, with
