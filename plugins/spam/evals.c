@@ -550,6 +550,53 @@ static int ev_freemail_header(struct msgctx *m, const struct rule *r)
 	return r->neval > 1 ? re_match_lit(eval_arg(r, 1), a) : 1;
 }
 
+static int strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The alternation of the sorted strings s[0..n) (all with the same first
+ * `at` characters) from their character `at` on, as a prefix tree. */
+static void tld_trie(struct sbuf *re, char **s, size_t n, size_t at)
+{
+	size_t nalt = 0;
+	bool empty = false;
+	for (size_t i = 0; i < n;) {
+		if (!s[i][at]) { /* ends here (duplicates too) */
+			empty = true;
+			i++;
+			continue;
+		}
+		size_t j = i + 1;
+		while (j < n && s[j][at] == s[i][at])
+			j++;
+		nalt++;
+		i = j;
+	}
+	if (!nalt)
+		return;
+	bool group = nalt > 1 || empty;
+	if (group)
+		sb_adds(re, "(?:");
+	size_t k = 0;
+	for (size_t i = 0; i < n;) {
+		if (!s[i][at]) {
+			i++;
+			continue;
+		}
+		size_t j = i + 1;
+		while (j < n && s[j][at] == s[i][at])
+			j++;
+		if (k++)
+			sb_add(re, "|", 1);
+		sb_add(re, &s[i][at], 1);
+		tld_trie(re, s + i, j - i, at + 1);
+		i = j;
+	}
+	if (group)
+		sb_adds(re, empty ? ")?" : ")");
+}
+
 #define FM_LOCAL "[a-z0-9!#$%&'*+/=?^_`{|}~-]"
 
 void freemail_compile(struct spam_engine *e)
@@ -561,13 +608,25 @@ void freemail_compile(struct spam_engine *e)
 	struct sbuf re = {0};
 	sb_adds(&re, "(?=.{0,64}@)(?<!" FM_LOCAL ")(" FM_LOCAL "+(?:\\." FM_LOCAL
 		     "+)*@(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\\.){1,4}(?<![a-z0-9-])(?:");
+	/* the TLDs as a prefix tree (c(?:at|om?)): the same strings, so the
+	 * same matches (the label must end where the TLD does), found
+	 * character by character instead of trying each TLD in turn */
+	char **tld = xcalloc(nc->ntld, sizeof(char *));
+	size_t ntld = 0;
 	for (size_t i = 0; i < nc->ntld; i++) {
-		if (i)
-			sb_add(&re, "|", 1);
+		struct sbuf t = {0};
 		for (const char *c = nc->tld[i]; *c; c++) /* names: letters, digits, '-' */
-			if (isalnum((unsigned char)*c) || *c == '-')
-				sb_add(&re, c, 1);
+			if (isalnum((unsigned char)*c) || *c == '-') {
+				char l = (char)tolower((unsigned char)*c);
+				sb_add(&t, &l, 1);
+			}
+		tld[ntld++] = (char *)sb_str(&t);
 	}
+	qsort(tld, ntld, sizeof(char *), strp_cmp);
+	tld_trie(&re, tld, ntld, 0);
+	for (size_t i = 0; i < ntld; i++)
+		free(tld[i]);
+	free(tld);
 	sb_adds(&re, ")(?!(?:[a-z0-9-]|\\.[a-z0-9])))");
 	struct sbuf ctx = {0};
 	sb_adds(&ctx, "<?(?<!mailto:)");
@@ -588,11 +647,12 @@ void freemail_compile(struct spam_engine *e)
 }
 
 /* s with every match of re replaced by a space, into out. */
-static void fm_blank(pcre2_code *re, pcre2_match_data *md, const char *s, size_t n, struct sbuf *out)
+static void fm_blank(pcre2_code *re, pcre2_match_data *md, pcre2_match_context *mctx, const char *s, size_t n,
+		     struct sbuf *out)
 {
 	out->n = 0;
 	size_t at = 0;
-	while (at <= n && pcre2_match(re, (PCRE2_SPTR)s, n, at, 0, md, NULL) >= 0) {
+	while (at <= n && pcre2_match(re, (PCRE2_SPTR)s, n, at, 0, md, mctx) >= 0) {
 		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
 		if (ov[1] == ov[0]) /* none of FreeMail's patterns matches empty */
 			break;
@@ -635,7 +695,7 @@ static bool fm_body(struct msgctx *m)
 		for (size_t k = 0; hi && k < hi->nanchors && nf < 20; k++) {
 			const char *h = after_ci(hi->anchors[k].href, "mailto:");
 			if (!h || pcre2_match(e->fm_email, (PCRE2_SPTR)h, strlen(h), 0, PCRE2_ANCHORED, md,
-					      NULL) < 0)
+					      m->mctx) < 0)
 				continue;
 			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
 			char a[256];
@@ -657,11 +717,11 @@ static bool fm_body(struct msgctx *m)
 			continue;
 		if (msg_late(m))
 			break;
-		fm_blank(e->fm_url_at, md, m->lines[i], m->lens[i], &t1);
-		fm_blank(e->fm_email_ctx, md, t1.d, t1.n, &t2);
+		fm_blank(e->fm_url_at, md, m->mctx, m->lines[i], m->lens[i], &t1);
+		fm_blank(e->fm_email_ctx, md, m->mctx, t1.d, t1.n, &t2);
 		size_t at = 0;
 		while (nf < limit && at < t2.n &&
-		       pcre2_match(e->fm_email, (PCRE2_SPTR)t2.d, t2.n, at, 0, md, NULL) >= 0) {
+		       pcre2_match(e->fm_email, (PCRE2_SPTR)t2.d, t2.n, at, 0, md, m->mctx) >= 0) {
 			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
 			char a[256];
 			snprintf(a, sizeof(a), "%.*s", (int)(ov[3] - ov[2]), t2.d + ov[2]);

@@ -4,6 +4,9 @@
 - multipart_alternative_difference: 60000 words chosen so that their FNV-1a
   hashes share the low 17 bits (one probe chain of a table hashed with a
   fixed FNV-1a) score in well under a second of CPU;
+- check_freemail_replyto's body parse (a freemail From, body lines of
+  `a@b.b.b.b.`) costs a small fraction of what the email regex with a flat
+  TLD alternation took;
 - the scoring deadline holds during the evals: filterd with a short
   filterd_content_deadline answers a message whose evals run past it with
   a tempfail ("scoring ran out of time"), not an accept with the score.
@@ -92,6 +95,14 @@ def madiff_msg(words, depth=1):
                 '\n--B%d--\n' % i)
     return (HDR % 'a@example.com' + 'Content-Type: multipart/alternative; boundary="B%d"\n\n' % (depth - 1) +
             body)
+
+
+def freemail_msg(parts):
+    line = ('a@b.b.b.b.' * 204)[:2040] + '\n'
+    s = HDR % 'a@gmail.com' + 'Content-Type: multipart/mixed; boundary="BOUND"\n\n'
+    for _ in range(parts):
+        s += '--BOUND\nContent-Type: text/plain\n\n' + line * 24 + '\n'
+    return s + '--BOUND--\n'
 
 
 def write(root, name, text):
@@ -215,6 +226,12 @@ def main():
         check(res['cpu_us'] < 1500000 and 'T_MAD' in names(res),
               'multipart_alternative_difference over 60000 FNV-colliding words: under 1.5 s of CPU',
               '%s %s' % (res['cpu_us'], names(res)))
+
+        # a freemail From and 20 parts of `a@b.b.b.b.` lines (about 7 s with
+        # a flat TLD alternation)
+        res = score(cfg, write(root, 'freemail.eml', freemail_msg(20)))
+        check(res['cpu_us'] < 1500000, 'FreeMail body parse of 1 MB of a@b.b.b.b.: under 1.5 s of CPU',
+              res['cpu_us'])
 
         # the deadline during the evals: 19 nested multipart/alternative
         # around 200000 words take over a second of evals (the scans, with
