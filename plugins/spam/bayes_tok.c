@@ -678,7 +678,7 @@ static void hg_add(struct hgroups *g, const char *name, const char *v)
 
 static bool rx_is(pcre2_code *re, pcre2_match_data *md, const char *s)
 {
-	return pcre2_match(re, (PCRE2_SPTR)s, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0;
+	return pcre2_match(re, (PCRE2_SPTR)s, PCRE2_ZERO_TERMINATED, 0, 0, md, re_limits()) >= 0;
 }
 
 /* U*local D*domain D*parent ... as _tokenize_mail_addrs, as text. */
@@ -735,7 +735,7 @@ static char *chew_content_type(pcre2_match_data *md, char *v)
 	struct sbuf b = {0}, bound = {0};
 	size_t off = 0, n = strlen(v);
 	bool found = false;
-	while (off <= n && pcre2_match(rx_boundary, (PCRE2_SPTR)v, n, off, 0, md, NULL) >= 0) {
+	while (off <= n && pcre2_match(rx_boundary, (PCRE2_SPTR)v, n, off, 0, md, re_limits()) >= 0) {
 		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
 		sb_add(&b, v + off, ov[0] - off);
 		sb_add(&b, " ", 1);

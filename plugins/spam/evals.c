@@ -432,6 +432,24 @@ static int ev_equal_from_domains(struct msgctx *m, const struct rule *r)
 	return strcasecmp(fd, ed) != 0;
 }
 
+static pcre2_match_context *re_limits_ctx;
+static pthread_once_t re_limits_once = PTHREAD_ONCE_INIT;
+
+static void re_limits_init(void)
+{
+	re_limits_ctx = pcre2_match_context_create(NULL);
+	if (!re_limits_ctx)
+		abort();
+	pcre2_set_match_limit(re_limits_ctx, RE_MATCH_LIMIT);
+	pcre2_set_depth_limit(re_limits_ctx, RE_DEPTH_LIMIT);
+}
+
+pcre2_match_context *re_limits(void)
+{
+	pthread_once(&re_limits_once, re_limits_init);
+	return re_limits_ctx;
+}
+
 bool re_match_str(const char *re, const char *s)
 {
 	int ec;
@@ -440,7 +458,7 @@ bool re_match_str(const char *re, const char *s)
 	if (!c)
 		return false;
 	pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
-	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
+	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, re_limits());
 	pcre2_match_data_free(md);
 	pcre2_code_free(c);
 	return rc >= 0;
@@ -497,7 +515,7 @@ bool re_match_lit(const char *re, const char *s)
 		return re_match_str(re, s);
 	/* one pair: only whether it matches is asked (0: matched, no room) */
 	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
-	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
+	int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, re_limits());
 	pcre2_match_data_free(md);
 	return rc >= 0;
 }

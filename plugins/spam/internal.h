@@ -515,6 +515,12 @@ static inline const char *eval_arg(const struct rule *r, int i)
  * the fixed patterns of the eval functions) */
 bool re_match_str(const char *re, const char *s);
 bool re_match_lit(const char *re, const char *s);
+/* A match context with the per-message match and depth limits (msg_init's
+ * m->mctx), shared, for the matches made without the message's: a match
+ * that reaches them fails (no match) instead of running on. */
+pcre2_match_context *re_limits(void);
+#define RE_MATCH_LIMIT 200000
+#define RE_DEPTH_LIMIT 5000
 
 /* A rule's score in score set `set` (0-3). */
 static inline double rule_score(const struct rule *r, int set)

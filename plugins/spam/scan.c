@@ -352,8 +352,8 @@ void msg_init(struct msgctx *m, const struct spam_engine *e, const struct spam_i
 		m->done[e->notrun[m->set][k]] = true;
 	m->md = pcre2_match_data_create(16, NULL);
 	m->mctx = pcre2_match_context_create(NULL);
-	pcre2_set_match_limit(m->mctx, 200000);
-	pcre2_set_depth_limit(m->mctx, 5000);
+	pcre2_set_match_limit(m->mctx, RE_MATCH_LIMIT);
+	pcre2_set_depth_limit(m->mctx, RE_DEPTH_LIMIT);
 #ifdef SPAM_HAVE_HS
 	/* one matcher for the whole message */
 	struct spam_engine *me = (struct spam_engine *)e;

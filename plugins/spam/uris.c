@@ -111,8 +111,9 @@ static long ip_octet(const char *s, size_t n)
 
 /* The variants of one http(s) URI "proto host rest" (host without port,
  * rest from the port or path on). */
-static void http_variants(const struct spam_engine *e, struct ulist *uris, struct ulist *out,
-			  const char *proto, const char *auth, char *host, const char *rest, const char *port)
+static void http_variants(const struct spam_engine *e, pcre2_match_context *mctx, struct ulist *uris,
+			  struct ulist *out, const char *proto, const char *auth, char *host,
+			  const char *rest, const char *port)
 {
 	char buf[4096];
 	const char *rest_noport = NULL;
@@ -155,7 +156,8 @@ static void http_variants(const struct spam_engine *e, struct ulist *uris, struc
 	for (size_t i = 0; i < e->nredir && !found; i++) {
 		if (!md)
 			md = pcre2_match_data_create(4, NULL);
-		if (pcre2_match(e->redir[i], (PCRE2_SPTR)buf, strlen(buf), 0, 0, md, NULL) < 2)
+		/* < 2: no match, or the match limit reached */
+		if (pcre2_match(e->redir[i], (PCRE2_SPTR)buf, strlen(buf), 0, 0, md, mctx) < 2)
 			continue;
 		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
 		if (ov[2] == PCRE2_UNSET || !memchr(buf + ov[2], '.', ov[3] - ov[2]))
@@ -432,7 +434,7 @@ void build_uris(struct msgctx *m)
 				if (*rest == ':' && !port[0])
 					snprintf(port, sizeof(port), "%s",
 						 " "); /* "(\d*)" matched empty: not the default */
-				http_variants(e, &uris, &out, proto, auth, host, rest,
+				http_variants(e, m->mctx, &uris, &out, proto, auth, host, rest,
 					      port[0] == ' ' ? "" : port);
 			}
 		}
@@ -487,6 +489,10 @@ bool redirector_directive(struct spam_engine *e, const char *args, const char *w
 		lint(e, true, "%s: redirector_pattern: %s at %zu", where, (char *)msg, (size_t)eo);
 		return false;
 	}
+	/* JIT: faster, and its match limit bounds the whole search of a URI
+	 * (the interpreter's counts from each start offset anew, so a
+	 * quadratic pattern on a long URI stays under it) */
+	pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
 	e->redir = xrealloc(e->redir, (e->nredir + 1) * sizeof(*e->redir));
 	e->redir[e->nredir++] = c;
 	return true;

@@ -7,6 +7,8 @@
 - check_freemail_replyto's body parse (a freemail From, body lines of
   `a@b.b.b.b.`) costs a small fraction of what the email regex with a flat
   TLD alternation took;
+- redirector_pattern (the stock `URL=` one, quadratic on a URI of `/?`)
+  over 500 URIs of 2000 octets stays bounded;
 - the scoring deadline holds during the evals: filterd with a short
   filterd_content_deadline answers a message whose evals run past it with
   a tempfail ("scoring ran out of time"), not an accept with the score.
@@ -33,6 +35,10 @@ STOCK = '/usr/share/spamassassin'
 HDR = ('From: Sender <%s>\nTo: b@example.org\nSubject: test\nMessage-ID: <abc123def@example.com>\n'
        'Date: Sat, 05 Dec 2026 03:00:00 +0000\nMIME-Version: 1.0\n')
 
+# SpamAssassin's URL= redirector pattern (20_uri_tests.cf)
+REDIR_URL = r"redirector_pattern m'/(?:index.php)?\?.*(?<=[?&])URL=(.*?)(?:$|[&\#])'i"
+
+
 def stock_lines(fname, prefix):
     try:
         with open(os.path.join(STOCK, fname)) as f:
@@ -56,7 +62,8 @@ RULES = ('freemail_domains gmail.com\n'
          "header T_FMRT eval:check_freemail_replyto('replyto')\n"
          "header T_FMR eval:check_freemail_replyto('reply')\n"
          "body T_MAD eval:multipart_alternative_difference('99', '100')\n"
-         "body T_MADC eval:multipart_alternative_difference_count('3', '1')\n")
+         "body T_MADC eval:multipart_alternative_difference_count('3', '1')\n"
+         'uri T_GOV /\\.gov/\n' + REDIR_URL + '\n')
 
 
 def fnv_colliding(n, k=17):
@@ -103,6 +110,12 @@ def freemail_msg(parts):
     for _ in range(parts):
         s += '--BOUND\nContent-Type: text/plain\n\n' + line * 24 + '\n'
     return s + '--BOUND--\n'
+
+
+def redir_msg(n, length=2000):
+    path = ('/?' * length)[:length - 1] + '='
+    return (HDR % 'a@example.com' + 'Content-Type: text/html\n\n<html><body>\n' +
+            ''.join('<a href="http://h%d.a.gov%s">x</a>\n' % (i, path) for i in range(n)) + '</body></html>\n')
 
 
 def write(root, name, text):
@@ -232,6 +245,13 @@ def main():
         res = score(cfg, write(root, 'freemail.eml', freemail_msg(20)))
         check(res['cpu_us'] < 1500000, 'FreeMail body parse of 1 MB of a@b.b.b.b.: under 1.5 s of CPU',
               res['cpu_us'])
+
+        # the URL= redirector pattern on 500 URIs of /?/?/?...= (about 10 s
+        # without JIT and a match limit)
+        res = score(cfg, write(root, 'redir.eml', redir_msg(500)))
+        check(res['cpu_us'] < 3000000 and 'T_GOV' in names(res),
+              'redirector patterns on 500 URIs of 2000 octets: under 3 s of CPU',
+              '%s %s' % (res['cpu_us'], names(res)))
 
         # the deadline during the evals: 19 nested multipart/alternative
         # around 200000 words take over a second of evals (the scans, with
