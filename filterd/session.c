@@ -295,7 +295,7 @@ enum fd_status fd_session_eom(struct fd_session *s)
 		if (d == SIFT_DUNNO) {
 			sift_log_msg(LOG_WARNING, qid(s), "filterd",
 				     "end of message without a message in progress: tempfail");
-			d = SIFT_TEMPFAIL;
+			return local_tempfail(s);
 		}
 		return to_status(s, d, true);
 	}
