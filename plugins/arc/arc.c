@@ -146,11 +146,12 @@ static int load_sign_key(struct arc_conf *c, char **err_r)
 	 * dropped only when the daemon user may not read it, as dkim does. */
 	char *lerr = NULL;
 	int rc = dk_key_load(k, &lerr);
-	if (rc < 0 && pre_path && pre_pem && strcmp(pre_path, k->path) == 0 &&
-	    strstr(lerr, "Permission denied")) {
+	char *pem = NULL;
+	if (rc < 0 && pre_path && pre_pem && strcmp(pre_path, k->path) == 0 && lerr &&
+	    strstr(lerr, "Permission denied") && (pem = strdup(pre_pem))) {
 		free(lerr);
 		lerr = NULL;
-		rc = dk_key_set_pem(k, strdup(pre_pem), err_r);
+		rc = dk_key_set_pem(k, pem, err_r);
 	} else if (rc < 0) {
 		*err_r = lerr;
 		lerr = NULL;
