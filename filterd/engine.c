@@ -1044,7 +1044,8 @@ int filterd_native_run(void)
 		sift_timespec_in(CLOCK_REALTIME, left < 100 ? left : 100, &ts);
 		pthread_cond_timedwait(&reg_cond, &reg_lock, &ts);
 	}
-	if (n_conns)
+	bool busy = n_conns > 0;
+	if (busy)
 		sift_log(LOG_WARNING,
 			 "%lld MTA connections still in a message after "
 			 "filterd_shutdown_timeout; exiting anyway",
@@ -1061,7 +1062,7 @@ int filterd_native_run(void)
 	close(listen_fd);
 	if (unix_path)
 		unlink(unix_path);
-	return 0;
+	return busy ? 1 : 0;
 }
 
 void filterd_native_stop(void)

@@ -10,7 +10,8 @@
 int filterd_native_setup(const struct filterd_conf *conf, char **err_r);
 /* Accepts and serves connections until filterd_native_stop(); then waits
  * for sessions inside a message (up to filterd_shutdown_timeout) and
- * returns 0. */
+ * returns 0, or 1 when some are still running after it (their threads
+ * still use the configuration and the plugins). */
 int filterd_native_run(void);
 /* Async-signal-unsafe: call from a normal thread (filterd's signal
  * thread). */

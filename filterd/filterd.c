@@ -383,6 +383,16 @@ int main(int argc, char **argv)
 	sift_notify("READY=1");
 	int rc = engine_run(native);
 	sift_notify("STOPPING=1");
+	if (native && rc == 1) {
+		/* Sessions still inside a message after filterd_shutdown_timeout:
+		 * their threads run plugin code, so neither the generation's
+		 * release nor exit()'s handlers (OpenSSL's, libclamav's) may run
+		 * under them. Their MTAs see the connection close and apply
+		 * milter_default_action. */
+		sift_remove_pidfile(fc.pid_file);
+		sift_log(LOG_INFO, "stopping");
+		_exit(0);
+	}
 	sift_log(LOG_INFO, "stopping");
 	/* A reload in progress finishes first (a plugin's init cannot be
 	 * interrupted), and none starts: exit() must not run while plugin

@@ -9,7 +9,7 @@ hand (MAIL and RCPT with many ESMTP parameters, many X-Sift-Release
 headers, a message going on after a DISCARD at RCPT); the native engine
 also gets malformed packets and a connection limit. Prints "N passed, N
 failed" over all runs."""
-import os, re, signal, socket, struct, subprocess, sys, time
+import os, re, shutil, signal, socket, struct, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.environ["SIFT_SRCDIR"], "tests", "lib"))
 import sifttest  # noqa: E402
@@ -434,6 +434,39 @@ def native_only(tmp, conf, log, port):
         rc = None
     check(rc == 0 and time.time() - t0 < 5, "SIGTERM with an idle connection: exit 0 quickly", rc)
     idle.close()
+    fd.stop()
+    # SIGTERM while a plugin still runs at end of message: after
+    # filterd_shutdown_timeout filterd exits 0 without waiting for it (and
+    # without running exit handlers under it); its MTA sees the close.
+    os.makedirs(f"{tmp}/stall", exist_ok=True)
+    shutil.chown(f"{tmp}/stall", sifttest.daemon_user())  # the plugin removes the file
+    stall = f"{tmp}/stall/eom"
+    busy = f"{tmp}/busy.conf"
+    write(busy, open(conf).read() + f"testplug_stall_phase = eom\ntestplug_stall_file = {stall}\n"
+          "testplug_stall_time = 30s\n")
+    write(stall, "")
+    fd, p8, log8 = start_filterd(tmp, busy, "filterd-term-busy", ["-o", "filterd_shutdown_timeout=1s"])
+    m = Milter(p8)
+    m.send(CONNECT)
+    m.send(pkt(b"M", b"<alice@example.org>\0"))
+    m.send(pkt(b"R", b"<bob@example.com>\0"))
+    m.send(pkt(b"L", b"Subject\0 x\0"), pkt(b"N"), pkt(b"B", b"hi\r\n"), replies=0)
+    m.s.sendall(pkt(b"E"))
+    stalled = wait_for(lambda: "stalled at phase" in open(log8).read(), 5)
+    t0 = time.time()
+    os.kill(fd.pid, signal.SIGTERM)
+    try:
+        rc = fd.popen.wait(10)
+    except subprocess.TimeoutExpired:
+        rc = None
+    took = time.time() - t0
+    closed = m.read(1, timeout=2) == [] and m.closed
+    m.close()
+    text = open(log8).read()
+    check(stalled and rc == 0 and 0.8 < took < 5 and closed and
+"still in a message after filterd_shutdown_timeout" in text,
+          "SIGTERM with a plugin busy at end of message: exit 0 after filterd_shutdown_timeout, "
+          "the MTA's connection closed", (stalled, rc, took, closed, text[-800:]))
     fd.stop()
 
 
