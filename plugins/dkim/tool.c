@@ -19,6 +19,7 @@
  * with the configuration plus the settings they need. Single-threaded (in
  * siftctl).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -120,6 +121,13 @@ static int tool_genkey(const struct sift_host *host, void *conf, int argc, char 
 	}
 	if (!dk_domain_ok(domain) || !dk_domain_ok(selector)) {
 		fprintf(stderr, "siftctl dkim genkey: bad domain or selector\n");
+		return 1;
+	}
+	/* -D names the key directory: made (root's, 0755) when it is missing
+	 * and its parent exists, as /etc/sift/dkim for a source install. */
+	if (!file && mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "siftctl dkim genkey: cannot make the directory %s: %s\n", dir,
+			strerror(errno));
 		return 1;
 	}
 	char *path = file ? xasprintf("%s", file) : xasprintf("%s/%s.%s.key", dir, domain, selector);

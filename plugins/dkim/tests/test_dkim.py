@@ -211,6 +211,13 @@ def tests(env):
     big_path, big_rec, _ = env.genkey(OURS, 'big', 'rsa', 4096)
     rc, _, err = run([SIFTCTL, 'dkim', 'genkey', '-d', OURS, '-s', 'tiny', '-b', '512', '-D', env.dir])
     check(rc != 0, 'genkey refuses RSA under 1024 bits', err)
+    newdir = env.path('newkeys')
+    rc, out, err = run([SIFTCTL, 'dkim', 'genkey', '-d', OURS, '-s', 'nd', '-D', newdir])
+    check(rc == 0 and os.path.isfile(os.path.join(newdir, '%s.nd.key' % OURS)) and
+          (os.stat(newdir).st_mode & 0o777) == 0o755, 'genkey -D makes a missing key directory (0755)', err)
+    rc, _, err = run([SIFTCTL, 'dkim', 'genkey', '-d', OURS, '-s', 'nd', '-D', env.path('no', 'such')])
+    check(rc != 0 and 'cannot make the directory' in err and env.path('no', 'such') in err,
+          'genkey -D whose parent is missing: an error naming the directory', err)
     env.write('keytable', 'rsa1 %s:rsa1:%s\ned1 %s:ed1:%s\n# rotation target\nrsa2 %s:rsa2:%s\n'
               'big\n  %s:big:%s\n' % (OURS, rsa_path, OURS, ed_path, OURS, rsa2_path, OURS, big_path))
     env.write('signingtable', '%s rsa1, ed1\n.%s rsa1\nsolo@%s rsa2\n' % (OURS, OURS, OURS))
