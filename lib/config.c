@@ -261,7 +261,7 @@ static int load_file(struct sift_config *cfg, const char *path, bool optional, c
 		return -1;
 	}
 	const char *p = data, *end = data + len;
-	int lineno = 0, first = 0, rc = 0, r;
+	int lineno = 0, first = 0, rc = 0, r, secret_line = 0;
 	const char *why = NULL;
 	struct sift_buf line = {0};
 	while ((r = sift_next_logical_line(&p, end, &lineno, &line, &first, &why, CFG_MAX_LINE)) != 0) {
@@ -275,9 +275,23 @@ static int load_file(struct sift_config *cfg, const char *path, bool optional, c
 		char *where = sift_asprintf("%s:%d", path, first);
 		set_value(cfg, name, value, where);
 		free(where);
+		if (!secret_line) {
+			char *masked = sift_mask_secrets(value);
+			if (sift_param_secret(sift_trim(name)) || strcmp(masked, value) != 0)
+				secret_line = first;
+			free(masked);
+		}
 	}
 	sift_buf_free(&line);
 	free(data);
+	/* A password in a file every local user can read: said, not refused
+	 * (the daemons still start; the administrator fixes the mode). */
+	struct stat st;
+	if (rc == 0 && secret_line && stat(path, &st) == 0 && (st.st_mode & S_IROTH))
+		sift_log(LOG_WARNING,
+			 "%s:%d: a password in a file readable by every user (mode %04o); "
+			 "fix it with chmod o-r %s (group sift may keep read access)",
+			 path, secret_line, (unsigned)(st.st_mode & 07777), path);
 	return rc;
 }
 

@@ -257,6 +257,20 @@ def masking_tests(tmp):
     r = run("-c", conf, "-o", "state_store=nosuch:x,password=hunter2", "check")
     out = r.stdout + r.stderr
     check(r.returncode == 1 and "password=********" in out and "hunter2" not in out, "siftctl check: masked", out)
+    # a password in a file every user can read is named (a warning, the
+    # daemons still start); 0640 is quiet, and so is a file without one
+    for mode, text, warned in ((0o644, "state_store = redis:127.0.0.1:1,password=hunter2\n", True),
+                               (0o640, "state_store = redis:127.0.0.1:1,password=hunter2\n", False),
+                               (0o644, "state_store = memory:\n", False)):
+        pconf = f"{tmp}/readable.conf"
+        with open(pconf, "w") as f:
+            f.write(f"plugin_directory = {BUILD}/plugins\n{text}")
+        os.chmod(pconf, mode)
+        r = subprocess.run([sifttest.program("policyd"), "-n", "-c", pconf], capture_output=True, text=True,
+                           timeout=60)
+        said = f"{pconf}:2: a password in a file readable by every user (mode 0{mode:o})" in r.stderr
+        check(r.returncode == 0 and said == warned and "hunter2" not in r.stderr,
+              f"mode {mode:o}, {text.split()[2][:12]}: readable password warned: {warned}", r.stderr)
 
 
 def quarantine_tests(tmp):
