@@ -115,7 +115,9 @@ def build(tmp):
 def install(deb):
     env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
     t0 = time.monotonic()
-    r = run(['apt-get', 'install', '-y', '-q', os.path.join('.', os.path.basename(deb))],
+    # without Recommends, as servers install: the Depends alone must give a
+    # filterd that starts with the shipped configuration
+    r = run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', os.path.join('.', os.path.basename(deb))],
             cwd=os.path.dirname(deb), env=env, timeout=900)
     print('package install: %.0f s' % (time.monotonic() - t0))
     check(r.returncode == 0 and installed(), 'apt-get install ./sift_*.deb', tail(r.stdout + r.stderr))
@@ -150,8 +152,21 @@ def check_layout(install_log):
     conffiles = run(['dpkg-query', '-W', '-f=${Conffiles}', 'sift']).stdout
     for c in ('/etc/sift/filterd.conf', '/etc/sift/policyd.conf'):
         check(os.path.isfile(c) and c in conffiles, '%s installed as a conffile' % c, conffiles)
-    for d in ('/etc/sift/filterd.conf.d', '/etc/sift/policyd.conf.d'):
+    for d in ('/etc/sift/filterd.conf.d', '/etc/sift/policyd.conf.d', '/etc/sift/dkim'):
         check(os.path.isdir(d) and not os.listdir(d), '%s: an empty directory' % d)
+    check(owner_mode('/etc/sift/dkim') == ('root', 0, 0o755), '/etc/sift/dkim: root 0755',
+          owner_mode('/etc/sift/dkim'))
+    # the configuration may hold a Redis password: readable by sift, not by all
+    for c in ('/etc/sift/filterd.conf', '/etc/sift/policyd.conf'):
+        got = owner_mode(c) if os.path.isfile(c) else None
+        check(got == ('root', pw.pw_gid, 0o640), '%s: root:sift 0640' % c, got)
+    # filterd and policyd enabled; the DMARC report timer left off
+    wants = '/etc/systemd/system/%s.wants/%s'
+    check(os.path.lexists(wants % ('multi-user.target', 'sift-filterd.service')) and
+          os.path.lexists(wants % ('multi-user.target', 'sift-policyd.service')),
+          'sift-filterd and sift-policyd enabled')
+    check(not os.path.lexists(wants % ('timers.target', 'sift-dmarc-report.timer')),
+          'sift-dmarc-report.timer not enabled (README: enable --now turns it on)')
     check(os.path.isfile('/usr/share/sift/rules/sift.cf'), 'rules in /usr/share/sift/rules')
     for m in ('man5/sift.conf.5.gz', 'man8/filterd.8.gz', 'man8/policyd.8.gz', 'man8/siftctl.8.gz'):
         check(os.path.isfile('/usr/share/man/' + m), 'man page %s' % m)
@@ -260,6 +275,27 @@ def msg(subject, body, sender):
             % (sender, subject, subject.replace(' ', '-'), time.time_ns(), body))
 
 
+def reconfigure_symlink(tmp):
+    """postinst runs again on every upgrade and reinstall as root, while the
+    parents of its directories belong to sift: a symlink sift planted in
+    place of the quarantine must not hand its target to sift."""
+    victim = os.path.join(tmp, 'victim')
+    os.mkdir(victim, 0o755)
+    q = '/var/lib/sift/quarantine'
+    os.rename(q, q + '.real')
+    os.symlink(victim, q)
+    try:
+        version = run(['dpkg-query', '-W', '-f=${Version}', 'sift']).stdout
+        r = run(['/var/lib/dpkg/info/sift.postinst', 'configure', version])
+        got = owner_mode(victim)
+        check(r.returncode == 0 and got == ('root', 0, 0o755),
+              'postinst configure with a symlink in place of %s: its target untouched, postinst '
+              'completes' % q, (r.returncode, got, tail(r.stdout + r.stderr, 8)))
+    finally:
+        os.unlink(q)
+        os.rename(q + '.real', q)
+
+
 def readme_snippets(ports):
     """README.md's main.cf and master.cf blocks, as tests/postfix/test_snippets.py
     extracts and substitutes them (only the daemons' and the submission
@@ -275,7 +311,6 @@ def local_data(dns_zone):
     """What an administrator edits: the DKIM key and the two tables at the
     paths the shipped filterd.conf names (siftctl dkim genkey, as README and
     plugins/dkim/README.md say), and the domain's DNS record."""
-    os.makedirs('/etc/sift/dkim', exist_ok=True)
     r = run(['/usr/sbin/siftctl', 'dkim', 'genkey', '-d', 'sift.test', '-s', 'mail', '-D', '/etc/sift/dkim'])
     check(r.returncode == 0, 'siftctl dkim genkey -d sift.test -s mail -D /etc/sift/dkim', r.stderr)
     txt = ''.join(re.findall(r'"([^"]*)"', r.stdout))
@@ -447,6 +482,7 @@ def main():
         if installed():
             try:
                 check_layout(log)
+                reconfigure_symlink(tmp)
                 mail_flow(tmp)
             finally:
                 purge()
