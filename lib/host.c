@@ -55,8 +55,9 @@ const struct sift_param sift_common_params[] = {
 	{"dns_timeout", SIFT_P_TIME, "5s", 10, 60000, OFF(dns_timeout), NULL,
 	 "default time limit of one DNS query"},
 	{"state_store", SIFT_P_STRING, "memory:", 0, 0, OFF(state_store), NULL,
-	 "key-value store for shared state: memory: or redis:... (a host name is resolved by the resolver of "
-	 "dns_servers, within connect_timeout)"},
+	 "key-value store for shared state: memory: or memory:max_keys=N (default 1000000, 0: unbounded; "
+	 "when full, the keys that expire soonest are evicted) or redis:... (a host name is resolved by the "
+	 "resolver of dns_servers, within connect_timeout)"},
 	{"myhostname", SIFT_P_STRING, "", 0, 0, OFF(myhostname), NULL,
 	 "this host's name (the default is the system's host name)"},
 	{"authserv_id", SIFT_P_STRING, "$myhostname", 0, 0, OFF(authserv_id), NULL,
@@ -1716,6 +1717,11 @@ static const struct sift_map *h_map_open(const char *spec, char **err_r)
 static struct sift_dns_result *h_dns_query(const char *name, int rrtype, long timeout_ms)
 {
 	return sift_dns_query(name, rrtype, timeout_ms);
+}
+
+void sift_state_store_stats(struct sift_kv_stats *st)
+{
+	sift_kv_stats(global_kv, st);
 }
 
 static int h_kv_get(const char *key, char **val_r)

@@ -23,8 +23,17 @@
  *     amortised sweep) so that never-read keys do not pile up.
  *   - The number of keys is bounded by max_keys. When a new key would go
  *     over, expired entries are swept from its stripe, then (with no lock
- *     held) from the whole table, one stripe lock at a time; if that does
- *     not free a slot, the write fails with -1. Stripe locks never nest.
+ *     held, at most once a second) from the whole table, one stripe lock at
+ *     a time. If that does not free a slot, one live key is evicted the way
+ *     Redis's volatile-ttl policy does it: a few entries of the key's stripe
+ *     (KV_EVICT_SAMPLES, found from a bucket picked by the new key's hash)
+ *     are looked at and the one that expires soonest goes, keys without
+ *     expiry last; an empty stripe hands over to the next one. So a full
+ *     store costs each new key a bounded amount of work and never fails the
+ *     write: a flood of new keys (a sender making up recipients) would
+ *     otherwise turn every rate limit or greylisting check into a store
+ *     error. Evictions are counted (sift_kv_stats) and logged at most once
+ *     a minute. Stripe locks never nest.
  *   - Times come from the monotonic clock (sift_now_ms).
  *
  * Threading: every sift_kv_* function may be called from any thread once
@@ -59,6 +68,10 @@ struct sift_kv {
 #define KV_MIN_BUCKETS	 16 /* per stripe, power of two */
 #define KV_SWEEP_BUCKETS 4  /* buckets examined per write */
 #define KV_DEFAULT_MAX	 1000000
+#define KV_EVICT_SAMPLES 8     /* entries looked at per eviction */
+#define KV_EVICT_BUCKETS 64    /* buckets walked at most to find them */
+#define KV_SWEEP_ALL_MS	 1000  /* whole-table sweeps of a full store: at most this often */
+#define KV_EVICT_LOG_MS	 60000 /* "full, evicting" warnings: at most this often */
 
 struct kv_entry {
 	struct kv_entry *next;
@@ -81,6 +94,9 @@ struct kv_mem {
 	uint64_t k0, k1;     /* SipHash key */
 	size_t max_keys;     /* 0 = unbounded */
 	atomic_size_t count; /* keys in all stripes */
+	atomic_ullong evictions;
+	atomic_llong sweep_all_ms; /* when the last whole-table sweep began */
+	atomic_llong warned_ms;	   /* when evictions were last logged */
 };
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
@@ -171,6 +187,9 @@ static void *mem_open(const char *params, char **err_r)
 	memset(m, 0, sizeof(*m));
 	m->max_keys = max;
 	atomic_init(&m->count, 0);
+	atomic_init(&m->evictions, 0);
+	atomic_init(&m->sweep_all_ms, LLONG_MIN);
+	atomic_init(&m->warned_ms, LLONG_MIN);
 	uint64_t seed[2];
 	if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
 		/* No entropy yet (early boot): fall back to something varying. */
@@ -321,6 +340,63 @@ static void sweep_all(struct kv_mem *m)
 	}
 }
 
+/* True if this caller is to sweep the whole table now (the last sweep began
+ * KV_SWEEP_ALL_MS ago or more): with the store full of live keys, a sweep
+ * per new key would cost max_keys steps each. */
+static bool sweep_all_due(struct kv_mem *m, long long now)
+{
+	long long last = atomic_load(&m->sweep_all_ms);
+	return (last == LLONG_MIN || now - last >= KV_SWEEP_ALL_MS) &&
+	       atomic_compare_exchange_strong(&m->sweep_all_ms, &last, now);
+}
+
+/* Whether entry a is a better eviction victim than b: it expires sooner,
+ * entries without expiry (0) last. */
+static bool evicts_before(const struct kv_entry *a, const struct kv_entry *b)
+{
+	if (a->expires == 0)
+		return false;
+	return b->expires == 0 || a->expires < b->expires;
+}
+
+/* Evicts one entry of s (locked): of up to KV_EVICT_SAMPLES entries found in
+ * at most KV_EVICT_BUCKETS buckets from the one `pick` selects, the one that
+ * expires soonest. False if none was found (an empty or sparse stripe). */
+static bool evict_one(struct kv_mem *m, struct kv_stripe *s, uint64_t pick)
+{
+	if (s->count == 0)
+		return false;
+	struct kv_entry **victim = NULL;
+	size_t seen = 0, nb = s->nbuckets < KV_EVICT_BUCKETS ? s->nbuckets : KV_EVICT_BUCKETS;
+	size_t start = (size_t)pick & (s->nbuckets - 1);
+	for (size_t i = 0; i < nb && seen < KV_EVICT_SAMPLES; i++) {
+		struct kv_entry **pp = &s->buckets[(start + i) & (s->nbuckets - 1)];
+		for (; *pp && seen < KV_EVICT_SAMPLES; pp = &(*pp)->next, seen++)
+			if (!victim || evicts_before(*pp, *victim))
+				victim = pp;
+	}
+	if (!victim)
+		return false;
+	unlink_entry(m, s, victim);
+	atomic_fetch_add(&m->evictions, 1);
+	return true;
+}
+
+/* Logs that the store is full and evicting, at most once a minute (with no
+ * lock held). */
+static void evict_warn(struct kv_mem *m, long long now)
+{
+	long long last = atomic_load(&m->warned_ms);
+	if ((last != LLONG_MIN && now - last < KV_EVICT_LOG_MS) ||
+	    !atomic_compare_exchange_strong(&m->warned_ms, &last, now))
+		return;
+	sift_log(LOG_WARNING,
+		 "state store full: memory: holds max_keys=%zu keys; evicting the keys that expire "
+		 "soonest to make room (%llu evicted so far; their counts start again); raise it with "
+		 "state_store = memory:max_keys=N (0: unbounded) or use redis:",
+		 m->max_keys, (unsigned long long)atomic_load(&m->evictions));
+}
+
 /* Links a new entry (key known to be absent, room reserved; stripe locked).
  * Takes ownership of val. */
 static void insert(struct kv_stripe *s, const char *key, uint64_t h, char *val, long ttl_ms, long long now)
@@ -371,12 +447,15 @@ static int parse_ll(const char *s, long long *v_r)
  * value that drops to 0 or below is deleted (a missing key is not created
  * for it), and a ttl_ms > 0 restarts the expiry. When the store is full,
  * sweeps its stripe; if that is not enough, drops the lock, sweeps the
- * whole table and tries once more. */
+ * whole table (when due) and tries again; then evicts a key of the
+ * stripe, or with the lock dropped of the next non-empty stripe, and tries
+ * again. Fails only if other threads keep taking the room made. */
 static int mem_write(struct kv_mem *m, const char *key, const char *val, long long delta, long ttl_ms,
 		     bool counter, long long *v_r)
 {
 	uint64_t h = kv_hash(m, key, strlen(key));
 	struct kv_stripe *s = stripe_of(m, h);
+	bool swept_all = false, evicted = false;
 	for (int attempt = 0;; attempt++) {
 		int rc = 0;
 		pthread_mutex_lock(&s->mu);
@@ -408,11 +487,34 @@ static int mem_write(struct kv_mem *m, const char *key, const char *val, long lo
 		} else {
 			if (!reserve(m)) {
 				sweep_stripe(m, s, SIZE_MAX, now);
-				if (!reserve(m)) {
+				bool ok = reserve(m);
+				if (!ok && !swept_all && sweep_all_due(m, now)) {
 					pthread_mutex_unlock(&s->mu);
-					if (attempt > 0)
-						return -1;
 					sweep_all(m);
+					swept_all = true;
+					continue;
+				}
+				if (!ok && evict_one(m, s, h >> 32)) {
+					evicted = true;
+					ok = reserve(m);
+				}
+				if (!ok) {
+					pthread_mutex_unlock(&s->mu);
+					if (attempt >= KV_STRIPES)
+						return -1;
+					/* s was empty (or its room went to another
+					 * thread): evict from the next stripes, one
+					 * lock at a time. */
+					for (size_t i = 1; i < KV_STRIPES; i++) {
+						struct kv_stripe *o = &m->stripes[(h + i) & (KV_STRIPES - 1)];
+						pthread_mutex_lock(&o->mu);
+						bool done = evict_one(m, o, h >> 32);
+						pthread_mutex_unlock(&o->mu);
+						if (done) {
+							evicted = true;
+							break;
+						}
+					}
 					continue;
 				}
 			}
@@ -421,6 +523,8 @@ static int mem_write(struct kv_mem *m, const char *key, const char *val, long lo
 				*v_r = delta;
 		}
 		pthread_mutex_unlock(&s->mu);
+		if (evicted)
+			evict_warn(m, now);
 		return rc;
 	}
 }
@@ -483,6 +587,14 @@ static int mem_del(void *impl, const char *key)
 	return pp ? 0 : 1;
 }
 
+static void mem_stats(void *impl, struct sift_kv_stats *st)
+{
+	struct kv_mem *m = impl;
+	st->keys = atomic_load(&m->count);
+	st->max_keys = m->max_keys;
+	st->evictions = atomic_load(&m->evictions);
+}
+
 static const struct kv_backend kv_memory = {
 	.type = "memory",
 	.open = mem_open,
@@ -493,6 +605,7 @@ static const struct kv_backend kv_memory = {
 	.free = mem_free,
 	.incr_many = mem_incr_many,
 	.write = mem_write_ops,
+	.stats = mem_stats,
 };
 
 /* ---- front end ------------------------------------------------------------- */
@@ -595,6 +708,13 @@ int sift_kv_incr_many(struct sift_kv *kv, const char *const *keys, const long lo
 	if (!kv || (n && (!keys || !deltas)))
 		return -1;
 	return kv->be->incr_many(kv->impl, keys, deltas, n, ttl_ms);
+}
+
+void sift_kv_stats(struct sift_kv *kv, struct sift_kv_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (kv && kv->be->stats)
+		kv->be->stats(kv->impl, st);
 }
 
 int sift_kv_write(struct sift_kv *kv, const struct sift_kv_op *ops, size_t n)

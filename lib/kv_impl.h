@@ -15,7 +15,8 @@
 
 #include <stddef.h>
 
-struct sift_kv_op; /* sift/plugin.h */
+struct sift_kv_op;    /* sift/plugin.h */
+struct sift_kv_stats; /* sift.h */
 
 struct kv_backend {
 	const char *type; /* the spec prefix before ':' */
@@ -36,6 +37,8 @@ struct kv_backend {
 	/* Required: sift_kv_write in sift.h. A backend that can make the batch
 	 * one atomic unit does (Redis); ops are valid (checked by kv.c). */
 	int (*write)(void *impl, const struct sift_kv_op *ops, size_t n);
+	/* Optional (NULL: all zero): see sift_kv_stats in sift.h. */
+	void (*stats)(void *impl, struct sift_kv_stats *st);
 };
 
 #ifdef SIFT_HAVE_REDIS

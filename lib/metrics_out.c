@@ -298,6 +298,13 @@ static void prom_daemon(struct sift_buf *b)
 	prom_simple(b, "dns_queries_total", "counter", "DNS queries asked (cache hits included)", (double)q);
 	prom_simple(b, "dns_timeouts_total", "counter", "DNS queries that timed out", (double)t);
 	prom_simple(b, "dns_cache_hits_total", "counter", "DNS answers from the cache", (double)h);
+	struct sift_kv_stats kvs;
+	sift_state_store_stats(&kvs);
+	prom_simple(b, "state_store_keys", "gauge", "Keys held by a memory: state_store (0 for others)",
+		    (double)kvs.keys);
+	prom_simple(b, "state_store_evictions_total", "counter",
+		    "Keys evicted from a full memory: state_store (max_keys) to make room",
+		    (double)kvs.evictions);
 	unsigned long reloads;
 	double rtime;
 	bool rok;

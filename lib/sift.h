@@ -354,6 +354,13 @@ int sift_kv_incr_many(struct sift_kv *kv, const char *const *keys, const long lo
  * on Redis one atomic script, all or nothing; on memory each write is
  * atomic, the batch is not. 0 or -1. */
 int sift_kv_write(struct sift_kv *kv, const struct sift_kv_op *ops, size_t n);
+/* The store's counters (memory: only; all 0 for other stores): keys held
+ * now, its max_keys (0: unbounded) and keys evicted since open to make
+ * room for new ones when it held max_keys. Thread-safe. */
+struct sift_kv_stats {
+	unsigned long long keys, max_keys, evictions;
+};
+void sift_kv_stats(struct sift_kv *kv, struct sift_kv_stats *st);
 
 /* ---- quarantine.c: the quarantine store -----------------------------------
  * One file per message in dir (the message as received, CRLF) plus a
@@ -462,6 +469,8 @@ struct sift_gen *sift_gen_current(void);
 /* Makes g current, taking over the caller's reference to it, and drops the
  * reference to the previous one. */
 void sift_gen_set_current(struct sift_gen *g);
+/* sift_kv_stats of the process's state_store (all 0 before it is open). */
+void sift_state_store_stats(struct sift_kv_stats *st);
 const struct sift_common_conf *sift_gen_common(const struct sift_gen *g);
 const struct sift_config *sift_gen_config(const struct sift_gen *g);
 /* Union of the loaded plugins' SIFT_A_* actions and SIFT_F_* flags; which

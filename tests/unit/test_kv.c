@@ -2,10 +2,13 @@
  * test_kv.c - unit tests for lib/kv.c (the "memory:" key-value store):
  * spec parsing, get/set/del, TTL expiry, kv_incr semantics (expiry only on
  * creation, non-integer values, overflow), atomicity of kv_incr under 8
- * threads, the max_keys bound with eviction of expired keys, and the
+ * threads, the max_keys bound (expired keys reclaimed first, then the
+ * sampled key that expires soonest evicted, under threads too), and the
  * batches (mget, incr_many, write).
  */
 #include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -227,12 +230,33 @@ static void test_threads(void)
 	sift_kv_free(kv);
 }
 
+static unsigned long long kv_keys(struct sift_kv *kv)
+{
+	struct sift_kv_stats st;
+	sift_kv_stats(kv, &st);
+	return st.keys;
+}
+
+static unsigned long long kv_evictions(struct sift_kv *kv)
+{
+	struct sift_kv_stats st;
+	sift_kv_stats(kv, &st);
+	return st.evictions;
+}
+
+/* A full store reclaims expired keys first, then evicts: new keys are never
+ * refused. */
 static void test_max_keys(void)
 {
 	char *err = NULL, *v = NULL;
 	char key[16];
 	struct sift_kv *kv = sift_kv_open("memory:max_keys=100", &err);
 	CHECK(kv != NULL);
+	struct sift_kv_stats st;
+	sift_kv_stats(kv, &st);
+	CHECK_INT(st.max_keys, 100);
+	CHECK_INT(st.keys, 0);
+	CHECK_INT(st.evictions, 0);
 	int fails = 0;
 	for (int i = 0; i < 100; i++) {
 		snprintf(key, sizeof(key), "k%d", i);
@@ -240,15 +264,14 @@ static void test_max_keys(void)
 			fails++;
 	}
 	CHECK_INT(fails, 0);
-	CHECK_INT(sift_kv_set(kv, "one-more", "v", 0), -1);
-	CHECK_INT(sift_kv_incr(kv, "one-more", 1, 0, NULL), -1);
-	CHECK_INT(sift_kv_set(kv, "k7", "replaced", 0), 0); /* existing keys still fine */
+	CHECK_INT(kv_keys(kv), 100);
+	CHECK_INT(sift_kv_set(kv, "k7", "replaced", 0), 0); /* existing keys: no eviction */
 	CHECK_INT(sift_kv_incr(kv, "k60", 1, 0, NULL), -1); /* "v" is not a number */
 	CHECK_INT(sift_kv_del(kv, "k99"), 0);
 	CHECK_INT(sift_kv_set(kv, "one-more", "v", 0), 0); /* room after a delete */
-	CHECK_INT(sift_kv_set(kv, "two-more", "v", 0), -1);
+	CHECK_INT(kv_evictions(kv), 0);
 	/* After expiry of k0..k49 (except k7, rewritten without TTL), 49 slots
-	 * are reclaimed by the sweep on overflow. */
+	 * are reclaimed by the sweeps on overflow, before any eviction. */
 	sleep_ms(60);
 	fails = 0;
 	for (int i = 0; i < 49; i++) {
@@ -257,11 +280,155 @@ static void test_max_keys(void)
 			fails++;
 	}
 	CHECK_INT(fails, 0);
-	CHECK_INT(sift_kv_set(kv, "full-again", "v", 0), -1);
-	CHECK_INT(sift_kv_get(kv, "k7", &v), 0);
-	CHECK_STR(v, "replaced");
+	CHECK_INT(kv_keys(kv), 100);
+	CHECK_INT(kv_evictions(kv), 0);
+	/* Full of live keys: the next new key evicts one. */
+	CHECK_INT(sift_kv_set(kv, "full-again", "v", 0), 0);
+	CHECK_INT(sift_kv_get(kv, "full-again", &v), 0);
+	CHECK_STR(v, "v");
 	free(v);
+	v = NULL;
+	CHECK_INT(kv_keys(kv), 100);
+	CHECK_INT(kv_evictions(kv), 1);
+	long long n = 0;
+	CHECK_INT(sift_kv_incr(kv, "new-counter", 3, 0, &n), 0);
+	CHECK_INT(n, 3);
+	CHECK_INT(kv_keys(kv), 100);
+	CHECK_INT(kv_evictions(kv), 2);
 	sift_kv_free(kv);
+
+	/* The other extreme: one key; the new key's stripe is usually empty,
+	 * so the victim is found in another one. */
+	kv = sift_kv_open("memory:max_keys=1", &err);
+	CHECK(kv != NULL);
+	CHECK_INT(sift_kv_set(kv, "a", "1", 0), 0);
+	CHECK_INT(sift_kv_set(kv, "b", "2", 0), 0);
+	CHECK_INT(sift_kv_get(kv, "a", &v), 1);
+	CHECK_INT(sift_kv_get(kv, "b", &v), 0);
+	CHECK_STR(v, "2");
+	free(v);
+	v = NULL;
+	CHECK_INT(kv_keys(kv), 1);
+	CHECK_INT(kv_evictions(kv), 1);
+	sift_kv_free(kv);
+}
+
+/* Eviction takes the sampled key that expires soonest, keys without expiry
+ * last; counters keep counting in a full store. */
+static void test_evict(void)
+{
+	char *err = NULL, *v = NULL;
+	char key[32];
+	enum { MAX = 1280, KEEP = 64, LATE = 64, NEW = 600 };
+	struct sift_kv *kv = sift_kv_open("memory:max_keys=1280", &err);
+	CHECK(kv != NULL);
+	int fails = 0;
+	for (int i = 0; i < MAX; i++) {
+		long ttl = i < KEEP ? 0 : i < KEEP + LATE ? 86400000L : 3600000L;
+		snprintf(key, sizeof(key), "%s%d", i < KEEP ? "keep" : i < KEEP + LATE ? "late" : "soon", i);
+		if (sift_kv_incr(kv, key, 5, ttl, NULL) != 0)
+			fails++;
+	}
+	CHECK_INT(fails, 0);
+	CHECK_INT(kv_keys(kv), MAX);
+	CHECK_INT(kv_evictions(kv), 0);
+	for (int i = 0; i < NEW; i++) {
+		snprintf(key, sizeof(key), "new%d", i);
+		if (sift_kv_set(kv, key, "x", 7200000L) != 0)
+			fails++;
+		if (kv_keys(kv) > MAX)
+			fails++;
+	}
+	CHECK_INT(fails, 0);
+	CHECK_INT(kv_keys(kv), MAX);
+	CHECK_INT(kv_evictions(kv), NEW);
+	int keep = 0, late = 0, gone = 0;
+	for (int i = 0; i < MAX; i++) {
+		snprintf(key, sizeof(key), "%s%d", i < KEEP ? "keep" : i < KEEP + LATE ? "late" : "soon", i);
+		int rc = sift_kv_get(kv, key, &v);
+		if (rc == 0) {
+			free(v);
+			v = NULL;
+			v = NULL;
+			keep += i < KEEP;
+			late += i >= KEEP && i < KEEP + LATE;
+		} else {
+			gone++;
+		}
+	}
+	for (int i = 0; i < NEW; i++) {
+		snprintf(key, sizeof(key), "new%d", i);
+		if (sift_kv_get(kv, key, &v) == 0) {
+			free(v);
+			v = NULL;
+		} else {
+			gone++;
+		}
+	}
+	CHECK_INT(keep, KEEP); /* never the keys without expiry */
+	CHECK_INT(late, LATE); /* nor the ones that expire last */
+	CHECK_INT(gone, NEW);
+	/* Counters: existing ones count on, new ones evict. */
+	long long n = 0;
+	CHECK_INT(sift_kv_incr(kv, "keep0", 2, 0, &n), 0);
+	CHECK_INT(n, 7);
+	CHECK_INT(sift_kv_incr(kv, "fresh", 1, 1000, &n), 0);
+	CHECK_INT(n, 1);
+	const char *keys[] = {"keep1", "fresh", "fresh2"};
+	const long long deltas[] = {1, 1, 4};
+	CHECK_INT(sift_kv_incr_many(kv, keys, deltas, 3, 3600000L), 0);
+	CHECK_INT(sift_kv_get(kv, "keep1", &v), 0);
+	CHECK_STR(v, "6");
+	free(v);
+	v = NULL;
+	CHECK_INT(sift_kv_get(kv, "fresh", &v), 0);
+	CHECK_STR(v, "2");
+	free(v);
+	v = NULL;
+	CHECK_INT(sift_kv_get(kv, "fresh2", &v), 0);
+	CHECK_STR(v, "4");
+	free(v);
+	v = NULL;
+	CHECK_INT(kv_keys(kv), MAX);
+	CHECK_INT(kv_evictions(kv), NEW + 2);
+	sift_kv_free(kv);
+}
+
+/* Threads adding new keys to a full store all succeed and the bound holds. */
+#define EV_THREADS 8
+#define EV_KEYS	   2000
+static struct sift_kv *ev_kv;
+static void *evict_worker(void *arg)
+{
+	int id = (int)(intptr_t)arg, *fails = sift_calloc(1, sizeof(int));
+	char key[32];
+	for (int i = 0; i < EV_KEYS; i++) {
+		snprintf(key, sizeof(key), "t%d.%d", id, i);
+		if (sift_kv_incr(ev_kv, key, 1, i % 3 ? 60000 : 0, NULL) != 0)
+			(*fails)++;
+	}
+	return fails;
+}
+
+static void test_evict_threads(void)
+{
+	char *err = NULL;
+	ev_kv = sift_kv_open("memory:max_keys=50", &err);
+	CHECK(ev_kv != NULL);
+	pthread_t th[EV_THREADS];
+	for (int i = 0; i < EV_THREADS; i++)
+		pthread_create(&th[i], NULL, evict_worker, (void *)(intptr_t)i);
+	int fails = 0;
+	for (int i = 0; i < EV_THREADS; i++) {
+		void *r;
+		pthread_join(th[i], &r);
+		fails += *(int *)r;
+		free(r);
+	}
+	CHECK_INT(fails, 0);
+	CHECK_INT(kv_keys(ev_kv), 50);
+	CHECK_INT(kv_evictions(ev_kv), EV_THREADS * EV_KEYS - 50);
+	sift_kv_free(ev_kv);
 }
 
 /* The batches of the memory backend. */
@@ -402,6 +569,8 @@ int main(void)
 	test_threads();
 	test_batches_threads();
 	test_max_keys();
+	test_evict();
+	test_evict_threads();
 	test_batches();
 	test_write();
 	return t_done();

@@ -15,6 +15,9 @@ memory: store and with a real redis-server:
   - redis-server killed mid-test: fail-open (DUNNO, counted in the
     store_failures metric and logged) or tempfail per configuration; it
     comes back on the same port and policyd recovers without a restart;
+  - a full memory: store (max_keys) evicts rather than fails: a new user
+    is still limited after an outside sender filled it (the eviction is
+    logged once and counted in the metrics);
   - redis: spec options: unix socket, password, db, prefix; a wrong
     password fails open.
 """
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'tests', 'lib'))
@@ -304,6 +308,38 @@ try:
               % (second,))
     rc, out = siftctl(pd.conf, 'show', 'snd:p@p.example')
     check('current=1 ' in out, 'the refused message is not counted: %s' % out)
+    pd.stop()
+
+    # A full memory: store evicts instead of failing: after an outside sender
+    # filled it with recipient counters, a new user is still limited (a
+    # store error would answer DUNNO under the default store_failure=dunno).
+    mport = sifttest.free_port()
+    pd = start_policyd('memfull', dict(
+        BASE, state_store='memory:max_keys=200', metrics_listen='inet:127.0.0.1:%d' % mport,
+        ratelimit_rules='{ name=rc key=recipient messages=50/1d profile=inbound } '
+                        '{ name=u key=sasl_username messages=1/1h action=reject profile=originating }'))
+    procs.append(pd)
+    with PolicyClient(pd.port) as c:
+        for i in range(3):
+            rc_, eom = c.transaction(rcpts=['u%d.%d@victim.example' % (i, j) for j in range(100)],
+                                     sender='spam@bad.example', client_address='203.0.113.5')
+            eq(eom, 'DUNNO', 'full store: inbound message %d with 100 new recipients accepted' % i)
+        answers = [c.transaction(rcpts=['r@y.example'], sasl_username='bob', client_address='10.0.0.2')
+                   for _ in range(3)]
+    eq(answers[0], (['DUNNO'], 'DUNNO'), 'full store: a new user\'s first message accepted')
+    for i in (1, 2):
+        check(answers[i][0][0].startswith('550 5.7.1 Rate limit exceeded'),
+              'full store: the new user is still limited, message %d: %r' % (i + 1, answers[i]))
+    check('state store error' not in pd.log(), 'full store: no store errors')
+    full = [ln for ln in pd.log().splitlines() if 'state store full' in ln]
+    eq(len(full), 1, 'full store: one warning (at most one a minute)')
+    check(full and 'max_keys=200' in full[0] and 'raise it' in full[0], 'the warning names max_keys: %r' % full)
+    with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % mport, timeout=20) as r:
+        text = r.read().decode()
+    ev = [ln for ln in text.splitlines() if ln.startswith('sift_policyd_state_store_evictions_total ')]
+    check(ev and float(ev[0].split()[1]) >= 100, 'evictions counted in the metrics: %r' % ev)
+    keys = [ln for ln in text.splitlines() if ln.startswith('sift_policyd_state_store_keys ')]
+    check(keys and 0 < float(keys[0].split()[1]) <= 200, 'keys held stay within max_keys: %r' % keys)
     pd.stop()
 
     # ---- redis: two policyd instances, one redis-server --------------------------
