@@ -81,6 +81,10 @@ const struct sift_param sift_common_params[] = {
 	 "metrics_trusted_networks (owner the daemon's user or root, mode 0600; empty: none)"},
 	{"metrics_trusted_networks", SIFT_P_LIST, "127.0.0.0/8 ::1", 0, 0, OFF(metrics_trusted_networks),
 	 NULL, "clients of the metrics listener that need no credential (empty: every client needs one)"},
+	{"metrics_allowed_hosts", SIFT_P_LIST, "", 0, 0, OFF(metrics_allowed_hosts), NULL,
+	 "host names, besides IP addresses and localhost, that requests to the metrics listener may "
+	 "name in Host and Origin (others get 421: a web page whose name is rebound to this host's "
+	 "address must not read the status)"},
 	{"metrics_symbols", SIFT_P_INT, "50", 0, 1000, OFF(metrics_symbols), NULL,
 	 "symbols exported on /metrics: the most frequent ones (the status shows the top 20)"},
 	SIFT_PARAM_END,

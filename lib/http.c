@@ -23,6 +23,13 @@
  * compared in constant time; neither the file nor the header is ever
  * logged. Without a valid credential: 401.
  *
+ * DNS rebinding: a request is served only when its Host (and its Origin,
+ * when sent) names an IP address, localhost or a name of
+ * metrics_allowed_hosts; anything else gets 421 Misdirected Request,
+ * whoever the client is. A web page of a name the attacker controls,
+ * once that name resolves to 127.0.0.1, would otherwise read the status
+ * from the browser, a trusted loopback client.
+ *
  * Before the first configuration runs (the plugins initialise, which may
  * take minutes) and after the last one is dropped at stop, there is no
  * trust list to judge a client by and nothing to report: every request
@@ -73,7 +80,7 @@ static const char *next_line(const char **pp, const char *end, size_t *len_r)
 	return p;
 }
 
-static int parse_request_line(const char *l, size_t n, struct sift_http_req *r)
+static int parse_request_line(const char *l, size_t n, struct sift_http_req *r, bool *v11)
 {
 	const char *sp1 = memchr(l, ' ', n);
 	if (!sp1 || sp1 == l || sp1 - l > 16)
@@ -91,6 +98,7 @@ static int parse_request_line(const char *l, size_t n, struct sift_http_req *r)
 		return 400;
 	if (vlen != 8 || (strncmp(v, "HTTP/1.1", 8) != 0 && strncmp(v, "HTTP/1.0", 8) != 0))
 		return 505;
+	*v11 = strncmp(v, "HTTP/1.1", 8) == 0;
 	size_t tlen = (size_t)(sp2 - t);
 	if (tlen == 0 || t[0] != '/')
 		return 400;
@@ -125,7 +133,8 @@ int sift_http_parse(const char *head, size_t len, struct sift_http_req *r)
 	size_t n;
 	if (!(l = next_line(&p, end, &n)) || n == 0)
 		return 400;
-	int st = parse_request_line(l, n, r);
+	bool v11 = false;
+	int st = parse_request_line(l, n, r, &v11);
 	if (st && st != 405)
 		return st;
 	int count = 0;
@@ -146,21 +155,111 @@ int sift_http_parse(const char *head, size_t len, struct sift_http_req *r)
 		for (const char *c = colon + 1; c < l + n; c++)
 			if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
 				return 400;
-		if (colon - l == 13 && strncasecmp(l, "Authorization", 13) == 0) {
-			const char *v = colon + 1, *ve = l + n;
-			while (v < ve && (*v == ' ' || *v == '\t'))
-				v++;
-			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-				ve--;
-			if ((size_t)(ve - v) >= sizeof(r->auth))
+		const char *v = colon + 1, *ve = l + n;
+		while (v < ve && (*v == ' ' || *v == '\t'))
+			v++;
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+			ve--;
+		size_t vl = (size_t)(ve - v), nl = (size_t)(colon - l);
+		if (nl == 13 && strncasecmp(l, "Authorization", 13) == 0) {
+			if (vl >= sizeof(r->auth))
 				return 431;
-			memcpy(r->auth, v, (size_t)(ve - v));
-			r->auth[ve - v] = 0;
+			memcpy(r->auth, v, vl);
+			r->auth[vl] = 0;
+		} else if ((nl == 4 && strncasecmp(l, "Host", 4) == 0) ||
+			   (nl == 6 && strncasecmp(l, "Origin", 6) == 0)) {
+			bool host = nl == 4;
+			bool *seen = host ? &r->has_host : &r->has_origin;
+			char *to = host ? r->host : r->origin;
+			/* RFC 9112 3.2: more than one Host is 400; an Origin
+			 * too long to be judged is refused as well. */
+			if (*seen || vl >= sizeof(r->host))
+				return 400;
+			*seen = true;
+			memcpy(to, v, vl);
+			to[vl] = 0;
 		}
 	}
 	if (!ended)
 		return 400;
+	if (st == 0 && v11 && !r->has_host)
+		return 400; /* RFC 9112 3.2 */
 	return st;
+}
+
+/* ---- the host a request names (DNS rebinding) ----------------------------- */
+
+/* A browser sends the name of the page's address in Host and Origin: a
+ * page of a name the attacker controls, whose address is then made to
+ * resolve to 127.0.0.1, reaches this listener from the loopback (trusted)
+ * with that name. Only names nobody else can own are served: IP
+ * literals, localhost and the administrator's metrics_allowed_hosts. */
+static bool name_eq(const char *a, size_t al, const char *b)
+{
+	size_t bl = strlen(b);
+	if (bl > 1 && b[bl - 1] == '.')
+		bl--;
+	return al == bl && strncasecmp(a, b, al) == 0;
+}
+
+static bool host_allowed(const char *h, size_t n, const char *const *names)
+{
+	char buf[256];
+	if (n == 0 || n >= sizeof(buf))
+		return false;
+	const char *port;
+	if (h[0] == '[') {
+		const char *rb = memchr(h, ']', n);
+		if (!rb || (size_t)(rb - h - 1) >= INET6_ADDRSTRLEN)
+			return false;
+		memcpy(buf, h + 1, (size_t)(rb - h - 1));
+		buf[rb - h - 1] = 0;
+		struct in6_addr a6;
+		if (inet_pton(AF_INET6, buf, &a6) != 1)
+			return false;
+		port = rb + 1;
+	} else {
+		const char *colon = memchr(h, ':', n);
+		size_t hl = colon ? (size_t)(colon - h) : n;
+		if (hl > 1 && h[hl - 1] == '.')
+			hl--;
+		memcpy(buf, h, hl);
+		buf[hl] = 0;
+		port = colon ? colon : h + n;
+		struct in_addr a4;
+		bool ok = hl > 0 && (inet_pton(AF_INET, buf, &a4) == 1 || name_eq(buf, hl, "localhost"));
+		for (const char *const *nm = names; !ok && nm && *nm; nm++)
+			ok = name_eq(buf, hl, *nm);
+		if (!ok)
+			return false;
+	}
+	if (port < h + n && *port++ != ':')
+		return false;
+	for (; port < h + n; port++)
+		if (*port < '0' || *port > '9')
+			return false;
+	return true;
+}
+
+bool sift_http_host_allowed(const char *host, const char *const *names)
+{
+	return host && host_allowed(host, strlen(host), names);
+}
+
+bool sift_http_origin_allowed(const char *origin, const char *const *names)
+{
+	const char *sep = origin ? strstr(origin, "://") : NULL;
+	if (!sep || sep == origin)
+		return false; /* also "null" */
+	for (const char *c = origin; c < sep; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+		      *c == '+' || *c == '-' || *c == '.'))
+			return false;
+	const char *h = sep + 3;
+	size_t n = strcspn(h, "/?#@");
+	if (h[n] == '@')
+		return false;
+	return host_allowed(h, n, names);
 }
 
 /* ---- credentials ---------------------------------------------------------------- */
@@ -327,6 +426,8 @@ static const char *reason(int status)
 		return "Request Timeout";
 	case 414:
 		return "URI Too Long";
+	case 421:
+		return "Misdirected Request";
 	case 431:
 		return "Request Header Fields Too Large";
 	case 503:
@@ -462,6 +563,36 @@ static bool authorised(const struct conn_arg *ca, const struct sift_http_req *r)
 	return ok;
 }
 
+/* Whether the request names a host served here (Host, and Origin when
+ * sent); logged, at most once a minute, when not. */
+static bool request_host_ok(const struct sift_http_req *r, const struct sift_gen *g)
+{
+	static atomic_llong last_log;
+	const struct sift_common_conf *c = g ? sift_gen_common(g) : NULL;
+	const char *const *names = c ? c->metrics_allowed_hosts : NULL;
+	const char *bad = NULL;
+	if (r->has_host && !sift_http_host_allowed(r->host, names))
+		bad = r->host;
+	else if (r->has_origin && !sift_http_origin_allowed(r->origin, names))
+		bad = r->origin;
+	if (!bad)
+		return true;
+	long long now = sift_now_ms();
+	if (now - atomic_load(&last_log) > 60000) {
+		atomic_store(&last_log, now);
+		char shown[80];
+		size_t i = 0;
+		for (; bad[i] && i < sizeof(shown) - 1; i++)
+			shown[i] = bad[i] > 0x20 && bad[i] < 0x7f && bad[i] != '"' ? bad[i] : '?';
+		shown[i] = 0;
+		sift_log(LOG_NOTICE,
+			 "metrics listener %s: refused a request naming \"%s\" (421): not an IP address, "
+			 "localhost or a name of metrics_allowed_hosts",
+			 srv.endpoint, shown);
+	}
+	return false;
+}
+
 static void *conn_thread(void *arg)
 {
 	struct conn_arg *ca = arg;
@@ -476,8 +607,11 @@ static void *conn_thread(void *arg)
 	if (len >= 0 && status == 0) {
 		struct sift_gen *g = sift_gen_current();
 		bool running = g != NULL;
+		bool misdirected = !request_host_ok(&r, g);
 		sift_gen_unref(g);
-		if (!running) {
+		if (misdirected)
+			respond_error(ca->fd, 421);
+		else if (!running) {
 			static const char body[] =
 				"503 Service Unavailable: starting (the plugins initialise) "
 				"or stopping\n";

@@ -440,6 +440,7 @@ struct sift_common_conf {
 	const char *metrics_listen;
 	const char *metrics_auth_file;
 	const char *const *metrics_trusted_networks;
+	const char *const *metrics_allowed_hosts;
 	long long metrics_symbols;
 };
 extern const struct sift_param sift_common_params[];
@@ -902,9 +903,12 @@ int sift_gen_plugin_slot(const struct sift_gen *g, size_t i);
  * within SIFT_HTTP_TIMEOUT_S, at most SIFT_HTTP_MAX_CONN connections
  * served at once from clients in metrics_trusted_networks and as many
  * from others (more get 503). Clients in metrics_trusted_networks need
- * no credential; others need one of metrics_auth_file's (401). With no
- * current generation (plugins initialising at start, or stopping), every
- * request gets 503 with Retry-After: SIFT_HTTP_RETRY_AFTER_S. */
+ * no credential; others need one of metrics_auth_file's (401). A request
+ * whose Host (or Origin, when sent) names neither an IP address,
+ * localhost nor a name of metrics_allowed_hosts gets 421, from every client
+ * (DNS rebinding). With no current generation (plugins initialising at
+ * start, or stopping), every request gets 503 with Retry-After:
+ * SIFT_HTTP_RETRY_AFTER_S. */
 #define SIFT_HTTP_MAX_HEAD	8192
 #define SIFT_HTTP_MAX_HEADERS	64
 #define SIFT_HTTP_MAX_CONN	8
@@ -914,11 +918,22 @@ struct sift_http_req {
 	bool head;	 /* HEAD rather than GET */
 	char path[256];	 /* the path without the query */
 	char auth[1024]; /* the Authorization header's value ("" if none) */
+	bool has_host;	 /* a Host header was sent (required of HTTP/1.1) */
+	char host[256];	 /* its value */
+	bool has_origin; /* an Origin header was sent */
+	char origin[256];
 };
 /* Parses a request head (the bytes up to and including the empty line).
  * 0 with *r filled; else the HTTP status to answer (400, 405, 414, 431,
- * 501, 505). */
+ * 501, 505). An HTTP/1.1 request without Host, or with two, is 400. */
 int sift_http_parse(const char *head, size_t len, struct sift_http_req *r);
+/* Whether a Host value (host[:port]) may be served: an IPv4 address, an
+ * [IPv6] address, localhost or one of names (case-insensitive, a trailing
+ * dot ignored), with any port. */
+bool sift_http_host_allowed(const char *host, const char *const *names);
+/* Whether an Origin value (scheme://host[:port]) names such a host
+ * ("null" does not). */
+bool sift_http_origin_allowed(const char *origin, const char *const *names);
 /* Whether an Authorization value matches a credential of the auth file's
  * text ("token = T" and "basic = user:password" lines, # comments). */
 bool sift_http_auth_ok(const char *file_text, const char *authorization);

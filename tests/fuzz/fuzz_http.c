@@ -38,6 +38,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cred += strspn(cred, " ");
 		if (ok && strncasecmp(r.auth, "basic ", 6) != 0 && strcmp(cred, "s3cret-token") != 0)
 			abort();
+		static const char *const names[] = {"mx.example.org", NULL};
+		if (strlen(r.host) >= sizeof(r.host) || strlen(r.origin) >= sizeof(r.origin))
+			abort();
+		/* a name the attacker can own is never allowed */
+		if (strcasestr(r.host, "attacker") && sift_http_host_allowed(r.host, names))
+			abort();
+		if (strcasestr(r.origin, "attacker") && sift_http_origin_allowed(r.origin, names))
+			abort();
 		break;
 	}
 	case 400:

@@ -21,8 +21,14 @@ EICAR on the submission port; policy requests answered DUNNO and REJECT):
     so the credential path is what a remote client meets: no or a wrong
     credential 401, the token or the basic password 200, an auth file
     readable by others refused;
-  - oversized and malformed requests get 4xx, a ninth concurrent
-    connection 503, a silent client 408, and the daemon keeps serving;
+  - oversized and malformed requests get 4xx (an HTTP/1.1 request
+    without Host 400), a ninth concurrent connection 503, a silent client
+    408, and the daemon keeps serving;
+  - DNS rebinding: a request whose Host names another host
+    (attacker.example) gets 421 on every path, GET and HEAD, and so does
+    one whose Origin does; IP literals and localhost are served, a name
+    only once listed in metrics_allowed_hosts (case and a trailing dot
+    ignored), and not after a reload empties it;
   - `siftctl status` and `siftctl status --json` for both daemons;
   - while filterd's plugins initialise (testplug_init_delay), before any
     configuration runs, every path answers 503 with Retry-After and no
@@ -297,9 +303,11 @@ def check_bad_requests(fd, port):
         (b'GET /' + b'a' * 300 + b' HTTP/1.1\r\n\r\n', 414, 'long target'),
         (b'POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc', 405, 'POST'),
         (b'GET /metrics HTTP/2.0\r\n\r\n', 505, 'HTTP/2.0'),
-        (b'GET /nothing-here HTTP/1.1\r\n\r\n', 404, 'unknown path'),
+        (b'GET /nothing-here HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 404, 'unknown path'),
+        (b'GET /metrics HTTP/1.1\r\n\r\n', 400, 'HTTP/1.1 without Host'),
+        (b'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\n\r\n', 400, 'two Host headers'),
         (b'GET /metrics HTTP/1.0\n\n', 200, 'bare LF, HTTP/1.0'),
-        (b'HEAD /status.json HTTP/1.1\r\n\r\n', 200, 'HEAD'),
+        (b'HEAD /status.json HTTP/1.1\r\nHost: localhost\r\n\r\n', 200, 'HEAD'),
     ]
     for data, want, what in cases:
         got = raw(port, data)
@@ -320,6 +328,75 @@ def check_bad_requests(fd, port):
     check(got.startswith(b'HTTP/1.1 408 '), 'silent client: 408 after the timeout', got[:60])
     st, body, _ = http(port, '/metrics')
     check(st == 200 and fd.alive(), 'still serving after bad requests')
+
+
+def get(port, path, host, origin=None, method='GET'):
+    """(status, answer bytes) of a request naming host (and origin)."""
+    req = '%s %s HTTP/1.1\r\nHost: %s\r\n' % (method, path, host)
+    if origin is not None:
+        req += 'Origin: %s\r\n' % origin
+    with socket.create_connection(('127.0.0.1', port), timeout=15) as s:
+        s.sendall((req + '\r\n').encode())
+        got = b''
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+    m = re.match(rb'HTTP/1\.1 (\d{3}) ', got)
+    return (int(m.group(1)) if m else 0), got
+
+
+def check_rebinding(fd, port):
+    """DNS rebinding: a browser on a page of attacker.example, once that
+    name resolves to 127.0.0.1, connects from the (trusted) loopback and
+    names attacker.example in Host (and Origin). Every path answers 421
+    with none of the data; IP literals and localhost are served, a name of
+    metrics_allowed_hosts once listed; an Origin naming another host is
+    refused whatever the Host."""
+    bad = 'attacker.example:%d' % port
+    for path in ('/', '/index.html', '/status.json', '/metrics', '/nothing-here'):
+        for method in ('GET', 'HEAD'):
+            st, got = get(port, path, bad, method=method)
+            check(st == 421 and b'sift_' not in got and b'"recent"' not in got and b'<html' not in got.lower(),
+                  'rebinding: %s %s with Host %s -> 421' % (method, path, bad), got[:300])
+    st, got = get(port, '/status.json', 'attacker.example')
+    check(st == 421, 'rebinding: Host without a port -> 421', got[:100])
+    r = subprocess.run(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Host: ' + bad,
+                        'http://127.0.0.1:%d/status.json' % port], capture_output=True, text=True)
+    check(r.stdout == '421', 'rebinding: curl with Host %s -> 421' % bad, r.stdout + r.stderr)
+    for host in ('127.0.0.1:%d' % port, '127.0.0.1', 'localhost:%d' % port, 'LOCALHOST.', '[::1]:%d' % port,
+                 '192.0.2.1'):
+        for path in ('/', '/status.json', '/metrics'):
+            st, got = get(port, path, host)
+            check(st == 200, 'Host %s: %s served' % (host, path), got[:100])
+    st, got = get(port, '/status.json', 'metrics.example.test:%d' % port)
+    check(st == 421, 'a name not in metrics_allowed_hosts -> 421', got[:100])
+    for origin in ('http://%s' % bad, 'null', 'https://attacker.example'):
+        st, got = get(port, '/status.json', '127.0.0.1:%d' % port, origin)
+        check(st == 421, 'Origin %s -> 421' % origin, got[:100])
+    for origin in ('http://127.0.0.1:%d' % port, 'http://localhost:%d' % port):
+        st, got = get(port, '/status.json', '127.0.0.1:%d' % port, origin)
+        check(st == 200, 'Origin %s served' % origin, got[:100])
+    base = open(fd.conf).read()
+    with open(fd.conf, 'a') as f:
+        f.write('metrics_allowed_hosts = Metrics.Example.TEST. other.example.test\n')
+    r = siftctl(fd.conf, 'reload')
+    check(r.returncode == 0, 'reload: metrics_allowed_hosts set', r.stdout + r.stderr)
+    for host in ('metrics.example.test:%d' % port, 'METRICS.example.test.', 'other.example.test'):
+        st, got = get(port, '/status.json', host)
+        check(st == 200 and b'"recent"' in got, 'Host %s (allowed) served' % host, got[:100])
+    st, got = get(port, '/status.json', 'metrics.example.test', 'http://metrics.example.test:%d' % port)
+    check(st == 200, 'an allowed name as Origin served', got[:100])
+    st, got = get(port, '/status.json', 'metrics.example.test', 'http://%s' % bad)
+    check(st == 421, 'an allowed Host with a foreign Origin -> 421', got[:100])
+    st, got = get(port, '/metrics', bad)
+    check(st == 421, 'rebinding still refused with metrics_allowed_hosts set', got[:100])
+    with open(fd.conf, 'w') as f:
+        f.write(base)
+    r = siftctl(fd.conf, 'reload')
+    check(r.returncode == 0, 'reload: metrics_allowed_hosts back to empty', r.stdout + r.stderr)
+    check(get(port, '/status.json', 'metrics.example.test')[0] == 421, 'the name refused again after reload')
 
 
 def check_untrusted_slots(fd, port):
@@ -476,6 +553,8 @@ def check_starting(root):
                   'initialise' % path, (st, body, dict(hdr)))
         st, _, hdr = http(mport, '/metrics', {'Authorization': 'Bearer ' + TOKEN})
         check(st == 503 and 'WWW-Authenticate' not in hdr, 'starting: 503 with a credential too', st)
+        st, got = get(mport, '/status.json', 'attacker.example:%d' % mport)
+        check(st == 421, 'starting: a rebinding Host gets 421', got[:100])
         end = time.monotonic() + 30
         while (st := http(mport, '/metrics')[0]) != 200 and p.alive() and time.monotonic() < end:
             time.sleep(0.2)
@@ -546,6 +625,7 @@ def main():
         check(st == 200 and b'<html' in body and 'text/html' in hdr.get('Content-Type', ''), 'the status page')
         check_auth(fd, mport, authfile)
         check_bad_requests(fd, mport)
+        check_rebinding(fd, mport)
         check_untrusted_slots(fd, mport)
         run_policyd(root)
         check_config_errors(root)

@@ -52,8 +52,20 @@ static void test_http_parse(void)
 	CHECK_INT(parse("HEAD /status.json?x=1 HTTP/1.0\n\n", &r), 0);
 	CHECK_STR(r.path, "/status.json");
 	CHECK(r.head);
-	CHECK_INT(parse("GET / HTTP/1.1\r\nauthorization:  Bearer abc \r\n\r\n", &r), 0);
+	CHECK_INT(parse("GET / HTTP/1.1\r\nHost: h\r\nauthorization:  Bearer abc \r\n\r\n", &r), 0);
 	CHECK_STR(r.auth, "Bearer abc");
+	CHECK(r.has_host && !r.has_origin);
+	CHECK_STR(r.host, "h");
+	CHECK_INT(parse("GET / HTTP/1.1\r\nhost:\t127.0.0.1:9891 \r\nOrigin: http://x.example\r\n\r\n", &r),
+		  0);
+	CHECK_STR(r.host, "127.0.0.1:9891");
+	CHECK(r.has_origin);
+	CHECK_STR(r.origin, "http://x.example");
+	CHECK_INT(parse("GET / HTTP/1.1\r\n\r\n", &r), 400);			   /* HTTP/1.1 without Host */
+	CHECK_INT(parse("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", &r), 400); /* two */
+	CHECK_INT(parse("GET / HTTP/1.1\r\nHost: a\r\nOrigin: a\r\nOrigin: a\r\n\r\n", &r), 400);
+	CHECK_INT(parse("GET / HTTP/1.0\r\n\r\n", &r), 0); /* HTTP/1.0 may omit it */
+	CHECK(!r.has_host);
 	CHECK_INT(parse("POST / HTTP/1.1\r\n\r\n", &r), 405);
 	CHECK_INT(parse("GET / HTTP/2.0\r\n\r\n", &r), 505);
 	CHECK_INT(parse("GET / FTP/1.0\r\n\r\n", &r), 400);
@@ -93,6 +105,49 @@ static void test_http_auth(void)
 	CHECK(!sift_http_auth_ok(file, "Digest s3cret"));
 	CHECK(!sift_http_auth_ok(NULL, "Bearer s3cret"));
 	CHECK(!sift_http_auth_ok("token =\n", "Bearer "));
+}
+
+static void test_http_host(void)
+{
+	const char *const none[] = {NULL};
+	const char *const names[] = {"Mail.Example.org", "metrics.example.", NULL};
+	CHECK(sift_http_host_allowed("127.0.0.1", none));
+	CHECK(sift_http_host_allowed("127.0.0.1:9891", NULL));
+	CHECK(sift_http_host_allowed("192.0.2.7:", none));
+	CHECK(sift_http_host_allowed("[::1]:9891", none));
+	CHECK(sift_http_host_allowed("[2001:db8::1]", none));
+	CHECK(sift_http_host_allowed("localhost", none));
+	CHECK(sift_http_host_allowed("LocalHost.:9891", none));
+	CHECK(!sift_http_host_allowed("attacker.example:9891", none));
+	CHECK(!sift_http_host_allowed("attacker.example", names));
+	CHECK(!sift_http_host_allowed("", none));
+	CHECK(!sift_http_host_allowed(NULL, none));
+	CHECK(!sift_http_host_allowed("127.0.0.1.attacker.example", none));
+	CHECK(!sift_http_host_allowed("localhost.attacker.example", none));
+	CHECK(!sift_http_host_allowed("127.1", none));
+	CHECK(!sift_http_host_allowed("::1", none));
+	CHECK(!sift_http_host_allowed("[::1", none));
+	CHECK(!sift_http_host_allowed("[::1]x", none));
+	CHECK(!sift_http_host_allowed("[attacker.example]", none));
+	CHECK(!sift_http_host_allowed("127.0.0.1:80x", none));
+	CHECK(!sift_http_host_allowed("127.0.0.1:1:2", none));
+	CHECK(!sift_http_host_allowed("mail.example.org", none));
+	CHECK(sift_http_host_allowed("mail.example.org", names));
+	CHECK(sift_http_host_allowed("MAIL.example.ORG.:9891", names));
+	CHECK(sift_http_host_allowed("metrics.example", names));
+	CHECK(!sift_http_host_allowed("x.mail.example.org", names));
+	CHECK(!sift_http_host_allowed("mail.example.or", names));
+	CHECK(sift_http_origin_allowed("http://127.0.0.1:9891", none));
+	CHECK(sift_http_origin_allowed("https://[::1]", none));
+	CHECK(sift_http_origin_allowed("http://localhost:9891", none));
+	CHECK(sift_http_origin_allowed("https://mail.example.org", names));
+	CHECK(!sift_http_origin_allowed("http://attacker.example:9891", names));
+	CHECK(!sift_http_origin_allowed("null", none));
+	CHECK(!sift_http_origin_allowed("", none));
+	CHECK(!sift_http_origin_allowed("127.0.0.1", none));
+	CHECK(!sift_http_origin_allowed("://127.0.0.1", none));
+	CHECK(!sift_http_origin_allowed("http://127.0.0.1@attacker.example", none));
+	CHECK(!sift_http_origin_allowed(NULL, none));
 }
 
 static void test_hist(void)
@@ -211,6 +266,7 @@ int main(void)
 	sift_log_init("test_metrics", true, LOG_CRIT);
 	test_json_str();
 	test_http_parse();
+	test_http_host();
 	test_http_auth();
 	test_hist();
 	test_record();
