@@ -58,7 +58,8 @@ const struct sift_param filterd_params[] = {
 	 "group of a unix listening socket, e.g. postfix (empty: filterd_user's group)"},
 	{"filterd_backlog", SIFT_P_INT, "256", 1, 65535, OFF(backlog), NULL, "listen(2) backlog"},
 	{"filterd_milter_timeout", SIFT_P_TIME, "7210s", 1000, 86400000, OFF(milter_timeout), NULL,
-	 "how long filterd waits for the MTA's next command"},
+	 "how long filterd waits for the MTA's next command (with filterd_engine = libmilter: enforced "
+	 "only at libmilter's session check, every 600 s)"},
 	{"filterd_milter_packet_timeout", SIFT_P_TIME, "30s", 100, 86400000, OFF(packet_timeout), NULL,
 	 "how long the MTA may take to send a whole packet, and to negotiate after connecting"},
 	{"filterd_command_deadline", SIFT_P_TIME, "25s", 100, 3600000, OFF(command_deadline), NULL,

@@ -246,6 +246,15 @@ int filterd_milter_setup(const struct filterd_conf *conf, char **err_r)
 	}
 	smfi_setbacklog((int)conf->backlog);
 	smfi_settimeout((int)(conf->milter_timeout / 1000));
+	/* libmilter applies its timeout only when it looks for old sessions,
+	 * every DT_CHECK_OLD_SESSIONS (600 s), not on each read. */
+	if (conf->milter_timeout < 600000)
+		sift_log(LOG_WARNING,
+			 "filterd_milter_timeout (%lld ms) is enforced by libmilter only at its session "
+			 "check, "
+			 "every 600 s: an idle or stalled MTA connection stays open up to that long "
+			 "(filterd_engine = native applies it to each read)",
+			 conf->milter_timeout);
 	/* A unix socket is born with filterd_socket_mode (see sift_bind_unix):
 	 * nothing changes its mode by path afterwards. */
 	mode_t mode;

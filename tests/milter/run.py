@@ -493,6 +493,25 @@ def no_libmilter():
           and "filterd.conf:5" in r.stderr, "no libmilter: filterd_engine = libmilter refused by name", r.stderr)
 
 
+def timeout_warning(tmp, pdir):
+    """libmilter applies filterd_milter_timeout only at its check of old
+    sessions, every 600 s: a shorter one is warned about at start (the
+    native engine applies it to each read, and says nothing)."""
+    conf = f"{tmp}/timeout.conf"
+    write(conf, f"plugin_directory = {pdir}\ninbound_plugins = testplug\nfilterd_milter_timeout = 2s\n")
+    fd, port, log = start_filterd(tmp, conf, "filterd-timeout")
+    try:
+        started = wait_for(lambda: "starting: listening" in open(log).read(), 20)
+        text = open(log).read()
+        warned = re.search(r"warning.*filterd_milter_timeout \(2000 ms\) is enforced by libmilter only at "
+                           r"its session check, every 600 s", text, re.I) is not None
+        want = ENGINE == "libmilter"
+        check(started and warned == want, "filterd_milter_timeout = 2s: %s" %
+              ("a warning at start" if want else "no warning"), text[-1500:])
+    finally:
+        fd.stop()
+
+
 def run_engine():
     tmp = sifttest.scratch("sift-milter-")
     os.chmod(tmp, 0o755)
@@ -567,6 +586,9 @@ testplug_header = X-Testplug: seen
         fd.stop()
     check(not fd.alive(), "filterd exited after SIGTERM")
 
+    check("filterd_milter_timeout" not in open(log).read(),
+          "no filterd_milter_timeout warning with the default timeout", open(log).read()[-800:])
+    timeout_warning(tmp, pdir)
     protocol_edges(tmp, pdir)
 
     # filterd -t on a broken configuration names file and line.
