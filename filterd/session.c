@@ -57,15 +57,15 @@ void fd_session_init(struct fd_session *s, const struct fd_out *out, void *arg)
 	struct sift_gen *g = sift_gen_current();
 	s->ss = sift_session_new(g, SIFT_FILTERD, macro_fn, s);
 	sift_gen_unref(g);
-	sift_metrics_conn(1);
 	if (atomic_load(&deadlines_set))
 		sift_session_deadlines(s->ss, atomic_load(&command_deadline), atomic_load(&content_deadline));
 }
 
 void fd_session_free(struct fd_session *s)
 {
-	if (s->ss)
+	if (s->counted)
 		sift_metrics_conn(-1);
+	s->counted = false;
 	sift_session_free(s->ss);
 	s->ss = NULL;
 }
@@ -130,6 +130,12 @@ static enum fd_status local_tempfail(struct fd_session *s)
 void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long f1, unsigned long *pf0,
 			  unsigned long *pf1)
 {
+	/* Counted here, the first point both engines share: libmilter calls
+	 * no callback before it, the native engine accepts earlier. */
+	if (!s->counted) {
+		s->counted = true;
+		sift_metrics_conn(1);
+	}
 	struct sift_gen *g = sift_session_gen(s->ss);
 	unsigned acts = sift_gen_actions(g), phases = sift_gen_phases(g), flags = sift_gen_flags(g);
 

@@ -38,6 +38,7 @@ struct fd_session {
 	unsigned long nr; /* SMFIP_NR_* steps negotiated: no reply is expected */
 	const struct fd_out *out;
 	void *arg;
+	bool counted; /* in the connections open (sift_metrics_conn) */
 };
 
 /* Takes conf's deadlines for the sessions that start from now on (at start,
@@ -49,7 +50,10 @@ void fd_session_init(struct fd_session *s, const struct fd_out *out, void *arg);
 void fd_session_free(struct fd_session *s);
 
 /* f0/f1: actions and protocol steps offered (libmilter adds the no-reply
- * steps it can fake); pf0 and pf1: what filterd asks for. */
+ * steps it can fake); pf0 and pf1: what filterd asks for. The connection
+ * counts as open (metrics, status) from its first negotiation until
+ * fd_session_free, whichever the engine: one that never negotiates (a
+ * silent client, one refused at filterd_max_connections) is not counted. */
 void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long f1, unsigned long *pf0,
 			  unsigned long *pf1);
 /* hostname as the MTA sent it ("[ip]" when unverified); addr and port in

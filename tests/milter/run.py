@@ -512,6 +512,76 @@ def timeout_warning(tmp, pdir):
         fd.stop()
 
 
+def conn_count(tmp, pdir):
+    """The connections open and in all (status.json; "Connections open" on
+    the status page) count the same thing with both engines: MTA
+    connections from their negotiation on. Silent clients that never
+    negotiate are not counted, and (native) neither are connections
+    refused at filterd_max_connections."""
+    import json
+    import urllib.request
+    conf = f"{tmp}/conns.conf"
+    write(conf, f"plugin_directory = {pdir}\ninbound_plugins = testplug\n")
+
+    def conns(hp):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{hp}/status.json", timeout=10) as r:
+                c = json.load(r)["connections"]
+        except OSError:  # 503 while the plugins initialise
+            return None
+        return c["current"], c["total"]
+
+    hp = sifttest.free_port()
+    fd, port, log = start_filterd(tmp, conf, "filterd-conns", ["-o", f"metrics_listen=inet:127.0.0.1:{hp}"])
+    silent, ms = [], []
+    try:
+        check(wait_for(lambda: conns(hp) is not None, 20), "conns: the status is served")
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(5)]
+        for _ in range(3):
+            m = Milter(port)
+            m.send(CONNECT)
+            ms.append(m)
+        wait_for(lambda: conns(hp) == (3, 3), 5)
+        got = conns(hp)
+        check(got == (3, 3), "conns: 3 negotiated and 5 silent connections: 3 open, 3 in all", got)
+        for m in ms:
+            m.s.sendall(pkt(b"Q"))
+            m.close()
+        ms = []
+        wait_for(lambda: conns(hp) == (0, 3), 5)
+        got = conns(hp)
+        check(got == (0, 3), "conns: the negotiated ones closed, silent ones still open: 0 open, 3 in all", got)
+    finally:
+        for x in silent:
+            x.close()
+        for m in ms:
+            m.close()
+        fd.stop()
+    if ENGINE != "native":
+        return
+    hp = sifttest.free_port()
+    fd, port, log = start_filterd(tmp, conf, "filterd-conns-limit",
+                                  ["-o", f"metrics_listen=inet:127.0.0.1:{hp}", "-o", "filterd_max_connections=2"])
+    try:
+        check(wait_for(lambda: conns(hp) is not None, 20), "conns: the status is served (limit)")
+        for _ in range(2):
+            m = Milter(port)
+            m.send(CONNECT)
+            m.send(pkt(b"M", b"<a@example.org>\0"))  # in a message: not closed for a newcomer
+            ms.append(m)
+        extra = Milter(port)
+        refused = extra.closed or extra.read(1, timeout=2) == [] and extra.closed
+        extra.close()
+        time.sleep(0.3)
+        got = conns(hp)
+        check(refused and got == (2, 2), "conns: a connection refused at filterd_max_connections is not counted",
+              (refused, got))
+    finally:
+        for m in ms:
+            m.close()
+        fd.stop()
+
+
 def run_engine():
     tmp = sifttest.scratch("sift-milter-")
     os.chmod(tmp, 0o755)
@@ -589,6 +659,7 @@ testplug_header = X-Testplug: seen
     check("filterd_milter_timeout" not in open(log).read(),
           "no filterd_milter_timeout warning with the default timeout", open(log).read()[-800:])
     timeout_warning(tmp, pdir)
+    conn_count(tmp, pdir)
     protocol_edges(tmp, pdir)
 
     # filterd -t on a broken configuration names file and line.
