@@ -55,6 +55,13 @@ void fd_session_init(struct fd_session *s, const struct fd_out *out, void *arg)
 	s->out = out;
 	s->arg = arg;
 	struct sift_gen *g = sift_gen_current();
+	if (!g) {
+		/* None current: before the first one at start, or at stop after
+		 * the last was dropped while libmilter's workers still call us.
+		 * The session has no core session (ss NULL) and every command
+		 * is answered tempfail (stopped()). */
+		return;
+	}
 	s->ss = sift_session_new(g, SIFT_FILTERD, macro_fn, s);
 	sift_gen_unref(g);
 	if (atomic_load(&deadlines_set))
@@ -72,7 +79,21 @@ void fd_session_free(struct fd_session *s)
 
 void fd_session_quit(struct fd_session *s)
 {
-	sift_session_quit(s->ss);
+	if (s->ss)
+		sift_session_quit(s->ss);
+}
+
+/* The answer to a command of a session started without a generation: the
+ * default tempfail (451 4.3.0 ... at connect, where libmilter takes no
+ * reply text, the MTA gives its own). */
+static enum fd_status stopped(struct fd_session *s, bool text)
+{
+	if (text) {
+		const char *code, *xcode, *msg;
+		sift_reply_default(SIFT_TEMPFAIL, &code, &xcode, &msg);
+		s->out->setreply(s->arg, code, xcode, msg);
+	}
+	return FD_TEMPFAIL;
 }
 
 /* The status of an event whose stage was negotiated as no-reply: the
@@ -84,7 +105,7 @@ static enum fd_status reply_or_none(struct fd_session *s, unsigned long nr_flag,
 
 static const char *qid(struct fd_session *s)
 {
-	struct sift_ctx *ctx = sift_session_ctx(s->ss);
+	struct sift_ctx *ctx = s->ss ? sift_session_ctx(s->ss) : NULL;
 	return ctx ? sift_ctx_get(ctx, SIFT_I_QUEUE_ID) : NULL;
 }
 
@@ -135,6 +156,11 @@ void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long 
 	if (!s->counted) {
 		s->counted = true;
 		sift_metrics_conn(1);
+	}
+	if (!s->ss) { /* nothing asked for: every command gets tempfail */
+		*pf0 = *pf1 = 0;
+		s->nr = 0;
+		return;
 	}
 	struct sift_gen *g = sift_session_gen(s->ss);
 	unsigned acts = sift_gen_actions(g), phases = sift_gen_phases(g), flags = sift_gen_flags(g);
@@ -187,6 +213,8 @@ void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long 
 enum fd_status fd_session_connect(struct fd_session *s, const char *hostname, const char *addr,
 				  const char *port)
 {
+	if (!s->ss)
+		return stopped(s, false);
 	enum sift_verdict r = sift_session_connect(s->ss, hostname, addr, port);
 	/* No reply text at connect (libmilter refuses it there); Postfix
 	 * applies the verdict to the next command. */
@@ -199,22 +227,30 @@ enum fd_status fd_session_connect(struct fd_session *s, const char *hostname, co
 
 enum fd_status fd_session_helo(struct fd_session *s, const char *helo)
 {
+	if (!s->ss)
+		return stopped(s, true);
 	return reply_or_none(s, SMFIP_NR_HELO, to_status(s, sift_session_helo(s->ss, helo), false));
 }
 
 enum fd_status fd_session_envfrom(struct fd_session *s, const char *argv0)
 {
+	if (!s->ss)
+		return stopped(s, true);
 	return reply_or_none(s, SMFIP_NR_MAIL, to_status(s, sift_session_mail(s->ss, argv0), true));
 }
 
 enum fd_status fd_session_envrcpt(struct fd_session *s, const char *argv0)
 {
+	if (!s->ss)
+		return stopped(s, true);
 	enum sift_verdict v = sift_session_rcpt(s->ss, argv0);
 	return reply_or_none(s, SMFIP_NR_RCPT, to_status(s, v, v == SIFT_DISCARD));
 }
 
 enum fd_status fd_session_data(struct fd_session *s)
 {
+	if (!s->ss)
+		return stopped(s, true);
 	return reply_or_none(s, SMFIP_NR_DATA, to_status(s, sift_session_data(s->ss), true));
 }
 
@@ -227,16 +263,22 @@ static enum fd_status content_reply(struct fd_session *s, unsigned long nr_flag,
 
 enum fd_status fd_session_header(struct fd_session *s, const char *name, const char *value)
 {
+	if (!s->ss)
+		return stopped(s, true);
 	return content_reply(s, SMFIP_NR_HDR, sift_session_header(s->ss, name, value));
 }
 
 enum fd_status fd_session_eoh(struct fd_session *s)
 {
+	if (!s->ss)
+		return stopped(s, true);
 	return content_reply(s, SMFIP_NR_EOH, sift_session_eoh(s->ss));
 }
 
 enum fd_status fd_session_body(struct fd_session *s, const unsigned char *buf, size_t len)
 {
+	if (!s->ss)
+		return stopped(s, true);
 	return content_reply(s, SMFIP_NR_BODY, sift_session_body(s->ss, buf, len));
 }
 
@@ -290,6 +332,8 @@ static enum fd_status release_eom(struct fd_session *s)
 
 enum fd_status fd_session_eom(struct fd_session *s)
 {
+	if (!s->ss)
+		return stopped(s, true);
 	struct sift_ctx *ctx = sift_session_ctx(s->ss);
 	if (!ctx) /* before connect */
 		return to_status(s, SIFT_TEMPFAIL, true);
@@ -329,5 +373,6 @@ enum fd_status fd_session_eom(struct fd_session *s)
 
 void fd_session_abort(struct fd_session *s)
 {
-	sift_session_abort(s->ss);
+	if (s->ss)
+		sift_session_abort(s->ss);
 }
