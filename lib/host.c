@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -41,7 +42,9 @@ const char *const sift_verdict_names[SIFT_VERDICT_MAX] = {"dunno",   "accept", "
 #define OFF(f) offsetof(struct sift_common_conf, f)
 const struct sift_param sift_common_params[] = {
 	{"plugin_directory", SIFT_P_STRING, SIFT_PLUGIN_DIR, 0, 0, OFF(plugin_directory), NULL,
-	 "directory holding the plugin shared objects (<name>.so)"},
+	 "directory holding the plugin shared objects (<name>.so); it, the files and every directory "
+	 "above them must be owned by root or the daemon's user and not writable by group or others "
+	 "(a sticky directory of root's, such as /tmp, excepted above)"},
 	{"inbound_plugins", SIFT_P_LIST, "", 0, 0, OFF(inbound_plugins), NULL,
 	 "plugins run, in this order, for the inbound profile"},
 	{"originating_plugins", SIFT_P_LIST, "", 0, 0, OFF(originating_plugins), NULL,
@@ -67,7 +70,7 @@ const struct sift_param sift_common_params[] = {
 	{"quarantine_directory", SIFT_P_STRING, SIFT_STATEDIR "/quarantine", 0, 0, OFF(quarantine_directory),
 	 NULL,
 	 "where quarantined messages are kept (refused when writable by group or others, or not "
-	 "owned by root or filterd_user)"},
+	 "owned by root or filterd_user, or below a directory that others can change)"},
 	{"message_memory_limit", SIFT_P_SIZE, "1m", 0, 1LL << 32, OFF(message_memory_limit), NULL,
 	 "message bytes kept in memory; the rest is spooled to tmpdir"},
 	{"message_header_limit", SIFT_P_SIZE, "1m", 1024, 1LL << 30, OFF(message_header_limit), NULL,
@@ -109,40 +112,300 @@ static char *user_name(uid_t uid)
 	return pw ? sift_strdup(pw->pw_name) : sift_asprintf("uid %u", (unsigned)uid);
 }
 
+/* Symbolic links followed on one path at most (the kernel's limit). */
+#define TRUST_MAX_LINKS 40
+
+/* One walk of trusted_open: what is checked, for the messages. */
+struct trust_walk {
+	const char *what, *path; /* the setting, the path as given */
+	unsigned flags;
+	uid_t owner;
+	char **err_r;
+};
+
+/* "DIR/NAME", for messages (DIR "/" gives "/NAME"). */
+static char *path_join(const char *dir, const char *name)
+{
+	return sift_asprintf("%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/", name);
+}
+
+/* The error about `comp`, a part of the path (or the path as given), owned
+ * by uid `uid`: kind is "a directory" or "a file" (the path itself), or
+ * "the directory" or "the symbolic link" (a part, or the path itself when
+ * it is a link). */
+static void owner_error(const struct trust_walk *w, const char *comp, const char *kind, uid_t uid)
+{
+	char *has = user_name(uid), *may = user_name(w->owner);
+	const char *own = w->owner ? may : "";
+	bool link = strstr(kind, "link") != NULL;
+	if (strcmp(comp, w->path) == 0)
+		*w->err_r = sift_asprintf("%s %s: refusing %s owned by uid %u (%s), not by root%s%s; "
+					  "fix it with chown %s%s %s",
+					  w->what, w->path, link ? "a symbolic link" : kind, (unsigned)uid,
+					  has, w->owner ? " or " : "", own, link ? "-h " : "",
+					  w->owner ? may : "root", w->path);
+	else
+		*w->err_r = sift_asprintf("%s %s: refusing %s %s on its path, owned by uid %u (%s), not by "
+					  "root%s%s; fix it with chown %s%s %s",
+					  w->what, w->path, kind, comp, (unsigned)uid, has,
+					  w->owner ? " or " : "", own, link ? "-h " : "",
+					  w->owner ? may : "root", comp);
+	free(has);
+	free(may);
+}
+
+static void mode_error(const struct trust_walk *w, const char *comp, const char *kind, mode_t mode)
+{
+	if (strcmp(comp, w->path) == 0)
+		*w->err_r = sift_asprintf("%s %s: refusing %s writable by group or others (mode %04o); "
+					  "fix it with chmod go-w %s",
+					  w->what, w->path, kind, (unsigned)(mode & 07777), w->path);
+	else
+		*w->err_r = sift_asprintf("%s %s: refusing %s %s on its path, writable by group or others "
+					  "(mode %04o); fix it with chmod go-w %s",
+					  w->what, w->path, kind, comp, (unsigned)(mode & 07777), comp);
+}
+
+static void errno_error(const struct trust_walk *w, const char *comp, int e)
+{
+	if (strcmp(comp, w->path) == 0)
+		*w->err_r = sift_asprintf("%s %s: %s", w->what, w->path, strerror(e));
+	else
+		*w->err_r = sift_asprintf("%s %s: %s: %s", w->what, w->path, comp, strerror(e));
+}
+
+/* The checks of the object the path names (a directory with SIFT_TRUST_DIR,
+ * else a regular file): not writable by group or others, and owned by root
+ * or w->owner with SIFT_TRUST_OWNER (or when it sits in a sticky directory
+ * that others can write to). */
+static int check_target(const struct trust_walk *w, const struct stat *st, bool in_sticky)
+{
+	bool dir = w->flags & SIFT_TRUST_DIR;
+	if (dir ? !S_ISDIR(st->st_mode) : !S_ISREG(st->st_mode)) {
+		*w->err_r = sift_asprintf("%s %s: not a %s", w->what, w->path,
+					  dir ? "directory" : "regular file");
+		return -1;
+	}
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+		mode_error(w, w->path, dir ? "a directory" : "a file", st->st_mode);
+		return -1;
+	}
+	if (((w->flags & SIFT_TRUST_OWNER) || in_sticky) && st->st_uid != 0 && st->st_uid != w->owner) {
+		owner_error(w, w->path, dir ? "a directory" : "a file", st->st_uid);
+		return -1;
+	}
+	return 0;
+}
+
+/* The checks of a directory on the way (the path's ancestors, after
+ * symbolic links): owned by root or w->owner (with SIFT_TRUST_OWNER, or
+ * when it sits in a sticky directory), and not writable by group or others
+ * unless it is root's and sticky (/tmp): there, others cannot replace or
+ * rename entries they do not own, and the next part's owner is checked.
+ * *sticky_r: it was accepted for being sticky. */
+static int check_ancestor(const struct trust_walk *w, const char *comp, const struct stat *st, bool in_sticky,
+			  bool *sticky_r)
+{
+	*sticky_r = false;
+	if (((w->flags & SIFT_TRUST_OWNER) || in_sticky) && st->st_uid != 0 && st->st_uid != w->owner) {
+		owner_error(w, comp, "the directory", st->st_uid);
+		return -1;
+	}
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+		if (st->st_uid != 0 || !(st->st_mode & S_ISVTX)) {
+			mode_error(w, comp, "the directory", st->st_mode);
+			return -1;
+		}
+		*sticky_r = true;
+	}
+	return 0;
+}
+
+/* Opens `path` after checking every part of it, walking from "/" one
+ * component at a time on descriptors (openat, O_NOFOLLOW), so that what is
+ * checked is what is opened: the directories on the way by check_ancestor,
+ * symbolic links (followed, TRUST_MAX_LINKS at most, their targets walked
+ * by the same rules) owned by root or the owner, the object itself by
+ * check_target; a file's own directory must not be writable by group or
+ * others even when sticky. Returns an O_PATH descriptor of a directory
+ * (SIFT_TRUST_DIR) or an O_RDONLY one of a regular file, or -1 with
+ * *err_r. A relative path is taken from the current directory. */
+static int trusted_open(const char *what, const char *path, unsigned flags, uid_t owner, char **err_r)
+{
+	const struct trust_walk w = {what, path, flags, owner, err_r};
+	bool want_dir = flags & SIFT_TRUST_DIR;
+	char *rest, *cur = NULL, *comp = NULL;
+	int dfd = -1, fd = -1, links = 0;
+	struct stat dst, st;
+	bool in_sticky = false, sticky;
+	if (!*path) {
+		*err_r = sift_asprintf("%s: empty path", what);
+		return -1;
+	}
+	if (path[0] == '/') {
+		rest = sift_strdup(path);
+	} else {
+		char *cwd = getcwd(NULL, 0);
+		if (!cwd) {
+			*err_r = sift_asprintf("%s %s: the current directory: %s", what, path,
+					       strerror(errno));
+			return -1;
+		}
+		rest = sift_asprintf("%s/%s", cwd, path);
+		free(cwd);
+	}
+	char *p = rest;
+	for (;;) {
+		if (*p == '/') {
+			/* (again) from the root */
+			while (*p == '/')
+				p++;
+			if (dfd >= 0)
+				close(dfd);
+			free(cur);
+			cur = sift_strdup("/");
+			in_sticky = false;
+			dfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (dfd < 0 || fstat(dfd, &dst) < 0) {
+				errno_error(&w, "/", errno);
+				goto fail;
+			}
+			if (*p) {
+				if (check_ancestor(&w, "/", &dst, false, &sticky) < 0)
+					goto fail;
+				in_sticky = sticky;
+			}
+		}
+		if (!*p) {
+			/* the path (or a link's target) is "/" */
+			st = dst;
+			if (check_target(&w, &st, false) < 0)
+				goto fail;
+			fd = dfd;
+			dfd = -1;
+			goto done;
+		}
+		char *name = p;
+		p += strcspn(p, "/");
+		if (*p) {
+			*p++ = 0;
+			while (*p == '/')
+				p++;
+		}
+		bool last = !*p;
+		free(comp);
+		comp = path_join(cur, name);
+		fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			errno_error(&w, last && !links ? path : comp, errno);
+			goto fail;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			if (++links > TRUST_MAX_LINKS) {
+				*err_r = sift_asprintf("%s %s: more than %d symbolic links on its path", what,
+						       path, TRUST_MAX_LINKS);
+				goto fail;
+			}
+			if (((flags & SIFT_TRUST_OWNER) || in_sticky) && st.st_uid != 0 &&
+			    st.st_uid != owner) {
+				owner_error(&w, comp, "the symbolic link", st.st_uid);
+				goto fail;
+			}
+			char target[PATH_MAX];
+			ssize_t n = readlinkat(fd, "", target, sizeof(target));
+			if (n <= 0 || n >= (ssize_t)sizeof(target)) {
+				errno_error(&w, comp, n < 0 ? errno : n == 0 ? ENOENT : ENAMETOOLONG);
+				goto fail;
+			}
+			target[n] = 0;
+			close(fd);
+			fd = -1;
+			/* the link's target, then what followed the link */
+			char *more = sift_asprintf("%s%s%s", target, *p ? "/" : "", p);
+			free(rest);
+			rest = p = more;
+			continue;
+		}
+		if (last && !want_dir) {
+			/* the file, opened for reading from the directory it
+			 * was checked in; that directory holds it, sticky or
+			 * not: nobody but root or the owner may write there */
+			close(fd);
+			fd = -1;
+			if (dst.st_mode & (S_IWGRP | S_IWOTH)) {
+				mode_error(&w, cur, "the directory", dst.st_mode);
+				goto fail;
+			}
+			if (!S_ISREG(st.st_mode)) {
+				check_target(&w, &st, in_sticky);
+				goto fail;
+			}
+			fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+			if (fd < 0 || fstat(fd, &st) < 0) {
+				errno_error(&w, links ? comp : path, errno);
+				goto fail;
+			}
+			if (check_target(&w, &st, in_sticky) < 0)
+				goto fail;
+			goto done;
+		}
+		if (last) {
+			if (check_target(&w, &st, in_sticky) < 0)
+				goto fail;
+			goto done;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			errno_error(&w, comp, ENOTDIR);
+			goto fail;
+		}
+		/* ".." leads to a directory whose own parent is not known
+		 * here: its owner is checked as if that were sticky */
+		bool dotdot = strcmp(name, "..") == 0;
+		if (check_ancestor(&w, comp, &st, in_sticky || dotdot, &sticky) < 0)
+			goto fail;
+		in_sticky = sticky;
+		close(dfd);
+		dfd = fd;
+		fd = -1;
+		dst = st;
+		if (dotdot) {
+			char *slash = strrchr(cur, '/');
+			if (slash == cur)
+				cur[1] = 0;
+			else if (slash)
+				*slash = 0;
+		} else if (strcmp(name, ".") != 0) {
+			char *c = path_join(cur, name);
+			free(cur);
+			cur = c;
+		}
+	}
+done:
+	if (dfd >= 0)
+		close(dfd);
+	free(rest);
+	free(cur);
+	free(comp);
+	return fd;
+fail:
+	if (fd >= 0)
+		close(fd);
+	fd = -1;
+	goto done;
+}
+
 /* Code is loaded only from files and directories that nobody but root (or
  * the user we run as) can change: owned by root or us, not writable by
- * group or others. The quarantine's directory is held to the same rules,
- * its owner being root or the daemon's user (who can replace messages and
- * release tokens there). */
+ * group or others, and so every directory on the way there (trusted_open).
+ * The quarantine's directory is held to the same rules, its owner being
+ * root or the daemon's user (who can replace messages and release tokens
+ * there). */
 int sift_path_trusted(const char *what, const char *path, unsigned flags, uid_t owner, char **err_r)
 {
-	bool dir = flags & SIFT_TRUST_DIR;
-	struct stat st;
-	if (stat(path, &st) < 0) {
-		*err_r = sift_asprintf("%s %s: %s", what, path, strerror(errno));
+	int fd = trusted_open(what, path, flags, owner, err_r);
+	if (fd < 0)
 		return -1;
-	}
-	if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
-		*err_r = sift_asprintf("%s %s: not a %s", what, path, dir ? "directory" : "regular file");
-		return -1;
-	}
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		*err_r = sift_asprintf("%s %s: refusing a %s writable by group or others (mode %04o); "
-				       "fix it with chmod go-w %s",
-				       what, path, dir ? "directory" : "file", (unsigned)(st.st_mode & 07777),
-				       path);
-		return -1;
-	}
-	if ((flags & SIFT_TRUST_OWNER) && st.st_uid != 0 && st.st_uid != owner) {
-		char *has = user_name(st.st_uid), *may = user_name(owner);
-		*err_r = sift_asprintf("%s %s: refusing a %s owned by uid %u (%s), not by root%s%s; "
-				       "fix it with chown %s %s",
-				       what, path, dir ? "directory" : "file", (unsigned)st.st_uid, has,
-				       owner ? " or " : "", owner ? may : "", owner ? may : "root", path);
-		free(has);
-		free(may);
-		return -1;
-	}
+	close(fd);
 	return 0;
 }
 
@@ -153,6 +416,12 @@ struct loaded_so {
 };
 static struct loaded_so *loaded_sos;
 static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
+/* glibc keeps the name given to dlopen as the object's name, and a later
+ * dlopen of that name returns the object without opening anything: each
+ * load goes through a descriptor number no earlier load used, so that
+ * "/proc/self/fd/N" names one object only (and a plugin's dladdr name,
+ * given back to dlopen, finds itself). */
+static int next_load_fd;
 
 const struct sift_plugin *sift_plugin_load(const char *path, char **err_r)
 {
@@ -164,11 +433,44 @@ const struct sift_plugin *sift_plugin_load(const char *path, char **err_r)
 		}
 	pthread_mutex_unlock(&load_lock);
 
-	if (sift_path_trusted("plugin", path, SIFT_TRUST_OWNER, geteuid(), err_r) < 0)
+	/* The file checked is the file loaded: dlopen reads it through the
+	 * descriptor trusted_open checked, never by its path again (which
+	 * anyone able to change a directory on the way could redirect). */
+	int tfd = trusted_open("plugin", path, SIFT_TRUST_OWNER, geteuid(), err_r);
+	if (tfd < 0)
 		return NULL;
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	pthread_mutex_lock(&load_lock);
+	int fd = fcntl(tfd, F_DUPFD_CLOEXEC, next_load_fd);
+	int dup_errno = errno;
+	if (fd >= 0)
+		next_load_fd = fd + 1;
+	pthread_mutex_unlock(&load_lock);
+	close(tfd);
+	if (fd < 0) {
+		*err_r = sift_asprintf("plugin %s: %s", path, strerror(dup_errno));
+		return NULL;
+	}
+	char fdpath[32];
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+	struct stat fst, pst;
+	if (fstat(fd, &fst) < 0 || stat(fdpath, &pst) < 0 || pst.st_dev != fst.st_dev ||
+	    pst.st_ino != fst.st_ino) {
+		*err_r = sift_asprintf(
+			"plugin %s: cannot load the checked file through %s (is /proc mounted?)", path,
+			fdpath);
+		close(fd);
+		return NULL;
+	}
+	void *h = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
+	close(fd);
 	if (!h) {
-		*err_r = sift_asprintf("plugin %s: %s", path, dlerror());
+		/* dlerror names the file as it was opened: said once, as
+		 * configured */
+		const char *e = dlerror();
+		size_t l = strlen(fdpath);
+		if (e && strncmp(e, fdpath, l) == 0 && e[l] == ':')
+			e += l + 1 + (e[l + 1] == ' ');
+		*err_r = sift_asprintf("plugin %s: %s", path, e ? e : "cannot load");
 		return NULL;
 	}
 	const struct sift_plugin *p = dlsym(h, "sift_plugin_entry");

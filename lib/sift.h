@@ -490,14 +490,23 @@ void *sift_gen_plugin_conf(const struct sift_gen *g, size_t i);
  * quarantine_directory): a regular file, or a directory with SIFT_TRUST_DIR,
  * not writable by group or others, and with SIFT_TRUST_OWNER owned by root
  * or by uid `owner` (the plugins: the user we run as, geteuid(); the
- * quarantine: the daemon's user). 0, or -1 with *err_r naming `what`, the
- * path, its owner and the fix. */
+ * quarantine: the daemon's user). So is every directory on the way, walked
+ * from "/" on descriptors, except that one of root's with the sticky bit
+ * (/tmp) may be writable by others; symbolic links are followed (40 at
+ * most) when owned by root or `owner`, their targets checked alike. The
+ * owner of the directories on the way is checked with SIFT_TRUST_OWNER,
+ * and always for what sits in a sticky directory. 0, or -1 with *err_r
+ * naming `what`, the path, the part refused, its owner or mode and the
+ * fix. */
 #define SIFT_TRUST_DIR	 1u
 #define SIFT_TRUST_OWNER 2u
 int sift_path_trusted(const char *what, const char *path, unsigned flags, uid_t owner, char **err_r);
 
-/* Loads one plugin file with all checks (ABI, size, ownership and mode).
- * Used by sift_gen_new; shared objects stay loaded for the process life. */
+/* Loads one plugin file with all checks (ABI, size, ownership and mode of
+ * the file and of the path to it, as sift_path_trusted with
+ * SIFT_TRUST_OWNER and geteuid()); what is loaded is the file checked
+ * (dlopen of /proc/self/fd/N). Used by sift_gen_new; shared objects stay
+ * loaded for the process life, cached by the path given. */
 const struct sift_plugin *sift_plugin_load(const char *path, char **err_r);
 
 /* A plugin linked into the program itself (the session fuzz target):

@@ -14,7 +14,10 @@ service manager starts them:
     = root runs with a warning; an unknown user, a bad socket mode or group
     are refused naming the setting;
   - a plugin_directory writable by group or others, or owned by another
-    user, is refused; so is (filterd) a quarantine_directory writable by
+    user, is refused, and so is one below such a directory (other than a
+    sticky one of root's such as /tmp) or reached through a symbolic link
+    of another user's (a link of root's to a trusted directory is
+    followed); so is (filterd) a quarantine_directory writable by
     group or others, or owned by anyone but root and filterd_user, at
     start and by -t.
 
@@ -177,6 +180,40 @@ def refusals(tmp, daemon, user):
                           + args, timeout=10)
             check(rc == 1 and ('plugin_directory %s: refusing' % d) in out and want in out,
                   '%s %s: plugin_directory %s refused' % (daemon, args[0], name), out)
+    # every directory on the way to plugin_directory is held to the same
+    # rules (whoever can change one can swap what is below), except that a
+    # sticky one of root's (/tmp) may be writable by others: they cannot
+    # replace what they do not own there, and the next part's owner is
+    # checked. Symbolic links are followed, their targets checked alike.
+    ww = os.path.join(tmp, 'ww-' + daemon)
+    os.mkdir(ww)
+    os.chmod(ww, 0o777)
+    d = plugin_dir(ww, 'plugins')
+    sticky = os.path.join(tmp, 'sticky-' + daemon)
+    os.mkdir(sticky)
+    os.chmod(sticky, 0o1777)
+    good = plugin_dir(tmp, 'plugins-good-' + daemon)
+    theirs = os.path.join(sticky, 'theirs')
+    os.symlink(good, theirs)
+    nobody = pwd.getpwnam('nobody')
+    os.lchown(theirs, nobody.pw_uid, -1)
+    ours = os.path.join(sticky, 'ours')
+    os.symlink(good, ours)
+    for pdir, want in ((d, 'plugin_directory %s: refusing the directory %s on its path, writable by group or '
+                        'others (mode 0777); fix it with chmod go-w %s' % (d, ww, ww)),
+                       (theirs, 'plugin_directory %s: refusing a symbolic link owned by uid %d (nobody), not by '
+                        'root; fix it with chown -h root %s' % (theirs, nobody.pw_uid, theirs)),
+                       (os.path.join(theirs, '.'), 'refusing the symbolic link %s on its path' % theirs)):
+        for args in (['-t'], ['-f']):
+            rc, out = run([prog, '-c', path, '-o', '%s_user=%s' % (daemon, user), '-o', 'plugin_directory=' + pdir]
+                          + args, timeout=10)
+            check(rc == 1 and want in out, '%s %s: plugin_directory %s refused, naming the part and the fix'
+                  % (daemon, args[0], pdir[len(tmp) + 1:]), out)
+    for pdir, what in ((good, 'a root-owned directory under /tmp'),
+                       (ours, "root's symbolic link in a sticky directory to a trusted one")):
+        rc, out = run([prog, '-c', path, '-o', '%s_user=%s' % (daemon, user), '-o', 'plugin_directory=' + pdir,
+                       '-t'], timeout=10)
+        check(rc == 0, '%s -t: plugin_directory %s accepted (%s)' % (daemon, os.path.relpath(pdir, tmp), what), out)
     if daemon != 'filterd':
         return
     # quarantine_directory (filterd): not writable by group or others, who

@@ -6,6 +6,7 @@
  * transaction for policy_action_once) and
  * generations (reference counts survive a swap).
  */
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -50,6 +51,146 @@ static void link_plugin(const char *build, const char *rel, const char *name)
 	free(dst);
 }
 
+/* sift_path_trusted and the loader check every directory on the way, not
+ * only the last one: whoever can change one of them can swap what is
+ * below. */
+static void trust_err(const char *path, unsigned flags, const char *want)
+{
+	char *err = NULL;
+	int rc = sift_path_trusted("plugin_directory", path, flags, 0, &err);
+	CHECK(rc < 0);
+	if (rc < 0 && (!err || !strstr(err, want)))
+		fprintf(stderr, "%s: got \"%s\", want \"%s\"\n", path, err ? err : "(null)", want);
+	CHECK(err && strstr(err, want));
+	free(err);
+}
+
+static void trust_ok(const char *path, unsigned flags)
+{
+	char *err = NULL;
+	int rc = sift_path_trusted("plugin_directory", path, flags, 0, &err);
+	if (rc < 0)
+		fprintf(stderr, "%s: %s\n", path, err);
+	CHECK(rc == 0 && !err);
+	free(err);
+}
+
+static void trust_tests(const char *build)
+{
+	const unsigned D = SIFT_TRUST_DIR | SIFT_TRUST_OWNER;
+	char base[] = "/tmp/sift-test-trust-XXXXXX";
+	CHECK(mkdtemp(base) != NULL);
+	char *cmd = sift_asprintf(
+		"set -e; cd %s; mkdir -m 0755 good ww ww/plugins st st/good; chmod 0777 ww; "
+		"chmod 1777 st; cp %s/tests/testplug.so good/; cp good/testplug.so ww/plugins/; "
+		"ln -s good ln-rel; ln -s %s/good ln-abs; ln -s ln-rel ln-ln; ln -s loop loop",
+		base, build, base);
+	CHECK(system(cmd) == 0);
+	free(cmd);
+	char *p;
+#define TP(...) (free(p), p = sift_asprintf(__VA_ARGS__))
+	p = sift_asprintf("%s/good", base);
+
+	/* a root-owned directory under /tmp (sticky, root's): accepted, and
+	 * so are root's symbolic links to it, relative, absolute, chained;
+	 * a loop is cut at 40 links */
+	trust_ok(p, D);
+	TP("%s/st/good", base);
+	trust_ok(p, D);
+	TP("%s/ln-rel", base);
+	trust_ok(p, D);
+	TP("%s/ln-abs/", base);
+	trust_ok(p, D);
+	TP("%s/ln-ln/testplug.so", base);
+	trust_ok(p, SIFT_TRUST_OWNER);
+	TP("%s/good/../good/./testplug.so", base);
+	trust_ok(p, SIFT_TRUST_OWNER);
+	TP("%s/loop", base);
+	trust_err(p, D, "more than 40 symbolic links");
+
+	/* the parent world-writable, not sticky: refused, naming the parent
+	 * and the fix, for the directory and for a plugin in it */
+	TP("%s/ww/plugins", base);
+	char *want =
+		sift_asprintf("plugin_directory %s/ww/plugins: refusing the directory %s/ww on its path, "
+			      "writable by group or others (mode 0777); fix it with chmod go-w %s/ww",
+			      base, base, base);
+	trust_err(p, D, want);
+	free(want);
+	TP("%s/ww/plugins/testplug.so", base);
+	char *err = NULL;
+	CHECK(sift_plugin_load(p, &err) == NULL);
+	CHECK(err && strstr(err, "refusing the directory") && strstr(err, "/ww on its path"));
+	free(err);
+	err = NULL;
+	/* a plugin straight in a sticky directory (its own directory): refused */
+	TP("%s/st/testplug.so", base);
+	cmd = sift_asprintf("cp %s/good/testplug.so %s", base, p);
+	CHECK(system(cmd) == 0);
+	free(cmd);
+	CHECK(sift_plugin_load(p, &err) == NULL);
+	CHECK(err && strstr(err, "/st on its path, writable by group or others (mode 1777)"));
+	free(err);
+	err = NULL;
+
+	/* another user's link or directory in a sticky directory: they may
+	 * flip it at will; refused */
+	struct passwd *pw = getpwnam("nobody");
+	if (geteuid() == 0 && pw) {
+		uid_t nobody = pw->pw_uid;
+		TP("%s/st/plugins", base);
+		char *target = sift_asprintf("%s/good", base);
+		CHECK(symlink(target, p) == 0 && lchown(p, nobody, (gid_t)-1) == 0);
+		free(target);
+		want = sift_asprintf(
+			"plugin_directory %s: refusing a symbolic link owned by uid %u (nobody), not "
+			"by root; fix it with chown -h root %s",
+			p, (unsigned)nobody, p);
+		trust_err(p, D, want);
+		free(want);
+		TP("%s/st/plugins/testplug.so", base);
+		CHECK(sift_plugin_load(p, &err) == NULL);
+		CHECK(err && strstr(err, "/st/plugins on its path, owned by uid") &&
+		      strstr(err, "refusing the symbolic link"));
+		free(err);
+		err = NULL;
+		/* the same link as root's: accepted */
+		TP("%s/st/plugins", base);
+		CHECK(lchown(p, 0, (gid_t)-1) == 0);
+		trust_ok(p, D);
+		/* a directory of nobody's above a root-owned plugin directory */
+		TP("%s/st/evil", base);
+		CHECK(mkdir(p, 0755) == 0);
+		TP("%s/st/evil/plugins", base);
+		CHECK(mkdir(p, 0755) == 0);
+		TP("%s/st/evil", base);
+		CHECK(chown(p, nobody, (gid_t)-1) == 0);
+		TP("%s/st/evil/plugins", base);
+		want = sift_asprintf(
+			"refusing the directory %s/st/evil on its path, owned by uid %u (nobody), "
+			"not by root; fix it with chown root %s/st/evil",
+			base, (unsigned)nobody, base);
+		trust_err(p, D, want);
+		free(want);
+		/* ... unless nobody is the user we run as */
+		char *err2 = NULL;
+		CHECK(sift_path_trusted("plugin_directory", p, D, nobody, &err2) == 0);
+		free(err2);
+		/* a root-owned link to it in a sticky directory: its target
+		 * is walked by the same rules */
+		TP("%s/st/ln-evil", base);
+		target = sift_asprintf("%s/st/evil/plugins", base);
+		CHECK(symlink(target, p) == 0);
+		free(target);
+		trust_err(p, D, "/st/evil on its path, owned by uid");
+	}
+	free(p);
+#undef TP
+	cmd = sift_asprintf("rm -rf %s", base);
+	CHECK(system(cmd) == 0);
+	free(cmd);
+}
+
 int main(void)
 {
 	const char *build = getenv("SIFT_BUILDDIR");
@@ -81,11 +222,25 @@ int main(void)
 	err = NULL;
 	free(cmd);
 	free(copy);
+	/* two plugins loaded one after the other are two objects (each is
+	 * loaded through a descriptor of the file checked) */
+	p = sift_asprintf("%s/testplug.so", plugdir);
+	const struct sift_plugin *p1 = sift_plugin_load(p, &err);
+	free(p);
+	p = sift_asprintf("%s/access.so", plugdir);
+	const struct sift_plugin *p2 = sift_plugin_load(p, &err);
+	free(p);
+	CHECK(p1 && p2 && p1 != p2);
+	CHECK_STR(p1 ? p1->name : NULL, "testplug");
+	CHECK_STR(p2 ? p2->name : NULL, "access");
+	free(err);
+	err = NULL;
 	p = sift_asprintf("%s/missing.so", plugdir);
 	CHECK(sift_plugin_load(p, &err) == NULL);
 	free(err);
 	err = NULL;
 	free(p);
+	trust_tests(build);
 	CHECK(gen("inbound_plugins = nosuchplugin") == NULL);
 	CHECK(gen("inbound_plugins = testplug testplug") == NULL);
 	CHECK(gen("inbound_plugins = testplug\ntestplug_verdict = nonsense") == NULL);
