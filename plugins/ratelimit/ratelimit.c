@@ -10,6 +10,10 @@
  *   END-OF-MESSAGE count: every applicable counter is incremented atomically
  *                  by 1 message, recipient_count recipients and `size`
  *                  bytes, and the new values are compared with the limits.
+ *                  A message counts once in each bucket of a rule it
+ *                  touches (two recipients in one domain: one message in
+ *                  that domain's bucket, two recipients); the RCPT and DATA
+ *                  checks ask for what this count will add.
  *                  A message that went over is refused here and its
  *                  increments are taken back (kv_incr with -delta), so the
  *                  counters only ever hold accepted mail and exactly
@@ -794,11 +798,105 @@ static long long attr_ll(struct sift_ctx *ctx, enum sift_item it)
 	return (*end || x < 0) ? 0 : x;
 }
 
+/* The stages a rule is evaluated at. */
+enum stage { ST_RCPT, ST_DATA, ST_EOM };
+
+/* The recipients of the message at a stage, in a malloc'd array (*n_r
+ * entries; NULL with 0). At RCPT: those accepted so far and the current
+ * one (policyd keeps it in the list while the chain runs, filterd adds it
+ * after: counted once either way). At DATA and END-OF-MESSAGE: the list,
+ * or the request's recipient when there is none. */
+static const char **msg_rcpts(struct sift_ctx *ctx, enum stage st, size_t *n_r)
+{
+	size_t n = host->rcpt_count(ctx);
+	const char *cur = host->get(ctx, SIFT_I_RCPT);
+	if (cur && !*cur)
+		cur = NULL;
+	bool add = false;
+	if (st == ST_RCPT)
+		add = cur && !(host->get(ctx, SIFT_I_PROTOCOL_STATE) && n > 0 &&
+			       strcmp(host->rcpt(ctx, n - 1), cur) == 0);
+	else
+		add = n == 0 && cur;
+	*n_r = 0;
+	if (!n && !add)
+		return NULL;
+	const char **v = malloc((n + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *x = host->rcpt(ctx, i);
+		if (x && *x)
+			v[k++] = x;
+	}
+	if (add)
+		v[k++] = cur;
+	*n_r = k;
+	return v;
+}
+
+/* One bucket of a rule for one message: its value and the number of the
+ * message's recipients in it. A message counts once in every bucket it
+ * touches (messages, bytes); its recipients count in the bucket of each. */
+struct bucket {
+	char value[MAX_VALUE * 2];
+	long long nrcpt;
+};
+
+static int bucket_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct bucket *)a)->value, ((const struct bucket *)b)->value);
+}
+
+/* The distinct buckets of rule r for a message with recipients rcpts[n]
+ * (nrcpt recipients for the rules without a recipient part), in a
+ * malloc'd array; returns their number (0: the rule does not apply), -1
+ * when out of memory. *merr_r is set when an exemption map failed. */
+static long rule_groups(struct sift_ctx *ctx, const struct rule *r, const char *const *rcpts, size_t n,
+			long long nrcpt, struct bucket **g_r, bool *merr_r)
+{
+	*g_r = NULL;
+	size_t cap = r->per_rcpt ? n : 1;
+	if (!cap)
+		return 0;
+	struct bucket *g = malloc(cap * sizeof(*g));
+	if (!g)
+		return -1;
+	size_t k = 0;
+	for (size_t i = 0; i < cap; i++) {
+		bool exempt = false;
+		if (!bucket_value(ctx, r, r->per_rcpt ? rcpts[i] : NULL, g[k].value, sizeof(g[k].value),
+				  &exempt, merr_r))
+			continue;
+		g[k++].nrcpt = r->per_rcpt ? 1 : nrcpt;
+	}
+	if (k > 1) {
+		qsort(g, k, sizeof(*g), bucket_cmp);
+		size_t o = 0;
+		for (size_t i = 1; i < k; i++) {
+			if (strcmp(g[o].value, g[i].value) == 0)
+				g[o].nrcpt += g[i].nrcpt;
+			else
+				g[++o] = g[i];
+		}
+		k = o + 1;
+	}
+	if (!k) {
+		free(g);
+		return 0;
+	}
+	*g_r = g;
+	return (long)k;
+}
+
 /* RCPT / DATA: would this message go over? No counting. */
 static enum sift_verdict check(struct sift_ctx *ctx, const struct rl_conf *c, bool at_rcpt)
 {
 	long long now = wall_ms();
 	long long size = attr_ll(ctx, SIFT_I_SIZE);
+	size_t nlist = 0;
+	const char **rcpts = msg_rcpts(ctx, at_rcpt ? ST_RCPT : ST_DATA, &nlist);
 	long long nrcpt = at_rcpt ? (long long)host->rcpt_count(ctx) : attr_ll(ctx, SIFT_I_RCPT_COUNT);
 	if (nrcpt <= 0)
 		nrcpt = 1;
@@ -809,28 +907,48 @@ static enum sift_verdict check(struct sift_ctx *ctx, const struct rl_conf *c, bo
 		const struct rule *r = &c->rules[i];
 		if (!profile_applies(ctx, r))
 			continue;
-		/* Per-recipient rules: at RCPT the current recipient; at DATA
-		 * every recipient of the transaction. */
-		size_t nr = r->per_rcpt ? (at_rcpt ? 1 : host->rcpt_count(ctx)) : 1;
-		for (size_t ri = 0; ri < nr; ri++) {
-			const char *rc = r->per_rcpt && !at_rcpt ? host->rcpt(ctx, ri) : cur_rcpt;
-			char value[MAX_VALUE * 2];
-			bool exempt = false, merr = false;
-			if (!bucket_value(ctx, r, rc, value, sizeof(value), &exempt, &merr)) {
+		/* Per-recipient rules: at RCPT the current recipient's bucket
+		 * (with the recipients of the message already in it); at DATA
+		 * every bucket of the transaction. */
+		const char *only = NULL;
+		char curval[MAX_VALUE * 2];
+		bool exempt = false, merr = false;
+		if (r->per_rcpt && at_rcpt) {
+			if (!cur_rcpt || !*cur_rcpt ||
+			    !bucket_value(ctx, r, cur_rcpt, curval, sizeof(curval), &exempt, &merr)) {
 				if (merr)
 					failed = true;
 				continue;
 			}
+			only = curval;
+		}
+		struct bucket *g = NULL, one;
+		long ng;
+		if (only && !r->lim[M_RCPT].max) {
+			snprintf(one.value, sizeof(one.value), "%s", only);
+			one.nrcpt = 1;
+			g = &one;
+			ng = 1;
+		} else {
+			ng = rule_groups(ctx, r, rcpts, nlist, nrcpt, &g, &merr);
+		}
+		if (merr)
+			failed = true;
+		if (ng < 0) {
+			failed = true;
+			continue;
+		}
+		for (long gi = 0; gi < ng; gi++) {
+			if (only && strcmp(g[gi].value, only) != 0)
+				continue;
 			for (int m = 0; m < M_MAX; m++) {
 				if (!r->lim[m].max)
 					continue;
-				long long need = m == M_MSG    ? 1
-						 : m == M_RCPT ? (r->per_rcpt ? 1 : nrcpt)
-							       : size;
+				long long need = m == M_MSG ? 1 : m == M_RCPT ? g[gi].nrcpt : size;
 				long long w = r->lim[m].window_ms, idx = now / w;
-				char k1[sizeof(value) + 128], k0[sizeof(value) + 128];
-				counter_key(c, r, m, idx, value, k1, sizeof(k1));
-				counter_key(c, r, m, idx - 1, value, k0, sizeof(k0));
+				char k1[KEY_MAX], k0[KEY_MAX];
+				counter_key(c, r, m, idx, g[gi].value, k1, sizeof(k1));
+				counter_key(c, r, m, idx - 1, g[gi].value, k0, sizeof(k0));
 				long long cur, prev;
 				if (read_counter(k1, &cur) < 0 || read_counter(k0, &prev) < 0) {
 					store_failed(ctx, "read");
@@ -839,10 +957,13 @@ static enum sift_verdict check(struct sift_ctx *ctx, const struct rl_conf *c, bo
 				}
 				double est = estimate(prev, cur, now, w);
 				if (est + (double)need > (double)r->lim[m].max + 1e-9)
-					note_over(&best, &have, r, m, value, est);
+					note_over(&best, &have, r, m, g[gi].value, est);
 			}
 		}
+		if (g != &one)
+			free(g);
 	}
+	free(rcpts);
 	if (have)
 		return answer(ctx, &best, at_rcpt ? "RCPT" : "DATA");
 	if (failed)
@@ -879,9 +1000,11 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 {
 	long long now = wall_ms();
 	long long size = msg_size(ctx);
+	size_t nlist = 0;
+	const char **rcpts = msg_rcpts(ctx, ST_EOM, &nlist);
 	long long nrcpt = attr_ll(ctx, SIFT_I_RCPT_COUNT);
 	if (nrcpt <= 0)
-		nrcpt = host->rcpt_count(ctx) ? (long long)host->rcpt_count(ctx) : 1;
+		nrcpt = nlist ? (long long)nlist : 1;
 	struct incr_rec *recs = NULL;
 	size_t nrecs = 0, caprecs = 0;
 	struct over best;
@@ -890,23 +1013,15 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 		const struct rule *r = &c->rules[i];
 		if (!profile_applies(ctx, r))
 			continue;
-		size_t nr = r->per_rcpt ? host->rcpt_count(ctx) : 1;
-		const char *single = host->get(ctx, SIFT_I_RCPT);
-		if (r->per_rcpt && nr == 0 && single)
-			nr = 1;
-		for (size_t ri = 0; ri < nr && !failed; ri++) {
-			const char *rc =
-				r->per_rcpt ? (host->rcpt_count(ctx) ? host->rcpt(ctx, ri) : single) : NULL;
-			char value[MAX_VALUE * 2];
-			bool exempt = false, merr = false;
-			if (!bucket_value(ctx, r, rc, value, sizeof(value), &exempt, &merr))
-				continue;
+		struct bucket *g = NULL;
+		bool merr = false;
+		long ng = rule_groups(ctx, r, rcpts, nlist, nrcpt, &g, &merr);
+		for (long gi = 0; gi < ng && !failed; gi++) {
+			const char *value = g[gi].value;
 			for (int m = 0; m < M_MAX && !failed; m++) {
 				if (!r->lim[m].max)
 					continue;
-				long long delta = m == M_MSG	? 1
-						  : m == M_RCPT ? (r->per_rcpt ? 1 : nrcpt)
-								: size;
+				long long delta = m == M_MSG ? 1 : m == M_RCPT ? g[gi].nrcpt : size;
 				if (delta <= 0)
 					continue;
 				if (nrecs == caprecs) {
@@ -942,7 +1057,9 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 					note_over(&best, &have, r, m, value, est);
 			}
 		}
+		free(g);
 	}
+	free(rcpts);
 	/* a store failure after a rule found the message over its limit:
 	 * the limit is answered, as check() does (store_failure = dunno must
 	 * not let through what is known to be over) */

@@ -294,6 +294,30 @@ try:
     check('current=1 ' in out, 'the accepted one is: %s' % out)
     pd.stop()
 
+    # A message to several recipients of one domain is one message in that
+    # domain's bucket, at RCPT as at END-OF-MESSAGE; recipients count one
+    # each, and the RCPT check counts the message's earlier ones.
+    pd = start_policyd('memdomain', dict(BASE, ratelimit_rules=(
+        '{ name=dom key=recipient_domain messages=1/1h action=defer } '
+        '{ name=dr key=recipient_domain recipients=2/1h action=defer }')))
+    procs.append(pd)
+    with PolicyClient(pd.port) as c:
+        rc_, eom = c.transaction(sender='a@d.example', rcpts=['a@x.example', 'b@x.example'])
+        eq((rc_, eom), (['DUNNO', 'DUNNO'], 'DUNNO'), 'two recipients in one domain, limit 1 message: accepted')
+        rc_, eom = c.transaction(sender='a@d.example', rcpts=['a@y.example', 'b@y.example', 'c@y.example'])
+        check(rc_[:2] == ['DUNNO', 'DUNNO'] and refused(rc_[2]) and eom == 'DUNNO',
+              'limit 2 recipients per domain: the third refused at RCPT, the message accepted: %r'
+              % ((rc_, eom),))
+        rc_, eom = c.transaction(sender='a@d.example', rcpts=['c@x.example'])
+        check(refused(rc_[0]), 'x.example has had its message: %r' % ((rc_, eom),))
+    rc, out = siftctl(pd.conf, 'show', 'dom:x.example')
+    check('current=1 ' in out, 'x.example: the message counted once: %s' % out)
+    rc, out = siftctl(pd.conf, 'show', 'dr:x.example')
+    check('current=2 ' in out, 'x.example: both recipients counted: %s' % out)
+    rc, out = siftctl(pd.conf, 'show', 'dr:y.example')
+    check('current=2 ' in out, 'y.example: the two accepted recipients counted: %s' % out)
+    pd.stop()
+
     # One action per reply: ratelimit's DEFER_IF_PERMIT is not hidden by an
     # earlier plugin's PREPEND (Postfix would apply the PREPEND and accept).
     pd = start_policyd('memprepend', dict(BASE, inbound_plugins='access ratelimit',
