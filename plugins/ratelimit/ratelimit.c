@@ -897,9 +897,12 @@ static enum sift_verdict check(struct sift_ctx *ctx, const struct rl_conf *c, bo
 	long long size = attr_ll(ctx, SIFT_I_SIZE);
 	size_t nlist = 0;
 	const char **rcpts = msg_rcpts(ctx, at_rcpt ? ST_RCPT : ST_DATA, &nlist);
-	long long nrcpt = at_rcpt ? (long long)host->rcpt_count(ctx) : attr_ll(ctx, SIFT_I_RCPT_COUNT);
+	/* At RCPT the recipients so far with the current one, whether or
+	 * not the daemon has put it in the list yet (filterd adds it after
+	 * the chain, policyd before). */
+	long long nrcpt = at_rcpt ? (long long)nlist : attr_ll(ctx, SIFT_I_RCPT_COUNT);
 	if (nrcpt <= 0)
-		nrcpt = 1;
+		nrcpt = nlist ? (long long)nlist : 1;
 	const char *cur_rcpt = host->get(ctx, SIFT_I_RCPT);
 	struct over best;
 	bool have = false, failed = false;

@@ -34,12 +34,14 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'tests', 'lib'))
+sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'tests', 'milter'))
 sys.path.insert(0, HERE)
 
 import sifttest  # noqa: E402
 from sifttest import check, check_eq as eq, done  # noqa: E402
 from policyclient import PolicyClient, refused  # noqa: E402
 from redisproc import Redis  # noqa: E402
+from run import CONNECT, Milter, pkt  # noqa: E402
 
 SIFTCTL = sifttest.program('siftctl')
 tmp = sifttest.scratch('sift-rl-')
@@ -317,6 +319,30 @@ try:
     rc, out = siftctl(pd.conf, 'show', 'dr:y.example')
     check('current=2 ' in out, 'y.example: the two accepted recipients counted: %s' % out)
     pd.stop()
+
+    # filterd: the RCPT check counts the current recipient (filterd puts it
+    # in the message's list only after the chain has run).
+    fd = sifttest.start_daemon('filterd', tmp, dict(BASE, ratelimit_rules=(
+        '{ name=g key=global recipients=2/1h action=defer }')), name='fdrcpt')
+    procs.append(fd)
+
+    def z(v):
+        return v.encode() + b'\0'
+    m = Milter(fd.port)
+    m.send(CONNECT)
+    m.send(pkt(b'M', z('<a@example.net>')))
+    got = [m.send(pkt(b'R', z('<r%d@x.example>' % i))) for i in range(3)]
+    check(got[0] == got[1] == [(b'c', b'')] and got[2] and got[2][0][0] == b'y'
+          and got[2][0][1].startswith(b'450 4.7.1'),
+          'filterd, limit 2 recipients: the third refused at RCPT: %r' % got)
+    m.send(pkt(b'T'))
+    m.send(pkt(b'L', z('Subject') + z('t')))
+    m.send(pkt(b'N'))
+    m.send(pkt(b'B', b'hello\r\n'))
+    eom = m.send(pkt(b'E'))
+    eq(eom, [(b'c', b'')], 'filterd: the message with the two accepted recipients accepted')
+    m.close()
+    fd.stop()
 
     # One action per reply: ratelimit's DEFER_IF_PERMIT is not hidden by an
     # earlier plugin's PREPEND (Postfix would apply the PREPEND and accept).
