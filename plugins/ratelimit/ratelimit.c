@@ -79,6 +79,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "sift/plugin.h"
 #include "tool.h"
 
@@ -538,9 +540,10 @@ static void lower(char *s)
 		*s = (char)tolower((unsigned char)*s);
 }
 
-/* The client address masked to prefix bits, "192.0.2.0/24", or a copy of
- * the address when it does not parse. */
-static void client_bucket(const char *addr, int v4p, int v6p, char *out, size_t n)
+/* The client address masked to prefix bits, "192.0.2.0/24", in out[n];
+ * false when it does not parse (out[n] then holds as much of the address
+ * as fits; the whole address is its own bucket). */
+static bool client_bucket(const char *addr, int v4p, int v6p, char *out, size_t n)
 {
 	unsigned char a[16];
 	const char *s = addr;
@@ -549,12 +552,12 @@ static void client_bucket(const char *addr, int v4p, int v6p, char *out, size_t 
 	if (inet_pton(AF_INET, s, a) == 1) {
 		if (v4p >= 32) {
 			snprintf(out, n, "%s", s);
-			return;
+			return true;
 		}
 		uint32_t x = ((uint32_t)a[0] << 24) | ((uint32_t)a[1] << 16) | ((uint32_t)a[2] << 8) | a[3];
 		x &= v4p ? ~((1u << (32 - v4p)) - 1) : 0;
 		snprintf(out, n, "%u.%u.%u.%u/%d", x >> 24, (x >> 16) & 255, (x >> 8) & 255, x & 255, v4p);
-		return;
+		return true;
 	}
 	if (inet_pton(AF_INET6, s, a) == 1) {
 		for (int i = 0; i < 16; i++) {
@@ -570,9 +573,10 @@ static void client_bucket(const char *addr, int v4p, int v6p, char *out, size_t 
 			snprintf(out, n, "%s", t);
 		else
 			snprintf(out, n, "%s/%d", t, v6p);
-		return;
+		return true;
 	}
 	snprintf(out, n, "%s", addr);
+	return false;
 }
 
 static const char *domain_of(const char *addr)
@@ -608,12 +612,17 @@ static const char *sel_raw(struct sift_ctx *ctx, enum sel s, const char *rcpt)
 	}
 }
 
-/* Builds the bucket value of a rule: parts joined with '|'. Returns false
- * when the rule does not apply or is exempt. */
+/* Builds the bucket value of a rule: parts joined with '|'; a value that
+ * does not fit in out[n] (or in MAX_VALUE * 2 bytes) is replaced by
+ * "sha256:" and the SHA-256 of the whole value in hex, so that long
+ * senders or recipients get buckets of their own and never escape a rule.
+ * Returns false when the rule does not apply or is exempt. */
 static bool bucket_value(struct sift_ctx *ctx, const struct rule *r, const char *rcpt, char *out, size_t n,
 			 bool *exempt_r, bool *err_r)
 {
-	size_t len = 0;
+	const char *raws[MAX_SELS];
+	char cb[MAX_SELS][INET6_ADDRSTRLEN + 16];
+	size_t total = 0;
 	out[0] = 0;
 	for (int i = 0; i < r->nsels; i++) {
 		const char *raw = sel_raw(ctx, r->sels[i], rcpt);
@@ -631,18 +640,44 @@ static bool bucket_value(struct sift_ctx *ctx, const struct rule *r, const char 
 				return false;
 			}
 		}
-		char part[MAX_VALUE];
-		if (r->sels[i] == S_CLIENT)
-			client_bucket(raw, r->v4_prefix, r->v6_prefix, part, sizeof(part));
-		else
-			snprintf(part, sizeof(part), "%s", raw);
-		if (r->sels[i] != S_SASL)
-			lower(part);
-		int w = snprintf(out + len, n - len, "%s%s", i ? "|" : "", part);
-		if (w < 0 || (size_t)w >= n - len)
-			return false;
-		len += (size_t)w;
+		if (r->sels[i] == S_CLIENT &&
+		    client_bucket(raw, r->v4_prefix, r->v6_prefix, cb[i], sizeof(cb[i])))
+			raw = cb[i];
+		raws[i] = raw;
+		total += strlen(raw) + 1;
 	}
+	char *v = malloc(total + 1);
+	if (!v) {
+		*err_r = true;
+		return false;
+	}
+	size_t len = 0;
+	for (int i = 0; i < r->nsels; i++) {
+		if (i)
+			v[len++] = '|';
+		size_t l = strlen(raws[i]);
+		memcpy(v + len, raws[i], l);
+		if (r->sels[i] != S_SASL)
+			for (size_t k = 0; k < l; k++)
+				v[len + k] = (char)tolower((unsigned char)v[len + k]);
+		len += l;
+	}
+	v[len] = 0;
+	if (len < n && len < MAX_VALUE * 2) {
+		memcpy(out, v, len + 1);
+	} else {
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned int mdlen = 0;
+		if (n < sizeof("sha256:") + 64 || EVP_Digest(v, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+			free(v);
+			*err_r = true;
+			return false;
+		}
+		size_t o = (size_t)snprintf(out, n, "sha256:");
+		for (unsigned int k = 0; k < mdlen; k++)
+			o += (size_t)snprintf(out + o, n - o, "%02x", md[k]);
+	}
+	free(v);
 	return true;
 }
 

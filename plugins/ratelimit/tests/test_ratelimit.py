@@ -320,6 +320,24 @@ try:
     check('current=2 ' in out, 'y.example: the two accepted recipients counted: %s' % out)
     pd.stop()
 
+    # Long values: a rule applies whatever the length of its parts; values
+    # too long for a key get a bucket of their own (a hash of the whole).
+    pd = start_policyd('memlong', dict(BASE, ratelimit_rules=(
+        '{ name=three key=sender+recipient_domain+client_address messages=1/1h action=reject } '
+        '{ name=snd key=sender messages=1/1h action=reject profile=originating }')))
+    procs.append(pd)
+    longs = 'a' * 330 + '@s.example'
+    longd = 'c' * 330 + '.example'
+    with PolicyClient(pd.port) as c:
+        res = [c.transaction(rcpts=['r@' + longd], sender=longs, client_address='192.0.2.50')
+               for _ in range(2)]
+        check(res[0] == (['DUNNO'], 'DUNNO') and refused(res[1][0][0]),
+              'long sender and recipient domain: the limit applies: %r' % res)
+        res = [c.transaction(sender='b' * 400 + str(i) + '@s.example', sasl_username='u',
+                             client_address='10.9.9.9') for i in range(2)]
+        eq(res, [(['DUNNO'], 'DUNNO')] * 2, 'senders differing after 400 bytes: two buckets')
+    pd.stop()
+
     # filterd: the RCPT check counts the current recipient (filterd puts it
     # in the message's list only after the chain has run).
     fd = sifttest.start_daemon('filterd', tmp, dict(BASE, ratelimit_rules=(
