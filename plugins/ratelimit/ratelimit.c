@@ -534,12 +534,6 @@ static long long wall_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void lower(char *s)
-{
-	for (; *s; s++)
-		*s = (char)tolower((unsigned char)*s);
-}
-
 /* The client address masked to prefix bits, "192.0.2.0/24", in out[n];
  * false when it does not parse (out[n] then holds as much of the address
  * as fits; the whole address is its own bucket). */
@@ -612,6 +606,26 @@ static const char *sel_raw(struct sift_ctx *ctx, enum sel s, const char *rcpt)
 	}
 }
 
+/* The bucket value v[len] as it is stored: itself when it fits in out[n]
+ * (and in MAX_VALUE * 2 bytes), else "sha256:" and the SHA-256 of v in
+ * hex. false when the digest fails. */
+static bool value_finish(const char *v, size_t len, char *out, size_t n)
+{
+	if (len < n && len < MAX_VALUE * 2) {
+		memcpy(out, v, len);
+		out[len] = 0;
+		return true;
+	}
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	if (n < sizeof("sha256:") + 64 || EVP_Digest(v, len, md, &mdlen, EVP_sha256(), NULL) != 1)
+		return false;
+	size_t o = (size_t)snprintf(out, n, "sha256:");
+	for (unsigned int k = 0; k < mdlen; k++)
+		o += (size_t)snprintf(out + o, n - o, "%02x", md[k]);
+	return true;
+}
+
 /* Builds the bucket value of a rule: parts joined with '|'; a value that
  * does not fit in out[n] (or in MAX_VALUE * 2 bytes) is replaced by
  * "sha256:" and the SHA-256 of the whole value in hex, so that long
@@ -663,22 +677,11 @@ static bool bucket_value(struct sift_ctx *ctx, const struct rule *r, const char 
 		len += l;
 	}
 	v[len] = 0;
-	if (len < n && len < MAX_VALUE * 2) {
-		memcpy(out, v, len + 1);
-	} else {
-		unsigned char md[EVP_MAX_MD_SIZE];
-		unsigned int mdlen = 0;
-		if (n < sizeof("sha256:") + 64 || EVP_Digest(v, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
-			free(v);
-			*err_r = true;
-			return false;
-		}
-		size_t o = (size_t)snprintf(out, n, "sha256:");
-		for (unsigned int k = 0; k < mdlen; k++)
-			o += (size_t)snprintf(out + o, n - o, "%02x", md[k]);
-	}
+	bool ok = value_finish(v, len, out, n);
+	if (!ok)
+		*err_r = true;
 	free(v);
-	return true;
+	return ok;
 }
 
 static void counter_key(const struct rl_conf *c, const struct rule *r, int m, long long idx,
@@ -696,14 +699,14 @@ static void store_failed(struct sift_ctx *ctx, const char *what)
 		host->log(ctx, LOG_WARNING, "state store error (%s); %lld store failures so far", what, n);
 }
 
-/* Reads one integer counter: 0 ok (missing = 0), -1 error. */
+/* Reads one integer counter: 0 ok, 1 missing (*v_r = 0), -1 error. */
 static int read_counter(const char *key, long long *v_r)
 {
 	char *val = NULL;
 	int rc = host->kv_get(key, &val);
 	if (rc == 1) {
 		*v_r = 0;
-		return 0;
+		return 1;
 	}
 	if (rc < 0)
 		return -1;
@@ -1157,21 +1160,42 @@ static void control_answer(const struct rl_conf *c, const char *cmd, const char 
 	}
 	char lv[MAX_VALUE * 2];
 	long long now = wall_ms();
-	bool reset = strcmp(cmd, "reset") == 0, any = false;
+	bool reset = strcmp(cmd, "reset") == 0, any = false, found = false;
+	size_t vlen = strlen(value);
+	char *v = malloc(vlen + 1);
+	if (!v) {
+		OUT("INFO ratelimit: out of memory");
+		return;
+	}
 	OUT("INFO ratelimit");
 	for (size_t i = 0; i < c->nrules; i++) {
 		const struct rule *r = &c->rules[i];
 		if (only && r != only)
 			continue;
-		snprintf(lv, sizeof(lv), "%s", value);
-		bool keep_case = r->nsels == 1 && r->sels[0] == S_SASL;
-		if (!keep_case)
-			lower(lv);
+		/* The value as bucket_value() builds it: the parts of a
+		 * combined key separated by '|', each lowercased but a SASL
+		 * login, too long a value hashed. */
+		memcpy(v, value, vlen + 1);
+		char *part = v;
+		for (int si = 0; si < r->nsels; si++) {
+			char *bar = si + 1 < r->nsels ? strchr(part, '|') : NULL;
+			char *end = bar ? bar : part + strlen(part);
+			if (r->sels[si] != S_SASL)
+				for (char *q = part; q < end; q++)
+					*q = (char)tolower((unsigned char)*q);
+			if (!bar)
+				break;
+			part = bar + 1;
+		}
+		if (!value_finish(v, vlen, lv, sizeof(lv))) {
+			OUT(" ; %s: cannot hash the value", r->name);
+			continue;
+		}
 		for (int m = 0; m < M_MAX; m++) {
 			if (!r->lim[m].max)
 				continue;
 			long long w = r->lim[m].window_ms, idx = now / w, cur = 0, prev = 0;
-			char k1[sizeof(lv) + 128], k0[sizeof(lv) + 128], win[32];
+			char k1[KEY_MAX], k0[KEY_MAX], win[32];
 			counter_key(c, r, m, idx, lv, k1, sizeof(k1));
 			counter_key(c, r, m, idx - 1, lv, k0, sizeof(k0));
 			format_window(w, win, sizeof(win));
@@ -1181,19 +1205,28 @@ static void control_answer(const struct rl_conf *c, const char *cmd, const char 
 					OUT(" ; %s %s: store error", r->name, metric_names[m]);
 					continue;
 				}
-				OUT(" ; %s %s %s: reset", r->name, metric_names[m], lv);
 				any = true;
+				if (a == 0 || b == 0) {
+					OUT(" ; %s %s %s: reset", r->name, metric_names[m], lv);
+					found = true;
+				}
 				continue;
 			}
-			if (read_counter(k1, &cur) < 0 || read_counter(k0, &prev) < 0) {
+			int a = read_counter(k1, &cur), b = a < 0 ? -1 : read_counter(k0, &prev);
+			if (a < 0 || b < 0) {
 				OUT(" ; %s %s: store error", r->name, metric_names[m]);
 				continue;
 			}
+			if (a == 0 || b == 0)
+				found = true;
 			OUT(" ; %s %s %s: current=%lld previous=%lld estimate=%.1f limit=%lld/%s", r->name,
 			    metric_names[m], lv, cur, prev, estimate(prev, cur, now, w), r->lim[m].max, win);
 			any = true;
 		}
 	}
+	free(v);
+	if (any && !found)
+		OUT(" ; not found: no counter for \"%s\"", key);
 	if (!any)
 		OUT(" ; no rule matches \"%s\"", key);
 #undef OUT

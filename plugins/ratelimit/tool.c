@@ -171,7 +171,8 @@ static int print_answer(const char *ep, const char *action)
 	if (*p == ':')
 		p += 2;
 	bool error = strstr(action, "store error") != NULL || strstr(action, "usage:") != NULL ||
-		     strstr(action, "disabled") != NULL || strstr(action, "no rule matches") != NULL;
+		     strstr(action, "disabled") != NULL || strstr(action, "no rule matches") != NULL ||
+		     strstr(action, " ; not found: ") != NULL;
 	while (*p) {
 		while (*p == ' ' || *p == ';')
 			p++;

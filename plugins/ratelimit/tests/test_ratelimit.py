@@ -338,6 +338,24 @@ try:
         eq(res, [(['DUNNO'], 'DUNNO')] * 2, 'senders differing after 400 bytes: two buckets')
     pd.stop()
 
+    # siftctl on a combined key with a SASL login: the login keeps its
+    # case, the other parts are lowercased, as the counters' keys are; a
+    # key with no counter is "not found", with a non-zero exit.
+    pd = start_policyd('memctlkey', dict(BASE, ratelimit_rules=(
+        '{ name=su key=sasl_username+recipient_domain messages=5/1h action=log }')))
+    procs.append(pd)
+    with PolicyClient(pd.port) as c:
+        c.transaction(rcpts=['r@z.example'], sasl_username='Alice', sender='alice@s.example')
+    rc, out = siftctl(pd.conf, 'show', 'su:Alice|Z.example')
+    check(rc == 0 and 'current=1 ' in out, 'show su:Alice|Z.example: %s' % out)
+    rc, out = siftctl(pd.conf, 'reset', 'su:Alice|z.example')
+    check(rc == 0 and 'reset' in out and 'not found' not in out, 'reset su:Alice|z.example: %s' % out)
+    rc, out = siftctl(pd.conf, 'show', 'su:Alice|z.example')
+    check(rc == 1 and 'current=0 ' in out and 'not found' in out, 'show after the reset: %s' % out)
+    rc, out = siftctl(pd.conf, 'reset', 'su:Alice|z.example')
+    check(rc == 1 and 'not found' in out and ': reset' not in out, 'reset again: not found: %s' % out)
+    pd.stop()
+
     # filterd: the RCPT check counts the current recipient (filterd puts it
     # in the message's list only after the chain has run).
     fd = sifttest.start_daemon('filterd', tmp, dict(BASE, ratelimit_rules=(
