@@ -2192,4 +2192,5 @@ const struct sift_host sift_host_table = {
 	.policy_action_once = h_policy_action_once,
 	.kv_write = h_kv_write,
 	.map_is_pattern = sift_map_is_pattern,
+	.reply_check = sift_reply_check,
 };

@@ -83,6 +83,8 @@
  *      as one atomic unit: struct sift_kv_op).
  *   6  struct sift_host: map_is_pattern (whether a map is a pcre, regexp or
  *      cidr table, matched against whole keys only).
+ *   7  struct sift_host: reply_check (the host's rules for a REJECT or
+ *      TEMPFAIL reply, for replies configured ahead of use).
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -99,7 +101,7 @@ extern "C" {
 #endif
 
 #define SIFT_ABI_MAJOR 1
-#define SIFT_ABI_MINOR 6
+#define SIFT_ABI_MINOR 7
 
 struct sift_ctx;	 /* one connection/message/request as seen by a plugin */
 struct sift_dns_pending; /* a DNS query started by host->dns_start */
@@ -749,6 +751,13 @@ struct sift_host {
 	 * Postfix does (access(5), "REGULAR EXPRESSION TABLES"). false for
 	 * NULL. Pure, callable from init and from any thread. */
 	bool (*map_is_pattern)(const struct sift_map *map);
+	/* Whether the reply code/xcode/text would be accepted with a verdict
+	 * of class cls ('5' REJECT, '4' TEMPFAIL) by reply() (ABI minor 7):
+	 * NULL when valid, else why (a static string). For a reply text set
+	 * in the configuration, to refuse it at init rather than replace it
+	 * by the default at every message. Pure, callable from init and from
+	 * any thread. */
+	const char *(*reply_check)(char cls, const char *code, const char *xcode, const char *text);
 };
 
 struct sift_plugin {

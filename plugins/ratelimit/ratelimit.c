@@ -118,6 +118,7 @@ struct rule {
 	const struct sift_map *exempt;
 	int v4_prefix, v6_prefix;
 	enum prof_filter profile;
+	unsigned seen; /* settings given, by rule_settings index (parsing) */
 };
 
 struct rl_conf {
@@ -170,15 +171,17 @@ static const struct sift_param params[] = {
 
 /* ---- rule parsing ------------------------------------------------------------ */
 
-/* Parses "N/WINDOW" (N with k/m/g units for bytes). */
+/* Parses "N/WINDOW" (N with k/m/g units for bytes; WINDOW a unit or a
+ * number and a unit). */
 static int parse_limit(const char *v, bool size_units, struct limit *l)
 {
 	const char *slash = strchr(v, '/');
-	if (!slash || slash == v)
+	if (!slash || slash == v || !isdigit((unsigned char)*v))
 		return -1;
 	char *end;
+	errno = 0;
 	long long n = strtoll(v, &end, 10);
-	if (end == v || n <= 0)
+	if (end == v || n <= 0 || errno == ERANGE)
 		return -1;
 	if (size_units && end < slash) {
 		long long mult = 1;
@@ -204,10 +207,13 @@ static int parse_limit(const char *v, bool size_units, struct limit *l)
 	const char *w = slash + 1;
 	long long num = 1, unit = 1000;
 	if (isdigit((unsigned char)*w)) {
+		errno = 0;
 		num = strtoll(w, &end, 10);
+		if (errno == ERANGE)
+			return -1;
 		w = end;
 	}
-	if (!*w || strcmp(w, "s") == 0)
+	if (strcmp(w, "s") == 0)
 		unit = 1000;
 	else if (strcmp(w, "ms") == 0)
 		unit = 1;
@@ -220,7 +226,7 @@ static int parse_limit(const char *v, bool size_units, struct limit *l)
 	else if (strcmp(w, "w") == 0)
 		unit = 7 * 86400000LL;
 	else
-		return -1;
+		return -1; /* no unit ("10/", "10/5"): refused, not taken as seconds */
 	if (num <= 0 || __builtin_mul_overflow(num, unit, &l->window_ms) || l->window_ms < 1000 ||
 	    l->window_ms > 31LL * 86400000)
 		return -1;
@@ -301,8 +307,23 @@ static void rule_free(struct rule *r)
 	free(r->text);
 }
 
+static const char *const rule_settings[] = {"name",    "key",	      "messages",   "recipients",
+					    "bytes",   "action",      "text",	    "exempt",
+					    "profile", "ipv4_prefix", "ipv6_prefix"};
+
 static int rule_option(struct rule *r, const char *name, const char *v, char **err_r)
 {
+	size_t si;
+	for (si = 0; si < sizeof(rule_settings) / sizeof(rule_settings[0]); si++)
+		if (strcmp(name, rule_settings[si]) == 0)
+			break;
+	if (si < sizeof(rule_settings) / sizeof(rule_settings[0])) {
+		if (r->seen & (1u << si)) {
+			*err_r = errf("%s= given twice%s", name, "");
+			return -1;
+		}
+		r->seen |= 1u << si;
+	}
 	if (strcmp(name, "name") == 0) {
 		if (!valid_name(v)) {
 			*err_r = errf("bad rule name \"%s\"%s (letters, digits, _ - .)", v, "");
@@ -340,7 +361,8 @@ static int rule_option(struct rule *r, const char *name, const char *v, char **e
 		   strcmp(name, "bytes") == 0) {
 		int m = name[0] == 'm' ? M_MSG : name[0] == 'r' ? M_RCPT : M_BYTES;
 		if (parse_limit(v, m == M_BYTES, &r->lim[m]) < 0) {
-			*err_r = errf("bad %s limit \"%s\" (want COUNT/WINDOW, e.g. 100/1h; windows 1s..31d)",
+			*err_r = errf("bad %s limit \"%s\" (want COUNT/WINDOW, e.g. 100/1h or 100/h; "
+				      "units s m h d w, windows 1s..31d)",
 				      name, v);
 			return -1;
 		}
@@ -471,6 +493,17 @@ static int parse_rules(struct rl_conf *c, char **err_r)
 				      "bytes= limit%s",
 				      r->name, "");
 			return -1;
+		}
+		if (r->text) {
+			/* The reply as answer() gives it: refused here, not
+			 * replaced by the default reply at every message. */
+			bool rej = r->action == A_REJECT;
+			const char *why = host->reply_check(rej ? '5' : '4', rej ? "550" : "450",
+							    rej ? "5.7.1" : "4.7.1", r->text);
+			if (why) {
+				*err_r = errf("ratelimit_rules: rule %s: text=: %s", r->name, why);
+				return -1;
+			}
 		}
 		for (size_t i = 0; i + 1 < c->nrules; i++)
 			if (strcmp(c->rules[i].name, r->name) == 0) {

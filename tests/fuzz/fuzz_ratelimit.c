@@ -20,6 +20,8 @@
 #include "../../plugins/ratelimit/ratelimit.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* The host's reply check (lib/reply.c, in siftcore). */
+const char *sift_reply_check(char cls, const char *code, const char *xcode, const char *text);
 
 static const struct sift_map *fake_map_open(const char *spec, char **err_r)
 {
@@ -30,7 +32,8 @@ static const struct sift_map *fake_map_open(const char *spec, char **err_r)
 	return NULL;
 }
 
-static struct sift_host fake_host = {.map_open = fake_map_open};
+static struct sift_host fake_host = {
+	.struct_size = sizeof(struct sift_host), .map_open = fake_map_open, .reply_check = sift_reply_check};
 
 static void check_rule(const struct rl_conf *c, size_t i)
 {

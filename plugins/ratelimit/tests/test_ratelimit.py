@@ -521,14 +521,31 @@ try:
                       ('{ name=x key=sender }', 'no limit'),
                       ('{ key=sender messages=1/1h }', 'no name'),
                       ('{ name=x key=sender messages=1/1h action=explode }', 'bad action'),
-                      ('{ name=x key=sender messages=1/1h', 'missing brace')]:
+                      ('{ name=x key=sender messages=1/1h', 'missing brace'),
+                      ('{ name=x key=sender messages=10/ }', 'window without a unit'),
+                      ('{ name=x key=sender messages=10/5 }', 'window number without a unit'),
+                      ('{ name=x key=sender messages=99999999999999999999/1h }', 'count out of range'),
+                      ('{ name=x key=sender bytes=1k/99999999999999999999s }', 'window out of range'),
+                      ('{ name=x key=sender messages=1/1h messages=2/1h }', 'messages= given twice'),
+                      ('{ name=x key=sender key=recipient messages=1/1h }', 'key= given twice'),
+                      ('{ name=x key=sender messages=1/1h text="Too\x7fmany" }', 'rule x: text='),
+                      ('{ name=x key=sender messages=1/1h action=reject text="%s" }' % ('x' * 1000),
+                       'rule x: text=')]:
         r = subprocess.run([sifttest.program('policyd'), '-c', '/dev/null', '-t',
                             '-o', 'policyd_user=' + sifttest.daemon_user(),
                             '-o', 'plugin_directory=' + sifttest.plugin_directory(),
                             '-o', 'inbound_plugins=ratelimit', '-o', 'ratelimit_rules=' + bad],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
-        check(r.returncode == 1 and 'ratelimit_rules' in r.stderr, 'config error: %s: %s' % (
-            what, r.stderr.strip()))
+        check(r.returncode == 1 and 'ratelimit_rules' in r.stderr and
+              (not (what.startswith('rule ') or 'twice' in what) or what in r.stderr),
+              'config error: %s: %s' % (what, r.stderr.strip()))
+    r = subprocess.run([sifttest.program('policyd'), '-c', '/dev/null', '-t',
+                        '-o', 'policyd_user=' + sifttest.daemon_user(),
+                        '-o', 'plugin_directory=' + sifttest.plugin_directory(),
+                        '-o', 'inbound_plugins=ratelimit',
+                        '-o', 'ratelimit_rules={ name=x key=sender messages=1/h bytes=1m/2d }'],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    check(r.returncode == 0, 'a window of a unit alone (1/h): %s' % r.stderr.strip())
     for bad in ['redis:', 'redis:localhost', 'redis:127.0.0.1:0', 'redis:unix:rel/path',
                 'redis:127.0.0.1:6379,db=x', 'redis:127.0.0.1:6379,bogus=1']:
         r = subprocess.run([sifttest.program('policyd'), '-c', '/dev/null', '-t',
