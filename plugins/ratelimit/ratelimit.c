@@ -1153,19 +1153,52 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 
 /* ---- control requests ------------------------------------------------------- */
 
-/* The answer to one control request, "INFO ratelimit ..." in out[cap]. */
-static void control_answer(const struct rl_conf *c, const char *cmd, const char *key, char *out, size_t cap)
+/* A growing string for the control answers (the host's string buffer is
+ * not part of the plugin interface). On allocation failure it keeps what
+ * it had and sets oom. */
+struct strbuf {
+	char *s;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct strbuf *b, const char *fmt, ...)
 {
-	size_t len = 0;
-	out[0] = 0;
-#define OUT(...)                                                                            \
-	do {                                                                                \
-		if (len < cap) {                                                            \
-			int w_ = snprintf(out + len, cap - len, __VA_ARGS__);               \
-			if (w_ > 0)                                                         \
-				len += (size_t)w_ < cap - len ? (size_t)w_ : cap - len - 1; \
-		}                                                                           \
-	} while (0)
+	if (b->oom)
+		return;
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		int w = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+		va_end(ap);
+		if (w < 0) {
+			b->oom = true;
+			return;
+		}
+		if (b->s && (size_t)w < b->cap - b->len) {
+			b->len += (size_t)w;
+			return;
+		}
+		size_t cap = b->cap ? b->cap : 1024;
+		while (cap < b->len + (size_t)w + 1)
+			cap *= 2;
+		char *n = realloc(b->s, cap);
+		if (!n) {
+			b->oom = true;
+			return;
+		}
+		if (!b->s)
+			n[0] = 0;
+		b->s = n;
+		b->cap = cap;
+	}
+}
+
+/* The answer to one control request, "INFO ratelimit ...", in out. */
+static void control_answer(const struct rl_conf *c, const char *cmd, const char *key, struct strbuf *out)
+{
+#define OUT(...) sb_printf(out, __VA_ARGS__)
 	if (!c) {
 		OUT("INFO ratelimit: control requests are disabled (ratelimit_control = no)");
 		return;
@@ -1318,22 +1351,29 @@ static void ctl_serve(int fd)
 		else if (strncmp(line, "key=", 4) == 0 && !key)
 			key = line + 4;
 	}
-	char out[3800], reply[3900];
+	struct strbuf out = {0};
+	sb_printf(&out, "action=");
 	pthread_mutex_lock(&ctl_lock);
-	control_answer(ctl_conf, cmd, key, out, sizeof(out));
+	control_answer(ctl_conf, cmd, key, &out);
 	pthread_mutex_unlock(&ctl_lock);
-	for (char *p = out; *p; p++)
+	if (out.oom) {
+		free(out.s);
+		out = (struct strbuf){0};
+		sb_printf(&out, "action=INFO ratelimit: out of memory");
+	}
+	for (char *p = out.s; p && *p; p++)
 		if ((unsigned char)*p < 0x20)
 			*p = ' ';
-	int n = snprintf(reply, sizeof(reply), "action=%s\n\n", out);
-	for (size_t off = 0; n > 0 && off < (size_t)n;) {
-		ssize_t w = write(fd, reply + off, (size_t)n - off);
+	sb_printf(&out, "\n\n");
+	for (size_t off = 0; !out.oom && off < out.len;) {
+		ssize_t w = write(fd, out.s + off, out.len - off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
-			return;
+			break;
 		off += (size_t)w;
 	}
+	free(out.s);
 }
 
 static void *ctl_thread(void *arg)

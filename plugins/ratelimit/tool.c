@@ -33,7 +33,9 @@
 #include "sift/plugin.h"
 #include "tool.h"
 
-#define RL_TIMEOUT_MS	  10000
+#define RL_TIMEOUT_MS 10000
+/* 64 rules, 3 metrics, values up to 640 bytes: well under this */
+#define RL_ANSWER_MAX	  (1024 * 1024)
 #define RL_DEFAULT_SOCKET "/run/sift/ratelimit.sock"
 
 static const char key_usage[] = "[RULE:]VALUE [--socket PATH]";
@@ -140,7 +142,7 @@ static char *rl_ask(const char *ep, const char *cmd, const char *key, char **err
 			*err_r = xasprintf("%s closed the connection without an answer", ep);
 			goto out;
 		}
-		if (b.len + (size_t)r > 65536) {
+		if (b.len + (size_t)r > RL_ANSWER_MAX) {
 			*err_r = xasprintf("%s: answer too long", ep);
 			goto out;
 		}

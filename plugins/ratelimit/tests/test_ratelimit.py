@@ -356,6 +356,18 @@ try:
     check(rc == 1 and 'not found' in out and ': reset' not in out, 'reset again: not found: %s' % out)
     pd.stop()
 
+    # siftctl show: every rule's lines, however many (the answer grows).
+    pd = start_policyd('memmanyrules', dict(BASE, ratelimit_rules=' '.join(
+        '{ name=rule%02d key=sender messages=1/1h bytes=1m/1d }' % i for i in range(40))))
+    procs.append(pd)
+    with PolicyClient(pd.port) as c:
+        c.transaction(sender='someone@example.com')
+    rc, out = siftctl(pd.conf, 'show', 'someone@example.com')
+    lines = [ln for ln in out.splitlines() if ln.startswith('rule')]
+    check(rc == 0 and len(lines) == 80 and lines[-1].startswith('rule39 bytes someone@example.com: current='),
+          'show over 40 rules: 80 lines: %d, last %r' % (len(lines), lines[-1:]))
+    pd.stop()
+
     # filterd: the RCPT check counts the current recipient (filterd puts it
     # in the message's list only after the chain has run).
     fd = sifttest.start_daemon('filterd', tmp, dict(BASE, ratelimit_rules=(
