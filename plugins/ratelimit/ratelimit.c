@@ -127,6 +127,7 @@ struct rl_conf {
 	int store_failure; /* 0 dunno, 1 tempfail */
 	long long ipv4_prefix, ipv6_prefix;
 	const char *key_prefix;
+	const char *rcpt_delim; /* Postfix's recipient_delimiter: a set, "" = off */
 	int control;
 	const char *control_socket;
 	const char *control_mode;
@@ -157,6 +158,9 @@ static const struct sift_param params[] = {
 	 "default prefix length of client_address buckets for IPv6 clients"},
 	{"key_prefix", SIFT_P_STRING, "rl:", 0, 0, OFF(key_prefix), NULL,
 	 "prefix of the counters' keys in the state store"},
+	{"recipient_delimiter", SIFT_P_STRING, "", 0, 0, OFF(rcpt_delim), NULL,
+	 "address extension delimiters, as Postfix's recipient_delimiter (a set of characters; empty: "
+	 "none): sender and recipient buckets drop the extension (user+ext@ counts as user@)"},
 	{"control", SIFT_P_BOOL, "no", 0, 0, OFF(control), NULL,
 	 "answer siftctl ratelimit on ratelimit_control_socket (never on the policy socket)"},
 	{"control_socket", SIFT_P_STRING, "/run/sift/ratelimit.sock", 0, 0, OFF(control_socket), NULL,
@@ -659,17 +663,68 @@ static bool value_finish(const char *v, size_t len, char *out, size_t n)
 	return true;
 }
 
-/* Builds the bucket value of a rule: parts joined with '|'; a value that
- * does not fit in out[n] (or in MAX_VALUE * 2 bytes) is replaced by
- * "sha256:" and the SHA-256 of the whole value in hex, so that long
- * senders or recipients get buckets of their own and never escape a rule.
- * Returns false when the rule does not apply or is exempt. */
+/* One part of a bucket value as it is counted, appended to v at *len:
+ * lowercased (but a SASL login); domains without a trailing dot; sender
+ * and recipient addresses without their extension when delimiters are
+ * set (Postfix's recipient_delimiter: the local part up to the first
+ * delimiter, unless the local part begins with one). */
+static void add_part(const struct rl_conf *c, enum sel s, const char *p, char *v, size_t *len)
+{
+	size_t l = strlen(p), o = *len;
+	const char *at = s == S_SENDER || s == S_RCPT ? strrchr(p, '@') : NULL;
+	size_t cut = 0, cutlen = 0; /* the extension, [cut, cut + cutlen) */
+	if (at && c->rcpt_delim && *c->rcpt_delim) {
+		size_t local = (size_t)(at - p), d = strcspn(p, c->rcpt_delim);
+		if (d > 0 && d < local) {
+			cut = d;
+			cutlen = local - d;
+		}
+	}
+	if ((s == S_SENDER_DOMAIN || s == S_RCPT_DOMAIN || at) && l > 1 && p[l - 1] == '.' &&
+	    (!at || at + 1 < p + l - 1))
+		l--;
+	for (size_t k = 0; k < l; k++) {
+		if (cutlen && k == cut) {
+			k += cutlen - 1;
+			continue;
+		}
+		v[o++] = s == S_SASL ? p[k] : (char)tolower((unsigned char)p[k]);
+	}
+	v[o] = 0;
+	*len = o;
+}
+
+/* The bucket value of rule r from its parts (raw values, one per
+ * selector), as counted: see add_part() and value_finish(). */
+static bool build_value(const struct rl_conf *c, const struct rule *r, const char *const *parts, char *out,
+			size_t n)
+{
+	size_t total = 1;
+	for (int i = 0; i < r->nsels; i++)
+		total += strlen(parts[i]) + 1;
+	char *v = malloc(total);
+	if (!v)
+		return false;
+	size_t len = 0;
+	v[0] = 0;
+	for (int i = 0; i < r->nsels; i++) {
+		if (i)
+			v[len++] = '|';
+		add_part(c, r->sels[i], parts[i], v, &len);
+	}
+	bool ok = value_finish(v, len, out, n);
+	free(v);
+	return ok;
+}
+
+/* Builds the bucket value of a rule: parts joined with '|' (see
+ * build_value()). Returns false when the rule does not apply or is
+ * exempt. */
 static bool bucket_value(struct sift_ctx *ctx, const struct rule *r, const char *rcpt, char *out, size_t n,
 			 bool *exempt_r, bool *err_r)
 {
 	const char *raws[MAX_SELS];
 	char cb[MAX_SELS][INET6_ADDRSTRLEN + 16];
-	size_t total = 0;
 	out[0] = 0;
 	for (int i = 0; i < r->nsels; i++) {
 		const char *raw = sel_raw(ctx, r->sels[i], rcpt);
@@ -691,30 +746,12 @@ static bool bucket_value(struct sift_ctx *ctx, const struct rule *r, const char 
 		    client_bucket(raw, r->v4_prefix, r->v6_prefix, cb[i], sizeof(cb[i])))
 			raw = cb[i];
 		raws[i] = raw;
-		total += strlen(raw) + 1;
 	}
-	char *v = malloc(total + 1);
-	if (!v) {
+	if (!build_value(host->conf(ctx), r, raws, out, n)) {
 		*err_r = true;
 		return false;
 	}
-	size_t len = 0;
-	for (int i = 0; i < r->nsels; i++) {
-		if (i)
-			v[len++] = '|';
-		size_t l = strlen(raws[i]);
-		memcpy(v + len, raws[i], l);
-		if (r->sels[i] != S_SASL)
-			for (size_t k = 0; k < l; k++)
-				v[len + k] = (char)tolower((unsigned char)v[len + k]);
-		len += l;
-	}
-	v[len] = 0;
-	bool ok = value_finish(v, len, out, n);
-	if (!ok)
-		*err_r = true;
-	free(v);
-	return ok;
+	return true;
 }
 
 static void counter_key(const struct rl_conf *c, const struct rule *r, int m, long long idx,
@@ -1238,23 +1275,23 @@ static void control_answer(const struct rl_conf *c, const char *cmd, const char 
 		const struct rule *r = &c->rules[i];
 		if (only && r != only)
 			continue;
-		/* The value as bucket_value() builds it: the parts of a
-		 * combined key separated by '|', each lowercased but a SASL
-		 * login, too long a value hashed. */
+		/* The value as bucket_value() builds it from the parts of a
+		 * combined key, separated by '|'. */
 		memcpy(v, value, vlen + 1);
+		const char *parts[MAX_SELS];
 		char *part = v;
 		for (int si = 0; si < r->nsels; si++) {
+			parts[si] = part;
 			char *bar = si + 1 < r->nsels ? strchr(part, '|') : NULL;
-			char *end = bar ? bar : part + strlen(part);
-			if (r->sels[si] != S_SASL)
-				for (char *q = part; q < end; q++)
-					*q = (char)tolower((unsigned char)*q);
-			if (!bar)
-				break;
-			part = bar + 1;
+			if (bar) {
+				*bar = 0;
+				part = bar + 1;
+			} else {
+				part += strlen(part);
+			}
 		}
-		if (!value_finish(v, vlen, lv, sizeof(lv))) {
-			OUT(" ; %s: cannot hash the value", r->name);
+		if (!build_value(c, r, parts, lv, sizeof(lv))) {
+			OUT(" ; %s: out of memory", r->name);
 			continue;
 		}
 		for (int m = 0; m < M_MAX; m++) {

@@ -368,6 +368,32 @@ try:
           'show over 40 rules: 80 lines: %d, last %r' % (len(lines), lines[-1:]))
     pd.stop()
 
+    # Address extensions (ratelimit_recipient_delimiter) and a domain's
+    # trailing dot do not make buckets of their own.
+    pd = start_policyd('memdelim', dict(BASE, ratelimit_recipient_delimiter='+-', ratelimit_rules=(
+        '{ name=snd key=sender messages=1/1h action=reject profile=originating } '
+        '{ name=sd key=sender_domain messages=1/1h action=reject profile=inbound } '
+        '{ name=rc key=recipient messages=2/1h action=reject profile=inbound }')))
+    procs.append(pd)
+    with PolicyClient(pd.port) as c:
+        res = [c.transaction(rcpts=['r@y.example'], sender=snd, sasl_username='alice', client_address='10.0.0.1')
+               for snd in ('alice@example.com', 'Alice+1@example.com', 'alice-2@example.com.')]
+        check(res[0] == (['DUNNO'], 'DUNNO') and refused(res[1][0][0]) and refused(res[2][0][0]),
+              'alice+1@, alice-2@ (delimiters +-) count as alice@: %r' % res)
+        res = [c.transaction(rcpts=['x%d@z.example' % i], sender=snd, client_address='192.0.2.77')
+               for i, snd in enumerate(('bob@dom.example', 'bob@dom.example.'))]
+        check(res[0] == (['DUNNO'], 'DUNNO') and refused(res[1][0][0]),
+              'dom.example. counts as dom.example: %r' % res)
+        res = [c.transaction(rcpts=[rc], sender='s%d@other%d.example' % (i, i), client_address='192.0.2.78')
+               for i, rc in enumerate(('carol+a@r.example', 'carol+b@r.example', 'carol@r.example.'))]
+        check(res[0][1] == res[1][1] == 'DUNNO' and refused(res[2][0][0]),
+              'carol+a@, carol+b@, carol@r.example.: one recipient bucket: %r' % res)
+        eq(c.transaction(rcpts=['+x@r.example'], sender='t@t.example', client_address='192.0.2.79')[1], 'DUNNO',
+           'a local part that begins with a delimiter is not cut')
+    rc, out = siftctl(pd.conf, 'show', 'snd:alice+9@example.com.')
+    check(rc == 0 and 'snd messages alice@example.com: current=1 ' in out, 'siftctl show, the same key: %s' % out)
+    pd.stop()
+
     # filterd: the RCPT check counts the current recipient (filterd puts it
     # in the message's list only after the chain has run).
     fd = sifttest.start_daemon('filterd', tmp, dict(BASE, ratelimit_rules=(
