@@ -1114,6 +1114,32 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 	size_t nlist = 0;
 	const char **rcpts = msg_rcpts(ctx, ST_EOM, &nlist);
 	long long nrcpt = attr_ll(ctx, SIFT_I_RCPT_COUNT);
+	/* policyd: Postfix may have refused recipients after this plugin
+	 * passed them (reject_unlisted_recipient after check_policy_service).
+	 * When its recipient_count differs from the recipients tracked, the
+	 * one recipient it names (recipient_count = 1) is the message's;
+	 * otherwise which recipients stayed is unknown and the per-recipient
+	 * rules do not count this message (the others count its messages,
+	 * bytes and Postfix's recipient_count). */
+	bool unmatched = false;
+	if (nrcpt > 0 && (size_t)nrcpt != nlist) {
+		const char *cur = host->get(ctx, SIFT_I_RCPT);
+		const char **one = nrcpt == 1 && cur && *cur ? realloc(rcpts, sizeof(*rcpts)) : NULL;
+		if (one) {
+			rcpts = one;
+			rcpts[0] = cur;
+			nlist = 1;
+		} else {
+			unmatched = true;
+			if (nlist) /* none: not asked at RCPT, nothing to say */
+				host->log(
+					ctx, LOG_INFO,
+					"recipient_count=%lld but %zu recipients passed at RCPT: "
+					"per-recipient rules not counted for this message "
+					"(reject_unlisted_recipient before check_policy_service avoids this)",
+					nrcpt, nlist);
+		}
+	}
 	if (nrcpt <= 0)
 		nrcpt = nlist ? (long long)nlist : 1;
 	struct incr_rec *recs = NULL;
@@ -1122,7 +1148,7 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 	bool have = false, failed = false;
 	for (size_t i = 0; i < c->nrules && !failed; i++) {
 		const struct rule *r = &c->rules[i];
-		if (!profile_applies(ctx, r))
+		if (!profile_applies(ctx, r) || (r->per_rcpt && unmatched))
 			continue;
 		struct bucket *g = NULL;
 		bool merr = false;

@@ -394,6 +394,52 @@ try:
     check(rc == 0 and 'snd messages alice@example.com: current=1 ' in out, 'siftctl show, the same key: %s' % out)
     pd.stop()
 
+    # Recipients Postfix refuses after the policy check (END-OF-MESSAGE's
+    # recipient_count below the recipients passed at RCPT) are not counted.
+    pd = start_policyd('memunlisted', dict(BASE, ratelimit_rules=(
+        '{ name=rcpt key=recipient messages=5/1h action=defer } '
+        '{ name=snd key=sender messages=5/1h recipients=10/1h action=defer }')))
+    procs.append(pd)
+    with PolicyClient(pd.port) as c:
+        base = dict(client_address='192.0.2.9', sender='s2@s.example', helo_name='h')
+        for inst, rcpts, final in (('U.1', ['nobody@y.example', 'good@y.example'], 'good@y.example'),
+                                   ('U.2', ['nobody2@y.example', 'a@y.example', 'b@y.example'], '')):
+            for r in rcpts:
+                c.ask(protocol_state='RCPT', recipient=r, recipient_count='0', instance=inst, **base)
+            eq(c.ask(protocol_state='END-OF-MESSAGE', recipient=final, recipient_count=str(len(rcpts) - 1),
+                     size='100', instance=inst, **base), 'DUNNO', 'message %s accepted' % inst)
+    for key, want in (('rcpt:nobody@y.example', 'not found'), ('rcpt:good@y.example', 'current=1 '),
+                      ('rcpt:nobody2@y.example', 'not found'), ('rcpt:a@y.example', 'not found'),
+                      ('snd:s2@s.example', 'snd messages s2@s.example: current=2 '),
+                      ('snd:s2@s.example', 'snd recipients s2@s.example: current=3 ')):
+        rc, out = siftctl(pd.conf, 'show', key)
+        check(want in out, '%s: %s: %s' % (key, want, out))
+    check('recipient_count=2 but 3 recipients passed at RCPT' in pd.log(), 'unmatched recipients logged')
+    pd.stop()
+
+    # Recipients Postfix refuses after the policy check (END-OF-MESSAGE's
+    # recipient_count below the recipients passed at RCPT) are not counted.
+    pd = start_policyd('memunlisted', dict(BASE, ratelimit_rules=(
+        '{ name=rcpt key=recipient messages=5/1h action=defer } '
+        '{ name=snd key=sender messages=5/1h recipients=10/1h action=defer }')))
+    procs.append(pd)
+    with PolicyClient(pd.port) as c:
+        base = dict(client_address='192.0.2.9', sender='s2@s.example', helo_name='h')
+        for inst, rcpts, final in (('U.1', ['nobody@y.example', 'good@y.example'], 'good@y.example'),
+                                   ('U.2', ['nobody2@y.example', 'a@y.example', 'b@y.example'], '')):
+            for r in rcpts:
+                c.ask(protocol_state='RCPT', recipient=r, recipient_count='0', instance=inst, **base)
+            eq(c.ask(protocol_state='END-OF-MESSAGE', recipient=final, recipient_count=str(len(rcpts) - 1),
+                     size='100', instance=inst, **base), 'DUNNO', 'message %s accepted' % inst)
+    for key, want in (('rcpt:nobody@y.example', 'not found'), ('rcpt:good@y.example', 'current=1 '),
+                      ('rcpt:nobody2@y.example', 'not found'), ('rcpt:a@y.example', 'not found'),
+                      ('snd:s2@s.example', 'snd messages s2@s.example: current=2 '),
+                      ('snd:s2@s.example', 'snd recipients s2@s.example: current=3 ')):
+        rc, out = siftctl(pd.conf, 'show', key)
+        check(want in out, '%s: %s: %s' % (key, want, out))
+    check('recipient_count=2 but 3 recipients passed at RCPT' in pd.log(), 'unmatched recipients logged')
+    pd.stop()
+
     # filterd: the RCPT check counts the current recipient (filterd puts it
     # in the message's list only after the chain has run).
     fd = sifttest.start_daemon('filterd', tmp, dict(BASE, ratelimit_rules=(
