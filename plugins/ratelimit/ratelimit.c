@@ -128,6 +128,7 @@ struct rl_conf {
 	long long ipv4_prefix, ipv6_prefix;
 	const char *key_prefix;
 	const char *rcpt_delim; /* Postfix's recipient_delimiter: a set, "" = off */
+	int count;		/* no: check only, never increment */
 	int control;
 	const char *control_socket;
 	const char *control_mode;
@@ -161,6 +162,9 @@ static const struct sift_param params[] = {
 	{"recipient_delimiter", SIFT_P_STRING, "", 0, 0, OFF(rcpt_delim), NULL,
 	 "address extension delimiters, as Postfix's recipient_delimiter (a set of characters; empty: "
 	 "none): sender and recipient buckets drop the extension (user+ext@ counts as user@)"},
+	{"count", SIFT_P_BOOL, "yes", 0, 0, OFF(count), NULL,
+	 "count accepted messages at their end (no: check only, for a daemon that shares its store with "
+	 "another that counts, as policyd at RCPT with filterd)"},
 	{"control", SIFT_P_BOOL, "no", 0, 0, OFF(control), NULL,
 	 "answer siftctl ratelimit on ratelimit_control_socket (never on the policy socket)"},
 	{"control_socket", SIFT_P_STRING, "/run/sift/ratelimit.sock", 0, 0, OFF(control_socket), NULL,
@@ -1639,7 +1643,7 @@ static enum sift_verdict rl_policy(struct sift_ctx *ctx)
 	if (strcmp(state, "DATA") == 0)
 		return check(ctx, c, false);
 	if (strcmp(state, "END-OF-MESSAGE") == 0)
-		return count(ctx, c);
+		return c->count ? count(ctx, c) : SIFT_DUNNO;
 	return SIFT_DUNNO;
 }
 
@@ -1653,7 +1657,7 @@ static enum sift_verdict rl_rcpt(struct sift_ctx *ctx)
 static enum sift_verdict rl_eom(struct sift_ctx *ctx)
 {
 	const struct rl_conf *c = host->conf(ctx);
-	return c->nrules ? count(ctx, c) : SIFT_DUNNO;
+	return c->nrules && c->count ? count(ctx, c) : SIFT_DUNNO;
 }
 
 int rl_conf_control(const void *conf)

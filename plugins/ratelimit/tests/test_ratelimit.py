@@ -534,6 +534,31 @@ try:
     rc, out = siftctl(pb.conf, 'show', 'shared')
     check('current=25 ' in out, 'siftctl show through the other instance: %s' % out)
 
+    # policyd and filterd on one store, wired as README.md does (policyd at
+    # RCPT and END-OF-MESSAGE, filterd as a milter): with
+    # ratelimit_count = no in policyd, a message is counted once, by filterd.
+    both = dict(BASE, state_store=spec, ratelimit_rules='{ name=both key=global messages=100/1h action=defer }')
+    pc = start_policyd('pdcheck', dict(both, ratelimit_count='no'))
+    fb = sifttest.start_daemon('filterd', tmp, both, name='fdcount')
+    procs += [pc, fb]
+
+    def zs(v):
+        return v.encode() + b'\0'
+    m = Milter(fb.port)
+    m.send(CONNECT)
+    m.send(pkt(b'M', zs('<a@example.net>')))
+    with PolicyClient(pc.port) as c:
+        eq(c.transaction(rcpts=['r@x.example'], sender='a@example.net'), (['DUNNO'], 'DUNNO'),
+           'policyd with ratelimit_count = no: checks, passes')
+    m.send(pkt(b'R', zs('<r@x.example>')))
+    m.send(pkt(b'T'), pkt(b'L', zs('Subject') + zs('t')), pkt(b'N'), pkt(b'B', b'hi\r\n'), replies=4)
+    eq(m.send(pkt(b'E')), [(b'c', b'')], 'filterd counts and accepts')
+    m.close()
+    keys = red.cli('--scan', '--pattern', 'sift:rl:both:m:*').split()
+    eq([red.cli('GET', k) for k in keys], ['1'], 'one message through both daemons: counted once')
+    pc.stop()
+    fb.stop()
+
     # Kill redis mid-test.
     red.kill()
     with PolicyClient(pa.port) as ca, PolicyClient(pb.port) as cb:
