@@ -185,13 +185,15 @@ class Harness:
         self.procs.append(dov)
         self.procs.append(pf)
         try:
-            pf.start()
+            pf.start(timeout=60)
         except (sifttest.PostfixError, subprocess.TimeoutExpired) as e:
             # `postfix status` was seen to hang for a minute on a busy
-            # machine: one more try before failing.
+            # machine, and a master to take over 20 s to come up while the
+            # sanitizer suites run beside it: a minute each, one more try
+            # before failing.
             print('# postfix start: %s; trying once more' % str(e).splitlines()[0], flush=True)
             pf.stop()
-            pf.start()
+            pf.start(timeout=60)
         return pf
 
     def stop(self):
