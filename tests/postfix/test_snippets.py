@@ -176,8 +176,11 @@ class Harness:
         pf = sifttest.Postfix(root=root, main=site, keep=True,
                               master_extra='tlsmgr    unix  -       -       n       1000?   1       '
                                            'tlsmgr\n' + master_text)
-        with open(os.path.join(pf.config_dir, 'main.cf'), 'a') as f:
-            f.write('\n# --- snippet under test ---\n' + main_text)
+        path = os.path.join(pf.config_dir, 'main.cf')
+        with open(path) as f:
+            text = f.read()
+        with open(path, 'w') as f:
+            f.write(merge_main_cf(text + '\n# --- snippet under test ---\n' + main_text))
         dov = DovecotSASL(os.path.join(pf.queue_dir, 'sasl'), USERS)
         # Dovecot's socket must be reachable from smtpd's chroot (the queue
         # directory): sasl/auth relative to it.
@@ -199,6 +202,27 @@ class Harness:
     def stop(self):
         sifttest.stop_all(self.procs)
         self.procs = []
+
+
+def merge_main_cf(text):
+    """main.cf with each parameter defined once, where it was defined last
+    (Postfix's meaning of a repeated one), as an administrator pastes a
+    snippet over the settings it replaces. Every repeated parameter makes
+    each Postfix process log "overriding earlier entry" at start, through
+    postlogd (maillog_file); postlogd logs its own warnings to the socket
+    it reads, so enough of them at once fill that socket and deadlock it,
+    and with it the master's start."""
+    entries, cur = [], None
+    for line in text.splitlines(keepends=True):
+        if line[:1] in (' ', '\t') and cur is not None and line.strip() and not line.lstrip().startswith('#'):
+            cur[1].append(line)  # a continuation line
+            continue
+        m = re.match(r'([A-Za-z0-9_]+)\s*=', line)
+        cur = [m.group(1) if m else None, [line]]
+        entries.append(cur)
+    last = {name: i for i, (name, _) in enumerate(entries) if name}
+    return ''.join(''.join(lines) for i, (name, lines) in enumerate(entries)
+                   if not name or last[name] == i)
 
 
 def filterd_line(h, qid):
