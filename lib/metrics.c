@@ -188,9 +188,15 @@ static void symbol_hit(const char *name)
 	add(&M.syms_dropped, 1);
 }
 
+/* Copies src into dst (size octets), cut if longer at a character
+ * boundary: a UTF-8 sequence (an SMTPUTF8 address) is not split, so the
+ * status page does not show the first octets of a cut character. */
 static void copy_str(char *dst, size_t size, const char *src)
 {
 	size_t n = src ? strnlen(src, size - 1) : 0;
+	if (n == size - 1 && src[n])
+		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+			n--;
 	if (n)
 		memcpy(dst, src, n);
 	dst[n] = 0;

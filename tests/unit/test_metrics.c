@@ -258,6 +258,26 @@ static void test_record(void)
 	CHECK(strstr(p, "\"from\":\"a\\\"b@example.test\"") != NULL);
 	CHECK(strstr(p, "\"quarantine\":null") != NULL);
 	sift_buf_free(&b);
+
+	/* a long SMTPUTF8 address is cut before a character, not inside one */
+	char big[METRICS_ADDR_LEN + 16];
+	size_t bl = 0;
+	while (bl + 2 < sizeof(big) - 1) {
+		big[bl++] = (char)0xc3; /* U+00E9 */
+		big[bl++] = (char)0xa9;
+	}
+	big[bl] = 0;
+	struct sift_ctx *uctx = sift_ctx_new(g, SIFT_FILTERD);
+	sift_ctx_msg_begin(uctx);
+	sift_ctx_set(uctx, SIFT_I_SENDER, big);
+	sift_metrics_record(uctx, "accept");
+	sift_ctx_free(uctx);
+	rec = sift_malloc(METRICS_RECENT * sizeof(*rec));
+	CHECK(metrics_recent(rec, METRICS_RECENT) > 0);
+	size_t fl = strlen(rec[0].from);
+	CHECK(fl > METRICS_ADDR_LEN - 4 && fl < METRICS_ADDR_LEN);
+	CHECK(fl % 2 == 0 && (unsigned char)rec[0].from[fl - 1] == 0xa9);
+	free(rec);
 	sift_gen_unref(g);
 }
 
