@@ -13,6 +13,8 @@ policyd, and sends mail through it:
     policyd's access plugin is in the delivered message);
   - an unauthenticated client relaying to a domain that is not ours, for a
     recipient policyd answers OK: refused (no open relay);
+  - an unknown local recipient, for which policyd would answer DEFER:
+    refused with 550 by Postfix (reject_unlisted_recipient before policyd);
   - authenticated (Dovecot SASL) over STARTTLS on the master.cf snippet's
     `submission` service and over TLS on `submissions`: accepted, filterd
     says profile=originating and policyd's originating profile ran.
@@ -55,6 +57,7 @@ from dovecotsasl import DovecotSASL  # noqa: E402
 SRC = sifttest.srcdir()
 BUILD = sifttest.builddir()
 USERS = {'authuser': 'secret-pw'}
+MAILBOXES = ['polprepend@sift.test', 'user@sift.test']
 
 DOCS = ['README.md'] + sorted(
     os.path.relpath(p, SRC) for p in glob.glob(os.path.join(SRC, 'plugins', '*', 'README.md')) +
@@ -132,7 +135,8 @@ class Harness:
                                              listen='inet:127.0.0.1:%d' % self.ports['filterd'])
         self.procs.append(self.filterd)
         rmap = self.write_map('p_rcpt', {'polprepend@sift.test': 'PREPEND X-Sift-Policy: inbound',
-                                         'outside@relay.example': 'OK'})
+                                         'outside@relay.example': 'OK',
+                                         'nosuchuser@sift.test': 'DEFER 4.7.1 policyd was asked'})
         smap = self.write_map('p_sender', {'authuser@sift.test':
                                            'PREPEND X-Sift-Policy-Auth: originating'})
         pol = dict(common, access_recipient_map=rmap, access_sender_map=smap)
@@ -173,7 +177,8 @@ class Harness:
             # relayed mail goes nowhere (no network here)
             'default_transport': 'discard:relayed mail is discarded in this test instance',
         }
-        pf = sifttest.Postfix(root=root, main=site, keep=True,
+        # only these mailboxes exist: other recipients are unknown
+        pf = sifttest.Postfix(root=root, main=site, keep=True, mailboxes=MAILBOXES,
                               master_extra='tlsmgr    unix  -       -       n       1000?   1       '
                                            'tlsmgr\n' + master_text)
         path = os.path.join(pf.config_dir, 'main.cf')
@@ -280,6 +285,13 @@ def exercise(h, pf, what, main_text, master_text):
             line = filterd_line(h, r.queue_id)
             chk(line and 'action=accept' in line and 'profile=inbound' in line,
                 'filterd ran (summary line, profile=inbound)', line or h.filterd.log_tail())
+    if uses_policyd:
+        # an unknown recipient is refused before policyd is asked (policyd
+        # would answer DEFER for it)
+        r = pf.send('someone@example.net', ['nosuchuser@sift.test'], message('unknown'))
+        chk(r.rejected_at() == 'rcpt' and r.rcpts and r.rcpts[0][0] == 550 and
+            'policyd' not in r.rcpts[0][1],
+            'an unknown recipient refused by Postfix before policyd', r)
     r = pf.send('someone@example.net', ['outside@relay.example'], message('relay'))
     chk(r.rejected_at() == 'rcpt' and r.rcpts and r.rcpts[0][0] == 554 and
         'Relay access denied' in r.rcpts[0][1],
