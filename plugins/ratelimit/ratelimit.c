@@ -788,7 +788,25 @@ static int read_counter(const char *key, long long *v_r)
 	*v_r = strtoll(val, &end, 10);
 	int ok = *val && !*end;
 	free(val);
+	if (*v_r < 0) /* see repair_counter */
+		*v_r = 0;
 	return ok ? 0 : -1;
+}
+
+/* A counter below zero holds a take-back (rollback) that landed after its
+ * key had gone: expired, or evicted by a full store (memory: max_keys,
+ * Redis maxmemory). It would let that many messages too many through, so
+ * it is read as 0 and brought back to 0 by whoever sees it: *v is the
+ * value an increment returned, set to what it is after the repair. */
+static void repair_counter(const char *key, long long *v, long ttl)
+{
+	long long fixed;
+	if (*v >= 0)
+		return;
+	if (host->kv_incr(key, -*v, ttl, &fixed) < 0)
+		store_failed(NULL, "repair");
+	else
+		*v = fixed < 0 ? 0 : fixed;
 }
 
 /* The estimate over the sliding window given the current count. */
@@ -1092,6 +1110,8 @@ static void rollback(struct incr_rec *recs, size_t n)
 		long long v;
 		if (host->kv_incr(recs[i].key, -recs[i].delta, recs[i].ttl, &v) < 0)
 			store_failed(NULL, "rollback");
+		else
+			repair_counter(recs[i].key, &v, recs[i].ttl);
 	}
 }
 
@@ -1188,6 +1208,13 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 					break;
 				}
 				nrecs++;
+				long long fixed;
+				if (cur < delta) { /* it held less than 0: see repair_counter */
+					if (host->kv_incr(rec->key, delta - cur, rec->ttl, &fixed) < 0)
+						store_failed(ctx, "repair");
+					else
+						cur = fixed;
+				}
 				if (read_counter(k0, &prev) < 0) {
 					store_failed(ctx, "read");
 					failed = true;

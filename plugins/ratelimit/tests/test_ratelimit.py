@@ -534,6 +534,16 @@ try:
     rc, out = siftctl(pb.conf, 'show', 'shared')
     check('current=25 ' in out, 'siftctl show through the other instance: %s' % out)
 
+    # A counter below zero (a take-back that landed after its key expired
+    # or was evicted) counts as 0 and is repaired: still 25 pass.
+    idx = int(time.time() * 1000) // 3600000
+    red.cli('SET', 'sift:rl:user:m:3600:%d:negative' % idx, '-5')
+    red.cli('SET', 'sift:rl:user:m:3600:%d:negative' % (idx - 1), '-1000')
+    acc, r_rcpt, r_eom, other = hammer([pa.port], 30, 1, sasl_username='negative',
+                                       sender='s@a.example', rcpts=['r@x.example'], size=10)
+    eq(acc, 25, 'a counter left below zero: still exactly 25 of 30 accepted')
+    eq(red.cli('GET', 'sift:rl:user:m:3600:%d:negative' % idx), '25', 'the counter repaired')
+
     # policyd and filterd on one store, wired as README.md does (policyd at
     # RCPT and END-OF-MESSAGE, filterd as a milter): with
     # ratelimit_count = no in policyd, a message is counted once, by filterd.
