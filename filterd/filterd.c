@@ -75,7 +75,7 @@ const struct sift_param filterd_params[] = {
 	 "native engine: MTA connections served at once (at the limit, the one idle longest between "
 	 "messages is closed for a new one; with none idle, the new one is refused)"},
 	{"filterd_shutdown_timeout", SIFT_P_TIME, "10s", 0, 3600000, OFF(shutdown_timeout), NULL,
-	 "native engine: on SIGTERM, how long messages in progress may take to finish"},
+	 "on SIGTERM, how long messages in progress may take to finish"},
 	{"filterd_control_socket", SIFT_P_STRING, SIFT_FILTERD_CONTROL_SOCKET, 0, 0, OFF(control_socket),
 	 NULL, "unix socket for siftctl reload (made as root, mode 0600; empty: none)"},
 	SIFT_PARAM_END,
@@ -384,7 +384,7 @@ int main(int argc, char **argv)
 	sift_notify("READY=1");
 	int rc = engine_run(native);
 	sift_notify("STOPPING=1");
-	if (native && rc == 1) {
+	if (rc == 1) {
 		/* Sessions still inside a message after filterd_shutdown_timeout:
 		 * their threads run plugin code, so neither the generation's
 		 * release nor exit()'s handlers (OpenSSL's, libclamav's) may run

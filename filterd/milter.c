@@ -6,10 +6,23 @@
  * libmilter hands consecutive callbacks of one connection to different
  * worker threads, so nothing lives in thread-local storage. This file only
  * maps libmilter's callbacks and functions onto the session's.
+ *
+ * Stopping: on SIGTERM smfi_main() returns (within about 5 s, its
+ * listener's poll) while libmilter's worker threads go on serving their
+ * connections. Every callback is
+ * counted in and out (busy); once stopping is set, only the callbacks of a
+ * connection inside a message (between MAIL and end of message) still run
+ * filterd's code, the others answer tempfail without it. The main thread
+ * waits filterd_shutdown_timeout for those messages to end and for the
+ * running callbacks to return before the generation is dropped and exit()
+ * runs its handlers (OpenSSL's, libclamav's); past it, filterd_milter_run
+ * returns 1 and main() leaves with _exit(0), as with the native engine.
  */
 #include <arpa/inet.h>
 #include <libmilter/mfapi.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,17 +85,49 @@ static const struct fd_out lm_out = {
 	.quarantine = lm_quarantine,
 };
 
-/* The session of a connection, created at the first callback (libmilter may
- * call close without anything before it). */
-static struct fd_session *getsess(SMFICTX *m)
+/* A connection: its session and whether it is inside a message. */
+struct lm_conn {
+	struct fd_session s;
+	bool in_msg;
+};
+
+static atomic_bool stopping;
+static atomic_int busy;		  /* callbacks in filterd's code */
+static atomic_int msgs;		  /* connections inside a message */
+static long long stop_timeout_ms; /* filterd_shutdown_timeout */
+
+/* A callback begins: its connection (created at the first callback:
+ * libmilter may call close without anything before it), or NULL when
+ * filterd is stopping and the connection is not inside a message. */
+static struct lm_conn *enter(SMFICTX *m)
 {
-	struct fd_session *s = smfi_getpriv(m);
-	if (!s) {
-		s = sift_malloc(sizeof(*s));
-		fd_session_init(s, &lm_out, m);
-		smfi_setpriv(m, s);
+	atomic_fetch_add(&busy, 1);
+	struct lm_conn *c = smfi_getpriv(m);
+	if (atomic_load(&stopping) && !(c && c->in_msg)) {
+		atomic_fetch_sub(&busy, 1);
+		return NULL;
 	}
-	return s;
+	if (!c) {
+		c = sift_malloc(sizeof(*c));
+		fd_session_init(&c->s, &lm_out, m);
+		c->in_msg = false;
+		smfi_setpriv(m, c);
+	}
+	return c;
+}
+
+static void set_in_msg(struct lm_conn *c, bool on)
+{
+	if (c->in_msg != on) {
+		c->in_msg = on;
+		atomic_fetch_add(&msgs, on ? 1 : -1);
+	}
+}
+
+static sfsistat leave(sfsistat r)
+{
+	atomic_fetch_sub(&busy, 1);
+	return r;
 }
 
 static sfsistat st(enum fd_status v)
@@ -105,9 +150,12 @@ static sfsistat cb_negotiate(SMFICTX *m, unsigned long f0, unsigned long f1, uns
 			     unsigned long f3, unsigned long *pf0, unsigned long *pf1, unsigned long *pf2,
 			     unsigned long *pf3)
 {
-	fd_session_negotiate(getsess(m), f0, f1, pf0, pf1);
+	struct lm_conn *c = enter(m);
 	*pf2 = *pf3 = 0;
-	return SMFIS_CONTINUE;
+	if (!c)
+		return SMFIS_REJECT; /* stopping: no new connection */
+	fd_session_negotiate(&c->s, f0, f1, pf0, pf1);
+	return leave(SMFIS_CONTINUE);
 }
 
 /* libmilter hands a sockaddr: the address becomes text here, once, as the
@@ -127,68 +175,104 @@ static sfsistat cb_connect(SMFICTX *m, char *hostname, _SOCK_ADDR *sa)
 			inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof(addr));
 		snprintf(port, sizeof(port), "%u", ntohs(sin6->sin6_port));
 	}
-	return st(fd_session_connect(getsess(m), hostname, *addr ? addr : NULL, *port ? port : NULL));
+	struct lm_conn *c = enter(m);
+	if (!c)
+		return SMFIS_TEMPFAIL;
+	return leave(st(fd_session_connect(&c->s, hostname, *addr ? addr : NULL, *port ? port : NULL)));
 }
 
 /* Callbacks after connect: without a session there is no context either
  * (the session functions then answer tempfail, as before). */
 static sfsistat cb_helo(SMFICTX *m, char *helo)
 {
-	return st(fd_session_helo(getsess(m), helo));
+	struct lm_conn *c = enter(m);
+	if (!c)
+		return SMFIS_TEMPFAIL;
+	return leave(st(fd_session_helo(&c->s, helo)));
 }
 
 static sfsistat cb_envfrom(SMFICTX *m, char **argv)
 {
-	return st(fd_session_envfrom(getsess(m), argv ? argv[0] : NULL));
+	struct lm_conn *c = enter(m);
+	if (!c)
+		return SMFIS_TEMPFAIL;
+	sfsistat r = st(fd_session_envfrom(&c->s, argv ? argv[0] : NULL));
+	set_in_msg(c, r == SMFIS_CONTINUE);
+	return leave(r);
 }
 
 static sfsistat cb_envrcpt(SMFICTX *m, char **argv)
 {
-	return st(fd_session_envrcpt(getsess(m), argv ? argv[0] : NULL));
+	struct lm_conn *c = enter(m);
+	if (!c)
+		return SMFIS_TEMPFAIL;
+	return leave(st(fd_session_envrcpt(&c->s, argv ? argv[0] : NULL)));
 }
 
 static sfsistat cb_data(SMFICTX *m)
 {
-	return st(fd_session_data(getsess(m)));
+	struct lm_conn *c = enter(m);
+	if (!c)
+		return SMFIS_TEMPFAIL;
+	return leave(st(fd_session_data(&c->s)));
 }
 
 static sfsistat cb_header(SMFICTX *m, char *name, char *value)
 {
-	return st(fd_session_header(getsess(m), name, value));
+	struct lm_conn *c = enter(m);
+	if (!c)
+		return SMFIS_TEMPFAIL;
+	return leave(st(fd_session_header(&c->s, name, value)));
 }
 
 static sfsistat cb_eoh(SMFICTX *m)
 {
-	return st(fd_session_eoh(getsess(m)));
+	struct lm_conn *c = enter(m);
+	if (!c)
+		return SMFIS_TEMPFAIL;
+	return leave(st(fd_session_eoh(&c->s)));
 }
 
 static sfsistat cb_body(SMFICTX *m, unsigned char *buf, size_t len)
 {
-	return st(fd_session_body(getsess(m), buf, len));
+	struct lm_conn *c = enter(m);
+	if (!c)
+		return SMFIS_TEMPFAIL;
+	return leave(st(fd_session_body(&c->s, buf, len)));
 }
 
 static sfsistat cb_eom(SMFICTX *m)
 {
-	return st(fd_session_eom(getsess(m)));
+	struct lm_conn *c = enter(m);
+	if (!c)
+		return SMFIS_TEMPFAIL;
+	sfsistat r = st(fd_session_eom(&c->s));
+	set_in_msg(c, false);
+	return leave(r);
 }
 
 static sfsistat cb_abort(SMFICTX *m)
 {
-	struct fd_session *s = smfi_getpriv(m);
-	if (s)
-		fd_session_abort(s);
-	return SMFIS_CONTINUE;
+	struct lm_conn *c = enter(m);
+	if (!c)
+		return SMFIS_CONTINUE;
+	fd_session_abort(&c->s);
+	set_in_msg(c, false);
+	return leave(SMFIS_CONTINUE);
 }
 
 static sfsistat cb_close(SMFICTX *m)
 {
-	struct fd_session *s = smfi_getpriv(m);
-	if (s) {
-		fd_session_free(s);
-		free(s);
-		smfi_setpriv(m, NULL);
-	}
-	return SMFIS_CONTINUE;
+	if (!smfi_getpriv(m))
+		return SMFIS_CONTINUE;
+	struct lm_conn *c = enter(m);
+	if (!c)
+		return SMFIS_CONTINUE; /* stopping: left to exit */
+	set_in_msg(c, false);
+	fd_session_free(&c->s);
+	free(c);
+	smfi_setpriv(m, NULL);
+	return leave(SMFIS_CONTINUE);
 }
 
 /* "inet:127.0.0.1:8891" (Postfix's form) becomes "inet:8891@127.0.0.1"
@@ -220,6 +304,7 @@ static char *milter_endpoint(const char *spec)
 int filterd_milter_setup(const struct filterd_conf *conf, char **err_r)
 {
 	fd_session_setup(conf);
+	stop_timeout_ms = conf->shutdown_timeout;
 
 	static struct smfiDesc desc = {
 		.xxfi_name = "sift-filterd",
@@ -283,7 +368,22 @@ int filterd_milter_setup(const struct filterd_conf *conf, char **err_r)
 	return 0;
 }
 
+/* 0 or -1 as smfi_main(); 1 when messages or callbacks were still running
+ * after filterd_shutdown_timeout (see the top of this file). */
 int filterd_milter_run(void)
 {
-	return smfi_main() == MI_SUCCESS ? 0 : -1;
+	int rc = smfi_main() == MI_SUCCESS ? 0 : -1;
+	atomic_store(&stopping, true);
+	long long deadline = sift_now_ms() + stop_timeout_ms;
+	while ((atomic_load(&busy) || atomic_load(&msgs)) && sift_now_ms() < deadline)
+		usleep(10000);
+	int n = atomic_load(&msgs), b = atomic_load(&busy);
+	if (n || b) {
+		sift_log(LOG_WARNING,
+			 "%d MTA connections still in a message after filterd_shutdown_timeout "
+			 "(%d callbacks running); exiting anyway",
+			 n, b);
+		return 1;
+	}
+	return rc;
 }

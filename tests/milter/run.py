@@ -470,6 +470,57 @@ def native_only(tmp, conf, log, port):
     fd.stop()
 
 
+def libmilter_stop(tmp, conf):
+    """libmilter's smfi_main returns at SIGTERM (within about 5 s: its
+    listener's poll) while its worker threads still serve their
+    connections: a message in progress gets
+    filterd_shutdown_timeout to finish (its reply arrives) before the exit
+    handlers run; past it filterd exits 0 at once (_exit), the MTA sees the
+    connection close."""
+    os.makedirs(f"{tmp}/stall-lm", exist_ok=True)
+    shutil.chown(f"{tmp}/stall-lm", sifttest.daemon_user())  # the plugin removes the file
+    for stall_time, timeout, finishes in (("8s", "30s", True), ("30s", "1s", False)):
+        stall = f"{tmp}/stall-lm/eom"
+        busy = f"{tmp}/busy-lm-{stall_time}.conf"
+        write(busy, open(conf).read() + f"testplug_stall_phase = eom\ntestplug_stall_file = {stall}\n"
+              f"testplug_stall_time = {stall_time}\n")
+        write(stall, "")
+        fd, port, log = start_filterd(tmp, busy, f"filterd-lm-stop-{stall_time}",
+                                      ["-o", f"filterd_shutdown_timeout={timeout}"])
+        try:
+            m = Milter(port)
+            m.send(CONNECT)
+            m.send(pkt(b"M", b"<alice@example.org>\0"))
+            m.send(pkt(b"R", b"<bob@example.com>\0"))
+            for p in (pkt(b"L", b"Subject\0 x\0"), pkt(b"N"), pkt(b"B", b"hi\r\n")):
+                m.s.sendall(p)
+                m.read(1, timeout=0.3)  # a reply or none, as negotiated
+            m.s.sendall(pkt(b"E"))
+            stalled = wait_for(lambda: "stalled at phase" in open(log).read(), 5)
+            t0 = time.time()
+            os.kill(fd.pid, signal.SIGTERM)
+            got = m.read(10, timeout=40)
+            try:
+                rc = fd.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                rc = None
+            took = time.time() - t0
+            m.close()
+            text = open(log).read()
+            if finishes:
+                check(stalled and got and rc == 0 and 7 < took < 20 and "exiting anyway" not in text,
+                      "libmilter, SIGTERM during a message: the message finishes (its reply "
+                      "arrives), then exit 0", (stalled, got, rc, took, text[-800:]))
+            else:
+                # (libmilter's listener sees the stop within about 5 s)
+                check(stalled and got == [] and m.closed and rc == 0 and 0.8 < took < 10 and
+                      "still in a message after filterd_shutdown_timeout" in text,
+                      "libmilter, SIGTERM with a plugin busy past filterd_shutdown_timeout: "
+                      "exit 0, the MTA's connection closed", (stalled, got, rc, took, text[-800:]))
+        finally:
+            fd.stop()
+
+
 def main():
     global ENGINE
     engines = os.environ.get("SIFT_FILTERD_ENGINES", "native libmilter").split()
@@ -648,6 +699,8 @@ testplug_header = X-Testplug: seen
         check(ok and fd.alive(), "failed reload keeps running configuration")
         ok, out = miltertest("reload_after.lua", port)
         check(ok, "still serving after failed reload", out)
+        if ENGINE == "libmilter":
+            libmilter_stop(tmp, good_conf)
         if ENGINE == "native":
             native_only(tmp, good_conf, log, port)
             ok, out = miltertest("accept.lua", port)
