@@ -1021,6 +1021,21 @@ static long rule_groups(struct sift_ctx *ctx, const struct rule *r, const char *
 }
 
 /* RCPT / DATA: would this message go over? No counting. */
+/* How many of the recipients rcpts[n] fall in bucket `value` of the
+ * per-recipient rule r (as rule_groups counts them). */
+static long long rcpts_in_bucket(struct sift_ctx *ctx, const struct rule *r, const char *const *rcpts,
+				 size_t n, const char *value, bool *merr_r)
+{
+	long long k = 0;
+	char v[MAX_VALUE * 2];
+	for (size_t i = 0; i < n; i++) {
+		bool exempt = false;
+		if (bucket_value(ctx, r, rcpts[i], v, sizeof(v), &exempt, merr_r) && strcmp(v, value) == 0)
+			k++;
+	}
+	return k;
+}
+
 static enum sift_verdict check(struct sift_ctx *ctx, const struct rl_conf *c, bool at_rcpt)
 {
 	long long now = wall_ms();
@@ -1057,11 +1072,15 @@ static enum sift_verdict check(struct sift_ctx *ctx, const struct rl_conf *c, bo
 		}
 		struct bucket *g = NULL, one;
 		long ng;
-		if (only && !r->lim[M_RCPT].max) {
+		if (only) {
+			/* the current recipient's bucket alone, with the
+			 * message's recipients in it (one pass, nothing
+			 * sorted: RCPT comes once per recipient) */
 			snprintf(one.value, sizeof(one.value), "%s", only);
-			one.nrcpt = 1;
+			one.nrcpt =
+				r->lim[M_RCPT].max ? rcpts_in_bucket(ctx, r, rcpts, nlist, only, &merr) : 1;
 			g = &one;
-			ng = 1;
+			ng = one.nrcpt > 0 ? 1 : 0;
 		} else {
 			ng = rule_groups(ctx, r, rcpts, nlist, nrcpt, &g, &merr);
 		}
