@@ -11,6 +11,11 @@ plugin's) against README.md and the plugins' READMEs.
 - every common, filterd and policyd parameter is in README.md's tables,
   every plugin parameter in its plugin's README (<plugin>_error_action is
   covered by README.md's `<plugin>_error_action` row);
+- the default column of those tables, where it starts with one value in
+  backquotes or says the default is empty, gives the parameter's default,
+  and so does every "`name = value` (default ...)" and "`name` (default
+  `value`)" in the prose of README.md, docs/*.md and the plugins' READMEs
+  (paths compared without the build's /usr/local and /var/local);
 - the generated sift.conf(5) names every parameter;
 - every `name = value` line of a ```filterd.conf or ```policyd.conf block
   in README.md, docs/*.md and the plugins' READMEs names a parameter that
@@ -54,6 +59,72 @@ def table_names(path):
     return names
 
 
+def table_defaults(path):
+    """(line number, name, default cell) of the rows of the parameter
+    tables of a Markdown file that have a "default" column."""
+    out = []
+    col = None
+    in_table = False
+    with open(path, encoding='utf-8') as f:
+        lines = f.read().split('\n')
+    for i, line in enumerate(lines):
+        if not line.startswith('|'):
+            in_table = False
+            continue
+        cells = [c.strip() for c in re.split(r'(?<!\\)\|', line.strip())[1:-1]]
+        if not in_table:
+            in_table = True
+            head = [c.lower() for c in cells]
+            col = head.index('default') if head and head[0] in ('parameter', 'name') and \
+                'default' in head else None
+            continue
+        m = ROW.match(line)
+        if col is not None and m and col < len(cells):
+            out.append((i + 1, m.group(1), cells[col]))
+    return out
+
+
+PROSE_DEFAULTS = [re.compile(r'`([a-z][a-z0-9_]+) = ([^`]*)`\s*\((?:the )?default\b'),
+                  re.compile(r'`([a-z][a-z0-9_]+)`\s*\(default:? `([^`]*)`'),
+                  re.compile(r'`([a-z][a-z0-9_]+) = ([^`]*)`[^|`]*`[a-z][a-z0-9_]+ = [^`]*`\s*\(both the defaults'),
+                  re.compile(r'`[a-z][a-z0-9_]+ = [^`]*`[^|`]*`([a-z][a-z0-9_]+) = ([^`]*)`\s*\(both the defaults')]
+
+
+def prose_defaults(path):
+    """(line number, name, value) of every default a document states in
+    running text."""
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    out = []
+    for pat in PROSE_DEFAULTS:
+        for m in pat.finditer(text):
+            out.append((text.count('\n', 0, m.start()) + 1, m.group(1), m.group(2)))
+    return out
+
+
+def unprefixed(value):
+    """A default as the documents give it: the paths of the package
+    (/usr/lib/<multiarch>/..., /var/lib/...), not those of a build under
+    /usr/local."""
+    value = re.sub(r'/usr/local/lib/[^/]*-linux-gnu[^/]*/', '/usr/lib/<multiarch>/', value)
+    value = re.sub(r'/usr/local/lib/', '/usr/lib/<multiarch>/', value)
+    return value.replace('/var/local/', '/var/').replace('/usr/local/', '/usr/')
+
+
+def default_matches(cell, default):
+    """Whether a documented default (a table cell or a prose value) states
+    the parameter's default; None when the cell does not say (a
+    description such as "the system's host name")."""
+    cell = cell.strip()
+    if re.match(r'^\(?empty\b', cell, re.I):
+        return default == ''
+    m = re.match(r'^`([^`]*)`', cell)
+    if not m:
+        return None
+    doc = m.group(1)
+    return doc == default or doc == unprefixed(default)
+
+
 def conf_blocks(path):
     """(daemon, line number, name) of every setting in the ```filterd.conf
     and ```policyd.conf blocks of a Markdown file."""
@@ -87,7 +158,7 @@ def main():
         if len(f) != 8:
             check(False, 'siftctl params line has 8 fields', line)
             continue
-        params[f[1]] = {'scope': f[0], 'type': f[2], 'doc': f[7]}
+        params[f[1]] = {'scope': f[0], 'type': f[2], 'default': f[3], 'doc': f[7]}
     scopes = {p['scope'] for p in params.values()}
     check({'common', 'filterd', 'policyd'} <= scopes, 'common, filterd and policyd tables read',
           sorted(scopes))
@@ -140,6 +211,38 @@ def main():
         check(not wrong, '%s: its filterd.conf/policyd.conf blocks name only existing parameters' % rel,
               wrong)
     check(settings >= 10, 'filterd.conf/policyd.conf blocks found in the documents', settings)
+
+    # the defaults the documents state
+    def param_of(name, pl):
+        if pl and pl + '_' + name in params:
+            return pl + '_' + name
+        return name if name in params else None
+
+    stated = 0
+    for path in docs:
+        rel = os.path.relpath(path, src)
+        pl = os.path.basename(os.path.dirname(path)) if rel.startswith('plugins' + os.sep) else ''
+        wrong = []
+        for ln, name, cell in table_defaults(path):
+            n = param_of(name, pl)
+            if n is None:
+                continue
+            ok = default_matches(cell, params[n]['default'])
+            if ok is not None:
+                stated += 1
+            if ok is False:
+                wrong.append('%s:%d: %s: documented %s, the default is "%s"' % (rel, ln, n, cell,
+                                                                                 params[n]['default']))
+        for ln, name, value in prose_defaults(path):
+            n = param_of(name, pl)
+            if n is None:
+                continue  # a Postfix parameter, a rule option, ...
+            stated += 1
+            if not default_matches('`%s`' % value, params[n]['default']):
+                wrong.append('%s:%d: %s: documented "%s", the default is "%s"' % (rel, ln, n, value,
+                                                                                   params[n]['default']))
+        check(not wrong, '%s: the defaults it states are the defaults' % rel, wrong)
+    check(stated >= 200, 'documented defaults found', stated)
 
     man = os.path.join(build, 'man', 'sift.conf.5')
     if os.path.exists(man):
