@@ -16,6 +16,7 @@ plugin's) against README.md and the plugins' READMEs.
   and so does every "`name = value` (default ...)" and "`name` (default
   `value`)" in the prose of README.md, docs/*.md and the plugins' READMEs
   (paths compared without the build's /usr/local and /var/local);
+- docs/policyd.md's parameter table lists every policyd parameter;
 - the generated sift.conf(5) names every parameter;
 - every `name = value` line of a ```filterd.conf or ```policyd.conf block
   in README.md, docs/*.md and the plugins' READMEs names a parameter that
@@ -243,6 +244,15 @@ def main():
                                                                                    params[n]['default']))
         check(not wrong, '%s: the defaults it states are the defaults' % rel, wrong)
     check(stated >= 200, 'documented defaults found', stated)
+
+    # docs/policyd.md describes policyd's own parameters
+    pd = os.path.join(src, 'docs', 'policyd.md')
+    names = table_names(pd)
+    missing = sorted(n for n, p in params.items() if p['scope'] == 'policyd' and n not in names)
+    check(not missing, 'docs/policyd.md documents every policyd parameter', missing)
+    unknown = sorted('docs/policyd.md:%d: %s' % (ln, n) for n, ln in names.items()
+                     if params.get(n, {}).get('scope') != 'policyd')
+    check(not unknown, 'docs/policyd.md lists only policyd parameters', unknown)
 
     man = os.path.join(build, 'man', 'sift.conf.5')
     if os.path.exists(man):
