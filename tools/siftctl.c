@@ -74,7 +74,8 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: siftctl [-c FILE] [-o name=value]... COMMAND [ARGS]\n"
 		     "  -c FILE   configuration file (default " SIFT_SYSCONFDIR "/filterd.conf; for\n"
-		     "            `reload policyd` and `check policyd`, " SIFT_SYSCONFDIR "/policyd.conf)\n"
+		     "            `check policyd`, `reload policyd` and `status policyd`,\n"
+		     "            " SIFT_SYSCONFDIR "/policyd.conf)\n"
 		     "  -o N=V    override a setting (repeatable)\n"
 		     "  COMMAND --help   prints the usage of COMMAND\n"
 		     "commands:\n");
