@@ -104,7 +104,7 @@ static void usage(FILE *out)
 		     "  -o N=V    override a setting (repeatable)\n"
 		     "  -f        stay in the foreground and log to stderr\n"
 		     "  -d        debug logging\n"
-		     "  -n        print settings that differ from the defaults, and exit\n"
+		     "  -n        print the settings given explicitly (files, -o), and exit\n"
 		     "  -p        print all settings, and exit\n"
 		     "  -t        check the configuration and plugins, and exit 0 or 1\n");
 }

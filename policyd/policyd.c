@@ -786,7 +786,7 @@ static void usage(FILE *out)
 		"  -o name=value    override a setting (repeatable)\n"
 		"  -f               stay in the foreground and log to stderr\n"
 		"  -d               log debug messages\n"
-		"  -n               print the settings that differ from the defaults\n"
+		"  -n               print the settings given explicitly (files, -o)\n"
 		"  -p               print all settings\n"
 		"  -t               check the configuration and the plugins, exit 0 or 1\n"
 		"  -h               this help\n",
