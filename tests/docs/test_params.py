@@ -19,8 +19,11 @@ plugin's) against README.md and the plugins' READMEs.
 - docs/policyd.md's parameter table lists every policyd parameter;
 - the generated sift.conf(5) names every parameter;
 - every `name = value` line of a ```filterd.conf or ```policyd.conf block
-  in README.md, docs/*.md and the plugins' READMEs names a parameter that
-  daemon reads (common, its own, or a plugin's).
+  in README.md, docs/*.md and the plugins' READMEs (and of the part of a
+  plain block under a "# filterd.conf" or "# policyd.conf" comment) names
+  a parameter that daemon reads (common, its own, or one of a plugin that
+  runs in it), and its inbound_plugins/originating_plugins lines name
+  plugins that run in it (as the daemon's -t tells).
 
 Ends with "N passed, N failed".
 """
@@ -29,6 +32,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 from sifttest import check, done, srcdir, builddir  # noqa: E402
@@ -127,22 +131,47 @@ def default_matches(cell, default):
 
 
 def conf_blocks(path):
-    """(daemon, line number, name) of every setting in the ```filterd.conf
-    and ```policyd.conf blocks of a Markdown file."""
+    """(daemon, line number, name, value) of every setting in the
+    ```filterd.conf and ```policyd.conf blocks of a Markdown file, and in
+    the parts of unmarked blocks that a comment line "# filterd.conf" or
+    "# policyd.conf" heads (a block showing both files)."""
     out = []
+    fence = None  # the open block's info string
     daemon = None
     with open(path, encoding='utf-8') as f:
         for i, line in enumerate(f, 1):
             m = re.match(r'^\s*```(\S*)\s*$', line)
             if m:
-                daemon = None if daemon else {'filterd.conf': 'filterd', 'policyd.conf': 'policyd'}.get(
-                    m.group(1), '')
+                fence = m.group(1) if fence is None else None
+                daemon = {'filterd.conf': 'filterd', 'policyd.conf': 'policyd'}.get(fence)
                 continue
-            if daemon:
-                m = re.match(r'^([A-Za-z0-9_]+)\s*=', line)
+            if fence == '':
+                m = re.match(r'^\s*#\s*(filterd|policyd)\.conf\b', line)
                 if m:
-                    out.append((daemon, i, m.group(1)))
+                    daemon = m.group(1)
+                    continue
+            if daemon:
+                m = re.match(r'^([A-Za-z0-9_]+)\s*=\s*(.*?)\s*$', line)
+                if m:
+                    out.append((daemon, i, m.group(1), m.group(2)))
     return out
+
+
+def plugin_daemons(build, plugins):
+    """{daemon: set of the plugins it runs}: each plugin given alone to
+    each daemon's -t, which names a plugin that does not run there."""
+    runs = {'filterd': set(), 'policyd': set()}
+    with tempfile.TemporaryDirectory() as tmp:
+        for d in runs:
+            conf = os.path.join(tmp, d + '.conf')
+            with open(conf, 'w') as f:
+                f.write('plugin_directory = %s\n%s_user = root\n' % (os.path.join(build, 'plugins'), d))
+            for pl in plugins:
+                r = subprocess.run([os.path.join(build, d, d), '-c', conf, '-o', 'inbound_plugins=' + pl,
+                                    '-t'], capture_output=True, text=True, timeout=120)
+                if 'does not run in' not in r.stdout + r.stderr:
+                    runs[d].add(pl)
+    return runs
 
 
 def main():
@@ -198,19 +227,27 @@ def main():
 
     docs = [readme] + sorted(glob.glob(os.path.join(src, 'docs', '*.md')) +
                              glob.glob(os.path.join(src, 'plugins', '*', 'README.md')))
+    runs = plugin_daemons(build, plugins)
+    check(runs['filterd'] and runs['policyd'] and runs['filterd'] != runs['policyd'],
+          'which plugins run in which daemon', runs)
     settings = 0
     for path in docs:
         rel = os.path.relpath(path, src)
         wrong = []
-        for daemon, ln, name in conf_blocks(path):
+        for daemon, ln, name, value in conf_blocks(path):
             settings += 1
             p = params.get(name)
-            ok = p is not None and p['scope'] in ('common', daemon) + tuple(plugins)
-            ok = ok or any(name == pl + '_error_action' for pl in plugins)
+            ok = p is not None and p['scope'] in ('common', daemon) + tuple(runs[daemon])
+            ok = ok or any(name == pl + '_error_action' for pl in runs[daemon])
             if not ok:
-                wrong.append('%s:%d: %s' % (rel, ln, name))
-        check(not wrong, '%s: its filterd.conf/policyd.conf blocks name only existing parameters' % rel,
-              wrong)
+                wrong.append('%s:%d: %s (%s)' % (rel, ln, name, daemon))
+            if name in ('inbound_plugins', 'originating_plugins'):
+                bad = [pl for pl in value.replace(',', ' ').split() if pl != '...' and pl not in runs[daemon]]
+                if bad:
+                    wrong.append('%s:%d: %s = %s: %s not a plugin of %s' % (rel, ln, name, value,
+                                                                           ' '.join(bad), daemon))
+        check(not wrong, '%s: its filterd.conf/policyd.conf blocks name only parameters and plugins '
+              'of that daemon' % rel, wrong)
     check(settings >= 10, 'filterd.conf/policyd.conf blocks found in the documents', settings)
 
     # the defaults the documents state
