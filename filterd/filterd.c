@@ -99,14 +99,16 @@ static const char *const reload_live[] = {"filterd_command_deadline", "filterd_c
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: filterd [-c FILE] [-o name=value]... [-f] [-d] [-n | -p | -t]\n"
+	fprintf(out, "usage: filterd [-c FILE] [-o name=value]... [-f] [-d] [-n | -p | -P | -t]\n"
 		     "  -c FILE   configuration file (default " SIFT_SYSCONFDIR "/filterd.conf)\n"
 		     "  -o N=V    override a setting (repeatable)\n"
-		     "  -f        stay in the foreground and log to stderr\n"
+		     "  -f        log to stderr instead of syslog (filterd runs in the foreground)\n"
 		     "  -d        debug logging\n"
 		     "  -n        print the settings given explicitly (files, -o), and exit\n"
 		     "  -p        print all settings, and exit\n"
-		     "  -t        check the configuration and plugins, and exit 0 or 1\n");
+		     "  -P        print filterd's own parameter table (for siftctl params), and exit\n"
+		     "  -t        check the configuration and plugins, and exit 0 or 1\n"
+		     "  -h        this help\n");
 }
 
 /* A generation from the configuration file, and filterd's own parameters

@@ -781,13 +781,14 @@ static void reload(void)
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: policyd [-c file] [-o name=value]... [-f] [-d] [-n | -p | -t]\n"
+		"usage: policyd [-c file] [-o name=value]... [-f] [-d] [-n | -p | -P | -t]\n"
 		"  -c file          configuration file (default %s)\n"
 		"  -o name=value    override a setting (repeatable)\n"
 		"  -f               stay in the foreground and log to stderr\n"
 		"  -d               log debug messages\n"
 		"  -n               print the settings given explicitly (files, -o)\n"
 		"  -p               print all settings\n"
+		"  -P               print policyd's own parameter table (for siftctl params)\n"
 		"  -t               check the configuration and the plugins, exit 0 or 1\n"
 		"  -h               this help\n",
 		DEFAULT_CONFIG);

@@ -3,7 +3,9 @@
 describes every command `siftctl --help` lists (the quarantine commands,
 which the page sends to `siftctl quarantine --help`, excepted), with every
 option and every daemon operand the usage gives it, and says which
-commands read policyd.conf by default.
+commands read policyd.conf by default. And for filterd and policyd: the
+options of their -h are those of their manual page and of the command
+line tables of README.md and docs/policyd.md.
 
 Ends with "N passed, N failed".
 """
@@ -80,6 +82,36 @@ def main():
     said = ' '.join(m.group(1).split()) if m else ''
     missing = [c for c in daemon_cmds if '%s policyd' % c not in said]
     check(not missing, 'siftctl(8) says which commands read policyd.conf', (missing, said))
+
+    # the daemons' options
+    def letters(pattern, text):
+        return set(re.findall(pattern, text, re.M))
+
+    readme = open(os.path.join(src, 'README.md'), encoding='utf-8').read()
+    m = re.search(r'^Command line, the same for (.*?):\n\n(\|.*?)\n\n', readme, re.S | re.M)
+    check(m is not None, 'README.md has the daemons\' command line table')
+    for d in ('filterd', 'policyd'):
+        r = subprocess.run([os.path.join(build, d, d), '-h'], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, '%s -h exits 0' % d, r.stderr)
+        got = letters(r'^  -(\w)\b', r.stdout) | letters(r'\[-(\w)[\] ]', r.stdout.split('\n')[0])
+        page = open(os.path.join(src, 'man', d + '.8'), encoding='utf-8').read()
+        opts = page.split('.SH OPTIONS', 1)[-1].split('\n.SH ', 1)[0]
+        man = letters(r'^\.B[IR]? \\-(\w)\b', opts)
+        check(got == man, '%s -h and %s(8) give the same options' % (d, d), (sorted(got), sorted(man)))
+        if m:
+            check(d in m.group(1), 'README.md\'s command line table is said to be %s\'s' % d, m.group(1))
+            table = letters(r'^\| `-(\w)\b', m.group(2)) | {'h'}
+            check(got == table, '%s -h and README.md\'s table give the same options' % d,
+                  (sorted(got), sorted(table)))
+    pd = open(os.path.join(src, 'docs', 'policyd.md'), encoding='utf-8').read()
+    r = subprocess.run([os.path.join(build, 'policyd', 'policyd'), '-h'], capture_output=True, text=True,
+                       timeout=60)
+    got = letters(r'^  -(\w)\b', r.stdout)
+    table = letters(r'^\| `-(\w)\b', pd)
+    check(got == table, 'policyd -h and docs/policyd.md give the same options', (sorted(got), sorted(table)))
+    syn = re.search(r'^policyd \[-c.*$', pd, re.M)
+    check(syn is not None and letters(r'-(\w)\b', syn.group(0)) | {'h'} == got,
+          'docs/policyd.md\'s synopsis gives policyd\'s options', syn and syn.group(0))
     return done()
 
 
