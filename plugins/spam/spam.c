@@ -21,6 +21,7 @@
  * to the engine: rule files weigh them with `symbol_score NAME SCORE` or use
  * them in `eval:check_sift_symbol('NAME')` and metas.
  */
+#include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -420,7 +421,11 @@ static void add_headers(struct sift_ctx *ctx, double score, const char *sc, cons
 	free(f);
 }
 
-/* The tag2 level's subject prefix. */
+/* The tag2 level's subject prefix. A tag that does not end in white
+ * space is followed by one space, as SpamAssassin's rewrite_header
+ * Subject writes it: a configured value loses its trailing white space
+ * (as in Postfix's main.cf), so `spam_subject_tag = [SPAM]` must not give
+ * "[SPAM]offer". */
 static void tag_subject(struct sift_ctx *ctx, const struct spam_conf *c, const struct sift_mime *mime)
 {
 	const char *subj = NULL;
@@ -429,8 +434,11 @@ static void tag_subject(struct sift_ctx *ctx, const struct spam_conf *c, const s
 			subj = mime->headers[i].raw;
 			break;
 		}
+	size_t tl = strlen(c->subject_tag);
+	bool space = tl && !isspace((unsigned char)c->subject_tag[tl - 1]) && subj && *subj &&
+		     !isspace((unsigned char)*subj);
 	char *ns2 = NULL;
-	if (asprintf(&ns2, "%s%s", c->subject_tag, subj ? subj : "") >= 0) {
+	if (asprintf(&ns2, "%s%s%s", c->subject_tag, space ? " " : "", subj ? subj : "") >= 0) {
 		if (subj)
 			host->header_change(ctx, "Subject", 1, ns2);
 		else

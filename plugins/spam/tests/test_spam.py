@@ -193,6 +193,11 @@ def main():
         out = r.stdout
         check('header add: X-Spam-Flag: YES' in out, 'tag2: X-Spam-Flag added', out)
         check('header change #1: Subject: ***SPAM*** offer' in out, 'tag2: subject prefixed', out)
+        # a tag written without its trailing space gets one, as in SpamAssassin
+        cfg3b = conf(root, 'nokill-tag', dict(base, spam_kill_level='none', spam_subject_tag='[SPAM]'))
+        r = siftctl(cfg3b, 'test', '--helo', 'localhost', '--client', '192.0.2.10', spammy)
+        check('header change #1: Subject: [SPAM] offer' in r.stdout,
+              'spam_subject_tag = [SPAM]: "[SPAM] offer"', r.stdout)
         check('SIFT_HELO_LOCALHOST' in out and 'MISSING_DATE' in out and 'MISSING_MID' in out,
               'HELO localhost, missing Date and Message-ID scored', out)
         check('header delete #1: X-Spam-Status' in out and 'header delete #1: X-Spam-Flag' in out,
