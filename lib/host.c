@@ -1172,6 +1172,7 @@ bool sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt)
 void sift_ctx_accept_message(struct sift_ctx *ctx)
 {
 	ctx->res.accepted = true;
+	ctx->res.released = true;
 }
 
 void sift_ctx_drop_last_rcpt(struct sift_ctx *ctx)
@@ -1321,6 +1322,7 @@ void sift_ctx_request_reset(struct sift_ctx *ctx)
 	r->decided_by = NULL;
 	r->hold = false;
 	r->accepted = false;
+	r->released = false;
 	free(r->hold_reason);
 	r->hold_reason = NULL;
 }
@@ -1436,7 +1438,11 @@ static enum sift_verdict run_chain(struct sift_ctx *ctx, enum sift_phase ph, con
 	for (size_t k = 0; k < g->nprof[pr]; k++) {
 		size_t i = g->prof[pr][k];
 		struct plugin_inst *pi = &g->pl[i];
-		if ((r->accepted && !(pi->p->flags & SIFT_F_ALWAYS_RUN)) || !has_hook(pi->p, ph))
+		/* after an ACCEPT: signing always, virus scanning unless the
+		 * message is a quarantine release */
+		bool skip = r->accepted && !(pi->p->flags & SIFT_F_ALWAYS_RUN) &&
+			    !((pi->p->flags & SIFT_F_VIRUS_SCAN) && !r->released);
+		if (skip || !has_hook(pi->p, ph))
 			continue;
 		ctx->cur = i;
 		struct sift_pstat *ps = &ctx->pstat[i];

@@ -535,8 +535,9 @@ const char *sift_ctx_get(struct sift_ctx *ctx, enum sift_item item);
 void sift_ctx_reply(struct sift_ctx *ctx, const char *code, const char *xcode, const char *text);
 /* false: not kept (the message has SIFT_MAX_RCPTS already). */
 bool sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt);
-/* The message is accepted as an ACCEPT verdict accepts it: from here on
- * only the SIFT_F_ALWAYS_RUN plugins (signing) run (a quarantine release). */
+/* A quarantine release: the message is accepted as an ACCEPT verdict
+ * accepts it, and from here on only the SIFT_F_ALWAYS_RUN plugins
+ * (signing) run, virus scanners (SIFT_F_VIRUS_SCAN) not either. */
 void sift_ctx_accept_message(struct sift_ctx *ctx);
 /* The recipient added last is taken off (policyd: its RCPT was refused). */
 void sift_ctx_drop_last_rcpt(struct sift_ctx *ctx);
@@ -593,6 +594,7 @@ struct sift_result {
 	bool hold;
 	char *hold_reason;
 	bool accepted;		     /* an ACCEPT was seen: whitelisted */
+	bool released;		     /* a quarantine release: not scanned again */
 	struct sift_edit *edits;     /* in order */
 	struct sift_symbol *symbols; /* in order */
 	double score;

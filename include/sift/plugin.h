@@ -58,7 +58,9 @@
  *   plugins run in the profile's configured order; the first REJECT, TEMPFAIL
  *   or DISCARD ends the phase (and the message); ACCEPT whitelists the
  *   message: later plugins are skipped unless they are marked
- *   SIFT_F_ALWAYS_RUN; ERROR becomes `<name>_error_action` (default tempfail);
+ *   SIFT_F_ALWAYS_RUN or SIFT_F_VIRUS_SCAN (as Postfix's OK never skips
+ *   the content filter: a whitelisted, possibly forged, sender is still
+ *   scanned for viruses); ERROR becomes `<name>_error_action` (default tempfail);
  *   HOLD asks for the message to be put on hold (Postfix's hold queue) and
  *   processing goes on. DUNNO means no opinion.
  *
@@ -85,6 +87,8 @@
  *      cidr table, matched against whole keys only).
  *   7  struct sift_host: reply_check (the host's rules for a REJECT or
  *      TEMPFAIL reply, for replies configured ahead of use).
+ *   8  flag SIFT_F_VIRUS_SCAN (a plugin that runs after an ACCEPT; an older
+ *      host skips it there, as any plugin).
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -101,7 +105,7 @@ extern "C" {
 #endif
 
 #define SIFT_ABI_MAJOR 1
-#define SIFT_ABI_MINOR 7
+#define SIFT_ABI_MINOR 8
 
 struct sift_ctx;	 /* one connection/message/request as seen by a plugin */
 struct sift_dns_pending; /* a DNS query started by host->dns_start */
@@ -149,6 +153,9 @@ enum sift_phase {
 #define SIFT_F_ALWAYS_RUN  0x01 /* run even after an earlier ACCEPT (signing) */
 #define SIFT_F_NEED_BODY   0x02 /* needs the whole body at end of message */
 #define SIFT_F_HDR_LEADSPC 0x04 /* needs header values byte-exact (DKIM) */
+#define SIFT_F_VIRUS_SCAN \
+	0x08 /* a virus scanner: runs after an earlier ACCEPT too (only a
+				 * quarantine release is not scanned again) */
 
 /* ---- Typed parameter tables ---------------------------------------------
  * Each entry describes one setting `<plugin>_<name>`. The host stores the

@@ -7,7 +7,7 @@ Cases: EICAR as plain body, base64 attachment, quoted-printable with a soft
 break inside the string, in a zip, in a zip in a zip, in a tar.gz, in a
 forwarded message/rfc822; clamav-testfiles samples; clean controls; the
 virus actions (reject, discard, quarantine + siftctl quarantine list/show/
-delete/purge); over-size (pass with a note / tempfail / reject), also over
+delete/purge); a sender whitelisted by the access plugin (OK) still scanned; over-size (pass with a note / tempfail / reject), also over
 clamav_max_filesize (never a virus); database
 missing; clamd down, failover to a second server, clamd killed and
 restarted; fail_action = accept. Exit status 0 only if every check passed.
@@ -137,6 +137,21 @@ def main():
         r = ctl.test(clean, ('clamav_header_name=',))
         check(r.get('action') == 'accept' and not r.get('headers'), 'header_name empty: no header',
               r['raw'])
+
+        # An access OK (a whitelisted sender, which anyone can forge)
+        # skips the plugins after it, not the virus scan: as Postfix's OK
+        # never skips the content filter.
+        okmap = os.path.join(root, 'ok_senders')
+        with open(okmap, 'w') as f:
+            f.write('sender@example.test OK\n')
+        wl = ('inbound_plugins=access clamav', 'access_sender_map=texthash:' + okmap)
+        r = ctl.test(eicar, wl)
+        check(r.get('action') == 'reject' and 'CLAMAV_VIRUS' in r.get('symbol', ''),
+              'a sender whitelisted by access is still scanned: virus rejected', r['raw'])
+        r = ctl.test(clean, wl)
+        check(r.get('action') == 'accept' and any(h.startswith('X-Virus-Scanned: ')
+                                                  for h in r.get('headers', [])),
+              'a whitelisted sender\'s clean message: accepted, X-Virus-Scanned', r['raw'])
 
         # Actions.
         r = ctl.test(eicar, ('clamav_inbound_action=discard',))
