@@ -314,8 +314,12 @@ static int parse_meta(FILE *fp, struct sift_qentry *e, char **err_r)
 			e->reason = sift_strdup(v);
 		else if (strcmp(line, "Plugin") == 0 && !e->plugin)
 			e->plugin = sift_strdup(v);
-		else if (strcmp(line, "Size") == 0)
-			e->size = strtoll(v, NULL, 10);
+		else if (strcmp(line, "Size") == 0) {
+			char *rest;
+			errno = 0;
+			e->size = strtoll(v, &rest, 10);
+			e->has_size = errno == 0 && rest != v && !*rest && e->size >= 0;
+		}
 	}
 	free(line);
 	if (!magic || !end || !e->id) {

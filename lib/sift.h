@@ -375,6 +375,7 @@ struct sift_qentry {
 	char **rcpts;
 	size_t n_rcpts;
 	long long time, size, data_off;
+	bool has_size; /* the record has a Size: line (size is then the message's length) */
 };
 void sift_qentry_free(struct sift_qentry *e);
 /* Ids are [0-9A-Za-z-]{1,64}: anything else is refused. */

@@ -541,6 +541,19 @@ static int cmd_release(const char *dir, int argc, char **argv)
 			o.id);
 	else if (fstat(fileno(fp), &st) < 0 || st.st_nlink == 0)
 		fprintf(stderr, "siftctl quarantine release: %s was released meanwhile\n", o.id);
+	else if (!e.has_size)
+		fprintf(stderr,
+			"siftctl quarantine release: %s is damaged: its record has no Size; not released\n",
+			o.id);
+	else if (st.st_size - e.data_off != e.size)
+		/* a file cut short (a full disk under an older store, a
+		 * restore) or grown: sent, a damaged copy would be delivered
+		 * and the stored one removed */
+		fprintf(stderr,
+			"siftctl quarantine release: %s is damaged: its record says %lld bytes of message, "
+			"the file holds %lld; not released (`siftctl quarantine show %s --raw` shows what "
+			"is there)\n",
+			o.id, e.size, (long long)(st.st_size - e.data_off), o.id);
 	else if (!nto)
 		fprintf(stderr, "siftctl quarantine release: %s has no recipients (use --to)\n", o.id);
 	else if (reinject(dir, &o, &e, fp, to, nto) == 0) {

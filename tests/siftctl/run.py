@@ -219,6 +219,7 @@ def main():
 
     masking_tests(tmp)
     quarantine_tests(tmp)
+    quarantine_store_tests(tmp)
     clamav_wait_tests(tmp)
     reload_tests(tmp, pconf)
     return done()
@@ -358,6 +359,52 @@ def quarantine_tests(tmp):
           new_tok not in r.stdout and not os.path.exists(old_tok) and os.path.exists(new_tok),
           "quarantine purge: removes a release token two days old, keeps a fresh one", r.stdout + r.stderr)
     os.unlink(new_tok)
+
+
+def quarantine_store_tests(tmp):
+    """release refuses a damaged file (cut short or grown: its record's
+    Size is not what follows it) and keeps it."""
+    q = f"{tmp}/qstore"
+    os.mkdir(q, 0o750)
+    conf = f"{tmp}/qstore.conf"
+    with open(conf, "w") as f:
+        f.write(f"quarantine_directory = {q}\n")
+
+    def store(qid, sender, rcpts, reason, message, size=None, rec_id=None):
+        meta = (f"Sift-Quarantine: 1\nId: {rec_id or qid}\nQueue-Id: 4AbC\nTime: 1764928800\nSender: {sender}\n" +
+                "".join(f"Recipient: {r}\n" for r in rcpts) +
+                f"Reason: {reason}\nPlugin: clamav\nSize: {len(message) if size is None else size}\n\n")
+        with open(f"{q}/{qid}.msg", "wb") as f:
+            f.write(meta.encode() + message)
+
+    # a damaged file (cut short, or grown) is not released: sent, the
+    # damaged copy would be delivered and the stored one removed
+    calls = f"{tmp}/qstore-sendmail"
+    fake = f"{tmp}/qstore-sendmail.sh"
+    with open(fake, "w") as f:
+        f.write(f"#!/bin/sh\necho \"$@\" >> {calls}\ncat > /dev/null\n")
+    os.chmod(fake, 0o755)
+    whole = b"Subject: whole\r\n\r\n" + b"line\r\n" * 1000
+    cut = "20261205-100001-0123456789ab"
+    store(cut, "a@x.test", ["bob@sift.test"], "virus X", whole[:100], size=len(whole))
+    grown = "20261205-100002-0123456789ab"
+    store(grown, "a@x.test", ["bob@sift.test"], "virus X", whole + b"tail\r\n", size=len(whole))
+    for qid, have in ((cut, 100), (grown, len(whole) + 6)):
+        r = run("-c", conf, "quarantine", "release", qid, "--sendmail", fake, "--wait", "0")
+        check(r.returncode == 1 and not os.path.exists(calls) and os.path.exists(f"{q}/{qid}.msg") and
+              f"{qid} is damaged: its record says {len(whole)} bytes of message, the file holds {have}; "
+              "not released" in r.stderr,
+              f"quarantine release: a damaged file ({have} of {len(whole)} bytes) is refused and kept",
+              r.stdout + r.stderr)
+    good = "20261205-100003-0123456789ab"
+    store(good, "a@x.test", ["bob@sift.test", "carol@sift.test"], "virus X", whole)
+    r = run("-c", conf, "quarantine", "release", good, "--sendmail", fake, "--wait", "0")
+    check(r.returncode == 0 and not os.path.exists(f"{q}/{good}.msg") and os.path.exists(calls) and
+          open(calls).read() == "-f a@x.test -- bob@sift.test carol@sift.test\n",
+          "quarantine release: a whole file is released", r.stdout + r.stderr)
+    for qid in (cut, grown, good):
+        if os.path.exists(f"{q}/{qid}.msg"):
+            os.unlink(f"{q}/{qid}.msg")
 
 
 def clamav_wait_tests(tmp):
