@@ -362,6 +362,10 @@ int sift_quarantine_open(const char *dir, const char *id, struct sift_qentry *e_
 		sift_qentry_free(e_r);
 		return -1;
 	}
+	/* The id is the file's name, which every command takes; the record's
+	 * copy is not shown (it may say anything). */
+	free(e_r->id);
+	e_r->id = sift_strdup(id);
 	e_r->path = path;
 	if (fp_r)
 		*fp_r = fp;

@@ -35,10 +35,11 @@
 static const char usage_text[] =
 	"  quarantine list [--reason TEXT] [--plugin NAME] [--older-than TIME]\n"
 	"       list quarantined messages, oldest first: id, time (UTC), size, sender,\n"
-	"       recipients, plugin, reason; --reason matches a substring, --older-than\n"
-	"       takes 30m, 12h, 7d ...\n"
+	"       recipients, plugin, reason (control characters as \\xHH); --reason\n"
+	"       matches a substring, --older-than takes 30m, 12h, 7d ...\n"
 	"  quarantine show ID [--raw]\n"
-	"       print the metadata and the message (--raw: the message only)\n"
+	"       print the metadata and the message, control characters as \\xHH and\n"
+	"       CR LF as LF (--raw: the message only, as stored)\n"
 	"  quarantine release ID [--to ADDR]... [--keep] [--sendmail COMMAND] [--wait TIME]\n"
 	"                     [--sendmail-timeout TIME]\n"
 	"       re-inject the message with Postfix's sendmail (default\n"
@@ -91,6 +92,48 @@ static void fmt_time(long long t, char *buf, size_t n)
 	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Writes the bytes of in to out as a terminal may show them: control
+ * characters (C0 but LF and, with tab, TAB; DEL; C1 as UTF-8 encodes them,
+ * 0xc2 0x80..0x9f) as \xHH, and CR LF as LF. A sender, recipient, reason or
+ * message is the sender's text: written as it is, an escape sequence in it
+ * would drive the administrator's terminal (retitle it, clear the listing,
+ * hide a line). Other bytes, UTF-8 and 8-bit text, are kept. */
+static void put_safe(FILE *in, FILE *out, bool tab)
+{
+	int c;
+	while ((c = getc(in)) != EOF) {
+		if (c == '\r' || c == 0xc2) {
+			int d = getc(in);
+			if (c == '\r' && d == '\n') {
+				putc('\n', out);
+				continue;
+			}
+			if (c == 0xc2 && d >= 0x80 && d <= 0x9f) {
+				fprintf(out, "\\xc2\\x%02x", d);
+				continue;
+			}
+			if (d != EOF)
+				ungetc(d, in);
+		}
+		if ((c >= 0x20 && c != 0x7f) || c == '\n' || (c == '\t' && tab))
+			putc(c, out);
+		else
+			fprintf(out, "\\x%02x", c);
+	}
+}
+
+/* A metadata value (sender, recipient, reason, plugin) on one line. */
+static void put_value(const char *v)
+{
+	FILE *in = fmemopen((void *)v, strlen(v), "r");
+	if (!in) {
+		fputs("?", stdout);
+		return;
+	}
+	put_safe(in, stdout, false);
+	fclose(in);
+}
+
 static int cmd_list(const char *dir, int argc, char **argv)
 {
 	static const struct option lo[] = {{"reason", required_argument, NULL, 'r'},
@@ -134,10 +177,19 @@ static int cmd_list(const char *dir, int argc, char **argv)
 		if (show) {
 			char tb[32];
 			fmt_time(e->time, tb, sizeof(tb));
-			printf("%s %s %lld <%s> ", e->id, tb, e->size, e->sender);
-			for (size_t k = 0; k < e->n_rcpts; k++)
-				printf("%s<%s>", k ? "," : "", e->rcpts[k]);
-			printf(" %s %s\n", *e->plugin ? e->plugin : "-", e->reason);
+			printf("%s %s %lld <", e->id, tb, e->size);
+			put_value(e->sender);
+			fputs("> ", stdout);
+			for (size_t k = 0; k < e->n_rcpts; k++) {
+				fputs(k ? ",<" : "<", stdout);
+				put_value(e->rcpts[k]);
+				fputs(">", stdout);
+			}
+			fputs(" ", stdout);
+			put_value(*e->plugin ? e->plugin : "-");
+			fputs(" ", stdout);
+			put_value(e->reason);
+			fputs("\n", stdout);
 		}
 		sift_qentry_free(e);
 	}
@@ -173,16 +225,30 @@ static int cmd_show(const char *dir, int argc, char **argv)
 	if (!raw) {
 		char tb[32];
 		fmt_time(e.time, tb, sizeof(tb));
-		printf("Id: %s\nQueue-Id: %s\nTime: %s\nSender: <%s>\n", e.id, e.queue_id, tb, e.sender);
-		for (size_t k = 0; k < e.n_rcpts; k++)
-			printf("Recipient: <%s>\n", e.rcpts[k]);
-		printf("Plugin: %s\nReason: %s\nSize: %lld\n\n", e.plugin, e.reason, e.size);
+		printf("Id: %s\nQueue-Id: ", e.id);
+		put_value(e.queue_id);
+		printf("\nTime: %s\nSender: <", tb);
+		put_value(e.sender);
+		fputs(">\n", stdout);
+		for (size_t k = 0; k < e.n_rcpts; k++) {
+			fputs("Recipient: <", stdout);
+			put_value(e.rcpts[k]);
+			fputs(">\n", stdout);
+		}
+		fputs("Plugin: ", stdout);
+		put_value(e.plugin);
+		fputs("\nReason: ", stdout);
+		put_value(e.reason);
+		printf("\nSize: %lld\n\n", e.size);
+		/* the message for reading: --raw gives its bytes */
+		put_safe(fp, stdout, true);
+	} else {
+		fflush(stdout);
+		char buf[65536];
+		size_t r;
+		while ((r = fread(buf, 1, sizeof(buf), fp)) > 0)
+			fwrite(buf, 1, r, stdout);
 	}
-	fflush(stdout);
-	char buf[65536];
-	size_t r;
-	while ((r = fread(buf, 1, sizeof(buf), fp)) > 0)
-		fwrite(buf, 1, r, stdout);
 	fclose(fp);
 	sift_qentry_free(&e);
 	return 0;
@@ -558,8 +624,11 @@ static int cmd_release(const char *dir, int argc, char **argv)
 		fprintf(stderr, "siftctl quarantine release: %s has no recipients (use --to)\n", o.id);
 	else if (reinject(dir, &o, &e, fp, to, nto) == 0) {
 		printf("released %s to", o.id);
-		for (size_t i = 0; i < nto; i++)
-			printf(" <%s>", to[i]);
+		for (size_t i = 0; i < nto; i++) {
+			fputs(" <", stdout);
+			put_value(to[i]);
+			fputs(">", stdout);
+		}
 		printf("\n");
 		rc = 0;
 		if (!o.keep && sift_quarantine_delete(dir, o.id, &err) < 0) {

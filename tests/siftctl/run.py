@@ -362,8 +362,10 @@ def quarantine_tests(tmp):
 
 
 def quarantine_store_tests(tmp):
-    """release refuses a damaged file (cut short or grown: its record's
-    Size is not what follows it) and keeps it."""
+    """What the store holds is the sender's text: list and show write its
+    control characters escaped, and name a message by its file's name;
+    release refuses a damaged file (cut short or grown: its record's Size
+    is not what follows it) and keeps it."""
     q = f"{tmp}/qstore"
     os.mkdir(q, 0o750)
     conf = f"{tmp}/qstore.conf"
@@ -376,6 +378,28 @@ def quarantine_store_tests(tmp):
                 f"Reason: {reason}\nPlugin: clamav\nSize: {len(message) if size is None else size}\n\n")
         with open(f"{q}/{qid}.msg", "wb") as f:
             f.write(meta.encode() + message)
+
+    msg = b"Subject: \x1b]0;owned\x07hi\r\nFrom: a@x.test\r\n\r\n\xc2\x9b2J caf\xc3\xa9 8-bit \xe9\r\n.\r\n"
+    hostile = "20261205-100000-0123456789ab"
+    store(hostile, "\x1b]0;owned\x07\x1b[2Jevil@x.test", ["bob@sift.test", "\x1b[8mcarol@sift.test"],
+          "virus \x1b[31mX\x7f", msg, rec_id="\x1b[2J../../x")
+    r = run("-c", conf, "quarantine", "list")
+    check(r.returncode == 0 and "\x1b" not in r.stdout and "\x07" not in r.stdout and "\x7f" not in r.stdout and
+          r.stdout.startswith(hostile + " 2025-12-05T10:00:00Z 64 ") and
+          "<\\x1b]0;owned\\x07\\x1b[2Jevil@x.test> <bob@sift.test>,<\\x1b[8mcarol@sift.test> clamav "
+          "virus \\x1b[31mX\\x7f\n" in r.stdout,
+          "quarantine list: control characters of the sender, recipients and reason are escaped", repr(r.stdout))
+    r = subprocess.run([SIFTCTL, "-c", conf, "quarantine", "show", hostile], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    r.stdout = r.stdout.decode(errors="surrogateescape")
+    check(r.returncode == 0 and "\x1b" not in r.stdout and "\x07" not in r.stdout and "\r" not in r.stdout and
+          "\x9b" not in r.stdout and r.stdout.startswith(f"Id: {hostile}\n") and
+          "Sender: <\\x1b]0;owned\\x07\\x1b[2Jevil@x.test>\n" in r.stdout and
+          "Subject: \\x1b]0;owned\\x07hi\nFrom: a@x.test\n\n\\xc2\\x9b2J caf\u00e9 8-bit " in r.stdout,
+          "quarantine show: control characters escaped in the record and the message, UTF-8 kept", repr(r.stdout))
+    raw = subprocess.run([SIFTCTL, "-c", conf, "quarantine", "show", hostile, "--raw"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE).stdout
+    check(raw == msg, "quarantine show --raw: the message as stored, byte for byte", raw)
 
     # a damaged file (cut short, or grown) is not released: sent, the
     # damaged copy would be delivered and the stored one removed
@@ -402,7 +426,7 @@ def quarantine_store_tests(tmp):
     check(r.returncode == 0 and not os.path.exists(f"{q}/{good}.msg") and os.path.exists(calls) and
           open(calls).read() == "-f a@x.test -- bob@sift.test carol@sift.test\n",
           "quarantine release: a whole file is released", r.stdout + r.stderr)
-    for qid in (cut, grown, good):
+    for qid in (cut, grown, hostile, good):
         if os.path.exists(f"{q}/{qid}.msg"):
             os.unlink(f"{q}/{qid}.msg")
 
