@@ -346,10 +346,25 @@ int sift_quarantine_open(const char *dir, const char *id, struct sift_qentry *e_
 		return -1;
 	}
 	char *path = sift_asprintf("%s/%s.msg", dir, id);
-	FILE *fp = fopen(path, "rbe");
-	if (!fp) {
+	/* Only a regular file, never through a symbolic link: the daemon user
+	 * owns the directory, and siftctl may run as root; a FIFO or a device
+	 * put there would block list (and the status page) for good. */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	struct stat st;
+	FILE *fp = NULL;
+	if (fd < 0) {
 		*err_r = errno == ENOENT ? sift_asprintf("no quarantined message %s", id)
-					 : sift_asprintf("%s: %s", path, strerror(errno));
+			 : errno == ELOOP
+				 ? sift_asprintf("%s: a symbolic link, not a quarantined message", path)
+				 : sift_asprintf("%s: %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	bool reg = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	if (!reg || fcntl(fd, F_SETFL, 0) < 0 || !(fp = fdopen(fd, "rb"))) {
+		*err_r = reg ? sift_asprintf("%s: %s", path, strerror(errno))
+			     : sift_asprintf("%s: not a regular file, not a quarantined message", path);
+		close(fd);
 		free(path);
 		return -1;
 	}

@@ -362,10 +362,12 @@ def quarantine_tests(tmp):
 
 
 def quarantine_store_tests(tmp):
-    """What the store holds is the sender's text: list and show write its
-    control characters escaped, and name a message by its file's name;
-    release refuses a damaged file (cut short or grown: its record's Size
-    is not what follows it) and keeps it."""
+    """What the store holds is the sender's text and the daemon user's
+    files: list and show write its control characters escaped, and name a
+    message by its file's name; release refuses a damaged file (cut short
+    or grown: its record's Size is not what follows it) and keeps it; a
+    FIFO or a symbolic link named ID.msg is not opened (list would wait on
+    a FIFO for good)."""
     q = f"{tmp}/qstore"
     os.mkdir(q, 0o750)
     conf = f"{tmp}/qstore.conf"
@@ -429,6 +431,34 @@ def quarantine_store_tests(tmp):
     for qid in (cut, grown, hostile, good):
         if os.path.exists(f"{q}/{qid}.msg"):
             os.unlink(f"{q}/{qid}.msg")
+
+    # not a regular file: a FIFO (list and show would wait for a writer)
+    # and a symbolic link (siftctl may run as root) are skipped with a
+    # warning, never opened
+    fifo, link = "20261205-100004-0123456789ab", "20261205-100005-0123456789ab"
+    os.mkfifo(f"{q}/{fifo}.msg", 0o600)
+    target = f"{tmp}/qstore-target"
+    store(good, "a@x.test", ["bob@sift.test"], "virus X", whole)
+    os.rename(f"{q}/{good}.msg", target)
+    os.symlink(target, f"{q}/{link}.msg")
+    try:
+        r = subprocess.run([SIFTCTL, "-c", conf, "quarantine", "list"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=10)
+        check(r.returncode == 0 and r.stdout == "" and "not a regular file" in r.stderr and
+              "a symbolic link" in r.stderr,
+              "quarantine list: a FIFO and a symbolic link are skipped, with a warning", r.stdout + r.stderr)
+    except subprocess.TimeoutExpired:
+        check(False, "quarantine list: a FIFO and a symbolic link are skipped, with a warning (it hung)")
+    for qid, what in ((fifo, "not a regular file"), (link, "a symbolic link")):
+        for cmd in ("show", "release"):
+            try:
+                args = [cmd, qid] + (["--sendmail", fake] if cmd == "release" else [])
+                r = subprocess.run([SIFTCTL, "-c", conf, "quarantine"] + args, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, timeout=10)
+                check(r.returncode == 1 and what in r.stderr and r.stdout == "",
+                      f"quarantine {cmd}: {what} is refused", r.stdout + r.stderr)
+            except subprocess.TimeoutExpired:
+                check(False, f"quarantine {cmd}: {what} is refused (it hung)")
 
 
 def clamav_wait_tests(tmp):
