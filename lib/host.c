@@ -1308,6 +1308,11 @@ bool sift_ctx_quarantined(const struct sift_ctx *ctx)
 	return ctx->quarantined;
 }
 
+bool sift_ctx_rcpts_full(const struct sift_ctx *ctx)
+{
+	return ctx->rcpts_full;
+}
+
 const struct sift_result *sift_ctx_result(const struct sift_ctx *ctx)
 {
 	return &ctx->res;

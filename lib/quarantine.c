@@ -176,6 +176,14 @@ int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *rea
 		*err_r = sift_strdup("quarantine_directory is empty");
 		return -1;
 	}
+	/* Released, a message stored without some of its recipients would
+	 * never reach them. */
+	if (sift_ctx_rcpts_full(ctx)) {
+		*err_r = sift_asprintf("the message has more than the %zu recipients filterd keeps: not "
+				       "stored, as a release would not reach the others",
+				       h->rcpt_count(ctx));
+		return -1;
+	}
 	/* The message part: our Received: line, then the message as received,
 	 * read from the host's copy (memory or spool) in chunks. */
 	struct sift_buf hdr = {0};

@@ -905,6 +905,9 @@ struct sift_pstat {
 };
 size_t sift_ctx_pstats(struct sift_ctx *ctx, struct sift_pstat **stats_r);
 bool sift_ctx_quarantined(const struct sift_ctx *ctx);
+/* true: the message has more recipients than the context keeps (the
+ * others were not kept: see sift_ctx_add_rcpt). */
+bool sift_ctx_rcpts_full(const struct sift_ctx *ctx);
 /* The metrics slot of plugin i of g. */
 int sift_gen_plugin_slot(const struct sift_gen *g, size_t i);
 

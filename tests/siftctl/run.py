@@ -485,6 +485,29 @@ def clamav_wait_tests(tmp):
     r = sifttest.siftctl_test(conf, clean, opts=("clamav_ready_wait=0",), timeout=300)
     check(r["action"] == "tempfail", "clamav_ready_wait=0 set by hand: tempfail as before", r)
 
+    # A message is quarantined with every recipient or not at all: filterd
+    # keeps 10,000 recipients of a message (sendmail(1) has no limit), and
+    # a copy stored without the others would never reach them on release.
+    q = f"{tmp}/q"
+    os.makedirs(q, 0o750, exist_ok=True)
+    for n, action in ((10000, "discard"), (10001, "tempfail")):
+        to = []
+        for i in range(n):
+            to += ["--to", f"r{i}@sift.test"]
+        r = sifttest.siftctl_test(conf, eicar, args=["--from", "a@x.test"] + to,
+                                  opts=("clamav_inbound_action=quarantine",), timeout=300)
+        stored = [f for f in os.listdir(q) if f.endswith(".msg")]
+        rcpts = open(f"{q}/{stored[0]}", "rb").read().count(b"\nRecipient: ") if stored else 0
+        if action == "discard":
+            check(r["action"] == "discard" and len(stored) == 1 and rcpts == n,
+                  f"quarantine: a message to {n} recipients is stored with all of them", (r, stored, rcpts))
+        else:
+            check(r["action"] == "tempfail" and (r.get("reply") or "").startswith("451 4.7.1") and stored == [],
+                  f"quarantine: a message to {n} recipients (more than filterd keeps) is not stored: 451",
+                  (r.get("action"), r.get("reply"), stored, rcpts))
+        for f in stored:
+            os.unlink(f"{q}/{f}")
+
 
 def milter_answers(port):
     """True if the milter on 127.0.0.1:port answers an option negotiation
