@@ -504,10 +504,23 @@ long sift_quarantine_purge_tmp(const char *dir, bool dry_run,
 	/* Release tokens past their age, which filterd refuses: left by a
 	 * release that was killed (SIGKILL) or crashed. */
 	char *rdir = sift_asprintf("%s" RELEASE_SUBDIR, dir);
-	d = opendir(rdir);
+	/* Not through a symbolic link: the daemon user owns DIR, and a purge
+	 * run by root would remove old files of token-like names wherever
+	 * the link pointed. */
+	int rfd = open(rdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	d = rfd >= 0 ? fdopendir(rfd) : NULL;
 	if (d)
 		n += purge_old(d, rdir, sift_quarantine_token_valid, RELEASE_MAX_AGE,
 			       "an expired release token", dry_run, report, arg);
+	else if (errno != ENOENT) {
+		*err_r = sift_asprintf("%s: %s: left alone", rdir,
+				       errno == ELOOP || errno == ENOTDIR
+					       ? "not a directory (a symbolic link?)"
+					       : strerror(errno));
+		if (rfd >= 0)
+			close(rfd);
+		n = -1;
+	}
 	free(rdir);
 	return n;
 }

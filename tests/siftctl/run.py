@@ -360,6 +360,23 @@ def quarantine_tests(tmp):
           "quarantine purge: removes a release token two days old, keeps a fresh one", r.stdout + r.stderr)
     os.unlink(new_tok)
 
+    # .release replaced by a symbolic link (the daemon user owns the store;
+    # purge runs as root from cron): nothing is removed where it points
+    os.rmdir(rdir)
+    victim = f"{tmp}/not-the-store"
+    os.mkdir(victim)
+    victim_file = f"{victim}/{'c' * 32}"
+    with open(victim_file, "w") as f:
+        f.write("not a token\n")
+    os.utime(victim_file, (two_days, two_days))
+    os.symlink(victim, rdir)
+    r = run("-c", conf, "quarantine", "purge", "--older-than", "7d")
+    check(r.returncode == 1 and os.path.exists(victim_file) and "removed" not in r.stdout and
+          f"{rdir}: not a directory (a symbolic link?): left alone" in r.stderr,
+          "quarantine purge: a .release that is a symbolic link is not followed, and reported",
+          r.stdout + r.stderr)
+    os.unlink(rdir)
+
 
 def quarantine_store_tests(tmp):
     """What the store holds is the sender's text and the daemon user's
