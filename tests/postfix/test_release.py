@@ -15,6 +15,9 @@ again):
     DKIM-signed on the way out (the signing plugins run on a release, the
     scanners do not), as the quarantined copy, stored before signing, is
     not;
+  - the release keeps the envelope: a null sender and three recipients in
+    two domains get one copy each with Return-Path: <>, nothing goes to the
+    header To:, and lines of dots and 8-bit text arrive as sent;
   - a message that carries a forged or already used X-Sift-Release header is
     scanned as usual (EICAR from outside: 554);
   - a release interrupted by SIGTERM, SIGINT or SIGHUP while sendmail hangs,
@@ -242,6 +245,39 @@ def main():
         rdir = os.path.join(qdir, '.release')
         check(not os.path.exists(rdir) and os.listdir(qdir) == [],
               'the release token was used up and the store is empty', os.listdir(qdir))
+
+        # The envelope is kept: the null sender and every recipient (two
+        # domains), not the header To:; lines of one dot, two dots and a
+        # leading dot, and 8-bit text, arrive as they were sent.
+        rcpts = ['env1@sift.test', 'env2@sift.test', 'env3@example.test']
+        body_lines = b'caf\xe9 8-bit\r\n.\r\n..\r\n.dot\r\n'
+        env_msg = (b'From: someone@example.test\r\nTo: header-only@sift.test\r\nSubject: envelope\r\n'
+                   b'Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n'
+                   b'\r\n' + body_lines + cvlib.EICAR + b'\r\n')
+        r = pf.send('', rcpts, env_msg)
+        rc, out = siftctl(conf, 'quarantine', 'list')
+        env_ids = [ln.split()[0] for ln in out.splitlines() if 'env1@sift.test' in ln]
+        check(r.accepted and len(env_ids) == 1 and '<> <env1@sift.test>,<env2@sift.test>,<env3@example.test>' in out,
+              'null sender, three recipients: quarantined with the envelope', (r, out))
+        if env_ids:
+            rc, out = siftctl(conf, 'quarantine', 'release', env_ids[0],
+                              '--sendmail', 'sendmail -C %s -G -i' % pf.config_dir)
+            check(rc == 0, 'release of the null-sender message: exit 0', out)
+            try:
+                pf.wait_delivered(1, timeout=30, rcpt='env3@example.test')
+            except sifttest.PostfixError as e:
+                check(False, 'the null-sender message is delivered', e)
+            time.sleep(2)
+            for rcpt in rcpts:
+                got = pf.maildir_messages(rcpt)
+                check(len(got) == 1 and got[0].header('Return-Path') == '<>',
+                      'released to %s once, with the null sender' % rcpt,
+                      [(m.header('Return-Path'), m.rcpt) for m in got])
+                if got:
+                    raw = got[0].raw.replace(b'\r\n', b'\n')
+                    check(body_lines.replace(b'\r\n', b'\n') + cvlib.EICAR in raw,
+                          'released to %s: dot lines and 8-bit text as sent' % rcpt, raw[-300:])
+            check(pf.maildir_messages('header-only@sift.test') == [], 'nothing to the header To: address')
 
         # A forged token does not pass.
         for what, tok in (('forged', secrets.token_hex(16)), ('garbage', 'let me in')):
