@@ -633,7 +633,10 @@ int sift_quarantine_release_check(const char *dir, const char *token, char **id_
 	if (!dir || !*dir || !sift_quarantine_token_valid(token))
 		return 0;
 	char *path = sift_asprintf("%s" RELEASE_SUBDIR "/%s", dir, token);
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO in the token's place (the daemon user owns the
+	 * directory) would block the open, and siftctl waiting for filterd
+	 * with it, for good; only a regular file is a token. */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	free(path);
 	if (fd < 0)
 		return 0;

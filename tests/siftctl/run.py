@@ -445,6 +445,23 @@ def quarantine_store_tests(tmp):
     check(r.returncode == 0 and not os.path.exists(f"{q}/{good}.msg") and os.path.exists(calls) and
           open(calls).read() == "-f a@x.test -- bob@sift.test carol@sift.test\n",
           "quarantine release: a whole file is released", r.stdout + r.stderr)
+    # the token replaced by a FIFO while the release waits for filterd to
+    # use it (the daemon user owns the store): the wait still ends
+    fifo_sendmail = f"{tmp}/qstore-fifo-sendmail.sh"
+    with open(fifo_sendmail, "w") as f:
+        f.write(f"#!/bin/sh\ncat > /dev/null\nfor t in {q}/.release/*; do rm -f \"$t\"; mkfifo \"$t\"; done\n")
+    os.chmod(fifo_sendmail, 0o755)
+    store(good, "a@x.test", ["bob@sift.test"], "virus X", whole)
+    try:
+        r = subprocess.run([SIFTCTL, "-c", conf, "quarantine", "release", good, "--sendmail", fifo_sendmail,
+                            "--wait", "2s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=20)
+        check(r.returncode == 0 and f"released {good}" in r.stdout,
+              "quarantine release: a FIFO in place of the release token does not block the wait",
+              r.stdout + r.stderr)
+    except subprocess.TimeoutExpired:
+        check(False, "quarantine release: a FIFO in place of the release token does not block the wait (it hung)")
+    if os.path.isdir(f"{q}/.release"):
+        shutil.rmtree(f"{q}/.release")
     for qid in (cut, grown, hostile, good):
         if os.path.exists(f"{q}/{qid}.msg"):
             os.unlink(f"{q}/{qid}.msg")
