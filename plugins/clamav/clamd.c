@@ -523,7 +523,10 @@ static int scan_one(struct clamd_client *c, const struct endpoint *ep, const str
 		*res = SCAN_CLEAN;
 		namebuf[0] = 0;
 	} else if (rl > 6 && strcmp(reply + rl - 6, " FOUND") == 0) {
-		size_t nl = (size_t)(reply + rl - 6 - p);
+		/* the name lies between the prefix and " FOUND": none in
+		 * "stream: FOUND", where the two overlap */
+		const char *end = reply + rl - 6;
+		size_t nl = end > p ? (size_t)(end - p) : 0;
 		/* ExtendedDetectionInfo adds "(hash:size)" */
 		const char *paren = memchr(p, '(', nl);
 		if (paren)

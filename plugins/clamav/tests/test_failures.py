@@ -197,7 +197,8 @@ def main():
               'clamd virus found before the whole message: rejected', r['raw'])
 
         # ---- a FOUND without a name ----------------------------------------
-        for ans in (b'stream:  FOUND\0', b'stream: (44d88612fea8a8f36de82e1278abb02f:68) FOUND\0'):
+        for ans in (b'stream:  FOUND\0', b'stream: FOUND\0',
+                    b'stream: (44d88612fea8a8f36de82e1278abb02f:68) FOUND\0'):
             noname = cvlib.FakeClamd(ans)
             fakes.append(noname)
             r = ctl.test(clean, clamd(noname.addr))
