@@ -18,8 +18,9 @@
  * originating profile) or in spf_trusted_clients are skipped.
  *
  * filterd (eoh hook): takes the topmost Received-SPF header if it sits
- * above the first Received: header (so that it was added by our own MTA
- * and not by the sender) and its receiver= is ours; otherwise (by
+ * above the first Received: header and a Received: follows it (so that it
+ * was added by our own MTA and not by the sender: Postfix shows milters
+ * none of its own Received:) and its receiver= is ours; otherwise (by
  * spf_filterd_mode) evaluates SPF itself and prepends Received-SPF. Either
  * way it adds the symbol SPF_<RESULT> with its configured score and an
  * Authentication-Results header with an spf= entry.
@@ -581,11 +582,16 @@ static bool rspf_key(const char *v, const char *key, char *out, size_t n)
 	return false;
 }
 
-/* Our own Received-SPF, if any: returns its result, fills identity values. */
+/* Our own Received-SPF, if any: returns its result, fills identity values.
+ * *placed_r tells whether a Received: header follows it, which shows that
+ * our MTA added it. Postfix does not show its own Received: header to
+ * milters, so there a header that the sender put at the top of the message
+ * looks the same as policyd's PREPEND: such a header is not placed. */
 static int own_header(const struct spf_conf *c, struct sift_ctx *ctx, int *identity, char *from, size_t fn,
-		      char *helo, size_t hn)
+		      char *helo, size_t hn, bool *placed_r)
 {
 	size_t n = host->header_count(ctx);
+	*placed_r = false;
 	for (size_t i = 0; i < n; i++) {
 		const struct sift_header *h = host->header(ctx, i);
 		if (strcasecmp(h->name, "Received") == 0)
@@ -622,6 +628,9 @@ static int own_header(const struct spf_conf *c, struct sift_ctx *ctx, int *ident
 		s = host->get(ctx, SIFT_I_HELO);
 		if (s && *s)
 			snprintf(helo, hn, "%s", s);
+		for (size_t j = i + 1; j < n && !*placed_r; j++)
+			if (strcasecmp(host->header(ctx, j)->name, "Received") == 0)
+				*placed_r = true;
 		return res;
 	}
 	return -1;
@@ -670,10 +679,19 @@ static enum sift_verdict spf_eoh(struct sift_ctx *ctx)
 		return SIFT_DUNNO;
 	int identity = SPF_ID_MAILFROM;
 	char from[512], helo[256];
-	int result = -1;
+	int result = -1, hresult = -1, hidentity = SPF_ID_MAILFROM;
+	bool placed = false;
 	const char *how = "header";
 	if (c->filterd_mode != FM_CHECK)
-		result = own_header(c, ctx, &identity, from, sizeof(from), helo, sizeof(helo));
+		hresult = own_header(c, ctx, &hidentity, from, sizeof(from), helo, sizeof(helo), &placed);
+	/* header_or_check trusts only a header that a Received: below shows
+	 * to be our MTA's. Without that (Postfix hides its own Received:
+	 * from milters) the sender may have written it: check, and add our
+	 * header unless the one on top already says the same. */
+	if (hresult >= 0 && (placed || c->filterd_mode == FM_HEADER)) {
+		result = hresult;
+		identity = hidentity;
+	}
 	if (result < 0 && c->filterd_mode != FM_HEADER && !trusted(c, ctx)) {
 		struct spf_msg *m = host->msg(ctx);
 		if (msg_result(c, ctx, m)) {
@@ -684,7 +702,8 @@ static enum sift_verdict spf_eoh(struct sift_ctx *ctx)
 			snprintf(helo, sizeof(helo), "%s",
 				 host->get(ctx, SIFT_I_HELO) ? host->get(ctx, SIFT_I_HELO) : "");
 			how = "check";
-			if (c->add_header)
+			bool same = hresult == result && hidentity == identity;
+			if (c->add_header && !same)
 				host->header_insert(ctx, 0, "Received-SPF", m->header);
 		}
 	}

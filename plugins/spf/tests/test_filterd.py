@@ -7,7 +7,9 @@ Checks: our own Received-SPF (topmost, above the first Received:, with our
 receiver=) is used as is - no DNS check, symbol option "header"; a
 Received-SPF below the first Received: (added before our MTA: forged) or
 with another receiver= is ignored and SPF is checked (symbol option
-"check", a Received-SPF is inserted); every result gives an SPF_<RESULT>
+"check", a Received-SPF is inserted); so is one with no Received: below
+it (Postfix shows milters none of its own Received: headers, so the
+sender may have written it) unless spf_filterd_mode = header; every result gives an SPF_<RESULT>
 symbol with its configured score and an Authentication-Results header with
 our authserv-id and spf=; spf_filterd_mode = header never checks;
 authenticated (originating) messages are skipped.
@@ -107,6 +109,21 @@ def main():
               "Received-SPF inserted after own check", r)
         check(hdr(r, "Authentication-Results") == ["auth.sift.test; spf=fail smtp.mailfrom=a@fail.test"],
               "Authentication-Results spf=fail", r)
+
+        # No Received: below it (Postfix shows milters none of its own):
+        # the sender may have written it, so it is checked; a header that
+        # says the same as the check is not added twice
+        r = run(conf, OWN + BODY)
+        check(sym(r) == ("SPF_FAIL", 3.5, "check") and
+              hdr(r, "Authentication-Results") == ["auth.sift.test; spf=fail smtp.mailfrom=a@fail.test"],
+              "Received-SPF with no Received: below it: checked, not trusted", r)
+        check(len(hdr(r, "Received-SPF")) == 1 and hdr(r, "Received-SPF")[0].startswith("fail (mx.sift.test: "),
+              "our Received-SPF added above the unproven one", r)
+        r = run(conf, OWN.replace("Received-SPF: pass", "Received-SPF: fail") + BODY)
+        check(sym(r) == ("SPF_FAIL", 3.5, "check") and hdr(r, "Received-SPF") == [],
+              "unproven header that agrees with the check: none added", r)
+        r = run(conf, OWN + BODY, opts=["spf_filterd_mode=header"])
+        check(sym(r) == ("SPF_PASS", -0.1, "header"), "filterd_mode=header trusts the topmost header", r)
 
         r = run(conf, OWN.replace("receiver=mx.sift.test", "receiver=other.example") + RECV + BODY)
         check(sym(r) == ("SPF_FAIL", 3.5, "check"), "Received-SPF of another receiver ignored", r)

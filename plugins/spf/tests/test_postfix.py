@@ -11,7 +11,10 @@ is 127.0.0.1, so:
   soft.example.test  v=spf1 ~all  -> delivered with Received-SPF: softfail
                      on top (two recipients: one header);
 and with spf_softfail_action = reject (a second policyd, Postfix reloaded)
-the softfail is rejected at RCPT with 550 5.7.23.
+the softfail is rejected at RCPT with 550 5.7.23. A second Postfix, whose
+policyd trusts the client, hands filterd (default mode) a message whose
+sender wrote a Received-SPF: pass at its top: filterd, which sees no
+Received: of Postfix, checks instead (spf=fail) and adds its own header.
 Prints "N passed, N failed".
 """
 import os
@@ -39,8 +42,16 @@ def main():
     common = {"dns_servers": "127.0.0.1:%d" % srv.port, "dns_timeout": "2s", "myhostname": "mx.sift.test"}
     pd = spfutil.policyd(dict(common))
     pd2 = spfutil.policyd(dict(common, spf_softfail_action="reject"), tmpdir=pd.tmp)
-    fd = pf = None
+    pd3 = spfutil.policyd(dict(common, spf_trusted_clients="inline:{ 127.0.0.1=OK }"), tmpdir=pd.tmp)
+    fd = pf = fd2 = pf2 = None
     try:
+        # filterd in its default mode (header_or_check), behind a policyd
+        # that trusts the client
+        fd2 = sifttest.start_daemon("filterd", pd.tmp, {
+            "inbound_plugins": "spf", "originating_plugins": "", "myhostname": "mx.sift.test",
+            "authserv_id": "mx.sift.test", "dns_servers": common["dns_servers"]}, name="filterd-check")
+        pf2 = sifttest.Postfix(policy="inet:127.0.0.1:%d" % pd3.port, milters=["inet:127.0.0.1:%d" % fd2.port])
+        pf2.start()
         fd = sifttest.start_daemon("filterd", pd.tmp, {
             "inbound_plugins": "spf", "originating_plugins": "", "myhostname": "mx.sift.test",
             "authserv_id": "mx.sift.test", "spf_filterd_mode": "header"})
@@ -60,6 +71,22 @@ def main():
         ar = [h for h in m.headers("Authentication-Results") if "spf=" in h]
         check(len(ar) == 1 and "spf=pass smtp.mailfrom=alice@pass.example.test" in ar[0],
               "filterd read policyd's header: Authentication-Results spf=pass", m.header_block())
+
+        # a sender's forged Received-SPF: pass on top of its message, for a
+        # client policyd does not check (trusted there): filterd, which
+        # does not see Postfix's Received:, must not take it as ours
+        forged = ("Received-SPF: pass (mx.sift.test: forged) receiver=mx.sift.test; client-ip=127.0.0.1;"
+                  " envelope-from=\"mallory@fail.example.test\"; helo=h.test; identity=mailfrom;\r\n")
+        r = pf2.send("mallory@fail.example.test", ["bob@sift.test"],
+                     forged + MSG % ("mallory@fail.example.test", "forged"))
+        check(r.accepted, "trusted client: accepted without an SPF check in policyd", r)
+        m = [x for x in pf2.wait_delivered(1) if "spf forged" in (x.header("Subject") or "")]
+        ar = [h for h in m[0].headers("Authentication-Results") if "spf=" in h] if m else []
+        rspf = m[0].headers("Received-SPF") if m else []
+        check(len(ar) == 1 and "spf=fail smtp.mailfrom=mallory@fail.example.test" in ar[0],
+              "forged Received-SPF: pass not trusted, filterd checked: spf=fail", m[0].header_block() if m else m)
+        check(len(rspf) == 2 and rspf[0].strip().startswith("fail (mx.sift.test: "),
+              "filterd's Received-SPF: fail above the forged one", rspf)
 
         r = pf.send("mallory@fail.example.test", ["bob@sift.test"], MSG % ("mallory@fail.example.test", "fail"))
         check(r.rejected_at() == "rcpt" and r.rcpts and r.rcpts[0][0] == 550 and "5.7.23" in r.rcpts[0][1],
@@ -83,7 +110,7 @@ def main():
     except Exception as e:  # any harness failure is a test failure
         check(False, "postfix scenario", "%r\n%s" % (e, pf.log()[-3000:] if pf else ""))
     finally:
-        sifttest.stop_all([srv, pd, pd2, fd, pf])
+        sifttest.stop_all([srv, pd, pd2, pd3, fd, pf, fd2, pf2])
     return done()
 
 
