@@ -670,12 +670,25 @@ static void auth_result(struct sift_ctx *ctx, const char *id, const char *resinf
 	free(o.p);
 }
 
+/* Mail that came in without SMTP: Postfix hands what sendmail(1) submits
+ * to non_smtpd_milters as a connection from 127.0.0.1 named "localhost"
+ * that said HELO localhost. It has no SMTP client whose address SPF could
+ * judge: checked, it would fail for our own domain. */
+static bool non_smtp(struct sift_ctx *ctx)
+{
+	const char *ip = host->get(ctx, SIFT_I_CLIENT_ADDR);
+	const char *name = host->get(ctx, SIFT_I_CLIENT_NAME);
+	const char *helo = host->get(ctx, SIFT_I_HELO);
+	return ip && strcmp(ip, "127.0.0.1") == 0 && name && strcasecmp(name, "localhost") == 0 && helo &&
+	       strcasecmp(helo, "localhost") == 0;
+}
+
 static enum sift_verdict spf_eoh(struct sift_ctx *ctx)
 {
 	const struct spf_conf *c = host->conf(ctx);
 	const char *profile = host->get(ctx, SIFT_I_PROFILE);
 	const char *sasl = host->get(ctx, SIFT_I_SASL_USERNAME);
-	if ((profile && strcmp(profile, "originating") == 0) || (sasl && *sasl))
+	if ((profile && strcmp(profile, "originating") == 0) || (sasl && *sasl) || non_smtp(ctx))
 		return SIFT_DUNNO;
 	int identity = SPF_ID_MAILFROM;
 	char from[512], helo[256];

@@ -14,10 +14,13 @@ and with spf_softfail_action = reject (a second policyd, Postfix reloaded)
 the softfail is rejected at RCPT with 550 5.7.23. A second Postfix, whose
 policyd trusts the client, hands filterd (default mode) a message whose
 sender wrote a Received-SPF: pass at its top: filterd, which sees no
-Received: of Postfix, checks instead (spf=fail) and adds its own header.
+Received: of Postfix, checks instead (spf=fail) and adds its own header;
+mail that sendmail(1) submits through non_smtpd_milters gets no SPF result
+(its "client" is Postfix's stand-in localhost [127.0.0.1]).
 Prints "N passed, N failed".
 """
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -50,7 +53,8 @@ def main():
         fd2 = sifttest.start_daemon("filterd", pd.tmp, {
             "inbound_plugins": "spf", "originating_plugins": "", "myhostname": "mx.sift.test",
             "authserv_id": "mx.sift.test", "dns_servers": common["dns_servers"]}, name="filterd-check")
-        pf2 = sifttest.Postfix(policy="inet:127.0.0.1:%d" % pd3.port, milters=["inet:127.0.0.1:%d" % fd2.port])
+        pf2 = sifttest.Postfix(policy="inet:127.0.0.1:%d" % pd3.port, milters=["inet:127.0.0.1:%d" % fd2.port],
+                               main={"non_smtpd_milters": "$smtpd_milters"})
         pf2.start()
         fd = sifttest.start_daemon("filterd", pd.tmp, {
             "inbound_plugins": "spf", "originating_plugins": "", "myhostname": "mx.sift.test",
@@ -87,6 +91,17 @@ def main():
               "forged Received-SPF: pass not trusted, filterd checked: spf=fail", m[0].header_block() if m else m)
         check(len(rspf) == 2 and rspf[0].strip().startswith("fail (mx.sift.test: "),
               "filterd's Received-SPF: fail above the forged one", rspf)
+
+        # mail from sendmail(1) through non_smtpd_milters: no SMTP client,
+        # so no SPF result (checked, 127.0.0.1 would fail our own domain)
+        out = subprocess.run(["/usr/sbin/sendmail", "-f", "cron@fail.example.test", "bob@sift.test"],
+                             input=(MSG % ("cron@fail.example.test", "local")).encode(),
+                             env=dict(os.environ, MAIL_CONFIG=pf2.config_dir), capture_output=True, timeout=60)
+        check(out.returncode == 0, "sendmail(1) submission accepted", out)
+        m = [x for x in pf2.wait_delivered(2) if "spf local" in (x.header("Subject") or "")]
+        check(len(m) == 1 and not m[0].headers("Received-SPF") and
+              not [h for h in m[0].headers("Authentication-Results") if "spf=" in h],
+              "sendmail(1) mail: no Received-SPF, no spf= (not an SMTP client)", m[0].header_block() if m else m)
 
         r = pf.send("mallory@fail.example.test", ["bob@sift.test"], MSG % ("mallory@fail.example.test", "fail"))
         check(r.rejected_at() == "rcpt" and r.rcpts and r.rcpts[0][0] == 550 and "5.7.23" in r.rcpts[0][1],
