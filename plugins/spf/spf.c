@@ -17,13 +17,14 @@
  * Clients that authenticated, that are in originating_networks (the
  * originating profile) or in spf_trusted_clients are skipped.
  *
- * filterd (eoh hook): takes the topmost Received-SPF header if it sits
- * above the first Received: header and a Received: follows it (so that it
- * was added by our own MTA and not by the sender: Postfix shows milters
- * none of its own Received:) and its receiver= is ours; otherwise (by
- * spf_filterd_mode) evaluates SPF itself and prepends Received-SPF. Either
- * way it adds the symbol SPF_<RESULT> with its configured score and an
- * Authentication-Results header with an spf= entry.
+ * filterd (eoh hook): evaluates SPF itself and prepends Received-SPF,
+ * unless the topmost Received-SPF (above the first Received:, with our
+ * receiver=) already says the same. Only spf_filterd_mode = header takes
+ * that header's word without a check: filterd cannot tell policyd's
+ * PREPEND from a header the sender wrote (Postfix shows milters none of
+ * its own Received:). Either way it adds the symbol SPF_<RESULT> with its
+ * configured score and an Authentication-Results header with an spf=
+ * entry.
  *
  * The evaluator (spf_eval.c) is our own; the README says why libspf2 is
  * not used. DNS goes through the host's shared resolver (host->dns_query),
@@ -583,15 +584,14 @@ static bool rspf_key(const char *v, const char *key, char *out, size_t n)
 }
 
 /* Our own Received-SPF, if any: returns its result, fills identity values.
- * *placed_r tells whether a Received: header follows it, which shows that
- * our MTA added it. Postfix does not show its own Received: header to
- * milters, so there a header that the sender put at the top of the message
- * looks the same as policyd's PREPEND: such a header is not placed. */
+ * Only the MTA's position shows that it is ours: above the MTA's own
+ * Received:. Postfix shows milters none of its own Received: headers, and
+ * a Received: below it may be the sender's too, so spf_filterd_mode =
+ * header_or_check never takes the header's word (see spf_eoh). */
 static int own_header(const struct spf_conf *c, struct sift_ctx *ctx, int *identity, char *from, size_t fn,
-		      char *helo, size_t hn, bool *placed_r)
+		      char *helo, size_t hn)
 {
 	size_t n = host->header_count(ctx);
-	*placed_r = false;
 	for (size_t i = 0; i < n; i++) {
 		const struct sift_header *h = host->header(ctx, i);
 		if (strcasecmp(h->name, "Received") == 0)
@@ -628,9 +628,6 @@ static int own_header(const struct spf_conf *c, struct sift_ctx *ctx, int *ident
 		s = host->get(ctx, SIFT_I_HELO);
 		if (s && *s)
 			snprintf(helo, hn, "%s", s);
-		for (size_t j = i + 1; j < n && !*placed_r; j++)
-			if (strcasecmp(host->header(ctx, j)->name, "Received") == 0)
-				*placed_r = true;
 		return res;
 	}
 	return -1;
@@ -693,15 +690,16 @@ static enum sift_verdict spf_eoh(struct sift_ctx *ctx)
 	int identity = SPF_ID_MAILFROM;
 	char from[512], helo[256];
 	int result = -1, hresult = -1, hidentity = SPF_ID_MAILFROM;
-	bool placed = false;
 	const char *how = "header";
 	if (c->filterd_mode != FM_CHECK)
-		hresult = own_header(c, ctx, &hidentity, from, sizeof(from), helo, sizeof(helo), &placed);
-	/* header_or_check trusts only a header that a Received: below shows
-	 * to be our MTA's. Without that (Postfix hides its own Received:
-	 * from milters) the sender may have written it: check, and add our
-	 * header unless the one on top already says the same. */
-	if (hresult >= 0 && (placed || c->filterd_mode == FM_HEADER)) {
+		hresult = own_header(c, ctx, &hidentity, from, sizeof(from), helo, sizeof(helo));
+	/* Only spf_filterd_mode = header takes the topmost header's word.
+	 * filterd cannot tell policyd's PREPEND from a Received-SPF that the
+	 * sender wrote at the top of its message (Postfix shows milters none
+	 * of its own Received:, and the sender can add Received: lines of its
+	 * own below). header_or_check checks, and adds no second header when
+	 * the topmost one says the same. */
+	if (hresult >= 0 && c->filterd_mode == FM_HEADER) {
 		result = hresult;
 		identity = hidentity;
 	}

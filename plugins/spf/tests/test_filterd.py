@@ -3,16 +3,17 @@
 `siftctl test --json` (the same chain filterd runs, without an MTA), with a
 DNS server on 127.0.0.1 where fail.test fails every client.
 
-Checks: our own Received-SPF (topmost, above the first Received:, with our
-receiver=) is used as is - no DNS check, symbol option "header"; a
-Received-SPF below the first Received: (added before our MTA: forged) or
-with another receiver= is ignored and SPF is checked (symbol option
-"check", a Received-SPF is inserted); so is one with no Received: below
-it (Postfix shows milters none of its own Received: headers, so the
-sender may have written it) unless spf_filterd_mode = header; every result gives an SPF_<RESULT>
-symbol with its configured score and an Authentication-Results header with
-our authserv-id and spf=; spf_filterd_mode = header never checks;
-authenticated (originating) messages are skipped.
+Checks: with spf_filterd_mode = header our own Received-SPF (topmost,
+above the first Received:, with our receiver=) is used as is - no DNS
+check, symbol option "header" - and one below a Received: or with another
+receiver= is not; in the default mode (header_or_check) every message is
+checked (symbol option "check") whatever Received-SPF it carries, since a
+sender can write one (Postfix shows milters none of its own Received:),
+and a Received-SPF is inserted unless the topmost one says the same; every
+result gives an SPF_<RESULT> symbol with its configured score and an
+Authentication-Results header with our authserv-id and spf=;
+spf_filterd_mode = header never checks; authenticated (originating)
+messages are skipped.
 Quoted values in our own header are read as such: headers written by
 policyd (started here) for a sender whose quoted local part holds
 "identity=helo; helo=paypal.com;" or a '(', and a HELO name that would
@@ -70,7 +71,8 @@ def quoted_values(conf, srv):
             rspf = "Received-SPF: " + a[len("PREPEND Received-SPF: "):] + "\n"
             for how, args in (("header alone", ["--helo", ""]), ("with MAIL FROM and HELO", ["--from", sender, "--helo", helo])):
                 r = siftctl_test(conf, rspf + RECV + BODY,
-                                 ["--client", "198.51.100.1", "--to", "b@sift.test"] + args)
+                                 ["--client", "198.51.100.1", "--to", "b@sift.test"] + args,
+                                 opts=["spf_filterd_mode=header"])
                 check(sym(r) == ("SPF_PASS", -0.1, "header") and
                       hdr(r, "Authentication-Results") == ["auth.sift.test; spf=pass " + want],
                       "sender %r, HELO %r, %s: A-R %s" % (sender, helo, how, want), (rspf, r))
@@ -96,11 +98,19 @@ def main():
         "dns_servers": "127.0.0.1:%d" % srv.port, "dns_timeout": "2s", "myhostname": "mx.sift.test",
         "authserv_id": "auth.sift.test", "spf_score_fail": "3.5"})
     try:
-        r = run(conf, OWN + RECV + BODY)
-        check(sym(r) == ("SPF_PASS", -0.1, "header"), "own Received-SPF used (no check)", r)
+        HM = ["spf_filterd_mode=header"]
+        r = run(conf, OWN + RECV + BODY, opts=HM)
+        check(sym(r) == ("SPF_PASS", -0.1, "header"), "filterd_mode=header: own Received-SPF used (no check)", r)
         check(hdr(r, "Authentication-Results") == ["auth.sift.test; spf=pass smtp.mailfrom=a@fail.test"],
               "Authentication-Results spf=pass", r)
         check(hdr(r, "Received-SPF") == [], "no second Received-SPF added", r)
+
+        # header_or_check (the default) never takes the header's word: a
+        # sender can write one, with Received: lines of its own below it
+        r = run(conf, OWN + RECV + BODY)
+        check(sym(r) == ("SPF_FAIL", 3.5, "check") and
+              hdr(r, "Authentication-Results") == ["auth.sift.test; spf=fail smtp.mailfrom=a@fail.test"],
+              "header_or_check: a Received-SPF: pass above a Received: is checked (fail)", r)
 
         r = run(conf, RECV + OWN + BODY)
         check(sym(r) == ("SPF_FAIL", 3.5, "check"), "Received-SPF below our Received: ignored, checked", r)
@@ -122,11 +132,13 @@ def main():
         r = run(conf, OWN.replace("Received-SPF: pass", "Received-SPF: fail") + BODY)
         check(sym(r) == ("SPF_FAIL", 3.5, "check") and hdr(r, "Received-SPF") == [],
               "unproven header that agrees with the check: none added", r)
-        r = run(conf, OWN + BODY, opts=["spf_filterd_mode=header"])
+        r = run(conf, OWN + BODY, opts=HM)
         check(sym(r) == ("SPF_PASS", -0.1, "header"), "filterd_mode=header trusts the topmost header", r)
 
-        r = run(conf, OWN.replace("receiver=mx.sift.test", "receiver=other.example") + RECV + BODY)
-        check(sym(r) == ("SPF_FAIL", 3.5, "check"), "Received-SPF of another receiver ignored", r)
+        r = run(conf, OWN.replace("receiver=mx.sift.test", "receiver=other.example") + RECV + BODY, opts=HM)
+        check(sym(r) is None, "filterd_mode=header: Received-SPF of another receiver ignored", r)
+        r = run(conf, RECV + OWN + BODY, opts=HM)
+        check(sym(r) is None, "filterd_mode=header: Received-SPF below a Received: ignored", r)
 
         r = run(conf, RECV + BODY, opts=["spf_filterd_mode=header"])
         check(sym(r) is None and not hdr(r, "Authentication-Results"), "filterd_mode=header: no check", r)
@@ -136,7 +148,7 @@ def main():
 
         for res, s in (("softfail", "SPF_SOFTFAIL"), ("neutral", "SPF_NEUTRAL"), ("none", "SPF_NONE"),
                        ("temperror", "SPF_TEMPERROR"), ("permerror", "SPF_PERMERROR")):
-            r = run(conf, OWN.replace("Received-SPF: pass", "Received-SPF: " + res) + RECV + BODY)
+            r = run(conf, OWN.replace("Received-SPF: pass", "Received-SPF: " + res) + RECV + BODY, opts=HM)
             check(sym(r) is not None and sym(r)[0] == s and
                   hdr(r, "Authentication-Results") == ["auth.sift.test; spf=%s smtp.mailfrom=a@fail.test" % res],
                   "header result %s -> %s" % (res, s), r)
