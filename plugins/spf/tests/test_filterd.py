@@ -13,7 +13,8 @@ and a Received-SPF is inserted unless the topmost one says the same; every
 result gives an SPF_<RESULT> symbol with its configured score and an
 Authentication-Results header with our authserv-id and spf=;
 spf_filterd_mode = header never checks; authenticated (originating)
-messages are skipped.
+messages are skipped; a DNS server that never answers gives
+SPF_TEMPERROR within spf_dns_timeout, and the message is accepted.
 Quoted values in our own header are read as such: headers written by
 policyd (started here) for a sender whose quoted local part holds
 "identity=helo; helo=paypal.com;" or a '(', and a HELO name that would
@@ -23,6 +24,7 @@ Prints "N passed, N failed".
 """
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import spfutil  # noqa: E402
@@ -33,7 +35,9 @@ from sifttest import check, done, siftctl_test, write_conf, plugin_directory  # 
 ZONE = {".": [spfutil.ROOT_SOA,
               {"name": "fail.test", "type": "TXT", "data": "v=spf1 -all"},
               {"name": "pass.test", "type": "TXT", "data": "v=spf1 ip4:192.0.2.0/24 -all"},
-              {"name": "evil.test", "type": "TXT", "data": "v=spf1 ip4:198.51.100.0/24 -all"}]}
+              {"name": "evil.test", "type": "TXT", "data": "v=spf1 ip4:198.51.100.0/24 -all"},
+              {"name": "slow.test", "type": "TXT", "data": "v=spf1 include:dead.slow.test -all"},
+              {"name": "dead.slow.test", "type": "TIMEOUT"}]}
 
 OWN = ("Received-SPF: pass (mx.sift.test: domain of a@fail.test designates 198.51.100.1 as permitted sender)\n"
        " receiver=mx.sift.test; client-ip=198.51.100.1; envelope-from=\"a@fail.test\"; helo=h.test;\n"
@@ -156,6 +160,17 @@ def main():
         r = run(conf, OWN.replace("Received-SPF: pass", "Received-SPF: permerror") + RECV + BODY,
                 helo=None, auth="alice")
         check(r["action"] != "error" and not r.get("symbols"), "authenticated sender skipped", r)
+
+        # a DNS server that never answers: temperror within the bounds
+        # (spf_dns_timeout per query, spf_timeout in all), never a hang
+        t0 = time.monotonic()
+        r = siftctl_test(conf, RECV + BODY, ["--client", "198.51.100.1", "--from", "a@slow.test", "--to", "b@sift.test",
+                                             "--helo", "h.test"], opts=["spf_dns_timeout=1s", "spf_timeout=2s"])
+        took = time.monotonic() - t0
+        check(sym(r) == ("SPF_TEMPERROR", 0.0, "check") and r["action"] == "accept" and
+              hdr(r, "Authentication-Results") == ["auth.sift.test; spf=temperror smtp.mailfrom=a@slow.test"],
+              "dead DNS server: SPF_TEMPERROR, message accepted", r)
+        check(took < 4, "dead DNS server: answered in %.1f s (spf_dns_timeout 1 s)" % took)
 
         quoted_values(conf, srv)
     finally:
