@@ -643,10 +643,24 @@ static void ar_mailfrom(struct out *o, const char *addr)
 		if (!atext((unsigned char)*p) && *p != '.')
 			simple = false;
 	const char *v = simple ? addr : at ? at + 1 : addr;
-	for (; *v; v++) {
-		char ch = (isalnum((unsigned char)*v) || strchr(".-_@+!#$%&'*/=?^`{|}~", *v)) ? *v : '_';
+	bool plain = *v != 0;
+	for (const char *p = v; *p && plain; p++)
+		if (!isalnum((unsigned char)*p) && !strchr(".-_@+!#$%&'*/=?^`{|}~", *p))
+			plain = false;
+	if (plain) {
+		out_adds(o, v);
+		return;
+	}
+	/* Anything else (an address literal "[192.0.2.1]" as HELO, a
+	 * space): a quoted-string, not a name made up with '_'. */
+	out_adds(o, "\"");
+	for (size_t i = 0; v[i] && i < 255; i++) {
+		char ch = (unsigned char)v[i] < 0x20 || (unsigned char)v[i] > 0x7e ? '?' : v[i];
+		if (ch == '"' || ch == '\\')
+			out_adds(o, "\\");
 		out_add(o, &ch, 1);
 	}
+	out_adds(o, "\"");
 }
 
 /* Our result in the message's one Authentication-Results header

@@ -161,6 +161,13 @@ def main():
                 helo=None, auth="alice")
         check(r["action"] != "error" and not r.get("symbols"), "authenticated sender skipped", r)
 
+        # an address literal as HELO, null sender: smtp.helo as a
+        # quoted-string, not a made-up name
+        r = siftctl_test(conf, RECV + BODY, ["--client", "198.51.100.1", "--from", "", "--to", "b@sift.test",
+                                             "--helo", "[198.51.100.1]"])
+        check(hdr(r, "Authentication-Results") == ['auth.sift.test; spf=none smtp.helo="[198.51.100.1]"'],
+              "address literal HELO: smtp.helo quoted", r)
+
         # a DNS server that never answers: temperror within the bounds
         # (spf_dns_timeout per query, spf_timeout in all), never a hang
         t0 = time.monotonic()
