@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "../../plugins/clamav/clamd.c"
+#include "fakeserver.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -132,14 +133,7 @@ static void server_stop(void)
 
 static void server_start(void)
 {
-	signal(SIGPIPE, SIG_IGN); /* as the daemons do */
-	snprintf(srv.path, sizeof(srv.path), "/tmp/sift-fuzz-clamd-%d.sock", (int)getpid());
-	unlink(srv.path);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", srv.path);
-	srv.lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (srv.lfd < 0 || bind(srv.lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(srv.lfd, 16) < 0)
-		abort();
+	srv.lfd = fake_listen("clamd", srv.path, sizeof(srv.path));
 	pthread_t t;
 	if (pthread_create(&t, NULL, server, NULL) != 0)
 		abort();

@@ -24,6 +24,7 @@
 #include <sys/un.h>
 
 #include "../../lib/kv_redis.c"
+#include "fakeserver.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -113,15 +114,8 @@ static void server_start(void)
 {
 	if (srv.lfd >= 0)
 		return;
-	signal(SIGPIPE, SIG_IGN);     /* as the daemons do: a closed socket is EPIPE */
 	sift_log_set_level(LOG_CRIT); /* the store's errors are expected */
-	snprintf(srv.path, sizeof(srv.path), "/tmp/sift-fuzz-redis-%d.sock", (int)getpid());
-	unlink(srv.path);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", srv.path);
-	srv.lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (srv.lfd < 0 || bind(srv.lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(srv.lfd, 16) < 0)
-		abort();
+	srv.lfd = fake_listen("redis", srv.path, sizeof(srv.path));
 	pthread_t t;
 	if (pthread_create(&t, NULL, server, NULL) != 0)
 		abort();
