@@ -15,8 +15,12 @@
  * addresses at end of header (spam_net_headers), the URIs at end of message
  * (spam_net_uris, with the name server and address steps of uridnsbl
  * rules). spam_net_wait collects them against one deadline counted from
- * the first query. The evals then read the answers: a query that did not
- * answer (timeout, SERVFAIL) makes no rule hit, as in SpamAssassin.
+ * the last query started before it (so end of message waits at most the
+ * timeout, however long the client took to send the message: a deadline
+ * counted from the connect would have passed for a slow client, whose
+ * header and URI lookups would then never be waited for). The evals then
+ * read the answers: a query that did not answer (timeout, SERVFAIL) makes
+ * no rule hit, as in SpamAssassin.
  *
  * The names a rule queries are computed by one function for both uses
  * (rule_names): planning starts them, the eval reads their answers, so the
@@ -174,8 +178,8 @@ struct spam_net {
 	struct sift_dns_result *(*wait)(struct sift_dns_pending *p, long timeout_ms);
 	struct netq *q;
 	size_t n, cap;
-	size_t started; /* queries started (cache hits included) */
-	long long t0;	/* the first start, now_ms() */
+	size_t started;	  /* queries started (cache hits included) */
+	long long t_last; /* the latest start, now_ms() */
 	char client[64];
 };
 
@@ -213,8 +217,7 @@ void net_want_step(struct spam_net *n, const char *name, int type, bool step)
 		n->cap = n->cap ? n->cap * 2 : 32;
 		n->q = xrealloc(n->q, n->cap * sizeof(*n->q));
 	}
-	if (n->started == 0)
-		n->t0 = now_ms();
+	n->t_last = now_ms();
 	struct netq *q = &n->q[n->n++];
 	q->name = xstrdup(name);
 	q->type = type;
@@ -251,7 +254,7 @@ size_t spam_net_wait(struct spam_net *n, const struct spam_input *in, long timeo
 {
 	if (!n)
 		return 0;
-	long long deadline = (n->started ? n->t0 : now_ms()) + timeout_ms;
+	long long deadline = (n->started ? n->t_last : now_ms()) + timeout_ms;
 	if (in->deadline_ms > 0 && in->deadline_ms < deadline)
 		deadline = in->deadline_ms;
 	/* uridnsbl rules go name servers -> addresses -> list: the steps

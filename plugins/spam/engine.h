@@ -162,7 +162,7 @@ struct spam_net *spam_net_new(const struct spam_engine *e,
 void spam_net_client(struct spam_net *n, const char *ip);
 void spam_net_headers(struct spam_net *n, const struct spam_input *in);
 void spam_net_uris(struct spam_net *n, const struct spam_input *in);
-/* Collects the answers until timeout_ms after the first query (or
+/* Collects the answers until timeout_ms after the last query started (or
  * in->deadline_ms when earlier); returns how many queries failed (timeout,
  * SERVFAIL). */
 size_t spam_net_wait(struct spam_net *n, const struct spam_input *in, long timeout_ms);

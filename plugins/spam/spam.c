@@ -126,7 +126,7 @@ static const struct sift_param params[] = {
 	{"dns_available", SIFT_P_BOOL, "no", 0, 0, OFF(dns_available), NULL,
 	 "run the network tests (DNS block lists of relays, senders and URIs; score sets 1 and 3)"},
 	{"dns_timeout", SIFT_P_TIME, "10s", 100, 120000, OFF(dns_timeout), NULL,
-	 "one deadline for all DNS list lookups of a message, from its first query"},
+	 "one deadline for all DNS list lookups of a message, from the last one started (end of message)"},
 	{"compile_timeout", SIFT_P_TIME, "30m", 1000, 86400000, OFF(compile_timeout), NULL,
 	 "the background Hyperscan compile is stopped after this long (matching stays on PCRE2-JIT)"},
 	SIFT_PARAM_END,

@@ -17,10 +17,15 @@ plugin's connect, end-of-header and end-of-message hooks):
     dead list (SERVFAIL) never hit, and the message waits the deadline, not
     the slow answer; check_rbl_envfrom / check_rbl_from_domain hit from the
     sender addresses;
-  - spam_dns_available = no: no network rule hits, no query is made.
+  - spam_dns_available = no: no network rule hits, no query is made;
+  - through filterd (miltertest plays the MTA): a public client that waits
+    longer than spam_dns_timeout between connect and its message still
+    gets its header and URI lookups waited for (the deadline counts from
+    the last query started, not from the connect).
 """
 
 import os
+import subprocess
 import sys
 import time
 
@@ -58,6 +63,35 @@ RCVD = ('from mail.spammer.test (mail.spammer.test [192.0.2.66])\r\n\tby relay.e
         '\r\n\tfor <user@sift.test>; Mon, 1 Jan 2024 09:59:00 +0000')
 URIS = ('see http://dbl-listed.example/x and http://uribl-listed.example/ and http://www.ns-listed.example/ '
         'and http://www.skipped-listed.example/')
+
+
+# A client that connects, waits `delay` seconds, then sends RCVD and URIS.
+SLOW_CLIENT = r"""
+local conn = mt.connect("inet:" .. port .. "@127.0.0.1", 20, 0.25)
+assert(conn, "cannot connect to filterd")
+assert(mt.macro(conn, SMFIC_CONNECT, "{daemon_name}", "mx.sift.test", "j", "mx.sift.test") == nil)
+assert(mt.conninfo(conn, "client.example", "198.51.100.7") == nil)
+assert(mt.getreply(conn) == SMFIR_CONTINUE)
+mt.sleep(tonumber(delay))
+assert(mt.helo(conn, "client.example") == nil)
+mt.getreply(conn)
+assert(mt.mailfrom(conn, "x@example.test") == nil)
+mt.getreply(conn)
+assert(mt.rcptto(conn, "user@sift.test") == nil)
+mt.getreply(conn)
+local hs = {{"Received", "%s"}, {"From", "Someone <a@example.test>"}, {"To", "user@sift.test"},
+  {"Subject", "hello there"}, {"Date", "Mon, 1 Jan 2024 10:00:00 +0000"},
+  {"Message-ID", "<1234567890@example.test>"}}
+for _, h in ipairs(hs) do assert(mt.header(conn, h[1], h[2]) == nil) end
+assert(mt.eoh(conn) == nil)
+mt.getreply(conn)
+assert(mt.bodystring(conn, "%s\r\n") == nil)
+mt.getreply(conn)
+assert(mt.macro(conn, string.byte("E"), "i", "4ABCDEF123") == nil)
+assert(mt.eom(conn) == nil)
+mt.getreply(conn)
+mt.disconnect(conn)
+"""
 
 
 def symbols(res):
@@ -115,6 +149,26 @@ def main():
         check(res.get('action') != 'error' and not any(n.startswith(('RCVD_IN_', 'URIBL_')) for n in s),
               'spam_dns_available = no: no network rule hits: %s' % sorted(s))
         check(len(dns.log) == before, 'and no query was made')
+
+        # through filterd: the client waits 1.5 s (past spam_dns_timeout)
+        # between connect and its message
+        script = os.path.join(tmp, 'slow_client.lua')
+        with open(script, 'w') as f:
+            f.write(SLOW_CLIENT % (RCVD.replace('\r\n', '\\r\\n').replace('\t', '\\t'), URIS))
+        fd = sifttest.start_daemon('filterd', tmp, {
+            'inbound_plugins': 'spam', 'spam_rules': ' '.join(STOCK + [local]), 'spam_hyperscan': 'no',
+            'spam_cache_directory': '', 'spam_dns_available': 'yes', 'spam_dns_timeout': '1s',
+            'dns_servers': '127.0.0.1:%d' % dns.port})
+        try:
+            r = subprocess.run(['miltertest', '-D', 'port=%d' % fd.port, '-D', 'delay=1.5', '-s', script],
+                               capture_output=True, text=True, timeout=60)
+            check(r.returncode == 0, 'miltertest session: %s' % (r.stdout + r.stderr).strip())
+            line = next((ln for ln in reversed(fd.log().splitlines()) if 'tests=[' in ln), '')
+            for rule in ('RCVD_IN_SBL', 'RCVD_IN_PBL', 'URIBL_DBL_SPAM', 'URIBL_BLACK', 'URIBL_SBL'):
+                check(rule + '=' in line, 'slow client: %s still hits: %s' % (rule, line))
+            check('Blocked SPAM' in line, 'slow client: the message is still spam')
+        finally:
+            fd.stop()
     finally:
         dns.stop()
     return done()
