@@ -29,7 +29,8 @@
  * Which relays count (_check_rbl_backend): the untrusted relays (the SMTP
  * client first when its address is public: the MTA's own Received line,
  * which SpamAssassin reads, is not shown to a milter), plus the addresses of
- * originating_ip_headers; private addresses never; sets named
+ * originating_ip_headers; private addresses never, nor a client in
+ * trusted_networks; sets named
  * "-lastexternal" take the first external relay, "-notfirsthop" all but the
  * originating one, "-firsttrusted" the relay our trusted network received
  * from, "-untrusted" all but that one; at most num_check_received.
@@ -320,13 +321,26 @@ static void ip_add(struct iplist *l, const char *ip)
 	snprintf(l->ip[l->n++], sizeof(l->ip[0]), "%s", ip);
 }
 
-/* The untrusted relays, most recent first (the client first when public). */
+/* Is ip in trusted_networks (internal_networks when only that is set), as
+ * the relay parser classifies a Received hop? False when neither is
+ * configured: then trust is inferred, and a public address is untrusted. */
+static bool ip_trusted(const struct spam_engine *e, const char *ip)
+{
+	if (!e->trusted_conf && !e->internal_conf)
+		return false;
+	return netset_contains(e->trusted_conf ? &e->trusted_nets : &e->internal_nets, ip);
+}
+
+/* The untrusted relays, most recent first (the client first when public
+ * and not in trusted_networks: the MTA's own Received line, which would
+ * say so, is not shown to a milter). */
 static void untrusted_ips(struct msgctx *m, struct iplist *l)
 {
 	struct relayinfo *ri = relays(m);
 	const char *client = m->in->client_addr;
 	size_t from = ri->ntrusted;
-	if (client && !ip_skip(client) && !(ri->n && strcmp(ri->r[0].ip, client) == 0)) {
+	if (client && !ip_skip(client) && !ip_trusted(m->e, client) &&
+	    !(ri->n && strcmp(ri->r[0].ip, client) == 0)) {
 		ip_add(l, client);
 		from = 0; /* a public client breaks the trust chain at once */
 	}

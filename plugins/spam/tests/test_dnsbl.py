@@ -17,6 +17,9 @@ plugin's connect, end-of-header and end-of-message hooks):
     dead list (SERVFAIL) never hit, and the message waits the deadline, not
     the slow answer; check_rbl_envfrom / check_rbl_from_domain hit from the
     sender addresses;
+  - a public client in trusted_networks is trusted, as the MTA's own
+    Received line would say: it is not looked up, and the relay below it
+    (192.0.2.66) is the last external one (XBL hits, PBL does not);
   - spam_dns_available = no: no network rule hits, no query is made;
   - through filterd (miltertest plays the MTA): a public client that waits
     longer than spam_dns_timeout between connect and its message still
@@ -141,6 +144,24 @@ def main():
         s = symbols(res)
         check('RCVD_IN_PBL' in s and 'RCVD_IN_XBL' not in s and 'RCVD_IN_SBL' in s,
               'public client: PBL from the client, SBL from the relay, no XBL: %s' % sorted(s))
+
+        # the client in trusted_networks
+        trusted = os.path.join(tmp, 'trusted.cf')
+        with open(trusted, 'w') as f:
+            f.write('trusted_networks 198.51.100.0/24\n')
+        tconf = sifttest.write_conf(os.path.join(tmp, 'filterd-trusted.conf'), {
+            'plugin_directory': sifttest.plugin_directory(), 'inbound_plugins': 'spam',
+            'spam_rules': ' '.join(STOCK + [local, trusted]), 'spam_hyperscan': 'no', 'spam_cache_directory': '',
+            'spam_dns_available': 'yes', 'spam_dns_timeout': '1s',
+            'dns_servers': '127.0.0.1:%d' % dns.port, 'filterd_user': sifttest.daemon_user() or 'root'})
+        before = len(dns.log)
+        res = sifttest.siftctl_test(tconf, message(RCVD, 'nothing here'), args=['--client', '198.51.100.7'])
+        s = symbols(res)
+        check('RCVD_IN_XBL' in s and 'RCVD_IN_PBL' not in s and 'RCVD_IN_SBL' in s,
+              'client in trusted_networks: the relay below it is the last external: %s' % sorted(s))
+        asked = [str(q[0]).lower() for q in dns.log[before:]]
+        check(not any(n.startswith('7.100.51.198.') for n in asked),
+              'the trusted client is not looked up: %s' % sorted(n for n in asked if '198' in n))
 
         # no network tests
         before = len(dns.log)
