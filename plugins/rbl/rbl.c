@@ -178,9 +178,13 @@ static int parse_filter(const char *s, const char *end, struct site *st)
 	return p == end ? 0 : -1;
 }
 
+/* The longest list domain: a query name is at most 253 octets, and an IPv6
+ * client's name takes 63 of them and a dot (32 nibbles). */
+#define RBL_MAX_DOMAIN (253 - 64)
+
 static bool domain_ok(const char *d, size_t n)
 {
-	if (n == 0 || n > 200 || d[0] == '.' || d[0] == '-')
+	if (n == 0 || n > RBL_MAX_DOMAIN || d[0] == '.' || d[0] == '-')
 		return false;
 	size_t label = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -239,6 +243,12 @@ static int parse_site(struct rbl_conf *c, const char *text, char **err_r)
 	size_t dn = (size_t)(dend - text);
 	while (dn > 0 && text[dn - 1] == '.')
 		dn--;
+	if (dn > RBL_MAX_DOMAIN) {
+		*err_r =
+			fmt_err(text, "the domain is longer than 189 octets (with an IPv6 client's 64 octets "
+				      "before it, a query name would be over 253)");
+		return -1;
+	}
 	if (!domain_ok(text, dn)) {
 		*err_r = fmt_err(text, "not a domain name");
 		return -1;

@@ -15,6 +15,7 @@ pointed at this server (dns_servers) makes the stock rules hit; the usual
   192.0.2.66           127.0.0.2, 127.0.0.4   spamcop 127.0.0.2 + TXT
   198.51.100.7         127.0.0.11 (PBL)       -
   203.0.113.9          127.0.0.2              (name server of ns-listed.example)
+  2001:db8::66         127.0.0.2              (by its 32 reversed nibbles)
 
   dbl.spamhaus.org     dbl-listed.example -> 127.0.1.2 (URIBL_DBL_SPAM),
                        skipped-listed.example -> 127.0.1.3 (in uridnsbl_skip_domain)
@@ -26,6 +27,7 @@ Two lists misbehave: every name under slow.dnsbl.test is answered
 dead.dnsbl.test gets SERVFAIL.
 """
 
+import ipaddress
 import threading
 
 import dns.message
@@ -39,6 +41,8 @@ DEAD = 'dead.dnsbl.test'
 
 
 def _rev(ip):
+    if ':' in ip:
+        return '.'.join(reversed(ipaddress.ip_address(ip).exploded.replace(':', '')))
     return '.'.join(reversed(ip.split('.')))
 
 
@@ -47,7 +51,7 @@ def zones():
     for ip, answers in (('127.0.0.2', ['127.0.0.2']), ('127.0.0.1', ['127.0.0.4']),
                         ('127.0.0.5', ['127.0.0.10']),
                         ('192.0.2.66', ['127.0.0.2', '127.0.0.4']), ('198.51.100.7', ['127.0.0.11']),
-                        ('203.0.113.9', ['127.0.0.2'])):
+                        ('203.0.113.9', ['127.0.0.2']), ('2001:db8::66', ['127.0.0.2'])):
         for a in answers:
             zen.append({'name': _rev(ip), 'type': 'A', 'ttl': 60, 'data': a})
     zen.append({'name': _rev('127.0.0.2'), 'type': 'TXT', 'data': 'https://www.spamhaus.org/query/ip/127.0.0.2'})

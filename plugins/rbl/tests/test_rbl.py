@@ -6,6 +6,8 @@ Through the policy protocol (one policyd, several request kinds):
     at RCPT with "554 5.7.1 Service unavailable; Client host [127.0.0.2]
     blocked using zen.spamhaus.org";
   - only at RCPT: the same client at CONNECT or DATA gets DUNNO;
+  - an IPv6 client (2001:db8::66, written in upper case and shortened
+    differently) is looked up by its 32 reversed nibbles and refused;
   - a client listed under the threshold (spamcop only, weight 2) passes;
   - weights add up: 127.0.0.5 is in zen's PBL range (weight 3) and in
     list.dnswl.org (weight -2): 1 < 3, DUNNO; the allow list counts;
@@ -18,7 +20,9 @@ Through the policy protocol (one policyd, several request kinds):
     the threshold: rbl_dns_error_action (451 4.7.1 with tempfail, DUNNO
     with dunno), not a refusal, unless its weight could not bring the sum
     under the threshold (then still 554);
-  - a bad rbl_sites value is refused at start (policyd -t).
+  - a bad rbl_sites value is refused at start (policyd -t) with the site
+    and what is wrong; a domain over 189 octets is one (an IPv6 client's
+    query name would exceed 253: it could never be looked up).
 Through a private Postfix with check_policy_service (argument "postfix";
 "policy" runs the cases above, no argument both; as root):
   the listed client 127.0.0.1 is refused at RCPT with Postfix logging the
@@ -63,6 +67,9 @@ def policy_cases(tmp, dns):
                'zen 127.0.0.2 + spamcop: the list of greatest weight named')
             eq(ask(pc, '127.0.0.5'), 'DUNNO', 'PBL (3) with dnswl (-2): 1 < 3, accepted')
             eq(ask(pc, '127.0.0.1'), REJECT % ('127.0.0.1', 'zen.spamhaus.org'), 'XBL answer 127.0.0.4 counts')
+            eq(ask(pc, '2001:DB8:0::66'), REJECT % ('2001:DB8:0::66', 'zen.spamhaus.org'),
+               'an IPv6 client is looked up by its 32 reversed nibbles')
+            eq(ask(pc, '2001:db8::67'), 'DUNNO', 'an unlisted IPv6 client passes')
             eq(ask(pc, '127.0.0.9'), 'DUNNO', 'unlisted client: the dead list (SERVFAIL) does not reject')
             eq(ask(pc, '10.1.2.3'), 'DUNNO', 'private address not looked up')
         check('client [127.0.0.9]: a DNS list did not answer' in pd.log(), 'failed lists logged')
@@ -140,12 +147,23 @@ def policy_cases(tmp, dns):
     finally:
         pd.stop()
 
-    bad = dict(base, rbl_sites='zen.spamhaus.org=127.0.0.[11..2]')
-    bad.update(plugin_directory=sifttest.plugin_directory(), policyd_user=sifttest.daemon_user() or 'root')
-    path = sifttest.write_conf(os.path.join(tmp, 'bad.conf'), bad)
-    r = subprocess.run([sifttest.program('policyd'), '-t', '-c', path], capture_output=True, text=True, timeout=30)
-    check(r.returncode != 0 and 'bad reply filter' in r.stderr + r.stdout,
-          'bad filter refused by policyd -t: %s' % (r.stderr + r.stdout).strip())
+    # rbl_sites checked at start: each error names the site and what is wrong
+    long_ok = '.'.join(['a' * 62, 'b' * 62, 'c' * 61])  # 187 octets: with an IPv6 name, 251
+    long_bad = long_ok + '.dd'  # 190: an IPv6 client's query name would be 254 octets
+    for sites, why in (('zen.spamhaus.org=127.0.0.[11..2]', 'bad reply filter'),
+                       (long_bad, 'longer than 189 octets'),
+                       (long_ok, None)):
+        bad = dict(base, rbl_sites=sites)
+        bad.update(plugin_directory=sifttest.plugin_directory(), policyd_user=sifttest.daemon_user() or 'root')
+        path = sifttest.write_conf(os.path.join(tmp, 'bad.conf'), bad)
+        r = subprocess.run([sifttest.program('policyd'), '-t', '-c', path], capture_output=True, text=True,
+                           timeout=30)
+        out = (r.stderr + r.stdout).strip()
+        if why is None:
+            check(r.returncode == 0, 'a 187-octet domain is accepted: %s' % out)
+        else:
+            check(r.returncode != 0 and why in out and ('"%s"' % sites) in out,
+                  'rbl_sites = %s refused by policyd -t (%s): %s' % (sites[:40], why, out))
 
 
 def postfix_case(tmp, dns):
