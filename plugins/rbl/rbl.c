@@ -33,6 +33,7 @@
  * Thread-safe: the configuration is read-only after init.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +44,9 @@
 
 #include "sift/plugin.h"
 
-#define RBL_MAX_SITES 64
-#define DNS_T_A	      1
+#define RBL_MAX_SITES  64
+#define RBL_MAX_WEIGHT 100000 /* 64 sites of it stay far from overflow */
+#define DNS_T_A	       1
 
 /* One octet of a reply filter: 256 bits. */
 struct octet_set {
@@ -182,26 +184,37 @@ static int parse_filter(const char *s, const char *end, struct site *st)
  * client's name takes 63 of them and a dot (32 nibbles). */
 #define RBL_MAX_DOMAIN (253 - 64)
 
-static bool domain_ok(const char *d, size_t n)
+/* NULL when d (n octets, no final dot) can be a list's domain, else why not. */
+static const char *domain_error(const char *d, size_t n)
 {
-	if (n == 0 || n > RBL_MAX_DOMAIN || d[0] == '.' || d[0] == '-')
-		return false;
+	if (n == 0)
+		return "no domain before '=' or '*'";
+	if (n > RBL_MAX_DOMAIN)
+		return "the domain is longer than 189 octets (with an IPv6 client's 64 octets before it, "
+		       "a query name would be over 253)";
 	size_t label = 0;
 	for (size_t i = 0; i < n; i++) {
 		char c = d[i];
 		if (c == '.') {
 			if (label == 0)
-				return false;
+				return "not a domain name (an empty label)";
 			label = 0;
 		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 			   c == '-' || c == '_') {
+			if (c == '-' && label == 0)
+				return "not a domain name (a label starts with '-')";
 			if (++label > 63)
-				return false;
+				return "not a domain name (a label is longer than 63 octets)";
 		} else {
-			return false;
+			return "not a domain name (letters, digits, '-' and '_' in labels between dots)";
 		}
 	}
-	return label > 0;
+	return NULL;
+}
+
+static bool domain_ok(const char *d, size_t n)
+{
+	return domain_error(d, n) == NULL;
 }
 
 /* Adds the zone (lower case) if new; its index. */
@@ -230,10 +243,14 @@ static int parse_site(struct rbl_conf *c, const char *text, char **err_r)
 	if (star) {
 		char *e;
 		const char *w = star + 1;
+		errno = 0;
 		long v = strtol(w, &e, 10);
-		if (!*w || *e || (*w != '-' && *w != '+' && (*w < '0' || *w > '9')) || v < -100000 ||
-		    v > 100000) {
+		if (!*w || *e || (*w != '-' && *w != '+' && (*w < '0' || *w > '9'))) {
 			*err_r = fmt_err(text, "the weight after '*' is not an integer");
+			return -1;
+		}
+		if (errno == ERANGE || v < -RBL_MAX_WEIGHT || v > RBL_MAX_WEIGHT) {
+			*err_r = fmt_err(text, "the weight after '*' is out of range (-100000..100000)");
 			return -1;
 		}
 		st.weight = v;
@@ -243,14 +260,8 @@ static int parse_site(struct rbl_conf *c, const char *text, char **err_r)
 	size_t dn = (size_t)(dend - text);
 	while (dn > 0 && text[dn - 1] == '.')
 		dn--;
-	if (dn > RBL_MAX_DOMAIN) {
-		*err_r =
-			fmt_err(text, "the domain is longer than 189 octets (with an IPv6 client's 64 octets "
-				      "before it, a query name would be over 253)");
-		return -1;
-	}
 	if (!domain_ok(text, dn)) {
-		*err_r = fmt_err(text, "not a domain name");
+		*err_r = fmt_err(text, domain_error(text, dn));
 		return -1;
 	}
 	if (eq) {

@@ -21,8 +21,10 @@ Through the policy protocol (one policyd, several request kinds):
     with dunno), not a refusal, unless its weight could not bring the sum
     under the threshold (then still 554);
   - a bad rbl_sites value is refused at start (policyd -t) with the site
-    and what is wrong; a domain over 189 octets is one (an IPv6 client's
-    query name would exceed 253: it could never be looked up).
+    and what is wrong: a bad filter, a weight that is not an integer or
+    out of range, a label over 63 octets or empty, a character no domain
+    has, no domain, a domain over 189 octets (an IPv6 client's query name
+    would exceed 253: it could never be looked up).
 Through a private Postfix with check_policy_service (argument "postfix";
 "policy" runs the cases above, no argument both; as root):
   the listed client 127.0.0.1 is refused at RCPT with Postfix logging the
@@ -151,6 +153,13 @@ def policy_cases(tmp, dns):
     long_ok = '.'.join(['a' * 62, 'b' * 62, 'c' * 61])  # 187 octets: with an IPv6 name, 251
     long_bad = long_ok + '.dd'  # 190: an IPv6 client's query name would be 254 octets
     for sites, why in (('zen.spamhaus.org=127.0.0.[11..2]', 'bad reply filter'),
+                       ('zen.spamhaus.org*200000', "the weight after '*' is out of range (-100000..100000)"),
+                       ('zen.spamhaus.org*-99999999999999999999', 'out of range'),
+                       ('zen.spamhaus.org*3x', "the weight after '*' is not an integer"),
+                       ('%s.org' % ('x' * 64), 'a label is longer than 63 octets'),
+                       ('zen..spamhaus.org', 'an empty label'),
+                       ('zen.spam!haus.org', "letters, digits, '-' and '_'"),
+                       ('=127.0.0.2', "no domain before '=' or '*'"),
                        (long_bad, 'longer than 189 octets'),
                        (long_ok, None)):
         bad = dict(base, rbl_sites=sites)
