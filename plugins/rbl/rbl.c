@@ -8,8 +8,11 @@
  * Each site is DOMAIN[=FILTER][*WEIGHT]. FILTER is a pattern of the four
  * octets of an A record: an octet is a number or a bracketed list of
  * numbers and ranges separated by ';' ("[2..11]", "[1;3;5..7]"); without a
- * filter any answer counts (an A record in 127.0.0.0/8, as every list
- * answers; other addresses are errors of the list and ignored). WEIGHT (an
+ * filter any answer counts. Only A records in 127.0.0.0/8 count, filter or
+ * not: every list answers there (RFC 5782), and another address is a
+ * broken or hijacked list (a lapsed list domain whose new owner answers
+ * every name), which must not refuse the world; a filter whose first octet
+ * leaves out 127 is refused at start. WEIGHT (an
  * integer, default 1, negative for allow lists) is added once per site whose
  * filter matches one of the answers. A domain named by several sites is
  * queried once.
@@ -269,6 +272,11 @@ static int parse_site(struct rbl_conf *c, const char *text, char **err_r)
 			*err_r = fmt_err(text, "bad reply filter (want d.d.d.d, an octet N or [N;N..M])");
 			return -1;
 		}
+		if (!(st.oct[0].bits[127 / 8] & (1u << (127 % 8)))) {
+			*err_r = fmt_err(text, "the reply filter never matches: lists answer in 127.0.0.0/8, "
+					       "other answers never count");
+			return -1;
+		}
 		st.filtered = true;
 	}
 	if (c->nsites >= RBL_MAX_SITES) {
@@ -315,9 +323,11 @@ static int parse_sites(struct rbl_conf *c, char **err_r)
 /* Does the answer (4 octets of an A record) pass the site's filter? */
 static bool site_matches(const struct site *st, const unsigned char a[4])
 {
+	if (a[0] != 127)
+		return false; /* a broken or hijacked list, filter or not */
 	if (!st->filtered)
-		return a[0] == 127;
-	for (int i = 0; i < 4; i++)
+		return true;
+	for (int i = 1; i < 4; i++)
 		if (!(st->oct[i].bits[a[i] / 8] & (1u << (a[i] % 8))))
 			return false;
 	return true;

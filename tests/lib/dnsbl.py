@@ -16,6 +16,8 @@ pointed at this server (dns_servers) makes the stock rules hit; the usual
   198.51.100.7         127.0.0.11 (PBL)       -
   203.0.113.9          127.0.0.2              (name server of ns-listed.example)
   2001:db8::66         127.0.0.2              (by its 32 reversed nibbles)
+  127.0.0.9            -                      parked.dnsbl.test 198.51.100.80
+                                              (not a list answer: a hijacked list)
 
   dbl.spamhaus.org     dbl-listed.example -> 127.0.1.2 (URIBL_DBL_SPAM),
                        skipped-listed.example -> 127.0.1.3 (in uridnsbl_skip_domain)
@@ -37,6 +39,7 @@ import dns.rrset
 from dnsserver import DNSServer
 
 SLOW = 'slow.dnsbl.test'
+PARKED = 'parked.dnsbl.test'
 DEAD = 'dead.dnsbl.test'
 
 
@@ -73,6 +76,7 @@ def zones():
         'ns-listed.example': [{'name': '@', 'type': 'NS', 'data': 'ns1.ns-listed.example.'},
                               {'name': 'ns1', 'type': 'A', 'data': '203.0.113.9'},
                               {'name': 'www', 'type': 'A', 'data': '203.0.113.9'}],
+        PARKED: [{'name': _rev('127.0.0.9'), 'type': 'A', 'data': '198.51.100.80'}],
         SLOW: [{'name': '@', 'type': 'A', 'data': '127.0.0.1'}],
         DEAD: [{'name': '@', 'type': 'A', 'data': '127.0.0.1'}],
     }

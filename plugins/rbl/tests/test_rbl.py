@@ -12,6 +12,9 @@ Through the policy protocol (one policyd, several request kinds):
   - weights add up: 127.0.0.5 is in zen's PBL range (weight 3) and in
     list.dnswl.org (weight -2): 1 < 3, DUNNO; the allow list counts;
   - a client in rbl_client_allow (cidr map) is never looked up;
+  - an answer outside 127.0.0.0/8 (a hijacked list) never counts, filter
+    or not, and a filter whose first octet leaves out 127 is refused at
+    start;
   - the dead list (SERVFAIL) never rejects; the slow list (answers after
     the 0.5 s deadline) costs the deadline, not more; with
     rbl_dns_error_action = tempfail a failed list under the threshold
@@ -124,6 +127,18 @@ def policy_cases(tmp, dns):
     finally:
         pd.stop()
 
+    # A list answering outside 127.0.0.0/8 (parked.dnsbl.test answers
+    # 198.51.100.80 for 127.0.0.9) never refuses, even through a filter
+    # that lets any address pass
+    conf = dict(base, rbl_threshold='1',
+                rbl_sites='parked.dnsbl.test parked.dnsbl.test=[0..255].[0..255].[0..255].[0..255]*5')
+    pd = sifttest.start_daemon('policyd', tmp, conf, name='policyd-parked')
+    try:
+        with sifttest.PolicyClient(pd.port) as pc:
+            eq(ask(pc, '127.0.0.9'), 'DUNNO', 'an answer outside 127/8 never counts, filter or not')
+    finally:
+        pd.stop()
+
     # A plugin before rbl used up the request's deadline (policyd_request_deadline):
     # rbl does not wait its own rbl_timeout on top (Postfix has given up by then)
     pdir = os.path.join(tmp, 'plugins-deadline')
@@ -153,6 +168,8 @@ def policy_cases(tmp, dns):
     long_ok = '.'.join(['a' * 62, 'b' * 62, 'c' * 61])  # 187 octets: with an IPv6 name, 251
     long_bad = long_ok + '.dd'  # 190: an IPv6 client's query name would be 254 octets
     for sites, why in (('zen.spamhaus.org=127.0.0.[11..2]', 'bad reply filter'),
+                       ('zen.spamhaus.org=10.0.0.2', 'the reply filter never matches'),
+                       ('zen.spamhaus.org=[0..126;128..255].0.0.2', 'the reply filter never matches'),
                        ('zen.spamhaus.org*200000', "the weight after '*' is out of range (-100000..100000)"),
                        ('zen.spamhaus.org*-99999999999999999999', 'out of range'),
                        ('zen.spamhaus.org*3x', "the weight after '*' is not an integer"),
