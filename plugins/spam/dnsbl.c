@@ -5,7 +5,8 @@
  * Settings (net_directive, from the rule files): skip_rbl_checks,
  * dns_available, originating_ip_headers / clear_originating_ip_headers,
  * num_check_received, and for URIs (dnsbl_uri.c) uridnsbl, uridnssub,
- * urirhsbl, urirhssub, uridnsbl_skip_domain, uridnsbl_max_domains and the
+ * urirhsbl, urirhssub, uridnsbl_skip_domain, uridnsbl_skip_mailto,
+ * uridnsbl_max_domains and the
  * registry boundaries util_rb_tld/2tld/3tld.
  *
  * Per message (struct spam_net, owned by the plugin): the queries are
@@ -54,6 +55,7 @@ static struct netconf *netconf_get(struct spam_engine *e)
 		e->net->dns_available = 1;
 		e->net->num_check_received = 9;
 		e->net->max_domains = 20;
+		e->net->skip_mailto = true;
 		static const char *const orig[] = {"X-Yahoo-Post-IP", "X-Originating-IP", "X-Apparently-From",
 						   "X-SenderIP"};
 		for (size_t i = 0; i < 4; i++)

@@ -15,10 +15,12 @@
  * in 127/8), "a-b" (range), "v/m" (value under mask); numbers may be
  * decimal, 0x hex or dotted quads. Without one, any A answer in 127/8 (any
  * TXT) counts. uridnsbl_skip_domain names registered domains or hosts
- * never looked up; at most uridnsbl_max_domains hosts per message (in the
- * order found). The registered domain follows util_rb_2tld/util_rb_3tld
- * (SpamAssassin's registry boundaries): one label more than the longest
- * listed suffix, else the last two labels.
+ * never looked up; e-mail addresses (mailto: and bare user@host) are not
+ * looked up unless uridnsbl_skip_mailto is 0 (SpamAssassin 4's default);
+ * at most uridnsbl_max_domains hosts per message (in the order found). The
+ * registered domain follows util_rb_2tld/util_rb_3tld (SpamAssassin's
+ * registry boundaries): one label more than the longest listed suffix,
+ * else the last two labels.
  *
  * The evals and the planning share uri_names(): while answers are missing
  * (name servers, their addresses), planning starts the queries and the
@@ -89,6 +91,14 @@ static void lower_list(char ***list, size_t *n, char *args)
 	}
 }
 
+/* A SpamAssassin boolean: 1/0, yes/no (a missing value is no). */
+static bool conf_bool(const char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return strncasecmp(s, "yes", 3) == 0 || strncasecmp(s, "on", 2) == 0 || atol(s) != 0;
+}
+
 bool uri_directive(struct spam_engine *e, struct netconf *nc, const char *d, char *args, const char *where)
 {
 	if (strcmp(d, "uridnsbl") == 0 || strcmp(d, "uridnssub") == 0)
@@ -97,6 +107,8 @@ bool uri_directive(struct spam_engine *e, struct netconf *nc, const char *d, cha
 		uri_def(e, nc, args, true, d[6] == 's', where);
 	else if (strcmp(d, "uridnsbl_skip_domain") == 0 || strcmp(d, "uridnsbl_skip_domains") == 0)
 		lower_list(&nc->skip, &nc->nskip, args);
+	else if (strcmp(d, "uridnsbl_skip_mailto") == 0)
+		nc->skip_mailto = conf_bool(args);
 	else if (strcmp(d, "uridnsbl_max_domains") == 0)
 		nc->max_domains = atol(args) > 0 ? atol(args) : 1;
 	else if (strcmp(d, "util_rb_tld") == 0)
@@ -154,14 +166,26 @@ static bool skipped(const struct netconf *nc, const char *host, const char *dom)
 	return strlist_has(nc->skip, nc->nskip, dom) || strlist_has(nc->skip, nc->nskip, host);
 }
 
+/* An e-mail address among the URIs: "mailto:..." or a bare "user@host"
+ * (SpamAssassin lists both as mailto: URIs). */
+static bool is_mailto(const char *uri)
+{
+	if (strncasecmp(uri, "mailto:", 7) == 0)
+		return true;
+	const char *at = strchr(uri, '@');
+	return at && !strstr(uri, "://") && !memchr(uri, '/', (size_t)(at - uri));
+}
+
 /* The distinct URI hosts of the message (at most uridnsbl_max_domains),
- * lower case, not skipped; returns how many. */
+ * lower case, not skipped (uridnsbl_skip_domain; e-mail addresses with
+ * uridnsbl_skip_mailto, the default, as SpamAssassin 4); returns how
+ * many. */
 static size_t uri_hosts(const struct netconf *nc, const struct sift_mime *mime, const char **out, size_t max)
 {
 	size_t n = 0;
 	for (size_t i = 0; mime && i < mime->uri_count && n < max; i++) {
 		const char *h = mime->uris[i].host;
-		if (!h || !*h)
+		if (!h || !*h || (nc->skip_mailto && is_mailto(mime->uris[i].uri)))
 			continue;
 		bool dup = false;
 		for (size_t k = 0; k < n && !dup; k++)

@@ -741,7 +741,8 @@ struct netconf {
 	bool skip_rbl;	    /* skip_rbl_checks */
 	bool dns_available; /* dns_available (test counts as yes) */
 	long num_check_received, max_domains;
-	char **orig; /* originating_ip_headers */
+	bool skip_mailto; /* uridnsbl_skip_mailto (default yes) */
+	char **orig;	  /* originating_ip_headers */
 	size_t norig;
 	struct uridef *uri;
 	size_t nuri;

@@ -20,6 +20,9 @@ plugin's connect, end-of-header and end-of-message hooks):
   - a public client in trusted_networks is trusted, as the MTA's own
     Received line would say: it is not looked up, and the relay below it
     (192.0.2.66) is the last external one (XBL hits, PBL does not);
+  - e-mail addresses in the body (mailto: links, bare user@host) are not
+    looked up in the URI lists (SpamAssassin 4's uridnsbl_skip_mailto 1)
+    unless uridnsbl_skip_mailto 0;
   - spam_dns_available = no: no network rule hits, no query is made;
   - through filterd (miltertest plays the MTA): a public client that waits
     longer than spam_dns_timeout between connect and its message still
@@ -162,6 +165,23 @@ def main():
         asked = [str(q[0]).lower() for q in dns.log[before:]]
         check(not any(n.startswith('7.100.51.198.') for n in asked),
               'the trusted client is not looked up: %s' % sorted(n for n in asked if '198' in n))
+
+        # e-mail addresses are not URIs to look up (uridnsbl_skip_mailto)
+        mail_body = ('write to x@dbl-listed.example or <a href="mailto:y@uribl-listed.example">here</a>')
+        before = len(dns.log)
+        res = sifttest.siftctl_test(conf, message(RCVD, mail_body))
+        s = symbols(res)
+        asked = [str(q[0]).lower().rstrip('.') for q in dns.log[before:]]
+        check(res.get('action') != 'error' and 'URIBL_DBL_SPAM' not in s and 'URIBL_BLACK' not in s and
+              not any(n.startswith(('dbl-listed.example.', 'uribl-listed.example.')) for n in asked),
+              'addresses in the body are not looked up in the URI lists: %s %s' % (sorted(s), sorted(asked)))
+        mailto = os.path.join(tmp, 'mailto.cf')
+        with open(mailto, 'w') as f:
+            f.write('uridnsbl_skip_mailto 0\n')
+        res = sifttest.siftctl_test(conf, message(RCVD, mail_body),
+                                    opts=['spam_rules=' + ' '.join(STOCK + [local, mailto])])
+        s = symbols(res)
+        check('URIBL_DBL_SPAM' in s and 'URIBL_BLACK' in s, 'with uridnsbl_skip_mailto 0 they are: %s' % sorted(s))
 
         # no network tests
         before = len(dns.log)
