@@ -6,7 +6,7 @@
  * dns_available, originating_ip_headers / clear_originating_ip_headers,
  * num_check_received, and for URIs (dnsbl_uri.c) uridnsbl, uridnssub,
  * urirhsbl, urirhssub, uridnsbl_skip_domain, uridnsbl_skip_mailto,
- * uridnsbl_max_domains and the
+ * skip_uribl_checks, uridnsbl_max_domains and the
  * registry boundaries util_rb_tld/2tld/3tld.
  *
  * Per message (struct spam_net, owned by the plugin): the queries are

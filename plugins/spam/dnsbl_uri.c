@@ -17,10 +17,10 @@
  * TXT) counts. uridnsbl_skip_domain names registered domains or hosts
  * never looked up; e-mail addresses (mailto: and bare user@host) are not
  * looked up unless uridnsbl_skip_mailto is 0 (SpamAssassin 4's default);
- * at most uridnsbl_max_domains hosts per message (in the order found). The
- * registered domain follows util_rb_2tld/util_rb_3tld (SpamAssassin's
- * registry boundaries): one label more than the longest listed suffix,
- * else the last two labels.
+ * skip_uribl_checks turns the URI lists off; at most uridnsbl_max_domains
+ * hosts per message (in the order found). The registered domain follows
+ * util_rb_2tld/util_rb_3tld (SpamAssassin's registry boundaries): one
+ * label more than the longest listed suffix, else the last two labels.
  *
  * The evals and the planning share uri_names(): while answers are missing
  * (name servers, their addresses), planning starts the queries and the
@@ -109,6 +109,8 @@ bool uri_directive(struct spam_engine *e, struct netconf *nc, const char *d, cha
 		lower_list(&nc->skip, &nc->nskip, args);
 	else if (strcmp(d, "uridnsbl_skip_mailto") == 0)
 		nc->skip_mailto = conf_bool(args);
+	else if (strcmp(d, "skip_uribl_checks") == 0)
+		nc->skip_uribl = conf_bool(args);
 	else if (strcmp(d, "uridnsbl_max_domains") == 0)
 		nc->max_domains = atol(args) > 0 ? atol(args) : 1;
 	else if (strcmp(d, "util_rb_tld") == 0)
@@ -306,7 +308,7 @@ void spam_net_uris(struct spam_net *n, const struct spam_input *in)
 {
 	const struct spam_engine *e = n ? net_engine(n) : NULL;
 	const struct netconf *nc = e ? e->net : NULL;
-	if (!nc || !nc->nuri)
+	if (!nc || !nc->nuri || nc->skip_uribl)
 		return;
 	const char *hosts[256];
 	size_t nh = uri_hosts(nc, in->mime, hosts, nc->max_domains < 256 ? (size_t)nc->max_domains : 256);
@@ -390,7 +392,7 @@ int ev_net_uri(struct msgctx *m, const struct rule *r)
 {
 	const struct netconf *nc = m->e->net;
 	const struct uridef *d = uri_def_of(nc, r);
-	if (!m->in->net || !d || !spam_engine_net(m->e))
+	if (!m->in->net || !d || !spam_engine_net(m->e) || nc->skip_uribl)
 		return 0;
 	const char *hosts[256];
 	size_t nh = uri_hosts(nc, m->mime, hosts, nc->max_domains < 256 ? (size_t)nc->max_domains : 256);

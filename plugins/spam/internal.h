@@ -741,6 +741,7 @@ struct netconf {
 	bool skip_rbl;	    /* skip_rbl_checks */
 	bool dns_available; /* dns_available (test counts as yes) */
 	long num_check_received, max_domains;
+	bool skip_uribl;  /* skip_uribl_checks */
 	bool skip_mailto; /* uridnsbl_skip_mailto (default yes) */
 	char **orig;	  /* originating_ip_headers */
 	size_t norig;

@@ -22,7 +22,7 @@ plugin's connect, end-of-header and end-of-message hooks):
     (192.0.2.66) is the last external one (XBL hits, PBL does not);
   - e-mail addresses in the body (mailto: links, bare user@host) are not
     looked up in the URI lists (SpamAssassin 4's uridnsbl_skip_mailto 1)
-    unless uridnsbl_skip_mailto 0;
+    unless uridnsbl_skip_mailto 0; skip_uribl_checks 1 turns them off;
   - spam_dns_available = no: no network rule hits, no query is made;
   - through filterd (miltertest plays the MTA): a public client that waits
     longer than spam_dns_timeout between connect and its message still
@@ -182,6 +182,16 @@ def main():
                                     opts=['spam_rules=' + ' '.join(STOCK + [local, mailto])])
         s = symbols(res)
         check('URIBL_DBL_SPAM' in s and 'URIBL_BLACK' in s, 'with uridnsbl_skip_mailto 0 they are: %s' % sorted(s))
+        skip = os.path.join(tmp, 'skip_uribl.cf')
+        with open(skip, 'w') as f:
+            f.write('skip_uribl_checks 1\n')
+        before = len(dns.log)
+        res = sifttest.siftctl_test(conf, message(RCVD, URIS), opts=['spam_rules=' + ' '.join(STOCK + [local, skip])])
+        s = symbols(res)
+        asked = [str(q[0]).lower().rstrip('.') for q in dns.log[before:]]
+        check(res.get('action') != 'error' and 'RCVD_IN_SBL' in s and not any(n.startswith('URIBL_') for n in s) and
+              not any('listed.example' in n for n in asked),
+              'skip_uribl_checks 1: no URI list rule, no URI query, the relays still: %s' % sorted(s))
 
         # no network tests
         before = len(dns.log)
