@@ -24,8 +24,10 @@
  * "554 5.7.1 Service unavailable; Client host [IP] blocked using LIST" (the
  * listed site of greatest weight), the reply of Postfix's reject_rbl_client.
  * A list that does not answer in time, or answers SERVFAIL, adds nothing:
- * when the sum stays under the threshold and a list failed, rbl_dns_error_
- * action decides (dunno by default: a DNS failure never rejects). So it
+ * when the sum stays under the threshold and a failed list's weight could
+ * have brought it there, rbl_dns_error_action decides (dunno by default: a
+ * DNS failure never rejects); a failed allow list, or one too light to
+ * reach the threshold, changes nothing. So it
  * does when the sum reaches the threshold but an allow list (negative
  * weight) failed whose weight would have brought it under: the client
  * might have been allowed, and is not rejected on the other lists alone.
@@ -94,7 +96,7 @@ static const struct sift_param params[] = {
 	{"client_allow", SIFT_P_MAP, "", 0, 0, OFF(client_allow), NULL,
 	 "clients never looked up: a map of addresses or networks (cidr:/etc/postfix/rbl_allow)"},
 	{"dns_error_action", SIFT_P_ENUM, "dunno", 0, 0, OFF(dns_error_action), "dunno|tempfail",
-	 "what a list that failed (timeout, SERVFAIL) gives when the others stay under the threshold"},
+	 "what a list that failed (timeout, SERVFAIL) gives when its weight could have changed the answer"},
 	{"reject_code", SIFT_P_INT, "554", 500, 599, OFF(reject_code), NULL,
 	 "SMTP code of the rejection (Postfix's rbl_reply_maps default code)"},
 	SIFT_PARAM_END,
@@ -380,23 +382,24 @@ static void lookup_all(struct sift_ctx *ctx, const struct rbl_conf *c, const cha
 }
 
 /* Sums the weights; the listed site of greatest weight in *best_r. A list
- * that failed adds nothing; the negative weights of the sites it serves
- * (allow lists that could have answered) are summed in *failed_neg_r. */
+ * that failed adds nothing; the weights of the sites it serves are summed
+ * in *failed_pos_r (block lists that could have listed the client) and
+ * *failed_neg_r (allow lists that could have allowed it). */
 static long score_sites(const struct rbl_conf *c, struct sift_dns_result **res, const struct site **best_r,
-			bool *failed_r, long *failed_neg_r)
+			bool *failed_r, long *failed_pos_r, long *failed_neg_r)
 {
 	long sum = 0;
 	*best_r = NULL;
 	*failed_r = false;
-	*failed_neg_r = 0;
+	*failed_pos_r = *failed_neg_r = 0;
 	for (size_t z = 0; z < c->nzones; z++)
 		if (res[z]->status == SIFT_DNS_TEMPFAIL)
 			*failed_r = true;
 	for (size_t i = 0; i < c->nsites; i++) {
 		const struct site *st = &c->site[i];
 		const struct sift_dns_result *r = res[st->zone];
-		if (r->status == SIFT_DNS_TEMPFAIL && st->weight < 0)
-			*failed_neg_r += st->weight;
+		if (r->status == SIFT_DNS_TEMPFAIL)
+			*(st->weight < 0 ? failed_neg_r : failed_pos_r) += st->weight;
 		if (r->status != SIFT_DNS_OK)
 			continue;
 		for (size_t k = 0; k < r->count; k++) {
@@ -436,8 +439,8 @@ static enum sift_verdict rbl_policy(struct sift_ctx *ctx)
 	lookup_all(ctx, c, rev, res);
 	const struct site *best;
 	bool failed;
-	long failed_neg;
-	long sum = score_sites(c, res, &best, &failed, &failed_neg);
+	long failed_pos, failed_neg;
+	long sum = score_sites(c, res, &best, &failed, &failed_pos, &failed_neg);
 	for (size_t z = 0; z < c->nzones; z++)
 		free(res[z]);
 	/* An allow list that failed might have brought the sum under the
@@ -464,6 +467,14 @@ static enum sift_verdict rbl_policy(struct sift_ctx *ctx)
 				    "Service unavailable; DNS list lookup failed, try again later");
 			return SIFT_TEMPFAIL;
 		}
+	} else if (failed && sum + failed_pos < c->threshold) {
+		/* the lists that failed could not have brought the sum to the
+		 * threshold (allow lists, or block lists too light): deferring
+		 * would gain nothing */
+		host->log(ctx, LOG_NOTICE,
+			  "client [%s]: a DNS list did not answer (score %ld; its weight %ld could not reach "
+			  "%lld)",
+			  ip, sum, failed_pos, c->threshold);
 	} else if (failed) {
 		host->log(ctx, LOG_NOTICE, "client [%s]: a DNS list did not answer (score %ld)", ip, sum);
 		if (c->dns_error_action == DNSERR_TEMPFAIL) {

@@ -23,6 +23,9 @@ Through the policy protocol (one policyd, several request kinds):
     the threshold: rbl_dns_error_action (451 4.7.1 with tempfail, DUNNO
     with dunno), not a refusal, unless its weight could not bring the sum
     under the threshold (then still 554);
+  - under the threshold, a failed list defers (tempfail) only when its
+    weight could have brought the sum to the threshold: a dead allow list
+    or a dead block list too light defers nobody;
   - a bad rbl_sites value is refused at start (policyd -t) with the site
     and what is wrong: a bad filter, a weight that is not an integer or
     out of range, a label over 63 octets or empty, a character no domain
@@ -85,7 +88,7 @@ def policy_cases(tmp, dns):
 
     # allow map, threshold 2 (spamcop alone reaches it), tempfail on DNS errors
     conf = dict(base, rbl_client_allow='cidr:' + allow, rbl_threshold='2', rbl_dns_error_action='tempfail',
-                rbl_sites='zen.spamhaus.org=127.0.0.[2..11]*3 bl.spamcop.net*2 slow.dnsbl.test')
+                rbl_sites='zen.spamhaus.org=127.0.0.[2..11]*3 bl.spamcop.net*2 slow.dnsbl.test*2')
     pd = sifttest.start_daemon('policyd', tmp, conf, name='policyd2')
     try:
         with sifttest.PolicyClient(pd.port) as pc:
@@ -116,6 +119,24 @@ def policy_cases(tmp, dns):
               'failed allow list logged')
     finally:
         pd.stop()
+    # Under the threshold, a failed list defers only when its weight could
+    # have brought the sum to the threshold: a dead allow list, or a dead
+    # block list too light, defers nobody
+    for sites, want in (('zen.spamhaus.org*3 dead.dnsbl.test*-5', 'DUNNO'),
+                        ('zen.spamhaus.org*3 dead.dnsbl.test*2', 'DUNNO'),
+                        ('zen.spamhaus.org*3 dead.dnsbl.test*3', '451 4.7.1')):
+        conf = dict(base, rbl_dns_error_action='tempfail', rbl_sites=sites)
+        pd = sifttest.start_daemon('policyd', tmp, conf, name='policyd-deadweight')
+        try:
+            with sifttest.PolicyClient(pd.port) as pc:
+                act = ask(pc, '127.0.0.9')
+                check(act.startswith(want), 'unlisted client, %s, tempfail on DNS errors: %s (%s)' % (sites, want, act))
+        finally:
+            pd.stop()
+        if want == 'DUNNO':
+            check('client [127.0.0.9]: a DNS list did not answer (score 0; its weight' in pd.log(),
+                  'the failed list that could not matter is logged')
+
     conf = dict(base, rbl_dns_error_action='dunno',
                 rbl_sites='zen.spamhaus.org=127.0.0.[2..11]*3 bl.spamcop.net*4 dead.dnsbl.test*-2')
     pd = sifttest.start_daemon('policyd', tmp, conf, name='policyd-allowfail2')
