@@ -500,6 +500,36 @@ static void addr_rule(struct msgctx *m, const struct rule *r, const char *hdr, b
 	host_name(m, r, domain ? registered_domain(m->e->net, host) : host, arg(r, 1), fn, a);
 }
 
+/* check_rbl_from_host/_domain: SpamAssassin's all_from_addrs, the
+ * Resent-From address when there is one, else those of From,
+ * Envelope-Sender, Resent-Sender, X-Envelope-From and the envelope sender
+ * (each host asked once). */
+static void from_rule(struct msgctx *m, const struct rule *r, bool domain, name_fn fn, void *a)
+{
+	static const char *const hdrs[] = {"From", "Envelope-Sender", "Resent-Sender", "X-Envelope-From",
+					   "EnvelopeFrom"};
+	char addr[512], hosts[6][256];
+	size_t nh = 0;
+	first_addr(m, "Resent-From", addr, sizeof(addr));
+	bool resent = strchr(addr, '@') != NULL;
+	for (size_t i = 0; i < (resent ? 1 : sizeof(hdrs) / sizeof(hdrs[0])); i++) {
+		if (!resent)
+			first_addr(m, hdrs[i], addr, sizeof(addr));
+		char host[256];
+		addr_host(addr, host, sizeof(host));
+		if (!host[0] || !strchr(host, '.'))
+			continue;
+		const char *h = domain ? registered_domain(m->e->net, host) : host;
+		bool seen = false;
+		for (size_t k = 0; k < nh && !seen; k++)
+			seen = strcmp(hosts[k], h) == 0;
+		if (seen)
+			continue;
+		snprintf(hosts[nh++], sizeof(hosts[0]), "%s", h);
+		host_name(m, r, h, arg(r, 1), fn, a);
+	}
+}
+
 /* check_rbl_headers: addresses, addresses or host names of headers. */
 static void headers_rule(struct msgctx *m, const struct rule *r, name_fn fn, void *a)
 {
@@ -595,10 +625,10 @@ static void rule_names(struct msgctx *m, const struct rule *r, name_fn fn, void 
 		break;
 	}
 	case NK_FROM_HOST:
-		addr_rule(m, r, "From", false, fn, a);
+		from_rule(m, r, false, fn, a);
 		break;
 	case NK_FROM_DOMAIN:
-		addr_rule(m, r, "From", true, fn, a);
+		from_rule(m, r, true, fn, a);
 		break;
 	case NK_ENVFROM:
 		addr_rule(m, r, "EnvelopeFrom", false, fn, a);

@@ -16,7 +16,9 @@ plugin's connect, end-of-header and end-of-message hooks):
   - local rules on the slow list (answers after spam_dns_timeout) and the
     dead list (SERVFAIL) never hit, and the message waits the deadline, not
     the slow answer; check_rbl_envfrom / check_rbl_from_domain hit from the
-    sender addresses;
+    sender addresses, and check_rbl_from_host from the envelope sender too
+    (SpamAssassin's all_from_addrs: From, Envelope-Sender, Resent-Sender,
+    X-Envelope-From, the envelope; Resent-From instead when present);
   - a public client in trusted_networks is trusted, as the MTA's own
     Received line would say: it is not looked up, and the relay below it
     (192.0.2.66) is the last external one (XBL hits, PBL does not);
@@ -52,6 +54,8 @@ header T_SIFT_ENVFROM eval:check_rbl_envfrom('envset', 'dbl.spamhaus.org.')
 score  T_SIFT_ENVFROM 0.01
 header T_SIFT_FROMDOM eval:check_rbl_from_domain('fromset', 'multi.uribl.com.', '127.0.0.2')
 score  T_SIFT_FROMDOM 0.01
+header T_SIFT_FROMHOST eval:check_rbl_from_host('fromhost', 'dbl.spamhaus.org.')
+score  T_SIFT_FROMHOST 0.01
 uridnsbl_skip_domain skipped-listed.example
 urirhssub T_SIFT_SKIPPED dbl.spamhaus.org. A 127.0.1.3
 body T_SIFT_SKIPPED eval:check_uridnsbl('T_SIFT_SKIPPED')
@@ -130,7 +134,7 @@ def main():
         took = time.monotonic() - t0
         s = symbols(res)
         for rule in ('RCVD_IN_SBL', 'RCVD_IN_XBL', 'RCVD_IN_BL_SPAMCOP_NET', 'URIBL_DBL_SPAM', 'URIBL_BLACK',
-                     'URIBL_SBL', 'URIBL_SBL_A', 'T_SIFT_ENVFROM', 'T_SIFT_FROMDOM'):
+                     'URIBL_SBL', 'URIBL_SBL_A', 'T_SIFT_ENVFROM', 'T_SIFT_FROMDOM', 'T_SIFT_FROMHOST'):
             check(rule in s, '%s hits from the local lists: %s' % (rule, sorted(s)))
         check(s.get('RCVD_IN_XBL') == 0.724 and s.get('URIBL_BLACK') == 1.7,
               'network rules score with score set 1: %r' % s)
