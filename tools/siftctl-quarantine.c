@@ -220,6 +220,7 @@ static int cmd_show(const char *dir, int argc, char **argv)
 	char *err = NULL;
 	if (sift_quarantine_open(dir, id, &e, &fp, &err) < 0) {
 		fprintf(stderr, "siftctl quarantine: %s\n", err);
+		free(err);
 		return 1;
 	}
 	if (!raw) {
