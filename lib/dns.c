@@ -845,8 +845,8 @@ int sift_dns_name_from_wire(const unsigned char *wire, size_t len, char *name_r,
 			out += el;
 		}
 		o += l;
-		if (o > 255)
-			return -1;
+		if (o >= 255)
+			return -1; /* with its final 0, over 255 octets (RFC 1035) */
 	}
 	if (out == 0) {
 		if (n < 2)

@@ -65,6 +65,20 @@ static void test_wire(void)
 	CHECK_STR(name, "a\\.\\001.\\\\");
 	const unsigned char over[] = {70, 'a'};
 	CHECK_INT(sift_dns_name_from_wire(over, sizeof(over), name, sizeof(name)), -1);
+	/* At most 255 octets in all, the final 0 included (RFC 1035 2.3.4):
+	 * labels of 63, 63, 63 and 61 octets make 255, one more is too long. */
+	unsigned char wire[300], big[400];
+	for (int last = 61; last <= 62; last++) {
+		size_t o = 0;
+		const int labels[] = {63, 63, 63, last};
+		for (size_t i = 0; i < 4; i++) {
+			wire[o++] = (unsigned char)labels[i];
+			memset(wire + o, 'a', (size_t)labels[i]);
+			o += (size_t)labels[i];
+		}
+		wire[o++] = 0;
+		CHECK_INT(sift_dns_name_from_wire(wire, o, (char *)big, sizeof(big)), last == 61 ? 255 : -1);
+	}
 }
 
 static void test_init_errors(void)
