@@ -244,6 +244,14 @@ static int configure(struct ub_ctx *ctx, const char *servers, char **err_r)
 	if (set_option(ctx, "do-not-query-localhost:", "no", err_r) < 0 ||
 	    set_option(ctx, "infra-keep-probing:", "yes", err_r) < 0)
 		return -1;
+	/* libunbound's default is 16 outgoing UDP queries at a time: 16
+	 * queries that get no answer (a list whose servers are down; our
+	 * callers give up on them, libunbound keeps retrying each for a
+	 * while) would hold every one of them, and all other queries of the
+	 * process would wait behind them and time out. As many as the
+	 * unbound daemon allows (with libevent, as Debian builds it). */
+	if (set_option(ctx, "outgoing-range:", "4096", err_r) < 0)
+		return -1;
 	/* libunbound answers some names itself by default (RFC 1918 and
 	 * TEST-NET reverse zones, test., home.arpa.) with NXDOMAIN. The site's
 	 * resolver may well serve those (PTRs of internal clients, test zones),

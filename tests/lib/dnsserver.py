@@ -163,6 +163,10 @@ class DNSServer:
     def _bind(self):
         for _ in range(50):
             udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            # room for a burst of queries (thousands at once) while the
+            # one UDP thread answers: a query dropped here would look like
+            # a server that does not answer
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             udp.bind((self.host, self.port))
             port = udp.getsockname()[1]
             tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -40,7 +40,8 @@ ZONES = {
         {"name": "fail", "type": "SERVFAIL"},
     ] + [{"name": "t%d" % i, "type": "A", "data": "10.0.0.%d" % i} for i in range(64)]
       + [{"name": "fill%d" % i, "type": "TXT", "data": ["%03d" % (i % 1000) + "f" * 247] * 14}
-         for i in range(3000)],
+         for i in range(3000)]
+      + [{"name": "hang%d" % i, "type": "TIMEOUT"} for i in range(300)],
     "2.0.192.in-addr.arpa": [
         {"name": "1.2.0.192.in-addr.arpa", "type": "PTR", "data": "a.sift.test"},
     ],

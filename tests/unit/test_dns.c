@@ -9,8 +9,9 @@
  * does after starting tests/lib/dnsserver.py with the zone below), also:
  * A, AAAA, TXT (multi-string and a 2000-byte record that needs TCP), MX,
  * PTR, CNAME, NXDOMAIN, NODATA, TIMEOUT and SERVFAIL -> TEMPFAIL in bounded
- * time, 16 threads querying at once (with timeouts racing answers), and a
- * shutdown while queries are waiting. Without it those are skipped and the
+ * time, 16 threads querying at once (with timeouts racing answers), a
+ * shutdown while queries are waiting, and 300 queries given up unanswered
+ * that do not hold up the next ones. Without it those are skipped and the
  * binary still passes, so it stays a plain unit test as well.
  *
  * The zone (kept in sync with tests/lib/test_dns.py):
@@ -23,6 +24,7 @@
  *   1.2.0.192.in-addr.arpa PTR a.sift.test
  *   t0..t63.sift.test  A     10.0.0.N
  *   slow.sift.test     TIMEOUT
+ *   hang0..hang299.sift.test TIMEOUT
  *   fail.sift.test     SERVFAIL
  */
 #include <arpa/inet.h>
@@ -469,6 +471,27 @@ static void test_cache_bound(void)
 	}
 }
 
+/* Queries that never get an answer, given up by their callers, do not
+ * starve the others: 300 of them to distinct names (libunbound keeps
+ * retrying each for a while), then the server still answers the rest at
+ * once. */
+static void test_many_unanswered(void)
+{
+	char name[64];
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "hang%d.sift.test", i);
+		free(sift_dns_wait(sift_dns_start(name, T_A), 0));
+	}
+	int nodata = 0;
+	for (int i = 0; i < 8; i++) {
+		snprintf(name, sizeof(name), "t%d.sift.test", i);
+		struct sift_dns_result *r = sift_dns_query(name, T_MX, 2000);
+		nodata += r->status == SIFT_DNS_NODATA;
+		free(r);
+	}
+	CHECK_INT(nodata, 8);
+}
+
 int main(void)
 {
 	sift_log_init("test_dns", true, LOG_INFO);
@@ -494,6 +517,7 @@ int main(void)
 	test_shutdown_wakes();
 	CHECK_INT(sift_dns_init(server, 3000, &err), 0);
 	test_cache_bound();
+	test_many_unanswered();
 	sift_dns_shutdown();
 	/* Init again after shutdown works. */
 	CHECK_INT(sift_dns_init(server, 3000, &err), 0);
