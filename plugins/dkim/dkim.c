@@ -8,7 +8,7 @@
  * then ".parent" domains, as Postfix's access maps), giving one or more key
  * names of dkim_key_table; each key makes one signature (so RSA + Ed25519
  * dual signing is two key names). Nothing is signed when the envelope
- * sender's domain is not in the signing table (dkim_sender_check), when the
+ * sender is not in the signing table (dkim_sender_check), when the
  * From domain is not, or when the message already has a DKIM-Signature for
  * that domain. Signatures are inserted at the top of the header (index 0),
  * above everything a later filter adds. A signing failure returns
@@ -95,7 +95,7 @@ static const struct sift_param params[] = {
 	{"sign_networks", SIFT_P_MAP, "", 0, 0, OFF(sign_networks), NULL,
 	 "client addresses (e.g. cidr:) whose inbound-profile mail is signed too"},
 	{"sender_check", SIFT_P_BOOL, "yes", 0, 0, OFF(sender_check), NULL,
-	 "sign only when the envelope sender's domain is in the signing table too"},
+	 "sign only when the envelope sender is in the signing table too"},
 	{"canonicalization", SIFT_P_STRING, "relaxed/simple", 0, 0, OFF(canonicalization), NULL,
 	 "header/body canonicalization of our signatures (simple or relaxed)"},
 	{"sign_headers", SIFT_P_LIST,
@@ -489,8 +489,12 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 			snprintf(sdom, sizeof(sdom), "%s", at ? at + 1 : "");
 			for (char *p = sdom; *p; p++)
 				*p = (char)tolower((unsigned char)*p);
+			/* The same lookups as for From (address, domain,
+			 * parents): a table keyed on addresses (a pcre: one
+			 * such as /@example\.net$/, or user@domain entries
+			 * only) must accept its own senders too. */
 			char *sres = NULL;
-			int src = *sdom ? signing_lookup(c, NULL, sdom, &sres) : 0;
+			int src = *sdom ? signing_lookup(c, sender, sdom, &sres) : 0;
 			free(sres);
 			if (src < 0) {
 				free(keys);

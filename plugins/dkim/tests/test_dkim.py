@@ -356,6 +356,16 @@ def tests(env):
     check(len(s1) == 1 and 's=rsa2' in s1[0]['value'], 'address entry wins over the domain entry', r)
     r = siftctl_test(conf, signed, 'originating')
     check(not headers_of(r, 'DKIM-Signature'), 'already signed by our domain: not signed again', r)
+    # A table keyed on addresses (OpenDKIM's refile "*@domain" written as
+    # pcre:) answers for the envelope sender as it does for From.
+    env.write('signing.pcre', '/@%s$/ rsa1\n' % re.escape(OURS))
+    pcre_opts = ['dkim_signing_table=pcre:%s' % env.path('signing.pcre')]
+    r = siftctl_test(conf, m, 'originating', opts=pcre_opts)
+    s1 = headers_of(r, 'DKIM-Signature')
+    check(len(s1) == 1 and 's=rsa1' in s1[0]['value'],
+          'pcre: signing table keyed on addresses: signed (sender check by address)', r)
+    r = siftctl_test(conf, m, 'originating', sender='bounce@elsewhere.test', opts=pcre_opts)
+    check(not headers_of(r, 'DKIM-Signature'), 'pcre: signing table: envelope sender not ours: not signed', r)
     r = siftctl_test(conf, m, 'inbound', opts=['dkim_add_auth_results=yes'])
     check(not headers_of(r, 'DKIM-Signature')
           and headers_of(r, 'Authentication-Results'), 'inbound profile: no signature, verification instead', r)
