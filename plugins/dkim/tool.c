@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 
 #include "dkimkeys.h"
+#include "dkimverify.h"
 #include "sift/plugin.h"
 
 static const char genkey_usage[] = "-d DOMAIN -s SELECTOR [-t rsa|ed25519] [-b BITS] [-D DIR] [-f FILE]";
@@ -191,12 +192,22 @@ static const char *compare_record(const struct dk_key *k, const struct sift_dns_
 	for (size_t j = 0; j < r->count; j++) {
 		char *p = dk_tag_value((const char *)r->rr[j], "p");
 		char *kk = dk_tag_value((const char *)r->rr[j], "k");
-		bool type_ok = !kk || strcasecmp(kk, k->type == DK_RSA ? "rsa" : "ed25519") == 0;
+		/* no k= means rsa (RFC 6376 3.6.1) */
+		bool type_ok = strcasecmp(kk ? kk : "rsa", k->type == DK_RSA ? "rsa" : "ed25519") == 0;
 		if (p && !*p)
 			snprintf(detail, n, " (revoked: empty p=)");
-		else if (p && type_ok && strcmp(p, k->pub_b64) == 0)
-			verdict = "pass";
-		else if (!p)
+		else if (p && strcmp(p, k->pub_b64) == 0 && !type_ok)
+			snprintf(detail, n, " (k= is not %s)", k->type == DK_RSA ? "rsa" : "ed25519");
+		else if (p && strcmp(p, k->pub_b64) == 0) {
+			/* The record as verifiers read it (the plugin's own
+			 * parser): v=, h=, s= must not make it unusable. */
+			struct dkv_key *pk = dkv_key_parse((const char *)r->rr[j]);
+			if (pk && pk->pk)
+				verdict = "pass";
+			else
+				snprintf(detail, n, " (%s)", pk ? pk->reason : "out of memory");
+			dkv_key_free(pk);
+		} else if (!p)
 			snprintf(detail, n, " (no p= in the record)");
 		free(p);
 		free(kk);

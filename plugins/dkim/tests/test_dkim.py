@@ -278,6 +278,17 @@ def tests(env):
     check(rc == 1 and 'rsa2._domainkey.%s => mismatch' % OURS in out
           and 'big._domainkey.%s => missing' % OURS in out and out.count('=> pass') == 2,
           'testkeys: mismatch and missing reported', out)
+    # Records with the right p= that verifiers cannot use: an Ed25519 key
+    # without k=ed25519 (read as RSA), an RSA key limited to h=sha1.
+    env.records['ed1._domainkey.%s' % OURS] = ed_rec.replace('k=ed25519; ', '')
+    env.records['rsa1._domainkey.%s' % OURS] = rsa_rec.replace('k=rsa; ', 'k=rsa; h=sha1; ')
+    env.publish()
+    rc, out, err = run([SIFTCTL, '-c', conf, 'dkim', 'testkeys'])
+    check(rc == 1 and 'ed1._domainkey.%s => mismatch' % OURS in out
+          and 'rsa1._domainkey.%s => mismatch' % OURS in out and 'sha256' in out,
+          'testkeys: a record verifiers cannot use (no k=ed25519, h=sha1) is not a pass', out)
+    env.records['ed1._domainkey.%s' % OURS] = ed_rec
+    env.records['rsa1._domainkey.%s' % OURS] = rsa_rec
     env.records['rsa2._domainkey.%s' % OURS] = rsa2_rec
     env.records['big._domainkey.%s' % OURS] = big_rec
     env.publish()
