@@ -647,8 +647,9 @@ static void start_verifying(struct sift_ctx *ctx, struct dk_msg *m)
 		} else if (v->sig.error) {
 			v->res = DKV_PERMERROR;
 			v->reason = v->sig.error;
-		} else
-			key_lookup(m, v);
+		} else if ((v->res = dkv_sig_times(&v->sig, now, c->clock_drift / 1000, &v->reason)) ==
+			   DKV_NONE)
+			key_lookup(m, v); /* an expired signature costs no DNS wait */
 		if (v->res == DKV_NONE)
 			v->res = dkv_start(&v->sig, v->key, now, c->clock_drift / 1000, &v->reason);
 	}

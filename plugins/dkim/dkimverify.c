@@ -430,6 +430,21 @@ void dkv_key_free(struct dkv_key *k)
 
 /* ---- verification ------------------------------------------------------------ */
 
+enum dkv_result dkv_sig_times(const struct dkv_sig *s, time_t now, long long drift_s, const char **reason_r)
+{
+	unsigned long long tnow = now > 0 ? (unsigned long long)now : 0;
+	unsigned long long drift = drift_s > 0 ? (unsigned long long)drift_s : 0;
+	if (s->has_t && s->t > tnow + drift) {
+		*reason_r = "signature timestamp in the future";
+		return DKV_FAIL;
+	}
+	if (s->has_x && s->x + drift < tnow) {
+		*reason_r = "signature expired";
+		return DKV_FAIL;
+	}
+	return DKV_NONE;
+}
+
 static enum dkv_result key_check(const struct dkv_sig *s, const struct dkv_key *k, time_t now,
 				 long long drift_s, const char **reason_r)
 {
@@ -448,17 +463,7 @@ static enum dkv_result key_check(const struct dkv_sig *s, const struct dkv_key *
 			return DKV_FAIL;
 		}
 	}
-	unsigned long long tnow = now > 0 ? (unsigned long long)now : 0;
-	unsigned long long drift = drift_s > 0 ? (unsigned long long)drift_s : 0;
-	if (s->has_t && s->t > tnow + drift) {
-		*reason_r = "signature timestamp in the future";
-		return DKV_FAIL;
-	}
-	if (s->has_x && s->x + drift < tnow) {
-		*reason_r = "signature expired";
-		return DKV_FAIL;
-	}
-	return DKV_NONE;
+	return dkv_sig_times(s, now, drift_s, reason_r);
 }
 
 enum dkv_result dkv_start(struct dkv_sig *s, const struct dkv_key *k, time_t now, long long drift_s,

@@ -79,6 +79,11 @@ void dkv_key_free(struct dkv_key *k);
 /* Checks the key against the signature (type, h=, t=s, size, t=, x=) and
  * starts the body hash. DKV_NONE when verification goes on, else the
  * result with *reason_r. */
+/* The signature's t= and x= against now (drift_s tolerated): DKV_FAIL
+ * (future t=, expired x=) with the reason, else DKV_NONE. Needs no key, so
+ * it is checked before the key is looked up. */
+enum dkv_result dkv_sig_times(const struct dkv_sig *s, time_t now, long long drift_s, const char **reason_r);
+
 enum dkv_result dkv_start(struct dkv_sig *s, const struct dkv_key *k, time_t now, long long drift_s,
 			  const char **reason_r);
 

@@ -520,6 +520,13 @@ def tests(env):
     check(time.time() - t0 < 10, 'DNS timeout is bounded')
     syms = {s['name'] for s in r['symbols']}
     check('DKIM_TEMPFAIL' in syms, 'DKIM_TEMPFAIL symbol', r['symbols'])
+    # An expired signature needs no key: dkim=fail at once, not the DNS wait
+    # and a temperror.
+    expired = re.sub(rb' t=\d+;', b' t=1000; x=2000;', pysign(base, 'slow'), count=1)
+    t0 = time.time()
+    r, ar = verdict(expired, opts=['dns_timeout=3s'])
+    check('dkim=fail reason="signature expired"' in ar and time.time() - t0 < 2.5,
+          'expired x= with a key that times out: dkim=fail, no DNS wait', ar)
     r, ar = verdict(pysign(base, 'broken'))
     check('dkim=temperror' in ar, 'SERVFAIL: dkim=temperror', ar)
 
