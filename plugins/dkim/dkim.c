@@ -661,14 +661,15 @@ static void start_verifying(struct sift_ctx *ctx, struct dk_msg *m)
 #define AR_SEL	  128
 #define AR_ALG	  32
 #define AR_B	  64
-#define AR_REASON 160
+#define AR_REASON 96
+#define AR_I	  112 /* header.i is given only when it fits whole */
 /* The longest resinfo, separator included: a whole one always fits on its
  * own folded line (RFC 5322's 998), and dkim_max_signatures of them stay far
  * below Postfix's header_size_limit (102400 by default) with the spf, arc
  * and dmarc results of the same header. */
-#define AR_RESINFO_MAX                                                                                  \
-	(sizeof(";\r\n\tdkim=temperror reason=\"\" header.d= header.s= header.a= header.b=") + AR_DOM + \
-	 AR_SEL + AR_ALG + AR_B + AR_REASON)
+#define AR_RESINFO_MAX                                                                                   \
+	(sizeof(";\r\n\tdkim=temperror reason=\"\" header.d= header.i= header.s= header.a= header.b=") + \
+	 AR_DOM + AR_I + AR_SEL + AR_ALG + AR_B + AR_REASON)
 _Static_assert(AR_RESINFO_MAX < 998, "a dkim resinfo fits on one line");
 #define AR_VALUE_MAX (AR_RESINFO_MAX * DK_MAX_VERIFY)
 _Static_assert(AR_VALUE_MAX <= 48 * 1024, "the dkim results stay well within header_size_limit");
@@ -751,6 +752,18 @@ static void b_prefix(const struct dk_msg *m, size_t k, char *out, size_t n)
 	clean(out, want + 1, b ? b : "", true);
 }
 
+/* i= as an A-R pvalue: [local-part] "@" domain, a plain local part. */
+static bool identity_ok(const char *i)
+{
+	const char *at = i ? strchr(i, '@') : NULL;
+	if (!at || strlen(i) >= AR_I || !kc_name_ok(at + 1))
+		return false;
+	for (const char *p = i; p < at; p++)
+		if (!isalnum((unsigned char)*p) && !strchr(".-_+", *p))
+			return false;
+	return true;
+}
+
 static const char *const result_name[] = {"none", "pass", "fail", "permerror", "temperror"};
 
 /* Our results in the message's one Authentication-Results header
@@ -791,6 +804,8 @@ static enum sift_verdict finish_verifying(struct sift_ctx *ctx, struct dk_msg *m
 		}
 		if (*dom && kc_name_ok(dom))
 			ab_add(&ar, " header.d=%s", dom);
+		if (identity_ok(v->sig.i))
+			ab_add(&ar, " header.i=%s", v->sig.i);
 		if (*sel && kc_name_ok(sel))
 			ab_add(&ar, " header.s=%s", sel);
 		if (*aname && kc_name_ok(aname))

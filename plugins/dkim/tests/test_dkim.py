@@ -424,9 +424,9 @@ def tests(env):
 
     base = msg(frm='Remote <someone@%s>' % REMOTE)
     r, ar = verdict(pysign(base, 'py'))
-    check(re.search(r'^mx\.sift\.test;\s+dkim=pass header\.d=remote\.test header\.s=py header\.a=rsa-sha256 '
-                    r'header\.b=[A-Za-z0-9+/]{8,}', ar) is not None,
-          'dkimpy rsa-sha256 verifies in filterd: dkim=pass with d, s, a, b', ar)
+    check(re.search(r'^mx\.sift\.test;\s+dkim=pass header\.d=remote\.test header\.i=@remote\.test header\.s=py '
+                    r'header\.a=rsa-sha256 header\.b=[A-Za-z0-9+/]{8,}', ar) is not None,
+          'dkimpy rsa-sha256 verifies in filterd: dkim=pass with d, i, s, a, b (RFC 8601)', ar)
     syms = {s['name']: s.get('option') for s in r['symbols']}
     check(syms.get('DKIM_VALID') == REMOTE, 'DKIM_VALID symbol with the domain', r['symbols'])
     r, ar = verdict(pysign(base, 'pyed', key=ed_seed, alg=b'ed25519-sha256'))

@@ -151,7 +151,8 @@ def run(pf, fd, srv, st, remote_key):
     m = delivered(pf, 'in one')
     ars = m.headers('Authentication-Results') if m else []
     check(len(ars) == 1 and re.match(
-        r'mx\.sift\.test;\s+dkim=pass header\.d=remote\.test header\.s=sel header\.a=rsa-sha256 header\.b=', ars[0])
+        r'mx\.sift\.test;\s+dkim=pass header\.d=remote\.test header\.i=@remote\.test header\.s=sel '
+        r'header\.a=rsa-sha256 header\.b=', ars[0])
         is not None, 'inbound: one Authentication-Results, dkim=pass', ars)
     check(m is not None and 'bank.test' not in m.header_block(), 'inbound: forged A-R removed')
     check(m is not None and len(m.headers('DKIM-Signature')) == 1, 'inbound: not signed by us')

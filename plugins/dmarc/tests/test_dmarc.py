@@ -177,8 +177,9 @@ def one_ar(env):
     value = ar[0]['value'] if len(ar) == 1 else ''
     entries = value.split(';\r\n\t') if value else []
     check(len(ar) == 1 and ar[0]['index'] == 0 and value.startswith('mx.sift.test; spf=pass smtp.mailfrom=')
-          and len(entries) == 4 and entries[1].startswith('dkim=pass header.d=mail.reject.test header.s=s1')
-          and entries[2].startswith('dkim=pass header.d=reject.test header.s=s1')
+          and len(entries) == 4
+          and re.match(r'dkim=pass header\.d=mail\.reject\.test (header\.i=\S+ )?header\.s=s1', entries[1])
+          and re.match(r'dkim=pass header\.d=reject\.test (header\.i=\S+ )?header\.s=s1', entries[2])
           and entries[3] == 'dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=reject.test',
           'one A-R at the top: spf, dkim for each signature, dmarc', ar)
     # policyd's Received-SPF (spf_filterd_mode = header): its result in our one A-R, used by dmarc
