@@ -372,7 +372,9 @@ int dk_key_load(struct dk_key *k, char **err_r)
 	char what[1024];
 	snprintf(what, sizeof(what), "key %s (%s._domainkey.%s): %s", k->name, k->selector, k->domain,
 		 k->path);
-	int fd = open(k->path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO (or a device) named as the key is refused below
+	 * instead of blocking start-up until someone writes to it. */
+	int fd = open(k->path, O_RDONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		*err_r = dk_printf("%s: %s", what, strerror(errno));
 		return -1;

@@ -36,8 +36,8 @@ OURS = 'example.net.test'
 REMOTE = 'remote.test'
 
 
-def run(argv, inp=None, check_rc=None):
-    r = subprocess.run(argv, input=inp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+def run(argv, inp=None, check_rc=None, timeout=120):
+    r = subprocess.run(argv, input=inp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     return r.returncode, r.stdout.decode('utf-8', 'replace'), r.stderr.decode('utf-8', 'replace')
 
 
@@ -329,6 +329,15 @@ def tests(env):
     rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=inline:{ {k = %s:s:%s} }' % (
         OURS, env.path('small.key')), '-o', 'dkim_signing_table=', '-t'])
     check(rc != 0 and '512 bits' in out + err, 'filterd -t refuses a 512-bit RSA key', out + err)
+    fifo = env.path('fifo.key')
+    os.mkfifo(fifo, 0o600)
+    try:
+        rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o',
+                            'dkim_key_table=inline:{ f = %s:f:%s }' % (OURS, fifo), '-t'], timeout=20)
+    except subprocess.TimeoutExpired:
+        rc, out, err = 0, 'timed out', ''
+    check(rc != 0 and 'not a regular file' in out + err, 'filterd -t refuses a FIFO as key file (no hang)',
+          out + err)
     rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=pcre:/x', '-t'])
     check(rc != 0 and 'texthash' in out + err, 'filterd -t refuses a key table that cannot be listed', out + err)
     rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_canonicalization=loose/simple', '-t'])
