@@ -288,6 +288,25 @@ int sift_control_start(const char *path, int (*request)(void), char **err_r)
 	return 0;
 }
 
+/* The socket's send and receive timeouts: what is left until deadline; -1
+ * with errno EAGAIN when nothing is. */
+static int set_timeouts(int fd, const struct timespec *deadline)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long long left_us = (long long)(deadline->tv_sec - now.tv_sec) * 1000000 +
+			    (deadline->tv_nsec - now.tv_nsec) / 1000;
+	if (left_us <= 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	struct timeval tv = {.tv_sec = (time_t)(left_us / 1000000),
+			     .tv_usec = (suseconds_t)(left_us % 1000000)};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return 0;
+}
+
 /* Sends one command and reads the answer: 0 with the text after "ok " (the
  * first line only with first_line), -1 with *err_r. */
 static int command(const char *path, const char *cmd, long timeout_ms, bool first_line, char **answer_r,
@@ -312,17 +331,32 @@ static int command(const char *path, const char *cmd, long timeout_ms, bool firs
 				       path, (unsigned)geteuid());
 		return -1;
 	}
+	/* One deadline for the whole exchange: connect() too waits (a daemon
+	 * that does not accept, its backlog full, blocks it), and so does a
+	 * daemon that answers a byte at a time. */
+	struct timespec deadline;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0)
+		set_timeouts(fd, &deadline);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		*err_r = sift_asprintf("control socket %s: %s (is the daemon running?)", path,
-				       strerror(errno));
+		int e = errno;
+		if (e == EAGAIN)
+			*err_r = sift_asprintf(
+				"control socket %s: the daemon did not accept the connection in time", path);
+		else
+			*err_r = sift_asprintf("control socket %s: %s (is the daemon running?)", path,
+					       strerror(e));
 		if (fd >= 0)
 			close(fd);
 		return -1;
 	}
-	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	/* A failed send is not the end: the daemon may have answered already. */
 	char *line_out = sift_asprintf("%s\n", cmd);
 	(void)send(fd, line_out, strlen(line_out), MSG_NOSIGNAL);
@@ -330,7 +364,7 @@ static int command(const char *path, const char *cmd, long timeout_ms, bool firs
 	struct sift_buf b = {0};
 	char buf[512];
 	for (;;) {
-		ssize_t r = recv(fd, buf, sizeof(buf), 0);
+		ssize_t r = set_timeouts(fd, &deadline) < 0 ? -1 : recv(fd, buf, sizeof(buf), 0);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {

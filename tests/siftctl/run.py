@@ -222,6 +222,7 @@ def main():
     quarantine_store_tests(tmp)
     clamav_wait_tests(tmp)
     reload_tests(tmp, pconf)
+    stuck_socket_tests(tmp, conf)
     return done()
 
 
@@ -558,6 +559,81 @@ def milter_answers(port):
             return head[4:5] == b"O"
     except OSError:
         return False
+
+
+def stuck_socket_tests(tmp, conf):
+    """--timeout bounds the whole wait: a daemon that does not accept (its
+    backlog full), one that accepts and never answers, one that answers a
+    byte at a time."""
+    path = f"{tmp}/stuck.ctl"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(0)
+    held = []
+    try:
+        for _ in range(3):  # fill the backlog: the next connect() waits
+            c = socket.socket(socket.AF_UNIX)
+            c.setblocking(False)
+            try:
+                c.connect(path)
+            except BlockingIOError:
+                pass
+            held.append(c)
+        for cmd in ("status", "reload"):
+            t = time.monotonic()
+            try:
+                r = subprocess.run([SIFTCTL, "-c", conf, "-o", f"filterd_control_socket={path}", cmd, "--timeout",
+                                    "2"], capture_output=True, text=True, timeout=30)
+                rc, err = r.returncode, r.stderr
+            except subprocess.TimeoutExpired:
+                rc, err = None, "still waiting after 30s"
+            check(rc == 1 and "did not accept the connection in time" in err and time.monotonic() - t < 10,
+                  f"{cmd} --timeout 2: a daemon that does not accept: exit 1 in time", err)
+    finally:
+        for c in held:
+            c.close()
+        srv.close()
+        os.unlink(path)
+
+    # accepts, then never answers / answers a byte every second
+    for trickle in (False, True):
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind(path)
+        srv.listen(4)
+        stop = []
+
+        def serve():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            c.recv(64)
+            while not stop:
+                time.sleep(1)
+                if trickle:
+                    try:
+                        c.send(b"o" if not stop else b"")
+                    except OSError:
+                        break
+            c.close()
+        import threading
+        th = threading.Thread(target=serve)
+        th.start()
+        t = time.monotonic()
+        try:
+            r = subprocess.run([SIFTCTL, "-c", conf, "-o", f"filterd_control_socket={path}", "status", "--timeout",
+                                "3"], capture_output=True, text=True, timeout=30)
+            rc, err = r.returncode, r.stderr
+        except subprocess.TimeoutExpired:
+            rc, err = None, "still waiting after 30s"
+        took = time.monotonic() - t
+        stop.append(1)
+        srv.close()
+        th.join()
+        os.unlink(path)
+        check(rc == 1 and "no answer in time" in err and took < 8,
+              f"status --timeout 3: a daemon that {'answers a byte a second' if trickle else 'never answers'}: "
+              f"exit 1 in time ({took:.1f}s)", err)
 
 
 def reload_tests(tmp, pconf):
