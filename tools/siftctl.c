@@ -216,19 +216,27 @@ static enum sift_verdict test_session(struct sift_session *ss, const struct test
 	if (v == SIFT_DUNNO)
 		v = sift_session_mail(ss, o->from ? o->from : "");
 	size_t accepted = 0;
+	enum sift_verdict refused = SIFT_DUNNO;
+	const char *last_refused = NULL;
 	for (size_t i = 0; v == SIFT_DUNNO && i < o->nto; i++) {
 		enum sift_verdict rv = sift_session_rcpt(ss, o->to[i]);
 		if (rv == SIFT_DUNNO) {
 			accepted++;
 		} else if (rv == SIFT_DISCARD) {
 			v = rv;
-		} else if (!*rejected_rcpt) {
-			*rejected_rcpt = o->to[i];
-			if (accepted == 0 && i == o->nto - 1) {
-				v = rv; /* every recipient refused: report it */
-				*rcpt_level = true;
-			}
+		} else {
+			if (!*rejected_rcpt)
+				*rejected_rcpt = o->to[i];
+			refused = rv;
+			last_refused = o->to[i];
 		}
+	}
+	if (v == SIFT_DUNNO && accepted == 0 && last_refused) {
+		/* every recipient refused: the MTA sends no DATA; the result
+		 * holds the last refusal's reply */
+		v = refused;
+		*rejected_rcpt = last_refused;
+		*rcpt_level = true;
 	}
 	if (v == SIFT_DUNNO)
 		v = sift_session_data(ss);

@@ -75,6 +75,15 @@ def main():
     r = run("-c", conf, "test", "--json", "--from", "a@example.org", "--to", "nobody@example.com", msg)
     j = json.loads(r.stdout)
     check(j["action"] == "reject", "all recipients rejected", j)
+    with open(f"{tmp}/rcpts", "a") as f:
+        f.write("none@example.com REJECT unknown too\n")
+    r = run("-c", conf, "test", "--json", "--from", "a@example.org", "--to", "nobody@example.com",
+            "--to", "none@example.com", msg)
+    j = json.loads(r.stdout or "{}")
+    check(j.get("action") == "reject" and j.get("rejected_recipient") == "none@example.com"
+          and "<none@example.com>: Recipient address rejected: unknown too" in (j.get("reply") or ""),
+          "two recipients, both rejected: reject, the reply named", j)
+
 
     r = run("-c", conf, "test", "--json", "--profile", "originating", "--from", "spam@bad.example", msg)
     j = json.loads(r.stdout)
