@@ -217,13 +217,14 @@ static int read_whole(const char *file, struct sift_buf *b, char **err_r)
 	}
 	char chunk[65536];
 	size_t n;
+	errno = 0;
 	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
 		sift_buf_add(b, chunk, n);
-	bool bad = ferror(fp);
+	int e = ferror(fp) ? (errno ? errno : EIO) : 0;
 	if (fp != stdin)
 		fclose(fp);
-	if (bad) {
-		*err_r = sift_asprintf("%s: read error", file);
+	if (e) {
+		*err_r = sift_asprintf("%s: %s", file, strerror(e));
 		return -1;
 	}
 	sift_buf_str(b);

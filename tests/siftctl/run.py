@@ -84,7 +84,6 @@ def main():
           and "<none@example.com>: Recipient address rejected: unknown too" in (j.get("reply") or ""),
           "two recipients, both rejected: reject, the reply named", j)
 
-
     r = run("-c", conf, "test", "--json", "--profile", "originating", "--from", "spam@bad.example", msg)
     j = json.loads(r.stdout)
     check(j["action"] == "accept" and j["profile"] == "originating", "--profile originating skips access", j)
@@ -169,6 +168,10 @@ def main():
     r = run("-c", f"{tmp}/none.conf", "ratelimit", "stats")
     check(r.returncode == 1 and "configuration cannot be read" in r.stderr,
           "ratelimit without --socket and without a configuration: exit 1", r.stderr)
+    if "spam" in built:
+        r = run("-c", conf, "-o", f"plugin_directory={BUILD}/plugins", "spam", "mime", tmp)
+        check(r.returncode == 1 and f"{tmp}: Is a directory" in r.stderr,
+              "a tool's message file that is a directory: the reason", r.stderr)
     r = run("-c", f"{tmp}/none.conf", "spam", "lint")
     check(r.returncode == 1 and "none.conf" in r.stderr, "a tool needing the configuration: its error", r.stderr)
     # no side doors: a plugin exports sift_plugin_entry alone, siftctl links
