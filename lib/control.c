@@ -350,6 +350,10 @@ static int command(const char *path, const char *cmd, long timeout_ms, bool firs
 		if (e == EAGAIN)
 			*err_r = sift_asprintf(
 				"control socket %s: the daemon did not accept the connection in time", path);
+		else if (e == EACCES || e == EPERM)
+			*err_r = sift_asprintf(
+				"control socket %s: %s: only root or the daemon's user may use it", path,
+				strerror(e));
 		else
 			*err_r = sift_asprintf("control socket %s: %s (is the daemon running?)", path,
 					       strerror(e));

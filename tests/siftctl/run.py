@@ -607,6 +607,21 @@ def stuck_socket_tests(tmp, conf):
         srv.close()
         os.unlink(path)
 
+    # a socket the user may not connect to: the reason, not "is the daemon running?"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    os.chmod(path, 0o600)
+    srv.listen(1)
+    try:
+        r = subprocess.run([SIFTCTL, "-c", conf, "-o", f"filterd_control_socket={path}", "status"],
+                           capture_output=True, text=True, timeout=30, user="nobody")
+        check(r.returncode == 1 and "Permission denied: only root or the daemon's user may use it" in r.stderr
+              and "is the daemon running" not in r.stderr, "status as another user: permission denied, named",
+              r.stderr)
+    finally:
+        srv.close()
+        os.unlink(path)
+
     # accepts, then never answers / answers a byte every second
     for trickle in (False, True):
         srv = socket.socket(socket.AF_UNIX)
