@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,8 +92,17 @@ static int rl_connect(const char *path, char **err_r)
 	}
 	strcpy(sun.sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* connect() waits while the daemon's backlog is full (a daemon that
+	 * does not accept), the request's write() while it does not read:
+	 * both bounded. */
+	struct timeval tv = {.tv_sec = RL_TIMEOUT_MS / 1000, .tv_usec = (RL_TIMEOUT_MS % 1000) * 1000};
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		*err_r = xasprintf("connect %s: %s", path, strerror(errno));
+		if (errno == EAGAIN)
+			*err_r = xasprintf("connect %s: not accepted within %ds", path, RL_TIMEOUT_MS / 1000);
+		else
+			*err_r = xasprintf("connect %s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;

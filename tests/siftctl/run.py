@@ -601,6 +601,16 @@ def stuck_socket_tests(tmp, conf):
                 rc, err = None, "still waiting after 30s"
             check(rc == 1 and "did not accept the connection in time" in err and time.monotonic() - t < 10,
                   f"{cmd} --timeout 2: a daemon that does not accept: exit 1 in time", err)
+        if os.path.exists(f"{BUILD}/plugins/ratelimit.so"):
+            t = time.monotonic()
+            try:
+                r = subprocess.run([SIFTCTL, "-c", conf, "-o", f"plugin_directory={BUILD}/plugins", "ratelimit",
+                                    "stats", "--socket", path], capture_output=True, text=True, timeout=40)
+                rc, err = r.returncode, r.stderr
+            except subprocess.TimeoutExpired:
+                rc, err = None, "still waiting after 40s"
+            check(rc == 1 and f"connect {path}: not accepted within 10s" in err and time.monotonic() - t < 20,
+                  "ratelimit stats: a socket that does not accept: exit 1 in time", err)
     finally:
         for c in held:
             c.close()
