@@ -649,7 +649,13 @@ static int run(int argc, char **argv)
 				printf("usage: siftctl [-c FILE] [-o name=value]...\n%s", core[k].usage);
 				return 0;
 			}
-			return core[k].run(argc - i, argv + i);
+			/* getopt's messages start with argv[0]: "siftctl reload:
+			 * option '--timeout' requires an argument" */
+			char *name = sift_asprintf("siftctl %s", cmd);
+			argv[i] = name;
+			int rc = core[k].run(argc - i, argv + i);
+			free(name);
+			return rc;
 		}
 	for (const struct siftctl_cmd *const *c = core_cmds; *c; c++)
 		if (strcmp(cmd, (*c)->name) == 0) {
@@ -657,7 +663,11 @@ static int run(int argc, char **argv)
 				printf("usage: siftctl [-c FILE] [-o name=value]...\n%s", (*c)->usage);
 				return 0;
 			}
-			return (*c)->run(argc - i, argv + i, &opts);
+			char *name = sift_asprintf("siftctl %s", cmd);
+			argv[i] = name;
+			int rc = (*c)->run(argc - i, argv + i, &opts);
+			free(name);
+			return rc;
 		}
 	if (strcmp(cmd, "help") == 0) {
 		usage(stdout);

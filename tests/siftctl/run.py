@@ -115,6 +115,13 @@ def main():
 
     r = run("-c", conf, "test", f"{tmp}/missing.eml")
     check(r.returncode == 1 and "missing.eml" in r.stderr, "missing file: exit 1 with the name", r.stderr)
+    for args, says in ((("test", msg, "--from"), "siftctl test: option '--from' requires an argument"),
+                       (("status", "--bogus"), "siftctl status: unrecognized option '--bogus'"),
+                       (("reload", "--timeout"), "siftctl reload: option '--timeout' requires an argument"),
+                       (("params", "--nosuch"), "siftctl params: unrecognized option '--nosuch'")):
+        r = run("-c", conf, *args)
+        check(r.returncode == 1 and r.stderr.startswith(says), f"{' '.join(args[:1] + args[-1:])}: the error "
+              "names siftctl and the command", r.stderr)
     r = run("-c", conf, "test", "--profile", "sideways", msg)
     check(r.returncode == 1, "bad --profile: exit 1", r.stderr)
     r = run("-c", conf, "check")
