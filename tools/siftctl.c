@@ -24,6 +24,7 @@
  *
  * Single-threaded.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -195,6 +196,11 @@ static int test_args(int argc, char **argv, struct test_opts *o)
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "siftctl test: one message file expected\n");
+		return -1;
+	}
+	unsigned char a[16];
+	if (inet_pton(AF_INET, o->client, a) != 1 && inet_pton(AF_INET6, o->client, a) != 1) {
+		fprintf(stderr, "siftctl test: --client \"%s\": not an IPv4 or IPv6 address\n", o->client);
 		return -1;
 	}
 	if (o->profile && strcmp(o->profile, "inbound") != 0 && strcmp(o->profile, "originating") != 0) {

@@ -122,6 +122,11 @@ def main():
         r = run("-c", conf, *args)
         check(r.returncode == 1 and r.stderr.startswith(says), f"{' '.join(args[:1] + args[-1:])}: the error "
               "names siftctl and the command", r.stderr)
+    r = run("-c", conf, "test", "--client", "192.0.2.300", msg)
+    check(r.returncode == 1 and '--client "192.0.2.300": not an IPv4 or IPv6 address' in r.stderr,
+          "bad --client: exit 1", r.stdout + r.stderr)
+    r = run("-c", conf, "test", "--json", "--client", "2001:db8::1", msg)
+    check(r.returncode == 0, "--client IPv6: fine", r.stderr)
     r = run("-c", conf, "test", "--profile", "sideways", msg)
     check(r.returncode == 1, "bad --profile: exit 1", r.stderr)
     r = run("-c", conf, "check")
