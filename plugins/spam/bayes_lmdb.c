@@ -34,6 +34,7 @@
  * environment is closed when its last user closes it. A child process
  * (fork) does not share its parent's: it opens its own.
  */
+#include <fcntl.h>
 #include <lmdb.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -775,6 +776,42 @@ static const struct bstore_ops lmdb_ops = {.totals = l_totals,
 
 static struct bstore *lmdb_open(const char *dir, char **err_r);
 
+/* Run as root (an administrator's `siftctl spam learn`), the store would
+ * be created root's, 0750 and 0640, and filterd, running as its own user,
+ * could not open it: Bayes off. So root gives the store's directory and
+ * files that root owns to the owner of the directory that holds it (the
+ * daemon's state directory, /var/lib/sift), when that is not root; never
+ * through a symbolic link. */
+static void adopt_owner(const char *dir)
+{
+	if (geteuid() != 0)
+		return;
+	char *parent = xstrdup(dir);
+	char *slash = strrchr(parent, '/');
+	while (slash && slash > parent && slash[1] == 0) { /* "a/b/" */
+		*slash = 0;
+		slash = strrchr(parent, '/');
+	}
+	if (!slash)
+		strcpy(parent, ".");
+	else
+		slash[slash == parent] = 0;
+	struct stat ps;
+	if (stat(parent, &ps) == 0 && ps.st_uid != 0) {
+		static const char *const names[] = {"", "/data.mdb", "/lock.mdb"};
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			char *path = xasprintf("%s%s", dir, names[i]);
+			struct stat st;
+			if (lstat(path, &st) == 0 && st.st_uid == 0 && !S_ISLNK(st.st_mode) &&
+			    fchownat(AT_FDCWD, path, ps.st_uid, ps.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+				fprintf(stderr, "warning: %s: chown to the owner of %s: %s\n", path, parent,
+					strerror(errno));
+			free(path);
+		}
+	}
+	free(parent);
+}
+
 struct bstore *bstore_open_lmdb(const char *dir, char **err_r)
 {
 	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
@@ -796,6 +833,7 @@ struct bstore *bstore_open_lmdb(const char *dir, char **err_r)
 		}
 	struct bstore *st = lmdb_open(dir, err_r);
 	if (st) {
+		adopt_owner(dir);
 		struct lmdb_store *l = (struct lmdb_store *)st;
 		l->dev = sb.st_dev;
 		l->ino = sb.st_ino;

@@ -9,6 +9,7 @@ once; a filterd reload keeps filterd's one LMDB environment (and its
 lock)."""
 import fcntl
 import os
+import pwd
 import random
 import re
 import signal
@@ -173,6 +174,34 @@ def seen_ttl(tmp, conf):
           'seen TTL: past spam_bayes_seen_ttl, learned again', out)
 
 
+def learned_as_root(tmp, conf):
+    """An administrator runs siftctl spam learn as root: a new store under
+    the daemon's state directory (owned by the daemon user) belongs to that
+    user, so the daemon can open it (not root's 0750)."""
+    if os.geteuid() != 0:
+        return
+    user = sifttest.daemon_user()
+    state = os.path.join(tmp, 'state')
+    os.mkdir(state, 0o750)
+    pw = pwd.getpwnam(user)
+    os.chown(state, pw.pw_uid, pw.pw_gid)
+    os.chmod(tmp, 0o755)
+    d = spam_dir(tmp, 'asroot', 2, first=6000)
+    conf6 = conf + '6'
+    with open(conf) as a, open(conf6, 'w') as b:
+        b.write(a.read().replace(f'lmdb:{tmp}/db', f'lmdb:{state}/bayes'))
+    os.chmod(conf6, 0o644)
+    rc, out = run(conf6, 'spam', 'learn', '--spam', d)
+    check(rc == 0 and 'learned 2 message(s) as spam' in out, 'learned as root', out)
+    owners = {n: pwd.getpwuid(os.lstat(os.path.join(state, 'bayes', n)).st_uid).pw_name
+              for n in ('.', 'data.mdb', 'lock.mdb')}
+    check(set(owners.values()) == {user}, 'a store made by root belongs to the daemon user', owners)
+    p = subprocess.run(['runuser', '-u', user, '--', SIFTCTL, '-c', conf6, 'spam', 'stats'],
+                       capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0 and re.search(r'spam: 2\s', p.stdout) is not None,
+          'the daemon user reads the store root made', p.stdout + p.stderr)
+
+
 def main():
     tmp = sifttest.scratch('sift-bayes-')
     rules = os.path.join(tmp, 'rules.cf')
@@ -306,6 +335,7 @@ def main():
           'four learners at once: each message learned once (LMDB)', 'learned %d; %s' % (learned, out))
     long_message_id(tmp, conf)
     seen_ttl(tmp, conf)
+    learned_as_root(tmp, conf)
     reload_keeps_environment(tmp, rules)
     return done()
 
