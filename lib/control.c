@@ -335,13 +335,7 @@ static int command(const char *path, const char *cmd, long timeout_ms, bool firs
 	 * that does not accept, its backlog full, blocks it), and so does a
 	 * daemon that answers a byte at a time. */
 	struct timespec deadline;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	sift_timespec_in(CLOCK_MONOTONIC, timeout_ms, &deadline);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd >= 0)
 		set_timeouts(fd, &deadline);
