@@ -6,12 +6,28 @@
 #ifndef SIFT_FUZZ_FAKESERVER_H
 #define SIFT_FUZZ_FAKESERVER_H
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+/* The server's state: the input it answers with (data, size; pos: how
+ * much is sent), under mu; its socket's path and listening descriptor. */
+struct fake_server {
+	pthread_mutex_t mu;
+	const uint8_t *data;
+	size_t size, pos;
+	char path[108];
+	int lfd;
+};
+#define FAKE_SERVER_INIT                                   \
+	{                                                  \
+		.mu = PTHREAD_MUTEX_INITIALIZER, .lfd = -1 \
+	}
 
 /* Listens on /tmp/sift-fuzz-NAME-PID.sock (its path in path[n]); aborts if
  * it cannot. SIGPIPE is ignored, as the daemons do: a closed socket is

@@ -85,13 +85,7 @@ static void check_found(const uint8_t *data, size_t size, const char *name)
 		abort();
 }
 
-static struct {
-	pthread_mutex_t mu;
-	const uint8_t *data;
-	size_t size, pos;
-	char path[108];
-	int lfd;
-} srv = {.mu = PTHREAD_MUTEX_INITIALIZER, .lfd = -1};
+static struct fake_server srv = FAKE_SERVER_INIT;
 
 static void *server(void *arg)
 {

@@ -28,13 +28,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct {
-	pthread_mutex_t mu;
-	const uint8_t *data;
-	size_t size, pos;
-	char path[108];
-	int lfd;
-} srv = {.mu = PTHREAD_MUTEX_INITIALIZER, .lfd = -1};
+static struct fake_server srv = FAKE_SERVER_INIT;
 
 /* A copy of the next piece of the input (the input is gone once the call
  * that set it returns): NULL when none is left. */
