@@ -41,26 +41,36 @@ ROW = re.compile(r'^\|\s*`([^`]+)`\s*\|')
 HEAD = re.compile(r'^\|\s*([A-Za-z]+)\s*\|')
 
 
-def table_names(path):
-    """Names in the first column of the parameter tables of a Markdown file,
-    with their line numbers."""
-    names = {}
-    in_table = False
-    is_param = False
+def param_rows(path):
+    """(line number, name, cells, header) of the rows of the parameter
+    tables of a Markdown file: tables whose first column is headed
+    "parameter" or "name" (lower-cased header cells), rows whose first
+    cell is a `name`."""
+    out = []
+    head = None
     with open(path, encoding='utf-8') as f:
         lines = f.read().split('\n')
     for i, line in enumerate(lines):
         if not line.startswith('|'):
-            in_table = False
+            head = None
             continue
-        if not in_table:
-            in_table = True
+        cells = [c.strip() for c in re.split(r'(?<!\\)\|', line.strip())[1:-1]]
+        if head is None:
             m = HEAD.match(line)
-            is_param = bool(m) and m.group(1).lower() in ('parameter', 'name')
+            head = [c.lower() for c in cells] if m and m.group(1).lower() in ('parameter', 'name') else []
             continue
         m = ROW.match(line)
-        if is_param and m:
-            names.setdefault(m.group(1), i + 1)
+        if head and m:
+            out.append((i + 1, m.group(1), cells, head))
+    return out
+
+
+def table_names(path):
+    """Names in the first column of the parameter tables of a Markdown file,
+    with their line numbers."""
+    names = {}
+    for n, name, _, _ in param_rows(path):
+        names.setdefault(name, n)
     return names
 
 
@@ -68,24 +78,10 @@ def table_defaults(path):
     """(line number, name, default cell) of the rows of the parameter
     tables of a Markdown file that have a "default" column."""
     out = []
-    col = None
-    in_table = False
-    with open(path, encoding='utf-8') as f:
-        lines = f.read().split('\n')
-    for i, line in enumerate(lines):
-        if not line.startswith('|'):
-            in_table = False
-            continue
-        cells = [c.strip() for c in re.split(r'(?<!\\)\|', line.strip())[1:-1]]
-        if not in_table:
-            in_table = True
-            head = [c.lower() for c in cells]
-            col = head.index('default') if head and head[0] in ('parameter', 'name') and \
-                'default' in head else None
-            continue
-        m = ROW.match(line)
-        if col is not None and m and col < len(cells):
-            out.append((i + 1, m.group(1), cells[col]))
+    for n, name, cells, head in param_rows(path):
+        col = head.index('default') if 'default' in head else None
+        if col is not None and col < len(cells):
+            out.append((n, name, cells[col]))
     return out
 
 
