@@ -151,6 +151,7 @@ static struct spam_engine *engine_alloc(const struct spam_engine_opts *o)
 	e->use_hs = o->use_hyperscan;
 #ifdef SPAM_HAVE_HS
 	e->bg_timeout_ms = o->compile_timeout_ms;
+	e->bg_jobs = o->compile_jobs;
 #endif
 	e->body_scan_size = o->body_scan_size ? o->body_scan_size : 50000;
 	e->score_set = o->score_set & 3;

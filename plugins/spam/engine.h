@@ -43,6 +43,9 @@ struct spam_engine_opts {
 	/* how long the background Hyperscan compile may take before its child
 	 * is killed (matching stays on PCRE2-JIT); 0 = no bound */
 	long long compile_timeout_ms;
+	/* how many rule groups the compiler builds at the same time (threads;
+	 * at most the number of CPUs online); 0 = 1 */
+	int compile_jobs;
 	void (*log)(int level, const char *msg); /* may be NULL */
 };
 

@@ -640,51 +640,115 @@ static hs_database_t *hs_build_starts(const struct spam_engine *e, const struct 
 	return db;
 }
 
+/* One group's databases, compiled and serialized as hs_blob() writes them;
+ * NULL when the blob cannot be made. */
+static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *g, size_t *len)
+{
+	bool *ok = xcalloc(g->n, sizeof(bool)), *exact = xcalloc(g->n, sizeof(bool));
+	char **pat = xcalloc(g->n, sizeof(char *));
+	for (size_t i = 0; i < g->n; i++) {
+		const struct rule *r = &e->rules[g->rules[i]];
+		if (hs_candidate(r))
+			ok[i] = (pat[i] = hs_choose(r, &exact[i])) != NULL;
+	}
+	hs_database_t *db = hs_build(e, g, ok, pat, exact);
+	/* start offsets for the long rules left as loose prefilters */
+	char **spat = xcalloc(g->n, sizeof(char *));
+	for (size_t i = 0; i < g->n; i++)
+		if (db && ok[i])
+			spat[i] = hs_starts(&e->rules[g->rules[i]]);
+	hs_database_t *sdb = hs_build_starts(e, g, spat);
+	unsigned char *fl = xcalloc(g->n, 1);
+	for (size_t i = 0; i < g->n; i++) {
+		fl[i] = !ok[i] ? 0 : exact[i] ? HS_RELAXED : HS_IN_DB;
+		if (fl[i] && sdb && spat[i])
+			fl[i] |= HS_STARTS;
+		free(pat[i]);
+		free(spat[i]);
+	}
+	free(pat);
+	free(spat);
+	*len = 0;
+	char *b = hs_blob(fl, g->n, db, sdb, len);
+	free(exact);
+	free(fl);
+	free(ok);
+	if (db)
+		hs_free_database(db);
+	if (sdb)
+		hs_free_database(sdb);
+	return b;
+}
+
+/* The compiler's groups shared by its threads: each takes the next group of
+ * order[], compiles it and writes its record to fd under the lock. */
+struct hs_jobs {
+	const struct spam_engine *e;
+	size_t *order, n, next;
+	int fd;
+	bool failed;
+	pthread_mutex_t lock;
+};
+
+static void *hs_compile_worker(void *arg)
+{
+	struct hs_jobs *j = arg;
+	for (;;) {
+		pthread_mutex_lock(&j->lock);
+		size_t k = j->failed ? j->n : j->next++;
+		pthread_mutex_unlock(&j->lock);
+		if (k >= j->n)
+			break;
+		size_t len = 0;
+		char *b = hs_compile_group(j->e, &j->e->groups[j->order[k]], &len);
+		uint32_t gi32 = (uint32_t)j->order[k];
+		uint64_t len64 = len;
+		pthread_mutex_lock(&j->lock);
+		if (!b || j->failed || !write_all(j->fd, &gi32, 4) || !write_all(j->fd, &len64, 8) ||
+		    !write_all(j->fd, b, len))
+			j->failed = true;
+		pthread_mutex_unlock(&j->lock);
+		free(b);
+	}
+	return NULL;
+}
+
+/* The largest groups first, so that the longest compile (the body rules')
+ * starts at once and the others share the remaining threads. */
+static int hs_order_cmp(const void *a, const void *b, void *arg)
+{
+	const struct spam_engine *e = arg;
+	size_t na = e->groups[*(const size_t *)a].n, nb = e->groups[*(const size_t *)b].n;
+	return na < nb ? 1 : na > nb ? -1 : 0;
+}
+
 static void hs_compile_child(const struct spam_engine *e, const bool *need, int fd)
 {
-	for (size_t gi = 0; gi < e->ngroups; gi++) {
-		if (!need[gi])
-			continue;
-		const struct rgroup *g = &e->groups[gi];
-		bool *ok = xcalloc(g->n, sizeof(bool)), *exact = xcalloc(g->n, sizeof(bool));
-		char **pat = xcalloc(g->n, sizeof(char *));
-		for (size_t i = 0; i < g->n; i++) {
-			const struct rule *r = &e->rules[g->rules[i]];
-			if (hs_candidate(r))
-				ok[i] = (pat[i] = hs_choose(r, &exact[i])) != NULL;
-		}
-		hs_database_t *db = hs_build(e, g, ok, pat, exact);
-		/* start offsets for the long rules left as loose prefilters */
-		char **spat = xcalloc(g->n, sizeof(char *));
-		for (size_t i = 0; i < g->n; i++)
-			if (db && ok[i])
-				spat[i] = hs_starts(&e->rules[g->rules[i]]);
-		hs_database_t *sdb = hs_build_starts(e, g, spat);
-		unsigned char *fl = xcalloc(g->n, 1);
-		for (size_t i = 0; i < g->n; i++) {
-			fl[i] = !ok[i] ? 0 : exact[i] ? HS_RELAXED : HS_IN_DB;
-			if (fl[i] && sdb && spat[i])
-				fl[i] |= HS_STARTS;
-			free(pat[i]);
-			free(spat[i]);
-		}
-		free(pat);
-		free(spat);
-		size_t len = 0;
-		char *b = hs_blob(fl, g->n, db, sdb, &len);
-		free(exact);
-		free(fl);
-		if (db)
-			hs_free_database(db);
-		if (sdb)
-			hs_free_database(sdb);
-		uint32_t gi32 = (uint32_t)gi;
-		uint64_t len64 = len;
-		if (!b || !write_all(fd, &gi32, 4) || !write_all(fd, &len64, 8) || !write_all(fd, b, len))
-			_exit(1);
-		free(b);
-		free(ok);
-	}
+	struct hs_jobs j = {.e = e, .fd = fd};
+	pthread_mutex_init(&j.lock, NULL);
+	j.order = xcalloc(e->ngroups + 1, sizeof(size_t));
+	for (size_t gi = 0; gi < e->ngroups; gi++)
+		if (need[gi])
+			j.order[j.n++] = gi;
+	qsort_r(j.order, j.n, sizeof(size_t), hs_order_cmp, (void *)e);
+	size_t nthreads = e->bg_jobs > 0 ? (size_t)e->bg_jobs : 1;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (ncpu > 0 && nthreads > (size_t)ncpu)
+		nthreads = (size_t)ncpu;
+	if (nthreads > j.n)
+		nthreads = j.n;
+	pthread_t *th = xcalloc(nthreads + 1, sizeof(pthread_t));
+	size_t started = 0;
+	for (size_t t = 1; t < nthreads; t++)
+		if (pthread_create(&th[started], NULL, hs_compile_worker, &j) == 0)
+			started++;
+	hs_compile_worker(&j); /* this thread is one of them */
+	for (size_t t = 0; t < started; t++)
+		pthread_join(th[t], NULL);
+	free(th);
+	free(j.order);
+	if (j.failed)
+		_exit(1);
 	uint32_t end = UINT32_MAX;
 	uint64_t zero = 0;
 	_exit(write_all(fd, &end, 4) && write_all(fd, &zero, 8) ? 0 : 1);

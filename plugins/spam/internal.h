@@ -327,6 +327,7 @@ struct spam_engine {
 	int bg_fd, bg_state;
 	char *bg_err;
 	long long bg_start, bg_timeout_ms; /* bg_timeout_ms: 0 = no bound */
+	int bg_jobs;			   /* groups compiled at the same time */
 	unsigned cache_errors;
 	char *cache_why; /* why the cache directory is not used */
 #endif

@@ -57,7 +57,7 @@ struct spam_conf {
 	long long bayes_min_spam_num, bayes_min_ham_num, bayes_expiry_max_db_size;
 	long long bayes_token_ttl, bayes_seen_ttl;
 	int dns_available;
-	long long dns_timeout, compile_timeout;
+	long long dns_timeout, compile_timeout, compile_jobs;
 	/* derived */
 	struct bayes *bayes;
 	struct spam_engine *engine;
@@ -129,6 +129,8 @@ static const struct sift_param params[] = {
 	 "one deadline for all DNS list lookups of a message, from the last one started (end of message)"},
 	{"compile_timeout", SIFT_P_TIME, "30m", 1000, 86400000, OFF(compile_timeout), NULL,
 	 "the background Hyperscan compile is stopped after this long (matching stays on PCRE2-JIT)"},
+	{"compile_jobs", SIFT_P_INT, "2", 1, 64, OFF(compile_jobs), NULL,
+	 "rule groups the Hyperscan compiler builds at the same time (at most the CPUs online)"},
 	SIFT_PARAM_END,
 };
 #undef OFF
@@ -246,6 +248,7 @@ static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 		.body_scan_size = (size_t)c->body_scan_size,
 		.score_set = (c->use_bayes ? SPAM_SET_BAYES : 0) | (c->dns_available ? SPAM_SET_NET : 0),
 		.compile_timeout_ms = c->compile_timeout,
+		.compile_jobs = (int)c->compile_jobs,
 		.log = engine_log,
 	};
 	long long t0 = 0;
