@@ -137,10 +137,27 @@ static int sl_init(const struct sift_host *h, void *conf, char **err_r)
 
 /* ---- owner lookups ----------------------------------------------------------- */
 
+/* The address as Postfix's trivial-rewrite makes it before its own login
+ * check and before the mail is queued: one dot at the end of the domain
+ * (bob@example.net.) is removed, unless it follows another dot or the '@'.
+ * Returns addr itself or buf holding the shortened copy. */
+static const char *canon_addr(const char *addr, char *buf, size_t n)
+{
+	size_t len = strlen(addr);
+	const char *at = strrchr(addr, '@');
+	if (!at || len < 2 || addr[len - 1] != '.' || addr[len - 2] == '.' || addr[len - 2] == '@' || len > n)
+		return addr;
+	memcpy(buf, addr, len - 1);
+	buf[len - 1] = 0;
+	return buf;
+}
+
 /* Looks up the owners of addr: 1 found (*owners_r malloc'd), 0 none, -1
  * map error. Keys: addr, addr without extension, @domain. */
 static int find_owners(const struct sl_conf *c, const struct sift_map *map, const char *addr, char **owners_r)
 {
+	char canon[600];
+	addr = canon_addr(addr, canon, sizeof(canon));
 	int rc = host->map_lookup(map, addr, owners_r);
 	if (rc)
 		return rc;
@@ -192,6 +209,8 @@ static int owned(const struct sl_conf *c, const struct sift_map *map, const char
 
 static bool domain_listed(const struct sl_conf *c, const char *addr)
 {
+	char canon[600];
+	addr = canon_addr(addr, canon, sizeof(canon));
 	const char *at = strrchr(addr, '@');
 	if (!at)
 		return false;

@@ -37,6 +37,10 @@ try:
         eq(ask('alice@example.org', 'alice'), REJ % 'alice',
            'alice as another domain (no owner)')
         eq(ask('', 'alice'), 'DUNNO', 'null sender is not checked')
+        # Postfix removes one dot at the end of the domain (trivial-rewrite)
+        # before its own check and before queueing: the same owners
+        eq(ask('alice@example.net.', 'alice'), 'DUNNO', 'own address with a trailing dot')
+        eq(ask('bob@example.net.', 'alice'), REJ % 'alice', 'bob with a trailing dot')
         eq(ask('a' * 600 + '@example.net', 'alice'), REJ % 'alice',
            'a sender longer than an address can be has no owner')
         eq(ask('a' * 600 + '@example.net', ''), 'DUNNO', 'unauthenticated: too long to look up')
@@ -47,6 +51,8 @@ try:
            '553 5.7.1 not logged in',
            'unauthenticated outsider using our domain')
         eq(ask('someone@example.com', ''), 'DUNNO', 'unauthenticated, foreign sender')
+        eq(ask('bob@example.net.', ''), '553 5.7.1 not logged in',
+           'unauthenticated outsider using our domain with a trailing dot')
         # Same transaction, second recipient: same answer, looked up once.
         inst = 'same-instance'
         a1 = c.ask(protocol_state='RCPT', sender='bob@example.net', sasl_username='alice',
@@ -79,6 +85,27 @@ try:
            '450 4.7.1 not owned by user alice',
            'envelope_action=tempfail')
         eq(ask2('bob@example.net', ''), 'DUNNO', 'unauthenticated check off by default')
+        eq(ask2('sales@example.org.', 'bob'), 'DUNNO', 'alias with a trailing dot')
+finally:
+    pd.stop()
+
+# senderlogin_unknown_sender = dunno (reject_known_sender_login_mismatch):
+# only addresses with an owner are checked
+pd = start_daemon('policyd', tmp, {
+    'inbound_plugins': 'senderlogin', 'originating_plugins': 'senderlogin',
+    'senderlogin_login_maps': 'pcre:' + SEED_MAP,
+    'senderlogin_unknown_sender': 'dunno',
+}, name='policyd3')
+try:
+    with PolicyClient(pd.port) as c:
+        def ask3(sender, login):
+            return c.ask(protocol_state='RCPT', sender=sender, sasl_username=login,
+                         client_address='192.0.2.10', recipient='x@example.com',
+                         instance='k.%s.%s' % (sender, login))
+        eq(ask3('someone@example.com', 'alice'), 'DUNNO', 'dunno: an address without owner')
+        eq(ask3('bob@example.net', 'alice'), REJ % 'alice', 'dunno: bob is known')
+        eq(ask3('bob@example.net.', 'alice'), REJ % 'alice',
+           'dunno: bob with a trailing dot is bob (Postfix queues bob@example.net)')
 finally:
     pd.stop()
 sys.exit(done())
