@@ -10,8 +10,9 @@
  * the result is a list of login names separated by commas and/or white
  * space; the lookups are the full address, then (with
  * senderlogin_recipient_delimiter) the address without its extension, then
- * "@domain"; the first lookup that finds something decides. The login is
- * compared case-insensitively. An address nobody owns is a mismatch too
+ * "@domain" (a pcre, regexp or cidr map is asked for the full address
+ * only, as Postfix does); the first lookup that finds something decides.
+ * The login is compared case-insensitively. An address nobody owns is a mismatch too
  * (senderlogin_unknown_sender = reject, as reject_authenticated_sender_
  * login_mismatch) or is let through (dunno, as reject_known_sender_login_
  * mismatch). The reply is Postfix's:
@@ -124,6 +125,11 @@ static int sl_init(const struct sift_host *h, void *conf, char **err_r)
 		*err_r = strdup("the host has no address parser (host->addrlist_parse): too old");
 		return -1;
 	}
+	if (h->struct_size < offsetof(struct sift_host, map_is_pattern) + sizeof(h->map_is_pattern) ||
+	    !h->map_is_pattern) {
+		*err_r = strdup("the host cannot tell pattern maps (host->map_is_pattern): too old");
+		return -1;
+	}
 	if (!c->login_maps && (c->envelope_check || c->header_check)) {
 		*err_r = strdup("senderlogin_login_maps is not set");
 		return -1;
@@ -153,13 +159,15 @@ static const char *canon_addr(const char *addr, char *buf, size_t n)
 }
 
 /* Looks up the owners of addr: 1 found (*owners_r malloc'd), 0 none, -1
- * map error. Keys: addr, addr without extension, @domain. */
+ * map error. Keys: addr, addr without extension, @domain; a pattern map
+ * (pcre, regexp, cidr) is asked for the whole address only, as Postfix's
+ * smtpd_sender_login_maps lookup asks it. */
 static int find_owners(const struct sl_conf *c, const struct sift_map *map, const char *addr, char **owners_r)
 {
 	char canon[600];
 	addr = canon_addr(addr, canon, sizeof(canon));
 	int rc = host->map_lookup(map, addr, owners_r);
-	if (rc)
+	if (rc || host->map_is_pattern(map))
 		return rc;
 	const char *at = strrchr(addr, '@');
 	const char *delim = c->recipient_delimiter;

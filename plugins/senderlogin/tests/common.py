@@ -10,3 +10,4 @@ sys.path.insert(0, os.path.join(HERE, '..', '..', '..', 'tests', 'lib'))
 
 SEED_MAP = os.path.join(HERE, 'login_maps.pcre')
 ALIAS_MAP = os.path.join(HERE, 'aliases.texthash')
+PATTERN_MAP = os.path.join(HERE, 'owners.pcre')

@@ -7,7 +7,7 @@ unauthenticated check, and the texthash alias map."""
 
 import sys
 
-from common import SEED_MAP, ALIAS_MAP
+from common import SEED_MAP, ALIAS_MAP, PATTERN_MAP
 import sifttest  # noqa: E402
 from sifttest import check, check_eq as eq, done, start_daemon, PolicyClient
 
@@ -106,6 +106,26 @@ try:
         eq(ask3('bob@example.net', 'alice'), REJ % 'alice', 'dunno: bob is known')
         eq(ask3('bob@example.net.', 'alice'), REJ % 'alice',
            'dunno: bob with a trailing dot is bob (Postfix queues bob@example.net)')
+finally:
+    pd.stop()
+# A pattern map answers for the whole address only, as in Postfix: with
+# recipient_delimiter set, alice+x@example.org is not alice@example.org,
+# and "@example.com" is never asked
+pd = start_daemon('policyd', tmp, {
+    'inbound_plugins': 'senderlogin', 'originating_plugins': 'senderlogin',
+    'senderlogin_login_maps': 'pcre:' + PATTERN_MAP,
+    'senderlogin_recipient_delimiter': '+',
+}, name='policyd4')
+try:
+    with PolicyClient(pd.port) as c:
+        def ask4(sender, login):
+            return c.ask(protocol_state='RCPT', sender=sender, sasl_username=login,
+                         client_address='192.0.2.10', recipient='x@example.com',
+                         instance='m.%s.%s' % (sender, login))
+        eq(ask4('alice@example.org', 'alice'), 'DUNNO', 'pattern map: the whole address')
+        eq(ask4('alice+x@example.org', 'alice'), REJ % 'alice',
+           'pattern map: no lookup without the extension')
+        eq(ask4('zed@example.com', 'carol'), REJ % 'carol', 'pattern map: no @domain lookup')
 finally:
     pd.stop()
 sys.exit(done())
