@@ -24,8 +24,8 @@
  *
  * Optionally (senderlogin_unauthenticated_reject) an unauthenticated client
  * of the inbound profile (not in originating_networks, not on a submission
- * service) using a sender that has an owner, or whose domain is in
- * senderlogin_local_domains, is refused with Postfix's
+ * service) using a sender that has an owner, whose domain is in
+ * senderlogin_local_domains, or that has no domain, is refused with Postfix's
  * reject_unauthenticated_sender_login_mismatch text "not logged in".
  *
  * Header check (filterd, EOH): every mailbox of every From and Sender field
@@ -259,6 +259,14 @@ static enum sift_verdict env_decide(struct sift_ctx *ctx, const struct sl_conf *
 	 * asked; an authenticated client's has no owner, so it is refused
 	 * unless senderlogin_unknown_sender = dunno. */
 	bool too_long = strlen(sender) > 500;
+	/* Without a domain (bob, example.net!bob, bob%example.net), Postfix
+	 * completes the address before it queues the mail (myorigin,
+	 * swap_bangpath, allow_percent_hack: bob@example.net), as its own
+	 * login check sees it; policyd only sees what the client sent. Such a
+	 * sender cannot be verified: from an authenticated client it is not
+	 * owned (also with unknown_sender = dunno), from an outsider it counts
+	 * as one of ours. */
+	bool no_domain = !strchr(sender, '@');
 	if (too_long && !(login && *login)) {
 		host->log(ctx, LOG_WARNING, "sender address too long; not checked");
 		return SIFT_DUNNO;
@@ -268,7 +276,9 @@ static enum sift_verdict env_decide(struct sift_ctx *ctx, const struct sl_conf *
 			return SIFT_DUNNO;
 		char *owners = NULL;
 		int rc = too_long ? c->unknown_sender == 1
-				  : owned(c, c->login_maps, sender, login, c->unknown_sender == 1, &owners);
+			 : no_domain
+				 ? 0
+				 : owned(c, c->login_maps, sender, login, c->unknown_sender == 1, &owners);
 		if (rc < 0) {
 			free(owners);
 			host->log(ctx, LOG_ERR, "login map lookup failed for <%s>", sender);
@@ -308,7 +318,7 @@ static enum sift_verdict env_decide(struct sift_ctx *ctx, const struct sl_conf *
 	const char *profile = host->get(ctx, SIFT_I_PROFILE);
 	if (profile && strcmp(profile, "originating") == 0)
 		return SIFT_DUNNO; /* originating network or submission service */
-	bool ours = domain_listed(c, sender);
+	bool ours = no_domain || domain_listed(c, sender);
 	if (!ours && c->login_maps) {
 		char *owners = NULL;
 		int rc = find_owners(c, c->login_maps, sender, &owners);

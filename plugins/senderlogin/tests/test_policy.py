@@ -53,6 +53,11 @@ try:
         eq(ask('someone@example.com', ''), 'DUNNO', 'unauthenticated, foreign sender')
         eq(ask('bob@example.net.', ''), '553 5.7.1 not logged in',
            'unauthenticated outsider using our domain with a trailing dot')
+        # without a domain, Postfix completes the address (myorigin,
+        # swap_bangpath, allow_percent_hack) into what policyd cannot see
+        eq(ask('alice', 'alice'), REJ % 'alice', 'a bare local part cannot be verified')
+        eq(ask('example.net!bob', ''), '553 5.7.1 not logged in',
+           'unauthenticated outsider with a bang path')
         # Same transaction, second recipient: same answer, looked up once.
         inst = 'same-instance'
         a1 = c.ask(protocol_state='RCPT', sender='bob@example.net', sasl_username='alice',
@@ -106,6 +111,9 @@ try:
         eq(ask3('bob@example.net', 'alice'), REJ % 'alice', 'dunno: bob is known')
         eq(ask3('bob@example.net.', 'alice'), REJ % 'alice',
            'dunno: bob with a trailing dot is bob (Postfix queues bob@example.net)')
+        for snd in ('bob', 'example.net!bob', 'bob%example.net'):
+            eq(ask3(snd, 'alice'), REJ % 'alice',
+               'dunno: %s has no domain (Postfix queues bob@example.net)' % snd)
 finally:
     pd.stop()
 # A pattern map answers for the whole address only, as in Postfix: with
