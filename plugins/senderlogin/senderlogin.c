@@ -249,12 +249,44 @@ static char *msg_printf(struct sift_ctx *ctx, const char *fmt, ...)
 	return s;
 }
 
+/* The envelope sender in Postfix's internal form, the one Postfix checks,
+ * queues and gives a policy server: a milter sees the MAIL FROM argument as
+ * the client wrote it, where a source route (@relay.example:bob@example.net)
+ * and a quoted local part ("bob"@example.net) still hide bob@example.net.
+ * Returns s itself or buf (n octets) holding the internal form. */
+static const char *internal_sender(const char *s, char *buf, size_t n)
+{
+	const char *p = s;
+	if (*p == '@') {
+		const char *colon = strchr(p, ':');
+		if (!colon || !colon[1])
+			return s;
+		p = colon + 1;
+	}
+	if (*p != '"')
+		return p;
+	size_t o = 0;
+	for (p++; *p && *p != '"'; p++) {
+		if (*p == '\\' && p[1])
+			p++;
+		if (o + 1 >= n)
+			return s;
+		buf[o++] = *p;
+	}
+	if (*p != '"' || p[1] != '@' || o + strlen(p + 1) >= n)
+		return s;
+	strcpy(buf + o, p + 1);
+	return buf;
+}
+
 static enum sift_verdict env_decide(struct sift_ctx *ctx, const struct sl_conf *c, struct sl_msg *m)
 {
 	const char *sender = host->get(ctx, SIFT_I_SENDER);
 	const char *login = host->get(ctx, SIFT_I_SASL_USERNAME);
 	if (!sender || !*sender)
 		return SIFT_DUNNO; /* the null sender is not checked (as Postfix) */
+	char internal[512];
+	sender = internal_sender(sender, internal, sizeof(internal));
 	/* Longer than an address may be (RFC 5321: 64 + 1 + 255): no map is
 	 * asked; an authenticated client's has no owner, so it is refused
 	 * unless senderlogin_unknown_sender = dunno. */

@@ -90,6 +90,21 @@ eq(R['reply'], '553 5.7.1 <bob@example.net>: Sender address rejected: not owned 
    'envelope bob at MAIL')
 R = run(' Alice <alice+tag@example.net>', env_from='alice@example.net')
 eq(R['action'], 'reject', 'seed pcre map: alice+tag owner is "alice+tag" (as Postfix)')
+# A milter sees the MAIL FROM argument as the client wrote it; Postfix
+# checks and queues its internal form: a quoted local part or a source
+# route is still bob@example.net (an owner the map knows, also with
+# unknown_sender = dunno).
+known = ['senderlogin_login_maps=inline:{bob@example.net=bob, alice@example.net=alice}',
+         'senderlogin_unknown_sender=dunno']
+for env in ('"bob"@example.net', '@relay.example,@relay2.example:bob@example.net', '"b\\ob"@example.net',
+            '@relay.example:"bob"@example.net'):
+    R = run(' Alice <alice@example.net>', env_from=env, opts=known)
+    eq(R['reply'], '553 5.7.1 <bob@example.net>: Sender address rejected: not owned by user alice',
+       'envelope %s is bob@example.net' % env)
+R = run(' Alice <alice@example.net>', env_from='"alice"@example.net', opts=known)
+eq(R['action'], 'accept', 'envelope "alice"@example.net is alice\'s')
+R = run(' Alice <alice@example.net>', env_from='someone@example.com', opts=known)
+eq(R['action'], 'accept', 'unknown_sender=dunno: an address nobody owns')
 
 # Texthash map with aliases and extensions.
 alias = ['senderlogin_login_maps=texthash:%s' % ALIAS_MAP]

@@ -10,7 +10,10 @@ as-is:
   - alice with envelope alice but header From bob (display name forgery):
     553 at end of data from filterd, nothing delivered;
   - alice with From of another domain: refused;
-  - unauthenticated mail is not affected by the header check.
+  - unauthenticated mail is not affected by the header check;
+  - the envelope check in filterd (a second filterd, an inline map with
+    unknown_sender = dunno): "bob"@example.net and a source route to
+    bob@example.net are refused at MAIL, "alice"@example.net is accepted.
 """
 
 import os
@@ -97,6 +100,27 @@ try:
           'Postfix logged the milter reject')
     check('login=alice header=From address=<bob@example.net>: not owned; action=reject' in fd.log(),
           'filterd log line: %s' % fd.log_tail(5))
+
+    # The envelope check in filterd: the milter gets the MAIL FROM argument
+    # as the client wrote it, Postfix queues its internal form. A quoted
+    # local part or a source route is bob@example.net, known to the map
+    # (also with unknown_sender = dunno, which lets unknown addresses by).
+    fd2 = sifttest.start_daemon('filterd', tmp, {
+        'originating_plugins': 'senderlogin', 'inbound_plugins': '',
+        'senderlogin_login_maps': 'inline:{alice@example.net=alice, bob@example.net=bob}',
+        'senderlogin_unknown_sender': 'dunno', 'senderlogin_header_check': 'no'}, name='filterd2')
+    procs.append(fd2)
+    pf.set_main(milters=['inet:127.0.0.1:%d' % fd2.port], smtpd_sender_restrictions='')
+    pf.reload()
+    for snd in ('"bob"@example.net', '@relay.example:bob@example.net'):
+        r = pf.send(snd, ['user@sift.test'], msg('Alice <alice@example.net>', 'route'), auth=ALICE)
+        check(not r.accepted and r.mail and r.mail == (
+            553, '5.7.1 <bob@example.net>: Sender address rejected: not owned by user alice'),
+            'milter envelope check: %s refused at MAIL: %r' % (snd, r))
+    r = pf.send('"alice"@example.net', ['user@sift.test'], msg('Alice <alice@example.net>', 'ok three'),
+                auth=ALICE)
+    check(r.accepted, 'milter envelope check: "alice"@example.net accepted: %r' % r)
+    eq(len(pf.wait_delivered(4)), 4, 'and delivered')
 finally:
     sifttest.stop_all(procs)
 sys.exit(done())
