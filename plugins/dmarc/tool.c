@@ -202,12 +202,18 @@ static int send_report(const struct sift_host *host, void *conf, const char *rua
 			*bang = 0;
 		if (!(at = strrchr(addr, '@')) || !external_ok(host, conf, domain, at + 1))
 			continue;
-		if (limit && gzlen * 4 / 3 + 2048 > limit) {
-			fprintf(stderr, "siftctl dmarc report: %s: report over its size limit: not sent\n",
-				addr);
+		/* The limit is on the report mail as it goes out: headers, the
+		 * base64 of the compressed report and its line ends. */
+		char *msg = dmarc_report_mail(rc, domain, id, fname, gz, gzlen, addr, time(NULL));
+		size_t msglen = strlen(msg);
+		if (limit && msglen > limit) {
+			fprintf(stderr,
+				"siftctl dmarc report: %s: the report mail (%zu bytes) is over the size "
+				"limit of its rua= URI (%llu bytes): not sent\n",
+				addr, msglen, limit);
+			free(msg);
 			continue;
 		}
-		char *msg = dmarc_report_mail(rc, domain, id, fname, gz, gzlen, addr, time(NULL));
 		char why[200];
 		if (sendmail(rc, addr, msg, why, sizeof(why)) < 0) {
 			fprintf(stderr, "siftctl dmarc report: %s: %s: %s failed (%s): not sent\n", domain,

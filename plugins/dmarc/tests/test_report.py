@@ -18,6 +18,8 @@ chain run by `siftctl test`, against records on the local DNS server), then
     one domain: no death by SIGPIPE, the other domain still mailed, the
     failure named, exit status 1; only the failed domain's rows kept, so
     that the next run does not mail the other domain again;
+  * a size limit on a rua= URI (!N, !1m) is on the report mail as sent:
+    an address whose limit the mail exceeds is skipped and named;
   * the state store on a real redis-server (state_store = redis:...): the
     same rows through the core's key-value store, deleted after --dir;
   * the state store in memory (state_store = memory:): test_dmarcreport,
@@ -294,6 +296,43 @@ def send_failure(env, conf):
           [os.path.getsize(m) for m in msgs])
 
 
+def size_limit(env, conf):
+    """A size limit on a rua= URI (RFC 7489 6.2) is on the report mail as
+    sent: base64 of the compressed report, its line ends and the header.
+    A limit the compressed size times 4/3 plus 2 KiB fits, but the mail
+    does not, is not mailed to; one the mail fits (in MiB) is."""
+    store = os.path.join(env, 'rows-limit')
+    os.mkdir(store)
+    day = '2024-03-06'
+    rows = os.path.join(store, day + '.rows')
+    big_rows(rows, ('a.example',), n=3000)
+    outdir = os.path.join(env, 'out-limit')
+    os.mkdir(outdir)
+    opts = ['dmarc_report_store=file:' + store]
+    rc, out, err = report(conf, '--date', day, '--dir', outdir, '--keep', opts=opts)
+    gz = sum(os.path.getsize(f) for f in glob.glob(os.path.join(outdir, '*.xml.gz')))
+    check(rc == 0 and gz > 65536, 'size limit: the report written, over 64 KiB compressed', (rc, gz, out, err))
+    tight = gz * 4 // 3 + 2048 + 16
+    with open(rows) as f:
+        text = f.read()
+    with open(rows, 'w') as f:
+        f.write(text.replace('mailto:dmarc@a.example',
+                             'mailto:small@a.example!%d,mailto:big@a.example!1m' % tight))
+    sm, sent = fake_sendmail(env, 'sent-limit')
+    rc, out, err = report(conf, '--date', day, '--send', opts=opts + ['dmarc_report_sendmail=' + sm])
+    mailed = {}
+    for a in glob.glob(os.path.join(sent, '*.args')):
+        with open(a) as f:
+            to = f.read().split('\n')[-2]
+        with open(a[:-5] + '.msg', 'rb') as f:
+            data = f.read()
+        mailed[to] = len(data) + data.count(b'\n')  # as sent: CRLF line ends
+    check_eq(sorted(mailed), ['big@a.example'], 'size limit: mailed only where the report mail fits')
+    check(all(size <= 1 << 20 for size in mailed.values()), 'size limit: the mail within 1m', mailed)
+    check(rc == 0 and 'small@a.example' in err and 'size limit' in err and str(tight) in err,
+          'size limit: the address whose limit the mail exceeds named, with the limit', (rc, err))
+
+
 def redis_store(env, conf):
     red = Redis(env, name='redis').start()
     try:
@@ -345,6 +384,7 @@ def main():
     try:
         file_store(env, conf)
         send_failure(env, conf)
+        size_limit(env, conf)
         redis_store(env, conf)
         if len(sys.argv) > 1:
             memory_store(env, sys.argv[1])
