@@ -43,9 +43,15 @@ static void print_cv(const char *file, const char *ar)
 	}
 	char res[16] = "", com[600] = "";
 	sscanf(a, "arc=%15[a-z]", res);
-	const char *op = strchr(a, '(');
-	const char *cp = op ? strchr(op, ')') : NULL;
+	/* the comment after the result, up to its matching ')': reasons
+	 * have parentheses of their own ("malformed ARC-Seal (cv=)") */
+	const char *op = strchr(a, '('), *cp = NULL;
 	const char *semi = strchr(a, ';');
+	for (int depth = 0, k = 0; op && op[k] && !cp; k++)
+		if (op[k] == '(')
+			depth++;
+		else if (op[k] == ')' && --depth == 0)
+			cp = op + k;
 	if (op && cp && (!semi || op < semi))
 		snprintf(com, sizeof(com), "%.*s", (int)(cp - op - 1), op + 1);
 	if (strcmp(res, "fail") == 0 || strcmp(res, "temperror") == 0) {

@@ -191,7 +191,10 @@ def tampered(env, conf, three):
         ('ARC-Seal i=2 missing', re.sub(rb'ARC-Seal: i=2;.*?\r\n(?=\S)', b'', three, flags=re.S), 2),
         ('instance gap (2 -> 4)', re.sub(rb'ARC-Seal: i=2;', b'ARC-Seal: i=4;', three), 2),
         ('i=1 seal with cv=pass', re.sub(rb'(ARC-Seal: i=1;[^\r]*?)cv=none', rb'\1cv=pass', three), 1),
+        ('i=2 seal with cv=bogus', re.sub(rb'(ARC-Seal: i=2;[^\r]*?)cv=pass', rb'\1cv=bogus', three), 2),
     ]
+    # the whole reason, its own parentheses included
+    reasons = {'i=2 seal with cv=bogus': 'reason="malformed ARC-Seal (cv=)"'}
     files = []
     for k, (what, data, inst) in enumerate(cases):
         check(data != three, 'tampered (%s): the message changed' % what)
@@ -208,6 +211,9 @@ def tampered(env, conf, three):
     for (what, data, inst), f in zip(cases, files):
         check(got.get(f, '').startswith('cv=fail instance=%d ' % inst),
               'tampered (%s): cv=fail at instance %d' % (what, inst), got.get(f))
+        if what in reasons:
+            check(got.get(f, '').endswith(' ' + reasons[what]), 'tampered (%s): %s' % (what, reasons[what]),
+                  got.get(f))
     check(got.get(files[-1]) == 'cv=none', 'no ARC fields: cv=none', got.get(files[-1]))
 
 
