@@ -25,6 +25,7 @@
  * Single-threaded (in siftctl). fork/exec of sendmail is a tool's, never a
  * hook's.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -183,6 +184,30 @@ static unsigned long long uri_limit(const char *bang)
 	}
 }
 
+/* A mailto: URI's address with its percent-encoded octets decoded into
+ * out (as long as in): RFC 7489 6.2 has ',' and '!' encoded, RFC 6068
+ * more. False when an escape is malformed or decodes to a space or a
+ * control character. */
+static bool uri_decode(const char *in, char *out)
+{
+	char *o = out;
+	for (const char *p = in; *p; p++) {
+		unsigned v = (unsigned char)*p;
+		if (*p == '%') {
+			if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]))
+				return false;
+			char hex[3] = {p[1], p[2], 0};
+			v = (unsigned)strtoul(hex, NULL, 16);
+			p += 2;
+		}
+		if (v <= ' ' || v == 127)
+			return false;
+		*o++ = (char)v;
+	}
+	*o = 0;
+	return true;
+}
+
 /* Mails one report to every mailto: address of rua. -1 when a sendmail
  * failed (the rows are then kept for the next run). */
 static int send_report(const struct sift_host *host, void *conf, const char *rua, const char *domain,
@@ -200,6 +225,14 @@ static int send_report(const struct sift_host *host, void *conf, const char *rua
 		unsigned long long limit = uri_limit(bang);
 		if (bang)
 			*bang = 0;
+		char dec[DMARC_URIS_MAX];
+		if (strlen(addr) >= sizeof(dec) || !uri_decode(addr, dec)) {
+			fprintf(stderr,
+				"siftctl dmarc report: %s: %s: not an address once decoded: not sent\n",
+				domain, addr);
+			continue;
+		}
+		addr = dec;
 		if (!(at = strrchr(addr, '@')) || !external_ok(host, conf, domain, at + 1))
 			continue;
 		/* The limit is on the report mail as it goes out: headers, the

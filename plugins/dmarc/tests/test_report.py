@@ -20,6 +20,8 @@ chain run by `siftctl test`, against records on the local DNS server), then
     that the next run does not mail the other domain again;
   * a size limit on a rua= URI (!N, !1m) is on the report mail as sent:
     an address whose limit the mail exceeds is skipped and named;
+  * a percent-encoded rua= address (dmarc%2Breports@...) is mailed
+    decoded; one that decodes to a control character is not;
   * the state store on a real redis-server (state_store = redis:...): the
     same rows through the core's key-value store, deleted after --dir;
   * the state store in memory (state_store = memory:): test_dmarcreport,
@@ -333,6 +335,36 @@ def size_limit(env, conf):
           'size limit: the address whose limit the mail exceeds named, with the limit', (rc, err))
 
 
+def encoded_uri(env, conf):
+    """rua= URIs are URIs: a mailto: address with percent-encoded octets
+    (RFC 7489 6.2: ',' and '!' must be; RFC 6068) is mailed decoded. An
+    encoding that decodes to a control character or a space is not
+    mailed."""
+    store = os.path.join(env, 'rows-enc')
+    os.mkdir(store)
+    day = '2024-03-07'
+    with open(os.path.join(store, day + '.rows'), 'w') as f:
+        f.write('\t'.join(['1', 'a.example', 'r', 'r', 'reject', 'reject', '100', '0',
+                           'mailto:dmarc%2Breports@a.example!1m,mailto:Agg%2bX%21Y@A.example,'
+                           'mailto:bad%0Aline@a.example,mailto:bad%2@a.example',
+                           '192.0.2.1', 'none', 'pass', 'fail', '', 'a.example', 'a.example', 'a.example', 'mfrom',
+                           'pass', 'a.example:pass']) + '\n')
+    sm, sent = fake_sendmail(env, 'sent-enc')
+    rc, out, err = report(conf, '--date', day, '--send',
+                          opts=['dmarc_report_store=file:' + store, 'dmarc_report_sendmail=' + sm])
+    to = {}
+    for a in glob.glob(os.path.join(sent, '*.args')):
+        with open(a) as f:
+            args = f.read().split('\n')[:-1]
+        with open(a[:-5] + '.msg', 'rb') as f:
+            to[args[-1]] = email.message_from_bytes(f.read())['To']
+    check_eq(sorted(to), ['Agg+X!Y@A.example', 'dmarc+reports@a.example'],
+             'percent-encoded rua= addresses mailed decoded')
+    check(all(k == v for k, v in to.items()), 'the To: header is the decoded address', to)
+    check('bad%0Aline@a.example' in err and 'bad%2@a.example' in err,
+          'an address that does not decode to one is named, not mailed', (rc, err))
+
+
 def redis_store(env, conf):
     red = Redis(env, name='redis').start()
     try:
@@ -385,6 +417,7 @@ def main():
         file_store(env, conf)
         send_failure(env, conf)
         size_limit(env, conf)
+        encoded_uri(env, conf)
         redis_store(env, conf)
         if len(sys.argv) > 1:
             memory_store(env, sys.argv[1])
