@@ -125,6 +125,8 @@ static const struct sift_param params[] = {
 	 "the Submitter domain of our reports (in their subject and file names)"},
 	{"report_sendmail", SIFT_P_STRING, "/usr/sbin/sendmail", 0, 0, OFF(report.sendmail), NULL,
 	 "the sendmail program siftctl dmarc report --send mails reports with"},
+	{"report_sendmail_timeout", SIFT_P_TIME, "5m", 1000, 3600000, OFF(report.sendmail_timeout), NULL,
+	 "time limit of one sendmail run of siftctl dmarc report --send (then it is killed)"},
 	{"score_pass", SIFT_P_STRING, "-0.1", 0, 0, OFF(score_text[S_PASS]), NULL, "score of DMARC_PASS"},
 	{"score_reject", SIFT_P_STRING, "3", 0, 0, OFF(score_text[S_REJECT]), NULL,
 	 "score of DMARC_REJECT (fail under p=reject)"},

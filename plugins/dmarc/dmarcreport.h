@@ -32,6 +32,7 @@ struct dmarc_report_conf {
 	const char *store; /* "", "state" or "file:DIR" */
 	long long retention;
 	const char *org_name, *email, *extra_contact, *domain, *sendmail;
+	long long sendmail_timeout; /* ms: one sendmail run, the message written and its exit */
 };
 
 enum dmarc_row_field {

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,11 +93,44 @@ static bool external_ok(const struct sift_host *host, void *conf, const char *do
 	return ok;
 }
 
+/* Milliseconds of the monotonic clock. */
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Writes buf to the non-blocking fd by the deadline: 0, or an errno
+ * (ETIMEDOUT when the reader took too long). */
+static int write_all(int fd, const char *buf, size_t len, long long deadline)
+{
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, buf + off, len - off);
+		if (w >= 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return errno;
+		long long left = deadline - now_ms();
+		if (left <= 0)
+			return ETIMEDOUT;
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+		if (poll(&pfd, 1, left > 1000 ? 1000 : (int)left) < 0 && errno != EINTR)
+			return errno;
+	}
+	return 0;
+}
+
 /* Pipes msg (CRLF lines, written with LF) into sendmail -i -f FROM -- TO.
  * 0, or -1 with what failed in why: sendmail's exit status, the signal
- * that ended it, or the message not taken whole (a sendmail that exits
+ * that ended it, the message not taken whole (a sendmail that exits
  * without reading it: EPIPE, never a SIGPIPE that would end siftctl and
- * the reports of the other domains with it). */
+ * the reports of the other domains with it), or a sendmail still running
+ * after dmarc_report_sendmail_timeout (killed). */
 static int sendmail(const struct dmarc_report_conf *rc, const char *to, const char *msg, char *why,
 		    size_t whylen)
 {
@@ -113,6 +147,7 @@ static int sendmail(const struct dmarc_report_conf *rc, const char *to, const ch
 		free(buf);
 		return -1;
 	}
+	long long deadline = now_ms() + rc->sendmail_timeout;
 	pid_t pid = fork();
 	if (pid < 0) {
 		snprintf(why, whylen, "fork: %s", strerror(errno));
@@ -130,27 +165,28 @@ static int sendmail(const struct dmarc_report_conf *rc, const char *to, const ch
 	struct sigaction ign = {.sa_handler = SIG_IGN}, old;
 	sigemptyset(&ign.sa_mask);
 	sigaction(SIGPIPE, &ign, &old);
-	int werr = 0;
-	for (size_t off = 0; off < len;) {
-		ssize_t w = write(p[1], buf + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			werr = errno;
-			break;
-		}
-		off += (size_t)w;
-	}
+	fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK);
+	int werr = write_all(p[1], buf, len, deadline);
 	if (close(p[1]) < 0 && !werr)
 		werr = errno;
 	sigaction(SIGPIPE, &old, NULL);
 	free(buf);
+	/* its exit, by the deadline; then it is killed (by its pid) */
 	int st = 0;
 	pid_t r;
-	while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
-		;
+	bool killed = false;
+	while ((r = waitpid(pid, &st, WNOHANG)) == 0 || (r < 0 && errno == EINTR)) {
+		if (r == 0 && !killed && now_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			killed = true;
+		}
+		if (r == 0)
+			poll(NULL, 0, killed ? 10 : 50);
+	}
 	if (r < 0)
 		snprintf(why, whylen, "waitpid: %s", strerror(errno));
+	else if (killed || werr == ETIMEDOUT)
+		snprintf(why, whylen, "still running after %llds, killed", rc->sendmail_timeout / 1000);
 	else if (WIFSIGNALED(st))
 		snprintf(why, whylen, "killed by signal %d", WTERMSIG(st));
 	else if (WEXITSTATUS(st) != 0)

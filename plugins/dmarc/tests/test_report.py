@@ -22,6 +22,8 @@ chain run by `siftctl test`, against records on the local DNS server), then
     an address whose limit the mail exceeds is skipped and named;
   * a percent-encoded rua= address (dmarc%2Breports@...) is mailed
     decoded; one that decodes to a control character is not;
+  * a sendmail that neither reads nor exits is killed after
+    dmarc_report_sendmail_timeout, named, the rows kept;
   * the state store on a real redis-server (state_store = redis:...): the
     same rows through the core's key-value store, deleted after --dir;
   * the state store in memory (state_store = memory:): test_dmarcreport,
@@ -365,6 +367,41 @@ def encoded_uri(env, conf):
           'an address that does not decode to one is named, not mailed', (rc, err))
 
 
+def sendmail_hangs(env, conf):
+    """A sendmail that neither reads nor exits: killed (by its pid) after
+    dmarc_report_sendmail_timeout, whether siftctl waits to write the
+    report (over 64 KiB, more than the pipe holds) or for its exit (a
+    small one); both named, exit status 1, the rows kept."""
+    store = os.path.join(env, 'rows-hang')
+    os.mkdir(store)
+    day = '2024-03-08'
+    rows = os.path.join(store, day + '.rows')
+    big_rows(rows, ('a.example',), n=4000)
+    with open(rows) as f:
+        text = f.read()
+    with open(rows, 'a') as f:
+        f.write(''.join(line.replace('a.example', 'b.example') + '\n' for line in text.split('\n')[:3]))
+    sm = os.path.join(env, 'sendmail-hangs')
+    with open(sm, 'w') as f:
+        f.write('#!/bin/sh\necho $$ >> %s.pids\nexec sleep 30\n' % sm)
+    os.chmod(sm, 0o755)
+    start = time.monotonic()
+    rc, out, err = report(conf, '--date', day, '--send', opts=['dmarc_report_store=file:' + store,
+                                                               'dmarc_report_sendmail=' + sm,
+                                                               'dmarc_report_sendmail_timeout=2s'])
+    took = time.monotonic() - start
+    check(rc == 1 and took < 20, 'a hanging sendmail: siftctl ends, exit status 1', (rc, took, out, err))
+    for addr in ('dmarc@a.example', 'dmarc@b.example'):
+        check(re.search(r'%s: .*still running after 2s, killed' % re.escape(addr), err) is not None,
+              'a hanging sendmail for %s: named, killed' % addr, err)
+    with open(rows) as f:
+        check_eq(sum(1 for _ in f), 4003, 'a hanging sendmail: every row kept for the next run')
+    with open(sm + '.pids') as f:
+        pids = [int(x) for x in f.read().split()]
+    check(len(pids) == 2 and not any(os.path.exists('/proc/%d' % pid) for pid in pids),
+          'both sendmails ended, none left running', pids)
+
+
 def redis_store(env, conf):
     red = Redis(env, name='redis').start()
     try:
@@ -418,6 +455,7 @@ def main():
         send_failure(env, conf)
         size_limit(env, conf)
         encoded_uri(env, conf)
+        sendmail_hangs(env, conf)
         redis_store(env, conf)
         if len(sys.argv) > 1:
             memory_store(env, sys.argv[1])
