@@ -119,13 +119,31 @@ static bool urilist_valid(const char *b, const char *e)
 	return any;
 }
 
-static void copy_value(char *out, size_t n, const char *b, const char *e)
+/* The printable octets of b..e into out; true when all of them fit. */
+static bool copy_value(char *out, size_t n, const char *b, const char *e)
 {
 	size_t k = 0;
-	for (; b < e && k + 1 < n; b++)
-		if ((unsigned char)*b >= ' ' && (unsigned char)*b <= '~')
+	for (; b < e; b++)
+		if ((unsigned char)*b >= ' ' && (unsigned char)*b <= '~') {
+			if (k + 1 >= n)
+				break;
 			out[k++] = *b;
+		}
 	out[k] = 0;
+	return b == e;
+}
+
+/* A list of URIs (rua=, ruf=) into out: when it does not fit, the URIs
+ * that do, never a part of one (a cut address is another address). */
+static void copy_uris(char *out, size_t n, const char *b, const char *e)
+{
+	if (copy_value(out, n, b, e))
+		return;
+	char *comma = strrchr(out, ',');
+	if (comma)
+		*comma = 0;
+	else
+		out[0] = 0;
 }
 
 /* Applies one tag to the record; seen[] records which tags were set. */
@@ -169,11 +187,11 @@ static void apply_tag(struct dmarc_record *r, int t, const char *vb, const char 
 		break;
 	}
 	case T_RUA:
-		copy_value(r->rua, sizeof(r->rua), vb, ve);
+		copy_uris(r->rua, sizeof(r->rua), vb, ve);
 		r->rua_valid = urilist_valid(vb, ve);
 		break;
 	case T_RUF:
-		copy_value(r->ruf, sizeof(r->ruf), vb, ve);
+		copy_uris(r->ruf, sizeof(r->ruf), vb, ve);
 		break;
 	case T_FO:
 		copy_value(r->fo, sizeof(r->fo), vb, ve);

@@ -97,6 +97,17 @@ static void test_records(void)
 	CHECK_INT(dmarc_record_parse("v=DMARC1; rua=mailto:a@b!x", &r), DMARC_REC_INVALID);
 	CHECK_INT(dmarc_record_parse("v=DMARC1; rua=bad, https://r.example.com/x", &r),
 		  DMARC_REC_P_NONE_FALLBACK);
+	/* a rua= longer than is kept: the URIs that fit, not a cut one
+	 * (cut, dmarc@example.com.au would be dmarc@example.com) */
+	char rec[1400], first[600];
+	snprintf(first, sizeof(first), "mailto:%0467d@example.com", 0);
+	snprintf(rec, sizeof(rec), "v=DMARC1; p=none; rua=%s,mailto:dmarc@example.com.au", first);
+	CHECK_INT(dmarc_record_parse(rec, &r), DMARC_REC_OK);
+	CHECK_STR(r.rua, first);
+	CHECK(r.rua_valid);
+	snprintf(rec, sizeof(rec), "v=DMARC1; p=none; rua=%s%s", first, first);
+	CHECK_INT(dmarc_record_parse(rec, &r), DMARC_REC_OK);
+	CHECK_STR(r.rua, "");
 }
 
 static void test_alignment(void)
