@@ -351,9 +351,9 @@ int dmarc_report_days(const struct sift_host *host, const struct dmarc_report_co
 
 /* Takes text (malloc'd) as a row of count messages; false (text freed)
  * when it is not a row of this format. */
-static bool add_row(struct dmarc_rows *rows, char *text, long long count)
+static bool add_row(struct dmarc_rows *rows, char *text, long long count, size_t seq)
 {
-	struct dmarc_row r = {.text = text, .count = count};
+	struct dmarc_row r = {.text = text, .count = count, .seq = seq};
 	char *p = text;
 	size_t k = 0;
 	for (; k < RF_MAX; k++) {
@@ -378,9 +378,21 @@ static bool add_row(struct dmarc_rows *rows, char *text, long long count)
 	return true;
 }
 
+struct line {
+	char *s;
+	size_t seq;
+};
+
+static int cmp_line(const void *a, const void *b)
+{
+	const struct line *x = a, *y = b;
+	int c = strcmp(x->s, y->s);
+	return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 void dmarc_report_parse(const char *text, size_t len, struct dmarc_rows *rows)
 {
-	char **lines = NULL;
+	struct line *lines = NULL;
 	size_t n = 0, cap = 0;
 	for (const char *p = text, *end = text + len; p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -388,20 +400,22 @@ void dmarc_report_parse(const char *text, size_t len, struct dmarc_rows *rows)
 			break; /* a line being written */
 		if (n == cap) {
 			cap = cap ? cap * 2 : 256;
-			lines = realloc(lines, cap * sizeof(char *));
+			lines = realloc(lines, cap * sizeof(*lines));
 			if (!lines)
 				abort();
 		}
-		lines[n++] = strndup(p, (size_t)(nl - p));
+		lines[n].s = strndup(p, (size_t)(nl - p));
+		lines[n].seq = n;
+		n++;
 		p = nl + 1;
 	}
 	if (n)
-		qsort(lines, n, sizeof(char *), cmp_str);
+		qsort(lines, n, sizeof(*lines), cmp_line);
 	for (size_t i = 0; i < n;) {
 		size_t j = i + 1;
-		while (j < n && strcmp(lines[j], lines[i]) == 0)
-			free(lines[j++]);
-		add_row(rows, lines[i], (long long)(j - i));
+		while (j < n && strcmp(lines[j].s, lines[i].s) == 0)
+			free(lines[j++].s);
+		add_row(rows, lines[i].s, (long long)(j - i), lines[j - 1].seq);
 		i = j;
 	}
 	free(lines);
@@ -446,41 +460,44 @@ static int kv_load(const struct sift_host *host, const char *day, struct dmarc_r
 		*err_r = xasprintf("state_store: cannot read %s", key);
 		return -1;
 	}
-	/* the listed hashes, each once (see kv_index) */
-	char **hashes = NULL;
+	/* the listed hashes, each once (see kv_index), in the order they
+	 * were listed */
+	struct line *hashes = NULL;
 	size_t nh = 0;
 	for (long long i = 1; i <= n; i++) {
 		char *hash = NULL;
 		snprintf(key, sizeof(key), "dmarc:i:%s:%lld", day, i);
 		if (host->kv_get(key, &hash) == 0 && hash && strlen(hash) == 16) {
 			if (nh % 256 == 0) {
-				char **nv = realloc(hashes, (nh + 256) * sizeof(char *));
+				struct line *nv = realloc(hashes, (nh + 256) * sizeof(*hashes));
 				if (!nv)
 					abort();
 				hashes = nv;
 			}
-			hashes[nh++] = hash;
+			hashes[nh].s = hash;
+			hashes[nh].seq = nh;
+			nh++;
 		} else
 			free(hash);
 	}
 	if (nh)
-		qsort(hashes, nh, sizeof(char *), cmp_str);
+		qsort(hashes, nh, sizeof(*hashes), cmp_line);
 	for (size_t i = 0; i < nh; i++) {
-		if (i > 0 && strcmp(hashes[i], hashes[i - 1]) == 0)
+		if (i > 0 && strcmp(hashes[i].s, hashes[i - 1].s) == 0)
 			continue;
 		char *count = NULL, *text = NULL;
-		snprintf(key, sizeof(key), "dmarc:c:%s:%s", day, hashes[i]);
+		snprintf(key, sizeof(key), "dmarc:c:%s:%s", day, hashes[i].s);
 		host->kv_get(key, &count);
-		snprintf(key, sizeof(key), "dmarc:t:%s:%s", day, hashes[i]);
+		snprintf(key, sizeof(key), "dmarc:t:%s:%s", day, hashes[i].s);
 		host->kv_get(key, &text);
 		if (text && count)
-			add_row(rows, text, strtoll(count, NULL, 10));
+			add_row(rows, text, strtoll(count, NULL, 10), hashes[i].seq);
 		else
 			free(text);
 		free(count);
 	}
 	for (size_t i = 0; i < nh; i++)
-		free(hashes[i]);
+		free(hashes[i].s);
 	free(hashes);
 	return 0;
 }

@@ -65,6 +65,8 @@ struct dmarc_row {
 	char *text; /* malloc'd; split into f[] in place */
 	const char *f[RF_MAX];
 	long long count;
+	size_t seq; /* when in the day: the line of its last message (file
+		     * store), the order it was first listed (state store) */
 };
 
 struct dmarc_rows {
@@ -107,7 +109,8 @@ int dmarc_report_days(const struct sift_host *host, const struct dmarc_report_co
 int dmarc_report_load(const struct sift_host *host, const struct dmarc_report_conf *rc, const char *day,
 		      struct dmarc_rows *rows, char **err_r);
 /* The rows of a file store's text (complete lines only), identical ones
- * counted together; lines of another format are skipped. */
+ * counted together (seq: the line of the last); lines of another format
+ * are skipped. */
 void dmarc_report_parse(const char *text, size_t len, struct dmarc_rows *rows);
 /* Deletes the day's rows (after its reports went out). */
 int dmarc_report_remove(const struct sift_host *host, const struct dmarc_report_conf *rc, const char *day,

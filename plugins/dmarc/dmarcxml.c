@@ -5,8 +5,8 @@
  *
  * The XML has no namespace (as receivers send it) and follows the element
  * order of the Appendix C schema (tests/dmarc-rua.xsd). policy_published
- * is the first row's (a domain whose record changed during the day gets the
- * record seen first). Our site_policy override, which the schema does not
+ * is the first row's: the caller puts the newest first (a domain whose
+ * record changed during the day gets the newer record). Our site_policy override, which the schema does not
  * name, is reported as type "other" with that comment.
  */
 #include <stdio.h>

@@ -69,7 +69,10 @@ static int cmp_domain(const void *a, const void *b)
 {
 	const struct dmarc_row *x = *(const struct dmarc_row *const *)a,
 			       *y = *(const struct dmarc_row *const *)b;
-	return strcmp(x->f[RF_DOMAIN], y->f[RF_DOMAIN]);
+	int c = strcmp(x->f[RF_DOMAIN], y->f[RF_DOMAIN]);
+	/* a domain's newest row first: its record (policy_published, rua=)
+	 * is the one the report gives and goes to */
+	return c ? c : x->seq > y->seq ? -1 : x->seq < y->seq;
 }
 
 /* RFC 7489 7.1: may reports for `domain` go to an address at rua_domain? */

@@ -24,6 +24,8 @@ chain run by `siftctl test`, against records on the local DNS server), then
     decoded; one that decodes to a control character is not;
   * a sendmail that neither reads nor exits is killed after
     dmarc_report_sendmail_timeout, named, the rows kept;
+  * a record changed during the day: policy_published and the rua= of
+    the newer one, the rows of both;
   * the state store on a real redis-server (state_store = redis:...): the
     same rows through the core's key-value store, deleted after --dir;
   * the state store in memory (state_store = memory:): test_dmarcreport,
@@ -402,6 +404,37 @@ def sendmail_hangs(env, conf):
           'both sendmails ended, none left running', pids)
 
 
+def record_changed(env, conf):
+    """A domain that changed its record during the day (p=none with one
+    rua= in the morning, p=reject with another later): the report gives
+    the newer record as policy_published and goes to its rua=, with the
+    rows of both."""
+    store = os.path.join(env, 'rows-changed')
+    os.mkdir(store)
+    day = '2024-03-09'
+
+    def row(p, rua, ip):
+        return '\t'.join(['1', 'a.example', 'r', 'r', p, p, '100', '0', rua, ip, 'none', 'pass', 'fail', '',
+                          'a.example', 'a.example', 'a.example', 'mfrom', 'pass', '']) + '\n'
+    with open(os.path.join(store, day + '.rows'), 'w') as f:
+        f.write(row('none', 'mailto:old@a.example', '192.0.2.1') + row('none', 'mailto:old@a.example', '192.0.2.1')
+                + row('reject', 'mailto:new@a.example', '192.0.2.2') + row('none', 'mailto:old@a.example', '192.0.2.3')
+                + row('reject', 'mailto:new@a.example', '192.0.2.4'))
+    opts = ['dmarc_report_store=file:' + store]
+    rc, out, err = report(conf, '--date', day, opts=opts)
+    check(rc == 0 and '<p>reject</p>' in out and '<p>none</p>' not in out,
+          'a changed record: policy_published is the newer one', out + err)
+    check_eq(sorted(re.findall(r'<count>(\d+)</count>', out)), ['1', '1', '1', '2'],
+             'a changed record: the rows of both records counted')
+    sm, sent = fake_sendmail(env, 'sent-changed')
+    rc, out, err = report(conf, '--date', day, '--send', opts=opts + ['dmarc_report_sendmail=' + sm])
+    to = []
+    for a in glob.glob(os.path.join(sent, '*.args')):
+        with open(a) as f:
+            to.append(f.read().split('\n')[-2])
+    check(rc == 0 and to == ['new@a.example'], 'a changed record: mailed to the newer rua=', (rc, to, err))
+
+
 def redis_store(env, conf):
     red = Redis(env, name='redis').start()
     try:
@@ -456,6 +489,7 @@ def main():
         size_limit(env, conf)
         encoded_uri(env, conf)
         sendmail_hangs(env, conf)
+        record_changed(env, conf)
         redis_store(env, conf)
         if len(sys.argv) > 1:
             memory_store(env, sys.argv[1])
