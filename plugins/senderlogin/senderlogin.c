@@ -253,30 +253,24 @@ static char *msg_printf(struct sift_ctx *ctx, const char *fmt, ...)
  * queues and gives a policy server: a milter sees the MAIL FROM argument as
  * the client wrote it, where a source route (@relay.example:bob@example.net)
  * and a quoted local part ("bob"@example.net) still hide bob@example.net.
- * Returns s itself or buf (n octets) holding the internal form. */
+ * The core's address parser reads such a sender as a path (<...>). Returns
+ * s itself (a plain address, or one the parser refuses) or buf (n octets)
+ * holding the internal form. */
 static const char *internal_sender(const char *s, char *buf, size_t n)
 {
-	const char *p = s;
-	if (*p == '@') {
-		const char *colon = strchr(p, ':');
-		if (!colon || !colon[1])
-			return s;
-		p = colon + 1;
-	}
-	if (*p != '"')
-		return p;
-	size_t o = 0;
-	for (p++; *p && *p != '"'; p++) {
-		if (*p == '\\' && p[1])
-			p++;
-		if (o + 1 >= n)
-			return s;
-		buf[o++] = *p;
-	}
-	if (*p != '"' || p[1] != '@' || o + strlen(p + 1) >= n)
+	char path[512];
+	size_t len = strlen(s);
+	if ((*s != '@' && *s != '"') || len + 3 > sizeof(path))
 		return s;
-	strcpy(buf + o, p + 1);
-	return buf;
+	snprintf(path, sizeof(path), "<%s>", s);
+	struct sift_addrs *a = host->addrlist_parse(path);
+	const char *r = s;
+	if (a && a->count == 1 && strlen(a->mb[0].addr) < n) {
+		strcpy(buf, a->mb[0].addr);
+		r = buf;
+	}
+	free(a);
+	return r;
 }
 
 static enum sift_verdict env_decide(struct sift_ctx *ctx, const struct sl_conf *c, struct sl_msg *m)
