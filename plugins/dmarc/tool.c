@@ -170,6 +170,13 @@ static int sendmail(const struct dmarc_report_conf *rc, const char *to, const ch
 	sigaction(SIGPIPE, &ign, &old);
 	fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK);
 	int werr = write_all(p[1], buf, len, deadline);
+	/* a report not written whole must not reach the queue cut short: the
+	 * EOF of the close would end sendmail's input there */
+	bool killed = false;
+	if (werr) {
+		kill(pid, SIGKILL);
+		killed = true;
+	}
 	if (close(p[1]) < 0 && !werr)
 		werr = errno;
 	sigaction(SIGPIPE, &old, NULL);
@@ -177,7 +184,6 @@ static int sendmail(const struct dmarc_report_conf *rc, const char *to, const ch
 	/* its exit, by the deadline; then it is killed (by its pid) */
 	int st = 0;
 	pid_t r;
-	bool killed = false;
 	while ((r = waitpid(pid, &st, WNOHANG)) == 0 || (r < 0 && errno == EINTR)) {
 		if (r == 0 && !killed && now_ms() >= deadline) {
 			kill(pid, SIGKILL);
@@ -188,15 +194,15 @@ static int sendmail(const struct dmarc_report_conf *rc, const char *to, const ch
 	}
 	if (r < 0)
 		snprintf(why, whylen, "waitpid: %s", strerror(errno));
-	else if (killed || werr == ETIMEDOUT)
+	else if (werr == ETIMEDOUT || (killed && !werr))
 		snprintf(why, whylen, "still running after %llds, killed", rc->sendmail_timeout / 1000);
-	else if (WIFSIGNALED(st))
-		snprintf(why, whylen, "killed by signal %d", WTERMSIG(st));
-	else if (WEXITSTATUS(st) != 0)
+	else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
 		snprintf(why, whylen, "exit status %d%s%s", WEXITSTATUS(st),
 			 werr ? ", the message not read: " : "", werr ? strerror(werr) : "");
 	else if (werr)
 		snprintf(why, whylen, "the message not read: %s", strerror(werr));
+	else if (WIFSIGNALED(st))
+		snprintf(why, whylen, "killed by signal %d", WTERMSIG(st));
 	else
 		return 0;
 	return -1;
