@@ -371,12 +371,14 @@ void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t
 			if (q1 && q1 + 2 < s + len && q1[2] == '?') {
 				unsigned char enc = (unsigned char)toupper(q1[1]);
 				const unsigned char *txt = q1 + 3;
-				const unsigned char *end = NULL;
-				for (const unsigned char *p = txt; p + 1 < s + len; p++)
-					if (p[0] == '?' && p[1] == '=') {
-						end = p;
-						break;
-					}
+				/* the encoded text holds no '?' (RFC 2047 section 5, as
+				 * SpamAssassin reads it): it ends at the next '?', which
+				 * must be followed by '='; the search never goes past the
+				 * next encoded word's start, so a value full of unclosed
+				 * words costs a single pass */
+				const unsigned char *end = memchr(txt, '?', len - (size_t)(txt - s));
+				if (end && !(end + 1 < s + len && end[1] == '='))
+					end = NULL;
 				if (end && (enc == 'B' || enc == 'Q')) {
 					char csn[64];
 					size_t cl = (size_t)(q1 - cs);
