@@ -223,9 +223,13 @@ static int b64val(unsigned char c)
 	return b64tab[c] || c == 'A' ? b64tab[c] : -1;
 }
 
-/* Tolerant base64: skips white space and junk (flagged), stops at '='.
- * Whole groups of four alphabet octets on a group boundary (nearly all of
- * a well-formed body) are decoded at once. */
+/* Tolerant base64: skips white space and junk (flagged). A '=' ends the
+ * group of four it pads (the bits short of an octet dropped) and decoding
+ * goes on after it, as SpamAssassin and mail clients read a body made of
+ * separately padded pieces: stopping there would let a short first piece
+ * hide the rest of the part from every rule. Whole groups of four
+ * alphabet octets on a group boundary (nearly all of a well-formed body)
+ * are decoded at once. */
 void sift_b64_decode(struct sift_buf *out, const unsigned char *s, size_t n, bool *bad)
 {
 	unsigned long acc = 0;
@@ -251,8 +255,13 @@ void sift_b64_decode(struct sift_buf *out, const unsigned char *s, size_t n, boo
 			}
 		}
 		unsigned char c = s[i];
-		if (c == '=')
-			break;
+		if (c == '=') {
+			if (bits >= 6) /* one character of a group: no octet */
+				*bad = true;
+			bits = 0;
+			acc = 0;
+			continue;
+		}
 		int v = b64val(c);
 		if (v < 0) {
 			if (c != '\r' && c != '\n' && c != ' ' && c != '\t')

@@ -66,7 +66,8 @@ bool sift_add_utf8_or_latin1(struct sift_buf *b, const unsigned char *s, size_t 
  * charset is unknown or octets were invalid (converted best effort). */
 bool sift_to_utf8(struct sift_buf *b, const char *cs, const unsigned char *s, size_t n);
 int sift_hexval(unsigned char c); /* -1 when not a hex digit */
-/* Tolerant base64 (skips white space; other junk sets *bad; stops at '='). */
+/* Tolerant base64 (skips white space; other junk sets *bad; a '=' ends a
+ * group of four and decoding goes on after it). */
 void sift_b64_decode(struct sift_buf *out, const unsigned char *s, size_t n, bool *bad);
 /* Quoted-printable; hdr: RFC 2047 Q ('_' is a space). */
 void sift_qp_decode(struct sift_buf *out, const unsigned char *s, size_t n, bool hdr, bool *bad);

@@ -244,7 +244,14 @@ static size_t b64_ref(unsigned char *out, const unsigned char *s, size_t n, bool
 	unsigned long acc = 0;
 	int bits = 0;
 	size_t o = 0;
-	for (size_t i = 0; i < n && s[i] != '='; i++) {
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '=') { /* ends the group: a lone character is bad */
+			if (bits >= 6)
+				*bad = true;
+			acc = 0;
+			bits = 0;
+			continue;
+		}
 		const char *p = s[i] ? strchr(alpha, s[i]) : NULL;
 		if (!p) {
 			if (!strchr("\r\n \t", s[i]) || !s[i])
@@ -268,9 +275,19 @@ static void base64(void)
 	static const char *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	struct sift_buf d = {0};
 	bool bad = false;
-	sift_b64_decode(&d, (const unsigned char *)"SGVs\r\nbG8=junk", 15, &bad);
+	sift_b64_decode(&d, (const unsigned char *)"SGVs\r\nbG8=", 10, &bad);
 	CHECK_INT(d.len, 5);
 	CHECK(d.len == 5 && memcmp(d.data, "Hello", 5) == 0);
+	CHECK(!bad);
+	sift_buf_free(&d);
+	/* pieces padded one by one (a body put together from separately
+	 * encoded pieces): all of them, as SpamAssassin and mail clients
+	 * decode it, not the first piece alone */
+	d = (struct sift_buf){0};
+	bad = false;
+	sift_b64_decode(&d, (const unsigned char *)"SGVsbG8=\r\nIHdvcmxk\r\nIQ==\r\n", 26, &bad);
+	CHECK_INT(d.len, 12);
+	CHECK(d.len == 12 && memcmp(d.data, "Hello world!", 12) == 0);
 	CHECK(!bad);
 	sift_buf_free(&d);
 	d = (struct sift_buf){0};

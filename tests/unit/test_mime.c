@@ -109,10 +109,22 @@ static void headers(void)
 	sift_mime_free(m);
 }
 
+/* A base64 part made of separately padded pieces: its text is all of
+ * them, so the rules see what a mail client shows. */
+static void base64_pieces(void)
+{
+	struct sift_mime *m = parse("Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n"
+				    "SGVsbG8=\nIGJ1eSBwaWxscw==\n");
+	CHECK_STR(leaf_text(m, 0), "Hello buy pills");
+	CHECK(!(m->flags & SIFT_MIME_F_BAD_BASE64));
+	sift_mime_free(m);
+}
+
 int main(void)
 {
 	preamble();
 	nested_prefix();
 	headers();
+	base64_pieces();
 	return t_done();
 }
