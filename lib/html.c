@@ -697,7 +697,13 @@ static void tag_attributes(struct hs *h, const char *name, size_t as, size_t ae)
 			st->image_area += w * ht;
 	} else if (strcmp(name, "font") == 0 && attr(h, as, ae, "size")) {
 		const char *sz = h->attr.data;
-		int v = *sz == '+' ? 3 + atoi(sz + 1) : *sz == '-' ? 3 - atoi(sz + 1) : atoi(sz);
+		/* bounded: "+2147483647" is a large size, not an overflow */
+		long n = strtol(*sz == '+' || *sz == '-' ? sz + 1 : sz, NULL, 10);
+		if (n > 10000)
+			n = 10000;
+		if (n < -10000)
+			n = -10000;
+		int v = *sz == '+' ? 3 + (int)n : *sz == '-' ? 3 - (int)n : (int)n;
 		if (v > st->max_font_size)
 			st->max_font_size = v;
 	}

@@ -97,6 +97,11 @@ static void statistics(void)
 	CHECK_STR(x.l.all.data, "http://a.example/?q=1&r=2 cid:1 MailTo:x@y.example x.png ");
 	done_run(&x);
 
+	/* a huge relative size is a large font, not an int overflow */
+	scan(&x, "<font size=\"+2147483647\">x</font><font size=-99999999999>y</font>");
+	CHECK_INT(x.r.stats.max_font_size, 10003);
+	done_run(&x);
+
 	/* readable text: no low contrast; a style on a cell sets the colours */
 	scan(&x, "<body><p>plain</p><table><tr><td style=\"color: #fefefe; background-color: white\">"
 		 " \t</td></tr></table></body>");
