@@ -721,7 +721,12 @@ static size_t tag_end(const struct hs *h, size_t j)
 			if (t[j] == q)
 				q = 0;
 		} else if (t[j] == '"' || t[j] == '\'') {
-			if (t[j - 1] == '=')
+			/* a value's quote: after '=', white space allowed
+			 * between them (href= "..."), as html_attr reads it */
+			size_t b = j;
+			while (b > as && isspace((unsigned char)t[b - 1]))
+				b--;
+			if (b > as && t[b - 1] == '=')
 				q = t[j];
 		} else if (t[j] == '>')
 			break;

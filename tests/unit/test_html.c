@@ -127,6 +127,13 @@ static void quoting(void)
 	CHECK_STR(x.text.data, "after");
 	CHECK_INT(x.r.stats.images, 1);
 	done_run(&x);
+	/* white space between '=' and the quote: still a quoted value, its
+	 * '>' no end of the tag (as browsers and HTML::Parser read it) */
+	scan(&x, "<a href= \"http://x.example/>y\">z</a>after<a href =\n'http://w.example/>v' >u</a>");
+	CHECK_STR(x.text.data, "zafteru");
+	CHECK_STR(x.l.all.data, "http://x.example/>y http://w.example/>v ");
+	CHECK_STR(x.r.anchor.data, "zu");
+	done_run(&x);
 	/* an unterminated comment runs to the end */
 	scan(&x, "a<!-- b");
 	CHECK_STR(x.text.data, "a");
