@@ -111,11 +111,14 @@ static const struct sift_mime_limits default_limits = {
 	.max_uris = 1000,
 };
 
+/* The raw value of the last header `name`: a part with two Content-Type
+ * (or Content-Transfer-Encoding, Content-Disposition) fields is read as
+ * SpamAssassin reads it, by the last one. */
 static const char *hget(const struct sift_mime_header *h, size_t n, const char *name)
 {
-	for (size_t i = 0; i < n; i++)
-		if (strcasecmp(h[i].name, name) == 0)
-			return h[i].raw;
+	for (size_t i = n; i > 0; i--)
+		if (strcasecmp(h[i - 1].name, name) == 0)
+			return h[i - 1].raw;
 	return NULL;
 }
 

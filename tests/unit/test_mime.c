@@ -120,11 +120,27 @@ static void base64_pieces(void)
 	sift_mime_free(m);
 }
 
+/* Two Content-Type or Content-Transfer-Encoding fields: the last one
+ * counts, as SpamAssassin reads the part (its header() in scalar context),
+ * so an HTML part is rendered and a base64 one decoded for the rules. */
+static void repeated_fields(void)
+{
+	struct sift_mime *m = parse("Content-Type: text/plain\nContent-Transfer-Encoding: 7bit\n"
+				    "Content-Type: text/html\nContent-Transfer-Encoding: base64\n\n"
+				    "PHA+YnV5IDxiPnBpbGxzPC9iPjwvcD4=\n");
+	CHECK_STR(m->parts[0].type, "text/html");
+	CHECK_STR(m->parts[0].encoding, "base64");
+	CHECK(m->parts[0].flags & SIFT_MIME_P_HTML);
+	CHECK_STR(m->parts[0].text, "\n\nbuy pills\n\n");
+	sift_mime_free(m);
+}
+
 int main(void)
 {
 	preamble();
 	nested_prefix();
 	headers();
 	base64_pieces();
+	repeated_fields();
 	return t_done();
 }
