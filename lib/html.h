@@ -43,8 +43,10 @@ void sift_html_scan(const char *t, size_t n, struct sift_buf *text, struct sift_
 		    sift_html_link_fn link, void *arg);
 void sift_html_scan_free(struct sift_html_scan *r);
 
-/* Decodes one character reference at s[0] == '&' into o (UTF-8); returns
- * the octets consumed, 0 when it is not one. */
+/* Decodes one character reference at s[0] == '&' of text into o (UTF-8)
+ * as HTML::Parser does: numeric, or one of the HTML 4 entities (';'
+ * optional for the Latin-1 ones, which may also start a longer name:
+ * "&copyright"); returns the octets consumed, 0 when it is not one. */
 size_t sift_html_entity(const char *s, size_t n, struct sift_buf *o);
 
 #endif
