@@ -847,9 +847,21 @@ static size_t tag(struct hs *h, size_t i)
 	if (!closing && (strcmp(name, "script") == 0 || strcmp(name, "style") == 0)) {
 		/* the content is skipped; the closing tag is a tag */
 		char endtag[16];
-		snprintf(endtag, sizeof(endtag), "</%.8s", name);
-		const char *e = find_ci(t + next, n - next, endtag);
-		return e ? (size_t)(e - t) : n;
+		int el = snprintf(endtag, sizeof(endtag), "</%.8s", name);
+		/* its closing tag, not one whose name only starts with it
+		 * ("</scriptx>" is script text, as for browsers and
+		 * HTML::Parser) */
+		for (size_t k = next; k < n;) {
+			const char *e = find_ci(t + k, n - k, endtag);
+			if (!e)
+				break;
+			size_t after = (size_t)(e - t) + (size_t)el;
+			if (after >= n ||
+			    !(isalnum((unsigned char)t[after]) || t[after] == ':' || t[after] == '-'))
+				return (size_t)(e - t);
+			k = after;
+		}
+		return n;
 	}
 	if (strcmp(name, "title") == 0) {
 		render_ws(h, "\n\n");

@@ -134,6 +134,11 @@ static void quoting(void)
 	CHECK_STR(x.l.all.data, "http://x.example/>y http://w.example/>v ");
 	CHECK_STR(x.r.anchor.data, "zu");
 	done_run(&x);
+	/* a script or style ends at its own closing tag only, not at one whose
+	 * name it starts */
+	scan(&x, "<script>a</scriptx>hidden</script>shown<style>p{}</style-x>hidden</style >!");
+	CHECK_STR(x.text.data, "shown!");
+	done_run(&x);
 	/* an unterminated comment runs to the end */
 	scan(&x, "a<!-- b");
 	CHECK_STR(x.text.data, "a");
