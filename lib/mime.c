@@ -545,20 +545,32 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 			 const unsigned char *body, size_t len, unsigned depth, long parent,
 			 const char *deftype);
 
+/* Whether s[k..len) is transport padding only (white space, the CR of a
+ * CRLF line end). */
+static bool padding_only(const unsigned char *s, size_t k, size_t len)
+{
+	for (; k < len; k++)
+		if (s[k] != ' ' && s[k] != '\t' && s[k] != '\r')
+			return false;
+	return true;
+}
+
 /* Whether the line s (len octets, without its LF) is a delimiter of the
  * boundary b: 0 no, 1 a delimiter, 2 the close delimiter. RFC 2046 5.1.1:
- * "--" + boundary followed by "--", white space (transport padding) or the
- * line end; "--" + boundary + anything else is body text, so that a
- * boundary that prefixes another ("q" and "qq"), or a preamble line
- * "--qq not a boundary", never splits a part. */
+ * "--" + boundary, then "--" for the close delimiter, then only white
+ * space (transport padding) up to the line end; "--" + boundary + anything
+ * else is body text, so that a boundary that prefixes another ("q" and
+ * "qq"), a preamble line "--qq not a boundary", or a line "--q text"
+ * inside a part never splits a part (as SpamAssassin and mail clients
+ * read it: text after such a line is still the part's text). */
 static int delimiter(const unsigned char *s, size_t len, const char *b, size_t bl)
 {
 	if (len < bl + 2 || s[0] != '-' || s[1] != '-' || memcmp(s + 2, b, bl) != 0)
 		return 0;
 	size_t k = bl + 2;
-	if (k == len || s[k] == ' ' || s[k] == '\t' || s[k] == '\r')
+	if (padding_only(s, k, len))
 		return 1;
-	if (len - k >= 2 && s[k] == '-' && s[k + 1] == '-')
+	if (len - k >= 2 && s[k] == '-' && s[k + 1] == '-' && padding_only(s, k + 2, len))
 		return 2;
 	return 0;
 }

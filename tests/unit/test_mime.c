@@ -43,6 +43,20 @@ static void preamble(void)
 	CHECK(!(m->flags & SIFT_MIME_F_MISSING_BOUNDARY));
 	sift_mime_free(m);
 
+	/* "--q" then white space then text, or "--q--" then text, is a line
+	 * of the part: what follows stays in its text (a part hidden behind
+	 * "--q x" would hide its text and URIs from the rules) */
+	m = parse("Content-Type: multipart/mixed; boundary=q\n\n"
+		  "--q\nContent-Type: text/plain\n\n"
+		  "Hello\n--q x\nContent-Type: image/png\n\nBUY NOW http://spam.example/\n"
+		  "--q-- y\nmore\n--q--\n");
+	CHECK_INT(m->part_count, 2);
+	CHECK_STR(leaf_text(m, 0), "Hello\n--q x\nContent-Type: image/png\n\nBUY NOW http://spam.example/\n"
+				   "--q-- y\nmore");
+	CHECK_INT(m->uri_count, 1);
+	CHECK(!(m->flags & SIFT_MIME_F_MISSING_BOUNDARY));
+	sift_mime_free(m);
+
 	/* "--q" followed by other text never opens or closes a part. */
 	m = parse("Content-Type: multipart/mixed; boundary=q\n\n--qx\n\nnot a part\n--q-x\n");
 	CHECK_INT(m->part_count, 1);
