@@ -691,20 +691,7 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 			return;
 		}
 	}
-	if (strcmp(type, "message/rfc822") == 0 && strcmp(enc, "base64") != 0 &&
-	    strcmp(enc, "quoted-printable") != 0) {
-		if (depth >= m->lim.max_depth || m->nparts >= m->lim.max_parts) {
-			m->pub.flags |= SIFT_MIME_F_TRUNCATED;
-			return;
-		}
-		m->parts[idx].flags |= SIFT_MIME_P_MESSAGE;
-		struct sift_mime_header *ph;
-		size_t pnh, boff;
-		parse_header_block(m, body, len, &ph, &pnh, &boff);
-		parse_entity(m, ph, pnh, body + boff, len - boff, depth + 1, idx, "text/plain");
-		return;
-	}
-	/* a leaf: transfer decoding */
+	/* transfer decoding, of leaves and of an encapsulated message alike */
 	bool bad = false;
 	if (strcmp(enc, "base64") == 0 || strcmp(enc, "quoted-printable") == 0) {
 		if (m->decoded + len > m->lim.max_decoded) {
@@ -722,6 +709,23 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 		p->data_len = d.len;
 		p->data = (const unsigned char *)a_buf(m, &d);
 		sift_buf_free(&d);
+	}
+	/* a message/rfc822 part is parsed as the message it holds, also when
+	 * it is sent base64 or quoted-printable encoded (as SpamAssassin
+	 * reads it: its text is scanned like any other) */
+	if (strcmp(type, "message/rfc822") == 0) {
+		if (depth >= m->lim.max_depth || m->nparts >= m->lim.max_parts) {
+			m->pub.flags |= SIFT_MIME_F_TRUNCATED;
+			return;
+		}
+		const unsigned char *mb = p->data;
+		size_t ml = p->data_len;
+		m->parts[idx].flags |= SIFT_MIME_P_MESSAGE;
+		struct sift_mime_header *ph;
+		size_t pnh, boff;
+		parse_header_block(m, mb, ml, &ph, &pnh, &boff);
+		parse_entity(m, ph, pnh, mb + boff, ml - boff, depth + 1, idx, "text/plain");
+		return;
 	}
 	if (strncmp(type, "text/", 5) != 0)
 		return;

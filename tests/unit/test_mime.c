@@ -134,6 +134,32 @@ static void base64_pieces(void)
 	sift_mime_free(m);
 }
 
+/* A message/rfc822 part sent base64 or quoted-printable encoded is the
+ * message it holds, its text and URIs scanned as SpamAssassin scans them. */
+static void encoded_message(void)
+{
+	struct sift_mime *m =
+		parse("Content-Type: multipart/mixed; boundary=b\n\n"
+		      "--b\n\nhi\n"
+		      "--b\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n"
+		      "U3ViamVjdDogaW5uZXIKQ29udGVudC1UeXBlOiB0ZXh0L3BsYWluCgpCVVkgUElMTFMgaHR0\n"
+		      "cDovL3NwYW0uZXhhbXBsZS8K\n"
+		      "--b\nContent-Type: message/rfc822\nContent-Transfer-Encoding: quoted-printable\n\n"
+		      "Subject: =3D?\n\nsecond=\n one\n"
+		      "--b--\n");
+	CHECK_INT(m->part_count, 6);
+	if (m->part_count == 6) {
+		CHECK(m->parts[2].flags & SIFT_MIME_P_MESSAGE);
+		CHECK_INT(m->parts[3].parent, 2);
+		CHECK_STR(m->parts[3].headers[0].value, "inner");
+		CHECK_INT(m->parts[5].parent, 4);
+	}
+	CHECK_STR(leaf_text(m, 1), "BUY PILLS http://spam.example/\n");
+	CHECK_STR(leaf_text(m, 2), "second one");
+	CHECK_INT(m->uri_count, 1);
+	sift_mime_free(m);
+}
+
 /* Two Content-Type or Content-Transfer-Encoding fields: the last one
  * counts, as SpamAssassin reads the part (its header() in scalar context),
  * so an HTML part is rendered and a base64 one decoded for the rules. */
@@ -156,5 +182,6 @@ int main(void)
 	headers();
 	base64_pieces();
 	repeated_fields();
+	encoded_message();
 	return t_done();
 }
