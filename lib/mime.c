@@ -575,8 +575,9 @@ static int delimiter(const unsigned char *s, size_t len, const char *b, size_t b
 	return 0;
 }
 
-/* Splits a multipart body on its boundary and parses each part. */
-static void parse_multipart(struct impl *m, long idx, const char *boundary, const unsigned char *s, size_t n,
+/* Splits a multipart body on its boundary and parses each part; false
+ * when no line of the body is a delimiter (no part made). */
+static bool parse_multipart(struct impl *m, long idx, const char *boundary, const unsigned char *s, size_t n,
 			    unsigned depth)
 {
 	size_t bl = strlen(boundary);
@@ -584,13 +585,14 @@ static void parse_multipart(struct impl *m, long idx, const char *boundary, cons
 	const char *deftype = strcmp(subtype, "multipart/digest") == 0 ? "message/rfc822" : "text/plain";
 	size_t i = 0;
 	long part_start = -1; /* offset of the current part's first byte */
-	bool closed = false;
+	bool closed = false, found = false;
 	while (i < n) {
 		const unsigned char *eol = memchr(s + i, '\n', n - i);
 		size_t le = eol ? (size_t)(eol - s) : n;
 		size_t next = eol ? le + 1 : n;
 		int delim = delimiter(s + i, le - i, boundary, bl);
 		if (delim) {
+			found = true;
 			bool close = delim == 2;
 			if (part_start >= 0) {
 				size_t end = i;
@@ -600,7 +602,7 @@ static void parse_multipart(struct impl *m, long idx, const char *boundary, cons
 					end--;
 				if (m->nparts >= m->lim.max_parts) {
 					m->pub.flags |= SIFT_MIME_F_TRUNCATED;
-					return;
+					return true;
 				}
 				const unsigned char *ps = s + part_start;
 				size_t pl = end - (size_t)part_start;
@@ -628,6 +630,7 @@ static void parse_multipart(struct impl *m, long idx, const char *boundary, cons
 			parse_entity(m, ph, pnh, ps + boff, pl - boff, depth + 1, idx, deftype);
 		}
 	}
+	return found;
 }
 
 static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_t nh,
@@ -686,9 +689,14 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 		} else if (depth >= m->lim.max_depth) {
 			m->pub.flags |= SIFT_MIME_F_TRUNCATED;
 			return;
-		} else {
-			parse_multipart(m, idx, bd, body, len, depth);
+		} else if (parse_multipart(m, idx, bd, body, len, depth)) {
 			return;
+		} else {
+			/* no delimiter anywhere: the body is read as one text
+			 * part, as SpamAssassin reads it, not as a preamble
+			 * nobody scans */
+			p = &m->parts[idx];
+			type = p->type = "text/plain";
 		}
 	}
 	/* transfer decoding, of leaves and of an encapsulated message alike */

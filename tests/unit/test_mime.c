@@ -57,6 +57,16 @@ static void preamble(void)
 	CHECK(!(m->flags & SIFT_MIME_F_MISSING_BOUNDARY));
 	sift_mime_free(m);
 
+	/* a multipart whose boundary never shows: its body is one text part
+	 * (as SpamAssassin reads it), not a preamble the rules never see */
+	m = parse("Content-Type: multipart/mixed; boundary=zz\n\nBUY PILLS http://spam.example/\n");
+	CHECK_INT(m->part_count, 1);
+	CHECK_STR(m->parts[0].type, "text/plain");
+	CHECK_STR(leaf_text(m, 0), "BUY PILLS http://spam.example/\n");
+	CHECK_INT(m->uri_count, 1);
+	CHECK(m->flags & SIFT_MIME_F_MISSING_BOUNDARY);
+	sift_mime_free(m);
+
 	/* "--q" followed by other text never opens or closes a part. */
 	m = parse("Content-Type: multipart/mixed; boundary=q\n\n--qx\n\nnot a part\n--q-x\n");
 	CHECK_INT(m->part_count, 1);
