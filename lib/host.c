@@ -548,6 +548,15 @@ void sift_host_privileges_dropped(void)
 	privileges_dropped = true;
 }
 
+/* The plugin's sign hook, NULL when it has none or was built for an ABI
+ * minor before 9 (its struct ends before the field). */
+static enum sift_verdict (*sign_hook(const struct sift_plugin *p))(struct sift_ctx *)
+{
+	if (p->struct_size < offsetof(struct sift_plugin, sign) + sizeof(p->sign))
+		return NULL;
+	return p->sign;
+}
+
 static int plugin_phases(const struct sift_plugin *p)
 {
 	unsigned ph = 0;
@@ -567,7 +576,7 @@ static int plugin_phases(const struct sift_plugin *p)
 		ph |= 1u << SIFT_PH_EOH;
 	if (p->body)
 		ph |= 1u << SIFT_PH_BODY;
-	if (p->eom)
+	if (p->eom || sign_hook(p))
 		ph |= 1u << SIFT_PH_EOM;
 	if (p->policy)
 		ph |= 1u << SIFT_PH_POLICY;
@@ -1033,6 +1042,13 @@ struct sift_ctx {
 	bool conn_accepted;	  /* ACCEPT at CONNECT/HELO: whitelists the connection */
 	bool quarantined;	  /* host->quarantine stored the message */
 	struct sift_pstat *pstat; /* per plugin, for the metrics */
+	/* The sign hooks' run (struct sift_plugin.sign): the header as it
+	 * will leave, rebuilt before each signer (sign_view). */
+	bool signing;
+	struct sift_header *view;
+	size_t nview;
+	char *view_block; /* the header block of the view, "Name:value\r\n"... "\r\n" */
+	size_t view_block_len;
 };
 
 static bool is_msg_item(enum sift_item it)
@@ -1387,6 +1403,8 @@ static enum sift_verdict call_hook(struct sift_ctx *ctx, const struct sift_plugi
 	case SIFT_PH_BODY:
 		return p->body ? p->body(ctx, buf, len) : SIFT_DUNNO;
 	case SIFT_PH_EOM:
+		if (ctx->signing)
+			return sign_hook(p) ? sign_hook(p)(ctx) : SIFT_DUNNO;
 		return p->eom ? p->eom(ctx) : SIFT_DUNNO;
 	case SIFT_PH_POLICY:
 		return p->policy ? p->policy(ctx) : SIFT_DUNNO;
@@ -1400,8 +1418,10 @@ static bool is_final(enum sift_verdict v)
 	return v == SIFT_REJECT || v == SIFT_TEMPFAIL || v == SIFT_DISCARD;
 }
 
-static bool has_hook(const struct sift_plugin *p, enum sift_phase ph)
+static bool has_hook(const struct sift_ctx *ctx, const struct sift_plugin *p, enum sift_phase ph)
 {
+	if (ph == SIFT_PH_EOM && ctx->signing)
+		return sign_hook(p);
 	switch (ph) {
 	case SIFT_PH_CONNECT:
 		return p->connect;
@@ -1428,6 +1448,92 @@ static bool has_hook(const struct sift_plugin *p, enum sift_phase ph)
 	}
 }
 
+/* The header as the MTA will have it once the edits queued so far are
+ * applied, in the order filterd hands them over (filterd/session.c,
+ * apply_edits): an add goes at the end; an insert at its index (0: the
+ * top; past the end: the end); a change or delete names the idx-th header
+ * of that name (1-based, 0 read as 1), and a change of a header that is
+ * not there adds it, a delete of one that is not there does nothing (as
+ * Postfix's cleanup does). Values are stored as received ones are: the
+ * leading space the host writes for the MTA, folds as CRLF. Built in
+ * message memory before each sign hook, so a signer also sees the edits
+ * of the signers before it. */
+static void sign_view(struct sift_ctx *ctx)
+{
+	struct arena_block *b;
+	size_t n0 = ctx->msg ? sift_msg_header_count(ctx->msg) : 0, ne = 0;
+	for (const struct sift_edit *e = ctx->res.edits; e; e = e->next)
+		ne++;
+	b = sift_calloc(1, sizeof(*b) + (n0 + ne + 1) * sizeof(struct sift_header));
+	b->next = ctx->arena;
+	ctx->arena = b;
+	struct sift_header *v = (struct sift_header *)b->data;
+	size_t n = 0;
+	for (size_t i = 0; i < n0; i++) {
+		const struct sift_header *h = sift_msg_header(ctx->msg, i);
+		if (h)
+			v[n++] = *h;
+	}
+	size_t vlen = 0; /* the edits' values with their leading space */
+	for (const struct sift_edit *e = ctx->res.edits; e; e = e->next)
+		vlen += e->value ? strlen(e->value) + 2 : 0;
+	b = sift_calloc(1, sizeof(*b) + vlen + 1);
+	b->next = ctx->arena;
+	ctx->arena = b;
+	char *vp = (char *)b->data;
+	for (const struct sift_edit *e = ctx->res.edits; e; e = e->next) {
+		const char *val = NULL;
+		if (e->value) {
+			size_t l = strlen(e->value);
+			vp[0] = ' ';
+			memcpy(vp + 1, e->value, l + 1);
+			val = vp;
+			vp += l + 2;
+		}
+		if (e->op == SIFT_EDIT_ADD) {
+			v[n++] = (struct sift_header){e->name, val};
+			continue;
+		}
+		if (e->op == SIFT_EDIT_INSERT) {
+			size_t at = e->idx < n ? e->idx : n;
+			memmove(v + at + 1, v + at, (n - at) * sizeof(*v));
+			v[at] = (struct sift_header){e->name, val};
+			n++;
+			continue;
+		}
+		unsigned want = e->idx ? e->idx : 1, seen = 0;
+		size_t at = n;
+		for (size_t i = 0; i < n; i++)
+			if (strcasecmp(v[i].name, e->name) == 0 && ++seen == want) {
+				at = i;
+				break;
+			}
+		if (at == n) {
+			if (val)
+				v[n++] = (struct sift_header){e->name, val};
+		} else if (val) {
+			v[at].value = val;
+		} else {
+			memmove(v + at, v + at + 1, (n - at - 1) * sizeof(*v));
+			n--;
+		}
+	}
+	size_t bl = 2;
+	for (size_t i = 0; i < n; i++)
+		bl += strlen(v[i].name) + 1 + strlen(v[i].value) + 2;
+	b = sift_calloc(1, sizeof(*b) + bl + 1);
+	b->next = ctx->arena;
+	ctx->arena = b;
+	char *blk = (char *)b->data, *w = blk;
+	for (size_t i = 0; i < n; i++)
+		w += sprintf(w, "%s:%s\r\n", v[i].name, v[i].value);
+	memcpy(w, "\r\n", 3);
+	ctx->view = v;
+	ctx->nview = n;
+	ctx->view_block = blk;
+	ctx->view_block_len = bl;
+}
+
 static enum sift_verdict run_chain(struct sift_ctx *ctx, enum sift_phase ph, const struct sift_header *h,
 				   const void *buf, size_t len)
 {
@@ -1447,9 +1553,11 @@ static enum sift_verdict run_chain(struct sift_ctx *ctx, enum sift_phase ph, con
 		 * message is a quarantine release */
 		bool skip = r->accepted && !(pi->p->flags & SIFT_F_ALWAYS_RUN) &&
 			    !((pi->p->flags & SIFT_F_VIRUS_SCAN) && !r->released);
-		if (skip || !has_hook(pi->p, ph))
+		if (skip || !has_hook(ctx, pi->p, ph))
 			continue;
 		ctx->cur = i;
+		if (ctx->signing)
+			sign_view(ctx);
 		struct sift_pstat *ps = &ctx->pstat[i];
 		/* Hook time for the metrics: one clock read per hook, the end
 		 * of one hook being the start of the next; the per-header
@@ -1631,8 +1739,17 @@ enum sift_verdict sift_run(struct sift_ctx *ctx, enum sift_phase ph)
 			clear_reply(&ctx->res);
 	}
 	enum sift_verdict v = run_chain(ctx, ph, NULL, NULL, 0);
-	if (ph == SIFT_PH_EOM && !is_final(ctx->res.verdict))
+	if (ph == SIFT_PH_EOM && !is_final(ctx->res.verdict)) {
 		strip_forged_auth_results(ctx);
+		/* then the signers, over the header as it will leave */
+		ctx->signing = true;
+		v = run_chain(ctx, ph, NULL, NULL, 0);
+		ctx->signing = false;
+		ctx->view = NULL;
+		ctx->nview = 0;
+		ctx->view_block = NULL;
+		ctx->view_block_len = 0;
+	}
 	return v;
 }
 
@@ -1812,11 +1929,15 @@ static const char *h_macro(struct sift_ctx *ctx, const char *name)
 
 static size_t h_header_count(struct sift_ctx *ctx)
 {
+	if (ctx->view)
+		return ctx->nview;
 	return ctx->msg ? sift_msg_header_count(ctx->msg) : 0;
 }
 
 static const struct sift_header *h_header(struct sift_ctx *ctx, size_t i)
 {
+	if (ctx->view)
+		return i < ctx->nview ? &ctx->view[i] : NULL;
 	return ctx->msg ? sift_msg_header(ctx->msg, i) : NULL;
 }
 
@@ -1832,12 +1953,30 @@ static long h_body_read(struct sift_ctx *ctx, long long off, void *buf, size_t l
 
 static long long h_message_size(struct sift_ctx *ctx)
 {
+	if (ctx && ctx->msg && ctx->view)
+		return (long long)ctx->view_block_len + sift_msg_body_size(ctx->msg);
 	return ctx && ctx->msg ? sift_msg_size(ctx->msg) : -1;
 }
 
 static long h_message_read(struct sift_ctx *ctx, long long off, void *buf, size_t len)
 {
-	return ctx && ctx->msg ? sift_msg_read(ctx->msg, off, buf, len) : -1;
+	if (!ctx || !ctx->msg)
+		return -1;
+	if (!ctx->view)
+		return sift_msg_read(ctx->msg, off, buf, len);
+	/* the signers' view: the edited header block, then the body */
+	if (off < 0)
+		return -1;
+	long long hl = (long long)ctx->view_block_len;
+	if (off >= hl)
+		return sift_msg_body_read(ctx->msg, off - hl, buf, len);
+	size_t n = (size_t)(hl - off);
+	if (n > len)
+		n = len;
+	if (n > LONG_MAX)
+		n = LONG_MAX;
+	memcpy(buf, ctx->view_block + off, n);
+	return (long)n;
 }
 
 void sift_ctx_reply(struct sift_ctx *ctx, const char *code, const char *xcode, const char *text)

@@ -89,6 +89,10 @@
  *      TEMPFAIL reply, for replies configured ahead of use).
  *   8  flag SIFT_F_VIRUS_SCAN (a plugin that runs after an ACCEPT; an older
  *      host skips it there, as any plugin).
+ *   9  struct sift_plugin.sign (a signer's hook, run at end of message
+ *      after every plugin's eom, over the header as it will leave; an
+ *      older host never calls it: a plugin that needs it checks
+ *      host->abi_minor at init).
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -105,7 +109,7 @@ extern "C" {
 #endif
 
 #define SIFT_ABI_MAJOR 1
-#define SIFT_ABI_MINOR 8
+#define SIFT_ABI_MINOR 9
 
 struct sift_ctx;	 /* one connection/message/request as seen by a plugin */
 struct sift_dns_pending; /* a DNS query started by host->dns_start */
@@ -813,6 +817,24 @@ struct sift_plugin {
 	/* ---- appended later: absent when struct_size does not cover it ----
 	 * siftctl commands (see struct sift_tool); NULL = none. */
 	const struct sift_tool *tools;
+	/* A signer's end of message (ABI minor 9; NULL = not a signer): for a
+	 * plugin that signs or seals the message (dkim, arc), whose signature
+	 * must cover the header as it leaves. Called in filterd and siftctl
+	 * test after the eom hooks of every plugin of the chain, wherever the
+	 * plugin stands in it, when the message's verdict is not final (the
+	 * signers among themselves in the chain's order; skipped after an
+	 * ACCEPT as eom is, unless SIFT_F_ALWAYS_RUN). While it runs,
+	 * host->header_count, host->header, host->message_size and
+	 * host->message_read show the header with the edits queued so far
+	 * (by every plugin's eom and by the signers before it, and the host's
+	 * deletion of forged Authentication-Results) applied as the MTA will
+	 * apply them: adds at the end, inserts at their index, changes and
+	 * deletes of the idx-th header of the name, in the order queued (a
+	 * change of a header that is not there adds it); edited values with
+	 * the leading space the host writes for the MTA. The body and
+	 * host->mime are the message as received. The edits the hook queues
+	 * (its own signature) go to the MTA as any other. */
+	enum sift_verdict (*sign)(struct sift_ctx *ctx);
 };
 
 /* Marks the entry symbol exported when plugins build with hidden visibility:
