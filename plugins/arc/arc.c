@@ -179,6 +179,10 @@ static int arc_init(const struct sift_host *h, void *conf, char **err_r)
 		*err_r = dk_printf("this host has no auth_result_get: too old");
 		return -1;
 	}
+	if (h->abi_minor < 9) {
+		*err_r = dk_printf("this host does not run signers last (plugin ABI minor 9): too old");
+		return -1;
+	}
 	for (int i = 0; i < AS_MAX; i++) {
 		char *end;
 		c->score[i] = strtod(c->score_text[i], &end);
@@ -342,9 +346,23 @@ static enum sift_verdict arc_eom(struct sift_ctx *ctx)
 		return SIFT_DUNNO;
 	arc_verify_finish(host, m);
 	report(ctx, m);
-	if (m->seal)
-		return arc_seal_finish(host, m);
 	return SIFT_DUNNO;
+}
+
+/* The seal, after every plugin's eom: its AMS covers the header fields as
+ * the message leaves (the host shows them with the other plugins' edits
+ * applied) and its AAR holds every result given for our authserv-id. */
+static enum sift_verdict arc_sign(struct sift_ctx *ctx)
+{
+	struct arc_msg *m = host->msg(ctx);
+	if (!m->verifying || !m->seal)
+		return SIFT_DUNNO;
+	struct dk_fieldlist now;
+	if (dk_fields_list(host, ctx, &now) < 0) {
+		host->log(ctx, LOG_ERR, "sealing: cannot read the message's header");
+		return SIFT_ERROR;
+	}
+	return arc_seal_finish(host, m, &now);
 }
 
 static void arc_msg_end(struct sift_ctx *ctx)
@@ -376,4 +394,5 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.eom = arc_eom,
 	.msg_end = arc_msg_end,
 	.tools = arc_tools,
+	.sign = arc_sign,
 };

@@ -71,7 +71,10 @@ void arc_verify_body(struct arc_msg *m, const unsigned char *buf, size_t len);
 void arc_verify_finish(const struct sift_host *host, struct arc_msg *m);
 void arc_verify_free(struct arc_msg *m);
 int arc_seal_start(const struct sift_host *host, struct arc_msg *m);
-enum sift_verdict arc_seal_finish(const struct sift_host *host, struct arc_msg *m);
+/* Seals with the AMS over `now`, the header fields as the message leaves
+ * (read in the sign hook; the previous sets come from m->fields). */
+enum sift_verdict arc_seal_finish(const struct sift_host *host, struct arc_msg *m,
+				  const struct dk_fieldlist *now);
 
 /* arc.c */
 const char *arc_authserv_id(struct sift_ctx *ctx, const struct arc_conf *c);

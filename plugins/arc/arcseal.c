@@ -296,7 +296,8 @@ static char *make_seal(struct arc_msg *m, unsigned inst, const char *aar, const 
 	return seal;
 }
 
-enum sift_verdict arc_seal_finish(const struct sift_host *host, struct arc_msg *m)
+enum sift_verdict arc_seal_finish(const struct sift_host *host, struct arc_msg *m,
+				  const struct dk_fieldlist *now)
 {
 	struct sift_ctx *ctx = m->ctx;
 	if (!m->signer)
@@ -319,7 +320,7 @@ enum sift_verdict arc_seal_finish(const struct sift_host *host, struct arc_msg *
 	const char *err = "out of memory";
 	if (asprintf(&aar, "i=%u; %s;\r\n\t%s", inst, id, res && *res ? res : "none") < 0)
 		aar = NULL;
-	if (aar && dks_finish(m->signer, m->fields.n, m->fields.names, m->fields.values, &ams, &err) == 0) {
+	if (aar && dks_finish(m->signer, now->n, now->names, now->values, &ams, &err) == 0) {
 		err = "signing failed";
 		seal = make_seal(m, inst, aar, ams);
 	}

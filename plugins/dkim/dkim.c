@@ -25,10 +25,12 @@
  * by the host, which also deletes forged ones carrying our authserv-id).
  *
  * The header fields signed and verified are read from the host's copy of
- * the message as received (host->message_read, cut into fields by
- * dkimfields.c), byte-exact: leading white space and CRLF folding kept
- * (SIFT_F_HDR_LEADSPC); the body is fed to the signers or verifiers
- * chunk by chunk from the body hook, never held.
+ * the message (host->message_read, cut into fields by dkimfields.c),
+ * byte-exact: leading white space and CRLF folding kept
+ * (SIFT_F_HDR_LEADSPC): as received for verification (at eoh), as it will
+ * leave for signing (in the sign hook, which the host runs after every
+ * plugin's eom with their header edits applied); the body is fed to the
+ * signers or verifiers chunk by chunk from the body hook, never held.
  *
  * Threading: the configuration block (keys, parsed EVP_PKEYs, lists)
  * is read-only after init and shared. The key cache is process-wide, under
@@ -308,6 +310,10 @@ static int dk_init(const struct sift_host *h, void *conf, char **err_r)
 		*err_r = xasprintf("this host has no message reader (host->message_read): too old");
 		return -1;
 	}
+	if (h->abi_minor < 9) {
+		*err_r = xasprintf("this host does not run signers last (plugin ABI minor 9): too old");
+		return -1;
+	}
 	if (parse_canon(c->canonicalization, &c->relaxed_h, &c->relaxed_b) < 0) {
 		*err_r = xasprintf("dkim_canonicalization: \"%s\" is not simple|relaxed[/simple|relaxed]",
 				   c->canonicalization);
@@ -566,11 +572,12 @@ static enum sift_verdict start_signing(struct sift_ctx *ctx, struct dk_msg *m)
 	return SIFT_DUNNO;
 }
 
-/* Ends the signatures and queues them at index 0. The value is folded
- * with CRLF+TAB; it stays so inside Sift (the host's convention) and filterd
- * strips the CRs when it hands the header to libmilter. The header fields
- * signed are the ones received (edits queued by other plugins are not
- * applied yet), as they were at end of header. */
+/* Ends the signatures and queues them at index 0 (from the sign hook). The
+ * value is folded with CRLF+TAB; it stays so inside Sift (the host's
+ * convention) and filterd strips the CRs when it hands the header to
+ * libmilter. The header fields signed are the ones the message leaves
+ * with: the host shows them with the edits the other plugins queued
+ * already applied (struct sift_plugin.sign). */
 static enum sift_verdict finish_signing(struct sift_ctx *ctx, struct dk_msg *m)
 {
 	struct dk_fieldlist fl;
@@ -890,13 +897,21 @@ static enum sift_verdict dk_body(struct sift_ctx *ctx, const unsigned char *buf,
 	return SIFT_DUNNO;
 }
 
+/* Verification ends at eom, in the chain's order (dmarc and spam read its
+ * symbols); signing in the sign hook, after every plugin's eom. */
 static enum sift_verdict dk_eom(struct sift_ctx *ctx)
+{
+	struct dk_msg *m = host->msg(ctx);
+	if (m->mode == M_VERIFY)
+		return finish_verifying(ctx, m);
+	return SIFT_DUNNO;
+}
+
+static enum sift_verdict dk_sign(struct sift_ctx *ctx)
 {
 	struct dk_msg *m = host->msg(ctx);
 	if (m->mode == M_SIGN)
 		return m->failed ? SIFT_ERROR : finish_signing(ctx, m);
-	if (m->mode == M_VERIFY)
-		return finish_verifying(ctx, m);
 	return SIFT_DUNNO;
 }
 
@@ -940,4 +955,5 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.eom = dk_eom,
 	.msg_end = dk_msg_end,
 	.tools = dk_tools,
+	.sign = dk_sign,
 };

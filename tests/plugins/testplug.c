@@ -1,8 +1,8 @@
 /*
  * testplug.c - a plugin for the tests: returns a configured verdict at a
- * configured phase, adds a symbol and a header, and records what it saw, so
- * that the host's merging, error mapping and edits can be checked through
- * filterd, policyd and siftctl alike.
+ * configured phase, adds a symbol and a header, changes one, and records
+ * what it saw, so that the host's merging, error mapping and edits can be
+ * checked through filterd, policyd and siftctl alike.
  *
  * Stall point (the fault tests): with testplug_stall_phase and
  * testplug_stall_file set, the first call at that phase that finds the
@@ -33,6 +33,7 @@ struct tp_conf {
 	int stall_phase; /* 0: none, else SIFT_PH_* + 1 */
 	const char *stall_file;
 	long long stall_time;
+	const char *change;
 };
 
 static const struct sift_host *host;
@@ -45,6 +46,8 @@ static const struct sift_param params[] = {
 	{"reply", SIFT_P_STRING, "", 0, 0, OFF(reply), NULL, "reply \"CODE XCODE text\""},
 	{"symbol", SIFT_P_STRING, "", 0, 0, OFF(symbol), NULL, "symbol NAME:SCORE to add at eom/policy"},
 	{"header", SIFT_P_STRING, "", 0, 0, OFF(header), NULL, "header NAME: VALUE to add at eom"},
+	{"change", SIFT_P_STRING, "", 0, 0, OFF(change), NULL,
+	 "header NAME: VALUE: the first header NAME changed to VALUE at eom"},
 	{"dns_txt", SIFT_P_STRING, "", 0, 0, OFF(dns_txt), NULL,
 	 "name whose TXT record is looked up at eom and added as X-Testplug-DNS"},
 	{"uid_file", SIFT_P_STRING, "", 0, 0, OFF(uid_file), NULL,
@@ -143,6 +146,14 @@ static enum sift_verdict at(struct sift_ctx *ctx, int phase)
 				free(n);
 			}
 		}
+		if (*c->change && phase == SIFT_PH_EOM) {
+			const char *colon = strchr(c->change, ':');
+			if (colon) {
+				char *n = strndup(c->change, (size_t)(colon - c->change));
+				host->header_change(ctx, n, 1, colon + 2);
+				free(n);
+			}
+		}
 	}
 	if (phase != c->phase)
 		return SIFT_DUNNO;
@@ -191,7 +202,7 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.name = "testplug",
 	.description = "test plugin",
 	.daemons = SIFT_D_FILTERD | SIFT_D_POLICYD,
-	.actions = SIFT_A_ADDHDRS | SIFT_A_QUARANTINE,
+	.actions = SIFT_A_ADDHDRS | SIFT_A_CHGHDRS | SIFT_A_QUARANTINE,
 	.params = params,
 	.conf_size = sizeof(struct tp_conf),
 	.preinit = tp_preinit,

@@ -12,7 +12,12 @@ sets {daemon_name}=ORIGINATING, and a real DNS server publishing the keys.
      filterd reloaded (SIGUSR1): the next message carries exactly one
      signature, with the new selector;
   4. a DNS timeout while verifying gives dkim=temperror and the message is
-     delivered, not lost.
+     delivered, not lost;
+  5. another plugin's edit of a signed header (testplug changing Subject
+     at end of message, as the spam plugin's subject tag does), listed
+     after dkim and arc (sealing originating mail): the message is
+     delivered with the changed Subject, DKIM signatures and an ARC set
+     over it that dkimpy verifies.
 
 Run as root with SIFT_SRCDIR / SIFT_BUILDDIR set (meson test does).
 """
@@ -90,10 +95,19 @@ def main():
     st = os.path.join(d, 'signingtable')
     with open(st, 'w') as f:
         f.write('%s mail ed\n' % OURS)
+    pdir = os.path.join(d, 'plugins')
+    os.makedirs(pdir)
+    os.chmod(pdir, 0o755)
+    for so in (os.path.join(sifttest.plugin_directory(), 'dkim.so'), os.path.join(sifttest.plugin_directory(), 'arc.so'),
+               os.path.join(sifttest.builddir(), 'tests', 'testplug.so')):
+        shutil.copy(so, pdir)
     fd = pf = None
     try:
         fd = sifttest.start_daemon('filterd', d, {
-            'inbound_plugins': 'dkim', 'originating_plugins': 'dkim',
+            # arc seals nothing until section 5 sets arc_sign_profiles; its
+            # key (readable by root only) is read at start
+            'plugin_directory': pdir, 'inbound_plugins': 'dkim', 'originating_plugins': 'dkim arc',
+            'arc_sign_key': 'mail',
             'dns_servers': '127.0.0.1:%d' % srv.port, 'dns_timeout': '1s', 'authserv_id': 'mx.sift.test',
             'dkim_key_table': 'texthash:%s/keytable' % d, 'dkim_signing_table': 'texthash:%s' % st, 'tmpdir': d})
         pf = sifttest.Postfix(submission=True, milters=['inet:127.0.0.1:%d' % fd.port])
@@ -225,6 +239,34 @@ def run(pf, fd, srv, st, remote_key):
         d = dkim.DKIM(raw)
         oks = [d.verify(idx=i, dnsfunc=dnsf) for i in range(len(sigs))]
         check(oks == [True, True], 'simple/simple: both signatures verify', oks)
+
+    # 5. A plugin after dkim and arc in the chain changes the Subject at
+    # end of message (as the spam plugin tags it): dkim signs, and arc
+    # seals, the Subject the message leaves with (DKIM simple/simple: byte
+    # for byte).
+    with open(fd.conf) as f:
+        conf = f.read()
+    conf = re.sub(r'(?m)^originating_plugins = .*$', 'originating_plugins = dkim arc testplug', conf)
+    with open(fd.conf, 'w') as f:
+        f.write(conf + 'testplug_change = Subject: ***SPAM*** out five\n'
+                'arc_sign_profiles = originating\n')
+    mark = len(fd.log())
+    fd.signal(signal.SIGUSR1)
+    check(fd.wait_log(r'configuration reloaded', timeout=10, start=mark) is not None, 'filterd reloaded (testplug)',
+          fd.log_tail())
+    r = pf.send_submission('alice@%s' % OURS, ['bob@sift.test'], message('alice@%s' % OURS, 'out five'))
+    m = delivered(pf, '***SPAM*** out five')
+    sigs = m.headers('DKIM-Signature') if m else []
+    check(r.code == 250 and m is not None and len(sigs) == 2, 'Subject changed by testplug: delivered, signed twice',
+          (r, sigs, pf.log()[-1500:]))
+    if m:
+        raw = m.raw.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
+        d = dkim.DKIM(raw)
+        oks = [d.verify(idx=i, dnsfunc=dnsf) for i in range(len(sigs))]
+        check(oks == [True, True], 'Subject changed after dkim: dkimpy verifies both signatures', (oks, raw[:1500]))
+        check(len(m.headers('ARC-Seal')) == 1, 'sealed: one ARC set', raw[:1500])
+        cv, _, why = dkim.arc_verify(raw, dnsfunc=dnsf)
+        check(cv == b'pass', 'Subject changed after arc: dkimpy verifies the ARC set', (cv, why))
 
 
 if __name__ == '__main__':
