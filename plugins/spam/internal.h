@@ -487,8 +487,12 @@ static inline bool msg_late(struct msgctx *m)
 /* The next header `name` from index *start on (advanced past it). */
 static inline const struct sift_mime_header *mh(const struct sift_mime *m, const char *name, size_t *start)
 {
+	/* the first octets compared first, case folded (equal under
+	 * strcasecmp implies equal after | 0x20): most names differ there */
+	unsigned char c0 = (unsigned char)name[0] | 0x20;
 	for (size_t i = *start; i < m->header_count; i++)
-		if (strcasecmp(m->headers[i].name, name) == 0) {
+		if (((unsigned char)m->headers[i].name[0] | 0x20) == c0 &&
+		    strcasecmp(m->headers[i].name, name) == 0) {
 			*start = i + 1;
 			return &m->headers[i];
 		}

@@ -137,7 +137,8 @@ const char *target_value(struct msgctx *m, int ti)
 	const struct sift_mime *mm = m->mime;
 	struct sbuf b = {0};
 	bool found = false;
-	if (strcmp(t->name, "ALL") == 0 || strncmp(t->name, "ALL-", 4) == 0) {
+	const char *nm = t->name; /* "ALL" or "ALL-...", without a call */
+	if (nm[0] == 'A' && nm[1] == 'L' && nm[2] == 'L' && (nm[3] == '\0' || nm[3] == '-')) {
 		size_t from = 0, to = mm->header_count;
 		if (t->name[3] == '-')
 			all_range(m, t->name + 4, &from, &to);
@@ -153,13 +154,13 @@ const char *target_value(struct msgctx *m, int ti)
 			sb_add(&b, "\n", 1);
 		}
 		found = from < to;
-	} else if (strcasecmp(t->name, "EnvelopeFrom") == 0) {
+	} else if ((nm[0] | 0x20) == 'e' && strcasecmp(nm, "EnvelopeFrom") == 0) {
 		const char *ef = envelope_from(m);
 		if (ef) {
 			envelope_path(&b, ef);
 			found = true;
 		}
-	} else if (strncasecmp(t->name, "X-Sift-", 7) == 0) {
+	} else if ((nm[0] | 0x20) == 'x' && strncasecmp(nm, "X-Sift-", 7) == 0) {
 		const char *v = strcasecmp(t->name, "X-Sift-Helo") == 0		 ? m->in->helo
 				: strcasecmp(t->name, "X-Sift-Client-Addr") == 0 ? m->in->client_addr
 				: strcasecmp(t->name, "X-Sift-Client-Name") == 0 ? m->in->client_name
@@ -168,7 +169,7 @@ const char *target_value(struct msgctx *m, int ti)
 			sb_adds(&b, v);
 			found = true;
 		}
-	} else if (strncasecmp(t->name, "X-Spam-Relays-", 14) == 0) {
+	} else if ((nm[0] | 0x20) == 'x' && strncasecmp(nm, "X-Spam-Relays-", 14) == 0) {
 		struct relayinfo *ri = relays(m);
 		const char *which = t->name + 14;
 		const char *v = strcasecmp(which, "Trusted") == 0    ? ri->trusted_str
