@@ -156,14 +156,22 @@ out:
 	return res;
 }
 
+/* hotmail_check once per message: two evals ask it */
+static int hotmail_answer(struct msgctx *m)
+{
+	if (!m->ev.hotmail)
+		m->ev.hotmail = 1 + hotmail_check(m);
+	return m->ev.hotmail - 1;
+}
+
 static int ev_forged_hotmail(struct msgctx *m, const struct rule *r)
 {
-	return hotmail_check(m) == 1;
+	return hotmail_answer(m) == 1;
 }
 
 static int ev_no_hotmail(struct msgctx *m, const struct rule *r)
 {
-	return hotmail_check(m) == 2;
+	return hotmail_answer(m) == 2;
 }
 
 static int ev_forged_eudoramail(struct msgctx *m, const struct rule *r)

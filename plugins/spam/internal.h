@@ -461,6 +461,7 @@ struct msgctx {
 		/* check_freemail_replyto's answers ('replyto', 'reply'):
 		 * 0 not yet, else 1 + the answer */
 		int fm_replyto[2];
+		int hotmail; /* hotmail_check's answer: 0 not yet, else 1 + it */
 	} ev;
 	/* Bayes (bayes_engine.c) */
 	struct btoks *btoks;
