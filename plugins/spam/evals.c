@@ -1136,7 +1136,7 @@ static size_t recipient_list(struct msgctx *m, char addrs[][128], size_t max)
 
 static int ev_similar_recipients(struct msgctx *m, const struct rule *r)
 {
-	char(*a)[128] = xcalloc(256, 128);
+	char(*a)[128] = xmalloc(256 * 128); /* only the n filled are read */
 	size_t n = recipient_list(m, a, 256);
 	double sim = 0;
 	if (n >= 5) {
@@ -1160,7 +1160,7 @@ static int ev_similar_recipients(struct msgctx *m, const struct rule *r)
 
 static int ev_sorted_recipients(struct msgctx *m, const struct rule *r)
 {
-	char(*a)[128] = xcalloc(256, 128);
+	char(*a)[128] = xmalloc(256 * 128); /* only the n filled are read */
 	size_t n = recipient_list(m, a, 256);
 	int sorted = n >= 7;
 	for (size_t i = 1; i < n && sorted; i++)

@@ -346,7 +346,7 @@ void msg_init(struct msgctx *m, const struct spam_engine *e, const struct spam_i
 	m->done = xcalloc(e->nrules, sizeof(bool));
 	m->tvals = xcalloc(e->ntargets, sizeof(char *));
 	m->tdone = xcalloc(e->ntargets, sizeof(bool));
-	m->cand = xcalloc(e->nrules + 1, sizeof(int));
+	m->cand = xmalloc((e->nrules + 1) * sizeof(int)); /* written before read */
 	/* rules scored 0 in this message's score set are not run: done, no hit */
 	for (size_t k = 0; k < e->nnotrun[m->set]; k++)
 		m->done[e->notrun[m->set][k]] = true;
