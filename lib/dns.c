@@ -172,7 +172,8 @@ static void *event_thread(void *arg)
 /* ---- init / shutdown ------------------------------------------------------ */
 
 /* Turns "IP", "IP:PORT", "[IPv6]", "[IPv6]:PORT" or a bare IPv6 address into
- * libunbound's "IP@PORT" form. */
+ * libunbound's "IP@PORT" form. A bare IPv6 address that could be read as
+ * ADDRESS:PORT as well ("::1:5353") is refused. */
 static char *parse_server(const char *tok, char **err_r)
 {
 	char host[64];
@@ -192,8 +193,28 @@ static char *parse_server(const char *tok, char **err_r)
 			goto bad;
 	} else {
 		const char *c = strchr(tok, ':');
-		if (c && strchr(c + 1, ':'))
+		if (c && strchr(c + 1, ':')) {
 			c = NULL; /* bare IPv6 address */
+			/* "::1:5353" is an IPv6 address, but it reads just as
+			 * well as ::1 port 5353: refuse what could be either,
+			 * rather than pick one. */
+			const char *last = strrchr(tok, ':');
+			size_t digits = strspn(last + 1, "0123456789");
+			size_t head = (size_t)(last - tok);
+			if (digits > 0 && digits <= 5 && !last[1 + digits] && head > 0 &&
+			    head < sizeof(host)) {
+				memcpy(host, tok, head);
+				host[head] = 0;
+				unsigned char b6[16];
+				if (inet_pton(AF_INET6, host, b6) == 1) {
+					*err_r = sift_asprintf(
+						"dns: ambiguous server address \"%s\": write [%s]:%s for "
+						"port %s of %s, or [%s] for the IPv6 address %s (port 53)",
+						tok, host, last + 1, last + 1, host, tok, tok);
+					return NULL;
+				}
+			}
+		}
 		hlen = c ? (size_t)(c - tok) : strlen(tok);
 		if (hlen >= sizeof(host))
 			goto bad;

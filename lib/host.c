@@ -54,7 +54,8 @@ const struct sift_param sift_common_params[] = {
 	{"originating_networks", SIFT_P_MAP, "", 0, 0, OFF(originating_networks), NULL,
 	 "map of client addresses (e.g. cidr:/etc/sift/originating.cidr) that mean originating"},
 	{"dns_servers", SIFT_P_STRING, "", 0, 0, OFF(dns_servers), NULL,
-	 "resolvers to forward DNS queries to (IP[:port] ...); empty = /etc/resolv.conf"},
+	 "resolvers to forward DNS queries to (IP, IP:port, [IPv6], [IPv6]:port ...); empty = "
+	 "/etc/resolv.conf"},
 	{"dns_timeout", SIFT_P_TIME, "5s", 10, 60000, OFF(dns_timeout), NULL,
 	 "default time limit of one DNS query"},
 	{"state_store", SIFT_P_STRING, "memory:", 0, 0, OFF(state_store), NULL,

@@ -272,7 +272,8 @@ def masking_tests(tmp):
     # the resolver's and the store's errors name the parameter and where it was set
     for daemon in ("filterd", "policyd"):
         for bad, why in (("state_store = bogus:x,password=hunter2", 'unknown key-value store type "bogus"'),
-                         ("dns_servers = 999.1.1.1", 'bad server address "999.1.1.1"')):
+                         ("dns_servers = 999.1.1.1", 'bad server address "999.1.1.1"'),
+                         ("dns_servers = ::1:5353", 'ambiguous server address "::1:5353": write [::1]:5353')):
             with open(f"{tmp}/located.conf", "w") as f:
                 f.write(f"plugin_directory = {BUILD}/plugins\n{bad}\n")
             r = subprocess.run([sifttest.program(daemon), "-t", "-c", f"{tmp}/located.conf"], capture_output=True,

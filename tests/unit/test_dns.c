@@ -30,6 +30,7 @@
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sift.h"
 #include "t.h"
@@ -93,6 +94,28 @@ static void test_init_errors(void)
 		CHECK_INT(sift_dns_init(bad[i], 1000, &err), -1);
 		CHECK(err != NULL);
 		free(err);
+	}
+	/* An unbracketed IPv6 address that reads as ADDRESS:PORT as well is
+	 * refused, and the error says how to write either meaning. */
+	const char *ambiguous[][2] = {{"::1:5353", "write [::1]:5353 for port 5353 of ::1, or [::1:5353]"},
+				      {"127.0.0.1 2001:db8::1:53", "[2001:db8::1]:53"},
+				      {"fe80::1:0", "[fe80::1]:0"}};
+	for (size_t i = 0; i < sizeof(ambiguous) / sizeof(ambiguous[0]); i++) {
+		err = NULL;
+		CHECK_INT(sift_dns_init(ambiguous[i][0], 1000, &err), -1);
+		CHECK(err && strstr(err, "ambiguous") && strstr(err, ambiguous[i][1]));
+		free(err);
+	}
+	/* What is not ambiguous is taken. */
+	const char *good[] = {"::1",	    "[::1]",	    "[::1]:5353",	  "127.0.0.1:5353",
+			      "[::1:5353]", "2001:db8::53", "1:2:3:4:5:6:7:5353", "::"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		err = NULL;
+		CHECK_INT(sift_dns_init(good[i], 1000, &err), 0);
+		if (err)
+			fprintf(stderr, "%s: %s\n", good[i], err);
+		free(err);
+		sift_dns_shutdown();
 	}
 	/* Before init: TEMPFAIL, not a crash. */
 	struct sift_dns_result *r = sift_dns_query("example.com", T_A, 100);
