@@ -207,7 +207,8 @@ static enum sift_verdict run_chain(struct sift_session *ss, struct sift_msg *src
 	return v;
 }
 
-/* Reads file ("-": stdin) whole into b; -1 with *err_r. */
+/* Reads file ("-": stdin) whole into b, SIFT_TOOL_MESSAGE_MAX bytes at
+ * most; -1 with *err_r. */
 static int read_whole(const char *file, struct sift_buf *b, char **err_r)
 {
 	FILE *fp = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
@@ -217,12 +218,20 @@ static int read_whole(const char *file, struct sift_buf *b, char **err_r)
 	}
 	char chunk[65536];
 	size_t n;
+	bool over = false;
 	errno = 0;
-	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-		sift_buf_add(b, chunk, n);
+	while (!over && (n = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
+		over = b->len + n > SIFT_TOOL_MESSAGE_MAX;
+		if (!over)
+			sift_buf_add(b, chunk, n);
+	}
 	int e = ferror(fp) ? (errno ? errno : EIO) : 0;
 	if (fp != stdin)
 		fclose(fp);
+	if (over) {
+		*err_r = siftctl_too_large(file);
+		return -1;
+	}
 	if (e) {
 		*err_r = sift_asprintf("%s: %s", file, strerror(e));
 		return -1;

@@ -137,6 +137,36 @@ static struct sift_gen *load(enum sift_daemon d)
 	return g;
 }
 
+char *siftctl_too_large(const char *file)
+{
+	return sift_asprintf("%s: larger than " SIFT_TOOL_MESSAGE_MAX_TEXT
+			     ", the largest message siftctl reads; not read",
+			     file);
+}
+
+/* A FILE that reads in, SIFT_TOOL_MESSAGE_MAX bytes at most: reading past
+ * them is a read error, with over set. */
+struct bounded {
+	FILE *in;
+	size_t left;
+	bool over;
+};
+
+static ssize_t bounded_read(void *cookie, char *buf, size_t size)
+{
+	struct bounded *b = cookie;
+	if (b->left == 0) {
+		if (getc(b->in) == EOF)
+			return ferror(b->in) ? -1 : 0;
+		b->over = true;
+		errno = EFBIG;
+		return -1;
+	}
+	size_t n = fread(buf, 1, size < b->left ? size : b->left, b->in);
+	b->left -= n;
+	return n == 0 && ferror(b->in) ? -1 : (ssize_t)n;
+}
+
 /* `siftctl test`: the options, given to the session as the MTA would
  * give them (connect data, commands and milter macros). */
 struct test_opts {
@@ -354,9 +384,18 @@ static int cmd_test(int argc, char **argv)
 	const struct sift_common_conf *cc = sift_gen_common(g);
 	struct sift_msg *src = sift_msg_new((size_t)cc->message_memory_limit, cc->tmpdir);
 	char *err = NULL;
-	if (sift_msg_read_file(src, fp, &err) < 0) {
-		fprintf(stderr, "siftctl test: %s: %s\n", file, err);
+	struct bounded bd = {.in = fp, .left = SIFT_TOOL_MESSAGE_MAX};
+	FILE *in = fopencookie(&bd, "rb", (cookie_io_functions_t){.read = bounded_read});
+	if (!in || sift_msg_read_file(src, in, &err) < 0) {
+		if (bd.over) {
+			free(err);
+			err = siftctl_too_large(file);
+			fprintf(stderr, "siftctl test: %s\n", err);
+		} else
+			fprintf(stderr, "siftctl test: %s: %s\n", file, err ? err : strerror(errno));
 		free(err);
+		if (in)
+			fclose(in);
 		if (fp != stdin)
 			fclose(fp);
 		sift_msg_free(src);
@@ -364,6 +403,7 @@ static int cmd_test(int argc, char **argv)
 		free(o.to);
 		return 1;
 	}
+	fclose(in);
 	if (fp != stdin)
 		fclose(fp);
 	const char *defrcpt = "postmaster@localhost";

@@ -27,4 +27,7 @@ struct sift_gen *siftctl_gen(const struct sift_opts *o, enum sift_daemon d, char
 int siftctl_tool(const struct sift_opts *o, int argc, char **argv, bool help);
 /* Lists the tools of every plugin of the plugin directory. */
 void siftctl_tools_usage(FILE *out, const struct sift_opts *o);
+
+/* The error of a message file over SIFT_TOOL_MESSAGE_MAX (malloc'd). */
+char *siftctl_too_large(const char *file);
 #endif

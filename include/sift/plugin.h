@@ -500,6 +500,15 @@ struct sift_tool {
 	int (*run)(const struct sift_host *host, void *conf, int argc, char **argv);
 };
 
+/* The largest message a siftctl command reads (a file, standard input, one
+ * message of an mbox): far above what a Postfix takes by default
+ * (message_size_limit, 10 MB), and a bound on what a tool holds in memory,
+ * so that endless input (/dev/zero, a pipe that never ends) is an error, not
+ * a siftctl that eats all memory. host->tool_message refuses a larger
+ * message with an error naming it. */
+#define SIFT_TOOL_MESSAGE_MAX	   (128u << 20)
+#define SIFT_TOOL_MESSAGE_MAX_TEXT "128 MiB"
+
 /* A stored message as host->tool_message hands it to a tool. */
 struct sift_tool_message {
 	const unsigned char *data; /* the message as read, NUL-terminated */
@@ -654,8 +663,8 @@ struct sift_host {
 	 * with the configuration plus `settings` ("name = value" strings,
 	 * NULL-terminated; NULL for none). Then done(arg, message) is called;
 	 * everything it is given lives until done returns. Returns 0, or -1
-	 * with *err_r (malloc'd) when the file cannot be read or the chain
-	 * cannot be built. */
+	 * with *err_r (malloc'd) when the file cannot be read, is larger than
+	 * SIFT_TOOL_MESSAGE_MAX, or the chain cannot be built. */
 	int (*tool_message)(const char *file, const char *chain, const char *profile,
 			    const char *const *settings,
 			    void (*done)(void *arg, const struct sift_tool_message *message), void *arg,

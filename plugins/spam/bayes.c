@@ -543,17 +543,45 @@ static int import_line(char *line, btok *t, struct bcounts *c, long long *ns, lo
 	return nf == 1 && !*f[0] ? 0 : -1;
 }
 
+/* The longest line of a dump: a token line is some 40 bytes, a seen line
+ * a Message-ID's hash. */
+#define IMPORT_LINE_MAX 4096
+
+/* The next line of f into line (NUL-terminated, newline kept): its length,
+ * 0 at the end, -1 when it is longer than IMPORT_LINE_MAX. */
+static ssize_t import_getline(FILE *f, char line[IMPORT_LINE_MAX + 1])
+{
+	size_t n = 0;
+	int c;
+	while ((c = getc_unlocked(f)) != EOF) {
+		if (n == IMPORT_LINE_MAX)
+			return -1;
+		line[n++] = (char)c;
+		if (c == '\n')
+			break;
+	}
+	line[n] = 0;
+	return (ssize_t)n;
+}
+
 long long bayes_import(struct bayes *b, FILE *f, char **err_r)
 {
-	char *line = NULL;
-	size_t cap = 0;
+	char *line = xmalloc(IMPORT_LINE_MAX + 1);
 	long long ns = 0, nh = 0, n = 0, lineno = 0;
 	size_t bn = 0, bcap = 4096;
 	btok *tv = xmalloc(bcap * sizeof(btok));
 	struct bcounts *cv = xmalloc(bcap * sizeof(struct bcounts));
 	int rc = 0;
-	while (getline(&line, &cap, f) > 0) {
+	ssize_t got;
+	while ((got = import_getline(f, line)) != 0) {
 		lineno++;
+		if (got < 0) {
+			if (asprintf(err_r, "line %lld: longer than %d bytes: not an sa-learn --backup line",
+				     lineno, IMPORT_LINE_MAX) < 0)
+				*err_r = NULL;
+			rc = -1;
+			break;
+		}
 		int what;
 		if (import_line(line, &tv[bn], &cv[bn], &ns, &nh, &what) < 0) {
 			if (asprintf(err_r, "line %lld: not an sa-learn --backup line (db_version 3)",

@@ -82,6 +82,25 @@ static void learn_mbox_msg(struct learn_state *ls, const char *data, size_t n)
 	free(tmp);
 }
 
+/* The next line of f (its newline included) appended to b, as long as b
+ * stays within max bytes: 1, 0 at the end, -1 when it would not. */
+static int mbox_line(FILE *f, struct sbuf *b, size_t max)
+{
+	int c;
+	size_t start = b->n;
+	while ((c = getc_unlocked(f)) != EOF) {
+		if (b->n >= max)
+			return -1;
+		char ch = (char)c;
+		sb_add(b, &ch, 1);
+		if (c == '\n')
+			break;
+	}
+	return b->n > start ? 1 : 0;
+}
+
+/* The messages of an mbox, each SIFT_TOOL_MESSAGE_MAX bytes at most: a
+ * larger one (or endless input) ends the mbox with an error. */
 static void learn_mbox(struct learn_state *ls, const char *path)
 {
 	FILE *f = fopen(path, "r");
@@ -91,23 +110,35 @@ static void learn_mbox(struct learn_state *ls, const char *path)
 		return;
 	}
 	struct sbuf b = {0};
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
 	bool started = false;
-	while ((n = getline(&line, &cap, f)) > 0) {
-		if (strncmp(line, "From ", 5) == 0) {
-			if (started && b.n)
-				learn_mbox_msg(ls, b.d, b.n);
+	size_t nmsg = 0;
+	int r;
+	for (;;) {
+		size_t at = b.n;
+		/* a "From " line is at most the limit as well */
+		if ((r = mbox_line(f, &b, at + SIFT_TOOL_MESSAGE_MAX)) <= 0)
+			break;
+		if (b.n - at >= 5 && strncmp(b.d + at, "From ", 5) == 0) {
+			if (started && at)
+				learn_mbox_msg(ls, b.d, at);
 			b.n = 0;
 			started = true;
+			nmsg++;
 			continue;
 		}
-		sb_add(&b, line, (size_t)n);
+		if (b.n > SIFT_TOOL_MESSAGE_MAX) {
+			r = -1;
+			break;
+		}
 	}
-	if (started && b.n)
+	if (r < 0) {
+		fprintf(stderr,
+			"siftctl spam: %s: message %zu is larger than " SIFT_TOOL_MESSAGE_MAX_TEXT
+			", the largest message siftctl reads; the rest of the mbox is not read\n",
+			path, nmsg);
+		ls->failed++;
+	} else if (started && b.n)
 		learn_mbox_msg(ls, b.d, b.n);
-	free(line);
 	free(b.d);
 	fclose(f);
 }

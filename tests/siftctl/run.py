@@ -247,7 +247,63 @@ def main():
     clamav_wait_tests(tmp)
     reload_tests(tmp, pconf)
     stuck_socket_tests(tmp, conf)
+    endless_input_tests(tmp)
     return done()
+
+
+def bounded_run(args, stdin_path, limit_s=60, rss_kb=1_500_000):
+    """Runs siftctl ARGS with stdin_path as its input; stops it (and says so)
+    when it runs longer than limit_s or holds more than rss_kb of memory."""
+    with open(stdin_path, "rb") as stdin:
+        p = subprocess.Popen([SIFTCTL] + args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        t0, why = time.monotonic(), None
+        while p.poll() is None:
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    rss = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+            except (OSError, AttributeError):
+                rss = 0
+            if rss > rss_kb or time.monotonic() - t0 > limit_s:
+                why = f"stopped: {rss} kB, {time.monotonic() - t0:.1f}s"
+                p.kill()
+                break
+            time.sleep(0.05)
+        out, err = p.communicate()
+        return p.returncode, out, (err + (why or ""))
+
+
+def endless_input_tests(tmp):
+    """Every command that reads a message (a file, standard input) stops at
+    SIFT_TOOL_MESSAGE_MAX with a clear error, instead of reading endless input
+    (/dev/zero) into memory until the machine runs out."""
+    pdir = f"{tmp}/endless-plugins"
+    os.makedirs(pdir, exist_ok=True)
+    names = [n for n in ("spam", "dkim") if os.path.exists(f"{BUILD}/plugins/{n}.so")]
+    for n in names:
+        if not os.path.exists(f"{pdir}/{n}.so"):
+            os.symlink(f"{BUILD}/plugins/{n}.so", f"{pdir}/{n}.so")
+    conf = f"{tmp}/endless.conf"
+    with open(conf, "w") as f:
+        f.write(f"plugin_directory = {pdir}\nspam_rules = {sifttest.srcdir()}/rules\n"
+                f"spam_bayes_store = lmdb:{tmp}/endless-bayes\n")
+    big = "larger than 128 MiB, the largest message siftctl reads"
+    cmds = [(["test", "-"], "/dev/zero", "siftctl test: -: " + big)]
+    if "spam" in names:
+        mbox = f"{tmp}/endless.mbox"
+        with open(mbox, "wb") as f:  # sparse: a message of 200 MB of zeros
+            f.write(b"From a@example.org Mon Jan  1 00:00:00 2024\nSubject: x\n\n")
+            f.truncate(200 << 20)
+        cmds += [(["spam", "check", "/dev/zero"], "/dev/null", "siftctl spam: /dev/zero: " + big),
+                 (["spam", "learn", "--spam", mbox], "/dev/null", f"{mbox}: message 1 is " + big),
+                 (["spam", "import", "-"], "/dev/zero", "-: line 1: longer than 4096 bytes")]
+    if "dkim" in names:
+        cmds.append((["dkim", "verify", "-"], "/dev/zero", "-: " + big))
+    for args, stdin, want in cmds:
+        rc, out, err = bounded_run(["-c", conf] + args, stdin)
+        check(rc == 1 and want in err, f"{' '.join(args)} < {stdin}: refused at the limit", err[-300:])
+    if "spam" in names:
+        os.unlink(mbox)
 
 
 def masking_tests(tmp):
