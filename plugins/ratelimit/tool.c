@@ -204,9 +204,16 @@ static int rl_run(const struct sift_host *host, void *conf, int argc, char **arg
 	const char *ep = NULL, *cmd = argv[0], *key = NULL;
 	bool keyed = strcmp(cmd, "stats") != 0;
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
+		if (strcmp(argv[i], "--socket") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr,
+					"siftctl ratelimit %s: option --socket needs a value (--socket "
+					"PATH)\n",
+					cmd);
+				return 2;
+			}
 			ep = argv[++i];
-		else if (keyed && !key)
+		} else if (keyed && !key)
 			key = argv[i];
 		else {
 			fprintf(stderr, "siftctl ratelimit: unexpected argument \"%s\"\n", argv[i]);

@@ -139,11 +139,23 @@ static int tool_check(const struct sift_host *host, void *conf, int argc, char *
 {
 	struct check_state st = {.addrlist_parse = host->addrlist_parse};
 	bool profile = false, patterns = false;
-	int i = 1;
-	for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
-		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
+	/* Options may come before or after the files (kept in argv[1..nf]);
+	 * "--" ends the options. */
+	int nf = 0;
+	bool opts = true;
+	for (int i = 1; i < argc; i++) {
+		if (!opts || argv[i][0] != '-' || !argv[i][1])
+			argv[1 + nf++] = argv[i];
+		else if (strcmp(argv[i], "--") == 0)
+			opts = false;
+		else if (strcmp(argv[i], "--from") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr,
+					"siftctl spam check: option --from needs a value (--from ADDR)\n");
+				return 2;
+			}
 			st.from = argv[++i];
-		else if (strcmp(argv[i], "--json") == 0)
+		} else if (strcmp(argv[i], "--json") == 0)
 			st.json = true;
 		else if (strcmp(argv[i], "--profile") == 0)
 			profile = true;
@@ -154,6 +166,8 @@ static int tool_check(const struct sift_host *host, void *conf, int argc, char *
 			return 2;
 		}
 	}
+	argc = 1 + nf;
+	int i = 1;
 	if (i >= argc) {
 		fprintf(stderr, "usage: siftctl spam check %s\n", check_usage);
 		return 2;

@@ -248,6 +248,7 @@ def main():
     reload_tests(tmp, pconf)
     stuck_socket_tests(tmp, conf)
     endless_input_tests(tmp)
+    tool_option_tests(tmp)
     return done()
 
 
@@ -304,6 +305,41 @@ def endless_input_tests(tmp):
         check(rc == 1 and want in err, f"{' '.join(args)} < {stdin}: refused at the limit", err[-300:])
     if "spam" in names:
         os.unlink(mbox)
+
+
+def tool_option_tests(tmp):
+    """A plugin command's option given without its value says so (not
+    "unknown option", nor takes the option for an operand); spam check takes
+    its options after the files as well."""
+    pdir = f"{tmp}/option-plugins"
+    os.makedirs(pdir, exist_ok=True)
+    names = [n for n in ("spam", "ratelimit") if os.path.exists(f"{BUILD}/plugins/{n}.so")]
+    for n in names:
+        if not os.path.exists(f"{pdir}/{n}.so"):
+            os.symlink(f"{BUILD}/plugins/{n}.so", f"{pdir}/{n}.so")
+    conf = f"{tmp}/option.conf"
+    with open(conf, "w") as f:
+        f.write(f"plugin_directory = {pdir}\nspam_rules = {sifttest.srcdir()}/rules\nspam_use_bayes = no\n")
+    msg = f"{tmp}/option.eml"
+    with open(msg, "w") as f:
+        f.write("From: alice@example.org\nSubject: hi\n\nHello.\n")
+    cases = []
+    if "spam" in names:
+        said = "siftctl spam check: option --from needs a value (--from ADDR)"
+        cases += [(("spam", "check", "--from"), said), (("spam", "check", msg, "--from"), said)]
+    if "ratelimit" in names:
+        cases += [(("ratelimit", "show", "--socket"), "siftctl ratelimit show: option --socket needs a value"),
+                  (("ratelimit", "show", "alice", "--socket"),
+                   "siftctl ratelimit show: option --socket needs a value"),
+                  (("ratelimit", "stats", "--socket"), "siftctl ratelimit stats: option --socket needs a value")]
+    for args, says in cases:
+        r = run("-c", conf, *args)
+        check(r.returncode == 2 and says in r.stderr, f"{' '.join(args[:2])} ... {args[-1]}: needs a value",
+              r.stderr)
+    if "spam" in names:
+        r = run("-c", conf, "spam", "check", msg, "--from", "bob@example.org")
+        check(r.returncode == 0 and r.stdout.startswith(f"{msg}: ham"), "spam check FILE --from ADDR",
+              r.stdout + r.stderr)
 
 
 def masking_tests(tmp):
