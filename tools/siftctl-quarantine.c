@@ -45,7 +45,8 @@ static const char usage_text[] =
 	"       re-inject the message with Postfix's sendmail (default\n"
 	"       \"" DEFAULT_SENDMAIL "\"; run as COMMAND -f SENDER -- RECIPIENTS,\n"
 	"       e.g. --sendmail \"sendmail -C /etc/postfix-out -G -i\"), to the original\n"
-	"       recipients or to the --to addresses; removed from the store unless --keep.\n"
+	"       recipients or to the --to addresses, 1000 a run at most; removed from the\n"
+	"       store unless --keep (kept with the recipients a failed run did not reach).\n"
 	"       A one-time token lets it pass filterd (non_smtpd_milters) unscanned;\n"
 	"       a token filterd has not used after --wait (default 10s) is withdrawn;\n"
 	"       a sendmail still running after --sendmail-timeout (default 60s) is killed\n"
@@ -508,23 +509,29 @@ static void withdraw_token(const char *dir, const char *token)
  * so that it never outlives the release (a copy of the header that reached
  * a mailbox, when non_smtpd_milters does not include filterd, then names
  * nothing). */
-static void await_token(const char *dir, const char *token, long long wait_ms)
+static void await_tokens(const char *dir, char **tokens, size_t ntok, long long wait_ms)
 {
-	bool seen = false;
+	bool seen = true;
 	for (long long waited = 0;; waited += 100) {
-		char *qid = NULL;
-		int pending = sift_quarantine_release_check(dir, token, &qid);
-		free(qid);
-		if (pending != 1) {
-			seen = true;
-			break;
+		seen = true;
+		for (size_t i = 0; i < ntok; i++) {
+			char *qid = NULL;
+			if (tokens[i] && sift_quarantine_release_check(dir, tokens[i], &qid) != 1) {
+				free(tokens[i]);
+				tokens[i] = NULL;
+			}
+			free(qid);
+			seen &= tokens[i] == NULL;
 		}
-		if (waited >= wait_ms || release_signal)
+		if (seen || waited >= wait_ms || release_signal)
 			break;
 		struct timespec ts = {0, 100 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
-	withdraw_token(dir, seen ? NULL : token);
+	for (size_t i = 0; i < ntok; i++)
+		withdraw_token(dir, tokens[i]);
+	if (seen)
+		withdraw_token(dir, NULL);
 	if (!seen && release_signal)
 		fprintf(stderr,
 			"siftctl quarantine release: interrupted by %s before filterd saw the released "
@@ -539,43 +546,128 @@ static void await_token(const char *dir, const char *token, long long wait_ms)
 			wait_ms / 1000);
 }
 
-/* Re-injects the stored message e (open as fp) to the recipients; 0 when
- * sendmail took it, -1 after a message. */
+/* One sendmail run takes at most this many recipients, and this many bytes
+ * of them: the command line of all of them (filterd keeps 10,000 of up to
+ * some hundred bytes each) would be over the kernel's limit (E2BIG). */
+#define BATCH_RCPTS 1000
+#define BATCH_BYTES (128 * 1024)
+
+/* Re-injects the stored message e (open as fp) to the recipients, in
+ * batches (one sendmail run, with its own token, each), in order, until one
+ * fails; *done_r is how many recipients (the first ones) sendmail took.
+ * 0 when it took them all, -1 after a message. */
 static int reinject(const char *dir, const struct release_opts *o, const struct sift_qentry *e, FILE *fp,
-		    const char *const *to, size_t nto)
+		    const char *const *to, size_t nto, size_t *done_r)
 {
 	char **cmd = sift_split_list(o->sendmail);
-	const char **av = sendmail_argv(cmd, e->sender, to, nto);
-	int rc = -1;
-	char *token = NULL, *err = NULL;
-	if (!av)
-		goto out;
-	if (lseek(fileno(fp), (off_t)e->data_off, SEEK_SET) < 0) {
-		fprintf(stderr, "siftctl quarantine release: %s: %s\n", e->path, strerror(errno));
-		goto out;
+	char **tokens = sift_calloc(nto + 1, sizeof(char *));
+	size_t ntok = 0;
+	*done_r = 0;
+	while (*done_r < nto) {
+		size_t start = *done_r, end = start, bytes = 0;
+		while (end < nto && (end == start || (end - start < BATCH_RCPTS &&
+						      bytes + strlen(to[end]) + 1 <= BATCH_BYTES)))
+			bytes += strlen(to[end++]) + 1;
+		const char **av = sendmail_argv(cmd, e->sender, to + start, end - start);
+		if (!av)
+			break;
+		char *token = NULL, *err = NULL;
+		if (lseek(fileno(fp), (off_t)e->data_off, SEEK_SET) < 0) {
+			fprintf(stderr, "siftctl quarantine release: %s: %s\n", e->path, strerror(errno));
+			free(av);
+			break;
+		}
+		/* A one-time token lets the message through filterd (which
+		 * sees it again through non_smtpd_milters) without being
+		 * scanned and quarantined again. */
+		if (sift_quarantine_release_token(dir, o->id, &token, &err) < 0) {
+			fprintf(stderr, "siftctl quarantine release: release token: %s\n", err);
+			free(err);
+			free(av);
+			break;
+		}
+		bool ok = false;
+		if (release_signal) /* before sendmail started */
+			fprintf(stderr, "siftctl quarantine release: interrupted by %s; %s kept\n",
+				signal_name(release_signal), o->id);
+		else
+			ok = pipe_to_sendmail(av, token, fileno(fp), o->id, o->sendmail_timeout_ms) == 0;
+		free(av);
+		if (!ok) {
+			withdraw_token(dir, token);
+			free(token);
+			break;
+		}
+		tokens[ntok++] = token;
+		*done_r = end;
 	}
-	/* A one-time token lets the message through filterd (which sees it
-	 * again through non_smtpd_milters) without being scanned and
-	 * quarantined again. */
-	if (sift_quarantine_release_token(dir, o->id, &token, &err) < 0) {
-		fprintf(stderr, "siftctl quarantine release: release token: %s\n", err);
-		free(err);
-		goto out;
-	}
-	if (release_signal) /* before sendmail started */
-		fprintf(stderr, "siftctl quarantine release: interrupted by %s; %s kept\n",
-			signal_name(release_signal), o->id);
-	else if (pipe_to_sendmail(av, token, fileno(fp), o->id, o->sendmail_timeout_ms) == 0) {
-		await_token(dir, token, o->wait_ms);
-		rc = 0;
-		goto out;
-	}
-	withdraw_token(dir, token);
-out:
-	free(token);
-	free(av);
+	if (ntok)
+		await_tokens(dir, tokens, ntok, o->wait_ms);
+	free(tokens);
 	free(cmd); /* one allocation */
-	return rc;
+	return *done_r == nto ? 0 : -1;
+}
+
+/* After a release that reached only the first `done` recipients of the
+ * record: the record rewritten without them (atomically, as a store writes
+ * it: DIR/.tmp-ID, then renamed over ID.msg, same owner and mode), so that
+ * the next release sends to the others only. 0, or -1 after a message. */
+static int keep_rest(const char *dir, const struct sift_qentry *e, FILE *fp, size_t done)
+{
+	int in = fileno(fp);
+	struct stat st;
+	char *meta = sift_malloc(e->data_off + 1);
+	if (fstat(in, &st) < 0 || pread(in, meta, e->data_off, 0) != (ssize_t)e->data_off) {
+		fprintf(stderr, "siftctl quarantine release: %s: %s\n", e->path, strerror(errno));
+		free(meta);
+		return -1;
+	}
+	meta[e->data_off] = 0;
+	char *tmp = sift_asprintf("%s/.tmp-%s", dir, e->id);
+	(void)unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	bool ok = fd >= 0;
+	size_t skipped = 0;
+	for (char *l = meta; ok && *l;) {
+		char *nl = strchr(l, '\n');
+		size_t len = nl ? (size_t)(nl - l) + 1 : strlen(l);
+		if (skipped < done && strncmp(l, "Recipient: ", 11) == 0)
+			skipped++;
+		else
+			ok = sift_write_by(fd, l, len, sift_now_ms() + 60000) == 0;
+		l += len;
+	}
+	char buf[65536];
+	off_t off = (off_t)e->data_off;
+	ssize_t n;
+	while (ok && (n = pread(in, buf, sizeof(buf), off)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		ok = n > 0 && sift_write_by(fd, buf, (size_t)n, sift_now_ms() + 60000) == 0;
+		off += n > 0 ? n : 0;
+	}
+	ok = ok && fchown(fd, st.st_uid, st.st_gid) == 0 && fchmod(fd, st.st_mode & 07777) == 0 &&
+	     fsync(fd) == 0;
+	int e2 = errno;
+	if (fd >= 0)
+		close(fd);
+	if (ok && rename(tmp, e->path) < 0) {
+		e2 = errno;
+		ok = false;
+	}
+	if (!ok) {
+		fprintf(stderr, "siftctl quarantine release: rewriting %s: %s\n", e->path, strerror(e2));
+		(void)unlink(tmp);
+	} else {
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			(void)fsync(dfd);
+			close(dfd);
+		}
+	}
+	free(tmp);
+	free(meta);
+	return ok ? 0 : -1;
 }
 
 static int cmd_release(const char *dir, int argc, char **argv)
@@ -597,6 +689,7 @@ static int cmd_release(const char *dir, int argc, char **argv)
 	const char *const *to = o.nto ? o.to : (const char *const *)e.rcpts;
 	size_t nto = o.nto ? o.nto : e.n_rcpts;
 	int rc = 1;
+	size_t done = 0;
 	/* One release of a message at a time: a second one (another admin, a
 	 * script retrying) would deliver it again. The lock is held until the
 	 * message is removed; a release that waited for it finds the file
@@ -623,7 +716,7 @@ static int cmd_release(const char *dir, int argc, char **argv)
 			o.id, e.size, (long long)(st.st_size - e.data_off), o.id);
 	else if (!nto)
 		fprintf(stderr, "siftctl quarantine release: %s has no recipients (use --to)\n", o.id);
-	else if (reinject(dir, &o, &e, fp, to, nto) == 0) {
+	else if (reinject(dir, &o, &e, fp, to, nto, &done) == 0) {
 		printf("released %s to", o.id);
 		for (size_t i = 0; i < nto; i++) {
 			fputs(" <", stdout);
@@ -637,6 +730,27 @@ static int cmd_release(const char *dir, int argc, char **argv)
 			free(err);
 			rc = 1;
 		}
+	} else if (done > 0) {
+		/* Some batches went: a release again must not send to their
+		 * recipients twice. */
+		if (o.nto)
+			fprintf(stderr,
+				"siftctl quarantine release: %s was handed over for the first %zu of the %zu "
+				"--to addresses (up to <%s>); release it again with the other --to "
+				"addresses only\n",
+				o.id, done, nto, to[done - 1]);
+		else if (keep_rest(dir, &e, fp, done) == 0)
+			fprintf(stderr,
+				"siftctl quarantine release: %s was handed over for %zu of its %zu "
+				"recipients; "
+				"it is kept with the %zu others only, so a new release sends to them alone\n",
+				o.id, done, nto, nto - done);
+		else
+			fprintf(stderr,
+				"siftctl quarantine release: %s was handed over for its first %zu of %zu "
+				"recipients, and its record still lists them all: release it with --to for "
+				"the others\n",
+				o.id, done, nto);
 	}
 	fclose(fp);
 	free(o.to);

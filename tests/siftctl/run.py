@@ -563,6 +563,51 @@ def quarantine_store_tests(tmp):
     check(r.returncode == 0 and not os.path.exists(f"{q}/{good}.msg") and os.path.exists(calls) and
           open(calls).read() == "-f a@x.test -- bob@sift.test carol@sift.test\n",
           "quarantine release: a whole file is released", r.stdout + r.stderr)
+    # as many recipients as filterd keeps (10,000), long ones: more than one
+    # command line holds (E2BIG), so sendmail runs for batches of them; each
+    # recipient is handed over once, also when a batch fails and the release
+    # is run again
+    many = "20261205-100006-0123456789ab"
+    rcpts = [f"r{i:05d}{'x' * 230}@example.org" for i in range(10000)]
+    got = f"{tmp}/qstore-many"
+    batch_sendmail = f"{tmp}/qstore-batch-sendmail.sh"
+    with open(batch_sendmail, "w") as f:
+        f.write(f"#!/bin/sh\nn=$(cat {got}.n 2>/dev/null || echo 0); echo $((n+1)) > {got}.n\n"
+                f"cat > /dev/null\n[ \"$FAIL_AT\" = $((n+1)) ] && exit 75\n"
+                f"shift 3; for r in \"$@\"; do echo \"$r\"; done >> {got}\n")
+    os.chmod(batch_sendmail, 0o755)
+    for fail_at in ("", "3"):
+        for path in (got, got + ".n"):
+            if os.path.exists(path):
+                os.unlink(path)
+        store(many, "a@x.test", rcpts, "virus X", whole)
+        r = subprocess.run([SIFTCTL, "-c", conf, "quarantine", "release", many, "--sendmail", batch_sendmail,
+                            "--wait", "0"], capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, FAIL_AT=fail_at))
+        if fail_at:
+            first = open(got).read().split("\n")[:-1] if os.path.exists(got) else []
+            with open(f"{q}/{many}.msg", "rb") as f:
+                left = [ln[11:].decode() for ln in f.read().split(b"\n\n")[0].split(b"\n")
+                        if ln.startswith(b"Recipient: ")]
+            check(r.returncode == 1 and len(first) > 0 and first + left == rcpts and
+                  f"{many} was handed over for {len(first)} of its 10000 recipients; it is kept with the "
+                  f"{len(left)} others only" in r.stderr,
+                  "quarantine release: a failed batch keeps the message with the recipients not reached only",
+                  r.stderr[-500:])
+            os.unlink(got)
+            r = subprocess.run([SIFTCTL, "-c", conf, "quarantine", "release", many, "--sendmail", batch_sendmail,
+                                "--wait", "0"], capture_output=True, text=True, timeout=120)
+            rest = open(got).read().split("\n")[:-1] if os.path.exists(got) else []
+            check(r.returncode == 0 and first + rest == rcpts and not os.path.exists(f"{q}/{many}.msg"),
+                  "quarantine release again: the others only, then the message is removed", r.stderr[-500:])
+        else:
+            sent = open(got).read().split("\n")[:-1] if os.path.exists(got) else []
+            runs = int(open(got + ".n").read()) if os.path.exists(got + ".n") else 0
+            check(r.returncode == 0 and sent == rcpts and runs > 1 and not os.path.exists(f"{q}/{many}.msg"),
+                  f"quarantine release: 10,000 long recipients in {runs} sendmail runs, each once",
+                  r.stderr[-500:])
+    if os.path.exists(f"{q}/{many}.msg"):
+        os.unlink(f"{q}/{many}.msg")
     # the token replaced by a FIFO while the release waits for filterd to
     # use it (the daemon user owns the store): the wait still ends
     fifo_sendmail = f"{tmp}/qstore-fifo-sendmail.sh"
