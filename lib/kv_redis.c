@@ -638,9 +638,15 @@ static bool stale_conn_error(const redisContext *c, const char *cmd)
 }
 
 /* Runs one command. Returns the reply (caller frees) or NULL on a
- * transport failure (logged). */
-static redisReply *rds_command(struct kv_redis *r, int argc, const char **argv, const size_t *lens)
+ * transport failure (logged); then *maybe_r (when not NULL) tells whether
+ * the command may have run: it was handed to a connection, and no answer
+ * came (a timeout, a connection lost), as against never sent (Redis down,
+ * no free connection). */
+static redisReply *rds_command_x(struct kv_redis *r, int argc, const char **argv, const size_t *lens,
+				 bool *maybe_r)
 {
+	if (maybe_r)
+		*maybe_r = false;
 	bool force_new = false;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		bool reused = false;
@@ -679,6 +685,8 @@ static redisReply *rds_command(struct kv_redis *r, int argc, const char **argv, 
 			rds_give(r, c);
 			return rep;
 		}
+		if (maybe_r)
+			*maybe_r = true;
 		bool retry = reused && attempt == 0 && stale_conn_error(c, argv[0]);
 		if (!retry)
 			cmd_error(r, argv[0], c->errstr[0] ? c->errstr : "I/O error");
@@ -690,6 +698,11 @@ static redisReply *rds_command(struct kv_redis *r, int argc, const char **argv, 
 		force_new = true;
 	}
 	return NULL;
+}
+
+static redisReply *rds_command(struct kv_redis *r, int argc, const char **argv, const size_t *lens)
+{
+	return rds_command_x(r, argc, argv, lens, NULL);
 }
 
 /* ---- the backend functions ---------------------------------------------------- */
@@ -793,11 +806,12 @@ static int rds_incr(void *impl, const char *key, long long delta, long ttl_ms, l
 	snprintf(ttl, sizeof(ttl), "%ld", ttl_ms > 0 ? ttl_ms : 0);
 	const char *argv[6] = {"EVALSHA", "", "1", k, d, ttl};
 	size_t lens[6] = {7, 0, 1, kl, strlen(d), strlen(ttl)};
-	redisReply *rep = rds_command(r, 6, argv, lens);
+	bool maybe = false;
+	redisReply *rep = rds_command_x(r, 6, argv, lens, &maybe);
 	if (k != kb)
 		free(k);
-	if (!rep)
-		return -1;
+	if (!rep) /* sent without an answer: it may have counted */
+		return maybe ? -2 : -1;
 	int rc = -1;
 	if (rep->type == REDIS_REPLY_INTEGER) {
 		if (val_r)

@@ -626,7 +626,10 @@ struct sift_host {
 
 	/* Key-value store (memory: or redis:). 0 ok, 1 not found, -1 error.
 	 * kv_get: *val_r malloc'd. kv_incr: adds delta, sets the expiry only
-	 * when the key is created, returns the new value in *val_r. */
+	 * when the key is created, returns the new value in *val_r; -2 (an
+	 * error too) when the store may have added it all the same (sent to
+	 * Redis, no answer within its timeout): a caller that must not count
+	 * it takes it back. */
 	int (*kv_get)(const char *key, char **val_r);
 	int (*kv_set)(const char *key, const char *val, long ttl_ms);
 	int (*kv_incr)(const char *key, long long delta, long ttl_ms, long long *val_r);

@@ -37,7 +37,9 @@
  *
  * Store failures: counted (an atomic counter, logged at most every 10s
  * with the total) and answered per ratelimit_store_failure: dunno (fail
- * open, the default) or tempfail.
+ * open, the default) or tempfail. An increment that got no answer may have
+ * counted (kv_incr -2): a message not accepted takes it back too, and a
+ * take-back the store cannot be sent is kept and sent later (take_back).
  *
  * Daemons: in policyd (RCPT/DATA check, END-OF-MESSAGE count) or in
  * filterd (rcpt hook: check; eom hook: count). filterd's eom runs after
@@ -809,6 +811,83 @@ static void repair_counter(const char *key, long long *v, long ttl)
 		*v = fixed < 0 ? 0 : fixed;
 }
 
+/* Take-backs the store could not be sent (down, or stalled: a connection
+ * to it cannot even be set up), kept for later: a message a store failure
+ * deferred must not stay counted, or its retry counts it a second time.
+ * Sent before the next check or count (flush_pending); one whose counter
+ * has expired meanwhile is dropped. At most PENDING_MAX (the oldest go). */
+#define PENDING_MAX 10000
+struct pending {
+	char *key;
+	long long delta, expires; /* expires: wall ms */
+	long ttl;
+};
+static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pending *pending;
+static size_t npending, cappending;
+static atomic_size_t npending_hint; /* npending, read without the lock */
+
+static void pending_add(const char *key, long long delta, long ttl)
+{
+	pthread_mutex_lock(&pending_lock);
+	if (npending == PENDING_MAX) {
+		free(pending[0].key);
+		memmove(pending, pending + 1, --npending * sizeof(*pending));
+	}
+	if (npending == cappending) {
+		size_t cap = cappending ? 2 * cappending : 16;
+		struct pending *n = realloc(pending, cap * sizeof(*n));
+		if (!n) {
+			pthread_mutex_unlock(&pending_lock);
+			return;
+		}
+		pending = n;
+		cappending = cap;
+	}
+	char *k = strdup(key);
+	if (k) {
+		pending[npending++] = (struct pending){k, delta, wall_ms() + ttl, ttl};
+		atomic_store(&npending_hint, npending);
+	}
+	pthread_mutex_unlock(&pending_lock);
+}
+
+/* Takes delta back from key, now or, when the store cannot be reached,
+ * later. A take-back sent without an answer (-2) may still land: it is not
+ * sent again. */
+static void take_back(const char *key, long long delta, long ttl)
+{
+	long long v;
+	int rc = host->kv_incr(key, -delta, ttl, &v);
+	if (rc == 0) {
+		repair_counter(key, &v, ttl);
+		return;
+	}
+	store_failed(NULL, "rollback");
+	if (rc != -2)
+		pending_add(key, delta, ttl);
+}
+
+static void flush_pending(void)
+{
+	if (!atomic_load(&npending_hint))
+		return;
+	pthread_mutex_lock(&pending_lock);
+	struct pending *list = pending;
+	size_t n = npending;
+	pending = NULL;
+	npending = cappending = 0;
+	atomic_store(&npending_hint, 0);
+	pthread_mutex_unlock(&pending_lock);
+	long long now = wall_ms();
+	for (size_t i = 0; i < n; i++) {
+		if (list[i].expires > now)
+			take_back(list[i].key, list[i].delta, list[i].ttl);
+		free(list[i].key);
+	}
+	free(list);
+}
+
 /* The estimate over the sliding window given the current count. */
 static double estimate(long long prev, long long cur, long long now, long long window)
 {
@@ -1038,6 +1117,7 @@ static long long rcpts_in_bucket(struct sift_ctx *ctx, const struct rule *r, con
 
 static enum sift_verdict check(struct sift_ctx *ctx, const struct rl_conf *c, bool at_rcpt)
 {
+	flush_pending();
 	long long now = wall_ms();
 	long long size = attr_ll(ctx, SIFT_I_SIZE);
 	size_t nlist = 0;
@@ -1125,13 +1205,8 @@ static enum sift_verdict check(struct sift_ctx *ctx, const struct rl_conf *c, bo
 
 static void rollback(struct incr_rec *recs, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		long long v;
-		if (host->kv_incr(recs[i].key, -recs[i].delta, recs[i].ttl, &v) < 0)
-			store_failed(NULL, "rollback");
-		else
-			repair_counter(recs[i].key, &v, recs[i].ttl);
-	}
+	for (size_t i = 0; i < n; i++)
+		take_back(recs[i].key, recs[i].delta, recs[i].ttl);
 }
 
 /* The message's size: policyd's size attribute; in filterd the header
@@ -1152,6 +1227,7 @@ static long long msg_size(struct sift_ctx *ctx)
 /* END-OF-MESSAGE: count, and refuse (taking the counts back) when over. */
 static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 {
+	flush_pending();
 	long long now = wall_ms();
 	long long size = msg_size(ctx);
 	size_t nlist = 0;
@@ -1221,8 +1297,14 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 				rec->delta = delta;
 				rec->ttl = (long)(2 * w + 60000);
 				long long cur, prev;
-				if (host->kv_incr(rec->key, delta, rec->ttl, &cur) < 0) {
+				int irc = host->kv_incr(rec->key, delta, rec->ttl, &cur);
+				if (irc < 0) {
 					store_failed(ctx, "increment");
+					/* sent, unanswered (a timeout): it may have
+					 * counted, so it is taken back with the others
+					 * when the message is not accepted */
+					if (irc == -2)
+						nrecs++;
 					failed = true;
 					break;
 				}

@@ -544,6 +544,35 @@ try:
     eq(acc, 25, 'a counter left below zero: still exactly 25 of 30 accepted')
     eq(red.cli('GET', 'sift:rl:user:m:3600:%d:negative' % idx), '25', 'the counter repaired')
 
+    # Redis stalls (SIGSTOP) while END-OF-MESSAGE counts: the increment
+    # times out, unanswered, and runs when Redis resumes. The tempfail
+    # instance defers the message and takes its increment back, so the
+    # client's retry is the one counted; the fail-open one accepts the
+    # message, counted once.
+    for port, name, want in ((pb.port, 'stalled-tf', '451 4.3.0 Rate limit state unavailable, try again later'),
+                             (pa.port, 'stalled-fo', 'DUNNO')):
+        base = dict(client_address='192.0.2.10', client_name='unknown', reverse_client_name='unknown',
+                    helo_name='c.example', sender='s@a.example', sasl_username=name, size='10')
+        with PolicyClient(port) as c:
+            eq(c.ask(protocol_state='RCPT', recipient='r@x.example', recipient_count='0', instance=name + '.1',
+                     **base), 'DUNNO', '%s: RCPT passes' % name)
+            red.proc.signal(signal.SIGSTOP)
+            try:
+                got = c.ask(protocol_state='END-OF-MESSAGE', recipient='r@x.example', recipient_count='1',
+                            instance=name + '.1', **base)
+            finally:
+                red.proc.signal(signal.SIGCONT)
+            eq(got, want, '%s: redis stalled at END-OF-MESSAGE: the store failure action' % name)
+            time.sleep(0.7)  # retry_interval
+            if want != 'DUNNO':  # the client sends the message again
+                eq(c.transaction(sasl_username=name, sender='s@a.example', rcpts=['r@x.example'], size=10),
+                   (['DUNNO'], 'DUNNO'), '%s: the retry passes' % name)
+            else:  # a check, which sends what was left to take back
+                eq(c.ask(protocol_state='RCPT', recipient='r@x.example', recipient_count='0',
+                         instance=name + '.2', **base), 'DUNNO', '%s: next RCPT passes' % name)
+        key = red.cli('--scan', '--pattern', 'sift:rl:user:m:*:' + name).split()
+        eq([red.cli('GET', k) for k in key], ['1'], '%s: the message is counted once' % name)
+
     # policyd and filterd on one store, wired as README.md does (policyd at
     # RCPT and END-OF-MESSAGE, filterd as a milter): with
     # ratelimit_count = no in policyd, a message is counted once, by filterd.
