@@ -528,8 +528,11 @@ static void await_tokens(const char *dir, char **tokens, size_t ntok, long long 
 		struct timespec ts = {0, 100 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
-	for (size_t i = 0; i < ntok; i++)
+	for (size_t i = 0; i < ntok; i++) {
 		withdraw_token(dir, tokens[i]);
+		free(tokens[i]);
+		tokens[i] = NULL;
+	}
 	if (seen)
 		withdraw_token(dir, NULL);
 	if (!seen && release_signal)
