@@ -14,13 +14,20 @@
  *     a reply (Postfix logs it and retries), and no other client notices.
  *   - A complete request moves its connection to the work queue. A worker
  *     takes it, runs the request through the plugin chain, writes the reply
- *     in one write(2), and gives the connection back: in the common case
- *     (reply written, nothing received after the request, not stopping) it
- *     resets the connection for the next request and re-arms its epoll
- *     registration itself, so the event thread is not woken twice per
- *     request; otherwise it goes back through the return queue (an eventfd
- *     wakes the event thread), which closes it or feeds it the bytes that
- *     came after the request.
+ *     in one non-blocking write(2), and gives the connection back: in the
+ *     common case (reply written, nothing received after the request, not
+ *     stopping) it resets the connection for the next request and re-arms
+ *     its epoll registration itself, so the event thread is not woken twice
+ *     per request; otherwise it goes back through the return queue (an
+ *     eventfd wakes the event thread), which closes it, writes the rest of
+ *     the reply or feeds it the bytes that came after the request.
+ *   - A worker never waits for a client to read: what the socket does not
+ *     take of a reply (a client sending requests without reading the
+ *     replies) stays in the connection's `out`, and the event thread writes
+ *     it on EPOLLOUT. Until it is out nothing more is read from that
+ *     connection, so it holds one reply at most; after WRITE_TIMEOUT_MS
+ *     without the reply going out, the connection is closed. A handful of
+ *     such clients could otherwise hold every worker in write(2).
  *
  * Why this shape: Postfix keeps one persistent connection per smtpd process
  * and sends one request at a time on it, waiting for the answer; so there
@@ -168,6 +175,9 @@ struct conn {
 	bool busy;		  /* event thread: on the work queue / in a worker */
 	bool closing;		  /* work item: free the context */
 	bool failed;		  /* worker: the reply could not be written */
+	char *out;		  /* the part of the reply the socket did not take */
+	size_t out_len, out_off;  /* its length, how much of it is written */
+	long long out_since;	  /* when the socket stopped taking it: ms */
 	char *instance;		  /* worker: current message's instance */
 	struct conn *prev, *next; /* event thread's list of connections */
 	struct conn *qnext;	  /* work / return queue link */
@@ -262,6 +272,7 @@ static void conn_free(struct conn *c)
 	pthread_mutex_destroy(&c->mu);
 	sift_policy_parser_reset(&c->parser);
 	free(c->pending);
+	free(c->out);
 	free(c->instance);
 	free(c);
 }
@@ -294,6 +305,40 @@ static void conn_arm(struct conn *c)
 		sift_log(LOG_ERR, "policy client %s: epoll: %s", c->peer, strerror(errno));
 		conn_close(c);
 	}
+}
+
+/* A reply the client has not taken yet: wait until it can be written. */
+static void conn_arm_out(struct conn *c)
+{
+	struct epoll_event ev = {.events = EPOLLOUT | EPOLLONESHOT, .data.ptr = c};
+	if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+		sift_log(LOG_ERR, "policy client %s: epoll: %s", c->peer, strerror(errno));
+		conn_close(c);
+	}
+}
+
+/* Writes what it can of the connection's pending reply without blocking:
+ * 1 all of it is written, 0 the socket takes no more now, -1 error. */
+static int conn_flush(struct conn *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t w = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+		if (w > 0) {
+			c->out_off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (w == 0)
+			errno = EIO;
+		return -1;
+	}
+	free(c->out);
+	c->out = NULL;
+	c->out_len = c->out_off = 0;
+	return 1;
 }
 
 /* Feeds received bytes to the codec; dispatches a complete request, re-arms
@@ -354,6 +399,8 @@ static void conn_readable(struct conn *c)
 	conn_close(c);
 }
 
+static void conn_next(struct conn *c);
+
 /* A connection a worker is done with. */
 static void conn_returned(struct conn *c)
 {
@@ -361,10 +408,28 @@ static void conn_returned(struct conn *c)
 	c->last_activity = sift_now_ms();
 	c->request_start = 0;
 	sift_policy_parser_reset(&c->parser);
-	if (c->failed || stopping) {
+	if (c->failed) {
 		conn_close(c);
 		return;
 	}
+	if (c->out) {
+		/* The client is not reading: the event thread writes the rest
+		 * when the socket takes it, or closes the connection after
+		 * WRITE_TIMEOUT_MS; nothing more is read from it meanwhile. */
+		conn_arm_out(c);
+		return;
+	}
+	if (stopping) {
+		conn_close(c);
+		return;
+	}
+	conn_next(c);
+}
+
+/* The reply is out: the next request, from what came after the last one
+ * or from the socket. */
+static void conn_next(struct conn *c)
+{
 	if (c->pending) {
 		char *p = c->pending;
 		size_t n = c->pending_len;
@@ -376,6 +441,23 @@ static void conn_returned(struct conn *c)
 		return;
 	}
 	conn_arm(c);
+}
+
+/* The socket of a connection with a pending reply can take more. */
+static void conn_writable(struct conn *c)
+{
+	int rc = conn_flush(c);
+	if (rc < 0) {
+		sift_log(LOG_WARNING, "policy client %s: writing the reply: %s", c->peer, strerror(errno));
+		conn_close(c);
+	} else if (rc == 0)
+		conn_arm_out(c);
+	else if (stopping)
+		conn_close(c);
+	else {
+		c->last_activity = sift_now_ms();
+		conn_next(c);
+	}
 }
 
 static void format_peer(struct conn *c, const struct listener *l, const struct sockaddr_storage *ss)
@@ -516,7 +598,13 @@ static void scan_timeouts(void)
 		pthread_mutex_unlock(&c->mu);
 		if (busy)
 			continue;
-		if (c->request_start && now - c->request_start > pconf.request_timeout) {
+		if (c->out && now - c->out_since > WRITE_TIMEOUT_MS) {
+			sift_log(LOG_WARNING,
+				 "policy client %s: not reading its replies: %zu bytes of a reply not "
+				 "taken after %lld ms; closing the connection",
+				 c->peer, c->out_len - c->out_off, now - c->out_since);
+			conn_close(c);
+		} else if (c->request_start && now - c->request_start > pconf.request_timeout) {
 			sift_log(LOG_WARNING,
 				 "policy client %s: request not complete after %lld ms; closing the "
 				 "connection without reply",
@@ -622,12 +710,17 @@ static void handle_request(struct conn *c)
 	for (char *p = action; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
-	char *reply = sift_asprintf("action=%s\n\n", action);
-	if (sift_write_by(c->fd, reply, strlen(reply), sift_now_ms() + WRITE_TIMEOUT_MS) < 0) {
+	/* Never blocks: what the socket does not take now (a client that
+	 * does not read its replies) is left to the event thread. */
+	c->out = sift_asprintf("action=%s\n\n", action);
+	c->out_len = strlen(c->out);
+	c->out_off = 0;
+	int wrc = conn_flush(c);
+	if (wrc < 0) {
 		sift_log(LOG_WARNING, "policy client %s: writing the reply: %s", c->peer, strerror(errno));
 		c->failed = true;
-	}
-	free(reply);
+	} else if (wrc == 0)
+		c->out_since = sift_now_ms();
 
 	if (strcmp(action, "DUNNO") != 0) {
 		const char *name = sift_policy_get(r, "client_name");
@@ -655,7 +748,7 @@ static void handle_request(struct conn *c)
  * the connection and re-arms it; false: the event thread must take it. */
 static bool conn_rearm(struct conn *c)
 {
-	if (c->failed || c->pending)
+	if (c->failed || c->pending || c->out)
 		return false;
 	bool ok = false;
 	pthread_mutex_lock(&c->mu);
@@ -882,9 +975,20 @@ static void begin_shutdown(const char *why)
 		pthread_mutex_lock(&c->mu);
 		bool busy = c->busy;
 		pthread_mutex_unlock(&c->mu);
-		if (!busy)
+		/* A reply still going out gets its chance, within
+		 * WRITE_TIMEOUT_MS (scan_timeouts). */
+		if (!busy && !c->out)
 			conn_close(c);
 	}
+}
+
+/* Whether c is a connection still open (on the event thread's list). */
+static bool conn_live(const struct src *s)
+{
+	for (const struct conn *c = conns; c; c = c->next)
+		if (&c->src == s)
+			return true;
+	return false;
 }
 
 static void handle_signals(void)
@@ -966,9 +1070,11 @@ static void event_loop(void)
 			/* Once stopping, every idle connection was closed (and
 			 * maybe freed) by begin_shutdown, possibly earlier in
 			 * this very batch, and busy ones come back through the
-			 * return queue: an event for a connection is stale and
-			 * must not even be read. */
-			if (stopping && src_is_conn(s))
+			 * return queue: an event for a connection no longer on
+			 * the list is stale and must not even be read. Those
+			 * still on it are busy (no event) or writing the rest
+			 * of a reply (EPOLLOUT). */
+			if (stopping && src_is_conn(s) && !conn_live(s))
 				continue;
 			switch (s->type) {
 			case SRC_LISTENER:
@@ -986,7 +1092,10 @@ static void event_loop(void)
 				struct conn *c = (struct conn *)s;
 				pthread_mutex_lock(&c->mu);
 				pthread_mutex_unlock(&c->mu);
-				conn_readable(c);
+				if (c->out)
+					conn_writable(c);
+				else if (!stopping)
+					conn_readable(c);
 				break;
 			}
 			}

@@ -17,6 +17,8 @@ configuration listening on a free 127.0.0.1 port and a unix socket, and:
   * a client sending garbage and one sending a 1 MB line are disconnected
     without a reply while a well-behaved client keeps getting answers;
   * request and idle timeouts, the connection limit;
+  * clients sending requests without reading the replies hold no worker
+    and are closed;
   * SIGHUP reload: a changed configuration changes answers for new
     connections while an old connection keeps its generation; a broken
     configuration keeps the old one;
@@ -364,6 +366,72 @@ def test_garbage(d):
     good.close()
 
 
+def test_not_reading():
+    """Clients that send requests and never read the replies hold no
+    worker: with more of them than workers, a normal client is answered at
+    once, and each of them is closed once its reply has waited 10 s."""
+    d = Daemon("policyd_workers = 2\n", name="nr")
+    if not check(d.start(), "not-reading daemon starts", d.logtext()):
+        return
+    blob = b"x=1\n\n" * 200
+    hogs = []
+    # On the unix socket: its buffers fill after a few hundred replies (a
+    # TCP socket takes some 100,000 first, which only makes this slower).
+    for _ in range(4):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        s.connect(d.sock)
+        s.setblocking(False)
+        hogs.append(s)
+    # Send until policyd stops taking requests from all four (its replies
+    # fill the sockets): then every reply it makes for them waits.
+    last = [time.time()] * len(hogs)
+    deadline = time.time() + 60
+    while time.time() < deadline and min(time.time() - t for t in last) < 2:
+        for i, s in enumerate(hogs):
+            try:
+                if s.send(blob) > 0:
+                    last[i] = time.time()
+            except BlockingIOError:
+                pass
+            except OSError:
+                last[i] = 0
+        time.sleep(0.005)
+    t_full = time.time()
+    worst = 0.0
+    ok = True
+    for _ in range(3):
+        c = d.connect(timeout=30)
+        t0 = time.time()
+        ok = c.request(REQ) == ["action=DUNNO"] and ok
+        worst = max(worst, time.time() - t0)
+        c.close()
+    check(ok and worst < 2, "a client is answered at once while 4 clients do not read (2 workers)",
+          "slowest answer %.2fs" % worst)
+    # Reading them now would let their replies go out: policyd alone must
+    # close them, 10 s after their reply stopped going out.
+    deadline = time.time() + 20
+    while time.time() < deadline and d.logtext().count("not reading its replies") < len(hogs):
+        time.sleep(0.2)
+    el = time.time() - t_full
+    closed = 0
+    for s in hogs:
+        try:
+            s.send(b"x=1\n\n")
+        except (BrokenPipeError, ConnectionResetError):
+            closed += 1
+        except BlockingIOError:
+            pass
+        s.close()
+    check(closed == len(hogs) and d.logtext().count("not reading its replies") == len(hogs),
+          "clients not reading their replies are closed and logged",
+          "%d of %d closed after %.1fs" % (closed, len(hogs), el))
+    c = d.connect()
+    check(c.request(REQ) == ["action=DUNNO"], "served after the clients not reading are gone")
+    c.close()
+    check(d.stop() == 0, "not-reading daemon exits 0")
+
+
 def test_limits():
     d = Daemon("policyd_request_timeout = 1s\npolicyd_idle_timeout = 2s\n"
                "policyd_max_connections = 3\n", name="limits")
@@ -545,6 +613,7 @@ def main():
             check(not os.path.exists(d.sock), "unix socket removed")
         test_recipient_cap()
         test_limits()
+        test_not_reading()
         test_emfile()
         test_reload(d, access)
         if access:
