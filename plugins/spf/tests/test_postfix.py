@@ -17,11 +17,17 @@ sender wrote a Received-SPF: pass at its top: filterd, which sees no
 Received: of Postfix, checks instead (spf=fail) and adds its own header;
 mail that sendmail(1) submits through non_smtpd_milters gets no SPF result
 (its "client" is Postfix's stand-in localhost [127.0.0.1]).
+Last, Postfix with conf/postfix/main.cf.snippet's check_policy_service as
+shipped (its timeout) and a policyd with one worker, three senders whose
+domain's DNS never answers, at once: each gets 450 4.7.24 SPF temperror
+(spf_temperror_action), none Postfix's 451 4.3.5 after its timeout.
 Prints "N passed, N failed".
 """
 import os
 import subprocess
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import spfutil  # noqa: E402
@@ -35,6 +41,73 @@ ZONE = {".": [spfutil.ROOT_SOA,
               {"name": "soft.example.test", "type": "TXT", "data": "v=spf1 ~all"}]}
 
 MSG = "From: %s\r\nTo: bob@sift.test\r\nSubject: spf %s\r\n\r\nhello\r\n"
+
+DEAD = {".": [spfutil.ROOT_SOA] + [{"name": "dead%d.example.test" % i, "type": "TIMEOUT"} for i in range(3)]}
+
+
+def shipped_policy_service(port):
+    """The check_policy_service of smtpd_recipient_restrictions in
+    conf/postfix/main.cf.snippet, as shipped, pointed at `port`."""
+    with open(os.path.join(sifttest.srcdir(), "conf", "postfix", "main.cf.snippet")) as f:
+        text = f.read()
+    block = text.split("smtpd_recipient_restrictions =", 1)[1]
+    i = block.index("check_policy_service")
+    depth, j = 0, block.index("{", i)
+    while True:
+        depth += {"{": 1, "}": -1}.get(block[j], 0)
+        j += 1
+        if depth == 0:
+            break
+    return " ".join(block[i:j].split()).replace("inet:127.0.0.1:8892", "inet:127.0.0.1:%d" % port)
+
+
+def test_dead_dns():
+    """Sender domains whose DNS never answers, through the shipped wiring:
+    each RCPT gets the configured temperror action (DEFER_IF_PERMIT 4.7.24,
+    450), not Postfix's "Policy service unavailable" after its timeout.
+    With one worker the three evaluations (spf_dns_timeout, 5 s each) run in
+    turn, so the last answer comes some 15 s after its request: within
+    policyd_request_deadline (20 s), which the wiring's timeout must exceed."""
+    srv = spfutil.dnsserver.DNSServer(DEAD).start()
+    pd = spfutil.policyd({"dns_servers": "127.0.0.1:%d" % srv.port, "myhostname": "mx.sift.test",
+                          "policyd_workers": "1"})
+    pf = None
+    try:
+        pf = sifttest.Postfix(recipient_restrictions="reject_unauth_destination, " +
+                              shipped_policy_service(pd.port))
+        pf.start()
+        results, took = [None] * 3, [0.0] * 3
+
+        def send(i):
+            t0 = time.time()
+            try:
+                results[i] = pf.send("a@dead%d.example.test" % i, ["bob@sift.test"],
+                                     MSG % ("a@dead%d.example.test" % i, "dead"))
+            except Exception as e:  # noqa: BLE001 - reported below
+                results[i] = e
+            took[i] = time.time() - t0
+
+        ts = [threading.Thread(target=send, args=(i,)) for i in range(3)]
+        for t in ts:
+            t.start()
+            time.sleep(0.2)
+        for t in ts:
+            t.join(120)
+        for i, r in enumerate(results):
+            ok = (not isinstance(r, Exception) and r is not None and r.rejected_at() == "rcpt"
+                  and r.rcpts and r.rcpts[0][0] == 450 and "4.7.24" in r.rcpts[0][1]
+                  and "SPF temperror for dead%d.example.test" % i in r.rcpts[0][1])
+            check(ok, "DNS never answers (session %d of 3, one worker): 450 4.7.24 SPF temperror "
+                  "through the shipped check_policy_service" % (i + 1), "%r after %.1fs" % (r, took[i]))
+        # Postfix's second try hides a timeout from the SMTP client (it
+        # gets the answer 10 s later, policyd having worked for nothing);
+        # its log does not
+        late = [l for l in pf.log().splitlines() if "problem talking to server" in l]
+        check(not late, "Postfix never gave up waiting for policyd", "\n".join(late))
+    except Exception as e:  # any harness failure is a test failure
+        check(False, "dead DNS scenario", "%r\n%s" % (e, pf.log()[-3000:] if pf else ""))
+    finally:
+        sifttest.stop_all([srv, pd, pf])
 
 
 def main():
@@ -126,6 +199,7 @@ def main():
         check(False, "postfix scenario", "%r\n%s" % (e, pf.log()[-3000:] if pf else ""))
     finally:
         sifttest.stop_all([srv, pd, pd2, pd3, fd, pf, fd2, pf2])
+    test_dead_dns()
     return done()
 
 
