@@ -138,7 +138,7 @@ static const struct sift_param policyd_params[] = {
 	{"policyd_request_timeout", SIFT_P_TIME, "30s", 100, 3600000LL, OFF(request_timeout), NULL,
 	 "time allowed to receive the rest of a request once it started"},
 	{"policyd_request_deadline", SIFT_P_TIME, "20s", 100, 3600000LL, OFF(request_deadline), NULL,
-	 "time the plugins get for one request (host->time_left_ms)"},
+	 "time the plugins get for one request, from its arrival (host->time_left_ms)"},
 	{"policyd_control_socket", SIFT_P_STRING, SIFT_POLICYD_CONTROL_SOCKET, 0, 0, OFF(control_socket),
 	 NULL, "unix socket for siftctl reload (made as root, mode 0600; empty: none)"},
 	SIFT_PARAM_END,
@@ -172,6 +172,7 @@ struct conn {
 	size_t pending_len;
 	long long last_activity;  /* event thread: ms */
 	long long request_start;  /* event thread: first byte of a partial request */
+	long long request_ready;  /* when the request was complete: its deadline counts from there */
 	bool busy;		  /* event thread: on the work queue / in a worker */
 	bool closing;		  /* work item: free the context */
 	bool failed;		  /* worker: the reply could not be written */
@@ -372,6 +373,7 @@ static void conn_input(struct conn *c, const char *buf, size_t len)
 	free(c->pending);
 	c->pending = pending;
 	c->pending_len = rest;
+	c->request_ready = sift_now_ms();
 	c->busy = true;
 	work_push(c);
 }
@@ -696,7 +698,10 @@ static void handle_request(struct conn *c)
 
 	sift_ctx_choose_profile(ctx);
 	sift_ctx_request_reset(ctx);
-	sift_ctx_set_deadline(ctx, sift_now_ms() + atomic_load(&request_deadline));
+	/* From the moment the request was complete, not from now: the time
+	 * it waited for a free worker counts, since the client's timeout
+	 * runs from when it sent it. */
+	sift_ctx_set_deadline(ctx, c->request_ready + atomic_load(&request_deadline));
 	sift_run(ctx, SIFT_PH_POLICY);
 	char *action = sift_ctx_policy_action(ctx);
 	sift_ctx_set_deadline(ctx, 0);

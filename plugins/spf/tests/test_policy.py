@@ -19,7 +19,9 @@ Checks:
   * skipped: SASL-authenticated, originating_networks, trusted clients;
   * include loops, more than 10 lookups, CNAME chains, a 20 KB TXT record
     (over TCP), a DNS server that never answers (bounded time, other
-    clients served meanwhile), garbage client addresses and senders;
+    clients served meanwhile; with one worker, a request waiting for it
+    still answered within policyd_request_deadline of its arrival), garbage
+    client addresses and senders;
   * the plugin's DNS cache read and replaced by 8 concurrent clients;
   * siftctl spf check prints the same result and header;
   * %{p}: a record with many %{p} (also past the 8 KB expansion limit)
@@ -175,6 +177,7 @@ def main():
         check(res.get("a", "").startswith("DEFER_IF_PERMIT 4.7.24 SPF temperror for ") and "fail" not in res.get("a", ""),
               "temperror is worded as a temporary error, not a fail", res.get("a"))
         check(res.get("t", 99) < 2.5, "temperror within spf_dns_timeout (%.1fs)" % res.get("t", 99))
+        deadline_from_arrival(base, daemons)
 
         # skipped clients
         a = ask(c, "198.51.100.7", "bob@fail.test", sasl_username="bob", sasl_method="PLAIN")
@@ -275,6 +278,35 @@ def p_macro(pd, srv):
           "2000 %{p} in one name: permerror, expansion too long", a)
     check(ptr <= 1 and addr <= len(P_NAMES) and n <= 1 + len(P_NAMES),
           "2000 %{p}: at most one PTR query (" + str(n) + " queries besides TXT)", (ptr, addr, n))
+
+
+def deadline_from_arrival(base, daemons):
+    """policyd_request_deadline counts from when the request arrived, the
+    wait for a free worker included (the client's timeout runs from
+    there too): with one worker, two requests at once for a domain whose
+    DNS never answers both get their temperror within the deadline, the
+    second one not a whole deadline later."""
+    pd = spfutil.policyd(dict(base, policyd_workers="1", policyd_request_deadline="3s",
+                              spf_timeout="10s", spf_dns_timeout="5s", dns_timeout="5s"))
+    daemons.append(pd)
+    res = {}
+
+    def one(k):
+        c = spfutil.policy_client(pd.port)
+        t0 = time.time()
+        res[k] = (ask(c, "192.0.2.10", "x%d@slow.test" % k), time.time() - t0)
+        c.close()
+    ts = [threading.Thread(target=one, args=(k,)) for k in range(2)]
+    for t in ts:
+        t.start()
+        time.sleep(0.1)
+    for t in ts:
+        t.join(30)
+    for k in range(2):
+        a, took = res.get(k, ("", 99))
+        check(a.startswith("DEFER_IF_PERMIT 4.7.24 SPF temperror for slow.test") and took < 3.6,
+              "one worker, two requests, DNS never answers: request %d answered temperror within "
+              "policyd_request_deadline (3 s) of its arrival" % (k + 1), "%r after %.2fs" % (a, took))
 
 
 def once_per_transaction(base, daemons):
