@@ -106,8 +106,13 @@ class Daemon:
                 return False
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                if os.path.exists(self.sock):
-                    return True
+                # the socket file exists from bind(), before listen()
+                u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    u.connect(self.sock)
+                finally:
+                    u.close()
+                return True
             except OSError:
                 pass
             time.sleep(0.05)
