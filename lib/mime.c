@@ -406,13 +406,18 @@ static void text_emails(struct impl *m, const char *t, size_t n, long part)
 			}
 			e++;
 		}
-		while (e > i + 1 && t[e - 1] == '.') {
-			e--;
-			dots--;
+		/* trailing dots end the sentence, not the domain: then the
+		 * last dot is the last one before them (one backward scan,
+		 * not one whole scan per dot dropped) */
+		if (e > i + 1 && t[e - 1] == '.') {
+			while (e > i + 1 && t[e - 1] == '.') {
+				e--;
+				dots--;
+			}
 			last_dot = 0;
-			for (size_t k = i + 1; k < e; k++)
-				if (t[k] == '.')
-					last_dot = k;
+			for (size_t k = e; k > i + 1 && !last_dot; k--)
+				if (t[k - 1] == '.')
+					last_dot = k - 1;
 		}
 		if (!dots || !last_dot || e - last_dot - 1 < 2 || s == i)
 			continue;
