@@ -22,11 +22,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <iconv.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "html.h"
 #include "mailsyntax.h"
@@ -49,7 +52,7 @@ struct impl {
 	size_t nparts, pcap;
 	struct sift_mime_uri *uris;
 	size_t nuris, ucap;
-	char **uset; /* hash set of uri strings */
+	size_t *uset; /* hash set of the URIs: index in uris + 1, 0 empty */
 	size_t uset_cap;
 	struct sift_mime_limits lim;
 	size_t decoded;
@@ -283,12 +286,65 @@ static void parse_header_block(struct impl *m, const unsigned char *s, size_t n,
 
 /* ---- URIs ------------------------------------------------------------------ */
 
-static uint64_t fnv(const char *s)
+/* The URI set hashes with SipHash-1-3 under a key drawn once per process:
+ * URIs chosen to share a probe chain of a fixed hash (FNV-1a collisions
+ * are cheap to find) would make every repeat compare with all of them. */
+static uint64_t uri_key[2];
+static pthread_once_t uri_key_once = PTHREAD_ONCE_INIT;
+
+static void uri_key_init(void)
 {
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
+	if (getrandom(uri_key, sizeof(uri_key), GRND_NONBLOCK) != (ssize_t)sizeof(uri_key)) {
+		/* no entropy yet (early boot): something that varies */
+		uri_key[0] = (uint64_t)sift_now_ms() ^ (uint64_t)(uintptr_t)&uri_key;
+		uri_key[1] = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
+	}
+}
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                   \
+	do {                       \
+		v0 += v1;          \
+		v1 = ROTL(v1, 13); \
+		v1 ^= v0;          \
+		v0 = ROTL(v0, 32); \
+		v2 += v3;          \
+		v3 = ROTL(v3, 16); \
+		v3 ^= v2;          \
+		v0 += v3;          \
+		v3 = ROTL(v3, 21); \
+		v3 ^= v0;          \
+		v2 += v1;          \
+		v1 = ROTL(v1, 17); \
+		v1 ^= v2;          \
+		v2 = ROTL(v2, 32); \
+	} while (0)
+
+static uint64_t uri_hash(const char *s, size_t len)
+{
+	uint64_t v0 = 0x736f6d6570736575ull ^ uri_key[0], v1 = 0x646f72616e646f6dull ^ uri_key[1];
+	uint64_t v2 = 0x6c7967656e657261ull ^ uri_key[0], v3 = 0x7465646279746573ull ^ uri_key[1];
+	const unsigned char *p = (const unsigned char *)s;
+	size_t left = len;
+	for (; left >= 8; p += 8, left -= 8) {
+		uint64_t w = 0;
+		for (int i = 0; i < 8; i++)
+			w |= (uint64_t)p[i] << (8 * i);
+		v3 ^= w;
+		SIPROUND;
+		v0 ^= w;
+	}
+	uint64_t b = (uint64_t)len << 56;
+	for (size_t i = 0; i < left; i++)
+		b |= (uint64_t)p[i] << (8 * i);
+	v3 ^= b;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
 }
 
 static void uri_host(struct impl *m, struct sift_mime_uri *u)
@@ -332,40 +388,41 @@ static void add_uri(struct impl *m, const char *s, size_t n, unsigned flags, lon
 		m->pub.flags |= SIFT_MIME_F_TRUNCATED;
 		return;
 	}
-	char *u = a_strndup(m, s, n);
+	/* a URI seen before: one probe or a few of the set, not a
+	 * comparison with every URI kept */
+	pthread_once(&uri_key_once, uri_key_init);
 	if (m->uset_cap == 0) {
 		m->uset_cap = 64;
-		m->uset = sift_calloc(m->uset_cap, sizeof(char *));
+		m->uset = sift_calloc(m->uset_cap, sizeof(*m->uset));
 	}
 	if ((m->nuris + 1) * 2 > m->uset_cap) {
 		size_t nc = m->uset_cap * 2;
-		char **ns = sift_calloc(nc, sizeof(char *));
-		for (size_t i = 0; i < m->uset_cap; i++)
-			if (m->uset[i]) {
-				size_t k = fnv(m->uset[i]) & (nc - 1);
-				while (ns[k])
-					k = (k + 1) & (nc - 1);
-				ns[k] = m->uset[i];
-			}
+		size_t *ns = sift_calloc(nc, sizeof(*ns));
+		for (size_t i = 0; i < m->nuris; i++) {
+			size_t k = uri_hash(m->uris[i].uri, strlen(m->uris[i].uri)) & (nc - 1);
+			while (ns[k])
+				k = (k + 1) & (nc - 1);
+			ns[k] = i + 1;
+		}
 		free(m->uset);
 		m->uset = ns;
 		m->uset_cap = nc;
 	}
-	size_t k = fnv(u) & (m->uset_cap - 1);
+	size_t k = uri_hash(s, n) & (m->uset_cap - 1);
 	while (m->uset[k]) {
-		if (strcmp(m->uset[k], u) == 0) {
-			for (size_t i = 0; i < m->nuris; i++)
-				if (m->uris[i].uri == m->uset[k])
-					m->uris[i].flags |= flags;
+		struct sift_mime_uri *x = &m->uris[m->uset[k] - 1];
+		if (strnlen(x->uri, n + 1) == n && memcmp(x->uri, s, n) == 0) {
+			x->flags |= flags;
 			return;
 		}
 		k = (k + 1) & (m->uset_cap - 1);
 	}
-	m->uset[k] = u;
+	char *u = a_strndup(m, s, n);
 	if (m->nuris == m->ucap) {
 		m->ucap = m->ucap ? m->ucap * 2 : 16;
 		m->uris = sift_realloc(m->uris, m->ucap * sizeof(*m->uris));
 	}
+	m->uset[k] = m->nuris + 1;
 	struct sift_mime_uri *x = &m->uris[m->nuris++];
 	x->uri = u;
 	x->flags = flags;

@@ -214,13 +214,27 @@ static void text_msg(struct sift_buf *b, const char *lead, const char *unit, siz
 		sift_buf_adds(b, unit);
 }
 
-/* Hostile text costs about what plain text of the same size costs: runs
- * of "x@" and 300 dots (the bare address scan linear in them). */
+/* Hostile text costs about what plain text of the same size costs: a URI
+ * repeated after 999 others (each repeat found in the URI set, not
+ * compared with every URI kept), and runs of "x@" and 300 dots (the bare
+ * address scan linear in them). */
 static void linear_time(void)
 {
-	struct sift_buf msg = {0};
+	struct sift_buf lead = {0}, msg = {0};
+	for (int i = 0; i < 999; i++)
+		sift_buf_printf(&lead, "http://h%d.example/ ", i);
+	sift_buf_adds(&lead, "\n");
 	text_msg(&msg, "", "hello world plain text\n", 4000000);
 	double plain = parse_cpu(&msg);
+	text_msg(&msg, lead.data, "http://h0.example/\n", 4000000);
+	struct sift_mime *m = sift_mime_parse_message((const unsigned char *)msg.data, msg.len, NULL);
+	CHECK_INT(m->uri_count, 999);
+	CHECK_STR(m->uris[0].uri, "http://h0.example/");
+	CHECK_STR(m->uris[998].uri, "http://h998.example/");
+	sift_mime_free(m);
+	double uris = parse_cpu(&msg);
+	fprintf(stderr, "plain text %.3f s, a URI repeated after 999 others %.3f s\n", plain, uris);
+	CHECK(uris < 2.5 * plain + 0.01);
 
 	char unit[310] = "x@";
 	memset(unit + 2, '.', 300);
@@ -230,11 +244,35 @@ static void linear_time(void)
 	double dots = parse_cpu(&msg);
 	fprintf(stderr, "plain text %.3f s, x@ and 300 dots %.3f s\n", plain, dots);
 	CHECK(dots < 2.5 * plain + 0.01);
+	sift_buf_free(&lead);
 	sift_buf_free(&msg);
+}
+
+/* The URIs in the order first found, each once, with the flags of every
+ * place it was found in. */
+static void uri_set(void)
+{
+	struct sift_mime *m =
+		parse("Content-Type: multipart/alternative; boundary=b\n\n"
+		      "--b\nContent-Type: text/html\n\n"
+		      "<a href=\"http://a.example/\">x</a><a href=\"http://b.example/\">y</a>\n"
+		      "--b\n\nhttp://b.example/ http://c.example/ http://a.example/ http://c.example/\n"
+		      "--b--\n");
+	CHECK_INT(m->uri_count, 3);
+	if (m->uri_count == 3) {
+		CHECK_STR(m->uris[0].uri, "http://a.example/");
+		CHECK_INT(m->uris[0].flags, SIFT_URI_F_HTML | SIFT_URI_F_TEXT);
+		CHECK_STR(m->uris[1].uri, "http://b.example/");
+		CHECK_INT(m->uris[1].flags, SIFT_URI_F_HTML | SIFT_URI_F_TEXT);
+		CHECK_STR(m->uris[2].uri, "http://c.example/");
+		CHECK_INT(m->uris[2].flags, SIFT_URI_F_TEXT);
+	}
+	sift_mime_free(m);
 }
 
 int main(void)
 {
+	uri_set();
 	linear_time();
 	preamble();
 	nested_prefix();
