@@ -472,6 +472,7 @@ struct hs {
 	struct sift_buf *text;
 	struct sift_html_scan *r;
 	struct sift_buf attr, run;
+	struct sift_buf base, target; /* the <base href> in force ("" none), a link resolved */
 	bool in_title, in_a;
 	bool after_ws;	  /* the rendering ends with inserted white space */
 	size_t chunk_at;  /* else with the text run that starts here */
@@ -736,6 +737,257 @@ static void count_tag(struct hs *h, const char *name, bool closing)
 		st->closed_extra++;
 }
 
+/* ---- relative links ------------------------------------------------------- */
+
+/* A URI's parts as SpamAssassin's _parse_uri splits it (RFC 2396's
+ * regular expression): each part present or not. */
+struct uparts {
+	const char *p[5]; /* scheme, authority, path, query, fragment */
+	size_t n[5];
+	bool has[5];
+};
+enum { U_SCHEME, U_AUTH, U_PATH, U_QUERY, U_FRAG };
+
+static void uri_split(const char *u, size_t n, struct uparts *x)
+{
+	memset(x, 0, sizeof(*x));
+	size_t i = 0, k = 0;
+	while (k < n && !strchr(":/?#", u[k]))
+		k++;
+	if (k > 0 && k < n && u[k] == ':') {
+		x->has[U_SCHEME] = true, x->p[U_SCHEME] = u, x->n[U_SCHEME] = k;
+		i = k + 1;
+	}
+	if (n - i >= 2 && u[i] == '/' && u[i + 1] == '/') {
+		i += 2;
+		k = i;
+		while (k < n && !strchr("/?#", u[k]))
+			k++;
+		x->has[U_AUTH] = true, x->p[U_AUTH] = u + i, x->n[U_AUTH] = k - i;
+		i = k;
+	}
+	k = i;
+	while (k < n && u[k] != '?' && u[k] != '#')
+		k++;
+	x->has[U_PATH] = true, x->p[U_PATH] = u + i, x->n[U_PATH] = k - i;
+	i = k;
+	if (i < n && u[i] == '?') {
+		k = ++i;
+		while (k < n && u[k] != '#')
+			k++;
+		x->has[U_QUERY] = true, x->p[U_QUERY] = u + i, x->n[U_QUERY] = k - i;
+		i = k;
+	}
+	if (i < n && u[i] == '#')
+		x->has[U_FRAG] = true, x->p[U_FRAG] = u + i + 1, x->n[U_FRAG] = n - i - 1;
+}
+
+/* RFC 2396bis 5.2.4 as SpamAssassin's _remove_dot_segments: the path
+ * in[0..n) without its "." and ".." segments, appended to o. */
+static void remove_dots(struct sift_buf *o, const char *in, size_t n)
+{
+	size_t o0 = o->len;
+	if (n == 1 && in[0] == '0') /* Perl's false "0": SpamAssassin ends there */
+		return;
+	if (n >= 2 && in[0] == '.' && in[1] == '/') /* "./" becomes "/" */
+		in += 1, n -= 1;
+	else if (n >= 3 && in[0] == '.' && in[1] == '.' && in[2] == '/')
+		in += 2, n -= 2;
+	while (n) {
+		if (n >= 2 && in[0] == '/' && in[1] == '.' && (n == 2 || in[2] == '/')) {
+			/* "/." or "/./": "/" */
+			if (n == 2) {
+				in = "/", n = 1;
+			} else
+				in += 2, n -= 2;
+		} else if (n >= 3 && in[0] == '/' && in[1] == '.' && in[2] == '.' &&
+			   (n == 3 || in[3] == '/')) {
+			/* "/.." or "/../": "/" and the last segment dropped */
+			if (n == 3)
+				in = "/", n = 1;
+			else
+				in += 3, n -= 3;
+			size_t e = o->len;
+			while (e > o0 && o->data[e - 1] != '/')
+				e--;
+			if (e > o0) /* and the '/' before it */
+				e--;
+			o->len = e;
+		} else {
+			size_t k = in[0] == '/' ? 1 : 0;
+			while (k < n && in[k] != '/')
+				k++;
+			sift_buf_add(o, in, k);
+			in += k, n -= k;
+		}
+	}
+}
+
+/* SpamAssassin's target_uri(): r[0..n) resolved against the base URI
+ * (RFC 2396's steps, the scheme of a relative URI equal to the base's
+ * dropped), into o. */
+static void target_uri(struct sift_buf *o, const char *base, size_t bn, const char *r, size_t rn)
+{
+	struct uparts b, x, t;
+	uri_split(base, bn, &b);
+	uri_split(r, rn, &x);
+	if (x.has[U_SCHEME] && b.has[U_SCHEME] && x.n[U_SCHEME] == b.n[U_SCHEME] &&
+	    memcmp(x.p[U_SCHEME], b.p[U_SCHEME], x.n[U_SCHEME]) == 0)
+		x.has[U_SCHEME] = false;
+	struct sift_buf path = {0};
+	memset(&t, 0, sizeof(t));
+	if (x.has[U_SCHEME] || x.has[U_AUTH]) {
+		for (int k = U_SCHEME; k <= U_AUTH; k++)
+			t.has[k] = x.has[k], t.p[k] = x.p[k], t.n[k] = x.n[k];
+		if (!x.has[U_SCHEME])
+			t.has[U_SCHEME] = b.has[U_SCHEME], t.p[U_SCHEME] = b.p[U_SCHEME],
+			t.n[U_SCHEME] = b.n[U_SCHEME];
+		remove_dots(&path, x.p[U_PATH], x.n[U_PATH]);
+		t.has[U_QUERY] = x.has[U_QUERY], t.p[U_QUERY] = x.p[U_QUERY], t.n[U_QUERY] = x.n[U_QUERY];
+	} else {
+		if (x.n[U_PATH] == 0) {
+			sift_buf_add(&path, b.p[U_PATH], b.n[U_PATH]);
+			struct uparts *q = x.has[U_QUERY] ? &x : &b;
+			t.has[U_QUERY] = q->has[U_QUERY], t.p[U_QUERY] = q->p[U_QUERY],
+			t.n[U_QUERY] = q->n[U_QUERY];
+		} else {
+			if (x.p[U_PATH][0] == '/')
+				remove_dots(&path, x.p[U_PATH], x.n[U_PATH]);
+			else {
+				/* merged with the base's path: up to its last '/',
+				 * or "/" when the base has an authority and no path */
+				struct sift_buf m = {0};
+				if (b.has[U_AUTH] && b.n[U_PATH] == 0)
+					sift_buf_add(&m, "/", 1);
+				else {
+					size_t e = b.n[U_PATH];
+					while (e && b.p[U_PATH][e - 1] != '/')
+						e--;
+					sift_buf_add(&m, b.p[U_PATH], e);
+				}
+				sift_buf_add(&m, x.p[U_PATH], x.n[U_PATH]);
+				remove_dots(&path, m.data, m.len);
+				sift_buf_free(&m);
+			}
+			t.has[U_QUERY] = x.has[U_QUERY], t.p[U_QUERY] = x.p[U_QUERY],
+			t.n[U_QUERY] = x.n[U_QUERY];
+		}
+		t.has[U_AUTH] = b.has[U_AUTH], t.p[U_AUTH] = b.p[U_AUTH], t.n[U_AUTH] = b.n[U_AUTH];
+		t.has[U_SCHEME] = b.has[U_SCHEME], t.p[U_SCHEME] = b.p[U_SCHEME],
+		t.n[U_SCHEME] = b.n[U_SCHEME];
+	}
+	if (t.has[U_SCHEME] && t.n[U_SCHEME]) {
+		sift_buf_add(o, t.p[U_SCHEME], t.n[U_SCHEME]);
+		sift_buf_add(o, ":", 1);
+	} else if (t.has[U_AUTH]) {
+		/* unschemed: http: for www., ftp: for ftp. (not the RFC's) */
+		const char *a = t.p[U_AUTH];
+		size_t an = t.n[U_AUTH], d = 3;
+		for (int s = 0; s < 2; s++) {
+			const char *w = s ? "ftp" : "www";
+			if (an >= 4 && strncasecmp(a, w, 3) == 0) {
+				d = 3;
+				while (d < an && isdigit((unsigned char)a[d]))
+					d++;
+				if (d < an && a[d] == '.') {
+					sift_buf_adds(o, s ? "ftp:" : "http:");
+					break;
+				}
+			}
+		}
+	}
+	if (t.has[U_AUTH]) {
+		sift_buf_add(o, "//", 2);
+		sift_buf_add(o, t.p[U_AUTH], t.n[U_AUTH]);
+	}
+	sift_buf_add(o, path.data ? path.data : "", path.len);
+	if (t.has[U_QUERY]) {
+		sift_buf_add(o, "?", 1);
+		sift_buf_add(o, t.p[U_QUERY], t.n[U_QUERY]);
+	}
+	if (x.has[U_FRAG]) {
+		sift_buf_add(o, "#", 1);
+		sift_buf_add(o, x.p[U_FRAG], x.n[U_FRAG]);
+	}
+	sift_buf_free(&path);
+}
+
+/* canon_uri: white space and no-break spaces trimmed at both ends. */
+static void trim_uri(const char **vp, size_t *np)
+{
+	const char *v = *vp;
+	size_t n = *np;
+	while (href_space(v, n)) {
+		size_t k = isspace((unsigned char)v[0]) ? 1 : 2;
+		v += k, n -= k;
+	}
+	for (;;) {
+		if (n && isspace((unsigned char)v[n - 1]))
+			n--;
+		else if (n >= 2 && (unsigned char)v[n - 2] == 0xC2 && (unsigned char)v[n - 1] == 0xA0)
+			n -= 2;
+		else
+			break;
+	}
+	*vp = v, *np = n;
+}
+
+/* The link of an attribute value as SpamAssassin lists it: trimmed, then
+ * resolved against the <base href> in force, if any (but data:, mailto:,
+ * file:, cid: and tel:; without a base only the "." and ".." segments of
+ * its path go); *out and *len_r point to it. */
+static void link_of(struct hs *h, const char *v, size_t n, const char **out, size_t *len_r)
+{
+	trim_uri(&v, &n);
+	*out = v, *len_r = n;
+	static const char *const keep[] = {"data:", "mailto:", "file:", "cid:", "tel:"};
+	for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)
+		if (n >= strlen(keep[k]) && strncasecmp(v, keep[k], strlen(keep[k])) == 0)
+			return;
+	h->target.len = 0;
+	target_uri(&h->target, h->base.data ? h->base.data : "", h->base.len, v, n);
+	*out = h->target.data ? h->target.data : "", *len_r = h->target.len;
+}
+
+/* <base href>: an absolute http, https or ftp URI is the base of the links
+ * after it, without its file name ("http://a.example/d/index.html" is
+ * "http://a.example/d/"), ending in '/' (SpamAssassin's html_uri). */
+static void set_base(struct hs *h, const char *v, size_t n)
+{
+	size_t i = 0;
+	while (i < n && isalpha((unsigned char)v[i]))
+		i++;
+	size_t sl = i;
+	if (!((sl == 4 && strncasecmp(v, "http", 4) == 0) || (sl == 5 && strncasecmp(v, "https", 5) == 0) ||
+	      (sl == 3 && strncasecmp(v, "ftp", 3) == 0)) ||
+	    i >= n || v[i] != ':')
+		return;
+	/* the file name: "[a-z]+:/{0,2}[^/]+/" then "name.ext" at the end,
+	 * ext 2 to 4 characters, neither with '/' or '.' */
+	size_t k = i + 1, end = n;
+	for (int s = 0; s < 2 && k < n && v[k] == '/'; s++)
+		k++;
+	size_t hs0 = k;
+	while (k < n && v[k] != '/')
+		k++;
+	if (k > hs0 && k < n) {
+		size_t rest = k + 1, dot = n;
+		while (dot > rest && v[dot - 1] != '.' && v[dot - 1] != '/')
+			dot--;
+		if (dot > rest && v[dot - 1] == '.' && n - dot >= 2 && n - dot <= 4) {
+			size_t f = dot - 1;
+			while (f > rest && v[f - 1] != '/' && v[f - 1] != '.')
+				f--;
+			if (f < dot - 1)
+				end = f;
+		}
+	}
+	h->base.len = 0;
+	sift_buf_add(&h->base, v, end);
+	if (v[end - 1] != '/')
+		sift_buf_add(&h->base, "/", 1);
+}
+
 /* Links in the tag's attributes; images and their area; font sizes and
  * forms posting to mailto:. */
 static void tag_attributes(struct hs *h, const char *name, size_t as, size_t ae)
@@ -753,8 +1005,20 @@ static void tag_attributes(struct hs *h, const char *name, size_t as, size_t ae)
 			continue;
 		if (name[0] == 'a' && name[1] == 0)
 			st->links++;
-		if (h->link)
-			h->link(h->arg, h->attr.data, h->attr.len);
+		const char *u;
+		size_t ul;
+		link_of(h, h->attr.data, h->attr.len, &u, &ul);
+		if (h->link && ul)
+			h->link(h->arg, u, ul);
+		/* an anchor's href is listed as written too (SpamAssassin keys
+		 * its anchor text by it) */
+		const char *raw = h->attr.data;
+		size_t rl = h->attr.len;
+		trim_uri(&raw, &rl);
+		if (h->link && rl && name[0] == 'a' && name[1] == 0 && (rl != ul || memcmp(raw, u, ul) != 0))
+			h->link(h->arg, raw, rl);
+		if (strcmp(name, "base") == 0)
+			set_base(h, raw, rl);
 		if (strcmp(name, "form") == 0 && find_ci(h->attr.data, h->attr.len, "mailto:"))
 			st->form_mailto = 1;
 		if (strcmp(name, "iframe") == 0) {
@@ -915,6 +1179,8 @@ void sift_html_scan(const char *t, size_t n, struct sift_buf *text, struct sift_
 	}
 	anchor_end(&h);
 	sift_buf_free(&h.attr);
+	sift_buf_free(&h.base);
+	sift_buf_free(&h.target);
 	sift_buf_free(&h.run);
 }
 

@@ -34,7 +34,9 @@ struct sift_html_scan {
 
 /* Called for each link found in an attribute (a/area/link/base href, img,
  * frame, iframe, embed, script, input src, form action, background ...);
- * value entity-decoded, not NUL-terminated. */
+ * value entity-decoded, trimmed and resolved as SpamAssassin's HTML.pm
+ * resolves it (against the <base href> in force; an anchor's href also as
+ * written when that differs), not NUL-terminated. */
 typedef void (*sift_html_link_fn)(void *arg, const char *uri, size_t len);
 
 /* Scans UTF-8 HTML t[0..n): the rendering is appended to text, *r is

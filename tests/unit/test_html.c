@@ -221,8 +221,31 @@ static void entities(void)
 	done_run(&x);
 }
 
+/* Links as SpamAssassin lists them: resolved against the <base href> in
+ * force (its file name dropped), an anchor's href also as written, the
+ * "." and ".." segments gone even without a base; mailto: and cid: as
+ * they are. */
+static void base_href(void)
+{
+	struct run x;
+	scan(&x, "<a href=\"a/./b/../c.html\">0</a>"
+		 "<base href=\" http://spam.example/dir/index.html \">"
+		 "<a href=\"buy.html\">x</a><img src=\"/i.png\"><a href=\"../up/p?q=1\">u</a>"
+		 "<a href=\"//other.example/o\">o</a><a href=\"mailto:a@b.example\">m</a>"
+		 "<img src=\"cid:x\"><base href=\"/not/absolute/\"><img src=\"j.png\">");
+	CHECK_STR(x.l.all.data,
+		  "a/c.html a/./b/../c.html "
+		  "http://spam.example/dir/index.html "
+		  "http://spam.example/dir/buy.html buy.html http://spam.example/i.png "
+		  "http://spam.example/up/p?q=1 ../up/p?q=1 http://other.example/o //other.example/o "
+		  "mailto:a@b.example cid:x http://spam.example/not/absolute/ "
+		  "http://spam.example/dir/j.png ");
+	done_run(&x);
+}
+
 int main(void)
 {
+	base_href();
 	rendering();
 	statistics();
 	quoting();
