@@ -637,6 +637,14 @@ static void text_run(struct hs *h, size_t i, size_t j)
 	anchor_text(h, h->run.data, h->run.len);
 }
 
+/* The comment t[i..end) kept in the comments. */
+static void keep_comment(struct hs *h, size_t i, size_t end)
+{
+	if (h->r->comments.len < 65536)
+		sift_buf_add(&h->r->comments, h->t + i, end - i);
+	sift_buf_add(&h->r->comments, "\n", 1);
+}
+
 /* "<!--...-->" or "<!...>" at i, kept in the comments; returns the end. */
 static size_t comment(struct hs *h, size_t i)
 {
@@ -649,9 +657,7 @@ static size_t comment(struct hs *h, size_t i)
 		const char *gt = memchr(t + i, '>', n - i);
 		end = gt ? (size_t)(gt - t) + 1 : n;
 	}
-	if (h->r->comments.len < 65536)
-		sift_buf_add(&h->r->comments, t + i, end - i);
-	sift_buf_add(&h->r->comments, "\n", 1);
+	keep_comment(h, i, end);
 	return end;
 }
 
@@ -1093,6 +1099,14 @@ static size_t tag(struct hs *h, size_t i)
 	if (closing)
 		j++;
 	size_t ns = j;
+	if (closing && (j >= n || isspace((unsigned char)t[j]) || t[j] == '>')) {
+		/* "</ b>", "</>": a comment up to the first '>' for
+		 * SpamAssassin's HTML::Parser (and browsers), not text */
+		const char *gt = memchr(t + j, '>', n - j);
+		size_t end = gt ? (size_t)(gt - t) + 1 : n;
+		keep_comment(h, i, end);
+		return end;
+	}
 	while (j < n && (isalnum((unsigned char)t[j]) || t[j] == ':' || t[j] == '-'))
 		j++;
 	if (j == ns) {

@@ -243,8 +243,20 @@ static void base_href(void)
 	done_run(&x);
 }
 
+/* "</" then white space, '>' or the end: a comment up to the first '>',
+ * as HTML::Parser reads it, not text; "< /p>" stays text. */
+static void bogus_end_tags(void)
+{
+	struct run x;
+	scan(&x, "<p>a</ b>c<b>x</ b>y< /p>z</p >w</>v</ q");
+	CHECK_STR(x.text.data, "\n\nacxy< /p>z\n\nwv");
+	CHECK_STR(x.r.comments.data, "</ b>\n</ b>\n</>\n</ q\n");
+	done_run(&x);
+}
+
 int main(void)
 {
+	bogus_end_tags();
 	base_href();
 	rendering();
 	statistics();
