@@ -599,7 +599,15 @@ static void render_ws(struct hs *h, const char *ws)
 
 /* Text t[i..j) between tags: rendered (entities decoded) into the title,
  * or the text and the anchor; checked for visible low-contrast text. */
+static void text_run_as(struct hs *h, size_t i, size_t j, bool decode);
+
 static void text_run(struct hs *h, size_t i, size_t j)
+{
+	text_run_as(h, i, j, true);
+}
+
+/* The same, entities decoded or not. */
+static void text_run_as(struct hs *h, size_t i, size_t j, bool decode)
 {
 	const char *t = h->t;
 	struct sift_html *st = &h->r->stats;
@@ -614,7 +622,7 @@ static void text_run(struct hs *h, size_t i, size_t j)
 	}
 	h->run.len = 0;
 	for (size_t k = i; k < j;) {
-		if (t[k] == '&') {
+		if (t[k] == '&' && decode) {
 			size_t e = sift_html_entity(t + k, j - k, &h->run);
 			if (e) {
 				k += e;
@@ -622,7 +630,7 @@ static void text_run(struct hs *h, size_t i, size_t j)
 			}
 		}
 		size_t e = k + 1;
-		while (e < j && t[e] != '&')
+		while (e < j && (t[e] != '&' || !decode))
 			e++;
 		sift_buf_add(&h->run, t + k, e - k);
 		k = e;
@@ -1090,6 +1098,35 @@ static size_t tag_end(const struct hs *h, size_t j)
 	return j;
 }
 
+/* Where the content of the element `name` that starts at k ends: at its
+ * closing tag, not one whose name only starts with it ("</scriptx>" is
+ * script text, as for browsers and HTML::Parser), or at the end. */
+static size_t literal_end(const struct hs *h, size_t k, const char *name)
+{
+	const char *t = h->t;
+	size_t n = h->n;
+	char endtag[16];
+	int el = snprintf(endtag, sizeof(endtag), "</%.10s", name);
+	while (k < n) {
+		const char *e = find_ci(t + k, n - k, endtag);
+		if (!e)
+			break;
+		size_t after = (size_t)(e - t) + (size_t)el;
+		if (after >= n || !(isalnum((unsigned char)t[after]) || t[after] == ':' || t[after] == '-'))
+			return (size_t)(e - t);
+		k = after;
+	}
+	return n;
+}
+
+/* The elements whose content HTML::Parser reads as text, not tags (but
+ * script and style, whose text is not rendered, and title). */
+static bool literal_text(const char *name)
+{
+	return strcmp(name, "textarea") == 0 || strcmp(name, "xmp") == 0 || strcmp(name, "iframe") == 0 ||
+	       strcmp(name, "plaintext") == 0;
+}
+
 /* The tag at t[i] == '<'; returns where scanning goes on. */
 static size_t tag(struct hs *h, size_t i)
 {
@@ -1122,25 +1159,8 @@ static size_t tag(struct hs *h, size_t i)
 	size_t next = ae < n ? ae + 1 : n;
 	count_tag(h, name, closing);
 	text_style(h, name, closing, as, ae);
-	if (!closing && (strcmp(name, "script") == 0 || strcmp(name, "style") == 0)) {
-		/* the content is skipped; the closing tag is a tag */
-		char endtag[16];
-		int el = snprintf(endtag, sizeof(endtag), "</%.8s", name);
-		/* its closing tag, not one whose name only starts with it
-		 * ("</scriptx>" is script text, as for browsers and
-		 * HTML::Parser) */
-		for (size_t k = next; k < n;) {
-			const char *e = find_ci(t + k, n - k, endtag);
-			if (!e)
-				break;
-			size_t after = (size_t)(e - t) + (size_t)el;
-			if (after >= n ||
-			    !(isalnum((unsigned char)t[after]) || t[after] == ':' || t[after] == '-'))
-				return (size_t)(e - t);
-			k = after;
-		}
-		return n;
-	}
+	if (!closing && (strcmp(name, "script") == 0 || strcmp(name, "style") == 0))
+		return literal_end(h, next, name); /* the content is skipped; the closing tag is a tag */
 	if (strcmp(name, "title") == 0) {
 		render_ws(h, "\n\n");
 		h->in_title = !closing;
@@ -1157,6 +1177,14 @@ static size_t tag(struct hs *h, size_t i)
 		render_ws(h, ti->ws);
 	if (!closing)
 		tag_attributes(h, name, as, ae);
+	if (!closing && literal_text(name)) {
+		/* text up to the closing tag (the end for <plaintext>), tags
+		 * and all, entities decoded in <textarea> only: HTML::Parser's
+		 * literal elements, whose text SpamAssassin renders */
+		size_t e = strcmp(name, "plaintext") == 0 ? n : literal_end(h, next, name);
+		text_run_as(h, next, e, strcmp(name, "textarea") == 0);
+		return e;
+	}
 	return next;
 }
 

@@ -254,8 +254,25 @@ static void bogus_end_tags(void)
 	done_run(&x);
 }
 
+/* HTML::Parser's literal elements: their text up to their own closing
+ * tag is text, tags and all (entities decoded in <textarea> only), and
+ * <plaintext> runs to the end; as SpamAssassin renders them. */
+static void literal_elements(void)
+{
+	struct run x;
+	scan(&x, "<p>a<textarea rows=2><b>buy</b> &amp; now</textarea >b<xmp><i>x</i> &amp; y</xmpx></xmp>c"
+		 "<iframe "
+		 "src=\"http://f.example/\">h<b>i</b>&amp;</iframe>j<plaintext>k<b>l</b>&amp;</plaintext>m");
+	CHECK_STR(x.text.data, "\n\na<b>buy</b> & nowb\n\n<i>x</i> &amp; y</xmpx>\n\nch<b>i</b>&amp;j\n\n"
+			       "k<b>l</b>&amp;</plaintext>m");
+	CHECK_STR(x.l.all.data, "http://f.example/ ");
+	CHECK(tagname(&x.r.stats, "b") == NULL && tagname(&x.r.stats, "i") == NULL);
+	done_run(&x);
+}
+
 int main(void)
 {
+	literal_elements();
 	bogus_end_tags();
 	base_href();
 	rendering();
