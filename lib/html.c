@@ -653,11 +653,30 @@ static void keep_comment(struct hs *h, size_t i, size_t end)
 	sift_buf_add(&h->r->comments, "\n", 1);
 }
 
-/* "<!--...-->" or "<!...>" at i, kept in the comments; returns the end. */
+/* "<!--...-->" or "<!...>" at i, kept in the comments, or a CDATA
+ * section, rendered; returns the end. */
 static size_t comment(struct hs *h, size_t i)
 {
 	const char *t = h->t;
 	size_t n = h->n, end = n;
+	if (n - i >= 3 && t[i + 2] == '[') {
+		/* "<![CDATA[...]]>": its content is text, not decoded (a
+		 * marked section, as HTML::Parser reads it for SpamAssassin) */
+		size_t c = i + 3;
+		while (c < n && isspace((unsigned char)t[c]))
+			c++;
+		if (n - c >= 5 && strncasecmp(t + c, "cdata", 5) == 0) {
+			c += 5;
+			while (c < n && isspace((unsigned char)t[c]))
+				c++;
+			if (c < n && t[c] == '[') {
+				const char *e = find_ci(t + c + 1, n - c - 1, "]]>");
+				size_t ce = e ? (size_t)(e - t) : n;
+				text_run_as(h, c + 1, ce, false);
+				return e ? ce + 3 : n;
+			}
+		}
+	}
 	if (n - i >= 4 && t[i + 2] == '-' && t[i + 3] == '-') {
 		const char *e = find_ci(t + i + 4, n - i - 4, "-->");
 		end = e ? (size_t)(e - t) + 3 : n;

@@ -6,7 +6,7 @@
  * <br>/<div> a line break, <p>/<title>/<hr>/<pre>/<blockquote> a blank
  * line, table cells and list items a space; the content of <textarea>,
  * <xmp>, <iframe> and <plaintext> as text, tags and all, as HTML::Parser
- * reads it), reports its links and
+ * reads it, and so CDATA sections), reports its links and
  * fills the statistics the spam rules' HTML evals use (struct sift_html in
  * sift/plugin.h: tags per name, unknown tags, closing tags in excess,
  * comments, title, anchor text, font sizes, text colours against their

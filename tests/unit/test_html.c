@@ -270,8 +270,22 @@ static void literal_elements(void)
 	done_run(&x);
 }
 
+/* A CDATA section is text, not decoded, as HTML::Parser (marked sections
+ * on) gives it to SpamAssassin; other "<![...]>" are comments. */
+static void cdata(void)
+{
+	struct run x;
+	scan(&x, "<p>a<![CDATA[hidden <b>text</b> &amp;]]>b<![ cdata [q]]>c<![if "
+		 "x]>d<![CDATA[x]]b>]]>e<![CDATA[f");
+	CHECK_STR(x.text.data, "\n\nahidden <b>text</b> &amp;bqcdx]]b>ef");
+	CHECK_STR(x.r.comments.data, "<![if x]>\n");
+	CHECK(tagname(&x.r.stats, "b") == NULL);
+	done_run(&x);
+}
+
 int main(void)
 {
+	cdata();
 	literal_elements();
 	bogus_end_tags();
 	base_href();
