@@ -118,12 +118,14 @@ static size_t entity(const char *s, size_t n, struct sift_buf *o, bool prefix)
 		if (hex)
 			i++;
 		size_t st = i;
-		while (i < n && i - st < 8 &&
-		       (hex ? isxdigit((unsigned char)s[i]) : isdigit((unsigned char)s[i]))) {
-			cp = cp * (hex ? 16 : 10) + (unsigned long)sift_hexval((unsigned char)s[i]);
+		while (i < n && (hex ? isxdigit((unsigned char)s[i]) : isdigit((unsigned char)s[i]))) {
+			if (cp <= 0x10ffff) /* beyond, too large whatever follows */
+				cp = cp * (hex ? 16 : 10) + (unsigned long)sift_hexval((unsigned char)s[i]);
 			i++;
 		}
-		if (i == st)
+		/* "&#0;" and numbers beyond Unicode are no references for
+		 * HTML::Parser: they stay as written */
+		if (i == st || cp == 0 || cp > 0x10ffff)
 			return 0;
 		if (i < n && s[i] == ';')
 			i++;

@@ -219,6 +219,11 @@ static void entities(void)
 	scan(&x, "<a href=\"http://x.example/?a=1&copy=2&ampx=3&amp=4&rarr;\">q</a>");
 	CHECK_STR(x.l.all.data, "http://x.example/?a=1\xc2\xa9=2&ampx=3&=4\xe2\x86\x92 ");
 	done_run(&x);
+	/* "&#0;" and numbers beyond Unicode stay as written (HTML::Parser);
+	 * a surrogate is U+FFFD */
+	scan(&x, "a&#0;b&#x0;c&#00;d&#x110000;e&#99999999999;f&#xD800;g&#128;h");
+	CHECK_STR(x.text.data, "a&#0;b&#x0;c&#00;d&#x110000;e&#99999999999;f\xef\xbf\xbdg\xc2\x80h");
+	done_run(&x);
 }
 
 /* Links as SpamAssassin lists them: resolved against the <base href> in
