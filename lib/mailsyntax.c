@@ -301,6 +301,20 @@ void sift_qp_decode(struct sift_buf *out, const unsigned char *s, size_t n, bool
 	size_t start = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = s[i];
+		if (!hdr && (c == ' ' || c == '\t')) {
+			/* RFC 2045 6.7 (and SpamAssassin's qp_decode): white
+			 * space at the end of a body line is transport padding,
+			 * deleted */
+			size_t j = i;
+			while (j < n && (s[j] == ' ' || s[j] == '\t'))
+				j++;
+			if (j < n && (s[j] == '\n' || (s[j] == '\r' && j + 1 < n && s[j + 1] == '\n'))) {
+				sift_buf_add(out, s + start, i - start);
+				start = j;
+			}
+			i = j - 1;
+			continue;
+		}
 		if (c != '=' && !(hdr && c == '_'))
 			continue;
 		sift_buf_add(out, s + start, i - start);

@@ -270,8 +270,22 @@ static void uri_set(void)
 	sift_mime_free(m);
 }
 
+/* Quoted-printable body lines lose their trailing white space (RFC 2045
+ * 6.7, SpamAssassin's qp_decode); "=20" and white space before a soft
+ * line break stay, and so does white space at the end of the data. */
+static void qp_trailing_space(void)
+{
+	struct sift_mime *m =
+		parse("Content-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\n"
+		      "line one   \nline two\t \r\nthree =20\nfour  =\n five \nsix \rx\nend  ");
+	CHECK_STR(leaf_text(m, 0), "line one\nline two\nthree  \nfour   five\nsix \nx\nend  ");
+	CHECK(!(m->flags & SIFT_MIME_F_BAD_QP));
+	sift_mime_free(m);
+}
+
 int main(void)
 {
+	qp_trailing_space();
 	uri_set();
 	linear_time();
 	preamble();
