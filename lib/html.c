@@ -282,6 +282,11 @@ static bool html_attr(const char *a, const char *e, const char *name, struct sif
 		}
 		if (len == nl && strncasecmp(ns, name, nl) == 0 && vs) {
 			for (const char *q = vs; q < ve;) {
+				if (*q == '&' && ve - q >= 6 && memcmp(q, "&nbsp;", 6) == 0) {
+					sift_buf_add(o, " ", 1); /* as in text */
+					q += 6;
+					continue;
+				}
 				if (*q == '&') {
 					size_t k = entity(q, (size_t)(ve - q), o, false);
 					if (k) {
@@ -624,6 +629,13 @@ static void text_run_as(struct hs *h, size_t i, size_t j, bool decode)
 	}
 	h->run.len = 0;
 	for (size_t k = i; k < j;) {
+		if (t[k] == '&' && j - k >= 6 && memcmp(t + k, "&nbsp;", 6) == 0) {
+			/* SpamAssassin turns each "&nbsp;" of the source into a
+			 * plain space before parsing: a run of them is one space */
+			sift_buf_add(&h->run, " ", 1);
+			k += 6;
+			continue;
+		}
 		if (t[k] == '&' && decode) {
 			size_t e = sift_html_entity(t + k, j - k, &h->run);
 			if (e) {
@@ -632,7 +644,7 @@ static void text_run_as(struct hs *h, size_t i, size_t j, bool decode)
 			}
 		}
 		size_t e = k + 1;
-		while (e < j && (t[e] != '&' || !decode))
+		while (e < j && t[e] != '&')
 			e++;
 		sift_buf_add(&h->run, t + k, e - k);
 		k = e;

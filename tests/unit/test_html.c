@@ -288,8 +288,24 @@ static void cdata(void)
 	done_run(&x);
 }
 
+/* "&nbsp;" is a plain space, as SpamAssassin makes it before parsing: a
+ * run of them and the white space around them one space, in the title,
+ * in literal elements and in attribute values too; "&nbsp" (no ';') is
+ * still a no-break space, "&NBSP;" no reference. */
+static void nbsp(void)
+{
+	struct run x;
+	scan(&x, "<title>T&nbsp;&nbsp;t</title><p>a&nbsp;&nbsp;b x &nbsp; y"
+		 "<a href=\"http://x.example/&nbsp;q\">l</a><xmp>m&nbsp;n</xmp>&NBSP;&nbsp");
+	CHECK_STR(x.text.data, "\n\nT t\n\n\n\na b x yl\n\nm n\n\n&NBSP; ");
+	CHECK_STR(x.r.title.data, "T  t");
+	CHECK_STR(x.l.all.data, "http://x.example/ q ");
+	done_run(&x);
+}
+
 int main(void)
 {
+	nbsp();
 	cdata();
 	literal_elements();
 	bogus_end_tags();
