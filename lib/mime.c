@@ -301,50 +301,9 @@ static void uri_key_init(void)
 	}
 }
 
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                   \
-	do {                       \
-		v0 += v1;          \
-		v1 = ROTL(v1, 13); \
-		v1 ^= v0;          \
-		v0 = ROTL(v0, 32); \
-		v2 += v3;          \
-		v3 = ROTL(v3, 16); \
-		v3 ^= v2;          \
-		v0 += v3;          \
-		v3 = ROTL(v3, 21); \
-		v3 ^= v0;          \
-		v2 += v1;          \
-		v1 = ROTL(v1, 17); \
-		v1 ^= v2;          \
-		v2 = ROTL(v2, 32); \
-	} while (0)
-
 static uint64_t uri_hash(const char *s, size_t len)
 {
-	uint64_t v0 = 0x736f6d6570736575ull ^ uri_key[0], v1 = 0x646f72616e646f6dull ^ uri_key[1];
-	uint64_t v2 = 0x6c7967656e657261ull ^ uri_key[0], v3 = 0x7465646279746573ull ^ uri_key[1];
-	const unsigned char *p = (const unsigned char *)s;
-	size_t left = len;
-	for (; left >= 8; p += 8, left -= 8) {
-		uint64_t w = 0;
-		for (int i = 0; i < 8; i++)
-			w |= (uint64_t)p[i] << (8 * i);
-		v3 ^= w;
-		SIPROUND;
-		v0 ^= w;
-	}
-	uint64_t b = (uint64_t)len << 56;
-	for (size_t i = 0; i < left; i++)
-		b |= (uint64_t)p[i] << (8 * i);
-	v3 ^= b;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
+	return sift_siphash(uri_key[0], uri_key[1], s, len);
 }
 
 static void uri_host(struct impl *m, struct sift_mime_uri *u)

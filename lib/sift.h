@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -42,6 +43,10 @@ char *sift_casefold(const char *s);
 char *sift_trim(char *s);
 /* Monotonic clock in milliseconds; in nanoseconds. */
 long long sift_now_ms(void);
+/* SipHash-2-4 of data under the key (k0, k1): the hash of the hash tables
+ * whose keys come from mail or clients, under a random key, so that keys
+ * chosen to collide cannot turn lookups into scans. */
+uint64_t sift_siphash(uint64_t k0, uint64_t k1, const void *data, size_t len);
 /* The time ms milliseconds from now on `clock`, for pthread_cond_timedwait
  * (CLOCK_REALTIME unless the condition was set to another clock). */
 void sift_timespec_in(clockid_t clock, long long ms, struct timespec *ts);
