@@ -31,9 +31,14 @@ static bool is_leaf(const struct sift_mime *mm, size_t i)
 
 /* ---- multipart_alternative_difference ---- */
 
+/* The distinct words of a text with their counts. A word points into the
+ * part's text (which outlives the set) and keeps its hash, so the table
+ * grows without hashing again and a text word's hash serves its lookup in
+ * the HTML set. */
 struct wordset {
-	char **w;
+	const char **w;
 	size_t *len;
+	uint64_t *hash;
 	int *count;
 	size_t n, cap;
 	size_t *slot; /* open addressing: index + 1, 0 empty */
@@ -102,13 +107,13 @@ static uint64_t ws_hash(const char *w, size_t len)
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
-static size_t ws_find(struct wordset *s, const char *w, size_t len, bool add)
+static size_t ws_find(struct wordset *s, const char *w, size_t len, uint64_t hash, bool add)
 {
 	if (add && (s->n + 1) * 2 > s->nslot) {
 		size_t ns = s->nslot ? s->nslot * 2 : 64;
 		size_t *slot = xcalloc(ns, sizeof(size_t));
 		for (size_t i = 0; i < s->n; i++) {
-			size_t h = ws_hash(s->w[i], s->len[i]) & (ns - 1);
+			size_t h = s->hash[i] & (ns - 1);
 			while (slot[h])
 				h = (h + 1) & (ns - 1);
 			slot[h] = i + 1;
@@ -119,10 +124,10 @@ static size_t ws_find(struct wordset *s, const char *w, size_t len, bool add)
 	}
 	if (!s->nslot)
 		return 0;
-	size_t h = ws_hash(w, len) & (s->nslot - 1);
+	size_t h = hash & (s->nslot - 1);
 	while (s->slot[h]) {
 		size_t i = s->slot[h] - 1;
-		if (s->len[i] == len && memcmp(s->w[i], w, len) == 0)
+		if (s->hash[i] == hash && s->len[i] == len && memcmp(s->w[i], w, len) == 0)
 			return s->slot[h];
 		h = (h + 1) & (s->nslot - 1);
 	}
@@ -130,12 +135,14 @@ static size_t ws_find(struct wordset *s, const char *w, size_t len, bool add)
 		return 0;
 	if (s->n == s->cap) {
 		s->cap = s->cap ? s->cap * 2 : 64;
-		s->w = xrealloc(s->w, s->cap * sizeof(char *));
-		s->count = xrealloc(s->count, s->cap * sizeof(int));
-		s->len = xrealloc(s->len, s->cap * sizeof(size_t));
+		s->w = xrealloc(s->w, s->cap * sizeof(*s->w));
+		s->count = xrealloc(s->count, s->cap * sizeof(*s->count));
+		s->len = xrealloc(s->len, s->cap * sizeof(*s->len));
+		s->hash = xrealloc(s->hash, s->cap * sizeof(*s->hash));
 	}
-	s->w[s->n] = xstrndup(w, len);
+	s->w[s->n] = w;
 	s->len[s->n] = len;
+	s->hash[s->n] = hash;
 	s->count[s->n] = 0;
 	s->slot[h] = ++s->n;
 	return s->n;
@@ -143,10 +150,9 @@ static size_t ws_find(struct wordset *s, const char *w, size_t len, bool add)
 
 static void ws_free(struct wordset *s)
 {
-	for (size_t i = 0; i < s->n; i++)
-		free(s->w[i]);
 	free(s->w);
 	free(s->len);
+	free(s->hash);
 	free(s->count);
 	free(s->slot);
 }
@@ -166,7 +172,7 @@ static void ws_add_text(struct wordset *s, const char *t, size_t n)
 			j++;
 		}
 		if (word) {
-			size_t k = ws_find(s, t + i, j - i, true); /* may move s->count */
+			size_t k = ws_find(s, t + i, j - i, ws_hash(t + i, j - i), true);
 			s->count[k - 1]++;
 		}
 		i = j;
@@ -200,7 +206,7 @@ static void madiff_compute(struct msgctx *m, struct madiff *md)
 				ws_add_text(&html, p->text, p->text_len);
 				const struct sift_html *hi = mm->html ? mm->html[k] : NULL;
 				if (!html.n && hi && hi->images) {
-					size_t n = ws_find(&html, "\n", 1, true);
+					size_t n = ws_find(&html, "\n", 1, ws_hash("\n", 1), true);
 					html.count[n - 1]++;
 				}
 			} else
@@ -212,7 +218,7 @@ static void madiff_compute(struct msgctx *m, struct madiff *md)
 			md->text = text.n;
 			size_t left = orig;
 			for (size_t t = 0; t < text.n; t++) {
-				size_t h = ws_find(&html, text.w[t], text.len[t], false);
+				size_t h = ws_find(&html, text.w[t], text.len[t], text.hash[t], false);
 				if (h && html.count[h - 1] - text.count[t] < 1) {
 					html.count[h - 1] = -1000000; /* deleted */
 					left--;
