@@ -33,7 +33,9 @@ cross-validation on the SpamAssassin public corpus.
   (parent and children, /proc) over the fold's scoring divided by its
   messages.
 Prints a row per fold and the totals: spam recall, false-positive rate,
-CPU per message for each, and the verdict agreement of the two.
+CPU per message for each, and the verdict agreement of the two; then how
+many messages got another BAYES_ rule from each, and every message the two
+judge differently, with the rules only one of them found (also in --out).
 """
 
 import argparse
@@ -154,7 +156,8 @@ def run_fold(a, tmp, data, k, train, test):
             if j['file'] != w['file'] or j['score'] != w['score']:
                 raise SystemExit('siftctl spam check: %s scored %s then %s' % (j['file'], j['score'], w['score']))
             sift[j['file']] = {'score': j['score'], 'cpu_us': w['cpu_us'],
-                               'bayes': any(t['name'].startswith('BAYES_') for t in j['tests'])}
+                               'bayes': any(t['name'].startswith('BAYES_') for t in j['tests']),
+                               'tests': [t['name'] for t in j['tests']]}
 
     # SpamAssassin: spamd runs its children as nobody, who must read (and
     # lock) the database sa-learn writes as root
@@ -201,6 +204,16 @@ def run_fold(a, tmp, data, k, train, test):
     row['sift_bayes_used'] = sum(1 for _, f in both if sift[f]['bayes'])
     row['sa_bayes_used'] = sum(1 for _, f in both if any(t.startswith('BAYES_') for t in sa[f]['tests']))
     row['agree'] = sum(1 for _, f in both if (sift[f]['score'] >= REQUIRED) == (sa[f]['score'] >= REQUIRED))
+    # the messages the two judge differently, with what each found
+    row['disagree'] = [{'file': f, 'group': g, 'sift_score': sift[f]['score'], 'sa_score': sa[f]['score'],
+                        'sift_only': sorted(set(sift[f]['tests']) - set(sa[f]['tests'])),
+                        'sa_only': sorted(set(sa[f]['tests']) - set(sift[f]['tests']))}
+                       for g, f in both if (sift[f]['score'] >= REQUIRED) != (sa[f]['score'] >= REQUIRED)]
+    # Bayes: how often the two put a message in another BAYES_ bucket
+    row['bayes_bucket_differs'] = sum(
+        1 for _, f in both
+        if sorted(t for t in sift[f]['tests'] if t.startswith('BAYES_'))
+        != sorted(t for t in sa[f]['tests'] if t.startswith('BAYES_')))
     return row
 
 
@@ -266,6 +279,13 @@ def main():
         print('false positives: Sift %d of %d ham, SpamAssassin %d; spam missed: Sift %d of %d, SpamAssassin %d' % (
             tot['sift_ham_hit'], tot['sift_ham'], tot['sa_ham_hit'], tot['sift_spam'] - tot['sift_spam_hit'],
             tot['sift_spam'], tot['sa_spam'] - tot['sa_spam_hit']))
+        print('Bayes: another BAYES_ rule in Sift than in SpamAssassin for %d of %d messages' % (
+            sum(r['bayes_bucket_differs'] for r in rows), tot['scored']))
+        for r in rows:
+            for d in r['disagree']:
+                print('  fold %d %-10s Sift %6.2f  SA %6.2f  Sift only: %s  SA only: %s  %s' % (
+                    r['fold'], d['group'], d['sift_score'], d['sa_score'], ' '.join(d['sift_only']) or '-',
+                    ' '.join(d['sa_only']) or '-', os.path.basename(d['file'])))
         if a.out:
             with open(a.out, 'w') as f:
                 json.dump({'folds': rows, 'total': tot}, f, indent=1)
