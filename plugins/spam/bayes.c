@@ -185,7 +185,10 @@ static int learn_try(struct bayes *b, const struct btoks *t, const char *msgid, 
 		return 0;
 	if (seen && (r = gated_apply(b, t->v, t->n, seen == 's', -1, now, msgid, 0, seen)) != 0)
 		return r == BSTORE_CALLED_OFF ? -3 : r < 0 ? -1 : 2;
-	r = gated_apply(b, t->v, t->n, spam, 1, now, msgid, what, 0);
+	/* as SpamAssassin: the tokens' atime is the message's receive date,
+	 * the time of learning for a message dated over a day ahead */
+	uint32_t atime = t->atime && t->atime <= now + 86400u ? t->atime : now;
+	r = gated_apply(b, t->v, t->n, spam, 1, atime, msgid, what, 0);
 	return r == BSTORE_CALLED_OFF ? -3 : r < 0 ? -1 : r == 1 ? 2 : 1;
 }
 
@@ -437,12 +440,6 @@ static int collect_atime(void *arg, btok t, const struct bcounts *c)
 	return 0;
 }
 
-static int u32cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* The seen entries past o.seen_ttl, once every BAYES_SEEN_EXPIRE_EVERY
  * seconds (a pass reads the whole seen table). */
 static void expire_seen(struct bayes *b)
@@ -463,19 +460,48 @@ long long bayes_expire(struct bayes *b)
 	if (b->o.max_db_size <= 0 || !b->st->ops->each || b->st->ops->totals(b->st, &ns, &nh, &nt) < 0 ||
 	    nt <= b->o.max_db_size)
 		return 0;
+	/* SpamAssassin's expiry (BayesStore.pm, expire_old_tokens_trapped,
+	 * its first pass): at least 100,000 tokens stay, and 75% of
+	 * max_db_size; the tokens go whose atime (their newest message's
+	 * receive date) is older than the newest one's by 12 h x 2^k, for
+	 * the smallest k <= 9 that does not take more than that; nothing
+	 * when that is under 1,000 tokens or the atimes span under 12 h. */
+	if (nt <= BAYES_EXPIRE_KEEP_MIN)
+		return 0;
 	struct atimes at = {0};
 	if (b->st->ops->each(b->st, collect_atime, &at) < 0) {
 		free(at.a);
 		return -1;
 	}
-	long long keep = b->o.max_db_size * 3 / 4;
-	long long r = 0;
-	if ((long long)at.n > keep) {
-		qsort(at.a, at.n, sizeof(uint32_t), u32cmp);
-		/* the newest `keep` stay: delete what is older than the
-		 * oldest of them */
-		uint32_t cutoff = at.a[at.n - (size_t)keep];
-		r = b->st->ops->expire(b->st, cutoff);
+	uint32_t now = (uint32_t)time(NULL), newest = 0, oldest = UINT32_MAX;
+	for (size_t i = 0; i < at.n; i++) {
+		newest = at.a[i] > newest ? at.a[i] : newest;
+		oldest = at.a[i] < oldest ? at.a[i] : oldest;
+	}
+	if (newest > now)
+		newest = now;
+	long long keep = b->o.max_db_size * 3 / 4, r = 0;
+	if (keep < BAYES_EXPIRE_KEEP_MIN)
+		keep = BAYES_EXPIRE_KEEP_MIN;
+	long long goal = (long long)at.n - keep;
+	if (at.n && oldest < newest && newest - oldest >= BAYES_EXPIRE_PERIOD && goal >= 1000) {
+		long long gone[BAYES_EXPIRE_MAX_EXP + 2] = {0}; /* gone[k]: older than period << k */
+		for (size_t i = 0; i < at.n; i++) {
+			uint64_t age = at.a[i] < newest ? newest - at.a[i] : 0;
+			for (int k = 0;
+			     k <= BAYES_EXPIRE_MAX_EXP && age >= (uint64_t)BAYES_EXPIRE_PERIOD << k; k++)
+				gone[k]++;
+		}
+		int k = 0;
+		for (int j = BAYES_EXPIRE_MAX_EXP; j >= 0; j--)
+			if (gone[j] > goal) {
+				k = j + 1;
+				break;
+			}
+		if (k <= BAYES_EXPIRE_MAX_EXP && gone[k] >= 1000) {
+			uint64_t d = (uint64_t)BAYES_EXPIRE_PERIOD << k;
+			r = b->st->ops->expire(b->st, d < newest ? (uint32_t)(newest - d) : 0);
+		}
 	}
 	free(at.a);
 	return r;

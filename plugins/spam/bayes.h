@@ -35,6 +35,9 @@ struct btoks {
 	size_t n, cap;
 	btok *set; /* open-addressing set (0 = empty; token 0 is mapped to 1) */
 	size_t setcap;
+	/* the message's receive date (SpamAssassin's receive_date): the
+	 * atime its tokens get when it is learned; 0 = the time of learning */
+	uint32_t atime;
 	/* optional: called with each token's text before hashing (dumps) */
 	void (*text_cb)(void *arg, const char *tok, size_t len);
 	void *text_arg;
@@ -57,6 +60,12 @@ void bayes_tokenize(const struct bayes_src *src, struct btoks *out);
 void btoks_free(struct btoks *t);
 /* The token of one text (SHA-1, last 5 octets). */
 btok bayes_hash(const char *s, size_t n);
+
+/* Token expiry as SpamAssassin's (bayes_expiry_period 12 h,
+ * bayes_expiry_max_exponent 9, at least 100,000 tokens kept). */
+#define BAYES_EXPIRE_PERIOD   43200
+#define BAYES_EXPIRE_MAX_EXP  9
+#define BAYES_EXPIRE_KEEP_MIN 100000
 
 /* ---- the store --------------------------------------------------------- */
 

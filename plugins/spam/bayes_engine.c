@@ -26,6 +26,57 @@ int bayes_score_set(const struct spam_engine *e, const struct spam_input *in)
 	return set;
 }
 
+/* A date of a header as a store's atime; false when none or out of range. */
+static bool atime_of(time_t t, uint32_t *at)
+{
+	if (t <= 0 || (unsigned long long)t > UINT32_MAX)
+		return false;
+	*at = (uint32_t)t;
+	return true;
+}
+
+/* The message's receive date as SpamAssassin's (Util.pm, receive_date),
+ * the atime its tokens get when learned: the date of the first Received
+ * field after the local delivery's (a first one from localhost or a qmail
+ * invocation followed by fetchmail's), else the local ones', the other
+ * Received fields', Resent-Date, Date; 0 (the time of learning) when none
+ * has one. The mbox "From " line it also reads is not part of the header
+ * here. */
+static uint32_t receive_date(struct msgctx *m)
+{
+	const char *rv[64];
+	size_t nr = 0, st = 0, first = 0, nl = 0;
+	const struct sift_mime_header *h;
+	while ((h = mh(m->mime, "Received", &st)) && nr < 64)
+		rv[nr++] = h->value;
+	if (nr && (re_match_lit("\\bfrom (?:localhost\\s|(?:\\S+ ){1,2}\\S*\\b127\\.0\\.0\\.1\\b)", rv[0]) ||
+		   re_match_lit("qmail \\d+ invoked by uid \\d+", rv[0])))
+		nl = first = 1;
+	if (first < nr && re_match_lit("\\bby localhost with \\w+ \\(fetchmail-[\\d.]+", rv[first])) {
+		nl++;
+		first++;
+	} else if (nl)
+		nl = first = 0;
+	time_t t;
+	uint32_t at;
+	if (first < nr && received_date(rv[first], &t) == 0 && atime_of(t, &at))
+		return at;
+	for (size_t i = 0; i < nl; i++)
+		if (received_date(rv[i], &t) == 0 && atime_of(t, &at))
+			return at;
+	for (size_t i = first + 1; i < nr; i++)
+		if (received_date(rv[i], &t) == 0 && atime_of(t, &at))
+			return at;
+	static const char *const dated[] = {"Resent-Date", "Date"};
+	for (size_t k = 0; k < 2; k++) {
+		st = 0;
+		if ((h = mh(m->mime, dated[k], &st)) && parse_rfc822_date(h->value, &t) == 0 &&
+		    atime_of(t, &at))
+			return at;
+	}
+	return 0;
+}
+
 static struct btoks *msg_tokens_cb(struct msgctx *m, void (*cb)(void *, const char *, size_t), void *arg)
 {
 	if (m->btoks)
@@ -48,6 +99,7 @@ static struct btoks *msg_tokens_cb(struct msgctx *m, void (*cb)(void *, const ch
 	m->btoks->text_cb = cb;
 	m->btoks->text_arg = arg;
 	bayes_tokenize(&src, m->btoks);
+	m->btoks->atime = receive_date(m);
 	return m->btoks;
 }
 

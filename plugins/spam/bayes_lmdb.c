@@ -444,7 +444,7 @@ static int tok_add(struct lmdb_store *l, MDB_txn *txn, btok t, bool spam, int si
 		return 0;
 	uint32_t *x = spam ? &c.s : &c.h;
 	*x = sign < 0 && *x == 0 ? 0 : *x + (uint32_t)sign;
-	if (sign > 0)
+	if (sign > 0 && atime > c.atime) /* never rolled back, as SpamAssassin */
 		c.atime = atime;
 	*nc = c;
 	if (!c.s && !c.h) {
@@ -499,7 +499,7 @@ static int l_apply(struct bstore *st, const btok *t, size_t n, bool spam, int si
 	}
 	if (rc == 0 && msgid && *msgid) {
 		unsigned char sv[SEEN_VAL];
-		seen_val(sv, what, atime ? atime : (uint32_t)time(NULL));
+		seen_val(sv, what, (uint32_t)time(NULL)); /* when learned: bayes_seen_ttl */
 		MDB_val k = {strlen(msgid), (void *)msgid}, v = {SEEN_VAL, sv};
 		int e = what ? mdb_put(txn, l->seen, &k, &v, 0) : mdb_del(txn, l->seen, &k, NULL);
 		rc = e && e != MDB_NOTFOUND ? -1 : 0;

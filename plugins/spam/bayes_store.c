@@ -167,7 +167,7 @@ static int mem_apply(struct bstore *st, const btok *t, size_t n, bool spam, int 
 	for (size_t i = 0; i < n && sign; i++) {
 		struct bcounts *c = mem_ent(m, t[i]);
 		count_add(spam ? &c->s : &c->h, sign);
-		if (sign > 0)
+		if (sign > 0 && atime > c->atime) /* never rolled back, as SpamAssassin */
 			c->atime = atime;
 	}
 	if (sign)

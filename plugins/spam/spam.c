@@ -117,7 +117,8 @@ static const struct sift_param params[] = {
 	{"bayes_min_ham_num", SIFT_P_INT, "200", 0, 1000000000, OFF(bayes_min_ham_num), NULL,
 	 "ham messages learned before Bayes scores"},
 	{"bayes_expiry_max_db_size", SIFT_P_INT, "150000", 0, 1000000000, OFF(bayes_expiry_max_db_size), NULL,
-	 "tokens kept (lmdb, memory): beyond, the least recently learned go until 75% remain; 0 = no expiry"},
+	 "tokens kept (lmdb, memory): beyond, the oldest by receive date go, as SpamAssassin expires; 0 = no "
+	 "expiry"},
 	{"bayes_token_ttl", SIFT_P_TIME, "0", 0, 31536000000LL, OFF(bayes_token_ttl), NULL,
 	 "redis: a token key expires this long after it was last learned (0 = never)"},
 	{"bayes_seen_ttl", SIFT_P_TIME, "8d", 0, 31536000000LL, OFF(bayes_seen_ttl), NULL,

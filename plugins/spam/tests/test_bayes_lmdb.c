@@ -623,6 +623,19 @@ static uint32_t seen_time(struct lmdb_store *l, const char *id, size_t *size)
 	return t;
 }
 
+/* A seen entry as one written `when`: learning stamps the time of the
+ * learning, whatever the tokens' atime (the message's receive date). */
+static void seen_backdate(struct lmdb_store *l, const char *id, char what, uint32_t when)
+{
+	MDB_txn *txn;
+	unsigned char sv[SEEN_VAL];
+	seen_val(sv, what, when);
+	MDB_val k = {strlen(id), (void *)id}, v = {SEEN_VAL, sv};
+	CHECK(mdb_txn_begin(l->env, NULL, 0, &txn) == 0 && mdb_put(txn, l->seen, &k, &v, 0) == 0 &&
+		      mdb_txn_commit(txn) == 0,
+	      "seen entry %s dated %u", id, when);
+}
+
 /* spam_bayes_seen_ttl's default */
 #define SEEN_TTL (8 * 86400)
 
@@ -644,11 +657,17 @@ static void seen_expiry(const char *top)
 	CHECK(mdb_txn_begin(l->env, NULL, 0, &txn) == 0 && mdb_put(txn, l->seen, &k, &v, 0) == 0 &&
 		      mdb_txn_commit(txn) == 0,
 	      "seen expiry: an entry of the old format written");
-	CHECK(st->ops->apply(st, t, 3, true, +1, now - 9 * day, "<stale@test>", 's', 0) == 0 &&
-		      st->ops->apply(st, t, 3, false, +1, now - 1 * day, "<fresh@test>", 'h', 0) == 0,
-	      "seen expiry: learned 9 days and 1 day ago");
+	CHECK(st->ops->apply(st, t, 3, true, +1, now - 30 * day, "<stale@test>", 's', 0) == 0 &&
+		      st->ops->apply(st, t, 3, false, +1, now - 30 * day, "<fresh@test>", 'h', 0) == 0,
+	      "seen expiry: learned");
 	size_t sz = 0;
 	uint32_t ts = seen_time(l, "<stale@test>", &sz);
+	CHECK(sz == 5 && ts >= now && ts <= now + 5,
+	      "seen expiry: an entry records when it was learned, not the tokens' atime (%u, now %u)", ts,
+	      now);
+	seen_backdate(l, "<stale@test>", 's', now - 9 * day);
+	seen_backdate(l, "<fresh@test>", 'h', now - 1 * day);
+	ts = seen_time(l, "<stale@test>", &sz);
 	CHECK(sz == 5 && ts == now - 9 * day && st->ops->seen(st, "<stale@test>") == 's' &&
 		      st->ops->seen(st, "<old@test>") == 's',
 	      "seen expiry: an entry records when it was written (%zu octets, %u); the old format reads", sz,
@@ -664,7 +683,8 @@ static void seen_expiry(const char *top)
 	      "and given the pass's time (%zu octets, %u, now %u)",
 	      sz, to, now);
 	/* the next pass waits BAYES_SEEN_EXPIRE_EVERY */
-	CHECK(st->ops->apply(st, t, 3, true, +1, now - 10 * day, "<stale2@test>", 's', 0) == 0, "learn");
+	CHECK(st->ops->apply(st, t, 3, true, +1, now, "<stale2@test>", 's', 0) == 0, "learn");
+	seen_backdate(l, "<stale2@test>", 's', now - 10 * day);
 	bayes_expire(&b);
 	int s_wait = st->ops->seen(st, "<stale2@test>");
 	atomic_store(&b.seen_next, 0);
@@ -711,6 +731,93 @@ static void seen_expiry(const char *top)
 	      "seen expiry: %d entries swept in %lu write transactions of at most %d, %lld deleted, %d "
 	      "as expected",
 	      NCHUNKED, l->sweep_txns - txns0, SWEEP_CHUNK, n, kept);
+	pthread_mutex_destroy(&b.learn_lock);
+	st->ops->close(st);
+}
+
+/* Token expiry as SpamAssassin's: the cut is 12 h x 2^k before the newest
+ * atime, the smallest k that takes no more than needed to come down to 75%
+ * of max_db_size; tokens learned within 12 h (a bulk learn, in whatever
+ * order) are not told apart, so none go. And learning gives the tokens the
+ * message's receive date, never rolled back. */
+static long long count_at(struct bstore *st, const btok *t, size_t n)
+{
+	struct bcounts c[4];
+	long long k = 0;
+	if (st->ops->get(st, t, n, c) == 0)
+		for (size_t i = 0; i < n; i++)
+			k += c[i].s || c[i].h;
+	return k;
+}
+
+static void token_expiry(const char *top)
+{
+	char dir[512], *err = NULL;
+	snprintf(dir, sizeof(dir), "%s/expiry", top);
+	struct bstore *st = bstore_open_lmdb(dir, &err);
+	CHECK(st != NULL, "token expiry: open (%s)", err ? err : "");
+	if (!st)
+		return;
+	uint32_t now = (uint32_t)time(NULL), day = 86400;
+	enum { OLD = 40000, MID = 60000, NEW = 60000 };
+	static btok t[OLD + MID + NEW];
+	static struct bcounts c[OLD + MID + NEW];
+	/* a bulk learn: all within seconds, the spam first */
+	for (size_t i = 0; i < OLD + MID + NEW; i++) {
+		t[i] = 0x100000 + i;
+		c[i] = (struct bcounts){i < OLD + MID ? 1u : 0u, i < OLD + MID ? 0u : 1u,
+					now - 60 + (uint32_t)(i / 4000)};
+	}
+	CHECK(st->ops->put(st, t, c, OLD + MID + NEW, 100, 100) == 0, "token expiry: %d tokens",
+	      OLD + MID + NEW);
+	struct bayes b = {.st = st, .o = {.min_spam_num = 1, .min_ham_num = 1, .max_db_size = 150000}};
+	pthread_mutex_init(&b.learn_lock, NULL);
+	long long r = bayes_expire(&b), ns, nh, nt = 0;
+	st->ops->totals(st, &ns, &nh, &nt);
+	CHECK(r == 0 && nt == OLD + MID + NEW,
+	      "token expiry: tokens learned within 12 h all stay, whatever came first (%lld expired, %lld "
+	      "left)",
+	      r, nt);
+	/* received 300 days, 100 days and 0 days ago: the goal is 47,500 of
+	 * 160,000; 128 days takes the 40,000 oldest, 64 days would take
+	 * 100,000 */
+	for (size_t i = 0; i < OLD + MID + NEW; i++)
+		c[i].atime = i < OLD ? now - 300 * day : i < OLD + MID ? now - 100 * day : now;
+	CHECK(st->ops->put(st, t, c, OLD + MID + NEW, 100, 100) == 0, "token expiry: dated");
+	r = bayes_expire(&b);
+	st->ops->totals(st, &ns, &nh, &nt);
+	long long old_left = count_at(st, t, 4), mid_left = count_at(st, t + OLD, 4),
+		  new_left = count_at(st, t + OLD + MID, 4);
+	CHECK(r == OLD && nt == MID + NEW && old_left == 0 && mid_left == 4 && new_left == 4,
+	      "token expiry: the tokens older than 128 days go, no more (%lld expired, %lld left; "
+	      "%lld/%lld/%lld "
+	      "of 4)",
+	      r, nt, old_left, mid_left, new_left);
+	/* learning: the receive date, not rolled back, the time of learning
+	 * for one over a day ahead */
+	btok lt[2] = {0x900001, 0x900002};
+	struct btoks toks = {.v = lt, .n = 1, .atime = now - 50 * day};
+	struct bcounts got[2];
+	int l1 = bayes_learn(&b, &toks, "<dated@test>", true, false);
+	toks.atime = now - 80 * day;
+	int l2 = bayes_learn(&b, &toks, "<older@test>", true, false);
+	toks.n = 2;
+	toks.atime = now + 3 * day;
+	int l3 = bayes_learn(&b, &toks, "<ahead@test>", false, false);
+	CHECK(l1 == 1 && l2 == 1 && l3 == 1 && st->ops->get(st, lt, 2, got) == 0 && got[0].atime >= now &&
+		      got[0].atime <= now + 5 && got[1].atime >= now && got[1].atime <= now + 5,
+	      "token expiry: a message dated ahead is learned at the time of learning (%u %u, now %u)",
+	      got[0].atime, got[1].atime, now);
+	lt[0] = 0x900003;
+	toks.n = 1;
+	toks.atime = now - 50 * day;
+	bayes_learn(&b, &toks, "<d2@test>", true, false);
+	toks.atime = now - 80 * day;
+	bayes_learn(&b, &toks, "<d3@test>", false, false);
+	CHECK(st->ops->get(st, lt, 1, got) == 0 && got[0].atime == now - 50 * day,
+	      "token expiry: a token's atime is its newest message's receive date, never rolled back (%u, "
+	      "want %u)",
+	      got[0].atime, now - 50 * day);
 	pthread_mutex_destroy(&b.learn_lock);
 	st->ops->close(st);
 }
@@ -818,6 +925,7 @@ int main(void)
 	bulk_yields(dir);
 	autolearn_bounded(dir);
 	seen_expiry(dir);
+	token_expiry(dir);
 
 	db->ops->close(db);
 	ref->ops->close(ref);
