@@ -73,10 +73,10 @@
 #include "sift.h"
 #include "map_idx.h"
 
-#define MAP_MAX_FILE (64u << 20) /* bytes per table file */
-#define MAP_MAX_LINE (64u << 10) /* bytes per logical line */
-#define MAP_MAX_NEST 1000	 /* if/endif nesting */
-#define RX_MAX_COST  2000.0	 /* expanded size of a POSIX regexp, see rx_too_complex */
+#define MAP_MAX_FILE SIFT_TABLE_FILE_MAX /* bytes per table file */
+#define MAP_MAX_LINE SIFT_TABLE_LINE_MAX /* bytes per logical line */
+#define MAP_MAX_NEST 1000		 /* if/endif nesting */
+#define RX_MAX_COST  2000.0		 /* expanded size of a POSIX regexp, see rx_too_complex */
 /* PCRE2 matching: steps, backtracking depth (the interpreter's), and the
  * interpreter's heap for that backtracking, per lookup. */
 #define PCRE_MATCH_LIMIT   1000000

@@ -509,6 +509,18 @@ struct sift_tool {
 #define SIFT_TOOL_MESSAGE_MAX	   (128u << 20)
 #define SIFT_TOOL_MESSAGE_MAX_TEXT "128 MiB"
 
+/* The largest table file Sift reads (texthash:, pcre:, regexp:, cidr: and
+ * the plugins' own tables such as dkim_key_table), and the longest logical
+ * line in one (continuation lines included): a larger file, or endless
+ * input (/dev/zero), is refused with an error naming it and the limit, not
+ * read into memory without end. The core's maps (host->map_open, SIFT_P_MAP
+ * parameters) and a plugin that reads a table itself hold to the same
+ * limits. */
+#define SIFT_TABLE_FILE_MAX	 (64u << 20)
+#define SIFT_TABLE_FILE_MAX_TEXT "64 MiB"
+#define SIFT_TABLE_LINE_MAX	 (64u << 10)
+#define SIFT_TABLE_LINE_MAX_TEXT "64 KiB"
+
 /* A stored message as host->tool_message hands it to a tool. */
 struct sift_tool_message {
 	const unsigned char *data; /* the message as read, NUL-terminated */

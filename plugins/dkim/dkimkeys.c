@@ -174,37 +174,102 @@ static int add_entry(struct dk_keytable *kt, const char *where, const char *name
 	return 0;
 }
 
-static int parse_texthash(const char *file, struct dk_keytable *kt, char **err_r)
+/* Reads a key table file whole, at most SIFT_TABLE_FILE_MAX bytes: a
+ * larger file, or endless input (/dev/zero), is refused, not read into
+ * memory without end. malloc'd, NUL-terminated; 0, or -1 with *err_r. */
+static int read_table(const char *file, char **data_r, size_t *len_r, char **err_r)
 {
 	FILE *fp = fopen(file, "r");
 	if (!fp) {
 		*err_r = dk_printf("key table %s: %s", file, strerror(errno));
 		return -1;
 	}
-	char *line = NULL, *logical = NULL;
-	size_t cap = 0, lineno = 0, startline = 0;
-	ssize_t n;
+	size_t len = 0, cap = 0;
+	char *data = NULL;
 	int rc = 0;
 	for (;;) {
-		n = getline(&line, &cap, fp);
-		bool cont = n > 0 && (line[0] == ' ' || line[0] == '\t');
-		char *t = n > 0 ? trim(line) : NULL;
-		if (n > 0)
+		if (len == cap) {
+			/* one byte over the limit tells a file of exactly the
+			 * limit from a larger one */
+			size_t ncap = cap ? 2 * cap : 65536;
+			if (ncap > (size_t)SIFT_TABLE_FILE_MAX + 1)
+				ncap = (size_t)SIFT_TABLE_FILE_MAX + 1;
+			char *nd = realloc(data, ncap + 1);
+			if (!nd)
+				abort();
+			data = nd;
+			cap = ncap;
+		}
+		size_t want = cap - len, got = fread(data + len, 1, want, fp);
+		len += got;
+		if (len > SIFT_TABLE_FILE_MAX) {
+			*err_r = dk_printf(
+				"key table %s: larger than %s, the largest table Sift reads; not read", file,
+				SIFT_TABLE_FILE_MAX_TEXT);
+			rc = -1;
+			break;
+		}
+		if (got < want) /* the end, or an error */
+			break;
+	}
+	if (rc == 0 && ferror(fp)) {
+		*err_r = dk_printf("key table %s: %s", file, strerror(errno));
+		rc = -1;
+	}
+	fclose(fp);
+	if (rc < 0) {
+		free(data);
+		return -1;
+	}
+	data[len] = 0;
+	*data_r = data;
+	*len_r = len;
+	return 0;
+}
+
+static int parse_texthash(const char *file, struct dk_keytable *kt, char **err_r)
+{
+	char *data;
+	size_t len;
+	if (read_table(file, &data, &len, err_r) < 0)
+		return -1;
+	const char *p = data, *end = data + len;
+	char *line = NULL, *logical = NULL;
+	size_t lineno = 0, startline = 0;
+	int rc = 0;
+	for (;;) {
+		/* the next physical line, as a string (a NUL byte ends it) */
+		const char *nl = p < end ? memchr(p, '\n', (size_t)(end - p)) : NULL;
+		size_t n = p < end ? (size_t)((nl ? nl : end) - p) : 0;
+		bool more = p < end;
+		free(line);
+		line = more ? dk_strndup(p, n) : NULL;
+		p = nl ? nl + 1 : end;
+		bool cont = more && (line[0] == ' ' || line[0] == '\t');
+		char *t = more ? trim(line) : NULL;
+		if (more)
 			lineno++;
-		if (n > 0 && (!*t || *t == '#'))
+		if (more && (!*t || *t == '#'))
 			continue;
-		if (n > 0 && cont && logical) {
-			char *nl = dk_printf("%s %s", logical, t);
+		if (more && (n > SIFT_TABLE_LINE_MAX ||
+			     (cont && logical && strlen(logical) + 1 + strlen(t) > SIFT_TABLE_LINE_MAX))) {
+			*err_r = dk_printf("%s:%zu: line longer than %s", file,
+					   cont && logical ? startline : lineno, SIFT_TABLE_LINE_MAX_TEXT);
+			rc = -1;
+			break;
+		}
+		if (more && cont && logical) {
+			char *nlog = dk_printf("%s %s", logical, t);
 			free(logical);
-			logical = nl;
+			logical = nlog;
 			continue;
 		}
 		if (logical) {
 			/* Finish the previous logical line. */
-			char *p = logical;
-			size_t kl = strcspn(p, " \t");
-			char *key = dk_strndup(p, kl);
-			char *val = trim(p + kl);
+			char *q = logical;
+			size_t kl = strcspn(q, " \t");
+			char *key = dk_strndup(q, kl);
+			char *val = trim(q + kl);
 			char where[512];
 			snprintf(where, sizeof(where), "%s:%zu", file, startline);
 			if (!*val) {
@@ -218,7 +283,7 @@ static int parse_texthash(const char *file, struct dk_keytable *kt, char **err_r
 			if (rc < 0)
 				break;
 		}
-		if (n <= 0)
+		if (!more)
 			break;
 		if (cont) {
 			*err_r =
@@ -231,7 +296,7 @@ static int parse_texthash(const char *file, struct dk_keytable *kt, char **err_r
 	}
 	free(logical);
 	free(line);
-	fclose(fp);
+	free(data);
 	return rc;
 }
 
