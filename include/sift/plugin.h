@@ -505,7 +505,8 @@ struct sift_tool {
  * (message_size_limit, 10 MB), and a bound on what a tool holds in memory,
  * so that endless input (/dev/zero, a pipe that never ends) is an error, not
  * a siftctl that eats all memory. host->tool_message refuses a larger
- * message with an error naming it. */
+ * message with an error naming it; a tool that reads another file whole
+ * (the dmarc plugin's day of report rows) holds to the same bound. */
 #define SIFT_TOOL_MESSAGE_MAX	   (128u << 20)
 #define SIFT_TOOL_MESSAGE_MAX_TEXT "128 MiB"
 

@@ -421,10 +421,12 @@ void dmarc_report_parse(const char *text, size_t len, struct dmarc_rows *rows)
 	free(lines);
 }
 
-static int file_load(const char *dir, const char *day, struct dmarc_rows *rows, char **err_r)
+/* A day's file of rows, read whole into b: 1, 0 when there is none, or -1
+ * with *err_r. At most SIFT_TOOL_MESSAGE_MAX bytes, siftctl's bound on what
+ * it reads into memory: a larger file (or endless input, /dev/zero) is
+ * refused and left as it is, not read until the memory runs out. */
+static int file_read(const char *path, struct dbuf *b, char **err_r)
 {
-	char path[4200];
-	snprintf(path, sizeof(path), "%s/%s.rows", dir, day);
 	FILE *fp = fopen(path, "r");
 	if (!fp) {
 		if (errno == ENOENT)
@@ -432,18 +434,40 @@ static int file_load(const char *dir, const char *day, struct dmarc_rows *rows, 
 		*err_r = xasprintf("%s: %s", path, strerror(errno));
 		return -1;
 	}
-	struct dbuf b = {0};
 	char chunk[65536];
 	size_t got;
-	while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-		dbuf_add(&b, chunk, got);
+	while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
+		if (got > SIFT_TOOL_MESSAGE_MAX - b->len) {
+			fclose(fp);
+			free(b->s);
+			*b = (struct dbuf){0};
+			*err_r = xasprintf(
+				"%s: larger than %s, the largest file of rows siftctl reads; not read, "
+				"left as it is",
+				path, SIFT_TOOL_MESSAGE_MAX_TEXT);
+			return -1;
+		}
+		dbuf_add(b, chunk, got);
+	}
 	bool bad = ferror(fp);
 	fclose(fp);
 	if (bad) {
-		free(b.s);
+		free(b->s);
+		*b = (struct dbuf){0};
 		*err_r = xasprintf("%s: read error", path);
 		return -1;
 	}
+	return 1;
+}
+
+static int file_load(const char *dir, const char *day, struct dmarc_rows *rows, char **err_r)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/%s.rows", dir, day);
+	struct dbuf b = {0};
+	int r = file_read(path, &b, err_r);
+	if (r <= 0)
+		return r;
 	dmarc_report_parse(b.s ? b.s : "", b.len, rows);
 	free(b.s);
 	return 0;
@@ -580,25 +604,10 @@ static int file_remove_domains(const char *dir, const char *day, const char *con
 	char path[4200], tmp[4220];
 	snprintf(path, sizeof(path), "%s/%s.rows", dir, day);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	FILE *fp = fopen(path, "r");
-	if (!fp) {
-		if (errno == ENOENT)
-			return 0;
-		*err_r = xasprintf("%s: %s", path, strerror(errno));
-		return -1;
-	}
 	struct dbuf in = {0}, out = {0};
-	char chunk[65536];
-	size_t got;
-	while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-		dbuf_add(&in, chunk, got);
-	bool bad = ferror(fp);
-	fclose(fp);
-	if (bad) {
-		free(in.s);
-		*err_r = xasprintf("%s: read error", path);
-		return -1;
-	}
+	int r = file_read(path, &in, err_r);
+	if (r <= 0)
+		return r;
 	for (const char *p = in.s, *end = in.s + in.len; p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);

@@ -24,6 +24,8 @@ chain run by `siftctl test`, against records on the local DNS server), then
     decoded; one that decodes to a control character is not;
   * a sendmail that neither reads nor exits is killed after
     dmarc_report_sendmail_timeout, named, the rows kept;
+  * a day's file of rows over 128 MiB, or endless (/dev/zero): refused
+    with its name and the limit, left alone, the other days reported;
   * a record changed during the day: policy_published and the rua= of
     the newer one, the rows of both;
   * the state store on a real redis-server (state_store = redis:...): the
@@ -249,6 +251,58 @@ def big_rows(path, domains, n=4000):
                 dkim = ''.join(rnd.choice('abcdefghijklmnopqrstuvwxyz0123456789') for _ in range(40)) + '.test:pass'
                 f.write('\t'.join(['1', dom, 'r', 'r', 'reject', 'reject', '100', '0', 'mailto:dmarc@' + dom, ip,
                                    'none', 'pass', 'fail', '', dom, dom, dom, 'mfrom', 'pass', dkim]) + '\n')
+
+
+def bounded_report(conf, *args, opts=(), limit_s=60, rss_kb=1_000_000):
+    """report(), but siftctl is stopped (and the output says so) when it runs
+    longer than limit_s or holds more than rss_kb of memory."""
+    argv = [SIFTCTL, '-c', conf]
+    for o in opts:
+        argv += ['-o', o]
+    p = subprocess.Popen(argv + ['dmarc', 'report'] + list(args), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0, why = time.monotonic(), ''
+    while p.poll() is None:
+        try:
+            with open('/proc/%d/status' % p.pid) as f:
+                rss = int(re.search(r'VmRSS:\s+(\d+)', f.read()).group(1))
+        except (OSError, AttributeError):
+            rss = 0
+        if rss > rss_kb or time.monotonic() - t0 > limit_s:
+            why = 'stopped: %d kB, %.1fs' % (rss, time.monotonic() - t0)
+            p.kill()
+            break
+        time.sleep(0.05)
+    out, err = p.communicate()
+    return p.returncode, out.decode(), err.decode() + why
+
+
+def oversized(env, conf):
+    """A day's file of rows over 128 MiB, or endless (/dev/zero), is refused
+    with its name and the limit and left as it is; the other days are still
+    reported."""
+    store = os.path.join(env, 'rows-big')
+    os.mkdir(store)
+    endless, big, small = (os.path.join(store, d + '.rows') for d in ('2024-04-01', '2024-04-02', '2024-04-03'))
+    os.symlink('/dev/zero', endless)
+    with open(big, 'wb') as f:  # sparse
+        f.truncate((128 << 20) + 1)
+    big_rows(small, ('a.example',), n=3)
+    outdir = os.path.join(env, 'out-big')
+    os.mkdir(outdir)
+    opts = ['dmarc_report_store=file:' + store]
+    too_big = 'larger than 128 MiB, the largest file of rows siftctl reads; not read, left as it is'
+    rc, out, err = bounded_report(conf, '--date', '2024-04-01', opts=opts)
+    check(rc == 1 and 'siftctl dmarc report: %s: %s' % (endless, too_big) in err and out == '',
+          'a day file of endless input (/dev/zero): refused at the limit, named', (rc, out, err))
+    rc, out, err = bounded_report(conf, '--dir', outdir, opts=opts)
+    check(rc == 1 and 'siftctl dmarc report: %s: %s' % (endless, too_big) in err
+          and 'siftctl dmarc report: %s: %s' % (big, too_big) in err,
+          'day files of endless input and over 128 MiB: refused, named, exit status 1', (rc, out, err))
+    files = glob.glob(os.path.join(outdir, '*!a.example!*.xml.gz'))
+    check(len(files) == 1 and not os.path.exists(small), 'the other day still reported (--dir), its rows deleted',
+          (files, err))
+    check(os.path.islink(endless) and os.path.getsize(big) == (128 << 20) + 1, 'the refused day files left alone')
 
 
 def send_failure(env, conf):
@@ -485,6 +539,7 @@ def main():
         'dkim_sign': 'no', 'tmpdir': env})
     try:
         file_store(env, conf)
+        oversized(env, conf)
         send_failure(env, conf)
         size_limit(env, conf)
         encoded_uri(env, conf)
