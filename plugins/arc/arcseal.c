@@ -45,12 +45,27 @@ void arc_verify_start(const struct sift_host *host, struct arc_msg *m)
 	for (unsigned i = 1; i <= ch->n; i++) {
 		struct arc_set *s = &ch->set[i];
 		struct arc_vset *v = &m->v[i];
-		v->ams_res = kc_fetch(host, m->ctx, s->sig.s, s->sig.d, &l, &v->ams_key, &v->ams_reason);
-		if (v->ams_res == DKV_NONE)
+		/* rsa-sha1 is parsed only to be failed, by name and without a
+		 * key lookup (RFC 8301; RFC 8617 signs with rsa-sha256): the
+		 * verifier hashes with SHA-256 and would say "body hash did not
+		 * verify" or "signature verification failed" instead. */
+		if (s->sig.alg == DKV_A_RSA_SHA1) {
+			v->ams_res = DKV_FAIL;
+			v->ams_reason = AMS_NAME " a=rsa-sha1 not allowed (RFC 8301)";
+		} else {
 			v->ams_res =
-				dkv_start(&s->sig, v->ams_key, now, c->clock_drift / 1000, &v->ams_reason);
+				kc_fetch(host, m->ctx, s->sig.s, s->sig.d, &l, &v->ams_key, &v->ams_reason);
+			if (v->ams_res == DKV_NONE)
+				v->ams_res = dkv_start(&s->sig, v->ams_key, now, c->clock_drift / 1000,
+						       &v->ams_reason);
+		}
 		v->started = v->ams_res == DKV_NONE;
-		v->as_res = kc_fetch(host, m->ctx, s->seal.s, s->seal.d, &l, &v->as_key, &v->as_reason);
+		if (s->seal.alg == DKV_A_RSA_SHA1) {
+			v->as_res = DKV_FAIL;
+			v->as_reason = AS_NAME " a=rsa-sha1 not allowed (RFC 8301)";
+		} else
+			v->as_res =
+				kc_fetch(host, m->ctx, s->seal.s, s->seal.d, &l, &v->as_key, &v->as_reason);
 	}
 }
 

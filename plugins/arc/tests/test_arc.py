@@ -13,7 +13,8 @@ DNS server (tests/lib/dnsserver.py) to both sides:
      first-hop ARC-Authentication-Results fails the newest seal (instance
      3), a missing ARC-Seal of instance 2 and an instance gap fail at 2, an
      i=1 seal claiming cv=pass fails at 1; dkimpy agrees that each fails;
-  5. a message without ARC fields is cv=none;
+  5. a message without ARC fields is cv=none; a set signed with rsa-sha1
+     fails with a reason naming the algorithm (RFC 8301);
   6. `siftctl test` through the arc plugin: ARC_PASS / ARC_TRUSTED with the
      first hop's spf/dkim passes when the sealer is in arc_trusted_sealers,
      and arc=pass with smtp.remote-ip and header.oldest-pass in
@@ -217,6 +218,28 @@ def tampered(env, conf, three):
     check(got.get(files[-1]) == 'cv=none', 'no ARC fields: cv=none', got.get(files[-1]))
 
 
+def rsa_sha1(env, conf, pykey):
+    """A set signed with rsa-sha1 (dkimpy's ARC signer with that algorithm;
+    its arc_sign knows rsa-sha256 only) fails by name, not as a body hash or
+    signature that did not verify."""
+    data = b'Authentication-Results: list.test; spf=pass smtp.mailfrom=alice@orig.test\r\n' + message('sha1')
+    sealed = b''.join(dkim.ARC(data, signature_algorithm=b'rsa-sha1').sign(b'py', b'list.test', pykey,
+                                                                            b'list.test')) + data
+    check(re.search(rb'ARC-Seal: i=1; cv=none; a=rsa-sha1;', sealed) and b'a=rsa-sha1; c=' in sealed,
+          'dkimpy seals with a=rsa-sha1', sealed[:400])
+    got = sift_verify(conf, sealed)
+    check(got == 'cv=fail instance=1 reason="ARC-Message-Signature a=rsa-sha1 not allowed (RFC 8301)"',
+          'an rsa-sha1 ARC set: cv=fail, the reason names the algorithm', got)
+    # an rsa-sha256 chain whose seal claims a=rsa-sha1
+    one = py_seal(env, message('sha1 seal'), pykey, 'list.test', 'spf=pass smtp.mailfrom=alice@orig.test')
+    seal_sha1 = re.sub(rb'(ARC-Seal: i=1;[^\r]*?)a=rsa-sha256', rb'\1a=rsa-sha1', one)
+    check(seal_sha1 != one and sift_verify(conf, one) == 'cv=pass sets=1 oldest-pass=0',
+          'an rsa-sha256 chain, then its seal changed to a=rsa-sha1', sift_verify(conf, one))
+    got = sift_verify(conf, seal_sha1)
+    check(got == 'cv=fail instance=1 reason="ARC-Seal a=rsa-sha1 not allowed (RFC 8301)"',
+          'an ARC-Seal with a=rsa-sha1: the reason names the algorithm', got)
+
+
 def chain(conf, one):
     r = sifttest.siftctl_test(conf, one, ['--profile', 'inbound'])
     syms = {s['name']: s for s in r.get('symbols', [])}
@@ -359,6 +382,7 @@ def main():
     try:
         three = interop(env, conf, pykey, k2)
         tampered(env, conf, three)
+        rsa_sha1(env, conf, pykey)
         chain(conf, py_seal(env, message('trusted'), pykey, 'list.test',
                             'spf=pass smtp.mailfrom=alice@orig.test'))
         temperror(env, conf, pykey, flaky, slow)
