@@ -874,6 +874,10 @@ static int run(int argc, char **argv, struct sift_opts *opts)
 	}
 	char *dir = store_dir(opts);
 	const char *sub = argv[1];
+	/* getopt's messages start with argv[0]: "siftctl quarantine list:
+	 * unrecognized option '--x'" */
+	char *name = sift_asprintf("siftctl quarantine %s", sub);
+	argv[1] = name;
 	int rc;
 	if (strcmp(sub, "list") == 0)
 		rc = cmd_list(dir, argc - 1, argv + 1);
@@ -890,6 +894,8 @@ static int run(int argc, char **argv, struct sift_opts *opts)
 		rc = 1;
 	}
 	free(dir);
+	argv[1] = (char *)sub;
+	free(name);
 	return rc;
 }
 

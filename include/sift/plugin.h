@@ -469,10 +469,13 @@ struct sift_addrs {
  * run(host, conf, argc, argv): argv[0] is the tool's name, argv[1..] its
  * arguments; the return value is siftctl's exit status (by convention 0
  * done, 1 failed, 2 bad usage). A tool runs in siftctl's only thread, prints
- * its output on stdout and its errors on stderr (prefixed "siftctl PLUGIN:"),
- * and reaches the core only through host: the one passed to run, which has
- * the tool services below (host->tool_message); the daemons' host has them
- * NULL. What conf holds depends on the tool's flags:
+ * its output on stdout and its errors on stderr (prefixed "siftctl PLUGIN:"
+ * or "siftctl PLUGIN TOOL:"); one that parses its options with getopt sets
+ * argv[0] to "siftctl PLUGIN TOOL" first, so that getopt's own messages
+ * ("siftctl dkim genkey: invalid option -- 'x'") name the command as
+ * siftctl's do. It reaches the core only through host: the one passed to
+ * run, which has the tool services below (host->tool_message); the daemons'
+ * host has them NULL. What conf holds depends on the tool's flags:
  *   0                  the plugin's parameters as the configuration (-c, -o)
  *                      sets them, parsed into a conf block of conf_size
  *                      bytes as for init; neither preinit nor init ran (the

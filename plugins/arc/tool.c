@@ -144,6 +144,8 @@ static int tool_sign(const struct sift_host *host, void *conf, int argc, char **
 					     {NULL, 0, NULL, 0}};
 	const char *domain = NULL, *selector = NULL, *key = NULL;
 	int c;
+	/* getopt's messages start with argv[0], as siftctl's own commands' do */
+	argv[0] = (char *)"siftctl arc sign";
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "d:s:k:", opts, NULL)) != -1) {
 		if (c == 'd')

@@ -81,6 +81,8 @@ static int tool_genkey(const struct sift_host *host, void *conf, int argc, char 
 {
 	const char *domain = NULL, *selector = NULL, *type = "rsa", *dir = ".", *file = NULL;
 	int bits = 2048, c;
+	/* getopt's messages start with argv[0], as siftctl's own commands' do */
+	argv[0] = (char *)"siftctl dkim genkey";
 	optind = 1;
 	while ((c = getopt(argc, argv, "d:s:t:b:D:f:")) != -1) {
 		switch (c) {
@@ -364,6 +366,8 @@ static int tool_sign(const struct sift_host *host, void *conf, int argc, char **
 {
 	const char *domain = NULL, *selector = NULL;
 	int c;
+	/* getopt's messages start with argv[0], as siftctl's own commands' do */
+	argv[0] = (char *)"siftctl dkim sign";
 	optind = 1;
 	while ((c = getopt(argc, argv, "d:s:")) != -1) {
 		if (c == 'd')

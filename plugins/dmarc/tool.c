@@ -407,6 +407,8 @@ static int tool_report(const struct sift_host *host, void *conf, int argc, char 
 					   {NULL, 0, NULL, 0}};
 	struct report_opts o = {0};
 	int ch;
+	/* getopt's messages start with argv[0], as siftctl's own commands' do */
+	argv[0] = (char *)"siftctl dmarc report";
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "D:d:sk", lo, NULL)) != -1) {
 		if (ch == 'D')
@@ -533,6 +535,8 @@ static int tool_check(const struct sift_host *host, void *conf, int argc, char *
 					   {NULL, 0, NULL, 0}};
 	struct dmarc_check k = {0};
 	int ch;
+	/* getopt's messages start with argv[0], as siftctl's own commands' do */
+	argv[0] = (char *)"siftctl dmarc check";
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "s:d:", lo, NULL)) != -1) {
 		bool ok = ch == 's' ? (k.have_spf = parse_auth(optarg, true, &k.spf))

@@ -5,7 +5,8 @@
 options after operands, `reload` through the daemons' control sockets (the
 outcome, a refused user), `quarantine` refusing a store writable by group
 or others and purging the stale temporary files of unfinished stores,
-bad input, and exit 1 when stdout cannot be written. Prints "N passed,
+bad input, getopt's errors of the plugins' commands starting "siftctl
+PLUGIN TOOL:", and exit 1 when stdout cannot be written. Prints "N passed,
 N failed"."""
 import json, os, pwd, re, shutil, socket, struct, subprocess, sys, time
 
@@ -249,6 +250,7 @@ def main():
     stuck_socket_tests(tmp, conf)
     endless_input_tests(tmp)
     tool_option_tests(tmp)
+    tool_getopt_tests(tmp)
     return done()
 
 
@@ -340,6 +342,43 @@ def tool_option_tests(tmp):
         r = run("-c", conf, "spam", "check", msg, "--from", "bob@example.org")
         check(r.returncode == 0 and r.stdout.startswith(f"{msg}: ham"), "spam check FILE --from ADDR",
               r.stdout + r.stderr)
+
+
+def tool_getopt_tests(tmp):
+    """getopt's own messages of the plugins' commands (and of the quarantine
+    subcommands) start as siftctl's do: "siftctl PLUGIN TOOL: ...", not with
+    the bare tool name."""
+    pdir = f"{tmp}/getopt-plugins"
+    os.makedirs(pdir, exist_ok=True)
+    names = [n for n in ("dkim", "arc", "dmarc") if os.path.exists(f"{BUILD}/plugins/{n}.so")]
+    for n in names:
+        if not os.path.exists(f"{pdir}/{n}.so"):
+            os.symlink(f"{BUILD}/plugins/{n}.so", f"{pdir}/{n}.so")
+    os.makedirs(f"{tmp}/getopt-quarantine", mode=0o700, exist_ok=True)
+    conf = f"{tmp}/getopt.conf"
+    with open(conf, "w") as f:
+        f.write(f"plugin_directory = {pdir}\ndkim_sign = no\ndns_servers = 127.0.0.1:1\n"
+                f"quarantine_directory = {tmp}/getopt-quarantine\n")
+    cases = [(("quarantine", "list", "--bogus"), 1, "siftctl quarantine list: unrecognized option '--bogus'"),
+             (("quarantine", "purge", "--bogus"), 1, "siftctl quarantine purge: unrecognized option '--bogus'"),
+             (("quarantine", "release", "--bogus"), 1,
+              "siftctl quarantine release: unrecognized option '--bogus'")]
+    if "dkim" in names:
+        cases += [(("dkim", "genkey", "--bogus"), 1, "siftctl dkim genkey: invalid option -- '-'"),
+                  (("dkim", "genkey", "-Z"), 1, "siftctl dkim genkey: invalid option -- 'Z'"),
+                  (("dkim", "genkey", "-d"), 1, "siftctl dkim genkey: option requires an argument -- 'd'"),
+                  (("dkim", "sign", "-Z"), 1, "siftctl dkim sign: invalid option -- 'Z'")]
+    if "arc" in names:
+        cases += [(("arc", "sign", "--bogus"), 1, "siftctl arc sign: unrecognized option '--bogus'"),
+                  (("arc", "sign", "--key"), 1, "siftctl arc sign: option '--key' requires an argument")]
+    if "dmarc" in names:
+        cases += [(("dmarc", "check", "--bogus"), 2, "siftctl dmarc check: unrecognized option '--bogus'"),
+                  (("dmarc", "report", "--bogus"), 2, "siftctl dmarc report: unrecognized option '--bogus'"),
+                  (("dmarc", "report", "--date"), 2, "siftctl dmarc report: option '--date' requires an argument")]
+    for args, rc, says in cases:
+        r = run("-c", conf, *args)
+        check(r.returncode == rc and r.stderr.startswith(says + "\n"),
+              f"{' '.join(args)}: getopt's error names siftctl and the command", r.stderr)
 
 
 def masking_tests(tmp):
