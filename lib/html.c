@@ -529,16 +529,11 @@ static bool href_space(const char *s, size_t n)
 		     (n >= 2 && (unsigned char)s[0] == 0xC2 && (unsigned char)s[1] == 0xA0));
 }
 
-/* An <a> whose attributes are t[as..ae): with an href, an anchor to record
- * (the first SIFT_HTML_MAX_ANCHORS), its href trimmed as SpamAssassin's
- * canon_uri does (white space and no-break spaces at both ends). */
-static void anchor_begin(struct hs *h, size_t as, size_t ae)
+/* canon_uri: white space and no-break spaces trimmed at both ends. */
+static void trim_uri(const char **vp, size_t *np)
 {
-	struct sift_html *st = &h->r->stats;
-	if (st->nanchors >= SIFT_HTML_MAX_ANCHORS || !attr(h, as, ae, "href"))
-		return;
-	const char *v = h->attr.data;
-	size_t n = strlen(v);
+	const char *v = *vp;
+	size_t n = *np;
 	while (href_space(v, n)) {
 		size_t k = isspace((unsigned char)v[0]) ? 1 : 2;
 		v += k, n -= k;
@@ -551,6 +546,20 @@ static void anchor_begin(struct hs *h, size_t as, size_t ae)
 		else
 			break;
 	}
+	*vp = v, *np = n;
+}
+
+/* An <a> whose attributes are t[as..ae): with an href, an anchor to record
+ * (the first SIFT_HTML_MAX_ANCHORS), its href trimmed as SpamAssassin's
+ * canon_uri does (white space and no-break spaces at both ends). */
+static void anchor_begin(struct hs *h, size_t as, size_t ae)
+{
+	struct sift_html *st = &h->r->stats;
+	if (st->nanchors >= SIFT_HTML_MAX_ANCHORS || !attr(h, as, ae, "href"))
+		return;
+	const char *v = h->attr.data;
+	size_t n = strlen(v);
+	trim_uri(&v, &n);
 	if (!n)
 		return;
 	sift_buf_add(&h->r->anchors, v, n);
@@ -957,26 +966,6 @@ static void target_uri(struct sift_buf *o, const char *base, size_t bn, const ch
 		sift_buf_add(o, x.p[U_FRAG], x.n[U_FRAG]);
 	}
 	sift_buf_free(&path);
-}
-
-/* canon_uri: white space and no-break spaces trimmed at both ends. */
-static void trim_uri(const char **vp, size_t *np)
-{
-	const char *v = *vp;
-	size_t n = *np;
-	while (href_space(v, n)) {
-		size_t k = isspace((unsigned char)v[0]) ? 1 : 2;
-		v += k, n -= k;
-	}
-	for (;;) {
-		if (n && isspace((unsigned char)v[n - 1]))
-			n--;
-		else if (n >= 2 && (unsigned char)v[n - 2] == 0xC2 && (unsigned char)v[n - 1] == 0xA0)
-			n -= 2;
-		else
-			break;
-	}
-	*vp = v, *np = n;
 }
 
 /* The link of an attribute value as SpamAssassin lists it: trimmed, then
