@@ -1300,6 +1300,26 @@ check_eq = checks.check_eq
 done = checks.done
 
 
+def bounded_run(argv, limit_s=60, rss_kb=1_000_000):
+    """run(), but the program is stopped (and the output says so) when it runs
+    longer than limit_s or holds more than rss_kb of memory."""
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0, why = time.monotonic(), ''
+    while p.poll() is None:
+        try:
+            with open('/proc/%d/status' % p.pid) as f:
+                rss = int(re.search(r'VmRSS:\s+(\d+)', f.read()).group(1))
+        except (OSError, AttributeError):
+            rss = 0
+        if rss > rss_kb or time.monotonic() - t0 > limit_s:
+            why = 'stopped: %d kB, %.1fs' % (rss, time.monotonic() - t0)
+            p.kill()
+            break
+        time.sleep(0.05)
+    out, err = p.communicate()
+    return p.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace') + why
+
+
 def program(name):
     """Path of a Sift program in the build tree: 'filterd', 'policyd' or
     'siftctl'."""

@@ -41,26 +41,6 @@ def run(argv, inp=None, check_rc=None, timeout=120):
     return r.returncode, r.stdout.decode('utf-8', 'replace'), r.stderr.decode('utf-8', 'replace')
 
 
-def bounded_run(argv, limit_s=60, rss_kb=1_000_000):
-    """run(), but the program is stopped (and the output says so) when it runs
-    longer than limit_s or holds more than rss_kb of memory."""
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    t0, why = time.monotonic(), ''
-    while p.poll() is None:
-        try:
-            with open('/proc/%d/status' % p.pid) as f:
-                rss = int(re.search(r'VmRSS:\s+(\d+)', f.read()).group(1))
-        except (OSError, AttributeError):
-            rss = 0
-        if rss > rss_kb or time.monotonic() - t0 > limit_s:
-            why = 'stopped: %d kB, %.1fs' % (rss, time.monotonic() - t0)
-            p.kill()
-            break
-        time.sleep(0.05)
-    out, err = p.communicate()
-    return p.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace') + why
-
-
 def msg(frm='Alice <alice@%s>' % OURS, subject='Quarterly report', body='Hello Bob,\r\n\r\nSee you.\r\n',
         extra=()):
     h = ['From: %s' % frm, 'To: Bob <bob@sift.test>', 'Subject: %s' % subject,
@@ -372,10 +352,10 @@ def tests(env):
                         (big, 'key table %s: %s' % (big, too_big)),
                         (env.path('longline.keytable'), '%s:1: line longer than 64 KiB' % env.path('longline.keytable')),
                         (env.path('longcont.keytable'), '%s:1: line longer than 64 KiB' % env.path('longcont.keytable'))):
-        rc, out, err = bounded_run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=texthash:' + table, '-t'])
+        rc, out, err = sifttest.bounded_run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=texthash:' + table, '-t'])
         check(rc == 1 and 'dkim_key_table: ' + says in out + err,
               'filterd -t refuses the key table %s at the limit' % os.path.basename(table), (rc, out + err))
-    rc, out, err = bounded_run([SIFTCTL, '-c', conf, '-o', 'dkim_key_table=texthash:/dev/zero', 'dkim', 'showkeys'])
+    rc, out, err = sifttest.bounded_run([SIFTCTL, '-c', conf, '-o', 'dkim_key_table=texthash:/dev/zero', 'dkim', 'showkeys'])
     check(rc == 1 and 'key table /dev/zero: ' + too_big in err, 'siftctl dkim showkeys refuses an endless key table',
           (rc, err))
     os.unlink(big)

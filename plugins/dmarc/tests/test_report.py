@@ -259,22 +259,7 @@ def bounded_report(conf, *args, opts=(), limit_s=60, rss_kb=1_000_000):
     argv = [SIFTCTL, '-c', conf]
     for o in opts:
         argv += ['-o', o]
-    p = subprocess.Popen(argv + ['dmarc', 'report'] + list(args), stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    t0, why = time.monotonic(), ''
-    while p.poll() is None:
-        try:
-            with open('/proc/%d/status' % p.pid) as f:
-                rss = int(re.search(r'VmRSS:\s+(\d+)', f.read()).group(1))
-        except (OSError, AttributeError):
-            rss = 0
-        if rss > rss_kb or time.monotonic() - t0 > limit_s:
-            why = 'stopped: %d kB, %.1fs' % (rss, time.monotonic() - t0)
-            p.kill()
-            break
-        time.sleep(0.05)
-    out, err = p.communicate()
-    return p.returncode, out.decode(), err.decode() + why
+    return sifttest.bounded_run(argv + ['dmarc', 'report'] + list(args), limit_s, rss_kb)
 
 
 def oversized(env, conf):
