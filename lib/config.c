@@ -257,7 +257,9 @@ static int load_file(struct sift_config *cfg, const char *path, bool optional, c
 			return 0;
 		if (err_r)
 			*err_r = sift_asprintf("cannot read %s: %s", path,
-					       errno == EFBIG ? "file too large" : strerror(errno));
+					       errno == EFBIG	 ? "file too large"
+					       : errno == ESPIPE ? "a FIFO or socket, not a file"
+								 : strerror(errno));
 		return -1;
 	}
 	const char *p = data, *end = data + len;

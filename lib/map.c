@@ -135,6 +135,8 @@ static int read_all(const char *path, char **data_r, size_t *len_r, char **err_r
 		return 0;
 	if (errno == EFBIG)
 		*err_r = errf("%s: file too large (limit %u bytes)", path, MAP_MAX_FILE);
+	else if (errno == ESPIPE)
+		*err_r = errf("%s: a FIFO or socket, not a file", path);
 	else
 		*err_r = errf("cannot open %s: %s", path, strerror(errno));
 	return -1;

@@ -59,7 +59,9 @@ long long sift_now_ns(void);
 int sift_write_by(int fd, const void *buf, size_t len, long long deadline_ms);
 
 /* Reads a whole file (at most max bytes, NUL-terminated, malloc'd); -1 with
- * errno set (EFBIG when larger, EISDIR for a directory). */
+ * errno set (EFBIG when larger, EISDIR for a directory, ESPIPE for a FIFO
+ * or a socket: reading one waits for a writer, so it is not opened for
+ * reading at all). */
 int sift_read_file(const char *path, size_t max, char **data_r, size_t *len_r);
 
 /* A growable byte buffer. */

@@ -306,16 +306,22 @@ const char *sift_buf_str(struct sift_buf *b)
 
 int sift_read_file(const char *path, size_t max, char **data_r, size_t *len_r)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO without a writer would hold open(2) */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -1;
 	struct stat st;
-	if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
-		int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
+	if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
+		int e = S_ISDIR(st.st_mode)			       ? EISDIR
+			: S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) ? ESPIPE
+								       : errno;
 		close(fd);
 		errno = e;
 		return -1;
 	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 	struct sift_buf b = {0};
 	char chunk[8192];
 	for (;;) {

@@ -179,9 +179,22 @@ static int add_entry(struct dk_keytable *kt, const char *where, const char *name
  * memory without end. malloc'd, NUL-terminated; 0, or -1 with *err_r. */
 static int read_table(const char *file, char **data_r, size_t *len_r, char **err_r)
 {
-	FILE *fp = fopen(file, "r");
+	/* O_NONBLOCK: a FIFO without a writer would hold open(2) */
+	int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+		close(fd);
+		*err_r = dk_printf("key table %s: a FIFO or socket, not a file", file);
+		return -1;
+	}
+	int fl = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	FILE *fp = fd >= 0 ? fdopen(fd, "r") : NULL;
 	if (!fp) {
 		*err_r = dk_printf("key table %s: %s", file, strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return -1;
 	}
 	size_t len = 0, cap = 0;

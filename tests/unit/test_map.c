@@ -505,6 +505,25 @@ static void test_errors(void)
 		free(name);
 	}
 
+	/* a FIFO (no writer): refused at once, not waited on in open(2) */
+	char *fifo = sift_asprintf("%s/fifo", tmpdir);
+	CHECK(mkfifo(fifo, 0600) == 0);
+	for (int k = 0; k < 3; k++) {
+		static const char *const types[] = {"texthash", "pcre", "cidr"};
+		char *spec = sift_asprintf("%s:%s", types[k], fifo), *err = NULL;
+		struct sift_map *m = sift_map_open(spec, &err);
+		char *want = sift_asprintf("%s: a FIFO or socket, not a file", fifo);
+		CHECK(m == NULL && err && strcmp(err, want) == 0);
+		if (!err || strcmp(err, want) != 0)
+			fprintf(stderr, "  got:  %s\n  want: %s\n", err ? err : "(null)", want);
+		free(want);
+		free(err);
+		sift_map_free(m);
+		free(spec);
+	}
+	unlink(fifo);
+	free(fifo);
+
 	static const struct {
 		const char *spec, *want;
 	} specs[] = {

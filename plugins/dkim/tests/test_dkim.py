@@ -359,6 +359,14 @@ def tests(env):
     check(rc == 1 and 'key table /dev/zero: ' + too_big in err, 'siftctl dkim showkeys refuses an endless key table',
           (rc, err))
     os.unlink(big)
+    # a FIFO without a writer: refused at once, not waited on in open(2)
+    fifo = env.path('fifo.keytable')
+    os.mkfifo(fifo, 0o644)
+    rc, out, err = sifttest.bounded_run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_key_table=texthash:' + fifo, '-t'],
+                                        limit_s=10)
+    check(rc == 1 and 'key table %s: a FIFO or socket, not a file' % fifo in out + err,
+          'filterd -t refuses a FIFO as the key table at once', (rc, out + err))
+    os.unlink(fifo)
     rc, out, err = run([FILTERD, *AS_USER, '-c', conf, '-o', 'dkim_canonicalization=loose/simple', '-t'])
     check(rc != 0 and 'canonicalization' in out + err, 'filterd -t refuses a bad canonicalization', out + err)
 
