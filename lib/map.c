@@ -479,6 +479,18 @@ static bool keyword(const char *s, const char *kw)
 	return strncasecmp(s, kw, n) == 0 && !isalnum((unsigned char)s[n]) && s[n] != '_';
 }
 
+/* Whether s starts an interval "{m,n}" as glibc reads one: a backslash in
+ * the braces is skipped ("a{\,255}" is "a{,255}" to regcomp, which then
+ * expands it). */
+static bool rx_interval(const char *s)
+{
+	if (*s != '{')
+		return false;
+	for (s++; *s == '\\'; s++)
+		;
+	return isdigit((unsigned char)*s) || *s == ',';
+}
+
 /* glibc's regcomp expands bounded repetitions ({n,m}), with memory that
  * grows faster than linearly: a{1,10000} takes half a gigabyte. Estimates
  * the expanded size (atoms, groups multiplied by their bounds, x+ copied
@@ -491,8 +503,7 @@ static bool rx_too_complex(const char *re)
 	int sp = 0, run = 0;
 	sum[0] = 0;
 	for (const char *s = re; *s; s++) {
-		bool rep = *s == '*' || *s == '+' || *s == '?' ||
-			   (*s == '{' && (isdigit((unsigned char)s[1]) || s[1] == ','));
+		bool rep = *s == '*' || *s == '+' || *s == '?' || rx_interval(s);
 		run = rep ? run + 1 : 0;
 		if (run > 2)
 			return true;
@@ -507,9 +518,11 @@ static bool rx_too_complex(const char *re)
 			double v = sum[sp--];
 			last = v < 1 ? 1 : v;
 			sum[sp] += last;
-		} else if (*s == '{' && (isdigit((unsigned char)s[1]) || s[1] == ',')) {
+		} else if (rx_interval(s)) {
 			double m = 0, v = 0;
-			for (s++; isdigit((unsigned char)*s) || *s == ','; s++) {
+			for (s++; isdigit((unsigned char)*s) || *s == ',' || *s == '\\'; s++) {
+				if (*s == '\\')
+					continue;
 				if (*s == ',') {
 					v = 0;
 					continue;

@@ -458,6 +458,7 @@ static void test_errors(void)
 		{"pcre", "  /a/ x\n", ":1: logical line must not start with white space"},
 		{"regexp", "/a{1,1000}{1,1000}/ x\n", ":1: regular expression too complex"},
 		{"regexp", "/a{,25555}/ x\n", ":1: regular expression too complex"},
+		{"regexp", "/a{\\,255}{1,255}/ x\n", ":1: regular expression too complex"},
 		{"regexp", "/(a{1,100}){1,100}/ x\n", ":1: regular expression too complex"},
 		{"regexp", "/a++++++++++++++++++++++++++/ x\n", ":1: regular expression too complex"},
 		{"regexp", "/^(c+?\?\?)/ x\n", ":1: regular expression too complex (bounded or stacked"},
