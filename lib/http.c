@@ -251,10 +251,12 @@ bool sift_http_origin_allowed(const char *origin, const char *const *names)
 	const char *sep = origin ? strstr(origin, "://") : NULL;
 	if (!sep || sep == origin)
 		return false; /* also "null" */
-	for (const char *c = origin; c < sep; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-		      *c == '+' || *c == '-' || *c == '.'))
-			return false;
+	/* a web page's: http or https (another scheme names no page of the
+	 * listener's host) */
+	size_t sl = (size_t)(sep - origin);
+	if (!((sl == 4 && strncasecmp(origin, "http", 4) == 0) ||
+	      (sl == 5 && strncasecmp(origin, "https", 5) == 0)))
+		return false;
 	const char *h = sep + 3;
 	size_t n = strcspn(h, "/?#@");
 	if (h[n] == '@')

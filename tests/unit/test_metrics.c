@@ -147,6 +147,9 @@ static void test_http_host(void)
 	CHECK(!sift_http_origin_allowed("127.0.0.1", none));
 	CHECK(!sift_http_origin_allowed("://127.0.0.1", none));
 	CHECK(!sift_http_origin_allowed("http://127.0.0.1@attacker.example", none));
+	CHECK(sift_http_origin_allowed("HTTPS://mail.example.org", names));
+	CHECK(!sift_http_origin_allowed("hattackerttp://mail.example.org", names));
+	CHECK(!sift_http_origin_allowed("ftp://127.0.0.1", none));
 	CHECK(!sift_http_origin_allowed(NULL, none));
 }
 
