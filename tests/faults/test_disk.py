@@ -81,9 +81,10 @@ def quarantine_full(pf, fd, qdir):
     mark = len(fd.log())
     flow = Flow(pf, 'disk', body=body).start()
     flow.wait_done(flow.n // 4)
-    filler = faultlib.fill(qdir)
+    full = faultlib.Full(qdir)
+    full.fault()
     time.sleep(2)
-    os.unlink(filler)
+    full.recover()
     flow.join()
     clean = [t for t in flow.accepted if not infected(t)]
     bad = [t for t in flow.accepted if infected(t)]
