@@ -442,6 +442,11 @@ int siftctl_tool(const struct sift_opts *o, int argc, char **argv, bool help)
 				fprintf(stderr, "siftctl %s: unknown command \"%s\"\n", p->name, argv[1]);
 			plugin_usage(stderr, p);
 			rc = 2;
+		} else if (!t->usage[0] && argc > 2) {
+			/* a command that takes no argument got one */
+			fprintf(stderr, "siftctl %s %s: unexpected argument \"%s\"\nusage: siftctl %s %s\n",
+				p->name, t->name, argv[2], p->name, t->name);
+			rc = 2;
 		} else {
 			rc = run_tool(p, t, cfg, cfg_err, argc - 1, argv + 1);
 		}

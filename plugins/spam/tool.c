@@ -207,7 +207,13 @@ static int tool_check(const struct sift_host *host, void *conf, int argc, char *
 
 static int tool_lint(const struct sift_host *host, void *conf, int argc, char **argv)
 {
-	int verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+	bool verbose = argc == 2 && strcmp(argv[1], "-v") == 0;
+	if (argc > 2 || (argc == 2 && !verbose)) {
+		fprintf(stderr,
+			"siftctl spam lint: unexpected argument \"%s\"\nusage: siftctl spam lint [-v]\n",
+			strcmp(argv[1], "-v") ? argv[1] : argv[2]);
+		return 2;
+	}
 	const struct spam_engine *e = engine_of(conf);
 	if (!e)
 		return 1;
@@ -262,7 +268,7 @@ static void mime_done(void *arg, const struct sift_tool_message *msg)
 
 static int tool_mime(const struct sift_host *host, void *conf, int argc, char **argv)
 {
-	if (argc < 2) {
+	if (argc != 2) {
 		fprintf(stderr, "usage: siftctl spam mime FILE\n");
 		return 2;
 	}

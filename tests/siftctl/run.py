@@ -338,6 +338,18 @@ def tool_option_tests(tmp):
         r = run("-c", conf, *args)
         check(r.returncode == 2 and says in r.stderr, f"{' '.join(args[:2])} ... {args[-1]}: needs a value",
               r.stderr)
+    # an argument a command does not take is an error, not ignored
+    extra = []
+    if "spam" in names:
+        extra += [(("spam", "lint", "--bogus"), 'siftctl spam lint: unexpected argument "--bogus"'),
+                  (("spam", "lint", "-v", "x"), 'siftctl spam lint: unexpected argument "x"'),
+                  (("spam", "stats", "x"), 'siftctl spam stats: unexpected argument "x"'),
+                  (("spam", "compile", "x"), 'siftctl spam compile: unexpected argument "x"'),
+                  (("spam", "mime", msg, msg), "usage: siftctl spam mime FILE")]
+    for args, says in extra:
+        r = run("-c", conf, *args)
+        check(r.returncode == 2 and r.stderr.startswith(says + "\n") and not r.stdout,
+              f"{' '.join(args)}: refused, exit 2", r.stdout + r.stderr)
     if "spam" in names:
         r = run("-c", conf, "spam", "check", msg, "--from", "bob@example.org")
         check(r.returncode == 0 and r.stdout.startswith(f"{msg}: ham"), "spam check FILE --from ADDR",
