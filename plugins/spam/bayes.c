@@ -128,6 +128,7 @@ enum { AL_QUEUED, AL_RUNNING, AL_DONE };
 struct al_job {
 	btok *v;
 	size_t n;
+	uint32_t atime; /* the message's receive date (btoks.atime) */
 	char *id;
 	bool spam;
 	int state, rc;
@@ -268,7 +269,7 @@ static void *al_main(void *arg)
 		a->queued--;
 		j->state = AL_RUNNING;
 		pthread_mutex_unlock(&a->lock);
-		struct btoks t = {.v = j->v, .n = j->n};
+		struct btoks t = {.v = j->v, .n = j->n, .atime = j->atime};
 		al_cur = j;
 		al_cur_lock = &a->lock;
 		int rc = bayes_learn(b, &t, j->id, j->spam, false);
@@ -367,6 +368,7 @@ int bayes_autolearn(struct bayes *b, const struct btoks *t, const char *msgid, b
 	j->v = xmalloc((t->n + 1) * sizeof(btok));
 	memcpy(j->v, t->v, t->n * sizeof(btok));
 	j->n = t->n;
+	j->atime = t->atime;
 	j->id = xstrdup(msgid ? msgid : "");
 	j->spam = spam;
 	if (a->tail)
