@@ -9,6 +9,7 @@
  * learning it as the other class forgets it first (its msgid is kept in the
  * store's seen list, as SpamAssassin's bayes_seen).
  */
+#include <errno.h>
 #include <math.h>
 #include <openssl/sha.h>
 #include <syslog.h>
@@ -83,6 +84,83 @@ bool bayes_ready(struct bayes *b)
 	return ns >= b->o.min_spam_num && nh >= b->o.min_ham_num && ns > 0 && nh > 0;
 }
 
+/* ---- touches (SpamAssassin's tok_touch_all) ----------------------------- */
+
+/* An open-addressing table: key token + 1 (0: free), the newest atime. */
+struct bayes_touch {
+	uint64_t key[BAYES_TOUCH_MAX];
+	uint32_t atime[BAYES_TOUCH_MAX];
+	size_t used;
+};
+
+static bool touch_half_full(const struct bayes_touch *j)
+{
+	return j && j->used * 2 >= BAYES_TOUCH_MAX;
+}
+
+static void touch_wake(struct bayes *b);
+
+/* Notes the tokens v[p[0].i] ... v[p[n - 1].i] as used by a scan at atime. */
+static void touch_add(struct bayes *b, const btok *v, const struct tprob *p, size_t n, uint32_t atime)
+{
+	pthread_mutex_lock(&b->touch_lock);
+	if (!b->touch)
+		b->touch = calloc(1, sizeof(*b->touch));
+	struct bayes_touch *j = b->touch;
+	bool was_half = touch_half_full(j);
+	for (size_t i = 0; j && i < n; i++) {
+		uint64_t key = v[p[i].i] + 1;
+		size_t x = (size_t)v[p[i].i] & (BAYES_TOUCH_MAX - 1); /* a SHA-1 slice */
+		while (j->key[x] && j->key[x] != key)
+			x = (x + 1) & (BAYES_TOUCH_MAX - 1);
+		if (!j->key[x]) {
+			if ((j->used + 1) * 4 > (size_t)BAYES_TOUCH_MAX * 3)
+				break; /* full until the next write: dropped */
+			j->key[x] = key;
+			j->used++;
+		}
+		if (atime > j->atime[x])
+			j->atime[x] = atime;
+	}
+	bool wake = !was_half && touch_half_full(j);
+	pthread_mutex_unlock(&b->touch_lock);
+	if (wake)
+		touch_wake(b);
+}
+
+static bool touch_pending(struct bayes *b)
+{
+	pthread_mutex_lock(&b->touch_lock);
+	bool r = b->touch && b->touch->used;
+	pthread_mutex_unlock(&b->touch_lock);
+	return r;
+}
+
+long bayes_touch_flush(struct bayes *b)
+{
+	if (!b->st->ops->touch)
+		return 0;
+	pthread_mutex_lock(&b->touch_lock);
+	struct bayes_touch *j = b->touch;
+	b->touch = NULL;
+	pthread_mutex_unlock(&b->touch_lock);
+	if (!j)
+		return 0;
+	btok *t = xmalloc((j->used + 1) * sizeof(*t));
+	uint32_t *at = xmalloc((j->used + 1) * sizeof(*at));
+	size_t n = 0;
+	for (size_t x = 0; x < BAYES_TOUCH_MAX; x++)
+		if (j->key[x]) {
+			t[n] = j->key[x] - 1;
+			at[n++] = j->atime[x];
+		}
+	free(j);
+	int rc = n ? b->st->ops->touch(b->st, t, at, n) : 0;
+	free(t);
+	free(at);
+	return rc < 0 ? -1 : (long)n;
+}
+
 double bayes_classify(struct bayes *b, const struct btoks *t)
 {
 	long long ns, nh, nt;
@@ -116,8 +194,12 @@ double bayes_classify(struct bayes *b, const struct btoks *t)
 	double sig[N_SIGNIFICANT];
 	for (size_t j = 0; j < k; j++)
 		sig[j] = p[j].p;
-	free(p);
 	double r = k ? bayes_combine(ns, nh, sig, k) : -1;
+	if (r >= 0 && b->st->ops->touch) {
+		uint32_t now = (uint32_t)time(NULL);
+		touch_add(b, t->v, p, k, t->atime && t->atime <= now ? t->atime : now);
+	}
+	free(p);
 	return r;
 }
 
@@ -242,8 +324,29 @@ struct bayes_al {
 	struct al_job *head, *tail;
 	size_t queued;
 	bool stop, stalled; /* stalled: a job whose waiter gave up runs */
+	bool touch_wake;    /* the touches are half full: write them */
 	pthread_t thread;
 };
+
+static void touch_wake(struct bayes *b)
+{
+	struct bayes_al *a = b->al;
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->touch_wake = true;
+	pthread_cond_signal(&a->work);
+	pthread_mutex_unlock(&a->lock);
+}
+
+static void al_log(struct bayes *b, const char *fmt, ...);
+
+static void touch_flush_logged(struct bayes *b)
+{
+	if (bayes_touch_flush(b) < 0)
+		al_log(b, "Bayes: cannot write the atimes of the tokens scans used (the store refused "
+			  "the write)");
+}
 
 static void al_free(struct al_job *j)
 {
@@ -258,8 +361,28 @@ static void *al_main(void *arg)
 	struct bayes_al *a = b->al;
 	pthread_mutex_lock(&a->lock);
 	for (;;) {
-		while (!a->head && !a->stop)
-			pthread_cond_wait(&a->work, &a->lock);
+		while (!a->head && !a->stop) {
+			if (!touch_pending(b)) {
+				pthread_cond_wait(&a->work, &a->lock);
+				continue;
+			}
+			/* touches waiting: written every BAYES_TOUCH_EVERY
+			 * seconds, or at once when half full */
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += BAYES_TOUCH_EVERY;
+			int w = 0;
+			while (!a->head && !a->stop && !a->touch_wake && w != ETIMEDOUT)
+				w = pthread_cond_timedwait(&a->work, &a->lock, &ts);
+			if (a->stop)
+				break;
+			if (w == ETIMEDOUT || a->touch_wake) {
+				a->touch_wake = false;
+				pthread_mutex_unlock(&a->lock);
+				touch_flush_logged(b);
+				pthread_mutex_lock(&a->lock);
+			}
+		}
 		if (a->stop)
 			break;
 		struct al_job *j = a->head;
@@ -282,9 +405,11 @@ static void *al_main(void *arg)
 			al_free(j);
 		}
 		pthread_cond_broadcast(&a->done);
-		/* the expiry after the message's wait, not in it */
+		/* the expiry after the message's wait, not in it; the
+		 * touches written first, so that it sees them */
 		if (rc == 1) {
 			pthread_mutex_unlock(&a->lock);
+			touch_flush_logged(b);
 			bayes_expire(b);
 			pthread_mutex_lock(&a->lock);
 		}
@@ -300,7 +425,7 @@ int bayes_autolearn_start(struct bayes *b)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_mutex_init(&a->lock, NULL);
-	pthread_cond_init(&a->work, NULL);
+	pthread_cond_init(&a->work, &ca);
 	pthread_cond_init(&a->done, &ca);
 	pthread_condattr_destroy(&ca);
 	b->al = a;
@@ -318,8 +443,10 @@ int bayes_autolearn_start(struct bayes *b)
 void bayes_autolearn_stop(struct bayes *b)
 {
 	struct bayes_al *a = b->al;
-	if (!a)
+	if (!a) {
+		touch_flush_logged(b);
 		return;
+	}
 	pthread_mutex_lock(&a->lock);
 	a->stop = true;
 	pthread_cond_signal(&a->work);
@@ -335,6 +462,7 @@ void bayes_autolearn_stop(struct bayes *b)
 	pthread_mutex_destroy(&a->lock);
 	free(a);
 	b->al = NULL;
+	touch_flush_logged(b);
 }
 
 static void al_log(struct bayes *b, const char *fmt, ...)

@@ -113,6 +113,12 @@ struct bstore_ops {
 	 * lapses after BSTORE_CLAIM_MS (a learner that died). */
 	int (*claim)(struct bstore *st, const char *msgid);
 	void (*release)(struct bstore *st, const char *msgid);
+	/* Optional (NULL: the store keeps no atimes to refresh): scanning
+	 * used these n tokens (SpamAssassin's tok_touch_all): each one
+	 * present gets atime[i] if that is newer than its own (LMDB, memory;
+	 * never rolled back), or its keys' TTL set again (Redis: its tokens
+	 * expire by spam_bayes_token_ttl). Counts unchanged. 0 or -1. */
+	int (*touch)(struct bstore *st, const btok *t, const uint32_t *atime, size_t n);
 	/* apply calls bstore_gate() once it holds its writer lock (else
 	 * the caller calls it before apply) */
 	bool gates;
@@ -165,6 +171,7 @@ struct bayes_opts {
 };
 
 struct bayes_al;
+struct bayes_touch;
 
 struct bayes {
 	struct bstore *st;
@@ -179,11 +186,28 @@ struct bayes {
 	pthread_mutex_t learn_lock;
 	/* when bayes_expire next expires seen entries (time(NULL)) */
 	_Atomic long long seen_next;
+	/* the tokens scanning used, with their new atimes, waiting to be
+	 * written (bayes_touch_flush); made at the first, under touch_lock */
+	pthread_mutex_t touch_lock;
+	struct bayes_touch *touch;
 };
 
 /* The message's spam probability in [0, 1], or -1 when Bayes cannot score
- * it (too few messages learned, no token known, a store error). */
+ * it (too few messages learned, no token known, a store error). As
+ * SpamAssassin, the tokens that decided it (the significant ones) are
+ * touched: their atime becomes the message's receive date (t->atime; now
+ * when none, or later than now) if that is newer, so that tokens in use
+ * outlive the expiry. The touches wait in memory (at most
+ * BAYES_TOUCH_MAX tokens; more are dropped until the next write) and are
+ * written by bayes_touch_flush: the autolearn worker's, every
+ * BAYES_TOUCH_EVERY seconds or when half full, before each expiry, and at
+ * bayes_autolearn_stop. */
 double bayes_classify(struct bayes *b, const struct btoks *t);
+#define BAYES_TOUCH_MAX	  16384
+#define BAYES_TOUCH_EVERY 30
+/* Writes the waiting touches to the store (a write transaction); the
+ * number of tokens written, or -1. */
+long bayes_touch_flush(struct bayes *b);
 /* Bayes is usable: enough spam and ham learned (score sets 2 and 3). */
 bool bayes_ready(struct bayes *b);
 /* Learns (forget false) or forgets the tokens of message msgid: 1 done,
@@ -204,7 +228,10 @@ int bayes_learn(struct bayes *b, const struct btoks *t, const char *msgid, bool 
 #define BAYES_AUTOLEARN_WAIT_MS 500
 int bayes_autolearn(struct bayes *b, const struct btoks *t, const char *msgid, bool spam, long wait_ms);
 /* The worker started (0) or not (-1: bayes_autolearn learns in place);
- * stopped after what it is doing (queued messages are dropped). */
+ * stopped after what it is doing (queued messages are dropped). It also
+ * writes the touches of bayes_classify, so a daemon starts it when it
+ * autolearns or its store keeps atimes; bayes_autolearn_stop writes the
+ * touches left, worker or not. */
 int bayes_autolearn_start(struct bayes *b);
 void bayes_autolearn_stop(struct bayes *b);
 

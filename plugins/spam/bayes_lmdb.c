@@ -324,7 +324,10 @@ static bool snap_get(struct lmdb_store *l, MDB_txn *txn, const btok *t, size_t n
 }
 
 /* After this process's write transaction txnid committed, with the new
- * counts of n tokens: the copy of txnid - 1 becomes the copy of txnid. */
+ * counts of n tokens: the copy of txnid - 1 becomes the copy of txnid.
+ * Only after a transaction that wrote: one that changed nothing commits
+ * nothing (txnid - 1 stays the last), and a copy marked txnid would then
+ * never be used again (and another writer's txnid would not be its). */
 static void snap_update(struct lmdb_store *l, uint64_t txnid, const btok *t, const struct bcounts *c,
 			size_t n)
 {
@@ -518,6 +521,40 @@ static int l_apply(struct bstore *st, const btok *t, size_t n, bool spam, int si
 		snap_update(l, id, t, nc, done);
 	pthread_mutex_unlock(&l->bulk_lock);
 	free(nc);
+	return rc;
+}
+
+/* Scans used n tokens: each present one's atime raised to atime[i]. The
+ * counts do not change, so the in-memory copy follows the commit. */
+static int l_touch(struct bstore *st, const btok *t, const uint32_t *atime, size_t n)
+{
+	struct lmdb_store *l = (struct lmdb_store *)st;
+	MDB_txn *txn;
+	if (wbegin(l, &txn) < 0)
+		return -1;
+	int rc = 0;
+	size_t written = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		unsigned char kb[5];
+		key_of(t[i], kb);
+		MDB_val k = {5, kb}, v;
+		struct bcounts c;
+		if (mdb_get(txn, l->tok, &k, &v) != 0)
+			continue; /* expired or forgotten since */
+		val_of(&v, &c);
+		if (atime[i] <= c.atime)
+			continue;
+		c.atime = atime[i];
+		MDB_val nv = {12, &c};
+		rc = mdb_put(txn, l->tok, &k, &nv, 0) ? -1 : 0;
+		written++;
+	}
+	bool own = txn != l->bulk;
+	uint64_t id = mdb_txn_id(txn);
+	rc = wdone(l, txn, rc);
+	if (rc == 0 && own && written)
+		snap_update(l, id, NULL, NULL, 0);
+	pthread_mutex_unlock(&l->bulk_lock);
 	return rc;
 }
 
@@ -772,6 +809,7 @@ static const struct bstore_ops lmdb_ops = {.totals = l_totals,
 					   .each = l_each,
 					   .close = l_close,
 					   .bulk = l_bulk,
+					   .touch = l_touch,
 					   .gates = true};
 
 static struct bstore *lmdb_open(const char *dir, char **err_r);

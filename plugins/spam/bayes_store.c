@@ -182,6 +182,19 @@ static int mem_apply(struct bstore *st, const btok *t, size_t n, bool spam, int 
 	return 0;
 }
 
+static int mem_touch(struct bstore *st, const btok *t, const uint32_t *atime, size_t n)
+{
+	struct mem_store *m = (struct mem_store *)st;
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct mem_ent *e = &m->tab[mem_slot(m, t[i])];
+		if (e->used && (e->c.s || e->c.h) && atime[i] > e->c.atime)
+			e->c.atime = atime[i];
+	}
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
 static int mem_seen(struct bstore *st, const char *msgid)
 {
 	struct mem_store *m = (struct mem_store *)st;
@@ -253,7 +266,8 @@ static const struct bstore_ops mem_ops = {.totals = mem_totals,
 					  .put = mem_put,
 					  .expire = mem_expire,
 					  .each = mem_each,
-					  .close = mem_close};
+					  .close = mem_close,
+					  .touch = mem_touch};
 
 static struct bstore *mem_open(void)
 {
@@ -415,6 +429,32 @@ static void kv_close(struct bstore *st)
 	free(st);
 }
 
+/* Scans used n tokens: their keys' TTL set again (SpamAssassin's Redis
+ * store does the same), by counting 0 onto each: a key present keeps its
+ * count and gets spam_bayes_token_ttl, an absent one stays absent. In
+ * writes of KV_TOUCH_BATCH tokens. */
+#define KV_TOUCH_BATCH 512
+static int kv_touch(struct bstore *st, const btok *t, const uint32_t *atime, size_t n)
+{
+	(void)atime;
+	struct kv_store *k = (struct kv_store *)st;
+	if (k->ttl_ms <= 0)
+		return 0; /* tokens that never expire */
+	struct sift_kv_op ops[2 * KV_TOUCH_BATCH];
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i += KV_TOUCH_BATCH) {
+		size_t m = n - i < KV_TOUCH_BATCH ? n - i : KV_TOUCH_BATCH;
+		for (size_t j = 0; j < 2 * m; j++)
+			ops[j] = (struct sift_kv_op){.op = SIFT_KV_COUNT,
+						     .key = tkey(j & 1 ? 'h' : 's', t[i + j / 2]),
+						     .ttl_ms = k->ttl_ms};
+		rc = k->h->kv_write(ops, 2 * m) < 0 ? -1 : 0;
+		for (size_t j = 0; j < 2 * m; j++)
+			free((char *)ops[j].key);
+	}
+	return rc;
+}
+
 /* Redis keeps no atime: tokens expire by TTL; no scan. */
 static const struct bstore_ops kv_ops = {.totals = kv_totals,
 					 .get = kv_tget,
@@ -423,7 +463,8 @@ static const struct bstore_ops kv_ops = {.totals = kv_totals,
 					 .put = kv_put,
 					 .close = kv_close,
 					 .claim = kv_claim,
-					 .release = kv_release};
+					 .release = kv_release,
+					 .touch = kv_touch};
 
 struct bstore *bstore_open(const char *spec, const struct sift_host *host, long ttl_ms, long seen_ttl_ms,
 			   char **err_r)

@@ -214,8 +214,10 @@ static int bayes_init(const struct sift_host *h, struct spam_conf *c, char **err
 	c->bayes->st = st;
 	c->bayes->o = o;
 	pthread_mutex_init(&c->bayes->learn_lock, NULL);
+	pthread_mutex_init(&c->bayes->touch_lock, NULL);
 	c->bayes->log = engine_log;
-	if (o.auto_learn && bayes_autolearn_start(c->bayes) < 0)
+	/* the worker also writes the tokens' atimes that scans refresh */
+	if ((o.auto_learn || st->ops->touch) && bayes_autolearn_start(c->bayes) < 0)
 		h->log(NULL, LOG_WARNING, "spam: no autolearn thread; autolearn waits for the Bayes store");
 	return 0;
 }
@@ -291,6 +293,8 @@ static void spam_release(void *cp)
 		bayes_autolearn_stop(c->bayes);
 		c->bayes->st->ops->close(c->bayes->st);
 		pthread_mutex_destroy(&c->bayes->learn_lock);
+		pthread_mutex_destroy(&c->bayes->touch_lock);
+		free(c->bayes->touch); /* none: bayes_autolearn_stop wrote them */
 		free(c->bayes);
 		c->bayes = NULL;
 	}

@@ -62,7 +62,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				.autolearn_nonspam = 0.1,
 				.autolearn_spam = 12,
 				.max_db_size = 150000},
-			  .learn_lock = PTHREAD_MUTEX_INITIALIZER};
+			  .learn_lock = PTHREAD_MUTEX_INITIALIZER,
+			  .touch_lock = PTHREAD_MUTEX_INITIALIZER};
 	struct spam_input in = {.mime = mime, .addrlist_parse = sift_addrlist_parse, .bayes = &b};
 	spam_engine_tokens(engine, &in, token_cb, NULL);
 	int r1 = spam_engine_learn(engine, &in, true, false);
@@ -83,6 +84,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	long long ns, nh, nt;
 	st->ops->totals(st, &ns, &nh, &nt);
 	if (ns != 0)
+		abort();
+	bayes_autolearn_stop(&b); /* writes (and frees) the scan's touches */
+	if (b.touch)
 		abort();
 	st->ops->close(st);
 	sift_mime_free(mime);

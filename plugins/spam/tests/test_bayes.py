@@ -122,6 +122,26 @@ def reload_keeps_environment(tmp, rules):
         check(rc == 0 and 'spam: 31' in out, 'both counted', out)
         check(fd.alive() and fd.pid in lock_holders(lock) and not excl_free(lock),
               'filterd runs and holds its lock after siftctl', open('/proc/locks').read())
+        # the atimes its scans refreshed: written by its worker, at the
+        # latest when it stops (the learned mail and the autolearned spam
+        # are dated 2024, the probe 2025)
+        hdir = os.path.join(tmp, 'ham-reload')
+        os.mkdir(hdir)
+        for i in range(25):
+            with open(os.path.join(hdir, f'{i}.eml'), 'w') as f:
+                f.write(msg(i, HAMW, 'ham'))
+        rc, out = run(fd.conf, 'spam', 'learn', '--ham', hdir)
+        probe = msg(3998, SPAMW, 'spam').replace('Mon, 1 Jan 2024', 'Sun, 1 Jun 2025')
+        verdict, added = milter_send(fd.port, probe, b'QR2')
+        sifttest.stop_all([fd])
+        rc, dump = run(fd.conf, 'spam', 'dump')
+        atimes = [ln.split('\t')[3] for ln in dump.splitlines() if ln.startswith('t\t')]
+        touched = atimes.count('1748736000')
+        newer = [a for a in atimes if int(a) > 1748736000]
+        check('BAYES_99' in added and touched >= 5 and not newer,
+              'filterd writes the atimes its scans refreshed; what it autolearned has the receive date of '
+              'its mail, not the time of learning',
+              '%d touched; %s; %s' % (touched, added, sorted(set((a, atimes.count(a)) for a in atimes))))
     finally:
         sifttest.stop_all([fd])
 
@@ -253,6 +273,18 @@ def main():
         f.write(msg(99, SPAMW, 'spam'))
     rc, out = run(conf, 'spam', 'check', probe)
     check('BAYES_99=3.5' in out, 'BAYES_99 with its set 2 score on spam', out)
+    # the scan touched the tokens that decided it (SpamAssassin's
+    # tok_touch_all): their atime is now the probe's date, the others'
+    # still the learned mail's; written when siftctl ends
+    with open(probe, 'w') as f:
+        f.write(msg(99, SPAMW, 'spam').replace('Mon, 1 Jan 2024', 'Sun, 1 Jun 2025'))
+    rc, out = run(conf, 'spam', 'check', probe)
+    rc, dump = run(conf, 'spam', 'dump')
+    atimes = [int(ln.split('\t')[3]) for ln in dump.splitlines() if ln.startswith('t\t')]
+    touched = atimes.count(1748736000)
+    check(rc == 0 and 'BAYES_99' in out and touched >= 5 and atimes.count(1704067200) >= 5 and
+          touched + atimes.count(1704067200) == len(atimes),
+          'a scan refreshes the atime of the tokens it used', f'{touched} of {len(atimes)} touched; {out}')
     with open(probe, 'w') as f:
         f.write(msg(99, HAMW, 'ham'))
     rc, out = run(conf, 'spam', 'check', probe)

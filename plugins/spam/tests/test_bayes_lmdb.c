@@ -822,6 +822,127 @@ static void token_expiry(const char *top)
 	st->ops->close(st);
 }
 
+struct at_count {
+	uint32_t atime;
+	long long n;
+};
+
+static int count_atime(void *arg, btok t, const struct bcounts *c)
+{
+	(void)t;
+	struct at_count *a = arg;
+	a->n += c->atime == a->atime;
+	return 0;
+}
+
+/* Scanning touches the tokens that decided (SpamAssassin's tok_touch_all):
+ * their atime becomes the message's receive date when newer, written at
+ * bayes_autolearn_stop (or by the worker); weak, unknown and newer tokens
+ * are left as they are, and the expiry then keeps the touched ones. */
+static void touches(const char *top)
+{
+	char dir[512], *err = NULL;
+	snprintf(dir, sizeof(dir), "%s/touch", top);
+	struct bstore *st = bstore_open_lmdb(dir, &err);
+	CHECK(st != NULL, "touch: open (%s)", err ? err : "");
+	if (!st)
+		return;
+	uint32_t now = (uint32_t)time(NULL), day = 86400;
+	/* 0-1: strong (spam only), old; 2: weak (as much ham as spam), old;
+	 * 3: strong, dated after the message; 4: not in the store; then
+	 * 120,000 fillers dated 100 days ago, 40,000 of them 300 */
+	enum { FILL = 160000 };
+	static btok t[5 + FILL];
+	static struct bcounts c[5 + FILL];
+	for (size_t i = 0; i < 5 + FILL; i++) {
+		t[i] = 0x200000 + i;
+		c[i] = (struct bcounts){50, i == 2 ? 50u : 0u,
+					now - (i < 5 || i >= 5 + 120000 ? 300 : 100) * day};
+	}
+	c[3].atime = now - day;
+	CHECK(st->ops->put(st, t, c, 4, 100, 100) == 0 && st->ops->put(st, t + 5, c + 5, FILL, 100, 100) == 0,
+	      "touch: %d tokens", 4 + FILL);
+	struct bayes b = {.st = st, .o = {.min_spam_num = 1, .min_ham_num = 1, .max_db_size = 150000}};
+	pthread_mutex_init(&b.learn_lock, NULL);
+	pthread_mutex_init(&b.touch_lock, NULL);
+	struct btoks toks = {.v = t, .n = 5, .atime = now - 10 * day};
+	double p = bayes_classify(&b, &toks);
+	struct bcounts got[5];
+	st->ops->get(st, t, 5, got);
+	CHECK(p > 0.9 && got[0].atime == now - 300 * day,
+	      "touch: a scan's touches wait in memory (p %.3f, atime %u days old)", p,
+	      (now - got[0].atime) / day);
+	bayes_autolearn_stop(&b); /* no worker: written here */
+	st->ops->get(st, t, 5, got);
+	long long ns, nh, nt = 0;
+	st->ops->totals(st, &ns, &nh, &nt);
+	CHECK(got[0].atime == now - 10 * day && got[1].atime == now - 10 * day &&
+		      got[2].atime == now - 300 * day && got[3].atime == now - day &&
+		      got[4].s + got[4].h == 0 && got[0].s == 50 && nt == 4 + FILL,
+	      "touch: the strong tokens get the message's date; the weak, the newer and the unknown "
+	      "stay (ages in days %u %u %u %u; %lld tokens)",
+	      (now - got[0].atime) / day, (now - got[1].atime) / day, (now - got[2].atime) / day,
+	      (now - got[3].atime) / day, nt);
+	/* a message dated ahead touches with the time of the scan */
+	toks.atime = now + 3 * day;
+	toks.n = 1;
+	bayes_classify(&b, &toks);
+	bayes_autolearn_stop(&b);
+	st->ops->get(st, t, 1, got);
+	CHECK(got[0].atime >= now && got[0].atime <= now + 5,
+	      "touch: a message dated ahead touches at the "
+	      "time of the scan (%u, now %u)",
+	      got[0].atime, now);
+	/* the expiry takes the 300-day-old fillers, not the touched tokens */
+	long long r = bayes_expire(&b);
+	st->ops->get(st, t, 5, got);
+	CHECK(r == 40001 && got[0].s && got[1].s && !got[2].s,
+	      "touch: the expiry keeps what scans used (%lld expired; %u %u %u)", r, got[0].s, got[1].s,
+	      got[2].s);
+	/* touches that change nothing write nothing: the in-memory copy stays
+	 * the database's (it was marked with a transaction that never
+	 * committed, and every lookup went to the B-tree after it) */
+	struct lmdb_store *l = (struct lmdb_store *)st;
+	for (int i = 0; i < 2 * SNAP_AFTER; i++) {
+		toks = (struct btoks){.v = t + 5, .n = 5, .atime = now - 200 * day};
+		bayes_classify(&b, &toks);
+	}
+	bool before = copy_current(l);
+	toks = (struct btoks){.v = t, .n = 2, .atime = now - 20 * day};
+	bayes_classify(&b, &toks);
+	bayes_autolearn_stop(&b);
+	CHECK(before && copy_current(l),
+	      "touch: a write that changes nothing keeps the in-memory copy (%d %d)", before,
+	      copy_current(l));
+	/* a daemon's worker writes them once the journal is half full,
+	 * without waiting for BAYES_TOUCH_EVERY */
+	CHECK(bayes_autolearn_start(&b) == 0, "touch: the worker starts");
+	enum { N = BAYES_TOUCH_MAX / 2 + 300 };
+	for (size_t i = 0; i < N; i++) {
+		t[i] = 0x300000 + i;
+		c[i] = (struct bcounts){50, 0, now - 300 * day};
+	}
+	st->ops->put(st, t, c, N, 100, 100);
+	for (size_t i = 0; i < N; i += 150) {
+		toks = (struct btoks){.v = t + i, .n = N - i < 150 ? N - i : 150, .atime = now - 5 * day};
+		bayes_classify(&b, &toks);
+	}
+	/* (read by each: lookups from the in-memory copy carry no atime) */
+	struct at_count ac = {.atime = now - 5 * day};
+	for (int w = 0; w < 100 && ac.n < BAYES_TOUCH_MAX / 2; w++) {
+		usleep(50000);
+		ac.n = 0;
+		st->ops->each(st, count_atime, &ac);
+	}
+	long long done = ac.n;
+	CHECK(done >= BAYES_TOUCH_MAX / 2, "touch: half full, the worker writes them at once (%lld of %d)",
+	      done, N);
+	bayes_autolearn_stop(&b);
+	pthread_mutex_destroy(&b.learn_lock);
+	pthread_mutex_destroy(&b.touch_lock);
+	st->ops->close(st);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/sift-bayes-lmdb-XXXXXX";
@@ -926,6 +1047,7 @@ int main(void)
 	autolearn_bounded(dir);
 	seen_expiry(dir);
 	token_expiry(dir);
+	touches(dir);
 
 	db->ops->close(db);
 	ref->ops->close(ref);

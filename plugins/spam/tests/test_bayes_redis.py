@@ -169,6 +169,31 @@ def cut_learns(tmp, settings, redis):
         redis.cli('FLUSHALL')
 
 
+def touched_ttl(tmp, conf, redis):
+    """With spam_bayes_token_ttl, a scan sets the TTL of the tokens that
+    decided it again (SpamAssassin's Redis store does the same on scans):
+    a token used by mail keeps living; one no scan uses expires."""
+    conf_ttl = conf + '-ttl'
+    with open(conf) as a, open(conf_ttl, 'w') as b:
+        b.write(a.read() + 'spam_bayes_token_ttl = 21d\n')
+    each = ("local r = {} for _, k in ipairs(redis.call('KEYS', 'sift:bayes:s:*')) do "
+            "r[#r + 1] = redis.call(ARGV[1], k, ARGV[2]) end return r")
+    redis.cli('EVAL', each.replace(', ARGV[2]', ', 600000'), '0', 'PEXPIRE', '')
+    probe = os.path.join(tmp, 'ttl-probe.eml')
+    with open(probe, 'w') as f:
+        f.write(msg(95, SPAMW, 'spam'))
+    rc, out = run(conf_ttl, 'spam', 'check', probe)
+    ttls = [int(t) for t in redis.cli('EVAL', each.replace(', ARGV[2]', ''), '0', 'PTTL').split()]
+    keys = ttls
+    day = 86400000
+    renewed = sum(21 * day - 120000 < t <= 21 * day for t in ttls)
+    left = sum(0 < t <= 600000 for t in ttls)
+    check('BAYES_99' in out and renewed >= 5 and left >= 1 and renewed + left == len(keys),
+          'spam_bayes_token_ttl: a scan renews the TTL of the tokens it used, no other',
+          '%d renewed, %d left of %d; %s' % (renewed, left, len(keys), out[-300:]))
+    redis.cli('EVAL', each.replace(', ARGV[2]', ''), '0', 'PERSIST')
+
+
 def main():
     tmp = sifttest.scratch('sift-bayes-redis-')
     sifttest.daemon_readable(tmp)
@@ -231,6 +256,7 @@ def main():
               'learned %d, nspam %d -> %d; %s' % (learned, before, after, outs[0][-300:]))
         check(redis.cli('KEYS', 'sift:bayes:learning:*').strip() == '', 'no claim left behind',
               redis.cli('KEYS', 'sift:bayes:learning:*'))
+        touched_ttl(tmp, conf, redis)
         named_store(tmp, settings, redis)
         cut_learns(tmp, settings, redis)
     finally:
