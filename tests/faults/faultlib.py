@@ -384,6 +384,17 @@ def verify(flow, what, mark=None, min_tempfails=1, timeout=90, delivered=None):
     return counts
 
 
+def hold_until_met(flow, hold):
+    """Sleeps `hold` seconds, then on until a message of the flow met the
+    fault (a 4xx), the flow is done, or 20 s more: a machine that stalls
+    the flow for the whole hold (a loaded CI host) would let a fault pass
+    unmet."""
+    time.sleep(hold)
+    end = time.monotonic() + 20
+    while not flow.tempfails and flow.done_count() < flow.n and time.monotonic() < end:
+        time.sleep(0.05)
+
+
 def fault_case(pf, daemon, prefix, fault, recover, hold, mark, what=None, **flow_args):
     """The common shape of a dependency's fault: a flow of messages
     PREFIX-* (Flow(pf, prefix, **flow_args)); a quarter of them done,
@@ -394,13 +405,7 @@ def fault_case(pf, daemon, prefix, fault, recover, hold, mark, what=None, **flow
     flow = Flow(pf, prefix, **flow_args).start()
     flow.wait_done(flow.n // 4)
     fault()
-    time.sleep(hold)
-    # A machine that stalls the flow for the whole `hold` (a loaded CI
-    # host) would let the fault pass unmet: it stays until a message met
-    # it, the flow is done, or 20 s more.
-    end = time.monotonic() + 20
-    while not flow.tempfails and flow.done_count() < flow.n and time.monotonic() < end:
-        time.sleep(0.05)
+    hold_until_met(flow, hold)
     recover()
     flow.join()
     verify(flow, what or prefix, mark=mark)

@@ -29,7 +29,6 @@ import base64
 import os
 import re
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -83,7 +82,7 @@ def quarantine_full(pf, fd, qdir):
     flow.wait_done(flow.n // 4)
     full = faultlib.Full(qdir)
     full.fault()
-    time.sleep(2)
+    faultlib.hold_until_met(flow, 2)
     full.recover()
     flow.join()
     clean = [t for t in flow.accepted if not infected(t)]
