@@ -138,7 +138,7 @@ static bool touch_pending(struct bayes *b)
 
 long bayes_touch_flush(struct bayes *b)
 {
-	if (!b->st->ops->touch)
+	if (!b->st->touches)
 		return 0;
 	pthread_mutex_lock(&b->touch_lock);
 	struct bayes_touch *j = b->touch;
@@ -195,7 +195,7 @@ double bayes_classify(struct bayes *b, const struct btoks *t)
 	for (size_t j = 0; j < k; j++)
 		sig[j] = p[j].p;
 	double r = k ? bayes_combine(ns, nh, sig, k) : -1;
-	if (r >= 0 && b->st->ops->touch) {
+	if (r >= 0 && b->st->touches) {
 		uint32_t now = (uint32_t)time(NULL);
 		touch_add(b, t->v, p, k, t->atime && t->atime <= now ? t->atime : now);
 	}

@@ -113,11 +113,11 @@ struct bstore_ops {
 	 * lapses after BSTORE_CLAIM_MS (a learner that died). */
 	int (*claim)(struct bstore *st, const char *msgid);
 	void (*release)(struct bstore *st, const char *msgid);
-	/* Optional (NULL: the store keeps no atimes to refresh): scanning
-	 * used these n tokens (SpamAssassin's tok_touch_all): each one
-	 * present gets atime[i] if that is newer than its own (LMDB, memory;
-	 * never rolled back), or its keys' TTL set again (Redis: its tokens
-	 * expire by spam_bayes_token_ttl). Counts unchanged. 0 or -1. */
+	/* Called only when the store's `touches` is true: scanning used
+	 * these n tokens (SpamAssassin's tok_touch_all): each one present
+	 * gets atime[i] if that is newer than its own (LMDB, memory; never
+	 * rolled back), or its keys' TTL set again (Redis: its tokens expire
+	 * by spam_bayes_token_ttl). Counts unchanged. 0 or -1. */
 	int (*touch)(struct bstore *st, const btok *t, const uint32_t *atime, size_t n);
 	/* apply calls bstore_gate() once it holds its writer lock (else
 	 * the caller calls it before apply) */
@@ -144,6 +144,11 @@ bool bstore_gate(void);
 
 struct bstore {
 	const struct bstore_ops *ops;
+	/* a scan's touches change something (ops->touch is called): the
+	 * store keeps ages (LMDB, memory) or its tokens expire (Redis with
+	 * spam_bayes_token_ttl); false: scans note none and no worker is
+	 * started for them */
+	bool touches;
 };
 
 /* "memory", "lmdb:PATH" (a directory, created) or "redis" (the host's

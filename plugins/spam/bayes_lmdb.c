@@ -889,6 +889,7 @@ static struct bstore *lmdb_open(const char *dir, char **err_r)
 {
 	struct lmdb_store *l = xcalloc(1, sizeof(*l));
 	l->base.ops = &lmdb_ops;
+	l->base.touches = true;
 	pthread_mutex_init(&l->bulk_lock, NULL);
 	pthread_rwlock_init(&l->snap_lock, NULL);
 	pthread_mutex_init(&l->build_lock, NULL);

@@ -273,6 +273,7 @@ static struct bstore *mem_open(void)
 {
 	struct mem_store *m = xcalloc(1, sizeof(*m));
 	m->base.ops = &mem_ops;
+	m->base.touches = true;
 	pthread_mutex_init(&m->lock, NULL);
 	m->cap = 1024;
 	m->tab = xcalloc(m->cap, sizeof(*m->tab));
@@ -438,8 +439,6 @@ static int kv_touch(struct bstore *st, const btok *t, const uint32_t *atime, siz
 {
 	(void)atime;
 	struct kv_store *k = (struct kv_store *)st;
-	if (k->ttl_ms <= 0)
-		return 0; /* tokens that never expire */
 	struct sift_kv_op ops[2 * KV_TOUCH_BATCH];
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < n; i += KV_TOUCH_BATCH) {
@@ -482,6 +481,7 @@ struct bstore *bstore_open(const char *spec, const struct sift_host *host, long 
 		}
 		struct kv_store *k = xcalloc(1, sizeof(*k));
 		k->base.ops = &kv_ops;
+		k->base.touches = ttl_ms > 0; /* tokens that never expire: nothing to renew */
 		k->h = host;
 		k->ttl_ms = ttl_ms;
 		k->seen_ttl_ms = seen_ttl_ms;

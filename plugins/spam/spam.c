@@ -217,7 +217,7 @@ static int bayes_init(const struct sift_host *h, struct spam_conf *c, char **err
 	pthread_mutex_init(&c->bayes->touch_lock, NULL);
 	c->bayes->log = engine_log;
 	/* the worker also writes the tokens' atimes that scans refresh */
-	if ((o.auto_learn || st->ops->touch) && bayes_autolearn_start(c->bayes) < 0)
+	if ((o.auto_learn || st->touches) && bayes_autolearn_start(c->bayes) < 0)
 		h->log(NULL, LOG_WARNING, "spam: no autolearn thread; autolearn waits for the Bayes store");
 	return 0;
 }
