@@ -66,7 +66,13 @@ static char *hs_pattern(const struct rule *r)
 	if (r->flags && strchr(r->flags, 'x'))
 		return xasprintf("(?x)%s", r->pattern);
 	size_t cut = r->hs_exact ? 0 : prefilter_prefix(r->pattern, r->flags);
-	return cut ? xstrndup(r->pattern, cut) : xstrdup(r->pattern);
+	char *pat = cut ? xstrndup(r->pattern, cut) : xstrdup(r->pattern);
+	char *wide = r->hs_exact || r->utf ? NULL : prefilter_widen(pat, r->flags);
+	if (wide) {
+		free(pat);
+		pat = wide;
+	}
+	return pat;
 }
 
 /* Compiles the rules of g marked in ok[] into one database, each as

@@ -658,6 +658,11 @@ char *prefilter_relax(const char *pat, const char *flags, unsigned min_count);
  * (backreferences, calls, conditionals, verbs, options set mid-regex,
  * extended mode). */
 char *prefilter_reverse(const char *pat, const char *flags);
+/* pat with every class that takes an octet of 0x80 or above taking all of
+ * them, and such an escape outside a class made that class: a cheaper
+ * prefilter for the look-alike letters of 25_replace.cf. Malloc'd; NULL
+ * when nothing changes or in extended mode. */
+char *prefilter_widen(const char *pat, const char *flags);
 /* A regex this long or longer (octets) may be slow enough for PCRE2 and
  * too large enough for Hyperscan to be worth a relaxed prefilter and
  * start offsets. */

@@ -468,3 +468,250 @@ char *prefilter_reverse(const char *pat, const char *flags)
 	}
 	return out.d;
 }
+
+/*
+ * A cheaper prefilter for the look-alike letters of the stock ruleset.
+ *
+ * The replace_tag letters (25_replace.cf) spell each letter as an
+ * alternation of dozens of UTF-8 and Latin-1 sequences: [\xc3][\x80\x81],
+ * [\xf0][\x9d](?:[\x90][\x84\x9e]|...). Hyperscan builds automaton states
+ * for every octet class of those; the rules written with them (FUZZY_*,
+ * __LOTSA_MONEY_*, __PCT_FOR_YOU_*, ...) cost about half of the body rules'
+ * scan, and the longest (__YOUR_PASSWORD) exceed Hyperscan's pattern
+ * length. Seen by a prefilter, an octet of 0x80 or above may be any such
+ * octet:
+ *   - a class that lists one takes all 128 (a negated class is left alone);
+ *   - an alternative made of such octets only (classes, \xHH escapes,
+ *     groups of them) is any run of them, [\x80-\xff]+, and repeated
+ *     alternatives are written once;
+ *   - an end anchor before the end of the pattern, which Hyperscan refuses
+ *     ((?:$|\W)...), matches the empty string instead.
+ * Each step only adds matches: the pattern matches wherever the original
+ * does, and PCRE2 confirms every candidate with the original as before.
+ * Negative lookarounds are copied as they are (a looser pattern there
+ * would match less).
+ */
+#define WIDE_HIGH      "[\\x80-\\xff]"
+#define WIDE_RUN       "[\\x80-\\xff]+"
+#define WIDE_MAX_DEPTH 64
+
+static bool hex_high(const char *p)
+{
+	return p[0] == '\\' && p[1] == 'x' && isxdigit((unsigned char)p[2]) &&
+	       isxdigit((unsigned char)p[3]) && strchr("89abcdefABCDEF", p[2]);
+}
+
+/* What a class [...] at p..e holds: 2 only octets of 0x80 and above, 1
+ * some, 0 none (or a class left as it is). */
+static int class_high(const char *p, const char *e)
+{
+	/* negated; or ']' first or '-' last, where a range added would read
+	 * differently */
+	if (p[1] == '^' || p[1] == ']' || e[-2] == '-')
+		return 0;
+	bool high = false, low = false, prev_high = false;
+	for (const char *q = p + 1; q < e - 1; q++) {
+		bool was = prev_high;
+		prev_high = false;
+		if (hex_high(q)) {
+			high = prev_high = true;
+			q += 3;
+		} else if ((unsigned char)*q >= 0x80)
+			high = prev_high = true;
+		else if (*q == '-' && was && (hex_high(q + 1) || (unsigned char)q[1] >= 0x80))
+			; /* a range between two such octets */
+		else {
+			low = true;
+			if (*q == '\\' && q[1])
+				q++;
+		}
+	}
+	/* a class that takes them all already stays */
+	size_t n = (size_t)(e - p), k = sizeof("\\x80-\\xff]") - 1;
+	if (high && low && n > k && memcmp(e - k, "\\x80-\\xff]", k) == 0)
+		return 0;
+	return high ? (low ? 1 : 2) : 0;
+}
+
+static bool widen_alt(const char **pp, struct sbuf *out, bool *all_high, int depth);
+
+/* One sequence (up to '|', ')' or the end) into out; *all_high: it is
+ * one or more octets of 0x80 and above and nothing else. */
+static bool widen_seq(const char **pp, struct sbuf *out, bool *all_high, int depth)
+{
+	const char *p = *pp;
+	bool high = true, any = false;
+	while (*p && *p != '|' && *p != ')') {
+		const char *s = p;
+		bool item_high = false;
+		struct sbuf item = {0};
+		if (p[0] == '(' && p[1] == '?' && (p[2] == '!' || (p[2] == '<' && p[3] == '!'))) {
+			p = group_end(p);
+			if (!p)
+				return false;
+			sb_add(&item, s, (size_t)(p - s));
+		} else if (*p == '(') {
+			/* (, (?:, (?=, (?<=, (?i:...: the opening kept, the inside widened */
+			const char *in = p + 1;
+			if (*in == '*')
+				return false; /* a verb */
+			if (*in == '?') {
+				in++;
+				if (*in == '=' || *in == ':')
+					in++;
+				else if (in[0] == '<' && in[1] == '=')
+					in += 2;
+				else {
+					size_t k = strspn(in, "imnsxJU-^");
+					if (memchr(in, 'x', k))
+						return false; /* extended mode: comments */
+					in += k;
+					if (*in == ')') { /* (?i): an option setting */
+						in++;
+						sb_add(out, s, (size_t)(in - s));
+						p = in;
+						high = false;
+						continue;
+					}
+					if (*in != ':' || in == s + 2)
+						return false; /* named, atomic, verbs, ... */
+					in++;
+				}
+			}
+			bool capture = s[1] != '?', look = in[-1] == '=';
+			struct sbuf inner = {0};
+			bool inner_high = false;
+			p = in;
+			if (!widen_alt(&p, &inner, &inner_high, depth + 1) || *p != ')') {
+				free(inner.d);
+				return false;
+			}
+			p++;
+			if (inner_high && !look && !capture) {
+				sb_adds(&item, WIDE_RUN);
+				item_high = true;
+			} else {
+				sb_add(&item, s, (size_t)(in - s));
+				sb_adds(&item, sb_str(&inner));
+				sb_adds(&item, ")");
+			}
+			free(inner.d);
+		} else if (*p == '[') {
+			p = class_end(p);
+			if (!p)
+				return false;
+			int h = class_high(s, p);
+			if (h == 2) {
+				sb_adds(&item, WIDE_HIGH);
+				item_high = true;
+			} else if (h == 1) {
+				size_t len = (size_t)(p - s);
+				sb_add(&item, s, len > 1 ? len - 1 : 0);
+				sb_adds(&item, "\\x80-\\xff]");
+			} else
+				sb_add(&item, s, (size_t)(p - s));
+		} else if (*p == '\\') {
+			p = escape_end(p);
+			if (!p)
+				return false;
+			if (p - s == 4 && hex_high(s)) {
+				sb_adds(&item, WIDE_HIGH);
+				item_high = true;
+			} else
+				sb_add(&item, s, (size_t)(p - s));
+		} else if (*p == '$' && p[strspn(p + 1, ")") + 1]) {
+			p++;
+			sb_adds(&item, "(?:)");
+		} else {
+			p++;
+			item_high = (unsigned char)*s >= 0x80;
+			sb_add(&item, s, 1);
+		}
+		bool optional, repeated;
+		const char *q = quantifier_end(p, &optional, &repeated);
+		if (q != p) {
+			if (item_high && strcmp(sb_str(&item), WIDE_RUN) == 0) {
+				/* [\x80-\xff]+ repeated: still a run, or none */
+				free(item.d);
+				item = (struct sbuf){0};
+				sb_adds(&item, optional ? "[\\x80-\\xff]*" : WIDE_RUN);
+			} else
+				sb_add(&item, p, (size_t)(q - p));
+			item_high = false;
+			p = q;
+		}
+		high &= item_high;
+		any = true;
+		sb_adds(out, sb_str(&item));
+		free(item.d);
+	}
+	*pp = p;
+	*all_high = high && any;
+	return true;
+}
+
+/* An alternation (up to ')' or the end) into out; alternatives of high
+ * octets only become one [\x80-\xff]+, and each alternative is written
+ * once. *all_high: every alternative is such. */
+static bool widen_alt(const char **pp, struct sbuf *out, bool *all_high, int depth)
+{
+	if (depth > WIDE_MAX_DEPTH)
+		return false;
+	const char *p = *pp;
+	char **alts = NULL;
+	size_t n = 0;
+	bool ok = true, high = true;
+	for (;;) {
+		struct sbuf a = {0};
+		bool ah = false;
+		if (!widen_seq(&p, &a, &ah, depth)) {
+			free(a.d);
+			ok = false;
+			break;
+		}
+		if (ah) {
+			free(a.d);
+			a = (struct sbuf){0};
+			sb_adds(&a, WIDE_RUN);
+		}
+		high &= ah;
+		const char *t = sb_str(&a);
+		bool dup = false;
+		for (size_t k = 0; k < n && !dup; k++)
+			dup = strcmp(alts[k], t) == 0;
+		if (dup)
+			free(a.d);
+		else {
+			alts = xrealloc(alts, (n + 1) * sizeof(*alts));
+			alts[n++] = a.d;
+		}
+		if (*p != '|')
+			break;
+		p++;
+	}
+	for (size_t k = 0; k < n; k++) {
+		if (ok && k)
+			sb_adds(out, "|");
+		if (ok)
+			sb_adds(out, alts[k]);
+		free(alts[k]);
+	}
+	free(alts);
+	*pp = p;
+	*all_high = ok && high;
+	return ok;
+}
+
+char *prefilter_widen(const char *pat, const char *flags)
+{
+	if (flags && strchr(flags, 'x'))
+		return NULL;
+	struct sbuf out = {0};
+	const char *p = pat;
+	bool high;
+	if (!widen_alt(&p, &out, &high, 0) || *p || strcmp(sb_str(&out), pat) == 0) {
+		free(out.d);
+		return NULL;
+	}
+	return (char *)sb_str(&out);
+}

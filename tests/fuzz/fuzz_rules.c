@@ -82,7 +82,8 @@ static void score(const struct spam_engine *e)
 }
 
 /* The input as one regex: the prefilter readers never read past its end,
- * and a relaxed pattern is never longer than the regex. */
+ * a relaxed pattern is never longer than the regex, and a widened one
+ * compiles wherever the regex does. */
 static void prefilters(const uint8_t *data, size_t size)
 {
 	char *pat = malloc(size + 1);
@@ -103,6 +104,26 @@ static void prefilters(const uint8_t *data, size_t size)
 			abort();
 		free(r);
 	}
+	/* a widened regex compiles wherever the regex does, and is widened
+	 * once for all */
+	char *wide = prefilter_widen(pat, "i");
+	if (wide) {
+		int ec;
+		PCRE2_SIZE eo;
+		pcre2_code *a =
+			pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, &ec, &eo, NULL);
+		pcre2_code *b = a ? pcre2_compile((PCRE2_SPTR)wide, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS,
+						  &ec, &eo, NULL)
+				  : NULL;
+		if (a && !b)
+			abort();
+		pcre2_code_free(a);
+		pcre2_code_free(b);
+		char *again = prefilter_widen(wide, "i");
+		if (again)
+			abort();
+	}
+	free(wide);
 	/* the reverse of the reverse reads as a regex again */
 	char *rev = prefilter_reverse(pat, NULL);
 	if (rev) {

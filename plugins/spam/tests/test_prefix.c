@@ -5,7 +5,9 @@
  * The relaxed regexes of prefilter_relax: what they become, what is left
  * alone, and that they match every subject the regex matches. The reversed
  * regexes of prefilter_reverse: what they become, what is refused, and
- * that each matches the reversed text of every match of its regex.
+ * that each matches the reversed text of every match of its regex. The
+ * widened regexes of prefilter_widen: what they become, what is left
+ * alone, and that they match every subject the regex matches.
  */
 #include <stdio.h>
 
@@ -200,6 +202,94 @@ static void reverse_checks(void)
 	}
 }
 
+/* prefilter_widen(pat, flags), "" when it leaves pat alone */
+static const char *widened(const char *pat, const char *flags)
+{
+	static char buf[1024];
+	char *r = prefilter_widen(pat, flags);
+	snprintf(buf, sizeof(buf), "%s", r ? r : "");
+	free(r);
+	return buf;
+}
+
+/* A letter of 25_replace.cf, shortened: ASCII, Latin-1, two-, three- and
+ * four-octet UTF-8 look-alikes and an entity. */
+#define TAG_O                                                                                             \
+	"(?:[oO0\\xd2\\xf6]|[\\xc3][\\x92\\x93\\xb6]|[\\xce][\\x9f\\xbf]|[\\xe1](?:[\\xb9][\\x8c-\\x93]|" \
+	"[\\xbd][\\x80-\\x8d])|[\\xf0][\\x9d](?:[\\x90][\\x8e\\xa8]|[\\x91][\\x82])|&\\#(?:79|111);)"
+#define TAG_K "(?:[kK]|[\\xc4][\\xb6\\xb7]|[\\xd0][\\x9a\\xba])"
+
+static void widen_checks(void)
+{
+	/* a class of high octets only, and an alternative of them only */
+	CHECK(strcmp(widened("[\\xc3][\\x80\\x81]a", NULL), "[\\x80-\\xff][\\x80-\\xff]a") == 0);
+	CHECK(strcmp(widened("(?:[aA\\xc0]|[\\xc3][\\xa0]|\\xc4\\x80)b", NULL),
+		     "(?:[aA\\xc0\\x80-\\xff]|[\\x80-\\xff]+)b") == 0);
+	CHECK(strcmp(widened("(?:[\\xc3][\\x8c-\\x93]|[\\xe1](?:[\\xb9][\\x80]|[\\xbd][\\x81]))x", NULL),
+		     "[\\x80-\\xff]+x") == 0);
+	/* repeated, captured, looked ahead: still a run, numbering kept */
+	CHECK(strcmp(widened("(?:[\\xc3][\\x80]){1,2}([\\xc4][\\x80])(?=[\\xc5])a", NULL),
+		     "[\\x80-\\xff]+([\\x80-\\xff]+)(?=[\\x80-\\xff]+)a") == 0);
+	CHECK(strcmp(widened("(?:[\\xc3][\\x80])?a", NULL), "[\\x80-\\xff]*a") == 0);
+	CHECK(strcmp(widened("\\xc3+a", NULL), "[\\x80-\\xff]+a") == 0);
+	/* widened once for all; ']' first and '-' last left alone */
+	CHECK(prefilter_widen("(?:[a\\xc0\\x80-\\xff]|[\\x80-\\xff]+)(?:)b", NULL) == NULL);
+	CHECK(prefilter_widen("[]\\xc3][\\xc3-]", NULL) == NULL);
+	/* an alternative written twice is written once */
+	CHECK(strcmp(widened("(?:ab|[\\xc3]|ab|[\\xc4])", NULL), "(?:ab|[\\x80-\\xff]+)") == 0);
+	/* an end anchor before the end matches the empty string; at the end
+	 * it stays */
+	CHECK(strcmp(widened("(?:$|\\W)ab(?:\\W|$)", NULL), "(?:(?:)|\\W)ab(?:\\W|$)") == 0);
+	CHECK(strcmp(widened("ab$", NULL), "") == 0);
+	/* left alone: negative lookarounds, negated classes, ASCII, named
+	 * and atomic groups, verbs, extended mode */
+	CHECK(strcmp(widened("(?![\\xc3][\\x80])(?<![\\xc4])a[^\\xc5]", NULL), "") == 0);
+	CHECK(strcmp(widened("\\bab[cd]+\\x41", NULL), "") == 0);
+	CHECK(prefilter_widen("(?<n>[\\xc3])", NULL) == NULL);
+	CHECK(prefilter_widen("(?>[\\xc3])", NULL) == NULL);
+	CHECK(prefilter_widen("(*UTF)[\\xc3]", NULL) == NULL);
+	CHECK(prefilter_widen("[\\xc3]", "ix") == NULL);
+	CHECK(prefilter_widen("(?x)[\\xc3] # $", NULL) == NULL);
+	CHECK(prefilter_widen("(?i:a(?sx:[\\xc3]))", NULL) == NULL);
+	CHECK(prefilter_widen("(?:[\\xc3]", NULL) == NULL);
+	CHECK(strcmp(widened("(?i)[\\xc3](?i:[\\xc4]b)", NULL), "(?i)[\\x80-\\xff](?i:[\\x80-\\xff]b)") == 0);
+	/* every subject the regex matches, the widened one matches */
+	const char *pats[] = {"(?:^|\\W)(?=" TAG_O ")(?!ok)" TAG_O TAG_K "(?:$|\\W)",
+			      "(?:$|\\W)" TAG_O "{1,2}\\W?" TAG_K "+", NULL};
+	const char *subjects[] = {"an ok here",
+				  " 0K!",
+				  "x \xc3\x93k y",
+				  "\xc3\xb6\xd0\xba",
+				  "\xf0\x9d\x90\x8e\xc4\xb6 ",
+				  " \xe1\xb9\x90-K",
+				  " &#111;k",
+				  "o",
+				  "",
+				  "\xc3\x96\xc3\x96 k",
+				  NULL};
+	for (const char **p = pats; *p; p++) {
+		char *w = prefilter_widen(*p, "i");
+		CHECK(w != NULL);
+		pcre2_code *whole = re(*p, PCRE2_ZERO_TERMINATED, true),
+			   *wide = w ? re(w, PCRE2_ZERO_TERMINATED, true) : NULL;
+		CHECK(whole && wide);
+		int hits = 0;
+		for (const char **s = subjects; whole && wide && *s; s++)
+			if (matches(whole, *s)) {
+				hits++;
+				if (!matches(wide, *s))
+					fprintf(stderr, "%s: \"%s\" not matched by %s\n", *p, *s, w);
+				CHECK(matches(wide, *s));
+			}
+		if (hits < 4)
+			fprintf(stderr, "%s: %d subject(s)\n", *p, hits);
+		CHECK(hits >= 4);
+		pcre2_code_free(whole);
+		pcre2_code_free(wide);
+		free(w);
+	}
+}
+
 int main(void)
 {
 	/* the cut: after the third item that must match, lookarounds and
@@ -272,6 +362,7 @@ int main(void)
 	}
 	relax_checks();
 	reverse_checks();
+	widen_checks();
 	/* the tally ./check adds up */
 	printf("%d passed, %d failed\n", checks - failures, failures);
 	return failures ? 1 : 0;
