@@ -52,14 +52,40 @@ static const char *prefix_of(const char *pat, const char *flags)
 	"(?!money)(?:[mM\\xcc]|rn|[\\xc9][\\xb1]){1,2}\\W{0,2}(?:[oO0]|[\\xce][\\xbf]){1,2}\\W{0,2}" \
 	"(?:[nN]|[\\xd0][\\xbf]){1,2}\\W{0,2}(?:[eE3]){1,2}\\W{0,2}(?:[yY\\xbe]){1,2}\\W{0,2}(?:[sS\\$])\\b"
 
-/* prefilter_relax(pat, NULL, count), "" when it leaves pat alone */
-static const char *relaxed(const char *pat, unsigned count)
+/* The text of r (freed), "" for NULL: what a prefilter_* call made. */
+static const char *text_of(char *r)
 {
-	static char buf[512];
-	char *r = prefilter_relax(pat, NULL, count);
+	static char buf[1024];
 	snprintf(buf, sizeof(buf), "%s", r ? r : "");
 	free(r);
 	return buf;
+}
+
+/* prefilter_relax(pat, NULL, count), "" when it leaves pat alone */
+static const char *relaxed(const char *pat, unsigned count)
+{
+	return text_of(prefilter_relax(pat, NULL, count));
+}
+
+/* Every subject pat matches, loose (its first n octets) matches too,
+ * caselessly; pat matches at least min of them. */
+static void check_superset(const char *pat, const char *loose, size_t n, const char *const *subjects, int min)
+{
+	pcre2_code *whole = re(pat, PCRE2_ZERO_TERMINATED, true), *lc = loose ? re(loose, n, true) : NULL;
+	CHECK(whole && lc);
+	int hits = 0;
+	for (const char *const *s = subjects; whole && lc && *s; s++)
+		if (matches(whole, *s)) {
+			hits++;
+			if (!matches(lc, *s))
+				fprintf(stderr, "%s: \"%s\" not matched by %.*s\n", pat, *s, (int)n, loose);
+			CHECK(matches(lc, *s));
+		}
+	if (hits < min)
+		fprintf(stderr, "%s: %d subject(s)\n", pat, hits);
+	CHECK(hits >= min);
+	pcre2_code_free(whole);
+	pcre2_code_free(lc);
 }
 
 static void relax_checks(void)
@@ -104,20 +130,7 @@ static void relax_checks(void)
 			CHECK((r == NULL) == (count == 8 && p == pats + 1));
 			if (!r)
 				continue;
-			pcre2_code *whole = re(*p, PCRE2_ZERO_TERMINATED, true),
-				   *loose = re(r, PCRE2_ZERO_TERMINATED, true);
-			CHECK(whole && loose);
-			int hits = 0;
-			for (const char **s = subjects; whole && loose && *s; s++)
-				if (matches(whole, *s)) {
-					hits++;
-					CHECK(matches(loose, *s));
-				}
-			if (hits < 2)
-				fprintf(stderr, "%s: %d subject(s)\n", *p, hits);
-			CHECK(hits >= 2);
-			pcre2_code_free(whole);
-			pcre2_code_free(loose);
+			check_superset(*p, r, PCRE2_ZERO_TERMINATED, subjects, 2);
 			free(r);
 		}
 }
@@ -125,11 +138,7 @@ static void relax_checks(void)
 /* prefilter_reverse(pat, NULL), "" when refused */
 static const char *reversed(const char *pat)
 {
-	static char buf[512];
-	char *r = prefilter_reverse(pat, NULL);
-	snprintf(buf, sizeof(buf), "%s", r ? r : "");
-	free(r);
-	return buf;
+	return text_of(prefilter_reverse(pat, NULL));
 }
 
 static void reverse_checks(void)
@@ -205,11 +214,7 @@ static void reverse_checks(void)
 /* prefilter_widen(pat, flags), "" when it leaves pat alone */
 static const char *widened(const char *pat, const char *flags)
 {
-	static char buf[1024];
-	char *r = prefilter_widen(pat, flags);
-	snprintf(buf, sizeof(buf), "%s", r ? r : "");
-	free(r);
-	return buf;
+	return text_of(prefilter_widen(pat, flags));
 }
 
 /* A letter of 25_replace.cf, shortened: ASCII, Latin-1, two-, three- and
@@ -270,22 +275,7 @@ static void widen_checks(void)
 	for (const char **p = pats; *p; p++) {
 		char *w = prefilter_widen(*p, "i");
 		CHECK(w != NULL);
-		pcre2_code *whole = re(*p, PCRE2_ZERO_TERMINATED, true),
-			   *wide = w ? re(w, PCRE2_ZERO_TERMINATED, true) : NULL;
-		CHECK(whole && wide);
-		int hits = 0;
-		for (const char **s = subjects; whole && wide && *s; s++)
-			if (matches(whole, *s)) {
-				hits++;
-				if (!matches(wide, *s))
-					fprintf(stderr, "%s: \"%s\" not matched by %s\n", *p, *s, w);
-				CHECK(matches(wide, *s));
-			}
-		if (hits < 4)
-			fprintf(stderr, "%s: %d subject(s)\n", *p, hits);
-		CHECK(hits >= 4);
-		pcre2_code_free(whole);
-		pcre2_code_free(wide);
+		check_superset(*p, w, PCRE2_ZERO_TERMINATED, subjects, 4);
 		free(w);
 	}
 }
@@ -344,21 +334,7 @@ int main(void)
 	for (const char **p = pats; *p; p++) {
 		size_t n = prefilter_prefix(*p, "i");
 		CHECK(n > 0);
-		pcre2_code *whole = re(*p, PCRE2_ZERO_TERMINATED, true), *pre = re(*p, n, true);
-		CHECK(whole && pre);
-		if (!whole || !pre)
-			continue;
-		int hits = 0;
-		for (const char **s = subjects; *s; s++)
-			if (matches(whole, *s)) {
-				hits++;
-				CHECK(matches(pre, *s));
-			}
-		if (hits < 2)
-			fprintf(stderr, "%s: %d subject(s)\n", *p, hits);
-		CHECK(hits >= 2);
-		pcre2_code_free(whole);
-		pcre2_code_free(pre);
+		check_superset(*p, *p, n, subjects, 2);
 	}
 	relax_checks();
 	reverse_checks();
