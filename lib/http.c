@@ -257,9 +257,11 @@ bool sift_http_origin_allowed(const char *origin, const char *const *names)
 	if (!((sl == 4 && strncasecmp(origin, "http", 4) == 0) ||
 	      (sl == 5 && strncasecmp(origin, "https", 5) == 0)))
 		return false;
+	/* a browser sends scheme://host[:port] (RFC 6454): anything after
+	 * the host and port, a path or credentials, is not an origin */
 	const char *h = sep + 3;
 	size_t n = strcspn(h, "/?#@");
-	if (h[n] == '@')
+	if (h[n])
 		return false;
 	return host_allowed(h, n, names);
 }

@@ -953,7 +953,7 @@ int sift_http_parse(const char *head, size_t len, struct sift_http_req *r);
  * [IPv6] address, localhost or one of names (case-insensitive, a trailing
  * dot ignored), with any port. */
 bool sift_http_host_allowed(const char *host, const char *const *names);
-/* Whether an Origin value (scheme://host[:port]) names such a host
+/* Whether an Origin value (scheme://host[:port], nothing after) names such a host
  * ("null" does not). */
 bool sift_http_origin_allowed(const char *origin, const char *const *names);
 /* Whether an Authorization value matches a credential of the auth file's

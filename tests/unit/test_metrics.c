@@ -151,6 +151,11 @@ static void test_http_host(void)
 	CHECK(!sift_http_origin_allowed("hattackerttp://mail.example.org", names));
 	CHECK(!sift_http_origin_allowed("ftp://127.0.0.1", none));
 	CHECK(!sift_http_origin_allowed(NULL, none));
+	/* an origin has no path: what follows the host is not a port */
+	CHECK(!sift_http_origin_allowed("http://mail.example.org/:9attacker", names));
+	CHECK(!sift_http_origin_allowed("http://mail.example.org.://:9attacker", names));
+	CHECK(!sift_http_origin_allowed("http://127.0.0.1/", none));
+	CHECK(!sift_http_origin_allowed("http://127.0.0.1?x", none));
 }
 
 static void test_hist(void)
