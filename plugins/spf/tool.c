@@ -39,6 +39,13 @@ static int ip_ok(const char *ip)
 
 static int tool_check(const struct sift_host *host, void *conf, int argc, char **argv)
 {
+	/* it takes no option: name the one given rather than miscount */
+	for (int i = 1; i < argc; i++)
+		if (strncmp(argv[i], "--", 2) == 0) {
+			fprintf(stderr, "siftctl spf check: unknown option %s\n", argv[i]);
+			argc = 0;
+			break;
+		}
 	if (argc < 3 || argc > 4) {
 		fprintf(stderr,
 			"usage: siftctl [-c file] [-o name=value] spf check %s\n"

@@ -172,6 +172,13 @@ def main():
           r.stderr)
     r = run("-c", conf, "-o", f"plugin_directory={BUILD}/plugins", "ratelimit")
     check(r.returncode == 2 and "ratelimit stats" in r.stderr, "plugin without a tool name: exit 2", r.stderr)
+    if "spf" in built:
+        r = run("-c", conf, "spf", "check", "--bogus")
+        check(r.returncode == 2 and "siftctl spf check: unknown option --bogus" in r.stderr
+              and "spf check IP SENDER" in r.stderr, "spf check --bogus: the option named, exit 2", r.stderr)
+        r = run("-c", conf, "spf", "check", "--json", "192.0.2.1", "a@example.org")
+        check(r.returncode == 2 and "unknown option --json" in r.stderr, "spf check --json IP SENDER: exit 2",
+              r.stderr)
     r = run("-c", conf, "nosuchplugin", "x")
     check(r.returncode == 1 and 'unknown command "nosuchplugin"' in r.stderr, "no such plugin: exit 1",
           r.stderr)
