@@ -480,7 +480,7 @@ struct msgctx {
  * (spam_result's timed_out). The long evals ask between steps. */
 static inline bool msg_late(struct msgctx *m)
 {
-	if (!m->timed_out && m->deadline && now_ms() > m->deadline)
+	if (!m->timed_out && m->deadline && now_ms() >= m->deadline)
 		m->timed_out = true;
 	return m->timed_out;
 }

@@ -340,6 +340,7 @@ void msg_init(struct msgctx *m, const struct spam_engine *e, const struct spam_i
 	m->in = in;
 	m->mime = in->mime;
 	m->deadline = in->deadline_ms;
+	msg_late(m); /* spent before the scoring starts: nothing is scanned */
 	m->prof = in->profile;
 	m->set = bayes_score_set(e, in);
 	m->hits = xcalloc(e->nrules, sizeof(int));

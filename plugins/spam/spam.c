@@ -389,8 +389,9 @@ static int score_message(struct sift_ctx *ctx, const struct spam_conf *c, const 
 		.addrlist_parse = host->addrlist_parse,
 		.bayes = c->bayes,
 		.net = net,
-		.deadline_ms =
-			left > 0 ? (long)((long long)tn.tv_sec * 1000 + tn.tv_nsec / 1000000 + left) : 0,
+		/* left is 0 when the deadline has passed already (the message's
+		 * MIME parse took it): then the scoring stops at once */
+		.deadline_ms = (long)((long long)tn.tv_sec * 1000 + tn.tv_nsec / 1000000 + left),
 	};
 	spam_engine_check(c->engine, &in, r);
 	free(names);
@@ -591,7 +592,7 @@ static struct spam_net *net_collect(struct sift_ctx *ctx, const struct spam_conf
 				.envelope_from = from,
 				.client_addr = client,
 				.addrlist_parse = host->addrlist_parse,
-				.deadline_ms = left > 0 ? (long)(mono_ms() + left / 2) : 0};
+				.deadline_ms = (long)(mono_ms() + left / 2)};
 	spam_net_headers(n, &in); /* when end of header did not run (siftctl) */
 	spam_net_uris(n, &in);
 	long long t0 = mono_ms();
