@@ -60,7 +60,8 @@ static unsigned hs_flags_for(const struct rule *r)
 }
 
 /* The pattern Hyperscan compiles: a prefilter's may be a prefix of the
- * regex (prefix.c); the exact ones are whole. */
+ * regex, widened and with its largest repeats unbounded (prefix.c); the
+ * exact ones are whole. */
 static char *hs_pattern(const struct rule *r)
 {
 	if (r->flags && strchr(r->flags, 'x'))
@@ -71,6 +72,11 @@ static char *hs_pattern(const struct rule *r)
 	if (wide) {
 		free(pat);
 		pat = wide;
+	}
+	char *loose = r->hs_exact ? NULL : prefilter_relax(pat, r->flags, RELAX_PREFILTER_COUNT);
+	if (loose) {
+		free(pat);
+		pat = loose;
 	}
 	return pat;
 }

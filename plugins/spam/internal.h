@@ -671,6 +671,10 @@ char *prefilter_widen(const char *pat, const char *flags);
  * exactly is used. */
 #define RELAX_COUNT_1 8
 #define RELAX_COUNT_2 3
+/* Any other regex Hyperscan prefilters has its repeats counting this many
+ * or more made unbounded: fewer automaton states to run over every octet
+ * (8 made too many lines candidates, on the MX mix's body lines). */
+#define RELAX_PREFILTER_COUNT 16
 
 /* ---- profile (scan.c, lint.c) ---------------------------------------------- */
 

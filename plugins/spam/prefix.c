@@ -211,7 +211,9 @@ int prefilter_cuts(const char *pat, const char *flags, size_t *cuts, int max)
  * the whole regex at every offset of every line. The same regex with each
  * large repeat made unbounded (X{1,100} as X+, X{0,3} as X*, X{5} as X+)
  * matches wherever the original does and fits an exact database: the lines
- * it finds are few, PCRE2 still confirms each.
+ * it finds are few, PCRE2 still confirms each. Every other prefilter gets
+ * the same with a higher count (RELAX_PREFILTER_COUNT): fewer states for
+ * Hyperscan to run over every octet.
  *
  * A repeat whose count (lower or upper bound) is min_count or more becomes
  * unbounded, keeping a lower bound below min_count ({2,50} -> {2,}, {3,5}

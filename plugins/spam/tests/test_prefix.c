@@ -108,6 +108,10 @@ static void relax_checks(void)
 	CHECK(prefilter_relax("\\Qa{1,9}\\Ec{1,9}", NULL, 3) == NULL);
 	CHECK(prefilter_relax("c{1,9}", "ix", 3) == NULL);
 	CHECK(strcmp(relaxed("(?=ab{1,9})c{1,9}", 3), "(?=ab+)c+") == 0);
+	/* what hs_pattern does to a prefilter: only the largest repeats */
+	CHECK(strcmp(relaxed("<a\\s[^>]{0,2048}\\bhref=.{1,15}x{16}", RELAX_PREFILTER_COUNT),
+		     "<a\\s[^>]*\\bhref=.{1,15}x+") == 0);
+	CHECK(prefilter_relax("[a-z]{5,15}\\s{0,10}", NULL, RELAX_PREFILTER_COUNT) == NULL);
 	/* every subject the regex matches, the relaxed one matches */
 	const char *pats[] = {
 		"(?:(?:your|full)[\\s,:]{1,5})?(?:name|address){1,3}(?:[-=_.:\\s]{1,100}|\\sor\\s){3}",
@@ -123,11 +127,13 @@ static void relax_checks(void)
 				  "",
 				  "abcde x",
 				  NULL};
-	for (unsigned count = 3; count <= 8; count += 5)
+	static const unsigned counts[] = {RELAX_COUNT_2, RELAX_COUNT_1, RELAX_PREFILTER_COUNT};
+	for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++)
 		for (const char **p = pats; *p; p++) {
+			unsigned count = counts[k];
 			char *r = prefilter_relax(*p, "i", count);
-			/* no repeat of 8 in the second: left alone */
-			CHECK((r == NULL) == (count == 8 && p == pats + 1));
+			/* no repeat of 8 or more in the second: left alone */
+			CHECK((r == NULL) == (count >= 8 && p == pats + 1));
 			if (!r)
 				continue;
 			check_superset(*p, r, PCRE2_ZERO_TERMINATED, subjects, 2);
