@@ -273,6 +273,13 @@ static int configure(struct ub_ctx *ctx, const char *servers, char **err_r)
 	 * unbound daemon allows (with libevent, as Debian builds it). */
 	if (set_option(ctx, "outgoing-range:", "4096", err_r) < 0)
 		return -1;
+	/* and 10 TCP connections at a time: an answer too large for UDP
+	 * (the TXT records at a busy domain's apex that SPF reads, large
+	 * DKIM keys) is asked again over TCP, and a burst of those waited
+	 * behind each other until libunbound gave up on them (SERVFAIL, a
+	 * tempfail for the mail) */
+	if (set_option(ctx, "outgoing-num-tcp:", "128", err_r) < 0)
+		return -1;
 	/* libunbound answers some names itself by default (RFC 1918 and
 	 * TEST-NET reverse zones, test., home.arpa.) with NXDOMAIN. The site's
 	 * resolver may well serve those (PTRs of internal clients, test zones),
