@@ -59,6 +59,15 @@ static unsigned hs_flags_for(const struct rule *r)
 	return f;
 }
 
+/* pat, or the looser form of it a prefilter_* call made (pat freed). */
+static char *loosened(char *pat, char *loose)
+{
+	if (!loose)
+		return pat;
+	free(pat);
+	return loose;
+}
+
 /* The pattern Hyperscan compiles: a prefilter's may be a prefix of the
  * regex, widened and with its largest repeats unbounded (prefix.c); the
  * exact ones are whole. */
@@ -66,19 +75,13 @@ static char *hs_pattern(const struct rule *r)
 {
 	if (r->flags && strchr(r->flags, 'x'))
 		return xasprintf("(?x)%s", r->pattern);
-	size_t cut = r->hs_exact ? 0 : prefilter_prefix(r->pattern, r->flags);
+	if (r->hs_exact)
+		return xstrdup(r->pattern);
+	size_t cut = prefilter_prefix(r->pattern, r->flags);
 	char *pat = cut ? xstrndup(r->pattern, cut) : xstrdup(r->pattern);
-	char *wide = r->hs_exact || r->utf ? NULL : prefilter_widen(pat, r->flags);
-	if (wide) {
-		free(pat);
-		pat = wide;
-	}
-	char *loose = r->hs_exact ? NULL : prefilter_relax(pat, r->flags, RELAX_PREFILTER_COUNT);
-	if (loose) {
-		free(pat);
-		pat = loose;
-	}
-	return pat;
+	if (!r->utf)
+		pat = loosened(pat, prefilter_widen(pat, r->flags));
+	return loosened(pat, prefilter_relax(pat, r->flags, RELAX_PREFILTER_COUNT));
 }
 
 /* Compiles the rules of g marked in ok[] into one database, each as
