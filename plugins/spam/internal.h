@@ -425,7 +425,8 @@ struct msgctx {
 	char *subject;
 	int cur_rule;
 	struct spam_profile *prof; /* in->profile */
-	/* candidates from a Hyperscan scan */
+	/* candidates from a Hyperscan scan: group positions, each once (a
+	 * position's cand_mark is the scan's mark once it is in cand) */
 	int *cand;
 	size_t ncand;
 	unsigned *cand_mark;

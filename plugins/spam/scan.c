@@ -182,11 +182,26 @@ static void prof_keep(struct spam_profile *p, size_t gi, const char *s, unsigned
 	p->tbytes += len;
 }
 
+/* A rule's first report in a scan makes it a candidate; its later ones
+ * (patterns without HS_FLAG_SINGLEMATCH report every match) are dropped. */
 static int hs_cb(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void *ctx)
 {
 	struct msgctx *m = ctx;
+	if (m->cand_mark[id] == m->mark)
+		return 0;
+	m->cand_mark[id] = m->mark;
 	m->cand[m->ncand++] = (int)id;
 	return 0;
+}
+
+/* Starts a scan's candidates: none, and no rule reported yet. */
+static void cand_reset(struct msgctx *m)
+{
+	m->ncand = 0;
+	if (++m->mark == 0) { /* wrapped: the old marks could match */
+		memset(m->cand_mark, 0, (m->e->nrules + 1) * sizeof(unsigned));
+		m->mark = 1;
+	}
 }
 #endif
 
@@ -202,7 +217,7 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 #ifdef SPAM_HAVE_HS
 	unsigned slen = (unsigned)(len > 0xffffffffu ? 0xffffffffu : len);
 	if (g->exact_db && m->scratch) {
-		m->ncand = 0;
+		cand_reset(m);
 		if (hscan(m, g, g->exact_db, s, slen, hs_cb) == HS_SUCCESS)
 			for (size_t k = 0; k < m->ncand; k++) {
 				int ri = g->rules[m->cand[k]];
@@ -216,7 +231,7 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 		npcre = hg->npcre;
 	}
 	if (hg && hg->db) {
-		m->ncand = 0;
+		cand_reset(m);
 		m->st_text = NULL; /* start offsets are for this text only */
 		if (m->prof && m->prof->gtexts)
 			prof_keep(m->prof, gi, s, slen);
@@ -348,6 +363,7 @@ void msg_init(struct msgctx *m, const struct spam_engine *e, const struct spam_i
 	m->tvals = xcalloc(e->ntargets, sizeof(char *));
 	m->tdone = xcalloc(e->ntargets, sizeof(bool));
 	m->cand = xmalloc((e->nrules + 1) * sizeof(int)); /* written before read */
+	m->cand_mark = xcalloc(e->nrules + 1, sizeof(unsigned));
 	/* rules scored 0 in this message's score set are not run: done, no hit */
 	for (size_t k = 0; k < e->nnotrun[m->set]; k++)
 		m->done[e->notrun[m->set][k]] = true;
@@ -388,6 +404,7 @@ void msg_free(struct msgctx *m)
 	free(m->hits);
 	free(m->done);
 	free(m->cand);
+	free(m->cand_mark);
 	free(m->st_rev);
 	free(m->st_id);
 	free(m->st_end);

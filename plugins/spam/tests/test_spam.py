@@ -390,7 +390,8 @@ def main():
             hdir = os.path.join(root, 'huge')
             os.makedirs(hdir)
             write(hdir, '10_huge.cf', 'body T_HUGE /(?!zzz)%s/i\nbody T_RELAXED /%s/i\nbody T_SMALL /lunch/\n'
-                  % (HUGE_RULE, HUGE_RULE))
+                  'body T_REPEAT /buy now/\ntflags T_REPEAT multiple maxhits=1000\n'
+                  'meta T_COUNTED (T_REPEAT == 300)\n' % (HUGE_RULE, HUGE_RULE))
             huge = conf(root, 'huge', {'spam_rules': hdir, 'spam_cache_directory': os.path.join(root, 'huge-cache')})
             os.makedirs(os.path.join(root, 'huge-cache'))
             siftctl(huge, 'spam', 'compile', timeout=900)
@@ -409,6 +410,16 @@ def main():
             hits = [sorted(t['name'] for t in json.loads(x)['tests']) for x in r.stdout.splitlines()]
             check(hits == [['T_HUGE', 'T_RELAXED'], ['T_SMALL']],
                   'the relaxed prefilter finds the form, PCRE2 turns down two fields', hits)
+            # a body pattern of 3 octets or more reports every match it finds
+            # (no HS_FLAG_SINGLEMATCH): a rule is a line's candidate once,
+            # and its matches are counted once, here 300 over two lines
+            rep = write(root, 'repeat.eml', 'Subject: offer\n\n%s\n' % ('buy now ' * 300))
+            huge_nohs = conf(root, 'huge-nohs', {'spam_rules': hdir, 'spam_hyperscan': 'no'})
+            for name, c in (('hyperscan', huge), ('pcre2', huge_nohs)):
+                r = siftctl(c, 'spam', 'check', '--json', rep, timeout=900)
+                hits = [sorted(t['name'] for t in json.loads(x)['tests']) for x in r.stdout.splitlines()]
+                check(hits == [['T_COUNTED', 'T_REPEAT']],
+                      '%s: a rule matching 300 times in the body counts 300' % name, (hits, r.stderr[-500:]))
             r = siftctl(stock, 'spam', 'check', gt, timeout=900)
             check('GTUBE' in r.stdout, 'stock ruleset: GTUBE', r.stdout[-1500:])
             # the form rules too large for PCRE2 as written (__FILL_THIS_FORM_
