@@ -340,9 +340,12 @@ struct spam_engine {
 #ifdef SPAM_HAVE_HS
 /* The Hyperscan matcher (hyperscan.c): per group a prefilter database. */
 struct hsgroup {
-	hs_database_t *db;
+	hs_database_t *db; /* the HS_IN_DB rules */
+	/* the HS_RELAXED rules, apart: their exact automata slow the whole
+	 * database down (hyperscan.c) */
+	hs_database_t *relaxed_db;
 	/* per group position: HS_IN_DB (a prefilter), HS_RELAXED (an exact
-	 * pattern of the rule relaxed, prefix.c), 0 (not in the database) */
+	 * pattern of the rule relaxed, prefix.c), 0 (in neither database) */
 	unsigned char *in_db;
 	/* the reversed regexes of some long rules (HS_STARTS), all matches
 	 * reported: where their matches may start (scan.c) */
@@ -360,6 +363,13 @@ struct hsmatch {
 #define HS_IN_DB   1
 #define HS_RELAXED 2
 #define HS_STARTS  4
+
+/* The database of hg holding a rule whose in_db flags are f, or NULL. */
+static inline const hs_database_t *hsgroup_db_of(const struct hsgroup *hg, unsigned char f)
+{
+	f &= (unsigned char)~HS_STARTS;
+	return f == HS_IN_DB ? hg->db : f == HS_RELAXED ? hg->relaxed_db : NULL;
+}
 #endif
 
 /* meta: tokenize into RPN. Operators are coded as negative ints. */

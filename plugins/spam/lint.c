@@ -66,7 +66,7 @@ int spam_engine_lint(const struct spam_engine *e, FILE *out, int verbose)
 			const struct rgroup *g = &e->groups[r->group];
 			for (size_t k = 0; k < g->n; k++)
 				if (g->rules[k] == (int)i &&
-				    !(hm->g[r->group].db && hm->g[r->group].in_db[k]))
+				    !hsgroup_db_of(&hm->g[r->group], hm->g[r->group].in_db[k]))
 					fprintf(out, "pcre2-fallback: %s: %s: %s\n", r->where, r->name,
 						r->pattern);
 		}

@@ -205,6 +205,43 @@ static void cand_reset(struct msgctx *m)
 }
 #endif
 
+#ifdef SPAM_HAVE_HS
+/* The candidates of one of a group's prefilter databases (holding the
+ * rules whose in_db flag is which) in s, confirmed by PCRE2. */
+static void scan_db(struct msgctx *m, size_t gi, const struct hsgroup *hg, const hs_database_t *db,
+		    unsigned char which, const char *s, size_t len)
+{
+	const struct rgroup *g = &m->e->groups[gi];
+	if (!db)
+		return;
+	cand_reset(m);
+	unsigned slen = (unsigned)(len > 0xffffffffu ? 0xffffffffu : len);
+	if (m->scratch && hscan(m, g, db, s, slen, hs_cb) == HS_SUCCESS) {
+		for (size_t k = 0; k < m->ncand; k++) {
+			unsigned pos = (unsigned)m->cand[k];
+			int ri = g->rules[pos];
+			if (m->done[ri])
+				continue;
+			int n = (hg->in_db[pos] & HS_STARTS) && hg->starts_db
+					? count_from_starts(m, hg, gi, pos, &m->e->rules[ri], s, len)
+					: count_matches(m, &m->e->rules[ri], s, len);
+			if (n)
+				add_hits(m, ri, n);
+		}
+		return;
+	}
+	/* scan error: PCRE2 for the rules of the database */
+	for (size_t k = 0; k < g->n; k++) {
+		int ri = g->rules[k];
+		if (m->done[ri] || (hg->in_db[k] & ~HS_STARTS) != which)
+			continue;
+		int n = count_matches(m, &m->e->rules[ri], s, len);
+		if (n)
+			add_hits(m, ri, n);
+	}
+}
+#endif
+
 /* Scans one text with a group: exact matches and candidates from Hyperscan
  * (when the message has the Hyperscan matcher), then PCRE2. */
 static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
@@ -230,34 +267,12 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 		pcre_only = hg->pcre_only;
 		npcre = hg->npcre;
 	}
-	if (hg && hg->db) {
-		cand_reset(m);
+	if (hg && (hg->db || hg->relaxed_db)) {
 		m->st_text = NULL; /* start offsets are for this text only */
 		if (m->prof && m->prof->gtexts)
 			prof_keep(m->prof, gi, s, slen);
-		if (m->scratch && hscan(m, g, hg->db, s, slen, hs_cb) == HS_SUCCESS) {
-			for (size_t k = 0; k < m->ncand; k++) {
-				unsigned pos = (unsigned)m->cand[k];
-				int ri = g->rules[pos];
-				if (m->done[ri])
-					continue;
-				int n = (hg->in_db[pos] & HS_STARTS) && hg->starts_db
-						? count_from_starts(m, hg, gi, pos, &m->e->rules[ri], s, len)
-						: count_matches(m, &m->e->rules[ri], s, len);
-				if (n)
-					add_hits(m, ri, n);
-			}
-		} else {
-			/* scan error: PCRE2 for the rules of the database */
-			for (size_t k = 0; k < g->n; k++) {
-				int ri = g->rules[k];
-				if (m->done[ri] || !hg->in_db[k])
-					continue;
-				int n = count_matches(m, &m->e->rules[ri], s, len);
-				if (n)
-					add_hits(m, ri, n);
-			}
-		}
+		scan_db(m, gi, hg, hg->db, HS_IN_DB, s, len);
+		scan_db(m, gi, hg, hg->relaxed_db, HS_RELAXED, s, len);
 	}
 #endif
 	for (size_t k = 0; k < npcre; k++) {

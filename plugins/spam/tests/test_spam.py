@@ -32,6 +32,7 @@ import os
 import re
 import shutil
 import subprocess
+import struct
 import sys
 import tempfile
 
@@ -420,6 +421,27 @@ def main():
                 hits = [sorted(t['name'] for t in json.loads(x)['tests']) for x in r.stdout.splitlines()]
                 check(hits == [['T_COUNTED', 'T_REPEAT']],
                       '%s: a rule matching 300 times in the body counts 300' % name, (hits, r.stderr[-500:]))
+            # a damaged cache file is compiled again, never used: cut short,
+            # a database length past the end, a rule's flags out of range
+            hcache = os.path.join(root, 'huge-cache')
+            body = [os.path.join(hcache, f) for f in os.listdir(hcache) if f.startswith('spam-body-')]
+            check(len(body) == 1, 'one body database file in the cache', os.listdir(hcache))
+            with open(body[0], 'rb') as f:
+                good = f.read()
+            n = struct.unpack('<I', good[8:12])[0]
+            for what, bad in (('cut short', good[:30]),
+                              ('a length past the end', good[:12 + n] + struct.pack('<Q', len(good)) +
+                               good[20 + n:]),
+                              ('a rule flag out of range', good[:12] + b'\x07' + good[13:])):
+                with open(body[0], 'wb') as f:
+                    f.write(bad)
+                r = siftctl(huge, 'spam', 'check', '--json', rep, form, timeout=900)
+                hits = [sorted(t['name'] for t in json.loads(x)['tests']) for x in r.stdout.splitlines()]
+                check('unreadable or stale: compiled again' in r.stderr and
+                      hits == [['T_COUNTED', 'T_REPEAT'], ['T_HUGE', 'T_RELAXED']],
+                      'a cache file with %s is compiled again' % what, (hits, r.stderr[-800:]))
+            with open(body[0], 'wb') as f:
+                f.write(good)
             r = siftctl(stock, 'spam', 'check', gt, timeout=900)
             check('GTUBE' in r.stdout, 'stock ruleset: GTUBE', r.stdout[-1500:])
             # the form rules too large for PCRE2 as written (__FILL_THIS_FORM_
