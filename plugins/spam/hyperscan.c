@@ -12,6 +12,7 @@
  * to end; both find the same hits, since the prefilter only narrows the
  * rules PCRE2 runs. The Hyperscan matcher lives until the engine is freed.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -357,9 +358,12 @@ static int hs_cache_load(const struct spam_engine *e, const struct rgroup *g, st
 	/* mapped, not read: the database is copied once, into its own
 	 * allocation, and the file's pages leave no hole in the heap */
 	void *b = st.st_size ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
-	if (b != MAP_FAILED && hs_unblob(b, (size_t)st.st_size, e, g, hg) == 0)
+	if (b != MAP_FAILED && hs_unblob(b, (size_t)st.st_size, e, g, hg) == 0) {
 		rc = 0;
-	else
+		/* in use: its modification time says so to hs_cache_sweep
+		 * (another user's file stays as it is) */
+		futimens(fd, NULL);
+	} else
 		elog(e, LOG_WARNING, "Hyperscan cache %s: unreadable or stale: compiled again", path);
 	if (b != MAP_FAILED)
 		munmap(b, (size_t)st.st_size);
@@ -405,6 +409,58 @@ out:
 	free(tmp);
 	free(path);
 	return rc;
+}
+
+/* A cache file unused this long is removed: its rules changed (each
+ * sa-update names new files) or its format did. Loads and compiles touch
+ * the files they read and write. */
+#define HS_CACHE_UNUSED_DAYS 30
+
+/* Removes the cache directory's database files and leftover temporary
+ * files that are not this ruleset's, belong to this user and have not
+ * been used for HS_CACHE_UNUSED_DAYS (another filterd's with another
+ * ruleset are kept while it starts or reloads within that time). */
+static void hs_cache_sweep(const struct spam_engine *e)
+{
+	if (!e->cache_dir)
+		return;
+	char **keep = xcalloc(e->ngroups + 1, sizeof(char *));
+	size_t nkeep = 0;
+	for (size_t gi = 0; gi < e->ngroups; gi++) {
+		if (hs_ncandidates(e, &e->groups[gi]) < 2)
+			continue;
+		char *p = hs_cache_path(e, &e->groups[gi]);
+		keep[nkeep++] = xstrdup(strrchr(p, '/') + 1);
+		free(p);
+	}
+	DIR *d = opendir(e->cache_dir);
+	unsigned removed = 0;
+	time_t now = time(NULL);
+	for (struct dirent *de; d && (de = readdir(d));) {
+		const char *name = de->d_name;
+		size_t len = strlen(name);
+		if (!(strncmp(name, "spam-", 5) == 0 && len > 10 && strcmp(name + len - 5, ".hsdb") == 0) &&
+		    strncmp(name, ".spam-", 6) != 0)
+			continue;
+		bool current = false;
+		for (size_t k = 0; k < nkeep && !current; k++)
+			current = strcmp(keep[k], name) == 0;
+		struct stat st;
+		if (current || fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+		    now - st.st_mtime < (time_t)HS_CACHE_UNUSED_DAYS * 86400)
+			continue;
+		if (unlinkat(dirfd(d), name, 0) == 0)
+			removed++;
+	}
+	if (d)
+		closedir(d);
+	for (size_t k = 0; k < nkeep; k++)
+		free(keep[k]);
+	free(keep);
+	if (removed)
+		elog(e, LOG_INFO, "Hyperscan cache %s: %u file(s) unused for %d days removed", e->cache_dir,
+		     removed, HS_CACHE_UNUSED_DAYS);
 }
 
 hs_scratch_t *pool_get(struct scratch_pool *p)
@@ -914,6 +970,7 @@ static void *bg_main(void *arg)
 	elog(e, LOG_INFO,
 	     "Hyperscan databases compiled in %lld ms, now in use: %u regexes in Hyperscan, %u PCRE2 only",
 	     now_ms() - e->bg_start, hm->nhs, hm->npcre);
+	hs_cache_sweep(e);
 	free(err);
 	bg_finish(e, BG_DONE, NULL);
 	return NULL;
@@ -955,6 +1012,7 @@ void hs_start(struct spam_engine *e)
 		atomic_store_explicit(&e->hs, hm, memory_order_release);
 		e->bg_state = BG_DONE;
 		e->from_cache = true;
+		hs_cache_sweep(e);
 		return;
 	}
 	e->bg_match = hm;

@@ -35,6 +35,7 @@ import subprocess
 import struct
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests', 'lib'))
 import sifttest  # noqa: E402
@@ -442,6 +443,27 @@ def main():
                       'a cache file with %s is compiled again' % what, (hits, r.stderr[-800:]))
             with open(body[0], 'wb') as f:
                 f.write(good)
+            # the cache keeps itself: a database file or a leftover temporary
+            # file unused for 30 days is removed when the databases are next
+            # loaded or compiled; a recent one stays, and so does what is
+            # not the cache's; every load touches the files it reads
+            old = time.time() - 40 * 86400
+            stale = {'spam-body-00000000000000aa.hsdb': old, '.spam-body.AbC123': old,
+                     'spam-body-00000000000000bb.hsdb': time.time() - 2 * 86400, 'notes.txt': old}
+            for name, t in stale.items():
+                write(hcache, name, 'x')
+                os.utime(os.path.join(hcache, name), (t, t))
+            os.utime(body[0], (old, old))
+            r = siftctl(huge, 'spam', 'lint', timeout=900)
+            left = sorted(os.listdir(hcache))
+            check('spam-body-00000000000000aa.hsdb' not in left and '.spam-body.AbC123' not in left and
+                  'spam-body-00000000000000bb.hsdb' in left and 'notes.txt' in left and
+                  os.path.basename(body[0]) in left,
+                  'cache files unused for 30 days removed, recent ones and other files kept',
+                  (left, r.stderr[-800:]))
+            check(os.path.exists(body[0]) and time.time() - os.stat(body[0]).st_mtime < 600,
+                  'a cache file loaded is marked as used (modification time)',
+                  os.stat(body[0]).st_mtime if os.path.exists(body[0]) else None)
             r = siftctl(stock, 'spam', 'check', gt, timeout=900)
             check('GTUBE' in r.stdout, 'stock ruleset: GTUBE', r.stdout[-1500:])
             # the form rules too large for PCRE2 as written (__FILL_THIS_FORM_
