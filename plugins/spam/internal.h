@@ -338,7 +338,8 @@ struct spam_engine {
 };
 
 #ifdef SPAM_HAVE_HS
-/* The Hyperscan matcher (hyperscan.c): per group a prefilter database. */
+/* The Hyperscan matcher (hyperscan.c): per group a prefilter, a relaxed and a
+ * starts database. */
 struct hsgroup {
 	hs_database_t *db; /* the HS_IN_DB rules */
 	/* the HS_RELAXED rules, apart: their exact automata slow the whole

@@ -203,9 +203,7 @@ static void cand_reset(struct msgctx *m)
 		m->mark = 1;
 	}
 }
-#endif
 
-#ifdef SPAM_HAVE_HS
 /* The candidates of one of a group's prefilter databases (holding the
  * rules whose in_db flag is which) in s, confirmed by PCRE2. */
 static void scan_db(struct msgctx *m, size_t gi, const struct hsgroup *hg, const hs_database_t *db,
