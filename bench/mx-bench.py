@@ -47,6 +47,17 @@ the medians are reported. Columns per row and level:
     PSS MB       sum of Pss of those processes at the end of the level
                  (shared pages split between them: rspamd, spamd children)
     errors       sessions that did not end with 250 after the data
+and a second table, the machine's CPU per message (where throughput at
+concurrency 8 comes from when every CPU is busy):
+    busy         share of all CPUs busy over the level (/proc/stat)
+    machine      busy CPU time of the whole machine / messages accepted
+    client       the load generator's processes (getrusage of its children)
+    filter       the filter's processes (the CPU ms/msg column above)
+    Postfix+rest machine - client - filter: Postfix's processes, smtp-sink,
+                 the DNS server, the kernel's share of the loopback traffic
+    budget       machine CPU of Postfix alone / machine CPU of the row: with
+                 every CPU busy, msg/s is (CPUs / machine CPU per message),
+                 so this is the "x alone" the CPU budget allows
 
 Run as root:  /usr/bin/python3 bench/mx-bench.py [--rounds 3] [--count 120]
               [--rows alone,floor,...] [--concurrency 1,8] [--json FILE]
@@ -57,6 +68,7 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -329,6 +341,21 @@ def missing(row, builddir):
     return None
 
 
+def machine_busy():
+    """(busy, total) CPU seconds of the whole machine since boot (/proc/stat:
+    idle and iowait count as not busy)."""
+    with open('/proc/stat') as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    tick = os.sysconf('SC_CLK_TCK')
+    total = sum(v[:8])  # guest time is already in user and nice
+    return (total - v[3] - v[4]) / tick, total / tick
+
+
+def children_cpu():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def measure_level(a, pf, filt, row, msgs, conc):
     run = pb.session_fn(per_message=True, xclient=True)
     count = SLOW_COUNT.get(row, a.count)
@@ -336,8 +363,14 @@ def measure_level(a, pf, filt, row, msgs, conc):
     pb.wait_drained(pf)
     pids = filt.pids() if filt else []
     c0 = pb.cpu_seconds(pids)
+    m0, k0 = machine_busy(), children_cpu()
     with pb.RssSampler(pids or None) as rs:
         r = pb.measure(pf.port, msgs, conc, count, 'process', run)
+    m1, k1 = machine_busy(), children_cpu()
+    n = max(1, r['accepted'])
+    r['machine_ms_per_msg'] = 1000.0 * (m1[0] - m0[0]) / n
+    r['busy'] = (m1[0] - m0[0]) / max(1e-9, m1[1] - m0[1])
+    r['client_ms_per_msg'] = 1000.0 * (k1 - k0) / n
     r['cpu_ms_per_msg'] = (1000.0 * (pb.cpu_seconds(pids) - c0) / max(1, r['accepted'])
                            if filt else None)
     r['rss_max_kb'] = rs.max_rss or None
@@ -357,6 +390,8 @@ def summarise(row, conc, runs):
         'all_cpu_ms_per_msg': [round(c, 3) for c in cpus],
         'rss_max_kb': max((r['rss_max_kb'] or 0) for r in runs) or None,
         'pss_kb': max((r['pss_kb'] or 0) for r in runs) or None,
+        'machine_ms_per_msg': med('machine_ms_per_msg'), 'busy': med('busy'),
+        'client_ms_per_msg': med('client_ms_per_msg'),
         'errors': sum(r['errors'] for r in runs),
         'first_error': next((r['first_error'] for r in runs if r['first_error']), None),
     }
@@ -384,6 +419,25 @@ def table(rows, skipped, levels):
     return '\n'.join(out)
 
 
+def cpu_table(rows):
+    """The machine's CPU per message, row by row (see the docstring)."""
+    alone = {r['concurrency']: r['machine_ms_per_msg'] for r in rows if r['row'] == 'alone'}
+    names = dict(ROWS)
+    out = ['| row | conc | busy | machine ms/msg | client | filter | Postfix+rest | budget | x alone |',
+           '|---|---|---|---|---|---|---|---|---|']
+    base = {r['concurrency']: r['msg_per_s'] for r in rows if r['row'] == 'alone'}
+    for r in rows:
+        c = r['concurrency']
+        filt = r['cpu_ms_per_msg'] or 0.0
+        rest = r['machine_ms_per_msg'] - r['client_ms_per_msg'] - filt
+        out.append('| %s | %d | %.0f%% | %.2f | %.2f | %s | %.2f | %s | %s |' % (
+            names[r['row']], c, 100 * r['busy'], r['machine_ms_per_msg'], r['client_ms_per_msg'],
+            '%.2f' % filt if r['cpu_ms_per_msg'] is not None else '-', rest,
+            '%.2f' % (alone[c] / r['machine_ms_per_msg']) if c in alone else '-',
+            '%.2f' % (r['msg_per_s'] / base[c]) if c in base else '-'))
+    return '\n'.join(out)
+
+
 def run_rounds(a, lab, pf, filters, rows, levels, corpora):
     runs = {}
     for rnd in range(a.rounds):
@@ -397,9 +451,10 @@ def run_rounds(a, lab, pf, filters, rows, levels, corpora):
                 r = measure_level(a, pf, filt, row, corpora[row in ORIGINATING], conc)
                 runs.setdefault((row, conc), []).append(r)
                 print('r%d %-16s c%-2d %7.1f msg/s  p50 %6.1f ms  p99 %7.1f ms  cpu %s ms/msg  '
-                      'errors %d' % (rnd, row, conc, r['msg_per_s'], r['p50_ms'], r['p99_ms'],
-                                     '%.2f' % r['cpu_ms_per_msg'] if r['cpu_ms_per_msg']
-                                     is not None else '-', r['errors']),
+                      'machine %.2f ms/msg (busy %.0f%%)  errors %d' % (
+                          rnd, row, conc, r['msg_per_s'], r['p50_ms'], r['p99_ms'],
+                          '%.2f' % r['cpu_ms_per_msg'] if r['cpu_ms_per_msg'] is not None else '-',
+                          r['machine_ms_per_msg'], 100 * r['busy'], r['errors']),
                       file=sys.stderr, flush=True)
                 if r['first_error']:
                     print('   first error: %s' % r['first_error'], file=sys.stderr, flush=True)
@@ -494,6 +549,8 @@ def main():
               SLOW_COUNT['spamass-milter'], a.rounds, os.cpu_count(), pfv, minutes))
     print()
     print(table(result, skipped, levels))
+    print()
+    print(cpu_table(result))
     if a.json:
         with open(a.json, 'w') as f:
             json.dump({'rows': result, 'skipped': skipped, 'rounds': a.rounds, 'count': a.count,
