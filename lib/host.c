@@ -1043,6 +1043,8 @@ struct sift_ctx {
 	bool conn_accepted;	  /* ACCEPT at CONNECT/HELO: whitelists the connection */
 	bool quarantined;	  /* host->quarantine stored the message */
 	struct sift_pstat *pstat; /* per plugin, for the metrics */
+	/* host->msg_outcome, set by sift_ctx_msg_outcome */
+	enum sift_verdict outcome;
 	/* The sign hooks' run (struct sift_plugin.sign): the header as it
 	 * will leave, rebuilt before each signer (sign_view). */
 	bool signing;
@@ -1259,6 +1261,7 @@ void sift_ctx_msg_begin(struct sift_ctx *ctx)
 	clear_result(ctx);
 	ctx->res.accepted = ctx->conn_accepted;
 	ctx->quarantined = false;
+	ctx->outcome = SIFT_ERROR;
 	memset(ctx->pstat, 0, g->npl * sizeof(*ctx->pstat));
 	ctx->in_msg = true;
 	ctx->msg_start = sift_now_ms();
@@ -1301,7 +1304,18 @@ void sift_ctx_msg_end(struct sift_ctx *ctx, bool aborted)
 			ctx->items[it] = NULL;
 		}
 	clear_result(ctx);
+	ctx->outcome = SIFT_ERROR;
 	ctx->in_msg = false;
+}
+
+void sift_ctx_msg_outcome(struct sift_ctx *ctx, enum sift_verdict v)
+{
+	ctx->outcome = v == SIFT_ACCEPT || v == SIFT_HOLD ? SIFT_DUNNO : v;
+}
+
+static enum sift_verdict h_msg_outcome(struct sift_ctx *ctx)
+{
+	return ctx->outcome;
 }
 
 bool sift_ctx_in_msg(const struct sift_ctx *ctx)
@@ -2344,4 +2358,5 @@ const struct sift_host sift_host_table = {
 	.kv_write = h_kv_write,
 	.map_is_pattern = sift_map_is_pattern,
 	.reply_check = sift_reply_check,
+	.msg_outcome = h_msg_outcome,
 };

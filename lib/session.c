@@ -382,6 +382,7 @@ void sift_session_end(struct sift_session *s, enum sift_verdict v)
 	sift_metrics_record(ctx, action);
 	release_reset(s);
 	s->discarded = v == SIFT_DISCARD;
+	sift_ctx_msg_outcome(ctx, v);
 	sift_ctx_msg_end(ctx, false);
 }
 

@@ -567,6 +567,9 @@ void sift_host_privileges_dropped(void);
 void sift_ctx_msg_begin(struct sift_ctx *ctx);
 void sift_ctx_msg_end(struct sift_ctx *ctx, bool aborted);
 bool sift_ctx_in_msg(const struct sift_ctx *ctx);
+/* The verdict the MTA was answered with, for host->msg_outcome in the
+ * msg_end hooks: call before sift_ctx_msg_end(ctx, false). */
+void sift_ctx_msg_outcome(struct sift_ctx *ctx, enum sift_verdict v);
 struct sift_msg *sift_ctx_msg(struct sift_ctx *ctx);
 
 /* Runs the chain for one phase and returns the merged verdict: DUNNO,

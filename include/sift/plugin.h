@@ -93,6 +93,7 @@
  *      after every plugin's eom, over the header as it will leave; an
  *      older host never calls it: a plugin that needs it checks
  *      host->abi_minor at init).
+ *  10  struct sift_host: msg_outcome (how the message ended, for msg_end).
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -109,7 +110,7 @@ extern "C" {
 #endif
 
 #define SIFT_ABI_MAJOR 1
-#define SIFT_ABI_MINOR 9
+#define SIFT_ABI_MINOR 10
 
 struct sift_ctx;	 /* one connection/message/request as seen by a plugin */
 struct sift_dns_pending; /* a DNS query started by host->dns_start */
@@ -797,6 +798,14 @@ struct sift_host {
 	 * by the default at every message. Pure, callable from init and from
 	 * any thread. */
 	const char *(*reply_check)(char cls, const char *code, const char *xcode, const char *text);
+	/* How the message ended (ABI minor 10), for a msg_end hook in filterd
+	 * and siftctl test: SIFT_DUNNO when the MTA takes it (to deliver, or
+	 * to hold), else SIFT_REJECT, SIFT_TEMPFAIL or SIFT_DISCARD as the MTA
+	 * was answered. SIFT_ERROR when it ended without an answer (RSET, a
+	 * lost connection, every recipient refused), before msg_end and in
+	 * policyd. A message answered with TEMPFAIL comes again: a plugin
+	 * that records each message once (a report row) records it then. */
+	enum sift_verdict (*msg_outcome)(struct sift_ctx *ctx);
 };
 
 struct sift_plugin {
