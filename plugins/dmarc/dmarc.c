@@ -85,6 +85,7 @@ struct dm_conf {
 struct dm_msg {
 	struct dmarc_eval e;
 	bool done;
+	bool record; /* a report row for e, written at msg_end */
 };
 
 #define OFF(f) offsetof(struct dm_conf, f)
@@ -608,6 +609,22 @@ bool dmarc_conf_orgdomain(void *conf, const char *domain, char *out, size_t n)
 	return orgdomain(conf, domain, out, n);
 }
 
+/* The report row of a message evaluated at eom, once the MTA has its
+ * answer: not for a message answered with a temporary failure (by this
+ * plugin or a later one), which comes again and is counted then. */
+static void dm_msg_end(struct sift_ctx *ctx)
+{
+	struct dm_msg *m = host->msg(ctx);
+	if (!m || !m->record)
+		return;
+	if (host->struct_size >= offsetof(struct sift_host, msg_outcome) + sizeof(host->msg_outcome)) {
+		enum sift_verdict v = host->msg_outcome(ctx);
+		if (v == SIFT_TEMPFAIL || v == SIFT_ERROR)
+			return;
+	}
+	record(ctx, host->conf(ctx), &m->e);
+}
+
 static enum sift_verdict dm_eom(struct sift_ctx *ctx)
 {
 	const struct dm_conf *c = host->conf(ctx);
@@ -645,7 +662,7 @@ static enum sift_verdict dm_eom(struct sift_ctx *ctx)
 		dmarc_check_hook->eval = *e;
 		dmarc_check_hook->ran = true;
 	} else if (*c->report.store)
-		record(ctx, c, e);
+		m->record = true;
 	int s = symbol_of(e);
 	host->symbol(ctx, sym_names[s], c->score[s], e->from_domain[0] ? e->from_domain : e->reason);
 	if (c->add_auth_results)
@@ -665,5 +682,6 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.init = dm_init,
 	.release = dm_release,
 	.eom = dm_eom,
+	.msg_end = dm_msg_end,
 	.tools = dmarc_tools,
 };

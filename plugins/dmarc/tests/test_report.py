@@ -7,6 +7,8 @@ chain run by `siftctl test`, against records on the local DNS server), then
     gzip-compressed with --dir under receiver!domain!begin!end.xml.gz, every
     report valid against the RFC 7489 Appendix C schema (xmllint --schema),
     identical messages counted in one row, an IPv6 client in full form;
+  * a message answered with a temporary failure by a later plugin of the
+    chain (the test plugin) adds no row, twice; its accepted attempt one;
   * --send through a fake sendmail (dmarc_report_sendmail) that keeps its
     arguments and input: the 7.2.1.1 message (Subject, the gzip attachment);
     an external rua= domain with its _report._dmarc record is mailed, one
@@ -512,6 +514,38 @@ def memory_store(env, unit):
     check(len(docs(text)) == 2, 'memory store: two reports', text)
 
 
+def tempfail_not_recorded(env, conf):
+    """A message answered with a temporary failure by a later plugin of
+    the chain (the test plugin, at end of message) is not recorded: the
+    sender tries again, and the row is written for the try that gets a
+    final answer, once."""
+    pdir = os.path.join(env, 'plugins-tempfail')
+    os.mkdir(pdir)
+    for so in ('spf.so', 'dkim.so', 'dmarc.so'):
+        os.symlink(os.path.join(sifttest.plugin_directory(), so), os.path.join(pdir, so))
+    os.symlink(os.path.join(sifttest.builddir(), 'tests', 'testplug.so'), os.path.join(pdir, 'testplug.so'))
+    store = os.path.join(env, 'rows-tempfail')
+    opts = ['dmarc_report_store=file:' + store, 'plugin_directory=' + pdir,
+            'inbound_plugins=spf dkim dmarc testplug']
+    args = ['--client', '192.0.2.20', '--helo', 'client.test', '--from', 'bounce@reject.test',
+            '--to', 'bob@sift.test']
+    for attempt in range(2):
+        r = sifttest.siftctl_test(conf, message('alice@reject.test', 50), args,
+                                  opts=opts + ['testplug_verdict=tempfail'])
+        check_eq(r.get('action'), 'tempfail', 'tempfail at end of message, attempt %d' % (attempt + 1))
+    rows = os.path.join(store, TODAY + '.rows')
+    check(not os.path.exists(rows) or os.path.getsize(rows) == 0,
+          'a message answered with a temporary failure: no report row',
+          open(rows).read() if os.path.exists(rows) else '')
+    r = sifttest.siftctl_test(conf, message('alice@reject.test', 50), args, opts=opts + ['testplug_verdict=dunno'])
+    check_eq(r.get('action'), 'accept', 'the same message accepted at the next attempt')
+    rc, out, err = report(conf, '--date', TODAY, opts=opts)
+    xmls = docs(out)
+    rec = [x for x in re.findall(r'<record>.*?</record>', ''.join(xmls), re.S) if '192.0.2.20' in x]
+    check(rc == 0 and len(rec) == 1 and '<count>1</count>' in rec[0],
+          'the accepted attempt recorded once (count 1), the two deferred ones not', out + err)
+
+
 def main():
     env = tempfile.mkdtemp(prefix='sift-dmarc-rep-')
     os.chmod(env, 0o755)
@@ -524,6 +558,7 @@ def main():
         'dkim_sign': 'no', 'tmpdir': env})
     try:
         file_store(env, conf)
+        tempfail_not_recorded(env, conf)
         oversized(env, conf)
         send_failure(env, conf)
         size_limit(env, conf)
