@@ -405,7 +405,15 @@ static bool email_char(unsigned char c)
 static void text_emails(struct impl *m, const char *t, size_t n, long part)
 {
 	for (size_t i = 1; i + 3 < n; i++) {
-		if (t[i] != '@' || !email_char((unsigned char)t[i - 1]))
+		if (t[i] != '@') {
+			const char *at = memchr(t + i, '@', n - i);
+			if (!at)
+				break;
+			i = (size_t)(at - t);
+			if (i + 3 >= n)
+				break;
+		}
+		if (!email_char((unsigned char)t[i - 1]))
 			continue;
 		size_t s = i;
 		while (s > 0 && email_char((unsigned char)t[s - 1]) && i - s < 64)
@@ -452,11 +460,37 @@ static void text_emails(struct impl *m, const char *t, size_t n, long part)
 	}
 }
 
+/* The first c in t[from..n), n when none. */
+static size_t next_of(const char *t, size_t n, size_t from, char c)
+{
+	if (from >= n)
+		return n;
+	if (t[from] == c) /* runs of dots: no call */
+		return from;
+	const char *p = memchr(t + from, c, n - from);
+	return p ? (size_t)(p - t) : n;
+}
+
 /* Finds http(s)://, ftp://, www. and mailto: URIs in UTF-8 text. */
 static void text_uris(struct impl *m, const char *t, size_t n, long part)
 {
 	text_emails(m, t, n, part);
+	/* A URI starting at i has its ':' at i+3 (ftp) to i+6 (mailto) or
+	 * its '.' at i+3 (www.): the octets with neither ahead are skipped
+	 * (nc, nd: the first ':' and '.' at i+3 or after). */
+	size_t nc = 0, nd = 0;
 	for (size_t i = 0; i < n; i++) {
+		if (nc < i + 3)
+			nc = next_of(t, n, i + 3, ':');
+		if (nd < i + 3)
+			nd = next_of(t, n, i + 3, '.');
+		size_t next = nc == n ? n : nc >= 6 ? nc - 6 : 0;
+		if (nd < n && nd - 3 < next)
+			next = nd - 3;
+		if (next >= n)
+			break;
+		if (next > i)
+			i = next;
 		char c = (char)(t[i] | 0x20);
 		if (c != 'h' && c != 'f' && c != 'w' && c != 'm')
 			continue;

@@ -270,6 +270,29 @@ static void uri_set(void)
 	sift_mime_free(m);
 }
 
+/* The URIs of plain text: http(s)://, ftp://, mailto: and www. (as
+ * http://), in order, also at the start and at the very end of the text;
+ * not inside a word or a host name, not without anything after the
+ * scheme; bare addresses as mailto: first. */
+static void text_uri_finder(void)
+{
+	static const char *const want[] = {
+		"mailto:bob@h.example",	  "http://WWW.first.example", "http://www.a.example",
+		"https://b.example/x",	  "ftp://c.example:21/p",     "mailto:d@e.example",
+		"http://i.example/q?x=1", "https://j.example:8443/",  "http://z.example"};
+	struct sift_mime *m =
+		parse("Content-Type: text/plain\n\n"
+		      "WWW.first.example begins; see www.a.example, then https://b.example/x and "
+		      "ftp://c.example:21/p.\nxhttp://no.example and http:// alone, mailto:d@e.example; "
+		      "f.www.g.example\nwrite to bob@h.example.\n(http://i.example/q?x=1) "
+		      "https://j.example:8443/ www. ftp:/ mailto: x:y:z\nlast http://z.example");
+	size_t n = sizeof(want) / sizeof(want[0]);
+	CHECK_INT(m->uri_count, n);
+	for (size_t i = 0; i < n && i < m->uri_count; i++)
+		CHECK_STR(m->uris[i].uri, want[i]);
+	sift_mime_free(m);
+}
+
 /* Quoted-printable body lines lose their trailing white space (RFC 2045
  * 6.7, SpamAssassin's qp_decode); "=20" and white space before a soft
  * line break stay, and so does white space at the end of the data. */
@@ -287,6 +310,7 @@ int main(void)
 {
 	qp_trailing_space();
 	uri_set();
+	text_uri_finder();
 	linear_time();
 	preamble();
 	nested_prefix();
