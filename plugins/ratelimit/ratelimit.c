@@ -916,6 +916,14 @@ struct incr_rec {
 
 #define KEY_MAX (MAX_VALUE * 2 + 128)
 
+/* filterd: the increments of a message counted at its end, taken back in
+ * msg_end unless the MTA took the message (a later plugin of the chain
+ * refused it, or it was answered with a temporary failure). */
+struct rl_msg {
+	struct incr_rec *recs;
+	size_t nrecs;
+};
+
 static bool profile_applies(struct sift_ctx *ctx, const struct rule *r)
 {
 	if (r->profile == PF_ANY)
@@ -1224,6 +1232,18 @@ static long long msg_size(struct sift_ctx *ctx)
 	return n;
 }
 
+/* filterd: the counts of a message that goes on through the chain, for
+ * rl_msg_end (policyd's END-OF-MESSAGE answer is the last it hears of the
+ * message: its counts stand). recs is message memory. */
+static void keep_counted(struct sift_ctx *ctx, struct incr_rec *recs, size_t nrecs)
+{
+	struct rl_msg *m = host->msg(ctx);
+	if (!m || host->get(ctx, SIFT_I_PROTOCOL_STATE))
+		return;
+	m->recs = recs;
+	m->nrecs = nrecs;
+}
+
 /* END-OF-MESSAGE: count, and refuse (taking the counts back) when over. */
 static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 {
@@ -1336,14 +1356,32 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 		enum sift_verdict v = failure_verdict(ctx, c);
 		if (v != SIFT_DUNNO)
 			rollback(recs, nrecs);
+		else
+			keep_counted(ctx, recs, nrecs);
 		return v;
 	}
-	if (!have)
+	if (!have) {
+		keep_counted(ctx, recs, nrecs);
 		return SIFT_DUNNO;
+	}
 	/* Mail that is not accepted leaves no trace in the counters. */
 	if (best.rule->action >= A_DEFER_IF_PERMIT)
 		rollback(recs, nrecs);
+	else
+		keep_counted(ctx, recs, nrecs);
 	return answer(ctx, &best, "END-OF-MESSAGE");
+}
+
+/* filterd: how the message ended decides whether its counts stand. */
+static void rl_msg_end(struct sift_ctx *ctx)
+{
+	struct rl_msg *m = host->msg(ctx);
+	if (!m || !m->nrecs)
+		return;
+	if (host->struct_size < offsetof(struct sift_host, msg_outcome) + sizeof(host->msg_outcome))
+		return;
+	if (host->msg_outcome(ctx) != SIFT_DUNNO)
+		rollback(m->recs, m->nrecs);
 }
 
 /* ---- control requests ------------------------------------------------------- */
@@ -1806,11 +1844,13 @@ SIFT_EXPORT const struct sift_plugin sift_plugin_entry = {
 	.actions = SIFT_A_QUARANTINE,
 	.params = params,
 	.conf_size = sizeof(struct rl_conf),
+	.msg_size = sizeof(struct rl_msg),
 	.preinit = rl_preinit,
 	.init = rl_init,
 	.release = rl_release,
 	.rcpt = rl_rcpt,
 	.eom = rl_eom,
+	.msg_end = rl_msg_end,
 	.policy = rl_policy,
 	.tools = rl_tools,
 };

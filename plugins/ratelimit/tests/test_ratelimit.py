@@ -4,6 +4,9 @@ memory: store and with a real redis-server:
   - a limit is hit exactly at the configured count under 8 concurrent
     clients (END-OF-MESSAGE increments are atomic; refused messages are
     taken back);
+  - in filterd before a plugin that refuses the message at its end (the
+    test plugin: reject, tempfail): the message is taken back; with that
+    plugin accepting, it counts;
   - recipients and bytes limits, client_address /24 and IPv6 /64 buckets,
     sender_domain and recipient keys, exemption maps, each action;
   - siftctl ratelimit show / reset / stats over the control socket
@@ -463,6 +466,52 @@ try:
     eq(eom, [(b'c', b'')], 'filterd: the message with the two accepted recipients accepted')
     m.close()
     fd.stop()
+
+    # filterd, ratelimit before a plugin that refuses at the end of the
+    # message (the test plugin): the refused message is taken back, so
+    # the next one from the same sender passes the RCPT check; with that
+    # plugin accepting, the first message counts and the second is
+    # refused at RCPT.
+    pdir = os.path.join(tmp, 'plugins-chain')
+    os.mkdir(pdir)
+    os.symlink(os.path.join(sifttest.plugin_directory(), 'ratelimit.so'), os.path.join(pdir, 'ratelimit.so'))
+    os.symlink(os.path.join(sifttest.builddir(), 'tests', 'testplug.so'), os.path.join(pdir, 'testplug.so'))
+
+    def chain_message(port, sender):
+        m = Milter(port)
+        m.send(CONNECT)
+        m.send(pkt(b'M', z('<%s>' % sender)))
+        rcpt = m.send(pkt(b'R', z('<r@x.example>')))
+        if rcpt != [(b'c', b'')]:
+            m.close()
+            return rcpt, None
+        m.send(pkt(b'T'))
+        m.send(pkt(b'L', z('Subject') + z('t')))
+        m.send(pkt(b'N'))
+        m.send(pkt(b'B', b'hello\r\n'))
+        eom = m.send(pkt(b'E'))
+        m.close()
+        return rcpt, eom
+    for verdict, name in (('reject', 'fdlater'), ('tempfail', 'fdlatertf'), ('dunno', 'fdlaterok')):
+        fd = sifttest.start_daemon('filterd', tmp, dict(
+            BASE, plugin_directory=pdir, inbound_plugins='ratelimit testplug', testplug_verdict=verdict,
+            ratelimit_rules='{ name=snd key=sender messages=1/1h action=defer }'), name=name)
+        procs.append(fd)
+        first = chain_message(fd.port, 'later@s.example')
+        second = chain_message(fd.port, 'later@s.example')
+        if verdict == 'dunno':
+            check(first == ([(b'c', b'')], [(b'c', b'')]) and second[0] and second[0][0][0] == b'y'
+                  and second[0][0][1].startswith(b'450 4.7.1'),
+                  'filterd, a later plugin accepting: the first message counts, the second refused at '
+                  'RCPT: %r' % ((first, second),))
+        else:
+            code = b'5' if verdict == 'reject' else b'4'
+            check(first[1] and first[1][0][0] == b'y' and first[1][0][1][:1] == code,
+                  'filterd: the test plugin refuses (%s) at the end of the message: %r' % (verdict, first))
+            check(second[0] == [(b'c', b'')] and second[1] == first[1],
+                  'filterd, a later plugin refusing (%s): the refused message taken back, the next '
+                  'one passes the RCPT check: %r' % (verdict, second))
+        fd.stop()
 
     # One action per reply: ratelimit's DEFER_IF_PERMIT is not hidden by an
     # earlier plugin's PREPEND (Postfix would apply the PREPEND and accept).
