@@ -2359,4 +2359,5 @@ const struct sift_host sift_host_table = {
 	.map_is_pattern = sift_map_is_pattern,
 	.reply_check = sift_reply_check,
 	.msg_outcome = h_msg_outcome,
+	.casefold = sift_casefold,
 };

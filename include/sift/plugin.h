@@ -93,7 +93,8 @@
  *      after every plugin's eom, over the header as it will leave; an
  *      older host never calls it: a plugin that needs it checks
  *      host->abi_minor at init).
- *  10  struct sift_host: msg_outcome (how the message ended, for msg_end).
+ *  10  struct sift_host: msg_outcome (how the message ended, for msg_end),
+ *      casefold (Unicode case folding, as Postfix's with smtputf8).
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -806,6 +807,12 @@ struct sift_host {
 	 * policyd. A message answered with TEMPFAIL comes again: a plugin
 	 * that records each message once (a report row) records it then. */
 	enum sift_verdict (*msg_outcome)(struct sift_ctx *ctx);
+	/* s case-folded as Postfix folds lookup keys and compares a SASL
+	 * login with an address's owners when smtputf8 is on (ABI minor 10):
+	 * Unicode case folding of UTF-8 (ICU's, as Postfix's), ASCII lower
+	 * case for ASCII text and for octets that are not UTF-8. A malloc'd
+	 * copy: free() it. Pure, callable from init and from any thread. */
+	char *(*casefold)(const char *s);
 };
 
 struct sift_plugin {

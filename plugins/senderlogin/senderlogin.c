@@ -185,18 +185,39 @@ static int find_owners(const struct sl_conf *c, const struct sift_map *map, cons
 	return 0;
 }
 
+static bool has_nonascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return true;
+	return false;
+}
+
+/* Whether login is one of owners (a list separated by commas and white
+ * space), compared as Postfix compares them (strcasecmp_utf8): folded
+ * case, Unicode's when either has a non-ASCII octet. */
 static bool owner_listed(const char *owners, const char *login)
 {
+	bool fold = (has_nonascii(login) || has_nonascii(owners)) &&
+		    host->struct_size >= offsetof(struct sift_host, casefold) + sizeof(host->casefold);
+	char *flogin = fold ? host->casefold(login) : NULL;
 	size_t ll = strlen(login);
+	bool found = false;
 	const char *p = owners;
-	while (*p) {
+	while (*p && !found) {
 		p += strspn(p, ", \t");
 		size_t n = strcspn(p, ", \t");
-		if (n == ll && n && strncasecmp(p, login, n) == 0)
-			return true;
+		if (n && flogin) {
+			char *tok = strndup(p, n), *ft = tok ? host->casefold(tok) : NULL;
+			found = ft && strcmp(ft, flogin) == 0;
+			free(ft);
+			free(tok);
+		} else if (n == ll && n && strncasecmp(p, login, n) == 0)
+			found = true;
 		p += n;
 	}
-	return false;
+	free(flogin);
+	return found;
 }
 
 /* 1 owned, 0 not owned (*owners_r: what the map said, or NULL), -1 error. */

@@ -3,7 +3,8 @@ Postfix adds "<sender>: Sender address rejected: " itself) (the envelope sender,
 reject_authenticated_sender_login_mismatch), over the real policy protocol:
 the seed's login_maps.pcre as-is, auth as alice sending as alice / bob /
 an alias / another domain, MAIL and RCPT stages, the null sender, the
-unauthenticated check, and the texthash alias map."""
+unauthenticated check, the texthash alias map, and logins and owners
+with non-ASCII letters compared with Unicode case folding."""
 
 import sys
 
@@ -12,6 +13,16 @@ import sifttest  # noqa: E402
 from sifttest import check, check_eq as eq, done, start_daemon, PolicyClient
 
 tmp = sifttest.scratch('sift-slp-')
+
+
+def rcpt_asker(c, tag):
+    """ask(sender, login): a RCPT request on client c, its own instance."""
+    def ask(sender, login):
+        return c.ask(protocol_state='RCPT', sender=sender, sasl_username=login,
+                     client_address='192.0.2.10', recipient='x@example.com',
+                     instance='%s.%s.%s' % (tag, sender, login))
+    return ask
+
 REJ = '553 5.7.1 not owned by user %s'
 
 pd = start_daemon('policyd', tmp, {
@@ -79,10 +90,7 @@ pd = start_daemon('policyd', tmp, {
 }, name='policyd2')
 try:
     with PolicyClient(pd.port) as c:
-        def ask2(sender, login):
-            return c.ask(protocol_state='RCPT', sender=sender, sasl_username=login,
-                         client_address='192.0.2.10', recipient='x@example.com',
-                         instance='j.%s.%s' % (sender, login))
+        ask2 = rcpt_asker(c, 'j')
         eq(ask2('sales@example.org', 'alice'), 'DUNNO', 'alias owned by alice')
         eq(ask2('sales@example.org', 'bob'), 'DUNNO', 'alias owned by bob too')
         eq(ask2('alice+x@example.org', 'alice'), 'DUNNO', 'extension')
@@ -103,10 +111,7 @@ pd = start_daemon('policyd', tmp, {
 }, name='policyd3')
 try:
     with PolicyClient(pd.port) as c:
-        def ask3(sender, login):
-            return c.ask(protocol_state='RCPT', sender=sender, sasl_username=login,
-                         client_address='192.0.2.10', recipient='x@example.com',
-                         instance='k.%s.%s' % (sender, login))
+        ask3 = rcpt_asker(c, 'k')
         eq(ask3('someone@example.com', 'alice'), 'DUNNO', 'dunno: an address without owner')
         eq(ask3('bob@example.net', 'alice'), REJ % 'alice', 'dunno: bob is known')
         eq(ask3('bob@example.net.', 'alice'), REJ % 'alice',
@@ -126,14 +131,26 @@ pd = start_daemon('policyd', tmp, {
 }, name='policyd4')
 try:
     with PolicyClient(pd.port) as c:
-        def ask4(sender, login):
-            return c.ask(protocol_state='RCPT', sender=sender, sasl_username=login,
-                         client_address='192.0.2.10', recipient='x@example.com',
-                         instance='m.%s.%s' % (sender, login))
+        ask4 = rcpt_asker(c, 'm')
         eq(ask4('alice@example.org', 'alice'), 'DUNNO', 'pattern map: the whole address')
         eq(ask4('alice+x@example.org', 'alice'), REJ % 'alice',
            'pattern map: no lookup without the extension')
         eq(ask4('zed@example.com', 'carol'), REJ % 'carol', 'pattern map: no @domain lookup')
+finally:
+    pd.stop()
+# Logins and owners compared as Postfix compares them (strcasecmp_utf8):
+# Unicode case folding when either is not ASCII
+pd = start_daemon('policyd', tmp, {
+    'inbound_plugins': 'senderlogin', 'originating_plugins': 'senderlogin',
+    'senderlogin_login_maps': 'inline:{ { jörg@example.de = JÖRG, Ægir } { ana@example.de = ANA } }',
+}, name='policyd5')
+try:
+    with PolicyClient(pd.port) as c:
+        ask5 = rcpt_asker(c, 'n')
+        eq(ask5('jörg@example.de', 'jörg'), 'DUNNO', 'non-ASCII: jörg owns what JÖRG owns')
+        eq(ask5('JÖRG@example.de', 'ægir'), 'DUNNO', 'non-ASCII: the second owner, Ægir, as ægir')
+        eq(ask5('jörg@example.de', 'jorg'), REJ % 'jorg', 'non-ASCII: jorg is not jörg')
+        eq(ask5('ana@example.de', 'ana'), 'DUNNO', 'ASCII: ana owns what ANA owns')
 finally:
     pd.stop()
 sys.exit(done())
