@@ -214,10 +214,13 @@ static void text_msg(struct sift_buf *b, const char *lead, const char *unit, siz
 		sift_buf_adds(b, unit);
 }
 
-/* Hostile text costs about what plain text of the same size costs: a URI
- * repeated after 999 others (each repeat found in the URI set, not
- * compared with every URI kept), and runs of "x@" and 300 dots (the bare
- * address scan linear in them). */
+/* Hostile text costs a few times what plain text of the same size costs,
+ * not hundreds: a URI repeated after 999 others (each repeat found in the
+ * URI set, not compared with every URI kept), and runs of "x@" and 300
+ * dots (the bare address scan linear in them). The URI finder skips plain
+ * text with memchr (no ':' or '.' ahead) and walks these octet by octet,
+ * hence 5 times plain text's cost as the bound; a scan quadratic in them
+ * would be over a hundred times. */
 static void linear_time(void)
 {
 	struct sift_buf lead = {0}, msg = {0};
@@ -234,7 +237,7 @@ static void linear_time(void)
 	sift_mime_free(m);
 	double uris = parse_cpu(&msg);
 	fprintf(stderr, "plain text %.3f s, a URI repeated after 999 others %.3f s\n", plain, uris);
-	CHECK(uris < 2.5 * plain + 0.01);
+	CHECK(uris < 5 * plain + 0.01);
 
 	char unit[310] = "x@";
 	memset(unit + 2, '.', 300);
@@ -243,7 +246,7 @@ static void linear_time(void)
 	text_msg(&msg, "", unit, 4000000);
 	double dots = parse_cpu(&msg);
 	fprintf(stderr, "plain text %.3f s, x@ and 300 dots %.3f s\n", plain, dots);
-	CHECK(dots < 2.5 * plain + 0.01);
+	CHECK(dots < 5 * plain + 0.01);
 	sift_buf_free(&lead);
 	sift_buf_free(&msg);
 }
