@@ -341,16 +341,6 @@ def missing(row, builddir):
     return None
 
 
-def machine_busy():
-    """(busy, total) CPU seconds of the whole machine since boot (/proc/stat:
-    idle and iowait count as not busy)."""
-    with open('/proc/stat') as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    tick = os.sysconf('SC_CLK_TCK')
-    total = sum(v[:8])  # guest time is already in user and nice
-    return (total - v[3] - v[4]) / tick, total / tick
-
-
 def children_cpu():
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -363,16 +353,15 @@ def measure_level(a, pf, filt, row, msgs, conc):
     pb.wait_drained(pf)
     pids = filt.pids() if filt else []
     c0 = pb.cpu_seconds(pids)
-    m0, k0 = machine_busy(), children_cpu()
+    m0, k0 = sifttest.machine_cpu(), children_cpu()
     with pb.RssSampler(pids or None) as rs:
         r = pb.measure(pf.port, msgs, conc, count, 'process', run)
-    m1, k1 = machine_busy(), children_cpu()
+    m1, k1 = sifttest.machine_cpu(), children_cpu()
     n = max(1, r['accepted'])
     r['machine_ms_per_msg'] = 1000.0 * (m1[0] - m0[0]) / n
     r['busy'] = (m1[0] - m0[0]) / max(1e-9, m1[1] - m0[1])
     r['client_ms_per_msg'] = 1000.0 * (k1 - k0) / n
-    r['cpu_ms_per_msg'] = (1000.0 * (pb.cpu_seconds(pids) - c0) / max(1, r['accepted'])
-                           if filt else None)
+    r['cpu_ms_per_msg'] = 1000.0 * (pb.cpu_seconds(pids) - c0) / n if filt else None
     r['rss_max_kb'] = rs.max_rss or None
     r['pss_kb'] = pb.pss_kb(filt.pids()) if filt else None
     r['drain_s'] = pb.wait_drained(pf)
@@ -421,20 +410,19 @@ def table(rows, skipped, levels):
 
 def cpu_table(rows):
     """The machine's CPU per message, row by row (see the docstring)."""
-    alone = {r['concurrency']: r['machine_ms_per_msg'] for r in rows if r['row'] == 'alone'}
+    alone = {r['concurrency']: r for r in rows if r['row'] == 'alone'}
     names = dict(ROWS)
     out = ['| row | conc | busy | machine ms/msg | client | filter | Postfix+rest | budget | x alone |',
            '|---|---|---|---|---|---|---|---|---|']
-    base = {r['concurrency']: r['msg_per_s'] for r in rows if r['row'] == 'alone'}
     for r in rows:
-        c = r['concurrency']
+        a = alone.get(r['concurrency'])
         filt = r['cpu_ms_per_msg'] or 0.0
         rest = r['machine_ms_per_msg'] - r['client_ms_per_msg'] - filt
         out.append('| %s | %d | %.0f%% | %.2f | %.2f | %s | %.2f | %s | %s |' % (
-            names[r['row']], c, 100 * r['busy'], r['machine_ms_per_msg'], r['client_ms_per_msg'],
-            '%.2f' % filt if r['cpu_ms_per_msg'] is not None else '-', rest,
-            '%.2f' % (alone[c] / r['machine_ms_per_msg']) if c in alone else '-',
-            '%.2f' % (r['msg_per_s'] / base[c]) if c in base else '-'))
+            names[r['row']], r['concurrency'], 100 * r['busy'], r['machine_ms_per_msg'],
+            r['client_ms_per_msg'], '%.2f' % filt if r['cpu_ms_per_msg'] is not None else '-', rest,
+            '%.2f' % (a['machine_ms_per_msg'] / r['machine_ms_per_msg']) if a else '-',
+            '%.2f' % (r['msg_per_s'] / a['msg_per_s']) if a else '-'))
     return '\n'.join(out)
 
 

@@ -45,6 +45,7 @@ SRCDIR = os.environ.get("SIFT_SRCDIR") or os.path.abspath(os.path.join(HERE, "..
 BUILDDIR = os.environ.get("SIFT_BUILDDIR") or os.path.join(SRCDIR, "build")
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "lib"))
 import dnsserver  # noqa: E402
+import sifttest  # noqa: E402
 
 DNS_IP = "127.0.0.77"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -57,13 +58,6 @@ def cpu_seconds(pid, children=False):
     if children:
         t += int(parts[13]) + int(parts[14])
     return t / TICK
-
-
-def machine_cpu_seconds():
-    """Busy CPU time of the whole machine (all processes)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICK
 
 
 def rss_kb(pid):
@@ -186,9 +180,9 @@ def main():
                 stop.clear()
                 th.start()
                 c0 = cpu_seconds(pid, children)
-                m0 = machine_cpu_seconds()
+                m0 = sifttest.machine_cpu()[0]
                 r = load(loader, port, conc, n, dom, off)
-                m1 = machine_cpu_seconds()
+                m1 = sifttest.machine_cpu()[0]
                 time.sleep(0.5)  # let socat reap its children
                 c1 = cpu_seconds(pid, children)
                 r["mcpu_ms"] = (m1 - m0) * 1000.0 / max(r["n"], 1)

@@ -1320,6 +1320,17 @@ def bounded_run(argv, limit_s=60, rss_kb=1_000_000):
     return p.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace') + why
 
 
+def machine_cpu():
+    """(busy, total) CPU seconds of the whole machine since boot, from
+    /proc/stat: busy is all but idle and iowait (guest time is already in
+    user and nice)."""
+    with open('/proc/stat') as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    tick = os.sysconf('SC_CLK_TCK')
+    total = sum(v[:8])
+    return (total - v[3] - v[4]) / tick, total / tick
+
+
 def program(name):
     """Path of a Sift program in the build tree: 'filterd', 'policyd' or
     'siftctl'."""

@@ -6,6 +6,7 @@ an alias / another domain, MAIL and RCPT stages, the null sender, the
 unauthenticated check, the texthash alias map, and logins and owners
 with non-ASCII letters compared with Unicode case folding."""
 
+import contextlib
 import sys
 
 from common import SEED_MAP, ALIAS_MAP, PATTERN_MAP
@@ -15,13 +16,21 @@ from sifttest import check, check_eq as eq, done, start_daemon, PolicyClient
 tmp = sifttest.scratch('sift-slp-')
 
 
-def rcpt_asker(c, tag):
-    """ask(sender, login): a RCPT request on client c, its own instance."""
-    def ask(sender, login):
-        return c.ask(protocol_state='RCPT', sender=sender, sasl_username=login,
-                     client_address='192.0.2.10', recipient='x@example.com',
-                     instance='%s.%s.%s' % (tag, sender, login))
-    return ask
+@contextlib.contextmanager
+def senderlogin_policyd(name, tag, **settings):
+    """A policyd with senderlogin and `settings`, stopped on leaving; yields
+    ask(sender, login): a RCPT request, each in its own instance."""
+    pd = start_daemon('policyd', tmp, dict({'inbound_plugins': 'senderlogin',
+                                            'originating_plugins': 'senderlogin'}, **settings), name=name)
+    try:
+        with PolicyClient(pd.port) as c:
+            def ask(sender, login):
+                return c.ask(protocol_state='RCPT', sender=sender, sasl_username=login,
+                             client_address='192.0.2.10', recipient='x@example.com',
+                             instance='%s.%s.%s' % (tag, sender, login))
+            yield ask
+    finally:
+        pd.stop()
 
 REJ = '553 5.7.1 not owned by user %s'
 
@@ -82,75 +91,47 @@ try:
 finally:
     pd.stop()
 
-pd = start_daemon('policyd', tmp, {
-    'inbound_plugins': 'senderlogin', 'originating_plugins': 'senderlogin',
-    'senderlogin_login_maps': 'texthash:' + ALIAS_MAP,
-    'senderlogin_recipient_delimiter': '+',
-    'senderlogin_envelope_action': 'tempfail',
-}, name='policyd2')
-try:
-    with PolicyClient(pd.port) as c:
-        ask2 = rcpt_asker(c, 'j')
-        eq(ask2('sales@example.org', 'alice'), 'DUNNO', 'alias owned by alice')
-        eq(ask2('sales@example.org', 'bob'), 'DUNNO', 'alias owned by bob too')
-        eq(ask2('alice+x@example.org', 'alice'), 'DUNNO', 'extension')
-        eq(ask2('postmaster@example.org', 'alice'),
-           '450 4.7.1 not owned by user alice',
-           'envelope_action=tempfail')
-        eq(ask2('bob@example.net', ''), 'DUNNO', 'unauthenticated check off by default')
-        eq(ask2('sales@example.org.', 'bob'), 'DUNNO', 'alias with a trailing dot')
-finally:
-    pd.stop()
+with senderlogin_policyd('policyd2', 'j',
+                         senderlogin_login_maps='texthash:' + ALIAS_MAP,
+                         senderlogin_recipient_delimiter='+',
+                         senderlogin_envelope_action='tempfail') as ask2:
+    eq(ask2('sales@example.org', 'alice'), 'DUNNO', 'alias owned by alice')
+    eq(ask2('sales@example.org', 'bob'), 'DUNNO', 'alias owned by bob too')
+    eq(ask2('alice+x@example.org', 'alice'), 'DUNNO', 'extension')
+    eq(ask2('postmaster@example.org', 'alice'),
+       '450 4.7.1 not owned by user alice',
+       'envelope_action=tempfail')
+    eq(ask2('bob@example.net', ''), 'DUNNO', 'unauthenticated check off by default')
+    eq(ask2('sales@example.org.', 'bob'), 'DUNNO', 'alias with a trailing dot')
 
 # senderlogin_unknown_sender = dunno (reject_known_sender_login_mismatch):
 # only addresses with an owner are checked
-pd = start_daemon('policyd', tmp, {
-    'inbound_plugins': 'senderlogin', 'originating_plugins': 'senderlogin',
-    'senderlogin_login_maps': 'pcre:' + SEED_MAP,
-    'senderlogin_unknown_sender': 'dunno',
-}, name='policyd3')
-try:
-    with PolicyClient(pd.port) as c:
-        ask3 = rcpt_asker(c, 'k')
-        eq(ask3('someone@example.com', 'alice'), 'DUNNO', 'dunno: an address without owner')
-        eq(ask3('bob@example.net', 'alice'), REJ % 'alice', 'dunno: bob is known')
-        eq(ask3('bob@example.net.', 'alice'), REJ % 'alice',
-           'dunno: bob with a trailing dot is bob (Postfix queues bob@example.net)')
-        for snd in ('bob', 'example.net!bob', 'bob%example.net'):
-            eq(ask3(snd, 'alice'), REJ % 'alice',
-               'dunno: %s has no domain (Postfix queues bob@example.net)' % snd)
-finally:
-    pd.stop()
+with senderlogin_policyd('policyd3', 'k',
+                         senderlogin_login_maps='pcre:' + SEED_MAP,
+                         senderlogin_unknown_sender='dunno') as ask3:
+    eq(ask3('someone@example.com', 'alice'), 'DUNNO', 'dunno: an address without owner')
+    eq(ask3('bob@example.net', 'alice'), REJ % 'alice', 'dunno: bob is known')
+    eq(ask3('bob@example.net.', 'alice'), REJ % 'alice',
+       'dunno: bob with a trailing dot is bob (Postfix queues bob@example.net)')
+    for snd in ('bob', 'example.net!bob', 'bob%example.net'):
+        eq(ask3(snd, 'alice'), REJ % 'alice',
+           'dunno: %s has no domain (Postfix queues bob@example.net)' % snd)
 # A pattern map answers for the whole address only, as in Postfix: with
 # recipient_delimiter set, alice+x@example.org is not alice@example.org,
 # and "@example.com" is never asked
-pd = start_daemon('policyd', tmp, {
-    'inbound_plugins': 'senderlogin', 'originating_plugins': 'senderlogin',
-    'senderlogin_login_maps': 'pcre:' + PATTERN_MAP,
-    'senderlogin_recipient_delimiter': '+',
-}, name='policyd4')
-try:
-    with PolicyClient(pd.port) as c:
-        ask4 = rcpt_asker(c, 'm')
-        eq(ask4('alice@example.org', 'alice'), 'DUNNO', 'pattern map: the whole address')
-        eq(ask4('alice+x@example.org', 'alice'), REJ % 'alice',
-           'pattern map: no lookup without the extension')
-        eq(ask4('zed@example.com', 'carol'), REJ % 'carol', 'pattern map: no @domain lookup')
-finally:
-    pd.stop()
+with senderlogin_policyd('policyd4', 'm',
+                         senderlogin_login_maps='pcre:' + PATTERN_MAP,
+                         senderlogin_recipient_delimiter='+') as ask4:
+    eq(ask4('alice@example.org', 'alice'), 'DUNNO', 'pattern map: the whole address')
+    eq(ask4('alice+x@example.org', 'alice'), REJ % 'alice',
+       'pattern map: no lookup without the extension')
+    eq(ask4('zed@example.com', 'carol'), REJ % 'carol', 'pattern map: no @domain lookup')
 # Logins and owners compared as Postfix compares them (strcasecmp_utf8):
 # Unicode case folding when either is not ASCII
-pd = start_daemon('policyd', tmp, {
-    'inbound_plugins': 'senderlogin', 'originating_plugins': 'senderlogin',
-    'senderlogin_login_maps': 'inline:{ { jörg@example.de = JÖRG, Ægir } { ana@example.de = ANA } }',
-}, name='policyd5')
-try:
-    with PolicyClient(pd.port) as c:
-        ask5 = rcpt_asker(c, 'n')
-        eq(ask5('jörg@example.de', 'jörg'), 'DUNNO', 'non-ASCII: jörg owns what JÖRG owns')
-        eq(ask5('JÖRG@example.de', 'ægir'), 'DUNNO', 'non-ASCII: the second owner, Ægir, as ægir')
-        eq(ask5('jörg@example.de', 'jorg'), REJ % 'jorg', 'non-ASCII: jorg is not jörg')
-        eq(ask5('ana@example.de', 'ana'), 'DUNNO', 'ASCII: ana owns what ANA owns')
-finally:
-    pd.stop()
+with senderlogin_policyd('policyd5', 'n', senderlogin_login_maps=(
+        'inline:{ { jörg@example.de = JÖRG, Ægir } { ana@example.de = ANA } }')) as ask5:
+    eq(ask5('jörg@example.de', 'jörg'), 'DUNNO', 'non-ASCII: jörg owns what JÖRG owns')
+    eq(ask5('JÖRG@example.de', 'ægir'), 'DUNNO', 'non-ASCII: the second owner, Ægir, as ægir')
+    eq(ask5('jörg@example.de', 'jorg'), REJ % 'jorg', 'non-ASCII: jorg is not jörg')
+    eq(ask5('ana@example.de', 'ana'), 'DUNNO', 'ASCII: ana owns what ANA owns')
 sys.exit(done())
