@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <openssl/sha.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -187,11 +188,26 @@ static size_t hs_ncandidates(const struct spam_engine *e, const struct rgroup *g
 #define HS_MAX_RULE_DB	(1024u * 1024)
 #define HS_SIZE_PATTERN 300
 
+/* A group's databases as stored in the cache and sent by the compiler:
+ * HS_MAGIC, the number of rules n (4 octets), n flags (HS_IN_DB: in
+ * the prefilter database, HS_RELAXED: in the relaxed one; HS_STARTS added:
+ * in the starts database), the lengths of the serialized prefilter and
+ * relaxed databases (8 octets each), those two databases, the serialized
+ * starts database (each absent when none), then the SHA-256 of all that.
+ * Hyperscan checks its bytecode's CRC, but not every octet of its
+ * databases, and nothing checks the flags: a flipped bit could send a
+ * rule to a database that does not hold it, where it never matches, or
+ * run it twice. */
+#define HS_MAGIC  "SIFTHS5\n"
+#define HS_HEAD	  (8 + 4 + 8 + 8) /* and the n flags */
+#define HS_DIGEST SHA256_DIGEST_LENGTH
+
 /* The cache file of a group, named by a hash of everything its database
  * depends on (the patterns as compiled, prefixes included). */
 static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 {
 	uint64_t h = fnv1a(1469598103934665603ull, hs_version(), strlen(hs_version()));
+	h = fnv1a(h, HS_MAGIC, 8); /* the file's format */
 	/* how patterns Hyperscan refuses whole are prefiltered (hs_fallback) */
 	static const char fallback[] = "prefix-fallback-1 relax-8-3 starts-2 body-multi-3 relaxed-apart";
 	h = fnv1a(h, fallback, sizeof(fallback));
@@ -210,15 +226,6 @@ static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 			 (unsigned long long)h);
 }
 
-/* A group's databases as stored in the cache and sent by the compiler:
- * "SIFTHS4\n", the number of rules n (4 octets), n flags (HS_IN_DB: in
- * the prefilter database, HS_RELAXED: in the relaxed one; HS_STARTS added:
- * in the starts database), the lengths of the serialized prefilter and
- * relaxed databases (8 octets each), those two databases, then the
- * serialized starts database (each absent when none). */
-#define HS_MAGIC "SIFTHS4\n"
-#define HS_HEAD	 (8 + 4 + 8 + 8) /* and the n flags */
-
 static char *hs_blob(const unsigned char *flags, size_t n, const hs_database_t *const dbs[3], size_t *len_r)
 {
 	char *bytes[3] = {0};
@@ -229,7 +236,7 @@ static char *hs_blob(const unsigned char *flags, size_t n, const hs_database_t *
 				free(bytes[j]);
 			return NULL;
 		}
-	size_t len = HS_HEAD + n + blen[0] + blen[1] + blen[2];
+	size_t len = HS_HEAD + n + blen[0] + blen[1] + blen[2] + HS_DIGEST;
 	char *b = xmalloc(len);
 	memcpy(b, HS_MAGIC, 8);
 	uint32_t n32 = (uint32_t)n;
@@ -246,6 +253,7 @@ static char *hs_blob(const unsigned char *flags, size_t n, const hs_database_t *
 		at += blen[k];
 		free(bytes[k]);
 	}
+	SHA256((const unsigned char *)b, at, (unsigned char *)b + at);
 	*len_r = len;
 	return b;
 }
@@ -254,7 +262,12 @@ static int hs_unblob(const char *b, size_t len, const struct spam_engine *e, con
 		     struct hsgroup *hg)
 {
 	uint32_t n32;
-	if (len < 12 || memcmp(b, HS_MAGIC, 8) != 0)
+	unsigned char md[HS_DIGEST];
+	if (len < 12 + HS_DIGEST || memcmp(b, HS_MAGIC, 8) != 0)
+		return -1;
+	len -= HS_DIGEST;
+	SHA256((const unsigned char *)b, len, md);
+	if (memcmp(md, b + len, HS_DIGEST) != 0)
 		return -1;
 	memcpy(&n32, b + 8, 4);
 	if (n32 != g->n || len < HS_HEAD + (size_t)n32)

@@ -430,10 +430,17 @@ def main():
             with open(body[0], 'rb') as f:
                 good = f.read()
             n = struct.unpack('<I', good[8:12])[0]
+            # a rule of the prefilter database (flag 1) that another shares
+            indb = [i for i in range(n) if good[12 + i] == 1]
+            check(len(indb) >= 2, 'two rules in the body prefilter database', good[12:12 + n])
             for what, bad in (('cut short', good[:30]),
                               ('a length past the end', good[:12 + n] + struct.pack('<Q', len(good)) +
                                good[20 + n:]),
-                              ('a rule flag out of range', good[:12] + b'\x07' + good[13:])):
+                              ('a rule flag out of range', good[:12] + b'\x07' + good[13:]),
+                              # in range: PCRE2 alone would run the rule too
+                              ('a rule flag cleared', good[:12 + indb[0]] + b'\x00' + good[13 + indb[0]:]),
+                              ('an octet of the database changed',
+                               good[:len(good) - 40] + bytes([good[len(good) - 40] ^ 0x10]) + good[len(good) - 39:])):
                 with open(body[0], 'wb') as f:
                     f.write(bad)
                 r = siftctl(huge, 'spam', 'check', '--json', rep, form, timeout=900)
