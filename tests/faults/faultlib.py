@@ -384,14 +384,15 @@ def verify(flow, what, mark=None, min_tempfails=1, timeout=90, delivered=None):
     return counts
 
 
-def hold_until_met(flow, hold):
+def hold_until_met(flow, hold, met=None):
     """Sleeps `hold` seconds, then on until a message of the flow met the
-    fault (a 4xx), the flow is done, or 20 s more: a machine that stalls
-    the flow for the whole hold (a loaded CI host) would let a fault pass
-    unmet."""
+    fault (met(), by default a 4xx), the flow is done, or 20 s more: a
+    machine that stalls the flow for the whole hold (a loaded CI host)
+    would let a fault pass unmet."""
+    met = met or (lambda: flow.tempfails)
     time.sleep(hold)
     end = time.monotonic() + 20
-    while not flow.tempfails and flow.done_count() < flow.n and time.monotonic() < end:
+    while not met() and flow.done_count() < flow.n and time.monotonic() < end:
         time.sleep(0.05)
 
 
