@@ -396,20 +396,22 @@ def hold_until_met(flow, hold, met=None):
         time.sleep(0.05)
 
 
-def fault_case(pf, daemon, prefix, fault, recover, hold, mark, what=None, **flow_args):
+def fault_case(pf, daemon, prefix, fault, recover, hold, mark, what=None, met=None, min_tempfails=1,
+               **flow_args):
     """The common shape of a dependency's fault: a flow of messages
     PREFIX-* (Flow(pf, prefix, **flow_args)); a quarter of them done,
-    fault(), `hold` seconds (more until a message met the fault), recover(); then every message accounted for
-    (verify, with the filter's `mark`). Returns the flow and what `daemon`
-    logged meanwhile."""
+    fault(), `hold` seconds (more until a message met the fault:
+    hold_until_met), recover(); then every message accounted for (verify,
+    with the filter's `mark` and `min_tempfails`). Returns the flow and
+    what `daemon` logged meanwhile."""
     logmark = len(daemon.log())
     flow = Flow(pf, prefix, **flow_args).start()
     flow.wait_done(flow.n // 4)
     fault()
-    hold_until_met(flow, hold)
+    hold_until_met(flow, hold, met)
     recover()
     flow.join()
-    verify(flow, what or prefix, mark=mark)
+    verify(flow, what or prefix, mark=mark, min_tempfails=min_tempfails)
     return flow, daemon.log()[logmark:]
 
 

@@ -18,8 +18,9 @@ and logged the store failure and, for the restart, the reconnection.
 Then the same two faults for the spam plugin's Bayes database on Redis
 (spam_bayes_store = redis, a state_store of its own; trained with
 `siftctl spam learn`, saved with SAVE so that a restarted Redis loads it
-again), each held until a message's Bayes call failed. A Bayes store that fails is not a reason to defer mail: as
-SpamAssassin does, the message is scored without the BAYES_* rules. So:
+again), each held until a message's Bayes call failed. A Bayes store that
+fails is not a reason to defer mail: as SpamAssassin does, the message is
+scored without the BAYES_* rules. So:
 no 4xx, every message delivered exactly once with its X-Spam-Status,
 some scored without BAYES_99 while Redis failed, the failure logged by
 filterd; afterwards filterd (same process) uses Bayes again: every
@@ -98,14 +99,10 @@ def bayes_case(env, pf, fd, name, fault, recover, hold, logged):
     prefix = 'bayes' + name
     body = lambda token: words(token, SPAMW) + '\r\n'  # noqa: E731
     logmark = len(fd.log())
-    flow = faultlib.Flow(pf, prefix, body=body).start()
-    flow.wait_done(flow.n // 4)
-    fault()
     # met: a message's Bayes call failed (filterd logs the failure)
-    faultlib.hold_until_met(flow, hold, lambda: re.search(logged[0], fd.log()[logmark:]))
-    recover()
-    flow.join()
-    faultlib.verify(flow, what, mark=rb'^X-Spam-Status: ', min_tempfails=0)
+    flow, _ = faultlib.fault_case(pf, fd, prefix, fault, recover, hold, rb'^X-Spam-Status: ', what,
+                                  met=lambda: re.search(logged[0], fd.log()[logmark:]),
+                                  min_tempfails=0, body=body)
     check(not flow.tempfails, '%s: no message deferred (scored without Bayes instead)' % what,
           dict(list(flow.tempfails.items())[:3]))
     heads = faultlib.delivered_heads(pf, prefix)
