@@ -144,15 +144,16 @@ static enum fd_status to_status(struct fd_session *s, enum sift_verdict v, bool 
 /* filterd's own TEMPFAIL at end of message (an edit or the release failed). */
 static enum fd_status local_tempfail(struct fd_session *s)
 {
+	static const char text[] = "Temporary local problem, try again later";
 	struct sift_ctx *ctx = sift_session_ctx(s->ss);
 	if (ctx && sift_ctx_in_msg(ctx)) {
-		sift_ctx_reply(ctx, "451", "4.3.0", "Temporary local problem, try again later");
+		sift_ctx_reply(ctx, "451", "4.3.0", text);
 		return to_status(s, SIFT_TEMPFAIL, true);
 	}
 	/* Outside a message the context's result is the connection's (a
 	 * HELO's verdict and its reply, which stand for the next HELO):
 	 * this reply goes to the MTA alone. */
-	s->out->setreply(s->arg, "451", "4.3.0", "Temporary local problem, try again later");
+	s->out->setreply(s->arg, "451", "4.3.0", text);
 	return FD_TEMPFAIL;
 }
 
