@@ -754,9 +754,21 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 			type = p->type = "text/plain";
 		}
 	}
-	/* transfer decoding, of leaves and of an encapsulated message alike */
+	/* transfer decoding, of the leaves someone reads (text, images) and
+	 * of an encapsulated message. Other leaves (application/, audio/,
+	 * video/: most of a large message's octets) are left encoded, data
+	 * NULL: no plugin reads them decoded (a virus scanner takes the whole
+	 * message), and decoding a 200 KB attachment cost more than scoring
+	 * its message's text. */
 	bool bad = false;
+	bool wanted = strncmp(type, "text/", 5) == 0 || strncmp(type, "image/", 6) == 0 ||
+		      strncmp(type, "message/", 8) == 0;
 	if (strcmp(enc, "base64") == 0 || strcmp(enc, "quoted-printable") == 0) {
+		if (!wanted) {
+			p->data = NULL;
+			p->data_len = 0;
+			return;
+		}
 		if (m->decoded + len > m->lim.max_decoded) {
 			m->pub.flags |= SIFT_MIME_F_TRUNCATED;
 			return;

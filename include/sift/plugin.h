@@ -296,8 +296,8 @@ static inline bool sift_dnsbl_name(const char *ip, char *out, size_t n)
  * between threads. */
 #define SIFT_MIME_F_TRUNCATED	     0x0001 /* a size/part/depth bound was hit */
 #define SIFT_MIME_F_MISSING_BOUNDARY 0x0002 /* multipart without closing boundary */
-#define SIFT_MIME_F_BAD_BASE64	     0x0004 /* invalid base64 characters or length */
-#define SIFT_MIME_F_BAD_QP	     0x0008 /* invalid quoted-printable escapes */
+#define SIFT_MIME_F_BAD_BASE64	     0x0004 /* invalid base64 in a part decoded */
+#define SIFT_MIME_F_BAD_QP	     0x0008 /* invalid quoted-printable in a part decoded */
 #define SIFT_MIME_F_8BIT_HEADER	     0x0010 /* raw 8-bit octets in a header */
 #define SIFT_MIME_F_BAD_CHARSET	     0x0020 /* unknown charset or invalid octets */
 #define SIFT_MIME_F_NO_BOUNDARY	     0x0040 /* multipart/ type without boundary= */
@@ -341,8 +341,11 @@ struct sift_mime_part {
 	const char *boundary;			/* multipart: "" when none */
 	const unsigned char *raw;
 	size_t raw_len; /* body as received */
+	/* transfer-decoded; NULL (data_len 0) for a base64 or quoted-
+	 * printable leaf that is not text/, image/ or message/: not decoded,
+	 * raw holds it */
 	const unsigned char *data;
-	size_t data_len; /* transfer-decoded */
+	size_t data_len;
 	/* text/ leaves only (else NULL): the content in UTF-8 with LF line
 	 * ends; for text/html the rendering as SpamAssassin's HTML.pm makes
 	 * it (tags removed, entities decoded, scripts/styles dropped, runs of

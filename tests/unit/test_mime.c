@@ -3,7 +3,7 @@
  * delimiters as RFC 2046 5.1.1 defines them ("--" + boundary followed by
  * "--", transport padding or the line end, nothing else), a preamble line
  * that only starts with a delimiter, nested boundaries that prefix each
- * other, and decoded headers.
+ * other, decoded headers, and which parts are transfer-decoded.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +143,55 @@ static void base64_pieces(void)
 	CHECK_STR(leaf_text(m, 0), "Hello buy pills");
 	CHECK(!(m->flags & SIFT_MIME_F_BAD_BASE64));
 	sift_mime_free(m);
+}
+
+/* Only the parts someone reads are transfer-decoded: text and images (the
+ * spam plugin measures images); an attachment stays as received, data NULL,
+ * its octets not counted against max_decoded. */
+static void decoded_parts(void)
+{
+	struct sift_mime *m =
+		parse("Content-Type: multipart/mixed; boundary=b\n\n"
+		      "--b\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\n"
+		      "SGVsbG8=\n"
+		      "--b\nContent-Type: image/gif\nContent-Transfer-Encoding: base64\n\n"
+		      "R0lGODlhAQABAAAAACw=\n"
+		      "--b\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\n"
+		      "JVBERi0xLjQK\n"
+		      "--b\nContent-Type: application/octet-stream\n"
+		      "Content-Transfer-Encoding: quoted-printable\n\nab=3Dcd\n"
+		      "--b\nContent-Type: application/octet-stream\n\nplain\n"
+		      "--b--\n");
+	CHECK_INT(m->part_count, 6);
+	CHECK_INT(m->parts[1].data_len, 5);
+	CHECK(m->parts[1].data && memcmp(m->parts[1].data, "Hello", 5) == 0);
+	CHECK_INT(m->parts[2].data_len, 14);
+	CHECK(m->parts[2].data && memcmp(m->parts[2].data, "GIF89a", 6) == 0);
+	CHECK(!m->parts[3].data);
+	CHECK_INT(m->parts[3].data_len, 0);
+	CHECK_INT(m->parts[3].raw_len, 12);
+	CHECK(!m->parts[4].data);
+	CHECK_INT(m->parts[4].data_len, 0);
+	CHECK(m->parts[5].data && m->parts[5].data_len == 5 && memcmp(m->parts[5].data, "plain", 5) == 0);
+	CHECK(!(m->flags & (SIFT_MIME_F_BAD_BASE64 | SIFT_MIME_F_BAD_QP | SIFT_MIME_F_TRUNCATED)));
+	sift_mime_free(m);
+
+	/* a large attachment does not use up max_decoded: the text after it
+	 * is still decoded */
+	struct sift_mime_limits lim = {.max_decoded = 970}; /* 960 + 8 + 5 * 2 */
+	struct sift_buf b = {0};
+	sift_buf_adds(&b, "Content-Type: multipart/mixed; boundary=b\n\n"
+			  "--b\nContent-Type: application/zip\nContent-Transfer-Encoding: base64\n\n");
+	for (int i = 0; i < 20; i++)
+		sift_buf_adds(&b, "UEsDBBQAAAAIAAAAIQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+	sift_buf_adds(&b, "--b\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\n"
+			  "SGVsbG8=\n--b--\n");
+	m = sift_mime_parse_message((const unsigned char *)b.data, b.len, &lim);
+	CHECK_INT(m->part_count, 3);
+	CHECK_STR(leaf_text(m, 0), "Hello");
+	CHECK(!(m->flags & SIFT_MIME_F_TRUNCATED));
+	sift_mime_free(m);
+	sift_buf_free(&b);
 }
 
 /* A message/rfc822 part sent base64 or quoted-printable encoded is the
@@ -319,6 +368,7 @@ int main(void)
 	nested_prefix();
 	headers();
 	base64_pieces();
+	decoded_parts();
 	repeated_fields();
 	encoded_message();
 	return t_done();
