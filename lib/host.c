@@ -1579,6 +1579,10 @@ static enum sift_verdict run_chain(struct sift_ctx *ctx, enum sift_phase ph, con
 		 * calls (many and short) are not timed. */
 		if (timed && !t_prev)
 			t_prev = sift_now_ns();
+		/* A reply belongs to the verdict that came with it: one left by
+		 * a refused recipient (which does not end the message) or by a
+		 * hook that did not refuse is not this hook's. */
+		clear_reply(r);
 		enum sift_verdict v = call_hook(ctx, pi->p, ph, h, buf, len);
 		if (timed) {
 			long long t = sift_now_ns();
@@ -1748,11 +1752,6 @@ static void strip_forged_auth_results(struct sift_ctx *ctx)
 
 enum sift_verdict sift_run(struct sift_ctx *ctx, enum sift_phase ph)
 {
-	if (ph == SIFT_PH_RCPT) {
-		/* A reply left over from an earlier recipient is not this one's. */
-		if (!is_final(ctx->res.verdict))
-			clear_reply(&ctx->res);
-	}
 	enum sift_verdict v = run_chain(ctx, ph, NULL, NULL, 0);
 	if (ph == SIFT_PH_EOM && !is_final(ctx->res.verdict)) {
 		strip_forged_auth_results(ctx);

@@ -421,6 +421,39 @@ int main(void)
 		sift_ctx_free(ctx);
 		sift_gen_unref(gr);
 	}
+	/* A reply belongs to the verdict that came with it: a refused last
+	 * recipient's text is not the message's when a later plugin refuses
+	 * without a reply of its own (the default is used). */
+	char *rcpts = sift_asprintf("%s/rcpts", plugdir);
+	FILE *rfp = fopen(rcpts, "w");
+	fputs("bad@example.org REJECT no such user\n", rfp);
+	fclose(rfp);
+	static const enum sift_verdict late[] = {SIFT_REJECT, SIFT_TEMPFAIL};
+	for (size_t i = 0; i < 2; i++) {
+		char *rtext = sift_asprintf("inbound_plugins = access testplug\n"
+					    "access_recipient_map = texthash:%s\ntestplug_phase = eom\n"
+					    "testplug_verdict = %s\n",
+					    rcpts, late[i] == SIFT_REJECT ? "reject" : "tempfail");
+		gr = gen(rtext);
+		free(rtext);
+		CHECK(gr != NULL);
+		if (!gr)
+			continue;
+		ctx = sift_ctx_new(gr, SIFT_FILTERD);
+		sift_ctx_msg_begin(ctx);
+		sift_ctx_set(ctx, SIFT_I_RCPT, "good@example.org");
+		CHECK(sift_run(ctx, SIFT_PH_RCPT) == SIFT_DUNNO);
+		sift_ctx_set(ctx, SIFT_I_RCPT, "bad@example.org");
+		CHECK(sift_run(ctx, SIFT_PH_RCPT) == SIFT_REJECT);
+		CHECK(sift_ctx_result(ctx)->reply_text &&
+		      strstr(sift_ctx_result(ctx)->reply_text, "no such user"));
+		CHECK(sift_run(ctx, SIFT_PH_EOM) == late[i]);
+		CHECK(sift_ctx_result(ctx)->reply_code == NULL);
+		CHECK(sift_ctx_result(ctx)->reply_text == NULL);
+		sift_ctx_free(ctx);
+		sift_gen_unref(gr);
+	}
+	free(rcpts);
 	/* ACCEPT from access whitelists: testplug (not always-run) is skipped. */
 	char *senders = sift_asprintf("%s/senders", plugdir);
 	FILE *fp = fopen(senders, "w");
