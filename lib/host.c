@@ -1830,6 +1830,10 @@ char *sift_ctx_policy_action(struct sift_ctx *ctx)
 	}
 	if (r->hold)
 		return sift_asprintf("HOLD %s", r->hold_reason ? r->hold_reason : "");
+	/* OK is final: it wins over the actions plugins before it added (a
+	 * whitelisted client is not deferred by spf's temperror) */
+	if (r->accepted)
+		return sift_strdup("OK");
 	if (r->n_actions) {
 		/* Postfix takes one action a reply: a refusal that depends on
 		 * the rest of the restrictions (DEFER_IF_PERMIT, DEFER_IF_REJECT)
@@ -1847,8 +1851,6 @@ char *sift_ctx_policy_action(struct sift_ctx *ctx)
 		}
 		return sift_strdup(r->actions[k]);
 	}
-	if (r->accepted)
-		return sift_strdup("OK");
 	return sift_strdup("DUNNO");
 }
 

@@ -512,6 +512,21 @@ int main(void)
 			CHECK_STR(act, once[i].want);
 			free(act);
 		}
+		/* OK is final: it wins over the actions added before it (an
+		 * spf temperror's DEFER_IF_PERMIT, a header) */
+		static const char *const before_ok[] = {"PREPEND X-Before: 1",
+							"DEFER_IF_PERMIT 4.7.24 later"};
+		for (size_t i = 0; i < 2; i++) {
+			sift_ctx_msg_begin(ctx);
+			sift_ctx_request_reset(ctx);
+			hh->policy_action(ctx, before_ok[i]);
+			sift_ctx_set(ctx, SIFT_I_SENDER, "good@example.org");
+			sift_run(ctx, SIFT_PH_POLICY);
+			CHECK(sift_ctx_result(ctx)->accepted);
+			act = sift_ctx_policy_action(ctx);
+			CHECK_STR(act, "OK");
+			free(act);
+		}
 		/* a new transaction: offered again */
 		sift_ctx_msg_end(ctx, false);
 		sift_ctx_msg_begin(ctx);
