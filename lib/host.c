@@ -1024,7 +1024,8 @@ struct sift_ctx {
 	char *items[SIFT_I_MAX];
 	char **rcpts;
 	size_t nrcpt, rcap;
-	bool rcpts_full; /* SIFT_MAX_RCPTS reached: logged once per message */
+	size_t rcpt_bytes; /* their strlen + 1 */
+	bool rcpts_full;   /* SIFT_MAX_RCPTS reached: logged once per message */
 	const char *(*macro_fn)(void *, const char *);
 	void *macro_arg;
 	long long deadline;
@@ -1166,17 +1167,22 @@ void sift_ctx_set(struct sift_ctx *ctx, enum sift_item item, const char *value)
 /* Recipients kept per message. Postfix accepts 1,000 by default
  * (smtpd_recipient_limit); a policy client that sends one transaction's
  * instance for ever must not grow the list, and the memory, without
- * bound. */
-#define SIFT_MAX_RCPTS 10000
+ * bound. Any local process may be a policy client: policyd also bounds
+ * the bytes (a recipient attribute may be 4 KB long), 256 KB a
+ * connection. */
+#define SIFT_MAX_RCPTS		    10000
+#define SIFT_MAX_RCPT_BYTES_POLICYD (256 * 1024)
 
 bool sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt)
 {
-	if (ctx->nrcpt >= SIFT_MAX_RCPTS) {
+	size_t len = strlen(rcpt) + 1;
+	if (ctx->nrcpt >= SIFT_MAX_RCPTS ||
+	    (ctx->daemon == SIFT_POLICYD && ctx->rcpt_bytes + len > SIFT_MAX_RCPT_BYTES_POLICYD)) {
 		if (!ctx->rcpts_full)
 			sift_log_msg(LOG_WARNING, ctx->items[SIFT_I_QUEUE_ID], NULL,
-				     "more than %d recipients in one message: the others are not kept "
-				     "(plugins see each one only at its own RCPT)",
-				     SIFT_MAX_RCPTS);
+				     "more than %d recipients (or %d KB of them) in one message: the "
+				     "others are not kept (plugins see each one only at its own RCPT)",
+				     SIFT_MAX_RCPTS, SIFT_MAX_RCPT_BYTES_POLICYD / 1024);
 		ctx->rcpts_full = true;
 		return false;
 	}
@@ -1185,6 +1191,7 @@ bool sift_ctx_add_rcpt(struct sift_ctx *ctx, const char *rcpt)
 		ctx->rcpts = sift_realloc(ctx->rcpts, ctx->rcap * sizeof(char *));
 	}
 	ctx->rcpts[ctx->nrcpt++] = sift_strdup(rcpt);
+	ctx->rcpt_bytes += len;
 	return true;
 }
 
@@ -1196,8 +1203,10 @@ void sift_ctx_accept_message(struct sift_ctx *ctx)
 
 void sift_ctx_drop_last_rcpt(struct sift_ctx *ctx)
 {
-	if (ctx->nrcpt)
+	if (ctx->nrcpt) {
+		ctx->rcpt_bytes -= strlen(ctx->rcpts[ctx->nrcpt - 1]) + 1;
 		free(ctx->rcpts[--ctx->nrcpt]);
+	}
 }
 
 void sift_ctx_set_macro_fn(struct sift_ctx *ctx, const char *(*fn)(void *, const char *), void *arg)
@@ -1297,6 +1306,7 @@ void sift_ctx_msg_end(struct sift_ctx *ctx, bool aborted)
 	for (size_t i = 0; i < ctx->nrcpt; i++)
 		free(ctx->rcpts[i]);
 	ctx->nrcpt = 0;
+	ctx->rcpt_bytes = 0;
 	ctx->rcpts_full = false;
 	for (int it = 0; it < SIFT_I_MAX; it++)
 		if (is_msg_item((enum sift_item)it)) {

@@ -11,6 +11,9 @@
  *     a tolerated "\r" counts) is an error as soon as the limit is passed,
  *     without waiting for its end, so a 1 MB line costs at most 4 KB of
  *     buffering;
+ *   - a request whose lines add up to more than SIFT_POLICY_MAX_REQUEST
+ *     bytes is an error: a connection holds 64 KB of attributes at most
+ *     (Postfix's requests are about 1 KB), not 128 lines of 4 KB;
  *   - more than SIFT_POLICY_MAX_ATTRS attributes, a line without '=', an
  *     empty attribute name, or a NUL byte anywhere in a line is an error;
  *   - an empty request (an empty line with no attribute before it) is an
@@ -46,6 +49,7 @@ void sift_policy_parser_init(struct sift_policy_parser *p)
 {
 	p->req.n = 0;
 	p->line_len = 0;
+	p->req_bytes = 0;
 	p->line[0] = 0;
 	p->error[0] = 0;
 }
@@ -58,6 +62,7 @@ void sift_policy_parser_reset(struct sift_policy_parser *p)
 	}
 	p->req.n = 0;
 	p->line_len = 0;
+	p->req_bytes = 0;
 	p->error[0] = 0;
 }
 
@@ -92,6 +97,9 @@ static int parse_line(struct sift_policy_parser *p, const char *s, size_t len)
 		return fail(p, "empty attribute name");
 	if (p->req.n >= SIFT_POLICY_MAX_ATTRS)
 		return fail(p, "too many attributes");
+	p->req_bytes += len + 1;
+	if (p->req_bytes > SIFT_POLICY_MAX_REQUEST)
+		return fail(p, "request too large");
 	char *block = sift_malloc(len + 1);
 	memcpy(block, s, len);
 	block[len] = 0;

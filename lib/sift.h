@@ -276,9 +276,11 @@ int sift_msg_read_file(struct sift_msg *m, FILE *fp, char **err_r);
 
 /* ---- policy.c: Postfix policy delegation protocol codec --------------------
  * A request is name=value lines ended by an empty line. The parser is fed
- * bytes as they arrive and bounds line length and attribute count. */
-#define SIFT_POLICY_MAX_LINE  4096
-#define SIFT_POLICY_MAX_ATTRS 128
+ * bytes as they arrive and bounds line length, attribute count and the
+ * request's size. */
+#define SIFT_POLICY_MAX_LINE	4096
+#define SIFT_POLICY_MAX_ATTRS	128
+#define SIFT_POLICY_MAX_REQUEST (64 * 1024) /* all its lines */
 struct sift_policy_attr {
 	char *name, *value;
 };
@@ -290,6 +292,7 @@ struct sift_policy_parser {
 	struct sift_policy_req req;
 	char line[SIFT_POLICY_MAX_LINE + 1];
 	size_t line_len;
+	size_t req_bytes; /* of the request's lines so far */
 	char error[128];
 };
 void sift_policy_parser_init(struct sift_policy_parser *p);

@@ -113,6 +113,14 @@ def builddir():
     return os.path.join(srcdir(), 'build')
 
 
+def asan_built(path):
+    """True if the program at path is built with AddressSanitizer (its
+    allocator, not the system's, serves it). ASAN_OPTIONS is set for
+    every build's tests, so it says nothing."""
+    with open(path, 'rb') as f:
+        return b'__asan_init' in f.read()
+
+
 def scratch(prefix='sift-'):
     """A new temporary directory for a test's files, removed when the test
     exits unless $SIFT_KEEP_TMP is set (to read its logs afterwards)."""

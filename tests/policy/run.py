@@ -13,7 +13,7 @@ configuration listening on a free 127.0.0.1 port and a unix socket, and:
     which also holds the map files the cases use);
   * a persistent connection with many requests, on TCP and on the unix
     socket, and 50 concurrent connections;
-  * 20,000 recipients in one transaction: at most 10,000 kept;
+  * 20,000 long recipients in one transaction: at most 256 KB kept;
   * a client sending garbage and one sending a 1 MB line are disconnected
     without a reply while a well-behaved client keeps getting answers;
   * request and idle timeouts, the connection limit;
@@ -272,9 +272,10 @@ def test_persistent(d):
 def test_recipient_cap():
     """One transaction's instance sent for ever, each request with a new
     recipient (what no Postfix does: smtpd_recipient_limit): the message
-    keeps at most 10,000 recipients, says so once, and memory stops
-    growing. Its own daemon: under AddressSanitizer without the quarantine
-    of freed memory, which alone grows RSS by every request's garbage."""
+    keeps at most 10,000 recipients and 256 KB of them, says so once, and
+    memory stops growing. Its own daemon: under AddressSanitizer without the
+    quarantine of freed memory, which alone grows RSS by every request's
+    garbage."""
     d = Daemon("", name="rcptcap")
     env = dict(os.environ)
     if "ASAN_OPTIONS" in env:
@@ -283,19 +284,25 @@ def test_recipient_cap():
         return
     c = d.connect()
     req = REQ.replace("instance=1a2b.65f0c1d2.3e4f5.0", "instance=cap.1")
+    # From 1,000 requests on (the cap is reached after some 320), memory
+    # stays flat; 10,000 recipients of 820 bytes, the count limit alone,
+    # would add 8 MB. AddressSanitizer's allocator drifts by itself (some
+    # 165 bytes a request, spread over the worker threads): there the
+    # second half is compared, as a check for growth without bound.
+    first = 10000 if sifttest.asan_built(POLICYD) else 1000
     ok = True
     rss = {}
     for i in range(20000):
         r = c.request(req.replace("recipient=bob@example.org", "recipient=%s%d@example.org" % ("r" * 800, i)))
         ok = ok and r == ["action=DUNNO"]
-        if i + 1 in (10000, 20000):
+        if i + 1 in (first, 20000):
             rss[i + 1] = sifttest.proc_rss(d.proc.pid)[0]
     c.close()
-    warned = d.logtext().count("more than 10000 recipients in one message")
-    check(ok and warned == 1, "20,000 recipients in one transaction: answered, the cap logged once",
+    warned = d.logtext().count("more than 10000 recipients (or 256 KB of them) in one message")
+    check(ok and warned == 1, "20,000 long recipients in one transaction: answered, the cap logged once",
           (ok, warned))
-    check(rss[20000] - rss[10000] < 4096, "past 10,000 recipients the memory does not grow",
-          "RSS %d KiB at 10,000, %d KiB at 20,000" % (rss[10000], rss[20000]))
+    check(rss[20000] - rss[first] < 4096, "past 256 KB of recipients the memory does not grow",
+          "RSS %d KiB after %d, %d KiB after 20,000" % (rss[first], first, rss[20000]))
     d.stop()
 
 

@@ -454,6 +454,36 @@ int main(void)
 		sift_gen_unref(gr);
 	}
 	free(rcpts);
+	/* Recipients kept: 10,000 at most; policyd (any local process may be
+	 * its client) also keeps 256 KB of them at most; a recipient dropped
+	 * gives its bytes back. */
+	{
+		char long_rcpt[4000];
+		memset(long_rcpt, 'r', sizeof(long_rcpt) - 1);
+		long_rcpt[sizeof(long_rcpt) - 1] = 0;
+		struct sift_ctx *pc = sift_ctx_new(g, SIFT_POLICYD), *fc = sift_ctx_new(g, SIFT_FILTERD);
+		sift_ctx_msg_begin(pc);
+		sift_ctx_msg_begin(fc);
+		size_t kept = 0;
+		while (kept < 200 && sift_ctx_add_rcpt(pc, long_rcpt))
+			kept++;
+		CHECK_INT(kept, 256 * 1024 / 4000);
+		CHECK(sift_ctx_rcpts_full(pc));
+		sift_ctx_drop_last_rcpt(pc);
+		CHECK(sift_ctx_add_rcpt(pc, long_rcpt));
+		CHECK(!sift_ctx_add_rcpt(pc, long_rcpt));
+		for (kept = 0; kept < 200 && sift_ctx_add_rcpt(fc, long_rcpt);)
+			kept++;
+		CHECK_INT(kept, 200);
+		size_t n = 0;
+		while (n < 20000 && sift_ctx_add_rcpt(fc, "a@example.org"))
+			n++;
+		CHECK_INT(n, 10000 - 200);
+		sift_ctx_msg_begin(pc); /* a new message starts from nothing */
+		CHECK(sift_ctx_add_rcpt(pc, long_rcpt));
+		sift_ctx_free(pc);
+		sift_ctx_free(fc);
+	}
 	/* ACCEPT from access whitelists: testplug (not always-run) is skipped. */
 	char *senders = sift_asprintf("%s/senders", plugdir);
 	FILE *fp = fopen(senders, "w");

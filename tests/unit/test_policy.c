@@ -230,6 +230,26 @@ static void test_attr_limit(void)
 	CHECK_INT(sift_policy_feed(p, b.data, b.len, &used), -1);
 	sift_policy_parser_reset(p);
 	sift_buf_free(&b);
+
+	/* The lines of a request add up to 64 KB at most (each counted with
+	 * its "\n"): 16 of 4 KB pass, with the end of the request; one more
+	 * line does not. */
+	char *v = malloc(4093 + 1);
+	memset(v, 'v', 4093);
+	v[4093] = 0;
+	for (int i = 0; i < 16; i++)
+		sift_buf_printf(&b, "%c=%s\n", 'a' + i, v);
+	sift_buf_adds(&b, "\n");
+	CHECK_INT(sift_policy_feed(p, b.data, b.len, &used), 1);
+	CHECK_INT(p->req.n, 16);
+	sift_policy_parser_reset(p);
+	b.len -= 1;
+	sift_buf_adds(&b, "x=1\n\n");
+	CHECK_INT(sift_policy_feed(p, b.data, b.len, &used), -1);
+	CHECK(strstr(p->error, "request too large") != NULL);
+	sift_policy_parser_reset(p);
+	sift_buf_free(&b);
+	free(v);
 	free(p);
 }
 
