@@ -226,8 +226,11 @@ int sift_quarantine_store(const char *dir, struct sift_ctx *ctx, const char *rea
 			*err_r = sift_strdup("reading the message failed");
 			goto fail;
 		}
-		if (n == 0)
-			break;
+		if (n == 0) { /* the spool file cut: a copy short of the message,
+			       * which the caller would then discard */
+			*err_r = sift_asprintf("the message ended at octet %lld of %lld", off, size);
+			goto fail;
+		}
 		if (write_all(fd, buf, (size_t)n) < 0)
 			goto werr;
 		off += n;

@@ -484,6 +484,47 @@ int main(void)
 		sift_ctx_free(pc);
 		sift_ctx_free(fc);
 	}
+	/* A message that reads short (its spool file cut behind the host's
+	 * back) is not quarantined: a copy short of it would be stored, and
+	 * the message, refused or discarded, lost. */
+	char *qtext =
+		sift_asprintf("inbound_plugins = testplug\nmessage_memory_limit = 0\ntmpdir = %s\n", plugdir);
+	gr = gen(qtext);
+	free(qtext);
+	CHECK(gr != NULL);
+	if (gr) {
+		ctx = sift_ctx_new(gr, SIFT_FILTERD);
+		sift_ctx_msg_begin(ctx);
+		sift_ctx_add_rcpt(ctx, "b@example.org");
+		CHECK(sift_run_header(ctx, "Subject", " cut") == SIFT_DUNNO);
+		CHECK(sift_run_body(ctx, "a body of some length\r\n", 23) == SIFT_DUNNO);
+		char *qdir = sift_asprintf("%s/q", plugdir), *id = NULL, *qerr = NULL;
+		CHECK(mkdir(qdir, 0700) == 0);
+		CHECK(sift_quarantine_store(qdir, ctx, "test", "testplug", &id, &qerr) == 0);
+		free(id);
+		id = NULL;
+		/* the spool file: the descriptor of a deleted file in plugdir */
+		int spool = -1;
+		for (int fd = 3; fd < 1024 && spool < 0; fd++) {
+			char link[64], target[512];
+			snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+			ssize_t tl = readlink(link, target, sizeof(target) - 1);
+			if (tl > 0) {
+				target[tl] = 0;
+				if (strncmp(target, plugdir, strlen(plugdir)) == 0 &&
+				    strstr(target, "(deleted)"))
+					spool = fd;
+			}
+		}
+		CHECK(spool >= 0 && ftruncate(spool, 5) == 0);
+		CHECK(sift_quarantine_store(qdir, ctx, "test", "testplug", &id, &qerr) < 0);
+		CHECK(qerr && strstr(qerr, "the message ended at octet"));
+		free(id);
+		free(qerr);
+		free(qdir);
+		sift_ctx_free(ctx);
+		sift_gen_unref(gr);
+	}
 	/* ACCEPT from access whitelists: testplug (not always-run) is skipped. */
 	char *senders = sift_asprintf("%s/senders", plugdir);
 	FILE *fp = fopen(senders, "w");
