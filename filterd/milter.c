@@ -8,12 +8,14 @@
  * maps libmilter's callbacks and functions onto the session's.
  *
  * Stopping: on SIGTERM smfi_main() returns (within about 5 s, its
- * listener's poll) while libmilter's worker threads go on serving their
- * connections. Every callback is
- * counted in and out (busy); once stopping is set, only the callbacks of a
- * connection inside a message (between MAIL and end of message) still run
- * filterd's code, the others answer tempfail without it. The main thread
- * waits filterd_shutdown_timeout for those messages to end and for the
+ * listener's poll). Callbacks already running finish, but libmilter reads
+ * no further command: a message whose next step (its body, its end) comes
+ * after the stop gets no answer, and the MTA, seeing the connection close,
+ * applies milter_default_action (the native engine lets such messages
+ * finish). Every callback is counted in and out (busy); once stopping is
+ * set, only the callbacks of a connection inside a message (between MAIL
+ * and end of message) still run filterd's code, the others answer tempfail
+ * without it. The main thread waits filterd_shutdown_timeout for the
  * running callbacks to return before the generation is dropped and exit()
  * runs its handlers (OpenSSL's, libclamav's); past it, filterd_milter_run
  * returns 1 and main() leaves with _exit(0), as with the native engine.
@@ -197,7 +199,9 @@ static sfsistat cb_envfrom(SMFICTX *m, char **argv)
 	if (!c)
 		return SMFIS_TEMPFAIL;
 	sfsistat r = st(fd_session_envfrom(&c->s, argv ? argv[0] : NULL));
-	set_in_msg(c, r == SMFIS_CONTINUE);
+	/* inside a message whether MAIL was answered or, negotiated away
+	 * (no plugin hooks it), not */
+	set_in_msg(c, r == SMFIS_CONTINUE || r == SMFIS_NOREPLY);
 	return leave(r);
 }
 
@@ -375,15 +379,19 @@ int filterd_milter_run(void)
 	int rc = smfi_main() == MI_SUCCESS ? 0 : -1;
 	atomic_store(&stopping, true);
 	long long deadline = sift_now_ms() + stop_timeout_ms;
-	while ((atomic_load(&busy) || atomic_load(&msgs)) && sift_now_ms() < deadline)
+	while (atomic_load(&busy) && sift_now_ms() < deadline)
 		usleep(10000);
 	int n = atomic_load(&msgs), b = atomic_load(&busy);
-	if (n || b) {
+	if (b) {
 		sift_log(LOG_WARNING,
-			 "%d MTA connections still in a message after filterd_shutdown_timeout "
-			 "(%d callbacks running); exiting anyway",
-			 n, b);
+			 "%d callbacks still running after filterd_shutdown_timeout; exiting anyway", b);
 		return 1;
 	}
+	if (n) /* libmilter reads nothing more from them */
+		sift_log(LOG_WARNING,
+			 "%d MTA connections were inside a message at the stop: libmilter serves them no "
+			 "further, the MTA applies milter_default_action (filterd_engine = native lets "
+			 "them finish)",
+			 n);
 	return rc;
 }

@@ -514,11 +514,36 @@ def libmilter_stop(tmp, conf):
             else:
                 # (libmilter's listener sees the stop within about 5 s)
                 check(stalled and got == [] and m.closed and rc == 0 and 0.8 < took < 10 and
-                      "still in a message after filterd_shutdown_timeout" in text,
+                      "callbacks still running after filterd_shutdown_timeout" in text,
                       "libmilter, SIGTERM with a plugin busy past filterd_shutdown_timeout: "
                       "exit 0, the MTA's connection closed", (stalled, got, rc, took, text[-800:]))
         finally:
             fd.stop()
+    # SIGTERM between two steps of a message (no callback running):
+    # libmilter reads nothing more from the connection, so filterd does not
+    # wait filterd_shutdown_timeout for a message end it will never see; it
+    # says how many messages the MTA will defer
+    fd, port, log = start_filterd(tmp, conf, "filterd-lm-stop-between", ["-o", "filterd_shutdown_timeout=30s"])
+    try:
+        m = Milter(port)
+        m.send(CONNECT)
+        m.send(pkt(b"M", b"<alice@example.org>\0"))
+        m.send(pkt(b"R", b"<bob@example.com>\0"))
+        t0 = time.time()
+        os.kill(fd.pid, signal.SIGTERM)
+        try:
+            rc = fd.popen.wait(20)
+        except subprocess.TimeoutExpired:
+            rc = None
+        took = time.time() - t0
+        m.close()
+        text = open(log).read()
+        check(rc == 0 and took < 10 and
+              "1 MTA connections were inside a message at the stop" in text,
+              "libmilter, SIGTERM between the steps of a message: exit 0 without waiting for its end, "
+              "the message counted as deferred", (rc, took, text[-800:]))
+    finally:
+        fd.stop()
 
 
 def main():
