@@ -383,7 +383,11 @@ static int negotiate(struct conn *c, const unsigned char *data, size_t len)
 	mta_p &= ~(unsigned long)SMFI_INTERNAL;
 	c->mta_pflags = mta_p;
 	unsigned long pf0 = 0, pf1 = 0;
-	fd_session_negotiate(&c->s, mta_a, mta_p | MP_NR_ALL, &pf0, &pf1);
+	const char *refused = fd_session_negotiate(&c->s, mta_a, mta_p | MP_NR_ALL, &pf0, &pf1);
+	if (refused) {
+		conn_error(c, "%s", refused);
+		return -1;
+	}
 	c->aflags = pf0;
 	c->pflags = pf1;
 	/* no-reply steps the MTA lacks are faked, not asked for */

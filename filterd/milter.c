@@ -156,7 +156,11 @@ static sfsistat cb_negotiate(SMFICTX *m, unsigned long f0, unsigned long f1, uns
 	*pf2 = *pf3 = 0;
 	if (!c)
 		return SMFIS_REJECT; /* stopping: no new connection */
-	fd_session_negotiate(&c->s, f0, f1, pf0, pf1);
+	const char *refused = fd_session_negotiate(&c->s, f0, f1, pf0, pf1);
+	if (refused) {
+		sift_log(LOG_ERR, "MTA connection refused: %s", refused);
+		return leave(SMFIS_REJECT);
+	}
 	return leave(SMFIS_CONTINUE);
 }
 

@@ -157,8 +157,8 @@ static enum fd_status local_tempfail(struct fd_session *s)
 	return FD_TEMPFAIL;
 }
 
-void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long f1, unsigned long *pf0,
-			  unsigned long *pf1)
+const char *fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long f1, unsigned long *pf0,
+				 unsigned long *pf1)
 {
 	/* Counted here, the first point both engines share: libmilter calls
 	 * no callback before it, the native engine accepts earlier. */
@@ -169,7 +169,7 @@ void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long 
 	if (!s->ss) { /* nothing asked for: every command gets tempfail */
 		*pf0 = *pf1 = 0;
 		s->nr = 0;
-		return;
+		return NULL;
 	}
 	struct sift_gen *g = sift_session_gen(s->ss);
 	unsigned acts = sift_gen_actions(g), phases = sift_gen_phases(g), flags = sift_gen_flags(g);
@@ -189,6 +189,13 @@ void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long 
 	 * X-Sift-Release header of a released message. */
 	if (need_hdrs || need_body)
 		want |= MP_A_CHGHDRS;
+	/* Header values go both ways with their leading space (plugins see
+	 * them byte-exact, signatures cover them): an MTA without
+	 * SMFIP_HDR_LEADSPC strips it from what it sends and adds one to
+	 * what it gets, so a header would come out "Name:  value". */
+	if (!(f1 & SMFIP_HDR_LEADSPC) && (need_hdrs || need_body || (want & (MP_A_ADDHDRS | MP_A_CHGHDRS))))
+		return "the MTA does not offer SMFIP_HDR_LEADSPC (milter protocol 6: Postfix 2.6, "
+		       "Sendmail 8.14 or later), which filterd needs to read and edit headers exactly";
 	*pf0 = want & f0;
 	if (f1 & SMFIP_HDR_LEADSPC)
 		steps |= SMFIP_HDR_LEADSPC;
@@ -217,6 +224,7 @@ void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long 
 	*pf1 = steps & f1;
 	s->nr = *pf1 & (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_DATA |
 			SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
+	return NULL;
 }
 
 enum fd_status fd_session_connect(struct fd_session *s, const char *hostname, const char *addr,

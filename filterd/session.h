@@ -53,9 +53,12 @@ void fd_session_free(struct fd_session *s);
  * steps it can fake); pf0 and pf1: what filterd asks for. The connection
  * counts as open (metrics, status) from its first negotiation until
  * fd_session_free, whichever the engine: one that never negotiates (a
- * silent client, one refused at filterd_max_connections) is not counted. */
-void fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long f1, unsigned long *pf0,
-			  unsigned long *pf1);
+ * silent client, one refused at filterd_max_connections) is not counted.
+ * Returns NULL, or why the connection must be refused: an MTA that does
+ * not offer SMFIP_HDR_LEADSPC (milter protocol 2) when headers are read
+ * or edited. */
+const char *fd_session_negotiate(struct fd_session *s, unsigned long f0, unsigned long f1, unsigned long *pf0,
+				 unsigned long *pf1);
 /* hostname as the MTA sent it ("[ip]" when unverified); addr and port in
  * text form, as the milter packet carries them (NULL when unknown). */
 enum fd_status fd_session_connect(struct fd_session *s, const char *hostname, const char *addr,

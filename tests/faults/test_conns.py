@@ -65,11 +65,12 @@ def cut_session(port, kind):
     """One raw milter connection to filterd that ends with a packet cut
     short: 'length' (2 bytes of the first packet's length), 'optneg' (half
     the option negotiation), 'body' (a whole message up to a body chunk,
-    then half of it). Protocol flags 0 offered: filterd replies to each
-    command."""
+    then half of it). Of the protocol flags only SMFIP_HDR_LEADSPC is
+    offered (as every MTA of milter protocol 6 does): filterd replies to
+    each command."""
     s = socket.create_connection(('127.0.0.1', port), timeout=10)
     try:
-        optneg = milter_pkt(b'O', struct.pack('>III', 6, 0x1ff, 0))
+        optneg = milter_pkt(b'O', struct.pack('>III', 6, 0x1ff, 0x100000))
         if kind == 'length':
             s.sendall(optneg[:2])
             return

@@ -724,6 +724,17 @@ testplug_header = X-Testplug: seen
         check(ok and fd.alive(), "failed reload keeps running configuration")
         ok, out = miltertest("reload_after.lua", port)
         check(ok, "still serving after failed reload", out)
+        # an MTA without SMFIP_HDR_LEADSPC (milter protocol 2) strips the
+        # space after a header's colon and adds one to our edits: refused,
+        # with the reason (the MTA applies milter_default_action), not
+        # served with headers that lose or gain a space
+        got, closed = raw_session(port, [pkt(b"O", struct.pack(">III", 2, 0x3f, 0))])
+        ok = wait_for(lambda: "does not offer SMFIP_HDR_LEADSPC" in open(log).read(), 5)
+        check(closed and b"O" not in got[4:5] and ok,
+              "an MTA without SMFIP_HDR_LEADSPC: refused at negotiation, the reason logged",
+              (got, closed, open(log).read()[-600:]))
+        ok, out = miltertest("accept.lua", port)
+        check(ok, "still serving after a refused negotiation", out)
         if ENGINE == "libmilter":
             libmilter_stop(tmp, good_conf)
         if ENGINE == "native":
