@@ -220,8 +220,14 @@ static char *ct_type(struct impl *m, const char *v, const char *def)
 }
 
 /* Parses a header block at s (LF or CRLF lines) until the empty line. Sets
- * *body_r to the offset of the body. */
-static void parse_header_block(struct impl *m, const unsigned char *s, size_t n,
+ * *body_r to the offset of the body. A line that is not a field (nor the
+ * continuation of one) ends the block and is the body's first line. A line
+ * starting with white space before any field is read as SpamAssassin reads
+ * it: in the header of a MIME part (part true, Message::_parse_multipart)
+ * it starts the body, its text is the part's text; in the header of a
+ * message (top level, message/rfc822), a folded line with no field to
+ * continue, it is skipped (Message::new drops it as a broken field). */
+static void parse_header_block(struct impl *m, const unsigned char *s, size_t n, bool part,
 			       struct sift_mime_header **h_r, size_t *nh_r, size_t *body_r)
 {
 	size_t cap = 8, nh = 0;
@@ -242,7 +248,7 @@ static void parse_header_block(struct impl *m, const unsigned char *s, size_t n,
 		size_t coff, nlen = sift_header_name_len((const char *)s + i, ll, &coff);
 		if (!nlen) {
 			m->pub.flags |= SIFT_MIME_F_BAD_HEADER;
-			if (s[i] == ' ' || s[i] == '\t') { /* stray continuation */
+			if (!part && (s[i] == ' ' || s[i] == '\t')) { /* stray continuation */
 				i = eol ? le + 1 : n;
 				continue;
 			}
@@ -663,7 +669,7 @@ static bool parse_multipart(struct impl *m, long idx, const char *boundary, cons
 				size_t pl = end - (size_t)part_start;
 				struct sift_mime_header *ph;
 				size_t pnh, boff;
-				parse_header_block(m, ps, pl, &ph, &pnh, &boff);
+				parse_header_block(m, ps, pl, true, &ph, &pnh, &boff);
 				parse_entity(m, ph, pnh, ps + boff, pl - boff, depth + 1, idx, deftype);
 			}
 			if (close) {
@@ -681,7 +687,7 @@ static bool parse_multipart(struct impl *m, long idx, const char *boundary, cons
 			size_t pl = n - (size_t)part_start;
 			struct sift_mime_header *ph;
 			size_t pnh, boff;
-			parse_header_block(m, ps, pl, &ph, &pnh, &boff);
+			parse_header_block(m, ps, pl, true, &ph, &pnh, &boff);
 			parse_entity(m, ph, pnh, ps + boff, pl - boff, depth + 1, idx, deftype);
 		}
 	}
@@ -798,7 +804,7 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 		m->parts[idx].flags |= SIFT_MIME_P_MESSAGE;
 		struct sift_mime_header *ph;
 		size_t pnh, boff;
-		parse_header_block(m, mb, ml, &ph, &pnh, &boff);
+		parse_header_block(m, mb, ml, false, &ph, &pnh, &boff);
 		parse_entity(m, ph, pnh, mb + boff, ml - boff, depth + 1, idx, "text/plain");
 		return;
 	}
@@ -907,7 +913,7 @@ struct sift_mime *sift_mime_parse_message(const unsigned char *msg, size_t len,
 		const unsigned char *e = memchr(msg, '\n', len);
 		off = e ? (size_t)(e - msg) + 1 : len;
 	}
-	parse_header_block(&tmp, msg + off, len - off, &ph, &nh, &boff);
+	parse_header_block(&tmp, msg + off, len - off, false, &ph, &nh, &boff);
 	struct sift_header *sh = sift_calloc(nh ? nh : 1, sizeof(*sh));
 	for (size_t i = 0; i < nh; i++) {
 		sh[i].name = ph[i].name;

@@ -358,8 +358,36 @@ static void qp_trailing_space(void)
 	sift_mime_free(m);
 }
 
+/* A part whose first lines start with white space has no header: those
+ * lines are its text (SpamAssassin's _parse_multipart reads them as body,
+ * a line with no field to continue), not the continuation of a field
+ * that is not there. In a message's header (message/rfc822) such a line
+ * is still a broken field and skipped, as Message::new skips it. */
+static void indented_part(void)
+{
+	struct sift_mime *m = parse("Content-Type: multipart/mixed; boundary=\"XX\"\n\n"
+				    "--XX\n"
+				    "   CALTEXT line one\n"
+				    "\tviagra line two\n"
+				    "Content-Type: text/html\n\n"
+				    "line three\n"
+				    "--XX\n"
+				    "Content-Type: message/rfc822\n\n"
+				    " stray\n"
+				    "Subject: inner\n\n"
+				    "inner body\n"
+				    "--XX--\n");
+	CHECK_INT(m->part_count, 4);
+	CHECK_STR(leaf_text(m, 0),
+		  "   CALTEXT line one\n\tviagra line two\nContent-Type: text/html\n\nline three");
+	CHECK_STR(leaf_text(m, 1), "inner body");
+	CHECK(m->flags & SIFT_MIME_F_BAD_HEADER);
+	sift_mime_free(m);
+}
+
 int main(void)
 {
+	indented_part();
 	qp_trailing_space();
 	uri_set();
 	text_uri_finder();
