@@ -125,21 +125,28 @@ static const char *hget(const struct sift_mime_header *h, size_t n, const char *
 	return NULL;
 }
 
-/* Parses "type/subtype; a=b; c="d"" into type (lower case) and looks up
- * one parameter (with RFC 2231 name*= and name*0= forms, simplified). */
+static bool word_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '_';
+}
+
+/* Looks up one parameter of a Content-Type or Content-Disposition value
+ * "type/subtype; a=b; c="d"" (with RFC 2231 name*= and name*0= forms,
+ * simplified). The name is found where SpamAssassin's parse_content_type
+ * finds it, /\bname\s*=\s*.../: at any word boundary of the value, not only
+ * after a ';', so "multipart/mixed boundary=XX" (no ';') has its boundary
+ * and "text/plain charset=koi8-r" its charset; the first match wins. An
+ * unquoted value ends at white space, ';' or the end; one that runs into a
+ * '"' is no value (SA's (?=[\s;]|$)), the search goes on. */
 static char *ct_param(struct impl *m, const char *v, const char *name)
 {
 	if (!v)
 		return NULL;
 	size_t nl = strlen(name);
-	const char *p = v;
 	struct sift_buf val = {0};
 	bool found = false;
-	while ((p = strchr(p, ';')) != NULL) {
-		p++;
-		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-			p++;
-		if (strncasecmp(p, name, nl) != 0)
+	for (const char *p = v; *p; p++) {
+		if ((p > v && word_char(p[-1])) || strncasecmp(p, name, nl) != 0)
 			continue;
 		const char *q = p + nl;
 		bool ext = false;
@@ -151,13 +158,14 @@ static char *ct_param(struct impl *m, const char *v, const char *name)
 			if (*q == '*')
 				q++;
 		}
-		while (*q == ' ' || *q == '\t')
+		while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')
 			q++;
 		if (*q != '=')
 			continue;
 		q++;
 		while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')
 			q++;
+		size_t mark = val.len;
 		if (*q == '"') {
 			q++;
 			while (*q && *q != '"') {
@@ -169,8 +177,13 @@ static char *ct_param(struct impl *m, const char *v, const char *name)
 			}
 		} else {
 			const char *e = q;
-			while (*e && *e != ';' && *e != ' ' && *e != '\t' && *e != '\r' && *e != '\n')
+			while (*e && *e != ';' && *e != '"' && *e != ' ' && *e != '\t' && *e != '\r' &&
+			       *e != '\n')
 				e++;
+			if (*e == '"' || e == q) {
+				val.len = mark;
+				continue;
+			}
 			if (ext) {
 				/* charset'lang'%XX */
 				const char *a = memchr(q, '\'', (size_t)(e - q));

@@ -385,8 +385,35 @@ static void indented_part(void)
 	sift_mime_free(m);
 }
 
+/* Content-Type parameters are found without the ';' before them, as
+ * SpamAssassin's parse_content_type finds them (/\bboundary\s*=/ anywhere in
+ * the value): a multipart with "boundary" after a space still has parts,
+ * and its base64 koi8-r part is decoded and converted. An unquoted value
+ * that runs into a '"' is no value. */
+static void params_without_semicolon(void)
+{
+	struct sift_mime *m = parse("Content-Type: multipart/mixed boundary=\"XX\"\n\n"
+				    "--XX\n"
+				    "Content-Type: text/plain charset=koi8-r\n"
+				    "Content-Transfer-Encoding: base64\n\n"
+				    "Q0FMVEVYVCD36eHn8uEK\n"
+				    "--XX--\n");
+	CHECK_INT(m->part_count, 2);
+	CHECK(!(m->flags & SIFT_MIME_F_NO_BOUNDARY));
+	CHECK_STR(m->parts[1 % m->part_count].charset, "koi8-r");
+	CHECK_STR(leaf_text(m, 0), "CALTEXT \xd0\x92\xd0\x98\xd0\x90\xd0\x93\xd0\xa0\xd0\x90\n");
+	sift_mime_free(m);
+
+	m = parse("Content-Type: multipart/mixed; x=\"see; boundary=fake\"; boundary=\"real\"\n\n"
+		  "--real\n\none\n--real--\n");
+	CHECK_STR(m->parts[0].boundary, "real");
+	CHECK_STR(leaf_text(m, 0), "one");
+	sift_mime_free(m);
+}
+
 int main(void)
 {
+	params_without_semicolon();
 	indented_part();
 	qp_trailing_space();
 	uri_set();
