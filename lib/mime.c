@@ -1,6 +1,6 @@
 /*
  * lib/mime.c - a bounded MIME parser: headers unfolded and RFC 2047-decoded,
- * the part tree (multipart/ and message/rfc822), base64 and
+ * the part tree (multipart/, message/rfc822 and message/global), base64 and
  * quoted-printable decoding, charsets converted to UTF-8, HTML rendered to
  * text, URIs extracted from text and HTML attributes.
  *
@@ -804,10 +804,14 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 		p->data = (const unsigned char *)a_buf(m, &d);
 		sift_buf_free(&d);
 	}
-	/* a message/rfc822 part is parsed as the message it holds, also when
-	 * it is sent base64 or quoted-printable encoded (as SpamAssassin
-	 * reads it: its text is scanned like any other) */
-	if (strcmp(type, "message/rfc822") == 0) {
+	/* a message/rfc822 part, or a message/global one (RFC 6532: the
+	 * same, with UTF-8 allowed in its header), is parsed as the message
+	 * it holds, also when it is sent base64 or quoted-printable encoded
+	 * (as SpamAssassin reads both: its text is scanned like any other).
+	 * Other message/ types (delivery-status, feedback-report, partial,
+	 * global-headers, ...) are not a header and a body; they stay
+	 * leaves. */
+	if (strcmp(type, "message/rfc822") == 0 || strcmp(type, "message/global") == 0) {
 		if (depth >= m->lim.max_depth || m->nparts >= m->lim.max_parts) {
 			m->pub.flags |= SIFT_MIME_F_TRUNCATED;
 			return;

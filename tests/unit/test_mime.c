@@ -218,6 +218,25 @@ static void encoded_message(void)
 	CHECK_STR(leaf_text(m, 2), "second one");
 	CHECK_INT(m->uri_count, 1);
 	sift_mime_free(m);
+
+	/* message/global (RFC 6532) is a message too, as SpamAssassin parses
+	 * it; message/delivery-status is not (a leaf, no text) */
+	m = parse("Content-Type: multipart/mixed; boundary=b\n\n"
+		  "--b\nContent-Type: message/global\n\n"
+		  "Subject: caf\xc3\xa9\nContent-Type: text/plain\n\nBUY PILLS\n"
+		  "--b\nContent-Type: message/delivery-status\n\n"
+		  "Reporting-MTA: dns; x.example\n"
+		  "--b--\n");
+	CHECK_INT(m->part_count, 4);
+	if (m->part_count == 4) {
+		CHECK(m->parts[1].flags & SIFT_MIME_P_MESSAGE);
+		CHECK_INT(m->parts[2].parent, 1);
+		CHECK_STR(m->parts[2].headers[0].value, "caf\xc3\xa9");
+		CHECK(!(m->parts[3].flags & SIFT_MIME_P_MESSAGE));
+		CHECK(!m->parts[3].text);
+	}
+	CHECK_STR(leaf_text(m, 0), "BUY PILLS");
+	sift_mime_free(m);
 }
 
 /* Two Content-Type or Content-Transfer-Encoding fields: the last one
