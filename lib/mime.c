@@ -827,6 +827,14 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 	}
 	if (strncmp(type, "text/", 5) != 0)
 		return;
+	/* text/calendar and text/x-vcard are decoded, not rendered: no text,
+	 * no URIs. SpamAssassin renders text/plain and text/html only
+	 * (Node::rendered), with every other text/ type read as text/plain
+	 * but these two (Util::parse_content_type, bug 4843): an invitation
+	 * or a card attached is not the text a reader sees. Its decoded data
+	 * is still rawbody text (x-vcard; calendar is left out there too). */
+	if (strcmp(type, "text/calendar") == 0 || strcmp(type, "text/x-vcard") == 0)
+		return;
 	if (m->decoded + p->data_len * 2 > m->lim.max_decoded) {
 		m->pub.flags |= SIFT_MIME_F_TRUNCATED;
 		return;

@@ -346,8 +346,9 @@ struct sift_mime_part {
 	 * raw holds it */
 	const unsigned char *data;
 	size_t data_len;
-	/* text/ leaves only (else NULL): the content in UTF-8 with LF line
-	 * ends; for text/html the rendering as SpamAssassin's HTML.pm makes
+	/* text/ leaves only (else NULL) but text/calendar and text/x-vcard,
+	 * which SpamAssassin does not render (their data is decoded): the
+	 * content in UTF-8 with LF line ends; for text/html the rendering as SpamAssassin's HTML.pm makes
 	 * it (tags removed, entities decoded, scripts/styles dropped, runs of
 	 * white space as one space, <br>/<div> a line break, <p>, <title>,
 	 * <hr>, <pre> ... a blank line, cells and list items a space). */

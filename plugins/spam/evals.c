@@ -860,12 +860,14 @@ static void mime_counts(struct msgctx *m, int *html, int *text)
 {
 	*html = *text = 0;
 	for (size_t i = 0; i < m->mime->part_count; i++) {
+		/* by type, rendered or not (text/calendar counts), as
+		 * MIMEEval's mime_body_html_count and mime_body_text_count */
 		const struct sift_mime_part *p = &m->mime->parts[i];
-		if (!p->text)
+		if (strncmp(p->type, "text/", 5) != 0)
 			continue;
-		if (p->flags & SIFT_MIME_P_HTML)
+		if (strcmp(p->type, "text/html") == 0)
 			(*html)++;
-		else if (strncmp(p->type, "text", 4) == 0) /* MIMEEval's mime_body_text_count */
+		else
 			(*text)++;
 	}
 }

@@ -218,7 +218,10 @@ const char *target_value(struct msgctx *m, int ti)
 	return m->tvals[ti];
 }
 
-/* Body lines as SpamAssassin builds them (get_rendered_body_text_array). */
+/* Body lines as SpamAssassin builds them (get_rendered_body_text_array):
+ * the parts with a text, the ones SpamAssassin renders (text/plain and
+ * text/html, every text/ type but text/calendar and text/x-vcard read as
+ * text/plain; lib/mime.c leaves those two without a text). */
 void build_body(struct msgctx *m)
 {
 	const struct sift_mime *mm = m->mime;
@@ -325,7 +328,9 @@ void build_body(struct msgctx *m)
 }
 
 /* rawbody: decoded text parts (HTML not rendered), in paragraphs of
- * 2048..4096 octets. */
+ * 2048..4096 octets: every text/ leaf but text/calendar, as
+ * get_decoded_body_text_array takes them (text/x-vcard, which has no
+ * text, is rawbody text; text/calendar has none either). */
 void build_raw(struct msgctx *m)
 {
 	const struct sift_mime *mm = m->mime;
@@ -334,7 +339,7 @@ void build_raw(struct msgctx *m)
 	m->rawlens = xmalloc(cap * sizeof(size_t));
 	for (size_t i = 0; i < mm->part_count; i++) {
 		const struct sift_mime_part *p = &mm->parts[i];
-		if (!p->text || strcmp(p->type, "text/calendar") == 0)
+		if (!p->text && strcmp(p->type, "text/x-vcard") != 0)
 			continue;
 		const char *s = (const char *)p->data;
 		size_t n = p->data_len;

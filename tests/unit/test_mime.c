@@ -430,8 +430,34 @@ static void params_without_semicolon(void)
 	sift_mime_free(m);
 }
 
+/* text/calendar and text/x-vcard are decoded but not rendered: no text,
+ * no URIs (SpamAssassin's Node::rendered renders text/plain and text/html,
+ * every other text/ type read as text/plain but these two). */
+static void unrendered_text(void)
+{
+	struct sift_mime *m = parse("Content-Type: multipart/mixed; boundary=b\n\n"
+				    "--b\nContent-Type: text/calendar\nContent-Transfer-Encoding: base64\n\n"
+				    "Q0FMIGh0dHA6Ly9jYWwuZXhhbXBsZS8K\n"
+				    "--b\nContent-Type: text/x-vcard\n\nVCARD http://vcard.example/\n"
+				    "--b\nContent-Type: text/enriched\n\nENRICHED http://enriched.example/\n"
+				    "--b--\n");
+	CHECK_INT(m->part_count, 4);
+	if (m->part_count == 4) {
+		CHECK(!m->parts[1].text);
+		CHECK(m->parts[1].data && m->parts[1].data_len == 24 &&
+		      memcmp(m->parts[1].data, "CAL http://cal.example/\n", 24) == 0);
+		CHECK(!m->parts[2].text);
+		CHECK_STR(m->parts[3].text, "ENRICHED http://enriched.example/");
+	}
+	CHECK_INT(m->uri_count, 1);
+	if (m->uri_count == 1)
+		CHECK_STR(m->uris[0].uri, "http://enriched.example/");
+	sift_mime_free(m);
+}
+
 int main(void)
 {
+	unrendered_text();
 	params_without_semicolon();
 	indented_part();
 	qp_trailing_space();

@@ -18,7 +18,9 @@ that does not):
   addresses of the body and of mailto: links, the limits, bulk envelope
   senders) and its welcome list; check_freemail_from over all the sender
   addresses; wildcard freemail_domains within one label; check_for_mime('mime_attachment'),
-  mime_body_text_count over every text/ part, tflags nosubject;
+  mime_body_text_count over every text/ part, tflags nosubject; which
+  text/ parts are body, rawbody and uri text (not text/calendar, nor
+  text/x-vcard but in rawbody);
   check_for_shifted_date with SpamAssassin's date parser (zones, asctime,
   two-digit years, Resent-Date first, a Date that does not parse skipped,
   the fetchmail lines); originating_ip_headers as the last relays;
@@ -98,6 +100,12 @@ body     T_NONEMPTY   /\S/
 tflags   T_NONEMPTY   nosubject
 meta     T_EMPTY      !T_ATTACH && !T_NONEMPTY
 body     T_HTML_ONLY  eval:check_for_mime_html_only()
+body     T_CAL_BODY   /CALMARK/
+rawbody  T_CAL_RAW    /CALMARK/
+uri      T_CAL_URI    /cal-uri\.test/
+body     T_VCARD_BODY /VCARDMARK/
+rawbody  T_VCARD_RAW  /VCARDMARK/
+body     T_ENR_BODY   /ENRICHMARK/
 header   T_PAST_96    eval:check_for_shifted_date('undef', '-96')
 header   T_PAST_12_24 eval:check_for_shifted_date('-24', '-12')
 header   T_PAST_24_48 eval:check_for_shifted_date('-48', '-24')
@@ -365,6 +373,12 @@ CASES = [
      ['T_ATTACH'], ['T_EMPTY', 'T_NONEMPTY']),
     ('html-and-calendar', mp([('text/html', HTML, ''), ('text/calendar', 'BEGIN:VCALENDAR', '')], 'mixed'), None,
      [], ['T_HTML_ONLY']),
+    # text/calendar and text/x-vcard are not body text (SpamAssassin renders
+    # text/plain and text/html, every other text/ type as text/plain);
+    # x-vcard is rawbody text, calendar is not
+    ('calendar-vcard', mp([('text/plain', 'hi', ''), ('text/calendar', 'CALMARK http://cal-uri.test/', ''),
+                           ('text/x-vcard', 'VCARDMARK', ''), ('text/enriched', 'ENRICHMARK', '')], 'mixed'),
+     None, ['T_VCARD_RAW', 'T_ENR_BODY'], ['T_CAL_BODY', 'T_CAL_RAW', 'T_CAL_URI', 'T_VCARD_BODY', 'T_HTML_ONLY']),
     ('html-and-image', mp([('text/html', HTML, ''), img('gif', GIF_SMALL)], 'mixed'), None, ['T_HTML_ONLY'], []),
     # Date against Received as HeaderEval reads both (Util::parse_rfc822_date)
     ('date-past', dated('Mon, 1 Jan 2024 10:00:00 +0000'), None, ['T_PAST_96'], ['T_PAST_12_24']),
