@@ -130,33 +130,105 @@ static bool word_char(char c)
 	return isalnum((unsigned char)c) || c == '_';
 }
 
-/* Looks up one parameter of a Content-Type or Content-Disposition value
- * "type/subtype; a=b; c="d"" (with RFC 2231 name*= and name*0= forms,
- * simplified). The name is found where SpamAssassin's parse_content_type
- * finds it, /\bname\s*=\s*.../: at any word boundary of the value, not only
- * after a ';', so "multipart/mixed boundary=XX" (no ';') has its boundary
- * and "text/plain charset=koi8-r" its charset; the first match wins. An
- * unquoted value ends at white space, ';' or the end; one that runs into a
- * '"' is no value (SA's (?=[\s;]|$)), the search goes on. */
-static char *ct_param(struct impl *m, const char *v, const char *name)
+/* Appends the parameter value at q to o (when o is not NULL): a quoted
+ * string (unescaped, line breaks dropped) or a token up to white space, ';'
+ * or the end. False when there is no value at q: an empty token, or one
+ * that runs into a '"' (SpamAssassin's (?=[\s;]|$) after a boundary). */
+static bool param_value(struct sift_buf *o, const char *q)
 {
+	if (*q == '"') {
+		for (q++; *q && *q != '"'; q++) {
+			if (*q == '\\' && q[1])
+				q++;
+			if (o && *q != '\r' && *q != '\n')
+				sift_buf_add(o, q, 1);
+		}
+		return true;
+	}
+	const char *e = q;
+	while (*e && *e != ';' && *e != '"' && *e != ' ' && *e != '\t' && *e != '\r' && *e != '\n')
+		e++;
+	if (*e == '"' || e == q)
+		return false;
+	if (o)
+		sift_buf_add(o, q, (size_t)(e - q));
+	return true;
+}
+
+/* Appends to o the value at q of an RFC 2231 extended parameter (name*=,
+ * name*N*=): %XX decoded; the first one (first) starts with
+ * charset'language', whose charset goes to cs. */
+static void ext_value(struct sift_buf *o, const char *q, bool first, char *cs, size_t cssize)
+{
+	struct sift_buf t = {0};
+	param_value(&t, q);
+	const char *s = t.data ? t.data : "", *e = s + t.len;
+	if (first) {
+		const char *a = memchr(s, '\'', t.len);
+		const char *b = a ? memchr(a + 1, '\'', (size_t)(e - a - 1)) : NULL;
+		if (b) {
+			snprintf(cs, cssize, "%.*s", (int)(a - s), s);
+			s = b + 1;
+		}
+	}
+	for (; s < e; s++) {
+		if (*s == '%' && s + 2 < e && sift_hexval((unsigned char)s[1]) >= 0 &&
+		    sift_hexval((unsigned char)s[2]) >= 0) {
+			char c = (char)(sift_hexval((unsigned char)s[1]) * 16 +
+					sift_hexval((unsigned char)s[2]));
+			sift_buf_add(o, &c, 1);
+			s += 2;
+		} else
+			sift_buf_add(o, s, 1);
+	}
+	sift_buf_free(&t);
+}
+
+#define MAX_SEGMENTS 64
+
+/* Looks up one parameter of a Content-Type or Content-Disposition value
+ * "type/subtype; a=b; c="d"". The name is found where SpamAssassin's
+ * parse_content_type finds it, /\bname\s*=\s*.../: at any word boundary of
+ * the value, not only after a ';', so "multipart/mixed boundary=XX" (no
+ * ';') has its boundary and "text/plain charset=koi8-r" its charset; the
+ * first match wins.
+ *
+ * RFC 2231: an extended value (name*=charset'lang'%XX) or continuations
+ * (name*0=, name*1*=, ...: joined by their number, whatever their order,
+ * as SpamAssassin and mail clients join them; only the ones marked '*'
+ * %XX-decoded, the charset from the first) are taken before a plain
+ * name=. When utf8 is not NULL, a value with a declared charset is
+ * converted to UTF-8 and *utf8 set (the caller decodes nothing more);
+ * else the octets are returned as they are. */
+static char *ct_param(struct impl *m, const char *v, const char *name, bool *utf8)
+{
+	if (utf8)
+		*utf8 = false;
 	if (!v)
 		return NULL;
 	size_t nl = strlen(name);
-	struct sift_buf val = {0};
-	bool found = false;
+	const char *plain = NULL, *ext = NULL;
+	const char *seg[MAX_SEGMENTS] = {0};
+	bool segenc[MAX_SEGMENTS] = {0}, anyseg = false;
 	for (const char *p = v; *p; p++) {
 		if ((p > v && word_char(p[-1])) || strncasecmp(p, name, nl) != 0)
 			continue;
 		const char *q = p + nl;
-		bool ext = false;
+		long idx = -1;
+		bool enc = false;
 		if (*q == '*') {
-			ext = true;
 			q++;
-			while (isdigit((unsigned char)*q))
-				q++;
-			if (*q == '*')
-				q++;
+			if (isdigit((unsigned char)*q)) {
+				idx = 0;
+				for (; isdigit((unsigned char)*q); q++)
+					if (idx < MAX_SEGMENTS)
+						idx = idx * 10 + (*q - '0');
+				if (*q == '*') {
+					enc = true;
+					q++;
+				}
+			} else
+				enc = true;
 		}
 		while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')
 			q++;
@@ -165,51 +237,44 @@ static char *ct_param(struct impl *m, const char *v, const char *name)
 		q++;
 		while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')
 			q++;
-		size_t mark = val.len;
-		if (*q == '"') {
-			q++;
-			while (*q && *q != '"') {
-				if (*q == '\\' && q[1])
-					q++;
-				if (*q != '\r' && *q != '\n')
-					sift_buf_add(&val, q, 1);
-				q++;
+		if (!param_value(NULL, q))
+			continue;
+		if (idx >= 0) {
+			if (idx < MAX_SEGMENTS && !seg[idx]) {
+				seg[idx] = q;
+				segenc[idx] = enc;
+				anyseg = true;
 			}
-		} else {
-			const char *e = q;
-			while (*e && *e != ';' && *e != '"' && *e != ' ' && *e != '\t' && *e != '\r' &&
-			       *e != '\n')
-				e++;
-			if (*e == '"' || e == q) {
-				val.len = mark;
-				continue;
-			}
-			if (ext) {
-				/* charset'lang'%XX */
-				const char *a = memchr(q, '\'', (size_t)(e - q));
-				const char *b2 = a ? memchr(a + 1, '\'', (size_t)(e - a - 1)) : NULL;
-				if (b2)
-					q = b2 + 1;
-				for (; q < e; q++) {
-					if (*q == '%' && q + 2 < e && sift_hexval((unsigned char)q[1]) >= 0 &&
-					    sift_hexval((unsigned char)q[2]) >= 0) {
-						char c = (char)(sift_hexval((unsigned char)q[1]) * 16 +
-								sift_hexval((unsigned char)q[2]));
-						sift_buf_add(&val, &c, 1);
-						q += 2;
-					} else
-						sift_buf_add(&val, q, 1);
-				}
-			} else
-				sift_buf_add(&val, q, (size_t)(e - q));
-		}
-		found = true;
-		if (!ext)
-			break;
+		} else if (enc) {
+			if (!ext)
+				ext = q;
+		} else if (!plain)
+			plain = q;
 	}
-	if (!found) {
-		sift_buf_free(&val);
+	struct sift_buf val = {0};
+	char cs[64] = "";
+	if (ext)
+		ext_value(&val, ext, true, cs, sizeof(cs));
+	else if (anyseg) {
+		for (size_t i = 0; i < MAX_SEGMENTS; i++) {
+			if (!seg[i])
+				continue;
+			if (segenc[i])
+				ext_value(&val, seg[i], i == 0, cs, sizeof(cs));
+			else
+				param_value(&val, seg[i]);
+		}
+	} else if (plain)
+		param_value(&val, plain);
+	else
 		return NULL;
+	if (utf8 && *cs) {
+		struct sift_buf u = {0};
+		if (!sift_to_utf8(&u, cs, (const unsigned char *)(val.data ? val.data : ""), val.len))
+			m->pub.flags |= SIFT_MIME_F_BAD_CHARSET;
+		sift_buf_free(&val);
+		val = u;
+		*utf8 = true;
 	}
 	char *r = a_buf(m, &val);
 	sift_buf_free(&val);
@@ -717,13 +782,14 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 	p->header_count = nh;
 	const char *ct = hget(h, nh, "Content-Type");
 	const char *type = ct_type(m, ct, deftype);
-	const char *cs = ct_param(m, ct, "charset");
-	const char *bd = ct_param(m, ct, "boundary");
+	const char *cs = ct_param(m, ct, "charset", NULL);
+	const char *bd = ct_param(m, ct, "boundary", NULL);
 	const char *cte = hget(h, nh, "Content-Transfer-Encoding");
 	const char *cd = hget(h, nh, "Content-Disposition");
-	char *fn = ct_param(m, cd, "filename");
+	bool fn_utf8;
+	char *fn = ct_param(m, cd, "filename", &fn_utf8);
 	if (!fn)
-		fn = ct_param(m, ct, "name");
+		fn = ct_param(m, ct, "name", &fn_utf8);
 	char *enc = ct_type(m, NULL, "7bit");
 	if (cte) {
 		while (*cte == ' ' || *cte == '\t')
@@ -738,7 +804,9 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 	p->charset = csl;
 	p->encoding = enc;
 	p->boundary = bd ? bd : "";
-	if (fn) {
+	if (fn && fn_utf8) /* RFC 2231, converted from its charset */
+		p->filename = fn;
+	else if (fn) {
 		struct sift_buf d = {0};
 		sift_header_decode_into(&d, fn, strlen(fn), m->lim.max_header_len, &m->pub.flags);
 		p->filename = a_buf(m, &d);

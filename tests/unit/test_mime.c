@@ -455,8 +455,36 @@ static void unrendered_text(void)
 	sift_mime_free(m);
 }
 
+/* RFC 2231 parameters: continuations joined by their number, whatever
+ * their order; %XX-decoded only where marked '*'; the declared charset of
+ * the first one converted to UTF-8; an extended value taken before a plain
+ * one. */
+static void rfc2231_filenames(void)
+{
+	struct sift_mime *m = parse(
+		"Content-Type: multipart/mixed; boundary=XX\n\n"
+		"--XX\nContent-Type: application/octet-stream\n"
+		"Content-Disposition: attachment; filename*=koi8-r''%F7%E9%E1%E7%F2%E1.exe\n\nx\n"
+		"--XX\nContent-Type: application/octet-stream\n"
+		"Content-Disposition: attachment;\n filename*0*=utf-8''%E2%82;\n filename*1*=%AC.pdf;\n"
+		" filename*2=\"%41.exe\"\n\nx\n"
+		"--XX\nContent-Type: application/octet-stream\n"
+		"Content-Disposition: attachment;\n filename*1=\"b.exe\"; filename*0=\"a\"\n\nx\n"
+		"--XX\nContent-Type: application/octet-stream; name=\"plain.txt\"; name*=''%41%42.exe\n\nx\n"
+		"--XX--\n");
+	CHECK_INT(m->part_count, 5);
+	if (m->part_count == 5) {
+		CHECK_STR(m->parts[1].filename, "\xd0\x92\xd0\x98\xd0\x90\xd0\x93\xd0\xa0\xd0\x90.exe");
+		CHECK_STR(m->parts[2].filename, "\xe2\x82\xac.pdf%41.exe");
+		CHECK_STR(m->parts[3].filename, "ab.exe");
+		CHECK_STR(m->parts[4].filename, "AB.exe");
+	}
+	sift_mime_free(m);
+}
+
 int main(void)
 {
+	rfc2231_filenames();
 	unrendered_text();
 	params_without_semicolon();
 	indented_part();
