@@ -318,19 +318,6 @@ static int command(const char *path, const char *cmd, long timeout_ms, bool firs
 		return -1;
 	}
 	strcpy(sa.sun_path, path);
-	/* The daemon makes its socket as root (or as the user it runs as from
-	 * the start): a socket owned by anybody else is not the daemon's. */
-	struct stat st;
-	if (lstat(path, &st) < 0) {
-		*err_r = sift_asprintf("control socket %s: %s (is the daemon running?)", path,
-				       strerror(errno));
-		return -1;
-	}
-	if (!S_ISSOCK(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid())) {
-		*err_r = sift_asprintf("control socket %s: not a socket owned by root or uid %u: refusing it",
-				       path, (unsigned)geteuid());
-		return -1;
-	}
 	/* One deadline for the whole exchange: connect() too waits (a daemon
 	 * that does not accept, its backlog full, blocks it), and so does a
 	 * daemon that answers a byte at a time. */
@@ -353,6 +340,26 @@ static int command(const char *path, const char *cmd, long timeout_ms, bool firs
 					       strerror(e));
 		if (fd >= 0)
 			close(fd);
+		return -1;
+	}
+	/* Who listens there: the daemon listens before it drops its
+	 * privileges, so its listener's credentials are root's (or, started
+	 * as another user, that user's). The socket's directory is the daemon
+	 * user's, who can swap another socket in at any time: which socket
+	 * the path named, or who owns it, says nothing; the peer's
+	 * credentials of the connection itself do. */
+	struct ucred cr = {.uid = (uid_t)-1};
+	socklen_t crl = sizeof(cr);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) < 0 || (cr.uid != 0 && cr.uid != geteuid())) {
+		if (geteuid() == 0)
+			*err_r = sift_asprintf("control socket %s: answered by uid %u, not root: not the "
+					       "daemon's; refusing it",
+					       path, (unsigned)cr.uid);
+		else
+			*err_r = sift_asprintf("control socket %s: answered by uid %u, neither root nor uid "
+					       "%u: not the daemon's; refusing it",
+					       path, (unsigned)cr.uid, (unsigned)geteuid());
+		close(fd);
 		return -1;
 	}
 	/* A failed send is not the end: the daemon may have answered already. */

@@ -850,8 +850,9 @@ void sift_control_reload_done(unsigned long id, bool ok, const char *text);
 void sift_control_reload_last(unsigned long *count_r, double *time_r, bool *ok_r, char *text, size_t n);
 /* Client side (siftctl): asks the daemon at path to reload and waits at
  * most timeout_ms. 0 with *answer_r (the daemon's "ok" text), or -1 with
- * *err_r (the daemon's reason, or why it could not be asked). A socket not
- * owned by root or the caller is refused. */
+ * *err_r (the daemon's reason, or why it could not be asked). A listener
+ * whose credentials (SO_PEERCRED) are neither root's nor the caller's is
+ * not the daemon's: refused before anything is sent. */
 int sift_control_reload(const char *path, long timeout_ms, char **answer_r, char **err_r);
 /* Client side: the daemon's status, "status" (the JSON document of
  * sift_metrics_status_json) or "summary" (sift_metrics_status_text); the

@@ -93,46 +93,10 @@ static void fmt_time(long long t, char *buf, size_t n)
 	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Writes the bytes of in to out as a terminal may show them: control
- * characters (C0 but LF and, with tab, TAB; DEL; C1 as UTF-8 encodes them,
- * 0xc2 0x80..0x9f) as \xHH, and CR LF as LF. A sender, recipient, reason or
- * message is the sender's text: written as it is, an escape sequence in it
- * would drive the administrator's terminal (retitle it, clear the listing,
- * hide a line). Other bytes, UTF-8 and 8-bit text, are kept. */
-static void put_safe(FILE *in, FILE *out, bool tab)
-{
-	int c;
-	while ((c = getc(in)) != EOF) {
-		if (c == '\r' || c == 0xc2) {
-			int d = getc(in);
-			if (c == '\r' && d == '\n') {
-				putc('\n', out);
-				continue;
-			}
-			if (c == 0xc2 && d >= 0x80 && d <= 0x9f) {
-				fprintf(out, "\\xc2\\x%02x", d);
-				continue;
-			}
-			if (d != EOF)
-				ungetc(d, in);
-		}
-		if ((c >= 0x20 && c != 0x7f) || c == '\n' || (c == '\t' && tab))
-			putc(c, out);
-		else
-			fprintf(out, "\\x%02x", c);
-	}
-}
-
 /* A metadata value (sender, recipient, reason, plugin) on one line. */
 static void put_value(const char *v)
 {
-	FILE *in = fmemopen((void *)v, strlen(v), "r");
-	if (!in) {
-		fputs("?", stdout);
-		return;
-	}
-	put_safe(in, stdout, false);
-	fclose(in);
+	siftctl_put_text(stdout, v, false);
 }
 
 static int cmd_list(const char *dir, int argc, char **argv)
@@ -243,7 +207,7 @@ static int cmd_show(const char *dir, int argc, char **argv)
 		put_value(e.reason);
 		printf("\nSize: %lld\n\n", e.size);
 		/* the message for reading: --raw gives its bytes */
-		put_safe(fp, stdout, true);
+		siftctl_put_safe(fp, stdout, true);
 	} else {
 		fflush(stdout);
 		char buf[65536];

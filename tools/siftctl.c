@@ -441,6 +441,50 @@ static int cmd_test(int argc, char **argv)
 	return 0;
 }
 
+/* Writes the bytes of in to out as a terminal may show them: control
+ * characters (C0 but LF and, with tab, TAB; DEL; C1 as UTF-8 encodes them,
+ * 0xc2 0x80..0x9f) as \xHH, and CR LF as LF. A sender, recipient, reason or
+ * message is the sender's text, and what a control socket answers is
+ * whoever listens there: written as it is, an escape sequence in it would
+ * drive the administrator's terminal (retitle it, clear the listing, hide a
+ * line). Other bytes, UTF-8 and 8-bit text, are kept. */
+void siftctl_put_safe(FILE *in, FILE *out, bool tab)
+{
+	int c;
+	while ((c = getc(in)) != EOF) {
+		if (c == '\r' || c == 0xc2) {
+			int d = getc(in);
+			if (c == '\r' && d == '\n') {
+				putc('\n', out);
+				continue;
+			}
+			if (c == 0xc2 && d >= 0x80 && d <= 0x9f) {
+				fprintf(out, "\\xc2\\x%02x", d);
+				continue;
+			}
+			if (d != EOF)
+				ungetc(d, in);
+		}
+		if ((c >= 0x20 && c != 0x7f) || c == '\n' || (c == '\t' && tab))
+			putc(c, out);
+		else
+			fprintf(out, "\\x%02x", c);
+	}
+}
+
+void siftctl_put_text(FILE *out, const char *text, bool tab)
+{
+	if (!*text)
+		return;
+	FILE *in = fmemopen((void *)text, strlen(text), "r");
+	if (!in) {
+		fputs("?", out);
+		return;
+	}
+	siftctl_put_safe(in, out, tab);
+	fclose(in);
+}
+
 /* "filterd" (default) or "policyd" from the operand, with the matching
  * default configuration file; NULL after an error message. */
 static const char *which_daemon(const char *cmd, int argc, char **argv)
@@ -525,10 +569,16 @@ static int cmd_reload(int argc, char **argv)
 		return 1;
 	char *answer = NULL, *err = NULL;
 	int rc = sift_control_reload(path, timeout_s * 1000, &answer, &err);
-	if (rc < 0)
-		fprintf(stderr, "siftctl reload: %s: reload failed: %s\n", which, err);
-	else
-		printf("siftctl reload: %s: %s\n", which, answer);
+	/* The answer is printed as text only: see siftctl_put_safe. */
+	if (rc < 0) {
+		fprintf(stderr, "siftctl reload: %s: reload failed: ", which);
+		siftctl_put_text(stderr, err, true);
+		fputc('\n', stderr);
+	} else {
+		printf("siftctl reload: %s: ", which);
+		siftctl_put_text(stdout, answer, true);
+		putchar('\n');
+	}
 	free(answer);
 	free(err);
 	free(path);
@@ -572,10 +622,14 @@ static int cmd_status(int argc, char **argv)
 		return 1;
 	char *answer = NULL, *err = NULL;
 	int rc = sift_control_query(path, json ? "status" : "summary", timeout_s * 1000, &answer, &err);
-	if (rc < 0)
-		fprintf(stderr, "siftctl status: %s: %s\n", which, err);
-	else
-		printf("%s\n", answer);
+	if (rc < 0) {
+		fprintf(stderr, "siftctl status: %s: ", which);
+		siftctl_put_text(stderr, err, true);
+		fputc('\n', stderr);
+	} else {
+		siftctl_put_text(stdout, answer, true);
+		putchar('\n');
+	}
 	free(answer);
 	free(err);
 	free(path);

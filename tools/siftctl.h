@@ -28,6 +28,13 @@ int siftctl_tool(const struct sift_opts *o, int argc, char **argv, bool help);
 /* Lists the tools of every plugin of the plugin directory. */
 void siftctl_tools_usage(FILE *out, const struct sift_opts *o);
 
+/* Writes the bytes of in (or the string text) to out with control
+ * characters escaped as \xHH (LF kept, TAB kept with tab, CR LF as LF): for
+ * text from outside siftctl (messages, quarantine records, a daemon's
+ * answers), which must not drive the terminal. */
+void siftctl_put_safe(FILE *in, FILE *out, bool tab);
+void siftctl_put_text(FILE *out, const char *text, bool tab);
+
 /* The error of a message file over SIFT_TOOL_MESSAGE_MAX (malloc'd). */
 char *siftctl_too_large(const char *file);
 #endif

@@ -3,7 +3,8 @@
 (text and JSON output, profiles, recipients, header edits, symbols), `check`
 (the daemons' -t: unknown names are errors), `--help` on every command,
 options after operands, `reload` through the daemons' control sockets (the
-outcome, a refused user), `quarantine` refusing a store writable by group
+outcome, a refused user; only a listener of root's believed, its answer
+escaped), `quarantine` refusing a store writable by group
 or others and purging the stale temporary files of unfinished stores,
 bad input, getopt's errors of the plugins' commands starting "siftctl
 PLUGIN TOOL:", and exit 1 when stdout cannot be written. Prints "N passed,
@@ -255,6 +256,7 @@ def main():
     clamav_wait_tests(tmp)
     reload_tests(tmp, pconf)
     stuck_socket_tests(tmp, conf)
+    fake_daemon_tests(tmp, conf)
     endless_input_tests(tmp)
     tool_option_tests(tmp)
     tool_getopt_tests(tmp)
@@ -879,6 +881,88 @@ def stuck_socket_tests(tmp, conf):
         check(rc == 1 and "no answer in time" in err and took < 8,
               f"status --timeout 3: a daemon that {'answers a byte a second' if trickle else 'never answers'}: "
               f"exit 1 in time ({took:.1f}s)", err)
+
+
+FAKE_DAEMON = r"""
+import socket, sys
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(sys.argv[1])
+srv.listen(8)
+print("listening", flush=True)
+while True:
+    c, _ = srv.accept()
+    c.settimeout(5)
+    try:
+        c.recv(64)
+        c.sendall(sys.argv[2].encode("latin-1"))
+    except OSError:
+        pass
+    c.close()
+"""
+
+
+def fake_daemon(path, answer, user=None):
+    """A process listening on path (as user) that answers every request
+    with answer; stopped by the caller (p.kill(), p.wait())."""
+    p = subprocess.Popen([sys.executable, "-c", FAKE_DAEMON, path, answer], stdout=subprocess.PIPE, text=True,
+                         user=user)
+    if p.stdout.readline().strip() != "listening":
+        p.kill()
+        p.wait()
+        raise RuntimeError("the fake daemon did not start")
+    return p
+
+
+def fake_daemon_tests(tmp, conf):
+    """What siftctl prints from a control socket: only the answer of a
+    listener of root's (or siftctl's own user's) is believed, whatever
+    owns the path (the run directory is the daemon user's, who can put a
+    socket of its own there); control characters of the answer are
+    escaped, as quarantine list/show escape them."""
+    # (latin-1 characters: the fake daemon sends them as those bytes; C2 9B
+    # is CSI in UTF-8)
+    evil = "\x1b]0;retitled\x07\x1b[2J\xc2\x9b"
+    if os.geteuid() == 0:
+        run_dir = f"{tmp}/run-nobody"
+        os.mkdir(run_dir, 0o755)
+        nobody = pwd.getpwnam("nobody")
+        os.chown(run_dir, nobody.pw_uid, nobody.pw_gid)
+        path = f"{run_dir}/filterd.ctl"
+        fake = fake_daemon(path, "ok FAKE ANSWER " + evil + "\n", user="nobody")
+        # what a swap between a check of the path and the connect()
+        # leads to: a socket of root's at the path, the daemon user's
+        # process behind it
+        os.chown(path, 0, 0)
+        try:
+            for cmd in ("status", "reload"):
+                r = subprocess.run([SIFTCTL, "-c", conf, "-o", f"filterd_control_socket={path}", cmd, "--timeout",
+                                    "5"], capture_output=True, text=True, timeout=30, errors="replace")
+                check(r.returncode == 1 and "FAKE" not in r.stdout + r.stderr
+                      and f"answered by uid {nobody.pw_uid}, not root: not the daemon's; refusing it" in r.stderr,
+                      f"{cmd} as root: a listener of the daemon user's is refused, its answer not shown",
+                      (r.returncode, r.stdout, r.stderr))
+        finally:
+            fake.kill()
+            fake.wait()
+            os.unlink(path)
+    # a listener of root's (the tests' user) whose answer carries escapes
+    path = f"{tmp}/escapes.ctl"
+    for answer, cmd, stream in (("ok line one " + evil + "\nline two\n", "status", "stdout"),
+                                ("ok reloaded " + evil + "\n", "reload", "stdout"),
+                                ("error refused " + evil + "\n", "reload", "stderr")):
+        fake = fake_daemon(path, answer)
+        try:
+            r = subprocess.run([SIFTCTL, "-c", conf, "-o", f"filterd_control_socket={path}", cmd, "--timeout", "5"],
+                               capture_output=True, timeout=30)
+        finally:
+            fake.kill()
+            fake.wait()
+            os.unlink(path)
+        out = r.stdout if stream == "stdout" else r.stderr
+        check(b"\x1b" not in r.stdout + r.stderr and b"\xc2\x9b" not in r.stdout + r.stderr
+              and b"\\x1b]0;retitled\\x07\\x1b[2J\\xc2\\x9b" in out and r.returncode == (stream == "stderr"),
+              f"{cmd}: control characters of the answer ({answer.split()[0]}) escaped on {stream}",
+              (r.returncode, r.stdout, r.stderr))
 
 
 def reload_tests(tmp, pconf):
