@@ -77,7 +77,9 @@ const struct sift_param filterd_params[] = {
 	{"filterd_shutdown_timeout", SIFT_P_TIME, "10s", 0, 3600000, OFF(shutdown_timeout), NULL,
 	 "on SIGTERM, how long messages in progress may take to finish"},
 	{"filterd_control_socket", SIFT_P_STRING, SIFT_FILTERD_CONTROL_SOCKET, 0, 0, OFF(control_socket),
-	 NULL, "unix socket for siftctl reload (made as root, mode 0600; empty: none)"},
+	 NULL,
+	 "unix socket for siftctl reload and status (made as root, mode 0600, then owned by filterd_user; "
+	 "empty: none)"},
 	SIFT_PARAM_END,
 };
 #undef OFF
@@ -348,7 +350,7 @@ int main(int argc, char **argv)
 	sift_metrics_init(SIFT_FILTERD);
 	if (engine_setup(native, &fc, &err) < 0 ||
 	    sift_http_start(sift_gen_common(g)->metrics_listen, &err) < 0 ||
-	    sift_control_start(fc.control_socket, ask_reload, &err) < 0 ||
+	    sift_control_start(fc.control_socket, &runas, ask_reload, &err) < 0 ||
 	    sift_write_pidfile(fc.pid_file, &err) < 0)
 		goto fail;
 	if (sift_drop_privileges(&runas, &err) < 0 || sift_gen_init(g, &err) < 0) {

@@ -4,9 +4,10 @@
  *
  * The daemon creates the unix socket as root before dropping privileges
  * (born with mode 0600 by the umask at bind(), never chmod()ed by path:
- * the run directory is the daemon user's; only root, and the daemon's own
- * user, may connect; accept() on the bound socket needs no permission
- * after the drop). A thread serves
+ * the run directory is the daemon user's), then gives it to the daemon's
+ * user through a descriptor of the socket itself (sift_socket_opts_apply):
+ * only root, and the daemon's own user, may connect; accept() on the bound
+ * socket needs no permission after the drop. A thread serves
  * one client at a time: the client sends one line, "reload"; the peer's
  * credentials (SO_PEERCRED) must be uid 0 or the daemon's own uid; the
  * thread asks the daemon's reload path for a reload (the daemon's request
@@ -217,7 +218,7 @@ static int in_use(const struct sockaddr_un *sa)
 	return rc;
 }
 
-int sift_control_start(const char *path, int (*request)(void), char **err_r)
+int sift_control_start(const char *path, const struct sift_runas *r, int (*request)(void), char **err_r)
 {
 	if (!path || !*path)
 		return 0;
@@ -265,6 +266,13 @@ int sift_control_start(const char *path, int (*request)(void), char **err_r)
 			return 0;
 		}
 		*err_r = sift_asprintf("control socket %s: %s", path, strerror(e));
+		return -1;
+	}
+	/* The daemon's user may use it too (siftctl run as that user): owner
+	 * and group become the user's, as for the daemon's other unix
+	 * sockets; the mode stays 0600. */
+	if (r && sift_socket_opts_apply("control", path, "0600", NULL, r, err_r) < 0) {
+		close(fd);
 		return -1;
 	}
 	if (listen(fd, 8) < 0) {

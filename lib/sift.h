@@ -835,11 +835,13 @@ bool sift_notify_was_ready(void);
 #define SIFT_FILTERD_CONTROL_SOCKET SIFT_RUNDIR "/filterd.ctl"
 #define SIFT_POLICYD_CONTROL_SOCKET SIFT_RUNDIR "/policyd.ctl"
 /* Daemon side, at startup as root before the privilege drop: creates the
- * socket at path (mode 0600; empty path: none) and starts the thread that
- * serves it. request() asks the daemon's reload path for a reload (0, or
- * -1 when it cannot now); it must not wait for it. A missing directory or a
- * socket that another live process answers on is logged and skipped. */
-int sift_control_start(const char *path, int (*request)(void), char **err_r);
+ * socket at path (mode 0600, owner and group r's user when r changes user,
+ * as sift_socket_opts_apply sets them; r NULL: left as bound; empty path:
+ * none) and starts the thread that serves it. request() asks the daemon's
+ * reload path for a reload (0, or -1 when it cannot now); it must not wait
+ * for it. A missing directory or a socket that another live process
+ * answers on is logged and skipped. */
+int sift_control_start(const char *path, const struct sift_runas *r, int (*request)(void), char **err_r);
 /* The daemon's reload path (every reload, however asked for): begin when
  * it starts reading the configuration, done with the outcome (ok, and a
  * one-line text: what was loaded, or why it failed). Thread-safe. */

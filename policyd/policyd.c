@@ -140,7 +140,9 @@ static const struct sift_param policyd_params[] = {
 	{"policyd_request_deadline", SIFT_P_TIME, "20s", 100, 3600000LL, OFF(request_deadline), NULL,
 	 "time the plugins get for one request, from its arrival (host->time_left_ms)"},
 	{"policyd_control_socket", SIFT_P_STRING, SIFT_POLICYD_CONTROL_SOCKET, 0, 0, OFF(control_socket),
-	 NULL, "unix socket for siftctl reload (made as root, mode 0600; empty: none)"},
+	 NULL,
+	 "unix socket for siftctl reload and status (made as root, mode 0600, then owned by policyd_user; "
+	 "empty: none)"},
 	SIFT_PARAM_END,
 };
 #undef OFF
@@ -1237,7 +1239,7 @@ int main(int argc, char **argv)
 	 * the plugins' init as policyd_user. */
 	sift_metrics_init(SIFT_POLICYD);
 	open_listeners();
-	if (sift_control_start(pconf.control_socket, ask_reload, &err) < 0)
+	if (sift_control_start(pconf.control_socket, &runas, ask_reload, &err) < 0)
 		sift_fatal("policyd_control_socket: %s", err);
 	if (sift_http_start(sift_gen_common(g)->metrics_listen, &err) < 0) {
 		close_listeners();

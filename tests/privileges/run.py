@@ -5,8 +5,9 @@ service manager starts them:
   - with DAEMON_user set, every uid and gid of the process is the user's
     (/proc/PID/status), the pid file (written as root before the drop) holds
     the pid, the unix sockets have the configured mode and group and belong
-    to the user, and the plugins' preinit ran as root and their init as the
-    user (testplug_uid_file records both), also at a reload (init only);
+    to the user (the control socket too, mode 0600), and the plugins'
+    preinit ran as root and their init as the user (testplug_uid_file
+    records both), also at a reload (init only);
   - systemd readiness: READY=1 comes once the socket accepts and the plugins
     are initialised; RELOADING=1/READY=1 around a reload (STATUS= says when
     it failed); STOPPING=1;
@@ -73,6 +74,7 @@ def conf(tmp, daemon, name, user, extra=None):
     settings = {'%s_listen' % daemon: 'unix:%s/%s.sock' % (tmp, name),
                 '%s_user' % daemon: user,
                 '%s_pid_file' % daemon: '%s/%s.pid' % (tmp, name),
+                '%s_control_socket' % daemon: '%s/%s.ctl' % (tmp, name),
                 '%s_socket_group' % daemon: 'postfix',
                 '%s_socket_mode' % daemon: '0660',
                 'plugin_directory': os.path.join(tmp, 'plugins'),
@@ -94,6 +96,7 @@ def start(tmp, daemon, name, user, extra=None):
     p.sock = '%s/%s.sock' % (tmp, name)
     p.uid_file = '%s/%s.uids' % (tmp, name)
     p.pid_file = '%s/%s.pid' % (tmp, name)
+    p.ctl = '%s/%s.ctl' % (tmp, name)
     return p.start()
 
 
@@ -118,6 +121,15 @@ def check_running(p, daemon, pw):
     check_eq((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)),
              (pw.pw_uid, grp.getgrnam('postfix').gr_gid, 0o660),
              '%s: the socket is %s:postfix, mode 0660' % (daemon, pw.pw_name))
+    # the control socket: the user's too (siftctl run as the user may use
+    # it), mode 0600 from its creation
+    try:
+        st = os.stat(p.ctl)
+        got = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+    except OSError as e:
+        got = str(e)
+    check_eq(got, (pw.pw_uid, pw.pw_gid, 0o600),
+             '%s: the control socket is %s\'s (owner and group), mode 0600' % (daemon, pw.pw_name))
 
 
 def check_reload_stop(p, daemon, pw, sig):

@@ -984,10 +984,10 @@ def reload_tests(tmp, pconf):
     things = [pol]
     try:
         pol.start()
-        st = os.stat(ctl)
-        check(st.st_mode & 0o777 == 0o600 and st.st_uid == 0, "control socket: mode 0600, owned by root",
-              oct(st.st_mode))
         nobody = pwd.getpwnam("nobody")
+        st = os.stat(ctl)
+        check(st.st_mode & 0o777 == 0o600 and (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid),
+              "control socket: mode 0600, owned by policyd_user (nobody)", (oct(st.st_mode), st.st_uid, st.st_gid))
         # the port accepts as soon as it is bound, as root: the drop follows
         end = time.monotonic() + 10
         while os.stat(f"/proc/{pol.pid}").st_uid != nobody.pw_uid and time.monotonic() < end:
@@ -1048,18 +1048,22 @@ def reload_tests(tmp, pconf):
             return subprocess.run([setpriv, f"--reuid={u.pw_uid}", f"--regid={u.pw_gid}", "--clear-groups",
                                    SIFTCTL, "-c", pconf, "reload", "policyd"],
                                   capture_output=True, text=True, timeout=30)
-        r = as_user(other)
-        check(r.returncode == 1 and "reload failed" in r.stderr, "another user: refused by the socket's mode",
+        r = as_user(nobody)
+        check(r.returncode == 0 and "reloaded the configuration" in r.stdout,
+              "the daemon's own user may reload (the socket is its)", r.stdout + r.stderr)
+        r = subprocess.run([setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+                            SIFTCTL, "-c", pconf, "status", "policyd"], capture_output=True, text=True, timeout=30)
+        check(r.returncode == 0 and r.stdout.startswith("policyd "), "the daemon's own user may ask for the status",
               r.stdout + r.stderr)
+        r = as_user(other)
+        check(r.returncode == 1 and "reload failed" in r.stderr and "Permission denied" in r.stderr,
+              "another user: refused by the socket's mode", r.stdout + r.stderr)
         os.chmod(ctl, 0o666)  # only the peer check is left
         r = as_user(other)
         check(r.returncode == 1 and "permission denied" in r.stderr, "another user: refused by the peer check",
               r.stdout + r.stderr)
         check("refusing uid %d" % other.pw_uid in pol.log(), "another user: the refusal is logged",
               pol.log_tail())
-        r = as_user(nobody)
-        check(r.returncode == 0 and "reloaded the configuration" in r.stdout,
-              "the daemon's own user may reload", r.stdout + r.stderr)
 
         # filterd: the same through its reload thread
         fport = sifttest.free_port()

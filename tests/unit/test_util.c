@@ -320,12 +320,15 @@ static void test_unix_sockets(const char *dir)
 	CHECK_INT(st.st_mode & 07777, 0640);
 	CHECK_INT(st.st_uid, r.uid);
 
-	/* the control socket: born 0600 (nothing chmods it by path) */
+	/* the control socket: born 0600 (nothing chmods it by path), then
+	 * the daemon user's (who may use it too) */
 	char *ctlpath = sift_asprintf("%s/ctl.sock", dir);
 	umask(0);
-	CHECK_INT(sift_control_start(ctlpath, ctl_request, &err), 0);
+	CHECK_INT(sift_control_start(ctlpath, &r, ctl_request, &err), 0);
 	CHECK(lstat(ctlpath, &st) == 0 && S_ISSOCK(st.st_mode));
 	CHECK_INT(st.st_mode & 07777, 0600);
+	CHECK_INT(st.st_uid, r.uid);
+	CHECK_INT(st.st_gid, r.gid);
 	CHECK_INT(umask(022), 0);
 	unlink(ctlpath);
 	free(ctlpath);
