@@ -22,11 +22,15 @@
  * followed by the status JSON document (one line) or the terminal summary
  * (lines), read from the metrics at once.
  *
- * Bounds: a request line of 64 bytes read within CTL_READ_TIMEOUT, a reload
- * awaited for at most CTL_RELOAD_TIMEOUT, an answer of at most
- * CTL_MAX_ANSWER bytes read by the client.
+ * Bounds: a request line of 64 bytes read within CTL_READ_TIMEOUT (one
+ * deadline for the whole line, however it trickles in), the answer written
+ * within CTL_READ_TIMEOUT too, a reload awaited for at most
+ * CTL_RELOAD_TIMEOUT, an answer of at most CTL_MAX_ANSWER bytes read by the
+ * client. At start, the look at a socket already at the path (another
+ * instance's?) waits CTL_PROBE_TIMEOUT at most.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +44,7 @@
 #include "sift.h"
 
 #define CTL_READ_TIMEOUT_S   5
+#define CTL_PROBE_TIMEOUT_S  1
 #define CTL_RELOAD_TIMEOUT_S 600
 #define CTL_MAX_ANSWER	     (4 << 20)
 
@@ -92,14 +97,25 @@ void sift_control_reload_last(unsigned long *count_r, double *time_r, bool *ok_r
 	pthread_mutex_unlock(&ctl.lock);
 }
 
+/* Writes the answer within CTL_READ_TIMEOUT in all: a client that reads
+ * slowly does not hold the (only) control thread. */
 static void answer(int fd, bool ok, const char *text)
 {
 	char *line = sift_asprintf("%s %s\n", ok ? "ok" : "error", text);
 	size_t len = strlen(line), off = 0;
+	long long deadline = sift_now_ms() + CTL_READ_TIMEOUT_S * 1000;
 	while (off < len) {
-		ssize_t w = send(fd, line + off, len - off, MSG_NOSIGNAL);
+		ssize_t w = send(fd, line + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			long long left = deadline - sift_now_ms();
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+			int pr = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+			if (pr > 0 || (pr < 0 && errno == EINTR))
+				continue;
+			break;
+		}
 		if (w <= 0)
 			break;
 		off += (size_t)w;
@@ -138,28 +154,8 @@ static void do_reload(int fd)
 
 static void serve(int fd)
 {
-	struct timeval tv = {.tv_sec = CTL_READ_TIMEOUT_S};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	char buf[65];
-	size_t n = 0;
-	while (n < sizeof(buf) - 1 && !memchr(buf, '\n', n)) {
-		ssize_t r = recv(fd, buf + n, sizeof(buf) - 1 - n, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	buf[n] = 0;
-	char *nl = strchr(buf, '\n');
-	if (!nl) {
-		answer(fd, false, "expected one command line");
-		return;
-	}
-	*nl = 0;
-	if (nl > buf && nl[-1] == '\r')
-		nl[-1] = 0;
+	/* Who asks is known at connect(): a client that may not control the
+	 * daemon is answered at once, before anything is read from it. */
 	struct ucred cr = {.uid = (uid_t)-1};
 	socklen_t crl = sizeof(cr);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) < 0 || (cr.uid != 0 && cr.uid != geteuid())) {
@@ -168,6 +164,45 @@ static void serve(int fd)
 		answer(fd, false, "permission denied: only root or the daemon's user may control it");
 		return;
 	}
+	/* One deadline for the whole line: a client that sends a byte now
+	 * and then holds the thread CTL_READ_TIMEOUT at most, not that much
+	 * for every byte. */
+	long long deadline = sift_now_ms() + CTL_READ_TIMEOUT_S * 1000;
+	char buf[65];
+	size_t n = 0;
+	bool late = false;
+	while (n < sizeof(buf) - 1 && !memchr(buf, '\n', n)) {
+		long long left = deadline - sift_now_ms();
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int pr = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr == 0)
+			late = true;
+		if (pr <= 0)
+			break;
+		ssize_t r = recv(fd, buf + n, sizeof(buf) - 1 - n, MSG_DONTWAIT);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	buf[n] = 0;
+	char *nl = strchr(buf, '\n');
+	if (!nl) {
+		char why[64];
+		if (late)
+			snprintf(why, sizeof(why), "expected one command line within %d s",
+				 CTL_READ_TIMEOUT_S);
+		else
+			snprintf(why, sizeof(why), "expected one command line");
+		answer(fd, false, why);
+		return;
+	}
+	*nl = 0;
+	if (nl > buf && nl[-1] == '\r')
+		nl[-1] = 0;
 	if (strcmp(buf, "reload") == 0) {
 		sift_log(LOG_INFO, "control socket: reload asked by uid %u (pid %d)", (unsigned)cr.uid,
 			 (int)cr.pid);
@@ -207,15 +242,46 @@ static void *control_thread(void *arg)
 	return arg;
 }
 
-/* 1 when a daemon answers on path, 0 when nothing does (stale or absent). */
+/* 1 when another daemon listens on path, 0 when nothing that counts does
+ * (a stale socket, or a listener that is not one) and the path may be
+ * taken over. Bounded: connect() to a unix socket whose listener never
+ * accepts waits while its backlog is full, for as long as the socket's
+ * send timeout (SO_SNDTIMEO; a non-blocking connect() would only say
+ * EAGAIN at once, with nothing to poll for). */
 static int in_use(const struct sockaddr_un *sa)
 {
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
-	int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+	struct timeval tv = {.tv_sec = CTL_PROBE_TIMEOUT_S};
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	int rc;
+	while ((rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa))) < 0 && errno == EINTR)
+		;
+	if (rc < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS)
+			/* A daemon of ours accepts at once (a reload it waits
+			 * for aside): this one holds connections unanswered. */
+			sift_log(LOG_WARNING,
+				 "control socket %s: something listens there but took no connection within "
+				 "%d s; replacing it",
+				 sa->sun_path, CTL_PROBE_TIMEOUT_S);
+		close(fd);
+		return 0;
+	}
+	/* A daemon listens as root (or as the user starting us): a listener
+	 * of anybody else's, such as the daemon user, who may write to the
+	 * socket's directory, is not one. */
+	struct ucred cr = {.uid = (uid_t)-1};
+	socklen_t crl = sizeof(cr);
+	bool ours = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) == 0 &&
+		    (cr.uid == 0 || cr.uid == geteuid());
 	close(fd);
-	return rc;
+	if (!ours)
+		sift_log(LOG_WARNING,
+			 "control socket %s: a process of uid %u listens there, not a daemon; replacing it",
+			 sa->sun_path, (unsigned)cr.uid);
+	return ours;
 }
 
 int sift_control_start(const char *path, const struct sift_runas *r, int (*request)(void), char **err_r)
@@ -380,6 +446,11 @@ static int command(const char *path, const char *cmd, long timeout_ms, bool firs
 		ssize_t r = set_timeouts(fd, &deadline) < 0 ? -1 : recv(fd, buf, sizeof(buf), 0);
 		if (r < 0 && errno == EINTR)
 			continue;
+		/* The daemon answers a refusal at once, without reading the
+		 * request: its close() with the request unread resets the
+		 * connection, after the answer. */
+		if (r < 0 && errno == ECONNRESET && b.len)
+			break;
 		if (r < 0) {
 			*err_r = sift_asprintf("control socket %s: %s", path,
 					       errno == EAGAIN ? "no answer in time" : strerror(errno));

@@ -11,6 +11,9 @@ service manager starts them:
   - systemd readiness: READY=1 comes once the socket accepts and the plugins
     are initialised; RELOADING=1/READY=1 around a reload (STATUS= says when
     it failed); STOPPING=1;
+  - a socket left at the control path that no live daemon listens on (its
+    listener takes no connection, or is the daemon user's) is replaced
+    within a second, not waited on;
   - DAEMON_user empty as root is refused (start and -t) naming the setting;
     = root runs with a warning; an unknown user, a bad socket mode or group
     are refused naming the setting;
@@ -29,6 +32,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -159,6 +163,77 @@ def check_reload_stop(p, daemon, pw, sig):
     os.kill(p.pid, signal.SIGTERM)
     check(p.wait_notify('STOPPING=1', 15), '%s: SIGTERM sends STOPPING=1' % daemon, p.notifications[n:])
     check_eq(p.stop(), 0, '%s: exits 0' % daemon)
+
+
+HOLDER = r"""
+import socket, sys, time
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(sys.argv[1])
+srv.listen(8)
+print("listening", flush=True)
+time.sleep(600)
+"""
+
+
+def control_socket_takeover(tmp, daemon, user, pw):
+    """A socket left at the control path that is not a live daemon's does
+    not hold up the start: one whose listener takes no connection (its
+    backlog full; connect() would wait for ever) is given up on after 1 s,
+    one that a process of the daemon user's listens on is not taken for
+    another daemon. Either way the daemon replaces it, says so, and
+    siftctl reaches the daemon there."""
+    for kind in ('stuck', 'foreign'):
+        name = '%s-%s' % (kind, daemon)
+        run_dir = os.path.join(tmp, 'run-' + name)
+        os.mkdir(run_dir, 0o755)
+        os.chown(run_dir, pw.pw_uid, pw.pw_gid)  # the run directory is the daemon user's
+        ctl = os.path.join(run_dir, daemon + '.ctl')
+        held, holder, p = [], None, None
+        try:
+            if kind == 'stuck':
+                srv = socket.socket(socket.AF_UNIX)
+                srv.bind(ctl)
+                srv.listen(0)
+                held.append(srv)
+                for _ in range(3):  # fill the backlog: the next connect() waits
+                    c = socket.socket(socket.AF_UNIX)
+                    c.setblocking(False)
+                    try:
+                        c.connect(ctl)
+                    except BlockingIOError:
+                        pass
+                    held.append(c)
+                want = 'took no connection within 1 s; replacing it'
+            else:
+                holder = subprocess.Popen([sys.executable, '-c', HOLDER, ctl], stdout=subprocess.PIPE, text=True,
+                                          user=user)
+                holder.stdout.readline()
+                want = 'a process of uid %d listens there, not a daemon; replacing it' % pw.pw_uid
+            t0 = time.monotonic()
+            try:
+                p = start(tmp, daemon, name, user, {'%s_control_socket' % daemon: ctl})
+                started = None
+            except sifttest.ProcError as e:
+                started = str(e)
+            took = time.monotonic() - t0
+            check(started is None and took < 10, '%s: a %s socket at the control path does not hold up the start '
+                  '(%.1f s)' % (daemon, kind, took), started)
+            if p is None:
+                continue
+            check(want in p.log(), '%s: the %s socket is replaced, and the log says so' % (daemon, kind),
+                  p.log_tail())
+            rc, out = run([sifttest.program('siftctl'), '-c', p.conf_path, 'status', daemon, '--timeout', '10'],
+                          timeout=30)
+            check(rc == 0 and out.startswith(daemon + ' '), '%s: siftctl status reaches the daemon after it '
+                  'replaced a %s socket' % (daemon, kind), out)
+        finally:
+            if p is not None:
+                p.stop()
+            if holder is not None:
+                holder.kill()
+                holder.wait()
+            for c in held:
+                c.close()
 
 
 def refusals(tmp, daemon, user):
@@ -313,6 +388,8 @@ def main():
             check_running(p, what, pw)
             if sifttest.daemon_notifies(daemon):
                 check_reload_stop(p, what, pw, reload_sig)
+        for daemon in ('filterd', 'policyd'):
+            control_socket_takeover(tmp, daemon, user, pw)
         for daemon in ('filterd', 'policyd'):
             refusals(tmp, daemon, user)
     finally:

@@ -1064,6 +1064,50 @@ def reload_tests(tmp, pconf):
               r.stdout + r.stderr)
         check("refusing uid %d" % other.pw_uid in pol.log(), "another user: the refusal is logged",
               pol.log_tail())
+        # ... at once, before reading anything from it
+        t = time.monotonic()
+        r = subprocess.run([sys.executable, "-c", "import socket, sys\ns = socket.socket(socket.AF_UNIX)\n"
+                            "s.settimeout(20)\ns.connect(sys.argv[1])\nsys.stdout.write(s.recv(200).decode())",
+                            ctl], capture_output=True, text=True, timeout=30, user=other.pw_name)
+        took = time.monotonic() - t
+        check(r.stdout.startswith("error permission denied") and took < 3,
+              f"another user who sends nothing: refused at once ({took:.1f}s)", r.stdout + r.stderr)
+
+        # a client that sends a byte every second holds the control thread
+        # for the request's 5 s in all, not 5 s a byte: a status asked for
+        # meanwhile is answered in time
+        trickler = socket.socket(socket.AF_UNIX)
+        trickler.connect(ctl)
+        t = time.monotonic()
+        status = subprocess.Popen([SIFTCTL, "-c", pconf, "status", "policyd", "--timeout", "30"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sent, said = 0, b""
+        try:
+            while status.poll() is None and time.monotonic() - t < 20:
+                try:
+                    trickler.send(b"s")
+                    sent += 1
+                except OSError:
+                    break
+                time.sleep(1)
+            trickler.settimeout(5)
+            try:
+                said = trickler.recv(200)
+            except OSError:
+                pass
+        finally:
+            trickler.close()
+            try:
+                out, err = status.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                status.kill()
+                out, err = status.communicate()
+        took = time.monotonic() - t
+        check(status.returncode == 0 and out.startswith("policyd ") and took < 9,
+              f"a client trickling its request: status answered in {took:.1f}s ({sent} bytes trickled)",
+              out + err)
+        check(said.startswith(b"error expected one command line within 5 s"),
+              "the trickling client is told its line did not come in time", said)
 
         # filterd: the same through its reload thread
         fport = sifttest.free_port()
