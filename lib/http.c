@@ -467,11 +467,13 @@ static void respond(int fd, int status, const char *type, const char *body, size
 	sift_buf_free(&b);
 }
 
-static void respond_error(int fd, int status)
+/* An error answer; head: to a HEAD request, whose answer has the
+ * Content-Length of the GET's but no body (RFC 9110 9.3.2). */
+static void respond_error(int fd, int status, bool head)
 {
 	char body[80];
 	int n = snprintf(body, sizeof(body), "%d %s\n", status, reason(status));
-	respond(fd, status, "text/plain; charset=utf-8", body, (size_t)n, false);
+	respond(fd, status, "text/plain; charset=utf-8", body, (size_t)n, head);
 }
 
 /* Reads the request head within the deadline: its length, or -1 with the
@@ -530,7 +532,7 @@ static void route(int fd, const struct sift_http_req *r)
 	} else if (strcmp(r->path, "/") == 0 || strcmp(r->path, "/index.html") == 0)
 		respond(fd, 200, "text/html; charset=utf-8", sift_status_html, sift_status_html_len, r->head);
 	else
-		respond_error(fd, 404);
+		respond_error(fd, 404, r->head);
 	sift_buf_free(&b);
 	sift_gen_unref(g);
 }
@@ -614,7 +616,7 @@ static void *conn_thread(void *arg)
 		bool misdirected = !request_host_ok(&r, g);
 		sift_gen_unref(g);
 		if (misdirected)
-			respond_error(ca->fd, 421);
+			respond_error(ca->fd, 421, r.head);
 		else if (!running) {
 			static const char body[] =
 				"503 Service Unavailable: starting (the plugins initialise) "
@@ -623,9 +625,10 @@ static void *conn_thread(void *arg)
 		} else if (authorised(ca, &r))
 			route(ca->fd, &r);
 		else
-			respond_error(ca->fd, 401);
+			respond_error(ca->fd, 401, r.head);
 	} else if (status)
-		respond_error(ca->fd, status);
+		/* a HEAD request that parsed as far as its method is one */
+		respond_error(ca->fd, status, len >= 0 && r.head);
 	free(buf);
 	/* Uncounted before the client can see the end of the answer: a client
 	 * that connects again right after it has its slot back. */
@@ -666,7 +669,7 @@ static void *accept_thread(void *arg)
 			atomic_fetch_sub(active, 1);
 			struct timeval tv = {.tv_sec = 1};
 			setsockopt(ca->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-			respond_error(ca->fd, 503);
+			respond_error(ca->fd, 503, false); /* unread: GET or HEAD unknown */
 			close(ca->fd);
 			free(ca);
 		}

@@ -23,7 +23,8 @@ EICAR on the submission port; policy requests answered DUNNO and REJECT):
     readable by others refused;
   - oversized and malformed requests get 4xx (an HTTP/1.1 request
     without Host 400), a ninth concurrent connection 503, a silent client
-    408, and the daemon keeps serving;
+    408, and the daemon keeps serving; an error answer to HEAD (401, 404,
+    400, 421) has the Content-Length of the GET's and no body;
   - DNS rebinding: a request whose Host names another host
     (attacker.example) gets 421 on every path, GET and HEAD, and so does
     one whose Origin does; IP literals and localhost are served, a name
@@ -87,6 +88,24 @@ def http(port, path, headers=None):
 
 def raw(port, data, timeout=15):
     """The status of the answer to raw request bytes (0: none)."""
+    m = re.match(rb'HTTP/1\.1 (\d{3}) ', raw_answer(port, data, timeout))
+    return int(m.group(1)) if m else 0
+
+
+def check_head_error(port, data, want, what):
+    """A HEAD request answered with error status `want`: the head says the
+    Content-Length a GET's body would have, and no body follows."""
+    got = raw_answer(port, data)
+    head, _, body = got.partition(b'\r\n\r\n')
+    m = re.match(rb'HTTP/1\.1 (\d{3}) (.*?)\r\n', head)
+    length = re.search(rb'\r\nContent-Length: (\d+)\r\n', head + b'\r\n')
+    check(m is not None and int(m.group(1)) == want and length is not None
+          and int(length.group(1)) == len(b'%d %s\n' % (want, m.group(2))) and body == b'',
+          'HEAD, %s -> %d: the Content-Length of the GET, no body' % (what, want), got[-300:])
+
+
+def raw_answer(port, data, timeout=15):
+    """The whole answer to raw request bytes."""
     with socket.create_connection(('127.0.0.1', port), timeout=timeout) as s:
         try:
             s.sendall(data)
@@ -101,8 +120,7 @@ def raw(port, data, timeout=15):
                 got += b
         except OSError:
             pass
-    m = re.match(rb'HTTP/1\.1 (\d{3}) ', got)
-    return int(m.group(1)) if m else 0
+    return got
 
 
 def parse_metrics(text):
@@ -265,6 +283,7 @@ def check_auth(fd, port, authfile):
     check(r.returncode == 0, 'reload with no trusted network', r.stdout + r.stderr)
     st, body, hdr = http(port, '/metrics')
     check(st == 401 and 'Basic' in hdr.get('WWW-Authenticate', ''), 'no credential: 401', st)
+    check_head_error(port, b'HEAD /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 401, 'no credential')
     check(http(port, '/status.json', {'Authorization': 'Bearer wrong'})[0] == 401, 'wrong token: 401')
     check(http(port, '/status.json', {'Authorization': 'Bearer ' + TOKEN[:-1]})[0] == 401, 'token prefix: 401')
     st, body, _ = http(port, '/status.json', {'Authorization': 'Bearer ' + TOKEN})
@@ -312,6 +331,11 @@ def check_bad_requests(fd, port):
     for data, want, what in cases:
         got = raw(port, data)
         check(got == want, 'bad request: %s -> %d' % (what, want), got)
+    for data, want, what in (
+            (b'HEAD /nothing-here HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 404, 'unknown path'),
+            (b'HEAD /metrics HTTP/1.1\r\n\r\n', 400, 'HTTP/1.1 without Host'),
+            (b'HEAD /metrics HTTP/1.1\r\nHost: attacker.example\r\n\r\n', 421, 'a foreign Host')):
+        check_head_error(port, data, want, what)
     idle = [socket.create_connection(('127.0.0.1', port), timeout=10) for _ in range(7)]
     time.sleep(0.3)
     got = raw(port, b'')
