@@ -395,6 +395,7 @@ int main(int argc, char **argv)
 		 * under them. Their MTAs see the connection close and apply
 		 * milter_default_action. */
 		sift_remove_pidfile(fc.pid_file);
+		sift_control_stop();
 		sift_log(LOG_INFO, "stopping");
 		_exit(0);
 	}
@@ -410,6 +411,7 @@ int main(int argc, char **argv)
 	 * or when the last connection still using it ends). */
 	sift_gen_set_current(NULL);
 	sift_remove_pidfile(fc.pid_file);
+	sift_control_stop();
 	sift_runas_free(&runas);
 	return rc == 0 ? 0 : 1;
 

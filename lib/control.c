@@ -59,6 +59,8 @@ static struct {
 	int (*request)(void);
 	int fd;
 	char *path;
+	dev_t dev; /* the socket bound at path, for sift_control_stop */
+	ino_t ino;
 } ctl = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .fd = -1};
 
 unsigned long sift_control_reload_begin(void)
@@ -350,6 +352,10 @@ int sift_control_start(const char *path, const struct sift_runas *r, int (*reque
 	ctl.fd = fd;
 	ctl.request = request;
 	ctl.path = sift_strdup(path);
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		ctl.dev = st.st_dev;
+		ctl.ino = st.st_ino;
+	}
 	pthread_t th;
 	if (pthread_create(&th, NULL, control_thread, NULL) != 0) {
 		*err_r = sift_asprintf("control socket %s: cannot start its thread", path);
@@ -360,6 +366,20 @@ int sift_control_start(const char *path, const struct sift_runas *r, int (*reque
 	}
 	pthread_detach(th);
 	return 0;
+}
+
+void sift_control_stop(void)
+{
+	if (ctl.fd < 0 || !ctl.path)
+		return;
+	/* Only the socket bound at start: one another instance has put at
+	 * the path since (it found ours stale) stays. */
+	struct stat st;
+	if (lstat(ctl.path, &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_dev != ctl.dev || st.st_ino != ctl.ino)
+		return;
+	if (unlink(ctl.path) < 0 && errno != ENOENT)
+		sift_log(errno == EACCES || errno == EPERM ? LOG_DEBUG : LOG_WARNING, "control socket %s: %s",
+			 ctl.path, strerror(errno));
 }
 
 /* The socket's send and receive timeouts: what is left until deadline; -1

@@ -842,6 +842,10 @@ bool sift_notify_was_ready(void);
  * for it. A missing directory or a socket that another live process
  * answers on is logged and skipped. */
 int sift_control_start(const char *path, const struct sift_runas *r, int (*request)(void), char **err_r);
+/* At stop: removes the socket sift_control_start bound, when it is still
+ * the one at its path and the daemon's user may (its directory is
+ * writable by it), as sift_remove_pidfile the pid file. */
+void sift_control_stop(void);
 /* The daemon's reload path (every reload, however asked for): begin when
  * it starts reading the configuration, done with the outcome (ok, and a
  * one-line text: what was loaded, or why it failed). Thread-safe. */

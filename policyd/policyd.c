@@ -1298,6 +1298,7 @@ int main(int argc, char **argv)
 	sift_gen_set_current(NULL); /* releases the plugins */
 	sift_dns_shutdown();
 	sift_remove_pidfile(pconf.pid_file);
+	sift_control_stop();
 	sift_runas_free(&runas);
 	for (size_t i = 0; i < n_listeners; i++)
 		free(listeners[i].endpoint);

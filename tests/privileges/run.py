@@ -13,7 +13,8 @@ service manager starts them:
     it failed); STOPPING=1;
   - a socket left at the control path that no live daemon listens on (its
     listener takes no connection, or is the daemon user's) is replaced
-    within a second, not waited on;
+    within a second, not waited on; at stop the daemon removes its control
+    socket from a directory of its user's (one of root's keeps it);
   - DAEMON_user empty as root is refused (start and -t) naming the setting;
     = root runs with a warning; an unknown user, a bad socket mode or group
     are refused naming the setting;
@@ -163,6 +164,9 @@ def check_reload_stop(p, daemon, pw, sig):
     os.kill(p.pid, signal.SIGTERM)
     check(p.wait_notify('STOPPING=1', 15), '%s: SIGTERM sends STOPPING=1' % daemon, p.notifications[n:])
     check_eq(p.stop(), 0, '%s: exits 0' % daemon)
+    # a directory of root's: the daemon user may not remove it; the next
+    # start replaces it
+    check(os.path.lexists(p.ctl), '%s: the control socket stays in a directory of root\'s' % daemon)
 
 
 HOLDER = r"""
@@ -226,6 +230,12 @@ def control_socket_takeover(tmp, daemon, user, pw):
                           timeout=30)
             check(rc == 0 and out.startswith(daemon + ' '), '%s: siftctl status reaches the daemon after it '
                   'replaced a %s socket' % (daemon, kind), out)
+            # at stop, in a directory of the daemon user's, the daemon
+            # removes its control socket (and its pid file)
+            check_eq(p.stop(), 0, '%s: exits 0' % daemon)
+            p = None
+            check(not os.path.lexists(ctl), '%s: the control socket is removed at stop (the directory is %s\'s)'
+                  % (daemon, user), os.listdir(run_dir))
         finally:
             if p is not None:
                 p.stop()
