@@ -352,8 +352,6 @@ static void put_reply(struct conn *c, enum fd_status r)
 	case FD_TEMPFAIL:
 		if (c->reply && *c->reply == (r == FD_REJECT ? '5' : '4')) {
 			mp_put(&c->out, SMFIR_REPLYCODE, c->reply, strlen(c->reply) + 1);
-			free(c->reply);
-			c->reply = NULL;
 		} else {
 			mp_put(&c->out, r == FD_REJECT ? SMFIR_REJECT : SMFIR_TEMPFAIL, NULL, 0);
 		}
@@ -367,6 +365,11 @@ static void put_reply(struct conn *c, enum fd_status r)
 			mp_put(&c->out, SMFIR_CONTINUE, NULL, 0);
 		break;
 	}
+	/* A reply text belongs to the answer it was set for (as libmilter's
+	 * smfi_setreply): one set for a verdict dropped at a no-reply stage,
+	 * or of the other class, is not kept for a later refusal. */
+	free(c->reply);
+	c->reply = NULL;
 }
 
 static int negotiate(struct conn *c, const unsigned char *data, size_t len)
