@@ -336,6 +336,16 @@ static void test_print_json(struct sift_session *ss, enum sift_verdict v, const 
 	sift_buf_free(&b);
 }
 
+/* What plugins put in a result (reply texts, symbol options, header
+ * values, hold reasons) comes from the message: printed escaped, it
+ * cannot drive the terminal. */
+static void test_line(const char *label, const char *text)
+{
+	fputs(label, stdout);
+	siftctl_put_text(stdout, text ? text : "", false);
+	fputc('\n', stdout);
+}
+
 static void test_print_text(struct sift_session *ss, enum sift_verdict v, const char *reply,
 			    const char *rejected_rcpt)
 {
@@ -343,25 +353,26 @@ static void test_print_text(struct sift_session *ss, enum sift_verdict v, const 
 	printf("action: %s\n", sift_session_action(ss, v));
 	printf("profile: %s\n", sift_profile_names[sift_ctx_profile(sift_session_ctx(ss))]);
 	if (reply)
-		printf("reply: %s\n", reply);
+		test_line("reply: ", reply);
 	if (r->decided_by)
 		printf("decided by: %s\n", r->decided_by);
 	if (rejected_rcpt)
-		printf("rejected recipient: %s\n", rejected_rcpt);
+		test_line("rejected recipient: ", rejected_rcpt);
 	if (sift_session_release_id(ss))
 		printf("released: %s (delivered without scanning)\n", sift_session_release_id(ss));
 	if (r->hold)
-		printf("hold: %s\n", r->hold_reason ? r->hold_reason : "");
+		test_line("hold: ", r->hold_reason);
 	printf("score: %.3f\n", r->score);
-	for (const struct sift_symbol *s = r->symbols; s; s = s->next)
-		printf("symbol: %s(%.3f)%s%s\n", s->name, s->score, s->option ? " " : "",
-		       s->option ? s->option : "");
+	for (const struct sift_symbol *s = r->symbols; s; s = s->next) {
+		printf("symbol: %s(%.3f)%s", s->name, s->score, s->option ? " " : "");
+		test_line("", s->option);
+	}
 	for (const struct sift_edit *e = r->edits; e; e = e->next) {
 		if (e->op == SIFT_EDIT_ADD)
-			printf("header add: %s: %s\n", e->name, e->value);
+			printf("header add: %s: ", e->name);
 		else
-			printf("header %s #%u: %s: %s\n", e->value ? edit_ops[e->op] : "delete", e->idx,
-			       e->name, e->value ? e->value : "");
+			printf("header %s #%u: %s: ", e->value ? edit_ops[e->op] : "delete", e->idx, e->name);
+		test_line("", e->value);
 	}
 }
 

@@ -33,7 +33,8 @@ def main():
             os.symlink(os.path.join(BUILD, so), os.path.join(pdir, os.path.basename(so)))
     with open(f"{tmp}/senders", "w") as f:
         f.write("spam@bad.example REJECT go away\nhold@x.example HOLD\n"
-                "prepend@x.example PREPEND X-Sift-Test: yes\n")
+                "prepend@x.example PREPEND X-Sift-Test: yes\n"
+                "esc@x.example PREPEND X-Esc: a\x1b]0;title\x07b\n")
     with open(f"{tmp}/rcpts", "w") as f:
         f.write("nobody@example.com REJECT no such user\n")
     conf = f"{tmp}/filterd.conf"
@@ -53,6 +54,13 @@ def main():
     check("action: accept\n" in r.stdout and "symbol: T_SYM(2.000)" in r.stdout
           and "header add: X-Testplug: seen" in r.stdout and "score: 2.000" in r.stdout,
           "accept: text output", r.stdout)
+
+    # what plugins put in the result comes from outside (here a map's
+    # text): printed escaped, it cannot drive the terminal
+    r = run("-c", conf, "test", "--from", "esc@x.example", msg)
+    check(r.returncode == 0 and "header insert #0: X-Esc: a\\x1b]0;title\\x07b\n" in r.stdout and
+          "\x1b" not in r.stdout and "\x07" not in r.stdout,
+          "test: a header value with control characters printed escaped", r.stdout)
 
     r = run("-c", conf, "test", "--json", "--from", "spam@bad.example", msg)
     j = json.loads(r.stdout)
