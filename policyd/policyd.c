@@ -646,6 +646,16 @@ static bool refuses(const char *a)
 	return strncasecmp(a, "DEFER", 5) == 0 && strncasecmp(a, "DEFER_IF_REJECT", 15) != 0;
 }
 
+/* The verdict an END-OF-MESSAGE action stands for. */
+static enum sift_verdict outcome_of(const char *a)
+{
+	if (strncasecmp(a, "DISCARD", 7) == 0)
+		return SIFT_DISCARD;
+	if (!refuses(a))
+		return SIFT_DUNNO;
+	return a[0] == '4' || strncasecmp(a, "DEFER", 5) == 0 ? SIFT_TEMPFAIL : SIFT_REJECT;
+}
+
 static void handle_request(struct conn *c)
 {
 	struct sift_ctx *ctx = c->ctx;
@@ -739,10 +749,14 @@ static void handle_request(struct conn *c)
 			     state ? state : "", name ? name : "unknown", addr ? addr : "", from ? from : "",
 			     to ? to : "", sift_profile_names[sift_ctx_profile(ctx)]);
 	}
+	bool eom = state && strcmp(state, "END-OF-MESSAGE") == 0;
+	/* How the message ended, for the plugins' msg_end (ratelimit takes
+	 * back the counts of a message refused after it counted it). */
+	if (eom)
+		sift_ctx_msg_outcome(ctx, outcome_of(action));
 	free(action);
 	sift_ctx_set_macro_fn(ctx, NULL, NULL);
 
-	bool eom = state && strcmp(state, "END-OF-MESSAGE") == 0;
 	if (eom || alone) {
 		sift_ctx_msg_end(ctx, !eom);
 		free(c->instance);

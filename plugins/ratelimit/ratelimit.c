@@ -1232,13 +1232,13 @@ static long long msg_size(struct sift_ctx *ctx)
 	return n;
 }
 
-/* filterd: the counts of a message that goes on through the chain, for
- * rl_msg_end (policyd's END-OF-MESSAGE answer is the last it hears of the
- * message: its counts stand). recs is message memory. */
+/* The counts of a message that goes on through the chain, for rl_msg_end:
+ * a later plugin may still refuse it (filterd's chain, or a plugin after
+ * this one in policyd's END-OF-MESSAGE answer). recs is message memory. */
 static void keep_counted(struct sift_ctx *ctx, struct incr_rec *recs, size_t nrecs)
 {
 	struct rl_msg *m = host->msg(ctx);
-	if (!m || host->get(ctx, SIFT_I_PROTOCOL_STATE))
+	if (!m)
 		return;
 	m->recs = recs;
 	m->nrecs = nrecs;
@@ -1372,7 +1372,8 @@ static enum sift_verdict count(struct sift_ctx *ctx, const struct rl_conf *c)
 	return answer(ctx, &best, "END-OF-MESSAGE");
 }
 
-/* filterd: how the message ended decides whether its counts stand. */
+/* How the message ended (filterd: the MTA's answer; policyd: its
+ * END-OF-MESSAGE action) decides whether its counts stand. */
 static void rl_msg_end(struct sift_ctx *ctx)
 {
 	struct rl_msg *m = host->msg(ctx);

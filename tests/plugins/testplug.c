@@ -34,6 +34,7 @@ struct tp_conf {
 	const char *stall_file;
 	long long stall_time;
 	const char *change;
+	const char *protocol_state;
 };
 
 static const struct sift_host *host;
@@ -62,6 +63,8 @@ static const struct sift_param params[] = {
 	{"stall_file", SIFT_P_STRING, "", 0, 0, OFF(stall_file), NULL,
 	 "file whose existence arms the stall (removed by the call that stalls)"},
 	{"stall_time", SIFT_P_TIME, "30s", 0, 600000, OFF(stall_time), NULL, "how long a stall lasts (ms)"},
+	{"protocol_state", SIFT_P_STRING, "", 0, 0, OFF(protocol_state), NULL,
+	 "policy: the verdict only for requests of this protocol_state (empty: every request)"},
 	SIFT_PARAM_END,
 };
 
@@ -156,6 +159,10 @@ static enum sift_verdict at(struct sift_ctx *ctx, int phase)
 		}
 	}
 	if (phase != c->phase)
+		return SIFT_DUNNO;
+	const char *state = host->get(ctx, SIFT_I_PROTOCOL_STATE);
+	if (phase == SIFT_PH_POLICY && *c->protocol_state &&
+	    (!state || strcmp(state, c->protocol_state) != 0))
 		return SIFT_DUNNO;
 	if (*c->reply) {
 		char code[4] = "", xcode[16] = "";

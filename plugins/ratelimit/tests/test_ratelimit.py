@@ -299,6 +299,27 @@ try:
     check('current=1 ' in out, 'the accepted one is: %s' % out)
     pd.stop()
 
+    # A plugin after ratelimit that refuses at END-OF-MESSAGE: the message
+    # was counted, and is taken back (a client whose mail is refused, or
+    # retried, does not use up its limit)
+    tpdir = os.path.join(tmp, 'plugins-late')
+    os.makedirs(tpdir, exist_ok=True)
+    for so in ('plugins/ratelimit.so', 'tests/testplug.so'):
+        os.symlink(os.path.join(sifttest.builddir(), so), os.path.join(tpdir, os.path.basename(so)))
+    pd = start_policyd('memlate', dict(
+        BASE, plugin_directory=tpdir, inbound_plugins='ratelimit testplug',
+        originating_plugins='ratelimit testplug', testplug_phase='policy', testplug_verdict='reject',
+        testplug_protocol_state='END-OF-MESSAGE',
+        ratelimit_rules='{ name=late key=sasl_username messages=3/1h action=defer }'))
+    procs.append(pd)
+    with PolicyClient(pd.port) as c:
+        got = [c.transaction(sasl_username='late', sender='l@l.example') for _ in range(5)]
+    check(all(r == ['DUNNO'] and e == 'REJECT' for r, e in got),
+          'refused at END-OF-MESSAGE after ratelimit, 5 times: never over the limit of 3: %r' % got)
+    rc, out = siftctl(pd.conf, 'show', 'late:late')
+    check(rc == 0 and 'current=0 ' in out, 'the refused messages are taken back: %s' % out)
+    pd.stop()
+
     # A message to several recipients of one domain is one message in that
     # domain's bucket, at RCPT as at END-OF-MESSAGE; recipients count one
     # each, and the RCPT check counts the message's earlier ones.
