@@ -1846,15 +1846,22 @@ char *sift_ctx_policy_action(struct sift_ctx *ctx)
 		return sift_strdup("OK");
 	if (r->n_actions) {
 		/* Postfix takes one action a reply: a refusal that depends on
-		 * the rest of the restrictions (DEFER_IF_PERMIT, DEFER_IF_REJECT)
-		 * goes before the ones that only annotate (PREPEND, WARN ...),
-		 * which would otherwise let the message through */
+		 * the rest of the restrictions goes before the ones that only
+		 * annotate (PREPEND, WARN ...), which would otherwise let the
+		 * message through; DEFER_IF_PERMIT (ratelimit over its limit,
+		 * spf's temperror) before DEFER_IF_REJECT, which lets through
+		 * what the later restrictions permit */
 		size_t k = 0;
-		for (size_t i = 0; i < r->n_actions; i++)
-			if (strncasecmp(r->actions[i], "DEFER_IF_", 9) == 0) {
+		int best = 0;
+		for (size_t i = 0; i < r->n_actions && best < 2; i++) {
+			int rank = strncasecmp(r->actions[i], "DEFER_IF_PERMIT", 15) == 0   ? 2
+				   : strncasecmp(r->actions[i], "DEFER_IF_REJECT", 15) == 0 ? 1
+											    : 0;
+			if (rank > best) {
+				best = rank;
 				k = i;
-				break;
 			}
+		}
 		if (r->action_once[k] && r->n_once_sent < MAX_ONCE_SENT) {
 			r->once_sent = sift_realloc(r->once_sent, (r->n_once_sent + 1) * sizeof(char *));
 			r->once_sent[r->n_once_sent++] = sift_strdup(r->actions[k]);

@@ -567,6 +567,8 @@ int main(void)
 			{NULL, NULL, "PREPEND X-Once: 1"},
 			{NULL, NULL, "DUNNO"},
 			{"WARN w", NULL, "WARN w"},
+			{"DEFER_IF_REJECT 4.7.1 soft", "DEFER_IF_PERMIT 4.7.1 over",
+			 "DEFER_IF_PERMIT 4.7.1 over"},
 		};
 		sift_ctx_msg_begin(ctx);
 		for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++) {
