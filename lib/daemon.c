@@ -314,9 +314,11 @@ int sift_write_pidfile(const char *path, char **err_r)
 {
 	if (!path || !*path)
 		return 0;
-	char *tmp = sift_asprintf("%s.tmp", path);
-	unlink(tmp);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	/* A name nobody can guess: the directory may be the daemon user's,
+	 * who could otherwise put a file at a fixed one first and make the
+	 * start fail. */
+	char *tmp = sift_asprintf("%s.XXXXXX", path);
+	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		*err_r = sift_asprintf("pid file %s: %s", tmp, strerror(errno));
 		free(tmp);

@@ -388,6 +388,10 @@ def main():
             if extra.get('filterd_engine', 'native') not in engines:
                 continue
             what = '%s (%s)' % (daemon, name)
+            # what the daemon user, who may write to the pid file's
+            # directory, could leave at a fixed temporary name: the pid
+            # file is written through a name nobody can guess
+            os.mkdir('%s/%s.pid.tmp' % (tmp, name))
             try:
                 p = start(tmp, daemon, name, user, extra)
             except sifttest.ProcError as e:
