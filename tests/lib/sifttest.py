@@ -182,6 +182,33 @@ def tcp_listening(port, host='127.0.0.1'):
     return False
 
 
+def stuck_unix_listener(path):
+    """A unix stream socket at path that listens and never accepts, its
+    backlog full, so that the next connect() waits. Returns the sockets
+    to close (the listener first)."""
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(0)
+    return [srv] + fill_backlog(path)
+
+
+def fill_backlog(path, most=64):
+    """Connects to the unix socket at path, without being accepted, until
+    its listen backlog is full (a connect() would wait). Returns the
+    connected sockets, to close."""
+    held = []
+    for _ in range(most):
+        c = socket.socket(socket.AF_UNIX)
+        c.setblocking(False)
+        try:
+            c.connect(path)
+        except BlockingIOError:
+            c.close()
+            break
+        held.append(c)
+    return held
+
+
 def unix_listening(path):
     """True if a stream socket listens on path (from /proc/net/unix)."""
     try:

@@ -59,6 +59,17 @@ def wait_for(pred, timeout):
     return pred()
 
 
+def term_and_wait(fd, timeout):
+    """SIGTERM to filterd, then its exit awaited: (exit status or None, seconds)."""
+    t0 = time.time()
+    os.kill(fd.pid, signal.SIGTERM)
+    try:
+        rc = fd.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        rc = None
+    return rc, time.time() - t0
+
+
 def miltertest(script, port):
     r = subprocess.run(["miltertest", "-D", f"port={port}", "-D", f"dir={HERE}", "-s",
                         os.path.join(HERE, script)], capture_output=True, text=True, timeout=60)
@@ -255,7 +266,6 @@ def native_only(tmp, conf, log, port):
           "a length with the top bit set is logged as such, filterd keeps serving", text[-1500:])
     # a whole session by hand: the EOM answer is one write with the
     # header change and the reply
-    pk = [OPTNEG]
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(OPTNEG)
     hdr = s.recv(5)
@@ -410,11 +420,7 @@ def native_only(tmp, conf, log, port):
             f.write("testplug_init_delay = 2s\n")
         os.kill(fd.pid, signal.SIGHUP)
         time.sleep(0.5)
-        os.kill(fd.pid, signal.SIGTERM)
-        try:
-            rc = fd.popen.wait(20)
-        except subprocess.TimeoutExpired:
-            rc = None
+        rc, _ = term_and_wait(fd, 20)
         text = open(log6).read()
         check(rc == 0 and "configuration reloaded" in text and
               text.index("configuration reloaded") > text.index("SIGTERM: stopping"),
@@ -426,13 +432,8 @@ def native_only(tmp, conf, log, port):
     idle = socket.create_connection(("127.0.0.1", p3), timeout=5)
     idle.sendall(OPTNEG)
     idle.recv(100)
-    t0 = time.time()
-    os.kill(fd.pid, signal.SIGTERM)
-    try:
-        rc = fd.popen.wait(10)
-    except subprocess.TimeoutExpired:
-        rc = None
-    check(rc == 0 and time.time() - t0 < 5, "SIGTERM with an idle connection: exit 0 quickly", rc)
+    rc, took = term_and_wait(fd, 10)
+    check(rc == 0 and took < 5, "SIGTERM with an idle connection: exit 0 quickly", rc)
     idle.close()
     fd.stop()
     # SIGTERM while a plugin still runs at end of message: after
@@ -453,13 +454,7 @@ def native_only(tmp, conf, log, port):
     m.send(pkt(b"L", b"Subject\0 x\0"), pkt(b"N"), pkt(b"B", b"hi\r\n"), replies=0)
     m.s.sendall(pkt(b"E"))
     stalled = wait_for(lambda: "stalled at phase" in open(log8).read(), 5)
-    t0 = time.time()
-    os.kill(fd.pid, signal.SIGTERM)
-    try:
-        rc = fd.popen.wait(10)
-    except subprocess.TimeoutExpired:
-        rc = None
-    took = time.time() - t0
+    rc, took = term_and_wait(fd, 10)
     closed = m.read(1, timeout=2) == [] and m.closed
     m.close()
     text = open(log8).read()
@@ -529,13 +524,7 @@ def libmilter_stop(tmp, conf):
         m.send(CONNECT)
         m.send(pkt(b"M", b"<alice@example.org>\0"))
         m.send(pkt(b"R", b"<bob@example.com>\0"))
-        t0 = time.time()
-        os.kill(fd.pid, signal.SIGTERM)
-        try:
-            rc = fd.popen.wait(20)
-        except subprocess.TimeoutExpired:
-            rc = None
-        took = time.time() - t0
+        rc, took = term_and_wait(fd, 20)
         m.close()
         text = open(log).read()
         check(rc == 0 and took < 10 and

@@ -33,7 +33,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -195,18 +194,7 @@ def control_socket_takeover(tmp, daemon, user, pw):
         held, holder, p = [], None, None
         try:
             if kind == 'stuck':
-                srv = socket.socket(socket.AF_UNIX)
-                srv.bind(ctl)
-                srv.listen(0)
-                held.append(srv)
-                for _ in range(3):  # fill the backlog: the next connect() waits
-                    c = socket.socket(socket.AF_UNIX)
-                    c.setblocking(False)
-                    try:
-                        c.connect(ctl)
-                    except BlockingIOError:
-                        pass
-                    held.append(c)
+                held += sifttest.stuck_unix_listener(ctl)
                 want = 'took no connection within 1 s; replacing it'
             else:
                 holder = subprocess.Popen([sys.executable, '-c', HOLDER, ctl], stdout=subprocess.PIPE, text=True,

@@ -796,19 +796,8 @@ def stuck_socket_tests(tmp, conf):
     backlog full), one that accepts and never answers, one that answers a
     byte at a time."""
     path = f"{tmp}/stuck.ctl"
-    srv = socket.socket(socket.AF_UNIX)
-    srv.bind(path)
-    srv.listen(0)
-    held = []
+    held = sifttest.stuck_unix_listener(path)
     try:
-        for _ in range(3):  # fill the backlog: the next connect() waits
-            c = socket.socket(socket.AF_UNIX)
-            c.setblocking(False)
-            try:
-                c.connect(path)
-            except BlockingIOError:
-                pass
-            held.append(c)
         for cmd in ("status", "reload"):
             t = time.monotonic()
             try:
@@ -832,7 +821,6 @@ def stuck_socket_tests(tmp, conf):
     finally:
         for c in held:
             c.close()
-        srv.close()
         os.unlink(path)
 
     # a socket the user may not connect to: the reason, not "is the daemon running?"

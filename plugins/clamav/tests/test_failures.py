@@ -27,7 +27,6 @@ real clamd gives only under conditions a test cannot easily make).
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -244,16 +243,7 @@ def main():
         go = threading.Event()
         full = cvlib.FakeClamd(b'stream: OK\0', unix=path, backlog=0, accept_after=go)
         fakes.append(full)
-        fillers = []
-        for _ in range(64):
-            c = socket.socket(socket.AF_UNIX)
-            c.setblocking(False)
-            try:
-                c.connect(path)
-            except BlockingIOError:
-                c.close()
-                break
-            fillers.append(c)
+        fillers = sifttest.fill_backlog(path)
         threading.Timer(1.0, go.set).start()
         t = time.monotonic()
         r = ctl.test(clean, clamd(full.addr, 'clamav_clamd_connect_timeout=5s'))
@@ -268,16 +258,7 @@ def main():
         never = threading.Event()
         full2 = cvlib.FakeClamd(b'stream: OK\0', unix=path2, backlog=0, accept_after=never)
         fakes.append(full2)
-        fillers = []
-        for _ in range(64):
-            c = socket.socket(socket.AF_UNIX)
-            c.setblocking(False)
-            try:
-                c.connect(path2)
-            except BlockingIOError:
-                c.close()
-                break
-            fillers.append(c)
+        fillers = sifttest.fill_backlog(path2)
         t = time.monotonic()
         r = ctl.test(clean, clamd(full2.addr, 'clamav_clamd_connect_timeout=1s'))
         took = time.monotonic() - t
