@@ -680,6 +680,27 @@ static long new_part(struct impl *m, unsigned depth, long parent)
 	return (long)m->nparts++;
 }
 
+/* The octets of a text part that are decoded and rendered: half of what
+ * is left of max_decoded, and at least max_decoded / 8 (see parse_entity). */
+static size_t text_cap(const struct impl *m)
+{
+	size_t avail = m->decoded < m->lim.max_decoded ? m->lim.max_decoded - m->decoded : 0;
+	size_t floor = m->lim.max_decoded / 8;
+	return avail / 2 > floor ? avail / 2 : floor;
+}
+
+/* Where to cut s (len octets) to at most max octets: after the last line
+ * end in its second half, else at max. */
+static size_t cut_at_line(const unsigned char *s, size_t len, size_t max)
+{
+	if (len <= max)
+		return len;
+	for (size_t k = max; k > max / 2; k--)
+		if (s[k - 1] == '\n')
+			return k;
+	return max;
+}
+
 static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_t nh,
 			 const unsigned char *body, size_t len, unsigned depth, long parent,
 			 const char *deftype);
@@ -846,25 +867,52 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 	 * video/: most of a large message's octets) are left encoded, data
 	 * NULL: no plugin reads them decoded (a virus scanner takes the whole
 	 * message), and decoding a 200 KB attachment cost more than scoring
-	 * its message's text. */
+	 * its message's text.
+	 *
+	 * The decoded octets (m->decoded: transfer decodings and renderings)
+	 * are bounded by max_decoded, but a text part is never dropped for
+	 * it: SpamAssassin renders every text part (its rules then scan the
+	 * first body_part_scan_size octets of each), and a part left without
+	 * text would let a message hide its text behind large or nested
+	 * encoded layers (and score as an empty message). A text part is cut
+	 * instead, to half of what is left of the budget or to
+	 * max_decoded / 8, whichever is more (text_cap). That floor keeps the
+	 * parse bounded: it is spent only on a text part's own octets, which
+	 * lie in the message or in a decoded layer (itself within
+	 * max_decoded), so all the text parts together cost at most a few
+	 * times (message size + max_decoded). An encapsulated message that
+	 * does not fit is decoded up to what is left, and parsed as far as
+	 * that goes; an image that does not fit stays encoded. */
 	bool bad = false;
-	bool wanted = strncmp(type, "text/", 5) == 0 || strncmp(type, "image/", 6) == 0 ||
-		      strncmp(type, "message/", 8) == 0;
+	bool is_text = strncmp(type, "text/", 5) == 0;
+	bool wanted = is_text || strncmp(type, "image/", 6) == 0 || strncmp(type, "message/", 8) == 0;
+	size_t avail = m->decoded < m->lim.max_decoded ? m->lim.max_decoded - m->decoded : 0;
+	size_t tcap = text_cap(m);
 	if (strcmp(enc, "base64") == 0 || strcmp(enc, "quoted-printable") == 0) {
 		if (!wanted) {
 			p->data = NULL;
 			p->data_len = 0;
 			return;
 		}
-		if (m->decoded + len > m->lim.max_decoded) {
-			m->pub.flags |= SIFT_MIME_F_TRUNCATED;
-			return;
+		/* the encoded octets to decode: the output is never longer
+		 * than the input */
+		size_t in = len;
+		if (is_text && in > 2 * tcap)
+			in = cut_at_line(body, len, 2 * tcap);
+		else if (!is_text && in > avail) {
+			if (avail == 0 || strncmp(type, "message/", 8) != 0) {
+				m->pub.flags |= SIFT_MIME_F_TRUNCATED;
+				return;
+			}
+			in = cut_at_line(body, len, avail);
 		}
+		if (in < len)
+			m->pub.flags |= SIFT_MIME_F_TRUNCATED;
 		struct sift_buf d = {0};
 		if (enc[0] == 'b')
-			sift_b64_decode(&d, body, len, &bad);
+			sift_b64_decode(&d, body, in, &bad);
 		else
-			sift_qp_decode(&d, body, len, false, &bad);
+			sift_qp_decode(&d, body, in, false, &bad);
 		if (bad)
 			m->pub.flags |= enc[0] == 'b' ? SIFT_MIME_F_BAD_BASE64 : SIFT_MIME_F_BAD_QP;
 		m->decoded += d.len;
@@ -903,13 +951,15 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 	 * is still rawbody text (x-vcard; calendar is left out there too). */
 	if (strcmp(type, "text/calendar") == 0 || strcmp(type, "text/x-vcard") == 0)
 		return;
-	if (m->decoded + p->data_len * 2 > m->lim.max_decoded) {
+	/* the text is cut to text_cap (above), never dropped */
+	size_t tlen = p->data_len;
+	if (tlen > tcap) {
+		tlen = cut_at_line(p->data, tlen, tcap);
 		m->pub.flags |= SIFT_MIME_F_TRUNCATED;
-		return;
 	}
 	/* to UTF-8 with LF line ends */
 	struct sift_buf u = {0};
-	if (!sift_to_utf8(&u, csl, p->data, p->data_len))
+	if (!sift_to_utf8(&u, csl, p->data, tlen))
 		m->pub.flags |= SIFT_MIME_F_BAD_CHARSET;
 	size_t w = 0;
 	for (size_t k = 0; k < u.len; k++) {

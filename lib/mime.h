@@ -24,7 +24,8 @@ struct sift_mime_limits {
 	size_t max_parts;      /* parts in all (default 500) */
 	size_t max_headers;    /* headers per part (default 1000) */
 	size_t max_header_len; /* bytes of one header value decoded (default 16k) */
-	size_t max_decoded;    /* decoded bytes in all parts (default 8 MiB) */
+	size_t max_decoded;    /* decoded bytes in all parts (default 8 MiB); a text
+				* part is cut, never dropped, for it */
 	size_t max_uris;       /* distinct URIs kept (default 1000) */
 };
 

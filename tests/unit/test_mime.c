@@ -482,8 +482,46 @@ static void rfc2231_filenames(void)
 	sift_mime_free(m);
 }
 
+/* The decode budget (max_decoded) never drops a text part: nested encoded
+ * messages that use it up leave the text after them readable, and a text
+ * part longer than the budget allows is cut, not left without text (as
+ * SpamAssassin renders every text part). */
+static void decode_budget(void)
+{
+	/* two nested quoted-printable messages of 450 and 375 octets */
+	struct sift_mime_limits lim = {.max_decoded = 1000};
+	struct sift_buf b = {0};
+	sift_buf_adds(&b, "Content-Type: multipart/mixed; boundary=b\n\n"
+			  "--b\nContent-Type: message/rfc822\nContent-Transfer-Encoding: quoted-printable\n\n"
+			  "Content-Type: message/rfc822\nContent-Transfer-Encoding: quoted-printable\n\n"
+			  "Content-Type: image/gif\n\n");
+	for (int i = 0; i < 7; i++)
+		sift_buf_adds(&b, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+	sift_buf_adds(&b, "--b\nContent-Type: text/plain\n\nBUY PILLS NOW"
+			  " and more text, and more text, and more text, and more text, and more text. Now!\n"
+			  "--b--\n");
+	struct sift_mime *m = sift_mime_parse_message((const unsigned char *)b.data, b.len, &lim);
+	CHECK_STR(leaf_text(m, 0), "BUY PILLS NOW and more text, and more text, and more text, "
+				   "and more text, and more text. Now!");
+	sift_mime_free(m);
+	sift_buf_free(&b);
+
+	/* a text part over half the budget: its first lines, cut */
+	sift_buf_adds(&b, "Content-Type: text/plain\n\n");
+	for (int i = 0; i < 40; i++)
+		sift_buf_adds(&b, "BUY PILLS NOW, BUY PILLS NOW, BUY PILLS NOW\n");
+	m = sift_mime_parse_message((const unsigned char *)b.data, b.len, &lim);
+	const char *t = leaf_text(m, 0);
+	CHECK(t && strncmp(t, "BUY PILLS NOW, BUY", 18) == 0);
+	CHECK(t && strlen(t) <= 500 && strlen(t) > 250);
+	CHECK(m->flags & SIFT_MIME_F_TRUNCATED);
+	sift_mime_free(m);
+	sift_buf_free(&b);
+}
+
 int main(void)
 {
+	decode_budget();
 	rfc2231_filenames();
 	unrendered_text();
 	params_without_semicolon();
