@@ -8,7 +8,8 @@
  * check, DKIM's signing domain, the spam rules' From:addr) must see the
  * same structure; each loop here is bounded by the limits in mailsyntax.h.
  * Charset conversion uses glibc's iconv (fast paths for ASCII, UTF-8 and
- * Latin-1 avoid it for most mail).
+ * Windows-1252 avoid it for most mail), with SpamAssassin's choices of
+ * charset (sift_body_to_utf8, sift_word_to_utf8).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -117,6 +118,66 @@ static bool cs_is(const char *cs, const char *a)
 	return strcasecmp(cs, a) == 0;
 }
 
+/* Converts s from charset cs with iconv, appended to b: 1 done, -1 the
+ * charset is unknown (nothing appended), 0 octets were invalid in it (then
+ * strict: nothing appended; else each invalid octet is U+FFFD). */
+static int iconv_to_utf8(struct sift_buf *b, const char *cs, const unsigned char *s, size_t n, bool strict)
+{
+	char csname[64];
+	snprintf(csname, sizeof(csname), "%s", cs);
+	if (strcasecmp(csname, "ks_c_5601-1987") == 0)
+		snprintf(csname, sizeof(csname), "CP949");
+	iconv_t cd = iconv_open("UTF-8", csname);
+	if (cd == (iconv_t)-1)
+		return -1;
+	bool ok = true;
+	char *in = (char *)s;
+	size_t inleft = n;
+	char out[4096];
+	struct sift_buf u = {0};
+	while (inleft > 0) {
+		char *op = out;
+		size_t oleft = sizeof(out);
+		size_t r = iconv(cd, &in, &inleft, &op, &oleft);
+		sift_buf_add(&u, out, (size_t)(op - out));
+		if (r == (size_t)-1) {
+			if (errno == E2BIG)
+				continue;
+			/* EILSEQ or EINVAL: skip one octet */
+			ok = false;
+			if (strict)
+				break;
+			sift_put_utf8(&u, 0xfffd);
+			in++;
+			inleft--;
+			iconv(cd, NULL, NULL, NULL, NULL);
+		}
+	}
+	iconv_close(cd);
+	/* iconv may pass through what its UTF-8 allows and ours does not
+	 * (5- and 6-octet forms): each invalid octet becomes U+FFFD. */
+	const unsigned char *us = (const unsigned char *)u.data;
+	if (strict && ok && !sift_is_utf8(us, u.len))
+		ok = false;
+	if (strict && !ok) {
+		sift_buf_free(&u);
+		return 0;
+	}
+	for (size_t i = 0; i < u.len;) {
+		size_t l = sift_utf8_seq(us + i, u.len - i);
+		if (l) {
+			sift_buf_add(b, us + i, l);
+			i += l;
+		} else {
+			sift_put_utf8(b, 0xfffd);
+			ok = false;
+			i++;
+		}
+	}
+	sift_buf_free(&u);
+	return ok ? 1 : 0;
+}
+
 /* Converts n octets in charset cs to UTF-8, appended to b. Returns false if
  * the charset is unknown or octets were invalid (converted best effort). */
 bool sift_to_utf8(struct sift_buf *b, const char *cs, const unsigned char *s, size_t n)
@@ -154,53 +215,137 @@ bool sift_to_utf8(struct sift_buf *b, const char *cs, const unsigned char *s, si
 			return true;
 		}
 	}
-	char csname[64];
-	snprintf(csname, sizeof(csname), "%s", cs);
-	if (strcasecmp(csname, "ks_c_5601-1987") == 0)
-		snprintf(csname, sizeof(csname), "CP949");
-	iconv_t cd = iconv_open("UTF-8", csname);
-	if (cd == (iconv_t)-1) {
+	int r = iconv_to_utf8(b, cs, s, n, false);
+	if (r < 0)
 		sift_add_utf8_or_latin1(b, s, n);
-		return false;
-	}
+	return r > 0;
+}
+
+/* Windows-1252's 0x80-0x9f; 0 for the five octets it leaves undefined
+ * (U+FFFD, as Perl's Encode decodes them). */
+static const unsigned short cp1252_c1[32] = {
+	0x20ac, 0,	0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160,
+	0x2039, 0x0152, 0,	0x017d, 0,	0,	0x2018, 0x2019, 0x201c, 0x201d, 0x2022,
+	0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0,	0x017e, 0x0178,
+};
+
+bool sift_add_cp1252(struct sift_buf *b, const unsigned char *s, size_t n)
+{
 	bool ok = true;
-	char *in = (char *)s;
-	size_t inleft = n;
-	char out[4096];
-	struct sift_buf u = {0};
-	while (inleft > 0) {
-		char *op = out;
-		size_t oleft = sizeof(out);
-		size_t r = iconv(cd, &in, &inleft, &op, &oleft);
-		sift_buf_add(&u, out, (size_t)(op - out));
-		if (r == (size_t)-1) {
-			if (errno == E2BIG)
-				continue;
-			/* EILSEQ or EINVAL: skip one octet */
+	size_t start = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < 0x80)
+			continue;
+		sift_buf_add(b, s + start, i - start);
+		unsigned long cp = s[i] >= 0xa0 ? s[i] : cp1252_c1[s[i] - 0x80];
+		if (!cp) {
+			cp = 0xfffd;
 			ok = false;
-			sift_put_utf8(&u, 0xfffd);
-			in++;
-			inleft--;
-			iconv(cd, NULL, NULL, NULL, NULL);
 		}
+		sift_put_utf8(b, cp);
+		start = i + 1;
 	}
-	iconv_close(cd);
-	/* iconv may pass through what its UTF-8 allows and ours does not
-	 * (5- and 6-octet forms): each invalid octet becomes U+FFFD. */
-	const unsigned char *us = (const unsigned char *)u.data;
-	for (size_t i = 0; i < u.len;) {
-		size_t l = sift_utf8_seq(us + i, u.len - i);
-		if (l) {
-			sift_buf_add(b, us + i, l);
-			i += l;
-		} else {
+	sift_buf_add(b, s + start, n - start);
+	return ok;
+}
+
+static bool has_8bit(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] >= 0x80)
+			return true;
+	return false;
+}
+
+/* The charsets SpamAssassin's Node::_normalize names: US-ASCII
+ * (/^(?:US-)?ASCII\z/i), UTF-8 (/^UTF-?8\z/i), and the ones it decodes as
+ * Windows-1252 (/^(?:ISO-?8859-1|Windows-1252|CP1252)\z/i: a declared
+ * ISO-8859-1 is nearly always Windows-1252, its 0x80-0x9f smart quotes
+ * and euro sign; "latin1" and "iso_8859-1" are not in that list, Perl's
+ * Encode reads them as ISO-8859-1 proper). */
+static bool cs_ascii(const char *cs)
+{
+	return cs_is(cs, "us-ascii") || cs_is(cs, "ascii");
+}
+
+static bool cs_utf8(const char *cs)
+{
+	return cs_is(cs, "utf-8") || cs_is(cs, "utf8");
+}
+
+static bool cs_w1252(const char *cs)
+{
+	return cs_is(cs, "iso-8859-1") || cs_is(cs, "iso8859-1") || cs_is(cs, "windows-1252") ||
+	       cs_is(cs, "cp1252");
+}
+
+/* A text part's charset, as SpamAssassin 4 reads it (Node::_normalize,
+ * normalize_charset on, without Encode::Detect::Detector): text with 8-bit
+ * octets that is valid UTF-8 is UTF-8, whatever is declared (mislabelled
+ * UTF-8 is common); otherwise the declared charset if the text is valid in
+ * it (ISO-8859-1 read as Windows-1252); otherwise (undeclared, US-ASCII,
+ * UTF-8, an unknown charset, or octets invalid in the declared one) the
+ * whole text is Windows-1252. 7-bit text is converted as sift_to_utf8
+ * does. */
+bool sift_body_to_utf8(struct sift_buf *b, const char *cs, const unsigned char *s, size_t n)
+{
+	if (!cs)
+		cs = "";
+	if (!has_8bit(s, n))
+		return sift_to_utf8(b, cs, s, n);
+	if (sift_is_utf8(s, n)) {
+		sift_buf_add(b, s, n);
+		return true;
+	}
+	if (!*cs || cs_ascii(cs) || cs_w1252(cs))
+		return sift_add_cp1252(b, s, n) || !cs_w1252(cs);
+	if (!cs_utf8(cs) && iconv_to_utf8(b, cs, s, n, true) > 0)
+		return true;
+	sift_add_cp1252(b, s, n);
+	return false;
+}
+
+/* An RFC 2047 word's octets (B or Q decoded) to UTF-8, as SpamAssassin
+ * converts them (_normalize insisting on the declared charset): no UTF-8
+ * guess; US-ASCII and UTF-8 as declared, an invalid octet or sequence
+ * becoming U+FFFD; ISO-8859-1 as Windows-1252; another known charset with
+ * U+FFFD for what is invalid in it; an unknown one as Windows-1252. */
+bool sift_word_to_utf8(struct sift_buf *b, const char *cs, const unsigned char *s, size_t n)
+{
+	if (!has_8bit(s, n))
+		return sift_to_utf8(b, cs, s, n);
+	if (cs_w1252(cs))
+		return sift_add_cp1252(b, s, n);
+	bool ascii = cs_ascii(cs);
+	if (ascii || cs_utf8(cs)) {
+		bool ok = true;
+		for (size_t i = 0; i < n;) {
+			size_t l = ascii ? (s[i] < 0x80) : sift_utf8_seq(s + i, n - i);
+			if (l) {
+				sift_buf_add(b, s + i, l);
+				i += l;
+				continue;
+			}
+			/* one U+FFFD for a lead octet and the continuation
+			 * octets after it (Perl's Encode), one for each other */
+			size_t want = ascii		      ? 1
+				      : (s[i] & 0xe0) == 0xc0 ? 2
+				      : (s[i] & 0xf0) == 0xe0 ? 3
+				      : (s[i] & 0xf8) == 0xf0 ? 4
+							      : 1;
+			size_t k = i + 1;
+			while (k < n && k < i + want && (s[k] & 0xc0) == 0x80)
+				k++;
 			sift_put_utf8(b, 0xfffd);
 			ok = false;
-			i++;
+			i = k;
 		}
+		return ok;
 	}
-	sift_buf_free(&u);
-	return ok;
+	int r = iconv_to_utf8(b, cs, s, n, false);
+	if (r < 0)
+		sift_add_cp1252(b, s, n);
+	return r > 0;
 }
 
 /* ---- transfer decodings ---------------------------------------------------- */
@@ -383,6 +528,11 @@ void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t
 		len--;
 	while (i < len && (s[i] == ' ' || s[i] == '\t'))
 		i++;
+	/* raw 8-bit octets (RFC 6532 allows UTF-8 only): the value is kept
+	 * when it is valid UTF-8, else the whole value is read as
+	 * Windows-1252, as SpamAssassin's _decode_header reads it
+	 * (_normalize(value, 'UTF-8'): no UTF-8, so its Windows-1252 guess) */
+	bool raw_utf8 = sift_is_utf8(s + i, len - i);
 	size_t pend_ws = 0, pend_start = 0; /* white space after an encoded word */
 	bool last_encoded = false;
 	struct sift_buf tmp = {0};
@@ -421,9 +571,9 @@ void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t
 						sift_b64_decode(&tmp, txt, (size_t)(end - txt), &bad);
 					else
 						sift_qp_decode(&tmp, txt, (size_t)(end - txt), true, &bad);
-					if (!sift_to_utf8(o, csn,
-							  (const unsigned char *)(tmp.data ? tmp.data : ""),
-							  tmp.len))
+					if (!sift_word_to_utf8(
+						    o, csn, (const unsigned char *)(tmp.data ? tmp.data : ""),
+						    tmp.len))
 						*flags |= SIFT_MIME_F_BAD_CHARSET;
 					i = (size_t)(end - s) + 2;
 					last_encoded = true;
@@ -454,8 +604,13 @@ void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t
 			j++;
 		if (j == i)
 			j++;
-		if (!sift_add_utf8_or_latin1(o, s + i, j - i))
+		if (raw_utf8)
+			sift_buf_add(o, s + i, j - i);
+		else if (has_8bit(s + i, j - i)) {
+			sift_add_cp1252(o, s + i, j - i);
 			*flags |= SIFT_MIME_F_8BIT_HEADER;
+		} else
+			sift_buf_add(o, s + i, j - i);
 		i = j;
 	}
 	sift_buf_free(&tmp);

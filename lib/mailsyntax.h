@@ -65,6 +65,17 @@ bool sift_add_utf8_or_latin1(struct sift_buf *b, const unsigned char *s, size_t 
 /* Converts n octets in charset cs to UTF-8 appended to b; false when the
  * charset is unknown or octets were invalid (converted best effort). */
 bool sift_to_utf8(struct sift_buf *b, const char *cs, const unsigned char *s, size_t n);
+/* Appends s read as Windows-1252; false if it held one of the five octets
+ * Windows-1252 leaves undefined (each U+FFFD). */
+bool sift_add_cp1252(struct sift_buf *b, const unsigned char *s, size_t n);
+/* A text part's octets to UTF-8 as SpamAssassin's Node::_normalize reads
+ * them: valid UTF-8 with 8-bit octets is UTF-8 whatever cs says, then cs
+ * (ISO-8859-1 as Windows-1252), else Windows-1252; false when cs was not
+ * usable (unknown, or octets invalid in it). */
+bool sift_body_to_utf8(struct sift_buf *b, const char *cs, const unsigned char *s, size_t n);
+/* An RFC 2047 word's decoded octets to UTF-8, in the charset it declares
+ * (ISO-8859-1 as Windows-1252, an unknown charset as Windows-1252). */
+bool sift_word_to_utf8(struct sift_buf *b, const char *cs, const unsigned char *s, size_t n);
 int sift_hexval(unsigned char c); /* -1 when not a hex digit */
 /* Tolerant base64 (skips white space; other junk sets *bad; a '=' ends a
  * group of four and decoding goes on after it). */

@@ -13,7 +13,8 @@
  * builder: for body rules we need the visible text, the links and a few
  * statistics, not a DOM, and a tokenizer cannot blow up on broken nesting.
  * Charset conversion uses glibc's iconv (fast paths for ASCII, UTF-8 and
- * Latin-1 avoid it for most mail).
+ * Windows-1252 avoid it for most mail), with SpamAssassin's choices of
+ * charset (sift_body_to_utf8, sift_word_to_utf8).
  *
  * Threading: no shared state; a parse and its result belong to one thread at
  * a time. Ownership: everything hangs off the returned struct and is freed
@@ -959,7 +960,7 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 	}
 	/* to UTF-8 with LF line ends */
 	struct sift_buf u = {0};
-	if (!sift_to_utf8(&u, csl, p->data, tlen))
+	if (!sift_body_to_utf8(&u, csl, p->data, tlen))
 		m->pub.flags |= SIFT_MIME_F_BAD_CHARSET;
 	size_t w = 0;
 	for (size_t k = 0; k < u.len; k++) {

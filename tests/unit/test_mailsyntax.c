@@ -192,6 +192,22 @@ static const struct dcase dcases[] = {
 	{"=?utf-8?q?unterminated", "=?utf-8?q?unterminated"},
 	{"=?utf-8?q?=3C=40=2C?=", "<@,"},
 	{"Latin-1 \xe9t\xe9", "Latin-1 \xc3\xa9t\xc3\xa9"},
+	/* charsets as SpamAssassin's _normalize reads them: ISO-8859-1 as
+	 * Windows-1252 (smart quotes, not C1 controls); a raw value that is
+	 * not UTF-8 as Windows-1252 as a whole, one that is as UTF-8; an
+	 * encoded word in its declared charset (no UTF-8 guess: U+FFFD for
+	 * what US-ASCII or UTF-8 does not allow); an unknown one as
+	 * Windows-1252 */
+	{"=?iso-8859-1?q?=93quoted=94?=", "\xe2\x80\x9cquoted\xe2\x80\x9d"},
+	{"raw \x93"
+	 "cp1252\x94 \xc3\xa9",
+	 "raw \xe2\x80\x9c"
+	 "cp1252\xe2\x80\x9d \xc3\x83\xc2\xa9"},
+	{"raw caf\xc3\xa9", "raw caf\xc3\xa9"},
+	{"=?us-ascii?q?caf=C3=A9?=", "caf\xef\xbf\xbd\xef\xbf\xbd"},
+	{"=?utf-8?q?caf=E9?=", "caf\xef\xbf\xbd"},
+	{"=?x-nosuch?q?=93a=94?=", "\xe2\x80\x9c"
+				   "a\xe2\x80\x9d"},
 	{"=?koi8-r?b?8NLJ18XU?=", "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82"},
 	/* the encoded text holds no '?': it ends at the first one */
 	{"=?utf-8?q?a?b?=", "=?utf-8?q?a?b?="},
@@ -323,8 +339,49 @@ static void base64(void)
 	}
 }
 
+/* A text part's charset as SpamAssassin's Node::_normalize reads it: text
+ * with 8-bit octets that is valid UTF-8 is UTF-8 whatever is declared;
+ * ISO-8859-1 is Windows-1252; undeclared or US-ASCII text that is not
+ * UTF-8, and text invalid in its declared charset, is Windows-1252. */
+static void body_charsets(void)
+{
+	static const struct {
+		const char *cs, *in, *out;
+	} bc[] = {
+		{"windows-1251", "\xd0\xb2\xd0\xb8 caf\xc3\xa9", "\xd0\xb2\xd0\xb8 caf\xc3\xa9"},
+		{"iso-8859-1",
+		 "\x93SMART\x94 it\x92s \x80"
+		 "100 caf\xe9",
+		 "\xe2\x80\x9cSMART\xe2\x80\x9d it\xe2\x80\x99s \xe2\x82\xac"
+		 "100 caf\xc3\xa9"},
+		{"", "\x93SMART\x94", "\xe2\x80\x9cSMART\xe2\x80\x9d"},
+		{"us-ascii", "caf\xe9", "caf\xc3\xa9"},
+		{"utf-8", "caf\xe9", "caf\xc3\xa9"},
+		{"windows-1251", "\xe2\xe8", "\xd0\xb2\xd0\xb8"},
+		{"x-nosuch",
+		 "\x93"
+		 "a",
+		 "\xe2\x80\x9c"
+		 "a"},
+		{"latin1",
+		 "\x93"
+		 "a",
+		 "\xc2\x93"
+		 "a"}, /* Perl's ISO-8859-1 proper */
+		{"iso-8859-1", "\x81", "\xef\xbf\xbd"},
+		{"shift_jis", "\x82\xa0\xff", "\xe2\x80\x9a\xc2\xa0\xc3\xbf"}, /* invalid: Windows-1252 */
+	};
+	for (size_t i = 0; i < sizeof(bc) / sizeof(bc[0]); i++) {
+		struct sift_buf b = {0};
+		sift_body_to_utf8(&b, bc[i].cs, (const unsigned char *)bc[i].in, strlen(bc[i].in));
+		CHECK_STR(sift_buf_str(&b), bc[i].out);
+		sift_buf_free(&b);
+	}
+}
+
 int main(void)
 {
+	body_charsets();
 	addresses();
 	bounds();
 	decoder();
