@@ -496,6 +496,27 @@ void sift_qp_decode(struct sift_buf *out, const unsigned char *s, size_t n, bool
 
 /* ---- headers --------------------------------------------------------------- */
 
+/* Converts the octets of the adjacent encoded words in w (B/Q-decoded,
+ * in charset cs), if *pending, to UTF-8 into o, and empties w.
+ * SpamAssassin's _decode_header (bugs 7249, 7307) merges adjacent words of
+ * one charset before converting: RFC 2047 section 5 forbids splitting a
+ * multi-octet character across words, but mail does it, and a character
+ * split (or a stateful charset such as ISO-2022-JP) converted word by word
+ * becomes mojibake. */
+static void flush_word(struct sift_buf *o, struct sift_buf *w, char *cs, bool *pending, unsigned *flags)
+{
+	if (!*pending)
+		return;
+	*pending = false;
+	char *star = strchr(cs, '*'); /* RFC 2231 language */
+	if (star)
+		*star = 0;
+	if (!sift_word_to_utf8(o, cs, (const unsigned char *)(w->data ? w->data : ""), w->len))
+		*flags |= SIFT_MIME_F_BAD_CHARSET;
+	cs[0] = 0;
+	w->len = 0;
+}
+
 /* Unfolds (drops CR and LF), decodes RFC 2047 words and 8-bit octets into
  * UTF-8, trims; at most maxlen input bytes. */
 void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t maxlen, unsigned *flags)
@@ -535,7 +556,9 @@ void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t
 	bool raw_utf8 = sift_is_utf8(s + i, len - i);
 	size_t pend_ws = 0, pend_start = 0; /* white space after an encoded word */
 	bool last_encoded = false;
-	struct sift_buf tmp = {0};
+	struct sift_buf tmp = {0}; /* the B/Q-decoded octets of adjacent words */
+	char word_cs[64] = "";	   /* their charset */
+	bool pending = false;
 	while (i < len) {
 		if (s[i] == '=' && i + 1 < len && s[i + 1] == '?') {
 			/* =?charset?E?text?= */
@@ -559,22 +582,22 @@ void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t
 						cl = sizeof(csn) - 1;
 					memcpy(csn, cs, cl);
 					csn[cl] = 0;
-					char *star = strchr(csn, '*'); /* RFC 2231 language */
-					if (star)
-						*star = 0;
-					if (!last_encoded && pend_ws)
-						sift_buf_add(o, s + pend_start, pend_ws);
+					/* the white space between two encoded words
+					 * is dropped (RFC 2047 section 6.2); a word in
+					 * the charset of the word before it (as
+					 * written, language included) adds its octets
+					 * to that word's */
 					pend_ws = 0;
-					tmp.len = 0;
+					if (!pending || strcasecmp(word_cs, csn) != 0) {
+						flush_word(o, &tmp, word_cs, &pending, flags);
+						memcpy(word_cs, csn, cl + 1);
+						pending = true;
+					}
 					bool bad = false;
 					if (enc == 'B')
 						sift_b64_decode(&tmp, txt, (size_t)(end - txt), &bad);
 					else
 						sift_qp_decode(&tmp, txt, (size_t)(end - txt), true, &bad);
-					if (!sift_word_to_utf8(
-						    o, csn, (const unsigned char *)(tmp.data ? tmp.data : ""),
-						    tmp.len))
-						*flags |= SIFT_MIME_F_BAD_CHARSET;
 					i = (size_t)(end - s) + 2;
 					last_encoded = true;
 					continue;
@@ -593,6 +616,7 @@ void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t
 			i = j;
 			continue;
 		}
+		flush_word(o, &tmp, word_cs, &pending, flags);
 		if (pend_ws) {
 			sift_buf_add(o, s + pend_start, pend_ws);
 			pend_ws = 0;
@@ -613,6 +637,7 @@ void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t
 			sift_buf_add(o, s + i, j - i);
 		i = j;
 	}
+	flush_word(o, &tmp, word_cs, &pending, flags);
 	sift_buf_free(&tmp);
 	sift_buf_free(&u);
 }

@@ -206,6 +206,15 @@ static const struct dcase dcases[] = {
 	{"raw caf\xc3\xa9", "raw caf\xc3\xa9"},
 	{"=?us-ascii?q?caf=C3=A9?=", "caf\xef\xbf\xbd\xef\xbf\xbd"},
 	{"=?utf-8?q?caf=E9?=", "caf\xef\xbf\xbd"},
+	/* adjacent words of one charset are B/Q-decoded into one buffer and
+	 * converted once (SpamAssassin's _decode_header): a character split
+	 * across them is whole; other charsets or text between keep them
+	 * apart */
+	{"=?UTF-8?Q?SUBJ_caf=C3?=\r\n =?UTF-8?Q?=A9_na=C3?= =?utf-8?B?r3Zl?=",
+	 "SUBJ caf\xc3\xa9 na\xc3\xafve"},
+	{"=?UTF-8?Q?Jos=C3?= =?UTF-8?Q?=A9?= <a@b.example>", "Jos\xc3\xa9 <a@b.example>"},
+	{"=?utf-8?q?=C3?= =?iso-8859-2?q?=A9?=", "\xef\xbf\xbd\xc5\xa0"},
+	{"=?utf-8?q?=C3?= x =?utf-8?q?=A9?=", "\xef\xbf\xbd x \xef\xbf\xbd"},
 	{"=?x-nosuch?q?=93a=94?=", "\xe2\x80\x9c"
 				   "a\xe2\x80\x9d"},
 	{"=?koi8-r?b?8NLJ18XU?=", "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82"},
