@@ -638,7 +638,6 @@ static void html_part(struct impl *m, long idx, const char *t, size_t n, struct 
 	struct sift_mime_part *p = &m->parts[idx];
 	struct sift_html *st = a_alloc(m, sizeof(*st));
 	*st = hs.stats;
-	st->length = p->data_len; /* the source, as SpamAssassin counts it */
 	st->title = a_buf(m, &hs.title);
 	st->anchor = a_buf(m, &hs.anchor);
 	st->comments = a_buf(m, &hs.comments);

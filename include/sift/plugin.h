@@ -381,7 +381,7 @@ struct sift_html_anchor {
 };
 
 struct sift_html {
-	size_t length;		  /* octets of the HTML source (transfer-decoded) */
+	size_t length;		  /* characters of the HTML source (in UTF-8, LF line ends) */
 	unsigned tags;		  /* tags, opening and closing */
 	unsigned bad_tags;	  /* of those, names no HTML version defines */
 	unsigned closed_extra;	  /* closing tags beyond the opening ones of the name */

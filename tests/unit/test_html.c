@@ -303,8 +303,19 @@ static void nbsp(void)
 	done_run(&x);
 }
 
+/* The HTML length is counted in characters, as SpamAssassin's HTML.pm
+ * counts its decoded text (HTML_IMAGE_ONLY_*, __HTML_LENGTH_*). */
+static void length_chars(void)
+{
+	struct run x;
+	scan(&x, "<p>\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 caf\xc3\xa9</p>");
+	CHECK_INT(x.r.stats.length, 18);
+	done_run(&x);
+}
+
 int main(void)
 {
+	length_chars();
 	nbsp();
 	cdata();
 	literal_elements();

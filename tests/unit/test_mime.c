@@ -519,8 +519,21 @@ static void decode_budget(void)
 	sift_buf_free(&b);
 }
 
+/* An HTML part's length is its characters, not the octets of its source
+ * (UTF-8 here, CRLF line ends), as SpamAssassin counts it. */
+static void html_length(void)
+{
+	struct sift_mime *m = parse("Content-Type: text/html; charset=utf-8\r\n\r\n"
+				    "<p>\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82</p>\r\n");
+	CHECK(m->html[0] != NULL);
+	if (m->html[0])
+		CHECK_INT(m->html[0]->length, 14);
+	sift_mime_free(m);
+}
+
 int main(void)
 {
+	html_length();
 	decode_budget();
 	rfc2231_filenames();
 	unrendered_text();
