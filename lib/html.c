@@ -10,6 +10,7 @@
  * its background, and the anchor text shows "<img>" for an image.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -320,77 +321,345 @@ struct tstyle {
 	char fg[8], bg[8];
 };
 
-/* SpamAssassin's name_to_rgb(): "#rrggbb", or "invalid". */
+/* SpamAssassin's colour names (HTML.pm's %html_color: the HTML 4 colours
+ * and the rest of CSS's), sorted for bsearch. */
+static const struct cname {
+	const char *n;
+	unsigned long v;
+} color_names[] = {
+	{"aliceblue", 0xf0f8ff},
+	{"antiquewhite", 0xfaebd7},
+	{"aqua", 0x00ffff},
+	{"aquamarine", 0x7fffd4},
+	{"azure", 0xf0ffff},
+	{"beige", 0xf5f5dc},
+	{"bisque", 0xffe4c4},
+	{"black", 0x000000},
+	{"blanchedalmond", 0xffebcd},
+	{"blue", 0x0000ff},
+	{"blueviolet", 0x8a2be2},
+	{"brown", 0xa52a2a},
+	{"burlywood", 0xdeb887},
+	{"cadetblue", 0x5f9ea0},
+	{"chartreuse", 0x7fff00},
+	{"chocolate", 0xd2691e},
+	{"coral", 0xff7f50},
+	{"cornflowerblue", 0x6495ed},
+	{"cornsilk", 0xfff8dc},
+	{"crimson", 0xdc143c},
+	{"cyan", 0x00ffff},
+	{"darkblue", 0x00008b},
+	{"darkcyan", 0x008b8b},
+	{"darkgoldenrod", 0xb8860b},
+	{"darkgray", 0xa9a9a9},
+	{"darkgreen", 0x006400},
+	{"darkgrey", 0xa9a9a9},
+	{"darkkhaki", 0xbdb76b},
+	{"darkmagenta", 0x8b008b},
+	{"darkolivegreen", 0x556b2f},
+	{"darkorange", 0xff8c00},
+	{"darkorchid", 0x9932cc},
+	{"darkred", 0x8b0000},
+	{"darksalmon", 0xe9967a},
+	{"darkseagreen", 0x8fbc8f},
+	{"darkslateblue", 0x483d8b},
+	{"darkslategray", 0x2f4f4f},
+	{"darkslategrey", 0x2f4f4f},
+	{"darkturquoise", 0x00ced1},
+	{"darkviolet", 0x9400d3},
+	{"deeppink", 0xff1493},
+	{"deepskyblue", 0x00bfff},
+	{"dimgray", 0x696969},
+	{"dimgrey", 0x696969},
+	{"dodgerblue", 0x1e90ff},
+	{"firebrick", 0xb22222},
+	{"floralwhite", 0xfffaf0},
+	{"forestgreen", 0x228b22},
+	{"fuchsia", 0xff00ff},
+	{"gainsboro", 0xdcdcdc},
+	{"ghostwhite", 0xf8f8ff},
+	{"gold", 0xffd700},
+	{"goldenrod", 0xdaa520},
+	{"gray", 0x808080},
+	{"green", 0x008000},
+	{"greenyellow", 0xadff2f},
+	{"grey", 0x808080},
+	{"honeydew", 0xf0fff0},
+	{"hotpink", 0xff69b4},
+	{"indianred", 0xcd5c5c},
+	{"indigo", 0x4b0082},
+	{"ivory", 0xfffff0},
+	{"khaki", 0xf0e68c},
+	{"lavender", 0xe6e6fa},
+	{"lavenderblush", 0xfff0f5},
+	{"lawngreen", 0x7cfc00},
+	{"lemonchiffon", 0xfffacd},
+	{"lightblue", 0xadd8e6},
+	{"lightcoral", 0xf08080},
+	{"lightcyan", 0xe0ffff},
+	{"lightgoldenrodyellow", 0xfafad2},
+	{"lightgray", 0xd3d3d3},
+	{"lightgreen", 0x90ee90},
+	{"lightgrey", 0xd3d3d3},
+	{"lightpink", 0xffb6c1},
+	{"lightsalmon", 0xffa07a},
+	{"lightseagreen", 0x20b2aa},
+	{"lightskyblue", 0x87cefa},
+	{"lightslategray", 0x778899},
+	{"lightslategrey", 0x778899},
+	{"lightsteelblue", 0xb0c4de},
+	{"lightyellow", 0xffffe0},
+	{"lime", 0x00ff00},
+	{"limegreen", 0x32cd32},
+	{"linen", 0xfaf0e6},
+	{"magenta", 0xff00ff},
+	{"maroon", 0x800000},
+	{"mediumaquamarine", 0x66cdaa},
+	{"mediumblue", 0x0000cd},
+	{"mediumorchid", 0xba55d3},
+	{"mediumpurple", 0x9370db},
+	{"mediumseagreen", 0x3cb371},
+	{"mediumslateblue", 0x7b68ee},
+	{"mediumspringgreen", 0x00fa9a},
+	{"mediumturquoise", 0x48d1cc},
+	{"mediumvioletred", 0xc71585},
+	{"midnightblue", 0x191970},
+	{"mintcream", 0xf5fffa},
+	{"mistyrose", 0xffe4e1},
+	{"moccasin", 0xffe4b5},
+	{"navajowhite", 0xffdead},
+	{"navy", 0x000080},
+	{"oldlace", 0xfdf5e6},
+	{"olive", 0x808000},
+	{"olivedrab", 0x6b8e23},
+	{"orange", 0xffa500},
+	{"orangered", 0xff4500},
+	{"orchid", 0xda70d6},
+	{"palegoldenrod", 0xeee8aa},
+	{"palegreen", 0x98fb98},
+	{"paleturquoise", 0xafeeee},
+	{"palevioletred", 0xdb7093},
+	{"papayawhip", 0xffefd5},
+	{"peachpuff", 0xffdab9},
+	{"peru", 0xcd853f},
+	{"pink", 0xffc0cb},
+	{"plum", 0xdda0dd},
+	{"powderblue", 0xb0e0e6},
+	{"purple", 0x800080},
+	{"red", 0xff0000},
+	{"rosybrown", 0xbc8f8f},
+	{"royalblue", 0x4169e1},
+	{"saddlebrown", 0x8b4513},
+	{"salmon", 0xfa8072},
+	{"sandybrown", 0xf4a460},
+	{"seagreen", 0x2e8b57},
+	{"seashell", 0xfff5ee},
+	{"sienna", 0xa0522d},
+	{"silver", 0xc0c0c0},
+	{"skyblue", 0x87ceeb},
+	{"slateblue", 0x6a5acd},
+	{"slategray", 0x708090},
+	{"slategrey", 0x708090},
+	{"snow", 0xfffafa},
+	{"springgreen", 0x00ff7f},
+	{"steelblue", 0x4682b4},
+	{"tan", 0xd2b48c},
+	{"teal", 0x008080},
+	{"thistle", 0xd8bfd8},
+	{"tomato", 0xff6347},
+	{"turquoise", 0x40e0d0},
+	{"violet", 0xee82ee},
+	{"wheat", 0xf5deb3},
+	{"white", 0xffffff},
+	{"whitesmoke", 0xf5f5f5},
+	{"yellow", 0xffff00},
+	{"yellowgreen", 0x9acd32},
+};
+
+static int cname_cmp(const void *k, const void *e)
+{
+	return strcmp(k, ((const struct cname *)e)->n);
+}
+
+/* dec2hex(): at least two hex digits */
+static void dec2hex(struct sift_buf *b, unsigned long long d)
+{
+	char t[24];
+	int k = snprintf(t, sizeof(t), d < 16 ? "0%llx" : "%llx", d);
+	sift_buf_add(b, t, (size_t)k);
+}
+
+/* Perl's \d+ at s[*i]: its value (saturated), false when no digit. */
+static bool digits(const char *s, size_t n, size_t *i, unsigned long long *v)
+{
+	size_t k = *i;
+	*v = 0;
+	while (k < n && isdigit((unsigned char)s[k])) {
+		unsigned long long d = (unsigned long long)(s[k] - '0');
+		*v = *v > (ULLONG_MAX - d) / 10 ? ULLONG_MAX : *v * 10 + d;
+		k++;
+	}
+	if (k == *i)
+		return false;
+	*i = k;
+	return true;
+}
+
+static size_t skip_ws(const char *s, size_t n, size_t i)
+{
+	while (i < n && isspace((unsigned char)s[i]))
+		i++;
+	return i;
+}
+
+/* HTML.pm's rgb(N%, N%, N%) (pct) or rgb(N, N, N) at s[i] (just past
+ * "rgb("): the three values. */
+static bool rgb_args(const char *s, size_t n, size_t i, bool pct, unsigned long long v[3])
+{
+	for (int k = 0; k < 3; k++) {
+		if (k)
+			i = skip_ws(s, n, i);
+		if (!digits(s, n, &i, &v[k]))
+			return false;
+		if (pct && (i >= n || s[i++] != '%'))
+			return false;
+		if (k < 2 && (i >= n || s[i++] != ','))
+			return false;
+	}
+	i = skip_ws(s, n, i);
+	return i < n && s[i] == ')';
+}
+
+/* SpamAssassin's name_to_rgb() (HTML.pm): "#rrggbb", "invalid", or what
+ * else it returns for odd input ("#" for a lone '#'). A name from its
+ * table; else, for a value made of '#', a-f and 0-9 only, or holding
+ * rgb(...) of digits, '%', ',' and spaces: rgb(N%,N%,N%) and rgb(N,N,N)
+ * turned into hex; then a value starting with '#' has its non-hex
+ * characters dropped, is cut to 6 digits (to 3 if between 3 and 6),
+ * padded to a multiple of 3 and a 3-digit one doubled. Anything else (a
+ * hex value without its '#', an unknown name) is "invalid". */
 static void name_to_rgb(const char *in, size_t n, char out[8])
 {
-	static const struct {
-		const char *n, *v;
-	} names[] = {{"black", "000000"},	{"white", "ffffff"},	 {"red", "ff0000"},
-		     {"green", "008000"},	{"blue", "0000ff"},	 {"yellow", "ffff00"},
-		     {"gray", "808080"},	{"grey", "808080"},	 {"silver", "c0c0c0"},
-		     {"maroon", "800000"},	{"navy", "000080"},	 {"purple", "800080"},
-		     {"teal", "008080"},	{"olive", "808000"},	 {"lime", "00ff00"},
-		     {"aqua", "00ffff"},	{"fuchsia", "ff00ff"},	 {"orange", "ffa500"},
-		     {"whitesmoke", "f5f5f5"},	{"snow", "fffafa"},	 {"ivory", "fffff0"},
-		     {"beige", "f5f5dc"},	{"linen", "faf0e6"},	 {"lightgrey", "d3d3d3"},
-		     {"lightgray", "d3d3d3"},	{"darkgray", "a9a9a9"},	 {"darkgrey", "a9a9a9"},
-		     {"darkblue", "00008b"},	{"darkred", "8b0000"},	 {"darkgreen", "006400"},
-		     {"gold", "ffd700"},	{"pink", "ffc0cb"},	 {"brown", "a52a2a"},
-		     {"cyan", "00ffff"},	{"magenta", "ff00ff"},	 {"ghostwhite", "f8f8ff"},
-		     {"floralwhite", "fffaf0"}, {"azure", "f0ffff"},	 {"mintcream", "f5fffa"},
-		     {"honeydew", "f0fff0"},	{"aliceblue", "f0f8ff"}, {"seashell", "fff5ee"},
-		     {"lavender", "e6e6fa"},	{"oldlace", "fdf5e6"},	 {"lightyellow", "ffffe0"},
-		     {"lightcyan", "e0ffff"},	{"gainsboro", "dcdcdc"}};
-	char c[64];
-	size_t k = 0;
 	while (n && isspace((unsigned char)*in)) {
 		in++;
 		n--;
 	}
 	while (n && isspace((unsigned char)in[n - 1]))
 		n--;
-	for (size_t i = 0; i < n && k < sizeof(c) - 1; i++)
-		c[k++] = (char)tolower((unsigned char)in[i]);
-	c[k] = 0;
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strcmp(c, names[i].n) == 0) {
-			snprintf(out, 8, "#%.6s", names[i].v);
+	char c[32];
+	if (n < sizeof(c)) {
+		for (size_t i = 0; i < n; i++)
+			c[i] = (char)tolower((unsigned char)in[i]);
+		c[n] = 0;
+		const struct cname *e = bsearch(c, color_names, sizeof(color_names) / sizeof(color_names[0]),
+						sizeof(color_names[0]), cname_cmp);
+		if (e) {
+			snprintf(out, 8, "#%06lx", e->v);
 			return;
 		}
-	unsigned r, g, b;
-	if (sscanf(c, "rgb(%u,%u,%u)", &r, &g, &b) == 3 ||
-	    sscanf(c, "rgb( %u , %u , %u )", &r, &g, &b) == 3) {
-		snprintf(out, 8, "#%02x%02x%02x", r > 255 ? 255 : r, g > 255 ? 255 : g, b > 255 ? 255 : b);
-		return;
 	}
-	const char *h = c[0] == '#' ? c + 1 : c;
-	char hex[8];
-	size_t hl = 0;
-	bool all_hex = *h != 0;
-	for (const char *q = h; *q; q++)
-		if (!isxdigit((unsigned char)*q))
-			all_hex = false;
-	if (!all_hex) {
+	bool hexclass = true, rgb = false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = (char)tolower((unsigned char)in[i]);
+		if (ch != '#' && !isdigit((unsigned char)ch) && !(ch >= 'a' && ch <= 'f'))
+			hexclass = false;
+	}
+	struct sift_buf col = {0};
+	for (size_t i = 0; !hexclass && i + 4 <= n; i++) {
+		if (strncasecmp(in + i, "rgb(", 4) != 0)
+			continue;
+		size_t k = i + 4;
+		while (k < n &&
+		       (isdigit((unsigned char)in[k]) || in[k] == '%' || in[k] == ',' || in[k] == ' '))
+			k++;
+		if (k < n && in[k] == ')')
+			rgb = true;
+	}
+	if (!hexclass && !rgb) {
 		snprintf(out, 8, "invalid");
 		return;
 	}
-	for (const char *q = h; *q && hl < 6; q++)
-		hex[hl++] = *q;
-	hex[hl] = 0;
+	for (size_t i = 0; i < n; i++)
+		sift_buf_add(&col, (char[]){(char)tolower((unsigned char)in[i])}, 1);
+	if (rgb) {
+		unsigned long long v[3];
+		for (int pct = 1; pct >= 0; pct--)
+			for (size_t i = 0; i + 4 <= col.len; i++)
+				if (memcmp(col.data + i, "rgb(", 4) == 0 &&
+				    rgb_args(col.data, col.len, i + 4, pct, v)) {
+					col.len = 0;
+					sift_buf_add(&col, "#", 1);
+					for (int k = 0; k < 3; k++)
+						dec2hex(&col,
+							pct ? (unsigned long long)((double)v[k] / 100 * 255)
+							    : v[k]);
+					break;
+				}
+	}
+	if (!col.len || col.data[0] != '#') {
+		sift_buf_free(&col);
+		snprintf(out, 8, "invalid");
+		return;
+	}
+	char hex[7];
+	size_t hl = 0;
+	for (size_t i = 0; i < col.len && hl < 6; i++)
+		if (isxdigit((unsigned char)col.data[i]))
+			hex[hl++] = col.data[i];
+	sift_buf_free(&col);
 	if (hl > 3 && hl < 6)
-		hl = 3, hex[3] = 0;
+		hl = 3;
 	while (hl % 3)
-		hex[hl++] = '0', hex[hl] = 0;
+		hex[hl++] = '0';
+	hex[hl] = 0;
 	if (hl == 3)
 		snprintf(out, 8, "#%c%c%c%c%c%c", hex[0], hex[0], hex[1], hex[1], hex[2], hex[2]);
 	else
-		snprintf(out, 8, "#%.6s", hex);
+		snprintf(out, 8, "#%s", hex);
 }
 
 /* ---- text colours ---- */
+/* A colour of a style's color: or background-color: (v, n: the value) as
+ * HTML.pm's style handling reads it: 0 with the colour in out, 1 inherit
+ * (no change), 2 transparent (the parent's background for a background,
+ * the background for the text). A value holding "rgb" is read as its
+ * digits and commas, "rgb(a,b,c)" the first three numbers (none 0, each
+ * at most 255: not name_to_rgb, so no percentages); anything else is
+ * name_to_rgb's. */
+static int style_color(const char *v, size_t n, char out[8])
+{
+	while (n && isspace((unsigned char)*v))
+		v++, n--;
+	while (n && isspace((unsigned char)v[n - 1]))
+		n--;
+	if (n == 7 && strncasecmp(v, "inherit", 7) == 0)
+		return 1;
+	if (n == 11 && strncasecmp(v, "transparent", 11) == 0)
+		return 2;
+	bool rgb = false;
+	for (size_t i = 0; i + 3 <= n && !rgb; i++)
+		rgb = strncasecmp(v + i, "rgb", 3) == 0;
+	if (!rgb) {
+		name_to_rgb(v, n, out);
+		return 0;
+	}
+	unsigned long c[3] = {0, 0, 0};
+	int k = 0;
+	for (size_t i = 0; i < n && k < 3; i++) {
+		if (v[i] == ',')
+			k++;
+		else if (isdigit((unsigned char)v[i]))
+			c[k] = c[k] > 255 ? c[k] : c[k] * 10 + (unsigned long)(v[i] - '0');
+	}
+	snprintf(out, 8, "#%02lx%02lx%02lx", c[0] > 255 ? 255 : c[0], c[1] > 255 ? 255 : c[1],
+		 c[2] > 255 ? 255 : c[2]);
+	return 0;
+}
+
 static void style_apply(struct tstyle *ns, const char *v, size_t n, const char *parent_bg)
 {
 	/* "color: x; background-color: y; background: z" */
+	bool fg_transparent = false;
 	size_t i = 0;
 	while (i < n) {
 		size_t j = i;
@@ -415,13 +684,16 @@ static void style_apply(struct tstyle *ns, const char *v, size_t n, const char *
 				}
 			char out[8];
 			if (kl == 5 && strncasecmp(d, "color", 5) == 0) {
-				name_to_rgb(val, vl, out);
-				if (!(vl >= 7 && strncasecmp(val, "inherit", 7) == 0))
+				int k = style_color(val, vl, out);
+				if (k == 0)
 					memcpy(ns->fg, out, 8);
+				fg_transparent = k == 2 ? true : k == 0 ? false : fg_transparent;
 			} else if (kl == 16 && strncasecmp(d, "background-color", 16) == 0) {
-				name_to_rgb(val, vl, out);
-				if (!(vl >= 7 && strncasecmp(val, "inherit", 7) == 0))
+				int k = style_color(val, vl, out);
+				if (k == 0)
 					memcpy(ns->bg, out, 8);
+				else if (k == 2)
+					memcpy(ns->bg, parent_bg, 8);
 			} else if (kl == 10 && strncasecmp(d, "background", 10) == 0) {
 				/* the first token that is a colour */
 				size_t q = 0;
@@ -443,7 +715,8 @@ static void style_apply(struct tstyle *ns, const char *v, size_t n, const char *
 		}
 		i = j + 1;
 	}
-	(void)parent_bg;
+	if (fg_transparent) /* the text in its background's colour */
+		memcpy(ns->fg, ns->bg, 8);
 }
 
 static bool low_contrast(const char *fg, const char *bg)
@@ -761,8 +1034,6 @@ static void text_style(struct hs *h, const char *name, bool closing, size_t as, 
 	if (strcmp(sname, "font") != 0 && strcmp(sname, "body") != 0 && strcmp(sname, "big") != 0 &&
 	    strcmp(sname, "small") != 0 && strcmp(sname, "marquee") != 0 && attr(h, as, ae, "style")) {
 		style_apply(&nst, h->attr.data, h->attr.len, h->stack[h->sp - 1].bg);
-		if (strcmp(nst.bg, "transparent") == 0)
-			memcpy(nst.bg, h->stack[h->sp - 1].bg, 8);
 	}
 	h->stack[h->sp++] = nst;
 }

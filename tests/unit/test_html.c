@@ -6,6 +6,7 @@
  * text, font sizes, low-contrast text, image area, mailto: forms), with
  * quoted attribute values holding '>', and the anchors (href and text).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -313,8 +314,69 @@ static void length_chars(void)
 	done_run(&x);
 }
 
+/* Colours as SpamAssassin's name_to_rgb reads them: every name of its
+ * table (all of CSS's), hex only after a '#' (cut to 6 digits, or to 3
+ * between 3 and 6), rgb() in decimal or percent; a value it reads as
+ * "invalid" gives no low-contrast text against white. */
+static void colours(void)
+{
+	static const struct {
+		const char *fg;
+		bool low;
+	} cc[] = {
+		{"cornsilk", true},
+		{"LemonChiffon", true},
+		{" papayawhip ", true},
+		{"fff", false},
+		{"#fff", true},
+		{"#fffe", true},
+		{"#fefefe00", true},
+		{"#zzz", false},
+		{"rgb(254,254,254)", true},
+		{"rgb(100%,100%,100%)", true},
+		{"rgb( 255,255,255)", false},
+		{"navy", false},
+		{"lightgoldenrodyellow", true},
+	};
+	/* a style's color: holding "rgb" is its first three numbers, no
+	 * percentages (HTML.pm's style handling, not name_to_rgb);
+	 * transparent text is in its background's colour */
+	static const struct {
+		const char *style;
+		bool low;
+	} sc[] = {
+		{"color:rgb(100%,100%,100%)", false},
+		{"color: rgb(254, 254, 254)", true},
+		{"color:rgb(999,999,999)", true},
+		{"color: transparent", true},
+		{"color: inherit", false},
+		{"color: cornsilk !important", true},
+	};
+	for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++) {
+		char h[128];
+		snprintf(h, sizeof(h), "<p>text</p><span style=\"%s\">hidden text</span>", sc[i].style);
+		struct run x;
+		scan(&x, h);
+		if (!x.r.stats.low_contrast != !sc[i].low)
+			fprintf(stderr, "style %s\n", sc[i].style);
+		CHECK(!x.r.stats.low_contrast == !sc[i].low);
+		done_run(&x);
+	}
+	for (size_t i = 0; i < sizeof(cc) / sizeof(cc[0]); i++) {
+		char h[128];
+		snprintf(h, sizeof(h), "<font color=\"%s\">hidden text</font>", cc[i].fg);
+		struct run x;
+		scan(&x, h);
+		if (!x.r.stats.low_contrast != !cc[i].low)
+			fprintf(stderr, "colour %s\n", cc[i].fg);
+		CHECK(!x.r.stats.low_contrast == !cc[i].low);
+		done_run(&x);
+	}
+}
+
 int main(void)
 {
+	colours();
 	length_chars();
 	nbsp();
 	cdata();
