@@ -321,6 +321,32 @@ struct tstyle {
 	char fg[8], bg[8];
 };
 
+/* An <img> width or height as HTML.pm reads it: digits, or digits and
+ * '%' (times pct: a percentage of an 800x600 screen), a line end allowed
+ * after; 200 (its guess) for anything else or 0. At most 10^6 (the area
+ * stays far from overflowing). */
+static unsigned long img_dim(const char *v, size_t n, unsigned long pct)
+{
+	if (n && v[n - 1] == '\n')
+		n--;
+	size_t i = 0;
+	unsigned long d = 0;
+	while (i < n && isdigit((unsigned char)v[i])) {
+		if (d < 1000000)
+			d = d * 10 + (unsigned long)(v[i] - '0');
+		i++;
+	}
+	if (i == 0)
+		return 200;
+	if (i < n && v[i] == '%' && i + 1 == n)
+		d *= pct;
+	else if (i != n)
+		return 200;
+	if (d > 1000000)
+		d = 1000000;
+	return d ? d : 200;
+}
+
 /* SpamAssassin's colour names (HTML.pm's %html_color: the HTML 4 colours
  * and the rest of CSS's), sorted for bsearch. */
 static const struct cname {
@@ -1341,13 +1367,16 @@ static void tag_attributes(struct hs *h, const char *name, size_t as, size_t ae)
 		if (h->in_a)
 			sift_buf_adds(&h->r->anchor, "<img>");
 		anchor_text(h, "<img>", 5);
-		unsigned long w = 0, ht = 0;
-		if (attr(h, as, ae, "width"))
-			w = strtoul(h->attr.data, NULL, 10);
-		if (attr(h, as, ae, "height"))
-			ht = strtoul(h->attr.data, NULL, 10);
-		if (w < 100000 && ht < 100000)
-			st->image_area += w * ht;
+		/* HTML.pm: only an <img> with both a width and a height;
+		 * each /^(\d+)(%)?$/ (a percentage of an 800x600 screen),
+		 * 200 when it is not that or 0 */
+		if (attr(h, as, ae, "width")) {
+			unsigned long w = img_dim(h->attr.data, h->attr.len, 8);
+			if (attr(h, as, ae, "height")) {
+				unsigned long ht = img_dim(h->attr.data, h->attr.len, 6);
+				st->image_area += w * ht;
+			}
+		}
 	} else if (strcmp(name, "font") == 0 && attr(h, as, ae, "size")) {
 		const char *sz = h->attr.data;
 		/* bounded: "+2147483647" is a large size, not an overflow */

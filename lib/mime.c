@@ -628,6 +628,35 @@ static void html_link(void *arg, const char *uri, size_t len)
 	add_uri(lc->m, uri, len, SIFT_URI_F_HTML, lc->part);
 }
 
+/* The characters of UTF-8 text t (n octets) that are not white space as
+ * Perl's \s matches it in a character string: ASCII white space, U+0085,
+ * U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000.
+ * SpamAssassin's html_image_ratio divides this (non_space_len) by the
+ * image area. */
+static size_t non_space(const char *t, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)t;
+	size_t chars = 0;
+	for (size_t i = 0; i < n;) {
+		size_t l = s[i] < 0x80 ? 1 : sift_utf8_seq(s + i, n - i);
+		if (!l)
+			l = 1;
+		unsigned long cp = 0;
+		if (l == 1)
+			cp = s[i];
+		else if (l == 2)
+			cp = (s[i] & 0x1fUL) << 6 | (s[i + 1] & 0x3fUL);
+		else if (l == 3)
+			cp = (s[i] & 0x0fUL) << 12 | (s[i + 1] & 0x3fUL) << 6 | (s[i + 2] & 0x3fUL);
+		bool space = cp == ' ' || (cp >= 0x09 && cp <= 0x0d) || cp == 0x85 || cp == 0xa0 ||
+			     cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 ||
+			     cp == 0x202f || cp == 0x205f || cp == 0x3000;
+		chars += !space;
+		i += l;
+	}
+	return chars;
+}
+
 /* Renders the UTF-8 HTML of part idx (t[0..n)) into o through the one
  * tokenizer (lib/html.c), which also gives the part's statistics. */
 static void html_part(struct impl *m, long idx, const char *t, size_t n, struct sift_buf *o)
@@ -638,6 +667,7 @@ static void html_part(struct impl *m, long idx, const char *t, size_t n, struct 
 	struct sift_mime_part *p = &m->parts[idx];
 	struct sift_html *st = a_alloc(m, sizeof(*st));
 	*st = hs.stats;
+	st->non_space_len = non_space(o->data, o->len);
 	st->title = a_buf(m, &hs.title);
 	st->anchor = a_buf(m, &hs.anchor);
 	st->comments = a_buf(m, &hs.comments);

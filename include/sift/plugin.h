@@ -399,6 +399,9 @@ struct sift_html {
 	unsigned iframes;			/* <iframe> tags with a src */
 	size_t nanchors;			/* the first SIFT_HTML_MAX_ANCHORS <a href>: */
 	const struct sift_html_anchor *anchors; /* in order */
+	/* characters of the rendered text that are not Unicode white space
+	 * (SpamAssassin's non_space_len: html_image_ratio) */
+	size_t non_space_len;
 };
 
 #define SIFT_URI_F_HTML 0x01 /* from an HTML attribute (href, src, ...) */

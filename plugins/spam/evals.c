@@ -1004,7 +1004,7 @@ static int ev_html_image_ratio(struct msgctx *m, const struct rule *r)
 	const struct sift_html *hi = html_info(m);
 	if (!hi || hi->image_area == 0)
 		return 0;
-	double ratio = (double)hi->length / (double)hi->image_area;
+	double ratio = (double)hi->non_space_len / (double)hi->image_area;
 	return ratio > atof(eval_arg(r, 0)) && ratio <= atof(eval_arg(r, 1));
 }
 

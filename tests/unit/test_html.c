@@ -374,8 +374,22 @@ static void colours(void)
 	}
 }
 
+/* The image area as HTML.pm sums it (html_image_ratio): an <img> with both
+ * a width and a height, a percentage of an 800x600 screen, 200 for a value
+ * that is not digits or is 0. */
+static void image_area(void)
+{
+	struct run x;
+	scan(&x, "<img width=\"50%\" height=10><img width=0 height=5><img width=\"12px\" height=2>"
+		 "<img width=10><img height=\"10%\" width=3>");
+	CHECK_INT(x.r.stats.image_area, 4000 + 1000 + 400 + 180);
+	CHECK_INT(x.r.stats.images, 5);
+	done_run(&x);
+}
+
 int main(void)
 {
+	image_area();
 	colours();
 	length_chars();
 	nbsp();

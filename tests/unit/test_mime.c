@@ -529,6 +529,15 @@ static void html_length(void)
 	if (m->html[0])
 		CHECK_INT(m->html[0]->length, 14);
 	sift_mime_free(m);
+
+	/* html_image_ratio's text is the rendered characters that are not
+	 * Unicode white space (SpamAssassin's non_space_len) */
+	m = parse("Content-Type: text/html; charset=utf-8\n\n"
+		  "<p>a b&nbsp;c\xe3\x80\x80\xd0\x94</p>\n<img src=x.gif width=10 height=10>\n");
+	CHECK(m->html[0] != NULL);
+	if (m->html[0])
+		CHECK_INT(m->html[0]->non_space_len, 4);
+	sift_mime_free(m);
 }
 
 int main(void)
