@@ -38,16 +38,11 @@ static char *repeat_as_call(const char *pat, int k)
 			i++;
 			continue;
 		}
-		if (pat[i] == '[') { /* a class: to its ']' (a ']' first is literal) */
-			size_t j = i + 1;
-			if (j < n && pat[j] == '^')
-				j++;
-			if (j < n && pat[j] == ']')
-				j++;
-			for (; j < n && pat[j] != ']'; j++)
-				if (pat[j] == '\\')
-					j++;
-			i = j;
+		if (pat[i] == '[') {
+			const char *ce = regex_class_end(pat + i);
+			if (!ce)
+				return NULL;
+			i = (size_t)(ce - pat) - 1;
 			continue;
 		}
 		if (pat[i] == '(' && sp < 256)

@@ -644,6 +644,10 @@ void pool_free(struct scratch_pool *p);
 
 /* ---- shorter prefilters (prefix.c) ------------------------------------------ */
 
+/* The octet after the character class that starts at p ('['), or NULL
+ * when it is not closed. */
+const char *regex_class_end(const char *p);
+
 /* A pattern with at least PREFIX_MIN_REPEATED top-level items that must
  * match and may repeat (a{1,2}, [a-z]+) is prefiltered by its items up to
  * the PREFIX_ITEMS-th that must match. */

@@ -19,8 +19,7 @@
 
 #include "internal.h"
 
-/* The end of the character class that starts at p ('['), or NULL. */
-static const char *class_end(const char *p)
+const char *regex_class_end(const char *p)
 {
 	p++;
 	if (*p == '^')
@@ -83,7 +82,7 @@ static const char *group_end(const char *p)
 			continue;
 		}
 		if (*p == '[') {
-			p = class_end(p);
+			p = regex_class_end(p);
 			if (!p)
 				return NULL;
 			continue;
@@ -151,7 +150,7 @@ static int walk(const char *pat, const char *flags, size_t *cuts, int max, unsig
 				return -1;
 			zero_width = strchr("bBAzZGK", s[1]) != NULL;
 		} else if (*p == '[') {
-			p = class_end(p);
+			p = regex_class_end(p);
 		} else if (*p == '(') {
 			p = group_end(p);
 			if (s[1] == '*' || (s[1] == '?' && s[2] == '#'))
@@ -237,7 +236,7 @@ char *prefilter_relax(const char *pat, const char *flags, unsigned min_count)
 			if (!p)
 				goto refuse;
 		} else if (*p == '[') {
-			p = class_end(p);
+			p = regex_class_end(p);
 			if (!p)
 				goto refuse;
 		} else if (*p == '(') {
@@ -336,7 +335,7 @@ static bool rev_seq(const char **pp, struct sbuf *out, int depth)
 			if (!drop)
 				sb_add(&tmp, s, (size_t)(p - s));
 		} else if (*p == '[') {
-			p = class_end(p);
+			p = regex_class_end(p);
 			if (!p) {
 				ok = false;
 				break;
@@ -599,7 +598,7 @@ static bool widen_seq(const char **pp, struct sbuf *out, bool *all_high, int dep
 			}
 			free(inner.d);
 		} else if (*p == '[') {
-			p = class_end(p);
+			p = regex_class_end(p);
 			if (!p)
 				return false;
 			int h = class_high(s, p);
