@@ -122,9 +122,10 @@ static unsigned hs_match_flags(const char *p, unsigned flags)
 static hs_database_t *hs_build(const struct spam_engine *e, const struct rgroup *g, bool *ok,
 			       char *const *pat, const bool *exact, bool multi)
 {
-	char **pats = xcalloc(g->n, sizeof(char *));
-	unsigned *flags = xcalloc(g->n, sizeof(unsigned));
-	unsigned *ids = xcalloc(g->n, sizeof(unsigned));
+	size_t cap = g->n + 1;
+	char **pats = xcalloc(cap, sizeof(char *));
+	unsigned *flags = xcalloc(cap, sizeof(unsigned));
+	unsigned *ids = xcalloc(cap, sizeof(unsigned));
 	hs_database_t *db = NULL;
 	for (;;) {
 		size_t m = 0;
@@ -132,12 +133,26 @@ static hs_database_t *hs_build(const struct spam_engine *e, const struct rgroup 
 			if (!ok[i])
 				continue;
 			const struct rule *r = &e->rules[g->rules[i]];
-			pats[m] = pat && pat[i] ? xstrdup(pat[i]) : hs_pattern(r);
-			flags[m] = hs_flags_for(r) & ~(exact && exact[i] ? HS_FLAG_PREFILTER : 0u);
-			if (multi)
-				flags[m] = hs_match_flags(pats[m], flags[m]);
-			ids[m] = (unsigned)i;
-			m++;
+			char *all = pat && pat[i] ? xstrdup(pat[i]) : hs_pattern(r);
+			/* a prefilter in pieces (prefilter_split): one expression
+			 * a line, each reporting the rule */
+			for (char *one = all, *nl; one; one = nl ? nl + 1 : NULL) {
+				if ((nl = strchr(one, '\n')))
+					*nl = 0;
+				if (m == cap) {
+					cap *= 2;
+					pats = xrealloc(pats, cap * sizeof(*pats));
+					flags = xrealloc(flags, cap * sizeof(*flags));
+					ids = xrealloc(ids, cap * sizeof(*ids));
+				}
+				pats[m] = xstrdup(one);
+				flags[m] = hs_flags_for(r) & ~(exact && exact[i] ? HS_FLAG_PREFILTER : 0u);
+				if (multi)
+					flags[m] = hs_match_flags(pats[m], flags[m]);
+				ids[m] = (unsigned)i;
+				m++;
+			}
+			free(all);
 		}
 		if (m == 0)
 			break;
@@ -191,15 +206,18 @@ static size_t hs_ncandidates(const struct spam_engine *e, const struct rgroup *g
 /* A group's databases as stored in the cache and sent by the compiler:
  * HS_MAGIC, the number of rules n (4 octets), n flags (HS_IN_DB: in
  * the prefilter database, HS_RELAXED: in the relaxed one; HS_STARTS added:
- * in the starts database), the lengths of the serialized prefilter and
- * relaxed databases (8 octets each), those two databases, the serialized
- * starts database (each absent when none), then the SHA-256 of all that.
+ * in the starts database; HS_ASCII added: its ASCII form in the prefilter
+ * database, itself in the full one), the lengths of the serialized
+ * prefilter, relaxed and starts databases (8 octets each), those three
+ * databases, the serialized full database (each absent when none), then
+ * the SHA-256 of all that.
  * Hyperscan checks its bytecode's CRC, but not every octet of its
  * databases, and nothing checks the flags: a flipped bit could send a
  * rule to a database that does not hold it, where it never matches, or
  * run it twice. */
-#define HS_MAGIC  "SIFTHS5\n"
-#define HS_HEAD	  (8 + 4 + 8 + 8) /* and the n flags */
+#define HS_MAGIC  "SIFTHS6\n"
+#define HS_NDB	  4
+#define HS_HEAD	  (8 + 4 + 8 * (HS_NDB - 1)) /* and the n flags */
 #define HS_DIGEST SHA256_DIGEST_LENGTH
 
 /* The cache file of a group, named by a hash of everything its database
@@ -209,7 +227,8 @@ static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 	uint64_t h = fnv1a(1469598103934665603ull, hs_version(), strlen(hs_version()));
 	h = fnv1a(h, HS_MAGIC, 8); /* the file's format */
 	/* how patterns Hyperscan refuses whole are prefiltered (hs_fallback) */
-	static const char fallback[] = "prefix-fallback-1 relax-8-3 starts-2 body-multi-3 relaxed-apart";
+	static const char fallback[] =
+		"prefix-fallback-1 relax-8-3 starts-2 body-multi-3 relaxed-apart split-1 body-ascii-3";
 	h = fnv1a(h, fallback, sizeof(fallback));
 	/* the size limit decides which rules a database holds */
 	uint32_t limit = HS_MAX_RULE_DB;
@@ -226,28 +245,29 @@ static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 			 (unsigned long long)h);
 }
 
-static char *hs_blob(const unsigned char *flags, size_t n, const hs_database_t *const dbs[3], size_t *len_r)
+static char *hs_blob(const unsigned char *flags, size_t n, const hs_database_t *const dbs[HS_NDB],
+		     size_t *len_r)
 {
-	char *bytes[3] = {0};
-	size_t blen[3] = {0};
-	for (int k = 0; k < 3; k++)
+	char *bytes[HS_NDB] = {0};
+	size_t blen[HS_NDB] = {0};
+	for (int k = 0; k < HS_NDB; k++)
 		if (dbs[k] && hs_serialize_database(dbs[k], &bytes[k], &blen[k]) != HS_SUCCESS) {
 			for (int j = 0; j < k; j++)
 				free(bytes[j]);
 			return NULL;
 		}
-	size_t len = HS_HEAD + n + blen[0] + blen[1] + blen[2] + HS_DIGEST;
+	size_t len = HS_HEAD + n + blen[0] + blen[1] + blen[2] + blen[3] + HS_DIGEST;
 	char *b = xmalloc(len);
 	memcpy(b, HS_MAGIC, 8);
 	uint32_t n32 = (uint32_t)n;
 	memcpy(b + 8, &n32, 4);
 	memcpy(b + 12, flags, n);
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < HS_NDB - 1; k++) {
 		uint64_t b64 = blen[k];
 		memcpy(b + 12 + n + 8 * k, &b64, 8);
 	}
 	size_t at = HS_HEAD + n;
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < HS_NDB; k++) {
 		if (blen[k])
 			memcpy(b + at, bytes[k], blen[k]);
 		at += blen[k];
@@ -272,8 +292,8 @@ static int hs_unblob(const char *b, size_t len, const struct spam_engine *e, con
 	memcpy(&n32, b + 8, 4);
 	if (n32 != g->n || len < HS_HEAD + (size_t)n32)
 		return -1;
-	size_t blen[3], left = len - HS_HEAD - n32;
-	for (int k = 0; k < 2; k++) {
+	size_t blen[HS_NDB], left = len - HS_HEAD - n32;
+	for (int k = 0; k < HS_NDB - 1; k++) {
 		uint64_t b64;
 		memcpy(&b64, b + 12 + n32 + 8 * k, 8);
 		if (b64 > left)
@@ -281,21 +301,27 @@ static int hs_unblob(const char *b, size_t len, const struct spam_engine *e, con
 		blen[k] = (size_t)b64;
 		left -= blen[k];
 	}
-	blen[2] = left;
+	blen[HS_NDB - 1] = left;
 	const unsigned char *fl = (const unsigned char *)b + 12;
-	bool any[3] = {false, false, false};
+	bool any[HS_NDB] = {false}, need[HS_NDB] = {false};
 	for (size_t i = 0; i < g->n; i++) {
-		unsigned f = fl[i] & ~HS_STARTS;
-		if (f > HS_RELAXED || (fl[i] && !hs_candidate(&e->rules[g->rules[i]])) || (fl[i] && !f))
+		unsigned f = fl[i] & ~(HS_STARTS | HS_ASCII);
+		if (f > HS_RELAXED || (fl[i] && !hs_candidate(&e->rules[g->rules[i]])) || (fl[i] && !f) ||
+		    ((fl[i] & HS_ASCII) && f != HS_IN_DB))
 			return -1;
 		any[0] |= f == HS_IN_DB;
 		any[1] |= f == HS_RELAXED;
 		any[2] |= (fl[i] & HS_STARTS) != 0;
+		any[3] |= (fl[i] & HS_ASCII) != 0;
+		/* a rule's ASCII form may be nothing: then it is in the full
+		 * database only */
+		need[0] |= f == HS_IN_DB && !(fl[i] & HS_ASCII);
 	}
-	hs_database_t *dbs[3] = {NULL, NULL, NULL};
+	need[1] = any[1], need[2] = any[2], need[3] = any[3];
+	hs_database_t *dbs[HS_NDB] = {NULL};
 	size_t at = HS_HEAD + n32;
-	for (int k = 0; k < 3; k++) {
-		if (any[k] != (blen[k] > 0) ||
+	for (int k = 0; k < HS_NDB; k++) {
+		if ((need[k] && !blen[k]) || (!any[k] && blen[k]) ||
 		    (blen[k] && hs_deserialize_database(b + at, blen[k], &dbs[k]) != HS_SUCCESS)) {
 			for (int j = 0; j < k; j++)
 				if (dbs[j])
@@ -307,6 +333,7 @@ static int hs_unblob(const char *b, size_t len, const struct spam_engine *e, con
 	hg->db = dbs[0];
 	hg->relaxed_db = dbs[1];
 	hg->starts_db = dbs[2];
+	hg->full_db = dbs[3];
 	hg->in_db = xcalloc(g->n, 1);
 	memcpy(hg->in_db, fl, g->n);
 	hg->loaded = true;
@@ -524,6 +551,8 @@ void hsmatch_free(const struct spam_engine *e, struct hsmatch *hm)
 			hs_free_database(hm->g[i].relaxed_db);
 		if (hm->g[i].starts_db)
 			hs_free_database(hm->g[i].starts_db);
+		if (hm->g[i].full_db)
+			hs_free_database(hm->g[i].full_db);
 		free(hm->g[i].in_db);
 		free(hm->g[i].pcre_only);
 	}
@@ -549,6 +578,7 @@ static int hsmatch_finish(const struct spam_engine *e, struct hsmatch *hm)
 			if (hsgroup_db_of(hg, hg->in_db[i])) {
 				hm->nhs++;
 				hm->nrelaxed += (hg->in_db[i] & ~HS_STARTS) == HS_RELAXED;
+				hm->nascii += (hg->in_db[i] & HS_ASCII) != 0;
 				hm->nstarts += (hg->in_db[i] & HS_STARTS) && hg->starts_db;
 			} else {
 				hg->pcre_only[hg->npcre++] = g->rules[i];
@@ -560,6 +590,8 @@ static int hsmatch_finish(const struct spam_engine *e, struct hsmatch *hm)
 		if (hg->relaxed_db && hs_alloc_scratch(hg->relaxed_db, &hm->pool.proto) != HS_SUCCESS)
 			return -1;
 		if (hg->starts_db && hs_alloc_scratch(hg->starts_db, &hm->pool.proto) != HS_SUCCESS)
+			return -1;
+		if (hg->full_db && hs_alloc_scratch(hg->full_db, &hm->pool.proto) != HS_SUCCESS)
 			return -1;
 	}
 	return 0;
@@ -700,6 +732,22 @@ static char *hs_relaxed(const struct rule *r)
 	return NULL;
 }
 
+/* Hyperscan takes every line of parts (prefilter_split). */
+static bool hs_parts_take(char *parts, unsigned flags)
+{
+	bool ok = true;
+	for (char *p = parts; ok && p;) {
+		char *nl = strchr(p, '\n');
+		if (nl)
+			*nl = 0;
+		ok = hs_takes(p, flags);
+		if (nl)
+			*nl = '\n';
+		p = nl ? nl + 1 : NULL;
+	}
+	return ok;
+}
+
 /* The expression r gets in its group's database, to free, and whether it
  * is compiled exactly (*exact: a relaxed pattern) or as a prefilter; NULL
  * when Hyperscan takes none. The one choice for the compiler and for
@@ -715,7 +763,11 @@ static char *hs_choose(const struct rule *r, bool *exact)
 	p = hs_pattern(r);
 	if (hs_takes(p, hs_flags_for(r)))
 		return p;
+	char *parts = prefilter_split(p, r->flags);
 	free(p);
+	if (parts && hs_parts_take(parts, hs_flags_for(r)))
+		return parts;
+	free(parts);
 	return hs_fallback(r);
 }
 
@@ -771,6 +823,63 @@ static hs_database_t *hs_build_starts(const struct spam_engine *e, const struct 
 	return db;
 }
 
+/* The form of a prefilter (its pieces, one a line) for the lines of
+ * ASCII text (prefilter_ascii), when it differs and Hyperscan takes it:
+ * "" when no piece can match such a line, NULL to use pat as it is. */
+static char *hs_ascii_form(const char *pat, const struct rule *r)
+{
+	/* in UTF-8 mode a caseless letter above 0x7f may match an ASCII one
+	 * (U+212A KELVIN SIGN and "k") */
+	if (r->utf)
+		return NULL;
+	struct sbuf o = {0};
+	bool changed = false, any = false;
+	char *all = xstrdup(pat);
+	for (char *one = all, *nl; one; one = nl ? nl + 1 : NULL) {
+		if ((nl = strchr(one, '\n')))
+			*nl = 0;
+		char *a = prefilter_ascii(one, r->flags);
+		changed |= a != NULL;
+		if (!a || *a) {
+			if (any)
+				sb_adds(&o, "\n");
+			sb_adds(&o, a ? a : one);
+			any = true;
+		}
+		free(a);
+	}
+	free(all);
+	if (!changed || (any && !hs_parts_take((char *)sb_str(&o), hs_flags_for(r)))) {
+		free(o.d);
+		return NULL;
+	}
+	if (!any)
+		return xstrdup("");
+	return (char *)sb_str(&o);
+}
+
+/* The ASCII form of r's prefilter, chosen as pat: from pat itself, else,
+ * when Hyperscan took only a prefix of the prefilter (hs_fallback), from
+ * the whole of it, which it may take in that form (the full database has
+ * the prefix). As hs_ascii_form. */
+static char *hs_ascii_choose(const struct rule *r, const char *pat)
+{
+	char *a = hs_ascii_form(pat, r);
+	if (a || r->utf)
+		return a;
+	char *whole = hs_pattern(r);
+	if (strcmp(whole, pat) != 0 && (a = prefilter_ascii(whole, r->flags)) && *a &&
+	    !hs_takes(a, hs_flags_for(r))) {
+		char *parts = prefilter_split(a, r->flags);
+		free(a);
+		a = parts && hs_parts_take(parts, hs_flags_for(r)) ? parts : NULL;
+		if (!a)
+			free(parts);
+	}
+	free(whole);
+	return a;
+}
+
 /* One group's databases, compiled and serialized as hs_blob() writes them;
  * NULL when the blob cannot be made. */
 static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *g, size_t *len)
@@ -791,8 +900,48 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 			okr[i] = ok[i];
 			ok[i] = false;
 		}
-	hs_database_t *dbs[3] = {hs_build(e, g, ok, pat, NULL, g->type == R_BODY),
-				 hs_build(e, g, okr, pat, exact, false), NULL};
+	/* The body's prefilters as they are for the lines of ASCII text
+	 * (most lines of most mail): without the look-alike letters in
+	 * UTF-8 and the character references, which only automata without
+	 * a literal to start from could find; the whole prefilters of those
+	 * rules in the full database, for the other lines. */
+	char **apat = xcalloc(g->n, sizeof(char *));
+	if (g->type == R_BODY)
+		for (size_t i = 0; i < g->n; i++)
+			if (ok[i])
+				apat[i] = hs_ascii_choose(&e->rules[g->rules[i]], pat[i]);
+	hs_database_t *dbs[HS_NDB] = {NULL};
+	bool *okf = xcalloc(g->n, sizeof(bool)), *okm = xcalloc(g->n, sizeof(bool));
+	char **pmain = xcalloc(g->n, sizeof(char *));
+	for (size_t i = 0; i < g->n; i++)
+		pmain[i] = apat[i] ? apat[i] : pat[i];
+	for (;;) { /* until neither database leaves out a rule the other holds */
+		for (size_t i = 0; i < g->n; i++) {
+			okf[i] = ok[i] && apat[i];
+			okm[i] = ok[i] && !(apat[i] && !*apat[i]); /* "": only in the full one */
+		}
+		dbs[3] = hs_build(e, g, okf, pat, NULL, true);
+		dbs[0] = hs_build(e, g, okm, pmain, NULL, g->type == R_BODY);
+		bool again = false;
+		for (size_t i = 0; i < g->n; i++) {
+			if (!ok[i] || (okm[i] && (okf[i] || !apat[i])) ||
+			    (!okm[i] && apat[i] && !*apat[i] && okf[i]))
+				continue;
+			ok[i] = false; /* refused by one: PCRE2 alone */
+			again |= apat[i] != NULL;
+		}
+		if (!again)
+			break;
+		for (int k = 0; k < HS_NDB; k++)
+			if (dbs[k]) {
+				hs_free_database(dbs[k]);
+				dbs[k] = NULL;
+			}
+	}
+	free(okf);
+	free(okm);
+	free(pmain);
+	dbs[1] = hs_build(e, g, okr, pat, exact, false);
 	for (size_t i = 0; i < g->n; i++)
 		ok[i] = exact[i] ? okr[i] : ok[i];
 	/* start offsets for the long rules left as loose prefilters */
@@ -806,10 +955,14 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 		fl[i] = !ok[i] ? 0 : exact[i] ? HS_RELAXED : HS_IN_DB;
 		if (fl[i] && dbs[2] && spat[i])
 			fl[i] |= HS_STARTS;
+		if (fl[i] == HS_IN_DB && apat[i])
+			fl[i] |= HS_ASCII;
 		free(pat[i]);
 		free(spat[i]);
+		free(apat[i]);
 	}
 	free(pat);
+	free(apat);
 	free(spat);
 	*len = 0;
 	char *b = hs_blob(fl, g->n, (const hs_database_t *const *)dbs, len);
@@ -817,7 +970,7 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 	free(fl);
 	free(ok);
 	free(okr);
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < HS_NDB; k++)
 		if (dbs[k])
 			hs_free_database(dbs[k]);
 	return b;
@@ -1208,8 +1361,17 @@ void spam_profile_patterns(const struct spam_engine *e, const struct spam_profil
 			char *pat = hs_choose(r, &exact);
 			hs_database_t *db = NULL;
 			hs_compile_error_t *ce = NULL;
-			if (!pat || hs_compile(pat, hs_flags_for(r) & ~(exact ? HS_FLAG_PREFILTER : 0u),
-					       HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
+			/* a prefilter in pieces: one expression a line */
+			const char *one[64];
+			unsigned fl[64], np = 0;
+			for (char *q = pat, *nl; q && np < 64; q = nl ? nl + 1 : NULL) {
+				if ((nl = strchr(q, '\n')))
+					*nl = 0;
+				one[np] = q;
+				fl[np++] = hs_flags_for(r) & ~(exact ? HS_FLAG_PREFILTER : 0u);
+			}
+			if (!pat || hs_compile_multi(one, fl, NULL, np, HS_MODE_BLOCK, NULL, &db, &ce) !=
+					    HS_SUCCESS) {
 				if (ce)
 					hs_free_compile_error(ce);
 				free(pat);

@@ -351,6 +351,10 @@ struct hsgroup {
 	/* the reversed regexes of some long rules (HS_STARTS), all matches
 	 * reported: where their matches may start (scan.c) */
 	hs_database_t *starts_db;
+	/* the body rules whose pattern in db is its form for the lines of
+	 * ASCII text (HS_ASCII, prefilter_ascii), whole: scanned on the lines
+	 * with an octet of 0x80 or above or a '&' */
+	hs_database_t *full_db;
 	int *pcre_only;
 	size_t npcre;
 	bool loaded; /* from the cache or the compiler */
@@ -359,15 +363,18 @@ struct hsgroup {
 struct hsmatch {
 	struct hsgroup *g; /* per group */
 	struct scratch_pool pool;
-	unsigned nhs, npcre, nrelaxed, nstarts;
+	unsigned nhs, npcre, nrelaxed, nstarts, nascii;
 };
 #define HS_IN_DB   1
 #define HS_RELAXED 2
 #define HS_STARTS  4
+#define HS_ASCII   8
 
 /* The database of hg holding a rule whose in_db flags are f, or NULL. */
 static inline const hs_database_t *hsgroup_db_of(const struct hsgroup *hg, unsigned char f)
 {
+	if (f & HS_ASCII) /* in db as its ASCII form, if that can match */
+		return hg->full_db;
 	f &= (unsigned char)~HS_STARTS;
 	return f == HS_IN_DB ? hg->db : f == HS_RELAXED ? hg->relaxed_db : NULL;
 }
@@ -679,6 +686,18 @@ char *prefilter_reverse(const char *pat, const char *flags);
  * prefilter for the look-alike letters of 25_replace.cf. Malloc'd; NULL
  * when nothing changes or in extended mode. */
 char *prefilter_widen(const char *pat, const char *flags);
+/* pat as the alternatives of its longest top-level group, one pattern a
+ * line: "P(?:A|B)S" becomes "P(?:A)S\nP(?:B)S", which match together
+ * wherever it does, for a prefilter Hyperscan refuses whole (too large an
+ * automaton) but takes in pieces. Malloc'd; NULL when there is no such
+ * group (or it is quantified, or extended mode). */
+char *prefilter_split(const char *pat, const char *flags);
+/* pat for the lines with no octet of 0x80 or above and no '&' (where
+ * look-alike letters in UTF-8 and character references cannot match):
+ * such items and the alternatives that need them left out. It matches
+ * wherever pat does on such a line. Malloc'd; "" when pat cannot match
+ * such a line, NULL when nothing changes or in extended mode. */
+char *prefilter_ascii(const char *pat, const char *flags);
 /* A regex this long or longer (octets) may be slow enough for PCRE2 and
  * too large enough for Hyperscan to be worth a relaxed prefilter and
  * start offsets. */

@@ -102,8 +102,8 @@ void spam_engine_stats(const struct spam_engine *e, char *buf, size_t n)
 		snprintf(
 			regex, sizeof(regex),
 			"%u through Hyperscan prefilters (%u of them with large repeats relaxed, %u tried at "
-			"start offsets), %u PCRE2-JIT only",
-			hm->nhs, hm->nrelaxed, hm->nstarts, hm->npcre);
+			"start offsets, %u in an ASCII form for ASCII lines), %u PCRE2-JIT only",
+			hm->nhs, hm->nrelaxed, hm->nstarts, hm->nascii, hm->npcre);
 	else if (e->use_hs)
 		snprintf(regex, sizeof(regex), "%u PCRE2-JIT until the Hyperscan databases are ready", nre);
 #endif

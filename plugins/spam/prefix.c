@@ -534,6 +534,81 @@ static int class_high(const char *p, const char *e)
 	return high ? (low ? 1 : 2) : 0;
 }
 
+/* s..s+n is an escape that the octets written after it could lengthen
+ * ("\\x9" then "f" reads "\\x9f"): left as the last thing before what a
+ * rewrite drops, it would change. */
+static bool short_escape(const char *s, size_t n)
+{
+	return s[0] == '\\' && n < 4 &&
+	       ((s[1] == 'x' && (n < 3 || s[2] != '{')) || isdigit((unsigned char)s[1]));
+}
+
+/* The class p..e (its '[' to past its ']', class_high() 1) as it is
+ * widened: its members below 0x80 and "\x80-\xff" (the high octets it
+ * names are in that range). False, leaving out alone, when a range joins
+ * a low octet to a high one. */
+static bool class_widened(const char *p, const char *e, struct sbuf *out)
+{
+	struct tok {
+		const char *s;
+		size_t n;
+		bool high, dash;
+	} t[512];
+	size_t n = 0;
+	for (const char *q = p + 1; q < e - 1 && n < sizeof(t) / sizeof(t[0]);) {
+		struct tok k = {q, 1, false, false};
+		if (hex_high(q))
+			k.n = 4, k.high = true;
+		else if ((unsigned char)*q >= 0x80)
+			k.high = true;
+		else if (*q == '\\') {
+			const char *x = escape_end(q);
+			if (!x || x > e - 1)
+				return false;
+			k.n = (size_t)(x - q);
+		} else if (*q == '[' && q[1] == ':') {
+			const char *c = strstr(q + 2, ":]");
+			if (!c || c >= e - 1)
+				return false;
+			k.n = (size_t)(c + 2 - q);
+		} else
+			k.dash = *q == '-';
+		t[n++] = k;
+		q += k.n;
+	}
+	if (n == sizeof(t) / sizeof(t[0]))
+		return false;
+	struct sbuf o = {0};
+	sb_adds(&o, "[");
+	bool after_short = false; /* the last octets kept end with a short escape */
+	for (size_t i = 0; i < n; i++) {
+		const struct tok *last = &t[i];
+		bool keep;
+		if (i + 2 < n && t[i + 1].dash) { /* a range */
+			if (t[i].high != t[i + 2].high) {
+				free(o.d);
+				return false;
+			}
+			keep = !t[i].high;
+			if (keep)
+				sb_add(&o, t[i].s, (size_t)(t[i + 2].s + t[i + 2].n - t[i].s));
+			i += 2;
+			last = &t[i];
+		} else if ((keep = !t[i].high))
+			sb_add(&o, t[i].s, t[i].n);
+		if (!keep && after_short) {
+			free(o.d);
+			return false;
+		}
+		if (keep)
+			after_short = short_escape(last->s, last->n);
+	}
+	sb_adds(&o, "\\x80-\\xff]");
+	sb_adds(out, sb_str(&o));
+	free(o.d);
+	return true;
+}
+
 static bool widen_alt(const char **pp, struct sbuf *out, bool *all_high, int depth);
 
 /* One sequence (up to '|', ')' or the end) into out; *all_high: it is
@@ -606,9 +681,11 @@ static bool widen_seq(const char **pp, struct sbuf *out, bool *all_high, int dep
 				sb_adds(&item, WIDE_HIGH);
 				item_high = true;
 			} else if (h == 1) {
-				size_t len = (size_t)(p - s);
-				sb_add(&item, s, len > 1 ? len - 1 : 0);
-				sb_adds(&item, "\\x80-\\xff]");
+				if (!class_widened(s, p, &item)) {
+					size_t len = (size_t)(p - s);
+					sb_add(&item, s, len > 1 ? len - 1 : 0);
+					sb_adds(&item, "\\x80-\\xff]");
+				}
 			} else
 				sb_add(&item, s, (size_t)(p - s));
 		} else if (*p == '\\') {
@@ -651,6 +728,19 @@ static bool widen_seq(const char **pp, struct sbuf *out, bool *all_high, int dep
 	return true;
 }
 
+/* An alternative "&\#(?:1(?:0(?:13|2[458])|...)|x53c);": a numeric
+ * character reference whose digits only are spelled out (the entities of
+ * the look-alike letters of 25_replace.cf, 100 to 300 octets each). A
+ * prefilter may take any number there: "&\#[0-9a-fA-FxX]+;" matches
+ * wherever it does, and is the same text for every letter. */
+static bool entity_digits(const char *t)
+{
+	size_t n = strlen(t);
+	if (n < 5 || strncmp(t, "&\\#", 3) != 0 || t[n - 1] != ';')
+		return false;
+	return strspn(t + 3, "0123456789abcdefABCDEFxX()?:|[]-{},+*") == n - 4;
+}
+
 /* An alternation (up to ')' or the end) into out; alternatives of high
  * octets only become one [\x80-\xff]+, and each alternative is written
  * once. *all_high: every alternative is such. */
@@ -677,6 +767,12 @@ static bool widen_alt(const char **pp, struct sbuf *out, bool *all_high, int dep
 		}
 		high &= ah;
 		const char *t = sb_str(&a);
+		if (entity_digits(t)) {
+			free(a.d);
+			a = (struct sbuf){0};
+			sb_adds(&a, "&\\#[0-9a-fA-FxX]+;");
+			t = sb_str(&a);
+		}
 		bool dup = false;
 		for (size_t k = 0; k < n && !dup; k++)
 			dup = strcmp(alts[k], t) == 0;
@@ -711,6 +807,288 @@ char *prefilter_widen(const char *pat, const char *flags)
 	const char *p = pat;
 	bool high;
 	if (!widen_alt(&p, &out, &high, 0) || *p || strcmp(sb_str(&out), pat) == 0) {
+		free(out.d);
+		return NULL;
+	}
+	return (char *)sb_str(&out);
+}
+
+char *prefilter_split(const char *pat, const char *flags)
+{
+	if ((flags && strchr(flags, 'x')) || strchr(pat, '\n'))
+		return NULL;
+	/* the longest top-level "(?:...)" that no quantifier follows */
+	const char *best = NULL, *best_end = NULL;
+	for (const char *p = pat; *p;) {
+		const char *s = p;
+		if (*p == '\\')
+			p = escape_end(p);
+		else if (*p == '[')
+			p = regex_class_end(p);
+		else if (*p == '(') {
+			p = group_end(p);
+			bool optional, repeated;
+			if (p && strncmp(s, "(?:", 3) == 0 && quantifier_end(p, &optional, &repeated) == p &&
+			    (!best || p - s > best_end - best))
+				best = s, best_end = p;
+		} else if (*p == '|')
+			return NULL; /* a top-level alternation: the pieces would be it */
+		else
+			p++;
+		if (!p)
+			return NULL;
+	}
+	if (!best)
+		return NULL;
+	/* its alternatives, each between the text before and after it */
+	struct sbuf out = {0};
+	size_t pieces = 0;
+	const char *a = best + 3;
+	for (const char *p = a;;) {
+		if (*p == '\\')
+			p = escape_end(p);
+		else if (*p == '[')
+			p = regex_class_end(p);
+		else if (*p == '(')
+			p = group_end(p);
+		else if (*p == '|' || p == best_end - 1) {
+			if (pieces++)
+				sb_adds(&out, "\n");
+			sb_add(&out, pat, (size_t)(best - pat));
+			sb_adds(&out, "(?:");
+			sb_add(&out, a, (size_t)(p - a));
+			sb_adds(&out, ")");
+			sb_adds(&out, best_end);
+			if (p == best_end - 1)
+				break;
+			a = ++p;
+			continue;
+		} else
+			p++;
+		if (!p || p >= best_end) {
+			free(out.d);
+			return NULL;
+		}
+	}
+	if (pieces < 2) {
+		free(out.d);
+		return NULL;
+	}
+	return (char *)sb_str(&out);
+}
+
+/* ---- a prefilter for the lines of ASCII text ----------------------------- */
+
+/* On a line with no octet of 0x80 or above and no '&', an item that
+ * matches only such octets (a look-alike letter in UTF-8, a numeric
+ * character reference) cannot match. ascii_* write what is left of the
+ * pattern to out and say whether it is "dead": it cannot match there. */
+static bool ascii_alt(const char **pp, struct sbuf *out, bool *dead, int depth);
+
+/* The class p..e (past its ']') without its octets of 0x80 and above and
+ * its '&'; *dead when nothing is left. False when it is left as it is
+ * (negated, a range across, what this reader does not take apart). */
+static bool ascii_class(const char *p, const char *e, struct sbuf *out, bool *dead)
+{
+	if (p[1] == '^' || p[1] == ']')
+		return false;
+	struct sbuf o = {0};
+	bool any = false, dropped = false, done = false, after_short = false;
+	sb_adds(&o, "[");
+	for (const char *q = p + 1;;) {
+		if (q >= e - 1) {
+			done = q == e - 1;
+			break;
+		}
+		const char *s = q, *last = q; /* last: the range's end, if one */
+		bool gone = false;
+		if (hex_high(q))
+			q += 4, gone = true;
+		else if ((unsigned char)*q >= 0x80 || *q == '&')
+			q++, gone = true;
+		else if (*q == '\\') {
+			q = escape_end(q);
+			if (!q || q > e - 1)
+				break;
+			gone = q - s == 2 && s[1] == '&';
+		} else if (*q == '[' && q[1] == ':') {
+			const char *c = strstr(q + 2, ":]");
+			if (!c || c >= e - 1)
+				break;
+			q = c + 2;
+		} else
+			q++;
+		if (*q == '-' && q + 1 < e - 1) { /* a range: kept whole, or dropped whole */
+			const char *t = q + 1;
+			bool high_end = hex_high(t) || (unsigned char)*t >= 0x80;
+			if (gone != high_end) {
+				free(o.d);
+				return false;
+			}
+			q = hex_high(t) ? t + 4 : *t == '\\' ? escape_end(t) : t + 1;
+			if (!q || q > e - 1)
+				break;
+			last = t;
+		}
+		if (gone && after_short)
+			break; /* left as it is */
+		if (gone)
+			dropped = true;
+		else {
+			sb_add(&o, s, (size_t)(q - s));
+			any = true;
+			after_short = short_escape(last, (size_t)(q - last));
+		}
+	}
+	if (!dropped || !done) {
+		free(o.d);
+		return false;
+	}
+	*dead = !any;
+	if (any) {
+		sb_adds(&o, "]");
+		sb_adds(out, sb_str(&o));
+	}
+	free(o.d);
+	return true;
+}
+
+static bool ascii_seq(const char **pp, struct sbuf *out, bool *dead, int depth)
+{
+	const char *p = *pp;
+	*dead = false; /* once set, the rest is read only to find its end */
+	while (*p && *p != '|' && *p != ')') {
+		const char *s = p;
+		struct sbuf item = {0};
+		bool idead = false;
+		if (*p == '(') {
+			const char *in = p + 1;
+			/* verbs ((*UTF) changes what an octet is) and extended
+			 * mode (a comment would read as items): not this reader's */
+			size_t opt = in[0] == '?' ? strspn(in + 1, "imnsxJU-^") : 0;
+			if (*in == '*' || (opt && memchr(in + 1, 'x', opt))) {
+				free(item.d);
+				return false;
+			}
+			if (*in == '?') {
+				in++;
+				if (*in == ':' || *in == '>')
+					in++;
+				else if (*in == 'P' && in[1] == '<')
+					in = strchr(in, '>');
+				else if (*in == '<' && in[1] != '=' && in[1] != '!')
+					in = strchr(in, '>');
+				else if (*in == '\'')
+					in = strchr(in + 1, '\'');
+				else
+					in = NULL; /* lookarounds, options, conditionals: as written */
+				if (in && (*in == '>' || *in == '\''))
+					in++;
+			}
+			if (!in) {
+				p = group_end(p);
+				if (!p) {
+					free(item.d);
+					return false;
+				}
+				sb_add(&item, s, (size_t)(p - s));
+			} else {
+				struct sbuf inner = {0};
+				p = in;
+				if (!ascii_alt(&p, &inner, &idead, depth + 1) || *p != ')') {
+					free(inner.d);
+					free(item.d);
+					return false;
+				}
+				p++;
+				sb_add(&item, s, (size_t)(in - s));
+				sb_adds(&item, sb_str(&inner));
+				sb_adds(&item, ")");
+				free(inner.d);
+			}
+		} else if (*p == '[') {
+			p = regex_class_end(p);
+			if (!p) {
+				free(item.d);
+				return false;
+			}
+			if (!ascii_class(s, p, &item, &idead))
+				sb_add(&item, s, (size_t)(p - s));
+		} else if (*p == '\\') {
+			p = escape_end(p);
+			if (!p) {
+				free(item.d);
+				return false;
+			}
+			idead = (p - s == 4 && hex_high(s)) || (p - s == 2 && s[1] == '&') ||
+				(p - s == 4 && strncasecmp(s, "\\x26", 4) == 0);
+			sb_add(&item, s, (size_t)(p - s));
+		} else {
+			p++;
+			idead = (unsigned char)*s >= 0x80 || *s == '&';
+			sb_add(&item, s, 1);
+		}
+		bool optional, repeated;
+		const char *q = quantifier_end(p, &optional, &repeated);
+		if (idead && !optional)
+			*dead = true;
+		if (!*dead && !idead) {
+			sb_add(&item, p, (size_t)(q - p));
+			sb_adds(out, sb_str(&item));
+		} else if (!*dead && out->n)  /* an optional item gone: what follows */
+			sb_adds(out, "(?:)"); /* is not read with what went before */
+		free(item.d);
+		p = q;
+	}
+	*pp = p;
+	return true;
+}
+
+static bool ascii_alt(const char **pp, struct sbuf *out, bool *dead, int depth)
+{
+	if (depth > WIDE_MAX_DEPTH)
+		return false;
+	const char *p = *pp;
+	bool all_dead = true, first = true;
+	for (;;) {
+		struct sbuf a = {0};
+		bool d;
+		if (!ascii_seq(&p, &a, &d, depth)) {
+			free(a.d);
+			return false;
+		}
+		if (!d) {
+			if (!first)
+				sb_adds(out, "|");
+			sb_adds(out, sb_str(&a));
+			first = all_dead = false;
+		}
+		free(a.d);
+		if (*p != '|')
+			break;
+		p++;
+	}
+	*pp = p;
+	*dead = all_dead;
+	return true;
+}
+
+char *prefilter_ascii(const char *pat, const char *flags)
+{
+	if (flags && strchr(flags, 'x'))
+		return NULL;
+	struct sbuf out = {0};
+	const char *p = pat;
+	bool dead;
+	if (!ascii_alt(&p, &out, &dead, 0) || *p) {
+		free(out.d);
+		return NULL;
+	}
+	if (dead) {
+		free(out.d);
+		return xstrdup("");
+	}
+	if (strcmp(sb_str(&out), pat) == 0) {
 		free(out.d);
 		return NULL;
 	}

@@ -205,14 +205,19 @@ static void cand_reset(struct msgctx *m)
 }
 
 /* The candidates of one of a group's prefilter databases (holding the
- * rules whose in_db flag is which) in s, confirmed by PCRE2. */
+ * rules whose in_db flags masked are which) in s, confirmed by PCRE2.
+ * Not fresh: the rules the previous database reported for s are not
+ * counted again. */
 static void scan_db(struct msgctx *m, size_t gi, const struct hsgroup *hg, const hs_database_t *db,
-		    unsigned char which, const char *s, size_t len)
+		    unsigned char mask, unsigned char which, bool fresh, const char *s, size_t len)
 {
 	const struct rgroup *g = &m->e->groups[gi];
 	if (!db)
 		return;
-	cand_reset(m);
+	if (fresh)
+		cand_reset(m);
+	else /* the rules the last scan of s made candidates are counted */
+		m->ncand = 0;
 	unsigned slen = (unsigned)(len > 0xffffffffu ? 0xffffffffu : len);
 	if (m->scratch && hscan(m, g, db, s, slen, hs_cb) == HS_SUCCESS) {
 		for (size_t k = 0; k < m->ncand; k++) {
@@ -231,12 +236,28 @@ static void scan_db(struct msgctx *m, size_t gi, const struct hsgroup *hg, const
 	/* scan error: PCRE2 for the rules of the database */
 	for (size_t k = 0; k < g->n; k++) {
 		int ri = g->rules[k];
-		if (m->done[ri] || (hg->in_db[k] & ~HS_STARTS) != which)
+		if (m->done[ri] || (hg->in_db[k] & mask) != which || (!fresh && m->cand_mark[k] == m->mark))
 			continue;
 		int n = count_matches(m, &m->e->rules[ri], s, len);
 		if (n)
 			add_hits(m, ri, n);
 	}
+}
+#endif
+
+#ifdef SPAM_HAVE_HS
+/* No octet of 0x80 or above and no '&' in s: a line the ASCII forms of
+ * the prefilters cover (prefilter_ascii). */
+static bool ascii_text(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned char high = 0;
+	bool amp = false;
+	for (size_t i = 0; i < len; i++) {
+		high |= p[i];
+		amp |= p[i] == '&';
+	}
+	return !(high & 0x80) && !amp;
 }
 #endif
 
@@ -269,8 +290,14 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 		m->st_text = NULL; /* start offsets are for this text only */
 		if (m->prof && m->prof->gtexts)
 			prof_keep(m->prof, gi, s, slen);
-		scan_db(m, gi, hg, hg->db, HS_IN_DB, s, len);
-		scan_db(m, gi, hg, hg->relaxed_db, HS_RELAXED, s, len);
+		const unsigned char kind = (unsigned char)~(HS_STARTS | HS_ASCII);
+		scan_db(m, gi, hg, hg->db, kind, HS_IN_DB, true, s, len);
+		/* the rules in db as their ASCII forms need their whole
+		 * prefilters where a line is not ASCII text; those db reported
+		 * are counted already */
+		if (hg->full_db && !ascii_text(s, len))
+			scan_db(m, gi, hg, hg->full_db, HS_ASCII, HS_ASCII, false, s, len);
+		scan_db(m, gi, hg, hg->relaxed_db, kind, HS_RELAXED, true, s, len);
 	}
 #endif
 	for (size_t k = 0; k < npcre; k++) {

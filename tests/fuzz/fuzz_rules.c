@@ -124,6 +124,30 @@ static void prefilters(const uint8_t *data, size_t size)
 			abort();
 	}
 	free(wide);
+	/* the form for ASCII lines and the pieces of a split compile wherever
+	 * the regex does */
+	int ec;
+	PCRE2_SIZE eo;
+	pcre2_code *whole = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
+	char *ascii = prefilter_ascii(pat, NULL);
+	if (ascii && *ascii) {
+		pcre2_code *c = pcre2_compile((PCRE2_SPTR)ascii, PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
+		if (whole && !c)
+			abort();
+		pcre2_code_free(c);
+	}
+	free(ascii);
+	char *parts = prefilter_split(pat, NULL);
+	for (char *p = parts, *nl; p; p = nl ? nl + 1 : NULL) {
+		if ((nl = strchr(p, '\n')))
+			*nl = 0;
+		pcre2_code *c = pcre2_compile((PCRE2_SPTR)p, PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
+		if (whole && !c)
+			abort();
+		pcre2_code_free(c);
+	}
+	free(parts);
+	pcre2_code_free(whole);
 	/* the reverse of the reverse reads as a regex again */
 	char *rev = prefilter_reverse(pat, NULL);
 	if (rev) {

@@ -235,7 +235,17 @@ static void widen_checks(void)
 	/* a class of high octets only, and an alternative of them only */
 	CHECK(strcmp(widened("[\\xc3][\\x80\\x81]a", NULL), "[\\x80-\\xff][\\x80-\\xff]a") == 0);
 	CHECK(strcmp(widened("(?:[aA\\xc0]|[\\xc3][\\xa0]|\\xc4\\x80)b", NULL),
-		     "(?:[aA\\xc0\\x80-\\xff]|[\\x80-\\xff]+)b") == 0);
+		     "(?:[aA\\x80-\\xff]|[\\x80-\\xff]+)b") == 0);
+	/* a class's own high octets go (the range has them); a range from
+	 * a low octet to a high one leaves the class as it was */
+	CHECK(strcmp(widened("[a\\xe9b\\xc0-\\xc5c-d]", NULL), "[abc-d\\x80-\\xff]") == 0);
+	CHECK(strcmp(widened("[a-\\xe9]", NULL), "[a-\\xe9\\x80-\\xff]") == 0);
+	CHECK(strcmp(widened("[\\x9\\xc3f]", NULL), "[\\x9\\xc3f\\x80-\\xff]") == 0); /* not \\x9f */
+	/* a character reference spelled digit by digit: any digits */
+	CHECK(strcmp(widened("(?:[aA\\xe0]|&\\#(?:9[78]|1(?:072|x4)|x61);)b", NULL),
+		     "(?:[aA\\x80-\\xff]|&\\#[0-9a-fA-FxX]+;)b") == 0);
+	CHECK(strcmp(widened("(?:[a\\xe0]|&\\#(?:amp|97);)", NULL), "(?:[a\\x80-\\xff]|&\\#(?:amp|97);)") ==
+	      0);
 	CHECK(strcmp(widened("(?:[\\xc3][\\x8c-\\x93]|[\\xe1](?:[\\xb9][\\x80]|[\\xbd][\\x81]))x", NULL),
 		     "[\\x80-\\xff]+x") == 0);
 	/* repeated, captured, looked ahead: still a run, numbering kept */
@@ -284,6 +294,71 @@ static void widen_checks(void)
 		check_superset(*p, w, PCRE2_ZERO_TERMINATED, subjects, 4);
 		free(w);
 	}
+}
+
+/* prefilter_ascii(pat, NULL): "" when it leaves pat alone, "-" when
+ * nothing can match an ASCII line */
+static const char *ascii_of(const char *pat)
+{
+	char *a = prefilter_ascii(pat, NULL);
+	if (a && !*a) {
+		free(a);
+		return "-";
+	}
+	return text_of(a);
+}
+
+/* Every ASCII subject (no '&') pat matches, its form for such lines
+ * matches; prefilter_split's pieces together match what pat does. */
+static void ascii_checks(void)
+{
+	/* a widened look-alike letter: the letter alone */
+	CHECK(strcmp(ascii_of("(?:[aA\\x80-\\xff]|[\\x80-\\xff]+|&\\#[0-9a-fA-FxX]+;)b"), "(?:[aA])b") == 0);
+	/* high octets (escaped or not) and '&' cannot match: an optional
+	 * item goes, an alternative goes, a sequence with one is gone */
+	CHECK(strcmp(ascii_of("a(?:\\xc3\\xa9)?b"), "a(?:)b") == 0);
+	CHECK(strcmp(ascii_of("\\x9(?:\\xc3)?f"), "\\x9(?:)f") == 0); /* not \\x9f */
+	CHECK(strcmp(ascii_of("[\\x9\\xc3f]"), "") == 0);
+	CHECK(strcmp(ascii_of("a\xc3\xa9|b"), "b") == 0);
+	CHECK(strcmp(ascii_of("x&amp;y|z\\&|\\x26q|w"), "w") == 0);
+	CHECK(strcmp(ascii_of("[\\xc3][\\xa9]"), "-") == 0);
+	CHECK(strcmp(ascii_of("(?:[\\xc3]|&)+x"), "-") == 0);
+	/* classes: their high octets and '&' go; negated ones, ranges from a
+	 * low to a high octet, lookarounds and option groups stay as written */
+	CHECK(strcmp(ascii_of("[a\\xe9\\x80-\\xff&b]"), "[ab]") == 0);
+	CHECK(strcmp(ascii_of("[^\\xe9]|[a-\\xff]|(?=[\\xc3])a|(?i:\\xc3)"), "") == 0);
+	CHECK(strcmp(ascii_of("(?<n>a|\\xc3)\\k<n>"), "(?<n>a)\\k<n>") == 0);
+	CHECK(prefilter_ascii("[\\xc3] # x", "x") == NULL);
+	/* extended mode set midway (a comment is no item), verbs */
+	CHECK(prefilter_ascii("a(?x) b # & \\xc3\n|c", NULL) == NULL);
+	CHECK(prefilter_ascii("(?ix)a|\\xc3", NULL) == NULL);
+	CHECK(prefilter_ascii("(*UTF)k|\xe2\x84\xaa", NULL) == NULL);
+	CHECK(strcmp(ascii_of("(?i)a|\\xc3"), "(?i)a") == 0);
+	CHECK(prefilter_ascii("(?:\\xc3", NULL) == NULL);
+	/* a long run of items that cannot match: read in a loop */
+	static char amps[200003];
+	memset(amps, '&', 200000);
+	strcpy(amps + 200000, "|b");
+	CHECK(strcmp(ascii_of(amps), "b") == 0);
+	const char *pats[] = {"(?:^|\\W)(?=" TAG_O ")(?!ok)" TAG_O TAG_K "(?:$|\\W)",
+			      "(?:$|\\W)" TAG_O "{1,2}\\W?" TAG_K "+", NULL};
+	const char *subjects[] = {"an ok here", " 0K!", "0k", "o", "", " ook k", "OK", " 00 k", NULL};
+	for (const char **p = pats; *p; p++) {
+		char *a = prefilter_ascii(*p, "i");
+		CHECK(a != NULL && *a);
+		if (a)
+			check_superset(*p, a, PCRE2_ZERO_TERMINATED, subjects, 2);
+		free(a);
+	}
+	/* the longest top-level group that no quantifier follows, one piece
+	 * an alternative */
+	char *sp = prefilter_split("(?:^|\\s)(?:ab|c(?:d|e)|[|])[.,]", NULL);
+	CHECK(sp && strcmp(sp, "(?:^|\\s)(?:ab)[.,]\n(?:^|\\s)(?:c(?:d|e))[.,]\n(?:^|\\s)(?:[|])[.,]") == 0);
+	free(sp);
+	CHECK(prefilter_split("(?:ab|cd)+x", NULL) == NULL);
+	CHECK(prefilter_split("(?:ab|cd)x|y", NULL) == NULL);
+	CHECK(prefilter_split("(?:abcd)x", NULL) == NULL);
+	CHECK(prefilter_split("(?:a|b) c", "x") == NULL);
 }
 
 int main(void)
@@ -345,6 +420,7 @@ int main(void)
 	relax_checks();
 	reverse_checks();
 	widen_checks();
+	ascii_checks();
 	/* the tally ./check adds up */
 	printf("%d passed, %d failed\n", checks - failures, failures);
 	return failures ? 1 : 0;

@@ -43,6 +43,7 @@ that does not):
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -174,6 +175,27 @@ endif
 # look-behind keeps Hyperscan from matching it alone instead).
 WORDS = ['w%04d' % i for i in range(700)]
 RULES += 'body     T_BIG_REPEAT /(?:(?<!q)(?:%s)\\s){20}/\n' % '|'.join(WORDS)
+
+
+# Look-alike letters as 25_replace.cf writes them (a group of some 800
+# octets each: the letter, its look-alikes in UTF-8, a character
+# reference). Their prefilter for lines of ASCII text leaves the
+# look-alikes out; the whole one is scanned where a line has other octets
+# or a '&'.
+def look_alike(letter, extra):
+    alts = ['[%s%s]' % (letter, letter.upper())] + extra
+    alts += ['[\\xf0][\\x9d][\\x%02x][\\x%02x\\x%02x]' % (0x90 + k % 16, 0x80 + k, 0xa0 + k) for k in range(30)]
+    return '(?:%s)' % '|'.join(alts)
+
+
+RULES += 'replace_tag LA %s\n' % look_alike('a', ['[\\xd0][\\xb0]', '&\\#(?:97|1072);'])
+RULES += 'replace_tag LB %s\n' % look_alike('b', [])
+RULES += 'replace_tag LC %s\n' % look_alike('c', ['[\\xd1][\\x81]'])
+RULES += 'replace_tag LD %s\n' % look_alike('d', [])
+RULES += 'replace_tag LE %s\n' % look_alike('e', ['[\\xd0][\\xb5]'])
+RULES += ('body     T_LA_COUNT /<LA>/\ntflags   T_LA_COUNT multiple maxhits=50\nreplace_rules T_LA_COUNT\n'
+          'meta     T_LA_3 (T_LA_COUNT == 3)\n')
+RULES += 'body     T_LA_WORD /\\b<LB><LE><LA><LD>\\b/\nreplace_rules T_LA_WORD\n'
 
 NETS = '''
 trusted_networks 203.0.113.0/24 !198.51.100.0/24
@@ -521,6 +543,22 @@ NET_CASES = [
 ]
 
 
+# look-alike letters (Hyperscan databases compiled): lines of ASCII text
+# and others
+LOOK_CASES = [
+    # a word of look-alikes only the full prefilter finds
+    ('look-word-utf8', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\nthe b\u0435\u0430d one\n',
+     None, ['T_LA_WORD'], []),
+    ('look-word-ascii', HDR + DATE + '\nthe bead one\n', None, ['T_LA_WORD'], []),
+    ('look-word-miss', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\nthe b\u0435\u0430t one\n',
+     None, [], ['T_LA_WORD']),
+    # a multiple rule counted once on a line both databases report
+    ('look-count-utf8', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\nkk \u0430 kk \u0430 kk a\n',
+     None, ['T_LA_3'], []),
+    ('look-count-ascii', HDR + DATE + '\nkk a kk A kk a\n', None, ['T_LA_3'], []),
+]
+
+
 def write(path, text):
     with open(path, 'wb') as f:
         f.write(text.encode() if isinstance(text, str) else text)
@@ -554,6 +592,21 @@ def run_cases(root, cfg, cases):
             check(rule in got, '%s: %s hits' % (name, rule), sorted(got))
         for rule in miss:
             check(rule not in got, '%s: %s does not hit' % (name, rule), sorted(got))
+
+
+def look_alikes(root, rdir):
+    """Look-alike letters through the Hyperscan databases: the ASCII forms
+    of the prefilters and the whole ones."""
+    cache = os.path.join(root, 'lcache')
+    os.makedirs(cache, mode=0o755)
+    cfg = conf(root, 'look', os.path.join(rdir, '*.cf'), spam_cache_directory=cache)
+    r = subprocess.run([SIFTCTL, '-c', cfg, 'spam', 'compile'], capture_output=True, text=True, timeout=600)
+    check(r.returncode == 0, 'look-alikes: databases compiled', r.stdout + r.stderr)
+    r = subprocess.run([SIFTCTL, '-c', cfg, 'spam', 'lint', '-v'], capture_output=True, text=True, timeout=600)
+    out = r.stdout + r.stderr
+    m = re.search(r'(\d+) in an ASCII form for ASCII lines', out)
+    check(m and int(m.group(1)) >= 1, 'the look-alike rules are prefiltered by their ASCII forms', out[-3000:])
+    run_cases(root, cfg, LOOK_CASES)
 
 
 def profile_patterns(root):
@@ -620,6 +673,7 @@ def main():
               'profile: a body regex rule ranked with its calls per message', out)
         check('X-Spam-Status' not in out, 'profile: no per-message report', out)
         profile_patterns(root)
+        look_alikes(root, rdir)
         rows = {ln.rsplit(None, 1)[0]: ln.split()[-1] for ln in out.splitlines() if ln[:1].isalpha()}
         check(all(k in rows for k in ('evals', 'metas', 'absent hdrs', 'the rest')),
               'profile: evals, metas, absent headers and the rest', out)
