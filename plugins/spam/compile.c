@@ -82,6 +82,141 @@ static char *repeat_as_call(const char *pat, int k)
 			 (int)(best_e - best_s - 3), pat + best_s + 3, k, q, pat + best_q + 1);
 }
 
+/* The end of the group opened at pat[i] == '(' (the index of its ')'), 0
+ * when it is not closed; *plain: whether nothing inside it captures, calls,
+ * refers back or sets options (so that it may move elsewhere). */
+static size_t group_end(const char *pat, size_t n, size_t i, bool *plain)
+{
+	int depth = 0;
+	*plain = true;
+	for (size_t j = i; j < n; j++) {
+		char c = pat[j];
+		if (c == '\\') {
+			if (j + 1 < n && (isdigit((unsigned char)pat[j + 1]) || strchr("gkQ", pat[j + 1])))
+				*plain = false;
+			j++;
+		} else if (c == '[') {
+			const char *ce = regex_class_end(pat + j);
+			if (!ce)
+				return 0;
+			j = (size_t)(ce - pat) - 1;
+		} else if (c == '(') {
+			if (j > i && (pat[j + 1] != '?' || !strchr(":=!<>", pat[j + 2]) ||
+				      (pat[j + 2] == '<' && !strchr("=!", pat[j + 3]))))
+				*plain = false;
+			depth++;
+		} else if (c == ')' && --depth == 0)
+			return j;
+	}
+	return 0;
+}
+
+/* A regex that ReplaceTags made long holds the same large groups (the
+ * look-alike letters of 25_replace.cf, 500 to 1000 octets each) hundreds
+ * of times, and PCRE2 compiles each copy: the stock __MY_MALWARE, __PAY_ME,
+ * __YOUR_PERSONAL ... come to 45-220 KB of pattern, over PCRE2's 64 KiB of
+ * compiled code, which Perl does not limit. This writes every group of at
+ * least 256 octets that appears twice or more once, as a named group of a
+ * DEFINE at the end, and calls it where it was: "(?&siftgK)". PCRE2 10.30
+ * and later backtrack into calls as into groups; the moved groups neither
+ * capture nor refer back, and the pattern sets no options in its course,
+ * so the calls match what the groups did. NULL when there is nothing to
+ * rewrite. */
+#define CALL_MIN_GROUP 256
+static char *groups_as_calls(const char *pat)
+{
+	size_t n = strlen(pat);
+	for (size_t i = 0; i + 2 < n; i++) /* options set mid-regex: left alone */
+		if (pat[i] == '\\')
+			i++;
+		else if (pat[i] == '(' && pat[i + 1] == '?' && (strchr("imsxnJU-^'P|(", pat[i + 2])))
+			return NULL;
+	struct span {
+		size_t s, e; /* pat[s] '(', pat[e] ')' */
+		int def;     /* index of its definition + 1, 0 when kept */
+	} *sp = NULL;
+	size_t nsp = 0, cap = 0;
+	for (size_t i = 0; i + 3 < n; i++) {
+		if (pat[i] == '\\') {
+			i++;
+			continue;
+		}
+		if (pat[i] == '[') {
+			const char *ce = regex_class_end(pat + i);
+			if (!ce)
+				return NULL;
+			i = (size_t)(ce - pat) - 1;
+			continue;
+		}
+		if (strncmp(pat + i, "(?:", 3) != 0)
+			continue;
+		bool plain;
+		size_t e = group_end(pat, n, i, &plain);
+		if (!e || !plain || e - i + 1 < CALL_MIN_GROUP)
+			continue; /* the groups inside are looked at next */
+		if (nsp == cap) {
+			cap = cap ? cap * 2 : 16;
+			sp = xrealloc(sp, cap * sizeof(*sp));
+		}
+		sp[nsp++] = (struct span){i, e, 0};
+	}
+	/* The spans of one text share a definition. In order of their
+	 * starts, an outer group comes before those inside it: a text seen
+	 * twice or more is called where it is not inside one called already. */
+	int ndef = 0;
+	size_t *def_of = xcalloc(nsp + 1, sizeof(size_t)); /* definition -> its first span */
+	for (size_t a = 0; a < nsp; a++) {
+		if (sp[a].def)
+			continue;
+		size_t len = sp[a].e - sp[a].s + 1;
+		bool twice = false;
+		for (size_t b = a + 1; b < nsp; b++)
+			if (!sp[b].def && sp[b].e - sp[b].s + 1 == len &&
+			    memcmp(pat + sp[a].s, pat + sp[b].s, len) == 0) {
+				sp[b].def = ndef + 1;
+				twice = true;
+			}
+		if (twice) {
+			sp[a].def = ndef + 1;
+			def_of[ndef++] = a;
+		}
+	}
+	char *out = NULL;
+	if (ndef) {
+		struct sbuf o = {0};
+		size_t at = 0;
+		char call[32];
+		bool *used = xcalloc((size_t)ndef, sizeof(bool));
+		for (size_t a = 0; a < nsp; a++) {
+			if (!sp[a].def || sp[a].s < at) /* unique, or inside a call */
+				continue;
+			sb_add(&o, pat + at, sp[a].s - at);
+			snprintf(call, sizeof(call), "(?&siftg%d)", sp[a].def);
+			sb_adds(&o, call);
+			used[sp[a].def - 1] = true;
+			at = sp[a].e + 1;
+		}
+		sb_add(&o, pat + at, n - at);
+		sb_adds(&o, "(?(DEFINE)");
+		for (int d = 0; d < ndef; d++) {
+			if (!used[d])
+				continue;
+			const struct span *s = &sp[def_of[d]];
+			snprintf(call, sizeof(call), "(?<siftg%d>", d + 1);
+			sb_adds(&o, call);
+			sb_add(&o, pat + s->s + 3, s->e - s->s - 3); /* without "(?:" */
+			sb_adds(&o, ")");
+		}
+		sb_adds(&o, ")");
+		out = xstrdup(sb_str(&o));
+		free(o.d);
+		free(used);
+	}
+	free(def_of);
+	free(sp);
+	return out;
+}
+
 /* A regex too large for PCRE2 as written (compiled with its repeated group
  * as calls) keeps the pattern PCRE2 compiled, for its anchored copy: these
  * are the regexes whose every attempt is costly, worth trying only at the
@@ -155,6 +290,17 @@ static int compile_pcre(struct spam_engine *e, struct rule *r)
 		if (r->re)
 			lint(e, false,
 			     "%s: %s: too large for PCRE2 as written; compiled with its repeated group as "
+			     "calls",
+			     r->where, r->name);
+		free(pat);
+	}
+	if (!r->re && ec == PCRE2_ERROR_PATTERN_TOO_LARGE && !(fl & PCRE2_EXTENDED)) {
+		char *pat = groups_as_calls(r->pattern);
+		if (pat)
+			r->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, fl, &ec, &eo, NULL);
+		if (r->re)
+			lint(e, false,
+			     "%s: %s: too large for PCRE2 as written; compiled with its repeated groups as "
 			     "calls",
 			     r->where, r->name);
 		free(pat);

@@ -179,9 +179,10 @@ RULES += 'body     T_BIG_REPEAT /(?:(?<!q)(?:%s)\\s){20}/\n' % '|'.join(WORDS)
 
 # Look-alike letters as 25_replace.cf writes them (a group of some 800
 # octets each: the letter, its look-alikes in UTF-8, a character
-# reference). Their prefilter for lines of ASCII text leaves the
-# look-alikes out; the whole one is scanned where a line has other octets
-# or a '&'.
+# reference), used so often that PCRE2 cannot hold the regex as written, as
+# the stock __MY_MALWARE and __PAY_ME: Sift calls each group from a DEFINE.
+# Their prefilter for lines of ASCII text leaves the look-alikes out; the
+# whole one is scanned where a line has other octets or a '&'.
 def look_alike(letter, extra):
     alts = ['[%s%s]' % (letter, letter.upper())] + extra
     alts += ['[\\xf0][\\x9d][\\x%02x][\\x%02x\\x%02x]' % (0x90 + k % 16, 0x80 + k, 0xa0 + k) for k in range(30)]
@@ -193,6 +194,10 @@ RULES += 'replace_tag LB %s\n' % look_alike('b', [])
 RULES += 'replace_tag LC %s\n' % look_alike('c', ['[\\xd1][\\x81]'])
 RULES += 'replace_tag LD %s\n' % look_alike('d', [])
 RULES += 'replace_tag LE %s\n' % look_alike('e', ['[\\xd0][\\xb5]'])
+LOOK_WORDS = ['bead cab', 'dead bee', 'cede bad', 'aced dab', 'bade cad', 'deed ace', 'abed dace', 'cab bead',
+              'bad deed', 'ebb dace', 'dab cede', 'ace bead', 'cad deed', 'bee dab', 'dace abed', 'bade ebb']
+RULES += 'body     T_CALLS /(?:^|\\s)(?:%s)[\\s.,]/\nreplace_rules T_CALLS\n' % '|'.join(
+    '\\s'.join(''.join('<L%s>' % c.upper() for c in w) for w in words.split()) for words in LOOK_WORDS)
 RULES += ('body     T_LA_COUNT /<LA>/\ntflags   T_LA_COUNT multiple maxhits=50\nreplace_rules T_LA_COUNT\n'
           'meta     T_LA_3 (T_LA_COUNT == 3)\n')
 RULES += 'body     T_LA_WORD /\\b<LB><LE><LA><LD>\\b/\nreplace_rules T_LA_WORD\n'
@@ -543,9 +548,16 @@ NET_CASES = [
 ]
 
 
-# look-alike letters (Hyperscan databases compiled): lines of ASCII text
-# and others
+# look-alike letters (Hyperscan databases compiled): the regex as calls,
+# lines of ASCII text and others
 LOOK_CASES = [
+    ('calls-ascii', HDR + DATE + '\nI saw the bead cab, yes\n', None, ['T_CALLS'], []),
+    ('calls-utf8', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\nI saw the b\u0435ad c\u0430b, yes\n',
+     None, ['T_CALLS'], []),
+    ('calls-entity', HDR + DATE + '\nI saw the be&#97;d cab, yes\n', None, ['T_CALLS'], []),
+    ('calls-miss', HDR + DATE + '\nI saw the bead cob, yes\n', None, [], ['T_CALLS']),
+    ('calls-miss-utf8', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\nI saw the b\u0435ad c\u043eb\n',
+     None, [], ['T_CALLS']),
     # a word of look-alikes only the full prefilter finds
     ('look-word-utf8', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\nthe b\u0435\u0430d one\n',
      None, ['T_LA_WORD'], []),
@@ -595,8 +607,9 @@ def run_cases(root, cfg, cases):
 
 
 def look_alikes(root, rdir):
-    """Look-alike letters through the Hyperscan databases: the ASCII forms
-    of the prefilters and the whole ones."""
+    """Look-alike letters through the Hyperscan databases: a regex PCRE2
+    holds only as calls, the ASCII forms of the prefilters and the whole
+    ones."""
     cache = os.path.join(root, 'lcache')
     os.makedirs(cache, mode=0o755)
     cfg = conf(root, 'look', os.path.join(rdir, '*.cf'), spam_cache_directory=cache)
@@ -604,8 +617,11 @@ def look_alikes(root, rdir):
     check(r.returncode == 0, 'look-alikes: databases compiled', r.stdout + r.stderr)
     r = subprocess.run([SIFTCTL, '-c', cfg, 'spam', 'lint', '-v'], capture_output=True, text=True, timeout=600)
     out = r.stdout + r.stderr
+    check('T_CALLS: too large for PCRE2 as written; compiled with its repeated groups as calls' in out,
+          'lint names the regex compiled with calls', out[-3000:])
     m = re.search(r'(\d+) in an ASCII form for ASCII lines', out)
-    check(m and int(m.group(1)) >= 1, 'the look-alike rules are prefiltered by their ASCII forms', out[-3000:])
+    check(m and int(m.group(1)) >= 2 and 'T_CALLS' not in re.findall(r'^pcre2-fallback: [^:]+:\d+: (\w+):', out, re.M),
+          'the look-alike rules are prefiltered by their ASCII forms', out[-3000:])
     run_cases(root, cfg, LOOK_CASES)
 
 
