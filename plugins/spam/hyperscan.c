@@ -1359,26 +1359,44 @@ void spam_profile_patterns(const struct spam_engine *e, const struct spam_profil
 			const struct rule *r = &e->rules[g->rules[k]];
 			bool exact;
 			char *pat = hs_choose(r, &exact);
+			if (pat && (hg->in_db[k] & HS_ASCII)) { /* what most lines are scanned with */
+				char *a = hs_ascii_choose(r, pat);
+				if (a && !*a) { /* nothing on ASCII lines */
+					free(a);
+					free(pat);
+					continue;
+				}
+				if (a) {
+					free(pat);
+					pat = a;
+				}
+			}
 			hs_database_t *db = NULL;
 			hs_compile_error_t *ce = NULL;
 			/* a prefilter in pieces: one expression a line */
-			const char *one[64];
-			unsigned fl[64], np = 0;
-			for (char *q = pat, *nl; q && np < 64; q = nl ? nl + 1 : NULL) {
+			unsigned np = 0;
+			for (const char *q = pat; q; q = strchr(q, '\n'), q = q ? q + 1 : NULL)
+				np++;
+			const char **one = xcalloc(np + 1, sizeof(char *));
+			unsigned *fl = xcalloc(np + 1, sizeof(unsigned));
+			np = 0;
+			for (char *q = pat, *nl; q; q = nl ? nl + 1 : NULL) {
 				if ((nl = strchr(q, '\n')))
 					*nl = 0;
 				one[np] = q;
 				fl[np++] = hs_flags_for(r) & ~(exact ? HS_FLAG_PREFILTER : 0u);
 			}
-			if (!pat || hs_compile_multi(one, fl, NULL, np, HS_MODE_BLOCK, NULL, &db, &ce) !=
-					    HS_SUCCESS) {
+			bool ok = pat && hs_compile_multi(one, fl, NULL, np, HS_MODE_BLOCK, NULL, &db, &ce) ==
+						 HS_SUCCESS;
+			free(one);
+			free(fl);
+			free(pat);
+			if (!ok) {
 				if (ce)
 					hs_free_compile_error(ce);
-				free(pat);
 				failed++;
 				continue;
 			}
-			free(pat);
 			double ms = prof_scan(db, t, &scratch);
 			hs_free_database(db);
 			if (ms < 0) {
