@@ -4,6 +4,8 @@
  * rules matched against the same texts, meta expressions in RPN and in
  * dependency order, the per-message rule lists.
  */
+#include <stdint.h>
+
 #include "internal.h"
 
 static uint32_t pcre_flags(const char *f)
@@ -22,6 +24,19 @@ static uint32_t pcre_flags(const char *f)
 	return o;
 }
 
+/* The last octet of the escape or character class at pat[i] (i when
+ * there is neither; SIZE_MAX for a class not closed): what the readers
+ * below skip, since neither opens nor closes a group. */
+static size_t skip_literal(const char *pat, size_t i)
+{
+	if (pat[i] == '\\')
+		return pat[i + 1] ? i + 1 : i;
+	if (pat[i] != '[')
+		return i;
+	const char *ce = regex_class_end(pat + i);
+	return ce ? (size_t)(ce - pat) - 1 : SIZE_MAX;
+}
+
 /* A pattern PCRE2 finds too large often is a big group repeated,
  * "(?:G){5}": PCRE2 compiles G five times over (its compiled patterns are
  * limited to 64 KiB), Perl does not. This rewrites the largest such group
@@ -34,15 +49,11 @@ static char *repeat_as_call(const char *pat, int k)
 	size_t n = strlen(pat), stack[256], sp = 0;
 	size_t best_s = 0, best_e = 0, best_q = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (pat[i] == '\\') {
-			i++;
-			continue;
-		}
-		if (pat[i] == '[') {
-			const char *ce = regex_class_end(pat + i);
-			if (!ce)
-				return NULL;
-			i = (size_t)(ce - pat) - 1;
+		size_t skip = skip_literal(pat, i);
+		if (skip == SIZE_MAX)
+			return NULL;
+		if (skip != i) {
+			i = skip;
 			continue;
 		}
 		if (pat[i] == '(' && sp < 256)
@@ -137,15 +148,11 @@ static char *groups_as_calls(const char *pat)
 	} *sp = NULL;
 	size_t nsp = 0, cap = 0;
 	for (size_t i = 0; i + 3 < n; i++) {
-		if (pat[i] == '\\') {
-			i++;
-			continue;
-		}
-		if (pat[i] == '[') {
-			const char *ce = regex_class_end(pat + i);
-			if (!ce)
-				return NULL;
-			i = (size_t)(ce - pat) - 1;
+		size_t skip = skip_literal(pat, i);
+		if (skip == SIZE_MAX)
+			return NULL;
+		if (skip != i) {
+			i = skip;
 			continue;
 		}
 		if (strncmp(pat + i, "(?:", 3) != 0)
