@@ -228,7 +228,7 @@ static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 	h = fnv1a(h, HS_MAGIC, 8); /* the file's format */
 	/* how patterns Hyperscan refuses whole are prefiltered (hs_fallback) */
 	static const char fallback[] =
-		"prefix-fallback-1 relax-8-3 starts-2 body-multi-3 relaxed-apart split-1 body-ascii-3";
+		"prefix-fallback-1 relax-8-3 starts-2 body-multi-3 relaxed-apart split-2 body-ascii-3";
 	h = fnv1a(h, fallback, sizeof(fallback));
 	/* the size limit decides which rules a database holds */
 	uint32_t limit = HS_MAX_RULE_DB;

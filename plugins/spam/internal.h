@@ -690,8 +690,12 @@ char *prefilter_widen(const char *pat, const char *flags);
  * line: "P(?:A|B)S" becomes "P(?:A)S\nP(?:B)S", which match together
  * wherever it does, for a prefilter Hyperscan refuses whole (too large an
  * automaton) but takes in pieces. Malloc'd; NULL when there is no such
- * group (or it is quantified, or extended mode). */
+ * group (or it is quantified, has more than SPLIT_MAX_PIECES alternatives,
+ * or extended mode). */
 char *prefilter_split(const char *pat, const char *flags);
+/* At most this many pieces: each is compiled alone to see whether
+ * Hyperscan takes it. */
+#define SPLIT_MAX_PIECES 64
 /* pat for the lines with no octet of 0x80 or above and no '&' (where
  * look-alike letters in UTF-8 and character references cannot match):
  * such items and the alternatives that need them left out. It matches

@@ -852,6 +852,10 @@ char *prefilter_split(const char *pat, const char *flags)
 		else if (*p == '(')
 			p = group_end(p);
 		else if (*p == '|' || p == best_end - 1) {
+			if (pieces == SPLIT_MAX_PIECES) {
+				free(out.d);
+				return NULL;
+			}
 			if (pieces++)
 				sb_adds(&out, "\n");
 			sb_add(&out, pat, (size_t)(best - pat));

@@ -359,6 +359,15 @@ static void ascii_checks(void)
 	CHECK(prefilter_split("(?:ab|cd)x|y", NULL) == NULL);
 	CHECK(prefilter_split("(?:abcd)x", NULL) == NULL);
 	CHECK(prefilter_split("(?:a|b) c", "x") == NULL);
+	char many[4 * SPLIT_MAX_PIECES + 16] = "x(?:";
+	for (int k = 0; k < SPLIT_MAX_PIECES; k++)
+		strcat(many, k ? "|ab" : "ab");
+	strcat(many, ")y");
+	sp = prefilter_split(many, NULL);
+	CHECK(sp != NULL);
+	free(sp);
+	strcpy(many + strlen(many) - 2, "|c)y");
+	CHECK(prefilter_split(many, NULL) == NULL);
 }
 
 int main(void)
