@@ -933,7 +933,10 @@ static bool addr_spec(struct parse *ps, int a, int b, struct mb_tmp *m)
 	bool ok = local_part(ps, a, at, &o);
 	if (ok && !sift_is_utf8((const unsigned char *)o.data, o.len)) {
 		/* Legacy 8-bit local parts (not RFC 6532): their octets are
-		 * taken as Latin-1, as in decoded header values. */
+		 * taken as Latin-1, one code point each, so that the address
+		 * gives its octets back (header text of undeclared 8-bit
+		 * octets is read as Windows-1252, as SpamAssassin reads it,
+		 * which leaves five octets without a character). */
 		struct sift_buf u = {0};
 		sift_add_utf8_or_latin1(&u, (const unsigned char *)o.data, o.len);
 		sift_buf_free(&o);
