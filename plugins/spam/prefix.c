@@ -543,36 +543,44 @@ static bool short_escape(const char *s, size_t n)
 	       ((s[1] == 'x' && (n < 3 || s[2] != '{')) || isdigit((unsigned char)s[1]));
 }
 
-/* The class p..e (its '[' to past its ']', class_high() 1) as it is
- * widened: its members below 0x80 and "\x80-\xff" (the high octets it
- * names are in that range). False, leaving out alone, when a range joins
- * a low octet to a high one. */
-static bool class_widened(const char *p, const char *e, struct sbuf *out)
+/* The class p..e (its '[' to past its ']', neither negated nor with ']'
+ * first) written to out without the members that only match octets of
+ * 0x80 and above, nor, with amp, those that only match '&' (an octet, an
+ * escape, or a range whose two ends go), then tail. *kept and *dropped
+ * count the members written and left out. False, writing nothing, when
+ * this reader does not take the class apart or a range joins a member
+ * that goes to one that stays; also when a member goes right after a
+ * short escape, which what follows it would lengthen. */
+static bool class_without(const char *p, const char *e, bool amp, const char *tail, struct sbuf *out,
+			  size_t *kept, size_t *dropped)
 {
 	struct tok {
 		const char *s;
 		size_t n;
-		bool high, dash;
+		bool gone, dash;
 	} t[512];
 	size_t n = 0;
 	for (const char *q = p + 1; q < e - 1 && n < sizeof(t) / sizeof(t[0]);) {
 		struct tok k = {q, 1, false, false};
 		if (hex_high(q))
-			k.n = 4, k.high = true;
+			k.n = 4, k.gone = true;
 		else if ((unsigned char)*q >= 0x80)
-			k.high = true;
+			k.gone = true;
 		else if (*q == '\\') {
 			const char *x = escape_end(q);
 			if (!x || x > e - 1)
 				return false;
 			k.n = (size_t)(x - q);
+			k.gone = amp && k.n == 2 && q[1] == '&';
 		} else if (*q == '[' && q[1] == ':') {
 			const char *c = strstr(q + 2, ":]");
 			if (!c || c >= e - 1)
 				return false;
 			k.n = (size_t)(c + 2 - q);
-		} else
+		} else {
 			k.dash = *q == '-';
+			k.gone = amp && *q == '&';
+		}
 		t[n++] = k;
 		q += k.n;
 	}
@@ -580,33 +588,43 @@ static bool class_widened(const char *p, const char *e, struct sbuf *out)
 		return false;
 	struct sbuf o = {0};
 	sb_adds(&o, "[");
+	*kept = *dropped = 0;
 	bool after_short = false; /* the last octets kept end with a short escape */
 	for (size_t i = 0; i < n; i++) {
 		const struct tok *last = &t[i];
-		bool keep;
+		bool gone = t[i].gone;
 		if (i + 2 < n && t[i + 1].dash) { /* a range */
-			if (t[i].high != t[i + 2].high) {
+			if (t[i].gone != t[i + 2].gone) {
 				free(o.d);
 				return false;
 			}
-			keep = !t[i].high;
-			if (keep)
+			if (!gone)
 				sb_add(&o, t[i].s, (size_t)(t[i + 2].s + t[i + 2].n - t[i].s));
 			i += 2;
 			last = &t[i];
-		} else if ((keep = !t[i].high))
+		} else if (!gone)
 			sb_add(&o, t[i].s, t[i].n);
-		if (!keep && after_short) {
+		if (gone && after_short) {
 			free(o.d);
 			return false;
 		}
-		if (keep)
+		if (!gone)
 			after_short = short_escape(last->s, last->n);
+		++*(gone ? dropped : kept);
 	}
-	sb_adds(&o, "\\x80-\\xff]");
+	sb_adds(&o, tail);
 	sb_adds(out, sb_str(&o));
 	free(o.d);
 	return true;
+}
+
+/* The class p..e (class_high() 1) as it is widened: its members below
+ * 0x80 and "\x80-\xff" (the high octets it names are in that range).
+ * False, leaving out alone, as class_without. */
+static bool class_widened(const char *p, const char *e, struct sbuf *out)
+{
+	size_t kept, dropped;
+	return class_without(p, e, false, "\\x80-\\xff]", out, &kept, &dropped);
 }
 
 static bool widen_alt(const char **pp, struct sbuf *out, bool *all_high, int depth);
@@ -890,69 +908,22 @@ char *prefilter_split(const char *pat, const char *flags)
 static bool ascii_alt(const char **pp, struct sbuf *out, bool *dead, int depth);
 
 /* The class p..e (past its ']') without its octets of 0x80 and above and
- * its '&'; *dead when nothing is left. False when it is left as it is
- * (negated, a range across, what this reader does not take apart). */
+ * its '&' (class_without); *dead when nothing is left. False when it is
+ * left as it is (negated, nothing to leave out, what class_without does
+ * not take apart). */
 static bool ascii_class(const char *p, const char *e, struct sbuf *out, bool *dead)
 {
 	if (p[1] == '^' || p[1] == ']')
 		return false;
 	struct sbuf o = {0};
-	bool any = false, dropped = false, done = false, after_short = false;
-	sb_adds(&o, "[");
-	for (const char *q = p + 1;;) {
-		if (q >= e - 1) {
-			done = q == e - 1;
-			break;
-		}
-		const char *s = q, *last = q; /* last: the range's end, if one */
-		bool gone = false;
-		if (hex_high(q))
-			q += 4, gone = true;
-		else if ((unsigned char)*q >= 0x80 || *q == '&')
-			q++, gone = true;
-		else if (*q == '\\') {
-			q = escape_end(q);
-			if (!q || q > e - 1)
-				break;
-			gone = q - s == 2 && s[1] == '&';
-		} else if (*q == '[' && q[1] == ':') {
-			const char *c = strstr(q + 2, ":]");
-			if (!c || c >= e - 1)
-				break;
-			q = c + 2;
-		} else
-			q++;
-		if (*q == '-' && q + 1 < e - 1) { /* a range: kept whole, or dropped whole */
-			const char *t = q + 1;
-			bool high_end = hex_high(t) || (unsigned char)*t >= 0x80;
-			if (gone != high_end) {
-				free(o.d);
-				return false;
-			}
-			q = hex_high(t) ? t + 4 : *t == '\\' ? escape_end(t) : t + 1;
-			if (!q || q > e - 1)
-				break;
-			last = t;
-		}
-		if (gone && after_short)
-			break; /* left as it is */
-		if (gone)
-			dropped = true;
-		else {
-			sb_add(&o, s, (size_t)(q - s));
-			any = true;
-			after_short = short_escape(last, (size_t)(q - last));
-		}
-	}
-	if (!dropped || !done) {
+	size_t kept, dropped;
+	if (!class_without(p, e, true, "]", &o, &kept, &dropped) || !dropped) {
 		free(o.d);
 		return false;
 	}
-	*dead = !any;
-	if (any) {
-		sb_adds(&o, "]");
+	*dead = !kept;
+	if (kept)
 		sb_adds(out, sb_str(&o));
-	}
 	free(o.d);
 	return true;
 }
