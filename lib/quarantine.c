@@ -57,6 +57,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -444,17 +445,40 @@ int sift_quarantine_list(const char *dir, struct sift_qentry **list_r, size_t *n
 	return 0;
 }
 
-int sift_quarantine_delete(const char *dir, const char *id, char **err_r)
+int sift_quarantine_delete(const char *dir, const char *id, bool held, char **err_r)
 {
 	if (!sift_quarantine_id_valid(id)) {
 		*err_r = sift_asprintf("bad quarantine id \"%s\"", id ? id : "");
 		return -1;
 	}
 	char *path = sift_asprintf("%s/%s.msg", dir, id);
-	int rc = unlink(path);
+	/* A release holds the lock on its message until it is done; one
+	 * that sent to some recipients only writes the message back with the
+	 * others, which would bring a message deleted meanwhile back. So the
+	 * lock first: a message being released is not deleted. (Not a regular
+	 * file, or a symbolic link: no release opens that; removed as it is.) */
+	int fd = held ? -1 : open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	struct stat st;
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		close(fd);
+		*err_r = e == EWOULDBLOCK
+				 ? sift_asprintf("%s is being released by another siftctl: not deleted", id)
+				 : sift_asprintf("%s: %s", path, strerror(e));
+		free(path);
+		return e == EWOULDBLOCK ? -2 : -1;
+	}
+	int rc;
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_nlink == 0) {
+		rc = -1; /* removed between the open and the lock */
+		errno = ENOENT;
+	} else
+		rc = unlink(path);
 	if (rc < 0)
 		*err_r = errno == ENOENT ? sift_asprintf("no quarantined message %s", id)
 					 : sift_asprintf("%s: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
 	free(path);
 	return rc < 0 ? -1 : 0;
 }

@@ -396,7 +396,10 @@ int sift_quarantine_open(const char *dir, const char *id, struct sift_qentry *e_
 /* All entries, oldest first (unreadable files are logged and skipped);
  * free each with sift_qentry_free and the array with free(). */
 int sift_quarantine_list(const char *dir, struct sift_qentry **list_r, size_t *n_r, char **err_r);
-int sift_quarantine_delete(const char *dir, const char *id, char **err_r);
+/* Removes a message. Unless held (the caller, a release, holds the lock on
+ * the message's file), its lock is taken first: -2 when a release holds
+ * it (nothing removed), -1 on other errors. */
+int sift_quarantine_delete(const char *dir, const char *id, bool held, char **err_r);
 /* Removes (unless dry_run) the temporary files of stores that never
  * finished (a crash between the write and the rename) once they are an
  * hour old, which a store in progress never is, and the release tokens

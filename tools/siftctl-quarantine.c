@@ -53,9 +53,10 @@ static const char usage_text[] =
 	"       and the message kept; so it is when the release is interrupted (INT, TERM,\n"
 	"       HUP) before sendmail took it, and the token withdrawn in any case\n"
 	"  quarantine delete ID...\n"
-	"       remove messages from the store\n"
+	"       remove messages from the store (not one being released)\n"
 	"  quarantine purge --older-than TIME [--dry-run]\n"
-	"       remove every message older than TIME (e.g. 7d, as a daily cron job), and\n"
+	"       remove every message older than TIME (e.g. 7d, as a daily cron job) but\n"
+	"       those being released, and\n"
 	"       the temporary files of stores that never finished once they are 1h old,\n"
 	"       and release tokens over a day old\n"
 	"       the store is quarantine_directory (default " SIFT_STATEDIR "/quarantine)\n";
@@ -692,7 +693,7 @@ static int cmd_release(const char *dir, int argc, char **argv)
 		}
 		printf("\n");
 		rc = 0;
-		if (!o.keep && sift_quarantine_delete(dir, o.id, &err) < 0) {
+		if (!o.keep && sift_quarantine_delete(dir, o.id, true, &err) < 0) {
 			fprintf(stderr, "siftctl quarantine release: released, but not removed: %s\n", err);
 			free(err);
 			rc = 1;
@@ -740,7 +741,7 @@ static int cmd_delete(const char *dir, int argc, char **argv)
 	int rc = 0;
 	for (int i = 1; i < argc; i++) {
 		char *err = NULL;
-		if (sift_quarantine_delete(dir, argv[i], &err) < 0) {
+		if (sift_quarantine_delete(dir, argv[i], false, &err) < 0) {
 			fprintf(stderr, "siftctl quarantine: %s\n", err);
 			free(err);
 			rc = 1;
@@ -799,13 +800,19 @@ static int cmd_purge(const char *dir, int argc, char **argv)
 		return 1;
 	}
 	long long now = time(NULL);
-	int rc = 0;
+	int rc = 0, drc;
 	for (size_t i = 0; i < n; i++) {
 		struct sift_qentry *e = &list[i];
 		if ((now - e->time) * 1000 >= older) {
 			if (dry)
 				printf("would purge %s\n", e->id);
-			else if (sift_quarantine_delete(dir, e->id, &err) < 0) {
+			else if ((drc = sift_quarantine_delete(dir, e->id, false, &err)) == -2) {
+				/* the release removes it, or keeps what it did not
+				 * send: the next purge sees that */
+				printf("skipped %s: being released\n", e->id);
+				free(err);
+				err = NULL;
+			} else if (drc < 0) {
 				fprintf(stderr, "siftctl quarantine: %s\n", err);
 				free(err);
 				err = NULL;

@@ -691,6 +691,43 @@ def quarantine_store_tests(tmp):
               r.stdout + r.stderr)
     except subprocess.TimeoutExpired:
         check(False, "quarantine release: a FIFO in place of the release token does not block the wait (it hung)")
+    # a message being released is neither deleted nor purged meanwhile: a
+    # release that reaches some recipients only writes the message back with
+    # the others, which would bring a deleted message back
+    busy = "20261205-100007-0123456789ab"
+    started, go = f"{tmp}/qstore-busy-started", f"{tmp}/qstore-busy-go"
+    slow_sendmail = f"{tmp}/qstore-slow-sendmail.sh"
+    with open(slow_sendmail, "w") as f:
+        f.write(f"#!/bin/sh\ncat > /dev/null\ntouch {started}\n"
+                f"i=0; while [ ! -e {go} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n")
+    os.chmod(slow_sendmail, 0o755)
+    store(busy, "a@x.test", ["bob@sift.test"], "virus X", whole)
+    rel = subprocess.Popen([SIFTCTL, "-c", conf, "quarantine", "release", busy, "--sendmail", slow_sendmail,
+                            "--wait", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 20
+        while not os.path.exists(started) and time.time() < deadline and rel.poll() is None:
+            time.sleep(0.05)
+        check(os.path.exists(started), "quarantine release: the slow sendmail runs")
+        r = run("-c", conf, "quarantine", "delete", busy)
+        check(r.returncode == 1 and os.path.exists(f"{q}/{busy}.msg") and
+              f"{busy} is being released by another siftctl: not deleted" in r.stderr,
+              "quarantine delete: a message being released is not deleted", r.stdout + r.stderr)
+        r = run("-c", conf, "quarantine", "purge", "--older-than", "1s")
+        counts = re.search(r"^purged (\d+) of (\d+)$", r.stdout, re.M)
+        check(r.returncode == 0 and os.path.exists(f"{q}/{busy}.msg") and
+              f"skipped {busy}: being released" in r.stdout and counts is not None and
+              int(counts.group(1)) == int(counts.group(2)) - 1,
+              "quarantine purge: a message being released is skipped, and said so", r.stdout + r.stderr)
+    finally:
+        open(go, "w").close()
+        out, err = rel.communicate(timeout=60)
+    check(rel.returncode == 0 and f"released {busy}" in out and not os.path.exists(f"{q}/{busy}.msg"),
+          "quarantine release: done after the refused delete, the message removed", out + err)
+    store(busy, "a@x.test", ["bob@sift.test"], "virus X", whole)
+    r = run("-c", conf, "quarantine", "delete", busy)
+    check(r.returncode == 0 and r.stdout == f"deleted {busy}\n" and not os.path.exists(f"{q}/{busy}.msg"),
+          "quarantine delete: a message no release holds is deleted", r.stdout + r.stderr)
     if os.path.isdir(f"{q}/.release"):
         shutil.rmtree(f"{q}/.release")
     for qid in (cut, grown, hostile, good):
