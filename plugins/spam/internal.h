@@ -691,7 +691,8 @@ char *prefilter_widen(const char *pat, const char *flags);
  * wherever it does, for a prefilter Hyperscan refuses whole (too large an
  * automaton) but takes in pieces. Malloc'd; NULL when there is no such
  * group (or it is quantified, has more than SPLIT_MAX_PIECES alternatives,
- * or extended mode). */
+ * or extended mode, or pat refers to a group: a backreference, a call, a
+ * conditional). */
 char *prefilter_split(const char *pat, const char *flags);
 /* At most this many pieces: each is compiled alone to see whether
  * Hyperscan takes it. */

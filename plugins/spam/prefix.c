@@ -831,9 +831,33 @@ char *prefilter_widen(const char *pat, const char *flags)
 	return (char *)sb_str(&out);
 }
 
+/* Whether pat refers to a group by number or name (a backreference, a
+ * call, a conditional), or this reader cannot tell: a piece of it may
+ * refer to another group than the whole regex does, or to none. */
+static bool regex_refers(const char *pat)
+{
+	for (const char *p = pat; *p;) {
+		if (*p == '[') {
+			p = regex_class_end(p);
+		} else if (*p == '\\') {
+			unsigned char c = (unsigned char)p[1];
+			if ((c >= '1' && c <= '9') || c == 'g' || c == 'k')
+				return true;
+			p = escape_end(p);
+		} else if (p[0] == '(' && p[1] == '?' && p[2] && strchr("(R&+-0123456789P", p[2]) &&
+			   !(p[2] == 'P' && p[3] == '<') && !(p[2] == '-' && isalpha((unsigned char)p[3]))) {
+			return true;
+		} else
+			p++;
+		if (!p)
+			return true;
+	}
+	return false;
+}
+
 char *prefilter_split(const char *pat, const char *flags)
 {
-	if ((flags && strchr(flags, 'x')) || strchr(pat, '\n'))
+	if ((flags && strchr(flags, 'x')) || strchr(pat, '\n') || regex_refers(pat))
 		return NULL;
 	/* the longest top-level "(?:...)" that no quantifier follows */
 	const char *best = NULL, *best_end = NULL;

@@ -359,6 +359,16 @@ static void ascii_checks(void)
 	CHECK(prefilter_split("(?:ab|cd)x|y", NULL) == NULL);
 	CHECK(prefilter_split("(?:abcd)x", NULL) == NULL);
 	CHECK(prefilter_split("(?:a|b) c", "x") == NULL);
+	/* a piece would lose or renumber the group referred to */
+	CHECK(prefilter_split("(?:a|(b))x\\1", NULL) == NULL);
+	CHECK(prefilter_split("(?:a|(?<n>b))x\\k<n>", NULL) == NULL);
+	CHECK(prefilter_split("(?:a|(b))x(?1)", NULL) == NULL);
+	CHECK(prefilter_split("(?:a|(b))x(?(1)c|d)", NULL) == NULL);
+	CHECK(prefilter_split("(?:$|\\2S|b;(m (f)))W", NULL) == NULL);
+	/* named groups, octal escapes in a class and option groups are no
+	 * references */
+	CHECK(strcmp(text_of(prefilter_split("(?:a|(?P<n>b)|[\\1])(?-i:x)", NULL)),
+		     "(?:a)(?-i:x)\n(?:(?P<n>b))(?-i:x)\n(?:[\\1])(?-i:x)") == 0);
 	char many[4 * SPLIT_MAX_PIECES + 16] = "x(?:";
 	for (int k = 0; k < SPLIT_MAX_PIECES; k++)
 		strcat(many, k ? "|ab" : "ab");
