@@ -639,13 +639,17 @@ static bool widen_seq(const char **pp, struct sbuf *out, bool *all_high, int dep
 		const char *s = p;
 		bool item_high = false;
 		struct sbuf item = {0};
-		if (p[0] == '(' && p[1] == '?' && (p[2] == '!' || (p[2] == '<' && p[3] == '!'))) {
+		/* negative lookarounds (a wider pattern inside would match
+		 * less) and lookbehinds (PCRE2 takes only fixed lengths
+		 * there, which a widened run is not) stay as written */
+		if (p[0] == '(' && p[1] == '?' &&
+		    (p[2] == '!' || (p[2] == '<' && (p[3] == '!' || p[3] == '=')))) {
 			p = group_end(p);
 			if (!p)
 				return false;
 			sb_add(&item, s, (size_t)(p - s));
 		} else if (*p == '(') {
-			/* (, (?:, (?=, (?<=, (?i:...: the opening kept, the inside widened */
+			/* (, (?:, (?=, (?i:...: the opening kept, the inside widened */
 			const char *in = p + 1;
 			if (*in == '*')
 				return false; /* a verb */
@@ -653,8 +657,6 @@ static bool widen_seq(const char **pp, struct sbuf *out, bool *all_high, int dep
 				in++;
 				if (*in == '=' || *in == ':')
 					in++;
-				else if (in[0] == '<' && in[1] == '=')
-					in += 2;
 				else {
 					size_t k = strspn(in, "imnsxJU-^");
 					if (memchr(in, 'x', k))

@@ -265,6 +265,10 @@ static void widen_checks(void)
 	/* left alone: negative lookarounds, negated classes, ASCII, named
 	 * and atomic groups, verbs, extended mode */
 	CHECK(strcmp(widened("(?![\\xc3][\\x80])(?<![\\xc4])a[^\\xc5]", NULL), "") == 0);
+	/* a lookbehind stays fixed-length: as written (PCRE2 refused the
+	 * widened run) */
+	CHECK(strcmp(widened("(?<=a\\xd7\\xd7)b[\\xc3]", NULL), "(?<=a\\xd7\\xd7)b[\\x80-\\xff]") == 0);
+	CHECK(strcmp(widened("(?<=[\\xc3][\\x80])b", NULL), "") == 0);
 	CHECK(strcmp(widened("\\bab[cd]+\\x41", NULL), "") == 0);
 	CHECK(prefilter_widen("(?<n>[\\xc3])", NULL) == NULL);
 	CHECK(prefilter_widen("(?>[\\xc3])", NULL) == NULL);
