@@ -441,6 +441,8 @@ static void finish_group(struct spam_engine *e, struct rgroup *g)
 		build_exact(e, g);
 #endif
 	g->pcre_only = xcalloc(g->n + 1, sizeof(int));
+	struct native_pf **npf = xcalloc(g->n + 1, sizeof(*npf));
+	size_t nnpf = 0;
 	for (size_t i = 0; i < g->n; i++) {
 		struct rule *r = &e->rules[g->rules[i]];
 		if (!r->hs_exact && !r->re) {
@@ -451,9 +453,15 @@ static void finish_group(struct spam_engine *e, struct rgroup *g)
 			     r->where, r->name);
 			continue;
 		}
+		/* body lines: the text Hyperscan spends its time on */
+		if (r->type == R_BODY && r->re && !r->hs_exact && !r->utf &&
+		    (r->npf = native_prefilter(r->pattern, r->flags)))
+			npf[nnpf++] = r->npf;
 		if (r->re)
 			g->pcre_only[g->npcre++] = g->rules[i];
 	}
+	native_share(npf, nnpf);
+	free(npf);
 }
 
 static struct rgroup *group_for(struct spam_engine *e, enum rtype t, int target)

@@ -29,10 +29,6 @@
 #define GUARD_MAX_DEPTH	   64
 #define GUARD_MAX_INSERTS  4096
 
-struct fset {
-	uint64_t w[4];
-};
-
 static void fs_add(struct fset *s, unsigned c)
 {
 	s->w[c >> 6] |= 1ull << (c & 63);
@@ -248,6 +244,16 @@ static bool read_class(struct gparser *g, struct fset *out)
 		for (int i = 0; i < 4; i++)
 			s.w[i] = ~s.w[i];
 	*out = s;
+	return true;
+}
+
+bool regex_class_set(const char *p, bool caseless, struct fset *out)
+{
+	struct gparser g = {.pat = p, .p = p + 1};
+	if (*p != '[' || !read_class(&g, out))
+		return false;
+	if (caseless)
+		fs_fold(out);
 	return true;
 }
 

@@ -179,10 +179,11 @@ static hs_database_t *hs_build(const struct spam_engine *e, const struct rgroup 
 	return db;
 }
 
-/* Rules of a group that go to its prefilter database: PCRE2 confirms them. */
+/* Rules of a group that go to its prefilter database: PCRE2 confirms them.
+ * One with a native prefilter (native.c) is cheaper with that alone. */
 static bool hs_candidate(const struct rule *r)
 {
-	return r->re && !r->hs_exact;
+	return r->re && !r->hs_exact && !r->npf;
 }
 
 static size_t hs_ncandidates(const struct spam_engine *e, const struct rgroup *g)
@@ -583,6 +584,7 @@ static int hsmatch_finish(const struct spam_engine *e, struct hsmatch *hm)
 			} else {
 				hg->pcre_only[hg->npcre++] = g->rules[i];
 				hm->npcre++;
+				hm->nnative += e->rules[g->rules[i]].npf != NULL;
 			}
 		}
 		if (hg->db && hs_alloc_scratch(hg->db, &hm->pool.proto) != HS_SUCCESS)

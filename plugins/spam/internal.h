@@ -161,6 +161,10 @@ struct rule {
 	_Atomic(pcre2_code *) anch;
 	bool utf;
 	bool hs_exact; /* PCRE2 refused it (too large): Hyperscan alone, exact mode */
+	/* a check in C that every subject the regex matches passes, for a
+	 * shape Hyperscan scans slowly (native.c): PCRE2 is tried only on
+	 * the texts that pass; NULL for most rules */
+	struct native_pf *npf;
 	/* eval */
 	char *eval_fn;
 	char **eval_args;
@@ -363,7 +367,7 @@ struct hsgroup {
 struct hsmatch {
 	struct hsgroup *g; /* per group */
 	struct scratch_pool pool;
-	unsigned nhs, npcre, nrelaxed, nstarts, nascii;
+	unsigned nhs, npcre, nrelaxed, nstarts, nascii, nnative;
 };
 #define HS_IN_DB   1
 #define HS_RELAXED 2
@@ -421,6 +425,43 @@ pcre2_code *rule_anchored(const struct rule *r);
 enum { IMG_ALL, IMG_GIF, IMG_PNG, IMG_JPEG, IMG_KINDS };
 unsigned long long spam_image_area(int kind, const unsigned char *d, size_t n);
 
+/* ---- native prefilters (native.c) -------------------------------------------- */
+
+/* A top-level repeat of a class this long or longer makes a run check. */
+#define NATIVE_MIN_RUN 8
+/* The words checks of a group with the same classes share one pass. */
+#define NATIVE_MAX_SHARED 8
+struct native_pf {
+	/* octet -> NATIVE_IN: in the class, NATIVE_SEP: a separator */
+	unsigned char kind[256];
+	unsigned min;	/* the run's length; each word's */
+	unsigned words; /* words in a row; 0 for a run */
+	/* words: the check whose pass finds this one's answer too (itself
+	 * when first), this one's bit in its answers; on the first, the
+	 * checks it answers for */
+	const struct native_pf *lead;
+	unsigned slot;
+	const struct native_pf *shared[NATIVE_MAX_SHARED];
+	unsigned nshared;
+};
+#define NATIVE_IN  1
+#define NATIVE_SEP 2
+/* The answers of the last shared pass, for one text: reset (lead NULL)
+ * before each text. */
+struct native_memo {
+	const struct native_pf *lead;
+	unsigned bits;
+};
+/* The native prefilter of a rule's regex (malloc'd), NULL when it has none
+ * of the shapes native.c knows. */
+struct native_pf *native_prefilter(const char *pat, const char *flags);
+/* Links the words checks of one group (n of them in v) that can share a
+ * pass. */
+void native_share(struct native_pf *const *v, size_t n);
+/* Whether s may hold a match of the regex n was made for: false only
+ * where it cannot. */
+bool native_possible(const struct native_pf *n, const char *s, size_t len, struct native_memo *memo);
+
 struct msgctx {
 	const struct spam_engine *e;
 	const struct spam_input *in;
@@ -449,6 +490,7 @@ struct msgctx {
 	size_t ncand;
 	unsigned *cand_mark;
 	unsigned mark;
+	struct native_memo nat; /* native.c's answers for the text being scanned */
 	/* start offsets of the HS_STARTS rules in one text of one group
 	 * (scan.c): (group position, end offset in the reversed text) */
 	const char *st_text;
@@ -654,6 +696,23 @@ void pool_free(struct scratch_pool *p);
 /* The octet after the character class that starts at p ('['), or NULL
  * when it is not closed. */
 const char *regex_class_end(const char *p);
+/* The octet after the escape that starts at p ('\\'), or NULL when this
+ * reader does not know it (\Q, \E, an unclosed \x{...}). */
+const char *regex_escape_end(const char *p);
+/* The octet after the group that starts at p ('('), or NULL. */
+const char *regex_group_end(const char *p);
+/* Past the quantifier at p (p itself when there is none, with 1 and 1):
+ * its least and greatest counts (ULONG_MAX: no bound). */
+const char *regex_quantifier(const char *p, unsigned long *lo, unsigned long *hi);
+
+/* A set of octets. */
+struct fset {
+	uint64_t w[4];
+};
+/* The octets the class that starts at p ('[') matches, both cases of
+ * every letter with caseless (guard.c). A POSIX class is taken as every
+ * octet. False for a class this reader does not take. */
+bool regex_class_set(const char *p, bool caseless, struct fset *out);
 
 /* A pattern with at least PREFIX_MIN_REPEATED top-level items that must
  * match and may repeat (a{1,2}, [a-z]+) is prefiltered by its items up to
@@ -728,6 +787,7 @@ struct prof_texts {
 struct spam_profile {
 	unsigned messages;
 	double total, evals, metas, headers;		/* headers: absent ones, exists:, negations */
+	double native;					/* native.c's checks */
 	double texts[R_TMAX], hs[R_TMAX], pcre[R_TMAX]; /* by rule kind */
 	double *rule_ms;				/* PCRE2, per rule */
 	unsigned long *rule_calls;

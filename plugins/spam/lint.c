@@ -102,8 +102,9 @@ void spam_engine_stats(const struct spam_engine *e, char *buf, size_t n)
 		snprintf(
 			regex, sizeof(regex),
 			"%u through Hyperscan prefilters (%u of them with large repeats relaxed, %u tried at "
-			"start offsets, %u in an ASCII form for ASCII lines), %u PCRE2-JIT only",
-			hm->nhs, hm->nrelaxed, hm->nstarts, hm->nascii, hm->npcre);
+			"start offsets, %u in an ASCII form for ASCII lines), %u PCRE2-JIT only (%u of them "
+			"after a native check)",
+			hm->nhs, hm->nrelaxed, hm->nstarts, hm->nascii, hm->npcre, hm->nnative);
 	else if (e->use_hs)
 		snprintf(regex, sizeof(regex), "%u PCRE2-JIT until the Hyperscan databases are ready", nre);
 #endif
@@ -183,10 +184,11 @@ void spam_profile_print(const struct spam_engine *e, const struct spam_profile *
 		fprintf(out, "%-12s %9.3f %9.3f %9.3f %9.3f\n", kind[t], p->texts[t] / n, p->hs[t] / n,
 			p->pcre[t] / n, all / n);
 	}
+	fprintf(out, "%-12s %39.3f\n", "native", p->native / n);
 	fprintf(out, "%-12s %39.3f\n", "evals", p->evals / n);
 	fprintf(out, "%-12s %39.3f\n", "metas", p->metas / n);
 	fprintf(out, "%-12s %39.3f\n", "absent hdrs", p->headers / n);
-	double rest = p->total - sum - p->evals - p->metas - p->headers;
+	double rest = p->total - sum - p->native - p->evals - p->metas - p->headers;
 	fprintf(out, "%-12s %39.3f\n", "the rest", (rest > 0 ? rest : 0) / n);
 	size_t *idx = xcalloc(p->nrules + 1, sizeof(size_t));
 	size_t k = 0;

@@ -42,8 +42,7 @@ const char *regex_class_end(const char *p)
 	return *p ? p + 1 : NULL;
 }
 
-/* The end of the escape that starts at p ('\\'), or NULL when unknown. */
-static const char *escape_end(const char *p)
+const char *regex_escape_end(const char *p)
 {
 	unsigned char c = (unsigned char)p[1];
 	if (!c || c == 'Q' || c == 'E')
@@ -70,13 +69,12 @@ static const char *escape_end(const char *p)
 	return p;
 }
 
-/* The end of the group that starts at p ('('), or NULL. */
-static const char *group_end(const char *p)
+const char *regex_group_end(const char *p)
 {
 	int depth = 0;
 	while (*p) {
 		if (*p == '\\') {
-			p = escape_end(p);
+			p = regex_escape_end(p);
 			if (!p)
 				return NULL;
 			continue;
@@ -96,37 +94,44 @@ static const char *group_end(const char *p)
 	return NULL;
 }
 
+const char *regex_quantifier(const char *p, unsigned long *lo, unsigned long *hi)
+{
+	const char *start = p;
+	*lo = *hi = 1;
+	if (*p == '*' || *p == '?' || *p == '+') {
+		*lo = *p == '+';
+		*hi = *p == '?' ? 1 : ULONG_MAX;
+		p++;
+	} else if (*p == '{') {
+		char *q;
+		if (!isdigit((unsigned char)p[1]))
+			return p; /* a literal '{' */
+		unsigned long l = strtoul(p + 1, &q, 10), h = l;
+		if (*q == ',') {
+			q++;
+			h = isdigit((unsigned char)*q) ? strtoul(q, &q, 10) : ULONG_MAX;
+		}
+		if (*q != '}')
+			return p;
+		*lo = l;
+		*hi = h;
+		p = q + 1;
+	} else
+		return p;
+	if (p > start && (*p == '?' || *p == '+'))
+		p++;
+	return p;
+}
+
 /* Past the quantifier at p, if any. *optional: it allows no occurrence;
  * *repeated: it allows more than one. */
 static const char *quantifier_end(const char *p, bool *optional, bool *repeated)
 {
-	*optional = *repeated = false;
-	if (*p == '*' || *p == '?') {
-		*optional = true;
-		*repeated = *p == '*';
-		p++;
-	} else if (*p == '+') {
-		*repeated = true;
-		p++;
-	} else if (*p == '{') {
-		char *q;
-		unsigned long lo = strtoul(p + 1, &q, 10), hi = lo;
-		if (!isdigit((unsigned char)p[1]))
-			return p; /* a literal '{' */
-		if (*q == ',') {
-			q++;
-			hi = isdigit((unsigned char)*q) ? strtoul(q, &q, 10) : ULONG_MAX;
-		}
-		if (*q != '}')
-			return p;
-		*optional = lo == 0;
-		*repeated = hi > 1;
-		p = q + 1;
-	} else
-		return p;
-	if (*p == '?' || *p == '+')
-		p++;
-	return p;
+	unsigned long lo, hi;
+	const char *e = regex_quantifier(p, &lo, &hi);
+	*optional = lo == 0;
+	*repeated = hi > 1;
+	return e;
 }
 
 /* The top-level items of pat: the end of each that must match in cuts[]
@@ -145,14 +150,14 @@ static int walk(const char *pat, const char *flags, size_t *cuts, int max, unsig
 		if (*p == '|' || *p == ')' || *p == '*' || *p == '+' || *p == '?' || *p == '{')
 			return -1;
 		if (*p == '\\') {
-			p = escape_end(p);
+			p = regex_escape_end(p);
 			if (!p)
 				return -1;
 			zero_width = strchr("bBAzZGK", s[1]) != NULL;
 		} else if (*p == '[') {
 			p = regex_class_end(p);
 		} else if (*p == '(') {
-			p = group_end(p);
+			p = regex_group_end(p);
 			if (s[1] == '*' || (s[1] == '?' && s[2] == '#'))
 				return -1; /* verbs, comments */
 			/* lookarounds and option settings: (?=, (?!, (?<=, (?<!, (?i) */
@@ -232,7 +237,7 @@ char *prefilter_relax(const char *pat, const char *flags, unsigned min_count)
 	while (*p) {
 		const char *s = p;
 		if (*p == '\\') {
-			p = escape_end(p);
+			p = regex_escape_end(p);
 			if (!p)
 				goto refuse;
 		} else if (*p == '[') {
@@ -326,7 +331,7 @@ static bool rev_seq(const char **pp, struct sbuf *out, int depth)
 				ok = false;
 				break;
 			}
-			p = escape_end(p);
+			p = regex_escape_end(p);
 			if (!p) {
 				ok = false;
 				break;
@@ -351,7 +356,7 @@ static bool rev_seq(const char **pp, struct sbuf *out, int depth)
 			}
 			if (p[1] == '?' && (p[2] == '=' || p[2] == '!' || p[2] == '#' ||
 					    (p[2] == '<' && (p[3] == '=' || p[3] == '!')))) {
-				p = group_end(p); /* lookarounds, comments: dropped */
+				p = regex_group_end(p); /* lookarounds, comments: dropped */
 				if (!p) {
 					ok = false;
 					break;
@@ -567,7 +572,7 @@ static bool class_without(const char *p, const char *e, bool amp, const char *ta
 		else if ((unsigned char)*q >= 0x80)
 			k.gone = true;
 		else if (*q == '\\') {
-			const char *x = escape_end(q);
+			const char *x = regex_escape_end(q);
 			if (!x || x > e - 1)
 				return false;
 			k.n = (size_t)(x - q);
@@ -644,7 +649,7 @@ static bool widen_seq(const char **pp, struct sbuf *out, bool *all_high, int dep
 		 * there, which a widened run is not) stay as written */
 		if (p[0] == '(' && p[1] == '?' &&
 		    (p[2] == '!' || (p[2] == '<' && (p[3] == '!' || p[3] == '=')))) {
-			p = group_end(p);
+			p = regex_group_end(p);
 			if (!p)
 				return false;
 			sb_add(&item, s, (size_t)(p - s));
@@ -709,7 +714,7 @@ static bool widen_seq(const char **pp, struct sbuf *out, bool *all_high, int dep
 			} else
 				sb_add(&item, s, (size_t)(p - s));
 		} else if (*p == '\\') {
-			p = escape_end(p);
+			p = regex_escape_end(p);
 			if (!p)
 				return false;
 			if (p - s == 4 && hex_high(s)) {
@@ -845,7 +850,7 @@ static bool regex_refers(const char *pat)
 			unsigned char c = (unsigned char)p[1];
 			if ((c >= '1' && c <= '9') || c == 'g' || c == 'k')
 				return true;
-			p = escape_end(p);
+			p = regex_escape_end(p);
 		} else if (p[0] == '(' && p[1] == '?' && p[2] && strchr("(R&+-0123456789P", p[2]) &&
 			   !(p[2] == 'P' && p[3] == '<') && !(p[2] == '-' && isalpha((unsigned char)p[3]))) {
 			return true;
@@ -866,11 +871,11 @@ char *prefilter_split(const char *pat, const char *flags)
 	for (const char *p = pat; *p;) {
 		const char *s = p;
 		if (*p == '\\')
-			p = escape_end(p);
+			p = regex_escape_end(p);
 		else if (*p == '[')
 			p = regex_class_end(p);
 		else if (*p == '(') {
-			p = group_end(p);
+			p = regex_group_end(p);
 			bool optional, repeated;
 			if (p && strncmp(s, "(?:", 3) == 0 && quantifier_end(p, &optional, &repeated) == p &&
 			    (!best || p - s > best_end - best))
@@ -890,11 +895,11 @@ char *prefilter_split(const char *pat, const char *flags)
 	const char *a = best + 3;
 	for (const char *p = a;;) {
 		if (*p == '\\')
-			p = escape_end(p);
+			p = regex_escape_end(p);
 		else if (*p == '[')
 			p = regex_class_end(p);
 		else if (*p == '(')
-			p = group_end(p);
+			p = regex_group_end(p);
 		else if (*p == '|' || p == best_end - 1) {
 			if (pieces == SPLIT_MAX_PIECES) {
 				free(out.d);
@@ -987,7 +992,7 @@ static bool ascii_seq(const char **pp, struct sbuf *out, bool *dead, int depth)
 					in++;
 			}
 			if (!in) {
-				p = group_end(p);
+				p = regex_group_end(p);
 				if (!p) {
 					free(item.d);
 					return false;
@@ -1016,7 +1021,7 @@ static bool ascii_seq(const char **pp, struct sbuf *out, bool *dead, int depth)
 			if (!ascii_class(s, p, &item, &idead))
 				sb_add(&item, s, (size_t)(p - s));
 		} else if (*p == '\\') {
-			p = escape_end(p);
+			p = regex_escape_end(p);
 			if (!p) {
 				free(item.d);
 				return false;

@@ -42,6 +42,17 @@ static hs_error_t hscan(struct msgctx *m, const struct rgroup *g, const hs_datab
 }
 #endif
 
+/* r's native check (native.c) on s, timed when profiling */
+static bool native_check(struct msgctx *m, const struct rule *r, const char *s, size_t len)
+{
+	if (!m->prof)
+		return native_possible(r->npf, s, len, &m->nat);
+	double t0 = prof_now();
+	bool ok = native_possible(r->npf, s, len, &m->nat);
+	m->prof->native += prof_now() - t0;
+	return ok;
+}
+
 /* Counts matches of r in s (1 unless multiple). */
 static int count_matches(struct msgctx *m, const struct rule *r, const char *s, size_t len)
 {
@@ -300,11 +311,15 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 		scan_db(m, gi, hg, hg->relaxed_db, kind, HS_RELAXED, true, s, len);
 	}
 #endif
+	m->nat.lead = NULL; /* native.c's answers are for another text */
 	for (size_t k = 0; k < npcre; k++) {
 		int ri = pcre_only[k];
+		const struct rule *r = &m->e->rules[ri];
 		if (m->done[ri])
 			continue;
-		int n = count_matches(m, &m->e->rules[ri], s, len);
+		if (r->npf && !native_check(m, r, s, len))
+			continue;
+		int n = count_matches(m, r, s, len);
 		if (n)
 			add_hits(m, ri, n);
 	}

@@ -7,7 +7,8 @@
  * from the input run); one that does not must say why. Leaks are findings
  * (LeakSanitizer). The input whole is also read as one regex by the
  * readers that derive Hyperscan prefilters from a rule's regex (prefix.c:
- * top-level cuts, relaxed repeats, the reverse). Replayed over tests/fuzz/corpus/rules/
+ * top-level cuts, relaxed repeats, the reverse) and as one with a native
+ * check (native.c) against PCRE2. Replayed over tests/fuzz/corpus/rules/
  * in every build by replay.c.
  */
 #include <stdint.h>
@@ -79,6 +80,43 @@ static void score(const struct spam_engine *e)
 		abort();
 	free(status);
 	spam_result_free(&r);
+}
+
+/* The input as one regex with a native check (native.c): the check passes
+ * every text PCRE2 matches it in (the input itself, a few fixed texts),
+ * in both cases. */
+static void native(const char *pat)
+{
+	static const char *const texts[] = {
+		"alpha bravo charlie delta echoes foxtrot golfing hotels indiana juliett ",
+		"ID 0123456789abcdef-0000 AAAAAAAAAAAAAAAAAAAAAA zz",
+		"id 0123456789 ok",
+		"a  b.. c\t\n",
+		"",
+		NULL};
+	for (int ci = 0; ci < 2; ci++) {
+		struct native_pf *n = native_prefilter(pat, ci ? "i" : NULL);
+		if (!n)
+			continue;
+		int ec;
+		PCRE2_SIZE eo;
+		pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+					       ci ? PCRE2_CASELESS : 0, &ec, &eo, NULL);
+		pcre2_match_data *md = re ? pcre2_match_data_create_from_pattern(re, NULL) : NULL;
+		pcre2_match_context *mc = pcre2_match_context_create(NULL);
+		pcre2_set_match_limit(mc, 100000);
+		for (int t = -1; md && mc && (t < 0 || texts[t]); t++) {
+			const char *s = t < 0 ? pat : texts[t];
+			struct native_memo memo = {0};
+			if (pcre2_match(re, (PCRE2_SPTR)s, strlen(s), 0, 0, md, mc) >= 0 &&
+			    !native_possible(n, s, strlen(s), &memo))
+				abort();
+		}
+		pcre2_match_context_free(mc);
+		pcre2_match_data_free(md);
+		pcre2_code_free(re);
+		free(n);
+	}
 }
 
 /* The input as one regex: the prefilter readers never read past its end,
@@ -157,6 +195,7 @@ static void prefilters(const uint8_t *data, size_t size)
 		free(back);
 	}
 	free(rev);
+	native(pat);
 	free(pat);
 }
 

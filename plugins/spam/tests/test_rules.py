@@ -201,6 +201,11 @@ RULES += 'body     T_CALLS /(?:^|\\s)(?:%s)[\\s.,]/\nreplace_rules T_CALLS\n' % 
 RULES += ('body     T_LA_COUNT /<LA>/\ntflags   T_LA_COUNT multiple maxhits=50\nreplace_rules T_LA_COUNT\n'
           'meta     T_LA_3 (T_LA_COUNT == 3)\n')
 RULES += 'body     T_LA_WORD /\\b<LB><LE><LA><LD>\\b/\nreplace_rules T_LA_WORD\n'
+# Shapes Hyperscan scans slowly, checked in C before PCRE2 (native.c): a
+# run of long words, as the stock __LONGWORDS_*, and a long run of a class
+# (__HEXHASHWORD_S2EU).
+RULES += 'body     T_LONGWORDS /\\b(?:[a-z]{6,}[\\s\\.]+){4}/\n'
+RULES += 'body     T_HEXRUN /\\s(?:(?!--)[-0-9a-f]){12,64}\\s/\n'
 
 NETS = '''
 trusted_networks 203.0.113.0/24 !198.51.100.0/24
@@ -550,7 +555,18 @@ NET_CASES = [
 
 # look-alike letters (Hyperscan databases compiled): the regex as calls,
 # lines of ASCII text and others
-LOOK_CASES = [
+NATIVE_CASES = [
+    ('longwords', HDR + DATE + '\nthe tangerine wonderful bicycles. umbrellas stop here\n', None, ['T_LONGWORDS'], []),
+    ('longwords-comma', HDR + DATE + '\nthe tangerine wonderful, bicycles umbrellas stop here\n', None, [],
+     ['T_LONGWORDS']),
+    ('longwords-short', HDR + DATE + '\ntangerine wonderful bicycles tall umbrellas kitchens\n', None, [],
+     ['T_LONGWORDS']),
+    ('hexrun', HDR + DATE + '\nyour id 0123456789abcdef-00 here\n', None, ['T_HEXRUN'], []),
+    ('hexrun-dashes', HDR + DATE + '\nyour id 0123456789--abcdef here\n', None, [], ['T_HEXRUN']),
+    ('hexrun-short', HDR + DATE + '\nyour id 0123456789a here\n', None, [], ['T_HEXRUN']),
+]
+
+LOOK_CASES = NATIVE_CASES + [
     ('calls-ascii', HDR + DATE + '\nI saw the bead cab, yes\n', None, ['T_CALLS'], []),
     ('calls-utf8', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\nI saw the b\u0435ad c\u0430b, yes\n',
      None, ['T_CALLS'], []),
@@ -619,6 +635,8 @@ def look_alikes(root, rdir):
     out = r.stdout + r.stderr
     check('T_CALLS: too large for PCRE2 as written; compiled with its repeated groups as calls' in out,
           'lint names the regex compiled with calls', out[-3000:])
+    m = re.search(r'(\d+) of them after a native check', out)
+    check(m and int(m.group(1)) == 2, 'lint counts the rules after a native check', out[-3000:])
     m = re.search(r'(\d+) in an ASCII form for ASCII lines', out)
     check(m and int(m.group(1)) >= 2 and 'T_CALLS' not in re.findall(r'^pcre2-fallback: [^:]+:\d+: (\w+):', out, re.M),
           'the look-alike rules are prefiltered by their ASCII forms', out[-3000:])
@@ -631,7 +649,7 @@ def profile_patterns(root):
     pdir = os.path.join(root, 'prules')
     os.makedirs(pdir)
     write(os.path.join(pdir, '10_cost.cf'),
-          'body T_COSTLY /\\b(?:[a-z]{5,}[\\s.]+){10}/\nscore T_COSTLY 0.5\n'
+          'body T_COSTLY /\\b(?:[a-z]{5,}\\s+){10}/\nscore T_COSTLY 0.5\n'
           'body T_CHEAP /zqxjkvbw/\nscore T_CHEAP 0.5\n'
           'header T_SUBJ Subject =~ /urgent/i\nscore T_SUBJ 0.5\n'
           'header T_SUBJ2 Subject =~ /offer/i\nscore T_SUBJ2 0.5\n')
@@ -667,7 +685,7 @@ def main():
         rdir = os.path.join(root, 'rules')
         os.makedirs(rdir)
         write(os.path.join(rdir, '10_test.cf'), RULES)
-        run_cases(root, conf(root, 'plain', os.path.join(rdir, '*.cf')), CASES + ZERO_CASES)
+        run_cases(root, conf(root, 'plain', os.path.join(rdir, '*.cf')), CASES + ZERO_CASES + NATIVE_CASES)
         run_cases(root, conf(root, 'net', os.path.join(rdir, '*.cf'), spam_dns_available='yes',
                              dns_servers='127.0.0.1:9'), ZERO_NET_CASES)
         write(os.path.join(rdir, '20_nets.cf'), NETS)
@@ -691,8 +709,8 @@ def main():
         profile_patterns(root)
         look_alikes(root, rdir)
         rows = {ln.rsplit(None, 1)[0]: ln.split()[-1] for ln in out.splitlines() if ln[:1].isalpha()}
-        check(all(k in rows for k in ('evals', 'metas', 'absent hdrs', 'the rest')),
-              'profile: evals, metas, absent headers and the rest', out)
+        check(all(k in rows for k in ('native', 'evals', 'metas', 'absent hdrs', 'the rest')),
+              'profile: native checks, evals, metas, absent headers and the rest', out)
         evals = out.split('eval rules by time:\n', 1)[-1].splitlines()[1:]
         check(any(ln.endswith(' T_BLANK (check_blank_line_ratio)') for ln in evals),
               'profile: eval rules ranked with their function', out)

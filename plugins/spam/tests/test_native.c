@@ -1,0 +1,204 @@
+/*
+ * test_native.c - the checks in C that stand in for Hyperscan on some
+ * regex shapes (native.c): which regexes get one and of what shape, which
+ * are left to Hyperscan, what a few texts give, and, against PCRE2 on
+ * generated texts, that a check passes every text its regex matches (and
+ * fails most of the others, or it would filter nothing). The shared pass
+ * of several words checks against each alone.
+ */
+#include "../internal.h"
+#include "t.h"
+
+static bool possible(const struct native_pf *n, const char *s)
+{
+	struct native_memo memo = {0};
+	return native_possible(n, s, strlen(s), &memo);
+}
+
+/* The shape native_prefilter gives pat: "run MIN", "words MIN x N", "-". */
+static const char *shape(const char *pat, const char *flags)
+{
+	static char buf[64];
+	struct native_pf *n = native_prefilter(pat, flags);
+	if (!n)
+		snprintf(buf, sizeof(buf), "-");
+	else if (n->words)
+		snprintf(buf, sizeof(buf), "words %u x %u", n->min, n->words);
+	else
+		snprintf(buf, sizeof(buf), "run %u", n->min);
+	free(n);
+	return buf;
+}
+
+static void shape_checks(void)
+{
+	/* the stock rules that get one */
+	CHECK_STR(shape("\\b(?:[a-z]{8,}[\\s\\.]+){6}", ""), "words 8 x 6");
+	CHECK_STR(shape("\\b(?:[a-z]{5,}[\\s\\.]+){10}", NULL), "words 5 x 10");
+	CHECK_STR(shape("\\s[A-Z]?[a-z]{1,15}\\s(?![a-z]{10,20}\\s)[a-z]{0,10}(?!-?\\d{1,5}-)(?!\\d{10}\\s)"
+			"(?:(?!--)[-0-9a-f]){10,64}(?:[g-z][a-z]{0,10})?\\s[A-Z]?[a-z]{1,15}\\b",
+			""),
+		  "run 10");
+	CHECK_STR(shape("\\b[A-Za-z][a-z]{0,20}[,;)]?\\s[A-Z]{16,}[a-z]?\\s[A-Za-z][a-z]{1,15}\\b", ""),
+		  "run 16");
+	/* the longest count wins */
+	CHECK_STR(shape("[A-Z]{8}x[0-9]{12}y[A-F]{9}", NULL), "run 12");
+	/* words: no \b, a bounded word, a lazy or possessive separator */
+	CHECK_STR(shape("(?:[A-Z]{3,9}[ ,]+?){4,}", NULL), "words 3 x 4");
+	CHECK_STR(shape("(?:[0-9]{2}[-]++){3}", NULL), "words 2 x 3");
+
+	/* left to Hyperscan */
+	CHECK_STR(shape("[A-Z]{7}", NULL), "-");		/* too short a run */
+	CHECK_STR(shape("[a-z0-9]{26}", NULL), "-");		/* most lowercase letters */
+	CHECK_STR(shape("[A-Z]{16}", "i"), "-");		/* caseless: all of them */
+	CHECK_STR(shape("[^\\r\\n]{998}", NULL), "-");		/* too large a class */
+	CHECK_STR(shape("[[:xdigit:]]{12}", NULL), "-");	/* POSIX: taken as anything */
+	CHECK_STR(shape("[A-Z]{16}|x", NULL), "-");		/* top-level alternation */
+	CHECK_STR(shape("(?:[A-Z]{16}|x)", NULL), "-");		/* not top level */
+	CHECK_STR(shape("(?:[A-Z]{16})?", NULL), "-");		/* optional */
+	CHECK_STR(shape("[A-Z]{0,16}", NULL), "-");		/* optional */
+	CHECK_STR(shape("(?i)[A-Z]{16}", NULL), "-");		/* options mid-regex */
+	CHECK_STR(shape("(*UCP)[A-Z]{16}", NULL), "-");		/* a verb */
+	CHECK_STR(shape("[A-Z]{16}", "x"), "-");		/* extended mode */
+	CHECK_STR(shape("\\Q[\\E[A-Z]{16}", NULL), "-");	/* \Q...\E */
+	CHECK_STR(shape("(?:[a-z]{4,}[a-z ]+){3}", NULL), "-"); /* classes overlap */
+	CHECK_STR(shape("(?:[a-z]{4,}[ ]+){1}", NULL), "-");	/* one word */
+	CHECK_STR(shape("(?:[a-z]{4,}[ ]*){3}", NULL), "-");	/* separators optional */
+	CHECK_STR(shape("(?:[a-z]{4,}[ ]+){3}x", NULL), "-");	/* more after it */
+	CHECK_STR(shape("(?:[a-z]{4,}[ ]+x){3}", NULL), "-");	/* more in it */
+	CHECK_STR(shape("abc", NULL), "-");
+	CHECK(native_prefilter(NULL, NULL) == NULL);
+
+	/* what a few texts give */
+	struct native_pf *w = native_prefilter("\\b(?:[a-z]{5,}[\\s\\.]+){3}", NULL);
+	CHECK(possible(w, "alpha bravo charlie "));
+	CHECK(possible(w, "alpha. bravo..  charlie."));
+	CHECK(!possible(w, "alpha bravo charlie")); /* no separator after the last */
+	CHECK(!possible(w, "alpha bravo, charlie delta "));
+	CHECK(!possible(w, "alpha bravo ab charlie delta "));
+	CHECK(possible(w, "ab alpha bravo ab charlie delta echoes "));
+	CHECK(!possible(w, "alpha bravo Charlie delta "));
+	CHECK(!possible(w, ""));
+	free(w);
+	struct native_pf *r = native_prefilter("x(?:(?!--)[-0-9a-f]){10,64}", NULL);
+	CHECK(possible(r, "id 0123456789"));
+	CHECK(possible(r, "deadbeef-01"));
+	CHECK(possible(r, "0123456789"));
+	CHECK(!possible(r, "012345678 abcdef"));
+	CHECK(!possible(r, "facade faced"));
+	CHECK(!possible(r, ""));
+	free(r);
+}
+
+/* Random texts over an alphabet that makes runs, words and separators. */
+static unsigned long long rng = 88172645463325252ull;
+static unsigned rnd(unsigned n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (unsigned)(rng % n);
+}
+
+static void random_text(char *buf, size_t cap, const char *alphabet)
+{
+	size_t n = rnd((unsigned)cap - 1), k = strlen(alphabet);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = alphabet[rnd((unsigned)k)];
+	buf[n] = 0;
+}
+
+static bool pcre_matches(pcre2_code *c, pcre2_match_data *md, const char *s)
+{
+	return pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL) >= 0;
+}
+
+/* Every text the regex matches passes its check; some do not. */
+static void superset_checks(void)
+{
+	static const struct {
+		const char *pat, *flags, *alphabet;
+	} cases[] = {
+		{"\\b(?:[a-z]{3,}[\\s\\.]+){3}", "", "abcde  .,X\t"},
+		{"\\b(?:[a-z]{2,}[\\s\\.]+){4}", "", "aabb. \n-Z"},
+		{"(?:[A-Z]{2,4}[,;]+){3,}", "", "AB,;c "},
+		{"(?:[a-z]{3,}[ ]+){2}", "i", "aBc D "},
+		{"[A-Z]{8,}", "", "ABCDe "},
+		{"\\s(?:(?!--)[-0-9a-f]){8,64}\\s", "", "0a-f g  "},
+		{"[A-F]{8}", "i", "aBcDeF g"},
+		{"\\b[A-Za-z][a-z]{0,3}\\s[A-Z]{8,}[a-z]?\\s", "", "AAABBz  "},
+		{"(?:x|y)[\\x80-\\xff]{8}", "", "xy\xc3\xa9\x80 a"},
+	};
+	pcre2_match_data *md = pcre2_match_data_create(4, NULL);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct native_pf *n = native_prefilter(cases[c].pat, cases[c].flags);
+		CHECK(n != NULL);
+		if (!n)
+			continue;
+		int ec;
+		PCRE2_SIZE eo;
+		pcre2_code *re =
+			pcre2_compile((PCRE2_SPTR)cases[c].pat, PCRE2_ZERO_TERMINATED,
+				      strchr(cases[c].flags, 'i') ? PCRE2_CASELESS : 0, &ec, &eo, NULL);
+		CHECK(re != NULL);
+		unsigned matched = 0, missed = 0, refused = 0;
+		char text[160];
+		for (int i = 0; i < 40000 && re; i++) {
+			random_text(text, sizeof(text), cases[c].alphabet);
+			bool m = pcre_matches(re, md, text), p = possible(n, text);
+			matched += m;
+			missed += m && !p;
+			refused += !p;
+		}
+		if (missed || getenv("NATIVE_VERBOSE"))
+			fprintf(stderr, "%s: %u of %u matches missed, %u refused\n", cases[c].pat, missed,
+				matched, refused);
+		CHECK(missed == 0);
+		CHECK(matched > 50);   /* the texts exercise the regex */
+		CHECK(refused > 1000); /* and the check filters */
+		pcre2_code_free(re);
+		free(n);
+	}
+	pcre2_match_data_free(md);
+}
+
+/* Three words checks in one pass answer as each alone. */
+static void shared_checks(void)
+{
+	const char *pats[] = {"\\b(?:[a-z]{4,}[\\s\\.]+){3}", "\\b(?:[a-z]{3,}[\\s\\.]+){4}",
+			      "\\b(?:[a-z]{2,}[\\s\\.]+){5}", "(?:[a-z]{2,}[,]+){2}"};
+	struct native_pf *v[4], *alone[4];
+	for (int k = 0; k < 4; k++) {
+		v[k] = native_prefilter(pats[k], NULL);
+		alone[k] = native_prefilter(pats[k], NULL);
+	}
+	native_share(v, 4);
+	CHECK(v[0]->lead == v[0] && v[1]->lead == v[0] && v[2]->lead == v[0]);
+	CHECK(v[0]->nshared == 3 && v[1]->slot == 1 && v[2]->slot == 2);
+	CHECK(v[3]->lead == v[3] && v[3]->nshared == 1); /* other classes */
+	unsigned differ = 0, passed = 0;
+	char text[200];
+	for (int i = 0; i < 40000; i++) {
+		random_text(text, sizeof(text), "abcde  ..,X");
+		struct native_memo memo = {0}; /* one text: one pass */
+		for (int k = 0; k < 4; k++) {
+			bool a = native_possible(v[k], text, strlen(text), &memo);
+			differ += a != possible(alone[k], text);
+			passed += a;
+		}
+	}
+	CHECK(differ == 0);
+	CHECK(passed > 1000);
+	for (int k = 0; k < 4; k++) {
+		free(v[k]);
+		free(alone[k]);
+	}
+}
+
+int main(void)
+{
+	shape_checks();
+	superset_checks();
+	shared_checks();
+	return t_done();
+}
