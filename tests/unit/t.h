@@ -64,6 +64,17 @@ static inline char *t_write_file(const char *dir, const char *name, const char *
 	return path;
 }
 
+/* A number below n from a fixed sequence (xorshift64): generated inputs
+ * that are the same on every run. */
+static inline unsigned t_rnd(unsigned n)
+{
+	static unsigned long long x = 0x9E3779B97F4A7C15ULL;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return (unsigned)(x % n);
+}
+
 static inline int t_done(void)
 {
 	printf("%d passed, %d failed\n", t_pass, t_fail);

@@ -7,17 +7,7 @@
 #include <stdio.h>
 
 #include "../internal.h"
-
-static int failures, checks;
-
-#define CHECK(c)                                                                              \
-	do {                                                                                  \
-		checks++;                                                                     \
-		if (!(c)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-			failures++;                                                           \
-		}                                                                             \
-	} while (0)
+#include "t.h"
 
 /* The guarded pattern, "" when it stays as written. */
 static const char *guarded(const char *pat, const char *flags)
@@ -40,15 +30,6 @@ static pcre2_code *re(const char *p, const char *flags)
 	if (c)
 		pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
 	return c;
-}
-
-static unsigned long long rnd_state = 0x9E3779B97F4A7C15ULL;
-static unsigned rnd(unsigned n)
-{
-	rnd_state ^= rnd_state << 13;
-	rnd_state ^= rnd_state >> 7;
-	rnd_state ^= rnd_state << 17;
-	return (unsigned)(rnd_state % n);
 }
 
 static const char *pieces[] = {
@@ -99,9 +80,9 @@ static void same(const char *pat, const char *flags, int texts)
 	size_t ma[512], mb[512];
 	int bad = 0, hit = 0;
 	for (int t = 0; t < texts; t++) {
-		size_t n = 0, want = 10 + rnd(600);
+		size_t n = 0, want = 10 + t_rnd(600);
 		while (n < want) {
-			const char *p = pieces[rnd(sizeof(pieces) / sizeof(pieces[0]))];
+			const char *p = pieces[t_rnd(sizeof(pieces) / sizeof(pieces[0]))];
 			size_t l = strlen(p);
 			if (n + l >= sizeof(buf))
 				break;
@@ -168,7 +149,5 @@ int main(void)
 	/* case-sensitive outside, caseless inside: the guard takes both cases */
 	same("(?:x|y|(?i:name|city)[\\s:]|(?:(?i)fax|tel)\\b)", NULL, 3000);
 
-	/* the tally ./check adds up */
-	printf("%d passed, %d failed\n", checks - failures, failures);
-	return failures ? 1 : 0;
+	return t_done();
 }

@@ -90,21 +90,11 @@ static void shape_checks(void)
 	free(r);
 }
 
-/* Random texts over an alphabet that makes runs, words and separators. */
-static unsigned long long rng = 88172645463325252ull;
-static unsigned rnd(unsigned n)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (unsigned)(rng % n);
-}
-
 static void random_text(char *buf, size_t cap, const char *alphabet)
 {
-	size_t n = rnd((unsigned)cap - 1), k = strlen(alphabet);
+	size_t n = t_rnd((unsigned)cap - 1), k = strlen(alphabet);
 	for (size_t i = 0; i < n; i++)
-		buf[i] = alphabet[rnd((unsigned)k)];
+		buf[i] = alphabet[t_rnd((unsigned)k)];
 	buf[n] = 0;
 }
 

@@ -12,17 +12,7 @@
 #include <stdio.h>
 
 #include "../internal.h"
-
-static int failures, checks;
-
-#define CHECK(c)                                                                              \
-	do {                                                                                  \
-		checks++;                                                                     \
-		if (!(c)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-			failures++;                                                           \
-		}                                                                             \
-	} while (0)
+#include "t.h"
 
 static pcre2_code *re(const char *p, size_t n, bool caseless)
 {
@@ -444,7 +434,5 @@ int main(void)
 	reverse_checks();
 	widen_checks();
 	ascii_checks();
-	/* the tally ./check adds up */
-	printf("%d passed, %d failed\n", checks - failures, failures);
-	return failures ? 1 : 0;
+	return t_done();
 }
