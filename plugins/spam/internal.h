@@ -760,7 +760,9 @@ char *prefilter_split(const char *pat, const char *flags);
  * look-alike letters in UTF-8 and character references cannot match):
  * such items and the alternatives that need them left out. It matches
  * wherever pat does on such a line. Malloc'd; "" when pat cannot match
- * such a line, NULL when nothing changes or in extended mode. */
+ * such a line, NULL when nothing changes, in extended mode or when a
+ * capturing group goes from a pat that refers to groups (a backreference,
+ * a call, a conditional). */
 char *prefilter_ascii(const char *pat, const char *flags);
 /* A regex this long or longer (octets) may be slow enough for PCRE2 and
  * too large enough for Hyperscan to be worth a relaxed prefilter and

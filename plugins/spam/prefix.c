@@ -1079,6 +1079,24 @@ static bool ascii_alt(const char **pp, struct sbuf *out, bool *dead, int depth)
 	return true;
 }
 
+/* The capturing groups of pat: ( not followed by ?, and the named ones. */
+static int captures(const char *pat)
+{
+	int n = 0;
+	for (const char *p = pat; p && *p;) {
+		if (*p == '[')
+			p = regex_class_end(p);
+		else if (*p == '\\')
+			p = regex_escape_end(p);
+		else {
+			n += p[0] == '(' && (p[1] != '?' || p[2] == '\'' || (p[2] == 'P' && p[3] == '<') ||
+					     (p[2] == '<' && p[3] != '=' && p[3] != '!'));
+			p++;
+		}
+	}
+	return n;
+}
+
 char *prefilter_ascii(const char *pat, const char *flags)
 {
 	if (flags && strchr(flags, 'x'))
@@ -1094,7 +1112,10 @@ char *prefilter_ascii(const char *pat, const char *flags)
 		free(out.d);
 		return xstrdup("");
 	}
-	if (strcmp(sb_str(&out), pat) == 0) {
+	/* a capturing group left out: the rest may refer to another group
+	 * than the regex does, or to none */
+	if (strcmp(sb_str(&out), pat) == 0 ||
+	    (regex_refers(pat) && captures(sb_str(&out)) != captures(pat))) {
 		free(out.d);
 		return NULL;
 	}

@@ -306,6 +306,12 @@ static const char *ascii_of(const char *pat)
  * matches; prefilter_split's pieces together match what pat does. */
 static void ascii_checks(void)
 {
+	/* a group left out could be one a backreference or call names (one
+	 * that stays is kept: the named one further down) */
+	CHECK(prefilter_ascii("(a[\\xc3])?b\\1", NULL) == NULL);
+	CHECK(prefilter_ascii("(?:$|\\2S|b;(m (f\\xdcb)))W", NULL) == NULL);
+	CHECK(prefilter_ascii("(?<n>a[\\xc3])?b(?1)", NULL) == NULL);
+	CHECK(strcmp(ascii_of("(a[\\xc3])?b(c)"), "b(c)") == 0);
 	/* a widened look-alike letter: the letter alone */
 	CHECK(strcmp(ascii_of("(?:[aA\\x80-\\xff]|[\\x80-\\xff]+|&\\#[0-9a-fA-FxX]+;)b"), "(?:[aA])b") == 0);
 	/* high octets (escaped or not) and '&' cannot match: an optional
