@@ -34,11 +34,6 @@ static void fs_add(struct fset *s, unsigned c)
 	s->w[c >> 6] |= 1ull << (c & 63);
 }
 
-static bool fs_has(const struct fset *s, unsigned c)
-{
-	return s->w[c >> 6] >> (c & 63) & 1;
-}
-
 static void fs_or(struct fset *d, const struct fset *s)
 {
 	for (int i = 0; i < 4; i++)
@@ -48,14 +43,6 @@ static void fs_or(struct fset *d, const struct fset *s)
 static void fs_all(struct fset *s)
 {
 	memset(s, 0xff, sizeof(*s));
-}
-
-static int fs_count(const struct fset *s)
-{
-	int n = 0;
-	for (int i = 0; i < 4; i++)
-		n += __builtin_popcountll(s->w[i]);
-	return n;
 }
 
 /* Both cases of every letter. */

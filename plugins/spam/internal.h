@@ -709,6 +709,17 @@ const char *regex_quantifier(const char *p, unsigned long *lo, unsigned long *hi
 struct fset {
 	uint64_t w[4];
 };
+static inline bool fs_has(const struct fset *s, unsigned c)
+{
+	return s->w[c >> 6] >> (c & 63) & 1;
+}
+static inline int fs_count(const struct fset *s)
+{
+	int n = 0;
+	for (int i = 0; i < 4; i++)
+		n += __builtin_popcountll(s->w[i]);
+	return n;
+}
 /* The octets the class that starts at p ('[') matches, both cases of
  * every letter with caseless (guard.c). A POSIX class is taken as every
  * octet. False for a class this reader does not take. */

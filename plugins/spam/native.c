@@ -48,15 +48,7 @@ static bool class_octets(const char *p, bool caseless, struct fset *set)
 		return false;
 	if (set->w[2] | set->w[3])
 		set->w[2] = set->w[3] = ~0ull;
-	int n = 0;
-	for (int i = 0; i < 4; i++)
-		n += __builtin_popcountll(set->w[i]);
-	return n <= NATIVE_MAX_CLASS;
-}
-
-static bool fs_in(const struct fset *s, unsigned c)
-{
-	return s->w[c >> 6] >> (c & 63) & 1;
+	return fs_count(set) <= NATIVE_MAX_CLASS;
 }
 
 /* Whether the group at p..e is (?:X[C]), X zero or more lookaheads: C's
@@ -109,8 +101,8 @@ static struct native_pf *words_shape(const char *pat, bool caseless)
 		return NULL;
 	struct native_pf *np = xcalloc(1, sizeof(*np));
 	for (unsigned o = 0; o < 256; o++) {
-		np->kind[o] =
-			(unsigned char)((fs_in(&in, o) ? NATIVE_IN : 0) | (fs_in(&sep, o) ? NATIVE_SEP : 0));
+		np->kind[o] = (unsigned char)((fs_has(&in, o) ? NATIVE_IN : 0) |
+					      (fs_has(&sep, o) ? NATIVE_SEP : 0));
 		if (np->kind[o] == (NATIVE_IN | NATIVE_SEP)) { /* not disjoint */
 			free(np);
 			return NULL;
@@ -165,12 +157,12 @@ static struct native_pf *run_shape(const char *pat, bool caseless)
 	 * Hyperscan's scan is as cheap */
 	unsigned lower = 0;
 	for (unsigned o = 'a'; o <= 'z'; o++)
-		lower += fs_in(&best, o);
+		lower += fs_has(&best, o);
 	if (lower > NATIVE_MAX_LOWER)
 		return NULL;
 	struct native_pf *np = xcalloc(1, sizeof(*np));
 	for (unsigned o = 0; o < 256; o++)
-		np->kind[o] = fs_in(&best, o) ? NATIVE_IN : 0;
+		np->kind[o] = fs_has(&best, o) ? NATIVE_IN : 0;
 	np->min = best_n > UINT_MAX ? UINT_MAX : (unsigned)best_n;
 	return np;
 }
