@@ -649,7 +649,7 @@ def profile_patterns(root):
     pdir = os.path.join(root, 'prules')
     os.makedirs(pdir)
     write(os.path.join(pdir, '10_cost.cf'),
-          'body T_COSTLY /\\b(?:[a-z]{5,}\\s+){10}/\nscore T_COSTLY 0.5\n'
+          'body T_COSTLY /(?:[a-z]{2,}\\W+[a-z]{2,}\\s+){12}/\nscore T_COSTLY 0.5\n'
           'body T_CHEAP /zqxjkvbw/\nscore T_CHEAP 0.5\n'
           'header T_SUBJ Subject =~ /urgent/i\nscore T_SUBJ 0.5\n'
           'header T_SUBJ2 Subject =~ /offer/i\nscore T_SUBJ2 0.5\n')
@@ -658,7 +658,7 @@ def profile_patterns(root):
     cfg = conf(root, 'patterns', os.path.join(pdir, '*.cf'), spam_cache_directory=cache)
     r = subprocess.run([SIFTCTL, '-c', cfg, 'spam', 'compile'], capture_output=True, text=True, timeout=600)
     check(r.returncode == 0, 'profile-patterns: databases compiled', r.stdout + r.stderr)
-    words = ' '.join(('alpha bravo charlie delta foxtrot golfing hotel india juliet kilos lima mikes ' * 200).split())
+    words = ' '.join(('alpha bravo charlie delta foxtrot golfing hotel india juliet kilos lima mikes ' * 2000).split())
     files = []
     for i in range(4):
         files.append(write(os.path.join(root, 'prose%d.eml' % i),
