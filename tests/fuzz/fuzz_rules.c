@@ -142,8 +142,10 @@ static void prefilters(const uint8_t *data, size_t size)
 			abort();
 		free(r);
 	}
-	/* a widened regex compiles wherever the regex does, and is widened
-	 * once for all */
+	/* a widened regex compiles wherever the regex does, unless it grows
+	 * past PCRE2's size limit as (\xff){6366} does (the widened form is
+	 * for Hyperscan, which takes it, or names it and leaves the rule to
+	 * PCRE2), and is widened once for all */
 	char *wide = prefilter_widen(pat, "i");
 	if (wide) {
 		int ec;
@@ -153,7 +155,7 @@ static void prefilters(const uint8_t *data, size_t size)
 		pcre2_code *b = a ? pcre2_compile((PCRE2_SPTR)wide, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS,
 						  &ec, &eo, NULL)
 				  : NULL;
-		if (a && !b)
+		if (a && !b && ec != PCRE2_ERROR_PATTERN_TOO_LARGE)
 			abort();
 		pcre2_code_free(a);
 		pcre2_code_free(b);
