@@ -263,7 +263,7 @@ void spam_engine_free(struct spam_engine *e)
 		if (r->re)
 			pcre2_code_free(r->re);
 		free(r->pcre_pat);
-		free(r->npf);
+		native_free(r->npf);
 		pcre2_code_free(atomic_load(&r->anch));
 	}
 	free(e->rules);

@@ -56,9 +56,10 @@ static void fs_fold(struct fset *s)
 }
 
 /* What a node may begin with: the first octets of its non-empty matches,
- * and whether it matches the empty string. */
+ * and whether it matches the empty string; all: every octet any of its
+ * matches may consume (not folded). */
 struct first {
-	struct fset set;
+	struct fset set, all;
 	bool nullable;
 	bool simple; /* a sequence that starts with one character that must match (a class
 		      * test of its own: a guard would add one) */
@@ -319,6 +320,7 @@ static bool atom(struct gparser *g, struct first *f)
 					f->nullable = true; /* a comment */
 				else {
 					fs_all(&f->set); /* a call or back reference: anything */
+					fs_all(&f->all);
 					f->nullable = true;
 				}
 				return true;
@@ -347,7 +349,7 @@ static bool atom(struct gparser *g, struct first *f)
 		g->p++;
 		g->depth--;
 		if (zero_width)
-			f->nullable = true;
+			f->nullable = true; /* what a lookaround reads is not consumed */
 		else
 			*f = in;
 		return true;
@@ -358,6 +360,7 @@ static bool atom(struct gparser *g, struct first *f)
 			g->bad = true;
 			return false;
 		}
+		f->all = f->set;
 		return true;
 	}
 	if (c == '\\') {
@@ -371,6 +374,7 @@ static bool atom(struct gparser *g, struct first *f)
 		if (k == 'R' || k == 'X' || (k == 'N' && g->p[1] != '{')) {
 			g->p++;
 			fs_all(&f->set);
+			fs_all(&f->all);
 			return true;
 		}
 		if ((k >= '1' && k <= '9') || k == 'g' || k == 'k') {
@@ -386,6 +390,7 @@ static bool atom(struct gparser *g, struct first *f)
 				while (isdigit((unsigned char)*g->p) || *g->p == '-')
 					g->p++;
 			fs_all(&f->set);
+			fs_all(&f->all);
 			f->nullable = true;
 			return true;
 		}
@@ -396,6 +401,7 @@ static bool atom(struct gparser *g, struct first *f)
 		}
 		if (v >= 0)
 			fs_add(&f->set, (unsigned)v);
+		f->all = f->set;
 		return true;
 	}
 	g->p++;
@@ -408,6 +414,7 @@ static bool atom(struct gparser *g, struct first *f)
 		return false;
 	} else
 		fs_add(&f->set, (unsigned char)c);
+	f->all = f->set;
 	return true;
 }
 
@@ -429,6 +436,7 @@ static struct first parse_seq(struct gparser *g)
 			s.simple = one && !f.nullable;
 		if (s.nullable)
 			fs_or(&s.set, &f.set);
+		fs_or(&s.all, &f.all);
 		s.nullable = s.nullable && f.nullable;
 	}
 	return s;
@@ -452,6 +460,7 @@ static struct first parse_alt(struct gparser *g)
 		starts[n] = at;
 		br[n++] = f;
 		fs_or(&all.set, &f.set);
+		fs_or(&all.all, &f.all);
 		all.nullable = all.nullable || f.nullable;
 		if (*g->p != '|')
 			break;
@@ -510,4 +519,27 @@ char *guard_pattern(const char *pat, const char *flags)
 	sb_adds(&b, pat + from);
 	free(g.ins);
 	return b.d;
+}
+
+int regex_items(const char *pat, struct regex_item *items, int max)
+{
+	struct gparser g = {.pat = pat, .p = pat};
+	int n = 0;
+	for (;;) {
+		struct first f;
+		if (!atom(&g, &f))
+			break;
+		bool zero;
+		while (quantifier(&g, &zero))
+			if (zero)
+				f.nullable = true;
+		if (n == max) {
+			g.bad = true;
+			break;
+		}
+		fs_fold(&f.all);
+		items[n++] = (struct regex_item){.all = f.all, .nullable = f.nullable};
+	}
+	free(g.ins); /* the guards the groups' alternations would get */
+	return g.bad || *g.p ? -1 : n;
 }

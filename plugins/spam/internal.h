@@ -431,6 +431,16 @@ unsigned long long spam_image_area(int kind, const unsigned char *d, size_t n);
 #define NATIVE_MIN_RUN 8
 /* The words checks of a group with the same classes share one pass. */
 #define NATIVE_MAX_SHARED 8
+/* A sequence check's positions share 64-bit words, this many per pass
+ * (a multiple of 4: vectors of 256 bits). */
+#define NATIVE_SEQ_WORDS 12
+/* The octets that enter and that keep each position of sequence checks:
+ * bit b of word w is position 64 * w + b. */
+struct native_seqtab {
+	uint64_t enter[256][NATIVE_SEQ_WORDS], stay[256][NATIVE_SEQ_WORDS];
+	uint64_t first[NATIVE_SEQ_WORDS]; /* each check's first position */
+	unsigned used;			  /* the next free position */
+};
 struct native_pf {
 	/* octet -> NATIVE_IN: in the class, NATIVE_SEP: a separator */
 	unsigned char kind[256];
@@ -443,6 +453,11 @@ struct native_pf {
 	unsigned slot;
 	const struct native_pf *shared[NATIVE_MAX_SHARED];
 	unsigned nshared;
+	/* a sequence: its positions (0: another shape), its table (on a lead,
+	 * every check it answers for side by side; NULL on the others once
+	 * shared) and its last position's bit in its lead's table (slot) */
+	unsigned seq;
+	struct native_seqtab *tab;
 };
 #define NATIVE_IN  1
 #define NATIVE_SEP 2
@@ -450,7 +465,7 @@ struct native_pf {
  * before each text. */
 struct native_memo {
 	const struct native_pf *lead;
-	unsigned bits;
+	uint64_t bits[NATIVE_SEQ_WORDS];
 };
 /* The native prefilter of a rule's regex (malloc'd), NULL when it has none
  * of the shapes native.c knows. */
@@ -458,6 +473,7 @@ struct native_pf *native_prefilter(const char *pat, const char *flags);
 /* Links the words checks of one group (n of them in v) that can share a
  * pass. */
 void native_share(struct native_pf *const *v, size_t n);
+void native_free(struct native_pf *n);
 /* Whether s may hold a match of the regex n was made for: false only
  * where it cannot. */
 bool native_possible(const struct native_pf *n, const char *s, size_t len, struct native_memo *memo);
@@ -724,6 +740,17 @@ static inline int fs_count(const struct fset *s)
  * every letter with caseless (guard.c). A POSIX class is taken as every
  * octet. False for a class this reader does not take. */
 bool regex_class_set(const char *p, bool caseless, struct fset *out);
+/* A top-level item of a regex: every octet any of its matches may consume
+ * (both cases of every letter), and whether it may match the empty string
+ * (a lookaround, an anchor, a quantifier that allows none). */
+struct regex_item {
+	struct fset all;
+	bool nullable;
+};
+/* The top-level items of pat in order (at most max), as guard.c reads
+ * PCRE syntax; -1 for a top-level alternation, more than max items or
+ * anything that reader does not take (guard.c). */
+int regex_items(const char *pat, struct regex_item *items, int max);
 
 /* A pattern with at least PREFIX_MIN_REPEATED top-level items that must
  * match and may repeat (a{1,2}, [a-z]+) is prefiltered by its items up to

@@ -67,8 +67,9 @@ int spam_engine_lint(const struct spam_engine *e, FILE *out, int verbose)
 			for (size_t k = 0; k < g->n; k++)
 				if (g->rules[k] == (int)i &&
 				    !hsgroup_db_of(&hm->g[r->group], hm->g[r->group].in_db[k]))
-					fprintf(out, "pcre2-fallback: %s: %s: %s\n", r->where, r->name,
-						r->pattern);
+					/* native: left out for a check in C (native.c) */
+					fprintf(out, "%s: %s: %s: %s\n", r->npf ? "native" : "pcre2-fallback",
+						r->where, r->name, r->pattern);
 		}
 #endif
 	}

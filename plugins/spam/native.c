@@ -12,7 +12,7 @@
  * shape leaves its group's Hyperscan database, and PCRE2 matches it only
  * on the lines its check passes.
  *
- * Two shapes:
+ * Three shapes:
  * - a run: a top-level item, a class C repeated {m,} with m at least
  *   NATIVE_MIN_RUN (or a group of lookaheads and such a class, as
  *   (?:(?!--)[-0-9a-f]){10,64}), C leaving out most lowercase letters.
@@ -24,9 +24,28 @@
  *   (a run ends where S begins, since C and S are disjoint, and the next
  *   begins where S ends); after the last, one octet of S at least. The
  *   words checks of a group with the same C and S share one pass.
+ * - a sequence: the look-alike rules (FUZZY_*: (?!money)<M><O><N><E><Y>,
+ *   each letter an alternation of look-alike octets, UTF-8 sequences and
+ *   character references, optionally repeated and with \W? between)
+ *   give Hyperscan no literal to start from. The regex's top-level items
+ *   that must match are positions, each with the octets any match of it
+ *   may consume (B); the octets of the items that may match nothing
+ *   (\W?, a lookaround counts none) are added to the position before
+ *   them (its gap, G). Every match consumes octets of B1, then of B1 or
+ *   G1, then one of B2, ...: a bit-parallel automaton (a position is
+ *   entered by an octet of its B from the one before it, or from nothing
+ *   for the first, and kept by an octet of its B or G) reaches the last
+ *   position on every text the regex matches. Only rules that Hyperscan
+ *   could not start from a literal are taken (no three positions in a
+ *   row of one letter, both cases, and no gap), and only their first
+ *   NATIVE_SEQ_MAX positions; the sequence checks of a group share a
+ *   pass, NATIVE_SEQ_WORDS words of 64 positions (vectors of four words,
+ *   one instruction each where the CPU has AVX2).
  * Only the top level of a regex is read (no top-level alternation, no
- * extended mode, no options set mid-regex, no UTF-mode regex); anything
- * this reader does not know leaves the rule to Hyperscan. A check passes
+ * extended mode, no options set mid-regex, no UTF-mode regex; the
+ * sequence reader, guard.c's, takes (?i) and the like, its sets holding
+ * both cases of every letter, but not (?x)); anything this reader does
+ * not know leaves the rule to Hyperscan. A check passes
  * every text the regex matches, so the hits stay the same: PCRE2 decides.
  */
 #include <limits.h>
@@ -38,6 +57,11 @@
 #define NATIVE_MAX_CLASS 192
 /* A run's class takes at most this many of the 26 lowercase letters. */
 #define NATIVE_MAX_LOWER 8
+/* A sequence check: at least this many positions, of which the first
+ * NATIVE_SEQ_MAX are checked; items read at most. */
+#define NATIVE_SEQ_MIN	 5
+#define NATIVE_SEQ_MAX	 8
+#define NATIVE_SEQ_ITEMS 256
 
 /* The class at p as octets: caseless adds both cases; a class with a
  * member of 0x80 or above is taken as all of those (a superset). False
@@ -167,13 +191,96 @@ static struct native_pf *run_shape(const char *pat, bool caseless)
 	return np;
 }
 
+/* Lowercase letters in s. */
+static unsigned lower_count(const struct fset *s)
+{
+	unsigned n = 0;
+	for (unsigned o = 'a'; o <= 'z'; o++)
+		n += fs_has(s, o);
+	return n;
+}
+
+/* One letter in both cases, or one octet that is not a letter: what
+ * Hyperscan takes as a literal's character. */
+static bool literal_octet(const struct fset *s)
+{
+	int n = fs_count(s);
+	if (n == 1)
+		return true;
+	if (n != 2)
+		return false;
+	for (unsigned o = 'a'; o <= 'z'; o++)
+		if (fs_has(s, o))
+			return fs_has(s, o - 'a' + 'A');
+	return false;
+}
+
+/* The sequence shape: positions from the top-level items (guard.c reads
+ * them, letters in both cases whatever the flags: a superset). */
+static struct native_pf *seq_shape(const char *pat)
+{
+	struct regex_item *it = xcalloc(NATIVE_SEQ_ITEMS, sizeof(*it));
+	int n = regex_items(pat, it, NATIVE_SEQ_ITEMS);
+	struct fset b[NATIVE_SEQ_MAX], gap[NATIVE_SEQ_MAX];
+	unsigned k = 0, lit = 0, total = 0;
+	bool ok = n > 0;
+	for (int i = 0; ok && i < n; i++) {
+		if (!fs_count(&it[i].all))
+			continue; /* a lookaround, an anchor */
+		if (it[i].nullable) {
+			if (k && k <= NATIVE_SEQ_MAX)
+				for (int w = 0; w < 4; w++)
+					gap[k - 1].w[w] |= it[i].all.w[w];
+			if (k)
+				lit = 0; /* a gap ends a literal */
+			continue;
+		}
+		/* a literal of three or more: Hyperscan starts from it */
+		lit = literal_octet(&it[i].all) ? lit + 1 : 0;
+		if (lit >= 3 || fs_count(&it[i].all) > NATIVE_MAX_CLASS ||
+		    lower_count(&it[i].all) > NATIVE_MAX_LOWER)
+			ok = false;
+		else if (k < NATIVE_SEQ_MAX) {
+			b[k] = it[i].all;
+			gap[k++] = it[i].all;
+		}
+		total++;
+	}
+	free(it);
+	if (!ok || total < NATIVE_SEQ_MIN)
+		return NULL;
+	struct native_pf *np = xcalloc(1, sizeof(*np));
+	np->seq = k;
+	np->slot = k - 1;
+	np->tab = xcalloc(1, sizeof(*np->tab));
+	np->tab->first[0] = 1;
+	np->tab->used = k;
+	for (unsigned i = 0; i < k; i++)
+		for (unsigned o = 0; o < 256; o++) {
+			if (fs_has(&b[i], o))
+				np->tab->enter[o][0] |= 1ull << i;
+			if (fs_has(&gap[i], o))
+				np->tab->stay[o][0] |= 1ull << i;
+		}
+	return np;
+}
+
 struct native_pf *native_prefilter(const char *pat, const char *flags)
 {
 	if (!pat || (flags && strchr(flags, 'x')))
 		return NULL;
 	bool caseless = flags && strchr(flags, 'i');
 	struct native_pf *np = words_shape(pat, caseless);
-	return np ? np : run_shape(pat, caseless);
+	if (!np)
+		np = run_shape(pat, caseless);
+	return np ? np : seq_shape(pat);
+}
+
+void native_free(struct native_pf *n)
+{
+	if (n)
+		free(n->tab);
+	free(n);
 }
 
 /* min octets of the class in a row: the window's last octet is looked at
@@ -249,8 +356,61 @@ static unsigned words_pass(const struct native_pf *lead, const unsigned char *s,
 	return bits;
 }
 
+/* Places sequence check b in lead table t, if there is room: its
+ * positions in one word. */
+static bool seq_place(struct native_seqtab *t, struct native_pf *b)
+{
+	unsigned at = t->used, w = at / 64, off = at % 64;
+	if (off + b->seq > 64) {
+		w++;
+		off = 0;
+	}
+	if (w >= NATIVE_SEQ_WORDS)
+		return false;
+	const struct native_seqtab *own = b->tab;
+	for (unsigned o = 0; o < 256; o++) {
+		t->enter[o][w] |= own->enter[o][0] << off;
+		t->stay[o][w] |= own->stay[o][0] << off;
+	}
+	t->first[w] |= 1ull << off;
+	t->used = w * 64 + off + b->seq;
+	b->slot = w * 64 + off + b->seq - 1;
+	return true;
+}
+
+/* The sequence checks of v, side by side in as few tables as fit. */
+static void seq_share(struct native_pf *const *v, size_t n)
+{
+	struct native_pf *lead = NULL;
+	struct native_seqtab *t = NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct native_pf *b = v[i];
+		if (!b->seq || b->lead)
+			continue;
+		if (!t || !seq_place(t, b)) {
+			if (lead) {
+				free(lead->tab);
+				lead->tab = t;
+			}
+			lead = b;
+			t = xcalloc(1, sizeof(*t));
+			seq_place(t, b);
+		}
+		b->lead = lead;
+		if (b != lead) {
+			free(b->tab);
+			b->tab = NULL;
+		}
+	}
+	if (lead) {
+		free(lead->tab);
+		lead->tab = t;
+	}
+}
+
 void native_share(struct native_pf *const *v, size_t n)
 {
+	seq_share(v, n);
 	for (size_t i = 0; i < n; i++) {
 		struct native_pf *a = v[i];
 		if (!a->words || a->lead)
@@ -269,21 +429,73 @@ void native_share(struct native_pf *const *v, size_t n)
 	}
 }
 
+/* Every sequence check of t over s at once: the positions reached, as
+ * bits. Four words to a vector: 256-bit instructions where the CPU has
+ * them, pairs of 128-bit ones otherwise. The table is malloc'd (16-octet
+ * alignment): the vectors are read unaligned. */
+typedef uint64_t seqvec __attribute__((vector_size(32), aligned(8)));
+#define SEQ_VECS (NATIVE_SEQ_WORDS / 4)
+
+static inline __attribute__((always_inline)) void seq_run(const struct native_seqtab *t,
+							  const unsigned char *s, size_t len, uint64_t *out)
+{
+	seqvec d[SEQ_VECS] = {0}, seen[SEQ_VECS] = {0}, first[SEQ_VECS];
+	memcpy(first, t->first, sizeof(first));
+	for (size_t i = 0; i < len; i++) {
+		const seqvec *en = (const seqvec *)t->enter[s[i]], *st = (const seqvec *)t->stay[s[i]];
+#pragma GCC unroll 4
+		for (int v = 0; v < SEQ_VECS; v++) {
+			d[v] = ((((d[v] << 1) & ~first[v]) | first[v]) & en[v]) | (d[v] & st[v]);
+			seen[v] |= d[v];
+		}
+	}
+	memcpy(out, seen, sizeof(seen));
+}
+
+__attribute__((target("avx2"))) static void seq_pass_avx2(const struct native_seqtab *t,
+							  const unsigned char *s, size_t len, uint64_t *out)
+{
+	seq_run(t, s, len, out);
+}
+
+static void seq_pass(const struct native_seqtab *t, const unsigned char *s, size_t len, uint64_t *out)
+{
+	static int avx2 = -1; /* threads racing here store the same answer */
+	int has = __atomic_load_n(&avx2, __ATOMIC_RELAXED);
+	if (has < 0) {
+		__builtin_cpu_init();
+		has = __builtin_cpu_supports("avx2") != 0;
+		__atomic_store_n(&avx2, has, __ATOMIC_RELAXED);
+	}
+	if (has)
+		seq_pass_avx2(t, s, len, out);
+	else
+		seq_run(t, s, len, out);
+}
+
 bool native_possible(const struct native_pf *n, const char *s, size_t len, struct native_memo *memo)
 {
+	if (n->seq) {
+		const struct native_pf *lead = n->lead ? n->lead : n;
+		if (memo->lead != lead) {
+			seq_pass(lead->tab, (const unsigned char *)s, len, memo->bits);
+			memo->lead = lead;
+		}
+		return memo->bits[n->slot / 64] >> (n->slot % 64) & 1;
+	}
 	if (!n->words)
 		return has_run(n, (const unsigned char *)s, len);
 	const struct native_pf *lead = n->lead ? n->lead : n;
 	if (memo->lead != lead) {
 		if (lead->nshared)
-			memo->bits = words_pass(lead, (const unsigned char *)s, len);
+			memo->bits[0] = words_pass(lead, (const unsigned char *)s, len);
 		else { /* not linked (native_share not called): alone */
 			struct native_pf one = *n;
 			one.shared[0] = n;
 			one.nshared = 1;
-			memo->bits = words_pass(&one, (const unsigned char *)s, len);
+			memo->bits[0] = words_pass(&one, (const unsigned char *)s, len);
 		}
 		memo->lead = lead;
 	}
-	return memo->bits >> n->slot & 1;
+	return memo->bits[0] >> n->slot & 1;
 }

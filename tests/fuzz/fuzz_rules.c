@@ -92,6 +92,7 @@ static void native(const char *pat)
 		"ID 0123456789abcdef-0000 AAAAAAAAAAAAAAAAAAAAAA zz",
 		"id 0123456789 ok",
 		"a  b.. c\t\n",
+		"your rn0n&#101;y, ph-a-r-m-a-c-y, V1AGRA \xc3\xa9",
 		"",
 		NULL};
 	for (int ci = 0; ci < 2; ci++) {
@@ -115,7 +116,7 @@ static void native(const char *pat)
 		pcre2_match_context_free(mc);
 		pcre2_match_data_free(md);
 		pcre2_code_free(re);
-		free(n);
+		native_free(n);
 	}
 }
 

@@ -4,7 +4,7 @@
  * are left to Hyperscan, what a few texts give, and, against PCRE2 on
  * generated texts, that a check passes every text its regex matches (and
  * fails most of the others, or it would filter nothing). The shared pass
- * of several words checks against each alone.
+ * of several words or sequence checks against each alone.
  */
 #include "../internal.h"
 #include "t.h"
@@ -15,18 +15,21 @@ static bool possible(const struct native_pf *n, const char *s)
 	return native_possible(n, s, strlen(s), &memo);
 }
 
-/* The shape native_prefilter gives pat: "run MIN", "words MIN x N", "-". */
+/* The shape native_prefilter gives pat: "run MIN", "words MIN x N",
+ * "seq POSITIONS", "-". */
 static const char *shape(const char *pat, const char *flags)
 {
 	static char buf[64];
 	struct native_pf *n = native_prefilter(pat, flags);
 	if (!n)
 		snprintf(buf, sizeof(buf), "-");
+	else if (n->seq)
+		snprintf(buf, sizeof(buf), "seq %u", n->seq);
 	else if (n->words)
 		snprintf(buf, sizeof(buf), "words %u x %u", n->min, n->words);
 	else
 		snprintf(buf, sizeof(buf), "run %u", n->min);
-	free(n);
+	native_free(n);
 	return buf;
 }
 
@@ -69,6 +72,31 @@ static void shape_checks(void)
 	CHECK_STR(shape("abc", NULL), "-");
 	CHECK(native_prefilter(NULL, NULL) == NULL);
 
+	/* sequences: look-alike letters (25_replace.cf's, shortened) */
+	static const char lookalike[] =
+		"(?!money)(?:[mM\xcc]|rn|[\xc9][\xb1])(?:[goO0u\xbc]|[\xc3][\x92\x93])"
+		"(?:[nN\xcd]|[\xc3][\x91\xb1])(?:[eE3\xb8]|&\\#(?:10[12]|x65);)"
+		"(?:[yY\xbe]|[\xc3][\x9d\xbd])";
+	CHECK_STR(shape(lookalike, "i"), "seq 5");
+	/* with <inter W1><post P2>: each letter {1,2}, \W? between */
+	CHECK_STR(shape("\\b(?:[pP\xd1]){1,2}\\W?(?:[hH\xb9]){1,2}\\W?(?:[aA@4]){1,2}\\W?(?:[rR]|[\xc5][\x94]"
+			"){1,2}"
+			"\\W?(?:[mM]|rn){1,2}\\W?(?:[aA@4]){1,2}",
+			"i"),
+		  "seq 6");
+	/* the first NATIVE_SEQ_MAX (8) positions of a longer one */
+	CHECK_STR(shape("[pP1][hH4][eE3][nN][tT7][eE3][rR][mM][iI1][nN][eE3]", NULL), "seq 8");
+	CHECK_STR(shape("[a-c][d-f][g-i][j-l][m-o]", NULL), "seq 5");
+	CHECK_STR(shape("[a-c][d-f][g-i][j-l]", NULL), "-");		   /* four positions */
+	CHECK_STR(shape("[a-c][d-f][g-i][j-l]?[m-o]", NULL), "-");	   /* one optional */
+	CHECK_STR(shape("[a-i][d-f][g-i][j-l][m-o]", NULL), "-");	   /* nine lowercase letters */
+	CHECK_STR(shape("[a-c]x[yY]z[d-f][g-i]", "i"), "-");		   /* a literal of three */
+	CHECK_STR(shape("[a-c]x[yY]\\W?z[d-f][g-i]", "i"), "seq 6");	   /* a gap breaks it */
+	CHECK_STR(shape("([a-c])[d-f]\\1[g-i][j-l][m-o]", NULL), "seq 5"); /* a back reference: a gap */
+	CHECK_STR(shape("[a-c][d-f][g-i][j-l][m-o]|x", NULL), "-");	   /* top-level alternation */
+	CHECK_STR(shape("[a-c][d-f][g-i][j-l][m-o]", "x"), "-");	   /* extended mode */
+	CHECK_STR(shape("[a-c][d-f][g-i](?x)[j-l][m-o]", NULL), "-");	   /* extended mode set */
+
 	/* what a few texts give */
 	struct native_pf *w = native_prefilter("\\b(?:[a-z]{5,}[\\s\\.]+){3}", NULL);
 	CHECK(possible(w, "alpha bravo charlie "));
@@ -79,7 +107,7 @@ static void shape_checks(void)
 	CHECK(possible(w, "ab alpha bravo ab charlie delta echoes "));
 	CHECK(!possible(w, "alpha bravo Charlie delta "));
 	CHECK(!possible(w, ""));
-	free(w);
+	native_free(w);
 	struct native_pf *r = native_prefilter("x(?:(?!--)[-0-9a-f]){10,64}", NULL);
 	CHECK(possible(r, "id 0123456789"));
 	CHECK(possible(r, "deadbeef-01"));
@@ -87,7 +115,16 @@ static void shape_checks(void)
 	CHECK(!possible(r, "012345678 abcdef"));
 	CHECK(!possible(r, "facade faced"));
 	CHECK(!possible(r, ""));
-	free(r);
+	native_free(r);
+	struct native_pf *q = native_prefilter(lookalike, "i");
+	CHECK(possible(q, "your m0ney"));
+	CHECK(possible(q, "MONEY")); /* the lookahead is not checked: PCRE2 says no */
+	CHECK(possible(q, "rnOn&#101;y"));
+	CHECK(possible(q, "m\xc3\x93n3Y"));
+	CHECK(!possible(q, "honey"));
+	CHECK(!possible(q, "mon-ey")); /* no gap allowed */
+	CHECK(!possible(q, "y3nom"));
+	native_free(q);
 }
 
 static void random_text(char *buf, size_t cap, const char *alphabet)
@@ -118,6 +155,9 @@ static void superset_checks(void)
 		{"[A-F]{8}", "i", "aBcDeF g"},
 		{"\\b[A-Za-z][a-z]{0,3}\\s[A-Z]{8,}[a-z]?\\s", "", "AAABBz  "},
 		{"(?:x|y)[\\x80-\\xff]{8}", "", "xy\xc3\xa9\x80 a"},
+		{"(?!mon)(?:[mM]|rn)(?:[o0]){1,2}\\W?(?:[nN]|&#1;)[eE3]\\W?[yY]", "i", "mMrno0nN&#1;eE3yY -"},
+		{"(?:[a-c]|xy)[_\\W]{0,2}[d-f]+(?:g|\\xc3\\xa9)[h-i]{1,2}(?=j)[jk](?<!x)", "",
+		 "abcxy_ -dfg\xc3\xa9hijk"},
 	};
 	pcre2_match_data *md = pcre2_match_data_create(4, NULL);
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
@@ -147,7 +187,7 @@ static void superset_checks(void)
 		CHECK(matched > 50);   /* the texts exercise the regex */
 		CHECK(refused > 1000); /* and the check filters */
 		pcre2_code_free(re);
-		free(n);
+		native_free(n);
 	}
 	pcre2_match_data_free(md);
 }
@@ -180,8 +220,57 @@ static void shared_checks(void)
 	CHECK(differ == 0);
 	CHECK(passed > 1000);
 	for (int k = 0; k < 4; k++) {
-		free(v[k]);
-		free(alone[k]);
+		native_free(v[k]);
+		native_free(alone[k]);
+	}
+}
+
+/* Sequence checks side by side, in more than one table, answer as each
+ * alone. */
+static void seq_shared_checks(void)
+{
+	enum { N = 120 }; /* 120 checks of 5-8 positions: more than one table */
+	struct native_pf *v[N], *alone[N];
+	const char *letters = "abcdefgh";
+	for (int k = 0; k < N; k++) {
+		char pat[256] = "";
+		int npos = 5 + k % 4;
+		for (int i = 0; i < npos; i++) {
+			char item[32];
+			/* two letters a position, from k's own order */
+			snprintf(item, sizeof(item), "[%c%c]%s", letters[(k + i) % 8],
+				 letters[(k * 3 + i * 5 + 1) % 8], i % 2 ? "\\W?" : "");
+			strcat(pat, item);
+		}
+		v[k] = native_prefilter(pat, NULL);
+		alone[k] = native_prefilter(pat, NULL);
+		CHECK(v[k] && v[k]->seq == (unsigned)npos);
+		if (!v[k] || !alone[k])
+			return;
+	}
+	native_share(v, N);
+	unsigned leads = 0;
+	for (int k = 0; k < N; k++)
+		leads += v[k]->lead == v[k];
+	CHECK(leads >= 2);
+	CHECK(v[1]->lead == v[0] && v[1]->tab == NULL);
+	unsigned differ = 0, passed = 0;
+	char text[200];
+	for (int i = 0; i < 4000; i++) {
+		random_text(text, sizeof(text), "abcdefgh -");
+		struct native_memo memo = {0};
+		for (int k = 0; k < N; k++) {
+			bool a = native_possible(v[k], text, strlen(text), &memo);
+			differ += a != possible(alone[k], text);
+			passed += a;
+		}
+	}
+	CHECK(differ == 0);
+	CHECK(passed > 1000);
+	CHECK(passed < 4000u * N / 2);
+	for (int k = 0; k < N; k++) {
+		native_free(v[k]);
+		native_free(alone[k]);
 	}
 }
 
@@ -190,5 +279,6 @@ int main(void)
 	shape_checks();
 	superset_checks();
 	shared_checks();
+	seq_shared_checks();
 	return t_done();
 }

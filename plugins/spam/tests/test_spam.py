@@ -378,12 +378,18 @@ def main():
             # a rule whose prefilter automaton alone is over 1 MB is prefiltered
             # by a top-level prefix that fits (__FILL_THIS_FORM_LOAN1: 2.7 MB
             # whole, 35 KB up to its first item that must match; the fuzzy
-            # rules by a short prefix, FUZZY_OBLIGATION: 1.5 MB whole)
+            # rules by a short prefix, FUZZY_OBLIGATION: 1.5 MB whole) or, for
+            # most look-alike rules, checked in C instead (native.c's
+            # sequences: FUZZY_CREDIT)
             r = siftctl(stock, 'spam', 'lint', '-v', timeout=900)
             fallback = re.findall(r'^pcre2-fallback: [^:]+:\d+: (\w+):', r.stdout, re.M)
+            native = re.findall(r'^native: [^:]+:\d+: (\w+):', r.stdout, re.M)
             check('__FILL_THIS_FORM_LOAN1' not in fallback and 'FUZZY_OBLIGATION' not in fallback and
                   'FUZZY_CREDIT' not in fallback,
                   'stock ruleset: rules over 1 MB of Hyperscan prefiltered by a prefix that fits', fallback)
+            check('FUZZY_CREDIT' in native and '__LONGWORDS_A' in native and '__HEXHASHWORD_S2EU' in native
+                  and len(native) >= 80 and not set(native) & set(fallback),
+                  'stock ruleset: lint -v lists the rules with a native check apart', native)
             # ... and stays out of the database, matched by PCRE2 alone, when none
             # fits (T_HUGE: HUGE_RULE behind a negative lookahead, 1.2 MB, one
             # item, not relaxed). The same regex without the lookahead fits an
