@@ -477,6 +477,8 @@ void native_free(struct native_pf *n);
 /* Whether s may hold a match of the regex n was made for: false only
  * where it cannot. */
 bool native_possible(const struct native_pf *n, const char *s, size_t len, struct native_memo *memo);
+/* Whether native_possible answers n from memo, without a pass of its own. */
+bool native_memoized(const struct native_pf *n, const struct native_memo *memo);
 
 struct msgctx {
 	const struct spam_engine *e;

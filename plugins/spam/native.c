@@ -473,6 +473,11 @@ static void seq_pass(const struct native_seqtab *t, const unsigned char *s, size
 		seq_run(t, s, len, out);
 }
 
+bool native_memoized(const struct native_pf *n, const struct native_memo *memo)
+{
+	return (n->seq || n->words) && memo->lead == (n->lead ? n->lead : n);
+}
+
 bool native_possible(const struct native_pf *n, const char *s, size_t len, struct native_memo *memo)
 {
 	if (n->seq) {
