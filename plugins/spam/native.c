@@ -137,6 +137,15 @@ static struct native_pf *words_shape(const char *pat, bool caseless)
 	return np;
 }
 
+/* Lowercase letters in s. */
+static unsigned lower_count(const struct fset *s)
+{
+	unsigned n = 0;
+	for (unsigned o = 'a'; o <= 'z'; o++)
+		n += fs_has(s, o);
+	return n;
+}
+
 /* The run shape: the top-level item that repeats a class the most times
  * (at least NATIVE_MIN_RUN). */
 static struct native_pf *run_shape(const char *pat, bool caseless)
@@ -179,25 +188,13 @@ static struct native_pf *run_shape(const char *pat, bool caseless)
 	/* ordinary text is mostly lowercase letters: a class that takes most
 	 * of them finds a run to look at in nearly every word, where
 	 * Hyperscan's scan is as cheap */
-	unsigned lower = 0;
-	for (unsigned o = 'a'; o <= 'z'; o++)
-		lower += fs_has(&best, o);
-	if (lower > NATIVE_MAX_LOWER)
+	if (lower_count(&best) > NATIVE_MAX_LOWER)
 		return NULL;
 	struct native_pf *np = xcalloc(1, sizeof(*np));
 	for (unsigned o = 0; o < 256; o++)
 		np->kind[o] = fs_has(&best, o) ? NATIVE_IN : 0;
 	np->min = best_n > UINT_MAX ? UINT_MAX : (unsigned)best_n;
 	return np;
-}
-
-/* Lowercase letters in s. */
-static unsigned lower_count(const struct fset *s)
-{
-	unsigned n = 0;
-	for (unsigned o = 'a'; o <= 'z'; o++)
-		n += fs_has(s, o);
-	return n;
 }
 
 /* One letter in both cases, or one octet that is not a letter: what
