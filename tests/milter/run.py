@@ -145,6 +145,22 @@ class Milter:
         self.buf = self.buf[sum(5 + len(d) for _, d in got):]
         return got
 
+    # Per command: the protocol flags under which filterd sends no reply
+    # (SMFIP_NR_* and SMFIP_NO*); macros, abort and quit never get one.
+    NO_REPLY = {b"C": 0x1001, b"H": 0x2002, b"M": 0x4004, b"R": 0x8008, b"T": 0x10200, b"L": 0xa0,
+                b"N": 0x40040, b"B": 0x80010, b"U": 0x20100, b"D": -1, b"A": -1, b"Q": -1}
+
+    def replies_to(self, packets):
+        """How many of these packets get a reply under the protocol
+        negotiated (the end of the message counts once)."""
+        proto = struct.unpack(">III", self.optneg[0][1][:12])[2] if self.optneg else 0
+        return sum(1 for p in packets if not (self.NO_REPLY.get(p[4:5], 0) & proto))
+
+    def steps(self, *packets):
+        """Sends the packets and reads exactly the replies the negotiated
+        protocol gives them, without waiting for ones that never come."""
+        return self.send(*packets, replies=self.replies_to(packets))
+
     def send(self, *packets, replies=1):
         try:
             self.s.sendall(b"".join(packets))

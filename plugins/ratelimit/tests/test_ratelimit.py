@@ -473,17 +473,13 @@ try:
     def z(v):
         return v.encode() + b'\0'
     m = Milter(fd.port)
-    m.send(CONNECT)
-    m.send(pkt(b'M', z('<a@example.net>')))
-    got = [m.send(pkt(b'R', z('<r%d@x.example>' % i))) for i in range(3)]
+    m.steps(CONNECT)
+    m.steps(pkt(b'M', z('<a@example.net>')))
+    got = [m.steps(pkt(b'R', z('<r%d@x.example>' % i))) for i in range(3)]
     check(got[0] == got[1] == [(b'c', b'')] and got[2] and got[2][0][0] == b'y'
           and got[2][0][1].startswith(b'450 4.7.1'),
           'filterd, limit 2 recipients: the third refused at RCPT: %r' % got)
-    m.send(pkt(b'T'))
-    m.send(pkt(b'L', z('Subject') + z('t')))
-    m.send(pkt(b'N'))
-    m.send(pkt(b'B', b'hello\r\n'))
-    eom = m.send(pkt(b'E'))
+    eom = m.steps(pkt(b'T'), pkt(b'L', z('Subject') + z('t')), pkt(b'N'), pkt(b'B', b'hello\r\n'), pkt(b'E'))[-1:]
     eq(eom, [(b'c', b'')], 'filterd: the message with the two accepted recipients accepted')
     m.close()
     fd.stop()
@@ -500,17 +496,14 @@ try:
 
     def chain_message(port, sender):
         m = Milter(port)
-        m.send(CONNECT)
-        m.send(pkt(b'M', z('<%s>' % sender)))
-        rcpt = m.send(pkt(b'R', z('<r@x.example>')))
+        m.steps(CONNECT)
+        m.steps(pkt(b'M', z('<%s>' % sender)))
+        rcpt = m.steps(pkt(b'R', z('<r@x.example>')))
         if rcpt != [(b'c', b'')]:
             m.close()
             return rcpt, None
-        m.send(pkt(b'T'))
-        m.send(pkt(b'L', z('Subject') + z('t')))
-        m.send(pkt(b'N'))
-        m.send(pkt(b'B', b'hello\r\n'))
-        eom = m.send(pkt(b'E'))
+        eom = m.steps(pkt(b'T'), pkt(b'L', z('Subject') + z('t')), pkt(b'N'), pkt(b'B', b'hello\r\n'),
+                      pkt(b'E'))[-1:]
         m.close()
         return rcpt, eom
     for verdict, name in (('reject', 'fdlater'), ('tempfail', 'fdlatertf'), ('dunno', 'fdlaterok')):
@@ -654,14 +647,14 @@ try:
     def zs(v):
         return v.encode() + b'\0'
     m = Milter(fb.port)
-    m.send(CONNECT)
-    m.send(pkt(b'M', zs('<a@example.net>')))
+    m.steps(CONNECT)
+    m.steps(pkt(b'M', zs('<a@example.net>')))
     with PolicyClient(pc.port) as c:
         eq(c.transaction(rcpts=['r@x.example'], sender='a@example.net'), (['DUNNO'], 'DUNNO'),
            'policyd with ratelimit_count = no: checks, passes')
-    m.send(pkt(b'R', zs('<r@x.example>')))
-    m.send(pkt(b'T'), pkt(b'L', zs('Subject') + zs('t')), pkt(b'N'), pkt(b'B', b'hi\r\n'), replies=4)
-    eq(m.send(pkt(b'E')), [(b'c', b'')], 'filterd counts and accepts')
+    m.steps(pkt(b'R', zs('<r@x.example>')))
+    m.steps(pkt(b'T'), pkt(b'L', zs('Subject') + zs('t')), pkt(b'N'), pkt(b'B', b'hi\r\n'))
+    eq(m.steps(pkt(b'E')), [(b'c', b'')], 'filterd counts and accepts')
     m.close()
     keys = red.cli('--scan', '--pattern', 'sift:rl:both:m:*').split()
     eq([red.cli('GET', k) for k in keys], ['1'], 'one message through both daemons: counted once')
