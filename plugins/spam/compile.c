@@ -235,6 +235,7 @@ static void keep_pattern(struct rule *r, const char *pat, uint32_t fl)
 	free(r->pcre_pat);
 	r->pcre_pat = xstrdup(pat);
 	r->pcre_fl = fl;
+	r->chain = prefilter_chain(r->pattern, r->flags);
 }
 
 /* r's regex with guards on its large alternations (guard.c), its

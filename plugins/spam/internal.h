@@ -158,6 +158,9 @@ struct rule {
 	 * start (rule_anchored); NULL for the others */
 	char *pcre_pat;
 	uint32_t pcre_fl;
+	/* for those: prefilter_chain(pattern), the offsets of the starts
+	 * database that must follow one where a match starts */
+	unsigned chain;
 	_Atomic(pcre2_code *) anch;
 	bool utf;
 	bool hs_exact; /* PCRE2 refused it (too large): Hyperscan alone, exact mode */
@@ -780,6 +783,15 @@ char *prefilter_relax(const char *pat, const char *flags, unsigned min_count);
  * (backreferences, calls, conditionals, verbs, options set mid-regex,
  * extended mode). */
 char *prefilter_reverse(const char *pat, const char *flags);
+/* For a regex that is one group repeated at least n times, (?:G){n}, G
+ * never matching nothing (the form rules): how many more offsets the
+ * starts database (hs_starts: the reverse of pat relaxed with
+ * RELAX_COUNT_2, where {n} becomes + and G a looser G') reports after the
+ * first offset of a match. Each repetition of G starts at an offset of its
+ * own, later than the one before, and each but the last few (as many as
+ * the relaxed repeat's lower bound, less one) is reported, so an offset
+ * with fewer reported after it starts no match. 0 for any other regex. */
+unsigned prefilter_chain(const char *pat, const char *flags);
 /* pat with every class that takes an octet of 0x80 or above taking all of
  * them, and such an escape outside a class made that class: a cheaper
  * prefilter for the look-alike letters of 25_replace.cf. Malloc'd; NULL

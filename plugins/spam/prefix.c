@@ -475,6 +475,32 @@ char *prefilter_reverse(const char *pat, const char *flags)
 	return out.d;
 }
 
+/* The lower bound of the repeat of pat when pat is one group (plain,
+ * non-capturing or atomic) and its quantifier, else 0. */
+static unsigned long outer_repeat(const char *pat)
+{
+	if (pat[0] != '(' || (pat[1] == '?' && pat[2] != ':' && pat[2] != '>') || pat[1] == '*')
+		return 0;
+	const char *e = regex_group_end(pat);
+	unsigned long lo, hi;
+	if (!e)
+		return 0;
+	const char *q = regex_quantifier(e, &lo, &hi);
+	return q > e && !*q ? lo : 0;
+}
+
+unsigned prefilter_chain(const char *pat, const char *flags)
+{
+	unsigned long n = outer_repeat(pat);
+	struct regex_item it[2];
+	if (n < 2 || (flags && strchr(flags, 'x')) || regex_items(pat, it, 2) != 1 || it[0].nullable)
+		return 0;
+	char *rel = prefilter_relax(pat, flags, RELAX_COUNT_2);
+	unsigned long k = outer_repeat(rel ? rel : pat);
+	free(rel);
+	return k >= 1 && k < n && n - k < 1000 ? (unsigned)(n - k) : 0;
+}
+
 /*
  * A cheaper prefilter for the look-alike letters of the stock ruleset.
  *

@@ -144,6 +144,12 @@ static int count_from_starts(struct msgctx *m, const struct hsgroup *hg, size_t 
 		if (m->st_id[j] == k)
 			m->st_tmp[nat++] = (unsigned)len - m->st_end[j];
 	qsort(m->st_tmp, nat, sizeof(unsigned), ucmp);
+	size_t nd = 0; /* without repeats */
+	for (size_t j = 0; j < nat; j++)
+		if (!nd || m->st_tmp[j] != m->st_tmp[nd - 1])
+			m->st_tmp[nd++] = m->st_tmp[j];
+	/* (?:G){n}: a match needs r->chain offsets after its own */
+	nat = nd > r->chain ? nd - r->chain : 0;
 	int n = 0, maxh = !(r->tflags & TF_MULTIPLE) ? 1 : r->maxhits > 0 ? r->maxhits : 1000;
 	size_t off = 0;
 	for (size_t j = 0; j < nat && n < maxh; j++) {

@@ -7,7 +7,9 @@
  * regexes of prefilter_reverse: what they become, what is refused, and
  * that each matches the reversed text of every match of its regex. The
  * widened regexes of prefilter_widen: what they become, what is left
- * alone, and that they match every subject the regex matches.
+ * alone, and that they match every subject the regex matches. The counts
+ * of prefilter_chain: which regexes get one, and that a match has at
+ * least that many starts of the relaxed regex after its own.
  */
 #include <stdio.h>
 
@@ -129,6 +131,92 @@ static void relax_checks(void)
 			check_superset(*p, r, PCRE2_ZERO_TERMINATED, subjects, 2);
 			free(r);
 		}
+}
+
+/* The starts a relaxed regex rel has in s: the offsets where an anchored
+ * match of it begins (what the starts database, its reverse scanned
+ * backwards, reports), in at[], their count returned. */
+static size_t starts_of(pcre2_code *rel, const char *s, unsigned *at, size_t max)
+{
+	size_t n = 0, len = strlen(s);
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(rel, NULL);
+	for (size_t q = 0; q <= len && n < max; q++)
+		if (pcre2_match(rel, (PCRE2_SPTR)s, len, q, PCRE2_ANCHORED, md, NULL) >= 0)
+			at[n++] = (unsigned)q;
+	pcre2_match_data_free(md);
+	return n;
+}
+
+/* prefilter_chain: which regexes get a count, and that every offset where
+ * the regex matches has at least that many starts of its relaxed form
+ * after it. */
+static void chain_checks(void)
+{
+	CHECK(prefilter_chain("(?:ab|c){5}", NULL) == 4);
+	CHECK(prefilter_chain("(ab){3}", "i") == 2);
+	CHECK(prefilter_chain("(?>ab|c){4,}", NULL) == 3);
+	CHECK(prefilter_chain("(?:ab){5}?", NULL) == 4);
+	/* {2} stays as it is in the relaxed form, {2,50} becomes {2,}: no
+	 * offset the starts give can be left out */
+	CHECK(prefilter_chain("(?:ab){2}", NULL) == 0);
+	CHECK(prefilter_chain("(?:ab){2,50}", NULL) == 0);
+	/* a group that may match nothing, more than one item, an alternation,
+	 * a lookaround or named group, no count, a negative lookaround (the
+	 * relaxed form is refused: the starts are of the whole regex),
+	 * extended mode */
+	CHECK(prefilter_chain("(?:a?b*){5}", NULL) == 0);
+	CHECK(prefilter_chain("x(?:ab){5}", NULL) == 0);
+	CHECK(prefilter_chain("(?:ab){5}x", NULL) == 0);
+	CHECK(prefilter_chain("(?:ab){5}|c", NULL) == 0);
+	CHECK(prefilter_chain("(?=ab){5}", NULL) == 0);
+	CHECK(prefilter_chain("(?<n>ab){5}", NULL) == 0);
+	CHECK(prefilter_chain("(?:ab)+", NULL) == 0);
+	CHECK(prefilter_chain("(?:(?!x)ab){5}", NULL) == 0);
+	CHECK(prefilter_chain("(?:ab){5}", "x") == 0);
+	CHECK(prefilter_chain("(?:ab){5", NULL) == 0);
+	CHECK(prefilter_chain("[ab]{5}", NULL) == 0);
+
+	const char *pats[] = {
+		"(?:(?:your\\s)?(?:name|address|phone)[:\\s]{1,5}(?:_{1,100}\\s?|(?:or|and)\\s)){3}",
+		"(?:(?:your\\s)?(?:name|address|phone)[:\\s]{1,5}(?:_{1,100}\\s?|(?:or|and)\\s)){5}",
+		"(?:a|ab|b){4}", NULL};
+	const char *subjects[] = {"your name: __ address:___ phone ___",
+				  "name and address or phone: __ name: _ your phone __ address _",
+				  "name: __ name: __",
+				  "ababab abbab aaaa b",
+				  "",
+				  NULL};
+	int seen = 0;
+	for (const char **p = pats; *p; p++) {
+		unsigned need = prefilter_chain(*p, "i");
+		CHECK(need > 0);
+		char *rs = prefilter_relax(*p, "i", RELAX_COUNT_2);
+		pcre2_code *fw = re(*p, PCRE2_ZERO_TERMINATED, true),
+			   *rel = rs ? re(rs, PCRE2_ZERO_TERMINATED, true) : NULL;
+		CHECK(fw && rel);
+		for (const char **s = subjects; fw && rel && *s; s++) {
+			unsigned at[128];
+			size_t n = starts_of(rel, *s, at, 128), len = strlen(*s);
+			pcre2_match_data *md = pcre2_match_data_create_from_pattern(fw, NULL);
+			for (size_t p0 = 0; p0 <= len; p0++) {
+				if (pcre2_match(fw, (PCRE2_SPTR)*s, len, p0, PCRE2_ANCHORED, md, NULL) < 0)
+					continue;
+				size_t after = 0;
+				for (size_t j = 0; j < n; j++)
+					after += at[j] > p0;
+				if (after < need)
+					fprintf(stderr, "%s at %zu of \"%s\": %zu starts after, %u needed\n",
+						*p, p0, *s, after, need);
+				CHECK(after >= need);
+				seen++;
+			}
+			pcre2_match_data_free(md);
+		}
+		pcre2_code_free(fw);
+		pcre2_code_free(rel);
+		free(rs);
+	}
+	CHECK(seen >= 8); /* the subjects hold matches */
 }
 
 /* prefilter_reverse(pat, NULL), "" when refused */
@@ -438,6 +526,7 @@ int main(void)
 	}
 	relax_checks();
 	reverse_checks();
+	chain_checks();
 	widen_checks();
 	ascii_checks();
 	return t_done();

@@ -495,17 +495,25 @@ def main():
                            'Date: Wed, 01 Jan 2025 12:00:00 +0000\nMessage-ID: <f2@example.test>\n\n'
                            'The name of the project is on the address list, and the phone of the office is at '
                            'the age of the country.\n')
+            # five one-word fields: the starts database reports exactly the
+            # five repetitions' offsets, so a chain count one too high
+            # (prefilter_chain) would lose the match
+            form5 = write(root, 'stock-form5.eml', 'From: a@example.test\nTo: b@example.test\nSubject: claim\n'
+                          'Date: Wed, 01 Jan 2025 12:00:00 +0000\nMessage-ID: <f3@example.test>\n\n'
+                          'Dear winner, send us the following.\n\n'
+                          'Age: ________ sex: ________ city: ________ gender: ________ religion: ________\n\n'
+                          'Regards\n')
             nohs = conf(root, 'stock-nohs', {'spam_rules': '/usr/share/spamassassin /etc/spamassassin %s' % own,
                                              'spam_cache_directory': cache, 'spam_hyperscan': 'no'})
             got = {}
             for name, c in (('hyperscan', stock), ('pcre2', nohs)):
-                r = siftctl(c, 'spam', 'check', '--json', form, noform, timeout=900)
+                r = siftctl(c, 'spam', 'check', '--json', form, noform, form5, timeout=900)
                 got[name] = [sorted(t['name'] for t in json.loads(x)['tests']) for x in r.stdout.splitlines()]
             hs_hits = got['hyperscan']
-            check(len(hs_hits) == 2 and 'FILL_THIS_FORM_LONG' in hs_hits[0] and
-                  not any(t.startswith('FILL_THIS_FORM') for t in hs_hits[1]),
-                  'stock ruleset: a form of six fields hits FILL_THIS_FORM_LONG, the same words in prose do not',
-                  hs_hits)
+            check(len(hs_hits) == 3 and 'FILL_THIS_FORM_LONG' in hs_hits[0] and
+                  not any(t.startswith('FILL_THIS_FORM') for t in hs_hits[1]) and 'FILL_THIS_FORM_LONG' in hs_hits[2],
+                  'stock ruleset: forms of six and of five fields hit FILL_THIS_FORM_LONG, the same words in prose '
+                  'do not', hs_hits)
             check(got['hyperscan'] == got['pcre2'], 'stock ruleset: form rules at start offsets hit as PCRE2 alone',
                   got)
             r = siftctl(stock, 'spam', 'check', '--json', sm, timeout=900)
