@@ -454,8 +454,9 @@ static void finish_group(struct spam_engine *e, struct rgroup *g)
 			     r->where, r->name);
 			continue;
 		}
-		/* body lines: the text Hyperscan spends its time on */
-		if (r->type == R_BODY && r->re && !r->hs_exact && !r->utf &&
+		/* body lines: the text Hyperscan spends its time on; the whole
+		 * message, for a long run (__LONGLINE) */
+		if ((r->type == R_BODY || r->type == R_FULL) && r->re && !r->hs_exact && !r->utf &&
 		    (r->npf = native_prefilter(r->pattern, r->flags)))
 			npf[nnpf++] = r->npf;
 		if (r->re)

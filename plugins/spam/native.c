@@ -15,9 +15,11 @@
  * Three shapes:
  * - a run: a top-level item, a class C repeated {m,} with m at least
  *   NATIVE_MIN_RUN (or a group of lookaheads and such a class, as
- *   (?:(?!--)[-0-9a-f]){10,64}), C leaving out most lowercase letters.
- *   Every match holds m octets of C in a row. The check looks at the last
- *   octet of a window of m first: one outside C rules out the window.
+ *   (?:(?!--)[-0-9a-f]){10,64}), C leaving out most lowercase letters
+ *   (any C when m is NATIVE_LONG_RUN or more: full's __LONGLINE,
+ *   ^[^\r\n]{998}). Every match holds m octets of C in a row. The check
+ *   looks at the last octet of a window of m first: one outside C rules
+ *   out the window.
  * - words: the whole regex is (?:[C]{k,}[S]+){n}, after \b or nothing,
  *   with C and S disjoint. Every match holds n maximal runs of C, each of
  *   k octets or more, each followed by octets of S only up to the next
@@ -63,21 +65,26 @@
 #define NATIVE_SEQ_MAX	 8
 #define NATIVE_SEQ_ITEMS 256
 
+/* A run this long or longer is checked whatever its class: a window's
+ * last octet outside the class skips the whole window (__LONGLINE's
+ * [^\r\n]{998} looks at a few octets of each 998). */
+#define NATIVE_LONG_RUN 128
+
 /* The class at p as octets: caseless adds both cases; a class with a
  * member of 0x80 or above is taken as all of those (a superset). False
- * for one this reader does not take or that takes too much. */
-static bool class_octets(const char *p, bool caseless, struct fset *set)
+ * for one this reader does not take or that takes more than max octets. */
+static bool class_octets(const char *p, bool caseless, struct fset *set, unsigned max)
 {
 	if (!regex_class_set(p, caseless, set))
 		return false;
 	if (set->w[2] | set->w[3])
 		set->w[2] = set->w[3] = ~0ull;
-	return fs_count(set) <= NATIVE_MAX_CLASS;
+	return (unsigned)fs_count(set) <= max;
 }
 
 /* Whether the group at p..e is (?:X[C]), X zero or more lookaheads: C's
  * octets in *set. */
-static bool group_class(const char *p, const char *e, bool caseless, struct fset *set)
+static bool group_class(const char *p, const char *e, bool caseless, struct fset *set, unsigned max)
 {
 	if (strncmp(p, "(?:", 3) != 0)
 		return false;
@@ -90,7 +97,7 @@ static bool group_class(const char *p, const char *e, bool caseless, struct fset
 	if (*q != '[')
 		return false;
 	const char *ce = regex_class_end(q);
-	return ce && ce + 1 == e && *ce == ')' && class_octets(q, caseless, set);
+	return ce && ce + 1 == e && *ce == ')' && class_octets(q, caseless, set, max);
 }
 
 /* The words shape: pat is [\b](?:[C]{k,}[S]+){n}. */
@@ -121,7 +128,8 @@ static struct native_pf *words_shape(const char *pat, bool caseless)
 	    regex_quantifier(se, &lo, &hi) + 1 != ge)
 		return NULL;
 	struct fset in, sep;
-	if (!class_octets(c, caseless, &in) || !class_octets(s, caseless, &sep))
+	if (!class_octets(c, caseless, &in, NATIVE_MAX_CLASS) ||
+	    !class_octets(s, caseless, &sep, NATIVE_MAX_CLASS))
 		return NULL;
 	struct native_pf *np = xcalloc(1, sizeof(*np));
 	for (unsigned o = 0; o < 256; o++) {
@@ -147,7 +155,8 @@ static unsigned lower_count(const struct fset *s)
 }
 
 /* The run shape: the top-level item that repeats a class the most times
- * (at least NATIVE_MIN_RUN). */
+ * (at least NATIVE_MIN_RUN; a class of more than NATIVE_MAX_CLASS octets
+ * only NATIVE_LONG_RUN times or more). */
 static struct native_pf *run_shape(const char *pat, bool caseless)
 {
 	struct fset best = {{0}}, set;
@@ -159,7 +168,7 @@ static struct native_pf *run_shape(const char *pat, bool caseless)
 			return NULL; /* a top-level alternation (or a stray ')') */
 		if (*p == '[') {
 			e = regex_class_end(p);
-			is_class = e && class_octets(p, caseless, &set);
+			is_class = e && class_octets(p, caseless, &set, 256);
 		} else if (*p == '(') {
 			/* options set mid-regex change what follows */
 			if (p[1] == '?' && p[2] != ':' && p[2] != '=' && p[2] != '!' && p[2] != '<' &&
@@ -168,7 +177,7 @@ static struct native_pf *run_shape(const char *pat, bool caseless)
 			if (p[1] == '*') /* a verb: (*UTF) and the like */
 				return NULL;
 			e = regex_group_end(p);
-			is_class = e && group_class(p, e, caseless, &set);
+			is_class = e && group_class(p, e, caseless, &set, 256);
 		} else if (*p == '\\')
 			e = regex_escape_end(p);
 		else
@@ -177,7 +186,8 @@ static struct native_pf *run_shape(const char *pat, bool caseless)
 			return NULL;
 		unsigned long lo, hi;
 		const char *q = regex_quantifier(e, &lo, &hi);
-		if (is_class && lo >= NATIVE_MIN_RUN && lo > best_n) {
+		if (is_class && lo >= NATIVE_MIN_RUN && lo > best_n &&
+		    (lo >= NATIVE_LONG_RUN || fs_count(&set) <= NATIVE_MAX_CLASS)) {
 			best = set;
 			best_n = lo;
 		}
@@ -187,8 +197,8 @@ static struct native_pf *run_shape(const char *pat, bool caseless)
 		return NULL;
 	/* ordinary text is mostly lowercase letters: a class that takes most
 	 * of them finds a run to look at in nearly every word, where
-	 * Hyperscan's scan is as cheap */
-	if (lower_count(&best) > NATIVE_MAX_LOWER)
+	 * Hyperscan's scan is as cheap (unless the run is long) */
+	if (best_n < NATIVE_LONG_RUN && lower_count(&best) > NATIVE_MAX_LOWER)
 		return NULL;
 	struct native_pf *np = xcalloc(1, sizeof(*np));
 	for (unsigned o = 0; o < 256; o++)

@@ -44,6 +44,9 @@ static void shape_checks(void)
 		  "run 10");
 	CHECK_STR(shape("\\b[A-Za-z][a-z]{0,20}[,;)]?\\s[A-Z]{16,}[a-z]?\\s[A-Za-z][a-z]{1,15}\\b", ""),
 		  "run 16");
+	/* a long run, whatever its class (__LONGLINE) */
+	CHECK_STR(shape("^[^\\r\\n]{998}", NULL), "run 998");
+	CHECK_STR(shape("[a-z0-9]{128,}", "i"), "run 128");
 	/* the longest count wins */
 	CHECK_STR(shape("[A-Z]{8}x[0-9]{12}y[A-F]{9}", NULL), "run 12");
 	/* words: no \b, a bounded word, a lazy or possessive separator */
@@ -54,7 +57,7 @@ static void shape_checks(void)
 	CHECK_STR(shape("[A-Z]{7}", NULL), "-");		/* too short a run */
 	CHECK_STR(shape("[a-z0-9]{26}", NULL), "-");		/* most lowercase letters */
 	CHECK_STR(shape("[A-Z]{16}", "i"), "-");		/* caseless: all of them */
-	CHECK_STR(shape("[^\\r\\n]{998}", NULL), "-");		/* too large a class */
+	CHECK_STR(shape("[^\\r\\n]{100}", NULL), "-");		/* too large a class */
 	CHECK_STR(shape("[[:xdigit:]]{12}", NULL), "-");	/* POSIX: taken as anything */
 	CHECK_STR(shape("[A-Z]{16}|x", NULL), "-");		/* top-level alternation */
 	CHECK_STR(shape("(?:[A-Z]{16}|x)", NULL), "-");		/* not top level */
@@ -116,6 +119,25 @@ static void shape_checks(void)
 	CHECK(!possible(r, "facade faced"));
 	CHECK(!possible(r, ""));
 	native_free(r);
+	struct native_pf *ll = native_prefilter("^[^\\r\\n]{998}", "m");
+	char *lines = xmalloc(4000);
+	memset(lines, 'x', 3999);
+	lines[3999] = 0;
+	lines[997] = lines[1995] = lines[2993] = '\n'; /* 997, 997, 997, 1005 octets */
+	CHECK(possible(ll, lines));
+	lines[3500] = '\r';
+	CHECK(!possible(ll, lines));
+	lines[1995] = 'x'; /* 1995 */
+	CHECK(possible(ll, lines));
+	CHECK(!possible(ll, "short\nlines\n"));
+	memset(lines, 'x', 999);
+	lines[0] = '\n';
+	lines[999] = 0; /* 998 after the newline */
+	CHECK(possible(ll, lines));
+	lines[998] = '\n';
+	CHECK(!possible(ll, lines));
+	free(lines);
+	native_free(ll);
 	struct native_pf *q = native_prefilter(lookalike, "i");
 	CHECK(possible(q, "your m0ney"));
 	CHECK(possible(q, "MONEY")); /* the lookahead is not checked: PCRE2 says no */
@@ -158,6 +180,7 @@ static void superset_checks(void)
 		{"(?!mon)(?:[mM]|rn)(?:[o0]){1,2}\\W?(?:[nN]|&#1;)[eE3]\\W?[yY]", "i", "mMrno0nN&#1;eE3yY -"},
 		{"(?:[a-c]|xy)[_\\W]{0,2}[d-f]+(?:g|\\xc3\\xa9)[h-i]{1,2}(?=j)[jk](?<!x)", "",
 		 "abcxy_ -dfg\xc3\xa9hijk"},
+		{"^[^\\r\\n]{130}", "m", "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456\n\r"},
 	};
 	pcre2_match_data *md = pcre2_match_data_create(4, NULL);
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
