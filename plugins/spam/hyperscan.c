@@ -1299,16 +1299,24 @@ static int prof_cb(unsigned id, unsigned long long from, unsigned long long to, 
 	return 0;
 }
 
-/* ms to scan the texts t with db (one scratch for all). */
+/* ms to scan the texts t with db (one scratch for all): the least of
+ * three scans, so that a scan the scheduler interrupts does not rank a
+ * cheap pattern above a costly one. */
 static double prof_scan(const hs_database_t *db, const struct prof_texts *t, hs_scratch_t **scratch)
 {
 	if (hs_alloc_scratch(db, scratch) != HS_SUCCESS)
 		return -1;
 	unsigned long matches = 0;
-	double t0 = prof_now();
-	for (size_t i = 0; i < t->n; i++)
-		hs_scan(db, t->s[i], t->len[i], 0, *scratch, prof_cb, &matches);
-	return prof_now() - t0;
+	double best = -1;
+	for (int k = 0; k < 3; k++) {
+		double t0 = prof_now();
+		for (size_t i = 0; i < t->n; i++)
+			hs_scan(db, t->s[i], t->len[i], 0, *scratch, prof_cb, &matches);
+		double ms = prof_now() - t0;
+		if (best < 0 || ms < best)
+			best = ms;
+	}
+	return best;
 }
 
 struct pcost {
