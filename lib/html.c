@@ -868,6 +868,12 @@ static void anchor_begin(struct hs *h, size_t as, size_t ae)
 	st->nanchors++;
 }
 
+/* Space, \t, \n, \v, \f or \r: the white space display_text collapses. */
+static inline bool render_ws_octet(unsigned char c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
 /* Text as SpamAssassin's display_text renders it: each run of white space
  * and each no-break space as one space, the leading space dropped right
  * after inserted white space. */
@@ -877,18 +883,17 @@ static void render_text(struct hs *h, const char *s, size_t n)
 	h->chunk_at = o->len;
 	bool lead = h->after_ws; /* drop the leading space */
 	h->after_ws = false;
+	const unsigned char *u = (const unsigned char *)s;
 	for (size_t k = 0; k < n;) {
-		unsigned char c = (unsigned char)s[k];
-		if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
-			while (k < n && strchr(" \t\n\r\f\v", s[k]) && s[k])
+		unsigned char c = u[k];
+		if (render_ws_octet(c)) {
+			while (k < n && render_ws_octet(u[k]))
 				k++;
-		} else if (c == 0xc2 && k + 1 < n && (unsigned char)s[k + 1] == 0xa0) {
+		} else if (c == 0xc2 && k + 1 < n && u[k + 1] == 0xa0) {
 			k += 2;
 		} else {
 			size_t e = k + 1;
-			while (e < n && !strchr(" \t\n\r\f\v\xc2", s[e]))
-				e++;
-			if (e < n && s[e] == 0) /* strchr finds the terminator: a NUL octet is text */
+			while (e < n && !render_ws_octet(u[e]) && u[e] != 0xc2)
 				e++;
 			sift_buf_add(o, s + k, e - k);
 			lead = false;

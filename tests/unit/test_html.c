@@ -158,6 +158,14 @@ static void whitespace(void)
 		 "<tr><td>Last\n  Name: </td></tr></table><ul><li> one<li>two </ul><div>x</div>");
 	CHECK_STR(x.text.data, " First Name:    Last Name:  one two\nx\n");
 	done_run(&x);
+	/* \v and \f are white space too; an \xc2 that starts no no-break
+	 * space and a NUL octet are text */
+	static const char raw[] = "a \v\fb\xc2x\xc2\xa0\xc2\xa0y\tz\0w\xc2";
+	static const char want[] = "a b\xc2x  y z\0w\xc2"; /* each no-break space one */
+	memset(&x, 0, sizeof(x));
+	sift_html_scan(raw, sizeof(raw) - 1, &x.text, &x.r, on_link, &x.l);
+	CHECK(x.text.len == sizeof(want) - 1 && memcmp(x.text.data, want, sizeof(want) - 1) == 0);
+	done_run(&x);
 }
 
 /* The anchors: each <a href> with its text, the href trimmed; at most
