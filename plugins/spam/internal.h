@@ -432,6 +432,9 @@ unsigned long long spam_image_area(int kind, const unsigned char *d, size_t n);
 
 /* A top-level repeat of a class this long or longer makes a run check. */
 #define NATIVE_MIN_RUN 8
+/* A counter: at most this many alternatives of at most this many octets. */
+#define NATIVE_COUNT_ALTS 32
+#define NATIVE_COUNT_LEN  4
 /* The words checks of a group with the same classes share one pass. */
 #define NATIVE_MAX_SHARED 8
 /* A sequence check's positions share 64-bit words, this many per pass
@@ -461,6 +464,14 @@ struct native_pf {
 	 * shared) and its last position's bit in its lead's table (slot) */
 	unsigned seq;
 	struct native_seqtab *tab;
+	/* a counter (native_counter): its alternatives in order, each of
+	 * alen[] octets, octet k of alternative a in aset[a *
+	 * NATIVE_COUNT_LEN + k]; afirst: octet -> the alternatives it may
+	 * begin, as bits (0 alternatives: another shape) */
+	unsigned nalt;
+	unsigned char alen[NATIVE_COUNT_ALTS];
+	struct fset *aset;
+	uint32_t *afirst;
 };
 #define NATIVE_IN  1
 #define NATIVE_SEP 2
@@ -473,6 +484,15 @@ struct native_memo {
 /* The native prefilter of a rule's regex (malloc'd), NULL when it has none
  * of the shapes native.c knows. */
 struct native_pf *native_prefilter(const char *pat, const char *flags);
+/* A counter for a multiple rule whose regex is an alternation of short
+ * fixed sequences of octets (__LOWER_E's e, __E_LIKE_LETTER's e or its
+ * look-alikes in UTF-8): native_count gives what PCRE2's count would,
+ * without PCRE2. Malloc'd; NULL for any other regex. */
+struct native_pf *native_counter(const char *pat, const char *flags);
+/* The matches of n's regex in s, as count_matches finds them (leftmost,
+ * the first alternative that matches there, the next search from its
+ * end), at most max. */
+int native_count(const struct native_pf *n, const char *s, size_t len, int max);
 /* Links the words checks of one group (n of them in v) that can share a
  * pass. */
 void native_share(struct native_pf *const *v, size_t n);

@@ -43,6 +43,16 @@
  *   NATIVE_SEQ_MAX positions; the sequence checks of a group share a
  *   pass, NATIVE_SEQ_WORDS words of 64 positions (vectors of four words,
  *   one instruction each where the CPU has AVX2).
+ * And one matcher: a counter, for a multiple rule whose regex is an
+ * alternation of sequences of one to NATIVE_COUNT_LEN octets, each a
+ * literal or a class (__E_LIKE_LETTER: e or one of its look-alikes in
+ * UTF-8, counted up to 320 on every line; __LOWER_E: e). PCRE2 found each
+ * match with a call of its own; native_count finds the same ones (the
+ * leftmost offset where an alternative matches, the first alternative in
+ * order, the next search from its end) in one loop, and PCRE2 is not
+ * called. Only what this reader knows exactly is taken: literals, \xHH,
+ * escaped punctuation and classes of those, no POSIX class, no other
+ * escape, no quantifier, no assertion.
  * Only the top level of a regex is read (no top-level alternation, no
  * extended mode, no options set mid-regex, no UTF-mode regex; the
  * sequence reader, guard.c's, takes (?i) and the like, its sets holding
@@ -50,6 +60,7 @@
  * not know leaves the rule to Hyperscan. A check passes
  * every text the regex matches, so the hits stay the same: PCRE2 decides.
  */
+#include <ctype.h>
 #include <limits.h>
 
 #include "internal.h"
@@ -283,10 +294,143 @@ struct native_pf *native_prefilter(const char *pat, const char *flags)
 	return np ? np : seq_shape(pat);
 }
 
+/* One octet of a counter at p: a literal, \xHH, an escaped punctuation
+ * character or a class of such (no POSIX class, no other escape, not
+ * negated when caseless: the octets must be exactly the regex's); its
+ * end, NULL for anything else. */
+static const char *count_item(const char *p, bool caseless, struct fset *set)
+{
+	memset(set, 0, sizeof(*set));
+	if (*p == '[') {
+		const char *e = regex_class_end(p);
+		/* caseless, guard.c's reader folds a negated class after
+		 * negating it: [^a] would take a and A back */
+		if (!e || (caseless && p[1] == '^'))
+			return NULL;
+		for (const char *q = p + 1; q < e - 1; q++) {
+			if (q[0] == '[' && q[1] == ':')
+				return NULL;
+			if (*q != '\\')
+				continue;
+			if (q[1] == 'x' && isxdigit((unsigned char)q[2]) && isxdigit((unsigned char)q[3]))
+				q += 3;
+			else if (ispunct((unsigned char)q[1]))
+				q++;
+			else
+				return NULL;
+		}
+		return regex_class_set(p, caseless, set) ? e : NULL;
+	}
+	unsigned c;
+	const char *e;
+	if (*p == '\\') {
+		if (p[1] == 'x' && isxdigit((unsigned char)p[2]) && isxdigit((unsigned char)p[3])) {
+			char hex[3] = {p[2], p[3], 0};
+			c = (unsigned)strtoul(hex, NULL, 16);
+			e = p + 4;
+		} else if (ispunct((unsigned char)p[1])) {
+			c = (unsigned char)p[1];
+			e = p + 2;
+		} else
+			return NULL;
+	} else if (!*p || strchr("()|.^$*+?{}[]", *p))
+		return NULL;
+	else {
+		c = (unsigned char)*p;
+		e = p + 1;
+	}
+	set->w[c >> 6] |= 1ull << (c & 63);
+	if (caseless && c < 128 && isalpha((int)c)) {
+		unsigned o = (unsigned)(isupper((int)c) ? tolower((int)c) : toupper((int)c));
+		set->w[o >> 6] |= 1ull << (o & 63);
+	}
+	return e;
+}
+
+struct native_pf *native_counter(const char *pat, const char *flags)
+{
+	if (!pat || (flags && strpbrk(flags, "xm")))
+		return NULL;
+	bool caseless = flags && strchr(flags, 'i');
+	const char *p = pat, *end = pat + strlen(pat);
+	/* one non-capturing group around it all, or none */
+	if (strncmp(p, "(?:", 3) == 0 && regex_group_end(p) == end) {
+		p += 3;
+		end--;
+	}
+	struct fset set[NATIVE_COUNT_ALTS * NATIVE_COUNT_LEN];
+	unsigned char alen[NATIVE_COUNT_ALTS];
+	unsigned nalt = 0, k = 0;
+	for (;;) {
+		if (p == end || *p == '|') {
+			if (!k || nalt == NATIVE_COUNT_ALTS)
+				return NULL; /* an empty alternative, or too many */
+			alen[nalt++] = (unsigned char)k;
+			k = 0;
+			if (p == end)
+				break;
+			p++;
+			continue;
+		}
+		if (k == NATIVE_COUNT_LEN || nalt == NATIVE_COUNT_ALTS)
+			return NULL;
+		struct fset *o = &set[nalt * NATIVE_COUNT_LEN + k];
+		const char *q = count_item(p, caseless, o);
+		if (!q || q > end || !fs_count(o))
+			return NULL;
+		unsigned long lo, hi;
+		if (regex_quantifier(q, &lo, &hi) != q)
+			return NULL; /* a quantifier */
+		k++;
+		p = q;
+	}
+	struct native_pf *np = xcalloc(1, sizeof(*np));
+	np->nalt = nalt;
+	memcpy(np->alen, alen, nalt);
+	np->aset = xmalloc(nalt * NATIVE_COUNT_LEN * sizeof(struct fset));
+	memcpy(np->aset, set, nalt * NATIVE_COUNT_LEN * sizeof(struct fset));
+	np->afirst = xcalloc(256, sizeof(uint32_t));
+	for (unsigned a = 0; a < nalt; a++)
+		for (unsigned o = 0; o < 256; o++)
+			if (fs_has(&set[a * NATIVE_COUNT_LEN], o))
+				np->afirst[o] |= 1u << a;
+	return np;
+}
+
+int native_count(const struct native_pf *n, const char *s, size_t len, int max)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	int found = 0;
+	for (size_t i = 0; i < len && found < max;) {
+		uint32_t cand = n->afirst[u[i]];
+		size_t step = 1;
+		while (cand) {
+			unsigned a = (unsigned)__builtin_ctz(cand);
+			cand &= cand - 1;
+			size_t l = n->alen[a];
+			if (l > len - i)
+				continue;
+			size_t k = 1;
+			while (k < l && fs_has(&n->aset[a * NATIVE_COUNT_LEN + k], u[i + k]))
+				k++;
+			if (k == l) {
+				found++;
+				step = l;
+				break;
+			}
+		}
+		i += step;
+	}
+	return found;
+}
+
 void native_free(struct native_pf *n)
 {
-	if (n)
+	if (n) {
 		free(n->tab);
+		free(n->aset);
+		free(n->afirst);
+	}
 	free(n);
 }
 
@@ -487,6 +631,8 @@ bool native_memoized(const struct native_pf *n, const struct native_memo *memo)
 
 bool native_possible(const struct native_pf *n, const char *s, size_t len, struct native_memo *memo)
 {
+	if (n->nalt) /* a counter: count_matches counts */
+		return true;
 	if (n->seq) {
 		const struct native_pf *lead = n->lead ? n->lead : n;
 		if (memo->lead != lead) {

@@ -8,7 +8,7 @@
  * (LeakSanitizer). The input whole is also read as one regex by the
  * readers that derive Hyperscan prefilters from a rule's regex (prefix.c:
  * top-level cuts, relaxed repeats, the reverse) and as one with a native
- * check (native.c) against PCRE2. Replayed over tests/fuzz/corpus/rules/
+ * check or a counter (native.c) against PCRE2. Replayed over tests/fuzz/corpus/rules/
  * in every build by replay.c.
  */
 #include <stdint.h>
@@ -82,6 +82,14 @@ static void score(const struct spam_engine *e)
 	spam_result_free(&r);
 }
 
+/* pat compiled by PCRE2, caseless when ci; NULL on error. */
+static pcre2_code *compile_ci(const char *pat, int ci)
+{
+	int ec;
+	PCRE2_SIZE eo;
+	return pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, ci ? PCRE2_CASELESS : 0, &ec, &eo, NULL);
+}
+
 /* The input as one regex with a native check (native.c): the check passes
  * every text PCRE2 matches it in (the input itself, a few fixed texts),
  * in both cases. */
@@ -99,10 +107,7 @@ static void native(const char *pat)
 		struct native_pf *n = native_prefilter(pat, ci ? "i" : NULL);
 		if (!n)
 			continue;
-		int ec;
-		PCRE2_SIZE eo;
-		pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
-					       ci ? PCRE2_CASELESS : 0, &ec, &eo, NULL);
+		pcre2_code *re = compile_ci(pat, ci);
 		pcre2_match_data *md = re ? pcre2_match_data_create_from_pattern(re, NULL) : NULL;
 		pcre2_match_context *mc = pcre2_match_context_create(NULL);
 		pcre2_set_match_limit(mc, 100000);
@@ -114,6 +119,42 @@ static void native(const char *pat)
 				abort();
 		}
 		pcre2_match_context_free(mc);
+		pcre2_match_data_free(md);
+		pcre2_code_free(re);
+		native_free(n);
+	}
+}
+
+/* The input as one regex with a counter (native.c): it counts what PCRE2's
+ * repeated search counts, in the input and a few fixed texts, in both
+ * cases. */
+static void counter(const char *pat)
+{
+	static const char *const texts[] = {"eee \xc3\xa9t\xc3\xa9 e\xd0\xb5"
+					    "e",
+					    "abcabc aab ba-]x.y", "", NULL};
+	for (int ci = 0; ci < 2; ci++) {
+		struct native_pf *n = native_counter(pat, ci ? "i" : NULL);
+		if (!n)
+			continue;
+		pcre2_code *re = compile_ci(pat, ci);
+		if (!re) { /* the engine gives counters to compiled rules only */
+			native_free(n);
+			continue;
+		}
+		pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+		for (int t = -1; md && (t < 0 || texts[t]); t++) {
+			const char *s = t < 0 ? pat : texts[t];
+			size_t len = strlen(s), off = 0;
+			int want = 0;
+			while (off <= len && pcre2_match(re, (PCRE2_SPTR)s, len, off, 0, md, NULL) >= 0) {
+				PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+				want++;
+				off = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+			}
+			if (native_count(n, s, len, 1000) != (want < 1000 ? want : 1000))
+				abort();
+		}
 		pcre2_match_data_free(md);
 		pcre2_code_free(re);
 		native_free(n);
@@ -199,6 +240,7 @@ static void prefilters(const uint8_t *data, size_t size)
 	}
 	free(rev);
 	native(pat);
+	counter(pat);
 	free(pat);
 }
 

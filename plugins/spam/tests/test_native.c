@@ -157,6 +157,15 @@ static void random_text(char *buf, size_t cap, const char *alphabet)
 	buf[n] = 0;
 }
 
+/* pat compiled by PCRE2, caseless with an 'i' in flags; NULL on error. */
+static pcre2_code *compile(const char *pat, const char *flags)
+{
+	int ec;
+	PCRE2_SIZE eo;
+	return pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, strchr(flags, 'i') ? PCRE2_CASELESS : 0,
+			     &ec, &eo, NULL);
+}
+
 static bool pcre_matches(pcre2_code *c, pcre2_match_data *md, const char *s)
 {
 	return pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL) >= 0;
@@ -188,11 +197,7 @@ static void superset_checks(void)
 		CHECK(n != NULL);
 		if (!n)
 			continue;
-		int ec;
-		PCRE2_SIZE eo;
-		pcre2_code *re =
-			pcre2_compile((PCRE2_SPTR)cases[c].pat, PCRE2_ZERO_TERMINATED,
-				      strchr(cases[c].flags, 'i') ? PCRE2_CASELESS : 0, &ec, &eo, NULL);
+		pcre2_code *re = compile(cases[c].pat, cases[c].flags);
 		CHECK(re != NULL);
 		unsigned matched = 0, missed = 0, refused = 0;
 		char text[160];
@@ -297,11 +302,94 @@ static void seq_shared_checks(void)
 	}
 }
 
+/* PCRE2's count, as scan.c's count_matches makes it: the next search
+ * from the end of each match, at most max. */
+static int pcre_count(pcre2_code *c, pcre2_match_data *md, const char *s, int max)
+{
+	size_t len = strlen(s), off = 0;
+	int n = 0;
+	while (n < max && off <= len && pcre2_match(c, (PCRE2_SPTR)s, len, off, 0, md, NULL) >= 0) {
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+		n++;
+		off = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+	}
+	return n;
+}
+
+/* Counters: which regexes get one, and that each counts as PCRE2 does. */
+static void counter_checks(void)
+{
+	struct native_pf *c = native_counter("e", NULL);
+	CHECK(c && c->nalt == 1);
+	native_free(c);
+	c = native_counter("(?:e|\\xc3[\\xa8-\\xab]|\\xd0\\xb5)", "i");
+	CHECK(c && c->nalt == 3 && c->alen[1] == 2);
+	native_free(c);
+	static const char *const refused[] = {
+		"e+",	  "e{2}",    "^e",
+		"e$",	  "\\be",    "e|",
+		"(?:e|)", "(e)",     "(?:e|(?:f))",
+		"(?=e)e", ".",	     "[[:alpha:]]",
+		"[\\d]",  "\\d",     "\\x{65}",
+		"\\x6",	  "\\Qe\\E", "abcde",
+		"(?:ab",  "",	     "(?:a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p|q|r|s|t|u|v|w|x|y|z|A|B|C|D|E|F|G)",
+		NULL};
+	for (const char *const *p = refused; *p; p++) {
+		c = native_counter(*p, NULL);
+		if (c)
+			fprintf(stderr, "counter for %s\n", *p);
+		CHECK(c == NULL);
+		native_free(c);
+	}
+	CHECK(native_counter("e", "x") == NULL && native_counter("e", "m") == NULL);
+	CHECK(native_counter("[^a]", "i") == NULL); /* guard.c's reader folds after negating */
+
+	static const struct {
+		const char *pat, *flags, *alphabet;
+	} cases[] = {
+		{"e", "", "eEa\xc3\xa9 "},
+		{"(?:e|\\xc3[\\xa8\\xa9\\xaa\\xab]|\\xd0\\xb5|\\xd3[\\x07\\xa9])", "",
+		 "eE\xc3\xa8\xa9\xd0\xb5\xd3\x07 a"},
+		{"(?:ab|a|b)", "", "abc"},
+		{"(?:b|ab|a)", "i", "aAbB "},
+		{"(?:[a-c]x|a)", "i", "abcxX"},
+		{"(?:\\.\\x2e|[^.]\\.)", "", ".a "},
+		{"[-\\]x]y", "", "-]xy"},
+		{"(?:[^ab]b|a)", "", "abcAB"},
+	};
+	pcre2_match_data *md = pcre2_match_data_create(4, NULL);
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		c = native_counter(cases[k].pat, cases[k].flags);
+		CHECK(c != NULL);
+		pcre2_code *re = compile(cases[k].pat, cases[k].flags);
+		CHECK(re != NULL);
+		unsigned differ = 0, counted = 0;
+		char text[160];
+		for (int i = 0; c && re && i < 20000; i++) {
+			random_text(text, sizeof(text), cases[k].alphabet);
+			int max = i % 3 ? 1000 : 3;
+			int want = pcre_count(re, md, text, max),
+			    got = native_count(c, text, strlen(text), max);
+			differ += want != got;
+			counted += want > 1;
+			if (want != got && differ < 3)
+				fprintf(stderr, "%s: %d, PCRE2 %d on \"%s\"\n", cases[k].pat, got, want,
+					text);
+		}
+		CHECK(differ == 0);
+		CHECK(counted > 1000); /* the texts hold several matches */
+		pcre2_code_free(re);
+		native_free(c);
+	}
+	pcre2_match_data_free(md);
+}
+
 int main(void)
 {
 	shape_checks();
 	superset_checks();
 	shared_checks();
 	seq_shared_checks();
+	counter_checks();
 	return t_done();
 }

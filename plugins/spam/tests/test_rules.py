@@ -206,6 +206,10 @@ RULES += 'body     T_LA_WORD /\\b<LB><LE><LA><LD>\\b/\nreplace_rules T_LA_WORD\n
 # (__HEXHASHWORD_S2EU).
 RULES += 'body     T_LONGWORDS /\\b(?:[a-z]{6,}[\\s\\.]+){4}/\n'
 RULES += 'body     T_HEXRUN /\\s(?:(?!--)[-0-9a-f]){12,64}\\s/\n'
+# A multiple rule counted in C (the stock __E_LIKE_LETTER): e or a
+# look-alike of it in UTF-8, counted exactly as PCRE2 counts.
+RULES += ('body     T_E_COUNT /(?:e|\\xc3[\\xa8-\\xab])/\ntflags   T_E_COUNT multiple maxhits=5\n'
+          'meta     T_E_3 (T_E_COUNT == 3)\nmeta     T_E_5 (T_E_COUNT == 5)\n')
 # A long run of any class over the whole message (the stock __LONGLINE).
 RULES += 'full     T_LONGLINE /^[^\\r\\n]{998}/m\n'
 # A word of look-alikes, each letter once or twice with a non-word octet
@@ -572,6 +576,11 @@ NATIVE_CASES = [
     ('hexrun-short', HDR + DATE + '\nyour id 0123456789a here\n', None, [], ['T_HEXRUN']),
     ('longline', HDR + DATE + '\n' + 'x' * 998 + '\nshort\n', None, ['T_LONGLINE'], []),
     ('longline-short', HDR + DATE + '\n' + ('x' * 997 + '\n') * 3, None, [], ['T_LONGLINE']),
+    ('ecount', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\ntree b\u00e9\n', None, ['T_E_3'],
+     ['T_E_5']),
+    ('ecount-4', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\ntrees\nb\u00e8e\n', None, [],
+     ['T_E_3', 'T_E_5']),
+    ('ecount-max', HDR + DATE + '\nthe eerie\n\neel\n', None, ['T_E_5'], ['T_E_3']),
     ('fuzzy', HDR + DATE + '\nthe d-e-c-a-d-e deal\n', None, ['T_LA_FUZZY'], []),
     ('fuzzy-twice', HDR + DATE + '\nthe DDe.cc-a-d-EE deal\n', None, ['T_LA_FUZZY'], []),
     ('fuzzy-utf8', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\nthe d\u0435c\u0430de deal\n', None,
@@ -652,7 +661,8 @@ def look_alikes(root, rdir):
     check('T_CALLS: too large for PCRE2 as written; compiled with its repeated groups as calls' in out,
           'lint names the regex compiled with calls', out[-3000:])
     m = re.search(r'(\d+) of them after a native check', out)
-    check(m and int(m.group(1)) == 4, 'lint counts the rules after a native check (two runs, words, a sequence)',
+    check(m and int(m.group(1)) == 5,
+          'lint counts the rules after a native check (two runs, words, a sequence, a counter)',
           out[-3000:])
     m = re.search(r'(\d+) in an ASCII form for ASCII lines', out)
     check(m and int(m.group(1)) >= 2 and 'T_CALLS' not in re.findall(r'^pcre2-fallback: [^:]+:\d+: (\w+):', out, re.M),

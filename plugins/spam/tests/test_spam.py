@@ -388,7 +388,7 @@ def main():
                   'FUZZY_CREDIT' not in fallback,
                   'stock ruleset: rules over 1 MB of Hyperscan prefiltered by a prefix that fits', fallback)
             check('FUZZY_CREDIT' in native and '__LONGWORDS_A' in native and '__HEXHASHWORD_S2EU' in native
-                  and '__LONGLINE' in native
+                  and '__LONGLINE' in native and '__E_LIKE_LETTER' in native and '__LOWER_E' in native
                   and len(native) >= 80 and not set(native) & set(fallback),
                   'stock ruleset: lint -v lists the rules with a native check apart', native)
             # ... and stays out of the database, matched by PCRE2 alone, when none
