@@ -368,13 +368,16 @@ static double uppercase_pct(struct msgctx *m)
 		if (!ok || base64_words(s, n))
 			continue;
 		len += n;
+		/* islower, isdigit and isupper of the C locale, as ranges:
+		 * no call a character */
+		const unsigned char *u = (const unsigned char *)s;
+		size_t lo = 0, up = 0;
 		for (size_t k = 0; k < n; k++) {
-			unsigned char c = (unsigned char)s[k];
-			if (islower(c) || isdigit(c))
-				lower++;
-			else if (isupper(c))
-				upper++;
+			lo += ((unsigned char)(u[k] - 'a') < 26) | ((unsigned char)(u[k] - '0') < 10);
+			up += (unsigned char)(u[k] - 'A') < 26;
 		}
+		lower += lo;
+		upper += up;
 	}
 	if (len < 200 || upper + lower == 0)
 		return 0;

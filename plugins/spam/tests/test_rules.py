@@ -325,6 +325,8 @@ CASES = [
      ['T_UPPER'], []),
     ('lower', HDR + DATE + '\n' + 'buy the best pills at the lowest prices today ' * 6 + '\n', None, [],
      ['T_UPPER']),
+    # digits count with the lower case letters: 2 capitals in 10, 20%
+    ('upper-digits', HDR + DATE + '\n' + 'AB 12345678 ' * 20 + '\n', None, [], ['T_UPPER']),
     ('ascii-illegal', (HDR + DATE + 'Content-Type: text/plain\n\ncaf\xe9 au lait\n').encode('latin-1'), None,
      ['T_ASCII_ILL'], []),
     ('ascii-legal', HDR + DATE + 'Content-Type: text/plain; charset=iso-8859-1\n\ncafe au lait\n', None, [],
