@@ -633,6 +633,11 @@ static bool class_without(const char *p, const char *e, bool amp, const char *ta
 				sb_add(&o, t[i].s, (size_t)(t[i + 2].s + t[i + 2].n - t[i].s));
 			i += 2;
 			last = &t[i];
+		} else if (!gone && t[i].dash) {
+			/* a literal '-' (after a range, or first): escaped, since
+			 * the members dropped around it may leave it between two
+			 * that would read as a range ("a\xEC-\xEF-z" is not a-z) */
+			sb_adds(&o, "\\-");
 		} else if (!gone)
 			sb_add(&o, t[i].s, t[i].n);
 		if (gone && after_short) {

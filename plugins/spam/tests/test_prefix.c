@@ -318,6 +318,8 @@ static void widen_checks(void)
 	 * a low octet to a high one leaves the class as it was */
 	CHECK(strcmp(widened("[a\\xe9b\\xc0-\\xc5c-d]", NULL), "[abc-d\\x80-\\xff]") == 0);
 	CHECK(strcmp(widened("[a-\\xe9]", NULL), "[a-\\xe9\\x80-\\xff]") == 0);
+	/* a literal '-' after a range that goes: escaped, not a-z */
+	CHECK(strcmp(widened("x[a\\xEC-\\xEF-z]y", NULL), "x[a\\-z\\x80-\\xff]y") == 0);
 	CHECK(strcmp(widened("[\\x9\\xc3f]", NULL), "[\\x9\\xc3f\\x80-\\xff]") == 0); /* not \\x9f */
 	/* a character reference spelled digit by digit: any digits */
 	CHECK(strcmp(widened("(?:[aA\\xe0]|&\\#(?:9[78]|1(?:072|x4)|x61);)b", NULL),
@@ -369,6 +371,7 @@ static void widen_checks(void)
 				  "o",
 				  "",
 				  "\xc3\x96\xc3\x96 k",
+				  "a - b",
 				  NULL};
 	for (const char **p = pats; *p; p++) {
 		char *w = prefilter_widen(*p, "i");
@@ -376,6 +379,10 @@ static void widen_checks(void)
 		check_superset(*p, w, PCRE2_ZERO_TERMINATED, subjects, 4);
 		free(w);
 	}
+	char *w = prefilter_widen("\\s[a\\xEC-\\xEF-z]\\s", NULL);
+	CHECK(w != NULL);
+	check_superset("\\s[a\\xEC-\\xEF-z]\\s", w ? w : "", PCRE2_ZERO_TERMINATED, subjects, 1);
+	free(w);
 }
 
 /* prefilter_ascii(pat, NULL): "" when it leaves pat alone, "-" when
