@@ -206,9 +206,9 @@ static size_t hs_ncandidates(const struct spam_engine *e, const struct rgroup *g
 
 /* A group's databases as stored in the cache and sent by the compiler:
  * HS_MAGIC, the number of rules n (4 octets), n flags (HS_IN_DB: in
- * the prefilter database, HS_RELAXED: in the relaxed one; HS_STARTS added:
- * in the starts database; HS_ASCII added: its ASCII form in the prefilter
- * database, itself in the full one), the lengths of the serialized
+ * the prefilter database, HS_RELAXED: in the relaxed one, HS_STARTS: in
+ * the starts database alone; HS_ASCII added to HS_IN_DB: its ASCII form in
+ * the prefilter database, itself in the full one), the lengths of the serialized
  * prefilter, relaxed and starts databases (8 octets each), those three
  * databases, the serialized full database (each absent when none), then
  * the SHA-256 of all that.
@@ -216,7 +216,7 @@ static size_t hs_ncandidates(const struct spam_engine *e, const struct rgroup *g
  * databases, and nothing checks the flags: a flipped bit could send a
  * rule to a database that does not hold it, where it never matches, or
  * run it twice. */
-#define HS_MAGIC  "SIFTHS6\n"
+#define HS_MAGIC  "SIFTHS7\n"
 #define HS_NDB	  4
 #define HS_HEAD	  (8 + 4 + 8 * (HS_NDB - 1)) /* and the n flags */
 #define HS_DIGEST SHA256_DIGEST_LENGTH
@@ -229,7 +229,7 @@ static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 	h = fnv1a(h, HS_MAGIC, 8); /* the file's format */
 	/* how patterns Hyperscan refuses whole are prefiltered (hs_fallback) */
 	static const char fallback[] =
-		"prefix-fallback-1 relax-8-3 starts-2 body-multi-3 relaxed-apart split-2 body-ascii-3";
+		"prefix-fallback-1 relax-8-3 starts-3 body-multi-3 relaxed-apart split-2 body-ascii-3";
 	h = fnv1a(h, fallback, sizeof(fallback));
 	/* the size limit decides which rules a database holds */
 	uint32_t limit = HS_MAX_RULE_DB;
@@ -306,9 +306,9 @@ static int hs_unblob(const char *b, size_t len, const struct spam_engine *e, con
 	const unsigned char *fl = (const unsigned char *)b + 12;
 	bool any[HS_NDB] = {false}, need[HS_NDB] = {false};
 	for (size_t i = 0; i < g->n; i++) {
-		unsigned f = fl[i] & ~(HS_STARTS | HS_ASCII);
-		if (f > HS_RELAXED || (fl[i] && !hs_candidate(&e->rules[g->rules[i]])) || (fl[i] && !f) ||
-		    ((fl[i] & HS_ASCII) && f != HS_IN_DB))
+		unsigned f = fl[i] & ~HS_ASCII;
+		if ((f != HS_IN_DB && f != HS_RELAXED && f != HS_STARTS && fl[i]) ||
+		    (fl[i] && !hs_candidate(&e->rules[g->rules[i]])) || ((fl[i] & HS_ASCII) && f != HS_IN_DB))
 			return -1;
 		any[0] |= f == HS_IN_DB;
 		any[1] |= f == HS_RELAXED;
@@ -556,6 +556,7 @@ void hsmatch_free(const struct spam_engine *e, struct hsmatch *hm)
 			hs_free_database(hm->g[i].full_db);
 		free(hm->g[i].in_db);
 		free(hm->g[i].pcre_only);
+		free(hm->g[i].starts);
 	}
 	free(hm->g);
 	pool_free(&hm->pool);
@@ -573,20 +574,23 @@ static int hsmatch_finish(const struct spam_engine *e, struct hsmatch *hm)
 		if (!hg->in_db)
 			hg->in_db = xcalloc(g->n, 1);
 		hg->pcre_only = xcalloc(g->n + 1, sizeof(int));
+		hg->starts = xcalloc(g->n + 1, sizeof(unsigned));
 		for (size_t i = 0; i < g->n; i++) {
 			if (!e->rules[g->rules[i]].re)
 				continue;
 			if (hsgroup_db_of(hg, hg->in_db[i])) {
 				hm->nhs++;
-				hm->nrelaxed += (hg->in_db[i] & ~HS_STARTS) == HS_RELAXED;
+				hm->nrelaxed += hg->in_db[i] == HS_RELAXED;
 				hm->nascii += (hg->in_db[i] & HS_ASCII) != 0;
-				hm->nstarts += (hg->in_db[i] & HS_STARTS) && hg->starts_db;
+				if (hg->in_db[i] == HS_STARTS)
+					hg->starts[hg->nstarts++] = (unsigned)i;
 			} else {
 				hg->pcre_only[hg->npcre++] = g->rules[i];
 				hm->npcre++;
 				hm->nnative += e->rules[g->rules[i]].npf != NULL;
 			}
 		}
+		hm->nstarts += (unsigned)hg->nstarts;
 		if (hg->db && hs_alloc_scratch(hg->db, &hm->pool.proto) != HS_SUCCESS)
 			return -1;
 		if (hg->relaxed_db && hs_alloc_scratch(hg->relaxed_db, &hm->pool.proto) != HS_SUCCESS)
@@ -893,9 +897,25 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 		if (hs_candidate(r))
 			ok[i] = (pat[i] = hs_choose(r, &exact[i])) != NULL;
 	}
+	/* Start offsets for the long rules that no prefilter makes rare
+	 * candidates. A text whose reverse the starts database scans without
+	 * reporting a rule has no offset where a match of it may start, so
+	 * these rules are in no other database: scanned forwards too (in
+	 * the relaxed one), the four form rules of the stock ruleset cost
+	 * more than the reversed scan of every line. */
+	char **spat = xcalloc(g->n, sizeof(char *));
+	for (size_t i = 0; i < g->n; i++)
+		if (hs_candidate(&e->rules[g->rules[i]]))
+			spat[i] = hs_starts(&e->rules[g->rules[i]]);
+	hs_database_t *dbs[HS_NDB] = {NULL};
+	dbs[2] = hs_build_starts(e, g, spat);
+	for (size_t i = 0; i < g->n; i++)
+		if (spat[i] && dbs[2])
+			ok[i] = false;
 	/* the relaxed rules in a database of their own: in the prefilter
-	 * one, the exact automata of the four long form rules alone made
-	 * Hyperscan scan the MX mix's body lines 24% slower */
+	 * one, the exact automata of the four long form rules (in the starts
+	 * database alone now) made Hyperscan scan the MX mix's body lines
+	 * 24% slower */
 	bool *okr = xcalloc(g->n, sizeof(bool));
 	for (size_t i = 0; i < g->n; i++)
 		if (exact[i]) {
@@ -912,7 +932,6 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 		for (size_t i = 0; i < g->n; i++)
 			if (ok[i])
 				apat[i] = hs_ascii_choose(&e->rules[g->rules[i]], pat[i]);
-	hs_database_t *dbs[HS_NDB] = {NULL};
 	bool *okf = xcalloc(g->n, sizeof(bool)), *okm = xcalloc(g->n, sizeof(bool));
 	char **pmain = xcalloc(g->n, sizeof(char *));
 	for (size_t i = 0; i < g->n; i++)
@@ -935,7 +954,7 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 		if (!again)
 			break;
 		for (int k = 0; k < HS_NDB; k++)
-			if (dbs[k]) {
+			if (dbs[k] && k != 2) {
 				hs_free_database(dbs[k]);
 				dbs[k] = NULL;
 			}
@@ -946,17 +965,9 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 	dbs[1] = hs_build(e, g, okr, pat, exact, false);
 	for (size_t i = 0; i < g->n; i++)
 		ok[i] = exact[i] ? okr[i] : ok[i];
-	/* start offsets for the long rules left as loose prefilters */
-	char **spat = xcalloc(g->n, sizeof(char *));
-	for (size_t i = 0; i < g->n; i++)
-		if (ok[i] && dbs[exact[i] ? 1 : 0])
-			spat[i] = hs_starts(&e->rules[g->rules[i]]);
-	dbs[2] = hs_build_starts(e, g, spat);
 	unsigned char *fl = xcalloc(g->n, 1);
 	for (size_t i = 0; i < g->n; i++) {
-		fl[i] = !ok[i] ? 0 : exact[i] ? HS_RELAXED : HS_IN_DB;
-		if (fl[i] && dbs[2] && spat[i])
-			fl[i] |= HS_STARTS;
+		fl[i] = dbs[2] && spat[i] ? HS_STARTS : !ok[i] ? 0 : exact[i] ? HS_RELAXED : HS_IN_DB;
 		if (fl[i] == HS_IN_DB && apat[i])
 			fl[i] |= HS_ASCII;
 		free(pat[i]);

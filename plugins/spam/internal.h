@@ -353,11 +353,16 @@ struct hsgroup {
 	 * database down (hyperscan.c) */
 	hs_database_t *relaxed_db;
 	/* per group position: HS_IN_DB (a prefilter), HS_RELAXED (an exact
-	 * pattern of the rule relaxed, prefix.c), 0 (in neither database) */
+	 * pattern of the rule relaxed, prefix.c), HS_STARTS (in the starts
+	 * database only), 0 (in none) */
 	unsigned char *in_db;
 	/* the reversed regexes of some long rules (HS_STARTS), all matches
-	 * reported: where their matches may start (scan.c) */
+	 * reported: where their matches may start (scan.c). A line with no
+	 * such offset has no match of the rule, so these rules are in no
+	 * other database */
 	hs_database_t *starts_db;
+	unsigned *starts; /* their group positions */
+	size_t nstarts;
 	/* the body rules whose pattern in db is its form for the lines of
 	 * ASCII text (HS_ASCII, prefilter_ascii), whole: scanned on the lines
 	 * with an octet of 0x80 or above or a '&' */
@@ -382,8 +387,10 @@ static inline const hs_database_t *hsgroup_db_of(const struct hsgroup *hg, unsig
 {
 	if (f & HS_ASCII) /* in db as its ASCII form, if that can match */
 		return hg->full_db;
-	f &= (unsigned char)~HS_STARTS;
-	return f == HS_IN_DB ? hg->db : f == HS_RELAXED ? hg->relaxed_db : NULL;
+	return f == HS_IN_DB	 ? hg->db
+	       : f == HS_RELAXED ? hg->relaxed_db
+	       : f == HS_STARTS	 ? hg->starts_db
+				 : NULL;
 }
 #endif
 

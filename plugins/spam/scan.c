@@ -119,12 +119,11 @@ static int ucmp(const void *a, const void *b)
  * regex is tried at its offsets left to right. The leftmost offset where
  * it matches is where the unanchored search would find its match (that
  * search tries the offsets left to right, and no match starts elsewhere),
- * so the count is the same. */
+ * so the count is the same; with no offset, it is 0. */
 static int count_from_starts(struct msgctx *m, const struct hsgroup *hg, size_t gi, unsigned k,
 			     const struct rule *r, const char *s, size_t len)
 {
-	pcre2_code *a = rule_anchored(r);
-	if (!a || len > 0xffffffffu)
+	if (len > 0xffffffffu)
 		return count_matches(m, r, s, len);
 	if (m->st_text != s || m->st_gi != gi) {
 		if (len > m->st_revcap) {
@@ -150,6 +149,11 @@ static int count_from_starts(struct msgctx *m, const struct hsgroup *hg, size_t 
 	for (size_t j = 0; j < m->nst; j++)
 		if (m->st_id[j] == k)
 			m->st_tmp[nat++] = (unsigned)len - m->st_end[j];
+	if (!nat)
+		return 0;
+	pcre2_code *a = rule_anchored(r);
+	if (!a)
+		return count_matches(m, r, s, len);
 	qsort(m->st_tmp, nat, sizeof(unsigned), ucmp);
 	size_t nd = 0; /* without repeats */
 	for (size_t j = 0; j < nat; j++)
@@ -250,9 +254,7 @@ static void scan_db(struct msgctx *m, size_t gi, const struct hsgroup *hg, const
 			int ri = g->rules[pos];
 			if (m->done[ri])
 				continue;
-			int n = (hg->in_db[pos] & HS_STARTS) && hg->starts_db
-					? count_from_starts(m, hg, gi, pos, &m->e->rules[ri], s, len)
-					: count_matches(m, &m->e->rules[ri], s, len);
+			int n = count_matches(m, &m->e->rules[ri], s, len);
 			if (n)
 				add_hits(m, ri, n);
 		}
@@ -271,6 +273,23 @@ static void scan_db(struct msgctx *m, size_t gi, const struct hsgroup *hg, const
 #endif
 
 #ifdef SPAM_HAVE_HS
+/* The rules of the starts database alone (HS_STARTS): counted from the
+ * offsets where their matches may start, none where none may
+ * (count_from_starts scans s reversed once, for all of them). */
+static void scan_starts(struct msgctx *m, size_t gi, const struct hsgroup *hg, const char *s, size_t len)
+{
+	const struct rgroup *g = &m->e->groups[gi];
+	for (size_t j = 0; j < hg->nstarts; j++) {
+		unsigned pos = hg->starts[j];
+		int ri = g->rules[pos];
+		if (m->done[ri])
+			continue;
+		int n = count_from_starts(m, hg, gi, pos, &m->e->rules[ri], s, len);
+		if (n)
+			add_hits(m, ri, n);
+	}
+}
+
 /* No octet of 0x80 or above and no '&' in s: a line the ASCII forms of
  * the prefilters cover (prefilter_ascii). */
 static bool ascii_text(const char *s, size_t len)
@@ -311,7 +330,7 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 		pcre_only = hg->pcre_only;
 		npcre = hg->npcre;
 	}
-	if (hg && (hg->db || hg->relaxed_db)) {
+	if (hg && (hg->db || hg->relaxed_db || hg->starts_db)) {
 		m->st_text = NULL; /* start offsets are for this text only */
 		if (m->prof && m->prof->gtexts)
 			prof_keep(m->prof, gi, s, slen);
@@ -323,6 +342,7 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 		if (hg->full_db && !ascii_text(s, len))
 			scan_db(m, gi, hg, hg->full_db, HS_ASCII, HS_ASCII, false, s, len);
 		scan_db(m, gi, hg, hg->relaxed_db, kind, HS_RELAXED, true, s, len);
+		scan_starts(m, gi, hg, s, len);
 	}
 #endif
 	m->nat.lead = NULL; /* native.c's answers are for another text */
