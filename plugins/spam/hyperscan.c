@@ -206,18 +206,19 @@ static size_t hs_ncandidates(const struct spam_engine *e, const struct rgroup *g
 
 /* A group's databases as stored in the cache and sent by the compiler:
  * HS_MAGIC, the number of rules n (4 octets), n flags (HS_IN_DB: in
- * the prefilter database, HS_RELAXED: in the relaxed one, HS_STARTS: in
- * the starts database alone; HS_ASCII added to HS_IN_DB: its ASCII form in
- * the prefilter database, itself in the full one), the lengths of the serialized
- * prefilter, relaxed and starts databases (8 octets each), those three
- * databases, the serialized full database (each absent when none), then
- * the SHA-256 of all that.
+ * the prefilter database, HS_RELAXED added: as an exact pattern, HS_ASCII
+ * added instead: its ASCII form there, itself in the full database;
+ * HS_STARTS: in the starts database alone), the lengths of the serialized
+ * prefilter and starts databases (8 octets each), those two databases,
+ * the serialized full database (each absent when none), then the SHA-256
+ * of all that.
  * Hyperscan checks its bytecode's CRC, but not every octet of its
  * databases, and nothing checks the flags: a flipped bit could send a
  * rule to a database that does not hold it, where it never matches, or
  * run it twice. */
-#define HS_MAGIC  "SIFTHS7\n"
-#define HS_NDB	  4
+#define HS_MAGIC "SIFTHS8\n"
+#define HS_NDB	 3 /* DB_MAIN, DB_STARTS, DB_FULL */
+enum { DB_MAIN, DB_STARTS, DB_FULL };
 #define HS_HEAD	  (8 + 4 + 8 * (HS_NDB - 1)) /* and the n flags */
 #define HS_DIGEST SHA256_DIGEST_LENGTH
 
@@ -229,7 +230,7 @@ static char *hs_cache_path(const struct spam_engine *e, const struct rgroup *g)
 	h = fnv1a(h, HS_MAGIC, 8); /* the file's format */
 	/* how patterns Hyperscan refuses whole are prefiltered (hs_fallback) */
 	static const char fallback[] =
-		"prefix-fallback-1 relax-8-3 starts-3 body-multi-3 relaxed-apart split-2 body-ascii-3";
+		"prefix-fallback-1 relax-8-3 starts-3 body-multi-3 relaxed-in-db split-2 body-ascii-3";
 	h = fnv1a(h, fallback, sizeof(fallback));
 	/* the size limit decides which rules a database holds */
 	uint32_t limit = HS_MAX_RULE_DB;
@@ -257,7 +258,7 @@ static char *hs_blob(const unsigned char *flags, size_t n, const hs_database_t *
 				free(bytes[j]);
 			return NULL;
 		}
-	size_t len = HS_HEAD + n + blen[0] + blen[1] + blen[2] + blen[3] + HS_DIGEST;
+	size_t len = HS_HEAD + n + blen[DB_MAIN] + blen[DB_STARTS] + blen[DB_FULL] + HS_DIGEST;
 	char *b = xmalloc(len);
 	memcpy(b, HS_MAGIC, 8);
 	uint32_t n32 = (uint32_t)n;
@@ -306,19 +307,19 @@ static int hs_unblob(const char *b, size_t len, const struct spam_engine *e, con
 	const unsigned char *fl = (const unsigned char *)b + 12;
 	bool any[HS_NDB] = {false}, need[HS_NDB] = {false};
 	for (size_t i = 0; i < g->n; i++) {
-		unsigned f = fl[i] & ~HS_ASCII;
-		if ((f != HS_IN_DB && f != HS_RELAXED && f != HS_STARTS && fl[i]) ||
-		    (fl[i] && !hs_candidate(&e->rules[g->rules[i]])) || ((fl[i] & HS_ASCII) && f != HS_IN_DB))
+		unsigned f = fl[i];
+		if ((f && f != HS_IN_DB && f != (HS_IN_DB | HS_RELAXED) && f != (HS_IN_DB | HS_ASCII) &&
+		     f != HS_STARTS) ||
+		    (f && !hs_candidate(&e->rules[g->rules[i]])))
 			return -1;
-		any[0] |= f == HS_IN_DB;
-		any[1] |= f == HS_RELAXED;
-		any[2] |= (fl[i] & HS_STARTS) != 0;
-		any[3] |= (fl[i] & HS_ASCII) != 0;
+		any[DB_MAIN] |= (f & HS_IN_DB) != 0;
+		any[DB_STARTS] |= f == HS_STARTS;
+		any[DB_FULL] |= (f & HS_ASCII) != 0;
 		/* a rule's ASCII form may be nothing: then it is in the full
 		 * database only */
-		need[0] |= f == HS_IN_DB && !(fl[i] & HS_ASCII);
+		need[DB_MAIN] |= (f & HS_IN_DB) && !(f & HS_ASCII);
 	}
-	need[1] = any[1], need[2] = any[2], need[3] = any[3];
+	need[DB_STARTS] = any[DB_STARTS], need[DB_FULL] = any[DB_FULL];
 	hs_database_t *dbs[HS_NDB] = {NULL};
 	size_t at = HS_HEAD + n32;
 	for (int k = 0; k < HS_NDB; k++) {
@@ -331,10 +332,9 @@ static int hs_unblob(const char *b, size_t len, const struct spam_engine *e, con
 		}
 		at += blen[k];
 	}
-	hg->db = dbs[0];
-	hg->relaxed_db = dbs[1];
-	hg->starts_db = dbs[2];
-	hg->full_db = dbs[3];
+	hg->db = dbs[DB_MAIN];
+	hg->starts_db = dbs[DB_STARTS];
+	hg->full_db = dbs[DB_FULL];
 	hg->in_db = xcalloc(g->n, 1);
 	memcpy(hg->in_db, fl, g->n);
 	hg->loaded = true;
@@ -548,8 +548,6 @@ void hsmatch_free(const struct spam_engine *e, struct hsmatch *hm)
 	for (size_t i = 0; i < e->ngroups; i++) {
 		if (hm->g[i].db)
 			hs_free_database(hm->g[i].db);
-		if (hm->g[i].relaxed_db)
-			hs_free_database(hm->g[i].relaxed_db);
 		if (hm->g[i].starts_db)
 			hs_free_database(hm->g[i].starts_db);
 		if (hm->g[i].full_db)
@@ -580,7 +578,7 @@ static int hsmatch_finish(const struct spam_engine *e, struct hsmatch *hm)
 				continue;
 			if (hsgroup_db_of(hg, hg->in_db[i])) {
 				hm->nhs++;
-				hm->nrelaxed += hg->in_db[i] == HS_RELAXED;
+				hm->nrelaxed += (hg->in_db[i] & HS_RELAXED) != 0;
 				hm->nascii += (hg->in_db[i] & HS_ASCII) != 0;
 				if (hg->in_db[i] == HS_STARTS)
 					hg->starts[hg->nstarts++] = (unsigned)i;
@@ -592,8 +590,6 @@ static int hsmatch_finish(const struct spam_engine *e, struct hsmatch *hm)
 		}
 		hm->nstarts += (unsigned)hg->nstarts;
 		if (hg->db && hs_alloc_scratch(hg->db, &hm->pool.proto) != HS_SUCCESS)
-			return -1;
-		if (hg->relaxed_db && hs_alloc_scratch(hg->relaxed_db, &hm->pool.proto) != HS_SUCCESS)
 			return -1;
 		if (hg->starts_db && hs_alloc_scratch(hg->starts_db, &hm->pool.proto) != HS_SUCCESS)
 			return -1;
@@ -900,28 +896,18 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 	/* Start offsets for the long rules that no prefilter makes rare
 	 * candidates. A text whose reverse the starts database scans without
 	 * reporting a rule has no offset where a match of it may start, so
-	 * these rules are in no other database: scanned forwards too (in
-	 * the relaxed one), the four form rules of the stock ruleset cost
-	 * more than the reversed scan of every line. */
+	 * these rules are in no other database: scanned forwards too, the
+	 * four form rules of the stock ruleset cost more than the reversed
+	 * scan of every line. */
 	char **spat = xcalloc(g->n, sizeof(char *));
 	for (size_t i = 0; i < g->n; i++)
 		if (hs_candidate(&e->rules[g->rules[i]]))
 			spat[i] = hs_starts(&e->rules[g->rules[i]]);
 	hs_database_t *dbs[HS_NDB] = {NULL};
-	dbs[2] = hs_build_starts(e, g, spat);
+	dbs[DB_STARTS] = hs_build_starts(e, g, spat);
 	for (size_t i = 0; i < g->n; i++)
-		if (spat[i] && dbs[2])
+		if (spat[i] && dbs[DB_STARTS])
 			ok[i] = false;
-	/* the relaxed rules in a database of their own: in the prefilter
-	 * one, the exact automata of the four long form rules (in the starts
-	 * database alone now) made Hyperscan scan the MX mix's body lines
-	 * 24% slower */
-	bool *okr = xcalloc(g->n, sizeof(bool));
-	for (size_t i = 0; i < g->n; i++)
-		if (exact[i]) {
-			okr[i] = ok[i];
-			ok[i] = false;
-		}
 	/* The body's prefilters as they are for the lines of ASCII text
 	 * (most lines of most mail): without the look-alike letters in
 	 * UTF-8 and the character references, which only automata without
@@ -930,7 +916,7 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 	char **apat = xcalloc(g->n, sizeof(char *));
 	if (g->type == R_BODY)
 		for (size_t i = 0; i < g->n; i++)
-			if (ok[i])
+			if (ok[i] && !exact[i]) /* a relaxed pattern is rare already */
 				apat[i] = hs_ascii_choose(&e->rules[g->rules[i]], pat[i]);
 	bool *okf = xcalloc(g->n, sizeof(bool)), *okm = xcalloc(g->n, sizeof(bool));
 	char **pmain = xcalloc(g->n, sizeof(char *));
@@ -941,8 +927,8 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 			okf[i] = ok[i] && apat[i];
 			okm[i] = ok[i] && !(apat[i] && !*apat[i]); /* "": only in the full one */
 		}
-		dbs[3] = hs_build(e, g, okf, pat, NULL, true);
-		dbs[0] = hs_build(e, g, okm, pmain, NULL, g->type == R_BODY);
+		dbs[DB_FULL] = hs_build(e, g, okf, pat, NULL, true);
+		dbs[DB_MAIN] = hs_build(e, g, okm, pmain, exact, g->type == R_BODY);
 		bool again = false;
 		for (size_t i = 0; i < g->n; i++) {
 			if (!ok[i] || (okm[i] && (okf[i] || !apat[i])) ||
@@ -954,7 +940,7 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 		if (!again)
 			break;
 		for (int k = 0; k < HS_NDB; k++)
-			if (dbs[k] && k != 2) {
+			if (dbs[k] && k != DB_STARTS) {
 				hs_free_database(dbs[k]);
 				dbs[k] = NULL;
 			}
@@ -962,12 +948,12 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 	free(okf);
 	free(okm);
 	free(pmain);
-	dbs[1] = hs_build(e, g, okr, pat, exact, false);
-	for (size_t i = 0; i < g->n; i++)
-		ok[i] = exact[i] ? okr[i] : ok[i];
 	unsigned char *fl = xcalloc(g->n, 1);
 	for (size_t i = 0; i < g->n; i++) {
-		fl[i] = dbs[2] && spat[i] ? HS_STARTS : !ok[i] ? 0 : exact[i] ? HS_RELAXED : HS_IN_DB;
+		fl[i] = dbs[DB_STARTS] && spat[i] ? HS_STARTS
+			: !ok[i]		  ? 0
+			: exact[i]		  ? HS_IN_DB | HS_RELAXED
+						  : HS_IN_DB;
 		if (fl[i] == HS_IN_DB && apat[i])
 			fl[i] |= HS_ASCII;
 		free(pat[i]);
@@ -982,7 +968,6 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 	free(exact);
 	free(fl);
 	free(ok);
-	free(okr);
 	for (int k = 0; k < HS_NDB; k++)
 		if (dbs[k])
 			hs_free_database(dbs[k]);
@@ -1366,16 +1351,13 @@ void spam_profile_patterns(const struct spam_engine *e, const struct spam_profil
 		const struct rgroup *g = &e->groups[gi];
 		const struct hsgroup *hg = &hm->g[gi];
 		const struct prof_texts *t = &p->gtexts[gi];
-		if (!(hg->db || hg->relaxed_db) || !t->n)
+		if (!hg->db || !t->n)
 			continue;
-		for (int k = 0; k < 2; k++) {
-			const hs_database_t *gdb = k ? hg->relaxed_db : hg->db;
-			double w = gdb ? prof_scan(gdb, t, &scratch) : 0;
-			whole += w > 0 ? w : 0;
-		}
+		double w = prof_scan(hg->db, t, &scratch);
+		whole += w > 0 ? w : 0;
 		double floor = fdb ? prof_scan(fdb, t, &scratch) : 0;
 		for (size_t k = 0; k < g->n; k++) {
-			if (!hg->in_db[k])
+			if (!(hg->in_db[k] & HS_IN_DB)) /* the starts database is not profiled */
 				continue;
 			const struct rule *r = &e->rules[g->rules[k]];
 			bool exact;

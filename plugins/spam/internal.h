@@ -345,16 +345,14 @@ struct spam_engine {
 };
 
 #ifdef SPAM_HAVE_HS
-/* The Hyperscan matcher (hyperscan.c): per group a prefilter, a relaxed and a
- * starts database. */
+/* The Hyperscan matcher (hyperscan.c): per group a prefilter, a starts and a
+ * full database. */
 struct hsgroup {
 	hs_database_t *db; /* the HS_IN_DB rules */
-	/* the HS_RELAXED rules, apart: their exact automata slow the whole
-	 * database down (hyperscan.c) */
-	hs_database_t *relaxed_db;
-	/* per group position: HS_IN_DB (a prefilter), HS_RELAXED (an exact
-	 * pattern of the rule relaxed, prefix.c), HS_STARTS (in the starts
-	 * database only), 0 (in none) */
+	/* per group position: HS_IN_DB (a prefilter in db; HS_RELAXED
+	 * added: an exact pattern of the rule relaxed, prefix.c; HS_ASCII
+	 * added: its ASCII form), HS_STARTS (in the starts database only), 0
+	 * (in none) */
 	unsigned char *in_db;
 	/* the reversed regexes of some long rules (HS_STARTS), all matches
 	 * reported: where their matches may start (scan.c). A line with no
@@ -387,10 +385,7 @@ static inline const hs_database_t *hsgroup_db_of(const struct hsgroup *hg, unsig
 {
 	if (f & HS_ASCII) /* in db as its ASCII form, if that can match */
 		return hg->full_db;
-	return f == HS_IN_DB	 ? hg->db
-	       : f == HS_RELAXED ? hg->relaxed_db
-	       : f == HS_STARTS	 ? hg->starts_db
-				 : NULL;
+	return (f & HS_IN_DB) ? hg->db : f == HS_STARTS ? hg->starts_db : NULL;
 }
 #endif
 

@@ -234,11 +234,11 @@ static void cand_reset(struct msgctx *m)
 }
 
 /* The candidates of one of a group's prefilter databases (holding the
- * rules whose in_db flags masked are which) in s, confirmed by PCRE2.
+ * the rules with flag in their in_db flags) in s, confirmed by PCRE2.
  * Not fresh: the rules the previous database reported for s are not
  * counted again. */
 static void scan_db(struct msgctx *m, size_t gi, const struct hsgroup *hg, const hs_database_t *db,
-		    unsigned char mask, unsigned char which, bool fresh, const char *s, size_t len)
+		    unsigned char flag, bool fresh, const char *s, size_t len)
 {
 	const struct rgroup *g = &m->e->groups[gi];
 	if (!db)
@@ -263,7 +263,7 @@ static void scan_db(struct msgctx *m, size_t gi, const struct hsgroup *hg, const
 	/* scan error: PCRE2 for the rules of the database */
 	for (size_t k = 0; k < g->n; k++) {
 		int ri = g->rules[k];
-		if (m->done[ri] || (hg->in_db[k] & mask) != which || (!fresh && m->cand_mark[k] == m->mark))
+		if (m->done[ri] || !(hg->in_db[k] & flag) || (!fresh && m->cand_mark[k] == m->mark))
 			continue;
 		int n = count_matches(m, &m->e->rules[ri], s, len);
 		if (n)
@@ -330,18 +330,16 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 		pcre_only = hg->pcre_only;
 		npcre = hg->npcre;
 	}
-	if (hg && (hg->db || hg->relaxed_db || hg->starts_db)) {
+	if (hg && (hg->db || hg->starts_db)) {
 		m->st_text = NULL; /* start offsets are for this text only */
 		if (m->prof && m->prof->gtexts)
 			prof_keep(m->prof, gi, s, slen);
-		const unsigned char kind = (unsigned char)~(HS_STARTS | HS_ASCII);
-		scan_db(m, gi, hg, hg->db, kind, HS_IN_DB, true, s, len);
+		scan_db(m, gi, hg, hg->db, HS_IN_DB, true, s, len);
 		/* the rules in db as their ASCII forms need their whole
 		 * prefilters where a line is not ASCII text; those db reported
 		 * are counted already */
 		if (hg->full_db && !ascii_text(s, len))
-			scan_db(m, gi, hg, hg->full_db, HS_ASCII, HS_ASCII, false, s, len);
-		scan_db(m, gi, hg, hg->relaxed_db, kind, HS_RELAXED, true, s, len);
+			scan_db(m, gi, hg, hg->full_db, HS_ASCII, false, s, len);
 		scan_starts(m, gi, hg, s, len);
 	}
 #endif
