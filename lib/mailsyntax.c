@@ -519,7 +519,19 @@ static void flush_word(struct sift_buf *o, struct sift_buf *w, char *cs, bool *p
 
 /* Unfolds (drops CR and LF), decodes RFC 2047 words and 8-bit octets into
  * UTF-8, trims; at most maxlen input bytes. */
-void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t maxlen, unsigned *flags)
+bool sift_header_has_words(const char *name)
+{
+	static const char *const none[] = {"Received",	 "Message-ID",	"Resent-Message-ID",
+					   "Date",	 "Resent-Date", "MIME-Version",
+					   "References", "In-Reply-To", NULL};
+	for (const char *const *k = none; *k; k++)
+		if (strcasecmp(name, *k) == 0)
+			return false;
+	return strncasecmp(name, "List-", 5) != 0;
+}
+
+void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t maxlen, bool words,
+			     unsigned *flags)
 {
 	if (n > maxlen) {
 		n = maxlen;
@@ -560,7 +572,7 @@ void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t
 	char word_cs[64] = "";	   /* their charset */
 	bool pending = false;
 	while (i < len) {
-		if (s[i] == '=' && i + 1 < len && s[i + 1] == '?') {
+		if (words && s[i] == '=' && i + 1 < len && s[i + 1] == '?') {
 			/* =?charset?E?text?= */
 			const unsigned char *cs = s + i + 2;
 			const unsigned char *q1 = memchr(cs, '?', len - (size_t)(cs - s));
@@ -646,7 +658,7 @@ char *sift_header_decode(const char *value)
 {
 	struct sift_buf o = {0};
 	unsigned flags = 0;
-	sift_header_decode_into(&o, value, strlen(value), SIFT_ADDR_MAX_INPUT, &flags);
+	sift_header_decode_into(&o, value, strlen(value), SIFT_ADDR_MAX_INPUT, true, &flags);
 	char *r = sift_strdup(sift_buf_str(&o));
 	sift_buf_free(&o);
 	return r;

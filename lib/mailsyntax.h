@@ -53,8 +53,15 @@ struct sift_addrs *sift_addrlist_parse(const char *value);
 char *sift_header_decode(const char *value);
 /* The same into o, for at most maxlen input bytes (SIFT_MIME_F_TRUNCATED
  * set in *flags beyond; SIFT_MIME_F_BAD_CHARSET and SIFT_MIME_F_8BIT_HEADER
- * as found). */
-void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t maxlen, unsigned *flags);
+ * as found); encoded words are decoded only when words is true. */
+void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t maxlen, bool words,
+			     unsigned *flags);
+/* Whether encoded words are decoded in a header field of this name: not
+ * in Received, Message-ID, Resent-Message-ID, Date, Resent-Date,
+ * MIME-Version, References, In-Reply-To and List-* (structured fields
+ * where RFC 2047 section 5 allows none; SpamAssassin's _decode_header
+ * leaves them as written), in every other one. */
+bool sift_header_has_words(const char *name);
 
 /* Character sets and transfer encodings (shared with lib/mime.c). */
 void sift_put_utf8(struct sift_buf *b, unsigned long cp); /* invalid -> U+FFFD */

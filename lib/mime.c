@@ -356,7 +356,7 @@ static void parse_header_block(struct impl *m, const unsigned char *s, size_t n,
 		h[nh].raw = a_raw(m, (const char *)s + vstart, ve - vstart);
 		dec.len = 0;
 		sift_header_decode_into(&dec, (const char *)s + vs, ve - vs, m->lim.max_header_len,
-					&m->pub.flags);
+					sift_header_has_words(h[nh].name), &m->pub.flags);
 		h[nh].value = a_buf(m, &dec);
 		nh++;
 	}
@@ -859,7 +859,7 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 		p->filename = fn;
 	else if (fn) {
 		struct sift_buf d = {0};
-		sift_header_decode_into(&d, fn, strlen(fn), m->lim.max_header_len, &m->pub.flags);
+		sift_header_decode_into(&d, fn, strlen(fn), m->lim.max_header_len, true, &m->pub.flags);
 		p->filename = a_buf(m, &d);
 		sift_buf_free(&d);
 	} else
@@ -1050,7 +1050,8 @@ struct sift_mime *sift_mime_parse(const struct sift_header *hdrs, size_t nhdrs, 
 		while (*v == ' ' || *v == '\t')
 			v++;
 		dec.len = 0;
-		sift_header_decode_into(&dec, v, strlen(v), m->lim.max_header_len, &m->pub.flags);
+		sift_header_decode_into(&dec, v, strlen(v), m->lim.max_header_len,
+					sift_header_has_words(h[i].name), &m->pub.flags);
 		h[i].value = a_buf(m, &dec);
 	}
 	sift_buf_free(&dec);

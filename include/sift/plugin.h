@@ -310,7 +310,9 @@ struct sift_mime_header {
 			    * in memory just before it, after a NUL: see
 			    * sift_mime_header_lead) */
 	const char *value; /* unfolded (a fold is one space), RFC 2047-decoded to
-			    * UTF-8, trimmed */
+			    * UTF-8 (not in Received, Message-ID, Date,
+			    * References, In-Reply-To, List-* and the like:
+			    * sift_header_has_words), trimmed */
 };
 
 /* The raw value of a parsed header with the white space that followed the

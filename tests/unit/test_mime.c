@@ -132,6 +132,30 @@ static void headers(void)
 	CHECK_STR(m->headers[1].value, "hi");
 	CHECK_STR(leaf_text(m, 0), "body\n");
 	sift_mime_free(m);
+
+	/* no encoded words in Message-ID, References, Received, List-*
+	 * (sift_header_has_words): unfolded only, as SpamAssassin reads
+	 * them; the parse from a header list (filterd's) reads them alike */
+	static const char ids[] = "Message-ID: <=?utf-8?q?a=C3=A9?=@example.test>\n"
+				  "References: <=?utf-8?q?r?=@example.test>\n\t<x@example.test>\n"
+				  "List-Id: =?utf-8?q?caf=C3=A9?= <l.example.test>\n"
+				  "Received: from =?utf-8?q?h?= by x\n"
+				  "X-Note: =?utf-8?q?caf=C3=A9?=\n\nbody\n";
+	m = parse(ids);
+	CHECK_INT(m->header_count, 5);
+	CHECK_STR(m->headers[0].value, "<=?utf-8?q?a=C3=A9?=@example.test>");
+	CHECK_STR(m->headers[1].value, "<=?utf-8?q?r?=@example.test> <x@example.test>");
+	CHECK_STR(m->headers[2].value, "=?utf-8?q?caf=C3=A9?= <l.example.test>");
+	CHECK_STR(m->headers[3].value, "from =?utf-8?q?h?= by x");
+	CHECK_STR(m->headers[4].value, "caf\xc3\xa9");
+	sift_mime_free(m);
+	const struct sift_header hl[] = {{"Message-ID", " <=?utf-8?q?a?=@example.test>"},
+					 {"Subject", " =?utf-8?q?caf=C3=A9?="}};
+	m = sift_mime_parse(hl, 2, (const unsigned char *)"body\n", 5, NULL);
+	CHECK_INT(m->header_count, 2);
+	CHECK_STR(m->headers[0].value, "<=?utf-8?q?a?=@example.test>");
+	CHECK_STR(m->headers[1].value, "caf\xc3\xa9");
+	sift_mime_free(m);
 }
 
 /* A base64 part made of separately padded pieces: its text is all of

@@ -201,6 +201,16 @@ RULES += 'body     T_CALLS /(?:^|\\s)(?:%s)[\\s.,]/\nreplace_rules T_CALLS\n' % 
 RULES += ('body     T_LA_COUNT /<LA>/\ntflags   T_LA_COUNT multiple maxhits=50\nreplace_rules T_LA_COUNT\n'
           'meta     T_LA_3 (T_LA_COUNT == 3)\n')
 RULES += 'body     T_LA_WORD /\\b<LB><LE><LA><LD>\\b/\nreplace_rules T_LA_WORD\n'
+# encoded words are left as written in Message-ID, References, In-Reply-To,
+# List-* (SpamAssassin's _decode_header; checked with spamassassin -t)
+RULES += r'''
+header   T_MSGID_RAW  Message-ID =~ /=\?utf-8\?q\?/i
+header   T_MSGID_DEC  Message-ID =~ /a\xc3\xa9@/
+header   T_REFS_RAW   References =~ /=\?utf-8\?q\?r\?=/i
+header   T_IRT_RAW    In-Reply-To =~ /=\?/
+header   T_LIST_RAW   List-Id =~ /^=\?utf-8/i
+header   T_SUBJ_DEC   Subject =~ /caf\xc3\xa9/
+'''
 # Shapes Hyperscan scans slowly, checked in C before PCRE2 (native.c): a
 # run of long words, as the stock __LONGWORDS_*, and a long run of a class
 # (__HEXHASHWORD_S2EU).
@@ -327,6 +337,10 @@ CASES = [
      ['T_UPPER']),
     # digits count with the lower case letters: 2 capitals in 10, 20%
     ('upper-digits', HDR + DATE + '\n' + 'AB 12345678 ' * 20 + '\n', None, [], ['T_UPPER']),
+    ('no-words-in-ids', 'From: Alice <alice@example.test>\nTo: bob@sift.test\nSubject: =?utf-8?q?caf=C3=A9?=\n'
+     'Message-ID: <=?utf-8?q?a=C3=A9?=@example.test>\nReferences: <=?utf-8?q?r?=@example.test>\n'
+     'In-Reply-To: <=?utf-8?q?r?=@example.test>\nList-Id: =?utf-8?q?caf=C3=A9?= <l.example.test>\n' + DATE +
+     '\nbody\n', None, ['T_MSGID_RAW', 'T_REFS_RAW', 'T_IRT_RAW', 'T_LIST_RAW', 'T_SUBJ_DEC'], ['T_MSGID_DEC']),
     ('ascii-illegal', (HDR + DATE + 'Content-Type: text/plain\n\ncaf\xe9 au lait\n').encode('latin-1'), None,
      ['T_ASCII_ILL'], []),
     ('ascii-legal', HDR + DATE + 'Content-Type: text/plain; charset=iso-8859-1\n\ncafe au lait\n', None, [],
