@@ -201,6 +201,12 @@ RULES += 'body     T_CALLS /(?:^|\\s)(?:%s)[\\s.,]/\nreplace_rules T_CALLS\n' % 
 RULES += ('body     T_LA_COUNT /<LA>/\ntflags   T_LA_COUNT multiple maxhits=50\nreplace_rules T_LA_COUNT\n'
           'meta     T_LA_3 (T_LA_COUNT == 3)\n')
 RULES += 'body     T_LA_WORD /\\b<LB><LE><LA><LD>\\b/\nreplace_rules T_LA_WORD\n'
+# A rule with a code point above 255 compiles in UTF mode, where the KELVIN
+# SIGN (U+212A, three octets above 0x7f) matches "k" caseless: the ASCII form
+# of its prefilter would drop that alternative and miss "kelvin" on an ASCII
+# line, so UTF-mode rules get no ASCII form (hs_ascii_form) and Hyperscan
+# finds what PCRE2 alone finds.
+RULES += 'body     T_KELVIN_UTF /\\x{263A}|\u212aelvin/i\n'
 # encoded words are left as written in Message-ID, References, In-Reply-To,
 # List-* (SpamAssassin's _decode_header; checked with spamassassin -t)
 RULES += r'''
@@ -625,6 +631,8 @@ LOOK_CASES = NATIVE_CASES + [
     ('look-count-utf8', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\nkk \u0430 kk \u0430 kk a\n',
      None, ['T_LA_3'], []),
     ('look-count-ascii', HDR + DATE + '\nkk a kk A kk a\n', None, ['T_LA_3'], []),
+    ('utf-mode-ascii', HDR + DATE + '\nthe Kelvin scale\n', None, ['T_KELVIN_UTF'], []),
+    ('utf-mode-miss', HDR + DATE + '\nthe Celsius scale\n', None, [], ['T_KELVIN_UTF']),
 ]
 
 
