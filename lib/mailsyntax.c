@@ -517,8 +517,6 @@ static void flush_word(struct sift_buf *o, struct sift_buf *w, char *cs, bool *p
 	w->len = 0;
 }
 
-/* Unfolds (drops CR and LF), decodes RFC 2047 words and 8-bit octets into
- * UTF-8, trims; at most maxlen input bytes. */
 bool sift_header_has_words(const char *name)
 {
 	static const char *const none[] = {"Received",	 "Message-ID",	"Resent-Message-ID",
@@ -530,6 +528,8 @@ bool sift_header_has_words(const char *name)
 	return strncasecmp(name, "List-", 5) != 0;
 }
 
+/* Unfolds (drops CR and LF), decodes RFC 2047 words (when words) and 8-bit
+ * octets into UTF-8, trims; at most maxlen input bytes. */
 void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t maxlen, bool words,
 			     unsigned *flags)
 {
