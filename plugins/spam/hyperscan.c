@@ -886,13 +886,6 @@ static char *hs_ascii_choose(const struct rule *r, const char *pat)
  * NULL when the blob cannot be made. */
 static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *g, size_t *len)
 {
-	bool *ok = xcalloc(g->n, sizeof(bool)), *exact = xcalloc(g->n, sizeof(bool));
-	char **pat = xcalloc(g->n, sizeof(char *));
-	for (size_t i = 0; i < g->n; i++) {
-		const struct rule *r = &e->rules[g->rules[i]];
-		if (hs_candidate(r))
-			ok[i] = (pat[i] = hs_choose(r, &exact[i])) != NULL;
-	}
 	/* Start offsets for the long rules that no prefilter makes rare
 	 * candidates. A text whose reverse the starts database scans without
 	 * reporting a rule has no offset where a match of it may start, so
@@ -905,9 +898,14 @@ static char *hs_compile_group(const struct spam_engine *e, const struct rgroup *
 			spat[i] = hs_starts(&e->rules[g->rules[i]]);
 	hs_database_t *dbs[HS_NDB] = {NULL};
 	dbs[DB_STARTS] = hs_build_starts(e, g, spat);
-	for (size_t i = 0; i < g->n; i++)
-		if (spat[i] && dbs[DB_STARTS])
-			ok[i] = false;
+	/* the forward prefilters of the others */
+	bool *ok = xcalloc(g->n, sizeof(bool)), *exact = xcalloc(g->n, sizeof(bool));
+	char **pat = xcalloc(g->n, sizeof(char *));
+	for (size_t i = 0; i < g->n; i++) {
+		const struct rule *r = &e->rules[g->rules[i]];
+		if (hs_candidate(r) && !(spat[i] && dbs[DB_STARTS]))
+			ok[i] = (pat[i] = hs_choose(r, &exact[i])) != NULL;
+	}
 	/* The body's prefilters as they are for the lines of ASCII text
 	 * (most lines of most mail): without the look-alike letters in
 	 * UTF-8 and the character references, which only automata without
