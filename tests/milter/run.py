@@ -663,6 +663,65 @@ def conn_count(tmp, pdir):
         fd.stop()
 
 
+def worker_reuse(tmp, pdir):
+    """Native engine: a new connection goes to the worker that finished one
+    last. After a burst has started six workers, sessions one after the
+    other are all served by one or two of them (the others wait, and end
+    after a minute); a shared wake-up would spread them over all six."""
+    conf = f"{tmp}/reuse.conf"
+    write(conf, f"plugin_directory = {pdir}\ninbound_plugins = testplug\n")
+    fd, port, log = start_filterd(tmp, conf, "filterd-lifo")
+
+    def tasks():
+        out = {}
+        for t in os.listdir(f"/proc/{fd.pid}/task"):
+            try:
+                with open(f"/proc/{fd.pid}/task/{t}/schedstat") as f:
+                    out[t] = int(f.read().split()[2])  # times it ran
+            except OSError:
+                pass
+        return out
+
+    ms = []
+    try:
+        for _ in range(3):  # warm up: the plugins loaded, a worker started
+            m = Milter(port)
+            m.send(CONNECT)
+            m.s.sendall(pkt(b"Q"))
+            m.close()
+        time.sleep(0.3)
+        before = tasks()
+        for _ in range(6):
+            m = Milter(port)
+            m.send(CONNECT)
+            ms.append(m)
+        burst = tasks()
+        for m in ms:
+            m.s.sendall(pkt(b"Q"))
+            m.close()
+        ms = []
+        time.sleep(1.0)  # every worker back waiting, the idle trim done
+        workers = set(burst) - set(before) | {t for t in before if t in burst and burst[t] != before[t]}
+        start = tasks()
+        ok = 0
+        for _ in range(30):
+            m = Milter(port)
+            ok += len(m.send(CONNECT)) == 1
+            m.s.sendall(pkt(b"Q"))
+            m.close()
+            time.sleep(0.05)  # the worker back waiting before the next
+        end = tasks()
+        served = sorted(t for t in workers if t in end and end[t] != start.get(t))
+        check(ok == 30 and len(workers) >= 6, "reuse: 30 sessions answered, six workers after the burst",
+              (ok, len(workers)))
+        check(1 <= len(served) <= 2, "reuse: the sessions one after the other go to one or two workers",
+              (len(served), len(workers)))
+    finally:
+        for m in ms:
+            m.close()
+        fd.stop()
+
+
 def run_engine():
     tmp = sifttest.scratch("sift-milter-")
     os.chmod(tmp, 0o755)
@@ -755,6 +814,8 @@ testplug_header = X-Testplug: seen
     timeout_warning(tmp, pdir)
     conn_count(tmp, pdir)
     protocol_edges(tmp, pdir)
+    if ENGINE == "native":
+        worker_reuse(tmp, pdir)
 
     # filterd -t on a broken configuration names file and line.
     bad = f"{tmp}/bad.conf"
