@@ -71,6 +71,17 @@
 #define RELEASE_SUBDIR	"/.release"
 #define RELEASE_MAX_AGE (24 * 3600) /* a release token older is refused */
 
+/* DIR/.release, opened without following a symbolic link in its place
+ * (the daemon user owns the store and could put one there): -1 when it
+ * cannot be. */
+static int release_dir(const char *dir)
+{
+	char *rdir = sift_asprintf("%s" RELEASE_SUBDIR, dir);
+	int dfd = open(rdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	free(rdir);
+	return dfd;
+}
+
 bool sift_quarantine_id_valid(const char *id)
 {
 	if (!id || !*id || strlen(id) > 64)
@@ -531,10 +542,9 @@ long sift_quarantine_purge_tmp(const char *dir, bool dry_run,
 	/* Release tokens past their age, which filterd refuses: left by a
 	 * release that was killed (SIGKILL) or crashed. */
 	char *rdir = sift_asprintf("%s" RELEASE_SUBDIR, dir);
-	/* Not through a symbolic link: the daemon user owns DIR, and a purge
-	 * run by root would remove old files of token-like names wherever
-	 * the link pointed. */
-	int rfd = open(rdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* Not through a symbolic link: a purge run by root would remove old
+	 * files of token-like names wherever the link pointed. */
+	int rfd = release_dir(dir);
 	d = rfd >= 0 ? fdopendir(rfd) : NULL;
 	if (d)
 		n += purge_old(d, rdir, sift_quarantine_token_valid, RELEASE_MAX_AGE,
@@ -659,12 +669,14 @@ int sift_quarantine_release_check(const char *dir, const char *token, char **id_
 	*id_r = NULL;
 	if (!dir || !*dir || !sift_quarantine_token_valid(token))
 		return 0;
-	char *path = sift_asprintf("%s" RELEASE_SUBDIR "/%s", dir, token);
+	int dfd = release_dir(dir);
+	if (dfd < 0)
+		return 0;
 	/* O_NONBLOCK: a FIFO in the token's place (the daemon user owns the
 	 * directory) would block the open, and siftctl waiting for filterd
 	 * with it, for good; only a regular file is a token. */
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-	free(path);
+	int fd = openat(dfd, token, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	close(dfd);
 	if (fd < 0)
 		return 0;
 	struct stat st;
@@ -685,8 +697,12 @@ int sift_quarantine_release_consume(const char *dir, const char *token)
 {
 	if (!sift_quarantine_token_valid(token))
 		return -1;
-	char *path = sift_asprintf("%s" RELEASE_SUBDIR "/%s", dir, token);
-	int rc = unlink(path);
-	free(path);
+	int dfd = release_dir(dir);
+	if (dfd < 0)
+		return -1;
+	int rc = unlinkat(dfd, token, 0);
+	int err = errno;
+	close(dfd);
+	errno = err;
 	return rc;
 }
