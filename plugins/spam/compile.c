@@ -456,12 +456,12 @@ static void finish_group(struct spam_engine *e, struct rgroup *g)
 		}
 		/* body lines: the text Hyperscan spends its time on; the whole
 		 * message, for a long run (__LONGLINE) */
-		if ((r->type == R_BODY || r->type == R_FULL) && r->re && !r->hs_exact && !r->utf &&
-		    (r->tflags & TF_MULTIPLE))
-			r->npf = native_counter(r->pattern, r->flags);
-		if ((r->type == R_BODY || r->type == R_FULL) && r->re && !r->hs_exact && !r->utf && !r->npf &&
-		    (r->npf = native_prefilter(r->pattern, r->flags)))
-			npf[nnpf++] = r->npf;
+		if ((r->type == R_BODY || r->type == R_FULL) && r->re && !r->hs_exact && !r->utf) {
+			if (r->tflags & TF_MULTIPLE)
+				r->npf = native_counter(r->pattern, r->flags);
+			if (!r->npf && (r->npf = native_prefilter(r->pattern, r->flags)))
+				npf[nnpf++] = r->npf;
+		}
 		if (r->re)
 			g->pcre_only[g->npcre++] = g->rules[i];
 	}
