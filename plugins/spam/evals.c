@@ -617,19 +617,13 @@ static void tld_trie(struct sbuf *re, char **s, size_t n, size_t at)
 
 #define FM_LOCAL "[a-z0-9!#$%&'*+/=?^_`{|}~-]"
 
-void freemail_compile(struct spam_engine *e)
+void valid_tlds_re(struct sbuf *re, const struct netconf *nc)
 {
-	const struct netconf *nc = e->net;
-	if (!nc || !nc->ntld || (!e->nfreemail && !e->nfreemail_glob))
-		return;
-	/* FreeMail's email_regex, with RegistryBoundaries' valid_tlds_re */
-	struct sbuf re = {0};
-	sb_adds(&re, "(?=.{0,64}@)(?<!" FM_LOCAL ")(" FM_LOCAL "+(?:\\." FM_LOCAL
-		     "+)*@(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\\.){1,4}(?<![a-z0-9-])(?:");
+	sb_adds(re, "(?<![a-z0-9-])(?:");
 	/* the TLDs as a prefix tree (c(?:at|om?)): the same strings, so the
 	 * same matches (the label must end where the TLD does), found
 	 * character by character instead of trying each TLD in turn */
-	char **tld = xcalloc(nc->ntld, sizeof(char *));
+	char **tld = xcalloc(nc->ntld ? nc->ntld : 1, sizeof(char *));
 	size_t ntld = 0;
 	for (size_t i = 0; i < nc->ntld; i++) {
 		struct sbuf t = {0};
@@ -641,11 +635,24 @@ void freemail_compile(struct spam_engine *e)
 		tld[ntld++] = (char *)sb_str(&t);
 	}
 	qsort(tld, ntld, sizeof(char *), strp_cmp);
-	tld_trie(&re, tld, ntld, 0);
+	tld_trie(re, tld, ntld, 0);
 	for (size_t i = 0; i < ntld; i++)
 		free(tld[i]);
 	free(tld);
-	sb_adds(&re, ")(?!(?:[a-z0-9-]|\\.[a-z0-9])))");
+	sb_adds(re, ")(?!(?:[a-z0-9-]|\\.[a-z0-9]))");
+}
+
+void freemail_compile(struct spam_engine *e)
+{
+	const struct netconf *nc = e->net;
+	if (!nc || !nc->ntld || (!e->nfreemail && !e->nfreemail_glob))
+		return;
+	/* FreeMail's email_regex, with RegistryBoundaries' valid_tlds_re */
+	struct sbuf re = {0};
+	sb_adds(&re, "(?=.{0,64}@)(?<!" FM_LOCAL ")(" FM_LOCAL "+(?:\\." FM_LOCAL
+		     "+)*@(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\\.){1,4}");
+	valid_tlds_re(&re, nc);
+	sb_adds(&re, ")");
 	struct sbuf ctx = {0};
 	sb_adds(&ctx, "<?(?<!mailto:)");
 	sb_add(&ctx, re.d, re.n);

@@ -897,6 +897,11 @@ char *guard_pattern(const char *pat, const char *flags);
 /* The value a header rule matches, or NULL when the header is absent. */
 const char *target_value(struct msgctx *m, int ti);
 const char *envelope_from(struct msgctx *m);
+/* The rendered body (Subject first) in lines of at most 2048 octets, as
+ * the body rules see it: body_lines for any message, build_body for m's
+ * (m->lines). */
+void body_lines(const struct spam_engine *e, const struct sift_mime *mm, char ***lines_r, size_t **lens_r,
+		size_t *n_r);
 void build_body(struct msgctx *m);
 void build_raw(struct msgctx *m);
 void build_full(struct msgctx *m);
@@ -915,6 +920,8 @@ void first_addr(struct msgctx *m, const char *hdr, char *out, size_t n);
 /* uris.c: the message's URIs with SpamAssassin's canonical variants into
  * m->uris; redirector_pattern. */
 void build_uris(struct msgctx *m);
+/* RegistryBoundaries' valid_tlds_re (evals.c), appended to re */
+void valid_tlds_re(struct sbuf *re, const struct netconf *nc);
 void uris_free(struct msgctx *m);
 bool redirector_directive(struct spam_engine *e, const char *args, const char *where);
 /* Compiles e->fm_* once the rules are loaded (evals.c). */

@@ -222,9 +222,9 @@ const char *target_value(struct msgctx *m, int ti)
  * the parts with a text, the ones SpamAssassin renders (text/plain and
  * text/html, every text/ type but text/calendar and text/x-vcard read as
  * text/plain; lib/mime.c leaves those two without a text). */
-void build_body(struct msgctx *m)
+void body_lines(const struct spam_engine *e, const struct sift_mime *mm, char ***lines_r, size_t **lens_r,
+		size_t *n_r)
 {
-	const struct sift_mime *mm = m->mime;
 	struct sbuf text = {0};
 	bool any = false;
 	for (size_t i = 0; i < mm->part_count; i++) {
@@ -235,8 +235,8 @@ void build_body(struct msgctx *m)
 		if (any || text.n)
 			sb_add(&text, "\n", 1);
 		size_t n = p->text_len;
-		if (n > m->e->body_scan_size) {
-			size_t cut = m->e->body_scan_size;
+		if (n > e->body_scan_size) {
+			size_t cut = e->body_scan_size;
 			const char *nl = memchr(p->text + cut, '\n', n - cut);
 			n = nl && (size_t)(nl - p->text) - cut <= 1024 ? (size_t)(nl - p->text) + 1 : cut;
 		}
@@ -292,9 +292,9 @@ void build_body(struct msgctx *m)
 	sb_add(&all, sb_str(&w), w.n);
 	free(w.d);
 	/* split into lines (each keeps its \n) of at most 2048 octets */
-	size_t cap = 16;
-	m->lines = xmalloc(cap * sizeof(char *));
-	m->lens = xmalloc(cap * sizeof(size_t));
+	size_t cap = 16, nlines = 0;
+	char **lines = xmalloc(cap * sizeof(char *));
+	size_t *lens = xmalloc(cap * sizeof(size_t));
 	const char *a = sb_str(&all);
 	size_t an = all.n;
 	for (size_t i = 0; i < an;) {
@@ -306,25 +306,33 @@ void build_body(struct msgctx *m)
 				k--;
 			if (k == 0)
 				k = 2048;
-			if (m->nlines == cap) {
+			if (nlines == cap) {
 				cap *= 2;
-				m->lines = xrealloc(m->lines, cap * sizeof(char *));
-				m->lens = xrealloc(m->lens, cap * sizeof(size_t));
+				lines = xrealloc(lines, cap * sizeof(char *));
+				lens = xrealloc(lens, cap * sizeof(size_t));
 			}
-			m->lines[m->nlines] = xstrndup(a + i, k);
-			m->lens[m->nlines++] = k;
+			lines[nlines] = xstrndup(a + i, k);
+			lens[nlines++] = k;
 			i += k;
 		}
-		if (m->nlines == cap) {
+		if (nlines == cap) {
 			cap *= 2;
-			m->lines = xrealloc(m->lines, cap * sizeof(char *));
-			m->lens = xrealloc(m->lens, cap * sizeof(size_t));
+			lines = xrealloc(lines, cap * sizeof(char *));
+			lens = xrealloc(lens, cap * sizeof(size_t));
 		}
-		m->lines[m->nlines] = xstrndup(a + i, le - i);
-		m->lens[m->nlines++] = le - i;
+		lines[nlines] = xstrndup(a + i, le - i);
+		lens[nlines++] = le - i;
 		i = le;
 	}
 	free(all.d);
+	*lines_r = lines;
+	*lens_r = lens;
+	*n_r = nlines;
+}
+
+void build_body(struct msgctx *m)
+{
+	body_lines(m->e, m->mime, &m->lines, &m->lens, &m->nlines);
 }
 
 /* rawbody: decoded text parts (HTML not rendered), in paragraphs of
