@@ -46,7 +46,9 @@ struct btoks {
 /* What the tokenizer reads of a message. */
 struct bayes_src {
 	const struct sift_mime *mime; /* headers and URIs */
-	char *const *lines;	      /* the rendered body (Subject first), as body rules see it */
+	char *const *more_uris;	      /* URIs its text names without a scheme */
+	size_t nmore_uris;
+	char *const *lines; /* the rendered body (Subject first), as body rules see it */
 	const size_t *lens;
 	size_t nlines;
 	/* X-Spam-Relays-Trusted / -Untrusted (NULL: absent) */

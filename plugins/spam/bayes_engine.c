@@ -84,8 +84,11 @@ static struct btoks *msg_tokens_cb(struct msgctx *m, void (*cb)(void *, const ch
 	if (!m->lines)
 		build_body(m);
 	struct relayinfo *ri = relays(m);
+	const struct bare_uris *bare = msg_bare_uris(m);
 	struct bayes_src src = {
 		.mime = m->mime,
+		.more_uris = bare->uri,
+		.nmore_uris = bare->n,
 		.lines = m->lines,
 		.lens = m->lens,
 		.nlines = m->nlines,

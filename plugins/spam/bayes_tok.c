@@ -940,6 +940,8 @@ void bayes_tokenize(const struct bayes_src *src, struct btoks *out)
 	c.count = 0;
 	for (size_t i = 0; src->mime && i < src->mime->uri_count && c.count < MAX_URI_TOKENS; i++)
 		uri_tokens(&c, src->mime->uris[i].uri);
+	for (size_t i = 0; i < src->nmore_uris && c.count < MAX_URI_TOKENS; i++)
+		uri_tokens(&c, src->more_uris[i]);
 	if (src->mime)
 		tokenize_headers(src, &c);
 	pcre2_match_data_free(c.md);

@@ -874,6 +874,7 @@ int finalize(struct spam_engine *e)
 			qsort(e->freemail, w, sizeof(char *), namecmp);
 		freemail_compile(e);
 	}
+	e->bare_re = bare_uri_compile(e->net);
 	pack_metas(e);
 	e->post_hdr = xcalloc(e->nrules, sizeof(*e->post_hdr));
 	e->eval_rules = xcalloc(e->nrules, sizeof(int));

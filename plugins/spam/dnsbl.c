@@ -428,26 +428,39 @@ static void zone_name(char *out, size_t n, const char *label, const char *zone)
 	snprintf(out, n, "%s.%.*s", label, (int)zl, zone);
 }
 
-/* A domain name worth asking a list about: at least two labels of
- * letters, digits and hyphens. */
+/* A domain name worth asking a list about, as SpamAssassin's
+ * Util::is_fqdn_valid (ASCII) judges it: trailing dots aside, at most 253
+ * octets in two labels or more, each of 1 to 63 letters, digits, '-' and
+ * '_', with no '-' at either end, and no '_' in the last two. */
 bool fqdn_ok(const char *h)
 {
-	size_t labels = 0, len = 0;
-	if (!*h || strlen(h) > 200)
+	size_t n = strlen(h);
+	while (n && h[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253)
 		return false;
-	for (const char *p = h; *p; p++) {
-		if (*p == '.') {
-			if (!len)
-				return false;
-			labels++;
-			len = 0;
-		} else if (isalnum((unsigned char)*p) || *p == '-' || *p == '_') {
-			len++;
-		} else {
+	size_t nlabels = 1;
+	for (size_t i = 0; i < n; i++)
+		nlabels += h[i] == '.';
+	if (nlabels < 2)
+		return false;
+	size_t label = 0, start = 0; /* label: its number from the left */
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && h[i] != '.')
+			continue;
+		size_t len = i - start;
+		if (len < 1 || len > 63 || h[start] == '-' || h[i - 1] == '-')
 			return false;
+		bool last_two = label + 2 >= nlabels;
+		for (size_t k = start; k < i; k++) {
+			unsigned char c = (unsigned char)h[k];
+			if (!isalnum(c) && c != '-' && (c != '_' || last_two))
+				return false;
 		}
+		label++;
+		start = i + 1;
 	}
-	return len && labels >= 1;
+	return true;
 }
 
 /* A host (or address) of an address, queried in zone. */

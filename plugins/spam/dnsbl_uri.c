@@ -180,14 +180,16 @@ static bool is_mailto(const char *uri)
 
 /* The distinct URI hosts of the message (at most uridnsbl_max_domains),
  * lower case, not skipped (uridnsbl_skip_domain; e-mail addresses with
- * uridnsbl_skip_mailto, the default, as SpamAssassin 4); returns how
- * many. */
-static size_t uri_hosts(const struct netconf *nc, const struct sift_mime *mime, const char **out, size_t max)
+ * uridnsbl_skip_mailto, the default, as SpamAssassin 4): those of its
+ * URIs, then those of the domains its text names without a scheme
+ * (bare); returns how many. */
+static size_t uri_hosts(const struct netconf *nc, const struct sift_mime *mime, const struct bare_uris *bare,
+			const char **out, size_t max)
 {
-	size_t n = 0;
-	for (size_t i = 0; mime && i < mime->uri_count && n < max; i++) {
-		const char *h = mime->uris[i].host;
-		if (!h || !*h || (nc->skip_mailto && is_mailto(mime->uris[i].uri)))
+	size_t n = 0, nm = mime ? mime->uri_count : 0, nb = bare ? bare->n : 0;
+	for (size_t i = 0; i < nm + nb && n < max; i++) {
+		const char *h = i < nm ? mime->uris[i].host : bare->host[i - nm];
+		if (!h || !*h || (i < nm && nc->skip_mailto && is_mailto(mime->uris[i].uri)))
 			continue;
 		bool dup = false;
 		for (size_t k = 0; k < n && !dup; k++)
@@ -310,8 +312,23 @@ void spam_net_uris(struct spam_net *n, const struct spam_input *in)
 	const struct netconf *nc = e ? e->net : NULL;
 	if (!nc || !nc->nuri || nc->skip_uribl)
 		return;
+	/* the rendered body, for the domains it names without a scheme (the
+	 * message's scoring renders it again: this runs before, so that the
+	 * answers are on their way meanwhile) */
+	struct bare_uris bare = {0};
+	if (e->bare_re && in->mime) {
+		char **lines;
+		size_t *lens, nl;
+		body_lines(e, in->mime, &lines, &lens, &nl);
+		bare_uris_find(e, lines, lens, nl, &bare);
+		for (size_t i = 0; i < nl; i++)
+			free(lines[i]);
+		free(lines);
+		free(lens);
+	}
 	const char *hosts[256];
-	size_t nh = uri_hosts(nc, in->mime, hosts, nc->max_domains < 256 ? (size_t)nc->max_domains : 256);
+	size_t nh =
+		uri_hosts(nc, in->mime, &bare, hosts, nc->max_domains < 256 ? (size_t)nc->max_domains : 256);
 	struct uriwalk w = {.plan = n, .net = n, .final = want_final, .arg = n};
 	for (size_t ei = 0; ei < e->neval_rules; ei++) {
 		const struct rule *r = &e->rules[e->eval_rules[ei]];
@@ -320,6 +337,7 @@ void spam_net_uris(struct spam_net *n, const struct spam_input *in)
 		for (size_t h = 0; d && h < nh; h++)
 			uri_names(&w, nc, r, d, hosts[h]);
 	}
+	bare_uris_free(&bare);
 }
 
 /* ---- the eval --------------------------------------------------------------------- */
@@ -395,7 +413,8 @@ int ev_net_uri(struct msgctx *m, const struct rule *r)
 	if (!m->in->net || !d || !spam_engine_net(m->e) || nc->skip_uribl)
 		return 0;
 	const char *hosts[256];
-	size_t nh = uri_hosts(nc, m->mime, hosts, nc->max_domains < 256 ? (size_t)nc->max_domains : 256);
+	size_t nh = uri_hosts(nc, m->mime, msg_bare_uris(m), hosts,
+			      nc->max_domains < 256 ? (size_t)nc->max_domains : 256);
 	struct urihit a = {.net = m->in->net, .sub = d->subtest};
 	struct uriwalk w = {.plan = NULL, .net = m->in->net, .final = hit_fn, .arg = &a};
 	for (size_t h = 0; h < nh && !a.hit; h++)

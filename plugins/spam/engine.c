@@ -318,6 +318,7 @@ void spam_engine_free(struct spam_engine *e)
 	pcre2_code_free(e->fm_email);
 	pcre2_code_free(e->fm_email_ctx);
 	pcre2_code_free(e->fm_url_at);
+	pcre2_code_free(e->bare_re);
 	for (size_t i = 0; i < e->nredir; i++)
 		pcre2_code_free(e->redir[i]);
 	free(e->redir);

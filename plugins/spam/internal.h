@@ -303,7 +303,8 @@ struct spam_engine {
 	 * freemail_domains or util_rb_tld: an address, an address with what
 	 * marks it as not a reply address, a URL holding an '@' */
 	pcre2_code *fm_email, *fm_email_ctx, *fm_url_at;
-	pcre2_code **redir; /* redirector_pattern (uris.c) */
+	pcre2_code **redir;  /* redirector_pattern (uris.c) */
+	pcre2_code *bare_re; /* URIs in text, for those without a scheme (uris.c) */
 	size_t nredir;
 	/* rule index lists by what the per-message pass does with them */
 	struct post_hdr *post_hdr; /* header rules, after the scan (post_headers) */
@@ -505,6 +506,13 @@ bool native_possible(const struct native_pf *n, const char *s, size_t len, struc
 /* Whether native_possible answers n from memo, without a pass of its own. */
 bool native_memoized(const struct native_pf *n, const struct native_memo *memo);
 
+/* URIs found without a scheme (uris.c: bare_uris_find) */
+struct bare_uris {
+	char **uri;  /* "http://" + what was found */
+	char **host; /* its domain, lower case */
+	size_t n, cap;
+};
+
 struct msgctx {
 	const struct spam_engine *e;
 	const struct spam_input *in;
@@ -545,8 +553,10 @@ struct msgctx {
 	bool st_over; /* more than STARTS_MAX, or a scan error: search whole */
 	long long deadline;
 	bool timed_out;
-	bool in_subject; /* scanning the body's first line, the subject */
-	char **uris;	 /* what the uri rules see (uris.c), NULL until built */
+	bool in_subject;       /* scanning the body's first line, the subject */
+	char **uris;	       /* what the uri rules see (uris.c), NULL until built */
+	struct bare_uris bare; /* msg_bare_uris */
+	bool bare_done;
 	size_t nuris;
 	struct relayinfo *relays;
 	/* evals_mime.c's statistics, computed once per message */
@@ -920,6 +930,20 @@ void first_addr(struct msgctx *m, const char *hdr, char *out, size_t n);
 /* uris.c: the message's URIs with SpamAssassin's canonical variants into
  * m->uris; redirector_pattern. */
 void build_uris(struct msgctx *m);
+/* Builds the text a group of type t reads, unless built (scan.c; timed
+ * when profiling). */
+void build_text(struct msgctx *m, enum rtype t);
+/* The URIs SpamAssassin finds in the rendered body without a scheme or a
+ * www./ftp. prefix: domains of a valid TLD (util_rb_tld), as "http://"
+ * URIs with their hosts. The uri rules, the URI DNSBLs and Bayes read
+ * them beside the message's other URIs. bare_re compiles the regex
+ * (NULL without TLDs: none are found); msg_bare_uris finds them once per
+ * message. */
+pcre2_code *bare_uri_compile(const struct netconf *nc);
+void bare_uris_find(const struct spam_engine *e, char *const *lines, const size_t *lens, size_t nlines,
+		    struct bare_uris *out);
+void bare_uris_free(struct bare_uris *b);
+const struct bare_uris *msg_bare_uris(struct msgctx *m);
 /* RegistryBoundaries' valid_tlds_re (evals.c), appended to re */
 void valid_tlds_re(struct sbuf *re, const struct netconf *nc);
 void uris_free(struct msgctx *m);

@@ -485,6 +485,7 @@ void msg_free(struct msgctx *m)
 	free(m->full);
 	relays_free(m->relays);
 	uris_free(m);
+	bare_uris_free(&m->bare);
 	bayes_msg_free(m);
 	free(m->tvals);
 	free(m->tdone);
@@ -514,8 +515,7 @@ static void scan_mimeheaders(struct msgctx *m, size_t gi)
 	}
 }
 
-/* Builds the text a group of type t reads, unless built. */
-static void build_text(struct msgctx *m, enum rtype t)
+void build_text(struct msgctx *m, enum rtype t)
 {
 	bool built = t == R_BODY      ? m->lines != NULL
 		     : t == R_RAWBODY ? m->raws != NULL
@@ -524,6 +524,8 @@ static void build_text(struct msgctx *m, enum rtype t)
 				      : true;
 	if (built)
 		return;
+	if (t == R_URI) /* the domains the body names (msg_bare_uris): its time is the body's */
+		build_text(m, R_BODY);
 	double t0 = m->prof ? prof_now() : 0;
 	if (t == R_BODY)
 		build_body(m);

@@ -326,6 +326,9 @@ void build_uris(struct msgctx *m)
 	struct ulist uris = {0}, out = {0};
 	for (size_t i = 0; i < m->mime->uri_count; i++)
 		ul_adds(&uris, m->mime->uris[i].uri);
+	const struct bare_uris *bare = msg_bare_uris(m);
+	for (size_t i = 0; i < bare->n; i++)
+		ul_adds(&uris, bare->uri[i]);
 	char proto[16], auth[512], host[1024], port[16];
 	for (size_t i = 0; i < uris.n && !msg_late(m); i++) { /* redirector targets are appended */
 		struct sbuf u = {0};
@@ -496,4 +499,180 @@ bool redirector_directive(struct spam_engine *e, const char *args, const char *w
 	e->redir = xrealloc(e->redir, (e->nredir + 1) * sizeof(*e->redir));
 	e->redir[e->nredir++] = c;
 	return true;
+}
+
+/* ---- URIs without a scheme ----------------------------------------------------- */
+
+/* SpamAssassin's text URI regex (PerMsgStatus::_tbirdurire): a URI with a
+ * scheme or www./ftp. (1), an e-mail address (2), or a domain of a valid
+ * TLD (3, its domain 4) with an optional port and path. The first two are
+ * here only because a match of theirs hides any domain inside it. The
+ * delimiter sets are SpamAssassin's: ENDD ends a URI, ENDM an address. */
+#define BARE_ENDD  "><\"`}\\]{\\[|\\s\\x1b\\xa0"
+#define BARE_ENDM  BARE_ENDD ",('\\x80-\\xff"
+#define BARE_START "><\"'`,{\\[(|\\s\\x1b\\xa0"
+#define BARE_MAX   1000 /* per message */
+#define BARE_SC	   "!\"#$&'()*+,/:;<=>?@\\[\\\\\\]^`{|}~\\s\\x1b\\xa0"
+
+pcre2_code *bare_uri_compile(const struct netconf *nc)
+{
+	if (!nc || !nc->ntld) /* SpamAssassin's "no_tlds_defined": none */
+		return NULL;
+	struct sbuf re = {0};
+	sb_adds(&re, "(?:\\b|(?<=\\x1b\\(.)|(?<=[" BARE_START "]))(?:"
+		     "(?:((?:(?:https?|ftp)://|(?:www\\d{0,2}|ftp)\\.)[^" BARE_ENDD "]{1,2048})(?=[" BARE_ENDD
+		     "]|\\z))|"
+		     "(?:((?:mailto:[^" BARE_ENDM "]{1,2048}|[^" BARE_ENDM "@]{1,251}@[^" BARE_ENDM
+		     "]{1,251}))(?=[" BARE_ENDM "]|\\z))|"
+		     "(?:(?:^|(?<=[" BARE_SC "]))(([a-z\\d][a-z\\d._-]{0,251}\\.");
+	valid_tlds_re(&re, nc);
+	sb_adds(&re, ")\\.?(?::\\d{1,5})?(?:/[^" BARE_ENDD "]{1,2048})?)(?=[" BARE_ENDD "]|\\z)))");
+	int ec;
+	PCRE2_SIZE eo;
+	pcre2_code *c = pcre2_compile((PCRE2_SPTR)re.d, re.n, PCRE2_CASELESS, &ec, &eo, NULL);
+	free(re.d);
+	if (c)
+		pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
+	return c;
+}
+
+/* Perl's \s in a byte string */
+static bool perl_space(unsigned char c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* A TLD of nc in s[0..n) right after a dot, ending where a label does:
+ * the cheap test that lets most text skip the regex. */
+static bool tld_after_dot(const struct netconf *nc, const char *s, size_t n, size_t dot)
+{
+	size_t j = dot + 1;
+	while (j < n && (isalnum((unsigned char)s[j]) || s[j] == '-'))
+		j++;
+	size_t len = j - dot - 1;
+	if (len < 2 || len > 63 || (j + 1 < n && s[j] == '.' && isalnum((unsigned char)s[j + 1])))
+		return false;
+	char t[64];
+	for (size_t k = 0; k < len; k++)
+		t[k] = (char)tolower((unsigned char)s[dot + 1 + k]);
+	t[len] = 0;
+	return strlist_has(nc->tld, nc->ntld, t);
+}
+
+/* What SpamAssassin makes of a match of the regex (_process_text_uri_list):
+ * cut at a ')' with no '(' before it, trailing punctuation dropped, then
+ * "http://" (or "ftp://") put before it. Of a domain match (3) only when
+ * its host is a valid name (is_fqdn_valid); of an address match (2) only
+ * when a '/' comes two octets or more before its last '@' (any other is an
+ * e-mail address, lib/mime.c's), its host what comes before the '/'. A
+ * domain match with a '@' in its path is an address to SpamAssassin
+ * unless the same holds, and is left out. The result is appended to out
+ * with its host unless it is there already. */
+static void bare_add(struct bare_uris *out, const char *s, size_t n, const char *host, size_t hn, bool addr)
+{
+	if (out->n >= BARE_MAX)
+		return;
+	size_t open = 0;
+	while (open < n && s[open] != '(')
+		open++;
+	for (size_t k = open; k > 0; k--)
+		if (s[k - 1] == ')') {
+			n = k - 1;
+			break;
+		}
+	while (n && strchr("-~!@#^&*()_+=:;'?,.", s[n - 1]))
+		n--;
+	const char *slash = memchr(s, '/', n), *at = memrchr(s, '@', n);
+	if (!n || !memchr(s, '.', n) || (at && (!slash || at < slash + 2)) || (addr && !at) ||
+	    (addr && (strncasecmp(s, "cid:", 4) == 0 || strncasecmp(s, "mid:", 4) == 0 ||
+		      strncasecmp(s, "mailto:", 7) == 0)))
+		return;
+	if (addr) {
+		host = s;
+		hn = (size_t)(slash - s);
+	}
+	char *h = xstrndup(host, hn);
+	for (char *c = h; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	if (!addr && !fqdn_ok(h)) {
+		free(h);
+		return;
+	}
+	struct sbuf u = {0};
+	sb_adds(&u, strncasecmp(s, "ftp.", 4) == 0 ? "ftp://" : "http://");
+	sb_add(&u, s, n);
+	for (size_t i = 0; i < out->n; i++)
+		if (strcmp(out->uri[i], sb_str(&u)) == 0) {
+			free(u.d);
+			free(h);
+			return;
+		}
+	if (out->n == out->cap) {
+		out->cap = out->cap ? 2 * out->cap : 8;
+		out->uri = xrealloc(out->uri, out->cap * sizeof(char *));
+		out->host = xrealloc(out->host, out->cap * sizeof(char *));
+	}
+	out->uri[out->n] = (char *)sb_str(&u);
+	out->host[out->n++] = h;
+}
+
+void bare_uris_find(const struct spam_engine *e, char *const *lines, const size_t *lens, size_t nlines,
+		    struct bare_uris *out)
+{
+	memset(out, 0, sizeof(*out));
+	const struct netconf *nc = e->net;
+	if (!e->bare_re)
+		return;
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(e->bare_re, NULL);
+	for (size_t li = 0; li < nlines && out->n < BARE_MAX; li++) {
+		const char *s = lines[li];
+		size_t n = lens[li], done = 0; /* searched up to done */
+		for (const char *d = memchr(s, '.', n); d; d = memchr(d + 1, '.', n - (size_t)(d + 1 - s))) {
+			size_t dot = (size_t)(d - s);
+			if (dot < done || dot == 0 || !tld_after_dot(nc, s, n, dot))
+				continue;
+			/* No match spans white space, and the regex looks at most
+			 * three octets back: the white-space-free run around the
+			 * dot is searched alone, as the whole line would be. */
+			size_t from = dot, to = dot;
+			while (from > 0 && !perl_space((unsigned char)s[from - 1]))
+				from--;
+			while (to < n && !perl_space((unsigned char)s[to]))
+				to++;
+			for (size_t at = from; at < to;) {
+				if (pcre2_match(e->bare_re, (PCRE2_SPTR)s, to, at, 0, md, NULL) < 0)
+					break;
+				PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+				if (ov[6] != PCRE2_UNSET)
+					bare_add(out, s + ov[6], ov[7] - ov[6], s + ov[8], ov[9] - ov[8],
+						 false);
+				else if (ov[4] != PCRE2_UNSET)
+					bare_add(out, s + ov[4], ov[5] - ov[4], NULL, 0, true);
+				at = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+			}
+			done = to;
+		}
+	}
+	pcre2_match_data_free(md);
+}
+
+void bare_uris_free(struct bare_uris *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->uri[i]);
+		free(b->host[i]);
+	}
+	free(b->uri);
+	free(b->host);
+	memset(b, 0, sizeof(*b));
+}
+
+const struct bare_uris *msg_bare_uris(struct msgctx *m)
+{
+	if (!m->bare_done) {
+		build_text(m, R_BODY);
+		bare_uris_find(m->e, m->lines, m->lens, m->nlines, &m->bare);
+		m->bare_done = true;
+	}
+	return &m->bare;
 }

@@ -24,7 +24,8 @@ plugin's connect, end-of-header and end-of-message hooks):
     (192.0.2.66) is the last external one (XBL hits, PBL does not);
   - e-mail addresses in the body (mailto: links, bare user@host) are not
     looked up in the URI lists (SpamAssassin 4's uridnsbl_skip_mailto 1)
-    unless uridnsbl_skip_mailto 0; skip_uribl_checks 1 turns them off;
+    unless uridnsbl_skip_mailto 0; a domain named without a scheme is,
+    when its TLD is valid (util_rb_tld); skip_uribl_checks 1 turns them off;
   - spam_dns_available = no: no network rule hits, no query is made;
   - through filterd (miltertest plays the MTA): a public client that waits
     longer than spam_dns_timeout between connect and its message still
@@ -186,6 +187,26 @@ def main():
                                     opts=['spam_rules=' + ' '.join(STOCK + [local, mailto])])
         s = symbols(res)
         check('URIBL_DBL_SPAM' in s and 'URIBL_BLACK' in s, 'with uridnsbl_skip_mailto 0 they are: %s' % sorted(s))
+        # a domain the text names without a scheme is looked up when its
+        # TLD is valid (util_rb_tld), as SpamAssassin 4 does
+        bare_body = 'cheap stuff at dbl-listed.example today'
+        before = len(dns.log)
+        res = sifttest.siftctl_test(conf, message(RCVD, bare_body))
+        s = symbols(res)
+        asked = [str(q[0]).lower().rstrip('.') for q in dns.log[before:]]
+        check(res.get('action') != 'error' and 'URIBL_DBL_SPAM' not in s and
+              'dbl-listed.example.dbl.spamhaus.org' not in asked,
+              'a bare name of no valid TLD is no URI: %s %s' % (sorted(s), sorted(asked)))
+        tlds = os.path.join(tmp, 'tlds.cf')
+        with open(tlds, 'w') as f:
+            f.write('util_rb_tld example\n')
+        before = len(dns.log)
+        res = sifttest.siftctl_test(conf, message(RCVD, bare_body),
+                                    opts=['spam_rules=' + ' '.join(STOCK + [local, tlds])])
+        s = symbols(res)
+        asked = [str(q[0]).lower().rstrip('.') for q in dns.log[before:]]
+        check('URIBL_DBL_SPAM' in s and 'dbl-listed.example.dbl.spamhaus.org' in asked,
+              'a bare name of a valid TLD is looked up and hits: %s %s' % (sorted(s), sorted(asked)))
         skip = os.path.join(tmp, 'skip_uribl.cf')
         with open(skip, 'w') as f:
             f.write('skip_uribl_checks 1\n')

@@ -124,6 +124,15 @@ uri      T_URI_PORT   m{^http://a\.test/x$}
 uri      T_URI_TARGET m{^http://target\.test/path$}
 uri      T_URI_WWW    m{^http://www\.example\.com/$}
 uri      T_URI_MAILTO m{^mailto:bob\@a\.test$}
+uri      T_BARE_SUBJ  m{^http://deals\.com$}
+uri      T_BARE_PATH  m{^http://cheap-pills\.com/buy$}
+uri      T_BARE_END   m{^http://last-one\.net$}
+uri      T_BARE_CASE  m{^http://UPPER\.NET/Path$}
+uri      T_BARE_PORT  m{^http://a\.b\.co\.uk:8080/x$}
+uri      T_BARE_UK    m{^http://host\.uk$}
+uri      T_BARE_THIRD m{^http://a_b\.x\.com$}
+uri      T_BARE_ADDR  m{^http://y\.com/a\@b\.com$}
+uri      T_BARE_NOT   m{^http://(?:foo\.bar|file\.txt|shop\.example|mailer\.com|bad-|example\.comx|under_score)}
 redirector_pattern m'^https?://redir\.test/go\?to=(.*)$'i
 header   T_ALL_TRUSTED eval:check_all_trusted()
 full     T_ARC        eval:check_arc_signed()
@@ -505,6 +514,19 @@ CASES = [
     ('uri-mailto-query', html_msg('<a href="mailto:bob@a.test?subject=hi">x</a>'), None, ['T_URI_MAILTO'], []),
     ('uri-plain', html_msg('<a href="http://b.test/">x</a>'), None, [],
      ['T_URI_IP', 'T_URI_PORT', 'T_URI_TARGET', 'T_URI_WWW', 'T_URI_MAILTO']),
+    # domains named without a scheme, in the Subject and the body, as
+    # SpamAssassin 4.0's text URI regex finds them (a valid TLD ending the
+    # name, a delimiter before and after, is_fqdn_valid; checked with
+    # spamassassin -t): not before a ',' or ')', nor inside an address; an
+    # address with a '/' before its '@' is an http: URI
+    ('bare-domains', HDR.replace('Subject: lunch', 'Subject: see deals.com now') + DATE +
+     '\nplease visit cheap-pills.com/buy today, or foo.bar.com, not file.txt.\n'
+     'Also (see shop.example.com) and joe@mailer.com.\n'
+     'end at last-one.net. and UPPER.NET/Path and a.b.co.uk:8080/x)y\n'
+     'no: bad-.com example.comx host.uk. under_score.com but a_b.x.com y.com/a@b.com\n', None,
+     ['T_BARE_SUBJ', 'T_BARE_PATH', 'T_BARE_END', 'T_BARE_CASE', 'T_BARE_PORT', 'T_BARE_UK', 'T_BARE_THIRD',
+      'T_BARE_ADDR'],
+     ['T_BARE_NOT']),
     # To: present but empty is not missing
     ('to-empty', HDR.replace('To: bob@sift.test', 'To: ') + DATE + '\nhi\n', None, [], ['T_MISSING_TO']),
     ('to-missing', HDR.replace('To: bob@sift.test\n', '') + DATE + '\nhi\n', None, ['T_MISSING_TO'], []),
