@@ -787,6 +787,19 @@ static bool conn_rearm(struct conn *c)
 	return ok;
 }
 
+/* The client closed its end (a Postfix that gave up waiting closes the
+ * connection and answers the SMTP client itself): its request is not run,
+ * since nobody would read the answer and a plugin would count a message
+ * that never came (ratelimit) or look up DNS for nothing. Only a closed
+ * unix socket says so (POLLHUP); on TCP a client's close looks like a
+ * half close, after which a client such as `nc -N` still reads the
+ * answer, so those requests are run. */
+static bool client_gone(const struct conn *c)
+{
+	struct pollfd p = {.fd = c->fd, .events = POLLIN};
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
 static void *worker_main(void *arg)
 {
 	(void)arg;
@@ -806,7 +819,14 @@ static void *worker_main(void *arg)
 			conn_free(c);
 			continue;
 		}
-		handle_request(c);
+		if (client_gone(c)) {
+			sift_log(LOG_NOTICE,
+				 "policy client %s: gone before its request could run (it waited %lld ms): "
+				 "not run",
+				 c->peer, sift_now_ms() - c->request_ready);
+			c->failed = true;
+		} else
+			handle_request(c);
 		if (!conn_rearm(c))
 			return_push(c);
 	}

@@ -444,6 +444,49 @@ def test_not_reading():
     check(d.stop() == 0, "not-reading daemon exits 0")
 
 
+def test_gone():
+    """A client that closes its unix connection while its request waits for
+    a worker gets the request dropped, not run (logged): one worker, held
+    by a request that stalls in the test plugin for 1.5 s."""
+    pdir = sifttest.scratch("sift-policy-plugins-")  # root's, as policyd wants it
+    os.chmod(pdir, 0o755)
+    os.symlink(os.path.join(BUILDDIR, "tests", "testplug.so"), os.path.join(pdir, "testplug.so"))
+    stall = os.path.join(TMP, "gone.stall")
+    d = Daemon("policyd_workers = 1\ninbound_plugins = testplug\ntestplug_phase = policy\n"
+               "testplug_verdict = reject\ntestplug_stall_phase = policy\ntestplug_stall_file = %s\n"
+               "testplug_stall_time = 1500ms\n" % stall, name="gone")
+    with open(d.conf) as f:
+        text = f.read().replace("plugin_directory = %s\n" % PLUGINDIR, "plugin_directory = %s\n" % pdir)
+    with open(d.conf, "w") as f:
+        f.write(text)
+    if not check(d.start(), "gone: policyd starts", d.logtext()):
+        return
+    try:
+        open(stall, "w").close()
+        a = d.connect(unix=True)
+        a.s.sendall(REQ.replace("sender=alice@", "sender=held@").encode())
+        check(d.wait_log("stalled at phase"), "gone: the one worker is held", d.logtext())
+        b = d.connect(unix=True)
+        b.s.sendall(REQ.replace("sender=alice@", "sender=gone@").encode())
+        time.sleep(0.2)
+        b.close()
+        got = a.reply()
+        check(got and got[0].startswith("action=REJECT"), "gone: the held request is answered", got)
+        check(d.wait_log("gone before its request could run"), "gone: the closed client's request is dropped",
+              d.logtext()[-1500:])
+        c = d.connect(unix=True)
+        got = c.request(REQ.replace("sender=alice@", "sender=next@"))
+        check(got and got[0].startswith("action=REJECT"), "gone: the next client is answered", got)
+        text = d.logtext()
+        check("from=<held@example.net>" in text and "from=<next@example.net>" in text and
+              "from=<gone@example.net>" not in text, "gone: only the requests of clients still there ran",
+              text[-1500:])
+        a.close()
+        c.close()
+    finally:
+        d.stop()
+
+
 def test_limits():
     d = Daemon("policyd_request_timeout = 1s\npolicyd_idle_timeout = 2s\n"
                "policyd_max_connections = 3\n", name="limits")
@@ -626,6 +669,7 @@ def main():
         test_recipient_cap()
         test_limits()
         test_not_reading()
+        test_gone()
         test_emfile()
         test_reload(d, access)
         if access:
