@@ -47,8 +47,7 @@ int main(void)
 	 * of the token's name: not read, not removed */
 	char *odir = sift_asprintf("%s/.release", other), *rdir = sift_asprintf("%s/.release", store);
 	CHECK(mkdir(odir, 0700) == 0);
-	char *victim = sift_asprintf("%s/%s", odir, tok);
-	t_write_file(odir, tok, "Q-2\n");
+	char *victim = t_write_file(odir, tok, "Q-2\n");
 	CHECK(rmdir(rdir) == 0 || errno == ENOENT);
 	CHECK(symlink(odir, rdir) == 0);
 	CHECK_INT(sift_quarantine_release_check(store, tok, &id), 0);
