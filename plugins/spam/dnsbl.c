@@ -184,6 +184,11 @@ struct spam_net {
 	size_t started;	  /* queries started (cache hits included) */
 	long long t_last; /* the latest start, now_ms() */
 	char client[64];
+	/* net_bare: the rendered body of body_mime and its bare domains */
+	const struct sift_mime *body_mime;
+	char **lines;
+	size_t *lens, nlines;
+	struct bare_uris bare;
 };
 
 struct spam_net *spam_net_new(const struct spam_engine *e,
@@ -273,10 +278,49 @@ size_t spam_net_wait(struct spam_net *n, const struct spam_input *in, long timeo
 	return failed;
 }
 
+static void net_body_free(struct spam_net *n)
+{
+	for (size_t i = 0; i < n->nlines; i++)
+		free(n->lines[i]);
+	free(n->lines);
+	free(n->lens);
+	bare_uris_free(&n->bare);
+	n->lines = NULL;
+	n->lens = NULL;
+	n->nlines = 0;
+	n->body_mime = NULL;
+}
+
+const struct bare_uris *net_bare(struct spam_net *n, const struct sift_mime *mime)
+{
+	if (n->body_mime != mime) {
+		net_body_free(n);
+		n->body_mime = mime;
+		if (n->e->bare_re && mime) {
+			body_lines(n->e, mime, &n->lines, &n->lens, &n->nlines);
+			bare_uris_find(n->e, n->lines, n->lens, n->nlines, &n->bare);
+		}
+	}
+	return &n->bare;
+}
+
+bool net_body(const struct spam_net *n, const struct sift_mime *mime, char ***lines_r, size_t **lens_r,
+	      size_t *n_r, const struct bare_uris **bare_r)
+{
+	if (!n || !n->lines || n->body_mime != mime)
+		return false;
+	*lines_r = n->lines;
+	*lens_r = n->lens;
+	*n_r = n->nlines;
+	*bare_r = &n->bare;
+	return true;
+}
+
 void spam_net_free(struct spam_net *n)
 {
 	if (!n)
 		return;
+	net_body_free(n);
 	for (size_t i = 0; i < n->n; i++) {
 		if (n->q[i].p)
 			free(n->wait(n->q[i].p, 0));

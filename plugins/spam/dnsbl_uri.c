@@ -312,23 +312,13 @@ void spam_net_uris(struct spam_net *n, const struct spam_input *in)
 	const struct netconf *nc = e ? e->net : NULL;
 	if (!nc || !nc->nuri || nc->skip_uribl)
 		return;
-	/* the rendered body, for the domains it names without a scheme (the
-	 * message's scoring renders it again: this runs before, so that the
-	 * answers are on their way meanwhile) */
-	struct bare_uris bare = {0};
-	if (e->bare_re && in->mime) {
-		char **lines;
-		size_t *lens, nl;
-		body_lines(e, in->mime, &lines, &lens, &nl);
-		bare_uris_find(e, lines, lens, nl, &bare);
-		for (size_t i = 0; i < nl; i++)
-			free(lines[i]);
-		free(lines);
-		free(lens);
-	}
+	/* the domains the rendered body names without a scheme: the body is
+	 * rendered once for the message (net_bare), before scoring, which
+	 * borrows it, so that the answers are on their way meanwhile */
+	const struct bare_uris *bare = net_bare(n, in->mime);
 	const char *hosts[256];
 	size_t nh =
-		uri_hosts(nc, in->mime, &bare, hosts, nc->max_domains < 256 ? (size_t)nc->max_domains : 256);
+		uri_hosts(nc, in->mime, bare, hosts, nc->max_domains < 256 ? (size_t)nc->max_domains : 256);
 	struct uriwalk w = {.plan = n, .net = n, .final = want_final, .arg = n};
 	for (size_t ei = 0; ei < e->neval_rules; ei++) {
 		const struct rule *r = &e->rules[e->eval_rules[ei]];
@@ -337,7 +327,6 @@ void spam_net_uris(struct spam_net *n, const struct spam_input *in)
 		for (size_t h = 0; d && h < nh; h++)
 			uri_names(&w, nc, r, d, hosts[h]);
 	}
-	bare_uris_free(&bare);
 }
 
 /* ---- the eval --------------------------------------------------------------------- */

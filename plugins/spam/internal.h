@@ -553,10 +553,11 @@ struct msgctx {
 	bool st_over; /* more than STARTS_MAX, or a scan error: search whole */
 	long long deadline;
 	bool timed_out;
-	bool in_subject;       /* scanning the body's first line, the subject */
-	char **uris;	       /* what the uri rules see (uris.c), NULL until built */
-	struct bare_uris bare; /* msg_bare_uris */
-	bool bare_done;
+	bool in_subject;		 /* scanning the body's first line, the subject */
+	char **uris;			 /* what the uri rules see (uris.c), NULL until built */
+	struct bare_uris bare;		 /* msg_bare_uris, when not the net's */
+	const struct bare_uris *bare_of; /* msg_bare_uris: &bare or the net's */
+	bool lines_borrowed;		 /* lines, lens: in->net's (net_body) */
 	size_t nuris;
 	struct relayinfo *relays;
 	/* evals_mime.c's statistics, computed once per message */
@@ -1009,6 +1010,15 @@ void net_want(struct spam_net *n, const char *name, int type);
 void net_want_step(struct spam_net *n, const char *name, int type, bool step);
 const struct sift_dns_result *net_answer(const struct spam_net *n, const char *name, int type);
 const struct spam_engine *net_engine(const struct spam_net *n);
+/* The rendered body of mime (body_lines) and the domains it names without a
+ * scheme (bare_uris_find), made once for the message's URI lookups, which
+ * run before scoring and again at each uridnsbl step; scoring borrows them
+ * (net_body) while the net lives. net_bare: NULL when the engine finds no
+ * such domains (no util_rb_tld). */
+const struct bare_uris *net_bare(struct spam_net *n, const struct sift_mime *mime);
+/* n's body lines for mime, if made: true, and the lines stay n's. */
+bool net_body(const struct spam_net *n, const struct sift_mime *mime, char ***lines_r, size_t **lens_r,
+	      size_t *n_r, const struct bare_uris **bare_r);
 int ev_net_rbl(struct msgctx *m, const struct rule *r);
 int ev_net_rbl_sub(struct msgctx *m, const struct rule *r);
 int ev_net_uri(struct msgctx *m, const struct rule *r);

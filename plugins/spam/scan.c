@@ -474,12 +474,14 @@ void msg_free(struct msgctx *m)
 #endif
 	for (size_t i = 0; i < m->e->ntargets; i++)
 		free(m->tvals[i]);
-	for (size_t i = 0; i < m->nlines; i++)
-		free(m->lines[i]);
+	if (!m->lines_borrowed) {
+		for (size_t i = 0; i < m->nlines; i++)
+			free(m->lines[i]);
+		free(m->lines);
+		free(m->lens);
+	}
 	for (size_t i = 0; i < m->nraws; i++)
 		free(m->raws[i]);
-	free(m->lines);
-	free(m->lens);
 	free(m->raws);
 	free(m->rawlens);
 	free(m->full);

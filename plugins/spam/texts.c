@@ -332,6 +332,12 @@ void body_lines(const struct spam_engine *e, const struct sift_mime *mm, char **
 
 void build_body(struct msgctx *m)
 {
+	const struct bare_uris *bare;
+	if (m->in && net_body(m->in->net, m->mime, &m->lines, &m->lens, &m->nlines, &bare)) {
+		m->lines_borrowed = true;
+		m->bare_of = bare;
+		return;
+	}
 	body_lines(m->e, m->mime, &m->lines, &m->lens, &m->nlines);
 }
 

@@ -669,10 +669,12 @@ void bare_uris_free(struct bare_uris *b)
 
 const struct bare_uris *msg_bare_uris(struct msgctx *m)
 {
-	if (!m->bare_done) {
-		build_text(m, R_BODY);
-		bare_uris_find(m->e, m->lines, m->lens, m->nlines, &m->bare);
-		m->bare_done = true;
+	if (!m->bare_of) {
+		build_text(m, R_BODY); /* may borrow the net's lines and their domains */
+		if (!m->bare_of) {
+			bare_uris_find(m->e, m->lines, m->lens, m->nlines, &m->bare);
+			m->bare_of = &m->bare;
+		}
 	}
-	return &m->bare;
+	return m->bare_of;
 }

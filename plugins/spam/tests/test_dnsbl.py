@@ -199,7 +199,12 @@ def main():
               'a bare name of no valid TLD is no URI: %s %s' % (sorted(s), sorted(asked)))
         tlds = os.path.join(tmp, 'tlds.cf')
         with open(tlds, 'w') as f:
-            f.write('util_rb_tld example\n')
+            f.write('util_rb_tld example\n'
+                    # the body and its bare URIs that the lookups rendered
+                    # are what scoring reads too
+                    'body T_SIFT_BODY_WORDS /cheap stuff at/\nscore T_SIFT_BODY_WORDS 0.01\n'
+                    'body T_SIFT_BODY_SUBJ /^hello there$/\nscore T_SIFT_BODY_SUBJ 0.01\n'
+                    'uri T_SIFT_BARE_URI /^http:\\/\\/dbl-listed\\.example$/\nscore T_SIFT_BARE_URI 0.01\n')
         before = len(dns.log)
         res = sifttest.siftctl_test(conf, message(RCVD, bare_body),
                                     opts=['spam_rules=' + ' '.join(STOCK + [local, tlds])])
@@ -207,6 +212,8 @@ def main():
         asked = [str(q[0]).lower().rstrip('.') for q in dns.log[before:]]
         check('URIBL_DBL_SPAM' in s and 'dbl-listed.example.dbl.spamhaus.org' in asked,
               'a bare name of a valid TLD is looked up and hits: %s %s' % (sorted(s), sorted(asked)))
+        check({'T_SIFT_BODY_WORDS', 'T_SIFT_BODY_SUBJ', 'T_SIFT_BARE_URI'} <= set(s),
+              'the body rules and uri rules see the text the lookups rendered: %s' % sorted(s))
         skip = os.path.join(tmp, 'skip_uribl.cf')
         with open(skip, 'w') as f:
             f.write('skip_uribl_checks 1\n')
