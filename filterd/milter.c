@@ -7,8 +7,9 @@
  * worker threads, so nothing lives in thread-local storage. This file only
  * maps libmilter's callbacks and functions onto the session's.
  *
- * Stopping: on SIGTERM smfi_main() returns (within about 5 s, its
- * listener's poll). Callbacks already running finish, but libmilter reads
+ * Stopping: on SIGTERM smfi_main() returns (libmilter's listener waits in
+ * poll() 5 s at a time before it looks at its stop flag: filterd cuts that
+ * wait short, see stop_poll below). Callbacks already running finish, but libmilter reads
  * no further command: a message whose next step (its body, its end) comes
  * after the stop gets no answer, and the MTA, seeing the connection close,
  * applies milter_default_action (the native engine lets such messages
@@ -23,6 +24,8 @@
 #include <arpa/inet.h>
 #include <libmilter/mfapi.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -376,11 +379,52 @@ int filterd_milter_setup(const struct filterd_conf *conf, char **err_r)
 	return 0;
 }
 
+#ifdef FILTERD_HAVE_MI_STOP
+/* stop_poll: libmilter's listener (the thread in smfi_main) accepts in a loop
+ * that looks at libmilter's stop flag, which its signal thread raises at
+ * SIGTERM, only between waits of MI_CHK_TIME (5 s) in poll(): a stop took up
+ * to 5 s before anything else happened. filterd links libmilter statically
+ * and wraps poll (ld --wrap, as tcpfix.c wraps accept, read and close): in
+ * that thread a wait longer than STOP_STEP_MS is made of waits of
+ * STOP_STEP_MS, and ends as a timeout once the flag (libmilter's mi_stop(),
+ * a function of its own it does not declare in mfapi.h) is up, so the
+ * listener sees it at once. Every other call reaches poll() itself. */
+#define STOP_STEP_MS 50
+int mi_stop(void);
+int __real_poll(struct pollfd *fds, nfds_t n, int timeout);
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout);
+static pthread_t listener;
+static atomic_bool listener_known;
+
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	if (timeout <= STOP_STEP_MS || !atomic_load_explicit(&listener_known, memory_order_acquire) ||
+	    !pthread_equal(pthread_self(), listener))
+		return __real_poll(fds, n, timeout);
+	long long end = sift_now_ms() + timeout;
+	for (;;) {
+		long long left = end - sift_now_ms();
+		if (left <= 0)
+			return 0;
+		int r = __real_poll(fds, n, left < STOP_STEP_MS ? (int)left : STOP_STEP_MS);
+		if (r != 0 || mi_stop() != 0)
+			return r;
+	}
+}
+#endif
+
 /* 0 or -1 as smfi_main(); 1 when messages or callbacks were still running
  * after filterd_shutdown_timeout (see the top of this file). */
 int filterd_milter_run(void)
 {
+#ifdef FILTERD_HAVE_MI_STOP
+	listener = pthread_self();
+	atomic_store_explicit(&listener_known, true, memory_order_release);
+#endif
 	int rc = smfi_main() == MI_SUCCESS ? 0 : -1;
+#ifdef FILTERD_HAVE_MI_STOP
+	atomic_store(&listener_known, false);
+#endif
 	atomic_store(&stopping, true);
 	long long deadline = sift_now_ms() + stop_timeout_ms;
 	while (atomic_load(&busy) && sift_now_ms() < deadline)
