@@ -7,8 +7,10 @@
  * the run directory is the daemon user's), then gives it to the daemon's
  * user through a descriptor of the socket itself (sift_socket_opts_apply):
  * only root, and the daemon's own user, may connect; accept() on the bound
- * socket needs no permission after the drop. A thread serves
- * one client at a time: the client sends one line, "reload"; the peer's
+ * socket needs no permission after the drop. Each client is served by a
+ * thread of its own, CTL_MAX_CLIENTS at a time (one more is told the
+ * socket is busy), so a reload being waited for, or a client that sends its
+ * line slowly, holds up no other: the client sends one line, "reload"; the peer's
  * credentials (SO_PEERCRED) must be uid 0 or the daemon's own uid; the
  * thread asks the daemon's reload path for a reload (the daemon's request
  * function: a byte to filterd's reload thread, SIGHUP to policyd's event
@@ -32,6 +34,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -47,6 +51,7 @@
 #define CTL_PROBE_TIMEOUT_S  1
 #define CTL_RELOAD_TIMEOUT_S 600
 #define CTL_MAX_ANSWER	     (4 << 20)
+#define CTL_MAX_CLIENTS	     8
 
 static struct {
 	pthread_mutex_t lock;
@@ -100,7 +105,7 @@ void sift_control_reload_last(unsigned long *count_r, double *time_r, bool *ok_r
 }
 
 /* Writes the answer within CTL_READ_TIMEOUT in all: a client that reads
- * slowly does not hold the (only) control thread. */
+ * slowly holds its thread that long at most. */
 static void answer(int fd, bool ok, const char *text)
 {
 	char *line = sift_asprintf("%s %s\n", ok ? "ok" : "error", text);
@@ -224,8 +229,22 @@ static void serve(int fd)
 		answer(fd, false, "unknown command (known: reload, status, summary)");
 }
 
+static atomic_int clients; /* being served */
+
+static void *client_thread(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	serve(fd);
+	close(fd);
+	atomic_fetch_sub(&clients, 1);
+	return NULL;
+}
+
 static void *control_thread(void *arg)
 {
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	for (;;) {
 		int fd = accept4(ctl.fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -238,9 +257,22 @@ static void *control_thread(void *arg)
 			sift_log(LOG_ERR, "control socket %s: accept: %s", ctl.path, strerror(errno));
 			break;
 		}
-		serve(fd);
+		pthread_t th;
+		if (atomic_fetch_add(&clients, 1) >= CTL_MAX_CLIENTS) {
+			atomic_fetch_sub(&clients, 1);
+			char why[96];
+			snprintf(why, sizeof(why), "busy: %d control requests are being served; try again",
+				 CTL_MAX_CLIENTS);
+			answer(fd, false, why);
+		} else if (pthread_create(&th, &attr, client_thread, (void *)(intptr_t)fd) == 0)
+			continue; /* the thread closes fd */
+		else {
+			atomic_fetch_sub(&clients, 1);
+			answer(fd, false, "cannot serve the request now (no thread); try again");
+		}
 		close(fd);
 	}
+	pthread_attr_destroy(&attr);
 	return arg;
 }
 
@@ -262,8 +294,8 @@ static int in_use(const struct sockaddr_un *sa)
 		;
 	if (rc < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS)
-			/* A daemon of ours accepts at once (a reload it waits
-			 * for aside): this one holds connections unanswered. */
+			/* A daemon of ours accepts at once: this one holds
+			 * connections unanswered. */
 			sift_log(LOG_WARNING,
 				 "control socket %s: something listens there but took no connection within "
 				 "%d s; replacing it",

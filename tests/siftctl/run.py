@@ -1106,41 +1106,77 @@ def reload_tests(tmp, pconf):
         check(r.stdout.startswith("error permission denied") and took < 3,
               f"another user who sends nothing: refused at once ({took:.1f}s)", r.stdout + r.stderr)
 
-        # a client that sends a byte every second holds the control thread
-        # for the request's 5 s in all, not 5 s a byte: a status asked for
-        # meanwhile is answered in time
+        # a client that sends a byte every second is served on its own
+        # thread (for the request's 5 s in all, not 5 s a byte): a status
+        # asked for meanwhile is answered at once
         trickler = socket.socket(socket.AF_UNIX)
         trickler.connect(ctl)
         t = time.monotonic()
         status = subprocess.Popen([SIFTCTL, "-c", pconf, "status", "policyd", "--timeout", "30"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        sent, said = 0, b""
+        sent, said, took = 0, b"", None
         try:
+            # a byte a second, the status looked at every 0.1 s
             while status.poll() is None and time.monotonic() - t < 20:
-                try:
-                    trickler.send(b"s")
-                    sent += 1
-                except OSError:
-                    break
-                time.sleep(1)
-            trickler.settimeout(5)
+                if time.monotonic() - t >= sent:
+                    try:
+                        trickler.send(b"s")
+                        sent += 1
+                    except OSError:
+                        break
+                time.sleep(0.1)
+            try:
+                out, err = status.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                status.kill()
+                out, err = status.communicate()
+            took = time.monotonic() - t
+            trickler.settimeout(10)
             try:
                 said = trickler.recv(200)
             except OSError:
                 pass
         finally:
             trickler.close()
-            try:
-                out, err = status.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
+            if status.poll() is None:
                 status.kill()
-                out, err = status.communicate()
-        took = time.monotonic() - t
-        check(status.returncode == 0 and out.startswith("policyd ") and took < 9,
+        check(status.returncode == 0 and out.startswith("policyd ") and took < 3,
               f"a client trickling its request: status answered in {took:.1f}s ({sent} bytes trickled)",
               out + err)
         check(said.startswith(b"error expected one command line within 5 s"),
               "the trickling client is told its line did not come in time", said)
+
+        # eight silent clients take every place: a ninth is told the
+        # socket is busy, at once; once they are answered, status works
+        silent = []
+        try:
+            for _ in range(8):
+                c = socket.socket(socket.AF_UNIX)
+                c.connect(ctl)
+                silent.append(c)
+            time.sleep(0.5)  # each in its thread
+            t = time.monotonic()
+            r = run("-c", pconf, "status", "policyd", "--timeout", "30")
+            took = time.monotonic() - t
+            check(r.returncode == 1 and "busy: 8 control requests are being served" in r.stderr and took < 3,
+                  f"a ninth client while eight are served: told busy at once ({took:.1f}s)", r.stdout + r.stderr)
+            for c in silent:
+                c.settimeout(10)
+                try:
+                    c.recv(200)
+                except OSError:
+                    pass
+        finally:
+            for c in silent:
+                c.close()
+        ok = False
+        for _ in range(50):
+            r = run("-c", pconf, "status", "policyd")
+            if r.returncode == 0:
+                ok = True
+                break
+            time.sleep(0.1)
+        check(ok and r.stdout.startswith("policyd "), "after them, status is served again", r.stdout + r.stderr)
 
         # filterd: the same through its reload thread
         fport = sifttest.free_port()
