@@ -477,6 +477,8 @@ def test_gone():
         c = d.connect(unix=True)
         got = c.request(REQ.replace("sender=alice@", "sender=next@"))
         check(got and got[0].startswith("action=REJECT"), "gone: the next client is answered", got)
+        # the request's log line may follow its answer
+        d.wait_log("from=<next@example.net>")
         text = d.logtext()
         check("from=<held@example.net>" in text and "from=<next@example.net>" in text and
               "from=<gone@example.net>" not in text, "gone: only the requests of clients still there ran",
