@@ -67,6 +67,7 @@ of its processes had been reaped when it was read.)
 import argparse
 import contextlib
 import os
+import shutil
 import re
 import socket
 import statistics
@@ -298,6 +299,7 @@ def main():
             r.python(dns_ip, spf)
     finally:
         srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     bad = [row for row in r.rows if row[7] or (row[8] and row[8].split('/')[0] != row[8].split('/')[1])]
     if bad:
         print('errors or SPF results other than pass in: %s' % ', '.join('%s c%d' % x[:2] for x in bad))

@@ -12,6 +12,7 @@ network rules hit) and one from an unlisted relay with unlisted URIs.
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,7 @@ def main():
             print('== %s message\n%s%s' % (name, r.stdout, r.stderr))
     finally:
         srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == '__main__':
