@@ -496,12 +496,18 @@ static bool rx_interval(const char *s)
  * the expanded size (atoms, groups multiplied by their bounds, x+ copied
  * as xx*) and refuses patterns above RX_MAX_COST. Stacked repetition
  * operators (a+??...), undefined in POSIX, cost glibc cubic time in their
- * number: more than two in a row are refused. */
+ * number: more than two in a row are refused. So is a repeated group that
+ * matches no character, only positions ("()", "(^)", "(\b)"): glibc's
+ * closure of its empty transitions takes seconds for (^){1,255} and
+ * longer than a minute for (){5}{1,255}, and it can only match the empty
+ * string. */
 static bool rx_too_complex(const char *re)
 {
 	double sum[64], last = 0;
+	bool eats[64]; /* the group has an atom that matches a character */
 	int sp = 0, run = 0;
 	sum[0] = 0;
+	eats[0] = false;
 	for (const char *s = re; *s; s++) {
 		bool rep = *s == '*' || *s == '+' || *s == '?' || rx_interval(s);
 		run = rep ? run + 1 : 0;
@@ -511,11 +517,16 @@ static bool rx_too_complex(const char *re)
 			if (++sp >= 64)
 				return true;
 			sum[sp] = 0;
+			eats[sp] = false;
 			last = 0;
 			continue;
 		}
 		if (*s == ')' && sp > 0) {
+			bool e = eats[sp];
 			double v = sum[sp--];
+			if (!e && (s[1] == '*' || s[1] == '+' || s[1] == '?' || rx_interval(s + 1)))
+				return true;
+			eats[sp] = eats[sp] || e;
 			last = v < 1 ? 1 : v;
 			sum[sp] += last;
 		} else if (rx_interval(s)) {
@@ -550,7 +561,10 @@ static bool rx_too_complex(const char *re)
 		} else {
 			if (*s == '\\' && s[1]) {
 				s++;
+				if (!strchr("bB<>`'", *s))
+					eats[sp] = true;
 			} else if (*s == '[') {
+				eats[sp] = true;
 				/* a bracket expression is one atom: []x] and [^]x] */
 				const char *p = s + 1;
 				if (*p == '^')
@@ -560,6 +574,8 @@ static bool rx_too_complex(const char *re)
 				while (*p && *p != ']')
 					p++;
 				s = *p ? p : p - 1;
+			} else if (*s != '^' && *s != '$') {
+				eats[sp] = true;
 			}
 			last = 1;
 			sum[sp] += 1;
