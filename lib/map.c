@@ -491,6 +491,12 @@ static bool rx_interval(const char *s)
 	return isdigit((unsigned char)*s) || *s == ',';
 }
 
+/* A repetition operator at s: *, +, ? or an interval. */
+static bool rx_rep(const char *s)
+{
+	return *s == '*' || *s == '+' || *s == '?' || rx_interval(s);
+}
+
 /* glibc's regcomp expands bounded repetitions ({n,m}), with memory that
  * grows faster than linearly: a{1,10000} takes half a gigabyte. Estimates
  * the expanded size (atoms, groups multiplied by their bounds, x+ copied
@@ -509,8 +515,7 @@ static bool rx_too_complex(const char *re)
 	sum[0] = 0;
 	eats[0] = false;
 	for (const char *s = re; *s; s++) {
-		bool rep = *s == '*' || *s == '+' || *s == '?' || rx_interval(s);
-		run = rep ? run + 1 : 0;
+		run = rx_rep(s) ? run + 1 : 0;
 		if (run > 2)
 			return true;
 		if (*s == '(') {
@@ -524,7 +529,7 @@ static bool rx_too_complex(const char *re)
 		if (*s == ')' && sp > 0) {
 			bool e = eats[sp];
 			double v = sum[sp--];
-			if (!e && (s[1] == '*' || s[1] == '+' || s[1] == '?' || rx_interval(s + 1)))
+			if (!e && rx_rep(s + 1))
 				return true;
 			eats[sp] = eats[sp] || e;
 			last = v < 1 ? 1 : v;
