@@ -718,6 +718,44 @@ static void pack_metas(struct spam_engine *e)
 		e->meta_code[len_at] = (int)(at - len_at - 1);
 	}
 	e->nmeta_code = at;
+	/* the metas that read each rule */
+	e->meta_dep_at = xcalloc(e->nrules + 1, sizeof(int));
+	size_t ndep = 0;
+	for (size_t k = 0; k < e->nmeta; k++) {
+		const struct rule *r = &e->rules[e->meta_order[k]];
+		for (int t = 0; t < r->nrpn; t++)
+			if (r->rpn[t] >= 0 && (size_t)r->rpn[t] < e->nrules)
+				e->meta_dep_at[r->rpn[t] + 1]++, ndep++;
+	}
+	for (size_t i = 0; i < e->nrules; i++)
+		e->meta_dep_at[i + 1] += e->meta_dep_at[i];
+	e->meta_dep = xmalloc((ndep + 1) * sizeof(int));
+	int *fill = xmalloc((e->nrules + 1) * sizeof(int));
+	memcpy(fill, e->meta_dep_at, (e->nrules + 1) * sizeof(int));
+	for (size_t k = 0; k < e->nmeta; k++) {
+		const struct rule *r = &e->rules[e->meta_order[k]];
+		for (int t = 0; t < r->nrpn; t++)
+			if (r->rpn[t] >= 0 && (size_t)r->rpn[t] < e->nrules)
+				e->meta_dep[fill[r->rpn[t]]++] = (int)k;
+	}
+	free(fill);
+	/* each meta's value with no rule hit, evaluated as scan.c evaluates
+	 * the metas of a message, in each score set */
+	e->meta_base = xcalloc(4 * e->nmeta + 1, 1);
+	int *h0 = xmalloc((e->nrules + 1) * sizeof(int));
+	for (int set = 0; set < 4; set++) {
+		memset(h0, 0, (e->nrules + 1) * sizeof(int));
+		const int *code = e->meta_code, *end = code + e->nmeta_code;
+		for (size_t k = 0; code < end; k++) {
+			int i = code[0], zero_sets = code[1], nt = code[2];
+			code += 3;
+			if (!(zero_sets >> set & 1))
+				h0[i] = meta_value(h0, code, nt, e->meta_num) != 0;
+			e->meta_base[(size_t)set * e->nmeta + k] = (unsigned char)h0[i];
+			code += nt;
+		}
+	}
+	free(h0);
 }
 
 /* A __ rule (regex or meta) that no rule which runs reads, directly or

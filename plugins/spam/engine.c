@@ -285,6 +285,9 @@ void spam_engine_free(struct spam_engine *e)
 	free(e->meta_order);
 	free(e->meta_code);
 	free(e->meta_num);
+	free(e->meta_base);
+	free(e->meta_dep_at);
+	free(e->meta_dep);
 	for (size_t i = 0; i < e->nlint; i++)
 		free(e->lint[i].text);
 	free(e->lint);

@@ -280,6 +280,13 @@ struct spam_engine {
 	int *meta_code;
 	size_t nmeta_code;
 	double *meta_num;
+	/* each meta's value when no rule hits, per score set ([set * nmeta
+	 * + k] for meta_order[k]), and the metas that read each rule (the
+	 * positions in meta_order from meta_dep_at[rule] to meta_dep_at[rule
+	 * + 1] in meta_dep): a meta none of whose inputs differs from its
+	 * value there has that value, and is not evaluated */
+	unsigned char *meta_base;
+	int *meta_dep_at, *meta_dep;
 	double required;
 	struct lintmsg *lint;
 	size_t nlint;
@@ -934,6 +941,8 @@ void build_uris(struct msgctx *m);
 /* Builds the text a group of type t reads, unless built (scan.c; timed
  * when profiling). */
 void build_text(struct msgctx *m, enum rtype t);
+/* A meta's value: its n tokens of meta_code over hits (scan.c). */
+double meta_value(const int *hits, const int *code, int n, const double *num);
 /* The URIs SpamAssassin finds in the rendered body without a scheme or a
  * www./ftp. prefix: domains of a valid TLD (util_rb_tld), as "http://"
  * URIs with their hosts. The uri rules, the URI DNSBLs and Bayes read

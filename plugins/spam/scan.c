@@ -359,7 +359,7 @@ static void scan_group(struct msgctx *m, size_t gi, const char *s, size_t len)
 }
 
 /* One meta's value: its n tokens of meta_code (see internal.h). */
-static double meta_value(const int *hits, const int *code, int n, const double *num)
+double meta_value(const int *hits, const int *code, int n, const double *num)
 {
 	double st[256];
 	int sp = 0;
@@ -649,15 +649,30 @@ static void evals_symbols_metas(struct msgctx *m)
 				m->hits[i] = 1;
 	}
 	double t0 = m->prof ? prof_now() : 0;
+	/* A meta is evaluated when one of the rules it reads differs from
+	 * what that rule is when no rule hits (0, or a meta's meta_base):
+	 * most read only rules that did not hit. */
+	const unsigned char *base = e->meta_base + (size_t)m->set * e->nmeta;
+	unsigned char *dirty = xcalloc(e->nmeta + 1, 1);
+	for (size_t i = 0; i < e->nrules; i++)
+		if (m->hits[i])
+			for (int d = e->meta_dep_at[i]; d < e->meta_dep_at[i + 1]; d++)
+				dirty[e->meta_dep[d]] = 1;
 	const int *code = e->meta_code, *end = code + e->nmeta_code;
-	while (code < end) {
+	for (size_t k = 0; code < end; k++) {
 		int i = code[0], zero_sets = code[1], n = code[2];
 		code += 3;
 		/* rule_runs(): not run in a score set that scores it 0 */
-		if (!(zero_sets >> m->set & 1))
-			m->hits[i] = meta_value(m->hits, code, n, e->meta_num) != 0;
+		if (!(zero_sets >> m->set & 1)) {
+			int v = dirty[k] ? meta_value(m->hits, code, n, e->meta_num) != 0 : base[k];
+			m->hits[i] = v;
+			if (v != base[k])
+				for (int d = e->meta_dep_at[i]; d < e->meta_dep_at[i + 1]; d++)
+					dirty[e->meta_dep[d]] = 1;
+		}
 		code += n;
 	}
+	free(dirty);
 	if (m->prof)
 		m->prof->metas += prof_now() - t0;
 }

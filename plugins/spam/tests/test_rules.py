@@ -165,6 +165,10 @@ meta     T_ZERO_OFFM2 T_ZERO_OFFM
 header   T_ZERO_SET0  Subject =~ /zero-marker/
 score    T_ZERO_SET0  0 1 0 1
 meta     T_ZERO_SETM  T_ZERO_SET0
+header   __NEVER_HIT  X-Never-There =~ /never/
+meta     T_ZERO_NETNOT !__NEVER_HIT
+score    T_ZERO_NETNOT 0 1 0 1
+meta     T_ZERO_NETNOTM T_ZERO_NETNOT
 body     __UNUSED_BODY /zero-marker/
 meta     __UNUSED_META __UNUSED_BODY
 body     __USED_BODY  /zero-marker/
@@ -314,10 +318,11 @@ ZERO_MSG = ('From: Alice <alice@example.test>\nSubject: zero-marker\nMessage-ID:
 ZERO_CASES = [
     ('zero', ZERO_MSG, None, ['T_NONZERO', 'T_ZERO_NOT', 'T_USED_TOP'],
      ['T_ZERO_BODY', 'T_ZERO_META', 'T_ZERO_SUBM', 'T_ZERO_EVAL', 'T_ZERO_EVALM', 'T_ZERO_OFFM', 'T_ZERO_OFFM2',
-      'T_ZERO_SET0', 'T_ZERO_SETM']),
+      'T_ZERO_SET0', 'T_ZERO_SETM', 'T_ZERO_NETNOT', 'T_ZERO_NETNOTM']),
 ]
 ZERO_NET_CASES = [
-    ('zero-net', ZERO_MSG, None, ['T_NONZERO', 'T_ZERO_NOT', 'T_ZERO_SET0', 'T_ZERO_SETM'],
+    ('zero-net', ZERO_MSG, None, ['T_NONZERO', 'T_ZERO_NOT', 'T_ZERO_SET0', 'T_ZERO_SETM', 'T_ZERO_NETNOT',
+                                  'T_ZERO_NETNOTM'],
      ['T_ZERO_META', 'T_ZERO_SUBM', 'T_ZERO_EVALM', 'T_ZERO_OFFM2']),
 ]
 
@@ -788,12 +793,13 @@ def main():
         check(any(ln.endswith(' T_BLANK (check_blank_line_ratio)') for ln in evals),
               'profile: eval rules ranked with their function', out)
         # rules not run: scored 0 in every set the engine uses (T_ZERO_BODY,
-        # __ZERO_SUB, T_ZERO_EVAL, T_ZERO_OFFM, T_ZERO_SET0 without network
-        # tests) and the __ rules nothing that runs reads (__UNUSED_BODY and
-        # __UNUSED_META; __USED_BODY is read through __USED_MID)
+        # __ZERO_SUB, T_ZERO_EVAL, T_ZERO_OFFM, T_ZERO_SET0, T_ZERO_NETNOT
+        # without network tests) and the __ rules nothing that runs reads
+        # (__UNUSED_BODY, __UNUSED_META and __NEVER_HIT, which only
+        # T_ZERO_NETNOT reads; __USED_BODY is read through __USED_MID)
         r = subprocess.run([SIFTCTL, '-c', conf(root, 'plain', os.path.join(rdir, '*.cf')), 'spam', 'lint'],
                            capture_output=True, text=True, timeout=300)
-        check('not run: 5 scored 0, 2 __ rules nothing reads;' in r.stdout, 'lint counts the rules not run',
+        check('not run: 6 scored 0, 3 __ rules nothing reads;' in r.stdout, 'lint counts the rules not run',
               r.stdout + r.stderr)
         # a glob matching nothing is an error naming the pattern
         pat = os.path.join(rdir, 'none-*.cf')
