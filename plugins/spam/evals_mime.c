@@ -31,18 +31,20 @@ static bool is_leaf(const struct sift_mime *mm, size_t i)
 
 /* ---- multipart_alternative_difference ---- */
 
-/* The distinct words of a text with their counts. A word points into the
- * part's text (which outlives the set) and keeps its hash, so the table
- * grows without hashing again and a text word's hash serves its lookup in
- * the HTML set. */
+/* The distinct words of a multipart/alternative's parts, each with its
+ * count in the HTML parts and in the others: one open-addressing table
+ * (empty slots have no word). A word points into its part's text, which
+ * outlives the table. */
+struct wordent {
+	uint64_t hash;
+	const char *w;
+	uint32_t len;
+	int html, text; /* occurrences */
+};
 struct wordset {
-	const char **w;
-	size_t *len;
-	uint64_t *hash;
-	int *count;
-	size_t n, cap;
-	size_t *slot; /* open addressing: index + 1, 0 empty */
-	size_t nslot;
+	struct wordent *t;
+	size_t n, cap; /* cap: a power of two, at most half full */
+	size_t nhtml;  /* the words an HTML part has */
 };
 
 /* The word sets hash with SipHash-1-3 under a key drawn once per process:
@@ -107,73 +109,63 @@ static uint64_t ws_hash(const char *w, size_t len)
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
-static size_t ws_find(struct wordset *s, const char *w, size_t len, uint64_t hash, bool add)
+/* The entry of w, added with no occurrences when absent. */
+static struct wordent *ws_get(struct wordset *s, const char *w, size_t len)
 {
-	if (add && (s->n + 1) * 2 > s->nslot) {
-		size_t ns = s->nslot ? s->nslot * 2 : 64;
-		size_t *slot = xcalloc(ns, sizeof(size_t));
-		for (size_t i = 0; i < s->n; i++) {
-			size_t h = s->hash[i] & (ns - 1);
-			while (slot[h])
-				h = (h + 1) & (ns - 1);
-			slot[h] = i + 1;
+	if ((s->n + 1) * 2 > s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 256;
+		struct wordent *t = xcalloc(nc, sizeof(*t));
+		for (size_t i = 0; i < s->cap; i++) {
+			if (!s->t[i].w)
+				continue;
+			size_t h = s->t[i].hash & (nc - 1);
+			while (t[h].w)
+				h = (h + 1) & (nc - 1);
+			t[h] = s->t[i];
 		}
-		free(s->slot);
-		s->slot = slot;
-		s->nslot = ns;
+		free(s->t);
+		s->t = t;
+		s->cap = nc;
 	}
-	if (!s->nslot)
-		return 0;
-	size_t h = hash & (s->nslot - 1);
-	while (s->slot[h]) {
-		size_t i = s->slot[h] - 1;
-		if (s->hash[i] == hash && s->len[i] == len && memcmp(s->w[i], w, len) == 0)
-			return s->slot[h];
-		h = (h + 1) & (s->nslot - 1);
-	}
-	if (!add)
-		return 0;
-	if (s->n == s->cap) {
-		s->cap = s->cap ? s->cap * 2 : 64;
-		s->w = xrealloc(s->w, s->cap * sizeof(*s->w));
-		s->count = xrealloc(s->count, s->cap * sizeof(*s->count));
-		s->len = xrealloc(s->len, s->cap * sizeof(*s->len));
-		s->hash = xrealloc(s->hash, s->cap * sizeof(*s->hash));
-	}
-	s->w[s->n] = w;
-	s->len[s->n] = len;
-	s->hash[s->n] = hash;
-	s->count[s->n] = 0;
-	s->slot[h] = ++s->n;
-	return s->n;
+	uint64_t hash = ws_hash(w, len);
+	size_t h = hash & (s->cap - 1);
+	for (; s->t[h].w; h = (h + 1) & (s->cap - 1))
+		if (s->t[h].hash == hash && s->t[h].len == len && memcmp(s->t[h].w, w, len) == 0)
+			return &s->t[h];
+	s->t[h] = (struct wordent){hash, w, (uint32_t)len, 0, 0};
+	s->n++;
+	return &s->t[h];
 }
 
-static void ws_free(struct wordset *s)
-{
-	free(s->w);
-	free(s->len);
-	free(s->hash);
-	free(s->count);
-	free(s->slot);
-}
+/* Octet classes of Perl's split(/\s+/) and /\w/ as the C locale has
+ * them (isspace, isalnum), with every octet above 127 a word octet */
+enum { WS_OTHER, WS_SPACE, WS_WORD };
+static const unsigned char ws_class[256] =
+	{
+		['\t'] = WS_SPACE,	 ['\n'] = WS_SPACE,	    ['\v'] = WS_SPACE,
+		['\f'] = WS_SPACE,	 ['\r'] = WS_SPACE,	    [' '] = WS_SPACE,
+		['0' ... '9'] = WS_WORD, ['A' ... 'Z'] = WS_WORD,   ['_'] = WS_WORD,
+		['a' ... 'z'] = WS_WORD, [0x80 ... 0xff] = WS_WORD,
+};
 
-/* Perl's grep(/\w/, split(/\s+/, $text)) counted into s */
-static void ws_add_text(struct wordset *s, const char *t, size_t n)
+/* Perl's grep(/\w/, split(/\s+/, $text)), each word counted in s as an
+ * HTML part's word or another part's */
+static void ws_add_text(struct wordset *s, const char *t, size_t n, bool html)
 {
+	const unsigned char *u = (const unsigned char *)t;
 	for (size_t i = 0; i < n;) {
-		while (i < n && isspace((unsigned char)t[i]))
+		while (i < n && ws_class[u[i]] == WS_SPACE)
 			i++;
 		size_t j = i;
-		bool word = false;
-		while (j < n && !isspace((unsigned char)t[j])) {
-			unsigned char c = (unsigned char)t[j];
-			if (isalnum(c) || c == '_' || c >= 0x80)
-				word = true;
-			j++;
-		}
-		if (word) {
-			size_t k = ws_find(s, t + i, j - i, ws_hash(t + i, j - i), true);
-			s->count[k - 1]++;
+		unsigned char cls = 0;
+		while (j < n && ws_class[u[j]] != WS_SPACE)
+			cls |= ws_class[u[j++]];
+		if (cls & WS_WORD) {
+			struct wordent *e = ws_get(s, t + i, j - i);
+			if (!html)
+				e->text++;
+			else if (e->html++ == 0)
+				s->nhtml++;
 		}
 		i = j;
 	}
@@ -196,40 +188,39 @@ static void madiff_compute(struct msgctx *m, struct madiff *md)
 	for (size_t i = 0; i < mm->part_count; i++) {
 		if (strcmp(mm->parts[i].type, "multipart/alternative") != 0)
 			continue;
-		struct wordset html = {0}, text = {0};
+		struct wordset ws = {0};
 		size_t end = subtree_end(mm, i);
 		for (size_t k = i + 1; k < end && !msg_late(m); k++) {
 			const struct sift_mime_part *p = &mm->parts[k];
 			if (!p->text || strncmp(p->type, "text/", 5) != 0)
 				continue;
-			if (p->flags & SIFT_MIME_P_HTML) {
-				ws_add_text(&html, p->text, p->text_len);
-				const struct sift_html *hi = mm->html ? mm->html[k] : NULL;
-				if (!html.n && hi && hi->images) {
-					size_t n = ws_find(&html, "\n", 1, ws_hash("\n", 1), true);
-					html.count[n - 1]++;
-				}
-			} else
-				ws_add_text(&text, p->text, p->text_len);
+			bool html = p->flags & SIFT_MIME_P_HTML;
+			ws_add_text(&ws, p->text, p->text_len, html);
+			if (!html)
+				continue;
+			const struct sift_html *hi = mm->html ? mm->html[k] : NULL;
+			if (!ws.nhtml && hi && hi->images) { /* a word no split makes */
+				struct wordent *e = ws_get(&ws, "\n", 1);
+				if (e->html++ == 0)
+					ws.nhtml++;
+			}
 		}
-		size_t orig = html.n;
+		/* an HTML word is left unless the other parts have it as often */
+		size_t orig = 0, ntext = 0, left = 0;
+		for (size_t e = 0; e < ws.cap; e++) {
+			const struct wordent *w = &ws.t[e];
+			orig += w->html > 0;
+			ntext += w->text > 0;
+			left += w->html > 0 && !(w->text > 0 && w->html - w->text < 1);
+		}
 		if (orig) {
 			md->html = orig;
-			md->text = text.n;
-			size_t left = orig;
-			for (size_t t = 0; t < text.n; t++) {
-				size_t h = ws_find(&html, text.w[t], text.len[t], text.hash[t], false);
-				if (h && html.count[h - 1] - text.count[t] < 1) {
-					html.count[h - 1] = -1000000; /* deleted */
-					left--;
-				}
-			}
+			md->text = ntext;
 			double diff = (double)left / (double)orig * 100.0;
 			if (diff > md->diff)
 				md->diff = diff;
 		}
-		ws_free(&html);
-		ws_free(&text);
+		free(ws.t);
 	}
 }
 

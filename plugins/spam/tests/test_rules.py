@@ -348,6 +348,10 @@ CASES = [
      ['T_MADIFF_CNT'], []),
     ('madiff-same', mp([('text/plain', TEXT, ''), ('text/html', HTML, '')]), None,
      [], ['T_MADIFF', 'T_MADIFF_CNT', 'T_MP_RATIO']),
+    # an HTML part of images alone counts as one word the text lacks
+    ('madiff-image', mp([('text/plain', TEXT, ''),
+                         ('text/html', '<html><body><img src="cid:a" width="9" height="9"></body></html>', '')]),
+     None, ['T_MADIFF'], ['T_MADIFF_CNT']),
     ('mp-ratio', mp([('text/plain', 'hi', ''), ('text/html', HTML * 10, '')]), None, ['T_MP_RATIO'], []),
     ('blank', HDR + DATE + '\n' + 'a\n\n\n\n\n\nb\n\n\n\n', None, ['T_BLANK'], ['T_VERTICAL', 'T_UPPER']),
     ('vertical', HDR + DATE + '\nl o o k   a t   t h i s\n', None, ['T_VERTICAL'], ['T_BLANK']),
