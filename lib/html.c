@@ -745,19 +745,46 @@ static void style_apply(struct tstyle *ns, const char *v, size_t n, const char *
 		memcpy(ns->fg, ns->bg, 8);
 }
 
+/* A colour's red, green and blue as sscanf's "#%02x%02x%02x" reads them:
+ * name_to_rgb's "#rrggbb" without a call, anything else with one. */
+static bool rgb_of(const char *c, unsigned v[3])
+{
+	bool hex = c[0] == '#' && strlen(c) == 7;
+	for (int k = 1; k < 7 && hex; k++)
+		hex = isxdigit((unsigned char)c[k]);
+	if (hex) {
+		for (int k = 0; k < 3; k++) {
+			unsigned hi = (unsigned char)c[1 + 2 * k], lo = (unsigned char)c[2 + 2 * k];
+			hi = isdigit(hi) ? hi - '0' : (hi | 0x20) - 'a' + 10;
+			lo = isdigit(lo) ? lo - '0' : (lo | 0x20) - 'a' + 10;
+			v[k] = hi << 4 | lo;
+		}
+		return true;
+	}
+	return sscanf(c, "#%02x%02x%02x", &v[0], &v[1], &v[2]) == 3;
+}
+
 static bool low_contrast(const char *fg, const char *bg)
 {
 	size_t fl = strlen(fg), bl = strlen(bg);
 	if (strcmp(fg + (fl > 6 ? fl - 6 : 0), bg + (bl > 6 ? bl - 6 : 0)) == 0)
 		return true;
-	unsigned r1, g1, b1, r2, g2, b2;
-	if (sscanf(fg, "#%02x%02x%02x", &r1, &g1, &b1) != 3 ||
-	    sscanf(bg, "#%02x%02x%02x", &r2, &g2, &b2) != 3)
+	unsigned f[3], k[3];
+	if (!rgb_of(fg, f) || !rgb_of(bg, k))
 		return false;
-	double r = (double)r1 - r2, g = (double)g1 - g2, b = (double)b1 - b2;
+	double r = (double)f[0] - k[0], g = (double)f[1] - k[1], b = (double)f[2] - k[2];
 	double dist =
 		sqrt((0.2126 * r) * (0.2126 * r) + (0.7152 * g) * (0.7152 * g) + (0.0722 * b) * (0.0722 * b));
 	return dist < 12;
+}
+
+/* A tag name cut to the 15 octets the style stack and the tag counts
+ * keep (sift_html_tag's name), NUL-terminated. */
+static void tag_key(char key[16], const char *name)
+{
+	size_t n = strnlen(name, 15);
+	memcpy(key, name, n);
+	key[n] = 0;
 }
 
 static bool text_style_tag(const char *n)
@@ -771,6 +798,10 @@ static bool text_style_tag(const char *n)
 }
 
 /* ---- the pass ---------------------------------------------------------------- */
+
+#define TAGNAME_SLOTS 128
+_Static_assert(SIFT_HTML_MAX_TAGNAMES < TAGNAME_SLOTS && SIFT_HTML_MAX_TAGNAMES < 256,
+	       "tag name slots: some empty, an index in an octet");
 
 struct hs {
 	const char *t;
@@ -786,6 +817,9 @@ struct hs {
 	size_t anchor_at; /* where that text starts in r->anchors */
 	struct tstyle stack[64];
 	int sp;
+	/* r->stats.tagnames by name: index + 1 at the name's tag_hash, 0 empty
+	 * (at most SIFT_HTML_MAX_TAGNAMES of TAGNAME_SLOTS used) */
+	unsigned char tagname_at[TAGNAME_SLOTS];
 	sift_html_link_fn link;
 	void *arg;
 };
@@ -1030,7 +1064,7 @@ static bool attr(struct hs *h, size_t as, size_t ae, const char *name)
 static void text_style(struct hs *h, const char *name, bool closing, size_t as, size_t ae)
 {
 	char sname[16];
-	snprintf(sname, sizeof(sname), "%.15s", strcmp(name, "th") == 0 ? "td" : name);
+	tag_key(sname, strcmp(name, "th") == 0 ? "td" : name);
 	if (!text_style_tag(sname))
 		return;
 	if (closing) {
@@ -1057,7 +1091,7 @@ static void text_style(struct hs *h, const char *name, bool closing, size_t as, 
 	if (h->sp >= 64)
 		return;
 	struct tstyle nst = h->stack[h->sp - 1];
-	snprintf(nst.tag, sizeof(nst.tag), "%s", sname);
+	memcpy(nst.tag, sname, strlen(sname) + 1);
 	if (strcmp(sname, "font") == 0 && attr(h, as, ae, "color"))
 		name_to_rgb(h->attr.data, h->attr.len, nst.fg);
 	if (strcmp(sname, "body") == 0 && attr(h, as, ae, "text"))
@@ -1067,6 +1101,16 @@ static void text_style(struct hs *h, const char *name, bool closing, size_t as, 
 		style_apply(&nst, h->attr.data, h->attr.len, h->stack[h->sp - 1].bg);
 	}
 	h->stack[h->sp++] = nst;
+}
+
+/* The slot of tag name key in h->tagname_at: its own, or the empty one
+ * where it goes. */
+static unsigned tagname_slot(const struct hs *h, const char *key)
+{
+	unsigned j = tag_hash(key) & (TAGNAME_SLOTS - 1);
+	while (h->tagname_at[j] && strcmp(h->r->stats.tagnames[h->tagname_at[j] - 1].name, key) != 0)
+		j = (j + 1) & (TAGNAME_SLOTS - 1);
+	return j;
 }
 
 /* Tag counts per name, unknown names, closing tags in excess. */
@@ -1079,13 +1123,14 @@ static void count_tag(struct hs *h, const char *name, bool closing)
 		st->bad_tags++;
 	struct sift_html_tag *tg = NULL;
 	char key[16];
-	snprintf(key, sizeof(key), "%.15s", name);
-	for (size_t i = 0; i < st->ntagnames && !tg; i++)
-		if (strcmp(st->tagnames[i].name, key) == 0)
-			tg = &st->tagnames[i];
-	if (!tg && st->ntagnames < SIFT_HTML_MAX_TAGNAMES) {
+	tag_key(key, name);
+	unsigned j = tagname_slot(h, key);
+	if (h->tagname_at[j])
+		tg = &st->tagnames[h->tagname_at[j] - 1];
+	else if (st->ntagnames < SIFT_HTML_MAX_TAGNAMES) {
 		tg = &st->tagnames[st->ntagnames++];
 		memcpy(tg->name, key, sizeof(key));
+		h->tagname_at[j] = (unsigned char)st->ntagnames;
 	}
 	if (!tg)
 		return;
@@ -1536,6 +1581,8 @@ void sift_html_scan(const char *t, size_t n, struct sift_buf *text, struct sift_
 	r->stats.length = chars;
 	snprintf(h.stack[0].fg, 8, "#000000");
 	snprintf(h.stack[0].bg, 8, "#ffffff");
+	for (size_t k = 0; k < r->stats.ntagnames && k < SIFT_HTML_MAX_TAGNAMES; k++) /* counted before */
+		h.tagname_at[tagname_slot(&h, r->stats.tagnames[k].name)] = (unsigned char)(k + 1);
 	size_t i = 0;
 	while (i < n) {
 		if (t[i] != '<') {
