@@ -80,9 +80,28 @@ size_t sift_utf8_seq(const unsigned char *s, size_t n)
 	return len;
 }
 
+/* The number of ASCII octets s starts with, eight at a time: most text
+ * is ASCII, and needs no look at its sequences. */
+static size_t ascii_prefix(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	for (; n - i >= 8; i += 8) {
+		uint64_t w;
+		memcpy(&w, s + i, 8);
+		if (w & 0x8080808080808080ull)
+			break;
+	}
+	while (i < n && s[i] < 0x80)
+		i++;
+	return i;
+}
+
 bool sift_is_utf8(const unsigned char *s, size_t n)
 {
 	for (size_t i = 0; i < n;) {
+		i += ascii_prefix(s + i, n - i);
+		if (i == n)
+			break;
 		size_t l = sift_utf8_seq(s + i, n - i);
 		if (!l)
 			return false;
@@ -98,6 +117,9 @@ bool sift_add_utf8_or_latin1(struct sift_buf *b, const unsigned char *s, size_t 
 	bool ok = true;
 	size_t start = 0;
 	for (size_t i = 0; i < n;) {
+		i += ascii_prefix(s + i, n - i);
+		if (i == n)
+			break;
 		size_t l = sift_utf8_seq(s + i, n - i);
 		if (l) {
 			i += l;
@@ -251,10 +273,7 @@ bool sift_add_cp1252(struct sift_buf *b, const unsigned char *s, size_t n)
 
 static bool has_8bit(const unsigned char *s, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		if (s[i] >= 0x80)
-			return true;
-	return false;
+	return ascii_prefix(s, n) < n;
 }
 
 /* The charsets SpamAssassin's Node::_normalize names: US-ASCII
