@@ -189,12 +189,17 @@ static const char *const ws_sp[] = {"li", "th", "td", "dt", "dd", "embed", "h1",
 static const char *const ws_para[] = {"p",	   "hr",  "blockquote", "pre", "listing",
 				      "plaintext", "xmp", "title",	NULL};
 
+/* The tags that may set the text's colours (SpamAssassin's text_style) */
+static const char *const style_tags[] = {"body",  "font",    "table", "tr", "th",  "td", "big",
+					 "small", "marquee", "span",  "p",  "div", "a",	 NULL};
+
 /* Every tag name of the lists above, found with one hash probe or a few
  * (a tag is looked up for each tag of every HTML part). Built once. */
 #define TAG_SLOTS 512
 static struct tagslot {
 	const char *name;
 	bool known;
+	bool style; /* in style_tags */
 	const char *ws;
 } tag_slot[TAG_SLOTS];
 static pthread_once_t tag_once = PTHREAD_ONCE_INIT;
@@ -232,9 +237,14 @@ static void tag_table(void)
 			x->name = *t;
 			x->ws = ws[k].ws;
 		}
+	for (const char *const *t = style_tags; *t; t++) {
+		struct tagslot *x = tag_slot_of(*t);
+		x->name = *t;
+		x->style = true;
+	}
 }
 
-/* name's entry; NULL: neither a known tag nor one that renders space */
+/* name's entry; NULL: not a known tag, nor one that renders space or sets colours */
 static const struct tagslot *tag_find(const char *name)
 {
 	pthread_once(&tag_once, tag_table);
@@ -787,16 +797,6 @@ static void tag_key(char key[16], const char *name)
 	key[n] = 0;
 }
 
-static bool text_style_tag(const char *n)
-{
-	static const char *const t[] = {"body",	 "font",    "table", "tr", "th",  "td", "big",
-					"small", "marquee", "span",  "p",  "div", "a",	NULL};
-	for (const char *const *p = t; *p; p++)
-		if (strcmp(*p, n) == 0)
-			return true;
-	return false;
-}
-
 /* ---- the pass ---------------------------------------------------------------- */
 
 #define TAGNAME_SLOTS 128
@@ -1061,12 +1061,12 @@ static bool attr(struct hs *h, size_t as, size_t ae, const char *name)
 
 /* SpamAssassin's text_style: the colours in force, a stack of the tags
  * that may set them. */
-static void text_style(struct hs *h, const char *name, bool closing, size_t as, size_t ae)
+static void text_style(struct hs *h, const struct tagslot *ti, const char *key, bool closing, size_t as,
+		       size_t ae)
 {
-	char sname[16];
-	tag_key(sname, strcmp(name, "th") == 0 ? "td" : name);
-	if (!text_style_tag(sname))
+	if (!ti || !ti->style)
 		return;
+	const char *sname = strcmp(key, "th") == 0 ? "td" : key;
 	if (closing) {
 		if (strcmp(sname, "body") != 0)
 			for (int k = h->sp - 1; k > 0; k--)
@@ -1114,22 +1114,19 @@ static unsigned tagname_slot(const struct hs *h, const char *key)
 }
 
 /* Tag counts per name, unknown names, closing tags in excess. */
-static void count_tag(struct hs *h, const char *name, bool closing)
+static void count_tag(struct hs *h, const struct tagslot *ti, const char *key, bool closing)
 {
 	struct sift_html *st = &h->r->stats;
 	st->tags++;
-	const struct tagslot *ti = tag_find(name);
 	if (!ti || !ti->known)
 		st->bad_tags++;
 	struct sift_html_tag *tg = NULL;
-	char key[16];
-	tag_key(key, name);
 	unsigned j = tagname_slot(h, key);
 	if (h->tagname_at[j])
 		tg = &st->tagnames[h->tagname_at[j] - 1];
 	else if (st->ntagnames < SIFT_HTML_MAX_TAGNAMES) {
 		tg = &st->tagnames[st->ntagnames++];
-		memcpy(tg->name, key, sizeof(key));
+		memcpy(tg->name, key, strlen(key) + 1);
 		h->tagname_at[j] = (unsigned char)st->ntagnames;
 	}
 	if (!tg)
@@ -1529,8 +1526,13 @@ static size_t tag(struct hs *h, size_t i)
 	name[nl] = 0;
 	size_t as = j, ae = tag_end(h, j);
 	size_t next = ae < n ? ae + 1 : n;
-	count_tag(h, name, closing);
-	text_style(h, name, closing, as, ae);
+	/* the name's table entry, and the name as the counts and the style
+	 * stack keep it */
+	const struct tagslot *ti = tag_find(name);
+	char key[16];
+	tag_key(key, name);
+	count_tag(h, ti, key, closing);
+	text_style(h, ti, key, closing, as, ae);
 	if (!closing && (strcmp(name, "script") == 0 || strcmp(name, "style") == 0))
 		return literal_end(h, next, name); /* the content is skipped; the closing tag is a tag */
 	if (strcmp(name, "title") == 0) {
@@ -1544,7 +1546,6 @@ static size_t tag(struct hs *h, size_t i)
 		if (!closing)
 			anchor_begin(h, as, ae);
 	}
-	const struct tagslot *ti = tag_find(name);
 	if (ti && ti->ws)
 		render_ws(h, ti->ws);
 	if (!closing)
@@ -1581,8 +1582,6 @@ void sift_html_scan(const char *t, size_t n, struct sift_buf *text, struct sift_
 	r->stats.length = chars;
 	snprintf(h.stack[0].fg, 8, "#000000");
 	snprintf(h.stack[0].bg, 8, "#ffffff");
-	for (size_t k = 0; k < r->stats.ntagnames && k < SIFT_HTML_MAX_TAGNAMES; k++) /* counted before */
-		h.tagname_at[tagname_slot(&h, r->stats.tagnames[k].name)] = (unsigned char)(k + 1);
 	size_t i = 0;
 	while (i < n) {
 		if (t[i] != '<') {
