@@ -305,9 +305,15 @@ static bool html_attr(const char *a, const char *e, const char *name, struct sif
 						continue;
 					}
 				}
-				if (*q != '\r' && *q != '\n')
-					sift_buf_add(o, q, 1);
-				q++;
+				if (*q == '\r' || *q == '\n') {
+					q++;
+					continue;
+				}
+				const char *run = q + 1;
+				while (run < ve && *run != '&' && *run != '\r' && *run != '\n')
+					run++;
+				sift_buf_add(o, q, (size_t)(run - q));
+				q = run;
 			}
 			return true;
 		}
@@ -902,42 +908,42 @@ static void anchor_begin(struct hs *h, size_t as, size_t ae)
 	st->nanchors++;
 }
 
-/* Space, \t, \n, \v, \f or \r: the white space display_text collapses. */
-static inline bool render_ws_octet(unsigned char c)
-{
-	return c == ' ' || (c >= '\t' && c <= '\r');
-}
-
 /* Text as SpamAssassin's display_text renders it: each run of white space
  * and each no-break space as one space, the leading space dropped right
  * after inserted white space. */
 static void render_text(struct hs *h, const char *s, size_t n)
 {
+	/* 1: the white space display_text collapses (space, \t, \n, \v,
+	 * \f, \r), 2: may start a no-break space */
+	static const unsigned char cls[256] = {
+		['\t'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1, ['\r'] = 1, [' '] = 1, [0xc2] = 2};
 	struct sift_buf *o = h->text;
 	h->chunk_at = o->len;
 	bool lead = h->after_ws; /* drop the leading space */
 	h->after_ws = false;
 	const unsigned char *u = (const unsigned char *)s;
+	/* at most one octet out for each in: written in place */
+	unsigned char *w0 = (unsigned char *)sift_buf_space(o, n), *w = w0;
 	for (size_t k = 0; k < n;) {
 		unsigned char c = u[k];
-		if (render_ws_octet(c)) {
-			while (k < n && render_ws_octet(u[k]))
+		if (cls[c] == 1) {
+			while (k < n && cls[u[k]] == 1)
 				k++;
 		} else if (c == 0xc2 && k + 1 < n && u[k + 1] == 0xa0) {
 			k += 2;
 		} else {
-			size_t e = k + 1;
-			while (e < n && !render_ws_octet(u[e]) && u[e] != 0xc2)
-				e++;
-			sift_buf_add(o, s + k, e - k);
+			do
+				*w++ = u[k++];
+			while (k < n && !cls[u[k]]);
 			lead = false;
-			k = e;
 			continue;
 		}
 		if (!lead)
-			sift_buf_add(o, " ", 1);
+			*w++ = ' ';
 		lead = false;
 	}
+	o->len += (size_t)(w - w0);
+	o->data[o->len] = 0;
 }
 
 /* White space a tag inserts: a space that ends the text run before it is
@@ -990,9 +996,8 @@ static void text_run_as(struct hs *h, size_t i, size_t j, bool decode)
 				continue;
 			}
 		}
-		size_t e = k + 1;
-		while (e < j && t[e] != '&')
-			e++;
+		const char *amp = memchr(t + k + 1, '&', j - k - 1);
+		size_t e = amp ? (size_t)(amp - t) : j;
 		sift_buf_add(&h->run, t + k, e - k);
 		k = e;
 	}
@@ -1585,9 +1590,8 @@ void sift_html_scan(const char *t, size_t n, struct sift_buf *text, struct sift_
 	size_t i = 0;
 	while (i < n) {
 		if (t[i] != '<') {
-			size_t j = i;
-			while (j < n && t[j] != '<')
-				j++;
+			const char *lt = memchr(t + i, '<', n - i);
+			size_t j = lt ? (size_t)(lt - t) : n;
 			text_run(&h, i, j);
 			i = j;
 		} else if (i + 1 < n && t[i + 1] == '!')

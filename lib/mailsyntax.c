@@ -572,7 +572,11 @@ void sift_header_decode_into(struct sift_buf *o, const char *v, size_t n, size_t
 			i = j - 1;
 			continue;
 		}
-		sift_buf_add(&u, v + i, 1);
+		size_t e = i + 1;
+		while (e < n && v[e] != '\r' && v[e] != '\n')
+			e++;
+		sift_buf_add(&u, v + i, e - i);
+		i = e - 1;
 	}
 	const unsigned char *s = (const unsigned char *)(u.data ? u.data : "");
 	size_t len = u.len, i = 0;

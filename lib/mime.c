@@ -657,6 +657,36 @@ static size_t non_space(const char *t, size_t n)
 	return chars;
 }
 
+/* d[0..n) in place with CR LF and a lone CR as LF, NULs dropped; returns
+ * the new length. The spans between them are moved whole. */
+static size_t lf_text(char *d, size_t n)
+{
+	if (!n)
+		return 0;
+	const char *cr = memchr(d, '\r', n), *nul = memchr(d, 0, n);
+	size_t w = 0, k = 0;
+	while (k < n) {
+		size_t e = n;
+		if (cr && (size_t)(cr - d) < e)
+			e = (size_t)(cr - d);
+		if (nul && (size_t)(nul - d) < e)
+			e = (size_t)(nul - d);
+		if (w != k)
+			memmove(d + w, d + k, e - k);
+		w += e - k;
+		k = e;
+		if (k == n)
+			break;
+		if (d[k++] == '\r') {
+			if (k == n || d[k] != '\n')
+				d[w++] = '\n';
+			cr = memchr(d + k, '\r', n - k);
+		} else
+			nul = memchr(d + k, 0, n - k);
+	}
+	return w;
+}
+
 /* Renders the UTF-8 HTML of part idx (t[0..n)) into o through the one
  * tokenizer (lib/html.c), which also gives the part's statistics. */
 static void html_part(struct impl *m, long idx, const char *t, size_t n, struct sift_buf *o)
@@ -991,19 +1021,7 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 	struct sift_buf u = {0};
 	if (!sift_body_to_utf8(&u, csl, p->data, tlen))
 		m->pub.flags |= SIFT_MIME_F_BAD_CHARSET;
-	size_t w = 0;
-	for (size_t k = 0; k < u.len; k++) {
-		if (u.data[k] == '\r') {
-			if (k + 1 < u.len && u.data[k + 1] == '\n')
-				continue;
-			u.data[w++] = '\n';
-			continue;
-		}
-		if (u.data[k] == 0)
-			continue;
-		u.data[w++] = u.data[k];
-	}
-	u.len = w;
+	u.len = lf_text(u.data, u.len);
 	if (strcmp(type, "text/html") == 0) {
 		struct sift_buf r = {0};
 		m->parts[idx].flags |= SIFT_MIME_P_HTML;

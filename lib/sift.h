@@ -70,6 +70,10 @@ struct sift_buf {
 	size_t len, cap;
 };
 void sift_buf_add(struct sift_buf *b, const void *p, size_t n);
+/* Room for n more octets and the NUL after them: returns where they go
+ * (data + len). The caller writes them, then adds what it wrote to len
+ * and NUL-terminates. */
+char *sift_buf_space(struct sift_buf *b, size_t n);
 void sift_buf_adds(struct sift_buf *b, const char *s);
 void sift_buf_printf(struct sift_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sift_buf_free(struct sift_buf *b);

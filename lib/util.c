@@ -260,7 +260,7 @@ long long sift_now_ns(void)
 	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-void sift_buf_add(struct sift_buf *b, const void *p, size_t n)
+char *sift_buf_space(struct sift_buf *b, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 64;
@@ -269,6 +269,12 @@ void sift_buf_add(struct sift_buf *b, const void *p, size_t n)
 		b->data = sift_realloc(b->data, cap);
 		b->cap = cap;
 	}
+	return b->data + b->len;
+}
+
+void sift_buf_add(struct sift_buf *b, const void *p, size_t n)
+{
+	sift_buf_space(b, n);
 	if (n)
 		memcpy(b->data + b->len, p, n);
 	b->len += n;

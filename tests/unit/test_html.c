@@ -135,6 +135,11 @@ static void quoting(void)
 	CHECK_STR(x.l.all.data, "http://x.example/>y http://w.example/>v ");
 	CHECK_STR(x.r.anchor.data, "zu");
 	done_run(&x);
+	/* line breaks in a value are dropped, the text between them kept
+	 * whole, entities decoded */
+	scan(&x, "<a href=\"http://l.example/a\r\nb&amp;c\nd&e\r\">f</a>");
+	CHECK_STR(x.l.all.data, "http://l.example/ab&cd&e ");
+	done_run(&x);
 	/* a script or style ends at its own closing tag only, not at one whose
 	 * name it starts */
 	scan(&x, "<script>a</scriptx>hidden</script>shown<style>p{}</style-x>hidden</style >!");

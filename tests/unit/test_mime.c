@@ -567,8 +567,24 @@ static void html_length(void)
 	sift_mime_free(m);
 }
 
+/* A text part's line ends as LF: CR LF and a lone CR (also one before a
+ * NUL or at the end) each one LF, NULs dropped; the text between them
+ * moved whole. */
+static void line_ends(void)
+{
+	static const char msg[] = "Subject: t\nContent-Type: text/plain\n\n"
+				  "one\r\ntwo\rthree\0four\r\0\r\n\0\0five\r";
+	struct sift_mime *m = sift_mime_parse_message((const unsigned char *)msg, sizeof(msg) - 1, NULL);
+	CHECK_STR(leaf_text(m, 0), "one\ntwo\nthreefour\n\nfive\n");
+	sift_mime_free(m);
+	m = parse("Subject: t\nContent-Type: text/plain\n\n\r\r\nend");
+	CHECK_STR(leaf_text(m, 0), "\n\nend");
+	sift_mime_free(m);
+}
+
 int main(void)
 {
+	line_ends();
 	html_length();
 	decode_budget();
 	rfc2231_filenames();
