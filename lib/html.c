@@ -1581,10 +1581,7 @@ void sift_html_scan(const char *t, size_t n, struct sift_buf *text, struct sift_
 	/* SpamAssassin's HTML length (HTML.pm's parse: length($text)) is in
 	 * characters, its text decoded from the part's charset: the code
 	 * points of t (UTF-8), not its octets nor the source's */
-	size_t chars = 0;
-	for (size_t k = 0; k < n; k++)
-		chars += ((unsigned char)t[k] & 0xc0) != 0x80;
-	r->stats.length = chars;
+	r->stats.length = sift_utf8_chars(t, n);
 	snprintf(h.stack[0].fg, 8, "#000000");
 	snprintf(h.stack[0].bg, 8, "#ffffff");
 	size_t i = 0;

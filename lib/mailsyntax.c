@@ -96,6 +96,22 @@ static size_t ascii_prefix(const unsigned char *s, size_t n)
 	return i;
 }
 
+size_t sift_utf8_chars(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, cont = 0;
+	for (; n - i >= 8; i += 8) {
+		uint64_t w;
+		memcpy(&w, u + i, 8);
+		/* bit 7 of each octet 10xxxxxx, then their number */
+		uint64_t c = w & ~(w << 1) & 0x8080808080808080ull;
+		cont += (size_t)(((c >> 7) * 0x0101010101010101ull) >> 56);
+	}
+	for (; i < n; i++)
+		cont += (u[i] & 0xc0) == 0x80;
+	return n - cont;
+}
+
 bool sift_is_utf8(const unsigned char *s, size_t n)
 {
 	for (size_t i = 0; i < n;) {

@@ -67,6 +67,9 @@ bool sift_header_has_words(const char *name);
 void sift_put_utf8(struct sift_buf *b, unsigned long cp); /* invalid -> U+FFFD */
 size_t sift_utf8_seq(const unsigned char *s, size_t n);	  /* 1..4, 0 = invalid */
 bool sift_is_utf8(const unsigned char *s, size_t n);
+/* The octets of s that do not continue a sequence (10xxxxxx): the
+ * characters of UTF-8 text. */
+size_t sift_utf8_chars(const char *s, size_t n);
 /* Appends s: valid UTF-8 kept, other octets as Latin-1; false if any were. */
 bool sift_add_utf8_or_latin1(struct sift_buf *b, const unsigned char *s, size_t n);
 /* Converts n octets in charset cs to UTF-8 appended to b; false when the

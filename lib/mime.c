@@ -635,10 +635,21 @@ static void html_link(void *arg, const char *uri, size_t len)
  * image area. */
 static size_t non_space(const char *t, size_t n)
 {
+	/* 1: an ASCII octet that is not white space; 0: white space, or an
+	 * octet of 0x80 or above (a sequence, decoded below) */
+	static const unsigned char ascii_char[256] = {
+		[0x00 ... 0x08] = 1, [0x0e ... 0x1f] = 1, [0x21 ... 0x7f] = 1};
 	const unsigned char *s = (const unsigned char *)t;
 	size_t chars = 0;
 	for (size_t i = 0; i < n;) {
-		size_t l = s[i] < 0x80 ? 1 : sift_utf8_seq(s + i, n - i);
+		if (s[i] < 0x80) {
+			size_t k = i;
+			for (; k < n && s[k] < 0x80; k++)
+				chars += ascii_char[s[k]];
+			i = k;
+			continue;
+		}
+		size_t l = sift_utf8_seq(s + i, n - i);
 		if (!l)
 			l = 1;
 		unsigned long cp = 0;

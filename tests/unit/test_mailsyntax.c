@@ -410,8 +410,30 @@ static void body_charsets(void)
 	}
 }
 
+/* sift_utf8_chars against counting one octet at a time, from every start
+ * and for every length of a text mixing ASCII and 2- to 4-octet
+ * sequences (eight octets at a time, then the rest). */
+static void utf8_chars(void)
+{
+	static const char t[] =
+		"plain ascii text, caf\xc3\xa9 \xe2\x82\xac"
+		"5 "
+		"\xf0\x9f\x98\x80\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9 and more ASCII \x80\xbf\xff";
+	size_t n = sizeof(t) - 1, bad = 0;
+	for (size_t i = 0; i <= n; i++)
+		for (size_t len = 0; i + len <= n; len++) {
+			size_t want = 0;
+			for (size_t k = i; k < i + len; k++)
+				want += ((unsigned char)t[k] & 0xc0) != 0x80;
+			bad += sift_utf8_chars(t + i, len) != want;
+		}
+	CHECK_INT(bad, 0);
+	CHECK_INT(sift_utf8_chars("caf\xc3\xa9 caf\xc3\xa9 caf\xc3\xa9", 17), 14);
+}
+
 int main(void)
 {
+	utf8_chars();
 	body_charsets();
 	addresses();
 	bounds();

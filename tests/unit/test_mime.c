@@ -558,12 +558,13 @@ static void html_length(void)
 	sift_mime_free(m);
 
 	/* html_image_ratio's text is the rendered characters that are not
-	 * Unicode white space (SpamAssassin's non_space_len) */
+	 * Unicode white space (SpamAssassin's non_space_len); a control
+	 * character is one */
 	m = parse("Content-Type: text/html; charset=utf-8\n\n"
-		  "<p>a b&nbsp;c\xe3\x80\x80\xd0\x94</p>\n<img src=x.gif width=10 height=10>\n");
+		  "<p>a b&nbsp;c\xe3\x80\x80\xd0\x94\x01~</p>\n<img src=x.gif width=10 height=10>\n");
 	CHECK(m->html[0] != NULL);
 	if (m->html[0])
-		CHECK_INT(m->html[0]->non_space_len, 4);
+		CHECK_INT(m->html[0]->non_space_len, 6);
 	sift_mime_free(m);
 }
 
