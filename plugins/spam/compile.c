@@ -931,9 +931,13 @@ int finalize(struct spam_engine *e)
 		else if (r->type == R_SYMBOL)
 			e->sym_rules[e->nsym_rules++] = (int)i;
 		else if ((r->type == R_HEADER || r->type == R_MIMEHEADER) && !r->eval_fn)
-			e->post_hdr[e->npost_hdr++] =
-				(struct post_hdr){(int)i, r->target_idx,	   r->zero_sets, r->exists,
-						  r->neg, r->type == R_MIMEHEADER, r->re != NULL};
+			e->post_hdr[e->npost_hdr++] = (struct post_hdr){.ri = (int)i,
+									.target = r->target_idx,
+									.zero_sets = r->zero_sets,
+									.exists = r->exists,
+									.neg = r->neg,
+									.mime = r->type == R_MIMEHEADER,
+									.re = r->re != NULL};
 	}
 #ifdef SPAM_HAVE_HS
 	for (size_t i = 0; i < e->ngroups; i++)

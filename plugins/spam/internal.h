@@ -197,10 +197,6 @@ struct rule {
 	 * runs reads: the rule is never compiled nor run. */
 	unsigned char zero_sets;
 	bool off;
-	/* header rules: 1 + the hits of an absent header (the if-unset
-	 * text's matches, or a match of the empty string), the same for
-	 * every message; 0 until a message first needs it */
-	_Atomic int absent_hits;
 };
 
 /* trusted_networks & co (nets.c) */
@@ -254,11 +250,16 @@ struct scratch_pool {
 	size_t nfree, cap;
 };
 
-/* A header rule as post_headers reads it (without reading the rule). */
+/* A header rule as post_headers reads it (without reading the rule: a
+ * message touches every one of them, and the rules are far apart). */
 struct post_hdr {
 	int ri, target;
 	unsigned char zero_sets;
 	bool exists, neg, mime, re;
+	/* 1 + the hits of an absent header (the if-unset text's matches, or
+	 * a match of the empty string), the same for every message; 0 until
+	 * a message first needs it */
+	_Atomic int absent_hits;
 };
 
 struct spam_engine {

@@ -588,7 +588,7 @@ static void post_headers(struct msgctx *m)
 {
 	const struct spam_engine *e = m->e;
 	for (size_t pi = 0; pi < e->npost_hdr; pi++) {
-		const struct post_hdr *p = &e->post_hdr[pi];
+		struct post_hdr *p = &e->post_hdr[pi];
 		int i = p->ri;
 		if (p->zero_sets >> m->set & 1) /* rule_runs() */
 			continue;
@@ -603,12 +603,12 @@ static void post_headers(struct msgctx *m)
 			/* absent: the if-unset text, else the empty string, is
 			 * matched (Hyperscan-only rules: absent matches nothing);
 			 * the same answer for every message, found once */
-			struct rule *r = &e->rules[i];
-			int a = atomic_load_explicit(&r->absent_hits, memory_order_relaxed);
+			int a = atomic_load_explicit(&p->absent_hits, memory_order_relaxed);
 			if (!a) {
+				const struct rule *r = &e->rules[i];
 				a = 1 + (r->unset ? count_matches(m, r, r->unset, strlen(r->unset))
 						  : pmatch(m, r, "", 0, 0) >= 0);
-				atomic_store_explicit(&r->absent_hits, a, memory_order_relaxed);
+				atomic_store_explicit(&p->absent_hits, a, memory_order_relaxed);
 			}
 			m->hits[i] = a - 1;
 		}
