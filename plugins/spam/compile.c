@@ -432,6 +432,21 @@ static int target_index(struct spam_engine *e, const char *spec, bool exists)
 		c = next;
 	}
 	t->name = nm;
+	if (strncmp(nm, "ALL", 3) == 0 && (nm[3] == '\0' || nm[3] == '-'))
+		t->kind = TK_ALL;
+	else if (strcasecmp(nm, "EnvelopeFrom") == 0)
+		t->kind = TK_ENVFROM;
+	else if (strncasecmp(nm, "X-Sift-", 7) == 0)
+		t->kind = TK_SIFT;
+	else if (strncasecmp(nm, "X-Spam-Relays-", 14) == 0)
+		t->kind = TK_RELAYS;
+	else {
+		t->kind = TK_HEADER;
+		const char *names[3];
+		t->nnames = (unsigned char)target_header_names(nm, names);
+		for (int k = 0; k < t->nnames; k++)
+			t->nhash[k] = hname_hash(names[k]);
+	}
 	return (int)e->ntargets++;
 }
 

@@ -235,11 +235,29 @@ struct rgroup {
 	size_t npcre;
 };
 
+/* What a target reads: headers of the message, or a text made for it */
+enum tkind { TK_HEADER, TK_ALL, TK_ENVFROM, TK_SIFT, TK_RELAYS };
+
 struct target {
 	char *name; /* the header name or special name */
 	bool raw, addr, nameonly, exists;
 	char *spec; /* full spec text, for dedup */
+	/* set when the rules load, read without reading name: its kind, and
+	 * for TK_HEADER the hname_hash of each header name it reads (ToCc
+	 * two, MESSAGEID three) */
+	unsigned char kind, nnames;
+	uint32_t nhash[3];
 };
+
+/* A header name's hash, the same for names strcasecmp finds equal (ASCII
+ * letters folded): two names of different hashes differ. */
+static inline uint32_t hname_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ ((unsigned char)*s | 0x20)) * 16777619u;
+	return h;
+}
 
 struct scratch_pool {
 	pthread_mutex_t lock;
@@ -529,6 +547,7 @@ struct msgctx {
 	bool *done;   /* per rule: hit and not multiple, skip further */
 	char **tvals; /* per target: value or NULL (unset) */
 	bool *tdone;
+	uint32_t *hhash; /* the hname_hash of each of the message's headers */
 	pcre2_match_data *md;
 	pcre2_match_context *mctx;
 	/* body texts */
@@ -915,6 +934,9 @@ char *guard_pattern(const char *pat, const char *flags);
 
 /* The value a header rule matches, or NULL when the header is absent. */
 const char *target_value(struct msgctx *m, int ti);
+/* The headers a TK_HEADER target named name reads (ToCc: To and Cc;
+ * MESSAGEID: Message-Id, Resent-Message-Id, X-Message-Id): how many. */
+int target_header_names(const char *name, const char *names[3]);
 const char *envelope_from(struct msgctx *m);
 /* The rendered body (Subject first) in lines of at most 2048 octets, as
  * the body rules see it: body_lines for any message, build_body for m's

@@ -491,6 +491,7 @@ void msg_free(struct msgctx *m)
 	bayes_msg_free(m);
 	free(m->tvals);
 	free(m->tdone);
+	free(m->hhash);
 	free(m->hits);
 	free(m->done);
 	free(m->cand);

@@ -127,6 +127,40 @@ static void all_range(struct msgctx *m, const char *which, size_t *from, size_t 
 	}
 }
 
+int target_header_names(const char *name, const char *names[3])
+{
+	if (strcmp(name, "ToCc") == 0) {
+		names[0] = "To";
+		names[1] = "Cc";
+		return 2;
+	}
+	if (strcmp(name, "MESSAGEID") == 0) {
+		names[0] = "Message-Id";
+		names[1] = "Resent-Message-Id";
+		names[2] = "X-Message-Id";
+		return 3;
+	}
+	names[0] = name;
+	return 1;
+}
+
+/* Whether the message has a header whose name hashes as t's k-th: when
+ * not, it has no such header (hname_hash), found without reading the
+ * target's name nor the message's header names. */
+static bool may_have(struct msgctx *m, const struct target *t, int k)
+{
+	const struct sift_mime *mm = m->mime;
+	if (!m->hhash) {
+		m->hhash = xmalloc((mm->header_count + 1) * sizeof(uint32_t));
+		for (size_t i = 0; i < mm->header_count; i++)
+			m->hhash[i] = hname_hash(mm->headers[i].name);
+	}
+	for (size_t i = 0; i < mm->header_count; i++)
+		if (m->hhash[i] == t->nhash[k])
+			return true;
+	return false;
+}
+
 /* The value a header rule matches, or NULL when the header is absent. */
 const char *target_value(struct msgctx *m, int ti)
 {
@@ -137,8 +171,8 @@ const char *target_value(struct msgctx *m, int ti)
 	const struct sift_mime *mm = m->mime;
 	struct sbuf b = {0};
 	bool found = false;
-	const char *nm = t->name; /* "ALL" or "ALL-...", without a call */
-	if (nm[0] == 'A' && nm[1] == 'L' && nm[2] == 'L' && (nm[3] == '\0' || nm[3] == '-')) {
+	switch (t->kind) {
+	case TK_ALL: {
 		size_t from = 0, to = mm->header_count;
 		if (t->name[3] == '-')
 			all_range(m, t->name + 4, &from, &to);
@@ -154,13 +188,17 @@ const char *target_value(struct msgctx *m, int ti)
 			sb_add(&b, "\n", 1);
 		}
 		found = from < to;
-	} else if ((nm[0] | 0x20) == 'e' && strcasecmp(nm, "EnvelopeFrom") == 0) {
+		break;
+	}
+	case TK_ENVFROM: {
 		const char *ef = envelope_from(m);
 		if (ef) {
 			envelope_path(&b, ef);
 			found = true;
 		}
-	} else if ((nm[0] | 0x20) == 'x' && strncasecmp(nm, "X-Sift-", 7) == 0) {
+		break;
+	}
+	case TK_SIFT: {
 		const char *v = strcasecmp(t->name, "X-Sift-Helo") == 0		 ? m->in->helo
 				: strcasecmp(t->name, "X-Sift-Client-Addr") == 0 ? m->in->client_addr
 				: strcasecmp(t->name, "X-Sift-Client-Name") == 0 ? m->in->client_name
@@ -169,7 +207,9 @@ const char *target_value(struct msgctx *m, int ti)
 			sb_adds(&b, v);
 			found = true;
 		}
-	} else if ((nm[0] | 0x20) == 'x' && strncasecmp(nm, "X-Spam-Relays-", 14) == 0) {
+		break;
+	}
+	case TK_RELAYS: {
 		struct relayinfo *ri = relays(m);
 		const char *which = t->name + 14;
 		const char *v = strcasecmp(which, "Trusted") == 0    ? ri->trusted_str
@@ -178,17 +218,17 @@ const char *target_value(struct msgctx *m, int ti)
 								     : ri->untrusted_str;
 		sb_adds(&b, v ? v : "");
 		found = true;
-	} else {
-		const char *names[4] = {t->name, NULL, NULL, NULL};
-		if (strcmp(t->name, "ToCc") == 0) {
-			names[0] = "To";
-			names[1] = "Cc";
-		} else if (strcmp(t->name, "MESSAGEID") == 0) {
-			names[0] = "Message-Id";
-			names[1] = "Resent-Message-Id";
-			names[2] = "X-Message-Id";
-		}
-		for (int k = 0; k < 4 && names[k]; k++) {
+		break;
+	}
+	default: {
+		const char *names[3];
+		int nn = 0;
+		for (int k = 0; k < t->nnames; k++)
+			if (may_have(m, t, k)) {
+				nn = target_header_names(t->name, names);
+				break;
+			}
+		for (int k = 0; k < nn; k++) {
 			size_t st = 0;
 			const struct sift_mime_header *h;
 			while ((h = mh(mm, names[k], &st))) {
@@ -209,6 +249,7 @@ const char *target_value(struct msgctx *m, int ti)
 				found = true;
 			}
 		}
+	}
 	}
 	if (!found) {
 		free(b.d);

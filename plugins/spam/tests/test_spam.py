@@ -7,12 +7,13 @@
   autolearn=no autolearn_force=no`; a spammy message below the kill level
   gets X-Spam-Flag: YES and the ***SPAM*** subject prefix; kill actions
   discard / quarantine / tempfail; incoming X-Spam-* headers are removed;
-- rule syntax: header (named, ALL, ToCc, :addr/:name/:raw, exists:,
-  [if-unset:], !~), body, rawbody, full, uri, mimeheader, meta (boolean and
-  arithmetic), score (four-score form: set 0 is used), tflags multiple and
-  maxhits, if/ifplugin/else/endif, include, replace_tag, required_score,
-  default scores (1.0, T_ 0.01, __ not scored), check_sift_symbol and
-  symbol_score with another plugin's symbol (the test plugin);
+- rule syntax: header (named, ALL, ToCc, MESSAGEID by its third name,
+  :addr/:name/:raw, exists:, [if-unset:], !~), body, rawbody, full, uri,
+  mimeheader, meta (boolean and arithmetic), score (four-score form: set 0
+  is used), tflags multiple and maxhits, if/ifplugin/else/endif, include,
+  replace_tag, required_score, default scores (1.0, T_ 0.01, __ not
+  scored), check_sift_symbol and symbol_score with another plugin's symbol
+  (the test plugin);
 - one score: another plugin's symbol weighed by symbol_score counts once
   with that weight, one no rule weighs with its own score; siftctl test's
   score, the symbols, X-Spam-Score and X-Spam-Status agree; the load log
@@ -89,6 +90,7 @@ header   T_SUBJ_CAPS   Subject =~ /\bFREE\b/
 header   T_FROM_ADDR   From:addr =~ /^promo\@bulk\.example$/
 header   T_FROM_NAME   From:name =~ /^Best Deals$/
 header   T_TOCC        ToCc =~ /carol\@/
+header   T_MSGID_3RD   MESSAGEID =~ /<xid\@/
 header   T_ALL         ALL =~ /^X-Mailer: Blaster/m
 header   T_RAW         Subject:raw =~ /=\?utf-8\?B\?/i
 header   T_ENC         Subject =~ /Caf\xc3\xa9/
@@ -143,6 +145,7 @@ SYNTAX_MSG = (
     'Received: from x by y; Mon, 1 Jan 2024 09:59:00 +0000\n'
     'From: Best Deals <promo@bulk.example>\nTo: bob@sift.test\nCc: carol@sift.test\n'
     'Subject: FREE =?utf-8?B?Q2Fmw6k=?= offer\nX-Mailer: Blaster 3\nX-Spam-Status: Yes, forged\n'
+    'X-Message-Id: <xid@bulk.example>\n'
     'MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="b1"\n\n'
     '--b1\nContent-Type: text/plain; charset=us-ascii\n\nClick here now!\nbuy buy buy buy buy\n'
     'http://spam.example/offer\n'
@@ -238,7 +241,7 @@ def main():
         except (ValueError, IndexError):
             res = {}
         hits = {t['name']: t['score'] for t in res.get('tests', [])}
-        expect_hit = ['T_SUBJ_CAPS', 'T_FROM_ADDR', 'T_FROM_NAME', 'T_TOCC', 'T_ALL', 'T_RAW', 'T_ENC', 'T_EXISTS',
+        expect_hit = ['T_SUBJ_CAPS', 'T_FROM_ADDR', 'T_FROM_NAME', 'T_TOCC', 'T_MSGID_3RD', 'T_ALL', 'T_RAW', 'T_ENC', 'T_EXISTS',
                       'T_UNSET', 'T_NEG', 'T_BODY', 'T_HTMLTXT', 'T_RAWHTML', 'T_FULL', 'T_URI', 'T_MIMEH', 'T_MULTI',
                       'T_META_BOOL', 'T_META_ARITH', 'T_META_SUB', 'T_IF_TRUE', 'T_ELSE', 'T_IFPLUGIN', 'T_REPLACE',
                       'T_COUNT', 'T_INCLUDED', 'T_NEG_MISS', 'DEF_SCORE']
