@@ -286,15 +286,18 @@ void body_lines(const struct spam_engine *e, const struct sift_mime *mm, char **
 	}
 	/* whitespace: blank-line runs -> paragraph break, other runs -> space */
 	struct sbuf w = {0};
-	const char *t = sb_str(&text);
+	const unsigned char *t = (const unsigned char *)sb_str(&text);
 	size_t n = text.n;
 	sb_reserve(&w, n); /* the output is never longer */
+	/* 1: white space (isspace in the C locale), 2: may start a NBSP */
+	static const unsigned char cls[256] = {
+		['\t'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1, ['\r'] = 1, [' '] = 1, [0xc2] = 2};
 	for (size_t i = 0; i < n;) {
-		unsigned char c = (unsigned char)t[i];
-		if (isspace(c)) {
+		unsigned char c = t[i];
+		if (cls[c] == 1) {
 			size_t j = i;
 			int nl = 0;
-			while (j < n && isspace((unsigned char)t[j])) {
+			while (j < n && cls[t[j]] == 1) {
 				if (t[j] == '\n')
 					nl++;
 				j++;
@@ -304,17 +307,25 @@ void body_lines(const struct spam_engine *e, const struct sift_mime *mm, char **
 			continue;
 		}
 		/* UTF-8 NBSP (U+00A0) is Unicode white space in Perl */
-		if (c == 0xc2 && i + 1 < n && (unsigned char)t[i + 1] == 0xa0) {
+		if (c == 0xc2 && i + 1 < n && t[i + 1] == 0xa0) {
 			w.d[w.n++] = ' ';
 			i += 2;
-			while (i < n && isspace((unsigned char)t[i]) && t[i] != '\n')
+			while (i < n && cls[t[i]] == 1 && t[i] != '\n')
 				i++;
 			continue;
 		}
-		/* a run of other octets at once */
+		/* a run of other octets, and of single spaces between them (a
+		 * run of white space that is one space is kept as it is), at
+		 * once */
 		size_t j = i + 1;
-		while (j < n && !isspace((unsigned char)t[j]) && (unsigned char)t[j] != 0xc2)
-			j++;
+		for (;;) {
+			while (j < n && !cls[t[j]])
+				j++;
+			if (j + 1 < n && t[j] == ' ' && !cls[t[j + 1]])
+				j += 2;
+			else
+				break;
+		}
 		memcpy(w.d + w.n, t + i, j - i);
 		w.n += j - i;
 		i = j;

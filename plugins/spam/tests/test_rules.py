@@ -20,7 +20,8 @@ that does not):
   addresses; wildcard freemail_domains within one label; check_for_mime('mime_attachment'),
   mime_body_text_count over every text/ part, tflags nosubject; which
   text/ parts are body, rawbody and uri text (not text/calendar, nor
-  text/x-vcard but in rawbody);
+  text/x-vcard but in rawbody); body text's white space collapsed as
+  SpamAssassin collapses it;
   check_for_shifted_date with SpamAssassin's date parser (zones, asctime,
   two-digit years, Resent-Date first, a Date that does not parse skipped,
   the fetchmail lines); originating_ip_headers as the last relays;
@@ -99,6 +100,9 @@ util_rb_2tld co.uk
 body     T_ATTACH     eval:check_for_mime('mime_attachment')
 body     T_NONEMPTY   /\S/
 tflags   T_NONEMPTY   nosubject
+body     T_WS_RUN     /^one two three\.$/
+body     T_WS_NBSP    /^Four five six seven end\b/
+body     T_WS_TWO     /  /
 meta     T_EMPTY      !T_ATTACH && !T_NONEMPTY
 body     T_HTML_ONLY  eval:check_for_mime_html_only()
 body     T_CAL_BODY   /CALMARK/
@@ -450,6 +454,11 @@ CASES = [
     # a body with nothing but the subject: nosubject, mime_attachment
     ('empty', HDR + DATE + '\n\n', None, ['T_EMPTY'], ['T_NONEMPTY', 'T_ATTACH']),
     ('not-empty', HDR + DATE + '\n\nhi\n', None, ['T_NONEMPTY'], ['T_EMPTY']),
+    # body text as SpamAssassin renders it: a run of white space one
+    # space, a blank line a paragraph (a line of its own), a no-break
+    # space one space with the white space after it; single spaces kept
+    ('white-space', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\n'
+     'one  two \t three.\n \nFour five\u00a0 six seven end\n', None, ['T_WS_RUN', 'T_WS_NBSP'], ['T_WS_TWO']),
     ('empty-attachment', mp([('application/pdf', 'JVBERi0=', 'Content-Transfer-Encoding: base64\n'
                               'Content-Disposition: Attachment; filename="a.pdf"\n')], 'mixed'), None,
      ['T_ATTACH'], ['T_EMPTY', 'T_NONEMPTY']),
