@@ -204,6 +204,13 @@ static struct tagslot {
 } tag_slot[TAG_SLOTS];
 static pthread_once_t tag_once = PTHREAD_ONCE_INIT;
 
+/* Two names equal: the first octets compared inline, which settles most
+ * of the comparisons of a tag's name with the names that matter. */
+static inline bool same(const char *a, const char *b)
+{
+	return a[0] == b[0] && strcmp(a, b) == 0;
+}
+
 static unsigned tag_hash(const char *s)
 {
 	unsigned h = 2166136261u;
@@ -215,7 +222,7 @@ static unsigned tag_hash(const char *s)
 static struct tagslot *tag_slot_of(const char *name)
 {
 	unsigned j = tag_hash(name) & (TAG_SLOTS - 1);
-	while (tag_slot[j].name && strcmp(tag_slot[j].name, name) != 0)
+	while (tag_slot[j].name && !same(tag_slot[j].name, name))
 		j = (j + 1) & (TAG_SLOTS - 1);
 	return &tag_slot[j];
 }
@@ -1071,23 +1078,23 @@ static void text_style(struct hs *h, const struct tagslot *ti, const char *key, 
 {
 	if (!ti || !ti->style)
 		return;
-	const char *sname = strcmp(key, "th") == 0 ? "td" : key;
+	const char *sname = same(key, "th") ? "td" : key;
 	if (closing) {
-		if (strcmp(sname, "body") != 0)
+		if (!same(sname, "body"))
 			for (int k = h->sp - 1; k > 0; k--)
-				if (strcmp(h->stack[k].tag, sname) == 0) {
+				if (same(h->stack[k].tag, sname)) {
 					h->sp = k;
 					break;
 				}
 		return;
 	}
-	if (strcmp(sname, "td") == 0 || strcmp(sname, "tr") == 0) {
+	if (same(sname, "td") || same(sname, "tr")) {
 		/* close the previous cell/row of this table */
 		for (int k = h->sp - 1; k > 0; k--) {
-			if (strcmp(h->stack[k].tag, "table") == 0)
+			if (same(h->stack[k].tag, "table"))
 				break;
-			if (strcmp(h->stack[k].tag, sname) == 0 ||
-			    (strcmp(sname, "tr") == 0 && strcmp(h->stack[k].tag, "td") == 0)) {
+			if (same(h->stack[k].tag, sname) ||
+			    (same(sname, "tr") && same(h->stack[k].tag, "td"))) {
 				h->sp = k;
 				break;
 			}
@@ -1097,12 +1104,12 @@ static void text_style(struct hs *h, const struct tagslot *ti, const char *key, 
 		return;
 	struct tstyle nst = h->stack[h->sp - 1];
 	memcpy(nst.tag, sname, strlen(sname) + 1);
-	if (strcmp(sname, "font") == 0 && attr(h, as, ae, "color"))
+	if (same(sname, "font") && attr(h, as, ae, "color"))
 		name_to_rgb(h->attr.data, h->attr.len, nst.fg);
-	if (strcmp(sname, "body") == 0 && attr(h, as, ae, "text"))
+	if (same(sname, "body") && attr(h, as, ae, "text"))
 		name_to_rgb(h->attr.data, h->attr.len, nst.fg);
-	if (strcmp(sname, "font") != 0 && strcmp(sname, "body") != 0 && strcmp(sname, "big") != 0 &&
-	    strcmp(sname, "small") != 0 && strcmp(sname, "marquee") != 0 && attr(h, as, ae, "style")) {
+	if (!same(sname, "font") && !same(sname, "body") && !same(sname, "big") && !same(sname, "small") &&
+	    !same(sname, "marquee") && attr(h, as, ae, "style")) {
 		style_apply(&nst, h->attr.data, h->attr.len, h->stack[h->sp - 1].bg);
 	}
 	h->stack[h->sp++] = nst;
@@ -1113,7 +1120,7 @@ static void text_style(struct hs *h, const struct tagslot *ti, const char *key, 
 static unsigned tagname_slot(const struct hs *h, const char *key)
 {
 	unsigned j = tag_hash(key) & (TAGNAME_SLOTS - 1);
-	while (h->tagname_at[j] && strcmp(h->r->stats.tagnames[h->tagname_at[j] - 1].name, key) != 0)
+	while (h->tagname_at[j] && !same(h->r->stats.tagnames[h->tagname_at[j] - 1].name, key))
 		j = (j + 1) & (TAGNAME_SLOTS - 1);
 	return j;
 }
@@ -1386,7 +1393,7 @@ static void tag_attributes(struct hs *h, const char *name, size_t as, size_t ae)
 		     {"td", "background"}, {"input", "src"},	   {"img", "lowsrc"}};
 	struct sift_html *st = &h->r->stats;
 	for (size_t k = 0; k < sizeof(links) / sizeof(links[0]); k++) {
-		if (strcmp(links[k].tag, name) != 0 || !attr(h, as, ae, links[k].attr) || !h->attr.len)
+		if (!same(links[k].tag, name) || !attr(h, as, ae, links[k].attr) || !h->attr.len)
 			continue;
 		if (name[0] == 'a' && name[1] == 0)
 			st->links++;
@@ -1402,11 +1409,11 @@ static void tag_attributes(struct hs *h, const char *name, size_t as, size_t ae)
 		trim_uri(&raw, &rl);
 		if (h->link && rl && name[0] == 'a' && name[1] == 0 && (rl != ul || memcmp(raw, u, ul) != 0))
 			h->link(h->arg, raw, rl);
-		if (strcmp(name, "base") == 0)
+		if (same(name, "base"))
 			set_base(h, raw, rl);
-		if (strcmp(name, "form") == 0 && find_ci(h->attr.data, h->attr.len, "mailto:"))
+		if (same(name, "form") && find_ci(h->attr.data, h->attr.len, "mailto:"))
 			st->form_mailto = 1;
-		if (strcmp(name, "iframe") == 0) {
+		if (same(name, "iframe")) {
 			bool blank = true;
 			for (size_t c = 0; c < h->attr.len && blank; c++)
 				blank = isspace((unsigned char)h->attr.data[c]);
@@ -1414,7 +1421,7 @@ static void tag_attributes(struct hs *h, const char *name, size_t as, size_t ae)
 				st->iframes++;
 		}
 	}
-	if (strcmp(name, "img") == 0) {
+	if (same(name, "img")) {
 		st->images++;
 		if (h->in_a)
 			sift_buf_adds(&h->r->anchor, "<img>");
@@ -1429,7 +1436,7 @@ static void tag_attributes(struct hs *h, const char *name, size_t as, size_t ae)
 				st->image_area += w * ht;
 			}
 		}
-	} else if (strcmp(name, "font") == 0 && attr(h, as, ae, "size")) {
+	} else if (same(name, "font") && attr(h, as, ae, "size")) {
 		const char *sz = h->attr.data;
 		/* bounded: "+2147483647" is a large size, not an overflow */
 		long n = strtol(*sz == '+' || *sz == '-' ? sz + 1 : sz, NULL, 10);
@@ -1497,8 +1504,7 @@ static size_t literal_end(const struct hs *h, size_t k, const char *name)
  * script and style, whose text is not rendered, and title). */
 static bool literal_text(const char *name)
 {
-	return strcmp(name, "textarea") == 0 || strcmp(name, "xmp") == 0 || strcmp(name, "iframe") == 0 ||
-	       strcmp(name, "plaintext") == 0;
+	return same(name, "textarea") || same(name, "xmp") || same(name, "iframe") || same(name, "plaintext");
 }
 
 /* The tag at t[i] == '<'; returns where scanning goes on. */
@@ -1538,14 +1544,14 @@ static size_t tag(struct hs *h, size_t i)
 	tag_key(key, name);
 	count_tag(h, ti, key, closing);
 	text_style(h, ti, key, closing, as, ae);
-	if (!closing && (strcmp(name, "script") == 0 || strcmp(name, "style") == 0))
+	if (!closing && (same(name, "script") || same(name, "style")))
 		return literal_end(h, next, name); /* the content is skipped; the closing tag is a tag */
-	if (strcmp(name, "title") == 0) {
+	if (same(name, "title")) {
 		render_ws(h, "\n\n");
 		h->in_title = !closing;
 		return next;
 	}
-	if (strcmp(name, "a") == 0) {
+	if (same(name, "a")) {
 		h->in_a = !closing;
 		anchor_end(h);
 		if (!closing)
@@ -1559,8 +1565,8 @@ static size_t tag(struct hs *h, size_t i)
 		/* text up to the closing tag (the end for <plaintext>), tags
 		 * and all, entities decoded in <textarea> only: HTML::Parser's
 		 * literal elements, whose text SpamAssassin renders */
-		size_t e = strcmp(name, "plaintext") == 0 ? n : literal_end(h, next, name);
-		text_run_as(h, next, e, strcmp(name, "textarea") == 0);
+		size_t e = same(name, "plaintext") ? n : literal_end(h, next, name);
+		text_run_as(h, next, e, same(name, "textarea"));
 		return e;
 	}
 	return next;
