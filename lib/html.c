@@ -1143,10 +1143,19 @@ static void count_tag(struct hs *h, const struct tagslot *ti, const char *key, b
 	}
 	if (!tg)
 		return;
-	if (!closing)
+	/* SpamAssassin's inside{name}: a closing tag with none open is one
+	 * in excess, and leaves the count at 0 */
+	unsigned *inside = &st->tag_inside[tg - st->tagnames];
+	if (!closing) {
 		tg->open++;
-	else if (++tg->close > tg->open)
-		st->closed_extra++;
+		++*inside;
+	} else {
+		tg->close++;
+		if (*inside)
+			--*inside;
+		else
+			st->closed_extra++;
+	}
 }
 
 /* ---- relative links ------------------------------------------------------- */

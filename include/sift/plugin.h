@@ -95,6 +95,9 @@
  *      host->abi_minor at init).
  *  10  struct sift_host: msg_outcome (how the message ended, for msg_end),
  *      casefold (Unicode case folding, as Postfix's with smtputf8).
+ *  11  struct sift_html: tag_inside (the tags of each name left open, as
+ *      SpamAssassin's HTML evals count them); closed_extra counted as
+ *      SpamAssassin counts it.
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -111,7 +114,7 @@ extern "C" {
 #endif
 
 #define SIFT_ABI_MAJOR 1
-#define SIFT_ABI_MINOR 10
+#define SIFT_ABI_MINOR 11
 
 struct sift_ctx;	 /* one connection/message/request as seen by a plugin */
 struct sift_dns_pending; /* a DNS query started by host->dns_start */
@@ -386,7 +389,7 @@ struct sift_html {
 	size_t length;		  /* characters of the HTML source (in UTF-8, LF line ends) */
 	unsigned tags;		  /* tags, opening and closing */
 	unsigned bad_tags;	  /* of those, names no HTML version defines */
-	unsigned closed_extra;	  /* closing tags beyond the opening ones of the name */
+	unsigned closed_extra;	  /* closing tags with none of the name open */
 	unsigned images;	  /* <img> tags */
 	unsigned links;		  /* <a> tags with an href */
 	unsigned long image_area; /* sum of width*height given in <img> */
@@ -404,6 +407,11 @@ struct sift_html {
 	/* characters of the rendered text that are not Unicode white space
 	 * (SpamAssassin's non_space_len: html_image_ratio) */
 	size_t non_space_len;
+	/* ABI minor 11: per tagnames[i], the tags of that name open at the
+	 * end as SpamAssassin counts them (its "inside"): one more for an
+	 * opening tag, one less for a closing one, never below 0 (a closing
+	 * tag with none open counts in closed_extra instead) */
+	unsigned tag_inside[SIFT_HTML_MAX_TAGNAMES];
 };
 
 #define SIFT_URI_F_HTML 0x01 /* from an HTML attribute (href, src, ...) */

@@ -897,14 +897,16 @@ static int ev_mime_html_only(struct msgctx *m, const struct rule *r)
 	return h > 0 && t == 0;
 }
 
-/* The statistics of the first HTML part (SpamAssassin keeps the first HTML
- * part's results), from the core's HTML tokenizer; NULL when there is none. */
-static const struct sift_html *html_info(struct msgctx *m)
+/* The statistics of the message's HTML parts (the core's HTML tokenizer),
+ * one after the other: *i starts at 0; NULL after the last. HTMLEval
+ * tests each part's results (html_all): a test holds when one part meets
+ * it. */
+static const struct sift_html *html_next(struct msgctx *m, size_t *i)
 {
 	const struct sift_mime *mm = m->mime;
-	for (size_t i = 0; mm->html && i < mm->part_count; i++)
-		if (mm->parts[i].flags & SIFT_MIME_P_HTML)
-			return mm->html[i];
+	for (; mm->html && *i < mm->part_count; (*i)++)
+		if ((mm->parts[*i].flags & SIFT_MIME_P_HTML) && mm->html[*i])
+			return mm->html[(*i)++];
 	return NULL;
 }
 
@@ -937,9 +939,12 @@ static double numarg(const char *s)
 static int ev_html_range(struct msgctx *m, const struct rule *r)
 {
 	double v;
-	if (!html_value(html_info(m), eval_arg(r, 0), &v))
-		return 0;
-	return v > numarg(eval_arg(r, 1)) && v <= numarg(eval_arg(r, 2));
+	const struct sift_html *hi;
+	for (size_t i = 0; (hi = html_next(m, &i));)
+		if (html_value(hi, eval_arg(r, 0), &v) && v > numarg(eval_arg(r, 1)) &&
+		    v <= numarg(eval_arg(r, 2)))
+			return 1;
+	return 0;
 }
 
 static bool cmp_expr(double v, const char *expr)
@@ -967,52 +972,62 @@ static bool cmp_expr(double v, const char *expr)
 static int ev_html_eval(struct msgctx *m, const struct rule *r)
 {
 	double v;
-	if (!html_value(html_info(m), eval_arg(r, 0), &v))
-		return 0;
-	return cmp_expr(v, eval_arg(r, 1));
-}
-
-static int ev_html_tag_exists(struct msgctx *m, const struct rule *r)
-{
-	const struct sift_html *hi = html_info(m);
-	for (size_t i = 0; hi && i < hi->ntagnames; i++)
-		if (strcasecmp(hi->tagnames[i].name, eval_arg(r, 0)) == 0 && hi->tagnames[i].open > 0)
+	const struct sift_html *hi;
+	for (size_t i = 0; (hi = html_next(m, &i));)
+		if (html_value(hi, eval_arg(r, 0), &v) && cmp_expr(v, eval_arg(r, 1)))
 			return 1;
 	return 0;
 }
 
+/* A tag of the name seen, opening or closing (exists $html->{inside}{tag}) */
+static int ev_html_tag_exists(struct msgctx *m, const struct rule *r)
+{
+	const struct sift_html *hi;
+	for (size_t i = 0; (hi = html_next(m, &i));)
+		for (size_t k = 0; k < hi->ntagnames; k++)
+			if (strcasecmp(hi->tagnames[k].name, eval_arg(r, 0)) == 0)
+				return 1;
+	return 0;
+}
+
+/* The tags of the name left open (tag_inside) against the expression */
 static int ev_html_tag_balance(struct msgctx *m, const struct rule *r)
 {
-	const struct sift_html *hi = html_info(m);
-	for (size_t i = 0; hi && i < hi->ntagnames; i++)
-		if (strcasecmp(hi->tagnames[i].name, eval_arg(r, 0)) == 0)
-			return cmp_expr((int)hi->tagnames[i].open - (int)hi->tagnames[i].close,
-					eval_arg(r, 1));
+	const struct sift_html *hi;
+	for (size_t i = 0; (hi = html_next(m, &i));)
+		for (size_t k = 0; k < hi->ntagnames; k++)
+			if (strcasecmp(hi->tagnames[k].name, eval_arg(r, 0)) == 0 &&
+			    cmp_expr((double)hi->tag_inside[k], eval_arg(r, 1)))
+				return 1;
 	return 0;
 }
 
 static int ev_html_text_match(struct msgctx *m, const struct rule *r)
 {
-	const struct sift_html *hi = html_info(m);
-	if (!hi)
-		return 0;
 	const char *w = eval_arg(r, 0);
-	const char *src = strcmp(w, "comment") == 0  ? hi->comments
-			  : strcmp(w, "title") == 0  ? hi->title
-			  : strcmp(w, "anchor") == 0 ? hi->anchor
-						     : NULL;
-	if (!src || !*src)
-		return 0;
-	return re_match_lit(eval_arg(r, 1), src);
+	const struct sift_html *hi;
+	for (size_t i = 0; (hi = html_next(m, &i));) {
+		const char *src = strcmp(w, "comment") == 0  ? hi->comments
+				  : strcmp(w, "title") == 0  ? hi->title
+				  : strcmp(w, "anchor") == 0 ? hi->anchor
+							     : NULL;
+		if (src && *src && re_match_lit(eval_arg(r, 1), src))
+			return 1;
+	}
+	return 0;
 }
 
 static int ev_html_image_ratio(struct msgctx *m, const struct rule *r)
 {
-	const struct sift_html *hi = html_info(m);
-	if (!hi || hi->image_area == 0)
-		return 0;
-	double ratio = (double)hi->non_space_len / (double)hi->image_area;
-	return ratio > atof(eval_arg(r, 0)) && ratio <= atof(eval_arg(r, 1));
+	const struct sift_html *hi;
+	for (size_t i = 0; (hi = html_next(m, &i));) {
+		if (hi->image_area == 0)
+			continue;
+		double ratio = (double)hi->non_space_len / (double)hi->image_area;
+		if (ratio > atof(eval_arg(r, 0)) && ratio <= atof(eval_arg(r, 1)))
+			return 1;
+	}
+	return 0;
 }
 
 static int ev_image_count(struct msgctx *m, const struct rule *r)
@@ -1182,28 +1197,30 @@ static int ev_sorted_recipients(struct msgctx *m, const struct rule *r)
 /* HTMLEval html_test(name): the few tests we keep statistics for. */
 static int ev_html_test(struct msgctx *m, const struct rule *r)
 {
-	const struct sift_html *hi = html_info(m);
-	if (!hi)
-		return 0;
 	const char *t = eval_arg(r, 0);
-	if (strcmp(t, "html") == 0)
-		return 1;
-	if (strcmp(t, "form_action_mailto") == 0)
-		return hi->form_mailto;
-	if (strcmp(t, "font_low_contrast") == 0)
-		return hi->low_contrast;
-	if (strcmp(t, "html_unknown_tag") == 0 || strcmp(t, "bad_tag") == 0)
-		return hi->bad_tags > 0;
+	const struct sift_html *hi;
+	for (size_t i = 0; (hi = html_next(m, &i));) {
+		if (strcmp(t, "html") == 0)
+			return 1;
+		if (strcmp(t, "form_action_mailto") == 0 && hi->form_mailto)
+			return 1;
+		if (strcmp(t, "font_low_contrast") == 0 && hi->low_contrast)
+			return 1;
+		if ((strcmp(t, "html_unknown_tag") == 0 || strcmp(t, "bad_tag") == 0) && hi->bad_tags > 0)
+			return 1;
+	}
 	return 0; /* font_face_bad, embeds ...: not analysed */
 }
 
 static int ev_html_image_only(struct msgctx *m, const struct rule *r)
 {
-	const struct sift_html *hi = html_info(m);
-	if (!hi || !hi->images)
-		return 0;
-	double len = (double)hi->length;
-	return len > atof(eval_arg(r, 0)) && len <= atof(eval_arg(r, 1));
+	const struct sift_html *hi;
+	for (size_t i = 0; (hi = html_next(m, &i));) {
+		double len = (double)hi->length;
+		if (hi->images && len > atof(eval_arg(r, 0)) && len <= atof(eval_arg(r, 1)))
+			return 1;
+	}
+	return 0;
 }
 
 /* ---- anchors and frames (URIEval, HTTPSMismatch, HTMLEval) ---- */

@@ -97,6 +97,17 @@ static void statistics(void)
 	CHECK_STR(x.r.anchor.data, "click <img>");
 	CHECK_STR(x.l.all.data, "http://a.example/?q=1&r=2 cid:1 MailTo:x@y.example x.png ");
 	done_run(&x);
+	/* SpamAssassin's count of open tags (inside): a closing tag with none
+	 * open is one in excess and leaves the count at 0, so a later opening
+	 * tag is open at the end; not opening minus closing tags */
+	scan(&x, "</b><b>x</b></b><b><center>y</center></center><center></head>");
+	const struct sift_html *s = &x.r.stats;
+	CHECK_INT(s->closed_extra, 4);
+	const struct sift_html_tag *b = tagname(s, "b"), *c = tagname(s, "center"), *hd = tagname(s, "head");
+	CHECK(b && b->open == 2 && b->close == 3 && s->tag_inside[b - s->tagnames] == 1);
+	CHECK(c && c->open == 2 && c->close == 2 && s->tag_inside[c - s->tagnames] == 1);
+	CHECK(hd && hd->open == 0 && hd->close == 1 && s->tag_inside[hd - s->tagnames] == 0);
+	done_run(&x);
 
 	/* a huge relative size is a large font, not an int overflow */
 	scan(&x, "<font size=\"+2147483647\">x</font><font size=-99999999999>y</font>");

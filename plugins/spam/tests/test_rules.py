@@ -21,7 +21,8 @@ that does not):
   mime_body_text_count over every text/ part, tflags nosubject; which
   text/ parts are body, rawbody and uri text (not text/calendar, nor
   text/x-vcard but in rawbody); body text's white space collapsed as
-  SpamAssassin collapses it;
+  SpamAssassin collapses it; HTMLEval over every HTML part, its count of
+  open tags and of closing tags in excess;
   check_for_shifted_date with SpamAssassin's date parser (zones, asctime,
   two-digit years, Resent-Date first, a Date that does not parse skipped,
   the fetchmail lines); originating_ip_headers as the last relays;
@@ -103,6 +104,10 @@ tflags   T_NONEMPTY   nosubject
 body     T_WS_RUN     /^one two three\.$/
 body     T_WS_NBSP    /^Four five six seven end\b/
 body     T_WS_TWO     /  /
+body     T_HT_EXISTS  eval:html_tag_exists('head')
+body     T_HT_BAL     eval:html_tag_balance('b', '!= 0')
+body     T_HT_RATIO   eval:html_image_ratio('0.000', '0.010')
+body     T_HT_TEXT    eval:html_text_match('title', 'second part')
 meta     T_EMPTY      !T_ATTACH && !T_NONEMPTY
 body     T_HTML_ONLY  eval:check_for_mime_html_only()
 body     T_CAL_BODY   /CALMARK/
@@ -454,6 +459,16 @@ CASES = [
     # a body with nothing but the subject: nosubject, mime_attachment
     ('empty', HDR + DATE + '\n\n', None, ['T_EMPTY'], ['T_NONEMPTY', 'T_ATTACH']),
     ('not-empty', HDR + DATE + '\n\nhi\n', None, ['T_NONEMPTY'], ['T_EMPTY']),
+    # HTMLEval as SpamAssassin's: a closing tag alone makes the tag exist;
+    # a closing tag with none open is in excess (the count of open tags
+    # stays at 0, not -1), so </b><b>x</b> leaves none open; each HTML part
+    # tested, the first with no image nor title, the second with both
+    ('html-tags', html_msg('</head></b><b>x</b>'), None, ['T_HT_EXISTS'], ['T_HT_BAL']),
+    ('html-open', html_msg('<b>x</b><b>y'), None, ['T_HT_BAL'], ['T_HT_EXISTS']),
+    ('html-parts', mp([('text/html', HTML, ''),
+                       ('text/html', '<html><head><title>the second part</title></head><body>'
+                        '<img src="cid:1" width="600" height="400">a b c</body></html>', '')], 'mixed'), None,
+     ['T_HT_RATIO', 'T_HT_TEXT'], []),
     # body text as SpamAssassin renders it: a run of white space one
     # space, a blank line a paragraph (a line of its own), a no-break
     # space one space with the white space after it; single spaces kept
