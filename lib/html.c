@@ -965,7 +965,8 @@ static void render_ws(struct hs *h, const char *ws)
 }
 
 /* Text t[i..j) between tags: rendered (entities decoded) into the title,
- * or the text and the anchor; checked for visible low-contrast text. */
+ * or the text and the anchor; checked for visible low-contrast text and
+ * for visible text in an invalid colour. */
 static void text_run_as(struct hs *h, size_t i, size_t j, bool decode);
 
 static void text_run(struct hs *h, size_t i, size_t j)
@@ -978,14 +979,19 @@ static void text_run_as(struct hs *h, size_t i, size_t j, bool decode)
 {
 	const char *t = h->t;
 	struct sift_html *st = &h->r->stats;
-	if (!st->low_contrast) {
+	if (!st->low_contrast || !st->font_invalid_color) {
 		bool visible = false;
 		for (size_t k = i; k < j && !visible; k++)
 			if (!isspace((unsigned char)t[k]) && t[k] != '\xa0' &&
 			    !(t[k] == '&' && j - k >= 6 && strncasecmp(t + k, "&nbsp;", 6) == 0))
 				visible = true;
-		if (visible && low_contrast(h->stack[h->sp - 1].fg, h->stack[h->sp - 1].bg))
+		/* html_font_invisible: low contrast, else a colour that is
+		 * "invalid" (name_to_rgb) */
+		const char *fg = h->stack[h->sp - 1].fg, *bg = h->stack[h->sp - 1].bg;
+		if (visible && low_contrast(fg, bg))
 			st->low_contrast = 1;
+		else if (visible && (strcmp(fg, "invalid") == 0 || strcmp(bg, "invalid") == 0))
+			st->font_invalid_color = 1;
 	}
 	h->run.len = 0;
 	for (size_t k = i; k < j;) {

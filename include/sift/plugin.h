@@ -96,8 +96,8 @@
  *  10  struct sift_host: msg_outcome (how the message ended, for msg_end),
  *      casefold (Unicode case folding, as Postfix's with smtputf8).
  *  11  struct sift_html: tag_inside (the tags of each name left open, as
- *      SpamAssassin's HTML evals count them); closed_extra counted as
- *      SpamAssassin counts it.
+ *      SpamAssassin's HTML evals count them), font_invalid_color;
+ *      closed_extra counted as SpamAssassin counts it.
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -412,6 +412,9 @@ struct sift_html {
 	 * opening tag, one less for a closing one, never below 0 (a closing
 	 * tag with none open counts in closed_extra instead) */
 	unsigned tag_inside[SIFT_HTML_MAX_TAGNAMES];
+	/* ABI minor 11: visible text in a colour name_to_rgb does not know
+	 * (SpamAssassin's font_invalid_color), when not low contrast */
+	int font_invalid_color;
 };
 
 #define SIFT_URI_F_HTML 0x01 /* from an HTML attribute (href, src, ...) */

@@ -1206,6 +1206,8 @@ static int ev_html_test(struct msgctx *m, const struct rule *r)
 			return 1;
 		if (strcmp(t, "font_low_contrast") == 0 && hi->low_contrast)
 			return 1;
+		if (strcmp(t, "font_invalid_color") == 0 && hi->font_invalid_color)
+			return 1;
 		if ((strcmp(t, "html_unknown_tag") == 0 || strcmp(t, "bad_tag") == 0) && hi->bad_tags > 0)
 			return 1;
 	}

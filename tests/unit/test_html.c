@@ -396,6 +396,29 @@ static void colours(void)
 		CHECK(!x.r.stats.low_contrast == !cc[i].low);
 		done_run(&x);
 	}
+	/* visible text in a colour name_to_rgb calls "invalid" (HTML.pm's
+	 * font_invalid_color); not for white space alone, and not when the
+	 * text is low contrast first (both colours invalid: the same) */
+	static const struct {
+		const char *html;
+		bool invalid, low;
+	} ic[] = {
+		{"<font color=\"nocolour\">seen</font>", true, false},
+		{"<font color=\"nocolour\"> \n </font>", false, false},
+		{"<font color=\"#123456\">seen</font>", false, false},
+		{"<span style=\"color: nocolour; background-color: zz\">seen</span>", false, true},
+		/* a bgcolor attribute changes no colour in HTML.pm */
+		{"<body bgcolor=\"zz\"><font color=\"nocolour\">seen</font></body>", true, false},
+	};
+	for (size_t i = 0; i < sizeof(ic) / sizeof(ic[0]); i++) {
+		struct run x;
+		scan(&x, ic[i].html);
+		if (!x.r.stats.font_invalid_color != !ic[i].invalid || !x.r.stats.low_contrast != !ic[i].low)
+			fprintf(stderr, "invalid colour: %s\n", ic[i].html);
+		CHECK(!x.r.stats.font_invalid_color == !ic[i].invalid);
+		CHECK(!x.r.stats.low_contrast == !ic[i].low);
+		done_run(&x);
+	}
 }
 
 /* The image area as HTML.pm sums it (html_image_ratio): an <img> with both

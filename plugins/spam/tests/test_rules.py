@@ -108,6 +108,7 @@ body     T_HT_EXISTS  eval:html_tag_exists('head')
 body     T_HT_BAL     eval:html_tag_balance('b', '!= 0')
 body     T_HT_RATIO   eval:html_image_ratio('0.000', '0.010')
 body     T_HT_TEXT    eval:html_text_match('title', 'second part')
+body     T_HT_INVALID eval:html_test('font_invalid_color')
 meta     T_EMPTY      !T_ATTACH && !T_NONEMPTY
 body     T_HTML_ONLY  eval:check_for_mime_html_only()
 body     T_CAL_BODY   /CALMARK/
@@ -463,7 +464,8 @@ CASES = [
     # a closing tag with none open is in excess (the count of open tags
     # stays at 0, not -1), so </b><b>x</b> leaves none open; each HTML part
     # tested, the first with no image nor title, the second with both
-    ('html-tags', html_msg('</head></b><b>x</b>'), None, ['T_HT_EXISTS'], ['T_HT_BAL']),
+    ('html-tags', html_msg('</head></b><b>x</b>'), None, ['T_HT_EXISTS'], ['T_HT_BAL', 'T_HT_INVALID']),
+    ('html-invalid', html_msg('<font color="nocolour">seen</font>'), None, ['T_HT_INVALID'], []),
     ('html-open', html_msg('<b>x</b><b>y'), None, ['T_HT_BAL'], ['T_HT_EXISTS']),
     ('html-parts', mp([('text/html', HTML, ''),
                        ('text/html', '<html><head><title>the second part</title></head><body>'
