@@ -284,7 +284,11 @@ void body_lines(const struct spam_engine *e, const struct sift_mime *mm, char **
 		sb_add(&text, p->text, n);
 		any = true;
 	}
-	/* whitespace: blank-line runs -> paragraph break, other runs -> space */
+	/* White space as SpamAssassin's s/\n+\s*\n+/\0/gs, then s/\s+/ /gs:
+	 * in a run of white space with two newlines or more, the span from
+	 * its first newline to its last is a paragraph break, and what is
+	 * before and after that span becomes a space each ("a \n\n b" ->
+	 * "a \n b"); any other run becomes one space. */
 	struct sbuf w = {0};
 	const unsigned char *t = (const unsigned char *)sb_str(&text);
 	size_t n = text.n;
@@ -294,24 +298,39 @@ void body_lines(const struct spam_engine *e, const struct sift_mime *mm, char **
 		['\t'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1, ['\r'] = 1, [' '] = 1, [0xc2] = 2};
 	for (size_t i = 0; i < n;) {
 		unsigned char c = t[i];
-		if (cls[c] == 1) {
+		/* UTF-8 NBSP (U+00A0) is Unicode white space in Perl */
+		if (cls[c] == 1 || (c == 0xc2 && i + 1 < n && t[i + 1] == 0xa0)) {
 			size_t j = i;
 			int nl = 0;
-			while (j < n && cls[t[j]] == 1) {
-				if (t[j] == '\n')
+			bool before = false, after = false;
+			for (;;) {
+				size_t k;
+				if (j < n && cls[t[j]] == 1)
+					k = 1;
+				else if (j + 1 < n && t[j] == 0xc2 && t[j + 1] == 0xa0)
+					k = 2;
+				else
+					break;
+				if (t[j] == '\n') {
 					nl++;
-				j++;
+					after = false;
+				} else if (nl) {
+					after = true;
+				} else {
+					before = true;
+				}
+				j += k;
 			}
-			w.d[w.n++] = nl >= 2 ? '\n' : ' ';
+			if (nl >= 2) {
+				if (before)
+					w.d[w.n++] = ' ';
+				w.d[w.n++] = '\n';
+				if (after)
+					w.d[w.n++] = ' ';
+			} else {
+				w.d[w.n++] = ' ';
+			}
 			i = j;
-			continue;
-		}
-		/* UTF-8 NBSP (U+00A0) is Unicode white space in Perl */
-		if (c == 0xc2 && i + 1 < n && t[i + 1] == 0xa0) {
-			w.d[w.n++] = ' ';
-			i += 2;
-			while (i < n && cls[t[i]] == 1 && t[i] != '\n')
-				i++;
 			continue;
 		}
 		/* a run of other octets, and of single spaces between them (a

@@ -104,6 +104,10 @@ tflags   T_NONEMPTY   nosubject
 body     T_WS_RUN     /^one two three\.$/
 body     T_WS_NBSP    /^Four five six seven end\b/
 body     T_WS_TWO     /  /
+body     T_WS_PRE     /^before \n/
+body     T_WS_LEAD    /^ tracker id\n/
+body     T_WS_POST    /^ after $/
+body     T_WS_BARE    /^(?:tracker|after)/
 body     T_HT_EXISTS  eval:html_tag_exists('head')
 body     T_HT_BAL     eval:html_tag_balance('b', '!= 0')
 body     T_HT_RATIO   eval:html_image_ratio('0.000', '0.010')
@@ -476,6 +480,12 @@ CASES = [
     # space one space with the white space after it; single spaces kept
     ('white-space', HDR + DATE + 'Content-Type: text/plain; charset=utf-8\n\n'
      'one  two \t three.\n \nFour five\u00a0 six seven end\n', None, ['T_WS_RUN', 'T_WS_NBSP'], ['T_WS_TWO']),
+    # a paragraph break is the span from the first newline of a run of
+    # white space to its last: what is before and after it stays a space
+    # (s/\n+\s*\n+/\0/ then s/\s+/ /), so a line can start with one
+    ('white-space-paragraph', HDR + DATE + 'Content-Type: text/plain\n\n'
+     'before  \n\n   tracker id\n \n after\n', None, ['T_WS_PRE', 'T_WS_LEAD', 'T_WS_POST'],
+     ['T_WS_BARE', 'T_WS_TWO']),
     ('empty-attachment', mp([('application/pdf', 'JVBERi0=', 'Content-Transfer-Encoding: base64\n'
                               'Content-Disposition: Attachment; filename="a.pdf"\n')], 'mixed'), None,
      ['T_ATTACH'], ['T_EMPTY', 'T_NONEMPTY']),
