@@ -934,6 +934,7 @@ char *guard_pattern(const char *pat, const char *flags);
 
 /* The value a header rule matches, or NULL when the header is absent. */
 const char *target_value(struct msgctx *m, int ti);
+bool part_header_value(struct sbuf *b, const struct target *t, const struct sift_mime_part *p);
 /* The headers a TK_HEADER target named name reads (ToCc: To and Cc;
  * MESSAGEID: Message-Id, Resent-Message-Id, X-Message-Id): how many. */
 int target_header_names(const char *name, const char *names[3]);

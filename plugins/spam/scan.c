@@ -504,18 +504,16 @@ void msg_free(struct msgctx *m)
 	pcre2_match_context_free(m->mctx);
 }
 
-/* mimeheader: the headers of the parts (not the message's own). */
+/* mimeheader: every part's header, the message's own (the root's) first,
+ * as SpamAssassin's find_parts(qr/./) lists them. */
 static void scan_mimeheaders(struct msgctx *m, size_t gi)
 {
 	const struct target *t = &m->e->targets[m->e->groups[gi].target_idx];
-	for (size_t pi = 1; pi < m->mime->part_count; pi++) {
-		const struct sift_mime_part *p = &m->mime->parts[pi];
-		for (size_t hi = 0; hi < p->header_count; hi++)
-			if (strcasecmp(p->headers[hi].name, t->name) == 0) {
-				const char *v = t->raw ? p->headers[hi].raw : p->headers[hi].value;
-				scan_group(m, gi, v, strlen(v));
-			}
-	}
+	struct sbuf b = {0};
+	for (size_t pi = 0; pi < m->mime->part_count; pi++)
+		if (part_header_value(&b, t, &m->mime->parts[pi]))
+			scan_group(m, gi, sb_str(&b), b.n);
+	free(b.d);
 }
 
 void build_text(struct msgctx *m, enum rtype t)

@@ -259,6 +259,27 @@ const char *target_value(struct msgctx *m, int ti)
 	return m->tvals[ti];
 }
 
+/* A mimeheader rule's text in one part, as SpamAssassin's MIMEHeader
+ * plugin reads it (get_header in scalar context): the last instance of the
+ * header in that part, decoded and ending in a newline, or with :raw
+ * unfolded; false when the part has none. */
+bool part_header_value(struct sbuf *b, const struct target *t, const struct sift_mime_part *p)
+{
+	const struct sift_mime_header *last = NULL;
+	for (size_t i = 0; i < p->header_count; i++)
+		if (strcasecmp(p->headers[i].name, t->name) == 0)
+			last = &p->headers[i];
+	if (!last)
+		return false;
+	b->n = 0;
+	if (t->raw)
+		add_raw_unfolded(b, sift_mime_header_lead(last));
+	else
+		sb_adds(b, last->value);
+	sb_add(b, "\n", 1);
+	return true;
+}
+
 /* Body lines as SpamAssassin builds them (get_rendered_body_text_array):
  * the parts with a text, the ones SpamAssassin renders (text/plain and
  * text/html, every text/ type but text/calendar and text/x-vcard read as

@@ -108,6 +108,11 @@ body     T_WS_PRE     /^before \n/
 body     T_WS_LEAD    /^ tracker id\n/
 body     T_WS_POST    /^ after $/
 body     T_WS_BARE    /^(?:tracker|after)/
+mimeheader T_MH_ROOT  Content-Type =~ /^text\/plain;/
+mimeheader T_MH_NL    Content-Type =~ /ascii\n/
+mimeheader T_MH_MULTI Content-Type =~ /^multipart\/mixed/
+mimeheader T_MH_LAST  Content-Disposition =~ /last\.bin/
+mimeheader T_MH_FIRST Content-Disposition =~ /first\.bin/
 body     T_HT_EXISTS  eval:html_tag_exists('head')
 body     T_HT_BAL     eval:html_tag_balance('b', '!= 0')
 body     T_HT_RATIO   eval:html_image_ratio('0.000', '0.010')
@@ -486,6 +491,15 @@ CASES = [
     ('white-space-paragraph', HDR + DATE + 'Content-Type: text/plain\n\n'
      'before  \n\n   tracker id\n \n after\n', None, ['T_WS_PRE', 'T_WS_LEAD', 'T_WS_POST'],
      ['T_WS_BARE', 'T_WS_TWO']),
+    # mimeheader reads every part as SpamAssassin's find_parts lists them,
+    # the message itself first, and in each the last instance of the
+    # header, ending in a newline
+    ('mimeheader-root', HDR + DATE + 'Content-Type: text/plain; charset=us-ascii\n\nhello there\n', None,
+     ['T_MH_ROOT', 'T_MH_NL'], ['T_MH_MULTI']),
+    ('mimeheader-last', mp([('text/plain', 'hello there', ''),
+                            ('application/octet-stream', 'QUFB', 'Content-Disposition: attachment; filename="first.bin"\n'
+                             'Content-Disposition: attachment; filename="last.bin"\n')], 'mixed'), None,
+     ['T_MH_MULTI', 'T_MH_LAST'], ['T_MH_FIRST', 'T_MH_ROOT']),
     ('empty-attachment', mp([('application/pdf', 'JVBERi0=', 'Content-Transfer-Encoding: base64\n'
                               'Content-Disposition: Attachment; filename="a.pdf"\n')], 'mixed'), None,
      ['T_ATTACH'], ['T_EMPTY', 'T_NONEMPTY']),
