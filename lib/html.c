@@ -261,7 +261,7 @@ static const struct tagslot *tag_find(const char *name)
 
 /* Finds attribute `name` in the attribute text a..e; copies its value
  * (entities decoded) into o. */
-static bool html_attr(const char *a, const char *e, const char *name, struct sift_buf *o)
+static bool html_attr(const char *a, const char *e, const char *name, struct sift_buf *o, bool lines)
 {
 	size_t nl = strlen(name);
 	const char *p = a;
@@ -312,12 +312,12 @@ static bool html_attr(const char *a, const char *e, const char *name, struct sif
 						continue;
 					}
 				}
-				if (*q == '\r' || *q == '\n') {
+				if ((*q == '\r' || *q == '\n') && !lines) {
 					q++;
 					continue;
 				}
 				const char *run = q + 1;
-				while (run < ve && *run != '&' && *run != '\r' && *run != '\n')
+				while (run < ve && *run != '&' && ((*run != '\r' && *run != '\n') || lines))
 					run++;
 				sift_buf_add(o, q, (size_t)(run - q));
 				q = run;
@@ -1068,11 +1068,20 @@ static size_t comment(struct hs *h, size_t i)
 }
 
 /* Attribute `name` of the tag whose attributes are t[as..ae) into h->attr
- * (NUL-terminated); false when absent. */
+ * (NUL-terminated), its line breaks left out; false when absent. */
 static bool attr(struct hs *h, size_t as, size_t ae, const char *name)
 {
 	h->attr.len = 0;
-	bool found = html_attr(h->t + as, h->t + ae, name, &h->attr);
+	bool found = html_attr(h->t + as, h->t + ae, name, &h->attr, false);
+	sift_buf_str(&h->attr);
+	return found;
+}
+
+/* The same with its line breaks, as HTML::Parser gives the value. */
+static bool attr_lines(struct hs *h, size_t as, size_t ae, const char *name)
+{
+	h->attr.len = 0;
+	bool found = html_attr(h->t + as, h->t + ae, name, &h->attr, true);
 	sift_buf_str(&h->attr);
 	return found;
 }
@@ -1397,6 +1406,45 @@ static void set_base(struct hs *h, const char *v, size_t n)
 
 /* Links in the tag's attributes; images and their area; font sizes and
  * forms posting to mailto:. */
+/* HTML.pm's font_face_bad: a face that is not
+ * /^\s*["'.]?[a-z ][a-z -]*[a-z]\d?["']?(?:,\s*["']?[a-z][a-z -]*[a-z]\d?["']?)*;?$/i,
+ * a list of font names. Each name is a maximal run of letters, spaces and
+ * hyphens (what may follow it, a digit, a quote, ',' or ';', is none of
+ * those), so the regex needs no backtracking: the run must be two octets
+ * or more and end with a letter. */
+static bool face_bad(const char *v, size_t n)
+{
+	const char *p = v, *e = v + n;
+	while (p < e && (*p == ' ' || (*p >= '\t' && *p <= '\r')))
+		p++;
+	if (p < e && (*p == '"' || *p == '\'' || *p == '.'))
+		p++;
+	for (bool first = true;; first = false) {
+		if (p == e || !(isalpha((unsigned char)*p) || (first && *p == ' ')))
+			return true;
+		const char *q = p;
+		while (q < e && (isalpha((unsigned char)*q) || *q == ' ' || *q == '-'))
+			q++;
+		if (q - p < 2 || !isalpha((unsigned char)q[-1]))
+			return true;
+		p = q;
+		if (p < e && isdigit((unsigned char)*p))
+			p++;
+		if (p < e && (*p == '"' || *p == '\''))
+			p++;
+		if (p == e || *p != ',')
+			break;
+		p++;
+		while (p < e && (*p == ' ' || (*p >= '\t' && *p <= '\r')))
+			p++;
+		if (p < e && (*p == '"' || *p == '\''))
+			p++;
+	}
+	if (p < e && *p == ';')
+		p++;
+	return !(p == e || (p + 1 == e && *p == '\n'));
+}
+
 static void tag_attributes(struct hs *h, const char *name, size_t as, size_t ae)
 {
 	static const struct {
@@ -1463,6 +1511,10 @@ static void tag_attributes(struct hs *h, const char *name, size_t as, size_t ae)
 		if (v > st->max_font_size)
 			st->max_font_size = v;
 	}
+	if (same(name, "font") && attr_lines(h, as, ae, "face") && face_bad(h->attr.data, h->attr.len))
+		st->font_face_bad = 1;
+	if (same(name, "object") || same(name, "embed"))
+		st->embeds = 1;
 }
 
 /* Where the tag whose name ends at j ends (its '>', or n), quotes after

@@ -806,6 +806,16 @@ static int delimiter(const unsigned char *s, size_t len, const char *b, size_t b
 	return 0;
 }
 
+/* Whether the line at s starts as /^[\041-\071\073-\176]+:/: a header
+ * name (printable, no colon, no space) and its colon. */
+static bool header_start(const unsigned char *s, size_t n)
+{
+	size_t k = 0;
+	while (k < n && s[k] >= 041 && s[k] <= 0176 && s[k] != ':')
+		k++;
+	return k > 0 && k < n && s[k] == ':';
+}
+
 /* Splits a multipart body on its boundary and parses each part; false
  * when no line of the body is a delimiter (no part made). */
 static bool parse_multipart(struct impl *m, long idx, const char *boundary, const unsigned char *s, size_t n,
@@ -844,8 +854,20 @@ static bool parse_multipart(struct impl *m, long idx, const char *boundary, cons
 			}
 			if (close) {
 				closed = true;
+				/* SpamAssassin's mime_epilogue_exists: a line after
+				 * it with more than white space and dots */
+				for (size_t k = next; k < n; k++)
+					if (!isspace(s[k]) && s[k] != '.') {
+						m->pub.flags |= SIFT_MIME_F_EPILOGUE;
+						break;
+					}
 				break;
 			}
+			/* SpamAssassin's missing_mime_headers: the line after a
+			 * delimiter, when there is one, does not start a header
+			 * (/^[\041-\071\073-\176]+:/) */
+			if (next < n && !header_start(s + next, n - next))
+				m->pub.flags |= SIFT_MIME_F_NO_PART_HEADERS;
 			part_start = (long)next;
 		}
 		i = next;

@@ -98,6 +98,9 @@
  *  11  struct sift_html: tag_inside (the tags of each name left open, as
  *      SpamAssassin's HTML evals count them), font_invalid_color;
  *      closed_extra counted as SpamAssassin counts it.
+ *  12  struct sift_html: font_face_bad, embeds; struct sift_mime flags
+ *      SIFT_MIME_F_EPILOGUE, SIFT_MIME_F_NO_PART_HEADERS (set only by a
+ *      host of minor 12 or later).
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -114,7 +117,7 @@ extern "C" {
 #endif
 
 #define SIFT_ABI_MAJOR 1
-#define SIFT_ABI_MINOR 11
+#define SIFT_ABI_MINOR 12
 
 struct sift_ctx;	 /* one connection/message/request as seen by a plugin */
 struct sift_dns_pending; /* a DNS query started by host->dns_start */
@@ -305,6 +308,9 @@ static inline bool sift_dnsbl_name(const char *ip, char *out, size_t n)
 #define SIFT_MIME_F_BAD_CHARSET	     0x0020 /* unknown charset or invalid octets */
 #define SIFT_MIME_F_NO_BOUNDARY	     0x0040 /* multipart/ type without boundary= */
 #define SIFT_MIME_F_BAD_HEADER	     0x0080 /* malformed header line in a part */
+/* ABI minor 12: */
+#define SIFT_MIME_F_EPILOGUE	    0x0100 /* text after a multipart's close delimiter */
+#define SIFT_MIME_F_NO_PART_HEADERS 0x0200 /* a delimiter's next line is not a header */
 
 struct sift_mime_header {
 	const char *name;  /* as received */
@@ -415,6 +421,10 @@ struct sift_html {
 	/* ABI minor 11: visible text in a colour name_to_rgb does not know
 	 * (SpamAssassin's font_invalid_color), when not low contrast */
 	int font_invalid_color;
+	/* ABI minor 12: a <font face> that is not a list of font names
+	 * (SpamAssassin's font_face_bad); an <object> or <embed> tag */
+	int font_face_bad;
+	int embeds;
 };
 
 #define SIFT_URI_F_HTML 0x01 /* from an HTML attribute (href, src, ...) */

@@ -133,6 +133,10 @@ static int ev_msg_parse_flags(struct msgctx *m, const struct rule *r)
 		return (fl & SIFT_MIME_F_MISSING_BOUNDARY) != 0;
 	if (strcmp(f, "truncated_header") == 0)
 		return 0;
+	if (strcmp(f, "mime_epilogue_exists") == 0)
+		return (fl & SIFT_MIME_F_EPILOGUE) != 0;
+	if (strcmp(f, "missing_mime_headers") == 0)
+		return (fl & SIFT_MIME_F_NO_PART_HEADERS) != 0;
 	if (strcmp(f, "missing_head_body_separator") == 0 ||
 	    strcmp(f, "missing_mime_head_body_separator") == 0)
 		return (fl & SIFT_MIME_F_BAD_HEADER) != 0;
@@ -1210,8 +1214,12 @@ static int ev_html_test(struct msgctx *m, const struct rule *r)
 			return 1;
 		if ((strcmp(t, "html_unknown_tag") == 0 || strcmp(t, "bad_tag") == 0) && hi->bad_tags > 0)
 			return 1;
+		if (strcmp(t, "font_face_bad") == 0 && hi->font_face_bad)
+			return 1;
+		if (strcmp(t, "embeds") == 0 && hi->embeds)
+			return 1;
 	}
-	return 0; /* font_face_bad, embeds ...: not analysed */
+	return 0;
 }
 
 static int ev_html_image_only(struct msgctx *m, const struct rule *r)

@@ -230,6 +230,11 @@ static int spam_init(const struct sift_host *h, void *cp, char **err_r)
 		*err_r = strdup("host too old: no mime()/symbol_get()/addrlist_parse()");
 		return -1;
 	}
+	if (h->abi_minor < 12) {
+		/* the HTML statistics and MIME flags the evals read */
+		*err_r = strdup("host too old: the HTML statistics and MIME flags of plugin ABI minor 12");
+		return -1;
+	}
 	if (c->dns_available && h->struct_size < offsetof(struct sift_host, dns_wait) + sizeof(h->dns_wait)) {
 		*err_r = strdup("spam_dns_available: host too old: no dns_start()/dns_wait()");
 		return -1;

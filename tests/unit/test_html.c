@@ -434,6 +434,57 @@ static void image_area(void)
 	done_run(&x);
 }
 
+/* HTML.pm's font_face_bad (a face that is not a list of font names, as
+ * its regex says; the expectations are what perl gives that regex) and
+ * embeds (an <object> or <embed> tag). */
+static void font_faces(void)
+{
+	static const struct {
+		const char *face;
+		bool bad;
+	} ff[] = {
+		{"&quot;Tahoma&quot;, Verdana, Arial, sans-serif", false},
+		{"'Montserrat', sans-serif", false},
+		{"Arial,Helvetica,Sans-Serif;", false},
+		{".SFUIDisplay", false},
+		{"hirakakupro-w3", false},
+		{"Times New Roman, serif", false},
+		{" Arial", false},
+		{"Arial\n", false},
+		{"Arial MT\nBlack", true},
+		{"Wingdings 2", true},
+		{"", true},
+		{"a", true},
+		{"Arial,", true},
+		{"1Arial", true},
+		{"Arial;x", true},
+		{"Arial-", true},
+		{"-Arial", true},
+		{"Arial , Verdana", true},
+	};
+	for (size_t i = 0; i < sizeof(ff) / sizeof(ff[0]); i++) {
+		char h[160];
+		snprintf(h, sizeof(h), "<p><font face=\"%s\">text</font></p>", ff[i].face);
+		struct run x;
+		scan(&x, h);
+		if (!x.r.stats.font_face_bad != !ff[i].bad)
+			fprintf(stderr, "font face: %s\n", ff[i].face);
+		CHECK(!x.r.stats.font_face_bad == !ff[i].bad);
+		CHECK(!x.r.stats.embeds);
+		done_run(&x);
+	}
+	struct run x;
+	scan(&x, "<p>text</p><object data=\"x.swf\"></object>");
+	CHECK(x.r.stats.embeds && !x.r.stats.font_face_bad);
+	done_run(&x);
+	scan(&x, "<p>text</p><EMBED src=\"x.swf\">");
+	CHECK(x.r.stats.embeds);
+	done_run(&x);
+	scan(&x, "<p>text</p></embed><font>x</font>");
+	CHECK(!x.r.stats.embeds && !x.r.stats.font_face_bad);
+	done_run(&x);
+}
+
 int main(void)
 {
 	image_area();
@@ -450,5 +501,6 @@ int main(void)
 	whitespace();
 	anchors();
 	entities();
+	font_faces();
 	return t_done();
 }

@@ -583,6 +583,38 @@ static void line_ends(void)
 	sift_mime_free(m);
 }
 
+/* SpamAssassin's parse flags mime_epilogue_exists (a line with more
+ * than white space and dots after a close delimiter, at any depth) and
+ * missing_mime_headers (the line after a delimiter does not start a
+ * header); each case as spamassassin -t flags it. */
+static void parse_flags(void)
+{
+	static const struct {
+		const char *body;
+		bool epilogue, noheaders;
+	} pf[] = {
+		{"--q\nContent-Type: text/plain\n\none\n--q--\n", false, false},
+		{"--q\nContent-Type: text/plain\n\none\n--q--\nthis is the epilogue\n", true, false},
+		{"--q\nContent-Type: text/plain\n\none\n--q--\n.\n  \n", false, false},
+		{"--q\n\none\n--q--\n", false, true},
+		{"--q\nContent-Type: text/plain\n\none\n--q\ntwo\n--q--\n", false, true},
+		{"--q\nContent-Type: multipart/alternative; boundary=r\n\n--r\nContent-Type: text/plain\n\n"
+		 "one\n--r--\ninner epilogue\n--q--\n",
+		 true, false},
+	};
+	for (size_t i = 0; i < sizeof(pf) / sizeof(pf[0]); i++) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "Content-Type: multipart/mixed; boundary=q\n\n%s", pf[i].body);
+		struct sift_mime *m = parse(msg);
+		bool e = m->flags & SIFT_MIME_F_EPILOGUE, nh = m->flags & SIFT_MIME_F_NO_PART_HEADERS;
+		if (e != pf[i].epilogue || nh != pf[i].noheaders)
+			fprintf(stderr, "parse flags: case %zu: epilogue %d, no headers %d\n", i, e, nh);
+		CHECK(e == pf[i].epilogue);
+		CHECK(nh == pf[i].noheaders);
+		sift_mime_free(m);
+	}
+}
+
 int main(void)
 {
 	line_ends();
@@ -603,5 +635,6 @@ int main(void)
 	decoded_parts();
 	repeated_fields();
 	encoded_message();
+	parse_flags();
 	return t_done();
 }

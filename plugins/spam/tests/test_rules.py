@@ -118,6 +118,10 @@ body     T_HT_BAL     eval:html_tag_balance('b', '!= 0')
 body     T_HT_RATIO   eval:html_image_ratio('0.000', '0.010')
 body     T_HT_TEXT    eval:html_text_match('title', 'second part')
 body     T_HT_INVALID eval:html_test('font_invalid_color')
+body     T_HT_FACE    eval:html_test('font_face_bad')
+body     T_HT_EMBEDS  eval:html_test('embeds')
+body     T_PF_EPI     eval:check_msg_parse_flags('mime_epilogue_exists')
+body     T_PF_NOH     eval:check_msg_parse_flags('missing_mime_headers')
 meta     T_EMPTY      !T_ATTACH && !T_NONEMPTY
 body     T_HTML_ONLY  eval:check_for_mime_html_only()
 body     T_CAL_BODY   /CALMARK/
@@ -474,7 +478,16 @@ CASES = [
     # stays at 0, not -1), so </b><b>x</b> leaves none open; each HTML part
     # tested, the first with no image nor title, the second with both
     ('html-tags', html_msg('</head></b><b>x</b>'), None, ['T_HT_EXISTS'], ['T_HT_BAL', 'T_HT_INVALID']),
-    ('html-invalid', html_msg('<font color="nocolour">seen</font>'), None, ['T_HT_INVALID'], []),
+    ('html-invalid', html_msg('<font color="nocolour">seen</font>'), None, ['T_HT_INVALID'],
+     ['T_HT_FACE', 'T_HT_EMBEDS']),
+    # a face with a line break in it is not a list of font names
+    ('html-face', html_msg('<font face="Arial MT\nBlack">seen</font><embed src="x.swf">'), None,
+     ['T_HT_FACE', 'T_HT_EMBEDS'], ['T_PF_EPI']),
+    ('parse-flags', mp([('text/plain', 'hello there', '')], 'mixed') + 'the epilogue\n', None, ['T_PF_EPI'],
+     ['T_PF_NOH']),
+    ('parse-flags-none', mp([('text/plain', 'hello there', '')], 'mixed'), None, [], ['T_PF_EPI', 'T_PF_NOH']),
+    ('parse-flags-headers', mp([('text/plain', 'hello there', '')], 'mixed').replace(
+        'Content-Type: text/plain\n', ''), None, ['T_PF_NOH'], ['T_PF_EPI']),
     ('html-open', html_msg('<b>x</b><b>y'), None, ['T_HT_BAL'], ['T_HT_EXISTS']),
     ('html-parts', mp([('text/html', HTML, ''),
                        ('text/html', '<html><head><title>the second part</title></head><body>'
