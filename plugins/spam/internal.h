@@ -689,7 +689,7 @@ void msg_free(struct msgctx *m);
 /* ---- relays (relay.c) ------------------------------------------------------- */
 
 struct relay {
-	char ip[64], rdns[256], helo[256], by[256], ident[64], envfrom[256], id[128], auth[32];
+	char ip[64], rdns[256], helo[256], by[256], ident[64], envfrom[256], id[128], auth[128];
 	bool priv;
 	bool looked_up; /* the MTA's format shows it looked up rDNS */
 	bool intl, msa; /* internal; an msa_networks relay */

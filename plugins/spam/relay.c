@@ -10,6 +10,7 @@
  * Exim, qmail, fetchmail and generic "from X (Y [IP])"); others count as
  * unparseable, as in SpamAssassin.
  */
+#include <pthread.h>
 #include <stdio.h>
 
 #include "internal.h"
@@ -316,6 +317,125 @@ static bool qmail_protocol(const char *by)
 	return smtp && strncmp(smtp, " id ", 4) != 0 && (*smtp == 0 || *smtp == ' ' || *smtp == ';');
 }
 
+/* The tokens by which SpamAssassin's Received.pm knows a relay that
+ * authenticated its client (its order: the first that holds wins), each a
+ * guard (a pattern that must also match, or NULL), the pattern, and what
+ * auth= says: a fixed name, or "$1" (the first group), or a format of the
+ * groups. */
+enum { AUTH_RX_N = 10 };
+static const struct {
+	const char *guard, *re;
+	uint32_t opts;
+	const char *name;
+} auth_def[AUTH_RX_N] = {
+	/* RFC 3848 and 6531 (ESMTPA, ESMTPSA, LMTPA, ...), ASMTP, webmail */
+	{" by ", " with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)", PCRE2_CASELESS, "$1"},
+	/* Gmail's submission, which says ESMTPS */
+	{"\\(version=([^ ]+) cipher=([^\\)]+)\\)",
+	 " by mx\\.google\\.com with ESMTPS id [a-z0-9]{1,4}sm[0-9]{2,9}[a-z]{3}\\.[0-9]{1,3}\\.[0-9]{4}\\."
+	 "(?:[0-6][0-9]\\.){4}[0-6][0-9]",
+	 0, "gmail"},
+	/* Courier */
+	{NULL, "^from .*?(?:\\]\\)|\\)\\]) \\(AUTH: (LOGIN|PLAIN|DIGEST-MD5|CRAM-MD5) \\S+(?:, .*?)?\\) by ",
+	 0, "$1"},
+	/* Sendmail, MDaemon, webmail servers */
+	{"authenticated", "^from .*?(?:\\](?: \\([^)]*\\))?\\)|\\)\\]) .*?\\(.*?authenticated.*?\\).*? by", 0,
+	 "Sendmail"},
+	/* GMX */
+	{NULL,
+	 "from \\S* \\((?:HELO|EHLO) (\\S*)\\) \\[([0-9a-fA-F:.]+)\\] by (mail\\.gmx\\.(?:net|com)) "
+	 "\\([^\\)]+\\) "
+	 "with ((?:ESMTP|SMTP))",
+	 0, "gmx"},
+	/* Critical Path */
+	{" \\(authenticated as ",
+	 "\\) by .+ \\(\\d{1,2}\\.\\d\\.\\d{3}(?:\\.\\d{1,3})?\\) \\(authenticated as .+\\) id ", 0,
+	 "CriticalPath"},
+	/* Postfix with smtpd_sasl_authenticated_header = yes */
+	{NULL, "\\) \\(Authenticated sender: \\S+\\) by \\S+ \\(([^\\)]+)\\) with ", 0, "postfix"},
+	/* CommuniGate Pro */
+	{" \\(account ", "CommuniGate Pro (HTTP|SMTP|XIMSS|IMAP)", 0, "Communigate"},
+	/* Microsoft Exchange */
+	{NULL, " with Microsoft Exchange Server HTTP-DAV\\b", 0, "HTTP-DAV"},
+	/* "(via HTTP)" */
+	{" by ", " \\(via (HTTP.?)\\)(?: |;|$)", PCRE2_CASELESS, "$1"},
+};
+
+static pcre2_code *auth_rx[AUTH_RX_N][2];
+static pthread_once_t auth_once = PTHREAD_ONCE_INIT;
+
+static pcre2_code *auth_compile(const char *re, uint32_t opts)
+{
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
+	if (!c)
+		abort(); /* fixed patterns: a bug */
+	pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
+	return c;
+}
+
+static void auth_init(void)
+{
+	for (int i = 0; i < AUTH_RX_N; i++) {
+		auth_rx[i][0] = auth_def[i].guard ? auth_compile(auth_def[i].guard, 0) : NULL;
+		auth_rx[i][1] = auth_compile(auth_def[i].re, auth_def[i].opts);
+	}
+}
+
+/* Group g of the last match in md, "" when it did not take part. */
+static void auth_group(const char *v, pcre2_match_data *md, int g, char *out, size_t n)
+{
+	PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+	if (g >= (int)pcre2_get_ovector_count(md) || ov[2 * g] == PCRE2_UNSET) {
+		out[0] = 0;
+		return;
+	}
+	copy_tok(out, n, v + ov[2 * g], ov[2 * g + 1] - ov[2 * g]);
+}
+
+/* auth= of the Received header v (from "from ..."), "" when none. */
+static void relay_auth(const char *v, char *auth, size_t n)
+{
+	pthread_once(&auth_once, auth_init);
+	auth[0] = 0;
+	size_t len = strlen(v);
+	pcre2_match_data *md = pcre2_match_data_create(8, NULL), *gd = pcre2_match_data_create(8, NULL);
+	if (!md || !gd)
+		goto out;
+	for (int i = 0; i < AUTH_RX_N; i++) {
+		if (auth_rx[i][0] && pcre2_match(auth_rx[i][0], (PCRE2_SPTR)v, len, 0, 0, gd, NULL) < 0)
+			continue;
+		if (pcre2_match(auth_rx[i][1], (PCRE2_SPTR)v, len, 0, 0, md, NULL) < 0)
+			continue;
+		const char *name = auth_def[i].name;
+		char a[48], b[48];
+		if (strcmp(name, "$1") == 0) {
+			auth_group(v, md, 1, auth, n);
+		} else if (strcmp(name, "gmail") == 0) {
+			auth_group(v, gd, 1, a, sizeof(a));
+			auth_group(v, gd, 2, b, sizeof(b));
+			snprintf(auth, n, "GMail - transport=%s cipher=%s", a, b);
+		} else if (strcmp(name, "gmx") == 0) {
+			auth_group(v, md, 4, a, sizeof(a));
+			auth_group(v, md, 3, b, sizeof(b));
+			snprintf(auth, n, "GMX (%s / %s)", a, b);
+		} else if (strcmp(name, "postfix") == 0) {
+			auth_group(v, md, 1, a, sizeof(a));
+			if (strcmp(a, "Postfix") == 0)
+				snprintf(auth, n, "Postfix");
+			else
+				snprintf(auth, n, "Postfix (%s)", a);
+		} else {
+			snprintf(auth, n, "%s", name);
+		}
+		break;
+	}
+out:
+	pcre2_match_data_free(md);
+	pcre2_match_data_free(gd);
+}
+
 /* 1 parsed, 0 not a relay line (no "from"), -1 unparseable. */
 int parse_received(const char *v, struct relay *rl)
 {
@@ -439,11 +559,19 @@ int parse_received(const char *v, struct relay *rl)
 			b++;
 		copy_tok(rl->by, sizeof(rl->by), b, strcspn(b, " ;("));
 	}
-	const char *id = strstr(p, " id ");
-	if (id) {
-		id += 4;
-		size_t l = strcspn(id, " ;");
-		copy_tok(rl->id, sizeof(rl->id), id, l);
+	/* SpamAssassin's / id <?([^\s<>;]{3,})/: the first " id " followed
+	 * by three such octets or more */
+	for (const char *id = strstr(p, " id "); id; id = strstr(id + 1, " id ")) {
+		const char *q = id + 4;
+		if (*q == '<')
+			q++;
+		size_t l = 0;
+		while (q[l] && !isspace((unsigned char)q[l]) && q[l] != '<' && q[l] != '>' && q[l] != ';')
+			l++;
+		if (l >= 3) {
+			copy_tok(rl->id, sizeof(rl->id), q, l);
+			break;
+		}
 	}
 	const char *ef = strstr(p, "envelope-from ");
 	if (ef) {
@@ -452,20 +580,13 @@ int parse_received(const char *v, struct relay *rl)
 			ef++;
 		copy_tok(rl->envfrom, sizeof(rl->envfrom), ef, strcspn(ef, ">) ;"));
 	}
-	const char *w = strstr(p, " with ");
-	if (w) {
-		w += 6;
-		size_t l = strcspn(w, " ;");
-		if ((l == 6 && strncasecmp(w, "ESMTPA", 6) == 0) ||
-		    (l == 7 && strncasecmp(w, "ESMTPSA", 7) == 0))
-			copy_tok(rl->auth, sizeof(rl->auth), w, l);
-	}
+	relay_auth(p, rl->auth, sizeof(rl->auth));
 	return 1;
 }
 
 static void relay_str(struct sbuf *b, const struct relay *r)
 {
-	char tmp[1400];
+	char tmp[1600];
 	snprintf(tmp, sizeof(tmp),
 		 "[ ip=%s rdns=%s helo=%s by=%s ident=%s envfrom=%s intl=%d id=%s auth=%s msa=%d ]", r->ip,
 		 r->rdns, r->helo, r->by, r->ident, r->envfrom, r->intl, r->id, r->auth, r->msa);

@@ -169,6 +169,10 @@ header   T_QMAIL_RDNS X-Spam-Relays-Untrusted =~ /^\[ ip=192\.0\.2\.3 rdns=mail\
 header   T_RELAY_INT  X-Spam-Relays-Internal =~ /ip=203\.0\.113\.5 .* intl=1 /
 header   T_RELAY_EXT  X-Spam-Relays-External =~ /^\[ ip=198\.51\.100\.7 /
 header   T_MSA        X-Spam-Relays-Trusted =~ /ip=203\.0\.113\.9 .* msa=1 /
+header   T_AUTH_HTTP  X-Spam-Relays-Trusted =~ /^\[ ip=198\.51\.100\.7 .* auth=HTTP msa=0 \]/
+header   T_AUTH_PF    X-Spam-Relays-Trusted =~ / id= auth=Postfix /
+header   T_AUTH_SM    X-Spam-Relays-Trusted =~ / id=h2F0c2x31856 auth=Sendmail /
+header   T_RELAY_ID   X-Spam-Relays-Untrusted =~ / id=(?:x1y2z3\@host\.test|abc) auth= /
 header   T_DATE_TAB   Date:raw =~ /^\t/
 header   T_NOSPACE    ALL:raw =~ /^Subject:\S/m
 body     T_ZERO_BODY  /zero-marker/
@@ -659,6 +663,22 @@ CASES = [
      + HDR + DATE + '\nhi\n', None, ['T_QMAIL_RDNS'], []),
     ('qmail-id', 'Received: from mail.example.net (192.0.2.3) by mx.sift.test with SMTP id x1; 1 Jan 2024 10:00:01'
      ' -0000\n' + HDR + DATE + '\nhi\n', None, [], ['T_QMAIL_RDNS']),
+    # the relay authenticated its client (Received.pm's tokens): trusted,
+    # auth= names how; the id as / id <?([^\s<>;]{3,})/ takes it
+    ('auth-http', 'Received: from 198.51.100.7 (SquirrelMail authenticated user alice) by mail.example.test with'
+     ' HTTP; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None, ['T_AUTH_HTTP', 'T_ALL_TRUSTED'], []),
+    ('auth-postfix', 'Received: from client.example (client.example [198.51.100.7]) (Authenticated sender: alice)'
+     ' by mx.sift.test (Postfix) with ESMTP id A1; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None,
+     ['T_AUTH_PF', 'T_ALL_TRUSTED'], []),
+    ('auth-sendmail', 'Received: from client.example (client.example [198.51.100.7]) (authenticated bits=0) by'
+     ' mx.sift.test (8.13.8/8.13.8) with ESMTP id h2F0c2x31856; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE +
+     '\nhi\n', None, ['T_AUTH_SM', 'T_ALL_TRUSTED'], []),
+    ('relay-id', 'Received: from client.example (client.example [198.51.100.7]) by mx.sift.test (Postfix) with ESMTP'
+     ' id <x1y2z3@host.test>; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None, ['T_RELAY_ID'],
+     ['T_AUTH_PF', 'T_ALL_TRUSTED']),
+    ('relay-id-short', 'Received: from client.example (client.example [198.51.100.7]) by mx.sift.test (Postfix) with'
+     ' ESMTP id ab for <bob@sift.test> id abc; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None,
+     ['T_RELAY_ID'], []),
     ('can', HDR + DATE + '\nhi\n', None, ['T_CAN_LOADED'], ['T_CAN_MISSING', 'T_ARC']),
     ('arc', 'ARC-Seal: i=1; a=rsa-sha256; t=1; cv=none; d=example.test; s=s1; b=AAAA\n' + HDR + DATE + '\nhi\n',
      None, ['T_ARC'], ['T_ARC_DOM']),
