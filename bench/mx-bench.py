@@ -15,7 +15,7 @@ here). A local DNS server (tests/lib/dnsserver.py) serves example.test:
 SPF "v=spf1 ip4:192.0.2.0/24 -all" and the DKIM key. Everything is on
 127.0.0.0/8; every process started here is stopped by its PID.
 
-Rows (--rows, comma-separated; default all):
+Rows (--rows, comma-separated; default all but spam-unscored):
     alone            Postfix alone
     floor            filterd, no plugin
     null             bench/null-milter.c: libmilter, CONTINUE at end of
@@ -27,6 +27,9 @@ Rows (--rows, comma-separated; default all):
     clamav           filterd clamav, libclamav with a small EICAR database
     clamav-milter    clamav-milter + clamd, the same database
     spam             filterd spam, stock SpamAssassin rules, no kill level
+    spam-unscored    the same with spam_max_size = 1k: every message is
+                     received whole and none is scored (what the spam row
+                     costs before its scoring); only when --rows names it
     spamass-milter   spamass-milter + spamd (2 children, no Bayes, no RBL)
     inbound          filterd spf + dkim (verify) + clamav + spam
     rspamd           rspamd's proxy worker as a milter, local checks only
@@ -111,12 +114,15 @@ ROWS = [
     ('clamav', 'filterd clamav (libclamav, EICAR db)'),
     ('clamav-milter', 'clamav-milter + clamd'),
     ('spam', 'filterd spam (stock SA rules)'),
+    ('spam-unscored', 'filterd spam, every message over spam_max_size'),
     ('spamass-milter', 'spamass-milter + spamd'),
     ('inbound', 'filterd inbound (spf, dkim, clamav, spam)'),
     ('rspamd', 'rspamd proxy milter (local checks)'),
     ('originating', 'filterd originating (dkim sign, clamav)'),
 ]
 ORIGINATING = {'dkim-sign', 'opendkim-sign', 'originating'}
+# Rows run only when --rows names them (they explain another row).
+EXTRA = {'spam-unscored'}
 NEEDS = {
     'opendkim-sign': ['/usr/sbin/opendkim'], 'opendkim-verify': ['/usr/sbin/opendkim'],
     'clamav-milter': ['/usr/sbin/clamav-milter', '/usr/sbin/clamd'],
@@ -234,10 +240,10 @@ class Lab:
         subprocess.run([os.path.join(self.a.builddir, 'tools', 'siftctl'), '-c', conf, 'spam',
                         'compile'], check=True, timeout=3600, stdout=subprocess.DEVNULL)
 
-    def spam_opts(self):
+    def spam_opts(self, max_size='10m'):
         os.makedirs(self.a.cache, mode=0o700, exist_ok=True)
         return ['spam_rules=' + SPAM_RULES, 'spam_cache_directory=' + self.a.cache,
-                'spam_kill_level=none', 'spam_max_size=10m']
+                'spam_kill_level=none', 'spam_max_size=' + max_size]
 
     def opendkim(self, mode):
         d = self.sub('opendkim-' + mode)
@@ -299,6 +305,8 @@ class Lab:
             return self.filterd(row, 'clamav', self.clamav_opts())
         if row == 'spam':
             return self.filterd(row, 'spam', self.spam_opts())
+        if row == 'spam-unscored':
+            return self.filterd(row, 'spam', self.spam_opts('1k'))
         if row == 'inbound':
             return self.filterd(row, 'spf dkim clamav spam', self.dkim_opts() +
                                 self.clamav_opts() + self.spam_opts())
@@ -452,7 +460,7 @@ def run_rounds(a, lab, pf, filters, rows, levels, corpora):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--rows', default=','.join(r for r, _ in ROWS))
+    ap.add_argument('--rows', default=','.join(r for r, _ in ROWS if r not in EXTRA))
     ap.add_argument('--concurrency', default='1,8')
     ap.add_argument('--rounds', type=int, default=3, help='interleaved rounds (medians)')
     ap.add_argument('--count', type=int, default=120,
@@ -490,7 +498,7 @@ def main():
         plain = corpus.mx_corpus(a.corpus, a.seed)
         signed = dkb.presign(plain, open(lab.keys['rsa'][0], 'rb').read())
         corpora = {False: signed, True: plain}
-        if 'spam' in rows or 'inbound' in rows:
+        if {'spam', 'spam-unscored', 'inbound'} & set(rows):
             t0 = time.monotonic()
             lab.spam_compile()
             print('spam cache ready in %.1f s' % (time.monotonic() - t0), file=sys.stderr, flush=True)
