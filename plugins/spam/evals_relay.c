@@ -266,6 +266,14 @@ static bool dotted_host(const char *s)
 	return re_match_lit("^\\w+(?:[\\w.-]+\\.)+\\w+$", s);
 }
 
+/* s lower-cased into out (a relay's lc_by, lc_rdns in SpamAssassin) */
+static void lc_copy(char *out, size_t n, const char *s)
+{
+	snprintf(out, n, "%s", s);
+	for (char *c = out; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+}
+
 static int ev_forged_received_trail(struct msgctx *m, const struct rule *r)
 {
 	struct relayinfo *ri = relays(m);
@@ -274,11 +282,10 @@ static int ev_forged_received_trail(struct msgctx *m, const struct rule *r)
 	for (size_t i = ri->ntrusted; i < ri->n; i++) {
 		const struct relay *rl = &ri->r[i];
 		char by[256], from[256], lc[256];
-		snprintf(lc, sizeof(lc), "%s", rl->by);
-		for (char *c = lc; *c; c++)
-			*c = (char)tolower((unsigned char)*c);
+		lc_copy(lc, sizeof(lc), rl->by);
 		host_domain(lc, by, sizeof(by));
-		host_domain(rl->rdns, from, sizeof(from));
+		lc_copy(lc, sizeof(lc), rl->rdns);
+		host_domain(lc, from, sizeof(from));
 		if (strcmp(from, "localhost") == 0 || strcmp(from, "localhost.localdomain") == 0)
 			if (strcmp(rl->ip, "127.0.0.1") == 0)
 				from[0] = 0;
@@ -338,10 +345,11 @@ static int ev_mailfrom_matches_rcvd(struct msgctx *m, const struct rule *r)
 	} else
 		to = ri->ntrusted;
 	for (size_t i = from; i < to; i++) {
-		char rd[256];
+		char rd[256], lc[256];
 		if (!ri->r[i].rdns[0])
 			continue;
-		reg_domain(ri->r[i].rdns, rd, sizeof(rd));
+		lc_copy(lc, sizeof(lc), ri->r[i].rdns);
+		reg_domain(lc, rd, sizeof(rd));
 		if (strcmp(rd, ad) == 0)
 			return 1;
 	}

@@ -714,8 +714,16 @@ struct relayinfo {
 
 int parse_rfc822_date(const char *s, time_t *t);
 int received_date(const char *v, time_t *t);
-/* 1 parsed, 0 not a relay line (no "from"), -1 unparseable. */
+/* 1 parsed, 0 not a relay line or a handover skipped, -1 unparseable. */
 int parse_received(const char *v, struct relay *rl);
+/* received.c: one Received: value into *rl (all but priv) as
+ * SpamAssassin's parse_received_line; returns as parse_received, and
+ * *kind tells the skipped lines that matter to the relay list: a mail
+ * fetcher's handover, qmail-scanner's (rl->envfrom holds its sender). */
+enum { RCV_NONE, RCV_FETCHER, RCV_QSCANNER };
+int received_parse(const char *v, struct relay *rl, int *kind);
+/* relay.c: auth= of a Received: value, "" when none */
+void relay_auth(const char *v, char *auth, size_t n);
 /* The message's relays, parsed once (cached in m). */
 struct relayinfo *relays(struct msgctx *m);
 /* White space runs of v (in place) as one space; returns v. */

@@ -6,9 +6,8 @@
  *     private or it authenticated), giving the pseudo-headers
  *     X-Spam-Relays-Trusted/-Untrusted/-Internal/-External;
  *   - RFC 2822 date parsing (Date: and Received: times).
- * Only simple, common Received formats are understood (Postfix, Sendmail,
- * Exim, qmail, fetchmail and generic "from X (Y [IP])"); others count as
- * unparseable, as in SpamAssassin.
+ * The Received formats themselves are in received.c (SpamAssassin's
+ * cascade of known formats; a line none of them fits is unparseable).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -257,64 +256,12 @@ bool ip_private(const char *ip)
 	       (a == 169 && b == 254) || a == 0;
 }
 
-static bool is_ip(const char *s, size_t n)
-{
-	size_t dots = 0, colons = 0;
-	if (n == 0 || n > 45)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '.')
-			dots++;
-		else if (s[i] == ':')
-			colons++;
-		else if (!isxdigit((unsigned char)s[i]))
-			return false;
-	}
-	return dots == 3 || colons >= 2;
-}
-
 static void copy_tok(char *dst, size_t n, const char *s, size_t len)
 {
 	if (len >= n)
 		len = n - 1;
 	memcpy(dst, s, len);
 	dst[len] = 0;
-}
-
-/* Finds the first "[IP]" or "(IP)" in s..e; returns its start or NULL. */
-static const char *find_ip(const char *s, const char *e, char *ip, size_t n)
-{
-	for (const char *p = s; p < e; p++) {
-		if (*p != '[' && *p != '(')
-			continue;
-		const char *q = p + 1;
-		if (strncasecmp(q, "IPv6:", 5) == 0)
-			q += 5;
-		const char *r = q;
-		while (r < e && (isxdigit((unsigned char)*r) || *r == '.' || *r == ':'))
-			r++;
-		if (r < e && (*r == ']' || *r == ')') && is_ip(q, (size_t)(r - q))) {
-			copy_tok(ip, n, q, (size_t)(r - q));
-			return p;
-		}
-	}
-	return NULL;
-}
-
-/* " by HOST ... with [...] SMTP|QMQP" not followed by " id ": qmail */
-static bool qmail_protocol(const char *by)
-{
-	const char *w = strstr(by, " with ");
-	if (!w)
-		return false;
-	const char *e = w + 6;
-	const char *smtp = NULL;
-	for (const char *q = e; *q && *q != ';'; q++)
-		if (strncmp(q, "SMTP", 4) == 0 || strncmp(q, "QMQP", 4) == 0) {
-			smtp = q + 4;
-			break;
-		}
-	return smtp && strncmp(smtp, " id ", 4) != 0 && (*smtp == 0 || *smtp == ' ' || *smtp == ';');
 }
 
 /* The tokens by which SpamAssassin's Received.pm knows a relay that
@@ -395,7 +342,7 @@ static void auth_group(const char *v, pcre2_match_data *md, int g, char *out, si
 }
 
 /* auth= of the Received header v (from "from ..."), "" when none. */
-static void relay_auth(const char *v, char *auth, size_t n)
+void relay_auth(const char *v, char *auth, size_t n)
 {
 	pthread_once(&auth_once, auth_init);
 	auth[0] = 0;
@@ -436,152 +383,17 @@ out:
 	pcre2_match_data_free(gd);
 }
 
-/* 1 parsed, 0 not a relay line (no "from"), -1 unparseable. */
+/* 1 parsed, 0 not a relay line or a handover skipped, -1 unparseable
+ * (received.c has the formats). */
 int parse_received(const char *v, struct relay *rl)
 {
-	memset(rl, 0, sizeof(*rl));
-	const char *p = v;
-	while (*p == ' ')
-		p++;
-	if (strncasecmp(p, "from ", 5) != 0)
-		return 0;
-	const char *by = strstr(p, " by ");
-	const char *fe = by ? by : p + strlen(p);
-	/* the part after "from" up to " by " */
-	const char *f = p + 5;
-	while (*f == ' ')
-		f++;
-	size_t hl = strcspn(f, " ([");
-	char ip[64] = "";
-	const char *ipat = find_ip(f, fe, ip, sizeof(ip));
-	if (!ipat) {
-		/* "from 1.2.3.4 by", "(user@1.2.3.4 with plain)": any dotted quad */
-		for (const char *q = f; q < fe && !ip[0]; q++) {
-			if (!isdigit((unsigned char)*q) ||
-			    (q > f && (isalnum((unsigned char)q[-1]) || q[-1] == '.')))
-				continue;
-			size_t l = strspn(q, "0123456789.");
-			if (q + l <= fe && is_ip(q, l) && !isalnum((unsigned char)q[l]))
-				copy_tok(ip, sizeof(ip), q, l);
-		}
-		if (!ip[0])
-			return 0; /* no address: a local or unknown hop, skipped */
-	}
-	snprintf(rl->ip, sizeof(rl->ip), "%s", ip);
-	rl->priv = ip_private(ip);
-	const char *paren = memchr(f, '(', (size_t)(fe - f));
-	/* exim: "from RDNS ([IP] helo=HELO)" or "from [IP] (helo=HELO)" */
-	const char *eh = strstr(f, "helo=");
-	/* qmail: "from RDNS (HELO helo) (IP)" */
-	const char *qh = strstr(f, "(HELO ");
-	if (eh && eh < fe) {
-		size_t l = strcspn(eh + 5, " )");
-		copy_tok(rl->helo, sizeof(rl->helo), eh + 5, l);
-		if (f[0] != '[')
-			copy_tok(rl->rdns, sizeof(rl->rdns), f, hl);
-	} else if (qh && qh < fe) {
-		size_t l = strcspn(qh + 6, " )");
-		copy_tok(rl->helo, sizeof(rl->helo), qh + 6, l);
-		copy_tok(rl->rdns, sizeof(rl->rdns), f, hl);
-	} else {
-		copy_tok(rl->helo, sizeof(rl->helo), f, hl);
-		/* "(rdns [IP])", "(ident@rdns [IP])", "([IP])" */
-		if (paren && ipat && paren < ipat) {
-			const char *q = paren + 1;
-			while (*q == ' ')
-				q++;
-			size_t l = (size_t)(ipat - q);
-			while (l && q[l - 1] == ' ')
-				l--;
-			const char *at = memchr(q, '@', l);
-			if (at) {
-				copy_tok(rl->ident, sizeof(rl->ident), q, (size_t)(at - q));
-				l -= (size_t)(at + 1 - q);
-				q = at + 1;
-			}
-			if (l && !memchr(q, ' ', l) && !memchr(q, '(', l))
-				copy_tok(rl->rdns, sizeof(rl->rdns), q, l);
-		}
-	}
-	/* formats where the MTA writes its rDNS lookup: "(rdns [IP])",
-	 * "([IP])", qmail's "(HELO x) (IP)"; not "[IP] (HELO x)" */
-	rl->looked_up = paren && ipat && paren < ipat;
-	if (eh && eh < fe && f[0] == '[')
-		rl->looked_up = false;
-	/* qmail's "from RDNS (IP) by HOST with SMTP" (or "([IP])"): no HELO given means it
-	 * matched the rDNS (SpamAssassin: helo = rdns) */
-	if (!rl->rdns[0] && !(qh && qh < fe) && !(eh && eh < fe) && ipat && paren == f + hl + 1 &&
-	    (ipat == paren || (ipat == paren + 1 && *ipat == '[')) && qmail_protocol(fe) &&
-	    !strstr(p, " SMTPSVC")) {
-		copy_tok(rl->rdns, sizeof(rl->rdns), f, hl);
-		rl->looked_up = true;
-	}
-	/* MTAs that never look the rDNS up (SpamAssassin's Received.pm):
-	 * Microsoft SMTPSVC's "HELO ([IP]) by X with Microsoft SMTPSVC", Lotus
-	 * Domino's "HELO ([IP]) by X (Lotus ..."; and qmail's "from unknown
-	 * (HELO x) (IP)", where qmail was given no rDNS */
-	if ((strstr(p, " SMTPSVC") && strstr(p, " with Microsoft SMTPSVC") && f[hl] == ' ' &&
-	     f[hl + 1] == '(' && f[hl + 2] == '[') ||
-	    (strstr(p, " (Lotus Domino ") && f[hl] == ' ' && strncmp(f + hl + 1, "([", 2) == 0))
-		rl->looked_up = false;
-	if (qh && qh < fe && hl == 7 && strncasecmp(f, "unknown", 7) == 0 && qmail_protocol(fe))
-		rl->looked_up = false;
-	/* sendmail's "(rdns [IP] (may be forged))": SpamAssassin takes the
-	 * rDNS only when "by HOST (" follows (its sendmail pattern); else its
-	 * general fallback keeps the address alone */
-	const char *forged = strstr(f, " (may be forged))");
-	if (forged && forged < fe && by) {
-		const char *b = by + 4;
-		b += strcspn(b, " ");
-		if (strncmp(b, " (", 2) != 0) {
-			rl->rdns[0] = 0;
-			rl->looked_up = false;
-		}
-	}
-	if (strcasecmp(rl->rdns, "unknown") == 0 || rl->rdns[0] == '[')
-		rl->rdns[0] = 0;
-	for (char *c = rl->rdns; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
-	size_t rl_len = strlen(rl->rdns);
-	while (rl_len && rl->rdns[rl_len - 1] == '.')
-		rl->rdns[--rl_len] = 0;
-	if (rl->helo[0] == '[' || strcmp(rl->helo, ip) == 0) {
-		/* helo given as an address literal */
-		if (rl->helo[0] == '[') {
-			char *e2 = strchr(rl->helo, ']');
-			if (e2)
-				e2[1] = 0;
-		}
-	}
-	if (by) {
-		const char *b = by + 4;
-		while (*b == ' ')
-			b++;
-		copy_tok(rl->by, sizeof(rl->by), b, strcspn(b, " ;("));
-	}
-	/* SpamAssassin's / id <?([^\s<>;]{3,})/: the first " id " followed
-	 * by three such octets or more */
-	for (const char *id = strstr(p, " id "); id; id = strstr(id + 1, " id ")) {
-		const char *q = id + 4;
-		if (*q == '<')
-			q++;
-		size_t l = 0;
-		while (q[l] && !isspace((unsigned char)q[l]) && q[l] != '<' && q[l] != '>' && q[l] != ';')
-			l++;
-		if (l >= 3) {
-			copy_tok(rl->id, sizeof(rl->id), q, l);
-			break;
-		}
-	}
-	const char *ef = strstr(p, "envelope-from ");
-	if (ef) {
-		ef += 14;
-		if (*ef == '<')
-			ef++;
-		copy_tok(rl->envfrom, sizeof(rl->envfrom), ef, strcspn(ef, ">) ;"));
-	}
-	relay_auth(p, rl->auth, sizeof(rl->auth));
-	return 1;
+	int kind;
+	int rc = received_parse(v, rl, &kind);
+	if (rc > 0)
+		rl->priv = ip_private(rl->ip);
+	else
+		memset(rl, 0, sizeof(*rl));
+	return rc;
 }
 
 static void relay_str(struct sbuf *b, const struct relay *r)
@@ -640,12 +452,6 @@ char *ws_fold(char *v)
 	return v;
 }
 
-static bool fetcher_marker(const char *v)
-{
-	return strstr(v, "(fetchmail-") || strstr(v, "by localhost with POP3") ||
-	       strstr(v, "by localhost with IMAP") || strstr(v, "(getmail ");
-}
-
 /* Classifies r (trust goes on from the relays before it) and appends it. */
 static void relay_add(const struct spam_engine *e, struct relayinfo *ri, size_t *cap, struct relay *r,
 		      bool *in_trusted, bool *in_internal, bool *found_msa)
@@ -695,18 +501,23 @@ struct relayinfo *relays(struct msgctx *m)
 	size_t st = 0, cap = 0;
 	const struct sift_mime_header *h;
 	bool in_trusted = true, in_internal = true, found_msa = false;
+	/* a mail fetcher's line restarts the relays while the last relay
+	 * added was trusted; qmail-scanner's line gives its envelope sender
+	 * to the next relay */
+	bool allow_fetch = false;
+	char qms[sizeof(((struct relay *)0)->envfrom)] = "";
 	while ((h = mh(m->mime, "Received", &st))) {
 		struct relay r;
+		char pending[sizeof(qms)];
+		snprintf(pending, sizeof(pending), "%s", qms);
+		qms[0] = 0;
 		char *v = ws_fold(xstrdup(h->value));
-		/* a mail fetcher marker (fetchmail ...) within the trusted
-		 * relays: what came before it was the local delivery; the
-		 * relays restart after it */
-		int rc = 0;
-		if (in_trusted && fetcher_marker(v)) {
+		int kind;
+		int rc = received_parse(v, &r, &kind);
+		if (kind == RCV_FETCHER && allow_fetch)
 			ri->n = ri->ntrusted = ri->nintl = 0;
-			ri->unparseable = 0;
-		} else
-			rc = parse_received(v, &r);
+		if (kind == RCV_QSCANNER)
+			snprintf(qms, sizeof(qms), "%s", r.envfrom);
 		if (rc < 0 && getenv("SIFT_SPAM_DEBUG_RELAYS"))
 			fprintf(stderr, "unparseable: %s\n", v);
 		free(v);
@@ -717,9 +528,13 @@ struct relayinfo *relays(struct msgctx *m)
 			ri->last_internal_idx += in_internal;
 			continue;
 		}
+		r.priv = ip_private(r.ip);
+		if (pending[0] && strcmp(pending, "0") != 0)
+			snprintf(r.envfrom, sizeof(r.envfrom), "%s", pending);
 		if (ri->n >= 64)
 			continue;
 		relay_add(m->e, ri, &cap, &r, &in_trusted, &in_internal, &found_msa);
+		allow_fetch = in_trusted;
 	}
 	/* the originating_ip_headers (X-Originating-IP, ...): SpamAssassin
 	 * appends each as a relay with only an address, after the Received:

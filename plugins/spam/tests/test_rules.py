@@ -170,6 +170,10 @@ header   T_RELAY_INT  X-Spam-Relays-Internal =~ /ip=203\.0\.113\.5 .* intl=1 /
 header   T_RELAY_EXT  X-Spam-Relays-External =~ /^\[ ip=198\.51\.100\.7 /
 header   T_MSA        X-Spam-Relays-Trusted =~ /ip=203\.0\.113\.9 .* msa=1 /
 header   T_AUTH_HTTP  X-Spam-Relays-Trusted =~ /^\[ ip=198\.51\.100\.7 .* auth=HTTP msa=0 \]/
+header   T_UNPARSE    eval:check_relays_unparseable()
+header   T_RDNS_CASE  X-Spam-Relays-Untrusted =~ /^\[ ip=\S+ rdns=Host-7\.Example\.NET helo=Mail\.Example\.NET /
+header   T_EXIM_IDENT X-Spam-Relays-Untrusted =~ / helo=Client\.Example by=\S+ ident=joe envfrom=alice\@example\.test /
+header   T_SM_IDENT   X-Spam-Relays-Untrusted =~ / rdns=client\.example helo=client\.example by=\S+ ident=joe envfrom=alice/
 header   T_AUTH_PF    X-Spam-Relays-Trusted =~ / id= auth=Postfix /
 header   T_AUTH_SM    X-Spam-Relays-Trusted =~ / id=h2F0c2x31856 auth=Sendmail /
 header   T_RELAY_ID   X-Spam-Relays-Untrusted =~ / id=(?:x1y2z3\@host\.test|abc) auth= /
@@ -661,8 +665,10 @@ CASES = [
     # qmail "from HOST (IP) ... with SMTP": the host is the rDNS
     ('qmail', 'Received: from mail.example.net (192.0.2.3) by mx.sift.test with SMTP; 1 Jan 2024 10:00:01 -0000\n'
      + HDR + DATE + '\nhi\n', None, ['T_QMAIL_RDNS'], []),
+    # " id " after the protocol is not qmail's format, but Received.pm's
+    # later "HOST ([ident@]IP) ... by" form gives the same rDNS and HELO
     ('qmail-id', 'Received: from mail.example.net (192.0.2.3) by mx.sift.test with SMTP id x1; 1 Jan 2024 10:00:01'
-     ' -0000\n' + HDR + DATE + '\nhi\n', None, [], ['T_QMAIL_RDNS']),
+     ' -0000\n' + HDR + DATE + '\nhi\n', None, ['T_QMAIL_RDNS'], []),
     # the relay authenticated its client (Received.pm's tokens): trusted,
     # auth= names how; the id as / id <?([^\s<>;]{3,})/ takes it
     ('auth-http', 'Received: from 198.51.100.7 (SquirrelMail authenticated user alice) by mail.example.test with'
@@ -673,6 +679,24 @@ CASES = [
     ('auth-sendmail', 'Received: from client.example (client.example [198.51.100.7]) (authenticated bits=0) by'
      ' mx.sift.test (8.13.8/8.13.8) with ESMTP id h2F0c2x31856; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE +
      '\nhi\n', None, ['T_AUTH_SM', 'T_ALL_TRUSTED'], []),
+    # a "from" line with neither an address nor a known skipped form is
+    # unparseable, as in SpamAssassin
+    ('relay-unparseable', 'Received: from mail.example.net (HELO client) by mx.sift.test with ESMTP id h2F0c2x31856;'
+     ' Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None, ['T_UNPARSE'], ['T_ALL_TRUSTED']),
+    ('relay-parseable', 'Received: from mail.example.net by mx.sift.test (8.13.8/8.13.8) with ESMTP id h2F0c2x31856;'
+     ' Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None, [], ['T_UNPARSE']),
+    # rDNS and HELO keep their case; the rDNS loses its final dot
+    ('relay-rdns-case', 'Received: from Mail.Example.NET (Host-7.Example.NET. [198.51.100.7]) by mx.sift.test'
+     ' (Postfix) with ESMTP id 4F2A; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None,
+     ['T_RDNS_CASE'], []),
+    # Exim's "([IP] ident=X helo=Y)" and sendmail's "(ident@rdns [IP])",
+    # each with the envelope sender
+    ('relay-exim-ident', 'Received: from client.example ([198.51.100.7] ident=joe helo=Client.Example) by'
+     ' mx.sift.test with esmtp (Exim 4.96) (envelope-from <alice@example.test>) id 1qAbCd-0001Xy-2Z;'
+     ' Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None, ['T_EXIM_IDENT'], ['T_SM_IDENT']),
+    ('relay-sendmail-ident', 'Received: from client.example (joe@client.example [198.51.100.7]) by mx.sift.test'
+     ' (8.13.8/8.13.8) with ESMTP id h2F0c2x31856 (envelope-from <alice@example.test>);'
+     ' Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None, ['T_SM_IDENT'], ['T_EXIM_IDENT']),
     ('relay-id', 'Received: from client.example (client.example [198.51.100.7]) by mx.sift.test (Postfix) with ESMTP'
      ' id <x1y2z3@host.test>; Mon, 1 Jan 2024 10:00:01 +0000\n' + HDR + DATE + '\nhi\n', None, ['T_RELAY_ID'],
      ['T_AUTH_PF', 'T_ALL_TRUSTED']),
