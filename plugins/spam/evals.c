@@ -984,13 +984,22 @@ static int ev_html_eval(struct msgctx *m, const struct rule *r)
 }
 
 /* A tag of the name seen, opening or closing (exists $html->{inside}{tag}) */
+/* Whether a tag of the name was seen in the part, opening or closing
+ * (HTML.pm's exists $inside{name}). */
+static bool tag_seen(const struct sift_html *hi, const char *name)
+{
+	for (size_t k = 0; k < hi->ntagnames; k++)
+		if (strcasecmp(hi->tagnames[k].name, name) == 0)
+			return true;
+	return false;
+}
+
 static int ev_html_tag_exists(struct msgctx *m, const struct rule *r)
 {
 	const struct sift_html *hi;
 	for (size_t i = 0; (hi = html_next(m, &i));)
-		for (size_t k = 0; k < hi->ntagnames; k++)
-			if (strcasecmp(hi->tagnames[k].name, eval_arg(r, 0)) == 0)
-				return 1;
+		if (tag_seen(hi, eval_arg(r, 0)))
+			return 1;
 	return 0;
 }
 
@@ -1227,7 +1236,9 @@ static int ev_html_image_only(struct msgctx *m, const struct rule *r)
 	const struct sift_html *hi;
 	for (size_t i = 0; (hi = html_next(m, &i));) {
 		double len = (double)hi->length;
-		if (hi->images && len > atof(eval_arg(r, 0)) && len <= atof(eval_arg(r, 1)))
+		/* an <img> tag seen, opening or closing (exists $inside{img}) */
+		if ((hi->images || tag_seen(hi, "img")) && len > atof(eval_arg(r, 0)) &&
+		    len <= atof(eval_arg(r, 1)))
 			return 1;
 	}
 	return 0;

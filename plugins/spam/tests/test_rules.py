@@ -120,6 +120,7 @@ body     T_HT_TEXT    eval:html_text_match('title', 'second part')
 body     T_HT_INVALID eval:html_test('font_invalid_color')
 body     T_HT_FACE    eval:html_test('font_face_bad')
 body     T_HT_EMBEDS  eval:html_test('embeds')
+body     T_HT_IMGONLY eval:html_image_only(0, 1000)
 body     T_PF_EPI     eval:check_msg_parse_flags('mime_epilogue_exists')
 body     T_PF_NOH     eval:check_msg_parse_flags('missing_mime_headers')
 meta     T_EMPTY      !T_ATTACH && !T_NONEMPTY
@@ -491,6 +492,9 @@ CASES = [
     # a face with a line break in it is not a list of font names
     ('html-face', html_msg('<font face="Arial MT\nBlack">seen</font><embed src="x.swf">'), None,
      ['T_HT_FACE', 'T_HT_EMBEDS'], ['T_PF_EPI']),
+    # html_image_only: an img tag seen, a closing one too (exists $inside{img})
+    ('html-img-close', html_msg('look</img> here'), None, ['T_HT_IMGONLY'], []),
+    ('html-img-none', html_msg('look here'), None, [], ['T_HT_IMGONLY']),
     ('parse-flags', mp([('text/plain', 'hello there', '')], 'mixed') + 'the epilogue\n', None, ['T_PF_EPI'],
      ['T_PF_NOH']),
     ('parse-flags-none', mp([('text/plain', 'hello there', '')], 'mixed'), None, [], ['T_PF_EPI', 'T_PF_NOH']),
