@@ -533,8 +533,38 @@ static void finish(struct rcv *c, struct relay *rl)
 	clean_envfrom(rl->envfrom);
 }
 
-/* Sets looked_up and the named fields from groups of the last match. */
+/* Field f of the relay from group g of the last match. */
 #define SET(f, g) G(c, g, rl->f)
+
+/* The fields of the last match's groups 1, 2, ... in order, one letter
+ * each: h helo, r rdns, i ip, b by, d ident, e envfrom, n id, x none. */
+static void take(struct rcv *c, struct relay *rl, const char *order)
+{
+	for (int g = 1; order[g - 1]; g++)
+		switch (order[g - 1]) {
+		case 'h':
+			SET(helo, g);
+			break;
+		case 'r':
+			SET(rdns, g);
+			break;
+		case 'i':
+			SET(ip, g);
+			break;
+		case 'b':
+			SET(by, g);
+			break;
+		case 'd':
+			SET(ident, g);
+			break;
+		case 'e':
+			SET(envfrom, g);
+			break;
+		case 'n':
+			SET(id, g);
+			break;
+		}
+}
 
 static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 {
@@ -589,37 +619,29 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 		if (m(c, R_ENVFROM, s))
 			SET(envfrom, 1);
 		if (m(c, R_SQUIRREL, s) && m(c, R_SQUIRREL1, s)) {
-			SET(ip, 1);
-			SET(by, 2);
+			take(c, rl, "ib");
 			goto enough;
 		}
 		if (m(c, R_AOL, s) && m(c, R_AOL_HTTP, s) && m(c, R_AOL1, s)) {
-			SET(ip, 1);
-			SET(by, 2);
+			take(c, rl, "ib");
 			goto enough;
 		}
 		if (m(c, R_SMTPSVC, s)) {
 			if (m(c, R_SMTPSVC1, s)) {
-				SET(helo, 1);
-				SET(ip, 2);
-				SET(by, 3);
+				take(c, rl, "hib");
 				goto enough;
 			}
 			if (m(c, R_SMTPSVC_PICKUP, s))
 				return 0;
 		} else if (m(c, R_MSSMTP, s)) {
 			if (m(c, R_MSSMTP1, s)) {
-				SET(helo, 1);
-				SET(ip, 2);
-				SET(by, 3);
+				take(c, rl, "hib");
 				rl->id[0] = 0;
 				goto enough;
 			}
 		} else if (m(c, R_XMAIL, s)) {
 			if (m(c, R_XMAIL1, s)) {
-				SET(helo, 1);
-				SET(ip, 2);
-				SET(by, 3);
+				take(c, rl, "hib");
 				if (m(c, R_XMAIL_ID, s))
 					SET(id, 1);
 				if (m(c, R_XMAIL_FROM, s))
@@ -628,14 +650,11 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 			}
 		} else if (m(c, R_ECEL, s)) {
 			if (m(c, R_ECEL1, s)) {
-				SET(ip, 1);
-				SET(helo, 2);
-				SET(by, 3);
+				take(c, rl, "ihb");
 				goto enough;
 			}
 			if (m(c, R_ECEL2, s)) {
-				SET(ip, 1);
-				SET(by, 2);
+				take(c, rl, "ib");
 				goto enough;
 			}
 		} else if (m(c, R_EXIM, s)) {
@@ -650,8 +669,7 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 				goto enough;
 			}
 			if (m(c, R_EXIM2, s)) {
-				SET(rdns, 1);
-				SET(ip, 2);
+				take(c, rl, "ri");
 				G(c, 3, sub);
 				SET(by, 4);
 				snprintf(rl->helo, sizeof(rl->helo), "%s", rl->rdns);
@@ -679,40 +697,29 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 		} else if (m(c, R_POSTFIX, s)) {
 			if (m(c, R_POSTFIX1, s) || m(c, R_POSTFIX2, s)) {
 				looked = true;
-				SET(helo, 1);
-				SET(rdns, 2);
-				SET(ip, 3);
-				SET(by, 4);
+				take(c, rl, "hrib");
 				if (strcmp(rl->rdns, "unknown") == 0)
 					rl->rdns[0] = 0;
 				goto enough;
 			}
 		} else if (m(c, R_SCALIX, s)) {
 			if (m(c, R_SCALIX1, s)) {
-				SET(helo, 1);
-				SET(ip, 2);
-				SET(by, 3);
+				take(c, rl, "hib");
 				goto enough;
 			}
 		} else if (m(c, R_DOMINO, s)) {
 			if (m(c, R_DOMINO1, s)) {
-				SET(helo, 1);
-				SET(ip, 2);
-				SET(by, 3);
+				take(c, rl, "hib");
 				goto enough;
 			}
 		}
 		if (m(c, R_WITH_HTTP, s) && m(c, R_HTTP1, s)) {
-			SET(ip, 1);
-			SET(by, 2);
+			take(c, rl, "ib");
 			goto enough;
 		}
 		if (!m(c, R_QMAIL_LDAP, s) && m(c, R_SENDMAIL, s)) {
 			looked = true;
-			SET(helo, 1);
-			SET(rdns, 2);
-			SET(ip, 3);
-			SET(by, 4);
+			take(c, rl, "hrib");
 			if (m(c, R_IDENT_PFX, rl->rdns)) {
 				SET(ident, 1);
 				cut_match(c, rl->rdns);
@@ -725,39 +732,25 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 		}
 		if (m(c, R_IMS, s)) {
 			looked = true;
-			SET(rdns, 2);
-			SET(ip, 3);
-			SET(helo, 1);
-			SET(by, 4);
+			take(c, rl, "hrib");
 			goto enough;
 		}
 		if (m(c, R_HELO_EQ2, s)) {
-			SET(rdns, 1);
-			SET(ip, 2);
-			SET(helo, 3);
-			SET(by, 4);
+			take(c, rl, "rihb");
 			goto enough;
 		}
 		if (m(c, R_ATTBI_UNKNOWN, s)) {
-			SET(helo, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "hib");
 			goto enough;
 		}
 		if (m(c, R_ATTBI, s)) {
 			looked = true;
-			SET(helo, 1);
-			SET(rdns, 2);
-			SET(ip, 3);
-			SET(by, 4);
+			take(c, rl, "hrib");
 			goto enough;
 		}
 		if (m(c, R_IDENT_BRACKET, s)) {
 			looked = true;
-			SET(helo, 1);
-			SET(ip, 3);
-			SET(by, 4);
-			SET(ident, 2);
+			take(c, rl, "hdib");
 			goto enough;
 		}
 		if (m(c, R_HOTMAIL, s)) {
@@ -767,30 +760,18 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 			goto enough;
 		}
 		if (m(c, R_QPSMTPD, s) || m(c, R_LHLO, s) || m(c, R_GMX, s)) {
-			SET(rdns, 1);
-			SET(helo, 2);
-			SET(ip, 3);
-			SET(by, 4);
+			take(c, rl, "rhib");
 			goto enough;
 		}
 		if (m(c, R_SMTPD, s)) {
-			SET(helo, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "hib");
 			goto enough;
 		}
 		if (m(c, R_QMAIL, s)) {
 			if (m(c, R_QMAIL1, s)) {
-				SET(rdns, 1);
-				SET(helo, 2);
-				SET(ident, 3);
-				SET(ip, 4);
-				SET(by, 6);
+				take(c, rl, "rhdixb");
 			} else if (m(c, R_QMAIL2, s)) {
-				SET(rdns, 1);
-				SET(helo, 2);
-				SET(ip, 3);
-				SET(by, 5);
+				take(c, rl, "rhixb");
 			} else if (m(c, R_QMAIL3, s)) {
 				SET(helo, 1);
 				SET(rdns, 1);
@@ -810,44 +791,33 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 			goto enough;
 		}
 		if (m(c, R_VIA_HTTP, s) && m(c, R_VIA_HTTP1, s)) {
-			SET(ip, 1);
-			SET(by, 2);
+			take(c, rl, "ib");
 			goto enough;
 		}
 		if (m(c, R_SPACE_BRACKET, s)) {
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "xib");
 			goto enough;
 		}
 		if (m(c, R_PAREN_HELO, s)) {
-			SET(helo, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "hib");
 			goto enough;
 		}
 		if (m(c, R_BRACKET_BY, s) || m(c, R_PAREN_IP_BY, s)) {
-			SET(ip, 1);
-			SET(by, 2);
+			take(c, rl, "ib");
 			goto enough;
 		}
 		if (m(c, R_MDAEMON, s)) {
 			looked = true;
-			SET(helo, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "hib");
 			goto enough;
 		}
 		if (m(c, R_MDAEMON2, s)) {
-			SET(helo, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "hib");
 			goto enough;
 		}
 		if (m(c, R_SENDMAIL_NOHELO, s)) {
 			looked = true;
-			SET(helo, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "hib");
 			goto enough;
 		}
 		if (m(c, R_SENDMAIL2, s)) {
@@ -858,24 +828,17 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 				looked = true;
 				snprintf(rl->rdns, sizeof(rl->rdns), "%s", r2);
 			}
-			SET(helo, 1);
-			SET(ip, 3);
-			SET(by, 4);
+			take(c, rl, "hxib");
 			goto enough;
 		}
 		if (m(c, R_IP_PORT, s)) {
 			looked = true;
-			SET(helo, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "hib");
 			goto enough;
 		}
 		if (m(c, R_SENDMAIL_AUTH, s)) {
 			looked = true;
-			SET(helo, 1);
-			SET(rdns, 2);
-			SET(ip, 3);
-			SET(by, 4);
+			take(c, rl, "hrib");
 			goto enough;
 		}
 		if (m(c, R_FETCHER, s)) {
@@ -884,11 +847,7 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 		}
 		if (m(c, R_QMAILISH1, s)) {
 			looked = true;
-			SET(rdns, 1);
-			SET(helo, 2);
-			SET(ident, 3);
-			SET(ip, 4);
-			SET(by, 5);
+			take(c, rl, "rhdib");
 			size_t l = strlen(rl->ident);
 			if (l && rl->ident[l - 1] == '@')
 				rl->ident[l - 1] = 0;
@@ -907,55 +866,40 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 			goto enough;
 		}
 		if ((m(c, R_HTTP_FOR, s) && m(c, R_HTTP_FOR1, s))) {
-			SET(ip, 1);
-			SET(by, 2);
+			take(c, rl, "ib");
 			goto enough;
 		}
 		if (m(c, R_SMAP, s) && m(c, R_SMAP1, s)) {
 			looked = true;
-			SET(rdns, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "rib");
 			goto enough;
 		}
 		if (m(c, R_SMAP2, s)) {
 			looked = true;
-			SET(rdns, 1);
-			SET(ip, 2);
-			SET(helo, 3);
-			SET(by, 4);
+			take(c, rl, "rihb");
 			goto enough;
 		}
 		if ((m(c, R_POST, s) && m(c, R_POST1, s)) || (m(c, R_ARGO, s) && m(c, R_ARGO1, s)) ||
 		    m(c, R_SMTPL, s)) {
-			SET(ip, 1);
-			SET(by, 2);
+			take(c, rl, "ib");
 			goto enough;
 		}
 		if (m(c, R_BSMTP, s) && m(c, R_BSMTP1, s))
 			return 0;
 		if (m(c, R_SPIKE, s)) {
 			looked = true;
-			SET(helo, 1);
-			SET(rdns, 2);
-			SET(ip, 3);
-			SET(by, 4);
+			take(c, rl, "hrib");
 			goto enough;
 		}
 		if (m(c, R_YAHOO_HELO, s)) {
 			looked = true;
-			SET(rdns, 1);
-			SET(helo, 2);
-			SET(ip, 4);
-			SET(by, 5);
+			take(c, rl, "rhxib");
 			if (gset(c, 3))
 				SET(ident, 3);
 			goto enough;
 		}
 		if (m(c, R_CGP_ACCOUNT, s)) {
-			SET(ip, 1);
-			SET(helo, 2);
-			SET(by, 3);
+			take(c, rl, "ihb");
 			goto enough;
 		}
 		if (m(c, R_CGP, s) && m(c, R_CGP1, s)) {
@@ -967,69 +911,50 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 			goto enough;
 		}
 		if (m(c, R_CIPHERTRUST, s)) {
-			SET(ip, 1);
-			SET(by, 2);
+			take(c, rl, "ib");
 			goto enough;
 		}
 		if (m(c, R_IRONPORT, s)) {
-			SET(helo, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "hib");
 			goto enough;
 		}
 		if (m(c, R_CONTENT_TECH, s))
 			return 0;
 		if (m(c, R_TWO_IPS, s)) {
-			SET(helo, 1);
-			SET(ip, 2);
-			SET(by, 4);
+			take(c, rl, "hixb");
 			goto enough;
 		}
 		if (m(c, R_IP_BY_WITH, s)) {
-			SET(ip, 1);
-			SET(by, 2);
+			take(c, rl, "ib");
 			goto enough;
 		}
 		if (m(c, R_ATTBI2, s)) {
 			looked = true;
-			SET(helo, 1);
-			SET(rdns, 2);
-			SET(ip, 3);
-			SET(by, 4);
+			take(c, rl, "hrib");
 			goto enough;
 		}
 		if (m(c, R_FSECURE, s) || m(c, R_IP_HELO, s)) {
-			SET(ip, 1);
-			SET(helo, 2);
-			SET(by, 3);
+			take(c, rl, "ihb");
 			goto enough;
 		}
 		if (m(c, R_OEM, s)) {
-			SET(helo, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "hib");
 			goto enough;
 		}
 		if (m(c, R_NODNS, s)) {
-			SET(rdns, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "rib");
 			goto enough;
 		}
 		if (m(c, R_MAILGATE, s)) {
-			SET(ip, 1);
-			SET(by, 2);
+			take(c, rl, "ib");
 			goto enough;
 		}
 		if (m(c, R_UNVERIFIED, s)) {
-			SET(helo, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "hib");
 			goto enough;
 		}
 		if (m(c, R_IP_COMMENT, s)) {
-			SET(ip, 1);
-			SET(by, 2);
+			take(c, rl, "ib");
 			goto enough;
 		}
 		if (m(c, R_BRACKET_SUB, s)) {
@@ -1041,24 +966,17 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 			goto enough;
 		}
 		if (m(c, R_IDENT_IP_WITH, s)) {
-			SET(rdns, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "rib");
 			goto enough;
 		}
 		if (m(c, R_OBTUSE, s)) {
-			SET(rdns, 1);
-			SET(ip, 2);
-			SET(helo, 3);
-			SET(by, 4);
+			take(c, rl, "rihb");
 			if (strcmp(rl->rdns, "UNKNOWN") != 0)
 				looked = true;
 			goto enough;
 		}
 		if (m(c, R_YAHOO_LOGIN, s)) {
-			SET(helo, 1);
-			SET(ip, 3);
-			SET(by, 4);
+			take(c, rl, "hxib");
 			goto enough;
 		}
 		if (m(c, R_XOIP, s)) {
@@ -1097,11 +1015,7 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 		s = w + 5;
 		if (m(c, R_SIMTA, s)) {
 			looked = true;
-			SET(helo, 1);
-			SET(rdns, 2);
-			SET(ip, 3);
-			SET(by, 4);
-			SET(id, 5);
+			take(c, rl, "hribn");
 			if (strcmp(rl->rdns, "unverified") == 0)
 				rl->rdns[0] = 0;
 			goto enough;
@@ -1109,9 +1023,7 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 	} else if (strncmp(w, "(from ", 6) == 0) {
 		s = w + 6;
 		if (m(c, R_NAVGW, s)) {
-			SET(helo, 1);
-			SET(ip, 2);
-			SET(by, 3);
+			take(c, rl, "hib");
 			goto enough;
 		}
 		if (m(c, R_SUBMIT, s) || m(c, R_JQUEUE, s))
