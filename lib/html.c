@@ -825,6 +825,7 @@ struct hs {
 	struct sift_buf base, target; /* the <base href> in force ("" none), a link resolved */
 	bool in_title, in_a;
 	bool after_ws;	  /* the rendering ends with inserted white space */
+	bool ends_word;	  /* the last text rendered ends with a word character (ob_word) */
 	size_t chunk_at;  /* else with the text run that starts here */
 	bool in_anchor;	  /* r->anchors holds an open anchor's text */
 	size_t anchor_at; /* where that text starts in r->anchors */
@@ -962,6 +963,52 @@ static void render_ws(struct hs *h, const char *ws)
 		o->len--;
 	sift_buf_adds(o, ws);
 	h->after_ws = true;
+	h->ends_word = false;
+}
+
+/* Whether the character at s[0..n) (UTF-8) is one HTML.pm's obfuscation
+ * test counts: not white space as Perl's \s matches it in a character
+ * string, nor ASCII punctuation ([^\s\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e]).
+ * ASCII letters and digits, control characters but white space, and any
+ * other character of U+0080 and above are; but a curly double quote
+ * (U+201C, U+201D) of the source, not from an entity (lit), which HTML.pm
+ * turns into '"' before parsing. */
+static bool ob_word(const unsigned char *s, size_t n, bool lit)
+{
+	static const unsigned char ascii_word[128] = {[0x00 ... 0x08] = 1, [0x0e ... 0x1f] = 1,
+						      ['0' ... '9'] = 1,   ['A' ... 'Z'] = 1,
+						      ['a' ... 'z'] = 1,   [0x7f] = 1};
+	if (s[0] < 0x80)
+		return ascii_word[s[0]];
+	size_t l = sift_utf8_seq(s, n);
+	unsigned long cp = 0;
+	if (l == 2)
+		cp = (s[0] & 0x1fUL) << 6 | (s[1] & 0x3fUL);
+	else if (l == 3)
+		cp = (s[0] & 0x0fUL) << 12 | (s[1] & 0x3fUL) << 6 | (s[2] & 0x3fUL);
+	if (lit && (cp == 0x201c || cp == 0x201d))
+		return false;
+	return !(cp == 0x85 || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 ||
+		 cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000);
+}
+
+/* HTML.pm's obfuscation: a text event that starts with a word character
+ * (ob_word) right after rendered text that ends with one, with no tag
+ * that inserts white space between them (<b>, <span>, a comment may be
+ * there: "v<b></b>iagra"). Text in <script> and <style> is not rendered
+ * and does not count; text in <title> does. s[0..n) is the text decoded,
+ * which starts (ent_first), ends (ent_last) with an entity or not. */
+static void count_obfuscation(struct hs *h, const char *s, size_t n, bool ent_first, bool ent_last)
+{
+	if (!n)
+		return; /* HTML::Parser reports no empty text */
+	const unsigned char *u = (const unsigned char *)s;
+	if (h->ends_word && ob_word(u, n, !ent_first))
+		h->r->stats.obfuscation++;
+	size_t k = n - 1;
+	while (k > 0 && n - k < 4 && (u[k] & 0xc0) == 0x80)
+		k--;
+	h->ends_word = ob_word(u + k, n - k, !ent_last);
 }
 
 /* Text t[i..j) between tags: rendered (entities decoded) into the title,
@@ -994,18 +1041,23 @@ static void text_run_as(struct hs *h, size_t i, size_t j, bool decode)
 			st->font_invalid_color = 1;
 	}
 	h->run.len = 0;
+	/* whether the text starts, ends with an entity decoded */
+	bool ent_first = false, ent_last = false;
 	for (size_t k = i; k < j;) {
 		if (t[k] == '&' && j - k >= 6 && memcmp(t + k, "&nbsp;", 6) == 0) {
 			/* SpamAssassin turns each "&nbsp;" of the source into a
 			 * plain space before parsing: a run of them is one space */
 			sift_buf_add(&h->run, " ", 1);
 			k += 6;
+			ent_last = false;
 			continue;
 		}
 		if (t[k] == '&' && decode) {
-			size_t e = sift_html_entity(t + k, j - k, &h->run);
+			size_t at = h->run.len, e = sift_html_entity(t + k, j - k, &h->run);
 			if (e) {
 				k += e;
+				ent_first = ent_first || !at;
+				ent_last = true;
 				continue;
 			}
 		}
@@ -1013,9 +1065,11 @@ static void text_run_as(struct hs *h, size_t i, size_t j, bool decode)
 		size_t e = amp ? (size_t)(amp - t) : j;
 		sift_buf_add(&h->run, t + k, e - k);
 		k = e;
+		ent_last = false;
 	}
 	if (h->in_title)
 		sift_buf_add(&h->r->title, h->run.data, h->run.len);
+	count_obfuscation(h, h->run.data, h->run.len, ent_first, ent_last);
 	render_text(h, h->run.data, h->run.len);
 	if (h->in_title)
 		return;

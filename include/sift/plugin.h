@@ -98,9 +98,9 @@
  *  11  struct sift_html: tag_inside (the tags of each name left open, as
  *      SpamAssassin's HTML evals count them), font_invalid_color;
  *      closed_extra counted as SpamAssassin counts it.
- *  12  struct sift_html: font_face_bad, embeds; struct sift_mime flags
- *      SIFT_MIME_F_EPILOGUE, SIFT_MIME_F_NO_PART_HEADERS (set only by a
- *      host of minor 12 or later).
+ *  12  struct sift_html: font_face_bad, embeds, obfuscation; struct
+ *      sift_mime flags SIFT_MIME_F_EPILOGUE, SIFT_MIME_F_NO_PART_HEADERS
+ *      (set only by a host of minor 12 or later).
  */
 #ifndef SIFT_PLUGIN_H
 #define SIFT_PLUGIN_H
@@ -425,6 +425,11 @@ struct sift_html {
 	 * (SpamAssassin's font_face_bad); an <object> or <embed> tag */
 	int font_face_bad;
 	int embeds;
+	/* ABI minor 12: text that starts with a word character (not white
+	 * space nor ASCII punctuation) right after rendered text that ends
+	 * with one, nothing but tags that insert no white space between them
+	 * (SpamAssassin's obfuscation; obfuscation_ratio = obfuscation / tags) */
+	unsigned obfuscation;
 };
 
 #define SIFT_URI_F_HTML 0x01 /* from an HTML attribute (href, src, ...) */

@@ -4,7 +4,8 @@
  * as line breaks), the links, and the statistics of the same pass (tags per
  * name, unknown tags, closing tags in excess, comments, title, anchor
  * text, font sizes, low-contrast text, image area, mailto: forms), with
- * quoted attribute values holding '>', and the anchors (href and text).
+ * quoted attribute values holding '>', the anchors (href and text), and
+ * the obfuscation count (text glued to text across tags).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -485,6 +486,73 @@ static void font_faces(void)
 	done_run(&x);
 }
 
+/* HTML.pm's obfuscation: text that starts with a word character right
+ * after rendered text that ends with one, no white-space tag between them
+ * (the expectations are HTML.pm's own counts for each snippet). */
+static void obfuscation(void)
+{
+	static const struct {
+		const char *html;
+		unsigned obfuscation;
+	} ob[] = {
+		{"v<b></b>iagra", 1},
+		{"v<b>i</b>a<i>g</i>ra", 4},
+		{"a<br>b", 0},
+		{"a<p>b</p>c", 0},
+		{"a<td>b<td>c", 0},
+		{"foo <b>bar</b> baz", 0},
+		{"foo<b> bar</b>", 0},
+		{"foo<b>. bar</b>x", 1},
+		{"a<!-- c -->b", 1},
+		{"a<title>t</title>b", 0},
+		{"ab<script>x</script>cd", 1},
+		{"ab<style>x</style>cd", 1},
+		{"ab<span>&#160;</span>cd", 0},
+		{"a<b>&#160;x</b>", 0},
+		{"a<b>&nbsp;</b>b", 0},
+		{"a<b>&amp;</b>b", 0},
+		{"a<b>&eacute;</b>b", 2},
+		{"\xc3\xa9<b>\xc3\xa9</b>", 1},
+		{"a<b>&#8203;</b>b", 2},
+		{"a<b>&#8200;</b>b", 0},
+		{"a<b>&#12288;</b>b", 0},
+		{"a<b>&#x1F600;</b>", 1},
+		{"a<b>&#1;</b>", 1},
+		{"a<b>_</b>b", 0},
+		{"x < y<b>z</b>", 1},
+		{"x <=5<b>z</b>", 1},
+		{"a<o:p></o:p>b", 1},
+		{"a<br/>b", 0},
+		{"<textarea>a</textarea>b", 1},
+		{"a<![CDATA[b]]>c", 2},
+		{"a<!doctype html>b", 1},
+		{"a<?xml x?>b", 1},
+		{"a<b>\n</b>c", 0},
+		{"a<b> </b>c", 0},
+		{"<b>a</b><b>b</b><b>c</b><b>d</b>", 3},
+		{"a<u>b<a href=\"x\">c</a>d</u>e", 4},
+		{"a<div>b</div>c", 0},
+		{"a<li>b", 0},
+		{"a<h1>b</h1>c", 0},
+		{"a<font color=red>b</font>c", 2},
+		/* a curly double quote of the source is '"' to HTML.pm, one
+		 * from an entity is not */
+		{"a<b>\xe2\x80\x9cx</b>", 0},
+		{"a\xe2\x80\x9d<b>x</b>", 0},
+		{"a<b>&ldquo;x</b>", 1},
+		{"a&rdquo;<b>x</b>", 1},
+		{"\xe2\x80\x9c<b>\xe2\x80\x9d</b>", 0},
+	};
+	for (size_t i = 0; i < sizeof(ob) / sizeof(ob[0]); i++) {
+		struct run x;
+		scan(&x, ob[i].html);
+		if (x.r.stats.obfuscation != ob[i].obfuscation)
+			fprintf(stderr, "obfuscation: %s\n", ob[i].html);
+		CHECK_INT(x.r.stats.obfuscation, ob[i].obfuscation);
+		done_run(&x);
+	}
+}
+
 int main(void)
 {
 	image_area();
@@ -502,5 +570,6 @@ int main(void)
 	anchors();
 	entities();
 	font_faces();
+	obfuscation();
 	return t_done();
 }
