@@ -926,7 +926,13 @@ static bool html_value(const struct sift_html *hi, const char *test, double *v)
 		*v = hi->tags ? (double)hi->bad_tags / hi->tags : 0;
 	else if (strcmp(test, "closed_extra_ratio") == 0)
 		*v = hi->tags ? (double)hi->closed_extra / hi->tags : 0;
-	else
+	else if (strcmp(test, "obfuscation_ratio") == 0) {
+		/* HTML.pm sets it only when both counts exist (are not 0); a
+		 * part without it meets no html_range nor html_eval */
+		if (!hi->tags || !hi->obfuscation)
+			return false;
+		*v = (double)hi->obfuscation / hi->tags;
+	} else
 		return false;
 	return true;
 }

@@ -120,6 +120,8 @@ body     T_HT_TEXT    eval:html_text_match('title', 'second part')
 body     T_HT_INVALID eval:html_test('font_invalid_color')
 body     T_HT_FACE    eval:html_test('font_face_bad')
 body     T_HT_EMBEDS  eval:html_test('embeds')
+body     T_HT_OBF     eval:html_range('obfuscation_ratio', '0.1', '0.5')
+body     T_HT_OBF_ANY eval:html_eval('obfuscation_ratio', '>= 0')
 body     T_HT_IMGONLY eval:html_image_only(0, 1000)
 body     T_PF_EPI     eval:check_msg_parse_flags('mime_epilogue_exists')
 body     T_PF_NOH     eval:check_msg_parse_flags('missing_mime_headers')
@@ -492,6 +494,11 @@ CASES = [
     # a face with a line break in it is not a list of font names
     ('html-face', html_msg('<font face="Arial MT\nBlack">seen</font><embed src="x.swf">'), None,
      ['T_HT_FACE', 'T_HT_EMBEDS'], ['T_PF_EPI']),
+    # obfuscation_ratio: text glued to text across <b>, 2 of 6 tags; with
+    # none glued (block tags between) the statistic does not exist, and no
+    # html_range nor html_eval over it holds
+    ('html-obfuscate', html_msg('v<b>i</b>agra'), None, ['T_HT_OBF', 'T_HT_OBF_ANY'], []),
+    ('html-obfuscate-none', html_msg('<p>via</p><p>gra</p>'), None, [], ['T_HT_OBF', 'T_HT_OBF_ANY']),
     # html_image_only: an img tag seen, a closing one too (exists $inside{img})
     ('html-img-close', html_msg('look</img> here'), None, ['T_HT_IMGONLY'], []),
     ('html-img-none', html_msg('look here'), None, [], ['T_HT_IMGONLY']),
