@@ -722,8 +722,6 @@ int parse_received(const char *v, struct relay *rl);
  * fetcher's handover, qmail-scanner's (rl->envfrom holds its sender). */
 enum { RCV_NONE, RCV_FETCHER, RCV_QSCANNER };
 int received_parse(const char *v, struct relay *rl, int *kind);
-/* relay.c: auth= of a Received: value, "" when none */
-void relay_auth(const char *v, char *auth, size_t n);
 /* The message's relays, parsed once (cached in m). */
 struct relayinfo *relays(struct msgctx *m);
 /* White space runs of v (in place) as one space; returns v. */

@@ -190,6 +190,22 @@ enum {
 	R_JQUEUE,
 	R_ANY_BRACKET_IP,
 	R_V4MAPPED,
+	/* the authentication tokens and their guards */
+	R_A_BY,
+	R_A_RFC,
+	R_A_GMAIL,
+	R_A_GMAIL_TLS,
+	R_A_COURIER,
+	R_A_AUTHD,
+	R_A_SENDMAIL,
+	R_A_GMX,
+	R_A_CP_GUARD,
+	R_A_CP,
+	R_A_POSTFIX,
+	R_A_CGP_GUARD,
+	R_A_CGP,
+	R_A_DAV,
+	R_A_VIA_HTTP,
 	R_N
 };
 
@@ -378,6 +394,39 @@ static const struct {
 	[R_JQUEUE] = {"^[^\\s\\@]+\\@[^)]+\\) by \\S+\\(jqueuemail\\) id [^\\s;]+", false},
 	[R_ANY_BRACKET_IP] = {"\\[(" IPA ")\\]", false},
 	[R_V4MAPPED] = {"^0*:0*:(?:0*:)*ffff:(\\d+\\.\\d+\\.\\d+\\.\\d+)$", true},
+	[R_A_BY] = {" by ", false},
+	/* RFC 3848 and 6531 (ESMTPA, ESMTPSA, LMTPA, ...), ASMTP, webmail */
+	[R_A_RFC] = {" with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)", true},
+	/* Gmail's submission, which says ESMTPS */
+	[R_A_GMAIL] = {" by mx\\.google\\.com with ESMTPS id "
+		       "[a-z0-9]{1,4}sm[0-9]{2,9}[a-z]{3}\\.[0-9]{1,3}\\.[0-9]{4}\\."
+		       "(?:[0-6][0-9]\\.){4}[0-6][0-9]",
+		       false},
+	[R_A_GMAIL_TLS] = {"\\(version=([^ ]+) cipher=([^\\)]+)\\)", false},
+	[R_A_COURIER] = {"^from .*?(?:\\]\\)|\\)\\]) \\(AUTH: (LOGIN|PLAIN|DIGEST-MD5|CRAM-MD5) \\S+(?:, "
+			 ".*?)?\\) by ",
+			 false},
+	/* Sendmail, MDaemon, webmail servers */
+	[R_A_AUTHD] = {"authenticated", false},
+	[R_A_SENDMAIL] = {"^from .*?(?:\\](?: \\([^)]*\\))?\\)|\\)\\]) .*?\\(.*?authenticated.*?\\).*? by",
+			  false},
+	[R_A_GMX] =
+		{"from \\S* \\((?:HELO|EHLO) (\\S*)\\) \\[([0-9a-fA-F:.]+)\\] by (mail\\.gmx\\.(?:net|com)) "
+		 "\\([^\\)]+\\) with ((?:ESMTP|SMTP))",
+		 false},
+	/* Critical Path */
+	[R_A_CP_GUARD] = {" \\(authenticated as ", false},
+	[R_A_CP] = {"\\) by .+ \\(\\d{1,2}\\.\\d\\.\\d{3}(?:\\.\\d{1,3})?\\) \\(authenticated as .+\\) id ",
+		    false},
+	/* Postfix with smtpd_sasl_authenticated_header = yes */
+	[R_A_POSTFIX] = {"\\) \\(Authenticated sender: \\S+\\) by \\S+ \\(([^\\)]+)\\) with ", false},
+	/* CommuniGate Pro */
+	[R_A_CGP_GUARD] = {" \\(account ", false},
+	[R_A_CGP] = {"CommuniGate Pro (HTTP|SMTP|XIMSS|IMAP)", false},
+	/* Microsoft Exchange */
+	[R_A_DAV] = {" with Microsoft Exchange Server HTTP-DAV\\b", false},
+	/* "(via HTTP)" */
+	[R_A_VIA_HTTP] = {" \\(via (HTTP.?)\\)(?: |;|$)", true},
 };
 
 static pcre2_code *rx[R_N];
@@ -533,6 +582,55 @@ static void finish(struct rcv *c, struct relay *rl)
 	clean_envfrom(rl->envfrom);
 }
 
+/* The tokens by which Received.pm knows a relay that authenticated its
+ * client, in its order (the first that holds wins): two patterns that must
+ * both match (first -1: the second alone), auth= from the second's groups:
+ * "$1" its first group, else a fixed name or a format of the groups. */
+static const struct {
+	int first, second;
+	const char *name;
+} auth_tab[] = {
+	{R_A_BY, R_A_RFC, "$1"},      {R_A_GMAIL, R_A_GMAIL_TLS, "gmail"},
+	{-1, R_A_COURIER, "$1"},      {R_A_AUTHD, R_A_SENDMAIL, "Sendmail"},
+	{-1, R_A_GMX, "gmx"},	      {R_A_CP_GUARD, R_A_CP, "CriticalPath"},
+	{-1, R_A_POSTFIX, "postfix"}, {R_A_CGP_GUARD, R_A_CGP, "Communigate"},
+	{-1, R_A_DAV, "HTTP-DAV"},    {R_A_BY, R_A_VIA_HTTP, "$1"},
+};
+
+/* auth= of the Received value w (from "from ..."), "" when none. */
+static void relay_auth(struct rcv *c, const char *w, char *auth, size_t n)
+{
+	auth[0] = 0;
+	for (size_t i = 0; i < sizeof(auth_tab) / sizeof(auth_tab[0]); i++) {
+		if (auth_tab[i].first >= 0 && !m(c, auth_tab[i].first, w))
+			continue;
+		if (!m(c, auth_tab[i].second, w))
+			continue;
+		const char *name = auth_tab[i].name;
+		char a[48], b[48];
+		if (strcmp(name, "$1") == 0) {
+			grp(c, 1, auth, n);
+		} else if (strcmp(name, "gmail") == 0) {
+			G(c, 1, a);
+			G(c, 2, b);
+			snprintf(auth, n, "GMail - transport=%s cipher=%s", a, b);
+		} else if (strcmp(name, "gmx") == 0) {
+			G(c, 4, a);
+			G(c, 3, b);
+			snprintf(auth, n, "GMX (%s / %s)", a, b);
+		} else if (strcmp(name, "postfix") == 0) {
+			G(c, 1, a);
+			if (strcmp(a, "Postfix") == 0)
+				snprintf(auth, n, "Postfix");
+			else
+				snprintf(auth, n, "Postfix (%s)", a);
+		} else {
+			snprintf(auth, n, "%s", name);
+		}
+		return;
+	}
+}
+
 /* Field f of the relay from group g of the last match. */
 #define SET(f, g) G(c, g, rl->f)
 
@@ -610,7 +708,7 @@ static int parse(struct rcv *c, char *w, struct relay *rl, int *kind)
 		SET(helo, 1);
 	if (m(c, R_BY, w))
 		SET(by, 1);
-	relay_auth(w, rl->auth, sizeof(rl->auth));
+	relay_auth(c, w, rl->auth, sizeof(rl->auth));
 
 	bool looked = false;
 	char *s;
