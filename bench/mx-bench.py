@@ -62,6 +62,11 @@ concurrency 8 comes from when every CPU is busy):
                  every CPU busy, msg/s is (CPUs / machine CPU per message),
                  so this is the "x alone" the CPU budget allows
 
+Above the tables, when build/bench/kernel-entry is built: what a system
+call costs on this machine, and how much more each page touched right
+after a kernel entry costs (not near 0: every entry flushes the TLB, and
+a filter that shares its CPUs with Postfix's processes pays for it).
+
 Run as root:  /usr/bin/python3 bench/mx-bench.py [--rounds 3] [--count 120]
               [--rows alone,floor,...] [--concurrency 1,8] [--json FILE]
 """
@@ -434,6 +439,24 @@ def cpu_table(rows):
     return '\n'.join(out)
 
 
+def kernel_entry(builddir):
+    """bench/kernel-entry.c on this machine: (ns a system call, ns more a
+    page touched right after one), or None when it is not built. Where
+    the second is not near 0, every kernel entry flushes the TLB, and a
+    filter sharing its CPUs with Postfix's processes pays for it
+    (bench/spam/RESULTS.md, "The machine's share")."""
+    exe = os.path.join(builddir, 'bench', 'kernel-entry')
+    if not os.access(exe, os.X_OK):
+        return None
+    out = subprocess.run([exe], capture_output=True, text=True, timeout=60).stdout.splitlines()
+    try:
+        sys_ns = float(out[0].rsplit(':', 1)[1].split()[0])
+        page_ns = float(out[-1].split()[-1])
+    except (IndexError, ValueError):
+        return None
+    return sys_ns, page_ns
+
+
 def run_rounds(a, lab, pf, filters, rows, levels, corpora):
     runs = {}
     for rnd in range(a.rounds):
@@ -543,6 +566,10 @@ def main():
           'delivery to smtp-sink; %d CPUs; Postfix %s; %.1f minutes' % (
               time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), a.corpus, a.seed, a.count,
               SLOW_COUNT['spamass-milter'], a.rounds, os.cpu_count(), pfv, minutes))
+    probe = kernel_entry(a.builddir)
+    if probe:
+        print('The machine (bench/kernel-entry): a system call costs %.0f ns; each page touched '
+              'right after a kernel entry %.1f ns more than without one.' % probe)
     print()
     print(table(result, skipped, levels))
     print()
@@ -552,6 +579,8 @@ def main():
             json.dump({'rows': result, 'skipped': skipped, 'rounds': a.rounds, 'count': a.count,
                        'corpus': a.corpus, 'seed': a.seed, 'cpus': os.cpu_count(),
                        'postfix': pfv, 'python': platform.python_version(),
+                       'kernel_entry': {'syscall_ns': probe[0], 'page_after_entry_ns': probe[1]}
+                       if probe else None,
                        'runs': {'%s/c%d' % k: v for k, v in runs.items()}}, f, indent=1)
     return 1 if any(r['errors'] for r in result) else 0
 
