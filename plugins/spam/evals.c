@@ -563,13 +563,26 @@ static int ev_freemail_from(struct msgctx *m, const struct rule *r)
 	return 0;
 }
 
+/* FreeMail's check_freemail_header(HEADER [, REGEX]): any freemail address
+ * (that matches REGEX) among get("HEADER:addr"), which is every address of
+ * every instance of the header. Modifiers in HEADER ("Reply-To:addr") add
+ * nothing to the :addr asked. */
 static int ev_freemail_header(struct msgctx *m, const struct rule *r)
 {
-	char a[256];
-	first_addr(m, eval_arg(r, 0), a, sizeof(a));
-	if (!a[0] || !is_freemail(m->e, a))
-		return 0;
-	return r->neval > 1 ? re_match_lit(eval_arg(r, 1), a) : 1;
+	char hdr[128], a[16][256];
+	snprintf(hdr, sizeof(hdr), "%s", eval_arg(r, 0));
+	hdr[strcspn(hdr, ":")] = 0;
+	size_t n;
+	if (strcasecmp(hdr, "EnvelopeFrom") == 0) {
+		first_addr(m, hdr, a[0], sizeof(a[0]));
+		n = a[0][0] != 0;
+	} else
+		n = all_addrs(m, hdr, a, 16);
+	for (size_t i = 0; i < n; i++)
+		if (a[i][0] && is_freemail(m->e, a[i]) &&
+		    (r->neval < 2 || re_match_lit(eval_arg(r, 1), a[i])))
+			return 1;
+	return 0;
 }
 
 static int strp_cmp(const void *a, const void *b)

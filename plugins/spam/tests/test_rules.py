@@ -97,6 +97,9 @@ freemail_domains gmail.com yahoo.com gmx.* mail?.test
 header   T_FM_REPLYTO eval:check_freemail_replyto('replyto')
 header   T_FM_REPLY   eval:check_freemail_replyto('reply')
 header   T_FM_FROM    eval:check_freemail_from()
+header   T_FM_RT_DIGIT eval:check_freemail_header('Reply-To', '\d@')
+header   T_FM_RT_ADDR eval:check_freemail_header('Reply-To:addr')
+header   T_FM_ENV_DIGIT eval:check_freemail_header('EnvelopeFrom', '\d@')
 util_rb_2tld co.uk
 body     T_ATTACH     eval:check_for_mime('mime_attachment')
 body     T_NONEMPTY   /\S/
@@ -656,6 +659,17 @@ CASES = [
     ('fm-glob', fm_msg('a@gmx.net', None, 'hi'), None, ['T_FM_FROM'], []),
     ('fm-glob-one-label', fm_msg('a@gmx.co.uk', None, 'hi'), None, [], ['T_FM_FROM']),
     ('fm-glob-any-char', fm_msg('a@mail2.test', None, 'hi'), None, ['T_FM_FROM'], []),
+    # check_freemail_header: every address of the header (a list's second
+    # one), the argument's :addr modifier, the regex over each
+    ('fm-header-second', fm_msg('x@corp.test', '"peter"@corp.test, weou345@gmail.com', 'hi'), None,
+     ['T_FM_RT_DIGIT', 'T_FM_RT_ADDR'], []),
+    ('fm-header-two-fields', fm_msg('x@corp.test', 'a@corp.test', 'hi').replace(
+        'Reply-To: a@corp.test\n', 'Reply-To: a@corp.test\nReply-To: bob7@gmail.com\n'), None,
+     ['T_FM_RT_DIGIT', 'T_FM_RT_ADDR'], []),
+    ('fm-header-no-digit', fm_msg('x@corp.test', 'bob7@corp.test, bob@gmail.com', 'hi'), None,
+     ['T_FM_RT_ADDR'], ['T_FM_RT_DIGIT']),
+    ('fm-header-none', fm_msg('x@corp.test', 'bob7@corp.test', 'hi'), None, [], ['T_FM_RT_DIGIT', 'T_FM_RT_ADDR']),
+    ('fm-header-envfrom', fm_msg('x@corp.test', None, 'hi'), 'joe9@yahoo.com', ['T_FM_ENV_DIGIT'], []),
     ('fm-bulk-envfrom', fm_msg('alice@gmail.com', 'bob@yahoo.com', 'hi'), 'list-bounces@lists.test', ['T_FM_FROM'],
      ['T_FM_REPLYTO', 'T_FM_REPLY']),
     # Date:raw keeps the TAB; ALL:raw "Subject:" without a space
