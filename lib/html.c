@@ -1086,12 +1086,69 @@ static void keep_comment(struct hs *h, size_t i, size_t end)
 	sift_buf_add(&h->r->comments, "\n", 1);
 }
 
-/* "<!--...-->" or "<!...>" at i, kept in the comments, or a CDATA
- * section, rendered; returns the end. */
+/* HTML::Parser's declaration at i ("<!DOCTYPE ...>", "<!ENTITY ...>", the
+ * name in any case, then white space or '>'): its end in *end, 0 when t[i]
+ * starts none and is a comment. After the name: quoted literals,
+ * "--...--" comments and other words up to a '>' outside them. A word
+ * starting with a lone '-' makes it a comment (0), and a quote or a
+ * comment that does not close a comment that runs to the end (-1). A
+ * DOCTYPE is 1, an ENTITY 2. */
+static int declaration(const char *t, size_t n, size_t i, size_t *end)
+{
+	size_t j = i + 2, k = j;
+	while (k < n &&
+	       (isalnum((unsigned char)t[k]) || t[k] == '.' || t[k] == '-' || t[k] == '_' || t[k] == ':'))
+		k++;
+	int kind = k - j == 7 && strncasecmp(t + j, "doctype", 7) == 0	? 1
+		   : k - j == 6 && strncasecmp(t + j, "entity", 6) == 0 ? 2
+									: 0;
+	if (!kind || k >= n || !(isspace((unsigned char)t[k]) || t[k] == '>'))
+		return 0;
+	for (j = k; j < n;) {
+		if (isspace((unsigned char)t[j])) {
+			j++;
+		} else if (t[j] == '>') {
+			*end = j + 1;
+			return kind;
+		} else if (t[j] == '"' || t[j] == '\'') {
+			const char *q = memchr(t + j + 1, t[j], n - j - 1);
+			if (!q)
+				return -1;
+			j = (size_t)(q - t) + 1;
+		} else if (t[j] == '-') {
+			if (j + 1 >= n || t[j + 1] != '-')
+				return 0;
+			const char *c = find_ci(t + j + 2, n - j - 2, "--");
+			if (!c)
+				return -1;
+			j = (size_t)(c - t) + 2;
+		} else {
+			while (j < n && !isspace((unsigned char)t[j]) && t[j] != '>' && t[j] != '"' &&
+			       t[j] != '\'')
+				j++;
+		}
+	}
+	return -1;
+}
+
+/* "<!--...-->" or "<!...>" at i, kept in the comments, a declaration
+ * (a DOCTYPE counts as a tag, as HTML.pm's html_declaration has it), or a
+ * CDATA section, rendered; returns the end. */
 static size_t comment(struct hs *h, size_t i)
 {
 	const char *t = h->t;
 	size_t n = h->n, end = n;
+	int decl = declaration(t, n, i, &end);
+	if (decl > 0) {
+		if (decl == 1)
+			h->r->stats.tags++;
+		return end;
+	}
+	end = n;
+	if (decl < 0) {
+		keep_comment(h, i, n);
+		return n;
+	}
 	if (n - i >= 3 && t[i + 2] == '[') {
 		/* "<![CDATA[...]]>": its content is text, not decoded (a
 		 * marked section, as HTML::Parser reads it for SpamAssassin) */

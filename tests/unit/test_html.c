@@ -314,6 +314,38 @@ static void cdata(void)
 	done_run(&x);
 }
 
+/* Declarations as HTML::Parser reads them (checked with HTML::Parser
+ * 3.81): "<!DOCTYPE ...>" and "<!ENTITY ...>", the name in any case,
+ * are no comments, and a DOCTYPE counts as a tag (HTML.pm's
+ * html_declaration); other names, a name run on or a lone '-' word make
+ * a comment up to the first '>', an unclosed "--" or quote one to the
+ * end. */
+static void declarations(void)
+{
+	struct run x;
+	scan(&x, "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.0 Transitional//EN\"><p>a<!doctype html>"
+		 "<!ENTITY x \"y > z\"><!DocType a--b -- c > d -- 'e>' [f]>b");
+	CHECK_STR(x.text.data, "\n\nab");
+	CHECK_STR(x.r.comments.data, "");
+	/* two DOCTYPEs, p; the ENTITY is no tag */
+	CHECK_INT(x.r.stats.tags, 4);
+	CHECK_INT(x.r.stats.bad_tags, 0);
+	done_run(&x);
+	scan(&x, "<!DOCTYPEhtml><!DOCTYPE a -x><!foo bar><!ELEMENT a><!DOCTYPE:a><p>q<!DOCTYPE a -- x-->r"
+		 "<!DOCTYPE x \"y><p>z");
+	CHECK_STR(x.r.comments.data,
+		  "<!DOCTYPEhtml>\n<!DOCTYPE a -x>\n<!foo bar>\n<!ELEMENT a>\n<!DOCTYPE:a>\n"
+		  "<!DOCTYPE x \"y><p>z\n");
+	CHECK_STR(x.text.data, "\n\nqr");
+	CHECK_INT(x.r.stats.tags, 2);
+	done_run(&x);
+	scan(&x, "<p>a<!DOCTYPE a -- x><p>z");
+	CHECK_STR(x.r.comments.data, "<!DOCTYPE a -- x><p>z\n");
+	CHECK_STR(x.text.data, "\n\na");
+	CHECK_INT(x.r.stats.tags, 1);
+	done_run(&x);
+}
+
 /* "&nbsp;" is a plain space, as SpamAssassin makes it before parsing: a
  * run of them and the white space around them one space, in the title,
  * in literal elements and in attribute values too; "&nbsp" (no ';') is
@@ -560,6 +592,7 @@ int main(void)
 	length_chars();
 	nbsp();
 	cdata();
+	declarations();
 	literal_elements();
 	bogus_end_tags();
 	base_href();
