@@ -179,14 +179,19 @@ static int ev_for_mime(struct msgctx *m, const struct rule *r)
 		}
 		if (strcmp(p->encoding, "quoted-printable") == 0) {
 			qp++;
-			size_t len = 0;
-			for (size_t k = 0; k < p->raw_len; k++) {
-				if (p->raw[k] == '\n') {
-					if (len > 77)
+			/* a line over 78 characters (RFC 5322's limit, not RFC
+			 * 2045's 76: MIMEEval's bug 5491), not one starting
+			 * "SPAM: ", its line end left out */
+			size_t len = 0, start = 0;
+			for (size_t k = 0; k <= p->raw_len; k++) {
+				if (k == p->raw_len || p->raw[k] == '\n') {
+					if (len > 78 &&
+					    !(k - start >= 6 && memcmp(p->raw + start, "SPAM: ", 6) == 0))
 						qp_long = 1;
 					len = 0;
-				} else if (p->raw[k] != '\r')
-					len++;
+					start = k + 1;
+				} else if (p->raw[k] != '\r' || k + 1 >= p->raw_len || p->raw[k + 1] != '\n')
+					len++; /* a CR counts but the one of a CRLF */
 			}
 		}
 		if (strcmp(p->type, "text/html") == 0) {

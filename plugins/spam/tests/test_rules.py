@@ -102,6 +102,7 @@ header   T_FM_RT_ADDR eval:check_freemail_header('Reply-To:addr')
 header   T_FM_ENV_DIGIT eval:check_freemail_header('EnvelopeFrom', '\d@')
 util_rb_2tld co.uk
 body     T_ATTACH     eval:check_for_mime('mime_attachment')
+rawbody  T_QP_LONG    eval:check_for_mime('mime_qp_long_line')
 body     T_NONEMPTY   /\S/
 tflags   T_NONEMPTY   nosubject
 body     T_WS_RUN     /^one two three\.$/
@@ -535,6 +536,20 @@ CASES = [
                             ('application/octet-stream', 'QUFB', 'Content-Disposition: attachment; filename="first.bin"\n'
                              'Content-Disposition: attachment; filename="last.bin"\n')], 'mixed'), None,
      ['T_MH_MULTI', 'T_MH_LAST'], ['T_MH_FIRST', 'T_MH_ROOT']),
+    # a quoted-printable line over 78 characters, not one starting "SPAM: ";
+    # a CR counts, but not the line ends of a CRLF message
+    ('qp-line-78', mp([('text/plain', 'a' * 77 + '=\nb', 'Content-Transfer-Encoding: quoted-printable\n')],
+                      'mixed'), None, [], ['T_QP_LONG']),
+    ('qp-line-79', mp([('text/plain', 'a' * 78 + '=\nb', 'Content-Transfer-Encoding: quoted-printable\n')],
+                      'mixed'), None, ['T_QP_LONG'], []),
+    ('qp-line-spam', mp([('text/plain', 'SPAM: ' + 'a' * 90 + '\nb', 'Content-Transfer-Encoding: quoted-printable\n')],
+                        'mixed'), None, [], ['T_QP_LONG']),
+    ('qp-line-cr', mp([('text/plain', 'a' * 77 + '\r=\nb', 'Content-Transfer-Encoding: quoted-printable\n')],
+                      'mixed'), None, ['T_QP_LONG'], []),
+    ('qp-line-crlf', mp([('text/plain', 'a' * 77 + '=\nb', 'Content-Transfer-Encoding: quoted-printable\n')],
+                        'mixed').replace('\n', '\r\n'), None, [], ['T_QP_LONG']),
+    ('qp-line-last', mp([('text/plain', 'b\n' + 'a' * 90, 'Content-Transfer-Encoding: quoted-printable\n')],
+                        'mixed'), None, ['T_QP_LONG'], []),
     ('empty-attachment', mp([('application/pdf', 'JVBERi0=', 'Content-Transfer-Encoding: base64\n'
                               'Content-Disposition: Attachment; filename="a.pdf"\n')], 'mixed'), None,
      ['T_ATTACH'], ['T_EMPTY', 'T_NONEMPTY']),
