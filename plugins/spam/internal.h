@@ -587,6 +587,9 @@ struct msgctx {
 	bool lines_borrowed;		 /* lines, lens: in->net's (net_body) */
 	size_t nuris;
 	struct relayinfo *relays;
+	/* envelope_from() from a header: its address (malloc'd), found once */
+	char *envfrom;
+	bool envfrom_done;
 	/* evals_mime.c's statistics, computed once per message */
 	struct {
 		bool stats_done, madiff_done, upper_done;

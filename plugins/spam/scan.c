@@ -486,6 +486,7 @@ void msg_free(struct msgctx *m)
 	free(m->rawlens);
 	free(m->full);
 	relays_free(m->relays);
+	free(m->envfrom);
 	uris_free(m);
 	bare_uris_free(&m->bare);
 	bayes_msg_free(m);

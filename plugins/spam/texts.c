@@ -71,7 +71,8 @@ static bool received_before(struct msgctx *m, const char *name)
 }
 
 /* The envelope sender: the SMTP one when known (filterd), else as
- * SpamAssassin's get_envelope_from() infers it from the headers. */
+ * SpamAssassin's get_envelope_from() infers it from the Received headers
+ * and the others. */
 const char *envelope_from(struct msgctx *m)
 {
 	if (m->in->envelope_from)
@@ -88,12 +89,32 @@ const char *envelope_from(struct msgctx *m)
 			if (strstr(r->value, "(fetchmail"))
 				return NULL;
 	}
+	if (m->envfrom_done)
+		return m->envfrom;
+	m->envfrom_done = true;
+	/* get("NAME:first:addr"): the first address of the first such
+	 * header; one without any is passed over. After a Received: header,
+	 * X-Envelope-From and Return-Path mean no envelope sender is known,
+	 * Envelope-Sender only is passed over. */
 	static const char *const hdrs[] = {"X-Envelope-From", "Envelope-Sender", "Return-Path", NULL};
 	for (const char *const *n = hdrs; *n; n++) {
 		st = 0;
 		h = mh(m->mime, *n, &st);
+		struct sbuf b = {0};
 		if (h)
-			return received_before(m, *n) ? NULL : h->value;
+			first_mailbox(m, &b, h->raw, false);
+		if (!b.n) {
+			free(b.d);
+			continue;
+		}
+		if (received_before(m, *n)) {
+			free(b.d);
+			if (n == hdrs + 1)
+				continue;
+			return NULL;
+		}
+		m->envfrom = b.d;
+		return m->envfrom;
 	}
 	return NULL;
 }

@@ -100,6 +100,8 @@ header   T_FM_FROM    eval:check_freemail_from()
 header   T_FM_RT_DIGIT eval:check_freemail_header('Reply-To', '\d@')
 header   T_FM_RT_ADDR eval:check_freemail_header('Reply-To:addr')
 header   T_FM_ENV_DIGIT eval:check_freemail_header('EnvelopeFrom', '\d@')
+header   T_ENVF_ANY   EnvelopeFrom =~ /./
+header   T_ENVF_RP    EnvelopeFrom =~ /^rp\@x\.test$/
 util_rb_2tld co.uk
 body     T_ATTACH     eval:check_for_mime('mime_attachment')
 rawbody  T_QP_LONG    eval:check_for_mime('mime_qp_long_line')
@@ -601,6 +603,16 @@ CASES = [
      ['T_FROM_DIFF'], []),
     ('envfrom-return-path-late', 'Return-Path: <x@other.test>\n' + RCVD_EXT + 'Return-Path: <y@list.test>\n' + HDR +
      DATE + '\nhi\n', None, [], ['T_FROM_DIFF']),
+    # the header it comes from: its first address; a header without one is
+    # passed over, and so is an Envelope-Sender after a Received:
+    ('envfrom-no-address', 'Return-Path: yyyy\n' + HDR + DATE + '\nhi\n', None, [], ['T_ENVF_ANY']),
+    ('envfrom-empty-path', 'Return-Path: <>\n' + HDR + DATE + '\nhi\n', None, [], ['T_ENVF_ANY']),
+    ('envfrom-next-header', 'X-Envelope-From: junk\nReturn-Path: <rp@x.test> (bounce)\n' + HDR + DATE + '\nhi\n',
+     None, ['T_ENVF_RP'], []),
+    ('envfrom-sender-late', 'Return-Path: <rp@x.test>\n' + RCVD_EXT + 'Envelope-Sender: es@x.test\n' + HDR + DATE +
+     '\nhi\n', None, ['T_ENVF_RP'], []),
+    ('envfrom-xenv-late', 'Return-Path: <rp@x.test>\n' + RCVD_EXT + 'X-Envelope-From: xe@x.test\n' + HDR + DATE +
+     '\nhi\n', None, [], ['T_ENVF_ANY']),
     # subject_is_all_caps: letters only count, prefixes go, some charsets punt
     ('caps', subj('RE: FREE MONEY NOW!!!'), None, ['T_ALL_CAPS'], []),
     ('caps-8bit', subj('=?iso-8859-1?Q?GRATUIT_=C0_VOUS?='), None, ['T_ALL_CAPS'], []),
