@@ -1026,23 +1026,13 @@ static void text_run_as(struct hs *h, size_t i, size_t j, bool decode)
 {
 	const char *t = h->t;
 	struct sift_html *st = &h->r->stats;
-	if (!st->low_contrast || !st->font_invalid_color) {
-		bool visible = false;
-		for (size_t k = i; k < j && !visible; k++)
-			if (!isspace((unsigned char)t[k]) && t[k] != '\xa0' &&
-			    !(t[k] == '&' && j - k >= 6 && strncasecmp(t + k, "&nbsp;", 6) == 0))
-				visible = true;
-		/* html_font_invisible: low contrast, else a colour that is
-		 * "invalid" (name_to_rgb) */
-		const char *fg = h->stack[h->sp - 1].fg, *bg = h->stack[h->sp - 1].bg;
-		if (visible && low_contrast(fg, bg))
-			st->low_contrast = 1;
-		else if (visible && (strcmp(fg, "invalid") == 0 || strcmp(bg, "invalid") == 0))
-			st->font_invalid_color = 1;
-	}
 	h->run.len = 0;
-	/* whether the text starts, ends with an entity decoded */
-	bool ent_first = false, ent_last = false;
+	/* whether the text starts, ends with an entity decoded; whether it
+	 * has more than white space (HTML.pm's test before
+	 * html_font_invisible: "&nbsp;" is a space by then, but any other
+	 * U+00A0 counts, a reference or in the source: its /\xc2\xa0/ never
+	 * matches the characters SpamAssassin 4 parses) */
+	bool ent_first = false, ent_last = false, visible = false;
 	for (size_t k = i; k < j;) {
 		if (t[k] == '&' && j - k >= 6 && memcmp(t + k, "&nbsp;", 6) == 0) {
 			/* SpamAssassin turns each "&nbsp;" of the source into a
@@ -1055,6 +1045,8 @@ static void text_run_as(struct hs *h, size_t i, size_t j, bool decode)
 		if (t[k] == '&' && decode) {
 			size_t at = h->run.len, e = sift_html_entity(t + k, j - k, &h->run);
 			if (e) {
+				for (size_t q = at; q < h->run.len && !visible; q++)
+					visible = !isspace((unsigned char)h->run.data[q]);
 				k += e;
 				ent_first = ent_first || !at;
 				ent_last = true;
@@ -1063,9 +1055,20 @@ static void text_run_as(struct hs *h, size_t i, size_t j, bool decode)
 		}
 		const char *amp = memchr(t + k + 1, '&', j - k - 1);
 		size_t e = amp ? (size_t)(amp - t) : j;
+		for (size_t q = k; q < e && !visible; q++)
+			visible = !isspace((unsigned char)t[q]);
 		sift_buf_add(&h->run, t + k, e - k);
 		k = e;
 		ent_last = false;
+	}
+	if (!st->low_contrast || !st->font_invalid_color) {
+		/* html_font_invisible: low contrast, else a colour that is
+		 * "invalid" (name_to_rgb) */
+		const char *fg = h->stack[h->sp - 1].fg, *bg = h->stack[h->sp - 1].bg;
+		if (visible && low_contrast(fg, bg))
+			st->low_contrast = 1;
+		else if (visible && (strcmp(fg, "invalid") == 0 || strcmp(bg, "invalid") == 0))
+			st->font_invalid_color = 1;
 	}
 	if (h->in_title)
 		sift_buf_add(&h->r->title, h->run.data, h->run.len);

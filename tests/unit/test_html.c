@@ -123,6 +123,29 @@ static void statistics(void)
 	scan(&x, "<table><tr><td style=\"color: #fefefe; background-color: white\">hidden</td></tr></table>");
 	CHECK(x.r.stats.low_contrast);
 	done_run(&x);
+	/* "&nbsp;" is no text to see, as white space (SpamAssassin makes it
+	 * a space first), but any other no-break space is, a reference or
+	 * in the source (checked with spamassassin -t) */
+	static const struct {
+		const char *html;
+		bool low;
+	} nb[] = {
+		{"<font color=\"#FFFFFF\"><font size=-2>&nbsp;</font></font>", false},
+		{"<font color=white>&nbsp;&nbsp; &#32;&#9;\t</font>", false},
+		{"<font color=white>&#160;</font>", true},
+		{"<font color=white>&nbsp</font>", true},
+		{"<font color=white>\xc2\xa0</font>", true},
+		{"<font color=white>&nbsp;x</font>", true},
+		{"<font color=white>&#120;</font>", true},
+		{"<font color=white>&amp;</font>", true},
+	};
+	for (size_t i = 0; i < sizeof(nb) / sizeof(nb[0]); i++) {
+		scan(&x, nb[i].html);
+		if (!x.r.stats.low_contrast != !nb[i].low)
+			fprintf(stderr, "low contrast of %s: %d\n", nb[i].html, x.r.stats.low_contrast);
+		CHECK(!x.r.stats.low_contrast == !nb[i].low);
+		done_run(&x);
+	}
 }
 
 static void quoting(void)
