@@ -1,6 +1,6 @@
 /*
  * addr.c - addresses in header values, as the spam rules see them: the
- * first mailbox's address (":addr") and display name (":name") through the
+ * mailboxes' addresses (":addr") and display names (":name") through the
  * core's address-list parser (struct spam_input.addrlist_parse), the
  * envelope sender's path, the first address of a header or of the envelope
  * sender for the evals.
@@ -9,12 +9,28 @@
 
 #include "internal.h"
 
-void first_mailbox(struct msgctx *m, struct sbuf *b, const char *v, bool name)
+void first_mailbox(struct msgctx *m, struct sbuf *b, const char *v)
 {
 	struct sift_addrs *a = m->in->addrlist_parse ? m->in->addrlist_parse(v) : NULL;
 	if (a && a->count)
-		sb_adds(b, !name ? a->mb[0].addr : a->mb[0].display[0] ? a->mb[0].display : a->mb[0].comment);
+		sb_adds(b, a->mb[0].addr);
 	free(a);
+}
+
+size_t mailboxes(struct msgctx *m, struct sbuf *b, const char *v, bool name, size_t n)
+{
+	struct sift_addrs *a = m->in->addrlist_parse ? m->in->addrlist_parse(v) : NULL;
+	for (size_t i = 0; a && i < a->count; i++) {
+		const struct sift_mailbox *mb = &a->mb[i];
+		const char *s = !name ? mb->addr : mb->display[0] ? mb->display : mb->comment;
+		if (name && !*s)
+			continue; /* no name: get() lists none for it */
+		if (n++)
+			sb_add(b, "\n", 1);
+		sb_adds(b, s);
+	}
+	free(a);
+	return n;
 }
 
 void envelope_path(struct sbuf *b, const char *v)
@@ -45,7 +61,7 @@ void first_addr(struct msgctx *m, const char *hdr, char *out, size_t n)
 	if (strcasecmp(hdr, "EnvelopeFrom") == 0)
 		envelope_path(&b, v);
 	else
-		first_mailbox(m, &b, v, false);
+		first_mailbox(m, &b, v);
 	snprintf(out, n, "%s", sb_str(&b));
 	free(b.d);
 	for (char *c = out; *c; c++)

@@ -957,11 +957,15 @@ void build_body(struct msgctx *m);
 void build_raw(struct msgctx *m);
 void build_full(struct msgctx *m);
 /* The first mailbox of an address-list value as the core's parser reads it
- * (in->addrlist_parse, the parser senderlogin and DKIM use): its address,
- * or with name its display name (the comment of the old form "addr (Name)"
- * when there is none, as SpamAssassin); nothing when the value is not a valid
- * address list or has no mailbox. */
-void first_mailbox(struct msgctx *m, struct sbuf *b, const char *v, bool name);
+ * (in->addrlist_parse, the parser senderlogin and DKIM use): its address;
+ * nothing when the value is not a valid address list or has no mailbox. */
+void first_mailbox(struct msgctx *m, struct sbuf *b, const char *v);
+/* Every mailbox of the value, as SpamAssassin's get("NAME:addr") lists
+ * them: its address, or with name its display name (the comment of the
+ * old form "addr (Name)" when there is none; a mailbox with neither is
+ * left out). Each is appended to b after a line break when n, the number
+ * appended before, is not 0; returns n and those appended. */
+size_t mailboxes(struct msgctx *m, struct sbuf *b, const char *v, bool name, size_t n);
 /* The envelope sender (an SMTP path, from filterd or from Return-Path and
  * the like): what is inside "<...>", else the first word, as SpamAssassin
  * shows EnvelopeFrom (a path is no address list: "yyyy" stays "yyyy"). */

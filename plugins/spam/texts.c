@@ -102,7 +102,7 @@ const char *envelope_from(struct msgctx *m)
 		h = mh(m->mime, *n, &st);
 		struct sbuf b = {0};
 		if (h)
-			first_mailbox(m, &b, h->raw, false);
+			first_mailbox(m, &b, h->raw);
 		if (!b.n) {
 			free(b.d);
 			continue;
@@ -249,6 +249,10 @@ const char *target_value(struct msgctx *m, int ti)
 				nn = target_header_names(t->name, names);
 				break;
 			}
+		/* :addr, :name: every mailbox of every instance, one a line,
+		 * as SpamAssassin's header rules join get()'s list; none is
+		 * the header unset */
+		size_t nmb = 0;
 		for (int k = 0; k < nn; k++) {
 			size_t st = 0;
 			const struct sift_mime_header *h;
@@ -258,8 +262,9 @@ const char *target_value(struct msgctx *m, int ti)
 					break;
 				}
 				if (t->addr || t->nameonly) {
-					if (!found)
-						first_mailbox(m, &b, h->raw, !t->addr);
+					nmb = mailboxes(m, &b, h->raw, !t->addr, nmb);
+					found = nmb > 0;
+					continue;
 				} else if (t->raw) {
 					add_raw_unfolded(&b, sift_mime_header_lead(h));
 					sb_add(&b, "\n", 1);

@@ -101,6 +101,10 @@ header   T_FM_RT_DIGIT eval:check_freemail_header('Reply-To', '\d@')
 header   T_FM_RT_ADDR eval:check_freemail_header('Reply-To:addr')
 header   T_FM_ENV_DIGIT eval:check_freemail_header('EnvelopeFrom', '\d@')
 header   T_ENVF_ANY   EnvelopeFrom =~ /./
+header   T_ADDRS      From:addr =~ /^a\@x\.test\nc\@y\.test\nd\@z\.test\ne\@w\.test$/
+header   T_NAMES      From:name =~ /^Bob\nCarol\nEve$/
+header   T_ADDR_ANY   From:addr =~ /./
+header   T_ADDR_WS    From:addr =~ /\s/
 header   T_ENVF_RP    EnvelopeFrom =~ /^rp\@x\.test$/
 util_rb_2tld co.uk
 body     T_ATTACH     eval:check_for_mime('mime_attachment')
@@ -613,6 +617,13 @@ CASES = [
      '\nhi\n', None, ['T_ENVF_RP'], []),
     ('envfrom-xenv-late', 'Return-Path: <rp@x.test>\n' + RCVD_EXT + 'X-Envelope-From: xe@x.test\n' + HDR + DATE +
      '\nhi\n', None, [], ['T_ENVF_ANY']),
+    # :addr and :name: every mailbox of every instance, one a line (the
+    # names of those that have one); no mailbox is the header unset
+    ('addr-all', HDR.replace('From: Alice <alice@example.test>', 'From: "Bob" <a@x.test>, c@y.test,\n Carol <d@z.test>\n'
+                             'From: e@w.test (Eve)') + DATE + '\nhi\n', None, ['T_ADDRS', 'T_NAMES', 'T_ADDR_WS'], []),
+    ('addr-one', HDR + DATE + '\nhi\n', None, ['T_ADDR_ANY'], ['T_ADDR_WS', 'T_ADDRS', 'T_NAMES']),
+    ('addr-none', HDR.replace('From: Alice <alice@example.test>', 'From: undisclosed-recipients:;') + DATE + '\nhi\n',
+     None, [], ['T_ADDR_ANY']),
     # subject_is_all_caps: letters only count, prefixes go, some charsets punt
     ('caps', subj('RE: FREE MONEY NOW!!!'), None, ['T_ALL_CAPS'], []),
     ('caps-8bit', subj('=?iso-8859-1?Q?GRATUIT_=C0_VOUS?='), None, ['T_ALL_CAPS'], []),
