@@ -886,6 +886,17 @@ static bool parse_multipart(struct impl *m, long idx, const char *boundary, cons
 	return found;
 }
 
+/* SpamAssassin's /\.s?html?$/i on a part's name. */
+static bool html_name(const char *fn)
+{
+	const char *dot = strrchr(fn, '.');
+	if (!dot)
+		return false;
+	dot++;
+	return strcasecmp(dot, "htm") == 0 || strcasecmp(dot, "html") == 0 || strcasecmp(dot, "shtm") == 0 ||
+	       strcasecmp(dot, "shtml") == 0;
+}
+
 static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_t nh,
 			 const unsigned char *body, size_t len, unsigned depth, long parent,
 			 const char *deftype)
@@ -955,6 +966,12 @@ static void parse_entity(struct impl *m, const struct sift_mime_header *h, size_
 			type = p->type = "text/plain";
 		}
 	}
+	/* A leaf named *.html, *.htm, *.shtml or *.shtm is read as text/html,
+	 * whatever its declared type (p->type stays as declared): SpamAssassin
+	 * renders it so (Node::effective_type, its bugs 6260 and 6439), and
+	 * a page sent as application/octet-stream is still a page. */
+	if (strncmp(type, "message/", 8) != 0 && html_name(p->filename))
+		type = "text/html";
 	/* transfer decoding, of the leaves someone reads (text, images) and
 	 * of an encapsulated message. Other leaves (application/, audio/,
 	 * video/: most of a large message's octets) are left encoded, data

@@ -336,8 +336,12 @@ static inline const char *sift_mime_header_lead(const struct sift_mime_header *h
 }
 
 #define SIFT_MIME_P_ATTACHMENT 0x01 /* Content-Disposition: attachment */
-#define SIFT_MIME_P_HTML       0x02 /* text/html: text is the rendering */
-#define SIFT_MIME_P_MESSAGE    0x04 /* message/rfc822 or message/global: its parts follow */
+/* SIFT_MIME_P_HTML: text/html, text is the rendering. A leaf named *.html,
+ * *.htm, *.shtml or *.shtm is read as text/html whatever its declared type
+ * (SpamAssassin's effective type): decoded, rendered, flagged; its type
+ * stays as declared. */
+#define SIFT_MIME_P_HTML    0x02
+#define SIFT_MIME_P_MESSAGE 0x04 /* message/rfc822 or message/global: its parts follow */
 
 struct sift_mime_part {
 	unsigned depth;				/* 0 = the message itself */

@@ -482,6 +482,44 @@ static void unrendered_text(void)
 	sift_mime_free(m);
 }
 
+/* A leaf named *.html, *.htm, *.shtml, *.shtm (any case) is rendered as
+ * text/html whatever its declared type, as SpamAssassin's effective type
+ * has it; its type stays as declared. Other names, and a message/rfc822
+ * part so named, are not. */
+static void html_named_parts(void)
+{
+	struct sift_mime *m =
+		parse("Content-Type: multipart/mixed; boundary=b\n\n"
+		      "--b\nContent-Type: application/octet-stream; name=\"page.HTML\"\n"
+		      "Content-Transfer-Encoding: "
+		      "base64\n\nPGh0bWw+PGJvZHk+PHA+UGFnZSA8YSBocmVmPSJodHRwOi8vcGFnZS5leGFtcGxlLyI+"
+		      "aGVyZTwvYT48L3A+PC9ib2R5PjwvaHRtbD4K\n"
+		      "--b\nContent-Type: application/octet-stream\n"
+		      "Content-Disposition: attachment; filename=\"x.shtm\"\n\n<p>shtm</p>\n"
+		      "--b\nContent-Type: application/octet-stream; name=\"x.htmx\"\n\n<p>not</p>\n"
+		      "--b\nContent-Type: text/plain; name=\"notes.txt.htm\"\n\n<b>bold</b>\n"
+		      "--b\nContent-Type: message/rfc822; name=\"m.html\"\n\nSubject: s\n\n<b>inner</b>\n"
+		      "--b--\n");
+	CHECK_INT(m->part_count, 7);
+	if (m->part_count == 7) {
+		CHECK_STR(m->parts[1].type, "application/octet-stream");
+		CHECK(m->parts[1].flags & SIFT_MIME_P_HTML);
+		CHECK_STR(m->parts[1].text, "\n\nPage here\n\n");
+		CHECK(m->parts[2].flags & SIFT_MIME_P_HTML);
+		CHECK_STR(m->parts[2].text, "\n\nshtm\n\n");
+		CHECK(!(m->parts[3].flags & SIFT_MIME_P_HTML) && !m->parts[3].text);
+		CHECK(m->parts[4].flags & SIFT_MIME_P_HTML);
+		CHECK_STR(m->parts[4].text, "bold");
+		CHECK(m->parts[5].flags & SIFT_MIME_P_MESSAGE);
+		CHECK(!(m->parts[6].flags & SIFT_MIME_P_HTML));
+		CHECK_STR(m->parts[6].text, "<b>inner</b>");
+	}
+	CHECK_INT(m->uri_count, 1);
+	if (m->uri_count == 1)
+		CHECK_STR(m->uris[0].uri, "http://page.example/");
+	sift_mime_free(m);
+}
+
 /* RFC 2231 parameters: continuations joined by their number, whatever
  * their order; %XX-decoded only where marked '*'; the declared charset of
  * the first one converted to UTF-8; an extended value taken before a plain
@@ -622,6 +660,7 @@ int main(void)
 	decode_budget();
 	rfc2231_filenames();
 	unrendered_text();
+	html_named_parts();
 	params_without_semicolon();
 	indented_part();
 	qp_trailing_space();
