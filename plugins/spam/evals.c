@@ -44,12 +44,12 @@ static int ev_header_count_range(struct msgctx *m, const struct rule *r)
 	return n >= (size_t)atol(eval_arg(r, 1)) && n <= (size_t)atol(eval_arg(r, 2));
 }
 
+/* BodyEval check_body_length(MIN): the body as received (pristine_body:
+ * every octet after the blank line, line ends as they came) is at most
+ * MIN octets long. */
 static int ev_body_length(struct msgctx *m, const struct rule *r)
 {
-	size_t n = 0;
-	for (size_t i = 1; i < m->nlines; i++)
-		n += m->lens[i];
-	return n < (size_t)atol(eval_arg(r, 0));
+	return m->mime->part_count && m->mime->parts[0].raw_len <= (size_t)atol(eval_arg(r, 0));
 }
 
 /* HeaderEval subject_is_all_caps: the subject trimmed and without its

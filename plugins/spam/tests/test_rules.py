@@ -101,6 +101,7 @@ header   T_FM_RT_DIGIT eval:check_freemail_header('Reply-To', '\d@')
 header   T_FM_RT_ADDR eval:check_freemail_header('Reply-To:addr')
 header   T_FM_ENV_DIGIT eval:check_freemail_header('EnvelopeFrom', '\d@')
 header   T_ENVF_ANY   EnvelopeFrom =~ /./
+body     T_LEN_64     eval:check_body_length('64')
 header   T_ADDRS      From:addr =~ /^a\@x\.test\nc\@y\.test\nd\@z\.test\ne\@w\.test$/
 header   T_NAMES      From:name =~ /^Bob\nCarol\nEve$/
 header   T_ADDR_ANY   From:addr =~ /./
@@ -624,6 +625,11 @@ CASES = [
     ('addr-one', HDR + DATE + '\nhi\n', None, ['T_ADDR_ANY'], ['T_ADDR_WS', 'T_ADDRS', 'T_NAMES']),
     ('addr-none', HDR.replace('From: Alice <alice@example.test>', 'From: undisclosed-recipients:;') + DATE + '\nhi\n',
      None, [], ['T_ADDR_ANY']),
+    # check_body_length: the body as received, at most that many octets
+    ('body-len-64', HDR + DATE + '\n' + 'a' * 63 + '\n', None, ['T_LEN_64'], []),
+    ('body-len-65', HDR + DATE + '\n' + 'a' * 64 + '\n', None, [], ['T_LEN_64']),
+    ('body-len-html', HDR + DATE + 'Content-Type: text/html\n\n<html><body><!-- ' + 'x' * 80 +
+     ' -->hi</body></html>\n', None, [], ['T_LEN_64']),
     # subject_is_all_caps: letters only count, prefixes go, some charsets punt
     ('caps', subj('RE: FREE MONEY NOW!!!'), None, ['T_ALL_CAPS'], []),
     ('caps-8bit', subj('=?iso-8859-1?Q?GRATUIT_=C0_VOUS?='), None, ['T_ALL_CAPS'], []),
