@@ -318,6 +318,14 @@ void spam_engine_free(struct spam_engine *e)
 	for (size_t i = 0; i < e->nfreemail_glob; i++)
 		free(e->freemail_glob[i]);
 	free(e->freemail_glob);
+	for (size_t i = 0; i < e->nurilists; i++) {
+		for (size_t k = 0; k < e->urilists[i].n; k++)
+			free(e->urilists[i].host[k]);
+		free(e->urilists[i].host);
+		free(e->urilists[i].verdict);
+		free(e->urilists[i].name);
+	}
+	free(e->urilists);
 	pcre2_code_free(e->fm_email);
 	pcre2_code_free(e->fm_email_ctx);
 	pcre2_code_free(e->fm_url_at);

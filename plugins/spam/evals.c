@@ -22,6 +22,83 @@ static int ev_never(struct msgctx *m, const struct rule *r)
 	return 0;
 }
 
+/* Whether host is in the URI host list u: the first of host and its
+ * parent domains (at most the last 11 of those) that the list names gives
+ * the verdict; an address literal or an IPv4 address is looked up as
+ * itself (WLBLEval's _check_uri_host_listed); a name that does not end in
+ * a TLD of util_rb_tld ("#top" has the host "top") is no URI host there. */
+static bool urilist_has(const struct netconf *nc, const struct urilist *u, const char *host)
+{
+	char lit[64];
+	const char *keys[11];
+	size_t nk = 0;
+	size_t hl = strlen(host);
+	int dots = 0;
+	for (const char *c = host; *c; c++)
+		dots += *c == '.';
+	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+		snprintf(lit, sizeof(lit), "%.*s", (int)(hl - 2), host + 1);
+		keys[nk++] = lit;
+	} else if (dots == 3 && strspn(host, "0123456789.") == hl) {
+		keys[nk++] = host;
+	} else if (domain_tld_valid(nc, host)) { /* uri_to_domain keeps no other */
+		for (const char *h = host;;) {
+			if (nk == 11) { /* the tail kept */
+				memmove(keys, keys + 1, 10 * sizeof(keys[0]));
+				nk--;
+			}
+			keys[nk++] = h;
+			const char *dot = strchr(h, '.');
+			if (!dot)
+				break;
+			h = dot + 1;
+		}
+	}
+	for (size_t k = 0; k < nk; k++)
+		for (size_t i = 0; i < u->n; i++)
+			if (strcmp(u->host[i], keys[k]) == 0)
+				return u->verdict[i];
+	return false;
+}
+
+/* WLBLEval check_uri_host_listed(NAME): a host of the message's URIs
+ * (mailto: ones left out; the domains the text names without a scheme
+ * included) in the list NAME (enlist_uri_host). */
+static bool uri_host_listed(struct msgctx *m, const char *name)
+{
+	const struct urilist *u = NULL;
+	for (size_t i = 0; i < m->e->nurilists && !u; i++)
+		if (strcmp(m->e->urilists[i].name, name) == 0)
+			u = &m->e->urilists[i];
+	if (!u || !u->n)
+		return false;
+	const struct sift_mime *mm = m->mime;
+	for (size_t i = 0; i < mm->uri_count; i++)
+		if (mm->uris[i].host && strncasecmp(mm->uris[i].uri, "mailto:", 7) != 0 &&
+		    urilist_has(m->e->net, u, mm->uris[i].host))
+			return true;
+	const struct bare_uris *b = msg_bare_uris(m);
+	for (size_t i = 0; b && i < b->n; i++)
+		if (urilist_has(m->e->net, u, b->host[i]))
+			return true;
+	return false;
+}
+
+static int ev_uri_host_listed(struct msgctx *m, const struct rule *r)
+{
+	return uri_host_listed(m, eval_arg(r, 0));
+}
+
+static int ev_uri_host_blocklist(struct msgctx *m, const struct rule *r)
+{
+	return uri_host_listed(m, "BLOCK");
+}
+
+static int ev_uri_host_welcomelist(struct msgctx *m, const struct rule *r)
+{
+	return uri_host_listed(m, "WELCOME");
+}
+
 static int ev_sift_symbol(struct msgctx *m, const struct rule *r)
 {
 	for (size_t k = 0; k < m->in->nsyms; k++)
@@ -1458,7 +1535,7 @@ const struct evaldef evals[] = {
 	{"check_rbl_accreditor", ev_never},
 	{"check_dns_sender", ev_never},
 	{"check_uridnsbl", ev_net_uri},
-	{"check_uri_host_listed", ev_never},
+	{"check_uri_host_listed", ev_uri_host_listed},
 	{"check_bayes", ev_check_bayes},
 	{"check_razor2", ev_never},
 	{"check_razor2_range", ev_never},
@@ -1528,10 +1605,10 @@ const struct evaldef evals[] = {
 	{"check_forged_in_welcomelist", ev_never},
 	{"check_forged_in_default_whitelist", ev_never},
 	{"check_forged_in_default_welcomelist", ev_never},
-	{"check_uri_host_in_whitelist", ev_never},
-	{"check_uri_host_in_welcomelist", ev_never},
-	{"check_uri_host_in_blacklist", ev_never},
-	{"check_uri_host_in_blocklist", ev_never},
+	{"check_uri_host_in_whitelist", ev_uri_host_welcomelist},
+	{"check_uri_host_in_welcomelist", ev_uri_host_welcomelist},
+	{"check_uri_host_in_blacklist", ev_uri_host_blocklist},
+	{"check_uri_host_in_blocklist", ev_uri_host_blocklist},
 	{"check_subject_in_whitelist", ev_never},
 	{"check_subject_in_welcomelist", ev_never},
 	{"check_subject_in_blacklist", ev_never},

@@ -325,6 +325,16 @@ struct spam_engine {
 	size_t nbayes_ignore;
 	char **freemail_glob; /* entries with * or ? */
 	size_t nfreemail_glob;
+	/* enlist_uri_host (NAME) [!]HOST...: the URI host lists, each host
+	 * with its verdict (0 for "!HOST", an exception); blocklist_uri_host
+	 * and welcomelist_uri_host fill BLOCK and WELCOME */
+	struct urilist {
+		char *name;
+		char **host;
+		unsigned char *verdict;
+		size_t n;
+	} * urilists;
+	size_t nurilists;
 	/* FreeMail's body address patterns (freemail_compile), NULL without
 	 * freemail_domains or util_rb_tld: an address, an address with what
 	 * marks it as not a reply address, a URL holding an '@' */

@@ -126,7 +126,6 @@ static const char *const ignored[] = {"lang",
 				      "bayes_ignore_header",
 				      "reuse",
 				      "url_shortener",
-				      "enlist_uri_host",
 				      "uridnsbl_skip_domain",
 				      "def_whitelist_from_dkim",
 				      "def_welcomelist_from_dkim",
@@ -258,10 +257,6 @@ static const char *const ignored[] = {"lang",
 				      "url_shortener_max",
 				      "decode_short_url",
 				      "unwelcomelist_from",
-				      "blocklist_uri_host",
-				      "blacklist_uri_host",
-				      "whitelist_uri_host",
-				      "welcomelist_uri_host",
 				      "enable_compat",
 				      "clear_util_rb",
 				      NULL};
@@ -430,6 +425,95 @@ static void d_freemail_domains(struct pline *l)
 		for (char *c = dd; *c; c++)
 			*c = (char)tolower((unsigned char)*c);
 		e->freemail[e->nfreemail++] = dd;
+	}
+}
+
+/* The URI host list name, created when new. */
+static struct urilist *urilist_get(struct spam_engine *e, const char *name)
+{
+	for (size_t i = 0; i < e->nurilists; i++)
+		if (strcmp(e->urilists[i].name, name) == 0)
+			return &e->urilists[i];
+	e->urilists = xrealloc(e->urilists, (e->nurilists + 1) * sizeof(*e->urilists));
+	struct urilist *u = &e->urilists[e->nurilists++];
+	*u = (struct urilist){.name = xstrdup(name)};
+	return u;
+}
+
+/* Reads "(NAME)" at the start of args: the name (in args, cut), the rest
+ * in *rest; NULL without one. */
+static char *list_name(char *args, char **rest)
+{
+	while (*args == ' ' || *args == '\t')
+		args++;
+	if (*args != '(')
+		return NULL;
+	char *close = strchr(args, ')');
+	if (!close || close == args + 1)
+		return NULL;
+	*close = 0;
+	*rest = close + 1;
+	return args + 1;
+}
+
+/* enlist_uri_host (NAME) [!]HOST..., and with arg the list named so
+ * (blocklist_uri_host: BLOCK, welcomelist_uri_host: WELCOME); host names
+ * in lower case, a later entry replacing an earlier one. */
+static void d_enlist_uri_host(struct pline *l)
+{
+	struct spam_engine *e = l->e;
+	char *rest = l->args;
+	const char *name = l->arg == 1 ? "BLOCK" : l->arg == 2 ? "WELCOME" : list_name(l->args, &rest);
+	if (!name) {
+		lint(e, true, "%s: enlist_uri_host needs a list name in parentheses", l->where);
+		return;
+	}
+	struct urilist *u = urilist_get(e, name);
+	for (char *t = strtok(rest, " \t"); t; t = strtok(NULL, " \t")) {
+		unsigned char v = *t != '!';
+		if (!v)
+			t++;
+		if (!*t)
+			continue;
+		for (char *c = t; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+		size_t i = 0;
+		while (i < u->n && strcmp(u->host[i], t) != 0)
+			i++;
+		if (i == u->n) {
+			u->host = xrealloc(u->host, (u->n + 1) * sizeof(char *));
+			u->verdict = xrealloc(u->verdict, u->n + 1);
+			u->host[u->n++] = xstrdup(t);
+		}
+		u->verdict[i] = v;
+	}
+}
+
+/* delist_uri_host [(NAME)] HOST...: the hosts out of that list, or of
+ * every list. */
+static void d_delist_uri_host(struct pline *l)
+{
+	struct spam_engine *e = l->e;
+	char *rest = l->args;
+	const char *name = list_name(l->args, &rest);
+	for (char *t = strtok(rest, " \t"); t; t = strtok(NULL, " \t")) {
+		if (*t == '!')
+			t++;
+		for (char *c = t; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+		for (size_t k = 0; k < e->nurilists; k++) {
+			struct urilist *u = &e->urilists[k];
+			if (name && strcmp(u->name, name) != 0)
+				continue;
+			for (size_t i = 0; i < u->n; i++)
+				if (strcmp(u->host[i], t) == 0) {
+					free(u->host[i]);
+					u->host[i] = u->host[u->n - 1];
+					u->verdict[i] = u->verdict[u->n - 1];
+					u->n--;
+					break;
+				}
+		}
 	}
 }
 
@@ -688,6 +772,12 @@ static const struct directive {
 	{"tryplugin", d_loadplugin, 0, 0},
 	{"include", d_include, 0, 0},
 	{"freemail_domains", d_freemail_domains, 0, 0},
+	{"enlist_uri_host", d_enlist_uri_host, 0, 0},
+	{"delist_uri_host", d_delist_uri_host, 0, 0},
+	{"blocklist_uri_host", d_enlist_uri_host, 1, 0},
+	{"blacklist_uri_host", d_enlist_uri_host, 1, 0},
+	{"welcomelist_uri_host", d_enlist_uri_host, 2, 0},
+	{"whitelist_uri_host", d_enlist_uri_host, 2, 0},
 	{"redirector_pattern", d_redirector, 0, 0},
 	{"bayes_ignore_header", d_bayes_ignore_header, 0, 0},
 	{"required_score", d_required_score, 0, 0},

@@ -101,6 +101,12 @@ header   T_FM_RT_DIGIT eval:check_freemail_header('Reply-To', '\d@')
 header   T_FM_RT_ADDR eval:check_freemail_header('Reply-To:addr')
 header   T_FM_ENV_DIGIT eval:check_freemail_header('EnvelopeFrom', '\d@')
 header   T_ENVF_ANY   EnvelopeFrom =~ /./
+util_rb_tld click
+enlist_uri_host (T_LIST) bad.test !ok.bad.test click gone.test
+delist_uri_host (T_LIST) gone.test
+header   T_URI_LISTED eval:check_uri_host_listed('T_LIST')
+blocklist_uri_host blocked.test
+header   T_URI_BLOCK  eval:check_uri_host_in_blocklist()
 body     T_LEN_64     eval:check_body_length('64')
 header   T_ADDRS      From:addr =~ /^a\@x\.test\nc\@y\.test\nd\@z\.test\ne\@w\.test$/
 header   T_NAMES      From:name =~ /^Bob\nCarol\nEve$/
@@ -630,6 +636,15 @@ CASES = [
     ('body-len-65', HDR + DATE + '\n' + 'a' * 64 + '\n', None, [], ['T_LEN_64']),
     ('body-len-html', HDR + DATE + 'Content-Type: text/html\n\n<html><body><!-- ' + 'x' * 80 +
      ' -->hi</body></html>\n', None, [], ['T_LEN_64']),
+    # check_uri_host_listed: the host or a parent domain in the list, the
+    # first found deciding ("!ok.bad.test"); links, and domains the text
+    # names; no mailto:, no name without a TLD (href="click"), no host delisted
+    ('urilist-parent', html_msg('<a href="http://www.bad.test/x">x</a>'), None, ['T_URI_LISTED'], ['T_URI_BLOCK']),
+    ('urilist-exception', html_msg('<a href="http://ok.bad.test/x">x</a>'), None, [], ['T_URI_LISTED']),
+    ('urilist-tld-bare', HDR + DATE + '\nExtended Towing Benefits.Click Here\n', None, ['T_URI_LISTED'], []),
+    ('urilist-not-host', html_msg('<a href="click">x</a> <a href="mailto:a@bad.test">m</a>'
+                                  ' <a href="http://gone.test/">g</a>'), None, [], ['T_URI_LISTED']),
+    ('urilist-block', html_msg('<a href="http://www.blocked.test/">x</a>'), None, ['T_URI_BLOCK'], ['T_URI_LISTED']),
     # subject_is_all_caps: letters only count, prefixes go, some charsets punt
     ('caps', subj('RE: FREE MONEY NOW!!!'), None, ['T_ALL_CAPS'], []),
     ('caps-8bit', subj('=?iso-8859-1?Q?GRATUIT_=C0_VOUS?='), None, ['T_ALL_CAPS'], []),
